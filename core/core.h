@@ -1,0 +1,412 @@
+/* core: the runtime every other layer of vlm is built on.
+ *
+ *   tensors (views over memory owned by an arena or a mapped file), arenas,
+ *   errors and logging, a seedable RNG, thread control, safetensors I/O,
+ *   the op set (forward + backward, dispatched on the tensor's device),
+ *   the pre-LN transformer block, AdamW, gradient clipping, LR schedules.
+ *
+ * Conventions
+ *   - Functions that can fail on user input return vlm_status and set a message
+ *     (vlm_last_error) naming the file, the record and the problem.
+ *   - Ops check their shapes with VLM_CHECK: a mismatch there is a bug in the
+ *     calling code, never a user error, and aborts with a message.
+ *   - Every backward ACCUMULATES (+=) into the gradient tensors it is given;
+ *     a NULL gradient tensor means "not needed". Callers zero gradients once
+ *     per step.
+ *   - Tensors are contiguous unless a function says it accepts strided views.
+ */
+#ifndef VLM_CORE_H
+#define VLM_CORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------------ errors */
+typedef enum {
+  VLM_OK = 0,
+  VLM_ERR_IO,          /* a file could not be opened, read, written or renamed */
+  VLM_ERR_FORMAT,      /* a file's content is malformed */
+  VLM_ERR_ARG,         /* a bad argument or option from the user */
+  VLM_ERR_OOM,         /* out of memory */
+  VLM_ERR_UNSUPPORTED, /* valid but not supported (a dtype, a device) */
+  VLM_ERR_INTERNAL
+} vlm_status;
+
+/* Set the thread's last error message (printf-style) and return code. */
+vlm_status vlm_error(vlm_status code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Prefix the current message with more context: "ctx: old message". */
+vlm_status vlm_error_prefix(vlm_status code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+const char *vlm_last_error(void);
+void vlm_error_clear(void);
+const char *vlm_status_name(vlm_status s);
+
+/* An internal invariant broke (a bug, not bad input): print and abort. */
+void vlm_fatal(const char *file, int line, const char *fmt, ...) __attribute__((noreturn, format(printf, 3, 4)));
+#define VLM_CHECK(cond, ...) \
+  do { if (!(cond)) vlm_fatal(__FILE__, __LINE__, __VA_ARGS__); } while (0)
+
+/* Logging to stderr; level from VLM_LOG (error|warn|info|debug), default info. */
+typedef enum { VLM_LOG_ERROR = 0, VLM_LOG_WARN, VLM_LOG_INFO, VLM_LOG_DEBUG } vlm_log_level;
+void vlm_log(vlm_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void vlm_log_set_level(vlm_log_level level);
+
+/* ------------------------------------------------------------------ dtypes */
+typedef enum {
+  VLM_F32 = 0, VLM_BF16, VLM_F16, VLM_F64,
+  VLM_I8, VLM_I16, VLM_I32, VLM_I64,
+  VLM_U8, VLM_U16, VLM_U32, VLM_U64, VLM_BOOL,
+  VLM_DTYPE_COUNT
+} vlm_dtype;
+
+size_t vlm_dtype_size(vlm_dtype dt);
+const char *vlm_dtype_name(vlm_dtype dt);                  /* safetensors spelling: "F32", "BF16", ... */
+int vlm_dtype_from_name(const char *name, vlm_dtype *out); /* 1 if known */
+
+/* bf16 / f16 conversions (round to nearest even; NaN stays NaN). */
+static inline float vlm_bf16_to_f32(uint16_t h) {
+  union { uint32_t u; float f; } v; v.u = (uint32_t)h << 16; return v.f;
+}
+uint16_t vlm_f32_to_bf16(float f);
+float vlm_f16_to_f32(uint16_t h);
+uint16_t vlm_f32_to_f16(float f);
+static inline float vlm_round_bf16(float f) { return vlm_bf16_to_f32(vlm_f32_to_bf16(f)); }
+void vlm_f32_to_bf16_array(uint16_t *dst, const float *src, size_t n);
+void vlm_bf16_to_f32_array(float *dst, const uint16_t *src, size_t n);
+
+/* ------------------------------------------------------------------ tensors */
+typedef enum { VLM_CPU = 0, VLM_CUDA = 1 } vlm_device;
+
+#define VLM_MAX_DIMS 8
+typedef struct vlm_tensor {
+  void *data;                     /* NULL in a measuring arena */
+  vlm_dtype dtype;
+  vlm_device device;
+  int ndim;
+  int64_t shape[VLM_MAX_DIMS];
+  int64_t stride[VLM_MAX_DIMS];   /* in elements; contiguous unless made by a view function */
+} vlm_tensor;
+
+vlm_tensor vlm_tensor_make(void *data, vlm_dtype dt, vlm_device dev, int ndim, const int64_t *shape);
+/* A contiguous F32 tensor on the CPU over caller-owned memory. */
+vlm_tensor vlm_tensor_cpu_f32(float *data, int ndim, const int64_t *shape);
+int64_t vlm_numel(const vlm_tensor *t);
+size_t vlm_nbytes(const vlm_tensor *t);           /* numel * itemsize (contiguous size) */
+int vlm_is_contiguous(const vlm_tensor *t);
+int vlm_same_shape(const vlm_tensor *a, const vlm_tensor *b);
+/* Product of all dims but the last ("rows") and the last dim ("cols"). */
+int64_t vlm_rows(const vlm_tensor *t);
+int64_t vlm_cols(const vlm_tensor *t);
+/* Views (no copy). narrow: dim restricted to [start, start+len). reshape: contiguous only. */
+vlm_tensor vlm_narrow(const vlm_tensor *t, int dim, int64_t start, int64_t len);
+vlm_tensor vlm_reshape(const vlm_tensor *t, int ndim, const int64_t *shape);
+/* Pointer to element i of a contiguous f32 tensor (checks dtype). */
+float *vlm_f32(const vlm_tensor *t);
+/* "[2, 3, 4] F32" into buf. */
+const char *vlm_shape_str(const vlm_tensor *t, char *buf, size_t n);
+
+/* Set every element to zero / to a value (any device, contiguous). */
+void vlm_zero(vlm_tensor *t);
+void vlm_fill(vlm_tensor *t, float value);
+/* Copy between tensors of the same shape, converting dtype (F32/BF16/F16) and
+ * moving between devices as needed. */
+void vlm_copy(vlm_tensor *dst, const vlm_tensor *src);
+
+/* ------------------------------------------------------------------ arenas
+ * One allocation per parameter set / gradient set / optimizer state /
+ * activation set, sized up front. Two-pass use: run the same layout code on a
+ * measuring arena (vlm_arena_measure) to learn the size, then on a real one. */
+typedef struct {
+  uint8_t *base;
+  size_t capacity;
+  size_t used;
+  vlm_device device;
+  int measuring;
+} vlm_arena;
+
+#define VLM_ARENA_ALIGN 64
+void vlm_arena_measure(vlm_arena *a, vlm_device dev);
+vlm_status vlm_arena_init(vlm_arena *a, size_t bytes, vlm_device dev); /* zeroed memory */
+/* Carve a tensor; in a measuring arena data is NULL. Exceeding capacity is a bug (aborts). */
+vlm_tensor vlm_arena_tensor(vlm_arena *a, vlm_dtype dt, int ndim, const int64_t *shape);
+vlm_tensor vlm_arena_tensor1(vlm_arena *a, vlm_dtype dt, int64_t n0);
+vlm_tensor vlm_arena_tensor2(vlm_arena *a, vlm_dtype dt, int64_t n0, int64_t n1);
+vlm_tensor vlm_arena_tensor3(vlm_arena *a, vlm_dtype dt, int64_t n0, int64_t n1, int64_t n2);
+vlm_tensor vlm_arena_tensor4(vlm_arena *a, vlm_dtype dt, int64_t n0, int64_t n1, int64_t n2, int64_t n3);
+void vlm_arena_reset(vlm_arena *a);   /* forget all tensors, keep the memory */
+void vlm_arena_free(vlm_arena *a);
+
+/* ------------------------------------------------------------------ RNG
+ * xoshiro256** seeded through splitmix64: deterministic on every platform.
+ * The whole state is the struct, so it can be saved in a checkpoint. */
+typedef struct { uint64_t s[4]; int has_spare; float spare; } vlm_rng;
+void vlm_rng_seed(vlm_rng *r, uint64_t seed);
+/* An independent stream derived from (seed, stream): for per-sample randomness
+ * that does not depend on which thread draws it. */
+void vlm_rng_seed_stream(vlm_rng *r, uint64_t seed, uint64_t stream);
+uint64_t vlm_rng_u64(vlm_rng *r);
+uint64_t vlm_rng_below(vlm_rng *r, uint64_t n);    /* uniform in [0, n), unbiased */
+double vlm_rng_uniform(vlm_rng *r);                /* [0, 1) with 53 bits */
+float vlm_rng_normal(vlm_rng *r);                  /* standard normal (Box-Muller) */
+void vlm_rng_fill_uniform(vlm_rng *r, float *x, size_t n, float lo, float hi);
+void vlm_rng_fill_normal(vlm_rng *r, float *x, size_t n, float mean, float std);
+void vlm_rng_shuffle(vlm_rng *r, int64_t *x, size_t n);   /* Fisher-Yates */
+
+/* ------------------------------------------------------------------ threads
+ * requested > 0 wins; else VLM_THREADS; else OpenMP's default. Returns the count in use. */
+int vlm_threads_init(int requested);
+int vlm_threads_get(void);
+
+/* ------------------------------------------------------------------ timing */
+double vlm_now(void);  /* monotonic seconds */
+
+/* ------------------------------------------------------------------ kernels
+ * Every op has a plain reference kernel (core/ref) and a fast one per device
+ * (core/cpu, core/cuda). The reference is used when the mode says so (tests,
+ * debugging) or env VLM_KERNELS=ref. */
+typedef enum { VLM_KERNELS_FAST = 0, VLM_KERNELS_REF = 1 } vlm_kernel_mode;
+void vlm_set_kernel_mode(vlm_kernel_mode m);
+vlm_kernel_mode vlm_get_kernel_mode(void);
+
+/* Precision of matmul inputs for F32 tensors: F32, or BF16 (inputs rounded to
+ * bf16, products accumulated in f32; AMX / AVX512-BF16 on CPUs that have it). */
+typedef enum { VLM_PREC_F32 = 0, VLM_PREC_BF16 = 1 } vlm_precision;
+void vlm_set_matmul_precision(vlm_precision p);
+vlm_precision vlm_get_matmul_precision(void);
+int vlm_cpu_has_bf16(void);   /* AVX512-BF16 or AMX-BF16 present */
+
+/* ------------------------------------------------------------------ ops
+ * Shapes are in the comments; [*] means "any leading dims". */
+
+/* out[M,N] = op(a) @ op(b) (+ bias[N]). Without transposes a is [M,K] and b is
+ * [K,N]; trans_a means a is stored [K,M]; trans_b means b is stored [N,K] (the
+ * PyTorch Linear weight layout). When !trans_a, a's leading dims flatten into M
+ * (a: [*,K], out: [*,N]). a, b: F32 or BF16; out F32. */
+void vlm_matmul_forward(vlm_tensor *out, const vlm_tensor *a, const vlm_tensor *b,
+                        const vlm_tensor *bias, int trans_a, int trans_b);
+void vlm_matmul_backward(vlm_tensor *da, vlm_tensor *db, vlm_tensor *dbias, const vlm_tensor *dout,
+                         const vlm_tensor *a, const vlm_tensor *b, int trans_a, int trans_b);
+
+/* LayerNorm over the last dim C: x [*,C], w,b [C], mean,rstd [rows] F32 (saved
+ * for backward; may be NULL in forward when no backward follows). */
+void vlm_layernorm_forward(vlm_tensor *out, vlm_tensor *mean, vlm_tensor *rstd, const vlm_tensor *x,
+                           const vlm_tensor *w, const vlm_tensor *b, float eps);
+void vlm_layernorm_backward(vlm_tensor *dx, vlm_tensor *dw, vlm_tensor *db, const vlm_tensor *dout,
+                            const vlm_tensor *x, const vlm_tensor *w, const vlm_tensor *mean,
+                            const vlm_tensor *rstd);
+
+/* Activations, elementwise on any shape. GELU is the exact erf form;
+ * QuickGELU is x * sigmoid(1.702 x). */
+typedef enum { VLM_ACT_GELU = 0, VLM_ACT_QUICK_GELU = 1 } vlm_act;
+void vlm_act_forward(vlm_act act, vlm_tensor *out, const vlm_tensor *x);
+void vlm_act_backward(vlm_act act, vlm_tensor *dx, const vlm_tensor *dout, const vlm_tensor *x);
+
+/* Softmax over the last dim. Backward uses the forward's output y. */
+void vlm_softmax_forward(vlm_tensor *y, const vlm_tensor *x);
+void vlm_softmax_backward(vlm_tensor *dx, const vlm_tensor *dy, const vlm_tensor *y);
+
+/* Multi-head scaled dot-product attention.
+ *   q [B,Lq,H*D], k and v [B,Lk,H*D]: 3-d views whose last dim is contiguous;
+ *     stride[1] may exceed H*D (q, k, v as views into a packed [B,L,3W] qkv).
+ *   out [B,Lq,H*D] contiguous. probs [B,H,Lq,Lk] F32 saved for backward.
+ *   key_padding_mask: U8 [B,Lk], nonzero = that key is masked, or NULL.
+ *   causal: query i sees keys j <= i.  scale: usually D^-0.5.
+ *   A query that sees no key at all gets zero output (PyTorch gives NaN).
+ * Backward: dq, dk, dv may be strided views like q, k, v (e.g. into a dqkv). */
+void vlm_attention_forward(vlm_tensor *out, vlm_tensor *probs, const vlm_tensor *q,
+                           const vlm_tensor *k, const vlm_tensor *v, int heads,
+                           const vlm_tensor *key_padding_mask, int causal, float scale);
+void vlm_attention_backward(vlm_tensor *dq, vlm_tensor *dk, vlm_tensor *dv, const vlm_tensor *dout,
+                            const vlm_tensor *probs, const vlm_tensor *q, const vlm_tensor *k,
+                            const vlm_tensor *v, int heads, float scale);
+
+/* Token + position embedding: out[B,L,W] = table[ids[b,l]] + pos[l] (pos [>=L,W] or NULL).
+ * ids I32 or I64 [B,L]; an id outside [0,V) is a bug in the caller (checked). */
+void vlm_embedding_forward(vlm_tensor *out, const vlm_tensor *ids, const vlm_tensor *table,
+                           const vlm_tensor *pos);
+void vlm_embedding_backward(vlm_tensor *dtable, vlm_tensor *dpos, const vlm_tensor *dout,
+                            const vlm_tensor *ids);
+
+/* Residual / broadcast add: out = a + b where b's shape equals the trailing dims
+ * of a (numel(b) divides numel(a)); out may alias a. Backward: da += dout,
+ * db += dout summed over the broadcast dims. */
+void vlm_add_forward(vlm_tensor *out, const vlm_tensor *a, const vlm_tensor *b);
+void vlm_add_backward(vlm_tensor *da, vlm_tensor *db, const vlm_tensor *dout);
+
+/* L2 normalize over the last dim: y = x / max(||x||, eps); norm [rows] saved. */
+void vlm_l2norm_forward(vlm_tensor *y, vlm_tensor *norm, const vlm_tensor *x, float eps);
+void vlm_l2norm_backward(vlm_tensor *dx, const vlm_tensor *dy, const vlm_tensor *x,
+                         const vlm_tensor *norm, float eps);
+
+/* Cross-entropy with an ignore index, mean over the rows whose target is not
+ * ignore_index (0 when there are none): logits [N,C] F32, targets [N] I32/I64,
+ * loss [1] F32, probs [N,C] F32 (the softmax, saved for backward).
+ * Backward: dlogits += dloss[0] * (probs - onehot) / count. A target outside
+ * [0,C) that is not ignore_index is a bug in the caller (checked). */
+void vlm_cross_entropy_forward(vlm_tensor *loss, vlm_tensor *probs, const vlm_tensor *logits,
+                               const vlm_tensor *targets, int64_t ignore_index);
+void vlm_cross_entropy_backward(vlm_tensor *dlogits, const vlm_tensor *dloss,
+                                const vlm_tensor *probs, const vlm_tensor *targets,
+                                int64_t ignore_index);
+
+/* ------------------------------------------------------------------ transformer block
+ * Pre-LN residual block as in open_clip's ResidualAttentionBlock:
+ *   x1 = x + out_proj(attn(ln_1(x)));  y = x1 + c_proj(act(c_fc(ln_2(x1)))).
+ * Parameter names (open_clip): ln_1.{weight,bias}, attn.in_proj_{weight,bias},
+ * attn.out_proj.{weight,bias}, ln_2.*, mlp.c_fc.*, mlp.c_proj.* */
+typedef struct {
+  int64_t width;      /* W */
+  int64_t heads;      /* H; head_dim = W / H */
+  int64_t mlp_width;  /* M */
+  vlm_act act;
+  float ln_eps;       /* 1e-5 */
+} vlm_block_config;
+
+typedef struct {
+  vlm_tensor ln_1_w, ln_1_b;   /* [W] */
+  vlm_tensor in_proj_w;        /* [3W, W] */
+  vlm_tensor in_proj_b;        /* [3W] */
+  vlm_tensor out_proj_w;       /* [W, W] */
+  vlm_tensor out_proj_b;       /* [W] */
+  vlm_tensor ln_2_w, ln_2_b;   /* [W] */
+  vlm_tensor fc_w;             /* [M, W] */
+  vlm_tensor fc_b;             /* [M] */
+  vlm_tensor proj_w;           /* [W, M] */
+  vlm_tensor proj_b;           /* [W] */
+} vlm_block_params;
+
+/* Saved activations of one block at batch B, length L. */
+typedef struct {
+  vlm_tensor ln_1;             /* [B, L, W] */
+  vlm_tensor ln_1_mean, ln_1_rstd; /* [B*L] */
+  vlm_tensor qkv;              /* [B, L, 3W] */
+  vlm_tensor probs;            /* [B, H, L, L] */
+  vlm_tensor attn;             /* [B, L, W] attention output before out_proj */
+  vlm_tensor x1;               /* [B, L, W] residual stream after attention */
+  vlm_tensor ln_2;             /* [B, L, W] */
+  vlm_tensor ln_2_mean, ln_2_rstd; /* [B*L] */
+  vlm_tensor fc;               /* [B, L, M] before the activation */
+  vlm_tensor act;              /* [B, L, M] */
+} vlm_block_acts;
+
+/* Gradient scratch shared by all blocks of a tower (same B, L, W, M). */
+typedef struct {
+  vlm_tensor d_ln;             /* [B, L, W] */
+  vlm_tensor d_attn;           /* [B, L, W] */
+  vlm_tensor d_x1;             /* [B, L, W] */
+  vlm_tensor d_qkv;            /* [B, L, 3W] */
+  vlm_tensor d_act;            /* [B, L, M] */
+  vlm_tensor d_fc;             /* [B, L, M] */
+} vlm_block_scratch;
+
+void vlm_block_params_layout(vlm_block_params *p, vlm_arena *a, const vlm_block_config *c);
+void vlm_block_acts_layout(vlm_block_acts *s, vlm_arena *a, const vlm_block_config *c, int64_t B, int64_t L);
+void vlm_block_scratch_layout(vlm_block_scratch *s, vlm_arena *a, const vlm_block_config *c, int64_t B, int64_t L);
+/* Visit every parameter tensor with its open_clip suffix ("ln_1.weight", ...). */
+typedef void (*vlm_param_visit_fn)(void *ctx, const char *name, vlm_tensor *t);
+void vlm_block_params_visit(vlm_block_params *p, vlm_param_visit_fn fn, void *ctx);
+
+/* y [B,L,W] from x [B,L,W]; y must not alias x. mask as for attention. */
+void vlm_block_forward(const vlm_block_config *c, const vlm_block_params *p, vlm_block_acts *s,
+                       vlm_tensor *y, const vlm_tensor *x, const vlm_tensor *key_padding_mask, int causal);
+/* Accumulates into dx and into every tensor of g. dy is read-only. */
+void vlm_block_backward(const vlm_block_config *c, const vlm_block_params *p, vlm_block_params *g,
+                        const vlm_block_acts *s, vlm_block_scratch *scr, vlm_tensor *dx,
+                        const vlm_tensor *dy, const vlm_tensor *x, int causal);
+
+/* ------------------------------------------------------------------ optimizer */
+typedef struct {
+  float beta1, beta2, eps;   /* open_clip: 0.9, 0.98, 1e-6 */
+  float weight_decay;        /* decoupled; applied to tensors whose decay flag is set */
+} vlm_adamw_config;
+
+typedef struct {
+  const char *name;
+  vlm_tensor *param, *grad, *m, *v;  /* same shape, F32 */
+  int decay;                          /* 1: this tensor gets weight decay */
+} vlm_param_slot;
+
+/* One AdamW step t (1-based) with learning rate lr over all slots:
+ *   p *= 1 - lr*wd (decay slots only); m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;
+ *   p -= lr/(1-b1^t) * m / (sqrt(v)/sqrt(1-b2^t) + eps). */
+void vlm_adamw_step(vlm_param_slot *slots, int n, const vlm_adamw_config *c, float lr, int64_t t);
+/* Global L2 norm of all gradients (accumulated in double). */
+double vlm_grad_norm(vlm_param_slot *slots, int n);
+/* Scale every gradient by min(1, max_norm / (norm + 1e-6)); returns the raw norm,
+ * stores the coefficient in *coef when coef is not NULL. max_norm <= 0: no clipping. */
+double vlm_grad_clip(vlm_param_slot *slots, int n, double max_norm, double *coef);
+
+/* LR schedules (open_clip's scheduler.py semantics); step is 0-based. */
+float vlm_lr_cosine(float base_lr, int64_t warmup, int64_t total, int64_t step);
+float vlm_lr_const(float base_lr, int64_t warmup, int64_t step);
+float vlm_lr_const_cooldown(float base_lr, int64_t warmup, int64_t total, int64_t step,
+                            int64_t cooldown_steps, float cooldown_power, float cooldown_end_lr);
+
+/* ------------------------------------------------------------------ safetensors */
+typedef struct {
+  char *name;
+  vlm_dtype dtype;
+  int ndim;
+  int64_t shape[VLM_MAX_DIMS];
+  uint64_t begin, end;          /* byte range within the data section */
+  const void *data;             /* points into the mapping */
+} vlm_st_entry;
+
+typedef struct {
+  char *path;
+  void *map;                    /* whole file, read-only mmap */
+  size_t map_size;
+  const uint8_t *data;          /* start of the data section */
+  uint64_t data_size;
+  vlm_st_entry *entries;        /* sorted by name */
+  int n_entries;
+  char **meta_keys, **meta_values;  /* __metadata__ (string -> string) */
+  int n_meta;
+} vlm_safetensors;
+
+#define VLM_ST_MAX_HEADER (100u * 1024u * 1024u)
+/* Map and validate the whole header; every error names the file and the problem. */
+vlm_status vlm_st_open(vlm_safetensors *st, const char *path);
+void vlm_st_close(vlm_safetensors *st);
+const vlm_st_entry *vlm_st_find(const vlm_safetensors *st, const char *name);
+const char *vlm_st_meta(const vlm_safetensors *st, const char *key);
+/* Convert an entry (F32/F16/BF16/F64) into n floats; errors if numel != n or dtype not float. */
+vlm_status vlm_st_read_f32(const vlm_safetensors *st, const vlm_st_entry *e, float *dst, int64_t n);
+/* Entry as a CPU tensor view over the mapping (read-only data). */
+vlm_tensor vlm_st_tensor(const vlm_st_entry *e);
+
+typedef struct vlm_st_writer vlm_st_writer;
+vlm_st_writer *vlm_st_writer_new(void);
+/* Data is not copied: it must stay valid until save. Names must be unique. */
+vlm_status vlm_st_writer_add(vlm_st_writer *w, const char *name, vlm_dtype dt, int ndim,
+                             const int64_t *shape, const void *data);
+vlm_status vlm_st_writer_add_tensor(vlm_st_writer *w, const char *name, const vlm_tensor *t);
+vlm_status vlm_st_writer_meta(vlm_st_writer *w, const char *key, const char *value);
+/* Write to a temporary file beside path, fsync, rename into place. */
+vlm_status vlm_st_writer_save(vlm_st_writer *w, const char *path);
+void vlm_st_writer_free(vlm_st_writer *w);
+
+/* Atomic whole-file write used by every writer in vlm: tmp file + fsync + rename. */
+vlm_status vlm_write_file_atomic(const char *path, const void *data, size_t n);
+/* Open a temporary file beside path for streaming writes; commit renames it into
+ * place (after fsync), abort removes it. */
+typedef struct { FILE *f; char *path; char *tmp_path; } vlm_atomic_file;
+vlm_status vlm_atomic_open(vlm_atomic_file *af, const char *path);
+vlm_status vlm_atomic_commit(vlm_atomic_file *af);
+void vlm_atomic_abort(vlm_atomic_file *af);
+
+/* ------------------------------------------------------------------ devices */
+int vlm_cuda_available(void);              /* a usable GPU is present (0 in CPU-only builds) */
+const char *vlm_cuda_describe(void);       /* "NVIDIA H100 ... (sm_90)" or why none */
+void *vlm_device_alloc(vlm_device dev, size_t bytes);   /* zeroed; NULL on failure */
+void vlm_device_free(vlm_device dev, void *p);
+void vlm_memcpy(void *dst, vlm_device ddev, const void *src, vlm_device sdev, size_t bytes);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

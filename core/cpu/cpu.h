@@ -1,0 +1,47 @@
+/* core/cpu: fast CPU kernels (OpenMP, AVX-512 through the compiler, oneDNN for
+ * matmul). Same signatures as the reference kernels in core/ref/ref.h with the
+ * vlm_cpu_ prefix; each is tested against its reference. */
+#ifndef VLM_CORE_CPU_H
+#define VLM_CORE_CPU_H
+#include "core/core.h"
+
+void vlm_cpu_matmul_forward(vlm_tensor *out, const vlm_tensor *a, const vlm_tensor *b,
+                            const vlm_tensor *bias, int trans_a, int trans_b, vlm_precision prec);
+void vlm_cpu_matmul_backward(vlm_tensor *da, vlm_tensor *db, vlm_tensor *dbias, const vlm_tensor *dout,
+                             const vlm_tensor *a, const vlm_tensor *b, int trans_a, int trans_b,
+                             vlm_precision prec);
+/* Raw GEMM used by other fast kernels (attention): C[M,N] = alpha * op(A) @ op(B) + beta * C,
+ * row-major, leading dimensions in elements. */
+void vlm_cpu_sgemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                   const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
+                   float *C, int64_t ldc);
+void vlm_cpu_layernorm_forward(vlm_tensor *out, vlm_tensor *mean, vlm_tensor *rstd, const vlm_tensor *x,
+                               const vlm_tensor *w, const vlm_tensor *b, float eps);
+void vlm_cpu_layernorm_backward(vlm_tensor *dx, vlm_tensor *dw, vlm_tensor *db, const vlm_tensor *dout,
+                                const vlm_tensor *x, const vlm_tensor *w, const vlm_tensor *mean,
+                                const vlm_tensor *rstd);
+void vlm_cpu_act_forward(vlm_act act, vlm_tensor *out, const vlm_tensor *x);
+void vlm_cpu_act_backward(vlm_act act, vlm_tensor *dx, const vlm_tensor *dout, const vlm_tensor *x);
+void vlm_cpu_softmax_forward(vlm_tensor *y, const vlm_tensor *x);
+void vlm_cpu_softmax_backward(vlm_tensor *dx, const vlm_tensor *dy, const vlm_tensor *y);
+void vlm_cpu_attention_forward(vlm_tensor *out, vlm_tensor *probs, const vlm_tensor *q,
+                               const vlm_tensor *k, const vlm_tensor *v, int heads,
+                               const vlm_tensor *key_padding_mask, int causal, float scale);
+void vlm_cpu_attention_backward(vlm_tensor *dq, vlm_tensor *dk, vlm_tensor *dv, const vlm_tensor *dout,
+                                const vlm_tensor *probs, const vlm_tensor *q, const vlm_tensor *k,
+                                const vlm_tensor *v, int heads, float scale);
+void vlm_cpu_embedding_forward(vlm_tensor *out, const vlm_tensor *ids, const vlm_tensor *table,
+                               const vlm_tensor *pos);
+void vlm_cpu_embedding_backward(vlm_tensor *dtable, vlm_tensor *dpos, const vlm_tensor *dout,
+                                const vlm_tensor *ids);
+void vlm_cpu_add_forward(vlm_tensor *out, const vlm_tensor *a, const vlm_tensor *b);
+void vlm_cpu_add_backward(vlm_tensor *da, vlm_tensor *db, const vlm_tensor *dout);
+void vlm_cpu_l2norm_forward(vlm_tensor *y, vlm_tensor *norm, const vlm_tensor *x, float eps);
+void vlm_cpu_l2norm_backward(vlm_tensor *dx, const vlm_tensor *dy, const vlm_tensor *x,
+                             const vlm_tensor *norm, float eps);
+void vlm_cpu_cross_entropy_forward(vlm_tensor *loss, vlm_tensor *probs, const vlm_tensor *logits,
+                                   const vlm_tensor *targets, int64_t ignore_index);
+void vlm_cpu_cross_entropy_backward(vlm_tensor *dlogits, const vlm_tensor *dloss, const vlm_tensor *probs,
+                                    const vlm_tensor *targets, int64_t ignore_index);
+void vlm_cpu_adamw_step(vlm_param_slot *slots, int n, const vlm_adamw_config *c, float lr, int64_t t);
+#endif

@@ -1,0 +1,54 @@
+/* Process-wide runtime settings: threads, kernel mode, matmul precision, CPU
+ * features, the clock, and host/device memory. */
+#define _POSIX_C_SOURCE 200809L
+#include "core/core.h"
+
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static int g_threads = 0;
+
+int vlm_threads_init(int requested) {
+  int n = requested;
+  if (n <= 0) {
+    const char *e = getenv("VLM_THREADS");
+    if (e && atoi(e) > 0) n = atoi(e);
+  }
+  if (n <= 0) n = omp_get_max_threads();
+  omp_set_num_threads(n);
+  g_threads = n;
+  return n;
+}
+
+int vlm_threads_get(void) { return g_threads > 0 ? g_threads : omp_get_max_threads(); }
+
+static int g_mode = -1;
+void vlm_set_kernel_mode(vlm_kernel_mode m) { g_mode = (int)m; }
+vlm_kernel_mode vlm_get_kernel_mode(void) {
+  if (g_mode < 0) {
+    const char *e = getenv("VLM_KERNELS");
+    g_mode = (e && !strcmp(e, "ref")) ? VLM_KERNELS_REF : VLM_KERNELS_FAST;
+  }
+  return (vlm_kernel_mode)g_mode;
+}
+
+static vlm_precision g_prec = VLM_PREC_F32;
+void vlm_set_matmul_precision(vlm_precision p) { g_prec = p; }
+vlm_precision vlm_get_matmul_precision(void) { return g_prec; }
+
+int vlm_cpu_has_bf16(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx512bf16");
+#else
+  return 0;
+#endif
+}
+
+double vlm_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}

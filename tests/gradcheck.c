@@ -1,0 +1,108 @@
+#include "gradcheck.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+int vt_passed = 0, vt_failed = 0;
+
+int vt_finish(void) {
+  printf("%d passed, %d failed\n", vt_passed, vt_failed);
+  return vt_failed ? 1 : 0;
+}
+
+void vt_skip(const char *why) {
+  printf("SKIPPED: %s\n", why);
+  fflush(stdout);
+  exit(77);
+}
+
+const char *vt_shared_dir(int argc, char **argv) {
+  if (argc > 1 && argv[1][0]) return argv[1];
+  const char *e = getenv("VLM_SHARED_DIR");
+  return (e && e[0]) ? e : NULL;
+}
+
+double vt_max_abs(const float *got, const float *ref, int64_t n) {
+  double m = 0;
+  for (int64_t i = 0; i < n; i++) {
+    double d = fabs((double)got[i] - (double)ref[i]);
+    if (d > m || isnan(d)) m = isnan(d) ? INFINITY : d;
+  }
+  return m;
+}
+
+double vt_max_rel(const float *got, const float *ref, int64_t n, double floor) {
+  double scale = floor;
+  for (int64_t i = 0; i < n; i++)
+    if (fabs(ref[i]) > scale) scale = fabs(ref[i]);
+  return vt_max_abs(got, ref, n) / scale;
+}
+
+void vt_fill_normal(float *x, int64_t n, uint64_t seed, float std) {
+  vlm_rng r;
+  vlm_rng_seed(&r, seed);
+  vlm_rng_fill_normal(&r, x, (size_t)n, 0.0f, std);
+}
+
+float *vt_alloc(int64_t n) {
+  float *p = calloc((size_t)(n > 0 ? n : 1), sizeof(float));
+  if (!p) { fprintf(stderr, "out of memory\n"); abort(); }
+  return p;
+}
+
+static double weighted_sum(const vt_gradcheck *g) {
+  double s = 0;
+  for (int64_t i = 0; i < g->n_out; i++) s += (double)g->dout[i] * (double)g->out[i];
+  return s;
+}
+
+int vt_gradcheck_run(const char *what, vt_gradcheck *g) {
+  double h = g->h > 0 ? g->h : 1e-2;
+  double tol = g->tol > 0 ? g->tol : 1e-3;
+  int max_checks = g->max_checks > 0 ? g->max_checks : 256;
+  vlm_rng r;
+  vlm_rng_seed(&r, g->seed ? g->seed : 1234);
+  vlm_rng_fill_normal(&r, g->dout, (size_t)g->n_out, 0.0f, 1.0f);
+
+  g->forward(g->ctx);
+  for (int k = 0; k < g->n_inputs; k++) memset(g->inputs[k].grad, 0, sizeof(float) * (size_t)g->inputs[k].n);
+  g->backward(g->ctx);
+
+  int bad = 0;
+  for (int k = 0; k < g->n_inputs; k++) {
+    vt_gc_input *in = &g->inputs[k];
+    int64_t n_check = in->n < max_checks ? in->n : max_checks;
+    double num2 = 0, diff2 = 0, max_num = 0, max_diff = 0;
+    for (int64_t c = 0; c < n_check; c++) {
+      int64_t i = in->n <= max_checks ? c : (int64_t)vlm_rng_below(&r, (uint64_t)in->n);
+      float x0 = in->x[i];
+      in->x[i] = (float)(x0 + h);
+      double hp = (double)in->x[i] - x0;  /* the step actually taken in float */
+      g->forward(g->ctx);
+      double fp = weighted_sum(g);
+      in->x[i] = (float)(x0 - h);
+      double hm = x0 - (double)in->x[i];
+      g->forward(g->ctx);
+      double fm = weighted_sum(g);
+      in->x[i] = x0;
+      double num = (fp - fm) / (hp + hm);
+      double ana = in->grad[i];
+      num2 += num * num;
+      diff2 += (ana - num) * (ana - num);
+      if (fabs(num) > max_num) max_num = fabs(num);
+      if (fabs(ana - num) > max_diff || isnan(ana)) max_diff = isnan(ana) ? INFINITY : fabs(ana - num);
+    }
+    g->forward(g->ctx);
+    double rel_norm = num2 > 0 ? sqrt(diff2 / num2) : sqrt(diff2);
+    double rel_max = max_num > 0 ? max_diff / max_num : max_diff;
+    int ok = rel_norm < tol && rel_max < tol;
+    if (!ok) bad++;
+    CHECK(ok, "%s: d/d%s relative error %.3g (norm), %.3g (max) over %lld elements, tolerance %.1g",
+          what, in->name, rel_norm, rel_max, (long long)n_check, tol);
+    if (getenv("VT_VERBOSE"))
+      printf("  gradcheck %s d/d%s: rel %.3g (norm) %.3g (max) over %lld elements\n", what, in->name,
+             rel_norm, rel_max, (long long)n_check);
+  }
+  return bad;
+}

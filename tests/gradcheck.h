@@ -1,0 +1,67 @@
+/* Test helpers shared by the unit tests: counters and CHECK, comparisons, and a
+ * finite-difference gradient checker.
+ *
+ * Each test program calls vt_finish() last: it prints "N passed, M failed" and
+ * returns the exit code (1 if anything failed). A test that cannot run here
+ * calls vt_skip(why), which prints the reason and exits 77 (ctest: Skipped). */
+#ifndef VLM_TESTS_GRADCHECK_H
+#define VLM_TESTS_GRADCHECK_H
+#include <stdint.h>
+#include <stdio.h>
+#include "core/core.h"
+
+extern int vt_passed, vt_failed;
+#define CHECK(cond, ...)                                                   \
+  do {                                                                     \
+    if (cond) { vt_passed++; }                                             \
+    else {                                                                 \
+      vt_failed++;                                                         \
+      fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                 \
+      fprintf(stderr, __VA_ARGS__);                                        \
+      fputc('\n', stderr);                                                 \
+    }                                                                      \
+  } while (0)
+
+int vt_finish(void);
+void vt_skip(const char *why) __attribute__((noreturn));
+/* ../shared from argv[1] (ctest passes it) or VLM_SHARED_DIR; NULL if absent. */
+const char *vt_shared_dir(int argc, char **argv);
+
+/* max |got - ref| / max(max |ref|, floor): error relative to the tensor's scale. */
+double vt_max_rel(const float *got, const float *ref, int64_t n, double floor);
+double vt_max_abs(const float *got, const float *ref, int64_t n);
+void vt_fill_normal(float *x, int64_t n, uint64_t seed, float std);
+float *vt_alloc(int64_t n);   /* zeroed, aborts on failure; free with free() */
+
+/* Finite-difference gradient check of a function out = f(inputs).
+ * The checker draws random upstream weights w into dout, and compares the
+ * analytic gradient of L = sum(w * out) (backward, which accumulates into each
+ * input's grad buffer after the checker zeroed it) with double-precision
+ * central differences of L over a sample of each input's elements.
+ * An input passes when ||g_analytic - g_numeric|| / ||g_numeric|| < tol and
+ * max |g_a - g_n| / max |g_n| < tol over the sampled elements. */
+typedef struct {
+  const char *name;
+  float *x;      /* values, perturbed in place and restored */
+  float *grad;   /* analytic gradient, filled by backward */
+  int64_t n;
+} vt_gc_input;
+
+typedef struct {
+  void (*forward)(void *ctx);
+  void (*backward)(void *ctx);
+  void *ctx;
+  float *out;
+  float *dout;
+  int64_t n_out;
+  vt_gc_input *inputs;
+  int n_inputs;
+  double h;         /* step; 0 = 1e-2 */
+  double tol;       /* 0 = 1e-3 */
+  int max_checks;   /* sampled elements per input; 0 = 256 */
+  uint64_t seed;
+} vt_gradcheck;
+
+/* Returns 0 when every input passes; prints one line per input. Counts as CHECKs. */
+int vt_gradcheck_run(const char *what, vt_gradcheck *g);
+#endif

@@ -1,0 +1,112 @@
+/* Tensors, arenas, dtypes, RNG, errors. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gradcheck.h"
+
+static void test_dtypes(void) {
+  CHECK(vlm_dtype_size(VLM_F32) == 4 && vlm_dtype_size(VLM_BF16) == 2 && vlm_dtype_size(VLM_I64) == 8,
+        "dtype sizes");
+  vlm_dtype dt;
+  CHECK(vlm_dtype_from_name("BF16", &dt) && dt == VLM_BF16, "BF16 by name");
+  CHECK(!vlm_dtype_from_name("F8", &dt), "unknown dtype name rejected");
+  /* bf16: exact for representable values, round-to-nearest-even otherwise. */
+  CHECK(vlm_bf16_to_f32(vlm_f32_to_bf16(1.5f)) == 1.5f, "bf16 exact");
+  CHECK(vlm_f32_to_bf16(1.0f + 1.0f / 256) == 0x3f80, "bf16 ties to even (down)");
+  CHECK(vlm_f32_to_bf16(1.0f + 3.0f / 256) == 0x3f82, "bf16 ties to even (up)");
+  CHECK(isnan(vlm_bf16_to_f32(vlm_f32_to_bf16(NAN))), "bf16 NaN");
+  /* f16 round trip over every half value. */
+  int bad = 0;
+  for (uint32_t h = 0; h < 65536; h++) {
+    float f = vlm_f16_to_f32((uint16_t)h);
+    if (isnan(f)) continue;
+    if (vlm_f32_to_f16(f) != h) bad++;
+  }
+  CHECK(bad == 0, "f16 round trip: %d mismatches", bad);
+  CHECK(vlm_f16_to_f32(0x3c00) == 1.0f && vlm_f16_to_f32(0xc000) == -2.0f, "f16 values");
+  CHECK(vlm_f32_to_f16(65520.0f) == 0x7c00, "f16 overflow to inf");
+}
+
+static void test_tensor_arena(void) {
+  vlm_arena m;
+  vlm_arena_measure(&m, VLM_CPU);
+  vlm_arena_tensor2(&m, VLM_F32, 3, 5);
+  vlm_arena_tensor1(&m, VLM_BF16, 7);
+  size_t need = m.used;
+  CHECK(need >= 64 + 14 && need % 2 == 0, "measured %zu bytes", need);
+  vlm_arena a;
+  CHECK(vlm_arena_init(&a, need, VLM_CPU) == VLM_OK, "arena init");
+  vlm_tensor t = vlm_arena_tensor2(&a, VLM_F32, 3, 5);
+  vlm_tensor u = vlm_arena_tensor1(&a, VLM_BF16, 7);
+  CHECK(a.used == need, "same layout twice");
+  CHECK(((uintptr_t)u.data % VLM_ARENA_ALIGN) == 0, "aligned");
+  CHECK(vlm_numel(&t) == 15 && vlm_rows(&t) == 3 && vlm_cols(&t) == 5, "shape helpers");
+  float *p = vlm_f32(&t);
+  for (int i = 0; i < 15; i++) CHECK(p[i] == 0.0f, "zeroed");
+  vlm_fill(&t, 2.5f);
+  vlm_tensor col = vlm_narrow(&t, 1, 1, 2);
+  CHECK(!vlm_is_contiguous(&col) && col.stride[0] == 5 && ((float *)col.data) == p + 1, "narrow view");
+  vlm_tensor row = vlm_narrow(&t, 0, 1, 1);
+  CHECK(vlm_is_contiguous(&row), "row view is contiguous");
+  int64_t s1[1] = {15};
+  vlm_tensor flat = vlm_reshape(&t, 1, s1);
+  CHECK(flat.data == t.data && flat.shape[0] == 15, "reshape");
+  vlm_tensor u7 = vlm_narrow(&flat, 0, 0, 7);
+  vlm_copy(&u, &u7);
+  CHECK(vlm_bf16_to_f32(((uint16_t *)u.data)[6]) == 2.5f, "copy F32 -> BF16");
+  char buf[64];
+  CHECK(!strcmp(vlm_shape_str(&t, buf, sizeof buf), "[3, 5] F32"), "shape_str %s", buf);
+  vlm_arena_free(&a);
+}
+
+static void test_rng(void) {
+  vlm_rng a, b;
+  vlm_rng_seed(&a, 42);
+  vlm_rng_seed(&b, 42);
+  int same = 1;
+  for (int i = 0; i < 100; i++) same &= vlm_rng_u64(&a) == vlm_rng_u64(&b);
+  CHECK(same, "same seed, same stream");
+  vlm_rng_seed(&b, 43);
+  CHECK(vlm_rng_u64(&a) != vlm_rng_u64(&b), "different seeds differ");
+  /* Moments of the normal generator. */
+  double s = 0, s2 = 0;
+  int n = 200000;
+  for (int i = 0; i < n; i++) {
+    double x = vlm_rng_normal(&a);
+    s += x;
+    s2 += x * x;
+  }
+  CHECK(fabs(s / n) < 0.01 && fabs(s2 / n - 1) < 0.02, "normal mean %g var %g", s / n, s2 / n);
+  int counts[7] = {0};
+  for (int i = 0; i < 70000; i++) counts[vlm_rng_below(&a, 7)]++;
+  int ok = 1;
+  for (int i = 0; i < 7; i++) ok &= abs(counts[i] - 10000) < 500;
+  CHECK(ok, "below(7) roughly uniform");
+  vlm_rng_seed_stream(&a, 1, 5);
+  vlm_rng_seed_stream(&b, 1, 6);
+  CHECK(vlm_rng_u64(&a) != vlm_rng_u64(&b), "streams differ");
+  int64_t perm[10];
+  for (int i = 0; i < 10; i++) perm[i] = i;
+  vlm_rng_shuffle(&a, perm, 10);
+  int seen = 0;
+  for (int i = 0; i < 10; i++) seen |= 1 << perm[i];
+  CHECK(seen == 0x3ff, "shuffle is a permutation");
+}
+
+static void test_errors(void) {
+  vlm_status s = vlm_error(VLM_ERR_FORMAT, "%s: bad header", "x.safetensors");
+  CHECK(s == VLM_ERR_FORMAT, "status returned");
+  vlm_error_prefix(s, "loading model");
+  CHECK(!strcmp(vlm_last_error(), "loading model: x.safetensors: bad header"), "%s", vlm_last_error());
+  CHECK(vlm_threads_init(1) == 1 && vlm_threads_get() == 1, "threads");
+  vlm_threads_init(0);
+}
+
+int main(void) {
+  test_dtypes();
+  test_tensor_arena();
+  test_rng();
+  test_errors();
+  return vt_finish();
+}
