@@ -331,7 +331,7 @@ typedef struct {
 } vlm_param_slot;
 
 /* One AdamW step t (1-based) with learning rate lr over all slots:
- *   p *= 1 - lr*wd (decay slots only); m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;
+ *   p *= 1 - lr*wd (decay slots only); m += (1-b1)(g - m); v = b2 v + (1-b2) g^2;
  *   p -= lr/(1-b1^t) * m / (sqrt(v)/sqrt(1-b2^t) + eps). */
 void vlm_adamw_step(vlm_param_slot *slots, int n, const vlm_adamw_config *c, float lr, int64_t t);
 /* Global L2 norm of all gradients (accumulated in double). */

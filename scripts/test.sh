@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The whole test suite: the release tree (with CUDA compiled when nvcc exists)
+# runs every test; a second tree built with AddressSanitizer and
+# UndefinedBehaviorSanitizer runs the unit tests again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh build
+(cd build && ctest --output-on-failure -j"$(nproc)")
+
+scripts/setup.sh build-asan -DVLM_SANITIZE=ON -DVLM_CUDA=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo
+(cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+  ctest --output-on-failure -j"$(nproc)" -L unit)

@@ -1,0 +1,140 @@
+/* The pre-LN transformer block: finite-difference gradients of x and of every
+ * parameter (self, causal, key-padded; GELU and QuickGELU; both kernel modes),
+ * and the fast kernels against the reference ones on a ViT-like shape. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gradcheck.h"
+
+typedef struct {
+  vlm_block_config c;
+  vlm_block_params p, g;
+  vlm_block_acts s;
+  vlm_block_scratch scr;
+  vlm_arena pa, ga, aa;
+  vlm_tensor x, dx, y, dy, mask;
+  int causal, use_mask;
+  int64_t B, L;
+} blk;
+
+static void layout(blk *b, vlm_arena *pa, vlm_arena *ga, vlm_arena *aa) {
+  vlm_block_params_layout(&b->p, pa, &b->c);
+  vlm_block_params_layout(&b->g, ga, &b->c);
+  vlm_block_acts_layout(&b->s, aa, &b->c, b->B, b->L);
+  vlm_block_scratch_layout(&b->scr, aa, &b->c, b->B, b->L);
+  b->x = vlm_arena_tensor3(aa, VLM_F32, b->B, b->L, b->c.width);
+  b->dx = vlm_arena_tensor3(aa, VLM_F32, b->B, b->L, b->c.width);
+  b->y = vlm_arena_tensor3(aa, VLM_F32, b->B, b->L, b->c.width);
+  b->dy = vlm_arena_tensor3(aa, VLM_F32, b->B, b->L, b->c.width);
+  b->mask = vlm_arena_tensor2(aa, VLM_U8, b->B, b->L);
+}
+
+static void init_param(void *ctx, const char *name, vlm_tensor *t) {
+  uint64_t *seed = ctx;
+  float std = strstr(name, "ln_") && strstr(name, "weight") ? 0.2f : 0.3f;
+  vt_fill_normal(vlm_f32(t), vlm_numel(t), (*seed)++, std);
+  if (strstr(name, "ln_") && strstr(name, "weight"))
+    for (int64_t i = 0; i < vlm_numel(t); i++) vlm_f32(t)[i] += 1.0f;
+}
+
+static void blk_init(blk *b, int64_t B, int64_t L, int64_t W, int64_t H, int64_t M, vlm_act act, int causal,
+                     int use_mask, uint64_t seed) {
+  memset(b, 0, sizeof *b);
+  b->c = (vlm_block_config){W, H, M, act, 1e-5f};
+  b->B = B; b->L = L; b->causal = causal; b->use_mask = use_mask;
+  vlm_arena mp, mg, ma;
+  vlm_arena_measure(&mp, VLM_CPU); vlm_arena_measure(&mg, VLM_CPU); vlm_arena_measure(&ma, VLM_CPU);
+  layout(b, &mp, &mg, &ma);
+  vlm_arena_init(&b->pa, mp.used, VLM_CPU); vlm_arena_init(&b->ga, mg.used, VLM_CPU);
+  vlm_arena_init(&b->aa, ma.used, VLM_CPU);
+  layout(b, &b->pa, &b->ga, &b->aa);
+  vlm_block_params_visit(&b->p, init_param, &seed);
+  vt_fill_normal(vlm_f32(&b->x), vlm_numel(&b->x), seed + 100, 1.0f);
+  uint8_t *m = b->mask.data;
+  for (int64_t i = 0; i < B; i++)
+    for (int64_t j = 0; j < L; j++) m[i * L + j] = (j >= L - i - 1) && j > 0; /* row i: last i+1 keys padded */
+}
+
+static void blk_free(blk *b) { vlm_arena_free(&b->pa); vlm_arena_free(&b->ga); vlm_arena_free(&b->aa); }
+
+static void fwd(void *ctx) {
+  blk *b = ctx;
+  vlm_block_forward(&b->c, &b->p, &b->s, &b->y, &b->x, b->use_mask ? &b->mask : NULL, b->causal);
+}
+static void bwd(void *ctx) {
+  blk *b = ctx;
+  vlm_block_backward(&b->c, &b->p, &b->g, &b->s, &b->scr, &b->dx, &b->dy, &b->x, b->causal);
+}
+
+typedef struct { vt_gc_input *in; int n; vlm_block_params *g; } collect_ctx;
+static void collect(void *ctx, const char *name, vlm_tensor *t) {
+  collect_ctx *c = ctx;
+  c->in[c->n].name = name;
+  c->in[c->n].x = vlm_f32(t);
+  c->in[c->n].n = vlm_numel(t);
+  c->n++;
+}
+static void collect_grad(void *ctx, const char *name, vlm_tensor *t) {
+  collect_ctx *c = ctx;
+  c->in[c->n++].grad = vlm_f32(t);
+}
+
+static void gradcheck_block(const char *what, vlm_act act, int causal, int use_mask) {
+  blk b;
+  blk_init(&b, 3, 5, 8, 2, 16, act, causal, use_mask, 7);
+  vt_gc_input in[13];
+  collect_ctx cc = {in, 0, NULL};
+  vlm_block_params_visit(&b.p, collect, &cc);
+  cc.n = 0;
+  vlm_block_params_visit(&b.g, collect_grad, &cc);
+  in[12] = (vt_gc_input){"x", vlm_f32(&b.x), vlm_f32(&b.dx), vlm_numel(&b.x)};
+  vt_gradcheck g = {fwd, bwd, &b, vlm_f32(&b.y), vlm_f32(&b.dy), vlm_numel(&b.y), in, 13, 1e-2, 1e-3, 64, 99};
+  vt_gradcheck_run(what, &g);
+  blk_free(&b);
+}
+
+/* Fast vs reference on a ViT-like shape: output and every gradient. */
+static void fast_vs_ref(int causal, int use_mask) {
+  blk r, f;
+  blk_init(&r, 2, 50, 64, 4, 256, VLM_ACT_GELU, causal, use_mask, 11);
+  blk_init(&f, 2, 50, 64, 4, 256, VLM_ACT_GELU, causal, use_mask, 11);
+  vt_fill_normal(vlm_f32(&r.dy), vlm_numel(&r.dy), 5, 1.0f);
+  memcpy(f.dy.data, r.dy.data, vlm_nbytes(&r.dy));
+  vlm_set_kernel_mode(VLM_KERNELS_REF);
+  fwd(&r); bwd(&r);
+  vlm_set_kernel_mode(VLM_KERNELS_FAST);
+  fwd(&f); bwd(&f);
+  double e = vt_max_rel(vlm_f32(&f.y), vlm_f32(&r.y), vlm_numel(&r.y), 1e-30);
+  CHECK(e < 1e-5, "block forward fast vs ref: %g", e);
+  e = vt_max_rel(vlm_f32(&f.dx), vlm_f32(&r.dx), vlm_numel(&r.dx), 1e-30);
+  CHECK(e < 1e-5, "block dx fast vs ref: %g", e);
+  /* Parameter gradients: compare tensor by tensor (each relative to its own max). */
+  vt_gc_input gr[12], gf[12];
+  collect_ctx cr = {gr, 0, NULL}, cf = {gf, 0, NULL};
+  vlm_block_params_visit(&r.g, collect, &cr);
+  vlm_block_params_visit(&f.g, collect, &cf);
+  for (int i = 0; i < 12; i++) {
+    e = vt_max_rel(gf[i].x, gr[i].x, gr[i].n, 1e-30);
+    CHECK(e < 1e-5, "block d%s fast vs ref: %g", gr[i].name, e);
+  }
+  blk_free(&r);
+  blk_free(&f);
+}
+
+int main(void) {
+  const char *names[2] = {"ref", "fast"};
+  for (int mode = 0; mode < 2; mode++) {
+    vlm_set_kernel_mode(mode == 0 ? VLM_KERNELS_REF : VLM_KERNELS_FAST);
+    char what[64];
+    snprintf(what, sizeof what, "block self gelu (%s)", names[mode]);
+    gradcheck_block(what, VLM_ACT_GELU, 0, 0);
+    snprintf(what, sizeof what, "block causal quickgelu (%s)", names[mode]);
+    gradcheck_block(what, VLM_ACT_QUICK_GELU, 1, 0);
+    snprintf(what, sizeof what, "block causal+padded (%s)", names[mode]);
+    gradcheck_block(what, VLM_ACT_GELU, 1, 1);
+  }
+  fast_vs_ref(0, 0);
+  fast_vs_ref(1, 1);
+  return vt_finish();
+}
