@@ -1,0 +1,498 @@
+/* safetensors writer and atomic file writing.
+ *
+ * File layout written by vlm_st_writer_save:
+ *   - u64 LE header length N, N a multiple of 8 (the header is padded with
+ *     spaces), so the data section starts at a multiple of 8;
+ *   - the JSON header: "__metadata__" first (omitted when there is none; keys
+ *     sorted by strcmp), then the tensors in data order;
+ *   - data order, as in the reference implementation: by item size, largest
+ *     first (8, 4, 2, 1 bytes), then by name (strcmp). Every block of a given
+ *     item size is a multiple of it, so every tensor is aligned for its dtype;
+ *     tensors are contiguous, no padding between them.
+ *
+ * The writer keeps pointers to the callers' data (no copy) until save. CUDA
+ * tensors are staged through a host buffer at save time. The first failing
+ * call on a writer is remembered: save then fails with that message without
+ * touching the target file, so callers may check once, at save.
+ *
+ * Atomic writes: a temporary file "<path>.tmp.XXXXXX" in the target's own
+ * directory (rename is atomic only within a file system), written, flushed,
+ * fsync'ed, closed, renamed over the target, then the directory is fsync'ed so
+ * the rename itself is durable. Any failure before the rename removes the
+ * temporary file and leaves the old target untouched. The new file gets mode
+ * 0666 & ~umask, like a file made by fopen. */
+#define _GNU_SOURCE
+#include "core/core.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define ST_MAX_NAME (64u * 1024u)
+#define ST_MAX_DIM 9007199254740992LL /* 2^53: readers refuse dims from here up (JSON doubles) */
+
+size_t vlm_st__utf8_check(const uint8_t *s, size_t n); /* safetensors_read.c */
+
+/* ------------------------------------------------------------------ atomic files */
+
+static mode_t current_umask(void) {
+  /* umask() can only be read by setting it, which races with other threads;
+   * Linux reports it in /proc/self/status. */
+  mode_t m = 022;
+  FILE *f = fopen("/proc/self/status", "r");
+  if (!f) return m;
+  char line[256];
+  while (fgets(line, sizeof line, f))
+    if (!strncmp(line, "Umask:", 6)) {
+      m = (mode_t)strtoul(line + 6, NULL, 8);
+      break;
+    }
+  fclose(f);
+  return m & 0777;
+}
+
+vlm_status vlm_atomic_open(vlm_atomic_file *af, const char *path) {
+  memset(af, 0, sizeof *af);
+  if (!path || !path[0]) return vlm_error(VLM_ERR_ARG, "atomic write: empty file path");
+  size_t n = strlen(path);
+  char *tmp = malloc(n + 16), *dup = strdup(path);
+  if (!tmp || !dup) {
+    free(tmp);
+    free(dup);
+    return vlm_error(VLM_ERR_OOM, "%s: out of memory", path);
+  }
+  memcpy(tmp, path, n);
+  memcpy(tmp + n, ".tmp.XXXXXX", 12);
+  int fd = mkostemp(tmp, O_CLOEXEC);
+  if (fd < 0) {
+    int e = errno;
+    free(tmp);
+    free(dup);
+    return vlm_error(VLM_ERR_IO, "%s: cannot create a temporary file beside it: %s", path, strerror(e));
+  }
+  (void)fchmod(fd, 0666 & ~current_umask()); /* mkstemp makes 0600 */
+  FILE *f = fdopen(fd, "wb");
+  if (!f) {
+    int e = errno;
+    close(fd);
+    unlink(tmp);
+    free(tmp);
+    free(dup);
+    return vlm_error(VLM_ERR_IO, "%s: cannot open a stream on the temporary file: %s", path, strerror(e));
+  }
+  af->f = f;
+  af->path = dup;
+  af->tmp_path = tmp;
+  return VLM_OK;
+}
+
+void vlm_atomic_abort(vlm_atomic_file *af) {
+  if (!af) return;
+  if (af->f) fclose(af->f);
+  if (af->tmp_path) unlink(af->tmp_path);
+  free(af->tmp_path);
+  free(af->path);
+  memset(af, 0, sizeof *af);
+}
+
+/* fsync the directory holding path, so that a rename into it is durable. */
+static int sync_parent_dir(const char *path, int *err) {
+  size_t n = strlen(path);
+  char *dir = malloc(n + 2);
+  if (!dir) { *err = ENOMEM; return -1; }
+  memcpy(dir, path, n + 1);
+  char *slash = strrchr(dir, '/');
+  if (!slash) strcpy(dir, ".");
+  else if (slash == dir) dir[1] = 0;
+  else *slash = 0;
+  int rc = 0, fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) { *err = errno; rc = -1; }
+  else {
+    /* Some file systems cannot sync directories: not an error there. */
+    if (fsync(fd) != 0 && errno != EINVAL && errno != ENOTSUP && errno != EROFS) { *err = errno; rc = -1; }
+    close(fd);
+  }
+  free(dir);
+  return rc;
+}
+
+vlm_status vlm_atomic_commit(vlm_atomic_file *af) {
+  if (!af || !af->f || !af->path || !af->tmp_path)
+    return vlm_error(VLM_ERR_ARG, "atomic commit of a file that is not open");
+  const char *what = NULL;
+  int e = 0;
+  if (fflush(af->f) != 0 || ferror(af->f)) { what = "cannot write"; e = errno ? errno : EIO; }
+  else if (fsync(fileno(af->f)) != 0) { what = "cannot sync"; e = errno; }
+  int rc = fclose(af->f);
+  af->f = NULL;
+  if (!what && rc != 0) { what = "cannot close"; e = errno; }
+  if (!what && rename(af->tmp_path, af->path) != 0) { what = "cannot rename the temporary file into place"; e = errno; }
+  if (what) {
+    vlm_status s = vlm_error(VLM_ERR_IO, "%s: %s (%s): %s", af->path, what, af->tmp_path, strerror(e));
+    vlm_atomic_abort(af); /* removes the temporary file; the target was not touched */
+    return s;
+  }
+  /* The new content is in place; only its durability is in question now. */
+  free(af->tmp_path);
+  af->tmp_path = NULL;
+  vlm_status s = VLM_OK;
+  if (sync_parent_dir(af->path, &e) != 0)
+    s = vlm_error(VLM_ERR_IO, "%s: written and renamed into place, but its directory could not be synced: %s",
+                  af->path, strerror(e));
+  vlm_atomic_abort(af); /* frees the rest */
+  return s;
+}
+
+vlm_status vlm_write_file_atomic(const char *path, const void *data, size_t n) {
+  vlm_atomic_file af;
+  vlm_status s = vlm_atomic_open(&af, path);
+  if (s != VLM_OK) return s;
+  if (n && fwrite(data, 1, n, af.f) != n) {
+    int e = errno;
+    vlm_atomic_abort(&af);
+    return vlm_error(VLM_ERR_IO, "%s: cannot write %zu bytes: %s", path, n, strerror(e ? e : EIO));
+  }
+  return vlm_atomic_commit(&af);
+}
+
+/* ------------------------------------------------------------------ writer */
+
+typedef struct {
+  char *name;
+  vlm_dtype dtype;
+  vlm_device device;
+  int ndim;
+  int64_t shape[VLM_MAX_DIMS];
+  const void *data;
+  uint64_t nbytes;
+} wentry;
+
+struct vlm_st_writer {
+  wentry *e;
+  int n, cap;
+  int *slots;        /* open-addressing name set: index + 1, 0 = empty */
+  size_t nslots;     /* power of two, > 2 n */
+  char **mkeys, **mvals;
+  int nm, capm;
+  vlm_status err;    /* first failure, sticky */
+  char *errmsg;
+};
+
+vlm_st_writer *vlm_st_writer_new(void) { return calloc(1, sizeof(vlm_st_writer)); }
+
+void vlm_st_writer_free(vlm_st_writer *w) {
+  if (!w) return;
+  for (int i = 0; i < w->n; i++) free(w->e[i].name);
+  free(w->e);
+  free(w->slots);
+  for (int i = 0; i < w->nm; i++) {
+    free(w->mkeys[i]);
+    free(w->mvals[i]);
+  }
+  free(w->mkeys);
+  free(w->mvals);
+  free(w->errmsg);
+  free(w);
+}
+
+/* Set the error message, remember the first failure, return the code. */
+static vlm_status werr(vlm_st_writer *w, vlm_status code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static vlm_status werr(vlm_st_writer *w, vlm_status code, const char *fmt, ...) {
+  char buf[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(buf, sizeof buf, fmt, ap);
+  va_end(ap);
+  vlm_error(code, "%s", buf);
+  if (w && !w->err) {
+    w->err = code;
+    w->errmsg = strdup(buf);
+  }
+  return code;
+}
+
+static uint64_t hash_name(const char *s) {
+  uint64_t h = 1469598103934665603ull;
+  for (; *s; s++) h = (h ^ (uint8_t)*s) * 1099511628211ull;
+  return h;
+}
+
+/* Slot of name: its entry (*found = 1) or the empty slot where it would go. */
+static size_t name_slot(const vlm_st_writer *w, const char *name, int *found) {
+  size_t mask = w->nslots - 1, i = (size_t)hash_name(name) & mask;
+  for (;;) {
+    int k = w->slots[i];
+    if (!k) { *found = 0; return i; }
+    if (!strcmp(w->e[k - 1].name, name)) { *found = 1; return i; }
+    i = (i + 1) & mask;
+  }
+}
+
+static int grow_slots(vlm_st_writer *w) {
+  size_t ns = w->nslots ? w->nslots * 2 : 64;
+  int *old = w->slots;
+  w->slots = calloc(ns, sizeof(int));
+  if (!w->slots) { w->slots = old; return -1; }
+  w->nslots = ns;
+  free(old);
+  for (int k = 0; k < w->n; k++) {
+    int found;
+    w->slots[name_slot(w, w->e[k].name, &found)] = k + 1;
+  }
+  return 0;
+}
+
+static vlm_status add_impl(vlm_st_writer *w, const char *name, vlm_dtype dt, vlm_device dev, int ndim,
+                           const int64_t *shape, const void *data) {
+  if (!w) return vlm_error(VLM_ERR_ARG, "safetensors writer: NULL writer");
+  if (!name || !name[0]) return werr(w, VLM_ERR_ARG, "safetensors writer: empty tensor name");
+  size_t nl = strlen(name);
+  if (nl > ST_MAX_NAME)
+    return werr(w, VLM_ERR_ARG, "safetensors writer: tensor name of %zu bytes is too long (limit %u)", nl,
+                ST_MAX_NAME);
+  if (vlm_st__utf8_check((const uint8_t *)name, nl) != nl)
+    return werr(w, VLM_ERR_ARG, "safetensors writer: tensor name \"%.200s\" is not valid UTF-8", name);
+  if (!strcmp(name, "__metadata__"))
+    return werr(w, VLM_ERR_ARG, "safetensors writer: \"__metadata__\" cannot name a tensor");
+  if ((unsigned)dt >= VLM_DTYPE_COUNT)
+    return werr(w, VLM_ERR_ARG, "safetensors writer: tensor \"%.200s\": bad dtype %d", name, (int)dt);
+  if (dev != VLM_CPU && dev != VLM_CUDA)
+    return werr(w, VLM_ERR_ARG, "safetensors writer: tensor \"%.200s\": bad device %d", name, (int)dev);
+  if (ndim < 0 || ndim > VLM_MAX_DIMS || (ndim > 0 && !shape))
+    return werr(w, VLM_ERR_ARG, "safetensors writer: tensor \"%.200s\": %d dims (at most %d)", name, ndim,
+                VLM_MAX_DIMS);
+  uint64_t numel = 1;
+  for (int i = 0; i < ndim; i++) {
+    if (shape[i] < 0 || shape[i] >= ST_MAX_DIM)
+      return werr(w, VLM_ERR_ARG, "safetensors writer: tensor \"%.200s\": dim %d is %lld", name, i,
+                  (long long)shape[i]);
+    uint64_t v = (uint64_t)shape[i];
+    if (v && numel > (uint64_t)INT64_MAX / v)
+      return werr(w, VLM_ERR_ARG, "safetensors writer: tensor \"%.200s\": shape overflows", name);
+    numel *= v;
+  }
+  size_t isz = vlm_dtype_size(dt);
+  if (numel > (uint64_t)INT64_MAX / isz)
+    return werr(w, VLM_ERR_ARG, "safetensors writer: tensor \"%.200s\": byte size overflows", name);
+  uint64_t nbytes = numel * isz;
+  if (nbytes && !data)
+    return werr(w, VLM_ERR_ARG, "safetensors writer: tensor \"%.200s\": NULL data for %llu bytes", name,
+                (unsigned long long)nbytes);
+
+  if ((size_t)(w->n + 1) * 2 >= w->nslots && grow_slots(w) != 0)
+    return werr(w, VLM_ERR_OOM, "safetensors writer: out of memory");
+  int found;
+  size_t slot = name_slot(w, name, &found);
+  if (found)
+    return werr(w, VLM_ERR_ARG, "safetensors writer: tensor name \"%.200s\" added twice", name);
+  if (w->n == w->cap) {
+    int nc = w->cap ? w->cap * 2 : 32;
+    wentry *ne = realloc(w->e, (size_t)nc * sizeof(wentry));
+    if (!ne) return werr(w, VLM_ERR_OOM, "safetensors writer: out of memory");
+    w->e = ne;
+    w->cap = nc;
+  }
+  wentry *e = &w->e[w->n];
+  memset(e, 0, sizeof *e);
+  if (!(e->name = strdup(name))) return werr(w, VLM_ERR_OOM, "safetensors writer: out of memory");
+  e->dtype = dt;
+  e->device = dev;
+  e->ndim = ndim;
+  for (int i = 0; i < ndim; i++) e->shape[i] = shape[i];
+  e->data = data;
+  e->nbytes = nbytes;
+  w->n++;
+  w->slots[slot] = w->n;
+  return VLM_OK;
+}
+
+vlm_status vlm_st_writer_add(vlm_st_writer *w, const char *name, vlm_dtype dt, int ndim, const int64_t *shape,
+                             const void *data) {
+  return add_impl(w, name, dt, VLM_CPU, ndim, shape, data);
+}
+
+vlm_status vlm_st_writer_add_tensor(vlm_st_writer *w, const char *name, const vlm_tensor *t) {
+  if (!t) return werr(w, VLM_ERR_ARG, "safetensors writer: tensor \"%.200s\": NULL tensor", name ? name : "");
+  if (!vlm_is_contiguous(t))
+    return werr(w, VLM_ERR_ARG, "safetensors writer: tensor \"%.200s\" is a strided view; only contiguous "
+                "tensors can be saved", name ? name : "");
+  return add_impl(w, name, t->dtype, t->device, t->ndim, t->shape, t->data);
+}
+
+vlm_status vlm_st_writer_meta(vlm_st_writer *w, const char *key, const char *value) {
+  if (!w) return vlm_error(VLM_ERR_ARG, "safetensors writer: NULL writer");
+  if (!key || !key[0] || !value) return werr(w, VLM_ERR_ARG, "safetensors writer: empty metadata key or NULL value");
+  size_t kl = strlen(key), vl = strlen(value);
+  if (vlm_st__utf8_check((const uint8_t *)key, kl) != kl || vlm_st__utf8_check((const uint8_t *)value, vl) != vl)
+    return werr(w, VLM_ERR_ARG, "safetensors writer: metadata \"%.200s\" is not valid UTF-8", key);
+  char *v = strdup(value);
+  if (!v) return werr(w, VLM_ERR_OOM, "safetensors writer: out of memory");
+  for (int i = 0; i < w->nm; i++)
+    if (!strcmp(w->mkeys[i], key)) { /* setting a key again replaces its value */
+      free(w->mvals[i]);
+      w->mvals[i] = v;
+      return VLM_OK;
+    }
+  if (w->nm == w->capm) {
+    int nc = w->capm ? w->capm * 2 : 8;
+    char **nk = realloc(w->mkeys, (size_t)nc * sizeof(char *));
+    if (nk) w->mkeys = nk;
+    char **nv = realloc(w->mvals, (size_t)nc * sizeof(char *));
+    if (nv) w->mvals = nv;
+    if (!nk || !nv) { free(v); return werr(w, VLM_ERR_OOM, "safetensors writer: out of memory"); }
+    w->capm = nc;
+  }
+  char *k = strdup(key);
+  if (!k) { free(v); return werr(w, VLM_ERR_OOM, "safetensors writer: out of memory"); }
+  w->mkeys[w->nm] = k;
+  w->mvals[w->nm] = v;
+  w->nm++;
+  return VLM_OK;
+}
+
+/* Growable byte buffer for the header. */
+typedef struct { char *p; size_t n, cap; int oom; } sbuf;
+
+static void sb_put(sbuf *b, const char *s, size_t n) {
+  if (b->oom) return;
+  if (b->n + n + 1 > b->cap) {
+    size_t nc = b->cap ? b->cap : 4096;
+    while (nc < b->n + n + 1) nc *= 2;
+    char *np = realloc(b->p, nc);
+    if (!np) { b->oom = 1; return; }
+    b->p = np;
+    b->cap = nc;
+  }
+  memcpy(b->p + b->n, s, n);
+  b->n += n;
+  b->p[b->n] = 0;
+}
+static void sb_str(sbuf *b, const char *s) { sb_put(b, s, strlen(s)); }
+static void sb_fmt(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void sb_fmt(sbuf *b, const char *fmt, ...) {
+  char tmp[64];
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
+  va_end(ap);
+  sb_put(b, tmp, (size_t)n);
+}
+/* A JSON string literal (UTF-8 passes through; quote, backslash and control characters escaped). */
+static void sb_json_str(sbuf *b, const char *s) {
+  sb_put(b, "\"", 1);
+  const char *run = s;
+  for (; *s; s++) {
+    unsigned char c = (unsigned char)*s;
+    if (c >= 0x20 && c != '"' && c != '\\') continue;
+    sb_put(b, run, (size_t)(s - run));
+    if (c == '"') sb_put(b, "\\\"", 2);
+    else if (c == '\\') sb_put(b, "\\\\", 2);
+    else sb_fmt(b, "\\u%04x", c);
+    run = s + 1;
+  }
+  sb_put(b, run, (size_t)(s - run));
+  sb_put(b, "\"", 1);
+}
+
+static int cmp_wentry(const void *a, const void *b) {
+  const wentry *x = *(const wentry *const *)a, *y = *(const wentry *const *)b;
+  size_t sx = vlm_dtype_size(x->dtype), sy = vlm_dtype_size(y->dtype);
+  if (sx != sy) return sx > sy ? -1 : 1;
+  return strcmp(x->name, y->name);
+}
+
+static int cmp_meta_idx(const void *a, const void *b, void *ctx) {
+  char **keys = ctx;
+  return strcmp(keys[*(const int *)a], keys[*(const int *)b]);
+}
+
+/* Write n bytes of a CUDA buffer through a bounded host staging buffer. */
+static int write_device(FILE *f, const void *src, uint64_t n) {
+  size_t chunk = n < (64u << 20) ? (size_t)n : (64u << 20);
+  void *buf = malloc(chunk);
+  if (!buf) { errno = ENOMEM; return -1; }
+  for (uint64_t off = 0; off < n; off += chunk) {
+    size_t k = (n - off) < chunk ? (size_t)(n - off) : chunk;
+    vlm_memcpy(buf, VLM_CPU, (const uint8_t *)src + off, VLM_CUDA, k);
+    if (fwrite(buf, 1, k, f) != k) { free(buf); return -1; }
+  }
+  free(buf);
+  return 0;
+}
+
+vlm_status vlm_st_writer_save(vlm_st_writer *w, const char *path) {
+  if (!w) return vlm_error(VLM_ERR_ARG, "safetensors writer: NULL writer");
+  if (!path || !path[0]) return vlm_error(VLM_ERR_ARG, "safetensors writer: empty file path");
+  if (w->err)
+    return vlm_error(w->err, "%s: not saved, an earlier call on this writer failed: %s", path,
+                     w->errmsg ? w->errmsg : vlm_status_name(w->err));
+  wentry **order = malloc((size_t)(w->n ? w->n : 1) * sizeof(*order));
+  int *morder = malloc((size_t)(w->nm ? w->nm : 1) * sizeof(int));
+  sbuf hb = {0};
+  vlm_status s = VLM_OK;
+  if (!order || !morder) { s = vlm_error(VLM_ERR_OOM, "%s: out of memory", path); goto done; }
+  for (int i = 0; i < w->n; i++) order[i] = &w->e[i];
+  qsort(order, (size_t)w->n, sizeof(*order), cmp_wentry);
+  for (int i = 0; i < w->nm; i++) morder[i] = i;
+  qsort_r(morder, (size_t)w->nm, sizeof(int), cmp_meta_idx, w->mkeys);
+
+  sb_str(&hb, "{");
+  if (w->nm) {
+    sb_str(&hb, "\"__metadata__\":{");
+    for (int i = 0; i < w->nm; i++) {
+      if (i) sb_str(&hb, ",");
+      sb_json_str(&hb, w->mkeys[morder[i]]);
+      sb_str(&hb, ":");
+      sb_json_str(&hb, w->mvals[morder[i]]);
+    }
+    sb_str(&hb, "}");
+  }
+  uint64_t off = 0;
+  for (int i = 0; i < w->n; i++) {
+    const wentry *e = order[i];
+    if (i || w->nm) sb_str(&hb, ",");
+    sb_json_str(&hb, e->name);
+    sb_fmt(&hb, ":{\"dtype\":\"%s\",\"shape\":[", vlm_dtype_name(e->dtype));
+    for (int d = 0; d < e->ndim; d++) sb_fmt(&hb, d ? ",%lld" : "%lld", (long long)e->shape[d]);
+    sb_fmt(&hb, "],\"data_offsets\":[%llu,", (unsigned long long)off);
+    off += e->nbytes;
+    sb_fmt(&hb, "%llu]}", (unsigned long long)off);
+  }
+  sb_str(&hb, "}");
+  while (!hb.oom && hb.n % 8) sb_put(&hb, " ", 1);
+  if (hb.oom) { s = vlm_error(VLM_ERR_OOM, "%s: out of memory for the header", path); goto done; }
+  if (hb.n > VLM_ST_MAX_HEADER) {
+    s = vlm_error(VLM_ERR_ARG, "%s: header of %zu bytes exceeds the limit of %u bytes", path, hb.n,
+                  VLM_ST_MAX_HEADER);
+    goto done;
+  }
+
+  vlm_atomic_file af;
+  if ((s = vlm_atomic_open(&af, path)) != VLM_OK) goto done;
+  uint8_t len8[8];
+  for (int i = 0; i < 8; i++) len8[i] = (uint8_t)((uint64_t)hb.n >> (8 * i));
+  int bad = fwrite(len8, 1, 8, af.f) != 8 || fwrite(hb.p, 1, hb.n, af.f) != hb.n;
+  for (int i = 0; i < w->n && !bad; i++) {
+    const wentry *e = order[i];
+    if (!e->nbytes) continue;
+    if (e->device == VLM_CUDA) bad = write_device(af.f, e->data, e->nbytes) != 0;
+    else bad = fwrite(e->data, 1, (size_t)e->nbytes, af.f) != e->nbytes;
+  }
+  if (bad) {
+    int err = errno ? errno : EIO;
+    vlm_atomic_abort(&af);
+    s = vlm_error(VLM_ERR_IO, "%s: cannot write: %s", path, strerror(err));
+    goto done;
+  }
+  s = vlm_atomic_commit(&af);
+done:
+  free(order);
+  free(morder);
+  free(hb.p);
+  return s;
+}
