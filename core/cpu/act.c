@@ -16,6 +16,14 @@ extern float erfcf(float);
 extern float expf(float);
 #endif
 
+/* With AVX-512, ask for 16 lanes: GCC prefers 256-bit vectors on this target,
+ * and libmvec's 16-lane variants are ~1.4x faster per element. */
+#if defined(__AVX512F__)
+#define SIMDLEN16 simdlen(16)
+#else
+#define SIMDLEN16
+#endif
+
 #define ACT_PAR_MIN 16384 /* elements */
 
 static const float k_rsqrt2 = 0.70710678118654752f;
@@ -27,13 +35,13 @@ void vlm_cpu_act_forward(vlm_act act, vlm_tensor *out, const vlm_tensor *x) {
   const float *X = x->data;
   float *Y = out->data;
   if (act == VLM_ACT_GELU) {
-#pragma omp parallel for simd schedule(static) if (n > ACT_PAR_MIN)
+#pragma omp parallel for simd SIMDLEN16 schedule(static) if (n > ACT_PAR_MIN)
     for (int64_t i = 0; i < n; i++) {
       float v = X[i];
       Y[i] = 0.5f * v * erfcf(-v * k_rsqrt2);
     }
   } else {
-#pragma omp parallel for simd schedule(static) if (n > ACT_PAR_MIN)
+#pragma omp parallel for simd SIMDLEN16 schedule(static) if (n > ACT_PAR_MIN)
     for (int64_t i = 0; i < n; i++) {
       float v = X[i];
       Y[i] = v / (1.0f + expf(-k_quick * v));
@@ -47,14 +55,14 @@ void vlm_cpu_act_backward(vlm_act act, vlm_tensor *dx, const vlm_tensor *dout, c
   const float *restrict G = dout->data;
   float *restrict D = dx->data;
   if (act == VLM_ACT_GELU) {
-#pragma omp parallel for simd schedule(static) if (n > ACT_PAR_MIN)
+#pragma omp parallel for simd SIMDLEN16 schedule(static) if (n > ACT_PAR_MIN)
     for (int64_t i = 0; i < n; i++) {
       float v = X[i];
       float d = 0.5f * erfcf(-v * k_rsqrt2) + v * k_rsqrt_2pi * expf(-0.5f * v * v);
       D[i] += G[i] * d;
     }
   } else {
-#pragma omp parallel for simd schedule(static) if (n > ACT_PAR_MIN)
+#pragma omp parallel for simd SIMDLEN16 schedule(static) if (n > ACT_PAR_MIN)
     for (int64_t i = 0; i < n; i++) {
       float v = X[i];
       float s = 1.0f / (1.0f + expf(-k_quick * v));

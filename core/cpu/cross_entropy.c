@@ -15,6 +15,14 @@
 extern float expf(float);
 #endif
 
+/* With AVX-512, ask for 16 lanes: GCC prefers 256-bit vectors on this target,
+ * and libmvec's 16-lane variants are ~1.4x faster per element. */
+#if defined(__AVX512F__)
+#define SIMDLEN16 simdlen(16)
+#else
+#define SIMDLEN16
+#endif
+
 #define CE_PAR_MIN 16384 /* elements of logits */
 
 /* Targets are validated serially up front; returns the number of kept rows. */
@@ -57,7 +65,7 @@ void vlm_cpu_cross_entropy_forward(vlm_tensor *loss, vlm_tensor *probs, const vl
 #pragma omp simd reduction(max : m)
       for (int64_t c = 0; c < C; c++) m = xr[c] > m ? xr[c] : m;
       double s = 0.0; /* double: rows are as long as the vocabulary */
-#pragma omp simd reduction(+ : s)
+#pragma omp simd SIMDLEN16 reduction(+ : s)
       for (int64_t c = 0; c < C; c++) {
         float e = expf(xr[c] - m);
         pr[c] = e;

@@ -10,6 +10,14 @@
 extern float expf(float);
 #endif
 
+/* With AVX-512, ask for 16 lanes: GCC prefers 256-bit vectors on this target,
+ * and libmvec's 16-lane variants are ~1.4x faster per element. */
+#if defined(__AVX512F__)
+#define SIMDLEN16 simdlen(16)
+#else
+#define SIMDLEN16
+#endif
+
 #define SM_PAR_MIN 16384 /* elements */
 
 void vlm_cpu_softmax_forward(vlm_tensor *y, const vlm_tensor *x) {
@@ -28,7 +36,7 @@ void vlm_cpu_softmax_forward(vlm_tensor *y, const vlm_tensor *x) {
       continue;
     }
     double s = 0.0; /* double: rows may be long (a 49408-token vocabulary) */
-#pragma omp simd reduction(+ : s)
+#pragma omp simd SIMDLEN16 reduction(+ : s)
     for (int64_t c = 0; c < C; c++) {
       float e = expf(xr[c] - m);
       yr[c] = e;
