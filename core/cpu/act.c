@@ -1,8 +1,9 @@
 /* Fast activations: OpenMP over the elements, vectorized through glibc's
  * libmvec (erfcf/expf have SIMD variants since glibc 2.35; math.h only declares
  * them under -ffast-math, so they are declared `omp declare simd` here).
- * 1 + erf(z) is computed as erfc(-z): no cancellation for x << 0, so GELU keeps
- * its relative accuracy in the negative tail.
+ * The forward computes 1 + erf(z) as erfc(-z): no cancellation for x << 0, so
+ * GELU keeps its relative accuracy in the negative tail. The backward's
+ * Phi(x) term only needs absolute accuracy there and uses the cheaper erff.
  * Exact aliasing out == x is fine: each element is read before it is written. */
 #include <math.h>
 
@@ -12,6 +13,8 @@
     (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 35))
 #pragma omp declare simd notinbranch
 extern float erfcf(float);
+#pragma omp declare simd notinbranch
+extern float erff(float);
 #pragma omp declare simd notinbranch
 extern float expf(float);
 #endif
@@ -58,7 +61,7 @@ void vlm_cpu_act_backward(vlm_act act, vlm_tensor *dx, const vlm_tensor *dout, c
 #pragma omp parallel for simd SIMDLEN16 schedule(static) if (n > ACT_PAR_MIN)
     for (int64_t i = 0; i < n; i++) {
       float v = X[i];
-      float d = 0.5f * erfcf(-v * k_rsqrt2) + v * k_rsqrt_2pi * expf(-0.5f * v * v);
+      float d = 0.5f + 0.5f * erff(v * k_rsqrt2) + v * k_rsqrt_2pi * expf(-0.5f * v * v);
       D[i] += G[i] * d;
     }
   } else {
