@@ -1,0 +1,40 @@
+/* Activation dispatcher (GELU, QuickGELU): elementwise on any shape. */
+#include "core/core.h"
+#include "core/cpu/cpu.h"
+#include "core/ref/ref.h"
+
+static void need_like_x(const vlm_tensor *t, const char *name, const vlm_tensor *x) {
+  char s[128], sx[128];
+  VLM_CHECK(t != NULL, "act: %s is NULL", name);
+  VLM_CHECK(t->dtype == VLM_F32, "act: %s must be F32, got %s", name, vlm_shape_str(t, s, sizeof s));
+  VLM_CHECK(vlm_is_contiguous(t), "act: %s must be contiguous", name);
+  VLM_CHECK(t->device == x->device, "act: %s is on another device than x", name);
+  VLM_CHECK(vlm_same_shape(t, x), "act: %s is %s, x is %s", name, vlm_shape_str(t, s, sizeof s),
+            vlm_shape_str(x, sx, sizeof sx));
+}
+
+static void check_act(vlm_act act) {
+  VLM_CHECK(act == VLM_ACT_GELU || act == VLM_ACT_QUICK_GELU, "act: unknown activation %d", (int)act);
+}
+
+void vlm_act_forward(vlm_act act, vlm_tensor *out, const vlm_tensor *x) {
+  check_act(act);
+  VLM_CHECK(x != NULL, "act: x is NULL");
+  need_like_x(x, "x", x);
+  need_like_x(out, "out", x);
+  VLM_CHECK(x->device != VLM_CUDA, "act: not implemented on CUDA yet");
+  if (vlm_get_kernel_mode() == VLM_KERNELS_REF) vlm_ref_act_forward(act, out, x);
+  else vlm_cpu_act_forward(act, out, x);
+}
+
+void vlm_act_backward(vlm_act act, vlm_tensor *dx, const vlm_tensor *dout, const vlm_tensor *x) {
+  check_act(act);
+  VLM_CHECK(x != NULL, "act: x is NULL");
+  need_like_x(x, "x", x);
+  need_like_x(dout, "dout", x);
+  if (!dx) return;
+  need_like_x(dx, "dx", x);
+  VLM_CHECK(x->device != VLM_CUDA, "act: not implemented on CUDA yet");
+  if (vlm_get_kernel_mode() == VLM_KERNELS_REF) vlm_ref_act_backward(act, dx, dout, x);
+  else vlm_cpu_act_backward(act, dx, dout, x);
+}

@@ -1,0 +1,75 @@
+/* Fast activations: OpenMP over the elements, vectorized through glibc's
+ * libmvec (erfcf/expf have SIMD variants since glibc 2.35; math.h only declares
+ * them under -ffast-math, so they are declared `omp declare simd` here).
+ * The forward computes 1 + erf(z) as erfc(-z): no cancellation for x << 0, so
+ * GELU keeps its relative accuracy in the negative tail. The backward's
+ * Phi(x) term only needs absolute accuracy there and uses the cheaper erff.
+ * Exact aliasing out == x is fine: each element is read before it is written. */
+#include <math.h>
+
+#include "core/cpu/cpu.h"
+
+#if defined(__x86_64__) && defined(__GLIBC__) && \
+    (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 35))
+#pragma omp declare simd notinbranch
+extern float erfcf(float);
+#pragma omp declare simd notinbranch
+extern float erff(float);
+#pragma omp declare simd notinbranch
+extern float expf(float);
+#endif
+
+/* With AVX-512, ask for 16 lanes: GCC prefers 256-bit vectors on this target,
+ * and libmvec's 16-lane variants are ~1.4x faster per element. */
+#if defined(__AVX512F__)
+#define SIMDLEN16 simdlen(16)
+#else
+#define SIMDLEN16
+#endif
+
+#define ACT_PAR_MIN 16384 /* elements */
+
+static const float k_rsqrt2 = 0.70710678118654752f;
+static const float k_rsqrt_2pi = 0.39894228040143268f;
+static const float k_quick = 1.702f;
+
+void vlm_cpu_act_forward(vlm_act act, vlm_tensor *out, const vlm_tensor *x) {
+  const int64_t n = vlm_numel(x);
+  const float *X = x->data;
+  float *Y = out->data;
+  if (act == VLM_ACT_GELU) {
+#pragma omp parallel for simd SIMDLEN16 schedule(static) if (n > ACT_PAR_MIN)
+    for (int64_t i = 0; i < n; i++) {
+      float v = X[i];
+      Y[i] = 0.5f * v * erfcf(-v * k_rsqrt2);
+    }
+  } else {
+#pragma omp parallel for simd SIMDLEN16 schedule(static) if (n > ACT_PAR_MIN)
+    for (int64_t i = 0; i < n; i++) {
+      float v = X[i];
+      Y[i] = v / (1.0f + expf(-k_quick * v));
+    }
+  }
+}
+
+void vlm_cpu_act_backward(vlm_act act, vlm_tensor *dx, const vlm_tensor *dout, const vlm_tensor *x) {
+  const int64_t n = vlm_numel(x);
+  const float *restrict X = x->data;
+  const float *restrict G = dout->data;
+  float *restrict D = dx->data;
+  if (act == VLM_ACT_GELU) {
+#pragma omp parallel for simd SIMDLEN16 schedule(static) if (n > ACT_PAR_MIN)
+    for (int64_t i = 0; i < n; i++) {
+      float v = X[i];
+      float d = 0.5f + 0.5f * erff(v * k_rsqrt2) + v * k_rsqrt_2pi * expf(-0.5f * v * v);
+      D[i] += G[i] * d;
+    }
+  } else {
+#pragma omp parallel for simd SIMDLEN16 schedule(static) if (n > ACT_PAR_MIN)
+    for (int64_t i = 0; i < n; i++) {
+      float v = X[i];
+      float s = 1.0f / (1.0f + expf(-k_quick * v));
+      D[i] += G[i] * (s + k_quick * v * s * (1.0f - s));
+    }
+  }
+}
