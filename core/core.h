@@ -212,7 +212,7 @@ void vlm_softmax_backward(vlm_tensor *dx, const vlm_tensor *dy, const vlm_tensor
 /* Multi-head scaled dot-product attention.
  *   q [B,Lq,H*D], k and v [B,Lk,H*D]: 3-d views whose last dim is contiguous;
  *     stride[1] may exceed H*D (q, k, v as views into a packed [B,L,3W] qkv).
- *   out [B,Lq,H*D] contiguous. probs [B,H,Lq,Lk] F32 saved for backward.
+ *   out [B,Lq,H*D] contiguous. probs [B,H,Lq,Lk] F32 saved for backward (NULL: inference only).
  *   key_padding_mask: U8 [B,Lk], nonzero = that key is masked, or NULL.
  *   causal: query i sees keys j <= i.  scale: usually D^-0.5.
  *   A query that sees no key at all gets zero output (PyTorch gives NaN).
