@@ -1,12 +1,16 @@
 /* Fast CPU matmul through oneDNN (Debian's libdnnl 2.6, OpenMP runtime).
  *
- * Every GEMM here is one oneDNN matmul primitive: src [M,K] @ weights [K,N]
- * -> dst [M,N] (row-major, ldc), with transposes expressed as strides in the
- * memory descriptors (no copies), the bias through the bias descriptor and the
- * backward's "+=" through a sum post-op (scale 1), so gradients accumulate in
- * place. Primitives cost ~ms to create; they are cached, keyed by shape,
- * strides, dtype, bias and accumulation, in a mutex-protected table that is
- * never evicted (the model runs a fixed set of shapes).
+ * Forward GEMMs and all bf16 GEMMs are oneDNN matmul primitives: src [M,K] @
+ * weights [K,N] -> dst [M,N] (row-major, ldc), with transposes expressed as
+ * strides in the memory descriptors (no copies), the bias through the bias
+ * descriptor and the bf16 backward's "+=" through a sum post-op (scale 1), so
+ * gradients accumulate in place. Primitives cost ~ms to create; they are
+ * cached, keyed by shape, strides, dtype, bias and accumulation, in a
+ * mutex-protected table that is never evicted (the model runs a fixed set of
+ * shapes). The fp32 backward GEMMs run through dnnl_sgemm with beta = 1 (same
+ * in-place accumulation): in 2.6 the f32 matmul primitive runs some backward
+ * layouts at half speed, dnnl_sgemm runs them all at full speed (measured;
+ * docs/PERFORMANCE.md).
  *
  * bf16: oneDNN 2.6's fpmath_mode(bf16) on f32 tensors still runs the f32
  * kernel here (brg:avx512_core, f32 speed; measured, see docs/PERFORMANCE.md),
@@ -222,7 +226,24 @@ typedef struct {
   int64_t s0, s1;  /* element strides of the logical [rows, cols] matrix */
 } operand_view;
 
-/* C[M,N] (row stride ldc) = or += A[M,K] @ B[K,N] (+ bias[N]); A and B of dtype dt. */
+/* A view as BLAS sees it: 'N' with leading dim ld (row-major [rows, cols]) or
+ * 'T' (stored [cols, rows]). Size-1 dims accept either. */
+static void blas_layout(operand_view v, int64_t rows, int64_t cols, char *trans, int64_t *ld) {
+  if (v.s1 == 1 && (rows <= 1 || v.s0 >= cols)) {
+    *trans = 'N';
+    *ld = rows <= 1 ? (cols > 1 ? cols : 1) : v.s0;
+  } else {
+    VLM_CHECK(v.s0 == 1 && (cols <= 1 || v.s1 >= rows), "matmul: strides (%lld, %lld) are not a BLAS layout",
+              (long long)v.s0, (long long)v.s1);
+    *trans = 'T';
+    *ld = cols <= 1 ? (rows > 1 ? rows : 1) : v.s1;
+  }
+}
+
+/* C[M,N] (row stride ldc) = or += A[M,K] @ B[K,N] (+ bias[N]); A and B of dtype dt.
+ * fp32 accumulation (the backward GEMMs) goes through dnnl_sgemm with beta = 1:
+ * oneDNN 2.6's f32 matmul primitive runs some of those layouts at half speed
+ * (a row-major B with N = 3072: ~160 vs ~320 GFLOP/s here), dnnl_sgemm does not. */
 static void gemm(int64_t M, int64_t N, int64_t K, vlm_dtype dt, operand_view A, operand_view B,
                  const float *bias, float *C, int64_t ldc, int accumulate) {
   if (M == 0 || N == 0) return;
@@ -230,6 +251,14 @@ static void gemm(int64_t M, int64_t N, int64_t K, vlm_dtype dt, operand_view A, 
     for (int64_t m = 0; m < M; m++)
       for (int64_t n = 0; n < N; n++)
         C[m * ldc + n] = (accumulate ? C[m * ldc + n] : 0.0f) + (bias ? bias[n] : 0.0f);
+    return;
+  }
+  if (dt == VLM_F32 && accumulate && !bias) {
+    char ta, tb;
+    int64_t lda, ldb;
+    blas_layout(A, M, K, &ta, &lda);
+    blas_layout(B, K, N, &tb, &ldb);
+    DNNL_OK(dnnl_sgemm(ta, tb, M, N, K, 1.0f, A.p, lda, B.p, ldb, 1.0f, C, ldc));
     return;
   }
   mm_key k;
