@@ -30,8 +30,8 @@ static int cmp_double(const void *x, const void *y) {
   return a < b ? -1 : a > b;
 }
 static double median(double *v, int n) {
-  double tmp[64];
-  if (n > 64) n = 64;
+  double tmp[256];
+  if (n > 256) n = 256;
   memcpy(tmp, v, sizeof(double) * (size_t)n);
   qsort(tmp, (size_t)n, sizeof(double), cmp_double);
   return n % 2 ? tmp[n / 2] : 0.5 * (tmp[n / 2 - 1] + tmp[n / 2]);
@@ -188,6 +188,18 @@ static double ratio_best(const row_stats *s, int col) {
   return best_of(s->rate[col], s->n) / best_of(ref, s->n);
 }
 
+/* max/min spread of the rates that decide the fp32 verdict and the ratios */
+#define NOISY 1.25
+static double spread(const double *v, int n) {
+  double lo = v[0], hi = v[0];
+  for (int i = 1; i < n; i++) lo = v[i] < lo ? v[i] : lo, hi = v[i] > hi ? v[i] : hi;
+  return lo > 0 ? hi / lo : 1e9;
+}
+static double row_noise(const row_stats *s) {
+  double a = spread(s->ref[0], s->n), b = spread(s->ref[1], s->n), c = spread(s->rate[COL_F32], s->n);
+  return a > b ? (a > c ? a : c) : (b > c ? b : c);
+}
+
 static void section_vit(void) {
   int batches[3] = {8, 32, 256};
   int nb = g_quick ? 2 : 3;
@@ -199,11 +211,13 @@ static void section_vit(void) {
   printf("   best: best GFLOP/s; %%best: best rate / best reference rate over the same rounds.\n");
   printf("   fp32: F32 tensors.  bf16: F32 tensors in bf16 precision (rounded per call, as the model runs).\n");
   printf("   bf16 pre: x and W already BF16 tensors (dA/dB still round dout).\n");
+  printf("   A row whose rates swing by > 25%% is measured again (3 attempts at most); '*' marks one that stayed noisy.\n");
   printf("%-5s %-8s %-4s %5s %5s %5s | %-25s | %-25s | %-12s\n", "", "", "", "", "", "", "fp32", "bf16",
          "bf16 pre");
   printf("%-5s %-8s %-4s %5s %5s %5s | %6s %5s %6s %5s | %6s %5s %6s %5s | %6s %5s\n", "batch", "layer",
          "pass", "M", "N", "K", "med", "%med", "best", "%best", "med", "%med", "best", "%best", "med", "%med");
   double worst_med = 1e9, worst_best = 1e9;
+  int noisy_rows = 0, total_rows = 0;
   const char *worst_med_at = "", *worst_best_at = "";
   static char where[2][64];
   for (int bi = 0; bi < nb; bi++) {
@@ -222,25 +236,34 @@ static void section_vit(void) {
         int64_t gm = pass == PASS_DB ? L->N : M, gn = pass == PASS_FWD ? L->N : L->K;
         int64_t gk = pass == PASS_FWD ? L->K : pass == PASS_DA ? L->N : M;
         double flop = 2.0 * (double)M * (double)L->N * (double)L->K;
-        row_stats st;
-        memset(&st, 0, sizeof st);
         c32.prec = VLM_PREC_F32;
         mm_run(&c32);  /* warm up: primitives, scratch buffers */
         c32.prec = VLM_PREC_BF16;
         mm_run(&c32);
         c16.prec = VLM_PREC_BF16;
         mm_run(&c16);
-        for (int r = 0; r < rounds; r++) {
-          st.ref[0][r] = mm_gflops(&g_ref32, 0.0);
-          c32.prec = VLM_PREC_F32;
-          st.rate[COL_F32][r] = flop / time_op(mm_run, &c32, min_s) * 1e-9;
-          st.ref[1][r] = mm_gflops(&g_ref16, 0.0);
-          c32.prec = VLM_PREC_BF16;
-          st.rate[COL_BF16][r] = flop / time_op(mm_run, &c32, min_s) * 1e-9;
-          st.rate[COL_BF16_PRE][r] = flop / time_op(mm_run, &c16, min_s) * 1e-9;
-          refs[0][nref] = st.ref[0][r], refs[1][nref] = st.ref[1][r], nref++;
-          st.n++;
+        /* A row whose rates swing by more than 25% was disturbed by other work on
+         * the machine: measure it again (up to twice), keep the steadiest attempt. */
+        row_stats st;
+        double noise = 1e9;
+        for (int attempt = 0; attempt < 3 && noise > NOISY; attempt++) {
+          row_stats t;
+          memset(&t, 0, sizeof t);
+          for (int r = 0; r < rounds; r++) {
+            t.ref[0][r] = mm_gflops(&g_ref32, 0.0);
+            c32.prec = VLM_PREC_F32;
+            t.rate[COL_F32][r] = flop / time_op(mm_run, &c32, min_s) * 1e-9;
+            t.ref[1][r] = mm_gflops(&g_ref16, 0.0);
+            c32.prec = VLM_PREC_BF16;
+            t.rate[COL_BF16][r] = flop / time_op(mm_run, &c32, min_s) * 1e-9;
+            t.rate[COL_BF16_PRE][r] = flop / time_op(mm_run, &c16, min_s) * 1e-9;
+            t.n++;
+          }
+          double nz = row_noise(&t);
+          if (nz < noise) noise = nz, st = t;
         }
+        for (int r = 0; r < st.n; r++) refs[0][nref] = st.ref[0][r], refs[1][nref] = st.ref[1][r], nref++;
+        if (noise > NOISY) noisy_rows++;
         double med[NCOL], best[NCOL];
         for (int col = 0; col < NCOL; col++) {
           med[col] = median(st.rate[col], st.n);
@@ -260,11 +283,12 @@ static void section_vit(void) {
           snprintf(where[1], sizeof where[1], "batch %d %s %s", batches[bi], L->name, k_pass_name[pass]);
           worst_best_at = where[1];
         }
-        printf("%-5d %-8s %-4s %5lld %5lld %5lld | %6.0f %4.0f%% %6.0f %4.0f%% | %6.0f %4.0f%% %6.0f %4.0f%% | %6.0f %4.0f%%\n",
+        total_rows++;
+        printf("%-5d %-8s %-4s %5lld %5lld %5lld | %6.0f %4.0f%% %6.0f %4.0f%% | %6.0f %4.0f%% %6.0f %4.0f%% | %6.0f %4.0f%%%s\n",
                batches[bi], L->name, k_pass_name[pass], (long long)gm, (long long)gn, (long long)gk,
                med[COL_F32], 100 * rm, best[COL_F32], 100 * rb, med[COL_BF16], 100 * ratio_median(&st, COL_BF16),
                best[COL_BF16], 100 * ratio_best(&st, COL_BF16), med[COL_BF16_PRE],
-               100 * ratio_median(&st, COL_BF16_PRE));
+               100 * ratio_median(&st, COL_BF16_PRE), noise > NOISY ? "  *" : "");
         fflush(stdout);
       }
       mm_case_free(&c32);
@@ -281,7 +305,9 @@ static void section_vit(void) {
     printf("%-5s 2048^3 reference over these rows: fp32 median %.0f best %.0f, bf16 median %.0f best %.0f GFLOP/s\n",
            "", m32, b32, m16, b16);
   }
-  printf("\nBar: fp32 matmul on every ViT-B/32 shape >= 70%% of the large-GEMM fp32 rate of the same run:\n");
+  printf("\n* = %d of %d rows stayed noisy after 3 attempts (rates swung > %.0f%%: other work on the machine).\n",
+         noisy_rows, total_rows, 100 * (NOISY - 1));
+  printf("Bar: fp32 matmul on every ViT-B/32 shape >= 70%% of the large-GEMM fp32 rate of the same run:\n");
   printf("  by median ratios: %s (lowest %.0f%%, %s)\n", worst_med >= 0.70 ? "MET" : "NOT MET", 100 * worst_med,
          worst_med_at);
   printf("  by best-of rates: %s (lowest %.0f%%, %s)\n", worst_best >= 0.70 ? "MET" : "NOT MET", 100 * worst_best,
