@@ -25,7 +25,8 @@
  * stream, its own conversion buffers and its own scratchpad (primitives are
  * created with a user-managed scratchpad, so one primitive can run from
  * several threads at once). Called inside an OpenMP parallel region, oneDNN
- * runs the GEMM on the calling thread alone. */
+ * runs the GEMM on the calling thread alone. A thread's buffers and stream
+ * are not freed when it exits (the callers live as long as the process). */
 #define _POSIX_C_SOURCE 200809L
 #include "core/cpu/cpu.h"
 
