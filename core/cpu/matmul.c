@@ -1,0 +1,397 @@
+/* Fast CPU matmul through oneDNN (Debian's libdnnl 2.6, OpenMP runtime).
+ *
+ * Forward GEMMs and all bf16 GEMMs are oneDNN matmul primitives: src [M,K] @
+ * weights [K,N] -> dst [M,N] (row-major, ldc), with transposes expressed as
+ * strides in the memory descriptors (no copies), the bias through the bias
+ * descriptor and the bf16 backward's "+=" through a sum post-op (scale 1), so
+ * gradients accumulate in place. Primitives cost ~ms to create; they are
+ * cached, keyed by shape, strides, dtype, bias and accumulation, in a
+ * mutex-protected table that is never evicted (the model runs a fixed set of
+ * shapes). The fp32 backward GEMMs run through dnnl_sgemm with beta = 1 (same
+ * in-place accumulation): in 2.6 the f32 matmul primitive runs some backward
+ * layouts at half speed, dnnl_sgemm runs them all at full speed (measured;
+ * docs/PERFORMANCE.md).
+ *
+ * bf16: oneDNN 2.6's fpmath_mode(bf16) on f32 tensors still runs the f32
+ * kernel here (brg:avx512_core, f32 speed; measured, see docs/PERFORMANCE.md),
+ * so in bf16 precision f32 inputs are rounded to bf16 (round to nearest even,
+ * exactly vlm_f32_to_bf16) into per-thread scratch buffers that grow to the
+ * largest size seen and are reused, and a bf16 x bf16 -> f32 matmul runs (AMX
+ * or AVX512-BF16 kernels). BF16 tensors go straight in. In f32 precision a
+ * BF16 operand beside an F32 one is widened to f32 (exact), so the result is
+ * what the reference computes.
+ *
+ * Thread safety: the engine is created once; each calling thread has its own
+ * stream, its own conversion buffers and its own scratchpad (primitives are
+ * created with a user-managed scratchpad, so one primitive can run from
+ * several threads at once). Called inside an OpenMP parallel region, oneDNN
+ * runs the GEMM on the calling thread alone. A thread's buffers and stream
+ * are not freed when it exits (the callers live as long as the process). */
+#define _POSIX_C_SOURCE 200809L
+#include "core/cpu/cpu.h"
+
+#include <oneapi/dnnl/dnnl.h>
+#include <oneapi/dnnl/dnnl_debug.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DNNL_OK(call)                                                                   \
+  do {                                                                                  \
+    dnnl_status_t st_ = (call);                                                         \
+    VLM_CHECK(st_ == dnnl_success, "matmul: oneDNN call %s failed with status %s", #call, \
+              dnnl_status2str(st_));                                                    \
+  } while (0)
+
+/* ------------------------------------------------------------------ engine, per-thread state */
+static dnnl_engine_t g_engine;
+static pthread_once_t g_engine_once = PTHREAD_ONCE_INIT;
+static void engine_init(void) { DNNL_OK(dnnl_engine_create(&g_engine, dnnl_cpu, 0)); }
+static dnnl_engine_t engine(void) {
+  pthread_once(&g_engine_once, engine_init);
+  return g_engine;
+}
+
+typedef struct {
+  void *p;
+  size_t cap;
+} scratch_buf;
+
+static _Thread_local dnnl_stream_t tl_stream;
+static _Thread_local scratch_buf tl_scratchpad;   /* oneDNN's scratchpad */
+static _Thread_local scratch_buf tl_conv[3];       /* converted operands: dout/a, b, a */
+
+static dnnl_stream_t stream(void) {
+  if (!tl_stream) DNNL_OK(dnnl_stream_create(&tl_stream, engine(), dnnl_stream_default_flags));
+  return tl_stream;
+}
+
+/* A 64-byte aligned buffer of at least `bytes`, grown (never shrunk) as needed. */
+static void *scratch(scratch_buf *b, size_t bytes) {
+  if (bytes > b->cap) {
+    size_t cap = bytes + bytes / 4;
+    cap = (cap + 63) & ~(size_t)63;
+    free(b->p);
+    b->p = aligned_alloc(64, cap);
+    VLM_CHECK(b->p, "matmul: out of memory for a %zu-byte scratch buffer", cap);
+    b->cap = cap;
+  }
+  return b->p;
+}
+
+/* ------------------------------------------------------------------ dtype conversion */
+/* Same rounding as vlm_f32_to_bf16 (nearest even, NaN stays NaN), vectorizable. */
+static void f32_to_bf16(uint16_t *dst, const float *src, int64_t n) {
+#pragma omp parallel for schedule(static) if (n >= (1 << 16))
+  for (int64_t i = 0; i < n; i++) {
+    uint32_t u;
+    memcpy(&u, &src[i], 4);
+    uint32_t rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+    uint32_t qnan = (u >> 16) | 0x40u;
+    dst[i] = (uint16_t)((u & 0x7fffffffu) > 0x7f800000u ? qnan : rounded);
+  }
+}
+
+static void bf16_to_f32(float *dst, const uint16_t *src, int64_t n) {
+#pragma omp parallel for schedule(static) if (n >= (1 << 16))
+  for (int64_t i = 0; i < n; i++) {
+    uint32_t u = (uint32_t)src[i] << 16;
+    memcpy(&dst[i], &u, 4);
+  }
+}
+
+/* The data of t as dtype want (F32 or BF16): t's own memory when it already is,
+ * else a converted copy in this thread's conversion buffer `slot`. */
+static const void *operand(const vlm_tensor *t, vlm_dtype want, int slot) {
+  if (t->dtype == want) return t->data;
+  int64_t n = vlm_numel(t);
+  void *dst = scratch(&tl_conv[slot], (size_t)n * vlm_dtype_size(want));
+  if (want == VLM_BF16) f32_to_bf16(dst, t->data, n);
+  else bf16_to_f32(dst, t->data, n);
+  return dst;
+}
+
+/* ------------------------------------------------------------------ primitive cache */
+typedef struct {
+  int64_t M, N, K;
+  int64_t as0, as1;   /* strides of src [M,K] */
+  int64_t bs0, bs1;   /* strides of weights [K,N] */
+  int64_t ldc;        /* dst row stride */
+  int32_t dt;         /* dnnl_data_type_t of src and weights; dst is f32 */
+  int32_t bias;       /* bias [N] f32 */
+  int32_t accumulate; /* dst += instead of dst = */
+} mm_key;
+
+typedef struct {
+  mm_key key;
+  dnnl_primitive_t prim;
+  dnnl_memory_desc_t a_md, b_md, c_md, bias_md, sp_md;
+  size_t sp_size;
+  int cached;
+} mm_entry;
+
+#define MM_CACHE_MAX 4096
+static pthread_mutex_t g_cache_lock = PTHREAD_MUTEX_INITIALIZER;
+static mm_entry **g_cache;
+static int g_cache_n, g_cache_cap;
+static int g_cache_full_warned;
+
+static mm_entry *cache_find(const mm_key *k) {
+  for (int i = 0; i < g_cache_n; i++)
+    if (!memcmp(&g_cache[i]->key, k, sizeof *k)) return g_cache[i];
+  return NULL;
+}
+
+static mm_entry *entry_create(const mm_key *k) {
+  mm_entry *e = calloc(1, sizeof *e);
+  VLM_CHECK(e, "matmul: out of memory");
+  e->key = *k;
+  dnnl_data_type_t dt = (dnnl_data_type_t)k->dt;
+  dnnl_dims_t ad = {k->M, k->K}, as = {k->as0, k->as1};
+  dnnl_dims_t bd = {k->K, k->N}, bs = {k->bs0, k->bs1};
+  dnnl_dims_t cd = {k->M, k->N}, cs = {k->ldc, 1};
+  dnnl_dims_t biasd = {1, k->N}, biass = {k->N, 1};
+  DNNL_OK(dnnl_memory_desc_init_by_strides(&e->a_md, 2, ad, dt, as));
+  DNNL_OK(dnnl_memory_desc_init_by_strides(&e->b_md, 2, bd, dt, bs));
+  DNNL_OK(dnnl_memory_desc_init_by_strides(&e->c_md, 2, cd, dnnl_f32, cs));
+  if (k->bias) DNNL_OK(dnnl_memory_desc_init_by_strides(&e->bias_md, 2, biasd, dnnl_f32, biass));
+  dnnl_matmul_desc_t desc;
+  DNNL_OK(dnnl_matmul_desc_init(&desc, &e->a_md, &e->b_md, k->bias ? &e->bias_md : NULL, &e->c_md));
+  dnnl_primitive_attr_t attr;
+  DNNL_OK(dnnl_primitive_attr_create(&attr));
+  DNNL_OK(dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user));
+  if (k->accumulate) {
+    dnnl_post_ops_t po;
+    DNNL_OK(dnnl_post_ops_create(&po));
+    DNNL_OK(dnnl_post_ops_append_sum(po, 1.0f));
+    DNNL_OK(dnnl_primitive_attr_set_post_ops(attr, po));
+    DNNL_OK(dnnl_post_ops_destroy(po));
+  }
+  dnnl_primitive_desc_t pd;
+  DNNL_OK(dnnl_primitive_desc_create(&pd, &desc, attr, engine(), NULL));
+  DNNL_OK(dnnl_primitive_attr_destroy(attr));
+  const dnnl_memory_desc_t *sp = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
+  if (sp) {
+    e->sp_md = *sp;
+    e->sp_size = dnnl_memory_desc_get_size(sp);
+  }
+  const char *impl = "?";
+  DNNL_OK(dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl));
+  vlm_log(VLM_LOG_DEBUG, "matmul: new primitive M=%lld N=%lld K=%lld %s%s%s: %s", (long long)k->M,
+          (long long)k->N, (long long)k->K, k->dt == dnnl_bf16 ? "bf16" : "f32",
+          k->bias ? " +bias" : "", k->accumulate ? " +=" : "", impl);
+  DNNL_OK(dnnl_primitive_create(&e->prim, pd));
+  DNNL_OK(dnnl_primitive_desc_destroy(pd));
+  return e;
+}
+
+static void entry_destroy(mm_entry *e) {
+  DNNL_OK(dnnl_primitive_destroy(e->prim));
+  free(e);
+}
+
+/* The cached primitive for k, created on first use. Creation runs outside the
+ * lock; when two threads race, the first insert wins and the other is dropped. */
+static mm_entry *cache_get(const mm_key *k) {
+  pthread_mutex_lock(&g_cache_lock);
+  mm_entry *e = cache_find(k);
+  pthread_mutex_unlock(&g_cache_lock);
+  if (e) return e;
+  mm_entry *fresh = entry_create(k);
+  pthread_mutex_lock(&g_cache_lock);
+  e = cache_find(k);
+  if (!e && g_cache_n < MM_CACHE_MAX) {
+    if (g_cache_n == g_cache_cap) {
+      int cap = g_cache_cap ? 2 * g_cache_cap : 64;
+      mm_entry **grown = realloc(g_cache, sizeof *grown * (size_t)cap);
+      VLM_CHECK(grown, "matmul: out of memory");
+      g_cache = grown;
+      g_cache_cap = cap;
+    }
+    fresh->cached = 1;
+    g_cache[g_cache_n++] = fresh;
+    e = fresh;
+  } else if (!e && !g_cache_full_warned) {
+    g_cache_full_warned = 1;
+    vlm_log(VLM_LOG_WARN, "matmul: %d GEMM shapes cached; further ones are created per call (slow)",
+            MM_CACHE_MAX);
+  }
+  pthread_mutex_unlock(&g_cache_lock);
+  if (e && e != fresh) entry_destroy(fresh);
+  return e ? e : fresh;  /* fresh and uncached when the table is full */
+}
+
+/* ------------------------------------------------------------------ one GEMM */
+typedef struct {
+  const void *p;
+  int64_t s0, s1;  /* element strides of the logical [rows, cols] matrix */
+} operand_view;
+
+/* A view as BLAS sees it: 'N' with leading dim ld (row-major [rows, cols]) or
+ * 'T' (stored [cols, rows]). Size-1 dims accept either. */
+static void blas_layout(operand_view v, int64_t rows, int64_t cols, char *trans, int64_t *ld) {
+  if (v.s1 == 1 && (rows <= 1 || v.s0 >= cols)) {
+    *trans = 'N';
+    *ld = rows <= 1 ? (cols > 1 ? cols : 1) : v.s0;
+  } else {
+    VLM_CHECK(v.s0 == 1 && (cols <= 1 || v.s1 >= rows), "matmul: strides (%lld, %lld) are not a BLAS layout",
+              (long long)v.s0, (long long)v.s1);
+    *trans = 'T';
+    *ld = cols <= 1 ? (rows > 1 ? rows : 1) : v.s1;
+  }
+}
+
+/* C[M,N] (row stride ldc) = or += A[M,K] @ B[K,N] (+ bias[N]); A and B of dtype dt.
+ * fp32 accumulation (the backward GEMMs) goes through dnnl_sgemm with beta = 1:
+ * oneDNN 2.6's f32 matmul primitive runs some of those layouts at half speed
+ * (a row-major B with N = 3072: ~160 vs ~320 GFLOP/s here), dnnl_sgemm does not. */
+static void gemm(int64_t M, int64_t N, int64_t K, vlm_dtype dt, operand_view A, operand_view B,
+                 const float *bias, float *C, int64_t ldc, int accumulate) {
+  if (M == 0 || N == 0) return;
+  if (K == 0) {  /* empty sum: oneDNN is not asked about zero-sized dims */
+    for (int64_t m = 0; m < M; m++)
+      for (int64_t n = 0; n < N; n++)
+        C[m * ldc + n] = (accumulate ? C[m * ldc + n] : 0.0f) + (bias ? bias[n] : 0.0f);
+    return;
+  }
+  if (dt == VLM_F32 && accumulate && !bias) {
+    char ta, tb;
+    int64_t lda, ldb;
+    blas_layout(A, M, K, &ta, &lda);
+    blas_layout(B, K, N, &tb, &ldb);
+    DNNL_OK(dnnl_sgemm(ta, tb, M, N, K, 1.0f, A.p, lda, B.p, ldb, 1.0f, C, ldc));
+    return;
+  }
+  mm_key k;
+  memset(&k, 0, sizeof k);  /* padding too: keys are compared with memcmp */
+  k.M = M, k.N = N, k.K = K;
+  k.as0 = A.s0, k.as1 = A.s1, k.bs0 = B.s0, k.bs1 = B.s1, k.ldc = ldc;
+  k.dt = dt == VLM_BF16 ? dnnl_bf16 : dnnl_f32;
+  k.bias = bias != NULL;
+  k.accumulate = accumulate != 0;
+  mm_entry *e = cache_get(&k);
+
+  dnnl_engine_t eng = engine();
+  dnnl_memory_t mem[5];
+  dnnl_exec_arg_t args[5];
+  int n = 0;
+#define ARG(idx, md, ptr)                                              \
+  do {                                                                 \
+    DNNL_OK(dnnl_memory_create(&mem[n], (md), eng, (void *)(ptr)));    \
+    args[n].arg = (idx);                                               \
+    args[n].memory = mem[n];                                           \
+    n++;                                                               \
+  } while (0)
+  ARG(DNNL_ARG_SRC, &e->a_md, A.p);
+  ARG(DNNL_ARG_WEIGHTS, &e->b_md, B.p);
+  ARG(DNNL_ARG_DST, &e->c_md, C);
+  if (bias) ARG(DNNL_ARG_BIAS, &e->bias_md, bias);
+  if (e->sp_size) ARG(DNNL_ARG_SCRATCHPAD, &e->sp_md, scratch(&tl_scratchpad, e->sp_size));
+#undef ARG
+  dnnl_stream_t s = stream();
+  DNNL_OK(dnnl_primitive_execute(e->prim, s, n, args));
+  DNNL_OK(dnnl_stream_wait(s));
+  for (int i = 0; i < n; i++) DNNL_OK(dnnl_memory_destroy(mem[i]));
+  if (!e->cached) entry_destroy(e);
+}
+
+/* ------------------------------------------------------------------ public fast kernels */
+/* Rows of a [*,K] tensor: the product of its leading dims (also when K = 0). */
+static int64_t lead_rows(const vlm_tensor *t) {
+  int64_t r = 1;
+  for (int i = 0; i + 1 < t->ndim; i++) r *= t->shape[i];
+  return r;
+}
+
+static void mm_dims(const vlm_tensor *a, const vlm_tensor *b, int trans_a, int trans_b, int64_t *M,
+                    int64_t *N, int64_t *K) {
+  *M = trans_a ? a->shape[1] : lead_rows(a);
+  *K = trans_a ? a->shape[0] : vlm_cols(a);
+  *N = trans_b ? b->shape[0] : b->shape[1];
+}
+
+void vlm_cpu_matmul_forward(vlm_tensor *out, const vlm_tensor *a, const vlm_tensor *b,
+                            const vlm_tensor *bias, int trans_a, int trans_b, vlm_precision prec) {
+  int64_t M, N, K;
+  mm_dims(a, b, trans_a, trans_b, &M, &N, &K);
+  vlm_dtype dt = (prec == VLM_PREC_BF16 || (a->dtype == VLM_BF16 && b->dtype == VLM_BF16)) ? VLM_BF16
+                                                                                          : VLM_F32;
+  /* op(a) [M,K]: a stored [M,K] (strides K,1) or [K,M] (strides 1,M).
+   * op(b) [K,N]: b stored [K,N] (strides N,1) or [N,K] (strides 1,K). */
+  operand_view A = {operand(a, dt, 0), trans_a ? 1 : K, trans_a ? M : 1};
+  operand_view B = {operand(b, dt, 1), trans_b ? 1 : N, trans_b ? K : 1};
+  gemm(M, N, K, dt, A, B, bias ? vlm_f32(bias) : NULL, vlm_f32(out), N, 0);
+}
+
+/* Column sums of g [M,N] added into dbias [N]; blocks of columns per thread,
+ * each summed in double in row order (deterministic for any thread count). */
+static void column_sums(float *dbias, const float *g, int64_t M, int64_t N) {
+  enum { CB = 64 };
+  int64_t blocks = (N + CB - 1) / CB;
+#pragma omp parallel for schedule(static) if (M * N >= (1 << 15))
+  for (int64_t jb = 0; jb < blocks; jb++) {
+    int64_t j0 = jb * CB, w = N - j0 < CB ? N - j0 : CB;
+    double acc[CB] = {0};
+    for (int64_t m = 0; m < M; m++) {
+      const float *row = g + m * N + j0;
+      for (int64_t j = 0; j < w; j++) acc[j] += row[j];
+    }
+    for (int64_t j = 0; j < w; j++) dbias[j0 + j] += (float)acc[j];
+  }
+}
+
+/* With A = op(a) [M,K], B = op(b) [K,N], G = dout [M,N]:
+ *   dA = G @ B^T, dB = A^T @ G, dbias = column sums of G,
+ * each written in the storage layout of its input and accumulated (+=). */
+void vlm_cpu_matmul_backward(vlm_tensor *da, vlm_tensor *db, vlm_tensor *dbias, const vlm_tensor *dout,
+                             const vlm_tensor *a, const vlm_tensor *b, int trans_a, int trans_b,
+                             vlm_precision prec) {
+  int64_t M, N, K;
+  mm_dims(a, b, trans_a, trans_b, &M, &N, &K);
+  vlm_dtype dt = prec == VLM_PREC_BF16 ? VLM_BF16 : VLM_F32;
+  const void *g = (da || db) ? operand(dout, dt, 0) : NULL;
+  if (da) {
+    const void *pb = operand(b, dt, 1);
+    if (!trans_a) {
+      /* da [M,K] += G [M,N] @ B^T [N,K];  B^T[n][k] = b[k*N+n] or b[n*K+k]. */
+      operand_view G = {g, N, 1};
+      operand_view Bt = {pb, trans_b ? K : 1, trans_b ? 1 : N};
+      gemm(M, K, N, dt, G, Bt, NULL, vlm_f32(da), K, 1);
+    } else {
+      /* da stored [K,M] += B [K,N] @ G^T [N,M]. */
+      operand_view B = {pb, trans_b ? 1 : N, trans_b ? K : 1};
+      operand_view Gt = {g, 1, N};
+      gemm(K, M, N, dt, B, Gt, NULL, vlm_f32(da), M, 1);
+    }
+  }
+  if (db) {
+    const void *pa = operand(a, dt, 2);
+    if (!trans_b) {
+      /* db [K,N] += A^T [K,M] @ G [M,N];  A^T[k][m] = a[m*K+k] or a[k*M+m]. */
+      operand_view At = {pa, trans_a ? M : 1, trans_a ? 1 : K};
+      operand_view G = {g, N, 1};
+      gemm(K, N, M, dt, At, G, NULL, vlm_f32(db), N, 1);
+    } else {
+      /* db stored [N,K] += G^T [N,M] @ A [M,K]. */
+      operand_view Gt = {g, 1, N};
+      operand_view A = {pa, trans_a ? 1 : K, trans_a ? M : 1};
+      gemm(N, K, M, dt, Gt, A, NULL, vlm_f32(db), K, 1);
+    }
+  }
+  if (dbias) column_sums(vlm_f32(dbias), vlm_f32(dout), M, N);
+}
+
+/* C = alpha * op(A) @ op(B) + beta * C through oneDNN's row-major dnnl_sgemm
+ * (thread-safe; inside an OpenMP parallel region it runs on the caller alone). */
+void vlm_cpu_sgemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                   const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
+                   float *C, int64_t ldc) {
+  if (M == 0 || N == 0) return;
+  if (K == 0 || alpha == 0.0f) {
+    for (int64_t m = 0; m < M; m++)
+      for (int64_t n = 0; n < N; n++) C[m * ldc + n] = beta == 0.0f ? 0.0f : beta * C[m * ldc + n];
+    return;
+  }
+  DNNL_OK(dnnl_sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', M, N, K, alpha, A, lda, B, ldb, beta,
+                     C, ldc));
+}
