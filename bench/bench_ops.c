@@ -8,8 +8,7 @@
  *      precision measured right beside it (the machine is shared and its speed
  *      drifts, so every round re-measures the reference and the ratio is the
  *      median of per-round ratios).
- *   3. (built with -DVLM_BENCH_ALL_OPS) forward and backward time of every
- *      other op on ViT-B/32-like shapes.
+ *   3. Forward and backward time of every other op on ViT-B/32-like shapes.
  *
  * Usage: bench_ops [--threads N] [--quick]
  *   --threads N  OpenMP threads (default 2)
@@ -326,7 +325,6 @@ static void section_vit(void) {
          worst_best_at);
 }
 
-#ifdef VLM_BENCH_ALL_OPS
 /* ------------------------------------------------------------------ 3. every other op */
 /* ViT-B/32 at batch B: L = 50 tokens, W = 768, 12 heads, MLP 3072; text-side
  * ops (embedding, CoCa caption loss) at the text tower's 77 tokens, width 512. */
@@ -533,7 +531,6 @@ static void section_all_ops(int64_t B) {
   }
   /* memory is released at exit */
 }
-#endif
 
 /* ------------------------------------------------------------------ main */
 int main(int argc, char **argv) {
@@ -554,11 +551,7 @@ int main(int argc, char **argv) {
          vlm_cpu_has_bf16() ? "yes" : "no", g_quick ? ", quick" : "");
   section_large();
   section_vit();
-#ifdef VLM_BENCH_ALL_OPS
   section_all_ops(8);
-#else
-  printf("\n(other-op timings: build with -DVLM_BENCH_ALL_OPS once those ops are merged)\n");
-#endif
   mm_case_free(&g_ref32);
   mm_case_free(&g_ref16);
   return 0;

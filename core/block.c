@@ -67,11 +67,8 @@ static float attn_scale(const vlm_block_config *c) { return 1.0f / sqrtf((float)
  * call uses: view the leading B*L rows with the call's shape. */
 static vlm_tensor view3(const vlm_tensor *t, int64_t B, int64_t L, int64_t C) {
   int64_t shape[3] = {B, L, C};
-  VLM_CHECK(vlm_numel(t) >= B * L * C, "block: activation buffer too small");
-  vlm_tensor v = *t;
-  v.ndim = 1;
-  v.shape[0] = B * L * C;
-  return vlm_reshape(&v, 3, shape);
+  VLM_CHECK(vlm_is_contiguous(t) && vlm_numel(t) >= B * L * C, "block: activation buffer too small");
+  return vlm_tensor_make(t->data, t->dtype, t->device, 3, shape);
 }
 
 static vlm_tensor view1(const vlm_tensor *t, int64_t n) {
