@@ -37,8 +37,8 @@ static double median(double *v, int n) {
   return n % 2 ? tmp[n / 2] : 0.5 * (tmp[n / 2 - 1] + tmp[n / 2]);
 }
 static double best_of(const double *v, int n) {
-  double b = v[0];
-  for (int i = 1; i < n; i++) b = v[i] > b ? v[i] : b;
+  double b = 0;
+  for (int i = 0; i < n; i++) b = v[i] > b ? v[i] : b;
   return b;
 }
 
