@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Drives the vlm binary like a user: help, version, bad usage.
+# Usage: cli.sh VLM_BINARY
+set -u
+vlm=$1
+pass=0 fail=0
+check() { if eval "$2"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: $1"; fi; }
+
+out=$("$vlm" --help); rc=$?
+check "--help exits 0" "[ $rc -eq 0 ]"
+check "--help lists commands" "grep -q 'version' <<<\"\$out\""
+out=$("$vlm" --threads 1 version); rc=$?
+check "version exits 0" "[ $rc -eq 0 ]"
+check "version reports 1 thread" "grep -q '^cpu: 1 threads' <<<\"\$out\""
+check "version --help" "\"$vlm\" version --help | grep -q 'usage: vlm version'"
+err=$("$vlm" frobnicate 2>&1 >/dev/null); rc=$?
+check "unknown command exits 2" "[ $rc -eq 2 ]"
+check "unknown command is named" "grep -q \"unknown command 'frobnicate'\" <<<\"\$err\""
+err=$("$vlm" --threads zero version 2>&1 >/dev/null); rc=$?
+check "bad --threads exits 2" "[ $rc -eq 2 ]"
+check "bad --threads message" "grep -q -- '--threads expects an integer' <<<\"\$err\""
+"$vlm" >/dev/null 2>&1; rc=$?
+check "no command exits 2" "[ $rc -eq 2 ]"
+echo "$pass passed, $fail failed"
+[ $fail -eq 0 ]
