@@ -76,31 +76,49 @@ static vlm_tensor view1(const vlm_tensor *t, int64_t n) {
   return vlm_tensor_make(t->data, t->dtype, t->device, 1, &n);
 }
 
+/* The saved activations viewed at this call's batch and length. */
+typedef struct {
+  vlm_tensor ln_1, qkv, attn, x1, ln_2, fc, act, m1, r1, m2, r2, probs;
+} acts_view;
+
+static acts_view view_acts(const vlm_block_config *c, const vlm_block_acts *s, int64_t B, int64_t L) {
+  int64_t W = c->width, M = c->mlp_width;
+  acts_view v;
+  v.ln_1 = view3(&s->ln_1, B, L, W);
+  v.qkv = view3(&s->qkv, B, L, 3 * W);
+  v.attn = view3(&s->attn, B, L, W);
+  v.x1 = view3(&s->x1, B, L, W);
+  v.ln_2 = view3(&s->ln_2, B, L, W);
+  v.fc = view3(&s->fc, B, L, M);
+  v.act = view3(&s->act, B, L, M);
+  v.m1 = view1(&s->ln_1_mean, B * L);
+  v.r1 = view1(&s->ln_1_rstd, B * L);
+  v.m2 = view1(&s->ln_2_mean, B * L);
+  v.r2 = view1(&s->ln_2_rstd, B * L);
+  int64_t pshape[4] = {B, c->heads, L, L};
+  VLM_CHECK(vlm_numel(&s->probs) >= B * c->heads * L * L, "block: probs buffer too small");
+  v.probs = vlm_tensor_make(s->probs.data, VLM_F32, s->probs.device, 4, pshape);
+  return v;
+}
+
 void vlm_block_forward(const vlm_block_config *c, const vlm_block_params *p, vlm_block_acts *s,
                        vlm_tensor *y, const vlm_tensor *x, const vlm_tensor *key_padding_mask, int causal) {
   VLM_CHECK(x->ndim == 3 && x->shape[2] == c->width && vlm_same_shape(x, y), "block: x and y must be [B, L, W]");
   VLM_CHECK(x->data != y->data, "block: y must not alias x");
-  int64_t B = x->shape[0], L = x->shape[1], W = c->width, M = c->mlp_width;
-  vlm_tensor ln_1 = view3(&s->ln_1, B, L, W), qkv = view3(&s->qkv, B, L, 3 * W);
-  vlm_tensor attn = view3(&s->attn, B, L, W), x1 = view3(&s->x1, B, L, W), ln_2 = view3(&s->ln_2, B, L, W);
-  vlm_tensor fc = view3(&s->fc, B, L, M), act = view3(&s->act, B, L, M);
-  vlm_tensor m1 = view1(&s->ln_1_mean, B * L), r1 = view1(&s->ln_1_rstd, B * L);
-  vlm_tensor m2 = view1(&s->ln_2_mean, B * L), r2 = view1(&s->ln_2_rstd, B * L);
-  int64_t pshape[4] = {B, c->heads, L, L};
-  VLM_CHECK(vlm_numel(&s->probs) >= B * c->heads * L * L, "block: probs buffer too small");
-  vlm_tensor probs = vlm_tensor_make(s->probs.data, VLM_F32, s->probs.device, 4, pshape);
+  int64_t W = c->width;
+  acts_view a = view_acts(c, s, x->shape[0], x->shape[1]);
 
-  vlm_layernorm_forward(&ln_1, &m1, &r1, x, &p->ln_1_w, &p->ln_1_b, c->ln_eps);
-  vlm_matmul_forward(&qkv, &ln_1, &p->in_proj_w, &p->in_proj_b, 0, 1);
-  vlm_tensor q = vlm_narrow(&qkv, 2, 0, W), k = vlm_narrow(&qkv, 2, W, W), v = vlm_narrow(&qkv, 2, 2 * W, W);
-  vlm_attention_forward(&attn, &probs, &q, &k, &v, (int)c->heads, key_padding_mask, causal, attn_scale(c));
-  vlm_matmul_forward(&x1, &attn, &p->out_proj_w, &p->out_proj_b, 0, 1);
-  vlm_add_forward(&x1, &x1, x);
-  vlm_layernorm_forward(&ln_2, &m2, &r2, &x1, &p->ln_2_w, &p->ln_2_b, c->ln_eps);
-  vlm_matmul_forward(&fc, &ln_2, &p->fc_w, &p->fc_b, 0, 1);
-  vlm_act_forward(c->act, &act, &fc);
-  vlm_matmul_forward(y, &act, &p->proj_w, &p->proj_b, 0, 1);
-  vlm_add_forward(y, y, &x1);
+  vlm_layernorm_forward(&a.ln_1, &a.m1, &a.r1, x, &p->ln_1_w, &p->ln_1_b, c->ln_eps);
+  vlm_matmul_forward(&a.qkv, &a.ln_1, &p->in_proj_w, &p->in_proj_b, 0, 1);
+  vlm_tensor q = vlm_narrow(&a.qkv, 2, 0, W), k = vlm_narrow(&a.qkv, 2, W, W), v = vlm_narrow(&a.qkv, 2, 2 * W, W);
+  vlm_attention_forward(&a.attn, &a.probs, &q, &k, &v, (int)c->heads, key_padding_mask, causal, attn_scale(c));
+  vlm_matmul_forward(&a.x1, &a.attn, &p->out_proj_w, &p->out_proj_b, 0, 1);
+  vlm_add_forward(&a.x1, &a.x1, x);
+  vlm_layernorm_forward(&a.ln_2, &a.m2, &a.r2, &a.x1, &p->ln_2_w, &p->ln_2_b, c->ln_eps);
+  vlm_matmul_forward(&a.fc, &a.ln_2, &p->fc_w, &p->fc_b, 0, 1);
+  vlm_act_forward(c->act, &a.act, &a.fc);
+  vlm_matmul_forward(y, &a.act, &p->proj_w, &p->proj_b, 0, 1);
+  vlm_add_forward(y, y, &a.x1);
 }
 
 void vlm_block_backward(const vlm_block_config *c, const vlm_block_params *p, vlm_block_params *g,
@@ -109,36 +127,30 @@ void vlm_block_backward(const vlm_block_config *c, const vlm_block_params *p, vl
   (void)causal; /* the mask lives in the saved probabilities */
   VLM_CHECK(x->ndim == 3 && vlm_same_shape(x, dy) && vlm_same_shape(x, dx), "block backward: shapes differ");
   int64_t B = x->shape[0], L = x->shape[1], W = c->width, M = c->mlp_width;
-  vlm_tensor ln_1 = view3(&s->ln_1, B, L, W), qkv = view3(&s->qkv, B, L, 3 * W);
-  vlm_tensor attn = view3(&s->attn, B, L, W), x1 = view3(&s->x1, B, L, W), ln_2 = view3(&s->ln_2, B, L, W);
-  vlm_tensor fc = view3(&s->fc, B, L, M), act = view3(&s->act, B, L, M);
-  vlm_tensor m1 = view1(&s->ln_1_mean, B * L), r1 = view1(&s->ln_1_rstd, B * L);
-  vlm_tensor m2 = view1(&s->ln_2_mean, B * L), r2 = view1(&s->ln_2_rstd, B * L);
-  int64_t pshape[4] = {B, c->heads, L, L};
-  vlm_tensor probs = vlm_tensor_make(s->probs.data, VLM_F32, s->probs.device, 4, pshape);
+  acts_view a = view_acts(c, s, B, L);
   vlm_tensor d_ln = view3(&scr->d_ln, B, L, W), d_attn = view3(&scr->d_attn, B, L, W);
   vlm_tensor d_x1 = view3(&scr->d_x1, B, L, W), d_qkv = view3(&scr->d_qkv, B, L, 3 * W);
   vlm_tensor d_act = view3(&scr->d_act, B, L, M), d_fc = view3(&scr->d_fc, B, L, M);
 
   /* MLP branch: y = x1 + proj(act(fc(ln_2(x1)))) */
   vlm_zero(&d_act);
-  vlm_matmul_backward(&d_act, &g->proj_w, &g->proj_b, dy, &act, &p->proj_w, 0, 1);
+  vlm_matmul_backward(&d_act, &g->proj_w, &g->proj_b, dy, &a.act, &p->proj_w, 0, 1);
   vlm_zero(&d_fc);
-  vlm_act_backward(c->act, &d_fc, &d_act, &fc);
+  vlm_act_backward(c->act, &d_fc, &d_act, &a.fc);
   vlm_zero(&d_ln);
-  vlm_matmul_backward(&d_ln, &g->fc_w, &g->fc_b, &d_fc, &ln_2, &p->fc_w, 0, 1);
+  vlm_matmul_backward(&d_ln, &g->fc_w, &g->fc_b, &d_fc, &a.ln_2, &p->fc_w, 0, 1);
   vlm_copy(&d_x1, dy);
-  vlm_layernorm_backward(&d_x1, &g->ln_2_w, &g->ln_2_b, &d_ln, &x1, &p->ln_2_w, &m2, &r2);
+  vlm_layernorm_backward(&d_x1, &g->ln_2_w, &g->ln_2_b, &d_ln, &a.x1, &p->ln_2_w, &a.m2, &a.r2);
 
   /* Attention branch: x1 = x + out_proj(attn(ln_1(x))) */
   vlm_add_backward(dx, NULL, &d_x1);
   vlm_zero(&d_attn);
-  vlm_matmul_backward(&d_attn, &g->out_proj_w, &g->out_proj_b, &d_x1, &attn, &p->out_proj_w, 0, 1);
+  vlm_matmul_backward(&d_attn, &g->out_proj_w, &g->out_proj_b, &d_x1, &a.attn, &p->out_proj_w, 0, 1);
   vlm_zero(&d_qkv);
-  vlm_tensor q = vlm_narrow(&qkv, 2, 0, W), k = vlm_narrow(&qkv, 2, W, W), v = vlm_narrow(&qkv, 2, 2 * W, W);
+  vlm_tensor q = vlm_narrow(&a.qkv, 2, 0, W), k = vlm_narrow(&a.qkv, 2, W, W), v = vlm_narrow(&a.qkv, 2, 2 * W, W);
   vlm_tensor dq = vlm_narrow(&d_qkv, 2, 0, W), dk = vlm_narrow(&d_qkv, 2, W, W), dv = vlm_narrow(&d_qkv, 2, 2 * W, W);
-  vlm_attention_backward(&dq, &dk, &dv, &d_attn, &probs, &q, &k, &v, (int)c->heads, attn_scale(c));
+  vlm_attention_backward(&dq, &dk, &dv, &d_attn, &a.probs, &q, &k, &v, (int)c->heads, attn_scale(c));
   vlm_zero(&d_ln);
-  vlm_matmul_backward(&d_ln, &g->in_proj_w, &g->in_proj_b, &d_qkv, &ln_1, &p->in_proj_w, 0, 1);
-  vlm_layernorm_backward(dx, &g->ln_1_w, &g->ln_1_b, &d_ln, x, &p->ln_1_w, &m1, &r1);
+  vlm_matmul_backward(&d_ln, &g->in_proj_w, &g->in_proj_b, &d_qkv, &a.ln_1, &p->in_proj_w, 0, 1);
+  vlm_layernorm_backward(dx, &g->ln_1_w, &g->ln_1_b, &d_ln, x, &p->ln_1_w, &a.m1, &a.r1);
 }

@@ -9,24 +9,6 @@
 
 #include "core/cpu/cpu.h"
 
-#if defined(__x86_64__) && defined(__GLIBC__) && \
-    (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 35))
-#pragma omp declare simd notinbranch
-extern float erfcf(float);
-#pragma omp declare simd notinbranch
-extern float erff(float);
-#pragma omp declare simd notinbranch
-extern float expf(float);
-#endif
-
-/* With AVX-512, ask for 16 lanes: GCC prefers 256-bit vectors on this target,
- * and libmvec's 16-lane variants are ~1.4x faster per element. */
-#if defined(__AVX512F__)
-#define SIMDLEN16 simdlen(16)
-#else
-#define SIMDLEN16
-#endif
-
 #define ACT_PAR_MIN 16384 /* elements */
 
 static const float k_rsqrt2 = 0.70710678118654752f;
