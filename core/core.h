@@ -161,6 +161,13 @@ void vlm_rng_shuffle(vlm_rng *r, int64_t *x, size_t n);   /* Fisher-Yates */
 int vlm_threads_init(int requested);
 int vlm_threads_get(void);
 
+/* Kernel scratch: memory private to the calling thread, slot 0..VLM_SCRATCH_SLOTS-1,
+ * grown to the largest request and reused (contents undefined; 64-byte aligned).
+ * A kernel must not use the same slot for two live buffers. */
+#define VLM_SCRATCH_SLOTS 4
+void *vlm_scratch(int slot, size_t bytes);
+void vlm_scratch_release(void);   /* free this thread's slots */
+
 /* ------------------------------------------------------------------ timing */
 double vlm_now(void);  /* monotonic seconds */
 

@@ -252,11 +252,9 @@ static int64_t row_blocks(int64_t BH, int64_t L, int nthr, int64_t *nblk) {
  * team costs more than the work (and much more on a busy machine). */
 #define PARALLEL_MIN_WORK (1 << 17)
 
-static float *alloc_floats(int64_t n) {
-  size_t bytes = (size_t)round_up(imax(n, 16), 16) * sizeof(float);
-  float *p = aligned_alloc(64, bytes);
-  VLM_CHECK(p, "attention: out of memory (%zu bytes)", bytes);
-  return p;
+/* Per-call buffers come from the calling thread's reusable kernel scratch. */
+static float *scratch_floats(int slot, int64_t n) {
+  return vlm_scratch(slot, (size_t)round_up(imax(n, 16), 16) * sizeof(float));
 }
 
 /* ------------------------------------------------------------------ forward */
@@ -326,7 +324,7 @@ void vlm_cpu_attention_forward(vlm_tensor *out, vlm_tensor *probs, const vlm_ten
   const int64_t qb = row_blocks(BH, a->Lq, nthr, &nqb);
   const int64_t per = a->D * a->Lkp + a->Lk * a->Dp + qb * a->Lkp + a->Lkp;
   const int64_t per_al = round_up(per, 16);
-  float *buf = alloc_floats(per_al * nthr);
+  float *buf = scratch_floats(0, per_al * nthr);
   const int64_t units = BH * nqb;
 
 #pragma omp parallel if (parallel)
@@ -344,7 +342,6 @@ void vlm_cpu_attention_forward(vlm_tensor *out, vlm_tensor *probs, const vlm_ten
       fwd_unit(&c, &w, bh, i0, imin(i0 + qb, a->Lq));
     }
   }
-  free(buf);
 }
 
 /* ------------------------------------------------------------------ backward */
@@ -467,10 +464,9 @@ void vlm_cpu_attention_backward(vlm_tensor *dq, vlm_tensor *dk, vlm_tensor *dv, 
   /* Per thread: vt [D][Lkp], kp [Lk][Dp], qp and dop [Lq][Dp], and in the
    * fused schedule ds [Lq][Lkp]; every piece is a multiple of 16 floats. */
   const int64_t per = round_up(D * Lkp + Lk * Dp + 2 * Lq * Dp + (fused ? Lq * Lkp : 0), 16);
-  float *buf = alloc_floats(per * nthr);
-  int64_t *jend = malloc((size_t)(Lq * nthr) * sizeof(int64_t));
-  VLM_CHECK(jend, "attention: out of memory");
-  float *scratch = (fused || !need_a) ? NULL : alloc_floats(BH * Lq * Lkp);
+  float *buf = scratch_floats(0, per * nthr);
+  int64_t *jend = vlm_scratch(1, (size_t)(Lq * nthr) * sizeof(int64_t));
+  float *scratch = (fused || !need_a) ? NULL : scratch_floats(2, BH * Lq * Lkp);
   int64_t nqb = 1, nkb = 1, qb = Lq, kb = Lk;
   if (!fused) {
     qb = row_blocks(BH, Lq, nthr, &nqb);
@@ -511,7 +507,4 @@ void vlm_cpu_attention_backward(vlm_tensor *dq, vlm_tensor *dk, vlm_tensor *dv, 
       }
     }
   }
-  free(scratch);
-  free(jend);
-  free(buf);
 }

@@ -5,6 +5,7 @@
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "core/cpu/cpu.h"
 #include "core/ref/ref.h"
@@ -38,8 +39,8 @@ void vlm_cpu_cross_entropy_forward(vlm_tensor *loss, vlm_tensor *probs, const vl
   const int is64 = targets->dtype == VLM_I64;
   const int par = N * C > CE_PAR_MIN;
   const int nt = par ? omp_get_max_threads() : 1;
-  double *partial = calloc((size_t)nt, sizeof(double));
-  VLM_CHECK(partial, "cross_entropy: out of memory");
+  double *partial = vlm_scratch(0, (size_t)nt * sizeof(double));
+  memset(partial, 0, (size_t)nt * sizeof(double));
 #pragma omp parallel num_threads(nt) if (par)
   {
     double acc = 0.0;
@@ -67,7 +68,6 @@ void vlm_cpu_cross_entropy_forward(vlm_tensor *loss, vlm_tensor *probs, const vl
   }
   double total = 0.0;
   for (int t = 0; t < nt; t++) total += partial[t];
-  free(partial);
   ((float *)loss->data)[0] = count ? (float)(total / (double)count) : 0.0f;
 }
 

@@ -62,8 +62,9 @@ void vlm_cpu_layernorm_backward(vlm_tensor *dx, vlm_tensor *dw, vlm_tensor *db, 
   /* Per-thread partials: [nt][2][C] (dw then db). */
   float *part = NULL;
   if (want_params) {
-    part = calloc((size_t)nt * 2 * (size_t)(C > 0 ? C : 1), sizeof(float));
-    VLM_CHECK(part, "layernorm: out of memory for %d x %lld partial sums", nt, (long long)C);
+    size_t bytes = (size_t)nt * 2 * (size_t)(C > 0 ? C : 1) * sizeof(float);
+    part = vlm_scratch(0, bytes);
+    memset(part, 0, bytes);
   }
   const float inv_c = C ? 1.0f / (float)C : 0.0f;
 #pragma omp parallel num_threads(nt) if (par)
@@ -118,6 +119,5 @@ void vlm_cpu_layernorm_backward(vlm_tensor *dx, vlm_tensor *dw, vlm_tensor *db, 
       if (DW) DW[c] += sw;
       if (DB) DB[c] += sb;
     }
-    free(part);
   }
 }

@@ -103,7 +103,21 @@ static void test_errors(void) {
   vlm_threads_init(0);
 }
 
+static void test_scratch(void) {
+  char *a = vlm_scratch(0, 100);
+  memset(a, 1, 100);
+  CHECK(((uintptr_t)a % VLM_ARENA_ALIGN) == 0, "scratch aligned");
+  CHECK(vlm_scratch(0, 50) == (void *)a, "a smaller request reuses the buffer");
+  char *b = vlm_scratch(1, 10);
+  CHECK(b != a, "slots are distinct");
+  char *c = vlm_scratch(0, 1 << 20);
+  memset(c, 2, 1 << 20);
+  CHECK(vlm_scratch(0, 1 << 19) == (void *)c, "grown buffer is kept");
+  vlm_scratch_release();
+}
+
 int main(void) {
+  test_scratch();
   test_dtypes();
   test_tensor_arena();
   test_rng();
