@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: the release tree (with CUDA compiled when nvcc exists)
 # runs every test; a second tree built with AddressSanitizer and
-# UndefinedBehaviorSanitizer runs the unit tests again.
+# UndefinedBehaviorSanitizer runs the unit tests again; then every fuzz target
+# runs for VLM_FUZZ_SECONDS (default 20).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh build
@@ -10,3 +11,6 @@ scripts/setup.sh build
 scripts/setup.sh build-asan -DVLM_SANITIZE=ON -DVLM_CUDA=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo
 (cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
   ctest --output-on-failure -j"$(nproc)" -L unit)
+
+# Each libFuzzer target for a short while (scripts/fuzz.sh SECONDS for longer runs).
+scripts/fuzz.sh "${VLM_FUZZ_SECONDS:-20}"
