@@ -47,6 +47,10 @@ const char *vlm_ckpt_format_name(vlm_ckpt_format f);
  * mismatch the error lists every missing, unexpected and mis-shaped tensor. */
 vlm_status vlm_clip_load_safetensors(vlm_clip_params *p, const vlm_clip_config *c, const char *path,
                                      vlm_ckpt_format fmt);
+/* Write p (parameters or gradients) to path atomically under the names of fmt
+ * (HF: q/k/v split, projections transposed). */
+vlm_status vlm_clip_save_safetensors(vlm_clip_params *p, const vlm_clip_config *c, const char *path,
+                                     vlm_ckpt_format fmt);
 /* Load a model from a directory (open_clip_config.json + open_clip_model.safetensors;
  * config.json + model.safetensors in open_clip or HF form) or from a config
  * file path (the weights beside it: model.safetensors / open_clip_model.safetensors). */

@@ -308,7 +308,59 @@ static void pool_checks(void) {
   CHECK(idx[0] == 0 && idx[1] == 2, "eot pooling: %lld %lld", (long long)idx[0], (long long)idx[1]);
 }
 
+/* --compare DIR OUT [GRADS]: files written by `vlm forward` against the fixture's
+ * outputs.safetensors and grads.safetensors (GRADS in open_clip or HF names). */
+static void compare_files(const char *dir, const char *out_path, const char *grads_path) {
+  char path[4096];
+  vlm_safetensors ref, got;
+  snprintf(path, sizeof path, "%s/outputs.safetensors", dir);
+  if (vlm_st_open(&ref, path) != VLM_OK || vlm_st_open(&got, out_path) != VLM_OK) {
+    CHECK(0, "%s", vlm_last_error());
+    return;
+  }
+  for (int i = 0; i < ref.n_entries; i++) {
+    const char *name = ref.entries[i].name;
+    const vlm_st_entry *e = need(&got, name);
+    if (!e) continue;
+    CHECK(e->ndim == ref.entries[i].ndim && (e->end - e->begin) == (ref.entries[i].end - ref.entries[i].begin),
+          "%s: %s has another shape than the fixture's", out_path, name);
+    if (e->end - e->begin != ref.entries[i].end - ref.entries[i].begin) continue;
+    float *x = read_all(&got, e);
+    int kind = strstr(name, "logits_") ? 1 : strstr(name, "features") ? 0 : 2;
+    compare(out_path, name, x, &ref, kind);
+    free(x);
+  }
+  CHECK(got.n_entries == ref.n_entries, "%s: %d tensors, the fixture has %d", out_path, got.n_entries,
+        ref.n_entries);
+  vlm_st_close(&ref);
+  vlm_st_close(&got);
+  if (!grads_path) return;
+  vlm_clip_config c;
+  vlm_clip_params g;
+  snprintf(path, sizeof path, "%s/config.json", dir);
+  if (vlm_clip_config_load(&c, path, NULL) != VLM_OK || vlm_clip_params_init(&g, &c) != VLM_OK) {
+    CHECK(0, "%s", vlm_last_error());
+    return;
+  }
+  vlm_status st = vlm_clip_load_safetensors(&g, &c, grads_path, VLM_CKPT_OPENCLIP);
+  if (st != VLM_OK) st = vlm_clip_load_safetensors(&g, &c, grads_path, VLM_CKPT_HF);
+  CHECK(st == VLM_OK, "%s: %s", grads_path, vlm_last_error());
+  vlm_safetensors rg;
+  snprintf(path, sizeof path, "%s/grads.safetensors", dir);
+  if (st == VLM_OK && vlm_st_open(&rg, path) == VLM_OK) {
+    grad_ctx gc = {&rg, grads_path, 0, 0};
+    vlm_clip_params_visit(&g, &c, compare_grad, &gc);
+    CHECK(gc.checked == rg.n_entries, "%s: %d gradients compared of %d", grads_path, gc.checked, rg.n_entries);
+    vlm_st_close(&rg);
+  }
+  vlm_clip_params_free(&g);
+}
+
 int main(int argc, char **argv) {
+  if (argc >= 4 && !strcmp(argv[1], "--compare")) {
+    compare_files(argv[2], argv[3], argc >= 5 ? argv[4] : NULL);
+    return vt_finish();
+  }
   const char *arg = vt_shared_dir(argc, argv);
   if (!arg) vt_skip("no fixture directory or ../shared given");
   char probe[4096];
