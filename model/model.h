@@ -24,6 +24,13 @@ vlm_status vlm_clip_config_parse_hf(vlm_clip_config *c, const char *json, const 
 /* Read a file and parse it with whichever schema it holds; *is_hf (may be NULL) tells which. */
 vlm_status vlm_clip_config_load(vlm_clip_config *c, const char *path, int *is_hf);
 vlm_status vlm_read_text_file(const char *path, char **out);   /* NUL-terminated; free() it */
+/* Built-in configs: "ViT-B-32", "ViT-B-16", "ViT-L-14" (open_clip's numbers),
+ * "small" (the benchmark training config), "tiny" (the fixtures' shape);
+ * a "-quickgelu" suffix selects QuickGELU. vlm_clip_builtin_name(i) lists them (NULL past the end). */
+vlm_status vlm_clip_config_builtin(vlm_clip_config *c, const char *name);
+const char *vlm_clip_builtin_name(int i);
+/* Parameter count of a config without allocating the parameters. */
+int64_t vlm_clip_config_num_params(const vlm_clip_config *c, int64_t *visual, int64_t *text);
 
 /* All parameters (or gradients: the same layout) in one arena. */
 typedef struct {
@@ -39,6 +46,9 @@ void vlm_clip_params_free(vlm_clip_params *p);
 void vlm_clip_params_visit(vlm_clip_params *p, const vlm_clip_config *c, vlm_param_visit_fn fn, void *ctx);
 int64_t vlm_clip_params_count(vlm_clip_params *p, const vlm_clip_config *c, int64_t *visual, int64_t *text);
 void vlm_clip_params_zero(vlm_clip_params *p);
+/* open_clip's initialisation for training from scratch (model/init.c lists the
+ * distributions); deterministic for a seed. */
+void vlm_clip_params_init_openclip(vlm_clip_params *p, const vlm_clip_config *c, uint64_t seed);
 
 /* Checkpoint formats. */
 typedef enum { VLM_CKPT_OPENCLIP = 0, VLM_CKPT_HF = 1 } vlm_ckpt_format;

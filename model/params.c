@@ -65,3 +65,18 @@ void vlm_clip_params_zero(vlm_clip_params *p) {
   VLM_CHECK(p->arena.device == VLM_CPU, "clip params: zeroing on the CPU only for now");
   memset(p->arena.base, 0, p->arena.used);
 }
+
+int64_t vlm_clip_config_num_params(const vlm_clip_config *c, int64_t *visual, int64_t *text) {
+  vlm_clip_params p;
+  memset(&p, 0, sizeof p);
+  if (vlm_vit_params_alloc(&p.visual, &c->vision) != VLM_OK || vlm_text_params_alloc(&p.text, &c->text) != VLM_OK) {
+    vlm_clip_params_free(&p);
+    return -1;
+  }
+  vlm_arena m;
+  vlm_arena_measure(&m, VLM_CPU);
+  layout(&p, &m, c);
+  int64_t n = vlm_clip_params_count(&p, c, visual, text);
+  vlm_clip_params_free(&p);
+  return n;
+}
