@@ -61,6 +61,13 @@ vlm_status vlm_clip_load_safetensors(vlm_clip_params *p, const vlm_clip_config *
  * (HF: q/k/v split, projections transposed). */
 vlm_status vlm_clip_save_safetensors(vlm_clip_params *p, const vlm_clip_config *c, const char *path,
                                      vlm_ckpt_format fmt);
+/* The config as open_clip_config.json ({"model_cfg", "preprocess_cfg"}) or as a
+ * Hugging Face CLIPConfig; malloc'd, NULL on failure. */
+char *vlm_clip_config_to_json(const vlm_clip_config *c, vlm_ckpt_format fmt);
+/* A loadable checkpoint directory (must exist): open_clip_config.json +
+ * open_clip_model.safetensors (open_clip's `local-dir:`), or HF config.json +
+ * model.safetensors. Each file is written atomically. */
+vlm_status vlm_clip_save_dir(vlm_clip_params *p, const vlm_clip_config *c, const char *dir, vlm_ckpt_format fmt);
 /* Load a model from a directory (open_clip_config.json + open_clip_model.safetensors;
  * config.json + model.safetensors in open_clip or HF form) or from a config
  * file path (the weights beside it: model.safetensors / open_clip_model.safetensors). */

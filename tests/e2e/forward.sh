@@ -27,6 +27,18 @@ if [ -f "$fx/config_hf.json" ]; then
     "\"$cmp\" --compare \"$fx\" \"$tmp/out_hf.st\" \"$tmp/grads_hf.st\" >/dev/null"
 fi
 
+# convert: open_clip -> HF -> open_clip; each converted model reproduces the fixture.
+"$vlm" convert --model "$fx" --to hf --out "$tmp/hf" >/dev/null
+check "convert --to hf exits 0" "[ $? -eq 0 ] && [ -f \"$tmp/hf/config.json\" ] && [ -f \"$tmp/hf/model.safetensors\" ]"
+"$vlm" convert --model "$tmp/hf" --to open_clip --out "$tmp/oc" >/dev/null
+check "convert --to open_clip exits 0" "[ $? -eq 0 ] && [ -f \"$tmp/oc/open_clip_config.json\" ]"
+for m in hf oc; do
+  "$vlm" forward --model "$tmp/$m" --inputs "$fx/inputs.safetensors" --out "$tmp/o_$m.st" --grads "$tmp/g_$m.st" >/dev/null
+  check "converted ($m) model reproduces the fixture" "\"$cmp\" --compare \"$fx\" \"$tmp/o_$m.st\" \"$tmp/g_$m.st\" >/dev/null"
+done
+"$vlm" convert --model "$fx" --to onnx --out "$tmp/x" >/dev/null 2>&1
+check "convert to an unknown layout exits 2" "[ $? -eq 2 ]"
+
 err=$("$vlm" forward --model "$fx" --inputs "$fx/model.safetensors" --out "$tmp/x.st" 2>&1); rc=$?
 check "forward on a file without inputs fails with 1" "[ $rc -eq 1 ]"
 check "... and names the missing tensors" "grep -q 'needs tensors' <<<\"\$err\""

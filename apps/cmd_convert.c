@@ -1,0 +1,73 @@
+/* vlm convert --model PATH --to open_clip|hf --out DIR */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "apps/apps.h"
+#include "model/model.h"
+
+static void usage(FILE *f) {
+  fprintf(f,
+          "usage: vlm convert --model PATH --to open_clip|hf --out DIR\n"
+          "\n"
+          "Writes a CLIP checkpoint (any format 'vlm info' reads) into DIR (created if\n"
+          "missing) in the chosen layout:\n"
+          "  open_clip  open_clip_config.json + open_clip_model.safetensors, loadable with\n"
+          "             open_clip.create_model('local-dir:DIR')\n"
+          "  hf         config.json + model.safetensors for transformers' CLIPModel\n"
+          "             (q/k/v split, projections transposed)\n"
+          "Tensors are written as F32; each file is replaced atomically.\n"
+          "\n"
+          "Examples:\n"
+          "  vlm convert --model ../shared/fixtures/tiny-clip --to hf --out tiny-clip-hf\n"
+          "  vlm convert --model tiny-clip-hf --to open_clip --out tiny-clip-oc\n");
+}
+
+int vlm_cmd_convert(int argc, char **argv) {
+  const char *model = NULL, *to = NULL, *out = NULL;
+  for (int i = 1; i < argc; i++) {
+    if (vlm_app_is_help(argv[i])) { usage(stdout); return 0; }
+    const char **slot = !strcmp(argv[i], "--model") ? &model
+                      : !strcmp(argv[i], "--to")    ? &to
+                      : !strcmp(argv[i], "--out")   ? &out : NULL;
+    if (!slot || i + 1 >= argc) {
+      fprintf(stderr, "vlm convert: unknown or incomplete option '%s'\n", argv[i]);
+      usage(stderr);
+      return 2;
+    }
+    *slot = argv[++i];
+  }
+  if (!model || !to || !out) {
+    fprintf(stderr, "vlm convert: --model, --to and --out are required\n");
+    usage(stderr);
+    return 2;
+  }
+  vlm_ckpt_format fmt;
+  if (!strcmp(to, "hf")) fmt = VLM_CKPT_HF;
+  else if (!strcmp(to, "open_clip")) fmt = VLM_CKPT_OPENCLIP;
+  else {
+    fprintf(stderr, "vlm convert: --to must be open_clip or hf, got '%s'\n", to);
+    return 2;
+  }
+  vlm_clip_config c;
+  vlm_clip_params p;
+  vlm_ckpt_format src;
+  if (vlm_clip_load(model, &c, &p, &src) != VLM_OK) {
+    fprintf(stderr, "vlm convert: %s\n", vlm_last_error());
+    return 1;
+  }
+  int rc = 0;
+  if (mkdir(out, 0777) != 0 && errno != EEXIST) {
+    fprintf(stderr, "vlm convert: %s: cannot create the directory: %s\n", out, strerror(errno));
+    rc = 1;
+  } else if (vlm_clip_save_dir(&p, &c, out, fmt) != VLM_OK) {
+    fprintf(stderr, "vlm convert: %s\n", vlm_last_error());
+    rc = 1;
+  } else {
+    printf("wrote %s (%s layout, %lld parameters) from %s (%s)\n", out, vlm_ckpt_format_name(fmt),
+           (long long)vlm_clip_params_count(&p, &c, NULL, NULL), model, vlm_ckpt_format_name(src));
+  }
+  vlm_clip_params_free(&p);
+  return rc;
+}
