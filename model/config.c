@@ -69,7 +69,7 @@ static vlm_status get_ratio(const cJSON *obj, const char *key, double dflt, doub
     return VLM_OK;
   }
   if (!cJSON_IsNumber(v) || !(v->valuedouble > 0 && v->valuedouble <= 64))
-    return vlm_error(VLM_ERR_FORMAT, "%s: %s%s: must be a number in (0, 64]", src, sect, key);
+    return vlm_error(VLM_ERR_FORMAT, "%s: %s%s: must be a positive number up to 64", src, sect, key);
   *out = v->valuedouble;
   return VLM_OK;
 }
@@ -227,6 +227,11 @@ vlm_status vlm_clip_config_parse_hf(vlm_clip_config *c, const char *json, const 
   if (qv != qt) TRY(vlm_error(VLM_ERR_UNSUPPORTED, "%s: hidden_act differs between the towers", src));
   c->quick_gelu = qv;
   finish(c);
+  double eps;
+  TRY(get_ratio(vc, "layer_norm_eps", 1e-5, &eps, src, vs));
+  c->vision.ln_eps = (float)eps;
+  TRY(get_ratio(tc, "layer_norm_eps", 1e-5, &eps, src, ts));
+  c->text.ln_eps = (float)eps;
   cJSON_Delete(root);
   return VLM_OK;
 }

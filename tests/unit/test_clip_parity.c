@@ -187,6 +187,16 @@ static void config_checks(void) {
   expect_config_error("{\"embed_dim\": 16, \"vision_cfg\": {\"image_size\": 16, \"patch_size\": 4, \"layers\": 1, "
                       "\"width\": 32, \"head_width\": 8}, \"text_cfg\": {\"context_length\": 8, \"vocab_size\": 50,"
                       " \"width\": 24, \"layers\": 2}}", "text_cfg.heads");
+  /* HF: missing fields take CLIPConfig's defaults (openai/clip-vit-base-patch32). */
+  CHECK(vlm_clip_config_parse_hf(&c, "{\"vision_config\": {}, \"text_config\": {}}", "hf.json") == VLM_OK &&
+            c.embed_dim == 512 && c.vision.width == 768 && c.vision.patch_size == 32 && c.text.context_length == 77 &&
+            c.quick_gelu && c.text.eot_id == -1,
+        "HF defaults: %s", vlm_last_error());
+  CHECK(vlm_clip_config_parse_hf(&c, "{\"vision_config\": {\"hidden_act\": \"relu\"}, \"text_config\": {}}",
+                                 "hf.json") != VLM_OK && strstr(vlm_last_error(), "vision_config.hidden_act"),
+        "HF unsupported activation: %s", vlm_last_error());
+  CHECK(vlm_clip_config_parse_hf(&c, "{\"vision_config\": {}, \"text_config\": {\"eos_token_id\": 49407}}",
+                                 "hf.json") == VLM_OK && c.text.eot_id == 49407, "HF eos pooling");
   expect_config_error("{\"embed_dim\": -3, \"vision_cfg\": {}, \"text_cfg\": {}}", "embed_dim");
 }
 
@@ -234,6 +244,55 @@ static void loader_error_checks(const char *shared) {
         "HF loader on open_clip names: %s", vlm_last_error());
   vlm_clip_params_free(&p);
   unlink(bad);
+}
+
+/* F16 and BF16 checkpoints load, converted to F32 exactly. */
+typedef struct { const vlm_safetensors *st; int bad, n; } half_ctx;
+
+static void half_checks(const char *shared) {
+  char model[4096], half[4096], cfg[4096];
+  snprintf(model, sizeof model, "%s/fixtures/tiny-clip/model.safetensors", shared);
+  snprintf(cfg, sizeof cfg, "%s/fixtures/tiny-clip/config.json", shared);
+  vlm_clip_config c;
+  vlm_safetensors st;
+  if (vlm_clip_config_load(&c, cfg, NULL) != VLM_OK || vlm_st_open(&st, model) != VLM_OK) {
+    CHECK(0, "%s", vlm_last_error());
+    return;
+  }
+  for (int k = 0; k < 2; k++) {
+    vlm_dtype dt = k ? VLM_BF16 : VLM_F16;
+    snprintf(half, sizeof half, "/tmp/vlm_test_clip_half_%d_%d.safetensors", (int)getpid(), k);
+    vlm_st_writer *w = vlm_st_writer_new();
+    uint16_t **bufs = calloc((size_t)st.n_entries, sizeof *bufs);
+    for (int i = 0; i < st.n_entries; i++) {
+      const vlm_st_entry *e = &st.entries[i];
+      int64_t n = (int64_t)((e->end - e->begin) / 4);
+      bufs[i] = calloc((size_t)n + 1, 2);
+      const float *x = e->data;
+      for (int64_t j = 0; j < n; j++) bufs[i][j] = k ? vlm_f32_to_bf16(x[j]) : vlm_f32_to_f16(x[j]);
+      vlm_st_writer_add(w, e->name, dt, e->ndim, e->shape, bufs[i]);
+    }
+    CHECK(vlm_st_writer_save(w, half) == VLM_OK, "%s", vlm_last_error());
+    vlm_st_writer_free(w);
+    vlm_clip_params p;
+    CHECK(vlm_clip_params_init(&p, &c) == VLM_OK, "%s", vlm_last_error());
+    vlm_status s = vlm_clip_load_safetensors(&p, &c, half, VLM_CKPT_OPENCLIP);
+    CHECK(s == VLM_OK, "%s checkpoint: %s", vlm_dtype_name(dt), vlm_last_error());
+    const vlm_st_entry *e = vlm_st_find(&st, "visual.proj");
+    int64_t n = vlm_numel(&p.visual.proj);
+    int same = 1;
+    for (int64_t j = 0; j < n; j++) {
+      float x = ((const float *)e->data)[j];
+      float want = k ? vlm_round_bf16(x) : vlm_f16_to_f32(vlm_f32_to_f16(x));
+      same &= vlm_f32(&p.visual.proj)[j] == want;
+    }
+    CHECK(s == VLM_OK && same, "%s values convert exactly", vlm_dtype_name(dt));
+    vlm_clip_params_free(&p);
+    for (int i = 0; i < st.n_entries; i++) free(bufs[i]);
+    free(bufs);
+    unlink(half);
+  }
+  vlm_st_close(&st);
 }
 
 /* InfoNCE: finite-difference gradients of the features and of logit_scale. */
@@ -375,6 +434,7 @@ int main(int argc, char **argv) {
   pool_checks();
   loss_gradcheck();
   loader_error_checks(arg);
+  half_checks(arg);
   const char *dirs[2] = {"tiny-clip", "tiny-clip-quickgelu"};
   for (int i = 0; i < 2; i++) {
     char d[4096];
