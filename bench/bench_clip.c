@@ -174,10 +174,13 @@ int main(int argc, char **argv) {
   VLM_CHECK(vlm_clip_params_init(&b.p, &b.c) == VLM_OK, "%s", vlm_last_error());
   vlm_clip_params_init_openclip(&b.p, &b.c, 1);
   printf("ViT-B-32 (%.1f M parameters):\n", (double)vlm_clip_params_count(&b.p, &b.c, NULL, NULL) / 1e6);
+  vlm_clip_params f32 = b.p;
+  if (bf16) VLM_CHECK(vlm_clip_params_bf16(&b.p, &f32, &b.c) == VLM_OK, "%s", vlm_last_error());
   encode(&b, 1, 1, rounds);
   encode(&b, 8, 1, rounds);
   encode(&b, 8, 0, rounds);
   vlm_clip_params_free(&b.p);
+  if (bf16) vlm_clip_params_free(&f32);
   train_step(32, rounds);
   return 0;
 }

@@ -295,6 +295,56 @@ static void half_checks(const char *shared) {
   vlm_st_close(&st);
 }
 
+/* BF16 inference weights (+ bf16 matmul inputs): features within cosine 0.999 of fp32. */
+static double min_cosine(const vlm_tensor *a, const vlm_tensor *b) {
+  int64_t R = vlm_rows(a), C = vlm_cols(a);
+  double worst = 1;
+  for (int64_t r = 0; r < R; r++) {
+    double d = 0, na = 0, nb = 0;
+    for (int64_t k = 0; k < C; k++) {
+      double x = vlm_f32(a)[r * C + k], y = vlm_f32(b)[r * C + k];
+      d += x * y; na += x * x; nb += y * y;
+    }
+    double cs = d / sqrt(na * nb);
+    if (!(cs >= worst)) worst = cs;
+  }
+  return worst;
+}
+
+static void bf16_checks(const char *shared) {
+  char dir[2048], path[4096];
+  snprintf(dir, sizeof dir, "%s/fixtures/tiny-clip", shared);
+  vlm_clip_config c;
+  vlm_clip_params p, h;
+  vlm_ckpt_format fmt;
+  vlm_safetensors in;
+  snprintf(path, sizeof path, "%s/inputs.safetensors", dir);
+  if (vlm_clip_load(dir, &c, &p, &fmt) != VLM_OK || vlm_st_open(&in, path) != VLM_OK) {
+    CHECK(0, "%s", vlm_last_error());
+    return;
+  }
+  vlm_tensor images = vlm_st_tensor(vlm_st_find(&in, "images")), text = vlm_st_tensor(vlm_st_find(&in, "text"));
+  int64_t B = images.shape[0], L = text.shape[1];
+  vlm_clip_acts a, b;
+  CHECK(vlm_clip_acts_init(&a, &c, B, L, 0) == VLM_OK && vlm_clip_acts_init(&b, &c, B, L, 0) == VLM_OK, "acts");
+  CHECK(vlm_clip_params_bf16(&h, &p, &c) == VLM_OK, "%s", vlm_last_error());
+  CHECK(h.visual.blocks[0].fc_w.dtype == VLM_BF16 && h.visual.conv1_w.dtype == VLM_BF16 &&
+            h.text.proj.dtype == VLM_BF16 && h.text.token_emb.dtype == VLM_F32 && h.visual.ln_pre_w.dtype == VLM_F32,
+        "which tensors are BF16");
+  vlm_clip_forward(&c, &p, &a, &images, &text);
+  vlm_set_matmul_precision(VLM_PREC_BF16);
+  vlm_clip_forward(&c, &h, &b, &images, &text);
+  vlm_set_matmul_precision(VLM_PREC_F32);
+  double ci = min_cosine(&a.visual.features, &b.visual.features), ct = min_cosine(&a.text.features, &b.text.features);
+  CHECK(ci >= 0.999 && ct >= 0.999, "bf16 features: cosine to fp32 image %.6f, text %.6f", ci, ct);
+  printf("bf16 inference weights: min cosine to fp32 features: image %.6f, text %.6f\n", ci, ct);
+  vlm_clip_acts_free(&a);
+  vlm_clip_acts_free(&b);
+  vlm_clip_params_free(&h);
+  vlm_clip_params_free(&p);
+  vlm_st_close(&in);
+}
+
 /* InfoNCE: finite-difference gradients of the features and of logit_scale. */
 typedef struct {
   vlm_clip_loss_acts s;
@@ -435,6 +485,7 @@ int main(int argc, char **argv) {
   loss_gradcheck();
   loader_error_checks(arg);
   half_checks(arg);
+  bf16_checks(arg);
   const char *dirs[2] = {"tiny-clip", "tiny-clip-quickgelu"};
   for (int i = 0; i < 2; i++) {
     char d[4096];
