@@ -8,7 +8,7 @@
 
 static void usage(FILE *f) {
   fprintf(f,
-          "usage: vlm forward --model PATH --inputs FILE --out FILE [--grads FILE]\n"
+          "usage: vlm forward --model PATH --inputs FILE --out FILE [--grads FILE] [--precision f32|bf16]\n"
           "\n"
           "Runs a CLIP model (open_clip or Hugging Face checkpoint, see 'vlm info') on a\n"
           "batch and writes what open_clip computes, so vlm can be checked against any\n"
@@ -20,6 +20,8 @@ static void usage(FILE *f) {
           "            logits_per_text [B,B], clip_loss, loss\n"
           "  --grads   d(loss)/d(parameter) for every parameter, under the checkpoint's\n"
           "            own names (open_clip or Hugging Face)\n"
+          "  --precision  f32 (default) or bf16: bf16 matmul inputs with f32 accumulation\n"
+          "            (without --grads the weight matrices are converted to bf16 once)\n"
           "\n"
           "Examples:\n"
           "  vlm forward --model ../shared/fixtures/tiny-clip \\\n"
@@ -98,13 +100,14 @@ static vlm_status write_outputs(const char *path, vlm_clip_acts *s, float *loss)
 }
 
 int vlm_cmd_forward(int argc, char **argv) {
-  const char *model = NULL, *inputs = NULL, *out = NULL, *grads = NULL;
+  const char *model = NULL, *inputs = NULL, *out = NULL, *grads = NULL, *precision = "f32";
   for (int i = 1; i < argc; i++) {
     if (vlm_app_is_help(argv[i])) { usage(stdout); return 0; }
     const char **slot = !strcmp(argv[i], "--model")  ? &model
                       : !strcmp(argv[i], "--inputs") ? &inputs
                       : !strcmp(argv[i], "--out")    ? &out
-                      : !strcmp(argv[i], "--grads")  ? &grads : NULL;
+                      : !strcmp(argv[i], "--grads")  ? &grads
+                      : !strcmp(argv[i], "--precision") ? &precision : NULL;
     if (!slot || i + 1 >= argc) {
       fprintf(stderr, "vlm forward: unknown or incomplete option '%s'\n", argv[i]);
       usage(stderr);
@@ -117,8 +120,13 @@ int vlm_cmd_forward(int argc, char **argv) {
     usage(stderr);
     return 2;
   }
+  int bf16 = !strcmp(precision, "bf16");
+  if (!bf16 && strcmp(precision, "f32")) {
+    fprintf(stderr, "vlm forward: --precision must be f32 or bf16, got '%s'\n", precision);
+    return 2;
+  }
   vlm_clip_config c;
-  vlm_clip_params p, g;
+  vlm_clip_params p, g, h;
   vlm_ckpt_format fmt;
   if (vlm_clip_load(model, &c, &p, &fmt) != VLM_OK) {
     fprintf(stderr, "vlm forward: %s\n", vlm_last_error());
@@ -132,6 +140,7 @@ int vlm_cmd_forward(int argc, char **argv) {
   vlm_clip_acts s;
   memset(&s, 0, sizeof s);
   memset(&g, 0, sizeof g);
+  memset(&h, 0, sizeof h);
   if (!read_inputs(inputs, &c, &images, &ids, &ids_dt, &B, &L)) goto done;
   if (vlm_clip_acts_init(&s, &c, B, L, grads != NULL) != VLM_OK ||
       (grads && vlm_clip_params_init(&g, &c) != VLM_OK)) {
@@ -141,7 +150,14 @@ int vlm_cmd_forward(int argc, char **argv) {
   int64_t ishape[4] = {B, 3, c.vision.image_size, c.vision.image_size}, tshape[2] = {B, L};
   vlm_tensor ti = vlm_tensor_cpu_f32(images, 4, ishape);
   vlm_tensor tt = vlm_tensor_make(ids, ids_dt, VLM_CPU, 2, tshape);
-  float loss = vlm_clip_forward(&c, &p, &s, &ti, &tt);
+  if (bf16) {
+    vlm_set_matmul_precision(VLM_PREC_BF16);
+    if (!grads && vlm_clip_params_bf16(&h, &p, &c) != VLM_OK) {
+      fprintf(stderr, "vlm forward: %s\n", vlm_last_error());
+      goto done;
+    }
+  }
+  float loss = vlm_clip_forward(&c, bf16 && !grads ? &h : &p, &s, &ti, &tt);
   if (write_outputs(out, &s, &loss) != VLM_OK) {
     fprintf(stderr, "vlm forward: %s\n", vlm_last_error());
     goto done;
@@ -153,14 +169,15 @@ int vlm_cmd_forward(int argc, char **argv) {
       goto done;
     }
   }
-  printf("loss %.7f (batch %lld, text length %lld, %s checkpoint)\n", loss, (long long)B, (long long)L,
-         vlm_ckpt_format_name(fmt));
+  printf("loss %.7f (batch %lld, text length %lld, %s checkpoint, %s)\n", loss, (long long)B, (long long)L,
+         vlm_ckpt_format_name(fmt), precision);
   rc = 0;
 done:
   free(images);
   free(ids);
   vlm_clip_acts_free(&s);
   vlm_clip_params_free(&g);
+  vlm_clip_params_free(&h);
   vlm_clip_params_free(&p);
   return rc;
 }

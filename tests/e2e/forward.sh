@@ -27,6 +27,11 @@ if [ -f "$fx/config_hf.json" ]; then
     "\"$cmp\" --compare \"$fx\" \"$tmp/out_hf.st\" \"$tmp/grads_hf.st\" >/dev/null"
 fi
 
+out=$("$vlm" forward --model "$fx" --inputs "$fx/inputs.safetensors" --out "$tmp/bf16.st" --precision bf16); rc=$?
+check "forward --precision bf16 exits 0" "[ $rc -eq 0 ] && grep -q 'bf16' <<<\"\$out\" && [ -f \"$tmp/bf16.st\" ]"
+"$vlm" forward --model "$fx" --inputs "$fx/inputs.safetensors" --out "$tmp/x.st" --precision fp8 >/dev/null 2>&1
+check "unknown --precision exits 2" "[ $? -eq 2 ]"
+
 # convert: open_clip -> HF -> open_clip; each converted model reproduces the fixture.
 "$vlm" convert --model "$fx" --to hf --out "$tmp/hf" >/dev/null
 check "convert --to hf exits 0" "[ $? -eq 0 ] && [ -f \"$tmp/hf/config.json\" ] && [ -f \"$tmp/hf/model.safetensors\" ]"
