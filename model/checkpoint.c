@@ -1,9 +1,12 @@
 /* Loading CLIP checkpoints: open_clip and Hugging Face CLIPModel names. */
+#define _DEFAULT_SOURCE 1 /* madvise */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "model/model.h"
 
@@ -133,6 +136,16 @@ static void entry_shape(const vlm_st_entry *e, char *buf, size_t n) {
   if (k < n) snprintf(buf + k, n - k, "] %s", vlm_dtype_name(e->dtype));
 }
 
+/* Drop an entry's pages from the process once it is copied, so a load peaks at
+ * the parameters plus one tensor instead of twice the checkpoint. */
+static void release_pages(const vlm_st_entry *e) {
+  long page = sysconf(_SC_PAGESIZE);
+  if (page <= 0) return;
+  uintptr_t lo = ((uintptr_t)e->data + (uintptr_t)page - 1) & ~((uintptr_t)page - 1);
+  uintptr_t hi = ((uintptr_t)e->data + (e->end - e->begin)) & ~((uintptr_t)page - 1);
+  if (hi > lo) madvise((void *)lo, hi - lo, MADV_DONTNEED);
+}
+
 static int float_dtype(vlm_dtype d) { return d == VLM_F32 || d == VLM_F16 || d == VLM_BF16 || d == VLM_F64; }
 
 static void load_one(void *ctx, const char *name, vlm_tensor *t) {
@@ -183,12 +196,14 @@ static void load_one(void *ctx, const char *name, vlm_tensor *t) {
     float *dst = (float *)t->data + i * per;
     if (!transpose) {
       if (vlm_st_read_f32(L->st, e, dst, per) != VLM_OK) L->io = VLM_ERR_FORMAT;
+      release_pages(e);
       continue;
     }
     int64_t R = t->shape[0], C = t->shape[1];   /* dst [R, C] <- src [C, R] */
     float *tmp = malloc((size_t)(R * C) * sizeof(float));
     if (!tmp) { L->io = VLM_ERR_OOM; continue; }
     if (vlm_st_read_f32(L->st, e, tmp, R * C) != VLM_OK) L->io = VLM_ERR_FORMAT;
+    release_pages(e);
     for (int64_t r = 0; r < R; r++)
       for (int64_t c = 0; c < C; c++) dst[r * C + c] = tmp[c * R + r];
     free(tmp);
