@@ -44,6 +44,12 @@ done
 "$vlm" convert --model "$fx" --to onnx --out "$tmp/x" >/dev/null 2>&1
 check "convert to an unknown layout exits 2" "[ $? -eq 2 ]"
 
+# a new model, open_clip's initialisation, in both layouts; it runs on the fixture inputs when shapes agree
+"$vlm" convert --init tiny --seed 3 --to hf --out "$tmp/new" >/dev/null
+check "convert --init tiny exits 0" "[ $? -eq 0 ] && \"$vlm\" info --model \"$tmp/new\" | grep -q '^parameters: '"
+"$vlm" convert --init ViT-Q-1 --to hf --out "$tmp/new2" >/dev/null 2>&1
+check "convert --init with an unknown name exits 2" "[ $? -eq 2 ]"
+
 err=$("$vlm" forward --model "$fx" --inputs "$fx/model.safetensors" --out "$tmp/x.st" 2>&1); rc=$?
 check "forward on a file without inputs fails with 1" "[ $rc -eq 1 ]"
 check "... and names the missing tensors" "grep -q 'needs tensors' <<<\"\$err\""
