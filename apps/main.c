@@ -14,6 +14,9 @@ typedef struct {
 
 static const command k_commands[] = {
   {"version", vlm_cmd_version, "print the version, the CPU features and the GPU backend"},
+  {"info", vlm_cmd_info, "show a CLIP checkpoint's config, parameter counts and format"},
+  {"forward", vlm_cmd_forward, "run a CLIP model on a batch; write outputs (and gradients)"},
+  {"convert", vlm_cmd_convert, "write a CLIP checkpoint in open_clip or Hugging Face layout"},
 };
 #define N_COMMANDS (int)(sizeof k_commands / sizeof k_commands[0])
 

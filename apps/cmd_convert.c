@@ -1,0 +1,94 @@
+/* vlm convert --model PATH --to open_clip|hf --out DIR */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "apps/apps.h"
+#include "model/model.h"
+
+static void usage(FILE *f) {
+  fprintf(f,
+          "usage: vlm convert (--model PATH | --init NAME [--seed N]) --to open_clip|hf --out DIR\n"
+          "\n"
+          "Writes a CLIP checkpoint (any format 'vlm info' reads) into DIR (created if\n"
+          "missing) in the chosen layout:\n"
+          "  open_clip  open_clip_config.json + open_clip_model.safetensors, loadable with\n"
+          "             open_clip.create_model('local-dir:DIR')\n"
+          "  hf         config.json + model.safetensors for transformers' CLIPModel\n"
+          "             (q/k/v split, projections transposed)\n"
+          "Tensors are written as F32; each file is replaced atomically.\n"
+          "--init NAME writes a new model instead, initialised as open_clip does for\n"
+          "training from scratch (seed N, default 0). Built-in NAMEs: ViT-B-32, ViT-B-16,\n"
+          "ViT-L-14 (open_clip's configs; add -quickgelu for QuickGELU), small, tiny.\n"
+          "\n"
+          "Examples:\n"
+          "  vlm convert --model ../shared/fixtures/tiny-clip --to hf --out tiny-clip-hf\n"
+          "  vlm convert --model tiny-clip-hf --to open_clip --out tiny-clip-oc\n"
+          "  vlm convert --init ViT-B-32 --seed 1 --to open_clip --out vit-b-32-random\n");
+}
+
+int vlm_cmd_convert(int argc, char **argv) {
+  const char *model = NULL, *to = NULL, *out = NULL, *init = NULL, *seed_s = "0";
+  for (int i = 1; i < argc; i++) {
+    if (vlm_app_is_help(argv[i])) { usage(stdout); return 0; }
+    const char **slot = !strcmp(argv[i], "--model") ? &model
+                      : !strcmp(argv[i], "--to")    ? &to
+                      : !strcmp(argv[i], "--out")   ? &out
+                      : !strcmp(argv[i], "--init")  ? &init
+                      : !strcmp(argv[i], "--seed")  ? &seed_s : NULL;
+    if (!slot || i + 1 >= argc) {
+      fprintf(stderr, "vlm convert: unknown or incomplete option '%s'\n", argv[i]);
+      usage(stderr);
+      return 2;
+    }
+    *slot = argv[++i];
+  }
+  if (!model == !init || !to || !out) {
+    fprintf(stderr, "vlm convert: one of --model or --init, and --to and --out are required\n");
+    usage(stderr);
+    return 2;
+  }
+  vlm_ckpt_format fmt;
+  if (!strcmp(to, "hf")) fmt = VLM_CKPT_HF;
+  else if (!strcmp(to, "open_clip")) fmt = VLM_CKPT_OPENCLIP;
+  else {
+    fprintf(stderr, "vlm convert: --to must be open_clip or hf, got '%s'\n", to);
+    return 2;
+  }
+  vlm_clip_config c;
+  vlm_clip_params p;
+  vlm_ckpt_format src;
+  long long seed = 0;
+  if (!vlm_app_parse_int("vlm convert", "--seed", seed_s, 0, (1LL << 62), &seed)) return 2;
+  if (init) {
+    if (vlm_clip_config_builtin(&c, init) != VLM_OK) {
+      fprintf(stderr, "vlm convert: %s\n", vlm_last_error());
+      return 2;
+    }
+    if (vlm_clip_params_init(&p, &c) != VLM_OK) {
+      fprintf(stderr, "vlm convert: %s\n", vlm_last_error());
+      return 1;
+    }
+    vlm_clip_params_init_openclip(&p, &c, (uint64_t)seed);
+    src = VLM_CKPT_OPENCLIP;
+    model = init;
+  } else if (vlm_clip_load(model, &c, &p, &src) != VLM_OK) {
+    fprintf(stderr, "vlm convert: %s\n", vlm_last_error());
+    return 1;
+  }
+  int rc = 0;
+  if (mkdir(out, 0777) != 0 && errno != EEXIST) {
+    fprintf(stderr, "vlm convert: %s: cannot create the directory: %s\n", out, strerror(errno));
+    rc = 1;
+  } else if (vlm_clip_save_dir(&p, &c, out, fmt) != VLM_OK) {
+    fprintf(stderr, "vlm convert: %s\n", vlm_last_error());
+    rc = 1;
+  } else {
+    printf("wrote %s (%s layout, %lld parameters) from %s (%s)\n", out, vlm_ckpt_format_name(fmt),
+           (long long)vlm_clip_params_count(&p, &c, NULL, NULL), model,
+           init ? "open_clip initialisation" : vlm_ckpt_format_name(src));
+  }
+  vlm_clip_params_free(&p);
+  return rc;
+}

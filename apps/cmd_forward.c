@@ -1,0 +1,183 @@
+/* vlm forward --model PATH --inputs FILE --out FILE [--grads FILE] */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "apps/apps.h"
+#include "model/model.h"
+
+static void usage(FILE *f) {
+  fprintf(f,
+          "usage: vlm forward --model PATH --inputs FILE --out FILE [--grads FILE] [--precision f32|bf16]\n"
+          "\n"
+          "Runs a CLIP model (open_clip or Hugging Face checkpoint, see 'vlm info') on a\n"
+          "batch and writes what open_clip computes, so vlm can be checked against any\n"
+          "PyTorch model. FILE is safetensors:\n"
+          "  --inputs  `images` [B,3,H,W] (F32/F16/BF16, already normalized) and `text`\n"
+          "            [B,L] token ids (I64 or I32, L <= the context length)\n"
+          "  --out     image_features_unnorm, text_features_unnorm, image_features,\n"
+          "            text_features [B,E], logit_scale (exp'd), logits_per_image,\n"
+          "            logits_per_text [B,B], clip_loss, loss\n"
+          "  --grads   d(loss)/d(parameter) for every parameter, under the checkpoint's\n"
+          "            own names (open_clip or Hugging Face)\n"
+          "  --precision  f32 (default) or bf16: bf16 matmul inputs with f32 accumulation\n"
+          "            (without --grads the weight matrices are converted to bf16 once)\n"
+          "\n"
+          "Examples:\n"
+          "  vlm forward --model ../shared/fixtures/tiny-clip \\\n"
+          "      --inputs ../shared/fixtures/tiny-clip/inputs.safetensors --out out.safetensors\n"
+          "  vlm forward --model my-hf-clip/ --inputs batch.safetensors --out out.safetensors \\\n"
+          "      --grads grads.safetensors\n");
+}
+
+/* Read and validate the inputs; on success the caller frees *images and *ids. */
+static int read_inputs(const char *path, const vlm_clip_config *c, float **images, void **ids, vlm_dtype *ids_dt,
+                       int64_t *B, int64_t *L) {
+  vlm_safetensors st;
+  if (vlm_st_open(&st, path) != VLM_OK) {
+    fprintf(stderr, "vlm forward: %s\n", vlm_last_error());
+    return 0;
+  }
+  int ok = 0;
+  const vlm_st_entry *ei = vlm_st_find(&st, "images"), *et = vlm_st_find(&st, "text");
+  int64_t S = c->vision.image_size;
+  if (!ei || !et) {
+    fprintf(stderr, "vlm forward: %s: needs tensors `images` and `text`%s%s\n", path, ei ? "" : " (no images)",
+            et ? "" : " (no text)");
+  } else if (ei->ndim != 4 || ei->shape[1] != 3 || ei->shape[2] != S || ei->shape[3] != S || ei->shape[0] < 1) {
+    fprintf(stderr, "vlm forward: %s: images must be [B, 3, %lld, %lld] for this model\n", path, (long long)S,
+            (long long)S);
+  } else if (et->ndim != 2 || et->shape[0] != ei->shape[0] || et->shape[1] < 1 ||
+             et->shape[1] > c->text.context_length || (et->dtype != VLM_I64 && et->dtype != VLM_I32)) {
+    fprintf(stderr, "vlm forward: %s: text must be [%lld, L<=%lld] I64 or I32\n", path, (long long)ei->shape[0],
+            (long long)c->text.context_length);
+  } else {
+    *B = ei->shape[0];
+    *L = et->shape[1];
+    int64_t n = *B * 3 * S * S, nt = *B * *L;
+    *images = malloc((size_t)n * sizeof(float));
+    *ids = malloc((size_t)nt * vlm_dtype_size(et->dtype));
+    *ids_dt = et->dtype;
+    if (!*images || !*ids) {
+      fprintf(stderr, "vlm forward: out of memory\n");
+    } else if (vlm_st_read_f32(&st, ei, *images, n) != VLM_OK) {
+      fprintf(stderr, "vlm forward: %s\n", vlm_last_error());
+    } else {
+      memcpy(*ids, et->data, (size_t)nt * vlm_dtype_size(et->dtype));
+      ok = 1;
+      for (int64_t i = 0; i < nt && ok; i++) {
+        int64_t id = et->dtype == VLM_I64 ? ((int64_t *)*ids)[i] : ((int32_t *)*ids)[i];
+        if (id < 0 || id >= c->text.vocab_size) {
+          fprintf(stderr, "vlm forward: %s: text[%lld, %lld] = %lld is outside the vocabulary [0, %lld)\n", path,
+                  (long long)(i / *L), (long long)(i % *L), (long long)id, (long long)c->text.vocab_size);
+          ok = 0;
+        }
+      }
+    }
+    if (!ok) { free(*images); free(*ids); *images = NULL; *ids = NULL; }
+  }
+  vlm_st_close(&st);
+  return ok;
+}
+
+static vlm_status write_outputs(const char *path, vlm_clip_acts *s, float *loss) {
+  vlm_st_writer *w = vlm_st_writer_new();
+  if (!w) return vlm_error(VLM_ERR_OOM, "out of memory");
+  vlm_status st = VLM_OK;
+  struct { const char *name; vlm_tensor *t; } outs[] = {
+    {"image_features_unnorm", &s->visual.features}, {"text_features_unnorm", &s->text.features},
+    {"image_features", &s->loss.img}, {"text_features", &s->loss.txt},
+    {"logits_per_image", &s->loss.logits_per_image}, {"logits_per_text", &s->loss.logits_per_text},
+  };
+  for (size_t i = 0; i < sizeof outs / sizeof outs[0] && st == VLM_OK; i++)
+    st = vlm_st_writer_add_tensor(w, outs[i].name, outs[i].t);
+  if (st == VLM_OK) st = vlm_st_writer_add(w, "logit_scale", VLM_F32, 0, NULL, s->loss.scale.data);
+  if (st == VLM_OK) st = vlm_st_writer_add(w, "clip_loss", VLM_F32, 0, NULL, loss);
+  if (st == VLM_OK) st = vlm_st_writer_add(w, "loss", VLM_F32, 0, NULL, loss);
+  if (st == VLM_OK) st = vlm_st_writer_save(w, path);
+  vlm_st_writer_free(w);
+  return st;
+}
+
+int vlm_cmd_forward(int argc, char **argv) {
+  const char *model = NULL, *inputs = NULL, *out = NULL, *grads = NULL, *precision = "f32";
+  for (int i = 1; i < argc; i++) {
+    if (vlm_app_is_help(argv[i])) { usage(stdout); return 0; }
+    const char **slot = !strcmp(argv[i], "--model")  ? &model
+                      : !strcmp(argv[i], "--inputs") ? &inputs
+                      : !strcmp(argv[i], "--out")    ? &out
+                      : !strcmp(argv[i], "--grads")  ? &grads
+                      : !strcmp(argv[i], "--precision") ? &precision : NULL;
+    if (!slot || i + 1 >= argc) {
+      fprintf(stderr, "vlm forward: unknown or incomplete option '%s'\n", argv[i]);
+      usage(stderr);
+      return 2;
+    }
+    *slot = argv[++i];
+  }
+  if (!model || !inputs || !out) {
+    fprintf(stderr, "vlm forward: --model, --inputs and --out are required\n");
+    usage(stderr);
+    return 2;
+  }
+  int bf16 = !strcmp(precision, "bf16");
+  if (!bf16 && strcmp(precision, "f32")) {
+    fprintf(stderr, "vlm forward: --precision must be f32 or bf16, got '%s'\n", precision);
+    return 2;
+  }
+  vlm_clip_config c;
+  vlm_clip_params p, g, h;
+  vlm_ckpt_format fmt;
+  if (vlm_clip_load(model, &c, &p, &fmt) != VLM_OK) {
+    fprintf(stderr, "vlm forward: %s\n", vlm_last_error());
+    return 1;
+  }
+  int rc = 1;
+  float *images = NULL;
+  void *ids = NULL;
+  vlm_dtype ids_dt;
+  int64_t B, L;
+  vlm_clip_acts s;
+  memset(&s, 0, sizeof s);
+  memset(&g, 0, sizeof g);
+  memset(&h, 0, sizeof h);
+  if (!read_inputs(inputs, &c, &images, &ids, &ids_dt, &B, &L)) goto done;
+  if (vlm_clip_acts_init(&s, &c, B, L, grads != NULL) != VLM_OK ||
+      (grads && vlm_clip_params_init(&g, &c) != VLM_OK)) {
+    fprintf(stderr, "vlm forward: %s\n", vlm_last_error());
+    goto done;
+  }
+  int64_t ishape[4] = {B, 3, c.vision.image_size, c.vision.image_size}, tshape[2] = {B, L};
+  vlm_tensor ti = vlm_tensor_cpu_f32(images, 4, ishape);
+  vlm_tensor tt = vlm_tensor_make(ids, ids_dt, VLM_CPU, 2, tshape);
+  if (bf16) {
+    vlm_set_matmul_precision(VLM_PREC_BF16);
+    if (!grads && vlm_clip_params_bf16(&h, &p, &c) != VLM_OK) {
+      fprintf(stderr, "vlm forward: %s\n", vlm_last_error());
+      goto done;
+    }
+  }
+  float loss = vlm_clip_forward(&c, bf16 && !grads ? &h : &p, &s, &ti, &tt);
+  if (write_outputs(out, &s, &loss) != VLM_OK) {
+    fprintf(stderr, "vlm forward: %s\n", vlm_last_error());
+    goto done;
+  }
+  if (grads) {
+    vlm_clip_backward(&c, &p, &g, &s, &tt);
+    if (vlm_clip_save_safetensors(&g, &c, grads, fmt) != VLM_OK) {
+      fprintf(stderr, "vlm forward: %s\n", vlm_last_error());
+      goto done;
+    }
+  }
+  printf("loss %.7f (batch %lld, text length %lld, %s checkpoint, %s)\n", loss, (long long)B, (long long)L,
+         vlm_ckpt_format_name(fmt), precision);
+  rc = 0;
+done:
+  free(images);
+  free(ids);
+  vlm_clip_acts_free(&s);
+  vlm_clip_params_free(&g);
+  vlm_clip_params_free(&h);
+  vlm_clip_params_free(&p);
+  return rc;
+}

@@ -1,0 +1,61 @@
+/* vlm info --model PATH */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "apps/apps.h"
+#include "model/model.h"
+
+static void usage(FILE *f) {
+  fprintf(f,
+          "usage: vlm info --model PATH\n"
+          "\n"
+          "Loads a CLIP checkpoint and prints its config, the parameter count of each\n"
+          "tower and the checkpoint's format. PATH is a directory holding\n"
+          "open_clip_config.json + open_clip_model.safetensors (open_clip), or\n"
+          "config.json + model.safetensors (a model_cfg, or a Hugging Face CLIPModel),\n"
+          "or one of those config files (the weights are read from beside it).\n"
+          "\n"
+          "Examples:\n"
+          "  vlm info --model ../shared/fixtures/tiny-clip\n"
+          "  vlm info --model ../shared/fixtures/tiny-clip/config_hf.json\n");
+}
+
+int vlm_cmd_info(int argc, char **argv) {
+  const char *model = NULL;
+  for (int i = 1; i < argc; i++) {
+    if (vlm_app_is_help(argv[i])) { usage(stdout); return 0; }
+    if (!strcmp(argv[i], "--model") && i + 1 < argc) { model = argv[++i]; continue; }
+    fprintf(stderr, "vlm info: unknown or incomplete option '%s'\n", argv[i]);
+    usage(stderr);
+    return 2;
+  }
+  if (!model) {
+    fprintf(stderr, "vlm info: --model PATH is required\n");
+    usage(stderr);
+    return 2;
+  }
+  vlm_clip_config c;
+  vlm_clip_params p;
+  vlm_ckpt_format fmt;
+  if (vlm_clip_load(model, &c, &p, &fmt) != VLM_OK) {
+    fprintf(stderr, "vlm info: %s\n", vlm_last_error());
+    return 1;
+  }
+  int64_t nv, nt, n = vlm_clip_params_count(&p, &c, &nv, &nt);
+  const vlm_vit_config *v = &c.vision;
+  const vlm_text_config *t = &c.text;
+  printf("model: CLIP (%s checkpoint) from %s\n", vlm_ckpt_format_name(fmt), model);
+  printf("embed_dim: %lld, activation: %s, logit_scale: %g (exp %g)\n", (long long)c.embed_dim,
+         c.quick_gelu ? "quick_gelu" : "gelu", *vlm_f32(&p.logit_scale), expf(*vlm_f32(&p.logit_scale)));
+  printf("vision: ViT image %lld, patch %lld (%lld tokens), width %lld, layers %lld, heads %lld, mlp %lld\n",
+         (long long)v->image_size, (long long)v->patch_size, (long long)vlm_vit_tokens(v), (long long)v->width,
+         (long long)v->layers, (long long)v->heads, (long long)v->mlp_width);
+  printf("text: context %lld, vocab %lld, width %lld, layers %lld, heads %lld, mlp %lld, pooling %s\n",
+         (long long)t->context_length, (long long)t->vocab_size, (long long)t->width, (long long)t->layers,
+         (long long)t->heads, (long long)t->mlp_width, t->eot_id < 0 ? "argmax(ids)" : "first eos id");
+  printf("parameters: %lld (vision %lld, text %lld, logit_scale 1)\n", (long long)n, (long long)nv,
+         (long long)nt);
+  vlm_clip_params_free(&p);
+  return 0;
+}

@@ -1,0 +1,57 @@
+/* BF16 weights for inference: the matrices that only feed matmuls are
+ * converted once, everything else is shared with the F32 parameters. */
+#include <string.h>
+
+#include "model/model.h"
+
+static int ends_with(const char *s, const char *suffix) {
+  size_t n = strlen(s), k = strlen(suffix);
+  return n >= k && !strcmp(s + n - k, suffix);
+}
+
+static int is_matmul_weight(const char *name) {
+  return ends_with(name, "attn.in_proj_weight") || ends_with(name, "attn.out_proj.weight") ||
+         ends_with(name, "mlp.c_fc.weight") || ends_with(name, "mlp.c_proj.weight") ||
+         !strcmp(name, "visual.conv1.weight") || !strcmp(name, "visual.proj") || !strcmp(name, "text_projection");
+}
+
+typedef struct { vlm_arena *a; } conv_ctx;
+
+static void convert_one(void *ctx, const char *name, vlm_tensor *t) {
+  conv_ctx *C = ctx;
+  if (!is_matmul_weight(name)) return;
+  vlm_tensor h = vlm_arena_tensor(C->a, VLM_BF16, t->ndim, t->shape);
+  if (C->a->measuring) return;
+  vlm_copy(&h, t);
+  *t = h;
+}
+
+vlm_status vlm_clip_params_bf16(vlm_clip_params *dst, vlm_clip_params *src, const vlm_clip_config *c) {
+  memset(dst, 0, sizeof *dst);
+  vlm_status s = vlm_vit_params_alloc(&dst->visual, &c->vision);
+  if (s == VLM_OK) s = vlm_text_params_alloc(&dst->text, &c->text);
+  if (s != VLM_OK) {
+    vlm_clip_params_free(dst);
+    return s;
+  }
+  vlm_block_params *vb = dst->visual.blocks, *tb = dst->text.blocks;
+  dst->visual = src->visual;
+  dst->text = src->text;
+  dst->logit_scale = src->logit_scale;
+  memcpy(vb, src->visual.blocks, (size_t)c->vision.layers * sizeof *vb);
+  memcpy(tb, src->text.blocks, (size_t)c->text.layers * sizeof *tb);
+  dst->visual.blocks = vb;
+  dst->text.blocks = tb;
+  vlm_arena m;
+  vlm_arena_measure(&m, VLM_CPU);
+  conv_ctx C = {&m};
+  vlm_clip_params_visit(dst, c, convert_one, &C);
+  s = vlm_arena_init(&dst->arena, m.used, VLM_CPU);
+  if (s != VLM_OK) {
+    vlm_clip_params_free(dst);
+    return vlm_error_prefix(s, "BF16 weights (%zu bytes)", m.used);
+  }
+  C.a = &dst->arena;
+  vlm_clip_params_visit(dst, c, convert_one, &C);
+  return VLM_OK;
+}

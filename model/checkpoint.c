@@ -1,0 +1,302 @@
+/* Loading CLIP checkpoints: open_clip and Hugging Face CLIPModel names. */
+#define _DEFAULT_SOURCE 1 /* madvise */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "model/model.h"
+
+const char *vlm_ckpt_format_name(vlm_ckpt_format f) { return f == VLM_CKPT_HF ? "huggingface" : "open_clip"; }
+
+/* A growable message: one line per problem. */
+typedef struct {
+  char *buf;
+  size_t len, cap;
+  int count;
+} msg;
+
+static void msg_add(msg *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void msg_add(msg *m, const char *fmt, ...) {
+  char line[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(line, sizeof line, fmt, ap);
+  va_end(ap);
+  if (n < 0) return;
+  if ((size_t)n >= sizeof line) n = sizeof line - 1;
+  if (m->len + (size_t)n + 2 > m->cap) {
+    size_t cap = (m->cap ? m->cap * 2 : 1024) + (size_t)n;
+    char *b = realloc(m->buf, cap);
+    if (!b) return;
+    m->buf = b;
+    m->cap = cap;
+  }
+  memcpy(m->buf + m->len, "\n  ", 3);
+  memcpy(m->buf + m->len + 3, line, (size_t)n);
+  m->len += (size_t)n + 3;
+  m->buf[m->len] = 0;
+  m->count++;
+}
+
+/* Rename an open_clip prefix to HF; returns 1 when matched. */
+static int swap_prefix(const char *name, const char *from, const char *to, char *out, size_t n) {
+  size_t k = strlen(from);
+  if (strncmp(name, from, k)) return 0;
+  snprintf(out, n, "%s%s", to, name + k);
+  return 1;
+}
+
+static const struct { const char *oc, *hf; } k_block_names[] = {
+  {"ln_1.", "layer_norm1."},          {"ln_2.", "layer_norm2."},
+  {"attn.out_proj.", "self_attn.out_proj."}, {"mlp.c_fc.", "mlp.fc1."},
+  {"mlp.c_proj.", "mlp.fc2."},
+};
+
+static int block_name(const char *rest, const char *hf_tower, char parts[3][256], int *n_parts) {
+  /* rest = "N.suffix" */
+  char *dot;
+  long layer = strtol(rest, &dot, 10);
+  if (dot == rest || *dot != '.') return 0;
+  const char *suffix = dot + 1;
+  for (size_t i = 0; i < sizeof k_block_names / sizeof k_block_names[0]; i++) {
+    size_t k = strlen(k_block_names[i].oc);
+    if (!strncmp(suffix, k_block_names[i].oc, k)) {
+      snprintf(parts[0], 256, "%s.encoder.layers.%ld.%s%s", hf_tower, layer, k_block_names[i].hf, suffix + k);
+      *n_parts = 1;
+      return 1;
+    }
+  }
+  const char *kind = !strcmp(suffix, "attn.in_proj_weight") ? "weight"
+                   : !strcmp(suffix, "attn.in_proj_bias")   ? "bias" : NULL;
+  if (!kind) return 0;
+  const char *qkv[3] = {"q", "k", "v"};
+  for (int i = 0; i < 3; i++)
+    snprintf(parts[i], 256, "%s.encoder.layers.%ld.self_attn.%s_proj.%s", hf_tower, layer, qkv[i], kind);
+  *n_parts = 3;
+  return 1;
+}
+
+int vlm_clip_hf_name(const char *name, char parts[3][256], int *n_parts, int *transpose) {
+  *n_parts = 1;
+  *transpose = 0;
+  static const struct { const char *oc, *hf; } exact[] = {
+    {"logit_scale", "logit_scale"},
+    {"visual.conv1.weight", "vision_model.embeddings.patch_embedding.weight"},
+    {"visual.class_embedding", "vision_model.embeddings.class_embedding"},
+    {"visual.positional_embedding", "vision_model.embeddings.position_embedding.weight"},
+    {"token_embedding.weight", "text_model.embeddings.token_embedding.weight"},
+    {"positional_embedding", "text_model.embeddings.position_embedding.weight"},
+  };
+  for (size_t i = 0; i < sizeof exact / sizeof exact[0]; i++)
+    if (!strcmp(name, exact[i].oc)) {
+      snprintf(parts[0], 256, "%s", exact[i].hf);
+      return 1;
+    }
+  if (!strcmp(name, "visual.proj")) {
+    snprintf(parts[0], 256, "visual_projection.weight");
+    *transpose = 1;
+    return 1;
+  }
+  if (!strcmp(name, "text_projection")) {
+    snprintf(parts[0], 256, "text_projection.weight");
+    *transpose = 1;
+    return 1;
+  }
+  if (swap_prefix(name, "visual.ln_pre.", "vision_model.pre_layrnorm.", parts[0], 256)) return 1;
+  if (swap_prefix(name, "visual.ln_post.", "vision_model.post_layernorm.", parts[0], 256)) return 1;
+  if (swap_prefix(name, "ln_final.", "text_model.final_layer_norm.", parts[0], 256)) return 1;
+  if (!strncmp(name, "visual.transformer.resblocks.", 29))
+    return block_name(name + 29, "vision_model", parts, n_parts);
+  if (!strncmp(name, "transformer.resblocks.", 22)) return block_name(name + 22, "text_model", parts, n_parts);
+  return 0;
+}
+
+typedef struct {
+  const vlm_safetensors *st;
+  vlm_ckpt_format fmt;
+  char *used;      /* per entry: consumed */
+  msg missing, shape, other;
+  vlm_status io;
+} load_ctx;
+
+static const vlm_st_entry *find(load_ctx *L, const char *name) {
+  const vlm_st_entry *e = vlm_st_find(L->st, name);
+  if (e) L->used[e - L->st->entries] = 1;
+  return e;
+}
+
+static void entry_shape(const vlm_st_entry *e, char *buf, size_t n) {
+  size_t k = (size_t)snprintf(buf, n, "[");
+  for (int i = 0; i < e->ndim && k < n; i++) k += (size_t)snprintf(buf + k, n - k, "%s%lld", i ? ", " : "",
+                                                                    (long long)e->shape[i]);
+  if (k < n) snprintf(buf + k, n - k, "] %s", vlm_dtype_name(e->dtype));
+}
+
+/* Drop an entry's pages from the process once it is copied, so a load peaks at
+ * the parameters plus one tensor instead of twice the checkpoint. */
+static void release_pages(const vlm_st_entry *e) {
+  long page = sysconf(_SC_PAGESIZE);
+  if (page <= 0) return;
+  uintptr_t lo = ((uintptr_t)e->data + (uintptr_t)page - 1) & ~((uintptr_t)page - 1);
+  uintptr_t hi = ((uintptr_t)e->data + (e->end - e->begin)) & ~((uintptr_t)page - 1);
+  if (hi > lo) madvise((void *)lo, hi - lo, MADV_DONTNEED);
+}
+
+static int float_dtype(vlm_dtype d) { return d == VLM_F32 || d == VLM_F16 || d == VLM_BF16 || d == VLM_F64; }
+
+static void load_one(void *ctx, const char *name, vlm_tensor *t) {
+  load_ctx *L = ctx;
+  char parts[3][256], want[128], got[128];
+  int n_parts = 1, transpose = 0;
+  if (L->fmt == VLM_CKPT_HF) {
+    if (!vlm_clip_hf_name(name, parts, &n_parts, &transpose)) {
+      msg_add(&L->other, "%s: no Hugging Face name known", name);
+      return;
+    }
+  } else {
+    snprintf(parts[0], 256, "%s", name);
+  }
+  vlm_shape_str(t, want, sizeof want);
+  int64_t rows = t->ndim ? t->shape[0] / n_parts : 1;
+  int64_t per = vlm_numel(t) / n_parts;
+  for (int i = 0; i < n_parts; i++) {
+    const vlm_st_entry *e = find(L, parts[i]);
+    if (!e) {
+      msg_add(&L->missing, "%s", parts[i]);
+      continue;
+    }
+    /* Expected shape of this part. */
+    int64_t exp[VLM_MAX_DIMS];
+    int nd = t->ndim;
+    for (int d = 0; d < nd; d++) exp[d] = t->shape[d];
+    if (nd) exp[0] = rows;
+    if (transpose) { exp[0] = t->shape[1]; exp[1] = t->shape[0]; }
+    int ok = e->ndim == nd || (nd == 0 && e->ndim == 1 && e->shape[0] == 1);
+    if (ok && e->ndim == nd)
+      for (int d = 0; d < nd; d++) ok &= e->shape[d] == exp[d];
+    if (!ok) {
+      entry_shape(e, got, sizeof got);
+      char ew[128];
+      size_t k = (size_t)snprintf(ew, sizeof ew, "[");
+      for (int d = 0; d < nd; d++) k += (size_t)snprintf(ew + k, sizeof ew - k, "%s%lld", d ? ", " : "", (long long)exp[d]);
+      snprintf(ew + k, sizeof ew - k, "]");
+      msg_add(&L->shape, "%s: is %s, expected %s", parts[i], got, ew);
+      continue;
+    }
+    if (!float_dtype(e->dtype)) {
+      entry_shape(e, got, sizeof got);
+      msg_add(&L->shape, "%s: is %s, expected a float type (F32, F16, BF16)", parts[i], got);
+      continue;
+    }
+    if (!t->data) continue;
+    float *dst = (float *)t->data + i * per;
+    if (!transpose) {
+      if (vlm_st_read_f32(L->st, e, dst, per) != VLM_OK) L->io = VLM_ERR_FORMAT;
+      release_pages(e);
+      continue;
+    }
+    int64_t R = t->shape[0], C = t->shape[1];   /* dst [R, C] <- src [C, R] */
+    float *tmp = malloc((size_t)(R * C) * sizeof(float));
+    if (!tmp) { L->io = VLM_ERR_OOM; continue; }
+    if (vlm_st_read_f32(L->st, e, tmp, R * C) != VLM_OK) L->io = VLM_ERR_FORMAT;
+    release_pages(e);
+    for (int64_t r = 0; r < R; r++)
+      for (int64_t c = 0; c < C; c++) dst[r * C + c] = tmp[c * R + r];
+    free(tmp);
+  }
+}
+
+/* Buffers HF checkpoints carry that are not parameters. */
+static int ignorable(const char *name, vlm_ckpt_format fmt) {
+  const char *s = strrchr(name, '.');
+  return fmt == VLM_CKPT_HF && s && !strcmp(s, ".position_ids");
+}
+
+vlm_status vlm_clip_load_safetensors(vlm_clip_params *p, const vlm_clip_config *c, const char *path,
+                                     vlm_ckpt_format fmt) {
+  vlm_safetensors st;
+  vlm_status s = vlm_st_open(&st, path);
+  if (s != VLM_OK) return s;
+  load_ctx L;
+  memset(&L, 0, sizeof L);
+  L.st = &st;
+  L.fmt = fmt;
+  L.used = calloc((size_t)st.n_entries + 1, 1);
+  if (!L.used) {
+    vlm_st_close(&st);
+    return vlm_error(VLM_ERR_OOM, "%s: out of memory", path);
+  }
+  vlm_clip_params_visit(p, c, load_one, &L);
+  msg unexpected = {0};
+  for (int i = 0; i < st.n_entries; i++)
+    if (!L.used[i] && !ignorable(st.entries[i].name, fmt)) msg_add(&unexpected, "%s", st.entries[i].name);
+  int bad = L.missing.count + L.shape.count + L.other.count + unexpected.count;
+  if (bad) {
+    s = vlm_error(VLM_ERR_FORMAT,
+                  "%s: does not match the %s layout of this config: %d missing, %d unexpected, %d mis-shaped "
+                  "tensor(s)%s%s%s%s%s%s%s%s",
+                  path, vlm_ckpt_format_name(fmt), L.missing.count, unexpected.count, L.shape.count + L.other.count,
+                  L.missing.count ? "\nmissing:" : "", L.missing.buf ? L.missing.buf : "",
+                  unexpected.count ? "\nunexpected:" : "", unexpected.buf ? unexpected.buf : "",
+                  L.shape.count ? "\nmis-shaped:" : "", L.shape.buf ? L.shape.buf : "",
+                  L.other.count ? "\nunknown:" : "", L.other.buf ? L.other.buf : "");
+  } else if (L.io != VLM_OK) {
+    s = vlm_error_prefix(L.io, "%s", path);
+  }
+  free(L.missing.buf);
+  free(L.shape.buf);
+  free(L.other.buf);
+  free(unexpected.buf);
+  free(L.used);
+  vlm_st_close(&st);
+  return s;
+}
+
+static int is_file(const char *path) {
+  struct stat sb;
+  return stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
+}
+
+static int is_dir(const char *path) {
+  struct stat sb;
+  return stat(path, &sb) == 0 && S_ISDIR(sb.st_mode);
+}
+
+vlm_status vlm_clip_load(const char *path, vlm_clip_config *c, vlm_clip_params *p, vlm_ckpt_format *fmt) {
+  char cfg[4096], weights[4096];
+  if (is_dir(path)) {
+    snprintf(cfg, sizeof cfg, "%s/open_clip_config.json", path);
+    snprintf(weights, sizeof weights, "%s/open_clip_model.safetensors", path);
+    if (!is_file(cfg)) {
+      snprintf(cfg, sizeof cfg, "%s/config.json", path);
+      snprintf(weights, sizeof weights, "%s/model.safetensors", path);
+    }
+  } else if (is_file(path)) {
+    snprintf(cfg, sizeof cfg, "%s", path);
+    const char *slash = strrchr(path, '/');
+    int dir_len = slash ? (int)(slash - path) : 1;
+    const char *dir = slash ? path : ".";
+    const char *base = slash ? slash + 1 : path;
+    const char *wname = !strcmp(base, "open_clip_config.json") ? "open_clip_model.safetensors"
+                        : !strcmp(base, "config_hf.json")      ? "model_hf.safetensors"
+                                                               : "model.safetensors";
+    snprintf(weights, sizeof weights, "%.*s/%s", dir_len, dir, wname);
+  } else {
+    return vlm_error(VLM_ERR_IO, "%s: no such file or directory", path);
+  }
+  if (!is_file(cfg)) return vlm_error(VLM_ERR_IO, "%s: no config (open_clip_config.json or config.json)", path);
+  int hf = 0;
+  vlm_status s = vlm_clip_config_load(c, cfg, &hf);
+  if (s != VLM_OK) return s;
+  if (!is_file(weights)) return vlm_error(VLM_ERR_IO, "%s: missing (the weights for %s)", weights, cfg);
+  s = vlm_clip_params_init(p, c);
+  if (s != VLM_OK) return s;
+  *fmt = hf ? VLM_CKPT_HF : VLM_CKPT_OPENCLIP;
+  s = vlm_clip_load_safetensors(p, c, weights, *fmt);
+  if (s != VLM_OK) vlm_clip_params_free(p);
+  return s;
+}

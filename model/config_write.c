@@ -1,0 +1,99 @@
+/* Writing CLIP configs: open_clip_config.json (model_cfg + preprocess_cfg) and
+ * Hugging Face CLIPConfig (config.json). */
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model/model.h"
+
+/* A ratio r with (int64)(width * r) == mlp_width, as open_clip computes it. */
+static double mlp_ratio(int64_t width, int64_t mlp) {
+  double r = (double)mlp / (double)width;
+  for (int i = 0; i < 8 && (int64_t)((double)width * r) != mlp; i++) r = nextafter(r, 1e9);
+  return r;
+}
+
+static char *finish(cJSON *root, const char *what) {
+  char *s = root ? cJSON_Print(root) : NULL;
+  cJSON_Delete(root);
+  if (!s) vlm_error(VLM_ERR_OOM, "%s: out of memory", what);
+  return s;
+}
+
+char *vlm_clip_config_to_json(const vlm_clip_config *c, vlm_ckpt_format fmt) {
+  const vlm_vit_config *v = &c->vision;
+  const vlm_text_config *t = &c->text;
+  cJSON *root = cJSON_CreateObject();
+  if (fmt == VLM_CKPT_OPENCLIP) {
+    cJSON *m = cJSON_AddObjectToObject(root, "model_cfg");
+    cJSON_AddNumberToObject(m, "embed_dim", (double)c->embed_dim);
+    if (c->quick_gelu) cJSON_AddTrueToObject(m, "quick_gelu");
+    cJSON *vc = cJSON_AddObjectToObject(m, "vision_cfg");
+    cJSON_AddNumberToObject(vc, "image_size", (double)v->image_size);
+    cJSON_AddNumberToObject(vc, "layers", (double)v->layers);
+    cJSON_AddNumberToObject(vc, "width", (double)v->width);
+    cJSON_AddNumberToObject(vc, "head_width", (double)(v->width / v->heads));
+    cJSON_AddNumberToObject(vc, "mlp_ratio", mlp_ratio(v->width, v->mlp_width));
+    cJSON_AddNumberToObject(vc, "patch_size", (double)v->patch_size);
+    cJSON *tc = cJSON_AddObjectToObject(m, "text_cfg");
+    cJSON_AddNumberToObject(tc, "context_length", (double)t->context_length);
+    cJSON_AddNumberToObject(tc, "vocab_size", (double)t->vocab_size);
+    cJSON_AddNumberToObject(tc, "width", (double)t->width);
+    cJSON_AddNumberToObject(tc, "heads", (double)t->heads);
+    cJSON_AddNumberToObject(tc, "layers", (double)t->layers);
+    cJSON_AddNumberToObject(tc, "mlp_ratio", mlp_ratio(t->width, t->mlp_width));
+    cJSON *pc = cJSON_AddObjectToObject(root, "preprocess_cfg");
+    const double mean[3] = {0.48145466, 0.4578275, 0.40821073}, std[3] = {0.26862954, 0.26130258, 0.27577711};
+    cJSON_AddItemToObject(pc, "mean", cJSON_CreateDoubleArray(mean, 3));
+    cJSON_AddItemToObject(pc, "std", cJSON_CreateDoubleArray(std, 3));
+    return finish(root, "open_clip config");
+  }
+  const char *act = c->quick_gelu ? "quick_gelu" : "gelu";
+  cJSON *arch = cJSON_AddArrayToObject(root, "architectures");
+  cJSON_AddItemToArray(arch, cJSON_CreateString("CLIPModel"));
+  cJSON_AddStringToObject(root, "model_type", "clip");
+  cJSON_AddNumberToObject(root, "projection_dim", (double)c->embed_dim);
+  cJSON_AddNumberToObject(root, "logit_scale_init_value", 2.6592);
+  cJSON_AddStringToObject(root, "torch_dtype", "float32");
+  cJSON *tc = cJSON_AddObjectToObject(root, "text_config");
+  cJSON_AddStringToObject(tc, "model_type", "clip_text_model");
+  cJSON_AddNumberToObject(tc, "vocab_size", (double)t->vocab_size);
+  cJSON_AddNumberToObject(tc, "hidden_size", (double)t->width);
+  cJSON_AddNumberToObject(tc, "intermediate_size", (double)t->mlp_width);
+  cJSON_AddNumberToObject(tc, "projection_dim", (double)c->embed_dim);
+  cJSON_AddNumberToObject(tc, "num_hidden_layers", (double)t->layers);
+  cJSON_AddNumberToObject(tc, "num_attention_heads", (double)t->heads);
+  cJSON_AddNumberToObject(tc, "max_position_embeddings", (double)t->context_length);
+  cJSON_AddStringToObject(tc, "hidden_act", act);
+  cJSON_AddNumberToObject(tc, "layer_norm_eps", 1e-5);
+  /* eos 2 is HF's "legacy" flag for argmax(ids) pooling, open_clip's rule. */
+  cJSON_AddNumberToObject(tc, "eos_token_id", t->eot_id >= 0 ? (double)t->eot_id : 2.0);
+  cJSON *vc = cJSON_AddObjectToObject(root, "vision_config");
+  cJSON_AddStringToObject(vc, "model_type", "clip_vision_model");
+  cJSON_AddNumberToObject(vc, "hidden_size", (double)v->width);
+  cJSON_AddNumberToObject(vc, "intermediate_size", (double)v->mlp_width);
+  cJSON_AddNumberToObject(vc, "projection_dim", (double)c->embed_dim);
+  cJSON_AddNumberToObject(vc, "num_hidden_layers", (double)v->layers);
+  cJSON_AddNumberToObject(vc, "num_attention_heads", (double)v->heads);
+  cJSON_AddNumberToObject(vc, "num_channels", 3);
+  cJSON_AddNumberToObject(vc, "image_size", (double)v->image_size);
+  cJSON_AddNumberToObject(vc, "patch_size", (double)v->patch_size);
+  cJSON_AddStringToObject(vc, "hidden_act", act);
+  cJSON_AddNumberToObject(vc, "layer_norm_eps", 1e-5);
+  return finish(root, "HF config");
+}
+
+vlm_status vlm_clip_save_dir(vlm_clip_params *p, const vlm_clip_config *c, const char *dir, vlm_ckpt_format fmt) {
+  char cfg[4096], weights[4096];
+  int hf = fmt == VLM_CKPT_HF;
+  snprintf(cfg, sizeof cfg, "%s/%s", dir, hf ? "config.json" : "open_clip_config.json");
+  snprintf(weights, sizeof weights, "%s/%s", dir, hf ? "model.safetensors" : "open_clip_model.safetensors");
+  char *json = vlm_clip_config_to_json(c, fmt);
+  if (!json) return vlm_error_prefix(VLM_ERR_OOM, "%s", cfg);
+  vlm_status s = vlm_clip_save_safetensors(p, c, weights, fmt);
+  if (s == VLM_OK) s = vlm_write_file_atomic(cfg, json, strlen(json));
+  free(json);
+  return s;
+}

@@ -1,0 +1,66 @@
+/* Saving CLIP parameters (or gradients: same layout) in open_clip or Hugging Face names. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "model/model.h"
+
+typedef struct {
+  vlm_st_writer *w;
+  vlm_ckpt_format fmt;
+  float **owned;     /* transposed copies, freed after the save */
+  int n_owned;
+  vlm_status st;
+} save_ctx;
+
+static void add_one(void *ctx, const char *name, vlm_tensor *t) {
+  save_ctx *S = ctx;
+  if (S->st != VLM_OK) return;
+  if (S->fmt == VLM_CKPT_OPENCLIP) {
+    S->st = vlm_st_writer_add_tensor(S->w, name, t);
+    return;
+  }
+  char parts[3][256];
+  int n_parts, transpose;
+  if (!vlm_clip_hf_name(name, parts, &n_parts, &transpose)) {
+    S->st = vlm_error(VLM_ERR_INTERNAL, "%s: no Hugging Face name", name);
+    return;
+  }
+  if (transpose) {
+    int64_t R = t->shape[0], C = t->shape[1], shape[2] = {C, R};
+    float *tr = malloc((size_t)(R * C) * sizeof(float));
+    float **o = realloc(S->owned, (size_t)(S->n_owned + 1) * sizeof *o);
+    if (!tr || !o) {
+      free(tr);
+      if (o) S->owned = o;
+      S->st = vlm_error(VLM_ERR_OOM, "out of memory");
+      return;
+    }
+    S->owned = o;
+    S->owned[S->n_owned++] = tr;
+    const float *src = vlm_f32(t);
+    for (int64_t r = 0; r < R; r++)
+      for (int64_t c = 0; c < C; c++) tr[c * R + r] = src[r * C + c];
+    S->st = vlm_st_writer_add(S->w, parts[0], VLM_F32, 2, shape, tr);
+    return;
+  }
+  int64_t shape[VLM_MAX_DIMS];
+  for (int d = 0; d < t->ndim; d++) shape[d] = t->shape[d];
+  if (t->ndim) shape[0] /= n_parts;
+  int64_t per = vlm_numel(t) / n_parts;
+  for (int i = 0; i < n_parts && S->st == VLM_OK; i++)
+    S->st = vlm_st_writer_add(S->w, parts[i], VLM_F32, t->ndim, shape, vlm_f32(t) + i * per);
+}
+
+vlm_status vlm_clip_save_safetensors(vlm_clip_params *p, const vlm_clip_config *c, const char *path,
+                                     vlm_ckpt_format fmt) {
+  VLM_CHECK(p->arena.device == VLM_CPU, "clip save: parameters must be on the CPU");
+  save_ctx S = {vlm_st_writer_new(), fmt, NULL, 0, VLM_OK};
+  if (!S.w) return vlm_error(VLM_ERR_OOM, "%s: out of memory", path);
+  S.st = vlm_st_writer_meta(S.w, "format", "pt");
+  if (S.st == VLM_OK) vlm_clip_params_visit(p, c, add_one, &S);
+  if (S.st == VLM_OK) S.st = vlm_st_writer_save(S.w, path);
+  for (int i = 0; i < S.n_owned; i++) free(S.owned[i]);
+  free(S.owned);
+  vlm_st_writer_free(S.w);
+  return S.st;
+}

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# `vlm info` and `vlm forward` on a fixture directory, open_clip and Hugging Face
+# checkpoints: the written outputs and gradients must match the fixture's.
+# Usage: forward.sh VLM_BINARY TEST_CLIP_PARITY_BINARY FIXTURE_DIR
+set -u
+vlm=$1 cmp=$2 fx=$3
+pass=0 fail=0
+check() { if eval "$2"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: $1"; fi; }
+tmp=$(mktemp -d) || exit 1
+trap 'rm -rf "$tmp"' EXIT
+
+out=$("$vlm" info --model "$fx"); rc=$?
+check "info exits 0" "[ $rc -eq 0 ]"
+check "info names the format" "grep -q 'open_clip checkpoint' <<<\"\$out\""
+check "info counts parameters" "grep -q '^parameters: [0-9]' <<<\"\$out\""
+check "info --help" "\"$vlm\" info --help | grep -q 'usage: vlm info'"
+check "forward --help" "\"$vlm\" forward --help | grep -q 'usage: vlm forward'"
+
+"$vlm" forward --model "$fx" --inputs "$fx/inputs.safetensors" --out "$tmp/out.st" --grads "$tmp/grads.st" >/dev/null
+check "forward (open_clip) exits 0" "[ $? -eq 0 ]"
+check "open_clip outputs and gradients match the fixture" "\"$cmp\" --compare \"$fx\" \"$tmp/out.st\" \"$tmp/grads.st\" >/dev/null"
+if [ -f "$fx/config_hf.json" ]; then
+  "$vlm" forward --model "$fx/config_hf.json" --inputs "$fx/inputs.safetensors" --out "$tmp/out_hf.st" \
+    --grads "$tmp/grads_hf.st" >/dev/null
+  check "forward (HF) exits 0" "[ $? -eq 0 ]"
+  check "HF outputs and gradients (HF names) match the fixture" \
+    "\"$cmp\" --compare \"$fx\" \"$tmp/out_hf.st\" \"$tmp/grads_hf.st\" >/dev/null"
+fi
+
+out=$("$vlm" forward --model "$fx" --inputs "$fx/inputs.safetensors" --out "$tmp/bf16.st" --precision bf16); rc=$?
+check "forward --precision bf16 exits 0" "[ $rc -eq 0 ] && grep -q 'bf16' <<<\"\$out\" && [ -f \"$tmp/bf16.st\" ]"
+"$vlm" forward --model "$fx" --inputs "$fx/inputs.safetensors" --out "$tmp/x.st" --precision fp8 >/dev/null 2>&1
+check "unknown --precision exits 2" "[ $? -eq 2 ]"
+
+# convert: open_clip -> HF -> open_clip; each converted model reproduces the fixture.
+"$vlm" convert --model "$fx" --to hf --out "$tmp/hf" >/dev/null
+check "convert --to hf exits 0" "[ $? -eq 0 ] && [ -f \"$tmp/hf/config.json\" ] && [ -f \"$tmp/hf/model.safetensors\" ]"
+"$vlm" convert --model "$tmp/hf" --to open_clip --out "$tmp/oc" >/dev/null
+check "convert --to open_clip exits 0" "[ $? -eq 0 ] && [ -f \"$tmp/oc/open_clip_config.json\" ]"
+for m in hf oc; do
+  "$vlm" forward --model "$tmp/$m" --inputs "$fx/inputs.safetensors" --out "$tmp/o_$m.st" --grads "$tmp/g_$m.st" >/dev/null
+  check "converted ($m) model reproduces the fixture" "\"$cmp\" --compare \"$fx\" \"$tmp/o_$m.st\" \"$tmp/g_$m.st\" >/dev/null"
+done
+"$vlm" convert --model "$fx" --to onnx --out "$tmp/x" >/dev/null 2>&1
+check "convert to an unknown layout exits 2" "[ $? -eq 2 ]"
+
+# a new model, open_clip's initialisation, in both layouts; it runs on the fixture inputs when shapes agree
+"$vlm" convert --init tiny --seed 3 --to hf --out "$tmp/new" >/dev/null
+check "convert --init tiny exits 0" "[ $? -eq 0 ] && \"$vlm\" info --model \"$tmp/new\" | grep -q '^parameters: '"
+"$vlm" convert --init ViT-Q-1 --to hf --out "$tmp/new2" >/dev/null 2>&1
+check "convert --init with an unknown name exits 2" "[ $? -eq 2 ]"
+
+err=$("$vlm" forward --model "$fx" --inputs "$fx/model.safetensors" --out "$tmp/x.st" 2>&1); rc=$?
+check "forward on a file without inputs fails with 1" "[ $rc -eq 1 ]"
+check "... and names the missing tensors" "grep -q 'needs tensors' <<<\"\$err\""
+check "... and writes nothing" "[ ! -e \"$tmp/x.st\" ]"
+err=$("$vlm" forward --model "$tmp/nowhere" --inputs "$fx/inputs.safetensors" --out "$tmp/x.st" 2>&1); rc=$?
+check "missing model fails with 1" "[ $rc -eq 1 ] && grep -q 'nowhere' <<<\"\$err\""
+"$vlm" forward --model "$fx" >/dev/null 2>&1
+check "missing options exit 2" "[ $? -eq 2 ]"
+echo "$pass passed, $fail failed"
+[ $fail -eq 0 ]

@@ -1,0 +1,496 @@
+/* CLIP parity with open_clip: forward outputs and every gradient against a
+ * fixture directory made by the fixture generator (config.json,
+ * model.safetensors, inputs/outputs/grads.safetensors, and the Hugging Face
+ * variant config_hf.json + model_hf.safetensors), in both kernel modes.
+ *
+ * argv[1] is either a fixture directory (parity only) or the ../shared folder
+ * (ctest's unit_ entry: both tiny CLIP fixtures plus config and loader error
+ * checks, the InfoNCE gradient check and the pooling rule). No sizes are baked in. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "gradcheck.h"
+#include "model/model.h"
+
+static const vlm_st_entry *need(const vlm_safetensors *st, const char *name) {
+  const vlm_st_entry *e = vlm_st_find(st, name);
+  CHECK(e != NULL, "%s: no tensor %s", st->path, name);
+  return e;
+}
+
+static float *read_all(const vlm_safetensors *st, const vlm_st_entry *e) {
+  int64_t n = 1;
+  for (int d = 0; d < e->ndim; d++) n *= e->shape[d];
+  float *x = vt_alloc(n > 0 ? n : 1);
+  vlm_status s = vlm_st_read_f32(st, e, x, n);
+  CHECK(s == VLM_OK, "%s", vlm_last_error());
+  return x;
+}
+
+/* kind: 0 features (1e-5 abs), 1 logits (1e-5 abs or 1e-4 rel per element), 2 loss/scale (1e-5 rel). */
+static void compare(const char *what, const char *name, const float *got, const vlm_safetensors *ref, int kind) {
+  const vlm_st_entry *e = need(ref, name);
+  if (!e) return;
+  int64_t n = 1;
+  for (int d = 0; d < e->ndim; d++) n *= e->shape[d];
+  float *r = read_all(ref, e);
+  double worst = 0;
+  int ok = 1;
+  for (int64_t i = 0; i < n; i++) {
+    double d = fabs((double)got[i] - r[i]), rel = d / fmax(fabs(r[i]), 1e-30);
+    int good = kind == 0 ? d <= 1e-5 : kind == 1 ? (d <= 1e-5 || rel <= 1e-4) : rel <= 1e-5;
+    if (!good || isnan(got[i])) ok = 0;
+    double m = kind == 2 ? rel : d;
+    if (m > worst || isnan(m)) worst = isnan(m) ? INFINITY : m;
+  }
+  CHECK(ok, "%s: %s differs from open_clip: max %s error %.3g", what, name, kind == 2 ? "relative" : "abs", worst);
+  free(r);
+}
+
+typedef struct {
+  const vlm_safetensors *ref;
+  const char *what;
+  int checked;
+  double worst;
+} grad_ctx;
+
+static void compare_grad(void *ctx, const char *name, vlm_tensor *t) {
+  grad_ctx *g = ctx;
+  const vlm_st_entry *e = need(g->ref, name);
+  if (!e) return;
+  int64_t n = vlm_numel(t);
+  CHECK((int64_t)((e->end - e->begin) / vlm_dtype_size(e->dtype)) == n,
+        "%s: grad %s has %lld elements here", g->what, name, (long long)n);
+  float *r = read_all(g->ref, e);
+  double rel = vt_max_rel(vlm_f32(t), r, n, 1e-30);
+  CHECK(rel <= 1e-4, "%s: gradient of %s differs: %.3g of the tensor's max", g->what, name, rel);
+  if (rel > g->worst) g->worst = rel;
+  g->checked++;
+  free(r);
+}
+
+static void run_model(const char *dir, const char *what, const vlm_clip_config *c, vlm_clip_params *p,
+                      const vlm_safetensors *in, const vlm_safetensors *out, const vlm_safetensors *grads) {
+  const vlm_st_entry *ei = need(in, "images"), *et = need(in, "text"), *et32 = need(in, "text_i32");
+  if (!ei || !et || !et32) return;
+  vlm_tensor images = vlm_st_tensor(ei), text = vlm_st_tensor(et), text32 = vlm_st_tensor(et32);
+  int64_t B = images.shape[0], L = text.shape[1];
+  vlm_clip_acts s;
+  vlm_status st = vlm_clip_acts_init(&s, c, B, L, 1);
+  CHECK(st == VLM_OK, "%s", vlm_last_error());
+  if (st != VLM_OK) return;
+  vlm_clip_params g;
+  CHECK(vlm_clip_params_init(&g, c) == VLM_OK, "grads: %s", vlm_last_error());
+  for (int mode = 0; mode < 2; mode++) {
+    vlm_set_kernel_mode(mode ? VLM_KERNELS_REF : VLM_KERNELS_FAST);
+    char tag[256];
+    snprintf(tag, sizeof tag, "%s [%s, %s kernels]", dir, what, mode ? "ref" : "fast");
+    float loss = vlm_clip_forward(c, p, &s, &images, &text);
+    compare(tag, "image_features_unnorm", vlm_f32(&s.visual.features), out, 0);
+    compare(tag, "text_features_unnorm", vlm_f32(&s.text.features), out, 0);
+    compare(tag, "image_features", vlm_f32(&s.loss.img), out, 0);
+    compare(tag, "text_features", vlm_f32(&s.loss.txt), out, 0);
+    compare(tag, "logit_scale", vlm_f32(&s.loss.scale), out, 2);
+    compare(tag, "logits_per_image", vlm_f32(&s.loss.logits_per_image), out, 1);
+    compare(tag, "logits_per_text", vlm_f32(&s.loss.logits_per_text), out, 1);
+    compare(tag, "clip_loss", &loss, out, 2);
+    compare(tag, "loss", &loss, out, 2);
+    vlm_clip_params_zero(&g);
+    vlm_clip_backward(c, p, &g, &s, &text);
+    grad_ctx gc = {grads, tag, 0, 0};
+    vlm_clip_params_visit(&g, c, compare_grad, &gc);
+    CHECK(gc.checked == grads->n_entries, "%s: %d gradients compared, the fixture has %d", tag, gc.checked,
+          grads->n_entries);
+    /* The same ids as I32. */
+    float loss32 = vlm_clip_forward(c, p, &s, &images, &text32);
+    compare(tag, "loss", &loss32, out, 2);
+    printf("%s: loss %.7f, %d gradients within %.2g of their max\n", tag, loss, gc.checked, gc.worst);
+  }
+  vlm_set_kernel_mode(VLM_KERNELS_FAST);
+  vlm_clip_params_free(&g);
+  vlm_clip_acts_free(&s);
+}
+
+static void parity(const char *dir) {
+  char path[4096], in_p[4096], out_p[4096], gr_p[4096];
+  snprintf(in_p, sizeof in_p, "%s/inputs.safetensors", dir);
+  snprintf(out_p, sizeof out_p, "%s/outputs.safetensors", dir);
+  snprintf(gr_p, sizeof gr_p, "%s/grads.safetensors", dir);
+  vlm_safetensors in, out, grads;
+  int ok = vlm_st_open(&in, in_p) == VLM_OK;
+  ok = ok && vlm_st_open(&out, out_p) == VLM_OK;
+  ok = ok && vlm_st_open(&grads, gr_p) == VLM_OK;
+  CHECK(ok, "%s", vlm_last_error());
+  if (!ok) return;
+  /* open_clip names */
+  vlm_clip_config c;
+  vlm_clip_params p;
+  vlm_ckpt_format fmt;
+  snprintf(path, sizeof path, "%s/config.json", dir);
+  vlm_status s = vlm_clip_load(path, &c, &p, &fmt);
+  CHECK(s == VLM_OK && fmt == VLM_CKPT_OPENCLIP, "load %s: %s", path, vlm_last_error());
+  if (s == VLM_OK) {
+    run_model(dir, "open_clip names", &c, &p, &in, &out, &grads);
+    vlm_clip_params_free(&p);
+  }
+  /* Hugging Face names */
+  snprintf(path, sizeof path, "%s/config_hf.json", dir);
+  if (access(path, R_OK) == 0) {
+    vlm_clip_config ch;
+    s = vlm_clip_load(path, &ch, &p, &fmt);
+    CHECK(s == VLM_OK && fmt == VLM_CKPT_HF, "load %s: %s", path, vlm_last_error());
+    if (s == VLM_OK) {
+      CHECK(ch.embed_dim == c.embed_dim && ch.quick_gelu == c.quick_gelu && ch.vision.heads == c.vision.heads &&
+                ch.text.mlp_width == c.text.mlp_width && ch.vision.mlp_width == c.vision.mlp_width,
+            "%s: the HF config describes another model than config.json", path);
+      run_model(dir, "Hugging Face names", &ch, &p, &in, &out, &grads);
+      vlm_clip_params_free(&p);
+    }
+  }
+  vlm_st_close(&in);
+  vlm_st_close(&out);
+  vlm_st_close(&grads);
+}
+
+/* ---------------------------------------------------------------- unit checks */
+static void expect_config_error(const char *json, const char *needle) {
+  vlm_clip_config c;
+  vlm_status s = vlm_clip_config_parse(&c, json, "cfg.json");
+  CHECK(s != VLM_OK && strstr(vlm_last_error(), "cfg.json") && strstr(vlm_last_error(), needle),
+        "config error for %s: got status %d, '%s' (want '%s')", json, (int)s, vlm_last_error(), needle);
+}
+
+static void config_checks(void) {
+  const char *good = "{\"embed_dim\": 16, \"quick_gelu\": true, \"vision_cfg\": {\"image_size\": 16, \"patch_size\": 4,"
+                     " \"layers\": 1, \"width\": 32, \"head_width\": 8, \"mlp_ratio\": 2.0}, \"text_cfg\": {"
+                     "\"context_length\": 8, \"vocab_size\": 50, \"width\": 24, \"heads\": 3, \"layers\": 2}}";
+  vlm_clip_config c;
+  CHECK(vlm_clip_config_parse(&c, good, "cfg.json") == VLM_OK, "good config: %s", vlm_last_error());
+  CHECK(c.vision.heads == 4 && c.vision.mlp_width == 64 && c.text.mlp_width == 96 && c.quick_gelu &&
+            c.vision.act == VLM_ACT_QUICK_GELU && c.text.eot_id == -1,
+        "parsed config values");
+  char wrapped[2048];
+  snprintf(wrapped, sizeof wrapped, "{\"model_name\": \"x\", \"model_cfg\": %s}", good);
+  CHECK(vlm_clip_config_parse(&c, wrapped, "cfg.json") == VLM_OK, "open_clip_config.json form: %s", vlm_last_error());
+  expect_config_error("{\"embed_dim\": 16", "JSON");
+  expect_config_error("{\"vision_cfg\": {}, \"text_cfg\": {}}", "embed_dim");
+  expect_config_error("{\"embed_dim\": 16, \"text_cfg\": {}}", "vision_cfg");
+  expect_config_error("{\"embed_dim\": 16, \"vision_cfg\": {\"image_size\": 16, \"patch_size\": 4, \"layers\": 1, "
+                      "\"width\": 32}, \"text_cfg\": {\"context_length\": 8, \"vocab_size\": 50, \"width\": 24, "
+                      "\"heads\": 3, \"layers\": 2}}", "head_width");  /* default 64 does not divide 32 */
+  expect_config_error("{\"embed_dim\": 16, \"vision_cfg\": {\"image_size\": 16.5, \"patch_size\": 4, \"layers\": 1, "
+                      "\"width\": 32}, \"text_cfg\": {}}", "vision_cfg.image_size");
+  expect_config_error("{\"embed_dim\": 16, \"vision_cfg\": {\"image_size\": 16, \"patch_size\": 4, \"layers\": 1, "
+                      "\"width\": 32, \"head_width\": 8}, \"text_cfg\": {\"context_length\": 8, \"vocab_size\": 50,"
+                      " \"width\": 24, \"layers\": 2}}", "text_cfg.heads");
+  /* HF: missing fields take CLIPConfig's defaults (openai/clip-vit-base-patch32). */
+  CHECK(vlm_clip_config_parse_hf(&c, "{\"vision_config\": {}, \"text_config\": {}}", "hf.json") == VLM_OK &&
+            c.embed_dim == 512 && c.vision.width == 768 && c.vision.patch_size == 32 && c.text.context_length == 77 &&
+            c.quick_gelu && c.text.eot_id == -1,
+        "HF defaults: %s", vlm_last_error());
+  CHECK(vlm_clip_config_parse_hf(&c, "{\"vision_config\": {\"hidden_act\": \"relu\"}, \"text_config\": {}}",
+                                 "hf.json") != VLM_OK && strstr(vlm_last_error(), "vision_config.hidden_act"),
+        "HF unsupported activation: %s", vlm_last_error());
+  CHECK(vlm_clip_config_parse_hf(&c, "{\"vision_config\": {}, \"text_config\": {\"eos_token_id\": 49407}}",
+                                 "hf.json") == VLM_OK && c.text.eot_id == 49407, "HF eos pooling");
+  expect_config_error("{\"embed_dim\": -3, \"vision_cfg\": {}, \"text_cfg\": {}}", "embed_dim");
+}
+
+typedef struct { vlm_safetensors *st; vlm_st_writer *w; int i; } copy_ctx;
+
+/* Write a checkpoint of model.safetensors with one tensor missing, one
+ * renamed (unexpected) and one mis-shaped: the loader must name all of them. */
+static void loader_error_checks(const char *shared) {
+  char cfg[4096], model[4096], bad[4096];
+  snprintf(cfg, sizeof cfg, "%s/fixtures/tiny-clip/config.json", shared);
+  snprintf(model, sizeof model, "%s/fixtures/tiny-clip/model.safetensors", shared);
+  snprintf(bad, sizeof bad, "/tmp/vlm_test_clip_bad_%d.safetensors", (int)getpid());
+  vlm_clip_config c;
+  if (vlm_clip_config_load(&c, cfg, NULL) != VLM_OK) { CHECK(0, "%s", vlm_last_error()); return; }
+  vlm_safetensors st;
+  if (vlm_st_open(&st, model) != VLM_OK) { CHECK(0, "%s", vlm_last_error()); return; }
+  vlm_st_writer *w = vlm_st_writer_new();
+  int64_t one = 1;
+  for (int i = 0; i < st.n_entries; i++) {
+    const vlm_st_entry *e = &st.entries[i];
+    if (!strcmp(e->name, "visual.ln_pre.bias")) continue;                       /* missing */
+    if (!strcmp(e->name, "ln_final.bias")) {                                     /* unexpected */
+      vlm_st_writer_add(w, "ln_final.bais", e->dtype, e->ndim, e->shape, e->data);
+      continue;
+    }
+    if (!strcmp(e->name, "visual.proj")) {                                       /* mis-shaped */
+      vlm_st_writer_add(w, e->name, e->dtype, 1, &one, e->data);
+      continue;
+    }
+    vlm_st_writer_add(w, e->name, e->dtype, e->ndim, e->shape, e->data);
+  }
+  CHECK(vlm_st_writer_save(w, bad) == VLM_OK, "%s", vlm_last_error());
+  vlm_st_writer_free(w);
+  vlm_st_close(&st);
+  vlm_clip_params p;
+  CHECK(vlm_clip_params_init(&p, &c) == VLM_OK, "%s", vlm_last_error());
+  vlm_status s = vlm_clip_load_safetensors(&p, &c, bad, VLM_CKPT_OPENCLIP);
+  const char *m = vlm_last_error();
+  CHECK(s != VLM_OK && strstr(m, bad) && strstr(m, "visual.ln_pre.bias") && strstr(m, "ln_final.bias") &&
+            strstr(m, "ln_final.bais") && strstr(m, "visual.proj") && strstr(m, "2 missing") && strstr(m, "1 unexpected"),
+        "loader error should list every problem; got: %s", m);
+  /* The HF loader on open_clip names: everything is missing/unexpected, nothing crashes. */
+  s = vlm_clip_load_safetensors(&p, &c, model, VLM_CKPT_HF);
+  CHECK(s != VLM_OK && strstr(vlm_last_error(), "vision_model.embeddings.patch_embedding.weight"),
+        "HF loader on open_clip names: %s", vlm_last_error());
+  vlm_clip_params_free(&p);
+  unlink(bad);
+}
+
+/* F16 and BF16 checkpoints load, converted to F32 exactly. */
+typedef struct { const vlm_safetensors *st; int bad, n; } half_ctx;
+
+static void half_checks(const char *shared) {
+  char model[4096], half[4096], cfg[4096];
+  snprintf(model, sizeof model, "%s/fixtures/tiny-clip/model.safetensors", shared);
+  snprintf(cfg, sizeof cfg, "%s/fixtures/tiny-clip/config.json", shared);
+  vlm_clip_config c;
+  vlm_safetensors st;
+  if (vlm_clip_config_load(&c, cfg, NULL) != VLM_OK || vlm_st_open(&st, model) != VLM_OK) {
+    CHECK(0, "%s", vlm_last_error());
+    return;
+  }
+  for (int k = 0; k < 2; k++) {
+    vlm_dtype dt = k ? VLM_BF16 : VLM_F16;
+    snprintf(half, sizeof half, "/tmp/vlm_test_clip_half_%d_%d.safetensors", (int)getpid(), k);
+    vlm_st_writer *w = vlm_st_writer_new();
+    uint16_t **bufs = calloc((size_t)st.n_entries, sizeof *bufs);
+    for (int i = 0; i < st.n_entries; i++) {
+      const vlm_st_entry *e = &st.entries[i];
+      int64_t n = (int64_t)((e->end - e->begin) / 4);
+      bufs[i] = calloc((size_t)n + 1, 2);
+      const float *x = e->data;
+      for (int64_t j = 0; j < n; j++) bufs[i][j] = k ? vlm_f32_to_bf16(x[j]) : vlm_f32_to_f16(x[j]);
+      vlm_st_writer_add(w, e->name, dt, e->ndim, e->shape, bufs[i]);
+    }
+    CHECK(vlm_st_writer_save(w, half) == VLM_OK, "%s", vlm_last_error());
+    vlm_st_writer_free(w);
+    vlm_clip_params p;
+    CHECK(vlm_clip_params_init(&p, &c) == VLM_OK, "%s", vlm_last_error());
+    vlm_status s = vlm_clip_load_safetensors(&p, &c, half, VLM_CKPT_OPENCLIP);
+    CHECK(s == VLM_OK, "%s checkpoint: %s", vlm_dtype_name(dt), vlm_last_error());
+    const vlm_st_entry *e = vlm_st_find(&st, "visual.proj");
+    int64_t n = vlm_numel(&p.visual.proj);
+    int same = 1;
+    for (int64_t j = 0; j < n; j++) {
+      float x = ((const float *)e->data)[j];
+      float want = k ? vlm_round_bf16(x) : vlm_f16_to_f32(vlm_f32_to_f16(x));
+      same &= vlm_f32(&p.visual.proj)[j] == want;
+    }
+    CHECK(s == VLM_OK && same, "%s values convert exactly", vlm_dtype_name(dt));
+    vlm_clip_params_free(&p);
+    for (int i = 0; i < st.n_entries; i++) free(bufs[i]);
+    free(bufs);
+    unlink(half);
+  }
+  vlm_st_close(&st);
+}
+
+/* BF16 inference weights (+ bf16 matmul inputs): features within cosine 0.999 of fp32. */
+static double min_cosine(const vlm_tensor *a, const vlm_tensor *b) {
+  int64_t R = vlm_rows(a), C = vlm_cols(a);
+  double worst = 1;
+  for (int64_t r = 0; r < R; r++) {
+    double d = 0, na = 0, nb = 0;
+    for (int64_t k = 0; k < C; k++) {
+      double x = vlm_f32(a)[r * C + k], y = vlm_f32(b)[r * C + k];
+      d += x * y; na += x * x; nb += y * y;
+    }
+    double cs = d / sqrt(na * nb);
+    if (!(cs >= worst)) worst = cs;
+  }
+  return worst;
+}
+
+static void bf16_checks(const char *shared) {
+  char dir[2048], path[4096];
+  snprintf(dir, sizeof dir, "%s/fixtures/tiny-clip", shared);
+  vlm_clip_config c;
+  vlm_clip_params p, h;
+  vlm_ckpt_format fmt;
+  vlm_safetensors in;
+  snprintf(path, sizeof path, "%s/inputs.safetensors", dir);
+  if (vlm_clip_load(dir, &c, &p, &fmt) != VLM_OK || vlm_st_open(&in, path) != VLM_OK) {
+    CHECK(0, "%s", vlm_last_error());
+    return;
+  }
+  vlm_tensor images = vlm_st_tensor(vlm_st_find(&in, "images")), text = vlm_st_tensor(vlm_st_find(&in, "text"));
+  int64_t B = images.shape[0], L = text.shape[1];
+  vlm_clip_acts a, b;
+  CHECK(vlm_clip_acts_init(&a, &c, B, L, 0) == VLM_OK && vlm_clip_acts_init(&b, &c, B, L, 0) == VLM_OK, "acts");
+  CHECK(vlm_clip_params_bf16(&h, &p, &c) == VLM_OK, "%s", vlm_last_error());
+  CHECK(h.visual.blocks[0].fc_w.dtype == VLM_BF16 && h.visual.conv1_w.dtype == VLM_BF16 &&
+            h.text.proj.dtype == VLM_BF16 && h.text.token_emb.dtype == VLM_F32 && h.visual.ln_pre_w.dtype == VLM_F32,
+        "which tensors are BF16");
+  vlm_clip_forward(&c, &p, &a, &images, &text);
+  vlm_set_matmul_precision(VLM_PREC_BF16);
+  vlm_clip_forward(&c, &h, &b, &images, &text);
+  vlm_set_matmul_precision(VLM_PREC_F32);
+  double ci = min_cosine(&a.visual.features, &b.visual.features), ct = min_cosine(&a.text.features, &b.text.features);
+  CHECK(ci >= 0.999 && ct >= 0.999, "bf16 features: cosine to fp32 image %.6f, text %.6f", ci, ct);
+  printf("bf16 inference weights: min cosine to fp32 features: image %.6f, text %.6f\n", ci, ct);
+  vlm_clip_acts_free(&a);
+  vlm_clip_acts_free(&b);
+  vlm_clip_params_free(&h);
+  vlm_clip_params_free(&p);
+  vlm_st_close(&in);
+}
+
+/* InfoNCE: finite-difference gradients of the features and of logit_scale. */
+typedef struct {
+  vlm_clip_loss_acts s;
+  vlm_tensor img, txt, scale, dimg, dtxt, dscale;
+  float out;
+} loss_gc;
+
+static void lg_forward(void *ctx) {
+  loss_gc *g = ctx;
+  vlm_clip_loss_forward(&g->s, &g->img, &g->txt, &g->scale);
+  g->out = *vlm_f32(&g->s.loss);
+}
+
+static float lg_dout;
+static void lg_backward(void *ctx) {
+  loss_gc *g = ctx;
+  vlm_clip_loss_forward(&g->s, &g->img, &g->txt, &g->scale);
+  vlm_clip_loss_backward(&g->s, lg_dout, &g->img, &g->txt, &g->dimg, &g->dtxt, &g->dscale);
+}
+
+static void loss_gradcheck(void) {
+  int64_t B = 5, E = 7;
+  for (int mode = 0; mode < 2; mode++) {
+    vlm_set_kernel_mode(mode ? VLM_KERNELS_REF : VLM_KERNELS_FAST);
+    loss_gc g;
+    memset(&g, 0, sizeof g);
+    vlm_arena m, a;
+    vlm_arena_measure(&m, VLM_CPU);
+    vlm_clip_loss_layout(&g.s, &m, B, E);
+    vlm_arena_init(&a, m.used, VLM_CPU);
+    vlm_clip_loss_layout(&g.s, &a, B, E);
+    float *img = vt_alloc(B * E), *txt = vt_alloc(B * E), *dimg = vt_alloc(B * E), *dtxt = vt_alloc(B * E);
+    float scale = 1.3f, dscale = 0;
+    vt_fill_normal(img, B * E, 11, 1.0f);
+    vt_fill_normal(txt, B * E, 12, 1.0f);
+    int64_t sh[2] = {B, E};
+    g.img = vlm_tensor_cpu_f32(img, 2, sh);
+    g.txt = vlm_tensor_cpu_f32(txt, 2, sh);
+    g.dimg = vlm_tensor_cpu_f32(dimg, 2, sh);
+    g.dtxt = vlm_tensor_cpu_f32(dtxt, 2, sh);
+    g.scale = vlm_tensor_cpu_f32(&scale, 0, NULL);
+    g.dscale = vlm_tensor_cpu_f32(&dscale, 0, NULL);
+    vt_gc_input ins[3] = {{"image_features", img, dimg, B * E}, {"text_features", txt, dtxt, B * E},
+                          {"logit_scale", &scale, &dscale, 1}};
+    vt_gradcheck gc = {lg_forward, lg_backward, &g, &g.out, &lg_dout, 1, ins, 3, 0, 0, 0, 7};
+    vt_gradcheck_run(mode ? "clip loss (ref)" : "clip loss (fast)", &gc);
+    free(img); free(txt); free(dimg); free(dtxt);
+    vlm_arena_free(&a);
+  }
+  vlm_set_kernel_mode(VLM_KERNELS_FAST);
+  float v[3] = {-0.5f, 2.0f, 7.0f}, want[3] = {0.0f, 2.0f, VLM_CLIP_LOGIT_SCALE_MAX};
+  for (int i = 0; i < 3; i++) {
+    vlm_tensor t = vlm_tensor_cpu_f32(&v[i], 0, NULL);
+    vlm_clip_logit_scale_clamp(&t);
+    CHECK(v[i] == want[i], "clamp: got %g, want %g", v[i], want[i]);
+  }
+}
+
+static void pool_checks(void) {
+  vlm_text_config c = {0};
+  c.eot_id = -1;
+  int64_t ids[2 * 5] = {9, 3, 9, 0, 0, 1, 7, 2, 7, 0}, idx[2];
+  int64_t sh[2] = {2, 5};
+  vlm_tensor t = vlm_tensor_make(ids, VLM_I64, VLM_CPU, 2, sh);
+  vlm_text_pool_index(&c, &t, idx);
+  CHECK(idx[0] == 0 && idx[1] == 1, "argmax pooling takes the first max: %lld %lld", (long long)idx[0],
+        (long long)idx[1]);
+  c.eot_id = 2;
+  vlm_text_pool_index(&c, &t, idx);
+  CHECK(idx[0] == 0 && idx[1] == 2, "eot pooling: %lld %lld", (long long)idx[0], (long long)idx[1]);
+}
+
+/* --compare DIR OUT [GRADS]: files written by `vlm forward` against the fixture's
+ * outputs.safetensors and grads.safetensors (GRADS in open_clip or HF names). */
+static void compare_files(const char *dir, const char *out_path, const char *grads_path) {
+  char path[4096];
+  vlm_safetensors ref, got;
+  snprintf(path, sizeof path, "%s/outputs.safetensors", dir);
+  if (vlm_st_open(&ref, path) != VLM_OK || vlm_st_open(&got, out_path) != VLM_OK) {
+    CHECK(0, "%s", vlm_last_error());
+    return;
+  }
+  for (int i = 0; i < ref.n_entries; i++) {
+    const char *name = ref.entries[i].name;
+    const vlm_st_entry *e = need(&got, name);
+    if (!e) continue;
+    CHECK(e->ndim == ref.entries[i].ndim && (e->end - e->begin) == (ref.entries[i].end - ref.entries[i].begin),
+          "%s: %s has another shape than the fixture's", out_path, name);
+    if (e->end - e->begin != ref.entries[i].end - ref.entries[i].begin) continue;
+    float *x = read_all(&got, e);
+    int kind = strstr(name, "logits_") ? 1 : strstr(name, "features") ? 0 : 2;
+    compare(out_path, name, x, &ref, kind);
+    free(x);
+  }
+  CHECK(got.n_entries == ref.n_entries, "%s: %d tensors, the fixture has %d", out_path, got.n_entries,
+        ref.n_entries);
+  vlm_st_close(&ref);
+  vlm_st_close(&got);
+  if (!grads_path) return;
+  vlm_clip_config c;
+  vlm_clip_params g;
+  snprintf(path, sizeof path, "%s/config.json", dir);
+  if (vlm_clip_config_load(&c, path, NULL) != VLM_OK || vlm_clip_params_init(&g, &c) != VLM_OK) {
+    CHECK(0, "%s", vlm_last_error());
+    return;
+  }
+  vlm_status st = vlm_clip_load_safetensors(&g, &c, grads_path, VLM_CKPT_OPENCLIP);
+  if (st != VLM_OK) st = vlm_clip_load_safetensors(&g, &c, grads_path, VLM_CKPT_HF);
+  CHECK(st == VLM_OK, "%s: %s", grads_path, vlm_last_error());
+  vlm_safetensors rg;
+  snprintf(path, sizeof path, "%s/grads.safetensors", dir);
+  if (st == VLM_OK && vlm_st_open(&rg, path) == VLM_OK) {
+    grad_ctx gc = {&rg, grads_path, 0, 0};
+    vlm_clip_params_visit(&g, &c, compare_grad, &gc);
+    CHECK(gc.checked == rg.n_entries, "%s: %d gradients compared of %d", grads_path, gc.checked, rg.n_entries);
+    vlm_st_close(&rg);
+  }
+  vlm_clip_params_free(&g);
+}
+
+int main(int argc, char **argv) {
+  if (argc >= 4 && !strcmp(argv[1], "--compare")) {
+    compare_files(argv[2], argv[3], argc >= 5 ? argv[4] : NULL);
+    return vt_finish();
+  }
+  const char *arg = vt_shared_dir(argc, argv);
+  if (!arg) vt_skip("no fixture directory or ../shared given");
+  char probe[4096];
+  snprintf(probe, sizeof probe, "%s/config.json", arg);
+  if (access(probe, R_OK) == 0) {
+    parity(arg);
+    return vt_finish();
+  }
+  snprintf(probe, sizeof probe, "%s/fixtures/tiny-clip/config.json", arg);
+  if (access(probe, R_OK) != 0) vt_skip("fixtures not found");
+  config_checks();
+  pool_checks();
+  loss_gradcheck();
+  loader_error_checks(arg);
+  half_checks(arg);
+  bf16_checks(arg);
+  const char *dirs[2] = {"tiny-clip", "tiny-clip-quickgelu"};
+  for (int i = 0; i < 2; i++) {
+    char d[4096];
+    snprintf(d, sizeof d, "%s/fixtures/%s", arg, dirs[i]);
+    parity(d);
+  }
+  return vt_finish();
+}

@@ -1,0 +1,78 @@
+/* vision: the ViT image tower of CLIP (open_clip's VisionTransformer), forward
+ * and backward, written once over the core op set.
+ *
+ *   image [B,3,H,W] -> patchify (im2col, (c, ky, kx) order) @ conv1^T
+ *   -> [class token; patches] + positional embedding -> ln_pre -> blocks
+ *   -> ln_post(class token) @ proj -> feature [B,E]
+ *
+ * Parameter names are open_clip's, relative to "visual." (vlm_vit_params_visit). */
+#ifndef VLM_VISION_H
+#define VLM_VISION_H
+#include "core/core.h"
+
+typedef struct {
+  int64_t image_size;  /* H = W of the input */
+  int64_t patch_size;  /* P; image_size % P == 0 */
+  int64_t width;       /* W */
+  int64_t layers;
+  int64_t heads;       /* W / head_width */
+  int64_t mlp_width;   /* W * mlp_ratio */
+  int64_t embed_dim;   /* E */
+  vlm_act act;
+  float ln_eps;        /* 1e-5 */
+} vlm_vit_config;
+
+static inline int64_t vlm_vit_grid(const vlm_vit_config *c) { return c->image_size / c->patch_size; }
+static inline int64_t vlm_vit_tokens(const vlm_vit_config *c) { return 1 + vlm_vit_grid(c) * vlm_vit_grid(c); }
+vlm_block_config vlm_vit_block_config(const vlm_vit_config *c);
+
+typedef struct {
+  vlm_tensor conv1_w;          /* [W, 3, P, P] (no bias) */
+  vlm_tensor class_emb;        /* [W] */
+  vlm_tensor pos_emb;          /* [T, W], T = 1 + G*G */
+  vlm_tensor ln_pre_w, ln_pre_b;   /* [W] */
+  vlm_block_params *blocks;    /* [layers], caller-owned array (vlm_vit_params_alloc) */
+  vlm_tensor ln_post_w, ln_post_b; /* [W] */
+  vlm_tensor proj;             /* [W, E] */
+} vlm_vit_params;
+
+/* Allocate / free the blocks array (tensors come from an arena via _layout). */
+vlm_status vlm_vit_params_alloc(vlm_vit_params *p, const vlm_vit_config *c);
+void vlm_vit_params_free(vlm_vit_params *p);
+void vlm_vit_params_layout(vlm_vit_params *p, vlm_arena *a, const vlm_vit_config *c);
+/* Visit every parameter with its open_clip name prefixed by `prefix` ("visual."). */
+void vlm_vit_params_visit(vlm_vit_params *p, const vlm_vit_config *c, const char *prefix,
+                          vlm_param_visit_fn fn, void *ctx);
+
+/* Activations for batch B (forward saves, backward reads). */
+typedef struct {
+  int64_t B;
+  vlm_tensor patches;          /* [B*G*G, 3*P*P] */
+  vlm_tensor patch_emb;        /* [B*G*G, W] */
+  vlm_tensor x0;               /* [B, T, W] tokens + positions, before ln_pre */
+  vlm_tensor ln_pre_mean, ln_pre_rstd; /* [B*T] */
+  vlm_tensor *xs;              /* [layers+1] of [B, T, W]: xs[0] = ln_pre(x0), xs[i+1] = block i */
+  vlm_block_acts *blocks;      /* [layers] */
+  vlm_tensor pooled;           /* [B, W] class token of xs[layers] */
+  vlm_tensor ln_post;          /* [B, W] */
+  vlm_tensor ln_post_mean, ln_post_rstd; /* [B] */
+  vlm_tensor features;         /* [B, E] output (unnormalized) */
+  /* backward scratch */
+  vlm_block_scratch scratch;
+  vlm_tensor dx_a, dx_b;       /* [B, T, W] */
+  vlm_tensor d_pooled, d_ln_post; /* [B, W] */
+  vlm_tensor d_patch_emb;      /* [B*G*G, W] */
+  int with_backward;
+} vlm_vit_acts;
+
+vlm_status vlm_vit_acts_alloc(vlm_vit_acts *s, const vlm_vit_config *c);   /* arrays only */
+void vlm_vit_acts_free(vlm_vit_acts *s);
+/* with_backward = 0 lays out only what inference needs. */
+void vlm_vit_acts_layout(vlm_vit_acts *s, vlm_arena *a, const vlm_vit_config *c, int64_t B, int with_backward);
+
+/* image [B,3,H,W] F32 contiguous on the CPU, B = the acts' batch. Result in s->features. */
+void vlm_vit_forward(const vlm_vit_config *c, const vlm_vit_params *p, vlm_vit_acts *s, const vlm_tensor *image);
+/* d_features [B,E]: accumulates into g (same layout as p). The image gradient is not computed. */
+void vlm_vit_backward(const vlm_vit_config *c, const vlm_vit_params *p, vlm_vit_params *g, vlm_vit_acts *s,
+                      const vlm_tensor *d_features);
+#endif

@@ -1,0 +1,208 @@
+/* The ViT tower: parameter layout, forward and backward over the core ops. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "vision/vision.h"
+
+vlm_block_config vlm_vit_block_config(const vlm_vit_config *c) {
+  vlm_block_config b = {c->width, c->heads, c->mlp_width, c->act, c->ln_eps};
+  return b;
+}
+
+vlm_status vlm_vit_params_alloc(vlm_vit_params *p, const vlm_vit_config *c) {
+  memset(p, 0, sizeof *p);
+  p->blocks = calloc((size_t)(c->layers > 0 ? c->layers : 1), sizeof *p->blocks);
+  return p->blocks ? VLM_OK : vlm_error(VLM_ERR_OOM, "vit: out of memory");
+}
+
+void vlm_vit_params_free(vlm_vit_params *p) {
+  free(p->blocks);
+  p->blocks = NULL;
+}
+
+void vlm_vit_params_layout(vlm_vit_params *p, vlm_arena *a, const vlm_vit_config *c) {
+  int64_t W = c->width, P = c->patch_size;
+  vlm_block_config bc = vlm_vit_block_config(c);
+  p->conv1_w = vlm_arena_tensor4(a, VLM_F32, W, 3, P, P);
+  p->class_emb = vlm_arena_tensor1(a, VLM_F32, W);
+  p->pos_emb = vlm_arena_tensor2(a, VLM_F32, vlm_vit_tokens(c), W);
+  p->ln_pre_w = vlm_arena_tensor1(a, VLM_F32, W);
+  p->ln_pre_b = vlm_arena_tensor1(a, VLM_F32, W);
+  for (int64_t i = 0; i < c->layers; i++) vlm_block_params_layout(&p->blocks[i], a, &bc);
+  p->ln_post_w = vlm_arena_tensor1(a, VLM_F32, W);
+  p->ln_post_b = vlm_arena_tensor1(a, VLM_F32, W);
+  p->proj = vlm_arena_tensor2(a, VLM_F32, W, c->embed_dim);
+}
+
+typedef struct {
+  vlm_param_visit_fn fn;
+  void *ctx;
+  const char *prefix;
+} prefixed;
+
+static void visit_prefixed(void *ctx, const char *name, vlm_tensor *t) {
+  prefixed *p = ctx;
+  char full[256];
+  snprintf(full, sizeof full, "%s%s", p->prefix, name);
+  p->fn(p->ctx, full, t);
+}
+
+void vlm_vit_params_visit(vlm_vit_params *p, const vlm_vit_config *c, const char *prefix,
+                          vlm_param_visit_fn fn, void *ctx) {
+  prefixed pv = {fn, ctx, NULL};
+  char name[256];
+#define V(suffix, t)                                        \
+  do {                                                      \
+    snprintf(name, sizeof name, "%s%s", prefix, suffix);    \
+    fn(ctx, name, t);                                       \
+  } while (0)
+  V("conv1.weight", &p->conv1_w);
+  V("class_embedding", &p->class_emb);
+  V("positional_embedding", &p->pos_emb);
+  V("ln_pre.weight", &p->ln_pre_w);
+  V("ln_pre.bias", &p->ln_pre_b);
+  for (int64_t i = 0; i < c->layers; i++) {
+    char pre[200];
+    snprintf(pre, sizeof pre, "%stransformer.resblocks.%lld.", prefix, (long long)i);
+    pv.prefix = pre;
+    vlm_block_params_visit(&p->blocks[i], visit_prefixed, &pv);
+  }
+  V("ln_post.weight", &p->ln_post_w);
+  V("ln_post.bias", &p->ln_post_b);
+  V("proj", &p->proj);
+#undef V
+}
+
+vlm_status vlm_vit_acts_alloc(vlm_vit_acts *s, const vlm_vit_config *c) {
+  memset(s, 0, sizeof *s);
+  s->xs = calloc((size_t)c->layers + 1, sizeof *s->xs);
+  s->blocks = calloc((size_t)(c->layers > 0 ? c->layers : 1), sizeof *s->blocks);
+  if (!s->xs || !s->blocks) {
+    vlm_vit_acts_free(s);
+    return vlm_error(VLM_ERR_OOM, "vit: out of memory");
+  }
+  return VLM_OK;
+}
+
+void vlm_vit_acts_free(vlm_vit_acts *s) {
+  free(s->xs);
+  free(s->blocks);
+  s->xs = NULL;
+  s->blocks = NULL;
+}
+
+void vlm_vit_acts_layout(vlm_vit_acts *s, vlm_arena *a, const vlm_vit_config *c, int64_t B, int with_backward) {
+  int64_t W = c->width, P = c->patch_size, G = vlm_vit_grid(c), T = vlm_vit_tokens(c);
+  vlm_block_config bc = vlm_vit_block_config(c);
+  s->B = B;
+  s->with_backward = with_backward;
+  s->patches = vlm_arena_tensor2(a, VLM_F32, B * G * G, 3 * P * P);
+  s->patch_emb = vlm_arena_tensor2(a, VLM_F32, B * G * G, W);
+  s->x0 = vlm_arena_tensor3(a, VLM_F32, B, T, W);
+  s->ln_pre_mean = vlm_arena_tensor1(a, VLM_F32, B * T);
+  s->ln_pre_rstd = vlm_arena_tensor1(a, VLM_F32, B * T);
+  for (int64_t i = 0; i <= c->layers; i++) s->xs[i] = vlm_arena_tensor3(a, VLM_F32, B, T, W);
+  /* Inference reuses one set of block activations for every layer. */
+  for (int64_t i = 0; i < c->layers; i++) {
+    if (with_backward || i == 0) vlm_block_acts_layout(&s->blocks[i], a, &bc, B, T);
+    else s->blocks[i] = s->blocks[0];
+  }
+  s->pooled = vlm_arena_tensor2(a, VLM_F32, B, W);
+  s->ln_post = vlm_arena_tensor2(a, VLM_F32, B, W);
+  s->ln_post_mean = vlm_arena_tensor1(a, VLM_F32, B);
+  s->ln_post_rstd = vlm_arena_tensor1(a, VLM_F32, B);
+  s->features = vlm_arena_tensor2(a, VLM_F32, B, c->embed_dim);
+  if (!with_backward) return;
+  vlm_block_scratch_layout(&s->scratch, a, &bc, B, T);
+  s->dx_a = vlm_arena_tensor3(a, VLM_F32, B, T, W);
+  s->dx_b = vlm_arena_tensor3(a, VLM_F32, B, T, W);
+  s->d_pooled = vlm_arena_tensor2(a, VLM_F32, B, W);
+  s->d_ln_post = vlm_arena_tensor2(a, VLM_F32, B, W);
+  s->d_patch_emb = vlm_arena_tensor2(a, VLM_F32, B * G * G, W);
+}
+
+/* im2col: patches[b*G*G + gy*G + gx, (c*P + ky)*P + kx] = image[b, c, gy*P + ky, gx*P + kx] */
+static void patchify(vlm_tensor *patches, const vlm_tensor *image, int64_t P) {
+  VLM_CHECK(image->device == VLM_CPU, "vit: patchify runs on the CPU only for now");
+  int64_t B = image->shape[0], H = image->shape[2], G = H / P;
+  const float *img = image->data;
+  float *out = patches->data;
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < B * G * G; r++) {
+    int64_t b = r / (G * G), gy = (r / G) % G, gx = r % G;
+    float *o = out + r * 3 * P * P;
+    for (int64_t ch = 0; ch < 3; ch++)
+      for (int64_t ky = 0; ky < P; ky++)
+        memcpy(o + (ch * P + ky) * P, img + ((b * 3 + ch) * H + gy * P + ky) * H + gx * P,
+               (size_t)P * sizeof(float));
+  }
+}
+
+static vlm_tensor conv_as_matrix(const vlm_tensor *w) {
+  int64_t shape[2] = {w->shape[0], w->shape[1] * w->shape[2] * w->shape[3]};
+  return vlm_reshape(w, 2, shape);
+}
+
+/* Copy rows between two [*, W] buffers: dst row (dst_row0 + i*dst_step) <- src row (src_row0 + i*src_step). */
+static void copy_rows(vlm_tensor *dst, int64_t dst_row0, int64_t dst_step, const vlm_tensor *src, int64_t src_row0,
+                      int64_t src_step, int64_t n, int64_t rows_per_copy, int64_t W) {
+  float *d = dst->data;
+  const float *s = src->data;
+  for (int64_t i = 0; i < n; i++)
+    vlm_memcpy(d + (dst_row0 + i * dst_step) * W, dst->device, s + (src_row0 + i * src_step) * W, src->device,
+               (size_t)(rows_per_copy * W) * sizeof(float));
+}
+
+void vlm_vit_forward(const vlm_vit_config *c, const vlm_vit_params *p, vlm_vit_acts *s, const vlm_tensor *image) {
+  int64_t B = s->B, W = c->width, G = vlm_vit_grid(c), T = vlm_vit_tokens(c), L = c->layers;
+  char sh[128];
+  VLM_CHECK(image->ndim == 4 && image->shape[0] == B && image->shape[1] == 3 && image->shape[2] == c->image_size &&
+                image->shape[3] == c->image_size && image->dtype == VLM_F32 && vlm_is_contiguous(image),
+            "vit: image is %s, expected [%lld, 3, %lld, %lld] F32", vlm_shape_str(image, sh, sizeof sh),
+            (long long)B, (long long)c->image_size, (long long)c->image_size);
+  vlm_block_config bc = vlm_vit_block_config(c);
+  patchify(&s->patches, image, c->patch_size);
+  vlm_tensor w = conv_as_matrix(&p->conv1_w);
+  vlm_matmul_forward(&s->patch_emb, &s->patches, &w, NULL, 0, 1);
+  copy_rows(&s->x0, 0, T, &p->class_emb, 0, 0, B, 1, W);
+  copy_rows(&s->x0, 1, T, &s->patch_emb, 0, G * G, B, G * G, W);
+  vlm_add_forward(&s->x0, &s->x0, &p->pos_emb);
+  vlm_layernorm_forward(&s->xs[0], &s->ln_pre_mean, &s->ln_pre_rstd, &s->x0, &p->ln_pre_w, &p->ln_pre_b, c->ln_eps);
+  for (int64_t i = 0; i < L; i++)
+    vlm_block_forward(&bc, &p->blocks[i], &s->blocks[i], &s->xs[i + 1], &s->xs[i], NULL, 0);
+  copy_rows(&s->pooled, 0, 1, &s->xs[L], 0, T, B, 1, W);
+  vlm_layernorm_forward(&s->ln_post, &s->ln_post_mean, &s->ln_post_rstd, &s->pooled, &p->ln_post_w,
+                        &p->ln_post_b, c->ln_eps);
+  vlm_matmul_forward(&s->features, &s->ln_post, &p->proj, NULL, 0, 0);
+}
+
+void vlm_vit_backward(const vlm_vit_config *c, const vlm_vit_params *p, vlm_vit_params *g, vlm_vit_acts *s,
+                      const vlm_tensor *d_features) {
+  VLM_CHECK(s->with_backward, "vit: activations were laid out for inference only");
+  int64_t B = s->B, W = c->width, G = vlm_vit_grid(c), T = vlm_vit_tokens(c), L = c->layers;
+  vlm_block_config bc = vlm_vit_block_config(c);
+  vlm_zero(&s->d_ln_post);
+  vlm_matmul_backward(&s->d_ln_post, &g->proj, NULL, d_features, &s->ln_post, &p->proj, 0, 0);
+  vlm_zero(&s->d_pooled);
+  vlm_layernorm_backward(&s->d_pooled, &g->ln_post_w, &g->ln_post_b, &s->d_ln_post, &s->pooled, &p->ln_post_w,
+                         &s->ln_post_mean, &s->ln_post_rstd);
+  vlm_tensor *dy = &s->dx_a, *dx = &s->dx_b;
+  vlm_zero(dy);
+  copy_rows(dy, 0, T, &s->d_pooled, 0, 1, B, 1, W);
+  for (int64_t i = L - 1; i >= 0; i--) {
+    vlm_zero(dx);
+    vlm_block_backward(&bc, &p->blocks[i], &g->blocks[i], &s->blocks[i], &s->scratch, dx, dy, &s->xs[i], 0);
+    vlm_tensor *t = dy; dy = dx; dx = t;
+  }
+  /* dy = d xs[0]; dx <- d x0 */
+  vlm_zero(dx);
+  vlm_layernorm_backward(dx, &g->ln_pre_w, &g->ln_pre_b, dy, &s->x0, &p->ln_pre_w, &s->ln_pre_mean,
+                         &s->ln_pre_rstd);
+  vlm_add_backward(NULL, &g->pos_emb, dx);
+  copy_rows(&s->d_pooled, 0, 1, dx, 0, T, B, 1, W);
+  vlm_add_backward(NULL, &g->class_emb, &s->d_pooled);
+  copy_rows(&s->d_patch_emb, 0, G * G, dx, 1, T, B, G * G, W);
+  vlm_tensor w = conv_as_matrix(&p->conv1_w), gw = conv_as_matrix(&g->conv1_w);
+  vlm_matmul_backward(NULL, &gw, NULL, &s->d_patch_emb, &s->patches, &w, 0, 1);
+}
