@@ -14,6 +14,7 @@ typedef struct {
 
 static const command k_commands[] = {
   {"version", vlm_cmd_version, "print the version, the CPU features and the GPU backend"},
+  {"preprocess", vlm_cmd_preprocess, "decode images and apply CLIP preprocessing (PIL-exact) to safetensors"},
 };
 #define N_COMMANDS (int)(sizeof k_commands / sizeof k_commands[0])
 

@@ -206,6 +206,15 @@ static void p_warning(png_structp png, png_const_charp msg) { (void)png; (void)m
 
 static vlm_status decode_png(const uint8_t *buf, size_t n, const char *name, const vlm_decode_opts *opts,
                              vlm_image *out) {
+  /* The size is in IHDR, the first chunk: check it before libpng reads further. */
+  if (n >= 24 && !memcmp(buf + 12, "IHDR", 4)) {
+    uint32_t w0 = (uint32_t)buf[16] << 24 | (uint32_t)buf[17] << 16 | (uint32_t)buf[18] << 8 | buf[19];
+    uint32_t h0 = (uint32_t)buf[20] << 24 | (uint32_t)buf[21] << 16 | (uint32_t)buf[22] << 8 | buf[23];
+    if (w0 > 0 && h0 > 0 && w0 <= 0x7fffffffu && h0 <= 0x7fffffffu) {
+      vlm_status st0 = check_pixels(name, w0, h0, opts);
+      if (st0) return st0;
+    }
+  }
   png_src src = {buf, n, 0, {0}};
   png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &src, p_error, p_warning);
   if (!png) return vlm_error(VLM_ERR_OOM, "%s: cannot create a PNG reader", name);
