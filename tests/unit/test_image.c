@@ -220,7 +220,7 @@ static void test_png_roundtrip(void) {
   /* Low-depth gray: 2/4-bit scaled to 0..255 (PIL's L;2 / L;4), 1-bit -> mode 1 with 0/255. */
   for (int bd = 1; bd <= 4; bd *= 2) {
     int rb = (W * bd + 7) / 8;
-    uint8_t packed[H * 2];
+    uint8_t packed[H * 8];
     for (int y = 0; y < H; y++)
       for (int b = 0; b < rb; b++) packed[y * rb + b] = src[y * rb + b];
     tpath(p, sizeof p, "low.png");
