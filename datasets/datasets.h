@@ -79,8 +79,9 @@ vlm_status vlm_image_alloc(vlm_image *img, int w, int h, vlm_img_mode mode, int 
 
 /* ------------------------------------------------------------ resampling (image_resize.c) */
 /* PIL's antialiased bicubic resize (a = -0.5) of an 8-bit interleaved image with c channels:
- * horizontal pass then vertical, fixed-point coefficients (22 fraction bits), rounding and
- * clipping to 8 bits after each pass; a pass whose size does not change is skipped. */
+ * horizontal pass then vertical (vertical first when h - oh > 2 (w - ow), as Pillow >= 13 does),
+ * fixed-point coefficients (22 fraction bits), rounding and clipping to 8 bits after each pass;
+ * a pass whose size does not change is skipped. */
 void vlm_resample_bicubic_u8(const uint8_t *in, int w, int h, int c, uint8_t *out, int ow, int oh);
 /* PIL's nearest-neighbour resize: source x = floor((x + 0.5) * w / ow). */
 void vlm_resample_nearest_u8(const uint8_t *in, int w, int h, int c, uint8_t *out, int ow, int oh);

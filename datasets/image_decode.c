@@ -188,8 +188,8 @@ typedef struct {
 static void p_read(png_structp png, png_bytep dst, size_t len) {
   png_src *s = png_get_io_ptr(png);
   if (len > s->n - s->pos) {
-    snprintf(s->msg, sizeof s->msg, "truncated file (needs %zu more bytes at offset %zu)", len - (s->n - s->pos),
-             s->n);
+    snprintf(s->msg, sizeof s->msg, "truncated file (ends at byte %zu, %zu more bytes needed)", s->n,
+             len - (s->n - s->pos));
     png_error(png, "truncated");
   }
   memcpy(dst, s->buf + s->pos, len);
@@ -311,7 +311,7 @@ vlm_status vlm_image_decode_mem(const void *buf, size_t n, const char *name, con
   memset(out, 0, sizeof *out);
   if (!name) name = "<memory>";
   if (n == 0) return vlm_error(VLM_ERR_FORMAT, "%s: empty file", name);
-  if (n >= 3 && b[0] == 0xFF && b[1] == 0xD8 && b[2] == 0xFF) return decode_jpeg(b, n, name, opts, out);
+  if (n >= 2 && b[0] == 0xFF && b[1] == 0xD8) return decode_jpeg(b, n, name, opts, out);
   if (n >= 8 && !memcmp(b, "\x89PNG\r\n\x1a\n", 8)) return decode_png(b, n, name, opts, out);
   const char *other = sniff_other(b, n);
   if (other) return vlm_error(VLM_ERR_UNSUPPORTED, "%s: unsupported format (%s); vlm reads JPEG and PNG", name, other);

@@ -8,8 +8,12 @@
  *   w_j = cubic((j - center + 0.5) / max(scale, 1)) for j in [xmin, xmax), normalized to sum 1,
  * then quantized to integers with 22 fraction bits (round half away from zero). A pass
  * is out = clip8((2^21 + sum_j in_j * W_j) >> 22), clip8 saturating to [0, 255]. The
- * horizontal pass runs first and its 8-bit result feeds the vertical pass; a pass whose
- * size does not change is skipped. */
+ * horizontal pass runs first and its 8-bit result feeds the vertical pass, except when the
+ * height shrinks by more than twice as many pixels as the width (h - oh > 2 (w - ow)):
+ * then the vertical pass runs first, as in Pillow >= 13 (PR 9549; older Pillow always
+ * went horizontal first, which gives the same result everywhere else, including CLIP's
+ * shortest-side resize of any image with aspect ratio <= 2). A pass whose size does not
+ * change is skipped. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,47 +74,87 @@ static void coeffs_free(coeffs *c) {
   free(c->k);
 }
 
-static inline uint8_t clip8(int64_t v) {
-  if (v >= ((int64_t)1 << PRECISION_BITS << 8)) return 255;
+static inline uint8_t clip8(int32_t v) {
+  if (v >= ((int32_t)1 << PRECISION_BITS << 8)) return 255;
   if (v <= 0) return 0;
   return (uint8_t)(v >> PRECISION_BITS);
 }
 
-/* rows [0, h) of in (width w) -> out (width ow). */
-static void pass_h(const uint8_t *in, int w, int h, int c, uint8_t *out, int ow, const coeffs *cf) {
-  for (int y = 0; y < h; y++) {
-    const uint8_t *row = in + (size_t)y * w * c;
-    uint8_t *orow = out + (size_t)y * ow * c;
-    for (int xx = 0; xx < ow; xx++) {
-      int xmin = cf->bounds[2 * xx], n = cf->bounds[2 * xx + 1];
-      const int32_t *k = cf->k + (size_t)xx * cf->ksize;
-      for (int ch = 0; ch < c; ch++) {
-        int64_t ss = (int64_t)1 << (PRECISION_BITS - 1);
-        const uint8_t *p = row + (size_t)xmin * c + ch;
-        for (int x = 0; x < n; x++) ss += (int64_t)p[(size_t)x * c] * k[x];
-        orow[(size_t)xx * c + ch] = clip8(ss);
-      }
-    }
-  }
-}
-
-/* in has rows starting at source row `first`; out has oh rows of width w. */
-static void pass_v(const uint8_t *in, int first, int w, int c, uint8_t *out, int oh, const coeffs *cf) {
+/* Vertical pass: in has rows starting at source row `first` (width w, c channels); out
+ * has oh rows. Integer arithmetic as PIL's (32-bit sums cannot overflow: the weights'
+ * absolute sum stays well under 2^31 / 255), vectorized across the row. acc: w * c ints. */
+static void pass_v_acc(const uint8_t *in, int first, int w, int c, uint8_t *out, int oh, const coeffs *cf,
+                       int32_t *restrict acc) {
   size_t stride = (size_t)w * c;
-  int64_t *acc = malloc(sizeof(int64_t) * stride);
-  if (!acc) { VLM_CHECK(0, "resample: out of memory"); }
   for (int yy = 0; yy < oh; yy++) {
     int ymin = cf->bounds[2 * yy] - first, n = cf->bounds[2 * yy + 1];
     const int32_t *k = cf->k + (size_t)yy * cf->ksize;
-    for (size_t i = 0; i < stride; i++) acc[i] = (int64_t)1 << (PRECISION_BITS - 1);
+    for (size_t i = 0; i < stride; i++) acc[i] = (int32_t)1 << (PRECISION_BITS - 1);
     for (int y = 0; y < n; y++) {
-      const uint8_t *row = in + (size_t)(ymin + y) * stride;
-      int64_t kk = k[y];
-      for (size_t i = 0; i < stride; i++) acc[i] += row[i] * kk;
+      const uint8_t *restrict row = in + (size_t)(ymin + y) * stride;
+      int32_t kk = k[y];
+      for (size_t i = 0; i < stride; i++) acc[i] += (int32_t)row[i] * kk;
     }
     uint8_t *orow = out + (size_t)yy * stride;
     for (size_t i = 0; i < stride; i++) orow[i] = clip8(acc[i]);
   }
+}
+
+static void pass_v(const uint8_t *in, int first, int w, int c, uint8_t *out, int oh, const coeffs *cf) {
+  int32_t *acc = malloc(sizeof(int32_t) * (size_t)w * c);
+  if (!acc) VLM_CHECK(0, "resample: out of memory");
+  pass_v_acc(in, first, w, c, out, oh, cf, acc);
+  free(acc);
+}
+
+/* out (h wide, w tall) = transpose of in (w wide, h tall), C-byte pixels, in 32x32 tiles. */
+#define DEFINE_TRANSPOSE(C)                                                                        \
+  static void transpose##C(const uint8_t *in, int w, int h, uint8_t *out) {                        \
+    enum { T = 32 };                                                                               \
+    for (int y0 = 0; y0 < h; y0 += T)                                                              \
+      for (int x0 = 0; x0 < w; x0 += T) {                                                          \
+        int y1 = y0 + T < h ? y0 + T : h, x1 = x0 + T < w ? x0 + T : w;                            \
+        for (int x = x0; x < x1; x++) {                                                            \
+          uint8_t *o = out + ((size_t)x * h) * C;                                                  \
+          for (int y = y0; y < y1; y++) {                                                          \
+            const uint8_t *p = in + ((size_t)y * w + x) * C;                                       \
+            for (int ch = 0; ch < C; ch++) o[(size_t)y * C + ch] = p[ch];                          \
+          }                                                                                        \
+        }                                                                                          \
+      }                                                                                            \
+  }
+DEFINE_TRANSPOSE(1)
+DEFINE_TRANSPOSE(2)
+DEFINE_TRANSPOSE(3)
+DEFINE_TRANSPOSE(4)
+
+static void transpose(const uint8_t *in, int w, int h, int c, uint8_t *out) {
+  switch (c) {
+    case 1: transpose1(in, w, h, out); return;
+    case 2: transpose2(in, w, h, out); return;
+    case 3: transpose3(in, w, h, out); return;
+    case 4: transpose4(in, w, h, out); return;
+  }
+  for (int y = 0; y < h; y++)
+    for (int x = 0; x < w; x++)
+      for (int ch = 0; ch < c; ch++) out[((size_t)x * h + y) * c + ch] = in[((size_t)y * w + x) * c + ch];
+}
+
+/* Horizontal pass over h rows: the same sums as PIL's, computed band by band (BAND rows)
+ * as a vertical pass on the transposed band, so they vectorize, then transposed back. */
+static void pass_h(const uint8_t *in, int w, int h, int c, uint8_t *out, int ow, const coeffs *cf) {
+  enum { BAND = 32 };
+  uint8_t *t_in = malloc((size_t)w * BAND * c), *t_out = malloc((size_t)ow * BAND * c);
+  int32_t *acc = malloc(sizeof(int32_t) * BAND * (size_t)c);
+  if (!t_in || !t_out || !acc) VLM_CHECK(0, "resample: out of memory");
+  for (int y0 = 0; y0 < h; y0 += BAND) {
+    int r = h - y0 < BAND ? h - y0 : BAND;
+    transpose(in + (size_t)y0 * w * c, w, r, c, t_in);    /* r wide, w tall */
+    pass_v_acc(t_in, 0, r, c, t_out, ow, cf, acc);        /* r wide, ow tall */
+    transpose(t_out, r, ow, c, out + (size_t)y0 * ow * c); /* ow wide, r tall */
+  }
+  free(t_in);
+  free(t_out);
   free(acc);
 }
 
@@ -123,7 +167,16 @@ void vlm_resample_bicubic_u8(const uint8_t *in, int w, int h, int c, uint8_t *ou
   }
   coeffs ch = {0}, cv = {0};
   VLM_CHECK(coeffs_make(&ch, w, ow) && coeffs_make(&cv, h, oh), "resample: out of memory");
-  if (need_h && need_v) {
+  if (need_h && need_v && oh < h && h - oh > 2 * (w - ow)) {
+    /* Pillow >= 13 (python-pillow PR 9549) runs the vertical pass first when the height
+     * shrinks by more than twice as many pixels as the width; older Pillow always went
+     * horizontal first. Only the rounding between the passes differs. */
+    uint8_t *tmp = malloc((size_t)w * oh * c);
+    VLM_CHECK(tmp, "resample: out of memory");
+    pass_v(in, 0, w, c, tmp, oh, &cv);
+    pass_h(tmp, w, oh, c, out, ow, &ch);
+    free(tmp);
+  } else if (need_h && need_v) {
     /* Only the source rows the vertical pass reads. */
     int first = cv.bounds[0], last = cv.bounds[2 * oh - 2] + cv.bounds[2 * oh - 1];
     uint8_t *tmp = malloc((size_t)(last - first) * ow * c);
