@@ -92,17 +92,20 @@ vlm_status vlm_preprocess_rgb(const vlm_image *img, const vlm_preprocess_cfg *cf
 
 static void to_tensor(const vlm_image *rgb, const vlm_preprocess_cfg *cfg, uint8_t *crop_u8, float *pixels) {
   size_t hw = (size_t)rgb->w * rgb->h;
-  for (int c = 0; c < 3; c++) {
-    float m = cfg->mean[c], s = cfg->std[c];
-    for (size_t i = 0; i < hw; i++) {
-      uint8_t v = rgb->data[i * 3 + c];
-      if (crop_u8) crop_u8[c * hw + i] = v;
-      if (pixels) {
-        volatile float x = (float)v / 255.0f;  /* keep torchvision's float32 rounding steps */
-        pixels[c * hw + i] = (x - m) / s;
-      }
+  /* torchvision: ToTensor divides by 255 in float32, Normalize subtracts the mean then divides
+   * by the std in float32. Only 256 inputs per channel: tabulate with exactly those steps. */
+  float lut[3][256];
+  for (int c = 0; c < 3; c++)
+    for (int v = 0; v < 256; v++) {
+      float x = (float)v / 255.0f;
+      lut[c][v] = (x - cfg->mean[c]) / cfg->std[c];
     }
-  }
+  const uint8_t *p = rgb->data;
+  for (size_t i = 0; i < hw; i++, p += 3)
+    for (int c = 0; c < 3; c++) {
+      if (crop_u8) crop_u8[c * hw + i] = p[c];
+      if (pixels) pixels[c * hw + i] = lut[c][p[c]];
+    }
 }
 
 vlm_status vlm_preprocess_image(const vlm_image *img, const vlm_preprocess_cfg *cfg, uint8_t *crop_u8,
