@@ -90,7 +90,8 @@ vlm_status vlm_preprocess_rgb(const vlm_image *img, const vlm_preprocess_cfg *cf
   return st;
 }
 
-static void to_tensor(const vlm_image *rgb, const vlm_preprocess_cfg *cfg, uint8_t *crop_u8, float *pixels) {
+void vlm_image_to_tensor(const vlm_image *rgb, const vlm_preprocess_cfg *cfg, uint8_t *crop_u8, float *pixels) {
+  VLM_CHECK(rgb->mode == VLM_IMG_RGB, "to_tensor: image must be RGB, got %s", vlm_img_mode_name(rgb->mode));
   size_t hw = (size_t)rgb->w * rgb->h;
   /* torchvision: ToTensor divides by 255 in float32, Normalize subtracts the mean then divides
    * by the std in float32. Only 256 inputs per channel: tabulate with exactly those steps. */
@@ -113,7 +114,7 @@ vlm_status vlm_preprocess_image(const vlm_image *img, const vlm_preprocess_cfg *
   vlm_image rgb;
   vlm_status st = vlm_preprocess_rgb(img, cfg, &rgb);
   if (st) return st;
-  to_tensor(&rgb, cfg, crop_u8, pixels);
+  vlm_image_to_tensor(&rgb, cfg, crop_u8, pixels);
   vlm_image_free(&rgb);
   return VLM_OK;
 }
