@@ -29,7 +29,7 @@
  * Verified against Pillow 13.0.0: the 8 images of fixtures/preprocess are
  * bit-identical (crop_u8 and pixels); 22 more images (RGB/L/LA/RGBA/P with
  * tRNS/4-bit P/1-bit/16-bit RGB/RGBA/LA PNGs, baseline/progressive/4:4:4/4:2:2/
- * gray/CMYK JPEGs, sizes from 10 to 2000 pixels, aspect up to 20:1) x 3 resize
+ * gray/CMYK JPEGs, sizes from 50 to 2000 pixels, aspect up to 20:1) x 3 resize
  * modes x 3 sizes (224, 97, 300) gave bit-identical crops as well. RandomResizedCrop draws from vlm_rng, so its
  * crops cannot equal torch's random stream; the geometry and the resize do.
  *
