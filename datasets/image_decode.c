@@ -11,7 +11,10 @@
  *   gray+alpha -> LA, palette -> P (indices + palette; tRNS ignored since PIL's RGB
  *   conversion ignores it), RGB -> RGB, RGBA -> RGBA; 16-bit samples keep their high
  *   byte; interlaced images are de-interlaced by libpng. A non-palette tRNS is ignored
- *   (PIL keeps it as info only). CRC errors in critical chunks and truncation are errors.
+ *   (PIL keeps it as info only). A CRC error in any chunk before the end of the image data,
+ *   or a file cut before the end of the image data, is an error; as in PIL, chunks after
+ *   the image data are not read (a missing IEND is accepted). Stricter than PIL: it does
+ *   not check IDAT CRCs.
  *
  * Both decoders check width * height against the max-pixels guard right after reading
  * the header, before allocating the pixel buffer. */
@@ -232,6 +235,8 @@ static vlm_status decode_png(const uint8_t *buf, size_t n, const char *name, con
     return vlm_error(VLM_ERR_FORMAT, "%s: bad PNG: %s", name, src.msg[0] ? src.msg : "decode error");
   }
   png_set_read_fn(png, &src, p_read);
+  /* A CRC error in any chunk read is an error (PIL refuses ancillary ones too). */
+  png_set_crc_action(png, PNG_CRC_DEFAULT, PNG_CRC_ERROR_QUIT);
   png_set_user_limits(png, 0x7fffffff, 0x7fffffff);
   png_read_info(png, info);
   png_uint_32 w = png_get_image_width(png, info), h = png_get_image_height(png, info);
@@ -282,7 +287,7 @@ static vlm_status decode_png(const uint8_t *buf, size_t n, const char *name, con
   if (!pix || !rows) png_error(png, "out of memory");
   for (png_uint_32 y = 0; y < h; y++) rows[y] = pix + (size_t)y * w * c;
   png_read_image(png, rows);
-  png_read_end(png, NULL);
+  /* No png_read_end: like PIL, chunks after the image data (and a missing IEND) are not read. */
   png_destroy_read_struct(&png, &info, NULL);
   free(rows);
   img.w = (int)w;

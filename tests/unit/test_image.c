@@ -381,13 +381,39 @@ static void test_bad_inputs(void) {
   write_raw(q, png, n);
   expect_fail(q, NULL, "CRC", "png bad CRC");
   png[idat + 8 + idat_len / 2] ^= 0x5a;
-  size_t cuts[] = {4, 8, 20, 33, idat + 4, idat + 8 + idat_len / 3, idat + 8 + idat_len - 1, n - 12};
+  size_t cuts[] = {4, 8, 20, 33, idat + 4, idat + 8 + idat_len / 3, idat + 8 + idat_len - 1};
   for (size_t k = 0; k < sizeof cuts / sizeof *cuts; k++) {
     tpath(q, sizeof q, "cut.png");
     write_raw(q, png, cuts[k]);
     char label[64];
     snprintf(label, sizeof label, "png cut at %zu of %zu", cuts[k], n);
     expect_fail(q, NULL, NULL, label);
+  }
+  /* Without IEND (PIL reads it too: nothing after the image data is needed). */
+  tpath(q, sizeof q, "noiend.png");
+  write_raw(q, png, n - 12);
+  CHECK(vlm_image_decode_file(q, NULL, &img) == VLM_OK && img.w == W, "png without IEND: %s", vlm_last_error());
+  vlm_image_free(&img);
+  /* A bad CRC in an ancillary chunk placed before IDAT: PIL refuses it, so do we. */
+  {
+    uint8_t *b = malloc(n + 64);
+    size_t o = 33;  /* after signature + IHDR */
+    memcpy(b, png, o);
+    const char txt[] = "Comment\0hello";
+    put_be32(b + o, sizeof txt - 1);
+    memcpy(b + o + 4, "tEXt", 4);
+    memcpy(b + o + 8, txt, sizeof txt - 1);
+    put_be32(b + o + 8 + sizeof txt - 1, (uint32_t)crc32(0, b + o + 4, 4 + sizeof txt - 1) ^ 1u);
+    size_t added = 12 + sizeof txt - 1;
+    memcpy(b + o + added, png + o, n - o);
+    tpath(q, sizeof q, "badtext.png");
+    write_raw(q, b, n + added);
+    expect_fail(q, NULL, "CRC", "png ancillary CRC");
+    put_be32(b + o + 8 + sizeof txt - 1, (uint32_t)crc32(0, b + o + 4, 4 + sizeof txt - 1));
+    write_raw(q, b, n + added);
+    CHECK(vlm_image_decode_file(q, NULL, &img) == VLM_OK, "png with a tEXt chunk: %s", vlm_last_error());
+    vlm_image_free(&img);
+    free(b);
   }
   /* Huge declared size: IHDR says 100000 x 100000 (valid CRC), nothing after it. */
   uint8_t head[33];
