@@ -448,6 +448,24 @@ static void test_bad_inputs(void) {
   tpath(q, sizeof q, "cut.jpg");
   write_raw(q, jpg, n / 2);
   expect_fail(q, NULL, "truncated", "jpeg cut in the scan says truncated");
+  /* Progressive: the scans come one after another; a cut between or inside them is truncation too. */
+  {
+    char pp[4200];
+    tpath(pp, sizeof pp, "prog.jpg");
+    write_jpeg(pp, W, H, 3, pix, 90, 1);
+    size_t pn;
+    uint8_t *pj = read_raw(pp, &pn);
+    CHECK(pj && vlm_image_decode_file(pp, NULL, &img) == VLM_OK, "valid progressive jpeg decodes");
+    vlm_image_free(&img);
+    for (int k = 1; k < 8; k++) {
+      tpath(q, sizeof q, "pcut.jpg");
+      write_raw(q, pj, pn * (size_t)k / 8);
+      char label[64];
+      snprintf(label, sizeof label, "progressive jpeg cut at %zu of %zu", pn * (size_t)k / 8, pn);
+      expect_fail(q, NULL, NULL, label);
+    }
+    free(pj);
+  }
   size_t sof = 0;
   for (size_t i = 2; i + 9 < n; i++)
     if (jpg[i] == 0xFF && jpg[i + 1] == 0xC0) { sof = i; break; }
