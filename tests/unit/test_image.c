@@ -192,7 +192,7 @@ static void put_be32(uint8_t *p, uint32_t v) { p[0] = (uint8_t)(v >> 24); p[1] =
 static void test_png_roundtrip(void) {
   char p[4200];
   enum { W = 13, H = 7 };
-  uint8_t src[W * H * 8], rgb8[W * H * 4];
+  uint8_t src[W * H * 8];
   vlm_rng r;
   vlm_rng_seed(&r, 11);
   for (size_t i = 0; i < sizeof src; i++) src[i] = (uint8_t)vlm_rng_below(&r, 256);
@@ -266,7 +266,6 @@ static void test_png_roundtrip(void) {
     vlm_image_free(&rgb);
     vlm_image_free(&img);
   }
-  (void)rgb8;
 }
 
 static void test_jpeg_kinds(void) {
