@@ -9,6 +9,7 @@ int vlm_cmd_version(int argc, char **argv);
 int vlm_cmd_info(int argc, char **argv);
 int vlm_cmd_forward(int argc, char **argv);
 int vlm_cmd_convert(int argc, char **argv);
+int vlm_cmd_preprocess(int argc, char **argv);
 
 /* Shared helpers for subcommands (apps/common.c). */
 int vlm_app_is_help(const char *arg);              /* -h or --help */

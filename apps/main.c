@@ -17,6 +17,7 @@ static const command k_commands[] = {
   {"info", vlm_cmd_info, "show a CLIP checkpoint's config, parameter counts and format"},
   {"forward", vlm_cmd_forward, "run a CLIP model on a batch; write outputs (and gradients)"},
   {"convert", vlm_cmd_convert, "write a CLIP checkpoint in open_clip or Hugging Face layout"},
+  {"preprocess", vlm_cmd_preprocess, "decode images and apply CLIP preprocessing (PIL-exact) to safetensors"},
 };
 #define N_COMMANDS (int)(sizeof k_commands / sizeof k_commands[0])
 

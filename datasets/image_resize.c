@@ -1,0 +1,319 @@
+/* PIL-exact resampling of 8-bit images.
+ *
+ * Bicubic (a = -0.5), antialiased: when shrinking by a factor s > 1 the kernel is
+ * stretched by s (support 2s), so each output pixel averages every input pixel under
+ * it. For output pixel i of a pass from n to m pixels (scale = n / m):
+ *   center = (i + 0.5) * scale,  support = 2 * max(scale, 1)
+ *   xmin = max(0, (int)(center - support + 0.5)),  xmax = min(n, (int)(center + support + 0.5))
+ *   w_j = cubic((j - center + 0.5) / max(scale, 1)) for j in [xmin, xmax), normalized to sum 1,
+ * then quantized to integers with 22 fraction bits (round half away from zero). A pass
+ * is out = clip8((2^21 + sum_j in_j * W_j) >> 22), clip8 saturating to [0, 255]. The
+ * horizontal pass runs first and its 8-bit result feeds the vertical pass, except when the
+ * height shrinks by more than twice as many pixels as the width (h - oh > 2 (w - ow)):
+ * then the vertical pass runs first, as in Pillow >= 13 (PR 9549; older Pillow always
+ * went horizontal first, which gives the same result everywhere else, including CLIP's
+ * shortest-side resize of any image with aspect ratio <= 2). A pass whose size does not
+ * change is skipped. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "datasets/datasets.h"
+
+#define PRECISION_BITS (32 - 8 - 2)
+
+static double cubic(double x) {
+  const double a = -0.5;
+  if (x < 0.0) x = -x;
+  if (x < 1.0) return ((a + 2.0) * x - (a + 3.0)) * x * x + 1;
+  if (x < 2.0) return (((x - 5) * x + 8) * x - 4) * a;
+  return 0.0;
+}
+
+typedef struct {
+  int ksize;
+  int *bounds;   /* [out][2]: first input index, count */
+  int32_t *k;    /* [out][ksize] fixed-point weights */
+} coeffs;
+
+static int coeffs_make(coeffs *c, int in_size, int out_size) {
+  double scale = (double)in_size / out_size, fscale = scale < 1.0 ? 1.0 : scale;
+  double support = 2.0 * fscale;
+  c->ksize = (int)ceil(support) * 2 + 1;
+  c->bounds = malloc(sizeof(int) * 2 * (size_t)out_size);
+  c->k = malloc(sizeof(int32_t) * (size_t)c->ksize * (size_t)out_size);
+  double *w = malloc(sizeof(double) * (size_t)c->ksize);
+  if (!c->bounds || !c->k || !w) {
+    free(c->bounds); free(c->k); free(w);
+    return 0;
+  }
+  for (int xx = 0; xx < out_size; xx++) {
+    double center = (xx + 0.5) * scale, ss = 1.0 / fscale, ww = 0.0;
+    int xmin = (int)(center - support + 0.5), xmax = (int)(center + support + 0.5);
+    if (xmin < 0) xmin = 0;
+    if (xmax > in_size) xmax = in_size;
+    xmax -= xmin;
+    for (int x = 0; x < xmax; x++) {
+      w[x] = cubic((x + xmin - center + 0.5) * ss);
+      ww += w[x];
+    }
+    int32_t *k = c->k + (size_t)xx * c->ksize;
+    for (int x = 0; x < c->ksize; x++) {
+      double v = x < xmax ? (ww != 0.0 ? w[x] / ww : w[x]) : 0.0;
+      k[x] = v < 0 ? (int32_t)(-0.5 + v * (1 << PRECISION_BITS)) : (int32_t)(0.5 + v * (1 << PRECISION_BITS));
+    }
+    c->bounds[2 * xx] = xmin;
+    c->bounds[2 * xx + 1] = xmax;
+  }
+  free(w);
+  return 1;
+}
+
+static void coeffs_free(coeffs *c) {
+  free(c->bounds);
+  free(c->k);
+}
+
+static inline uint8_t clip8(int32_t v) {
+  if (v >= ((int32_t)1 << PRECISION_BITS << 8)) return 255;
+  if (v <= 0) return 0;
+  return (uint8_t)(v >> PRECISION_BITS);
+}
+
+/* Vertical pass: in has rows starting at source row `first` (width w, c channels); out
+ * has oh rows. Integer arithmetic as PIL's (32-bit sums cannot overflow: the weights'
+ * absolute sum stays well under 2^31 / 255), vectorized across the row. acc: w * c ints. */
+static void pass_v_acc(const uint8_t *in, int first, int w, int c, uint8_t *out, int oh, const coeffs *cf,
+                       int32_t *restrict acc) {
+  size_t stride = (size_t)w * c;
+  for (int yy = 0; yy < oh; yy++) {
+    int ymin = cf->bounds[2 * yy] - first, n = cf->bounds[2 * yy + 1];
+    const int32_t *k = cf->k + (size_t)yy * cf->ksize;
+    for (size_t i = 0; i < stride; i++) acc[i] = (int32_t)1 << (PRECISION_BITS - 1);
+    for (int y = 0; y < n; y++) {
+      const uint8_t *restrict row = in + (size_t)(ymin + y) * stride;
+      int32_t kk = k[y];
+      for (size_t i = 0; i < stride; i++) acc[i] += (int32_t)row[i] * kk;
+    }
+    uint8_t *orow = out + (size_t)yy * stride;
+    for (size_t i = 0; i < stride; i++) orow[i] = clip8(acc[i]);
+  }
+}
+
+static void pass_v(const uint8_t *in, int first, int w, int c, uint8_t *out, int oh, const coeffs *cf) {
+  int32_t *acc = malloc(sizeof(int32_t) * (size_t)w * c);
+  if (!acc) VLM_CHECK(0, "resample: out of memory");
+  pass_v_acc(in, first, w, c, out, oh, cf, acc);
+  free(acc);
+}
+
+/* out (h wide, w tall) = transpose of in (w wide, h tall), C-byte pixels, in 32x32 tiles. */
+#define DEFINE_TRANSPOSE(C)                                                                        \
+  static void transpose##C(const uint8_t *in, int w, int h, uint8_t *out) {                        \
+    enum { T = 32 };                                                                               \
+    for (int y0 = 0; y0 < h; y0 += T)                                                              \
+      for (int x0 = 0; x0 < w; x0 += T) {                                                          \
+        int y1 = y0 + T < h ? y0 + T : h, x1 = x0 + T < w ? x0 + T : w;                            \
+        for (int x = x0; x < x1; x++) {                                                            \
+          uint8_t *o = out + ((size_t)x * h) * C;                                                  \
+          for (int y = y0; y < y1; y++) {                                                          \
+            const uint8_t *p = in + ((size_t)y * w + x) * C;                                       \
+            for (int ch = 0; ch < C; ch++) o[(size_t)y * C + ch] = p[ch];                          \
+          }                                                                                        \
+        }                                                                                          \
+      }                                                                                            \
+  }
+DEFINE_TRANSPOSE(1)
+DEFINE_TRANSPOSE(2)
+DEFINE_TRANSPOSE(3)
+DEFINE_TRANSPOSE(4)
+
+static void transpose(const uint8_t *in, int w, int h, int c, uint8_t *out) {
+  switch (c) {
+    case 1: transpose1(in, w, h, out); return;
+    case 2: transpose2(in, w, h, out); return;
+    case 3: transpose3(in, w, h, out); return;
+    case 4: transpose4(in, w, h, out); return;
+  }
+  for (int y = 0; y < h; y++)
+    for (int x = 0; x < w; x++)
+      for (int ch = 0; ch < c; ch++) out[((size_t)x * h + y) * c + ch] = in[((size_t)y * w + x) * c + ch];
+}
+
+/* Horizontal pass over h rows: the same sums as PIL's, computed band by band (BAND rows)
+ * as a vertical pass on the transposed band, so they vectorize, then transposed back. */
+static void pass_h(const uint8_t *in, int w, int h, int c, uint8_t *out, int ow, const coeffs *cf) {
+  enum { BAND = 32 };
+  uint8_t *t_in = malloc((size_t)w * BAND * c), *t_out = malloc((size_t)ow * BAND * c);
+  int32_t *acc = malloc(sizeof(int32_t) * BAND * (size_t)c);
+  if (!t_in || !t_out || !acc) VLM_CHECK(0, "resample: out of memory");
+  for (int y0 = 0; y0 < h; y0 += BAND) {
+    int r = h - y0 < BAND ? h - y0 : BAND;
+    transpose(in + (size_t)y0 * w * c, w, r, c, t_in);    /* r wide, w tall */
+    pass_v_acc(t_in, 0, r, c, t_out, ow, cf, acc);        /* r wide, ow tall */
+    transpose(t_out, r, ow, c, out + (size_t)y0 * ow * c); /* ow wide, r tall */
+  }
+  free(t_in);
+  free(t_out);
+  free(acc);
+}
+
+void vlm_resample_bicubic_u8(const uint8_t *in, int w, int h, int c, uint8_t *out, int ow, int oh) {
+  VLM_CHECK(w > 0 && h > 0 && ow > 0 && oh > 0 && c > 0, "resample: bad sizes %dx%d -> %dx%d", w, h, ow, oh);
+  int need_h = ow != w, need_v = oh != h;
+  if (!need_h && !need_v) {
+    memcpy(out, in, (size_t)w * h * c);
+    return;
+  }
+  coeffs ch = {0}, cv = {0};
+  VLM_CHECK(coeffs_make(&ch, w, ow) && coeffs_make(&cv, h, oh), "resample: out of memory");
+  if (need_h && need_v && oh < h && h - oh > 2 * (w - ow)) {
+    /* Pillow >= 13 (python-pillow PR 9549) runs the vertical pass first when the height
+     * shrinks by more than twice as many pixels as the width; older Pillow always went
+     * horizontal first. Only the rounding between the passes differs. */
+    uint8_t *tmp = malloc((size_t)w * oh * c);
+    VLM_CHECK(tmp, "resample: out of memory");
+    pass_v(in, 0, w, c, tmp, oh, &cv);
+    pass_h(tmp, w, oh, c, out, ow, &ch);
+    free(tmp);
+  } else if (need_h && need_v) {
+    /* Only the source rows the vertical pass reads. */
+    int first = cv.bounds[0], last = cv.bounds[2 * oh - 2] + cv.bounds[2 * oh - 1];
+    uint8_t *tmp = malloc((size_t)(last - first) * ow * c);
+    VLM_CHECK(tmp, "resample: out of memory");
+    pass_h(in + (size_t)first * w * c, w, last - first, c, tmp, ow, &ch);
+    pass_v(tmp, first, ow, c, out, oh, &cv);
+    free(tmp);
+  } else if (need_h) {
+    pass_h(in, w, h, c, out, ow, &ch);
+  } else {
+    pass_v(in, 0, w, c, out, oh, &cv);
+  }
+  coeffs_free(&ch);
+  coeffs_free(&cv);
+}
+
+/* PIL's affine nearest (ImagingScaleAffine): positions accumulate in double from
+ * (0.5 * scale), truncated. */
+void vlm_resample_nearest_u8(const uint8_t *in, int w, int h, int c, uint8_t *out, int ow, int oh) {
+  VLM_CHECK(w > 0 && h > 0 && ow > 0 && oh > 0 && c > 0, "resample: bad sizes");
+  int *xi = malloc(sizeof(int) * (size_t)ow);
+  VLM_CHECK(xi, "resample: out of memory");
+  double sx = (double)w / ow, sy = (double)h / oh, xo = sx * 0.5, yo = sy * 0.5;
+  for (int x = 0; x < ow; x++, xo += sx) {
+    int v = xo < 0 ? -1 : (int)xo;
+    xi[x] = v < 0 ? 0 : v >= w ? w - 1 : v;
+  }
+  for (int y = 0; y < oh; y++, yo += sy) {
+    int v = yo < 0 ? -1 : (int)yo;
+    v = v < 0 ? 0 : v >= h ? h - 1 : v;
+    const uint8_t *row = in + (size_t)v * w * c;
+    uint8_t *orow = out + (size_t)y * ow * c;
+    for (int x = 0; x < ow; x++) memcpy(orow + (size_t)x * c, row + (size_t)xi[x] * c, (size_t)c);
+  }
+  free(xi);
+}
+
+/* ------------------------------------------------------------ per-mode rules */
+#define MULDIV255(a, b) ((((a) * (b) + 128) >> 8) + ((a) * (b) + 128)) >> 8
+
+static uint8_t clip_u(unsigned v) { return v > 255 ? 255 : (uint8_t)v; }
+
+vlm_status vlm_image_resize(const vlm_image *in, int ow, int oh, vlm_image *out) {
+  if (ow <= 0 || oh <= 0) return vlm_error(VLM_ERR_ARG, "resize: bad output size %dx%d", ow, oh);
+  vlm_status st = vlm_image_alloc(out, ow, oh, in->mode, 0);
+  if (st) return st;
+  if (in->mode == VLM_IMG_P) {
+    memcpy(out->palette, in->palette, sizeof out->palette);
+    out->palette_n = in->palette_n;
+  }
+  int c = in->channels;
+  if (ow == in->w && oh == in->h) {
+    memcpy(out->data, in->data, (size_t)ow * oh * c);
+    return VLM_OK;
+  }
+  if (in->mode == VLM_IMG_P || in->mode == VLM_IMG_1) {
+    vlm_resample_nearest_u8(in->data, in->w, in->h, c, out->data, ow, oh);
+    return VLM_OK;
+  }
+  if (in->mode == VLM_IMG_RGBA || in->mode == VLM_IMG_LA) {
+    /* Premultiply (PIL's RGBa / La), resize, un-premultiply. */
+    size_t n = (size_t)in->w * in->h;
+    uint8_t *pm = malloc(n * c);
+    if (!pm) {
+      vlm_image_free(out);
+      return vlm_error(VLM_ERR_OOM, "resize: out of memory");
+    }
+    for (size_t i = 0; i < n; i++) {
+      const uint8_t *p = in->data + i * c;
+      uint8_t *q = pm + i * c;
+      unsigned a = p[c - 1];
+      for (int k = 0; k < c - 1; k++) q[k] = (uint8_t)(MULDIV255((unsigned)p[k], a));
+      q[c - 1] = (uint8_t)a;
+    }
+    vlm_resample_bicubic_u8(pm, in->w, in->h, c, out->data, ow, oh);
+    free(pm);
+    size_t m = (size_t)ow * oh;
+    for (size_t i = 0; i < m; i++) {
+      uint8_t *q = out->data + i * c;
+      unsigned a = q[c - 1];
+      if (a == 255 || a == 0) continue;
+      for (int k = 0; k < c - 1; k++) q[k] = clip_u(255u * q[k] / a);
+    }
+    return VLM_OK;
+  }
+  vlm_resample_bicubic_u8(in->data, in->w, in->h, c, out->data, ow, oh);
+  return VLM_OK;
+}
+
+vlm_status vlm_image_crop(const vlm_image *in, int left, int top, int w, int h, vlm_image *out) {
+  if (w <= 0 || h <= 0) return vlm_error(VLM_ERR_ARG, "crop: bad size %dx%d", w, h);
+  vlm_status st = vlm_image_alloc(out, w, h, in->mode, 1);
+  if (st) return st;
+  if (in->mode == VLM_IMG_P) {
+    memcpy(out->palette, in->palette, sizeof out->palette);
+    out->palette_n = in->palette_n;
+  }
+  int c = in->channels;
+  int x0 = left < 0 ? 0 : left, x1 = left + w > in->w ? in->w : left + w;
+  for (int y = 0; y < h; y++) {
+    int sy = top + y;
+    if (sy < 0 || sy >= in->h || x1 <= x0) continue;
+    memcpy(out->data + ((size_t)y * w + (x0 - left)) * c, in->data + ((size_t)sy * in->w + x0) * c,
+           (size_t)(x1 - x0) * c);
+  }
+  return VLM_OK;
+}
+
+vlm_status vlm_image_to_rgb(const vlm_image *in, vlm_image *out) {
+  vlm_status st = vlm_image_alloc(out, in->w, in->h, VLM_IMG_RGB, 0);
+  if (st) return st;
+  size_t n = (size_t)in->w * in->h;
+  const uint8_t *p = in->data;
+  uint8_t *q = out->data;
+  int c = in->channels;
+  for (size_t i = 0; i < n; i++, p += c, q += 3) {
+    switch (in->mode) {
+      case VLM_IMG_L: case VLM_IMG_LA: case VLM_IMG_1:
+        q[0] = q[1] = q[2] = p[0];
+        break;
+      case VLM_IMG_P: {
+        const uint8_t *e = in->palette + 3 * (size_t)p[0];
+        q[0] = e[0]; q[1] = e[1]; q[2] = e[2];
+        break;
+      }
+      case VLM_IMG_RGB: case VLM_IMG_RGBA:
+        q[0] = p[0]; q[1] = p[1]; q[2] = p[2];
+        break;
+      case VLM_IMG_CMYK: {
+        int nk = 255 - p[3];
+        for (int k = 0; k < 3; k++) {
+          int v = nk - (int)(MULDIV255((unsigned)p[k], (unsigned)nk));
+          q[k] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
+        }
+        break;
+      }
+    }
+  }
+  return VLM_OK;
+}

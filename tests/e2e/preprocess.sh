@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Drives 'vlm preprocess' like a user: the shared test images against the PIL fixtures,
+# a failing image among good ones, resize modes, bad usage.
+# Usage: preprocess.sh VLM_BINARY SHARED_DIR
+set -u
+vlm=$1
+shared=$2
+imgs=$shared/data/images
+fx=$shared/fixtures/preprocess
+pass=0 fail=0
+check() { if eval "$2"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: $1"; fi; }
+tmp=$(mktemp -d /tmp/vlm_e2e_pre.XXXXXX)
+trap 'rm -rf "$tmp"' EXIT
+
+check "preprocess --help" "\"$vlm\" preprocess --help | grep -q 'usage: vlm preprocess'"
+check "listed in vlm --help" "\"$vlm\" --help | grep -q preprocess"
+err=$("$vlm" preprocess "$imgs/rocket.jpg" 2>&1 >/dev/null); rc=$?
+check "missing --out exits 2" "[ $rc -eq 2 ]"
+check "missing --out is named" "grep -q -- '--out DIR is required' <<<\"\$err\""
+err=$("$vlm" preprocess --resize-mode wide "$imgs/rocket.jpg" --out "$tmp/x" 2>&1 >/dev/null); rc=$?
+check "bad --resize-mode exits 2" "[ $rc -eq 2 ]"
+
+if [ -d "$imgs" ] && [ -d "$fx" ]; then
+  # All images, truncated.jpg among them: it fails by name, the others are written.
+  out=$("$vlm" preprocess --size 224 "$imgs"/* --out "$tmp/p" 2>"$tmp/err"); rc=$?
+  check "a failing image gives exit 1" "[ $rc -eq 1 ]"
+  check "the failing image is named" "grep -q 'truncated.jpg: bad JPEG: truncated file' \"$tmp/err\""
+  check "only one image fails" "[ \$(wc -l <\"$tmp/err\") -eq 1 ]"
+  check "8 outputs written" "[ \$(ls \"$tmp/p\"/*.safetensors | wc -l) -eq 8 ]"
+  check "no truncated output" "[ ! -e \"$tmp/p/truncated.safetensors\" ]"
+  check "summary line" "grep -q 'preprocessed 8 images' <<<\"\$out\""
+  if command -v python3 >/dev/null 2>&1; then
+    cmp_py='
+import json, struct, sys
+def load(p):
+    b = open(p, "rb").read()
+    n = struct.unpack("<Q", b[:8])[0]
+    h = json.loads(b[8:8 + n]); d = b[8 + n:]
+    return {k: d[v["data_offsets"][0]:v["data_offsets"][1]] for k, v in h.items() if k != "__metadata__"}, h
+a, ha = load(sys.argv[1]); r, hr = load(sys.argv[2])
+for k in ("crop_u8", "pixels"):
+    assert ha[k]["shape"] == hr[k]["shape"] == [3, 224, 224], k
+    assert ha[k]["dtype"] == hr[k]["dtype"], k
+x, y = a["crop_u8"], r["crop_u8"]
+one = sum(abs(p - q) <= 1 for p, q in zip(x, y)) / len(y)
+exact = sum(p == q for p, q in zip(x, y)) / len(y)
+print("%s exact %.6f within-one %.6f pixels-identical %s" % (sys.argv[1].split("/")[-1], exact, one, a["pixels"] == r["pixels"]))
+sys.exit(0 if one >= 0.999 else 1)
+'
+    for f in "$fx"/*.safetensors; do
+      b=$(basename "$f")
+      check "$b matches the PIL fixture" "python3 -c '$cmp_py' \"$tmp/p/$b\" \"$f\""
+    done
+  else
+    echo "python3 not found: fixture comparison left to unit_image"
+  fi
+  # Resize modes and sizes produce [3,N,N].
+  for m in shortest squash longest; do
+    "$vlm" preprocess --size 64 --resize-mode $m "$imgs/rocket.jpg" "$imgs/camera.png" --out "$tmp/$m" >/dev/null 2>&1
+    check "--resize-mode $m exits 0" "[ $? -eq 0 ]"
+    check "--resize-mode $m shape" "grep -aq '\"shape\":\[3,64,64\]' \"$tmp/$m/rocket.safetensors\""
+  done
+  "$vlm" preprocess --size 64 --jpeg-reduce "$imgs/retina.jpg" --out "$tmp/r" >/dev/null 2>&1
+  check "--jpeg-reduce exits 0" "[ $? -eq 0 ]"
+  err=$("$vlm" preprocess --max-image-pixels 1000000 "$imgs/retina.jpg" --out "$tmp/m" 2>&1 >/dev/null); rc=$?
+  check "--max-image-pixels refuses a large image" "[ $rc -eq 1 ] && grep -q 'retina.jpg.*max-pixels' <<<\"\$err\""
+  printf 'not an image\n' >"$tmp/notes.jpg"
+  err=$("$vlm" preprocess "$tmp/notes.jpg" --out "$tmp/n" 2>&1 >/dev/null); rc=$?
+  check "text named .jpg: unsupported format" "[ $rc -eq 1 ] && grep -q 'notes.jpg: unsupported format' <<<\"\$err\""
+else
+  echo "no $imgs or $fx: image checks skipped"
+fi
+echo "$pass passed, $fail failed"
+[ $fail -eq 0 ]
