@@ -28,11 +28,13 @@ status=0
 for t in "${targets[@]}"; do
   corpus=build-fuzz/corpus/$t
   mkdir -p "$corpus"
-  seeds=tests/fuzz/seeds/$t
-  [ -d "$seeds" ] || seeds=
+  seeds=()
+  [ -d tests/fuzz/seeds/$t ] && seeds+=(tests/fuzz/seeds/$t)
+  # The test images beside the repository make good extra seeds (read, not copied).
+  [ "$t" = image ] && [ -d ../shared/data/images ] && seeds+=(../shared/data/images)
   echo "fuzz $t: ${secs}s"
   if ! ASAN_OPTIONS=detect_leaks=1 build-fuzz/tests/fuzz/fuzz_$t -max_total_time="$secs" -max_len=65536 \
-      -artifact_prefix=build-fuzz/crashes/$t- -print_final_stats=1 "$corpus" $seeds \
+      -artifact_prefix=build-fuzz/crashes/$t- -print_final_stats=1 "$corpus" "${seeds[@]}" \
       >build-fuzz/fuzz_$t.log 2>&1; then
     echo "fuzz $t: FAILED (see build-fuzz/fuzz_$t.log)"
     tail -n 30 build-fuzz/fuzz_$t.log
