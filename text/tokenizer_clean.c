@@ -126,6 +126,29 @@ static const vlm_tok_entity *entity_find(const char *name, size_t len) {
   return NULL;
 }
 
+/* ftfy's upper-case entities: name (with ';') is the upper case of a
+ * lower-case HTML5 name and, upper-cased, is not a reference (not even by a
+ * legacy prefix); the value is the character upper-cased. */
+static int upper_entity(const char *name, size_t len, int32_t out[2]) {
+  char low[40];
+  int has_upper = 0;
+  for (size_t k = 0; k < len; k++) {
+    char c = name[k];
+    if (c >= 'a' && c <= 'z') return 0;
+    if (c >= 'A' && c <= 'Z') { has_upper = 1; c = (char)(c + 32); }
+    low[k] = c;
+  }
+  if (!has_upper) return 0;
+  const vlm_tok_entity *e = entity_find(low, len);
+  if (!e) return 0;
+  for (size_t x = len - 1; x > 1; x--)
+    if (entity_find(name, x)) return 0;
+  if (e->cp[0] == 0xDF && !e->cp[1]) { out[0] = 'S'; out[1] = 'S'; return 1; }   /* "ß".upper() */
+  out[0] = utf8proc_toupper(e->cp[0]);
+  out[1] = e->cp[1] ? utf8proc_toupper(e->cp[1]) : 0;
+  return 1;
+}
+
 static int is_invalid_codepoint(long long n) {
   return (n >= 0x1 && n <= 0x8) || n == 0xB || (n >= 0xE && n <= 0x1F) || (n >= 0x7F && n <= 0x9F) ||
          (n >= 0xFDD0 && n <= 0xFDEF) || ((n & 0xFFFE) == 0xFFFE && n <= 0x10FFFF);
@@ -187,7 +210,20 @@ static int unescape(vlm_tok_cps *t, int semi_only) {
     for (size_t q = j; q < end && len < sizeof name - 1; q++) name[len++] = v[q] < 0x80 ? (char)v[q] : '\x7f';
     const vlm_tok_entity *e = entity_find(name, len);
     size_t used = len;
-    if (!e && semi_only) { v[o++] = v[i++]; continue; }
+    if (!e && semi_only) {
+      /* ftfy also takes an upper-cased lower-case name ("&EACUTE;" -> "É")
+       * when the upper-case form is no reference itself */
+      int32_t up[2];
+      if (semi && upper_entity(name, len, up)) {
+        v[o++] = up[0];
+        if (up[1]) v[o++] = up[1];
+        i = end;
+        changed = 1;
+        continue;
+      }
+      v[o++] = v[i++];
+      continue;
+    }
     if (!e) {
       for (size_t x = len - 1; x > 1; x--) {
         e = entity_find(name, x);

@@ -192,6 +192,7 @@ static void test_clean(void) {
     {"\xce\x9f\xce\x94\xce\x9f\xce\xa3 \xce\xa3", "\xce\xbf\xce\xb4\xce\xbf\xcf\x82 \xcf\x83"},   /* final sigma */
     {"\xc4\xb0stanbul", "i\xcc\x87stanbul"},                                               /* İ -> i + U+0307 */
     {"a\x01" "b\xc2\x96" "c", "ab\xe2\x80\x93" "c"},                                       /* control removed, C1 as cp1252 */
+    {"&EACUTE; &NBSP;x &SZLIG; &AMP; &LT;b", "\xc3\xa9 x ss & <b"},                  /* ftfy's upper-case entities */
     {"", ""},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
