@@ -15,6 +15,7 @@ typedef struct {
 static const command k_commands[] = {
   {"version", vlm_cmd_version, "print the version, the CPU features and the GPU backend"},
   {"tokenize", vlm_cmd_tokenize, "captions -> CLIP BPE token ids (JSON lines)"},
+  {"bpe-train", vlm_cmd_bpe_train, "learn a BPE vocabulary (vocab.json + merges.txt) from captions"},
 };
 #define N_COMMANDS (int)(sizeof k_commands / sizeof k_commands[0])
 
