@@ -109,10 +109,12 @@ static const int32_t k_cp1252[32] = {
   0x20AC, 0x81, 0x201A, 0x0192, 0x201E, 0x2026, 0x2020, 0x2021, 0x02C6, 0x2030, 0x0160, 0x2039, 0x0152, 0x8D, 0x017D, 0x8F,
   0x90, 0x2018, 0x2019, 0x201C, 0x201D, 0x2022, 0x2013, 0x2014, 0x02DC, 0x2122, 0x0161, 0x203A, 0x0153, 0x9D, 0x017E, 0x0178};
 
+/* Bytewise order of name[0..len) against a NUL-terminated key (names may hold NUL bytes). */
 static int entity_cmp(const char *name, size_t len, const char *key) {
-  int c = strncmp(name, key, len);
+  size_t kl = strlen(key);
+  int c = memcmp(name, key, len < kl ? len : kl);
   if (c) return c;
-  return key[len] ? -1 : 0;
+  return len < kl ? -1 : len > kl ? 1 : 0;
 }
 
 static const vlm_tok_entity *entity_find(const char *name, size_t len) {

@@ -4,9 +4,10 @@
  * then, repeatedly, the adjacent pair with the highest count (weighted by the
  * piece counts) is merged everywhere, left to right without overlap - the same
  * rule encoding replays by rank. Ties go to the smallest (first id, second id),
- * so the result depends only on the corpus. Pair counts are recomputed for
- * every merge: O(merges x symbols in distinct pieces), fine for caption
- * corpora of a few hundred thousand distinct words. */
+ * so the result depends only on the corpus. Pair counts are kept up to date
+ * incrementally (each pair knows the words it occurs in) and the next pair
+ * comes from a max-heap with lazy deletion, so a merge costs the size of
+ * the words it touches. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -76,6 +77,114 @@ static uint64_t hbytes(const unsigned char *s, size_t n) {
   return h | 1;
 }
 
+#define PKEY(a, b) ((uint64_t)(uint32_t)(a) << 32 | (uint32_t)(b))
+
+/* per pair: its count and the words it occurs in (may hold stale entries) */
+typedef struct {
+  int64_t count;
+  int32_t *words;
+  int32_t nw, cw;
+} pairinfo;
+
+static int pinfo_add_word(pairinfo *p, int32_t w) {
+  if (p->nw && p->words[p->nw - 1] == w) return 1;
+  if (p->nw == p->cw) {
+    int32_t c = p->cw ? p->cw * 2 : 4;
+    int32_t *nw = realloc(p->words, (size_t)c * sizeof *nw);
+    if (!nw) return 0;
+    p->words = nw;
+    p->cw = c;
+  }
+  p->words[p->nw++] = w;
+  return 1;
+}
+
+static int32_t pair_find(const u64map *m, uint64_t key) {
+  size_t i = u64_slot(m, key);
+  return m->key[i] == UINT64_MAX ? -1 : (int32_t)m->val[i];
+}
+
+/* index of key's pairinfo, created at count 0 if new; -1 on OOM */
+static int32_t pair_get(u64map *m, pairinfo **pi, size_t *n, size_t *cap, uint64_t key) {
+  int32_t f = pair_find(m, key);
+  if (f >= 0) return f;
+  if (*n == *cap) {
+    size_t c = *cap ? *cap * 2 : 4096;
+    pairinfo *np = realloc(*pi, c * sizeof *np);
+    if (!np) return -1;
+    *pi = np;
+    *cap = c;
+  }
+  memset(&(*pi)[*n], 0, sizeof **pi);
+  if (!u64_add(m, key, 0)) return -1;
+  m->val[u64_slot(m, key)] = (int64_t)*n;
+  return (int32_t)(*n)++;
+}
+
+/* max-heap on (count, then the smaller key) */
+typedef struct { int64_t count; uint64_t key; } hentry;
+typedef struct { hentry *v; size_t n, cap; } heap_t;
+
+static int hbefore(hentry x, hentry y) { return x.count > y.count || (x.count == y.count && x.key < y.key); }
+
+static int heap_push(heap_t *h, int64_t count, uint64_t key) {
+  if (h->n == h->cap) {
+    size_t c = h->cap ? h->cap * 2 : 4096;
+    hentry *nv = realloc(h->v, c * sizeof *nv);
+    if (!nv) return 0;
+    h->v = nv;
+    h->cap = c;
+  }
+  size_t i = h->n++;
+  hentry e = {count, key};
+  while (i > 0) {
+    size_t p = (i - 1) / 2;
+    if (!hbefore(e, h->v[p])) break;
+    h->v[i] = h->v[p];
+    i = p;
+  }
+  h->v[i] = e;
+  return 1;
+}
+
+static hentry heap_pop(heap_t *h) {
+  hentry top = h->v[0], last = h->v[--h->n];
+  size_t i = 0;
+  for (;;) {
+    size_t l = 2 * i + 1, r = l + 1, best = i;
+    hentry bv = last;
+    if (l < h->n && hbefore(h->v[l], bv)) { best = l; bv = h->v[l]; }
+    if (r < h->n && hbefore(h->v[r], bv)) { best = r; bv = h->v[r]; }
+    if (best == i) break;
+    h->v[i] = h->v[best];
+    i = best;
+  }
+  if (h->n) h->v[i] = last;
+  return top;
+}
+
+static int grow_i32(int32_t **p, size_t *cap, size_t need) {
+  if (need <= *cap) return 1;
+  size_t c = *cap ? *cap : 256;
+  while (c < need) c *= 2;
+  int32_t *q = realloc(*p, c * sizeof *q);
+  if (!q) return 0;
+  *p = q;
+  *cap = c;
+  return 1;
+}
+
+static int grow_u64(uint64_t **p, size_t *cap, size_t need) {
+  if (need <= *cap) return 1;
+  size_t c = *cap ? *cap : 256;
+  while (c < need) c *= 2;
+  uint64_t *q = realloc(*p, c * sizeof *q);
+  if (!q) return 0;
+  *p = q;
+  *cap = c;
+  return 1;
+}
+
 vlm_status vlm_bpe_train(vlm_tokenizer **out, const char *const *texts, const size_t *lens, size_t n_texts,
                          int vocab_size) {
   *out = NULL;
@@ -93,6 +202,13 @@ vlm_status vlm_bpe_train(vlm_tokenizer **out, const char *const *texts, const si
   size_t *wlens = NULL;
   wordmap wm = {0};
   u64map pairs = {0};
+  pairinfo *pinfo = NULL;
+  size_t n_pinfo = 0, cap_pinfo = 0;
+  heap_t heap = {0};
+  int32_t *stamp = NULL, *scratch = NULL;
+  size_t cap_scratch = 0;
+  uint64_t *touched = NULL;
+  size_t n_touched = 0, cap_touched = 0;
   int32_t *ma = NULL, *mb = NULL;
   vlm_tok_cps cps = {0};
   unsigned char *buf = NULL;
@@ -175,33 +291,69 @@ vlm_status vlm_bpe_train(vlm_tokenizer **out, const char *const *texts, const si
 
   int n_merges = 0;
   if (!u64_init(&pairs, 1 << 12)) goto oom;
-  while (n_merges < n_target) {
-    memset(pairs.key, 0xff, pairs.cap * sizeof *pairs.key);
-    pairs.n = 0;
-    for (size_t w = 0; w < n_words; w++)
-      for (int32_t k = 0; k + 1 < words[w].n; k++)
-        if (!u64_add(&pairs, (uint64_t)(uint32_t)words[w].sym[k] << 32 | (uint32_t)words[w].sym[k + 1], words[w].count))
-          goto oom;
-    uint64_t best = UINT64_MAX;
-    int64_t best_n = 0;
-    for (size_t i = 0; i < pairs.cap; i++)
-      if (pairs.key[i] != UINT64_MAX && (pairs.val[i] > best_n || (pairs.val[i] == best_n && pairs.key[i] < best))) {
-        best = pairs.key[i];
-        best_n = pairs.val[i];
-      }
-    if (best_n == 0) break;
-    int32_t a = (int32_t)(best >> 32), b = (int32_t)(best & 0xffffffffu), nid = 512 + n_merges;
+  stamp = malloc((n_words + 1) * sizeof *stamp);
+  if (!stamp) goto oom;
+  for (size_t w = 0; w < n_words; w++) stamp[w] = -1;
+  for (size_t w = 0; w < n_words; w++)
+    for (int32_t k = 0; k + 1 < words[w].n; k++) {
+      int32_t pi = pair_get(&pairs, &pinfo, &n_pinfo, &cap_pinfo, PKEY(words[w].sym[k], words[w].sym[k + 1]));
+      if (pi < 0 || !pinfo_add_word(&pinfo[pi], (int32_t)w)) goto oom;
+      pinfo[pi].count += words[w].count;
+    }
+  for (size_t i = 0; i < pairs.cap; i++)
+    if (pairs.key[i] != UINT64_MAX && !heap_push(&heap, pinfo[pairs.val[i]].count, pairs.key[i])) goto oom;
+  while (n_merges < n_target && heap.n) {
+    hentry top = heap_pop(&heap);
+    int32_t pi = pair_find(&pairs, top.key);
+    int64_t cur = pinfo[pi].count;
+    if (cur != top.count) {   /* stale entry: the count went down since */
+      if (cur > 0 && !heap_push(&heap, cur, top.key)) goto oom;
+      continue;
+    }
+    if (cur <= 0) continue;
+    int32_t a = (int32_t)(top.key >> 32), b = (int32_t)(top.key & 0xffffffffu), nid = 512 + n_merges;
     ma[n_merges] = a;
     mb[n_merges] = b;
-    n_merges++;
-    for (size_t w = 0; w < n_words; w++) {
+    /* the words that may hold (a, b): copied, the table may move below */
+    int32_t nw = pinfo[pi].nw;
+    if (!grow_i32(&scratch, &cap_scratch, (size_t)nw)) goto oom;
+    memcpy(scratch, pinfo[pi].words, (size_t)nw * sizeof *scratch);
+    n_touched = 0;
+    for (int32_t q = 0; q < nw; q++) {
+      int32_t w = scratch[q];
+      if (stamp[w] == n_merges) continue;
+      stamp[w] = n_merges;
       int32_t *sy = words[w].sym, m = words[w].n, o = 0;
+      int64_t cnt = words[w].count;
+      int has = 0;
+      for (int32_t k = 0; k + 1 < m && !has; k++) has = sy[k] == a && sy[k + 1] == b;
+      if (!has) continue;
+      for (int32_t k = 0; k + 1 < m; k++) pinfo[pair_find(&pairs, PKEY(sy[k], sy[k + 1]))].count -= cnt;
       for (int32_t k = 0; k < m;) {
         if (k + 1 < m && sy[k] == a && sy[k + 1] == b) { sy[o++] = nid; k += 2; }
         else sy[o++] = sy[k++];
       }
       words[w].n = o;
+      for (int32_t k = 0; k + 1 < o; k++) {
+        uint64_t key = PKEY(sy[k], sy[k + 1]);
+        int32_t pj = pair_get(&pairs, &pinfo, &n_pinfo, &cap_pinfo, key);
+        if (pj < 0) goto oom;
+        pinfo[pj].count += cnt;
+        if (sy[k] == nid || sy[k + 1] == nid) {
+          if (!pinfo_add_word(&pinfo[pj], w)) goto oom;
+          if (!grow_u64(&touched, &cap_touched, n_touched + 1)) goto oom;
+          touched[n_touched++] = key;
+        }
+      }
     }
+    for (size_t k = 0; k < n_touched; k++) {
+      int32_t pj = pair_find(&pairs, touched[k]);
+      if (pinfo[pj].count > 0 && !heap_push(&heap, pinfo[pj].count, touched[k])) goto oom;
+    }
+    free(pinfo[pi].words);
+    pinfo[pi].words = NULL;
+    pinfo[pi].nw = pinfo[pi].cw = 0;
+    n_merges++;
   }
   st = vlm_tok_from_merges(out, ma, mb, n_merges);
   goto done;
@@ -216,6 +368,12 @@ done:
   free(wm.idx);
   free(pairs.key);
   free(pairs.val);
+  for (size_t k = 0; k < n_pinfo; k++) free(pinfo[k].words);
+  free(pinfo);
+  free(heap.v);
+  free(stamp);
+  free(scratch);
+  free(touched);
   free(ma);
   free(mb);
   free(cps.v);

@@ -207,6 +207,11 @@ static void test_clean(void) {
   const char want[] = "a\xef\xbf\xbd" "b\xef\xbf\xbd" "c\xef\xbf\xbd" "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd" "d";
   CHECK(got && !strcmp(got, want), "invalid UTF-8 replacement: got '%s'", got ? got : "(null)");
   free(got);
+  /* a NUL inside an entity name (found by the fuzzer) */
+  const char nul[] = "&amp\0x &lt\0;";
+  got = vlm_tokenizer_clean(nul, sizeof nul - 1);
+  CHECK(got && !strcmp(got, "&x <"), "NUL in entity name: '%s'", got ? got : "(null)");
+  free(got);
 }
 
 static void test_behaviour(vlm_tokenizer *t) {
