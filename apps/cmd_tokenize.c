@@ -36,7 +36,7 @@ static void usage(FILE *f) {
 
 typedef struct {
   vlm_tokenizer *tok;
-  int ctx, pad_eot, decode;
+  int ctx, pad_eot, decode, full;
   int32_t *out;
   char *obuf;
   size_t ocap;
@@ -53,27 +53,50 @@ static char *put_int(char *p, int32_t v) {
   return p;
 }
 
-static int emit_json_string(const char *s) {
+/* A JSON string as Python's json.dumps(ensure_ascii=False) writes it; invalid
+ * UTF-8 is written as U+FFFD. */
+static void emit_json_string(const char *s, size_t n) {
   putchar('"');
-  for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-    if (*p == '"' || *p == '\\') { putchar('\\'); putchar(*p); }
-    else if (*p == '\n') fputs("\\n", stdout);
-    else if (*p == '\t') fputs("\\t", stdout);
-    else if (*p == '\r') fputs("\\r", stdout);
-    else if (*p < 0x20) printf("\\u%04x", *p);
-    else putchar(*p);
+  const unsigned char *p = (const unsigned char *)s, *end = p + n;
+  while (p < end) {
+    unsigned c = *p;
+    if (c == '"' || c == '\\') { putchar('\\'); putchar((int)c); p++; continue; }
+    if (c < 0x20) {
+      const char *esc = c == '\n' ? "\\n" : c == '\t' ? "\\t" : c == '\r' ? "\\r" : c == '\b' ? "\\b" : c == '\f' ? "\\f" : NULL;
+      if (esc) fputs(esc, stdout);
+      else printf("\\u%04x", c);
+      p++;
+      continue;
+    }
+    if (c < 0x80) { putchar((int)c); p++; continue; }
+    /* copy one valid UTF-8 sequence; an invalid one becomes one U+FFFD per
+     * maximal invalid subpart, as Python's errors="replace" */
+    size_t need = c >= 0xF0 && c <= 0xF4 ? 4 : c >= 0xE0 && c <= 0xEF ? 3 : c >= 0xC2 && c <= 0xDF ? 2 : 1;
+    size_t k = 1;
+    while (need > 1 && k < need && p + k < end) {
+      unsigned lo = 0x80, hi = 0xBF;
+      if (k == 1 && c == 0xE0) lo = 0xA0;
+      if (k == 1 && c == 0xED) hi = 0x9F;
+      if (k == 1 && c == 0xF0) lo = 0x90;
+      if (k == 1 && c == 0xF4) hi = 0x8F;
+      if (p[k] < lo || p[k] > hi) break;
+      k++;
+    }
+    if (need > 1 && k == need) fwrite(p, 1, need, stdout);
+    else fputs("\xef\xbf\xbd", stdout);
+    p += k;
   }
   putchar('"');
-  return 0;
 }
 
 static int do_line(tok_job *j, const char *line, size_t len) {
   int32_t *ids = j->out;
   size_t n;
   int32_t *dyn = NULL;
+  int n_tokens = 0;
   if (j->ctx > 0) {
     int32_t pad = j->pad_eot ? vlm_tokenizer_eot(j->tok) : 0;
-    if (vlm_tokenizer_encode_ctx(j->tok, line, len, j->ctx, pad, ids) < 0) return 0;
+    if ((n_tokens = vlm_tokenizer_encode_ctx(j->tok, line, len, j->ctx, pad, ids)) < 0) return 0;
     n = (size_t)j->ctx;
   } else {
     int32_t *bpe;
@@ -87,13 +110,19 @@ static int do_line(tok_job *j, const char *line, size_t len) {
     free(bpe);
     ids = dyn;
     n = nb + 2;
+    n_tokens = (int)n;
+  }
+  if (j->full) {
+    printf("{\"line\": %lld, \"text\": ", j->count);
+    emit_json_string(line, len);
+    printf(", \"n_tokens\": %d, \"truncated\": %s, ", n_tokens, j->ctx > 0 && n_tokens > j->ctx ? "true" : "false");
   }
   if (j->decode) {
     char *s = vlm_tokenizer_decode(j->tok, ids, n);
     free(dyn);
     if (!s) return 0;
     fputs("{\"text\": ", stdout);
-    emit_json_string(s);
+    emit_json_string(s, strlen(s));
     fputs("}\n", stdout);
     free(s);
     j->count++;
@@ -107,8 +136,13 @@ static int do_line(tok_job *j, const char *line, size_t len) {
     j->ocap = need;
   }
   char *p = j->obuf;
-  memcpy(p, "{\"ids\": [", 9);
-  p += 9;
+  if (j->full) {
+    memcpy(p, "\"ids\": [", 8);
+    p += 8;
+  } else {
+    memcpy(p, "{\"ids\": [", 9);
+    p += 9;
+  }
   for (size_t i = 0; i < n; i++) {
     if (i) { *p++ = ','; *p++ = ' '; }
     p = put_int(p, ids[i]);
@@ -145,7 +179,7 @@ static int do_file(tok_job *j, FILE *f, const char *name) {
 int vlm_cmd_tokenize(int argc, char **argv) {
   const char *vocab = getenv("VLM_VOCAB");
   long long ctx = 77;
-  int pad_eot = 0, decode = 0, stats = 0;
+  int pad_eot = 0, decode = 0, stats = 0, full = 0;
   int i = 1;
   for (; i < argc; i++) {
     const char *a = argv[i];
@@ -163,6 +197,7 @@ int vlm_cmd_tokenize(int argc, char **argv) {
       continue;
     }
     if (!strcmp(a, "--decode")) { decode = 1; continue; }
+    if (!strcmp(a, "--full")) { full = 1; continue; }
     if (!strcmp(a, "--stats")) { stats = 1; continue; }
     if (!strcmp(a, "--")) { i++; break; }
     if (a[0] == '-' && a[1]) {
@@ -184,6 +219,7 @@ int vlm_cmd_tokenize(int argc, char **argv) {
   j.ctx = (int)ctx;
   j.pad_eot = pad_eot;
   j.decode = decode;
+  j.full = full && !decode;
   j.out = malloc((size_t)(ctx > 0 ? ctx : 1) * sizeof *j.out);
   if (!j.out) { vlm_tokenizer_free(j.tok); fprintf(stderr, "vlm tokenize: out of memory\n"); return 1; }
   static char obuf[1 << 16];

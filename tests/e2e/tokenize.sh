@@ -13,6 +13,8 @@ sed 's/.*"ids": /{"ids": /' "$fx/ids.jsonl" >"$tmp/want"
 "$vlm" tokenize --vocab "$vocab" "$fx/captions.txt" >"$tmp/got"; rc=$?
 check "tokenize exits 0" "[ $rc -eq 0 ]"
 check "ids equal open_clip's on every line" "diff -u \"$tmp/want\" \"$tmp/got\""
+"$vlm" tokenize --vocab "$vocab" --full "$fx/captions.txt" >"$tmp/full"
+check "--full output is ids.jsonl byte for byte" "cmp \"$fx/ids.jsonl\" \"$tmp/full\""
 VLM_VOCAB=$vocab "$vlm" tokenize <"$fx/captions.txt" >"$tmp/got2"
 check "stdin + VLM_VOCAB give the same" "cmp -s \"$tmp/want\" \"$tmp/got2\""
 out=$(echo 'a photo of a cat' | "$vlm" tokenize --vocab "$vocab" --context-length 0)
@@ -31,5 +33,14 @@ check "missing vocabulary named" "[ $rc -eq 1 ] && grep -q 'missing.gz' <<<\"\$e
 head -c 4000 "$vocab" >"$tmp/cut.gz"
 err=$("$vlm" tokenize --vocab "$tmp/cut.gz" </dev/null 2>&1); rc=$?
 check "truncated vocabulary named" "[ $rc -eq 1 ] && grep -q 'cut.gz' <<<\"\$err\""
+# bpe-train: files written, deterministic, usable by tokenize
+"$vlm" bpe-train --vocab-size 600 --out "$tmp/v1" "$fx/captions.txt" 2>/dev/null; rc=$?
+check "bpe-train exits 0" "[ $rc -eq 0 ] && [ -s \"$tmp/v1/vocab.json\" ] && [ -s \"$tmp/v1/merges.txt\" ]"
+"$vlm" bpe-train --vocab-size 600 --out "$tmp/v2" <"$fx/captions.txt" 2>/dev/null
+check "bpe-train is deterministic" "cmp -s \"$tmp/v1/merges.txt\" \"$tmp/v2/merges.txt\" && cmp -s \"$tmp/v1/vocab.json\" \"$tmp/v2/vocab.json\""
+out=$(echo 'a photo of a cat' | "$vlm" tokenize --vocab "$tmp/v1" --context-length 0); rc=$?
+check "tokenize with a trained vocabulary" "[ $rc -eq 0 ] && grep -q '^{\"ids\": \[598, .*, 599\]}$' <<<\"\$out\""
+"$vlm" bpe-train --vocab-size 10 --out "$tmp/v3" </dev/null 2>/dev/null; rc=$?
+check "bpe-train rejects a tiny vocabulary" "[ $rc -eq 2 ]"
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]
