@@ -250,7 +250,7 @@ static int is_ligature(int32_t c) {
 
 static int is_control(int32_t c) {
   return (c >= 0 && c <= 8) || c == 0x0B || (c >= 0x0E && c <= 0x1F) || c == 0x7F || (c >= 0x206A && c <= 0x206F) ||
-         c == 0xFEFF || (c >= 0xFFF9 && c <= 0xFFFC) || (c >= 0x1D173 && c <= 0x1D17A) || (c >= 0xE0000 && c <= 0xE007F);
+         c == 0xFEFF || (c >= 0xFFF9 && c <= 0xFFFC);
 }
 
 /* Append the normalization (utf8proc_map with opts) of v[0..n) to out. */
@@ -299,6 +299,10 @@ static int ftfy_round(vlm_tok_cps *t, vlm_tok_cps *tmp) {
   for (size_t i = 0; i < t->n; i++) {
     int32_t c = t->v[i];
     if (c >= 0x80 && c <= 0x9F) c = k_cp1252[c - 0x80];                    /* fix_c1_controls */
+    if (c == 0xFB05) {   /* ftfy unfolds U+FB05 to long s + t, not NFKC's "st" */
+      if (!push(tmp, 0x17F) || !push(tmp, 't')) return 0;
+      continue;
+    }
     if (is_ligature(c) || (c >= 0xFF01 && c <= 0xFFEF)) {                   /* ligatures, width */
       if (!nfkc_char(tmp, c)) return 0;
       continue;

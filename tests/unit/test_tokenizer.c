@@ -193,6 +193,7 @@ static void test_clean(void) {
     {"\xc4\xb0stanbul", "i\xcc\x87stanbul"},                                               /* İ -> i + U+0307 */
     {"a\x01" "b\xc2\x96" "c", "ab\xe2\x80\x93" "c"},                                       /* control removed, C1 as cp1252 */
     {"&EACUTE; &NBSP;x &SZLIG; &AMP; &LT;b", "\xc3\xa9 x ss & <b"},                  /* ftfy's upper-case entities */
+    {"\xef\xac\x85 \xf3\xa0\x81\x81", "\xc5\xbft \xf3\xa0\x81\x81"},                          /* ftfy: U+FB05 -> long s + t; tags kept */
     {"", ""},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -252,6 +253,12 @@ static void test_behaviour(vlm_tokenizer *t) {
   ids = enc(t, "x\xff\xfey", &k);
   int32_t *ids2 = enc(t, "x\xef\xbf\xbd\xef\xbf\xbdy", &k2);
   CHECK(k == k2 && !memcmp(ids, ids2, k * sizeof *ids), "invalid bytes as U+FFFD");
+  free(ids);
+  free(ids2);
+  /* U+0345 matches no branch of open_clip's case-insensitive pattern */
+  ids = enc(t, "x\xcd\x85y \xcd\x85 !\xcd\x85!", &k);
+  ids2 = enc(t, "x y ! !", &k2);
+  CHECK(k == k2 && !memcmp(ids, ids2, k * sizeof *ids), "U+0345 skipped");
   free(ids);
   free(ids2);
   /* lookups */
