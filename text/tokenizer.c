@@ -7,6 +7,7 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,10 +54,9 @@ struct vlm_tokenizer {
 /* ------------------------------------------------------------------ byte <-> unicode (GPT-2) */
 static int32_t g_b2u[256];
 static int16_t g_u2b[512];
-static int g_bu_init;
+static pthread_once_t g_bu_once = PTHREAD_ONCE_INIT;
 
-static void bytes_unicode_init(void) {
-  if (g_bu_init) return;
+static void bytes_unicode_build(void) {
   int n = 0;
   for (int b = 0; b < 256; b++) {
     int printable = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
@@ -64,8 +64,9 @@ static void bytes_unicode_init(void) {
   }
   for (int i = 0; i < 512; i++) g_u2b[i] = -1;
   for (int b = 0; b < 256; b++) g_u2b[g_b2u[b]] = (int16_t)b;
-  g_bu_init = 1;
 }
+
+static void bytes_unicode_init(void) { pthread_once(&g_bu_once, bytes_unicode_build); }
 
 /* The bytes in the order of open_clip's bytes_to_unicode().values(). */
 static void bytes_order(int order[256]) {
