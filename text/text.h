@@ -21,6 +21,10 @@ extern "C" {
  *          'll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+ ;
  *   each piece's UTF-8 bytes -> GPT-2 byte-unicode symbols, "</w>" on the last,
  *   merged by rank (lowest first), cached per piece.
+ * Known differences from open_clip (checked against a Python reference on every
+ * code point and on random mixtures): ftfy's mojibake repair (fix_encoding:
+ * "cafÃ©" -> "café", U+FFFD next to Latin-1/Greek letters) is not done, and
+ * characters assigned after utf8proc's Unicode version count as unassigned.
  * Invalid UTF-8 in the input never fails: each maximal invalid subsequence
  * becomes U+FFFD, as Python's bytes.decode("utf-8", errors="replace").
  * A tokenizer object is not thread-safe (the cache and the dropout RNG are
