@@ -210,6 +210,12 @@ static int unescape(vlm_tok_cps *t, int semi_only) {
     char name[40];
     size_t len = 0;
     for (size_t q = j; q < end && len < sizeof name - 1; q++) name[len++] = v[q] < 0x80 ? (char)v[q] : '\x7f';
+    if (semi_only) {   /* ftfy's pattern: &[0-9A-Za-z]{1,24}; */
+      int alnum = semi && len - 1 <= 24;
+      for (size_t q = 0; alnum && q + 1 < len; q++)
+        alnum = (name[q] >= '0' && name[q] <= '9') || ((name[q] | 0x20) >= 'a' && (name[q] | 0x20) <= 'z');
+      if (!alnum) { v[o++] = v[i++]; continue; }
+    }
     const vlm_tok_entity *e = entity_find(name, len);
     size_t used = len;
     if (!e && semi_only) {
