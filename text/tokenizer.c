@@ -612,13 +612,30 @@ static int grow(void **p, size_t *cap, size_t need, size_t elem) {
   return 1;
 }
 
+/* Double the cache table (up to 2 x CACHE_MAX_ENTRIES slots); on OOM it stays as it is. */
+static void cache_grow(vlm_tokenizer *t) {
+  size_t nc = t->cache_cap * 2;
+  if (nc > (size_t)CACHE_MAX_ENTRIES * 2) return;
+  cache_entry *n = calloc(nc, sizeof *n);
+  if (!n) return;
+  for (size_t i = 0; i < t->cache_cap; i++) {
+    if (!t->cache[i].hash) continue;
+    size_t j = (size_t)t->cache[i].hash & (nc - 1);
+    while (n[j].hash) j = (j + 1) & (nc - 1);
+    n[j] = t->cache[i];
+  }
+  free(t->cache);
+  t->cache = n;
+  t->cache_cap = nc;
+}
+
 /* BPE with the cache; appends the ids to *ids. 0 on OOM. */
 static int bpe_cached(vlm_tokenizer *t, const unsigned char *b, size_t n, int32_t **ids, size_t *nid, size_t *cap) {
   cache_entry *e = NULL;
   uint64_t h = 0;
   if (t->dropout <= 0) {
     if (!t->cache) {
-      t->cache_cap = CACHE_MAX_ENTRIES * 2;
+      t->cache_cap = 4096;
       t->cache = calloc(t->cache_cap, sizeof *t->cache);
       if (!t->cache) return 0;
     }
@@ -657,6 +674,7 @@ static int bpe_cached(vlm_tokenizer *t, const unsigned char *b, size_t n, int32_
     t->ckeys_n += n;
     t->cids_n += (size_t)m;
     t->cache_n++;
+    if (t->cache_n * 2 > t->cache_cap) cache_grow(t);
   }
   return 1;
 }
