@@ -23,6 +23,9 @@ out=$(echo 'a photo of a cat' | "$vlm" tokenize --vocab "$vocab" --context-lengt
 check "--pad eot" "[ \"\$out\" = '{\"ids\": [49406, 320, 1125, 539, 320, 2368, 49407, 49407]}' ]"
 out=$(echo 'a photo of a cat' | "$vlm" tokenize --vocab "$vocab" --context-length 4)
 check "truncation forces eot" "[ \"\$out\" = '{\"ids\": [49406, 320, 1125, 49407]}' ]"
+long=$(for i in $(seq 100); do printf 'cat '; done)
+out=$(echo "$long" | "$vlm" tokenize --vocab "$vocab" --full)
+check "--full reports truncation" "grep -q '\"n_tokens\": 102, \"truncated\": true, \"ids\": \[49406, 2368, ' <<<\"\$out\" && grep -q ', 2368, 49407\]}$' <<<\"\$out\""
 out=$(printf 'caf\xc3\xa9 \xff\xfe bad\n' | "$vlm" tokenize --vocab "$vocab" --context-length 0); rc=$?
 check "invalid UTF-8 is not an error" "[ $rc -eq 0 ] && [ -n \"\$out\" ]"
 check "--help" "\"$vlm\" tokenize --help | grep -q 'usage: vlm tokenize'"
