@@ -10,6 +10,8 @@ int vlm_cmd_info(int argc, char **argv);
 int vlm_cmd_forward(int argc, char **argv);
 int vlm_cmd_convert(int argc, char **argv);
 int vlm_cmd_preprocess(int argc, char **argv);
+int vlm_cmd_tokenize(int argc, char **argv);
+int vlm_cmd_bpe_train(int argc, char **argv);
 
 /* Shared helpers for subcommands (apps/common.c). */
 int vlm_app_is_help(const char *arg);              /* -h or --help */

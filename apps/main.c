@@ -18,6 +18,8 @@ static const command k_commands[] = {
   {"forward", vlm_cmd_forward, "run a CLIP model on a batch; write outputs (and gradients)"},
   {"convert", vlm_cmd_convert, "write a CLIP checkpoint in open_clip or Hugging Face layout"},
   {"preprocess", vlm_cmd_preprocess, "decode images and apply CLIP preprocessing (PIL-exact) to safetensors"},
+  {"tokenize", vlm_cmd_tokenize, "captions -> CLIP BPE token ids (JSON lines)"},
+  {"bpe-train", vlm_cmd_bpe_train, "learn a BPE vocabulary (vocab.json + merges.txt) from captions"},
 };
 #define N_COMMANDS (int)(sizeof k_commands / sizeof k_commands[0])
 

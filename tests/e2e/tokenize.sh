@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# vlm tokenize against open_clip's output (fixtures/tokenizer): every line equal.
+# Usage: tokenize.sh VLM_BINARY SHARED_DIR
+set -u
+vlm=$1 shared=$2
+fx=$shared/fixtures/tokenizer vocab=$shared/data/bpe_simple_vocab_16e6.txt.gz
+if [ ! -f "$fx/captions.txt" ] || [ ! -f "$vocab" ]; then echo "skip: no fixtures under $shared"; exit 77; fi
+tmp=$(mktemp -d) && trap 'rm -rf "$tmp"' EXIT
+pass=0 fail=0
+check() { if eval "$2"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: $1"; fi; }
+
+sed 's/.*"ids": /{"ids": /' "$fx/ids.jsonl" >"$tmp/want"
+"$vlm" tokenize --vocab "$vocab" "$fx/captions.txt" >"$tmp/got"; rc=$?
+check "tokenize exits 0" "[ $rc -eq 0 ]"
+check "ids equal open_clip's on every line" "diff -u \"$tmp/want\" \"$tmp/got\""
+"$vlm" tokenize --vocab "$vocab" --full "$fx/captions.txt" >"$tmp/full"
+check "--full output is ids.jsonl byte for byte" "cmp \"$fx/ids.jsonl\" \"$tmp/full\""
+VLM_VOCAB=$vocab "$vlm" tokenize <"$fx/captions.txt" >"$tmp/got2"
+check "stdin + VLM_VOCAB give the same" "cmp -s \"$tmp/want\" \"$tmp/got2\""
+out=$(echo 'a photo of a cat' | "$vlm" tokenize --vocab "$vocab" --context-length 0)
+check "--context-length 0" "[ \"\$out\" = '{\"ids\": [49406, 320, 1125, 539, 320, 2368, 49407]}' ]"
+out=$(echo 'a photo of a cat' | "$vlm" tokenize --vocab "$vocab" --context-length 8 --pad eot)
+check "--pad eot" "[ \"\$out\" = '{\"ids\": [49406, 320, 1125, 539, 320, 2368, 49407, 49407]}' ]"
+out=$(echo 'a photo of a cat' | "$vlm" tokenize --vocab "$vocab" --context-length 4)
+check "truncation forces eot" "[ \"\$out\" = '{\"ids\": [49406, 320, 1125, 49407]}' ]"
+long=$(for i in $(seq 100); do printf 'cat '; done)
+out=$(echo "$long" | "$vlm" tokenize --vocab "$vocab" --full)
+check "--full reports truncation" "grep -q '\"n_tokens\": 102, \"truncated\": true, \"ids\": \[49406, 2368, ' <<<\"\$out\" && grep -q ', 2368, 49407\]}$' <<<\"\$out\""
+out=$(printf 'caf\xc3\xa9 \xff\xfe bad\n' | "$vlm" tokenize --vocab "$vocab" --context-length 0); rc=$?
+check "invalid UTF-8 is not an error" "[ $rc -eq 0 ] && [ -n \"\$out\" ]"
+check "--help" "\"$vlm\" tokenize --help | grep -q 'usage: vlm tokenize'"
+err=$(VLM_VOCAB= "$vlm" tokenize </dev/null 2>&1); rc=$?
+check "no vocabulary: usage error" "[ $rc -eq 2 ] && grep -q -- '--vocab' <<<\"\$err\""
+err=$("$vlm" tokenize --vocab "$tmp/missing.gz" </dev/null 2>&1); rc=$?
+check "missing vocabulary named" "[ $rc -eq 1 ] && grep -q 'missing.gz' <<<\"\$err\""
+head -c 4000 "$vocab" >"$tmp/cut.gz"
+err=$("$vlm" tokenize --vocab "$tmp/cut.gz" </dev/null 2>&1); rc=$?
+check "truncated vocabulary named" "[ $rc -eq 1 ] && grep -q 'cut.gz' <<<\"\$err\""
+# bpe-train: files written, deterministic, usable by tokenize
+"$vlm" bpe-train --vocab-size 600 --out "$tmp/v1" "$fx/captions.txt" 2>/dev/null; rc=$?
+check "bpe-train exits 0" "[ $rc -eq 0 ] && [ -s \"$tmp/v1/vocab.json\" ] && [ -s \"$tmp/v1/merges.txt\" ]"
+"$vlm" bpe-train --vocab-size 600 --out "$tmp/v2" <"$fx/captions.txt" 2>/dev/null
+check "bpe-train is deterministic" "cmp -s \"$tmp/v1/merges.txt\" \"$tmp/v2/merges.txt\" && cmp -s \"$tmp/v1/vocab.json\" \"$tmp/v2/vocab.json\""
+out=$(echo 'a photo of a cat' | "$vlm" tokenize --vocab "$tmp/v1" --context-length 0); rc=$?
+check "tokenize with a trained vocabulary" "[ $rc -eq 0 ] && grep -q '^{\"ids\": \[598, .*, 599\]}$' <<<\"\$out\""
+"$vlm" bpe-train --vocab-size 10 --out "$tmp/v3" </dev/null 2>/dev/null; rc=$?
+check "bpe-train rejects a tiny vocabulary" "[ $rc -eq 2 ]"
+echo "$pass passed, $fail failed"
+[ $fail -eq 0 ]

@@ -1,0 +1,42 @@
+/* Internals shared by text/tokenizer*.c (not part of the public contract). */
+#ifndef VLM_TEXT_TOKENIZER_INTERNAL_H
+#define VLM_TEXT_TOKENIZER_INTERNAL_H
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/core.h"
+
+typedef struct {
+  const char *name;
+  int32_t cp[2];
+} vlm_tok_entity;
+extern const vlm_tok_entity vlm_tok_entities[];
+extern const int vlm_tok_n_entities;
+
+/* A growable code point buffer. */
+typedef struct {
+  int32_t *v;
+  size_t n, cap;
+} vlm_tok_cps;
+
+/* Decode UTF-8 like Python's errors="replace" (each maximal invalid subpart -> U+FFFD). */
+int vlm_tok_utf8_decode(vlm_tok_cps *out, const char *s, size_t n);
+/* Append the UTF-8 of code point c to buf (4 bytes room needed); returns bytes written. */
+int vlm_tok_utf8_put(char *buf, int32_t c);
+/* Clean as open_clip (ftfy-like, html unescape x2, whitespace, lower), in place on cps. 0 on OOM. */
+int vlm_tok_clean_cps(vlm_tok_cps *t);
+int vlm_tok_is_space(int32_t c);
+int vlm_tok_is_letter(int32_t c);
+int vlm_tok_is_number(int32_t c);
+int vlm_tok_cps_reserve(vlm_tok_cps *b, size_t n);
+
+struct vlm_tokenizer;
+/* Pre-tokenize + BPE code points already cleaned; appends to *ids (capacity *cap). */
+vlm_status vlm_tok_encode_cps(struct vlm_tokenizer *t, const int32_t *v, size_t n, int32_t **ids, size_t *nid, size_t *cap);
+/* Training helpers (tokenizer.c). */
+vlm_status vlm_tok_from_merges(struct vlm_tokenizer **out, const int32_t *ma, const int32_t *mb, int n_merges);
+void vlm_tok_base_ids(int32_t byte_id[256], int32_t byte_eow_id[256]);
+/* Next piece of open_clip's pattern in v[*i..n): returns 0 at the end, 1 for a
+ * piece [*s, *e), 2 / 3 for <|startoftext|> / <|endoftext|>. Advances *i. */
+int vlm_tok_next_piece(const int32_t *v, size_t n, size_t *i, size_t *s, size_t *e);
+#endif
