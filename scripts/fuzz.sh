@@ -32,6 +32,17 @@ for t in "${targets[@]}"; do
   [ -d tests/fuzz/seeds/$t ] && seeds+=(tests/fuzz/seeds/$t)
   # The test images beside the repository make good extra seeds (read, not copied).
   [ "$t" = image ] && [ -d ../shared/data/images ] && seeds+=(../shared/data/images)
+  if [ "$t" = tokenizer ]; then
+    # The tokenizer target needs a vocabulary; captions make its seeds.
+    export VLM_VOCAB=${VLM_VOCAB:-../shared/data/bpe_simple_vocab_16e6.txt.gz}
+    if [ ! -f "$VLM_VOCAB" ]; then
+      echo "fuzz tokenizer: FAILED: no vocabulary at $VLM_VOCAB (set VLM_VOCAB)"; status=1; continue
+    fi
+    mkdir -p build-fuzz/seeds-tokenizer
+    [ -f ../shared/fixtures/tokenizer/captions.txt ] &&
+      split -l 1 ../shared/fixtures/tokenizer/captions.txt build-fuzz/seeds-tokenizer/caption-
+    seeds+=(build-fuzz/seeds-tokenizer)
+  fi
   echo "fuzz $t: ${secs}s"
   if ! ASAN_OPTIONS=detect_leaks=1 build-fuzz/tests/fuzz/fuzz_$t -max_total_time="$secs" -max_len=65536 \
       -artifact_prefix=build-fuzz/crashes/$t- -print_final_stats=1 "$corpus" "${seeds[@]}" \

@@ -3,13 +3,8 @@
  * the first byte is 'V', as a Hugging Face vocab.json + merges.txt pair split
  * at the first NUL (the loader must reject or load it, never crash).
  *
- * Build and run (clang from Debian; VLM_VOCAB names the OpenAI vocabulary):
- *   clang -g -O1 -std=c11 -fsanitize=fuzzer,address,undefined -I. \
- *     tests/fuzz/fuzz_tokenizer.c text/tokenizer*.c core/error.c core/rng.c \
- *     $(pkg-config --cflags --libs libcjson libutf8proc zlib) -lm -o build/fuzz_tokenizer
- *   mkdir -p build/fuzz-corpus-tok && cp ../shared/fixtures/tokenizer/captions.txt build/fuzz-corpus-tok/
- *   VLM_VOCAB=../shared/data/bpe_simple_vocab_16e6.txt.gz \
- *     build/fuzz_tokenizer -max_total_time=600 -max_len=4096 build/fuzz-corpus-tok */
+ * Run with scripts/fuzz.sh (it sets VLM_VOCAB to the OpenAI vocabulary in
+ * ../shared/data and seeds from ../shared/fixtures/tokenizer/captions.txt). */
 #define _POSIX_C_SOURCE 200809L
 #include <stdint.h>
 #include <stdio.h>
@@ -20,18 +15,6 @@
 #include "text/text.h"
 
 static vlm_tokenizer *g_tok;
-
-/* The exporter is not fuzzed: stand-ins keep core's writers out of the link. */
-vlm_status vlm_write_file_atomic(const char *path, const void *data, size_t n) {
-  (void)data; (void)n;
-  return vlm_error(VLM_ERR_UNSUPPORTED, "%s: not written while fuzzing", path);
-}
-vlm_status vlm_atomic_open(vlm_atomic_file *af, const char *path) {
-  (void)af;
-  return vlm_error(VLM_ERR_UNSUPPORTED, "%s: not written while fuzzing", path);
-}
-vlm_status vlm_atomic_commit(vlm_atomic_file *af) { (void)af; return VLM_ERR_UNSUPPORTED; }
-void vlm_atomic_abort(vlm_atomic_file *af) { (void)af; }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
   const char *v = getenv("VLM_VOCAB");
