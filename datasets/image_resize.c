@@ -83,6 +83,7 @@ static inline uint8_t clip8(int32_t v) {
 /* Vertical pass: in has rows starting at source row `first` (width w, c channels); out
  * has oh rows. Integer arithmetic as PIL's (32-bit sums cannot overflow: the weights'
  * absolute sum stays well under 2^31 / 255), vectorized across the row. acc: w * c ints. */
+__attribute__((target("prefer-vector-width=512")))
 static void pass_v_acc(const uint8_t *in, int first, int w, int c, uint8_t *out, int oh, const coeffs *cf,
                        int32_t *restrict acc) {
   size_t stride = (size_t)w * c;
@@ -125,8 +126,34 @@ static void pass_v(const uint8_t *in, int first, int w, int c, uint8_t *out, int
   }
 DEFINE_TRANSPOSE(1)
 DEFINE_TRANSPOSE(2)
-DEFINE_TRANSPOSE(3)
 DEFINE_TRANSPOSE(4)
+
+/* 3-byte pixels move as one 4-byte load and store: the extra byte read is the
+ * next pixel of the same row (never for the last column), and the extra byte
+ * written is the next pixel of the output row, which a later tile or the next
+ * step of the same loop overwrites (never for the last output pixel, y = h-1,
+ * whose spill would land in the next output row, already written). */
+static void transpose3(const uint8_t *in, int w, int h, uint8_t *out) {
+  enum { T = 32 };
+  for (int y0 = 0; y0 < h; y0 += T)
+    for (int x0 = 0; x0 < w; x0 += T) {
+      int y1 = y0 + T < h ? y0 + T : h, x1 = x0 + T < w ? x0 + T : w;
+      int yfast = y1 < h ? y1 : h - 1;
+      for (int x = x0; x < x1; x++) {
+        uint8_t *o = out + (size_t)x * h * 3;
+        const uint8_t *p = in + (size_t)x * 3;
+        int y = y0;
+        if (x + 1 < w)
+          for (; y < yfast; y++) {
+            uint32_t v;
+            memcpy(&v, p + (size_t)y * w * 3, 4);
+            memcpy(o + (size_t)y * 3, &v, 4);
+          }
+        for (; y < y1; y++)
+          for (int ch = 0; ch < 3; ch++) o[(size_t)y * 3 + ch] = p[(size_t)y * w * 3 + ch];
+      }
+    }
+}
 
 static void transpose(const uint8_t *in, int w, int h, int c, uint8_t *out) {
   switch (c) {

@@ -265,6 +265,7 @@ static int map_append(vlm_tok_cps *out, const int32_t *v, size_t n, int opts) {
   if (!u) return 0;
   size_t k = 0;
   for (size_t i = 0; i < n; i++) k += (size_t)vlm_tok_utf8_put(u + k, v[i]);
+  u[k] = 0;
   utf8proc_uint8_t *dst = NULL;
   utf8proc_ssize_t m = utf8proc_map((const utf8proc_uint8_t *)u, (utf8proc_ssize_t)k, &dst, (utf8proc_option_t)opts);
   int ok = 1;
