@@ -96,11 +96,19 @@ vlm_status vlm_image_alloc(vlm_image *img, int w, int h, vlm_img_mode mode, int 
  * fixed-point coefficients (22 fraction bits), rounding and clipping to 8 bits after each pass;
  * a pass whose size does not change is skipped. */
 void vlm_resample_bicubic_u8(const uint8_t *in, int w, int h, int c, uint8_t *out, int ow, int oh);
+/* Only the window [wx, wx+ww) x [wy, wy+wh) of that resize (out is ww x wh): the same bytes
+ * as resizing everything and cropping, for less work. */
+void vlm_resample_bicubic_window_u8(const uint8_t *in, int w, int h, int c, uint8_t *out, int ow, int oh,
+                                    int wx, int wy, int ww, int wh);
 /* PIL's nearest-neighbour resize: source x = floor((x + 0.5) * w / ow). */
 void vlm_resample_nearest_u8(const uint8_t *in, int w, int h, int c, uint8_t *out, int ow, int oh);
 
 /* PIL's Image.resize(size, BICUBIC) with its per-mode rules (see the top of this file). */
 vlm_status vlm_image_resize(const vlm_image *in, int ow, int oh, vlm_image *out);
+/* vlm_image_resize then vlm_image_crop to the window (zero outside the resized image), with
+ * only the window computed where the mode allows (L, RGB, CMYK). */
+vlm_status vlm_image_resize_window(const vlm_image *in, int ow, int oh, int wx, int wy, int ww, int wh,
+                                   vlm_image *out);
 /* Crop the box [left, left+w) x [top, top+h); parts outside the image are 0 (torchvision's pad
  * with fill 0: palette index 0 for P, (0,0,0,0) for RGBA and CMYK). */
 vlm_status vlm_image_crop(const vlm_image *in, int left, int top, int w, int h, vlm_image *out);

@@ -185,39 +185,68 @@ static void pass_h(const uint8_t *in, int w, int h, int c, uint8_t *out, int ow,
   free(acc);
 }
 
-void vlm_resample_bicubic_u8(const uint8_t *in, int w, int h, int c, uint8_t *out, int ow, int oh) {
+/* The window [wx, wx+ww) x [wy, wy+wh) of the w x h -> ow x oh resize: each output pixel
+ * depends only on its own coefficients, so computing a window gives exactly the bytes that
+ * resizing everything and cropping would (the pass order still follows the full sizes). */
+void vlm_resample_bicubic_window_u8(const uint8_t *in, int w, int h, int c, uint8_t *out, int ow, int oh,
+                                    int wx, int wy, int ww, int wh) {
   VLM_CHECK(w > 0 && h > 0 && ow > 0 && oh > 0 && c > 0, "resample: bad sizes %dx%d -> %dx%d", w, h, ow, oh);
+  VLM_CHECK(wx >= 0 && wy >= 0 && ww > 0 && wh > 0 && wx + ww <= ow && wy + wh <= oh,
+            "resample: window %d,%d %dx%d outside %dx%d", wx, wy, ww, wh, ow, oh);
   int need_h = ow != w, need_v = oh != h;
-  if (!need_h && !need_v) {
-    memcpy(out, in, (size_t)w * h * c);
+  if (!need_h || !need_v) {
+    /* A pass that keeps its size is a plain copy of the window's rows or columns. */
+    size_t rowb = (size_t)(need_h ? ow : w) * c;
+    uint8_t *full = malloc((size_t)(need_h ? ow : w) * (need_v ? oh : h) * c);
+    VLM_CHECK(full, "resample: out of memory");
+    vlm_resample_bicubic_u8(in, w, h, c, full, ow, oh);
+    for (int y = 0; y < wh; y++)
+      memcpy(out + (size_t)y * ww * c, full + (size_t)(wy + y) * rowb + (size_t)wx * c, (size_t)ww * c);
+    free(full);
     return;
   }
   coeffs ch = {0}, cv = {0};
   VLM_CHECK(coeffs_make(&ch, w, ow) && coeffs_make(&cv, h, oh), "resample: out of memory");
-  if (need_h && need_v && oh < h && h - oh > 2 * (w - ow)) {
+  coeffs chw = {ch.ksize, ch.bounds + 2 * (size_t)wx, ch.k + (size_t)wx * ch.ksize};
+  coeffs cvw = {cv.ksize, cv.bounds + 2 * (size_t)wy, cv.k + (size_t)wy * cv.ksize};
+  if (oh < h && h - oh > 2 * (w - ow)) {
     /* Pillow >= 13 (python-pillow PR 9549) runs the vertical pass first when the height
      * shrinks by more than twice as many pixels as the width; older Pillow always went
      * horizontal first. Only the rounding between the passes differs. */
-    uint8_t *tmp = malloc((size_t)w * oh * c);
+    uint8_t *tmp = malloc((size_t)w * wh * c);
     VLM_CHECK(tmp, "resample: out of memory");
-    pass_v(in, 0, w, c, tmp, oh, &cv);
-    pass_h(tmp, w, oh, c, out, ow, &ch);
+    pass_v(in, 0, w, c, tmp, wh, &cvw);
+    pass_h(tmp, w, wh, c, out, ww, &chw);
     free(tmp);
-  } else if (need_h && need_v) {
-    /* Only the source rows the vertical pass reads. */
-    int first = cv.bounds[0], last = cv.bounds[2 * oh - 2] + cv.bounds[2 * oh - 1];
-    uint8_t *tmp = malloc((size_t)(last - first) * ow * c);
-    VLM_CHECK(tmp, "resample: out of memory");
-    pass_h(in + (size_t)first * w * c, w, last - first, c, tmp, ow, &ch);
-    pass_v(tmp, first, ow, c, out, oh, &cv);
-    free(tmp);
-  } else if (need_h) {
-    pass_h(in, w, h, c, out, ow, &ch);
   } else {
-    pass_v(in, 0, w, c, out, oh, &cv);
+    /* Only the source rows the vertical pass reads. */
+    int first = cvw.bounds[0], last = cvw.bounds[2 * wh - 2] + cvw.bounds[2 * wh - 1];
+    uint8_t *tmp = malloc((size_t)(last - first) * ww * c);
+    VLM_CHECK(tmp, "resample: out of memory");
+    pass_h(in + (size_t)first * w * c, w, last - first, c, tmp, ww, &chw);
+    pass_v(tmp, first, ww, c, out, wh, &cvw);
+    free(tmp);
   }
   coeffs_free(&ch);
   coeffs_free(&cv);
+}
+
+void vlm_resample_bicubic_u8(const uint8_t *in, int w, int h, int c, uint8_t *out, int ow, int oh) {
+  VLM_CHECK(w > 0 && h > 0 && ow > 0 && oh > 0 && c > 0, "resample: bad sizes %dx%d -> %dx%d", w, h, ow, oh);
+  int need_h = ow != w, need_v = oh != h;
+  if (need_h && need_v) {
+    vlm_resample_bicubic_window_u8(in, w, h, c, out, ow, oh, 0, 0, ow, oh);
+    return;
+  }
+  if (!need_h && !need_v) {
+    memcpy(out, in, (size_t)w * h * c);
+    return;
+  }
+  coeffs cf = {0};
+  VLM_CHECK(coeffs_make(&cf, need_h ? w : h, need_h ? ow : oh), "resample: out of memory");
+  if (need_h) pass_h(in, w, h, c, out, ow, &cf);
+  else pass_v(in, 0, w, c, out, oh, &cf);
+  coeffs_free(&cf);
 }
 
 /* PIL's affine nearest (ImagingScaleAffine): positions accumulate in double from
@@ -290,6 +319,25 @@ vlm_status vlm_image_resize(const vlm_image *in, int ow, int oh, vlm_image *out)
     return VLM_OK;
   }
   vlm_resample_bicubic_u8(in->data, in->w, in->h, c, out->data, ow, oh);
+  return VLM_OK;
+}
+
+vlm_status vlm_image_resize_window(const vlm_image *in, int ow, int oh, int wx, int wy, int ww, int wh,
+                                   vlm_image *out) {
+  if (ow <= 0 || oh <= 0) return vlm_error(VLM_ERR_ARG, "resize: bad output size %dx%d", ow, oh);
+  int plain = in->mode == VLM_IMG_L || in->mode == VLM_IMG_RGB || in->mode == VLM_IMG_CMYK;
+  int inside = wx >= 0 && wy >= 0 && ww > 0 && wh > 0 && wx + ww <= ow && wy + wh <= oh;
+  if (!plain || !inside) {
+    vlm_image r;
+    vlm_status st = vlm_image_resize(in, ow, oh, &r);
+    if (st) return st;
+    st = vlm_image_crop(&r, wx, wy, ww, wh, out);
+    vlm_image_free(&r);
+    return st;
+  }
+  vlm_status st = vlm_image_alloc(out, ww, wh, in->mode, 0);
+  if (st) return st;
+  vlm_resample_bicubic_window_u8(in->data, in->w, in->h, in->channels, out->data, ow, oh, wx, wy, ww, wh);
   return VLM_OK;
 }
 

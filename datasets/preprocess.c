@@ -45,16 +45,6 @@ void vlm_resize_shortest_size(int w, int h, int n, int *ow, int *oh) {
   else { *ow = new_long; *oh = n; }
 }
 
-/* crop/pad, convert to RGB; frees nothing it does not own. */
-static vlm_status crop_to_rgb(const vlm_image *img, int left, int top, int n, vlm_image *out) {
-  vlm_image c;
-  vlm_status st = vlm_image_crop(img, left, top, n, n, &c);
-  if (st) return st;
-  st = vlm_image_to_rgb(&c, out);
-  vlm_image_free(&c);
-  return st;
-}
-
 vlm_status vlm_preprocess_rgb(const vlm_image *img, const vlm_preprocess_cfg *cfg, vlm_image *out) {
   int n = cfg->size, w = img->w, h = img->h, ow, oh;
   memset(out, 0, sizeof *out);
@@ -71,9 +61,6 @@ vlm_status vlm_preprocess_rgb(const vlm_image *img, const vlm_preprocess_cfg *cf
     }
     default: vlm_resize_shortest_size(w, h, n, &ow, &oh); break;
   }
-  vlm_image r;
-  vlm_status st = vlm_image_resize(img, ow, oh, &r);
-  if (st) return st;
   int left, top;
   if (cfg->mode == VLM_RESIZE_LONGEST) {
     /* CenterCropOrPad: pad (left/top get the floor half), then crop with int() offsets. */
@@ -85,8 +72,11 @@ vlm_status vlm_preprocess_rgb(const vlm_image *img, const vlm_preprocess_cfg *cf
     left = (int)pyround((ow - n) / 2.0);
     top = (int)pyround((oh - n) / 2.0);
   }
-  st = crop_to_rgb(&r, left, top, n, out);
-  vlm_image_free(&r);
+  vlm_image c;
+  vlm_status st = vlm_image_resize_window(img, ow, oh, left, top, n, n, &c);
+  if (st) return st;
+  st = vlm_image_to_rgb(&c, out);
+  vlm_image_free(&c);
   return st;
 }
 

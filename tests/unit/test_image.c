@@ -684,6 +684,35 @@ static void test_golden(void) {
   }
 }
 
+/* A window of a resize equals the full resize cropped, byte for byte, whichever pass runs
+ * first and when one pass keeps its size. */
+static void test_resize_window(void) {
+  static const int cases[][4] = {{640, 427, 335, 224}, {427, 640, 224, 335}, {300, 1000, 100, 200},
+                                 {1000, 300, 200, 100}, {50, 80, 50, 40}, {80, 50, 40, 50}, {17, 23, 31, 29}};
+  vlm_rng r;
+  vlm_rng_seed(&r, 5);
+  for (size_t t = 0; t < sizeof cases / sizeof cases[0]; t++) {
+    int w = cases[t][0], h = cases[t][1], ow = cases[t][2], oh = cases[t][3];
+    for (int c = 1; c <= 3; c += 2) {
+      uint8_t *in = malloc((size_t)w * h * c), *full = malloc((size_t)ow * oh * c);
+      for (int i = 0; i < w * h * c; i++) in[i] = (uint8_t)vlm_rng_below(&r, 256);
+      vlm_resample_bicubic_u8(in, w, h, c, full, ow, oh);
+      int wx = (int)vlm_rng_below(&r, (uint64_t)ow), wy = (int)vlm_rng_below(&r, (uint64_t)oh);
+      int ww = 1 + (int)vlm_rng_below(&r, (uint64_t)(ow - wx)), wh = 1 + (int)vlm_rng_below(&r, (uint64_t)(oh - wy));
+      uint8_t *win = malloc((size_t)ww * wh * c);
+      vlm_resample_bicubic_window_u8(in, w, h, c, win, ow, oh, wx, wy, ww, wh);
+      int bad = 0;
+      for (int y = 0; y < wh; y++)
+        bad += memcmp(win + (size_t)y * ww * c, full + ((size_t)(wy + y) * ow + wx) * c, (size_t)ww * c) != 0;
+      CHECK(bad == 0, "resize window %dx%d -> %dx%d, window %d,%d %dx%d, %d channels: %d rows differ", w, h, ow,
+            oh, wx, wy, ww, wh, c, bad);
+      free(in);
+      free(full);
+      free(win);
+    }
+  }
+}
+
 int main(int argc, char **argv) {
   const char *shared = vt_shared_dir(argc, argv);
   snprintf(g_dir, sizeof g_dir, "/tmp/vlm_test_image_XXXXXX");
@@ -694,6 +723,7 @@ int main(int argc, char **argv) {
   test_jpeg_kinds();
   test_bad_inputs();
   test_resample();
+  test_resize_window();
   test_golden();
   test_geometry();
   char cmd[4200];
