@@ -10,8 +10,9 @@
  * Each figure is the median of R timed calls after one warm-up call.
  * The PyTorch peer (open_clip) runs in bench/peer/clip_peer.py;
  * bench/run_clip_bench.sh interleaves the two and prints the ratios.
- * Usage: bench_clip [--threads N] [--rounds R] [--bf16 | --f32] [--machine]
- *   --bf16 / --f32: only that precision; --machine: "VLM key value" lines. */
+ * Usage: bench_clip [--threads N] [--rounds R] [--bf16 | --f32] [--machine] [--train-only]
+ *   --bf16 / --f32: only that precision; --machine: "VLM key value" lines;
+ *   --train-only: only the training step (for profiling). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -181,15 +182,22 @@ static void grad_slot(void *ctx, const char *name, vlm_tensor *t) { slot_ctx *s 
 static void m_slot(void *ctx, const char *name, vlm_tensor *t) { slot_ctx *s = ctx; s->b->slots[s->i++].m = t; }
 static void v_slot(void *ctx, const char *name, vlm_tensor *t) { slot_ctx *s = ctx; s->b->slots[s->i++].v = t; }
 
+static double g_phase[4]; /* zero, forward, backward, clip + AdamW: accumulated seconds (--train-only) */
 static void run_step(void *ctx) {
   bench *b = ctx;
+  double t0 = vlm_now();
   vlm_clip_params_zero(&b->g);
+  double t1 = vlm_now();
   vlm_clip_forward(&b->c, &b->p, &b->ca, &b->images, &b->ids);
+  double t2 = vlm_now();
   vlm_clip_backward(&b->c, &b->p, &b->g, &b->ca, &b->ids);
+  double t3 = vlm_now();
   vlm_grad_clip(b->slots, b->n_slots, 1.0, NULL);
   vlm_adamw_config ac = {0.9f, 0.98f, 1e-6f, 0.2f};
   vlm_adamw_step(b->slots, b->n_slots, &ac, 1e-4f, ++b->step);
   vlm_clip_logit_scale_clamp(&b->p.logit_scale);
+  double t4 = vlm_now();
+  g_phase[0] += t1 - t0; g_phase[1] += t2 - t1; g_phase[2] += t3 - t2; g_phase[3] += t4 - t3;
 }
 
 static void train_step(int64_t B, int rounds) {
@@ -222,15 +230,16 @@ static void train_step(int64_t B, int rounds) {
 }
 
 int main(int argc, char **argv) {
-  int threads = 2, rounds = 5, do_f32 = 1, do_bf16 = 1;
+  int threads = 2, rounds = 5, do_f32 = 1, do_bf16 = 1, train_only = 0;
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--rounds") && i + 1 < argc) rounds = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--bf16")) do_f32 = 0, do_bf16 = 1;
     else if (!strcmp(argv[i], "--f32")) do_f32 = 1, do_bf16 = 0;
     else if (!strcmp(argv[i], "--machine")) g_machine = 1;
+    else if (!strcmp(argv[i], "--train-only")) train_only = 1;
     else {
-      fprintf(stderr, "usage: bench_clip [--threads N] [--rounds R] [--bf16 | --f32] [--machine]\n");
+      fprintf(stderr, "usage: bench_clip [--threads N] [--rounds R] [--bf16 | --f32] [--machine] [--train-only]\n");
       return 2;
     }
   }
@@ -238,6 +247,13 @@ int main(int argc, char **argv) {
   threads = vlm_threads_init(threads);
   if (g_machine) printf("VLM threads %d\n", threads);
   else printf("bench_clip: %d threads, median of %d rounds\n", threads, rounds);
+  if (train_only) {
+    train_step(32, rounds);
+    double tot = g_phase[0] + g_phase[1] + g_phase[2] + g_phase[3];
+    printf("  phases (all calls): zero %.0f%%, forward %.0f%%, backward %.0f%%, clip + AdamW %.0f%%\n",
+           100 * g_phase[0] / tot, 100 * g_phase[1] / tot, 100 * g_phase[2] / tot, 100 * g_phase[3] / tot);
+    return 0;
+  }
   gemm_rate(rounds);
   bench b;
   memset(&b, 0, sizeof b);
