@@ -12,7 +12,8 @@
  * bench/run_clip_bench.sh interleaves the two and prints the ratios.
  * Usage: bench_clip [--threads N] [--rounds R] [--bf16 | --f32] [--machine] [--train-only]
  *   --bf16 / --f32: only that precision; --machine: "VLM key value" lines;
- *   --train-only: only the training step (for profiling). */
+ *   --train-only: only the training step (for profiling); --serve: one timed
+ *   call per stdin line (see serve() below; used by bench/clip_compare.py). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -200,37 +201,163 @@ static void run_step(void *ctx) {
   g_phase[0] += t1 - t0; g_phase[1] += t2 - t1; g_phase[2] += t3 - t2; g_phase[3] += t4 - t3;
 }
 
+static void train_setup(bench *b, int64_t B) {
+  memset(b, 0, sizeof *b);
+  VLM_CHECK(vlm_clip_config_builtin(&b->c, "small") == VLM_OK, "%s", vlm_last_error());
+  VLM_CHECK(vlm_clip_params_init(&b->p, &b->c) == VLM_OK && vlm_clip_params_init(&b->g, &b->c) == VLM_OK &&
+                vlm_clip_params_init(&b->m, &b->c) == VLM_OK && vlm_clip_params_init(&b->v, &b->c) == VLM_OK,
+            "%s", vlm_last_error());
+  vlm_clip_params_init_openclip(&b->p, &b->c, 1);
+  slot_ctx s = {b, 0};
+  vlm_clip_params_visit(&b->p, &b->c, count_slot, &s);
+  b->n_slots = s.i;
+  b->slots = xmalloc((size_t)b->n_slots * sizeof *b->slots);
+  s.i = 0; vlm_clip_params_visit(&b->p, &b->c, fill_slot, &s);
+  s.i = 0; vlm_clip_params_visit(&b->g, &b->c, grad_slot, &s);
+  s.i = 0; vlm_clip_params_visit(&b->m, &b->c, m_slot, &s);
+  s.i = 0; vlm_clip_params_visit(&b->v, &b->c, v_slot, &s);
+  VLM_CHECK(vlm_clip_acts_init(&b->ca, &b->c, B, b->c.text.context_length, 1) == VLM_OK, "%s", vlm_last_error());
+  make_inputs(b, B, b->c.text.context_length);
+}
+
+static void train_free(bench *b) {
+  free_inputs(b);
+  free(b->slots);
+  vlm_clip_acts_free(&b->ca);
+  vlm_clip_params_free(&b->p); vlm_clip_params_free(&b->g); vlm_clip_params_free(&b->m); vlm_clip_params_free(&b->v);
+}
+
 static void train_step(int64_t B, int rounds) {
   bench b;
-  memset(&b, 0, sizeof b);
-  VLM_CHECK(vlm_clip_config_builtin(&b.c, "small") == VLM_OK, "%s", vlm_last_error());
-  VLM_CHECK(vlm_clip_params_init(&b.p, &b.c) == VLM_OK && vlm_clip_params_init(&b.g, &b.c) == VLM_OK &&
-                vlm_clip_params_init(&b.m, &b.c) == VLM_OK && vlm_clip_params_init(&b.v, &b.c) == VLM_OK,
-            "%s", vlm_last_error());
-  vlm_clip_params_init_openclip(&b.p, &b.c, 1);
-  slot_ctx s = {&b, 0};
-  vlm_clip_params_visit(&b.p, &b.c, count_slot, &s);
-  b.n_slots = s.i;
-  b.slots = xmalloc((size_t)b.n_slots * sizeof *b.slots);
-  s.i = 0; vlm_clip_params_visit(&b.p, &b.c, fill_slot, &s);
-  s.i = 0; vlm_clip_params_visit(&b.g, &b.c, grad_slot, &s);
-  s.i = 0; vlm_clip_params_visit(&b.m, &b.c, m_slot, &s);
-  s.i = 0; vlm_clip_params_visit(&b.v, &b.c, v_slot, &s);
-  VLM_CHECK(vlm_clip_acts_init(&b.ca, &b.c, B, b.c.text.context_length, 1) == VLM_OK, "%s", vlm_last_error());
-  make_inputs(&b, B, b.c.text.context_length);
+  train_setup(&b, B);
   double t = median_time(run_step, &b, rounds);
   char key[64], label[96];
   snprintf(key, sizeof key, "train_b%lld_f32_ms", (long long)B);
   snprintf(label, sizeof label, "training step, config small, batch %lld, fp32", (long long)B);
   report(key, label, t * 1e3, "ms");
-  free_inputs(&b);
-  free(b.slots);
-  vlm_clip_acts_free(&b.ca);
-  vlm_clip_params_free(&b.p); vlm_clip_params_free(&b.g); vlm_clip_params_free(&b.m); vlm_clip_params_free(&b.v);
+  train_free(&b);
+}
+
+/* --serve: every workload set up once; each stdin line names one, which is run
+ * once and answered on stdout as "key value" (ms; GFLOP/s for gemm; the bf16
+ * cosine for cos_*), so a driver can interleave single calls with the peer's
+ * (bench/clip_compare.py). Keys: gemm, img_b1_f32, img_b8_f32, txt_b8_f32,
+ * img_b1_bf16, img_b8_bf16, txt_b8_bf16, train_b32_f32, cos_img_b1, cos_img_b8,
+ * cos_txt_b8, quit. */
+typedef struct {
+  const char *name;
+  int64_t B;
+  int image;
+  bench st;
+  float *f32;  /* fp32 features, for the cosine */
+} serve_wl;
+
+static void wl_setup(serve_wl *w, const bench *model) {
+  w->st = *model;
+  bench *b = &w->st;
+  vlm_arena m;
+  vlm_arena_measure(&m, VLM_CPU);
+  if (w->image) {
+    vlm_vit_acts_alloc(&b->va, &b->c.vision);
+    vlm_vit_acts_layout(&b->va, &m, &b->c.vision, w->B, 0);
+  } else {
+    vlm_text_acts_alloc(&b->ta, &b->c.text, w->B);
+    vlm_text_acts_layout(&b->ta, &m, &b->c.text, w->B, b->c.text.context_length, 0);
+  }
+  VLM_CHECK(vlm_arena_init(&b->arena, m.used, VLM_CPU) == VLM_OK, "%s", vlm_last_error());
+  if (w->image) vlm_vit_acts_layout(&b->va, &b->arena, &b->c.vision, w->B, 0);
+  else vlm_text_acts_layout(&b->ta, &b->arena, &b->c.text, w->B, b->c.text.context_length, 0);
+  make_inputs(b, w->B, b->c.text.context_length);
+}
+
+static const vlm_tensor *wl_run(serve_wl *w, vlm_clip_params *p, int bf16) {
+  w->st.p = *p;
+  vlm_set_matmul_precision(bf16 ? VLM_PREC_BF16 : VLM_PREC_F32);
+  (w->image ? run_image : run_text)(&w->st);
+  vlm_set_matmul_precision(VLM_PREC_F32);
+  return w->image ? &w->st.va.features : &w->st.ta.features;
+}
+
+static int serve(void) {
+  bench model;
+  memset(&model, 0, sizeof model);
+  VLM_CHECK(vlm_clip_config_builtin(&model.c, "ViT-B-32") == VLM_OK, "%s", vlm_last_error());
+  VLM_CHECK(vlm_clip_params_init(&model.p, &model.c) == VLM_OK, "%s", vlm_last_error());
+  vlm_clip_params_init_openclip(&model.p, &model.c, 1);
+  vlm_clip_params p32 = model.p, p16;
+  VLM_CHECK(vlm_clip_params_bf16(&p16, &p32, &model.c) == VLM_OK, "%s", vlm_last_error());
+  serve_wl wl[3];
+  memset(wl, 0, sizeof wl);
+  wl[0].name = "img_b1", wl[0].B = 1, wl[0].image = 1;
+  wl[1].name = "img_b8", wl[1].B = 8, wl[1].image = 1;
+  wl[2].name = "txt_b8", wl[2].B = 8, wl[2].image = 0;
+  for (int i = 0; i < 3; i++) {
+    wl_setup(&wl[i], &model);
+    const vlm_tensor *f = wl_run(&wl[i], &p32, 0);
+    size_t n = (size_t)vlm_numel(f);
+    wl[i].f32 = xmalloc(n * sizeof(float));
+    memcpy(wl[i].f32, f->data, n * sizeof(float));
+  }
+  bench tr;
+  train_setup(&tr, 32);
+  /* the 2048^3 GEMM */
+  const int64_t N = 2048, sh[2] = {N, N};
+  float *gx = xmalloc((size_t)(N * N) * sizeof(float)), *gw = xmalloc((size_t)(N * N) * sizeof(float)),
+        *gy = xmalloc((size_t)(N * N) * sizeof(float));
+  vlm_rng r;
+  vlm_rng_seed(&r, 3);
+  vlm_rng_fill_normal(&r, gx, (size_t)(N * N), 0.0f, 1.0f);
+  vlm_rng_fill_normal(&r, gw, (size_t)(N * N), 0.0f, 1.0f);
+  vlm_tensor tx = vlm_tensor_cpu_f32(gx, 2, sh), tw = vlm_tensor_cpu_f32(gw, 2, sh), ty = vlm_tensor_cpu_f32(gy, 2, sh);
+  printf("ready\n");
+  fflush(stdout);
+  char line[128];
+  while (fgets(line, sizeof line, stdin)) {
+    line[strcspn(line, "\r\n")] = 0;
+    if (!strcmp(line, "quit")) break;
+    double t0 = vlm_now(), v = -1;
+    if (!strcmp(line, "gemm")) {
+      vlm_matmul_forward(&ty, &tx, &tw, NULL, 0, 0);
+      v = 2.0 * N * N * N / (vlm_now() - t0) * 1e-9;
+    } else if (!strcmp(line, "train_b32_f32")) {
+      run_step(&tr);
+      v = (vlm_now() - t0) * 1e3;
+    } else {
+      for (int i = 0; i < 3; i++) {
+        char k32[64], k16[64], kc[64];
+        snprintf(k32, sizeof k32, "%s_f32", wl[i].name);
+        snprintf(k16, sizeof k16, "%s_bf16", wl[i].name);
+        snprintf(kc, sizeof kc, "cos_%s", wl[i].name);
+        if (!strcmp(line, k32) || !strcmp(line, k16)) {
+          t0 = vlm_now();
+          wl_run(&wl[i], !strcmp(line, k16) ? &p16 : &p32, !strcmp(line, k16));
+          v = (vlm_now() - t0) * 1e3;
+        } else if (!strcmp(line, kc)) {
+          const vlm_tensor *f = wl_run(&wl[i], &p16, 1);
+          v = cosine_min(f->data, wl[i].f32, wl[i].B, model.c.embed_dim);
+        }
+      }
+    }
+    if (v < 0) printf("%s unknown\n", line);
+    else printf("%s %.6g\n", line, v);
+    fflush(stdout);
+  }
+  free(gx); free(gw); free(gy);
+  train_free(&tr);
+  for (int i = 0; i < 3; i++) {
+    free(wl[i].f32);
+    free_inputs(&wl[i].st);
+    if (wl[i].image) vlm_vit_acts_free(&wl[i].st.va);
+    else vlm_text_acts_free(&wl[i].st.ta);
+    vlm_arena_free(&wl[i].st.arena);
+  }
+  vlm_clip_params_free(&p16);
+  vlm_clip_params_free(&p32);
+  return 0;
 }
 
 int main(int argc, char **argv) {
-  int threads = 2, rounds = 5, do_f32 = 1, do_bf16 = 1, train_only = 0;
+  int threads = 2, rounds = 5, do_f32 = 1, do_bf16 = 1, train_only = 0, serve_mode = 0;
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--rounds") && i + 1 < argc) rounds = atoi(argv[++i]);
@@ -238,13 +365,15 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[i], "--f32")) do_f32 = 1, do_bf16 = 0;
     else if (!strcmp(argv[i], "--machine")) g_machine = 1;
     else if (!strcmp(argv[i], "--train-only")) train_only = 1;
+    else if (!strcmp(argv[i], "--serve")) serve_mode = 1;
     else {
-      fprintf(stderr, "usage: bench_clip [--threads N] [--rounds R] [--bf16 | --f32] [--machine] [--train-only]\n");
+      fprintf(stderr, "usage: bench_clip [--threads N] [--rounds R] [--bf16 | --f32] [--machine] [--train-only] [--serve]\n");
       return 2;
     }
   }
   if (rounds < 1) rounds = 1;
   threads = vlm_threads_init(threads);
+  if (serve_mode) return serve();
   if (g_machine) printf("VLM threads %d\n", threads);
   else printf("bench_clip: %d threads, median of %d rounds\n", threads, rounds);
   if (train_only) {

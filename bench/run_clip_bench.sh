@@ -1,26 +1,27 @@
 #!/usr/bin/env bash
-# bench/run_clip_bench.sh: vlm's CLIP benchmarks against PyTorch running open_clip,
-# interleaved in the same run, with medians and ratios (bench/clip_report.py).
+# bench/run_clip_bench.sh: vlm's CLIP benchmarks against PyTorch running open_clip
+# in the same run, with medians, ratios and the issue-3 targets.
 #
 #   cmake -S . -B build -DCMAKE_BUILD_TYPE=Release && cmake --build build -j2
 #   bench/peer/setup.sh                 # once: the peer (Debian torch + open_clip in a venv)
-#   bench/run_clip_bench.sh [ROUNDS] [REPS]   # default 5 rounds, 3 timed calls per figure
+#   bench/run_clip_bench.sh [REPS]      # default 7 interleaved reps per workload (~3 min)
 #
-# Each round runs bench_clip (vlm) and bench/peer/clip_peer.py (PyTorch), the
-# side that goes first alternating from round to round. Both sides get 2 threads
-# and OMP_WAIT_POLICY=PASSIVE (on this shared 2-core VM, spinning OpenMP threads
-# lose their core to other processes); the peer's OpenBLAS gets
-# OPENBLAS_CORETYPE=SKYLAKEX (the right kernels for this Sapphire Rapids CPU).
-# Each side prints its 2048^3 fp32 GEMM rate, so a handicapped side shows.
-# Peak memory: `vlm forward` on a ViT-B-32 checkpoint at batch 1 (max RSS).
-# Without the peer (no venv, import failure) the vlm figures are still reported
-# and the peer is skipped with a message.
+# bench/clip_compare.py keeps both sides running (bench_clip --serve and
+# bench/peer/clip_peer.py --serve, every model set up once) and alternates single
+# calls: for each workload, vlm's call(s) and the peer's back to back, the order
+# flipping each time; a speedup is the median of those back-to-back ratios.
+# Both sides get 2 threads and OMP_WAIT_POLICY=PASSIVE (on this shared 2-core VM
+# spinning OpenMP threads lose their core to other processes); the peer's
+# OpenBLAS gets OPENBLAS_CORETYPE=SKYLAKEX (the right kernels for this Sapphire
+# Rapids CPU). Each side's 2048^3 fp32 GEMM rate is printed, so a handicapped
+# side shows. Peak memory: `vlm forward` on a ViT-B-32 checkpoint at batch 1.
+# Without the peer (no venv, import failure) vlm's figures are still printed and
+# the peer is skipped with a message.
 # Env: BUILD (default build), PEER_PY (default build-peer/venv/bin/python), THREADS (2).
 set -uo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 BUILD="${BUILD:-$ROOT/build}"
-ROUNDS="${1:-5}"
-REPS="${2:-3}"
+REPS="${1:-7}"
 THREADS="${THREADS:-2}"
 PEER_PY="${PEER_PY:-$ROOT/build-peer/venv/bin/python}"
 BENCH="$BUILD/bench/bench_clip"
@@ -36,23 +37,11 @@ export OPENBLAS_CORETYPE="${OPENBLAS_CORETYPE:-SKYLAKEX}"
 
 peer=1
 if [ ! -x "$PEER_PY" ]; then
-  echo "PEER skipped: no peer python at $PEER_PY (run bench/peer/setup.sh)" | tee -a "$LOG"; peer=0
+  echo "PEER skipped: no peer python at $PEER_PY (run bench/peer/setup.sh)" >> "$LOG"; peer=0
 elif ! msg=$("$PEER_PY" -c "import torch, open_clip" 2>&1); then
-  echo "PEER skipped: $PEER_PY cannot import torch/open_clip: $(echo "$msg" | tail -1)" | tee -a "$LOG"; peer=0
+  echo "PEER skipped: $PEER_PY cannot import torch/open_clip: $(echo "$msg" | tail -1)" >> "$LOG"; peer=0
 fi
 echo "CPU $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) cores; threads $THREADS" >> "$LOG"
-
-run_vlm() { echo "ROUND $1 vlm" >> "$LOG"; "$BENCH" --threads "$THREADS" --rounds "$REPS" --machine >> "$LOG" 2>&1; }
-run_peer() {
-  echo "ROUND $1 peer" >> "$LOG"
-  "$PEER_PY" "$ROOT/bench/peer/clip_peer.py" --threads "$THREADS" --reps "$REPS" >> "$LOG" 2>&1 ||
-    echo "PEER failed in round $1 (see $LOG)" | tee -a "$LOG"
-}
-for r in $(seq 1 "$ROUNDS"); do
-  echo "round $r/$ROUNDS ($(date +%T))"
-  if [ $peer = 1 ] && [ $((r % 2)) = 0 ]; then run_peer "$r"; run_vlm "$r"
-  else run_vlm "$r"; [ $peer = 1 ] && run_peer "$r"; fi
-done
 
 # Peak memory of ViT-B-32 inference at batch 1: `vlm forward` (image + text, batch 1).
 CK="$OUT/vit-b-32"
@@ -81,4 +70,10 @@ if r.returncode == 0:
     print(f"VLM peak_rss_b1_{prec}_mb {resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024:.0f}")
 PYEOF
 done
-"$PY" "$ROOT/bench/clip_report.py" "$LOG"
+peak() { grep "^VLM peak_rss_b1_$1_mb" "$LOG" | awk '{print $3}'; }
+args=(--vlm "$BENCH" --threads "$THREADS" --reps "$REPS")
+[ -n "$(peak f32)" ] && args+=(--peak-f32 "$(peak f32)")
+[ -n "$(peak bf16)" ] && args+=(--peak-bf16 "$(peak bf16)")
+[ $peer = 1 ] && args+=(--peer "$PEER_PY" "$ROOT/bench/peer/clip_peer.py")
+cat "$LOG"
+"$PY" "$ROOT/bench/clip_compare.py" "${args[@]}" | tee "$OUT/summary.md"

@@ -68,6 +68,7 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--skip", default="", help="comma list of: gemm,encode,bf16,train")
+    ap.add_argument("--serve", action="store_true", help="one timed call per stdin line (bench/clip_compare.py)")
     a = ap.parse_args()
     skip = set(s for s in a.skip.split(",") if s)
     try:
@@ -78,6 +79,8 @@ def main():
         return 3
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
+    if a.serve:
+        return serve(torch, open_clip)
     out("versions", f"torch={torch.__version__},open_clip={oc_version()},"
         f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '-')},"
         f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '-')},threads={torch.get_num_threads()}")
@@ -157,6 +160,82 @@ def main():
         out("peak_rss_mb", f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}")
     except Exception:
         pass
+    return 0
+
+
+def serve(torch, open_clip):
+    """Every workload set up once; each stdin line names one, run once, answered
+    as "key value" (ms; GFLOP/s for gemm; the lowest bf16-vs-fp32 feature cosine
+    for cos_*). Keys as bench_clip --serve, plus *_bf16w (open_clip precision="bf16")."""
+    from open_clip.model import CLIP
+    from open_clip.transformer import LayerNorm, LayerNormFp32
+    print(f"versions torch={torch.__version__},open_clip={oc_version()},"
+          f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '-')},"
+          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '-')},threads={torch.get_num_threads()}", flush=True)
+    m32 = open_clip.create_model("ViT-B-32", pretrained=None).eval()
+    # torch 1.13's CPU autocast fails in layer_norm (bf16 input, f32 weights): use open_clip's
+    # LayerNormFp32 (same parameters; in fp32 the same computation).
+    for m in m32.modules():
+        if type(m) is LayerNorm:
+            m.__class__ = LayerNormFp32
+    m16 = open_clip.create_model("ViT-B-32", pretrained=None, precision="bf16").eval()
+    img = {b: torch.randn(b, 3, 224, 224, generator=torch.Generator().manual_seed(7)) for b in (1, 8)}
+    img16 = {b: x.to(torch.bfloat16) for b, x in img.items()}
+    ids8 = make_ids(torch, 8, 77, 49408, 7)
+    enc = {"img_b1": lambda m, x: m.encode_image(x[1]), "img_b8": lambda m, x: m.encode_image(x[8]),
+           "txt_b8": lambda m, x: m.encode_text(ids8)}
+    tm = CLIP(embed_dim=256, vision_cfg=dict(image_size=64, patch_size=8, width=256, layers=6, head_width=64),
+              text_cfg=dict(context_length=32, vocab_size=8192, width=256, heads=4, layers=6)).train()
+    loss_fn = open_clip.ClipLoss()
+    dec = lambda n, p: p.ndim >= 2 and "positional_embedding" not in n
+    opt = torch.optim.AdamW([{"params": [p for n, p in tm.named_parameters() if dec(n, p)], "weight_decay": 0.2},
+                             {"params": [p for n, p in tm.named_parameters() if not dec(n, p)], "weight_decay": 0.0}],
+                            lr=1e-4, betas=(0.9, 0.98), eps=1e-6)
+    timages = torch.randn(32, 3, 64, 64, generator=torch.Generator().manual_seed(7))
+    tids = make_ids(torch, 32, 32, 8192, 7)
+
+    def step():
+        opt.zero_grad(set_to_none=False)
+        f_i, f_t, scale = tm(timages, tids)
+        loss_fn(f_i, f_t, scale).backward()
+        torch.nn.utils.clip_grad_norm_(tm.parameters(), 1.0)
+        opt.step()
+        with torch.no_grad():
+            tm.logit_scale.clamp_(0, math.log(100))
+
+    gx, gy = torch.randn(2048, 2048), torch.randn(2048, 2048)
+    print("ready", flush=True)
+    for line in sys.stdin:
+        key = line.strip()
+        if key == "quit":
+            break
+        t0 = time.perf_counter()
+        v = None
+        with torch.no_grad():
+            if key == "gemm":
+                torch.mm(gx, gy)
+                v = 2 * 2048 ** 3 / (time.perf_counter() - t0) * 1e-9
+            elif key.startswith("cos_") and key[4:] in enc:
+                f32 = enc[key[4:]](m32, img)
+                with torch.autocast("cpu", dtype=torch.bfloat16):
+                    v = cosine_min(enc[key[4:]](m32, img), f32)
+            elif key[:6] in enc:
+                w, prec = key[:6], key[7:]
+                if prec == "f32":
+                    enc[w](m32, img)
+                elif prec == "bf16":
+                    with torch.autocast("cpu", dtype=torch.bfloat16):
+                        enc[w](m32, img)
+                elif prec == "bf16w":
+                    enc[w](m16, img16)
+                else:
+                    w = None
+                if w:
+                    v = (time.perf_counter() - t0) * 1e3
+        if key == "train_b32_f32":
+            step()
+            v = (time.perf_counter() - t0) * 1e3
+        print(f"{key} unknown" if v is None else f"{key} {v:.6g}", flush=True)
     return 0
 
 
