@@ -14,7 +14,7 @@ static void usage(FILE *f) {
           "usage: vlm preprocess [--size N] [--resize-mode shortest|squash|longest] [--mean R,G,B]\n"
           "                      [--std R,G,B] [--max-image-pixels N] [--jpeg-reduce] IMAGE... --out DIR\n"
           "\n"
-          "Decodes each JPEG or PNG and applies open_clip's eval preprocessing exactly as PIL +\n"
+          "Decodes each JPEG, PNG or WebP and applies open_clip's eval preprocessing exactly as PIL +\n"
           "torchvision compute it: resize (bicubic, antialiased), center crop or pad, RGB, /255,\n"
           "(x - mean) / std. Writes DIR/<stem>.safetensors with crop_u8 U8 [3,N,N] (the RGB crop)\n"
           "and pixels F32 [3,N,N] (normalized). An image that fails is reported by name and the\n"

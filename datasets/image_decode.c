@@ -1,4 +1,4 @@
-/* Image decoding: JPEG (libjpeg-turbo) and PNG (libpng) into PIL's modes.
+/* Image decoding: JPEG (libjpeg-turbo), PNG (libpng) and WebP (libwebp) into PIL's modes.
  *
  * JPEG: libjpeg's defaults as PIL uses them (islow DCT, fancy upsampling).
  *   1 component -> L; 3 (YCbCr or RGB) -> RGB; 4 (CMYK or YCCK) -> CMYK, decoded by
@@ -16,7 +16,15 @@
  *   the image data are not read (a missing IEND is accepted). Stricter than PIL: it does
  *   not check IDAT CRCs.
  *
- * Both decoders check width * height against the max-pixels guard right after reading
+ * WebP (libwebp), as Pillow's WebPImagePlugin decodes it: the mode comes from
+ *   WebPGetFeatures (has_alpha -> RGBA, else RGB), and the pixels from libwebp's
+ *   WebPAnimDecoder with default options (MODE_RGBA, non-premultiplied, fancy
+ *   upsampling for lossy), alpha dropped for RGB. Lossy, lossless, with and without
+ *   alpha (ALPH chunk), extended (VP8X) files. An animated file gives its first frame
+ *   composited on the canvas, which is what PIL's Image.open(...) shows (frame 0).
+ *   Truncated or corrupt files (libwebp refuses them; so does PIL) are errors.
+ *
+ * All decoders check width * height against the max-pixels guard right after reading
  * the header, before allocating the pixel buffer. */
 #include <errno.h>
 #include <setjmp.h>
@@ -27,6 +35,8 @@
 #include <jpeglib.h>
 #include <jerror.h>
 #include <png.h>
+#include <webp/decode.h>
+#include <webp/demux.h>
 
 #include "datasets/datasets.h"
 
@@ -299,10 +309,83 @@ static vlm_status decode_png(const uint8_t *buf, size_t n, const char *name, con
   return VLM_OK;
 }
 
+/* ------------------------------------------------------------------ WebP */
+static const char *webp_status_name(VP8StatusCode c) {
+  switch (c) {
+    case VP8_STATUS_OK: return "ok";
+    case VP8_STATUS_OUT_OF_MEMORY: return "out of memory";
+    case VP8_STATUS_INVALID_PARAM: return "invalid parameter";
+    case VP8_STATUS_BITSTREAM_ERROR: return "bitstream error";
+    case VP8_STATUS_UNSUPPORTED_FEATURE: return "unsupported feature";
+    case VP8_STATUS_SUSPENDED: return "suspended";
+    case VP8_STATUS_USER_ABORT: return "aborted";
+    case VP8_STATUS_NOT_ENOUGH_DATA: return "truncated file (not enough data for the header)";
+  }
+  return "unknown error";
+}
+
+static vlm_status decode_webp(const uint8_t *buf, size_t n, const char *name, const vlm_decode_opts *opts,
+                              vlm_image *out) {
+  /* Header only: size, alpha, animation; no pixel buffer yet. */
+  WebPBitstreamFeatures f;
+  VP8StatusCode sc = WebPGetFeatures(buf, n, &f);
+  if (sc != VP8_STATUS_OK) return vlm_error(VLM_ERR_FORMAT, "%s: bad WebP: %s", name, webp_status_name(sc));
+  vlm_status st = check_pixels(name, f.width, f.height, opts);
+  if (st) return st;
+  vlm_img_mode mode = f.has_alpha ? VLM_IMG_RGBA : VLM_IMG_RGB;
+  WebPAnimDecoderOptions dopt;
+  if (!WebPAnimDecoderOptionsInit(&dopt)) return vlm_error(VLM_ERR_UNSUPPORTED, "%s: libwebp version mismatch", name);
+  dopt.color_mode = MODE_RGBA;
+  dopt.use_threads = 0;
+  WebPData data = {buf, n};
+  /* The RIFF size says how long the file is: a shorter one was cut (named in the errors). */
+  uint32_t riff = (uint32_t)buf[4] | (uint32_t)buf[5] << 8 | (uint32_t)buf[6] << 16 | (uint32_t)buf[7] << 24;
+  const char *why = (uint64_t)riff + 8 > n ? "truncated file" : "corrupt data";
+  WebPAnimDecoder *dec = WebPAnimDecoderNew(&data, &dopt);
+  if (!dec)
+    return vlm_error(VLM_ERR_FORMAT, "%s: bad WebP: %s (RIFF size %llu, file %zu bytes)", name, why,
+                     (unsigned long long)riff + 8, n);
+  WebPAnimInfo info;
+  uint8_t *rgba = NULL;
+  int ts = 0;
+  if (!WebPAnimDecoderGetInfo(dec, &info)) {
+    WebPAnimDecoderDelete(dec);
+    return vlm_error(VLM_ERR_FORMAT, "%s: bad WebP: cannot read the canvas", name);
+  }
+  st = check_pixels(name, info.canvas_width, info.canvas_height, opts);
+  if (st) {
+    WebPAnimDecoderDelete(dec);
+    return st;
+  }
+  if (!WebPAnimDecoderGetNext(dec, &rgba, &ts) || !rgba) {
+    WebPAnimDecoderDelete(dec);
+    return vlm_error(VLM_ERR_FORMAT, "%s: bad WebP: %s in the image data", name, why);
+  }
+  int w = (int)info.canvas_width, h = (int)info.canvas_height;
+  vlm_image img;
+  st = vlm_image_alloc(&img, w, h, mode, 0);
+  if (st) {
+    WebPAnimDecoderDelete(dec);
+    return vlm_error(VLM_ERR_OOM, "%s: cannot allocate %dx%d pixels", name, w, h);
+  }
+  size_t np = (size_t)w * h;
+  if (mode == VLM_IMG_RGBA) {
+    memcpy(img.data, rgba, np * 4);
+  } else {
+    for (size_t i = 0; i < np; i++) {
+      img.data[3 * i] = rgba[4 * i];
+      img.data[3 * i + 1] = rgba[4 * i + 1];
+      img.data[3 * i + 2] = rgba[4 * i + 2];
+    }
+  }
+  WebPAnimDecoderDelete(dec);
+  *out = img;
+  return VLM_OK;
+}
+
 /* ------------------------------------------------------------------ dispatch */
 static const char *sniff_other(const uint8_t *b, size_t n) {
   if (n >= 6 && (!memcmp(b, "GIF87a", 6) || !memcmp(b, "GIF89a", 6))) return "GIF";
-  if (n >= 12 && !memcmp(b, "RIFF", 4) && !memcmp(b + 8, "WEBP", 4)) return "WebP";
   if (n >= 2 && b[0] == 'B' && b[1] == 'M') return "BMP";
   if (n >= 4 && (!memcmp(b, "II*\0", 4) || !memcmp(b, "MM\0*", 4))) return "TIFF";
   if (n >= 12 && !memcmp(b + 4, "ftyp", 4)) return "HEIF/AVIF (ISO media)";
@@ -318,9 +401,10 @@ vlm_status vlm_image_decode_mem(const void *buf, size_t n, const char *name, con
   if (n == 0) return vlm_error(VLM_ERR_FORMAT, "%s: empty file", name);
   if (n >= 2 && b[0] == 0xFF && b[1] == 0xD8) return decode_jpeg(b, n, name, opts, out);
   if (n >= 8 && !memcmp(b, "\x89PNG\r\n\x1a\n", 8)) return decode_png(b, n, name, opts, out);
+  if (n >= 12 && !memcmp(b, "RIFF", 4) && !memcmp(b + 8, "WEBP", 4)) return decode_webp(b, n, name, opts, out);
   const char *other = sniff_other(b, n);
-  if (other) return vlm_error(VLM_ERR_UNSUPPORTED, "%s: unsupported format (%s); vlm reads JPEG and PNG", name, other);
-  return vlm_error(VLM_ERR_UNSUPPORTED, "%s: unsupported format (not a JPEG or PNG file)", name);
+  if (other) return vlm_error(VLM_ERR_UNSUPPORTED, "%s: unsupported format (%s); vlm reads JPEG, PNG and WebP", name, other);
+  return vlm_error(VLM_ERR_UNSUPPORTED, "%s: unsupported format (not a JPEG, PNG or WebP file)", name);
 }
 
 vlm_status vlm_image_decode_file(const char *path, const vlm_decode_opts *opts, vlm_image *out) {

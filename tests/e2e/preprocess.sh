@@ -70,5 +70,12 @@ sys.exit(0 if one >= 0.999 else 1)
 else
   echo "no $imgs or $fx: image checks skipped"
 fi
+# WebP (a 16x12 lossy seed of the image fuzzer) is read by its magic bytes.
+webp=$(dirname "$0")/../fuzz/seeds/image/lossy_rgb.webp
+"$vlm" preprocess --size 32 "$webp" --out "$tmp/w" >/dev/null 2>&1
+check "a .webp preprocesses" "[ $? -eq 0 ] && grep -aq '\"shape\":\[3,32,32\]' \"$tmp/w/lossy_rgb.safetensors\""
+head -c 40 "$webp" >"$tmp/cut.webp"
+err=$("$vlm" preprocess "$tmp/cut.webp" --out "$tmp/w2" 2>&1 >/dev/null); rc=$?
+check "a truncated .webp fails by name" "[ $rc -eq 1 ] && grep -q 'cut.webp: bad WebP' <<<\"\$err\""
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]

@@ -1,4 +1,4 @@
-/* libFuzzer target: the JPEG/PNG decoders and CLIP preprocessing on arbitrary
+/* libFuzzer target: the JPEG/PNG/WebP decoders and CLIP preprocessing on arbitrary
  * bytes. A decode either fails with a message naming the record or yields an
  * image that then preprocesses to 32x32 in every resize mode without error. */
 #include <stdint.h>

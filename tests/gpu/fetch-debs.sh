@@ -8,5 +8,6 @@ cd "$(dirname "$0")/../.."
 mkdir -p .debs
 cd .debs
 apt-get download libdnnl2 libdnnl-dev libcjson1 libcjson-dev libutf8proc2 libutf8proc-dev \
-  ocl-icd-libopencl1 libpng-dev libpng16-16 libjpeg62-turbo libjpeg62-turbo-dev zlib1g-dev 2>&1 | tail -n 2
+  ocl-icd-libopencl1 libpng-dev libpng16-16 libjpeg62-turbo libjpeg62-turbo-dev zlib1g-dev \
+  libwebp-dev libwebp7 libwebpdemux2 libwebpmux3 2>&1 | tail -n 2
 ls -la

@@ -5,6 +5,9 @@
  *     tolerance (prints the exact / within-one fractions per image);
  *   - truncated.jpg (PIL refuses it) and crafted bad inputs fail cleanly, naming the file;
  *   - the max-pixels guard fires from the header (PNG and JPEG claiming huge sizes);
+ *   - WebP written by libwebp's encoder: lossless round trips exactly (RGB, RGBA, opaque
+ *     RGBA -> RGB, animated -> first frame), lossy equals libwebp's own decode, truncated /
+ *     corrupt / huge-header files fail naming the file;
  *   - resampler properties (identity, constant images, PNG round trips of every colour
  *     type with libpng's writer), resize-mode geometry, RandomResizedCrop determinism. */
 #define _GNU_SOURCE
@@ -17,6 +20,9 @@
 #include <jpeglib.h>
 #include <png.h>
 #include <zlib.h>
+#include <webp/decode.h>
+#include <webp/encode.h>
+#include <webp/mux.h>
 
 #include "datasets/datasets.h"
 #include "gradcheck.h"
@@ -713,6 +719,207 @@ static void test_resize_window(void) {
   }
 }
 
+/* ------------------------------------------------------------ WebP */
+static void put_le(uint8_t *p, uint32_t v, int nb) {
+  for (int i = 0; i < nb; i++) p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static int decode_ok(const char *path, vlm_image *img, const char *label) {
+  vlm_status s = vlm_image_decode_file(path, NULL, img);
+  CHECK(s == VLM_OK, "%s: decode failed: %s", label, s ? vlm_last_error() : "");
+  return s == VLM_OK;
+}
+
+static void test_webp(void) {
+  char p[4200];
+  const int w = 37, h = 23;
+  uint8_t *rgba = malloc((size_t)w * h * 4), *rgb = malloc((size_t)w * h * 3), *opaque = malloc((size_t)w * h * 4);
+  vlm_rng r;
+  vlm_rng_seed(&r, 11);
+  for (int y = 0; y < h; y++)
+    for (int x = 0; x < w; x++) {
+      size_t i = (size_t)y * w + x;
+      for (int c = 0; c < 3; c++) {
+        uint8_t v = (uint8_t)((x * 7 + y * 5 + c * 60 + (int)vlm_rng_below(&r, 24)) & 255);
+        rgb[3 * i + c] = rgba[4 * i + c] = opaque[4 * i + c] = v;
+      }
+      rgba[4 * i + 3] = (uint8_t)(1 + (x * 13 + y * 29) % 255);  /* never 0: lossless keeps RGB */
+      opaque[4 * i + 3] = 255;
+    }
+  vlm_image img;
+  uint8_t *enc = NULL;
+  size_t n;
+
+  /* Lossless RGB: exact. */
+  n = WebPEncodeLosslessRGB(rgb, w, h, w * 3, &enc);
+  CHECK(n > 0, "WebPEncodeLosslessRGB");
+  tpath(p, sizeof p, "ll_rgb.webp");
+  write_raw(p, enc, n);
+  if (decode_ok(p, &img, "lossless RGB")) {
+    CHECK(img.mode == VLM_IMG_RGB && img.w == w && img.h == h, "lossless RGB: mode %s %dx%d",
+          vlm_img_mode_name(img.mode), img.w, img.h);
+    CHECK(img.mode == VLM_IMG_RGB && !memcmp(img.data, rgb, (size_t)w * h * 3), "lossless RGB: pixels differ");
+    vlm_image_free(&img);
+  }
+  /* Truncated at several points, and garbage after the magic: errors naming the file. */
+  size_t cuts[] = {n - 1, n / 2, 30, 16, 13};
+  for (size_t k = 0; k < sizeof cuts / sizeof cuts[0]; k++) {
+    char name[64], label[64];
+    snprintf(name, sizeof name, "cut%zu.webp", cuts[k]);
+    snprintf(label, sizeof label, "webp cut at %zu of %zu", cuts[k], n);
+    tpath(p, sizeof p, name);
+    write_raw(p, enc, cuts[k]);
+    expect_fail(p, NULL, "WebP", label);
+  }
+  {
+    uint8_t g[200];
+    memcpy(g, enc, 12);
+    vlm_rng_seed(&r, 3);
+    for (size_t i = 12; i < sizeof g; i++) g[i] = (uint8_t)vlm_rng_below(&r, 256);
+    put_le(g + 4, sizeof g - 8, 4);
+    tpath(p, sizeof p, "garbage.webp");
+    write_raw(p, g, sizeof g);
+    expect_fail(p, NULL, "bad WebP", "garbage after RIFF/WEBP");
+    /* a valid VP8L chunk header with garbage bitstream after the size fields */
+    memcpy(g, enc, 25 < n ? 25 : n);
+    tpath(p, sizeof p, "garbage2.webp");
+    write_raw(p, g, sizeof g);
+    expect_fail(p, NULL, "bad WebP", "garbage VP8L bitstream");
+  }
+  /* The max-pixels guard on a real file, from the header. */
+  {
+    vlm_decode_opts o;
+    memset(&o, 0, sizeof o);
+    o.max_pixels = (int64_t)w * h - 1;
+    tpath(p, sizeof p, "ll_rgb.webp");
+    expect_fail(p, &o, "max-pixels", "webp over a small max-pixels");
+    o.max_pixels = (int64_t)w * h;
+    vlm_status s = vlm_image_decode_file(p, &o, &img);
+    CHECK(s == VLM_OK, "webp at exactly max-pixels: %s", s ? vlm_last_error() : "");
+    if (s == VLM_OK) vlm_image_free(&img);
+  }
+  WebPFree(enc);
+
+  /* Headers claiming huge sizes, with no data behind them: the guard fires, nothing is
+   * allocated (a 16384x16384 VP8L, a 20000x20000 animated VP8X canvas). */
+  {
+    uint8_t b[64];
+    memset(b, 0, sizeof b);
+    memcpy(b, "RIFF", 4); put_le(b + 4, 4 + 8 + 5, 4); memcpy(b + 8, "WEBPVP8L", 8); put_le(b + 16, 5, 4);
+    b[20] = 0x2f;
+    uint32_t bits = (16384 - 1) | (uint32_t)(16384 - 1) << 14;  /* alpha 0, version 0 */
+    put_le(b + 21, bits, 4);
+    tpath(p, sizeof p, "huge_vp8l.webp");
+    write_raw(p, b, 26);
+    expect_fail(p, NULL, "max-pixels", "VP8L claiming 16384x16384");
+    memset(b, 0, sizeof b);
+    memcpy(b, "RIFF", 4); put_le(b + 4, 4 + 18 + 14, 4); memcpy(b + 8, "WEBPVP8X", 8); put_le(b + 16, 10, 4);
+    b[20] = 0x02 | 0x10;  /* animation, alpha */
+    put_le(b + 24, 20000 - 1, 3);
+    put_le(b + 27, 20000 - 1, 3);
+    memcpy(b + 30, "ANIM", 4); put_le(b + 34, 6, 4);
+    tpath(p, sizeof p, "huge_anim.webp");
+    write_raw(p, b, 44);
+    expect_fail(p, NULL, "max-pixels", "animated VP8X claiming 20000x20000");
+  }
+
+  /* Lossless RGBA: exact, mode RGBA; an opaque RGBA image is encoded without alpha -> RGB. */
+  n = WebPEncodeLosslessRGBA(rgba, w, h, w * 4, &enc);
+  tpath(p, sizeof p, "ll_rgba.webp");
+  write_raw(p, enc, n);
+  WebPFree(enc);
+  if (decode_ok(p, &img, "lossless RGBA")) {
+    CHECK(img.mode == VLM_IMG_RGBA && !memcmp(img.data, rgba, (size_t)w * h * 4), "lossless RGBA: mode %s or pixels",
+          vlm_img_mode_name(img.mode));
+    vlm_image_free(&img);
+  }
+  n = WebPEncodeLosslessRGBA(opaque, w, h, w * 4, &enc);
+  tpath(p, sizeof p, "ll_opaque.webp");
+  write_raw(p, enc, n);
+  WebPFree(enc);
+  if (decode_ok(p, &img, "lossless opaque RGBA")) {
+    CHECK(img.mode == VLM_IMG_RGB && !memcmp(img.data, rgb, (size_t)w * h * 3), "opaque RGBA: mode %s (want RGB) or pixels",
+          vlm_img_mode_name(img.mode));
+    vlm_image_free(&img);
+  }
+
+  /* Lossy, without and with alpha: the same bytes as libwebp's plain decoder, close to the source. */
+  for (int alpha = 0; alpha < 2; alpha++) {
+    n = alpha ? WebPEncodeRGBA(rgba, w, h, w * 4, 80.f, &enc) : WebPEncodeRGB(rgb, w, h, w * 3, 80.f, &enc);
+    CHECK(n > 0, "lossy encode");
+    tpath(p, sizeof p, alpha ? "lossy_rgba.webp" : "lossy_rgb.webp");
+    write_raw(p, enc, n);
+    int ww = 0, hh = 0;
+    uint8_t *ref = alpha ? WebPDecodeRGBA(enc, n, &ww, &hh) : WebPDecodeRGB(enc, n, &ww, &hh);
+    if (decode_ok(p, &img, alpha ? "lossy RGBA" : "lossy RGB")) {
+      int c = alpha ? 4 : 3;
+      CHECK(img.mode == (alpha ? VLM_IMG_RGBA : VLM_IMG_RGB) && ref && ww == w && hh == h,
+            "lossy: mode %s", vlm_img_mode_name(img.mode));
+      if (img.channels == c && ref) {
+        CHECK(!memcmp(img.data, ref, (size_t)w * h * c), "lossy %s: differs from WebPDecode", alpha ? "RGBA" : "RGB");
+        double err = 0;
+        const uint8_t *src = alpha ? rgba : rgb;
+        for (size_t i = 0; i < (size_t)w * h * c; i++) err += fabs((double)img.data[i] - src[i]);
+        err /= (double)w * h * c;
+        CHECK(err < 25, "lossy: mean abs error %.2f vs the source", err);
+      }
+      vlm_image_free(&img);
+    }
+    WebPFree(ref);
+    WebPFree(enc);
+  }
+
+  /* Animated (2 lossless frames): the first frame, as PIL's Image.open shows it. */
+  {
+    WebPAnimEncoderOptions eo;
+    WebPAnimEncoderOptionsInit(&eo);
+    WebPAnimEncoder *ae = WebPAnimEncoderNew(w, h, &eo);
+    WebPConfig cfg;
+    WebPConfigInit(&cfg);
+    cfg.lossless = 1;
+    cfg.exact = 1;
+    WebPPicture pic;
+    int ok = ae != NULL;
+    for (int f = 0; f < 2 && ok; f++) {
+      WebPPictureInit(&pic);
+      pic.use_argb = 1;
+      pic.width = w;
+      pic.height = h;
+      if (f == 0) ok = WebPPictureImportRGBA(&pic, rgba, w * 4);
+      else {
+        uint8_t *inv = malloc((size_t)w * h * 4);
+        for (size_t i = 0; i < (size_t)w * h * 4; i++) inv[i] = (i & 3) == 3 ? 255 : (uint8_t)(255 - rgba[i]);
+        ok = WebPPictureImportRGBA(&pic, inv, w * 4);
+        free(inv);
+      }
+      ok = ok && WebPAnimEncoderAdd(ae, &pic, f * 100, &cfg);
+      WebPPictureFree(&pic);
+    }
+    WebPData out;
+    WebPDataInit(&out);
+    ok = ok && WebPAnimEncoderAdd(ae, NULL, 200, NULL) && WebPAnimEncoderAssemble(ae, &out);
+    CHECK(ok, "animated webp encode");
+    if (ok) {
+      tpath(p, sizeof p, "anim.webp");
+      write_raw(p, out.bytes, out.size);
+      if (decode_ok(p, &img, "animated")) {
+        CHECK(img.mode == VLM_IMG_RGBA && img.w == w && img.h == h && !memcmp(img.data, rgba, (size_t)w * h * 4),
+              "animated: first frame (mode %s %dx%d)", vlm_img_mode_name(img.mode), img.w, img.h);
+        vlm_image_free(&img);
+      }
+      size_t cut = out.size - 10;
+      tpath(p, sizeof p, "anim_cut.webp");
+      write_raw(p, out.bytes, cut);
+      expect_fail(p, NULL, "WebP", "animated webp cut");
+    }
+    WebPDataClear(&out);
+    WebPAnimEncoderDelete(ae);
+  }
+  free(rgba);
+  free(rgb);
+  free(opaque);
+}
+
 int main(int argc, char **argv) {
   const char *shared = vt_shared_dir(argc, argv);
   snprintf(g_dir, sizeof g_dir, "/tmp/vlm_test_image_XXXXXX");
@@ -722,6 +929,7 @@ int main(int argc, char **argv) {
   test_png_roundtrip();
   test_jpeg_kinds();
   test_bad_inputs();
+  test_webp();
   test_resample();
   test_resize_window();
   test_golden();
