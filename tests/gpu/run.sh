@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Run on a GPU machine (the device tool): build with CUDA, run the tests that
 # need a GPU (and the CPU suite for comparison), print a summary, within a few
-# minutes. Prepare .debs/ here first with tests/gpu/fetch-debs.sh and carry it.
+# minutes. Prepare .debs/ here first with tests/gpu/fetch-debs.sh and carry it,
+# with a copy of ../shared as .shared (cp -r ../shared .shared) for the fixtures.
 # Usage: tests/gpu/run.sh
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -17,6 +18,8 @@ if [ -d .debs ]; then
           -DCMAKE_INCLUDE_PATH=$deps/usr/include)
   export VLM_SKIP_APT=1
 fi
+# ../shared does not travel to the device machine: a copy carried as .shared does.
+[ -d .shared ] && extra+=(-DVLM_SHARED_DIR=$PWD/.shared)
 if ! scripts/setup.sh build-gpu "${extra[@]}" >build-gpu.log 2>&1; then
   tail -n 40 build-gpu.log
   echo "tests/gpu/run.sh: build failed"
