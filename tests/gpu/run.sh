@@ -16,6 +16,8 @@ if [ -d .debs ]; then
   export LD_LIBRARY_PATH=$deps/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
   extra+=(-DCMAKE_PREFIX_PATH=$deps/usr -DCMAKE_LIBRARY_PATH=$deps/usr/lib/x86_64-linux-gnu
           -DCMAKE_INCLUDE_PATH=$deps/usr/include)
+  # Debian's multiarch headers (jconfig.h) must win over the machine's own libjpeg headers.
+  export CFLAGS="-isystem $deps/usr/include/x86_64-linux-gnu -isystem $deps/usr/include ${CFLAGS:-}"
   export VLM_SKIP_APT=1
 fi
 # ../shared does not travel to the device machine: a copy carried as .shared does.
