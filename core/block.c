@@ -1,6 +1,7 @@
 /* The pre-LN transformer block shared by the vision and text towers
  * (open_clip's ResidualAttentionBlock), written once over the op set. */
 #include <math.h>
+#include <stdio.h>
 
 #include "core/core.h"
 
@@ -33,6 +34,24 @@ void vlm_block_params_visit(vlm_block_params *p, vlm_param_visit_fn fn, void *ct
   fn(ctx, "mlp.c_fc.bias", &p->fc_b);
   fn(ctx, "mlp.c_proj.weight", &p->proj_w);
   fn(ctx, "mlp.c_proj.bias", &p->proj_b);
+}
+
+typedef struct {
+  vlm_param_visit_fn fn;
+  void *ctx;
+  const char *prefix;
+} prefixed_visit;
+
+static void visit_prefixed(void *ctx, const char *name, vlm_tensor *t) {
+  prefixed_visit *p = ctx;
+  char full[512];
+  snprintf(full, sizeof full, "%s%s", p->prefix, name);
+  p->fn(p->ctx, full, t);
+}
+
+void vlm_block_params_visit_prefixed(vlm_block_params *p, const char *prefix, vlm_param_visit_fn fn, void *ctx) {
+  prefixed_visit pv = {fn, ctx, prefix};
+  vlm_block_params_visit(p, visit_prefixed, &pv);
 }
 
 void vlm_block_acts_layout(vlm_block_acts *s, vlm_arena *a, const vlm_block_config *c, int64_t B, int64_t L) {

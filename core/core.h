@@ -316,6 +316,8 @@ void vlm_block_scratch_layout(vlm_block_scratch *s, vlm_arena *a, const vlm_bloc
 /* Visit every parameter tensor with its open_clip suffix ("ln_1.weight", ...). */
 typedef void (*vlm_param_visit_fn)(void *ctx, const char *name, vlm_tensor *t);
 void vlm_block_params_visit(vlm_block_params *p, vlm_param_visit_fn fn, void *ctx);
+/* The same with prefix prepended to every name ("transformer.resblocks.3." ...). */
+void vlm_block_params_visit_prefixed(vlm_block_params *p, const char *prefix, vlm_param_visit_fn fn, void *ctx);
 
 /* y [B,L,W] from x [B,L,W]; y must not alias x. mask as for attention. */
 void vlm_block_forward(const vlm_block_config *c, const vlm_block_params *p, vlm_block_acts *s,

@@ -32,23 +32,9 @@ void vlm_text_params_layout(vlm_text_params *p, vlm_arena *a, const vlm_text_con
   p->proj = vlm_arena_tensor2(a, VLM_F32, W, c->embed_dim);
 }
 
-typedef struct {
-  vlm_param_visit_fn fn;
-  void *ctx;
-  const char *prefix;
-} prefixed;
-
-static void visit_prefixed(void *ctx, const char *name, vlm_tensor *t) {
-  prefixed *p = ctx;
-  char full[256];
-  snprintf(full, sizeof full, "%s%s", p->prefix, name);
-  p->fn(p->ctx, full, t);
-}
-
 void vlm_text_params_visit(vlm_text_params *p, const vlm_text_config *c, const char *prefix,
                            vlm_param_visit_fn fn, void *ctx) {
   char name[256];
-  prefixed pv = {fn, ctx, NULL};
 #define V(suffix, t)                                     \
   do {                                                   \
     snprintf(name, sizeof name, "%s%s", prefix, suffix); \
@@ -59,8 +45,7 @@ void vlm_text_params_visit(vlm_text_params *p, const vlm_text_config *c, const c
   for (int64_t i = 0; i < c->layers; i++) {
     char pre[200];
     snprintf(pre, sizeof pre, "%stransformer.resblocks.%lld.", prefix, (long long)i);
-    pv.prefix = pre;
-    vlm_block_params_visit(&p->blocks[i], visit_prefixed, &pv);
+    vlm_block_params_visit_prefixed(&p->blocks[i], pre, fn, ctx);
   }
   V("ln_final.weight", &p->ln_final_w);
   V("ln_final.bias", &p->ln_final_b);

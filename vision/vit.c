@@ -35,22 +35,8 @@ void vlm_vit_params_layout(vlm_vit_params *p, vlm_arena *a, const vlm_vit_config
   p->proj = vlm_arena_tensor2(a, VLM_F32, W, c->embed_dim);
 }
 
-typedef struct {
-  vlm_param_visit_fn fn;
-  void *ctx;
-  const char *prefix;
-} prefixed;
-
-static void visit_prefixed(void *ctx, const char *name, vlm_tensor *t) {
-  prefixed *p = ctx;
-  char full[256];
-  snprintf(full, sizeof full, "%s%s", p->prefix, name);
-  p->fn(p->ctx, full, t);
-}
-
 void vlm_vit_params_visit(vlm_vit_params *p, const vlm_vit_config *c, const char *prefix,
                           vlm_param_visit_fn fn, void *ctx) {
-  prefixed pv = {fn, ctx, NULL};
   char name[256];
 #define V(suffix, t)                                        \
   do {                                                      \
@@ -65,8 +51,7 @@ void vlm_vit_params_visit(vlm_vit_params *p, const vlm_vit_config *c, const char
   for (int64_t i = 0; i < c->layers; i++) {
     char pre[200];
     snprintf(pre, sizeof pre, "%stransformer.resblocks.%lld.", prefix, (long long)i);
-    pv.prefix = pre;
-    vlm_block_params_visit(&p->blocks[i], visit_prefixed, &pv);
+    vlm_block_params_visit_prefixed(&p->blocks[i], pre, fn, ctx);
   }
   V("ln_post.weight", &p->ln_post_w);
   V("ln_post.bias", &p->ln_post_b);
