@@ -15,6 +15,11 @@
  *   1     bilevel (1-bit gray PNG), stored as 0/255, nearest neighbour;
  *   RGB;
  *   RGBA  resized premultiplied ("RGBa"), un-premultiplied, alpha dropped;
+ *   I;16  16-bit gray PNG (VLM_IMG_I16): the full 16-bit samples, resized with PIL's
+ *         16-bit arithmetic (double weights, each pass rounded half away from zero and
+ *         clamped to 0..65535), converted to RGB by saturation: min(v, 255) in every
+ *         channel, no scaling (so a 16-bit photo comes out almost all white, as in PIL);
+ *         a gray tRNS is ignored, as PIL's RGB conversion ignores it;
  *   CMYK  4-component JPEG (CMYK or YCCK), resized in CMYK, converted with
  *         PIL's formula (R = (255-K) - C*(255-K)/255, ...); the decoded values
  *         are inverted first, as PIL does for every 4-component JPEG ("CMYK;I",
@@ -23,17 +28,18 @@
  * PIL (RGBA when the header says it has alpha), decoded with libwebp's
  * animation decoder as Pillow does; an animated WebP gives its first frame.
  * 16-bit PNG samples keep their high byte, as PIL does for RGB, RGBA and
- * gray+alpha. One known difference from PIL: 16-bit GRAY PNGs. PIL opens them
- * as mode I;16 and its RGB conversion saturates every value above 255 to white
- * (a 16-bit photo comes out almost all white); vlm uses the high byte instead,
- * i.e. the image as it looks. EXIF orientation is ignored, as PIL and open_clip
- * do by default. Resize follows Pillow >= 13 (see vlm_resample_bicubic_u8).
+ * gray+alpha; 16-bit gray is I;16 (above). Pillow 9.4 opens 16-bit gray as mode I
+ * (int32, no clamping between the passes, always horizontal first) and can differ
+ * from Pillow 13 where the first pass overshoots; vlm follows Pillow 13. EXIF
+ * orientation is ignored, as PIL and open_clip do by default. Resize follows Pillow >= 13 (see vlm_resample_bicubic_u8).
  *
  * Verified against Pillow 13.0.0: the 8 images of fixtures/preprocess are
  * bit-identical (crop_u8 and pixels); 22 more images (RGB/L/LA/RGBA/P with
  * tRNS/4-bit P/1-bit/16-bit RGB/RGBA/LA PNGs, baseline/progressive/4:4:4/4:2:2/
  * gray/CMYK JPEGs, sizes from 50 to 2000 pixels, aspect up to 20:1) x 3 resize
- * modes x 3 sizes (224, 97, 300) gave bit-identical crops as well.
+ * modes x 3 sizes (224, 97, 300) gave bit-identical crops as well, and so did
+ * 63 16-bit gray PNGs (random full-range and < 256 values, hard 0/65535 edges,
+ * gradients, with and without tRNS, 17x3 to 1000x130 and 40x900) x 3 modes x 3 sizes.
  * WebP decoding was compared with Pillow 9.4 on the same libwebp (1.2.4): lossy
  * (q20/75/95, odd sizes), lossless, lossy and lossless RGBA, animated (first
  * frame, RGBA and opaque) and tiny files all decode byte-identical, same mode.
@@ -62,7 +68,8 @@ extern "C" {
 #endif
 
 typedef enum {
-  VLM_IMG_L = 0, VLM_IMG_LA, VLM_IMG_P, VLM_IMG_1, VLM_IMG_RGB, VLM_IMG_RGBA, VLM_IMG_CMYK
+  VLM_IMG_L = 0, VLM_IMG_LA, VLM_IMG_P, VLM_IMG_1, VLM_IMG_RGB, VLM_IMG_RGBA, VLM_IMG_CMYK,
+  VLM_IMG_I16   /* 16-bit gray PNG (PIL's "I;16"): native-endian uint16 samples, 2 bytes a pixel */
 } vlm_img_mode;
 
 const char *vlm_img_mode_name(vlm_img_mode m);   /* PIL's spelling: "L", "RGBA", ... */
@@ -107,6 +114,10 @@ void vlm_resample_bicubic_u8(const uint8_t *in, int w, int h, int c, uint8_t *ou
  * as resizing everything and cropping, for less work. */
 void vlm_resample_bicubic_window_u8(const uint8_t *in, int w, int h, int c, uint8_t *out, int ow, int oh,
                                     int wx, int wy, int ww, int wh);
+/* PIL's bicubic resize of a one-channel 16-bit image (mode I;16): the same coefficients
+ * and pass order as vlm_resample_bicubic_u8, but double weights and sums, rounded half away
+ * from zero and clamped to [0, 65535] after each pass, as Pillow 13 does. */
+void vlm_resample_bicubic_u16(const uint16_t *in, int w, int h, uint16_t *out, int ow, int oh);
 /* PIL's nearest-neighbour resize: source x = floor((x + 0.5) * w / ow). */
 void vlm_resample_nearest_u8(const uint8_t *in, int w, int h, int c, uint8_t *out, int ow, int oh);
 

@@ -7,10 +7,11 @@
  *   of data" warning (libjpeg pads a truncated file with grey and goes on; PIL refuses
  *   it), is an error naming the file; other warnings (extraneous bytes) are ignored
  *   as PIL ignores them.
- * PNG: 1-bit gray -> 1 (0/255), 2/4/8/16-bit gray -> L (low depths scaled to 0..255),
+ * PNG: 1-bit gray -> 1 (0/255), 2/4/8-bit gray -> L (low depths scaled to 0..255),
+ *   16-bit gray -> I;16 (all 16 bits, native-endian uint16; a gray tRNS is ignored),
  *   gray+alpha -> LA, palette -> P (indices + palette; tRNS ignored since PIL's RGB
- *   conversion ignores it), RGB -> RGB, RGBA -> RGBA; 16-bit samples keep their high
- *   byte; interlaced images are de-interlaced by libpng. A non-palette tRNS is ignored
+ *   conversion ignores it), RGB -> RGB, RGBA -> RGBA; other 16-bit samples keep their
+ *   high byte; interlaced images are de-interlaced by libpng. A non-palette tRNS is ignored
  *   (PIL keeps it as info only). A CRC error in any chunk before the end of the image data,
  *   or a file cut before the end of the image data, is an error; as in PIL, chunks after
  *   the image data are not read (a missing IEND is accepted). Stricter than PIL: it does
@@ -49,6 +50,7 @@ const char *vlm_img_mode_name(vlm_img_mode m) {
     case VLM_IMG_RGB: return "RGB";
     case VLM_IMG_RGBA: return "RGBA";
     case VLM_IMG_CMYK: return "CMYK";
+    case VLM_IMG_I16: return "I;16";
   }
   return "?";
 }
@@ -56,7 +58,7 @@ const char *vlm_img_mode_name(vlm_img_mode m) {
 int vlm_img_mode_channels(vlm_img_mode m) {
   switch (m) {
     case VLM_IMG_L: case VLM_IMG_P: case VLM_IMG_1: return 1;
-    case VLM_IMG_LA: return 2;
+    case VLM_IMG_LA: case VLM_IMG_I16: return 2;
     case VLM_IMG_RGB: return 3;
     case VLM_IMG_RGBA: case VLM_IMG_CMYK: return 4;
   }
@@ -261,7 +263,7 @@ static vlm_status decode_png(const uint8_t *buf, size_t n, const char *name, con
   memset(&img, 0, sizeof img);
   switch (ct) {
     case PNG_COLOR_TYPE_GRAY:
-      mode = bd == 1 ? VLM_IMG_1 : VLM_IMG_L;
+      mode = bd == 1 ? VLM_IMG_1 : bd == 16 ? VLM_IMG_I16 : VLM_IMG_L;
       if (bd < 8) png_set_expand_gray_1_2_4_to_8(png);
       break;
     case PNG_COLOR_TYPE_GRAY_ALPHA: mode = VLM_IMG_LA; break;
@@ -287,7 +289,7 @@ static vlm_status decode_png(const uint8_t *buf, size_t n, const char *name, con
       png_destroy_read_struct(&png, &info, NULL);
       return vlm_error(VLM_ERR_FORMAT, "%s: bad PNG: colour type %d", name, ct);
   }
-  if (bd == 16) png_set_strip_16(png);
+  if (bd == 16 && mode != VLM_IMG_I16) png_set_strip_16(png);
   png_set_interlace_handling(png);
   png_read_update_info(png, info);
   int c = vlm_img_mode_channels(mode);
@@ -300,6 +302,11 @@ static vlm_status decode_png(const uint8_t *buf, size_t n, const char *name, con
   /* No png_read_end: like PIL, chunks after the image data (and a missing IEND) are not read. */
   png_destroy_read_struct(&png, &info, NULL);
   free(rows);
+  if (mode == VLM_IMG_I16) /* big-endian samples -> native uint16 */
+    for (size_t i = 0; i < (size_t)w * h; i++) {
+      uint16_t v = (uint16_t)(pix[2 * i] << 8 | pix[2 * i + 1]);
+      memcpy(pix + 2 * i, &v, sizeof v);
+    }
   img.w = (int)w;
   img.h = (int)h;
   img.mode = mode;

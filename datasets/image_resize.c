@@ -44,15 +44,16 @@ typedef struct {
   int32_t *k;    /* [out][ksize] fixed-point weights */
 } coeffs;
 
-static int coeffs_make(coeffs *c, int in_size, int out_size) {
+/* PIL's precompute_coeffs: bounds and the normalized double weights ([out][ksize], zero
+ * past each pixel's count). Returns ksize, 0 when out of memory. */
+static int coeffs_make_d(int in_size, int out_size, int **bounds_out, double **k_out) {
   double scale = (double)in_size / out_size, fscale = scale < 1.0 ? 1.0 : scale;
   double support = 2.0 * fscale;
-  c->ksize = (int)ceil(support) * 2 + 1;
-  c->bounds = malloc(sizeof(int) * 2 * (size_t)out_size);
-  c->k = malloc(sizeof(int32_t) * (size_t)c->ksize * (size_t)out_size);
-  double *w = malloc(sizeof(double) * (size_t)c->ksize);
-  if (!c->bounds || !c->k || !w) {
-    free(c->bounds); free(c->k); free(w);
+  int ksize = (int)ceil(support) * 2 + 1;
+  int *bounds = malloc(sizeof(int) * 2 * (size_t)out_size);
+  double *kd = malloc(sizeof(double) * (size_t)ksize * (size_t)out_size);
+  if (!bounds || !kd) {
+    free(bounds); free(kd);
     return 0;
   }
   for (int xx = 0; xx < out_size; xx++) {
@@ -61,19 +62,34 @@ static int coeffs_make(coeffs *c, int in_size, int out_size) {
     if (xmin < 0) xmin = 0;
     if (xmax > in_size) xmax = in_size;
     xmax -= xmin;
+    double *k = kd + (size_t)xx * ksize;
     for (int x = 0; x < xmax; x++) {
-      w[x] = cubic((x + xmin - center + 0.5) * ss);
-      ww += w[x];
+      k[x] = cubic((x + xmin - center + 0.5) * ss);
+      ww += k[x];
     }
-    int32_t *k = c->k + (size_t)xx * c->ksize;
-    for (int x = 0; x < c->ksize; x++) {
-      double v = x < xmax ? (ww != 0.0 ? w[x] / ww : w[x]) : 0.0;
-      k[x] = v < 0 ? (int32_t)(-0.5 + v * (1 << PRECISION_BITS)) : (int32_t)(0.5 + v * (1 << PRECISION_BITS));
-    }
-    c->bounds[2 * xx] = xmin;
-    c->bounds[2 * xx + 1] = xmax;
+    for (int x = 0; x < ksize; x++) k[x] = x < xmax ? (ww != 0.0 ? k[x] / ww : k[x]) : 0.0;
+    bounds[2 * xx] = xmin;
+    bounds[2 * xx + 1] = xmax;
   }
-  free(w);
+  *bounds_out = bounds;
+  *k_out = kd;
+  return ksize;
+}
+
+static int coeffs_make(coeffs *c, int in_size, int out_size) {
+  double *kd = NULL;
+  c->ksize = coeffs_make_d(in_size, out_size, &c->bounds, &kd);
+  if (!c->ksize) return 0;
+  c->k = malloc(sizeof(int32_t) * (size_t)c->ksize * (size_t)out_size);
+  if (!c->k) {
+    free(c->bounds); free(kd);
+    return 0;
+  }
+  for (size_t i = 0; i < (size_t)c->ksize * (size_t)out_size; i++) {
+    double v = kd[i];
+    c->k[i] = v < 0 ? (int32_t)(-0.5 + v * (1 << PRECISION_BITS)) : (int32_t)(0.5 + v * (1 << PRECISION_BITS));
+  }
+  free(kd);
   return 1;
 }
 
@@ -257,6 +273,65 @@ void vlm_resample_bicubic_u8(const uint8_t *in, int w, int h, int c, uint8_t *ou
   coeffs_free(&cf);
 }
 
+/* ------------------------------------------------------------ 16-bit gray (PIL's I;16) */
+/* Pillow 13's 16bpc passes: double sums of sample * weight in input order, rounded half
+ * away from zero, clamped to [0, 65535]. (Older Pillow source stored the sum byte by byte,
+ * keeping the low byte of sums above 65535; Pillow 13.0.0 measurably clamps.) */
+static uint16_t store16(double ss) {
+  int v = (int)(ss >= 0.0 ? ss + 0.5 : ss - 0.5);
+  return (uint16_t)(v < 0 ? 0 : v > 65535 ? 65535 : v);
+}
+
+/* One pass over n lines of in_len samples each (stride between samples `step`, between
+ * lines `lstride`), giving out_len samples per line (out strides ostep, olstride). */
+static void pass16(const uint16_t *in, int n, size_t lstride, size_t step, uint16_t *out, size_t olstride,
+                   size_t ostep, int out_len, int ksize, const int *bounds, const double *kd) {
+  for (int l = 0; l < n; l++) {
+    const uint16_t *line = in + (size_t)l * lstride;
+    uint16_t *oline = out + (size_t)l * olstride;
+    for (int o = 0; o < out_len; o++) {
+      int xmin = bounds[2 * o], cnt = bounds[2 * o + 1];
+      const double *k = kd + (size_t)o * ksize;
+      double ss = 0.0;
+      for (int x = 0; x < cnt; x++) ss += line[(size_t)(xmin + x) * step] * k[x];
+      oline[(size_t)o * ostep] = store16(ss);
+    }
+  }
+}
+
+void vlm_resample_bicubic_u16(const uint16_t *in, int w, int h, uint16_t *out, int ow, int oh) {
+  VLM_CHECK(w > 0 && h > 0 && ow > 0 && oh > 0, "resample: bad sizes %dx%d -> %dx%d", w, h, ow, oh);
+  int need_h = ow != w, need_v = oh != h;
+  if (!need_h && !need_v) {
+    memcpy(out, in, sizeof(uint16_t) * (size_t)w * h);
+    return;
+  }
+  int *bh = NULL, *bv = NULL;
+  double *kh = NULL, *kv = NULL;
+  int ksh = need_h ? coeffs_make_d(w, ow, &bh, &kh) : 1;
+  int ksv = need_v ? coeffs_make_d(h, oh, &bv, &kv) : 1;
+  VLM_CHECK(ksh && ksv, "resample: out of memory");
+  if (!need_v) {
+    pass16(in, h, (size_t)w, 1, out, (size_t)ow, 1, ow, ksh, bh, kh);
+  } else if (!need_h) {
+    pass16(in, w, 1, (size_t)w, out, 1, (size_t)w, oh, ksv, bv, kv);
+  } else if (oh < h && h - oh > 2 * (w - ow)) {
+    /* Vertical first, as Pillow >= 13 does for every mode (see the top of this file). */
+    uint16_t *tmp = malloc(sizeof(uint16_t) * (size_t)w * oh);
+    VLM_CHECK(tmp, "resample: out of memory");
+    pass16(in, w, 1, (size_t)w, tmp, 1, (size_t)w, oh, ksv, bv, kv);
+    pass16(tmp, oh, (size_t)w, 1, out, (size_t)ow, 1, ow, ksh, bh, kh);
+    free(tmp);
+  } else {
+    uint16_t *tmp = malloc(sizeof(uint16_t) * (size_t)ow * h);
+    VLM_CHECK(tmp, "resample: out of memory");
+    pass16(in, h, (size_t)w, 1, tmp, (size_t)ow, 1, ow, ksh, bh, kh);
+    pass16(tmp, ow, 1, (size_t)ow, out, 1, (size_t)ow, oh, ksv, bv, kv);
+    free(tmp);
+  }
+  free(bh); free(kh); free(bv); free(kv);
+}
+
 /* PIL's affine nearest (ImagingScaleAffine): positions accumulate in double from
  * (0.5 * scale), truncated. */
 void vlm_resample_nearest_u8(const uint8_t *in, int w, int h, int c, uint8_t *out, int ow, int oh) {
@@ -294,6 +369,11 @@ vlm_status vlm_image_resize(const vlm_image *in, int ow, int oh, vlm_image *out)
   int c = in->channels;
   if (ow == in->w && oh == in->h) {
     memcpy(out->data, in->data, (size_t)ow * oh * c);
+    return VLM_OK;
+  }
+  if (in->mode == VLM_IMG_I16) {
+    vlm_resample_bicubic_u16((const uint16_t *)(const void *)in->data, in->w, in->h,
+                             (uint16_t *)(void *)out->data, ow, oh);
     return VLM_OK;
   }
   if (in->mode == VLM_IMG_P || in->mode == VLM_IMG_1) {
@@ -388,6 +468,13 @@ vlm_status vlm_image_to_rgb(const vlm_image *in, vlm_image *out) {
       case VLM_IMG_RGB: case VLM_IMG_RGBA:
         q[0] = p[0]; q[1] = p[1]; q[2] = p[2];
         break;
+      case VLM_IMG_I16: {
+        /* PIL's I;16 -> RGB: the sample saturated to 255 (no scaling). */
+        uint16_t v;
+        memcpy(&v, p, sizeof v);
+        q[0] = q[1] = q[2] = (uint8_t)(v > 255 ? 255 : v);
+        break;
+      }
       case VLM_IMG_CMYK: {
         int nk = 255 - p[3];
         for (int k = 0; k < 3; k++) {

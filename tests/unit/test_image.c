@@ -203,7 +203,7 @@ static void test_png_roundtrip(void) {
   vlm_rng_seed(&r, 11);
   for (size_t i = 0; i < sizeof src; i++) src[i] = (uint8_t)vlm_rng_below(&r, 256);
   struct { int ct, bd, ch; vlm_img_mode mode; } cases[] = {
-    {PNG_COLOR_TYPE_GRAY, 8, 1, VLM_IMG_L}, {PNG_COLOR_TYPE_GRAY, 16, 1, VLM_IMG_L},
+    {PNG_COLOR_TYPE_GRAY, 8, 1, VLM_IMG_L}, {PNG_COLOR_TYPE_GRAY, 16, 1, VLM_IMG_I16},
     {PNG_COLOR_TYPE_GRAY_ALPHA, 8, 2, VLM_IMG_LA}, {PNG_COLOR_TYPE_GRAY_ALPHA, 16, 2, VLM_IMG_LA},
     {PNG_COLOR_TYPE_RGB, 8, 3, VLM_IMG_RGB}, {PNG_COLOR_TYPE_RGB, 16, 3, VLM_IMG_RGB},
     {PNG_COLOR_TYPE_RGB_ALPHA, 8, 4, VLM_IMG_RGBA}, {PNG_COLOR_TYPE_RGB_ALPHA, 16, 4, VLM_IMG_RGBA},
@@ -219,7 +219,14 @@ static void test_png_roundtrip(void) {
       CHECK(img.mode == cases[k].mode && img.w == W && img.h == H, "png ct %d bd %d: mode %s %dx%d", cases[k].ct,
             cases[k].bd, vlm_img_mode_name(img.mode), img.w, img.h);
       int bytes = cases[k].bd / 8, bad = 0;
-      for (int i = 0; i < W * H * cases[k].ch; i++) bad += img.data[i] != src[i * bytes];  /* high byte (big endian) */
+      if (img.mode == VLM_IMG_I16) /* all 16 bits, as native uint16 */
+        for (int i = 0; i < W * H; i++) {
+          uint16_t v;
+          memcpy(&v, img.data + 2 * i, 2);
+          bad += v != (src[2 * i] << 8 | src[2 * i + 1]);
+        }
+      else
+        for (int i = 0; i < W * H * cases[k].ch; i++) bad += img.data[i] != src[i * bytes];  /* high byte (big endian) */
       CHECK(bad == 0, "png ct %d bd %d interlace %d: %d samples differ", cases[k].ct, cases[k].bd, interlace, bad);
       vlm_image_free(&img);
     }
@@ -690,6 +697,131 @@ static void test_golden(void) {
   }
 }
 
+/* ------------------------------------------------------------ 16-bit gray (I;16) */
+/* Pillow 13.0.0 opens a 16-bit gray PNG as I;16, resizes it with double weights (rounded,
+ * clamped to 0..65535 after each pass) and converts it to RGB by saturating at 255.
+ * Golden resizes of pattern (x*7919 + y*104729 + (x*y%13)*5003) % 65536, output samples as
+ * 4-digit hex: vertical first (31x67 -> 11x9, 9x40 -> 9x13 one pass), horizontal first,
+ * enlarging with overshoot clamped at 0 and 65535 (7x5 -> 19x23). */
+static const struct { int w, h, ow, oh; const char *hex; } k_golden16[] = {
+{31, 67, 11, 9, "840778d988357d5776b37d64655d8b417cb980ee827a863b79b86e4f89f77d48738c884980177cdd7bc5861d8a597a5483057b8b8efc7b6097a571847bd880f97e0e84585f9d62cb81108c71877ea4b787f4736a759480e4710172c8849f80b47c8c8b207b41757687ed80f7837476759b058a2c81b782cd78fa89b481168c7e904b90ae7e1c949b99457da4856e7a9d6a9d7de07d9680418482846e831288467d6872127d5b6cbd80eb826970aa84018ba17e327a4588bf81f0862e54107f4789617adf8520"},
+  {67, 31, 9, 11, "7fcf89d08426833588b77fa77b9d7593803b8077759c762983507bb1807f808d80ad9060814877396b917e85854e8456813e76f57a8e8297795480828b4f78cd75057f16882382186d21837188c378b0888974ba6bc699a08ced8668843b81ad74e879d883aa7a427e23777281287eac844c85108ede94256ef86fb668e18ac287c576b47e407aea7d0e8e79840483195d17809da95f72a46119879c9562799178b96ed07ff39662753370a187f57b78719d7a7a790484ce7d6b7e7d8d6f754b83ac7c7c7a15"},
+  {7, 5, 19, 23, "00000000000004490f6f1866241035d24d6761dc6e9577c181958c2796bba230ae90b726bae40000000000000c0e17b021a32d313c604f065fcf6c00761280898b709659a22aaeeeb7cabba503a504a80e0b1b94282c34133f684977524a5bc766e472bf7e788a079598a21fafa8b90cbd23201f22152c5e3b34497858f863a563cc59a154f75dde6cff7afa87a69452a20db0e2bb2bbfa7478e4ad2565766f477858bf995bb883563d44ba05177651b763284629293a1f3b290be15c31a712175e582e795aaa8f2c30bcc01af636e13405842f05bba706b80719078a1d4b497c199c7448f3d9567a3f3b8efcee3ee1cf6eacdb5744234ab34dc525b6a707c5d8e49a1b4b6b0c53dcb9490a597f7a87ac032d8a5fb18ffffd57e709128dc29284a83657079038c71a195b875c850cf3a7708801094afb1e9ce1ef2f5fe23cbb0617917071a9941de60da76298aaca16aba1fcb40d2b852915d1a75a59825b7dcde6debb7b8f34edb05b90d4739a65c3e734688e7a140bbcace31d63733be3ea0582f7c309d53c4ebd50ba560412f0000066b339057486fdd871aa127bd87d133d9c72b0c342e491e675285f5adddc1a6990d40ef04410b3d315151a56b71853da130bf64d454dd76447f47d84d3657a26d289615b12d972855d625f9230a354a4ae0655e8346a170c177d7a8e15974fb6f485c5647d74f0679899f359a8b7a035c3549e93e3443395dff8139a1dbc3b5db25e564aa4f9b6e6ffb3c27340d5e548d2b9ed1a183972c7447484a3b67565a7f2aa24fc5fcdeaae977d248bd37819f38c824bb4a987c7c9f94c062c718968e4fc634204f727d27a2aac82be21aed74db2ac61a8b8142f42a6944a06e339839cb25dd16a5cb50fc2deb4a207b34a2ceca32e56ff159c377b5aa9072613f4bd74f0260ad86bfc1a9da6da2d04bac27ff45c0790ba2bacc58e924f5b49d5a99eb92ad877f78e56144552071e4aea9cb3996af438e22e5425d7704a28ace51eca1f9cf77ae7e2c937faac5a35473af4c2d5f079af8b98e88ea3ba41eeb3fe6755ca258cfe7ef7afd2b5c8e6a369428c44cc1fc80ee459c515c8cd5acf57f1735f01c013e157426a234d111f18eff9f505861659530d123d0e986b141574a4686f4a8b37b9d33501a1f3ccb736ba226d1c8f2cfffff4a485d0695bdd793d85e898b3f2846b6840fa6a679ee320219293c21730ca21fd225f372ffff"},
+  {40, 9, 17, 4, "7173657aa73695ed74b487c7990e7f1f68f4aae4748e74516aa8c46e6f6a7ad684b183336ccf91eb889d8ca26fef690179f88abc8e6f75c397be96357ace7e9e78b37a239fed8148628669b570206fcc762f61176cc97f276a6b7e5a7bf863198b9485936edc830797e1772d8837817c76bb76c1610a6ba48b10696ca35484f789c68e567ceb847f"},
+  {9, 40, 9, 13, "5647740ca6da44445bfb9514d4769e108393a6837c449f838d473328879297b763276fb088d0827578d98970c0df79dd1c00b3f07aca9e6e888163b199cd84eb6c1c558e48256ef0904990186291862d36625ebe8469aac4a0f18b2796af60738be5b74650b6b4064ca87c5e9c949cb3664d853cab35431ae08080f8573881e5a47b6c207e8c528335773df0b5418a7b91d69a716aa684e84c5628123a4957c978f08f115622668370b8c9931a256e91b9d88c837eda619b6a7f83d278c101f99db44dff6e35961366b970ae64034207a019d3e99ebe6b4a6f2376da79967ea9d003fc83b58264676d95"},
+};
+/* Pillow 13 (Resize(16) bicubic, CenterCrop(16), convert RGB, as torchvision does) of a 37x23
+ * I;16 image with values (x*37 + y*91 + (x*y%7)*11) % 400: the gray crop, row-major. */
+static const char k_i16_crop16[] = "ffffff904e86baffcbf2ef3575b5fcffa6c180a8fcffff9e3c657dd8ffffcfa075b2ffffffff8b71b8ffffffff61687dffcaa0ed796ac8ffffa6a13e71c6f0fff73d6491e0ffffc350356deafffffff96a9ce6ffc6dbd9529bebfff0bfff9071ffffff7e586db0ffffd3ff706ea1ffffff976f9addffd4ff5c567dcbffffe7a354a8f6ffffe93350aee8ffffff7e397cfcffffa04e69beffffffec638896d5ff91b64d84d5fdffeebba454a3e9ffb6926984ffffffff868588edffff97ed5360fbffff603861aef8ff9ac6a75da2ddffffe9898cd6f1ffff943055b7f0fffff45599ddffffff475a83bef3ffff932874efffff6ec6937fceffceff92bd8ad3e5";
+
+static void write_png16_gray(const char *path, int w, int h, const uint16_t *v, int trns, int interlace) {
+  FILE *f = fopen(path, "wb");
+  if (!f) { perror(path); abort(); }
+  png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
+  png_infop info = png_create_info_struct(png);
+  if (setjmp(png_jmpbuf(png))) { fprintf(stderr, "png write failed\n"); abort(); }
+  png_init_io(png, f);
+  png_set_IHDR(png, info, (png_uint_32)w, (png_uint_32)h, 16, PNG_COLOR_TYPE_GRAY,
+               interlace ? PNG_INTERLACE_ADAM7 : PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT,
+               PNG_FILTER_TYPE_DEFAULT);
+  png_color_16 tc;
+  memset(&tc, 0, sizeof tc);
+  tc.gray = (png_uint_16)trns;
+  if (trns >= 0) png_set_tRNS(png, info, NULL, 0, &tc);
+  png_write_info(png, info);
+  uint8_t *be = malloc((size_t)w * h * 2);
+  png_bytep *rows = malloc(sizeof(png_bytep) * (size_t)h);
+  for (size_t i = 0; i < (size_t)w * h; i++) { be[2 * i] = (uint8_t)(v[i] >> 8); be[2 * i + 1] = (uint8_t)v[i]; }
+  for (int y = 0; y < h; y++) rows[y] = be + (size_t)y * w * 2;
+  png_write_image(png, rows);
+  png_write_end(png, NULL);
+  png_destroy_write_struct(&png, &info);
+  free(rows);
+  free(be);
+  fclose(f);
+}
+
+static uint16_t i16_at(const vlm_image *img, size_t i) {
+  uint16_t v;
+  memcpy(&v, img->data + 2 * i, 2);
+  return v;
+}
+
+static void test_i16(void) {
+  /* Golden resizes. */
+  for (size_t g = 0; g < sizeof k_golden16 / sizeof *k_golden16; g++) {
+    vlm_image in, out;
+    CHECK(vlm_image_alloc(&in, k_golden16[g].w, k_golden16[g].h, VLM_IMG_I16, 0) == VLM_OK, "alloc I;16");
+    CHECK(in.channels == 2 && !strcmp(vlm_img_mode_name(VLM_IMG_I16), "I;16"), "I;16: 2 bytes a pixel");
+    for (int y = 0; y < in.h; y++)
+      for (int x = 0; x < in.w; x++) {
+        uint16_t v = (uint16_t)(((long)x * 7919 + (long)y * 104729 + (x * y % 13) * 5003) % 65536);
+        memcpy(in.data + 2 * ((size_t)y * in.w + x), &v, 2);
+      }
+    CHECK(vlm_image_resize(&in, k_golden16[g].ow, k_golden16[g].oh, &out) == VLM_OK, "golden16 resize");
+    size_t n = (size_t)k_golden16[g].ow * k_golden16[g].oh;
+    CHECK(strlen(k_golden16[g].hex) == 4 * n, "golden16 %zu: length", g);
+    int bad = 0, first = -1;
+    for (size_t i = 0; i < n && 4 * i + 3 < strlen(k_golden16[g].hex); i++) {
+      unsigned v;
+      sscanf(k_golden16[g].hex + 4 * i, "%4x", &v);
+      if (i16_at(&out, i) != v && first < 0) first = (int)i;
+      bad += i16_at(&out, i) != v;
+    }
+    CHECK(bad == 0, "golden16 %dx%d -> %dx%d: %d of %zu samples differ from Pillow (first at %d)", k_golden16[g].w,
+          k_golden16[g].h, k_golden16[g].ow, k_golden16[g].oh, bad, n, first);
+    vlm_image_free(&in);
+    vlm_image_free(&out);
+  }
+  /* RGB conversion saturates (no scaling): 0, 100, 255, 256, 65535 -> 0, 100, 255, 255, 255. */
+  {
+    static const uint16_t v[5] = {0, 100, 255, 256, 65535};
+    static const uint8_t want[5] = {0, 100, 255, 255, 255};
+    vlm_image in, rgb;
+    CHECK(vlm_image_alloc(&in, 5, 1, VLM_IMG_I16, 0) == VLM_OK, "alloc");
+    memcpy(in.data, v, sizeof v);
+    CHECK(vlm_image_to_rgb(&in, &rgb) == VLM_OK, "I;16 to rgb");
+    for (int i = 0; i < 5; i++)
+      CHECK(rgb.data[3 * i] == want[i] && rgb.data[3 * i + 1] == want[i] && rgb.data[3 * i + 2] == want[i],
+            "I;16 %u -> RGB %u, want %u", v[i], rgb.data[3 * i], want[i]);
+    vlm_image_free(&in);
+    vlm_image_free(&rgb);
+  }
+  /* Decode (plain, interlaced, with a gray tRNS, which PIL keeps as info only) then the whole
+   * preprocessing: the crop equals Pillow's. */
+  enum { W = 37, H = 23, N = 16 };
+  uint16_t src[W * H];
+  for (int y = 0; y < H; y++)
+    for (int x = 0; x < W; x++) src[y * W + x] = (uint16_t)((x * 37 + y * 91 + (x * y % 7) * 11) % 400);
+  for (int k = 0; k < 3; k++) {
+    char p[4200];
+    tpath(p, sizeof p, "g16.png");
+    write_png16_gray(p, W, H, src, k == 2 ? 7 : -1, k == 1);
+    vlm_image img;
+    vlm_status s = vlm_image_decode_file(p, NULL, &img);
+    CHECK(s == VLM_OK, "16-bit gray png %d: %s", k, vlm_last_error());
+    if (s) continue;
+    CHECK(img.mode == VLM_IMG_I16 && img.w == W && img.h == H, "16-bit gray png %d: mode %s", k,
+          vlm_img_mode_name(img.mode));
+    int bad = 0;
+    for (size_t i = 0; i < (size_t)W * H; i++) bad += i16_at(&img, i) != src[i];
+    CHECK(bad == 0, "16-bit gray png %d: %d samples differ", k, bad);
+    vlm_preprocess_cfg cfg;
+    vlm_preprocess_cfg_default(&cfg, N);
+    uint8_t crop[3 * N * N];
+    float px[3 * N * N];
+    CHECK(vlm_preprocess_image(&img, &cfg, crop, px) == VLM_OK, "preprocess I;16");
+    bad = 0;
+    for (int i = 0; i < N * N; i++) {
+      unsigned v;
+      sscanf(k_i16_crop16 + 2 * i, "%2x", &v);
+      for (int ch = 0; ch < 3; ch++) bad += crop[ch * N * N + i] != v;
+    }
+    CHECK(bad == 0, "16-bit gray png %d: %d crop bytes differ from Pillow", k, bad);
+    vlm_image_free(&img);
+  }
+}
+
 /* A window of a resize equals the full resize cropped, byte for byte, whichever pass runs
  * first and when one pass keeps its size. */
 static void test_resize_window(void) {
@@ -933,6 +1065,7 @@ int main(int argc, char **argv) {
   test_resample();
   test_resize_window();
   test_golden();
+  test_i16();
   test_geometry();
   char cmd[4200];
   snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
