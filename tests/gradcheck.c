@@ -1,8 +1,12 @@
+#define _POSIX_C_SOURCE 200809L
 #include "gradcheck.h"
 
 #include <math.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 int vt_passed = 0, vt_failed = 0;
 
@@ -105,4 +109,32 @@ int vt_gradcheck_run(const char *what, vt_gradcheck *g) {
              rel_norm, rel_max, (long long)n_check);
   }
   return bad;
+}
+
+/* Runs fn(ctx) in a child; expects it to abort with a message containing each needle. */
+void vt_expect_abort(const char *what, void (*fn)(void *), void *ctx, const char *needle1, const char *needle2) {
+  fflush(stdout);
+  fflush(stderr);
+  int fds[2];
+  if (pipe(fds) != 0) { CHECK(0, "%s: pipe", what); return; }
+  pid_t pid = fork();
+  if (pid == 0) {
+    dup2(fds[1], 2);
+    close(fds[0]);
+    fn(ctx);
+    _exit(0);
+  }
+  close(fds[1]);
+  char buf[4096];
+  size_t n = 0;
+  ssize_t got;
+  while (n < sizeof buf - 1 && (got = read(fds[0], buf + n, sizeof buf - 1 - n)) > 0) n += (size_t)got;
+  buf[n] = 0;
+  close(fds[0]);
+  int st = 0;
+  waitpid(pid, &st, 0);
+  CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT, "%s: expected an abort (status %d)", what, st);
+  CHECK(strstr(buf, needle1) && (!needle2 || strstr(buf, needle2)), "%s: message \"%s\" lacks \"%s\" / \"%s\"",
+        what, buf, needle1, needle2 ? needle2 : "");
+  if (getenv("VT_VERBOSE")) printf("  %s: child aborted with: %s", what, buf);
 }

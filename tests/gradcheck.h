@@ -31,7 +31,11 @@ const char *vt_shared_dir(int argc, char **argv);
 double vt_max_rel(const float *got, const float *ref, int64_t n, double floor);
 double vt_max_abs(const float *got, const float *ref, int64_t n);
 void vt_fill_normal(float *x, int64_t n, uint64_t seed, float std);
-float *vt_alloc(int64_t n);   /* zeroed, aborts on failure; free with free() */
+float *vt_alloc(int64_t n);
+/* Runs fn(ctx) in a child process and CHECKs that it aborts (a VLM_CHECK) with a
+ * message containing needle1 (and needle2 when not NULL). fn must fail before any
+ * OpenMP parallel region: libgomp is not usable after fork. */
+void vt_expect_abort(const char *what, void (*fn)(void *), void *ctx, const char *needle1, const char *needle2);   /* zeroed, aborts on failure; free with free() */
 
 /* Finite-difference gradient check of a function out = f(inputs).
  * The checker draws random upstream weights w into dout, and compares the

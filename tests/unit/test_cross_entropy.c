@@ -14,34 +14,6 @@
 
 static const char *mode_name(int m) { return m == VLM_KERNELS_REF ? "ref" : "fast"; }
 
-/* Runs fn(ctx) in a child; expects it to abort with a message containing each needle. */
-static void expect_abort(const char *what, void (*fn)(void *), void *ctx, const char *needle1, const char *needle2) {
-  fflush(stdout);
-  fflush(stderr);
-  int fds[2];
-  if (pipe(fds) != 0) { CHECK(0, "%s: pipe", what); return; }
-  pid_t pid = fork();
-  if (pid == 0) {
-    dup2(fds[1], 2);
-    close(fds[0]);
-    fn(ctx);
-    _exit(0);
-  }
-  close(fds[1]);
-  char buf[4096];
-  size_t n = 0;
-  ssize_t got;
-  while (n < sizeof buf - 1 && (got = read(fds[0], buf + n, sizeof buf - 1 - n)) > 0) n += (size_t)got;
-  buf[n] = 0;
-  close(fds[0]);
-  int st = 0;
-  waitpid(pid, &st, 0);
-  CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT, "%s: expected an abort (status %d)", what, st);
-  CHECK(strstr(buf, needle1) && (!needle2 || strstr(buf, needle2)), "%s: message \"%s\" lacks \"%s\" / \"%s\"",
-        what, buf, needle1, needle2 ? needle2 : "");
-  if (getenv("VT_VERBOSE")) printf("  %s: child aborted with: %s", what, buf);
-}
-
 typedef struct {
   int64_t N, C, ignore;
   int is64;
@@ -288,16 +260,16 @@ static void test_bad_targets(void) {
     char what[80];
     bad_ctx c = {3, -100, 0};
     snprintf(what, sizeof what, "cross_entropy %s: target 3 of 3 classes", mode_name(mode));
-    expect_abort(what, bad_call, &c, "target 3 ", "[0, 3)");
+    vt_expect_abort(what, bad_call, &c, "target 3 ", "[0, 3)");
     c.target = -100; /* -100 is only ignored when it is the ignore index */
     c.ignore = 0;
     snprintf(what, sizeof what, "cross_entropy %s: target -100 with ignore_index 0", mode_name(mode));
-    expect_abort(what, bad_call, &c, "target -100 ", "ignore index 0");
+    vt_expect_abort(what, bad_call, &c, "target -100 ", "ignore index 0");
     c.target = 7;
     c.ignore = -100;
     c.backward = 1;
     snprintf(what, sizeof what, "cross_entropy %s: backward target 7", mode_name(mode));
-    expect_abort(what, bad_call, &c, "target 7 ", "[0, 3)");
+    vt_expect_abort(what, bad_call, &c, "target 7 ", "[0, 3)");
   }
 }
 
