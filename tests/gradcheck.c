@@ -138,3 +138,24 @@ void vt_expect_abort(const char *what, void (*fn)(void *), void *ctx, const char
         what, buf, needle1, needle2 ? needle2 : "");
   if (getenv("VT_VERBOSE")) printf("  %s: child aborted with: %s", what, buf);
 }
+
+void vt_write_file(const char *path, const void *p, size_t n) {
+  FILE *f = fopen(path, "wb");
+  if (!f) { perror(path); abort(); }
+  if (n && fwrite(p, 1, n, f) != n) { perror(path); abort(); }
+  fclose(f);
+}
+
+uint8_t *vt_read_file(const char *path, size_t *n) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return NULL;
+  fseek(f, 0, SEEK_END);
+  long sz = ftell(f);
+  fseek(f, 0, SEEK_SET);
+  uint8_t *p = sz >= 0 ? malloc((size_t)sz + 1) : NULL;
+  if (!p || fread(p, 1, (size_t)sz, f) != (size_t)sz) { free(p); fclose(f); return NULL; }
+  fclose(f);
+  p[sz] = 0;
+  *n = (size_t)sz;
+  return p;
+}

@@ -32,6 +32,10 @@ double vt_max_rel(const float *got, const float *ref, int64_t n, double floor);
 double vt_max_abs(const float *got, const float *ref, int64_t n);
 void vt_fill_normal(float *x, int64_t n, uint64_t seed, float std);
 float *vt_alloc(int64_t n);
+/* Whole-file helpers for tests: write aborts on failure; read returns NULL when the
+ * file cannot be read, else a malloc'd buffer with a NUL after the n bytes. */
+void vt_write_file(const char *path, const void *p, size_t n);
+uint8_t *vt_read_file(const char *path, size_t *n);
 /* Runs fn(ctx) in a child process and CHECKs that it aborts (a VLM_CHECK) with a
  * message containing needle1 (and needle2 when not NULL). fn must fail before any
  * OpenMP parallel region: libgomp is not usable after fork. */

@@ -34,26 +34,6 @@ static const char *tpath(char *buf, size_t n, const char *name) {
   return buf;
 }
 
-static void write_raw(const char *path, const void *p, size_t n) {
-  FILE *f = fopen(path, "wb");
-  if (!f) { perror(path); abort(); }
-  if (n && fwrite(p, 1, n, f) != n) { perror(path); abort(); }
-  fclose(f);
-}
-
-static uint8_t *read_raw(const char *path, size_t *n) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return NULL;
-  fseek(f, 0, SEEK_END);
-  long sz = ftell(f);
-  fseek(f, 0, SEEK_SET);
-  uint8_t *p = malloc((size_t)sz + 1);
-  if (fread(p, 1, (size_t)sz, f) != (size_t)sz) { free(p); fclose(f); return NULL; }
-  fclose(f);
-  *n = (size_t)sz;
-  return p;
-}
-
 /* ------------------------------------------------------------ fixtures */
 static const char *k_images[] = {"astronaut.png", "block.png", "camera.png", "chelsea.png",
                                  "horse.png", "palette_color.png", "retina.jpg", "rocket.jpg"};
@@ -351,7 +331,7 @@ static void test_bad_inputs(void) {
   vlm_image img;
   /* empty file, random bytes, text named .jpg, other formats */
   tpath(p, sizeof p, "empty.png");
-  write_raw(p, "", 0);
+  vt_write_file(p, "", 0);
   expect_fail(p, NULL, "empty file", "empty");
   uint8_t rnd[4096];
   vlm_rng r;
@@ -359,13 +339,13 @@ static void test_bad_inputs(void) {
   for (size_t i = 0; i < sizeof rnd; i++) rnd[i] = (uint8_t)vlm_rng_below(&r, 256);
   rnd[0] = 0x42; rnd[1] = 0x00;
   tpath(p, sizeof p, "random.bin");
-  write_raw(p, rnd, sizeof rnd);
+  vt_write_file(p, rnd, sizeof rnd);
   expect_fail(p, NULL, "unsupported format", "random bytes");
   tpath(p, sizeof p, "notes.jpg");
-  write_raw(p, "this is a text file, not a JPEG\n", 32);
+  vt_write_file(p, "this is a text file, not a JPEG\n", 32);
   expect_fail(p, NULL, "unsupported format", "text named .jpg");
   tpath(p, sizeof p, "anim.png");
-  write_raw(p, "GIF89a\x01\x00\x01\x00", 10);
+  vt_write_file(p, "GIF89a\x01\x00\x01\x00", 10);
   expect_fail(p, NULL, "GIF", "gif named .png");
   tpath(p, sizeof p, "missing.jpg");
   expect_fail(p, NULL, "cannot open", "missing file");
@@ -377,7 +357,7 @@ static void test_bad_inputs(void) {
   tpath(p, sizeof p, "ok.png");
   write_png(p, W, H, PNG_COLOR_TYPE_RGB, 8, 0, pix, NULL, 0, NULL, 0);
   size_t n;
-  uint8_t *png = read_raw(p, &n);
+  uint8_t *png = vt_read_file(p, &n);
   CHECK(png && vlm_image_decode_file(p, NULL, &img) == VLM_OK, "valid png decodes");
   vlm_image_free(&img);
   size_t idat = 0;
@@ -390,20 +370,20 @@ static void test_bad_inputs(void) {
   uint32_t idat_len = be32(png + idat);
   png[idat + 8 + idat_len / 2] ^= 0x5a;
   tpath(q, sizeof q, "badcrc.png");
-  write_raw(q, png, n);
+  vt_write_file(q, png, n);
   expect_fail(q, NULL, "CRC", "png bad CRC");
   png[idat + 8 + idat_len / 2] ^= 0x5a;
   size_t cuts[] = {4, 8, 20, 33, idat + 4, idat + 8 + idat_len / 3, idat + 8 + idat_len - 1};
   for (size_t k = 0; k < sizeof cuts / sizeof *cuts; k++) {
     tpath(q, sizeof q, "cut.png");
-    write_raw(q, png, cuts[k]);
+    vt_write_file(q, png, cuts[k]);
     char label[64];
     snprintf(label, sizeof label, "png cut at %zu of %zu", cuts[k], n);
     expect_fail(q, NULL, NULL, label);
   }
   /* Without IEND (PIL reads it too: nothing after the image data is needed). */
   tpath(q, sizeof q, "noiend.png");
-  write_raw(q, png, n - 12);
+  vt_write_file(q, png, n - 12);
   CHECK(vlm_image_decode_file(q, NULL, &img) == VLM_OK && img.w == W, "png without IEND: %s", vlm_last_error());
   vlm_image_free(&img);
   /* A bad CRC in an ancillary chunk placed before IDAT: PIL refuses it, so do we. */
@@ -419,10 +399,10 @@ static void test_bad_inputs(void) {
     size_t added = 12 + sizeof txt - 1;
     memcpy(b + o + added, png + o, n - o);
     tpath(q, sizeof q, "badtext.png");
-    write_raw(q, b, n + added);
+    vt_write_file(q, b, n + added);
     expect_fail(q, NULL, "CRC", "png ancillary CRC");
     put_be32(b + o + 8 + sizeof txt - 1, (uint32_t)crc32(0, b + o + 4, 4 + sizeof txt - 1));
-    write_raw(q, b, n + added);
+    vt_write_file(q, b, n + added);
     CHECK(vlm_image_decode_file(q, NULL, &img) == VLM_OK, "png with a tEXt chunk: %s", vlm_last_error());
     vlm_image_free(&img);
     free(b);
@@ -434,7 +414,7 @@ static void test_bad_inputs(void) {
   put_be32(head + 20, 100000);
   put_be32(head + 29, (uint32_t)crc32(0, head + 12, 17));
   tpath(q, sizeof q, "huge.png");
-  write_raw(q, head, sizeof head);
+  vt_write_file(q, head, sizeof head);
   expect_fail(q, NULL, "max-pixels", "png 100000x100000");
   /* The limit is configurable: 64x48 = 3072 pixels. */
   vlm_decode_opts small = {3071, 0}, exact = {3072, 0};
@@ -446,19 +426,19 @@ static void test_bad_inputs(void) {
   /* JPEG: cut at several points, and a SOF claiming 60000 x 60000. */
   tpath(p, sizeof p, "ok.jpg");
   write_jpeg(p, W, H, 3, pix, 90, 0);
-  uint8_t *jpg = read_raw(p, &n);
+  uint8_t *jpg = vt_read_file(p, &n);
   CHECK(jpg && vlm_image_decode_file(p, NULL, &img) == VLM_OK, "valid jpeg decodes");
   vlm_image_free(&img);
   size_t jcuts[] = {2, 3, 10, 100, 300, n / 2, n - 100, n - 2};
   for (size_t k = 0; k < sizeof jcuts / sizeof *jcuts; k++) {
     tpath(q, sizeof q, "cut.jpg");
-    write_raw(q, jpg, jcuts[k]);
+    vt_write_file(q, jpg, jcuts[k]);
     char label[64];
     snprintf(label, sizeof label, "jpeg cut at %zu of %zu", jcuts[k], n);
     expect_fail(q, NULL, NULL, label);
   }
   tpath(q, sizeof q, "cut.jpg");
-  write_raw(q, jpg, n / 2);
+  vt_write_file(q, jpg, n / 2);
   expect_fail(q, NULL, "truncated", "jpeg cut in the scan says truncated");
   /* Progressive: the scans come one after another; a cut between or inside them is truncation too. */
   {
@@ -466,12 +446,12 @@ static void test_bad_inputs(void) {
     tpath(pp, sizeof pp, "prog.jpg");
     write_jpeg(pp, W, H, 3, pix, 90, 1);
     size_t pn;
-    uint8_t *pj = read_raw(pp, &pn);
+    uint8_t *pj = vt_read_file(pp, &pn);
     CHECK(pj && vlm_image_decode_file(pp, NULL, &img) == VLM_OK, "valid progressive jpeg decodes");
     vlm_image_free(&img);
     for (int k = 1; k < 8; k++) {
       tpath(q, sizeof q, "pcut.jpg");
-      write_raw(q, pj, pn * (size_t)k / 8);
+      vt_write_file(q, pj, pn * (size_t)k / 8);
       char label[64];
       snprintf(label, sizeof label, "progressive jpeg cut at %zu of %zu", pn * (size_t)k / 8, pn);
       expect_fail(q, NULL, NULL, label);
@@ -485,14 +465,14 @@ static void test_bad_inputs(void) {
   jpg[sof + 5] = 0xEA; jpg[sof + 6] = 0x60;  /* height 60000 */
   jpg[sof + 7] = 0xEA; jpg[sof + 8] = 0x60;  /* width 60000 */
   tpath(q, sizeof q, "huge.jpg");
-  write_raw(q, jpg, n);
+  vt_write_file(q, jpg, n);
   expect_fail(q, NULL, "max-pixels", "jpeg 60000x60000");
   free(jpg);
 
   /* Mutations of valid files: decode succeeds or fails cleanly (ASan watches). */
   const char *valid[] = {"ok.png", "ok.jpg", "pal.png", "k.jpg"};
   for (int v = 0; v < 4; v++) {
-    uint8_t *b = read_raw(tpath(p, sizeof p, valid[v]), &n);
+    uint8_t *b = vt_read_file(tpath(p, sizeof p, valid[v]), &n);
     if (!b) continue;
     uint8_t *m = malloc(n);
     for (int trial = 0; trial < 60; trial++) {
@@ -886,7 +866,7 @@ static void test_webp(void) {
   n = WebPEncodeLosslessRGB(rgb, w, h, w * 3, &enc);
   CHECK(n > 0, "WebPEncodeLosslessRGB");
   tpath(p, sizeof p, "ll_rgb.webp");
-  write_raw(p, enc, n);
+  vt_write_file(p, enc, n);
   if (decode_ok(p, &img, "lossless RGB")) {
     CHECK(img.mode == VLM_IMG_RGB && img.w == w && img.h == h, "lossless RGB: mode %s %dx%d",
           vlm_img_mode_name(img.mode), img.w, img.h);
@@ -900,7 +880,7 @@ static void test_webp(void) {
     snprintf(name, sizeof name, "cut%zu.webp", cuts[k]);
     snprintf(label, sizeof label, "webp cut at %zu of %zu", cuts[k], n);
     tpath(p, sizeof p, name);
-    write_raw(p, enc, cuts[k]);
+    vt_write_file(p, enc, cuts[k]);
     expect_fail(p, NULL, "WebP", label);
   }
   {
@@ -910,12 +890,12 @@ static void test_webp(void) {
     for (size_t i = 12; i < sizeof g; i++) g[i] = (uint8_t)vlm_rng_below(&r, 256);
     put_le(g + 4, sizeof g - 8, 4);
     tpath(p, sizeof p, "garbage.webp");
-    write_raw(p, g, sizeof g);
+    vt_write_file(p, g, sizeof g);
     expect_fail(p, NULL, "bad WebP", "garbage after RIFF/WEBP");
     /* a valid VP8L chunk header with garbage bitstream after the size fields */
     memcpy(g, enc, 25 < n ? 25 : n);
     tpath(p, sizeof p, "garbage2.webp");
-    write_raw(p, g, sizeof g);
+    vt_write_file(p, g, sizeof g);
     expect_fail(p, NULL, "bad WebP", "garbage VP8L bitstream");
   }
   /* The max-pixels guard on a real file, from the header. */
@@ -942,7 +922,7 @@ static void test_webp(void) {
     uint32_t bits = (16384 - 1) | (uint32_t)(16384 - 1) << 14;  /* alpha 0, version 0 */
     put_le(b + 21, bits, 4);
     tpath(p, sizeof p, "huge_vp8l.webp");
-    write_raw(p, b, 26);
+    vt_write_file(p, b, 26);
     expect_fail(p, NULL, "max-pixels", "VP8L claiming 16384x16384");
     memset(b, 0, sizeof b);
     memcpy(b, "RIFF", 4); put_le(b + 4, 4 + 18 + 14, 4); memcpy(b + 8, "WEBPVP8X", 8); put_le(b + 16, 10, 4);
@@ -951,14 +931,14 @@ static void test_webp(void) {
     put_le(b + 27, 20000 - 1, 3);
     memcpy(b + 30, "ANIM", 4); put_le(b + 34, 6, 4);
     tpath(p, sizeof p, "huge_anim.webp");
-    write_raw(p, b, 44);
+    vt_write_file(p, b, 44);
     expect_fail(p, NULL, "max-pixels", "animated VP8X claiming 20000x20000");
   }
 
   /* Lossless RGBA: exact, mode RGBA; an opaque RGBA image is encoded without alpha -> RGB. */
   n = WebPEncodeLosslessRGBA(rgba, w, h, w * 4, &enc);
   tpath(p, sizeof p, "ll_rgba.webp");
-  write_raw(p, enc, n);
+  vt_write_file(p, enc, n);
   WebPFree(enc);
   if (decode_ok(p, &img, "lossless RGBA")) {
     CHECK(img.mode == VLM_IMG_RGBA && !memcmp(img.data, rgba, (size_t)w * h * 4), "lossless RGBA: mode %s or pixels",
@@ -967,7 +947,7 @@ static void test_webp(void) {
   }
   n = WebPEncodeLosslessRGBA(opaque, w, h, w * 4, &enc);
   tpath(p, sizeof p, "ll_opaque.webp");
-  write_raw(p, enc, n);
+  vt_write_file(p, enc, n);
   WebPFree(enc);
   if (decode_ok(p, &img, "lossless opaque RGBA")) {
     CHECK(img.mode == VLM_IMG_RGB && !memcmp(img.data, rgb, (size_t)w * h * 3), "opaque RGBA: mode %s (want RGB) or pixels",
@@ -980,7 +960,7 @@ static void test_webp(void) {
     n = alpha ? WebPEncodeRGBA(rgba, w, h, w * 4, 80.f, &enc) : WebPEncodeRGB(rgb, w, h, w * 3, 80.f, &enc);
     CHECK(n > 0, "lossy encode");
     tpath(p, sizeof p, alpha ? "lossy_rgba.webp" : "lossy_rgb.webp");
-    write_raw(p, enc, n);
+    vt_write_file(p, enc, n);
     int ww = 0, hh = 0;
     uint8_t *ref = alpha ? WebPDecodeRGBA(enc, n, &ww, &hh) : WebPDecodeRGB(enc, n, &ww, &hh);
     if (decode_ok(p, &img, alpha ? "lossy RGBA" : "lossy RGB")) {
@@ -1033,7 +1013,7 @@ static void test_webp(void) {
     CHECK(ok, "animated webp encode");
     if (ok) {
       tpath(p, sizeof p, "anim.webp");
-      write_raw(p, out.bytes, out.size);
+      vt_write_file(p, out.bytes, out.size);
       if (decode_ok(p, &img, "animated")) {
         CHECK(img.mode == VLM_IMG_RGBA && img.w == w && img.h == h && !memcmp(img.data, rgba, (size_t)w * h * 4),
               "animated: first frame (mode %s %dx%d)", vlm_img_mode_name(img.mode), img.w, img.h);
@@ -1041,7 +1021,7 @@ static void test_webp(void) {
       }
       size_t cut = out.size - 10;
       tpath(p, sizeof p, "anim_cut.webp");
-      write_raw(p, out.bytes, cut);
+      vt_write_file(p, out.bytes, cut);
       expect_fail(p, NULL, "WebP", "animated webp cut");
     }
     WebPDataClear(&out);

@@ -27,26 +27,6 @@ static const char *tpath(char *buf, size_t n, const char *name) {
   return buf;
 }
 
-static void write_raw(const char *path, const void *p, size_t n) {
-  FILE *f = fopen(path, "wb");
-  if (!f) { perror(path); abort(); }
-  if (n && fwrite(p, 1, n, f) != n) { perror(path); abort(); }
-  fclose(f);
-}
-
-static uint8_t *read_raw(const char *path, size_t *n) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return NULL;
-  fseek(f, 0, SEEK_END);
-  long sz = ftell(f);
-  fseek(f, 0, SEEK_SET);
-  uint8_t *p = malloc((size_t)sz + 1);
-  if (fread(p, 1, (size_t)sz, f) != (size_t)sz) { free(p); fclose(f); return NULL; }
-  fclose(f);
-  *n = (size_t)sz;
-  return p;
-}
-
 /* A file: u64 LE header length, header (exactly as given), ndata data bytes (0..255 repeating). */
 static void make_st(const char *path, const char *header, size_t hlen, size_t ndata) {
   size_t n = 8 + hlen + ndata;
@@ -54,7 +34,7 @@ static void make_st(const char *path, const char *header, size_t hlen, size_t nd
   for (int i = 0; i < 8; i++) b[i] = (uint8_t)((uint64_t)hlen >> (8 * i));
   memcpy(b + 8, header, hlen);
   for (size_t i = 0; i < ndata; i++) b[8 + hlen + i] = (uint8_t)i;
-  write_raw(path, b, n);
+  vt_write_file(path, b, n);
   free(b);
 }
 
@@ -144,7 +124,7 @@ static void test_round_trip(void) {
 
   /* The raw layout: header length multiple of 8, metadata first. */
   size_t n = 0;
-  uint8_t *raw = read_raw(p, &n);
+  uint8_t *raw = vt_read_file(p, &n);
   CHECK(raw && n > 8, "read back raw");
   if (raw) {
     uint64_t hl = 0;
@@ -286,7 +266,7 @@ static void test_misaligned(void) {
   for (int i = 0; i < 8; i++) b[i] = (uint8_t)((uint64_t)hl >> (8 * i));
   memcpy(b + 8, hdr, hl);
   memcpy(b + 8 + hl, data, 19);
-  write_raw(p, b, 8 + hl + 19);
+  vt_write_file(p, b, 8 + hl + 19);
   free(b);
   vlm_safetensors st;
   vlm_status s = vlm_st_open(&st, p);
@@ -367,7 +347,7 @@ static int test_fixtures(const char *shared) {
   if (stat(dir, &sb) != 0) return 0;
   snprintf(p, sizeof p, "%s/config.json", dir);
   size_t n = 0;
-  char *cfgtxt = (char *)read_raw(p, &n);
+  char *cfgtxt = (char *)vt_read_file(p, &n);
   cJSON *cfg = cfgtxt ? cJSON_ParseWithLength(cfgtxt, n) : NULL;
   CHECK(cfg != NULL, "config.json parses");
   free(cfgtxt);
@@ -465,32 +445,32 @@ static void test_malformed(void) {
 
   /* Truncated / bad length field. */
   tpath(p, sizeof p, "empty.safetensors");
-  write_raw(p, b, 0);
+  vt_write_file(p, b, 0);
   expect_open_fail(p, "too short", "empty file");
   tpath(p, sizeof p, "five.safetensors");
-  write_raw(p, b, 5);
+  vt_write_file(p, b, 5);
   expect_open_fail(p, "too short", "5-byte file");
   tpath(p, sizeof p, "hlen0.safetensors");
   memcpy(b + 8, "{}", 2);
-  write_raw(p, b, 10);
+  vt_write_file(p, b, 10);
   expect_open_fail(p, "header length is 0", "header length 0");
   tpath(p, sizeof p, "hlenmax.safetensors");
   uint64_t big = (uint64_t)VLM_ST_MAX_HEADER + 1;
   for (int i = 0; i < 8; i++) b[i] = (uint8_t)(big >> (8 * i));
-  write_raw(p, b, 16);
+  vt_write_file(p, b, 16);
   expect_open_fail(p, "exceeds the limit", "header too long");
   tpath(p, sizeof p, "hlenhuge.safetensors");
   memset(b, 0xff, 8);
-  write_raw(p, b, 16);
+  vt_write_file(p, b, 16);
   expect_open_fail(p, "exceeds the limit", "header length 2^64-1");
   tpath(p, sizeof p, "hcut.safetensors");
   const char *valid = T1("F32", "[2]", "[0,8]");
   make_st(p, valid, strlen(valid), 8);
   size_t n = 0;
-  uint8_t *raw = read_raw(p, &n);
-  write_raw(p, raw, 8 + 20); /* header cut after 20 bytes */
+  uint8_t *raw = vt_read_file(p, &n);
+  vt_write_file(p, raw, 8 + 20); /* header cut after 20 bytes */
   expect_open_fail(p, "runs past the end of the file", "header cut");
-  write_raw(p, raw, n - 3); /* data cut */
+  vt_write_file(p, raw, n - 3); /* data cut */
   expect_open_fail(p, "past the end of the data section", "data cut");
   free(raw);
 
@@ -661,7 +641,7 @@ static void test_mutations(void) {
   CHECK(vlm_st_writer_save(w, p) == VLM_OK, "save base: %s", vlm_last_error());
   vlm_st_writer_free(w);
   size_t n = 0;
-  uint8_t *base = read_raw(p, &n);
+  uint8_t *base = vt_read_file(p, &n);
   CHECK(base != NULL, "read base");
   if (!base) return;
   uint64_t hl = 0;
@@ -704,7 +684,7 @@ static void test_mutations(void) {
         m[8 + vlm_rng_below(&r, hend - 8)] = (uint8_t)ins[vlm_rng_below(&r, sizeof ins - 1)];
       }
     }
-    write_raw(q, m, len);
+    vt_write_file(q, m, len);
     vlm_safetensors st;
     vlm_error_clear();
     vlm_status s = vlm_st_open(&st, q);
@@ -729,7 +709,7 @@ static void test_mutations(void) {
 
 static int file_is(const char *path, const char *content) {
   size_t n = 0;
-  uint8_t *b = read_raw(path, &n);
+  uint8_t *b = vt_read_file(path, &n);
   int ok = b && n == strlen(content) && !memcmp(b, content, n);
   free(b);
   return ok;
@@ -738,14 +718,14 @@ static int file_is(const char *path, const char *content) {
 static void test_atomic(void) {
   char p[4200], q[4200];
   tpath(p, sizeof p, "atomic.txt");
-  write_raw(p, "old content", 11);
+  vt_write_file(p, "old content", 11);
   CHECK(vlm_write_file_atomic(p, "new", 3) == VLM_OK, "atomic write: %s", vlm_last_error());
   CHECK(file_is(p, "new"), "content replaced");
   struct stat sb;
   CHECK(stat(p, &sb) == 0 && (sb.st_mode & 0777) == 0644, "mode 0666 & ~umask(022): %o", sb.st_mode & 0777);
   CHECK(count_temp_files() == 0, "no temp files after success");
   CHECK(vlm_write_file_atomic(p, NULL, 0) == VLM_OK && file_is(p, ""), "empty file");
-  write_raw(p, "old content", 11);
+  vt_write_file(p, "old content", 11);
 
   /* Target directory missing. */
   tpath(q, sizeof q, "no-such-dir/x.bin");
@@ -779,7 +759,7 @@ static void test_atomic(void) {
 
   /* A writer with an error never touches the target. */
   tpath(q, sizeof q, "ckpt.safetensors");
-  write_raw(q, "previous checkpoint", 19);
+  vt_write_file(q, "previous checkpoint", 19);
   float x[4] = {1, 2, 3, 4};
   int64_t s4[1] = {4}, s22[2] = {2, 2};
   vlm_st_writer *w = vlm_st_writer_new();
