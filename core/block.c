@@ -173,3 +173,21 @@ void vlm_block_backward(const vlm_block_config *c, const vlm_block_params *p, vl
   vlm_matmul_backward(&d_ln, &g->in_proj_w, &g->in_proj_b, &d_qkv, &a.ln_1, &p->in_proj_w, 0, 1);
   vlm_layernorm_backward(dx, &g->ln_1_w, &g->ln_1_b, &d_ln, x, &p->ln_1_w, &a.m1, &a.r1);
 }
+
+void vlm_block_stack_forward(const vlm_block_config *c, const vlm_block_params *p, vlm_block_acts *s,
+                             vlm_tensor *xs, int64_t n, const vlm_tensor *key_padding_mask, int causal) {
+  for (int64_t i = 0; i < n; i++) vlm_block_forward(c, &p[i], &s[i], &xs[i + 1], &xs[i], key_padding_mask, causal);
+}
+
+vlm_tensor *vlm_block_stack_backward(const vlm_block_config *c, const vlm_block_params *p, vlm_block_params *g,
+                                     const vlm_block_acts *s, vlm_block_scratch *scr, const vlm_tensor *xs,
+                                     int64_t n, int causal, vlm_tensor *dy, vlm_tensor *tmp) {
+  for (int64_t i = n - 1; i >= 0; i--) {
+    vlm_zero(tmp);
+    vlm_block_backward(c, &p[i], &g[i], &s[i], scr, tmp, dy, &xs[i], causal);
+    vlm_tensor *t = dy;
+    dy = tmp;
+    tmp = t;
+  }
+  return dy;
+}

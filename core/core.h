@@ -327,6 +327,15 @@ void vlm_block_backward(const vlm_block_config *c, const vlm_block_params *p, vl
                         const vlm_block_acts *s, vlm_block_scratch *scr, vlm_tensor *dx,
                         const vlm_tensor *dy, const vlm_tensor *x, int causal);
 
+/* A stack of n blocks (a tower): xs[i+1] = block i (xs[i]) for i = 0..n-1. */
+void vlm_block_stack_forward(const vlm_block_config *c, const vlm_block_params *p, vlm_block_acts *s,
+                             vlm_tensor *xs, int64_t n, const vlm_tensor *key_padding_mask, int causal);
+/* Back through the stack: *dy holds d xs[n] on entry; dy and tmp (same shape) are
+ * used in turn and the one holding d xs[0] is returned. Gradients accumulate into g. */
+vlm_tensor *vlm_block_stack_backward(const vlm_block_config *c, const vlm_block_params *p, vlm_block_params *g,
+                                     const vlm_block_acts *s, vlm_block_scratch *scr, const vlm_tensor *xs,
+                                     int64_t n, int causal, vlm_tensor *dy, vlm_tensor *tmp);
+
 /* ------------------------------------------------------------------ optimizer */
 typedef struct {
   float beta1, beta2, eps;   /* open_clip: 0.9, 0.98, 1e-6 */

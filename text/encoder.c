@@ -128,8 +128,7 @@ void vlm_text_forward(const vlm_text_config *c, const vlm_text_params *p, vlm_te
   int64_t B = s->B, L = s->L, W = c->width, NL = c->layers;
   vlm_block_config bc = vlm_text_block_config(c);
   vlm_embedding_forward(&s->xs[0], ids, &p->token_emb, &p->pos_emb);
-  for (int64_t i = 0; i < NL; i++)
-    vlm_block_forward(&bc, &p->blocks[i], &s->blocks[i], &s->xs[i + 1], &s->xs[i], NULL, 1);
+  vlm_block_stack_forward(&bc, p->blocks, s->blocks, s->xs, NL, NULL, 1);
   vlm_text_pool_index(c, ids, s->pool_idx);
   /* ln_final is per row, so pooling before it equals open_clip's ln_final-then-pool. */
   float *pooled = s->pooled.data;
@@ -159,10 +158,6 @@ void vlm_text_backward(const vlm_text_config *c, const vlm_text_params *p, vlm_t
   for (int64_t b = 0; b < B; b++)
     vlm_memcpy(d + (b * L + s->pool_idx[b]) * W, dy->device, dp + b * W, s->d_pooled.device,
                (size_t)W * sizeof(float));
-  for (int64_t i = NL - 1; i >= 0; i--) {
-    vlm_zero(dx);
-    vlm_block_backward(&bc, &p->blocks[i], &g->blocks[i], &s->blocks[i], &s->scratch, dx, dy, &s->xs[i], 1);
-    vlm_tensor *t = dy; dy = dx; dx = t;
-  }
+  dy = vlm_block_stack_backward(&bc, p->blocks, g->blocks, s->blocks, &s->scratch, s->xs, NL, 1, dy, dx);
   vlm_embedding_backward(&g->token_emb, &g->pos_emb, dy, ids);
 }

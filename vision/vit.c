@@ -154,8 +154,7 @@ void vlm_vit_forward(const vlm_vit_config *c, const vlm_vit_params *p, vlm_vit_a
   copy_rows(&s->x0, 1, T, &s->patch_emb, 0, G * G, B, G * G, W);
   vlm_add_forward(&s->x0, &s->x0, &p->pos_emb);
   vlm_layernorm_forward(&s->xs[0], &s->ln_pre_mean, &s->ln_pre_rstd, &s->x0, &p->ln_pre_w, &p->ln_pre_b, c->ln_eps);
-  for (int64_t i = 0; i < L; i++)
-    vlm_block_forward(&bc, &p->blocks[i], &s->blocks[i], &s->xs[i + 1], &s->xs[i], NULL, 0);
+  vlm_block_stack_forward(&bc, p->blocks, s->blocks, s->xs, L, NULL, 0);
   copy_rows(&s->pooled, 0, 1, &s->xs[L], 0, T, B, 1, W);
   vlm_layernorm_forward(&s->ln_post, &s->ln_post_mean, &s->ln_post_rstd, &s->pooled, &p->ln_post_w,
                         &p->ln_post_b, c->ln_eps);
@@ -175,11 +174,8 @@ void vlm_vit_backward(const vlm_vit_config *c, const vlm_vit_params *p, vlm_vit_
   vlm_tensor *dy = &s->dx_a, *dx = &s->dx_b;
   vlm_zero(dy);
   copy_rows(dy, 0, T, &s->d_pooled, 0, 1, B, 1, W);
-  for (int64_t i = L - 1; i >= 0; i--) {
-    vlm_zero(dx);
-    vlm_block_backward(&bc, &p->blocks[i], &g->blocks[i], &s->blocks[i], &s->scratch, dx, dy, &s->xs[i], 0);
-    vlm_tensor *t = dy; dy = dx; dx = t;
-  }
+  dy = vlm_block_stack_backward(&bc, p->blocks, g->blocks, s->blocks, &s->scratch, s->xs, L, 0, dy, dx);
+  dx = dy == &s->dx_a ? &s->dx_b : &s->dx_a;
   /* dy = d xs[0]; dx <- d x0 */
   vlm_zero(dx);
   vlm_layernorm_backward(dx, &g->ln_pre_w, &g->ln_pre_b, dy, &s->x0, &p->ln_pre_w, &s->ln_pre_mean,
