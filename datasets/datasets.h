@@ -171,6 +171,116 @@ vlm_status vlm_random_resized_crop(const vlm_image *img, int size, double scale_
 vlm_status vlm_image_resized_crop(const vlm_image *img, int left, int top, int w, int h, int ow, int oh,
                                   vlm_image *out);
 
+
+/* ------------------------------------------------------------ dataset sources (source_*.c)
+ * A source yields (image, caption) samples. All but WebDataset are random access
+ * (an index of offsets / paths / generated ids is kept, never the images); WebDataset
+ * is read shard by shard, streaming. Every read of a bad sample (missing or unreadable
+ * file, bad caption, malformed record) returns an error status whose message names the
+ * file and the record; the loader skips, counts and reports it. Sources are safe to
+ * read from several threads at once (vlm_source_get / separate shard readers). */
+typedef enum {
+  VLM_DS_AUTO = 0, VLM_DS_CSV, VLM_DS_COCO, VLM_DS_WDS, VLM_DS_FOLDER, VLM_DS_IMAGEFOLDER, VLM_DS_SHAPES
+} vlm_ds_type;
+const char *vlm_ds_type_name(vlm_ds_type t);
+int vlm_ds_type_parse(const char *s, vlm_ds_type *out);   /* 1 if known: auto|csv|coco|wds|folder|imagefolder|shapes */
+
+typedef struct {
+  vlm_ds_type type;            /* VLM_DS_AUTO: from the spec (.csv/.tsv, .json, .tar / brace pattern, folder, "shapes...") */
+  char csv_separator;          /* '\t' (open_clip's default) */
+  const char *csv_img_key;     /* "filepath" */
+  const char *csv_caption_key; /* "title" */
+  const char *coco_images;     /* COCO image folder; NULL: beside the annotations file (see source_coco.c) */
+  uint64_t seed;               /* shapes: generator seed */
+} vlm_source_opts;
+void vlm_source_opts_default(vlm_source_opts *o);
+
+/* One sample before decoding. Exactly one of image_bytes (an encoded file) and
+ * pixels.data (a generated RGB image: shapes) is set. */
+typedef struct {
+  char name[512];          /* for messages: "train.csv:17 (img/a.jpg)", "shard-0003.tar:000042" */
+  uint8_t *image_bytes;    /* malloc'ed */
+  size_t image_len;
+  vlm_image pixels;
+  char *caption;           /* UTF-8, malloc'ed */
+  int label;               /* class index (ImageFolder, shapes), -1 when none */
+  int64_t group;           /* the image a caption belongs to (COCO groups 5 captions); else the sample index */
+} vlm_sample;
+void vlm_sample_free(vlm_sample *s);
+
+typedef struct vlm_source vlm_source;
+typedef struct vlm_shard_reader vlm_shard_reader;
+/* One source (no "::"). Errors name the spec and the problem (missing file, bad header, ...). */
+vlm_status vlm_source_open(vlm_source **out, const char *spec, const vlm_source_opts *o);
+void vlm_source_close(vlm_source *s);
+const char *vlm_source_spec(const vlm_source *s);
+vlm_ds_type vlm_source_type(const vlm_source *s);
+int vlm_source_is_stream(const vlm_source *s);      /* 1: WebDataset shards */
+int64_t vlm_source_size(const vlm_source *s);        /* samples; -1 when unknown (WebDataset) */
+vlm_status vlm_source_get(vlm_source *s, int64_t i, vlm_sample *out);   /* random access */
+int64_t vlm_source_num_shards(const vlm_source *s);
+vlm_status vlm_shard_open(vlm_source *s, int64_t shard, vlm_shard_reader **out);
+/* 1: a sample (out filled), 0: end of shard, -1: a bad sample or a broken shard
+ * (message set; after a truncated/corrupt tar the next call returns 0). */
+int vlm_shard_next(vlm_shard_reader *r, vlm_sample *out);
+void vlm_shard_close(vlm_shard_reader *r);
+/* Class names (ImageFolder sub-folders, shapes classes), NULL when the source has none. */
+const char *const *vlm_source_classnames(const vlm_source *s, int *n);
+
+/* ------------------------------------------------------------ the loader (loader.c)
+ * Worker threads read, decode, augment and tokenize ahead of the model into a
+ * bounded queue of batches. The sample order depends only on (seed, epoch,
+ * rank, world), never on the number of workers; bad samples are skipped (the
+ * batch is filled with the next good ones in order), counted and reported. */
+typedef struct vlm_loader vlm_loader;
+typedef struct vlm_tokenizer vlm_tokenizer;
+
+typedef struct {
+  const char *data;            /* one spec or several joined with "::" */
+  vlm_source_opts src;
+  const double *upsampling;    /* --train-data-upsampling-factors, one per source; NULL: by size */
+  double temperature;          /* > 0: p_i proportional to n_i^(1/T) (--data-temperature); 0: off */
+  int batch_size;
+  int workers;                 /* 0: decode in the calling thread */
+  uint64_t seed;
+  int rank, world;             /* shards / samples split across ranks */
+  int train;                   /* 1: shuffle + RandomResizedCrop(scale 0.9-1.0) as open_clip; 0: eval order + resize/center crop */
+  vlm_preprocess_cfg pre;
+  vlm_decode_opts decode;
+  int context_length;
+  int32_t pad_id;              /* 0 as open_clip */
+  vlm_tokenizer *tokenizer;    /* cloned per worker */
+  int64_t samples_per_epoch;   /* 0: the sources' total */
+  int drop_last;               /* training: 1 */
+} vlm_loader_cfg;
+void vlm_loader_cfg_default(vlm_loader_cfg *c);
+
+typedef struct {
+  float *images;     /* [n, 3, S, S] */
+  int32_t *ids;      /* [n, context_length] */
+  int *labels;       /* [n] (-1 when none) */
+  int64_t *groups;   /* [n] */
+  int n;             /* batch_size, less for the last batch when !drop_last */
+} vlm_batch;
+
+typedef struct {
+  int64_t samples;            /* good samples delivered this epoch */
+  int64_t bad;                /* skipped this epoch (all reasons) */
+  int64_t bad_read, bad_decode, bad_caption;
+  double wait_s;              /* time vlm_loader_next spent waiting for a batch */
+  char last_error[512];
+} vlm_loader_stats;
+
+vlm_status vlm_loader_open(vlm_loader **out, const vlm_loader_cfg *c);
+/* Start epoch `epoch`, skipping the first skip_batches batches (a resumed run's data position). */
+vlm_status vlm_loader_start_epoch(vlm_loader *l, int64_t epoch, int64_t skip_batches);
+/* 1: *b holds the next batch (valid until the next call), 0: end of the epoch. */
+int vlm_loader_next(vlm_loader *l, vlm_batch *b);
+void vlm_loader_stats_get(const vlm_loader *l, vlm_loader_stats *st);
+int64_t vlm_loader_batches_per_epoch(const vlm_loader *l);   /* -1 when unknown */
+const char *const *vlm_loader_classnames(const vlm_loader *l, int *n);
+void vlm_loader_close(vlm_loader *l);
+
 #ifdef __cplusplus
 }
 #endif
