@@ -305,6 +305,7 @@ typedef struct {
   int64_t bad;                /* skipped this epoch (all reasons) */
   int64_t bad_read, bad_decode, bad_caption;
   double wait_s;              /* time vlm_loader_next spent waiting for a batch */
+  int64_t ahead_max;          /* most items planned ahead of the consumer (bounded by the queue) */
   char last_error[512];
 } vlm_loader_stats;
 
@@ -319,6 +320,7 @@ vlm_status vlm_loader_start_epoch_at(vlm_loader *l, int64_t epoch, int64_t batch
 int vlm_loader_next(vlm_loader *l, vlm_batch *b);
 void vlm_loader_stats_get(const vlm_loader *l, vlm_loader_stats *st);
 int64_t vlm_loader_batches_per_epoch(const vlm_loader *l);   /* -1 when unknown */
+int vlm_loader_queue_size(const vlm_loader *l);               /* W: decoded samples held at most */
 const char *const *vlm_loader_classnames(const vlm_loader *l, int *n);
 void vlm_loader_close(vlm_loader *l);
 

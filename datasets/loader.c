@@ -357,6 +357,7 @@ static int take_job(vlm_loader *l, plan_item *it, int64_t *seq) {
     return 0;
   }
   *seq = l->next_plan++;
+  if (l->next_plan - l->next_consume > l->st.ahead_max) l->st.ahead_max = l->next_plan - l->next_consume;
   l->slots[*seq % l->W].state = 1;
   l->in_flight++;
   return 1;
@@ -499,6 +500,8 @@ static slot *next_ready(vlm_loader *l) {
     l->st.wait_s += now_s() - t0;
   }
 }
+
+int vlm_loader_queue_size(const vlm_loader *l) { return l->W; }
 
 int vlm_loader_next(vlm_loader *l, vlm_batch *b) {
   memset(b, 0, sizeof *b);
