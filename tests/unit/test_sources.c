@@ -407,6 +407,21 @@ static void test_wds(void) {
     vlm_shard_close(r);
     vlm_source_close(s);
   }
+  /* a header claiming 200 MB over a few bytes: an error, not a 200 MB allocation */
+  f = fopen(P("wds/huge.tar"), "wb");
+  tar_header(f, "big.png", 200u << 20, '0');
+  fwrite("abc", 1, 3, f);
+  fclose(f);
+  CHECK(vlm_source_open(&s, P("wds/huge.tar"), &o) == VLM_OK, "huge.tar");
+  if (s) {
+    vlm_shard_reader *r;
+    vlm_sample sm;
+    CHECK(vlm_shard_open(s, 0, &r) == VLM_OK && vlm_shard_next(r, &sm) == -1 && strstr(vlm_last_error(), "huge.tar") &&
+              strstr(vlm_last_error(), "truncated member 'big.png'") && strstr(vlm_last_error(), "offset 0"),
+          "huge claimed size: %s", vlm_last_error());
+    vlm_shard_close(r);
+    vlm_source_close(s);
+  }
   snprintf(pat, sizeof pat, "%s/wds/none-{0..3}.tar", g_dir);
   CHECK(vlm_source_open(&s, pat, &o) != VLM_OK && strstr(vlm_last_error(), "none-0.tar"), "no shard: %s", vlm_last_error());
 
