@@ -232,7 +232,7 @@ int vlm_tar_next(vlm_tar *t, vlm_tar_entry *e) {
     }
     if (!name) return fail(t, at, "out of memory");
     /* read in growing chunks: a header claiming a huge size costs only the bytes present */
-    size_t cap = (size_t)size < ((size_t)1 << 20) ? (size_t)size : ((size_t)1 << 20), have = 0;
+    size_t cap = (size_t)size < ((size_t)1 << 16) ? (size_t)size : ((size_t)1 << 16), have = 0;
     uint8_t *data = malloc(cap + 1);
     int short_read = 0;
     while (data && have < (size_t)size) {

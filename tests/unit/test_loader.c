@@ -498,6 +498,27 @@ int main(int argc, char **argv) {
   size_t lens[8];
   for (int i = 0; i < 8; i++) lens[i] = strlen(texts[i]);
   if (vlm_bpe_train(&g_tok, texts, lens, 8, 600)) { CHECK(0, "bpe: %s", vlm_last_error()); return vt_finish(); }
+  /* vlm_tokenizer_clone: the same ids as the original (trained and OpenAI vocabularies) */
+  vlm_tokenizer *toks[2] = {g_tok, NULL};
+  char vocab[1024];
+  snprintf(vocab, sizeof vocab, "%s/data/bpe_simple_vocab_16e6.txt.gz", shared);
+  FILE *vf = fopen(vocab, "rb");
+  if (vf) {
+    fclose(vf);
+    if (vlm_tokenizer_load(&toks[1], vocab)) toks[1] = NULL;
+  }
+  for (int k = 0; k < 2; k++) {
+    if (!toks[k]) continue;
+    vlm_tokenizer *cl = vlm_tokenizer_clone(toks[k]);
+    const char *txt = "A photo of a small cyan hexagon, &amp; caf\xc3\xa9 \xf0\x9f\x98\x80 on the left!";
+    int32_t a[24], b[24];
+    int na = vlm_tokenizer_encode_ctx(toks[k], txt, strlen(txt), 24, 0, a);
+    int nb = cl ? vlm_tokenizer_encode_ctx(cl, txt, strlen(txt), 24, 0, b) : -2;
+    CHECK(cl && na == nb && !memcmp(a, b, sizeof a) && vlm_tokenizer_vocab_size(cl) == vlm_tokenizer_vocab_size(toks[k]),
+          "tokenizer clone %d encodes like the original", k);
+    vlm_tokenizer_free(cl);
+  }
+  vlm_tokenizer_free(toks[1]);
   test_workers_invariance();
   test_ranks();
   test_bad_samples();
