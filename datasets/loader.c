@@ -469,7 +469,8 @@ static void log_epoch_end(vlm_loader *l) {
   if (l->ended_logged) return;
   l->ended_logged = 1;
   vlm_loader_stats *s = &l->st;
-  vlm_log(s->bad ? VLM_LOG_WARN : VLM_LOG_INFO,
+  /* evaluation loaders run often: their clean epochs are logged at debug level */
+  vlm_log(s->bad ? VLM_LOG_WARN : l->cfg.train ? VLM_LOG_INFO : VLM_LOG_DEBUG,
           "loader: epoch %lld done: %lld samples, %lld bad skipped (read %lld, decode %lld, caption %lld), "
           "waited %.2f s%s%s",
           (long long)l->epoch, (long long)s->samples, (long long)s->bad, (long long)s->bad_read,
