@@ -488,8 +488,10 @@ static slot *next_ready(vlm_loader *l) {
       /* inline: plan and do the next item here */
       plan_item it;
       int64_t seq;
+      double t0 = now_s();
       if (!take_job(l, &it, &seq)) continue;
       process(l, l->toks[0], &it, seq, &l->slots[seq % l->W]);
+      l->st.wait_s += now_s() - t0;   /* inline work is time the caller waits for data */
       item_clear(&it);
       l->slots[seq % l->W].state = 2;
       l->in_flight--;
