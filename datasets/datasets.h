@@ -294,7 +294,7 @@ typedef struct {
   float *images;     /* [n, 3, S, S] */
   int32_t *ids;      /* [n, context_length] */
   int *labels;       /* [n] (-1 when none) */
-  int64_t *groups;   /* [n] */
+  int64_t *groups;   /* [n] the samples' groups; with several sources + (source number << 48) */
   int n;             /* batch_size, less for the last batch when !drop_last */
   int64_t index;     /* batch number in the epoch (0-based, skipped batches counted) */
   int64_t seq_end;   /* stream position after this batch (vlm_loader_start_epoch_at) */

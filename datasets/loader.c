@@ -345,7 +345,8 @@ static void process(vlm_loader *l, vlm_tokenizer *tok, plan_item *it, int64_t se
     for (int i = 0; i < l->ctx; i++) sl->ids[i] = l->cfg.pad_id;
   }
   sl->label = smp.label;
-  sl->group = smp.group;
+  /* several sources: the source number in bits 48.. keeps groups of different sources apart */
+  sl->group = l->nsrc > 1 ? smp.group + ((int64_t)it->src << 48) : smp.group;
 done:
   vlm_image_free(&dec);
   vlm_image_free(&crop);

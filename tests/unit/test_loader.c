@@ -398,6 +398,33 @@ static void test_wds(void) {
   CHECK(e1.n == 36 && memcmp(e1.groups, ref.groups, 36 * 8) != 0, "wds: epoch 1 order differs");
   run_free(&e1);
   run_free(&ref);
+  /* a WebDataset source mixed with a random-access one (upsampling factors): still the same
+   * batches for any worker count, both sources present */
+  {
+    char mix[2300];
+    snprintf(mix, sizeof mix, "%s::shapes:50", spec);
+    double upf[2] = {1, 1};
+    vlm_loader_cfg cm;
+    base_cfg(&cm, mix, 1, 16, 8);
+    cm.upsampling = upf;
+    cm.samples_per_epoch = 160;
+    cm.shuffle_buffer = 5;
+    cm.workers = 0;
+    run m0, m2;
+    collect(&cm, 2, 0, &m0);
+    cm.workers = 2;
+    collect(&cm, 2, 0, &m2);
+    int64_t from_wds = 0;
+    for (int64_t i = 0; i < m0.n; i++) from_wds += (m0.groups[i] >> 48) == 0;
+    CHECK(m0.n == 160 && same_run(&m0, &m2, 16, 16) && from_wds > 40 && from_wds < 120,
+          "wds::shapes mix: %lld samples, %lld from the shards, workers-invariant", (long long)m0.n, (long long)from_wds);
+    run_free(&m0);
+    run_free(&m2);
+    cm.upsampling = NULL;
+    vlm_loader *lm;
+    CHECK(vlm_loader_open(&lm, &cm) != VLM_OK && strstr(vlm_last_error(), "upsampling"),
+          "a WebDataset mix without factors is refused: %s", vlm_last_error());
+  }
   /* ranks split the shards */
   int64_t seen[2][64];
   int64_t ns[2] = {0, 0};
