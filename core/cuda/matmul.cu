@@ -1,11 +1,11 @@
 // matmul on CUDA through cuBLASLt: out[M,N] = op(a) @ op(b) (+ bias[N]) with the
 // bias fused into the GEMM epilogue, and its backward (beta = 1 accumulates).
 //
-// Precision: F32 operands at VLM_PREC_F32 run an fp32 GEMM (CUBLAS_COMPUTE_32F,
-// no TF32). When either operand is BF16 or the precision is VLM_PREC_BF16, every
-// F32 operand is rounded to bf16 (round to nearest even, as the reference does)
-// into device scratch and the GEMM runs bf16 x bf16 with fp32 accumulation and
-// an fp32 output. dbias is a deterministic column sum of dout, never rounded.
+// Precision (as the CPU kernel): at VLM_PREC_BF16, or in a forward whose operands
+// are both BF16, every F32 operand is rounded to bf16 (round to nearest even, as
+// the reference does) into device scratch and the GEMM runs bf16 x bf16 with
+// fp32 accumulation and an fp32 output. Otherwise an fp32 GEMM runs
+// (CUBLAS_COMPUTE_32F, no TF32), a BF16 operand widened exactly to f32. dbias is a deterministic column sum of dout, never rounded.
 //
 // Row-major C[M,N] = A[M,K] B[K,N] is column-major C^T = B^T A^T, so cuBLASLt
 // sees m = N, n = M, k = K with b as its first operand and a as its second.
@@ -211,17 +211,35 @@ static void dims(const vlm_tensor *a, const vlm_tensor *b, int ta, int tb, int64
   *N = tb ? b->shape[0] : b->shape[1];
 }
 
-static int use_bf16(const vlm_tensor *a, const vlm_tensor *b, vlm_precision prec) {
-  return prec == VLM_PREC_BF16 || a->dtype == VLM_BF16 || b->dtype == VLM_BF16;
+__global__ void widen_bf16_k(float *d, const __nv_bfloat16 *s, int64_t n) {
+  GRID_STRIDE(i, n) d[i] = __bfloat162float(s[i]);
+}
+
+// The operand as f32: itself when F32, else a widened (exact) copy in scratch slot `slot`.
+static const void *as_f32(const char *what, const vlm_tensor *t, int slot) {
+  if (t->dtype == VLM_F32) return t->data;
+  int64_t n = vlm_numel(t);
+  float *d = (float *)vlm_cuda_scratch(slot, sizeof(float) * (size_t)(n > 0 ? n : 1));
+  if (n > 0) {
+    widen_bf16_k<<<vlm_blocks(n, 256), 256>>>(d, (const __nv_bfloat16 *)t->data, n);
+    LAUNCHED(what, "widen_bf16");
+  }
+  return d;
+}
+
+static const void *operand(const char *what, const vlm_tensor *t, int bf, int slot) {
+  return bf ? as_bf16(what, t, slot) : as_f32(what, t, slot);
 }
 
 extern "C" void vlm_cuda_matmul_forward(vlm_tensor *out, const vlm_tensor *a, const vlm_tensor *b,
                                         const vlm_tensor *bias, int trans_a, int trans_b, vlm_precision prec) {
   int64_t M, N, K;
   dims(a, b, trans_a, trans_b, &M, &N, &K);
-  int bf = use_bf16(a, b, prec);
-  const void *A = bf ? as_bf16("matmul_forward", a, 1) : a->data;
-  const void *B = bf ? as_bf16("matmul_forward", b, 2) : b->data;
+  // As the CPU kernel: bf16 GEMM in bf16 precision or when both operands are
+  // BF16; otherwise a BF16 operand is widened (exactly) to f32.
+  int bf = prec == VLM_PREC_BF16 || (a->dtype == VLM_BF16 && b->dtype == VLM_BF16);
+  const void *A = operand("matmul_forward", a, bf, 1);
+  const void *B = operand("matmul_forward", b, bf, 2);
   gemm("matmul_forward", (float *)out->data, M, N, K, A, trans_a, B, trans_b, bf,
        bias ? (const float *)bias->data : NULL, 0.0f);
 }
@@ -231,10 +249,10 @@ extern "C" void vlm_cuda_matmul_backward(vlm_tensor *da, vlm_tensor *db, vlm_ten
                                          vlm_precision prec) {
   int64_t M, N, K;
   dims(a, b, trans_a, trans_b, &M, &N, &K);
-  int bf = use_bf16(a, b, prec);
+  int bf = prec == VLM_PREC_BF16;  // as the CPU kernel's backward
   const void *G = bf ? as_bf16("matmul_backward", dout, 3) : dout->data;
-  const void *A = (bf && db) ? as_bf16("matmul_backward", a, 1) : a->data;
-  const void *B = (bf && da) ? as_bf16("matmul_backward", b, 2) : b->data;
+  const void *A = db ? operand("matmul_backward", a, bf, 1) : NULL;
+  const void *B = da ? operand("matmul_backward", b, bf, 2) : NULL;
   float *ga = da ? (float *)da->data : NULL, *gb = db ? (float *)db->data : NULL;
   if (da) {
     if (!trans_a)  // da[M,K] += G[M,N] @ op(b)^T
