@@ -151,3 +151,31 @@ extern "C" void vlm_cuda_grad_scale(vlm_param_slot *slots, int n, float k) {
     LAUNCHED("grad_clip", "grad_scale");
   }
 }
+
+__global__ void dot_k(double *partial, const float *a, const float *b, int64_t n) {
+  __shared__ double sh[256];
+  double s = 0;
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+    s += (double)a[i] * b[i];
+  sh[threadIdx.x] = s;
+  __syncthreads();
+  for (int o = 128; o > 0; o >>= 1) {
+    if ((int)threadIdx.x < o) sh[threadIdx.x] += sh[threadIdx.x + o];
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) partial[blockIdx.x] = sh[0];
+}
+
+extern "C" double vlm_cuda_dot(const vlm_tensor *a, const vlm_tensor *b) {
+  int64_t n = vlm_numel(a);
+  if (n == 0) return 0.0;
+  const unsigned X = 128;
+  double *partial = (double *)vlm_cuda_scratch(0, sizeof(double) * (X + 1));
+  dot_k<<<X, 256>>>(partial, (const float *)a->data, (const float *)b->data, n);
+  LAUNCHED("dot", "dot");
+  sum_d_k<<<1, 1024>>>(partial + X, partial, X);
+  LAUNCHED("dot", "sum");
+  double h = 0;
+  CUDA_OK(cudaMemcpy(&h, partial + X, sizeof h, cudaMemcpyDeviceToHost));
+  return h;
+}

@@ -27,6 +27,15 @@ void vlm_cuda_fill(vlm_tensor *t, float value);   /* F32 / BF16 / any dtype for 
 void vlm_cuda_convert(vlm_tensor *dst, const vlm_tensor *src);
 /* t *= s, F32 contiguous. */
 void vlm_cuda_scale(vlm_tensor *t, float s);
+/* sum a[i] b[i] (double accumulation, deterministic); synchronizes. */
+double vlm_cuda_dot(const vlm_tensor *a, const vlm_tensor *b);
+/* im2col for the ViT patch embedding (image [B,3,H,H] -> patches [B*G*G, 3*P*P]):
+ * patches[b*G*G + gy*G + gx, (c*P + ky)*P + kx] = image[b, c, gy*P + ky, gx*P + kx]. */
+void vlm_cuda_patchify(vlm_tensor *patches, const vlm_tensor *image, int64_t P);
+/* Copy n blocks of rows_per_copy rows of W floats: dst row (dst_row0 + i*dst_step)
+ * <- src row (src_row0 + i*src_step), one strided copy (cudaMemcpy2D). */
+void vlm_cuda_copy_rows(float *dst, int64_t dst_row0, int64_t dst_step, const float *src, int64_t src_row0,
+                        int64_t src_step, int64_t n, int64_t rows_per_copy, int64_t W);
 
 /* The op set. */
 void vlm_cuda_matmul_forward(vlm_tensor *out, const vlm_tensor *a, const vlm_tensor *b,

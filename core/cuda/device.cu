@@ -235,3 +235,41 @@ extern "C" void vlm_cuda_add_backward(vlm_tensor *da, vlm_tensor *db, const vlm_
     vlm_cuda_colsum("add_backward", (float *)db->data, n / nb, nb, f, 0);
   }
 }
+
+// ------------------------------------------------------------------ ViT helpers
+__global__ void patchify_k(float *out, const float *img, int64_t B, int64_t H, int64_t G, int64_t P) {
+  const int64_t cols = 3 * P * P;
+  GRID_STRIDE(i, B * G * G * cols) {
+    int64_t r = i / cols, col = i % cols;
+    int64_t ch = col / (P * P), ky = (col / P) % P, kx = col % P;
+    int64_t b = r / (G * G), gy = (r / G) % G, gx = r % G;
+    out[i] = img[((b * 3 + ch) * H + gy * P + ky) * H + gx * P + kx];
+  }
+}
+
+extern "C" void vlm_cuda_patchify(vlm_tensor *patches, const vlm_tensor *image, int64_t P) {
+  int64_t B = image->shape[0], H = image->shape[2], G = H / P;
+  VLM_CHECK(patches->device == VLM_CUDA && image->device == VLM_CUDA && image->dtype == VLM_F32 &&
+                patches->dtype == VLM_F32 && vlm_numel(patches) == B * G * G * 3 * P * P,
+            "CUDA patchify: image and patches must be F32 CUDA tensors of matching size");
+  int64_t n = B * G * G * 3 * P * P;
+  if (n == 0) return;
+  patchify_k<<<vlm_blocks(n, 256), 256>>>((float *)patches->data, (const float *)image->data, B, H, G, P);
+  LAUNCHED("patchify", "patchify");
+}
+
+__global__ void copy_rows_k(float *dst, int64_t dst_row0, int64_t dst_step, const float *src, int64_t src_row0,
+                            int64_t src_step, int64_t n, int64_t per, int64_t W) {
+  GRID_STRIDE(i, n * per * W) {
+    int64_t blk = i / (per * W), rem = i % (per * W);
+    dst[(dst_row0 + blk * dst_step) * W + rem] = src[(src_row0 + blk * src_step) * W + rem];
+  }
+}
+
+extern "C" void vlm_cuda_copy_rows(float *dst, int64_t dst_row0, int64_t dst_step, const float *src,
+                                   int64_t src_row0, int64_t src_step, int64_t n, int64_t rows_per_copy, int64_t W) {
+  int64_t total = n * rows_per_copy * W;
+  if (total == 0) return;
+  copy_rows_k<<<vlm_blocks(total, 256), 256>>>(dst, dst_row0, dst_step, src, src_row0, src_step, n, rows_per_copy, W);
+  LAUNCHED("copy_rows", "copy_rows");
+}

@@ -60,3 +60,7 @@ void vlm_cuda_adamw_step(vlm_param_slot *slots, int n, const vlm_adamw_config *c
 }
 double vlm_cuda_grad_sumsq(vlm_param_slot *slots, int n) { NO_CUDA("grad_norm"); return 0.0; }
 void vlm_cuda_grad_scale(vlm_param_slot *slots, int n, float k) { NO_CUDA("grad_clip"); }
+double vlm_cuda_dot(const vlm_tensor *a, const vlm_tensor *b) { NO_CUDA("dot"); return 0.0; }
+void vlm_cuda_patchify(vlm_tensor *patches, const vlm_tensor *image, int64_t P) { NO_CUDA("patchify"); }
+void vlm_cuda_copy_rows(float *dst, int64_t dst_row0, int64_t dst_step, const float *src, int64_t src_row0,
+                        int64_t src_step, int64_t n, int64_t rows_per_copy, int64_t W) { NO_CUDA("copy_rows"); }
