@@ -66,8 +66,9 @@ int64_t vlm_clip_params_count(vlm_clip_params *p, const vlm_clip_config *c, int6
 
 void vlm_clip_params_zero(vlm_clip_params *p) {
   if (!p->arena.base) return;
-  VLM_CHECK(p->arena.device == VLM_CPU, "clip params: zeroing on the CPU only for now");
-  memset(p->arena.base, 0, p->arena.used);
+  int64_t n = (int64_t)p->arena.used;
+  vlm_tensor all = vlm_tensor_make(p->arena.base, VLM_U8, p->arena.device, 1, &n);
+  vlm_zero(&all);
 }
 
 int64_t vlm_clip_config_num_params(const vlm_clip_config *c, int64_t *visual, int64_t *text) {
