@@ -56,6 +56,24 @@ static pair mk3(int64_t a, int64_t b, int64_t c, uint64_t seed, float std, float
 }
 static void drop(pair *p) { free(p->hp); }
 
+/* Per-op summary: cases compared and the worst relative error. */
+#define MAX_OPS 64
+static struct { const char *op; int n, bad; double worst; } g_sum[MAX_OPS];
+static int g_nsum = 0, g_verbose = 0;
+
+static void record(const char *op, double rel, int ok) {
+  int i = 0;
+  while (i < g_nsum && strcmp(g_sum[i].op, op)) i++;
+  if (i == g_nsum) {
+    if (g_nsum == MAX_OPS) return;
+    g_sum[g_nsum].op = op;
+    g_nsum++;
+  }
+  g_sum[i].n++;
+  g_sum[i].bad += !ok;
+  if (rel > g_sum[i].worst || isnan(rel)) g_sum[i].worst = isnan(rel) ? INFINITY : rel;
+}
+
 /* Compare a device F32 tensor (contiguous buffer `d`, n elements) with the host reference. */
 static void cmp_buf(const char *op, const char *cs, const char *name, const vlm_tensor *d, const float *ref,
                     int64_t n, double tol) {
@@ -77,7 +95,8 @@ static void cmp_buf(const char *op, const char *cs, const char *name, const vlm_
   double rel = worst / scale;
   int ok = rel <= tol && bad_nan < 0;
   char sh[96];
-  if (ok) printf("  ok   %-22s %-34s %-6s %-22s rel %.2e\n", op, cs, name, vlm_shape_str(d, sh, sizeof sh), rel);
+  record(op, bad_nan >= 0 ? INFINITY : rel, ok);
+  if (ok && g_verbose) printf("  ok   %-22s %-34s %-6s %-22s rel %.2e\n", op, cs, name, vlm_shape_str(d, sh, sizeof sh), rel);
   if (bad_nan >= 0)
     CHECK(0, "%s [%s] %s %s: element %lld: expected %.9g, got %.9g (non-finite mismatch)", op, cs, name,
           vlm_shape_str(d, sh, sizeof sh), (long long)bad_nan, ref[bad_nan], got[bad_nan]);
@@ -97,7 +116,10 @@ static void test_matmul_case(int64_t M, int64_t N, int64_t K, int ta, int tb, in
   char cs[96];
   snprintf(cs, sizeof cs, "M%lld N%lld K%lld%s%s%s%s%s", (long long)M, (long long)N, (long long)K, ta ? " tA" : "",
            tb ? " tB" : "", bias ? " bias" : "", prec == VLM_PREC_BF16 ? " bf16" : "", a_bf16 ? " a:BF16" : "");
-  double tol = (prec == VLM_PREC_BF16 || a_bf16) ? TOL_BF16 : TOL;
+  int bf = prec == VLM_PREC_BF16 || a_bf16;
+  double tol = bf ? TOL_BF16 : TOL;
+  const char *fwd = bf ? "matmul_forward (bf16)" : "matmul_forward";
+  const char *bwd = bf ? "matmul_backward (bf16)" : "matmul_backward";
   vlm_arena_reset(&g_dev);
   uint64_t seed = (uint64_t)(M * 131 + N * 7 + K + ta * 3 + tb * 5);
   pair a, b = tb ? mk2(N, K, seed + 1, 1.0f, 0) : mk2(K, N, seed + 1, 1.0f, 0);
@@ -118,7 +140,7 @@ static void test_matmul_case(int64_t M, int64_t N, int64_t K, int ta, int tb, in
   vlm_set_matmul_precision(prec);
   vlm_matmul_forward(&out.h, &a.h, &b.h, bias ? &bs.h : NULL, ta, tb);
   vlm_matmul_forward(&out.d, &a.d, &b.d, bias ? &bs.d : NULL, ta, tb);
-  cmp("matmul_forward", cs, "out", &out, tol);
+  cmp(fwd, cs, "out", &out, tol);
   /* backward, accumulating into non-zero gradients */
   pair dout = out.h.ndim == 3 ? mk3(3, M / 3, N, seed + 3, 1.0f, 0) : mk2(M, N, seed + 3, 1.0f, 0);
   pair da = {0}, db, dbias = mk1(N, seed + 6, 0.5f, 0);
@@ -126,9 +148,9 @@ static void test_matmul_case(int64_t M, int64_t N, int64_t K, int ta, int tb, in
   db = tb ? mk2(N, K, seed + 5, 0.5f, 0) : mk2(K, N, seed + 5, 0.5f, 0);
   vlm_matmul_backward(a_bf16 ? NULL : &da.h, &db.h, bias ? &dbias.h : NULL, &dout.h, &a.h, &b.h, ta, tb);
   vlm_matmul_backward(a_bf16 ? NULL : &da.d, &db.d, bias ? &dbias.d : NULL, &dout.d, &a.d, &b.d, ta, tb);
-  if (!a_bf16) cmp("matmul_backward", cs, "da", &da, tol);
-  cmp("matmul_backward", cs, "db", &db, tol);
-  if (bias) cmp("matmul_backward", cs, "dbias", &dbias, TOL);
+  if (!a_bf16) cmp(bwd, cs, "da", &da, tol);
+  cmp(bwd, cs, "db", &db, tol);
+  if (bias) cmp(bwd, cs, "dbias", &dbias, TOL);
   vlm_set_matmul_precision(VLM_PREC_F32);
   if (!a_bf16) drop(&da);
   drop(&a); drop(&b); drop(&bs); drop(&out); drop(&dout); drop(&db); drop(&dbias);
@@ -443,7 +465,7 @@ static void test_optim(void) {
   }
   double nh = vlm_grad_norm(hs, NS), nd = vlm_grad_norm(ds, NS);
   CHECK(fabs(nh - nd) <= 1e-9 * nh, "grad_norm: expected %.12g, got %.12g", nh, nd);
-  printf("  ok?  grad_norm host %.12g device %.12g\n", nh, nd);
+  record("grad_norm", fabs(nh - nd) / nh, fabs(nh - nd) <= 1e-9 * nh);
   double ch, cd;
   vlm_grad_clip(hs, NS, 0.5 * nh, &ch);
   vlm_grad_clip(ds, NS, 0.5 * nh, &cd);
@@ -483,6 +505,7 @@ int main(void) {
     vt_skip(why);
   }
   printf("GPU: %s\n", vlm_cuda_describe());
+  g_verbose = getenv("VLM_TEST_VERBOSE") && atoi(getenv("VLM_TEST_VERBOSE")) > 0;
   vlm_set_kernel_mode(VLM_KERNELS_REF);
   CHECK(vlm_arena_init(&g_dev, (size_t)256 << 20, VLM_CUDA) == VLM_OK, "cuda arena: %s", vlm_last_error());
   double t0 = vlm_now();
@@ -498,7 +521,12 @@ int main(void) {
   test_cross_entropy();
   test_optim();
   vlm_cuda_sync("test_cuda_ops");
-  printf("test_cuda_ops: %.1f s\n", vlm_now() - t0);
+  printf("per op: comparisons, failures, worst error relative to the tensor's max (fp32 bound %.0e, bf16 %.0e)\n",
+         TOL, TOL_BF16);
+  for (int i = 0; i < g_nsum; i++)
+    printf("  %-24s %4d compared %3d failed  worst %.2e%s\n", g_sum[i].op, g_sum[i].n, g_sum[i].bad, g_sum[i].worst,
+           g_sum[i].bad ? "  <-- FAIL" : "");
+  printf("test_cuda_ops: %.1f s (VLM_TEST_VERBOSE=1 prints every comparison)\n", vlm_now() - t0);
   vlm_arena_free(&g_dev);
   return vt_finish();
 }
