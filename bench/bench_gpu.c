@@ -42,10 +42,15 @@ static double clip_forward_flops(const vlm_clip_config *c, int64_t L, double *vi
   return fv + ft;
 }
 
-typedef struct { vlm_tensor *t[1024]; const char *name[1024]; int n; } tlist;
+/* (visit's names live only during the callback: copied) */
+typedef struct { vlm_tensor *t[1024]; char name[1024][160]; int n; } tlist;
 static void collect(void *ctx, const char *name, vlm_tensor *t) {
   tlist *l = ctx;
-  if (l->n < 1024) { l->t[l->n] = t; l->name[l->n] = name; l->n++; }
+  if (l->n < 1024) {
+    l->t[l->n] = t;
+    snprintf(l->name[l->n], sizeof l->name[0], "%s", name);
+    l->n++;
+  }
 }
 
 static void fill_batch(float *img, int64_t nimg, int64_t *ids, int64_t B, int64_t L, int64_t V) {

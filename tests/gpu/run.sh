@@ -64,7 +64,7 @@ if [ ! -e /usr/local/cuda/include/cublasLt.h ]; then
     export LD_LIBRARY_PATH=$(dirname "$l")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
   fi
 fi
-export CMAKE_BUILD_PARALLEL_LEVEL=$(nproc)
+export CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}
 if ! timeout 420 scripts/setup.sh build-gpu -DCMAKE_CUDA_ARCHITECTURES=90 "${extra[@]}" >"$logs/build.log" 2>&1; then
   grep -E 'error|Error|FATAL' "$logs/build.log" | head -n 20
   tail -n 25 "$logs/build.log"
@@ -89,11 +89,11 @@ run_gpu_test() {  # name, args...
   nfail=$(grep -c '^FAIL' "$log")
   case $rc in
     0) echo "--- $name: PASS ($(tail -n 1 "$log"))"; note "$name: PASS" ;;
-    77) echo "--- $name: SKIPPED: $(grep -m1 SKIPPED "$log")"; note "$name: SKIPPED (no GPU seen?)"; gpu_fail=1 ;;
+    77) echo "--- $name: $(grep -m1 SKIPPED "$log")"; note "$name: SKIPPED (no GPU seen?)"; gpu_fail=1 ;;
     124) echo "--- $name: TIMEOUT (240 s)"; note "$name: TIMEOUT"; gpu_fail=1 ;;
     *) echo "--- $name: FAILED (exit $rc, $nfail failed checks)"; note "$name: FAILED (exit $rc, $nfail failed checks)"; gpu_fail=1 ;;
   esac
-  if [ "$rc" != 0 ]; then
+  if [ "$rc" != 0 ] && [ "$rc" != 77 ]; then
     grep -E '^FAIL|vlm fatal|CUDA|cuBLAS|Abort|abort|Segmentation' "$log" | head -n 12 | cut -c1-400
   fi
 }

@@ -79,7 +79,7 @@ typedef struct {
   double tol;
   int checked;
   double worst;
-  const char *worst_name;
+  char worst_name[160];
 } grad_ctx;
 
 static void compare_grad(void *ctx, const char *name, vlm_tensor *t) {
@@ -103,17 +103,25 @@ static void compare_grad(void *ctx, const char *name, vlm_tensor *t) {
     } else {
       vt_passed++;
     }
-    if (rel > g->worst || isnan(rel)) { g->worst = isnan(rel) ? INFINITY : rel; g->worst_name = name; }
+    if (rel > g->worst || isnan(rel)) {
+      g->worst = isnan(rel) ? INFINITY : rel;
+      snprintf(g->worst_name, sizeof g->worst_name, "%s", name);
+    }
   }
   g->checked++;
   free(r);
 }
 
 /* Collect parameter tensors in visit order. */
-typedef struct { vlm_tensor *t[4096]; const char *name[4096]; int n; } tlist;
+/* (visit's names live only during the callback: copied) */
+typedef struct { vlm_tensor *t[4096]; char name[4096][160]; int n; } tlist;
 static void collect(void *ctx, const char *name, vlm_tensor *t) {
   tlist *l = ctx;
-  if (l->n < 4096) { l->t[l->n] = t; l->name[l->n] = name; l->n++; }
+  if (l->n < 4096) {
+    l->t[l->n] = t;
+    snprintf(l->name[l->n], sizeof l->name[0], "%s", name);
+    l->n++;
+  }
 }
 
 /* One GPU forward + backward; compares against the fixture. Returns the loss. */
@@ -228,7 +236,7 @@ static void run_fixture(const char *dir) {
     vlm_clip_params after;
     CHECK(vlm_clip_params_init(&after, &c) == VLM_OK, "%s", vlm_last_error());
     vlm_clip_params_copy(&after, &pd);
-    tlist la;
+    static tlist la;
     la.n = 0;
     vlm_clip_params_visit(&after, &c, collect, &la);
     double worst = 0;
