@@ -157,7 +157,7 @@ static float gpu_step(const char *tag, const vlm_clip_config *c, const vlm_clip_
 }
 
 static void run_fixture(const char *dir) {
-  char path[4096];
+  char path[4200];
   vlm_safetensors in, out, grads;
   snprintf(path, sizeof path, "%s/inputs.safetensors", dir);
   int ok = vlm_st_open(&in, path) == VLM_OK;
@@ -194,7 +194,7 @@ static void run_fixture(const char *dir) {
   char tag[512];
   /* fp32 */
   vlm_set_matmul_precision(VLM_PREC_F32);
-  snprintf(tag, sizeof tag, "%s [gpu f32]", strrchr(dir, '/') ? strrchr(dir, '/') + 1 : dir);
+  snprintf(tag, sizeof tag, "%.200s [gpu f32]", strrchr(dir, '/') ? strrchr(dir, '/') + 1 : dir);
   float loss = gpu_step(tag, &c, &pd, &gd, &s, &batch, &out, &grads, 1.0, 1e-4, NULL);
   float loss32 = vlm_clip_forward(&c, &pd, &s, &batch32.images, &batch32.ids);
   CHECK(fabsf(loss32 - loss) <= 1e-6f * fabsf(loss), "%s: I32 ids give loss %.8g, I64 %.8g", tag, loss32, loss);
@@ -260,7 +260,7 @@ static void run_fixture(const char *dir) {
 
   /* bf16 matmuls (fp32 master weights, fp32 everything else): measured errors. */
   vlm_set_matmul_precision(VLM_PREC_BF16);
-  snprintf(tag, sizeof tag, "%s [gpu bf16]", strrchr(dir, '/') ? strrchr(dir, '/') + 1 : dir);
+  snprintf(tag, sizeof tag, "%.200s [gpu bf16]", strrchr(dir, '/') ? strrchr(dir, '/') + 1 : dir);
   double wg = 0;
   printf("%s: bf16 errors below are measurements; limits are 300x the fp32 ones (grads 3e-2)\n", tag);
   gpu_step(tag, &c, &pd, &gd, &s, &batch, &out, &grads, 300.0, 3e-2, &wg);
@@ -288,7 +288,7 @@ int main(int argc, char **argv) {
   printf("GPU: %s\n", vlm_cuda_describe());
   const char *fx[] = {"tiny-clip", "tiny-clip-quickgelu"};
   for (int i = 0; i < 2; i++) {
-    char dir[4096];
+    char dir[4000];
     snprintf(dir, sizeof dir, "%s/fixtures/%s", shared, fx[i]);
     run_fixture(dir);
   }
