@@ -65,10 +65,29 @@ static double compare(const char *tag, const char *name, const float *got, int64
   return worst;
 }
 
+/* bf16: the error relative to the tensor's max magnitude, against a loose bound
+ * (a wrong kernel is off by ~100%); the figure printed is the measurement. */
+static double compare_relmax(const char *tag, const char *name, const float *got, int64_t n_got,
+                             const vlm_safetensors *ref, double bound) {
+  const vlm_st_entry *e = need(ref, name);
+  if (!e) return INFINITY;
+  int64_t n;
+  float *r = read_all(ref, e, &n);
+  CHECK(n == n_got, "%s: %s has %lld elements, the fixture %lld", tag, name, (long long)n_got, (long long)n);
+  double rel = n == n_got ? vt_max_rel(got, r, n, 1e-30) : INFINITY;
+  if (isnan(rel)) rel = INFINITY;
+  CHECK(rel <= bound, "%s: %s differs from open_clip by %.3g of its max (bound %.2g)", tag, name, rel, bound);
+  printf("  %-40s %-24s max err / max |ref| %.3g\n", tag, name, rel);
+  free(r);
+  return rel;
+}
+
+/* loose == 0: bf16 mode (compare_relmax with bound 5e-2); else the fp32 tolerances times loose. */
 static double compare_dev(const char *tag, const char *name, const vlm_tensor *d, const vlm_safetensors *ref, int kind,
                           double loose) {
   float *h = download(d);
-  double w = compare(tag, name, h, vlm_numel(d), ref, kind, loose);
+  double w = loose > 0 ? compare(tag, name, h, vlm_numel(d), ref, kind, loose)
+                       : compare_relmax(tag, name, h, vlm_numel(d), ref, 5e-2);
   free(h);
   return w;
 }
@@ -141,7 +160,8 @@ static float gpu_step(const char *tag, const vlm_clip_config *c, const vlm_clip_
   compare_dev(tag, "logit_scale", &s->loss.scale, out, 2, loose);
   compare_dev(tag, "logits_per_image", &s->loss.logits_per_image, out, 1, loose);
   compare_dev(tag, "logits_per_text", &s->loss.logits_per_text, out, 1, loose);
-  compare(tag, "loss", &loss, 1, out, 2, loose);
+  if (loose > 0) compare(tag, "loss", &loss, 1, out, 2, loose);
+  else compare_relmax(tag, "loss", &loss, 1, out, 2e-2);
   /* gradients: download the whole set */
   vlm_clip_params gh;
   CHECK(vlm_clip_params_init(&gh, c) == VLM_OK, "host grads: %s", vlm_last_error());
@@ -262,8 +282,9 @@ static void run_fixture(const char *dir) {
   vlm_set_matmul_precision(VLM_PREC_BF16);
   snprintf(tag, sizeof tag, "%.200s [gpu bf16]", strrchr(dir, '/') ? strrchr(dir, '/') + 1 : dir);
   double wg = 0;
-  printf("%s: bf16 errors below are measurements; limits are 300x the fp32 ones (grads 3e-2)\n", tag);
-  gpu_step(tag, &c, &pd, &gd, &s, &batch, &out, &grads, 300.0, 3e-2, &wg);
+  printf("%s: bf16 errors below are measurements; loose bounds: outputs 5e-2 of max, loss 2e-2, grads 1e-1 of max\n",
+         tag);
+  gpu_step(tag, &c, &pd, &gd, &s, &batch, &out, &grads, 0.0, 1e-1, &wg);
   vlm_set_matmul_precision(VLM_PREC_F32);
 
   vlm_clip_batch_free(&batch);
