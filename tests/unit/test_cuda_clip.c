@@ -176,6 +176,76 @@ static float gpu_step(const char *tag, const vlm_clip_config *c, const vlm_clip_
   return loss;
 }
 
+/* n_steps AdamW steps (const lr, decay on matrices, logit_scale clamp) on one
+ * batch from the weights in init; params/grads/state on `dev`. Losses into loss[]. */
+static void train(const vlm_clip_config *c, const vlm_clip_params *init, vlm_device dev, const vlm_tensor *images,
+                  const vlm_tensor *ids, int n_steps, float *loss) {
+  int64_t B = images->shape[0], L = ids->shape[1];
+  vlm_clip_params p, g, m, v;
+  vlm_clip_acts s;
+  vlm_clip_batch batch;
+  CHECK(vlm_clip_params_to_device(&p, init, c, dev) == VLM_OK && vlm_clip_params_init_on(&g, c, dev) == VLM_OK &&
+            vlm_clip_params_init_on(&m, c, dev) == VLM_OK && vlm_clip_params_init_on(&v, c, dev) == VLM_OK &&
+            vlm_clip_acts_init_on(&s, c, B, L, 1, dev) == VLM_OK &&
+            vlm_clip_batch_init_on(&batch, c, B, L, ids->dtype, dev) == VLM_OK,
+        "train: %s", vlm_last_error());
+  vlm_clip_batch_upload(&batch, images, ids);
+  static tlist lp, lg, lm, lv;
+  lp.n = lg.n = lm.n = lv.n = 0;
+  vlm_clip_params_visit(&p, c, collect, &lp);
+  vlm_clip_params_visit(&g, c, collect, &lg);
+  vlm_clip_params_visit(&m, c, collect, &lm);
+  vlm_clip_params_visit(&v, c, collect, &lv);
+  vlm_param_slot *slots = calloc((size_t)lp.n, sizeof *slots);
+  for (int i = 0; i < lp.n; i++)
+    slots[i] = (vlm_param_slot){lp.name[i], lp.t[i], lg.t[i], lm.t[i], lv.t[i], lp.t[i]->ndim >= 2};
+  vlm_adamw_config ac = {0.9f, 0.98f, 1e-6f, 0.2f};
+  for (int it = 0; it < n_steps; it++) {
+    vlm_clip_params_zero(&g);
+    loss[it] = vlm_clip_forward(c, &p, &s, &batch.images, &batch.ids);
+    vlm_clip_backward(c, &p, &g, &s, &batch.ids);
+    vlm_grad_clip(slots, lp.n, 1.0, NULL);
+    vlm_adamw_step(slots, lp.n, &ac, 2e-3f, it + 1);
+    vlm_clip_logit_scale_clamp(&p.logit_scale);
+  }
+  free(slots);
+  vlm_clip_batch_free(&batch);
+  vlm_clip_acts_free(&s);
+  vlm_clip_params_free(&p); vlm_clip_params_free(&g); vlm_clip_params_free(&m); vlm_clip_params_free(&v);
+}
+
+/* 50 training steps on the CPU (fp32) and on the GPU (fp32, then bf16 matmuls):
+ * the loss curves side by side; fp32 must agree within 1e-3 relative at every
+ * step, bf16 within 5e-2 (a loose bound: the printed figures are the measurement). */
+static void train_compare(const char *name, const vlm_clip_config *c, const vlm_clip_params *init,
+                          const vlm_tensor *images, const vlm_tensor *ids) {
+  enum { N = 50 };
+  float cpu[N], gf[N], gb[N];
+  vlm_set_matmul_precision(VLM_PREC_F32);
+  train(c, init, VLM_CPU, images, ids, N, cpu);
+  train(c, init, VLM_CUDA, images, ids, N, gf);
+  vlm_set_matmul_precision(VLM_PREC_BF16);
+  train(c, init, VLM_CUDA, images, ids, N, gb);
+  vlm_set_matmul_precision(VLM_PREC_F32);
+  double wf = 0, wb = 0;
+  int sf = 0, sb = 0;
+  for (int i = 0; i < N; i++) {
+    double ef = fabs((double)gf[i] - cpu[i]) / fmax(1.0, fabs(cpu[i]));
+    double eb = fabs((double)gb[i] - cpu[i]) / fmax(1.0, fabs(cpu[i]));
+    if (!(ef <= wf)) { wf = isnan(ef) ? INFINITY : ef; sf = i; }
+    if (!(eb <= wb)) { wb = isnan(eb) ? INFINITY : eb; sb = i; }
+  }
+  printf("%s: 50 training steps, loss cpu f32 / gpu f32 / gpu bf16:", name);
+  for (int i = 0; i < N; i += 7) printf("  [%d] %.5f %.5f %.5f", i, cpu[i], gf[i], gb[i]);
+  printf("  [%d] %.5f %.5f %.5f\n", N - 1, cpu[N - 1], gf[N - 1], gb[N - 1]);
+  printf("%s: train loss gpu f32 vs cpu: worst %.3g (step %d); gpu bf16 vs cpu: worst %.3g (step %d)\n", name, wf, sf,
+         wb, sb);
+  CHECK(wf <= 1e-3, "%s: GPU fp32 training loss departs from the CPU's by %.3g at step %d (%.7g vs %.7g)", name, wf, sf,
+        gf[sf], cpu[sf]);
+  CHECK(wb <= 5e-2, "%s: GPU bf16 training loss departs from the CPU's by %.3g at step %d (%.7g vs %.7g)", name, wb, sb,
+        gb[sb], cpu[sb]);
+}
+
 static void run_fixture(const char *dir) {
   char path[4200];
   vlm_safetensors in, out, grads;
@@ -286,6 +356,8 @@ static void run_fixture(const char *dir) {
          tag);
   gpu_step(tag, &c, &pd, &gd, &s, &batch, &out, &grads, 0.0, 1e-1, &wg);
   vlm_set_matmul_precision(VLM_PREC_F32);
+
+  train_compare(strrchr(dir, '/') ? strrchr(dir, '/') + 1 : dir, &c, &ph, &images, &text);
 
   vlm_clip_batch_free(&batch);
   vlm_clip_batch_free(&batch32);
