@@ -8,6 +8,8 @@
 // No atomics: results are deterministic.
 #include <cuda_runtime.h>
 #include <math.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "core/cuda/common.cuh"
 
@@ -30,15 +32,37 @@ static int warps_for(int64_t n) {
   return w;
 }
 
+// With tile != 0 the block first copies this head's K and V rows into shared
+// memory (row stride D + 1: lane j reading row j hits bank (j + d) % 32, no
+// conflicts); else they are read from global memory.
+__device__ __forceinline__ void load_tile(float *t, view3 x, int64_t b, int h, int D, int64_t L) {
+  const int ld = D + 1;
+  for (int64_t e = threadIdx.x; e < L * D; e += blockDim.x) {
+    int64_t j = e / D;
+    int d = (int)(e % D);
+    t[j * ld + d] = ROWPTR(x, b, j, h, D)[d];
+  }
+}
+
 __global__ void attn_fwd_k(float *out, float *probs, view3 q, view3 k, view3 v, int H, int D, int64_t Lq,
-                           int64_t Lk, const uint8_t *mask, int causal, float scale, int wpb) {
+                           int64_t Lk, const uint8_t *mask, int causal, float scale, int wpb, int tile) {
   extern __shared__ float sh[];
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int64_t i = (int64_t)blockIdx.x * wpb + warp;
   const int h = blockIdx.y;
   const int64_t b = blockIdx.z;
+  const int ld = D + 1;
+  float *kt = NULL, *vt = NULL, *base = sh;
+  if (tile) {
+    kt = sh;
+    vt = sh + Lk * ld;
+    load_tile(kt, k, b, h, D, Lk);
+    load_tile(vt, v, b, h, D, Lk);
+    __syncthreads();
+    base = sh + 2 * Lk * ld;
+  }
   if (i >= Lq) return;
-  float *p = sh + (int64_t)warp * (Lk + D), *qs = p + Lk;
+  float *p = base + (int64_t)warp * (Lk + D), *qs = p + Lk;
   const float *qi = ROWPTR(q, b, i, h, D);
   for (int d = lane; d < D; d += 32) qs[d] = qi[d];
   __syncwarp();
@@ -47,7 +71,7 @@ __global__ void attn_fwd_k(float *out, float *probs, view3 q, view3 k, view3 v, 
     int visible = !(causal && j > i) && !(mask && mask[b * Lk + j]);
     float s = -INFINITY;
     if (visible) {
-      const float *kj = ROWPTR(k, b, j, h, D);
+      const float *kj = tile ? kt + j * ld : ROWPTR(k, b, j, h, D);
       float dot = 0.0f;
       for (int d = 0; d < D; d++) dot += qs[d] * kj[d];
       s = scale * dot;
@@ -76,7 +100,7 @@ __global__ void attn_fwd_k(float *out, float *probs, view3 q, view3 k, view3 v, 
     float acc = 0.0f;
     for (int64_t j = 0; j < Lk; j++) {
       float pj = p[j];
-      if (pj != 0.0f) acc += pj * ROWPTR(v, b, j, h, D)[d];
+      if (pj != 0.0f) acc += pj * (tile ? vt[j * ld + d] : ROWPTR(v, b, j, h, D)[d]);
     }
     oi[d] = acc;
   }
@@ -84,14 +108,24 @@ __global__ void attn_fwd_k(float *out, float *probs, view3 q, view3 k, view3 v, 
 
 // Per query row i: dS[i, :] (saved to ds) and dQ[i] += scale dS[i, :] K.
 __global__ void attn_bwd_q_k(float *ds_out, view3 dq, const float *dout, const float *probs, view3 k, view3 v, int H,
-                             int D, int64_t Lq, int64_t Lk, float scale, int wpb) {
+                             int D, int64_t Lq, int64_t Lk, float scale, int wpb, int tile) {
   extern __shared__ float sh[];
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int64_t i = (int64_t)blockIdx.x * wpb + warp;
   const int h = blockIdx.y;
   const int64_t b = blockIdx.z;
+  const int ld = D + 1;
+  float *kt = NULL, *vt = NULL, *base = sh;
+  if (tile) {
+    kt = sh;
+    vt = sh + Lk * ld;
+    load_tile(kt, k, b, h, D, Lk);
+    load_tile(vt, v, b, h, D, Lk);
+    __syncthreads();
+    base = sh + 2 * Lk * ld;
+  }
   if (i >= Lq) return;
-  float *ds = sh + (int64_t)warp * (Lk + D), *dos = ds + Lk;
+  float *ds = base + (int64_t)warp * (Lk + D), *dos = ds + Lk;
   const float *doi = dout + (b * Lq + i) * ((int64_t)H * D) + (int64_t)h * D;
   for (int d = lane; d < D; d += 32) dos[d] = doi[d];
   __syncwarp();
@@ -100,7 +134,7 @@ __global__ void attn_bwd_q_k(float *ds_out, view3 dq, const float *dout, const f
   for (int64_t j = lane; j < Lk; j += 32) {
     float pj = P[j], dp = 0.0f;
     if (pj != 0.0f) {  // dS is 0 where P is 0, and such keys add nothing to rowdot
-      const float *vj = ROWPTR(v, b, j, h, D);
+      const float *vj = tile ? vt + j * ld : ROWPTR(v, b, j, h, D);
       for (int d = 0; d < D; d++) dp += dos[d] * vj[d];
     }
     ds[j] = dp;
@@ -120,7 +154,7 @@ __global__ void attn_bwd_q_k(float *ds_out, view3 dq, const float *dout, const f
       float acc = 0.0f;
       for (int64_t j = 0; j < Lk; j++) {
         float s = ds[j];
-        if (s != 0.0f) acc += s * ROWPTR(k, b, j, h, D)[d];
+        if (s != 0.0f) acc += s * (tile ? kt[j * ld + d] : ROWPTR(k, b, j, h, D)[d]);
       }
       dqi[d] += scale * acc;
     }
@@ -148,6 +182,31 @@ __global__ void attn_bwd_kv_k(view3 dk, view3 dv, const float *ds, const float *
   }
 }
 
+// Shared-memory plan: K and V tiles (2 * Lk * (D + 1) floats) plus each warp's
+// rows (Lk + D floats) within 48 KB, 8 warps if possible; else no tiles.
+static int g_tiling = -1;  // -1: not read yet; VLM_CUDA_ATTN_TILES=0 turns the tiles off
+extern "C" void vlm_cuda_attention_set_tiling(int on) { g_tiling = on ? 1 : 0; }
+
+static void plan_blocks(int64_t Lk, int64_t D, int *wpb, int *tile, size_t *shmem) {
+  if (g_tiling < 0) {
+    const char *e = getenv("VLM_CUDA_ATTN_TILES");
+    g_tiling = !(e && !strcmp(e, "0"));
+  }
+  if (g_tiling)
+    for (int w = 8; w >= 2; w >>= 1) {
+      int64_t floats = 2 * Lk * (D + 1) + (int64_t)w * (Lk + D);
+      if (floats * 4 <= 48 * 1024) {
+        *wpb = w;
+        *tile = 1;
+        *shmem = (size_t)floats * 4;
+        return;
+      }
+    }
+  *tile = 0;
+  *wpb = warps_for(Lk + D);
+  *shmem = sizeof(float) * (size_t)(*wpb) * (size_t)(Lk + D);
+}
+
 static void check_grid(const char *op, int64_t rows, int64_t H, int64_t B) {
   VLM_CHECK(H <= 65535 && B <= 65535 && rows / 1 < (int64_t)1 << 31,
             "CUDA %s: grid too large (rows %lld, heads %lld, batch %lld)", op, (long long)rows, (long long)H,
@@ -166,13 +225,14 @@ extern "C" void vlm_cuda_attention_forward(vlm_tensor *out, vlm_tensor *probs, c
   VLM_CHECK(Lk + D <= 12 * 1024, "CUDA attention_forward: Lk %lld + head dim %lld too large for the kernel",
             (long long)Lk, (long long)D);
   check_grid("attention_forward", Lq, heads, B);
-  int wpb = warps_for(Lk + D);
+  int wpb, tile;
+  size_t shmem;
+  plan_blocks(Lk, D, &wpb, &tile, &shmem);
   dim3 grid((unsigned)((Lq + wpb - 1) / wpb), (unsigned)heads, (unsigned)B);
-  size_t shmem = sizeof(float) * (size_t)wpb * (size_t)(Lk + D);
   attn_fwd_k<<<grid, wpb * 32, shmem>>>((float *)out->data, probs ? (float *)probs->data : NULL, v3(q), v3(k), v3(v),
                                         heads, (int)D, Lq, Lk,
                                         key_padding_mask ? (const uint8_t *)key_padding_mask->data : NULL, causal,
-                                        scale, wpb);
+                                        scale, wpb, tile);
   LAUNCHED("attention_forward", "attn_fwd");
 }
 
@@ -185,11 +245,12 @@ extern "C" void vlm_cuda_attention_backward(vlm_tensor *dq, vlm_tensor *dk, vlm_
             (long long)Lk, (long long)D);
   check_grid("attention_backward", Lq > Lk ? Lq : Lk, heads, B);
   float *ds = (float *)vlm_cuda_scratch(5, sizeof(float) * (size_t)(B * heads * Lq * Lk));
-  int wpb = warps_for(Lk + D);
+  int wpb, tile;
+  size_t shmem;
+  plan_blocks(Lk, D, &wpb, &tile, &shmem);
   dim3 grid_q((unsigned)((Lq + wpb - 1) / wpb), (unsigned)heads, (unsigned)B);
-  size_t shmem = sizeof(float) * (size_t)wpb * (size_t)(Lk + D);
   attn_bwd_q_k<<<grid_q, wpb * 32, shmem>>>(ds, v3(dq), (const float *)dout->data, (const float *)probs->data, v3(k),
-                                            v3(v), heads, (int)D, Lq, Lk, scale, wpb);
+                                            v3(v), heads, (int)D, Lq, Lk, scale, wpb, tile);
   LAUNCHED("attention_backward", "attn_bwd_q");
   if (dk || dv) {
     const int w2 = 4;

@@ -71,6 +71,9 @@ void vlm_cuda_cross_entropy_forward(vlm_tensor *loss, vlm_tensor *probs, const v
                                     const vlm_tensor *targets, int64_t ignore_index);
 void vlm_cuda_cross_entropy_backward(vlm_tensor *dlogits, const vlm_tensor *dloss, const vlm_tensor *probs,
                                      const vlm_tensor *targets, int64_t ignore_index);
+/* Attention's shared-memory K/V tiles: on (default) or off (the plain global-memory
+ * path; env VLM_CUDA_ATTN_TILES=0 does the same). For tests. */
+void vlm_cuda_attention_set_tiling(int on);
 /* AdamW over all slots (one fused kernel per group of up to 64 slots). */
 void vlm_cuda_adamw_step(vlm_param_slot *slots, int n, const vlm_adamw_config *c, float lr, int64_t t);
 /* Sum of squares of every slot's gradient (double accumulation, deterministic). */

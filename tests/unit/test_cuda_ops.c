@@ -254,10 +254,11 @@ typedef struct {
   int causal, mask, packed;
 } attn_cfg;
 
-static void test_attention_case(const attn_cfg *c) {
+static void test_attention_case(const attn_cfg *c, int tiles) {
   char cs[128];
-  snprintf(cs, sizeof cs, "%s B%lld Lq%lld Lk%lld H%lld D%lld", c->name, (long long)c->B, (long long)c->Lq,
-           (long long)c->Lk, (long long)c->H, (long long)c->D);
+  snprintf(cs, sizeof cs, "%s B%lld Lq%lld Lk%lld H%lld D%lld%s", c->name, (long long)c->B, (long long)c->Lq,
+           (long long)c->Lk, (long long)c->H, (long long)c->D, tiles ? "" : " untiled");
+  vlm_cuda_attention_set_tiling(tiles);
   vlm_arena_reset(&g_dev);
   int64_t B = c->B, Lq = c->Lq, Lk = c->Lk, H = c->H, W = c->H * c->D;
   uint64_t seed = (uint64_t)(B * 1000 + Lq * 10 + Lk + H);
@@ -329,7 +330,10 @@ static void test_attention(void) {
     {"text", 2, 77, 77, 8, 64, 1, 0, 1},
     {"long keys", 1, 3, 300, 2, 40, 0, 1, 0},
   };
-  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) test_attention_case(&cases[i]);
+  /* the shared-memory K/V tile kernels (the default), then the plain ones */
+  for (int tiles = 1; tiles >= 0; tiles--)
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) test_attention_case(&cases[i], tiles);
+  vlm_cuda_attention_set_tiling(1);
 }
 
 /* ------------------------------------------------------------------ embedding */
