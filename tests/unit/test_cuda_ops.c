@@ -502,28 +502,40 @@ static void test_tensor_utils(void) {
   drop(&x); drop(&y);
 }
 
-int main(void) {
+static const struct { const char *name; void (*fn)(void); } k_sections[] = {
+  {"utils", test_tensor_utils}, {"add", test_add}, {"matmul", test_matmul}, {"layernorm", test_layernorm},
+  {"act", test_act}, {"softmax", test_softmax}, {"attention", test_attention}, {"embedding", test_embedding},
+  {"l2norm", test_l2norm}, {"cross_entropy", test_cross_entropy}, {"optim", test_optim},
+};
+#define N_SECTIONS (int)(sizeof k_sections / sizeof k_sections[0])
+
+/* Usage: test_cuda_ops [SECTION...]: only those sections (utils, add, matmul,
+ * layernorm, act, softmax, attention, embedding, l2norm, cross_entropy, optim),
+ * so that a section that aborts hides no other (tests/gpu/run.sh runs each in
+ * its own process). Any other argument (ctest passes the shared folder): all. */
+int main(int argc, char **argv) {
   if (!vlm_cuda_available()) {
     char why[512];
     snprintf(why, sizeof why, "no CUDA GPU: skipped (%s)", vlm_cuda_describe());
     vt_skip(why);
+  }
+  int want[N_SECTIONS], any = 0;
+  for (int k = 0; k < N_SECTIONS; k++) {
+    want[k] = 0;
+    for (int i = 1; i < argc; i++)
+      if (!strcmp(argv[i], k_sections[k].name)) want[k] = any = 1;
   }
   printf("GPU: %s\n", vlm_cuda_describe());
   g_verbose = getenv("VLM_TEST_VERBOSE") && atoi(getenv("VLM_TEST_VERBOSE")) > 0;
   vlm_set_kernel_mode(VLM_KERNELS_REF);
   CHECK(vlm_arena_init(&g_dev, (size_t)256 << 20, VLM_CUDA) == VLM_OK, "cuda arena: %s", vlm_last_error());
   double t0 = vlm_now();
-  test_tensor_utils();
-  test_add();
-  test_matmul();
-  test_layernorm();
-  test_act();
-  test_softmax();
-  test_attention();
-  test_embedding();
-  test_l2norm();
-  test_cross_entropy();
-  test_optim();
+  for (int k = 0; k < N_SECTIONS; k++)
+    if (!any || want[k]) {
+      printf("section %s\n", k_sections[k].name);
+      fflush(stdout);
+      k_sections[k].fn();
+    }
   vlm_cuda_sync("test_cuda_ops");
   printf("per op: comparisons, failures, worst error relative to the tensor's max (fp32 bound %.0e, bf16 %.0e)\n",
          TOL, TOL_BF16);
