@@ -200,6 +200,64 @@ int main(int argc, char **argv) {
     printf("  model FLOPs utilization (vs bf16 GEMM)        %8.1f %%  (%.1f GFLOP/sample)\n", train_mfu * 100,
            3.0 * fwd_flops / 1e9);
     printf("  loss: first step %.4f, last step %.4f (ln B = %.4f)\n", loss_first, loss_last, log((double)B));
+    /* One more step, phase by phase (a sync after each): where the time goes. */
+    {
+      double tp[8];
+      const char *names[8] = {"zero grads", "vision forward", "text forward", "loss forward", "loss backward",
+                              "text backward", "vision backward", "AdamW"};
+      vlm_cuda_sync("breakdown");
+      double t = vlm_now();
+#define PHASE(k, call) do { call; vlm_cuda_sync(names[k]); double n_ = vlm_now(); tp[k] = n_ - t; t = n_; } while (0)
+      PHASE(0, vlm_clip_params_zero(&gd));
+      PHASE(1, vlm_vit_forward(&c.vision, &pd.visual, &s.visual, &batch.images));
+      PHASE(2, vlm_text_forward(&c.text, &pd.text, &s.text, &batch.ids));
+      PHASE(3, vlm_clip_loss_forward(&s.loss, &s.visual.features, &s.text.features, &pd.logit_scale));
+      PHASE(4, (vlm_zero(&s.d_img_feat), vlm_zero(&s.d_txt_feat),
+                vlm_clip_loss_backward(&s.loss, 1.0f, &s.visual.features, &s.text.features, &s.d_img_feat,
+                                       &s.d_txt_feat, &gd.logit_scale)));
+      PHASE(5, vlm_text_backward(&c.text, &pd.text, &gd.text, &s.text, &batch.ids, &s.d_txt_feat));
+      PHASE(6, vlm_vit_backward(&c.vision, &pd.visual, &gd.visual, &s.visual, &s.d_img_feat));
+      PHASE(7, vlm_adamw_step(slots, lp.n, &ac, 5e-4f, warm + steps + 1));
+#undef PHASE
+      double tot = 0;
+      for (int k = 0; k < 8; k++) tot += tp[k];
+      printf("  one step by phase (synchronized, %.1f ms):", tot * 1e3);
+      for (int k = 0; k < 8; k++) printf(" %s %.1f ms;", names[k], tp[k] * 1e3);
+      printf("\n");
+    }
+    /* The ops of one vision block at this batch (bf16 matmuls), each timed alone. */
+    {
+      vlm_block_acts *a = &s.visual.blocks[0];
+      vlm_block_scratch *sc = &s.visual.scratch;
+      vlm_block_params *bp = &pd.visual.blocks[0], *bg = &gd.visual.blocks[0];
+      const vlm_tensor *x = &s.visual.xs[0];
+      int64_t W = c.vision.width;
+      int Hh = (int)c.vision.heads;
+      float sc_att = 1.0f / sqrtf((float)(W / Hh));
+      vlm_tensor q = vlm_narrow(&a->qkv, 2, 0, W), k = vlm_narrow(&a->qkv, 2, W, W), v = vlm_narrow(&a->qkv, 2, 2 * W, W);
+      vlm_tensor dq = vlm_narrow(&sc->d_qkv, 2, 0, W), dk = vlm_narrow(&sc->d_qkv, 2, W, W);
+      vlm_tensor dv = vlm_narrow(&sc->d_qkv, 2, 2 * W, W);
+      double tb[10];
+      const char *nb[10] = {"layernorm fwd", "layernorm bwd", "qkv matmul fwd", "qkv matmul bwd", "attention fwd",
+                            "attention bwd", "fc matmul fwd", "fc matmul bwd", "gelu fwd", "gelu bwd"};
+#define TIMED(k, call) do { vlm_cuda_sync(nb[k]); double t_ = vlm_now(); for (int r_ = 0; r_ < 5; r_++) { call; } \
+                            vlm_cuda_sync(nb[k]); tb[k] = (vlm_now() - t_) / 5; } while (0)
+      TIMED(0, vlm_layernorm_forward(&a->ln_1, &a->ln_1_mean, &a->ln_1_rstd, x, &bp->ln_1_w, &bp->ln_1_b, 1e-5f));
+      TIMED(1, vlm_layernorm_backward(&sc->d_ln, &bg->ln_1_w, &bg->ln_1_b, &sc->d_attn, x, &bp->ln_1_w, &a->ln_1_mean,
+                                      &a->ln_1_rstd));
+      TIMED(2, vlm_matmul_forward(&a->qkv, &a->ln_1, &bp->in_proj_w, &bp->in_proj_b, 0, 1));
+      TIMED(3, vlm_matmul_backward(&sc->d_ln, &bg->in_proj_w, &bg->in_proj_b, &sc->d_qkv, &a->ln_1, &bp->in_proj_w, 0, 1));
+      TIMED(4, vlm_attention_forward(&a->attn, &a->probs, &q, &k, &v, Hh, NULL, 0, sc_att));
+      TIMED(5, vlm_attention_backward(&dq, &dk, &dv, &sc->d_attn, &a->probs, &q, &k, &v, Hh, sc_att));
+      TIMED(6, vlm_matmul_forward(&a->fc, &a->ln_2, &bp->fc_w, &bp->fc_b, 0, 1));
+      TIMED(7, vlm_matmul_backward(&sc->d_ln, &bg->fc_w, &bg->fc_b, &sc->d_fc, &a->ln_2, &bp->fc_w, 0, 1));
+      TIMED(8, vlm_act_forward(c.vision.act, &a->act, &a->fc));
+      TIMED(9, vlm_act_backward(c.vision.act, &sc->d_fc, &sc->d_act, &a->fc));
+#undef TIMED
+      printf("  one vision block's ops at batch %lld (ms per call):", (long long)B);
+      for (int k2 = 0; k2 < 10; k2++) printf("%s %s %.2f", k2 % 5 ? ";" : "\n   ", nb[k2], tb[k2] * 1e3);
+      printf("\n");
+    }
     free(slots);
     vlm_clip_acts_free(&s);
   }

@@ -131,7 +131,7 @@ else
   [ $bt -gt 200 ] && bt=200
   timeout $bt ./bench/bench_gpu "${quick[@]}" >"$logs/bench_gpu.log" 2>&1
   echo "bench_gpu: exit $? (timeout $bt s)"
-  grep -v '^VLM ' "$logs/bench_gpu.log" | tail -n 12 | cut -c1-200
+  grep -v '^VLM ' "$logs/bench_gpu.log" | tail -n 16 | cut -c1-420
   left=$((470 - $(elapsed)))
   pt=$left
   [ $pt -gt 200 ] && pt=200
