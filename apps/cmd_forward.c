@@ -180,12 +180,12 @@ int vlm_cmd_forward(int argc, char **argv) {
   }
   if (bf16) {
     vlm_set_matmul_precision(VLM_PREC_BF16);
-    if (dev == VLM_CPU && !grads && vlm_clip_params_bf16(&h, &p, &c) != VLM_OK) {
+    if (!grads && vlm_clip_params_bf16(&h, dev == VLM_CUDA ? &pd : &p, &c) != VLM_OK) {
       fprintf(stderr, "vlm forward: %s\n", vlm_last_error());
       goto done;
     }
   }
-  vlm_clip_params *run = dev == VLM_CUDA ? &pd : bf16 && !grads ? &h : &p;
+  vlm_clip_params *run = bf16 && !grads ? &h : dev == VLM_CUDA ? &pd : &p;
   float loss = vlm_clip_forward(&c, run, &s, &ti, &tt);
   if (dev == VLM_CUDA) /* the same layout on the host: one copy back */
     vlm_memcpy(sh.arena.base, VLM_CPU, s.arena.base, VLM_CUDA, s.arena.used);

@@ -6,7 +6,8 @@
  *   Training step at batch B (default 256), context 77: zero grads, forward,
  *     loss, backward, AdamW over all parameters, logit_scale clamp; bf16
  *     matmul inputs, fp32 master weights, optimizer state and everything else.
- *   Image encoding at batch B (ViT forward only, bf16 matmuls).
+ *   Image encoding at batch B (ViT forward only, bf16 weight matrices converted
+ *     once, bf16 matmul inputs).
  * Model FLOPs per sample are counted from the config (matmuls and attention,
  * 2 FLOPs per multiply-add; a training step is 3x the forward), so MFU =
  * samples/s * FLOPs per sample / the measured bf16 GEMM rate.
@@ -273,15 +274,18 @@ int main(int argc, char **argv) {
     if (vlm_arena_init(&a, m.used, VLM_CUDA) != VLM_OK) { fprintf(stderr, "bench_gpu: %s\n", vlm_last_error()); return 1; }
     vlm_vit_acts_layout(&va, &a, &c.vision, B, 0);
     int reps = (int)steps * 2;
-    for (int it = 0; it < 2; it++) vlm_vit_forward(&c.vision, &pd.visual, &va, &batch.images);
+    vlm_clip_params hb; /* bf16 weight matrices converted once (as vlm forward --precision bf16) */
+    if (vlm_clip_params_bf16(&hb, &pd, &c) != VLM_OK) { fprintf(stderr, "bench_gpu: %s\n", vlm_last_error()); return 1; }
+    for (int it = 0; it < 2; it++) vlm_vit_forward(&c.vision, &hb.visual, &va, &batch.images);
     vlm_cuda_sync("encode warm-up");
     double ts = vlm_now();
-    for (int it = 0; it < reps; it++) vlm_vit_forward(&c.vision, &pd.visual, &va, &batch.images);
+    for (int it = 0; it < reps; it++) vlm_vit_forward(&c.vision, &hb.visual, &va, &batch.images);
     vlm_cuda_sync("encode");
     double dt = vlm_now() - ts;
     enc_sps = (double)(B * reps) / dt;
     printf("  image encoding, batch %lld, bf16 matmuls     %8.1f images/s (%.1f ms/batch, MFU %.1f %%)\n",
            (long long)B, enc_sps, dt / reps * 1e3, enc_sps * vis_flops / (gemm_tflops * 1e12) * 100);
+    vlm_clip_params_free(&hb);
     vlm_arena_free(&a);
     vlm_vit_acts_free(&va);
   }

@@ -55,7 +55,7 @@ void vlm_clip_params_visit(vlm_clip_params *p, const vlm_clip_config *c, vlm_par
 int64_t vlm_clip_params_count(vlm_clip_params *p, const vlm_clip_config *c, int64_t *visual, int64_t *text);
 void vlm_clip_params_zero(vlm_clip_params *p);
 /* Inference weights with BF16 matmul matrices (attention/MLP weights, conv1,
- * the projections), converted once into dst's own arena; every other tensor
+ * the projections), converted once into dst's own arena (on src's device); every other tensor
  * (embeddings, LayerNorms, biases, logit_scale) is shared with src, which must
  * outlive dst. Forward only: gradients need F32 parameters. */
 vlm_status vlm_clip_params_bf16(vlm_clip_params *dst, vlm_clip_params *src, const vlm_clip_config *c);
