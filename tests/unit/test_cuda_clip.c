@@ -82,12 +82,12 @@ static double compare_relmax(const char *tag, const char *name, const float *got
   return rel;
 }
 
-/* loose == 0: bf16 mode (compare_relmax with bound 5e-2); else the fp32 tolerances times loose. */
+/* loose == 0: bf16 mode (compare_relmax with bound 1e-1); else the fp32 tolerances times loose. */
 static double compare_dev(const char *tag, const char *name, const vlm_tensor *d, const vlm_safetensors *ref, int kind,
                           double loose) {
   float *h = download(d);
   double w = loose > 0 ? compare(tag, name, h, vlm_numel(d), ref, kind, loose)
-                       : compare_relmax(tag, name, h, vlm_numel(d), ref, 5e-2);
+                       : compare_relmax(tag, name, h, vlm_numel(d), ref, 1e-1);
   free(h);
   return w;
 }
@@ -161,7 +161,7 @@ static float gpu_step(const char *tag, const vlm_clip_config *c, const vlm_clip_
   compare_dev(tag, "logits_per_image", &s->loss.logits_per_image, out, 1, loose);
   compare_dev(tag, "logits_per_text", &s->loss.logits_per_text, out, 1, loose);
   if (loose > 0) compare(tag, "loss", &loss, 1, out, 2, loose);
-  else compare_relmax(tag, "loss", &loss, 1, out, 2e-2);
+  else compare_relmax(tag, "loss", &loss, 1, out, 5e-2);
   /* gradients: download the whole set */
   vlm_clip_params gh;
   CHECK(vlm_clip_params_init(&gh, c) == VLM_OK, "host grads: %s", vlm_last_error());
@@ -354,7 +354,7 @@ static void run_fixture(const char *dir) {
   vlm_set_matmul_precision(VLM_PREC_BF16);
   snprintf(tag, sizeof tag, "%.200s [gpu bf16]", strrchr(dir, '/') ? strrchr(dir, '/') + 1 : dir);
   double wg = 0;
-  printf("%s: bf16 errors below are measurements; loose bounds: outputs 5e-2 of max, loss 2e-2, grads 1e-1 of max\n",
+  printf("%s: bf16 errors below are measurements; loose bounds: outputs 1e-1 of max, loss 5e-2, grads 1e-1 of max\n",
          tag);
   gpu_step(tag, &c, &pd, &gd, &s, &batch, &out, &grads, 0.0, 1e-1, &wg);
   vlm_set_matmul_precision(VLM_PREC_F32);
