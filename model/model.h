@@ -100,7 +100,7 @@ typedef struct {
 
 vlm_status vlm_clip_acts_init(vlm_clip_acts *s, const vlm_clip_config *c, int64_t B, int64_t L, int with_backward);
 /* The same with the activations in a device arena (the forward/backward then
- * runs on that device; images and ids must be there too: see vlm_upload). */
+ * runs on that device; images and ids must be there too: vlm_clip_batch_upload). */
 vlm_status vlm_clip_acts_init_on(vlm_clip_acts *s, const vlm_clip_config *c, int64_t B, int64_t L, int with_backward,
                                  vlm_device dev);
 void vlm_clip_acts_free(vlm_clip_acts *s);
