@@ -1,5 +1,6 @@
 /* Arenas: one allocation, tensors carved from it in order, 64-byte aligned. */
 #include "core/core.h"
+#include "core/cpu/cpu.h"
 
 #include <string.h>
 
@@ -54,6 +55,8 @@ vlm_tensor vlm_arena_tensor4(vlm_arena *a, vlm_dtype dt, int64_t n0, int64_t n1,
 void vlm_arena_reset(vlm_arena *a) { a->used = 0; }
 
 void vlm_arena_free(vlm_arena *a) {
+  /* Packed copies of weights in this memory (vlm_matmul_pack) go with it. */
+  if (a->base && a->device == VLM_CPU) vlm_cpu_matmul_unpack_range(a->base, a->capacity);
   if (a->base) vlm_device_free(a->device, a->base);
   memset(a, 0, sizeof *a);
 }

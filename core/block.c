@@ -68,6 +68,7 @@ void vlm_block_acts_layout(vlm_block_acts *s, vlm_arena *a, const vlm_block_conf
   s->ln_2_rstd = vlm_arena_tensor1(a, VLM_F32, B * L);
   s->fc = vlm_arena_tensor3(a, VLM_F32, B, L, M);
   s->act = vlm_arena_tensor3(a, VLM_F32, B, L, M);
+  s->forward_only = 0;
 }
 
 void vlm_block_scratch_layout(vlm_block_scratch *s, vlm_arena *a, const vlm_block_config *c, int64_t B, int64_t L) {
@@ -120,12 +121,43 @@ static acts_view view_acts(const vlm_block_config *c, const vlm_block_acts *s, i
   return v;
 }
 
+/* The same memory as t, as a BF16 tensor of t's shape (half of t's bytes). */
+static vlm_tensor as_bf16(const vlm_tensor *t) {
+  return vlm_tensor_make(t->data, VLM_BF16, t->device, t->ndim, t->shape);
+}
+
+/* Inference: the same math with the bias, activation and residual adds fused
+ * into the matmuls (vlm_linear_forward), attention without saved
+ * probabilities, and, in bf16, the LayerNorm and MLP activations stored as
+ * bf16 so the next matmul reads them without a conversion pass. */
+static void block_forward_inference(const vlm_block_config *c, const vlm_block_params *p, const acts_view *a,
+                                    vlm_tensor *y, const vlm_tensor *x, const vlm_tensor *key_padding_mask,
+                                    int causal) {
+  int64_t W = c->width;
+  int bf16 = p->in_proj_w.dtype == VLM_BF16 || vlm_get_matmul_precision() == VLM_PREC_BF16;
+  vlm_tensor ln_1 = bf16 ? as_bf16(&a->ln_1) : a->ln_1, ln_2 = bf16 ? as_bf16(&a->ln_2) : a->ln_2;
+  vlm_tensor act = bf16 ? as_bf16(&a->act) : a->act;
+  vlm_layernorm_forward(&ln_1, NULL, NULL, x, &p->ln_1_w, &p->ln_1_b, c->ln_eps);
+  vlm_matmul_forward((vlm_tensor *)&a->qkv, &ln_1, &p->in_proj_w, &p->in_proj_b, 0, 1);
+  vlm_tensor q = vlm_narrow(&a->qkv, 2, 0, W), k = vlm_narrow(&a->qkv, 2, W, W), v = vlm_narrow(&a->qkv, 2, 2 * W, W);
+  vlm_attention_forward((vlm_tensor *)&a->attn, NULL, &q, &k, &v, (int)c->heads, key_padding_mask, causal,
+                        attn_scale(c));
+  vlm_linear_forward((vlm_tensor *)&a->x1, &a->attn, &p->out_proj_w, &p->out_proj_b, NULL, x);
+  vlm_layernorm_forward(&ln_2, NULL, NULL, &a->x1, &p->ln_2_w, &p->ln_2_b, c->ln_eps);
+  vlm_linear_forward(&act, &ln_2, &p->fc_w, &p->fc_b, &c->act, NULL);
+  vlm_linear_forward(y, &act, &p->proj_w, &p->proj_b, NULL, &a->x1);
+}
+
 void vlm_block_forward(const vlm_block_config *c, const vlm_block_params *p, vlm_block_acts *s,
                        vlm_tensor *y, const vlm_tensor *x, const vlm_tensor *key_padding_mask, int causal) {
   VLM_CHECK(x->ndim == 3 && x->shape[2] == c->width && vlm_same_shape(x, y), "block: x and y must be [B, L, W]");
   VLM_CHECK(x->data != y->data, "block: y must not alias x");
   int64_t W = c->width;
   acts_view a = view_acts(c, s, x->shape[0], x->shape[1]);
+  if (s->forward_only) {
+    block_forward_inference(c, p, &a, y, x, key_padding_mask, causal);
+    return;
+  }
 
   vlm_layernorm_forward(&a.ln_1, &a.m1, &a.r1, x, &p->ln_1_w, &p->ln_1_b, c->ln_eps);
   vlm_matmul_forward(&a.qkv, &a.ln_1, &p->in_proj_w, &p->in_proj_b, 0, 1);

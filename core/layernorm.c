@@ -32,7 +32,13 @@ void vlm_layernorm_forward(vlm_tensor *out, vlm_tensor *mean, vlm_tensor *rstd, 
   VLM_CHECK(x != NULL && x->ndim >= 1, "layernorm: x must have at least one dim");
   need(x, "x", x);
   int64_t C = vlm_cols(x), R = vlm_rows(x);
-  need_shape_of_x(out, "out", x);
+  {
+    char so[128], sx[128];
+    VLM_CHECK(out != NULL && (out->dtype == VLM_F32 || out->dtype == VLM_BF16) && vlm_is_contiguous(out) &&
+                  out->device == x->device && vlm_same_shape(out, x),
+              "layernorm: out is %s, must be a contiguous F32 or BF16 tensor shaped like x %s",
+              out ? vlm_shape_str(out, so, sizeof so) : "NULL", vlm_shape_str(x, sx, sizeof sx));
+  }
   need_numel(w, "w", x, C);
   need_numel(b, "b", x, C);
   if (mean) need_numel(mean, "mean", x, R);

@@ -103,3 +103,41 @@ void vlm_matmul_backward(vlm_tensor *da, vlm_tensor *db, vlm_tensor *dbias, cons
   else
     vlm_cpu_matmul_backward(da, db, dbias, dout, a, b, trans_a, trans_b, vlm_get_matmul_precision());
 }
+
+void vlm_linear_forward(vlm_tensor *out, const vlm_tensor *a, const vlm_tensor *w, const vlm_tensor *bias,
+                        const vlm_act *act, const vlm_tensor *residual) {
+  const char *what = "linear_forward";
+  int64_t M, N, K;
+  char s[96];
+  check_inputs(what, a, w, 0, 1, &M, &N, &K);
+  VLM_CHECK(w->device == a->device, "%s: a and w are on different devices", what);
+  VLM_CHECK(out, "%s: out is required", what);
+  VLM_CHECK(out->dtype == VLM_F32 || out->dtype == VLM_BF16, "%s: out %s must be F32 or BF16", what,
+            vlm_shape_str(out, s, sizeof s));
+  VLM_CHECK(out->device == a->device && vlm_is_contiguous(out) && out->ndim >= 1 && vlm_cols(out) == N &&
+                lead_rows(out) == M,
+            "%s: out %s, expected %lld rows of %lld", what, vlm_shape_str(out, s, sizeof s), (long long)M,
+            (long long)N);
+  if (bias) check_bias(what, "bias", bias, a->device, N);
+  if (residual) check_f32(what, "residual", residual, a->device, M, N);
+  VLM_CHECK(!act || *act == VLM_ACT_GELU || *act == VLM_ACT_QUICK_GELU, "%s: unknown activation", what);
+  VLM_CHECK(out->data != a->data && out->data != w->data, "%s: out must not alias an input", what);
+  if (a->device == VLM_CUDA) VLM_CHECK(0, "linear: not implemented on CUDA yet");
+  if (vlm_get_kernel_mode() == VLM_KERNELS_REF)
+    vlm_ref_linear_forward(out, a, w, bias, act, residual, vlm_get_matmul_precision());
+  else
+    vlm_cpu_linear_forward(out, a, w, bias, act, residual, vlm_get_matmul_precision());
+}
+
+/* b as the forward GEMM sees it: [K,N] with strides (N,1), or (1,K) when stored [N,K]. */
+void vlm_matmul_pack(const vlm_tensor *w, int trans_b) {
+  VLM_CHECK(w && w->ndim == 2 && vlm_is_contiguous(w) && (w->dtype == VLM_F32 || w->dtype == VLM_BF16),
+            "matmul_pack: w must be a contiguous 2-d F32 or BF16 tensor");
+  if (w->device != VLM_CPU) return;
+  int64_t K = trans_b ? w->shape[1] : w->shape[0], N = trans_b ? w->shape[0] : w->shape[1];
+  vlm_cpu_matmul_pack(w->data, K, N, trans_b ? 1 : N, trans_b ? K : 1, w->dtype);
+}
+
+void vlm_matmul_unpack(const vlm_tensor *w) {
+  if (w && w->device == VLM_CPU && w->data) vlm_cpu_matmul_unpack_range(w->data, 1);
+}

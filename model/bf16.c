@@ -1,5 +1,7 @@
 /* BF16 weights for inference: the matrices that only feed matmuls are
- * converted once, everything else is shared with the F32 parameters. */
+ * converted once, everything else is shared with the F32 parameters. The
+ * converted matrices are registered for packing (vlm_matmul_pack): the CPU
+ * matmul keeps a copy in oneDNN's blocked layout, freed with the arena. */
 #include <string.h>
 
 #include "model/model.h"
@@ -17,6 +19,15 @@ static int is_matmul_weight(const char *name) {
 
 typedef struct { vlm_arena *a; } conv_ctx;
 
+/* The projections are used as [K,N] (x @ proj); every other matrix as a Linear
+ * weight [N,K]; conv1 [W,3,P,P] as the matrix [W, 3*P*P]. */
+static void pack(const char *name, const vlm_tensor *t) {
+  int trans_b = strcmp(name, "visual.proj") && strcmp(name, "text_projection");
+  int64_t shape[2] = {t->shape[0], vlm_numel(t) / (t->shape[0] ? t->shape[0] : 1)};
+  vlm_tensor m = vlm_tensor_make(t->data, t->dtype, t->device, 2, shape);
+  vlm_matmul_pack(&m, trans_b);
+}
+
 static void convert_one(void *ctx, const char *name, vlm_tensor *t) {
   conv_ctx *C = ctx;
   if (!is_matmul_weight(name)) return;
@@ -24,6 +35,7 @@ static void convert_one(void *ctx, const char *name, vlm_tensor *t) {
   if (C->a->measuring) return;
   vlm_copy(&h, t);
   *t = h;
+  pack(name, t);
 }
 
 vlm_status vlm_clip_params_bf16(vlm_clip_params *dst, vlm_clip_params *src, const vlm_clip_config *c) {

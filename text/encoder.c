@@ -83,7 +83,10 @@ void vlm_text_acts_layout(vlm_text_acts *s, vlm_arena *a, const vlm_text_config 
   s->with_backward = with_backward;
   for (int64_t i = 0; i <= c->layers; i++) s->xs[i] = vlm_arena_tensor3(a, VLM_F32, B, L, W);
   for (int64_t i = 0; i < c->layers; i++) {
-    if (with_backward || i == 0) vlm_block_acts_layout(&s->blocks[i], a, &bc, B, L);
+    if (with_backward || i == 0) {
+      vlm_block_acts_layout(&s->blocks[i], a, &bc, B, L);
+      s->blocks[i].forward_only = !with_backward;
+    }
     else s->blocks[i] = s->blocks[0];
   }
   s->pooled = vlm_arena_tensor2(a, VLM_F32, B, W);

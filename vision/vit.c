@@ -91,7 +91,10 @@ void vlm_vit_acts_layout(vlm_vit_acts *s, vlm_arena *a, const vlm_vit_config *c,
   for (int64_t i = 0; i <= c->layers; i++) s->xs[i] = vlm_arena_tensor3(a, VLM_F32, B, T, W);
   /* Inference reuses one set of block activations for every layer. */
   for (int64_t i = 0; i < c->layers; i++) {
-    if (with_backward || i == 0) vlm_block_acts_layout(&s->blocks[i], a, &bc, B, T);
+    if (with_backward || i == 0) {
+      vlm_block_acts_layout(&s->blocks[i], a, &bc, B, T);
+      s->blocks[i].forward_only = !with_backward;
+    }
     else s->blocks[i] = s->blocks[0];
   }
   s->pooled = vlm_arena_tensor2(a, VLM_F32, B, W);

@@ -30,6 +30,14 @@ void vlm_cpu_matmul_forward(vlm_tensor *out, const vlm_tensor *a, const vlm_tens
 void vlm_cpu_matmul_backward(vlm_tensor *da, vlm_tensor *db, vlm_tensor *dbias, const vlm_tensor *dout,
                              const vlm_tensor *a, const vlm_tensor *b, int trans_a, int trans_b,
                              vlm_precision prec);
+void vlm_cpu_linear_forward(vlm_tensor *out, const vlm_tensor *a, const vlm_tensor *w, const vlm_tensor *bias,
+                            const vlm_act *act, const vlm_tensor *residual, vlm_precision prec);
+/* Packed weights (see core/cpu/matmul.c): register the plain matrix at p, as a
+ * GEMM's B [K,N] with element strides (bs0, bs1); drop every registration whose
+ * pointer lies in [p, p + bytes); how many are registered. */
+void vlm_cpu_matmul_pack(const void *p, int64_t K, int64_t N, int64_t bs0, int64_t bs1, vlm_dtype dt);
+void vlm_cpu_matmul_unpack_range(const void *p, size_t bytes);
+int vlm_cpu_matmul_packed_count(void);
 /* Raw GEMM used by other fast kernels (attention): C[M,N] = alpha * op(A) @ op(B) + beta * C,
  * row-major, leading dimensions in elements. */
 void vlm_cpu_sgemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha,

@@ -18,14 +18,14 @@ void vlm_cpu_layernorm_forward(vlm_tensor *out, vlm_tensor *mean, vlm_tensor *rs
   const float *restrict X = x->data;
   const float *restrict W = w->data;
   const float *restrict B = b->data;
-  float *restrict Y = out->data;
+  float *restrict Y = out->dtype == VLM_F32 ? out->data : NULL;  /* else BF16 (inference) */
+  uint16_t *restrict Yh = out->dtype == VLM_BF16 ? out->data : NULL;
   float *restrict M = mean ? mean->data : NULL;
   float *restrict S = rstd ? rstd->data : NULL;
   const double inv_c = C ? 1.0 / (double)C : 0.0;
 #pragma omp parallel for schedule(static) if (R * C > LN_PAR_MIN)
   for (int64_t r = 0; r < R; r++) {
     const float *restrict xr = X + r * C;
-    float *restrict yr = Y + r * C;
     /* Double accumulators: a mean far from zero (x ~ 100) still comes out
      * exact to float rounding, which the saved mean needs for backward. */
     double s = 0.0;
@@ -39,8 +39,21 @@ void vlm_cpu_layernorm_forward(vlm_tensor *out, vlm_tensor *mean, vlm_tensor *rs
       v += d * d;
     }
     const float rs = (float)(1.0 / sqrt(v * inv_c + eps));
+    if (Y) {
+      float *restrict yr = Y + r * C;
 #pragma omp simd
-    for (int64_t c = 0; c < C; c++) yr[c] = (xr[c] - m) * rs * W[c] + B[c];
+      for (int64_t c = 0; c < C; c++) yr[c] = (xr[c] - m) * rs * W[c] + B[c];
+    } else {
+      /* Round to nearest even as vlm_f32_to_bf16 (LayerNorm outputs are finite). */
+      uint16_t *restrict yr = Yh + r * C;
+#pragma omp simd
+      for (int64_t c = 0; c < C; c++) {
+        float y = (xr[c] - m) * rs * W[c] + B[c];
+        uint32_t u;
+        memcpy(&u, &y, 4);
+        yr[c] = (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+      }
+    }
     if (M) M[r] = m;
     if (S) S[r] = rs;
   }

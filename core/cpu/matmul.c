@@ -60,6 +60,7 @@ typedef struct {
 static _Thread_local dnnl_stream_t tl_stream;
 static _Thread_local scratch_buf tl_scratchpad;   /* oneDNN's scratchpad */
 static _Thread_local scratch_buf tl_conv[3];       /* converted operands: dout/a, b, a */
+static _Thread_local scratch_buf tl_out;           /* f32 result before a bf16 store (unfused epilogue) */
 
 static dnnl_stream_t stream(void) {
   if (!tl_stream) DNNL_OK(dnnl_stream_create(&tl_stream, engine(), dnnl_stream_default_flags));
@@ -120,12 +121,16 @@ typedef struct {
   int32_t dt;         /* dnnl_data_type_t of src and weights; dst is f32 */
   int32_t bias;       /* bias [N] f32 */
   int32_t accumulate; /* dst += instead of dst = */
+  int32_t act;        /* fused activation post-op: 0 none, 1 GELU (erf), 2 QuickGELU */
+  int32_t residual;   /* fused dst += residual [M,N] (row stride ldc) post-op */
+  int32_t dst_dt;     /* dnnl_data_type_t of dst: f32, or bf16 (forward, inference) */
+  int32_t packed;     /* weights in oneDNN's own (blocked) layout: a packed copy */
 } mm_key;
 
 typedef struct {
   mm_key key;
   dnnl_primitive_t prim;
-  dnnl_memory_desc_t a_md, b_md, c_md, bias_md, sp_md;
+  dnnl_memory_desc_t a_md, b_md, c_md, bias_md, sp_md, res_md;
   size_t sp_size;
   int cached;
 } mm_entry;
@@ -152,24 +157,41 @@ static mm_entry *entry_create(const mm_key *k) {
   dnnl_dims_t cd = {k->M, k->N}, cs = {k->ldc, 1};
   dnnl_dims_t biasd = {1, k->N}, biass = {k->N, 1};
   DNNL_OK(dnnl_memory_desc_init_by_strides(&e->a_md, 2, ad, dt, as));
-  DNNL_OK(dnnl_memory_desc_init_by_strides(&e->b_md, 2, bd, dt, bs));
-  DNNL_OK(dnnl_memory_desc_init_by_strides(&e->c_md, 2, cd, dnnl_f32, cs));
+  if (k->packed) DNNL_OK(dnnl_memory_desc_init_by_tag(&e->b_md, 2, bd, dt, dnnl_format_tag_any));
+  else DNNL_OK(dnnl_memory_desc_init_by_strides(&e->b_md, 2, bd, dt, bs));
+  DNNL_OK(dnnl_memory_desc_init_by_strides(&e->c_md, 2, cd, (dnnl_data_type_t)k->dst_dt, cs));
   if (k->bias) DNNL_OK(dnnl_memory_desc_init_by_strides(&e->bias_md, 2, biasd, dnnl_f32, biass));
   dnnl_matmul_desc_t desc;
   DNNL_OK(dnnl_matmul_desc_init(&desc, &e->a_md, &e->b_md, k->bias ? &e->bias_md : NULL, &e->c_md));
   dnnl_primitive_attr_t attr;
   DNNL_OK(dnnl_primitive_attr_create(&attr));
   DNNL_OK(dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user));
-  if (k->accumulate) {
+  if (k->accumulate || k->act || k->residual) {
     dnnl_post_ops_t po;
     DNNL_OK(dnnl_post_ops_create(&po));
-    DNNL_OK(dnnl_post_ops_append_sum(po, 1.0f));
+    if (k->accumulate) DNNL_OK(dnnl_post_ops_append_sum(po, 1.0f));
+    /* GELU: the erf form; QuickGELU x * sigmoid(1.702 x) is oneDNN's swish with alpha 1.702. */
+    if (k->act == 1) DNNL_OK(dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_gelu_erf, 0.0f, 0.0f));
+    if (k->act == 2) DNNL_OK(dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_swish, 1.702f, 0.0f));
+    if (k->residual) {
+      dnnl_dims_t rs = {k->N, 1};
+      DNNL_OK(dnnl_memory_desc_init_by_strides(&e->res_md, 2, cd, dnnl_f32, rs));
+      DNNL_OK(dnnl_post_ops_append_binary(po, dnnl_binary_add, &e->res_md));
+    }
     DNNL_OK(dnnl_primitive_attr_set_post_ops(attr, po));
     DNNL_OK(dnnl_post_ops_destroy(po));
   }
   dnnl_primitive_desc_t pd;
-  DNNL_OK(dnnl_primitive_desc_create(&pd, &desc, attr, engine(), NULL));
+  dnnl_status_t st = dnnl_primitive_desc_create(&pd, &desc, attr, engine(), NULL);
   DNNL_OK(dnnl_primitive_attr_destroy(attr));
+  if (st == dnnl_unimplemented && (k->act || k->residual || k->dst_dt != dnnl_f32)) {
+    /* e.g. an f32 GEMM with a bf16 dst: gemm_ex runs it in steps instead. */
+    vlm_log(VLM_LOG_DEBUG, "matmul: no fused primitive for M=%lld N=%lld K=%lld; running the epilogue apart",
+            (long long)k->M, (long long)k->N, (long long)k->K);
+    return e;
+  }
+  DNNL_OK(st);
+  if (k->packed) e->b_md = *dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
   const dnnl_memory_desc_t *sp = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
   if (sp) {
     e->sp_md = *sp;
@@ -177,16 +199,18 @@ static mm_entry *entry_create(const mm_key *k) {
   }
   const char *impl = "?";
   DNNL_OK(dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl));
-  vlm_log(VLM_LOG_DEBUG, "matmul: new primitive M=%lld N=%lld K=%lld %s%s%s: %s", (long long)k->M,
-          (long long)k->N, (long long)k->K, k->dt == dnnl_bf16 ? "bf16" : "f32",
-          k->bias ? " +bias" : "", k->accumulate ? " +=" : "", impl);
+  vlm_log(VLM_LOG_DEBUG, "matmul: new primitive M=%lld N=%lld K=%lld %s%s%s%s%s%s%s: %s", (long long)k->M,
+          (long long)k->N, (long long)k->K, k->dt == dnnl_bf16 ? "bf16" : "f32", k->bias ? " +bias" : "",
+          k->accumulate ? " +=" : "", k->act == 1 ? " gelu" : k->act == 2 ? " quickgelu" : "",
+          k->residual ? " +residual" : "", k->dst_dt == dnnl_bf16 ? " ->bf16" : "", k->packed ? " packed" : "",
+          impl);
   DNNL_OK(dnnl_primitive_create(&e->prim, pd));
   DNNL_OK(dnnl_primitive_desc_destroy(pd));
   return e;
 }
 
 static void entry_destroy(mm_entry *e) {
-  DNNL_OK(dnnl_primitive_destroy(e->prim));
+  if (e->prim) DNNL_OK(dnnl_primitive_destroy(e->prim));
   free(e);
 }
 
@@ -241,25 +265,161 @@ static void blas_layout(operand_view v, int64_t rows, int64_t cols, char *trans,
   }
 }
 
-/* C[M,N] (row stride ldc) = or += A[M,K] @ B[K,N] (+ bias[N]); A and B of dtype dt.
+/* ------------------------------------------------------------------ packed weights
+ * A weight matrix registered with vlm_cpu_matmul_pack is reordered, on first
+ * use by a forward GEMM, into the blocked layout that GEMM's primitive asks
+ * for (format_tag_any), and the copy is used from then on: oneDNN then skips
+ * re-laying out B on every call, worth 10-30% for bf16 at the ViT's shapes
+ * (docs/PERFORMANCE.md). The layout can depend on M, so each weight keeps up
+ * to two copies; a third layout falls back to the plain matrix. Entries are
+ * keyed by the plain data pointer and layout, and dropped by
+ * vlm_cpu_matmul_unpack_range (vlm_arena_free calls it). */
+typedef struct {
+  dnnl_memory_desc_t md;
+  void *data;
+} packed_copy;
+
+typedef struct {
+  const void *p;
+  int64_t K, N, bs0, bs1;
+  int32_t dt;
+  packed_copy copies[2];
+  int n;
+} packed_weight;
+
+static pthread_mutex_t g_pack_lock = PTHREAD_MUTEX_INITIALIZER;
+static packed_weight *g_pack;
+static int g_pack_n, g_pack_cap;
+
+static packed_weight *pack_find(const void *p, int64_t K, int64_t N, int64_t bs0, int64_t bs1, int32_t dt) {
+  for (int i = 0; i < g_pack_n; i++) {
+    packed_weight *w = &g_pack[i];
+    if (w->p == p && w->K == K && w->N == N && w->bs0 == bs0 && w->bs1 == bs1 && w->dt == dt) return w;
+  }
+  return NULL;
+}
+
+void vlm_cpu_matmul_pack(const void *p, int64_t K, int64_t N, int64_t bs0, int64_t bs1, vlm_dtype dt) {
+  int32_t ddt = dt == VLM_BF16 ? dnnl_bf16 : dnnl_f32;
+  pthread_mutex_lock(&g_pack_lock);
+  if (!pack_find(p, K, N, bs0, bs1, ddt)) {
+    if (g_pack_n == g_pack_cap) {
+      int cap = g_pack_cap ? 2 * g_pack_cap : 64;
+      packed_weight *grown = realloc(g_pack, sizeof *grown * (size_t)cap);
+      VLM_CHECK(grown, "matmul: out of memory");
+      g_pack = grown;
+      g_pack_cap = cap;
+    }
+    packed_weight *w = &g_pack[g_pack_n++];
+    memset(w, 0, sizeof *w);
+    w->p = p, w->K = K, w->N = N, w->bs0 = bs0, w->bs1 = bs1, w->dt = ddt;
+  }
+  pthread_mutex_unlock(&g_pack_lock);
+}
+
+void vlm_cpu_matmul_unpack_range(const void *p, size_t bytes) {
+  const char *lo = p, *hi = lo + bytes;
+  pthread_mutex_lock(&g_pack_lock);
+  for (int i = 0; i < g_pack_n;) {
+    const char *q = g_pack[i].p;
+    if (q >= lo && q < hi) {
+      for (int j = 0; j < g_pack[i].n; j++) free(g_pack[i].copies[j].data);
+      g_pack[i] = g_pack[--g_pack_n];
+    } else {
+      i++;
+    }
+  }
+  pthread_mutex_unlock(&g_pack_lock);
+}
+
+int vlm_cpu_matmul_packed_count(void) {
+  pthread_mutex_lock(&g_pack_lock);
+  int n = g_pack_n;
+  pthread_mutex_unlock(&g_pack_lock);
+  return n;
+}
+
+/* Is B (as the GEMM sees it) a registered weight? */
+static int pack_registered(const operand_view *B, int64_t K, int64_t N, int32_t dt) {
+  pthread_mutex_lock(&g_pack_lock);
+  int found = g_pack_n > 0 && pack_find(B->p, K, N, B->s0, B->s1, dt) != NULL;
+  pthread_mutex_unlock(&g_pack_lock);
+  return found;
+}
+
+/* The packed copy of B in layout md, made on first use; NULL when the weight
+ * already has two other layouts (or was unregistered meanwhile). */
+static const void *pack_copy(const operand_view *B, int64_t K, int64_t N, int32_t dt, const dnnl_memory_desc_t *md) {
+  const void *out = NULL;
+  pthread_mutex_lock(&g_pack_lock);
+  packed_weight *w = pack_find(B->p, K, N, B->s0, B->s1, dt);
+  if (w) {
+    for (int j = 0; j < w->n && !out; j++)
+      if (dnnl_memory_desc_equal(&w->copies[j].md, md)) out = w->copies[j].data;
+    if (!out && w->n < 2) {
+      size_t bytes = dnnl_memory_desc_get_size(md);
+      void *data = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
+      VLM_CHECK(data, "matmul: out of memory for a packed weight (%zu bytes)", bytes);
+      dnnl_memory_desc_t plain;
+      dnnl_dims_t bd = {K, N}, bs = {B->s0, B->s1};
+      DNNL_OK(dnnl_memory_desc_init_by_strides(&plain, 2, bd, (dnnl_data_type_t)dt, bs));
+      dnnl_primitive_desc_t rpd;
+      DNNL_OK(dnnl_reorder_primitive_desc_create(&rpd, &plain, engine(), md, engine(), NULL));
+      dnnl_primitive_t r;
+      DNNL_OK(dnnl_primitive_create(&r, rpd));
+      dnnl_memory_t from, to;
+      DNNL_OK(dnnl_memory_create(&from, &plain, engine(), (void *)B->p));
+      DNNL_OK(dnnl_memory_create(&to, md, engine(), data));
+      dnnl_exec_arg_t ra[2] = {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, to}};
+      dnnl_stream_t s = stream();
+      DNNL_OK(dnnl_primitive_execute(r, s, 2, ra));
+      DNNL_OK(dnnl_stream_wait(s));
+      DNNL_OK(dnnl_memory_destroy(from));
+      DNNL_OK(dnnl_memory_destroy(to));
+      DNNL_OK(dnnl_primitive_destroy(r));
+      DNNL_OK(dnnl_primitive_desc_destroy(rpd));
+      w->copies[w->n].md = *md;
+      w->copies[w->n].data = data;
+      w->n++;
+      out = data;
+    }
+  }
+  pthread_mutex_unlock(&g_pack_lock);
+  return out;
+}
+
+/* Fused forward epilogue (inference): out = act(A @ B + bias) + residual, stored as dst_bf16 ? bf16 : f32. */
+typedef struct {
+  int act;                 /* 0 none, 1 GELU, 2 QuickGELU */
+  const float *residual;   /* [M,N] with row stride N, or NULL */
+  int dst_bf16;
+} epilogue;
+
+/* C[M,N] (row stride ldc) = or += A[M,K] @ B[K,N] (+ bias[N]) (then the
+ * epilogue); A and B of dtype dt.
  * fp32 accumulation (the backward GEMMs) goes through dnnl_sgemm with beta = 1:
  * oneDNN 2.6's f32 matmul primitive runs some of those layouts at half speed
  * (a row-major B with N = 3072: ~160 vs ~320 GFLOP/s here), dnnl_sgemm does not. */
-static void gemm(int64_t M, int64_t N, int64_t K, vlm_dtype dt, operand_view A, operand_view B,
-                 const float *bias, float *C, int64_t ldc, int accumulate) {
+static void gemm_ex(int64_t M, int64_t N, int64_t K, vlm_dtype dt, operand_view A, operand_view B,
+                    const float *bias, void *C, int64_t ldc, int accumulate, const epilogue *ep) {
+  static const epilogue none = {0, NULL, 0};
+  if (!ep) ep = &none;
   if (M == 0 || N == 0) return;
-  if (K == 0) {  /* empty sum: oneDNN is not asked about zero-sized dims */
-    for (int64_t m = 0; m < M; m++)
-      for (int64_t n = 0; n < N; n++)
-        C[m * ldc + n] = (accumulate ? C[m * ldc + n] : 0.0f) + (bias ? bias[n] : 0.0f);
-    return;
-  }
   if (dt == VLM_F32 && accumulate && !bias) {
+    if (K == 0) return; /* C += empty sum */
     char ta, tb;
     int64_t lda, ldb;
     blas_layout(A, M, K, &ta, &lda);
     blas_layout(B, K, N, &tb, &ldb);
     DNNL_OK(dnnl_sgemm(ta, tb, M, N, K, 1.0f, A.p, lda, B.p, ldb, 1.0f, C, ldc));
+    return;
+  }
+  if (K == 0) {  /* empty sum: oneDNN is not asked about zero-sized dims */
+    VLM_CHECK(!ep->act && !ep->residual && !ep->dst_bf16, "matmul: K = 0 with a fused epilogue");
+    float *Cf = C;
+    for (int64_t m = 0; m < M; m++)
+      for (int64_t n = 0; n < N; n++)
+        Cf[m * ldc + n] = (accumulate ? Cf[m * ldc + n] : 0.0f) + (bias ? bias[n] : 0.0f);
     return;
   }
   mm_key k;
@@ -269,11 +429,48 @@ static void gemm(int64_t M, int64_t N, int64_t K, vlm_dtype dt, operand_view A, 
   k.dt = dt == VLM_BF16 ? dnnl_bf16 : dnnl_f32;
   k.bias = bias != NULL;
   k.accumulate = accumulate != 0;
-  mm_entry *e = cache_get(&k);
+  k.act = ep->act;
+  k.residual = ep->residual != NULL;
+  k.dst_dt = ep->dst_bf16 ? dnnl_bf16 : dnnl_f32;
+  const void *weights = B.p;
+  mm_entry *e = NULL;
+  if (!accumulate && pack_registered(&B, K, N, k.dt)) {
+    k.packed = 1;
+    e = cache_get(&k);
+    const void *pw = pack_copy(&B, K, N, k.dt, &e->b_md);
+    if (pw) {
+      weights = pw;
+    } else {
+      if (!e->cached) entry_destroy(e);
+      k.packed = 0;
+      e = NULL;
+    }
+  }
+  if (!e) e = cache_get(&k);
+  if (!e->prim) {  /* oneDNN has no fused kernel for this combination: the same result in steps */
+    if (!e->cached) entry_destroy(e);
+    if (ep->dst_bf16) {
+      float *tmp = scratch(&tl_out, (size_t)(M * N) * sizeof(float));
+      epilogue f32ep = {ep->act, ep->residual, 0};
+      gemm_ex(M, N, K, dt, A, B, bias, tmp, N, 0, &f32ep);
+      for (int64_t m = 0; m < M; m++) f32_to_bf16((uint16_t *)C + m * ldc, tmp + m * N, N);
+      return;
+    }
+    gemm_ex(M, N, K, dt, A, B, bias, C, ldc, accumulate, NULL);
+    int64_t shape[2] = {M, N};
+    VLM_CHECK(ldc == N, "matmul: an unfused epilogue needs a dense output");
+    vlm_tensor t = vlm_tensor_make(C, VLM_F32, VLM_CPU, 2, shape);
+    if (ep->act) vlm_cpu_act_forward(ep->act == 1 ? VLM_ACT_GELU : VLM_ACT_QUICK_GELU, &t, &t);
+    if (ep->residual) {
+      vlm_tensor r = vlm_tensor_make((void *)ep->residual, VLM_F32, VLM_CPU, 2, shape);
+      vlm_cpu_add_forward(&t, &t, &r);
+    }
+    return;
+  }
 
   dnnl_engine_t eng = engine();
-  dnnl_memory_t mem[5];
-  dnnl_exec_arg_t args[5];
+  dnnl_memory_t mem[6];
+  dnnl_exec_arg_t args[6];
   int n = 0;
 #define ARG(idx, md, ptr)                                              \
   do {                                                                 \
@@ -283,9 +480,13 @@ static void gemm(int64_t M, int64_t N, int64_t K, vlm_dtype dt, operand_view A, 
     n++;                                                               \
   } while (0)
   ARG(DNNL_ARG_SRC, &e->a_md, A.p);
-  ARG(DNNL_ARG_WEIGHTS, &e->b_md, B.p);
+  ARG(DNNL_ARG_WEIGHTS, &e->b_md, weights);
   ARG(DNNL_ARG_DST, &e->c_md, C);
   if (bias) ARG(DNNL_ARG_BIAS, &e->bias_md, bias);
+  if (ep->residual) {
+    int idx = (accumulate ? 1 : 0) + (ep->act ? 1 : 0);  /* the binary post-op's position in the chain */
+    ARG(DNNL_ARG_ATTR_MULTIPLE_POST_OP(idx) | DNNL_ARG_SRC_1, &e->res_md, ep->residual);
+  }
   if (e->sp_size) ARG(DNNL_ARG_SCRATCHPAD, &e->sp_md, scratch(&tl_scratchpad, e->sp_size));
 #undef ARG
   dnnl_stream_t s = stream();
@@ -293,6 +494,11 @@ static void gemm(int64_t M, int64_t N, int64_t K, vlm_dtype dt, operand_view A, 
   DNNL_OK(dnnl_stream_wait(s));
   for (int i = 0; i < n; i++) DNNL_OK(dnnl_memory_destroy(mem[i]));
   if (!e->cached) entry_destroy(e);
+}
+
+static void gemm(int64_t M, int64_t N, int64_t K, vlm_dtype dt, operand_view A, operand_view B,
+                 const float *bias, float *C, int64_t ldc, int accumulate) {
+  gemm_ex(M, N, K, dt, A, B, bias, C, ldc, accumulate, NULL);
 }
 
 /* ------------------------------------------------------------------ public fast kernels */
@@ -321,6 +527,19 @@ void vlm_cpu_matmul_forward(vlm_tensor *out, const vlm_tensor *a, const vlm_tens
   operand_view A = {operand(a, dt, 0), trans_a ? 1 : K, trans_a ? M : 1};
   operand_view B = {operand(b, dt, 1), trans_b ? 1 : N, trans_b ? K : 1};
   gemm(M, N, K, dt, A, B, bias ? vlm_f32(bias) : NULL, vlm_f32(out), N, 0);
+}
+
+/* out = act(a @ w^T + bias) + residual in one oneDNN primitive (post-ops). */
+void vlm_cpu_linear_forward(vlm_tensor *out, const vlm_tensor *a, const vlm_tensor *w, const vlm_tensor *bias,
+                            const vlm_act *act, const vlm_tensor *residual, vlm_precision prec) {
+  int64_t M, N, K;
+  mm_dims(a, w, 0, 1, &M, &N, &K);
+  vlm_dtype dt = (prec == VLM_PREC_BF16 || (a->dtype == VLM_BF16 && w->dtype == VLM_BF16)) ? VLM_BF16 : VLM_F32;
+  operand_view A = {operand(a, dt, 0), K, 1};
+  operand_view B = {operand(w, dt, 1), 1, K};
+  epilogue ep = {act ? (*act == VLM_ACT_GELU ? 1 : 2) : 0, residual ? vlm_f32(residual) : NULL,
+                 out->dtype == VLM_BF16};
+  gemm_ex(M, N, K, dt, A, B, bias ? vlm_f32(bias) : NULL, out->data, N, 0, &ep);
 }
 
 /* Column sums of g [M,N] added into dbias [N]; blocks of columns per thread,

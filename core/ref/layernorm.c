@@ -13,7 +13,8 @@ void vlm_ref_layernorm_forward(vlm_tensor *out, vlm_tensor *mean, vlm_tensor *rs
                                const vlm_tensor *w, const vlm_tensor *b, float eps) {
   int64_t R = vlm_rows(x), C = vlm_cols(x);
   const float *X = x->data, *W = w->data, *B = b->data;
-  float *Y = out->data;
+  float *Y = out->dtype == VLM_F32 ? out->data : NULL;   /* else BF16: rounded once */
+  uint16_t *Yh = out->dtype == VLM_BF16 ? out->data : NULL;
   for (int64_t r = 0; r < R; r++) {
     const float *xr = X + r * C;
     double s = 0;
@@ -23,7 +24,11 @@ void vlm_ref_layernorm_forward(vlm_tensor *out, vlm_tensor *mean, vlm_tensor *rs
     for (int64_t c = 0; c < C; c++) v += (xr[c] - m) * (xr[c] - m);
     double var = C ? v / (double)C : 0.0;
     double rs = 1.0 / sqrt(var + (double)eps);
-    for (int64_t c = 0; c < C; c++) Y[r * C + c] = (float)((xr[c] - m) * rs * W[c] + B[c]);
+    for (int64_t c = 0; c < C; c++) {
+      float y = (float)((xr[c] - m) * rs * W[c] + B[c]);
+      if (Y) Y[r * C + c] = y;
+      else Yh[r * C + c] = vlm_f32_to_bf16(y);
+    }
     if (mean) ((float *)mean->data)[r] = (float)m;
     if (rstd) ((float *)rstd->data)[r] = (float)rs;
   }

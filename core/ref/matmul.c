@@ -111,3 +111,24 @@ void vlm_ref_matmul_backward(vlm_tensor *da, vlm_tensor *db, vlm_tensor *dbias, 
     }
   }
 }
+
+/* out = act(a @ w^T + bias) + residual: the reference matmul, then the
+ * reference activation, then the residual, each rounded to f32 as the unfused
+ * ops would, and a final rounding to bf16 when out is BF16. */
+void vlm_ref_linear_forward(vlm_tensor *out, const vlm_tensor *a, const vlm_tensor *w, const vlm_tensor *bias,
+                            const vlm_act *act, const vlm_tensor *residual, vlm_precision prec) {
+  int64_t M, N, K;
+  dims(a, w, 0, 1, &M, &N, &K);
+  float *y = ref_alloc(M * N);
+  int64_t shape[2] = {M, N};
+  vlm_tensor t = vlm_tensor_make(y, VLM_F32, VLM_CPU, 2, shape);
+  vlm_ref_matmul_forward(&t, a, w, bias, 0, 1, prec);
+  if (act) vlm_ref_act_forward(*act, &t, &t);
+  if (residual) {
+    const float *r = vlm_f32(residual);
+    for (int64_t i = 0; i < M * N; i++) y[i] = y[i] + r[i];
+  }
+  if (out->dtype == VLM_BF16) vlm_f32_to_bf16_array(out->data, y, (size_t)(M * N));
+  else for (int64_t i = 0; i < M * N; i++) ((float *)out->data)[i] = y[i];
+  free(y);
+}

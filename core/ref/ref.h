@@ -9,6 +9,8 @@
 
 void vlm_ref_matmul_forward(vlm_tensor *out, const vlm_tensor *a, const vlm_tensor *b,
                             const vlm_tensor *bias, int trans_a, int trans_b, vlm_precision prec);
+void vlm_ref_linear_forward(vlm_tensor *out, const vlm_tensor *a, const vlm_tensor *w, const vlm_tensor *bias,
+                            const vlm_act *act, const vlm_tensor *residual, vlm_precision prec);
 void vlm_ref_matmul_backward(vlm_tensor *da, vlm_tensor *db, vlm_tensor *dbias, const vlm_tensor *dout,
                              const vlm_tensor *a, const vlm_tensor *b, int trans_a, int trans_b,
                              vlm_precision prec);
