@@ -122,8 +122,9 @@ void vlm_linear_forward(vlm_tensor *out, const vlm_tensor *a, const vlm_tensor *
   if (residual) check_f32(what, "residual", residual, a->device, M, N);
   VLM_CHECK(!act || *act == VLM_ACT_GELU || *act == VLM_ACT_QUICK_GELU, "%s: unknown activation", what);
   VLM_CHECK(out->data != a->data && out->data != w->data, "%s: out must not alias an input", what);
-  if (a->device == VLM_CUDA) VLM_CHECK(0, "linear: not implemented on CUDA yet");
-  if (vlm_get_kernel_mode() == VLM_KERNELS_REF)
+  if (a->device == VLM_CUDA)
+    vlm_cuda_linear_forward(out, a, w, bias, act, residual, vlm_get_matmul_precision());
+  else if (vlm_get_kernel_mode() == VLM_KERNELS_REF)
     vlm_ref_linear_forward(out, a, w, bias, act, residual, vlm_get_matmul_precision());
   else
     vlm_cpu_linear_forward(out, a, w, bias, act, residual, vlm_get_matmul_precision());

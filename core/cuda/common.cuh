@@ -56,6 +56,16 @@ __device__ __forceinline__ float warp_max(float v) {
   return v;
 }
 
+// GELU (exact erf form) and QuickGELU, their derivatives.
+__device__ __forceinline__ float vlm_gelu_f(float x) { return 0.5f * x * erfcf(-x * 0.70710678118654752f); }
+__device__ __forceinline__ float vlm_gelu_d(float x) {
+  return 0.5f * erfcf(-x * 0.70710678118654752f) + x * expf(-0.5f * x * x) * 0.39894228040143268f;
+}
+__device__ __forceinline__ float vlm_sigm(float z) { return 1.0f / (1.0f + expf(-z)); }
+__device__ __forceinline__ float vlm_act_f(int act, float v) {
+  return act == VLM_ACT_GELU ? vlm_gelu_f(v) : v * vlm_sigm(1.702f * v);
+}
+
 #define GRID_STRIDE(i, n) \
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < (n); i += (int64_t)gridDim.x * blockDim.x)
 

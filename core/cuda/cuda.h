@@ -43,6 +43,9 @@ void vlm_cuda_matmul_forward(vlm_tensor *out, const vlm_tensor *a, const vlm_ten
 void vlm_cuda_matmul_backward(vlm_tensor *da, vlm_tensor *db, vlm_tensor *dbias, const vlm_tensor *dout,
                               const vlm_tensor *a, const vlm_tensor *b, int trans_a, int trans_b,
                               vlm_precision prec);
+/* out = act(a @ w^T + bias) + residual (inference; out F32 or BF16). */
+void vlm_cuda_linear_forward(vlm_tensor *out, const vlm_tensor *a, const vlm_tensor *w, const vlm_tensor *bias,
+                             const vlm_act *act, const vlm_tensor *residual, vlm_precision prec);
 void vlm_cuda_layernorm_forward(vlm_tensor *out, vlm_tensor *mean, vlm_tensor *rstd, const vlm_tensor *x,
                                 const vlm_tensor *w, const vlm_tensor *b, float eps);
 void vlm_cuda_layernorm_backward(vlm_tensor *dx, vlm_tensor *dw, vlm_tensor *db, const vlm_tensor *dout,

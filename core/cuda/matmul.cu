@@ -271,3 +271,39 @@ extern "C" void vlm_cuda_matmul_backward(vlm_tensor *da, vlm_tensor *db, vlm_ten
     vlm_cuda_colsum("matmul_backward (dbias)", (float *)dbias->data, M, N, f, 4);
   }
 }
+
+// out = act(y) + residual, y = a @ w^T + bias (f32); out F32 or BF16 (rounded once).
+__global__ void linear_epi_k(float *out, __nv_bfloat16 *outh, const float *y, int act, const float *res, int64_t n) {
+  GRID_STRIDE(i, n) {
+    float v = y[i];
+    if (act >= 0) v = vlm_act_f(act, v);
+    if (res) v = v + res[i];
+    if (outh) outh[i] = __float2bfloat16_rn(v);
+    else out[i] = v;
+  }
+}
+
+extern "C" void vlm_cuda_linear_forward(vlm_tensor *out, const vlm_tensor *a, const vlm_tensor *w,
+                                        const vlm_tensor *bias, const vlm_act *act, const vlm_tensor *residual,
+                                        vlm_precision prec) {
+  int64_t M, N, K;
+  dims(a, w, 0, 1, &M, &N, &K);
+  int bf = prec == VLM_PREC_BF16 || (a->dtype == VLM_BF16 && w->dtype == VLM_BF16);
+  const void *A = operand("linear_forward", a, bf, 1);
+  const void *B = operand("linear_forward", w, bf, 2);
+  const float *bs = bias ? (const float *)bias->data : NULL;
+  int f32_out = out->dtype == VLM_F32;
+  if (f32_out && !act && !residual) {  // a plain Linear: the bias epilogue is all
+    gemm("linear_forward", (float *)out->data, M, N, K, A, 0, B, 1, bf, bs, 0.0f);
+    return;
+  }
+  // The GEMM's f32 result: in out itself when out is F32 and not the residual, else in scratch.
+  int in_place = f32_out && (!residual || residual->data != out->data);
+  float *y = in_place ? (float *)out->data : (float *)vlm_cuda_scratch(4, sizeof(float) * (size_t)(M * N > 0 ? M * N : 1));
+  gemm("linear_forward", y, M, N, K, A, 0, B, 1, bf, bs, 0.0f);
+  if (M * N == 0) return;
+  linear_epi_k<<<vlm_blocks(M * N, 256), 256>>>(f32_out ? (float *)out->data : NULL,
+                                                f32_out ? NULL : (__nv_bfloat16 *)out->data, y, act ? (int)*act : -1,
+                                                residual ? (const float *)residual->data : NULL, M * N);
+  LAUNCHED("linear_forward", "linear_epilogue");
+}

@@ -65,3 +65,7 @@ void vlm_cuda_patchify(vlm_tensor *patches, const vlm_tensor *image, int64_t P) 
 void vlm_cuda_copy_rows(float *dst, int64_t dst_row0, int64_t dst_step, const float *src, int64_t src_row0,
                         int64_t src_step, int64_t n, int64_t rows_per_copy, int64_t W) { NO_CUDA("copy_rows"); }
 void vlm_cuda_attention_set_tiling(int on) { (void)on; }
+void vlm_cuda_linear_forward(vlm_tensor *out, const vlm_tensor *a, const vlm_tensor *w, const vlm_tensor *bias,
+                             const vlm_act *act, const vlm_tensor *residual, vlm_precision prec) {
+  NO_CUDA("linear_forward");
+}

@@ -2,6 +2,7 @@
 // QuickGELU, softmax, L2 normalization, cross-entropy, embeddings. One warp per
 // row for the row-wise ones; parameter gradients (dw, db, dpos) are
 // deterministic column sums. fp32 throughout (the op set's activations are F32).
+#include <cuda_bf16.h>
 #include <cuda_runtime.h>
 #include <math.h>
 
@@ -17,8 +18,9 @@ static unsigned row_blocks(int64_t rows) { return (unsigned)((rows + WARPS - 1) 
   if (row >= (R)) return;
 
 // ------------------------------------------------------------------ layernorm
-__global__ void ln_fwd_k(float *out, float *mean, float *rstd, const float *x, const float *w, const float *b,
-                         int64_t R, int64_t C, float eps) {
+// out F32, or (outh != NULL) BF16 rounded once (inference feeding bf16 matmuls).
+__global__ void ln_fwd_k(float *out, __nv_bfloat16 *outh, float *mean, float *rstd, const float *x, const float *w,
+                         const float *b, int64_t R, int64_t C, float eps) {
   ROW_SETUP(R);
   const float *xr = x + row * C;
   float s = 0.0f;
@@ -33,8 +35,13 @@ __global__ void ln_fwd_k(float *out, float *mean, float *rstd, const float *x, c
   v = warp_sum(v);
   float var = C ? v / (float)C : 0.0f;
   float rs = 1.0f / sqrtf(var + eps);
-  float *o = out + row * C;
-  for (int64_t c = lane; c < C; c += 32) o[c] = (xr[c] - m) * rs * w[c] + b[c];
+  if (outh) {
+    __nv_bfloat16 *o = outh + row * C;
+    for (int64_t c = lane; c < C; c += 32) o[c] = __float2bfloat16_rn((xr[c] - m) * rs * w[c] + b[c]);
+  } else {
+    float *o = out + row * C;
+    for (int64_t c = lane; c < C; c += 32) o[c] = (xr[c] - m) * rs * w[c] + b[c];
+  }
   if (lane == 0) {
     if (mean) mean[row] = m;
     if (rstd) rstd[row] = rs;
@@ -73,7 +80,9 @@ extern "C" void vlm_cuda_layernorm_forward(vlm_tensor *out, vlm_tensor *mean, vl
                                            const vlm_tensor *w, const vlm_tensor *b, float eps) {
   int64_t R = vlm_rows(x), C = vlm_cols(x);
   if (R == 0) return;
-  ln_fwd_k<<<row_blocks(R), WARPS * 32>>>((float *)out->data, mean ? (float *)mean->data : NULL,
+  int bf = out->dtype == VLM_BF16;
+  ln_fwd_k<<<row_blocks(R), WARPS * 32>>>(bf ? NULL : (float *)out->data, bf ? (__nv_bfloat16 *)out->data : NULL,
+                                          mean ? (float *)mean->data : NULL,
                                           rstd ? (float *)rstd->data : NULL, (const float *)x->data,
                                           (const float *)w->data, (const float *)b->data, R, C, eps);
   LAUNCHED("layernorm_forward", "ln_fwd");
@@ -101,25 +110,19 @@ extern "C" void vlm_cuda_layernorm_backward(vlm_tensor *dx, vlm_tensor *dw, vlm_
 }
 
 // ------------------------------------------------------------------ activations
-__device__ __forceinline__ float gelu_f(float x) { return 0.5f * x * erfcf(-x * 0.70710678118654752f); }
-__device__ __forceinline__ float gelu_d(float x) {
-  return 0.5f * erfcf(-x * 0.70710678118654752f) + x * expf(-0.5f * x * x) * 0.39894228040143268f;
-}
-__device__ __forceinline__ float sigm(float z) { return 1.0f / (1.0f + expf(-z)); }
-
 __global__ void act_fwd_k(int act, float *y, const float *x, int64_t n) {
   GRID_STRIDE(i, n) {
     float v = x[i];
-    y[i] = act == VLM_ACT_GELU ? gelu_f(v) : v * sigm(1.702f * v);
+    y[i] = vlm_act_f(act, v);
   }
 }
 
 __global__ void act_bwd_k(int act, float *dx, const float *g, const float *x, int64_t n) {
   GRID_STRIDE(i, n) {
     float v = x[i], d;
-    if (act == VLM_ACT_GELU) d = gelu_d(v);
+    if (act == VLM_ACT_GELU) d = vlm_gelu_d(v);
     else {
-      float s = sigm(1.702f * v);
+      float s = vlm_sigm(1.702f * v);
       d = s + 1.702f * v * s * (1.0f - s);
     }
     dx[i] += g[i] * d;

@@ -170,6 +170,76 @@ static void test_matmul(void) {
   test_matmul_case(64, 48, 32, 0, 0, 0, VLM_PREC_BF16, 1, 0);
 }
 
+/* A BF16 device tensor against its BF16 host reference (both widened to f32). */
+static void cmp_bf16(const char *op, const char *cs, const char *name, const vlm_tensor *d, const vlm_tensor *h,
+                     double tol) {
+  int64_t n = vlm_numel(h);
+  uint16_t *gb = malloc(sizeof(uint16_t) * (size_t)(n ? n : 1));
+  float *ref = vt_alloc(n), *got = vt_alloc(n);
+  vlm_memcpy(gb, VLM_CPU, d->data, VLM_CUDA, sizeof(uint16_t) * (size_t)n);
+  vlm_bf16_to_f32_array(got, gb, (size_t)n);
+  vlm_bf16_to_f32_array(ref, h->data, (size_t)n);
+  /* compare through a host F32 "device" stand-in: reuse cmp_buf's reporting */
+  int64_t shape[1] = {n};
+  vlm_tensor tg = vlm_tensor_make(got, VLM_F32, VLM_CPU, 1, shape);
+  cmp_buf(op, cs, name, &tg, ref, n, tol);
+  free(gb); free(ref); free(got);
+}
+
+/* ------------------------------------------------------------------ linear (inference, fused) */
+static void test_linear_case(int64_t M, int64_t N, int64_t K, int act, int res, int out_bf16, int a_bf16,
+                             vlm_precision prec) {
+  char cs[128];
+  snprintf(cs, sizeof cs, "M%lld N%lld K%lld%s%s%s%s%s", (long long)M, (long long)N, (long long)K,
+           act == 0 ? " gelu" : act == 1 ? " quickgelu" : "", res ? " +res" : "", out_bf16 ? " out:BF16" : "",
+           a_bf16 ? " a:BF16" : "", prec == VLM_PREC_BF16 ? " bf16" : "");
+  vlm_arena_reset(&g_dev);
+  uint64_t seed = (uint64_t)(M * 7 + N * 3 + K + act * 11 + res);
+  pair a = mk2(M, K, seed, 1.0f, 0), w = mk2(N, K, seed + 1, 0.2f, 0), bias = mk1(N, seed + 2, 1.0f, 0);
+  pair r = mk2(M, N, seed + 3, 1.0f, 0);
+  if (a_bf16) {
+    uint16_t *hb = malloc(sizeof(uint16_t) * (size_t)(M * K > 0 ? M * K : 1));
+    vlm_f32_to_bf16_array(hb, a.hp, (size_t)(M * K));
+    pair a2 = mk_raw(VLM_BF16, 2, a.h.shape, hb);
+    free(hb);
+    drop(&a);
+    a = a2;
+  }
+  int64_t so[2] = {M, N};
+  pair out = out_bf16 ? mk_raw(VLM_BF16, 2, so, NULL) : mk2(M, N, 0, 0, 3.0f);
+  vlm_act av = act == 1 ? VLM_ACT_QUICK_GELU : VLM_ACT_GELU;
+  vlm_set_matmul_precision(prec);
+  vlm_linear_forward(&out.h, &a.h, &w.h, &bias.h, act >= 0 ? &av : NULL, res ? &r.h : NULL);
+  vlm_linear_forward(&out.d, &a.d, &w.d, &bias.d, act >= 0 ? &av : NULL, res ? &r.d : NULL);
+  vlm_set_matmul_precision(VLM_PREC_F32);
+  int bf = prec == VLM_PREC_BF16 || a_bf16;
+  if (out_bf16) cmp_bf16(bf ? "linear_forward (bf16)" : "linear_forward", cs, "out", &out.d, &out.h, 8e-3);
+  else cmp(bf ? "linear_forward (bf16)" : "linear_forward", cs, "out", &out, bf ? TOL_BF16 : TOL);
+  drop(&a); drop(&w); drop(&bias); drop(&r); drop(&out);
+}
+
+static void test_linear(void) {
+  const int64_t shapes[][3] = {{1, 1, 1}, {7, 5, 3}, {100, 96, 64}, {33, 1024, 512}};
+  for (size_t s = 0; s < 4; s++)
+    for (int act = -1; act <= 1; act++)
+      for (int res = 0; res < 2; res++) {
+        int64_t M = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
+        test_linear_case(M, N, K, act, res, 0, 0, VLM_PREC_F32);
+        test_linear_case(M, N, K, act, res, 1, 0, VLM_PREC_BF16);
+        test_linear_case(M, N, K, act, res, (act + res) % 2 == 0, 1, VLM_PREC_BF16);
+      }
+  test_linear_case(6, 4, 0, 0, 1, 0, 0, VLM_PREC_F32); /* K = 0 */
+  /* LayerNorm with a BF16 output (inference) */
+  vlm_arena_reset(&g_dev);
+  pair x = mk2(37, 768, 900, 2.0f, 0), w = mk1(768, 901, 1.0f, 0), b = mk1(768, 902, 1.0f, 0);
+  int64_t so[2] = {37, 768};
+  pair out = mk_raw(VLM_BF16, 2, so, NULL);
+  vlm_layernorm_forward(&out.h, NULL, NULL, &x.h, &w.h, &b.h, 1e-5f);
+  vlm_layernorm_forward(&out.d, NULL, NULL, &x.d, &w.d, &b.d, 1e-5f);
+  cmp_bf16("layernorm_forward (bf16 out)", "R37 C768", "out", &out.d, &out.h, 8e-3);
+  drop(&x); drop(&w); drop(&b); drop(&out);
+}
+
 /* ------------------------------------------------------------------ layernorm */
 static void test_layernorm(void) {
   const int64_t shapes[][2] = {{1, 1}, {3, 7}, {50, 768}, {5, 1025}, {257, 64}};
@@ -504,13 +574,13 @@ static void test_tensor_utils(void) {
 
 static const struct { const char *name; void (*fn)(void); } k_sections[] = {
   {"utils", test_tensor_utils}, {"add", test_add}, {"matmul", test_matmul}, {"layernorm", test_layernorm},
-  {"act", test_act}, {"softmax", test_softmax}, {"attention", test_attention}, {"embedding", test_embedding},
+  {"act", test_act}, {"linear", test_linear}, {"softmax", test_softmax}, {"attention", test_attention}, {"embedding", test_embedding},
   {"l2norm", test_l2norm}, {"cross_entropy", test_cross_entropy}, {"optim", test_optim},
 };
 #define N_SECTIONS (int)(sizeof k_sections / sizeof k_sections[0])
 
 /* Usage: test_cuda_ops [SECTION...]: only those sections (utils, add, matmul,
- * layernorm, act, softmax, attention, embedding, l2norm, cross_entropy, optim),
+ * layernorm, act, linear, softmax, attention, embedding, l2norm, cross_entropy, optim),
  * so that a section that aborts hides no other (tests/gpu/run.sh runs each in
  * its own process). Any other argument (ctest passes the shared folder): all. */
 int main(int argc, char **argv) {
