@@ -110,7 +110,8 @@ shared_dir=$root/.shared
 [ -d "$shared_dir" ] || shared_dir=$root/../shared
 tmo=150
 run_gpu_test test_cuda_clip "$logs/test_cuda_clip.log" test_cuda_clip "$shared_dir"
-grep -E 'loss|gradients, worst|AdamW|bf16 errors' "$logs/test_cuda_clip.log" | head -n 20 | cut -c1-300
+grep -E '\]: loss|gradients, worst|AdamW step|training steps|train loss' "$logs/test_cuda_clip.log" | head -n 16 |
+  cut -c1-330
 grep -E 'gpu bf16\].*max err' "$logs/test_cuda_clip.log" | cut -c1-150
 
 # ------------------------------------------------------------------ the rest of the suite
