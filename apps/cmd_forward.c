@@ -9,6 +9,7 @@
 static void usage(FILE *f) {
   fprintf(f,
           "usage: vlm forward --model PATH --inputs FILE --out FILE [--grads FILE] [--precision f32|bf16]\n"
+          "                   [--device cpu|cuda]\n"
           "\n"
           "Runs a CLIP model (open_clip or Hugging Face checkpoint, see 'vlm info') on a\n"
           "batch and writes what open_clip computes, so vlm can be checked against any\n"
@@ -22,12 +23,16 @@ static void usage(FILE *f) {
           "            own names (open_clip or Hugging Face)\n"
           "  --precision  f32 (default) or bf16: bf16 matmul inputs with f32 accumulation\n"
           "            (without --grads the weight matrices are converted to bf16 once)\n"
+          "  --device  cpu (default) or cuda: run on the GPU (weights, activations and\n"
+          "            the batch are copied there; the outputs are copied back)\n"
           "\n"
           "Examples:\n"
           "  vlm forward --model ../shared/fixtures/tiny-clip \\\n"
           "      --inputs ../shared/fixtures/tiny-clip/inputs.safetensors --out out.safetensors\n"
           "  vlm forward --model my-hf-clip/ --inputs batch.safetensors --out out.safetensors \\\n"
-          "      --grads grads.safetensors\n");
+          "      --grads grads.safetensors\n"
+          "  vlm forward --model ../shared/fixtures/tiny-clip --device cuda \\\n"
+          "      --inputs ../shared/fixtures/tiny-clip/inputs.safetensors --out out.safetensors\n");
 }
 
 /* Read and validate the inputs; on success the caller frees *images and *ids. */
@@ -100,14 +105,15 @@ static vlm_status write_outputs(const char *path, vlm_clip_acts *s, float *loss)
 }
 
 int vlm_cmd_forward(int argc, char **argv) {
-  const char *model = NULL, *inputs = NULL, *out = NULL, *grads = NULL, *precision = "f32";
+  const char *model = NULL, *inputs = NULL, *out = NULL, *grads = NULL, *precision = "f32", *device = "cpu";
   for (int i = 1; i < argc; i++) {
     if (vlm_app_is_help(argv[i])) { usage(stdout); return 0; }
     const char **slot = !strcmp(argv[i], "--model")  ? &model
                       : !strcmp(argv[i], "--inputs") ? &inputs
                       : !strcmp(argv[i], "--out")    ? &out
                       : !strcmp(argv[i], "--grads")  ? &grads
-                      : !strcmp(argv[i], "--precision") ? &precision : NULL;
+                      : !strcmp(argv[i], "--precision") ? &precision
+                      : !strcmp(argv[i], "--device") ? &device : NULL;
     if (!slot || i + 1 >= argc) {
       fprintf(stderr, "vlm forward: unknown or incomplete option '%s'\n", argv[i]);
       usage(stderr);
@@ -125,8 +131,19 @@ int vlm_cmd_forward(int argc, char **argv) {
     fprintf(stderr, "vlm forward: --precision must be f32 or bf16, got '%s'\n", precision);
     return 2;
   }
+  if (strcmp(device, "cpu") && strcmp(device, "cuda")) {
+    fprintf(stderr, "vlm forward: --device must be cpu or cuda, got '%s'\n", device);
+    return 2;
+  }
+  vlm_device dev = !strcmp(device, "cuda") ? VLM_CUDA : VLM_CPU;
+  if (dev == VLM_CUDA && !vlm_cuda_available()) {
+    fprintf(stderr, "vlm forward: --device cuda: %s\n", vlm_cuda_describe());
+    return 1;
+  }
   vlm_clip_config c;
-  vlm_clip_params p, g, h;
+  vlm_clip_params p, g, h, pd;
+  vlm_clip_acts sh;
+  vlm_clip_batch batch;
   vlm_ckpt_format fmt;
   if (vlm_clip_load(model, &c, &p, &fmt) != VLM_OK) {
     fprintf(stderr, "vlm forward: %s\n", vlm_last_error());
@@ -141,41 +158,62 @@ int vlm_cmd_forward(int argc, char **argv) {
   memset(&s, 0, sizeof s);
   memset(&g, 0, sizeof g);
   memset(&h, 0, sizeof h);
+  memset(&pd, 0, sizeof pd);
+  memset(&sh, 0, sizeof sh);
+  memset(&batch, 0, sizeof batch);
   if (!read_inputs(inputs, &c, &images, &ids, &ids_dt, &B, &L)) goto done;
-  if (vlm_clip_acts_init(&s, &c, B, L, grads != NULL) != VLM_OK ||
-      (grads && vlm_clip_params_init(&g, &c) != VLM_OK)) {
+  if (vlm_clip_acts_init_on(&s, &c, B, L, grads != NULL, dev) != VLM_OK ||
+      (grads && vlm_clip_params_init_on(&g, &c, dev) != VLM_OK) ||
+      (dev == VLM_CUDA && (vlm_clip_params_to_device(&pd, &p, &c, dev) != VLM_OK ||
+                           vlm_clip_batch_init_on(&batch, &c, B, L, ids_dt, dev) != VLM_OK ||
+                           vlm_clip_acts_init(&sh, &c, B, L, grads != NULL) != VLM_OK))) {
     fprintf(stderr, "vlm forward: %s\n", vlm_last_error());
     goto done;
   }
   int64_t ishape[4] = {B, 3, c.vision.image_size, c.vision.image_size}, tshape[2] = {B, L};
   vlm_tensor ti = vlm_tensor_cpu_f32(images, 4, ishape);
   vlm_tensor tt = vlm_tensor_make(ids, ids_dt, VLM_CPU, 2, tshape);
+  if (dev == VLM_CUDA) { /* the batch on the GPU; the model reads it from there */
+    vlm_clip_batch_upload(&batch, &ti, &tt);
+    ti = batch.images;
+    tt = batch.ids;
+  }
   if (bf16) {
     vlm_set_matmul_precision(VLM_PREC_BF16);
-    if (!grads && vlm_clip_params_bf16(&h, &p, &c) != VLM_OK) {
+    if (!grads && vlm_clip_params_bf16(&h, dev == VLM_CUDA ? &pd : &p, &c) != VLM_OK) {
       fprintf(stderr, "vlm forward: %s\n", vlm_last_error());
       goto done;
     }
   }
-  float loss = vlm_clip_forward(&c, bf16 && !grads ? &h : &p, &s, &ti, &tt);
-  if (write_outputs(out, &s, &loss) != VLM_OK) {
+  vlm_clip_params *run = bf16 && !grads ? &h : dev == VLM_CUDA ? &pd : &p;
+  float loss = vlm_clip_forward(&c, run, &s, &ti, &tt);
+  if (dev == VLM_CUDA) /* the same layout on the host: one copy back */
+    vlm_memcpy(sh.arena.base, VLM_CPU, s.arena.base, VLM_CUDA, s.arena.used);
+  if (write_outputs(out, dev == VLM_CUDA ? &sh : &s, &loss) != VLM_OK) {
     fprintf(stderr, "vlm forward: %s\n", vlm_last_error());
     goto done;
   }
   if (grads) {
-    vlm_clip_backward(&c, &p, &g, &s, &tt);
-    if (vlm_clip_save_safetensors(&g, &c, grads, fmt) != VLM_OK) {
+    vlm_clip_backward(&c, run, &g, &s, &tt);
+    if (dev == VLM_CUDA) { /* gradients back into the host parameter layout */
+      vlm_clip_params_zero(&p);
+      vlm_clip_params_copy(&p, &g);
+    }
+    if (vlm_clip_save_safetensors(dev == VLM_CUDA ? &p : &g, &c, grads, fmt) != VLM_OK) {
       fprintf(stderr, "vlm forward: %s\n", vlm_last_error());
       goto done;
     }
   }
-  printf("loss %.7f (batch %lld, text length %lld, %s checkpoint, %s)\n", loss, (long long)B, (long long)L,
-         vlm_ckpt_format_name(fmt), precision);
+  printf("loss %.7f (batch %lld, text length %lld, %s checkpoint, %s%s)\n", loss, (long long)B, (long long)L,
+         vlm_ckpt_format_name(fmt), precision, dev == VLM_CUDA ? ", cuda" : "");
   rc = 0;
 done:
   free(images);
   free(ids);
   vlm_clip_acts_free(&s);
+  vlm_clip_acts_free(&sh);
+  vlm_clip_batch_free(&batch);
+  vlm_clip_params_free(&pd);
   vlm_clip_params_free(&g);
   vlm_clip_params_free(&h);
   vlm_clip_params_free(&p);

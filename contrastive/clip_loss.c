@@ -1,5 +1,6 @@
 /* CLIP's symmetric InfoNCE loss over the core ops. */
 #include <math.h>
+#include <stdlib.h>
 
 #include "contrastive/contrastive.h"
 
@@ -28,59 +29,49 @@ void vlm_clip_loss_layout(vlm_clip_loss_acts *s, vlm_arena *a, int64_t B, int64_
   s->d_half = vlm_arena_tensor1(a, VLM_F32, 1);
 }
 
-static void need_cpu(const vlm_tensor *t) {
-  VLM_CHECK(t->device == VLM_CPU && t->dtype == VLM_F32, "clip loss: scalar arithmetic runs on CPU F32 tensors");
-}
-
-static void scale_inplace(vlm_tensor *t, float s) {
-  need_cpu(t);
-  float *p = t->data;
-  int64_t n = vlm_numel(t);
-  for (int64_t i = 0; i < n; i++) p[i] *= s;
+/* targets = arange(B), written from the host (the tensor may live on a GPU). */
+static void set_targets(vlm_tensor *t, int64_t B) {
+  int64_t *tg = malloc(sizeof(int64_t) * (size_t)(B > 0 ? B : 1));
+  VLM_CHECK(tg, "clip loss: out of memory");
+  for (int64_t i = 0; i < B; i++) tg[i] = i;
+  vlm_memcpy(t->data, t->device, tg, VLM_CPU, sizeof(int64_t) * (size_t)B);
+  free(tg);
 }
 
 void vlm_clip_loss_forward(vlm_clip_loss_acts *s, const vlm_tensor *image_features,
                            const vlm_tensor *text_features, const vlm_tensor *logit_scale) {
   VLM_CHECK(vlm_numel(logit_scale) == 1, "clip loss: logit_scale must have one element");
-  need_cpu(logit_scale);
-  int64_t B = s->B;
-  int64_t *tg = s->targets.data;
-  for (int64_t i = 0; i < B; i++) tg[i] = i;
-  float scale = expf(*(const float *)logit_scale->data);
-  *(float *)s->scale.data = scale;
+  set_targets(&s->targets, s->B);
+  float scale = expf(vlm_get_f32(logit_scale, 0));
+  vlm_set_f32(&s->scale, 0, scale);
   vlm_l2norm_forward(&s->img, &s->img_norm, image_features, L2_EPS);
   vlm_l2norm_forward(&s->txt, &s->txt_norm, text_features, L2_EPS);
   vlm_matmul_forward(&s->logits_per_image, &s->img, &s->txt, NULL, 0, 1);
   vlm_matmul_forward(&s->logits_per_text, &s->txt, &s->img, NULL, 0, 1);
-  scale_inplace(&s->logits_per_image, scale);
-  scale_inplace(&s->logits_per_text, scale);
+  vlm_scale(&s->logits_per_image, scale);
+  vlm_scale(&s->logits_per_text, scale);
   vlm_cross_entropy_forward(&s->loss_i, &s->probs_i, &s->logits_per_image, &s->targets, -100);
   vlm_cross_entropy_forward(&s->loss_t, &s->probs_t, &s->logits_per_text, &s->targets, -100);
-  need_cpu(&s->loss);
-  *(float *)s->loss.data = 0.5f * (*(float *)s->loss_i.data + *(float *)s->loss_t.data);
+  vlm_set_f32(&s->loss, 0, 0.5f * (vlm_get_f32(&s->loss_i, 0) + vlm_get_f32(&s->loss_t, 0)));
 }
 
 void vlm_clip_loss_backward(vlm_clip_loss_acts *s, float dloss, const vlm_tensor *image_features,
                             const vlm_tensor *text_features, vlm_tensor *d_image_features,
                             vlm_tensor *d_text_features, vlm_tensor *d_logit_scale) {
-  *(float *)s->d_half.data = 0.5f * dloss;
+  vlm_set_f32(&s->d_half, 0, 0.5f * dloss);
   vlm_zero(&s->d_lpi);
   vlm_zero(&s->d_lpt);
   vlm_cross_entropy_backward(&s->d_lpi, &s->d_half, &s->probs_i, &s->targets, -100);
   vlm_cross_entropy_backward(&s->d_lpt, &s->d_half, &s->probs_t, &s->targets, -100);
-  float scale = *(float *)s->scale.data;
+  float scale = vlm_get_f32(&s->scale, 0);
   if (d_logit_scale) {
     /* logits = s * S with s = exp(raw): d raw = s * sum(dlogits * S) = sum(dlogits * logits). */
-    need_cpu(d_logit_scale);
-    const float *a = s->d_lpi.data, *la = s->logits_per_image.data;
-    const float *b = s->d_lpt.data, *lb = s->logits_per_text.data;
-    double acc = 0;
-    for (int64_t i = 0; i < s->B * s->B; i++) acc += (double)a[i] * la[i] + (double)b[i] * lb[i];
-    *(float *)d_logit_scale->data += (float)acc;
+    double acc = vlm_dot(&s->d_lpi, &s->logits_per_image) + vlm_dot(&s->d_lpt, &s->logits_per_text);
+    vlm_set_f32(d_logit_scale, 0, vlm_get_f32(d_logit_scale, 0) + (float)acc);
   }
   if (!d_image_features && !d_text_features) return;
-  scale_inplace(&s->d_lpi, scale);
-  scale_inplace(&s->d_lpt, scale);
+  vlm_scale(&s->d_lpi, scale);
+  vlm_scale(&s->d_lpt, scale);
   vlm_zero(&s->d_img);
   vlm_zero(&s->d_txt);
   vlm_matmul_backward(&s->d_img, &s->d_txt, NULL, &s->d_lpi, &s->img, &s->txt, 0, 1);
@@ -90,8 +81,8 @@ void vlm_clip_loss_backward(vlm_clip_loss_acts *s, float dloss, const vlm_tensor
 }
 
 void vlm_clip_logit_scale_clamp(vlm_tensor *logit_scale) {
-  need_cpu(logit_scale);
-  float *p = logit_scale->data;
-  if (*p < 0.0f) *p = 0.0f;
-  if (*p > VLM_CLIP_LOGIT_SCALE_MAX) *p = VLM_CLIP_LOGIT_SCALE_MAX;
+  float v = vlm_get_f32(logit_scale, 0);
+  if (v < 0.0f) v = 0.0f;
+  if (v > VLM_CLIP_LOGIT_SCALE_MAX) v = VLM_CLIP_LOGIT_SCALE_MAX;
+  vlm_set_f32(logit_scale, 0, v);
 }

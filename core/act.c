@@ -1,6 +1,7 @@
 /* Activation dispatcher (GELU, QuickGELU): elementwise on any shape. */
 #include "core/core.h"
 #include "core/cpu/cpu.h"
+#include "core/cuda/cuda.h"
 #include "core/ref/ref.h"
 
 static void need_like_x(const vlm_tensor *t, const char *name, const vlm_tensor *x) {
@@ -22,8 +23,8 @@ void vlm_act_forward(vlm_act act, vlm_tensor *out, const vlm_tensor *x) {
   VLM_CHECK(x != NULL, "act: x is NULL");
   need_like_x(x, "x", x);
   need_like_x(out, "out", x);
-  VLM_CHECK(x->device != VLM_CUDA, "act: not implemented on CUDA yet");
-  if (vlm_get_kernel_mode() == VLM_KERNELS_REF) vlm_ref_act_forward(act, out, x);
+  if (x->device == VLM_CUDA) vlm_cuda_act_forward(act, out, x);
+  else if (vlm_get_kernel_mode() == VLM_KERNELS_REF) vlm_ref_act_forward(act, out, x);
   else vlm_cpu_act_forward(act, out, x);
 }
 
@@ -34,7 +35,7 @@ void vlm_act_backward(vlm_act act, vlm_tensor *dx, const vlm_tensor *dout, const
   need_like_x(dout, "dout", x);
   if (!dx) return;
   need_like_x(dx, "dx", x);
-  VLM_CHECK(x->device != VLM_CUDA, "act: not implemented on CUDA yet");
-  if (vlm_get_kernel_mode() == VLM_KERNELS_REF) vlm_ref_act_backward(act, dx, dout, x);
+  if (x->device == VLM_CUDA) vlm_cuda_act_backward(act, dx, dout, x);
+  else if (vlm_get_kernel_mode() == VLM_KERNELS_REF) vlm_ref_act_backward(act, dx, dout, x);
   else vlm_cpu_act_backward(act, dx, dout, x);
 }

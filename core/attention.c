@@ -3,6 +3,7 @@
  * kernel in core/cpu/attention.c. */
 #include "core/core.h"
 #include "core/cpu/cpu.h"
+#include "core/cuda/cuda.h"
 #include "core/ref/ref.h"
 
 #include <math.h>
@@ -80,7 +81,7 @@ void vlm_attention_forward(vlm_tensor *out, vlm_tensor *probs, const vlm_tensor 
   }
   VLM_CHECK(isfinite(scale), "%s: scale %g", fn, (double)scale);
 
-  if (q->device == VLM_CUDA) VLM_CHECK(0, "attention_forward: not implemented on CUDA yet");
+  if (q->device == VLM_CUDA) vlm_cuda_attention_forward(out, probs, q, k, v, heads, key_padding_mask, causal, scale);
   else if (vlm_get_kernel_mode() == VLM_KERNELS_REF)
     vlm_ref_attention_forward(out, probs, q, k, v, heads, key_padding_mask, causal, scale);
   else
@@ -111,7 +112,7 @@ void vlm_attention_backward(vlm_tensor *dq, vlm_tensor *dk, vlm_tensor *dv, cons
   VLM_CHECK(isfinite(scale), "%s: scale %g", fn, (double)scale);
   if (!dq && !dk && !dv) return;
 
-  if (q->device == VLM_CUDA) VLM_CHECK(0, "attention_backward: not implemented on CUDA yet");
+  if (q->device == VLM_CUDA) vlm_cuda_attention_backward(dq, dk, dv, dout, probs, q, k, v, heads, scale);
   else if (vlm_get_kernel_mode() == VLM_KERNELS_REF)
     vlm_ref_attention_backward(dq, dk, dv, dout, probs, q, k, v, heads, scale);
   else

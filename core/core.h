@@ -115,6 +115,13 @@ void vlm_fill(vlm_tensor *t, float value);
 /* Copy between tensors of the same shape, converting dtype (F32/BF16/F16) and
  * moving between devices as needed. */
 void vlm_copy(vlm_tensor *dst, const vlm_tensor *src);
+/* Element access and small arithmetic on contiguous F32 tensors of any device
+ * (model code that needs a scalar: the loss, logit_scale). On a GPU a get waits
+ * for the queued kernels. */
+float vlm_get_f32(const vlm_tensor *t, int64_t i);
+void vlm_set_f32(vlm_tensor *t, int64_t i, float v);
+void vlm_scale(vlm_tensor *t, float s);                    /* t *= s */
+double vlm_dot(const vlm_tensor *a, const vlm_tensor *b);  /* sum a[i] b[i], accumulated in double */
 
 /* ------------------------------------------------------------------ arenas
  * One allocation per parameter set / gradient set / optimizer state /

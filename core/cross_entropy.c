@@ -1,6 +1,7 @@
 /* Cross-entropy dispatcher: logits [N,C], targets [N] I32/I64, loss [1], probs [N,C]. */
 #include "core/core.h"
 #include "core/cpu/cpu.h"
+#include "core/cuda/cuda.h"
 #include "core/ref/ref.h"
 
 static void need(const vlm_tensor *t, const char *name, vlm_device dev) {
@@ -46,8 +47,8 @@ void vlm_cross_entropy_forward(vlm_tensor *loss, vlm_tensor *probs, const vlm_te
   need_nc(probs, "probs", dev, N, C);
   need_scalar(loss, "loss", dev);
   need_targets(targets, N, dev);
-  VLM_CHECK(dev != VLM_CUDA, "cross_entropy: not implemented on CUDA yet");
-  if (vlm_get_kernel_mode() == VLM_KERNELS_REF) vlm_ref_cross_entropy_forward(loss, probs, logits, targets, ignore_index);
+  if (dev == VLM_CUDA) vlm_cuda_cross_entropy_forward(loss, probs, logits, targets, ignore_index);
+  else if (vlm_get_kernel_mode() == VLM_KERNELS_REF) vlm_ref_cross_entropy_forward(loss, probs, logits, targets, ignore_index);
   else vlm_cpu_cross_entropy_forward(loss, probs, logits, targets, ignore_index);
 }
 
@@ -63,8 +64,8 @@ void vlm_cross_entropy_backward(vlm_tensor *dlogits, const vlm_tensor *dloss, co
   need_targets(targets, N, dev);
   if (!dlogits) return;
   need_nc(dlogits, "dlogits", dev, N, C);
-  VLM_CHECK(dev != VLM_CUDA, "cross_entropy: not implemented on CUDA yet");
-  if (vlm_get_kernel_mode() == VLM_KERNELS_REF)
+  if (dev == VLM_CUDA) vlm_cuda_cross_entropy_backward(dlogits, dloss, probs, targets, ignore_index);
+  else if (vlm_get_kernel_mode() == VLM_KERNELS_REF)
     vlm_ref_cross_entropy_backward(dlogits, dloss, probs, targets, ignore_index);
   else vlm_cpu_cross_entropy_backward(dlogits, dloss, probs, targets, ignore_index);
 }

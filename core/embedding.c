@@ -1,6 +1,7 @@
 /* Token + position embedding dispatcher. */
 #include "core/core.h"
 #include "core/cpu/cpu.h"
+#include "core/cuda/cuda.h"
 #include "core/ref/ref.h"
 
 static void need(const vlm_tensor *t, const char *name, vlm_device dev, int ndim) {
@@ -49,8 +50,8 @@ void vlm_embedding_forward(vlm_tensor *out, const vlm_tensor *ids, const vlm_ten
     need(pos, "pos", dev, 2);
     check_pos(pos, "pos", ids->shape[1], W);
   }
-  VLM_CHECK(dev != VLM_CUDA, "embedding: not implemented on CUDA yet");
-  if (vlm_get_kernel_mode() == VLM_KERNELS_REF) vlm_ref_embedding_forward(out, ids, table, pos);
+  if (dev == VLM_CUDA) vlm_cuda_embedding_forward(out, ids, table, pos);
+  else if (vlm_get_kernel_mode() == VLM_KERNELS_REF) vlm_ref_embedding_forward(out, ids, table, pos);
   else vlm_cpu_embedding_forward(out, ids, table, pos);
 }
 
@@ -74,7 +75,7 @@ void vlm_embedding_backward(vlm_tensor *dtable, vlm_tensor *dpos, const vlm_tens
     check_pos(dpos, "dpos", ids->shape[1], W);
   }
   if (!dtable && !dpos) return;
-  VLM_CHECK(dev != VLM_CUDA, "embedding: not implemented on CUDA yet");
-  if (vlm_get_kernel_mode() == VLM_KERNELS_REF) vlm_ref_embedding_backward(dtable, dpos, dout, ids);
+  if (dev == VLM_CUDA) vlm_cuda_embedding_backward(dtable, dpos, dout, ids);
+  else if (vlm_get_kernel_mode() == VLM_KERNELS_REF) vlm_ref_embedding_backward(dtable, dpos, dout, ids);
   else vlm_cpu_embedding_backward(dtable, dpos, dout, ids);
 }

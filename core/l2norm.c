@@ -1,6 +1,7 @@
 /* L2-normalize dispatcher (torch.nn.functional.normalize over the last dim). */
 #include "core/core.h"
 #include "core/cpu/cpu.h"
+#include "core/cuda/cuda.h"
 #include "core/ref/ref.h"
 
 static void need(const vlm_tensor *t, const char *name, const vlm_tensor *x) {
@@ -31,8 +32,8 @@ void vlm_l2norm_forward(vlm_tensor *y, vlm_tensor *norm, const vlm_tensor *x, fl
   need_like_x(y, "y", x);
   if (norm) need_rows(norm, "norm", x);
   VLM_CHECK(eps > 0.0f, "l2norm: eps must be > 0, got %g", (double)eps);
-  VLM_CHECK(x->device != VLM_CUDA, "l2norm: not implemented on CUDA yet");
-  if (vlm_get_kernel_mode() == VLM_KERNELS_REF) vlm_ref_l2norm_forward(y, norm, x, eps);
+  if (x->device == VLM_CUDA) vlm_cuda_l2norm_forward(y, norm, x, eps);
+  else if (vlm_get_kernel_mode() == VLM_KERNELS_REF) vlm_ref_l2norm_forward(y, norm, x, eps);
   else vlm_cpu_l2norm_forward(y, norm, x, eps);
 }
 
@@ -45,7 +46,7 @@ void vlm_l2norm_backward(vlm_tensor *dx, const vlm_tensor *dy, const vlm_tensor 
   VLM_CHECK(eps > 0.0f, "l2norm: eps must be > 0, got %g", (double)eps);
   if (!dx) return;
   need_like_x(dx, "dx", x);
-  VLM_CHECK(x->device != VLM_CUDA, "l2norm: not implemented on CUDA yet");
-  if (vlm_get_kernel_mode() == VLM_KERNELS_REF) vlm_ref_l2norm_backward(dx, dy, x, norm, eps);
+  if (x->device == VLM_CUDA) vlm_cuda_l2norm_backward(dx, dy, x, norm, eps);
+  else if (vlm_get_kernel_mode() == VLM_KERNELS_REF) vlm_ref_l2norm_backward(dx, dy, x, norm, eps);
   else vlm_cpu_l2norm_backward(dx, dy, x, norm, eps);
 }

@@ -2,6 +2,7 @@
  * reference or the fast kernel. */
 #include "core/core.h"
 #include "core/cpu/cpu.h"
+#include "core/cuda/cuda.h"
 #include "core/ref/ref.h"
 
 static void need(const vlm_tensor *t, const char *name, const vlm_tensor *x) {
@@ -43,8 +44,8 @@ void vlm_layernorm_forward(vlm_tensor *out, vlm_tensor *mean, vlm_tensor *rstd, 
   if (mean) need_numel(mean, "mean", x, R);
   if (rstd) need_numel(rstd, "rstd", x, R);
   VLM_CHECK(eps >= 0.0f, "layernorm: eps %g < 0", (double)eps);
-  VLM_CHECK(x->device != VLM_CUDA, "layernorm: not implemented on CUDA yet");
-  if (vlm_get_kernel_mode() == VLM_KERNELS_REF) vlm_ref_layernorm_forward(out, mean, rstd, x, w, b, eps);
+  if (x->device == VLM_CUDA) vlm_cuda_layernorm_forward(out, mean, rstd, x, w, b, eps);
+  else if (vlm_get_kernel_mode() == VLM_KERNELS_REF) vlm_ref_layernorm_forward(out, mean, rstd, x, w, b, eps);
   else vlm_cpu_layernorm_forward(out, mean, rstd, x, w, b, eps);
 }
 
@@ -61,7 +62,7 @@ void vlm_layernorm_backward(vlm_tensor *dx, vlm_tensor *dw, vlm_tensor *db, cons
   if (db) need_numel(db, "db", x, C);
   need_numel(mean, "mean", x, R);
   need_numel(rstd, "rstd", x, R);
-  VLM_CHECK(x->device != VLM_CUDA, "layernorm: not implemented on CUDA yet");
-  if (vlm_get_kernel_mode() == VLM_KERNELS_REF) vlm_ref_layernorm_backward(dx, dw, db, dout, x, w, mean, rstd);
+  if (x->device == VLM_CUDA) vlm_cuda_layernorm_backward(dx, dw, db, dout, x, w, mean, rstd);
+  else if (vlm_get_kernel_mode() == VLM_KERNELS_REF) vlm_ref_layernorm_backward(dx, dw, db, dout, x, w, mean, rstd);
   else vlm_cpu_layernorm_backward(dx, dw, db, dout, x, w, mean, rstd);
 }

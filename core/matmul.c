@@ -3,6 +3,7 @@
  * at the global matmul precision (vlm_get_matmul_precision). */
 #include "core/core.h"
 #include "core/cpu/cpu.h"
+#include "core/cuda/cuda.h"
 #include "core/ref/ref.h"
 
 /* Rows of a [*,K] tensor: the product of its leading dims (also when K = 0). */
@@ -75,8 +76,9 @@ void vlm_matmul_forward(vlm_tensor *out, const vlm_tensor *a, const vlm_tensor *
   if (bias) check_bias(what, "bias", bias, a->device, N);
   VLM_CHECK(!out->data || (out->data != a->data && out->data != b->data),
             "%s: out must not alias an input", what);
-  if (a->device == VLM_CUDA) VLM_CHECK(0, "matmul: not implemented on CUDA yet");
-  if (vlm_get_kernel_mode() == VLM_KERNELS_REF)
+  if (a->device == VLM_CUDA)
+    vlm_cuda_matmul_forward(out, a, b, bias, trans_a, trans_b, vlm_get_matmul_precision());
+  else if (vlm_get_kernel_mode() == VLM_KERNELS_REF)
     vlm_ref_matmul_forward(out, a, b, bias, trans_a, trans_b, vlm_get_matmul_precision());
   else
     vlm_cpu_matmul_forward(out, a, b, bias, trans_a, trans_b, vlm_get_matmul_precision());
@@ -94,8 +96,9 @@ void vlm_matmul_backward(vlm_tensor *da, vlm_tensor *db, vlm_tensor *dbias, cons
   if (db) check_grad(what, "db", db, b);
   if (dbias) check_bias(what, "dbias", dbias, a->device, N);
   if (!da && !db && !dbias) return;
-  if (a->device == VLM_CUDA) VLM_CHECK(0, "matmul: not implemented on CUDA yet");
-  if (vlm_get_kernel_mode() == VLM_KERNELS_REF)
+  if (a->device == VLM_CUDA)
+    vlm_cuda_matmul_backward(da, db, dbias, dout, a, b, trans_a, trans_b, vlm_get_matmul_precision());
+  else if (vlm_get_kernel_mode() == VLM_KERNELS_REF)
     vlm_ref_matmul_backward(da, db, dbias, dout, a, b, trans_a, trans_b, vlm_get_matmul_precision());
   else
     vlm_cpu_matmul_backward(da, db, dbias, dout, a, b, trans_a, trans_b, vlm_get_matmul_precision());
@@ -119,8 +122,9 @@ void vlm_linear_forward(vlm_tensor *out, const vlm_tensor *a, const vlm_tensor *
   if (residual) check_f32(what, "residual", residual, a->device, M, N);
   VLM_CHECK(!act || *act == VLM_ACT_GELU || *act == VLM_ACT_QUICK_GELU, "%s: unknown activation", what);
   VLM_CHECK(out->data != a->data && out->data != w->data, "%s: out must not alias an input", what);
-  if (a->device == VLM_CUDA) VLM_CHECK(0, "linear: not implemented on CUDA yet");
-  if (vlm_get_kernel_mode() == VLM_KERNELS_REF)
+  if (a->device == VLM_CUDA)
+    vlm_cuda_linear_forward(out, a, w, bias, act, residual, vlm_get_matmul_precision());
+  else if (vlm_get_kernel_mode() == VLM_KERNELS_REF)
     vlm_ref_linear_forward(out, a, w, bias, act, residual, vlm_get_matmul_precision());
   else
     vlm_cpu_linear_forward(out, a, w, bias, act, residual, vlm_get_matmul_precision());

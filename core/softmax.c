@@ -1,6 +1,7 @@
 /* Softmax dispatcher: over the last dim of any shape. */
 #include "core/core.h"
 #include "core/cpu/cpu.h"
+#include "core/cuda/cuda.h"
 #include "core/ref/ref.h"
 
 static void need_like(const vlm_tensor *t, const char *name, const vlm_tensor *x, const char *xname) {
@@ -17,8 +18,8 @@ void vlm_softmax_forward(vlm_tensor *y, const vlm_tensor *x) {
   VLM_CHECK(x != NULL && x->ndim >= 1, "softmax: x must have at least one dim");
   need_like(x, "x", x, "x");
   need_like(y, "y", x, "x");
-  VLM_CHECK(x->device != VLM_CUDA, "softmax: not implemented on CUDA yet");
-  if (vlm_get_kernel_mode() == VLM_KERNELS_REF) vlm_ref_softmax_forward(y, x);
+  if (x->device == VLM_CUDA) vlm_cuda_softmax_forward(y, x);
+  else if (vlm_get_kernel_mode() == VLM_KERNELS_REF) vlm_ref_softmax_forward(y, x);
   else vlm_cpu_softmax_forward(y, x);
 }
 
@@ -28,7 +29,7 @@ void vlm_softmax_backward(vlm_tensor *dx, const vlm_tensor *dy, const vlm_tensor
   need_like(dy, "dy", y, "y");
   if (!dx) return;
   need_like(dx, "dx", y, "y");
-  VLM_CHECK(y->device != VLM_CUDA, "softmax: not implemented on CUDA yet");
-  if (vlm_get_kernel_mode() == VLM_KERNELS_REF) vlm_ref_softmax_backward(dx, dy, y);
+  if (y->device == VLM_CUDA) vlm_cuda_softmax_backward(dx, dy, y);
+  else if (vlm_get_kernel_mode() == VLM_KERNELS_REF) vlm_ref_softmax_backward(dx, dy, y);
   else vlm_cpu_softmax_backward(dx, dy, y);
 }

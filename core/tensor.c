@@ -134,6 +134,10 @@ void vlm_copy(vlm_tensor *dst, const vlm_tensor *src) {
     vlm_memcpy(dst->data, dst->device, src->data, src->device, vlm_nbytes(src));
     return;
   }
+  if (dst->device == VLM_CUDA && src->device == VLM_CUDA) {
+    vlm_cuda_convert(dst, src);
+    return;
+  }
   VLM_CHECK(dst->device == VLM_CPU && src->device == VLM_CPU,
             "copy with dtype conversion across devices (%s -> %s)", vlm_dtype_name(src->dtype),
             vlm_dtype_name(dst->dtype));

@@ -55,10 +55,10 @@ vlm_status vlm_clip_params_bf16(vlm_clip_params *dst, vlm_clip_params *src, cons
   dst->visual.blocks = vb;
   dst->text.blocks = tb;
   vlm_arena m;
-  vlm_arena_measure(&m, VLM_CPU);
+  vlm_arena_measure(&m, src->arena.device);  /* beside src: the CPU or a GPU */
   conv_ctx C = {&m};
   vlm_clip_params_visit(dst, c, convert_one, &C);
-  s = vlm_arena_init(&dst->arena, m.used, VLM_CPU);
+  s = vlm_arena_init(&dst->arena, m.used, src->arena.device);
   if (s != VLM_OK) {
     vlm_clip_params_free(dst);
     return vlm_error_prefix(s, "BF16 weights (%zu bytes)", m.used);

@@ -12,6 +12,11 @@ static void layout(vlm_clip_acts *s, vlm_arena *a, const vlm_clip_config *c, int
 }
 
 vlm_status vlm_clip_acts_init(vlm_clip_acts *s, const vlm_clip_config *c, int64_t B, int64_t L, int with_backward) {
+  return vlm_clip_acts_init_on(s, c, B, L, with_backward, VLM_CPU);
+}
+
+vlm_status vlm_clip_acts_init_on(vlm_clip_acts *s, const vlm_clip_config *c, int64_t B, int64_t L, int with_backward,
+                                 vlm_device dev) {
   memset(s, 0, sizeof *s);
   if (B < 1 || L < 1 || L > c->text.context_length)
     return vlm_error(VLM_ERR_ARG, "CLIP: batch %lld and text length %lld (context %lld) are not usable", (long long)B,
@@ -23,9 +28,9 @@ vlm_status vlm_clip_acts_init(vlm_clip_acts *s, const vlm_clip_config *c, int64_
     return st;
   }
   vlm_arena m;
-  vlm_arena_measure(&m, VLM_CPU);
+  vlm_arena_measure(&m, dev);
   layout(s, &m, c, B, L, with_backward);
-  st = vlm_arena_init(&s->arena, m.used, VLM_CPU);
+  st = vlm_arena_init(&s->arena, m.used, dev);
   if (st != VLM_OK) {
     vlm_clip_acts_free(s);
     return vlm_error_prefix(st, "CLIP activations (%zu bytes)", m.used);
@@ -46,7 +51,7 @@ float vlm_clip_forward(const vlm_clip_config *c, const vlm_clip_params *p, vlm_c
   vlm_vit_forward(&c->vision, &p->visual, &s->visual, images);
   vlm_text_forward(&c->text, &p->text, &s->text, ids);
   vlm_clip_loss_forward(&s->loss, &s->visual.features, &s->text.features, &p->logit_scale);
-  return *(const float *)s->loss.loss.data;
+  return vlm_get_f32(&s->loss.loss, 0);
 }
 
 void vlm_clip_backward(const vlm_clip_config *c, const vlm_clip_params *p, vlm_clip_params *g, vlm_clip_acts *s,

@@ -41,13 +41,21 @@ typedef struct {
 } vlm_clip_params;
 
 vlm_status vlm_clip_params_init(vlm_clip_params *p, const vlm_clip_config *c);  /* zeroed */
+/* The same on a device (VLM_CUDA: one device arena with the host layout). */
+vlm_status vlm_clip_params_init_on(vlm_clip_params *p, const vlm_clip_config *c, vlm_device dev);
+/* Copy every parameter from src to dst (same config; any devices: upload,
+ * download, device to device): one copy of the arena. */
+void vlm_clip_params_copy(vlm_clip_params *dst, const vlm_clip_params *src);
+/* dst = a copy of src on dev (vlm_clip_params_init_on + vlm_clip_params_copy). */
+vlm_status vlm_clip_params_to_device(vlm_clip_params *dst, const vlm_clip_params *src, const vlm_clip_config *c,
+                                     vlm_device dev);
 void vlm_clip_params_free(vlm_clip_params *p);
 /* Visit every parameter under its open_clip state_dict name, in a fixed order. */
 void vlm_clip_params_visit(vlm_clip_params *p, const vlm_clip_config *c, vlm_param_visit_fn fn, void *ctx);
 int64_t vlm_clip_params_count(vlm_clip_params *p, const vlm_clip_config *c, int64_t *visual, int64_t *text);
 void vlm_clip_params_zero(vlm_clip_params *p);
 /* Inference weights with BF16 matmul matrices (attention/MLP weights, conv1,
- * the projections), converted once into dst's own arena; every other tensor
+ * the projections), converted once into dst's own arena (on src's device); every other tensor
  * (embeddings, LayerNorms, biases, logit_scale) is shared with src, which must
  * outlive dst. Forward only: gradients need F32 parameters. */
 vlm_status vlm_clip_params_bf16(vlm_clip_params *dst, vlm_clip_params *src, const vlm_clip_config *c);
@@ -91,7 +99,23 @@ typedef struct {
 } vlm_clip_acts;
 
 vlm_status vlm_clip_acts_init(vlm_clip_acts *s, const vlm_clip_config *c, int64_t B, int64_t L, int with_backward);
+/* The same with the activations in a device arena (the forward/backward then
+ * runs on that device; images and ids must be there too: vlm_clip_batch_upload). */
+vlm_status vlm_clip_acts_init_on(vlm_clip_acts *s, const vlm_clip_config *c, int64_t B, int64_t L, int with_backward,
+                                 vlm_device dev);
 void vlm_clip_acts_free(vlm_clip_acts *s);
+/* A batch on a device: images [B,3,H,W] F32 and ids [B,L] (I32 or I64) in one
+ * arena; vlm_clip_batch_upload copies a host batch in (one copy per tensor). */
+typedef struct {
+  vlm_arena arena;
+  vlm_tensor images;  /* [B, 3, H, W] F32 */
+  vlm_tensor ids;     /* [B, L] */
+} vlm_clip_batch;
+vlm_status vlm_clip_batch_init_on(vlm_clip_batch *b, const vlm_clip_config *c, int64_t B, int64_t L,
+                                  vlm_dtype ids_dtype, vlm_device dev);
+void vlm_clip_batch_upload(vlm_clip_batch *b, const vlm_tensor *images, const vlm_tensor *ids);
+void vlm_clip_batch_free(vlm_clip_batch *b);
+
 /* images [B,3,H,W] F32, ids [B,L] I32/I64. Returns the loss; features, logits in s. */
 float vlm_clip_forward(const vlm_clip_config *c, const vlm_clip_params *p, vlm_clip_acts *s,
                        const vlm_tensor *images, const vlm_tensor *ids);

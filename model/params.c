@@ -10,6 +10,10 @@ static void layout(vlm_clip_params *p, vlm_arena *a, const vlm_clip_config *c) {
 }
 
 vlm_status vlm_clip_params_init(vlm_clip_params *p, const vlm_clip_config *c) {
+  return vlm_clip_params_init_on(p, c, VLM_CPU);
+}
+
+vlm_status vlm_clip_params_init_on(vlm_clip_params *p, const vlm_clip_config *c, vlm_device dev) {
   memset(p, 0, sizeof *p);
   vlm_status s = vlm_vit_params_alloc(&p->visual, &c->vision);
   if (s == VLM_OK) s = vlm_text_params_alloc(&p->text, &c->text);
@@ -18,9 +22,9 @@ vlm_status vlm_clip_params_init(vlm_clip_params *p, const vlm_clip_config *c) {
     return s;
   }
   vlm_arena m;
-  vlm_arena_measure(&m, VLM_CPU);
+  vlm_arena_measure(&m, dev);
   layout(p, &m, c);
-  s = vlm_arena_init(&p->arena, m.used, VLM_CPU);
+  s = vlm_arena_init(&p->arena, m.used, dev);
   if (s != VLM_OK) {
     vlm_clip_params_free(p);
     return vlm_error_prefix(s, "CLIP parameters (%zu bytes)", m.used);
@@ -62,8 +66,9 @@ int64_t vlm_clip_params_count(vlm_clip_params *p, const vlm_clip_config *c, int6
 
 void vlm_clip_params_zero(vlm_clip_params *p) {
   if (!p->arena.base) return;
-  VLM_CHECK(p->arena.device == VLM_CPU, "clip params: zeroing on the CPU only for now");
-  memset(p->arena.base, 0, p->arena.used);
+  int64_t n = (int64_t)p->arena.used;
+  vlm_tensor all = vlm_tensor_make(p->arena.base, VLM_U8, p->arena.device, 1, &n);
+  vlm_zero(&all);
 }
 
 int64_t vlm_clip_config_num_params(const vlm_clip_config *c, int64_t *visual, int64_t *text) {

@@ -107,6 +107,17 @@ static int64_t id_at(const vlm_tensor *ids, int64_t i) {
 }
 
 void vlm_text_pool_index(const vlm_text_config *c, const vlm_tensor *ids, int64_t *idx) {
+  if (ids->device == VLM_CUDA) { /* ids on a GPU: read them back (small) and pool on the host */
+    vlm_tensor h = *ids;
+    h.device = VLM_CPU;
+    h.data = malloc(vlm_nbytes(ids) ? vlm_nbytes(ids) : 1);
+    VLM_CHECK(h.data, "text: out of memory");
+    VLM_CHECK(vlm_is_contiguous(ids), "text: ids must be contiguous");
+    vlm_memcpy(h.data, VLM_CPU, ids->data, VLM_CUDA, vlm_nbytes(ids));
+    vlm_text_pool_index(c, &h, idx);
+    free(h.data);
+    return;
+  }
   VLM_CHECK(ids->device == VLM_CPU && (ids->dtype == VLM_I64 || ids->dtype == VLM_I32) && ids->ndim == 2,
             "text: ids must be [B, L] I32/I64 on the CPU");
   int64_t B = ids->shape[0], L = ids->shape[1];

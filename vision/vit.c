@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/cuda/cuda.h"
 #include "vision/vision.h"
 
 vlm_block_config vlm_vit_block_config(const vlm_vit_config *c) {
@@ -112,7 +113,12 @@ void vlm_vit_acts_layout(vlm_vit_acts *s, vlm_arena *a, const vlm_vit_config *c,
 
 /* im2col: patches[b*G*G + gy*G + gx, (c*P + ky)*P + kx] = image[b, c, gy*P + ky, gx*P + kx] */
 static void patchify(vlm_tensor *patches, const vlm_tensor *image, int64_t P) {
-  VLM_CHECK(image->device == VLM_CPU, "vit: patchify runs on the CPU only for now");
+  if (patches->device == VLM_CUDA) {
+    VLM_CHECK(image->device == VLM_CUDA, "vit: the image batch must be on the GPU with the activations");
+    vlm_cuda_patchify(patches, image, P);
+    return;
+  }
+  VLM_CHECK(image->device == VLM_CPU, "vit: the image batch must be on the CPU with the activations");
   int64_t B = image->shape[0], H = image->shape[2], G = H / P;
   const float *img = image->data;
   float *out = patches->data;
@@ -137,6 +143,10 @@ static void copy_rows(vlm_tensor *dst, int64_t dst_row0, int64_t dst_step, const
                       int64_t src_step, int64_t n, int64_t rows_per_copy, int64_t W) {
   float *d = dst->data;
   const float *s = src->data;
+  if (dst->device == VLM_CUDA && src->device == VLM_CUDA) {
+    vlm_cuda_copy_rows(d, dst_row0, dst_step, s, src_row0, src_step, n, rows_per_copy, W);
+    return;
+  }
   for (int64_t i = 0; i < n; i++)
     vlm_memcpy(d + (dst_row0 + i * dst_step) * W, dst->device, s + (src_row0 + i * src_step) * W, src->device,
                (size_t)(rows_per_copy * W) * sizeof(float));

@@ -1,0 +1,309 @@
+// matmul on CUDA through cuBLASLt: out[M,N] = op(a) @ op(b) (+ bias[N]) with the
+// bias fused into the GEMM epilogue, and its backward (beta = 1 accumulates).
+//
+// Precision (as the CPU kernel): at VLM_PREC_BF16, or in a forward whose operands
+// are both BF16, every F32 operand is rounded to bf16 (round to nearest even, as
+// the reference does) into device scratch and the GEMM runs bf16 x bf16 with
+// fp32 accumulation and an fp32 output. Otherwise an fp32 GEMM runs
+// (CUBLAS_COMPUTE_32F, no TF32), a BF16 operand widened exactly to f32. dbias is a deterministic column sum of dout, never rounded.
+//
+// Row-major C[M,N] = A[M,K] B[K,N] is column-major C^T = B^T A^T, so cuBLASLt
+// sees m = N, n = M, k = K with b as its first operand and a as its second.
+#include <cublasLt.h>
+#include <cublas_v2.h>
+#include <cuda_bf16.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "core/cuda/common.cuh"
+
+static const char *lt_status_name(cublasStatus_t s) {
+  switch (s) {
+    case CUBLAS_STATUS_SUCCESS: return "CUBLAS_STATUS_SUCCESS";
+    case CUBLAS_STATUS_NOT_INITIALIZED: return "CUBLAS_STATUS_NOT_INITIALIZED";
+    case CUBLAS_STATUS_ALLOC_FAILED: return "CUBLAS_STATUS_ALLOC_FAILED";
+    case CUBLAS_STATUS_INVALID_VALUE: return "CUBLAS_STATUS_INVALID_VALUE";
+    case CUBLAS_STATUS_ARCH_MISMATCH: return "CUBLAS_STATUS_ARCH_MISMATCH";
+    case CUBLAS_STATUS_MAPPING_ERROR: return "CUBLAS_STATUS_MAPPING_ERROR";
+    case CUBLAS_STATUS_EXECUTION_FAILED: return "CUBLAS_STATUS_EXECUTION_FAILED";
+    case CUBLAS_STATUS_INTERNAL_ERROR: return "CUBLAS_STATUS_INTERNAL_ERROR";
+    case CUBLAS_STATUS_NOT_SUPPORTED: return "CUBLAS_STATUS_NOT_SUPPORTED";
+    case CUBLAS_STATUS_LICENSE_ERROR: return "CUBLAS_STATUS_LICENSE_ERROR";
+    default: return "CUBLAS_STATUS_?";
+  }
+}
+
+#define BLAS_OK(call)                                                                                 \
+  do {                                                                                                \
+    cublasStatus_t s_ = (call);                                                                       \
+    VLM_CHECK(s_ == CUBLAS_STATUS_SUCCESS, "cuBLAS: %s failed: %s (%d)", #call, lt_status_name(s_), \
+              (int)s_);                                                                               \
+  } while (0)
+
+static cublasLtHandle_t g_lt = NULL;
+static cublasHandle_t g_blas = NULL;
+static void *g_workspace = NULL;
+static const size_t k_workspace = (size_t)32 << 20;
+
+static void init_handles(void) {
+  if (g_lt) return;
+  BLAS_OK(cublasLtCreate(&g_lt));
+  BLAS_OK(cublasCreate(&g_blas));
+  CUDA_OK(cudaMalloc(&g_workspace, k_workspace));
+}
+
+// Largest power of two (<= 256) dividing the address: cuBLASLt's heuristic must
+// not pick a kernel that assumes more alignment than the operands have.
+static unsigned align_of(const void *p) {
+  uintptr_t a = (uintptr_t)p;
+  unsigned al = 256;
+  while (al > 1 && (a % al)) al >>= 1;
+  return al;
+}
+
+// One cached plan per distinct GEMM (shapes, layouts, types, epilogue, alignment).
+typedef struct {
+  int used;
+  int64_t M, N, K;
+  int ta, tb, bf16, bias, beta1;
+  unsigned al_a, al_b, al_c;
+  cublasLtMatmulDesc_t op;
+  cublasLtMatrixLayout_t la, lb, lc;
+  cublasLtMatmulAlgo_t algo;
+  int has_algo;
+} plan;
+
+#define N_PLANS 256
+static plan g_plans[N_PLANS];
+static int g_next_plan = 0;
+
+static plan *get_plan(int64_t M, int64_t N, int64_t K, int ta, int tb, int bf16, const void *A, const void *B,
+                      const float *C, const float *bias, int beta1) {
+  unsigned al_a = align_of(A), al_b = align_of(B), al_c = align_of(C);
+  for (int i = 0; i < N_PLANS; i++) {
+    plan *p = &g_plans[i];
+    if (p->used && p->M == M && p->N == N && p->K == K && p->ta == ta && p->tb == tb && p->bf16 == bf16 &&
+        p->bias == (bias != NULL) && p->beta1 == beta1 && p->al_a == al_a && p->al_b == al_b && p->al_c == al_c)
+      return p;
+  }
+  plan *p = &g_plans[g_next_plan];
+  g_next_plan = (g_next_plan + 1) % N_PLANS;
+  if (p->used) {
+    cublasLtMatmulDescDestroy(p->op);
+    cublasLtMatrixLayoutDestroy(p->la);
+    cublasLtMatrixLayoutDestroy(p->lb);
+    cublasLtMatrixLayoutDestroy(p->lc);
+  }
+  memset(p, 0, sizeof *p);
+  p->M = M; p->N = N; p->K = K; p->ta = ta; p->tb = tb; p->bf16 = bf16; p->bias = bias != NULL; p->beta1 = beta1;
+  p->al_a = al_a; p->al_b = al_b; p->al_c = al_c;
+  cudaDataType_t t_in = bf16 ? CUDA_R_16BF : CUDA_R_32F;
+  BLAS_OK(cublasLtMatmulDescCreate(&p->op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+  // cuBLASLt's first operand is our b, its second our a (see the top of the file).
+  cublasOperation_t opA = tb ? CUBLAS_OP_T : CUBLAS_OP_N, opB = ta ? CUBLAS_OP_T : CUBLAS_OP_N;
+  BLAS_OK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSA, &opA, sizeof opA));
+  BLAS_OK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSB, &opB, sizeof opB));
+  if (bias) {
+    cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_BIAS;
+    BLAS_OK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi));
+    cudaDataType_t bt = CUDA_R_32F;
+    BLAS_OK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bt, sizeof bt));
+  }
+  // first operand (our b): N x K col-major (ld N) if !tb, else K x N (ld K)
+  if (!tb) BLAS_OK(cublasLtMatrixLayoutCreate(&p->la, t_in, (uint64_t)N, (uint64_t)K, N));
+  else BLAS_OK(cublasLtMatrixLayoutCreate(&p->la, t_in, (uint64_t)K, (uint64_t)N, K));
+  // second operand (our a): K x M (ld K) if !ta, else M x K (ld M)
+  if (!ta) BLAS_OK(cublasLtMatrixLayoutCreate(&p->lb, t_in, (uint64_t)K, (uint64_t)M, K));
+  else BLAS_OK(cublasLtMatrixLayoutCreate(&p->lb, t_in, (uint64_t)M, (uint64_t)K, M));
+  BLAS_OK(cublasLtMatrixLayoutCreate(&p->lc, CUDA_R_32F, (uint64_t)N, (uint64_t)M, N));
+
+  cublasLtMatmulPreference_t pref;
+  BLAS_OK(cublasLtMatmulPreferenceCreate(&pref));
+  BLAS_OK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &k_workspace,
+                                               sizeof k_workspace));
+  uint32_t a1 = al_b, a2 = al_a, a3 = al_c;  // cuBLASLt A = our b, B = our a
+  BLAS_OK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &a1, sizeof a1));
+  BLAS_OK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &a2, sizeof a2));
+  BLAS_OK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &a3, sizeof a3));
+  BLAS_OK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &a3, sizeof a3));
+  cublasLtMatmulHeuristicResult_t res;
+  int n_res = 0;
+  cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(g_lt, p->op, p->la, p->lb, p->lc, p->lc, pref, 1, &res, &n_res);
+  cublasLtMatmulPreferenceDestroy(pref);
+  if (st == CUBLAS_STATUS_SUCCESS && n_res > 0) {
+    p->algo = res.algo;
+    p->has_algo = 1;
+  }
+  p->used = 1;
+  return p;
+}
+
+__global__ void bias_rows_k(float *C, const float *bias, int64_t M, int64_t N, float beta) {
+  GRID_STRIDE(i, M * N) C[i] = beta * C[i] + (bias ? bias[i % N] : 0.0f);
+}
+
+// C[M,N] = beta*C + opA(A) @ opB(B) (+ bias): A stored [M,K] (or [K,M] when ta),
+// B stored [K,N] (or [N,K] when tb); A and B both F32 or both BF16.
+static void gemm(const char *what, float *C, int64_t M, int64_t N, int64_t K, const void *A, int ta, const void *B,
+                 int tb, int bf16, const float *bias, float beta) {
+  if (M == 0 || N == 0) return;
+  if (K == 0) {
+    bias_rows_k<<<vlm_blocks(M * N, 256), 256>>>(C, bias, M, N, beta);
+    LAUNCHED(what, "bias_rows (K = 0)");
+    return;
+  }
+  init_handles();
+  plan *p = get_plan(M, N, K, ta, tb, bf16, A, B, C, bias, beta != 0.0f);
+  const float alpha = 1.0f;
+  if (p->has_algo) {
+    if (bias)
+      BLAS_OK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
+    cublasStatus_t st = cublasLtMatmul(g_lt, p->op, &alpha, B, p->la, A, p->lb, &beta, C, p->lc, C, p->lc, &p->algo,
+                                       g_workspace, k_workspace, 0);
+    if (st == CUBLAS_STATUS_SUCCESS) {
+      LAUNCHED(what, "cublasLtMatmul");
+      return;
+    }
+    VLM_CHECK(st == CUBLAS_STATUS_NOT_SUPPORTED, "cuBLAS: %s: cublasLtMatmul (M %lld N %lld K %lld%s%s%s) failed: %s",
+              what, (long long)M, (long long)N, (long long)K, ta ? " trans_a" : "", tb ? " trans_b" : "",
+              bf16 ? " bf16" : " f32", lt_status_name(st));
+    p->has_algo = 0;  // fall back to cublasGemmEx below from now on
+  }
+  // Fallback: cuBLAS's GemmEx (no fused bias: added first, then beta = 1).
+  float beta2 = beta;
+  if (bias) {
+    bias_rows_k<<<vlm_blocks(M * N, 256), 256>>>(C, bias, M, N, beta);
+    LAUNCHED(what, "bias_rows");
+    beta2 = 1.0f;
+  }
+  cudaDataType_t t_in = bf16 ? CUDA_R_16BF : CUDA_R_32F;
+  BLAS_OK(cublasGemmEx(g_blas, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N, (int)N, (int)M, (int)K,
+                       &alpha, B, t_in, (int)(tb ? K : N), A, t_in, (int)(ta ? M : K), &beta2, C, CUDA_R_32F, (int)N,
+                       CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+  LAUNCHED(what, "cublasGemmEx");
+}
+
+__global__ void round_bf16_k(__nv_bfloat16 *d, const float *s, int64_t n) {
+  GRID_STRIDE(i, n) d[i] = __float2bfloat16_rn(s[i]);
+}
+
+// The operand as bf16: itself when already BF16, else a rounded copy in scratch slot `slot`.
+static const void *as_bf16(const char *what, const vlm_tensor *t, int slot) {
+  if (t->dtype == VLM_BF16) return t->data;
+  int64_t n = vlm_numel(t);
+  __nv_bfloat16 *d = (__nv_bfloat16 *)vlm_cuda_scratch(slot, sizeof(__nv_bfloat16) * (size_t)(n > 0 ? n : 1));
+  if (n > 0) {
+    round_bf16_k<<<vlm_blocks(n, 256), 256>>>(d, (const float *)t->data, n);
+    LAUNCHED(what, "round_bf16");
+  }
+  return d;
+}
+
+static int64_t lead_rows(const vlm_tensor *t) {
+  int64_t r = 1;
+  for (int i = 0; i + 1 < t->ndim; i++) r *= t->shape[i];
+  return r;
+}
+
+static void dims(const vlm_tensor *a, const vlm_tensor *b, int ta, int tb, int64_t *M, int64_t *N, int64_t *K) {
+  *M = ta ? a->shape[1] : lead_rows(a);
+  *K = ta ? a->shape[0] : vlm_cols(a);
+  *N = tb ? b->shape[0] : b->shape[1];
+}
+
+__global__ void widen_bf16_k(float *d, const __nv_bfloat16 *s, int64_t n) {
+  GRID_STRIDE(i, n) d[i] = __bfloat162float(s[i]);
+}
+
+// The operand as f32: itself when F32, else a widened (exact) copy in scratch slot `slot`.
+static const void *as_f32(const char *what, const vlm_tensor *t, int slot) {
+  if (t->dtype == VLM_F32) return t->data;
+  int64_t n = vlm_numel(t);
+  float *d = (float *)vlm_cuda_scratch(slot, sizeof(float) * (size_t)(n > 0 ? n : 1));
+  if (n > 0) {
+    widen_bf16_k<<<vlm_blocks(n, 256), 256>>>(d, (const __nv_bfloat16 *)t->data, n);
+    LAUNCHED(what, "widen_bf16");
+  }
+  return d;
+}
+
+static const void *operand(const char *what, const vlm_tensor *t, int bf, int slot) {
+  return bf ? as_bf16(what, t, slot) : as_f32(what, t, slot);
+}
+
+extern "C" void vlm_cuda_matmul_forward(vlm_tensor *out, const vlm_tensor *a, const vlm_tensor *b,
+                                        const vlm_tensor *bias, int trans_a, int trans_b, vlm_precision prec) {
+  int64_t M, N, K;
+  dims(a, b, trans_a, trans_b, &M, &N, &K);
+  // As the CPU kernel: bf16 GEMM in bf16 precision or when both operands are
+  // BF16; otherwise a BF16 operand is widened (exactly) to f32.
+  int bf = prec == VLM_PREC_BF16 || (a->dtype == VLM_BF16 && b->dtype == VLM_BF16);
+  const void *A = operand("matmul_forward", a, bf, 1);
+  const void *B = operand("matmul_forward", b, bf, 2);
+  gemm("matmul_forward", (float *)out->data, M, N, K, A, trans_a, B, trans_b, bf,
+       bias ? (const float *)bias->data : NULL, 0.0f);
+}
+
+extern "C" void vlm_cuda_matmul_backward(vlm_tensor *da, vlm_tensor *db, vlm_tensor *dbias, const vlm_tensor *dout,
+                                         const vlm_tensor *a, const vlm_tensor *b, int trans_a, int trans_b,
+                                         vlm_precision prec) {
+  int64_t M, N, K;
+  dims(a, b, trans_a, trans_b, &M, &N, &K);
+  int bf = prec == VLM_PREC_BF16;  // as the CPU kernel's backward
+  const void *G = bf ? as_bf16("matmul_backward", dout, 3) : dout->data;
+  const void *A = db ? operand("matmul_backward", a, bf, 1) : NULL;
+  const void *B = da ? operand("matmul_backward", b, bf, 2) : NULL;
+  float *ga = da ? (float *)da->data : NULL, *gb = db ? (float *)db->data : NULL;
+  if (da) {
+    if (!trans_a)  // da[M,K] += G[M,N] @ op(b)^T
+      gemm("matmul_backward (da)", ga, M, K, N, G, 0, B, !trans_b, bf, NULL, 1.0f);
+    else           // da[K,M] += op(b)[K,N] @ G^T
+      gemm("matmul_backward (da)", ga, K, M, N, B, trans_b, G, 1, bf, NULL, 1.0f);
+  }
+  if (db) {
+    if (!trans_b)  // db[K,N] += op(a)^T[K,M] @ G[M,N]
+      gemm("matmul_backward (db)", gb, K, N, M, A, !trans_a, G, 0, bf, NULL, 1.0f);
+    else           // db[N,K] += G^T[N,M] @ op(a)[M,K]
+      gemm("matmul_backward (db)", gb, N, K, M, G, 1, A, trans_a, bf, NULL, 1.0f);
+  }
+  if (dbias) {
+    vlm_row_val f = {(const float *)dout->data, N};
+    vlm_cuda_colsum("matmul_backward (dbias)", (float *)dbias->data, M, N, f, 4);
+  }
+}
+
+// out = act(y) + residual, y = a @ w^T + bias (f32); out F32 or BF16 (rounded once).
+__global__ void linear_epi_k(float *out, __nv_bfloat16 *outh, const float *y, int act, const float *res, int64_t n) {
+  GRID_STRIDE(i, n) {
+    float v = y[i];
+    if (act >= 0) v = vlm_act_f(act, v);
+    if (res) v = v + res[i];
+    if (outh) outh[i] = __float2bfloat16_rn(v);
+    else out[i] = v;
+  }
+}
+
+extern "C" void vlm_cuda_linear_forward(vlm_tensor *out, const vlm_tensor *a, const vlm_tensor *w,
+                                        const vlm_tensor *bias, const vlm_act *act, const vlm_tensor *residual,
+                                        vlm_precision prec) {
+  int64_t M, N, K;
+  dims(a, w, 0, 1, &M, &N, &K);
+  int bf = prec == VLM_PREC_BF16 || (a->dtype == VLM_BF16 && w->dtype == VLM_BF16);
+  const void *A = operand("linear_forward", a, bf, 1);
+  const void *B = operand("linear_forward", w, bf, 2);
+  const float *bs = bias ? (const float *)bias->data : NULL;
+  int f32_out = out->dtype == VLM_F32;
+  if (f32_out && !act && !residual) {  // a plain Linear: the bias epilogue is all
+    gemm("linear_forward", (float *)out->data, M, N, K, A, 0, B, 1, bf, bs, 0.0f);
+    return;
+  }
+  // The GEMM's f32 result: in out itself when out is F32 and not the residual, else in scratch.
+  int in_place = f32_out && (!residual || residual->data != out->data);
+  float *y = in_place ? (float *)out->data : (float *)vlm_cuda_scratch(4, sizeof(float) * (size_t)(M * N > 0 ? M * N : 1));
+  gemm("linear_forward", y, M, N, K, A, 0, B, 1, bf, bs, 0.0f);
+  if (M * N == 0) return;
+  linear_epi_k<<<vlm_blocks(M * N, 256), 256>>>(f32_out ? (float *)out->data : NULL,
+                                                f32_out ? NULL : (__nv_bfloat16 *)out->data, y, act ? (int)*act : -1,
+                                                residual ? (const float *)residual->data : NULL, M * N);
+  LAUNCHED("linear_forward", "linear_epilogue");
+}
