@@ -12,6 +12,10 @@ int vlm_cmd_convert(int argc, char **argv);
 int vlm_cmd_preprocess(int argc, char **argv);
 int vlm_cmd_tokenize(int argc, char **argv);
 int vlm_cmd_bpe_train(int argc, char **argv);
+int vlm_cmd_caption(int argc, char **argv);
+/* CoCa checkpoints in `vlm info` / `vlm forward` (apps/cmd_coca.c). */
+int vlm_app_coca_info(const char *model);
+int vlm_app_coca_forward(const char *model, const char *inputs, const char *out, const char *grads, int bf16);
 
 /* Shared helpers for subcommands (apps/common.c). */
 int vlm_app_is_help(const char *arg);              /* -h or --help */

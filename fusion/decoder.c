@@ -89,10 +89,10 @@ void vlm_decoder_acts_layout(vlm_decoder_acts *s, vlm_arena *a, const vlm_decode
   s->L = L;
   s->N = N;
   s->with_backward = with_backward;
-  /* Inference keeps only two residual buffers and one set of block activations. */
+  /* Inference keeps the input and two residual buffers, one set of block activations. */
   for (int64_t i = 0; i <= 2 * c->layers; i++) {
-    if (with_backward || i < 2) s->xs[i] = vlm_arena_tensor3(a, VLM_F32, B, L, W);
-    else s->xs[i] = s->xs[i % 2];
+    if (with_backward || i < 3) s->xs[i] = vlm_arena_tensor3(a, VLM_F32, B, L, W);
+    else s->xs[i] = s->xs[i % 2 ? 1 : 2];
   }
   for (int64_t i = 0; i < c->layers; i++) {
     if (with_backward || i == 0) {
@@ -126,7 +126,7 @@ void vlm_decoder_forward(const vlm_decoder_config *c, const vlm_decoder_params *
   vlm_block_config bc = vlm_decoder_block_config(c);
   int64_t n = c->layers;
   for (int64_t i = 0; i < n; i++) {
-    /* Inference aliases xs[2i] and xs[2i+2]: the cross block reads xs[2i+1] and writes xs[2i+2]. */
+    /* Inference aliases xs[2i+2] with xs[2] and xs[2i+1] with xs[1]; xs[0] stays the input. */
     vlm_block_forward(&bc, &p->self[i], &s->self[i], &s->xs[2 * i + 1], &s->xs[2 * i], NULL, 1);
     vlm_cross_forward(&bc, &p->cross[i], &s->cross[i], &s->xs[2 * i + 2], &s->xs[2 * i + 1], img);
   }

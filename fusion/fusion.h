@@ -86,7 +86,8 @@ void vlm_decoder_params_visit(vlm_decoder_params *p, const vlm_decoder_config *c
 typedef struct {
   int64_t B, L, N;
   vlm_tensor *xs;                  /* [2 layers + 1] of [B, L, W]: xs[0] the text tokens (input),
-                                      xs[2i+1] after self block i, xs[2i+2] after cross block i */
+                                      xs[2i+1] after self block i, xs[2i+2] after cross block i
+                                      (inference: three buffers, xs[0] kept) */
   vlm_block_acts *self;            /* [layers] */
   vlm_cross_acts *cross;           /* [layers] */
   vlm_tensor ln_final;             /* [B, L, W] */

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# CoCa end to end: `vlm info`, `vlm forward` (outputs and gradients against the
+# fixture, with and without --grads) and `vlm caption` on a CoCa fixture directory.
+# Usage: coca.sh VLM_BINARY TEST_COCA_PARITY_BINARY FIXTURE_DIR
+set -u
+vlm=$1 cmp=$2 fx=$3
+pass=0 fail=0
+check() { if eval "$2"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: $1"; fi; }
+tmp=$(mktemp -d) || exit 1
+trap 'rm -rf "$tmp"' EXIT
+
+out=$("$vlm" info --model "$fx"); rc=$?
+check "info exits 0" "[ $rc -eq 0 ]"
+check "info says CoCa" "grep -q '^model: CoCa' <<<\"\$out\""
+check "info shows the pooler and the decoder" "grep -q 'attentional pooler' <<<\"\$out\" && grep -q '^decoder: ' <<<\"\$out\""
+check "info counts parameters" "grep -q '^parameters: [0-9]' <<<\"\$out\""
+
+out=$("$vlm" forward --model "$fx" --inputs "$fx/inputs.safetensors" --out "$tmp/out.st" --grads "$tmp/grads.st"); rc=$?
+check "forward --grads exits 0" "[ $rc -eq 0 ] && grep -q 'caption' <<<\"\$out\""
+check "outputs and gradients match the fixture" "\"$cmp\" --compare \"$fx\" \"$tmp/out.st\" \"$tmp/grads.st\" >/dev/null"
+"$vlm" forward --model "$fx" --inputs "$fx/inputs.safetensors" --out "$tmp/out2.st" >/dev/null
+check "forward (inference layout) exits 0" "[ $? -eq 0 ]"
+check "inference outputs match the fixture" "\"$cmp\" --compare \"$fx\" \"$tmp/out2.st\" >/dev/null"
+"$vlm" forward --model "$fx" --inputs "$fx/inputs.safetensors" --out "$tmp/bf16.st" --precision bf16 >/dev/null
+check "forward --precision bf16 exits 0" "[ $? -eq 0 ] && [ -f \"$tmp/bf16.st\" ]"
+"$cmp" --compare "$fx" "$tmp/bf16.st" >/dev/null 2>&1
+check "bf16 outputs are not bit-exact f32 ones (the check can fail)" "[ $? -ne 0 ]"
+
+err=$("$vlm" forward --model "$fx" --inputs "$fx/model.safetensors" --out "$tmp/x.st" 2>&1); rc=$?
+check "forward on a file without inputs fails with 1" "[ $rc -eq 1 ] && grep -q 'needs tensors' <<<\"\$err\""
+check "... and writes nothing" "[ ! -e \"$tmp/x.st\" ]"
+mkdir -p "$tmp/bad"
+cp "$fx/config.json" "$tmp/bad/config.json"
+head -c 1000 "$fx/model.safetensors" > "$tmp/bad/model.safetensors"
+err=$("$vlm" info --model "$tmp/bad" 2>&1); rc=$?
+check "truncated CoCa weights fail with 1 naming the file" "[ $rc -eq 1 ] && grep -q 'model.safetensors' <<<\"\$err\""
+echo '{"embed_dim": 32, "vision_cfg": {}, "text_cfg": {}, "multimodal_cfg": {"width": 7}}' > "$tmp/bad/config.json"
+err=$("$vlm" forward --model "$tmp/bad" --inputs "$fx/inputs.safetensors" --out "$tmp/x.st" 2>&1); rc=$?
+check "bad CoCa config fails with 1 naming the file" "[ $rc -eq 1 ] && grep -q 'config.json' <<<\"\$err\""
+echo "$pass passed, $fail failed"
+[ $fail -eq 0 ]
