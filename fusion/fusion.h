@@ -5,6 +5,7 @@
 #ifndef VLM_FUSION_H
 #define VLM_FUSION_H
 #include "core/core.h"
+#include "text/text.h"
 
 /* ---------------------------------------------------------------- cross-attention block
  *   x1 = x + out_proj(attn(q = ln_1(x), k = v = ln_1_kv(img)))   (no mask)
@@ -118,7 +119,10 @@ void vlm_decoder_backward(const vlm_decoder_config *c, const vlm_decoder_params 
  *   finished hypotheses' sum of log-probs / length^penalty), sampling with top-k,
  *   top-p (nucleus) and temperature; repetition penalty (HF: logit / p if > 0 else
  *   * p for every id already in the sequence); min_len (EOT forbidden before) and
- *   max_len (EOT forced at the last position); a row stops at EOT. */
+ *   max_len (greedy / sampling: EOT forced at the last position, as open_clip; beam
+ *   search: Hugging Face's finalize, EOT appended to hypotheses shorter than max_len);
+ *   a greedy / sampled row stops at EOT or the pad id (open_clip's rule). Beam search
+ *   is one beam group with log-softmax scores (HF's BeamSearchScorer). */
 typedef struct {
   int beams;               /* > 1: beam search */
   int top_k;               /* > 0: sample from the k best */
@@ -133,4 +137,17 @@ typedef struct {
 } vlm_gen_options;
 
 void vlm_gen_options_default(vlm_gen_options *o);
+/* Check the options against the model (lengths within both context lengths, ids in
+ * the vocabulary, probabilities in range): VLM_ERR_ARG with a message. */
+vlm_status vlm_gen_options_check(const vlm_gen_options *o, const vlm_text_config *tc, const vlm_decoder_config *dc);
+
+/* Captions for B images from their tokens img [B,N,W] (the CoCa image tower's
+ * output): the text tower (cls omitted: causal states do not see it) and the
+ * decoder run one position per step with KV caches (o->use_cache) — the image
+ * keys/values of every cross-attention layer computed once — or, as open_clip
+ * does, over the whole prefix every step. out [B, o->max_len] (sot first, pad_id
+ * after the end), lens[b] = ids up to and including EOT. */
+vlm_status vlm_generate(const vlm_text_config *tc, const vlm_text_params *tp, const vlm_decoder_config *dc,
+                        const vlm_decoder_params *dp, const vlm_tensor *img, const vlm_gen_options *o, int32_t *out,
+                        int *lens);
 #endif

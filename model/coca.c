@@ -285,3 +285,33 @@ void vlm_coca_backward(const vlm_coca_config *c, const vlm_coca_params *p, vlm_c
   vlm_coca_vit_backward(&c->vision, &p->visual, &p->pool, &g->visual, &g->pool, &s->visual, &s->pool,
                         &s->d_img_feat, &s->d_img_tokens);
 }
+
+/* ---------------------------------------------------------------- captioning */
+vlm_status vlm_coca_generate(const vlm_coca_config *c, const vlm_coca_params *p, const vlm_tensor *images,
+                             const vlm_gen_options *o, int32_t *out, int *lens) {
+  vlm_status st = vlm_gen_options_check(o, &c->text, &c->decoder);
+  if (st != VLM_OK) return st;
+  int64_t B = images->shape[0];
+  vlm_vit_acts va;
+  vlm_attn_pool_acts pa;
+  vlm_arena a;
+  memset(&a, 0, sizeof a);
+  st = vlm_vit_acts_alloc(&va, &c->vision);
+  if (st != VLM_OK) return st;
+  vlm_arena m;
+  vlm_arena_measure(&m, VLM_CPU);
+  vlm_vit_acts_layout(&va, &m, &c->vision, B, 0);
+  vlm_attn_pool_acts_layout(&pa, &m, &c->vision, B, 0);
+  st = vlm_arena_init(&a, m.used, VLM_CPU);
+  if (st == VLM_OK) {
+    vlm_vit_acts_layout(&va, &a, &c->vision, B, 0);
+    vlm_attn_pool_acts_layout(&pa, &a, &c->vision, B, 0);
+    vlm_coca_vit_forward(&c->vision, &p->visual, &p->pool, &va, &pa, images);
+    st = vlm_generate(&c->text, &p->text, &c->decoder, &p->decoder, &pa.tokens, o, out, lens);
+  } else {
+    st = vlm_error_prefix(st, "CoCa image activations (%zu bytes)", m.used);
+  }
+  vlm_arena_free(&a);
+  vlm_vit_acts_free(&va);
+  return st;
+}
