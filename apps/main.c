@@ -20,6 +20,7 @@ static const command k_commands[] = {
   {"preprocess", vlm_cmd_preprocess, "decode images and apply CLIP preprocessing (PIL-exact) to safetensors"},
   {"tokenize", vlm_cmd_tokenize, "captions -> CLIP BPE token ids (JSON lines)"},
   {"bpe-train", vlm_cmd_bpe_train, "learn a BPE vocabulary (vocab.json + merges.txt) from captions"},
+  {"caption", vlm_cmd_caption, "caption images with a CoCa model (greedy, beam search, top-k/top-p)"},
 };
 #define N_COMMANDS (int)(sizeof k_commands / sizeof k_commands[0])
 

@@ -132,7 +132,8 @@ typedef struct {
   float length_penalty;    /* beam search; 1 */
   int min_len, max_len;    /* generated tokens including sot and eot (open_clip's seq_len) */
   int64_t sot_id, eot_id, pad_id;
-  uint64_t seed;           /* sampling */
+  uint64_t seed;           /* sampling: row b draws from stream (seed, first_row + b) */
+  uint64_t first_row;      /* so a caption does not depend on how images are batched */
   int use_cache;           /* 1: KV cache; 0: re-run the whole prefix every step (reference) */
 } vlm_gen_options;
 

@@ -377,8 +377,12 @@ static vlm_status run_simple(stepper *S, const vlm_gen_options *o, int64_t B, in
     free(hist); free(lg); free(tmp); free(done);
     return vlm_error(VLM_ERR_OOM, "generation: out of memory");
   }
-  vlm_rng rng;
-  vlm_rng_seed(&rng, o->seed);
+  vlm_rng *rng = malloc((size_t)B * sizeof *rng);
+  if (!rng) {
+    free(hist); free(lg); free(tmp); free(done);
+    return vlm_error(VLM_ERR_OOM, "generation: out of memory");
+  }
+  for (int64_t b = 0; b < B; b++) vlm_rng_seed_stream(&rng[b], o->seed, o->first_row + (uint64_t)b);
   int sampling = o->top_k > 0 || (o->top_p > 0 && o->top_p < 1);
   for (int64_t b = 0; b < B; b++) {
     for (int64_t l = 0; l < L; l++) hist[b * L + l] = (int32_t)o->pad_id;
@@ -394,14 +398,14 @@ static vlm_status run_simple(stepper *S, const vlm_gen_options *o, int64_t B, in
       if (done[b]) continue;
       float *row = lg + b * V;
       process(o, hist + b * L, n, row, V);
-      int32_t t = n + 1 == L ? (int32_t)o->eot_id : sampling ? sample(o, row, V, tmp, &rng) : argmax(row, V);
+      int32_t t = n + 1 == L ? (int32_t)o->eot_id : sampling ? sample(o, row, V, tmp, &rng[b]) : argmax(row, V);
       hist[b * L + n] = t;
       lens[b] = (int)(n + 1);
       if (t == o->eot_id || t == o->pad_id) done[b] = 1;
     }
   }
   memcpy(out, hist, (size_t)(B * L) * sizeof *out);
-  free(hist); free(lg); free(tmp); free(done);
+  free(hist); free(lg); free(tmp); free(done); free(rng);
   return VLM_OK;
 }
 

@@ -37,5 +37,42 @@ check "truncated CoCa weights fail with 1 naming the file" "[ $rc -eq 1 ] && gre
 echo '{"embed_dim": 32, "vision_cfg": {}, "text_cfg": {}, "multimodal_cfg": {"width": 7}}' > "$tmp/bad/config.json"
 err=$("$vlm" forward --model "$tmp/bad" --inputs "$fx/inputs.safetensors" --out "$tmp/x.st" 2>&1); rc=$?
 check "bad CoCa config fails with 1 naming the file" "[ $rc -eq 1 ] && grep -q 'config.json' <<<\"\$err\""
+# caption: batched, cached == uncached, beams, JSON, errors
+imgs="$fx/../../data/images"
+if [ -d "$imgs" ]; then
+  set -- "$imgs/astronaut.png" "$imgs/chelsea.png" "$imgs/rocket.jpg"
+  out=$("$vlm" caption --model "$fx" --batch 2 "$@"); rc=$?
+  check "caption exits 0" "[ $rc -eq 0 ]"
+  check "caption prints one line per image" "[ \$(wc -l <<<\"\$out\") -eq 3 ] && grep -q '^$imgs/chelsea.png	' <<<\"\$out\""
+  out2=$("$vlm" caption --model "$fx" --no-cache "$@")
+  check "--no-cache gives the same captions" "[ \"\$out\" = \"\$out2\" ]"
+  b1=$("$vlm" caption --model "$fx" --beams 3 "$@"); b2=$("$vlm" caption --model "$fx" --beams 3 --no-cache "$@")
+  check "beam search: cached = uncached" "[ -n \"\$b1\" ] && [ \"\$b1\" = \"\$b2\" ]"
+  s1=$("$vlm" caption --model "$fx" --top-p 0.9 --temperature 0.7 --seed 4 "$@")
+  s2=$("$vlm" caption --model "$fx" --top-p 0.9 --temperature 0.7 --seed 4 --batch 1 "$@")
+  check "sampling is reproducible for a seed" "[ -n \"\$s1\" ] && [ \"\$s1\" = \"\$s2\" ]"
+  js=$("$vlm" caption --model "$fx" --json --max-len 8 "$imgs/horse.png"); rc=$?
+  check "caption --json" "[ $rc -eq 0 ] && grep -q '^{\"image\": \".*horse.png\", \"caption\": null, \"ids\": \[510, ' <<<\"\$js\""
+  if [ -f "$imgs/truncated.jpg" ]; then
+    out=$("$vlm" caption --model "$fx" "$imgs/truncated.jpg" "$imgs/horse.png" 2>"$tmp/err"); rc=$?
+    check "a bad image: exit 1, named, the others captioned" "[ $rc -eq 1 ] && grep -q 'truncated.jpg' \"$tmp/err\" && grep -q 'horse.png' <<<\"\$out\""
+  fi
+  "$vlm" caption --model "$fx" --beams 2 --top-k 3 "$imgs/horse.png" >/dev/null 2>&1
+  check "--beams with --top-k exits 2" "[ $? -eq 2 ]"
+  err=$("$vlm" caption --model "$fx" --max-len 100 "$imgs/horse.png" 2>&1); rc=$?
+  check "--max-len beyond the context exits 2" "[ $rc -eq 2 ] && grep -q 'max length' <<<\"\$err\""
+  clip="$fx/../tiny-clip"
+  if [ -d "$clip" ]; then
+    err=$("$vlm" caption --model "$clip" "$imgs/horse.png" 2>&1); rc=$?
+    check "caption on a CLIP model exits 1" "[ $rc -eq 1 ] && grep -q 'not a CoCa model' <<<\"\$err\""
+  fi
+  if [ -f "$fx/../../data/bpe_simple_vocab_16e6.txt.gz" ]; then
+    err=$("$vlm" caption --model "$fx" --tokenizer "$fx/../../data/bpe_simple_vocab_16e6.txt.gz" "$imgs/horse.png" 2>&1); rc=$?
+    check "a tokenizer whose ids do not fit the model exits 2" "[ $rc -eq 2 ] && grep -q 'vocabulary' <<<\"\$err\""
+  fi
+fi
+check "caption --help" "\"$vlm\" caption --help | grep -q 'usage: vlm caption'"
+"$vlm" caption --model "$fx" >/dev/null 2>&1
+check "caption without images exits 2" "[ $? -eq 2 ]"
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]
