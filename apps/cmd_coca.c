@@ -1,9 +1,11 @@
 /* `vlm forward` and `vlm info` on CoCa checkpoints (called by cmd_forward.c and
  * cmd_info.c when the model's config has a multimodal_cfg). */
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "apps/apps.h"
 #include "model/model.h"
@@ -173,6 +175,49 @@ done:
   free(ids);
   vlm_coca_acts_free(&s);
   vlm_coca_params_free(&g);
+  vlm_coca_params_free(&p);
+  return rc;
+}
+
+/* `vlm convert` on CoCa: a CoCa built-in name for --init, or a CoCa checkpoint. */
+int vlm_app_is_coca_name_or_model(const char *init_name, const char *model) {
+  if (init_name) {
+    for (int i = 0; vlm_coca_builtin_name(i); i++)
+      if (!strcmp(init_name, vlm_coca_builtin_name(i))) return 1;
+    return 0;
+  }
+  return model && vlm_model_is_coca(model) == 1;
+}
+
+int vlm_app_coca_convert(const char *model, const char *init, int to_hf, const char *out, uint64_t seed) {
+  if (to_hf) {
+    fprintf(stderr, "vlm convert: Hugging Face has no CoCa layout; use --to open_clip\n");
+    return 2;
+  }
+  vlm_coca_config c;
+  vlm_coca_params p;
+  if (init) {
+    if (vlm_coca_config_builtin(&c, init) != VLM_OK || vlm_coca_params_init(&p, &c) != VLM_OK) {
+      fprintf(stderr, "vlm convert: %s\n", vlm_last_error());
+      return 1;
+    }
+    vlm_coca_params_init_openclip(&p, &c, seed);
+  } else if (vlm_coca_load(model, &c, &p) != VLM_OK) {
+    fprintf(stderr, "vlm convert: %s\n", vlm_last_error());
+    return 1;
+  }
+  int rc = 0;
+  if (mkdir(out, 0777) != 0 && errno != EEXIST) {
+    fprintf(stderr, "vlm convert: %s: cannot create the directory: %s\n", out, strerror(errno));
+    rc = 1;
+  } else if (vlm_coca_save_dir(&p, &c, out) != VLM_OK) {
+    fprintf(stderr, "vlm convert: %s\n", vlm_last_error());
+    rc = 1;
+  } else {
+    printf("wrote %s (open_clip layout, CoCa, %lld parameters) from %s (%s)\n", out,
+           (long long)vlm_coca_params_count(&p, &c), init ? init : model,
+           init ? "open_clip initialisation" : "open_clip");
+  }
   vlm_coca_params_free(&p);
   return rc;
 }

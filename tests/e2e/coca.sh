@@ -37,6 +37,16 @@ check "truncated CoCa weights fail with 1 naming the file" "[ $rc -eq 1 ] && gre
 echo '{"embed_dim": 32, "vision_cfg": {}, "text_cfg": {}, "multimodal_cfg": {"width": 7}}' > "$tmp/bad/config.json"
 err=$("$vlm" forward --model "$tmp/bad" --inputs "$fx/inputs.safetensors" --out "$tmp/x.st" 2>&1); rc=$?
 check "bad CoCa config fails with 1 naming the file" "[ $rc -eq 1 ] && grep -q 'config.json' <<<\"\$err\""
+# convert: a CoCa checkpoint re-written in open_clip layout reproduces the fixture; --init makes a new one
+"$vlm" convert --model "$fx" --to open_clip --out "$tmp/oc" >/dev/null
+check "convert a CoCa checkpoint exits 0" "[ $? -eq 0 ] && [ -f \"$tmp/oc/open_clip_config.json\" ]"
+"$vlm" forward --model "$tmp/oc" --inputs "$fx/inputs.safetensors" --out "$tmp/o_oc.st" --grads "$tmp/g_oc.st" >/dev/null
+check "the converted CoCa model reproduces the fixture" "\"$cmp\" --compare \"$fx\" \"$tmp/o_oc.st\" \"$tmp/g_oc.st\" >/dev/null"
+out=$("$vlm" convert --init coca-tiny --seed 3 --to open_clip --out "$tmp/new"); rc=$?
+check "convert --init coca-tiny" "[ $rc -eq 0 ] && \"$vlm\" info --model \"$tmp/new\" | grep -q '^parameters: 184577 '"
+"$vlm" convert --init coca-tiny --to hf --out "$tmp/newhf" >/dev/null 2>&1
+check "CoCa to the HF layout exits 2" "[ $? -eq 2 ]"
+
 # caption: batched, cached == uncached, beams, JSON, errors
 imgs="$fx/../../data/images"
 if [ -d "$imgs" ]; then
