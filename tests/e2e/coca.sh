@@ -76,6 +76,13 @@ if [ -d "$imgs" ]; then
     err=$("$vlm" caption --model "$clip" "$imgs/horse.png" 2>&1); rc=$?
     check "caption on a CLIP model exits 1" "[ $rc -eq 1 ] && grep -q 'not a CoCa model' <<<\"\$err\""
   fi
+  caps="$fx/../tokenizer/captions.txt"
+  if [ -f "$caps" ]; then   # a model dir with tokenizer/: captions are decoded text
+    "$vlm" convert --init coca-small --to open_clip --out "$tmp/cs" >/dev/null &&
+      "$vlm" bpe-train --vocab-size 4096 --out "$tmp/cs/tokenizer" "$caps" >/dev/null 2>&1
+    js=$("$vlm" caption --model "$tmp/cs" --max-len 6 --json "$imgs/horse.png"); rc=$?
+    check "caption decodes with the model's tokenizer/" "[ $rc -eq 0 ] && grep -q '\"caption\": \"' <<<\"\$js\""
+  fi
   if [ -f "$fx/../../data/bpe_simple_vocab_16e6.txt.gz" ]; then
     err=$("$vlm" caption --model "$fx" --tokenizer "$fx/../../data/bpe_simple_vocab_16e6.txt.gz" "$imgs/horse.png" 2>&1); rc=$?
     check "a tokenizer whose ids do not fit the model exits 2" "[ $rc -eq 2 ] && grep -q 'vocabulary' <<<\"\$err\""
