@@ -1,6 +1,7 @@
 /* bench_caption: CoCa caption generation with and without the KV cache.
  *
  *   bench_caption [--model coca_ViT-B-32] [--images B] [--tokens N] [--beams K] [--reps R]
+ *                 [--precision f32|bf16]   (bf16: BF16 weight matrices converted once, bf16 matmuls)
  *
  * Random weights (open_clip's initialisation) of a built-in CoCa config, random
  * images; the image tower runs once, then N tokens are generated (EOT forbidden
@@ -31,15 +32,16 @@ static int cmp_d(const void *a, const void *b) {
 
 int main(int argc, char **argv) {
   const char *name = "coca_ViT-B-32";
-  int B = 1, tokens = 30, beams = 1, reps = 3;
+  int B = 1, tokens = 30, beams = 1, reps = 3, bf16 = 0;
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!strcmp(argv[i], "--model")) name = argv[i + 1];
     else if (!strcmp(argv[i], "--images")) B = atoi(argv[i + 1]);
     else if (!strcmp(argv[i], "--tokens")) tokens = atoi(argv[i + 1]);
     else if (!strcmp(argv[i], "--beams")) beams = atoi(argv[i + 1]);
     else if (!strcmp(argv[i], "--reps")) reps = atoi(argv[i + 1]);
+    else if (!strcmp(argv[i], "--precision")) bf16 = !strcmp(argv[i + 1], "bf16");
     else {
-      fprintf(stderr, "usage: bench_caption [--model NAME] [--images B] [--tokens N] [--beams K] [--reps R]\n");
+      fprintf(stderr, "usage: bench_caption [--model NAME] [--images B] [--tokens N] [--beams K] [--reps R] [--precision f32|bf16]\n");
       return 2;
     }
   }
@@ -58,6 +60,16 @@ int main(int argc, char **argv) {
   vlm_coca_params_init_openclip(&p, &c, 1);
   printf("model %s: %lld parameters (random init %.1f s), %d threads\n", name,
          (long long)vlm_coca_params_count(&p, &c), vlm_now() - t0, threads);
+  vlm_coca_params h, *w = &p;
+  if (bf16) {
+    vlm_set_matmul_precision(VLM_PREC_BF16);
+    if (vlm_coca_params_bf16(&h, &p, &c) != VLM_OK) {
+      fprintf(stderr, "bench_caption: %s\n", vlm_last_error());
+      return 1;
+    }
+    w = &h;
+    printf("precision: bf16 weights and matmul inputs (f32 accumulation)\n");
+  }
   int64_t S = c.vision.image_size;
   float *pix = malloc((size_t)(B * 3 * S * S) * sizeof *pix);
   vlm_rng r;
@@ -81,7 +93,7 @@ int main(int argc, char **argv) {
   vlm_vit_acts_layout(&va, &a, &c.vision, B, 0);
   vlm_attn_pool_acts_layout(&pa, &a, &c.vision, B, 0);
   t0 = vlm_now();
-  vlm_coca_vit_forward(&c.vision, &p.visual, &p.pool, &va, &pa, &images);
+  vlm_coca_vit_forward(&c.vision, &w->visual, &w->pool, &va, &pa, &images);
   double t_img = vlm_now() - t0;
 
   vlm_gen_options o;
@@ -100,7 +112,7 @@ int main(int argc, char **argv) {
       o.use_cache = k == 0;
       t0 = vlm_now();
       double c0 = cpu_now();
-      if (vlm_generate(&c.text, &p.text, &c.decoder, &p.decoder, &pa.tokens, &o, out[k], lens) != VLM_OK) {
+      if (vlm_generate(&c.text, &w->text, &c.decoder, &w->decoder, &pa.tokens, &o, out[k], lens) != VLM_OK) {
         fprintf(stderr, "bench_caption: %s\n", vlm_last_error());
         return 1;
       }
@@ -126,6 +138,7 @@ int main(int argc, char **argv) {
   free(out[1]);
   vlm_arena_free(&a);
   vlm_vit_acts_free(&va);
+  if (bf16) vlm_coca_params_free(&h);
   vlm_coca_params_free(&p);
   return same ? 0 : 1;
 }

@@ -315,3 +315,57 @@ vlm_status vlm_coca_generate(const vlm_coca_config *c, const vlm_coca_params *p,
   vlm_vit_acts_free(&va);
   return st;
 }
+
+/* ---------------------------------------------------------------- bf16 inference weights */
+static int ends_with_s(const char *s, const char *suffix) {
+  size_t n = strlen(s), k = strlen(suffix);
+  return n >= k && !strcmp(s + n - k, suffix);
+}
+
+static int coca_matmul_weight(const char *name) {
+  return ends_with_s(name, "attn.in_proj_weight") || ends_with_s(name, "attn.out_proj.weight") ||
+         ends_with_s(name, "mlp.c_fc.weight") || ends_with_s(name, "mlp.c_proj.weight") ||
+         ends_with_s(name, "attn.q_proj_weight") || ends_with_s(name, "attn.k_proj_weight") ||
+         ends_with_s(name, "attn.v_proj_weight") || !strcmp(name, "visual.conv1.weight") ||
+         !strcmp(name, "visual.proj") || !strcmp(name, "text.text_projection") ||
+         !strcmp(name, "text_decoder.text_projection");
+}
+
+static void to_bf16(void *ctx, const char *name, vlm_tensor *t) {
+  vlm_arena *a = ctx;
+  if (!coca_matmul_weight(name)) return;
+  vlm_tensor h = vlm_arena_tensor(a, VLM_BF16, t->ndim, t->shape);
+  if (a->measuring) return;
+  vlm_copy(&h, t);
+  *t = h;
+}
+
+vlm_status vlm_coca_params_bf16(vlm_coca_params *dst, const vlm_coca_params *src, const vlm_coca_config *c) {
+  vlm_status s = alloc_arrays(dst, c);
+  if (s != VLM_OK) return s;
+  vlm_block_params *vb = dst->visual.blocks, *tb = dst->text.blocks, *ds = dst->decoder.self;
+  vlm_cross_params *dc = dst->decoder.cross;
+  dst->visual = src->visual;
+  dst->pool = src->pool;
+  dst->text = src->text;
+  dst->decoder = src->decoder;
+  dst->logit_scale = src->logit_scale;
+  memcpy(vb, src->visual.blocks, (size_t)c->vision.layers * sizeof *vb);
+  memcpy(tb, src->text.blocks, (size_t)c->text.layers * sizeof *tb);
+  memcpy(ds, src->decoder.self, (size_t)c->decoder.layers * sizeof *ds);
+  memcpy(dc, src->decoder.cross, (size_t)c->decoder.layers * sizeof *dc);
+  dst->visual.blocks = vb;
+  dst->text.blocks = tb;
+  dst->decoder.self = ds;
+  dst->decoder.cross = dc;
+  vlm_arena m;
+  vlm_arena_measure(&m, VLM_CPU);
+  vlm_coca_params_visit(dst, c, to_bf16, &m);
+  s = vlm_arena_init(&dst->arena, m.used, VLM_CPU);
+  if (s != VLM_OK) {
+    vlm_coca_params_free(dst);
+    return vlm_error_prefix(s, "CoCa BF16 weights (%zu bytes)", m.used);
+  }
+  vlm_coca_params_visit(dst, c, to_bf16, &dst->arena);
+  return VLM_OK;
+}

@@ -154,6 +154,10 @@ void vlm_coca_params_zero(vlm_coca_params *p);
 /* open_clip's initialisation (model/coca_init.c lists it), text_decoder.text_projection
  * included: normal(std = width^-0.5). Deterministic for a seed. */
 void vlm_coca_params_init_openclip(vlm_coca_params *p, const vlm_coca_config *c, uint64_t seed);
+/* Inference weights with BF16 matmul matrices (as vlm_clip_params_bf16): converted
+ * once into dst's own arena, everything else shared with src (which must outlive
+ * dst). Use with vlm_set_matmul_precision(VLM_PREC_BF16); forward / generation only. */
+vlm_status vlm_coca_params_bf16(vlm_coca_params *dst, const vlm_coca_params *src, const vlm_coca_config *c);
 vlm_status vlm_coca_load_safetensors(vlm_coca_params *p, const vlm_coca_config *c, const char *path);
 vlm_status vlm_coca_save_safetensors(vlm_coca_params *p, const vlm_coca_config *c, const char *path);
 /* open_clip_config.json + open_clip_model.safetensors into an existing dir, atomically. */

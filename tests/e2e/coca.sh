@@ -54,6 +54,8 @@ if [ -d "$imgs" ]; then
   out=$("$vlm" caption --model "$fx" --batch 2 "$@"); rc=$?
   check "caption exits 0" "[ $rc -eq 0 ]"
   check "caption prints one line per image" "[ \$(wc -l <<<\"\$out\") -eq 3 ] && grep -q '^$imgs/chelsea.png	' <<<\"\$out\""
+  b16=$("$vlm" caption --model "$fx" --precision bf16 "$@"); rc=$?
+  check "caption --precision bf16" "[ $rc -eq 0 ] && [ \$(wc -l <<<\"\$b16\") -eq 3 ]"
   out2=$("$vlm" caption --model "$fx" --no-cache "$@")
   check "--no-cache gives the same captions" "[ \"\$out\" = \"\$out2\" ]"
   b1=$("$vlm" caption --model "$fx" --beams 3 "$@"); b2=$("$vlm" caption --model "$fx" --beams 3 --no-cache "$@")

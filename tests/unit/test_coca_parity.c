@@ -401,6 +401,60 @@ static void config_checks(const char *shared) {
         "CoCa loader on a CLIP config: %s", vlm_last_error());
 }
 
+/* BF16 inference weights: the matrices are BF16, the rest shared; features and
+ * caption logits stay close to fp32. */
+static double min_cos(const vlm_tensor *a, const vlm_tensor *b) {
+  int64_t R = vlm_rows(a), C = vlm_cols(a);
+  double worst = 1;
+  for (int64_t r = 0; r < R; r++) {
+    double d = 0, na = 0, nb = 0;
+    for (int64_t k = 0; k < C; k++) {
+      double x = vlm_f32(a)[r * C + k], y = vlm_f32(b)[r * C + k];
+      d += x * y; na += x * x; nb += y * y;
+    }
+    double cs = d / sqrt(na * nb);
+    if (!(cs >= worst)) worst = cs;
+  }
+  return worst;
+}
+
+static void bf16_checks(const char *shared) {
+  char dir[2048], path[4096];
+  snprintf(dir, sizeof dir, "%s/fixtures/tiny-coca", shared);
+  snprintf(path, sizeof path, "%s/inputs.safetensors", dir);
+  vlm_coca_config c;
+  vlm_coca_params p, h;
+  vlm_safetensors in;
+  if (vlm_coca_load(dir, &c, &p) != VLM_OK || vlm_st_open(&in, path) != VLM_OK) {
+    CHECK(0, "%s", vlm_last_error());
+    return;
+  }
+  vlm_tensor images = vlm_st_tensor(vlm_st_find(&in, "images")), text = vlm_st_tensor(vlm_st_find(&in, "text"));
+  vlm_coca_acts a, b;
+  CHECK(vlm_coca_acts_init(&a, &c, images.shape[0], text.shape[1], 0) == VLM_OK &&
+            vlm_coca_acts_init(&b, &c, images.shape[0], text.shape[1], 0) == VLM_OK, "acts");
+  CHECK(vlm_coca_params_bf16(&h, &p, &c) == VLM_OK, "%s", vlm_last_error());
+  CHECK(h.decoder.proj.dtype == VLM_BF16 && h.decoder.cross[1].b.in_proj_w.dtype == VLM_BF16 &&
+            h.pool.k_w.dtype == VLM_BF16 && h.visual.conv1_w.dtype == VLM_BF16 && h.pool.query.dtype == VLM_F32 &&
+            h.text.cls_emb.dtype == VLM_F32 && h.text.token_emb.dtype == VLM_F32 &&
+            p.decoder.proj.dtype == VLM_F32,
+        "which CoCa tensors are BF16");
+  vlm_coca_forward(&c, &p, &a, &images, &text);
+  vlm_set_matmul_precision(VLM_PREC_BF16);
+  vlm_coca_forward(&c, &h, &b, &images, &text);
+  vlm_set_matmul_precision(VLM_PREC_F32);
+  double ci = min_cos(&a.pool.features, &b.pool.features), ct = min_cos(&a.text.features, &b.text.features);
+  double cl = min_cos(&a.dec.logits, &b.dec.logits);
+  CHECK(ci >= 0.999 && ct >= 0.999 && cl >= 0.999, "bf16: cosine to fp32: image %.6f, text %.6f, logits %.6f", ci, ct,
+        cl);
+  printf("CoCa bf16 inference weights: min cosine to fp32: image %.6f, text %.6f, caption logits %.6f\n", ci, ct, cl);
+  vlm_coca_acts_free(&a);
+  vlm_coca_acts_free(&b);
+  vlm_coca_params_free(&h);
+  vlm_coca_params_free(&p);
+  vlm_st_close(&in);
+}
+
 /* --compare DIR OUT [GRADS] */
 static void compare_files(const char *dir, const char *out_path, const char *grads_path) {
   char path[4096];
@@ -462,6 +516,7 @@ int main(int argc, char **argv) {
   cross_gradcheck();
   pool_gradcheck();
   config_checks(arg);
+  bf16_checks(arg);
   char d[4096];
   snprintf(d, sizeof d, "%s/fixtures/tiny-coca", arg);
   parity(d);
