@@ -13,6 +13,7 @@
 static void usage(FILE *f) {
   fprintf(f,
           "usage: vlm caption --model PATH [options] IMAGE...\n"
+          "       vlm caption --model PATH [options] --inputs FILE\n"
           "\n"
           "Captions images with a CoCa model (open_clip checkpoint: a directory or its\n"
           "config file, see 'vlm info'). Images are decoded and preprocessed as open_clip's\n"
@@ -36,6 +37,8 @@ static void usage(FILE *f) {
           "                         bpe_simple_vocab_16e6.txt.gz (default: the model's\n"
           "                         tokenizer/ folder); without one the ids are printed\n"
           "  --batch N              images per batch (default 8)\n"
+          "  --inputs FILE          caption the `images` tensor [N,3,H,W] of a safetensors file\n"
+          "                         (already normalized, as 'vlm forward --inputs') instead of files\n"
           "  --json                 one JSON object per image: image, caption, ids\n"
           "  --precision f32|bf16   bf16: weight matrices converted to bf16 once, bf16 matmul\n"
           "                         inputs with f32 accumulation (faster; captions may differ)\n"
@@ -77,7 +80,7 @@ static int is_dir(const char *p) {
 }
 
 int vlm_cmd_caption(int argc, char **argv) {
-  const char *model = NULL, *tok_path = NULL, *precision = "f32";
+  const char *model = NULL, *tok_path = NULL, *precision = "f32", *inputs = NULL;
   vlm_gen_options o;
   vlm_gen_options_default(&o);
   int json = 0, sampling_set = 0, max_set = 0;
@@ -100,6 +103,7 @@ int vlm_cmd_caption(int argc, char **argv) {
     if (!strcmp(a, "--model")) { NEED_ARG(); model = argv[++i]; }
     else if (!strcmp(a, "--tokenizer")) { NEED_ARG(); tok_path = argv[++i]; }
     else if (!strcmp(a, "--precision")) { NEED_ARG(); precision = argv[++i]; }
+    else if (!strcmp(a, "--inputs")) { NEED_ARG(); inputs = argv[++i]; }
     else if (!strcmp(a, "--json")) json = 1;
     else if (!strcmp(a, "--no-cache")) o.use_cache = 0;
     else if (!strcmp(a, "--beams")) { NEED_ARG(); ok = vlm_app_parse_int("vlm caption", a, argv[++i], 1, 64, &v); o.beams = (int)v; }
@@ -121,8 +125,8 @@ int vlm_cmd_caption(int argc, char **argv) {
     if (!ok) { free(images); return 2; }
   }
 #undef NEED_ARG
-  if (!model || n_images == 0) {
-    fprintf(stderr, "vlm caption: --model and at least one IMAGE are required\n");
+  if (!model || (n_images == 0) == !inputs) {
+    fprintf(stderr, "vlm caption: --model and either IMAGE files or --inputs FILE are required\n");
     usage(stderr);
     free(images);
     return 2;
@@ -192,11 +196,49 @@ int vlm_cmd_caption(int argc, char **argv) {
     free(images);
     return 2;
   }
-  int64_t S = c.vision.image_size, B = batch < n_images ? batch : n_images;
-  float *pix = malloc((size_t)(B * 3 * S * S) * sizeof *pix);
-  int32_t *out = malloc((size_t)(B * o.max_len) * sizeof *out);
-  int *lens = malloc((size_t)B * sizeof *lens);
-  const char **names = malloc((size_t)B * sizeof *names);
+  int64_t S = c.vision.image_size;
+  float *pre = NULL;   /* --inputs: the whole `images` tensor */
+  char **pre_names = NULL;
+  float *pix = NULL;
+  int32_t *out = NULL;
+  int *lens = NULL;
+  const char **names = NULL;
+  if (inputs) {
+    vlm_safetensors st;
+    if (vlm_st_open(&st, inputs) != VLM_OK) {
+      fprintf(stderr, "vlm caption: %s\n", vlm_last_error());
+      rc = 1;
+      goto done;
+    }
+    const vlm_st_entry *e = vlm_st_find(&st, "images");
+    if (!e || e->ndim != 4 || e->shape[0] < 1 || e->shape[0] > (1 << 20) || e->shape[1] != 3 || e->shape[2] != S ||
+        e->shape[3] != S) {
+      fprintf(stderr, "vlm caption: %s: needs `images` [N, 3, %lld, %lld] (normalized, as vlm forward --inputs)\n",
+              inputs, (long long)S, (long long)S);
+      vlm_st_close(&st);
+      rc = 1;
+      goto done;
+    }
+    n_images = (int)e->shape[0];
+    pre = malloc((size_t)(n_images * 3 * S * S) * sizeof *pre);
+    pre_names = calloc((size_t)n_images, sizeof *pre_names);
+    if (!pre || !pre_names || vlm_st_read_f32(&st, e, pre, n_images * 3 * S * S) != VLM_OK) {
+      fprintf(stderr, "vlm caption: %s: %s\n", inputs, pre ? vlm_last_error() : "out of memory");
+      vlm_st_close(&st);
+      rc = 1;
+      goto done;
+    }
+    vlm_st_close(&st);
+    for (int i = 0; i < n_images; i++) {
+      pre_names[i] = malloc(strlen(inputs) + 32);
+      if (pre_names[i]) sprintf(pre_names[i], "%s[%d]", inputs, i);
+    }
+  }
+  int64_t B = batch < n_images ? batch : n_images;
+  pix = malloc((size_t)(B * 3 * S * S) * sizeof *pix);
+  out = malloc((size_t)(B * o.max_len) * sizeof *out);
+  lens = malloc((size_t)B * sizeof *lens);
+  names = malloc((size_t)B * sizeof *names);
   if (!pix || !out || !lens || !names) {
     fprintf(stderr, "vlm caption: out of memory\n");
     rc = 1;
@@ -211,6 +253,12 @@ int vlm_cmd_caption(int argc, char **argv) {
     int64_t nb = 0;
     o.first_row = (uint64_t)next;
     while (nb < B && next < n_images) {
+      if (pre) {
+        memcpy(pix + nb * 3 * S * S, pre + next * 3 * S * S, (size_t)(3 * S * S) * sizeof *pix);
+        names[nb++] = pre_names[next] ? pre_names[next] : inputs;
+        next++;
+        continue;
+      }
       const char *path = images[next++];
       if (vlm_preprocess_file(path, NULL, &pc, NULL, pix + nb * 3 * S * S) != VLM_OK) {
         fprintf(stderr, "vlm caption: %s\n", vlm_last_error());
@@ -261,6 +309,10 @@ int vlm_cmd_caption(int argc, char **argv) {
   vlm_log(VLM_LOG_DEBUG, "caption: %d images in %.3f s", n_done, vlm_now() - t0);
 done:
   free(pix);
+  if (pre_names)
+    for (int i = 0; i < n_images; i++) free(pre_names[i]);
+  free(pre_names);
+  free(pre);
   free(out);
   free(lens);
   free(names);

@@ -90,6 +90,10 @@ if [ -d "$imgs" ]; then
     check "a tokenizer whose ids do not fit the model exits 2" "[ $rc -eq 2 ] && grep -q 'vocabulary' <<<\"\$err\""
   fi
 fi
+out=$("$vlm" caption --model "$fx" --inputs "$fx/inputs.safetensors" --max-len 8); rc=$?
+check "caption --inputs (a tensor of images)" "[ $rc -eq 0 ] && [ \$(grep -c 'inputs.safetensors\[[0-9]\]	' <<<\"\$out\") -ge 1 ]"
+"$vlm" caption --model "$fx" --inputs "$fx/model.safetensors" >/dev/null 2>&1
+check "caption --inputs without images exits 1" "[ $? -eq 1 ]"
 check "caption --help" "\"$vlm\" caption --help | grep -q 'usage: vlm caption'"
 "$vlm" caption --model "$fx" >/dev/null 2>&1
 check "caption without images exits 2" "[ $? -eq 2 ]"
