@@ -105,7 +105,7 @@ void vlm_attn_pool_forward(const vlm_vit_config *c, const vlm_attn_pool_params *
 void vlm_attn_pool_backward(const vlm_vit_config *c, const vlm_attn_pool_params *p, vlm_attn_pool_params *g,
                             vlm_attn_pool_acts *s, const vlm_tensor *x, const vlm_tensor *d_out, vlm_tensor *dx) {
   VLM_CHECK(s->with_backward, "attn_pool: activations were laid out for inference only");
-  int64_t E = c->embed_dim, Q = c->pool_queries, B = s->B;
+  int64_t E = c->embed_dim;
   vlm_zero(&s->d_attn);
   vlm_matmul_backward(&s->d_attn, &g->out_w, &g->out_b, d_out, &s->attn, &p->out_w, 0, 1);
   vlm_zero(&s->dq);
@@ -120,8 +120,6 @@ void vlm_attn_pool_backward(const vlm_vit_config *c, const vlm_attn_pool_params 
   vlm_matmul_backward(&s->d_xk, &g->v_w, &gbv, &s->dv, &s->xk, &p->v_w, 0, 1);
   vlm_layernorm_backward(dx, &g->ln_k_w, &g->ln_k_b, &s->d_xk, x, &p->ln_k_w, &s->xk_mean, &s->xk_rstd);
   /* The queries are shared by the batch: their gradient is the sum over images. */
-  (void)B;
-  (void)Q;
   vlm_zero(&s->d_q1);
   vlm_add_backward(NULL, &s->d_q1, &s->dq);
   vlm_zero(&s->d_qn);
