@@ -126,7 +126,8 @@ void vlm_decoder_backward(const vlm_decoder_config *c, const vlm_decoder_params 
 typedef struct {
   int beams;               /* > 1: beam search */
   int top_k;               /* > 0: sample from the k best */
-  float top_p;             /* in (0, 1): sample from the nucleus */
+  float top_p;             /* > 0: sample from the nucleus (1: the whole distribution);
+                              top_k and top_p both 0 and beams 1: greedy */
   float temperature;       /* sampling; 1 */
   float repetition_penalty; /* 1: off */
   float length_penalty;    /* beam search; 1 */

@@ -46,7 +46,7 @@ vlm_status vlm_gen_options_check(const vlm_gen_options *o, const vlm_text_config
   if (!(o->repetition_penalty > 0) || !isfinite(o->repetition_penalty))
     return vlm_error(VLM_ERR_ARG, "repetition penalty %g must be > 0", o->repetition_penalty);
   if (!isfinite(o->length_penalty)) return vlm_error(VLM_ERR_ARG, "length penalty must be finite");
-  if (o->beams > 1 && (o->top_k > 0 || (o->top_p > 0 && o->top_p < 1)))
+  if (o->beams > 1 && (o->top_k > 0 || o->top_p > 0))
     return vlm_error(VLM_ERR_ARG, "beam search and sampling (top-k / top-p) are exclusive");
   int64_t V = dc->vocab_size;
   if (o->sot_id < 0 || o->sot_id >= V || o->eot_id < 0 || o->eot_id >= V || o->pad_id < 0 || o->pad_id >= V)
@@ -383,7 +383,7 @@ static vlm_status run_simple(stepper *S, const vlm_gen_options *o, int64_t B, in
     return vlm_error(VLM_ERR_OOM, "generation: out of memory");
   }
   for (int64_t b = 0; b < B; b++) vlm_rng_seed_stream(&rng[b], o->seed, o->first_row + (uint64_t)b);
-  int sampling = o->top_k > 0 || (o->top_p > 0 && o->top_p < 1);
+  int sampling = o->top_k > 0 || o->top_p > 0;   /* top-p 1: the whole distribution */
   for (int64_t b = 0; b < B; b++) {
     for (int64_t l = 0; l < L; l++) hist[b * L + l] = (int32_t)o->pad_id;
     hist[b * L] = (int32_t)o->sot_id;

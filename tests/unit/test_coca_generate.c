@@ -135,6 +135,19 @@ int main(int argc, char **argv) {
   s.repetition_penalty = 1.2f;
   free(same_both_ways(s, "top-p 0.9, repetition penalty 1.2", NULL));
 
+  /* top-p 1 samples from the whole distribution (not greedy) */
+  s.top_p = 1.0f;
+  s.repetition_penalty = 1.0f;
+  s.temperature = 1.0f;
+  int32_t *full = same_both_ways(s, "top-p 1 (full distribution)", NULL);
+  int *gl;
+  int32_t *greedy = same_both_ways(o, "greedy again", &gl);
+  CHECK(memcmp(full, greedy, (size_t)(IMAGES.shape[0] * o.max_len) * sizeof *full) != 0,
+        "top-p 1 sampling gave the greedy tokens");
+  free(full);
+  free(greedy);
+  free(gl);
+
   /* min_len = max_len: EOT is forbidden until the forced one at the last position. */
   vlm_gen_options m = o;
   m.min_len = m.max_len;
