@@ -4,6 +4,7 @@
  * (0 ok, 1 failure, 2 usage error). */
 #ifndef VLM_APPS_H
 #define VLM_APPS_H
+#include <stdint.h>
 
 int vlm_cmd_version(int argc, char **argv);
 int vlm_cmd_info(int argc, char **argv);
@@ -13,6 +14,12 @@ int vlm_cmd_preprocess(int argc, char **argv);
 int vlm_cmd_tokenize(int argc, char **argv);
 int vlm_cmd_bpe_train(int argc, char **argv);
 int vlm_cmd_shapes(int argc, char **argv);
+int vlm_cmd_caption(int argc, char **argv);
+/* CoCa checkpoints in `vlm info` / `vlm forward` (apps/cmd_coca.c). */
+int vlm_app_coca_info(const char *model);
+int vlm_app_coca_forward(const char *model, const char *inputs, const char *out, const char *grads, int bf16);
+int vlm_app_is_coca_name_or_model(const char *init_name, const char *model);
+int vlm_app_coca_convert(const char *model, const char *init, int to_hf, const char *out, uint64_t seed);
 
 /* Shared helpers for subcommands (apps/common.c). */
 int vlm_app_is_help(const char *arg);              /* -h or --help */

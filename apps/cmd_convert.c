@@ -25,7 +25,8 @@ static void usage(FILE *f) {
           "Examples:\n"
           "  vlm convert --model ../shared/fixtures/tiny-clip --to hf --out tiny-clip-hf\n"
           "  vlm convert --model tiny-clip-hf --to open_clip --out tiny-clip-oc\n"
-          "  vlm convert --init ViT-B-32 --seed 1 --to open_clip --out vit-b-32-random\n");
+          "  vlm convert --init ViT-B-32 --seed 1 --to open_clip --out vit-b-32-random\n"
+          "  vlm convert --init coca-small --to open_clip --out coca-small-random   (CoCa: open_clip layout only)\n");
 }
 
 int vlm_cmd_convert(int argc, char **argv) {
@@ -61,6 +62,7 @@ int vlm_cmd_convert(int argc, char **argv) {
   vlm_ckpt_format src;
   long long seed = 0;
   if (!vlm_app_parse_int("vlm convert", "--seed", seed_s, 0, (1LL << 62), &seed)) return 2;
+  if (vlm_app_is_coca_name_or_model(init, model)) return vlm_app_coca_convert(model, init, fmt == VLM_CKPT_HF, out, (uint64_t)seed);
   if (init) {
     if (vlm_clip_config_builtin(&c, init) != VLM_OK) {
       fprintf(stderr, "vlm convert: %s\n", vlm_last_error());

@@ -11,14 +11,16 @@ static void usage(FILE *f) {
           "usage: vlm forward --model PATH --inputs FILE --out FILE [--grads FILE] [--precision f32|bf16]\n"
           "                   [--device cpu|cuda]\n"
           "\n"
-          "Runs a CLIP model (open_clip or Hugging Face checkpoint, see 'vlm info') on a\n"
-          "batch and writes what open_clip computes, so vlm can be checked against any\n"
+          "Runs a CLIP or CoCa model (open_clip or Hugging Face checkpoint, see 'vlm info')\n"
+          "on a batch and writes what open_clip computes, so vlm can be checked against any\n"
           "PyTorch model. FILE is safetensors:\n"
           "  --inputs  `images` [B,3,H,W] (F32/F16/BF16, already normalized) and `text`\n"
           "            [B,L] token ids (I64 or I32, L <= the context length)\n"
           "  --out     image_features_unnorm, text_features_unnorm, image_features,\n"
           "            text_features [B,E], logit_scale (exp'd), logits_per_image,\n"
-          "            logits_per_text [B,B], clip_loss, loss\n"
+          "            logits_per_text [B,B], clip_loss, loss; CoCa adds image_tokens,\n"
+          "            text_tokens, caption_logits [B,L,V], caption_loss (weighted),\n"
+          "            clip_loss_unweighted, caption_loss_unweighted\n"
           "  --grads   d(loss)/d(parameter) for every parameter, under the checkpoint's\n"
           "            own names (open_clip or Hugging Face)\n"
           "  --precision  f32 (default) or bf16: bf16 matmul inputs with f32 accumulation\n"
@@ -139,6 +141,13 @@ int vlm_cmd_forward(int argc, char **argv) {
   if (dev == VLM_CUDA && !vlm_cuda_available()) {
     fprintf(stderr, "vlm forward: --device cuda: %s\n", vlm_cuda_describe());
     return 1;
+  }
+  if (vlm_model_is_coca(model) == 1) {
+    if (dev == VLM_CUDA) {
+      fprintf(stderr, "vlm forward: %s: CoCa models run on the CPU only so far (drop --device cuda)\n", model);
+      return 1;
+    }
+    return vlm_app_coca_forward(model, inputs, out, grads, bf16);
   }
   vlm_clip_config c;
   vlm_clip_params p, g, h, pd;

@@ -10,7 +10,7 @@ static void usage(FILE *f) {
   fprintf(f,
           "usage: vlm info --model PATH\n"
           "\n"
-          "Loads a CLIP checkpoint and prints its config, the parameter count of each\n"
+          "Loads a CLIP or CoCa checkpoint and prints its config, the parameter count of each\n"
           "tower and the checkpoint's format. PATH is a directory holding\n"
           "open_clip_config.json + open_clip_model.safetensors (open_clip), or\n"
           "config.json + model.safetensors (a model_cfg, or a Hugging Face CLIPModel),\n"
@@ -18,7 +18,8 @@ static void usage(FILE *f) {
           "\n"
           "Examples:\n"
           "  vlm info --model ../shared/fixtures/tiny-clip\n"
-          "  vlm info --model ../shared/fixtures/tiny-clip/config_hf.json\n");
+          "  vlm info --model ../shared/fixtures/tiny-clip/config_hf.json\n"
+          "  vlm info --model ../shared/fixtures/tiny-coca\n");
 }
 
 int vlm_cmd_info(int argc, char **argv) {
@@ -35,6 +36,7 @@ int vlm_cmd_info(int argc, char **argv) {
     usage(stderr);
     return 2;
   }
+  if (vlm_model_is_coca(model) == 1) return vlm_app_coca_info(model);
   vlm_clip_config c;
   vlm_clip_params p;
   vlm_ckpt_format fmt;

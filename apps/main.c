@@ -14,13 +14,14 @@ typedef struct {
 
 static const command k_commands[] = {
   {"version", vlm_cmd_version, "print the version, the CPU features and the GPU backend"},
-  {"info", vlm_cmd_info, "show a CLIP checkpoint's config, parameter counts and format"},
-  {"forward", vlm_cmd_forward, "run a CLIP model on a batch; write outputs (and gradients)"},
+  {"info", vlm_cmd_info, "show a CLIP or CoCa checkpoint's config, parameter counts and format"},
+  {"forward", vlm_cmd_forward, "run a CLIP or CoCa model on a batch; write outputs (and gradients)"},
   {"convert", vlm_cmd_convert, "write a CLIP checkpoint in open_clip or Hugging Face layout"},
   {"preprocess", vlm_cmd_preprocess, "decode images and apply CLIP preprocessing (PIL-exact) to safetensors"},
   {"tokenize", vlm_cmd_tokenize, "captions -> CLIP BPE token ids (JSON lines)"},
   {"bpe-train", vlm_cmd_bpe_train, "learn a BPE vocabulary (vocab.json + merges.txt) from captions"},
   {"shapes", vlm_cmd_shapes, "write the synthetic shapes set (PNG files + captions.tsv)"},
+  {"caption", vlm_cmd_caption, "caption images with a CoCa model (greedy, beam search, top-k/top-p)"},
 };
 #define N_COMMANDS (int)(sizeof k_commands / sizeof k_commands[0])
 

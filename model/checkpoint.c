@@ -216,8 +216,26 @@ static int ignorable(const char *name, vlm_ckpt_format fmt) {
   return fmt == VLM_CKPT_HF && s && !strcmp(s, ".position_ids");
 }
 
+typedef struct { vlm_clip_params *p; const vlm_clip_config *c; } clip_model;
+
+static void clip_visit_all(void *model, vlm_param_visit_fn fn, void *ctx) {
+  clip_model *m = model;
+  vlm_clip_params_visit(m->p, m->c, fn, ctx);
+}
+
+static vlm_status load_visit(vlm_visit_all_fn visit, void *model, const char *path, vlm_ckpt_format fmt);
+
 vlm_status vlm_clip_load_safetensors(vlm_clip_params *p, const vlm_clip_config *c, const char *path,
                                      vlm_ckpt_format fmt) {
+  clip_model m = {p, c};
+  return load_visit(clip_visit_all, &m, path, fmt);
+}
+
+vlm_status vlm_load_safetensors_visit(vlm_visit_all_fn visit, void *model, const char *path) {
+  return load_visit(visit, model, path, VLM_CKPT_OPENCLIP);
+}
+
+static vlm_status load_visit(vlm_visit_all_fn visit, void *model, const char *path, vlm_ckpt_format fmt) {
   vlm_safetensors st;
   vlm_status s = vlm_st_open(&st, path);
   if (s != VLM_OK) return s;
@@ -230,7 +248,7 @@ vlm_status vlm_clip_load_safetensors(vlm_clip_params *p, const vlm_clip_config *
     vlm_st_close(&st);
     return vlm_error(VLM_ERR_OOM, "%s: out of memory", path);
   }
-  vlm_clip_params_visit(p, c, load_one, &L);
+  visit(model, load_one, &L);
   msg unexpected = {0};
   for (int i = 0; i < st.n_entries; i++)
     if (!L.used[i] && !ignorable(st.entries[i].name, fmt)) msg_add(&unexpected, "%s", st.entries[i].name);

@@ -6,6 +6,7 @@
 #define VLM_MODEL_H
 #include "contrastive/contrastive.h"
 #include "core/core.h"
+#include "fusion/fusion.h"
 #include "text/text.h"
 #include "vision/vision.h"
 
@@ -122,4 +123,104 @@ float vlm_clip_forward(const vlm_clip_config *c, const vlm_clip_params *p, vlm_c
 /* d(loss)/d(params) accumulated into g (same config). */
 void vlm_clip_backward(const vlm_clip_config *c, const vlm_clip_params *p, vlm_clip_params *g, vlm_clip_acts *s,
                        const vlm_tensor *ids);
+
+/* Load / save every tensor a visitor visits, under the visited (open_clip) names;
+ * errors list every missing, unexpected and mis-shaped tensor. */
+typedef void (*vlm_visit_all_fn)(void *model, vlm_param_visit_fn fn, void *ctx);
+vlm_status vlm_load_safetensors_visit(vlm_visit_all_fn visit, void *model, const char *path);
+vlm_status vlm_save_safetensors_visit(vlm_visit_all_fn visit, void *model, const char *path);
+
+/* ==================================================================== CoCa (model/coca*.c)
+ * open_clip's CoCa: the ViT with the attentional pooler (image feature + image
+ * tokens), the text tower with an appended cls embedding (pooled feature +
+ * token states before ln_final), the multimodal decoder (fusion/) and the loss
+ *   total = clip_w * ClipLoss + caption_w * CE(logits[:, :-1], ids[:, 1:], ignore pad_id)
+ * (open_clip's CoCaLoss; defaults 1.0 and 2.0). Parameter names are open_clip's
+ * state_dict names ("visual.*", "text.*", "text_decoder.*", "logit_scale"). */
+typedef struct {
+  int64_t embed_dim;
+  int quick_gelu;
+  vlm_vit_config vision;       /* attentional_pool = 1 */
+  vlm_text_config text;        /* embed_cls = 1 */
+  vlm_decoder_config decoder;  /* multimodal_cfg; vocab_size = text's */
+  float clip_loss_weight;      /* 1.0 */
+  float caption_loss_weight;   /* 2.0 */
+} vlm_coca_config;
+
+/* open_clip model_cfg JSON with multimodal_cfg (or an object holding it under "model_cfg"). */
+vlm_status vlm_coca_config_parse(vlm_coca_config *c, const char *json, const char *source);
+vlm_status vlm_coca_config_load(vlm_coca_config *c, const char *path);
+/* Built-ins: "coca_ViT-B-32" (open_clip's numbers), "coca-small" (the shapes demo),
+ * "coca-tiny" (the fixture's shape). */
+vlm_status vlm_coca_config_builtin(vlm_coca_config *c, const char *name);
+const char *vlm_coca_builtin_name(int i);
+/* The config as open_clip_config.json ({"model_cfg", "preprocess_cfg"}); malloc'd. */
+char *vlm_coca_config_to_json(const vlm_coca_config *c);
+/* 1 when the model at path (a directory or a config file, as vlm_clip_load takes)
+ * has a CoCa config (multimodal_cfg), 0 when not, -1 when no config can be read. */
+int vlm_model_is_coca(const char *path);
+
+typedef struct {
+  vlm_arena arena;
+  vlm_vit_params visual;
+  vlm_attn_pool_params pool;   /* visual.attn_pool.* */
+  vlm_text_params text;        /* text.* */
+  vlm_decoder_params decoder;  /* text_decoder.* */
+  vlm_tensor logit_scale;      /* [] raw */
+} vlm_coca_params;
+
+vlm_status vlm_coca_params_init(vlm_coca_params *p, const vlm_coca_config *c);   /* zeroed */
+void vlm_coca_params_free(vlm_coca_params *p);
+/* Same visit function type as CLIP: open_clip names, fixed order. */
+void vlm_coca_params_visit(vlm_coca_params *p, const vlm_coca_config *c, vlm_param_visit_fn fn, void *ctx);
+int64_t vlm_coca_params_count(vlm_coca_params *p, const vlm_coca_config *c);
+void vlm_coca_params_zero(vlm_coca_params *p);
+/* open_clip's initialisation (model/coca_init.c lists it), text_decoder.text_projection
+ * included: normal(std = width^-0.5). Deterministic for a seed. */
+void vlm_coca_params_init_openclip(vlm_coca_params *p, const vlm_coca_config *c, uint64_t seed);
+/* Inference weights with BF16 matmul matrices (as vlm_clip_params_bf16): converted
+ * once into dst's own arena, everything else shared with src (which must outlive
+ * dst). Use with vlm_set_matmul_precision(VLM_PREC_BF16); forward / generation only. */
+vlm_status vlm_coca_params_bf16(vlm_coca_params *dst, const vlm_coca_params *src, const vlm_coca_config *c);
+vlm_status vlm_coca_load_safetensors(vlm_coca_params *p, const vlm_coca_config *c, const char *path);
+vlm_status vlm_coca_save_safetensors(vlm_coca_params *p, const vlm_coca_config *c, const char *path);
+/* open_clip_config.json + open_clip_model.safetensors into an existing dir, atomically. */
+vlm_status vlm_coca_save_dir(vlm_coca_params *p, const vlm_coca_config *c, const char *dir);
+/* As vlm_clip_load: a directory or a config file (weights beside it). */
+vlm_status vlm_coca_load(const char *path, vlm_coca_config *c, vlm_coca_params *p);
+
+typedef struct {
+  vlm_arena arena;
+  int64_t B, L;
+  vlm_vit_acts visual;
+  vlm_attn_pool_acts pool;      /* features [B,E], tokens [B,Q-1,E] */
+  vlm_text_acts text;           /* features [B,E] */
+  vlm_decoder_acts dec;         /* xs[0] = text tokens [B,L,W]; logits [B,L,V] */
+  vlm_clip_loss_acts loss;
+  vlm_tensor targets;           /* [B*L] I64: ids[:, 1:], pad at each row's last position */
+  vlm_tensor cap_probs;         /* [B*L, V] */
+  vlm_tensor cap_loss;          /* [1] unweighted caption CE */
+  vlm_tensor d_cap;             /* [1] = caption weight */
+  vlm_tensor d_img_feat, d_txt_feat; /* [B, E] */
+  vlm_tensor d_logits;          /* [B, L, V] */
+  vlm_tensor d_text_tokens;     /* [B, L, W] */
+  vlm_tensor d_img_tokens;      /* [B, Q-1, E] */
+  float clip_loss, caption_loss, total; /* unweighted parts and the weighted total */
+  int with_backward;
+} vlm_coca_acts;
+
+vlm_status vlm_coca_acts_init(vlm_coca_acts *s, const vlm_coca_config *c, int64_t B, int64_t L, int with_backward);
+void vlm_coca_acts_free(vlm_coca_acts *s);
+/* images [B,3,H,W] F32, ids [B,L] I32/I64 (L <= both context lengths). Returns the
+ * total loss; the parts, features, tokens and caption logits stay in s. */
+float vlm_coca_forward(const vlm_coca_config *c, const vlm_coca_params *p, vlm_coca_acts *s,
+                       const vlm_tensor *images, const vlm_tensor *ids);
+/* d(total)/d(params) accumulated into g. */
+void vlm_coca_backward(const vlm_coca_config *c, const vlm_coca_params *p, vlm_coca_params *g, vlm_coca_acts *s,
+                       const vlm_tensor *ids);
+
+/* Captioning: images [B,3,H,W] -> out [B, o->max_len] token ids (sot first; after
+ * EOT, pad_id), lens[b] = ids written up to and including EOT. */
+vlm_status vlm_coca_generate(const vlm_coca_config *c, const vlm_coca_params *p, const vlm_tensor *images,
+                             const vlm_gen_options *o, int32_t *out, int *lens);
 #endif

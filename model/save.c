@@ -51,13 +51,31 @@ static void add_one(void *ctx, const char *name, vlm_tensor *t) {
     S->st = vlm_st_writer_add(S->w, parts[i], VLM_F32, t->ndim, shape, vlm_f32(t) + i * per);
 }
 
+typedef struct { vlm_clip_params *p; const vlm_clip_config *c; } clip_model;
+
+static void clip_visit_all(void *model, vlm_param_visit_fn fn, void *ctx) {
+  clip_model *m = model;
+  vlm_clip_params_visit(m->p, m->c, fn, ctx);
+}
+
+static vlm_status save_visit(vlm_visit_all_fn visit, void *model, const char *path, vlm_ckpt_format fmt);
+
 vlm_status vlm_clip_save_safetensors(vlm_clip_params *p, const vlm_clip_config *c, const char *path,
                                      vlm_ckpt_format fmt) {
   VLM_CHECK(p->arena.device == VLM_CPU, "clip save: parameters must be on the CPU");
+  clip_model m = {p, c};
+  return save_visit(clip_visit_all, &m, path, fmt);
+}
+
+vlm_status vlm_save_safetensors_visit(vlm_visit_all_fn visit, void *model, const char *path) {
+  return save_visit(visit, model, path, VLM_CKPT_OPENCLIP);
+}
+
+static vlm_status save_visit(vlm_visit_all_fn visit, void *model, const char *path, vlm_ckpt_format fmt) {
   save_ctx S = {vlm_st_writer_new(), fmt, NULL, 0, VLM_OK};
   if (!S.w) return vlm_error(VLM_ERR_OOM, "%s: out of memory", path);
   S.st = vlm_st_writer_meta(S.w, "format", "pt");
-  if (S.st == VLM_OK) vlm_clip_params_visit(p, c, add_one, &S);
+  if (S.st == VLM_OK) visit(model, add_one, &S);
   if (S.st == VLM_OK) S.st = vlm_st_writer_save(S.w, path);
   for (int i = 0; i < S.n_owned; i++) free(S.owned[i]);
   free(S.owned);

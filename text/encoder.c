@@ -25,7 +25,8 @@ void vlm_text_params_layout(vlm_text_params *p, vlm_arena *a, const vlm_text_con
   int64_t W = c->width;
   vlm_block_config bc = vlm_text_block_config(c);
   p->token_emb = vlm_arena_tensor2(a, VLM_F32, c->vocab_size, W);
-  p->pos_emb = vlm_arena_tensor2(a, VLM_F32, c->context_length, W);
+  p->pos_emb = vlm_arena_tensor2(a, VLM_F32, c->context_length + (c->embed_cls ? 1 : 0), W);
+  if (c->embed_cls) p->cls_emb = vlm_arena_tensor1(a, VLM_F32, W);
   for (int64_t i = 0; i < c->layers; i++) vlm_block_params_layout(&p->blocks[i], a, &bc);
   p->ln_final_w = vlm_arena_tensor1(a, VLM_F32, W);
   p->ln_final_b = vlm_arena_tensor1(a, VLM_F32, W);
@@ -40,6 +41,7 @@ void vlm_text_params_visit(vlm_text_params *p, const vlm_text_config *c, const c
     snprintf(name, sizeof name, "%s%s", prefix, suffix); \
     fn(ctx, name, t);                                    \
   } while (0)
+  if (c->embed_cls) V("cls_emb", &p->cls_emb);
   V("token_embedding.weight", &p->token_emb);
   V("positional_embedding", &p->pos_emb);
   for (int64_t i = 0; i < c->layers; i++) {
@@ -76,15 +78,19 @@ void vlm_text_acts_free(vlm_text_acts *s) {
 
 void vlm_text_acts_layout(vlm_text_acts *s, vlm_arena *a, const vlm_text_config *c, int64_t B, int64_t L,
                           int with_backward) {
-  int64_t W = c->width;
+  int64_t W = c->width, S = L + (c->embed_cls ? 1 : 0);
   vlm_block_config bc = vlm_text_block_config(c);
   s->B = B;
   s->L = L;
   s->with_backward = with_backward;
-  for (int64_t i = 0; i <= c->layers; i++) s->xs[i] = vlm_arena_tensor3(a, VLM_F32, B, L, W);
+  for (int64_t i = 0; i <= c->layers; i++) s->xs[i] = vlm_arena_tensor3(a, VLM_F32, B, S, W);
+  if (c->embed_cls) {
+    s->emb = vlm_arena_tensor3(a, VLM_F32, B, L, W);
+    s->kpm = vlm_arena_tensor2(a, VLM_U8, B, S);
+  }
   for (int64_t i = 0; i < c->layers; i++) {
     if (with_backward || i == 0) {
-      vlm_block_acts_layout(&s->blocks[i], a, &bc, B, L);
+      vlm_block_acts_layout(&s->blocks[i], a, &bc, B, S);
       s->blocks[i].forward_only = !with_backward;
     }
     else s->blocks[i] = s->blocks[0];
@@ -95,9 +101,9 @@ void vlm_text_acts_layout(vlm_text_acts *s, vlm_arena *a, const vlm_text_config 
   s->ln_rstd = vlm_arena_tensor1(a, VLM_F32, B);
   s->features = vlm_arena_tensor2(a, VLM_F32, B, c->embed_dim);
   if (!with_backward) return;
-  vlm_block_scratch_layout(&s->scratch, a, &bc, B, L);
-  s->dx_a = vlm_arena_tensor3(a, VLM_F32, B, L, W);
-  s->dx_b = vlm_arena_tensor3(a, VLM_F32, B, L, W);
+  vlm_block_scratch_layout(&s->scratch, a, &bc, B, S);
+  s->dx_a = vlm_arena_tensor3(a, VLM_F32, B, S, W);
+  s->dx_b = vlm_arena_tensor3(a, VLM_F32, B, S, W);
   s->d_pooled = vlm_arena_tensor2(a, VLM_F32, B, W);
   s->d_ln = vlm_arena_tensor2(a, VLM_F32, B, W);
 }
@@ -134,6 +140,44 @@ void vlm_text_pool_index(const vlm_text_config *c, const vlm_tensor *ids, int64_
   }
 }
 
+/* CoCa: xs[0] = [tok_emb[ids]; cls] + pos[:L+1], the legacy key padding mask,
+ * pooling at the cls position. */
+static void cls_embed_forward(const vlm_text_config *c, const vlm_text_params *p, vlm_text_acts *s,
+                              const vlm_tensor *ids) {
+  int64_t B = s->B, L = s->L, S = L + 1, W = c->width;
+  VLM_CHECK(s->xs[0].device == VLM_CPU, "text: the cls embedding runs on the CPU only for now");
+  vlm_embedding_forward(&s->emb, ids, &p->token_emb, NULL);
+  float *x = s->xs[0].data;
+  const float *e = s->emb.data, *cls = p->cls_emb.data;
+  uint8_t *m = s->kpm.data;
+  for (int64_t b = 0; b < B; b++) {
+    memcpy(x + b * S * W, e + b * L * W, (size_t)(L * W) * sizeof(float));
+    memcpy(x + (b * S + L) * W, cls, (size_t)W * sizeof(float));
+    m[b * S] = 0;
+    for (int64_t j = 1; j < S; j++) m[b * S + j] = id_at(ids, b * L + j - 1) == c->pad_id;
+    s->pool_idx[b] = L;
+  }
+  vlm_tensor pos = vlm_narrow(&p->pos_emb, 0, 0, S);
+  vlm_add_forward(&s->xs[0], &s->xs[0], &pos);
+}
+
+static void cls_embed_backward(const vlm_text_config *c, vlm_text_params *g, vlm_text_acts *s, const vlm_tensor *ids,
+                               const vlm_tensor *dx) {
+  int64_t B = s->B, L = s->L, S = L + 1, W = c->width;
+  vlm_tensor gpos = vlm_narrow(&g->pos_emb, 0, 0, S);
+  vlm_add_backward(NULL, &gpos, dx);
+  const float *d = dx->data;
+  float *de = s->dx_a.data == dx->data ? s->dx_b.data : s->dx_a.data;   /* the other buffer is free */
+  float *gc = g->cls_emb.data;
+  for (int64_t b = 0; b < B; b++) {
+    memcpy(de + b * L * W, d + b * S * W, (size_t)(L * W) * sizeof(float));
+    for (int64_t w = 0; w < W; w++) gc[w] += d[(b * S + L) * W + w];
+  }
+  int64_t sh[3] = {B, L, W};
+  vlm_tensor demb = vlm_tensor_make(de, VLM_F32, dx->device, 3, sh);
+  vlm_embedding_backward(&g->token_emb, NULL, &demb, ids);
+}
+
 void vlm_text_forward(const vlm_text_config *c, const vlm_text_params *p, vlm_text_acts *s, const vlm_tensor *ids) {
   char sh[128];
   VLM_CHECK(ids->ndim == 2 && ids->shape[0] == s->B && ids->shape[1] == s->L && s->L <= c->context_length,
@@ -141,9 +185,15 @@ void vlm_text_forward(const vlm_text_config *c, const vlm_text_params *p, vlm_te
             (long long)s->L);
   int64_t B = s->B, L = s->L, W = c->width, NL = c->layers;
   vlm_block_config bc = vlm_text_block_config(c);
-  vlm_embedding_forward(&s->xs[0], ids, &p->token_emb, &p->pos_emb);
-  vlm_block_stack_forward(&bc, p->blocks, s->blocks, s->xs, NL, NULL, 1);
-  vlm_text_pool_index(c, ids, s->pool_idx);
+  if (c->embed_cls) {
+    cls_embed_forward(c, p, s, ids);
+    vlm_block_stack_forward(&bc, p->blocks, s->blocks, s->xs, NL, &s->kpm, 1);
+    L += 1;
+  } else {
+    vlm_embedding_forward(&s->xs[0], ids, &p->token_emb, &p->pos_emb);
+    vlm_block_stack_forward(&bc, p->blocks, s->blocks, s->xs, NL, NULL, 1);
+    vlm_text_pool_index(c, ids, s->pool_idx);
+  }
   /* ln_final is per row, so pooling before it equals open_clip's ln_final-then-pool. */
   float *pooled = s->pooled.data;
   const float *x = s->xs[NL].data;
@@ -157,8 +207,14 @@ void vlm_text_forward(const vlm_text_config *c, const vlm_text_params *p, vlm_te
 
 void vlm_text_backward(const vlm_text_config *c, const vlm_text_params *p, vlm_text_params *g, vlm_text_acts *s,
                        const vlm_tensor *ids, const vlm_tensor *d_features) {
+  vlm_text_backward_tokens(c, p, g, s, ids, d_features, NULL);
+}
+
+void vlm_text_backward_tokens(const vlm_text_config *c, const vlm_text_params *p, vlm_text_params *g,
+                              vlm_text_acts *s, const vlm_tensor *ids, const vlm_tensor *d_features,
+                              const vlm_tensor *d_tokens) {
   VLM_CHECK(s->with_backward, "text: activations were laid out for inference only");
-  int64_t B = s->B, L = s->L, W = c->width, NL = c->layers;
+  int64_t B = s->B, L = s->L + (c->embed_cls ? 1 : 0), W = c->width, NL = c->layers;
   vlm_block_config bc = vlm_text_block_config(c);
   vlm_zero(&s->d_ln);
   vlm_matmul_backward(&s->d_ln, &g->proj, NULL, d_features, &s->ln_final, &p->proj, 0, 0);
@@ -172,6 +228,26 @@ void vlm_text_backward(const vlm_text_config *c, const vlm_text_params *p, vlm_t
   for (int64_t b = 0; b < B; b++)
     vlm_memcpy(d + (b * L + s->pool_idx[b]) * W, dy->device, dp + b * W, s->d_pooled.device,
                (size_t)W * sizeof(float));
+  if (d_tokens) {
+    VLM_CHECK(d_tokens->ndim == 3 && d_tokens->shape[0] == B && d_tokens->shape[1] == s->L &&
+                  d_tokens->shape[2] == W && vlm_is_contiguous(d_tokens),
+              "text: d_tokens must be [B, L, W] contiguous");
+    const float *dt = d_tokens->data;
+    for (int64_t b = 0; b < B; b++)
+      for (int64_t i = 0; i < s->L * W; i++) d[b * L * W + i] += dt[b * s->L * W + i];
+  }
   dy = vlm_block_stack_backward(&bc, p->blocks, g->blocks, s->blocks, &s->scratch, s->xs, NL, 1, dy, dx);
-  vlm_embedding_backward(&g->token_emb, &g->pos_emb, dy, ids);
+  if (c->embed_cls) cls_embed_backward(c, g, s, ids, dy);
+  else vlm_embedding_backward(&g->token_emb, &g->pos_emb, dy, ids);
+}
+
+void vlm_text_tokens(const vlm_text_config *c, const vlm_text_acts *s, vlm_tensor *out) {
+  int64_t B = s->B, L = s->L, S = L + (c->embed_cls ? 1 : 0), W = c->width;
+  VLM_CHECK(out->ndim == 3 && out->shape[0] == B && out->shape[1] == L && out->shape[2] == W &&
+                vlm_is_contiguous(out),
+            "text: tokens output must be [B, L, W] contiguous");
+  const float *x = s->xs[c->layers].data;
+  float *o = out->data;
+  for (int64_t b = 0; b < B; b++)
+    vlm_memcpy(o + b * L * W, out->device, x + b * S * W, s->xs[c->layers].device, (size_t)(L * W) * sizeof(float));
 }

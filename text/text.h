@@ -29,13 +29,19 @@ typedef struct {
   vlm_act act;
   float ln_eps;           /* 1e-5 */
   int64_t eot_id;         /* -1: argmax pooling */
+  /* CoCa (open_clip's embed_cls): a learned cls embedding appended after the
+   * tokens (positions ctx+1), pooling at it; the attention mask is causal plus
+   * open_clip's legacy key padding: key j >= 1 masked iff ids[j-1] == pad_id. */
+  int embed_cls;
+  int64_t pad_id;
 } vlm_text_config;
 
 vlm_block_config vlm_text_block_config(const vlm_text_config *c);
 
 typedef struct {
   vlm_tensor token_emb;          /* [V, W] */
-  vlm_tensor pos_emb;            /* [ctx, W] */
+  vlm_tensor pos_emb;            /* [ctx, W] ([ctx+1, W] with embed_cls) */
+  vlm_tensor cls_emb;            /* [W] (embed_cls only) */
   vlm_block_params *blocks;      /* [layers] (vlm_text_params_alloc) */
   vlm_tensor ln_final_w, ln_final_b; /* [W] */
   vlm_tensor proj;               /* [W, E] text_projection */
@@ -48,8 +54,10 @@ void vlm_text_params_visit(vlm_text_params *p, const vlm_text_config *c, const c
                            vlm_param_visit_fn fn, void *ctx);
 
 typedef struct {
-  int64_t B, L;
-  vlm_tensor *xs;               /* [layers+1] of [B, L, W]: xs[0] = embeddings */
+  int64_t B, L;                 /* L token ids; the sequence is S = L + embed_cls long */
+  vlm_tensor *xs;               /* [layers+1] of [B, S, W]: xs[0] = embeddings */
+  vlm_tensor emb;               /* [B, L, W] token embeddings (embed_cls only) */
+  vlm_tensor kpm;               /* [B, S] U8 key padding mask (embed_cls only) */
   vlm_block_acts *blocks;       /* [layers] */
   int64_t *pool_idx;            /* [B] pooled position per row (heap, vlm_text_acts_alloc) */
   vlm_tensor pooled;            /* [B, W] */
@@ -57,7 +65,7 @@ typedef struct {
   vlm_tensor ln_mean, ln_rstd;  /* [B] */
   vlm_tensor features;          /* [B, E] (unnormalized) */
   vlm_block_scratch scratch;
-  vlm_tensor dx_a, dx_b;        /* [B, L, W] */
+  vlm_tensor dx_a, dx_b;        /* [B, S, W] */
   vlm_tensor d_pooled, d_ln;    /* [B, W] */
   int with_backward;
 } vlm_text_acts;
@@ -73,6 +81,13 @@ void vlm_text_pool_index(const vlm_text_config *c, const vlm_tensor *ids, int64_
 void vlm_text_forward(const vlm_text_config *c, const vlm_text_params *p, vlm_text_acts *s, const vlm_tensor *ids);
 void vlm_text_backward(const vlm_text_config *c, const vlm_text_params *p, vlm_text_params *g, vlm_text_acts *s,
                        const vlm_tensor *ids, const vlm_tensor *d_features);
+/* The same plus d_tokens [B,L,W] (or NULL): the gradient of the token states
+ * xs[layers][:, :L] (before ln_final; CoCa's decoder input). */
+void vlm_text_backward_tokens(const vlm_text_config *c, const vlm_text_params *p, vlm_text_params *g,
+                              vlm_text_acts *s, const vlm_tensor *ids, const vlm_tensor *d_features,
+                              const vlm_tensor *d_tokens);
+/* Copy the token states xs[layers][:, :L] into out [B,L,W]. */
+void vlm_text_tokens(const vlm_text_config *c, const vlm_text_acts *s, vlm_tensor *out);
 /* ---- end text encoder ---- */
 
 /* ---- tokenizer ---- */

@@ -31,9 +31,10 @@ void vlm_vit_params_layout(vlm_vit_params *p, vlm_arena *a, const vlm_vit_config
   p->ln_pre_w = vlm_arena_tensor1(a, VLM_F32, W);
   p->ln_pre_b = vlm_arena_tensor1(a, VLM_F32, W);
   for (int64_t i = 0; i < c->layers; i++) vlm_block_params_layout(&p->blocks[i], a, &bc);
-  p->ln_post_w = vlm_arena_tensor1(a, VLM_F32, W);
-  p->ln_post_b = vlm_arena_tensor1(a, VLM_F32, W);
-  p->proj = vlm_arena_tensor2(a, VLM_F32, W, c->embed_dim);
+  int64_t PD = c->attentional_pool ? c->embed_dim : W;   /* CoCa: ln_post/proj after the pooler */
+  p->ln_post_w = vlm_arena_tensor1(a, VLM_F32, PD);
+  p->ln_post_b = vlm_arena_tensor1(a, VLM_F32, PD);
+  p->proj = vlm_arena_tensor2(a, VLM_F32, PD, c->embed_dim);
 }
 
 void vlm_vit_params_visit(vlm_vit_params *p, const vlm_vit_config *c, const char *prefix,
@@ -152,7 +153,7 @@ static void copy_rows(vlm_tensor *dst, int64_t dst_row0, int64_t dst_step, const
                (size_t)(rows_per_copy * W) * sizeof(float));
 }
 
-void vlm_vit_forward(const vlm_vit_config *c, const vlm_vit_params *p, vlm_vit_acts *s, const vlm_tensor *image) {
+void vlm_vit_trunk_forward(const vlm_vit_config *c, const vlm_vit_params *p, vlm_vit_acts *s, const vlm_tensor *image) {
   int64_t B = s->B, W = c->width, G = vlm_vit_grid(c), T = vlm_vit_tokens(c), L = c->layers;
   char sh[128];
   VLM_CHECK(image->ndim == 4 && image->shape[0] == B && image->shape[1] == 3 && image->shape[2] == c->image_size &&
@@ -168,6 +169,12 @@ void vlm_vit_forward(const vlm_vit_config *c, const vlm_vit_params *p, vlm_vit_a
   vlm_add_forward(&s->x0, &s->x0, &p->pos_emb);
   vlm_layernorm_forward(&s->xs[0], &s->ln_pre_mean, &s->ln_pre_rstd, &s->x0, &p->ln_pre_w, &p->ln_pre_b, c->ln_eps);
   vlm_block_stack_forward(&bc, p->blocks, s->blocks, s->xs, L, NULL, 0);
+}
+
+void vlm_vit_forward(const vlm_vit_config *c, const vlm_vit_params *p, vlm_vit_acts *s, const vlm_tensor *image) {
+  int64_t B = s->B, W = c->width, T = vlm_vit_tokens(c), L = c->layers;
+  VLM_CHECK(!c->attentional_pool, "vit: an attentional-pool tower runs through vlm_coca_vit_forward");
+  vlm_vit_trunk_forward(c, p, s, image);
   copy_rows(&s->pooled, 0, 1, &s->xs[L], 0, T, B, 1, W);
   vlm_layernorm_forward(&s->ln_post, &s->ln_post_mean, &s->ln_post_rstd, &s->pooled, &p->ln_post_w,
                         &p->ln_post_b, c->ln_eps);
@@ -177,16 +184,22 @@ void vlm_vit_forward(const vlm_vit_config *c, const vlm_vit_params *p, vlm_vit_a
 void vlm_vit_backward(const vlm_vit_config *c, const vlm_vit_params *p, vlm_vit_params *g, vlm_vit_acts *s,
                       const vlm_tensor *d_features) {
   VLM_CHECK(s->with_backward, "vit: activations were laid out for inference only");
-  int64_t B = s->B, W = c->width, G = vlm_vit_grid(c), T = vlm_vit_tokens(c), L = c->layers;
-  vlm_block_config bc = vlm_vit_block_config(c);
+  int64_t B = s->B, W = c->width, T = vlm_vit_tokens(c);
   vlm_zero(&s->d_ln_post);
   vlm_matmul_backward(&s->d_ln_post, &g->proj, NULL, d_features, &s->ln_post, &p->proj, 0, 0);
   vlm_zero(&s->d_pooled);
   vlm_layernorm_backward(&s->d_pooled, &g->ln_post_w, &g->ln_post_b, &s->d_ln_post, &s->pooled, &p->ln_post_w,
                          &s->ln_post_mean, &s->ln_post_rstd);
+  vlm_zero(&s->dx_a);
+  copy_rows(&s->dx_a, 0, T, &s->d_pooled, 0, 1, B, 1, W);
+  vlm_vit_trunk_backward(c, p, g, s);
+}
+
+void vlm_vit_trunk_backward(const vlm_vit_config *c, const vlm_vit_params *p, vlm_vit_params *g, vlm_vit_acts *s) {
+  VLM_CHECK(s->with_backward, "vit: activations were laid out for inference only");
+  int64_t B = s->B, W = c->width, G = vlm_vit_grid(c), T = vlm_vit_tokens(c), L = c->layers;
+  vlm_block_config bc = vlm_vit_block_config(c);
   vlm_tensor *dy = &s->dx_a, *dx = &s->dx_b;
-  vlm_zero(dy);
-  copy_rows(dy, 0, T, &s->d_pooled, 0, 1, B, 1, W);
   dy = vlm_block_stack_backward(&bc, p->blocks, g->blocks, s->blocks, &s->scratch, s->xs, L, 0, dy, dx);
   dx = dy == &s->dx_a ? &s->dx_b : &s->dx_a;
   /* dy = d xs[0]; dx <- d x0 */

@@ -1,0 +1,324 @@
+/* vlm caption --model PATH IMAGE... : CoCa captions, batched over images. */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "apps/apps.h"
+#include "datasets/datasets.h"
+#include "model/model.h"
+
+static void usage(FILE *f) {
+  fprintf(f,
+          "usage: vlm caption --model PATH [options] IMAGE...\n"
+          "       vlm caption --model PATH [options] --inputs FILE\n"
+          "\n"
+          "Captions images with a CoCa model (open_clip checkpoint: a directory or its\n"
+          "config file, see 'vlm info'). Images are decoded and preprocessed as open_clip's\n"
+          "eval transform (resize the shorter side, center crop, OpenAI mean/std) and\n"
+          "captioned in batches; the decoder keeps a KV cache, so each new token costs one\n"
+          "position.\n"
+          "\n"
+          "Decoding (greedy by default):\n"
+          "  --beams N              beam search with N beams\n"
+          "  --top-k K              sample from the K most likely tokens\n"
+          "  --top-p P              sample from the nucleus of probability P\n"
+          "  --temperature T        sampling temperature (default 1)\n"
+          "  --repetition-penalty R penalise tokens already generated (default 1: off)\n"
+          "  --length-penalty A     beam search: score / length^A (default 1)\n"
+          "  --min-len N            EOT is forbidden before N tokens (default 5)\n"
+          "  --max-len N            at most N tokens, sot and eot included (default 30)\n"
+          "  --seed S               sampling seed (default 0)\n"
+          "  --no-cache             re-run the whole prefix every step (as open_clip; slow)\n"
+          "Other options:\n"
+          "  --tokenizer PATH       vocab.json + merges.txt folder, vocab.json, or OpenAI's\n"
+          "                         bpe_simple_vocab_16e6.txt.gz (default: the model's\n"
+          "                         tokenizer/ folder); without one the ids are printed\n"
+          "  --batch N              images per batch (default 8)\n"
+          "  --inputs FILE          caption the `images` tensor [N,3,H,W] of a safetensors file\n"
+          "                         (already normalized, as 'vlm forward --inputs') instead of files\n"
+          "  --json                 one JSON object per image: image, caption, ids\n"
+          "  --precision f32|bf16   bf16: weight matrices converted to bf16 once, bf16 matmul\n"
+          "                         inputs with f32 accumulation (faster; captions may differ)\n"
+          "\n"
+          "Examples:\n"
+          "  vlm caption --model runs/coca-shapes/final img1.jpg img2.png\n"
+          "  vlm caption --model coca-dir --beams 3 --max-len 20 --json *.jpg\n"
+          "  vlm caption --model coca-dir --top-p 0.9 --temperature 0.7 --seed 1 photo.webp\n");
+}
+
+static int parse_float(const char *flag, const char *s, double lo, double hi, float *out) {
+  char *end = NULL;
+  errno = 0;
+  double v = strtod(s, &end);
+  if (errno || !end || *end || end == s || !(v >= lo && v <= hi)) {
+    fprintf(stderr, "vlm caption: %s expects a number in [%g, %g], got '%s'\n", flag, lo, hi, s);
+    return 0;
+  }
+  *out = (float)v;
+  return 1;
+}
+
+static void json_string(const char *s) {
+  putchar('"');
+  for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+    if (*p == '"' || *p == '\\') printf("\\%c", *p);
+    else if (*p == '\n') printf("\\n");
+    else if (*p == '\t') printf("\\t");
+    else if (*p == '\r') printf("\\r");
+    else if (*p < 0x20) printf("\\u%04x", *p);
+    else putchar(*p);
+  }
+  putchar('"');
+}
+
+static int is_dir(const char *p) {
+  struct stat sb;
+  return stat(p, &sb) == 0 && S_ISDIR(sb.st_mode);
+}
+
+int vlm_cmd_caption(int argc, char **argv) {
+  const char *model = NULL, *tok_path = NULL, *precision = "f32", *inputs = NULL;
+  vlm_gen_options o;
+  vlm_gen_options_default(&o);
+  int json = 0, sampling_set = 0, max_set = 0;
+  long long batch = 8, v;
+  const char **images = calloc((size_t)argc, sizeof *images);
+  int n_images = 0;
+  if (!images) return 1;
+#define NEED_ARG()                                                                      \
+  do {                                                                                  \
+    if (i + 1 >= argc) {                                                                \
+      fprintf(stderr, "vlm caption: %s needs a value\n", argv[i]);                      \
+      free(images);                                                                     \
+      return 2;                                                                         \
+    }                                                                                   \
+  } while (0)
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    if (vlm_app_is_help(a)) { usage(stdout); free(images); return 0; }
+    int ok = 1;
+    if (!strcmp(a, "--model")) { NEED_ARG(); model = argv[++i]; }
+    else if (!strcmp(a, "--tokenizer")) { NEED_ARG(); tok_path = argv[++i]; }
+    else if (!strcmp(a, "--precision")) { NEED_ARG(); precision = argv[++i]; }
+    else if (!strcmp(a, "--inputs")) { NEED_ARG(); inputs = argv[++i]; }
+    else if (!strcmp(a, "--json")) json = 1;
+    else if (!strcmp(a, "--no-cache")) o.use_cache = 0;
+    else if (!strcmp(a, "--beams")) { NEED_ARG(); ok = vlm_app_parse_int("vlm caption", a, argv[++i], 1, 64, &v); o.beams = (int)v; }
+    else if (!strcmp(a, "--top-k")) { NEED_ARG(); ok = vlm_app_parse_int("vlm caption", a, argv[++i], 1, 1 << 30, &v); o.top_k = (int)v; sampling_set = 1; }
+    else if (!strcmp(a, "--top-p")) { NEED_ARG(); ok = parse_float(a, argv[++i], 1e-6, 1.0, &o.top_p); sampling_set = 1; }
+    else if (!strcmp(a, "--temperature")) { NEED_ARG(); ok = parse_float(a, argv[++i], 1e-4, 1e4, &o.temperature); }
+    else if (!strcmp(a, "--repetition-penalty")) { NEED_ARG(); ok = parse_float(a, argv[++i], 1e-4, 1e4, &o.repetition_penalty); }
+    else if (!strcmp(a, "--length-penalty")) { NEED_ARG(); ok = parse_float(a, argv[++i], -100, 100, &o.length_penalty); }
+    else if (!strcmp(a, "--min-len")) { NEED_ARG(); ok = vlm_app_parse_int("vlm caption", a, argv[++i], 0, 1 << 20, &v); o.min_len = (int)v; }
+    else if (!strcmp(a, "--max-len")) { NEED_ARG(); ok = vlm_app_parse_int("vlm caption", a, argv[++i], 2, 1 << 20, &v); o.max_len = (int)v; max_set = 1; }
+    else if (!strcmp(a, "--seed")) { NEED_ARG(); ok = vlm_app_parse_int("vlm caption", a, argv[++i], 0, (1LL << 62), &v); o.seed = (uint64_t)v; }
+    else if (!strcmp(a, "--batch")) { NEED_ARG(); ok = vlm_app_parse_int("vlm caption", a, argv[++i], 1, 4096, &batch); }
+    else if (a[0] == '-' && a[1]) {
+      fprintf(stderr, "vlm caption: unknown option '%s'\n", a);
+      usage(stderr);
+      free(images);
+      return 2;
+    } else images[n_images++] = a;
+    if (!ok) { free(images); return 2; }
+  }
+#undef NEED_ARG
+  if (!model || (n_images == 0) == !inputs) {
+    fprintf(stderr, "vlm caption: --model and either IMAGE files or --inputs FILE are required\n");
+    usage(stderr);
+    free(images);
+    return 2;
+  }
+  int bf16 = !strcmp(precision, "bf16");
+  if (!bf16 && strcmp(precision, "f32")) {
+    fprintf(stderr, "vlm caption: --precision must be f32 or bf16, got '%s'\n", precision);
+    free(images);
+    return 2;
+  }
+  if (o.beams > 1 && sampling_set) {
+    fprintf(stderr, "vlm caption: --beams and --top-k/--top-p are exclusive\n");
+    free(images);
+    return 2;
+  }
+  int coca = vlm_model_is_coca(model);
+  if (coca != 1) {
+    fprintf(stderr, "vlm caption: %s: %s\n", model,
+            coca < 0 ? vlm_last_error() : "not a CoCa model (its config has no multimodal_cfg)");
+    free(images);
+    return 1;
+  }
+  vlm_coca_config c;
+  vlm_coca_params p;
+  if (vlm_coca_load(model, &c, &p) != VLM_OK) {
+    fprintf(stderr, "vlm caption: %s\n", vlm_last_error());
+    free(images);
+    return 1;
+  }
+  vlm_coca_params h, *w = &p;
+  memset(&h, 0, sizeof h);
+  if (bf16) {   /* bf16 weight matrices converted once; bf16 matmul inputs, f32 accumulation */
+    vlm_set_matmul_precision(VLM_PREC_BF16);
+    if (vlm_coca_params_bf16(&h, &p, &c) != VLM_OK) {
+      fprintf(stderr, "vlm caption: %s\n", vlm_last_error());
+      vlm_coca_params_free(&p);
+      free(images);
+      return 1;
+    }
+    w = &h;
+  }
+  /* tokenizer: --tokenizer, else MODEL/tokenizer/ when present */
+  vlm_tokenizer *tok = NULL;
+  char tdir[4096];
+  snprintf(tdir, sizeof tdir, "%s/tokenizer", model);
+  if (!tok_path && is_dir(model) && is_dir(tdir)) tok_path = tdir;
+  int rc = 0;
+  if (tok_path && vlm_tokenizer_load(&tok, tok_path) != VLM_OK) {
+    fprintf(stderr, "vlm caption: %s\n", vlm_last_error());
+    vlm_coca_params_free(&h);
+    vlm_coca_params_free(&p);
+    free(images);
+    return 1;
+  }
+  int64_t V = c.text.vocab_size;
+  o.sot_id = tok ? vlm_tokenizer_sot(tok) : V - 2;
+  o.eot_id = tok ? vlm_tokenizer_eot(tok) : V - 1;
+  o.pad_id = c.text.pad_id;
+  int64_t ctx = c.text.context_length < c.decoder.context_length ? c.text.context_length : c.decoder.context_length;
+  if (!max_set && o.max_len > ctx) o.max_len = (int)ctx;   /* the default fits the model */
+  if (o.min_len > o.max_len) o.min_len = o.max_len;
+  if (vlm_gen_options_check(&o, &c.text, &c.decoder) != VLM_OK) {
+    fprintf(stderr, "vlm caption: %s\n", vlm_last_error());
+    vlm_tokenizer_free(tok);
+    vlm_coca_params_free(&h);
+    vlm_coca_params_free(&p);
+    free(images);
+    return 2;
+  }
+  int64_t S = c.vision.image_size;
+  float *pre = NULL;   /* --inputs: the whole `images` tensor */
+  char **pre_names = NULL;
+  float *pix = NULL;
+  int32_t *out = NULL;
+  int *lens = NULL;
+  const char **names = NULL;
+  if (inputs) {
+    vlm_safetensors st;
+    if (vlm_st_open(&st, inputs) != VLM_OK) {
+      fprintf(stderr, "vlm caption: %s\n", vlm_last_error());
+      rc = 1;
+      goto done;
+    }
+    const vlm_st_entry *e = vlm_st_find(&st, "images");
+    if (!e || e->ndim != 4 || e->shape[0] < 1 || e->shape[0] > (1 << 20) || e->shape[1] != 3 || e->shape[2] != S ||
+        e->shape[3] != S) {
+      fprintf(stderr, "vlm caption: %s: needs `images` [N, 3, %lld, %lld] (normalized, as vlm forward --inputs)\n",
+              inputs, (long long)S, (long long)S);
+      vlm_st_close(&st);
+      rc = 1;
+      goto done;
+    }
+    n_images = (int)e->shape[0];
+    pre = malloc((size_t)(n_images * 3 * S * S) * sizeof *pre);
+    pre_names = calloc((size_t)n_images, sizeof *pre_names);
+    if (!pre || !pre_names || vlm_st_read_f32(&st, e, pre, n_images * 3 * S * S) != VLM_OK) {
+      fprintf(stderr, "vlm caption: %s: %s\n", inputs, pre ? vlm_last_error() : "out of memory");
+      vlm_st_close(&st);
+      rc = 1;
+      goto done;
+    }
+    vlm_st_close(&st);
+    for (int i = 0; i < n_images; i++) {
+      pre_names[i] = malloc(strlen(inputs) + 32);
+      if (pre_names[i]) sprintf(pre_names[i], "%s[%d]", inputs, i);
+    }
+  }
+  int64_t B = batch < n_images ? batch : n_images;
+  pix = malloc((size_t)(B * 3 * S * S) * sizeof *pix);
+  out = malloc((size_t)(B * o.max_len) * sizeof *out);
+  lens = malloc((size_t)B * sizeof *lens);
+  names = malloc((size_t)B * sizeof *names);
+  if (!pix || !out || !lens || !names) {
+    fprintf(stderr, "vlm caption: out of memory\n");
+    rc = 1;
+    goto done;
+  }
+  vlm_preprocess_cfg pc;
+  vlm_preprocess_cfg_default(&pc, (int)S);
+  int next = 0;
+  double t0 = vlm_now();
+  int n_done = 0;
+  while (next < n_images) {
+    int64_t nb = 0;
+    o.first_row = (uint64_t)next;
+    while (nb < B && next < n_images) {
+      if (pre) {
+        memcpy(pix + nb * 3 * S * S, pre + next * 3 * S * S, (size_t)(3 * S * S) * sizeof *pix);
+        names[nb++] = pre_names[next] ? pre_names[next] : inputs;
+        next++;
+        continue;
+      }
+      const char *path = images[next++];
+      if (vlm_preprocess_file(path, NULL, &pc, NULL, pix + nb * 3 * S * S) != VLM_OK) {
+        fprintf(stderr, "vlm caption: %s\n", vlm_last_error());
+        rc = 1;
+        break;   /* a batch holds consecutive images: row b is image first_row + b */
+      }
+      names[nb++] = path;
+    }
+    if (nb == 0) continue;
+    int64_t sh[4] = {nb, 3, S, S};
+    vlm_tensor t = vlm_tensor_cpu_f32(pix, 4, sh);
+    if (vlm_coca_generate(&c, w, &t, &o, out, lens) != VLM_OK) {
+      fprintf(stderr, "vlm caption: %s\n", vlm_last_error());
+      rc = 1;
+      goto done;
+    }
+    for (int64_t b = 0; b < nb; b++) {
+      const int32_t *row = out + b * o.max_len;
+      int32_t body[4096];
+      size_t n = 0;
+      for (int i = 1; i < lens[b] && n < sizeof body / sizeof body[0]; i++)
+        if (row[i] != o.eot_id && row[i] != o.sot_id) body[n++] = row[i];
+      char *text = tok ? vlm_tokenizer_decode(tok, body, n) : NULL;
+      if (text) {   /* decode leaves a trailing space from "</w>" */
+        size_t k = strlen(text);
+        while (k && text[k - 1] == ' ') text[--k] = 0;
+      }
+      if (json) {
+        printf("{\"image\": ");
+        json_string(names[b]);
+        printf(", \"caption\": ");
+        if (text) json_string(text);
+        else printf("null");
+        printf(", \"ids\": [");
+        for (int i = 0; i < lens[b]; i++) printf("%s%d", i ? ", " : "", row[i]);
+        printf("]}\n");
+      } else if (text) {
+        printf("%s\t%s\n", names[b], text);
+      } else {
+        printf("%s\t", names[b]);
+        for (int i = 0; i < lens[b]; i++) printf("%s%d", i ? " " : "", row[i]);
+        printf("\n");
+      }
+      free(text);
+      n_done++;
+    }
+  }
+  vlm_log(VLM_LOG_DEBUG, "caption: %d images in %.3f s", n_done, vlm_now() - t0);
+done:
+  free(pix);
+  if (pre_names)
+    for (int i = 0; i < n_images; i++) free(pre_names[i]);
+  free(pre_names);
+  free(pre);
+  free(out);
+  free(lens);
+  free(names);
+  vlm_tokenizer_free(tok);
+  vlm_coca_params_free(&h);
+  vlm_coca_params_free(&p);
+  free(images);
+  return rc;
+}

@@ -1,0 +1,223 @@
+/* `vlm forward` and `vlm info` on CoCa checkpoints (called by cmd_forward.c and
+ * cmd_info.c when the model's config has a multimodal_cfg). */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "apps/apps.h"
+#include "model/model.h"
+
+typedef struct { int64_t visual, text, decoder, other; } tower_counts;
+
+static void count_one(void *ctx, const char *name, vlm_tensor *t) {
+  tower_counts *k = ctx;
+  int64_t n = vlm_numel(t);
+  if (!strncmp(name, "visual.", 7)) k->visual += n;
+  else if (!strncmp(name, "text_decoder.", 13)) k->decoder += n;
+  else if (!strncmp(name, "text.", 5)) k->text += n;
+  else k->other += n;
+}
+
+int vlm_app_coca_info(const char *model) {
+  vlm_coca_config c;
+  vlm_coca_params p;
+  if (vlm_coca_load(model, &c, &p) != VLM_OK) {
+    fprintf(stderr, "vlm info: %s\n", vlm_last_error());
+    return 1;
+  }
+  tower_counts k = {0, 0, 0, 0};
+  vlm_coca_params_visit(&p, &c, count_one, &k);
+  int64_t n = k.visual + k.text + k.decoder + k.other;
+  const vlm_vit_config *v = &c.vision;
+  const vlm_text_config *t = &c.text;
+  const vlm_decoder_config *d = &c.decoder;
+  printf("model: CoCa (open_clip checkpoint) from %s\n", model);
+  printf("embed_dim: %lld, activation: %s, logit_scale: %g (exp %g), loss: %g * clip + %g * caption\n",
+         (long long)c.embed_dim, c.quick_gelu ? "quick_gelu" : "gelu", *vlm_f32(&p.logit_scale),
+         expf(*vlm_f32(&p.logit_scale)), c.clip_loss_weight, c.caption_loss_weight);
+  printf("vision: ViT image %lld, patch %lld (%lld tokens), width %lld, layers %lld, heads %lld, mlp %lld; "
+         "attentional pooler %lld queries, %lld heads\n",
+         (long long)v->image_size, (long long)v->patch_size, (long long)vlm_vit_tokens(v), (long long)v->width,
+         (long long)v->layers, (long long)v->heads, (long long)v->mlp_width, (long long)v->pool_queries,
+         (long long)v->pool_heads);
+  printf("text: context %lld (+1 cls), vocab %lld, width %lld, layers %lld, heads %lld, mlp %lld, pad id %lld\n",
+         (long long)t->context_length, (long long)t->vocab_size, (long long)t->width, (long long)t->layers,
+         (long long)t->heads, (long long)t->mlp_width, (long long)t->pad_id);
+  printf("decoder: context %lld, width %lld, layers %lld (self + cross attention), heads %lld, mlp %lld, vocab %lld\n",
+         (long long)d->context_length, (long long)d->width, (long long)d->layers, (long long)d->heads,
+         (long long)d->mlp_width, (long long)d->vocab_size);
+  printf("parameters: %lld (vision %lld, text %lld, decoder %lld, logit_scale 1)\n", (long long)n,
+         (long long)k.visual, (long long)k.text, (long long)k.decoder);
+  vlm_coca_params_free(&p);
+  return 0;
+}
+
+/* Read images [B,3,S,S] and text [B,L]; the caller frees both. */
+static int read_inputs(const char *path, const vlm_coca_config *c, float **images, void **ids, vlm_dtype *ids_dt,
+                       int64_t *B, int64_t *L) {
+  vlm_safetensors st;
+  if (vlm_st_open(&st, path) != VLM_OK) {
+    fprintf(stderr, "vlm forward: %s\n", vlm_last_error());
+    return 0;
+  }
+  int ok = 0;
+  const vlm_st_entry *ei = vlm_st_find(&st, "images"), *et = vlm_st_find(&st, "text");
+  int64_t S = c->vision.image_size;
+  int64_t ctx = c->text.context_length < c->decoder.context_length ? c->text.context_length
+                                                                    : c->decoder.context_length;
+  if (!ei || !et) {
+    fprintf(stderr, "vlm forward: %s: needs tensors `images` and `text`%s%s\n", path, ei ? "" : " (no images)",
+            et ? "" : " (no text)");
+  } else if (ei->ndim != 4 || ei->shape[1] != 3 || ei->shape[2] != S || ei->shape[3] != S || ei->shape[0] < 1) {
+    fprintf(stderr, "vlm forward: %s: images must be [B, 3, %lld, %lld] for this model\n", path, (long long)S,
+            (long long)S);
+  } else if (et->ndim != 2 || et->shape[0] != ei->shape[0] || et->shape[1] < 1 || et->shape[1] > ctx ||
+             (et->dtype != VLM_I64 && et->dtype != VLM_I32)) {
+    fprintf(stderr, "vlm forward: %s: text must be [%lld, L<=%lld] I64 or I32\n", path, (long long)ei->shape[0],
+            (long long)ctx);
+  } else {
+    *B = ei->shape[0];
+    *L = et->shape[1];
+    int64_t n = *B * 3 * S * S, nt = *B * *L;
+    *images = malloc((size_t)n * sizeof(float));
+    *ids = malloc((size_t)nt * vlm_dtype_size(et->dtype));
+    *ids_dt = et->dtype;
+    if (!*images || !*ids) {
+      fprintf(stderr, "vlm forward: out of memory\n");
+    } else if (vlm_st_read_f32(&st, ei, *images, n) != VLM_OK) {
+      fprintf(stderr, "vlm forward: %s\n", vlm_last_error());
+    } else {
+      memcpy(*ids, et->data, (size_t)nt * vlm_dtype_size(et->dtype));
+      ok = 1;
+      for (int64_t i = 0; i < nt && ok; i++) {
+        int64_t id = et->dtype == VLM_I64 ? ((int64_t *)*ids)[i] : ((int32_t *)*ids)[i];
+        if (id < 0 || id >= c->text.vocab_size) {
+          fprintf(stderr, "vlm forward: %s: text[%lld, %lld] = %lld is outside the vocabulary [0, %lld)\n", path,
+                  (long long)(i / *L), (long long)(i % *L), (long long)id, (long long)c->text.vocab_size);
+          ok = 0;
+        }
+      }
+    }
+    if (!ok) { free(*images); free(*ids); *images = NULL; *ids = NULL; }
+  }
+  vlm_st_close(&st);
+  return ok;
+}
+
+static vlm_status write_outputs(const char *path, const vlm_coca_config *c, vlm_coca_acts *s) {
+  vlm_st_writer *w = vlm_st_writer_new();
+  if (!w) return vlm_error(VLM_ERR_OOM, "out of memory");
+  vlm_status st = VLM_OK;
+  struct { const char *name; vlm_tensor *t; } outs[] = {
+    {"image_features_unnorm", &s->pool.features}, {"text_features_unnorm", &s->text.features},
+    {"image_features", &s->loss.img}, {"text_features", &s->loss.txt},
+    {"image_tokens", &s->pool.tokens}, {"text_tokens", &s->dec.xs[0]},
+    {"logits_per_image", &s->loss.logits_per_image}, {"logits_per_text", &s->loss.logits_per_text},
+    {"caption_logits", &s->dec.logits},
+  };
+  for (size_t i = 0; i < sizeof outs / sizeof outs[0] && st == VLM_OK; i++)
+    st = vlm_st_writer_add_tensor(w, outs[i].name, outs[i].t);
+  float losses[5] = {c->clip_loss_weight * s->clip_loss, c->caption_loss_weight * s->caption_loss, s->clip_loss,
+                     s->caption_loss, s->total};
+  const char *names[5] = {"clip_loss", "caption_loss", "clip_loss_unweighted", "caption_loss_unweighted", "loss"};
+  if (st == VLM_OK) st = vlm_st_writer_add(w, "logit_scale", VLM_F32, 0, NULL, s->loss.scale.data);
+  for (int i = 0; i < 5 && st == VLM_OK; i++) st = vlm_st_writer_add(w, names[i], VLM_F32, 0, NULL, &losses[i]);
+  if (st == VLM_OK) st = vlm_st_writer_save(w, path);
+  vlm_st_writer_free(w);
+  return st;
+}
+
+int vlm_app_coca_forward(const char *model, const char *inputs, const char *out, const char *grads, int bf16) {
+  vlm_coca_config c;
+  vlm_coca_params p, g;
+  if (vlm_coca_load(model, &c, &p) != VLM_OK) {
+    fprintf(stderr, "vlm forward: %s\n", vlm_last_error());
+    return 1;
+  }
+  int rc = 1;
+  float *images = NULL;
+  void *ids = NULL;
+  vlm_dtype ids_dt;
+  int64_t B, L;
+  vlm_coca_acts s;
+  memset(&s, 0, sizeof s);
+  memset(&g, 0, sizeof g);
+  if (!read_inputs(inputs, &c, &images, &ids, &ids_dt, &B, &L)) goto done;
+  if (vlm_coca_acts_init(&s, &c, B, L, grads != NULL) != VLM_OK || (grads && vlm_coca_params_init(&g, &c) != VLM_OK)) {
+    fprintf(stderr, "vlm forward: %s\n", vlm_last_error());
+    goto done;
+  }
+  int64_t ishape[4] = {B, 3, c.vision.image_size, c.vision.image_size}, tshape[2] = {B, L};
+  vlm_tensor ti = vlm_tensor_cpu_f32(images, 4, ishape);
+  vlm_tensor tt = vlm_tensor_make(ids, ids_dt, VLM_CPU, 2, tshape);
+  if (bf16) vlm_set_matmul_precision(VLM_PREC_BF16);
+  float loss = vlm_coca_forward(&c, &p, &s, &ti, &tt);
+  if (write_outputs(out, &c, &s) != VLM_OK) {
+    fprintf(stderr, "vlm forward: %s\n", vlm_last_error());
+    goto done;
+  }
+  if (grads) {
+    vlm_coca_backward(&c, &p, &g, &s, &tt);
+    if (vlm_coca_save_safetensors(&g, &c, grads) != VLM_OK) {
+      fprintf(stderr, "vlm forward: %s\n", vlm_last_error());
+      goto done;
+    }
+  }
+  printf("loss %.7f (clip %.7f, caption %.7f unweighted; batch %lld, text length %lld, CoCa open_clip checkpoint, "
+         "%s)\n",
+         loss, s.clip_loss, s.caption_loss, (long long)B, (long long)L, bf16 ? "bf16" : "f32");
+  rc = 0;
+done:
+  free(images);
+  free(ids);
+  vlm_coca_acts_free(&s);
+  vlm_coca_params_free(&g);
+  vlm_coca_params_free(&p);
+  return rc;
+}
+
+/* `vlm convert` on CoCa: a CoCa built-in name for --init, or a CoCa checkpoint. */
+int vlm_app_is_coca_name_or_model(const char *init_name, const char *model) {
+  if (init_name) {
+    for (int i = 0; vlm_coca_builtin_name(i); i++)
+      if (!strcmp(init_name, vlm_coca_builtin_name(i))) return 1;
+    return 0;
+  }
+  return model && vlm_model_is_coca(model) == 1;
+}
+
+int vlm_app_coca_convert(const char *model, const char *init, int to_hf, const char *out, uint64_t seed) {
+  if (to_hf) {
+    fprintf(stderr, "vlm convert: Hugging Face has no CoCa layout; use --to open_clip\n");
+    return 2;
+  }
+  vlm_coca_config c;
+  vlm_coca_params p;
+  if (init) {
+    if (vlm_coca_config_builtin(&c, init) != VLM_OK || vlm_coca_params_init(&p, &c) != VLM_OK) {
+      fprintf(stderr, "vlm convert: %s\n", vlm_last_error());
+      return 1;
+    }
+    vlm_coca_params_init_openclip(&p, &c, seed);
+  } else if (vlm_coca_load(model, &c, &p) != VLM_OK) {
+    fprintf(stderr, "vlm convert: %s\n", vlm_last_error());
+    return 1;
+  }
+  int rc = 0;
+  if (mkdir(out, 0777) != 0 && errno != EEXIST) {
+    fprintf(stderr, "vlm convert: %s: cannot create the directory: %s\n", out, strerror(errno));
+    rc = 1;
+  } else if (vlm_coca_save_dir(&p, &c, out) != VLM_OK) {
+    fprintf(stderr, "vlm convert: %s\n", vlm_last_error());
+    rc = 1;
+  } else {
+    printf("wrote %s (open_clip layout, CoCa, %lld parameters) from %s (%s)\n", out,
+           (long long)vlm_coca_params_count(&p, &c), init ? init : model,
+           init ? "open_clip initialisation" : "open_clip");
+  }
+  vlm_coca_params_free(&p);
+  return rc;
+}

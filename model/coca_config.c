@@ -1,0 +1,359 @@
+/* CoCa model configs: open_clip's model_cfg JSON with multimodal_cfg, the
+ * built-in presets, writing open_clip_config.json. */
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "model/model.h"
+
+#define BIG ((int64_t)1 << 30)
+
+static vlm_status get_int(const cJSON *obj, const char *key, int64_t dflt, int64_t lo, int64_t hi, int64_t *out,
+                          const char *src, const char *sect) {
+  const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+  if (!v || cJSON_IsNull(v)) {
+    if (dflt < 0) return vlm_error(VLM_ERR_FORMAT, "%s: %s%s: missing", src, sect, key);
+    *out = dflt;
+    return VLM_OK;
+  }
+  if (cJSON_IsArray(v) && cJSON_GetArraySize(v) == 2) {
+    const cJSON *a = cJSON_GetArrayItem(v, 0), *b = cJSON_GetArrayItem(v, 1);
+    if (!cJSON_IsNumber(a) || !cJSON_IsNumber(b) || a->valuedouble != b->valuedouble)
+      return vlm_error(VLM_ERR_FORMAT, "%s: %s%s: only square sizes are supported", src, sect, key);
+    v = a;
+  }
+  if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble))
+    return vlm_error(VLM_ERR_FORMAT, "%s: %s%s: not an integer", src, sect, key);
+  if (v->valuedouble < (double)lo || v->valuedouble > (double)hi)
+    return vlm_error(VLM_ERR_FORMAT, "%s: %s%s: %g is outside [%lld, %lld]", src, sect, key, v->valuedouble,
+                     (long long)lo, (long long)hi);
+  *out = (int64_t)v->valuedouble;
+  return VLM_OK;
+}
+
+static vlm_status get_ratio(const cJSON *obj, const char *key, double *out, const char *src, const char *sect) {
+  const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+  if (!v || cJSON_IsNull(v)) {
+    *out = 4.0;
+    return VLM_OK;
+  }
+  if (!cJSON_IsNumber(v) || !(v->valuedouble > 0 && v->valuedouble <= 64))
+    return vlm_error(VLM_ERR_FORMAT, "%s: %s%s: must be a positive number up to 64", src, sect, key);
+  *out = v->valuedouble;
+  return VLM_OK;
+}
+
+static int truthy(const cJSON *obj, const char *key) {
+  const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+  return v && !cJSON_IsNull(v) && !cJSON_IsFalse(v);
+}
+
+static vlm_status reject(const cJSON *obj, const char *const *keys, const char *src, const char *sect) {
+  for (int i = 0; keys[i]; i++)
+    if (truthy(obj, keys[i]))
+      return vlm_error(VLM_ERR_UNSUPPORTED, "%s: %s%s: this option is not supported", src, sect, keys[i]);
+  return VLM_OK;
+}
+
+/* heads given directly, or width / head_width (default 64). */
+static vlm_status get_heads(const cJSON *obj, int64_t width, int64_t *heads, const char *src, const char *sect) {
+  if (cJSON_GetObjectItemCaseSensitive(obj, "heads")) {
+    vlm_status s = get_int(obj, "heads", -1, 1, BIG, heads, src, sect);
+    if (s != VLM_OK) return s;
+  } else {
+    int64_t hw;
+    vlm_status s = get_int(obj, "head_width", 64, 1, BIG, &hw, src, sect);
+    if (s != VLM_OK) return s;
+    if (width % hw)
+      return vlm_error(VLM_ERR_FORMAT, "%s: %shead_width: %lld does not divide width %lld", src, sect, (long long)hw,
+                       (long long)width);
+    *heads = width / hw;
+  }
+  if (width % *heads)
+    return vlm_error(VLM_ERR_FORMAT, "%s: %sheads: %lld does not divide width %lld", src, sect, (long long)*heads,
+                     (long long)width);
+  return VLM_OK;
+}
+
+static const char *const k_vision_unsupported[] = {"timm_model_name", "global_average_pool", "ls_init_value",
+                                                   "no_ln_pre", "input_patchnorm", "patch_dropout", NULL};
+static const char *const k_text_unsupported[] = {"hf_model_name", "ls_init_value", "proj_bias", "no_causal_mask",
+                                                 "correct_cls_mask", NULL};
+
+#define TRY(x) do { vlm_status _s = (x); if (_s != VLM_OK) { cJSON_Delete(root); return _s; } } while (0)
+
+vlm_status vlm_coca_config_parse(vlm_coca_config *c, const char *json, const char *src) {
+  memset(c, 0, sizeof *c);
+  cJSON *root = cJSON_Parse(json);
+  if (!root) return vlm_error(VLM_ERR_FORMAT, "%s: not valid JSON", src);
+  const cJSON *cfg = root;
+  const cJSON *mc = cJSON_GetObjectItemCaseSensitive(root, "model_cfg");
+  if (mc) cfg = mc;
+  if (!cJSON_IsObject(cfg)) TRY(vlm_error(VLM_ERR_FORMAT, "%s: the model config is not a JSON object", src));
+  const cJSON *vc = cJSON_GetObjectItemCaseSensitive(cfg, "vision_cfg");
+  const cJSON *tc = cJSON_GetObjectItemCaseSensitive(cfg, "text_cfg");
+  const cJSON *dc = cJSON_GetObjectItemCaseSensitive(cfg, "multimodal_cfg");
+  if (!cJSON_IsObject(vc)) TRY(vlm_error(VLM_ERR_FORMAT, "%s: vision_cfg: missing or not an object", src));
+  if (!cJSON_IsObject(tc)) TRY(vlm_error(VLM_ERR_FORMAT, "%s: text_cfg: missing or not an object", src));
+  if (!cJSON_IsObject(dc))
+    TRY(vlm_error(VLM_ERR_FORMAT, "%s: multimodal_cfg: missing or not an object (not a CoCa config)", src));
+  TRY(get_int(cfg, "embed_dim", -1, 1, BIG, &c->embed_dim, src, ""));
+  c->quick_gelu = truthy(cfg, "quick_gelu");
+  vlm_act act = c->quick_gelu ? VLM_ACT_QUICK_GELU : VLM_ACT_GELU;
+  double r = 4.0;
+
+  vlm_vit_config *v = &c->vision;
+  const char *vs = "vision_cfg.";
+  TRY(reject(vc, k_vision_unsupported, src, vs));
+  const cJSON *ap = cJSON_GetObjectItemCaseSensitive(vc, "attentional_pool");
+  if (ap && !cJSON_IsNull(ap) && !cJSON_IsTrue(ap))
+    TRY(vlm_error(VLM_ERR_UNSUPPORTED, "%s: vision_cfg.attentional_pool: only true (open_clip's CoCa pooler) is "
+                  "supported", src));
+  TRY(get_int(vc, "image_size", -1, 1, 1 << 16, &v->image_size, src, vs));
+  TRY(get_int(vc, "patch_size", -1, 1, 1 << 16, &v->patch_size, src, vs));
+  TRY(get_int(vc, "layers", -1, 0, 4096, &v->layers, src, vs));
+  TRY(get_int(vc, "width", -1, 1, BIG, &v->width, src, vs));
+  if (v->image_size % v->patch_size)
+    TRY(vlm_error(VLM_ERR_FORMAT, "%s: vision_cfg.patch_size: %lld does not divide image_size %lld", src,
+                  (long long)v->patch_size, (long long)v->image_size));
+  TRY(get_heads(vc, v->width, &v->heads, src, vs));
+  TRY(get_ratio(vc, "mlp_ratio", &r, src, vs));
+  v->mlp_width = (int64_t)(v->width * r);
+  v->attentional_pool = 1;
+  TRY(get_int(vc, "attn_pooler_queries", 256, 2, 1 << 20, &v->pool_queries, src, vs));
+  TRY(get_int(vc, "attn_pooler_heads", 8, 1, BIG, &v->pool_heads, src, vs));
+  if (c->embed_dim % v->pool_heads)
+    TRY(vlm_error(VLM_ERR_FORMAT, "%s: vision_cfg.attn_pooler_heads: %lld does not divide embed_dim %lld", src,
+                  (long long)v->pool_heads, (long long)c->embed_dim));
+  v->embed_dim = c->embed_dim;
+  v->act = act;
+  v->ln_eps = 1e-5f;
+
+  vlm_text_config *t = &c->text;
+  const char *ts = "text_cfg.";
+  TRY(reject(tc, k_text_unsupported, src, ts));
+  const cJSON *ec = cJSON_GetObjectItemCaseSensitive(tc, "embed_cls");
+  if (ec && !cJSON_IsNull(ec) && !cJSON_IsTrue(ec))
+    TRY(vlm_error(VLM_ERR_UNSUPPORTED, "%s: text_cfg.embed_cls: CoCa needs true", src));
+  TRY(get_int(tc, "context_length", 77, 1, 1 << 20, &t->context_length, src, ts));
+  TRY(get_int(tc, "vocab_size", 49408, 1, BIG, &t->vocab_size, src, ts));
+  TRY(get_int(tc, "width", 512, 1, BIG, &t->width, src, ts));
+  TRY(get_heads(tc, t->width, &t->heads, src, ts));
+  TRY(get_int(tc, "layers", 12, 0, 4096, &t->layers, src, ts));
+  TRY(get_ratio(tc, "mlp_ratio", &r, src, ts));
+  t->mlp_width = (int64_t)(t->width * r);
+  TRY(get_int(tc, "pad_id", 0, 0, BIG, &t->pad_id, src, ts));
+  t->embed_cls = 1;
+  t->eot_id = -1;
+  t->embed_dim = c->embed_dim;
+  t->act = act;
+  t->ln_eps = 1e-5f;
+
+  vlm_decoder_config *d = &c->decoder;
+  const char *ds = "multimodal_cfg.";
+  TRY(reject(dc, k_text_unsupported, src, ds));
+  TRY(get_int(dc, "context_length", 77, 1, 1 << 20, &d->context_length, src, ds));
+  TRY(get_int(dc, "width", 512, 1, BIG, &d->width, src, ds));
+  if (cJSON_GetObjectItemCaseSensitive(dc, "heads")) TRY(get_heads(dc, d->width, &d->heads, src, ds));
+  else d->heads = 8;
+  if (d->width % d->heads)
+    TRY(vlm_error(VLM_ERR_FORMAT, "%s: multimodal_cfg.heads: %lld does not divide width %lld", src,
+                  (long long)d->heads, (long long)d->width));
+  TRY(get_int(dc, "layers", 12, 0, 4096, &d->layers, src, ds));
+  TRY(get_ratio(dc, "mlp_ratio", &r, src, ds));
+  d->mlp_width = (int64_t)(d->width * r);
+  d->vocab_size = t->vocab_size;
+  d->act = act;
+  d->ln_eps = 1e-5f;
+  if (d->width != c->embed_dim || d->width != t->width)
+    TRY(vlm_error(VLM_ERR_FORMAT, "%s: multimodal_cfg.width %lld must equal embed_dim %lld and text_cfg.width %lld "
+                  "(the decoder reads the image and text tokens directly)", src, (long long)d->width,
+                  (long long)c->embed_dim, (long long)t->width));
+  c->clip_loss_weight = 1.0f;
+  c->caption_loss_weight = 2.0f;
+  cJSON_Delete(root);
+  return VLM_OK;
+}
+
+vlm_status vlm_coca_config_load(vlm_coca_config *c, const char *path) {
+  char *json;
+  vlm_status s = vlm_read_text_file(path, &json);
+  if (s != VLM_OK) return s;
+  s = vlm_coca_config_parse(c, json, path);
+  free(json);
+  return s;
+}
+
+static const struct { const char *name, *json; } k_builtin[] = {
+  /* open_clip's src/open_clip/model_configs/coca_ViT-B-32.json */
+  {"coca_ViT-B-32",
+   "{\"embed_dim\": 512, \"vision_cfg\": {\"image_size\": 224, \"layers\": 12, \"width\": 768, \"patch_size\": 32, "
+   "\"attentional_pool\": true, \"attn_pooler_heads\": 8, \"output_tokens\": true}, \"text_cfg\": "
+   "{\"context_length\": 76, \"vocab_size\": 49408, \"width\": 512, \"heads\": 8, \"layers\": 12, \"embed_cls\": "
+   "true, \"output_tokens\": true}, \"multimodal_cfg\": {\"context_length\": 76, \"vocab_size\": 49408, \"width\": "
+   "512, \"heads\": 8, \"layers\": 12, \"attn_pooler_heads\": 8}, \"custom_text\": true}"},
+  /* The shapes demo: 64 px images, a small BPE vocabulary. */
+  {"coca-small",
+   "{\"embed_dim\": 256, \"vision_cfg\": {\"image_size\": 64, \"patch_size\": 8, \"layers\": 4, \"width\": 256, "
+   "\"head_width\": 64, \"attentional_pool\": true, \"attn_pooler_queries\": 32, \"attn_pooler_heads\": 4}, "
+   "\"text_cfg\": {\"context_length\": 32, \"vocab_size\": 4096, \"width\": 256, \"heads\": 4, \"layers\": 4, "
+   "\"embed_cls\": true}, \"multimodal_cfg\": {\"context_length\": 32, \"width\": 256, \"heads\": 4, \"layers\": "
+   "2}, \"custom_text\": true}"},
+  /* The shape of ../shared/fixtures/tiny-coca. */
+  {"coca-tiny",
+   "{\"embed_dim\": 32, \"vision_cfg\": {\"image_size\": 32, \"patch_size\": 8, \"layers\": 2, \"width\": 48, "
+   "\"head_width\": 12, \"attentional_pool\": true, \"attn_pooler_queries\": 16, \"attn_pooler_heads\": 4}, "
+   "\"text_cfg\": {\"context_length\": 16, \"vocab_size\": 512, \"width\": 32, \"heads\": 4, \"layers\": 2, "
+   "\"embed_cls\": true}, \"multimodal_cfg\": {\"context_length\": 16, \"vocab_size\": 512, \"width\": 32, "
+   "\"heads\": 4, \"layers\": 2}, \"custom_text\": true}"},
+};
+#define N_BUILTIN (int)(sizeof k_builtin / sizeof k_builtin[0])
+
+vlm_status vlm_coca_config_builtin(vlm_coca_config *c, const char *name) {
+  for (int i = 0; i < N_BUILTIN; i++)
+    if (!strcmp(name, k_builtin[i].name)) return vlm_coca_config_parse(c, k_builtin[i].json, name);
+  char list[256] = "";
+  for (int i = 0; i < N_BUILTIN; i++) {
+    strncat(list, i ? ", " : "", sizeof list - strlen(list) - 1);
+    strncat(list, k_builtin[i].name, sizeof list - strlen(list) - 1);
+  }
+  return vlm_error(VLM_ERR_ARG, "unknown CoCa model '%s' (built-in: %s)", name, list);
+}
+
+const char *vlm_coca_builtin_name(int i) { return i >= 0 && i < N_BUILTIN ? k_builtin[i].name : NULL; }
+
+static double mlp_ratio(int64_t width, int64_t mlp) {
+  double r = (double)mlp / (double)width;
+  for (int i = 0; i < 8 && (int64_t)((double)width * r) != mlp; i++) r = nextafter(r, 1e9);
+  return r;
+}
+
+char *vlm_coca_config_to_json(const vlm_coca_config *c) {
+  const vlm_vit_config *v = &c->vision;
+  const vlm_text_config *t = &c->text;
+  const vlm_decoder_config *d = &c->decoder;
+  cJSON *root = cJSON_CreateObject();
+  cJSON *m = cJSON_AddObjectToObject(root, "model_cfg");
+  cJSON_AddNumberToObject(m, "embed_dim", (double)c->embed_dim);
+  if (c->quick_gelu) cJSON_AddTrueToObject(m, "quick_gelu");
+  cJSON *vc = cJSON_AddObjectToObject(m, "vision_cfg");
+  cJSON_AddNumberToObject(vc, "image_size", (double)v->image_size);
+  cJSON_AddNumberToObject(vc, "layers", (double)v->layers);
+  cJSON_AddNumberToObject(vc, "width", (double)v->width);
+  cJSON_AddNumberToObject(vc, "head_width", (double)(v->width / v->heads));
+  cJSON_AddNumberToObject(vc, "mlp_ratio", mlp_ratio(v->width, v->mlp_width));
+  cJSON_AddNumberToObject(vc, "patch_size", (double)v->patch_size);
+  cJSON_AddTrueToObject(vc, "attentional_pool");
+  cJSON_AddNumberToObject(vc, "attn_pooler_queries", (double)v->pool_queries);
+  cJSON_AddNumberToObject(vc, "attn_pooler_heads", (double)v->pool_heads);
+  cJSON_AddTrueToObject(vc, "output_tokens");
+  cJSON *tc = cJSON_AddObjectToObject(m, "text_cfg");
+  cJSON_AddNumberToObject(tc, "context_length", (double)t->context_length);
+  cJSON_AddNumberToObject(tc, "vocab_size", (double)t->vocab_size);
+  cJSON_AddNumberToObject(tc, "width", (double)t->width);
+  cJSON_AddNumberToObject(tc, "heads", (double)t->heads);
+  cJSON_AddNumberToObject(tc, "layers", (double)t->layers);
+  cJSON_AddNumberToObject(tc, "mlp_ratio", mlp_ratio(t->width, t->mlp_width));
+  cJSON_AddTrueToObject(tc, "embed_cls");
+  cJSON_AddTrueToObject(tc, "output_tokens");
+  if (t->pad_id) cJSON_AddNumberToObject(tc, "pad_id", (double)t->pad_id);
+  cJSON *dc = cJSON_AddObjectToObject(m, "multimodal_cfg");
+  cJSON_AddNumberToObject(dc, "context_length", (double)d->context_length);
+  cJSON_AddNumberToObject(dc, "vocab_size", (double)d->vocab_size);
+  cJSON_AddNumberToObject(dc, "width", (double)d->width);
+  cJSON_AddNumberToObject(dc, "heads", (double)d->heads);
+  cJSON_AddNumberToObject(dc, "layers", (double)d->layers);
+  cJSON_AddNumberToObject(dc, "mlp_ratio", mlp_ratio(d->width, d->mlp_width));
+  cJSON_AddTrueToObject(m, "custom_text");
+  cJSON *pc = cJSON_AddObjectToObject(root, "preprocess_cfg");
+  const double mean[3] = {0.48145466, 0.4578275, 0.40821073}, std[3] = {0.26862954, 0.26130258, 0.27577711};
+  cJSON_AddItemToObject(pc, "mean", cJSON_CreateDoubleArray(mean, 3));
+  cJSON_AddItemToObject(pc, "std", cJSON_CreateDoubleArray(std, 3));
+  char *s = cJSON_Print(root);
+  cJSON_Delete(root);
+  if (!s) vlm_error(VLM_ERR_OOM, "CoCa config: out of memory");
+  return s;
+}
+
+static int is_file(const char *path) {
+  struct stat sb;
+  return stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
+}
+
+static int is_dir(const char *path) {
+  struct stat sb;
+  return stat(path, &sb) == 0 && S_ISDIR(sb.st_mode);
+}
+
+/* The config and weights paths of a model path, as vlm_clip_load resolves them. */
+int vlm_coca_resolve_paths(const char *path, char *cfg, char *weights, size_t n);
+int vlm_coca_resolve_paths(const char *path, char *cfg, char *weights, size_t n) {
+  if (is_dir(path)) {
+    snprintf(cfg, n, "%s/open_clip_config.json", path);
+    snprintf(weights, n, "%s/open_clip_model.safetensors", path);
+    if (!is_file(cfg)) {
+      snprintf(cfg, n, "%s/config.json", path);
+      snprintf(weights, n, "%s/model.safetensors", path);
+    }
+  } else if (is_file(path)) {
+    snprintf(cfg, n, "%s", path);
+    const char *slash = strrchr(path, '/');
+    int dir_len = slash ? (int)(slash - path) : 1;
+    const char *dir = slash ? path : ".";
+    const char *base = slash ? slash + 1 : path;
+    const char *wname = !strcmp(base, "open_clip_config.json") ? "open_clip_model.safetensors" : "model.safetensors";
+    snprintf(weights, n, "%.*s/%s", dir_len, dir, wname);
+  } else {
+    vlm_error(VLM_ERR_IO, "%s: no such file or directory", path);
+    return 0;
+  }
+  if (!is_file(cfg)) {
+    vlm_error(VLM_ERR_IO, "%s: no config (open_clip_config.json or config.json)", path);
+    return 0;
+  }
+  return 1;
+}
+
+int vlm_model_is_coca(const char *path) {
+  char cfg[4096], weights[4096];
+  if (!vlm_coca_resolve_paths(path, cfg, weights, sizeof cfg)) return -1;
+  char *json;
+  if (vlm_read_text_file(cfg, &json) != VLM_OK) return -1;
+  cJSON *root = cJSON_Parse(json);
+  free(json);
+  if (!root) return 0;   /* the CLIP loader reports the parse error */
+  const cJSON *m = cJSON_GetObjectItemCaseSensitive(root, "model_cfg");
+  const cJSON *cfgo = m ? m : root;
+  int coca = cJSON_IsObject(cfgo) && cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(cfgo, "multimodal_cfg"));
+  cJSON_Delete(root);
+  return coca;
+}
+
+vlm_status vlm_coca_load(const char *path, vlm_coca_config *c, vlm_coca_params *p) {
+  char cfg[4096], weights[4096];
+  memset(p, 0, sizeof *p);
+  if (!vlm_coca_resolve_paths(path, cfg, weights, sizeof cfg)) return VLM_ERR_IO;
+  vlm_status s = vlm_coca_config_load(c, cfg);
+  if (s != VLM_OK) return s;
+  if (!is_file(weights)) return vlm_error(VLM_ERR_IO, "%s: missing (the weights for %s)", weights, cfg);
+  s = vlm_coca_params_init(p, c);
+  if (s != VLM_OK) return s;
+  s = vlm_coca_load_safetensors(p, c, weights);
+  if (s != VLM_OK) vlm_coca_params_free(p);
+  return s;
+}
+
+vlm_status vlm_coca_save_dir(vlm_coca_params *p, const vlm_coca_config *c, const char *dir) {
+  char cfg[4096], weights[4096];
+  snprintf(cfg, sizeof cfg, "%s/open_clip_config.json", dir);
+  snprintf(weights, sizeof weights, "%s/open_clip_model.safetensors", dir);
+  char *json = vlm_coca_config_to_json(c);
+  if (!json) return vlm_error_prefix(VLM_ERR_OOM, "%s", cfg);
+  vlm_status s = vlm_coca_save_safetensors(p, c, weights);
+  if (s == VLM_OK) s = vlm_write_file_atomic(cfg, json, strlen(json));
+  free(json);
+  return s;
+}
