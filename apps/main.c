@@ -20,6 +20,9 @@ static const command k_commands[] = {
   {"preprocess", vlm_cmd_preprocess, "decode images and apply CLIP preprocessing (PIL-exact) to safetensors"},
   {"tokenize", vlm_cmd_tokenize, "captions -> CLIP BPE token ids (JSON lines)"},
   {"bpe-train", vlm_cmd_bpe_train, "learn a BPE vocabulary (vocab.json + merges.txt) from captions"},
+  {"zeroshot", vlm_cmd_zeroshot, "zero-shot classify images (or --eval an ImageFolder) with class prompts"},
+  {"index", vlm_cmd_index, "embed a folder of images (or captions) into a searchable index"},
+  {"search", vlm_cmd_search, "nearest items of an index for a text or an image query"},
 };
 #define N_COMMANDS (int)(sizeof k_commands / sizeof k_commands[0])
 
