@@ -59,7 +59,7 @@ static vlm_status compute_identity(vlm_encoder *e) {
 }
 
 /* ---- tokenizer search */
-static vlm_status find_tokenizer(vlm_encoder *e, const char *model_path, const char *explicit_path) {
+static vlm_status find_tokenizer(vlm_encoder *e, const char *model_path, const char *explicit_path, int optional) {
   char dir[1024], p[1100], q[1100];
   if (explicit_path) {
     snprintf(e->tokenizer_path, sizeof e->tokenizer_path, "%s", explicit_path);
@@ -83,6 +83,7 @@ static vlm_status find_tokenizer(vlm_encoder *e, const char *model_path, const c
         if (is_file(p)) snprintf(e->tokenizer_path, sizeof e->tokenizer_path, "%s", p);
       }
     }
+    if (!e->tokenizer_path[0] && optional) return VLM_OK;
     if (!e->tokenizer_path[0])
       return vlm_error(VLM_ERR_ARG,
                        "%s: no tokenizer beside the model (tokenizer/vocab.json + merges.txt, vocab.json, or "
@@ -110,7 +111,8 @@ vlm_status vlm_encoder_open(vlm_encoder *e, const char *model_path, const char *
   if (st != VLM_OK) return st;
   vlm_preprocess_cfg_default(&e->pre, (int)e->cfg.vision.image_size);
   st = compute_identity(e);
-  if (st == VLM_OK && ((flags & VLM_ENC_TEXT) || tokenizer)) st = find_tokenizer(e, model_path, tokenizer);
+  if (st == VLM_OK && ((flags & (VLM_ENC_TEXT | VLM_ENC_TEXT_IF_FOUND)) || tokenizer))
+    st = find_tokenizer(e, model_path, tokenizer, !(flags & VLM_ENC_TEXT) && !tokenizer);
   if (st == VLM_OK) st = vlm_vit_acts_alloc(&e->vacts, &e->cfg.vision);
   if (st == VLM_OK) st = vlm_text_acts_alloc(&e->tacts, &e->cfg.text, max_batch);
   if (st == VLM_OK) {

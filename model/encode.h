@@ -32,6 +32,7 @@ typedef struct {
 } vlm_encoder;
 
 #define VLM_ENC_TEXT 1           /* load a tokenizer now (an error if none is found) */
+#define VLM_ENC_TEXT_IF_FOUND 2  /* load the tokenizer beside the model if there is one */
 /* Load the model at model_path (see vlm_clip_load); tokenizer may be NULL (search
  * as above). max_batch bounds each forward pass (activations sized for it). */
 vlm_status vlm_encoder_open(vlm_encoder *e, const char *model_path, const char *tokenizer, int64_t max_batch,
