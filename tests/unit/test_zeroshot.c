@@ -96,6 +96,8 @@ static void test_classifier(void) {
   CHECK(vlm_zeroshot_classifier(fake_encode, NULL, classes, 3, tpl, 0, E, 0, W) == VLM_ERR_ARG, "no templates");
 
   /* logits = 100 cos, softmax, top-k, accuracy */
+  fake_ctx ctx = {E, 0, 0};
+  CHECK(vlm_zeroshot_classifier(fake_encode, &ctx, classes, 3, tpl, 3, E, 0, W) == VLM_OK, "classifier");
   float img[2 * 19];
   memcpy(img, W + E, E * sizeof(float));        /* image 0 = class 1 exactly */
   memcpy(img + E, W + 2 * E, E * sizeof(float)); /* image 1 = class 2 */
