@@ -74,6 +74,11 @@ int vlm_topk(const float *x, int64_t n, int k, int64_t *idx, float *val);
  * (open_clip: a sample counts for top-k when its label is among the k largest). */
 void vlm_zeroshot_accuracy(const float *logits, int64_t N, int64_t C, const int *labels, double *top1,
                            double *top5);
+/* The same from image features [N, E] (normalized or not: the ranking of a row's
+ * classes does not depend on its scale) and the classifier W [C, E], in chunks of
+ * rows so that no [N, C] matrix is allocated. For the trainer's zero-shot eval. */
+vlm_status vlm_zeroshot_eval_features(const float *img, int64_t N, int64_t E, const float *W, int64_t C,
+                                      const int *labels, double *top1, double *top5);
 
 /* Exact nearest neighbours by inner product: the k best rows of db [N, E] for query
  * q [E], descending (ties: lower index first) into idx[k], scores[k]. Blocked,

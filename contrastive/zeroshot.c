@@ -216,3 +216,24 @@ void vlm_zeroshot_accuracy(const float *logits, int64_t N, int64_t C, const int 
   if (top1) *top1 = N ? (double)c1 / (double)N : 0.0;
   if (top5) *top5 = N ? (double)c5 / (double)N : 0.0;
 }
+
+vlm_status vlm_zeroshot_eval_features(const float *img, int64_t N, int64_t E, const float *W, int64_t C,
+                                      const int *labels, double *top1, double *top5) {
+  const int64_t chunk = 256;
+  float *lg = malloc((size_t)(chunk * C) * sizeof(float));
+  if (!lg) return vlm_error(VLM_ERR_OOM, "zero-shot eval: out of memory for %lld x %lld logits", (long long)chunk,
+                            (long long)C);
+  double c1 = 0, c5 = 0;
+  for (int64_t s = 0; s < N; s += chunk) {
+    int64_t b = N - s < chunk ? N - s : chunk;
+    double a1, a5;
+    vlm_zeroshot_logits(img + (size_t)(s * E), b, W, C, E, lg);
+    vlm_zeroshot_accuracy(lg, b, C, labels + s, &a1, &a5);
+    c1 += a1 * (double)b;
+    c5 += a5 * (double)b;
+  }
+  free(lg);
+  if (top1) *top1 = N ? c1 / (double)N : 0.0;
+  if (top5) *top5 = N ? c5 / (double)N : 0.0;
+  return VLM_OK;
+}

@@ -108,6 +108,15 @@ static void test_classifier(void) {
   double t1, t5;
   vlm_zeroshot_accuracy(lg, 2, 3, labels, &t1, &t5);
   CHECK(t1 == 0.5 && t5 == 1.0, "accuracy %g %g", t1, t5);
+  float big[600 * 19];   /* 600 rows (3 chunks), scaled copies of the two images */
+  int lab[600];
+  for (int i = 0; i < 600; i++) {
+    for (int d = 0; d < E; d++) big[i * E + d] = (float)(1 + i % 5) * img[(i % 2) * E + d];
+    lab[i] = labels[i % 2];
+  }
+  double b1 = -1, b5 = -1;
+  CHECK(vlm_zeroshot_eval_features(big, 600, E, W, 3, lab, &b1, &b5) == VLM_OK && fabs(b1 - 0.5) < 1e-12 && b5 == 1.0,
+        "eval from unnormalized features in chunks: %g %g", b1, b5);
   float p[3] = {1, 2, 3};
   vlm_softmax_row(p, 3);
   CHECK(fabsf(p[0] + p[1] + p[2] - 1) < 1e-6 && fabsf(p[2] - 0.665241f) < 1e-5, "softmax");
