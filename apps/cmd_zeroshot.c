@@ -220,7 +220,7 @@ int vlm_cmd_zeroshot(int argc, char **argv) {
     fprintf(stderr, "vlm zeroshot: building the classifier: %s\n", vlm_last_error());
     goto done;
   }
-  int64_t bad = vlm_tools_embed_files(&enc, files.paths, N, emb, ok, "zeroshot", eval != NULL && N > 64);
+  int64_t bad = vlm_tools_embed_files(&enc, files.paths, N, emb, ok, "zeroshot", N > 64);
   if (bad < 0) goto done;
   if (bad == N) { fprintf(stderr, "vlm zeroshot: none of the %lld images could be read\n", (long long)N); goto done; }
   /* pack the good rows */
