@@ -21,7 +21,7 @@ flags=$(PKG_CONFIG_PATH=$pc pkg-config --cflags --libs vlm)
 check "pkg-config knows vlm" "[ -n \"\$flags\" ]"
 libdir=$(PKG_CONFIG_PATH=$pc pkg-config --variable=libdir vlm)
 san=""   # a sanitizer build's library needs the sanitizer runtime in the program too
-ldd "$libdir/libvlm.so" 2>/dev/null | grep -q libasan && san="-fsanitize=address,undefined"
+nm -D --undefined-only "$libdir/libvlm.so" | grep -q __asan && san="-fsanitize=address,undefined"
 cc -std=c11 -Wall -Wextra -Werror $san "$src/examples/embed.c" $flags -lm -Wl,-rpath,"$libdir" -o "$tmp/embed" 2>"$tmp/cc.log"
 check "the example compiles against the installed header and library" "[ $? -eq 0 ]"
 out=$("$tmp/embed" "$shared/fixtures/tiny-clip" "$shared/data/images/horse.png" 2>&1)
