@@ -72,6 +72,12 @@ echo "a rocket launching into the sky" >>"$tmp/captions.txt"
 out=$("$vlm" index --model "$m" --out "$tmp/out/caps.idx" --texts "$tmp/captions.txt"); rc=$?
 check "texts re-run: duplicates of known texts are reused" "[ $rc -eq 0 ] && grep -q '9 texts (0 embedded, 9 unchanged' <<<\"\$out\""
 
+# the same weights in Hugging Face layout have the same identity: the index accepts them
+"$vlm" convert --model "$m" --to hf --out "$tmp/model_hf" >/dev/null && cp -r "$m/tokenizer" "$tmp/model_hf/"
+a=$("$vlm" search --index "$idx" --model "$m" --text "a horse" --top-k 3)
+b=$("$vlm" search --index "$idx" --model "$tmp/model_hf" --text "a horse" --top-k 3 2>&1); rc=$?
+check "the HF copy of the model searches the index, same results" "[ $rc -eq 0 ] && [ \"\$a\" = \"\$b\" ]"
+
 # another model
 err=$("$vlm" search --index "$idx" --model "$tmp/model2" --text "a horse" 2>&1); rc=$?
 check "another model's index is refused" "[ $rc -eq 1 ] && grep -q 'built by another model' <<<\"\$err\""
