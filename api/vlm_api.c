@@ -44,7 +44,8 @@ vlm_model *vlm_model_load_ex(const char *path, const vlm_model_options *opt, con
     if (err) *err = vlm_last_error();
     return NULL;
   }
-  vlm_status st = vlm_encoder_open(&m->enc, path, o.tokenizer, o.batch_size, VLM_ENC_TEXT_IF_FOUND);
+  vlm_status st = vlm_encoder_open(&m->enc, path, o.tokenizer, o.batch_size,
+                                   VLM_ENC_TEXT_IF_FOUND | (o.bf16 ? VLM_ENC_BF16 : 0));
   if (st != VLM_OK) {
     free(m);
     if (err) *err = vlm_last_error();

@@ -32,6 +32,8 @@ static void usage(FILE *f) {
           "  --texts FILE        index the lines of FILE (empty lines skipped) instead of images\n"
           "  --tokenizer PATH    vocabulary for --texts (default: the model's tokenizer/)\n"
           "  --batch-size N      images or texts per forward pass (default 32)\n"
+          "  --precision P       f32 (default) or bf16: bf16 matmul inputs, f32 accumulation\n"
+          "                      (weights converted once; features within ~1e-5 cosine of f32)\n"
           "  --export-npy FILE   also write the embeddings as a NumPy .npy (float32 [N,E],\n"
           "                      rows in index order) for FAISS or a vector database\n"
           "  --quiet             no progress line\n"
@@ -71,7 +73,7 @@ static int64_t map_get(const strmap *m, const char *k) {
 }
 
 int vlm_cmd_index(int argc, char **argv) {
-  const char *model = NULL, *out = NULL, *texts_f = NULL, *tokenizer = NULL, *npy = NULL;
+  const char *model = NULL, *out = NULL, *texts_f = NULL, *tokenizer = NULL, *npy = NULL, *precision = "f32";
   long long batch = 32;
   int quiet = 0;
   vlm_pathlist inputs = {0};
@@ -87,6 +89,7 @@ int vlm_cmd_index(int argc, char **argv) {
       else if (!strcmp(a, "--texts")) texts_f = v;
       else if (!strcmp(a, "--tokenizer")) tokenizer = v;
       else if (!strcmp(a, "--export-npy")) npy = v;
+      else if (!strcmp(a, "--precision")) precision = v;
       else if (!strcmp(a, "--batch-size")) { if (!vlm_app_parse_int("vlm index", a, v, 1, 4096, &batch)) { vlm_pathlist_free(&inputs); return 2; } }
       else { fprintf(stderr, "vlm index: unknown option '%s'\n", a); usage(stderr); vlm_pathlist_free(&inputs); return 2; }
       continue;
@@ -98,6 +101,11 @@ int vlm_cmd_index(int argc, char **argv) {
                                        : texts_f      ? "--texts indexes a captions file: drop the image paths"
                                                       : "no DIR or FILE to index");
     usage(stderr);
+    vlm_pathlist_free(&inputs);
+    return 2;
+  }
+  if (strcmp(precision, "f32") && strcmp(precision, "bf16")) {
+    fprintf(stderr, "vlm index: --precision must be f32 or bf16, got '%s'\n", precision);
     vlm_pathlist_free(&inputs);
     return 2;
   }
@@ -126,7 +134,8 @@ int vlm_cmd_index(int argc, char **argv) {
   int64_t N = texts_f ? n_texts : files.n;
   items = texts_f ? texts : files.paths;
 
-  if (vlm_encoder_open(&enc, model, tokenizer, batch, texts_f ? VLM_ENC_TEXT : 0) != VLM_OK) {
+  if (vlm_encoder_open(&enc, model, tokenizer, batch,
+                       (texts_f ? VLM_ENC_TEXT : 0) | (strcmp(precision, "bf16") ? 0 : VLM_ENC_BF16)) != VLM_OK) {
     fprintf(stderr, "vlm index: %s\n", vlm_last_error());
     goto done;
   }

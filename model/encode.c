@@ -110,7 +110,15 @@ vlm_status vlm_encoder_open(vlm_encoder *e, const char *model_path, const char *
   vlm_status st = vlm_clip_load(model_path, &e->cfg, &e->params, &e->fmt);
   if (st != VLM_OK) return st;
   vlm_preprocess_cfg_default(&e->pre, (int)e->cfg.vision.image_size);
+  e->run = &e->params;
   st = compute_identity(e);
+  if (st == VLM_OK && (flags & VLM_ENC_BF16)) {
+    st = vlm_clip_params_bf16(&e->params_bf16, &e->params, &e->cfg);
+    if (st == VLM_OK) {
+      e->run = &e->params_bf16;
+      vlm_set_matmul_precision(VLM_PREC_BF16);
+    }
+  }
   if (st == VLM_OK && ((flags & (VLM_ENC_TEXT | VLM_ENC_TEXT_IF_FOUND)) || tokenizer))
     st = find_tokenizer(e, model_path, tokenizer, !(flags & VLM_ENC_TEXT) && !tokenizer);
   if (st == VLM_OK) st = vlm_vit_acts_alloc(&e->vacts, &e->cfg.vision);
@@ -141,6 +149,7 @@ vlm_status vlm_encoder_open(vlm_encoder *e, const char *model_path, const char *
 }
 
 void vlm_encoder_close(vlm_encoder *e) {
+  vlm_clip_params_free(&e->params_bf16);
   vlm_clip_params_free(&e->params);
   if (e->tok) vlm_tokenizer_free(e->tok);
   vlm_vit_acts_free(&e->vacts);
@@ -177,7 +186,7 @@ vlm_status vlm_encoder_images(vlm_encoder *e, const float *pixels, int64_t n, fl
     }
     int64_t shape[4] = {b, 3, S, S};
     vlm_tensor img = vlm_tensor_cpu_f32((float *)pixels + (size_t)(s * per), 4, shape);
-    vlm_vit_forward(&e->cfg.vision, &e->params.visual, &e->vacts, &img);
+    vlm_vit_forward(&e->cfg.vision, &e->run->visual, &e->vacts, &img);
     normalize_rows(e->vacts.features.data, out + (size_t)(s * E), b, E);
   }
   return VLM_OK;
@@ -193,7 +202,7 @@ static void text_batch(vlm_encoder *e, const int32_t *ids, int64_t b, int64_t L,
   }
   int64_t shape[2] = {b, L};
   vlm_tensor t = vlm_tensor_make((void *)ids, VLM_I32, VLM_CPU, 2, shape);
-  vlm_text_forward(&e->cfg.text, &e->params.text, &e->tacts, &t);
+  vlm_text_forward(&e->cfg.text, &e->run->text, &e->tacts, &t);
   normalize_rows(e->tacts.features.data, out, b, e->cfg.embed_dim);
 }
 

@@ -19,6 +19,8 @@
 typedef struct {
   vlm_clip_config cfg;
   vlm_clip_params params;
+  vlm_clip_params params_bf16;   /* VLM_ENC_BF16: BF16 matmul weights (shares the rest with params) */
+  const vlm_clip_params *run;    /* the parameters the forward uses */
   vlm_ckpt_format fmt;
   vlm_tokenizer *tok;            /* NULL until a tokenizer is loaded */
   char tokenizer_path[4096];     /* where it was found ("" if none) */
@@ -33,6 +35,8 @@ typedef struct {
 
 #define VLM_ENC_TEXT 1           /* load a tokenizer now (an error if none is found) */
 #define VLM_ENC_TEXT_IF_FOUND 2  /* load the tokenizer beside the model if there is one */
+#define VLM_ENC_BF16 4           /* bf16 matmuls (f32 accumulation), weights converted once; sets
+                                    the process-wide matmul precision (vlm_set_matmul_precision) */
 /* Load the model at model_path (see vlm_clip_load); tokenizer may be NULL (search
  * as above). max_batch bounds each forward pass (activations sized for it). */
 vlm_status vlm_encoder_open(vlm_encoder *e, const char *model_path, const char *tokenizer, int64_t max_batch,

@@ -72,6 +72,27 @@ echo "a rocket launching into the sky" >>"$tmp/captions.txt"
 out=$("$vlm" index --model "$m" --out "$tmp/out/caps.idx" --texts "$tmp/captions.txt"); rc=$?
 check "texts re-run: duplicates of known texts are reused" "[ $rc -eq 0 ] && grep -q '9 texts (0 embedded, 9 unchanged' <<<\"\$out\""
 
+# --precision bf16: the same rows within bf16 rounding of the f32 ones; the index stays usable
+"$vlm" index --model "$m" --out "$tmp/bf.idx" --precision bf16 --export-npy "$tmp/bf.npy" "$tmp/imgs" >/dev/null 2>&1
+"$vlm" index --model "$m" --out "$tmp/f32.idx" --export-npy "$tmp/f32.npy" "$tmp/imgs" >/dev/null 2>&1
+if command -v python3 >/dev/null; then
+  check "bf16 embeddings: cosine to f32 > 0.999, not identical" "python3 - \"$tmp/bf.npy\" \"$tmp/f32.npy\" <<'PY'
+import struct, sys
+def rows(p):
+    b = open(p, 'rb').read(); hl = struct.unpack('<H', b[8:10])[0]
+    v = struct.unpack('<%df' % ((len(b) - 10 - hl) // 4), b[10 + hl:])
+    return [v[i:i + 32] for i in range(0, len(v), 32)]
+a, b = rows(sys.argv[1]), rows(sys.argv[2])
+assert len(a) == len(b) == 7
+cos = [sum(x * y for x, y in zip(r, s)) for r, s in zip(a, b)]
+assert min(cos) > 0.999 and a != b, cos
+PY"
+fi
+out=$("$vlm" search --index "$tmp/bf.idx" --model "$m" --precision bf16 --image "$tmp/imgs/space/rocket.jpg" --top-k 1); rc=$?
+check "bf16 search finds the image itself" "[ $rc -eq 0 ] && grep -q 'space/rocket.jpg' <<<\"\$out\""
+"$vlm" index --model "$m" --out "$tmp/x.idx" --precision fp8 "$tmp/imgs" >/dev/null 2>&1
+check "unknown --precision exits 2" "[ $? -eq 2 ]"
+
 # the same weights in Hugging Face layout have the same identity: the index accepts them
 "$vlm" convert --model "$m" --to hf --out "$tmp/model_hf" >/dev/null && cp -r "$m/tokenizer" "$tmp/model_hf/"
 a=$("$vlm" search --index "$idx" --model "$m" --text "a horse" --top-k 3)
