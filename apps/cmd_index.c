@@ -208,6 +208,7 @@ int vlm_cmd_index(int argc, char **argv) {
     goto done;
   }
   int64_t t = 0, bad = 0;
+  double t_embed = vlm_now();
   for (int64_t i = 0; i < N; i++)
     if (reuse[i] < 0) { work[t] = items[i]; where[t++] = i; }
   if (todo && texts_f) {
@@ -221,6 +222,7 @@ int vlm_cmd_index(int argc, char **argv) {
     bad = vlm_tools_embed_files(&enc, work, todo, wemb, wok, "index", !quiet);
     if (bad < 0) { free(work); free(where); free(wemb); free(wok); goto done; }
   }
+  t_embed = vlm_now() - t_embed;
   for (int64_t k = 0; k < todo; k++) {
     ok[where[k]] = wok[k];
     if (wok[k]) memcpy(emb + (size_t)(where[k] * E), wemb + (size_t)(k * E), (size_t)E * sizeof(float));
@@ -254,9 +256,11 @@ int vlm_cmd_index(int argc, char **argv) {
     fprintf(stderr, "vlm index: %s\n", vlm_last_error());
     goto done;
   }
-  printf("%s: %lld %s (%lld embedded, %lld unchanged, %lld dropped, %lld skipped), %lld-d, model %s\n", out,
+  printf("%s: %lld %s (%lld embedded, %lld unchanged, %lld dropped, %lld skipped), %lld-d, model %s", out,
          (long long)G, kind, (long long)(todo - bad), (long long)n_reused, (long long)n_dropped, (long long)bad,
          (long long)E, enc.identity);
+  if (todo) printf(", %.2f %s/s", (double)todo / (t_embed > 0 ? t_embed : 1e-9), kind);
+  printf("\n");
   if (npy) printf("%s: float32 [%lld, %lld]\n", npy, (long long)G, (long long)E);
   rc = 0;
 done:
