@@ -1,5 +1,6 @@
 /* The public C API (include/vlm.h) over model/encode and the zero-shot code. */
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -88,12 +89,30 @@ int vlm_embed_image_files(vlm_model *m, const char *const *paths, int n, float *
   if (!pix) return fail(VLM_ERR_OOM, "out of memory");
   vlm_decode_opts d = {0};
   int rc = 0;
+  char msg[512];
   pthread_mutex_lock(&m->lock);
   for (int s = 0; s < n && rc == 0; s += (int)B) {
-    int b = n - s < B ? n - s : (int)B;
-    for (int i = 0; i < b && rc == 0; i++)
-      if (vlm_preprocess_file(paths[s + i], &d, &m->enc.pre, NULL, pix + (size_t)(i * per)) != VLM_OK) rc = -1;
-    if (rc == 0 && vlm_encoder_images(&m->enc, pix, b, out + (size_t)(s * E)) != VLM_OK) rc = -1;
+    int b = n - s < B ? n - s : (int)B, first_bad = b;
+    vlm_status bad_st = VLM_OK;
+    /* decode + preprocess the batch in parallel; the first failure (in input order) is reported */
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int i = 0; i < b; i++) {
+      vlm_status st = vlm_preprocess_file(paths[s + i], &d, &m->enc.pre, NULL, pix + (size_t)i * (size_t)per);
+      if (st != VLM_OK) {
+#pragma omp critical(vlm_api_decode_error)
+        if (i < first_bad) {
+          first_bad = i;
+          bad_st = st;
+          snprintf(msg, sizeof msg, "%s", vlm_last_error());   /* the message lives in this thread */
+        }
+      }
+    }
+    if (first_bad < b) {
+      vlm_error(bad_st, "%s", msg);
+      rc = -1;
+    } else if (vlm_encoder_images(&m->enc, pix, b, out + (size_t)(s * E)) != VLM_OK) {
+      rc = -1;
+    }
   }
   pthread_mutex_unlock(&m->lock);
   free(pix);
