@@ -328,8 +328,7 @@ int vlm_cmd_zeroshot(int argc, char **argv) {
       }
       printf("]}\n");
     } else {
-      printf("zero-shot on %s: %lld images, %lld classes, %d templates%s\n", eval, (long long)G, (long long)C, n_tpl,
-             bad ? "" : "");
+      printf("zero-shot on %s: %lld images, %lld classes, %d templates\n", eval, (long long)G, (long long)C, n_tpl);
       if (bad) printf("skipped: %lld unreadable images\n", (long long)bad);
       printf("top-1 accuracy: %.2f%%\ntop-5 accuracy: %.2f%%\n\nper class:\n", 100 * top1, 100 * top5);
       for (int c = 0; c < C; c++)
