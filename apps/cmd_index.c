@@ -37,6 +37,9 @@ static void usage(FILE *f) {
           "  --export-npy FILE   also write the embeddings as a NumPy .npy (float32 [N,E],\n"
           "                      rows in index order) for FAISS or a vector database\n"
           "  --quiet             no progress line\n"
+          "  --json              the summary as JSON: {\"index\", \"kind\", \"count\", \"embedded\",\n"
+          "                      \"unchanged\", \"dropped\", \"skipped\", \"embed_dim\", \"model_identity\",\n"
+          "                      \"per_second\"} (per_second: items embedded per second, 0 when none)\n"
           "\n"
           "Examples:\n"
           "  vlm index --model vit-b-32/ --out photos.idx ~/Pictures\n"
@@ -75,12 +78,13 @@ static int64_t map_get(const strmap *m, const char *k) {
 int vlm_cmd_index(int argc, char **argv) {
   const char *model = NULL, *out = NULL, *texts_f = NULL, *tokenizer = NULL, *npy = NULL, *precision = "f32";
   long long batch = 32;
-  int quiet = 0;
+  int quiet = 0, json = 0;
   vlm_pathlist inputs = {0};
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     if (vlm_app_is_help(a)) { usage(stdout); vlm_pathlist_free(&inputs); return 0; }
     if (!strcmp(a, "--quiet")) { quiet = 1; continue; }
+    if (!strcmp(a, "--json")) { json = 1; continue; }
     if (a[0] == '-' && a[1] == '-') {
       if (i + 1 >= argc) { fprintf(stderr, "vlm index: option '%s' needs a value (or is unknown)\n", a); vlm_pathlist_free(&inputs); return 2; }
       const char *v = argv[++i];
@@ -256,12 +260,22 @@ int vlm_cmd_index(int argc, char **argv) {
     fprintf(stderr, "vlm index: %s\n", vlm_last_error());
     goto done;
   }
-  printf("%s: %lld %s (%lld embedded, %lld unchanged, %lld dropped, %lld skipped), %lld-d, model %s", out,
-         (long long)G, kind, (long long)(todo - bad), (long long)n_reused, (long long)n_dropped, (long long)bad,
-         (long long)E, enc.identity);
-  if (todo) printf(", %.2f %s/s", (double)todo / (t_embed > 0 ? t_embed : 1e-9), kind);
-  printf("\n");
-  if (npy) printf("%s: float32 [%lld, %lld]\n", npy, (long long)G, (long long)E);
+  double rate = todo ? (double)todo / (t_embed > 0 ? t_embed : 1e-9) : 0;
+  if (json) {
+    printf("{\"index\": ");
+    vlm_tools_json_str(stdout, out);
+    printf(", \"kind\": \"%s\", \"count\": %lld, \"embedded\": %lld, \"unchanged\": %lld, \"dropped\": %lld, "
+           "\"skipped\": %lld, \"embed_dim\": %lld, \"model_identity\": \"%s\", \"per_second\": %.3f}\n",
+           kind, (long long)G, (long long)(todo - bad), (long long)n_reused, (long long)n_dropped, (long long)bad,
+           (long long)E, enc.identity, rate);
+  } else {
+    printf("%s: %lld %s (%lld embedded, %lld unchanged, %lld dropped, %lld skipped), %lld-d, model %s", out,
+           (long long)G, kind, (long long)(todo - bad), (long long)n_reused, (long long)n_dropped, (long long)bad,
+           (long long)E, enc.identity);
+    if (todo) printf(", %.2f %s/s", rate, kind);
+    printf("\n");
+    if (npy) printf("%s: float32 [%lld, %lld]\n", npy, (long long)G, (long long)E);
+  }
   rc = 0;
 done:
   if (old.identity) vlm_index_close(&old);

@@ -41,6 +41,9 @@ for r in range(7):
 PY"
 fi
 
+"$vlm" index --model "$m" --out "$tmp/j.idx" --json "$tmp/imgs/space" >"$tmp/ij.json" 2>/dev/null
+check "index --json" "json_ok \"$tmp/ij.json\" && grep -q '\"count\": 2, \"embedded\": 2, \"unchanged\": 0' \"$tmp/ij.json\""
+
 # incremental: nothing changed; then one changed, one deleted, one added
 out=$("$vlm" index --model "$m" --out "$idx" "$tmp/imgs" 2>/dev/null); rc=$?
 check "re-run embeds nothing new" "[ $rc -eq 0 ] && grep -q '7 images (0 embedded, 7 unchanged, 0 dropped' <<<\"\$out\""
