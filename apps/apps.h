@@ -20,6 +20,9 @@ int vlm_app_coca_info(const char *model);
 int vlm_app_coca_forward(const char *model, const char *inputs, const char *out, const char *grads, int bf16);
 int vlm_app_is_coca_name_or_model(const char *init_name, const char *model);
 int vlm_app_coca_convert(const char *model, const char *init, int to_hf, const char *out, uint64_t seed);
+int vlm_cmd_zeroshot(int argc, char **argv);
+int vlm_cmd_index(int argc, char **argv);
+int vlm_cmd_search(int argc, char **argv);
 
 /* Shared helpers for subcommands (apps/common.c). */
 int vlm_app_is_help(const char *arg);              /* -h or --help */

@@ -22,6 +22,9 @@ static const command k_commands[] = {
   {"bpe-train", vlm_cmd_bpe_train, "learn a BPE vocabulary (vocab.json + merges.txt) from captions"},
   {"shapes", vlm_cmd_shapes, "write the synthetic shapes set (PNG files + captions.tsv)"},
   {"caption", vlm_cmd_caption, "caption images with a CoCa model (greedy, beam search, top-k/top-p)"},
+  {"zeroshot", vlm_cmd_zeroshot, "zero-shot classify images (or --eval an ImageFolder) with class prompts"},
+  {"index", vlm_cmd_index, "embed a folder of images (or captions) into a searchable index"},
+  {"search", vlm_cmd_search, "nearest items of an index for a text or an image query"},
 };
 #define N_COMMANDS (int)(sizeof k_commands / sizeof k_commands[0])
 

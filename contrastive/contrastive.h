@@ -38,4 +38,51 @@ void vlm_clip_loss_backward(vlm_clip_loss_acts *s, float dloss, const vlm_tensor
                             vlm_tensor *d_text_features, vlm_tensor *d_logit_scale);
 /* Clamp the raw logit_scale parameter to [0, ln 100] (after each optimizer step). */
 void vlm_clip_logit_scale_clamp(vlm_tensor *logit_scale);
+/* ---- zero-shot classification (zeroshot.c) and nearest-neighbour search (knn.c) ----
+ * open_clip's zero-shot classifier (zero_shot_classifier.py): for each class, the
+ * text embeddings of every template filled with the class name, each L2-normalized,
+ * averaged, renormalized; logits = 100 * cos(image, class). Templates hold "{}" or
+ * "{c}" where the class name goes. */
+#define VLM_ZEROSHOT_LOGIT_SCALE 100.0f
+/* Built-in template sets: "openai" (open_clip's OPENAI_IMAGENET_TEMPLATES, 80) and
+ * "simple" (SIMPLE_IMAGENET_TEMPLATES, 7). Returns the count and sets *out, or 0 if unknown. */
+int vlm_zeroshot_templates_builtin(const char *name, const char *const **out);
+/* Templates from a file, one per non-empty line, each holding "{}" or "{c}"
+ * (errors name the file and line). *out is a malloc'd array of malloc'd strings:
+ * free with vlm_zeroshot_strings_free. */
+vlm_status vlm_zeroshot_templates_load(const char *path, char ***out, int *n);
+void vlm_zeroshot_strings_free(char **s, int n);
+/* The template with every "{}" / "{c}" replaced by classname; malloc'd, NULL on OOM. */
+char *vlm_zeroshot_fill(const char *tmpl, const char *classname);
+
+/* Encode n texts into out[n, E] (any scale: the classifier normalizes). Returns VLM_OK
+ * or an error status with its message set. */
+typedef vlm_status (*vlm_text_encode_fn)(void *ctx, const char *const *texts, int n, float *out);
+/* The classifier W [n_classes, E] (unit rows). Texts are passed to encode in batches
+ * of at most batch (<= 0: all templates of one class per call). */
+vlm_status vlm_zeroshot_classifier(vlm_text_encode_fn encode, void *ctx, const char *const *classnames,
+                                   int n_classes, const char *const *templates, int n_templates, int64_t E,
+                                   int batch, float *W);
+/* logits[N, C] = 100 * img[N, E] @ W[C, E]^T (img rows L2-normalized by the caller). */
+void vlm_zeroshot_logits(const float *img, int64_t N, const float *W, int64_t C, int64_t E, float *logits);
+/* In-place softmax of a row of n logits. */
+void vlm_softmax_row(float *x, int64_t n);
+/* The k largest of x[n] in descending order (ties: lower index first) into idx[k]
+ * (and val[k] when not NULL); k is clamped to n, the count is returned. */
+int vlm_topk(const float *x, int64_t n, int k, int64_t *idx, float *val);
+/* Top-1 / top-5 accuracy (fractions) of logits [N, C] against labels [N]
+ * (open_clip: a sample counts for top-k when its label is among the k largest). */
+void vlm_zeroshot_accuracy(const float *logits, int64_t N, int64_t C, const int *labels, double *top1,
+                           double *top5);
+/* The same from image features [N, E] (normalized or not: the ranking of a row's
+ * classes does not depend on its scale) and the classifier W [C, E], in chunks of
+ * rows so that no [N, C] matrix is allocated. For the trainer's zero-shot eval. */
+vlm_status vlm_zeroshot_eval_features(const float *img, int64_t N, int64_t E, const float *W, int64_t C,
+                                      const int *labels, double *top1, double *top5);
+
+/* Exact nearest neighbours by inner product: the k best rows of db [N, E] for query
+ * q [E], descending (ties: lower index first) into idx[k], scores[k]. Blocked,
+ * OpenMP over row ranges, one bounded heap per thread, merged. Returns the count. */
+int vlm_knn_search(const float *db, int64_t N, int64_t E, const float *q, int k, int64_t *idx, float *scores);
+/* ---- end zero-shot / search ---- */
 #endif

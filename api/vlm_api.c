@@ -1,0 +1,232 @@
+/* The public C API (include/vlm.h) over model/encode and the zero-shot code. */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "contrastive/contrastive.h"
+#include "datasets/datasets.h"
+#include "include/vlm.h"
+#include "model/encode.h"
+
+struct vlm_model {
+  vlm_encoder enc;
+  pthread_mutex_t lock;
+};
+
+struct vlm_classifier {
+  int64_t C, E;
+  float *W;   /* [C, E] */
+};
+
+int vlm_api_version(void) { return VLM_API_VERSION; }
+
+const char *vlm_get_last_error(void) { return vlm_last_error(); }
+
+static int fail(vlm_status code, const char *msg) {
+  vlm_error(code, "%s", msg);
+  return -1;
+}
+
+vlm_model *vlm_model_load_ex(const char *path, const vlm_model_options *opt, const char **err) {
+  vlm_error_clear();
+  if (!path) {
+    vlm_error(VLM_ERR_ARG, "vlm_model_load: path is NULL");
+    if (err) *err = vlm_last_error();
+    return NULL;
+  }
+  vlm_model_options o = {0};
+  if (opt) o = *opt;
+  if (o.batch_size <= 0) o.batch_size = 32;
+  if (o.threads > 0) vlm_threads_init(o.threads);
+  vlm_model *m = calloc(1, sizeof *m);
+  if (!m) {
+    vlm_error(VLM_ERR_OOM, "out of memory");
+    if (err) *err = vlm_last_error();
+    return NULL;
+  }
+  vlm_status st = vlm_encoder_open(&m->enc, path, o.tokenizer, o.batch_size,
+                                   VLM_ENC_TEXT_IF_FOUND | (o.bf16 ? VLM_ENC_BF16 : 0));
+  if (st != VLM_OK) {
+    free(m);
+    if (err) *err = vlm_last_error();
+    return NULL;
+  }
+  pthread_mutex_init(&m->lock, NULL);
+  return m;
+}
+
+vlm_model *vlm_model_load(const char *path, const char **err) { return vlm_model_load_ex(path, NULL, err); }
+
+void vlm_model_free(vlm_model *m) {
+  if (!m) return;
+  vlm_encoder_close(&m->enc);
+  pthread_mutex_destroy(&m->lock);
+  free(m);
+}
+
+int vlm_model_embed_dim(const vlm_model *m) { return m ? (int)m->enc.cfg.embed_dim : 0; }
+int vlm_model_image_size(const vlm_model *m) { return m ? (int)m->enc.cfg.vision.image_size : 0; }
+int vlm_model_context_length(const vlm_model *m) { return m ? (int)m->enc.cfg.text.context_length : 0; }
+int vlm_model_vocab_size(const vlm_model *m) { return m ? (int)m->enc.cfg.text.vocab_size : 0; }
+int vlm_model_has_tokenizer(const vlm_model *m) { return m && m->enc.tok != NULL; }
+const char *vlm_model_identity(const vlm_model *m) { return m ? m->enc.identity : ""; }
+
+int vlm_embed_pixels(vlm_model *m, const float *pixels, int n, float *out) {
+  if (!m || !pixels || !out || n < 1) return fail(VLM_ERR_ARG, "vlm_embed_pixels: NULL argument or n < 1");
+  pthread_mutex_lock(&m->lock);
+  vlm_status st = vlm_encoder_images(&m->enc, pixels, n, out);
+  pthread_mutex_unlock(&m->lock);
+  return st == VLM_OK ? 0 : -1;
+}
+
+int vlm_embed_image_files(vlm_model *m, const char *const *paths, int n, float *out) {
+  if (!m || !paths || !out || n < 1) return fail(VLM_ERR_ARG, "vlm_embed_image_files: NULL argument or n < 1");
+  for (int i = 0; i < n; i++)
+    if (!paths[i]) return fail(VLM_ERR_ARG, "vlm_embed_image_files: a path is NULL");
+  int64_t S = m->enc.cfg.vision.image_size, per = 3 * S * S, B = m->enc.max_batch, E = m->enc.cfg.embed_dim;
+  float *pix = malloc((size_t)(B * per) * sizeof(float));
+  if (!pix) return fail(VLM_ERR_OOM, "out of memory");
+  vlm_decode_opts d = {0};
+  int rc = 0;
+  char msg[512];
+  pthread_mutex_lock(&m->lock);
+  for (int s = 0; s < n && rc == 0; s += (int)B) {
+    int b = n - s < B ? n - s : (int)B, first_bad = b;
+    vlm_status bad_st = VLM_OK;
+    /* decode + preprocess the batch in parallel; the first failure (in input order) is reported */
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int i = 0; i < b; i++) {
+      vlm_status st = vlm_preprocess_file(paths[s + i], &d, &m->enc.pre, NULL, pix + (size_t)i * (size_t)per);
+      if (st != VLM_OK) {
+#pragma omp critical(vlm_api_decode_error)
+        if (i < first_bad) {
+          first_bad = i;
+          bad_st = st;
+          snprintf(msg, sizeof msg, "%s", vlm_last_error());   /* the message lives in this thread */
+        }
+      }
+    }
+    if (first_bad < b) {
+      vlm_error(bad_st, "%s", msg);
+      rc = -1;
+    } else if (vlm_encoder_images(&m->enc, pix, b, out + (size_t)(s * E)) != VLM_OK) {
+      rc = -1;
+    }
+  }
+  pthread_mutex_unlock(&m->lock);
+  free(pix);
+  return rc;
+}
+
+int vlm_embed_image_rgb(vlm_model *m, const uint8_t *rgb, int width, int height, int stride, float *out) {
+  if (!m || !rgb || !out) return fail(VLM_ERR_ARG, "vlm_embed_image_rgb: NULL argument");
+  if (width < 1 || height < 1 || (int64_t)width * height > VLM_DEFAULT_MAX_PIXELS)
+    return fail(VLM_ERR_ARG, "vlm_embed_image_rgb: width and height must be >= 1 and their product at most 25000000");
+  if (stride == 0) stride = width * 3;
+  if (stride < width * 3) return fail(VLM_ERR_ARG, "vlm_embed_image_rgb: stride is less than width * 3");
+  vlm_image img;
+  if (vlm_image_alloc(&img, width, height, VLM_IMG_RGB, 0) != VLM_OK) return -1;
+  for (int y = 0; y < height; y++) memcpy(img.data + (size_t)y * width * 3, rgb + (size_t)y * stride, (size_t)width * 3);
+  int64_t S = m->enc.cfg.vision.image_size;
+  float *pix = malloc((size_t)(3 * S * S) * sizeof(float));
+  int rc = -1;
+  if (!pix) fail(VLM_ERR_OOM, "out of memory");
+  else if (vlm_preprocess_image(&img, &m->enc.pre, NULL, pix) == VLM_OK) rc = vlm_embed_pixels(m, pix, 1, out);
+  free(pix);
+  vlm_image_free(&img);
+  return rc;
+}
+
+int vlm_embed_texts(vlm_model *m, const char *const *texts, int n, float *out) {
+  if (!m || !texts || !out || n < 1) return fail(VLM_ERR_ARG, "vlm_embed_texts: NULL argument or n < 1");
+  for (int i = 0; i < n; i++)
+    if (!texts[i]) return fail(VLM_ERR_ARG, "vlm_embed_texts: a text is NULL");
+  if (!m->enc.tok)
+    return fail(VLM_ERR_ARG, "vlm_embed_texts: the model has no tokenizer (load it with vlm_model_options.tokenizer)");
+  pthread_mutex_lock(&m->lock);
+  vlm_status st = vlm_encoder_texts(&m->enc, texts, n, out);
+  pthread_mutex_unlock(&m->lock);
+  return st == VLM_OK ? 0 : -1;
+}
+
+int vlm_embed_token_ids(vlm_model *m, const int32_t *ids, int n, int len, float *out) {
+  if (!m || !ids || !out || n < 1) return fail(VLM_ERR_ARG, "vlm_embed_token_ids: NULL argument or n < 1");
+  pthread_mutex_lock(&m->lock);
+  vlm_status st = vlm_encoder_ids(&m->enc, ids, n, len, out);
+  pthread_mutex_unlock(&m->lock);
+  return st == VLM_OK ? 0 : -1;
+}
+
+static vlm_status api_text_cb(void *ctx, const char *const *texts, int n, float *out) {
+  return vlm_encoder_texts(&((vlm_model *)ctx)->enc, texts, n, out);
+}
+
+vlm_classifier *vlm_classifier_new(vlm_model *m, const char *const *classes, int n_classes,
+                                   const char *template_set, const char *const *templates, int n_templates) {
+  if (!m || !classes) { fail(VLM_ERR_ARG, "vlm_classifier_new: NULL argument"); return NULL; }
+  if (n_classes < 1) { fail(VLM_ERR_ARG, "vlm_classifier_new: the class list is empty"); return NULL; }
+  for (int c = 0; c < n_classes; c++)
+    if (!classes[c] || !classes[c][0]) { fail(VLM_ERR_ARG, "vlm_classifier_new: a class name is NULL or empty"); return NULL; }
+  if (!m->enc.tok) { fail(VLM_ERR_ARG, "vlm_classifier_new: the model has no tokenizer"); return NULL; }
+  const char *const *tpl = templates;
+  int nt = n_templates;
+  if (!templates) {
+    nt = vlm_zeroshot_templates_builtin(template_set ? template_set : "openai", &tpl);
+    if (!nt) { vlm_error(VLM_ERR_ARG, "vlm_classifier_new: unknown template set '%s' (openai or simple)", template_set); return NULL; }
+  } else if (nt < 1) {
+    fail(VLM_ERR_ARG, "vlm_classifier_new: n_templates must be >= 1");
+    return NULL;
+  }
+  vlm_classifier *c = calloc(1, sizeof *c);
+  int64_t E = m->enc.cfg.embed_dim;
+  if (c) c->W = malloc((size_t)(n_classes * E) * sizeof(float));
+  if (!c || !c->W) { free(c); fail(VLM_ERR_OOM, "out of memory"); return NULL; }
+  c->C = n_classes;
+  c->E = E;
+  pthread_mutex_lock(&m->lock);
+  vlm_status st = vlm_zeroshot_classifier(api_text_cb, m, classes, n_classes, tpl, nt, E, (int)m->enc.max_batch, c->W);
+  pthread_mutex_unlock(&m->lock);
+  if (st != VLM_OK) { vlm_classifier_free(c); return NULL; }
+  return c;
+}
+
+void vlm_classifier_free(vlm_classifier *c) {
+  if (!c) return;
+  free(c->W);
+  free(c);
+}
+
+int vlm_classifier_size(const vlm_classifier *c) { return c ? (int)c->C : 0; }
+
+int vlm_classify(const vlm_classifier *c, const float *emb, int k, vlm_class_score *out) {
+  if (!c || !emb || !out || k < 1) return fail(VLM_ERR_ARG, "vlm_classify: NULL argument or k < 1");
+  float *logits = malloc((size_t)c->C * sizeof(float)), *prob = malloc((size_t)c->C * sizeof(float));
+  int64_t *idx = malloc((size_t)c->C * sizeof(int64_t));
+  if (!logits || !prob || !idx) { free(logits); free(prob); free(idx); return fail(VLM_ERR_OOM, "out of memory"); }
+  vlm_zeroshot_logits(emb, 1, c->W, c->C, c->E, logits);
+  memcpy(prob, logits, (size_t)c->C * sizeof(float));
+  vlm_softmax_row(prob, c->C);
+  int n = vlm_topk(logits, c->C, k, idx, NULL);
+  for (int j = 0; j < n; j++) out[j] = (vlm_class_score){(int)idx[j], prob[idx[j]], logits[idx[j]]};
+  free(logits); free(prob); free(idx);
+  return n;
+}
+
+int vlm_classify_image_file(vlm_model *m, const vlm_classifier *c, const char *path, int k, vlm_class_score *out) {
+  if (!m || !c || !path) return fail(VLM_ERR_ARG, "vlm_classify_image_file: NULL argument");
+  if (c->E != m->enc.cfg.embed_dim) return fail(VLM_ERR_ARG, "vlm_classify_image_file: the classifier was built by another model");
+  float *e = malloc((size_t)c->E * sizeof(float));
+  if (!e) return fail(VLM_ERR_OOM, "out of memory");
+  int rc = vlm_embed_image_files(m, &path, 1, e);
+  if (rc == 0) rc = vlm_classify(c, e, k, out);
+  free(e);
+  return rc;
+}
+
+int vlm_caption(vlm_model *m, const char *image_path, char *out, size_t out_size) {
+  (void)image_path;
+  if (out && out_size) out[0] = 0;
+  if (!m) return fail(VLM_ERR_ARG, "vlm_caption: model is NULL");
+  return fail(VLM_ERR_UNSUPPORTED, "captioning is not supported for CLIP models (it needs a CoCa model)");
+}

@@ -1,0 +1,291 @@
+/* vlm index: embed a collection of images (or captions) into a retrieval index,
+ * incrementally. */
+#define _POSIX_C_SOURCE 200809L
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "apps/apps.h"
+#include "apps/tools.h"
+
+static void usage(FILE *f) {
+  fprintf(f,
+          "usage: vlm index --model PATH --out INDEX DIR|FILE... [options]\n"
+          "       vlm index --model PATH --out INDEX --texts FILE [options]\n"
+          "\n"
+          "Embeds images (JPEG, PNG, WebP, recognised by their first bytes; folders are\n"
+          "searched recursively) with the model's image tower, or captions (--texts, one per\n"
+          "line) with its text tower, into INDEX for 'vlm search'. INDEX is safetensors:\n"
+          "embeddings F32 [N,E] (L2-normalized), items U8 + offsets I64 [N+1] (the paths or\n"
+          "texts), file_size / mtime_ns I64 [N], and in __metadata__ the kind (images|texts)\n"
+          "and the model's identity (a hash of its config and weights).\n"
+          "\n"
+          "Re-running on an existing INDEX built by the same model embeds only new or\n"
+          "changed files (size or modification time differ) and drops files that are no\n"
+          "longer among the inputs; the index is rewritten atomically (temp + rename).\n"
+          "Unreadable images are skipped with a message naming the file and counted.\n"
+          "\n"
+          "Options:\n"
+          "  --model PATH        model directory or config file\n"
+          "  --out INDEX         the index file (created or updated)\n"
+          "  --texts FILE        index the lines of FILE (empty lines skipped) instead of images\n"
+          "  --tokenizer PATH    vocabulary for --texts (default: the model's tokenizer/)\n"
+          "  --batch-size N      images or texts per forward pass (default 32)\n"
+          "  --precision P       f32 (default) or bf16: bf16 matmul inputs, f32 accumulation\n"
+          "                      (weights converted once; features within ~1e-5 cosine of f32)\n"
+          "  --export-npy FILE   also write the embeddings as a NumPy .npy (float32 [N,E],\n"
+          "                      rows in index order) for FAISS or a vector database\n"
+          "  --quiet             no progress line\n"
+          "  --json              the summary as JSON: {\"index\", \"kind\", \"count\", \"embedded\",\n"
+          "                      \"unchanged\", \"dropped\", \"skipped\", \"embed_dim\", \"model_identity\",\n"
+          "                      \"per_second\"} (per_second: items embedded per second, 0 when none)\n"
+          "\n"
+          "Examples:\n"
+          "  vlm index --model vit-b-32/ --out photos.idx ~/Pictures\n"
+          "  vlm index --model vit-b-32/ --out photos.idx ~/Pictures      # later: only new files\n"
+          "  vlm index --model vit-b-32/ --out captions.idx --texts captions.txt --export-npy captions.npy\n");
+}
+
+/* open-addressing map: string -> index */
+typedef struct { char **keys; int64_t *vals; size_t cap; } strmap;
+static uint64_t hstr(const char *s) {
+  uint64_t h = 1469598103934665603ull;
+  for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
+  return h;
+}
+static int map_init(strmap *m, int64_t n) {
+  m->cap = 16;
+  while (m->cap < (size_t)n * 2 + 1) m->cap *= 2;
+  m->keys = calloc(m->cap, sizeof *m->keys);
+  m->vals = calloc(m->cap, sizeof *m->vals);
+  return m->keys && m->vals;
+}
+static void map_put(strmap *m, char *k, int64_t v) {
+  size_t i = hstr(k) & (m->cap - 1);
+  while (m->keys[i] && strcmp(m->keys[i], k)) i = (i + 1) & (m->cap - 1);
+  if (!m->keys[i]) { m->keys[i] = k; m->vals[i] = v; }   /* first occurrence wins */
+}
+static int64_t map_get(const strmap *m, const char *k) {
+  size_t i = hstr(k) & (m->cap - 1);
+  while (m->keys[i]) {
+    if (!strcmp(m->keys[i], k)) return m->vals[i];
+    i = (i + 1) & (m->cap - 1);
+  }
+  return -1;
+}
+
+int vlm_cmd_index(int argc, char **argv) {
+  const char *model = NULL, *out = NULL, *texts_f = NULL, *tokenizer = NULL, *npy = NULL, *precision = "f32";
+  long long batch = 32;
+  int quiet = 0, json = 0;
+  vlm_pathlist inputs = {0};
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    if (vlm_app_is_help(a)) { usage(stdout); vlm_pathlist_free(&inputs); return 0; }
+    if (!strcmp(a, "--quiet")) { quiet = 1; continue; }
+    if (!strcmp(a, "--json")) { json = 1; continue; }
+    if (a[0] == '-' && a[1] == '-') {
+      if (i + 1 >= argc) { fprintf(stderr, "vlm index: option '%s' needs a value (or is unknown)\n", a); vlm_pathlist_free(&inputs); return 2; }
+      const char *v = argv[++i];
+      if (!strcmp(a, "--model")) model = v;
+      else if (!strcmp(a, "--out")) out = v;
+      else if (!strcmp(a, "--texts")) texts_f = v;
+      else if (!strcmp(a, "--tokenizer")) tokenizer = v;
+      else if (!strcmp(a, "--export-npy")) npy = v;
+      else if (!strcmp(a, "--precision")) precision = v;
+      else if (!strcmp(a, "--batch-size")) { if (!vlm_app_parse_int("vlm index", a, v, 1, 4096, &batch)) { vlm_pathlist_free(&inputs); return 2; } }
+      else { fprintf(stderr, "vlm index: unknown option '%s'\n", a); usage(stderr); vlm_pathlist_free(&inputs); return 2; }
+      continue;
+    }
+    if (vlm_pathlist_add(&inputs, a) != VLM_OK) { fprintf(stderr, "vlm index: out of memory\n"); return 1; }
+  }
+  if (!model || !out || (!texts_f && inputs.n == 0) || (texts_f && inputs.n)) {
+    fprintf(stderr, "vlm index: %s\n", !model || !out ? "--model and --out are required"
+                                       : texts_f      ? "--texts indexes a captions file: drop the image paths"
+                                                      : "no DIR or FILE to index");
+    usage(stderr);
+    vlm_pathlist_free(&inputs);
+    return 2;
+  }
+  if (strcmp(precision, "f32") && strcmp(precision, "bf16")) {
+    fprintf(stderr, "vlm index: --precision must be f32 or bf16, got '%s'\n", precision);
+    vlm_pathlist_free(&inputs);
+    return 2;
+  }
+  const char *kind = texts_f ? "texts" : "images";
+  int rc = 1, n_texts = 0, enc_open = 0, have_old = 0;
+  char **texts = NULL;
+  vlm_pathlist files = {0};
+  vlm_encoder enc;
+  vlm_index old;
+  memset(&old, 0, sizeof old);
+  strmap map = {0};
+  float *emb = NULL;
+  int *ok = NULL;
+  int64_t *fsize = NULL, *mtime = NULL, *reuse = NULL;
+  char **items = NULL, **kept = NULL;
+
+  /* the inputs */
+  if (texts_f) {
+    if (vlm_tools_read_lines(texts_f, &texts, &n_texts, 0) != VLM_OK) { fprintf(stderr, "vlm index: %s\n", vlm_last_error()); goto done; }
+    if (n_texts == 0) { fprintf(stderr, "vlm index: %s: no texts (one per line)\n", texts_f); goto done; }
+  } else {
+    for (int64_t i = 0; i < inputs.n; i++)
+      if (vlm_tools_collect(&files, inputs.paths[i]) != VLM_OK) { fprintf(stderr, "vlm index: %s\n", vlm_last_error()); goto done; }
+    if (files.n == 0) { fprintf(stderr, "vlm index: no JPEG, PNG or WebP images found\n"); goto done; }
+  }
+  int64_t N = texts_f ? n_texts : files.n;
+  items = texts_f ? texts : files.paths;
+
+  if (vlm_encoder_open(&enc, model, tokenizer, batch,
+                       (texts_f ? VLM_ENC_TEXT : 0) | (strcmp(precision, "bf16") ? 0 : VLM_ENC_BF16)) != VLM_OK) {
+    fprintf(stderr, "vlm index: %s\n", vlm_last_error());
+    goto done;
+  }
+  enc_open = 1;
+  int64_t E = vlm_encoder_dim(&enc);
+
+  /* an existing index: reuse what is unchanged */
+  struct stat sb;
+  if (stat(out, &sb) == 0) {
+    if (vlm_index_open(&old, out) != VLM_OK) {
+      fprintf(stderr, "vlm index: %s\nvlm index: %s exists and is not a vlm index: remove it or choose another --out\n",
+              vlm_last_error(), out);
+      goto done;
+    }
+    if (strcmp(old.identity, enc.identity) || old.E != E)
+      fprintf(stderr, "vlm index: %s was built by another model (%s, %s): embedding everything again\n", out,
+              old.model, old.identity);
+    else if (strcmp(old.kind, kind))
+      fprintf(stderr, "vlm index: %s holds %s, now indexing %s: embedding everything again\n", out, old.kind, kind);
+    else
+      have_old = 1;
+  }
+  emb = calloc((size_t)(N * E) + 1, sizeof(float));
+  ok = calloc((size_t)N + 1, sizeof(int));
+  fsize = calloc((size_t)N + 1, sizeof(int64_t));
+  mtime = calloc((size_t)N + 1, sizeof(int64_t));
+  reuse = malloc(((size_t)N + 1) * sizeof(int64_t));
+  if (!emb || !ok || !fsize || !mtime || !reuse) { fprintf(stderr, "vlm index: out of memory\n"); goto done; }
+  for (int64_t i = 0; i < N; i++) {
+    reuse[i] = -1;
+    if (!texts_f && stat(items[i], &sb) == 0) {
+      fsize[i] = (int64_t)sb.st_size;
+      mtime[i] = (int64_t)sb.st_mtim.tv_sec * 1000000000 + sb.st_mtim.tv_nsec;
+    }
+  }
+  int64_t n_reused = 0, n_dropped = 0;
+  if (have_old) {
+    char **keys = calloc((size_t)old.n + 1, sizeof *keys);
+    if (!keys || !map_init(&map, old.n)) { free(keys); fprintf(stderr, "vlm index: out of memory\n"); goto done; }
+    for (int64_t j = 0; j < old.n; j++) {
+      if (!(keys[j] = vlm_index_item(&old, j))) { fprintf(stderr, "vlm index: out of memory\n"); break; }
+      map_put(&map, keys[j], j);
+    }
+    int64_t *used = calloc((size_t)old.n + 1, sizeof *used);
+    for (int64_t i = 0; i < N && used; i++) {
+      int64_t j = map_get(&map, items[i]);
+      if (j >= 0) used[j] = 1;   /* still among the inputs (maybe changed) */
+      if (j >= 0 && old.size[j] == fsize[i] && old.mtime[j] == mtime[i]) {
+        reuse[i] = j;
+        memcpy(emb + (size_t)(i * E), old.emb + (size_t)(j * E), (size_t)E * sizeof(float));
+        ok[i] = 1;
+        n_reused++;
+      }
+    }
+    for (int64_t j = 0; j < old.n && used; j++) n_dropped += !used[j];
+    free(used);
+    for (int64_t j = 0; j < old.n; j++) free(keys[j]);
+    free(keys);
+  }
+  /* embed the rest */
+  int64_t todo = 0;
+  for (int64_t i = 0; i < N; i++) todo += reuse[i] < 0;
+  char **work = malloc(((size_t)todo + 1) * sizeof *work);
+  int64_t *where = malloc(((size_t)todo + 1) * sizeof *where);
+  float *wemb = malloc(((size_t)(todo * E) + 1) * sizeof(float));
+  int *wok = calloc((size_t)todo + 1, sizeof(int));
+  if (!work || !where || !wemb || !wok) {
+    free(work); free(where); free(wemb); free(wok);
+    fprintf(stderr, "vlm index: out of memory\n");
+    goto done;
+  }
+  int64_t t = 0, bad = 0;
+  double t_embed = vlm_now();
+  for (int64_t i = 0; i < N; i++)
+    if (reuse[i] < 0) { work[t] = items[i]; where[t++] = i; }
+  if (todo && texts_f) {
+    if (vlm_encoder_texts(&enc, (const char *const *)work, todo, wemb) != VLM_OK) {
+      fprintf(stderr, "vlm index: %s\n", vlm_last_error());
+      free(work); free(where); free(wemb); free(wok);
+      goto done;
+    }
+    for (int64_t k = 0; k < todo; k++) wok[k] = 1;
+  } else if (todo) {
+    bad = vlm_tools_embed_files(&enc, work, todo, wemb, wok, "index", !quiet);
+    if (bad < 0) { free(work); free(where); free(wemb); free(wok); goto done; }
+  }
+  t_embed = vlm_now() - t_embed;
+  for (int64_t k = 0; k < todo; k++) {
+    ok[where[k]] = wok[k];
+    if (wok[k]) memcpy(emb + (size_t)(where[k] * E), wemb + (size_t)(k * E), (size_t)E * sizeof(float));
+  }
+  free(work); free(where); free(wemb); free(wok);
+  /* keep the good rows, in input order (kept[] borrows the strings) */
+  kept = malloc(((size_t)N + 1) * sizeof *kept);
+  if (!kept) { fprintf(stderr, "vlm index: out of memory\n"); goto done; }
+  int64_t G = 0;
+  for (int64_t i = 0; i < N; i++) {
+    if (!ok[i]) continue;
+    if (G != i) {
+      memmove(emb + (size_t)(G * E), emb + (size_t)(i * E), (size_t)E * sizeof(float));
+      fsize[G] = fsize[i];
+      mtime[G] = mtime[i];
+    }
+    kept[G++] = items[i];
+  }
+  if (G == 0) {
+    fprintf(stderr, "vlm index: none of the %lld %s could be embedded; %s not written\n", (long long)N, kind, out);
+    goto done;
+  }
+  /* close the old index before replacing it (it is mapped) */
+  if (old.n || old.identity) vlm_index_close(&old);
+  if (vlm_index_write(out, kind, enc.identity, model, emb, G, E, kept, texts_f ? NULL : fsize,
+                      texts_f ? NULL : mtime) != VLM_OK) {
+    fprintf(stderr, "vlm index: %s\n", vlm_last_error());
+    goto done;
+  }
+  if (npy && vlm_write_npy(npy, emb, G, E) != VLM_OK) {
+    fprintf(stderr, "vlm index: %s\n", vlm_last_error());
+    goto done;
+  }
+  double rate = todo ? (double)todo / (t_embed > 0 ? t_embed : 1e-9) : 0;
+  if (json) {
+    printf("{\"index\": ");
+    vlm_tools_json_str(stdout, out);
+    printf(", \"kind\": \"%s\", \"count\": %lld, \"embedded\": %lld, \"unchanged\": %lld, \"dropped\": %lld, "
+           "\"skipped\": %lld, \"embed_dim\": %lld, \"model_identity\": \"%s\", \"per_second\": %.3f}\n",
+           kind, (long long)G, (long long)(todo - bad), (long long)n_reused, (long long)n_dropped, (long long)bad,
+           (long long)E, enc.identity, rate);
+  } else {
+    printf("%s: %lld %s (%lld embedded, %lld unchanged, %lld dropped, %lld skipped), %lld-d, model %s", out,
+           (long long)G, kind, (long long)(todo - bad), (long long)n_reused, (long long)n_dropped, (long long)bad,
+           (long long)E, enc.identity);
+    if (todo) printf(", %.2f %s/s", rate, kind);
+    printf("\n");
+    if (npy) printf("%s: float32 [%lld, %lld]\n", npy, (long long)G, (long long)E);
+  }
+  rc = 0;
+done:
+  if (old.identity) vlm_index_close(&old);
+  if (enc_open) vlm_encoder_close(&enc);
+  free(map.keys);
+  free(map.vals);
+  free(kept);
+  vlm_zeroshot_strings_free(texts, n_texts);
+  free(emb); free(ok); free(fsize); free(mtime); free(reuse);
+  vlm_pathlist_free(&inputs);
+  vlm_pathlist_free(&files);
+  return rc;
+}

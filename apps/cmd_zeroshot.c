@@ -1,0 +1,356 @@
+/* vlm zeroshot: open_clip's zero-shot classification of images, or its accuracy
+ * on an ImageFolder tree (--eval). */
+#define _POSIX_C_SOURCE 200809L
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "apps/apps.h"
+#include "apps/tools.h"
+#include "contrastive/contrastive.h"
+
+static void usage(FILE *f) {
+  fprintf(f,
+          "usage: vlm zeroshot --model PATH (--classes A,B,C | --classes-file F) [options] IMAGE|DIR...\n"
+          "       vlm zeroshot --model PATH --eval DIR [--classes ... | --classes-file F] [options]\n"
+          "\n"
+          "Zero-shot classification as open_clip does it: each class's text embeddings over\n"
+          "all templates (\"a photo of a {}.\"), each L2-normalized, averaged, renormalized;\n"
+          "logits = 100 x cosine(image, class); probabilities = softmax over the classes.\n"
+          "Images (JPEG, PNG, WebP; folders are searched recursively) get open_clip's eval\n"
+          "preprocessing at the model's image size. Unreadable images are skipped with a\n"
+          "message naming the file.\n"
+          "\n"
+          "Options:\n"
+          "  --model PATH        model directory or config file (see 'vlm info')\n"
+          "  --classes A,B,C     class names, comma-separated\n"
+          "  --classes-file F    class names, one per line\n"
+          "  --templates T       openai (open_clip's 80 ImageNet prompts, default), simple (its\n"
+          "                      7-prompt subset), or a file with one template per line, each\n"
+          "                      holding {} or {c} where the class name goes\n"
+          "  --tokenizer PATH    vocabulary (vocab.json + merges.txt folder, or\n"
+          "                      bpe_simple_vocab_16e6.txt.gz); default: the model's tokenizer/\n"
+          "  --top-k K           classes printed per image (default 5)\n"
+          "  --batch-size N      images / texts per forward pass (default 32)\n"
+          "  --precision P       f32 (default) or bf16: bf16 matmul inputs, f32 accumulation\n"
+          "                      (weights converted once; features within ~1e-5 cosine of f32)\n"
+          "  --eval DIR          ImageFolder tree: each sub-folder is a class (sorted by name;\n"
+          "                      '_' in a folder name reads as a space unless --classes names the\n"
+          "                      classes, in the same order); reports top-1 / top-5 accuracy,\n"
+          "                      per-class accuracy and the most frequent confusions\n"
+          "  --json              one JSON document on stdout:\n"
+          "                      classify: {\"model\", \"identity\", \"classes\": [..], \"templates\": n,\n"
+          "                        \"results\": [{\"path\", \"top\": [{\"class\", \"index\", \"prob\", \"logit\"}]}],\n"
+          "                        \"skipped\": [paths]}\n"
+          "                      eval: {\"model\", \"identity\", \"data\", \"classes\", \"templates\", \"images\",\n"
+          "                        \"skipped\", \"top1\", \"top5\", \"per_class\": [{\"class\", \"images\", \"top1\"}],\n"
+          "                        \"confusions\": [{\"true\", \"predicted\", \"count\"}]}\n"
+          "\n"
+          "Exit status: 0 when at least one image was classified, 1 on errors (or when every\n"
+          "image was unreadable), 2 on usage errors.\n"
+          "\n"
+          "Examples:\n"
+          "  vlm zeroshot --model vit-b-32/ --classes cat,dog,car photos/\n"
+          "  vlm zeroshot --model vit-b-32/ --classes-file classes.txt --templates simple --top-k 3 a.jpg b.png\n"
+          "  vlm zeroshot --model my-model/ --eval val/ --json > accuracy.json\n");
+}
+
+/* Sub-folders of dir, sorted. */
+static vlm_status subdirs(const char *dir, vlm_pathlist *out) {
+  DIR *d = opendir(dir);
+  if (!d) return vlm_error(VLM_ERR_IO, "%s: cannot open directory: %s", dir, strerror(errno));
+  struct dirent *de;
+  vlm_status st = VLM_OK;
+  while ((de = readdir(d)) && st == VLM_OK) {
+    if (de->d_name[0] == '.') continue;
+    size_t len = strlen(dir) + strlen(de->d_name) + 2;
+    char *p = malloc(len);
+    if (!p) { st = vlm_error(VLM_ERR_OOM, "out of memory"); break; }
+    snprintf(p, len, "%s/%s", dir, de->d_name);
+    struct stat s;
+    if (stat(p, &s) == 0 && S_ISDIR(s.st_mode)) st = vlm_pathlist_add(out, de->d_name);
+    free(p);
+  }
+  closedir(d);
+  for (int64_t i = 1; i < out->n; i++)   /* insertion sort: few classes */
+    for (int64_t j = i; j > 0 && strcmp(out->paths[j - 1], out->paths[j]) > 0; j--) {
+      char *t = out->paths[j]; out->paths[j] = out->paths[j - 1]; out->paths[j - 1] = t;
+    }
+  return st;
+}
+
+typedef struct { int t, p; int64_t count; } confusion;
+static int cmp_conf(const void *a, const void *b) {
+  const confusion *x = a, *y = b;
+  if (x->count != y->count) return x->count > y->count ? -1 : 1;
+  if (x->t != y->t) return x->t < y->t ? -1 : 1;
+  return x->p < y->p ? -1 : x->p > y->p;
+}
+
+int vlm_cmd_zeroshot(int argc, char **argv) {
+  const char *model = NULL, *classes_s = NULL, *classes_f = NULL, *templates_s = "openai", *tokenizer = NULL;
+  const char *eval = NULL, *precision = "f32";
+  long long top_k = 5, batch = 32;
+  int json = 0;
+  vlm_pathlist inputs = {0};
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    if (vlm_app_is_help(a)) { usage(stdout); vlm_pathlist_free(&inputs); return 0; }
+    if (!strcmp(a, "--json")) { json = 1; continue; }
+    if (a[0] == '-' && a[1] == '-') {
+      if (i + 1 >= argc) {
+        fprintf(stderr, "vlm zeroshot: option '%s' needs a value (or is unknown)\n", a);
+        vlm_pathlist_free(&inputs);
+        return 2;
+      }
+      const char *v = argv[++i];
+      if (!strcmp(a, "--model")) model = v;
+      else if (!strcmp(a, "--classes")) classes_s = v;
+      else if (!strcmp(a, "--classes-file")) classes_f = v;
+      else if (!strcmp(a, "--templates")) templates_s = v;
+      else if (!strcmp(a, "--tokenizer")) tokenizer = v;
+      else if (!strcmp(a, "--eval")) eval = v;
+      else if (!strcmp(a, "--precision")) precision = v;
+      else if (!strcmp(a, "--top-k")) { if (!vlm_app_parse_int("vlm zeroshot", a, v, 1, 1000000, &top_k)) { vlm_pathlist_free(&inputs); return 2; } }
+      else if (!strcmp(a, "--batch-size")) { if (!vlm_app_parse_int("vlm zeroshot", a, v, 1, 4096, &batch)) { vlm_pathlist_free(&inputs); return 2; } }
+      else {
+        fprintf(stderr, "vlm zeroshot: unknown option '%s'\n", a);
+        usage(stderr);
+        vlm_pathlist_free(&inputs);
+        return 2;
+      }
+      continue;
+    }
+    if (vlm_pathlist_add(&inputs, a) != VLM_OK) { fprintf(stderr, "vlm zeroshot: out of memory\n"); return 1; }
+  }
+  int usage_err = 0;
+  if (!model) { fprintf(stderr, "vlm zeroshot: --model is required\n"); usage_err = 1; }
+  else if (classes_s && classes_f) { fprintf(stderr, "vlm zeroshot: give --classes or --classes-file, not both\n"); usage_err = 1; }
+  else if (!eval && !classes_s && !classes_f) { fprintf(stderr, "vlm zeroshot: --classes or --classes-file is required (or --eval DIR)\n"); usage_err = 1; }
+  else if (!eval && inputs.n == 0) { fprintf(stderr, "vlm zeroshot: no IMAGE or DIR given\n"); usage_err = 1; }
+  else if (eval && inputs.n) { fprintf(stderr, "vlm zeroshot: --eval takes its images from DIR; drop the other paths\n"); usage_err = 1; }
+  else if (strcmp(precision, "f32") && strcmp(precision, "bf16")) { fprintf(stderr, "vlm zeroshot: --precision must be f32 or bf16, got '%s'\n", precision); usage_err = 1; }
+  if (usage_err) { usage(stderr); vlm_pathlist_free(&inputs); return 2; }
+
+  int rc = 1, n_classes = 0, n_tpl = 0;
+  char **classes = NULL, **tpl_owned = NULL;
+  const char *const *tpl = NULL;
+  float *W = NULL, *emb = NULL, *logits = NULL;
+  int *ok = NULL, *labels = NULL;
+  vlm_pathlist files = {0}, folders = {0};
+  vlm_encoder enc;
+  memset(&enc, 0, sizeof enc);
+  int enc_open = 0;
+
+  if (classes_s) {
+    if (vlm_tools_split_list(classes_s, &classes, &n_classes) != VLM_OK) {
+      fprintf(stderr, "vlm zeroshot: --classes: %s\n", vlm_last_error());
+      rc = 2;
+      goto done;
+    }
+  } else if (classes_f) {
+    if (vlm_tools_read_lines(classes_f, &classes, &n_classes, 0) != VLM_OK) {
+      fprintf(stderr, "vlm zeroshot: %s\n", vlm_last_error());
+      goto done;
+    }
+    if (n_classes == 0) { fprintf(stderr, "vlm zeroshot: %s: no class names in the file\n", classes_f); goto done; }
+  }
+  if (!(n_tpl = vlm_zeroshot_templates_builtin(templates_s, &tpl))) {
+    if (vlm_zeroshot_templates_load(templates_s, &tpl_owned, &n_tpl) != VLM_OK) {
+      fprintf(stderr, "vlm zeroshot: --templates: %s (expected openai, simple or a file)\n", vlm_last_error());
+      goto done;
+    }
+    tpl = (const char *const *)tpl_owned;
+  }
+  /* the images (and labels for --eval) */
+  if (eval) {
+    if (subdirs(eval, &folders) != VLM_OK) { fprintf(stderr, "vlm zeroshot: %s\n", vlm_last_error()); goto done; }
+    if (folders.n == 0) { fprintf(stderr, "vlm zeroshot: %s: no class sub-folders (expected DIR/CLASS/IMAGE)\n", eval); goto done; }
+    if (classes && n_classes != folders.n) {
+      fprintf(stderr, "vlm zeroshot: %s has %lld class folders but %d class names were given\n", eval,
+              (long long)folders.n, n_classes);
+      goto done;
+    }
+    if (!classes) {
+      n_classes = (int)folders.n;
+      classes = calloc((size_t)n_classes, sizeof *classes);
+      if (!classes) { fprintf(stderr, "vlm zeroshot: out of memory\n"); goto done; }
+      for (int c = 0; c < n_classes; c++) {
+        classes[c] = strdup(folders.paths[c]);
+        if (!classes[c]) { fprintf(stderr, "vlm zeroshot: out of memory\n"); goto done; }
+        for (char *p = classes[c]; *p; p++) if (*p == '_') *p = ' ';
+      }
+    }
+    int64_t cap = 0;
+    for (int c = 0; c < n_classes; c++) {
+      char path[4096];
+      snprintf(path, sizeof path, "%s/%s", eval, folders.paths[c]);
+      int64_t before = files.n;
+      if (vlm_tools_collect(&files, path) != VLM_OK) { fprintf(stderr, "vlm zeroshot: %s\n", vlm_last_error()); goto done; }
+      if (files.n > cap) {
+        cap = files.n;
+        int *nl = realloc(labels, (size_t)cap * sizeof *nl);
+        if (!nl) { fprintf(stderr, "vlm zeroshot: out of memory\n"); goto done; }
+        labels = nl;
+      }
+      for (int64_t i = before; i < files.n; i++) labels[i] = c;
+    }
+    if (files.n == 0) { fprintf(stderr, "vlm zeroshot: %s: no JPEG, PNG or WebP images in the class folders\n", eval); goto done; }
+  } else {
+    for (int64_t i = 0; i < inputs.n; i++)
+      if (vlm_tools_collect(&files, inputs.paths[i]) != VLM_OK) {
+        fprintf(stderr, "vlm zeroshot: %s\n", vlm_last_error());
+        goto done;
+      }
+    if (files.n == 0) { fprintf(stderr, "vlm zeroshot: no JPEG, PNG or WebP images found\n"); goto done; }
+  }
+
+  if (vlm_encoder_open(&enc, model, tokenizer, batch, VLM_ENC_TEXT | (strcmp(precision, "bf16") ? 0 : VLM_ENC_BF16)) != VLM_OK) {
+    fprintf(stderr, "vlm zeroshot: %s\n", vlm_last_error());
+    goto done;
+  }
+  enc_open = 1;
+  int64_t E = vlm_encoder_dim(&enc), N = files.n, C = n_classes;
+  W = malloc((size_t)C * (size_t)E * sizeof(float));
+  emb = calloc((size_t)N * (size_t)E, sizeof(float));
+  logits = malloc((size_t)N * (size_t)C * sizeof(float));
+  ok = calloc((size_t)N, sizeof(int));
+  if (!W || !emb || !logits || !ok) { fprintf(stderr, "vlm zeroshot: out of memory\n"); goto done; }
+  if (vlm_zeroshot_classifier(vlm_encoder_text_cb, &enc, (const char *const *)classes, n_classes, tpl, n_tpl, E,
+                              (int)batch, W) != VLM_OK) {
+    fprintf(stderr, "vlm zeroshot: building the classifier: %s\n", vlm_last_error());
+    goto done;
+  }
+  int64_t bad = vlm_tools_embed_files(&enc, files.paths, N, emb, ok, "zeroshot", N > 64);
+  if (bad < 0) goto done;
+  if (bad == N) { fprintf(stderr, "vlm zeroshot: none of the %lld images could be read\n", (long long)N); goto done; }
+  /* pack the good rows */
+  int64_t G = 0;
+  for (int64_t i = 0; i < N; i++) {
+    if (!ok[i]) continue;
+    if (G != i) {
+      memmove(emb + (size_t)(G * E), emb + (size_t)(i * E), (size_t)E * sizeof(float));
+      if (labels) labels[G] = labels[i];
+    }
+    G++;
+  }
+  vlm_zeroshot_logits(emb, G, W, C, E, logits);
+
+  if (!eval) {
+    int k = (int)(top_k < C ? top_k : C);
+    int64_t *idx = malloc((size_t)k * sizeof *idx);
+    float *prob = malloc((size_t)C * sizeof(float));
+    if (!idx || !prob) { free(idx); free(prob); fprintf(stderr, "vlm zeroshot: out of memory\n"); goto done; }
+    if (json) {
+      printf("{\"model\": ");
+      vlm_tools_json_str(stdout, model);
+      printf(", \"identity\": \"%s\", \"templates\": %d, \"classes\": [", enc.identity, n_tpl);
+      for (int c = 0; c < C; c++) { if (c) printf(", "); vlm_tools_json_str(stdout, classes[c]); }
+      printf("],\n \"results\": [");
+    }
+    int64_t g = 0, first = 1;
+    for (int64_t i = 0; i < N; i++) {
+      if (!ok[i]) continue;
+      const float *lg = logits + (size_t)(g * C);
+      memcpy(prob, lg, (size_t)C * sizeof(float));
+      vlm_softmax_row(prob, C);
+      vlm_topk(lg, C, k, idx, NULL);
+      if (json) {
+        printf("%s\n  {\"path\": ", first ? "" : ",");
+        vlm_tools_json_str(stdout, files.paths[i]);
+        printf(", \"top\": [");
+        for (int j = 0; j < k; j++) {
+          printf("%s{\"class\": ", j ? ", " : "");
+          vlm_tools_json_str(stdout, classes[idx[j]]);
+          printf(", \"index\": %lld, \"prob\": %.6f, \"logit\": %.4f}", (long long)idx[j], prob[idx[j]], lg[idx[j]]);
+        }
+        printf("]}");
+      } else {
+        printf("%s\n", files.paths[i]);
+        for (int j = 0; j < k; j++) printf("  %.4f  %s\n", prob[idx[j]], classes[idx[j]]);
+      }
+      first = 0;
+      g++;
+    }
+    if (json) {
+      printf("\n ],\n \"skipped\": [");
+      int f2 = 1;
+      for (int64_t i = 0; i < N; i++)
+        if (!ok[i]) { printf("%s", f2 ? "" : ", "); vlm_tools_json_str(stdout, files.paths[i]); f2 = 0; }
+      printf("]}\n");
+    }
+    free(idx);
+    free(prob);
+    if (bad) fprintf(stderr, "vlm zeroshot: %lld of %lld images skipped\n", (long long)bad, (long long)N);
+  } else {
+    double top1, top5;
+    vlm_zeroshot_accuracy(logits, G, C, labels, &top1, &top5);
+    int64_t *cm = calloc((size_t)(C * C), sizeof *cm);
+    int64_t *cnt = calloc((size_t)C, sizeof *cnt);
+    confusion *cf = malloc((size_t)(C * C) * sizeof *cf);
+    if (!cm || !cnt || !cf) { free(cm); free(cnt); free(cf); fprintf(stderr, "vlm zeroshot: out of memory\n"); goto done; }
+    for (int64_t i = 0; i < G; i++) {
+      int64_t p;
+      vlm_topk(logits + (size_t)(i * C), C, 1, &p, NULL);
+      cm[labels[i] * C + p]++;
+      cnt[labels[i]]++;
+    }
+    int ncf = 0;
+    for (int t = 0; t < C; t++)
+      for (int p = 0; p < C; p++)
+        if (t != p && cm[t * C + p]) cf[ncf++] = (confusion){t, p, cm[t * C + p]};
+    qsort(cf, (size_t)ncf, sizeof *cf, cmp_conf);
+    if (ncf > 10) ncf = 10;
+    if (json) {
+      printf("{\"model\": ");
+      vlm_tools_json_str(stdout, model);
+      printf(", \"identity\": \"%s\", \"data\": ", enc.identity);
+      vlm_tools_json_str(stdout, eval);
+      printf(", \"templates\": %d, \"classes\": [", n_tpl);
+      for (int c = 0; c < C; c++) { if (c) printf(", "); vlm_tools_json_str(stdout, classes[c]); }
+      printf("],\n \"images\": %lld, \"skipped\": %lld, \"top1\": %.6f, \"top5\": %.6f,\n \"per_class\": [",
+             (long long)G, (long long)bad, top1, top5);
+      for (int c = 0; c < C; c++) {
+        printf("%s{\"class\": ", c ? ", " : "");
+        vlm_tools_json_str(stdout, classes[c]);
+        printf(", \"images\": %lld, \"top1\": %.6f}", (long long)cnt[c], cnt[c] ? (double)cm[c * C + c] / cnt[c] : 0.0);
+      }
+      printf("],\n \"confusions\": [");
+      for (int j = 0; j < ncf; j++) {
+        printf("%s{\"true\": ", j ? ", " : "");
+        vlm_tools_json_str(stdout, classes[cf[j].t]);
+        printf(", \"predicted\": ");
+        vlm_tools_json_str(stdout, classes[cf[j].p]);
+        printf(", \"count\": %lld}", (long long)cf[j].count);
+      }
+      printf("]}\n");
+    } else {
+      printf("zero-shot on %s: %lld images, %lld classes, %d templates\n", eval, (long long)G, (long long)C, n_tpl);
+      if (bad) printf("skipped: %lld unreadable images\n", (long long)bad);
+      printf("top-1 accuracy: %.2f%%\ntop-5 accuracy: %.2f%%\n\nper class:\n", 100 * top1, 100 * top5);
+      for (int c = 0; c < C; c++)
+        printf("  %7.2f%%  %5lld  %s\n", cnt[c] ? 100.0 * cm[c * C + c] / cnt[c] : 0.0, (long long)cnt[c], classes[c]);
+      if (ncf) {
+        printf("\nmost frequent confusions (true -> predicted):\n");
+        for (int j = 0; j < ncf; j++)
+          printf("  %5lld  %s -> %s\n", (long long)cf[j].count, classes[cf[j].t], classes[cf[j].p]);
+      }
+    }
+    free(cm);
+    free(cnt);
+    free(cf);
+  }
+  rc = 0;
+done:
+  if (enc_open) vlm_encoder_close(&enc);
+  vlm_zeroshot_strings_free(classes, n_classes);
+  vlm_zeroshot_strings_free(tpl_owned, n_tpl);
+  vlm_pathlist_free(&inputs);
+  vlm_pathlist_free(&files);
+  vlm_pathlist_free(&folders);
+  free(W); free(emb); free(logits); free(ok); free(labels);
+  return rc;
+}

@@ -1,0 +1,68 @@
+/* Helpers shared by the user's tools (zeroshot, index, search): finding image
+ * files, embedding files in batches with bad images skipped, progress lines. */
+#ifndef VLM_APPS_TOOLS_H
+#define VLM_APPS_TOOLS_H
+#include <stdint.h>
+
+#include "model/encode.h"
+
+typedef struct {
+  char **paths;
+  int64_t n, cap;
+} vlm_pathlist;
+
+/* 1 when the file starts like a JPEG, PNG or WebP (magic bytes, not the extension). */
+int vlm_tools_is_image(const char *path);
+/* Add arg: a file is added as given; a directory is walked recursively (symlinked
+ * directories are not followed) and its image files are added in sorted order.
+ * A missing path is an error naming it. */
+vlm_status vlm_tools_collect(vlm_pathlist *pl, const char *arg);
+vlm_status vlm_pathlist_add(vlm_pathlist *pl, const char *path);
+void vlm_pathlist_free(vlm_pathlist *pl);
+
+/* Embed n image files into out[n, E] (unit rows), batch by batch, decoding and
+ * preprocessing a batch in parallel. ok[i] = 1 if file i was embedded, 0 if it
+ * was skipped (its message printed as "vlm CMD: <error>"). progress != 0 prints a
+ * progress line on stderr. Returns the number skipped, or -1 on a fatal error. */
+int64_t vlm_tools_embed_files(vlm_encoder *e, char *const *paths, int64_t n, float *out, int *ok,
+                              const char *cmd, int progress);
+
+/* Split a comma-separated list (trimmed, empty items are an error) or read one
+ * item per non-empty line of a file. Free with vlm_zeroshot_strings_free. */
+vlm_status vlm_tools_split_list(const char *s, char ***out, int *n);
+vlm_status vlm_tools_read_lines(const char *path, char ***out, int *n, int keep_empty);
+
+/* JSON string (quoted, escaped; invalid UTF-8 bytes as \u00XX) to f. */
+void vlm_tools_json_str(FILE *f, const char *s);
+
+/* ---- the index file (index_file.c): safetensors with
+ *   embeddings  F32 [N, E]   unit rows
+ *   items       U8  [bytes]  the N paths (or texts), UTF-8, back to back
+ *   offsets     I64 [N + 1]  item i is items[offsets[i], offsets[i+1])
+ *   file_size   I64 [N]      bytes of each image file (0 for texts)
+ *   mtime_ns    I64 [N]      its modification time (0 for texts)
+ *   __metadata__: format "vlm-index", version "1", kind "images" | "texts",
+ *     model_identity (vlm_encoder.identity), model (the --model path),
+ *     embed_dim, count. */
+typedef struct {
+  vlm_safetensors st;
+  int64_t n, E;
+  const float *emb;             /* [n, E] (in the mapping, or own copy when misaligned) */
+  float *emb_copy;
+  const char *items;            /* not NUL-terminated: use the offsets */
+  const int64_t *off, *size, *mtime;
+  const char *kind, *identity, *model;
+} vlm_index;
+
+/* Open and validate (every error names the file and the problem). */
+vlm_status vlm_index_open(vlm_index *ix, const char *path);
+void vlm_index_close(vlm_index *ix);
+/* Item i as a malloc'd NUL-terminated string (NULL on OOM). */
+char *vlm_index_item(const vlm_index *ix, int64_t i);
+/* Write an index atomically. items[n] are NUL-terminated strings; size/mtime may be NULL. */
+vlm_status vlm_index_write(const char *path, const char *kind, const char *identity, const char *model,
+                           const float *emb, int64_t n, int64_t E, char *const *items, const int64_t *size,
+                           const int64_t *mtime);
+/* Embeddings as a NumPy .npy (format 1.0, '<f4', C order, shape (n, E)), atomically. */
+vlm_status vlm_write_npy(const char *path, const float *x, int64_t n, int64_t E);
+#endif

@@ -1,0 +1,232 @@
+/* Helpers for the zeroshot / index / search commands (see tools.h). */
+#define _POSIX_C_SOURCE 200809L
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "apps/tools.h"
+
+int vlm_tools_is_image(const char *path) {
+  uint8_t b[12];
+  FILE *f = fopen(path, "rb");
+  if (!f) return 0;
+  size_t n = fread(b, 1, sizeof b, f);
+  fclose(f);
+  if (n >= 2 && b[0] == 0xFF && b[1] == 0xD8) return 1;
+  if (n >= 8 && !memcmp(b, "\x89PNG\r\n\x1a\n", 8)) return 1;
+  if (n >= 12 && !memcmp(b, "RIFF", 4) && !memcmp(b + 8, "WEBP", 4)) return 1;
+  return 0;
+}
+
+vlm_status vlm_pathlist_add(vlm_pathlist *pl, const char *path) {
+  if (pl->n == pl->cap) {
+    int64_t cap = pl->cap ? 2 * pl->cap : 64;
+    char **p = realloc(pl->paths, (size_t)cap * sizeof *p);
+    if (!p) return vlm_error(VLM_ERR_OOM, "out of memory");
+    pl->paths = p;
+    pl->cap = cap;
+  }
+  if (!(pl->paths[pl->n] = strdup(path))) return vlm_error(VLM_ERR_OOM, "out of memory");
+  pl->n++;
+  return VLM_OK;
+}
+
+void vlm_pathlist_free(vlm_pathlist *pl) {
+  for (int64_t i = 0; i < pl->n; i++) free(pl->paths[i]);
+  free(pl->paths);
+  memset(pl, 0, sizeof *pl);
+}
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+static vlm_status walk(vlm_pathlist *pl, const char *dir, int depth) {
+  if (depth > 64) return vlm_error(VLM_ERR_ARG, "%s: directories nested too deeply", dir);
+  DIR *d = opendir(dir);
+  if (!d) return vlm_error(VLM_ERR_IO, "%s: cannot open directory: %s", dir, strerror(errno));
+  vlm_pathlist names = {0};
+  vlm_status st = VLM_OK;
+  struct dirent *de;
+  while ((de = readdir(d)) && st == VLM_OK)
+    if (de->d_name[0] != '.') st = vlm_pathlist_add(&names, de->d_name);
+  closedir(d);
+  if (st == VLM_OK && names.n) qsort(names.paths, (size_t)names.n, sizeof(char *), cmp_str);
+  size_t dl = strlen(dir);
+  while (dl > 1 && dir[dl - 1] == '/') dl--;
+  for (int64_t i = 0; i < names.n && st == VLM_OK; i++) {
+    size_t len = dl + strlen(names.paths[i]) + 2;
+    char *p = malloc(len);
+    if (!p) { st = vlm_error(VLM_ERR_OOM, "out of memory"); break; }
+    snprintf(p, len, "%.*s/%s", (int)dl, dir, names.paths[i]);
+    struct stat s;
+    if (lstat(p, &s) == 0) {
+      if (S_ISDIR(s.st_mode)) st = walk(pl, p, depth + 1);
+      else if ((S_ISREG(s.st_mode) || (S_ISLNK(s.st_mode) && stat(p, &s) == 0 && S_ISREG(s.st_mode))) &&
+               vlm_tools_is_image(p))
+        st = vlm_pathlist_add(pl, p);
+    }
+    free(p);
+  }
+  vlm_pathlist_free(&names);
+  return st;
+}
+
+vlm_status vlm_tools_collect(vlm_pathlist *pl, const char *arg) {
+  struct stat s;
+  if (stat(arg, &s) != 0) return vlm_error(VLM_ERR_IO, "%s: %s", arg, strerror(errno));
+  if (S_ISDIR(s.st_mode)) return walk(pl, arg, 0);
+  return vlm_pathlist_add(pl, arg);
+}
+
+int64_t vlm_tools_embed_files(vlm_encoder *e, char *const *paths, int64_t n, float *out, int *ok,
+                              const char *cmd, int progress) {
+  int64_t B = e->max_batch, S = vlm_encoder_image_size(e), E = vlm_encoder_dim(e), per = 3 * S * S;
+  float *pix = malloc((size_t)B * (size_t)per * sizeof(float));
+  float *emb = malloc((size_t)B * (size_t)E * sizeof(float));
+  char (*msg)[512] = malloc((size_t)B * sizeof *msg);
+  int64_t *slot = malloc((size_t)B * sizeof *slot);
+  if (!pix || !emb || !msg || !slot) {
+    free(pix); free(emb); free(msg); free(slot);
+    fprintf(stderr, "vlm %s: out of memory for a batch of %lld images\n", cmd, (long long)B);
+    return -1;
+  }
+  vlm_decode_opts dopts = {0};
+  int64_t bad = 0, done = 0;
+  double t0 = vlm_now(), last = 0;
+  int tty = progress && isatty(2);
+  const char *cl = tty ? "\r\033[K" : "";
+  for (int64_t s = 0; s < n; s += B) {
+    int64_t b = n - s < B ? n - s : B;
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int64_t i = 0; i < b; i++) {
+      vlm_status st = vlm_preprocess_file(paths[s + i], &dopts, &e->pre, NULL, pix + (size_t)(i * per));
+      ok[s + i] = st == VLM_OK;
+      if (st != VLM_OK) snprintf(msg[i], sizeof msg[i], "%s", vlm_last_error());
+    }
+    int64_t m = 0;   /* pack the good images to the front */
+    for (int64_t i = 0; i < b; i++) {
+      if (!ok[s + i]) {
+        fprintf(stderr, "%svlm %s: skipped: %s\n", cl, cmd, msg[i]);
+        bad++;
+        continue;
+      }
+      if (m != i) memcpy(pix + (size_t)(m * per), pix + (size_t)(i * per), (size_t)per * sizeof(float));
+      slot[m++] = s + i;
+    }
+    if (m) vlm_encoder_images(e, pix, m, emb);
+    for (int64_t i = 0; i < m; i++) memcpy(out + (size_t)(slot[i] * E), emb + (size_t)(i * E), (size_t)E * sizeof(float));
+    done += b;
+    double now = vlm_now();
+    if (progress && ((tty && now - last > 0.5) || done == n)) {
+      double el = now - t0, rate = el > 0 ? done / el : 0;
+      fprintf(stderr, "%s%s: %lld/%lld images (%.1f%%), %.1f img/s, %lld skipped%s", cl, cmd, (long long)done,
+              (long long)n, 100.0 * done / n, rate, (long long)bad, done == n ? "\n" : "");
+      last = now;
+    }
+  }
+  free(pix); free(emb); free(msg); free(slot);
+  return bad;
+}
+
+static char *trim(char *s) {
+  while (*s == ' ' || *s == '\t' || *s == '\r' || *s == '\n') s++;
+  size_t n = strlen(s);
+  while (n && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\r' || s[n - 1] == '\n')) s[--n] = 0;
+  return s;
+}
+
+static vlm_status push(char ***v, int *n, int *cap, const char *s) {
+  if (*n == *cap) {
+    *cap = *cap ? 2 * *cap : 16;
+    char **nv = realloc(*v, (size_t)*cap * sizeof **v);
+    if (!nv) return vlm_error(VLM_ERR_OOM, "out of memory");
+    *v = nv;
+  }
+  if (!((*v)[*n] = strdup(s))) return vlm_error(VLM_ERR_OOM, "out of memory");
+  (*n)++;
+  return VLM_OK;
+}
+
+vlm_status vlm_tools_split_list(const char *s, char ***out, int *n) {
+  *out = NULL;
+  *n = 0;
+  char *dup = strdup(s);
+  if (!dup) return vlm_error(VLM_ERR_OOM, "out of memory");
+  int cap = 0, item = 0;
+  vlm_status st = VLM_OK;
+  char *p = dup;
+  for (;;) {
+    char *c = strchr(p, ',');
+    if (c) *c = 0;
+    char *t = trim(p);
+    item++;
+    if (!*t) { st = vlm_error(VLM_ERR_ARG, "empty class name (item %d of the list)", item); break; }
+    if ((st = push(out, n, &cap, t)) != VLM_OK) break;
+    if (!c) break;
+    p = c + 1;
+  }
+  free(dup);
+  if (st != VLM_OK) {
+    for (int i = 0; i < *n; i++) free((*out)[i]);
+    free(*out);
+    *out = NULL;
+    *n = 0;
+  }
+  return st;
+}
+
+vlm_status vlm_tools_read_lines(const char *path, char ***out, int *n, int keep_empty) {
+  *out = NULL;
+  *n = 0;
+  FILE *f = fopen(path, "rb");
+  if (!f) return vlm_error(VLM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+  char *line = NULL;
+  size_t lcap = 0;
+  ssize_t len;
+  int cap = 0, no = 0;
+  vlm_status st = VLM_OK;
+  while ((len = getline(&line, &lcap, f)) >= 0) {
+    no++;
+    if ((size_t)len != strlen(line)) { st = vlm_error(VLM_ERR_FORMAT, "%s:%d: NUL byte in the line", path, no); break; }
+    char *t = trim(line);
+    if (!*t && !keep_empty) continue;
+    if ((st = push(out, n, &cap, t)) != VLM_OK) break;
+  }
+  free(line);
+  if (st == VLM_OK && ferror(f)) st = vlm_error(VLM_ERR_IO, "%s: read error", path);
+  fclose(f);
+  if (st != VLM_OK) {
+    for (int i = 0; i < *n; i++) free((*out)[i]);
+    free(*out);
+    *out = NULL;
+    *n = 0;
+  }
+  return st;
+}
+
+void vlm_tools_json_str(FILE *f, const char *s) {
+  fputc('"', f);
+  for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+    unsigned c = *p;
+    if (c == '"' || c == '\\') fprintf(f, "\\%c", c);
+    else if (c == '\n') fputs("\\n", f);
+    else if (c == '\t') fputs("\\t", f);
+    else if (c == '\r') fputs("\\r", f);
+    else if (c < 0x20) fprintf(f, "\\u%04x", c);
+    else if (c < 0x80) fputc((int)c, f);
+    else {
+      /* validate one UTF-8 sequence; copy it, or escape a bad byte */
+      int len = c >= 0xF0 && c <= 0xF4 ? 4 : c >= 0xE0 ? 3 : c >= 0xC2 && c <= 0xDF ? 2 : 0;
+      int good = len > 0;
+      for (int k = 1; k < len && good; k++) good = (p[k] & 0xC0) == 0x80;
+      if (good && len == 3 && ((c == 0xE0 && p[1] < 0xA0) || (c == 0xED && p[1] >= 0xA0))) good = 0;
+      if (good && len == 4 && ((c == 0xF0 && p[1] < 0x90) || (c == 0xF4 && p[1] >= 0x90))) good = 0;
+      if (good) { fwrite(p, 1, (size_t)len, f); p += len - 1; }
+      else fprintf(f, "\\ufffd");
+    }
+  }
+  fputc('"', f);
+}

@@ -1,0 +1,239 @@
+/* open_clip's zero-shot classifier: template sets, classifier construction,
+ * logits, top-k and accuracy. See contrastive.h. */
+#define _POSIX_C_SOURCE 200809L
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "contrastive/contrastive.h"
+
+/* open_clip zero_shot_metadata.py OPENAI_IMAGENET_TEMPLATES (CLIP's 80 ImageNet prompts). */
+static const char *const k_openai[] = {
+  "a bad photo of a {}.", "a photo of many {}.", "a sculpture of a {}.", "a photo of the hard to see {}.",
+  "a low resolution photo of the {}.", "a rendering of a {}.", "graffiti of a {}.", "a bad photo of the {}.",
+  "a cropped photo of the {}.", "a tattoo of a {}.", "the embroidered {}.", "a photo of a hard to see {}.",
+  "a bright photo of a {}.", "a photo of a clean {}.", "a photo of a dirty {}.", "a dark photo of the {}.",
+  "a drawing of a {}.", "a photo of my {}.", "the plastic {}.", "a photo of the cool {}.",
+  "a close-up photo of a {}.", "a black and white photo of the {}.", "a painting of the {}.",
+  "a painting of a {}.", "a pixelated photo of the {}.", "a sculpture of the {}.", "a bright photo of the {}.",
+  "a cropped photo of a {}.", "a plastic {}.", "a photo of the dirty {}.", "a jpeg corrupted photo of a {}.",
+  "a blurry photo of the {}.", "a photo of the {}.", "a good photo of the {}.", "a rendering of the {}.",
+  "a {} in a video game.", "a photo of one {}.", "a doodle of a {}.", "a close-up photo of the {}.",
+  "a photo of a {}.", "the origami {}.", "the {} in a video game.", "a sketch of a {}.", "a doodle of the {}.",
+  "a origami {}.", "a low resolution photo of a {}.", "the toy {}.", "a rendition of the {}.",
+  "a photo of the clean {}.", "a photo of a large {}.", "a rendition of a {}.", "a photo of a nice {}.",
+  "a photo of a weird {}.", "a blurry photo of a {}.", "a cartoon {}.", "art of a {}.", "a sketch of the {}.",
+  "a embroidered {}.", "a pixelated photo of a {}.", "itap of the {}.", "a jpeg corrupted photo of the {}.",
+  "a good photo of a {}.", "a plushie {}.", "a photo of the nice {}.", "a photo of the small {}.",
+  "a photo of the weird {}.", "the cartoon {}.", "art of the {}.", "a drawing of the {}.",
+  "a photo of the large {}.", "a black and white photo of a {}.", "the plushie {}.", "a dark photo of a {}.",
+  "itap of a {}.", "graffiti of the {}.", "a toy {}.", "itap of my {}.", "a photo of a cool {}.",
+  "a photo of a small {}.", "a tattoo of the {}.",
+};
+/* SIMPLE_IMAGENET_TEMPLATES: the 7-prompt subset. */
+static const char *const k_simple[] = {
+  "itap of a {}.", "a bad photo of the {}.", "a origami {}.", "a photo of the large {}.",
+  "a {} in a video game.", "art of the {}.", "a photo of the small {}.",
+};
+
+int vlm_zeroshot_templates_builtin(const char *name, const char *const **out) {
+  if (!strcmp(name, "openai")) { *out = k_openai; return (int)(sizeof k_openai / sizeof *k_openai); }
+  if (!strcmp(name, "simple")) { *out = k_simple; return (int)(sizeof k_simple / sizeof *k_simple); }
+  return 0;
+}
+
+void vlm_zeroshot_strings_free(char **s, int n) {
+  if (!s) return;
+  for (int i = 0; i < n; i++) free(s[i]);
+  free(s);
+}
+
+/* Length of the placeholder at p ("{}" = 2, "{c}" = 3), 0 if none. */
+static size_t placeholder(const char *p) {
+  if (p[0] != '{') return 0;
+  if (p[1] == '}') return 2;
+  if (p[1] == 'c' && p[2] == '}') return 3;
+  return 0;
+}
+
+char *vlm_zeroshot_fill(const char *tmpl, const char *classname) {
+  size_t n = 0, cl = strlen(classname);
+  for (const char *p = tmpl; *p;) {
+    size_t k = placeholder(p);
+    if (k) { n += cl; p += k; } else { n++; p++; }
+  }
+  char *out = malloc(n + 1), *o = out;
+  if (!out) return NULL;
+  for (const char *p = tmpl; *p;) {
+    size_t k = placeholder(p);
+    if (k) { memcpy(o, classname, cl); o += cl; p += k; } else { *o++ = *p++; }
+  }
+  *o = 0;
+  return out;
+}
+
+vlm_status vlm_zeroshot_templates_load(const char *path, char ***out, int *n) {
+  *out = NULL;
+  *n = 0;
+  FILE *f = fopen(path, "rb");
+  if (!f) return vlm_error(VLM_ERR_IO, "%s: cannot open the templates file", path);
+  char **v = NULL;
+  int cnt = 0, cap = 0, line_no = 0;
+  char *line = NULL;
+  size_t lcap = 0;
+  ssize_t len;
+  vlm_status st = VLM_OK;
+  while ((len = getline(&line, &lcap, f)) >= 0) {
+    line_no++;
+    while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = 0;
+    size_t s = 0;
+    while (line[s] == ' ' || line[s] == '\t') s++;
+    if (!line[s]) continue;
+    if ((size_t)len != strlen(line)) { st = vlm_error(VLM_ERR_FORMAT, "%s:%d: NUL byte in a template", path, line_no); break; }
+    int has = 0;
+    for (const char *p = line; *p && !has; p++) has = placeholder(p) != 0;
+    if (!has) { st = vlm_error(VLM_ERR_FORMAT, "%s:%d: template has no {} or {c} for the class name", path, line_no); break; }
+    if (cnt == cap) {
+      cap = cap ? 2 * cap : 16;
+      char **nv = realloc(v, (size_t)cap * sizeof *v);
+      if (!nv) { st = vlm_error(VLM_ERR_OOM, "out of memory"); break; }
+      v = nv;
+    }
+    if (!(v[cnt] = strdup(line))) { st = vlm_error(VLM_ERR_OOM, "out of memory"); break; }
+    cnt++;
+  }
+  free(line);
+  if (st == VLM_OK && ferror(f)) st = vlm_error(VLM_ERR_IO, "%s: read error", path);
+  fclose(f);
+  if (st == VLM_OK && cnt == 0) st = vlm_error(VLM_ERR_FORMAT, "%s: no templates in the file", path);
+  if (st != VLM_OK) { vlm_zeroshot_strings_free(v, cnt); return st; }
+  *out = v;
+  *n = cnt;
+  return VLM_OK;
+}
+
+static void normalize(float *x, int64_t E) {
+  double s = 0;
+  for (int64_t i = 0; i < E; i++) s += (double)x[i] * x[i];
+  double n = sqrt(s);
+  float inv = (float)(1.0 / (n > 1e-12 ? n : 1e-12));
+  for (int64_t i = 0; i < E; i++) x[i] *= inv;
+}
+
+vlm_status vlm_zeroshot_classifier(vlm_text_encode_fn encode, void *ctx, const char *const *classnames,
+                                   int n_classes, const char *const *templates, int n_templates, int64_t E,
+                                   int batch, float *W) {
+  if (n_classes < 1) return vlm_error(VLM_ERR_ARG, "zero-shot: no class names");
+  if (n_templates < 1) return vlm_error(VLM_ERR_ARG, "zero-shot: no templates");
+  int64_t total = (int64_t)n_classes * n_templates;
+  if (batch <= 0) batch = n_templates;
+  char **texts = calloc((size_t)batch, sizeof *texts);
+  float *emb = malloc((size_t)batch * (size_t)E * sizeof(float));
+  double *acc = calloc((size_t)E, sizeof(double));
+  vlm_status st = VLM_OK;
+  if (!texts || !emb || !acc) st = vlm_error(VLM_ERR_OOM, "out of memory");
+  /* Texts in class-major order; each class's sum accumulates across batches. */
+  for (int64_t start = 0; start < total && st == VLM_OK; start += batch) {
+    int nb = (int)(total - start < batch ? total - start : batch);
+    for (int j = 0; j < nb && st == VLM_OK; j++) {
+      int64_t t = start + j;
+      if (!(texts[j] = vlm_zeroshot_fill(templates[t % n_templates], classnames[t / n_templates])))
+        st = vlm_error(VLM_ERR_OOM, "out of memory");
+    }
+    if (st == VLM_OK) st = encode(ctx, (const char *const *)texts, nb, emb);
+    for (int j = 0; j < nb; j++) { free(texts[j]); texts[j] = NULL; }
+    for (int j = 0; j < nb && st == VLM_OK; j++) {
+      int64_t t = start + j;
+      float *e = emb + (size_t)j * E;
+      normalize(e, E);
+      for (int64_t d = 0; d < E; d++) acc[d] += e[d];
+      if (t % n_templates == n_templates - 1) {   /* class complete: mean, renormalize */
+        float *w = W + (size_t)(t / n_templates) * E;
+        for (int64_t d = 0; d < E; d++) w[d] = (float)(acc[d] / n_templates);
+        normalize(w, E);
+        memset(acc, 0, (size_t)E * sizeof(double));
+      }
+    }
+  }
+  free(texts);
+  free(emb);
+  free(acc);
+  return st;
+}
+
+void vlm_zeroshot_logits(const float *img, int64_t N, const float *W, int64_t C, int64_t E, float *logits) {
+#pragma omp parallel for schedule(static) if (N * C * E > 100000)
+  for (int64_t i = 0; i < N; i++)
+    for (int64_t c = 0; c < C; c++) {
+      const float *a = img + (size_t)i * E, *b = W + (size_t)c * E;
+      float s = 0;
+      for (int64_t d = 0; d < E; d++) s += a[d] * b[d];
+      logits[(size_t)i * C + c] = VLM_ZEROSHOT_LOGIT_SCALE * s;
+    }
+}
+
+void vlm_softmax_row(float *x, int64_t n) {
+  if (n < 1) return;
+  float m = x[0];
+  for (int64_t i = 1; i < n; i++) m = x[i] > m ? x[i] : m;
+  double s = 0;
+  for (int64_t i = 0; i < n; i++) { x[i] = expf(x[i] - m); s += x[i]; }
+  for (int64_t i = 0; i < n; i++) x[i] = (float)(x[i] / s);
+}
+
+/* "a ranks before b": larger value, then lower index; NaN ranks last. */
+static int better(float va, int64_t ia, float vb, int64_t ib) {
+  if (isnan(vb)) return !isnan(va) || ia < ib;
+  if (isnan(va)) return 0;
+  return va > vb || (va == vb && ia < ib);
+}
+
+int vlm_topk(const float *x, int64_t n, int k, int64_t *idx, float *val) {
+  if (k > n) k = (int)n;
+  if (k <= 0) return 0;
+  /* Insertion into a sorted list of k: fine for the small k used here. */
+  int cnt = 0;
+  for (int64_t i = 0; i < n; i++) {
+    if (cnt == k && !better(x[i], i, x[idx[k - 1]], idx[k - 1])) continue;
+    int j = cnt < k ? cnt++ : k - 1;
+    while (j > 0 && better(x[i], i, x[idx[j - 1]], idx[j - 1])) { idx[j] = idx[j - 1]; j--; }
+    idx[j] = i;
+  }
+  if (val)
+    for (int j = 0; j < k; j++) val[j] = x[idx[j]];
+  return k;
+}
+
+void vlm_zeroshot_accuracy(const float *logits, int64_t N, int64_t C, const int *labels, double *top1,
+                           double *top5) {
+  int64_t c1 = 0, c5 = 0;
+  for (int64_t i = 0; i < N; i++) {
+    int64_t idx[5];
+    int k = vlm_topk(logits + (size_t)i * C, C, 5, idx, NULL);
+    for (int j = 0; j < k; j++)
+      if (idx[j] == labels[i]) { c1 += j == 0; c5++; break; }
+  }
+  if (top1) *top1 = N ? (double)c1 / (double)N : 0.0;
+  if (top5) *top5 = N ? (double)c5 / (double)N : 0.0;
+}
+
+vlm_status vlm_zeroshot_eval_features(const float *img, int64_t N, int64_t E, const float *W, int64_t C,
+                                      const int *labels, double *top1, double *top5) {
+  const int64_t chunk = 256;
+  float *lg = malloc((size_t)(chunk * C) * sizeof(float));
+  if (!lg) return vlm_error(VLM_ERR_OOM, "zero-shot eval: out of memory for %lld x %lld logits", (long long)chunk,
+                            (long long)C);
+  double c1 = 0, c5 = 0;
+  for (int64_t s = 0; s < N; s += chunk) {
+    int64_t b = N - s < chunk ? N - s : chunk;
+    double a1, a5;
+    vlm_zeroshot_logits(img + (size_t)(s * E), b, W, C, E, lg);
+    vlm_zeroshot_accuracy(lg, b, C, labels + s, &a1, &a5);
+    c1 += a1 * (double)b;
+    c5 += a5 * (double)b;
+  }
+  free(lg);
+  if (top1) *top1 = N ? c1 / (double)N : 0.0;
+  if (top5) *top5 = N ? c5 / (double)N : 0.0;
+  return VLM_OK;
+}

@@ -1,0 +1,246 @@
+/* CLIP inference for the tools: see encode.h. */
+#define _POSIX_C_SOURCE 200809L
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "model/encode.h"
+
+static int is_dir(const char *p) {
+  struct stat s;
+  return stat(p, &s) == 0 && S_ISDIR(s.st_mode);
+}
+static int is_file(const char *p) {
+  struct stat s;
+  return stat(p, &s) == 0 && S_ISREG(s.st_mode);
+}
+
+/* ---- identity: a 64-bit hash of the config JSON and every parameter's bytes */
+typedef struct { uint64_t h[4]; } hash4;
+
+static void hash_bytes(hash4 *s, const void *data, size_t n) {
+  const uint8_t *p = data;
+  const uint64_t m = 0x9E3779B97F4A7C15ull;
+  size_t i = 0;
+  for (; i + 32 <= n; i += 32)
+    for (int l = 0; l < 4; l++) {
+      uint64_t w;
+      memcpy(&w, p + i + 8 * l, 8);
+      s->h[l] = (s->h[l] ^ w) * m;
+      s->h[l] ^= s->h[l] >> 29;
+    }
+  for (; i < n; i++) s->h[0] = (s->h[0] ^ p[i]) * m;
+  s->h[1] = (s->h[1] ^ n) * m;
+}
+
+static void hash_param(void *ctx, const char *name, vlm_tensor *t) {
+  hash4 *s = ctx;
+  hash_bytes(s, name, strlen(name));
+  hash_bytes(s, t->data, vlm_nbytes(t));
+}
+
+static vlm_status compute_identity(vlm_encoder *e) {
+  hash4 s = {{1, 2, 3, 4}};
+  char *json = vlm_clip_config_to_json(&e->cfg, VLM_CKPT_OPENCLIP);
+  if (!json) return vlm_error(VLM_ERR_OOM, "out of memory");
+  hash_bytes(&s, json, strlen(json));
+  free(json);
+  vlm_clip_params_visit(&e->params, &e->cfg, hash_param, &s);
+  uint64_t h = 0;
+  for (int l = 0; l < 4; l++) {
+    h ^= s.h[l];
+    h *= 0xff51afd7ed558ccdull;
+    h ^= h >> 33;
+  }
+  snprintf(e->identity, sizeof e->identity, "clip-%016llx", (unsigned long long)h);
+  return VLM_OK;
+}
+
+/* ---- tokenizer search */
+static vlm_status find_tokenizer(vlm_encoder *e, const char *model_path, const char *explicit_path, int optional) {
+  char dir[1024], p[1100], q[1100];
+  if (explicit_path) {
+    snprintf(e->tokenizer_path, sizeof e->tokenizer_path, "%s", explicit_path);
+  } else {
+    if (is_dir(model_path)) {
+      snprintf(dir, sizeof dir, "%s", model_path);
+    } else {
+      snprintf(dir, sizeof dir, "%s", model_path);
+      char *sl = strrchr(dir, '/');
+      if (sl) *sl = 0; else snprintf(dir, sizeof dir, ".");
+    }
+    e->tokenizer_path[0] = 0;
+    snprintf(p, sizeof p, "%s/tokenizer/vocab.json", dir);
+    snprintf(q, sizeof q, "%s/vocab.json", dir);
+    if (is_file(p)) snprintf(e->tokenizer_path, sizeof e->tokenizer_path, "%s/tokenizer", dir);
+    else if (is_file(q)) snprintf(e->tokenizer_path, sizeof e->tokenizer_path, "%s", dir);
+    else {
+      const char *names[] = {"bpe_simple_vocab_16e6.txt.gz", "bpe_simple_vocab_16e6.txt"};
+      for (int i = 0; i < 2 && !e->tokenizer_path[0]; i++) {
+        snprintf(p, sizeof p, "%s/%s", dir, names[i]);
+        if (is_file(p)) snprintf(e->tokenizer_path, sizeof e->tokenizer_path, "%s", p);
+      }
+    }
+    if (!e->tokenizer_path[0] && optional) return VLM_OK;
+    if (!e->tokenizer_path[0])
+      return vlm_error(VLM_ERR_ARG,
+                       "%s: no tokenizer beside the model (tokenizer/vocab.json + merges.txt, vocab.json, or "
+                       "bpe_simple_vocab_16e6.txt.gz); pass --tokenizer PATH",
+                       model_path);
+  }
+  vlm_status st = vlm_tokenizer_load(&e->tok, e->tokenizer_path);
+  if (st != VLM_OK) return st;
+  int64_t V = vlm_tokenizer_vocab_size(e->tok);
+  if (V > e->cfg.text.vocab_size) {
+    vlm_tokenizer_free(e->tok);
+    e->tok = NULL;
+    return vlm_error(VLM_ERR_ARG, "%s: the tokenizer has %lld ids but the model's vocabulary has only %lld",
+                     e->tokenizer_path, (long long)V, (long long)e->cfg.text.vocab_size);
+  }
+  return VLM_OK;
+}
+
+vlm_status vlm_encoder_open(vlm_encoder *e, const char *model_path, const char *tokenizer, int64_t max_batch,
+                            int flags) {
+  memset(e, 0, sizeof *e);
+  if (max_batch < 1) max_batch = 1;
+  e->max_batch = max_batch;
+  vlm_status st = vlm_clip_load(model_path, &e->cfg, &e->params, &e->fmt);
+  if (st != VLM_OK) return st;
+  vlm_preprocess_cfg_default(&e->pre, (int)e->cfg.vision.image_size);
+  e->run = &e->params;
+  st = compute_identity(e);
+  if (st == VLM_OK && (flags & VLM_ENC_BF16)) {
+    st = vlm_clip_params_bf16(&e->params_bf16, &e->params, &e->cfg);
+    if (st == VLM_OK) {
+      e->run = &e->params_bf16;
+      vlm_set_matmul_precision(VLM_PREC_BF16);
+    }
+  }
+  if (st == VLM_OK && ((flags & (VLM_ENC_TEXT | VLM_ENC_TEXT_IF_FOUND)) || tokenizer))
+    st = find_tokenizer(e, model_path, tokenizer, !(flags & VLM_ENC_TEXT) && !tokenizer);
+  if (st == VLM_OK) st = vlm_vit_acts_alloc(&e->vacts, &e->cfg.vision);
+  if (st == VLM_OK) st = vlm_text_acts_alloc(&e->tacts, &e->cfg.text, max_batch);
+  if (st == VLM_OK) {
+    vlm_arena m;
+    vlm_arena_measure(&m, VLM_CPU);
+    vlm_vit_acts_layout(&e->vacts, &m, &e->cfg.vision, max_batch, 0);
+    st = vlm_arena_init(&e->varena, m.used, VLM_CPU);
+  }
+  if (st == VLM_OK) {
+    vlm_arena m;
+    vlm_arena_measure(&m, VLM_CPU);
+    vlm_text_acts_layout(&e->tacts, &m, &e->cfg.text, max_batch, e->cfg.text.context_length, 0);
+    st = vlm_arena_init(&e->tarena, m.used, VLM_CPU);
+  }
+  if (st == VLM_OK) {
+    e->ids = malloc((size_t)max_batch * (size_t)e->cfg.text.context_length * sizeof(int32_t));
+    e->feat = malloc((size_t)max_batch * (size_t)e->cfg.embed_dim * sizeof(float));
+    if (!e->ids || !e->feat) st = vlm_error(VLM_ERR_OOM, "out of memory");
+  }
+  if (st != VLM_OK) {
+    vlm_status keep = st;
+    vlm_encoder_close(e);
+    return keep;
+  }
+  return VLM_OK;
+}
+
+void vlm_encoder_close(vlm_encoder *e) {
+  vlm_clip_params_free(&e->params_bf16);
+  vlm_clip_params_free(&e->params);
+  if (e->tok) vlm_tokenizer_free(e->tok);
+  vlm_vit_acts_free(&e->vacts);
+  vlm_text_acts_free(&e->tacts);
+  vlm_arena_free(&e->varena);
+  vlm_arena_free(&e->tarena);
+  free(e->ids);
+  free(e->feat);
+  memset(e, 0, sizeof *e);
+}
+
+int64_t vlm_encoder_dim(const vlm_encoder *e) { return e->cfg.embed_dim; }
+int vlm_encoder_image_size(const vlm_encoder *e) { return (int)e->cfg.vision.image_size; }
+
+static void normalize_rows(const float *in, float *out, int64_t n, int64_t E) {
+  for (int64_t i = 0; i < n; i++) {
+    const float *x = in + (size_t)i * E;
+    double s = 0;
+    for (int64_t d = 0; d < E; d++) s += (double)x[d] * x[d];
+    double nn = sqrt(s);
+    float inv = (float)(1.0 / (nn > 1e-12 ? nn : 1e-12));
+    for (int64_t d = 0; d < E; d++) out[(size_t)i * E + d] = x[d] * inv;
+  }
+}
+
+vlm_status vlm_encoder_images(vlm_encoder *e, const float *pixels, int64_t n, float *out) {
+  int64_t S = e->cfg.vision.image_size, E = e->cfg.embed_dim, per = 3 * S * S;
+  for (int64_t s = 0; s < n; s += e->max_batch) {
+    int64_t b = n - s < e->max_batch ? n - s : e->max_batch;
+    if (b != e->vB) {
+      vlm_arena_reset(&e->varena);
+      vlm_vit_acts_layout(&e->vacts, &e->varena, &e->cfg.vision, b, 0);
+      e->vB = b;
+    }
+    int64_t shape[4] = {b, 3, S, S};
+    vlm_tensor img = vlm_tensor_cpu_f32((float *)pixels + (size_t)(s * per), 4, shape);
+    vlm_vit_forward(&e->cfg.vision, &e->run->visual, &e->vacts, &img);
+    normalize_rows(e->vacts.features.data, out + (size_t)(s * E), b, E);
+  }
+  return VLM_OK;
+}
+
+/* One forward over ids [b, L] (b <= max_batch), rows into out. */
+static void text_batch(vlm_encoder *e, const int32_t *ids, int64_t b, int64_t L, float *out) {
+  if (b != e->tB || L != e->tL) {
+    vlm_arena_reset(&e->tarena);
+    vlm_text_acts_layout(&e->tacts, &e->tarena, &e->cfg.text, b, L, 0);
+    e->tB = b;
+    e->tL = L;
+  }
+  int64_t shape[2] = {b, L};
+  vlm_tensor t = vlm_tensor_make((void *)ids, VLM_I32, VLM_CPU, 2, shape);
+  vlm_text_forward(&e->cfg.text, &e->run->text, &e->tacts, &t);
+  normalize_rows(e->tacts.features.data, out, b, e->cfg.embed_dim);
+}
+
+vlm_status vlm_encoder_ids(vlm_encoder *e, const int32_t *ids, int64_t n, int64_t L, float *out) {
+  int64_t ctx = e->cfg.text.context_length, V = e->cfg.text.vocab_size, E = e->cfg.embed_dim;
+  if (L < 1 || L > ctx)
+    return vlm_error(VLM_ERR_ARG, "token ids of length %lld: the model's context length is %lld", (long long)L,
+                     (long long)ctx);
+  for (int64_t i = 0; i < n * L; i++)
+    if (ids[i] < 0 || ids[i] >= V)
+      return vlm_error(VLM_ERR_ARG, "token id %d (text %lld, position %lld) is outside the vocabulary [0, %lld)",
+                       ids[i], (long long)(i / L), (long long)(i % L), (long long)V);
+  for (int64_t s = 0; s < n; s += e->max_batch) {
+    int64_t b = n - s < e->max_batch ? n - s : e->max_batch;
+    text_batch(e, ids + (size_t)(s * L), b, L, out + (size_t)(s * E));
+  }
+  return VLM_OK;
+}
+
+vlm_status vlm_encoder_texts(vlm_encoder *e, const char *const *texts, int64_t n, float *out) {
+  if (!e->tok) return vlm_error(VLM_ERR_ARG, "text embedding needs a tokenizer (none was loaded)");
+  int64_t ctx = e->cfg.text.context_length, E = e->cfg.embed_dim;
+  for (int64_t s = 0; s < n; s += e->max_batch) {
+    int64_t b = n - s < e->max_batch ? n - s : e->max_batch, L = 1;
+    for (int64_t i = 0; i < b; i++) {
+      const char *t = texts[s + i];
+      int len = vlm_tokenizer_encode_ctx(e->tok, t, strlen(t), (int)ctx, 0, e->ids + (size_t)(i * ctx));
+      if (len < 0) return vlm_error(VLM_ERR_OOM, "out of memory tokenizing a text");
+      if (len > L) L = len;
+    }
+    if (L > ctx) L = ctx;
+    if (L < ctx)   /* compact [b, ctx] rows to [b, L] in place (front to back) */
+      for (int64_t i = 1; i < b; i++) memmove(e->ids + i * L, e->ids + i * ctx, (size_t)L * sizeof(int32_t));
+    text_batch(e, e->ids, b, L, out + (size_t)(s * E));
+  }
+  return VLM_OK;
+}
+
+vlm_status vlm_encoder_text_cb(void *ctx, const char *const *texts, int n, float *out) {
+  return vlm_encoder_texts(ctx, texts, n, out);
+}

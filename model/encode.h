@@ -1,0 +1,55 @@
+/* model/encode: CLIP inference for the user's tools (zero-shot, index, search,
+ * the C API): a loaded model with its tokenizer and inference-only activations,
+ * embedding batches of images and texts into L2-normalized features.
+ *
+ * The tokenizer is found, in order: the explicit path; MODEL/tokenizer/
+ * (vocab.json + merges.txt); MODEL/vocab.json + merges.txt (a Hugging Face
+ * download); MODEL/bpe_simple_vocab_16e6.txt(.gz). MODEL is the model directory
+ * (or the directory of a config-file path). Texts are tokenized as open_clip does
+ * (sot + BPE + eot, truncated to the context length, pad id 0) and run at the
+ * batch's longest length: the text tower is causal and pools at the EOT token,
+ * so the padding beyond it does not change the features.
+ *
+ * Not thread-safe: one encoder per thread. */
+#ifndef VLM_MODEL_ENCODE_H
+#define VLM_MODEL_ENCODE_H
+#include "datasets/datasets.h"
+#include "model/model.h"
+
+typedef struct {
+  vlm_clip_config cfg;
+  vlm_clip_params params;
+  vlm_clip_params params_bf16;   /* VLM_ENC_BF16: BF16 matmul weights (shares the rest with params) */
+  const vlm_clip_params *run;    /* the parameters the forward uses */
+  vlm_ckpt_format fmt;
+  vlm_tokenizer *tok;            /* NULL until a tokenizer is loaded */
+  char tokenizer_path[4096];     /* where it was found ("" if none) */
+  char identity[40];             /* "clip-" + 16 hex digits: hash of the config and every weight */
+  vlm_preprocess_cfg pre;        /* open_clip's eval preprocessing at the model's image size */
+  int64_t max_batch;
+  vlm_vit_acts vacts;  vlm_arena varena;  int64_t vB;       /* vB: batch laid out now (0: none) */
+  vlm_text_acts tacts; vlm_arena tarena;  int64_t tB, tL;
+  int32_t *ids;                  /* [max_batch, ctx] */
+  float *feat;                   /* [max_batch, E] scratch */
+} vlm_encoder;
+
+#define VLM_ENC_TEXT 1           /* load a tokenizer now (an error if none is found) */
+#define VLM_ENC_TEXT_IF_FOUND 2  /* load the tokenizer beside the model if there is one */
+#define VLM_ENC_BF16 4           /* bf16 matmuls (f32 accumulation), weights converted once; sets
+                                    the process-wide matmul precision (vlm_set_matmul_precision) */
+/* Load the model at model_path (see vlm_clip_load); tokenizer may be NULL (search
+ * as above). max_batch bounds each forward pass (activations sized for it). */
+vlm_status vlm_encoder_open(vlm_encoder *e, const char *model_path, const char *tokenizer, int64_t max_batch,
+                            int flags);
+void vlm_encoder_close(vlm_encoder *e);
+int64_t vlm_encoder_dim(const vlm_encoder *e);          /* E */
+int vlm_encoder_image_size(const vlm_encoder *e);       /* S */
+/* pixels [n,3,S,S] preprocessed -> out [n,E] unit rows. */
+vlm_status vlm_encoder_images(vlm_encoder *e, const float *pixels, int64_t n, float *out);
+/* texts -> out [n,E] unit rows (needs the tokenizer). */
+vlm_status vlm_encoder_texts(vlm_encoder *e, const char *const *texts, int64_t n, float *out);
+/* Token ids [n, L] (L <= context length, ids in [0, vocab)) -> out [n,E] unit rows. */
+vlm_status vlm_encoder_ids(vlm_encoder *e, const int32_t *ids, int64_t n, int64_t L, float *out);
+/* The vlm_text_encode_fn for vlm_zeroshot_classifier (ctx = the encoder). */
+vlm_status vlm_encoder_text_cb(void *ctx, const char *const *texts, int n, float *out);
+#endif

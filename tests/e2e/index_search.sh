@@ -1,0 +1,135 @@
+#!/usr/bin/env bash
+# `vlm index` and `vlm search` on data the test makes (see tools_setup.sh): images and
+# captions, incremental updates, the four query directions, .npy export, JSON, and
+# errors for bad input (corrupt images, another model's index, a file that is not an index).
+# Usage: index_search.sh VLM_BINARY SHARED_DIR
+set -u
+vlm=$1 shared=$2
+here=$(cd "$(dirname "$0")" && pwd)
+pass=0 fail=0
+check() { if eval "$2"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: $1"; fi; }
+tmp=$(mktemp -d) || exit 1
+trap 'rm -rf "$tmp"' EXIT
+. "$here/tools_setup.sh"
+setup_tools_data || { echo "FAIL: could not make the test data"; exit 1; }
+json_ok() { if command -v python3 >/dev/null; then python3 -c 'import json,sys; json.load(sys.stdin)' <"$1"; else grep -q '^{' "$1"; fi; }
+m=$tmp/model idx=$tmp/out/photos.idx
+mkdir -p "$tmp/out"
+
+check "index --help" "\"$vlm\" index --help | grep -q 'usage: vlm index'"
+check "search --help" "\"$vlm\" search --help | grep -q 'usage: vlm search'"
+out=$("$vlm" index --model "$m" --out "$idx" --export-npy "$tmp/out/photos.npy" "$tmp/imgs" 2>"$tmp/err"); rc=$?
+check "index exits 0 with a corrupt image among the files" "[ $rc -eq 0 ]"
+check "index: 7 images, 7 embedded, 1 skipped" "grep -q '7 images (7 embedded, 0 unchanged, 0 dropped, 1 skipped), 32-d' <<<\"\$out\""
+check "the corrupt image is named" "grep -q 'skipped: .*broken.png' \"$tmp/err\""
+check "a progress line on stderr" "grep -q 'index: 8/8 images' \"$tmp/err\""
+check "no temporary files left" "[ \$(ls \"$tmp/out\" | wc -l) -eq 2 ]"
+
+# .npy: NumPy format 1.0, '<f4', shape (7, 32), data after a 64-byte aligned header
+hdr=$(head -c 128 "$tmp/out/photos.npy" | tr -d '\0' | tr -c '[:print:]' '?')
+check ".npy magic and header" "grep -q \"NUMPY.*'descr': '<f4', 'fortran_order': False, 'shape': (7, 32)\" <<<\"\$hdr\""
+hl=$(od -An -tu2 -j8 -N2 "$tmp/out/photos.npy" | tr -d ' ')
+check ".npy size = header + 7*32*4" "[ \$(( (10 + hl) % 64 )) -eq 0 ] && [ \$(stat -c %s \"$tmp/out/photos.npy\") -eq \$((10 + hl + 7 * 32 * 4)) ]"
+if command -v python3 >/dev/null; then
+  check ".npy rows are unit vectors" "python3 - \"$tmp/out/photos.npy\" <<'PY'
+import struct, sys
+b = open(sys.argv[1], 'rb').read()
+hl = struct.unpack('<H', b[8:10])[0]
+v = struct.unpack('<%df' % (7 * 32), b[10 + hl:])
+for r in range(7):
+    assert abs(sum(x * x for x in v[32 * r:32 * r + 32]) - 1) < 1e-5
+PY"
+fi
+
+"$vlm" index --model "$m" --out "$tmp/j.idx" --json "$tmp/imgs/space" >"$tmp/ij.json" 2>/dev/null
+check "index --json" "json_ok \"$tmp/ij.json\" && grep -q '\"count\": 2, \"embedded\": 2, \"unchanged\": 0' \"$tmp/ij.json\""
+
+# incremental: nothing changed; then one changed, one deleted, one added
+out=$("$vlm" index --model "$m" --out "$idx" "$tmp/imgs" 2>/dev/null); rc=$?
+check "re-run embeds nothing new" "[ $rc -eq 0 ] && grep -q '7 images (0 embedded, 7 unchanged, 0 dropped' <<<\"\$out\""
+touch -d '2001-02-03 04:05:06' "$tmp/imgs/object/camera.png"
+rm "$tmp/imgs/animal/chelsea.png"
+cp "$shared/data/images/retina.jpg" "$tmp/imgs/animal/retina.jpg"
+out=$("$vlm" index --model "$m" --out "$idx" "$tmp/imgs" 2>/dev/null); rc=$?
+check "update: 2 embedded, 5 unchanged, 1 dropped" "[ $rc -eq 0 ] && grep -q '7 images (2 embedded, 5 unchanged, 1 dropped, 1 skipped)' <<<\"\$out\""
+
+# text -> image, image -> image
+out=$("$vlm" search --index "$idx" --model "$m" --text "a photo of a horse" --top-k 3); rc=$?
+check "text search exits 0, 3 results" "[ $rc -eq 0 ] && [ \$(wc -l <<<\"\$out\") -eq 3 ]"
+check "results are ranked by score" "awk '{print \$2}' <<<\"\$out\" | sort -rn -c"
+check "deleted file is gone" "! \"$vlm\" search --index \"$idx\" --model \"$m\" --text x --top-k 100 | grep -q chelsea"
+out=$("$vlm" search --index "$idx" --model "$m" --image "$tmp/imgs/space/rocket.jpg" --top-k 100); rc=$?
+check "image search: the image itself first, score 1" "[ $rc -eq 0 ] && head -1 <<<\"\$out\" | grep -qE '^ 1  (1\.0000|0\.9999)  .*space/rocket.jpg$'"
+check "top-k clamps to the index size" "[ \$(wc -l <<<\"\$out\") -eq 7 ]"
+"$vlm" search --index "$idx" --model "$m" --image "$tmp/imgs/space/rocket.jpg" --top-k 2 --json >"$tmp/s.json"
+check "search --json is JSON" "json_ok \"$tmp/s.json\" && grep -q '\"kind\": \"images\"' \"$tmp/s.json\" && grep -q '\"rank\": 2' \"$tmp/s.json\""
+
+# captions: text -> text and image -> text
+out=$("$vlm" index --model "$m" --out "$tmp/out/caps.idx" --texts "$tmp/captions.txt"); rc=$?
+check "index --texts exits 0" "[ $rc -eq 0 ] && grep -q '8 texts (8 embedded' <<<\"\$out\""
+out=$("$vlm" search --index "$tmp/out/caps.idx" --model "$m" --text "an old camera on a table" --top-k 2); rc=$?
+check "text -> text: the caption itself first" "[ $rc -eq 0 ] && head -1 <<<\"\$out\" | grep -qE '^ 1  (1\.0000|0\.9999)  an old camera on a table$'"
+out=$("$vlm" search --index "$tmp/out/caps.idx" --model "$m" --image "$tmp/imgs/object/block.png" --top-k 8); rc=$?
+check "image -> text: every caption ranked" "[ $rc -eq 0 ] && [ \$(wc -l <<<\"\$out\") -eq 8 ]"
+echo "a rocket launching into the sky" >>"$tmp/captions.txt"
+out=$("$vlm" index --model "$m" --out "$tmp/out/caps.idx" --texts "$tmp/captions.txt"); rc=$?
+check "texts re-run: duplicates of known texts are reused" "[ $rc -eq 0 ] && grep -q '9 texts (0 embedded, 9 unchanged' <<<\"\$out\""
+
+# --precision bf16: the same rows within bf16 rounding of the f32 ones; the index stays usable
+"$vlm" index --model "$m" --out "$tmp/bf.idx" --precision bf16 --export-npy "$tmp/bf.npy" "$tmp/imgs" >/dev/null 2>&1
+"$vlm" index --model "$m" --out "$tmp/f32.idx" --export-npy "$tmp/f32.npy" "$tmp/imgs" >/dev/null 2>&1
+if command -v python3 >/dev/null; then
+  check "bf16 embeddings: cosine to f32 > 0.999, not identical" "python3 - \"$tmp/bf.npy\" \"$tmp/f32.npy\" <<'PY'
+import struct, sys
+def rows(p):
+    b = open(p, 'rb').read(); hl = struct.unpack('<H', b[8:10])[0]
+    v = struct.unpack('<%df' % ((len(b) - 10 - hl) // 4), b[10 + hl:])
+    return [v[i:i + 32] for i in range(0, len(v), 32)]
+a, b = rows(sys.argv[1]), rows(sys.argv[2])
+assert len(a) == len(b) == 7
+cos = [sum(x * y for x, y in zip(r, s)) for r, s in zip(a, b)]
+assert min(cos) > 0.999 and a != b, cos
+PY"
+fi
+out=$("$vlm" search --index "$tmp/bf.idx" --model "$m" --precision bf16 --image "$tmp/imgs/space/rocket.jpg" --top-k 1); rc=$?
+check "bf16 search finds the image itself" "[ $rc -eq 0 ] && grep -q 'space/rocket.jpg' <<<\"\$out\""
+"$vlm" index --model "$m" --out "$tmp/x.idx" --precision fp8 "$tmp/imgs" >/dev/null 2>&1
+check "unknown --precision exits 2" "[ $? -eq 2 ]"
+
+# the same weights in Hugging Face layout have the same identity: the index accepts them
+"$vlm" convert --model "$m" --to hf --out "$tmp/model_hf" >/dev/null && cp -r "$m/tokenizer" "$tmp/model_hf/"
+a=$("$vlm" search --index "$idx" --model "$m" --text "a horse" --top-k 3)
+b=$("$vlm" search --index "$idx" --model "$tmp/model_hf" --text "a horse" --top-k 3 2>&1); rc=$?
+check "the HF copy of the model searches the index, same results" "[ $rc -eq 0 ] && [ \"\$a\" = \"\$b\" ]"
+
+# another model
+err=$("$vlm" search --index "$idx" --model "$tmp/model2" --text "a horse" 2>&1); rc=$?
+check "another model's index is refused" "[ $rc -eq 1 ] && grep -q 'built by another model' <<<\"\$err\""
+out=$("$vlm" index --model "$tmp/model2" --out "$idx" "$tmp/imgs" 2>&1); rc=$?
+check "re-indexing with another model embeds everything" "[ $rc -eq 0 ] && grep -q 'embedding everything again' <<<\"\$out\" && grep -q '(7 embedded, 0 unchanged' <<<\"\$out\""
+"$vlm" search --index "$idx" --model "$tmp/model2" --text "a horse" >/dev/null 2>&1
+check "... then the new model can search it" "[ $? -eq 0 ]"
+
+# bad input
+err=$("$vlm" search --index "$m/open_clip_model.safetensors" --model "$m" --text x 2>&1); rc=$?
+check "a safetensors file that is not an index" "[ $rc -eq 1 ] && grep -q 'not a valid vlm index' <<<\"\$err\""
+echo "precious" >"$tmp/out/keep.txt"
+err=$("$vlm" index --model "$m" --out "$tmp/out/keep.txt" "$tmp/imgs" 2>&1); rc=$?
+check "--out over a file that is not an index is refused and kept" "[ $rc -eq 1 ] && grep -q 'not a vlm index' <<<\"\$err\" && grep -q precious \"$tmp/out/keep.txt\""
+err=$("$vlm" index --model "$m" --out "$tmp/out/x.idx" "$tmp/no-such-dir" 2>&1); rc=$?
+check "missing folder exits 1, named" "[ $rc -eq 1 ] && grep -q 'no-such-dir' <<<\"\$err\" && [ ! -e \"$tmp/out/x.idx\" ]"
+err=$("$vlm" index --model "$m" --out "$tmp/out/x.idx" "$tmp/imgs/object/broken.png" 2>&1); rc=$?
+check "only corrupt images: exit 1, nothing written" "[ $rc -eq 1 ] && grep -q 'broken.png' <<<\"\$err\" && [ ! -e \"$tmp/out/x.idx\" ]"
+err=$("$vlm" search --index "$tmp/out/caps.idx" --model "$m" --image "$tmp/imgs/object/broken.png" 2>&1); rc=$?
+check "corrupt query image exits 1, named" "[ $rc -eq 1 ] && grep -q 'broken.png' <<<\"\$err\""
+err=$("$vlm" search --index "$tmp/out/nope.idx" --model "$m" --text x 2>&1); rc=$?
+check "missing index exits 1, named" "[ $rc -eq 1 ] && grep -q 'nope.idx' <<<\"\$err\""
+"$vlm" search --index "$idx" --model "$m" --text x --image "$tmp/imgs/space/rocket.jpg" >/dev/null 2>&1
+check "two queries exit 2" "[ $? -eq 2 ]"
+"$vlm" index --model "$m" "$tmp/imgs" >/dev/null 2>&1
+check "index without --out exits 2" "[ $? -eq 2 ]"
+head -c 100 "$idx" >"$tmp/out/trunc.idx"
+err=$("$vlm" search --index "$tmp/out/trunc.idx" --model "$m" --text x 2>&1); rc=$?
+check "a truncated index exits 1, named" "[ $rc -eq 1 ] && grep -q 'trunc.idx' <<<\"\$err\""
+echo "$pass passed, $fail failed"
+[ $fail -eq 0 ]

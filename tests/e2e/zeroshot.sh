@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# `vlm zeroshot` on data the test makes (see tools_setup.sh): classification output,
+# JSON, --eval on an ImageFolder, agreement with `vlm search`, errors for bad input.
+# Usage: zeroshot.sh VLM_BINARY SHARED_DIR
+set -u
+vlm=$1 shared=$2
+here=$(cd "$(dirname "$0")" && pwd)
+pass=0 fail=0
+check() { if eval "$2"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: $1"; fi; }
+tmp=$(mktemp -d) || exit 1
+trap 'rm -rf "$tmp"' EXIT
+. "$here/tools_setup.sh"
+setup_tools_data || { echo "FAIL: could not make the test data"; exit 1; }
+json_ok() { if command -v python3 >/dev/null; then python3 -c 'import json,sys; json.load(sys.stdin)' <"$1"; else grep -q '^{' "$1"; fi; }
+m=$tmp/model
+
+check "zeroshot --help" "\"$vlm\" zeroshot --help | grep -q 'usage: vlm zeroshot'"
+out=$("$vlm" zeroshot --model "$m" --classes "horse,cat,astronaut" --top-k 2 "$tmp/imgs/animal/horse.png" \
+      "$tmp/imgs/space"); rc=$?
+check "classify exits 0" "[ $rc -eq 0 ]"
+check "one block per image (3 images)" "[ \$(grep -c '^/' <<<\"\$out\") -eq 3 ]"
+check "top-2 lines per image" "[ \$(grep -c '^  0\.[0-9]*  ' <<<\"\$out\") -eq 6 ]"
+check "a folder is searched (rocket.jpg)" "grep -q 'space/rocket.jpg' <<<\"\$out\""
+
+# JSON: all classes -> probabilities sum to 1, sorted descending
+"$vlm" zeroshot --model "$m" --classes "horse, cat ,astronaut,rocket" --top-k 10 --json --templates simple \
+  "$tmp/imgs/space/astronaut.png" >"$tmp/zs.json"; rc=$?
+check "classify --json exits 0" "[ $rc -eq 0 ]"
+check "classify --json is JSON" "json_ok \"$tmp/zs.json\""
+check "class names are trimmed" "grep -q '\"classes\": \[\"horse\", \"cat\", \"astronaut\", \"rocket\"\]' \"$tmp/zs.json\""
+if command -v python3 >/dev/null; then
+  check "probabilities sum to 1 and are sorted; k clamped to 4" "python3 - \"$tmp/zs.json\" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+top = d['results'][0]['top']
+p = [t['prob'] for t in top]
+assert len(top) == 4 and abs(sum(p) - 1) < 1e-4 and p == sorted(p, reverse=True), p
+assert d['templates'] == 7 and d['identity'].startswith('clip-')
+PY"
+fi
+
+# zero-shot with the single template "{}" and the captions as classes: logit = 100 x the
+# cosine that `vlm search` reports for the same image against a --texts index.
+echo "{}" >"$tmp/tpl.txt"
+head -4 "$tmp/captions.txt" >"$tmp/cls.txt"
+"$vlm" zeroshot --model "$m" --classes-file "$tmp/cls.txt" --templates "$tmp/tpl.txt" --json --top-k 1 \
+  "$tmp/imgs/space/rocket.jpg" >"$tmp/zs1.json"
+"$vlm" index --model "$m" --out "$tmp/cls.idx" --texts "$tmp/cls.txt" >/dev/null 2>&1
+"$vlm" search --index "$tmp/cls.idx" --model "$m" --image "$tmp/imgs/space/rocket.jpg" --top-k 1 --json >"$tmp/s1.json"
+if command -v python3 >/dev/null; then
+  check "zeroshot logit = 100 x search score, same best class" "python3 - \"$tmp/zs1.json\" \"$tmp/s1.json\" <<'PY'
+import json, sys
+z = json.load(open(sys.argv[1]))['results'][0]['top'][0]
+s = json.load(open(sys.argv[2]))['results'][0]
+assert z['class'] == s['item'], (z, s)
+assert abs(z['logit'] - 100 * s['score']) < 1e-2, (z, s)
+PY"
+fi
+
+# --eval on the ImageFolder (the corrupt PNG is skipped and counted, notes.txt ignored)
+out=$("$vlm" zeroshot --model "$m" --eval "$tmp/imgs" --templates simple 2>"$tmp/err"); rc=$?
+check "--eval exits 0" "[ $rc -eq 0 ]"
+check "--eval reports accuracy" "grep -q '^top-1 accuracy: [0-9.]*%' <<<\"\$out\" && grep -q '^top-5 accuracy: 100.00%' <<<\"\$out\""
+check "--eval counts 7 images, 3 classes" "grep -q '7 images, 3 classes' <<<\"\$out\""
+check "--eval per-class lines" "grep -qE '%  +2  animal\$' <<<\"\$out\" && grep -qE '%  +3  object\$' <<<\"\$out\" && grep -qE '%  +2  space\$' <<<\"\$out\""
+check "--eval names the corrupt file" "grep -q 'broken.png' \"$tmp/err\" && grep -q 'skipped: 1' <<<\"\$out\""
+"$vlm" zeroshot --model "$m" --eval "$tmp/imgs" --templates simple --json >"$tmp/ev.json" 2>/dev/null
+check "--eval --json is JSON" "json_ok \"$tmp/ev.json\""
+if command -v python3 >/dev/null; then
+  check "--eval JSON: counts and accuracies agree" "python3 - \"$tmp/ev.json\" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d['images'] == 7 and d['skipped'] == 1 and d['classes'] == ['animal', 'object', 'space']
+pc = d['per_class']
+assert [c['images'] for c in pc] == [2, 3, 2]
+correct = sum(round(c['top1'] * c['images']) for c in pc)
+assert abs(d['top1'] - correct / 7) < 1e-6 and d['top1'] <= d['top5'] == 1.0
+wrong = sum(c['count'] for c in d['confusions'])
+assert wrong == 7 - correct, (wrong, correct)
+PY"
+fi
+
+# bad input
+err=$("$vlm" zeroshot --model "$m" --classes "" "$tmp/imgs" 2>&1); rc=$?
+check "empty class list exits 2" "[ $rc -eq 2 ] && grep -q 'empty class name' <<<\"\$err\""
+err=$("$vlm" zeroshot --model "$m" --classes "cat,,dog" "$tmp/imgs" 2>&1); rc=$?
+check "an empty item in the class list exits 2" "[ $rc -eq 2 ]"
+: >"$tmp/empty.txt"
+err=$("$vlm" zeroshot --model "$m" --classes-file "$tmp/empty.txt" "$tmp/imgs" 2>&1); rc=$?
+check "empty classes file exits 1, named" "[ $rc -eq 1 ] && grep -q 'empty.txt: no class names' <<<\"\$err\""
+err=$("$vlm" zeroshot --model "$m" --classes cat "$tmp/nowhere.png" 2>&1); rc=$?
+check "missing image exits 1, named" "[ $rc -eq 1 ] && grep -q 'nowhere.png' <<<\"\$err\""
+err=$("$vlm" zeroshot --model "$m" --classes cat "$tmp/imgs/object/broken.png" 2>&1); rc=$?
+check "only a corrupt image: exit 1, file named" "[ $rc -eq 1 ] && grep -q 'broken.png' <<<\"\$err\""
+err=$("$vlm" zeroshot --model "$tmp/nomodel" --classes cat "$tmp/imgs" 2>&1); rc=$?
+check "missing model exits 1, named" "[ $rc -eq 1 ] && grep -q 'nomodel' <<<\"\$err\""
+echo "no placeholder" >"$tmp/badtpl.txt"
+err=$("$vlm" zeroshot --model "$m" --classes cat --templates "$tmp/badtpl.txt" "$tmp/imgs" 2>&1); rc=$?
+check "template without {} exits 1 with file:line" "[ $rc -eq 1 ] && grep -q 'badtpl.txt:1' <<<\"\$err\""
+err=$("$vlm" zeroshot --model "$shared/fixtures/tiny-clip" --classes cat "$tmp/imgs" 2>&1); rc=$?
+check "a model without a tokenizer: exit 1, says --tokenizer" "[ $rc -eq 1 ] && grep -q -- '--tokenizer' <<<\"\$err\""
+err=$("$vlm" zeroshot --model "$shared/fixtures/tiny-clip" --tokenizer "$shared/data/bpe_simple_vocab_16e6.txt.gz" \
+      --classes cat "$tmp/imgs" 2>&1); rc=$?
+check "a tokenizer bigger than the model's vocabulary is refused" "[ $rc -eq 1 ] && grep -q 'vocabulary has only 1000' <<<\"\$err\""
+"$vlm" zeroshot --model "$shared/fixtures/tiny-clip" --tokenizer "$m/tokenizer" --classes cat,dog "$tmp/imgs" >/dev/null 2>&1
+check "--tokenizer PATH for a model without one" "[ $? -eq 0 ]"
+"$vlm" zeroshot --model "$m" "$tmp/imgs" >/dev/null 2>&1
+check "no classes exits 2" "[ $? -eq 2 ]"
+"$vlm" zeroshot --model "$m" --classes cat --top-k 0 "$tmp/imgs" >/dev/null 2>&1
+check "--top-k 0 exits 2" "[ $? -eq 2 ]"
+echo "$pass passed, $fail failed"
+[ $fail -eq 0 ]
