@@ -192,8 +192,12 @@ typedef struct {
   const char *csv_caption_key; /* "title" */
   const char *coco_images;     /* COCO image folder; NULL: beside the annotations file (see source_coco.c) */
   uint64_t seed;               /* shapes: generator seed */
+  int shapes_size;             /* shapes: image side in pixels; 0: 64 (the loader passes its image size) */
 } vlm_source_opts;
 void vlm_source_opts_default(vlm_source_opts *o);
+
+/* Why a sample is bad (vlm_sample.fail, set by a failing read). */
+typedef enum { VLM_BAD_NONE = 0, VLM_BAD_READ, VLM_BAD_DECODE, VLM_BAD_CAPTION } vlm_bad_reason;
 
 /* One sample before decoding. Exactly one of image_bytes (an encoded file) and
  * pixels.data (a generated RGB image: shapes) is set. */
@@ -205,6 +209,7 @@ typedef struct {
   char *caption;           /* UTF-8, malloc'ed */
   int label;               /* class index (ImageFolder, shapes), -1 when none */
   int64_t group;           /* the image a caption belongs to (COCO groups 5 captions); else the sample index */
+  vlm_bad_reason fail;     /* after a failed read: why (read error / bad caption) */
 } vlm_sample;
 void vlm_sample_free(vlm_sample *s);
 
@@ -224,8 +229,36 @@ vlm_status vlm_shard_open(vlm_source *s, int64_t shard, vlm_shard_reader **out);
  * (message set; after a truncated/corrupt tar the next call returns 0). */
 int vlm_shard_next(vlm_shard_reader *r, vlm_sample *out);
 void vlm_shard_close(vlm_shard_reader *r);
-/* Class names (ImageFolder sub-folders, shapes classes), NULL when the source has none. */
+/* Class names (ImageFolder sub-folders with '_' shown as ' ', shapes classes), NULL when the
+ * source has none. */
 const char *const *vlm_source_classnames(const vlm_source *s, int *n);
+/* Caption check shared by the sources: non-empty after whitespace, valid UTF-8. On failure the
+ * message names `name` and the problem. */
+vlm_status vlm_caption_check(const char *name, const char *text, size_t len);
+
+/* ------------------------------------------------------------ the shapes set (shapes.c)
+ * Synthetic images of one or two coloured geometric shapes on a neutral background (solid,
+ * gradient or noise; never saturated, so never a shape's colour), with captions naming them.
+ * Everything is a pure function of (split, seed, index): the same sample on every machine.
+ * Classes (zero-shot) are colour + kind, "red circle": class = colour * VLM_SHAPES_KINDS + kind.
+ * A fixed 6 of the 48 combinations (12.5%, one per colour and kind) never appear in the train
+ * split, alone or in pairs; the val split has one shape per image, uniform over all 48 classes
+ * (so about 1 in 8 is unseen), label = its class. Captions mention size and position only
+ * part of the time. Specs: "shapes" (train, 20000 samples), "shapes:val" (1000), with an
+ * optional count: "shapes:5000", "shapes:val:2000", "shapes:train:300". */
+#define VLM_SHAPES_COLORS 8
+#define VLM_SHAPES_KINDS 6
+#define VLM_SHAPES_CLASSES (VLM_SHAPES_COLORS * VLM_SHAPES_KINDS)
+typedef enum { VLM_SHAPES_TRAIN = 0, VLM_SHAPES_VAL = 1 } vlm_shapes_split;
+const char *vlm_shapes_color_name(int color);      /* "red" */
+const char *vlm_shapes_kind_name(int kind);        /* "circle" */
+const char *vlm_shapes_class_name(int cls);        /* "red circle"; NULL when out of range */
+const char *const *vlm_shapes_classnames(void);    /* all VLM_SHAPES_CLASSES names, by class */
+int vlm_shapes_class_unseen(int cls);              /* 1: held out of the train split */
+/* Generate sample `index` of the split: *rgb (allocated, RGB size x size), *caption (malloc'ed),
+ * *label (the class for val and for single-shape train images, -1 for two shapes). */
+vlm_status vlm_shapes_generate(vlm_shapes_split split, uint64_t seed, int64_t index, int size, vlm_image *rgb,
+                               char **caption, int *label);
 
 /* ------------------------------------------------------------ the loader (loader.c)
  * Worker threads read, decode, augment and tokenize ahead of the model into a
@@ -252,6 +285,8 @@ typedef struct {
   vlm_tokenizer *tokenizer;    /* cloned per worker */
   int64_t samples_per_epoch;   /* 0: the sources' total */
   int drop_last;               /* training: 1 */
+  int queue_samples;           /* decoded samples held ahead (memory bound); 0: 2 batches (see loader.c) */
+  int shuffle_buffer;          /* WebDataset sample shuffle buffer; 0: 1000 */
 } vlm_loader_cfg;
 void vlm_loader_cfg_default(vlm_loader_cfg *c);
 
@@ -261,6 +296,8 @@ typedef struct {
   int *labels;       /* [n] (-1 when none) */
   int64_t *groups;   /* [n] */
   int n;             /* batch_size, less for the last batch when !drop_last */
+  int64_t index;     /* batch number in the epoch (0-based, skipped batches counted) */
+  int64_t seq_end;   /* stream position after this batch (vlm_loader_start_epoch_at) */
 } vlm_batch;
 
 typedef struct {
@@ -272,8 +309,12 @@ typedef struct {
 } vlm_loader_stats;
 
 vlm_status vlm_loader_open(vlm_loader **out, const vlm_loader_cfg *c);
-/* Start epoch `epoch`, skipping the first skip_batches batches (a resumed run's data position). */
+/* Start epoch `epoch`, skipping the first skip_batches batches (a resumed run's data position):
+ * the first skip_batches * batch_size items of the epoch's stream are skipped unread, which is
+ * exact when those items held no bad sample. */
 vlm_status vlm_loader_start_epoch(vlm_loader *l, int64_t epoch, int64_t skip_batches);
+/* Exact resume: start at batch number `batch` and stream position `seq` (a vlm_batch.seq_end). */
+vlm_status vlm_loader_start_epoch_at(vlm_loader *l, int64_t epoch, int64_t batch, int64_t seq);
 /* 1: *b holds the next batch (valid until the next call), 0: end of the epoch. */
 int vlm_loader_next(vlm_loader *l, vlm_batch *b);
 void vlm_loader_stats_get(const vlm_loader *l, vlm_loader_stats *st);

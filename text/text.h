@@ -105,6 +105,9 @@ vlm_status vlm_tokenizer_load(vlm_tokenizer **out, const char *path);
 vlm_status vlm_tokenizer_load_openai(vlm_tokenizer **out, const char *path);
 vlm_status vlm_tokenizer_load_hf(vlm_tokenizer **out, const char *vocab_json, const char *merges_txt);
 void vlm_tokenizer_free(vlm_tokenizer *t);
+/* A deep copy (vocabulary, merges, dropout setting; an empty cache): one per thread.
+ * NULL on out-of-memory. (tokenizer_clone.c) */
+vlm_tokenizer *vlm_tokenizer_clone(const vlm_tokenizer *t);
 
 int vlm_tokenizer_vocab_size(const vlm_tokenizer *t);
 int vlm_tokenizer_n_merges(const vlm_tokenizer *t);

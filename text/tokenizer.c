@@ -17,40 +17,6 @@
 #include "text/text.h"
 #include "text/tokenizer_internal.h"
 
-#define CACHE_MAX_ENTRIES (1u << 18)
-
-typedef struct {
-  uint64_t hash;
-  uint32_t key_off, key_len, ids_off, ids_len;
-} cache_entry;
-
-struct vlm_tokenizer {
-  int n_vocab;
-  char **tok;          /* per id: vocabulary string (NULL for a hole in an HF vocab) */
-  int32_t *smap;       /* open addressing over tok[], -1 = empty */
-  size_t smap_cap;
-  uint64_t *pkey;      /* pair map: (a << 32 | b) -> rank, merged id */
-  int32_t *prank, *pnew;
-  size_t pcap;
-  int n_merges;
-  int32_t *merge_a, *merge_b, *merge_new;   /* by rank */
-  int32_t byte_id[256], byte_eow_id[256];
-  int32_t sot, eot;
-  /* cache: piece bytes -> ids */
-  cache_entry *cache;
-  size_t cache_cap, cache_n;
-  char *ckeys;
-  size_t ckeys_n, ckeys_cap;
-  int32_t *cids;
-  size_t cids_n, cids_cap;
-  /* scratch */
-  vlm_tok_cps cps;
-  int32_t *syms;
-  size_t syms_cap;
-  float dropout;
-  vlm_rng rng;
-};
-
 /* ------------------------------------------------------------------ byte <-> unicode (GPT-2) */
 static int32_t g_b2u[256];
 static int16_t g_u2b[512];

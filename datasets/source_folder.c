@@ -1,0 +1,185 @@
+/* Folder sources.
+ *   folder:      DIR/x.jpg with its caption in DIR/x.txt (a sidecar file beside each image);
+ *                an image without its .txt is a bad sample (reported when read).
+ *   imagefolder: DIR/<class>/x.jpg, one sub-folder per class (classnames sorted bytewise,
+ *                label = index); the caption is "a photo of a {class}." with '_' read as ' '.
+ * Images are .jpg .jpeg .png .webp (any case), listed once at open and sorted by name, so the
+ * sample order is the same on every machine; only the paths are kept. */
+#define _POSIX_C_SOURCE 200809L
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "datasets/source_internal.h"
+
+typedef struct {
+  char *dir;
+  int imagefolder;
+  char **paths;    /* [n] relative to dir */
+  int *labels;     /* [n] imagefolder */
+  int64_t n;
+} folder_src;
+
+static void folder_free(void *p) {
+  folder_src *f = p;
+  for (int64_t i = 0; i < f->n; i++) free(f->paths[i]);
+  free(f->paths);
+  free(f->labels);
+  free(f->dir);
+  free(f);
+}
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+/* Sorted names in dir matching want (1 images, 2 sub-folders). */
+static vlm_status list_dir(const char *dir, int want, char ***out, int64_t *n) {
+  *out = NULL;
+  *n = 0;
+  DIR *d = opendir(dir);
+  if (!d) return vlm_error(VLM_ERR_IO, "%s: cannot open folder: %s", dir, strerror(errno));
+  size_t cap = 64, k = 0;
+  char **v = malloc(cap * sizeof *v);
+  if (!v) { closedir(d); return vlm_error(VLM_ERR_OOM, "out of memory"); }
+  struct dirent *e;
+  while ((e = readdir(d))) {
+    if (e->d_name[0] == '.') continue;
+    char *full = vlm_src_join(dir, e->d_name);
+    struct stat st;
+    int ok = full && stat(full, &st) == 0;
+    free(full);
+    if (!ok) continue;
+    if (want == 1 && !(S_ISREG(st.st_mode) && vlm_src_has_image_ext(e->d_name))) continue;
+    if (want == 2 && !S_ISDIR(st.st_mode)) continue;
+    if (k == cap) {
+      cap *= 2;
+      char **nv = realloc(v, cap * sizeof *v);
+      if (!nv) goto oom;
+      v = nv;
+    }
+    if (!(v[k] = strdup(e->d_name))) goto oom;
+    k++;
+  }
+  closedir(d);
+  qsort(v, k, sizeof *v, cmp_str);
+  *out = v;
+  *n = (int64_t)k;
+  return VLM_OK;
+oom:
+  closedir(d);
+  for (size_t i = 0; i < k; i++) free(v[i]);
+  free(v);
+  return vlm_error(VLM_ERR_OOM, "out of memory listing %s", dir);
+}
+
+static vlm_status folder_get(vlm_source *s, int64_t i, vlm_sample *out) {
+  folder_src *f = s->impl;
+  char *img = vlm_src_join(f->dir, f->paths[i]);
+  if (!img) return vlm_src_fail(out, VLM_BAD_READ, vlm_error(VLM_ERR_OOM, "out of memory"));
+  snprintf(out->name, sizeof out->name, "%s", img);
+  vlm_status st;
+  if (f->imagefolder) {
+    int lab = f->labels[i];
+    char cap[1100];
+    snprintf(cap, sizeof cap, "a photo of a %s.", s->classnames[lab]);
+    out->caption = strdup(cap);
+    out->label = lab;
+  } else {
+    size_t L = strlen(img);
+    char *txt = malloc(L + 5);
+    if (!txt) { free(img); return vlm_src_fail(out, VLM_BAD_READ, vlm_error(VLM_ERR_OOM, "out of memory")); }
+    memcpy(txt, img, L + 1);
+    char *dot = strrchr(txt, '.');
+    strcpy(dot ? dot : txt + L, ".txt");
+    uint8_t *b;
+    size_t n;
+    st = vlm_src_read_file(txt, (size_t)1 << 20, &b, &n);
+    if (st) {
+      vlm_error_prefix(st, "%s: caption", img);
+      free(txt);
+      free(img);
+      return vlm_src_fail(out, VLM_BAD_CAPTION, st);
+    }
+    while (n && (b[n - 1] == '\n' || b[n - 1] == '\r')) b[--n] = 0;
+    st = vlm_caption_check(txt, (const char *)b, n);
+    free(txt);
+    if (st) {
+      free(b);
+      free(img);
+      return vlm_src_fail(out, VLM_BAD_CAPTION, st);
+    }
+    out->caption = (char *)b;
+  }
+  if (!out->caption) { free(img); return vlm_src_fail(out, VLM_BAD_READ, vlm_error(VLM_ERR_OOM, "out of memory")); }
+  st = vlm_src_read_file(img, (size_t)1 << 28, &out->image_bytes, &out->image_len);
+  free(img);
+  if (st) return vlm_src_fail(out, VLM_BAD_READ, st);
+  return VLM_OK;
+}
+
+vlm_status vlm_src_open_folder(vlm_source *s, const char *dir, int imagefolder) {
+  folder_src *f = calloc(1, sizeof *f);
+  if (!f) return vlm_error(VLM_ERR_OOM, "out of memory");
+  s->impl = f;
+  s->free_impl = folder_free;
+  f->imagefolder = imagefolder;
+  f->dir = strdup(dir);
+  if (!f->dir) return vlm_error(VLM_ERR_OOM, "out of memory");
+  size_t L = strlen(f->dir);
+  while (L > 1 && f->dir[L - 1] == '/') f->dir[--L] = 0;
+  vlm_status st;
+  if (!imagefolder) {
+    st = list_dir(dir, 1, &f->paths, &f->n);
+    if (st) return st;
+    if (f->n == 0) return vlm_error(VLM_ERR_FORMAT, "%s: no images (.jpg .jpeg .png .webp) in the folder", dir);
+  } else {
+    char **cls;
+    int64_t nc;
+    st = list_dir(dir, 2, &cls, &nc);
+    if (st) return st;
+    if (nc == 0) { free(cls); return vlm_error(VLM_ERR_FORMAT, "%s: no class sub-folders (ImageFolder layout)", dir); }
+    if (nc > 1000000) nc = 1000000;
+    s->classnames = cls;
+    s->n_classes = (int)nc;
+    size_t cap = 64;
+    f->paths = malloc(cap * sizeof *f->paths);
+    f->labels = malloc(cap * sizeof *f->labels);
+    if (!f->paths || !f->labels) return vlm_error(VLM_ERR_OOM, "out of memory");
+    for (int c = 0; c < s->n_classes; c++) {
+      char *sub = vlm_src_join(f->dir, cls[c]);
+      char **imgs;
+      int64_t ni;
+      if (!sub) return vlm_error(VLM_ERR_OOM, "out of memory");
+      st = list_dir(sub, 1, &imgs, &ni);
+      free(sub);
+      if (st) return st;
+      for (int64_t k = 0; k < ni; k++) {
+        if ((size_t)f->n == cap) {
+          cap *= 2;
+          char **np = realloc(f->paths, cap * sizeof *np);
+          if (np) f->paths = np;
+          int *nl = realloc(f->labels, cap * sizeof *nl);
+          if (nl) f->labels = nl;
+          if (!np || !nl) { for (int64_t j = k; j < ni; j++) free(imgs[j]); free(imgs); return vlm_error(VLM_ERR_OOM, "out of memory"); }
+        }
+        char *rel = vlm_src_join(cls[c], imgs[k]);
+        free(imgs[k]);
+        if (!rel) { for (int64_t j = k + 1; j < ni; j++) free(imgs[j]); free(imgs); return vlm_error(VLM_ERR_OOM, "out of memory"); }
+        f->paths[f->n] = rel;
+        f->labels[f->n] = c;
+        f->n++;
+      }
+      free(imgs);
+    }
+    if (f->n == 0) return vlm_error(VLM_ERR_FORMAT, "%s: the class sub-folders hold no images", dir);
+    /* display names: '_' -> ' ' */
+    for (int c = 0; c < s->n_classes; c++)
+      for (char *p = s->classnames[c]; *p; p++)
+        if (*p == '_') *p = ' ';
+  }
+  s->size = f->n;
+  s->get = folder_get;
+  return VLM_OK;
+}

@@ -1,0 +1,303 @@
+/* WebDataset source: tar shards given as one file or a brace pattern ("shards-{0000..0099}.tar",
+ * "{a,b,c}.tar", several braces, nesting allowed). Members are grouped into samples by key =
+ * the path up to the first dot of the file name ("dir/000042.jpg" and "dir/000042.txt" ->
+ * key "dir/000042"); consecutive members with the same key are one sample. The image is the
+ * first of the extensions jpg, png, jpeg, webp (lower-cased) present, the caption the txt
+ * member. A sample missing either, or with a bad caption, is a bad sample; a truncated or
+ * corrupt shard reports the shard and byte offset and ends that shard. Only the image and
+ * caption members of the current sample are held in memory. The shard list is checked at
+ * open: at least one shard must exist; a missing one is reported when it is read. */
+#define _POSIX_C_SOURCE 200809L
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "datasets/source_internal.h"
+
+/* ------------------------------------------------------------------ brace expansion */
+typedef struct {
+  char **v;
+  int64_t n, cap, max;
+  int err;
+} strlist;
+
+static void sl_push(strlist *l, char *s) {
+  if (!s) { l->err = 1; return; }
+  if (l->n >= l->max) { free(s); l->err = 2; return; }
+  if (l->n == l->cap) {
+    int64_t cap = l->cap ? l->cap * 2 : 16;
+    char **nv = realloc(l->v, (size_t)cap * sizeof *nv);
+    if (!nv) { free(s); l->err = 1; return; }
+    l->v = nv;
+    l->cap = cap;
+  }
+  l->v[l->n++] = s;
+}
+
+static char *cat3(const char *a, size_t na, const char *b, size_t nb, const char *c) {
+  size_t nc = strlen(c);
+  char *r = malloc(na + nb + nc + 1);
+  if (!r) return NULL;
+  memcpy(r, a, na);
+  memcpy(r + na, b, nb);
+  memcpy(r + na + nb, c, nc + 1);
+  return r;
+}
+
+static int expand(const char *p, strlist *out, int depth);
+
+/* Expand "prefix{body}rest": each alternative of body, then recurse on the result. */
+static int expand(const char *p, strlist *out, int depth) {
+  if (depth > 16) return 0;
+  const char *o = strchr(p, '{');
+  if (!o) {
+    const char *c = strchr(p, '}');
+    if (c) return 0;
+    sl_push(out, strdup(p));
+    return !out->err;
+  }
+  int d = 0;
+  const char *c = o;
+  for (; *c; c++) {
+    if (*c == '{') d++;
+    else if (*c == '}' && --d == 0) break;
+  }
+  if (!*c) return 0;
+  if (memchr(p, '}', (size_t)(o - p))) return 0;
+  size_t pre = (size_t)(o - p), blen = (size_t)(c - o - 1);
+  const char *body = o + 1, *rest = c + 1;
+  /* numeric range a..b */
+  const char *dots = NULL;
+  for (size_t i = 0; i + 1 < blen; i++)
+    if (body[i] == '.' && body[i + 1] == '.') { dots = body + i; break; }
+  if (dots) {
+    size_t la = (size_t)(dots - body), lb = blen - la - 2;
+    const char *b = dots + 2;
+    int ok = la > 0 && lb > 0 && la < 19 && lb < 19;
+    for (size_t i = 0; ok && i < la; i++) ok = isdigit((unsigned char)body[i]);
+    for (size_t i = 0; ok && i < lb; i++) ok = isdigit((unsigned char)b[i]);
+    if (!ok) return 0;
+    long long x = strtoll(body, NULL, 10), y = strtoll(b, NULL, 10);
+    int width = (body[0] == '0' && la > 1) || (b[0] == '0' && lb > 1) ? (int)(la > lb ? la : lb) : 0;
+    long long step = x <= y ? 1 : -1;
+    for (long long v = x;; v += step) {
+      char num[32];
+      snprintf(num, sizeof num, "%0*lld", width, v);
+      char *q = cat3(p, pre, num, strlen(num), rest);
+      if (!q) { out->err = 1; return 0; }
+      int r = expand(q, out, depth + 1);
+      free(q);
+      if (!r) return 0;
+      if (v == y) break;
+    }
+    return 1;
+  }
+  /* comma alternatives at depth 0 of body */
+  size_t s = 0;
+  int dd = 0, any_comma = 0;
+  for (size_t i = 0; i <= blen; i++) {
+    if (i < blen && body[i] == '{') dd++;
+    if (i < blen && body[i] == '}') dd--;
+    if (i == blen || (body[i] == ',' && dd == 0)) {
+      if (i < blen) any_comma = 1;
+      char *q = cat3(p, pre, body + s, i - s, rest);
+      if (!q) { out->err = 1; return 0; }
+      int r = expand(q, out, depth + 1);
+      free(q);
+      if (!r) return 0;
+      s = i + 1;
+    }
+  }
+  (void)any_comma;
+  return 1;
+}
+
+int vlm_wds_expand(const char *pattern, char ***out, int64_t *n, int64_t max) {
+  strlist l = {NULL, 0, 0, max, 0};
+  int ok = expand(pattern, &l, 0) && !l.err;
+  if (!ok) {
+    for (int64_t i = 0; i < l.n; i++) free(l.v[i]);
+    free(l.v);
+    *out = NULL;
+    *n = 0;
+    if (l.err == 2) vlm_error(VLM_ERR_ARG, "%s: the pattern expands to more than %lld shards", pattern, (long long)max);
+    else if (l.err == 1) vlm_error(VLM_ERR_OOM, "out of memory");
+    else vlm_error(VLM_ERR_ARG, "%s: malformed brace pattern (expected {0000..0099} or {a,b})", pattern);
+    return 0;
+  }
+  *out = l.v;
+  *n = l.n;
+  return 1;
+}
+
+/* ------------------------------------------------------------------ shard reader */
+struct vlm_shard_reader {
+  vlm_tar *tar;
+  char *shard;
+  int64_t index, count;
+  vlm_tar_entry pend;
+  int has_pend, done;
+};
+
+vlm_shard_reader *vlm_wds_reader_new(vlm_tar *tar, const char *shard_name, int64_t shard_index) {
+  vlm_shard_reader *r = calloc(1, sizeof *r);
+  if (!r) return NULL;
+  r->tar = tar;
+  r->shard = strdup(shard_name);
+  r->index = shard_index;
+  if (!r->shard) { free(r); return NULL; }
+  return r;
+}
+
+void vlm_shard_close(vlm_shard_reader *r) {
+  if (!r) return;
+  if (r->has_pend) { free(r->pend.data); free(r->pend.name); }
+  vlm_tar_free(r->tar);
+  free(r->shard);
+  free(r);
+}
+
+/* key = path up to the first dot of the file name; ext = the rest (lower-cased into ext). */
+static size_t split_key(const char *name, char *ext, size_t ext_n) {
+  const char *base = strrchr(name, '/');
+  base = base ? base + 1 : name;
+  const char *dot = strchr(base, '.');
+  size_t klen = dot ? (size_t)(dot - name) : strlen(name);
+  size_t k = 0;
+  if (dot)
+    for (const char *p = dot + 1; *p && k + 1 < ext_n; p++) ext[k++] = (char)tolower((unsigned char)*p);
+  ext[k] = 0;
+  return klen;
+}
+
+static const char *const k_img_exts[] = {"jpg", "png", "jpeg", "webp"};
+
+int vlm_shard_next(vlm_shard_reader *r, vlm_sample *out) {
+  memset(out, 0, sizeof *out);
+  out->label = -1;
+  if (r->done) return 0;
+  vlm_tar_entry e;
+  char *owned_name = NULL;
+  if (r->has_pend) { e = r->pend; r->has_pend = 0; owned_name = e.name; }
+  else {
+    int k = vlm_tar_next(r->tar, &e);
+    if (k <= 0) {
+      r->done = 1;
+      if (k < 0) { out->fail = VLM_BAD_READ; snprintf(out->name, sizeof out->name, "%s", r->shard); }
+      return k;
+    }
+  }
+  /* the key is a copy: the tar reader owns entry names only until the next entry */
+  char ext[32];
+  size_t klen = split_key(e.name, ext, sizeof ext);
+  char key[400];
+  snprintf(key, sizeof key, "%.*s", (int)(klen < sizeof key - 1 ? klen : sizeof key - 1), e.name);
+  free(owned_name);
+  e.name = NULL;
+  int img_rank = 99;
+  uint8_t *img = NULL, *txt = NULL;
+  size_t img_n = 0, txt_n = 0;
+  int broken = 0;
+  for (;;) {
+    int rank = 99;
+    for (int i = 0; i < 4; i++)
+      if (!strcmp(ext, k_img_exts[i])) rank = i;
+    if (rank < img_rank) { free(img); img = e.data; img_n = e.size; img_rank = rank; }
+    else if (!strcmp(ext, "txt") && !txt) { txt = e.data; txt_n = e.size; }
+    else free(e.data);
+    int k = vlm_tar_next(r->tar, &e);
+    if (k == 0) { r->done = 1; break; }
+    if (k < 0) { broken = 1; r->done = 1; break; }
+    klen = split_key(e.name, ext, sizeof ext);
+    if (klen != strlen(key) || strncmp(e.name, key, klen)) {
+      /* next sample: keep the entry, with its own copy of the name */
+      r->pend = e;
+      r->pend.name = strdup(e.name);
+      if (!r->pend.name) { free(e.data); r->done = 1; broken = 1; vlm_error(VLM_ERR_OOM, "out of memory"); break; }
+      r->has_pend = 1;
+      break;
+    }
+  }
+  snprintf(out->name, sizeof out->name, "%s:%s", r->shard, key);
+  out->group = (r->index << 32) | (r->count++ & 0xffffffff);
+  if (broken) {
+    free(img);
+    free(txt);
+    out->fail = VLM_BAD_READ;
+    return -1;   /* the tar reader's message names the shard and the offset */
+  }
+  if (!img) {
+    free(txt);
+    vlm_error(VLM_ERR_FORMAT, "%s: no image member (jpg, png, jpeg or webp)", out->name);
+    out->fail = VLM_BAD_READ;
+    return -1;
+  }
+  if (!txt) {
+    free(img);
+    vlm_error(VLM_ERR_FORMAT, "%s: no caption member (.txt)", out->name);
+    out->fail = VLM_BAD_CAPTION;
+    return -1;
+  }
+  while (txt_n && (txt[txt_n - 1] == '\n' || txt[txt_n - 1] == '\r')) txt[--txt_n] = 0;
+  if (vlm_caption_check(out->name, (const char *)txt, txt_n)) {
+    free(img);
+    free(txt);
+    out->fail = VLM_BAD_CAPTION;
+    return -1;
+  }
+  out->image_bytes = img;
+  out->image_len = img_n;
+  out->caption = (char *)txt;
+  return 1;
+}
+
+/* ------------------------------------------------------------------ the source */
+typedef struct {
+  char **shards;
+  int64_t n;
+} wds_src;
+
+static void wds_free(void *p) {
+  wds_src *w = p;
+  for (int64_t i = 0; i < w->n; i++) free(w->shards[i]);
+  free(w->shards);
+  free(w);
+}
+
+static vlm_status wds_shard_open(vlm_source *s, int64_t shard, vlm_shard_reader **out) {
+  wds_src *w = s->impl;
+  const char *path = w->shards[shard];
+  FILE *f = fopen(path, "rb");
+  if (!f) return vlm_error(VLM_ERR_IO, "%s: cannot open shard: %s", path, strerror(errno));
+  vlm_tar *t = vlm_tar_new(f, path, 1);
+  if (!t) { fclose(f); return vlm_error(VLM_ERR_OOM, "out of memory"); }
+  const char *b = strrchr(path, '/');
+  *out = vlm_wds_reader_new(t, b ? b + 1 : path, shard);
+  if (!*out) { vlm_tar_free(t); return vlm_error(VLM_ERR_OOM, "out of memory"); }
+  return VLM_OK;
+}
+
+vlm_status vlm_src_open_wds(vlm_source *s, const char *pattern) {
+  wds_src *w = calloc(1, sizeof *w);
+  if (!w) return vlm_error(VLM_ERR_OOM, "out of memory");
+  s->impl = w;
+  s->free_impl = wds_free;
+  if (!vlm_wds_expand(pattern, &w->shards, &w->n, 1000000)) return VLM_ERR_ARG;
+  int64_t present = 0;
+  for (int64_t i = 0; i < w->n; i++) {
+    struct stat st;
+    if (stat(w->shards[i], &st) == 0 && S_ISREG(st.st_mode)) present++;
+  }
+  if (present == 0)
+    return vlm_error(VLM_ERR_IO, "%s: no shard found (first: %s: %s)", pattern, w->shards[0], strerror(ENOENT));
+  if (present < w->n)
+    vlm_log(VLM_LOG_WARN, "%s: %lld of %lld shards are missing (reported when read)", pattern,
+            (long long)(w->n - present), (long long)w->n);
+  s->n_shards = w->n;
+  s->size = -1;
+  s->shard_open = wds_shard_open;
+  return VLM_OK;
+}
