@@ -856,6 +856,7 @@ int vlm_cmd_train(int argc, char **argv) {
       goto out;
     }
   }
+  if (o->val_freq == 0) o->val_data = NULL;  /* no evaluation on the val data */
   if (o->zs_freq == 0) o->zs_data = NULL;
   if (o->set_steps && o->set_epochs) {
     fprintf(stderr, CMD ": give --epochs or --steps, not both\n");
