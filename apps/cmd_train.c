@@ -62,11 +62,13 @@ static void usage(FILE *f) {
           "  --save-frequency N (1: epoch_K every N epochs)  --save-most-recent (keep only the\n"
           "  newest epoch_K)  --save-steps N (update 'latest' every N steps; 0: at epoch ends)\n"
           "  --resume latest|PATH     continue exactly (weights, optimizer, step, data position)\n"
-          "  --val-frequency N (1)  --zeroshot-frequency N (1)  --zeroshot-data SPEC\n"
+          "  --val-frequency N (1)  --zeroshot-frequency N (2)  --zeroshot-data SPEC\n"
           "  --zeroshot-templates FILE (one template per line, {} = class name)\n"
           "  --eval-steps N           also evaluate every N steps (0: epoch ends only)\n"
           "  --log-every-n-steps N (10)  --stop-at-step N (stop there with a checkpoint)\n"
           "  --json                   print the final evaluation as JSON on stdout\n"
+          "Environment: OMP_WAIT_POLICY is set to PASSIVE unless given (the loader threads\n"
+          "share the cores with the model's).\n"
           "\n"
           "Defaults for --train-data shapes (the demo): --model " SHAPES_MODEL
           ", --tokenizer train:%d,\n"
@@ -286,14 +288,14 @@ typedef struct {
   int have_last;
 } run_state;
 
-static vlm_status evaluate(run_state *R, int final) {
+static vlm_status evaluate(run_state *R, int do_zs) {
   vlm_status st = VLM_OK;
   vlm_eval_result r, z;
   memset(&r, 0, sizeof r);
   memset(&z, 0, sizeof z);
   int same = R->zs == R->val || !R->zs;
-  if (R->val) st = vlm_train_evaluate(&R->ec, &R->tr.p, R->val, 1, same, &r);
-  if (st == VLM_OK && R->zs && !same) {
+  if (R->val) st = vlm_train_evaluate(&R->ec, &R->tr.p, R->val, 1, same && do_zs, &r);
+  if (st == VLM_OK && R->zs && !same && do_zs) {
     st = vlm_train_evaluate(&R->ec, &R->tr.p, R->zs, 0, 1, &z);
     r.zs = z.zs;
     r.have_zeroshot = z.have_zeroshot;
@@ -308,7 +310,6 @@ static vlm_status evaluate(run_state *R, int final) {
   print_eval(&r, R->tr.step);
   R->last = r;
   R->have_last = 1;
-  (void)final;
   return vlm_train_log_chart(&R->log);
 }
 
@@ -635,7 +636,7 @@ static int run(run_state *R) {
       epoch_open = 0;
       int64_t ep = R->tr.epoch;
       if ((R->val || R->zs) && o->val_freq > 0 && ep % o->val_freq == 0 &&
-          (st = evaluate(R, 0)) != VLM_OK) {
+          (st = evaluate(R, o->zs_freq > 0 && ep % o->zs_freq == 0)) != VLM_OK) {
         rc = fail("evaluation");
         break;
       }
@@ -682,7 +683,7 @@ static int run(run_state *R) {
       break;
     }
     if (o->eval_steps > 0 && R->tr.step % o->eval_steps == 0 && R->tr.step < t.total_steps && (R->val || R->zs) &&
-        (st = evaluate(R, 0)) != VLM_OK) {
+        (st = evaluate(R, 1)) != VLM_OK) {
       rc = fail("evaluation");
       break;
     }
@@ -713,7 +714,27 @@ static int run(run_state *R) {
   return rc;
 }
 
+/* libgomp's default spinning barriers are a large handicap when the loader's
+ * threads (or other processes) share the cores: training runs with
+ * OMP_WAIT_POLICY=PASSIVE unless the user set a policy. libgomp reads it when
+ * it loads, so the command re-executes itself once with it set. */
+static void passive_openmp(int argc, char **argv) {
+  if (getenv("OMP_WAIT_POLICY")) return;
+  if (setenv("OMP_WAIT_POLICY", "PASSIVE", 1) != 0) return;
+  char **nargv = calloc((size_t)argc + 4, sizeof *nargv);
+  if (!nargv) return;
+  char tb[32];
+  snprintf(tb, sizeof tb, "%d", vlm_threads_get());
+  nargv[0] = "vlm";
+  nargv[1] = "--threads";
+  nargv[2] = tb;
+  for (int i = 0; i < argc; i++) nargv[3 + i] = argv[i];
+  execv("/proc/self/exe", nargv);
+  free(nargv); /* exec failed: go on with the default policy */
+}
+
 int vlm_cmd_train(int argc, char **argv) {
+  passive_openmp(argc, argv);
   run_state *R = calloc(1, sizeof *R);
   if (!R) return 1;
   opts *o = &R->o;
@@ -734,7 +755,7 @@ int vlm_cmd_train(int argc, char **argv) {
   o->workers = 2;
   o->save_freq = 1;
   o->val_freq = 1;
-  o->zs_freq = 1;
+  o->zs_freq = 2;
   o->log_every = 10;
   o->cooldown_power = 1.0;
   int rc = 2;
