@@ -19,7 +19,7 @@
 #define SHAPES_BATCH 64
 #define SHAPES_LR 1e-3
 #define SHAPES_WARMUP 100
-#define SHAPES_STEPS 1500
+#define SHAPES_STEPS 2500
 #define SHAPES_VOCAB 1024
 
 static void usage(FILE *f) {
