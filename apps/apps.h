@@ -23,6 +23,7 @@ int vlm_app_coca_convert(const char *model, const char *init, int to_hf, const c
 int vlm_cmd_zeroshot(int argc, char **argv);
 int vlm_cmd_index(int argc, char **argv);
 int vlm_cmd_search(int argc, char **argv);
+int vlm_cmd_train(int argc, char **argv);
 
 /* Shared helpers for subcommands (apps/common.c). */
 int vlm_app_is_help(const char *arg);              /* -h or --help */

@@ -85,4 +85,44 @@ vlm_status vlm_zeroshot_eval_features(const float *img, int64_t N, int64_t E, co
  * OpenMP over row ranges, one bounded heap per thread, merged. Returns the count. */
 int vlm_knn_search(const float *db, int64_t N, int64_t E, const float *q, int k, int64_t *idx, float *scores);
 /* ---- end zero-shot / search ---- */
+/* ---- evaluation metrics (contrastive/retrieval.c) ----
+ * Retrieval as open_clip's get_clip_metrics, both ways, on cosine similarity
+ * (the logit scale does not change a ranking). A query's rank is 1 + the number
+ * of non-matching candidates scoring strictly higher than its best matching one
+ * (open_clip takes the position of the ground truth in an argsort; the two agree
+ * but for exact ties). R@k = fraction of queries with rank <= k, mean rank, and
+ * median rank = floor(median(rank - 1)) + 1 as open_clip computes it.
+ * Matching: image i and text j match iff img_key[i] == txt_key[j]; NULL keys mean
+ * key = row index (one caption per image, N == M). COCO: key = the image's id, so
+ * an image query matches its 5 captions and a caption matches its image. The
+ * shapes rule (synthetic captions repeat): key = an id of the caption text, so a
+ * retrieved image whose caption equals the query's counts as a hit (and the
+ * other way). Queries with no matching candidate are left out (counted in
+ * *_skipped). */
+typedef struct {
+  double r1, r5, r10, mean_rank, median_rank;
+  int64_t queries, skipped;
+} vlm_retrieval_dir;
+typedef struct {
+  vlm_retrieval_dir i2t, t2i;
+} vlm_retrieval_metrics;
+
+/* img [N,E], txt [M,E] features (any norm: each row is L2-normalized here). */
+vlm_status vlm_retrieval_compute(const float *img, int64_t N, const int64_t *img_key, const float *txt, int64_t M,
+                                 const int64_t *txt_key, int64_t E, vlm_retrieval_metrics *out);
+
+/* Zero-shot classification (open_clip's zero_shot_classifier / run):
+ * class c's weight = normalize(mean over templates t of normalize(text_emb[c*T + t]));
+ * logits = 100 * normalize(img) @ weights^T; top-1 / top-5 accuracy (a top-k hit:
+ * the label is among the k largest logits; ties broken by the lower class index). */
+void vlm_zeroshot_weights(const float *text_emb, int64_t C, int64_t T, int64_t E, float *weights /* [C,E] */);
+typedef struct {
+  int64_t n;                 /* samples */
+  double top1, top5;
+  int64_t n_subset;          /* samples with subset[i] != 0 (unseen combinations) */
+  double subset_top1, subset_top5;
+} vlm_zeroshot_result;
+/* img [N,E], labels [N] in [0,C) (others are skipped), subset [N] or NULL. */
+void vlm_zeroshot_eval(const float *img, const int *labels, const uint8_t *subset, int64_t N, const float *weights,
+                       int64_t C, int64_t E, vlm_zeroshot_result *out);
 #endif

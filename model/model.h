@@ -223,4 +223,89 @@ void vlm_coca_backward(const vlm_coca_config *c, const vlm_coca_params *p, vlm_c
  * EOT, pad_id), lens[b] = ids written up to and including EOT. */
 vlm_status vlm_coca_generate(const vlm_coca_config *c, const vlm_coca_params *p, const vlm_tensor *images,
                              const vlm_gen_options *o, int32_t *out, int *lens);
+/* ---- training (model/train.c, model/train_ckpt.c) ----
+ * open_clip's training step for CLIP: lr from the schedule; zero grads; forward
+ * + ClipLoss; backward; global-norm clip (only when grad_clip_norm > 0); AdamW
+ * (decoupled decay, no decay for tensors with ndim <= 1 and the positional
+ * embeddings); clamp logit_scale to [0, ln 100].
+ * accum_freq K > 1 is open_clip's contrastive accumulation: the features of the
+ * K micro-batches are computed without gradients first; then each micro-batch's
+ * forward is redone with gradients and its loss takes its fresh features with
+ * the cached features of the others, over the whole K*B batch. The tower
+ * gradients equal those of one K*B batch; logit_scale receives one gradient per
+ * micro-batch (K times the K*B one), as in open_clip.
+ * precision BF16: matmul inputs rounded to bf16 (forward and backward), fp32
+ * master weights, gradients, moments and accumulation.
+ * lock_image / lock_text (LiT): the locked tower's parameters get no update, no
+ * moments and no backward pass; its features are computed once per step. */
+typedef enum { VLM_SCHED_COSINE = 0, VLM_SCHED_CONST, VLM_SCHED_CONST_COOLDOWN } vlm_lr_scheduler;
+int vlm_lr_scheduler_parse(const char *s, vlm_lr_scheduler *out);   /* cosine|const|const-cooldown; 1 if known */
+const char *vlm_lr_scheduler_name(vlm_lr_scheduler s);
+
+typedef struct {
+  float lr, beta1, beta2, eps, wd;  /* open_clip: 5e-4, 0.9, 0.98, 1e-6, 0.2 */
+  int64_t warmup;                   /* steps */
+  int64_t total_steps;              /* optimizer steps of the whole run (schedule length) */
+  vlm_lr_scheduler scheduler;
+  int64_t cooldown_steps;           /* const-cooldown: the last cooldown_steps decay */
+  float cooldown_power, cooldown_end_lr; /* 1.0, 0.0 */
+  double grad_clip_norm;            /* <= 0: no clipping (open_clip's default) */
+  int accum_freq;                   /* K >= 1 */
+  int batch_size;                   /* micro-batch B; one optimizer step sees K*B samples */
+  int64_t context_length;           /* text length L of the batches (<= the model's) */
+  vlm_precision precision;
+  int lock_image, lock_text;
+} vlm_train_config;
+void vlm_train_config_default(vlm_train_config *t);
+
+typedef struct {
+  vlm_clip_config model;
+  vlm_train_config cfg;
+  vlm_clip_params p, g, m, v;       /* parameters, gradients, exp_avg, exp_avg_sq (one arena each) */
+  vlm_param_slot *slots;            /* every parameter in visit order (names owned) */
+  int n_slots;
+  vlm_param_slot *active;           /* the trainable ones (locked towers left out) */
+  int n_active;
+  vlm_clip_acts acts;               /* one micro-batch B, with backward */
+  vlm_arena arena;                  /* the K*B loss and the feature caches below */
+  vlm_clip_loss_acts loss;          /* over K*B */
+  vlm_tensor img_all, txt_all;      /* [K*B, E] features (cached, then the fresh micro-batch's rows) */
+  vlm_tensor d_img_all, d_txt_all;  /* [K*B, E] */
+  int64_t step;                     /* optimizer steps taken */
+  int64_t epoch;                    /* current epoch (0-based) */
+  int64_t epoch_batches;            /* micro-batches consumed in the current epoch (data position) */
+  vlm_rng rng;                      /* the run's RNG (saved with checkpoints) */
+  /* the last step */
+  float last_loss, last_lr;
+  double last_grad_norm, last_clip_coef;
+} vlm_trainer;
+
+/* Allocate everything for model config c and training config t; parameters zeroed
+ * (set them with vlm_clip_params_init_openclip or a load). */
+vlm_status vlm_trainer_init(vlm_trainer *tr, const vlm_clip_config *c, const vlm_train_config *t);
+void vlm_trainer_free(vlm_trainer *tr);
+/* Learning rate of (0-based) optimizer step s under the schedule. */
+float vlm_trainer_lr(const vlm_train_config *t, int64_t s);
+/* open_clip's weight-decay rule for a parameter. */
+int vlm_param_decays(const char *name, const vlm_tensor *t);
+/* One optimizer step on K*B samples: images [K*B,3,S,S] F32, ids [K*B,L] I32/I64.
+ * Returns the loss (of the last micro-batch's backward, as open_clip logs it). */
+float vlm_trainer_step(vlm_trainer *tr, const vlm_tensor *images, const vlm_tensor *ids);
+
+/* Checkpoints (train_ckpt.c). A checkpoint directory holds open_clip_config.json +
+ * open_clip_model.safetensors (loadable by vlm_clip_load and open_clip's
+ * local-dir:) and train_state.safetensors: "<param>.exp_avg" / "<param>.exp_avg_sq"
+ * F32 per parameter, metadata step, epoch, epoch_batches, rng (hex) and the
+ * training config. Every file is written to a temporary name and renamed. */
+vlm_status vlm_trainer_save(vlm_trainer *tr, const char *dir);
+/* Load the weights and (when present) train_state.safetensors from dir. The
+ * model config must match (the caller loads it from the same dir). */
+vlm_status vlm_trainer_load(vlm_trainer *tr, const char *dir, int *had_state);
+/* Save into CK/<name> atomically: written to CK/.tmp-<name>-<pid>, then renamed
+ * over (the old one moved aside and removed). */
+vlm_status vlm_trainer_save_named(vlm_trainer *tr, const char *ck_dir, const char *name);
+/* The "latest" pointer: CK/latest is a symlink to a checkpoint dir in CK, replaced
+ * by an atomic rename of a new symlink after that dir is complete. Older
+ * latest targets (step_*) not pointed at are removed. */
+vlm_status vlm_trainer_save_latest(vlm_trainer *tr, const char *ck_dir);
 #endif

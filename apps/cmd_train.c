@@ -1,0 +1,898 @@
+/* vlm train: CLIP training with open_clip's flags (see usage()). */
+#define _POSIX_C_SOURCE 200809L
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "apps/apps.h"
+#include "apps/train_internal.h"
+
+#define CMD "vlm train"
+
+/* The demo defaults for --train-data shapes (tuned for 2 CPU cores, <= 10 minutes). */
+#define SHAPES_MODEL "shapes-demo"
+#define SHAPES_BATCH 64
+#define SHAPES_LR 1e-3
+#define SHAPES_WARMUP 100
+#define SHAPES_STEPS 2500
+#define SHAPES_VOCAB 1024
+
+static void usage(FILE *f) {
+  fprintf(f,
+          "usage: vlm train --train-data SPEC [options]\n"
+          "\n"
+          "Trains a CLIP model contrastively (open_clip's training loop and flag names).\n"
+          "A run directory LOGS/NAME holds config.json, tokenizer/, checkpoints/\n"
+          "(epoch_K/, step_N/ and the 'latest' link: open_clip_config.json +\n"
+          "open_clip_model.safetensors, loadable by open_clip's local-dir: and by vlm, plus\n"
+          "train_state.safetensors), metrics.jsonl and loss.png.\n"
+          "\n"
+          "Data:\n"
+          "  --train-data SPEC        CSV/TSV file, COCO captions JSON, WebDataset shards\n"
+          "                           (a.tar, shards-{0000..0009}.tar), a folder, or 'shapes'\n"
+          "                           (the built-in synthetic set); several joined with '::'\n"
+          "  --val-data SPEC          evaluation data (retrieval, val loss; zero-shot when it has\n"
+          "                           classes: ImageFolder, shapes:val)\n"
+          "  --dataset-type T         auto|csv|coco|wds|folder|imagefolder|shapes (auto)\n"
+          "  --csv-separator C        (tab)  --csv-img-key K (filepath)  --csv-caption-key K (title)\n"
+          "  --train-data-upsampling-factors F1::F2  --data-temperature T\n"
+          "  --workers N              loader threads (2)\n"
+          "Model:\n"
+          "  --model M                built-in name (ViT-B-32, small, tiny, shapes-demo, ...), a\n"
+          "                           model config JSON, or a checkpoint dir to fine-tune\n"
+          "  --image-size N           override the image size (models trained from scratch)\n"
+          "  --tokenizer T            a vocabulary (dir with vocab.json + merges.txt, or\n"
+          "                           bpe_simple_vocab_16e6.txt.gz), or train:SIZE to learn a BPE\n"
+          "                           vocabulary of SIZE ids on the training captions\n"
+          "  --lock-image, --lock-text  LiT: freeze that tower\n"
+          "Optimization (open_clip defaults):\n"
+          "  --batch-size N (64)  --epochs N (32)  --steps N (instead of epochs)\n"
+          "  --lr X (5e-4)  --beta1 (0.9)  --beta2 (0.98)  --eps (1e-6)  --wd (0.2)\n"
+          "  --warmup N (10000)  --lr-scheduler cosine|const|const-cooldown (cosine)\n"
+          "  --epochs-cooldown N  --lr-cooldown-power X (1.0)  --lr-cooldown-end X (0)\n"
+          "  --grad-clip-norm X (none)  --accum-freq K (1)  --precision fp32|bf16 (fp32)\n"
+          "  --seed N (0)\n"
+          "Run, checkpoints, evaluation:\n"
+          "  --logs DIR (./logs)  --name NAME (date-model-lr-batch)\n"
+          "  --save-frequency N (1: epoch_K every N epochs)  --save-most-recent (keep only the\n"
+          "  newest epoch_K)  --save-steps N (update 'latest' every N steps; 0: at epoch ends)\n"
+          "  --resume latest|PATH     continue exactly (weights, optimizer, step, data position)\n"
+          "  --val-frequency N (1)  --zeroshot-frequency N (2)  --zeroshot-data SPEC\n"
+          "  --zeroshot-templates FILE (one template per line, {} = class name)\n"
+          "  --eval-steps N           also evaluate every N steps (0: epoch ends only)\n"
+          "  --log-every-n-steps N (10)  --stop-at-step N (stop there with a checkpoint)\n"
+          "  --json                   print the final evaluation as JSON on stdout\n"
+          "Environment: OMP_WAIT_POLICY is set to PASSIVE unless given (the loader threads\n"
+          "share the cores with the model's).\n"
+          "\n"
+          "Defaults for --train-data shapes (the demo): --model " SHAPES_MODEL
+          ", --tokenizer train:%d,\n"
+          "--batch-size %d, --lr %g, --warmup %d, --steps %d, --val-data shapes:val,\n"
+          "--zeroshot-data shapes:val (evaluated at each epoch end and at the end).\n"
+          "\n"
+          "Examples:\n"
+          "  vlm train --train-data shapes --logs runs --name demo\n"
+          "  vlm train --train-data shapes --logs runs --name demo --resume latest\n"
+          "  vlm train --train-data data/train.tsv --val-data data/val.tsv --model small \\\n"
+          "      --tokenizer train:4096 --batch-size 128 --epochs 10 --warmup 500 --logs runs\n",
+          SHAPES_VOCAB, SHAPES_BATCH, SHAPES_LR, SHAPES_WARMUP, SHAPES_STEPS);
+}
+
+typedef struct {
+  const char *train_data, *val_data, *zs_data, *dataset_type, *model, *tokenizer, *logs, *name, *resume;
+  const char *precision, *scheduler, *templates_file, *upsampling, *csv_img_key, *csv_caption_key;
+  char csv_sep;
+  double lr, beta1, beta2, eps, wd, grad_clip, temperature, cooldown_power, cooldown_end;
+  long long batch, epochs, steps, warmup, accum, seed, workers, save_freq, save_steps, val_freq, zs_freq, image_size;
+  long long stop_at, log_every, eval_steps, epochs_cooldown;
+  int save_most_recent, lock_image, lock_text, json;
+  int set_batch, set_lr, set_warmup, set_epochs, set_steps, set_eval_steps;
+} opts;
+
+static int parse_double(const char *flag, const char *s, double *out) {
+  char *end = NULL;
+  errno = 0;
+  double v = strtod(s, &end);
+  if (errno || !end || *end || end == s || !isfinite(v)) {
+    fprintf(stderr, CMD ": %s expects a number, got '%s'\n", flag, s);
+    return 0;
+  }
+  *out = v;
+  return 1;
+}
+
+static const char *const k_shapes_templates[] = {"{a} {}", "a photo of {a} {}", "an image of {a} {}",
+                                                 "a picture of {a} {}", "a drawing of {a} {}", "there is {a} {}"};
+static const char *const k_generic_templates[] = {"a photo of {a} {}.", "a bad photo of {a} {}.", "a photo of the {}.",
+                                                  "a rendering of {a} {}.", "a close-up photo of {a} {}.",
+                                                  "itap of {a} {}.", "a good photo of {a} {}."};
+
+static int is_shapes_spec(const char *s) { return s && !strncmp(s, "shapes", 6); }
+
+static int path_exists(const char *p) {
+  struct stat sb;
+  return stat(p, &sb) == 0;
+}
+
+static int mkdir_p(const char *path) {
+  char buf[4096];
+  snprintf(buf, sizeof buf, "%s", path);
+  for (char *p = buf + 1; *p; p++) {
+    if (*p != '/') continue;
+    *p = 0;
+    if (mkdir(buf, 0755) != 0 && errno != EEXIST) return 0;
+    *p = '/';
+  }
+  return mkdir(buf, 0755) == 0 || errno == EEXIST;
+}
+
+/* Captions of the training data for train:SIZE (up to max_n, spread over each source). */
+static vlm_status collect_captions(const char *spec, const vlm_source_opts *so, int64_t max_n, char ***out,
+                                   int64_t *n_out) {
+  char *all = malloc(strlen(spec) + 1);
+  if (!all) return vlm_error(VLM_ERR_OOM, "out of memory");
+  strcpy(all, spec);
+  char **caps = NULL;
+  int64_t n = 0, cap = 0;
+  vlm_status st = VLM_OK;
+  int n_src = 1;
+  for (const char *p = all; (p = strstr(p, "::")); p += 2) n_src++;
+  char *save = all;
+  for (int k = 0; k < n_src && st == VLM_OK; k++) {
+    char *sep = strstr(save, "::");
+    if (sep) *sep = 0;
+    vlm_source *src = NULL;
+    st = vlm_source_open(&src, save, so);
+    if (st != VLM_OK) break;
+    int64_t want = max_n / n_src, size = vlm_source_size(src);
+    vlm_sample smp;
+    if (!vlm_source_is_stream(src) && size > 0) {
+      int64_t take = size < want ? size : want;
+      for (int64_t i = 0; i < take && st == VLM_OK; i++) {
+        memset(&smp, 0, sizeof smp);
+        if (vlm_source_get(src, i * size / take, &smp) == VLM_OK && smp.caption) {
+          if (n == cap) {
+            cap = cap ? 2 * cap : 1024;
+            char **c2 = realloc(caps, (size_t)cap * sizeof *c2);
+            if (!c2) st = vlm_error(VLM_ERR_OOM, "out of memory");
+            else caps = c2;
+          }
+          if (st == VLM_OK) {
+            caps[n++] = smp.caption;
+            smp.caption = NULL;
+          }
+        }
+        vlm_sample_free(&smp);
+      }
+    } else {
+      int64_t got = 0;
+      for (int64_t sh = 0; sh < vlm_source_num_shards(src) && got < want && st == VLM_OK; sh++) {
+        vlm_shard_reader *r = NULL;
+        if (vlm_shard_open(src, sh, &r) != VLM_OK) continue;
+        int rc;
+        memset(&smp, 0, sizeof smp);
+        while (got < want && (rc = vlm_shard_next(r, &smp)) != 0) {
+          if (rc == 1 && smp.caption) {
+            if (n == cap) {
+              cap = cap ? 2 * cap : 1024;
+              char **c2 = realloc(caps, (size_t)cap * sizeof *c2);
+              if (!c2) {
+                st = vlm_error(VLM_ERR_OOM, "out of memory");
+                vlm_sample_free(&smp);
+                break;
+              }
+              caps = c2;
+            }
+            caps[n++] = smp.caption;
+            smp.caption = NULL;
+            got++;
+          }
+          vlm_sample_free(&smp);
+          memset(&smp, 0, sizeof smp);
+        }
+        vlm_shard_close(r);
+      }
+    }
+    vlm_source_close(src);
+    save = sep ? sep + 2 : save + strlen(save);
+  }
+  free(all);
+  if (st != VLM_OK) {
+    for (int64_t i = 0; i < n; i++) free(caps[i]);
+    free(caps);
+    return st;
+  }
+  *out = caps;
+  *n_out = n;
+  return VLM_OK;
+}
+
+static vlm_status train_tokenizer(const char *spec, const vlm_source_opts *so, int size, vlm_tokenizer **tok) {
+  char **caps = NULL;
+  int64_t n = 0;
+  vlm_status st = collect_captions(spec, so, 20000, &caps, &n);
+  if (st != VLM_OK) return st;
+  if (n == 0) return vlm_error(VLM_ERR_FORMAT, "%s: no captions to learn a tokenizer from", spec);
+  size_t *lens = malloc((size_t)n * sizeof(size_t));
+  if (!lens) st = vlm_error(VLM_ERR_OOM, "out of memory");
+  for (int64_t i = 0; lens && i < n; i++) lens[i] = strlen(caps[i]);
+  if (st == VLM_OK) st = vlm_bpe_train(tok, (const char *const *)caps, lens, (size_t)n, size);
+  for (int64_t i = 0; i < n; i++) free(caps[i]);
+  free(caps);
+  free(lens);
+  return st;
+}
+
+/* The run's config.json: the model config and every training parameter. */
+static vlm_status write_run_config(const char *run, const vlm_clip_config *c, const opts *o, const vlm_train_config *t,
+                                   const char *tokenizer_desc) {
+  char *mj = vlm_clip_config_to_json(c, VLM_CKPT_OPENCLIP);
+  if (!mj) return vlm_error(VLM_ERR_OOM, "out of memory");
+  size_t cap = strlen(mj) + 8192;
+  char *buf = malloc(cap);
+  if (!buf) {
+    free(mj);
+    return vlm_error(VLM_ERR_OOM, "out of memory");
+  }
+  snprintf(buf, cap,
+           "{\"model\": %s,\n \"train\": {\"train_data\": \"%s\", \"val_data\": \"%s\", \"batch_size\": %lld, "
+           "\"accum_freq\": %d, \"total_steps\": %lld, \"epochs\": %lld, \"lr\": %g, \"beta1\": %g, \"beta2\": %g, "
+           "\"eps\": %g, \"wd\": %g, \"warmup\": %lld, \"lr_scheduler\": \"%s\", \"grad_clip_norm\": %g, "
+           "\"precision\": \"%s\", \"seed\": %lld, \"workers\": %lld, \"lock_image\": %d, \"lock_text\": %d, "
+           "\"tokenizer\": \"%s\", \"context_length\": %lld}}\n",
+           mj, o->train_data, o->val_data ? o->val_data : "", (long long)t->batch_size, t->accum_freq,
+           (long long)t->total_steps, o->epochs, t->lr, t->beta1, t->beta2, t->eps, t->wd, (long long)t->warmup,
+           vlm_lr_scheduler_name(t->scheduler), t->grad_clip_norm, t->precision == VLM_PREC_BF16 ? "bf16" : "fp32",
+           o->seed, o->workers, t->lock_image, t->lock_text, tokenizer_desc, (long long)t->context_length);
+  char path[4096];
+  snprintf(path, sizeof path, "%s/config.json", run);
+  vlm_status s = vlm_write_file_atomic(path, buf, strlen(buf));
+  free(buf);
+  free(mj);
+  return s;
+}
+
+static void print_eval(const vlm_eval_result *r, int64_t step) {
+  fprintf(stderr, "eval @ step %lld: %lld samples", (long long)step, (long long)r->n);
+  if (r->have_loss) fprintf(stderr, ", val loss %.4f", r->val_loss);
+  if (r->have_retrieval)
+    fprintf(stderr, ", text->image R@1 %.1f%%, image->text R@1 %.1f%%", 100 * r->ret.t2i.r1, 100 * r->ret.i2t.r1);
+  if (r->have_class_retrieval) fprintf(stderr, " (class-level %.1f%% / %.1f%%)", 100 * r->ret_class.t2i.r1,
+                                       100 * r->ret_class.i2t.r1);
+  if (r->have_zeroshot) {
+    fprintf(stderr, ", zero-shot top-1 %.1f%% top-5 %.1f%%", 100 * r->zs.top1, 100 * r->zs.top5);
+    if (r->zs.n_subset) fprintf(stderr, " (unseen combinations: top-1 %.1f%% of %lld)", 100 * r->zs.subset_top1,
+                                (long long)r->zs.n_subset);
+  }
+  fputc('\n', stderr);
+}
+
+typedef struct {
+  opts o;
+  char run[2048], ck[2200];
+  vlm_clip_config model;
+  vlm_trainer tr;
+  vlm_tokenizer *tok;
+  vlm_loader *train, *val, *zs;
+  vlm_train_log log;
+  vlm_eval_cfg ec;
+  const char **templates;
+  int n_templates;
+  char **tmpl_owned;
+  vlm_eval_result last;
+  int have_last;
+} run_state;
+
+static vlm_status evaluate(run_state *R, int do_zs) {
+  vlm_status st = VLM_OK;
+  vlm_eval_result r, z;
+  memset(&r, 0, sizeof r);
+  memset(&z, 0, sizeof z);
+  int same = R->zs == R->val || !R->zs;
+  if (R->val) st = vlm_train_evaluate(&R->ec, &R->tr.p, R->val, 1, same && do_zs, &r);
+  if (st == VLM_OK && R->zs && !same && do_zs) {
+    st = vlm_train_evaluate(&R->ec, &R->tr.p, R->zs, 0, 1, &z);
+    r.zs = z.zs;
+    r.have_zeroshot = z.have_zeroshot;
+  }
+  if (st != VLM_OK) return st;
+  char fields[4096];
+  vlm_eval_result_json(&r, fields, sizeof fields);
+  vlm_log_eval e = {R->tr.step, r.have_loss ? r.val_loss : NAN, r.have_zeroshot ? r.zs.top1 : NAN,
+                    r.have_zeroshot && r.zs.n_subset ? r.zs.subset_top1 : NAN, r.have_retrieval ? r.ret.t2i.r1 : NAN,
+                    r.have_retrieval ? r.ret.i2t.r1 : NAN};
+  vlm_train_log_eval(&R->log, &e, R->tr.epoch, fields);
+  print_eval(&r, R->tr.step);
+  R->last = r;
+  R->have_last = 1;
+  return vlm_train_log_chart(&R->log);
+}
+
+static int fail(const char *what) {
+  fprintf(stderr, CMD ": %s%s%s\n", what ? what : "", what && *what ? ": " : "", vlm_last_error());
+  return 1;
+}
+
+static vlm_status open_loader(run_state *R, vlm_loader **out, const char *spec, int train) {
+  vlm_loader_cfg lc;
+  vlm_loader_cfg_default(&lc);
+  lc.data = spec;
+  vlm_source_opts_default(&lc.src);
+  if (R->o.dataset_type && !vlm_ds_type_parse(R->o.dataset_type, &lc.src.type))
+    return vlm_error(VLM_ERR_ARG, "--dataset-type: unknown type '%s'", R->o.dataset_type);
+  if (!train && !strcmp(spec, R->o.train_data ? R->o.train_data : "")) (void)0;
+  if (!train) lc.src.type = VLM_DS_AUTO;
+  lc.src.csv_separator = R->o.csv_sep;
+  if (R->o.csv_img_key) lc.src.csv_img_key = R->o.csv_img_key;
+  if (R->o.csv_caption_key) lc.src.csv_caption_key = R->o.csv_caption_key;
+  lc.src.seed = 0;  /* the shapes set is the same set whatever the training seed */
+  double ups[64];
+  if (train && R->o.upsampling) {
+    int k = 0;
+    const char *p = R->o.upsampling;
+    while (*p && k < 64) {
+      char *end = NULL;
+      ups[k++] = strtod(p, &end);
+      if (end == p) return vlm_error(VLM_ERR_ARG, "--train-data-upsampling-factors: bad list '%s'", R->o.upsampling);
+      p = end;
+      if (!strncmp(p, "::", 2)) p += 2;
+      else if (*p) return vlm_error(VLM_ERR_ARG, "--train-data-upsampling-factors: bad list '%s'", R->o.upsampling);
+    }
+    lc.upsampling = ups;
+  }
+  lc.temperature = train ? R->o.temperature : 0;
+  lc.batch_size = (int)R->o.batch;
+  lc.workers = (int)R->o.workers;
+  lc.seed = (uint64_t)R->o.seed;
+  lc.train = train;
+  vlm_preprocess_cfg_default(&lc.pre, (int)R->model.vision.image_size);
+  lc.context_length = (int)R->model.text.context_length;
+  lc.pad_id = 0;
+  lc.tokenizer = R->tok;
+  lc.drop_last = train;
+  vlm_status st = vlm_loader_open(out, &lc);
+  if (st != VLM_OK) return vlm_error_prefix(st, "%s", spec);
+  return VLM_OK;
+}
+
+static vlm_status load_templates(run_state *R, int shapes) {
+  if (!R->o.templates_file) {
+    R->templates = shapes ? (const char **)k_shapes_templates : (const char **)k_generic_templates;
+    R->n_templates = shapes ? (int)(sizeof k_shapes_templates / sizeof *k_shapes_templates)
+                            : (int)(sizeof k_generic_templates / sizeof *k_generic_templates);
+    return VLM_OK;
+  }
+  char *txt = NULL;
+  vlm_status st = vlm_read_text_file(R->o.templates_file, &txt);
+  if (st != VLM_OK) return st;
+  int n = 0;
+  for (char *line = strtok(txt, "\n"); line; line = strtok(NULL, "\n")) {
+    line[strcspn(line, "\r")] = 0;
+    if (!*line) continue;
+    if (!strstr(line, "{}")) {
+      free(txt);
+      return vlm_error(VLM_ERR_FORMAT, "%s: template '%s' has no {}", R->o.templates_file, line);
+    }
+    char **t = realloc(R->tmpl_owned, (size_t)(n + 1) * sizeof *t);
+    if (!t) break;
+    R->tmpl_owned = t;
+    t[n] = malloc(strlen(line) + 1);
+    if (!t[n]) break;
+    strcpy(t[n++], line);
+  }
+  free(txt);
+  if (n == 0) return vlm_error(VLM_ERR_FORMAT, "%s: no templates", R->o.templates_file);
+  R->templates = (const char **)R->tmpl_owned;
+  R->n_templates = n;
+  return VLM_OK;
+}
+
+static int run(run_state *R) {
+  opts *o = &R->o;
+  const int shapes = is_shapes_spec(o->train_data);
+  vlm_status st;
+  /* ---- the run directory */
+  char default_name[256];
+  if (!o->name) {
+    time_t now = time(NULL);
+    struct tm tmv;
+    gmtime_r(&now, &tmv);
+    char ts[64];
+    strftime(ts, sizeof ts, "%Y_%m_%d-%H_%M_%S", &tmv);
+    snprintf(default_name, sizeof default_name, "%s-model_%s-lr_%g-b_%lld", ts, o->model ? o->model : SHAPES_MODEL,
+             o->lr, o->batch);
+    for (char *p = default_name; *p; p++)
+      if (*p == '/') *p = '_';
+    o->name = default_name;
+  }
+  snprintf(R->run, sizeof R->run, "%s/%s", o->logs, o->name);
+  snprintf(R->ck, sizeof R->ck, "%s/checkpoints", R->run);
+  char resume_dir[4096] = "";
+  if (o->resume) {
+    if (!strcmp(o->resume, "latest")) snprintf(resume_dir, sizeof resume_dir, "%s/latest", R->ck);
+    else snprintf(resume_dir, sizeof resume_dir, "%s", o->resume);
+    if (!path_exists(resume_dir)) {
+      fprintf(stderr, CMD ": %s: no checkpoint to resume from\n", resume_dir);
+      return 1;
+    }
+  } else if (path_exists(R->run)) {
+    char ckl[4200];
+    snprintf(ckl, sizeof ckl, "%s/latest", R->ck);
+    fprintf(stderr, CMD ": %s: the run directory exists%s\n", R->run,
+            path_exists(ckl) ? " (continue it with --resume latest, or pick another --name)" : " (pick another --name)");
+    return 1;
+  }
+  if (!mkdir_p(R->ck)) {
+    fprintf(stderr, CMD ": %s: cannot create the run directory: %s\n", R->ck, strerror(errno));
+    return 1;
+  }
+  /* ---- the tokenizer: the run's own when it has one (a resumed run) */
+  char tokdir[4200], tok_desc[4200];
+  snprintf(tokdir, sizeof tokdir, "%s/tokenizer", R->run);
+  vlm_source_opts so;
+  vlm_source_opts_default(&so);
+  if (o->dataset_type && !vlm_ds_type_parse(o->dataset_type, &so.type)) {
+    fprintf(stderr, CMD ": --dataset-type: unknown type '%s' (auto|csv|coco|wds|folder|imagefolder|shapes)\n",
+            o->dataset_type);
+    return 2;
+  }
+  so.csv_separator = o->csv_sep;
+  if (o->csv_img_key) so.csv_img_key = o->csv_img_key;
+  if (o->csv_caption_key) so.csv_caption_key = o->csv_caption_key;
+  char tokfile[4300];
+  snprintf(tokfile, sizeof tokfile, "%s/vocab.json", tokdir);
+  if (o->resume && path_exists(tokfile)) {
+    st = vlm_tokenizer_load(&R->tok, tokdir);
+    snprintf(tok_desc, sizeof tok_desc, "%s", tokdir);
+  } else if (!strncmp(o->tokenizer, "train:", 6)) {
+    long long size = 0;
+    if (!vlm_app_parse_int(CMD, "--tokenizer train:SIZE", o->tokenizer + 6, 260, 1 << 20, &size)) return 2;
+    fprintf(stderr, "learning a BPE vocabulary of %lld ids on the training captions...\n", size);
+    st = train_tokenizer(o->train_data, &so, (int)size, &R->tok);
+    snprintf(tok_desc, sizeof tok_desc, "%s", o->tokenizer);
+  } else {
+    st = vlm_tokenizer_load(&R->tok, o->tokenizer);
+    snprintf(tok_desc, sizeof tok_desc, "%s", o->tokenizer);
+  }
+  if (st != VLM_OK) return fail("tokenizer");
+  if (!path_exists(tokfile) && (!mkdir_p(tokdir) || (st = vlm_tokenizer_save_hf(R->tok, tokdir)) != VLM_OK))
+    return fail(tokdir);
+  const int V = vlm_tokenizer_vocab_size(R->tok);
+  if (vlm_tokenizer_eot(R->tok) != V - 1) {
+    fprintf(stderr, CMD ": %s: <|endoftext|> must be the last id (CLIP pools the text at the largest id)\n", tok_desc);
+    return 1;
+  }
+  /* ---- the model */
+  vlm_ckpt_format fmt;
+  int from_ckpt = 0;
+  if (o->resume) {
+    vlm_clip_params tmp;
+    st = vlm_clip_load(resume_dir, &R->model, &tmp, &fmt);
+    if (st != VLM_OK) return fail(resume_dir);
+    vlm_clip_params_free(&tmp);
+    from_ckpt = 1;
+  } else if (path_exists(o->model)) {
+    struct stat sb;
+    stat(o->model, &sb);
+    if (S_ISDIR(sb.st_mode)) {
+      vlm_clip_params tmp;
+      st = vlm_clip_load(o->model, &R->model, &tmp, &fmt);
+      if (st != VLM_OK) return fail(o->model);
+      vlm_clip_params_free(&tmp);
+      from_ckpt = 1;
+    } else if ((st = vlm_clip_config_load(&R->model, o->model, NULL)) != VLM_OK) {
+      return fail(o->model);
+    }
+  } else if ((st = vlm_clip_config_builtin(&R->model, o->model)) != VLM_OK) {
+    fprintf(stderr, CMD ": --model: %s\n", vlm_last_error());
+    return 2;
+  }
+  if (!from_ckpt) {
+    R->model.text.vocab_size = V;
+    if (o->image_size > 0) {
+      if (o->image_size % R->model.vision.patch_size) {
+        fprintf(stderr, CMD ": --image-size %lld is not a multiple of the patch size %lld\n", o->image_size,
+                (long long)R->model.vision.patch_size);
+        return 2;
+      }
+      R->model.vision.image_size = o->image_size;
+    }
+  } else if (V > R->model.text.vocab_size) {
+    fprintf(stderr, CMD ": the tokenizer has %d ids, the model's vocabulary %lld\n", V,
+            (long long)R->model.text.vocab_size);
+    return 1;
+  } else if (o->image_size > 0 && o->image_size != R->model.vision.image_size) {
+    fprintf(stderr, CMD ": --image-size applies to models trained from scratch\n");
+    return 2;
+  }
+  /* ---- data */
+  if ((st = open_loader(R, &R->train, o->train_data, 1)) != VLM_OK) return fail("--train-data");
+  if (o->val_data && (st = open_loader(R, &R->val, o->val_data, 0)) != VLM_OK) return fail("--val-data");
+  if (o->zs_data) {
+    if (o->val_data && !strcmp(o->zs_data, o->val_data)) R->zs = R->val;
+    else if ((st = open_loader(R, &R->zs, o->zs_data, 0)) != VLM_OK) return fail("--zeroshot-data");
+  }
+  int64_t per_epoch = vlm_loader_batches_per_epoch(R->train);
+  int64_t steps_per_epoch = per_epoch > 0 ? per_epoch / o->accum : -1;
+  vlm_train_config t;
+  vlm_train_config_default(&t);
+  t.lr = (float)o->lr;
+  t.beta1 = (float)o->beta1;
+  t.beta2 = (float)o->beta2;
+  t.eps = (float)o->eps;
+  t.wd = (float)o->wd;
+  t.warmup = o->warmup;
+  if (o->steps > 0) t.total_steps = o->steps;
+  else if (steps_per_epoch > 0) t.total_steps = steps_per_epoch * o->epochs;
+  else {
+    fprintf(stderr, CMD ": %s: the epoch length is unknown (WebDataset); give --steps\n", o->train_data);
+    return 2;
+  }
+  if (steps_per_epoch == 0) {
+    fprintf(stderr, CMD ": %s: fewer samples than one batch (%lld x accum %lld)\n", o->train_data, o->batch, o->accum);
+    return 1;
+  }
+  if (!vlm_lr_scheduler_parse(o->scheduler, &t.scheduler)) {
+    fprintf(stderr, CMD ": --lr-scheduler: unknown '%s' (cosine|const|const-cooldown)\n", o->scheduler);
+    return 2;
+  }
+  t.cooldown_steps = o->epochs_cooldown * (steps_per_epoch > 0 ? steps_per_epoch : 0);
+  t.cooldown_power = (float)o->cooldown_power;
+  t.cooldown_end_lr = (float)o->cooldown_end;
+  t.grad_clip_norm = o->grad_clip;
+  t.accum_freq = (int)o->accum;
+  t.batch_size = (int)o->batch;
+  t.context_length = R->model.text.context_length;
+  t.precision = !strcmp(o->precision, "bf16") ? VLM_PREC_BF16 : VLM_PREC_F32;
+  t.lock_image = o->lock_image;
+  t.lock_text = o->lock_text;
+  if ((st = vlm_trainer_init(&R->tr, &R->model, &t)) != VLM_OK) return fail("");
+  vlm_rng_seed(&R->tr.rng, (uint64_t)o->seed);
+  int had_state = 0;
+  if (o->resume) {
+    if ((st = vlm_trainer_load(&R->tr, resume_dir, &had_state)) != VLM_OK) return fail(resume_dir);
+    if (!had_state) fprintf(stderr, CMD ": %s: no train_state.safetensors: weights only, the optimizer starts fresh\n", resume_dir);
+    else fprintf(stderr, "resuming %s at step %lld (epoch %lld, batch %lld)\n", resume_dir, (long long)R->tr.step,
+                 (long long)R->tr.epoch, (long long)R->tr.epoch_batches);
+  } else if (from_ckpt) {
+    if ((st = vlm_trainer_load(&R->tr, o->model, NULL)) != VLM_OK) return fail(o->model);
+    R->tr.step = R->tr.epoch = R->tr.epoch_batches = 0;
+    vlm_clip_params_zero(&R->tr.m);
+    vlm_clip_params_zero(&R->tr.v);
+  } else {
+    vlm_clip_params_init_openclip(&R->tr.p, &R->model, (uint64_t)o->seed);
+  }
+  if ((st = write_run_config(R->run, &R->model, o, &R->tr.cfg, tok_desc)) != VLM_OK) return fail("");
+  if ((st = vlm_train_log_open(&R->log, R->run)) != VLM_OK) return fail("");
+  if ((st = load_templates(R, shapes || is_shapes_spec(o->zs_data))) != VLM_OK) return fail("--zeroshot-templates");
+  R->ec.model = &R->model;
+  R->ec.batch_size = (int)o->batch;
+  R->ec.caption_match = is_shapes_spec(o->val_data);
+  R->ec.shapes = is_shapes_spec(o->val_data) || is_shapes_spec(o->zs_data);
+  R->ec.tokenizer = R->tok;
+  R->ec.context_length = (int)R->model.text.context_length;
+  R->ec.templates = R->templates;
+  R->ec.n_templates = R->n_templates;
+  int64_t p_vis = 0, p_txt = 0, np = vlm_clip_params_count(&R->tr.p, &R->model, &p_vis, &p_txt);
+  fprintf(stderr, "run %s: model %s (%.2f M parameters, image %lld, vocabulary %lld), %lld steps of %lld x %d samples\n",
+          R->run, o->model, np / 1e6, (long long)R->model.vision.image_size, (long long)R->model.text.vocab_size,
+          (long long)t.total_steps, o->batch, t.accum_freq);
+
+  /* ---- the loop */
+  const int64_t K = o->accum, B = o->batch, S = R->model.vision.image_size, L = R->model.text.context_length;
+  float *img = malloc((size_t)(K * B * 3 * S * S) * sizeof(float));
+  int32_t *ids = malloc((size_t)(K * B * L) * sizeof(int32_t));
+  if (!img || !ids) {
+    free(img);
+    free(ids);
+    fprintf(stderr, CMD ": out of memory for a batch\n");
+    return 1;
+  }
+  int64_t is[4] = {K * B, 3, S, S}, ts[2] = {K * B, L};
+  vlm_tensor timg = vlm_tensor_cpu_f32(img, 4, is), tids = vlm_tensor_make(ids, VLM_I32, VLM_CPU, 2, ts);
+  int rc = 0;
+  const int64_t start_step = R->tr.step;
+  double t0 = vlm_now(), wait_total = 0, wait_epoch_prev = 0;
+  int epoch_open = 0;
+  int64_t bad_total = 0;
+  while (R->tr.step < t.total_steps && (o->stop_at <= 0 || R->tr.step < o->stop_at)) {
+    if (!epoch_open) {
+      if ((st = vlm_loader_start_epoch(R->train, R->tr.epoch, R->tr.epoch_batches)) != VLM_OK) {
+        rc = fail("--train-data");
+        break;
+      }
+      epoch_open = 1;
+      wait_epoch_prev = 0;
+    }
+    int64_t got = 0;
+    vlm_batch b;
+    while (got < K && vlm_loader_next(R->train, &b) == 1) {
+      if (b.n != B) continue;
+      memcpy(img + got * B * 3 * S * S, b.images, (size_t)(B * 3 * S * S) * sizeof(float));
+      memcpy(ids + got * B * L, b.ids, (size_t)(B * L) * sizeof(int32_t));
+      got++;
+    }
+    vlm_loader_stats ls;
+    vlm_loader_stats_get(R->train, &ls);
+    wait_total += ls.wait_s - wait_epoch_prev;
+    wait_epoch_prev = ls.wait_s;
+    if (got < K) { /* the end of an epoch (a partial accumulation is dropped, as open_clip) */
+      bad_total += ls.bad;
+      if (ls.bad) fprintf(stderr, "epoch %lld: %lld bad samples skipped (read %lld, decode %lld, caption %lld)%s%s\n",
+                          (long long)R->tr.epoch, (long long)ls.bad, (long long)ls.bad_read, (long long)ls.bad_decode,
+                          (long long)ls.bad_caption, ls.last_error[0] ? "; last: " : "", ls.last_error);
+      if (R->tr.epoch_batches == 0 && got == 0) {
+        fprintf(stderr, CMD ": %s: an epoch gave no full batch\n", o->train_data);
+        rc = 1;
+        break;
+      }
+      R->tr.epoch++;
+      R->tr.epoch_batches = 0;
+      epoch_open = 0;
+      int64_t ep = R->tr.epoch;
+      if ((R->val || R->zs) && o->val_freq > 0 && ep % o->val_freq == 0 &&
+          (st = evaluate(R, o->zs_freq > 0 && ep % o->zs_freq == 0)) != VLM_OK) {
+        rc = fail("evaluation");
+        break;
+      }
+      if (o->save_freq > 0 && ep % o->save_freq == 0) {
+        char name[64];
+        snprintf(name, sizeof name, "epoch_%lld", (long long)ep);
+        if ((st = vlm_trainer_save_named(&R->tr, R->ck, name)) != VLM_OK ||
+            (st = vlm_trainer_save_latest(&R->tr, R->ck)) != VLM_OK) {
+          rc = fail("checkpoint");
+          break;
+        }
+        if (o->save_most_recent && ep > o->save_freq) {
+          char old[2300];
+          snprintf(old, sizeof old, "%s/epoch_%lld", R->ck, (long long)(ep - o->save_freq));
+          char cmd_old[4400];
+          snprintf(cmd_old, sizeof cmd_old, "%s/open_clip_model.safetensors", old);
+          remove(cmd_old);
+          snprintf(cmd_old, sizeof cmd_old, "%s/open_clip_config.json", old);
+          remove(cmd_old);
+          snprintf(cmd_old, sizeof cmd_old, "%s/train_state.safetensors", old);
+          remove(cmd_old);
+          rmdir(old);
+        }
+      }
+      continue;
+    }
+    vlm_trainer_step(&R->tr, &timg, &tids);
+    R->tr.epoch_batches += K;
+    double el = vlm_now() - t0;
+    int64_t done = R->tr.step - start_step;
+    vlm_progress pr = {R->tr.step, t.total_steps, R->tr.epoch, R->tr.last_loss, R->tr.last_lr,
+                       *vlm_f32(&R->tr.p.logit_scale), done * K * B / (el > 0 ? el : 1), el > 0 ? wait_total / el : 0,
+                       done > 0 ? el / done * (double)(t.total_steps - R->tr.step) : NAN, R->tr.last_grad_norm};
+    if (!isfinite(R->tr.last_loss)) {
+      fprintf(stderr, CMD ": the loss is %g at step %lld: stopping (lower --lr, or set --grad-clip-norm)\n",
+              R->tr.last_loss, (long long)R->tr.step);
+      rc = 1;
+      break;
+    }
+    if (R->tr.step % o->log_every == 0 || R->tr.step == t.total_steps) vlm_train_log_step(&R->log, &pr);
+    vlm_train_log_progress(&R->log, &pr, R->tr.step == t.total_steps);
+    if (o->save_steps > 0 && R->tr.step % o->save_steps == 0 && (st = vlm_trainer_save_latest(&R->tr, R->ck)) != VLM_OK) {
+      rc = fail("checkpoint");
+      break;
+    }
+    if (o->eval_steps > 0 && R->tr.step % o->eval_steps == 0 && R->tr.step < t.total_steps && (R->val || R->zs) &&
+        (st = evaluate(R, 1)) != VLM_OK) {
+      rc = fail("evaluation");
+      break;
+    }
+  }
+  double el = vlm_now() - t0;
+  if (rc == 0) {
+    if ((st = vlm_trainer_save_latest(&R->tr, R->ck)) != VLM_OK) rc = fail("checkpoint");
+  }
+  if (rc == 0 && R->tr.step >= t.total_steps && (R->val || R->zs)) {
+    if ((st = evaluate(R, 1)) != VLM_OK) rc = fail("evaluation");
+  }
+  if (rc == 0 && !R->log.n_evals) vlm_train_log_chart(&R->log);
+  if (rc == 0) {
+    fprintf(stderr, "done: step %lld in %.1f s (%.1f steps/s), data wait %.1f%% of the time%s%s\n",
+            (long long)R->tr.step, el, (double)(R->tr.step - start_step) / (el > 0 ? el : 1),
+            el > 0 ? 100 * wait_total / el : 0, R->run[0] ? ", run " : "", R->run);
+    if (o->json) {
+      char fields[4096] = "";
+      if (R->have_last) vlm_eval_result_json(&R->last, fields, sizeof fields);
+      printf("{\"run\": \"%s\", \"step\": %lld, \"seconds\": %.2f, \"data_wait_frac\": %.4g, \"final_loss\": %.6g%s%s}\n",
+             R->run, (long long)R->tr.step, el, el > 0 ? wait_total / el : 0, R->tr.last_loss, fields[0] ? ", " : "",
+             fields);
+    }
+  }
+  (void)bad_total;
+  free(img);
+  free(ids);
+  return rc;
+}
+
+/* libgomp's default spinning barriers are a large handicap when the loader's
+ * threads (or other processes) share the cores: training runs with
+ * OMP_WAIT_POLICY=PASSIVE unless the user set a policy. libgomp reads it when
+ * it loads, so the command re-executes itself once with it set. */
+static void passive_openmp(int argc, char **argv) {
+  if (getenv("OMP_WAIT_POLICY")) return;
+  if (setenv("OMP_WAIT_POLICY", "PASSIVE", 1) != 0) return;
+  char **nargv = calloc((size_t)argc + 4, sizeof *nargv);
+  if (!nargv) return;
+  char tb[32];
+  snprintf(tb, sizeof tb, "%d", vlm_threads_get());
+  nargv[0] = "vlm";
+  nargv[1] = "--threads";
+  nargv[2] = tb;
+  for (int i = 0; i < argc; i++) nargv[3 + i] = argv[i];
+  execv("/proc/self/exe", nargv);
+  free(nargv); /* exec failed: go on with the default policy */
+}
+
+int vlm_cmd_train(int argc, char **argv) {
+  passive_openmp(argc, argv);
+  run_state *R = calloc(1, sizeof *R);
+  if (!R) return 1;
+  opts *o = &R->o;
+  o->logs = "./logs";
+  o->tokenizer = NULL;
+  o->precision = "fp32";
+  o->scheduler = "cosine";
+  o->csv_sep = '\t';
+  o->lr = 5e-4;
+  o->beta1 = 0.9;
+  o->beta2 = 0.98;
+  o->eps = 1e-6;
+  o->wd = 0.2;
+  o->batch = 64;
+  o->epochs = 32;
+  o->warmup = 10000;
+  o->accum = 1;
+  o->workers = 2;
+  o->save_freq = 1;
+  o->val_freq = 1;
+  o->zs_freq = 2;
+  o->log_every = 10;
+  o->cooldown_power = 1.0;
+  int rc = 2;
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    if (vlm_app_is_help(a)) {
+      usage(stdout);
+      rc = 0;
+      goto out;
+    }
+    int has = i + 1 < argc;
+    const char *v = has ? argv[i + 1] : NULL;
+#define STR(flag, field) if (!strcmp(a, flag)) { if (!has) { goto missing; } o->field = v; i++; continue; }
+#define INT(flag, field, lo, hi) if (!strcmp(a, flag)) { if (!has) { goto missing; } \
+      if (!vlm_app_parse_int(CMD, flag, v, lo, hi, &o->field)) { goto out; } i++; continue; }
+#define DBL(flag, field) if (!strcmp(a, flag)) { if (!has) { goto missing; } \
+      if (!parse_double(flag, v, &o->field)) { goto out; } i++; continue; }
+#define FLAG(flag, field) if (!strcmp(a, flag)) { o->field = 1; continue; }
+    STR("--train-data", train_data)
+    STR("--val-data", val_data)
+    STR("--zeroshot-data", zs_data)
+    STR("--dataset-type", dataset_type)
+    STR("--model", model)
+    STR("--tokenizer", tokenizer)
+    STR("--logs", logs)
+    STR("--name", name)
+    STR("--resume", resume)
+    STR("--precision", precision)
+    STR("--lr-scheduler", scheduler)
+    STR("--zeroshot-templates", templates_file)
+    STR("--train-data-upsampling-factors", upsampling)
+    STR("--csv-img-key", csv_img_key)
+    STR("--csv-caption-key", csv_caption_key)
+    DBL("--beta1", beta1)
+    DBL("--beta2", beta2)
+    DBL("--eps", eps)
+    DBL("--wd", wd)
+    DBL("--grad-clip-norm", grad_clip)
+    DBL("--data-temperature", temperature)
+    DBL("--lr-cooldown-power", cooldown_power)
+    DBL("--lr-cooldown-end", cooldown_end)
+    INT("--epochs", epochs, 1, 1000000)
+    INT("--accum-freq", accum, 1, 4096)
+    INT("--seed", seed, 0, (1LL << 62))
+    INT("--workers", workers, 0, 256)
+    INT("--save-frequency", save_freq, 0, 1000000)
+    INT("--save-steps", save_steps, 0, 1LL << 40)
+    INT("--val-frequency", val_freq, 0, 1000000)
+    INT("--zeroshot-frequency", zs_freq, 0, 1000000)
+    INT("--image-size", image_size, 8, 4096)
+    INT("--stop-at-step", stop_at, 1, 1LL << 40)
+    INT("--log-every-n-steps", log_every, 1, 1LL << 40)
+    INT("--epochs-cooldown", epochs_cooldown, 0, 1000000)
+    FLAG("--save-most-recent", save_most_recent)
+    FLAG("--lock-image", lock_image)
+    FLAG("--lock-text", lock_text)
+    FLAG("--json", json)
+    if (!strcmp(a, "--lr")) { if (!has) { goto missing; } if (!parse_double(a, v, &o->lr)) { goto out; } o->set_lr = 1; i++; continue; }
+    if (!strcmp(a, "--batch-size")) { if (!has) { goto missing; }
+      if (!vlm_app_parse_int(CMD, a, v, 1, 1 << 20, &o->batch)) { goto out; } o->set_batch = 1; i++; continue; }
+    if (!strcmp(a, "--warmup")) { if (!has) { goto missing; }
+      if (!vlm_app_parse_int(CMD, a, v, 0, 1LL << 40, &o->warmup)) { goto out; } o->set_warmup = 1; i++; continue; }
+    if (!strcmp(a, "--steps")) { if (!has) { goto missing; }
+      if (!vlm_app_parse_int(CMD, a, v, 1, 1LL << 40, &o->steps)) { goto out; } o->set_steps = 1; i++; continue; }
+    if (!strcmp(a, "--eval-steps")) { if (!has) { goto missing; }
+      if (!vlm_app_parse_int(CMD, a, v, 0, 1LL << 40, &o->eval_steps)) { goto out; } o->set_eval_steps = 1; i++; continue; }
+    if (!strcmp(a, "--csv-separator")) { if (!has) { goto missing; }
+      if (!strcmp(v, "\\t") || !strcmp(v, "tab")) o->csv_sep = '\t';
+      else if (strlen(v) == 1) o->csv_sep = v[0];
+      else { fprintf(stderr, CMD ": --csv-separator expects one character, got '%s'\n", v); goto out; }
+      i++; continue; }
+#undef STR
+#undef INT
+#undef DBL
+#undef FLAG
+    fprintf(stderr, CMD ": unknown option '%s' (see --help)\n", a);
+    goto out;
+  missing:
+    fprintf(stderr, CMD ": %s needs a value\n", a);
+    goto out;
+  }
+  for (int i = 1; i < argc; i++) if (!strcmp(argv[i], "--epochs")) o->set_epochs = 1;
+  if (!o->train_data) {
+    fprintf(stderr, CMD ": --train-data is required (try --train-data shapes; see --help)\n");
+    goto out;
+  }
+  if (strcmp(o->precision, "fp32") && strcmp(o->precision, "f32") && strcmp(o->precision, "bf16")) {
+    fprintf(stderr, CMD ": --precision: expected fp32 or bf16, got '%s'\n", o->precision);
+    goto out;
+  }
+  if (o->lock_image && o->lock_text) {
+    fprintf(stderr, CMD ": --lock-image and --lock-text together leave only logit_scale to train\n");
+    goto out;
+  }
+  if (o->lr <= 0 || o->wd < 0 || o->beta1 < 0 || o->beta1 >= 1 || o->beta2 < 0 || o->beta2 >= 1 || o->eps <= 0) {
+    fprintf(stderr, CMD ": --lr, --wd, --beta1, --beta2, --eps out of range\n");
+    goto out;
+  }
+  if (is_shapes_spec(o->train_data)) { /* the demo defaults */
+    if (!o->model) o->model = SHAPES_MODEL;
+    if (!o->tokenizer) {
+      static char tk[32];
+      snprintf(tk, sizeof tk, "train:%d", SHAPES_VOCAB);
+      o->tokenizer = tk;
+    }
+    if (!o->set_batch) o->batch = SHAPES_BATCH;
+    if (!o->set_lr) o->lr = SHAPES_LR;
+    if (!o->set_warmup) o->warmup = SHAPES_WARMUP;
+    if (!o->set_steps && !o->set_epochs) o->steps = SHAPES_STEPS;
+    if (!o->val_data) o->val_data = "shapes:val";
+    if (!o->zs_data) o->zs_data = o->val_data;
+  } else {
+    if (!o->model) {
+      fprintf(stderr, CMD ": --model is required (a built-in name, a config JSON or a checkpoint dir)\n");
+      goto out;
+    }
+    if (!o->tokenizer) {
+      fprintf(stderr, CMD ": --tokenizer is required (a vocabulary, or train:SIZE to learn one on the captions)\n");
+      goto out;
+    }
+  }
+  if (o->val_freq == 0) o->val_data = NULL;  /* no evaluation on the val data */
+  if (o->zs_freq == 0) o->zs_data = NULL;
+  if (o->set_steps && o->set_epochs) {
+    fprintf(stderr, CMD ": give --epochs or --steps, not both\n");
+    goto out;
+  }
+  rc = run(R);
+out:
+  if (R->train) vlm_loader_close(R->train);
+  if (R->zs && R->zs != R->val) vlm_loader_close(R->zs);
+  if (R->val) vlm_loader_close(R->val);
+  vlm_train_log_close(&R->log);
+  vlm_trainer_free(&R->tr);
+  if (R->tok) vlm_tokenizer_free(R->tok);
+  for (int i = 0; i < R->n_templates && R->tmpl_owned; i++) free(R->tmpl_owned[i]);
+  free(R->tmpl_owned);
+  free(R);
+  return rc;
+}

@@ -1,0 +1,247 @@
+/* `vlm train` evaluation: val loss (open_clip's: the batch ClipLoss averaged
+ * over samples), retrieval both ways, zero-shot top-1/top-5 with the unseen
+ * colour-shape combinations of the shapes set reported apart. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "apps/train_internal.h"
+
+typedef struct {
+  float *img, *txt;      /* [n, E] */
+  int32_t *ids;          /* [n, L] */
+  int *labels;
+  int64_t *groups;
+  int64_t n, cap;
+} feats;
+
+static int grow(feats *f, int64_t need, int64_t E, int64_t L) {
+  if (need <= f->cap) return 1;
+  int64_t cap = f->cap ? f->cap : 256;
+  while (cap < need) cap *= 2;
+  float *a = realloc(f->img, (size_t)(cap * E) * sizeof(float));
+  if (a) f->img = a;
+  float *b = realloc(f->txt, (size_t)(cap * E) * sizeof(float));
+  if (b) f->txt = b;
+  int32_t *c = realloc(f->ids, (size_t)(cap * L) * sizeof(int32_t));
+  if (c) f->ids = c;
+  int *d = realloc(f->labels, (size_t)cap * sizeof(int));
+  if (d) f->labels = d;
+  int64_t *e = realloc(f->groups, (size_t)cap * sizeof(int64_t));
+  if (e) f->groups = e;
+  if (!a || !b || !c || !d || !e) return 0;
+  f->cap = cap;
+  return 1;
+}
+
+static void feats_free(feats *f) {
+  free(f->img);
+  free(f->txt);
+  free(f->ids);
+  free(f->labels);
+  free(f->groups);
+}
+
+/* ClipLoss of n pairs in double precision. */
+static double clip_loss(const float *img, const float *txt, int64_t n, int64_t E, double scale) {
+  double *a = malloc((size_t)(n * E) * sizeof(double)), *b = malloc((size_t)(n * E) * sizeof(double));
+  double *lg = malloc((size_t)(n * n) * sizeof(double));
+  VLM_CHECK(a && b && lg, "eval: out of memory");
+  for (int k = 0; k < 2; k++) {
+    const float *x = k ? txt : img;
+    double *y = k ? b : a;
+    for (int64_t i = 0; i < n; i++) {
+      double s = 0;
+      for (int64_t e = 0; e < E; e++) s += (double)x[i * E + e] * x[i * E + e];
+      s = 1.0 / fmax(sqrt(s), 1e-12);
+      for (int64_t e = 0; e < E; e++) y[i * E + e] = x[i * E + e] * s;
+    }
+  }
+  for (int64_t i = 0; i < n; i++)
+    for (int64_t j = 0; j < n; j++) {
+      double s = 0;
+      for (int64_t e = 0; e < E; e++) s += a[i * E + e] * b[j * E + e];
+      lg[i * n + j] = scale * s;
+    }
+  double total = 0;
+  for (int dir = 0; dir < 2; dir++)
+    for (int64_t i = 0; i < n; i++) {
+      double m = -INFINITY, z = 0;
+      for (int64_t j = 0; j < n; j++) m = fmax(m, dir ? lg[j * n + i] : lg[i * n + j]);
+      for (int64_t j = 0; j < n; j++) z += exp((dir ? lg[j * n + i] : lg[i * n + j]) - m);
+      total += (m + log(z)) - lg[i * n + i];
+    }
+  free(a);
+  free(b);
+  free(lg);
+  return total / (2.0 * (double)n);
+}
+
+/* Encode a padded batch of n <= B rows: images [n,3,S,S], ids [n,L] into the acts' features. */
+static void encode(const vlm_clip_config *c, vlm_clip_params *p, vlm_clip_acts *acts, float *img_buf,
+                   int32_t *ids_buf, int64_t B, int64_t L, const float *images, const int32_t *ids, int64_t n,
+                   float *img_out, float *txt_out) {
+  int64_t S = c->vision.image_size, per = 3 * S * S, E = c->embed_dim;
+  if (images) {
+    for (int64_t i = 0; i < B; i++) memcpy(img_buf + i * per, images + (i < n ? i : n - 1) * per, (size_t)per * sizeof(float));
+    int64_t is[4] = {B, 3, S, S};
+    vlm_tensor ti = vlm_tensor_cpu_f32(img_buf, 4, is);
+    vlm_vit_forward(&c->vision, &p->visual, &acts->visual, &ti);
+    memcpy(img_out, acts->visual.features.data, (size_t)(n * E) * sizeof(float));
+  }
+  if (ids) {
+    for (int64_t i = 0; i < B; i++) memcpy(ids_buf + i * L, ids + (i < n ? i : n - 1) * L, (size_t)L * sizeof(int32_t));
+    int64_t ts[2] = {B, L};
+    vlm_tensor tt = vlm_tensor_make(ids_buf, VLM_I32, VLM_CPU, 2, ts);
+    vlm_text_forward(&c->text, &p->text, &acts->text, &tt);
+    memcpy(txt_out, acts->text.features.data, (size_t)(n * E) * sizeof(float));
+  }
+}
+
+static void expand_template(char *out, size_t n, const char *tmpl, const char *name) {
+  size_t o = 0;
+  int vowel = name[0] && strchr("aeiouAEIOU", name[0]);
+  for (const char *s = tmpl; *s && o + 1 < n;) {
+    const char *rep = NULL;
+    if (!strncmp(s, "{a}", 3)) {
+      rep = vowel ? "an" : "a";
+      s += 3;
+    } else if (!strncmp(s, "{}", 2)) {
+      rep = name;
+      s += 2;
+    }
+    if (rep) {
+      size_t k = strlen(rep);
+      if (o + k >= n) k = n - 1 - o;
+      memcpy(out + o, rep, k);
+      o += k;
+    } else {
+      out[o++] = *s++;
+    }
+  }
+  out[o] = 0;
+}
+
+vlm_status vlm_train_evaluate(const vlm_eval_cfg *ec, vlm_clip_params *p, vlm_loader *val, int do_retrieval,
+                              int do_zeroshot, vlm_eval_result *out) {
+  memset(out, 0, sizeof *out);
+  const vlm_clip_config *c = ec->model;
+  const int64_t B = ec->batch_size, L = ec->context_length, E = c->embed_dim, S = c->vision.image_size;
+  vlm_clip_acts acts;
+  vlm_status st = vlm_clip_acts_init(&acts, c, B, L, 0);
+  if (st != VLM_OK) return st;
+  float *img_buf = malloc((size_t)(B * 3 * S * S) * sizeof(float));
+  int32_t *ids_buf = malloc((size_t)(B * L) * sizeof(int32_t));
+  feats f;
+  memset(&f, 0, sizeof f);
+  if (!img_buf || !ids_buf) st = vlm_error(VLM_ERR_OOM, "evaluation: out of memory");
+  if (st == VLM_OK) st = vlm_loader_start_epoch(val, 0, 0);
+  double loss_sum = 0;
+  vlm_batch b;
+  while (st == VLM_OK && vlm_loader_next(val, &b) == 1) {
+    if (b.n <= 0) continue;
+    if (!grow(&f, f.n + b.n, E, L)) {
+      st = vlm_error(VLM_ERR_OOM, "evaluation: out of memory");
+      break;
+    }
+    encode(c, p, &acts, img_buf, ids_buf, B, L, b.images, b.ids, b.n, f.img + f.n * E, f.txt + f.n * E);
+    memcpy(f.ids + f.n * L, b.ids, (size_t)(b.n * L) * sizeof(int32_t));
+    memcpy(f.labels + f.n, b.labels, (size_t)b.n * sizeof(int));
+    memcpy(f.groups + f.n, b.groups, (size_t)b.n * sizeof(int64_t));
+    loss_sum += clip_loss(f.img + f.n * E, f.txt + f.n * E, b.n, E, exp(*vlm_f32(&p->logit_scale))) * b.n;
+    f.n += b.n;
+  }
+  out->n = f.n;
+  if (st == VLM_OK && f.n > 0) {
+    out->have_loss = 1;
+    out->val_loss = loss_sum / (double)f.n;
+  }
+  if (st == VLM_OK && f.n > 0 && do_retrieval) {
+    int64_t *key = malloc((size_t)f.n * sizeof(int64_t));
+    if (!key) st = vlm_error(VLM_ERR_OOM, "evaluation: out of memory");
+    for (int64_t i = 0; key && i < f.n; i++) {
+      key[i] = f.groups[i];
+      if (!ec->caption_match) continue;
+      for (int64_t j = 0; j < i; j++)
+        if (!memcmp(f.ids + i * L, f.ids + j * L, (size_t)L * sizeof(int32_t))) {
+          key[i] = key[j];
+          break;
+        }
+    }
+    if (st == VLM_OK) st = vlm_retrieval_compute(f.img, f.n, key, f.txt, f.n, key, E, &out->ret);
+    if (st == VLM_OK) out->have_retrieval = 1;
+    if (st == VLM_OK && ec->shapes) {
+      int all = 1;
+      for (int64_t i = 0; i < f.n; i++) {
+        key[i] = f.labels[i];
+        if (f.labels[i] < 0) all = 0;
+      }
+      if (all && vlm_retrieval_compute(f.img, f.n, key, f.txt, f.n, key, E, &out->ret_class) == VLM_OK)
+        out->have_class_retrieval = 1;
+    }
+    free(key);
+  }
+  int nc = 0;
+  const char *const *names = vlm_loader_classnames(val, &nc);
+  if (st == VLM_OK && f.n > 0 && do_zeroshot && names && nc > 0 && ec->tokenizer && ec->n_templates > 0) {
+    int64_t T = ec->n_templates, NP = (int64_t)nc * T;
+    int32_t *pids = calloc((size_t)(NP * L), sizeof(int32_t));
+    float *temb = malloc((size_t)(NP * E) * sizeof(float)), *w = malloc((size_t)((int64_t)nc * E) * sizeof(float));
+    uint8_t *unseen = calloc((size_t)f.n, 1);
+    if (!pids || !temb || !w || !unseen) st = vlm_error(VLM_ERR_OOM, "evaluation: out of memory");
+    for (int64_t k = 0; st == VLM_OK && k < NP; k++) {
+      char prompt[512];
+      expand_template(prompt, sizeof prompt, ec->templates[k % T], names[k / T]);
+      if (vlm_tokenizer_encode_ctx(ec->tokenizer, prompt, strlen(prompt), (int)L, 0, pids + k * L) < 0)
+        st = vlm_error(VLM_ERR_OOM, "evaluation: out of memory");
+    }
+    for (int64_t k = 0; st == VLM_OK && k < NP; k += B) {
+      int64_t n = NP - k < B ? NP - k : B;
+      encode(c, p, &acts, img_buf, ids_buf, B, L, NULL, pids + k * L, n, NULL, temb + k * E);
+    }
+    if (st == VLM_OK) {
+      vlm_zeroshot_weights(temb, nc, T, E, w);
+      for (int64_t i = 0; ec->shapes && i < f.n; i++) unseen[i] = f.labels[i] >= 0 && vlm_shapes_class_unseen(f.labels[i]);
+      vlm_zeroshot_eval(f.img, f.labels, ec->shapes ? unseen : NULL, f.n, w, nc, E, &out->zs);
+      out->have_zeroshot = out->zs.n > 0;
+    }
+    free(pids);
+    free(temb);
+    free(w);
+    free(unseen);
+  }
+  feats_free(&f);
+  free(img_buf);
+  free(ids_buf);
+  vlm_clip_acts_free(&acts);
+  return st;
+}
+
+void vlm_eval_result_json(const vlm_eval_result *r, char *buf, size_t n) {
+  size_t o = 0;
+  buf[0] = 0;
+#define PUT(...)                                                    \
+  do {                                                              \
+    if (o < n) o += (size_t)snprintf(buf + o, n - o, __VA_ARGS__);  \
+  } while (0)
+  PUT("\"val_samples\": %lld", (long long)r->n);
+  if (r->have_loss) PUT(", \"val_loss\": %.6g", r->val_loss);
+  if (r->have_retrieval) {
+    const vlm_retrieval_dir *d[2] = {&r->ret.i2t, &r->ret.t2i};
+    const char *nm[2] = {"image_to_text", "text_to_image"};
+    for (int k = 0; k < 2; k++)
+      PUT(", \"%s_R@1\": %.6g, \"%s_R@5\": %.6g, \"%s_R@10\": %.6g, \"%s_mean_rank\": %.6g, \"%s_median_rank\": %.6g",
+          nm[k], d[k]->r1, nm[k], d[k]->r5, nm[k], d[k]->r10, nm[k], d[k]->mean_rank, nm[k], d[k]->median_rank);
+  }
+  if (r->have_class_retrieval)
+    PUT(", \"class_image_to_text_R@1\": %.6g, \"class_text_to_image_R@1\": %.6g", r->ret_class.i2t.r1,
+        r->ret_class.t2i.r1);
+  if (r->have_zeroshot) {
+    PUT(", \"zeroshot_top1\": %.6g, \"zeroshot_top5\": %.6g, \"zeroshot_samples\": %lld", r->zs.top1, r->zs.top5,
+        (long long)r->zs.n);
+    if (r->zs.n_subset)
+      PUT(", \"zeroshot_unseen_top1\": %.6g, \"zeroshot_unseen_top5\": %.6g, \"zeroshot_unseen_samples\": %lld",
+          r->zs.subset_top1, r->zs.subset_top5, (long long)r->zs.n_subset);
+  }
+#undef PUT
+}

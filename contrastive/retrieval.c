@@ -1,0 +1,157 @@
+/* Retrieval and zero-shot metrics (open_clip's get_clip_metrics and zero-shot
+ * classifier), with matching keys for grouped captions. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "contrastive/contrastive.h"
+
+static float *normalized(const float *x, int64_t n, int64_t E) {
+  float *y = malloc((size_t)(n * E) * sizeof(float) + 1);
+  if (!y) return NULL;
+  for (int64_t i = 0; i < n; i++) {
+    double s = 0;
+    for (int64_t k = 0; k < E; k++) s += (double)x[i * E + k] * x[i * E + k];
+    double inv = 1.0 / fmax(sqrt(s), 1e-12);
+    for (int64_t k = 0; k < E; k++) y[i * E + k] = (float)(x[i * E + k] * inv);
+  }
+  return y;
+}
+
+static double dot(const float *a, const float *b, int64_t E) {
+  double s = 0;
+  for (int64_t k = 0; k < E; k++) s += (double)a[k] * b[k];
+  return s;
+}
+
+static int cmp_i64(const void *a, const void *b) {
+  int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+  return x < y ? -1 : x > y;
+}
+
+/* Queries q [nq,E] against candidates c [nc,E]. */
+static vlm_status one_dir(const float *q, int64_t nq, const int64_t *qk, const float *c, int64_t nc,
+                          const int64_t *ck, int64_t E, vlm_retrieval_dir *out) {
+  memset(out, 0, sizeof *out);
+  int64_t *ranks = malloc((size_t)(nq > 0 ? nq : 1) * sizeof(int64_t));
+  double *score = malloc((size_t)(nc > 0 ? nc : 1) * sizeof(double));
+  if (!ranks || !score) {
+    free(ranks);
+    free(score);
+    return vlm_error(VLM_ERR_OOM, "retrieval: out of memory");
+  }
+  int64_t n = 0;
+  for (int64_t i = 0; i < nq; i++) {
+    int64_t key = qk ? qk[i] : i;
+    double best = -INFINITY;
+    int any = 0;
+    for (int64_t j = 0; j < nc; j++) {
+      score[j] = dot(q + i * E, c + j * E, E);
+      if ((ck ? ck[j] : j) == key) {
+        any = 1;
+        if (score[j] > best) best = score[j];
+      }
+    }
+    if (!any) {
+      out->skipped++;
+      continue;
+    }
+    int64_t higher = 0;
+    for (int64_t j = 0; j < nc; j++)
+      if ((ck ? ck[j] : j) != key && score[j] > best) higher++;
+    ranks[n++] = higher + 1;
+  }
+  out->queries = n;
+  if (n > 0) {
+    double sum = 0;
+    int64_t h1 = 0, h5 = 0, h10 = 0;
+    for (int64_t i = 0; i < n; i++) {
+      sum += (double)ranks[i];
+      h1 += ranks[i] <= 1;
+      h5 += ranks[i] <= 5;
+      h10 += ranks[i] <= 10;
+    }
+    out->r1 = (double)h1 / n;
+    out->r5 = (double)h5 / n;
+    out->r10 = (double)h10 / n;
+    out->mean_rank = sum / n;
+    qsort(ranks, (size_t)n, sizeof ranks[0], cmp_i64);
+    /* numpy's median of the 0-based positions, floored, plus one */
+    double med = n % 2 ? (double)(ranks[n / 2] - 1) : 0.5 * (double)(ranks[n / 2 - 1] - 1 + ranks[n / 2] - 1);
+    out->median_rank = floor(med) + 1;
+  }
+  free(ranks);
+  free(score);
+  return VLM_OK;
+}
+
+vlm_status vlm_retrieval_compute(const float *img, int64_t N, const int64_t *img_key, const float *txt, int64_t M,
+                                 const int64_t *txt_key, int64_t E, vlm_retrieval_metrics *out) {
+  memset(out, 0, sizeof *out);
+  if ((!img_key || !txt_key) && (img_key || txt_key || N != M))
+    return vlm_error(VLM_ERR_ARG, "retrieval: %lld images and %lld texts need matching keys", (long long)N,
+                     (long long)M);
+  float *a = normalized(img, N, E), *b = normalized(txt, M, E);
+  vlm_status s = (a && b) ? VLM_OK : vlm_error(VLM_ERR_OOM, "retrieval: out of memory");
+  if (s == VLM_OK) s = one_dir(a, N, img_key, b, M, txt_key, E, &out->i2t);
+  if (s == VLM_OK) s = one_dir(b, M, txt_key, a, N, img_key, E, &out->t2i);
+  free(a);
+  free(b);
+  return s;
+}
+
+void vlm_zeroshot_weights(const float *text_emb, int64_t C, int64_t T, int64_t E, float *weights) {
+  float *n = normalized(text_emb, C * T, E);
+  VLM_CHECK(n != NULL, "zero-shot: out of memory");
+  for (int64_t c = 0; c < C; c++) {
+    double *acc = calloc((size_t)E, sizeof(double));
+    VLM_CHECK(acc != NULL, "zero-shot: out of memory");
+    for (int64_t t = 0; t < T; t++)
+      for (int64_t k = 0; k < E; k++) acc[k] += n[(c * T + t) * E + k];
+    double s = 0;
+    for (int64_t k = 0; k < E; k++) {
+      acc[k] /= (double)T;
+      s += acc[k] * acc[k];
+    }
+    double inv = 1.0 / fmax(sqrt(s), 1e-12);
+    for (int64_t k = 0; k < E; k++) weights[c * E + k] = (float)(acc[k] * inv);
+    free(acc);
+  }
+  free(n);
+}
+
+void vlm_zeroshot_eval(const float *img, const int *labels, const uint8_t *subset, int64_t N, const float *weights,
+                       int64_t C, int64_t E, vlm_zeroshot_result *out) {
+  memset(out, 0, sizeof *out);
+  float *x = normalized(img, N, E);
+  VLM_CHECK(x != NULL, "zero-shot: out of memory");
+  int64_t h1 = 0, h5 = 0, s1 = 0, s5 = 0;
+  for (int64_t i = 0; i < N; i++) {
+    int y = labels[i];
+    if (y < 0 || y >= C) continue;
+    double ly = 100.0 * dot(x + i * E, weights + (int64_t)y * E, E);
+    int64_t above = 0; /* classes ranked before y */
+    for (int64_t c = 0; c < C; c++) {
+      if (c == y) continue;
+      double l = 100.0 * dot(x + i * E, weights + c * E, E);
+      if (l > ly || (l == ly && c < y)) above++;
+    }
+    out->n++;
+    h1 += above < 1;
+    h5 += above < 5;
+    if (subset && subset[i]) {
+      out->n_subset++;
+      s1 += above < 1;
+      s5 += above < 5;
+    }
+  }
+  if (out->n) {
+    out->top1 = (double)h1 / out->n;
+    out->top5 = (double)h5 / out->n;
+  }
+  if (out->n_subset) {
+    out->subset_top1 = (double)s1 / out->n_subset;
+    out->subset_top5 = (double)s5 / out->n_subset;
+  }
+  free(x);
+}

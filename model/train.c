@@ -1,0 +1,237 @@
+/* The CLIP training step (open_clip's train_one_epoch for one optimizer step):
+ * schedule, forward, loss, backward, clip, AdamW, logit_scale clamp; open_clip's
+ * contrastive gradient accumulation; LiT tower locking; bf16 matmuls. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "model/model.h"
+
+int vlm_lr_scheduler_parse(const char *s, vlm_lr_scheduler *out) {
+  if (!strcmp(s, "cosine")) *out = VLM_SCHED_COSINE;
+  else if (!strcmp(s, "const")) *out = VLM_SCHED_CONST;
+  else if (!strcmp(s, "const-cooldown")) *out = VLM_SCHED_CONST_COOLDOWN;
+  else return 0;
+  return 1;
+}
+
+const char *vlm_lr_scheduler_name(vlm_lr_scheduler s) {
+  return s == VLM_SCHED_CONST ? "const" : s == VLM_SCHED_CONST_COOLDOWN ? "const-cooldown" : "cosine";
+}
+
+void vlm_train_config_default(vlm_train_config *t) {
+  memset(t, 0, sizeof *t);
+  t->lr = 5e-4f;
+  t->beta1 = 0.9f;
+  t->beta2 = 0.98f;
+  t->eps = 1e-6f;
+  t->wd = 0.2f;
+  t->warmup = 10000;
+  t->total_steps = 1;
+  t->scheduler = VLM_SCHED_COSINE;
+  t->cooldown_power = 1.0f;
+  t->cooldown_end_lr = 0.0f;
+  t->grad_clip_norm = 0;
+  t->accum_freq = 1;
+  t->batch_size = 8;
+  t->context_length = 0;
+  t->precision = VLM_PREC_F32;
+}
+
+float vlm_trainer_lr(const vlm_train_config *t, int64_t s) {
+  switch (t->scheduler) {
+    case VLM_SCHED_CONST: return vlm_lr_const(t->lr, t->warmup, s);
+    case VLM_SCHED_CONST_COOLDOWN:
+      return vlm_lr_const_cooldown(t->lr, t->warmup, t->total_steps, s, t->cooldown_steps, t->cooldown_power,
+                                   t->cooldown_end_lr);
+    default: return vlm_lr_cosine(t->lr, t->warmup, t->total_steps, s);
+  }
+}
+
+int vlm_param_decays(const char *name, const vlm_tensor *t) {
+  /* open_clip: exclude = ndim < 2 or "bn"/"ln"/"bias"/"logit_scale" in the name, plus
+   * the model's no_weight_decay() set (the positional embeddings). */
+  return t->ndim >= 2 && !strstr(name, "positional_embedding");
+}
+
+static char *dup_str(const char *s) {
+  size_t n = strlen(s) + 1;
+  char *d = malloc(n);
+  if (d) memcpy(d, s, n);
+  return d;
+}
+
+static int is_image_param(const char *name) { return !strncmp(name, "visual.", 7); }
+static int is_text_param(const char *name) { return !is_image_param(name) && strcmp(name, "logit_scale"); }
+
+typedef struct { vlm_trainer *tr; int i, which; } slot_ctx;
+
+static void count_slot(void *ctx, const char *name, vlm_tensor *t) { (void)name; (void)t; ((slot_ctx *)ctx)->i++; }
+static void fill_slot(void *ctx, const char *name, vlm_tensor *t) {
+  slot_ctx *s = ctx;
+  vlm_param_slot *sl = &s->tr->slots[s->i++];
+  switch (s->which) {
+    case 0:
+      sl->name = dup_str(name);
+      sl->param = t;
+      sl->decay = vlm_param_decays(name, t);
+      break;
+    case 1: sl->grad = t; break;
+    case 2: sl->m = t; break;
+    default: sl->v = t; break;
+  }
+}
+
+static void layout_extra(vlm_trainer *tr, vlm_arena *a) {
+  int64_t N = (int64_t)tr->cfg.accum_freq * tr->cfg.batch_size, E = tr->model.embed_dim;
+  vlm_clip_loss_layout(&tr->loss, a, N, E);
+  tr->img_all = vlm_arena_tensor2(a, VLM_F32, N, E);
+  tr->txt_all = vlm_arena_tensor2(a, VLM_F32, N, E);
+  tr->d_img_all = vlm_arena_tensor2(a, VLM_F32, N, E);
+  tr->d_txt_all = vlm_arena_tensor2(a, VLM_F32, N, E);
+}
+
+vlm_status vlm_trainer_init(vlm_trainer *tr, const vlm_clip_config *c, const vlm_train_config *t) {
+  memset(tr, 0, sizeof *tr);
+  tr->model = *c;
+  tr->cfg = *t;
+  if (tr->cfg.context_length <= 0) tr->cfg.context_length = c->text.context_length;
+  if (t->accum_freq < 1 || t->batch_size < 1)
+    return vlm_error(VLM_ERR_ARG, "training: batch size %d and accum-freq %d must be >= 1", t->batch_size,
+                     t->accum_freq);
+  if (t->lock_image && t->lock_text)
+    return vlm_error(VLM_ERR_ARG, "training: --lock-image and --lock-text together leave only logit_scale to train");
+  vlm_status st = vlm_clip_params_init(&tr->p, c);
+  if (st == VLM_OK) st = vlm_clip_params_init(&tr->g, c);
+  if (st == VLM_OK) st = vlm_clip_params_init(&tr->m, c);
+  if (st == VLM_OK) st = vlm_clip_params_init(&tr->v, c);
+  if (st == VLM_OK) st = vlm_clip_acts_init(&tr->acts, c, t->batch_size, tr->cfg.context_length, 1);
+  if (st != VLM_OK) goto fail;
+  vlm_arena meas;
+  vlm_arena_measure(&meas, VLM_CPU);
+  layout_extra(tr, &meas);
+  st = vlm_arena_init(&tr->arena, meas.used, VLM_CPU);
+  if (st != VLM_OK) goto fail;
+  layout_extra(tr, &tr->arena);
+  slot_ctx s = {tr, 0, 0};
+  vlm_clip_params_visit(&tr->p, c, count_slot, &s);
+  tr->n_slots = s.i;
+  tr->slots = calloc((size_t)tr->n_slots, sizeof *tr->slots);
+  tr->active = calloc((size_t)tr->n_slots, sizeof *tr->active);
+  if (!tr->slots || !tr->active) {
+    st = vlm_error(VLM_ERR_OOM, "training: out of memory");
+    goto fail;
+  }
+  vlm_clip_params *sets[4] = {&tr->p, &tr->g, &tr->m, &tr->v};
+  for (int k = 0; k < 4; k++) {
+    s.i = 0;
+    s.which = k;
+    vlm_clip_params_visit(sets[k], c, fill_slot, &s);
+  }
+  for (int i = 0; i < tr->n_slots; i++) {
+    const char *n = tr->slots[i].name;
+    if (!n) {
+      st = vlm_error(VLM_ERR_OOM, "training: out of memory");
+      goto fail;
+    }
+    if ((t->lock_image && is_image_param(n)) || (t->lock_text && is_text_param(n))) continue;
+    tr->active[tr->n_active++] = tr->slots[i];
+  }
+  vlm_rng_seed(&tr->rng, 0);
+  return VLM_OK;
+fail:
+  vlm_trainer_free(tr);
+  return st;
+}
+
+void vlm_trainer_free(vlm_trainer *tr) {
+  if (tr->slots)
+    for (int i = 0; i < tr->n_slots; i++) free((char *)tr->slots[i].name);
+  free(tr->slots);
+  free(tr->active);
+  vlm_clip_params_free(&tr->p);
+  vlm_clip_params_free(&tr->g);
+  vlm_clip_params_free(&tr->m);
+  vlm_clip_params_free(&tr->v);
+  vlm_clip_acts_free(&tr->acts);
+  vlm_arena_free(&tr->arena);
+  memset(tr, 0, sizeof *tr);
+}
+
+/* Rows [j*B, (j+1)*B) of a [K*B, ...] tensor. */
+static vlm_tensor rows(const vlm_tensor *t, int64_t j, int64_t B) { return vlm_narrow(t, 0, j * B, B); }
+
+static void copy_rows(vlm_tensor *all, int64_t j, int64_t B, const vlm_tensor *src) {
+  vlm_tensor r = rows(all, j, B);
+  vlm_copy(&r, src);
+}
+
+float vlm_trainer_step(vlm_trainer *tr, const vlm_tensor *images, const vlm_tensor *ids) {
+  const vlm_clip_config *c = &tr->model;
+  const int64_t K = tr->cfg.accum_freq, B = tr->cfg.batch_size;
+  VLM_CHECK(images->ndim == 4 && images->shape[0] == K * B && ids->ndim == 2 && ids->shape[0] == K * B &&
+                ids->shape[1] == tr->cfg.context_length,
+            "trainer: expected %lld images and ids of length %lld", (long long)(K * B),
+            (long long)tr->cfg.context_length);
+  const int lock_i = tr->cfg.lock_image, lock_t = tr->cfg.lock_text;
+  vlm_precision saved = vlm_get_matmul_precision();
+  vlm_set_matmul_precision(tr->cfg.precision);
+  float lr = vlm_trainer_lr(&tr->cfg, tr->step);
+  vlm_clip_params_zero(&tr->g);
+  vlm_vit_acts *va = &tr->acts.visual;
+  vlm_text_acts *ta = &tr->acts.text;
+  /* 1. Features of every micro-batch without gradients (only when they are
+   *    needed: accumulation, or a locked tower whose features are then final). */
+  if (K > 1 || lock_i || lock_t) {
+    for (int64_t j = 0; j < K; j++) {
+      vlm_tensor im = rows(images, j, B), tx = rows(ids, j, B);
+      if (K > 1 || lock_i) {
+        vlm_vit_forward(&c->vision, &tr->p.visual, va, &im);
+        copy_rows(&tr->img_all, j, B, &va->features);
+      }
+      if (K > 1 || lock_t) {
+        vlm_text_forward(&c->text, &tr->p.text, ta, &tx);
+        copy_rows(&tr->txt_all, j, B, &ta->features);
+      }
+    }
+  }
+  /* 2. Per micro-batch: fresh forward with gradients of the trainable towers, the
+   *    loss over all K*B features, backward into this micro-batch's rows. */
+  float loss = 0;
+  for (int64_t j = 0; j < K; j++) {
+    vlm_tensor im = rows(images, j, B), tx = rows(ids, j, B);
+    if (!lock_i) {
+      vlm_vit_forward(&c->vision, &tr->p.visual, va, &im);
+      copy_rows(&tr->img_all, j, B, &va->features);
+    }
+    if (!lock_t) {
+      vlm_text_forward(&c->text, &tr->p.text, ta, &tx);
+      copy_rows(&tr->txt_all, j, B, &ta->features);
+    }
+    vlm_clip_loss_forward(&tr->loss, &tr->img_all, &tr->txt_all, &tr->p.logit_scale);
+    loss = *(const float *)tr->loss.loss.data;
+    vlm_zero(&tr->d_img_all);
+    vlm_zero(&tr->d_txt_all);
+    vlm_clip_loss_backward(&tr->loss, 1.0f, &tr->img_all, &tr->txt_all, lock_i ? NULL : &tr->d_img_all,
+                           lock_t ? NULL : &tr->d_txt_all, &tr->g.logit_scale);
+    if (!lock_t) {
+      vlm_tensor d = rows(&tr->d_txt_all, j, B);
+      vlm_text_backward(&c->text, &tr->p.text, &tr->g.text, ta, &tx, &d);
+    }
+    if (!lock_i) {
+      vlm_tensor d = rows(&tr->d_img_all, j, B);
+      vlm_vit_backward(&c->vision, &tr->p.visual, &tr->g.visual, va, &d);
+    }
+  }
+  vlm_set_matmul_precision(saved);
+  double coef = 1.0;
+  double norm = vlm_grad_clip(tr->active, tr->n_active, tr->cfg.grad_clip_norm, &coef);
+  vlm_adamw_config ac = {tr->cfg.beta1, tr->cfg.beta2, tr->cfg.eps, tr->cfg.wd};
+  vlm_adamw_step(tr->active, tr->n_active, &ac, lr, tr->step + 1);
+  vlm_clip_logit_scale_clamp(&tr->p.logit_scale);
+  tr->step++;
+  tr->last_loss = loss;
+  tr->last_lr = lr;
+  tr->last_grad_norm = norm;
+  tr->last_clip_coef = coef;
+  return loss;
+}

@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# `vlm train` on the shapes data: 2N steps straight and N steps + `--resume latest`
+# + N steps give bit-identical weights and optimizer state (CPU, same threads),
+# across an epoch boundary and with --accum-freq; the run directory's layout;
+# usage errors. Usage: train_resume.sh VLM_BINARY
+set -u
+vlm=$1
+pass=0 fail=0
+check() { if eval "$2"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: $1"; fi; }
+tmp=$(mktemp -d) || exit 1
+trap 'rm -rf "$tmp"' EXIT
+export VLM_THREADS=2
+common=(--train-data shapes:64 --model tiny --tokenizer train:600 --batch-size 8 --lr 1e-3 --warmup 3
+        --val-frequency 0 --zeroshot-frequency 0 --workers 2 --logs "$tmp/runs" --seed 3)
+
+for accum in 1 2; do
+  steps=$((12 / accum)) half=$((6 / accum))   # 8 batches per epoch: the run crosses an epoch end
+  "$vlm" train "${common[@]}" --accum-freq $accum --steps $steps --name a$accum >"$tmp/a.out" 2>"$tmp/a.err"
+  check "straight run (accum $accum) exits 0" "[ $? -eq 0 ]"
+  "$vlm" train "${common[@]}" --accum-freq $accum --steps $steps --name b$accum --stop-at-step $half >/dev/null 2>"$tmp/b.err"
+  check "first half (accum $accum) exits 0" "[ $? -eq 0 ]"
+  check "first half stopped at step $half" "[ \"\$(readlink $tmp/runs/b$accum/checkpoints/latest)\" = step_$half ]"
+  "$vlm" train "${common[@]}" --accum-freq $accum --steps $steps --name b$accum --resume latest >/dev/null 2>"$tmp/c.err"
+  check "resumed half (accum $accum) exits 0" "[ $? -eq 0 ]"
+  check "resume says where it continues" "grep -q 'resuming .* at step $half' $tmp/c.err"
+  A=$tmp/runs/a$accum/checkpoints/latest B=$tmp/runs/b$accum/checkpoints/latest
+  check "both end at step $steps" "[ \"\$(readlink $A)\" = step_$steps ] && [ \"\$(readlink $B)\" = step_$steps ]"
+  check "weights bit-identical (accum $accum)" "cmp -s $A/open_clip_model.safetensors $B/open_clip_model.safetensors"
+  check "optimizer state bit-identical (accum $accum)" "cmp -s $A/train_state.safetensors $B/train_state.safetensors"
+done
+
+# A different seed gives different weights (the comparison above can fail).
+"$vlm" train "${common[@]}" --steps 12 --name s9 --seed 9 >/dev/null 2>&1
+check "another seed differs" "! cmp -s $tmp/runs/a1/checkpoints/latest/open_clip_model.safetensors $tmp/runs/s9/checkpoints/latest/open_clip_model.safetensors"
+
+R=$tmp/runs/a1
+check "run dir layout" "[ -f $R/config.json ] && [ -f $R/tokenizer/vocab.json ] && [ -f $R/tokenizer/merges.txt ] && [ -f $R/metrics.jsonl ] && [ -d $R/checkpoints/epoch_1 ]"
+check "loss.png is a PNG" "head -c 8 $R/loss.png | od -An -tx1 | tr -d ' \n' | grep -q 89504e470d0a1a0a"
+check "metrics.jsonl has step lines" "grep -q '\"type\": \"train\", \"step\": 10' $R/metrics.jsonl"
+check "checkpoint loads with vlm info" "\"$vlm\" info --model $R/checkpoints/latest >/dev/null"
+check "epoch checkpoint loads with vlm info" "\"$vlm\" info --model $R/checkpoints/epoch_1 >/dev/null"
+check "config.json names the model and lr" "grep -q '\"lr\": 0.001' $R/config.json && grep -q '\"model\"' $R/config.json"
+
+# Fine-tune from a checkpoint dir, with a locked image tower, bf16 and evaluation.
+"$vlm" train --train-data shapes:32 --model $R/checkpoints/latest --tokenizer $R/tokenizer --batch-size 8 --steps 3 \
+  --lock-image --precision bf16 --val-data shapes:val:24 --logs "$tmp/runs" --name ft --json >"$tmp/ft.json" 2>"$tmp/ft.err"
+check "fine-tune (lock-image, bf16, eval) exits 0" "[ $? -eq 0 ]"
+check "fine-tune --json has eval metrics" "grep -q 'zeroshot_top1' $tmp/ft.json && grep -q 'text_to_image_R@1' $tmp/ft.json"
+check "fine-tune kept the image tower" "[ -f $tmp/runs/ft/loss.png ]"
+
+# Errors
+"$vlm" train --help | grep -q 'usage: vlm train'; check "--help" "[ $? -eq 0 ]"
+"$vlm" train "${common[@]}" --steps 2 --name a1 >/dev/null 2>"$tmp/e.err"
+check "existing run dir refused (exit 1)" "[ $? -eq 1 ] && grep -q 'resume latest' $tmp/e.err"
+"$vlm" train --train-data shapes --bogus >/dev/null 2>&1; check "unknown flag exits 2" "[ $? -eq 2 ]"
+"$vlm" train --train-data shapes --lr-scheduler nope --logs "$tmp/runs" --name e2 >/dev/null 2>&1
+check "bad scheduler exits 2" "[ $? -eq 2 ]"
+"$vlm" train --train-data "$tmp/missing.csv" --model tiny --tokenizer train:600 --logs "$tmp/runs" --name e3 >/dev/null 2>"$tmp/e.err"
+check "missing data file names it (exit 1)" "[ $? -eq 1 ] && grep -q 'missing.csv' $tmp/e.err"
+"$vlm" train --train-data data.csv --tokenizer train:600 >/dev/null 2>&1; check "no --model for csv exits 2" "[ $? -eq 2 ]"
+"$vlm" train "${common[@]}" --steps 2 --name e4 --resume "$tmp/nope" >/dev/null 2>"$tmp/e.err"
+check "missing resume checkpoint (exit 1)" "[ $? -eq 1 ] && grep -q nope $tmp/e.err"
+
+echo "train_resume: $pass passed, $fail failed"
+[ $fail -eq 0 ]
