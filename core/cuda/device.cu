@@ -214,9 +214,29 @@ __global__ void accumulate(float *da, const float *dout, int64_t n) {
   GRID_STRIDE(i, n) da[i] += dout[i];
 }
 
+__global__ void add_fwd4(float4 *out, const float4 *a, const float4 *b, int64_t n4, int64_t nb4) {
+  GRID_STRIDE(i, n4) {
+    float4 x = a[i], y = b[nb4 == n4 ? i : i % nb4];
+    out[i] = make_float4(x.x + y.x, x.y + y.y, x.z + y.z, x.w + y.w);
+  }
+}
+
+__global__ void accumulate4(float4 *da, const float4 *dout, int64_t n4) {
+  GRID_STRIDE(i, n4) {
+    float4 x = da[i], y = dout[i];
+    da[i] = make_float4(x.x + y.x, x.y + y.y, x.z + y.z, x.w + y.w);
+  }
+}
+
 extern "C" void vlm_cuda_add_forward(vlm_tensor *out, const vlm_tensor *a, const vlm_tensor *b) {
   int64_t n = vlm_numel(a), nb = vlm_numel(b);
   if (n == 0 || nb == 0) return;
+  if (nb % 4 == 0 && vlm_vec4(n, out->data, a->data, b->data)) {
+    add_fwd4<<<vlm_blocks(n / 4, 256), 256>>>((float4 *)out->data, (const float4 *)a->data, (const float4 *)b->data,
+                                              n / 4, nb / 4);
+    LAUNCHED("add_forward", "add_fwd4");
+    return;
+  }
   add_fwd<<<vlm_blocks(n, 256), 256>>>((float *)out->data, (const float *)a->data, (const float *)b->data, n, nb);
   LAUNCHED("add_forward", "add_fwd");
 }
@@ -225,8 +245,13 @@ extern "C" void vlm_cuda_add_backward(vlm_tensor *da, vlm_tensor *db, const vlm_
   int64_t n = vlm_numel(dout);
   if (n == 0) return;
   if (da) {
-    accumulate<<<vlm_blocks(n, 256), 256>>>((float *)da->data, (const float *)dout->data, n);
-    LAUNCHED("add_backward", "accumulate");
+    if (vlm_vec4(n, da->data, dout->data)) {
+      accumulate4<<<vlm_blocks(n / 4, 256), 256>>>((float4 *)da->data, (const float4 *)dout->data, n / 4);
+      LAUNCHED("add_backward", "accumulate4");
+    } else {
+      accumulate<<<vlm_blocks(n, 256), 256>>>((float *)da->data, (const float *)dout->data, n);
+      LAUNCHED("add_backward", "accumulate");
+    }
   }
   if (db) {
     int64_t nb = vlm_numel(db);

@@ -187,14 +187,30 @@ __global__ void round_bf16_k(__nv_bfloat16 *d, const float *s, int64_t n) {
   GRID_STRIDE(i, n) d[i] = __float2bfloat16_rn(s[i]);
 }
 
+__global__ void round_bf16_4_k(uint2 *d, const float4 *s, int64_t n4) {
+  GRID_STRIDE(i, n4) {
+    float4 v = s[i];
+    __nv_bfloat162 lo = __floats2bfloat162_rn(v.x, v.y), hi = __floats2bfloat162_rn(v.z, v.w);
+    uint2 o;
+    o.x = *(unsigned *)&lo;
+    o.y = *(unsigned *)&hi;
+    d[i] = o;
+  }
+}
+
 // The operand as bf16: itself when already BF16, else a rounded copy in scratch slot `slot`.
 static const void *as_bf16(const char *what, const vlm_tensor *t, int slot) {
   if (t->dtype == VLM_BF16) return t->data;
   int64_t n = vlm_numel(t);
   __nv_bfloat16 *d = (__nv_bfloat16 *)vlm_cuda_scratch(slot, sizeof(__nv_bfloat16) * (size_t)(n > 0 ? n : 1));
   if (n > 0) {
-    round_bf16_k<<<vlm_blocks(n, 256), 256>>>(d, (const float *)t->data, n);
-    LAUNCHED(what, "round_bf16");
+    if (vlm_vec4(n, d, t->data)) {
+      round_bf16_4_k<<<vlm_blocks(n / 4, 256), 256>>>((uint2 *)d, (const float4 *)t->data, n / 4);
+      LAUNCHED(what, "round_bf16_4");
+    } else {
+      round_bf16_k<<<vlm_blocks(n, 256), 256>>>(d, (const float *)t->data, n);
+      LAUNCHED(what, "round_bf16");
+    }
   }
   return d;
 }

@@ -215,10 +215,23 @@ static void train(const vlm_clip_config *c, const vlm_clip_params *init, vlm_dev
 }
 
 /* 50 training steps on the CPU (fp32) and on the GPU (fp32, then bf16 matmuls):
- * the loss curves side by side. Adam amplifies rounding differences (the sign
- * of a near-zero gradient), so the bounds are loose: fp32 within 1e-2 relative
- * at every step, bf16 within 1e-1; a kernel bug is far outside them, and the
- * printed figures are the measurement. */
+ * the loss curves side by side.
+ * fp32: within 1e-2 relative at every step (Adam amplifies rounding differences,
+ * the sign of a near-zero gradient; measured on an H200: 1.5e-5).
+ * bf16: the bound is what bf16 rounding can and cannot change.
+ *  - Step 0 (same weights, one forward): |bf16 - cpu| <= 2^-8 of the loss, one
+ *    bf16 rounding of the matmul inputs (2^-9 relative) with a factor 2 for the
+ *    sums (measured 5.8e-4).
+ *  - The trajectory: rounding moves the run slightly ahead of or behind the
+ *    CPU's, and where the loss falls fast (here ~35 % per step around step 10) a
+ *    fraction of a step is a large pointwise difference (measured: 0.10 at step
+ *    13, 0.30 vs 0.20). So at every step i the bf16 loss must lie within the
+ *    range of the CPU's losses over steps i-2..i+2 (a lead or lag of at most 2
+ *    of the 50 steps), widened by 2 % of the initial loss.
+ *  - The end: the bf16 run converges as the CPU's does: its last loss is below
+ *    1 % of the initial loss when the CPU's is.
+ * A kernel bug (a wrong gradient) changes the curve's shape and fails these. */
+#define BF16_LAG 2
 static void train_compare(const char *name, const vlm_clip_config *c, const vlm_clip_params *init,
                           const vlm_tensor *images, const vlm_tensor *ids) {
   enum { N = 50 };
@@ -229,23 +242,38 @@ static void train_compare(const char *name, const vlm_clip_config *c, const vlm_
   vlm_set_matmul_precision(VLM_PREC_BF16);
   train(c, init, VLM_CUDA, images, ids, N, gb);
   vlm_set_matmul_precision(VLM_PREC_F32);
-  double wf = 0, wb = 0;
-  int sf = 0, sb = 0;
+  double wf = 0, wb = 0, wband = 0;
+  int sf = 0, sb = 0, sband = 0;
+  const double l0 = fabs((double)cpu[0]), widen = 0.02 * l0;
   for (int i = 0; i < N; i++) {
     double ef = fabs((double)gf[i] - cpu[i]) / fmax(1.0, fabs(cpu[i]));
     double eb = fabs((double)gb[i] - cpu[i]) / fmax(1.0, fabs(cpu[i]));
     if (!(ef <= wf)) { wf = isnan(ef) ? INFINITY : ef; sf = i; }
     if (!(eb <= wb)) { wb = isnan(eb) ? INFINITY : eb; sb = i; }
+    /* distance of gb[i] outside the CPU's range over steps i-LAG..i+LAG */
+    double lo = INFINITY, hi = -INFINITY;
+    for (int j = i - BF16_LAG; j <= i + BF16_LAG; j++)
+      if (j >= 0 && j < N) { lo = fmin(lo, cpu[j]); hi = fmax(hi, cpu[j]); }
+    double out = gb[i] < lo ? lo - gb[i] : gb[i] > hi ? gb[i] - hi : 0.0;
+    if (isnan(gb[i])) out = INFINITY;
+    if (!(out <= wband)) { wband = out; sband = i; }
   }
   printf("%s: 50 training steps, loss cpu f32 / gpu f32 / gpu bf16:", name);
   for (int i = 0; i < N; i += 7) printf("  [%d] %.5f %.5f %.5f", i, cpu[i], gf[i], gb[i]);
   printf("  [%d] %.5f %.5f %.5f\n", N - 1, cpu[N - 1], gf[N - 1], gb[N - 1]);
-  printf("%s: train loss gpu f32 vs cpu: worst %.3g (step %d); gpu bf16 vs cpu: worst %.3g (step %d)\n", name, wf, sf,
-         wb, sb);
+  printf("%s: train loss gpu f32 vs cpu: worst %.3g (step %d); gpu bf16 vs cpu: pointwise worst %.3g (step %d), "
+         "step 0 %.3g of the loss, outside the cpu's steps i-%d..i+%d by at most %.3g (step %d; bound %.3g)\n",
+         name, wf, sf, wb, sb, fabs((double)gb[0] - cpu[0]) / l0, BF16_LAG, BF16_LAG, wband, sband, widen);
   CHECK(wf <= 1e-2, "%s: GPU fp32 training loss departs from the CPU's by %.3g at step %d (%.7g vs %.7g)", name, wf, sf,
         gf[sf], cpu[sf]);
-  CHECK(wb <= 1e-1, "%s: GPU bf16 training loss departs from the CPU's by %.3g at step %d (%.7g vs %.7g)", name, wb, sb,
-        gb[sb], cpu[sb]);
+  CHECK(fabs((double)gb[0] - cpu[0]) <= l0 / 256.0, "%s: GPU bf16 loss at step 0 %.7g vs the CPU's %.7g: more than 2^-8",
+        name, gb[0], cpu[0]);
+  CHECK(wband <= widen,
+        "%s: GPU bf16 training loss at step %d (%.7g) is %.3g outside the CPU's losses over steps %d..%d (bound %.3g)",
+        name, sband, gb[sband], wband, sband - BF16_LAG, sband + BF16_LAG, widen);
+  CHECK(!(cpu[N - 1] < 0.01 * l0) || gb[N - 1] < 0.01 * l0,
+        "%s: the CPU's training converged (last loss %.5g) and the GPU bf16 run did not (%.5g)", name, cpu[N - 1],
+        gb[N - 1]);
 }
 
 static void run_fixture(const char *dir) {
