@@ -215,6 +215,13 @@ static void test_linear_case(int64_t M, int64_t N, int64_t K, int act, int res, 
   int bf = prec == VLM_PREC_BF16 || a_bf16;
   if (out_bf16) cmp_bf16(bf ? "linear_forward (bf16)" : "linear_forward", cs, "out", &out.d, &out.h, 8e-3);
   else cmp(bf ? "linear_forward (bf16)" : "linear_forward", cs, "out", &out, bf ? TOL_BF16 : TOL);
+  if (res && act < 0 && !out_bf16) { /* the residual is out itself (in place) */
+    vlm_copy(&out.d, &r.d);
+    vlm_set_matmul_precision(prec);
+    vlm_linear_forward(&out.d, &a.d, &w.d, &bias.d, NULL, &out.d);
+    vlm_set_matmul_precision(VLM_PREC_F32);
+    cmp(bf ? "linear_forward (bf16)" : "linear_forward", cs, "out (residual in place)", &out, bf ? TOL_BF16 : TOL);
+  }
   drop(&a); drop(&w); drop(&bias); drop(&r); drop(&out);
 }
 
