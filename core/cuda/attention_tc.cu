@@ -49,16 +49,29 @@ static int round16(int64_t n) { return (int)((n + 15) / 16 * 16); }
 
 // rows x D floats of a view (row r at p + b*s0 + r*s1 + h*D) -> bf16 smem rows
 // (ld), rows >= n zero. D % 4 == 0, 16-byte aligned rows (checked by the host).
+// Each thread issues up to TC_UNROLL loads before it stores any (the loads are
+// the latency this kernel waits on).
+#define TC_UNROLL 8
 __device__ __forceinline__ void load_rows_bf16(bf16 *dst, int ld, const float *base, int64_t s1, int n, int rows,
                                                int D) {
-  const int q4 = D / 4;
-  for (int e = threadIdx.x; e < rows * q4; e += blockDim.x) {
-    int r = e / q4, d = (e % q4) * 4;
-    float4 x = make_float4(0.f, 0.f, 0.f, 0.f);
-    if (r < n) x = *(const float4 *)(base + r * s1 + d);
-    __nv_bfloat162 *o = (__nv_bfloat162 *)(dst + r * ld + d);
-    o[0] = __floats2bfloat162_rn(x.x, x.y);
-    o[1] = __floats2bfloat162_rn(x.z, x.w);
+  const int q4 = D / 4, total = rows * q4;
+  for (int e0 = threadIdx.x; e0 < total; e0 += TC_UNROLL * blockDim.x) {
+    float4 x[TC_UNROLL];
+#pragma unroll
+    for (int u = 0; u < TC_UNROLL; u++) {
+      const int e = e0 + u * blockDim.x, r = e / q4, d = (e % q4) * 4;
+      x[u] = make_float4(0.f, 0.f, 0.f, 0.f);
+      if (e < total && r < n) x[u] = __ldg((const float4 *)(base + r * s1 + d));
+    }
+#pragma unroll
+    for (int u = 0; u < TC_UNROLL; u++) {
+      const int e = e0 + u * blockDim.x, r = e / q4, d = (e % q4) * 4;
+      if (e < total) {
+        __nv_bfloat162 *o = (__nv_bfloat162 *)(dst + r * ld + d);
+        o[0] = __floats2bfloat162_rn(x[u].x, x[u].y);
+        o[1] = __floats2bfloat162_rn(x[u].z, x[u].w);
+      }
+    }
   }
 }
 
@@ -87,19 +100,29 @@ __device__ __forceinline__ void mm_tiles(float *c, int ldc, const bf16 *a, int l
   }
 }
 
-// dst rows (view, += k * F) for r < n, D floats each.
+// dst rows (view, += k * F) for r < n, D floats each (loads batched as above).
 __device__ __forceinline__ void add_rows(float *base, int64_t s1, const float *F, int ldo, int n, int D, float k) {
-  const int q4 = D / 4;
-  for (int e = threadIdx.x; e < n * q4; e += blockDim.x) {
-    int r = e / q4, d = (e % q4) * 4;
-    float4 *o = (float4 *)(base + r * s1 + d);
-    float4 x = *o;
-    const float *f = F + r * ldo + d;
-    x.x += k * f[0];
-    x.y += k * f[1];
-    x.z += k * f[2];
-    x.w += k * f[3];
-    *o = x;
+  const int q4 = D / 4, total = n * q4;
+  for (int e0 = threadIdx.x; e0 < total; e0 += TC_UNROLL * blockDim.x) {
+    float4 x[TC_UNROLL];
+#pragma unroll
+    for (int u = 0; u < TC_UNROLL; u++) {
+      const int e = e0 + u * blockDim.x, r = e / q4, d = (e % q4) * 4;
+      if (e < total) x[u] = *(const float4 *)(base + r * s1 + d);
+    }
+#pragma unroll
+    for (int u = 0; u < TC_UNROLL; u++) {
+      const int e = e0 + u * blockDim.x, r = e / q4, d = (e % q4) * 4;
+      if (e < total) {
+        const float *f = F + r * ldo + d;
+        float4 y = x[u];
+        y.x += k * f[0];
+        y.y += k * f[1];
+        y.z += k * f[2];
+        y.w += k * f[3];
+        *(float4 *)(base + r * s1 + d) = y;
+      }
+    }
   }
 }
 
@@ -115,7 +138,7 @@ static size_t bwd_smem(const tc_geom &g) {
   return sizeof(bf16) * ((size_t)(2 * g.LQ + 2 * g.LK) * g.ldd + 2 * (size_t)g.LQ * g.ldp) + sizeof(float) * f;
 }
 
-__global__ void __launch_bounds__(TC_WARPS * 32)
+__global__ void __launch_bounds__(TC_WARPS * 32, 4)
     attn_tc_fwd_k(float *out, float *probs, tc_view q, tc_view k, tc_view v, tc_geom g, const uint8_t *mask,
                   int causal, float scale) {
   extern __shared__ __align__(128) unsigned char smem[];
@@ -180,7 +203,7 @@ __global__ void __launch_bounds__(TC_WARPS * 32)
   }
 }
 
-__global__ void __launch_bounds__(TC_WARPS * 32)
+__global__ void __launch_bounds__(TC_WARPS * 32, 3)
     attn_tc_bwd_k(tc_dview dq, tc_dview dk, tc_dview dv, const float *dout, const float *probs, tc_view q, tc_view k,
                   tc_view v, tc_geom g, float scale) {
   extern __shared__ __align__(128) unsigned char smem[];
@@ -196,9 +219,18 @@ __global__ void __launch_bounds__(TC_WARPS * 32)
   load_rows_bf16(dOs, g.ldd, dout + b * Lq * W + (int64_t)h * D, W, Lq, LQ, D);
   load_rows_bf16(Ks, g.ldd, k.p + b * k.s0 + (int64_t)h * D, k.s1, Lk, LK, D);
   load_rows_bf16(Vs, g.ldd, v.p + b * v.s0 + (int64_t)h * D, v.s1, Lk, LK, D);
-  for (int e = threadIdx.x; e < LQ * LK; e += blockDim.x) {
-    int i = e / LK, j = e % LK;
-    Pb[i * g.ldp + j] = __float2bfloat16_rn(i < Lq && j < Lk ? P[i * Lk + j] : 0.0f);
+  for (int e0 = threadIdx.x; e0 < LQ * LK; e0 += TC_UNROLL * blockDim.x) {
+    float pv[TC_UNROLL];
+#pragma unroll
+    for (int u = 0; u < TC_UNROLL; u++) {
+      const int e = e0 + u * blockDim.x, i = e / LK, j = e % LK;
+      pv[u] = e < LQ * LK && i < Lq && j < Lk ? __ldg(P + i * Lk + j) : 0.0f;
+    }
+#pragma unroll
+    for (int u = 0; u < TC_UNROLL; u++) {
+      const int e = e0 + u * blockDim.x, i = e / LK, j = e % LK;
+      if (e < LQ * LK) Pb[i * g.ldp + j] = __float2bfloat16_rn(pv[u]);
+    }
   }
   __syncthreads();
   // dP = dO V^T

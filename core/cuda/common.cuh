@@ -89,7 +89,13 @@ __global__ void vlm_colsum_partial(float *partial, int64_t R, int64_t C, int64_t
   partial[(int64_t)blockIdx.y * C + c] = s;
 }
 
+#define VLM_COLSUM_FINAL_Y 16
 __global__ void vlm_colsum_final(float *out, const float *partial, int64_t chunks, int64_t C);
+// out[c] += sum over k < chunks of partial[k * C + c], in a fixed order.
+static inline void vlm_colsum_finish(const char *op, float *out, const float *partial, int64_t chunks, int64_t C) {
+  vlm_colsum_final<<<(unsigned)((C + 31) / 32), 32 * VLM_COLSUM_FINAL_Y>>>(out, partial, chunks, C);
+  LAUNCHED(op, "colsum_final");
+}
 
 // g[r * C + c]: the plain column sum of a [R, C] matrix.
 struct vlm_row_val {
@@ -109,8 +115,7 @@ void vlm_cuda_colsum(const char *op, float *out, int64_t R, int64_t C, F f, int 
   dim3 grid((unsigned)((C + 127) / 128), (unsigned)chunks);
   vlm_colsum_partial<<<grid, 128>>>(partial, R, C, per, f);
   LAUNCHED(op, "colsum_partial");
-  vlm_colsum_final<<<vlm_blocks(C, 256), 256>>>(out, partial, chunks, C);
-  LAUNCHED(op, "colsum_final");
+  vlm_colsum_finish(op, out, partial, chunks, C);
 }
  
 // Tensor-core attention (attention_tc.cu): runs and returns 1 when it applies

@@ -132,11 +132,22 @@ void vlm_cuda_error_check(const char *op) {
   vlm_fatal(__FILE__, __LINE__, "%s: device error %d (%lld, %lld, %lld)", op, h.code, h.a, h.b, h.c);
 }
 
+// Block of 32 columns x VLM_COLSUM_FINAL_Y rows of threads: thread (x, y) sums
+// chunks y, y + Y, ... of its column in double, then row 0 adds the Y sums in
+// order: deterministic, and enough threads in flight for C of a few hundred.
 __global__ void vlm_colsum_final(float *out, const float *partial, int64_t chunks, int64_t C) {
-  GRID_STRIDE(c, C) {
-    double s = 0;
-    for (int64_t k = 0; k < chunks; k++) s += partial[k * C + c];
-    out[c] += (float)s;
+  __shared__ double s[VLM_COLSUM_FINAL_Y][33];
+  const int tx = threadIdx.x & 31, ty = threadIdx.x >> 5;
+  const int64_t c = (int64_t)blockIdx.x * 32 + tx;
+  double acc = 0;
+  if (c < C)
+    for (int64_t k = ty; k < chunks; k += VLM_COLSUM_FINAL_Y) acc += partial[k * C + c];
+  s[ty][tx] = acc;
+  __syncthreads();
+  if (ty == 0 && c < C) {
+    double t = 0;
+    for (int k = 0; k < VLM_COLSUM_FINAL_Y; k++) t += s[k][tx];
+    out[c] += (float)t;
   }
 }
 

@@ -309,8 +309,7 @@ extern "C" void vlm_cuda_matmul_backward(vlm_tensor *da, vlm_tensor *db, vlm_ten
     dim3 grid((unsigned)((N + 127) / 128), (unsigned)chunks);
     round_colsum_k<<<grid, 128>>>(gh, partial, (const float *)dout->data, M, N, per);
     LAUNCHED("matmul_backward", "round_colsum");
-    vlm_colsum_final<<<vlm_blocks(N, 256), 256>>>((float *)dbias->data, partial, chunks, N);
-    LAUNCHED("matmul_backward (dbias)", "colsum_final");
+    vlm_colsum_finish("matmul_backward (dbias)", (float *)dbias->data, partial, chunks, N);
     G = gh;
     dbias_done = 1;
   } else if (bf) {

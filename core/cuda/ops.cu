@@ -78,7 +78,7 @@ __global__ void ln_bwd_dx_k(float *dx, const float *dout, const float *x, const 
 // registers (column lane + 32 u); the warps' partials are added in warp order in
 // shared memory and written per block, then summed over the blocks in order
 // (vlm_colsum_final): G and X are read once, deterministic.
-#define LN_ROWS 32
+#define LN_ROWS 16
 template <int NU>
 __global__ void __launch_bounds__(WARPS * 32)
     ln_bwd_fused_k(float *dx, float *pw, float *pb, const float *dout, const float *x, const float *w,
@@ -152,12 +152,10 @@ static void ln_bwd_fused(float *dx, float *dw, float *db, const float *G, const 
   ln_bwd_fused_k<NU><<<(unsigned)chunks, WARPS * 32>>>(dx, pw, pb, G, X, w, mean, rstd, R, C);
   LAUNCHED("layernorm_backward", "ln_bwd_fused");
   if (dw) {
-    vlm_colsum_final<<<vlm_blocks(C, 256), 256>>>(dw, pw, chunks, C);
-    LAUNCHED("layernorm_backward", "colsum_final (dw)");
+    vlm_colsum_finish("layernorm_backward (dw)", dw, pw, chunks, C);
   }
   if (db) {
-    vlm_colsum_final<<<vlm_blocks(C, 256), 256>>>(db, pb, chunks, C);
-    LAUNCHED("layernorm_backward", "colsum_final (db)");
+    vlm_colsum_finish("layernorm_backward (db)", db, pb, chunks, C);
   }
 }
 
