@@ -314,9 +314,12 @@ static int geom(tc_geom *g, const vlm_tensor *q, const vlm_tensor *k, int heads)
 }
 
 static int smem_opt_in(const void *fn, size_t bytes, size_t *done) {
-  int dev = 0, maxopt = 0;
-  CUDA_OK(cudaGetDevice(&dev));
-  CUDA_OK(cudaDeviceGetAttribute(&maxopt, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
+  static int maxopt = -1;  // the device's opt-in limit, read once
+  if (maxopt < 0) {
+    int dev = 0;
+    CUDA_OK(cudaGetDevice(&dev));
+    CUDA_OK(cudaDeviceGetAttribute(&maxopt, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
+  }
   if (bytes > (size_t)maxopt) return 0;
   if (bytes > 48 * 1024 && bytes > *done) {
     CUDA_OK(cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes));

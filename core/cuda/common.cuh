@@ -85,6 +85,7 @@ __global__ void vlm_colsum_partial(float *partial, int64_t R, int64_t C, int64_t
   int64_t r0 = (int64_t)blockIdx.y * rows_per_chunk, r1 = r0 + rows_per_chunk;
   if (r1 > R) r1 = R;
   float s = 0.0f;
+#pragma unroll 8
   for (int64_t r = r0; r < r1; r++) s += f(r, c);
   partial[(int64_t)blockIdx.y * C + c] = s;
 }

@@ -140,8 +140,10 @@ __global__ void vlm_colsum_final(float *out, const float *partial, int64_t chunk
   const int tx = threadIdx.x & 31, ty = threadIdx.x >> 5;
   const int64_t c = (int64_t)blockIdx.x * 32 + tx;
   double acc = 0;
-  if (c < C)
+  if (c < C) {
+#pragma unroll 4
     for (int64_t k = ty; k < chunks; k += VLM_COLSUM_FINAL_Y) acc += partial[k * C + c];
+  }
   s[ty][tx] = acc;
   __syncthreads();
   if (ty == 0 && c < C) {

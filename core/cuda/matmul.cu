@@ -221,6 +221,7 @@ __global__ void round_colsum_k(__nv_bfloat16 *gh, float *partial, const float *g
   int64_t r0 = (int64_t)blockIdx.y * rows_per_chunk, r1 = r0 + rows_per_chunk;
   if (r1 > R) r1 = R;
   float s = 0.0f;
+#pragma unroll 8
   for (int64_t r = r0; r < r1; r++) {
     float v = g[r * C + c];
     gh[r * C + c] = __float2bfloat16_rn(v);

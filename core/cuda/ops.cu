@@ -73,92 +73,6 @@ __global__ void ln_bwd_dx_k(float *dx, const float *dout, const float *x, const 
   }
 }
 
-// Fused backward for C <= 1024: one block per LN_ROWS rows; each warp computes
-// dx for its rows (as ln_bwd_dx_k) and keeps per-column dw / db partial sums in
-// registers (column lane + 32 u); the warps' partials are added in warp order in
-// shared memory and written per block, then summed over the blocks in order
-// (vlm_colsum_final): G and X are read once, deterministic.
-#define LN_ROWS 16
-template <int NU>
-__global__ void __launch_bounds__(WARPS * 32)
-    ln_bwd_fused_k(float *dx, float *pw, float *pb, const float *dout, const float *x, const float *w,
-                   const float *mean, const float *rstd, int64_t R, int64_t C) {
-  __shared__ float sw[NU * 32], sb[NU * 32];
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  for (int c = threadIdx.x; c < NU * 32; c += blockDim.x) sw[c] = sb[c] = 0.0f;
-  float aw[NU], ab[NU];
-#pragma unroll
-  for (int u = 0; u < NU; u++) aw[u] = ab[u] = 0.0f;
-  const int64_t r0 = (int64_t)blockIdx.x * LN_ROWS;
-  for (int rr = warp; rr < LN_ROWS; rr += WARPS) {
-    const int64_t row = r0 + rr;
-    if (row >= R) break;
-    const float *xr = x + row * C, *gr = dout + row * C;
-    const float mf = mean[row], rf = rstd[row];
-    const double m = mf, rs = rf;
-    double sg = 0.0, sgx = 0.0;
-#pragma unroll
-    for (int u = 0; u < NU; u++) {
-      const int c = lane + 32 * u;
-      if (c < C) {
-        const float gv = gr[c], xv = xr[c];
-        const double g = (double)gv * w[c];
-        sg += g;
-        sgx += g * ((xv - m) * rs);
-        aw[u] += gv * ((xv - mf) * rf);
-        ab[u] += gv;
-      }
-    }
-    if (!dx) continue;
-    sg = warp_sum_d(sg) / (double)C;
-    sgx = warp_sum_d(sgx) / (double)C;
-    float *d = dx + row * C;
-#pragma unroll
-    for (int u = 0; u < NU; u++) {
-      const int c = lane + 32 * u;
-      if (c < C) {
-        const double xhat = (xr[c] - m) * rs;
-        const double g = (double)gr[c] * w[c];
-        d[c] += (float)(rs * (g - sg - xhat * sgx));
-      }
-    }
-  }
-  __syncthreads();
-  for (int k = 0; k < WARPS; k++) {
-    if (warp == k) {
-#pragma unroll
-      for (int u = 0; u < NU; u++) {
-        const int c = lane + 32 * u;
-        if (c < C) {
-          sw[c] += aw[u];
-          sb[c] += ab[u];
-        }
-      }
-    }
-    __syncthreads();
-  }
-  for (int c = threadIdx.x; c < C; c += blockDim.x) {
-    if (pw) pw[(int64_t)blockIdx.x * C + c] = sw[c];
-    if (pb) pb[(int64_t)blockIdx.x * C + c] = sb[c];
-  }
-}
-
-template <int NU>
-static void ln_bwd_fused(float *dx, float *dw, float *db, const float *G, const float *X, const float *w,
-                         const float *mean, const float *rstd, int64_t R, int64_t C) {
-  const int64_t chunks = (R + LN_ROWS - 1) / LN_ROWS;
-  float *pw = dw ? (float *)vlm_cuda_scratch(0, sizeof(float) * (size_t)(chunks * C)) : NULL;
-  float *pb = db ? (float *)vlm_cuda_scratch(1, sizeof(float) * (size_t)(chunks * C)) : NULL;
-  ln_bwd_fused_k<NU><<<(unsigned)chunks, WARPS * 32>>>(dx, pw, pb, G, X, w, mean, rstd, R, C);
-  LAUNCHED("layernorm_backward", "ln_bwd_fused");
-  if (dw) {
-    vlm_colsum_finish("layernorm_backward (dw)", dw, pw, chunks, C);
-  }
-  if (db) {
-    vlm_colsum_finish("layernorm_backward (db)", db, pb, chunks, C);
-  }
-}
-
 struct ln_dw_val {
   const float *g, *x, *mean, *rstd;
   int64_t C;
@@ -185,16 +99,6 @@ extern "C" void vlm_cuda_layernorm_backward(vlm_tensor *dx, vlm_tensor *dw, vlm_
   int64_t R = vlm_rows(x), C = vlm_cols(x);
   if (R == 0 || C == 0) return;
   const float *G = (const float *)dout->data, *X = (const float *)x->data;
-  if (C <= 1024 && R / LN_ROWS < (int64_t)1 << 31) {
-    float *pdx = dx ? (float *)dx->data : NULL, *pdw = dw ? (float *)dw->data : NULL;
-    float *pdb = db ? (float *)db->data : NULL;
-    const float *W = (const float *)w->data, *M = (const float *)mean->data, *S = (const float *)rstd->data;
-    if (C <= 256) ln_bwd_fused<8>(pdx, pdw, pdb, G, X, W, M, S, R, C);
-    else if (C <= 512) ln_bwd_fused<16>(pdx, pdw, pdb, G, X, W, M, S, R, C);
-    else if (C <= 768) ln_bwd_fused<24>(pdx, pdw, pdb, G, X, W, M, S, R, C);
-    else ln_bwd_fused<32>(pdx, pdw, pdb, G, X, W, M, S, R, C);
-    return;
-  }
   if (dx) {
     ln_bwd_dx_k<<<row_blocks(R), WARPS * 32>>>((float *)dx->data, G, X, (const float *)w->data,
                                                (const float *)mean->data, (const float *)rstd->data, R, C);
