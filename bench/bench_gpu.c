@@ -254,10 +254,28 @@ int main(int argc, char **argv) {
       TIMED(7, vlm_matmul_backward(&sc->d_ln, &bg->fc_w, &bg->fc_b, &sc->d_fc, &a->ln_2, &bp->fc_w, 0, 1));
       TIMED(8, vlm_act_forward(c.vision.act, &a->act, &a->fc));
       TIMED(9, vlm_act_backward(c.vision.act, &sc->d_fc, &sc->d_act, &a->fc));
-#undef TIMED
       printf("  one vision block's ops at batch %lld (ms per call):", (long long)B);
       for (int k2 = 0; k2 < 10; k2++) printf("%s %s %.2f", k2 % 5 ? ";" : "\n   ", nb[k2], tb[k2] * 1e3);
       printf("\n");
+      /* the text block's causal attention (L 77) */
+      vlm_block_acts *ta = &s.text.blocks[0];
+      vlm_block_scratch *ts = &s.text.scratch;
+      int64_t TW = c.text.width;
+      int TH = (int)c.text.heads;
+      float tsc = 1.0f / sqrtf((float)(TW / TH));
+      vlm_tensor tq = vlm_narrow(&ta->qkv, 2, 0, TW), tk = vlm_narrow(&ta->qkv, 2, TW, TW), tv = vlm_narrow(&ta->qkv, 2, 2 * TW, TW);
+      vlm_tensor tdq = vlm_narrow(&ts->d_qkv, 2, 0, TW), tdk = vlm_narrow(&ts->d_qkv, 2, TW, TW);
+      vlm_tensor tdv = vlm_narrow(&ts->d_qkv, 2, 2 * TW, TW);
+      int64_t TL = ta->qkv.shape[1];
+      int64_t ps4[4] = {B, TH, TL, TL}, as3[3] = {B, TL, TW};
+      vlm_tensor tprobs = vlm_tensor_make(ta->probs.data, VLM_F32, VLM_CUDA, 4, ps4);
+      vlm_tensor tattn = vlm_tensor_make(ta->attn.data, VLM_F32, VLM_CUDA, 3, as3);
+      vlm_tensor tdattn = vlm_tensor_make(ts->d_attn.data, VLM_F32, VLM_CUDA, 3, as3);
+      TIMED(0, vlm_attention_forward(&tattn, &tprobs, &tq, &tk, &tv, TH, NULL, 1, tsc));
+      TIMED(1, vlm_attention_backward(&tdq, &tdk, &tdv, &tdattn, &tprobs, &tq, &tk, &tv, TH, tsc));
+      printf("  one text block's causal attention at batch %lld, L %lld (ms per call): fwd %.2f; bwd %.2f\n",
+             (long long)B, (long long)TL, tb[0] * 1e3, tb[1] * 1e3);
+#undef TIMED
     }
     free(slots);
     vlm_clip_acts_free(&s);

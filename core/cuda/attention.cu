@@ -222,6 +222,7 @@ extern "C" void vlm_cuda_attention_forward(vlm_tensor *out, vlm_tensor *probs, c
     vlm_cuda_fill(out, 0.0f);
     return;
   }
+  if (vlm_cuda_attention_tc_forward(out, probs, q, k, v, heads, key_padding_mask, causal, scale)) return;
   VLM_CHECK(Lk + D <= 12 * 1024, "CUDA attention_forward: Lk %lld + head dim %lld too large for the kernel",
             (long long)Lk, (long long)D);
   check_grid("attention_forward", Lq, heads, B);
@@ -241,6 +242,7 @@ extern "C" void vlm_cuda_attention_backward(vlm_tensor *dq, vlm_tensor *dk, vlm_
                                             const vlm_tensor *v, int heads, float scale) {
   const int64_t B = q->shape[0], Lq = q->shape[1], Lk = k->shape[1], D = q->shape[2] / heads;
   if (B == 0 || Lq == 0 || Lk == 0 || D == 0) return;
+  if (vlm_cuda_attention_tc_backward(dq, dk, dv, dout, probs, q, k, v, heads, scale)) return;
   VLM_CHECK(Lk + D <= 12 * 1024, "CUDA attention_backward: Lk %lld + head dim %lld too large for the kernel",
             (long long)Lk, (long long)D);
   check_grid("attention_backward", Lq > Lk ? Lq : Lk, heads, B);

@@ -66,6 +66,12 @@ __device__ __forceinline__ float vlm_act_f(int act, float v) {
   return act == VLM_ACT_GELU ? vlm_gelu_f(v) : v * vlm_sigm(1.702f * v);
 }
 
+// Elementwise kernels take float4 paths when every pointer is 16-byte aligned
+// and n % 4 == 0 (arena tensors are aligned; views may not be).
+static inline int vlm_vec4(int64_t n, const void *a, const void *b = 0, const void *c = 0) {
+  return n % 4 == 0 && !((uintptr_t)a & 15) && !((uintptr_t)b & 15) && !((uintptr_t)c & 15);
+}
+
 #define GRID_STRIDE(i, n) \
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < (n); i += (int64_t)gridDim.x * blockDim.x)
 
@@ -79,11 +85,18 @@ __global__ void vlm_colsum_partial(float *partial, int64_t R, int64_t C, int64_t
   int64_t r0 = (int64_t)blockIdx.y * rows_per_chunk, r1 = r0 + rows_per_chunk;
   if (r1 > R) r1 = R;
   float s = 0.0f;
+#pragma unroll 8
   for (int64_t r = r0; r < r1; r++) s += f(r, c);
   partial[(int64_t)blockIdx.y * C + c] = s;
 }
 
+#define VLM_COLSUM_FINAL_Y 16
 __global__ void vlm_colsum_final(float *out, const float *partial, int64_t chunks, int64_t C);
+// out[c] += sum over k < chunks of partial[k * C + c], in a fixed order.
+static inline void vlm_colsum_finish(const char *op, float *out, const float *partial, int64_t chunks, int64_t C) {
+  vlm_colsum_final<<<(unsigned)((C + 31) / 32), 32 * VLM_COLSUM_FINAL_Y>>>(out, partial, chunks, C);
+  LAUNCHED(op, "colsum_final");
+}
 
 // g[r * C + c]: the plain column sum of a [R, C] matrix.
 struct vlm_row_val {
@@ -103,7 +116,16 @@ void vlm_cuda_colsum(const char *op, float *out, int64_t R, int64_t C, F f, int 
   dim3 grid((unsigned)((C + 127) / 128), (unsigned)chunks);
   vlm_colsum_partial<<<grid, 128>>>(partial, R, C, per, f);
   LAUNCHED(op, "colsum_partial");
-  vlm_colsum_final<<<vlm_blocks(C, 256), 256>>>(out, partial, chunks, C);
-  LAUNCHED(op, "colsum_final");
+  vlm_colsum_finish(op, out, partial, chunks, C);
 }
+ 
+// Tensor-core attention (attention_tc.cu): runs and returns 1 when it applies
+// (bf16 matmul precision, head dim % 16 == 0 and <= 128, Lq, Lk <= 128, 16-byte
+// aligned rows); else returns 0 and the caller runs the plain kernel.
+int vlm_cuda_attention_tc_forward(vlm_tensor *out, vlm_tensor *probs, const vlm_tensor *q, const vlm_tensor *k,
+                                  const vlm_tensor *v, int heads, const vlm_tensor *key_padding_mask, int causal,
+                                  float scale);
+int vlm_cuda_attention_tc_backward(vlm_tensor *dq, vlm_tensor *dk, vlm_tensor *dv, const vlm_tensor *dout,
+                                   const vlm_tensor *probs, const vlm_tensor *q, const vlm_tensor *k,
+                                   const vlm_tensor *v, int heads, float scale);
 #endif

@@ -132,11 +132,24 @@ void vlm_cuda_error_check(const char *op) {
   vlm_fatal(__FILE__, __LINE__, "%s: device error %d (%lld, %lld, %lld)", op, h.code, h.a, h.b, h.c);
 }
 
+// Block of 32 columns x VLM_COLSUM_FINAL_Y rows of threads: thread (x, y) sums
+// chunks y, y + Y, ... of its column in double, then row 0 adds the Y sums in
+// order: deterministic, and enough threads in flight for C of a few hundred.
 __global__ void vlm_colsum_final(float *out, const float *partial, int64_t chunks, int64_t C) {
-  GRID_STRIDE(c, C) {
-    double s = 0;
-    for (int64_t k = 0; k < chunks; k++) s += partial[k * C + c];
-    out[c] += (float)s;
+  __shared__ double s[VLM_COLSUM_FINAL_Y][33];
+  const int tx = threadIdx.x & 31, ty = threadIdx.x >> 5;
+  const int64_t c = (int64_t)blockIdx.x * 32 + tx;
+  double acc = 0;
+  if (c < C) {
+#pragma unroll 4
+    for (int64_t k = ty; k < chunks; k += VLM_COLSUM_FINAL_Y) acc += partial[k * C + c];
+  }
+  s[ty][tx] = acc;
+  __syncthreads();
+  if (ty == 0 && c < C) {
+    double t = 0;
+    for (int k = 0; k < VLM_COLSUM_FINAL_Y; k++) t += s[k][tx];
+    out[c] += (float)t;
   }
 }
 
@@ -214,9 +227,29 @@ __global__ void accumulate(float *da, const float *dout, int64_t n) {
   GRID_STRIDE(i, n) da[i] += dout[i];
 }
 
+__global__ void add_fwd4(float4 *out, const float4 *a, const float4 *b, int64_t n4, int64_t nb4) {
+  GRID_STRIDE(i, n4) {
+    float4 x = a[i], y = b[nb4 == n4 ? i : i % nb4];
+    out[i] = make_float4(x.x + y.x, x.y + y.y, x.z + y.z, x.w + y.w);
+  }
+}
+
+__global__ void accumulate4(float4 *da, const float4 *dout, int64_t n4) {
+  GRID_STRIDE(i, n4) {
+    float4 x = da[i], y = dout[i];
+    da[i] = make_float4(x.x + y.x, x.y + y.y, x.z + y.z, x.w + y.w);
+  }
+}
+
 extern "C" void vlm_cuda_add_forward(vlm_tensor *out, const vlm_tensor *a, const vlm_tensor *b) {
   int64_t n = vlm_numel(a), nb = vlm_numel(b);
   if (n == 0 || nb == 0) return;
+  if (nb % 4 == 0 && vlm_vec4(n, out->data, a->data, b->data)) {
+    add_fwd4<<<vlm_blocks(n / 4, 256), 256>>>((float4 *)out->data, (const float4 *)a->data, (const float4 *)b->data,
+                                              n / 4, nb / 4);
+    LAUNCHED("add_forward", "add_fwd4");
+    return;
+  }
   add_fwd<<<vlm_blocks(n, 256), 256>>>((float *)out->data, (const float *)a->data, (const float *)b->data, n, nb);
   LAUNCHED("add_forward", "add_fwd");
 }
@@ -225,8 +258,13 @@ extern "C" void vlm_cuda_add_backward(vlm_tensor *da, vlm_tensor *db, const vlm_
   int64_t n = vlm_numel(dout);
   if (n == 0) return;
   if (da) {
-    accumulate<<<vlm_blocks(n, 256), 256>>>((float *)da->data, (const float *)dout->data, n);
-    LAUNCHED("add_backward", "accumulate");
+    if (vlm_vec4(n, da->data, dout->data)) {
+      accumulate4<<<vlm_blocks(n / 4, 256), 256>>>((float4 *)da->data, (const float4 *)dout->data, n / 4);
+      LAUNCHED("add_backward", "accumulate4");
+    } else {
+      accumulate<<<vlm_blocks(n, 256), 256>>>((float *)da->data, (const float *)dout->data, n);
+      LAUNCHED("add_backward", "accumulate");
+    }
   }
   if (db) {
     int64_t nb = vlm_numel(db);

@@ -144,21 +144,29 @@ __global__ void bias_rows_k(float *C, const float *bias, int64_t M, int64_t N, f
 
 // C[M,N] = beta*C + opA(A) @ opB(B) (+ bias): A stored [M,K] (or [K,M] when ta),
 // B stored [K,N] (or [N,K] when tb); A and B both F32 or both BF16.
-static void gemm(const char *what, float *C, int64_t M, int64_t N, int64_t K, const void *A, int ta, const void *B,
-                 int tb, int bf16, const float *bias, float beta) {
+// Cin: C's input when it is not C itself (D = A B + beta Cin + bias, written to C).
+static void gemm_c(const char *what, float *C, const float *Cin, int64_t M, int64_t N, int64_t K, const void *A,
+                   int ta, const void *B, int tb, int bf16, const float *bias, float beta) {
   if (M == 0 || N == 0) return;
+  if (Cin == C || beta == 0.0f) Cin = NULL;
+  if (Cin && K == 0) {  // no GEMM to fuse into: C = Cin first
+    CUDA_OK(cudaMemcpyAsync(C, Cin, sizeof(float) * (size_t)(M * N), cudaMemcpyDeviceToDevice, 0));
+    Cin = NULL;
+  }
   if (K == 0) {
     bias_rows_k<<<vlm_blocks(M * N, 256), 256>>>(C, bias, M, N, beta);
     LAUNCHED(what, "bias_rows (K = 0)");
     return;
   }
   init_handles();
-  plan *p = get_plan(M, N, K, ta, tb, bf16, A, B, C, bias, beta != 0.0f);
+  // (the plan's C alignment: the smaller of C's and Cin's, from the OR of the addresses)
+  const float *Calign = Cin ? (const float *)((uintptr_t)C | (uintptr_t)Cin) : C;
+  plan *p = get_plan(M, N, K, ta, tb, bf16, A, B, Calign, bias, beta != 0.0f);
   const float alpha = 1.0f;
   if (p->has_algo) {
     if (bias)
       BLAS_OK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
-    cublasStatus_t st = cublasLtMatmul(g_lt, p->op, &alpha, B, p->la, A, p->lb, &beta, C, p->lc, C, p->lc, &p->algo,
+    cublasStatus_t st = cublasLtMatmul(g_lt, p->op, &alpha, B, p->la, A, p->lb, &beta, Cin ? Cin : C, p->lc, C, p->lc, &p->algo,
                                        g_workspace, k_workspace, 0);
     if (st == CUBLAS_STATUS_SUCCESS) {
       LAUNCHED(what, "cublasLtMatmul");
@@ -170,6 +178,7 @@ static void gemm(const char *what, float *C, int64_t M, int64_t N, int64_t K, co
     p->has_algo = 0;  // fall back to cublasGemmEx below from now on
   }
   // Fallback: cuBLAS's GemmEx (no fused bias: added first, then beta = 1).
+  if (Cin) CUDA_OK(cudaMemcpyAsync(C, Cin, sizeof(float) * (size_t)(M * N), cudaMemcpyDeviceToDevice, 0));
   float beta2 = beta;
   if (bias) {
     bias_rows_k<<<vlm_blocks(M * N, 256), 256>>>(C, bias, M, N, beta);
@@ -183,8 +192,42 @@ static void gemm(const char *what, float *C, int64_t M, int64_t N, int64_t K, co
   LAUNCHED(what, "cublasGemmEx");
 }
 
+static void gemm(const char *what, float *C, int64_t M, int64_t N, int64_t K, const void *A, int ta, const void *B,
+                 int tb, int bf16, const float *bias, float beta) {
+  gemm_c(what, C, NULL, M, N, K, A, ta, B, tb, bf16, bias, beta);
+}
+
 __global__ void round_bf16_k(__nv_bfloat16 *d, const float *s, int64_t n) {
   GRID_STRIDE(i, n) d[i] = __float2bfloat16_rn(s[i]);
+}
+
+__global__ void round_bf16_4_k(uint2 *d, const float4 *s, int64_t n4) {
+  GRID_STRIDE(i, n4) {
+    float4 v = s[i];
+    __nv_bfloat162 lo = __floats2bfloat162_rn(v.x, v.y), hi = __floats2bfloat162_rn(v.z, v.w);
+    uint2 o;
+    o.x = *(unsigned *)&lo;
+    o.y = *(unsigned *)&hi;
+    d[i] = o;
+  }
+}
+
+// g[r, c] rounded to bf16 into gh, and partial[chunk, c] = sum of g[r, c] over the
+// chunk's rows (f32, in row order), c < C: dout's bf16 copy and dbias in one read.
+__global__ void round_colsum_k(__nv_bfloat16 *gh, float *partial, const float *g, int64_t R, int64_t C,
+                               int64_t rows_per_chunk) {
+  int64_t c = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
+  if (c >= C) return;
+  int64_t r0 = (int64_t)blockIdx.y * rows_per_chunk, r1 = r0 + rows_per_chunk;
+  if (r1 > R) r1 = R;
+  float s = 0.0f;
+#pragma unroll 8
+  for (int64_t r = r0; r < r1; r++) {
+    float v = g[r * C + c];
+    gh[r * C + c] = __float2bfloat16_rn(v);
+    s += v;
+  }
+  partial[(int64_t)blockIdx.y * C + c] = s;
 }
 
 // The operand as bf16: itself when already BF16, else a rounded copy in scratch slot `slot`.
@@ -193,8 +236,13 @@ static const void *as_bf16(const char *what, const vlm_tensor *t, int slot) {
   int64_t n = vlm_numel(t);
   __nv_bfloat16 *d = (__nv_bfloat16 *)vlm_cuda_scratch(slot, sizeof(__nv_bfloat16) * (size_t)(n > 0 ? n : 1));
   if (n > 0) {
-    round_bf16_k<<<vlm_blocks(n, 256), 256>>>(d, (const float *)t->data, n);
-    LAUNCHED(what, "round_bf16");
+    if (vlm_vec4(n, d, t->data)) {
+      round_bf16_4_k<<<vlm_blocks(n / 4, 256), 256>>>((uint2 *)d, (const float4 *)t->data, n / 4);
+      LAUNCHED(what, "round_bf16_4");
+    } else {
+      round_bf16_k<<<vlm_blocks(n, 256), 256>>>(d, (const float *)t->data, n);
+      LAUNCHED(what, "round_bf16");
+    }
   }
   return d;
 }
@@ -250,7 +298,24 @@ extern "C" void vlm_cuda_matmul_backward(vlm_tensor *da, vlm_tensor *db, vlm_ten
   int64_t M, N, K;
   dims(a, b, trans_a, trans_b, &M, &N, &K);
   int bf = prec == VLM_PREC_BF16;  // as the CPU kernel's backward
-  const void *G = bf ? as_bf16("matmul_backward", dout, 3) : dout->data;
+  const void *G = dout->data;
+  int dbias_done = 0;
+  if (bf && dbias && dout->dtype == VLM_F32 && M * N > 0) {
+    // one pass over dout: its bf16 copy and the dbias column sums (partials per row chunk)
+    int64_t per = (M + 255) / 256;
+    if (per < 16) per = 16;
+    int64_t chunks = (M + per - 1) / per;
+    __nv_bfloat16 *gh = (__nv_bfloat16 *)vlm_cuda_scratch(3, sizeof(__nv_bfloat16) * (size_t)(M * N));
+    float *partial = (float *)vlm_cuda_scratch(4, sizeof(float) * (size_t)(chunks * N));
+    dim3 grid((unsigned)((N + 127) / 128), (unsigned)chunks);
+    round_colsum_k<<<grid, 128>>>(gh, partial, (const float *)dout->data, M, N, per);
+    LAUNCHED("matmul_backward", "round_colsum");
+    vlm_colsum_finish("matmul_backward (dbias)", (float *)dbias->data, partial, chunks, N);
+    G = gh;
+    dbias_done = 1;
+  } else if (bf) {
+    G = as_bf16("matmul_backward", dout, 3);
+  }
   const void *A = db ? operand("matmul_backward", a, bf, 1) : NULL;
   const void *B = da ? operand("matmul_backward", b, bf, 2) : NULL;
   float *ga = da ? (float *)da->data : NULL, *gb = db ? (float *)db->data : NULL;
@@ -266,7 +331,7 @@ extern "C" void vlm_cuda_matmul_backward(vlm_tensor *da, vlm_tensor *db, vlm_ten
     else           // db[N,K] += G^T[N,M] @ op(a)[M,K]
       gemm("matmul_backward (db)", gb, N, K, M, G, 1, A, trans_a, bf, NULL, 1.0f);
   }
-  if (dbias) {
+  if (dbias && !dbias_done) {
     vlm_row_val f = {(const float *)dout->data, N};
     vlm_cuda_colsum("matmul_backward (dbias)", (float *)dbias->data, M, N, f, 4);
   }
@@ -295,6 +360,10 @@ extern "C" void vlm_cuda_linear_forward(vlm_tensor *out, const vlm_tensor *a, co
   int f32_out = out->dtype == VLM_F32;
   if (f32_out && !act && !residual) {  // a plain Linear: the bias epilogue is all
     gemm("linear_forward", (float *)out->data, M, N, K, A, 0, B, 1, bf, bs, 0.0f);
+    return;
+  }
+  if (f32_out && !act && residual->dtype == VLM_F32) {  // + residual: the GEMM's C input (beta 1)
+    gemm_c("linear_forward", (float *)out->data, (const float *)residual->data, M, N, K, A, 0, B, 1, bf, bs, 1.0f);
     return;
   }
   // The GEMM's f32 result: in out itself when out is F32 and not the residual, else in scratch.

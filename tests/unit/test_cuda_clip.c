@@ -215,10 +215,33 @@ static void train(const vlm_clip_config *c, const vlm_clip_params *init, vlm_dev
 }
 
 /* 50 training steps on the CPU (fp32) and on the GPU (fp32, then bf16 matmuls):
- * the loss curves side by side. Adam amplifies rounding differences (the sign
- * of a near-zero gradient), so the bounds are loose: fp32 within 1e-2 relative
- * at every step, bf16 within 1e-1; a kernel bug is far outside them, and the
- * printed figures are the measurement. */
+ * the loss curves side by side.
+ * fp32: within 1e-2 relative at every step (Adam amplifies rounding differences,
+ * the sign of a near-zero gradient; measured on an H200: 1e-5).
+ * bf16: the bound is what bf16 rounding can and cannot change. This run (lr 2e-3,
+ * one fixed batch, loss 2.57 -> 2e-4) is chaotic once the loss is small: two
+ * bf16 runs differ from each other (embedding gradients use atomics), and a run
+ * may lead or lag the CPU's by a step where the loss falls ~35 % per step
+ * (measured: 0.10 apart at step 13, 0.30 vs 0.20) or spike once after
+ * converging (measured: 0.28 at step 16 while the CPU's is 0.05). So:
+ *  - step 0 (same weights, one forward): |bf16 - cpu| <= 2^-8 of the loss: one
+ *    bf16 rounding of the matmul inputs (2^-9) with a factor 2 for the sums
+ *    (measured 5.8e-4);
+ *  - the descent (steps where the CPU's loss is >= 1/4 of the initial): the bf16
+ *    loss lies within the CPU's losses over steps i-2..i+2 (a lead or lag of at
+ *    most 2 of the 50 steps), widened by 2 % of the initial loss;
+ *  - the whole run: the mean loss over the 50 steps within 10 % of the CPU's
+ *    (a one-step lag or one spike moves it by ~3 %);
+ *  - the end: the median of the last 10 bf16 losses is below 1 % of the initial
+ *    loss when the CPU's is (the run converges as the CPU's does).
+ * A kernel bug (a wrong gradient) slows or breaks the descent and fails these;
+ * the step-0 gradients are compared separately above. */
+#define BF16_LAG 2
+static int cmp_float(const void *x, const void *y) {
+  float a = *(const float *)x, b = *(const float *)y;
+  return a < b ? -1 : a > b;
+}
+
 static void train_compare(const char *name, const vlm_clip_config *c, const vlm_clip_params *init,
                           const vlm_tensor *images, const vlm_tensor *ids) {
   enum { N = 50 };
@@ -229,23 +252,51 @@ static void train_compare(const char *name, const vlm_clip_config *c, const vlm_
   vlm_set_matmul_precision(VLM_PREC_BF16);
   train(c, init, VLM_CUDA, images, ids, N, gb);
   vlm_set_matmul_precision(VLM_PREC_F32);
-  double wf = 0, wb = 0;
-  int sf = 0, sb = 0;
+  double wf = 0, wb = 0, wband = 0, mean_c = 0, mean_b = 0;
+  int sf = 0, sb = 0, sband = 0;
+  const double l0 = fabs((double)cpu[0]), widen = 0.02 * l0;
   for (int i = 0; i < N; i++) {
     double ef = fabs((double)gf[i] - cpu[i]) / fmax(1.0, fabs(cpu[i]));
     double eb = fabs((double)gb[i] - cpu[i]) / fmax(1.0, fabs(cpu[i]));
     if (!(ef <= wf)) { wf = isnan(ef) ? INFINITY : ef; sf = i; }
     if (!(eb <= wb)) { wb = isnan(eb) ? INFINITY : eb; sb = i; }
+    mean_c += cpu[i] / (double)N;
+    mean_b += gb[i] / (double)N;
+    if (cpu[i] < 0.25 * l0 && !isnan(gb[i])) continue; /* the descent only */
+    double lo = INFINITY, hi = -INFINITY;
+    for (int j = i - BF16_LAG; j <= i + BF16_LAG; j++)
+      if (j >= 0 && j < N) { lo = fmin(lo, cpu[j]); hi = fmax(hi, cpu[j]); }
+    double out = gb[i] < lo ? lo - gb[i] : gb[i] > hi ? gb[i] - hi : 0.0;
+    if (isnan(gb[i])) out = INFINITY;
+    if (!(out <= wband)) { wband = out; sband = i; }
   }
+  float tail_c[10], tail_b[10];
+  memcpy(tail_c, cpu + N - 10, sizeof tail_c);
+  memcpy(tail_b, gb + N - 10, sizeof tail_b);
+  qsort(tail_c, 10, sizeof(float), cmp_float);
+  qsort(tail_b, 10, sizeof(float), cmp_float);
+  double med_c = 0.5 * (tail_c[4] + tail_c[5]), med_b = 0.5 * (tail_b[4] + tail_b[5]);
+  double mean_rel = fabs(mean_b - mean_c) / fmax(mean_c, 1e-30);
   printf("%s: 50 training steps, loss cpu f32 / gpu f32 / gpu bf16:", name);
   for (int i = 0; i < N; i += 7) printf("  [%d] %.5f %.5f %.5f", i, cpu[i], gf[i], gb[i]);
   printf("  [%d] %.5f %.5f %.5f\n", N - 1, cpu[N - 1], gf[N - 1], gb[N - 1]);
-  printf("%s: train loss gpu f32 vs cpu: worst %.3g (step %d); gpu bf16 vs cpu: worst %.3g (step %d)\n", name, wf, sf,
-         wb, sb);
+  printf("%s: train loss gpu f32 vs cpu: worst %.3g (step %d); gpu bf16 vs cpu: pointwise worst %.3g (step %d); "
+         "bounds: step 0 %.3g of the loss (<= %.3g), descent outside the cpu's steps i-%d..i+%d by %.3g (step %d; "
+         "<= %.3g), mean loss %.5g vs %.5g (%.3g, <= 0.1), median of the last 10 %.3g vs %.3g (< %.3g)\n",
+         name, wf, sf, wb, sb, fabs((double)gb[0] - cpu[0]) / l0, 1.0 / 256, BF16_LAG, BF16_LAG, wband, sband, widen,
+         mean_b, mean_c, mean_rel, med_b, med_c, 0.01 * l0);
   CHECK(wf <= 1e-2, "%s: GPU fp32 training loss departs from the CPU's by %.3g at step %d (%.7g vs %.7g)", name, wf, sf,
         gf[sf], cpu[sf]);
-  CHECK(wb <= 1e-1, "%s: GPU bf16 training loss departs from the CPU's by %.3g at step %d (%.7g vs %.7g)", name, wb, sb,
-        gb[sb], cpu[sb]);
+  CHECK(fabs((double)gb[0] - cpu[0]) <= l0 / 256.0, "%s: GPU bf16 loss at step 0 %.7g vs the CPU's %.7g: more than 2^-8",
+        name, gb[0], cpu[0]);
+  CHECK(wband <= widen,
+        "%s: GPU bf16 training loss at step %d (%.7g) is %.3g outside the CPU's losses over steps %d..%d (bound %.3g)",
+        name, sband, gb[sband], wband, sband - BF16_LAG, sband + BF16_LAG, widen);
+  CHECK(mean_rel <= 0.1, "%s: GPU bf16 mean training loss %.5g vs the CPU's %.5g: %.3g apart (bound 0.1)", name, mean_b,
+        mean_c, mean_rel);
+  CHECK(!(med_c < 0.01 * l0) || med_b < 0.01 * l0,
+        "%s: the CPU's training converged (median of the last 10 losses %.5g) and the GPU bf16 run did not (%.5g)",
+        name, med_c, med_b);
 }
 
 static void run_fixture(const char *dir) {

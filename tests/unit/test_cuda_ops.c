@@ -215,6 +215,13 @@ static void test_linear_case(int64_t M, int64_t N, int64_t K, int act, int res, 
   int bf = prec == VLM_PREC_BF16 || a_bf16;
   if (out_bf16) cmp_bf16(bf ? "linear_forward (bf16)" : "linear_forward", cs, "out", &out.d, &out.h, 8e-3);
   else cmp(bf ? "linear_forward (bf16)" : "linear_forward", cs, "out", &out, bf ? TOL_BF16 : TOL);
+  if (res && act < 0 && !out_bf16) { /* the residual is out itself (in place) */
+    vlm_copy(&out.d, &r.d);
+    vlm_set_matmul_precision(prec);
+    vlm_linear_forward(&out.d, &a.d, &w.d, &bias.d, NULL, &out.d);
+    vlm_set_matmul_precision(VLM_PREC_F32);
+    cmp(bf ? "linear_forward (bf16)" : "linear_forward", cs, "out (residual in place)", &out, bf ? TOL_BF16 : TOL);
+  }
   drop(&a); drop(&w); drop(&bias); drop(&r); drop(&out);
 }
 
@@ -324,10 +331,20 @@ typedef struct {
   int causal, mask, packed;
 } attn_cfg;
 
-static void test_attention_case(const attn_cfg *c, int tiles) {
+/* bf16 != 0: the device runs at VLM_PREC_BF16 (the tensor-core kernel where it
+ * applies: head dim % 16 == 0, L <= 128) against the fp32 reference, within
+ * TOL_ATTN_BF16 of the tensor's max: q, k, v, dout, P and dS are rounded to bf16
+ * (2^-9 relative each) and summed in fp32 over <= 128 terms; the measured worst
+ * is printed in the per-op summary. */
+#define TOL_ATTN_BF16 2e-2
+static void test_attention_case(const attn_cfg *c, int tiles, int bf16) {
   char cs[128];
   snprintf(cs, sizeof cs, "%s B%lld Lq%lld Lk%lld H%lld D%lld%s", c->name, (long long)c->B, (long long)c->Lq,
            (long long)c->Lk, (long long)c->H, (long long)c->D, tiles ? "" : " untiled");
+  const char *opf = bf16 ? "attention_forward (bf16)" : "attention_forward";
+  const char *opb = bf16 ? "attention_backward (bf16)" : "attention_backward";
+  const double tol = bf16 ? TOL_ATTN_BF16 : TOL;
+  const vlm_precision dev_prec = bf16 ? VLM_PREC_BF16 : VLM_PREC_F32;
   vlm_cuda_attention_set_tiling(tiles);
   vlm_arena_reset(&g_dev);
   int64_t B = c->B, Lq = c->Lq, Lk = c->Lk, H = c->H, W = c->H * c->D;
@@ -363,23 +380,27 @@ static void test_attention_case(const attn_cfg *c, int tiles) {
   pair probs = mk(4, ps, 0, 0, 5.0f);
   float scale = 1.0f / sqrtf((float)c->D);
   vlm_attention_forward(&out.h, &probs.h, &q[0], &k[0], &v[0], (int)H, c->mask ? &mask.h : NULL, c->causal, scale);
+  vlm_set_matmul_precision(dev_prec);
   vlm_attention_forward(&out.d, &probs.d, &q[1], &k[1], &v[1], (int)H, c->mask ? &mask.d : NULL, c->causal, scale);
-  cmp("attention_forward", cs, "out", &out, TOL);
-  cmp("attention_forward", cs, "probs", &probs, TOL);
+  cmp(opf, cs, "out", &out, tol);
+  cmp(opf, cs, "probs", &probs, tol);
   /* inference form (no probs) */
   pair out2 = mk3(B, Lq, W, 0, 0, 5.0f);
   vlm_attention_forward(&out2.d, NULL, &q[1], &k[1], &v[1], (int)H, c->mask ? &mask.d : NULL, c->causal, scale);
-  cmp_buf("attention_forward", cs, "out(np)", &out2.d, out.hp, vlm_numel(&out.h), TOL);
+  vlm_set_matmul_precision(VLM_PREC_F32);
+  cmp_buf(opf, cs, "out(np)", &out2.d, out.hp, vlm_numel(&out.h), tol);
   /* backward from the reference's probabilities */
   vlm_copy(&probs.d, &probs.h);
   pair dout = mk3(B, Lq, W, seed + 7, 1.0f, 0);
   vlm_attention_backward(&dq[0], &dk[0], &dv[0], &dout.h, &probs.h, &q[0], &k[0], &v[0], (int)H, scale);
+  vlm_set_matmul_precision(dev_prec);
   vlm_attention_backward(&dq[1], &dk[1], &dv[1], &dout.d, &probs.d, &q[1], &k[1], &v[1], (int)H, scale);
-  if (c->packed) cmp("attention_backward", cs, "dqkv", &dqb, TOL);
+  vlm_set_matmul_precision(VLM_PREC_F32);
+  if (c->packed) cmp(opb, cs, "dqkv", &dqb, tol);
   else {
-    cmp("attention_backward", cs, "dq", &dqb, TOL);
-    cmp("attention_backward", cs, "dk", &dkb, TOL);
-    cmp("attention_backward", cs, "dv", &dvb, TOL);
+    cmp(opb, cs, "dq", &dqb, tol);
+    cmp(opb, cs, "dk", &dkb, tol);
+    cmp(opb, cs, "dv", &dvb, tol);
     drop(&kb); drop(&vb); drop(&dkb); drop(&dvb);
   }
   drop(&qb); drop(&dqb); drop(&mask); drop(&out); drop(&out2); drop(&probs); drop(&dout);
@@ -402,8 +423,23 @@ static void test_attention(void) {
   };
   /* the shared-memory K/V tile kernels (the default), then the plain ones */
   for (int tiles = 1; tiles >= 0; tiles--)
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) test_attention_case(&cases[i], tiles);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) test_attention_case(&cases[i], tiles, 0);
   vlm_cuda_attention_set_tiling(1);
+  /* bf16 matmul precision: the tensor-core kernel (head dim % 16 == 0, L <= 128)
+   * and the plain kernel where it does not apply */
+  const attn_cfg bf_cases[] = {
+    {"vit", 3, 50, 50, 12, 64, 0, 0, 1},
+    {"text", 2, 77, 77, 8, 64, 1, 0, 1},
+    {"cross+padded", 2, 4, 33, 1, 16, 0, 1, 0},
+    {"cross 77x50 padded", 3, 77, 50, 2, 64, 0, 1, 0},
+    {"causal+padded", 3, 21, 21, 2, 32, 1, 1, 0},
+    {"packed causal", 2, 13, 13, 2, 32, 1, 0, 1},
+    {"full 128", 1, 128, 128, 2, 128, 0, 0, 0},
+    {"one", 1, 1, 1, 1, 16, 0, 0, 0},
+    {"fallback D8", 2, 9, 9, 3, 8, 1, 0, 0},
+    {"fallback long keys", 1, 3, 300, 2, 64, 0, 1, 0},
+  };
+  for (size_t i = 0; i < sizeof bf_cases / sizeof bf_cases[0]; i++) test_attention_case(&bf_cases[i], 1, 1);
 }
 
 /* ------------------------------------------------------------------ embedding */
