@@ -105,18 +105,30 @@ static void test_classifier(void) {
   vlm_zeroshot_logits(img, 2, W, 3, E, lg);
   CHECK(fabsf(lg[1] - 100) < 1e-4 && fabsf(lg[5] - 100) < 1e-4, "logit of the same vector = 100");
   int labels[2] = {1, 0};
-  double t1, t5;
-  vlm_zeroshot_accuracy(lg, 2, 3, labels, &t1, &t5);
-  CHECK(t1 == 0.5 && t5 == 1.0, "accuracy %g %g", t1, t5);
+  vlm_zeroshot_result acc;
+  vlm_zeroshot_accuracy(lg, 2, 3, labels, NULL, &acc);
+  CHECK(acc.n == 2 && acc.top1 == 0.5 && acc.top5 == 1.0, "accuracy %g %g", acc.top1, acc.top5);
   float big[600 * 19];   /* 600 rows (3 chunks), scaled copies of the two images */
   int lab[600];
   for (int i = 0; i < 600; i++) {
     for (int d = 0; d < E; d++) big[i * E + d] = (float)(1 + i % 5) * img[(i % 2) * E + d];
     lab[i] = labels[i % 2];
   }
-  double b1 = -1, b5 = -1;
-  CHECK(vlm_zeroshot_eval_features(big, 600, E, W, 3, lab, &b1, &b5) == VLM_OK && fabs(b1 - 0.5) < 1e-12 && b5 == 1.0,
-        "eval from unnormalized features in chunks: %g %g", b1, b5);
+  uint8_t sub[600];
+  for (int i = 0; i < 600; i++) sub[i] = i % 4 == 0;   /* even rows only: label 1, right */
+  lab[599] = 7;                                        /* out of range: not counted */
+  vlm_zeroshot_result z;
+  CHECK(vlm_zeroshot_eval(big, 600, E, W, 3, lab, sub, &z) == VLM_OK && z.n == 599 && fabs(z.top1 - 300.0 / 599) < 1e-12 &&
+            z.top5 == 1.0 && z.n_subset == 150 && z.subset_top1 == 1.0,
+        "eval from unnormalized features in chunks: n %lld %g %g subset %lld %g", (long long)z.n, z.top1, z.top5,
+        (long long)z.n_subset, z.subset_top1);
+  char *f1 = vlm_zeroshot_fill("{a} {} and {c}", "owl"), *f2 = vlm_zeroshot_fill("a photo of {a} {}.", "red circle");
+  CHECK(f1 && f2 && !strcmp(f1, "an owl and owl") && !strcmp(f2, "a photo of a red circle."), "fill: '%s' '%s'",
+        f1 ? f1 : "", f2 ? f2 : "");
+  free(f1);
+  free(f2);
+  const char *const *shp = NULL;
+  CHECK(vlm_zeroshot_templates_builtin("shapes", &shp) == 6 && shp, "shapes templates");
   float p[3] = {1, 2, 3};
   vlm_softmax_row(p, 3);
   CHECK(fabsf(p[0] + p[1] + p[2] - 1) < 1e-6 && fabsf(p[2] - 0.665241f) < 1e-5, "softmax");
