@@ -24,6 +24,7 @@ int vlm_cmd_zeroshot(int argc, char **argv);
 int vlm_cmd_index(int argc, char **argv);
 int vlm_cmd_search(int argc, char **argv);
 int vlm_cmd_train(int argc, char **argv);
+int vlm_cmd_eval(int argc, char **argv);
 
 /* Shared helpers for subcommands (apps/common.c). */
 int vlm_app_is_help(const char *arg);              /* -h or --help */

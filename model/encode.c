@@ -74,8 +74,11 @@ static vlm_status find_tokenizer(vlm_encoder *e, const char *model_path, const c
     e->tokenizer_path[0] = 0;
     snprintf(p, sizeof p, "%s/tokenizer/vocab.json", dir);
     snprintf(q, sizeof q, "%s/vocab.json", dir);
+    char r[1100];   /* a `vlm train` checkpoint: RUN/checkpoints/NAME -> RUN/tokenizer */
+    snprintf(r, sizeof r, "%s/../../tokenizer/vocab.json", dir);
     if (is_file(p)) snprintf(e->tokenizer_path, sizeof e->tokenizer_path, "%s/tokenizer", dir);
     else if (is_file(q)) snprintf(e->tokenizer_path, sizeof e->tokenizer_path, "%s", dir);
+    else if (is_file(r)) snprintf(e->tokenizer_path, sizeof e->tokenizer_path, "%s/../../tokenizer", dir);
     else {
       const char *names[] = {"bpe_simple_vocab_16e6.txt.gz", "bpe_simple_vocab_16e6.txt"};
       for (int i = 0; i < 2 && !e->tokenizer_path[0]; i++) {

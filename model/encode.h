@@ -4,7 +4,8 @@
  *
  * The tokenizer is found, in order: the explicit path; MODEL/tokenizer/
  * (vocab.json + merges.txt); MODEL/vocab.json + merges.txt (a Hugging Face
- * download); MODEL/bpe_simple_vocab_16e6.txt(.gz). MODEL is the model directory
+ * download); MODEL/../../tokenizer/ (a `vlm train` checkpoint, RUN/checkpoints/NAME,
+ * whose run keeps its tokenizer in RUN/tokenizer/); MODEL/bpe_simple_vocab_16e6.txt(.gz). MODEL is the model directory
  * (or the directory of a config-file path). Texts are tokenized as open_clip does
  * (sot + BPE + eot, truncated to the context length, pad id 0) and run at the
  * batch's longest length: the text tower is causal and pools at the EOT token,
