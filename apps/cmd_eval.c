@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "apps/apps.h"
 #include "apps/tools.h"
@@ -167,6 +168,7 @@ static vlm_status run_retrieval(const opts *o, vlm_encoder *enc, retrieval_out *
   if (!pix || !ids_c) st = vlm_error(VLM_ERR_OOM, "out of memory");
   if (st == VLM_OK) st = vlm_loader_start_epoch(ld, 0, 0);
   int64_t batches = vlm_loader_batches_per_epoch(ld), done = 0;
+  const int progress = !o->json && batches > 4 && isatty(2);
   vlm_batch b;
   while (st == VLM_OK && vlm_loader_next(ld, &b) == 1) {
     if (b.n <= 0) continue;
@@ -209,10 +211,10 @@ static vlm_status run_retrieval(const opts *o, vlm_encoder *enc, retrieval_out *
     U += k;
     n += b.n;
     done++;
-    if (!o->json && batches > 4 && (done % 8 == 0 || done == batches))
+    if (progress && (done % 8 == 0 || done == batches))
       fprintf(stderr, "\r" CMD ": retrieval: %lld / %lld batches", (long long)done, (long long)batches);
   }
-  if (!o->json && batches > 4) fprintf(stderr, "\n");
+  if (progress) fprintf(stderr, "\n");
   vlm_loader_stats ls;
   vlm_loader_stats_get(ld, &ls);
   r->skipped = ls.bad;
