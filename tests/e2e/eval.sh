@@ -127,6 +127,13 @@ assert d['identity'].startswith('clip-')
 PY"
 fi
 
+# a CoCa model: its contrastive towers (identity coca-...)
+"$vlm" convert --init coca-small --seed 3 --to open_clip --out "$tmp/coca" >/dev/null &&
+  cp -r "$m/tokenizer" "$tmp/coca/tokenizer" &&
+  "$vlm" eval --model "$tmp/coca" --data shapes:val:20 --zeroshot shapes:val:20 --json >"$tmp/coca_eval.json"; rc=$?
+check "CoCa eval exits 0" "[ $rc -eq 0 ] && json_ok \"$tmp/coca_eval.json\""
+check "CoCa identity and both sections" "grep -q '\"identity\": \"coca-' \"$tmp/coca_eval.json\" && grep -q '\"text_to_image\"' \"$tmp/coca_eval.json\" && grep -q '\"top5\"' \"$tmp/coca_eval.json\""
+
 # errors
 "$vlm" eval --model "$m" >/dev/null 2>"$tmp/e1"; rc=$?
 check "no --data / --zeroshot: usage error 2" "[ $rc -eq 2 ] && grep -q 'give --data' \"$tmp/e1\""

@@ -170,6 +170,46 @@ static void test_knn(void) {
   }
 }
 
+/* A CoCa checkpoint embeds with its contrastive towers: the fixture's normalized
+ * image and text features, also from shorter id rows (padded back to the context). */
+static void test_encoder_coca_fixture(const char *shared) {
+  char dir[1024], path[1100];
+  snprintf(dir, sizeof dir, "%s/fixtures/tiny-coca", shared);
+  vlm_encoder e;
+  if (vlm_encoder_open(&e, dir, NULL, 3, 0) != VLM_OK) { CHECK(0, "open %s: %s", dir, vlm_last_error()); return; }
+  CHECK(e.coca && !strncmp(e.identity, "coca-", 5) && vlm_encoder_dim(&e) == 32 && vlm_encoder_image_size(&e) == 32,
+        "CoCa encoder: identity %s", e.identity);
+  snprintf(path, sizeof path, "%s/inputs.safetensors", dir);
+  vlm_safetensors in, out;
+  CHECK(vlm_st_open(&in, path) == VLM_OK, "inputs");
+  snprintf(path, sizeof path, "%s/outputs.safetensors", dir);
+  CHECK(vlm_st_open(&out, path) == VLM_OK, "outputs");
+  float img[8 * 3 * 32 * 32], ri[8 * 32], rt[8 * 32], got[8 * 32];
+  int32_t ids[8 * 16];
+  vlm_st_read_f32(&in, vlm_st_find(&in, "images"), img, 8 * 3 * 32 * 32);
+  memcpy(ids, vlm_st_find(&in, "text_i32")->data, sizeof ids);
+  vlm_st_read_f32(&out, vlm_st_find(&out, "image_features"), ri, 8 * 32);
+  vlm_st_read_f32(&out, vlm_st_find(&out, "text_features"), rt, 8 * 32);
+  CHECK(vlm_encoder_images(&e, img, 8, got) == VLM_OK && vt_max_abs(got, ri, 8 * 32) < 1e-5,
+        "CoCa image features in batches of 3: %g", vt_max_abs(got, ri, 8 * 32));
+  CHECK(vlm_encoder_ids(&e, ids, 8, 16, got) == VLM_OK && vt_max_abs(got, rt, 8 * 32) < 1e-5,
+        "CoCa text features from ids: %g", vt_max_abs(got, rt, 8 * 32));
+  /* rows whose padding starts before position 15 give the same features from a shorter prefix */
+  int L = 1;
+  for (int b = 0; b < 8; b++)
+    for (int l = 0; l < 16; l++)
+      if (ids[b * 16 + l] && l + 1 > L) L = l + 1;
+  if (L < 16) {
+    int32_t cut[8 * 16];
+    for (int b = 0; b < 8; b++) memcpy(cut + b * L, ids + b * 16, (size_t)L * sizeof(int32_t));
+    CHECK(vlm_encoder_ids(&e, cut, 8, L, got) == VLM_OK && vt_max_abs(got, rt, 8 * 32) < 1e-5,
+          "CoCa text features from rows of %d ids: %g", L, vt_max_abs(got, rt, 8 * 32));
+  }
+  vlm_st_close(&in);
+  vlm_st_close(&out);
+  vlm_encoder_close(&e);
+}
+
 /* The encoder's image and token-id paths reproduce the fixture's features. */
 static void test_encoder_fixture(const char *shared) {
   char dir[1024], path[1100];
@@ -225,6 +265,7 @@ int main(int argc, char **argv) {
   test_knn();
   const char *shared = vt_shared_dir(argc, argv);
   if (shared) test_encoder_fixture(shared);
+  if (shared) test_encoder_coca_fixture(shared);
   else printf("(no ../shared: encoder fixture checks not run)\n");
   return vt_finish();
 }
