@@ -170,15 +170,12 @@ static void test_knn(void) {
   }
 }
 
-/* A CoCa checkpoint embeds with its contrastive towers: the fixture's normalized
- * image and text features, also from shorter id rows (padded back to the context). */
-static void test_encoder_coca_fixture(const char *shared) {
-  char dir[1024], path[1100];
-  snprintf(dir, sizeof dir, "%s/fixtures/tiny-coca", shared);
-  vlm_encoder e;
-  if (vlm_encoder_open(&e, dir, NULL, 3, 0) != VLM_OK) { CHECK(0, "open %s: %s", dir, vlm_last_error()); return; }
-  CHECK(e.coca && !strncmp(e.identity, "coca-", 5) && vlm_encoder_dim(&e) == 32 && vlm_encoder_image_size(&e) == 32,
-        "CoCa encoder: identity %s", e.identity);
+/* The fixture in dir (8 images 32 x 32, 8 x 16 ids, 32-d features) through the encoder:
+ * image features in batches of 3, text features from the ids, and from shorter rows:
+ * CLIP (eot >= 0) cut after the EOT; CoCa (eot < 0) padded from position 10, whose
+ * cut rows the encoder pads back to the full context. */
+static void check_fixture_features(vlm_encoder *e, const char *dir, const char *what, int eot) {
+  char path[1100];
   snprintf(path, sizeof path, "%s/inputs.safetensors", dir);
   vlm_safetensors in, out;
   CHECK(vlm_st_open(&in, path) == VLM_OK, "inputs");
@@ -190,23 +187,40 @@ static void test_encoder_coca_fixture(const char *shared) {
   memcpy(ids, vlm_st_find(&in, "text_i32")->data, sizeof ids);
   vlm_st_read_f32(&out, vlm_st_find(&out, "image_features"), ri, 8 * 32);
   vlm_st_read_f32(&out, vlm_st_find(&out, "text_features"), rt, 8 * 32);
-  CHECK(vlm_encoder_images(&e, img, 8, got) == VLM_OK && vt_max_abs(got, ri, 8 * 32) < 1e-5,
-        "CoCa image features in batches of 3: %g", vt_max_abs(got, ri, 8 * 32));
-  CHECK(vlm_encoder_ids(&e, ids, 8, 16, got) == VLM_OK && vt_max_abs(got, rt, 8 * 32) < 1e-5,
-        "CoCa text features from ids: %g", vt_max_abs(got, rt, 8 * 32));
-  /* rows whose padding starts before position 15 give the same features from a shorter prefix */
-  int L = 1;
-  for (int b = 0; b < 8; b++)
-    for (int l = 0; l < 16; l++)
-      if (ids[b * 16 + l] && l + 1 > L) L = l + 1;
-  if (L < 16) {
+  CHECK(vlm_encoder_images(e, img, 8, got) == VLM_OK && vt_max_abs(got, ri, 8 * 32) < 1e-5,
+        "%s: image features in batches of 3: %g", what, vt_max_abs(got, ri, 8 * 32));
+  CHECK(vlm_encoder_ids(e, ids, 8, 16, got) == VLM_OK && vt_max_abs(got, rt, 8 * 32) < 1e-5,
+        "%s: text features from ids: %g", what, vt_max_abs(got, rt, 8 * 32));
+  int L = 0;
+  if (eot >= 0) {   /* CLIP: cut after each row's EOT (the largest id), the pooling position */
+    for (int b = 0; b < 8; b++)
+      for (int l = 0; l < 16; l++)
+        if (ids[b * 16 + l] == eot && l + 1 > L) L = l + 1;
+  } else {          /* CoCa: pad every row from position 10 on; the cut rows are padded back */
+    L = 10;
+    for (int b = 0; b < 8; b++)
+      for (int l = L; l < 16; l++) ids[b * 16 + l] = 0;
+    CHECK(vlm_encoder_ids(e, ids, 8, 16, rt) == VLM_OK, "%s: padded ids", what);
+  }
+  if (L < 16) {   /* (the CLIP fixture has an EOT at position 15) */
     int32_t cut[8 * 16];
     for (int b = 0; b < 8; b++) memcpy(cut + b * L, ids + b * 16, (size_t)L * sizeof(int32_t));
-    CHECK(vlm_encoder_ids(&e, cut, 8, L, got) == VLM_OK && vt_max_abs(got, rt, 8 * 32) < 1e-5,
-          "CoCa text features from rows of %d ids: %g", L, vt_max_abs(got, rt, 8 * 32));
+    CHECK(vlm_encoder_ids(e, cut, 8, L, got) == VLM_OK && vt_max_abs(got, rt, 8 * 32) < 1e-6,
+          "%s: ids cut to length %d: %g", what, L, vt_max_abs(got, rt, 8 * 32));
   }
   vlm_st_close(&in);
   vlm_st_close(&out);
+}
+
+/* A CoCa checkpoint embeds with its contrastive towers (text at the full context). */
+static void test_encoder_coca_fixture(const char *shared) {
+  char dir[1024];
+  snprintf(dir, sizeof dir, "%s/fixtures/tiny-coca", shared);
+  vlm_encoder e;
+  if (vlm_encoder_open(&e, dir, NULL, 3, 0) != VLM_OK) { CHECK(0, "open %s: %s", dir, vlm_last_error()); return; }
+  CHECK(e.coca && !strncmp(e.identity, "coca-", 5) && vlm_encoder_dim(&e) == 32 && vlm_encoder_image_size(&e) == 32,
+        "CoCa encoder: identity %s", e.identity);
+  check_fixture_features(&e, dir, "tiny-coca", -1);
   vlm_encoder_close(&e);
 }
 
@@ -217,38 +231,18 @@ static void test_encoder_fixture(const char *shared) {
   vlm_encoder e;
   if (vlm_encoder_open(&e, dir, NULL, 3, 0) != VLM_OK) { CHECK(0, "open %s: %s", dir, vlm_last_error()); return; }
   CHECK(e.tok == NULL && !strncmp(e.identity, "clip-", 5), "no tokenizer; identity %s", e.identity);
-  snprintf(path, sizeof path, "%s/inputs.safetensors", dir);
-  vlm_safetensors in, out;
-  CHECK(vlm_st_open(&in, path) == VLM_OK, "inputs");
-  snprintf(path, sizeof path, "%s/outputs.safetensors", dir);
-  CHECK(vlm_st_open(&out, path) == VLM_OK, "outputs");
-  float img[8 * 3 * 32 * 32], ri[8 * 32], rt[8 * 32], got[8 * 32];
+  check_fixture_features(&e, dir, "tiny-clip", 999);
+  float got[8 * 32];
   int32_t ids[8 * 16];
-  vlm_st_read_f32(&in, vlm_st_find(&in, "images"), img, 8 * 3 * 32 * 32);
+  snprintf(path, sizeof path, "%s/inputs.safetensors", dir);
+  vlm_safetensors in;
+  CHECK(vlm_st_open(&in, path) == VLM_OK, "inputs");
   memcpy(ids, vlm_st_find(&in, "text_i32")->data, sizeof ids);
-  vlm_st_read_f32(&out, vlm_st_find(&out, "image_features"), ri, 8 * 32);
-  vlm_st_read_f32(&out, vlm_st_find(&out, "text_features"), rt, 8 * 32);
-  CHECK(vlm_encoder_images(&e, img, 8, got) == VLM_OK && vt_max_abs(got, ri, 8 * 32) < 1e-5,
-        "image features in batches of 3: %g", vt_max_abs(got, ri, 8 * 32));
-  CHECK(vlm_encoder_ids(&e, ids, 8, 16, got) == VLM_OK && vt_max_abs(got, rt, 8 * 32) < 1e-5,
-        "text features from ids: %g", vt_max_abs(got, rt, 8 * 32));
-  /* shorter rows (cut after each row's EOT, which is <= position 15) give the same features */
-  int L = 0;
-  for (int b = 0; b < 8; b++)
-    for (int l = 0; l < 16; l++)
-      if (ids[b * 16 + l] == 999 && l + 1 > L) L = l + 1;
-  if (L < 16) {
-    int32_t cut[8 * 16];
-    for (int b = 0; b < 8; b++) memcpy(cut + b * L, ids + b * 16, (size_t)L * sizeof(int32_t));
-    CHECK(vlm_encoder_ids(&e, cut, 8, L, got) == VLM_OK && vt_max_abs(got, rt, 8 * 32) < 1e-5,
-          "ids cut to length %d: %g", L, vt_max_abs(got, rt, 8 * 32));
-  }
   ids[5] = 1000;
   CHECK(vlm_encoder_ids(&e, ids, 8, 16, got) == VLM_ERR_ARG, "id outside the vocabulary refused");
   const char *t = "x";
   CHECK(vlm_encoder_texts(&e, &t, 1, got) == VLM_ERR_ARG, "texts without a tokenizer refused");
   vlm_st_close(&in);
-  vlm_st_close(&out);
   vlm_encoder_close(&e);
   /* a too-large tokenizer is refused, naming it */
   snprintf(path, sizeof path, "%s/data/bpe_simple_vocab_16e6.txt.gz", shared);
@@ -264,8 +258,11 @@ int main(int argc, char **argv) {
   test_topk();
   test_knn();
   const char *shared = vt_shared_dir(argc, argv);
-  if (shared) test_encoder_fixture(shared);
-  if (shared) test_encoder_coca_fixture(shared);
-  else printf("(no ../shared: encoder fixture checks not run)\n");
+  if (shared) {
+    test_encoder_fixture(shared);
+    test_encoder_coca_fixture(shared);
+  } else {
+    printf("(no ../shared: encoder fixture checks not run)\n");
+  }
   return vt_finish();
 }
