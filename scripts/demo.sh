@@ -34,7 +34,12 @@ steps=${VLM_DEMO_STEPS:-}
 
 t_start=$(date +%s)
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
-show() { printf '$ %s\n' "$*"; "$@"; }
+show() {   # print the command (arguments with spaces quoted), then run it
+  local a line='$'
+  for a in "$@"; do case $a in *' '*) line+=" \"$a\"" ;; *) line+=" $a" ;; esac; done
+  printf '%s\n' "$line"
+  "$@"
+}
 elapsed() { echo $(($(date +%s) - t_start)); }
 
 step "1. install the packages, configure and build (scripts/setup.sh)"
@@ -81,8 +86,10 @@ if [ $coca = 1 ]; then
   show "$vlm" caption --model "$ck" --tokenizer "$run/tokenizer" "${some[@]}"
 else
   echo "$MODEL is a CLIP model: captions need a CoCa model (a text decoder conditioned on the image)."
-  echo "Train one with:  VLM_DEMO_MODEL=coca-small scripts/demo.sh   (or: vlm train --train-data shapes --model coca-small)"
-  echo "and caption with: vlm caption --model RUN/checkpoints/latest --tokenizer RUN/tokenizer IMAGE..."
+  echo "CoCa training in 'vlm train' is being added; once it is there: VLM_DEMO_MODEL=coca-small scripts/demo.sh"
+  echo "(or vlm train --train-data shapes --model coca-small), then"
+  echo "  vlm caption --model RUN/checkpoints/latest --tokenizer RUN/tokenizer IMAGE..."
+  echo "Any open_clip CoCa checkpoint captions today: vlm caption --model coca-dir/ IMAGE..."
 fi
 
 step "7. index the held-out images and search them by text (vlm index, vlm search)"
