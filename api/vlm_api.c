@@ -225,8 +225,52 @@ int vlm_classify_image_file(vlm_model *m, const vlm_classifier *c, const char *p
 }
 
 int vlm_caption(vlm_model *m, const char *image_path, char *out, size_t out_size) {
-  (void)image_path;
   if (out && out_size) out[0] = 0;
-  if (!m) return fail(VLM_ERR_ARG, "vlm_caption: model is NULL");
-  return fail(VLM_ERR_UNSUPPORTED, "captioning is not supported for CLIP models (it needs a CoCa model)");
+  if (!m || !image_path || !out || !out_size) return fail(VLM_ERR_ARG, "vlm_caption: NULL argument or out_size 0");
+  if (!m->enc.coca) return fail(VLM_ERR_UNSUPPORTED, "captioning is not supported for CLIP models (it needs a CoCa model)");
+  if (!m->enc.tok)
+    return fail(VLM_ERR_ARG, "vlm_caption: the model has no tokenizer (load it with vlm_model_options.tokenizer)");
+  const vlm_coca_config *c = &m->enc.ccfg;
+  vlm_gen_options o;   /* greedy, as `vlm caption` by default */
+  vlm_gen_options_default(&o);
+  o.sot_id = vlm_tokenizer_sot(m->enc.tok);
+  o.eot_id = vlm_tokenizer_eot(m->enc.tok);
+  o.pad_id = c->text.pad_id;
+  int64_t ctx = c->text.context_length < c->decoder.context_length ? c->text.context_length : c->decoder.context_length;
+  if (o.max_len > ctx) o.max_len = (int)ctx;
+  if (o.min_len > o.max_len) o.min_len = o.max_len;
+  if (vlm_gen_options_check(&o, &c->text, &c->decoder) != VLM_OK) return -1;
+  int64_t S = c->vision.image_size;
+  float *pix = malloc((size_t)(3 * S * S) * sizeof(float));
+  int32_t *ids = malloc((size_t)o.max_len * sizeof(int32_t));
+  int len = 0, rc = -1;
+  if (!pix || !ids) {
+    fail(VLM_ERR_OOM, "out of memory");
+  } else if (vlm_preprocess_file(image_path, NULL, &m->enc.pre, NULL, pix) == VLM_OK) {
+    int64_t sh[4] = {1, 3, S, S};
+    vlm_tensor t = vlm_tensor_cpu_f32(pix, 4, sh);
+    pthread_mutex_lock(&m->lock);
+    vlm_status st = vlm_coca_generate(c, m->enc.crun, &t, &o, ids, &len);
+    pthread_mutex_unlock(&m->lock);
+    if (st == VLM_OK) {
+      size_t n = 0;
+      for (int i = 1; i < len; i++)
+        if (ids[i] != o.eot_id && ids[i] != o.sot_id) ids[n++] = ids[i];
+      char *text = vlm_tokenizer_decode(m->enc.tok, ids, n);
+      if (!text) {
+        fail(VLM_ERR_OOM, "out of memory");
+      } else {
+        size_t k = strlen(text);
+        while (k && text[k - 1] == ' ') text[--k] = 0;   /* "</w>" leaves a trailing space */
+        if (k >= out_size) k = out_size - 1;
+        memcpy(out, text, k);
+        out[k] = 0;
+        free(text);
+        rc = 0;
+      }
+    }
+  }
+  free(pix);
+  free(ids);
+  return rc;
 }

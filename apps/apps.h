@@ -6,6 +6,8 @@
 #define VLM_APPS_H
 #include <stdint.h>
 
+#include "core/core.h"
+
 int vlm_cmd_version(int argc, char **argv);
 int vlm_cmd_info(int argc, char **argv);
 int vlm_cmd_forward(int argc, char **argv);
@@ -24,9 +26,15 @@ int vlm_cmd_zeroshot(int argc, char **argv);
 int vlm_cmd_index(int argc, char **argv);
 int vlm_cmd_search(int argc, char **argv);
 int vlm_cmd_train(int argc, char **argv);
+int vlm_cmd_eval(int argc, char **argv);
 
 /* Shared helpers for subcommands (apps/common.c). */
 int vlm_app_is_help(const char *arg);              /* -h or --help */
 /* Parse "--threads N" style integers; prints an error and returns 0 on failure. */
 int vlm_app_parse_int(const char *cmd, const char *flag, const char *s, long long lo, long long hi, long long *out);
+/* `vlm forward --inputs`: read and validate `images` [B,3,S,S] (read as F32) and `text`
+ * [B,L<=ctx] (I64 or I32, ids in [0, vocab)) of a safetensors file; errors are printed
+ * as "vlm forward: ...". Returns 1 on success (the caller frees *images and *ids). */
+int vlm_app_read_inputs(const char *path, int64_t S, int64_t ctx, int64_t vocab, float **images, void **ids,
+                        vlm_dtype *ids_dt, int64_t *B, int64_t *L);
 #endif

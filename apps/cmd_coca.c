@@ -55,57 +55,6 @@ int vlm_app_coca_info(const char *model) {
   return 0;
 }
 
-/* Read images [B,3,S,S] and text [B,L]; the caller frees both. */
-static int read_inputs(const char *path, const vlm_coca_config *c, float **images, void **ids, vlm_dtype *ids_dt,
-                       int64_t *B, int64_t *L) {
-  vlm_safetensors st;
-  if (vlm_st_open(&st, path) != VLM_OK) {
-    fprintf(stderr, "vlm forward: %s\n", vlm_last_error());
-    return 0;
-  }
-  int ok = 0;
-  const vlm_st_entry *ei = vlm_st_find(&st, "images"), *et = vlm_st_find(&st, "text");
-  int64_t S = c->vision.image_size;
-  int64_t ctx = c->text.context_length < c->decoder.context_length ? c->text.context_length
-                                                                    : c->decoder.context_length;
-  if (!ei || !et) {
-    fprintf(stderr, "vlm forward: %s: needs tensors `images` and `text`%s%s\n", path, ei ? "" : " (no images)",
-            et ? "" : " (no text)");
-  } else if (ei->ndim != 4 || ei->shape[1] != 3 || ei->shape[2] != S || ei->shape[3] != S || ei->shape[0] < 1) {
-    fprintf(stderr, "vlm forward: %s: images must be [B, 3, %lld, %lld] for this model\n", path, (long long)S,
-            (long long)S);
-  } else if (et->ndim != 2 || et->shape[0] != ei->shape[0] || et->shape[1] < 1 || et->shape[1] > ctx ||
-             (et->dtype != VLM_I64 && et->dtype != VLM_I32)) {
-    fprintf(stderr, "vlm forward: %s: text must be [%lld, L<=%lld] I64 or I32\n", path, (long long)ei->shape[0],
-            (long long)ctx);
-  } else {
-    *B = ei->shape[0];
-    *L = et->shape[1];
-    int64_t n = *B * 3 * S * S, nt = *B * *L;
-    *images = malloc((size_t)n * sizeof(float));
-    *ids = malloc((size_t)nt * vlm_dtype_size(et->dtype));
-    *ids_dt = et->dtype;
-    if (!*images || !*ids) {
-      fprintf(stderr, "vlm forward: out of memory\n");
-    } else if (vlm_st_read_f32(&st, ei, *images, n) != VLM_OK) {
-      fprintf(stderr, "vlm forward: %s\n", vlm_last_error());
-    } else {
-      memcpy(*ids, et->data, (size_t)nt * vlm_dtype_size(et->dtype));
-      ok = 1;
-      for (int64_t i = 0; i < nt && ok; i++) {
-        int64_t id = et->dtype == VLM_I64 ? ((int64_t *)*ids)[i] : ((int32_t *)*ids)[i];
-        if (id < 0 || id >= c->text.vocab_size) {
-          fprintf(stderr, "vlm forward: %s: text[%lld, %lld] = %lld is outside the vocabulary [0, %lld)\n", path,
-                  (long long)(i / *L), (long long)(i % *L), (long long)id, (long long)c->text.vocab_size);
-          ok = 0;
-        }
-      }
-    }
-    if (!ok) { free(*images); free(*ids); *images = NULL; *ids = NULL; }
-  }
-  vlm_st_close(&st);
-  return ok;
-}
 
 static vlm_status write_outputs(const char *path, const vlm_coca_config *c, vlm_coca_acts *s) {
   vlm_st_writer *w = vlm_st_writer_new();
@@ -145,7 +94,11 @@ int vlm_app_coca_forward(const char *model, const char *inputs, const char *out,
   vlm_coca_acts s;
   memset(&s, 0, sizeof s);
   memset(&g, 0, sizeof g);
-  if (!read_inputs(inputs, &c, &images, &ids, &ids_dt, &B, &L)) goto done;
+  if (!vlm_app_read_inputs(inputs, c.vision.image_size,
+                           c.text.context_length < c.decoder.context_length ? c.text.context_length
+                                                                            : c.decoder.context_length,
+                           c.text.vocab_size, &images, &ids, &ids_dt, &B, &L))
+    goto done;
   if (vlm_coca_acts_init(&s, &c, B, L, grads != NULL) != VLM_OK || (grads && vlm_coca_params_init(&g, &c) != VLM_OK)) {
     fprintf(stderr, "vlm forward: %s\n", vlm_last_error());
     goto done;

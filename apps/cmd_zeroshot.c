@@ -286,8 +286,9 @@ int vlm_cmd_zeroshot(int argc, char **argv) {
     free(prob);
     if (bad) fprintf(stderr, "vlm zeroshot: %lld of %lld images skipped\n", (long long)bad, (long long)N);
   } else {
-    double top1, top5;
-    vlm_zeroshot_accuracy(logits, G, C, labels, &top1, &top5);
+    vlm_zeroshot_result acc;
+    vlm_zeroshot_accuracy(logits, G, C, labels, NULL, &acc);
+    const double top1 = acc.top1, top5 = acc.top5;
     int64_t *cm = calloc((size_t)(C * C), sizeof *cm);
     int64_t *cnt = calloc((size_t)C, sizeof *cnt);
     confusion *cf = malloc((size_t)(C * C) * sizeof *cf);

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "apps/apps.h"
+#include "core/core.h"
 
 int vlm_app_is_help(const char *arg) { return !strcmp(arg, "-h") || !strcmp(arg, "--help"); }
 
@@ -18,4 +19,52 @@ int vlm_app_parse_int(const char *cmd, const char *flag, const char *s, long lon
   }
   *out = v;
   return 1;
+}
+
+int vlm_app_read_inputs(const char *path, int64_t S, int64_t ctx, int64_t vocab, float **images, void **ids,
+                        vlm_dtype *ids_dt, int64_t *B, int64_t *L) {
+  vlm_safetensors st;
+  if (vlm_st_open(&st, path) != VLM_OK) {
+    fprintf(stderr, "vlm forward: %s\n", vlm_last_error());
+    return 0;
+  }
+  int ok = 0;
+  const vlm_st_entry *ei = vlm_st_find(&st, "images"), *et = vlm_st_find(&st, "text");
+  if (!ei || !et) {
+    fprintf(stderr, "vlm forward: %s: needs tensors `images` and `text`%s%s\n", path, ei ? "" : " (no images)",
+            et ? "" : " (no text)");
+  } else if (ei->ndim != 4 || ei->shape[1] != 3 || ei->shape[2] != S || ei->shape[3] != S || ei->shape[0] < 1) {
+    fprintf(stderr, "vlm forward: %s: images must be [B, 3, %lld, %lld] for this model\n", path, (long long)S,
+            (long long)S);
+  } else if (et->ndim != 2 || et->shape[0] != ei->shape[0] || et->shape[1] < 1 ||
+             et->shape[1] > ctx || (et->dtype != VLM_I64 && et->dtype != VLM_I32)) {
+    fprintf(stderr, "vlm forward: %s: text must be [%lld, L<=%lld] I64 or I32\n", path, (long long)ei->shape[0],
+            (long long)ctx);
+  } else {
+    *B = ei->shape[0];
+    *L = et->shape[1];
+    int64_t n = *B * 3 * S * S, nt = *B * *L;
+    *images = malloc((size_t)n * sizeof(float));
+    *ids = malloc((size_t)nt * vlm_dtype_size(et->dtype));
+    *ids_dt = et->dtype;
+    if (!*images || !*ids) {
+      fprintf(stderr, "vlm forward: out of memory\n");
+    } else if (vlm_st_read_f32(&st, ei, *images, n) != VLM_OK) {
+      fprintf(stderr, "vlm forward: %s\n", vlm_last_error());
+    } else {
+      memcpy(*ids, et->data, (size_t)nt * vlm_dtype_size(et->dtype));
+      ok = 1;
+      for (int64_t i = 0; i < nt && ok; i++) {
+        int64_t id = et->dtype == VLM_I64 ? ((int64_t *)*ids)[i] : ((int32_t *)*ids)[i];
+        if (id < 0 || id >= vocab) {
+          fprintf(stderr, "vlm forward: %s: text[%lld, %lld] = %lld is outside the vocabulary [0, %lld)\n", path,
+                  (long long)(i / *L), (long long)(i % *L), (long long)id, (long long)vocab);
+          ok = 0;
+        }
+      }
+    }
+    if (!ok) { free(*images); free(*ids); *images = NULL; *ids = NULL; }
+  }
+  vlm_st_close(&st);
+  return ok;
 }

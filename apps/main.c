@@ -25,6 +25,7 @@ static const command k_commands[] = {
   {"zeroshot", vlm_cmd_zeroshot, "zero-shot classify images (or --eval an ImageFolder) with class prompts"},
   {"index", vlm_cmd_index, "embed a folder of images (or captions) into a searchable index"},
   {"search", vlm_cmd_search, "nearest items of an index for a text or an image query"},
+  {"eval", vlm_cmd_eval, "retrieval recall@K / ranks and zero-shot accuracy of a model on held-out data"},
   {"train", vlm_cmd_train, "train a CLIP model (open_clip flags; --train-data shapes: the demo)"},
 };
 #define N_COMMANDS (int)(sizeof k_commands / sizeof k_commands[0])

@@ -98,28 +98,27 @@ static void encode(const vlm_clip_config *c, vlm_clip_params *p, vlm_clip_acts *
   }
 }
 
-static void expand_template(char *out, size_t n, const char *tmpl, const char *name) {
-  size_t o = 0;
-  int vowel = name[0] && strchr("aeiouAEIOU", name[0]);
-  for (const char *s = tmpl; *s && o + 1 < n;) {
-    const char *rep = NULL;
-    if (!strncmp(s, "{a}", 3)) {
-      rep = vowel ? "an" : "a";
-      s += 3;
-    } else if (!strncmp(s, "{}", 2)) {
-      rep = name;
-      s += 2;
-    }
-    if (rep) {
-      size_t k = strlen(rep);
-      if (o + k >= n) k = n - 1 - o;
-      memcpy(out + o, rep, k);
-      o += k;
-    } else {
-      out[o++] = *s++;
-    }
+/* Zero-shot prompts through the model being trained (vlm_text_encode_fn). */
+typedef struct {
+  const vlm_clip_config *c;
+  vlm_clip_params *p;
+  vlm_clip_acts *acts;
+  float *img_buf;
+  int32_t *ids_buf, *ids;   /* ids: [B, L] */
+  int64_t B, L;
+  vlm_tokenizer *tok;
+} prompt_ctx;
+
+static vlm_status encode_prompts(void *ctx, const char *const *texts, int n, float *out) {
+  prompt_ctx *P = ctx;
+  for (int64_t k = 0; k < n; k += P->B) {
+    int64_t b = n - k < P->B ? n - k : P->B;
+    for (int64_t i = 0; i < b; i++)
+      if (vlm_tokenizer_encode_ctx(P->tok, texts[k + i], strlen(texts[k + i]), (int)P->L, 0, P->ids + i * P->L) < 0)
+        return vlm_error(VLM_ERR_OOM, "evaluation: out of memory");
+    encode(P->c, P->p, P->acts, P->img_buf, P->ids_buf, P->B, P->L, NULL, P->ids, b, NULL, out + k * P->c->embed_dim);
   }
-  out[o] = 0;
+  return VLM_OK;
 }
 
 vlm_status vlm_train_evaluate(const vlm_eval_cfg *ec, vlm_clip_params *p, vlm_loader *val, int do_retrieval,
@@ -159,15 +158,8 @@ vlm_status vlm_train_evaluate(const vlm_eval_cfg *ec, vlm_clip_params *p, vlm_lo
   if (st == VLM_OK && f.n > 0 && do_retrieval) {
     int64_t *key = malloc((size_t)f.n * sizeof(int64_t));
     if (!key) st = vlm_error(VLM_ERR_OOM, "evaluation: out of memory");
-    for (int64_t i = 0; key && i < f.n; i++) {
-      key[i] = f.groups[i];
-      if (!ec->caption_match) continue;
-      for (int64_t j = 0; j < i; j++)
-        if (!memcmp(f.ids + i * L, f.ids + j * L, (size_t)L * sizeof(int32_t))) {
-          key[i] = key[j];
-          break;
-        }
-    }
+    if (key && ec->caption_match) st = vlm_retrieval_caption_keys(f.ids, f.n, L, f.groups, key);
+    else if (key) memcpy(key, f.groups, (size_t)f.n * sizeof(int64_t));
     if (st == VLM_OK) st = vlm_retrieval_compute(f.img, f.n, key, f.txt, f.n, key, E, &out->ret);
     if (st == VLM_OK) out->have_retrieval = 1;
     if (st == VLM_OK && ec->shapes) {
@@ -184,30 +176,20 @@ vlm_status vlm_train_evaluate(const vlm_eval_cfg *ec, vlm_clip_params *p, vlm_lo
   int nc = 0;
   const char *const *names = vlm_loader_classnames(val, &nc);
   if (st == VLM_OK && f.n > 0 && do_zeroshot && names && nc > 0 && ec->tokenizer && ec->n_templates > 0) {
-    int64_t T = ec->n_templates, NP = (int64_t)nc * T;
-    int32_t *pids = calloc((size_t)(NP * L), sizeof(int32_t));
-    float *temb = malloc((size_t)(NP * E) * sizeof(float)), *w = malloc((size_t)((int64_t)nc * E) * sizeof(float));
+    float *w = malloc((size_t)((int64_t)nc * E) * sizeof(float));
+    int32_t *pids = malloc((size_t)(B * L) * sizeof(int32_t));
     uint8_t *unseen = calloc((size_t)f.n, 1);
-    if (!pids || !temb || !w || !unseen) st = vlm_error(VLM_ERR_OOM, "evaluation: out of memory");
-    for (int64_t k = 0; st == VLM_OK && k < NP; k++) {
-      char prompt[512];
-      expand_template(prompt, sizeof prompt, ec->templates[k % T], names[k / T]);
-      if (vlm_tokenizer_encode_ctx(ec->tokenizer, prompt, strlen(prompt), (int)L, 0, pids + k * L) < 0)
-        st = vlm_error(VLM_ERR_OOM, "evaluation: out of memory");
-    }
-    for (int64_t k = 0; st == VLM_OK && k < NP; k += B) {
-      int64_t n = NP - k < B ? NP - k : B;
-      encode(c, p, &acts, img_buf, ids_buf, B, L, NULL, pids + k * L, n, NULL, temb + k * E);
-    }
+    if (!w || !pids || !unseen) st = vlm_error(VLM_ERR_OOM, "evaluation: out of memory");
+    prompt_ctx P = {c, p, &acts, img_buf, ids_buf, pids, B, L, ec->tokenizer};
+    if (st == VLM_OK)
+      st = vlm_zeroshot_classifier(encode_prompts, &P, names, nc, ec->templates, ec->n_templates, E, (int)B, w);
     if (st == VLM_OK) {
-      vlm_zeroshot_weights(temb, nc, T, E, w);
       for (int64_t i = 0; ec->shapes && i < f.n; i++) unseen[i] = f.labels[i] >= 0 && vlm_shapes_class_unseen(f.labels[i]);
-      vlm_zeroshot_eval(f.img, f.labels, ec->shapes ? unseen : NULL, f.n, w, nc, E, &out->zs);
-      out->have_zeroshot = out->zs.n > 0;
+      st = vlm_zeroshot_eval(f.img, f.n, E, w, nc, f.labels, ec->shapes ? unseen : NULL, &out->zs);
+      out->have_zeroshot = st == VLM_OK && out->zs.n > 0;
     }
-    free(pids);
-    free(temb);
     free(w);
+    free(pids);
     free(unseen);
   }
   feats_free(&f);

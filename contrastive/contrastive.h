@@ -44,15 +44,18 @@ void vlm_clip_logit_scale_clamp(vlm_tensor *logit_scale);
  * averaged, renormalized; logits = 100 * cos(image, class). Templates hold "{}" or
  * "{c}" where the class name goes. */
 #define VLM_ZEROSHOT_LOGIT_SCALE 100.0f
-/* Built-in template sets: "openai" (open_clip's OPENAI_IMAGENET_TEMPLATES, 80) and
- * "simple" (SIMPLE_IMAGENET_TEMPLATES, 7). Returns the count and sets *out, or 0 if unknown. */
+/* Built-in template sets: "openai" (open_clip's OPENAI_IMAGENET_TEMPLATES, 80),
+ * "simple" (SIMPLE_IMAGENET_TEMPLATES, 7) and "shapes" (6 short prompts for the
+ * synthetic shapes set, "a photo of {a} {}"). Returns the count and sets *out, or 0
+ * if unknown. */
 int vlm_zeroshot_templates_builtin(const char *name, const char *const **out);
 /* Templates from a file, one per non-empty line, each holding "{}" or "{c}"
  * (errors name the file and line). *out is a malloc'd array of malloc'd strings:
  * free with vlm_zeroshot_strings_free. */
 vlm_status vlm_zeroshot_templates_load(const char *path, char ***out, int *n);
 void vlm_zeroshot_strings_free(char **s, int n);
-/* The template with every "{}" / "{c}" replaced by classname; malloc'd, NULL on OOM. */
+/* The template with every "{}" / "{c}" replaced by classname and every "{a}" by its
+ * indefinite article ("an" before a vowel, else "a"); malloc'd, NULL on OOM. */
 char *vlm_zeroshot_fill(const char *tmpl, const char *classname);
 
 /* Encode n texts into out[n, E] (any scale: the classifier normalizes). Returns VLM_OK
@@ -70,15 +73,25 @@ void vlm_softmax_row(float *x, int64_t n);
 /* The k largest of x[n] in descending order (ties: lower index first) into idx[k]
  * (and val[k] when not NULL); k is clamped to n, the count is returned. */
 int vlm_topk(const float *x, int64_t n, int k, int64_t *idx, float *val);
-/* Top-1 / top-5 accuracy (fractions) of logits [N, C] against labels [N]
- * (open_clip: a sample counts for top-k when its label is among the k largest). */
-void vlm_zeroshot_accuracy(const float *logits, int64_t N, int64_t C, const int *labels, double *top1,
-                           double *top5);
-/* The same from image features [N, E] (normalized or not: the ranking of a row's
- * classes does not depend on its scale) and the classifier W [C, E], in chunks of
- * rows so that no [N, C] matrix is allocated. For the trainer's zero-shot eval. */
-vlm_status vlm_zeroshot_eval_features(const float *img, int64_t N, int64_t E, const float *W, int64_t C,
-                                      const int *labels, double *top1, double *top5);
+/* Zero-shot accuracy (open_clip's definition: a sample counts for top-k when its
+ * label is among the k largest logits; ties: the lower class index first). Samples
+ * whose label is outside [0, C) are not counted; subset[i] != 0 (subset may be NULL)
+ * marks samples reported apart as well (the shapes set's unseen colour-shape
+ * combinations). */
+typedef struct {
+  int64_t n;                 /* samples counted */
+  double top1, top5;         /* fractions */
+  int64_t n_subset;          /* counted samples with subset[i] != 0 */
+  double subset_top1, subset_top5;
+} vlm_zeroshot_result;
+/* From logits [N, C]. */
+void vlm_zeroshot_accuracy(const float *logits, int64_t N, int64_t C, const int *labels, const uint8_t *subset,
+                           vlm_zeroshot_result *out);
+/* From image features [N, E] (normalized or not: a row's ranking of the classes does
+ * not depend on its scale) and the classifier W [C, E], in chunks of rows (no [N, C]
+ * matrix is allocated). */
+vlm_status vlm_zeroshot_eval(const float *img, int64_t N, int64_t E, const float *W, int64_t C, const int *labels,
+                             const uint8_t *subset, vlm_zeroshot_result *out);
 
 /* Exact nearest neighbours by inner product: the k best rows of db [N, E] for query
  * q [E], descending (ties: lower index first) into idx[k], scores[k]. Blocked,
@@ -110,19 +123,8 @@ typedef struct {
 /* img [N,E], txt [M,E] features (any norm: each row is L2-normalized here). */
 vlm_status vlm_retrieval_compute(const float *img, int64_t N, const int64_t *img_key, const float *txt, int64_t M,
                                  const int64_t *txt_key, int64_t E, vlm_retrieval_metrics *out);
+/* The shapes rule's keys: key[i] = key[j] for the first j < i whose caption token ids
+ * (rows of ids [n, L]) equal row i's, else base[i] (base NULL: i). Hashed, O(n L). */
+vlm_status vlm_retrieval_caption_keys(const int32_t *ids, int64_t n, int64_t L, const int64_t *base, int64_t *key);
 
-/* Zero-shot classification (open_clip's zero_shot_classifier / run):
- * class c's weight = normalize(mean over templates t of normalize(text_emb[c*T + t]));
- * logits = 100 * normalize(img) @ weights^T; top-1 / top-5 accuracy (a top-k hit:
- * the label is among the k largest logits; ties broken by the lower class index). */
-void vlm_zeroshot_weights(const float *text_emb, int64_t C, int64_t T, int64_t E, float *weights /* [C,E] */);
-typedef struct {
-  int64_t n;                 /* samples */
-  double top1, top5;
-  int64_t n_subset;          /* samples with subset[i] != 0 (unseen combinations) */
-  double subset_top1, subset_top5;
-} vlm_zeroshot_result;
-/* img [N,E], labels [N] in [0,C) (others are skipped), subset [N] or NULL. */
-void vlm_zeroshot_eval(const float *img, const int *labels, const uint8_t *subset, int64_t N, const float *weights,
-                       int64_t C, int64_t E, vlm_zeroshot_result *out);
 #endif

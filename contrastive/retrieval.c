@@ -1,5 +1,5 @@
-/* Retrieval and zero-shot metrics (open_clip's get_clip_metrics and zero-shot
- * classifier), with matching keys for grouped captions. */
+/* Retrieval metrics (open_clip's get_clip_metrics), with matching keys for grouped
+ * captions and the shapes set's caption-equality rule. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -100,58 +100,28 @@ vlm_status vlm_retrieval_compute(const float *img, int64_t N, const int64_t *img
   return s;
 }
 
-void vlm_zeroshot_weights(const float *text_emb, int64_t C, int64_t T, int64_t E, float *weights) {
-  float *n = normalized(text_emb, C * T, E);
-  VLM_CHECK(n != NULL, "zero-shot: out of memory");
-  for (int64_t c = 0; c < C; c++) {
-    double *acc = calloc((size_t)E, sizeof(double));
-    VLM_CHECK(acc != NULL, "zero-shot: out of memory");
-    for (int64_t t = 0; t < T; t++)
-      for (int64_t k = 0; k < E; k++) acc[k] += n[(c * T + t) * E + k];
-    double s = 0;
-    for (int64_t k = 0; k < E; k++) {
-      acc[k] /= (double)T;
-      s += acc[k] * acc[k];
+vlm_status vlm_retrieval_caption_keys(const int32_t *ids, int64_t n, int64_t L, const int64_t *base, int64_t *key) {
+  size_t cap = 16;
+  while (cap < (size_t)n * 2 + 1) cap *= 2;
+  int64_t *slot = malloc(cap * sizeof *slot);   /* row index + 1, 0 = empty */
+  if (!slot) return vlm_error(VLM_ERR_OOM, "retrieval: out of memory");
+  memset(slot, 0, cap * sizeof *slot);
+  for (int64_t i = 0; i < n; i++) {
+    const int32_t *r = ids + i * L;
+    uint64_t h = 1469598103934665603ull;
+    for (int64_t k = 0; k < L; k++) h = (h ^ (uint32_t)r[k]) * 1099511628211ull;
+    size_t s = (size_t)h & (cap - 1);
+    key[i] = base ? base[i] : i;
+    while (slot[s]) {
+      int64_t j = slot[s] - 1;
+      if (!memcmp(ids + j * L, r, (size_t)L * sizeof(int32_t))) {
+        key[i] = key[j];
+        break;
+      }
+      s = (s + 1) & (cap - 1);
     }
-    double inv = 1.0 / fmax(sqrt(s), 1e-12);
-    for (int64_t k = 0; k < E; k++) weights[c * E + k] = (float)(acc[k] * inv);
-    free(acc);
+    if (!slot[s]) slot[s] = i + 1;
   }
-  free(n);
-}
-
-void vlm_zeroshot_eval(const float *img, const int *labels, const uint8_t *subset, int64_t N, const float *weights,
-                       int64_t C, int64_t E, vlm_zeroshot_result *out) {
-  memset(out, 0, sizeof *out);
-  float *x = normalized(img, N, E);
-  VLM_CHECK(x != NULL, "zero-shot: out of memory");
-  int64_t h1 = 0, h5 = 0, s1 = 0, s5 = 0;
-  for (int64_t i = 0; i < N; i++) {
-    int y = labels[i];
-    if (y < 0 || y >= C) continue;
-    double ly = 100.0 * dot(x + i * E, weights + (int64_t)y * E, E);
-    int64_t above = 0; /* classes ranked before y */
-    for (int64_t c = 0; c < C; c++) {
-      if (c == y) continue;
-      double l = 100.0 * dot(x + i * E, weights + c * E, E);
-      if (l > ly || (l == ly && c < y)) above++;
-    }
-    out->n++;
-    h1 += above < 1;
-    h5 += above < 5;
-    if (subset && subset[i]) {
-      out->n_subset++;
-      s1 += above < 1;
-      s5 += above < 5;
-    }
-  }
-  if (out->n) {
-    out->top1 = (double)h1 / out->n;
-    out->top5 = (double)h5 / out->n;
-  }
-  if (out->n_subset) {
-    out->subset_top1 = (double)s1 / out->n_subset;
-    out->subset_top5 = (double)s5 / out->n_subset;
-  }
-  free(x);
+  free(slot);
+  return VLM_OK;
 }

@@ -36,9 +36,14 @@ static const char *const k_simple[] = {
   "a {} in a video game.", "art of the {}.", "a photo of the small {}.",
 };
 
+/* The shapes set (datasets/shapes.c): short prompts like its captions. */
+static const char *const k_shapes[] = {"{a} {}", "a photo of {a} {}", "an image of {a} {}",
+                                       "a picture of {a} {}", "a drawing of {a} {}", "there is {a} {}"};
+
 int vlm_zeroshot_templates_builtin(const char *name, const char *const **out) {
   if (!strcmp(name, "openai")) { *out = k_openai; return (int)(sizeof k_openai / sizeof *k_openai); }
   if (!strcmp(name, "simple")) { *out = k_simple; return (int)(sizeof k_simple / sizeof *k_simple); }
+  if (!strcmp(name, "shapes")) { *out = k_shapes; return (int)(sizeof k_shapes / sizeof *k_shapes); }
   return 0;
 }
 
@@ -48,7 +53,7 @@ void vlm_zeroshot_strings_free(char **s, int n) {
   free(s);
 }
 
-/* Length of the placeholder at p ("{}" = 2, "{c}" = 3), 0 if none. */
+/* Length of the class-name placeholder at p ("{}" = 2, "{c}" = 3), 0 if none. */
 static size_t placeholder(const char *p) {
   if (p[0] != '{') return 0;
   if (p[1] == '}') return 2;
@@ -56,17 +61,28 @@ static size_t placeholder(const char *p) {
   return 0;
 }
 
+/* What replaces the placeholder at p ("{}", "{c}": the class name; "{a}": its
+ * article); sets *skip to the placeholder's length, 0 when none is there. */
+static const char *replacement(const char *p, const char *classname, size_t *skip) {
+  if ((*skip = placeholder(p))) return classname;
+  if (p[0] == '{' && p[1] == 'a' && p[2] == '}') {
+    *skip = 3;
+    return classname[0] && strchr("aeiouAEIOU", classname[0]) ? "an" : "a";
+  }
+  return NULL;
+}
+
 char *vlm_zeroshot_fill(const char *tmpl, const char *classname) {
-  size_t n = 0, cl = strlen(classname);
+  size_t n = 0, k;
   for (const char *p = tmpl; *p;) {
-    size_t k = placeholder(p);
-    if (k) { n += cl; p += k; } else { n++; p++; }
+    const char *r = replacement(p, classname, &k);
+    if (r) { n += strlen(r); p += k; } else { n++; p++; }
   }
   char *out = malloc(n + 1), *o = out;
   if (!out) return NULL;
   for (const char *p = tmpl; *p;) {
-    size_t k = placeholder(p);
-    if (k) { memcpy(o, classname, cl); o += cl; p += k; } else { *o++ = *p++; }
+    const char *r = replacement(p, classname, &k);
+    if (r) { size_t rl = strlen(r); memcpy(o, r, rl); o += rl; p += k; } else { *o++ = *p++; }
   }
   *o = 0;
   return out;
@@ -204,36 +220,53 @@ int vlm_topk(const float *x, int64_t n, int k, int64_t *idx, float *val) {
   return k;
 }
 
-void vlm_zeroshot_accuracy(const float *logits, int64_t N, int64_t C, const int *labels, double *top1,
-                           double *top5) {
-  int64_t c1 = 0, c5 = 0;
+void vlm_zeroshot_accuracy(const float *logits, int64_t N, int64_t C, const int *labels, const uint8_t *subset,
+                           vlm_zeroshot_result *out) {
+  memset(out, 0, sizeof *out);
+  int64_t c1 = 0, c5 = 0, s1 = 0, s5 = 0;
   for (int64_t i = 0; i < N; i++) {
+    if (labels[i] < 0 || labels[i] >= C) continue;
     int64_t idx[5];
-    int k = vlm_topk(logits + (size_t)i * C, C, 5, idx, NULL);
+    int k = vlm_topk(logits + (size_t)i * C, C, 5, idx, NULL), hit1 = 0, hit5 = 0;
     for (int j = 0; j < k; j++)
-      if (idx[j] == labels[i]) { c1 += j == 0; c5++; break; }
+      if (idx[j] == labels[i]) { hit1 = j == 0; hit5 = 1; break; }
+    out->n++;
+    c1 += hit1;
+    c5 += hit5;
+    if (subset && subset[i]) { out->n_subset++; s1 += hit1; s5 += hit5; }
   }
-  if (top1) *top1 = N ? (double)c1 / (double)N : 0.0;
-  if (top5) *top5 = N ? (double)c5 / (double)N : 0.0;
+  if (out->n) { out->top1 = (double)c1 / (double)out->n; out->top5 = (double)c5 / (double)out->n; }
+  if (out->n_subset) {
+    out->subset_top1 = (double)s1 / (double)out->n_subset;
+    out->subset_top5 = (double)s5 / (double)out->n_subset;
+  }
 }
 
-vlm_status vlm_zeroshot_eval_features(const float *img, int64_t N, int64_t E, const float *W, int64_t C,
-                                      const int *labels, double *top1, double *top5) {
+vlm_status vlm_zeroshot_eval(const float *img, int64_t N, int64_t E, const float *W, int64_t C, const int *labels,
+                             const uint8_t *subset, vlm_zeroshot_result *out) {
+  memset(out, 0, sizeof *out);
   const int64_t chunk = 256;
   float *lg = malloc((size_t)(chunk * C) * sizeof(float));
   if (!lg) return vlm_error(VLM_ERR_OOM, "zero-shot eval: out of memory for %lld x %lld logits", (long long)chunk,
                             (long long)C);
-  double c1 = 0, c5 = 0;
+  int64_t c1 = 0, c5 = 0, s1 = 0, s5 = 0;
   for (int64_t s = 0; s < N; s += chunk) {
     int64_t b = N - s < chunk ? N - s : chunk;
-    double a1, a5;
+    vlm_zeroshot_result r;
     vlm_zeroshot_logits(img + (size_t)(s * E), b, W, C, E, lg);
-    vlm_zeroshot_accuracy(lg, b, C, labels + s, &a1, &a5);
-    c1 += a1 * (double)b;
-    c5 += a5 * (double)b;
+    vlm_zeroshot_accuracy(lg, b, C, labels + s, subset ? subset + s : NULL, &r);
+    out->n += r.n;
+    out->n_subset += r.n_subset;
+    c1 += (int64_t)llround(r.top1 * (double)r.n);
+    c5 += (int64_t)llround(r.top5 * (double)r.n);
+    s1 += (int64_t)llround(r.subset_top1 * (double)r.n_subset);
+    s5 += (int64_t)llround(r.subset_top5 * (double)r.n_subset);
   }
   free(lg);
-  if (top1) *top1 = N ? c1 / (double)N : 0.0;
-  if (top5) *top5 = N ? c5 / (double)N : 0.0;
+  if (out->n) { out->top1 = (double)c1 / (double)out->n; out->top5 = (double)c5 / (double)out->n; }
+  if (out->n_subset) {
+    out->subset_top1 = (double)s1 / (double)out->n_subset;
+    out->subset_top5 = (double)s5 / (double)out->n_subset;
+  }
   return VLM_OK;
 }

@@ -101,7 +101,10 @@ int main(int argc, char **argv) {
     free(buf);
   }
   char cap[256];
-  if (n_img && vlm_caption(m, images[0], cap, sizeof cap) != 0) printf("caption: %s\n", vlm_get_last_error());
+  if (n_img) {   /* CoCa models caption; CLIP models say they cannot */
+    if (vlm_caption(m, images[0], cap, sizeof cap) != 0) printf("caption: %s\n", vlm_get_last_error());
+    else printf("caption %s\t%s\n", images[0], cap);
+  }
   free(ie);
   free(te);
   free(images);

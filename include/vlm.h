@@ -135,8 +135,9 @@ VLM_API int vlm_classify_image_file(vlm_model *m, const vlm_classifier *c, const
                                     vlm_class_score *out);
 
 /* ------------------------------------------------------------------ captions */
-/* A caption for an image file into out[out_size] (NUL-terminated). Needs a CoCa
- * model: in this version every model is a CLIP model, so this returns -1 with the
+/* A caption for an image file into out[out_size] (NUL-terminated, truncated to fit):
+ * greedy decoding as `vlm caption` does by default. Needs a CoCa model (an open_clip
+ * checkpoint with multimodal_cfg) and its tokenizer; a CLIP model returns -1 with the
  * message "captioning is not supported for CLIP models". */
 VLM_API int vlm_caption(vlm_model *m, const char *image_path, char *out, size_t out_size);
 

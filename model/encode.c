@@ -43,18 +43,19 @@ static void hash_param(void *ctx, const char *name, vlm_tensor *t) {
 
 static vlm_status compute_identity(vlm_encoder *e) {
   hash4 s = {{1, 2, 3, 4}};
-  char *json = vlm_clip_config_to_json(&e->cfg, VLM_CKPT_OPENCLIP);
+  char *json = e->coca ? vlm_coca_config_to_json(&e->ccfg) : vlm_clip_config_to_json(&e->cfg, VLM_CKPT_OPENCLIP);
   if (!json) return vlm_error(VLM_ERR_OOM, "out of memory");
   hash_bytes(&s, json, strlen(json));
   free(json);
-  vlm_clip_params_visit(&e->params, &e->cfg, hash_param, &s);
+  if (e->coca) vlm_coca_params_visit(&e->cparams, &e->ccfg, hash_param, &s);
+  else vlm_clip_params_visit(&e->params, &e->cfg, hash_param, &s);
   uint64_t h = 0;
   for (int l = 0; l < 4; l++) {
     h ^= s.h[l];
     h *= 0xff51afd7ed558ccdull;
     h ^= h >> 33;
   }
-  snprintf(e->identity, sizeof e->identity, "clip-%016llx", (unsigned long long)h);
+  snprintf(e->identity, sizeof e->identity, "%s-%016llx", e->coca ? "coca" : "clip", (unsigned long long)h);
   return VLM_OK;
 }
 
@@ -74,8 +75,11 @@ static vlm_status find_tokenizer(vlm_encoder *e, const char *model_path, const c
     e->tokenizer_path[0] = 0;
     snprintf(p, sizeof p, "%s/tokenizer/vocab.json", dir);
     snprintf(q, sizeof q, "%s/vocab.json", dir);
+    char r[1100];   /* a `vlm train` checkpoint: RUN/checkpoints/NAME -> RUN/tokenizer */
+    snprintf(r, sizeof r, "%s/../../tokenizer/vocab.json", dir);
     if (is_file(p)) snprintf(e->tokenizer_path, sizeof e->tokenizer_path, "%s/tokenizer", dir);
     else if (is_file(q)) snprintf(e->tokenizer_path, sizeof e->tokenizer_path, "%s", dir);
+    else if (is_file(r)) snprintf(e->tokenizer_path, sizeof e->tokenizer_path, "%s/../../tokenizer", dir);
     else {
       const char *names[] = {"bpe_simple_vocab_16e6.txt.gz", "bpe_simple_vocab_16e6.txt"};
       for (int i = 0; i < 2 && !e->tokenizer_path[0]; i++) {
@@ -107,15 +111,28 @@ vlm_status vlm_encoder_open(vlm_encoder *e, const char *model_path, const char *
   memset(e, 0, sizeof *e);
   if (max_batch < 1) max_batch = 1;
   e->max_batch = max_batch;
-  vlm_status st = vlm_clip_load(model_path, &e->cfg, &e->params, &e->fmt);
-  if (st != VLM_OK) return st;
+  vlm_status st;
+  if (vlm_model_is_coca(model_path) == 1) {
+    e->coca = 1;
+    if ((st = vlm_coca_load(model_path, &e->ccfg, &e->cparams)) != VLM_OK) return st;
+    e->cfg.embed_dim = e->ccfg.embed_dim;
+    e->cfg.quick_gelu = e->ccfg.quick_gelu;
+    e->cfg.vision = e->ccfg.vision;
+    e->cfg.text = e->ccfg.text;
+    e->fmt = VLM_CKPT_OPENCLIP;
+    e->crun = &e->cparams;
+  } else {
+    if ((st = vlm_clip_load(model_path, &e->cfg, &e->params, &e->fmt)) != VLM_OK) return st;
+    e->run = &e->params;
+  }
   vlm_preprocess_cfg_default(&e->pre, (int)e->cfg.vision.image_size);
-  e->run = &e->params;
   st = compute_identity(e);
   if (st == VLM_OK && (flags & VLM_ENC_BF16)) {
-    st = vlm_clip_params_bf16(&e->params_bf16, &e->params, &e->cfg);
+    if (e->coca) st = vlm_coca_params_bf16(&e->cparams_bf16, &e->cparams, &e->ccfg);
+    else st = vlm_clip_params_bf16(&e->params_bf16, &e->params, &e->cfg);
     if (st == VLM_OK) {
-      e->run = &e->params_bf16;
+      if (e->coca) e->crun = &e->cparams_bf16;
+      else e->run = &e->params_bf16;
       vlm_set_matmul_precision(VLM_PREC_BF16);
     }
   }
@@ -127,6 +144,7 @@ vlm_status vlm_encoder_open(vlm_encoder *e, const char *model_path, const char *
     vlm_arena m;
     vlm_arena_measure(&m, VLM_CPU);
     vlm_vit_acts_layout(&e->vacts, &m, &e->cfg.vision, max_batch, 0);
+    if (e->coca) vlm_attn_pool_acts_layout(&e->pacts, &m, &e->cfg.vision, max_batch, 0);
     st = vlm_arena_init(&e->varena, m.used, VLM_CPU);
   }
   if (st == VLM_OK) {
@@ -151,6 +169,8 @@ vlm_status vlm_encoder_open(vlm_encoder *e, const char *model_path, const char *
 void vlm_encoder_close(vlm_encoder *e) {
   vlm_clip_params_free(&e->params_bf16);
   vlm_clip_params_free(&e->params);
+  vlm_coca_params_free(&e->cparams_bf16);
+  vlm_coca_params_free(&e->cparams);
   if (e->tok) vlm_tokenizer_free(e->tok);
   vlm_vit_acts_free(&e->vacts);
   vlm_text_acts_free(&e->tacts);
@@ -182,12 +202,18 @@ vlm_status vlm_encoder_images(vlm_encoder *e, const float *pixels, int64_t n, fl
     if (b != e->vB) {
       vlm_arena_reset(&e->varena);
       vlm_vit_acts_layout(&e->vacts, &e->varena, &e->cfg.vision, b, 0);
+      if (e->coca) vlm_attn_pool_acts_layout(&e->pacts, &e->varena, &e->cfg.vision, b, 0);
       e->vB = b;
     }
     int64_t shape[4] = {b, 3, S, S};
     vlm_tensor img = vlm_tensor_cpu_f32((float *)pixels + (size_t)(s * per), 4, shape);
-    vlm_vit_forward(&e->cfg.vision, &e->run->visual, &e->vacts, &img);
-    normalize_rows(e->vacts.features.data, out + (size_t)(s * E), b, E);
+    if (e->coca) {
+      vlm_coca_vit_forward(&e->cfg.vision, &e->crun->visual, &e->crun->pool, &e->vacts, &e->pacts, &img);
+      normalize_rows(e->pacts.features.data, out + (size_t)(s * E), b, E);
+    } else {
+      vlm_vit_forward(&e->cfg.vision, &e->run->visual, &e->vacts, &img);
+      normalize_rows(e->vacts.features.data, out + (size_t)(s * E), b, E);
+    }
   }
   return VLM_OK;
 }
@@ -202,7 +228,7 @@ static void text_batch(vlm_encoder *e, const int32_t *ids, int64_t b, int64_t L,
   }
   int64_t shape[2] = {b, L};
   vlm_tensor t = vlm_tensor_make((void *)ids, VLM_I32, VLM_CPU, 2, shape);
-  vlm_text_forward(&e->cfg.text, &e->run->text, &e->tacts, &t);
+  vlm_text_forward(&e->cfg.text, e->coca ? &e->crun->text : &e->run->text, &e->tacts, &t);
   normalize_rows(e->tacts.features.data, out, b, e->cfg.embed_dim);
 }
 
@@ -217,7 +243,16 @@ vlm_status vlm_encoder_ids(vlm_encoder *e, const int32_t *ids, int64_t n, int64_
                        ids[i], (long long)(i / L), (long long)(i % L), (long long)V);
   for (int64_t s = 0; s < n; s += e->max_batch) {
     int64_t b = n - s < e->max_batch ? n - s : e->max_batch;
-    text_batch(e, ids + (size_t)(s * L), b, L, out + (size_t)(s * E));
+    if (e->coca && L < ctx) {   /* CoCa runs at the full context: pad the rows */
+      for (int64_t i = 0; i < b; i++) {
+        int32_t *r = e->ids + (size_t)(i * ctx);
+        memcpy(r, ids + (size_t)((s + i) * L), (size_t)L * sizeof(int32_t));
+        for (int64_t j = L; j < ctx; j++) r[j] = (int32_t)e->cfg.text.pad_id;
+      }
+      text_batch(e, e->ids, b, ctx, out + (size_t)(s * E));
+    } else {
+      text_batch(e, ids + (size_t)(s * L), b, L, out + (size_t)(s * E));
+    }
   }
   return VLM_OK;
 }
@@ -233,7 +268,7 @@ vlm_status vlm_encoder_texts(vlm_encoder *e, const char *const *texts, int64_t n
       if (len < 0) return vlm_error(VLM_ERR_OOM, "out of memory tokenizing a text");
       if (len > L) L = len;
     }
-    if (L > ctx) L = ctx;
+    if (L > ctx || e->coca) L = ctx;
     if (L < ctx)   /* compact [b, ctx] rows to [b, L] in place (front to back) */
       for (int64_t i = 1; i < b; i++) memmove(e->ids + i * L, e->ids + i * ctx, (size_t)L * sizeof(int32_t));
     text_batch(e, e->ids, b, L, out + (size_t)(s * E));

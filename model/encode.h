@@ -4,11 +4,16 @@
  *
  * The tokenizer is found, in order: the explicit path; MODEL/tokenizer/
  * (vocab.json + merges.txt); MODEL/vocab.json + merges.txt (a Hugging Face
- * download); MODEL/bpe_simple_vocab_16e6.txt(.gz). MODEL is the model directory
+ * download); MODEL/../../tokenizer/ (a `vlm train` checkpoint, RUN/checkpoints/NAME,
+ * whose run keeps its tokenizer in RUN/tokenizer/); MODEL/bpe_simple_vocab_16e6.txt(.gz). MODEL is the model directory
  * (or the directory of a config-file path). Texts are tokenized as open_clip does
  * (sot + BPE + eot, truncated to the context length, pad id 0) and run at the
  * batch's longest length: the text tower is causal and pools at the EOT token,
- * so the padding beyond it does not change the features.
+ * so the padding beyond it does not change the features. CoCa models (open_clip
+ * checkpoints with multimodal_cfg) embed with their contrastive towers; their text
+ * runs at the full context length, as open_clip (the cls token's key is masked
+ * depending on the last position, so the padding matters there). The identity is
+ * "coca-" + the hash.
  *
  * Not thread-safe: one encoder per thread. */
 #ifndef VLM_MODEL_ENCODE_H
@@ -20,7 +25,15 @@ typedef struct {
   vlm_clip_config cfg;
   vlm_clip_params params;
   vlm_clip_params params_bf16;   /* VLM_ENC_BF16: BF16 matmul weights (shares the rest with params) */
-  const vlm_clip_params *run;    /* the parameters the forward uses */
+  const vlm_clip_params *run;    /* the parameters the forward uses (CLIP) */
+  /* CoCa (a config with multimodal_cfg): its contrastive towers embed (the image
+   * feature of the attentional pooler, the text feature at the cls token); cfg holds
+   * its embed_dim / vision / text so the accessors read the same fields. */
+  int coca;
+  vlm_coca_config ccfg;
+  vlm_coca_params cparams, cparams_bf16;
+  const vlm_coca_params *crun;
+  vlm_attn_pool_acts pacts;      /* laid out in varena after vacts */
   vlm_ckpt_format fmt;
   vlm_tokenizer *tok;            /* NULL until a tokenizer is loaded */
   char tokenizer_path[4096];     /* where it was found ("" if none) */

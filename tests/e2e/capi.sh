@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The C API through examples/embed.c (linked to libvlm.so only): its image and text
 # embeddings equal the ones `vlm index --export-npy` writes, its zero-shot top classes
-# and probabilities equal `vlm zeroshot`'s, and its errors are reported, not fatal.
+# and probabilities equal `vlm zeroshot`'s, a CoCa model's caption equals `vlm caption`'s,
+# and its errors are reported, not fatal.
 # Usage: capi.sh VLM_BINARY EXAMPLE_EMBED_BINARY SHARED_DIR
 set -u
 vlm=$1 ex=$2 shared=$3
@@ -45,6 +46,14 @@ zs=$("$vlm" zeroshot --model "$m" --classes "horse,cat,astronaut" --top-k 3 "$a"
 api=$(grep '^zeroshot ' <<<"$out" | cut -d' ' -f3-)
 check "API zero-shot = vlm zeroshot ('$api' vs '$zs')" "[ $rc -eq 0 ] && [ \"\$api \" = \"\$zs\" ]"
 check "caption is declared but not supported for CLIP" "grep -q 'caption: captioning is not supported for CLIP models' <<<\"\$out\""
+
+# a CoCa model: the API's caption equals `vlm caption`'s (greedy)
+"$vlm" convert --init coca-small --seed 5 --to open_clip --out "$tmp/coca" >/dev/null && cp -r "$m/tokenizer" "$tmp/coca/"
+out=$("$ex" "$tmp/coca" "$b"); rc=$?
+api=$(grep '^caption ' <<<"$out" | cut -d' ' -f2-)
+cli=$("$vlm" caption --model "$tmp/coca" "$b")
+check "CoCa: API caption = vlm caption ('$api' vs '$cli')" "[ $rc -eq 0 ] && [ -n \"\$api\" ] && [ \"\$api\" = \"\$cli\" ]"
+check "CoCa: identity coca-" "grep -q 'identity coca-' <<<\"\$out\""
 
 err=$("$ex" "$tmp/nomodel" "$a" 2>&1); rc=$?
 check "missing model: error names it" "[ $rc -eq 1 ] && grep -q 'nomodel' <<<\"\$err\""

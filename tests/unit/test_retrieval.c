@@ -50,23 +50,16 @@ int main(void) {
   }
   CHECK(vlm_retrieval_compute(img, 4, NULL, txt, 3, NULL, 4, &m) != VLM_OK, "4 images, 3 texts and no keys accepted");
 
-  /* Zero-shot: 3 classes x 2 templates. */
-  const float temb[18] = {2, 0, 0, 1, 0.1f, 0, 0, 1, 0, 0, 3, 0.2f, 0, 0, 1, 0.1f, 0, 1};
-  float w[9];
-  vlm_zeroshot_weights(temb, 3, 2, 3, w);
-  /* class 0: mean(e0, normalize(1, .1, 0)) renormalized */
-  double n1 = sqrt(1.01), m0 = 0.5 * (1 + 1 / n1), m1 = 0.5 * (0.1 / n1), nn = sqrt(m0 * m0 + m1 * m1);
-  CHECK(fabs(w[0] - m0 / nn) < 1e-6 && fabs(w[1] - m1 / nn) < 1e-6 && w[2] == 0, "class 0 weight %g %g %g", w[0], w[1],
-        w[2]);
-  const float x[15] = {1, 0, 0, 0.1f, 1, 0, 0, 0, 1, 1, 0.2f, 0, 0, 1, 0.01f};
-  const int lab[5] = {0, 1, 2, 1, 2};
-  const uint8_t sub[5] = {0, 0, 0, 1, 1};
-  vlm_zeroshot_result z;
-  vlm_zeroshot_eval(x, lab, sub, 5, w, 3, 3, &z);
-  /* sample 3 (label 1) looks like class 0, sample 4 (label 2) like class 1: 3 of 5 right */
-  CHECK(z.n == 5 && near(z.top1, 0.6) && near(z.top5, 1.0), "zero-shot n %lld top1 %g top5 %g", (long long)z.n, z.top1,
-        z.top5);
-  CHECK(z.n_subset == 2 && near(z.subset_top1, 0.0) && near(z.subset_top5, 1.0), "subset n %lld top1 %g",
-        (long long)z.n_subset, z.subset_top1);
+  /* The shapes rule: identical caption ids share the first one's key. */
+  {
+    const int32_t ids[10] = {1, 2, 3, 4, 1, 2, 9, 9, 3, 4};   /* rows 0 and 2 equal, 1 and 4 equal */
+    const int64_t base[5] = {10, 11, 12, 13, 14};
+    int64_t key[5];
+    CHECK(vlm_retrieval_caption_keys(ids, 5, 2, base, key) == VLM_OK && key[0] == 10 && key[1] == 11 &&
+              key[2] == 10 && key[3] == 13 && key[4] == 11,
+          "caption keys %lld %lld %lld %lld %lld", (long long)key[0], (long long)key[1], (long long)key[2],
+          (long long)key[3], (long long)key[4]);
+    CHECK(vlm_retrieval_caption_keys(ids, 5, 2, NULL, key) == VLM_OK && key[2] == 0 && key[3] == 3 && key[4] == 1, "no base");
+  }
   return vt_finish();
 }

@@ -105,18 +105,30 @@ static void test_classifier(void) {
   vlm_zeroshot_logits(img, 2, W, 3, E, lg);
   CHECK(fabsf(lg[1] - 100) < 1e-4 && fabsf(lg[5] - 100) < 1e-4, "logit of the same vector = 100");
   int labels[2] = {1, 0};
-  double t1, t5;
-  vlm_zeroshot_accuracy(lg, 2, 3, labels, &t1, &t5);
-  CHECK(t1 == 0.5 && t5 == 1.0, "accuracy %g %g", t1, t5);
+  vlm_zeroshot_result acc;
+  vlm_zeroshot_accuracy(lg, 2, 3, labels, NULL, &acc);
+  CHECK(acc.n == 2 && acc.top1 == 0.5 && acc.top5 == 1.0, "accuracy %g %g", acc.top1, acc.top5);
   float big[600 * 19];   /* 600 rows (3 chunks), scaled copies of the two images */
   int lab[600];
   for (int i = 0; i < 600; i++) {
     for (int d = 0; d < E; d++) big[i * E + d] = (float)(1 + i % 5) * img[(i % 2) * E + d];
     lab[i] = labels[i % 2];
   }
-  double b1 = -1, b5 = -1;
-  CHECK(vlm_zeroshot_eval_features(big, 600, E, W, 3, lab, &b1, &b5) == VLM_OK && fabs(b1 - 0.5) < 1e-12 && b5 == 1.0,
-        "eval from unnormalized features in chunks: %g %g", b1, b5);
+  uint8_t sub[600];
+  for (int i = 0; i < 600; i++) sub[i] = i % 4 == 0;   /* even rows only: label 1, right */
+  lab[599] = 7;                                        /* out of range: not counted */
+  vlm_zeroshot_result z;
+  CHECK(vlm_zeroshot_eval(big, 600, E, W, 3, lab, sub, &z) == VLM_OK && z.n == 599 && fabs(z.top1 - 300.0 / 599) < 1e-12 &&
+            z.top5 == 1.0 && z.n_subset == 150 && z.subset_top1 == 1.0,
+        "eval from unnormalized features in chunks: n %lld %g %g subset %lld %g", (long long)z.n, z.top1, z.top5,
+        (long long)z.n_subset, z.subset_top1);
+  char *f1 = vlm_zeroshot_fill("{a} {} and {c}", "owl"), *f2 = vlm_zeroshot_fill("a photo of {a} {}.", "red circle");
+  CHECK(f1 && f2 && !strcmp(f1, "an owl and owl") && !strcmp(f2, "a photo of a red circle."), "fill: '%s' '%s'",
+        f1 ? f1 : "", f2 ? f2 : "");
+  free(f1);
+  free(f2);
+  const char *const *shp = NULL;
+  CHECK(vlm_zeroshot_templates_builtin("shapes", &shp) == 6 && shp, "shapes templates");
   float p[3] = {1, 2, 3};
   vlm_softmax_row(p, 3);
   CHECK(fabsf(p[0] + p[1] + p[2] - 1) < 1e-6 && fabsf(p[2] - 0.665241f) < 1e-5, "softmax");
@@ -158,13 +170,12 @@ static void test_knn(void) {
   }
 }
 
-/* The encoder's image and token-id paths reproduce the fixture's features. */
-static void test_encoder_fixture(const char *shared) {
-  char dir[1024], path[1100];
-  snprintf(dir, sizeof dir, "%s/fixtures/tiny-clip", shared);
-  vlm_encoder e;
-  if (vlm_encoder_open(&e, dir, NULL, 3, 0) != VLM_OK) { CHECK(0, "open %s: %s", dir, vlm_last_error()); return; }
-  CHECK(e.tok == NULL && !strncmp(e.identity, "clip-", 5), "no tokenizer; identity %s", e.identity);
+/* The fixture in dir (8 images 32 x 32, 8 x 16 ids, 32-d features) through the encoder:
+ * image features in batches of 3, text features from the ids, and from shorter rows:
+ * CLIP (eot >= 0) cut after the EOT; CoCa (eot < 0) padded from position 10, whose
+ * cut rows the encoder pads back to the full context. */
+static void check_fixture_features(vlm_encoder *e, const char *dir, const char *what, int eot) {
+  char path[1100];
   snprintf(path, sizeof path, "%s/inputs.safetensors", dir);
   vlm_safetensors in, out;
   CHECK(vlm_st_open(&in, path) == VLM_OK, "inputs");
@@ -176,27 +187,62 @@ static void test_encoder_fixture(const char *shared) {
   memcpy(ids, vlm_st_find(&in, "text_i32")->data, sizeof ids);
   vlm_st_read_f32(&out, vlm_st_find(&out, "image_features"), ri, 8 * 32);
   vlm_st_read_f32(&out, vlm_st_find(&out, "text_features"), rt, 8 * 32);
-  CHECK(vlm_encoder_images(&e, img, 8, got) == VLM_OK && vt_max_abs(got, ri, 8 * 32) < 1e-5,
-        "image features in batches of 3: %g", vt_max_abs(got, ri, 8 * 32));
-  CHECK(vlm_encoder_ids(&e, ids, 8, 16, got) == VLM_OK && vt_max_abs(got, rt, 8 * 32) < 1e-5,
-        "text features from ids: %g", vt_max_abs(got, rt, 8 * 32));
-  /* shorter rows (cut after each row's EOT, which is <= position 15) give the same features */
+  CHECK(vlm_encoder_images(e, img, 8, got) == VLM_OK && vt_max_abs(got, ri, 8 * 32) < 1e-5,
+        "%s: image features in batches of 3: %g", what, vt_max_abs(got, ri, 8 * 32));
+  CHECK(vlm_encoder_ids(e, ids, 8, 16, got) == VLM_OK && vt_max_abs(got, rt, 8 * 32) < 1e-5,
+        "%s: text features from ids: %g", what, vt_max_abs(got, rt, 8 * 32));
   int L = 0;
-  for (int b = 0; b < 8; b++)
-    for (int l = 0; l < 16; l++)
-      if (ids[b * 16 + l] == 999 && l + 1 > L) L = l + 1;
-  if (L < 16) {
+  if (eot >= 0) {   /* CLIP: cut after each row's EOT (the largest id), the pooling position */
+    for (int b = 0; b < 8; b++)
+      for (int l = 0; l < 16; l++)
+        if (ids[b * 16 + l] == eot && l + 1 > L) L = l + 1;
+  } else {          /* CoCa: pad every row from position 10 on; the cut rows are padded back */
+    L = 10;
+    for (int b = 0; b < 8; b++)
+      for (int l = L; l < 16; l++) ids[b * 16 + l] = 0;
+    CHECK(vlm_encoder_ids(e, ids, 8, 16, rt) == VLM_OK, "%s: padded ids", what);
+  }
+  if (L < 16) {   /* (the CLIP fixture has an EOT at position 15) */
     int32_t cut[8 * 16];
     for (int b = 0; b < 8; b++) memcpy(cut + b * L, ids + b * 16, (size_t)L * sizeof(int32_t));
-    CHECK(vlm_encoder_ids(&e, cut, 8, L, got) == VLM_OK && vt_max_abs(got, rt, 8 * 32) < 1e-5,
-          "ids cut to length %d: %g", L, vt_max_abs(got, rt, 8 * 32));
+    CHECK(vlm_encoder_ids(e, cut, 8, L, got) == VLM_OK && vt_max_abs(got, rt, 8 * 32) < 1e-6,
+          "%s: ids cut to length %d: %g", what, L, vt_max_abs(got, rt, 8 * 32));
   }
+  vlm_st_close(&in);
+  vlm_st_close(&out);
+}
+
+/* A CoCa checkpoint embeds with its contrastive towers (text at the full context). */
+static void test_encoder_coca_fixture(const char *shared) {
+  char dir[1024];
+  snprintf(dir, sizeof dir, "%s/fixtures/tiny-coca", shared);
+  vlm_encoder e;
+  if (vlm_encoder_open(&e, dir, NULL, 3, 0) != VLM_OK) { CHECK(0, "open %s: %s", dir, vlm_last_error()); return; }
+  CHECK(e.coca && !strncmp(e.identity, "coca-", 5) && vlm_encoder_dim(&e) == 32 && vlm_encoder_image_size(&e) == 32,
+        "CoCa encoder: identity %s", e.identity);
+  check_fixture_features(&e, dir, "tiny-coca", -1);
+  vlm_encoder_close(&e);
+}
+
+/* The encoder's image and token-id paths reproduce the fixture's features. */
+static void test_encoder_fixture(const char *shared) {
+  char dir[1024], path[1100];
+  snprintf(dir, sizeof dir, "%s/fixtures/tiny-clip", shared);
+  vlm_encoder e;
+  if (vlm_encoder_open(&e, dir, NULL, 3, 0) != VLM_OK) { CHECK(0, "open %s: %s", dir, vlm_last_error()); return; }
+  CHECK(e.tok == NULL && !strncmp(e.identity, "clip-", 5), "no tokenizer; identity %s", e.identity);
+  check_fixture_features(&e, dir, "tiny-clip", 999);
+  float got[8 * 32];
+  int32_t ids[8 * 16];
+  snprintf(path, sizeof path, "%s/inputs.safetensors", dir);
+  vlm_safetensors in;
+  CHECK(vlm_st_open(&in, path) == VLM_OK, "inputs");
+  memcpy(ids, vlm_st_find(&in, "text_i32")->data, sizeof ids);
   ids[5] = 1000;
   CHECK(vlm_encoder_ids(&e, ids, 8, 16, got) == VLM_ERR_ARG, "id outside the vocabulary refused");
   const char *t = "x";
   CHECK(vlm_encoder_texts(&e, &t, 1, got) == VLM_ERR_ARG, "texts without a tokenizer refused");
   vlm_st_close(&in);
-  vlm_st_close(&out);
   vlm_encoder_close(&e);
   /* a too-large tokenizer is refused, naming it */
   snprintf(path, sizeof path, "%s/data/bpe_simple_vocab_16e6.txt.gz", shared);
@@ -212,7 +258,11 @@ int main(int argc, char **argv) {
   test_topk();
   test_knn();
   const char *shared = vt_shared_dir(argc, argv);
-  if (shared) test_encoder_fixture(shared);
-  else printf("(no ../shared: encoder fixture checks not run)\n");
+  if (shared) {
+    test_encoder_fixture(shared);
+    test_encoder_coca_fixture(shared);
+  } else {
+    printf("(no ../shared: encoder fixture checks not run)\n");
+  }
   return vt_finish();
 }

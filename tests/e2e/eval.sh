@@ -1,0 +1,160 @@
+#!/usr/bin/env bash
+# `vlm eval` on data the test makes (see tools_setup.sh): retrieval on a TSV and a
+# COCO captions file (5 captions of an image grouped), recomputed independently from
+# `vlm index --export-npy` embeddings; zero-shot on an ImageFolder (a corrupt image
+# skipped) and on shapes:val; JSON; exit codes and errors for bad input.
+# Usage: eval.sh VLM_BINARY SHARED_DIR
+set -u
+vlm=$1 shared=$2
+here=$(cd "$(dirname "$0")" && pwd)
+pass=0 fail=0
+check() { if eval "$2"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: $1"; fi; }
+tmp=$(mktemp -d) || exit 1
+trap 'rm -rf "$tmp"' EXIT
+. "$here/tools_setup.sh"
+setup_tools_data || { echo "FAIL: could not make the test data"; exit 1; }
+m=$tmp/model
+have_py=0
+command -v python3 >/dev/null && have_py=1
+json_ok() { if [ $have_py = 1 ]; then python3 -c 'import json,sys; json.load(sys.stdin)' <"$1"; else grep -q '^{' "$1"; fi; }
+
+# pairs: 6 images with one caption each (TSV), the images in sorted path order
+mkdir -p "$tmp/pairs"
+i=0
+printf 'filepath\ttitle\n' >"$tmp/pairs/pairs.tsv"
+: >"$tmp/pairs/caps.txt"
+for f in astronaut.png block.png camera.png chelsea.png horse.png rocket.jpg; do
+  cap=$(sed -n "$((i + 1))p" "$tmp/captions.txt")
+  cp "$shared/data/images/$f" "$tmp/pairs/$f"
+  printf '%s\t%s\n' "$f" "$cap" >>"$tmp/pairs/pairs.tsv"
+  echo "$cap" >>"$tmp/pairs/caps.txt"
+  i=$((i + 1))
+done
+
+check "eval --help" "\"$vlm\" eval --help | grep -q 'usage: vlm eval'"
+check "eval --help has examples" "\"$vlm\" eval --help | grep -q 'Examples:'"
+"$vlm" eval --model "$m" --data "$tmp/pairs/pairs.tsv" >"$tmp/table.txt"; rc=$?
+check "retrieval table exits 0" "[ $rc -eq 0 ]"
+check "table has both directions" "grep -q 'text->image' \"$tmp/table.txt\" && grep -q 'image->text' \"$tmp/table.txt\""
+"$vlm" eval --model "$m" --data "$tmp/pairs/pairs.tsv" --json --batch-size 4 >"$tmp/r.json"; rc=$?
+check "retrieval --json exits 0" "[ $rc -eq 0 ]"
+check "retrieval --json is JSON" "json_ok \"$tmp/r.json\""
+
+# the same metrics from the embeddings of vlm index (images sorted by path = TSV order)
+"$vlm" index --model "$m" --out "$tmp/img.idx" --quiet --export-npy "$tmp/img.npy" "$tmp/pairs" >/dev/null 2>&1
+"$vlm" index --model "$m" --out "$tmp/txt.idx" --quiet --texts "$tmp/pairs/caps.txt" --export-npy "$tmp/txt.npy" >/dev/null 2>&1
+if [ $have_py = 1 ]; then
+  check "recall and ranks equal a recomputation from the embeddings" "python3 - \"$tmp\" <<'PY'
+import json, struct, sys, math
+d = sys.argv[1]
+def npy(p):
+    b = open(p, 'rb').read()
+    hl = struct.unpack('<H', b[8:10])[0]
+    hdr = b[10:10 + hl].decode()
+    shape = eval(hdr[hdr.index('(') : hdr.index(')') + 1])
+    n, e = shape
+    v = struct.unpack('<%df' % (n * e), b[10 + hl : 10 + hl + 4 * n * e])
+    return [v[i * e:(i + 1) * e] for i in range(n)]
+I, T = npy(d + '/img.npy'), npy(d + '/txt.npy')
+def dot(a, b): return sum(x * y for x, y in zip(a, b))
+def ranks(Q, C):
+    r = []
+    for i, q in enumerate(Q):
+        s = [dot(q, c) for c in C]
+        r.append(1 + sum(1 for j in range(len(C)) if j != i and s[j] > s[i]))
+    return r
+j = json.load(open(d + '/r.json'))['retrieval']
+assert j['samples'] == 6 and j['images'] == 6 and j['skipped'] == 0 and j['caption_match'] is False, j
+for name, r in (('image_to_text', ranks(I, T)), ('text_to_image', ranks(T, I))):
+    got = j[name]
+    for k in (1, 5, 10):
+        assert abs(got['R@%d' % k] - sum(x <= k for x in r) / len(r)) < 1e-6, (name, k, got, r)
+    assert abs(got['mean_rank'] - sum(r) / len(r)) < 1e-3, (name, got, r)
+    s = sorted(x - 1 for x in r)
+    med = math.floor((s[2] + s[3]) / 2) + 1
+    assert got['median_rank'] == med and got['queries'] == 6, (name, got, r)
+PY"
+fi
+
+# COCO: 3 images, 5 captions each, one annotation with an unknown image (a bad sample)
+mkdir -p "$tmp/coco/annotations" "$tmp/coco/val2017"
+cp "$shared/data/images/horse.png" "$shared/data/images/camera.png" "$shared/data/images/rocket.jpg" "$tmp/coco/val2017/"
+if [ $have_py = 1 ]; then
+  python3 - "$tmp/coco/annotations/captions_val2017.json" <<'PY'
+import json, sys
+imgs = [{"id": 1, "file_name": "horse.png"}, {"id": 7, "file_name": "camera.png"}, {"id": 9, "file_name": "rocket.jpg"}]
+words = {1: "horse", 7: "camera", 9: "rocket"}
+anns = [{"id": 10 * i + k, "image_id": i, "caption": f"caption {k} of a {words[i]}"} for i in (1, 7, 9) for k in range(5)]
+anns.append({"id": 999, "image_id": 42, "caption": "an image that is not there"})
+json.dump({"images": imgs, "annotations": anns}, open(sys.argv[1], "w"))
+PY
+  "$vlm" eval --model "$m" --data "$tmp/coco/annotations/captions_val2017.json" --json >"$tmp/coco.json" 2>"$tmp/coco.err"; rc=$?
+  check "COCO eval exits 0" "[ $rc -eq 0 ]"
+  check "COCO: 15 captions, 3 images (grouped), 1 bad annotation skipped, 5 captions per image query" "python3 - \"$tmp/coco.json\" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))['retrieval']
+assert r['samples'] == 15 and r['images'] == 3 and r['skipped'] == 1, r
+assert r['image_to_text']['queries'] == 3 and r['text_to_image']['queries'] == 15, r
+assert r['text_to_image']['R@5'] == 1.0 and r['image_to_text']['R@5'] == 1.0, r  # 3 images: every rank <= 3
+PY"
+fi
+
+# zero-shot: an ImageFolder with a corrupt PNG (skipped), and the shapes held-out split
+"$vlm" eval --model "$m" --zeroshot "$tmp/imgs" --templates simple --json >"$tmp/zs.json" 2>"$tmp/zs.err"; rc=$?
+check "zero-shot ImageFolder exits 0" "[ $rc -eq 0 ]"
+check "zero-shot JSON" "json_ok \"$tmp/zs.json\""
+if [ $have_py = 1 ]; then
+  check "zero-shot counts: 3 classes, 7 images, 1 skipped, 7 templates" "python3 - \"$tmp/zs.json\" <<'PY'
+import json, sys
+z = json.load(open(sys.argv[1]))['zeroshot']
+assert z['classes'] == 3 and z['images'] == 7 and z['skipped'] == 1 and z['templates'] == 7, z
+assert 0 <= z['top1'] <= z['top5'] == 1.0 and 'unseen' not in z, z   # 3 classes: top-5 is everything
+PY"
+  # the same accuracy as vlm zeroshot --eval on the same folder
+  "$vlm" zeroshot --model "$m" --eval "$tmp/imgs" --templates simple --json >"$tmp/zs2.json" 2>/dev/null
+  check "top-1 equals vlm zeroshot --eval" "python3 -c 'import json,sys; a=json.load(open(sys.argv[1]))[\"zeroshot\"][\"top1\"]; b=json.load(open(sys.argv[2]))[\"top1\"]; assert abs(a-b)<1e-9,(a,b)' \"$tmp/zs.json\" \"$tmp/zs2.json\""
+fi
+"$vlm" eval --model "$m" --data shapes:val:60 --zeroshot shapes:val:60 --json >"$tmp/sh.json"; rc=$?
+check "shapes eval exits 0" "[ $rc -eq 0 ]"
+if [ $have_py = 1 ]; then
+  check "shapes: caption matching on, 48 classes, unseen subset, shapes templates" "python3 - \"$tmp/sh.json\" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+r, z = d['retrieval'], d['zeroshot']
+assert r['caption_match'] is True and r['samples'] == 60 and r['images'] == 60, r
+assert z['classes'] == 48 and z['images'] == 60 and z['templates'] == 6 and 0 < z['unseen']['images'] < 60, z
+assert d['identity'].startswith('clip-')
+PY"
+fi
+
+# a CoCa model: its contrastive towers (identity coca-...)
+"$vlm" convert --init coca-small --seed 3 --to open_clip --out "$tmp/coca" >/dev/null &&
+  cp -r "$m/tokenizer" "$tmp/coca/tokenizer" &&
+  "$vlm" eval --model "$tmp/coca" --data shapes:val:20 --zeroshot shapes:val:20 --json >"$tmp/coca_eval.json"; rc=$?
+check "CoCa eval exits 0" "[ $rc -eq 0 ] && json_ok \"$tmp/coca_eval.json\""
+check "CoCa identity and both sections" "grep -q '\"identity\": \"coca-' \"$tmp/coca_eval.json\" && grep -q '\"text_to_image\"' \"$tmp/coca_eval.json\" && grep -q '\"top5\"' \"$tmp/coca_eval.json\""
+
+# errors
+"$vlm" eval --model "$m" >/dev/null 2>"$tmp/e1"; rc=$?
+check "no --data / --zeroshot: usage error 2" "[ $rc -eq 2 ] && grep -q 'give --data' \"$tmp/e1\""
+"$vlm" eval --data "$tmp/pairs/pairs.tsv" >/dev/null 2>&1; rc=$?
+check "no --model: 2" "[ $rc -eq 2 ]"
+"$vlm" eval --model "$m" --data "$tmp/missing.tsv" >/dev/null 2>"$tmp/e2"; rc=$?
+check "missing data file: 1, named" "[ $rc -eq 1 ] && grep -q 'missing.tsv' \"$tmp/e2\""
+"$vlm" eval --model "$tmp/nomodel" --data "$tmp/pairs/pairs.tsv" >/dev/null 2>"$tmp/e3"; rc=$?
+check "missing model: 1, named" "[ $rc -eq 1 ] && grep -q 'nomodel' \"$tmp/e3\""
+"$vlm" eval --model "$m" --data "$tmp/pairs/pairs.tsv" --dataset-type nope >/dev/null 2>"$tmp/e4"; rc=$?
+check "unknown dataset type: 1" "[ $rc -eq 1 ] && grep -q 'nope' \"$tmp/e4\""
+"$vlm" eval --model "$m" --zeroshot "$tmp/pairs" >/dev/null 2>"$tmp/e5"; rc=$?
+check "zero-shot on a folder without classes: 1" "[ $rc -eq 1 ] && [ -s \"$tmp/e5\" ]"
+mkdir -p "$tmp/bad"
+printf 'filepath\ttitle\nnothere.png\ta caption\n' >"$tmp/bad/bad.tsv"
+"$vlm" eval --model "$m" --data "$tmp/bad/bad.tsv" >/dev/null 2>"$tmp/e6"; rc=$?
+check "only bad samples: 1, named" "[ $rc -eq 1 ] && grep -q 'bad.tsv' \"$tmp/e6\""
+"$vlm" eval --model "$m" --zeroshot shapes:val:10 --templates "$tmp/none.txt" >/dev/null 2>"$tmp/e7"; rc=$?
+check "missing templates file: 1" "[ $rc -eq 1 ] && grep -q 'none.txt' \"$tmp/e7\""
+"$vlm" eval --model "$m" --data x --bogus >/dev/null 2>&1; rc=$?
+check "unknown option: 2" "[ $rc -eq 2 ]"
+
+echo "eval e2e: $pass passed, $fail failed"
+[ $fail -eq 0 ]
