@@ -126,6 +126,27 @@ static vlm_tensor as_bf16(const vlm_tensor *t) {
   return vlm_tensor_make(t->data, VLM_BF16, t->device, t->ndim, t->shape);
 }
 
+/* Training in bf16 matmul precision: the LayerNorm
+ * outputs and the MLP activation are stored as bf16, since the matmuls that
+ * read them (forward, and dB = A^T G in backward) round them to bf16 anyway:
+ * the same results bit for bit, half the bytes written and read, and no
+ * conversion pass before those matmuls. The f32 tensors the backward needs
+ * (x, x1, fc) stay f32. vlm_block_train_bf16_acts(0) turns this off (tests
+ * compare both ways). */
+static int g_train_bf16_acts = 1;
+
+void vlm_block_train_bf16_acts(int on);
+void vlm_block_train_bf16_acts(int on) { g_train_bf16_acts = on; }
+
+static void train_bf16_views(const vlm_block_params *p, acts_view *a) {
+  if (!g_train_bf16_acts) return;
+  (void)p;
+  if (vlm_get_matmul_precision() != VLM_PREC_BF16) return;
+  a->ln_1 = as_bf16(&a->ln_1);
+  a->ln_2 = as_bf16(&a->ln_2);
+  a->act = as_bf16(&a->act);
+}
+
 /* Inference: the same math with the bias, activation and residual adds fused
  * into the matmuls (vlm_linear_forward), attention without saved
  * probabilities, and, in bf16, the LayerNorm and MLP activations stored as
@@ -159,6 +180,7 @@ void vlm_block_forward(const vlm_block_config *c, const vlm_block_params *p, vlm
     return;
   }
 
+  train_bf16_views(p, &a);
   vlm_layernorm_forward(&a.ln_1, &a.m1, &a.r1, x, &p->ln_1_w, &p->ln_1_b, c->ln_eps);
   vlm_matmul_forward(&a.qkv, &a.ln_1, &p->in_proj_w, &p->in_proj_b, 0, 1);
   vlm_tensor q = vlm_narrow(&a.qkv, 2, 0, W), k = vlm_narrow(&a.qkv, 2, W, W), v = vlm_narrow(&a.qkv, 2, 2 * W, W);
@@ -179,6 +201,7 @@ void vlm_block_backward(const vlm_block_config *c, const vlm_block_params *p, vl
   VLM_CHECK(x->ndim == 3 && vlm_same_shape(x, dy) && vlm_same_shape(x, dx), "block backward: shapes differ");
   int64_t B = x->shape[0], L = x->shape[1], W = c->width, M = c->mlp_width;
   acts_view a = view_acts(c, s, B, L);
+  train_bf16_views(p, &a);
   vlm_tensor d_ln = view3(&scr->d_ln, B, L, W), d_attn = view3(&scr->d_attn, B, L, W);
   vlm_tensor d_x1 = view3(&scr->d_x1, B, L, W), d_qkv = view3(&scr->d_qkv, B, L, 3 * W);
   vlm_tensor d_act = view3(&scr->d_act, B, L, M), d_fc = view3(&scr->d_fc, B, L, M);

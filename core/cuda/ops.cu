@@ -122,6 +122,10 @@ __global__ void act_fwd_k(int act, float *y, const float *x, int64_t n) {
   }
 }
 
+__global__ void act_fwd_bf16_k(int act, __nv_bfloat16 *y, const float *x, int64_t n) {
+  GRID_STRIDE(i, n) y[i] = __float2bfloat16_rn(vlm_act_f(act, x[i]));
+}
+
 __global__ void act_bwd_k(int act, float *dx, const float *g, const float *x, int64_t n) {
   GRID_STRIDE(i, n) {
     float v = x[i], d;
@@ -162,6 +166,11 @@ __global__ void act_bwd4_k(int act, float4 *dx, const float4 *g, const float4 *x
 extern "C" void vlm_cuda_act_forward(vlm_act act, vlm_tensor *out, const vlm_tensor *x) {
   int64_t n = vlm_numel(x);
   if (n == 0) return;
+  if (out->dtype == VLM_BF16) {
+    act_fwd_bf16_k<<<vlm_blocks(n, 256), 256>>>((int)act, (__nv_bfloat16 *)out->data, (const float *)x->data, n);
+    LAUNCHED("act_forward", "act_fwd_bf16");
+    return;
+  }
   if (vlm_vec4(n, out->data, x->data)) {
     act_fwd4_k<<<vlm_blocks(n / 4, 256), 256>>>((int)act, (float4 *)out->data, (const float4 *)x->data, n / 4);
     LAUNCHED("act_forward", "act_fwd4");
