@@ -194,10 +194,11 @@ void vlm_block_forward(const vlm_block_config *c, const vlm_block_params *p, vlm
   vlm_add_forward(y, y, &a.x1);
 }
 
-void vlm_block_backward(const vlm_block_config *c, const vlm_block_params *p, vlm_block_params *g,
-                        const vlm_block_acts *s, vlm_block_scratch *scr, vlm_tensor *dx,
-                        const vlm_tensor *dy, const vlm_tensor *x, int causal) {
-  (void)causal; /* the mask lives in the saved probabilities */
+/* dx_set: dx is written (=) rather than accumulated (+=), so the caller need
+ * not zero it first (the stack backward's ping-pong buffers). */
+static void block_backward(const vlm_block_config *c, const vlm_block_params *p, vlm_block_params *g,
+                           const vlm_block_acts *s, vlm_block_scratch *scr, vlm_tensor *dx, const vlm_tensor *dy,
+                           const vlm_tensor *x, int dx_set) {
   VLM_CHECK(x->ndim == 3 && vlm_same_shape(x, dy) && vlm_same_shape(x, dx), "block backward: shapes differ");
   int64_t B = x->shape[0], L = x->shape[1], W = c->width, M = c->mlp_width;
   acts_view a = view_acts(c, s, B, L);
@@ -217,7 +218,8 @@ void vlm_block_backward(const vlm_block_config *c, const vlm_block_params *p, vl
   vlm_layernorm_backward(&d_x1, &g->ln_2_w, &g->ln_2_b, &d_ln, &a.x1, &p->ln_2_w, &a.m2, &a.r2);
 
   /* Attention branch: x1 = x + out_proj(attn(ln_1(x))) */
-  vlm_add_backward(dx, NULL, &d_x1);
+  if (dx_set) vlm_copy(dx, &d_x1); /* dx's first write: = instead of zero, then += */
+  else vlm_add_backward(dx, NULL, &d_x1);
   vlm_zero(&d_attn);
   vlm_matmul_backward(&d_attn, &g->out_proj_w, &g->out_proj_b, &d_x1, &a.attn, &p->out_proj_w, 0, 1);
   vlm_zero(&d_qkv);
@@ -229,6 +231,13 @@ void vlm_block_backward(const vlm_block_config *c, const vlm_block_params *p, vl
   vlm_layernorm_backward(dx, &g->ln_1_w, &g->ln_1_b, &d_ln, x, &p->ln_1_w, &a.m1, &a.r1);
 }
 
+void vlm_block_backward(const vlm_block_config *c, const vlm_block_params *p, vlm_block_params *g,
+                        const vlm_block_acts *s, vlm_block_scratch *scr, vlm_tensor *dx,
+                        const vlm_tensor *dy, const vlm_tensor *x, int causal) {
+  (void)causal; /* the mask lives in the saved probabilities */
+  block_backward(c, p, g, s, scr, dx, dy, x, 0);
+}
+
 void vlm_block_stack_forward(const vlm_block_config *c, const vlm_block_params *p, vlm_block_acts *s,
                              vlm_tensor *xs, int64_t n, const vlm_tensor *key_padding_mask, int causal) {
   for (int64_t i = 0; i < n; i++) vlm_block_forward(c, &p[i], &s[i], &xs[i + 1], &xs[i], key_padding_mask, causal);
@@ -237,9 +246,9 @@ void vlm_block_stack_forward(const vlm_block_config *c, const vlm_block_params *
 vlm_tensor *vlm_block_stack_backward(const vlm_block_config *c, const vlm_block_params *p, vlm_block_params *g,
                                      const vlm_block_acts *s, vlm_block_scratch *scr, const vlm_tensor *xs,
                                      int64_t n, int causal, vlm_tensor *dy, vlm_tensor *tmp) {
+  (void)causal;
   for (int64_t i = n - 1; i >= 0; i--) {
-    vlm_zero(tmp);
-    vlm_block_backward(c, &p[i], &g[i], &s[i], scr, tmp, dy, &xs[i], causal);
+    block_backward(c, &p[i], &g[i], &s[i], scr, tmp, dy, &xs[i], 1);
     vlm_tensor *t = dy;
     dy = tmp;
     tmp = t;
