@@ -4,6 +4,7 @@
 #include <stdio.h>
 
 #include "core/core.h"
+#include "core/cuda/cuda.h"
 
 void vlm_block_params_layout(vlm_block_params *p, vlm_arena *a, const vlm_block_config *c) {
   int64_t W = c->width, M = c->mlp_width;
@@ -194,6 +195,34 @@ void vlm_block_forward(const vlm_block_config *c, const vlm_block_params *p, vlm
   vlm_add_forward(y, y, &a.x1);
 }
 
+/* Gradient scratch written by one op, not accumulated: on CUDA the matmul's
+ * da (GEMM beta 0) and the activation's dx are written directly, so the
+ * buffer is never zeroed; elsewhere zero, then the accumulating op. The block
+ * builds these views itself, so the dispatcher's checks are repeated only
+ * where the shapes could differ. */
+static void matmul_backward_set(vlm_tensor *da, vlm_tensor *db, vlm_tensor *dbias, const vlm_tensor *dout,
+                                const vlm_tensor *a, const vlm_tensor *b) {
+  if (da->device == VLM_CUDA && a->device == VLM_CUDA && b->device == VLM_CUDA && dout->device == VLM_CUDA) {
+    VLM_CHECK(vlm_same_shape(da, a) && da->dtype == VLM_F32 && dout->dtype == VLM_F32 &&
+                  vlm_cols(dout) == b->shape[0] && vlm_cols(a) == b->shape[1],
+              "block: matmul backward shapes");
+    vlm_cuda_matmul_backward_set(da, db, dbias, dout, a, b, 0, 1, vlm_get_matmul_precision());
+    return;
+  }
+  vlm_zero(da);
+  vlm_matmul_backward(da, db, dbias, dout, a, b, 0, 1);
+}
+
+static void act_backward_set(vlm_act act, vlm_tensor *dx, const vlm_tensor *dout, const vlm_tensor *x) {
+  if (dx->device == VLM_CUDA && dout->device == VLM_CUDA && x->device == VLM_CUDA) {
+    VLM_CHECK(vlm_same_shape(dx, x) && vlm_same_shape(dout, x), "block: act backward shapes");
+    vlm_cuda_act_backward_set(act, dx, dout, x);
+    return;
+  }
+  vlm_zero(dx);
+  vlm_act_backward(act, dx, dout, x);
+}
+
 /* dx_set: dx is written (=) rather than accumulated (+=), so the caller need
  * not zero it first (the stack backward's ping-pong buffers). */
 static void block_backward(const vlm_block_config *c, const vlm_block_params *p, vlm_block_params *g,
@@ -208,26 +237,21 @@ static void block_backward(const vlm_block_config *c, const vlm_block_params *p,
   vlm_tensor d_act = view3(&scr->d_act, B, L, M), d_fc = view3(&scr->d_fc, B, L, M);
 
   /* MLP branch: y = x1 + proj(act(fc(ln_2(x1)))) */
-  vlm_zero(&d_act);
-  vlm_matmul_backward(&d_act, &g->proj_w, &g->proj_b, dy, &a.act, &p->proj_w, 0, 1);
-  vlm_zero(&d_fc);
-  vlm_act_backward(c->act, &d_fc, &d_act, &a.fc);
-  vlm_zero(&d_ln);
-  vlm_matmul_backward(&d_ln, &g->fc_w, &g->fc_b, &d_fc, &a.ln_2, &p->fc_w, 0, 1);
+  matmul_backward_set(&d_act, &g->proj_w, &g->proj_b, dy, &a.act, &p->proj_w);
+  act_backward_set(c->act, &d_fc, &d_act, &a.fc);
+  matmul_backward_set(&d_ln, &g->fc_w, &g->fc_b, &d_fc, &a.ln_2, &p->fc_w);
   vlm_copy(&d_x1, dy);
   vlm_layernorm_backward(&d_x1, &g->ln_2_w, &g->ln_2_b, &d_ln, &a.x1, &p->ln_2_w, &a.m2, &a.r2);
 
   /* Attention branch: x1 = x + out_proj(attn(ln_1(x))) */
   if (dx_set) vlm_copy(dx, &d_x1); /* dx's first write: = instead of zero, then += */
   else vlm_add_backward(dx, NULL, &d_x1);
-  vlm_zero(&d_attn);
-  vlm_matmul_backward(&d_attn, &g->out_proj_w, &g->out_proj_b, &d_x1, &a.attn, &p->out_proj_w, 0, 1);
+  matmul_backward_set(&d_attn, &g->out_proj_w, &g->out_proj_b, &d_x1, &a.attn, &p->out_proj_w);
   vlm_zero(&d_qkv);
   vlm_tensor q = vlm_narrow(&a.qkv, 2, 0, W), k = vlm_narrow(&a.qkv, 2, W, W), v = vlm_narrow(&a.qkv, 2, 2 * W, W);
   vlm_tensor dq = vlm_narrow(&d_qkv, 2, 0, W), dk = vlm_narrow(&d_qkv, 2, W, W), dv = vlm_narrow(&d_qkv, 2, 2 * W, W);
   vlm_attention_backward(&dq, &dk, &dv, &d_attn, &a.probs, &q, &k, &v, (int)c->heads, attn_scale(c));
-  vlm_zero(&d_ln);
-  vlm_matmul_backward(&d_ln, &g->in_proj_w, &g->in_proj_b, &d_qkv, &a.ln_1, &p->in_proj_w, 0, 1);
+  matmul_backward_set(&d_ln, &g->in_proj_w, &g->in_proj_b, &d_qkv, &a.ln_1, &p->in_proj_w);
   vlm_layernorm_backward(dx, &g->ln_1_w, &g->ln_1_b, &d_ln, x, &p->ln_1_w, &a.m1, &a.r1);
 }
 
