@@ -127,7 +127,8 @@ void vlm_block_train_bf16_acts(int on);
 
 /* In bf16 matmul precision the block stores ln_1, ln_2 and the MLP activation
  * as bf16: the output and every gradient must be bit-identical to storing
- * them as f32 (the matmuls round those inputs to bf16 anyway). */
+ * them as f32 (the matmuls round those inputs to bf16 anyway), and the
+ * residual adds fused into the GEMMs round as the separate add did. */
 static void bf16_acts_identical(const char *mode, vlm_act act, int causal, int use_mask) {
   blk o, n;
   blk_init(&o, 2, 7, 32, 2, 64, act, causal, use_mask, 21);
