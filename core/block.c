@@ -4,6 +4,7 @@
 #include <stdio.h>
 
 #include "core/core.h"
+#include "core/cuda/cuda.h"
 
 void vlm_block_params_layout(vlm_block_params *p, vlm_arena *a, const vlm_block_config *c) {
   int64_t W = c->width, M = c->mlp_width;
@@ -126,6 +127,29 @@ static vlm_tensor as_bf16(const vlm_tensor *t) {
   return vlm_tensor_make(t->data, VLM_BF16, t->device, t->ndim, t->shape);
 }
 
+/* Training in bf16 matmul precision: the LayerNorm
+ * outputs and the MLP activation are stored as bf16, since the matmuls that
+ * read them (forward, and dB = A^T G in backward) round them to bf16 anyway:
+ * the same results bit for bit, half the bytes written and read, and no
+ * conversion pass before those matmuls. The f32 tensors the backward needs
+ * (x, x1, fc) stay f32. The residual adds are fused into the out_proj and
+ * c_proj GEMMs there too (vlm_linear_forward; on the CPU the same roundings
+ * as matmul + add). vlm_block_train_bf16_acts(0) turns both off (tests
+ * compare both ways). */
+static int g_train_bf16_acts = 1;
+
+void vlm_block_train_bf16_acts(int on);
+void vlm_block_train_bf16_acts(int on) { g_train_bf16_acts = on; }
+
+static void train_bf16_views(const vlm_block_params *p, acts_view *a) {
+  if (!g_train_bf16_acts) return;
+  (void)p;
+  if (vlm_get_matmul_precision() != VLM_PREC_BF16) return;
+  a->ln_1 = as_bf16(&a->ln_1);
+  a->ln_2 = as_bf16(&a->ln_2);
+  a->act = as_bf16(&a->act);
+}
+
 /* Inference: the same math with the bias, activation and residual adds fused
  * into the matmuls (vlm_linear_forward), attention without saved
  * probabilities, and, in bf16, the LayerNorm and MLP activations stored as
@@ -159,51 +183,96 @@ void vlm_block_forward(const vlm_block_config *c, const vlm_block_params *p, vlm
     return;
   }
 
+  train_bf16_views(p, &a);
   vlm_layernorm_forward(&a.ln_1, &a.m1, &a.r1, x, &p->ln_1_w, &p->ln_1_b, c->ln_eps);
   vlm_matmul_forward(&a.qkv, &a.ln_1, &p->in_proj_w, &p->in_proj_b, 0, 1);
   vlm_tensor q = vlm_narrow(&a.qkv, 2, 0, W), k = vlm_narrow(&a.qkv, 2, W, W), v = vlm_narrow(&a.qkv, 2, 2 * W, W);
   vlm_attention_forward(&a.attn, &a.probs, &q, &k, &v, (int)c->heads, key_padding_mask, causal, attn_scale(c));
-  vlm_matmul_forward(&a.x1, &a.attn, &p->out_proj_w, &p->out_proj_b, 0, 1);
-  vlm_add_forward(&a.x1, &a.x1, x);
+  /* In bf16 precision the residual adds ride in the GEMMs (the residual as the
+   * GEMM's C input): one pass fewer over x1 and y each; fp32 is unchanged. */
+  int fuse_residual = g_train_bf16_acts && vlm_get_matmul_precision() == VLM_PREC_BF16;
+  if (fuse_residual) {
+    vlm_linear_forward(&a.x1, &a.attn, &p->out_proj_w, &p->out_proj_b, NULL, x);
+  } else {
+    vlm_matmul_forward(&a.x1, &a.attn, &p->out_proj_w, &p->out_proj_b, 0, 1);
+    vlm_add_forward(&a.x1, &a.x1, x);
+  }
   vlm_layernorm_forward(&a.ln_2, &a.m2, &a.r2, &a.x1, &p->ln_2_w, &p->ln_2_b, c->ln_eps);
   vlm_matmul_forward(&a.fc, &a.ln_2, &p->fc_w, &p->fc_b, 0, 1);
   vlm_act_forward(c->act, &a.act, &a.fc);
-  vlm_matmul_forward(y, &a.act, &p->proj_w, &p->proj_b, 0, 1);
-  vlm_add_forward(y, y, &a.x1);
+  if (fuse_residual) {
+    vlm_linear_forward(y, &a.act, &p->proj_w, &p->proj_b, NULL, &a.x1);
+  } else {
+    vlm_matmul_forward(y, &a.act, &p->proj_w, &p->proj_b, 0, 1);
+    vlm_add_forward(y, y, &a.x1);
+  }
+}
+
+/* Gradient scratch written by one op, not accumulated: on CUDA the matmul's
+ * da (GEMM beta 0) and the activation's dx are written directly, so the
+ * buffer is never zeroed; elsewhere zero, then the accumulating op. The block
+ * builds these views itself, so the dispatcher's checks are repeated only
+ * where the shapes could differ. */
+static void matmul_backward_set(vlm_tensor *da, vlm_tensor *db, vlm_tensor *dbias, const vlm_tensor *dout,
+                                const vlm_tensor *a, const vlm_tensor *b) {
+  if (da->device == VLM_CUDA && a->device == VLM_CUDA && b->device == VLM_CUDA && dout->device == VLM_CUDA) {
+    VLM_CHECK(vlm_same_shape(da, a) && da->dtype == VLM_F32 && dout->dtype == VLM_F32 &&
+                  vlm_cols(dout) == b->shape[0] && vlm_cols(a) == b->shape[1],
+              "block: matmul backward shapes");
+    vlm_cuda_matmul_backward_set(da, db, dbias, dout, a, b, 0, 1, vlm_get_matmul_precision());
+    return;
+  }
+  vlm_zero(da);
+  vlm_matmul_backward(da, db, dbias, dout, a, b, 0, 1);
+}
+
+static void act_backward_set(vlm_act act, vlm_tensor *dx, const vlm_tensor *dout, const vlm_tensor *x) {
+  if (dx->device == VLM_CUDA && dout->device == VLM_CUDA && x->device == VLM_CUDA) {
+    VLM_CHECK(vlm_same_shape(dx, x) && vlm_same_shape(dout, x), "block: act backward shapes");
+    vlm_cuda_act_backward_set(act, dx, dout, x);
+    return;
+  }
+  vlm_zero(dx);
+  vlm_act_backward(act, dx, dout, x);
+}
+
+/* dx_set: dx is written (=) rather than accumulated (+=), so the caller need
+ * not zero it first (the stack backward's ping-pong buffers). */
+static void block_backward(const vlm_block_config *c, const vlm_block_params *p, vlm_block_params *g,
+                           const vlm_block_acts *s, vlm_block_scratch *scr, vlm_tensor *dx, const vlm_tensor *dy,
+                           const vlm_tensor *x, int dx_set) {
+  VLM_CHECK(x->ndim == 3 && vlm_same_shape(x, dy) && vlm_same_shape(x, dx), "block backward: shapes differ");
+  int64_t B = x->shape[0], L = x->shape[1], W = c->width, M = c->mlp_width;
+  acts_view a = view_acts(c, s, B, L);
+  train_bf16_views(p, &a);
+  vlm_tensor d_ln = view3(&scr->d_ln, B, L, W), d_attn = view3(&scr->d_attn, B, L, W);
+  vlm_tensor d_x1 = view3(&scr->d_x1, B, L, W), d_qkv = view3(&scr->d_qkv, B, L, 3 * W);
+  vlm_tensor d_act = view3(&scr->d_act, B, L, M), d_fc = view3(&scr->d_fc, B, L, M);
+
+  /* MLP branch: y = x1 + proj(act(fc(ln_2(x1)))) */
+  matmul_backward_set(&d_act, &g->proj_w, &g->proj_b, dy, &a.act, &p->proj_w);
+  act_backward_set(c->act, &d_fc, &d_act, &a.fc);
+  matmul_backward_set(&d_ln, &g->fc_w, &g->fc_b, &d_fc, &a.ln_2, &p->fc_w);
+  vlm_copy(&d_x1, dy);
+  vlm_layernorm_backward(&d_x1, &g->ln_2_w, &g->ln_2_b, &d_ln, &a.x1, &p->ln_2_w, &a.m2, &a.r2);
+
+  /* Attention branch: x1 = x + out_proj(attn(ln_1(x))) */
+  if (dx_set) vlm_copy(dx, &d_x1); /* dx's first write: = instead of zero, then += */
+  else vlm_add_backward(dx, NULL, &d_x1);
+  matmul_backward_set(&d_attn, &g->out_proj_w, &g->out_proj_b, &d_x1, &a.attn, &p->out_proj_w);
+  vlm_zero(&d_qkv);
+  vlm_tensor q = vlm_narrow(&a.qkv, 2, 0, W), k = vlm_narrow(&a.qkv, 2, W, W), v = vlm_narrow(&a.qkv, 2, 2 * W, W);
+  vlm_tensor dq = vlm_narrow(&d_qkv, 2, 0, W), dk = vlm_narrow(&d_qkv, 2, W, W), dv = vlm_narrow(&d_qkv, 2, 2 * W, W);
+  vlm_attention_backward(&dq, &dk, &dv, &d_attn, &a.probs, &q, &k, &v, (int)c->heads, attn_scale(c));
+  matmul_backward_set(&d_ln, &g->in_proj_w, &g->in_proj_b, &d_qkv, &a.ln_1, &p->in_proj_w);
+  vlm_layernorm_backward(dx, &g->ln_1_w, &g->ln_1_b, &d_ln, x, &p->ln_1_w, &a.m1, &a.r1);
 }
 
 void vlm_block_backward(const vlm_block_config *c, const vlm_block_params *p, vlm_block_params *g,
                         const vlm_block_acts *s, vlm_block_scratch *scr, vlm_tensor *dx,
                         const vlm_tensor *dy, const vlm_tensor *x, int causal) {
   (void)causal; /* the mask lives in the saved probabilities */
-  VLM_CHECK(x->ndim == 3 && vlm_same_shape(x, dy) && vlm_same_shape(x, dx), "block backward: shapes differ");
-  int64_t B = x->shape[0], L = x->shape[1], W = c->width, M = c->mlp_width;
-  acts_view a = view_acts(c, s, B, L);
-  vlm_tensor d_ln = view3(&scr->d_ln, B, L, W), d_attn = view3(&scr->d_attn, B, L, W);
-  vlm_tensor d_x1 = view3(&scr->d_x1, B, L, W), d_qkv = view3(&scr->d_qkv, B, L, 3 * W);
-  vlm_tensor d_act = view3(&scr->d_act, B, L, M), d_fc = view3(&scr->d_fc, B, L, M);
-
-  /* MLP branch: y = x1 + proj(act(fc(ln_2(x1)))) */
-  vlm_zero(&d_act);
-  vlm_matmul_backward(&d_act, &g->proj_w, &g->proj_b, dy, &a.act, &p->proj_w, 0, 1);
-  vlm_zero(&d_fc);
-  vlm_act_backward(c->act, &d_fc, &d_act, &a.fc);
-  vlm_zero(&d_ln);
-  vlm_matmul_backward(&d_ln, &g->fc_w, &g->fc_b, &d_fc, &a.ln_2, &p->fc_w, 0, 1);
-  vlm_copy(&d_x1, dy);
-  vlm_layernorm_backward(&d_x1, &g->ln_2_w, &g->ln_2_b, &d_ln, &a.x1, &p->ln_2_w, &a.m2, &a.r2);
-
-  /* Attention branch: x1 = x + out_proj(attn(ln_1(x))) */
-  vlm_add_backward(dx, NULL, &d_x1);
-  vlm_zero(&d_attn);
-  vlm_matmul_backward(&d_attn, &g->out_proj_w, &g->out_proj_b, &d_x1, &a.attn, &p->out_proj_w, 0, 1);
-  vlm_zero(&d_qkv);
-  vlm_tensor q = vlm_narrow(&a.qkv, 2, 0, W), k = vlm_narrow(&a.qkv, 2, W, W), v = vlm_narrow(&a.qkv, 2, 2 * W, W);
-  vlm_tensor dq = vlm_narrow(&d_qkv, 2, 0, W), dk = vlm_narrow(&d_qkv, 2, W, W), dv = vlm_narrow(&d_qkv, 2, 2 * W, W);
-  vlm_attention_backward(&dq, &dk, &dv, &d_attn, &a.probs, &q, &k, &v, (int)c->heads, attn_scale(c));
-  vlm_zero(&d_ln);
-  vlm_matmul_backward(&d_ln, &g->in_proj_w, &g->in_proj_b, &d_qkv, &a.ln_1, &p->in_proj_w, 0, 1);
-  vlm_layernorm_backward(dx, &g->ln_1_w, &g->ln_1_b, &d_ln, x, &p->ln_1_w, &a.m1, &a.r1);
+  block_backward(c, p, g, s, scr, dx, dy, x, 0);
 }
 
 void vlm_block_stack_forward(const vlm_block_config *c, const vlm_block_params *p, vlm_block_acts *s,
@@ -214,9 +283,9 @@ void vlm_block_stack_forward(const vlm_block_config *c, const vlm_block_params *
 vlm_tensor *vlm_block_stack_backward(const vlm_block_config *c, const vlm_block_params *p, vlm_block_params *g,
                                      const vlm_block_acts *s, vlm_block_scratch *scr, const vlm_tensor *xs,
                                      int64_t n, int causal, vlm_tensor *dy, vlm_tensor *tmp) {
+  (void)causal;
   for (int64_t i = n - 1; i >= 0; i--) {
-    vlm_zero(tmp);
-    vlm_block_backward(c, &p[i], &g[i], &s[i], scr, tmp, dy, &xs[i], causal);
+    block_backward(c, &p[i], &g[i], &s[i], scr, tmp, dy, &xs[i], 1);
     vlm_tensor *t = dy;
     dy = tmp;
     tmp = t;

@@ -95,6 +95,7 @@ void vlm_text_acts_layout(vlm_text_acts *s, vlm_arena *a, const vlm_text_config 
     }
     else s->blocks[i] = s->blocks[0];
   }
+  s->pool_rows = vlm_arena_tensor2(a, VLM_I64, B, 1);
   s->pooled = vlm_arena_tensor2(a, VLM_F32, B, W);
   s->ln_final = vlm_arena_tensor2(a, VLM_F32, B, W);
   s->ln_mean = vlm_arena_tensor1(a, VLM_F32, B);
@@ -178,6 +179,29 @@ static void cls_embed_backward(const vlm_text_config *c, vlm_text_params *g, vlm
   vlm_embedding_backward(&g->token_emb, NULL, &demb, ids);
 }
 
+/* s->pool_rows[b] = b*S + pool_idx[b]: one upload when the acts are on a GPU. */
+static void set_pool_rows(vlm_text_acts *s, int64_t B, int64_t S) {
+  int64_t *rows = s->pool_rows.device == VLM_CPU ? s->pool_rows.data : malloc((size_t)(B > 0 ? B : 1) * 8);
+  VLM_CHECK(rows, "text: out of memory");
+  for (int64_t b = 0; b < B; b++) rows[b] = b * S + s->pool_idx[b];
+  if (s->pool_rows.device != VLM_CPU) {
+    vlm_memcpy(s->pool_rows.data, s->pool_rows.device, rows, VLM_CPU, (size_t)B * 8);
+    free(rows);
+  }
+}
+
+/* t's first R*W floats as [R, W], and as [R, 1, W]. */
+static vlm_tensor rows_view(const vlm_tensor *t, int64_t R, int64_t W) {
+  int64_t sh[2] = {R, W};
+  VLM_CHECK(vlm_is_contiguous(t) && vlm_numel(t) >= R * W, "text: buffer too small");
+  return vlm_tensor_make(t->data, t->dtype, t->device, 2, sh);
+}
+static vlm_tensor rows3_view(const vlm_tensor *t, int64_t R, int64_t W) {
+  int64_t sh[3] = {R, 1, W};
+  VLM_CHECK(vlm_is_contiguous(t) && vlm_numel(t) >= R * W, "text: buffer too small");
+  return vlm_tensor_make(t->data, t->dtype, t->device, 3, sh);
+}
+
 void vlm_text_forward(const vlm_text_config *c, const vlm_text_params *p, vlm_text_acts *s, const vlm_tensor *ids) {
   char sh[128];
   VLM_CHECK(ids->ndim == 2 && ids->shape[0] == s->B && ids->shape[1] == s->L && s->L <= c->context_length,
@@ -194,12 +218,11 @@ void vlm_text_forward(const vlm_text_config *c, const vlm_text_params *p, vlm_te
     vlm_block_stack_forward(&bc, p->blocks, s->blocks, s->xs, NL, NULL, 1);
     vlm_text_pool_index(c, ids, s->pool_idx);
   }
-  /* ln_final is per row, so pooling before it equals open_clip's ln_final-then-pool. */
-  float *pooled = s->pooled.data;
-  const float *x = s->xs[NL].data;
-  for (int64_t b = 0; b < B; b++)
-    vlm_memcpy(pooled + b * W, s->pooled.device, x + (b * L + s->pool_idx[b]) * W, s->xs[NL].device,
-               (size_t)W * sizeof(float));
+  /* ln_final is per row, so pooling before it equals open_clip's ln_final-then-pool.
+   * One gather (an embedding lookup into xs[NL] viewed [B*S, W]) on any device. */
+  set_pool_rows(s, B, L);
+  vlm_tensor table = rows_view(&s->xs[NL], B * L, W), pooled3 = rows3_view(&s->pooled, B, W);
+  vlm_embedding_forward(&pooled3, &s->pool_rows, &table, NULL);
   vlm_layernorm_forward(&s->ln_final, &s->ln_mean, &s->ln_rstd, &s->pooled, &p->ln_final_w, &p->ln_final_b,
                         c->ln_eps);
   vlm_matmul_forward(&s->features, &s->ln_final, &p->proj, NULL, 0, 0);
@@ -224,10 +247,10 @@ void vlm_text_backward_tokens(const vlm_text_config *c, const vlm_text_params *p
   vlm_tensor *dy = &s->dx_a, *dx = &s->dx_b;
   vlm_zero(dy);
   float *d = dy->data;
-  const float *dp = s->d_pooled.data;
-  for (int64_t b = 0; b < B; b++)
-    vlm_memcpy(d + (b * L + s->pool_idx[b]) * W, dy->device, dp + b * W, s->d_pooled.device,
-               (size_t)W * sizeof(float));
+  {  /* one scatter (the gather's backward) of d_pooled into the pooled rows of dy */
+    vlm_tensor table = rows_view(dy, B * L, W), dp3 = rows3_view(&s->d_pooled, B, W);
+    vlm_embedding_backward(&table, NULL, &dp3, &s->pool_rows);
+  }
   if (d_tokens) {
     VLM_CHECK(d_tokens->ndim == 3 && d_tokens->shape[0] == B && d_tokens->shape[1] == s->L &&
                   d_tokens->shape[2] == W && vlm_is_contiguous(d_tokens),

@@ -60,6 +60,7 @@ typedef struct {
   vlm_tensor kpm;               /* [B, S] U8 key padding mask (embed_cls only) */
   vlm_block_acts *blocks;       /* [layers] */
   int64_t *pool_idx;            /* [B] pooled position per row (heap, vlm_text_acts_alloc) */
+  vlm_tensor pool_rows;         /* [B, 1] I64: row b*S + pool_idx[b] of xs[layers] viewed [B*S, W] */
   vlm_tensor pooled;            /* [B, W] */
   vlm_tensor ln_final;          /* [B, W] */
   vlm_tensor ln_mean, ln_rstd;  /* [B] */

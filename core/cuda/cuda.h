@@ -43,6 +43,11 @@ void vlm_cuda_matmul_forward(vlm_tensor *out, const vlm_tensor *a, const vlm_ten
 void vlm_cuda_matmul_backward(vlm_tensor *da, vlm_tensor *db, vlm_tensor *dbias, const vlm_tensor *dout,
                               const vlm_tensor *a, const vlm_tensor *b, int trans_a, int trans_b,
                               vlm_precision prec);
+/* As vlm_cuda_matmul_backward, but da is written (=), not accumulated: its old
+ * contents are never read, so the caller need not zero it (db, dbias still +=). */
+void vlm_cuda_matmul_backward_set(vlm_tensor *da, vlm_tensor *db, vlm_tensor *dbias, const vlm_tensor *dout,
+                                  const vlm_tensor *a, const vlm_tensor *b, int trans_a, int trans_b,
+                                  vlm_precision prec);
 /* out = act(a @ w^T + bias) + residual (inference; out F32 or BF16). */
 void vlm_cuda_linear_forward(vlm_tensor *out, const vlm_tensor *a, const vlm_tensor *w, const vlm_tensor *bias,
                              const vlm_act *act, const vlm_tensor *residual, vlm_precision prec);
@@ -53,6 +58,8 @@ void vlm_cuda_layernorm_backward(vlm_tensor *dx, vlm_tensor *dw, vlm_tensor *db,
                                  const vlm_tensor *rstd);
 void vlm_cuda_act_forward(vlm_act act, vlm_tensor *out, const vlm_tensor *x);
 void vlm_cuda_act_backward(vlm_act act, vlm_tensor *dx, const vlm_tensor *dout, const vlm_tensor *x);
+/* dx = dout * act'(x) (written, not accumulated). */
+void vlm_cuda_act_backward_set(vlm_act act, vlm_tensor *dx, const vlm_tensor *dout, const vlm_tensor *x);
 void vlm_cuda_softmax_forward(vlm_tensor *y, const vlm_tensor *x);
 void vlm_cuda_softmax_backward(vlm_tensor *dx, const vlm_tensor *dy, const vlm_tensor *y);
 void vlm_cuda_attention_forward(vlm_tensor *out, vlm_tensor *probs, const vlm_tensor *q,

@@ -292,9 +292,10 @@ extern "C" void vlm_cuda_matmul_forward(vlm_tensor *out, const vlm_tensor *a, co
        bias ? (const float *)bias->data : NULL, 0.0f);
 }
 
-extern "C" void vlm_cuda_matmul_backward(vlm_tensor *da, vlm_tensor *db, vlm_tensor *dbias, const vlm_tensor *dout,
-                                         const vlm_tensor *a, const vlm_tensor *b, int trans_a, int trans_b,
-                                         vlm_precision prec) {
+// da_beta 1: da += ...; 0: da = ... (its old contents unread).
+static void matmul_backward(vlm_tensor *da, vlm_tensor *db, vlm_tensor *dbias, const vlm_tensor *dout,
+                            const vlm_tensor *a, const vlm_tensor *b, int trans_a, int trans_b, vlm_precision prec,
+                            float da_beta) {
   int64_t M, N, K;
   dims(a, b, trans_a, trans_b, &M, &N, &K);
   int bf = prec == VLM_PREC_BF16;  // as the CPU kernel's backward
@@ -321,9 +322,9 @@ extern "C" void vlm_cuda_matmul_backward(vlm_tensor *da, vlm_tensor *db, vlm_ten
   float *ga = da ? (float *)da->data : NULL, *gb = db ? (float *)db->data : NULL;
   if (da) {
     if (!trans_a)  // da[M,K] += G[M,N] @ op(b)^T
-      gemm("matmul_backward (da)", ga, M, K, N, G, 0, B, !trans_b, bf, NULL, 1.0f);
+      gemm("matmul_backward (da)", ga, M, K, N, G, 0, B, !trans_b, bf, NULL, da_beta);
     else           // da[K,M] += op(b)[K,N] @ G^T
-      gemm("matmul_backward (da)", ga, K, M, N, B, trans_b, G, 1, bf, NULL, 1.0f);
+      gemm("matmul_backward (da)", ga, K, M, N, B, trans_b, G, 1, bf, NULL, da_beta);
   }
   if (db) {
     if (!trans_b)  // db[K,N] += op(a)^T[K,M] @ G[M,N]
@@ -335,6 +336,18 @@ extern "C" void vlm_cuda_matmul_backward(vlm_tensor *da, vlm_tensor *db, vlm_ten
     vlm_row_val f = {(const float *)dout->data, N};
     vlm_cuda_colsum("matmul_backward (dbias)", (float *)dbias->data, M, N, f, 4);
   }
+}
+
+extern "C" void vlm_cuda_matmul_backward(vlm_tensor *da, vlm_tensor *db, vlm_tensor *dbias, const vlm_tensor *dout,
+                                         const vlm_tensor *a, const vlm_tensor *b, int trans_a, int trans_b,
+                                         vlm_precision prec) {
+  matmul_backward(da, db, dbias, dout, a, b, trans_a, trans_b, prec, 1.0f);
+}
+
+extern "C" void vlm_cuda_matmul_backward_set(vlm_tensor *da, vlm_tensor *db, vlm_tensor *dbias,
+                                             const vlm_tensor *dout, const vlm_tensor *a, const vlm_tensor *b,
+                                             int trans_a, int trans_b, vlm_precision prec) {
+  matmul_backward(da, db, dbias, dout, a, b, trans_a, trans_b, prec, 0.0f);
 }
 
 // out = act(y) + residual, y = a @ w^T + bias (f32); out F32 or BF16 (rounded once).

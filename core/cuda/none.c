@@ -19,6 +19,12 @@ void vlm_cuda_matmul_forward(vlm_tensor *out, const vlm_tensor *a, const vlm_ten
 void vlm_cuda_matmul_backward(vlm_tensor *da, vlm_tensor *db, vlm_tensor *dbias, const vlm_tensor *dout,
                               const vlm_tensor *a, const vlm_tensor *b, int trans_a, int trans_b,
                               vlm_precision prec) { NO_CUDA("matmul_backward"); }
+void vlm_cuda_matmul_backward_set(vlm_tensor *da, vlm_tensor *db, vlm_tensor *dbias, const vlm_tensor *dout,
+                                  const vlm_tensor *a, const vlm_tensor *b, int trans_a, int trans_b,
+                                  vlm_precision prec) { NO_CUDA("matmul_backward"); }
+void vlm_cuda_act_backward_set(vlm_act act, vlm_tensor *dx, const vlm_tensor *dout, const vlm_tensor *x) {
+  NO_CUDA("act_backward");
+}
 void vlm_cuda_layernorm_forward(vlm_tensor *out, vlm_tensor *mean, vlm_tensor *rstd, const vlm_tensor *x,
                                 const vlm_tensor *w, const vlm_tensor *b, float eps) { NO_CUDA("layernorm_forward"); }
 void vlm_cuda_layernorm_backward(vlm_tensor *dx, vlm_tensor *dw, vlm_tensor *db, const vlm_tensor *dout,

@@ -122,7 +122,12 @@ __global__ void act_fwd_k(int act, float *y, const float *x, int64_t n) {
   }
 }
 
-__global__ void act_bwd_k(int act, float *dx, const float *g, const float *x, int64_t n) {
+__global__ void act_fwd_bf16_k(int act, __nv_bfloat16 *y, const float *x, int64_t n) {
+  GRID_STRIDE(i, n) y[i] = __float2bfloat16_rn(vlm_act_f(act, x[i]));
+}
+
+// acc 1: dx += g * act'(x); acc 0: dx = g * act'(x) (dx's old contents unread).
+__global__ void act_bwd_k(int act, float *dx, const float *g, const float *x, int64_t n, int acc) {
   GRID_STRIDE(i, n) {
     float v = x[i], d;
     if (act == VLM_ACT_GELU) d = vlm_gelu_d(v);
@@ -130,7 +135,7 @@ __global__ void act_bwd_k(int act, float *dx, const float *g, const float *x, in
       float s = vlm_sigm(1.702f * v);
       d = s + 1.702f * v * s * (1.0f - s);
     }
-    dx[i] += g[i] * d;
+    dx[i] = (acc ? dx[i] : 0.0f) + g[i] * d;
   }
 }
 
@@ -148,9 +153,9 @@ __global__ void act_fwd4_k(int act, float4 *y, const float4 *x, int64_t n4) {
   }
 }
 
-__global__ void act_bwd4_k(int act, float4 *dx, const float4 *g, const float4 *x, int64_t n4) {
+__global__ void act_bwd4_k(int act, float4 *dx, const float4 *g, const float4 *x, int64_t n4, int acc) {
   GRID_STRIDE(i, n4) {
-    float4 v = x[i], gg = g[i], d = dx[i];
+    float4 v = x[i], gg = g[i], d = acc ? dx[i] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
     d.x += gg.x * act_d(act, v.x);
     d.y += gg.y * act_d(act, v.y);
     d.z += gg.z * act_d(act, v.z);
@@ -162,6 +167,11 @@ __global__ void act_bwd4_k(int act, float4 *dx, const float4 *g, const float4 *x
 extern "C" void vlm_cuda_act_forward(vlm_act act, vlm_tensor *out, const vlm_tensor *x) {
   int64_t n = vlm_numel(x);
   if (n == 0) return;
+  if (out->dtype == VLM_BF16) {
+    act_fwd_bf16_k<<<vlm_blocks(n, 256), 256>>>((int)act, (__nv_bfloat16 *)out->data, (const float *)x->data, n);
+    LAUNCHED("act_forward", "act_fwd_bf16");
+    return;
+  }
   if (vlm_vec4(n, out->data, x->data)) {
     act_fwd4_k<<<vlm_blocks(n / 4, 256), 256>>>((int)act, (float4 *)out->data, (const float4 *)x->data, n / 4);
     LAUNCHED("act_forward", "act_fwd4");
@@ -171,18 +181,26 @@ extern "C" void vlm_cuda_act_forward(vlm_act act, vlm_tensor *out, const vlm_ten
   LAUNCHED("act_forward", "act_fwd");
 }
 
-extern "C" void vlm_cuda_act_backward(vlm_act act, vlm_tensor *dx, const vlm_tensor *dout, const vlm_tensor *x) {
+static void act_backward(vlm_act act, vlm_tensor *dx, const vlm_tensor *dout, const vlm_tensor *x, int acc) {
   int64_t n = vlm_numel(x);
   if (n == 0) return;
   if (vlm_vec4(n, dx->data, dout->data, x->data)) {
     act_bwd4_k<<<vlm_blocks(n / 4, 256), 256>>>((int)act, (float4 *)dx->data, (const float4 *)dout->data,
-                                                (const float4 *)x->data, n / 4);
+                                                (const float4 *)x->data, n / 4, acc);
     LAUNCHED("act_backward", "act_bwd4");
     return;
   }
   act_bwd_k<<<vlm_blocks(n, 256), 256>>>((int)act, (float *)dx->data, (const float *)dout->data,
-                                         (const float *)x->data, n);
+                                         (const float *)x->data, n, acc);
   LAUNCHED("act_backward", "act_bwd");
+}
+
+extern "C" void vlm_cuda_act_backward(vlm_act act, vlm_tensor *dx, const vlm_tensor *dout, const vlm_tensor *x) {
+  act_backward(act, dx, dout, x, 1);
+}
+
+extern "C" void vlm_cuda_act_backward_set(vlm_act act, vlm_tensor *dx, const vlm_tensor *dout, const vlm_tensor *x) {
+  act_backward(act, dx, dout, x, 0);
 }
 
 // ------------------------------------------------------------------ softmax

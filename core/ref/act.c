@@ -14,10 +14,12 @@ void vlm_ref_act_forward(vlm_act act, vlm_tensor *out, const vlm_tensor *x) {
   int64_t n = vlm_numel(x);
   const float *X = x->data;
   float *Y = out->data;
+  uint16_t *Yh = out->data; /* out BF16: each value rounded once */
   for (int64_t i = 0; i < n; i++) {
     double v = X[i];
-    if (act == VLM_ACT_GELU) Y[i] = (float)(0.5 * v * erfc(-v / sqrt(2.0)));
-    else Y[i] = (float)(v * sigmoid(1.702 * v));
+    float y = act == VLM_ACT_GELU ? (float)(0.5 * v * erfc(-v / sqrt(2.0))) : (float)(v * sigmoid(1.702 * v));
+    if (out->dtype == VLM_BF16) Yh[i] = vlm_f32_to_bf16(y);
+    else Y[i] = y;
   }
 }
 

@@ -122,6 +122,63 @@ static void fast_vs_ref(int causal, int use_mask) {
   blk_free(&f);
 }
 
+/* core/block.c's switch for bf16 LayerNorm / MLP activations in training (tests only). */
+void vlm_block_train_bf16_acts(int on);
+
+/* In bf16 matmul precision the block stores ln_1, ln_2 and the MLP activation
+ * as bf16: the output and every gradient must be bit-identical to storing
+ * them as f32 (the matmuls round those inputs to bf16 anyway), and the
+ * residual adds fused into the GEMMs round as the separate add did. */
+static void bf16_acts_identical(const char *mode, vlm_act act, int causal, int use_mask) {
+  blk o, n;
+  blk_init(&o, 2, 7, 32, 2, 64, act, causal, use_mask, 21);
+  blk_init(&n, 2, 7, 32, 2, 64, act, causal, use_mask, 21);
+  vt_fill_normal(vlm_f32(&o.dy), vlm_numel(&o.dy), 6, 1.0f);
+  memcpy(n.dy.data, o.dy.data, vlm_nbytes(&o.dy));
+  vlm_set_matmul_precision(VLM_PREC_BF16);
+  vlm_block_train_bf16_acts(0);
+  fwd(&o); bwd(&o);
+  vlm_block_train_bf16_acts(1);
+  fwd(&n); bwd(&n);
+  vlm_set_matmul_precision(VLM_PREC_F32);
+  CHECK(memcmp(o.y.data, n.y.data, vlm_nbytes(&o.y)) == 0, "bf16 acts (%s): forward differs", mode);
+  CHECK(memcmp(o.dx.data, n.dx.data, vlm_nbytes(&o.dx)) == 0, "bf16 acts (%s): dx differs", mode);
+  vt_gc_input go[12], gn[12];
+  collect_ctx co = {go, 0, NULL}, cn = {gn, 0, NULL};
+  vlm_block_params_visit(&o.g, collect, &co);
+  vlm_block_params_visit(&n.g, collect, &cn);
+  for (int i = 0; i < 12; i++)
+    CHECK(memcmp(go[i].x, gn[i].x, (size_t)go[i].n * 4) == 0, "bf16 acts (%s): d%s differs", mode, go[i].name);
+  /* The activation really is stored as bf16 now: its buffer's first half holds
+   * the rounded values of act(fc). */
+  const uint16_t *h = n.s.act.data;
+  const float *fc = vlm_f32(&n.s.fc);
+  float y0 = fc[0] * (act == VLM_ACT_GELU ? 0.5f * (float)erfc(-fc[0] / sqrt(2.0)) : 1.0f / (1.0f + expf(-1.702f * fc[0])));
+  CHECK(fabsf(vlm_bf16_to_f32(h[0]) - y0) <= 1e-2f * fabsf(y0) + 1e-6f, "bf16 acts (%s): act[0] %g vs %g", mode,
+        (double)vlm_bf16_to_f32(h[0]), (double)y0);
+  blk_free(&o);
+  blk_free(&n);
+}
+
+/* act_forward with a BF16 out: each value is the f32 result rounded once. */
+static void act_bf16_out(const char *mode) {
+  enum { N = 1003 };
+  vlm_arena a;
+  vlm_arena_init(&a, 1 << 16, VLM_CPU);
+  vlm_tensor x = vlm_arena_tensor1(&a, VLM_F32, N), y = vlm_arena_tensor1(&a, VLM_F32, N);
+  vlm_tensor h = vlm_arena_tensor1(&a, VLM_BF16, N);
+  vt_fill_normal(vlm_f32(&x), N, 3, 3.0f);
+  for (int k = 0; k < 2; k++) {
+    vlm_act act = k ? VLM_ACT_QUICK_GELU : VLM_ACT_GELU;
+    vlm_act_forward(act, &y, &x);
+    vlm_act_forward(act, &h, &x);
+    int bad = 0;
+    for (int i = 0; i < N; i++) bad += ((const uint16_t *)h.data)[i] != vlm_f32_to_bf16(vlm_f32(&y)[i]);
+    CHECK(bad == 0, "act %d bf16 out (%s): %d values differ from the rounded f32 result", k, mode, bad);
+  }
+  vlm_arena_free(&a);
+}
+
 int main(void) {
   const char *names[2] = {"ref", "fast"};
   for (int mode = 0; mode < 2; mode++) {
@@ -136,5 +193,11 @@ int main(void) {
   }
   fast_vs_ref(0, 0);
   fast_vs_ref(1, 1);
+  for (int mode = 0; mode < 2; mode++) {
+    vlm_set_kernel_mode(mode == 0 ? VLM_KERNELS_REF : VLM_KERNELS_FAST);
+    act_bf16_out(names[mode]);
+    bf16_acts_identical(names[mode], VLM_ACT_GELU, 0, 0);
+    bf16_acts_identical(names[mode], VLM_ACT_QUICK_GELU, 1, 1);
+  }
   return vt_finish();
 }

@@ -168,6 +168,25 @@ static void test_matmul(void) {
   test_matmul_case(12, 10, 9, 0, 1, 1, VLM_PREC_F32, 0, 1);   /* a [3, 4, 9]: leading dims flatten */
   test_matmul_case(64, 48, 32, 0, 1, 1, VLM_PREC_F32, 1, 0);  /* BF16-stored a */
   test_matmul_case(64, 48, 32, 0, 0, 0, VLM_PREC_BF16, 1, 0);
+  /* vlm_cuda_matmul_backward_set (the block's gradient scratch): da written,
+   * its old contents (NaN here) never read; db and dbias still accumulate. */
+  for (int p = 0; p < 2; p++) {
+    vlm_precision prec = p ? VLM_PREC_BF16 : VLM_PREC_F32;
+    const char *op = p ? "matmul_backward_set (bf16)" : "matmul_backward_set";
+    int64_t M = 96, N = 80, K = 48;
+    vlm_arena_reset(&g_dev);
+    pair a = mk2(M, K, 301, 1.0f, 0), b = mk2(N, K, 302, 1.0f, 0), dout = mk2(M, N, 303, 1.0f, 0);
+    pair da = mk2(M, K, 0, 0, NAN), db = mk2(N, K, 304, 0.5f, 0), dbias = mk1(N, 305, 0.5f, 0);
+    vlm_set_matmul_precision(prec);
+    vlm_cuda_matmul_backward_set(&da.d, &db.d, &dbias.d, &dout.d, &a.d, &b.d, 0, 1, prec);
+    vlm_zero(&da.h);
+    vlm_matmul_backward(&da.h, &db.h, &dbias.h, &dout.h, &a.h, &b.h, 0, 1);
+    vlm_set_matmul_precision(VLM_PREC_F32);
+    cmp(op, "M96 N80 K48 tB", "da", &da, p ? TOL_BF16 : TOL);
+    cmp(op, "M96 N80 K48 tB", "db", &db, p ? TOL_BF16 : TOL);
+    cmp(op, "M96 N80 K48 tB", "dbias", &dbias, TOL);
+    drop(&a); drop(&b); drop(&dout); drop(&da); drop(&db); drop(&dbias);
+  }
 }
 
 /* A BF16 device tensor against its BF16 host reference (both widened to f32). */
@@ -295,7 +314,21 @@ static void test_act(void) {
       vlm_act_backward(act, &dx.h, &dout.h, &x.h);
       vlm_act_backward(act, &dx.d, &dout.d, &x.d);
       cmp("act_backward", cs, "dx", &dx, TOL);
-      drop(&x); drop(&y); drop(&dout); drop(&dx);
+      /* dx written by vlm_cuda_act_backward_set: its NaN contents never read */
+      pair dx2 = mk1(sizes[s], 0, 0, NAN);
+      vlm_cuda_act_backward_set(act, &dx2.d, &dout.d, &x.d);
+      vlm_zero(&dx2.h);
+      vlm_act_backward(act, &dx2.h, &dout.h, &x.h);
+      cmp("act_backward_set", cs, "dx", &dx2, TOL);
+      /* BF16 out: the f32 result rounded once (to the nearest even) */
+      vlm_tensor yh = vlm_tensor_make(NULL, VLM_BF16, VLM_CPU, 1, &sizes[s]);
+      yh.data = malloc(vlm_nbytes(&yh) + 2);
+      vlm_tensor yd = vlm_arena_tensor(&g_dev, VLM_BF16, 1, &sizes[s]);
+      vlm_act_forward(act, &yh, &x.h);
+      vlm_act_forward(act, &yd, &x.d);
+      cmp_bf16("act_forward (bf16 out)", cs, "y", &yd, &yh, 1e-2);
+      free(yh.data);
+      drop(&x); drop(&y); drop(&dout); drop(&dx); drop(&dx2);
     }
 }
 
