@@ -12,6 +12,7 @@ int vlm_cmd_convert(int argc, char **argv);
 int vlm_cmd_preprocess(int argc, char **argv);
 int vlm_cmd_tokenize(int argc, char **argv);
 int vlm_cmd_bpe_train(int argc, char **argv);
+int vlm_cmd_shapes(int argc, char **argv);
 int vlm_cmd_train(int argc, char **argv);
 
 /* Shared helpers for subcommands (apps/common.c). */

@@ -20,6 +20,7 @@ static const command k_commands[] = {
   {"preprocess", vlm_cmd_preprocess, "decode images and apply CLIP preprocessing (PIL-exact) to safetensors"},
   {"tokenize", vlm_cmd_tokenize, "captions -> CLIP BPE token ids (JSON lines)"},
   {"bpe-train", vlm_cmd_bpe_train, "learn a BPE vocabulary (vocab.json + merges.txt) from captions"},
+  {"shapes", vlm_cmd_shapes, "write the synthetic shapes set (PNG files + captions.tsv)"},
   {"train", vlm_cmd_train, "train a CLIP model (open_clip flags; --train-data shapes: the demo)"},
 };
 #define N_COMMANDS (int)(sizeof k_commands / sizeof k_commands[0])

@@ -294,7 +294,7 @@ typedef struct {
   float *images;     /* [n, 3, S, S] */
   int32_t *ids;      /* [n, context_length] */
   int *labels;       /* [n] (-1 when none) */
-  int64_t *groups;   /* [n] */
+  int64_t *groups;   /* [n] the samples' groups; with several sources + (source number << 48) */
   int n;             /* batch_size, less for the last batch when !drop_last */
   int64_t index;     /* batch number in the epoch (0-based, skipped batches counted) */
   int64_t seq_end;   /* stream position after this batch (vlm_loader_start_epoch_at) */
@@ -304,7 +304,8 @@ typedef struct {
   int64_t samples;            /* good samples delivered this epoch */
   int64_t bad;                /* skipped this epoch (all reasons) */
   int64_t bad_read, bad_decode, bad_caption;
-  double wait_s;              /* time vlm_loader_next spent waiting for a batch */
+  double wait_s;              /* time vlm_loader_next spent waiting for a batch (0 workers: all of its work) */
+  int64_t ahead_max;          /* most items planned ahead of the consumer (bounded by the queue) */
   char last_error[512];
 } vlm_loader_stats;
 
@@ -319,6 +320,7 @@ vlm_status vlm_loader_start_epoch_at(vlm_loader *l, int64_t epoch, int64_t batch
 int vlm_loader_next(vlm_loader *l, vlm_batch *b);
 void vlm_loader_stats_get(const vlm_loader *l, vlm_loader_stats *st);
 int64_t vlm_loader_batches_per_epoch(const vlm_loader *l);   /* -1 when unknown */
+int vlm_loader_queue_size(const vlm_loader *l);               /* W: decoded samples held at most */
 const char *const *vlm_loader_classnames(const vlm_loader *l, int *n);
 void vlm_loader_close(vlm_loader *l);
 

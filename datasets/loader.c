@@ -32,7 +32,9 @@
  * consumer, so memory is bounded (W = cfg.queue_samples, default 2 batch_size + 4 workers,
  * capped to 512 MiB of slots). vlm_loader_next takes slots in seq order: a good sample goes
  * into the batch, a bad one is counted, logged (the first 10 of an epoch at warn level) and
- * skipped, so the batch fills with the next good samples in order. With 0 workers the
+ * skipped, so the batch fills with the next good samples in order (max(1000, 2 x the data)
+ * bad samples in a row end the epoch: training cycles its sources, and a source without a
+ * good sample would otherwise loop forever). With 0 workers the
  * calling thread does the same work inline, giving the same batches bit for bit. */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
@@ -119,6 +121,7 @@ struct vlm_loader {
   int64_t *b_groups;
   vlm_loader_stats st;
   int64_t bad_logged;
+  int64_t bad_run, bad_run_max;   /* consecutive bad samples; the limit that ends the epoch */
 };
 
 static uint64_t mix64(uint64_t x) {
@@ -342,7 +345,8 @@ static void process(vlm_loader *l, vlm_tokenizer *tok, plan_item *it, int64_t se
     for (int i = 0; i < l->ctx; i++) sl->ids[i] = l->cfg.pad_id;
   }
   sl->label = smp.label;
-  sl->group = smp.group;
+  /* several sources: the source number in bits 48.. keeps groups of different sources apart */
+  sl->group = l->nsrc > 1 ? smp.group + ((int64_t)it->src << 48) : smp.group;
 done:
   vlm_image_free(&dec);
   vlm_image_free(&crop);
@@ -357,6 +361,7 @@ static int take_job(vlm_loader *l, plan_item *it, int64_t *seq) {
     return 0;
   }
   *seq = l->next_plan++;
+  if (l->next_plan - l->next_consume > l->st.ahead_max) l->st.ahead_max = l->next_plan - l->next_consume;
   l->slots[*seq % l->W].state = 1;
   l->in_flight++;
   return 1;
@@ -445,6 +450,7 @@ vlm_status vlm_loader_start_epoch_at(vlm_loader *l, int64_t epoch, int64_t batch
   reset_sources(l);
   memset(&l->st, 0, sizeof l->st);
   l->bad_logged = 0;
+  l->bad_run = 0;
   /* skip: replay the planner without doing the work */
   for (int64_t k = 0; k < seq; k++) {
     plan_item it;
@@ -468,7 +474,8 @@ static void log_epoch_end(vlm_loader *l) {
   if (l->ended_logged) return;
   l->ended_logged = 1;
   vlm_loader_stats *s = &l->st;
-  vlm_log(s->bad ? VLM_LOG_WARN : VLM_LOG_INFO,
+  /* evaluation loaders run often: their clean epochs are logged at debug level */
+  vlm_log(s->bad ? VLM_LOG_WARN : l->cfg.train ? VLM_LOG_INFO : VLM_LOG_DEBUG,
           "loader: epoch %lld done: %lld samples, %lld bad skipped (read %lld, decode %lld, caption %lld), "
           "waited %.2f s%s%s",
           (long long)l->epoch, (long long)s->samples, (long long)s->bad, (long long)s->bad_read,
@@ -486,8 +493,10 @@ static slot *next_ready(vlm_loader *l) {
       /* inline: plan and do the next item here */
       plan_item it;
       int64_t seq;
+      double t0 = now_s();
       if (!take_job(l, &it, &seq)) continue;
       process(l, l->toks[0], &it, seq, &l->slots[seq % l->W]);
+      l->st.wait_s += now_s() - t0;   /* inline work is time the caller waits for data */
       item_clear(&it);
       l->slots[seq % l->W].state = 2;
       l->in_flight--;
@@ -500,6 +509,8 @@ static slot *next_ready(vlm_loader *l) {
   }
 }
 
+int vlm_loader_queue_size(const vlm_loader *l) { return l->W; }
+
 int vlm_loader_next(vlm_loader *l, vlm_batch *b) {
   memset(b, 0, sizeof *b);
   if (!l->started) vlm_loader_start_epoch(l, 0, 0);
@@ -510,6 +521,7 @@ int vlm_loader_next(vlm_loader *l, vlm_batch *b) {
     slot *sl = next_ready(l);
     if (!sl) break;
     if (sl->ok) {
+      l->bad_run = 0;
       memcpy(l->b_img + (size_t)n * l->img_n, sl->img, l->img_n * sizeof(float));
       memcpy(l->b_ids + (size_t)n * l->ctx, sl->ids, (size_t)l->ctx * sizeof(int32_t));
       l->b_labels[n] = sl->label;
@@ -524,6 +536,13 @@ int vlm_loader_next(vlm_loader *l, vlm_batch *b) {
       else l->st.bad_read++;
       snprintf(l->st.last_error, sizeof l->st.last_error, "%.500s", sl->err);
       vlm_log(l->bad_logged++ < LOG_BAD_FIRST ? VLM_LOG_WARN : VLM_LOG_DEBUG, "loader: skipped a bad sample: %s", sl->err);
+      if (++l->bad_run >= l->bad_run_max) {
+        /* training cycles its sources: a source with no good sample would loop forever */
+        vlm_log(VLM_LOG_ERROR, "loader: %lld bad samples in a row, ending the epoch (last: %s)", (long long)l->bad_run,
+                l->st.last_error);
+        l->end_seq = l->next_consume + 1;
+        l->target = l->delivered;
+      }
     }
     sl->state = 0;
     l->next_consume++;
@@ -680,6 +699,10 @@ vlm_status vlm_loader_open(vlm_loader **out, const vlm_loader_cfg *c) {
     l->cum[j] = acc;
   }
   if (!(acc > 0)) { vlm_loader_close(l); return vlm_error(VLM_ERR_ARG, "loader: the mixing weights sum to 0"); }
+  /* consecutive bad samples that end an epoch: twice the data, at least 1000 */
+  int64_t known = 0;
+  for (int j = 0; j < l->nsrc; j++) known += l->src[j].stream ? 5000 : l->src[j].n;
+  l->bad_run_max = 2 * known > 1000 ? 2 * known : 1000;
   /* slots: memory bound */
   size_t slot_bytes = l->img_n * sizeof(float) + (size_t)l->ctx * sizeof(int32_t);
   int64_t W = c->queue_samples > 0 ? c->queue_samples : 2 * (int64_t)l->B + 4 * c->workers;

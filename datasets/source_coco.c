@@ -100,7 +100,7 @@ static int cmp_pair(const void *a, const void *b) {
 static int json_int(const cJSON *o, int64_t *v) {
   if (!cJSON_IsNumber(o)) return 0;
   double d = o->valuedouble;
-  if (d != (double)(int64_t)d) return 0;
+  if (!(d >= -9.0e18 && d <= 9.0e18) || d != (double)(int64_t)d) return 0;
   *v = (int64_t)d;
   return 1;
 }

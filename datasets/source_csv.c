@@ -101,15 +101,15 @@ static vlm_status csv_get(vlm_source *s, int64_t i, vlm_sample *out) {
     st = vlm_src_fail(out, VLM_BAD_READ, vlm_error(VLM_ERR_IO, "%s: read error (the file changed?)", out->name));
     goto done;
   }
-  const char *f[64];
-  size_t fl[64];
-  int nf = split_record(rec, len, c->sep, buf, f, fl, 64);
+  const char *f[256];
+  size_t fl[256];
+  int nf = split_record(rec, len, c->sep, buf, f, fl, 256);
   if (nf < 0) {
     st = vlm_src_fail(out, VLM_BAD_READ, vlm_error(VLM_ERR_FORMAT, "%s: unterminated quoted field", out->name));
     goto done;
   }
   int need = c->img_col > c->cap_col ? c->img_col : c->cap_col;
-  if (nf <= need || need >= 64) {
+  if (nf <= need) {
     st = vlm_src_fail(out, VLM_BAD_READ,
                       vlm_error(VLM_ERR_FORMAT, "%s: the record has %d fields, the header %d", out->name, nf, c->n_cols));
     goto done;
@@ -265,7 +265,6 @@ vlm_status vlm_src_open_csv(vlm_source *s, const char *path) {
   free(rec);
   free(buf);
   /* drop the header: records 1..n-1 */
-  c->off = off + 1;
   memmove(off, off + 1, (size_t)nrec * sizeof *off);
   c->off = off;
   c->n = nrec - 1;

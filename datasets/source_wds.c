@@ -140,6 +140,7 @@ struct vlm_shard_reader {
   int64_t index, count;
   vlm_tar_entry pend;
   int has_pend, done;
+  char *pend_err;        /* a tar error met while reading ahead: reported by the next call */
 };
 
 vlm_shard_reader *vlm_wds_reader_new(vlm_tar *tar, const char *shard_name, int64_t shard_index) {
@@ -155,6 +156,7 @@ vlm_shard_reader *vlm_wds_reader_new(vlm_tar *tar, const char *shard_name, int64
 void vlm_shard_close(vlm_shard_reader *r) {
   if (!r) return;
   if (r->has_pend) { free(r->pend.data); free(r->pend.name); }
+  free(r->pend_err);
   vlm_tar_free(r->tar);
   free(r->shard);
   free(r);
@@ -178,6 +180,14 @@ static const char *const k_img_exts[] = {"jpg", "png", "jpeg", "webp"};
 int vlm_shard_next(vlm_shard_reader *r, vlm_sample *out) {
   memset(out, 0, sizeof *out);
   out->label = -1;
+  if (r->pend_err) {
+    snprintf(out->name, sizeof out->name, "%s", r->shard);
+    vlm_error(VLM_ERR_FORMAT, "%s", r->pend_err);
+    free(r->pend_err);
+    r->pend_err = NULL;
+    out->fail = VLM_BAD_READ;
+    return -1;
+  }
   if (r->done) return 0;
   vlm_tar_entry e;
   char *owned_name = NULL;
@@ -223,7 +233,10 @@ int vlm_shard_next(vlm_shard_reader *r, vlm_sample *out) {
   }
   snprintf(out->name, sizeof out->name, "%s:%s", r->shard, key);
   out->group = (r->index << 32) | (r->count++ & 0xffffffff);
-  if (broken) {
+  if (broken && img && txt) {
+    /* this sample is whole: deliver it, report the broken shard on the next call */
+    r->pend_err = strdup(vlm_last_error());
+  } else if (broken) {
     free(img);
     free(txt);
     out->fail = VLM_BAD_READ;

@@ -231,9 +231,23 @@ int vlm_tar_next(vlm_tar *t, vlm_tar_entry *e) {
       free(prefix);
     }
     if (!name) return fail(t, at, "out of memory");
-    uint8_t *data = malloc((size_t)size + 1);
+    /* read in growing chunks: a header claiming a huge size costs only the bytes present */
+    size_t cap = (size_t)size < ((size_t)1 << 16) ? (size_t)size : ((size_t)1 << 16), have = 0;
+    uint8_t *data = malloc(cap + 1);
+    int short_read = 0;
+    while (data && have < (size_t)size) {
+      if (have == cap) {
+        size_t nc = cap * 2 < (size_t)size ? cap * 2 : (size_t)size;
+        uint8_t *nd = realloc(data, nc + 1);
+        if (!nd) { free(data); data = NULL; break; }
+        data = nd;
+        cap = nc;
+      }
+      if (!rd(t, data + have, cap - have)) { short_read = 1; break; }
+      have = cap;
+    }
     if (!data) { free(name); return fail(t, at, "out of memory"); }
-    if (!rd(t, data, (size_t)size) || !skip(t, padded - (uint64_t)size)) {
+    if (short_read || !skip(t, padded - (uint64_t)size)) {
       char msg[600];
       snprintf(msg, sizeof msg, "truncated member '%.500s' (%lld bytes)", name, (long long)size);
       free(name);

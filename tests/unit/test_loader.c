@@ -1,0 +1,590 @@
+/* The threaded loader: the same batches (bit-identical images, ids, labels, groups) with 0,
+ * 1, 2 and 3 workers, in training (shuffle + RandomResizedCrop) and evaluation, on the shapes
+ * set, a CSV with bad rows and WebDataset shards; epochs differ; an epoch is a permutation;
+ * skip_batches / start_epoch_at resume the same stream; ranks partition samples and shards;
+ * mixing weights (upsampling factors, temperature, sizes) are honoured statistically; bad
+ * samples are skipped, counted per reason and named; the queue bounds the work ahead. */
+#define _GNU_SOURCE
+#include <math.h>
+#include <png.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "datasets/datasets.h"
+#include "gradcheck.h"
+#include "text/text.h"
+
+static char g_dir[256];
+static vlm_tokenizer *g_tok;
+
+static const char *P(const char *name) {
+  static char buf[8][1024];
+  static int k;
+  k = (k + 1) % 8;
+  snprintf(buf[k], sizeof buf[k], "%s/%s", g_dir, name);
+  return buf[k];
+}
+
+static void write_png(const char *path, int w, int h, int v) {
+  FILE *f = fopen(path, "wb");
+  png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
+  png_infop info = png_create_info_struct(png);
+  if (!f || setjmp(png_jmpbuf(png))) abort();
+  png_init_io(png, f);
+  png_set_IHDR(png, info, (png_uint_32)w, (png_uint_32)h, 8, PNG_COLOR_TYPE_RGB, 0, 0, 0);
+  png_write_info(png, info);
+  uint8_t *row = malloc((size_t)w * 3);
+  for (int y = 0; y < h; y++) {
+    for (int x = 0; x < w; x++) {
+      row[x * 3] = (uint8_t)(v * 40 + x * 3);
+      row[x * 3 + 1] = (uint8_t)(v * 70 + y * 5);
+      row[x * 3 + 2] = (uint8_t)(v * 13 + x * y);
+    }
+    png_write_row(png, row);
+  }
+  png_write_end(png, NULL);
+  png_destroy_write_struct(&png, &info);
+  free(row);
+  fclose(f);
+}
+
+/* Every batch of one epoch, concatenated. */
+typedef struct {
+  float *img;
+  int32_t *ids;
+  int *labels;
+  int64_t *groups;
+  int64_t n, nb;
+  int sizes[4096];
+  int64_t seq_end[4096];
+  vlm_loader_stats st;
+} run;
+
+static void run_free(run *r) {
+  free(r->img);
+  free(r->ids);
+  free(r->labels);
+  free(r->groups);
+  memset(r, 0, sizeof *r);
+}
+
+static void base_cfg(vlm_loader_cfg *c, const char *data, int train, int size, int batch) {
+  vlm_loader_cfg_default(c);
+  c->data = data;
+  c->train = train;
+  c->drop_last = train;
+  vlm_preprocess_cfg_default(&c->pre, size);
+  c->batch_size = batch;
+  c->context_length = 16;
+  c->tokenizer = g_tok;
+  c->seed = 42;
+}
+
+static int collect(vlm_loader_cfg *c, int64_t epoch, int64_t skip, run *r) {
+  memset(r, 0, sizeof *r);
+  vlm_loader *l;
+  if (vlm_loader_open(&l, c)) { printf("  open: %s\n", vlm_last_error()); return 0; }
+  vlm_loader_start_epoch(l, epoch, skip);
+  size_t in = (size_t)3 * c->pre.size * c->pre.size;
+  vlm_batch b;
+  while (vlm_loader_next(l, &b)) {
+    r->img = realloc(r->img, (size_t)(r->n + b.n) * in * sizeof(float));
+    r->ids = realloc(r->ids, (size_t)(r->n + b.n) * c->context_length * sizeof(int32_t));
+    r->labels = realloc(r->labels, (size_t)(r->n + b.n) * sizeof(int));
+    r->groups = realloc(r->groups, (size_t)(r->n + b.n) * sizeof(int64_t));
+    memcpy(r->img + r->n * in, b.images, (size_t)b.n * in * sizeof(float));
+    memcpy(r->ids + r->n * c->context_length, b.ids, (size_t)b.n * c->context_length * sizeof(int32_t));
+    memcpy(r->labels + r->n, b.labels, (size_t)b.n * sizeof(int));
+    memcpy(r->groups + r->n, b.groups, (size_t)b.n * sizeof(int64_t));
+    if (r->nb < 4096) { r->sizes[r->nb] = b.n; r->seq_end[r->nb] = b.seq_end; }
+    r->n += b.n;
+    r->nb++;
+  }
+  vlm_loader_stats_get(l, &r->st);
+  vlm_loader_close(l);
+  return 1;
+}
+
+static int same_run(const run *a, const run *b, int size, int ctx) {
+  size_t in = (size_t)3 * size * size;
+  return a->n == b->n && a->nb == b->nb && !memcmp(a->img, b->img, (size_t)a->n * in * sizeof(float)) &&
+         !memcmp(a->ids, b->ids, (size_t)a->n * ctx * sizeof(int32_t)) &&
+         !memcmp(a->labels, b->labels, (size_t)a->n * sizeof(int)) &&
+         !memcmp(a->groups, b->groups, (size_t)a->n * sizeof(int64_t));
+}
+
+static int cmp64(const void *a, const void *b) {
+  int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+  return x < y ? -1 : x > y;
+}
+
+/* ------------------------------------------------------------------ */
+static void test_workers_invariance(void) {
+  const char *modes[2] = {"eval", "train"};
+  for (int train = 0; train <= 1; train++) {
+    vlm_loader_cfg c;
+    base_cfg(&c, train ? "shapes:200" : "shapes:val:90", train, 48, 16);
+    run ref;
+    c.workers = 0;
+    if (!collect(&c, 0, 0, &ref)) { CHECK(0, "collect"); return; }
+    CHECK(ref.n == (train ? 192 : 90), "%s: %lld samples", modes[train], (long long)ref.n);
+    for (int w = 1; w <= 3; w++) {
+      run r;
+      c.workers = w;
+      collect(&c, 0, 0, &r);
+      CHECK(same_run(&ref, &r, 48, 16), "%s: %d workers give the batches of 0 workers", modes[train], w);
+      run_free(&r);
+    }
+    /* eval order is the source order; train is shuffled; an epoch is a permutation */
+    int64_t *g = malloc((size_t)ref.n * sizeof *g);
+    memcpy(g, ref.groups, (size_t)ref.n * sizeof *g);
+    int inorder = 1;
+    for (int64_t i = 0; i < ref.n; i++) inorder &= g[i] == i;
+    CHECK(train ? !inorder : inorder, "%s order", modes[train]);
+    qsort(g, (size_t)ref.n, sizeof *g, cmp64);
+    int distinct = 1;
+    for (int64_t i = 1; i < ref.n; i++) distinct &= g[i] != g[i - 1];
+    CHECK(distinct, "%s: no sample twice in an epoch", modes[train]);
+    free(g);
+    if (train) {
+      run e1;
+      c.workers = 2;
+      collect(&c, 1, 0, &e1);
+      CHECK(e1.n == ref.n && memcmp(e1.groups, ref.groups, (size_t)ref.n * sizeof(int64_t)) != 0, "epoch 1 order differs");
+      run_free(&e1);
+      /* resume: skip 3 batches -> batches 3.. of the full epoch */
+      run sk;
+      collect(&c, 0, 3, &sk);
+      CHECK(sk.n == ref.n - 3 * 16 && !memcmp(sk.img, ref.img + (size_t)3 * 16 * 3 * 48 * 48, (size_t)sk.n * 3 * 48 * 48 * 4) &&
+                !memcmp(sk.groups, ref.groups + 48, (size_t)sk.n * 8),
+            "skip_batches resumes the same stream");
+      run_free(&sk);
+      vlm_loader_cfg c2 = c;
+      c2.seed = 43;
+      run other;
+      collect(&c2, 0, 0, &other);
+      CHECK(memcmp(other.groups, ref.groups, (size_t)ref.n * 8) != 0, "another seed, another order");
+      run_free(&other);
+      /* images are augmented: the train image of a sample differs from its eval image */
+    } else {
+      vlm_loader *l;
+      CHECK(vlm_loader_open(&l, &c) == VLM_OK, "open");
+      CHECK(vlm_loader_batches_per_epoch(l) == 6, "eval: 90 / 16 -> 6 batches (last short)");
+      int nc;
+      CHECK(vlm_loader_classnames(l, &nc) && nc == VLM_SHAPES_CLASSES, "classnames through the loader");
+      vlm_loader_close(l);
+      CHECK(ref.nb == 6 && ref.sizes[5] == 90 - 5 * 16, "last eval batch short: %d", ref.sizes[5]);
+      for (int64_t i = 0; i < ref.n; i++)
+        if (ref.labels[i] < 0 || ref.ids[i * 16] != vlm_tokenizer_sot(g_tok)) { CHECK(0, "labels / sot"); break; }
+    }
+    run_free(&ref);
+  }
+}
+
+static void test_ranks(void) {
+  /* train: each rank floor(n / world) distinct samples, disjoint across ranks */
+  int64_t all[300];
+  int64_t na = 0;
+  for (int rank = 0; rank < 3; rank++) {
+    vlm_loader_cfg c;
+    base_cfg(&c, "shapes:100", 1, 16, 11);
+    c.drop_last = 0;
+    c.rank = rank;
+    c.world = 3;
+    c.workers = 1;
+    run r;
+    collect(&c, 0, 0, &r);
+    CHECK(r.n == 33, "rank %d: 33 samples, got %lld", rank, (long long)r.n);
+    for (int64_t i = 0; i < r.n && na < 300; i++) all[na++] = r.groups[i];
+    run_free(&r);
+  }
+  qsort(all, (size_t)na, sizeof *all, cmp64);
+  int distinct = 1;
+  for (int64_t i = 1; i < na; i++) distinct &= all[i] != all[i - 1];
+  CHECK(na == 99 && distinct, "ranks partition the permutation");
+  /* eval: ranks cover everything once */
+  na = 0;
+  for (int rank = 0; rank < 3; rank++) {
+    vlm_loader_cfg c;
+    base_cfg(&c, "shapes:val:100", 0, 16, 8);
+    c.rank = rank;
+    c.world = 3;
+    c.workers = 0;
+    run r;
+    collect(&c, 0, 0, &r);
+    for (int64_t i = 0; i < r.n && na < 300; i++) all[na++] = r.groups[i];
+    run_free(&r);
+  }
+  qsort(all, (size_t)na, sizeof *all, cmp64);
+  int cover = na == 100;
+  for (int64_t i = 0; cover && i < na; i++) cover = all[i] == i;
+  CHECK(cover, "eval ranks cover every sample once (%lld)", (long long)na);
+}
+
+static void test_bad_samples(void) {
+  mkdir(P("img"), 0777);
+  for (int i = 0; i < 5; i++) {
+    char nm[64];
+    snprintf(nm, sizeof nm, "img/%d.png", i);
+    write_png(P(nm), 20 + i, 17 + 2 * i, i);
+  }
+  vt_write_file(P("img/corrupt.png"), "\x89PNG\r\n\x1a\nxxxxxxxxxxxxxxxxxxxxxxxx", 32);
+  FILE *f = fopen(P("data.tsv"), "wb");
+  fprintf(f, "filepath\ttitle\n");
+  int good = 0, bad_read = 0, bad_dec = 0, bad_cap = 0;
+  for (int i = 0; i < 60; i++) {
+    if (i % 10 == 3) { fprintf(f, "img/missing%d.png\tno file\n", i); bad_read++; }
+    else if (i % 10 == 6) { fprintf(f, "img/corrupt.png\tcorrupt\n"); bad_dec++; }
+    else if (i % 10 == 8) { fprintf(f, "img/1.png\t \n"); bad_cap++; }
+    else { fprintf(f, "img/%d.png\tcaption number %d\n", i % 5, i); good++; }
+  }
+  fclose(f);
+  for (int train = 0; train <= 1; train++) {
+    vlm_loader_cfg c;
+    base_cfg(&c, P("data.tsv"), train, 24, 5);
+    c.drop_last = 0;
+    c.workers = 0;
+    run ref;
+    collect(&c, 0, 0, &ref);
+    /* eval: one pass, the good ones; train: an epoch is 60 good samples, bad ones replaced
+     * from the next pass */
+    CHECK(ref.n == (train ? 60 : good), "%d good samples delivered, got %lld", train ? 60 : good, (long long)ref.n);
+    if (!train)
+      CHECK(ref.st.bad == bad_read + bad_dec + bad_cap && ref.st.bad_read == bad_read && ref.st.bad_decode == bad_dec &&
+                ref.st.bad_caption == bad_cap,
+            "bad counts %lld (read %lld decode %lld caption %lld)", (long long)ref.st.bad, (long long)ref.st.bad_read,
+            (long long)ref.st.bad_decode, (long long)ref.st.bad_caption);
+    else
+      CHECK(ref.st.bad >= 18 && ref.st.bad_read >= 6 && ref.st.bad_decode >= 6 && ref.st.bad_caption >= 6,
+            "train bad counts %lld", (long long)ref.st.bad);
+    CHECK(strstr(ref.st.last_error, "data.tsv") != NULL, "last error names the file: %s", ref.st.last_error);
+    int full = 1;
+    for (int64_t b = 0; b + 1 < ref.nb; b++) full &= ref.sizes[b] == 5;
+    CHECK(full, "batches are filled with the next good samples");
+    for (int w = 1; w <= 3; w += 2) {
+      run r;
+      c.workers = w;
+      collect(&c, 0, 0, &r);
+      CHECK(same_run(&ref, &r, 24, 16), "bad samples: %d workers = 0 workers (train %d)", w, train);
+      run_free(&r);
+    }
+    if (train) {
+      /* exact resume with seq_end even with bad samples skipped */
+      vlm_loader *l;
+      vlm_loader_open(&l, &c);
+      vlm_loader_start_epoch_at(l, 0, 4, ref.seq_end[3]);
+      vlm_batch b;
+      int ok = vlm_loader_next(l, &b) == 1 && b.index == 4 && !memcmp(b.groups, ref.groups + 20, (size_t)b.n * 8);
+      CHECK(ok, "start_epoch_at(seq_end) resumes exactly");
+      vlm_loader_close(l);
+    }
+    run_free(&ref);
+  }
+}
+
+static void test_mixing(void) {
+  FILE *a = fopen(P("alpha.tsv"), "wb"), *b = fopen(P("beta.tsv"), "wb");
+  fprintf(a, "filepath\ttitle\n");
+  fprintf(b, "filepath\ttitle\n");
+  for (int i = 0; i < 400; i++) fprintf(a, "img/0.png\talpha\n");
+  for (int i = 0; i < 100; i++) fprintf(b, "img/1.png\tbeta\n");
+  fclose(a);
+  fclose(b);
+  char spec[2200];
+  snprintf(spec, sizeof spec, "%s::%s", P("alpha.tsv"), P("beta.tsv"));
+  int32_t *ids = NULL;
+  size_t n = 0;
+  vlm_tokenizer_encode(g_tok, "alpha", 5, &ids, &n);
+  int32_t alpha_id = n ? ids[0] : -1;
+  free(ids);
+  double up[2] = {3, 1};
+  struct { const double *up; double T; double want; const char *what; } cases[] = {
+      {up, 0, 0.75, "upsampling 3:1"}, {NULL, 2, 2.0 / 3.0, "temperature 2 (sqrt sizes)"}, {NULL, 0, 0.8, "by size"}};
+  for (int k = 0; k < 3; k++) {
+    vlm_loader_cfg c;
+    base_cfg(&c, spec, 1, 8, 100);
+    c.upsampling = cases[k].up;
+    c.temperature = cases[k].T;
+    c.samples_per_epoch = 3000;
+    c.workers = 2;
+    run r;
+    collect(&c, 0, 0, &r);
+    int64_t na = 0;
+    for (int64_t i = 0; i < r.n; i++) na += r.ids[i * 16 + 1] == alpha_id;
+    double frac = r.n ? (double)na / r.n : 0;
+    /* 3000 draws: sd ~ 0.008 */
+    CHECK(r.n == 3000 && fabs(frac - cases[k].want) < 0.035, "%s: alpha fraction %.3f, want %.3f", cases[k].what, frac,
+          cases[k].want);
+    run_free(&r);
+  }
+  vlm_loader_cfg c;
+  base_cfg(&c, spec, 0, 8, 64);
+  run r;
+  collect(&c, 0, 0, &r);
+  CHECK(r.n == 500 && r.ids[1] == alpha_id && r.ids[499 * 16 + 1] != alpha_id, "eval reads the sources one after the other");
+  run_free(&r);
+}
+
+/* ------------------------------------------------------------------ WebDataset */
+static void tar_add(FILE *f, const char *name, const void *d, size_t n) {
+  unsigned char h[512];
+  memset(h, 0, sizeof h);
+  snprintf((char *)h, 100, "%s", name);
+  memcpy(h + 100, "0000644", 7);
+  snprintf((char *)h + 124, 12, "%011lo", (unsigned long)n);
+  h[156] = '0';
+  memcpy(h + 257, "ustar", 6);
+  memcpy(h + 263, "00", 2);
+  memset(h + 148, ' ', 8);
+  unsigned sum = 0;
+  for (int i = 0; i < 512; i++) sum += h[i];
+  snprintf((char *)h + 148, 8, "%06o", sum);
+  fwrite(h, 1, 512, f);
+  fwrite(d, 1, n, f);
+  static const char zero[512];
+  if (n % 512) fwrite(zero, 1, 512 - n % 512, f);
+}
+
+static void test_wds(void) {
+  size_t pn;
+  uint8_t *png = vt_read_file(P("img/2.png"), &pn);
+  for (int s = 0; s < 4; s++) {
+    char nm[64];
+    snprintf(nm, sizeof nm, "sh-%02d.tar", s);
+    FILE *f = fopen(P(nm), "wb");
+    for (int i = 0; i < 10; i++) {
+      char k[64], cap[64];
+      snprintf(k, sizeof k, "s%d_%03d.png", s, i);
+      tar_add(f, k, png, pn);
+      snprintf(k, sizeof k, "s%d_%03d.txt", s, i);
+      snprintf(cap, sizeof cap, "%s", i == 4 ? "" : "a caption");
+      tar_add(f, k, cap, strlen(cap));
+    }
+    static const char zero[1024];
+    fwrite(zero, 1, 1024, f);
+    fclose(f);
+  }
+  free(png);
+  char spec[1100];
+  snprintf(spec, sizeof spec, "%s/sh-{00..03}.tar", g_dir);
+  vlm_loader_cfg c;
+  base_cfg(&c, spec, 1, 16, 6);
+  c.shuffle_buffer = 7;
+  c.workers = 0;
+  run ref;
+  collect(&c, 0, 0, &ref);
+  CHECK(ref.n == 36 && ref.st.bad_caption == 4, "wds: 36 good (6 batches), 4 empty captions skipped: %lld %lld",
+        (long long)ref.n, (long long)ref.st.bad_caption);
+  for (int w = 1; w <= 3; w += 2) {
+    run r;
+    c.workers = w;
+    collect(&c, 0, 0, &r);
+    CHECK(same_run(&ref, &r, 16, 16), "wds: %d workers = 0 workers", w);
+    run_free(&r);
+  }
+  int64_t *g = malloc((size_t)ref.n * 8);
+  memcpy(g, ref.groups, (size_t)ref.n * 8);
+  qsort(g, (size_t)ref.n, 8, cmp64);
+  int distinct = 1;
+  for (int64_t i = 1; i < ref.n; i++) distinct &= g[i] != g[i - 1];
+  CHECK(distinct, "wds: each sample once");
+  free(g);
+  run e1;
+  collect(&c, 1, 0, &e1);
+  CHECK(e1.n == 36 && memcmp(e1.groups, ref.groups, 36 * 8) != 0, "wds: epoch 1 order differs");
+  run_free(&e1);
+  run_free(&ref);
+  /* a WebDataset source mixed with a random-access one (upsampling factors): still the same
+   * batches for any worker count, both sources present */
+  {
+    char mix[2300];
+    snprintf(mix, sizeof mix, "%s::shapes:50", spec);
+    double upf[2] = {1, 1};
+    vlm_loader_cfg cm;
+    base_cfg(&cm, mix, 1, 16, 8);
+    cm.upsampling = upf;
+    cm.samples_per_epoch = 160;
+    cm.shuffle_buffer = 5;
+    cm.workers = 0;
+    run m0, m2;
+    collect(&cm, 2, 0, &m0);
+    cm.workers = 2;
+    collect(&cm, 2, 0, &m2);
+    int64_t from_wds = 0;
+    for (int64_t i = 0; i < m0.n; i++) from_wds += (m0.groups[i] >> 48) == 0;
+    CHECK(m0.n == 160 && same_run(&m0, &m2, 16, 16) && from_wds > 40 && from_wds < 120,
+          "wds::shapes mix: %lld samples, %lld from the shards, workers-invariant", (long long)m0.n, (long long)from_wds);
+    run_free(&m0);
+    run_free(&m2);
+    cm.upsampling = NULL;
+    vlm_loader *lm;
+    CHECK(vlm_loader_open(&lm, &cm) != VLM_OK && strstr(vlm_last_error(), "upsampling"),
+          "a WebDataset mix without factors is refused: %s", vlm_last_error());
+  }
+  /* ranks split the shards */
+  int64_t seen[2][64];
+  int64_t ns[2] = {0, 0};
+  for (int rank = 0; rank < 2; rank++) {
+    c.rank = rank;
+    c.world = 2;
+    c.drop_last = 0;
+    run r;
+    collect(&c, 0, 0, &r);
+    ns[rank] = r.n;
+    for (int64_t i = 0; i < r.n && i < 64; i++) seen[rank][i] = r.groups[i] >> 32;
+    run_free(&r);
+  }
+  int disjoint = ns[0] == 18 && ns[1] == 18;
+  for (int64_t i = 0; i < ns[0] && disjoint; i++)
+    for (int64_t j = 0; j < ns[1]; j++) disjoint &= seen[0][i] != seen[1][j];
+  CHECK(disjoint, "wds: two ranks read disjoint shards (%lld + %lld samples)", (long long)ns[0], (long long)ns[1]);
+}
+
+static void test_bounded(void) {
+  vlm_loader_cfg c;
+  base_cfg(&c, "shapes:5000", 1, 16, 8);
+  c.workers = 3;
+  c.queue_samples = 20;
+  vlm_loader *l;
+  CHECK(vlm_loader_open(&l, &c) == VLM_OK, "open");
+  vlm_batch b;
+  vlm_loader_next(l, &b);
+  struct timespec ts = {0, 100 * 1000 * 1000};
+  nanosleep(&ts, NULL);   /* a slow consumer: workers must stop at the queue bound */
+  vlm_loader_next(l, &b);
+  vlm_loader_stats st;
+  vlm_loader_stats_get(l, &st);
+  CHECK(vlm_loader_queue_size(l) == 20 && st.ahead_max <= 20 && st.ahead_max >= 8, "work ahead bounded: %lld of 20",
+        (long long)st.ahead_max);
+  vlm_loader_close(l);
+  /* training cycles its sources: one with no good sample must still end the epoch */
+  FILE *f = fopen(P("allbad.tsv"), "wb");
+  fprintf(f, "filepath\ttitle\n");
+  for (int i = 0; i < 20; i++) fprintf(f, "img/none%d.png\tmissing\n", i);
+  fclose(f);
+  base_cfg(&c, P("allbad.tsv"), 1, 16, 4);
+  c.workers = 2;
+  CHECK(vlm_loader_open(&l, &c) == VLM_OK, "open allbad");
+  int got = vlm_loader_next(l, &b);
+  vlm_loader_stats_get(l, &st);
+  CHECK(got == 0 && st.bad >= 1000 && st.samples == 0 && strstr(st.last_error, "none"),
+        "no good sample: the epoch ends (%lld bad)", (long long)st.bad);
+  vlm_loader_close(l);
+  /* bad settings */
+  base_cfg(&c, "shapes:10", 1, 16, 0);
+  CHECK(vlm_loader_open(&l, &c) != VLM_OK, "batch 0 refused");
+  base_cfg(&c, "shapes:10::/nonexistent/x.csv", 1, 16, 4);
+  CHECK(vlm_loader_open(&l, &c) != VLM_OK && strstr(vlm_last_error(), "x.csv"), "missing source named: %s", vlm_last_error());
+  base_cfg(&c, "shapes:2", 1, 16, 4);
+  c.world = 4;
+  CHECK(vlm_loader_open(&l, &c) != VLM_OK && strstr(vlm_last_error(), "ranks"), "too few samples for the ranks: %s",
+        vlm_last_error());
+}
+
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define SLOW_BUILD 1
+#else
+#define SLOW_BUILD 0
+#endif
+
+/* Throughput (printed, not asserted): 2 workers, shapes at 64 px and PNG/JPEG files at 224 px.
+ * Sanitizer builds run a token amount (their numbers mean nothing). */
+static double cpu_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void test_throughput(const char *shared) {
+  double t0;
+  struct timespec ts;
+  vlm_loader_cfg c;
+  base_cfg(&c, SLOW_BUILD ? "shapes:128" : "shapes:1024", 1, 64, 64);
+  c.workers = 2;
+  vlm_loader *l;
+  if (vlm_loader_open(&l, &c)) return;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  t0 = ts.tv_sec + ts.tv_nsec * 1e-9;
+  double c0 = cpu_s();
+  vlm_batch b;
+  int64_t n = 0;
+  while (vlm_loader_next(l, &b)) n += b.n;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  printf("  throughput: shapes 64 px, train, 2 workers: %.0f images/s (%.0f images per CPU second)\n",
+         n / (ts.tv_sec + ts.tv_nsec * 1e-9 - t0), n / (cpu_s() - c0));
+  vlm_loader_close(l);
+  char src[1024];
+  snprintf(src, sizeof src, "%s/data/images/rocket.jpg", shared);
+  size_t jn;
+  FILE *f = fopen(src, "rb");
+  if (!f) return;
+  fclose(f);
+  uint8_t *j = vt_read_file(src, &jn);
+  vt_write_file(P("img/r.jpg"), j, jn);
+  free(j);
+  f = fopen(P("jpeg.tsv"), "wb");
+  fprintf(f, "filepath\ttitle\n");
+  for (int i = 0; i < (SLOW_BUILD ? 16 : 64); i++) fprintf(f, "img/r.jpg\ta rocket\n");
+  fclose(f);
+  base_cfg(&c, P("jpeg.tsv"), 1, 224, 16);
+  c.workers = 2;
+  c.decode.jpeg_reduce_min_side = 224;
+  if (vlm_loader_open(&l, &c)) return;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  t0 = ts.tv_sec + ts.tv_nsec * 1e-9;
+  c0 = cpu_s();
+  n = 0;
+  while (vlm_loader_next(l, &b)) n += b.n;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  printf("  throughput: JPEG (rocket.jpg, 640x427) 224 px, train, 2 workers: %.0f images/s (%.0f images per CPU second)\n",
+         n / (ts.tv_sec + ts.tv_nsec * 1e-9 - t0), n / (cpu_s() - c0));
+  vlm_loader_close(l);
+}
+
+int main(int argc, char **argv) {
+  const char *shared = vt_shared_dir(argc, argv);
+  snprintf(g_dir, sizeof g_dir, "/tmp/vlm_test_loader_XXXXXX");
+  if (!mkdtemp(g_dir)) vt_skip("cannot make a temp dir");
+  const char *texts[] = {"a red circle", "a blue square", "alpha", "beta", "caption number", "a green star on the left",
+                         "a photo of a small cyan hexagon", "there is a pink cross and an orange triangle"};
+  size_t lens[8];
+  for (int i = 0; i < 8; i++) lens[i] = strlen(texts[i]);
+  if (vlm_bpe_train(&g_tok, texts, lens, 8, 600)) { CHECK(0, "bpe: %s", vlm_last_error()); return vt_finish(); }
+  /* vlm_tokenizer_clone: the same ids as the original (trained and OpenAI vocabularies) */
+  vlm_tokenizer *toks[2] = {g_tok, NULL};
+  char vocab[1024];
+  snprintf(vocab, sizeof vocab, "%s/data/bpe_simple_vocab_16e6.txt.gz", shared);
+  FILE *vf = fopen(vocab, "rb");
+  if (vf) {
+    fclose(vf);
+    if (vlm_tokenizer_load(&toks[1], vocab)) toks[1] = NULL;
+  }
+  for (int k = 0; k < 2; k++) {
+    if (!toks[k]) continue;
+    vlm_tokenizer *cl = vlm_tokenizer_clone(toks[k]);
+    const char *txt = "A photo of a small cyan hexagon, &amp; caf\xc3\xa9 \xf0\x9f\x98\x80 on the left!";
+    int32_t a[24], b[24];
+    int na = vlm_tokenizer_encode_ctx(toks[k], txt, strlen(txt), 24, 0, a);
+    int nb = cl ? vlm_tokenizer_encode_ctx(cl, txt, strlen(txt), 24, 0, b) : -2;
+    CHECK(cl && na == nb && !memcmp(a, b, sizeof a) && vlm_tokenizer_vocab_size(cl) == vlm_tokenizer_vocab_size(toks[k]),
+          "tokenizer clone %d encodes like the original", k);
+    vlm_tokenizer_free(cl);
+  }
+  vlm_tokenizer_free(toks[1]);
+  test_workers_invariance();
+  test_ranks();
+  test_bad_samples();
+  test_mixing();
+  test_wds();
+  test_bounded();
+  test_throughput(shared);
+  vlm_tokenizer_free(g_tok);
+  char cmd[512];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
+  if (system(cmd) != 0) fprintf(stderr, "cleanup of %s failed\n", g_dir);
+  return vt_finish();
+}

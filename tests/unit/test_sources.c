@@ -1,0 +1,524 @@
+/* Dataset sources on data the test makes in a temporary folder: each source reads good
+ * samples and deliberately broken ones (missing file, corrupt image, empty caption, bad
+ * UTF-8, malformed CSV record / JSON annotation, truncated and corrupt tar) without
+ * crashing, each failure naming the sample. Also: CSV quoting (separators, doubled quotes,
+ * newlines inside quotes), CRLF, blank lines, BOM, other separators and keys, a missing
+ * column named at open; COCO grouping; tar ustar/pax/GNU long names; brace expansion;
+ * folder and ImageFolder layouts; type auto-detection. */
+#define _GNU_SOURCE
+#include <png.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "datasets/datasets.h"
+#include "datasets/source_internal.h"
+#include "gradcheck.h"
+
+static char g_dir[256];
+static const char *g_shared;
+
+static const char *P(const char *name) {
+  static char buf[8][1024];
+  static int k;
+  k = (k + 1) % 8;
+  snprintf(buf[k], sizeof buf[k], "%s/%s", g_dir, name);
+  return buf[k];
+}
+
+/* A small RGB PNG (w x h, colour seeded by v) into memory. */
+static uint8_t *png_bytes(int w, int h, int v, size_t *n) {
+  char *mem = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&mem, &len);
+  png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
+  png_infop info = png_create_info_struct(png);
+  if (setjmp(png_jmpbuf(png))) abort();
+  png_init_io(png, f);
+  png_set_IHDR(png, info, (png_uint_32)w, (png_uint_32)h, 8, PNG_COLOR_TYPE_RGB, 0, 0, 0);
+  png_write_info(png, info);
+  uint8_t *row = malloc((size_t)w * 3);
+  for (int y = 0; y < h; y++) {
+    for (int x = 0; x < w; x++) {
+      row[x * 3] = (uint8_t)(v * 40 + x);
+      row[x * 3 + 1] = (uint8_t)(v * 70 + y);
+      row[x * 3 + 2] = (uint8_t)(v * 13);
+    }
+    png_write_row(png, row);
+  }
+  png_write_end(png, NULL);
+  png_destroy_write_struct(&png, &info);
+  free(row);
+  fclose(f);
+  *n = len;
+  return (uint8_t *)mem;
+}
+
+static void write_png(const char *path, int v) {
+  size_t n;
+  uint8_t *b = png_bytes(12, 10, v, &n);
+  vt_write_file(path, b, n);
+  free(b);
+}
+
+static void write_text(const char *path, const char *s) { vt_write_file(path, s, strlen(s)); }
+
+/* A corrupt image: the shared truncated.jpg when present, else a PNG cut in half. */
+static void write_corrupt(const char *path) {
+  char src[1024];
+  snprintf(src, sizeof src, "%s/data/images/truncated.jpg", g_shared);
+  size_t n;
+  uint8_t *b = NULL;
+  FILE *f = fopen(src, "rb");
+  if (f) {
+    fclose(f);
+    b = vt_read_file(src, &n);
+  } else {
+    b = png_bytes(40, 40, 3, &n);
+    n /= 2;
+  }
+  vt_write_file(path, b, n);
+  free(b);
+}
+
+static int decodes(const vlm_sample *s) {
+  vlm_image im;
+  if (!s->image_bytes) return 0;
+  if (vlm_image_decode_mem(s->image_bytes, s->image_len, s->name, NULL, &im)) return 0;
+  vlm_image_free(&im);
+  return 1;
+}
+
+/* ------------------------------------------------------------------ tar writer */
+static void tar_header(FILE *f, const char *name, size_t size, char type) {
+  unsigned char h[512];
+  memset(h, 0, sizeof h);
+  snprintf((char *)h, 100, "%s", name);
+  memcpy(h + 100, "0000644", 7);
+  memcpy(h + 108, "0000000", 7);
+  memcpy(h + 116, "0000000", 7);
+  snprintf((char *)h + 124, 12, "%011lo", (unsigned long)size);
+  memcpy(h + 136, "00000000000", 11);
+  h[156] = (unsigned char)type;
+  memcpy(h + 257, "ustar", 6);
+  memcpy(h + 263, "00", 2);
+  memset(h + 148, ' ', 8);
+  unsigned sum = 0;
+  for (int i = 0; i < 512; i++) sum += h[i];
+  snprintf((char *)h + 148, 8, "%06o", sum);
+  h[155] = ' ';
+  fwrite(h, 1, 512, f);
+}
+
+static void tar_data(FILE *f, const void *d, size_t n) {
+  fwrite(d, 1, n, f);
+  static const char zero[512];
+  if (n % 512) fwrite(zero, 1, 512 - n % 512, f);
+}
+
+static void tar_add(FILE *f, const char *name, const void *d, size_t n) {
+  tar_header(f, name, n, '0');
+  tar_data(f, d, n);
+}
+
+static void tar_add_pax(FILE *f, const char *name, const void *d, size_t n) {
+  char rec[1200];
+  int body = (int)strlen(name) + 7;   /* " path=" + name + "\n" */
+  int len = body + 1;
+  while ((int)snprintf(NULL, 0, "%d", len) + body != len) len++;
+  snprintf(rec, sizeof rec, "%d path=%s\n", len, name);
+  tar_header(f, "PaxHeaders/x", strlen(rec), 'x');
+  tar_data(f, rec, strlen(rec));
+  tar_add(f, "truncated-name-in-ustar-header", d, n);
+}
+
+static void tar_add_gnu(FILE *f, const char *name, const void *d, size_t n) {
+  tar_header(f, "././@LongLink", strlen(name) + 1, 'L');
+  tar_data(f, name, strlen(name) + 1);
+  tar_add(f, "short", d, n);
+}
+
+static void tar_end(FILE *f) {
+  static const char zero[1024];
+  fwrite(zero, 1, 1024, f);
+}
+
+/* ------------------------------------------------------------------ CSV */
+static void test_csv(void) {
+  mkdir(P("csv"), 0777);
+  mkdir(P("csv/img"), 0777);
+  write_png(P("csv/img/a.png"), 1);
+  write_png(P("csv/img/b.png"), 2);
+  write_corrupt(P("csv/img/bad.jpg"));
+  const char *tsv =
+      "\xEF\xBB\xBF" "filepath\ttitle\textra\r\n"
+      "img/a.png\ta red thing\tx\r\n"
+      "\r\n"
+      "\"img/b.png\"\t\"a caption with \"\"quotes\"\", a\ttab and\na newline\"\ty\n"
+      "img/missing.png\tnothing here\tz\n"
+      "img/bad.jpg\ta corrupt jpeg\tz\n"
+      "img/a.png\t   \tz\n"
+      "img/a.png\tbad \xff\xfe utf8\tz\n"
+      "img/a.png\n"
+      "img/a.png\t\"unterminated quote\n"
+      "more\n";
+  write_text(P("csv/train.tsv"), tsv);
+  vlm_source_opts o;
+  vlm_source_opts_default(&o);
+  vlm_source *s = NULL;
+  CHECK(vlm_source_open(&s, P("csv/train.tsv"), &o) == VLM_OK, "open tsv: %s", vlm_last_error());
+  if (!s) return;
+  CHECK(vlm_source_type(s) == VLM_DS_CSV, "auto type csv");
+  CHECK(vlm_source_size(s) == 8, "8 records, got %lld", (long long)vlm_source_size(s));
+  vlm_sample sm;
+  CHECK(vlm_source_get(s, 0, &sm) == VLM_OK && !strcmp(sm.caption, "a red thing") && decodes(&sm), "record 0: %s",
+        vlm_last_error());
+  vlm_sample_free(&sm);
+  CHECK(vlm_source_get(s, 1, &sm) == VLM_OK && !strcmp(sm.caption, "a caption with \"quotes\", a\ttab and\na newline") &&
+            decodes(&sm),
+        "record 1 (quoted): '%s' %s", sm.caption ? sm.caption : "(null)", vlm_last_error());
+  vlm_sample_free(&sm);
+  CHECK(vlm_source_get(s, 2, &sm) != VLM_OK && sm.fail == VLM_BAD_READ && strstr(vlm_last_error(), "img/missing.png") &&
+            strstr(vlm_last_error(), "train.tsv"),
+        "missing image named: %s", vlm_last_error());
+  vlm_sample_free(&sm);
+  CHECK(vlm_source_get(s, 3, &sm) == VLM_OK && !decodes(&sm) && strstr(vlm_last_error(), "bad.jpg"),
+        "corrupt image fails to decode, named: %s", vlm_last_error());
+  vlm_sample_free(&sm);
+  CHECK(vlm_source_get(s, 4, &sm) != VLM_OK && sm.fail == VLM_BAD_CAPTION && strstr(vlm_last_error(), "empty caption"),
+        "empty caption: %s", vlm_last_error());
+  vlm_sample_free(&sm);
+  CHECK(vlm_source_get(s, 5, &sm) != VLM_OK && sm.fail == VLM_BAD_CAPTION && strstr(vlm_last_error(), "UTF-8"),
+        "bad UTF-8: %s", vlm_last_error());
+  vlm_sample_free(&sm);
+  CHECK(vlm_source_get(s, 6, &sm) != VLM_OK && strstr(vlm_last_error(), "fields"), "short record: %s", vlm_last_error());
+  vlm_sample_free(&sm);
+  CHECK(vlm_source_get(s, 7, &sm) != VLM_OK && strstr(vlm_last_error(), "unterminated"), "unterminated quote: %s",
+        vlm_last_error());
+  vlm_sample_free(&sm);
+  vlm_source_close(s);
+
+  /* comma separator, other keys */
+  write_text(P("csv/b.csv"), "id,path,text\n1,img/a.png,hello\n2,img/b.png,\"x, y\"\n");
+  o.csv_separator = ',';
+  o.csv_img_key = "path";
+  o.csv_caption_key = "text";
+  CHECK(vlm_source_open(&s, P("csv/b.csv"), &o) == VLM_OK && vlm_source_size(s) == 2, "csv with keys: %s", vlm_last_error());
+  if (s) {
+    CHECK(vlm_source_get(s, 1, &sm) == VLM_OK && !strcmp(sm.caption, "x, y"), "comma in quotes");
+    vlm_sample_free(&sm);
+    vlm_source_close(s);
+  }
+  /* a missing column: named, header listed */
+  vlm_source_opts_default(&o);
+  CHECK(vlm_source_open(&s, P("csv/b.csv"), &o) != VLM_OK && strstr(vlm_last_error(), "'filepath'") &&
+            strstr(vlm_last_error(), "id,path,text") && strstr(vlm_last_error(), "b.csv"),
+        "missing column: %s", vlm_last_error());
+  o.csv_separator = ',';
+  CHECK(vlm_source_open(&s, P("csv/b.csv"), &o) != VLM_OK && strstr(vlm_last_error(), "'path'"),
+        "missing column lists the header: %s", vlm_last_error());
+  vlm_source_opts_default(&o);
+  CHECK(vlm_source_open(&s, P("csv/nope.csv"), &o) != VLM_OK && strstr(vlm_last_error(), "nope.csv"), "missing csv: %s",
+        vlm_last_error());
+  write_text(P("csv/empty.csv"), "");
+  CHECK(vlm_source_open(&s, P("csv/empty.csv"), &o) != VLM_OK && strstr(vlm_last_error(), "empty"), "empty csv: %s",
+        vlm_last_error());
+}
+
+/* ------------------------------------------------------------------ COCO */
+static void test_coco(void) {
+  mkdir(P("coco"), 0777);
+  mkdir(P("coco/annotations"), 0777);
+  mkdir(P("coco/val2017"), 0777);
+  write_png(P("coco/val2017/1.png"), 1);
+  const char *js =
+      "{\"images\": [{\"id\": 7, \"file_name\": \"1.png\"}, {\"id\": 9, \"file_name\": \"missing.png\"}],\n"
+      " \"annotations\": [{\"image_id\": 7, \"id\": 1, \"caption\": \"cap one\"},\n"
+      "   {\"image_id\": 7, \"id\": 2, \"caption\": \"cap two\"},\n"
+      "   {\"image_id\": 9, \"id\": 3, \"caption\": \"no file\"},\n"
+      "   {\"image_id\": 99, \"id\": 4, \"caption\": \"unknown image\"},\n"
+      "   {\"image_id\": 7, \"id\": 5},\n"
+      "   {\"image_id\": 7, \"id\": 6, \"caption\": \"  \"}]}";
+  write_text(P("coco/annotations/captions_val2017.json"), js);
+  vlm_source_opts o;
+  vlm_source_opts_default(&o);
+  vlm_source *s = NULL;
+  CHECK(vlm_source_open(&s, P("coco/annotations/captions_val2017.json"), &o) == VLM_OK, "open coco: %s", vlm_last_error());
+  if (!s) return;
+  CHECK(vlm_source_type(s) == VLM_DS_COCO && vlm_source_size(s) == 6, "coco: 6 captions");
+  vlm_sample sm;
+  CHECK(vlm_source_get(s, 0, &sm) == VLM_OK && !strcmp(sm.caption, "cap one") && sm.group == 7 && decodes(&sm),
+        "coco 0: %s", vlm_last_error());
+  vlm_sample_free(&sm);
+  CHECK(vlm_source_get(s, 1, &sm) == VLM_OK && !strcmp(sm.caption, "cap two") && sm.group == 7, "coco 1 grouped");
+  vlm_sample_free(&sm);
+  CHECK(vlm_source_get(s, 2, &sm) != VLM_OK && strstr(vlm_last_error(), "missing.png"), "coco missing file: %s",
+        vlm_last_error());
+  vlm_sample_free(&sm);
+  CHECK(vlm_source_get(s, 3, &sm) != VLM_OK && strstr(vlm_last_error(), "99"), "coco unknown image: %s", vlm_last_error());
+  vlm_sample_free(&sm);
+  CHECK(vlm_source_get(s, 4, &sm) != VLM_OK && sm.fail == VLM_BAD_CAPTION && strstr(vlm_last_error(), "annotation 4"),
+        "coco no caption: %s", vlm_last_error());
+  vlm_sample_free(&sm);
+  CHECK(vlm_source_get(s, 5, &sm) != VLM_OK && strstr(vlm_last_error(), "empty caption"), "coco empty caption: %s",
+        vlm_last_error());
+  vlm_sample_free(&sm);
+  vlm_source_close(s);
+  /* explicit image folder */
+  o.coco_images = P("coco/val2017");
+  write_text(P("coco/caps.json"), js);
+  CHECK(vlm_source_open(&s, P("coco/caps.json"), &o) == VLM_OK, "coco with --coco-images");
+  if (s) {
+    CHECK(vlm_source_get(s, 0, &sm) == VLM_OK && decodes(&sm), "coco image from the given folder");
+    vlm_sample_free(&sm);
+    vlm_source_close(s);
+  }
+  vlm_source_opts_default(&o);
+  write_text(P("coco/broken.json"), "{\"images\": [1, 2");
+  CHECK(vlm_source_open(&s, P("coco/broken.json"), &o) != VLM_OK && strstr(vlm_last_error(), "broken.json") &&
+            strstr(vlm_last_error(), "JSON"),
+        "malformed json: %s", vlm_last_error());
+  write_text(P("coco/other.json"), "{\"a\": 1}");
+  CHECK(vlm_source_open(&s, P("coco/other.json"), &o) != VLM_OK && strstr(vlm_last_error(), "COCO"), "not coco: %s",
+        vlm_last_error());
+  write_text(P("coco/badimg.json"), "{\"images\": [{\"id\": \"x\"}], \"annotations\": []}");
+  CHECK(vlm_source_open(&s, P("coco/badimg.json"), &o) != VLM_OK && strstr(vlm_last_error(), "images[0]"),
+        "bad image entry: %s", vlm_last_error());
+}
+
+/* ------------------------------------------------------------------ WebDataset */
+static void test_wds(void) {
+  mkdir(P("wds"), 0777);
+  size_t n1, n2;
+  uint8_t *p1 = png_bytes(12, 10, 1, &n1), *p2 = png_bytes(9, 9, 2, &n2);
+  char bad[1024];
+  snprintf(bad, sizeof bad, "%s", P("wds/bad.jpg"));
+  write_corrupt(bad);
+  size_t nb;
+  uint8_t *jb = vt_read_file(bad, &nb);
+  FILE *f = fopen(P("wds/shard-000.tar"), "wb");
+  tar_add(f, "000000.png", p1, n1);
+  tar_add(f, "000000.txt", "first caption\n", 14);
+  tar_add(f, "000000.json", "{}", 2);
+  tar_add(f, "000001.png", p2, n2);
+  tar_add(f, "000001.txt", "", 0);
+  tar_add(f, "000002.txt", "no image", 8);
+  tar_add(f, "000003.jpg", jb, nb);
+  tar_add(f, "000003.txt", "corrupt", 7);
+  char longname[300];
+  memset(longname, 'd', 150);
+  snprintf(longname + 150, sizeof longname - 150, "/sample.seg.png");
+  tar_add_pax(f, longname, p1, n1);
+  snprintf(longname + 150, sizeof longname - 150, "/sample.txt");
+  tar_add_gnu(f, longname, "long names", 10);
+  tar_end(f);
+  fclose(f);
+  /* shard 1: a good sample, then truncated inside the next member */
+  f = fopen(P("wds/shard-001.tar"), "wb");
+  tar_add(f, "a/k1.png", p2, n2);
+  tar_add(f, "a/k1.txt", "second shard", 12);
+  tar_add(f, "a/k2.png", p1, n1);
+  fclose(f);
+  size_t n;
+  uint8_t *whole = vt_read_file(P("wds/shard-001.tar"), &n);
+  vt_write_file(P("wds/shard-001.tar"), whole, n - 100);
+  free(whole);
+  /* shard 2: not a tar */
+  char junk[700];
+  memset(junk, 'x', sizeof junk - 1);
+  junk[sizeof junk - 1] = 0;
+  write_text(P("wds/shard-002.tar"), junk);
+
+  vlm_source_opts o;
+  vlm_source_opts_default(&o);
+  vlm_source *s = NULL;
+  char pat[1024];
+  snprintf(pat, sizeof pat, "%s/wds/shard-{000..003}.tar", g_dir);
+  CHECK(vlm_source_open(&s, pat, &o) == VLM_OK, "open wds: %s", vlm_last_error());
+  if (s) {
+    CHECK(vlm_source_is_stream(s) && vlm_source_num_shards(s) == 4 && vlm_source_size(s) == -1, "4 shards (one missing)");
+    vlm_shard_reader *r;
+    vlm_sample sm;
+    CHECK(vlm_shard_open(s, 0, &r) == VLM_OK, "shard 0");
+    int k = vlm_shard_next(r, &sm);
+    CHECK(k == 1 && !strcmp(sm.caption, "first caption") && decodes(&sm) && strstr(sm.name, "shard-000.tar:000000"),
+          "wds sample 0 (%d) %s", k, sm.name);
+    vlm_sample_free(&sm);
+    k = vlm_shard_next(r, &sm);
+    CHECK(k == -1 && strstr(vlm_last_error(), "000001") && strstr(vlm_last_error(), "empty caption"), "empty caption: %s",
+          vlm_last_error());
+    vlm_sample_free(&sm);
+    k = vlm_shard_next(r, &sm);
+    CHECK(k == -1 && strstr(vlm_last_error(), "000002") && strstr(vlm_last_error(), "no image"), "no image: %s",
+          vlm_last_error());
+    k = vlm_shard_next(r, &sm);
+    CHECK(k == 1 && !decodes(&sm) && strstr(sm.name, "000003"), "corrupt jpeg read, fails to decode");
+    vlm_sample_free(&sm);
+    k = vlm_shard_next(r, &sm);
+    /* pax "ddd.../sample.seg.png" and GNU "ddd.../sample.txt": one key; .seg.png is not an image */
+    CHECK(k == -1 && strstr(vlm_last_error(), "ddd/sample: no image"), "long names grouped, ext seg.png: %s",
+          vlm_last_error());
+    CHECK(vlm_shard_next(r, &sm) == 0, "end of shard 0");
+    CHECK(vlm_shard_next(r, &sm) == 0, "stays at the end");
+    vlm_shard_close(r);
+
+    CHECK(vlm_shard_open(s, 1, &r) == VLM_OK, "shard 1");
+    k = vlm_shard_next(r, &sm);
+    CHECK(k == 1 && !strcmp(sm.caption, "second shard") && strstr(sm.name, "a/k1"), "shard 1 sample");
+    vlm_sample_free(&sm);
+    k = vlm_shard_next(r, &sm);
+    CHECK(k == -1 && strstr(vlm_last_error(), "shard-001.tar") && strstr(vlm_last_error(), "offset") &&
+              strstr(vlm_last_error(), "truncated"),
+          "truncated tar named with offset: %s", vlm_last_error());
+    CHECK(vlm_shard_next(r, &sm) == 0, "after truncation: end");
+    vlm_shard_close(r);
+
+    CHECK(vlm_shard_open(s, 2, &r) == VLM_OK, "shard 2");
+    k = vlm_shard_next(r, &sm);
+    CHECK(k == -1 && strstr(vlm_last_error(), "shard-002.tar") && strstr(vlm_last_error(), "checksum"),
+          "not a tar: %s", vlm_last_error());
+    CHECK(vlm_shard_next(r, &sm) == 0, "corrupt: end");
+    vlm_shard_close(r);
+    CHECK(vlm_shard_open(s, 3, &r) != VLM_OK && strstr(vlm_last_error(), "shard-003.tar"), "missing shard named: %s",
+          vlm_last_error());
+    vlm_source_close(s);
+  }
+  free(p1);
+  free(p2);
+  free(jb);
+  /* the pax path overrides the ustar name */
+  f = fopen(P("wds/pax.tar"), "wb");
+  uint8_t *p3 = png_bytes(5, 5, 4, &n1);
+  tar_add_pax(f, "some/dir/pax_key.png", p3, n1);
+  tar_add(f, "some/dir/pax_key.txt", "pax caption", 11);
+  tar_end(f);
+  fclose(f);
+  free(p3);
+  CHECK(vlm_source_open(&s, P("wds/pax.tar"), &o) == VLM_OK, "single .tar: %s", vlm_last_error());
+  if (s) {
+    vlm_shard_reader *r;
+    vlm_sample sm;
+    CHECK(vlm_shard_open(s, 0, &r) == VLM_OK && vlm_shard_next(r, &sm) == 1 && strstr(sm.name, "some/dir/pax_key") &&
+              !strcmp(sm.caption, "pax caption") && decodes(&sm),
+          "pax path: %s", vlm_last_error());
+    vlm_sample_free(&sm);
+    vlm_shard_close(r);
+    vlm_source_close(s);
+  }
+  /* a header claiming 200 MB over a few bytes: an error, not a 200 MB allocation */
+  f = fopen(P("wds/huge.tar"), "wb");
+  tar_header(f, "big.png", 200u << 20, '0');
+  fwrite("abc", 1, 3, f);
+  fclose(f);
+  CHECK(vlm_source_open(&s, P("wds/huge.tar"), &o) == VLM_OK, "huge.tar");
+  if (s) {
+    vlm_shard_reader *r;
+    vlm_sample sm;
+    CHECK(vlm_shard_open(s, 0, &r) == VLM_OK && vlm_shard_next(r, &sm) == -1 && strstr(vlm_last_error(), "huge.tar") &&
+              strstr(vlm_last_error(), "truncated member 'big.png'") && strstr(vlm_last_error(), "offset 0"),
+          "huge claimed size: %s", vlm_last_error());
+    vlm_shard_close(r);
+    vlm_source_close(s);
+  }
+  snprintf(pat, sizeof pat, "%s/wds/none-{0..3}.tar", g_dir);
+  CHECK(vlm_source_open(&s, pat, &o) != VLM_OK && strstr(vlm_last_error(), "none-0.tar"), "no shard: %s", vlm_last_error());
+
+  /* brace expansion */
+  char **v;
+  int64_t nv;
+  CHECK(vlm_wds_expand("s-{0000..0011}.tar", &v, &nv, 100) && nv == 12 && !strcmp(v[0], "s-0000.tar") &&
+            !strcmp(v[11], "s-0011.tar"),
+        "numeric range");
+  for (int64_t i = 0; i < nv; i++) free(v[i]);
+  free(v);
+  CHECK(vlm_wds_expand("{a,b}/x-{1..3}.tar", &v, &nv, 100) && nv == 6 && !strcmp(v[0], "a/x-1.tar") &&
+            !strcmp(v[5], "b/x-3.tar"),
+        "two braces");
+  for (int64_t i = 0; i < nv; i++) free(v[i]);
+  free(v);
+  CHECK(vlm_wds_expand("x{8..10}", &v, &nv, 100) && nv == 3 && !strcmp(v[2], "x10"), "unpadded range");
+  for (int64_t i = 0; i < nv; i++) free(v[i]);
+  free(v);
+  const char *badp[] = {"x{1..}", "x{", "x}", "x{a..3}", "{{}"};
+  for (int i = 0; i < 5; i++) CHECK(!vlm_wds_expand(badp[i], &v, &nv, 100), "malformed pattern %s refused", badp[i]);
+  CHECK(!vlm_wds_expand("{0..999999}", &v, &nv, 1000) && strstr(vlm_last_error(), "more than"), "expansion bounded");
+}
+
+/* ------------------------------------------------------------------ folders */
+static void test_folders(void) {
+  mkdir(P("fold"), 0777);
+  write_png(P("fold/a.png"), 1);
+  write_text(P("fold/a.txt"), "caption a\n");
+  write_png(P("fold/b.png"), 2);
+  write_png(P("fold/c.PNG"), 3);
+  write_text(P("fold/c.txt"), "\n");
+  write_corrupt(P("fold/d.jpg"));
+  write_text(P("fold/d.txt"), "caption d");
+  write_text(P("fold/notes.md"), "ignored");
+  vlm_source_opts o;
+  vlm_source_opts_default(&o);
+  vlm_source *s = NULL;
+  CHECK(vlm_source_open(&s, P("fold"), &o) == VLM_OK && vlm_source_type(s) == VLM_DS_FOLDER, "folder: %s", vlm_last_error());
+  if (s) {
+    CHECK(vlm_source_size(s) == 4, "4 images");
+    vlm_sample sm;
+    CHECK(vlm_source_get(s, 0, &sm) == VLM_OK && !strcmp(sm.caption, "caption a") && decodes(&sm), "folder a");
+    vlm_sample_free(&sm);
+    CHECK(vlm_source_get(s, 1, &sm) != VLM_OK && sm.fail == VLM_BAD_CAPTION && strstr(vlm_last_error(), "b.txt"),
+          "missing sidecar named: %s", vlm_last_error());
+    vlm_sample_free(&sm);
+    CHECK(vlm_source_get(s, 2, &sm) != VLM_OK && strstr(vlm_last_error(), "empty caption"), "empty sidecar: %s",
+          vlm_last_error());
+    vlm_sample_free(&sm);
+    CHECK(vlm_source_get(s, 3, &sm) == VLM_OK && !decodes(&sm) && strstr(vlm_last_error(), "d.jpg"), "corrupt in folder");
+    vlm_sample_free(&sm);
+    vlm_source_close(s);
+  }
+  mkdir(P("inet"), 0777);
+  mkdir(P("inet/dog_house"), 0777);
+  mkdir(P("inet/cat"), 0777);
+  write_png(P("inet/cat/x.png"), 1);
+  write_png(P("inet/dog_house/y.png"), 2);
+  write_corrupt(P("inet/dog_house/z.jpg"));
+  CHECK(vlm_source_open(&s, P("inet"), &o) == VLM_OK && vlm_source_type(s) == VLM_DS_IMAGEFOLDER, "imagefolder: %s",
+        vlm_last_error());
+  if (s) {
+    int nc;
+    const char *const *cn = vlm_source_classnames(s, &nc);
+    CHECK(cn && nc == 2 && !strcmp(cn[0], "cat") && !strcmp(cn[1], "dog house"), "classnames sorted, '_' -> ' '");
+    CHECK(vlm_source_size(s) == 3, "3 images");
+    vlm_sample sm;
+    CHECK(vlm_source_get(s, 1, &sm) == VLM_OK && sm.label == 1 && !strcmp(sm.caption, "a photo of a dog house.") &&
+              decodes(&sm),
+          "imagefolder sample: %s", sm.caption ? sm.caption : vlm_last_error());
+    vlm_sample_free(&sm);
+    CHECK(vlm_source_get(s, 2, &sm) == VLM_OK && !decodes(&sm), "corrupt image in a class folder");
+    vlm_sample_free(&sm);
+    vlm_source_close(s);
+  }
+  mkdir(P("emptydir"), 0777);
+  CHECK(vlm_source_open(&s, P("emptydir"), &o) != VLM_OK && strstr(vlm_last_error(), "emptydir"), "empty folder: %s",
+        vlm_last_error());
+  CHECK(vlm_source_open(&s, P("nothing-here"), &o) != VLM_OK && strstr(vlm_last_error(), "nothing-here"),
+        "missing path: %s", vlm_last_error());
+  vlm_ds_type t;
+  CHECK(vlm_ds_type_parse("imagefolder", &t) && t == VLM_DS_IMAGEFOLDER && !vlm_ds_type_parse("xml", &t), "type parse");
+  CHECK(!strcmp(vlm_ds_type_name(VLM_DS_WDS), "wds"), "type name");
+  CHECK(vlm_source_open(&s, "a.csv::b.csv", &o) != VLM_OK && strstr(vlm_last_error(), "::"), "'::' refused here");
+}
+
+int main(int argc, char **argv) {
+  g_shared = vt_shared_dir(argc, argv);
+  snprintf(g_dir, sizeof g_dir, "/tmp/vlm_test_sources_XXXXXX");
+  if (!mkdtemp(g_dir)) vt_skip("cannot make a temp dir");
+  test_csv();
+  test_coco();
+  test_wds();
+  test_folders();
+  char cmd[512];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
+  if (system(cmd) != 0) fprintf(stderr, "cleanup of %s failed\n", g_dir);
+  return vt_finish();
+}
