@@ -17,7 +17,7 @@
 /* The demo defaults for --train-data shapes (tuned for 2 CPU cores, <= 10 minutes). */
 #define SHAPES_MODEL "shapes-demo"
 #define SHAPES_BATCH 64
-#define SHAPES_LR 1e-3
+#define SHAPES_LR 5e-4
 #define SHAPES_WARMUP 100
 #define SHAPES_STEPS 2500
 #define SHAPES_VOCAB 1024
