@@ -150,7 +150,7 @@ typedef struct {
 /* open_clip model_cfg JSON with multimodal_cfg (or an object holding it under "model_cfg"). */
 vlm_status vlm_coca_config_parse(vlm_coca_config *c, const char *json, const char *source);
 vlm_status vlm_coca_config_load(vlm_coca_config *c, const char *path);
-/* Built-ins: "coca_ViT-B-32" (open_clip's numbers), "coca-small" (the shapes demo),
+/* Built-ins: "coca_ViT-B-32" (open_clip's numbers), "coca-small", "coca-shapes" (the shapes captioning demo),
  * "coca-tiny" (the fixture's shape). */
 vlm_status vlm_coca_config_builtin(vlm_coca_config *c, const char *name);
 const char *vlm_coca_builtin_name(int i);
