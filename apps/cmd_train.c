@@ -1,4 +1,4 @@
-/* vlm train: CLIP training with open_clip's flags (see usage()). */
+/* vlm train: CLIP and CoCa training with open_clip's flags (see usage()). */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
 #include <math.h>
@@ -26,7 +26,8 @@ static void usage(FILE *f) {
   fprintf(f,
           "usage: vlm train --train-data SPEC [options]\n"
           "\n"
-          "Trains a CLIP model contrastively (open_clip's training loop and flag names).\n"
+          "Trains a CLIP model contrastively, or a CoCa model with open_clip's CoCa loss\n"
+          "(open_clip's training loop and flag names).\n"
           "A run directory LOGS/NAME holds config.json, tokenizer/, checkpoints/\n"
           "(epoch_K/, step_N/ and the 'latest' link: open_clip_config.json +\n"
           "open_clip_model.safetensors, loadable by open_clip's local-dir: and by vlm, plus\n"
@@ -44,7 +45,11 @@ static void usage(FILE *f) {
           "  --workers N              loader threads (2)\n"
           "Model:\n"
           "  --model M                built-in name (ViT-B-32, small, tiny, shapes-demo, ...), a\n"
-          "                           model config JSON, or a checkpoint dir to fine-tune\n"
+          "                           model config JSON, or a checkpoint dir to fine-tune;\n"
+          "                           CoCa: coca-tiny, coca-small, coca-shapes, coca_ViT-B-32, or a\n"
+          "                           config / checkpoint with a multimodal_cfg\n"
+          "  --coca-caption-loss-weight X (2.0)  --coca-contrastive-loss-weight X (1.0)\n"
+          "                           CoCa: total = X_contrastive * ClipLoss + X_caption * caption CE\n"
           "  --image-size N           override the image size (models trained from scratch)\n"
           "  --tokenizer T            a vocabulary (dir with vocab.json + merges.txt, or\n"
           "                           bpe_simple_vocab_16e6.txt.gz), or train:SIZE to learn a BPE\n"
@@ -78,6 +83,7 @@ static void usage(FILE *f) {
           "Examples:\n"
           "  vlm train --train-data shapes --logs runs --name demo\n"
           "  vlm train --train-data shapes --logs runs --name demo --resume latest\n"
+          "  vlm train --train-data shapes --model coca-shapes --logs runs --name coca\n"
           "  vlm train --train-data data/train.tsv --val-data data/val.tsv --model small \\\n"
           "      --tokenizer train:4096 --batch-size 128 --epochs 10 --warmup 500 --logs runs\n",
           SHAPES_VOCAB, SHAPES_BATCH, SHAPES_LR, SHAPES_WARMUP, SHAPES_STEPS);
@@ -88,6 +94,7 @@ typedef struct {
   const char *precision, *scheduler, *templates_file, *upsampling, *csv_img_key, *csv_caption_key;
   char csv_sep;
   double lr, beta1, beta2, eps, wd, grad_clip, temperature, cooldown_power, cooldown_end;
+  double coca_caption_w, coca_clip_w;
   long long batch, epochs, steps, warmup, accum, seed, workers, save_freq, save_steps, val_freq, zs_freq, image_size;
   long long stop_at, log_every, eval_steps, epochs_cooldown;
   int save_most_recent, lock_image, lock_text, json;
@@ -229,9 +236,9 @@ static vlm_status train_tokenizer(const char *spec, const vlm_source_opts *so, i
 }
 
 /* The run's config.json: the model config and every training parameter. */
-static vlm_status write_run_config(const char *run, const vlm_clip_config *c, const opts *o, const vlm_train_config *t,
-                                   const char *tokenizer_desc) {
-  char *mj = vlm_clip_config_to_json(c, VLM_CKPT_OPENCLIP);
+static vlm_status write_run_config(const char *run, const vlm_clip_config *c, const vlm_coca_config *coca,
+                                   const opts *o, const vlm_train_config *t, const char *tokenizer_desc) {
+  char *mj = coca ? vlm_coca_config_to_json(coca) : vlm_clip_config_to_json(c, VLM_CKPT_OPENCLIP);
   if (!mj) return vlm_error(VLM_ERR_OOM, "out of memory");
   size_t cap = strlen(mj) + 8192;
   char *buf = malloc(cap);
@@ -244,11 +251,13 @@ static vlm_status write_run_config(const char *run, const vlm_clip_config *c, co
            "\"accum_freq\": %d, \"total_steps\": %lld, \"epochs\": %lld, \"lr\": %g, \"beta1\": %g, \"beta2\": %g, "
            "\"eps\": %g, \"wd\": %g, \"warmup\": %lld, \"lr_scheduler\": \"%s\", \"grad_clip_norm\": %g, "
            "\"precision\": \"%s\", \"seed\": %lld, \"workers\": %lld, \"lock_image\": %d, \"lock_text\": %d, "
-           "\"tokenizer\": \"%s\", \"context_length\": %lld}}\n",
+           "\"tokenizer\": \"%s\", \"context_length\": %lld, \"coca_caption_loss_weight\": %g, "
+           "\"coca_contrastive_loss_weight\": %g}}\n",
            mj, o->train_data, o->val_data ? o->val_data : "", (long long)t->batch_size, t->accum_freq,
            (long long)t->total_steps, o->epochs, t->lr, t->beta1, t->beta2, t->eps, t->wd, (long long)t->warmup,
            vlm_lr_scheduler_name(t->scheduler), t->grad_clip_norm, t->precision == VLM_PREC_BF16 ? "bf16" : "fp32",
-           o->seed, o->workers, t->lock_image, t->lock_text, tokenizer_desc, (long long)t->context_length);
+           o->seed, o->workers, t->lock_image, t->lock_text, tokenizer_desc, (long long)t->context_length,
+           o->coca_caption_w, o->coca_clip_w);
   char path[4096];
   snprintf(path, sizeof path, "%s/config.json", run);
   vlm_status s = vlm_write_file_atomic(path, buf, strlen(buf));
@@ -275,7 +284,9 @@ static void print_eval(const vlm_eval_result *r, int64_t step) {
 typedef struct {
   opts o;
   char run[2048], ck[2200];
-  vlm_clip_config model;
+  vlm_clip_config model;           /* CoCa: embed_dim, vision, text of coca */
+  int is_coca;
+  vlm_coca_config coca;
   vlm_trainer tr;
   vlm_tokenizer *tok;
   vlm_loader *train, *val, *zs;
@@ -467,10 +478,44 @@ static int run(run_state *R) {
     fprintf(stderr, CMD ": %s: <|endoftext|> must be the last id (CLIP pools the text at the largest id)\n", tok_desc);
     return 1;
   }
-  /* ---- the model */
+  /* ---- the model: CLIP or CoCa (a multimodal_cfg) */
   vlm_ckpt_format fmt;
   int from_ckpt = 0;
-  if (o->resume) {
+  const char *model_dir = o->resume ? resume_dir : o->model;
+  struct stat msb;
+  int model_is_dir = o->resume || (path_exists(o->model) && stat(o->model, &msb) == 0 && S_ISDIR(msb.st_mode));
+  R->is_coca = path_exists(model_dir) ? vlm_model_is_coca(model_dir) == 1 : !strncmp(o->model, "coca", 4);
+  if (R->is_coca) {
+    if (model_is_dir) {
+      vlm_coca_params tmp;
+      if ((st = vlm_coca_load(model_dir, &R->coca, &tmp)) != VLM_OK) return fail(model_dir);
+      vlm_coca_params_free(&tmp);
+      from_ckpt = 1;
+    } else if (path_exists(o->model)) {
+      if ((st = vlm_coca_config_load(&R->coca, o->model)) != VLM_OK) return fail(o->model);
+    } else if ((st = vlm_coca_config_builtin(&R->coca, o->model)) != VLM_OK) {
+      fprintf(stderr, CMD ": --model: %s\n", vlm_last_error());
+      return 2;
+    }
+    if (!from_ckpt) {
+      R->coca.text.vocab_size = R->coca.decoder.vocab_size = V;
+      if (o->image_size > 0 && o->image_size % R->coca.vision.patch_size == 0) R->coca.vision.image_size = o->image_size;
+    }
+    if (from_ckpt && V > R->coca.text.vocab_size) {
+      fprintf(stderr, CMD ": the tokenizer has %d ids, the model's vocabulary %lld\n", V,
+              (long long)R->coca.text.vocab_size);
+      return 1;
+    }
+    R->coca.caption_loss_weight = (float)o->coca_caption_w;
+    R->coca.clip_loss_weight = (float)o->coca_clip_w;
+    R->model.embed_dim = R->coca.embed_dim;
+    R->model.quick_gelu = R->coca.quick_gelu;
+    R->model.vision = R->coca.vision;
+    R->model.text = R->coca.text;
+  }
+  if (R->is_coca) {
+    (void)fmt;
+  } else if (o->resume) {
     vlm_clip_params tmp;
     st = vlm_clip_load(resume_dir, &R->model, &tmp, &fmt);
     if (st != VLM_OK) return fail(resume_dir);
@@ -551,7 +596,8 @@ static int run(run_state *R) {
   t.precision = !strcmp(o->precision, "bf16") ? VLM_PREC_BF16 : VLM_PREC_F32;
   t.lock_image = o->lock_image;
   t.lock_text = o->lock_text;
-  if ((st = vlm_trainer_init(&R->tr, &R->model, &t)) != VLM_OK) return fail("");
+  st = R->is_coca ? vlm_trainer_init_coca(&R->tr, &R->coca, &t) : vlm_trainer_init(&R->tr, &R->model, &t);
+  if (st != VLM_OK) return fail("");
   vlm_rng_seed(&R->tr.rng, (uint64_t)o->seed);
   int had_state = 0;
   if (o->resume) {
@@ -561,16 +607,18 @@ static int run(run_state *R) {
                  (long long)R->tr.epoch, (long long)R->tr.epoch_batches);
   } else if (from_ckpt) {
     if ((st = vlm_trainer_load(&R->tr, o->model, NULL)) != VLM_OK) return fail(o->model);
-    R->tr.step = R->tr.epoch = R->tr.epoch_batches = 0;
-    vlm_clip_params_zero(&R->tr.m);
-    vlm_clip_params_zero(&R->tr.v);
+    vlm_trainer_reset_optimizer(&R->tr);
+  } else if (R->is_coca) {
+    vlm_coca_params_init_openclip(&R->tr.coca.p, &R->coca, (uint64_t)o->seed);
   } else {
     vlm_clip_params_init_openclip(&R->tr.p, &R->model, (uint64_t)o->seed);
   }
-  if ((st = write_run_config(R->run, &R->model, o, &R->tr.cfg, tok_desc)) != VLM_OK) return fail("");
+  if ((st = write_run_config(R->run, &R->model, R->is_coca ? &R->coca : NULL, o, &R->tr.cfg, tok_desc)) != VLM_OK) return fail("");
   if ((st = vlm_train_log_open(&R->log, R->run)) != VLM_OK) return fail("");
   if ((st = load_templates(R, shapes || is_shapes_spec(o->zs_data))) != VLM_OK) return fail("--zeroshot-templates");
   R->ec.model = &R->model;
+  R->ec.coca = R->is_coca ? &R->coca : NULL;
+  R->ec.coca_params = R->is_coca ? &R->tr.coca.p : NULL;
   R->ec.batch_size = (int)o->batch;
   R->ec.caption_match = is_shapes_spec(o->val_data);
   R->ec.shapes = is_shapes_spec(o->val_data) || is_shapes_spec(o->zs_data);
@@ -578,9 +626,11 @@ static int run(run_state *R) {
   R->ec.context_length = (int)R->model.text.context_length;
   R->ec.templates = R->templates;
   R->ec.n_templates = R->n_templates;
-  int64_t p_vis = 0, p_txt = 0, np = vlm_clip_params_count(&R->tr.p, &R->model, &p_vis, &p_txt);
-  fprintf(stderr, "run %s: model %s (%.2f M parameters, image %lld, vocabulary %lld), %lld steps of %lld x %d samples\n",
-          R->run, o->model, np / 1e6, (long long)R->model.vision.image_size, (long long)R->model.text.vocab_size,
+  int64_t p_vis = 0, p_txt = 0;
+  int64_t np = R->is_coca ? vlm_coca_params_count(&R->tr.coca.p, &R->coca)
+                          : vlm_clip_params_count(&R->tr.p, &R->model, &p_vis, &p_txt);
+  fprintf(stderr, "run %s: %s model %s (%.2f M parameters, image %lld, vocabulary %lld), %lld steps of %lld x %d samples\n",
+          R->run, R->is_coca ? "CoCa" : "CLIP", o->model, np / 1e6, (long long)R->model.vision.image_size, (long long)R->model.text.vocab_size,
           (long long)t.total_steps, o->batch, t.accum_freq);
 
   /* ---- the loop */
@@ -668,7 +718,7 @@ static int run(run_state *R) {
     double el = vlm_now() - t0;
     int64_t done = R->tr.step - start_step;
     vlm_progress pr = {R->tr.step, t.total_steps, R->tr.epoch, R->tr.last_loss, R->tr.last_lr,
-                       *vlm_f32(&R->tr.p.logit_scale), done * K * B / (el > 0 ? el : 1), el > 0 ? wait_total / el : 0,
+                       *vlm_f32(R->tr.logit_scale), done * K * B / (el > 0 ? el : 1), el > 0 ? wait_total / el : 0,
                        done > 0 ? el / done * (double)(t.total_steps - R->tr.step) : NAN, R->tr.last_grad_norm};
     if (!isfinite(R->tr.last_loss)) {
       fprintf(stderr, CMD ": the loss is %g at step %lld: stopping (lower --lr, or set --grad-clip-norm)\n",
@@ -758,6 +808,8 @@ int vlm_cmd_train(int argc, char **argv) {
   o->zs_freq = 2;
   o->log_every = 10;
   o->cooldown_power = 1.0;
+  o->coca_caption_w = 2.0;
+  o->coca_clip_w = 1.0;
   int rc = 2;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
@@ -797,6 +849,8 @@ int vlm_cmd_train(int argc, char **argv) {
     DBL("--data-temperature", temperature)
     DBL("--lr-cooldown-power", cooldown_power)
     DBL("--lr-cooldown-end", cooldown_end)
+    DBL("--coca-caption-loss-weight", coca_caption_w)
+    DBL("--coca-contrastive-loss-weight", coca_clip_w)
     INT("--epochs", epochs, 1, 1000000)
     INT("--accum-freq", accum, 1, 4096)
     INT("--seed", seed, 0, (1LL << 62))

@@ -77,32 +77,46 @@ static double clip_loss(const float *img, const float *txt, int64_t n, int64_t E
   return total / (2.0 * (double)n);
 }
 
+/* The model being evaluated: CLIP (p, acts) or CoCa (cp, cacts). */
+typedef struct {
+  const vlm_clip_config *c;
+  vlm_clip_params *p;
+  vlm_clip_acts acts;
+  const vlm_coca_config *cc;
+  vlm_coca_params *cp;
+  vlm_coca_acts cacts;
+} eval_model;
+
 /* Encode a padded batch of n <= B rows: images [n,3,S,S], ids [n,L] into the acts' features. */
-static void encode(const vlm_clip_config *c, vlm_clip_params *p, vlm_clip_acts *acts, float *img_buf,
-                   int32_t *ids_buf, int64_t B, int64_t L, const float *images, const int32_t *ids, int64_t n,
-                   float *img_out, float *txt_out) {
+static void encode(eval_model *m, float *img_buf, int32_t *ids_buf, int64_t B, int64_t L, const float *images,
+                   const int32_t *ids, int64_t n, float *img_out, float *txt_out) {
+  const vlm_clip_config *c = m->c;
   int64_t S = c->vision.image_size, per = 3 * S * S, E = c->embed_dim;
   if (images) {
     for (int64_t i = 0; i < B; i++) memcpy(img_buf + i * per, images + (i < n ? i : n - 1) * per, (size_t)per * sizeof(float));
     int64_t is[4] = {B, 3, S, S};
     vlm_tensor ti = vlm_tensor_cpu_f32(img_buf, 4, is);
-    vlm_vit_forward(&c->vision, &p->visual, &acts->visual, &ti);
-    memcpy(img_out, acts->visual.features.data, (size_t)(n * E) * sizeof(float));
+    if (m->cc) {
+      vlm_coca_vit_forward(&m->cc->vision, &m->cp->visual, &m->cp->pool, &m->cacts.visual, &m->cacts.pool, &ti);
+      memcpy(img_out, m->cacts.pool.features.data, (size_t)(n * E) * sizeof(float));
+    } else {
+      vlm_vit_forward(&c->vision, &m->p->visual, &m->acts.visual, &ti);
+      memcpy(img_out, m->acts.visual.features.data, (size_t)(n * E) * sizeof(float));
+    }
   }
   if (ids) {
     for (int64_t i = 0; i < B; i++) memcpy(ids_buf + i * L, ids + (i < n ? i : n - 1) * L, (size_t)L * sizeof(int32_t));
     int64_t ts[2] = {B, L};
     vlm_tensor tt = vlm_tensor_make(ids_buf, VLM_I32, VLM_CPU, 2, ts);
-    vlm_text_forward(&c->text, &p->text, &acts->text, &tt);
-    memcpy(txt_out, acts->text.features.data, (size_t)(n * E) * sizeof(float));
+    vlm_text_acts *ta = m->cc ? &m->cacts.text : &m->acts.text;
+    vlm_text_forward(m->cc ? &m->cc->text : &c->text, m->cc ? &m->cp->text : &m->p->text, ta, &tt);
+    memcpy(txt_out, ta->features.data, (size_t)(n * E) * sizeof(float));
   }
 }
 
 /* Zero-shot prompts through the model being trained (vlm_text_encode_fn). */
 typedef struct {
-  const vlm_clip_config *c;
-  vlm_clip_params *p;
-  vlm_clip_acts *acts;
+  eval_model *m;
   float *img_buf;
   int32_t *ids_buf, *ids;   /* ids: [B, L] */
   int64_t B, L;
@@ -116,7 +130,7 @@ static vlm_status encode_prompts(void *ctx, const char *const *texts, int n, flo
     for (int64_t i = 0; i < b; i++)
       if (vlm_tokenizer_encode_ctx(P->tok, texts[k + i], strlen(texts[k + i]), (int)P->L, 0, P->ids + i * P->L) < 0)
         return vlm_error(VLM_ERR_OOM, "evaluation: out of memory");
-    encode(P->c, P->p, P->acts, P->img_buf, P->ids_buf, P->B, P->L, NULL, P->ids, b, NULL, out + k * P->c->embed_dim);
+    encode(P->m, P->img_buf, P->ids_buf, P->B, P->L, NULL, P->ids, b, NULL, out + k * P->m->c->embed_dim);
   }
   return VLM_OK;
 }
@@ -126,9 +140,15 @@ vlm_status vlm_train_evaluate(const vlm_eval_cfg *ec, vlm_clip_params *p, vlm_lo
   memset(out, 0, sizeof *out);
   const vlm_clip_config *c = ec->model;
   const int64_t B = ec->batch_size, L = ec->context_length, E = c->embed_dim, S = c->vision.image_size;
-  vlm_clip_acts acts;
-  vlm_status st = vlm_clip_acts_init(&acts, c, B, L, 0);
+  eval_model em;
+  memset(&em, 0, sizeof em);
+  em.c = c;
+  em.p = p;
+  em.cc = ec->coca;
+  em.cp = ec->coca_params;
+  vlm_status st = em.cc ? vlm_coca_acts_init(&em.cacts, em.cc, B, L, 0) : vlm_clip_acts_init(&em.acts, c, B, L, 0);
   if (st != VLM_OK) return st;
+  const double logit_scale = exp(*vlm_f32(em.cc ? &em.cp->logit_scale : &p->logit_scale));
   float *img_buf = malloc((size_t)(B * 3 * S * S) * sizeof(float));
   int32_t *ids_buf = malloc((size_t)(B * L) * sizeof(int32_t));
   feats f;
@@ -143,11 +163,11 @@ vlm_status vlm_train_evaluate(const vlm_eval_cfg *ec, vlm_clip_params *p, vlm_lo
       st = vlm_error(VLM_ERR_OOM, "evaluation: out of memory");
       break;
     }
-    encode(c, p, &acts, img_buf, ids_buf, B, L, b.images, b.ids, b.n, f.img + f.n * E, f.txt + f.n * E);
+    encode(&em, img_buf, ids_buf, B, L, b.images, b.ids, b.n, f.img + f.n * E, f.txt + f.n * E);
     memcpy(f.ids + f.n * L, b.ids, (size_t)(b.n * L) * sizeof(int32_t));
     memcpy(f.labels + f.n, b.labels, (size_t)b.n * sizeof(int));
     memcpy(f.groups + f.n, b.groups, (size_t)b.n * sizeof(int64_t));
-    loss_sum += clip_loss(f.img + f.n * E, f.txt + f.n * E, b.n, E, exp(*vlm_f32(&p->logit_scale))) * b.n;
+    loss_sum += clip_loss(f.img + f.n * E, f.txt + f.n * E, b.n, E, logit_scale) * b.n;
     f.n += b.n;
   }
   out->n = f.n;
@@ -180,7 +200,7 @@ vlm_status vlm_train_evaluate(const vlm_eval_cfg *ec, vlm_clip_params *p, vlm_lo
     int32_t *pids = malloc((size_t)(B * L) * sizeof(int32_t));
     uint8_t *unseen = calloc((size_t)f.n, 1);
     if (!w || !pids || !unseen) st = vlm_error(VLM_ERR_OOM, "evaluation: out of memory");
-    prompt_ctx P = {c, p, &acts, img_buf, ids_buf, pids, B, L, ec->tokenizer};
+    prompt_ctx P = {&em, img_buf, ids_buf, pids, B, L, ec->tokenizer};
     if (st == VLM_OK)
       st = vlm_zeroshot_classifier(encode_prompts, &P, names, nc, ec->templates, ec->n_templates, E, (int)B, w);
     if (st == VLM_OK) {
@@ -195,7 +215,8 @@ vlm_status vlm_train_evaluate(const vlm_eval_cfg *ec, vlm_clip_params *p, vlm_lo
   feats_free(&f);
   free(img_buf);
   free(ids_buf);
-  vlm_clip_acts_free(&acts);
+  if (em.cc) vlm_coca_acts_free(&em.cacts);
+  else vlm_clip_acts_free(&em.acts);
   return st;
 }
 

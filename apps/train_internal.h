@@ -64,6 +64,8 @@ typedef struct {
 
 typedef struct {
   const vlm_clip_config *model;
+  const vlm_coca_config *coca;    /* non-NULL: evaluate the CoCa model coca_params (p is then unused) */
+  vlm_coca_params *coca_params;
   int batch_size;
   int caption_match;              /* the shapes rule: identical captions count as the same item */
   int shapes;                     /* labels are shapes classes: unseen subset, class retrieval */
@@ -74,7 +76,9 @@ typedef struct {
 } vlm_eval_cfg;
 
 /* Run the model over a whole loader epoch (eval order): val loss, retrieval, and
- * zero-shot when the loader has class names. */
+ * zero-shot when the loader has class names. CoCa models (ec->coca) are evaluated
+ * through their image / text features (attentional pooler output 0, the cls token);
+ * the val loss is the contrastive ClipLoss in both cases. */
 vlm_status vlm_train_evaluate(const vlm_eval_cfg *ec, vlm_clip_params *p, vlm_loader *val, int do_retrieval,
                               int do_zeroshot, vlm_eval_result *out);
 /* The JSON fields of a result ("val_loss": x, ...) into buf. */

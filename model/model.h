@@ -150,7 +150,7 @@ typedef struct {
 /* open_clip model_cfg JSON with multimodal_cfg (or an object holding it under "model_cfg"). */
 vlm_status vlm_coca_config_parse(vlm_coca_config *c, const char *json, const char *source);
 vlm_status vlm_coca_config_load(vlm_coca_config *c, const char *path);
-/* Built-ins: "coca_ViT-B-32" (open_clip's numbers), "coca-small" (the shapes demo),
+/* Built-ins: "coca_ViT-B-32" (open_clip's numbers), "coca-small", "coca-shapes" (the shapes captioning demo),
  * "coca-tiny" (the fixture's shape). */
 vlm_status vlm_coca_config_builtin(vlm_coca_config *c, const char *name);
 const char *vlm_coca_builtin_name(int i);
@@ -258,10 +258,26 @@ typedef struct {
 } vlm_train_config;
 void vlm_train_config_default(vlm_train_config *t);
 
+/* The trainer is one loop over a small model interface (model/train.c:
+ * vlm_train_ops — visit the parameter sets, forward + backward one batch, save /
+ * load the weights), implemented for CLIP and for CoCa. Schedule, clipping,
+ * AdamW, the logit_scale clamp, checkpoints and resume are shared. CoCa trains
+ * with open_clip's CoCaLoss (the config's clip_loss_weight / caption_loss_weight);
+ * accum_freq > 1 and tower locking are CLIP-only. */
+typedef struct vlm_train_ops vlm_train_ops;
 typedef struct {
-  vlm_clip_config model;
+  vlm_clip_config model;            /* CLIP; for CoCa: embed_dim, vision and text copied from coca.model */
   vlm_train_config cfg;
-  vlm_clip_params p, g, m, v;       /* parameters, gradients, exp_avg, exp_avg_sq (one arena each) */
+  const vlm_train_ops *ops;         /* the model interface (CLIP or CoCa) */
+  int is_coca;
+  vlm_tensor *logit_scale;          /* [] the raw parameter of whichever model */
+  struct {
+    vlm_coca_config model;
+    vlm_coca_params p, g, m, v;     /* as p, g, m, v below */
+    vlm_coca_acts acts;             /* one batch B, with backward */
+  } coca;                           /* is_coca only */
+  float last_clip_loss, last_caption_loss; /* CoCa: the unweighted parts of the last step's loss */
+  vlm_clip_params p, g, m, v;       /* CLIP: parameters, gradients, exp_avg, exp_avg_sq (one arena each) */
   vlm_param_slot *slots;            /* every parameter in visit order (names owned) */
   int n_slots;
   vlm_param_slot *active;           /* the trainable ones (locked towers left out) */
@@ -283,6 +299,11 @@ typedef struct {
 /* Allocate everything for model config c and training config t; parameters zeroed
  * (set them with vlm_clip_params_init_openclip or a load). */
 vlm_status vlm_trainer_init(vlm_trainer *tr, const vlm_clip_config *c, const vlm_train_config *t);
+/* The same for a CoCa model (parameters zeroed: vlm_coca_params_init_openclip on
+ * tr->coca.p, or a load). */
+vlm_status vlm_trainer_init_coca(vlm_trainer *tr, const vlm_coca_config *c, const vlm_train_config *t);
+/* Fine-tuning from loaded weights: moments zeroed, step / epoch / data position 0. */
+void vlm_trainer_reset_optimizer(vlm_trainer *tr);
 void vlm_trainer_free(vlm_trainer *tr);
 /* Learning rate of (0-based) optimizer step s under the schedule. */
 float vlm_trainer_lr(const vlm_train_config *t, int64_t s);

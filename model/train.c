@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "model/model.h"
+#include "model/train_ops.h"
 
 int vlm_lr_scheduler_parse(const char *s, vlm_lr_scheduler *out) {
   if (!strcmp(s, "cosine")) *out = VLM_SCHED_COSINE;
@@ -70,91 +71,15 @@ static void fill_slot(void *ctx, const char *name, vlm_tensor *t) {
   slot_ctx *s = ctx;
   vlm_param_slot *sl = &s->tr->slots[s->i++];
   switch (s->which) {
-    case 0:
+    case VLM_SET_PARAMS:
       sl->name = dup_str(name);
       sl->param = t;
       sl->decay = vlm_param_decays(name, t);
       break;
-    case 1: sl->grad = t; break;
-    case 2: sl->m = t; break;
+    case VLM_SET_GRADS: sl->grad = t; break;
+    case VLM_SET_EXP_AVG: sl->m = t; break;
     default: sl->v = t; break;
   }
-}
-
-static void layout_extra(vlm_trainer *tr, vlm_arena *a) {
-  int64_t N = (int64_t)tr->cfg.accum_freq * tr->cfg.batch_size, E = tr->model.embed_dim;
-  vlm_clip_loss_layout(&tr->loss, a, N, E);
-  tr->img_all = vlm_arena_tensor2(a, VLM_F32, N, E);
-  tr->txt_all = vlm_arena_tensor2(a, VLM_F32, N, E);
-  tr->d_img_all = vlm_arena_tensor2(a, VLM_F32, N, E);
-  tr->d_txt_all = vlm_arena_tensor2(a, VLM_F32, N, E);
-}
-
-vlm_status vlm_trainer_init(vlm_trainer *tr, const vlm_clip_config *c, const vlm_train_config *t) {
-  memset(tr, 0, sizeof *tr);
-  tr->model = *c;
-  tr->cfg = *t;
-  if (tr->cfg.context_length <= 0) tr->cfg.context_length = c->text.context_length;
-  if (t->accum_freq < 1 || t->batch_size < 1)
-    return vlm_error(VLM_ERR_ARG, "training: batch size %d and accum-freq %d must be >= 1", t->batch_size,
-                     t->accum_freq);
-  if (t->lock_image && t->lock_text)
-    return vlm_error(VLM_ERR_ARG, "training: --lock-image and --lock-text together leave only logit_scale to train");
-  vlm_status st = vlm_clip_params_init(&tr->p, c);
-  if (st == VLM_OK) st = vlm_clip_params_init(&tr->g, c);
-  if (st == VLM_OK) st = vlm_clip_params_init(&tr->m, c);
-  if (st == VLM_OK) st = vlm_clip_params_init(&tr->v, c);
-  if (st == VLM_OK) st = vlm_clip_acts_init(&tr->acts, c, t->batch_size, tr->cfg.context_length, 1);
-  if (st != VLM_OK) goto fail;
-  vlm_arena meas;
-  vlm_arena_measure(&meas, VLM_CPU);
-  layout_extra(tr, &meas);
-  st = vlm_arena_init(&tr->arena, meas.used, VLM_CPU);
-  if (st != VLM_OK) goto fail;
-  layout_extra(tr, &tr->arena);
-  slot_ctx s = {tr, 0, 0};
-  vlm_clip_params_visit(&tr->p, c, count_slot, &s);
-  tr->n_slots = s.i;
-  tr->slots = calloc((size_t)tr->n_slots, sizeof *tr->slots);
-  tr->active = calloc((size_t)tr->n_slots, sizeof *tr->active);
-  if (!tr->slots || !tr->active) {
-    st = vlm_error(VLM_ERR_OOM, "training: out of memory");
-    goto fail;
-  }
-  vlm_clip_params *sets[4] = {&tr->p, &tr->g, &tr->m, &tr->v};
-  for (int k = 0; k < 4; k++) {
-    s.i = 0;
-    s.which = k;
-    vlm_clip_params_visit(sets[k], c, fill_slot, &s);
-  }
-  for (int i = 0; i < tr->n_slots; i++) {
-    const char *n = tr->slots[i].name;
-    if (!n) {
-      st = vlm_error(VLM_ERR_OOM, "training: out of memory");
-      goto fail;
-    }
-    if ((t->lock_image && is_image_param(n)) || (t->lock_text && is_text_param(n))) continue;
-    tr->active[tr->n_active++] = tr->slots[i];
-  }
-  vlm_rng_seed(&tr->rng, 0);
-  return VLM_OK;
-fail:
-  vlm_trainer_free(tr);
-  return st;
-}
-
-void vlm_trainer_free(vlm_trainer *tr) {
-  if (tr->slots)
-    for (int i = 0; i < tr->n_slots; i++) free((char *)tr->slots[i].name);
-  free(tr->slots);
-  free(tr->active);
-  vlm_clip_params_free(&tr->p);
-  vlm_clip_params_free(&tr->g);
-  vlm_clip_params_free(&tr->m);
-  vlm_clip_params_free(&tr->v);
-  vlm_clip_acts_free(&tr->acts);
-  vlm_arena_free(&tr->arena);
-  memset(tr, 0, sizeof *tr);
 }
 
 /* Rows [j*B, (j+1)*B) of a [K*B, ...] tensor. */
@@ -165,18 +90,17 @@ static void copy_rows(vlm_tensor *all, int64_t j, int64_t B, const vlm_tensor *s
   vlm_copy(&r, src);
 }
 
-float vlm_trainer_step(vlm_trainer *tr, const vlm_tensor *images, const vlm_tensor *ids) {
+/* ================================================================ CLIP */
+static void clip_visit(vlm_trainer *tr, int set, vlm_param_visit_fn fn, void *ctx) {
+  vlm_clip_params *sets[4] = {&tr->p, &tr->g, &tr->m, &tr->v};
+  vlm_clip_params_visit(sets[set], &tr->model, fn, ctx);
+}
+
+/* open_clip's contrastive accumulation and LiT locking (see model.h). */
+static float clip_forward_backward(vlm_trainer *tr, const vlm_tensor *images, const vlm_tensor *ids) {
   const vlm_clip_config *c = &tr->model;
   const int64_t K = tr->cfg.accum_freq, B = tr->cfg.batch_size;
-  VLM_CHECK(images->ndim == 4 && images->shape[0] == K * B && ids->ndim == 2 && ids->shape[0] == K * B &&
-                ids->shape[1] == tr->cfg.context_length,
-            "trainer: expected %lld images and ids of length %lld", (long long)(K * B),
-            (long long)tr->cfg.context_length);
   const int lock_i = tr->cfg.lock_image, lock_t = tr->cfg.lock_text;
-  vlm_precision saved = vlm_get_matmul_precision();
-  vlm_set_matmul_precision(tr->cfg.precision);
-  float lr = vlm_trainer_lr(&tr->cfg, tr->step);
-  vlm_clip_params_zero(&tr->g);
   vlm_vit_acts *va = &tr->acts.visual;
   vlm_text_acts *ta = &tr->acts.text;
   /* 1. Features of every micro-batch without gradients (only when they are
@@ -222,12 +146,193 @@ float vlm_trainer_step(vlm_trainer *tr, const vlm_tensor *images, const vlm_tens
       vlm_vit_backward(&c->vision, &tr->p.visual, &tr->g.visual, va, &d);
     }
   }
+  tr->last_clip_loss = loss;
+  return loss;
+}
+
+static vlm_status clip_save_dir(vlm_trainer *tr, const char *dir) {
+  return vlm_clip_save_dir(&tr->p, &tr->model, dir, VLM_CKPT_OPENCLIP);
+}
+static vlm_status clip_load_weights(vlm_trainer *tr, const char *path) {
+  return vlm_clip_load_safetensors(&tr->p, &tr->model, path, VLM_CKPT_OPENCLIP);
+}
+static void clip_free(vlm_trainer *tr) {
+  vlm_clip_params_free(&tr->p);
+  vlm_clip_params_free(&tr->g);
+  vlm_clip_params_free(&tr->m);
+  vlm_clip_params_free(&tr->v);
+  vlm_clip_acts_free(&tr->acts);
+  vlm_arena_free(&tr->arena);
+}
+
+static const vlm_train_ops k_clip_ops = {"CLIP", clip_visit, clip_forward_backward, clip_save_dir, clip_load_weights,
+                                         clip_free};
+
+/* ================================================================ CoCa */
+static void coca_visit(vlm_trainer *tr, int set, vlm_param_visit_fn fn, void *ctx) {
+  vlm_coca_params *sets[4] = {&tr->coca.p, &tr->coca.g, &tr->coca.m, &tr->coca.v};
+  vlm_coca_params_visit(sets[set], &tr->coca.model, fn, ctx);
+}
+
+/* One batch: open_clip's CoCaLoss = clip_w * ClipLoss + caption_w * caption CE. */
+static float coca_forward_backward(vlm_trainer *tr, const vlm_tensor *images, const vlm_tensor *ids) {
+  vlm_coca_acts *s = &tr->coca.acts;
+  float loss = vlm_coca_forward(&tr->coca.model, &tr->coca.p, s, images, ids);
+  vlm_coca_backward(&tr->coca.model, &tr->coca.p, &tr->coca.g, s, ids);
+  tr->last_clip_loss = s->clip_loss;
+  tr->last_caption_loss = s->caption_loss;
+  return loss;
+}
+
+static vlm_status coca_save_dir(vlm_trainer *tr, const char *dir) {
+  return vlm_coca_save_dir(&tr->coca.p, &tr->coca.model, dir);
+}
+static vlm_status coca_load_weights(vlm_trainer *tr, const char *path) {
+  return vlm_coca_load_safetensors(&tr->coca.p, &tr->coca.model, path);
+}
+static void coca_free(vlm_trainer *tr) {
+  vlm_coca_params_free(&tr->coca.p);
+  vlm_coca_params_free(&tr->coca.g);
+  vlm_coca_params_free(&tr->coca.m);
+  vlm_coca_params_free(&tr->coca.v);
+  vlm_coca_acts_free(&tr->coca.acts);
+}
+
+static const vlm_train_ops k_coca_ops = {"CoCa", coca_visit, coca_forward_backward, coca_save_dir, coca_load_weights,
+                                         coca_free};
+
+/* ================================================================ the shared trainer */
+static vlm_status check_cfg(const vlm_train_config *t) {
+  if (t->accum_freq < 1 || t->batch_size < 1)
+    return vlm_error(VLM_ERR_ARG, "training: batch size %d and accum-freq %d must be >= 1", t->batch_size,
+                     t->accum_freq);
+  if (t->lock_image && t->lock_text)
+    return vlm_error(VLM_ERR_ARG, "training: --lock-image and --lock-text together leave only logit_scale to train");
+  return VLM_OK;
+}
+
+/* The parameter slots over the model's sets, the trainable subset, the RNG. */
+static vlm_status setup_slots(vlm_trainer *tr) {
+  slot_ctx s = {tr, 0, 0};
+  tr->ops->visit(tr, VLM_SET_PARAMS, count_slot, &s);
+  tr->n_slots = s.i;
+  tr->slots = calloc((size_t)tr->n_slots, sizeof *tr->slots);
+  tr->active = calloc((size_t)tr->n_slots, sizeof *tr->active);
+  if (!tr->slots || !tr->active) return vlm_error(VLM_ERR_OOM, "training: out of memory");
+  for (int k = 0; k < 4; k++) {
+    s.i = 0;
+    s.which = k;
+    tr->ops->visit(tr, k, fill_slot, &s);
+  }
+  for (int i = 0; i < tr->n_slots; i++) {
+    const char *n = tr->slots[i].name;
+    if (!n) return vlm_error(VLM_ERR_OOM, "training: out of memory");
+    if (!strcmp(n, "logit_scale")) tr->logit_scale = tr->slots[i].param;
+    if ((tr->cfg.lock_image && is_image_param(n)) || (tr->cfg.lock_text && is_text_param(n))) continue;
+    tr->active[tr->n_active++] = tr->slots[i];
+  }
+  if (!tr->logit_scale) return vlm_error(VLM_ERR_ARG, "training: the model has no logit_scale");
+  vlm_rng_seed(&tr->rng, 0);
+  return VLM_OK;
+}
+
+static void layout_extra(vlm_trainer *tr, vlm_arena *a) {
+  int64_t N = (int64_t)tr->cfg.accum_freq * tr->cfg.batch_size, E = tr->model.embed_dim;
+  vlm_clip_loss_layout(&tr->loss, a, N, E);
+  tr->img_all = vlm_arena_tensor2(a, VLM_F32, N, E);
+  tr->txt_all = vlm_arena_tensor2(a, VLM_F32, N, E);
+  tr->d_img_all = vlm_arena_tensor2(a, VLM_F32, N, E);
+  tr->d_txt_all = vlm_arena_tensor2(a, VLM_F32, N, E);
+}
+
+vlm_status vlm_trainer_init(vlm_trainer *tr, const vlm_clip_config *c, const vlm_train_config *t) {
+  memset(tr, 0, sizeof *tr);
+  tr->model = *c;
+  tr->cfg = *t;
+  tr->ops = &k_clip_ops;
+  if (tr->cfg.context_length <= 0) tr->cfg.context_length = c->text.context_length;
+  vlm_status st = check_cfg(t);
+  if (st != VLM_OK) return st;
+  st = vlm_clip_params_init(&tr->p, c);
+  if (st == VLM_OK) st = vlm_clip_params_init(&tr->g, c);
+  if (st == VLM_OK) st = vlm_clip_params_init(&tr->m, c);
+  if (st == VLM_OK) st = vlm_clip_params_init(&tr->v, c);
+  if (st == VLM_OK) st = vlm_clip_acts_init(&tr->acts, c, t->batch_size, tr->cfg.context_length, 1);
+  if (st != VLM_OK) goto fail;
+  vlm_arena meas;
+  vlm_arena_measure(&meas, VLM_CPU);
+  layout_extra(tr, &meas);
+  st = vlm_arena_init(&tr->arena, meas.used, VLM_CPU);
+  if (st != VLM_OK) goto fail;
+  layout_extra(tr, &tr->arena);
+  st = setup_slots(tr);
+  if (st != VLM_OK) goto fail;
+  return VLM_OK;
+fail:
+  vlm_trainer_free(tr);
+  return st;
+}
+
+vlm_status vlm_trainer_init_coca(vlm_trainer *tr, const vlm_coca_config *c, const vlm_train_config *t) {
+  memset(tr, 0, sizeof *tr);
+  tr->coca.model = *c;
+  tr->is_coca = 1;
+  tr->model.embed_dim = c->embed_dim;
+  tr->model.quick_gelu = c->quick_gelu;
+  tr->model.vision = c->vision;
+  tr->model.text = c->text;
+  tr->cfg = *t;
+  tr->ops = &k_coca_ops;
+  if (tr->cfg.context_length <= 0) tr->cfg.context_length = c->text.context_length;
+  vlm_status st = check_cfg(t);
+  if (st != VLM_OK) return st;
+  if (t->accum_freq != 1 || t->lock_image || t->lock_text)
+    return vlm_error(VLM_ERR_UNSUPPORTED, "training CoCa: --accum-freq > 1, --lock-image and --lock-text are "
+                                          "not supported (CLIP only)");
+  st = vlm_coca_params_init(&tr->coca.p, c);
+  if (st == VLM_OK) st = vlm_coca_params_init(&tr->coca.g, c);
+  if (st == VLM_OK) st = vlm_coca_params_init(&tr->coca.m, c);
+  if (st == VLM_OK) st = vlm_coca_params_init(&tr->coca.v, c);
+  if (st == VLM_OK) st = vlm_coca_acts_init(&tr->coca.acts, c, t->batch_size, tr->cfg.context_length, 1);
+  if (st == VLM_OK) st = setup_slots(tr);
+  if (st != VLM_OK) vlm_trainer_free(tr);
+  return st;
+}
+
+void vlm_trainer_free(vlm_trainer *tr) {
+  if (tr->slots)
+    for (int i = 0; i < tr->n_slots; i++) free((char *)tr->slots[i].name);
+  free(tr->slots);
+  free(tr->active);
+  if (tr->ops) tr->ops->free(tr);
+  memset(tr, 0, sizeof *tr);
+}
+
+void vlm_trainer_reset_optimizer(vlm_trainer *tr) {
+  for (int i = 0; i < tr->n_slots; i++) {
+    vlm_zero(tr->slots[i].m);
+    vlm_zero(tr->slots[i].v);
+  }
+  tr->step = tr->epoch = tr->epoch_batches = 0;
+}
+
+float vlm_trainer_step(vlm_trainer *tr, const vlm_tensor *images, const vlm_tensor *ids) {
+  const int64_t K = tr->cfg.accum_freq, B = tr->cfg.batch_size;
+  VLM_CHECK(images->ndim == 4 && images->shape[0] == K * B && ids->ndim == 2 && ids->shape[0] == K * B &&
+                ids->shape[1] == tr->cfg.context_length,
+            "trainer: expected %lld images and ids of length %lld", (long long)(K * B),
+            (long long)tr->cfg.context_length);
+  vlm_precision saved = vlm_get_matmul_precision();
+  vlm_set_matmul_precision(tr->cfg.precision);
+  float lr = vlm_trainer_lr(&tr->cfg, tr->step);
+  for (int i = 0; i < tr->n_slots; i++) vlm_zero(tr->slots[i].grad);
+  float loss = tr->ops->forward_backward(tr, images, ids);
   vlm_set_matmul_precision(saved);
   double coef = 1.0;
   double norm = vlm_grad_clip(tr->active, tr->n_active, tr->cfg.grad_clip_norm, &coef);
   vlm_adamw_config ac = {tr->cfg.beta1, tr->cfg.beta2, tr->cfg.eps, tr->cfg.wd};
   vlm_adamw_step(tr->active, tr->n_active, &ac, lr, tr->step + 1);
-  vlm_clip_logit_scale_clamp(&tr->p.logit_scale);
+  vlm_clip_logit_scale_clamp(tr->logit_scale);
   tr->step++;
   tr->last_loss = loss;
   tr->last_lr = lr;

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "model/model.h"
+#include "model/train_ops.h"
 
 static vlm_status make_dir(const char *dir) {
   if (mkdir(dir, 0755) == 0 || errno == EEXIST) return VLM_OK;
@@ -34,7 +35,7 @@ static int exists(const char *path) {
 
 vlm_status vlm_trainer_save(vlm_trainer *tr, const char *dir) {
   vlm_status s = make_dir(dir);
-  if (s == VLM_OK) s = vlm_clip_save_dir(&tr->p, &tr->model, dir, VLM_CKPT_OPENCLIP);
+  if (s == VLM_OK) s = tr->ops->save_dir(tr, dir);
   if (s != VLM_OK) return s;
   char path[4096], buf[160];
   snprintf(path, sizeof path, "%s/train_state.safetensors", dir);
@@ -86,7 +87,7 @@ vlm_status vlm_trainer_load(vlm_trainer *tr, const char *dir, int *had_state) {
   if (had_state) *had_state = 0;
   snprintf(path, sizeof path, "%s/open_clip_model.safetensors", dir);
   if (!exists(path)) snprintf(path, sizeof path, "%s/model.safetensors", dir);
-  vlm_status s = vlm_clip_load_safetensors(&tr->p, &tr->model, path, VLM_CKPT_OPENCLIP);
+  vlm_status s = tr->ops->load_weights(tr, path);
   if (s != VLM_OK) return s;
   snprintf(path, sizeof path, "%s/train_state.safetensors", dir);
   if (!exists(path)) return VLM_OK;

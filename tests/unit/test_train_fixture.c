@@ -4,8 +4,11 @@
  * clamp binding, open_clip's contrastive gradient accumulation against one big
  * batch, LiT tower locking and bf16 matmuls.
  *
+ * Trajectory fixtures of CLIP (train-tiny-clip) and CoCa (train-tiny-coca: the
+ * config has a multimodal_cfg; the loss parts are checked too).
+ *
  * argv[1]: a fixture directory (trajectory only), or the ../shared folder
- * (ctest's unit_ entry: fixtures/train-tiny-clip plus the other checks). */
+ * (ctest's unit_ entry: both trajectory fixtures plus the other checks). */
 #include <cJSON.h>
 #include <math.h>
 #include <stdio.h>
@@ -67,8 +70,10 @@ static void run_fixture(const char *dir) {
   const int n_steps = cJSON_GetArraySize(steps);
 
   vlm_clip_config c;
+  vlm_coca_config cc;
   snprintf(path, sizeof path, "%s/config.json", dir);
-  vlm_status s = vlm_clip_config_load(&c, path, NULL);
+  const int coca = vlm_model_is_coca(path) == 1;
+  vlm_status s = coca ? vlm_coca_config_load(&cc, path) : vlm_clip_config_load(&c, path, NULL);
   CHECK(s == VLM_OK, "%s", vlm_last_error());
   if (s != VLM_OK) return;
   vlm_train_config t;
@@ -86,11 +91,18 @@ static void run_fixture(const char *dir) {
   t.scheduler = VLM_SCHED_COSINE;
 
   vlm_trainer tr;
-  s = vlm_trainer_init(&tr, &c, &t);
+  if (coca) {
+    const cJSON *cw = jget(hp, "caption_loss_weight"), *lw = jget(hp, "clip_loss_weight");
+    if (cJSON_IsNumber(cw)) cc.caption_loss_weight = (float)cw->valuedouble;
+    if (cJSON_IsNumber(lw)) cc.clip_loss_weight = (float)lw->valuedouble;
+    s = vlm_trainer_init_coca(&tr, &cc, &t);
+  } else {
+    s = vlm_trainer_init(&tr, &c, &t);
+  }
   CHECK(s == VLM_OK, "%s", vlm_last_error());
   if (s != VLM_OK) return;
   snprintf(path, sizeof path, "%s/init.safetensors", dir);
-  s = vlm_clip_load_safetensors(&tr.p, &c, path, VLM_CKPT_OPENCLIP);
+  s = coca ? vlm_coca_load_safetensors(&tr.coca.p, &cc, path) : vlm_clip_load_safetensors(&tr.p, &c, path, VLM_CKPT_OPENCLIP);
   CHECK(s == VLM_OK, "%s", vlm_last_error());
 
   /* The parameter groups: every name the fixture decays, and no other. */
@@ -132,13 +144,21 @@ static void run_fixture(const char *dir) {
     double e_lr = fabs(lr - lr_expect) / fabs(lr_expect);
     double e_loss = fabs(loss - jnum(jget(sj, "loss"), "total")) / fabs(jnum(jget(sj, "loss"), "total"));
     double e_gn = fabs(tr.last_grad_norm - jnum(sj, "grad_norm")) / jnum(sj, "grad_norm");
-    double e_ls = fabs(*vlm_f32(&tr.p.logit_scale) - jnum(sj, "logit_scale"));
+    double e_ls = fabs(*vlm_f32(tr.logit_scale) - jnum(sj, "logit_scale"));
+    if (coca) { /* the unweighted parts (the weighted ones follow from the weights) */
+      const cJSON *lj = jget(sj, "loss");
+      double rc = jnum(lj, "clip_loss_unweighted"), rp = jnum(lj, "caption_loss_unweighted");
+      double e_c = fabs(tr.last_clip_loss - rc) / fabs(rc), e_p = fabs(tr.last_caption_loss - rp) / fabs(rp);
+      CHECK(e_c <= 1e-5, "step %d: clip loss %.9g, open_clip %.9g (rel %.3g)", k, tr.last_clip_loss, rc, e_c);
+      CHECK(e_p <= 1e-5, "step %d: caption loss %.9g, open_clip %.9g (rel %.3g)", k, tr.last_caption_loss, rp, e_p);
+      worst_loss = fmax(worst_loss, fmax(e_c, e_p));
+    }
     CHECK(e_lr <= 1e-6 && tr.last_lr == lr, "step %d: lr %.9g, open_clip %.9g", k, lr, lr_expect);
     CHECK(e_loss <= 1e-5, "step %d: loss %.9g, open_clip %.9g (rel %.3g)", k, loss, jnum(jget(sj, "loss"), "total"),
           e_loss);
     CHECK(e_gn <= 1e-5, "step %d: grad_norm %.9g, open_clip %.9g (rel %.3g)", k, tr.last_grad_norm,
           jnum(sj, "grad_norm"), e_gn);
-    CHECK(e_ls <= 1e-6, "step %d: logit_scale %.9g, open_clip %.9g", k, *vlm_f32(&tr.p.logit_scale),
+    CHECK(e_ls <= 1e-6, "step %d: logit_scale %.9g, open_clip %.9g", k, *vlm_f32(tr.logit_scale),
           jnum(sj, "logit_scale"));
     worst_lr = fmax(worst_lr, e_lr);
     worst_loss = fmax(worst_loss, e_loss);
@@ -375,6 +395,9 @@ int main(int argc, char **argv) {
   const char *shared = vt_shared_dir(argc, argv);
   if (shared) {
     snprintf(path, sizeof path, "%s/fixtures/train-tiny-clip", shared);
+    if (stat(path, &sb) == 0) run_fixture(path);
+    else printf("no %s: trajectory skipped\n", path);
+    snprintf(path, sizeof path, "%s/fixtures/train-tiny-coca", shared);
     if (stat(path, &sb) == 0) run_fixture(path);
     else printf("no %s: trajectory skipped\n", path);
   }

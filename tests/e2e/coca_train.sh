@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# `vlm train --model coca-tiny` on the shapes data: a CoCa run writes open_clip CoCa
+# checkpoints + train_state, evaluates through the CoCa features, `vlm caption`
+# reads its checkpoint, 2N steps straight equal N steps + `--resume latest` + N
+# (bit-identical weights and optimizer state), fine-tuning from a CoCa checkpoint
+# dir, the loss-weight flags, and CLIP-only options refused.
+# Usage: coca_train.sh VLM_BINARY
+set -u
+vlm=$1
+pass=0 fail=0
+check() { if eval "$2"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: $1"; fi; }
+tmp=$(mktemp -d) || exit 1
+trap 'rm -rf "$tmp"' EXIT
+export VLM_THREADS=2
+common=(--train-data shapes:64 --model coca-tiny --tokenizer train:600 --batch-size 8 --lr 1e-3 --warmup 3
+        --grad-clip-norm 1 --val-frequency 0 --zeroshot-frequency 0 --workers 2 --logs "$tmp/runs" --seed 3)
+
+# 12 steps straight (8 batches per epoch: crosses an epoch end) vs 6 + resume + 6.
+"$vlm" train "${common[@]}" --steps 12 --name a >"$tmp/a.out" 2>"$tmp/a.err"
+check "straight CoCa run exits 0" "[ $? -eq 0 ]"
+check "the run says CoCa" "grep -q 'CoCa model coca-tiny' $tmp/a.err"
+"$vlm" train "${common[@]}" --steps 12 --name b --stop-at-step 6 >/dev/null 2>"$tmp/b.err"
+check "first half exits 0" "[ $? -eq 0 ]"
+"$vlm" train "${common[@]}" --steps 12 --name b --resume latest >/dev/null 2>"$tmp/c.err"
+check "resumed half exits 0" "[ $? -eq 0 ]"
+check "resume says where it continues" "grep -q 'resuming .* at step 6' $tmp/c.err"
+A=$tmp/runs/a/checkpoints/latest B=$tmp/runs/b/checkpoints/latest
+check "both end at step 12" "[ \"\$(readlink $A)\" = step_12 ] && [ \"\$(readlink $B)\" = step_12 ]"
+check "weights bit-identical after resume" "cmp -s $A/open_clip_model.safetensors $B/open_clip_model.safetensors"
+check "optimizer state bit-identical after resume" "cmp -s $A/train_state.safetensors $B/train_state.safetensors"
+check "checkpoint config is CoCa (multimodal_cfg)" "grep -q multimodal_cfg $A/open_clip_config.json"
+check "checkpoint has open_clip CoCa names" "grep -aq 'text_decoder.text_projection' $A/open_clip_model.safetensors && grep -aq 'visual.attn_pool.query' $A/open_clip_model.safetensors && grep -aq 'text.cls_emb' $A/open_clip_model.safetensors"
+check "train_state has the moments" "grep -aq 'text_decoder.text_projection.exp_avg_sq' $A/train_state.safetensors"
+check "run config records the loss weights" "grep -q '\"coca_caption_loss_weight\": 2' $tmp/runs/a/config.json"
+
+# A different seed differs (the comparison above can fail).
+"$vlm" train "${common[@]}" --steps 12 --name s9 --seed 9 >/dev/null 2>&1
+check "another seed differs" "! cmp -s $A/open_clip_model.safetensors $tmp/runs/s9/checkpoints/latest/open_clip_model.safetensors"
+
+# vlm caption on the checkpoint.
+"$vlm" shapes --out "$tmp/val" --split val --n 3 --size 32 >/dev/null
+"$vlm" caption --model $A --tokenizer $tmp/runs/a/tokenizer --json --max-len 12 "$tmp"/val/images/*.png >"$tmp/cap.json" 2>"$tmp/cap.err"
+check "vlm caption on the checkpoint exits 0" "[ $? -eq 0 ]"
+check "three captions" "[ \$(grep -c '\"caption\": ' $tmp/cap.json) -eq 3 ]"
+
+# Fine-tune from the checkpoint dir, with evaluation (val loss, retrieval, zero-shot)
+# through the CoCa features, and the loss-weight flags.
+"$vlm" train --train-data shapes:32 --model $A --tokenizer $tmp/runs/a/tokenizer --batch-size 8 --steps 3 \
+  --val-data shapes:val:24 --coca-caption-loss-weight 0 --coca-contrastive-loss-weight 1 --logs "$tmp/runs" \
+  --name ft --json >"$tmp/ft.json" 2>"$tmp/ft.err"
+check "fine-tune from a CoCa checkpoint exits 0" "[ $? -eq 0 ]"
+check "fine-tune --json has eval metrics" "grep -q 'zeroshot_top1' $tmp/ft.json && grep -q 'text_to_image_R@1' $tmp/ft.json && grep -q 'val_loss' $tmp/ft.json"
+# caption weight 0: the logged loss is the contrastive loss alone (< ln(8) + margin; a
+# caption CE over a 600-id vocabulary would add ~2 x 5)
+check "caption weight 0 leaves the contrastive loss" "awk -F'\"final_loss\": ' '{split(\$2, a, /[,}]/); exit !(a[1] < 3.0)}' $tmp/ft.json"
+
+# Errors
+"$vlm" train "${common[@]}" --steps 2 --accum-freq 2 --name e1 >/dev/null 2>"$tmp/e.err"
+check "--accum-freq with CoCa refused (exit 1)" "[ $? -eq 1 ] && grep -q 'not supported' $tmp/e.err"
+"$vlm" train "${common[@]}" --steps 2 --coca-caption-loss-weight x --name e2 >/dev/null 2>&1
+check "bad loss weight exits 2" "[ $? -eq 2 ]"
+"$vlm" train "${common[@]}" --steps 2 --model coca-nope --name e3 >/dev/null 2>"$tmp/e.err"
+check "unknown CoCa model exits 2" "[ $? -eq 2 ] && grep -q 'coca-nope' $tmp/e.err"
+
+echo "coca_train: $pass passed, $fail failed"
+[ $fail -eq 0 ]
