@@ -7,76 +7,10 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "model/config_json.h"
 #include "model/model.h"
 
-#define BIG ((int64_t)1 << 30)
-
-static vlm_status get_int(const cJSON *obj, const char *key, int64_t dflt, int64_t lo, int64_t hi, int64_t *out,
-                          const char *src, const char *sect) {
-  const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
-  if (!v || cJSON_IsNull(v)) {
-    if (dflt < 0) return vlm_error(VLM_ERR_FORMAT, "%s: %s%s: missing", src, sect, key);
-    *out = dflt;
-    return VLM_OK;
-  }
-  if (cJSON_IsArray(v) && cJSON_GetArraySize(v) == 2) {
-    const cJSON *a = cJSON_GetArrayItem(v, 0), *b = cJSON_GetArrayItem(v, 1);
-    if (!cJSON_IsNumber(a) || !cJSON_IsNumber(b) || a->valuedouble != b->valuedouble)
-      return vlm_error(VLM_ERR_FORMAT, "%s: %s%s: only square sizes are supported", src, sect, key);
-    v = a;
-  }
-  if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble))
-    return vlm_error(VLM_ERR_FORMAT, "%s: %s%s: not an integer", src, sect, key);
-  if (v->valuedouble < (double)lo || v->valuedouble > (double)hi)
-    return vlm_error(VLM_ERR_FORMAT, "%s: %s%s: %g is outside [%lld, %lld]", src, sect, key, v->valuedouble,
-                     (long long)lo, (long long)hi);
-  *out = (int64_t)v->valuedouble;
-  return VLM_OK;
-}
-
-static vlm_status get_ratio(const cJSON *obj, const char *key, double *out, const char *src, const char *sect) {
-  const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
-  if (!v || cJSON_IsNull(v)) {
-    *out = 4.0;
-    return VLM_OK;
-  }
-  if (!cJSON_IsNumber(v) || !(v->valuedouble > 0 && v->valuedouble <= 64))
-    return vlm_error(VLM_ERR_FORMAT, "%s: %s%s: must be a positive number up to 64", src, sect, key);
-  *out = v->valuedouble;
-  return VLM_OK;
-}
-
-static int truthy(const cJSON *obj, const char *key) {
-  const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
-  return v && !cJSON_IsNull(v) && !cJSON_IsFalse(v);
-}
-
-static vlm_status reject(const cJSON *obj, const char *const *keys, const char *src, const char *sect) {
-  for (int i = 0; keys[i]; i++)
-    if (truthy(obj, keys[i]))
-      return vlm_error(VLM_ERR_UNSUPPORTED, "%s: %s%s: this option is not supported", src, sect, keys[i]);
-  return VLM_OK;
-}
-
-/* heads given directly, or width / head_width (default 64). */
-static vlm_status get_heads(const cJSON *obj, int64_t width, int64_t *heads, const char *src, const char *sect) {
-  if (cJSON_GetObjectItemCaseSensitive(obj, "heads")) {
-    vlm_status s = get_int(obj, "heads", -1, 1, BIG, heads, src, sect);
-    if (s != VLM_OK) return s;
-  } else {
-    int64_t hw;
-    vlm_status s = get_int(obj, "head_width", 64, 1, BIG, &hw, src, sect);
-    if (s != VLM_OK) return s;
-    if (width % hw)
-      return vlm_error(VLM_ERR_FORMAT, "%s: %shead_width: %lld does not divide width %lld", src, sect, (long long)hw,
-                       (long long)width);
-    *heads = width / hw;
-  }
-  if (width % *heads)
-    return vlm_error(VLM_ERR_FORMAT, "%s: %sheads: %lld does not divide width %lld", src, sect, (long long)*heads,
-                     (long long)width);
-  return VLM_OK;
-}
+#define BIG VLM_CFG_BIG
 
 static const char *const k_vision_unsupported[] = {"timm_model_name", "global_average_pool", "ls_init_value",
                                                    "no_ln_pre", "input_patchnorm", "patch_dropout", NULL};
@@ -100,31 +34,31 @@ vlm_status vlm_coca_config_parse(vlm_coca_config *c, const char *json, const cha
   if (!cJSON_IsObject(tc)) TRY(vlm_error(VLM_ERR_FORMAT, "%s: text_cfg: missing or not an object", src));
   if (!cJSON_IsObject(dc))
     TRY(vlm_error(VLM_ERR_FORMAT, "%s: multimodal_cfg: missing or not an object (not a CoCa config)", src));
-  TRY(get_int(cfg, "embed_dim", -1, 1, BIG, &c->embed_dim, src, ""));
-  c->quick_gelu = truthy(cfg, "quick_gelu");
+  TRY(vlm_cfg_int(cfg, "embed_dim", -1, 1, BIG, &c->embed_dim, src, ""));
+  c->quick_gelu = vlm_cfg_truthy(cfg, "quick_gelu");
   vlm_act act = c->quick_gelu ? VLM_ACT_QUICK_GELU : VLM_ACT_GELU;
   double r = 4.0;
 
   vlm_vit_config *v = &c->vision;
   const char *vs = "vision_cfg.";
-  TRY(reject(vc, k_vision_unsupported, src, vs));
+  TRY(vlm_cfg_reject(vc, k_vision_unsupported, src, vs));
   const cJSON *ap = cJSON_GetObjectItemCaseSensitive(vc, "attentional_pool");
   if (ap && !cJSON_IsNull(ap) && !cJSON_IsTrue(ap))
     TRY(vlm_error(VLM_ERR_UNSUPPORTED, "%s: vision_cfg.attentional_pool: only true (open_clip's CoCa pooler) is "
                   "supported", src));
-  TRY(get_int(vc, "image_size", -1, 1, 1 << 16, &v->image_size, src, vs));
-  TRY(get_int(vc, "patch_size", -1, 1, 1 << 16, &v->patch_size, src, vs));
-  TRY(get_int(vc, "layers", -1, 0, 4096, &v->layers, src, vs));
-  TRY(get_int(vc, "width", -1, 1, BIG, &v->width, src, vs));
+  TRY(vlm_cfg_int(vc, "image_size", -1, 1, 1 << 16, &v->image_size, src, vs));
+  TRY(vlm_cfg_int(vc, "patch_size", -1, 1, 1 << 16, &v->patch_size, src, vs));
+  TRY(vlm_cfg_int(vc, "layers", -1, 0, 4096, &v->layers, src, vs));
+  TRY(vlm_cfg_int(vc, "width", -1, 1, BIG, &v->width, src, vs));
   if (v->image_size % v->patch_size)
     TRY(vlm_error(VLM_ERR_FORMAT, "%s: vision_cfg.patch_size: %lld does not divide image_size %lld", src,
                   (long long)v->patch_size, (long long)v->image_size));
-  TRY(get_heads(vc, v->width, &v->heads, src, vs));
-  TRY(get_ratio(vc, "mlp_ratio", &r, src, vs));
+  TRY(vlm_cfg_heads(vc, v->width, &v->heads, src, vs));
+  TRY(vlm_cfg_ratio(vc, "mlp_ratio", 4.0, &r, src, vs));
   v->mlp_width = (int64_t)(v->width * r);
   v->attentional_pool = 1;
-  TRY(get_int(vc, "attn_pooler_queries", 256, 2, 1 << 20, &v->pool_queries, src, vs));
-  TRY(get_int(vc, "attn_pooler_heads", 8, 1, BIG, &v->pool_heads, src, vs));
+  TRY(vlm_cfg_int(vc, "attn_pooler_queries", 256, 2, 1 << 20, &v->pool_queries, src, vs));
+  TRY(vlm_cfg_int(vc, "attn_pooler_heads", 8, 1, BIG, &v->pool_heads, src, vs));
   if (c->embed_dim % v->pool_heads)
     TRY(vlm_error(VLM_ERR_FORMAT, "%s: vision_cfg.attn_pooler_heads: %lld does not divide embed_dim %lld", src,
                   (long long)v->pool_heads, (long long)c->embed_dim));
@@ -134,18 +68,18 @@ vlm_status vlm_coca_config_parse(vlm_coca_config *c, const char *json, const cha
 
   vlm_text_config *t = &c->text;
   const char *ts = "text_cfg.";
-  TRY(reject(tc, k_text_unsupported, src, ts));
+  TRY(vlm_cfg_reject(tc, k_text_unsupported, src, ts));
   const cJSON *ec = cJSON_GetObjectItemCaseSensitive(tc, "embed_cls");
   if (ec && !cJSON_IsNull(ec) && !cJSON_IsTrue(ec))
     TRY(vlm_error(VLM_ERR_UNSUPPORTED, "%s: text_cfg.embed_cls: CoCa needs true", src));
-  TRY(get_int(tc, "context_length", 77, 1, 1 << 20, &t->context_length, src, ts));
-  TRY(get_int(tc, "vocab_size", 49408, 1, BIG, &t->vocab_size, src, ts));
-  TRY(get_int(tc, "width", 512, 1, BIG, &t->width, src, ts));
-  TRY(get_heads(tc, t->width, &t->heads, src, ts));
-  TRY(get_int(tc, "layers", 12, 0, 4096, &t->layers, src, ts));
-  TRY(get_ratio(tc, "mlp_ratio", &r, src, ts));
+  TRY(vlm_cfg_int(tc, "context_length", 77, 1, 1 << 20, &t->context_length, src, ts));
+  TRY(vlm_cfg_int(tc, "vocab_size", 49408, 1, BIG, &t->vocab_size, src, ts));
+  TRY(vlm_cfg_int(tc, "width", 512, 1, BIG, &t->width, src, ts));
+  TRY(vlm_cfg_heads(tc, t->width, &t->heads, src, ts));
+  TRY(vlm_cfg_int(tc, "layers", 12, 0, 4096, &t->layers, src, ts));
+  TRY(vlm_cfg_ratio(tc, "mlp_ratio", 4.0, &r, src, ts));
   t->mlp_width = (int64_t)(t->width * r);
-  TRY(get_int(tc, "pad_id", 0, 0, BIG, &t->pad_id, src, ts));
+  TRY(vlm_cfg_int(tc, "pad_id", 0, 0, BIG, &t->pad_id, src, ts));
   t->embed_cls = 1;
   t->eot_id = -1;
   t->embed_dim = c->embed_dim;
@@ -154,16 +88,16 @@ vlm_status vlm_coca_config_parse(vlm_coca_config *c, const char *json, const cha
 
   vlm_decoder_config *d = &c->decoder;
   const char *ds = "multimodal_cfg.";
-  TRY(reject(dc, k_text_unsupported, src, ds));
-  TRY(get_int(dc, "context_length", 77, 1, 1 << 20, &d->context_length, src, ds));
-  TRY(get_int(dc, "width", 512, 1, BIG, &d->width, src, ds));
-  if (cJSON_GetObjectItemCaseSensitive(dc, "heads")) TRY(get_heads(dc, d->width, &d->heads, src, ds));
+  TRY(vlm_cfg_reject(dc, k_text_unsupported, src, ds));
+  TRY(vlm_cfg_int(dc, "context_length", 77, 1, 1 << 20, &d->context_length, src, ds));
+  TRY(vlm_cfg_int(dc, "width", 512, 1, BIG, &d->width, src, ds));
+  if (cJSON_GetObjectItemCaseSensitive(dc, "heads")) TRY(vlm_cfg_heads(dc, d->width, &d->heads, src, ds));
   else d->heads = 8;
   if (d->width % d->heads)
     TRY(vlm_error(VLM_ERR_FORMAT, "%s: multimodal_cfg.heads: %lld does not divide width %lld", src,
                   (long long)d->heads, (long long)d->width));
-  TRY(get_int(dc, "layers", 12, 0, 4096, &d->layers, src, ds));
-  TRY(get_ratio(dc, "mlp_ratio", &r, src, ds));
+  TRY(vlm_cfg_int(dc, "layers", 12, 0, 4096, &d->layers, src, ds));
+  TRY(vlm_cfg_ratio(dc, "mlp_ratio", 4.0, &r, src, ds));
   d->mlp_width = (int64_t)(d->width * r);
   d->vocab_size = t->vocab_size;
   d->act = act;

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "model/config_json.h"
 #include "model/model.h"
 
 vlm_status vlm_read_text_file(const char *path, char **out) {
@@ -37,67 +38,8 @@ vlm_status vlm_read_text_file(const char *path, char **out) {
   return VLM_OK;
 }
 
-/* Integer field: required (dflt < 0) or defaulted; must be in [lo, hi]. */
-static vlm_status get_int(const cJSON *obj, const char *key, int64_t dflt, int64_t lo, int64_t hi, int64_t *out,
-                          const char *src, const char *sect) {
-  const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
-  if (!v || cJSON_IsNull(v)) {
-    if (dflt < 0) return vlm_error(VLM_ERR_FORMAT, "%s: %s%s: missing", src, sect, key);
-    *out = dflt;
-    return VLM_OK;
-  }
-  if (cJSON_IsArray(v) && cJSON_GetArraySize(v) == 2) { /* [H, W] sizes: square only */
-    const cJSON *a = cJSON_GetArrayItem(v, 0), *b = cJSON_GetArrayItem(v, 1);
-    if (!cJSON_IsNumber(a) || !cJSON_IsNumber(b) || a->valuedouble != b->valuedouble)
-      return vlm_error(VLM_ERR_FORMAT, "%s: %s%s: only square sizes are supported", src, sect, key);
-    v = a;
-  }
-  if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble))
-    return vlm_error(VLM_ERR_FORMAT, "%s: %s%s: not an integer", src, sect, key);
-  if (v->valuedouble < (double)lo || v->valuedouble > (double)hi)
-    return vlm_error(VLM_ERR_FORMAT, "%s: %s%s: %g is outside [%lld, %lld]", src, sect, key, v->valuedouble,
-                     (long long)lo, (long long)hi);
-  *out = (int64_t)v->valuedouble;
-  return VLM_OK;
-}
-
-static vlm_status get_ratio(const cJSON *obj, const char *key, double dflt, double *out, const char *src,
-                            const char *sect) {
-  const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
-  if (!v || cJSON_IsNull(v)) {
-    *out = dflt;
-    return VLM_OK;
-  }
-  if (!cJSON_IsNumber(v) || !(v->valuedouble > 0 && v->valuedouble <= 64))
-    return vlm_error(VLM_ERR_FORMAT, "%s: %s%s: must be a positive number up to 64", src, sect, key);
-  *out = v->valuedouble;
-  return VLM_OK;
-}
-
-static int truthy(const cJSON *obj, const char *key) {
-  const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
-  return v && !cJSON_IsNull(v) && !cJSON_IsFalse(v);
-}
-
-/* open_clip options that change the architecture and that vlm does not implement. */
-static vlm_status reject_unsupported(const cJSON *obj, const char *const *keys, const char *src, const char *sect) {
-  for (int i = 0; keys[i]; i++)
-    if (truthy(obj, keys[i]))
-      return vlm_error(VLM_ERR_UNSUPPORTED, "%s: %s%s: this option is not supported", src, sect, keys[i]);
-  return VLM_OK;
-}
-
-static vlm_status check_string(const cJSON *obj, const char *key, const char *want, const char *src,
-                               const char *sect) {
-  const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
-  if (!v || cJSON_IsNull(v)) return VLM_OK;
-  if (!cJSON_IsString(v) || strcmp(v->valuestring, want) != 0)
-    return vlm_error(VLM_ERR_UNSUPPORTED, "%s: %s%s: only \"%s\" is supported", src, sect, key, want);
-  return VLM_OK;
-}
-
 #define TRY(x) do { vlm_status _s = (x); if (_s != VLM_OK) { cJSON_Delete(root); return _s; } } while (0)
-#define BIG ((int64_t)1 << 30)
+#define BIG VLM_CFG_BIG
 
 static const char *const k_vision_unsupported[] = {"timm_model_name", "attentional_pool", "global_average_pool",
                                                    "ls_init_value", "no_ln_pre", "final_ln_after_pool",
@@ -125,52 +67,40 @@ vlm_status vlm_clip_config_parse(vlm_clip_config *c, const char *json, const cha
   const cJSON *tc = cJSON_GetObjectItemCaseSensitive(cfg, "text_cfg");
   if (!cJSON_IsObject(vc)) TRY(vlm_error(VLM_ERR_FORMAT, "%s: vision_cfg: missing or not an object", src));
   if (!cJSON_IsObject(tc)) TRY(vlm_error(VLM_ERR_FORMAT, "%s: text_cfg: missing or not an object", src));
-  TRY(get_int(cfg, "embed_dim", -1, 1, BIG, &c->embed_dim, src, ""));
-  c->quick_gelu = truthy(cfg, "quick_gelu");
-  if (truthy(cfg, "multimodal_cfg"))
+  TRY(vlm_cfg_int(cfg, "embed_dim", -1, 1, BIG, &c->embed_dim, src, ""));
+  c->quick_gelu = vlm_cfg_truthy(cfg, "quick_gelu");
+  if (vlm_cfg_truthy(cfg, "multimodal_cfg"))
     TRY(vlm_error(VLM_ERR_UNSUPPORTED, "%s: multimodal_cfg: a CoCa config, not a CLIP one", src));
 
   vlm_vit_config *v = &c->vision;
   const char *vs = "vision_cfg.";
-  TRY(reject_unsupported(vc, k_vision_unsupported, src, vs));
-  TRY(check_string(vc, "pool_type", "tok", src, vs));
-  TRY(get_int(vc, "image_size", -1, 1, 1 << 16, &v->image_size, src, vs));
-  TRY(get_int(vc, "patch_size", -1, 1, 1 << 16, &v->patch_size, src, vs));
-  TRY(get_int(vc, "layers", -1, 0, 4096, &v->layers, src, vs));
-  TRY(get_int(vc, "width", -1, 1, BIG, &v->width, src, vs));
+  TRY(vlm_cfg_reject(vc, k_vision_unsupported, src, vs));
+  TRY(vlm_cfg_check_string(vc, "pool_type", "tok", src, vs));
+  TRY(vlm_cfg_int(vc, "image_size", -1, 1, 1 << 16, &v->image_size, src, vs));
+  TRY(vlm_cfg_int(vc, "patch_size", -1, 1, 1 << 16, &v->patch_size, src, vs));
+  TRY(vlm_cfg_int(vc, "layers", -1, 0, 4096, &v->layers, src, vs));
+  TRY(vlm_cfg_int(vc, "width", -1, 1, BIG, &v->width, src, vs));
   if (v->image_size % v->patch_size)
     TRY(vlm_error(VLM_ERR_FORMAT, "%s: vision_cfg.patch_size: %lld does not divide image_size %lld", src,
                   (long long)v->patch_size, (long long)v->image_size));
-  if (cJSON_GetObjectItemCaseSensitive(vc, "heads")) {
-    TRY(get_int(vc, "heads", -1, 1, BIG, &v->heads, src, vs));
-  } else {
-    int64_t hw;
-    TRY(get_int(vc, "head_width", 64, 1, BIG, &hw, src, vs));
-    if (v->width % hw)
-      TRY(vlm_error(VLM_ERR_FORMAT, "%s: vision_cfg.head_width: %lld does not divide width %lld", src,
-                    (long long)hw, (long long)v->width));
-    v->heads = v->width / hw;
-  }
-  if (v->width % v->heads)
-    TRY(vlm_error(VLM_ERR_FORMAT, "%s: vision_cfg.heads: %lld does not divide width %lld", src,
-                  (long long)v->heads, (long long)v->width));
+  TRY(vlm_cfg_heads(vc, v->width, &v->heads, src, vs));
   double r = 4.0;
-  TRY(get_ratio(vc, "mlp_ratio", 4.0, &r, src, vs));
+  TRY(vlm_cfg_ratio(vc, "mlp_ratio", 4.0, &r, src, vs));
   v->mlp_width = (int64_t)(v->width * r);
 
   vlm_text_config *t = &c->text;
   const char *ts = "text_cfg.";
-  TRY(reject_unsupported(tc, k_text_unsupported, src, ts));
-  TRY(check_string(tc, "pool_type", "argmax", src, ts));
-  TRY(get_int(tc, "context_length", -1, 1, 1 << 20, &t->context_length, src, ts));
-  TRY(get_int(tc, "vocab_size", -1, 1, BIG, &t->vocab_size, src, ts));
-  TRY(get_int(tc, "width", -1, 1, BIG, &t->width, src, ts));
-  TRY(get_int(tc, "heads", -1, 1, BIG, &t->heads, src, ts));
-  TRY(get_int(tc, "layers", -1, 0, 4096, &t->layers, src, ts));
+  TRY(vlm_cfg_reject(tc, k_text_unsupported, src, ts));
+  TRY(vlm_cfg_check_string(tc, "pool_type", "argmax", src, ts));
+  TRY(vlm_cfg_int(tc, "context_length", -1, 1, 1 << 20, &t->context_length, src, ts));
+  TRY(vlm_cfg_int(tc, "vocab_size", -1, 1, BIG, &t->vocab_size, src, ts));
+  TRY(vlm_cfg_int(tc, "width", -1, 1, BIG, &t->width, src, ts));
+  TRY(vlm_cfg_int(tc, "heads", -1, 1, BIG, &t->heads, src, ts));
+  TRY(vlm_cfg_int(tc, "layers", -1, 0, 4096, &t->layers, src, ts));
   if (t->width % t->heads)
     TRY(vlm_error(VLM_ERR_FORMAT, "%s: text_cfg.heads: %lld does not divide width %lld", src,
                   (long long)t->heads, (long long)t->width));
-  TRY(get_ratio(tc, "mlp_ratio", 4.0, &r, src, ts));
+  TRY(vlm_cfg_ratio(tc, "mlp_ratio", 4.0, &r, src, ts));
   t->mlp_width = (int64_t)(t->width * r);
   t->eot_id = -1;
   finish(c);
@@ -195,31 +125,31 @@ vlm_status vlm_clip_config_parse_hf(vlm_clip_config *c, const char *json, const 
   if (!cJSON_IsObject(vc)) TRY(vlm_error(VLM_ERR_FORMAT, "%s: vision_config: missing or not an object", src));
   if (!cJSON_IsObject(tc)) TRY(vlm_error(VLM_ERR_FORMAT, "%s: text_config: missing or not an object", src));
   /* Missing fields take CLIPConfig's defaults, as transformers does. */
-  TRY(get_int(root, "projection_dim", 512, 1, BIG, &c->embed_dim, src, ""));
+  TRY(vlm_cfg_int(root, "projection_dim", 512, 1, BIG, &c->embed_dim, src, ""));
   vlm_vit_config *v = &c->vision;
   const char *vs = "vision_config.";
   int64_t ch;
-  TRY(get_int(vc, "num_channels", 3, 3, 3, &ch, src, vs));
-  TRY(get_int(vc, "image_size", 224, 1, 1 << 16, &v->image_size, src, vs));
-  TRY(get_int(vc, "patch_size", 32, 1, 1 << 16, &v->patch_size, src, vs));
-  TRY(get_int(vc, "num_hidden_layers", 12, 0, 4096, &v->layers, src, vs));
-  TRY(get_int(vc, "hidden_size", 768, 1, BIG, &v->width, src, vs));
-  TRY(get_int(vc, "num_attention_heads", 12, 1, BIG, &v->heads, src, vs));
-  TRY(get_int(vc, "intermediate_size", 3072, 1, BIG, &v->mlp_width, src, vs));
+  TRY(vlm_cfg_int(vc, "num_channels", 3, 3, 3, &ch, src, vs));
+  TRY(vlm_cfg_int(vc, "image_size", 224, 1, 1 << 16, &v->image_size, src, vs));
+  TRY(vlm_cfg_int(vc, "patch_size", 32, 1, 1 << 16, &v->patch_size, src, vs));
+  TRY(vlm_cfg_int(vc, "num_hidden_layers", 12, 0, 4096, &v->layers, src, vs));
+  TRY(vlm_cfg_int(vc, "hidden_size", 768, 1, BIG, &v->width, src, vs));
+  TRY(vlm_cfg_int(vc, "num_attention_heads", 12, 1, BIG, &v->heads, src, vs));
+  TRY(vlm_cfg_int(vc, "intermediate_size", 3072, 1, BIG, &v->mlp_width, src, vs));
   if (v->image_size % v->patch_size || v->width % v->heads)
     TRY(vlm_error(VLM_ERR_FORMAT, "%s: vision_config: patch_size must divide image_size, heads hidden_size", src));
   vlm_text_config *t = &c->text;
   const char *ts = "text_config.";
-  TRY(get_int(tc, "vocab_size", 49408, 1, BIG, &t->vocab_size, src, ts));
-  TRY(get_int(tc, "max_position_embeddings", 77, 1, 1 << 20, &t->context_length, src, ts));
-  TRY(get_int(tc, "hidden_size", 512, 1, BIG, &t->width, src, ts));
-  TRY(get_int(tc, "num_attention_heads", 8, 1, BIG, &t->heads, src, ts));
-  TRY(get_int(tc, "num_hidden_layers", 12, 0, 4096, &t->layers, src, ts));
-  TRY(get_int(tc, "intermediate_size", 2048, 1, BIG, &t->mlp_width, src, ts));
+  TRY(vlm_cfg_int(tc, "vocab_size", 49408, 1, BIG, &t->vocab_size, src, ts));
+  TRY(vlm_cfg_int(tc, "max_position_embeddings", 77, 1, 1 << 20, &t->context_length, src, ts));
+  TRY(vlm_cfg_int(tc, "hidden_size", 512, 1, BIG, &t->width, src, ts));
+  TRY(vlm_cfg_int(tc, "num_attention_heads", 8, 1, BIG, &t->heads, src, ts));
+  TRY(vlm_cfg_int(tc, "num_hidden_layers", 12, 0, 4096, &t->layers, src, ts));
+  TRY(vlm_cfg_int(tc, "intermediate_size", 2048, 1, BIG, &t->mlp_width, src, ts));
   if (t->width % t->heads)
     TRY(vlm_error(VLM_ERR_FORMAT, "%s: text_config: num_attention_heads must divide hidden_size", src));
   int64_t eos;
-  TRY(get_int(tc, "eos_token_id", 2, 0, BIG, &eos, src, ts));
+  TRY(vlm_cfg_int(tc, "eos_token_id", 2, 0, BIG, &eos, src, ts));
   t->eot_id = eos == 2 ? -1 : eos;  /* HF: legacy configs (eos 2) pool at argmax(ids) */
   int qv, qt;
   TRY(hf_act(vc, &qv, src, vs));
@@ -228,9 +158,9 @@ vlm_status vlm_clip_config_parse_hf(vlm_clip_config *c, const char *json, const 
   c->quick_gelu = qv;
   finish(c);
   double eps;
-  TRY(get_ratio(vc, "layer_norm_eps", 1e-5, &eps, src, vs));
+  TRY(vlm_cfg_ratio(vc, "layer_norm_eps", 1e-5, &eps, src, vs));
   c->vision.ln_eps = (float)eps;
-  TRY(get_ratio(tc, "layer_norm_eps", 1e-5, &eps, src, ts));
+  TRY(vlm_cfg_ratio(tc, "layer_norm_eps", 1e-5, &eps, src, ts));
   c->text.ln_eps = (float)eps;
   cJSON_Delete(root);
   return VLM_OK;

@@ -1,0 +1,81 @@
+/* Field readers for open_clip model configs (model/config_json.h). */
+#include "model/config_json.h"
+
+#include <math.h>
+#include <string.h>
+
+vlm_status vlm_cfg_int(const cJSON *obj, const char *key, int64_t dflt, int64_t lo, int64_t hi, int64_t *out,
+                       const char *src, const char *sect) {
+  const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+  if (!v || cJSON_IsNull(v)) {
+    if (dflt < 0) return vlm_error(VLM_ERR_FORMAT, "%s: %s%s: missing", src, sect, key);
+    *out = dflt;
+    return VLM_OK;
+  }
+  if (cJSON_IsArray(v) && cJSON_GetArraySize(v) == 2) { /* [H, W] sizes: square only */
+    const cJSON *a = cJSON_GetArrayItem(v, 0), *b = cJSON_GetArrayItem(v, 1);
+    if (!cJSON_IsNumber(a) || !cJSON_IsNumber(b) || a->valuedouble != b->valuedouble)
+      return vlm_error(VLM_ERR_FORMAT, "%s: %s%s: only square sizes are supported", src, sect, key);
+    v = a;
+  }
+  if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble))
+    return vlm_error(VLM_ERR_FORMAT, "%s: %s%s: not an integer", src, sect, key);
+  if (v->valuedouble < (double)lo || v->valuedouble > (double)hi)
+    return vlm_error(VLM_ERR_FORMAT, "%s: %s%s: %g is outside [%lld, %lld]", src, sect, key, v->valuedouble,
+                     (long long)lo, (long long)hi);
+  *out = (int64_t)v->valuedouble;
+  return VLM_OK;
+}
+
+vlm_status vlm_cfg_ratio(const cJSON *obj, const char *key, double dflt, double *out, const char *src,
+                         const char *sect) {
+  const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+  if (!v || cJSON_IsNull(v)) {
+    *out = dflt;
+    return VLM_OK;
+  }
+  if (!cJSON_IsNumber(v) || !(v->valuedouble > 0 && v->valuedouble <= 64))
+    return vlm_error(VLM_ERR_FORMAT, "%s: %s%s: must be a positive number up to 64", src, sect, key);
+  *out = v->valuedouble;
+  return VLM_OK;
+}
+
+int vlm_cfg_truthy(const cJSON *obj, const char *key) {
+  const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+  return v && !cJSON_IsNull(v) && !cJSON_IsFalse(v);
+}
+
+vlm_status vlm_cfg_reject(const cJSON *obj, const char *const *keys, const char *src, const char *sect) {
+  for (int i = 0; keys[i]; i++)
+    if (vlm_cfg_truthy(obj, keys[i]))
+      return vlm_error(VLM_ERR_UNSUPPORTED, "%s: %s%s: this option is not supported", src, sect, keys[i]);
+  return VLM_OK;
+}
+
+vlm_status vlm_cfg_check_string(const cJSON *obj, const char *key, const char *want, const char *src,
+                                const char *sect) {
+  const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+  if (!v || cJSON_IsNull(v)) return VLM_OK;
+  if (!cJSON_IsString(v) || strcmp(v->valuestring, want) != 0)
+    return vlm_error(VLM_ERR_UNSUPPORTED, "%s: %s%s: only \"%s\" is supported", src, sect, key, want);
+  return VLM_OK;
+}
+
+vlm_status vlm_cfg_heads(const cJSON *obj, int64_t width, int64_t *heads, const char *src, const char *sect) {
+  if (cJSON_GetObjectItemCaseSensitive(obj, "heads")) {
+    vlm_status s = vlm_cfg_int(obj, "heads", -1, 1, VLM_CFG_BIG, heads, src, sect);
+    if (s != VLM_OK) return s;
+  } else {
+    int64_t hw;
+    vlm_status s = vlm_cfg_int(obj, "head_width", 64, 1, VLM_CFG_BIG, &hw, src, sect);
+    if (s != VLM_OK) return s;
+    if (width % hw)
+      return vlm_error(VLM_ERR_FORMAT, "%s: %shead_width: %lld does not divide width %lld", src, sect, (long long)hw,
+                       (long long)width);
+    *heads = width / hw;
+  }
+  if (width % *heads)
+    return vlm_error(VLM_ERR_FORMAT, "%s: %sheads: %lld does not divide width %lld", src, sect, (long long)*heads,
+                     (long long)width);
+  return VLM_OK;
+}

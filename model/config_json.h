@@ -1,0 +1,28 @@
+/* model/ private: reading open_clip model_cfg fields with cJSON, shared by the
+ * CLIP (config.c) and CoCa (coca_config.c) parsers. Every error names the
+ * source file, the section ("vision_cfg.") and the key. */
+#ifndef VLM_MODEL_CONFIG_JSON_H
+#define VLM_MODEL_CONFIG_JSON_H
+#include <cjson/cJSON.h>
+
+#include "core/core.h"
+
+#define VLM_CFG_BIG ((int64_t)1 << 30)
+
+/* Integer field: required (dflt < 0) or defaulted; must be in [lo, hi]; [n, n] pairs (square
+ * sizes) read as n. */
+vlm_status vlm_cfg_int(const cJSON *obj, const char *key, int64_t dflt, int64_t lo, int64_t hi, int64_t *out,
+                       const char *src, const char *sect);
+/* Positive number up to 64 (mlp_ratio, layer_norm_eps), dflt when absent. */
+vlm_status vlm_cfg_ratio(const cJSON *obj, const char *key, double dflt, double *out, const char *src,
+                         const char *sect);
+/* Present, not null and not false. */
+int vlm_cfg_truthy(const cJSON *obj, const char *key);
+/* An error for the first of keys (NULL-terminated) that is set: options vlm does not implement. */
+vlm_status vlm_cfg_reject(const cJSON *obj, const char *const *keys, const char *src, const char *sect);
+/* A string field that, when present, must equal want. */
+vlm_status vlm_cfg_check_string(const cJSON *obj, const char *key, const char *want, const char *src,
+                                const char *sect);
+/* heads given directly, or width / head_width (default 64); must divide width. */
+vlm_status vlm_cfg_heads(const cJSON *obj, int64_t width, int64_t *heads, const char *src, const char *sect);
+#endif
