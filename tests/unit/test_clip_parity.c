@@ -13,69 +13,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "fixture.h"
 #include "gradcheck.h"
 #include "model/model.h"
 
-static const vlm_st_entry *need(const vlm_safetensors *st, const char *name) {
-  const vlm_st_entry *e = vlm_st_find(st, name);
-  CHECK(e != NULL, "%s: no tensor %s", st->path, name);
-  return e;
-}
-
-static float *read_all(const vlm_safetensors *st, const vlm_st_entry *e) {
-  int64_t n = 1;
-  for (int d = 0; d < e->ndim; d++) n *= e->shape[d];
-  float *x = vt_alloc(n > 0 ? n : 1);
-  vlm_status s = vlm_st_read_f32(st, e, x, n);
-  CHECK(s == VLM_OK, "%s", vlm_last_error());
-  return x;
-}
-
-/* kind: 0 features (1e-5 abs), 1 logits (1e-5 abs or 1e-4 rel per element), 2 loss/scale (1e-5 rel). */
-static void compare(const char *what, const char *name, const float *got, const vlm_safetensors *ref, int kind) {
-  const vlm_st_entry *e = need(ref, name);
-  if (!e) return;
-  int64_t n = 1;
-  for (int d = 0; d < e->ndim; d++) n *= e->shape[d];
-  float *r = read_all(ref, e);
-  double worst = 0;
-  int ok = 1;
-  for (int64_t i = 0; i < n; i++) {
-    double d = fabs((double)got[i] - r[i]), rel = d / fmax(fabs(r[i]), 1e-30);
-    int good = kind == 0 ? d <= 1e-5 : kind == 1 ? (d <= 1e-5 || rel <= 1e-4) : rel <= 1e-5;
-    if (!good || isnan(got[i])) ok = 0;
-    double m = kind == 2 ? rel : d;
-    if (m > worst || isnan(m)) worst = isnan(m) ? INFINITY : m;
-  }
-  CHECK(ok, "%s: %s differs from open_clip: max %s error %.3g", what, name, kind == 2 ? "relative" : "abs", worst);
-  free(r);
-}
-
-typedef struct {
-  const vlm_safetensors *ref;
-  const char *what;
-  int checked;
-  double worst;
-} grad_ctx;
-
-static void compare_grad(void *ctx, const char *name, vlm_tensor *t) {
-  grad_ctx *g = ctx;
-  const vlm_st_entry *e = need(g->ref, name);
-  if (!e) return;
-  int64_t n = vlm_numel(t);
-  CHECK((int64_t)((e->end - e->begin) / vlm_dtype_size(e->dtype)) == n,
-        "%s: grad %s has %lld elements here", g->what, name, (long long)n);
-  float *r = read_all(g->ref, e);
-  double rel = vt_max_rel(vlm_f32(t), r, n, 1e-30);
-  CHECK(rel <= 1e-4, "%s: gradient of %s differs: %.3g of the tensor's max", g->what, name, rel);
-  if (rel > g->worst) g->worst = rel;
-  g->checked++;
-  free(r);
-}
-
 static void run_model(const char *dir, const char *what, const vlm_clip_config *c, vlm_clip_params *p,
                       const vlm_safetensors *in, const vlm_safetensors *out, const vlm_safetensors *grads) {
-  const vlm_st_entry *ei = need(in, "images"), *et = need(in, "text"), *et32 = need(in, "text_i32");
+  const vlm_st_entry *ei = vt_st_need(in, "images"), *et = vt_st_need(in, "text");
+  const vlm_st_entry *et32 = vt_st_need(in, "text_i32");
   if (!ei || !et || !et32) return;
   vlm_tensor images = vlm_st_tensor(ei), text = vlm_st_tensor(et), text32 = vlm_st_tensor(et32);
   int64_t B = images.shape[0], L = text.shape[1];
@@ -90,24 +35,26 @@ static void run_model(const char *dir, const char *what, const vlm_clip_config *
     char tag[256];
     snprintf(tag, sizeof tag, "%s [%s, %s kernels]", dir, what, mode ? "ref" : "fast");
     float loss = vlm_clip_forward(c, p, &s, &images, &text);
-    compare(tag, "image_features_unnorm", vlm_f32(&s.visual.features), out, 0);
-    compare(tag, "text_features_unnorm", vlm_f32(&s.text.features), out, 0);
-    compare(tag, "image_features", vlm_f32(&s.loss.img), out, 0);
-    compare(tag, "text_features", vlm_f32(&s.loss.txt), out, 0);
-    compare(tag, "logit_scale", vlm_f32(&s.loss.scale), out, 2);
-    compare(tag, "logits_per_image", vlm_f32(&s.loss.logits_per_image), out, 1);
-    compare(tag, "logits_per_text", vlm_f32(&s.loss.logits_per_text), out, 1);
-    compare(tag, "clip_loss", &loss, out, 2);
-    compare(tag, "loss", &loss, out, 2);
+#define CMP(name, t, kind) vt_fixture_compare(tag, name, vlm_f32(t), vlm_numel(t), out, kind, 1.0)
+    CMP("image_features_unnorm", &s.visual.features, 0);
+    CMP("text_features_unnorm", &s.text.features, 0);
+    CMP("image_features", &s.loss.img, 0);
+    CMP("text_features", &s.loss.txt, 0);
+    CMP("logit_scale", &s.loss.scale, 2);
+    CMP("logits_per_image", &s.loss.logits_per_image, 1);
+    CMP("logits_per_text", &s.loss.logits_per_text, 1);
+#undef CMP
+    vt_fixture_compare(tag, "clip_loss", &loss, 1, out, 2, 1.0);
+    vt_fixture_compare(tag, "loss", &loss, 1, out, 2, 1.0);
     vlm_clip_params_zero(&g);
     vlm_clip_backward(c, p, &g, &s, &text);
-    grad_ctx gc = {grads, tag, 0, 0};
-    vlm_clip_params_visit(&g, c, compare_grad, &gc);
+    vt_grad_ctx gc = {grads, tag, 1e-4, 0, 0, ""};
+    vlm_clip_params_visit(&g, c, vt_fixture_compare_grad, &gc);
     CHECK(gc.checked == grads->n_entries, "%s: %d gradients compared, the fixture has %d", tag, gc.checked,
           grads->n_entries);
     /* The same ids as I32. */
     float loss32 = vlm_clip_forward(c, p, &s, &images, &text32);
-    compare(tag, "loss", &loss32, out, 2);
+    vt_fixture_compare(tag, "loss", &loss32, 1, out, 2, 1.0);
     printf("%s: loss %.7f, %d gradients within %.2g of their max\n", tag, loss, gc.checked, gc.worst);
   }
   vlm_set_kernel_mode(VLM_KERNELS_FAST);
@@ -429,14 +376,15 @@ static void compare_files(const char *dir, const char *out_path, const char *gra
   }
   for (int i = 0; i < ref.n_entries; i++) {
     const char *name = ref.entries[i].name;
-    const vlm_st_entry *e = need(&got, name);
+    const vlm_st_entry *e = vt_st_need(&got, name);
     if (!e) continue;
     CHECK(e->ndim == ref.entries[i].ndim && (e->end - e->begin) == (ref.entries[i].end - ref.entries[i].begin),
           "%s: %s has another shape than the fixture's", out_path, name);
     if (e->end - e->begin != ref.entries[i].end - ref.entries[i].begin) continue;
-    float *x = read_all(&got, e);
+    int64_t nx;
+    float *x = vt_st_read_all(&got, e, &nx);
     int kind = strstr(name, "logits_") ? 1 : strstr(name, "features") ? 0 : 2;
-    compare(out_path, name, x, &ref, kind);
+    vt_fixture_compare(out_path, name, x, nx, &ref, kind, 1.0);
     free(x);
   }
   CHECK(got.n_entries == ref.n_entries, "%s: %d tensors, the fixture has %d", out_path, got.n_entries,
@@ -457,8 +405,8 @@ static void compare_files(const char *dir, const char *out_path, const char *gra
   vlm_safetensors rg;
   snprintf(path, sizeof path, "%s/grads.safetensors", dir);
   if (st == VLM_OK && vlm_st_open(&rg, path) == VLM_OK) {
-    grad_ctx gc = {&rg, grads_path, 0, 0};
-    vlm_clip_params_visit(&g, &c, compare_grad, &gc);
+    vt_grad_ctx gc = {&rg, grads_path, 1e-4, 0, 0, ""};
+    vlm_clip_params_visit(&g, &c, vt_fixture_compare_grad, &gc);
     CHECK(gc.checked == rg.n_entries, "%s: %d gradients compared of %d", grads_path, gc.checked, rg.n_entries);
     vlm_st_close(&rg);
   }

@@ -12,79 +12,15 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "fixture.h"
 #include "gradcheck.h"
 #include "model/model.h"
-
-static const vlm_st_entry *need(const vlm_safetensors *st, const char *name) {
-  const vlm_st_entry *e = vlm_st_find(st, name);
-  CHECK(e != NULL, "%s: no tensor %s", st->path, name);
-  return e;
-}
-
-static float *read_all(const vlm_safetensors *st, const vlm_st_entry *e, int64_t *n_out) {
-  int64_t n = 1;
-  for (int d = 0; d < e->ndim; d++) n *= e->shape[d];
-  float *x = vt_alloc(n > 0 ? n : 1);
-  vlm_status s = vlm_st_read_f32(st, e, x, n);
-  CHECK(s == VLM_OK, "%s", vlm_last_error());
-  if (n_out) *n_out = n;
-  return x;
-}
-
-/* kind: 0 features/tokens (1e-5 abs), 1 logits (1e-5 abs or 1e-4 rel), 2 loss/scale (1e-5 rel). */
-static double compare(const char *what, const char *name, const float *got, int64_t n_got, const vlm_safetensors *ref,
-                      int kind) {
-  const vlm_st_entry *e = need(ref, name);
-  if (!e) return INFINITY;
-  int64_t n;
-  float *r = read_all(ref, e, &n);
-  CHECK(n == n_got, "%s: %s has %lld elements, the fixture %lld", what, name, (long long)n_got, (long long)n);
-  double worst = 0;
-  int ok = n == n_got;
-  for (int64_t i = 0; ok && i < n; i++) {
-    double d = fabs((double)got[i] - r[i]), rel = d / fmax(fabs(r[i]), 1e-30);
-    int good = kind == 0 ? d <= 1e-5 : kind == 1 ? (d <= 1e-5 || rel <= 1e-4) : rel <= 1e-5;
-    if (!good || isnan(got[i])) ok = 0;
-    double m = kind == 2 ? rel : d;
-    if (m > worst || isnan(m)) worst = isnan(m) ? INFINITY : m;
-  }
-  CHECK(ok, "%s: %s differs from open_clip: max %s error %.3g", what, name, kind == 2 ? "relative" : "abs", worst);
-  free(r);
-  return worst;
-}
-
-typedef struct {
-  const vlm_safetensors *ref;
-  const char *what;
-  int checked;
-  double worst;
-  char worst_name[256];
-} grad_ctx;
-
-static void compare_grad(void *ctx, const char *name, vlm_tensor *t) {
-  grad_ctx *g = ctx;
-  const vlm_st_entry *e = need(g->ref, name);
-  if (!e) return;
-  int64_t n;
-  float *r = read_all(g->ref, e, &n);
-  CHECK(n == vlm_numel(t), "%s: grad %s has %lld elements here, %lld in the fixture", g->what, name,
-        (long long)vlm_numel(t), (long long)n);
-  if (n == vlm_numel(t)) {
-    double rel = vt_max_rel(vlm_f32(t), r, n, 1e-30);
-    CHECK(rel <= 1e-4, "%s: gradient of %s differs: %.3g of the tensor's max", g->what, name, rel);
-    if (rel > g->worst || isnan(rel)) {
-      g->worst = isnan(rel) ? INFINITY : rel;
-      snprintf(g->worst_name, sizeof g->worst_name, "%s", name);
-    }
-  }
-  g->checked++;
-  free(r);
-}
 
 /* One forward + backward on the fixture's inputs; every output and gradient compared. */
 static void run_model(const char *dir, const vlm_coca_config *c, vlm_coca_params *p, const vlm_safetensors *in,
                       const vlm_safetensors *out, const vlm_safetensors *grads) {
-  const vlm_st_entry *ei = need(in, "images"), *et = need(in, "text"), *et32 = need(in, "text_i32");
+  const vlm_st_entry *ei = vt_st_need(in, "images"), *et = vt_st_need(in, "text");
+  const vlm_st_entry *et32 = vt_st_need(in, "text_i32");
   if (!ei || !et || !et32) return;
   vlm_tensor images = vlm_st_tensor(ei), text = vlm_st_tensor(et), text32 = vlm_st_tensor(et32);
   int64_t B = images.shape[0], L = text.shape[1];
@@ -100,10 +36,10 @@ static void run_model(const char *dir, const vlm_coca_config *c, vlm_coca_params
     snprintf(tag, sizeof tag, "%s [%s kernels]", dir, mode ? "ref" : "fast");
     float loss = vlm_coca_forward(c, p, &s, &images, &text);
     double w = 0;
-#define CMP(name, t, kind)                                                         \
-    do {                                                                           \
-      double _e = compare(tag, name, vlm_f32(t), vlm_numel(t), out, kind);         \
-      if (kind != 2 && _e > w) w = _e;                                             \
+#define CMP(name, t, kind)                                                                 \
+    do {                                                                                   \
+      double _e = vt_fixture_compare(tag, name, vlm_f32(t), vlm_numel(t), out, kind, 1.0); \
+      if (kind != 2 && _e > w) w = _e;                                                     \
     } while (0)
     CMP("image_features_unnorm", &s.pool.features, 0);
     CMP("text_features_unnorm", &s.text.features, 0);
@@ -118,19 +54,19 @@ static void run_model(const char *dir, const vlm_coca_config *c, vlm_coca_params
 #undef CMP
     float clip_w = c->clip_loss_weight * s.clip_loss, cap_w = c->caption_loss_weight * s.caption_loss;
     double lw = 0;
-    lw = fmax(lw, compare(tag, "clip_loss", &clip_w, 1, out, 2));
-    lw = fmax(lw, compare(tag, "caption_loss", &cap_w, 1, out, 2));
-    lw = fmax(lw, compare(tag, "clip_loss_unweighted", &s.clip_loss, 1, out, 2));
-    lw = fmax(lw, compare(tag, "caption_loss_unweighted", &s.caption_loss, 1, out, 2));
-    lw = fmax(lw, compare(tag, "loss", &loss, 1, out, 2));
+    lw = fmax(lw, vt_fixture_compare(tag, "clip_loss", &clip_w, 1, out, 2, 1.0));
+    lw = fmax(lw, vt_fixture_compare(tag, "caption_loss", &cap_w, 1, out, 2, 1.0));
+    lw = fmax(lw, vt_fixture_compare(tag, "clip_loss_unweighted", &s.clip_loss, 1, out, 2, 1.0));
+    lw = fmax(lw, vt_fixture_compare(tag, "caption_loss_unweighted", &s.caption_loss, 1, out, 2, 1.0));
+    lw = fmax(lw, vt_fixture_compare(tag, "loss", &loss, 1, out, 2, 1.0));
     vlm_coca_params_zero(&g);
     vlm_coca_backward(c, p, &g, &s, &text);
-    grad_ctx gc = {grads, tag, 0, 0, ""};
-    vlm_coca_params_visit(&g, c, compare_grad, &gc);
+    vt_grad_ctx gc = {grads, tag, 1e-4, 0, 0, ""};
+    vlm_coca_params_visit(&g, c, vt_fixture_compare_grad, &gc);
     CHECK(gc.checked == grads->n_entries, "%s: %d gradients compared, the fixture has %d", tag, gc.checked,
           grads->n_entries);
     float loss32 = vlm_coca_forward(c, p, &s, &images, &text32);
-    compare(tag, "loss", &loss32, 1, out, 2);
+    vt_fixture_compare(tag, "loss", &loss32, 1, out, 2, 1.0);
     printf("%s: loss %.7f; outputs within %.2g abs, losses %.2g rel; %d gradients within %.2g of their max "
            "(worst %s)\n", tag, loss, w, lw, gc.checked, gc.worst, gc.worst_name);
   }
@@ -466,12 +402,12 @@ static void compare_files(const char *dir, const char *out_path, const char *gra
   }
   for (int i = 0; i < ref.n_entries; i++) {
     const char *name = ref.entries[i].name;
-    const vlm_st_entry *e = need(&got, name);
+    const vlm_st_entry *e = vt_st_need(&got, name);
     if (!e) continue;
     int64_t n;
-    float *x = read_all(&got, e, &n);
+    float *x = vt_st_read_all(&got, e, &n);
     int kind = strstr(name, "logits") ? 1 : (strstr(name, "features") || strstr(name, "tokens")) ? 0 : 2;
-    compare(out_path, name, x, n, &ref, kind);
+    vt_fixture_compare(out_path, name, x, n, &ref, kind, 1.0);
     free(x);
   }
   CHECK(got.n_entries == ref.n_entries, "%s: %d tensors, the fixture has %d", out_path, got.n_entries, ref.n_entries);
@@ -490,8 +426,8 @@ static void compare_files(const char *dir, const char *out_path, const char *gra
   vlm_safetensors rg;
   snprintf(path, sizeof path, "%s/grads.safetensors", dir);
   if (st == VLM_OK && vlm_st_open(&rg, path) == VLM_OK) {
-    grad_ctx gc = {&rg, grads_path, 0, 0, ""};
-    vlm_coca_params_visit(&g, &c, compare_grad, &gc);
+    vt_grad_ctx gc = {&rg, grads_path, 1e-4, 0, 0, ""};
+    vlm_coca_params_visit(&g, &c, vt_fixture_compare_grad, &gc);
     CHECK(gc.checked == rg.n_entries, "%s: %d gradients compared of %d", grads_path, gc.checked, rg.n_entries);
     vlm_st_close(&rg);
   }

@@ -11,23 +11,9 @@
 #include <string.h>
 
 #include "core/cuda/cuda.h"
+#include "fixture.h"
 #include "gradcheck.h"
 #include "model/model.h"
-
-static const vlm_st_entry *need(const vlm_safetensors *st, const char *name) {
-  const vlm_st_entry *e = vlm_st_find(st, name);
-  CHECK(e != NULL, "%s: no tensor %s", st->path, name);
-  return e;
-}
-
-static float *read_all(const vlm_safetensors *st, const vlm_st_entry *e, int64_t *n_out) {
-  int64_t n = 1;
-  for (int d = 0; d < e->ndim; d++) n *= e->shape[d];
-  float *x = vt_alloc(n > 0 ? n : 1);
-  CHECK(vlm_st_read_f32(st, e, x, n) == VLM_OK, "%s", vlm_last_error());
-  *n_out = n;
-  return x;
-}
 
 /* A device F32 tensor's values on the host (malloc'd). */
 static float *download(const vlm_tensor *d) {
@@ -38,30 +24,11 @@ static float *download(const vlm_tensor *d) {
   return h;
 }
 
-/* kind: 0 features (1e-5 abs), 1 logits (1e-5 abs or 1e-4 rel), 2 scalars (1e-5 rel); `loose` scales the bounds. */
+/* vt_fixture_compare (bounds times loose), the figure printed. */
 static double compare(const char *tag, const char *name, const float *got, int64_t n_got, const vlm_safetensors *ref,
                       int kind, double loose) {
-  const vlm_st_entry *e = need(ref, name);
-  if (!e) return INFINITY;
-  int64_t n;
-  float *r = read_all(ref, e, &n);
-  CHECK(n == n_got, "%s: %s has %lld elements, the fixture %lld", tag, name, (long long)n_got, (long long)n);
-  double worst = 0;
-  int64_t wi = 0, bad = -1;
-  for (int64_t i = 0; i < n && i < n_got; i++) {
-    double d = fabs((double)got[i] - r[i]), rel = d / fmax(fabs(r[i]), 1e-30);
-    int good = kind == 0 ? d <= 1e-5 * loose : kind == 1 ? (d <= 1e-5 * loose || rel <= 1e-4 * loose)
-                                                         : rel <= 1e-5 * loose;
-    if ((!good || isnan(got[i])) && bad < 0) bad = i;
-    double m = kind == 2 ? rel : d;
-    if (isnan(m)) m = INFINITY;
-    if (m > worst) { worst = m; wi = i; }
-  }
-  CHECK(bad < 0, "%s: %s differs from open_clip: element %lld expected %.8g got %.8g; max %s error %.3g at %lld", tag,
-        name, (long long)bad, bad >= 0 ? r[bad] : 0.0, bad >= 0 ? got[bad] : 0.0, kind == 2 ? "relative" : "abs",
-        worst, (long long)wi);
+  double worst = vt_fixture_compare(tag, name, got, n_got, ref, kind, loose);
   printf("  %-40s %-24s max %s err %.3g\n", tag, name, kind == 2 ? "rel" : "abs", worst);
-  free(r);
   return worst;
 }
 
@@ -69,10 +36,10 @@ static double compare(const char *tag, const char *name, const float *got, int64
  * (a wrong kernel is off by ~100%); the figure printed is the measurement. */
 static double compare_relmax(const char *tag, const char *name, const float *got, int64_t n_got,
                              const vlm_safetensors *ref, double bound) {
-  const vlm_st_entry *e = need(ref, name);
+  const vlm_st_entry *e = vt_st_need(ref, name);
   if (!e) return INFINITY;
   int64_t n;
-  float *r = read_all(ref, e, &n);
+  float *r = vt_st_read_all(ref, e, &n);
   CHECK(n == n_got, "%s: %s has %lld elements, the fixture %lld", tag, name, (long long)n_got, (long long)n);
   double rel = n == n_got ? vt_max_rel(got, r, n, 1e-30) : INFINITY;
   if (isnan(rel)) rel = INFINITY;
@@ -90,45 +57,6 @@ static double compare_dev(const char *tag, const char *name, const vlm_tensor *d
                        : compare_relmax(tag, name, h, vlm_numel(d), ref, 1e-1);
   free(h);
   return w;
-}
-
-typedef struct {
-  const vlm_safetensors *ref;
-  const char *tag;
-  double tol;
-  int checked;
-  double worst;
-  char worst_name[160];
-} grad_ctx;
-
-static void compare_grad(void *ctx, const char *name, vlm_tensor *t) {
-  grad_ctx *g = ctx;
-  const vlm_st_entry *e = need(g->ref, name);
-  if (!e) return;
-  int64_t n, nt = vlm_numel(t);
-  float *r = read_all(g->ref, e, &n);
-  CHECK(n == nt, "%s: grad %s has %lld elements here, %lld in the fixture", g->tag, name, (long long)nt, (long long)n);
-  if (n == nt) {
-    double rel = vt_max_rel(vlm_f32(t), r, n, 1e-30);
-    if (!(rel <= g->tol)) {
-      /* name the worst element */
-      const float *x = vlm_f32(t);
-      int64_t wi = 0;
-      double w = -1;
-      for (int64_t i = 0; i < n; i++)
-        if (fabs((double)x[i] - r[i]) > w || isnan(x[i])) { w = isnan(x[i]) ? INFINITY : fabs((double)x[i] - r[i]); wi = i; }
-      CHECK(0, "%s: gradient of %s differs: %.3g of the tensor's max (tol %.1g); element %lld expected %.8g got %.8g",
-            g->tag, name, rel, g->tol, (long long)wi, r[wi], x[wi]);
-    } else {
-      vt_passed++;
-    }
-    if (rel > g->worst || isnan(rel)) {
-      g->worst = isnan(rel) ? INFINITY : rel;
-      snprintf(g->worst_name, sizeof g->worst_name, "%s", name);
-    }
-  }
-  g->checked++;
-  free(r);
 }
 
 /* Collect parameter tensors in visit order. */
@@ -166,8 +94,8 @@ static float gpu_step(const char *tag, const vlm_clip_config *c, const vlm_clip_
   vlm_clip_params gh;
   CHECK(vlm_clip_params_init(&gh, c) == VLM_OK, "host grads: %s", vlm_last_error());
   vlm_clip_params_copy(&gh, gd);
-  grad_ctx gc = {grads, tag, grad_tol, 0, 0, ""};
-  vlm_clip_params_visit(&gh, c, compare_grad, &gc);
+  vt_grad_ctx gc = {grads, tag, grad_tol, 0, 0, ""};
+  vlm_clip_params_visit(&gh, c, vt_fixture_compare_grad, &gc);
   CHECK(gc.checked == grads->n_entries, "%s: %d gradients compared, the fixture has %d", tag, gc.checked,
         grads->n_entries);
   printf("%s: %d gradients, worst %.3g of its max (%s)\n", tag, gc.checked, gc.worst, gc.worst_name);
@@ -317,7 +245,8 @@ static void run_fixture(const char *dir) {
   vlm_status st = vlm_clip_load(path, &c, &ph, &fmt);
   CHECK(st == VLM_OK, "load %s: %s", path, vlm_last_error());
   if (st != VLM_OK) return;
-  const vlm_st_entry *ei = need(&in, "images"), *et = need(&in, "text"), *et32 = need(&in, "text_i32");
+  const vlm_st_entry *ei = vt_st_need(&in, "images"), *et = vt_st_need(&in, "text");
+  const vlm_st_entry *et32 = vt_st_need(&in, "text_i32");
   if (!ei || !et || !et32) return;
   vlm_tensor images = vlm_st_tensor(ei), text = vlm_st_tensor(et), text32 = vlm_st_tensor(et32);
   int64_t B = images.shape[0], L = text.shape[1];

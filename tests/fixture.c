@@ -1,0 +1,86 @@
+/* Fixture comparisons (tests/fixture.h). */
+#include "fixture.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "gradcheck.h"
+
+const vlm_st_entry *vt_st_need(const vlm_safetensors *st, const char *name) {
+  const vlm_st_entry *e = vlm_st_find(st, name);
+  CHECK(e != NULL, "%s: no tensor %s", st->path, name);
+  return e;
+}
+
+float *vt_st_read_all(const vlm_safetensors *st, const vlm_st_entry *e, int64_t *n_out) {
+  int64_t n = 1;
+  for (int d = 0; d < e->ndim; d++) n *= e->shape[d];
+  float *x = vt_alloc(n > 0 ? n : 1);
+  vlm_status s = vlm_st_read_f32(st, e, x, n);
+  CHECK(s == VLM_OK, "%s", vlm_last_error());
+  if (n_out) *n_out = n;
+  return x;
+}
+
+double vt_fixture_compare(const char *what, const char *name, const float *got, int64_t n_got,
+                          const vlm_safetensors *ref, int kind, double loose) {
+  const vlm_st_entry *e = vt_st_need(ref, name);
+  if (!e) return INFINITY;
+  int64_t n;
+  float *r = vt_st_read_all(ref, e, &n);
+  CHECK(n == n_got, "%s: %s has %lld elements, the fixture %lld", what, name, (long long)n_got, (long long)n);
+  double worst = 0;
+  int64_t wi = 0, bad = n == n_got ? -1 : 0;
+  for (int64_t i = 0; i < n && i < n_got; i++) {
+    double d = fabs((double)got[i] - r[i]), rel = d / fmax(fabs(r[i]), 1e-30);
+    int good = kind == 0 ? d <= 1e-5 * loose
+               : kind == 1 ? (d <= 1e-5 * loose || rel <= 1e-4 * loose)
+                           : rel <= 1e-5 * loose;
+    if ((!good || isnan(got[i])) && bad < 0) bad = i;
+    double m = kind == 2 ? rel : d;
+    if (isnan(m)) m = INFINITY;
+    if (m > worst) {
+      worst = m;
+      wi = i;
+    }
+  }
+  int in_range = bad >= 0 && bad < n && bad < n_got;
+  CHECK(bad < 0, "%s: %s differs from open_clip: element %lld expected %.8g got %.8g; max %s error %.3g at %lld",
+        what, name, (long long)bad, in_range ? r[bad] : 0.0, in_range ? got[bad] : 0.0,
+        kind == 2 ? "relative" : "abs", worst, (long long)wi);
+  free(r);
+  return worst;
+}
+
+void vt_fixture_compare_grad(void *ctx, const char *name, vlm_tensor *t) {
+  vt_grad_ctx *g = ctx;
+  const vlm_st_entry *e = vt_st_need(g->ref, name);
+  if (!e) return;
+  int64_t n, nt = vlm_numel(t);
+  float *r = vt_st_read_all(g->ref, e, &n);
+  CHECK(n == nt, "%s: grad %s has %lld elements here, %lld in the fixture", g->what, name, (long long)nt,
+        (long long)n);
+  if (n == nt) {
+    const float *x = vlm_f32(t);
+    double rel = vt_max_rel(x, r, n, 1e-30);
+    if (isnan(rel)) rel = INFINITY;
+    int64_t wi = 0;
+    double w = -1;
+    for (int64_t i = 0; rel > g->tol && i < n; i++) { /* name the worst element */
+      double d = isnan(x[i]) ? INFINITY : fabs((double)x[i] - r[i]);
+      if (d > w) {
+        w = d;
+        wi = i;
+      }
+    }
+    CHECK(rel <= g->tol, "%s: gradient of %s differs: %.3g of the tensor's max (tol %.1g); element %lld expected "
+          "%.8g got %.8g", g->what, name, rel, g->tol, (long long)wi, n ? r[wi] : 0.0, n ? x[wi] : 0.0);
+    if (rel > g->worst) {
+      g->worst = rel;
+      snprintf(g->worst_name, sizeof g->worst_name, "%s", name);
+    }
+  }
+  g->checked++;
+  free(r);
+}

@@ -1,0 +1,29 @@
+/* Comparing against the open_clip fixtures (../shared/fixtures, README's
+ * tolerances), shared by the parity tests of CLIP, CoCa and the GPU. */
+#ifndef VLM_TESTS_FIXTURE_H
+#define VLM_TESTS_FIXTURE_H
+#include "core/core.h"
+
+/* The entry `name` of st; a failed CHECK and NULL when it is absent. */
+const vlm_st_entry *vt_st_need(const vlm_safetensors *st, const char *name);
+/* The entry as F32 (vt_alloc'd); its element count in *n_out when not NULL. */
+float *vt_st_read_all(const vlm_safetensors *st, const vlm_st_entry *e, int64_t *n_out);
+/* One output against the fixture tensor `name` of ref, kind 0: features / tokens (1e-5 abs),
+ * 1: logits (1e-5 abs or 1e-4 rel per element), 2: losses and scales (1e-5 rel); the bounds are
+ * multiplied by loose (1 = the README's). One CHECK, naming the first bad element. Returns the
+ * worst error (absolute, relative for kind 2), INFINITY when the tensor is missing. */
+double vt_fixture_compare(const char *what, const char *name, const float *got, int64_t n_got,
+                          const vlm_safetensors *ref, int kind, double loose);
+
+/* A parameter visitor (vlm_param_visit_fn) checking each gradient against the fixture's
+ * tensor of the same name: max error relative to the tensor's max <= tol (README: 1e-4). */
+typedef struct {
+  const vlm_safetensors *ref;
+  const char *what;
+  double tol;
+  int checked;
+  double worst;
+  char worst_name[256];
+} vt_grad_ctx;
+void vt_fixture_compare_grad(void *ctx, const char *name, vlm_tensor *t);
+#endif
