@@ -284,17 +284,16 @@ static int is_dir(const char *path) {
   return stat(path, &sb) == 0 && S_ISDIR(sb.st_mode);
 }
 
-vlm_status vlm_clip_load(const char *path, vlm_clip_config *c, vlm_clip_params *p, vlm_ckpt_format *fmt) {
-  char cfg[4096], weights[4096];
+vlm_status vlm_model_paths(const char *path, char *cfg, char *weights, size_t n) {
   if (is_dir(path)) {
-    snprintf(cfg, sizeof cfg, "%s/open_clip_config.json", path);
-    snprintf(weights, sizeof weights, "%s/open_clip_model.safetensors", path);
+    snprintf(cfg, n, "%s/open_clip_config.json", path);
+    snprintf(weights, n, "%s/open_clip_model.safetensors", path);
     if (!is_file(cfg)) {
-      snprintf(cfg, sizeof cfg, "%s/config.json", path);
-      snprintf(weights, sizeof weights, "%s/model.safetensors", path);
+      snprintf(cfg, n, "%s/config.json", path);
+      snprintf(weights, n, "%s/model.safetensors", path);
     }
   } else if (is_file(path)) {
-    snprintf(cfg, sizeof cfg, "%s", path);
+    snprintf(cfg, n, "%s", path);
     const char *slash = strrchr(path, '/');
     int dir_len = slash ? (int)(slash - path) : 1;
     const char *dir = slash ? path : ".";
@@ -302,15 +301,27 @@ vlm_status vlm_clip_load(const char *path, vlm_clip_config *c, vlm_clip_params *
     const char *wname = !strcmp(base, "open_clip_config.json") ? "open_clip_model.safetensors"
                         : !strcmp(base, "config_hf.json")      ? "model_hf.safetensors"
                                                                : "model.safetensors";
-    snprintf(weights, sizeof weights, "%.*s/%s", dir_len, dir, wname);
+    snprintf(weights, n, "%.*s/%s", dir_len, dir, wname);
   } else {
     return vlm_error(VLM_ERR_IO, "%s: no such file or directory", path);
   }
   if (!is_file(cfg)) return vlm_error(VLM_ERR_IO, "%s: no config (open_clip_config.json or config.json)", path);
+  return VLM_OK;
+}
+
+vlm_status vlm_model_weights_exist(const char *cfg, const char *weights) {
+  return is_file(weights) ? VLM_OK : vlm_error(VLM_ERR_IO, "%s: missing (the weights for %s)", weights, cfg);
+}
+
+vlm_status vlm_clip_load(const char *path, vlm_clip_config *c, vlm_clip_params *p, vlm_ckpt_format *fmt) {
+  char cfg[4096], weights[4096];
+  vlm_status ps = vlm_model_paths(path, cfg, weights, sizeof cfg);
+  if (ps != VLM_OK) return ps;
   int hf = 0;
   vlm_status s = vlm_clip_config_load(c, cfg, &hf);
   if (s != VLM_OK) return s;
-  if (!is_file(weights)) return vlm_error(VLM_ERR_IO, "%s: missing (the weights for %s)", weights, cfg);
+  s = vlm_model_weights_exist(cfg, weights);
+  if (s != VLM_OK) return s;
   s = vlm_clip_params_init(p, c);
   if (s != VLM_OK) return s;
   *fmt = hf ? VLM_CKPT_HF : VLM_CKPT_OPENCLIP;

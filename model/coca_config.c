@@ -5,7 +5,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "model/config_json.h"
 #include "model/model.h"
@@ -221,48 +220,9 @@ char *vlm_coca_config_to_json(const vlm_coca_config *c) {
   return s;
 }
 
-static int is_file(const char *path) {
-  struct stat sb;
-  return stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
-}
-
-static int is_dir(const char *path) {
-  struct stat sb;
-  return stat(path, &sb) == 0 && S_ISDIR(sb.st_mode);
-}
-
-/* The config and weights paths of a model path, as vlm_clip_load resolves them. */
-int vlm_coca_resolve_paths(const char *path, char *cfg, char *weights, size_t n);
-int vlm_coca_resolve_paths(const char *path, char *cfg, char *weights, size_t n) {
-  if (is_dir(path)) {
-    snprintf(cfg, n, "%s/open_clip_config.json", path);
-    snprintf(weights, n, "%s/open_clip_model.safetensors", path);
-    if (!is_file(cfg)) {
-      snprintf(cfg, n, "%s/config.json", path);
-      snprintf(weights, n, "%s/model.safetensors", path);
-    }
-  } else if (is_file(path)) {
-    snprintf(cfg, n, "%s", path);
-    const char *slash = strrchr(path, '/');
-    int dir_len = slash ? (int)(slash - path) : 1;
-    const char *dir = slash ? path : ".";
-    const char *base = slash ? slash + 1 : path;
-    const char *wname = !strcmp(base, "open_clip_config.json") ? "open_clip_model.safetensors" : "model.safetensors";
-    snprintf(weights, n, "%.*s/%s", dir_len, dir, wname);
-  } else {
-    vlm_error(VLM_ERR_IO, "%s: no such file or directory", path);
-    return 0;
-  }
-  if (!is_file(cfg)) {
-    vlm_error(VLM_ERR_IO, "%s: no config (open_clip_config.json or config.json)", path);
-    return 0;
-  }
-  return 1;
-}
-
 int vlm_model_is_coca(const char *path) {
   char cfg[4096], weights[4096];
-  if (!vlm_coca_resolve_paths(path, cfg, weights, sizeof cfg)) return -1;
+  if (vlm_model_paths(path, cfg, weights, sizeof cfg) != VLM_OK) return -1;
   char *json;
   if (vlm_read_text_file(cfg, &json) != VLM_OK) return -1;
   cJSON *root = cJSON_Parse(json);
@@ -278,10 +238,12 @@ int vlm_model_is_coca(const char *path) {
 vlm_status vlm_coca_load(const char *path, vlm_coca_config *c, vlm_coca_params *p) {
   char cfg[4096], weights[4096];
   memset(p, 0, sizeof *p);
-  if (!vlm_coca_resolve_paths(path, cfg, weights, sizeof cfg)) return VLM_ERR_IO;
-  vlm_status s = vlm_coca_config_load(c, cfg);
+  vlm_status s = vlm_model_paths(path, cfg, weights, sizeof cfg);
   if (s != VLM_OK) return s;
-  if (!is_file(weights)) return vlm_error(VLM_ERR_IO, "%s: missing (the weights for %s)", weights, cfg);
+  s = vlm_coca_config_load(c, cfg);
+  if (s != VLM_OK) return s;
+  s = vlm_model_weights_exist(cfg, weights);
+  if (s != VLM_OK) return s;
   s = vlm_coca_params_init(p, c);
   if (s != VLM_OK) return s;
   s = vlm_coca_load_safetensors(p, c, weights);

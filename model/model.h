@@ -86,6 +86,13 @@ vlm_status vlm_clip_save_dir(vlm_clip_params *p, const vlm_clip_config *c, const
  * config.json + model.safetensors in open_clip or HF form) or from a config
  * file path (the weights beside it: model.safetensors / open_clip_model.safetensors). */
 vlm_status vlm_clip_load(const char *path, vlm_clip_config *c, vlm_clip_params *p, vlm_ckpt_format *fmt);
+/* The config and weights files of a model path, resolved as vlm_clip_load and
+ * vlm_coca_load do (a directory: open_clip_config.json + open_clip_model.safetensors,
+ * else config.json + model.safetensors; a config file: the weights beside it).
+ * cfg and weights hold n bytes. Errors when the path or the config is missing. */
+vlm_status vlm_model_paths(const char *path, char *cfg, char *weights, size_t n);
+/* VLM_OK when weights is a file, else an error naming it and its config. */
+vlm_status vlm_model_weights_exist(const char *cfg, const char *weights);
 /* The HF name of an open_clip parameter name; n_parts = 3 for q/k/v concatenations,
  * transpose = 1 for the projections. Returns 0 if the name is not known. */
 int vlm_clip_hf_name(const char *name, char parts[3][256], int *n_parts, int *transpose);
