@@ -32,6 +32,11 @@ void vlm_cpu_matmul_backward(vlm_tensor *da, vlm_tensor *db, vlm_tensor *dbias, 
                              vlm_precision prec);
 void vlm_cpu_linear_forward(vlm_tensor *out, const vlm_tensor *a, const vlm_tensor *w, const vlm_tensor *bias,
                             const vlm_act *act, const vlm_tensor *residual, vlm_precision prec);
+/* fp32 out [M,N] = a [M,K] @ b (+ bias) for 1 <= M <= 4 (gemv.c), b stored [N,K] when
+ * trans_b else [K,N]; returns 0 without touching out when the shape is not one it takes
+ * (more rows, or fewer than 65536 weights). */
+int vlm_cpu_gemv_forward(int64_t M, int64_t N, int64_t K, const float *a, const float *b, int trans_b,
+                         const float *bias, float *out);
 /* Packed weights (see core/cpu/matmul.c): register the plain matrix at p, as a
  * GEMM's B [K,N] with element strides (bs0, bs1); drop every registration whose
  * pointer lies in [p, p + bytes); how many are registered. */

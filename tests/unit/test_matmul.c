@@ -134,6 +134,8 @@ static void test_fast_vs_ref_f32(void) {
   static const int64_t shapes[][3] = {  /* M, N, K */
     {1, 1, 1}, {1, 3, 17}, {3, 17, 1}, {17, 1, 65}, {3, 17, 65}, {65, 3, 17}, {17, 65, 3},
     {6, 130, 33}, {64, 48, 96}, {129, 67, 200},
+    /* 1-4 rows with >= 65536 weights: the fp32 forward takes core/cpu/gemv.c */
+    {1, 517, 130}, {2, 300, 257}, {3, 1030, 97}, {4, 257, 512}, {5, 257, 512},
   };
   double worst = 0;
   for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
@@ -145,6 +147,30 @@ static void test_fast_vs_ref_f32(void) {
   /* a with three dims: [2, 50, 96] @ [96, 40]^T */
   for (int tb = 0; tb < 2; tb++) compare_modes(100, 40, 96, 0, tb, 1, 2, VLM_PREC_F32, 1e-5, &worst);
   printf("fp32 fast vs ref: max relative error %.3g\n", worst);
+}
+
+/* Which shapes the gemv path takes, and that it matches the reference also for odd block tails. */
+static void test_gemv_dispatch(void) {
+  float *a = vt_alloc(4 * 600), *b = vt_alloc(600 * 600), *o = vt_alloc(4 * 600), *r = vt_alloc(4 * 600);
+  vt_fill_normal(a, 4 * 600, 5, 1.0f);
+  vt_fill_normal(b, 600 * 600, 6, 0.1f);
+  CHECK(vlm_cpu_gemv_forward(1, 517, 130, a, b, 1, NULL, o) == 1, "gemv takes 1 x 517 x 130");
+  CHECK(vlm_cpu_gemv_forward(4, 600, 600, a, b, 0, NULL, o) == 1, "gemv takes 4 rows");
+  CHECK(vlm_cpu_gemv_forward(5, 600, 600, a, b, 0, NULL, o) == 0, "gemv leaves 5 rows to oneDNN");
+  CHECK(vlm_cpu_gemv_forward(1, 100, 100, a, b, 0, NULL, o) == 0, "gemv leaves small products to oneDNN");
+  /* N = 600 is 2 full blocks of 256 + a tail of 88; compare with a plain double loop */
+  for (int tb = 0; tb < 2; tb++) {
+    vlm_cpu_gemv_forward(3, 600, 600, a, b, tb, NULL, o);
+    for (int m = 0; m < 3; m++)
+      for (int n = 0; n < 600; n++) {
+        double s = 0;
+        for (int k = 0; k < 600; k++) s += (double)a[m * 600 + k] * b[tb ? n * 600 + k : k * 600 + n];
+        r[m * 600 + n] = (float)s;
+      }
+    double e = vt_max_rel(o, r, 3 * 600, 1e-6);
+    CHECK(e < 1e-5, "gemv tb=%d vs double loop: %.3g", tb, e);
+  }
+  free(a), free(b), free(o), free(r);
 }
 
 /* Only some gradients requested; the others stay untouched (NULL = skip). */
@@ -377,6 +403,7 @@ static void test_deterministic(void) {
 int main(void) {
   vlm_threads_init(2);
   test_fast_vs_ref_f32();
+  test_gemv_dispatch();
   test_partial_grads();
   test_empty_k();
   test_gradcheck();
