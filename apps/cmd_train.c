@@ -17,9 +17,10 @@
 /* The demo defaults for --train-data shapes (tuned for 2 CPU cores, <= 10 minutes). */
 #define SHAPES_MODEL "shapes-demo"
 #define SHAPES_BATCH 64
-#define SHAPES_LR 5e-4
+#define SHAPES_LR 1e-3
 #define SHAPES_WARMUP 100
-#define SHAPES_STEPS 2500
+#define SHAPES_STEPS 9000
+#define SHAPES_EVAL_STEPS 1500
 #define SHAPES_VOCAB 1024
 
 static void usage(FILE *f) {
@@ -77,8 +78,8 @@ static void usage(FILE *f) {
           "\n"
           "Defaults for --train-data shapes (the demo): --model " SHAPES_MODEL
           ", --tokenizer train:%d,\n"
-          "--batch-size %d, --lr %g, --warmup %d, --steps %d, --val-data shapes:val,\n"
-          "--zeroshot-data shapes:val (evaluated at each epoch end and at the end).\n"
+          "--batch-size %d, --lr %g, --warmup %d, --steps %d, --eval-steps %d,\n"
+          "--val-data shapes:val, --zeroshot-data shapes:val.\n"
           "\n"
           "Examples:\n"
           "  vlm train --train-data shapes --logs runs --name demo\n"
@@ -86,7 +87,7 @@ static void usage(FILE *f) {
           "  vlm train --train-data shapes --model coca-shapes --logs runs --name coca\n"
           "  vlm train --train-data data/train.tsv --val-data data/val.tsv --model small \\\n"
           "      --tokenizer train:4096 --batch-size 128 --epochs 10 --warmup 500 --logs runs\n",
-          SHAPES_VOCAB, SHAPES_BATCH, SHAPES_LR, SHAPES_WARMUP, SHAPES_STEPS);
+          SHAPES_VOCAB, SHAPES_BATCH, SHAPES_LR, SHAPES_WARMUP, SHAPES_STEPS, SHAPES_EVAL_STEPS);
 }
 
 typedef struct {
@@ -919,6 +920,7 @@ int vlm_cmd_train(int argc, char **argv) {
     if (!o->set_lr) o->lr = SHAPES_LR;
     if (!o->set_warmup) o->warmup = SHAPES_WARMUP;
     if (!o->set_steps && !o->set_epochs) o->steps = SHAPES_STEPS;
+    if (!o->set_eval_steps) o->eval_steps = SHAPES_EVAL_STEPS;
     if (!o->val_data) o->val_data = "shapes:val";
     if (!o->zs_data) o->zs_data = o->val_data;
   } else {

@@ -243,9 +243,12 @@ vlm_status vlm_caption_check(const char *name, const char *text, size_t len);
  * Classes (zero-shot) are colour + kind, "red circle": class = colour * VLM_SHAPES_KINDS + kind.
  * A fixed 6 of the 48 combinations (12.5%, one per colour and kind) never appear in the train
  * split, alone or in pairs; the val split has one shape per image, uniform over all 48 classes
- * (so about 1 in 8 is unseen), label = its class. Captions mention size and position only
- * part of the time. Specs: "shapes" (train, 20000 samples), "shapes:val" (1000), with an
- * optional count: "shapes:5000", "shapes:val:2000", "shapes:train:300". */
+ * (so about 1 in 8 is unseen), label = its class. Train captions mention size and position
+ * only part of the time; a val caption is its class description ("a red circle"). Specs:
+ * "shapes" (train, VLM_SHAPES_TRAIN_DEFAULT samples: generated on demand, so a long run sees
+ * no image twice), "shapes:val" (1000), with an optional count: "shapes:5000",
+ * "shapes:val:2000", "shapes:train:300". */
+#define VLM_SHAPES_TRAIN_DEFAULT 1000000
 #define VLM_SHAPES_COLORS 8
 #define VLM_SHAPES_KINDS 6
 #define VLM_SHAPES_CLASSES (VLM_SHAPES_COLORS * VLM_SHAPES_KINDS)

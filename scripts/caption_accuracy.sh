@@ -5,7 +5,8 @@
 #   VLM        the vlm binary
 #   MODEL      a CoCa checkpoint dir (e.g. RUN/checkpoints/latest)
 #   TOKENIZER  the run's tokenizer dir (RUN/tokenizer)
-#   N          held-out images (default 1000: `vlm shapes --split val --n N`, 64 px PNGs)
+#   N          held-out images (default 1000: `vlm shapes --split val --n N`, PNGs at the
+#              model's image size)
 #   WORKDIR    where the images and captions go (default: a fresh temp dir, removed)
 #
 # How it counts: every held-out image shows exactly one object, its label is a
@@ -29,7 +30,9 @@ case $VLM in */*) VLM=$(abs "$VLM") ;; esac; MODEL=$(abs "$MODEL"); TOK=$(abs "$
 if [ $# -ge 5 ]; then W=$5; mkdir -p "$W"; KEEP=1; else W=$(mktemp -d); KEEP=0; fi
 cleanup() { [ "$KEEP" = 1 ] || rm -rf "$W"; }
 trap cleanup EXIT
-"$VLM" shapes --out "$W/val" --split val --n "$N" >/dev/null
+# the held-out images at the model's own image size (open_clip_config.json's vision_cfg)
+SIZE=$(grep -o '"image_size"[^0-9]*[0-9]*' "$MODEL/open_clip_config.json" 2>/dev/null | head -1 | grep -o '[0-9]*$' || true)
+"$VLM" shapes --out "$W/val" --split val --n "$N" --size "${SIZE:-64}" >/dev/null
 ( cd "$W/val" && tail -n +2 captions.tsv | cut -f1 ) > "$W/files.txt"
 ( cd "$W/val" && xargs "$VLM" caption --model "$MODEL" --tokenizer "$TOK" --json --batch 64 ) \
   < "$W/files.txt" > "$W/captions.jsonl" 2> "$W/caption.err" || { cat "$W/caption.err" >&2; exit 1; }

@@ -11,8 +11,7 @@
 #include "datasets/datasets.h"
 #include "gradcheck.h"
 
-static int contains_class(const char *cap, int cls) {
-  const char *name = vlm_shapes_class_name(cls);
+static int contains_words(const char *cap, const char *name) {
   size_t n = strlen(name);
   for (const char *p = cap; (p = strstr(p, name)); p++) {
     /* whole words: "red circle" must not match inside another word */
@@ -21,6 +20,14 @@ static int contains_class(const char *cap, int cls) {
     if (left_ok && right_ok) return 1;
   }
   return 0;
+}
+
+/* The caption names class cls, colour first ("red circle") or kind first ("circle in red"). */
+static int contains_class(const char *cap, int cls) {
+  char kf[64];
+  snprintf(kf, sizeof kf, "%s in %s", vlm_shapes_kind_name(cls % VLM_SHAPES_KINDS),
+           vlm_shapes_color_name(cls / VLM_SHAPES_KINDS));
+  return contains_words(cap, vlm_shapes_class_name(cls)) || contains_words(cap, kf);
 }
 
 static double now(void) {
@@ -62,6 +69,7 @@ int main(int argc, char **argv) {
 
   /* train: no unseen combination, alone or in pairs; captions name colour + kind */
   int n_train = 3000, bad_unseen = 0, with_size = 0, with_pos = 0, two = 0, named = 0, label_unseen = 0;
+  int kind_first = 0;
   int seen_cls[VLM_SHAPES_CLASSES] = {0};
   for (int i = 0; i < n_train; i++) {
     vlm_image im;
@@ -79,6 +87,11 @@ int main(int argc, char **argv) {
     if (lab >= 0 && contains_class(cap, lab)) named++;
     if (lab < 0) two++;
     if (strstr(cap, "small") || strstr(cap, "medium") || strstr(cap, "large")) with_size++;
+    for (int c = 0; c < VLM_SHAPES_COLORS; c++) {
+      char kf[32];
+      snprintf(kf, sizeof kf, " in %s", vlm_shapes_color_name(c));
+      if (contains_words(cap, kf + 1)) { kind_first++; break; }
+    }
     if (strstr(cap, "left") || strstr(cap, "right") || strstr(cap, "top") || strstr(cap, "bottom") ||
         strstr(cap, "center") || strstr(cap, "above") || strstr(cap, "below"))
       with_pos++;
@@ -90,15 +103,17 @@ int main(int argc, char **argv) {
   CHECK(bad_unseen == 0, "unseen combinations in %d train captions", bad_unseen);
   CHECK(label_unseen == 0, "unseen labels in train: %d", label_unseen);
   CHECK(named == n_train - two, "single-shape captions naming their class: %d of %d", named, n_train - two);
-  CHECK(two > n_train / 5 && two < n_train * 3 / 5, "two-shape images: %d of %d", two, n_train);
+  CHECK(two > n_train / 20 && two < n_train / 6, "two-shape images (1 in 10): %d of %d", two, n_train);
   CHECK(with_size > n_train / 6 && with_size < n_train / 2, "captions with a size word: %d of %d", with_size, n_train);
   CHECK(with_pos > n_train / 6 && with_pos < n_train / 2, "captions with a position: %d of %d", with_pos, n_train);
+  CHECK(kind_first > n_train / 2 && kind_first < n_train * 7 / 10, "kind-first captions: %d of %d", kind_first,
+        n_train);
   int seen_classes = 0;
   for (int c = 0; c < VLM_SHAPES_CLASSES; c++) seen_classes += seen_cls[c] > 0;
   CHECK(seen_classes == VLM_SHAPES_CLASSES - unseen, "train covers %d classes", seen_classes);
 
   /* val: one shape, label = class, all classes incl. unseen; colour in the image; neutral corners */
-  int n_val = 1500, val_unseen = 0, val_named = 0, colour_ok = 0, corners_ok = 0;
+  int n_val = 1500, val_unseen = 0, val_named = 0, val_canonical = 0, colour_ok = 0, corners_ok = 0;
   int val_cls[VLM_SHAPES_CLASSES] = {0};
   static const uint8_t rgb[VLM_SHAPES_COLORS][3] = {{220, 30, 30},  {30, 160, 50},  {30, 70, 230},  {245, 215, 20},
                                                     {140, 50, 190}, {250, 130, 10}, {245, 105, 180}, {20, 200, 220}};
@@ -112,6 +127,10 @@ int main(int argc, char **argv) {
     val_cls[lab]++;
     val_unseen += vlm_shapes_class_unseen(lab);
     val_named += contains_class(cap, lab);
+    char want[64];   /* a val caption is its class description */
+    const char *cn = vlm_shapes_class_name(lab);
+    snprintf(want, sizeof want, "%s %s", strchr("aeiou", cn[0]) ? "an" : "a", cn);
+    val_canonical += !strcmp(cap, want);
     const uint8_t *col = rgb[lab / VLM_SHAPES_KINDS];
     int hits = 0;
     for (int p = 0; p < 64 * 64; p++) {
@@ -136,6 +155,7 @@ int main(int argc, char **argv) {
   CHECK(covered == VLM_SHAPES_CLASSES, "val covers %d of 48 classes", covered);
   CHECK(val_unseen > n_val / 16 && val_unseen < n_val / 5, "val unseen samples: %d of %d", val_unseen, n_val);
   CHECK(val_named == n_val, "val captions naming their class: %d of %d", val_named, n_val);
+  CHECK(val_canonical == n_val, "val captions equal to 'a/an <class>': %d of %d", val_canonical, n_val);
   CHECK(colour_ok == n_val, "val images showing the class colour: %d of %d", colour_ok, n_val);
   CHECK(corners_ok == n_val, "val images with neutral corners: %d of %d", corners_ok, n_val);
 
@@ -155,7 +175,7 @@ int main(int argc, char **argv) {
     CHECK(vlm_source_get(s, 50, &sm) != VLM_OK, "out of range refused");
     vlm_source_close(s);
   }
-  const char *sizes[][2] = {{"shapes", "20000"}, {"shapes:val", "1000"}, {"shapes:7", "7"}, {"shapes:train:9", "9"}};
+  const char *sizes[][2] = {{"shapes", "1000000"}, {"shapes:val", "1000"}, {"shapes:7", "7"}, {"shapes:train:9", "9"}};
   for (int k = 0; k < 4; k++) {
     CHECK(vlm_source_open(&s, sizes[k][0], &o) == VLM_OK && vlm_source_size(s) == atoll(sizes[k][1]), "%s size", sizes[k][0]);
     vlm_source_close(s);
