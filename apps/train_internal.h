@@ -50,6 +50,23 @@ void vlm_train_log_eval(vlm_train_log *L, const vlm_log_eval *e, int64_t epoch, 
 vlm_status vlm_train_log_chart(vlm_train_log *L);
 /* Write a line plot to path (atomic). Exposed for tests. */
 vlm_status vlm_plot_png(const char *path, const vlm_log_point *pts, int64_t n, const vlm_log_eval *ev, int64_t ne);
+/* The chart's size and layout: each panel has a title row in the VLM_CHART_TITLE_H pixels
+ * above its top edge, the title at the left and the panel's legend right-aligned. */
+#define VLM_CHART_W 720
+#define VLM_CHART_H 540
+#define VLM_CHART_TOP_Y0 32   /* top edge of the loss panel */
+#define VLM_CHART_BOT_Y0 294  /* top edge of the evaluation panel */
+#define VLM_CHART_TITLE_H 26
+
+/* ---- the chart's bitmap font (chart_font.c): printable ASCII, 5x7 glyphs ---- */
+#define VLM_FONT_ADVANCE 6  /* cell width (glyph 5 + 1 spacing), times scale */
+#define VLM_FONT_CAP 7      /* capital / digit height, times scale; y is the top of it */
+#define VLM_FONT_HEIGHT 9   /* with descenders, times scale */
+/* Width in pixels of text drawn at scale (no trailing spacing); 0 for "". */
+int vlm_font_width(const char *text, int scale);
+/* Draw text into an RGB buffer of w x h pixels (row-major, 3 bytes a pixel) with its
+ * top-left corner at (x, y); pixels outside the buffer are skipped. Returns the width. */
+int vlm_font_draw(uint8_t *rgb, int w, int h, int x, int y, const char *text, const uint8_t color[3], int scale);
 
 /* ---- evaluation (train_eval.c) ---- */
 typedef struct {

@@ -129,8 +129,11 @@ void vlm_train_log_eval(vlm_train_log *L, const vlm_log_eval *e, int64_t epoch, 
 }
 
 /* ------------------------------------------------------------------ the chart */
-#define W 720
-#define H 540
+/* Layout (pixels): a title row above each panel, its legend right-aligned in that
+ * row; y tick labels left of each panel, step labels under each panel, "step"
+ * centred at the bottom. Text is chart_font.c's 5x7 font. */
+#define W VLM_CHART_W
+#define H VLM_CHART_H
 typedef struct { uint8_t px[H][W][3]; } canvas;
 
 static void put(canvas *c, int x, int y, const uint8_t *rgb) {
@@ -155,16 +158,83 @@ static void box(canvas *c, int x0, int y0, int x1, int y1, const uint8_t *rgb) {
     for (int x = x0; x <= x1; x++) put(c, x, y, rgb);
 }
 
+static int text(canvas *c, int x, int y, const char *s, const uint8_t *rgb, int scale) {
+  return vlm_font_draw(&c->px[0][0][0], W, H, x, y, s, rgb, scale);
+}
+
+static const uint8_t c_text[3] = {40, 40, 40}, c_tick[3] = {85, 85, 85}, c_grid[3] = {228, 228, 228},
+                     c_axis[3] = {90, 90, 90};
+
 typedef struct { int x0, y0, x1, y1; } panel;
 
-static void frame(canvas *c, panel p, int hlines) {
-  static const uint8_t grid[3] = {225, 225, 225}, axis[3] = {90, 90, 90};
-  for (int i = 1; i < hlines; i++) {
-    int y = p.y1 - (p.y1 - p.y0) * i / hlines;
-    line(c, p.x0, y, p.x1, y, grid, 1);
+/* The smallest step of 1, 2 or 5 times a power of ten that divides [0, max] into at most max_div parts. */
+static double nice_step(double max, int max_div) {
+  double p = pow(10, floor(log10(max / max_div)));
+  for (;; p *= 10) {
+    static const double m[3] = {1, 2, 5};
+    for (int i = 0; i < 3; i++)
+      if (ceil(max / (m[i] * p) - 1e-9) <= max_div) return m[i] * p;
   }
-  line(c, p.x0, p.y0, p.x0, p.y1, axis, 1);
-  line(c, p.x0, p.y1, p.x1, p.y1, axis, 1);
+}
+
+/* Step numbers, compactly: 300, 1500, 9k, 12.5k, 2M. */
+static void fmt_step(char *buf, size_t n, double v) {
+  long long s = llround(v);
+  if (s >= 1000000 && s % 1000000 == 0) snprintf(buf, n, "%lldM", s / 1000000);
+  else if (s >= 1000 && s % 1000 == 0) snprintf(buf, n, "%lldk", s / 1000);
+  else if (s < 10000) snprintf(buf, n, "%lld", s);
+  else if (s < 1000000) snprintf(buf, n, "%.4gk", (double)s / 1000);
+  else snprintf(buf, n, "%.4gM", (double)s / 1000000);
+}
+
+/* Horizontal grid lines with their values (i * ystep, right-aligned left of the axis),
+ * vertical grid lines at the step ticks with their labels below, and the axes. */
+static void frame(canvas *c, panel p, int hlines, double ystep, double xmax, double xstep) {
+  for (double t = xstep; t <= xmax * (1 + 1e-9); t += xstep) {
+    int x = p.x0 + (int)lround((p.x1 - p.x0) * t / xmax);
+    line(c, x, p.y0, x, p.y1, c_grid, 1);
+  }
+  for (int i = 0; i <= hlines; i++) {
+    int y = p.y1 - (p.y1 - p.y0) * i / hlines;
+    if (i > 0) line(c, p.x0, y, p.x1, y, c_grid, 1);
+    line(c, p.x0 - 4, y, p.x0, y, c_axis, 1);
+    char lab[32];
+    snprintf(lab, sizeof lab, "%g", i * ystep);
+    text(c, p.x0 - 7 - vlm_font_width(lab, 1), y - VLM_FONT_CAP / 2, lab, c_tick, 1);
+  }
+  for (double t = 0; t <= xmax * (1 + 1e-9); t += xstep) {
+    int x = p.x0 + (int)lround((p.x1 - p.x0) * t / xmax);
+    line(c, x, p.y1, x, p.y1 + 4, c_axis, 1);
+    char lab[32];
+    fmt_step(lab, sizeof lab, t);
+    int w = vlm_font_width(lab, 1), lx = x - w / 2;
+    if (lx + w > W - 2) lx = W - 2 - w;
+    text(c, lx, p.y1 + 7, lab, c_tick, 1);
+  }
+  line(c, p.x0, p.y0, p.x0, p.y1, c_axis, 1);
+  line(c, p.x0, p.y1, p.x1, p.y1, c_axis, 1);
+}
+
+typedef struct {
+  const char *name;
+  const uint8_t *rgb;
+  int marker; /* evaluation series: 2-pixel line with 5x5 markers */
+} series;
+
+/* The panel's title at the left of its title row and its legend right-aligned in it. */
+static void title_row(canvas *c, panel p, const char *title, const series *s, int ns) {
+  int y = p.y0 - VLM_CHART_TITLE_H;
+  text(c, p.x0, y, title, c_text, 2);
+  int swatch = 18, gap = 5, sep = 16, total = 0;
+  for (int i = 0; i < ns; i++) total += (i ? sep : 0) + swatch + gap + vlm_font_width(s[i].name, 1);
+  int x = p.x1 - total, ty = y + (2 * VLM_FONT_CAP - VLM_FONT_CAP) / 2, my = ty + VLM_FONT_CAP / 2;
+  for (int i = 0; i < ns; i++) {
+    if (i) x += sep;
+    line(c, x, my - (s[i].marker ? 1 : 0), x + swatch - 1, my - (s[i].marker ? 1 : 0), s[i].rgb, s[i].marker ? 2 : 1);
+    if (s[i].marker) box(c, x + swatch / 2 - 2, my - 2, x + swatch / 2 + 2, my + 2, s[i].rgb);
+    x += swatch + gap;
+    x += text(c, x, ty, s[i].name, c_text, 1);
+  }
 }
 
 static int px_x(panel p, double x, double xmax) { return p.x0 + (int)lround((p.x1 - p.x0) * (xmax > 0 ? x / xmax : 0)); }
@@ -179,7 +249,8 @@ vlm_status vlm_plot_png(const char *path, const vlm_log_point *pts, int64_t n, c
   canvas *c = malloc(sizeof *c);
   if (!c) return vlm_error(VLM_ERR_OOM, "%s: out of memory", path);
   memset(c, 255, sizeof *c);
-  panel top = {50, 20, W - 20, H / 2 - 20}, bot = {50, H / 2 + 20, W - 20, H - 30};
+  /* tick labels 7 px under each panel, "step" under the bottom one */
+  panel top = {52, VLM_CHART_TOP_Y0, W - 24, VLM_CHART_BOT_Y0 - 50}, bot = {52, VLM_CHART_BOT_Y0, W - 24, H - 40};
   double xmax = 1, ymax = 0;
   for (int64_t i = 0; i < n; i++) {
     if (pts[i].step > xmax) xmax = (double)pts[i].step;
@@ -189,12 +260,21 @@ vlm_status vlm_plot_png(const char *path, const vlm_log_point *pts, int64_t n, c
     if (ev[i].step > xmax) xmax = (double)ev[i].step;
     if (isfinite(ev[i].val_loss) && ev[i].val_loss > ymax) ymax = ev[i].val_loss;
   }
-  if (ymax <= 0) ymax = 1;
-  ymax = ceil(ymax);
-  frame(c, top, (int)ymax <= 10 ? (int)ymax : 10);
-  frame(c, bot, 4);
+  if (!(ymax > 1e-9) || ymax > 1e30) ymax = 1;
+  double ystep = nice_step(ymax, 8), xstep = nice_step(xmax, 5);
+  if (xstep < 1) xstep = 1;
+  int hlines = (int)ceil(ymax / ystep - 1e-9);
+  ymax = hlines * ystep;
+  frame(c, top, hlines, ystep, xmax, xstep);
+  frame(c, bot, 4, 0.25, xmax, xstep);
+  text(c, (top.x0 + top.x1 - vlm_font_width("step", 1)) / 2, bot.y1 + 20, "step", c_text, 1);
   static const uint8_t c_loss[3] = {31, 119, 180}, c_val[3] = {214, 39, 40}, c_zs[3] = {44, 160, 44},
                        c_t2i[3] = {148, 103, 189}, c_i2t[3] = {255, 127, 14}, c_un[3] = {140, 86, 75};
+  static const series s_top[2] = {{"train loss", c_loss, 0}, {"val loss", c_val, 1}},
+                      s_bot[4] = {{"zero-shot top-1", c_zs, 1}, {"text->image R@1", c_t2i, 1},
+                                  {"image->text R@1", c_i2t, 1}, {"unseen top-1", c_un, 1}};
+  title_row(c, top, "loss (train, val)", s_top, 2);
+  title_row(c, bot, "evaluation", s_bot, 4);
   for (int64_t i = 1; i < n; i++)
     if (isfinite(pts[i - 1].loss) && isfinite(pts[i].loss))
       line(c, px_x(top, (double)pts[i - 1].step, xmax), px_y(top, pts[i - 1].loss, ymax),
@@ -216,7 +296,6 @@ vlm_status vlm_plot_png(const char *path, const vlm_log_point *pts, int64_t n, c
       px = x;
       py = y;
     }
-    box(c, W - 20 - 14 * (5 - k), H - 18, W - 20 - 14 * (5 - k) + 9, H - 9, col); /* legend swatch, in plot order */
   }
   vlm_atomic_file af;
   vlm_status s = vlm_atomic_open(&af, path);
