@@ -2,7 +2,7 @@
  * geometric shapes on neutral backgrounds, with captions that name them.
  *
  * Drawing: each shape is a signed distance function (a circle, or a polygon: square,
- * triangle, star, hexagon, cross, rotated by up to +-17 degrees); a pixel's coverage is
+ * triangle, star, hexagon, cross; upright, though the code can rotate them); a pixel's coverage is
  * clamp(0.5 - d, 0, 1) with d the signed distance of the pixel centre in pixels, the
  * analytic equivalent of box-filter supersampling along an edge (anti-aliased, and
  * ~20x cheaper than 4x4 supersampling). Only the shape's bounding box is visited.
