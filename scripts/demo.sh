@@ -29,10 +29,12 @@ while [ $# -gt 0 ]; do
   shift
 done
 steps=${VLM_DEMO_STEPS:-}
-[ -z "$steps" ] && [ $quick = 1 ] && steps=1500
+if [ -z "$steps" ] && [ $quick = 1 ]; then steps=1500; fi
 # a CoCa step costs ~1.5x a CLIP one: 8000 steps keep the CoCa demo's training near 12 minutes
 if [ -z "$steps" ]; then case $MODEL in coca*) steps=8000 ;; esac; fi
-[ -z "$out" ] && out=runs/demo$([ $quick = 1 ] && echo -quick)
+if [ -z "$out" ]; then
+  if [ $quick = 1 ]; then out=runs/demo-quick; else out=runs/demo; fi
+fi
 
 t_start=$(date +%s)
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
