@@ -12,8 +12,10 @@
 # Environment: VLM_DEMO_MODEL (the model to train: shapes-demo, a CLIP, by default;
 # coca-shapes: a CoCa, which also captions), VLM_DEMO_STEPS (training steps; default: the
 # trainer's shapes default, 8000 for a CoCa, 1500 with --quick),
-# VLM_SKIP_APT=1 (no package installation), VLM_THREADS.
+# VLM_SKIP_APT=1 (no package installation), VLM_BIN (an already built vlm: no setup step),
+# VLM_THREADS.
 set -euo pipefail
+if [ -n "${VLM_BIN:-}" ]; then case $VLM_BIN in /*) ;; *) VLM_BIN=$PWD/$VLM_BIN ;; esac; fi
 cd "$(dirname "$0")/.."
 
 MODEL=${VLM_DEMO_MODEL:-shapes-demo}   # the one place the demo's model is chosen
@@ -46,12 +48,18 @@ show() {   # print the command (arguments with spaces quoted), then run it
 }
 elapsed() { echo $(($(date +%s) - t_start)); }
 
-step "1. install the packages, configure and build (scripts/setup.sh)"
-mkdir -p build
-scripts/setup.sh build >build/demo-setup.log 2>&1 || { tail -40 build/demo-setup.log; exit 1; }
-grep -E '^-- vlm:' build/demo-setup.log || true
-echo "built build/vlm in $(elapsed) s (log: build/demo-setup.log)"
-vlm=build/vlm
+if [ -n "${VLM_BIN:-}" ]; then
+  step "1. use the vlm binary given in VLM_BIN"
+  vlm=$VLM_BIN
+  "$vlm" version 2>/dev/null | head -1 || { echo "demo.sh: VLM_BIN=$vlm does not run" >&2; exit 1; }
+else
+  step "1. install the packages, configure and build (scripts/setup.sh)"
+  mkdir -p build
+  scripts/setup.sh build >build/demo-setup.log 2>&1 || { tail -40 build/demo-setup.log; exit 1; }
+  grep -E '^-- vlm:' build/demo-setup.log || true
+  echo "built build/vlm in $(elapsed) s (log: build/demo-setup.log)"
+  vlm=build/vlm
+fi
 
 rm -rf "$out"
 mkdir -p "$out"
