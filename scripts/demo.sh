@@ -98,7 +98,7 @@ if [ $coca = 1 ]; then
   show "$vlm" caption --model "$ck" --tokenizer "$run/tokenizer" "${some[@]}"
 else
   echo "$MODEL is a CLIP model: captions need a CoCa model (a text decoder conditioned on the image)."
-  echo "The demo with the shapes CoCa instead (about 15 minutes): VLM_DEMO_MODEL=coca-shapes scripts/demo.sh"
+  echo "The demo with the shapes CoCa instead (about 13 minutes): VLM_DEMO_MODEL=coca-shapes scripts/demo.sh"
   echo "(or vlm train --train-data shapes --model coca-shapes --steps 8000), then"
   echo "  vlm caption --model RUN/checkpoints/latest --tokenizer RUN/tokenizer IMAGE..."
   echo "Any open_clip CoCa checkpoint captions too: vlm caption --model coca-dir/ IMAGE..."
