@@ -44,6 +44,20 @@ __device__ __forceinline__ void load_tile(float *t, view3 x, int64_t b, int h, i
   }
 }
 
+// With tile, K and V of (b, h) into shared memory (row stride D + 1) for the whole block;
+// returns where the per-warp scratch starts (after the tiles, or sh).
+__device__ __forceinline__ float *load_kv_tiles(float *sh, int tile, view3 k, view3 v, int64_t b, int h, int D,
+                                                int64_t Lk, float **kt, float **vt) {
+  if (!tile) return sh;
+  const int ld = D + 1;
+  *kt = sh;
+  *vt = sh + Lk * ld;
+  load_tile(*kt, k, b, h, D, Lk);
+  load_tile(*vt, v, b, h, D, Lk);
+  __syncthreads();
+  return sh + 2 * Lk * ld;
+}
+
 __global__ void attn_fwd_k(float *out, float *probs, view3 q, view3 k, view3 v, int H, int D, int64_t Lq,
                            int64_t Lk, const uint8_t *mask, int causal, float scale, int wpb, int tile) {
   extern __shared__ float sh[];
@@ -52,15 +66,8 @@ __global__ void attn_fwd_k(float *out, float *probs, view3 q, view3 k, view3 v, 
   const int h = blockIdx.y;
   const int64_t b = blockIdx.z;
   const int ld = D + 1;
-  float *kt = NULL, *vt = NULL, *base = sh;
-  if (tile) {
-    kt = sh;
-    vt = sh + Lk * ld;
-    load_tile(kt, k, b, h, D, Lk);
-    load_tile(vt, v, b, h, D, Lk);
-    __syncthreads();
-    base = sh + 2 * Lk * ld;
-  }
+  float *kt = NULL, *vt = NULL;
+  float *base = load_kv_tiles(sh, tile, k, v, b, h, D, Lk, &kt, &vt);
   if (i >= Lq) return;
   float *p = base + (int64_t)warp * (Lk + D), *qs = p + Lk;
   const float *qi = ROWPTR(q, b, i, h, D);
@@ -115,15 +122,8 @@ __global__ void attn_bwd_q_k(float *ds_out, view3 dq, const float *dout, const f
   const int h = blockIdx.y;
   const int64_t b = blockIdx.z;
   const int ld = D + 1;
-  float *kt = NULL, *vt = NULL, *base = sh;
-  if (tile) {
-    kt = sh;
-    vt = sh + Lk * ld;
-    load_tile(kt, k, b, h, D, Lk);
-    load_tile(vt, v, b, h, D, Lk);
-    __syncthreads();
-    base = sh + 2 * Lk * ld;
-  }
+  float *kt = NULL, *vt = NULL;
+  float *base = load_kv_tiles(sh, tile, k, v, b, h, D, Lk, &kt, &vt);
   if (i >= Lq) return;
   float *ds = base + (int64_t)warp * (Lk + D), *dos = ds + Lk;
   const float *doi = dout + (b * Lq + i) * ((int64_t)H * D) + (int64_t)h * D;
