@@ -1,39 +1,38 @@
 #!/usr/bin/env bash
 # The main job end to end on the built-in default data (the synthetic shapes set):
-# build vlm, train a small model, write held-out images, classify them zero-shot,
-# measure zero-shot accuracy and retrieval recall, caption (CoCa models), index
-# and search them by text. Each step prints its command, then its result.
+# build vlm, train a small CoCa (a CLIP with a captioning decoder), write held-out
+# images, classify them zero-shot, measure zero-shot accuracy and retrieval recall,
+# caption some, index and search them by text. Each step prints its command, then
+# its result.
 #
 # Usage: scripts/demo.sh [--quick] [--out DIR]
-#   --quick     1500 training steps instead of the full run's 9000 (a few minutes;
+#   --quick     1500 training steps instead of the full run's 8000 (a few minutes;
 #               the figures are much lower)
 #   --out DIR   where the run and the held-out files go (default runs/demo, or
 #               runs/demo-quick; an earlier demo run there is replaced)
-# Environment: VLM_DEMO_MODEL (the model to train: shapes-demo, a CLIP, by default;
-# coca-shapes: a CoCa, which also captions), VLM_DEMO_STEPS (training steps; default: the
-# trainer's shapes default, 8000 for a CoCa, 1500 with --quick),
+# Environment: VLM_DEMO_MODEL (the model to train: coca-shapes, a CoCa, by default;
+# shapes-demo: a CLIP, which does not caption), VLM_DEMO_STEPS (training steps; default:
+# the trainer's shapes default, 8000 for a CoCa and 9000 for a CLIP; 1500 with --quick),
 # VLM_SKIP_APT=1 (no package installation), VLM_BIN (an already built vlm: no setup step),
 # VLM_THREADS.
 set -euo pipefail
 if [ -n "${VLM_BIN:-}" ]; then case $VLM_BIN in /*) ;; *) VLM_BIN=$PWD/$VLM_BIN ;; esac; fi
 cd "$(dirname "$0")/.."
 
-MODEL=${VLM_DEMO_MODEL:-shapes-demo}   # the one place the demo's model is chosen
+MODEL=${VLM_DEMO_MODEL:-coca-shapes}   # the one place the demo's model is chosen
 quick=0
 out=
 while [ $# -gt 0 ]; do
   case $1 in
     --quick) quick=1 ;;
     --out) out=$2; shift ;;
-    -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "demo.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
   shift
 done
 steps=${VLM_DEMO_STEPS:-}
 if [ -z "$steps" ] && [ $quick = 1 ]; then steps=1500; fi
-# a CoCa step costs ~1.5x a CLIP one: 8000 steps keep the CoCa demo's training near 12 minutes
-if [ -z "$steps" ]; then case $MODEL in coca*) steps=8000 ;; esac; fi
 if [ -z "$out" ]; then
   if [ $quick = 1 ]; then out=runs/demo-quick; else out=runs/demo; fi
 fi
@@ -98,8 +97,8 @@ if [ $coca = 1 ]; then
   show "$vlm" caption --model "$ck" --tokenizer "$run/tokenizer" "${some[@]}"
 else
   echo "$MODEL is a CLIP model: captions need a CoCa model (a text decoder conditioned on the image)."
-  echo "The demo with the shapes CoCa instead (about 13 minutes): VLM_DEMO_MODEL=coca-shapes scripts/demo.sh"
-  echo "(or vlm train --train-data shapes --model coca-shapes --steps 8000), then"
+  echo "The default demo trains a CoCa, which captions: scripts/demo.sh"
+  echo "(or vlm train --train-data shapes --model coca-shapes), then"
   echo "  vlm caption --model RUN/checkpoints/latest --tokenizer RUN/tokenizer IMAGE..."
   echo "Any open_clip CoCa checkpoint captions too: vlm caption --model coca-dir/ IMAGE..."
 fi
