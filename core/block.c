@@ -4,6 +4,7 @@
 #include <stdio.h>
 
 #include "core/core.h"
+#include "core/cpu/cpu.h"
 #include "core/cuda/cuda.h"
 
 void vlm_block_params_layout(vlm_block_params *p, vlm_arena *a, const vlm_block_config *c) {
@@ -208,9 +209,10 @@ void vlm_block_forward(const vlm_block_config *c, const vlm_block_params *p, vlm
   }
 }
 
-/* Gradient scratch written by one op, not accumulated: on CUDA the matmul's
- * da (GEMM beta 0) and the activation's dx are written directly, so the
- * buffer is never zeroed; elsewhere zero, then the accumulating op. The block
+/* Gradient scratch written by one op, not accumulated: on CUDA and with the
+ * fast CPU kernels the matmul's da (GEMM beta 0) and the activation's dx are
+ * written directly, so the buffer is never zeroed; with the reference kernels
+ * zero, then the accumulating op. The block
  * builds these views itself, so the dispatcher's checks are repeated only
  * where the shapes could differ. */
 static void matmul_backward_set(vlm_tensor *da, vlm_tensor *db, vlm_tensor *dbias, const vlm_tensor *dout,
@@ -222,6 +224,14 @@ static void matmul_backward_set(vlm_tensor *da, vlm_tensor *db, vlm_tensor *dbia
     vlm_cuda_matmul_backward_set(da, db, dbias, dout, a, b, 0, 1, vlm_get_matmul_precision());
     return;
   }
+  if (da->device == VLM_CPU && vlm_get_kernel_mode() == VLM_KERNELS_FAST && a->device == VLM_CPU &&
+      b->device == VLM_CPU && dout->device == VLM_CPU) {
+    VLM_CHECK(vlm_same_shape(da, a) && da->dtype == VLM_F32 && dout->dtype == VLM_F32 &&
+                  vlm_cols(dout) == b->shape[0] && vlm_cols(a) == b->shape[1],
+              "block: matmul backward shapes");
+    vlm_cpu_matmul_backward_set(da, db, dbias, dout, a, b, 0, 1, vlm_get_matmul_precision());
+    return;
+  }
   vlm_zero(da);
   vlm_matmul_backward(da, db, dbias, dout, a, b, 0, 1);
 }
@@ -230,6 +240,12 @@ static void act_backward_set(vlm_act act, vlm_tensor *dx, const vlm_tensor *dout
   if (dx->device == VLM_CUDA && dout->device == VLM_CUDA && x->device == VLM_CUDA) {
     VLM_CHECK(vlm_same_shape(dx, x) && vlm_same_shape(dout, x), "block: act backward shapes");
     vlm_cuda_act_backward_set(act, dx, dout, x);
+    return;
+  }
+  if (dx->device == VLM_CPU && vlm_get_kernel_mode() == VLM_KERNELS_FAST && dout->device == VLM_CPU &&
+      x->device == VLM_CPU) {
+    VLM_CHECK(vlm_same_shape(dx, x) && vlm_same_shape(dout, x), "block: act backward shapes");
+    vlm_cpu_act_backward_set(act, dx, dout, x);
     return;
   }
   vlm_zero(dx);

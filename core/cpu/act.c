@@ -62,24 +62,39 @@ void vlm_cpu_act_forward(vlm_act act, vlm_tensor *out, const vlm_tensor *x) {
   }
 }
 
-void vlm_cpu_act_backward(vlm_act act, vlm_tensor *dx, const vlm_tensor *dout, const vlm_tensor *x) {
+/* dx += dout * act'(x), or dx = when set (dx's old contents never read). */
+#define ACT_BACKWARD_LOOP(OP)                                                                     \
+  do {                                                                                            \
+    if (act == VLM_ACT_GELU) {                                                                    \
+      _Pragma("omp parallel for simd SIMDLEN16 schedule(static) if (n > ACT_PAR_MIN)")            \
+      for (int64_t i = 0; i < n; i++) {                                                           \
+        float v = X[i];                                                                           \
+        float d = 0.5f + 0.5f * erff(v * k_rsqrt2) + v * k_rsqrt_2pi * expf(-0.5f * v * v);       \
+        D[i] OP G[i] * d;                                                                         \
+      }                                                                                           \
+    } else {                                                                                      \
+      _Pragma("omp parallel for simd SIMDLEN16 schedule(static) if (n > ACT_PAR_MIN)")            \
+      for (int64_t i = 0; i < n; i++) {                                                           \
+        float v = X[i];                                                                           \
+        float s = 1.0f / (1.0f + expf(-k_quick * v));                                             \
+        D[i] OP G[i] * (s + k_quick * v * s * (1.0f - s));                                        \
+      }                                                                                           \
+    }                                                                                             \
+  } while (0)
+
+static void act_backward(vlm_act act, vlm_tensor *dx, const vlm_tensor *dout, const vlm_tensor *x, int set) {
   const int64_t n = vlm_numel(x);
   const float *restrict X = x->data;
   const float *restrict G = dout->data;
   float *restrict D = dx->data;
-  if (act == VLM_ACT_GELU) {
-#pragma omp parallel for simd SIMDLEN16 schedule(static) if (n > ACT_PAR_MIN)
-    for (int64_t i = 0; i < n; i++) {
-      float v = X[i];
-      float d = 0.5f + 0.5f * erff(v * k_rsqrt2) + v * k_rsqrt_2pi * expf(-0.5f * v * v);
-      D[i] += G[i] * d;
-    }
-  } else {
-#pragma omp parallel for simd SIMDLEN16 schedule(static) if (n > ACT_PAR_MIN)
-    for (int64_t i = 0; i < n; i++) {
-      float v = X[i];
-      float s = 1.0f / (1.0f + expf(-k_quick * v));
-      D[i] += G[i] * (s + k_quick * v * s * (1.0f - s));
-    }
-  }
+  if (set) ACT_BACKWARD_LOOP(=);
+  else ACT_BACKWARD_LOOP(+=);
+}
+
+void vlm_cpu_act_backward(vlm_act act, vlm_tensor *dx, const vlm_tensor *dout, const vlm_tensor *x) {
+  act_backward(act, dx, dout, x, 0);
+}
+
+void vlm_cpu_act_backward_set(vlm_act act, vlm_tensor *dx, const vlm_tensor *dout, const vlm_tensor *x) {
+  act_backward(act, dx, dout, x, 1);
 }

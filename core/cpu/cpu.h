@@ -30,6 +30,11 @@ void vlm_cpu_matmul_forward(vlm_tensor *out, const vlm_tensor *a, const vlm_tens
 void vlm_cpu_matmul_backward(vlm_tensor *da, vlm_tensor *db, vlm_tensor *dbias, const vlm_tensor *dout,
                              const vlm_tensor *a, const vlm_tensor *b, int trans_a, int trans_b,
                              vlm_precision prec);
+/* As vlm_cpu_matmul_backward, but da is written (=), not accumulated: its old
+ * contents are never read, so the caller need not zero it (db, dbias still +=). */
+void vlm_cpu_matmul_backward_set(vlm_tensor *da, vlm_tensor *db, vlm_tensor *dbias, const vlm_tensor *dout,
+                                 const vlm_tensor *a, const vlm_tensor *b, int trans_a, int trans_b,
+                                 vlm_precision prec);
 void vlm_cpu_linear_forward(vlm_tensor *out, const vlm_tensor *a, const vlm_tensor *w, const vlm_tensor *bias,
                             const vlm_act *act, const vlm_tensor *residual, vlm_precision prec);
 /* fp32 out [M,N] = a [M,K] @ b^T (+ bias) for 1 <= M <= 4 and b stored [N,K] (trans_b),
@@ -55,6 +60,8 @@ void vlm_cpu_layernorm_backward(vlm_tensor *dx, vlm_tensor *dw, vlm_tensor *db, 
                                 const vlm_tensor *rstd);
 void vlm_cpu_act_forward(vlm_act act, vlm_tensor *out, const vlm_tensor *x);
 void vlm_cpu_act_backward(vlm_act act, vlm_tensor *dx, const vlm_tensor *dout, const vlm_tensor *x);
+/* dx = dout * act'(x) (written, not accumulated). */
+void vlm_cpu_act_backward_set(vlm_act act, vlm_tensor *dx, const vlm_tensor *dout, const vlm_tensor *x);
 void vlm_cpu_softmax_forward(vlm_tensor *y, const vlm_tensor *x);
 void vlm_cpu_softmax_backward(vlm_tensor *dx, const vlm_tensor *dy, const vlm_tensor *y);
 void vlm_cpu_attention_forward(vlm_tensor *out, vlm_tensor *probs, const vlm_tensor *q,

@@ -566,9 +566,24 @@ static void column_sums(float *dbias, const float *g, int64_t M, int64_t N) {
 /* With A = op(a) [M,K], B = op(b) [K,N], G = dout [M,N]:
  *   dA = G @ B^T, dB = A^T @ G, dbias = column sums of G,
  * each written in the storage layout of its input and accumulated (+=). */
-void vlm_cpu_matmul_backward(vlm_tensor *da, vlm_tensor *db, vlm_tensor *dbias, const vlm_tensor *dout,
-                             const vlm_tensor *a, const vlm_tensor *b, int trans_a, int trans_b,
-                             vlm_precision prec) {
+/* da = (or +=, when !set) G @ B: fp32 through dnnl_sgemm with beta 0 or 1, so a
+ * written da needs no zeroing first; bf16 through the matmul primitive. */
+static void gemm_da(int64_t M, int64_t N, int64_t K, vlm_dtype dt, operand_view A, operand_view B, float *C,
+                    int64_t ldc, int set) {
+  if (!set || dt != VLM_F32 || M == 0 || N == 0 || K == 0) {
+    gemm(M, N, K, dt, A, B, NULL, C, ldc, !set);
+    return;
+  }
+  char ta, tb;
+  int64_t lda, ldb;
+  blas_layout(A, M, K, &ta, &lda);
+  blas_layout(B, K, N, &tb, &ldb);
+  DNNL_OK(dnnl_sgemm(ta, tb, M, N, K, 1.0f, A.p, lda, B.p, ldb, 0.0f, C, ldc));
+}
+
+static void matmul_backward(vlm_tensor *da, vlm_tensor *db, vlm_tensor *dbias, const vlm_tensor *dout,
+                            const vlm_tensor *a, const vlm_tensor *b, int trans_a, int trans_b, vlm_precision prec,
+                            int da_set) {
   int64_t M, N, K;
   mm_dims(a, b, trans_a, trans_b, &M, &N, &K);
   vlm_dtype dt = prec == VLM_PREC_BF16 ? VLM_BF16 : VLM_F32;
@@ -579,12 +594,12 @@ void vlm_cpu_matmul_backward(vlm_tensor *da, vlm_tensor *db, vlm_tensor *dbias, 
       /* da [M,K] += G [M,N] @ B^T [N,K];  B^T[n][k] = b[k*N+n] or b[n*K+k]. */
       operand_view G = {g, N, 1};
       operand_view Bt = {pb, trans_b ? K : 1, trans_b ? 1 : N};
-      gemm(M, K, N, dt, G, Bt, NULL, vlm_f32(da), K, 1);
+      gemm_da(M, K, N, dt, G, Bt, vlm_f32(da), K, da_set);
     } else {
       /* da stored [K,M] += B [K,N] @ G^T [N,M]. */
       operand_view B = {pb, trans_b ? 1 : N, trans_b ? K : 1};
       operand_view Gt = {g, 1, N};
-      gemm(K, M, N, dt, B, Gt, NULL, vlm_f32(da), M, 1);
+      gemm_da(K, M, N, dt, B, Gt, vlm_f32(da), M, da_set);
     }
   }
   if (db) {
@@ -602,6 +617,18 @@ void vlm_cpu_matmul_backward(vlm_tensor *da, vlm_tensor *db, vlm_tensor *dbias, 
     }
   }
   if (dbias) column_sums(vlm_f32(dbias), vlm_f32(dout), M, N);
+}
+
+void vlm_cpu_matmul_backward(vlm_tensor *da, vlm_tensor *db, vlm_tensor *dbias, const vlm_tensor *dout,
+                             const vlm_tensor *a, const vlm_tensor *b, int trans_a, int trans_b,
+                             vlm_precision prec) {
+  matmul_backward(da, db, dbias, dout, a, b, trans_a, trans_b, prec, 0);
+}
+
+void vlm_cpu_matmul_backward_set(vlm_tensor *da, vlm_tensor *db, vlm_tensor *dbias, const vlm_tensor *dout,
+                                 const vlm_tensor *a, const vlm_tensor *b, int trans_a, int trans_b,
+                                 vlm_precision prec) {
+  matmul_backward(da, db, dbias, dout, a, b, trans_a, trans_b, prec, 1);
 }
 
 /* C = alpha * op(A) @ op(B) + beta * C through oneDNN's row-major dnnl_sgemm

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/cpu/cpu.h"
 #include "gradcheck.h"
 
 static const char *mode_name(int m) { return m == VLM_KERNELS_REF ? "ref" : "fast"; }
@@ -164,6 +165,29 @@ static void test_accumulate(void) {
     }
 }
 
+/* vlm_cpu_act_backward_set: dx written over NaN, equal to zero + accumulate. */
+static void test_backward_set(void) {
+  vlm_set_kernel_mode(VLM_KERNELS_FAST);
+  for (int a = 0; a < 2; a++) {
+    act_case k;
+    int64_t n = 40000;
+    act_alloc(&k, (vlm_act)a, n, 7, 2.0f);
+    memset(k.dx, 0, sizeof(float) * (size_t)n);
+    act_backward(&k);
+    float *want = vt_alloc(n);
+    memcpy(want, k.dx, sizeof(float) * (size_t)n);
+    for (int64_t i = 0; i < n; i++) k.dx[i] = NAN;
+    int64_t s[1] = {n};
+    vlm_tensor tx = vlm_tensor_cpu_f32(k.x, 1, s), tg = vlm_tensor_cpu_f32(k.dout, 1, s),
+               td = vlm_tensor_cpu_f32(k.dx, 1, s);
+    vlm_cpu_act_backward_set((vlm_act)a, &td, &tg, &tx);
+    CHECK(!memcmp(want, k.dx, sizeof(float) * (size_t)n), "%s: backward_set = zero + accumulate",
+          act_name((vlm_act)a));
+    free(want);
+    act_free(&k);
+  }
+}
+
 int main(void) {
   test_known();
   test_extremes();
@@ -174,5 +198,6 @@ int main(void) {
   test_fast_vs_ref(VLM_ACT_GELU, 100000, 8.0f);
   test_fast_vs_ref(VLM_ACT_QUICK_GELU, 100000, 8.0f);
   test_accumulate();
+  test_backward_set();
   return vt_finish();
 }

@@ -192,6 +192,38 @@ static void test_partial_grads(void) {
   }
 }
 
+/* vlm_cpu_matmul_backward_set (the block's gradient scratch): da is written
+ * over whatever it held (NaN here), equal to zero + the accumulating backward;
+ * db and dbias still accumulate. fp32 (dnnl_sgemm with beta 0) and bf16. */
+static void test_backward_set(void) {
+  vlm_set_kernel_mode(VLM_KERNELS_FAST);
+  for (int prec = 0; prec < 2; prec++) {
+    vlm_set_matmul_precision(prec ? VLM_PREC_BF16 : VLM_PREC_F32);
+    const int64_t shapes[][3] = {{37, 29, 45}, {300, 192, 64}, {1, 1, 1}};
+    for (int i = 0; i < 3; i++) {
+      int64_t M = shapes[i][0], N = shapes[i][1], K = shapes[i][2];
+      problem p, q;
+      problem_init(&p, M, N, K, 0, 1, 1, 1, 11 + (uint64_t)i);
+      problem_init(&q, M, N, K, 0, 1, 1, 1, 11 + (uint64_t)i);
+      vt_fill_normal(q.db, K * N, 3, 1.0f), memcpy(p.db, q.db, sizeof(float) * (size_t)(K * N));
+      vt_fill_normal(q.dbias, N, 4, 1.0f), memcpy(p.dbias, q.dbias, sizeof(float) * (size_t)N);
+      memset(p.da, 0, sizeof(float) * (size_t)(M * K));
+      for (int64_t j = 0; j < M * K; j++) q.da[j] = NAN;
+      backward(&p);
+      vlm_cpu_matmul_backward_set(&q.tda, &q.tdb, &q.tdbias, &q.tdout, &q.ta, &q.tb, 0, 1,
+                                  vlm_get_matmul_precision());
+      CHECK(vt_max_abs(q.da, p.da, M * K) == 0, "%s %lldx%lldx%lld: da written = zero + accumulate",
+            prec ? "bf16" : "fp32", (long long)M, (long long)N, (long long)K);
+      CHECK(vt_max_abs(q.db, p.db, K * N) == 0 && vt_max_abs(q.dbias, p.dbias, N) == 0,
+            "%s %lldx%lldx%lld: db, dbias still accumulate", prec ? "bf16" : "fp32", (long long)M,
+            (long long)N, (long long)K);
+      problem_free(&p);
+      problem_free(&q);
+    }
+  }
+  vlm_set_matmul_precision(VLM_PREC_F32);
+}
+
 /* K = 0: an empty sum, out = bias. */
 static void test_empty_k(void) {
   for (int mode = 0; mode < 2; mode++) {
@@ -403,6 +435,7 @@ int main(void) {
   test_fast_vs_ref_f32();
   test_gemv_dispatch();
   test_partial_grads();
+  test_backward_set();
   test_empty_k();
   test_gradcheck();
   test_bf16_precision();
