@@ -10,6 +10,12 @@ void vlm_cpu_adamw_step(vlm_param_slot *slots, int n, const vlm_adamw_config *c,
   const float step_size = (float)(lr / bc1), bc2_sqrt = (float)sqrt(bc2);
   const float b2 = c->beta2, eps = c->eps;
   const float ob1 = 1.0f - c->beta1, ob2 = 1.0f - b2;
+  int64_t total = 0;
+  for (int s = 0; s < n; s++) total += vlm_numel(slots[s].param);
+  /* One parallel region for all the tensors (a small model has ~130, most too small
+   * for a region of their own); each tensor's elements are split between the threads
+   * and nobody waits at its end. */
+#pragma omp parallel if (total > 32768)
   for (int s = 0; s < n; s++) {
     float *restrict p = vlm_f32(slots[s].param);
     const float *restrict g = vlm_f32(slots[s].grad);
@@ -17,7 +23,7 @@ void vlm_cpu_adamw_step(vlm_param_slot *slots, int n, const vlm_adamw_config *c,
     float *restrict v = vlm_f32(slots[s].v);
     const float decay = slots[s].decay ? 1.0f - lr * c->weight_decay : 1.0f;
     int64_t k = vlm_numel(slots[s].param);
-#pragma omp parallel for simd schedule(static) if (k > 32768)
+#pragma omp for simd schedule(static) nowait
     for (int64_t i = 0; i < k; i++) {
       float pi = p[i] * decay;
       float mi = m[i] + ob1 * (g[i] - m[i]);
