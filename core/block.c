@@ -212,44 +212,41 @@ void vlm_block_forward(const vlm_block_config *c, const vlm_block_params *p, vlm
 /* Gradient scratch written by one op, not accumulated: on CUDA and with the
  * fast CPU kernels the matmul's da (GEMM beta 0) and the activation's dx are
  * written directly, so the buffer is never zeroed; with the reference kernels
- * zero, then the accumulating op. The block
- * builds these views itself, so the dispatcher's checks are repeated only
- * where the shapes could differ. */
+ * zero, then the accumulating op. The block builds these views itself, so the
+ * dispatcher's checks are repeated only where the shapes could differ.
+ * Returns the backend that writes (VLM_CUDA or VLM_CPU), or -1 (zero + accumulate). */
+static int set_backend(const vlm_tensor *t0, const vlm_tensor *t1, const vlm_tensor *t2, const vlm_tensor *t3) {
+  vlm_device d = t0->device;
+  if (t1->device != d || t2->device != d || (t3 && t3->device != d)) return -1;
+  if (d == VLM_CUDA) return VLM_CUDA;
+  return vlm_get_kernel_mode() == VLM_KERNELS_FAST ? VLM_CPU : -1;
+}
+
 static void matmul_backward_set(vlm_tensor *da, vlm_tensor *db, vlm_tensor *dbias, const vlm_tensor *dout,
                                 const vlm_tensor *a, const vlm_tensor *b) {
-  if (da->device == VLM_CUDA && a->device == VLM_CUDA && b->device == VLM_CUDA && dout->device == VLM_CUDA) {
-    VLM_CHECK(vlm_same_shape(da, a) && da->dtype == VLM_F32 && dout->dtype == VLM_F32 &&
-                  vlm_cols(dout) == b->shape[0] && vlm_cols(a) == b->shape[1],
-              "block: matmul backward shapes");
-    vlm_cuda_matmul_backward_set(da, db, dbias, dout, a, b, 0, 1, vlm_get_matmul_precision());
+  int be = set_backend(da, a, b, dout);
+  if (be < 0) {
+    vlm_zero(da);
+    vlm_matmul_backward(da, db, dbias, dout, a, b, 0, 1);
     return;
   }
-  if (da->device == VLM_CPU && vlm_get_kernel_mode() == VLM_KERNELS_FAST && a->device == VLM_CPU &&
-      b->device == VLM_CPU && dout->device == VLM_CPU) {
-    VLM_CHECK(vlm_same_shape(da, a) && da->dtype == VLM_F32 && dout->dtype == VLM_F32 &&
-                  vlm_cols(dout) == b->shape[0] && vlm_cols(a) == b->shape[1],
-              "block: matmul backward shapes");
-    vlm_cpu_matmul_backward_set(da, db, dbias, dout, a, b, 0, 1, vlm_get_matmul_precision());
-    return;
-  }
-  vlm_zero(da);
-  vlm_matmul_backward(da, db, dbias, dout, a, b, 0, 1);
+  VLM_CHECK(vlm_same_shape(da, a) && da->dtype == VLM_F32 && dout->dtype == VLM_F32 &&
+                vlm_cols(dout) == b->shape[0] && vlm_cols(a) == b->shape[1],
+            "block: matmul backward shapes");
+  if (be == VLM_CUDA) vlm_cuda_matmul_backward_set(da, db, dbias, dout, a, b, 0, 1, vlm_get_matmul_precision());
+  else vlm_cpu_matmul_backward_set(da, db, dbias, dout, a, b, 0, 1, vlm_get_matmul_precision());
 }
 
 static void act_backward_set(vlm_act act, vlm_tensor *dx, const vlm_tensor *dout, const vlm_tensor *x) {
-  if (dx->device == VLM_CUDA && dout->device == VLM_CUDA && x->device == VLM_CUDA) {
-    VLM_CHECK(vlm_same_shape(dx, x) && vlm_same_shape(dout, x), "block: act backward shapes");
-    vlm_cuda_act_backward_set(act, dx, dout, x);
+  int be = set_backend(dx, dout, x, NULL);
+  if (be < 0) {
+    vlm_zero(dx);
+    vlm_act_backward(act, dx, dout, x);
     return;
   }
-  if (dx->device == VLM_CPU && vlm_get_kernel_mode() == VLM_KERNELS_FAST && dout->device == VLM_CPU &&
-      x->device == VLM_CPU) {
-    VLM_CHECK(vlm_same_shape(dx, x) && vlm_same_shape(dout, x), "block: act backward shapes");
-    vlm_cpu_act_backward_set(act, dx, dout, x);
-    return;
-  }
-  vlm_zero(dx);
-  vlm_act_backward(act, dx, dout, x);
+  VLM_CHECK(vlm_same_shape(dx, x) && vlm_same_shape(dout, x), "block: act backward shapes");
+  if (be == VLM_CUDA) vlm_cuda_act_backward_set(act, dx, dout, x);
+  else vlm_cpu_act_backward_set(act, dx, dout, x);
 }
 
 /* dx_set: dx is written (=) rather than accumulated (+=), so the caller need
