@@ -2,8 +2,8 @@
 # The main job end to end on the built-in default data (the synthetic shapes set):
 # build vlm, train a small CoCa (a CLIP with a captioning decoder), write held-out
 # images, classify them zero-shot, measure zero-shot accuracy and retrieval recall,
-# caption some, index and search them by text. Each step prints its command, then
-# its result.
+# caption some and measure caption accuracy, index and search them by text. Each
+# step prints its command, then its result.
 #
 # Usage: scripts/demo.sh [--quick] [--out DIR]
 #   --quick     1500 training steps instead of the full run's 8000 (a few minutes;
@@ -95,6 +95,12 @@ echo "('shapes:val' is the held-out split step 3 wrote 200 of: all its 1000 imag
 step "6. caption a few held-out images (vlm caption)"
 if [ $coca = 1 ]; then
   show "$vlm" caption --model "$ck" --tokenizer "$run/tokenizer" "${some[@]}"
+  echo "Caption accuracy on all 1000 held-out images (right colour and shape named; examples of misses"
+  echo "and the JSON summary in $out/caption_accuracy.txt / .json):"
+  printf '$ scripts/caption_accuracy.sh %s %s %s 1000\n' "$vlm" "$ck" "$run/tokenizer"
+  scripts/caption_accuracy.sh "$vlm" "$ck" "$run/tokenizer" 1000 >"$out/caption_accuracy.json" \
+    2>"$out/caption_accuracy.txt"
+  tail -1 "$out/caption_accuracy.txt" | tee "$out/caption_summary.txt"
 else
   echo "$MODEL is a CLIP model: captions need a CoCa model (a text decoder conditioned on the image)."
   echo "The default demo trains a CoCa, which captions: scripts/demo.sh"
@@ -114,4 +120,5 @@ done
 
 step "done in $(elapsed) s"
 grep -E 'R@1 |text->image|top-1 accuracy|unseen' "$out/eval.txt" | sed 's/^ */  /'
+[ -f "$out/caption_summary.txt" ] && sed 's/^/  captions: /' "$out/caption_summary.txt"
 echo "Everything is in $out/. The README explains each step and how to run it on your own data."

@@ -19,7 +19,8 @@ VLM_BIN=$vlm VLM_DEMO_STEPS=40 VLM_THREADS=2 "$src/scripts/demo.sh" --out "$tmp/
 check "default (CoCa) demo exits 0 (got $rc)" "[ $rc -eq 0 ]"
 [ $rc -eq 0 ] || tail -30 "$tmp/coca.log"
 for want in "2. train coca-shapes" "--steps 40" "vlm zeroshot" "top-1 accuracy:" "text->image" \
-            "vlm caption" "heldout.idx: 200 images" "their true captions:" "done in"; do
+            "vlm caption" "colour and shape correct" "captions: 1000 held-out images" "heldout.idx: 200 images" \
+            "their true captions:" "done in"; do
   check "CoCa demo printed '$want'" "grep -qF -- \"$want\" \"$tmp/coca.log\""
 done
 check "CoCa demo captions" "! grep -q 'captions need a CoCa' \"$tmp/coca.log\""
