@@ -126,5 +126,10 @@ vlm_status vlm_retrieval_compute(const float *img, int64_t N, const int64_t *img
 /* The shapes rule's keys: key[i] = key[j] for the first j < i whose caption token ids
  * (rows of ids [n, L]) equal row i's, else base[i] (base NULL: i). Hashed, O(n L). */
 vlm_status vlm_retrieval_caption_keys(const int32_t *ids, int64_t n, int64_t L, const int64_t *base, int64_t *key);
+/* One row per group, for evaluations whose loader yields an image once per caption
+ * (COCO: 5 rows of the same image): rows[0..*U) = the first row of each distinct
+ * groups[] value, in order of appearance (rows has room for n). Hashed, O(n). Left
+ * as n copies, an image with 5 captions would take 5 places in a text's ranking. */
+vlm_status vlm_retrieval_first_of_groups(const int64_t *groups, int64_t n, int64_t *rows, int64_t *U);
 
 #endif

@@ -61,5 +61,31 @@ int main(void) {
           (long long)key[3], (long long)key[4]);
     CHECK(vlm_retrieval_caption_keys(ids, 5, 2, NULL, key) == VLM_OK && key[2] == 0 && key[3] == 3 && key[4] == 1, "no base");
   }
+  /* vlm_retrieval_first_of_groups: the first row of each group, in order of appearance
+   * (COCO's 5 rows per image -> the image once), against a quadratic reference. */
+  {
+    const int64_t g[8] = {7, 3, 7, 9, 3, 3, -1, 9};
+    int64_t rows[8], U = -1;
+    CHECK(vlm_retrieval_first_of_groups(g, 8, rows, &U) == VLM_OK && U == 4 && rows[0] == 0 && rows[1] == 1 &&
+              rows[2] == 3 && rows[3] == 6,
+          "first_of_groups: U %lld", (long long)U);
+    enum { N = 5000 };
+    static int64_t gg[N], rr[N], want[N];
+    uint64_t x = 12345;
+    for (int i = 0; i < N; i++) {
+      x = x * 6364136223846793005ull + 1442695040888963407ull;
+      gg[i] = (int64_t)(x >> 33) % 1700 * 1000003;  /* ~1700 groups, large and spread values */
+    }
+    int64_t nw = 0;
+    for (int i = 0; i < N; i++) {
+      int first = 1;
+      for (int j = 0; j < i && first; j++) first = gg[j] != gg[i];
+      if (first) want[nw++] = i;
+    }
+    CHECK(vlm_retrieval_first_of_groups(gg, N, rr, &U) == VLM_OK && U == nw &&
+              !memcmp(rr, want, (size_t)nw * sizeof(int64_t)),
+          "first_of_groups: %lld groups, want %lld", (long long)U, (long long)nw);
+    CHECK(vlm_retrieval_first_of_groups(gg, 0, rr, &U) == VLM_OK && U == 0, "first_of_groups: empty");
+  }
   return vt_finish();
 }
