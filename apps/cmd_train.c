@@ -4,6 +4,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -626,7 +627,7 @@ static int run(run_state *R) {
     vlm_clip_params_init_openclip(&R->tr.p, &R->model, (uint64_t)o->seed);
   }
   if ((st = write_run_config(R->run, &R->model, R->is_coca ? &R->coca : NULL, o, &R->tr.cfg, tok_desc)) != VLM_OK) return fail("");
-  if ((st = vlm_train_log_open(&R->log, R->run)) != VLM_OK) return fail("");
+  if ((st = vlm_train_log_open(&R->log, R->run, o->resume ? R->tr.step : INT64_MAX)) != VLM_OK) return fail("");
   if ((st = load_templates(R, shapes || is_shapes_spec(o->zs_data))) != VLM_OK) return fail("--zeroshot-templates");
   R->ec.model = &R->model;
   R->ec.coca = R->is_coca ? &R->coca : NULL;

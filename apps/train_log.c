@@ -4,6 +4,7 @@
 #include <cJSON.h>
 #include <math.h>
 #include <png.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -37,29 +38,65 @@ static double jnum(const cJSON *o, const char *k) {
   return cJSON_IsNumber(x) ? x->valuedouble : NAN;
 }
 
-vlm_status vlm_train_log_open(vlm_train_log *L, const char *run_dir) {
+/* A resumed run repeats the steps after its checkpoint: the lines of metrics.jsonl
+ * beyond keep_until (and a line cut short by a kill) are dropped, by writing the
+ * kept ones to a temporary file renamed over the old one. */
+static vlm_status keep_metrics_until(const char *path, int64_t keep_until, vlm_train_log *L) {
+  FILE *f = fopen(path, "r");
+  if (!f) return VLM_OK;
+  char tmp[4200];
+  snprintf(tmp, sizeof tmp, "%s.tmp", path);
+  FILE *out = fopen(tmp, "w");
+  if (!out) {
+    fclose(f);
+    return vlm_error(VLM_ERR_IO, "%s: cannot write", tmp);
+  }
+  char line[8192];
+  int64_t dropped = 0;
+  while (fgets(line, sizeof line, f)) {
+    cJSON *o = cJSON_Parse(line);
+    double step = o ? jnum(o, "step") : NAN;
+    if (!o || (step == step && step > (double)keep_until)) {
+      dropped++;
+      cJSON_Delete(o);
+      continue;
+    }
+    fputs(line, out);
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(o, "type");
+    if (cJSON_IsString(t) && !strcmp(t->valuestring, "train")) {
+      add_point(L, (int64_t)step, jnum(o, "loss"));
+    } else if (cJSON_IsString(t) && !strcmp(t->valuestring, "eval")) {
+      vlm_log_eval e = {(int64_t)step, jnum(o, "val_loss"), jnum(o, "zeroshot_top1"), jnum(o, "zeroshot_unseen_top1"),
+                        jnum(o, "text_to_image_R@1"), jnum(o, "image_to_text_R@1")};
+      add_eval(L, &e);
+    }
+    cJSON_Delete(o);
+  }
+  fclose(f);
+  int bad = ferror(out) | (fflush(out) != 0) | (fsync(fileno(out)) != 0);
+  bad |= fclose(out) != 0;
+  if (bad) {
+    remove(tmp);
+    return vlm_error(VLM_ERR_IO, "%s: write failed", tmp);
+  }
+  if (!dropped) return remove(tmp) == 0 ? VLM_OK : vlm_error(VLM_ERR_IO, "%s: cannot remove", tmp);
+  if (rename(tmp, path) != 0) {
+    remove(tmp);
+    return vlm_error(VLM_ERR_IO, "%s: cannot replace", path);
+  }
+  fprintf(stderr, "%s: dropped %lld line(s) after step %lld (they are logged again)\n", path, (long long)dropped,
+          (long long)keep_until);
+  return VLM_OK;
+}
+
+vlm_status vlm_train_log_open(vlm_train_log *L, const char *run_dir, int64_t keep_until) {
   memset(L, 0, sizeof *L);
   char path[4096];
   snprintf(path, sizeof path, "%s/metrics.jsonl", run_dir);
   snprintf(L->png_path, sizeof L->png_path, "%s/loss.png", run_dir);
-  FILE *f = fopen(path, "r");
-  if (f) { /* a resumed run: earlier lines feed the chart */
-    char line[8192];
-    while (fgets(line, sizeof line, f)) {
-      cJSON *o = cJSON_Parse(line);
-      if (!o) continue;
-      const cJSON *t = cJSON_GetObjectItemCaseSensitive(o, "type");
-      if (cJSON_IsString(t) && !strcmp(t->valuestring, "train")) {
-        add_point(L, (int64_t)jnum(o, "step"), jnum(o, "loss"));
-      } else if (cJSON_IsString(t) && !strcmp(t->valuestring, "eval")) {
-        vlm_log_eval e = {(int64_t)jnum(o, "step"), jnum(o, "val_loss"), jnum(o, "zeroshot_top1"),
-                          jnum(o, "zeroshot_unseen_top1"), jnum(o, "text_to_image_R@1"), jnum(o, "image_to_text_R@1")};
-        add_eval(L, &e);
-      }
-      cJSON_Delete(o);
-    }
-    fclose(f);
-  }
+  /* a resumed run: earlier lines feed the chart */
+  vlm_status st = keep_metrics_until(path, keep_until, L);
+  if (st != VLM_OK) return st;
   L->metrics = fopen(path, "a");
   if (!L->metrics) return vlm_error(VLM_ERR_IO, "%s: cannot open for writing", path);
   L->tty = isatty(2);

@@ -29,6 +29,18 @@ for accum in 1 2; do
   check "optimizer state bit-identical (accum $accum)" "cmp -s $A/train_state.safetensors $B/train_state.safetensors"
 done
 
+# A run killed after its checkpoint leaves metrics lines beyond it (and maybe a cut line):
+# the resumed run drops them, so every step is logged once.
+"$vlm" train "${common[@]}" --steps 12 --name k --stop-at-step 6 --log-every-n-steps 1 >/dev/null 2>&1
+K=$tmp/runs/k/metrics.jsonl
+printf '{"type": "train", "step": 7, "loss": -12345.5}\n{"type": "train", "step": 8, "loss": -12345.5}\n{"type": "tr' >>"$K"
+"$vlm" train "${common[@]}" --steps 12 --name k --log-every-n-steps 1 --resume latest >/dev/null 2>"$tmp/k.err"
+check "resume after a kill exits 0" "[ $? -eq 0 ]"
+check "resume says it dropped the 3 lines after step 6" "grep -q 'dropped 3 line(s) after step 6' $tmp/k.err"
+check "every step logged once, none of the dropped lines" \
+  "[ \"\$(grep -o '\"type\": \"train\", \"step\": [0-9]*' $K | grep -o '[0-9]*\$' | tr '\n' ' ')\" = '1 2 3 4 5 6 7 8 9 10 11 12 ' ] && ! grep -q -- '-12345.5' $K"
+check "metrics.jsonl has no cut line" "awk '!/^\\{.*\\}\$/ {bad = 1} END {exit bad}' $K"
+
 # A different seed gives different weights (the comparison above can fail).
 "$vlm" train "${common[@]}" --steps 12 --name s9 --seed 9 >/dev/null 2>&1
 check "another seed differs" "! cmp -s $tmp/runs/a1/checkpoints/latest/open_clip_model.safetensors $tmp/runs/s9/checkpoints/latest/open_clip_model.safetensors"
