@@ -1,9 +1,10 @@
-/* Matrix-vector products for the fp32 forward matmul with 1 to 4 rows of a and weights
- * stored [N, K] (a Linear layer's layout), as in token-by-token decoding with a KV cache:
- * each step multiplies one row per sequence by every weight matrix. Such a product reads
- * each weight once and does 2 flops per weight and row, so it is bound by memory bandwidth;
- * oneDNN 2.6's f32 matmul primitive streamed 18-22 GB/s on the CoCa ViT-B/32 decoder's
- * shapes here, this loop 23-28 GB/s (docs/PERFORMANCE.md). Weights stored [K, N] (the
+/* Matrix-vector products for the fp32 forward matmul with one row of a and weights
+ * stored [N, K] (a Linear layer's layout), as in token-by-token decoding of one sequence
+ * with a KV cache. Such a product reads each weight once and does 2 flops per weight, so
+ * it is bound by memory bandwidth; oneDNN 2.6's f32 matmul primitive streamed 18-22 GB/s
+ * on the CoCa ViT-B/32 decoder's shapes here, this loop 23-28 GB/s (docs/PERFORMANCE.md).
+ * With more rows oneDNN catches up (2 rows: a tie) and wins (4 rows: cached decoding of
+ * 4 images 1380 ms through oneDNN against 1550-1600 through this loop), so it takes 1 row. Weights stored [K, N] (the
  * vocabulary projection) stay with oneDNN: its sgemm streamed them at ~30 GB/s, a blocked
  * loop here at ~19.
  *
@@ -12,7 +13,7 @@
  * differ from oneDNN's only by summation order. */
 #include "core/cpu/cpu.h"
 
-#define GEMV_MAX_ROWS 4
+#define GEMV_MAX_ROWS 1
 #define GEMV_PAR_MIN (1 << 16)      /* weights below which one thread is faster */
 
 /* b [N, K]: out[m, n] = dot(a[m, :], b[n, :]) + bias[n]. */
