@@ -40,7 +40,8 @@ static double jnum(const cJSON *o, const char *k) {
 
 /* A resumed run repeats the steps after its checkpoint: the lines of metrics.jsonl
  * beyond keep_until (and a line cut short by a kill) are dropped, by writing the
- * kept ones to a temporary file renamed over the old one. */
+ * kept ones to a temporary file renamed over the old one (which is left as it was
+ * when nothing changes). */
 static vlm_status keep_metrics_until(const char *path, int64_t keep_until, vlm_train_log *L) {
   FILE *f = fopen(path, "r");
   if (!f) return VLM_OK;
@@ -51,9 +52,12 @@ static vlm_status keep_metrics_until(const char *path, int64_t keep_until, vlm_t
     fclose(f);
     return vlm_error(VLM_ERR_IO, "%s: cannot write", tmp);
   }
-  char line[8192];
+  char *line = NULL;
+  size_t cap = 0;
+  ssize_t len;
   int64_t dropped = 0;
-  while (fgets(line, sizeof line, f)) {
+  int mended = 0;
+  while ((len = getline(&line, &cap, f)) > 0) {
     cJSON *o = cJSON_Parse(line);
     double step = o ? jnum(o, "step") : NAN;
     if (!o || (step == step && step > (double)keep_until)) {
@@ -62,6 +66,10 @@ static vlm_status keep_metrics_until(const char *path, int64_t keep_until, vlm_t
       continue;
     }
     fputs(line, out);
+    if (line[len - 1] != '\n') { /* a whole record whose newline a kill cut off */
+      fputc('\n', out);
+      mended = 1;
+    }
     const cJSON *t = cJSON_GetObjectItemCaseSensitive(o, "type");
     if (cJSON_IsString(t) && !strcmp(t->valuestring, "train")) {
       add_point(L, (int64_t)step, jnum(o, "loss"));
@@ -72,6 +80,7 @@ static vlm_status keep_metrics_until(const char *path, int64_t keep_until, vlm_t
     }
     cJSON_Delete(o);
   }
+  free(line);
   fclose(f);
   int bad = ferror(out) | (fflush(out) != 0) | (fsync(fileno(out)) != 0);
   bad |= fclose(out) != 0;
@@ -79,13 +88,14 @@ static vlm_status keep_metrics_until(const char *path, int64_t keep_until, vlm_t
     remove(tmp);
     return vlm_error(VLM_ERR_IO, "%s: write failed", tmp);
   }
-  if (!dropped) return remove(tmp) == 0 ? VLM_OK : vlm_error(VLM_ERR_IO, "%s: cannot remove", tmp);
+  if (!dropped && !mended) return remove(tmp) == 0 ? VLM_OK : vlm_error(VLM_ERR_IO, "%s: cannot remove", tmp);
   if (rename(tmp, path) != 0) {
     remove(tmp);
     return vlm_error(VLM_ERR_IO, "%s: cannot replace", path);
   }
-  fprintf(stderr, "%s: dropped %lld line(s) after step %lld (they are logged again)\n", path, (long long)dropped,
-          (long long)keep_until);
+  if (dropped)
+    fprintf(stderr, "%s: dropped %lld line(s) after step %lld (they are logged again)\n", path, (long long)dropped,
+            (long long)keep_until);
   return VLM_OK;
 }
 

@@ -41,6 +41,14 @@ check "every step logged once, none of the dropped lines" \
   "[ \"\$(grep -o '\"type\": \"train\", \"step\": [0-9]*' $K | grep -o '[0-9]*\$' | tr '\n' ' ')\" = '1 2 3 4 5 6 7 8 9 10 11 12 ' ] && ! grep -q -- '-12345.5' $K"
 check "metrics.jsonl has no cut line" "awk '!/^\\{.*\\}\$/ {bad = 1} END {exit bad}' $K"
 
+# ... or a whole last record without its newline: kept, and the next one starts on a new line.
+"$vlm" train "${common[@]}" --steps 12 --name k2 --stop-at-step 6 --log-every-n-steps 1 >/dev/null 2>&1
+K2=$tmp/runs/k2/metrics.jsonl
+truncate -s -1 "$K2"
+"$vlm" train "${common[@]}" --steps 12 --name k2 --log-every-n-steps 1 --resume latest >/dev/null 2>&1
+check "a record without its newline is kept, the next on its own line" \
+  "[ \"\$(grep -o '\"type\": \"train\", \"step\": [0-9]*' $K2 | grep -o '[0-9]*\$' | tr '\n' ' ')\" = '1 2 3 4 5 6 7 8 9 10 11 12 ' ] && [ \$(grep -c . $K2) -eq 12 ]"
+
 # A different seed gives different weights (the comparison above can fail).
 "$vlm" train "${common[@]}" --steps 12 --name s9 --seed 9 >/dev/null 2>&1
 check "another seed differs" "! cmp -s $tmp/runs/a1/checkpoints/latest/open_clip_model.safetensors $tmp/runs/s9/checkpoints/latest/open_clip_model.safetensors"
