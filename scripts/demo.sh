@@ -99,7 +99,7 @@ if [ $coca = 1 ]; then
   echo "and the JSON summary in $out/caption_accuracy.txt / .json):"
   printf '$ scripts/caption_accuracy.sh %s %s %s 1000\n' "$vlm" "$ck" "$run/tokenizer"
   scripts/caption_accuracy.sh "$vlm" "$ck" "$run/tokenizer" 1000 >"$out/caption_accuracy.json" \
-    2>"$out/caption_accuracy.txt"
+    2>"$out/caption_accuracy.txt" || { cat "$out/caption_accuracy.txt" >&2; exit 1; }
   tail -1 "$out/caption_accuracy.txt" | tee "$out/caption_summary.txt"
 else
   echo "$MODEL is a CLIP model: captions need a CoCa model (a text decoder conditioned on the image)."
