@@ -16,14 +16,14 @@
 #define CMD "vlm train"
 
 /* The demo defaults for --train-data shapes (tuned for 2 CPU cores, <= 10 minutes):
- * the CoCa, which also captions; a CLIP (--model shapes-demo) takes 9000 steps in
- * the same time. */
+ * the CoCa, which also captions; a CLIP (--model shapes-demo) gets 9000 of its
+ * cheaper steps. */
 #define SHAPES_MODEL "coca-shapes"
 #define SHAPES_BATCH 64
 #define SHAPES_LR 1e-3
 #define SHAPES_WARMUP 100
 #define SHAPES_STEPS 8000      /* a CoCa model */
-#define SHAPES_CLIP_STEPS 9000 /* a CLIP model: its step costs ~0.75x a CoCa's */
+#define SHAPES_CLIP_STEPS 9000 /* a CLIP model: its step costs ~0.65x a CoCa's */
 #define SHAPES_EVAL_STEPS 1500
 #define SHAPES_VOCAB 1024
 

@@ -31,8 +31,8 @@ typedef struct {
   int64_t n_evals, cap_evals;
 } vlm_train_log;
 
-/* Opens RUN/metrics.jsonl for appending; earlier lines (a resumed run) are read back for the chart. */
-/* keep_until: a resumed run's step; later lines of an existing metrics.jsonl are dropped. */
+/* Opens RUN/metrics.jsonl for appending; earlier lines (a resumed run) are read back for the
+ * chart. keep_until: a resumed run's step; an existing file's later lines are dropped. */
 vlm_status vlm_train_log_open(vlm_train_log *L, const char *run_dir, int64_t keep_until);
 void vlm_train_log_close(vlm_train_log *L);
 

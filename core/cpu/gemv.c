@@ -4,9 +4,9 @@
  * it is bound by memory bandwidth; oneDNN 2.6's f32 matmul primitive streamed 18-22 GB/s
  * on the CoCa ViT-B/32 decoder's shapes here, this loop 23-28 GB/s (docs/PERFORMANCE.md).
  * With more rows oneDNN catches up (2 rows: a tie) and wins (4 rows: cached decoding of
- * 4 images 1380 ms through oneDNN against 1550-1600 through this loop), so it takes 1 row. Weights stored [K, N] (the
- * vocabulary projection) stay with oneDNN: its sgemm streamed them at ~30 GB/s, a blocked
- * loop here at ~19.
+ * 4 images 1380 ms through oneDNN against 1550-1600 through this loop), so it takes 1 row.
+ * Weights stored [K, N] (the vocabulary projection) stay with oneDNN: its sgemm streamed
+ * them at ~30 GB/s, a blocked loop here at ~19.
  *
  * out[m, n] = dot(a[m, :], b[n, :]) + bias[n]. Threads split the outputs n; every output is
  * summed in one fixed order whatever the thread count, so results do not depend on it. They
