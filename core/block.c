@@ -173,6 +173,56 @@ static void block_forward_inference(const vlm_block_config *c, const vlm_block_p
   vlm_linear_forward(y, &act, &p->proj_w, &p->proj_b, NULL, &a->x1);
 }
 
+/* The last block of a tower whose output is pooled at one row per batch entry
+ * (inference only). Keys and values need every row, so LayerNorm 1 and the
+ * qkv matmul run over all of x; the query, attention, out_proj, LayerNorm 2
+ * and the MLP run over the B chosen rows only. Row-wise ops, so each chosen
+ * row equals vlm_block_forward's row up to the GEMMs' rounding at another M.
+ * Buffers: the chosen x rows in ln_1's (free after the qkv matmul), their
+ * LayerNorm-1 in ln_2's, the queries in act's, then attn, x1, ln_2 and act as
+ * in block_forward_inference, each at B rows. */
+void vlm_block_forward_rows(const vlm_block_config *c, const vlm_block_params *p, vlm_block_acts *s,
+                            vlm_tensor *y, const vlm_tensor *x, const vlm_tensor *rows,
+                            const vlm_tensor *key_padding_mask) {
+  char sh[128];
+  VLM_CHECK(s->forward_only, "block: the pooled-rows forward is for inference activations only");
+  VLM_CHECK(x->ndim == 3 && x->shape[2] == c->width && x->dtype == VLM_F32 && vlm_is_contiguous(x),
+            "block: x is %s, expected contiguous [B, L, %lld] F32", vlm_shape_str(x, sh, sizeof sh),
+            (long long)c->width);
+  int64_t B = x->shape[0], L = x->shape[1], W = c->width;
+  VLM_CHECK(y->ndim == 3 && y->shape[0] == B && y->shape[1] == 1 && y->shape[2] == W && y->dtype == VLM_F32 &&
+                vlm_is_contiguous(y),
+            "block: y is %s, expected [%lld, 1, %lld] F32", vlm_shape_str(y, sh, sizeof sh), (long long)B,
+            (long long)W);
+  VLM_CHECK(rows->ndim == 2 && rows->shape[0] == B && rows->shape[1] == 1, "block: rows is %s, expected [%lld, 1]",
+            vlm_shape_str(rows, sh, sizeof sh), (long long)B);
+  acts_view a = view_acts(c, s, B, L);
+  int bf16 = p->in_proj_w.dtype == VLM_BF16 || vlm_get_matmul_precision() == VLM_PREC_BF16;
+  vlm_tensor ln_1 = bf16 ? as_bf16(&a.ln_1) : a.ln_1;
+  vlm_layernorm_forward(&ln_1, NULL, NULL, x, &p->ln_1_w, &p->ln_1_b, c->ln_eps);
+  vlm_matmul_forward(&a.qkv, &ln_1, &p->in_proj_w, &p->in_proj_b, 0, 1);
+  vlm_tensor k = vlm_narrow(&a.qkv, 2, W, W), v = vlm_narrow(&a.qkv, 2, 2 * W, W);
+
+  int64_t tshape[2] = {B * L, W};
+  vlm_tensor xr = view3(&s->ln_1, B, 1, W), table = vlm_tensor_make(x->data, VLM_F32, x->device, 2, tshape);
+  vlm_embedding_forward(&xr, rows, &table, NULL);
+  vlm_tensor lnq = view3(&s->ln_2, B, 1, W);
+  if (bf16) lnq = as_bf16(&lnq);
+  vlm_layernorm_forward(&lnq, NULL, NULL, &xr, &p->ln_1_w, &p->ln_1_b, c->ln_eps);
+  vlm_tensor wq = vlm_narrow(&p->in_proj_w, 0, 0, W), bq = vlm_narrow(&p->in_proj_b, 0, 0, W);
+  vlm_tensor q = view3(&s->act, B, 1, W);
+  vlm_matmul_forward(&q, &lnq, &wq, &bq, 0, 1);
+
+  vlm_tensor attn = view3(&s->attn, B, 1, W), x1 = view3(&s->x1, B, 1, W);
+  vlm_attention_forward(&attn, NULL, &q, &k, &v, (int)c->heads, key_padding_mask, 0, attn_scale(c));
+  vlm_linear_forward(&x1, &attn, &p->out_proj_w, &p->out_proj_b, NULL, &xr);
+  vlm_tensor ln_2 = view3(&s->ln_2, B, 1, W), act = view3(&s->act, B, 1, c->mlp_width);
+  if (bf16) ln_2 = as_bf16(&ln_2), act = as_bf16(&act);
+  vlm_layernorm_forward(&ln_2, NULL, NULL, &x1, &p->ln_2_w, &p->ln_2_b, c->ln_eps);
+  vlm_linear_forward(&act, &ln_2, &p->fc_w, &p->fc_b, &c->act, NULL);
+  vlm_linear_forward(y, &act, &p->proj_w, &p->proj_b, NULL, &x1);
+}
+
 void vlm_block_forward(const vlm_block_config *c, const vlm_block_params *p, vlm_block_acts *s,
                        vlm_tensor *y, const vlm_tensor *x, const vlm_tensor *key_padding_mask, int causal) {
   VLM_CHECK(x->ndim == 3 && x->shape[2] == c->width && vlm_same_shape(x, y), "block: x and y must be [B, L, W]");

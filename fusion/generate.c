@@ -118,6 +118,7 @@ static void cached_layout(stepper *S, vlm_arena *a) {
 
 static void uncached_layout(stepper *S, vlm_arena *a, int64_t L) {
   vlm_text_acts_layout(&S->ta, a, S->tc, S->R, L, 0);
+  S->ta.pooled_only = 0;   /* the decoder reads the token states */
   vlm_decoder_acts_layout(&S->da, a, S->dc, S->R, L, S->N, 0);
 }
 

@@ -187,6 +187,7 @@ static void acts_layout(vlm_coca_acts *s, vlm_arena *a, const vlm_coca_config *c
   vlm_vit_acts_layout(&s->visual, a, &c->vision, B, bw);
   vlm_attn_pool_acts_layout(&s->pool, a, &c->vision, B, bw);
   vlm_text_acts_layout(&s->text, a, &c->text, B, L, bw);
+  s->text.pooled_only = 0;   /* the decoder reads the token states */
   vlm_decoder_acts_layout(&s->dec, a, &c->decoder, B, L, N, bw);
   vlm_clip_loss_layout(&s->loss, a, B, E);
   s->targets = vlm_arena_tensor1(a, VLM_I64, B * L);

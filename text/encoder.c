@@ -101,7 +101,14 @@ void vlm_text_acts_layout(vlm_text_acts *s, vlm_arena *a, const vlm_text_config 
   s->ln_mean = vlm_arena_tensor1(a, VLM_F32, B);
   s->ln_rstd = vlm_arena_tensor1(a, VLM_F32, B);
   s->features = vlm_arena_tensor2(a, VLM_F32, B, c->embed_dim);
-  if (!with_backward) return;
+  s->pooled_only = !with_backward && !c->embed_cls;
+  if (!with_backward) {
+    if (s->pooled_only) {
+      s->ids_cut = vlm_arena_tensor2(a, VLM_I64, B, L);
+      s->kpm_rows = vlm_arena_tensor2(a, VLM_U8, B, L);
+    }
+    return;
+  }
   vlm_block_scratch_layout(&s->scratch, a, &bc, B, S);
   s->dx_a = vlm_arena_tensor3(a, VLM_F32, B, S, W);
   s->dx_b = vlm_arena_tensor3(a, VLM_F32, B, S, W);
@@ -202,6 +209,44 @@ static vlm_tensor rows3_view(const vlm_tensor *t, int64_t R, int64_t W) {
   return vlm_tensor_make(t->data, t->dtype, t->device, 3, sh);
 }
 
+/* s->xs[i] viewed as [B, n, W] (its leading rows). */
+static vlm_tensor xs_view(const vlm_tensor *t, int64_t B, int64_t n, int64_t W) {
+  int64_t sh[3] = {B, n, W};
+  return vlm_tensor_make(t->data, t->dtype, t->device, 3, sh);
+}
+
+/* The pooled_only forward (see text.h): positions [0, n) only, where n covers
+ * every pooled position, and the last block for the pooled rows alone. */
+static void forward_pooled_rows(const vlm_text_config *c, const vlm_text_params *p, vlm_text_acts *s,
+                                const vlm_tensor *ids) {
+  int64_t B = s->B, L = s->L, W = c->width, NL = c->layers, last = 0;
+  vlm_block_config bc = vlm_text_block_config(c);
+  vlm_text_pool_index(c, ids, s->pool_idx);
+  for (int64_t b = 0; b < B; b++) last = s->pool_idx[b] > last ? s->pool_idx[b] : last;
+  /* A multiple of 8, so a few matmul shapes serve every batch. */
+  int64_t n = (last + 1 + 7) / 8 * 8;
+  if (n > L) n = L;
+  int64_t ish[2] = {B, n};
+  vlm_tensor cut = vlm_tensor_make(s->ids_cut.data, VLM_I64, VLM_CPU, 2, ish);
+  int64_t *ci = cut.data;
+  uint8_t *m = s->kpm_rows.data;
+  for (int64_t b = 0; b < B; b++)
+    for (int64_t l = 0; l < n; l++) {
+      ci[b * n + l] = id_at(ids, b * L + l);
+      m[b * n + l] = l > s->pool_idx[b];
+    }
+  vlm_tensor kpm = vlm_tensor_make(m, VLM_U8, VLM_CPU, 2, ish);
+  vlm_tensor x0 = xs_view(&s->xs[0], B, n, W);
+  vlm_embedding_forward(&x0, &cut, &p->token_emb, &p->pos_emb);
+  for (int64_t i = 0; i + 1 < NL; i++) {
+    vlm_tensor x = xs_view(&s->xs[i], B, n, W), y = xs_view(&s->xs[i + 1], B, n, W);
+    vlm_block_forward(&bc, &p->blocks[i], &s->blocks[i], &y, &x, NULL, 1);
+  }
+  set_pool_rows(s, B, n);
+  vlm_tensor x = xs_view(&s->xs[NL - 1], B, n, W), y = rows3_view(&s->pooled, B, W);
+  vlm_block_forward_rows(&bc, &p->blocks[NL - 1], &s->blocks[NL - 1], &y, &x, &s->pool_rows, &kpm);
+}
+
 void vlm_text_forward(const vlm_text_config *c, const vlm_text_params *p, vlm_text_acts *s, const vlm_tensor *ids) {
   char sh[128];
   VLM_CHECK(ids->ndim == 2 && ids->shape[0] == s->B && ids->shape[1] == s->L && s->L <= c->context_length,
@@ -209,7 +254,10 @@ void vlm_text_forward(const vlm_text_config *c, const vlm_text_params *p, vlm_te
             (long long)s->L);
   int64_t B = s->B, L = s->L, W = c->width, NL = c->layers;
   vlm_block_config bc = vlm_text_block_config(c);
-  if (c->embed_cls) {
+  int rows_only = s->pooled_only && !c->embed_cls && NL > 0 && s->xs[0].device == VLM_CPU && ids->device == VLM_CPU;
+  if (rows_only) {
+    forward_pooled_rows(c, p, s, ids);
+  } else if (c->embed_cls) {
     cls_embed_forward(c, p, s, ids);
     vlm_block_stack_forward(&bc, p->blocks, s->blocks, s->xs, NL, &s->kpm, 1);
     L += 1;
@@ -218,11 +266,13 @@ void vlm_text_forward(const vlm_text_config *c, const vlm_text_params *p, vlm_te
     vlm_block_stack_forward(&bc, p->blocks, s->blocks, s->xs, NL, NULL, 1);
     vlm_text_pool_index(c, ids, s->pool_idx);
   }
-  /* ln_final is per row, so pooling before it equals open_clip's ln_final-then-pool.
-   * One gather (an embedding lookup into xs[NL] viewed [B*S, W]) on any device. */
-  set_pool_rows(s, B, L);
-  vlm_tensor table = rows_view(&s->xs[NL], B * L, W), pooled3 = rows3_view(&s->pooled, B, W);
-  vlm_embedding_forward(&pooled3, &s->pool_rows, &table, NULL);
+  if (!rows_only) {
+    /* ln_final is per row, so pooling before it equals open_clip's ln_final-then-pool.
+     * One gather (an embedding lookup into xs[NL] viewed [B*S, W]) on any device. */
+    set_pool_rows(s, B, L);
+    vlm_tensor table = rows_view(&s->xs[NL], B * L, W), pooled3 = rows3_view(&s->pooled, B, W);
+    vlm_embedding_forward(&pooled3, &s->pool_rows, &table, NULL);
+  }
   vlm_layernorm_forward(&s->ln_final, &s->ln_mean, &s->ln_rstd, &s->pooled, &p->ln_final_w, &p->ln_final_b,
                         c->ln_eps);
   vlm_matmul_forward(&s->features, &s->ln_final, &p->proj, NULL, 0, 0);
@@ -269,6 +319,7 @@ void vlm_text_tokens(const vlm_text_config *c, const vlm_text_acts *s, vlm_tenso
   VLM_CHECK(out->ndim == 3 && out->shape[0] == B && out->shape[1] == L && out->shape[2] == W &&
                 vlm_is_contiguous(out),
             "text: tokens output must be [B, L, W] contiguous");
+  VLM_CHECK(!s->pooled_only, "text: the token states were not kept (clear pooled_only after the layout)");
   const float *x = s->xs[c->layers].data;
   float *o = out->data;
   for (int64_t b = 0; b < B; b++)

@@ -68,7 +68,17 @@ typedef struct {
   vlm_block_scratch scratch;
   vlm_tensor dx_a, dx_b;        /* [B, S, W] */
   vlm_tensor d_pooled, d_ln;    /* [B, W] */
+  vlm_tensor ids_cut;           /* [B, L] I64: ids cut after the last pooled position (pooled_only) */
+  vlm_tensor kpm_rows;          /* [B, L] U8: keys after each row's pooled position (pooled_only) */
   int with_backward;
+  /* Set by the layout when with_backward = 0 and there is no cls token:
+   * vlm_text_forward then (1) runs only the positions up to the last pooled
+   * one of the batch (rounded up to a multiple of 8), since the mask is
+   * causal and nothing after it reaches a pooled row, and (2) runs the last
+   * block for the pooled rows only (vlm_block_forward_rows). Features are
+   * unchanged up to rounding; the token states are not kept, so a caller of
+   * vlm_text_tokens clears it. CPU activations only for now. */
+  int pooled_only;
 } vlm_text_acts;
 
 vlm_status vlm_text_acts_alloc(vlm_text_acts *s, const vlm_text_config *c, int64_t B);

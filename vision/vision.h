@@ -67,7 +67,13 @@ typedef struct {
   vlm_tensor dx_a, dx_b;       /* [B, T, W] */
   vlm_tensor d_pooled, d_ln_post; /* [B, W] */
   vlm_tensor d_patch_emb;      /* [B*G*G, W] */
+  vlm_tensor pool_rows;        /* [B, 1] I64 b*T: the class-token rows (pooled_only) */
   int with_backward;
+  /* Set by the layout when with_backward = 0: vlm_vit_forward then runs the
+   * last block for the class-token rows only (vlm_block_forward_rows), so
+   * xs[layers] is not written; features are unchanged up to rounding. CPU
+   * activations only for now (the CUDA path runs every row). */
+  int pooled_only;
 } vlm_vit_acts;
 
 vlm_status vlm_vit_acts_alloc(vlm_vit_acts *s, const vlm_vit_config *c);   /* arrays only */

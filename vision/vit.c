@@ -103,7 +103,11 @@ void vlm_vit_acts_layout(vlm_vit_acts *s, vlm_arena *a, const vlm_vit_config *c,
   s->ln_post_mean = vlm_arena_tensor1(a, VLM_F32, B);
   s->ln_post_rstd = vlm_arena_tensor1(a, VLM_F32, B);
   s->features = vlm_arena_tensor2(a, VLM_F32, B, c->embed_dim);
-  if (!with_backward) return;
+  s->pooled_only = !with_backward;
+  if (!with_backward) {
+    s->pool_rows = vlm_arena_tensor2(a, VLM_I64, B, 1);
+    return;
+  }
   vlm_block_scratch_layout(&s->scratch, a, &bc, B, T);
   s->dx_a = vlm_arena_tensor3(a, VLM_F32, B, T, W);
   s->dx_b = vlm_arena_tensor3(a, VLM_F32, B, T, W);
@@ -153,8 +157,10 @@ static void copy_rows(vlm_tensor *dst, int64_t dst_row0, int64_t dst_step, const
                (size_t)(rows_per_copy * W) * sizeof(float));
 }
 
-void vlm_vit_trunk_forward(const vlm_vit_config *c, const vlm_vit_params *p, vlm_vit_acts *s, const vlm_tensor *image) {
-  int64_t B = s->B, W = c->width, G = vlm_vit_grid(c), T = vlm_vit_tokens(c), L = c->layers;
+/* Patch embedding, class token, positions, ln_pre and the first n blocks. */
+static void trunk_forward(const vlm_vit_config *c, const vlm_vit_params *p, vlm_vit_acts *s, const vlm_tensor *image,
+                          int64_t n) {
+  int64_t B = s->B, W = c->width, G = vlm_vit_grid(c), T = vlm_vit_tokens(c);
   char sh[128];
   VLM_CHECK(image->ndim == 4 && image->shape[0] == B && image->shape[1] == 3 && image->shape[2] == c->image_size &&
                 image->shape[3] == c->image_size && image->dtype == VLM_F32 && vlm_is_contiguous(image),
@@ -168,14 +174,29 @@ void vlm_vit_trunk_forward(const vlm_vit_config *c, const vlm_vit_params *p, vlm
   copy_rows(&s->x0, 1, T, &s->patch_emb, 0, G * G, B, G * G, W);
   vlm_add_forward(&s->x0, &s->x0, &p->pos_emb);
   vlm_layernorm_forward(&s->xs[0], &s->ln_pre_mean, &s->ln_pre_rstd, &s->x0, &p->ln_pre_w, &p->ln_pre_b, c->ln_eps);
-  vlm_block_stack_forward(&bc, p->blocks, s->blocks, s->xs, L, NULL, 0);
+  vlm_block_stack_forward(&bc, p->blocks, s->blocks, s->xs, n, NULL, 0);
+}
+
+void vlm_vit_trunk_forward(const vlm_vit_config *c, const vlm_vit_params *p, vlm_vit_acts *s, const vlm_tensor *image) {
+  trunk_forward(c, p, s, image, c->layers);
 }
 
 void vlm_vit_forward(const vlm_vit_config *c, const vlm_vit_params *p, vlm_vit_acts *s, const vlm_tensor *image) {
   int64_t B = s->B, W = c->width, T = vlm_vit_tokens(c), L = c->layers;
   VLM_CHECK(!c->attentional_pool, "vit: an attentional-pool tower runs through vlm_coca_vit_forward");
-  vlm_vit_trunk_forward(c, p, s, image);
-  copy_rows(&s->pooled, 0, 1, &s->xs[L], 0, T, B, 1, W);
+  if (s->pooled_only && L > 0 && s->xs[0].device == VLM_CPU) {
+    /* Only the class token is pooled: the last block runs for that row alone. */
+    trunk_forward(c, p, s, image, L - 1);
+    int64_t *r = s->pool_rows.data;
+    for (int64_t b = 0; b < B; b++) r[b] = b * T;
+    int64_t ysh[3] = {B, 1, W};
+    vlm_tensor y = vlm_tensor_make(s->pooled.data, VLM_F32, s->pooled.device, 3, ysh);
+    vlm_block_config bc = vlm_vit_block_config(c);
+    vlm_block_forward_rows(&bc, &p->blocks[L - 1], &s->blocks[L - 1], &y, &s->xs[L - 1], &s->pool_rows, NULL);
+  } else {
+    vlm_vit_trunk_forward(c, p, s, image);
+    copy_rows(&s->pooled, 0, 1, &s->xs[L], 0, T, B, 1, W);
+  }
   vlm_layernorm_forward(&s->ln_post, &s->ln_post_mean, &s->ln_post_rstd, &s->pooled, &p->ln_post_w,
                         &p->ln_post_b, c->ln_eps);
   vlm_matmul_forward(&s->features, &s->ln_post, &p->proj, NULL, 0, 0);

@@ -24,10 +24,13 @@ static void run_model(const char *dir, const char *what, const vlm_clip_config *
   if (!ei || !et || !et32) return;
   vlm_tensor images = vlm_st_tensor(ei), text = vlm_st_tensor(et), text32 = vlm_st_tensor(et32);
   int64_t B = images.shape[0], L = text.shape[1];
-  vlm_clip_acts s;
+  vlm_clip_acts s, fs;
   vlm_status st = vlm_clip_acts_init(&s, c, B, L, 1);
+  if (st == VLM_OK) st = vlm_clip_acts_init(&fs, c, B, L, 0);
   CHECK(st == VLM_OK, "%s", vlm_last_error());
   if (st != VLM_OK) return;
+  CHECK(fs.visual.pooled_only && fs.text.pooled_only == !c->text.embed_cls, "inference acts: pooled_only %d %d",
+        fs.visual.pooled_only, fs.text.pooled_only);
   vlm_clip_params g;
   CHECK(vlm_clip_params_init(&g, c) == VLM_OK, "grads: %s", vlm_last_error());
   for (int mode = 0; mode < 2; mode++) {
@@ -46,6 +49,22 @@ static void run_model(const char *dir, const char *what, const vlm_clip_config *
 #undef CMP
     vt_fixture_compare(tag, "clip_loss", &loss, 1, out, 2, 1.0);
     vt_fixture_compare(tag, "loss", &loss, 1, out, 2, 1.0);
+    /* Inference activations: the pooled-rows path (the last blocks for the
+     * pooled rows only, the text cut after its last EOT), then the same
+     * activations running every row. */
+    for (int rows = 1; rows >= 0; rows--) {
+      char itag[320];
+      snprintf(itag, sizeof itag, "%s, inference%s", tag, rows ? ", pooled rows only" : "");
+      fs.visual.pooled_only = rows;
+      fs.text.pooled_only = rows;
+      float il = vlm_clip_forward(c, p, &fs, &images, &text);
+#define CMP(name, t, kind) vt_fixture_compare(itag, name, vlm_f32(t), vlm_numel(t), out, kind, 1.0)
+      CMP("image_features_unnorm", &fs.visual.features, 0);
+      CMP("text_features_unnorm", &fs.text.features, 0);
+      CMP("logits_per_image", &fs.loss.logits_per_image, 1);
+#undef CMP
+      vt_fixture_compare(itag, "loss", &il, 1, out, 2, 1.0);
+    }
     vlm_clip_params_zero(&g);
     vlm_clip_backward(c, p, &g, &s, &text);
     vt_grad_ctx gc = {grads, tag, 1e-4, 0, 0, ""};
@@ -60,6 +79,7 @@ static void run_model(const char *dir, const char *what, const vlm_clip_config *
   vlm_set_kernel_mode(VLM_KERNELS_FAST);
   vlm_clip_params_free(&g);
   vlm_clip_acts_free(&s);
+  vlm_clip_acts_free(&fs);
 }
 
 static void parity(const char *dir) {
@@ -292,6 +312,71 @@ static void bf16_checks(const char *shared) {
   vlm_st_close(&in);
 }
 
+/* Largest |a - b| over max |b|, for two [B, E] feature sets. */
+static double rel_diff(const vlm_tensor *a, const vlm_tensor *b) {
+  const float *x = a->data, *y = b->data;
+  double d = 0, m = 0;
+  for (int64_t i = 0; i < vlm_numel(a); i++) {
+    d = fmax(d, fabs((double)x[i] - y[i]));
+    m = fmax(m, fabs((double)y[i]));
+  }
+  return d / (m > 0 ? m : 1);
+}
+
+/* The pooled-rows inference path against every row run, on the fixture's
+ * weights: texts whose last EOT is at 2..7 of 16 (so the text is cut to 8
+ * positions), the first-EOT pooling rule as well as argmax, fp32 with both
+ * kernel sets and bf16 weights. */
+static void pooled_rows_checks(const char *shared) {
+  char dir[2048], path[4096];
+  snprintf(dir, sizeof dir, "%s/fixtures/tiny-clip", shared);
+  vlm_clip_config c;
+  vlm_clip_params p, h;
+  vlm_ckpt_format fmt;
+  vlm_safetensors in;
+  snprintf(path, sizeof path, "%s/inputs.safetensors", dir);
+  if (vlm_clip_load(dir, &c, &p, &fmt) != VLM_OK || vlm_st_open(&in, path) != VLM_OK) {
+    CHECK(0, "%s", vlm_last_error());
+    return;
+  }
+  CHECK(vlm_clip_params_bf16(&h, &p, &c) == VLM_OK, "%s", vlm_last_error());
+  vlm_tensor images = vlm_st_tensor(vlm_st_find(&in, "images")), text = vlm_st_tensor(vlm_st_find(&in, "text"));
+  int64_t L = text.shape[1], S = c.vision.image_size, keep[5] = {0, 2, 4, 5, 7}, B = 5;
+  int64_t *ids = malloc((size_t)(B * L) * sizeof(int64_t));
+  float *img = malloc((size_t)(B * 3 * S * S) * sizeof(float));
+  for (int64_t i = 0; i < B; i++) {
+    memcpy(ids + i * L, (int64_t *)text.data + keep[i] * L, (size_t)L * sizeof(int64_t));
+    memcpy(img + i * 3 * S * S, (float *)images.data + keep[i] * 3 * S * S, (size_t)(3 * S * S) * sizeof(float));
+  }
+  int64_t tsh[2] = {B, L}, ish[4] = {B, 3, S, S};
+  vlm_tensor t = vlm_tensor_make(ids, VLM_I64, VLM_CPU, 2, tsh), im = vlm_tensor_cpu_f32(img, 4, ish);
+  vlm_clip_acts a, b;
+  CHECK(vlm_clip_acts_init(&a, &c, B, L, 0) == VLM_OK && vlm_clip_acts_init(&b, &c, B, L, 0) == VLM_OK, "acts");
+  a.visual.pooled_only = a.text.pooled_only = 0;
+  for (int v = 0; v < 4; v++) {
+    int bf16 = v == 3;
+    vlm_set_kernel_mode(v == 1 ? VLM_KERNELS_REF : VLM_KERNELS_FAST);
+    c.text.eot_id = v == 2 ? 999 : -1;   /* v 2: the first-EOT rule (Hugging Face) */
+    vlm_set_matmul_precision(bf16 ? VLM_PREC_BF16 : VLM_PREC_F32);
+    vlm_clip_forward(&c, bf16 ? &h : &p, &a, &im, &t);
+    vlm_clip_forward(&c, bf16 ? &h : &p, &b, &im, &t);
+    vlm_set_matmul_precision(VLM_PREC_F32);
+    double di = rel_diff(&b.visual.features, &a.visual.features), dt = rel_diff(&b.text.features, &a.text.features);
+    double tol = bf16 ? 2e-3 : 2e-6;
+    CHECK(di <= tol && dt <= tol, "pooled rows vs every row (variant %d): image %.3g, text %.3g (tolerance %.1g)", v,
+          di, dt, tol);
+    printf("pooled rows vs every row, variant %d: largest difference image %.2g, text %.2g of the max\n", v, di, dt);
+  }
+  vlm_set_kernel_mode(VLM_KERNELS_FAST);
+  free(ids);
+  free(img);
+  vlm_clip_acts_free(&a);
+  vlm_clip_acts_free(&b);
+  vlm_clip_params_free(&h);
+  vlm_clip_params_free(&p);
+  vlm_st_close(&in);
+}
+
 /* InfoNCE: finite-difference gradients of the features and of logit_scale. */
 typedef struct {
   vlm_clip_loss_acts s;
@@ -434,6 +519,7 @@ int main(int argc, char **argv) {
   loader_error_checks(arg);
   half_checks(arg);
   bf16_checks(arg);
+  pooled_rows_checks(arg);
   const char *dirs[2] = {"tiny-clip", "tiny-clip-quickgelu"};
   for (int i = 0; i < 2; i++) {
     char d[4096];
