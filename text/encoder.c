@@ -216,26 +216,48 @@ static vlm_tensor xs_view(const vlm_tensor *t, int64_t B, int64_t n, int64_t W) 
 }
 
 /* The pooled_only forward (see text.h): positions [0, n) only, where n covers
- * every pooled position, and the last block for the pooled rows alone. */
+ * every pooled position, and the last block for the pooled rows alone. The cut
+ * ids and the mask are built on the host (ids on a GPU are read back once, as
+ * vlm_text_pool_index does) and uploaded when the activations are not. */
 static void forward_pooled_rows(const vlm_text_config *c, const vlm_text_params *p, vlm_text_acts *s,
                                 const vlm_tensor *ids) {
   int64_t B = s->B, L = s->L, W = c->width, NL = c->layers, last = 0;
+  vlm_device dev = s->xs[0].device;
   vlm_block_config bc = vlm_text_block_config(c);
-  vlm_text_pool_index(c, ids, s->pool_idx);
+  vlm_tensor h = *ids;
+  void *back = NULL;
+  if (ids->device != VLM_CPU) {
+    VLM_CHECK(vlm_is_contiguous(ids), "text: ids must be contiguous");
+    back = malloc(vlm_nbytes(ids) ? vlm_nbytes(ids) : 1);
+    VLM_CHECK(back, "text: out of memory");
+    vlm_memcpy(back, VLM_CPU, ids->data, ids->device, vlm_nbytes(ids));
+    h.data = back;
+    h.device = VLM_CPU;
+  }
+  vlm_text_pool_index(c, &h, s->pool_idx);
   for (int64_t b = 0; b < B; b++) last = s->pool_idx[b] > last ? s->pool_idx[b] : last;
   /* A multiple of 8, so a few matmul shapes serve every batch. */
   int64_t n = (last + 1 + 7) / 8 * 8;
   if (n > L) n = L;
-  int64_t ish[2] = {B, n};
-  vlm_tensor cut = vlm_tensor_make(s->ids_cut.data, VLM_I64, VLM_CPU, 2, ish);
-  int64_t *ci = cut.data;
-  uint8_t *m = s->kpm_rows.data;
+  size_t nid = (size_t)(B * n) * sizeof(int64_t), nm = (size_t)(B * n);
+  int64_t *ci = dev == VLM_CPU ? s->ids_cut.data : malloc(nid ? nid : 1);
+  uint8_t *m = dev == VLM_CPU ? s->kpm_rows.data : malloc(nm ? nm : 1);
+  VLM_CHECK(ci && m, "text: out of memory");
   for (int64_t b = 0; b < B; b++)
     for (int64_t l = 0; l < n; l++) {
-      ci[b * n + l] = id_at(ids, b * L + l);
+      ci[b * n + l] = id_at(&h, b * L + l);
       m[b * n + l] = l > s->pool_idx[b];
     }
-  vlm_tensor kpm = vlm_tensor_make(m, VLM_U8, VLM_CPU, 2, ish);
+  if (dev != VLM_CPU) {
+    vlm_memcpy(s->ids_cut.data, dev, ci, VLM_CPU, nid);
+    vlm_memcpy(s->kpm_rows.data, dev, m, VLM_CPU, nm);
+    free(ci);
+    free(m);
+  }
+  free(back);
+  int64_t ish[2] = {B, n};
+  vlm_tensor cut = vlm_tensor_make(s->ids_cut.data, VLM_I64, dev, 2, ish);
+  vlm_tensor kpm = vlm_tensor_make(s->kpm_rows.data, VLM_U8, dev, 2, ish);
   vlm_tensor x0 = xs_view(&s->xs[0], B, n, W);
   vlm_embedding_forward(&x0, &cut, &p->token_emb, &p->pos_emb);
   for (int64_t i = 0; i + 1 < NL; i++) {
@@ -254,7 +276,7 @@ void vlm_text_forward(const vlm_text_config *c, const vlm_text_params *p, vlm_te
             (long long)s->L);
   int64_t B = s->B, L = s->L, W = c->width, NL = c->layers;
   vlm_block_config bc = vlm_text_block_config(c);
-  int rows_only = s->pooled_only && !c->embed_cls && NL > 0 && s->xs[0].device == VLM_CPU && ids->device == VLM_CPU;
+  int rows_only = s->pooled_only && !c->embed_cls && NL > 0;
   if (rows_only) {
     forward_pooled_rows(c, p, s, ids);
   } else if (c->embed_cls) {

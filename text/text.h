@@ -77,7 +77,7 @@ typedef struct {
    * causal and nothing after it reaches a pooled row, and (2) runs the last
    * block for the pooled rows only (vlm_block_forward_rows). Features are
    * unchanged up to rounding; the token states are not kept, so a caller of
-   * vlm_text_tokens clears it. CPU activations only for now. */
+   * vlm_text_tokens clears it after the layout. */
   int pooled_only;
 } vlm_text_acts;
 

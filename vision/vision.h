@@ -71,8 +71,8 @@ typedef struct {
   int with_backward;
   /* Set by the layout when with_backward = 0: vlm_vit_forward then runs the
    * last block for the class-token rows only (vlm_block_forward_rows), so
-   * xs[layers] is not written; features are unchanged up to rounding. CPU
-   * activations only for now (the CUDA path runs every row). */
+   * xs[layers] is not written; features are unchanged up to rounding. A
+   * caller that wants the token states clears it after the layout. */
   int pooled_only;
 } vlm_vit_acts;
 

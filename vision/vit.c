@@ -184,11 +184,17 @@ void vlm_vit_trunk_forward(const vlm_vit_config *c, const vlm_vit_params *p, vlm
 void vlm_vit_forward(const vlm_vit_config *c, const vlm_vit_params *p, vlm_vit_acts *s, const vlm_tensor *image) {
   int64_t B = s->B, W = c->width, T = vlm_vit_tokens(c), L = c->layers;
   VLM_CHECK(!c->attentional_pool, "vit: an attentional-pool tower runs through vlm_coca_vit_forward");
-  if (s->pooled_only && L > 0 && s->xs[0].device == VLM_CPU) {
+  if (s->pooled_only && L > 0) {
     /* Only the class token is pooled: the last block runs for that row alone. */
     trunk_forward(c, p, s, image, L - 1);
-    int64_t *r = s->pool_rows.data;
+    vlm_device dev = s->pool_rows.device;
+    int64_t *r = dev == VLM_CPU ? s->pool_rows.data : malloc((size_t)(B > 0 ? B : 1) * sizeof(int64_t));
+    VLM_CHECK(r, "vit: out of memory");
     for (int64_t b = 0; b < B; b++) r[b] = b * T;
+    if (dev != VLM_CPU) {
+      vlm_memcpy(s->pool_rows.data, dev, r, VLM_CPU, (size_t)B * sizeof(int64_t));
+      free(r);
+    }
     int64_t ysh[3] = {B, 1, W};
     vlm_tensor y = vlm_tensor_make(s->pooled.data, VLM_F32, s->pooled.device, 3, ysh);
     vlm_block_config bc = vlm_vit_block_config(c);

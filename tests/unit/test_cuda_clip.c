@@ -269,16 +269,23 @@ static void run_fixture(const char *dir) {
   snprintf(tag, sizeof tag, "%.200s [gpu f32]", strrchr(dir, '/') ? strrchr(dir, '/') + 1 : dir);
   float loss = gpu_step(tag, &c, &pd, &gd, &s, &batch, &out, &grads, 1.0, 1e-4, NULL);
   {
-    /* inference activations: the blocks' fused forward (linear epilogues, no saved probabilities) */
+    /* inference activations: the blocks' fused forward (linear epilogues, no
+     * saved probabilities), with the last blocks for the pooled rows only (the
+     * layout's default) and with every row */
     vlm_clip_acts si;
     CHECK(vlm_clip_acts_init_on(&si, &c, B, L, 0, VLM_CUDA) == VLM_OK, "inference acts: %s", vlm_last_error());
-    char t2[600];
-    snprintf(t2, sizeof t2, "%s inference", tag);
-    float li = vlm_clip_forward(&c, &pd, &si, &batch.images, &batch.ids);
-    compare_dev(t2, "image_features", &si.loss.img, &out, 0, 1.0);
-    compare_dev(t2, "text_features", &si.loss.txt, &out, 0, 1.0);
-    compare_dev(t2, "logits_per_image", &si.loss.logits_per_image, &out, 1, 1.0);
-    compare(t2, "loss", &li, 1, &out, 2, 1.0);
+    CHECK(si.visual.pooled_only && si.text.pooled_only == !c.text.embed_cls, "inference acts: pooled_only");
+    for (int rows = 1; rows >= 0; rows--) {
+      char t2[600];
+      snprintf(t2, sizeof t2, "%s inference%s", tag, rows ? ", pooled rows only" : "");
+      si.visual.pooled_only = rows;
+      si.text.pooled_only = rows && !c.text.embed_cls;
+      float li = vlm_clip_forward(&c, &pd, &si, &batch.images, &batch.ids);
+      compare_dev(t2, "image_features", &si.loss.img, &out, 0, 1.0);
+      compare_dev(t2, "text_features", &si.loss.txt, &out, 0, 1.0);
+      compare_dev(t2, "logits_per_image", &si.loss.logits_per_image, &out, 1, 1.0);
+      compare(t2, "loss", &li, 1, &out, 2, 1.0);
+    }
     vlm_clip_acts_free(&si);
   }
   float loss32 = vlm_clip_forward(&c, &pd, &s, &batch32.images, &batch32.ids);
