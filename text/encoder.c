@@ -101,12 +101,10 @@ void vlm_text_acts_layout(vlm_text_acts *s, vlm_arena *a, const vlm_text_config 
   s->ln_mean = vlm_arena_tensor1(a, VLM_F32, B);
   s->ln_rstd = vlm_arena_tensor1(a, VLM_F32, B);
   s->features = vlm_arena_tensor2(a, VLM_F32, B, c->embed_dim);
-  s->pooled_only = !with_backward && !c->embed_cls;
+  s->pooled_only = !with_backward;
   if (!with_backward) {
-    if (s->pooled_only) {
-      s->ids_cut = vlm_arena_tensor2(a, VLM_I64, B, L);
-      s->kpm_rows = vlm_arena_tensor2(a, VLM_U8, B, L);
-    }
+    s->ids_cut = vlm_arena_tensor2(a, VLM_I64, B, L);
+    s->kpm_rows = vlm_arena_tensor2(a, VLM_U8, B, S);
     return;
   }
   vlm_block_scratch_layout(&s->scratch, a, &bc, B, S);
@@ -215,13 +213,23 @@ static vlm_tensor xs_view(const vlm_tensor *t, int64_t B, int64_t n, int64_t W) 
   return vlm_tensor_make(t->data, t->dtype, t->device, 3, sh);
 }
 
-/* The pooled_only forward (see text.h): positions [0, n) only, where n covers
- * every pooled position, and the last block for the pooled rows alone. The cut
- * ids and the mask are built on the host (ids on a GPU are read back once, as
- * vlm_text_pool_index does) and uploaded when the activations are not. */
+/* The pooled_only forward (see text.h), on n <= L token positions, then the
+ * last block for the pooled row of each batch entry alone.
+ * - Causal text pooled at its EOT: n covers every pooled position; nothing
+ *   after it reaches one. The last block's causal mask becomes a key padding
+ *   mask over the keys after the row's EOT.
+ * - CoCa's cls (embed_cls): the cls sees key 0, token key j iff ids[j-1] is
+ *   not the pad id (open_clip's legacy mask), and itself iff ids[L-1] is not.
+ *   So n = the last non-pad position + 2 covers every key it can see; it sits
+ *   at sequence index n with position embedding L, as in the full layout.
+ * n is rounded up to a multiple of 8 (the extra keys are hidden from the
+ * pooled rows either way), so a few matmul shapes serve every batch. The cut
+ * ids and the masks are built on the host (ids on a GPU are read back once)
+ * and uploaded when the activations are not on the CPU. */
 static void forward_pooled_rows(const vlm_text_config *c, const vlm_text_params *p, vlm_text_acts *s,
                                 const vlm_tensor *ids) {
-  int64_t B = s->B, L = s->L, W = c->width, NL = c->layers, last = 0;
+  int64_t B = s->B, L = s->L, W = c->width, NL = c->layers, last = -1;
+  int cls = c->embed_cls;
   vlm_device dev = s->xs[0].device;
   vlm_block_config bc = vlm_text_block_config(c);
   vlm_tensor h = *ids;
@@ -234,20 +242,33 @@ static void forward_pooled_rows(const vlm_text_config *c, const vlm_text_params 
     h.data = back;
     h.device = VLM_CPU;
   }
-  vlm_text_pool_index(c, &h, s->pool_idx);
-  for (int64_t b = 0; b < B; b++) last = s->pool_idx[b] > last ? s->pool_idx[b] : last;
-  /* A multiple of 8, so a few matmul shapes serve every batch. */
+  if (cls) {
+    for (int64_t b = 0; b < B; b++)
+      for (int64_t l = L - 1; l > last; l--)
+        if (id_at(&h, b * L + l) != c->pad_id) { last = l; break; }
+    last += 1;  /* the key after the last non-pad token is still visible to the cls */
+  } else {
+    vlm_text_pool_index(c, &h, s->pool_idx);
+    for (int64_t b = 0; b < B; b++) last = s->pool_idx[b] > last ? s->pool_idx[b] : last;
+  }
   int64_t n = (last + 1 + 7) / 8 * 8;
   if (n > L) n = L;
-  size_t nid = (size_t)(B * n) * sizeof(int64_t), nm = (size_t)(B * n);
+  if (n < 1) n = L < 1 ? L : 1;
+  int64_t S = n + cls;  /* this call's sequence: n tokens, then the cls */
+  size_t nid = (size_t)(B * n) * sizeof(int64_t), nm = (size_t)(B * S);
   int64_t *ci = dev == VLM_CPU ? s->ids_cut.data : malloc(nid ? nid : 1);
   uint8_t *m = dev == VLM_CPU ? s->kpm_rows.data : malloc(nm ? nm : 1);
   VLM_CHECK(ci && m, "text: out of memory");
-  for (int64_t b = 0; b < B; b++)
-    for (int64_t l = 0; l < n; l++) {
-      ci[b * n + l] = id_at(&h, b * L + l);
-      m[b * n + l] = l > s->pool_idx[b];
+  for (int64_t b = 0; b < B; b++) {
+    for (int64_t l = 0; l < n; l++) ci[b * n + l] = id_at(&h, b * L + l);
+    if (cls) {
+      for (int64_t j = 0; j < n; j++) m[b * S + j] = j >= 1 && id_at(&h, b * L + j - 1) == c->pad_id;
+      m[b * S + n] = id_at(&h, b * L + L - 1) == c->pad_id;
+      s->pool_idx[b] = n;
+    } else {
+      for (int64_t j = 0; j < n; j++) m[b * S + j] = j > s->pool_idx[b];
     }
+  }
   if (dev != VLM_CPU) {
     vlm_memcpy(s->ids_cut.data, dev, ci, VLM_CPU, nid);
     vlm_memcpy(s->kpm_rows.data, dev, m, VLM_CPU, nm);
@@ -255,17 +276,29 @@ static void forward_pooled_rows(const vlm_text_config *c, const vlm_text_params 
     free(m);
   }
   free(back);
-  int64_t ish[2] = {B, n};
+  int64_t ish[2] = {B, n}, msh[2] = {B, S};
   vlm_tensor cut = vlm_tensor_make(s->ids_cut.data, VLM_I64, dev, 2, ish);
-  vlm_tensor kpm = vlm_tensor_make(s->kpm_rows.data, VLM_U8, dev, 2, ish);
-  vlm_tensor x0 = xs_view(&s->xs[0], B, n, W);
-  vlm_embedding_forward(&x0, &cut, &p->token_emb, &p->pos_emb);
-  for (int64_t i = 0; i + 1 < NL; i++) {
-    vlm_tensor x = xs_view(&s->xs[i], B, n, W), y = xs_view(&s->xs[i + 1], B, n, W);
-    vlm_block_forward(&bc, &p->blocks[i], &s->blocks[i], &y, &x, NULL, 1);
+  vlm_tensor kpm = vlm_tensor_make(s->kpm_rows.data, VLM_U8, dev, 2, msh);
+  if (cls) {  /* xs[0] = [tok_emb[ids] + pos[:n]; cls + pos[L]] (on the CPU, as cls_embed_forward) */
+    VLM_CHECK(dev == VLM_CPU, "text: the cls embedding runs on the CPU only for now");
+    vlm_tensor emb = xs_view(&s->emb, B, n, W);
+    vlm_embedding_forward(&emb, &cut, &p->token_emb, &p->pos_emb);
+    float *x = s->xs[0].data;
+    const float *e = emb.data, *ce = p->cls_emb.data, *pl = (const float *)p->pos_emb.data + L * W;
+    for (int64_t b = 0; b < B; b++) {
+      memcpy(x + b * S * W, e + b * n * W, (size_t)(n * W) * sizeof(float));
+      for (int64_t w = 0; w < W; w++) x[(b * S + n) * W + w] = ce[w] + pl[w];
+    }
+  } else {
+    vlm_tensor x0 = xs_view(&s->xs[0], B, n, W);
+    vlm_embedding_forward(&x0, &cut, &p->token_emb, &p->pos_emb);
   }
-  set_pool_rows(s, B, n);
-  vlm_tensor x = xs_view(&s->xs[NL - 1], B, n, W), y = rows3_view(&s->pooled, B, W);
+  for (int64_t i = 0; i + 1 < NL; i++) {
+    vlm_tensor x = xs_view(&s->xs[i], B, S, W), y = xs_view(&s->xs[i + 1], B, S, W);
+    vlm_block_forward(&bc, &p->blocks[i], &s->blocks[i], &y, &x, cls ? &kpm : NULL, 1);
+  }
+  set_pool_rows(s, B, S);
+  vlm_tensor x = xs_view(&s->xs[NL - 1], B, S, W), y = rows3_view(&s->pooled, B, W);
   vlm_block_forward_rows(&bc, &p->blocks[NL - 1], &s->blocks[NL - 1], &y, &x, &s->pool_rows, &kpm);
 }
 
@@ -276,7 +309,7 @@ void vlm_text_forward(const vlm_text_config *c, const vlm_text_params *p, vlm_te
             (long long)s->L);
   int64_t B = s->B, L = s->L, W = c->width, NL = c->layers;
   vlm_block_config bc = vlm_text_block_config(c);
-  int rows_only = s->pooled_only && !c->embed_cls && NL > 0;
+  int rows_only = s->pooled_only && NL > 0 && (!c->embed_cls || s->xs[0].device == VLM_CPU);
   if (rows_only) {
     forward_pooled_rows(c, p, s, ids);
   } else if (c->embed_cls) {

@@ -391,6 +391,94 @@ static void bf16_checks(const char *shared) {
   vlm_st_close(&in);
 }
 
+/* CoCa's cls-pooled text through the pooled-rows path (vlm_text_forward on
+ * inference activations: tokens cut after the last key the cls can see, the
+ * last block for the cls row only) against the same activations running
+ * every row, and the whole batch against open_clip's text features. Batches:
+ * the fixture's 8 texts (no cut), rows whose last EOT is at 7 (n must stay
+ * 16: the cls sees the pad key after the EOT), rows cut to 8 positions, and a
+ * row with the pad id inside the text. fp32 fast and reference kernels, and
+ * bf16 weights. */
+static void pooled_text_checks(const char *shared) {
+  char dir[2048], path[4096];
+  snprintf(dir, sizeof dir, "%s/fixtures/tiny-coca", shared);
+  vlm_coca_config c;
+  vlm_coca_params p, h;
+  vlm_safetensors in, out;
+  snprintf(path, sizeof path, "%s/inputs.safetensors", dir);
+  int ok = vlm_coca_load(dir, &c, &p) == VLM_OK && vlm_st_open(&in, path) == VLM_OK;
+  snprintf(path, sizeof path, "%s/outputs.safetensors", dir);
+  if (ok) ok = vlm_st_open(&out, path) == VLM_OK;
+  if (!ok) {
+    CHECK(0, "%s", vlm_last_error());
+    return;
+  }
+  CHECK(c.text.embed_cls, "tiny-coca's text has a cls token");
+  CHECK(vlm_coca_params_bf16(&h, &p, &c) == VLM_OK, "%s", vlm_last_error());
+  vlm_tensor text = vlm_st_tensor(vlm_st_find(&in, "text"));
+  int64_t L = text.shape[1];
+  const int64_t *all = text.data;
+  static const int64_t sets[4][8] = {{0, 1, 2, 3, 4, 5, 6, 7}, {0, 2, 4, 5, 7}, {0, 5, 7}, {0, 7, -1}};
+  static const int64_t sizes[4] = {8, 5, 3, 3};
+  for (int set = 0; set < 4; set++) {
+    int64_t B = sizes[set], tsh[2] = {B, L};
+    int64_t *ids = calloc((size_t)(B * L), sizeof *ids);
+    for (int64_t i = 0; i < B; i++) {
+      if (sets[set][i] >= 0) {
+        memcpy(ids + i * L, all + sets[set][i] * L, (size_t)L * sizeof *ids);
+      } else {  /* a text with the pad id (0) inside it: open_clip's mask hides the key after it */
+        int64_t row[6] = {all[0], 241, c.text.pad_id, 300, 17, all[2]};
+        memcpy(ids + i * L, row, sizeof row);
+      }
+    }
+    vlm_tensor t = vlm_tensor_make(ids, VLM_I64, VLM_CPU, 2, tsh);
+    vlm_text_acts a, b;
+    vlm_arena m, aa, ba;
+    CHECK(vlm_text_acts_alloc(&a, &c.text, B) == VLM_OK && vlm_text_acts_alloc(&b, &c.text, B) == VLM_OK, "acts");
+    vlm_arena_measure(&m, VLM_CPU);
+    vlm_text_acts_layout(&a, &m, &c.text, B, L, 0);
+    CHECK(vlm_arena_init(&aa, m.used, VLM_CPU) == VLM_OK && vlm_arena_init(&ba, m.used, VLM_CPU) == VLM_OK, "arena");
+    vlm_text_acts_layout(&a, &aa, &c.text, B, L, 0);
+    vlm_text_acts_layout(&b, &ba, &c.text, B, L, 0);
+    CHECK(b.pooled_only, "inference text acts default to pooled_only");
+    a.pooled_only = 0;
+    for (int v = 0; v < 3; v++) {
+      int bf16 = v == 2;
+      vlm_set_kernel_mode(v == 1 ? VLM_KERNELS_REF : VLM_KERNELS_FAST);
+      vlm_set_matmul_precision(bf16 ? VLM_PREC_BF16 : VLM_PREC_F32);
+      vlm_text_forward(&c.text, bf16 ? &h.text : &p.text, &a, &t);
+      vlm_text_forward(&c.text, bf16 ? &h.text : &p.text, &b, &t);
+      vlm_set_matmul_precision(VLM_PREC_F32);
+      const float *x = b.features.data, *y = a.features.data;
+      double d = 0, mx = 0;
+      for (int64_t i = 0; i < vlm_numel(&a.features); i++) {
+        d = fmax(d, fabs((double)x[i] - y[i]));
+        mx = fmax(mx, fabs((double)y[i]));
+      }
+      double tol = bf16 ? 2e-3 : 2e-6;
+      CHECK(d <= tol * mx, "CoCa text, set %d, variant %d: pooled rows differ from every row by %.3g of %.3g", set, v,
+            d, mx);
+      printf("CoCa text pooled rows vs every row, set %d, variant %d: largest difference %.2g of the max\n", set, v,
+             d / (mx > 0 ? mx : 1));
+      if (set == 0 && !bf16) {
+        char tag[128];
+        snprintf(tag, sizeof tag, "tiny-coca text, pooled rows (%s kernels)", v ? "ref" : "fast");
+        vt_fixture_compare(tag, "text_features_unnorm", vlm_f32(&b.features), vlm_numel(&b.features), &out, 0, 1.0);
+      }
+    }
+    vlm_set_kernel_mode(VLM_KERNELS_FAST);
+    vlm_text_acts_free(&a);
+    vlm_text_acts_free(&b);
+    vlm_arena_free(&aa);
+    vlm_arena_free(&ba);
+    free(ids);
+  }
+  vlm_coca_params_free(&h);
+  vlm_coca_params_free(&p);
+  vlm_st_close(&in);
+  vlm_st_close(&out);
+}
+
 /* --compare DIR OUT [GRADS] */
 static void compare_files(const char *dir, const char *out_path, const char *grads_path) {
   char path[4096];
@@ -453,6 +541,7 @@ int main(int argc, char **argv) {
   pool_gradcheck();
   config_checks(arg);
   bf16_checks(arg);
+  pooled_text_checks(arg);
   char d[4096];
   snprintf(d, sizeof d, "%s/fixtures/tiny-coca", arg);
   parity(d);
