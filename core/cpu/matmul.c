@@ -526,6 +526,12 @@ void vlm_cpu_matmul_forward(vlm_tensor *out, const vlm_tensor *a, const vlm_tens
   if (dt == VLM_F32 && !trans_a && a->dtype == VLM_F32 && b->dtype == VLM_F32 &&
       vlm_cpu_gemv_forward(M, N, K, vlm_f32(a), vlm_f32(b), trans_b, bias ? vlm_f32(bias) : NULL, vlm_f32(out)))
     return;
+  /* the same with bf16 weights in bf16 precision (decoding with `--precision bf16`) */
+  if (dt == VLM_BF16 && !trans_a && b->dtype == VLM_BF16 && (a->dtype == VLM_F32 || a->dtype == VLM_BF16) &&
+      vlm_is_contiguous(a) && vlm_is_contiguous(b) &&
+      vlm_cpu_gemv_bf16_forward(M, N, K, a->data, a->dtype == VLM_BF16, b->data, trans_b,
+                                bias ? vlm_f32(bias) : NULL, vlm_f32(out)))
+    return;
   /* op(a) [M,K]: a stored [M,K] (strides K,1) or [K,M] (strides 1,M).
    * op(b) [K,N]: b stored [K,N] (strides N,1) or [N,K] (strides 1,K). */
   operand_view A = {operand(a, dt, 0), trans_a ? 1 : K, trans_a ? M : 1};

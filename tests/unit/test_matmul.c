@@ -170,6 +170,51 @@ static void test_gemv_dispatch(void) {
   free(a), free(b), free(o), free(r);
 }
 
+/* The bf16 gemv (1 row, BF16 weights [N,K], bf16 precision): which shapes it takes, and the
+ * fast matmul through it against a double loop over the bf16-rounded operands, with a F32
+ * and with a BF16 row, K with and without a tail of the 32-wide steps. */
+static void test_gemv_bf16(void) {
+  static const int64_t shapes[][2] = {{517, 130}, {600, 600}, {129, 512}, {2048, 515}};  /* N, K */
+  float *a = vt_alloc(2 * 2048), *o = vt_alloc(2048), *r = vt_alloc(2048), *bias = vt_alloc(2048);
+  float *wf = vt_alloc(2048 * 2048);
+  uint16_t *w = malloc(sizeof(uint16_t) * 2048 * 2048), *ah = malloc(sizeof(uint16_t) * 2048);
+  vt_fill_normal(a, 2 * 2048, 15, 1.0f);
+  vt_fill_normal(wf, 2048 * 2048, 16, 0.1f);
+  vt_fill_normal(bias, 2048, 17, 1.0f);
+  vlm_f32_to_bf16_array(w, wf, 2048 * 2048);
+  vlm_f32_to_bf16_array(ah, a, 2048);
+  CHECK(vlm_cpu_gemv_bf16_forward(2, 600, 600, a, 0, w, 1, NULL, o) == 0, "bf16 gemv leaves 2 rows to oneDNN");
+  CHECK(vlm_cpu_gemv_bf16_forward(1, 100, 100, a, 0, w, 1, NULL, o) == 0, "bf16 gemv leaves small products");
+  CHECK(vlm_cpu_gemv_bf16_forward(1, 600, 600, a, 0, w, 0, NULL, o) == 0, "bf16 gemv leaves [K,N] weights");
+  vlm_set_kernel_mode(VLM_KERNELS_FAST);
+  vlm_set_matmul_precision(VLM_PREC_BF16);
+  double worst = 0;
+  for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+    int64_t N = shapes[s][0], K = shapes[s][1];
+    for (int abf = 0; abf < 2; abf++)
+      for (int hb = 0; hb < 2; hb++) {
+        int64_t ash[2] = {1, K}, wsh[2] = {N, K}, osh[2] = {1, N}, bsh[1] = {N};
+        vlm_tensor at = abf ? vlm_tensor_make(ah, VLM_BF16, VLM_CPU, 2, ash) : vlm_tensor_cpu_f32(a, 2, ash);
+        vlm_tensor wt = vlm_tensor_make(w, VLM_BF16, VLM_CPU, 2, wsh), ot = vlm_tensor_cpu_f32(o, 2, osh);
+        vlm_tensor bt = vlm_tensor_cpu_f32(bias, 1, bsh);
+        memset(o, 0xff, sizeof(float) * (size_t)N);
+        vlm_matmul_forward(&ot, &at, &wt, hb ? &bt : NULL, 0, 1);
+        for (int64_t n = 0; n < N; n++) {
+          double acc = hb ? bias[n] : 0;
+          for (int64_t k = 0; k < K; k++) acc += (double)vlm_bf16_to_f32(ah[k]) * vlm_bf16_to_f32(w[n * K + k]);
+          r[n] = (float)acc;
+        }
+        double e = vt_max_rel(o, r, N, 1e-3);
+        CHECK(e < 1e-5, "bf16 gemv 1 x %lld x %lld (a %s, bias %d) vs double loop: %.3g", (long long)N,
+              (long long)K, abf ? "bf16" : "f32", hb, e);
+        worst = fmax(worst, e);
+      }
+  }
+  vlm_set_matmul_precision(VLM_PREC_F32);
+  printf("bf16 gemv vs double loop: max relative error %.3g\n", worst);
+  free(a), free(o), free(r), free(bias), free(wf), free(w), free(ah);
+}
+
 /* Only some gradients requested; the others stay untouched (NULL = skip). */
 static void test_partial_grads(void) {
   for (int mode = 0; mode < 2; mode++) {
@@ -433,6 +478,7 @@ int main(void) {
   vlm_threads_init(2);
   test_fast_vs_ref_f32();
   test_gemv_dispatch();
+  test_gemv_bf16();
   test_partial_grads();
   test_backward_set();
   test_empty_k();
