@@ -303,6 +303,36 @@ static void fwd_unit(const fwd_ctx *c, fwd_buf *w, int64_t bh, int64_t i0, int64
   }
 }
 
+/* Few query rows (Lq <= DIRECT_MAX_LQ: decoding with a KV cache, a tower's
+ * pooled row): packing K and V costs more than reading them once, so the
+ * scores and the output are computed from the strided K, V rows in place.
+ * Unit: one (b,h) and query row i; s and keep hold Lkp floats. */
+#define DIRECT_MAX_LQ 2
+WIDE static void fwd_direct(const fwd_ctx *c, float *s, float *keep, int64_t bh, int64_t i) {
+  const attn_dims *a = &c->a;
+  const int64_t b = bh / a->H, h = bh % a->H, D = a->D, Lk = a->Lk;
+  const float *qr = a->q + b * a->qs0 + i * a->qs1 + h * D;
+  const float *kb = a->k + b * a->ks0 + h * D, *vb = a->v + b * a->vs0 + h * D;
+  const int64_t jend = visible_end(c->causal, i, Lk);
+  for (int64_t j = 0; j < a->Lkp; j++) keep[j] = j < Lk && !(c->mask && c->mask[b * Lk + j]) ? 1.0f : 0.0f;
+  for (int64_t j = 0; j < jend; j++) {
+    const float *kr = kb + j * a->ks1;
+    float acc = 0.0f;
+#pragma omp simd reduction(+ : acc)
+    for (int64_t d = 0; d < D; d++) acc += qr[d] * kr[d];
+    s[j] = acc;
+  }
+  softmax_row(s, jend, Lk, keep, a->scale);
+  if (c->probs) memcpy(c->probs + (bh * a->Lq + i) * Lk, s, (size_t)Lk * sizeof(float));
+  float *o = c->out + b * c->os0 + i * c->os1 + h * D;
+  for (int64_t d = 0; d < D; d++) o[d] = 0.0f;
+  for (int64_t j = 0; j < jend; j++) {
+    const float pj = s[j], *vr = vb + j * a->vs1;
+#pragma omp simd
+    for (int64_t d = 0; d < D; d++) o[d] = FMA(pj, vr[d], o[d]);
+  }
+}
+
 void vlm_cpu_attention_forward(vlm_tensor *out, vlm_tensor *probs, const vlm_tensor *q,
                                const vlm_tensor *k, const vlm_tensor *v, int heads,
                                const vlm_tensor *key_padding_mask, int causal, float scale) {
@@ -320,6 +350,17 @@ void vlm_cpu_attention_forward(vlm_tensor *out, vlm_tensor *probs, const vlm_ten
 
   const int parallel = BH * a->Lq * a->Lk * (a->D + 4) >= PARALLEL_MIN_WORK;
   const int nthr = parallel ? omp_get_max_threads() : 1;
+  if (a->Lq <= DIRECT_MAX_LQ) {
+    float *buf = scratch_floats(0, 2 * a->Lkp * nthr);
+    const int64_t units = BH * a->Lq;
+#pragma omp parallel if (parallel)
+    {
+      float *sb = buf + 2 * a->Lkp * omp_get_thread_num();
+#pragma omp for schedule(static)
+      for (int64_t u = 0; u < units; u++) fwd_direct(&c, sb, sb + a->Lkp, u / a->Lq, u % a->Lq);
+    }
+    return;
+  }
   int64_t nqb;
   const int64_t qb = row_blocks(BH, a->Lq, nthr, &nqb);
   const int64_t per = a->D * a->Lkp + a->Lk * a->Dp + qb * a->Lkp + a->Lkp;

@@ -252,6 +252,12 @@ static void test_fast_vs_ref(void) {
       {"odd", 3, 13, 11, 3, 5, 0, 1, 0, 17},
       {"vit-b32", 2, 50, 50, 12, 64, 0, 0, 1, 18},
       {"text 512/8", 2, 77, 77, 8, 64, 1, 2, 1, 19},
+      /* Lq <= 2 takes the unpacked path (decoding with a KV cache, pooled rows) */
+      {"decode 1x255 padded", 2, 1, 255, 8, 64, 0, 1, 0, 20},
+      {"decode 1x30 coca-pad", 3, 1, 30, 8, 64, 0, 2, 0, 21},
+      {"causal 2x30", 2, 2, 30, 2, 13, 1, 0, 0, 22},
+      {"causal 2x2 padded", 3, 2, 2, 2, 5, 1, 1, 0, 23},
+      {"pooled row 1x50", 8, 1, 50, 12, 64, 0, 0, 0, 24},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) compare_case(&cases[i]);
 }
@@ -263,6 +269,7 @@ static void test_threads(int base_threads) {
       {"thr self", 1, 45, 45, 2, 32, 0, 0, 1, 30},
       {"thr causal+pad", 2, 40, 40, 3, 16, 1, 1, 1, 31},
       {"thr cross", 3, 23, 29, 4, 16, 0, 1, 0, 32},
+      {"thr decode", 1, 1, 255, 8, 64, 0, 1, 0, 33},
   };
   static const int threads[] = {1, 2, 3, 7};
   vlm_set_kernel_mode(VLM_KERNELS_FAST);
