@@ -170,9 +170,10 @@ static void test_gemv_dispatch(void) {
   free(a), free(b), free(o), free(r);
 }
 
-/* The bf16 gemv (1 row, BF16 weights [N,K], bf16 precision): which shapes it takes, and the
- * fast matmul through it against a double loop over the bf16-rounded operands, with a F32
- * and with a BF16 row, K with and without a tail of the 32-wide steps. */
+/* The bf16 gemv (1 row, BF16 weights [N,K] or [K,N], bf16 precision): which shapes it
+ * takes, and the fast matmul through it against a double loop over the bf16-rounded
+ * operands, with a F32 and with a BF16 row, K and N with and without tails of the
+ * kernels' steps (32 of K for [N,K]; 16 rows and 64 columns for [K,N]). */
 static void test_gemv_bf16(void) {
   static const int64_t shapes[][2] = {{517, 130}, {600, 600}, {129, 512}, {2048, 515}};  /* N, K */
   float *a = vt_alloc(2 * 2048), *o = vt_alloc(2048), *r = vt_alloc(2048), *bias = vt_alloc(2048);
@@ -185,28 +186,29 @@ static void test_gemv_bf16(void) {
   vlm_f32_to_bf16_array(ah, a, 2048);
   CHECK(vlm_cpu_gemv_bf16_forward(2, 600, 600, a, 0, w, 1, NULL, o) == 0, "bf16 gemv leaves 2 rows to oneDNN");
   CHECK(vlm_cpu_gemv_bf16_forward(1, 100, 100, a, 0, w, 1, NULL, o) == 0, "bf16 gemv leaves small products");
-  CHECK(vlm_cpu_gemv_bf16_forward(1, 600, 600, a, 0, w, 0, NULL, o) == 0, "bf16 gemv leaves [K,N] weights");
   vlm_set_kernel_mode(VLM_KERNELS_FAST);
   vlm_set_matmul_precision(VLM_PREC_BF16);
   double worst = 0;
   for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
     int64_t N = shapes[s][0], K = shapes[s][1];
     for (int abf = 0; abf < 2; abf++)
-      for (int hb = 0; hb < 2; hb++) {
-        int64_t ash[2] = {1, K}, wsh[2] = {N, K}, osh[2] = {1, N}, bsh[1] = {N};
+      for (int hb = 0; hb < 4; hb++) {
+        int tb = hb < 2;   /* hb 0, 1: [N,K]; 2, 3: [K,N]; odd: with bias */
+        int64_t ash[2] = {1, K}, wsh[2] = {tb ? N : K, tb ? K : N}, osh[2] = {1, N}, bsh[1] = {N};
         vlm_tensor at = abf ? vlm_tensor_make(ah, VLM_BF16, VLM_CPU, 2, ash) : vlm_tensor_cpu_f32(a, 2, ash);
         vlm_tensor wt = vlm_tensor_make(w, VLM_BF16, VLM_CPU, 2, wsh), ot = vlm_tensor_cpu_f32(o, 2, osh);
         vlm_tensor bt = vlm_tensor_cpu_f32(bias, 1, bsh);
         memset(o, 0xff, sizeof(float) * (size_t)N);
-        vlm_matmul_forward(&ot, &at, &wt, hb ? &bt : NULL, 0, 1);
+        vlm_matmul_forward(&ot, &at, &wt, (hb & 1) ? &bt : NULL, 0, tb);
         for (int64_t n = 0; n < N; n++) {
-          double acc = hb ? bias[n] : 0;
-          for (int64_t k = 0; k < K; k++) acc += (double)vlm_bf16_to_f32(ah[k]) * vlm_bf16_to_f32(w[n * K + k]);
+          double acc = (hb & 1) ? bias[n] : 0;
+          for (int64_t k = 0; k < K; k++)
+            acc += (double)vlm_bf16_to_f32(ah[k]) * vlm_bf16_to_f32(w[tb ? n * K + k : k * N + n]);
           r[n] = (float)acc;
         }
         double e = vt_max_rel(o, r, N, 1e-3);
-        CHECK(e < 1e-5, "bf16 gemv 1 x %lld x %lld (a %s, bias %d) vs double loop: %.3g", (long long)N,
-              (long long)K, abf ? "bf16" : "f32", hb, e);
+        CHECK(e < 1e-5, "bf16 gemv 1 x %lld x %lld (a %s, weights %s, bias %d) vs double loop: %.3g", (long long)N,
+              (long long)K, abf ? "bf16" : "f32", tb ? "[N,K]" : "[K,N]", hb & 1, e);
         worst = fmax(worst, e);
       }
   }
