@@ -232,10 +232,12 @@ static void forward_pooled_rows(const vlm_text_config *c, const vlm_text_params 
   int cls = c->embed_cls;
   vlm_device dev = s->xs[0].device;
   vlm_block_config bc = vlm_text_block_config(c);
+  VLM_CHECK(ids->dtype == VLM_I64 || ids->dtype == VLM_I32, "text: ids must be I32 or I64, got %s",
+            vlm_dtype_name(ids->dtype));
   vlm_tensor h = *ids;
   void *back = NULL;
+  VLM_CHECK(vlm_is_contiguous(ids), "text: ids must be contiguous");
   if (ids->device != VLM_CPU) {
-    VLM_CHECK(vlm_is_contiguous(ids), "text: ids must be contiguous");
     back = malloc(vlm_nbytes(ids) ? vlm_nbytes(ids) : 1);
     VLM_CHECK(back, "text: out of memory");
     vlm_memcpy(back, VLM_CPU, ids->data, ids->device, vlm_nbytes(ids));

@@ -42,7 +42,8 @@ void vlm_cpu_linear_forward(vlm_tensor *out, const vlm_tensor *a, const vlm_tens
  * fewer than 65536 weights, or b stored [K,N]). */
 int vlm_cpu_gemv_forward(int64_t M, int64_t N, int64_t K, const float *a, const float *b, int trans_b,
                          const float *bias, float *out);
-/* The same in bf16 precision: b BF16 [N,K], a F32 (rounded to bf16) or BF16 (a_bf16). */
+/* The same in bf16 precision: b BF16, stored [N,K] (trans_b) or [K,N]; a F32 (rounded to
+ * bf16) or BF16 (a_bf16); M = 1, K <= 16384, at least 65536 weights, else returns 0. */
 int vlm_cpu_gemv_bf16_forward(int64_t M, int64_t N, int64_t K, const void *a, int a_bf16, const uint16_t *b,
                               int trans_b, const float *bias, float *out);
 /* Packed weights (see core/cpu/matmul.c): register the plain matrix at p, as a

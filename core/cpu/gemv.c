@@ -1,16 +1,21 @@
-/* Matrix-vector products for the fp32 forward matmul with one row of a and weights
- * stored [N, K] (a Linear layer's layout), as in token-by-token decoding of one sequence
- * with a KV cache. Such a product reads each weight once and does 2 flops per weight, so
- * it is bound by memory bandwidth; oneDNN 2.6's f32 matmul primitive streamed 18-22 GB/s
- * on the CoCa ViT-B/32 decoder's shapes here, this loop 23-28 GB/s (docs/PERFORMANCE.md).
- * With more rows oneDNN catches up (2 rows: a tie) and wins (4 rows: cached decoding of
- * 4 images 1380 ms through oneDNN against 1550-1600 through this loop), so it takes 1 row.
- * Weights stored [K, N] (the vocabulary projection) stay with oneDNN: its sgemm streamed
- * them at ~30 GB/s, a blocked loop here at ~19.
+/* Matrix-vector products (one row of a) for the forward matmul, as in token-by-token
+ * decoding of one sequence with a KV cache. Such a product reads each weight once and does
+ * 2 flops per weight, so it is bound by memory bandwidth.
  *
- * out[m, n] = dot(a[m, :], b[n, :]) + bias[n]. Threads split the outputs n; every output is
- * summed in one fixed order whatever the thread count, so results do not depend on it. They
- * differ from oneDNN's only by summation order. */
+ * fp32, weights stored [N, K] (a Linear layer's layout): oneDNN 2.6's f32 matmul primitive
+ * streamed 18-22 GB/s on the CoCa ViT-B/32 decoder's shapes here, this loop 23-28 GB/s
+ * (docs/PERFORMANCE.md). With more rows oneDNN catches up (2 rows: a tie) and wins (4 rows:
+ * cached decoding of 4 images 1380 ms through oneDNN against 1550-1600 through this loop),
+ * so it takes 1 row. fp32 weights stored [K, N] (the vocabulary projection) stay with
+ * oneDNN: its sgemm streamed them at ~30 GB/s, a blocked loop here at ~19.
+ *
+ * bf16 precision with BF16 weights (`--precision bf16`): oneDNN's bf16 matmul streamed one
+ * row at ~13 GB/s; here [N, K] weights go through VDPBF16PS dot products and [K, N] weights
+ * through row blocks streamed across per-thread column spans (~23 GB/s).
+ *
+ * out[m, n] = dot(a[m, :], b[n, :]) + bias[n] (or b[:, n]). Threads split the outputs n;
+ * every output is summed in one fixed order whatever the thread count, so results do not
+ * depend on it. They differ from oneDNN's only by summation order. */
 #include <omp.h>
 #include <string.h>
 
