@@ -58,6 +58,25 @@ static void test_tensor_arena(void) {
   char buf[64];
   CHECK(!strcmp(vlm_shape_str(&t, buf, sizeof buf), "[3, 5] F32"), "shape_str %s", buf);
   vlm_arena_free(&a);
+  /* Large host blocks (anonymous mappings, zero-filled by the kernel): zeroed, aligned, usable to
+   * the last byte, and freed; a zero-byte one too. */
+  for (int round = 0; round < 3; round++) {
+    size_t big = ((size_t)5 << 20) + 4096 * (size_t)round + 8;
+    uint8_t *b = vlm_device_alloc(VLM_CPU, big);
+    CHECK(b && (uintptr_t)b % VLM_ARENA_ALIGN == 0, "host block of %zu bytes", big);
+    if (!b) break;
+    size_t nz = 0;
+    for (size_t i = 0; i < big; i += 4093) nz += b[i] != 0;
+    nz += b[big - 1] != 0;
+    CHECK(nz == 0, "host block zeroed (%zu nonzero bytes)", nz);
+    memset(b, 0xab, big);
+    CHECK(b[big - 1] == 0xab, "host block writable to its end");
+    vlm_device_free(VLM_CPU, b);
+  }
+  void *z = vlm_device_alloc(VLM_CPU, 0);
+  CHECK(z != NULL, "zero-byte host block");
+  vlm_device_free(VLM_CPU, z);
+  vlm_device_free(VLM_CPU, NULL);
 }
 
 static void test_rng(void) {
