@@ -67,6 +67,9 @@ static void usage(FILE *f) {
           "  --epochs-cooldown N  --lr-cooldown-power X (1.0)  --lr-cooldown-end X (0)\n"
           "  --grad-clip-norm X (none)  --accum-freq K (1)  --precision fp32|bf16 (fp32)\n"
           "  --seed N (0)\n"
+          "  --device auto|cpu|cuda (auto)  where the parameters, optimizer state and\n"
+          "                           activations live; auto: the GPU when one is present and\n"
+          "                           the model is a CLIP (CoCa trains on the CPU)\n"
           "Run, checkpoints, evaluation:\n"
           "  --logs DIR (./logs)  --name NAME (date-model-lr-batch)\n"
           "  --save-frequency N (1: epoch_K every N epochs)  --save-most-recent (keep only the\n"
@@ -97,7 +100,7 @@ static void usage(FILE *f) {
 
 typedef struct {
   const char *train_data, *val_data, *zs_data, *dataset_type, *model, *tokenizer, *logs, *name, *resume;
-  const char *precision, *scheduler, *templates_file, *upsampling, *csv_img_key, *csv_caption_key;
+  const char *precision, *scheduler, *templates_file, *upsampling, *csv_img_key, *csv_caption_key, *device;
   char csv_sep;
   double lr, beta1, beta2, eps, wd, grad_clip, temperature, cooldown_power, cooldown_end;
   double coca_caption_w, coca_clip_w;
@@ -263,13 +266,13 @@ static vlm_status write_run_config(const char *run, const vlm_clip_config *c, co
            "{\"model\": %s,\n \"train\": {\"train_data\": \"%s\", \"val_data\": \"%s\", \"batch_size\": %lld, "
            "\"accum_freq\": %d, \"total_steps\": %lld, \"epochs\": %lld, \"lr\": %g, \"beta1\": %g, \"beta2\": %g, "
            "\"eps\": %g, \"wd\": %g, \"warmup\": %lld, \"lr_scheduler\": \"%s\", \"grad_clip_norm\": %g, "
-           "\"precision\": \"%s\", \"seed\": %lld, \"workers\": %lld, \"lock_image\": %d, \"lock_text\": %d, "
+           "\"precision\": \"%s\", \"device\": \"%s\", \"seed\": %lld, \"workers\": %lld, \"lock_image\": %d, \"lock_text\": %d, "
            "\"tokenizer\": \"%s\", \"context_length\": %lld, \"coca_caption_loss_weight\": %g, "
            "\"coca_contrastive_loss_weight\": %g}}\n",
            mj, o->train_data, o->val_data ? o->val_data : "", (long long)t->batch_size, t->accum_freq,
            (long long)t->total_steps, o->epochs, t->lr, t->beta1, t->beta2, t->eps, t->wd, (long long)t->warmup,
            vlm_lr_scheduler_name(t->scheduler), t->grad_clip_norm, t->precision == VLM_PREC_BF16 ? "bf16" : "fp32",
-           o->seed, o->workers, t->lock_image, t->lock_text, tokenizer_desc, (long long)t->context_length,
+           t->device == VLM_CUDA ? "cuda" : "cpu", o->seed, o->workers, t->lock_image, t->lock_text, tokenizer_desc, (long long)t->context_length,
            o->coca_caption_w, o->coca_clip_w);
   char path[4096];
   snprintf(path, sizeof path, "%s/config.json", run);
@@ -318,9 +321,11 @@ static vlm_status evaluate(run_state *R, int do_zs) {
   memset(&r, 0, sizeof r);
   memset(&z, 0, sizeof z);
   int same = R->zs == R->val || !R->zs;
-  if (R->val) st = vlm_train_evaluate(&R->ec, &R->tr.p, R->val, 1, same && do_zs, &r);
+  /* Evaluation runs on the CPU: a GPU trainer's parameters are downloaded first. */
+  vlm_clip_params *p = R->is_coca ? &R->tr.p : vlm_trainer_host_params(&R->tr);
+  if (R->val) st = vlm_train_evaluate(&R->ec, p, R->val, 1, same && do_zs, &r);
   if (st == VLM_OK && R->zs && !same && do_zs) {
-    st = vlm_train_evaluate(&R->ec, &R->tr.p, R->zs, 0, 1, &z);
+    st = vlm_train_evaluate(&R->ec, p, R->zs, 0, 1, &z);
     r.zs = z.zs;
     r.have_zeroshot = z.have_zeroshot;
   }
@@ -608,6 +613,10 @@ static int run(run_state *R) {
   t.context_length = R->model.text.context_length;
   t.precision = !strcmp(o->precision, "bf16") ? VLM_PREC_BF16 : VLM_PREC_F32;
   t.lock_image = o->lock_image;
+  /* auto: the GPU when one is usable and the model is a CLIP (CoCa trains on the CPU so far) */
+  t.device = !strcmp(o->device, "cuda") || (!strcmp(o->device, "auto") && !R->is_coca && vlm_cuda_available())
+                 ? VLM_CUDA : VLM_CPU;
+
   t.lock_text = o->lock_text;
   st = R->is_coca ? vlm_trainer_init_coca(&R->tr, &R->coca, &t) : vlm_trainer_init(&R->tr, &R->model, &t);
   if (st != VLM_OK) return fail("");
@@ -623,8 +632,9 @@ static int run(run_state *R) {
     vlm_trainer_reset_optimizer(&R->tr);
   } else if (R->is_coca) {
     vlm_coca_params_init_openclip(&R->tr.coca.p, &R->coca, (uint64_t)o->seed);
-  } else {
-    vlm_clip_params_init_openclip(&R->tr.p, &R->model, (uint64_t)o->seed);
+  } else {  /* on the host (a copy when training on a GPU), then to the device */
+    vlm_clip_params_init_openclip(vlm_trainer_host_params(&R->tr), &R->model, (uint64_t)o->seed);
+    vlm_trainer_upload_params(&R->tr);
   }
   if ((st = write_run_config(R->run, &R->model, R->is_coca ? &R->coca : NULL, o, &R->tr.cfg, tok_desc)) != VLM_OK) return fail("");
   if ((st = vlm_train_log_open(&R->log, R->run, o->resume ? R->tr.step : INT64_MAX)) != VLM_OK) return fail("");
@@ -642,9 +652,9 @@ static int run(run_state *R) {
   int64_t p_vis = 0, p_txt = 0;
   int64_t np = R->is_coca ? vlm_coca_params_count(&R->tr.coca.p, &R->coca)
                           : vlm_clip_params_count(&R->tr.p, &R->model, &p_vis, &p_txt);
-  fprintf(stderr, "run %s: %s model %s (%.2f M parameters, image %lld, vocabulary %lld), %lld steps of %lld x %d samples\n",
+  fprintf(stderr, "run %s: %s model %s (%.2f M parameters, image %lld, vocabulary %lld), %lld steps of %lld x %d samples on the %s\n",
           R->run, R->is_coca ? "CoCa" : "CLIP", o->model, np / 1e6, (long long)R->model.vision.image_size, (long long)R->model.text.vocab_size,
-          (long long)t.total_steps, o->batch, t.accum_freq);
+          (long long)t.total_steps, o->batch, t.accum_freq, t.device == VLM_CUDA ? "GPU" : "CPU");
 
   /* ---- the loop */
   const int64_t K = o->accum, B = o->batch, S = R->model.vision.image_size, L = R->model.text.context_length;
@@ -810,6 +820,7 @@ int vlm_cmd_train(int argc, char **argv) {
   o->logs = "./logs";
   o->tokenizer = NULL;
   o->precision = "fp32";
+  o->device = "auto";
   o->scheduler = "cosine";
   o->csv_sep = '\t';
   o->lr = 5e-4;
@@ -855,6 +866,7 @@ int vlm_cmd_train(int argc, char **argv) {
     STR("--name", name)
     STR("--resume", resume)
     STR("--precision", precision)
+    STR("--device", device)
     STR("--lr-scheduler", scheduler)
     STR("--zeroshot-templates", templates_file)
     STR("--train-data-upsampling-factors", upsampling)
@@ -913,6 +925,14 @@ int vlm_cmd_train(int argc, char **argv) {
   for (int i = 1; i < argc; i++) if (!strcmp(argv[i], "--epochs")) o->set_epochs = 1;
   if (!o->train_data) {
     fprintf(stderr, CMD ": --train-data is required (try --train-data shapes; see --help)\n");
+    goto out;
+  }
+  if (strcmp(o->device, "auto") && strcmp(o->device, "cpu") && strcmp(o->device, "cuda")) {
+    fprintf(stderr, CMD ": --device: expected auto, cpu or cuda, got '%s'\n", o->device);
+    goto out;
+  }
+  if (!strcmp(o->device, "cuda") && !vlm_cuda_available()) {
+    fprintf(stderr, CMD ": --device cuda: %s\n", vlm_cuda_describe());
     goto out;
   }
   if (strcmp(o->precision, "fp32") && strcmp(o->precision, "f32") && strcmp(o->precision, "bf16")) {

@@ -262,6 +262,7 @@ typedef struct {
   int64_t context_length;           /* text length L of the batches (<= the model's) */
   vlm_precision precision;
   int lock_image, lock_text;
+  vlm_device device;                /* where parameters, optimizer state and activations live (CPU) */
 } vlm_train_config;
 void vlm_train_config_default(vlm_train_config *t);
 
@@ -284,7 +285,10 @@ typedef struct {
     vlm_coca_acts acts;             /* one batch B, with backward */
   } coca;                           /* is_coca only */
   float last_clip_loss, last_caption_loss; /* CoCa: the unweighted parts of the last step's loss */
-  vlm_clip_params p, g, m, v;       /* CLIP: parameters, gradients, exp_avg, exp_avg_sq (one arena each) */
+  vlm_clip_params p, g, m, v;       /* CLIP: parameters, gradients, exp_avg, exp_avg_sq (one arena each),
+                                       on cfg.device */
+  vlm_clip_params host;             /* cfg.device a GPU: a host copy of p (init, loading, evaluation) */
+  vlm_clip_batch batch;             /* cfg.device a GPU: the step's K*B batch, uploaded once a step */
   vlm_param_slot *slots;            /* every parameter in visit order (names owned) */
   int n_slots;
   vlm_param_slot *active;           /* the trainable ones (locked towers left out) */
@@ -309,6 +313,12 @@ vlm_status vlm_trainer_init(vlm_trainer *tr, const vlm_clip_config *c, const vlm
 /* The same for a CoCa model (parameters zeroed: vlm_coca_params_init_openclip on
  * tr->coca.p, or a load). */
 vlm_status vlm_trainer_init_coca(vlm_trainer *tr, const vlm_coca_config *c, const vlm_train_config *t);
+/* The CLIP parameters on the host: tr->p itself when training on the CPU; on a
+ * GPU the host copy tr->host, refreshed from the device. */
+vlm_clip_params *vlm_trainer_host_params(vlm_trainer *tr);
+/* After the caller changed the host parameters (an initialisation): copy them to
+ * the device; nothing to do on the CPU. */
+void vlm_trainer_upload_params(vlm_trainer *tr);
 /* Fine-tuning from loaded weights: moments zeroed, step / epoch / data position 0. */
 void vlm_trainer_reset_optimizer(vlm_trainer *tr);
 void vlm_trainer_free(vlm_trainer *tr);

@@ -132,7 +132,7 @@ static float clip_forward_backward(vlm_trainer *tr, const vlm_tensor *images, co
       copy_rows(&tr->txt_all, j, B, &ta->features);
     }
     vlm_clip_loss_forward(&tr->loss, &tr->img_all, &tr->txt_all, &tr->p.logit_scale);
-    loss = *(const float *)tr->loss.loss.data;
+    loss = vlm_get_f32(&tr->loss.loss, 0);
     vlm_zero(&tr->d_img_all);
     vlm_zero(&tr->d_txt_all);
     vlm_clip_loss_backward(&tr->loss, 1.0f, &tr->img_all, &tr->txt_all, lock_i ? NULL : &tr->d_img_all,
@@ -154,9 +154,14 @@ static vlm_status clip_save_dir(vlm_trainer *tr, const char *dir) {
   return vlm_clip_save_dir(&tr->p, &tr->model, dir, VLM_CKPT_OPENCLIP);
 }
 static vlm_status clip_load_weights(vlm_trainer *tr, const char *path) {
-  return vlm_clip_load_safetensors(&tr->p, &tr->model, path, VLM_CKPT_OPENCLIP);
+  if (tr->p.arena.device == VLM_CPU) return vlm_clip_load_safetensors(&tr->p, &tr->model, path, VLM_CKPT_OPENCLIP);
+  vlm_status s = vlm_clip_load_safetensors(&tr->host, &tr->model, path, VLM_CKPT_OPENCLIP);
+  if (s == VLM_OK) vlm_clip_params_copy(&tr->p, &tr->host);   /* the host copy, then one upload */
+  return s;
 }
 static void clip_free(vlm_trainer *tr) {
+  vlm_clip_params_free(&tr->host);
+  vlm_clip_batch_free(&tr->batch);
   vlm_clip_params_free(&tr->p);
   vlm_clip_params_free(&tr->g);
   vlm_clip_params_free(&tr->m);
@@ -253,16 +258,22 @@ vlm_status vlm_trainer_init(vlm_trainer *tr, const vlm_clip_config *c, const vlm
   if (tr->cfg.context_length <= 0) tr->cfg.context_length = c->text.context_length;
   vlm_status st = check_cfg(t);
   if (st != VLM_OK) return st;
-  st = vlm_clip_params_init(&tr->p, c);
-  if (st == VLM_OK) st = vlm_clip_params_init(&tr->g, c);
-  if (st == VLM_OK) st = vlm_clip_params_init(&tr->m, c);
-  if (st == VLM_OK) st = vlm_clip_params_init(&tr->v, c);
-  if (st == VLM_OK) st = vlm_clip_acts_init(&tr->acts, c, t->batch_size, tr->cfg.context_length, 1);
+  const vlm_device dev = t->device;
+  if (dev == VLM_CUDA && !vlm_cuda_available())
+    return vlm_error(VLM_ERR_UNSUPPORTED, "training on the GPU: no usable GPU (or a build without CUDA)");
+  /* Everything the step touches lives on dev; on a GPU the host keeps a copy of
+   * the parameters (init, loading, evaluation) and the batch is uploaded once a step. */
+  st = vlm_clip_params_init_on(&tr->p, c, dev);
+  if (st == VLM_OK) st = vlm_clip_params_init_on(&tr->g, c, dev);
+  if (st == VLM_OK) st = vlm_clip_params_init_on(&tr->m, c, dev);
+  if (st == VLM_OK) st = vlm_clip_params_init_on(&tr->v, c, dev);
+  if (st == VLM_OK) st = vlm_clip_acts_init_on(&tr->acts, c, t->batch_size, tr->cfg.context_length, 1, dev);
+  if (st == VLM_OK && dev != VLM_CPU) st = vlm_clip_params_init(&tr->host, c);
   if (st != VLM_OK) goto fail;
   vlm_arena meas;
-  vlm_arena_measure(&meas, VLM_CPU);
+  vlm_arena_measure(&meas, dev);
   layout_extra(tr, &meas);
-  st = vlm_arena_init(&tr->arena, meas.used, VLM_CPU);
+  st = vlm_arena_init(&tr->arena, meas.used, dev);
   if (st != VLM_OK) goto fail;
   layout_extra(tr, &tr->arena);
   st = setup_slots(tr);
@@ -289,6 +300,9 @@ vlm_status vlm_trainer_init_coca(vlm_trainer *tr, const vlm_coca_config *c, cons
   if (t->accum_freq != 1 || t->lock_image || t->lock_text)
     return vlm_error(VLM_ERR_UNSUPPORTED, "training CoCa: --accum-freq > 1, --lock-image and --lock-text are "
                                           "not supported (CLIP only)");
+  if (t->device != VLM_CPU)
+    return vlm_error(VLM_ERR_UNSUPPORTED, "training CoCa on the GPU is not supported yet (its text cls embedding "
+                                          "runs on the CPU only): use --device cpu");
   st = vlm_coca_params_init(&tr->coca.p, c);
   if (st == VLM_OK) st = vlm_coca_params_init(&tr->coca.g, c);
   if (st == VLM_OK) st = vlm_coca_params_init(&tr->coca.m, c);
@@ -308,6 +322,17 @@ void vlm_trainer_free(vlm_trainer *tr) {
   memset(tr, 0, sizeof *tr);
 }
 
+vlm_clip_params *vlm_trainer_host_params(vlm_trainer *tr) {
+  VLM_CHECK(!tr->is_coca, "trainer: vlm_trainer_host_params is for CLIP (a CoCa trains on the CPU: tr->coca.p)");
+  if (tr->p.arena.device == VLM_CPU) return &tr->p;
+  vlm_clip_params_copy(&tr->host, &tr->p);
+  return &tr->host;
+}
+
+void vlm_trainer_upload_params(vlm_trainer *tr) {
+  if (!tr->is_coca && tr->p.arena.device != VLM_CPU) vlm_clip_params_copy(&tr->p, &tr->host);
+}
+
 void vlm_trainer_reset_optimizer(vlm_trainer *tr) {
   for (int i = 0; i < tr->n_slots; i++) {
     vlm_zero(tr->slots[i].m);
@@ -322,6 +347,18 @@ float vlm_trainer_step(vlm_trainer *tr, const vlm_tensor *images, const vlm_tens
                 ids->shape[1] == tr->cfg.context_length,
             "trainer: expected %lld images and ids of length %lld", (long long)(K * B),
             (long long)tr->cfg.context_length);
+  if (!tr->is_coca && tr->p.arena.device != VLM_CPU && images->device == VLM_CPU) {
+    /* One upload of the K*B batch (the device batch is made for the ids' dtype) */
+    if (!tr->batch.arena.base || tr->batch.ids.dtype != ids->dtype) {
+      vlm_clip_batch_free(&tr->batch);
+      VLM_CHECK(vlm_clip_batch_init_on(&tr->batch, &tr->model, K * B, tr->cfg.context_length, ids->dtype,
+                                       tr->p.arena.device) == VLM_OK,
+                "trainer: %s", vlm_last_error());
+    }
+    vlm_clip_batch_upload(&tr->batch, images, ids);
+    images = &tr->batch.images;
+    ids = &tr->batch.ids;
+  }
   vlm_precision saved = vlm_get_matmul_precision();
   vlm_set_matmul_precision(tr->cfg.precision);
   float lr = vlm_trainer_lr(&tr->cfg, tr->step);

@@ -103,7 +103,13 @@ vlm_status vlm_trainer_load(vlm_trainer *tr, const char *dir, int *had_state) {
       const vlm_st_entry *e = vlm_st_find(&st, name);
       vlm_tensor *t = k ? tr->slots[i].v : tr->slots[i].m;
       if (!e) s = vlm_error(VLM_ERR_FORMAT, "%s: no tensor %s", path, name);
-      else s = vlm_st_read_f32(&st, e, vlm_f32(t), vlm_numel(t));
+      else if (t->device == VLM_CPU) s = vlm_st_read_f32(&st, e, vlm_f32(t), vlm_numel(t));
+      else {  /* a moment on a GPU: through a host buffer */
+        float *h = malloc((size_t)(vlm_numel(t) > 0 ? vlm_numel(t) : 1) * sizeof(float));
+        s = h ? vlm_st_read_f32(&st, e, h, vlm_numel(t)) : vlm_error(VLM_ERR_OOM, "out of memory");
+        if (s == VLM_OK) vlm_memcpy(t->data, t->device, h, VLM_CPU, (size_t)vlm_numel(t) * sizeof(float));
+        free(h);
+      }
       if (s != VLM_OK) s = vlm_error_prefix(s, "%s", path);
     }
   }

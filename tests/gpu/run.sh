@@ -3,7 +3,8 @@
 #   1. build with CUDA (build-gpu/),
 #   2. the GPU tests for real (test_cuda, test_cuda_ops, test_cuda_clip), each
 #      with its failures and per-op summary shown,
-#   3. the rest of the ctest suite,
+#   3. vlm train --device cuda on the shapes set against the same run on the CPU
+#      (tests/e2e/train_gpu.sh), then the rest of the ctest suite,
 #   4. bench/bench_gpu (ViT-B/32 training step and image encoding at batch 256,
 #      bf16 GEMM rate, MFU) and its PyTorch peer bench/peer/gpu_peer.py, side by
 #      side with ratios,
@@ -130,11 +131,25 @@ grep -E '\]: loss|gradients, worst|AdamW step|training steps|train loss' "$logs/
   cut -c1-330
 grep -E 'gpu bf16\].*max err' "$logs/test_cuda_clip.log" | cut -c1-150
 
-# ------------------------------------------------------------------ the rest of the suite
+# ------------------------------------------------------------------ training on the shapes set, CPU vs GPU
 ctest_rc=0
 if [ $dev -eq 0 ]; then
+  echo "=== vlm train --device cuda on shapes vs the CPU ($(elapsed) s)"
+  timeout 240 "$root/tests/e2e/train_gpu.sh" ./vlm >"$logs/train_gpu.log" 2>&1
+  rc=$?
+  grep -E '^zero-shot|^FAIL|checks passed' "$logs/train_gpu.log" | cut -c1-300
+  case $rc in
+    0) note "e2e_train_gpu (shapes, CPU vs GPU): PASS" ;;
+    77) note "e2e_train_gpu: SKIPPED (no GPU seen?)"; gpu_fail=1 ;;
+    124) note "e2e_train_gpu: TIMEOUT (240 s)"; gpu_fail=1 ;;
+    *) note "e2e_train_gpu: FAILED (exit $rc)"; gpu_fail=1 ;;
+  esac
+fi
+
+# ------------------------------------------------------------------ the rest of the suite
+if [ $dev -eq 0 ]; then
   echo "=== ctest, all but the GPU tests ($(elapsed) s)"
-  ctest -j"$(nproc)" --timeout 180 -E 'unit_cuda' >"$logs/ctest.log" 2>&1
+  ctest -j"$(nproc)" --timeout 180 -E 'unit_cuda|e2e_train_gpu' >"$logs/ctest.log" 2>&1
   ctest_rc=$?
   grep -E 'tests passed|tests failed|\(Failed\)|\(Timeout\)|\*\*\*Exception|Not Run' "$logs/ctest.log" | head -n 20
   note "ctest (CPU suite): $(grep -E 'tests passed' "$logs/ctest.log" | head -n 1)"

@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# `vlm train --device cuda`: a CLIP trained on the shapes set on the GPU reaches the
+# accuracy of the same run on the CPU, its checkpoint (written from the device)
+# evaluates the same with `vlm eval` on the CPU, and a run stopped half-way and
+# resumed on the GPU (weights and AdamW moments uploaded again) ends as well.
+# The option checks run everywhere; the training part skips (77) where there is
+# no GPU or the build has no CUDA backend.
+# Usage: train_gpu.sh VLM_BINARY
+set -u
+vlm=$1
+pass=0 fail=0
+check() { if eval "$2"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: $1"; fi; }
+tmp=$(mktemp -d) || exit 1
+trap 'rm -rf "$tmp"' EXIT
+
+check "train --help names --device" "\"$vlm\" train --help | grep -q -- '--device auto|cpu|cuda'"
+out=$("$vlm" train --train-data shapes --device tpu --logs "$tmp" 2>&1); rc=$?
+check "unknown --device exits 2 ($out)" "[ $rc -eq 2 ] && grep -q -- '--device: expected auto, cpu or cuda' <<<\"\$out\""
+out=$("$vlm" train --train-data shapes --model coca-tiny --device cuda --steps 1 --logs "$tmp" --name coca 2>&1); rc=$?
+no_gpu=0
+if [ $rc -ne 0 ] && grep -q -- '--device cuda: ' <<<"$out"; then
+  no_gpu=1   # refused before anything else: no usable GPU
+else
+  check "CoCa on the GPU is refused clearly ($out)" "[ $rc -ne 0 ] && grep -q 'CoCa on the GPU is not supported' <<<\"\$out\""
+fi
+if [ $no_gpu -eq 1 ]; then
+  echo "$pass checks passed, $fail failed; SKIPPED the training part: no GPU ($out)"
+  [ $fail -eq 0 ] || exit 1
+  exit 77
+fi
+
+# Same seed, same data, 600 steps of shapes-demo, fp32: CPU and GPU.
+common=(--train-data shapes --model shapes-demo --steps 600 --eval-steps 600 --seed 3 --logs "$tmp" --json)
+"$vlm" train "${common[@]}" --device cpu --name cpu >"$tmp/cpu.json" 2>"$tmp/cpu.err"
+check "CPU run exits 0" "[ $? -eq 0 ]"
+"$vlm" train "${common[@]}" --device cuda --name gpu >"$tmp/gpu.json" 2>"$tmp/gpu.err"
+check "GPU run exits 0 ($(tail -n 2 "$tmp/gpu.err" | tr '\n' ' '))" "[ $? -eq 0 ]"
+check "GPU run says where it runs" "grep -q 'samples on the GPU' \"$tmp/gpu.err\""
+field() { grep -o "\"$2\": [0-9.e+-]*" "$1" | head -n 1 | awk '{print $2}'; }
+c1=$(field "$tmp/cpu.json" zeroshot_top1) g1=$(field "$tmp/gpu.json" zeroshot_top1)
+c5=$(field "$tmp/cpu.json" zeroshot_top5) g5=$(field "$tmp/gpu.json" zeroshot_top5)
+cl=$(field "$tmp/cpu.json" val_loss) gl=$(field "$tmp/gpu.json" val_loss)
+echo "zero-shot top-1 CPU $c1 GPU $g1; top-5 CPU $c5 GPU $g5; val loss CPU $cl GPU $gl"
+close() { awk -v a="$1" -v b="$2" -v t="$3" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(a != "" && b != "" && d <= t) }'; }
+above() { awk -v a="$1" -v t="$2" 'BEGIN { exit !(a != "" && a >= t) }'; }
+# 48 classes (chance 2.1%); 600 steps reach ~25% top-1 and ~90% top-5 on the CPU.
+check "GPU zero-shot top-1 $g1 well above chance" "above '$g1' 0.12"
+check "GPU zero-shot top-1 $g1 within 0.08 of the CPU's $c1" "close '$g1' '$c1' 0.08"
+check "GPU zero-shot top-5 $g5 within 0.08 of the CPU's $c5" "close '$g5' '$c5' 0.08"
+check "GPU val loss $gl within 0.15 of the CPU's $cl" "close '$gl' '$cl' 0.15"
+
+# The checkpoint the GPU run wrote, evaluated on the CPU.
+ck=$tmp/gpu/checkpoints/latest
+"$vlm" eval --model "$ck" --zeroshot shapes:val --json >"$tmp/eval.json" 2>"$tmp/eval.err"
+check "vlm eval of the GPU checkpoint exits 0 ($(tail -n 1 "$tmp/eval.err"))" "[ $? -eq 0 ]"
+e1=$(field "$tmp/eval.json" top1)
+check "vlm eval on the CPU ($e1) equals the GPU trainer's figure ($g1)" "close '$e1' '$g1' 0.002"
+
+# Stopped at 300 and resumed on the GPU.
+"$vlm" train "${common[@]}" --device cuda --name res --stop-at-step 300 >/dev/null 2>"$tmp/res1.err"
+check "GPU run stopped at 300" "[ $? -eq 0 ] && [ -e \"$tmp/res/checkpoints/latest\" ]"
+"$vlm" train "${common[@]}" --device cuda --name res --resume latest >"$tmp/res.json" 2>"$tmp/res2.err"
+check "GPU resume exits 0 ($(tail -n 1 "$tmp/res2.err"))" "[ $? -eq 0 ] && grep -q 'resuming' \"$tmp/res2.err\""
+r1=$(field "$tmp/res.json" zeroshot_top1)
+check "resumed GPU run's top-1 $r1 within 0.08 of the straight run's $g1" "close '$r1' '$g1' 0.08"
+
+echo "$pass checks passed, $fail failed"
+[ $fail -eq 0 ]
