@@ -613,11 +613,10 @@ static int run(run_state *R) {
   t.context_length = R->model.text.context_length;
   t.precision = !strcmp(o->precision, "bf16") ? VLM_PREC_BF16 : VLM_PREC_F32;
   t.lock_image = o->lock_image;
+  t.lock_text = o->lock_text;
   /* auto: the GPU when one is usable and the model is a CLIP (CoCa trains on the CPU so far) */
   t.device = !strcmp(o->device, "cuda") || (!strcmp(o->device, "auto") && !R->is_coca && vlm_cuda_available())
                  ? VLM_CUDA : VLM_CPU;
-
-  t.lock_text = o->lock_text;
   st = R->is_coca ? vlm_trainer_init_coca(&R->tr, &R->coca, &t) : vlm_trainer_init(&R->tr, &R->model, &t);
   if (st != VLM_OK) return fail("");
   vlm_rng_seed(&R->tr.rng, (uint64_t)o->seed);
