@@ -278,18 +278,29 @@ static double min_cosine(const vlm_tensor *a, const vlm_tensor *b) {
   return worst;
 }
 
-static void bf16_checks(const char *shared) {
+/* tiny-clip's config, weights and inputs (0 after a failed CHECK). */
+static int load_tiny_clip(const char *shared, vlm_clip_config *c, vlm_clip_params *p, vlm_safetensors *in) {
   char dir[2048], path[4096];
+  vlm_ckpt_format fmt;
   snprintf(dir, sizeof dir, "%s/fixtures/tiny-clip", shared);
+  snprintf(path, sizeof path, "%s/inputs.safetensors", dir);
+  if (vlm_clip_load(dir, c, p, &fmt) != VLM_OK) {
+    CHECK(0, "%s", vlm_last_error());
+    return 0;
+  }
+  if (vlm_st_open(in, path) != VLM_OK) {
+    CHECK(0, "%s", vlm_last_error());
+    vlm_clip_params_free(p);
+    return 0;
+  }
+  return 1;
+}
+
+static void bf16_checks(const char *shared) {
   vlm_clip_config c;
   vlm_clip_params p, h;
-  vlm_ckpt_format fmt;
   vlm_safetensors in;
-  snprintf(path, sizeof path, "%s/inputs.safetensors", dir);
-  if (vlm_clip_load(dir, &c, &p, &fmt) != VLM_OK || vlm_st_open(&in, path) != VLM_OK) {
-    CHECK(0, "%s", vlm_last_error());
-    return;
-  }
+  if (!load_tiny_clip(shared, &c, &p, &in)) return;
   vlm_tensor images = vlm_st_tensor(vlm_st_find(&in, "images")), text = vlm_st_tensor(vlm_st_find(&in, "text"));
   int64_t B = images.shape[0], L = text.shape[1];
   vlm_clip_acts a, b;
@@ -328,17 +339,10 @@ static double rel_diff(const vlm_tensor *a, const vlm_tensor *b) {
  * positions), the first-EOT pooling rule as well as argmax, fp32 with both
  * kernel sets and bf16 weights. */
 static void pooled_rows_checks(const char *shared) {
-  char dir[2048], path[4096];
-  snprintf(dir, sizeof dir, "%s/fixtures/tiny-clip", shared);
   vlm_clip_config c;
   vlm_clip_params p, h;
-  vlm_ckpt_format fmt;
   vlm_safetensors in;
-  snprintf(path, sizeof path, "%s/inputs.safetensors", dir);
-  if (vlm_clip_load(dir, &c, &p, &fmt) != VLM_OK || vlm_st_open(&in, path) != VLM_OK) {
-    CHECK(0, "%s", vlm_last_error());
-    return;
-  }
+  if (!load_tiny_clip(shared, &c, &p, &in)) return;
   CHECK(vlm_clip_params_bf16(&h, &p, &c) == VLM_OK, "%s", vlm_last_error());
   vlm_tensor images = vlm_st_tensor(vlm_st_find(&in, "images")), text = vlm_st_tensor(vlm_st_find(&in, "text"));
   int64_t L = text.shape[1], S = c.vision.image_size, keep[5] = {0, 2, 4, 5, 7}, B = 5;
