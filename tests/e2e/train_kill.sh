@@ -11,7 +11,7 @@ check() { if eval "$2"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "
 tmp=$(mktemp -d) || exit 1
 trap 'rm -rf "$tmp"' EXIT
 export VLM_THREADS=2
-args=(--train-data shapes:64 --model tiny --tokenizer train:600 --batch-size 8 --steps 1000000 --warmup 3
+args=(--device cpu --train-data shapes:64 --model tiny --tokenizer train:600 --batch-size 8 --steps 1000000 --warmup 3
       --val-frequency 0 --zeroshot-frequency 0 --workers 1 --save-steps 1 --logs "$tmp/runs" --name k)
 L=$tmp/runs/k/checkpoints/latest
 kills=0

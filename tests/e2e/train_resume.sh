@@ -10,7 +10,7 @@ check() { if eval "$2"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "
 tmp=$(mktemp -d) || exit 1
 trap 'rm -rf "$tmp"' EXIT
 export VLM_THREADS=2
-common=(--train-data shapes:64 --model tiny --tokenizer train:600 --batch-size 8 --lr 1e-3 --warmup 3
+common=(--device cpu --train-data shapes:64 --model tiny --tokenizer train:600 --batch-size 8 --lr 1e-3 --warmup 3
         --val-frequency 0 --zeroshot-frequency 0 --workers 2 --logs "$tmp/runs" --seed 3)
 
 for accum in 1 2; do
@@ -62,7 +62,7 @@ check "epoch checkpoint loads with vlm info" "\"$vlm\" info --model $R/checkpoin
 check "config.json names the model and lr" "grep -q '\"lr\": 0.001' $R/config.json && grep -q '\"model\"' $R/config.json"
 
 # Fine-tune from a checkpoint dir, with a locked image tower, bf16 and evaluation.
-"$vlm" train --train-data shapes:32 --model $R/checkpoints/latest --tokenizer $R/tokenizer --batch-size 8 --steps 3 \
+"$vlm" train --device cpu --train-data shapes:32 --model $R/checkpoints/latest --tokenizer $R/tokenizer --batch-size 8 --steps 3 \
   --lock-image --precision bf16 --val-data shapes:val:24 --logs "$tmp/runs" --name ft --json >"$tmp/ft.json" 2>"$tmp/ft.err"
 check "fine-tune (lock-image, bf16, eval) exits 0" "[ $? -eq 0 ]"
 check "fine-tune --json has eval metrics" "grep -q 'zeroshot_top1' $tmp/ft.json && grep -q 'text_to_image_R@1' $tmp/ft.json"
