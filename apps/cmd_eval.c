@@ -109,34 +109,6 @@ static vlm_status open_loader(const opts *o, vlm_encoder *enc, const char *spec,
   return vlm_loader_open(out, &lc);   /* its errors name the file */
 }
 
-/* ---- an int64 -> int64 map (open addressing) for the image of each group */
-typedef struct { int64_t *k, *v; size_t cap, n; } i64map;
-static size_t slot_of(const i64map *m, int64_t k) {
-  uint64_t h = (uint64_t)k * 0x9E3779B97F4A7C15ull;
-  size_t i = (size_t)(h >> 17) & (m->cap - 1);
-  while (m->v[i] >= 0 && m->k[i] != k) i = (i + 1) & (m->cap - 1);
-  return i;
-}
-static int map_grow(i64map *m) {
-  if (m->cap && 2 * (m->n + 1) <= m->cap) return 1;
-  i64map g = {NULL, NULL, m->cap ? 2 * m->cap : 1024, 0};
-  g.k = malloc(g.cap * sizeof *g.k);
-  g.v = malloc(g.cap * sizeof *g.v);
-  if (!g.k || !g.v) { free(g.k); free(g.v); return 0; }
-  for (size_t i = 0; i < g.cap; i++) g.v[i] = -1;
-  for (size_t i = 0; i < m->cap; i++)
-    if (m->v[i] >= 0) {
-      size_t s = slot_of(&g, m->k[i]);
-      g.k[s] = m->k[i];
-      g.v[s] = m->v[i];
-      g.n++;
-    }
-  free(m->k);
-  free(m->v);
-  *m = g;
-  return 1;
-}
-
 static int64_t batch_text_len(const int32_t *ids, int n, int64_t ctx) {
   int64_t L = 1;
   for (int i = 0; i < n; i++)
@@ -164,7 +136,7 @@ static vlm_status run_retrieval(const opts *o, vlm_encoder *enc, retrieval_out *
   float *txt = NULL, *img = NULL, *pix = malloc((size_t)(o->batch * per) * sizeof(float));
   int32_t *ids = NULL, *ids_c = malloc((size_t)(o->batch * ctx) * sizeof(int32_t));
   int64_t *grp = NULL, *img_group = NULL;
-  i64map seen = {0};
+  vlm_group_map seen = {0};   /* group -> its image's row in img */
   if (!pix || !ids_c) st = vlm_error(VLM_ERR_OOM, "out of memory");
   if (st == VLM_OK) st = vlm_loader_start_epoch(ld, 0, 0);
   int64_t batches = vlm_loader_batches_per_epoch(ld), done = 0;
@@ -197,12 +169,8 @@ static vlm_status run_retrieval(const opts *o, vlm_encoder *enc, retrieval_out *
     /* images: one per group */
     int64_t k = 0;
     for (int i = 0; i < b.n && st == VLM_OK; i++) {
-      if (!map_grow(&seen)) { st = vlm_error(VLM_ERR_OOM, "out of memory"); break; }
-      size_t s = slot_of(&seen, b.groups[i]);
-      if (seen.v[s] >= 0) continue;
-      seen.k[s] = b.groups[i];
-      seen.v[s] = U + k;
-      seen.n++;
+      int64_t found;
+      if ((st = vlm_group_map_add(&seen, b.groups[i], U + k, &found)) != VLM_OK || found >= 0) continue;
       img_group[U + k] = b.groups[i];
       memcpy(pix + (size_t)(k * per), b.images + (size_t)i * per, (size_t)per * sizeof(float));
       k++;
@@ -234,8 +202,8 @@ static vlm_status run_retrieval(const opts *o, vlm_encoder *enc, retrieval_out *
   }
   if (st == VLM_OK) {
     /* an image's key: the key of the first caption of its group (COCO: all its captions share it) */
-    for (int64_t j = n - 1; j >= 0; j--) seen.v[slot_of(&seen, grp[j])] = j;   /* first caption of each group */
-    for (int64_t u = 0; u < U; u++) ikey[u] = tkey[seen.v[slot_of(&seen, img_group[u])]];
+    for (int64_t j = n - 1; j >= 0; j--) *vlm_group_map_ref(&seen, grp[j]) = j;   /* first caption of each group */
+    for (int64_t u = 0; u < U; u++) ikey[u] = tkey[*vlm_group_map_ref(&seen, img_group[u])];
     st = vlm_retrieval_compute(img, U, ikey, txt, n, tkey, E, &r->m);
   }
   if (st == VLM_OK) {
@@ -252,8 +220,7 @@ static vlm_status run_retrieval(const opts *o, vlm_encoder *enc, retrieval_out *
   free(ids_c);
   free(grp);
   free(img_group);
-  free(seen.k);
-  free(seen.v);
+  vlm_group_map_free(&seen);
   vlm_loader_close(ld);
   return st;
 }

@@ -12,6 +12,7 @@ typedef struct {
   int32_t *ids;          /* [n, L] */
   int *labels;
   int64_t *groups;
+  int64_t *copy_of;      /* [n] the row whose image features this row shares (same group), or -1 */
   int64_t n, cap;
 } feats;
 
@@ -29,7 +30,9 @@ static int grow(feats *f, int64_t need, int64_t E, int64_t L) {
   if (d) f->labels = d;
   int64_t *e = realloc(f->groups, (size_t)cap * sizeof(int64_t));
   if (e) f->groups = e;
-  if (!a || !b || !c || !d || !e) return 0;
+  int64_t *g = realloc(f->copy_of, (size_t)cap * sizeof(int64_t));
+  if (g) f->copy_of = g;
+  if (!a || !b || !c || !d || !e || !g) return 0;
   f->cap = cap;
   return 1;
 }
@@ -40,6 +43,7 @@ static void feats_free(feats *f) {
   free(f->ids);
   free(f->labels);
   free(f->groups);
+  free(f->copy_of);
 }
 
 /* ClipLoss of n pairs in double precision. */
@@ -87,37 +91,39 @@ typedef struct {
   vlm_coca_acts cacts;
 } eval_model;
 
-/* Encode a padded batch of n <= B rows: images [n,3,S,S], ids [n,L] into the acts' features. */
-static void encode(eval_model *m, float *img_buf, int32_t *ids_buf, int64_t B, int64_t L, const float *images,
-                   const int32_t *ids, int64_t n, float *img_out, float *txt_out) {
+/* Encode the first n <= B images staged in img_buf [B,3,S,S] (the rest padded
+ * with copies of the last) into img_out [n,E]. */
+static void encode_staged(eval_model *m, float *img_buf, int64_t B, int64_t n, float *img_out) {
   const vlm_clip_config *c = m->c;
   int64_t S = c->vision.image_size, per = 3 * S * S, E = c->embed_dim;
-  if (images) {
-    for (int64_t i = 0; i < B; i++) memcpy(img_buf + i * per, images + (i < n ? i : n - 1) * per, (size_t)per * sizeof(float));
-    int64_t is[4] = {B, 3, S, S};
-    vlm_tensor ti = vlm_tensor_cpu_f32(img_buf, 4, is);
-    if (m->cc) {
-      vlm_coca_vit_forward(&m->cc->vision, &m->cp->visual, &m->cp->pool, &m->cacts.visual, &m->cacts.pool, &ti);
-      memcpy(img_out, m->cacts.pool.features.data, (size_t)(n * E) * sizeof(float));
-    } else {
-      vlm_vit_forward(&c->vision, &m->p->visual, &m->acts.visual, &ti);
-      memcpy(img_out, m->acts.visual.features.data, (size_t)(n * E) * sizeof(float));
-    }
+  for (int64_t i = n; i < B; i++) memcpy(img_buf + i * per, img_buf + (n - 1) * per, (size_t)per * sizeof(float));
+  int64_t is[4] = {B, 3, S, S};
+  vlm_tensor ti = vlm_tensor_cpu_f32(img_buf, 4, is);
+  if (m->cc) {
+    vlm_coca_vit_forward(&m->cc->vision, &m->cp->visual, &m->cp->pool, &m->cacts.visual, &m->cacts.pool, &ti);
+    memcpy(img_out, m->cacts.pool.features.data, (size_t)(n * E) * sizeof(float));
+  } else {
+    vlm_vit_forward(&c->vision, &m->p->visual, &m->acts.visual, &ti);
+    memcpy(img_out, m->acts.visual.features.data, (size_t)(n * E) * sizeof(float));
   }
-  if (ids) {
-    for (int64_t i = 0; i < B; i++) memcpy(ids_buf + i * L, ids + (i < n ? i : n - 1) * L, (size_t)L * sizeof(int32_t));
-    int64_t ts[2] = {B, L};
-    vlm_tensor tt = vlm_tensor_make(ids_buf, VLM_I32, VLM_CPU, 2, ts);
-    vlm_text_acts *ta = m->cc ? &m->cacts.text : &m->acts.text;
-    vlm_text_forward(m->cc ? &m->cc->text : &c->text, m->cc ? &m->cp->text : &m->p->text, ta, &tt);
-    memcpy(txt_out, ta->features.data, (size_t)(n * E) * sizeof(float));
-  }
+}
+
+/* Encode a padded batch of n <= B texts, ids [n,L], into txt_out [n,E]. */
+static void encode_texts(eval_model *m, int32_t *ids_buf, int64_t B, int64_t L, const int32_t *ids, int64_t n,
+                         float *txt_out) {
+  const vlm_clip_config *c = m->c;
+  int64_t E = c->embed_dim;
+  for (int64_t i = 0; i < B; i++) memcpy(ids_buf + i * L, ids + (i < n ? i : n - 1) * L, (size_t)L * sizeof(int32_t));
+  int64_t ts[2] = {B, L};
+  vlm_tensor tt = vlm_tensor_make(ids_buf, VLM_I32, VLM_CPU, 2, ts);
+  vlm_text_acts *ta = m->cc ? &m->cacts.text : &m->acts.text;
+  vlm_text_forward(m->cc ? &m->cc->text : &c->text, m->cc ? &m->cp->text : &m->p->text, ta, &tt);
+  memcpy(txt_out, ta->features.data, (size_t)(n * E) * sizeof(float));
 }
 
 /* Zero-shot prompts through the model being trained (vlm_text_encode_fn). */
 typedef struct {
   eval_model *m;
-  float *img_buf;
   int32_t *ids_buf, *ids;   /* ids: [B, L] */
   int64_t B, L;
   vlm_tokenizer *tok;
@@ -130,7 +136,7 @@ static vlm_status encode_prompts(void *ctx, const char *const *texts, int n, flo
     for (int64_t i = 0; i < b; i++)
       if (vlm_tokenizer_encode_ctx(P->tok, texts[k + i], strlen(texts[k + i]), (int)P->L, 0, P->ids + i * P->L) < 0)
         return vlm_error(VLM_ERR_OOM, "evaluation: out of memory");
-    encode(P->m, P->img_buf, P->ids_buf, P->B, P->L, NULL, P->ids, b, NULL, out + k * P->m->c->embed_dim);
+    encode_texts(P->m, P->ids_buf, P->B, P->L, P->ids, b, out + k * P->m->c->embed_dim);
   }
   return VLM_OK;
 }
@@ -174,29 +180,63 @@ vlm_status vlm_train_evaluate(const vlm_eval_cfg *ec, vlm_clip_params *p, vlm_lo
   vlm_status st = em.cc ? vlm_coca_acts_init(&em.cacts, em.cc, B, L, 0) : vlm_clip_acts_init(&em.acts, c, B, L, 0);
   if (st != VLM_OK) return st;
   const double logit_scale = exp(*vlm_f32(em.cc ? &em.cp->logit_scale : &p->logit_scale));
-  float *img_buf = malloc((size_t)(B * 3 * S * S) * sizeof(float));
+  const int64_t per = 3 * S * S;
+  float *img_buf = malloc((size_t)(B * per) * sizeof(float)), *pend_feat = malloc((size_t)(B * E) * sizeof(float));
   int32_t *ids_buf = malloc((size_t)(B * L) * sizeof(int32_t));
+  int64_t *pend_row = malloc((size_t)B * sizeof(int64_t)), np = 0; /* rows of the images staged in img_buf */
+  int64_t *bsize = NULL, nb = 0, bcap = 0;                          /* the loader's batch sizes */
+  vlm_group_map seen = {0};                                          /* group -> the first row of its image */
   feats f;
   memset(&f, 0, sizeof f);
-  if (!img_buf || !ids_buf) st = vlm_error(VLM_ERR_OOM, "evaluation: out of memory");
+  if (!img_buf || !pend_feat || !ids_buf || !pend_row) st = vlm_error(VLM_ERR_OOM, "evaluation: out of memory");
   if (st == VLM_OK) st = vlm_loader_start_epoch(val, 0, 0);
-  double loss_sum = 0;
   vlm_batch b;
   while (st == VLM_OK && vlm_loader_next(val, &b) == 1) {
     if (b.n <= 0) continue;
-    if (!grow(&f, f.n + b.n, E, L)) {
+    if (nb == bcap) {
+      int64_t *bs2 = realloc(bsize, (size_t)(bcap ? 2 * bcap : 64) * sizeof(int64_t));
+      if (bs2) bsize = bs2, bcap = bcap ? 2 * bcap : 64;
+    }
+    if (!grow(&f, f.n + b.n, E, L) || nb == bcap) {
       st = vlm_error(VLM_ERR_OOM, "evaluation: out of memory");
       break;
     }
-    encode(&em, img_buf, ids_buf, B, L, b.images, b.ids, b.n, f.img + f.n * E, f.txt + f.n * E);
+    bsize[nb++] = b.n;
+    /* Each group's image is encoded once (a COCO loader yields it once per
+     * caption): the first row of a group stages its image, in batches of B
+     * across loader batches; the other rows share its features, which are
+     * equal since the evaluation transform is deterministic. */
+    for (int64_t i = 0; i < b.n && st == VLM_OK; i++) {
+      int64_t row = f.n + i;
+      st = vlm_group_map_add(&seen, b.groups[i], row, &f.copy_of[row]);
+      if (st != VLM_OK || f.copy_of[row] >= 0) continue;
+      memcpy(img_buf + np * per, b.images + i * per, (size_t)per * sizeof(float));
+      pend_row[np++] = row;
+      if (np == B) {
+        encode_staged(&em, img_buf, B, np, pend_feat);
+        for (int64_t j = 0; j < np; j++) memcpy(f.img + pend_row[j] * E, pend_feat + j * E, (size_t)E * sizeof(float));
+        np = 0;
+      }
+    }
+    if (st != VLM_OK) break;
+    encode_texts(&em, ids_buf, B, L, b.ids, b.n, f.txt + f.n * E);
     memcpy(f.ids + f.n * L, b.ids, (size_t)(b.n * L) * sizeof(int32_t));
     memcpy(f.labels + f.n, b.labels, (size_t)b.n * sizeof(int));
     memcpy(f.groups + f.n, b.groups, (size_t)b.n * sizeof(int64_t));
-    loss_sum += clip_loss(f.img + f.n * E, f.txt + f.n * E, b.n, E, logit_scale) * b.n;
     f.n += b.n;
   }
+  if (st == VLM_OK && np) {
+    encode_staged(&em, img_buf, B, np, pend_feat);
+    for (int64_t j = 0; j < np; j++) memcpy(f.img + pend_row[j] * E, pend_feat + j * E, (size_t)E * sizeof(float));
+  }
+  /* a shared row's first row comes before it, and is encoded itself */
+  for (int64_t i = 0; st == VLM_OK && i < f.n; i++)
+    if (f.copy_of[i] >= 0) memcpy(f.img + i * E, f.img + f.copy_of[i] * E, (size_t)E * sizeof(float));
   out->n = f.n;
   if (st == VLM_OK && f.n > 0) {
+    double loss_sum = 0;   /* open_clip's: each loader batch's ClipLoss, weighted by its size */
+    for (int64_t k = 0, r0 = 0; k < nb; r0 += bsize[k++])
+      loss_sum += clip_loss(f.img + r0 * E, f.txt + r0 * E, bsize[k], E, logit_scale) * bsize[k];
     out->have_loss = 1;
     out->val_loss = loss_sum / (double)f.n;
   }
@@ -225,7 +265,7 @@ vlm_status vlm_train_evaluate(const vlm_eval_cfg *ec, vlm_clip_params *p, vlm_lo
     int32_t *pids = malloc((size_t)(B * L) * sizeof(int32_t));
     uint8_t *unseen = calloc((size_t)f.n, 1);
     if (!w || !pids || !unseen) st = vlm_error(VLM_ERR_OOM, "evaluation: out of memory");
-    prompt_ctx P = {&em, img_buf, ids_buf, pids, B, L, ec->tokenizer};
+    prompt_ctx P = {&em, ids_buf, pids, B, L, ec->tokenizer};
     if (st == VLM_OK)
       st = vlm_zeroshot_classifier(encode_prompts, &P, names, nc, ec->templates, ec->n_templates, E, (int)B, w);
     if (st == VLM_OK) {
@@ -238,6 +278,10 @@ vlm_status vlm_train_evaluate(const vlm_eval_cfg *ec, vlm_clip_params *p, vlm_lo
     free(unseen);
   }
   feats_free(&f);
+  vlm_group_map_free(&seen);
+  free(pend_feat);
+  free(pend_row);
+  free(bsize);
   free(img_buf);
   free(ids_buf);
   if (em.cc) vlm_coca_acts_free(&em.cacts);

@@ -132,4 +132,17 @@ vlm_status vlm_retrieval_caption_keys(const int32_t *ids, int64_t n, int64_t L, 
  * as n copies, an image with 5 captions would take 5 places in a text's ranking. */
 vlm_status vlm_retrieval_first_of_groups(const int64_t *groups, int64_t n, int64_t *rows, int64_t *U);
 
+/* A map from a sample's group (the image a caption belongs to) to a row index,
+ * so that an evaluation encodes each image once (contrastive/group_map.c).
+ * Zero-initialise; rows are >= 0. */
+typedef struct {
+  int64_t *key, *val;   /* val -1: empty slot */
+  size_t cap, n;
+} vlm_group_map;
+/* Adds group -> row unless the group is there: *found = its row, else -1. */
+vlm_status vlm_group_map_add(vlm_group_map *m, int64_t group, int64_t row, int64_t *found);
+/* The group's row, writable in place; NULL when absent. */
+int64_t *vlm_group_map_ref(vlm_group_map *m, int64_t group);
+void vlm_group_map_free(vlm_group_map *m);
+
 #endif

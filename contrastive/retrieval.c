@@ -127,20 +127,15 @@ vlm_status vlm_retrieval_caption_keys(const int32_t *ids, int64_t n, int64_t L, 
 }
 
 vlm_status vlm_retrieval_first_of_groups(const int64_t *groups, int64_t n, int64_t *rows, int64_t *U) {
-  size_t cap = 16;
-  while (cap < (size_t)n * 2 + 1) cap *= 2;
-  int64_t *slot = calloc(cap, sizeof *slot); /* row index + 1, 0 = empty */
-  if (!slot) return vlm_error(VLM_ERR_OOM, "retrieval: out of memory");
+  vlm_group_map m = {0};
   int64_t u = 0;
-  for (int64_t i = 0; i < n; i++) {
-    size_t s = (size_t)(((uint64_t)groups[i] * 0x9e3779b97f4a7c15ull) >> 17) & (cap - 1);
-    while (slot[s] && groups[slot[s] - 1] != groups[i]) s = (s + 1) & (cap - 1);
-    if (!slot[s]) {
-      slot[s] = i + 1;
-      rows[u++] = i;
-    }
+  vlm_status st = VLM_OK;
+  for (int64_t i = 0; i < n && st == VLM_OK; i++) {
+    int64_t found;
+    st = vlm_group_map_add(&m, groups[i], i, &found);
+    if (st == VLM_OK && found < 0) rows[u++] = i;
   }
-  free(slot);
+  vlm_group_map_free(&m);
   *U = u;
-  return VLM_OK;
+  return st;
 }

@@ -87,5 +87,32 @@ int main(void) {
           "first_of_groups: %lld groups, want %lld", (long long)U, (long long)nw);
     CHECK(vlm_retrieval_first_of_groups(gg, 0, rr, &U) == VLM_OK && U == 0, "first_of_groups: empty");
   }
+  /* vlm_group_map: add reports the row already there, ref reads and writes it in place,
+   * and every key survives the table's growth (20000 keys; the table starts at 1024 slots). */
+  {
+    vlm_group_map m = {0};
+    int64_t found = 7;
+    CHECK(vlm_group_map_ref(&m, 5) == NULL, "group map: ref on an empty map");
+    CHECK(vlm_group_map_add(&m, INT64_MIN, 0, &found) == VLM_OK && found == -1, "group map: new key");
+    CHECK(vlm_group_map_add(&m, INT64_MIN, 9, &found) == VLM_OK && found == 0, "group map: key there, row %lld",
+          (long long)found);
+    CHECK(vlm_group_map_add(&m, -1, 3, &found) == VLM_OK && found == -1 && m.n == 2, "group map: -1 is a key");
+    int64_t *r = vlm_group_map_ref(&m, -1);
+    CHECK(r && *r == 3, "group map: ref reads");
+    if (r) *r = 11;
+    CHECK(vlm_group_map_add(&m, -1, 4, &found) == VLM_OK && found == 11, "group map: ref writes");
+    CHECK(vlm_group_map_ref(&m, 1) == NULL, "group map: absent key");
+    int ok = 1;
+    for (int64_t i = 0; i < 20000 && ok; i++) ok = vlm_group_map_add(&m, i * 4096, i + 100, &found) == VLM_OK && found == -1;
+    for (int64_t i = 0; i < 20000 && ok; i++) {
+      int64_t *v = vlm_group_map_ref(&m, i * 4096);
+      ok = v && *v == i + 100;
+    }
+    CHECK(ok && m.n == 20002 && m.cap >= 2 * m.n, "group map: 20000 keys after growth (n %zu, cap %zu)", m.n, m.cap);
+    r = vlm_group_map_ref(&m, INT64_MIN);
+    CHECK(r && *r == 0, "group map: the first key after growth");
+    vlm_group_map_free(&m);
+    CHECK(m.cap == 0 && m.n == 0 && vlm_group_map_ref(&m, 0) == NULL, "group map: freed");
+  }
   return vt_finish();
 }
