@@ -265,15 +265,30 @@ float vlm_coca_forward(const vlm_coca_config *c, const vlm_coca_params *p, vlm_c
   return s->total;
 }
 
+int64_t vlm_coca_caption_targets(const vlm_coca_config *c, const vlm_tensor *ids) {
+  VLM_CHECK(ids->ndim == 2 && ids->device == VLM_CPU && (ids->dtype == VLM_I64 || ids->dtype == VLM_I32),
+            "coca: ids must be [B, L] I32/I64 on the CPU");
+  int64_t B = ids->shape[0], L = ids->shape[1], n = 0;
+  for (int64_t b = 0; b < B; b++)
+    for (int64_t l = 1; l < L; l++) n += id_at(ids, b * L + l) != c->text.pad_id;
+  return n;
+}
+
 void vlm_coca_backward(const vlm_coca_config *c, const vlm_coca_params *p, vlm_coca_params *g, vlm_coca_acts *s,
                        const vlm_tensor *ids) {
   VLM_CHECK(s->with_backward, "coca: activations were laid out for inference only");
-  int64_t B = s->B, L = s->L, V = c->decoder.vocab_size;
   vlm_zero(&s->d_img_feat);
   vlm_zero(&s->d_txt_feat);
   vlm_clip_loss_backward(&s->loss, c->clip_loss_weight, &s->pool.features, &s->text.features, &s->d_img_feat,
                          &s->d_txt_feat, &g->logit_scale);
-  vlm_fill(&s->d_cap, c->caption_loss_weight);
+  vlm_coca_backward_towers(c, p, g, s, ids, c->caption_loss_weight, 0, 0);
+}
+
+void vlm_coca_backward_towers(const vlm_coca_config *c, const vlm_coca_params *p, vlm_coca_params *g,
+                              vlm_coca_acts *s, const vlm_tensor *ids, float w_cap, int no_image, int no_text) {
+  VLM_CHECK(s->with_backward, "coca: activations were laid out for inference only");
+  int64_t B = s->B, L = s->L, V = c->decoder.vocab_size;
+  vlm_fill(&s->d_cap, w_cap);
   vlm_zero(&s->d_logits);
   int64_t sh2[2] = {B * L, V};
   vlm_tensor dlogits = vlm_reshape(&s->d_logits, 2, sh2);
@@ -282,9 +297,11 @@ void vlm_coca_backward(const vlm_coca_config *c, const vlm_coca_params *p, vlm_c
   vlm_zero(&s->d_img_tokens);
   vlm_decoder_backward(&c->decoder, &p->decoder, &g->decoder, &s->dec, &s->pool.tokens, &s->d_logits,
                        &s->d_text_tokens, &s->d_img_tokens);
-  vlm_text_backward_tokens(&c->text, &p->text, &g->text, &s->text, ids, &s->d_txt_feat, &s->d_text_tokens);
-  vlm_coca_vit_backward(&c->vision, &p->visual, &p->pool, &g->visual, &g->pool, &s->visual, &s->pool,
-                        &s->d_img_feat, &s->d_img_tokens);
+  if (!no_text)
+    vlm_text_backward_tokens(&c->text, &p->text, &g->text, &s->text, ids, &s->d_txt_feat, &s->d_text_tokens);
+  if (!no_image)
+    vlm_coca_vit_backward(&c->vision, &p->visual, &p->pool, &g->visual, &g->pool, &s->visual, &s->pool,
+                          &s->d_img_feat, &s->d_img_tokens);
 }
 
 /* ---------------------------------------------------------------- captioning */

@@ -225,6 +225,16 @@ float vlm_coca_forward(const vlm_coca_config *c, const vlm_coca_params *p, vlm_c
 /* d(total)/d(params) accumulated into g. */
 void vlm_coca_backward(const vlm_coca_config *c, const vlm_coca_params *p, vlm_coca_params *g, vlm_coca_acts *s,
                        const vlm_tensor *ids);
+/* The backward below the losses, for the trainer's accumulation and locking:
+ * the feature gradients are s->d_img_feat and s->d_txt_feat as the caller left
+ * them, and the caption loss (this batch's mean) has gradient w_cap. With
+ * no_image the image tower (the attentional pooler included) gets no
+ * gradients, with no_text the text tower (LiT locking); the decoder always does. */
+void vlm_coca_backward_towers(const vlm_coca_config *c, const vlm_coca_params *p, vlm_coca_params *g,
+                              vlm_coca_acts *s, const vlm_tensor *ids, float w_cap, int no_image, int no_text);
+/* How many caption targets of ids [B, L] the loss counts (teacher forcing:
+ * ids[b, l+1] for l < L-1, the pad id ignored). */
+int64_t vlm_coca_caption_targets(const vlm_coca_config *c, const vlm_tensor *ids);
 
 /* Captioning: images [B,3,H,W] -> out [B, o->max_len] token ids (sot first; after
  * EOT, pad_id), lens[b] = ids written up to and including EOT. */
@@ -244,7 +254,12 @@ vlm_status vlm_coca_generate(const vlm_coca_config *c, const vlm_coca_params *p,
  * precision BF16: matmul inputs rounded to bf16 (forward and backward), fp32
  * master weights, gradients, moments and accumulation.
  * lock_image / lock_text (LiT): the locked tower's parameters get no update, no
- * moments and no backward pass; its features are computed once per step. */
+ * moments and no backward pass; its features are computed once per step.
+ * CoCa (open_clip's CoCaLoss) takes both too: with K > 1 the caption loss is the
+ * mean over the targets of all K micro-batches (each micro-batch's tokens weigh
+ * caption_w / n_all), so the tower and decoder gradients equal one K*B batch's;
+ * locking freezes "visual." (the attentional pooler included) or "text." (the
+ * unimodal text tower; the decoder trains). */
 typedef enum { VLM_SCHED_COSINE = 0, VLM_SCHED_CONST, VLM_SCHED_CONST_COOLDOWN } vlm_lr_scheduler;
 int vlm_lr_scheduler_parse(const char *s, vlm_lr_scheduler *out);   /* cosine|const|const-cooldown; 1 if known */
 const char *vlm_lr_scheduler_name(vlm_lr_scheduler s);
@@ -270,8 +285,7 @@ void vlm_train_config_default(vlm_train_config *t);
  * vlm_train_ops — visit the parameter sets, forward + backward one batch, save /
  * load the weights), implemented for CLIP and for CoCa. Schedule, clipping,
  * AdamW, the logit_scale clamp, checkpoints and resume are shared. CoCa trains
- * with open_clip's CoCaLoss (the config's clip_loss_weight / caption_loss_weight);
- * accum_freq > 1 and tower locking are CLIP-only. */
+ * with open_clip's CoCaLoss (the config's clip_loss_weight / caption_loss_weight). */
 typedef struct vlm_train_ops vlm_train_ops;
 typedef struct {
   vlm_clip_config model;            /* CLIP; for CoCa: embed_dim, vision and text copied from coca.model */
@@ -294,7 +308,7 @@ typedef struct {
   vlm_param_slot *active;           /* the trainable ones (locked towers left out) */
   int n_active;
   vlm_clip_acts acts;               /* one micro-batch B, with backward */
-  vlm_arena arena;                  /* the K*B loss and the feature caches below */
+  vlm_arena arena;                  /* the K*B loss and the feature caches below (CoCa: only when K > 1) */
   vlm_clip_loss_acts loss;          /* over K*B */
   vlm_tensor img_all, txt_all;      /* [K*B, E] features (cached, then the fresh micro-batch's rows) */
   vlm_tensor d_img_all, d_txt_all;  /* [K*B, E] */

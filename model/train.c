@@ -62,7 +62,13 @@ static char *dup_str(const char *s) {
 }
 
 static int is_image_param(const char *name) { return !strncmp(name, "visual.", 7); }
-static int is_text_param(const char *name) { return !is_image_param(name) && strcmp(name, "logit_scale"); }
+/* CLIP: everything but the image tower and logit_scale; CoCa: the text tower
+ * ("text."), not the multimodal decoder ("text_decoder."), as open_clip's
+ * lock_text_tower locks CoCa's self.text. */
+static int is_text_param(const vlm_trainer *tr, const char *name) {
+  if (tr->is_coca) return !strncmp(name, "text.", 5);
+  return !is_image_param(name) && strcmp(name, "logit_scale");
+}
 
 typedef struct { vlm_trainer *tr; int i, which; } slot_ctx;
 
@@ -179,14 +185,72 @@ static void coca_visit(vlm_trainer *tr, int set, vlm_param_visit_fn fn, void *ct
   vlm_coca_params_visit(sets[set], &tr->coca.model, fn, ctx);
 }
 
-/* One batch: open_clip's CoCaLoss = clip_w * ClipLoss + caption_w * caption CE. */
+/* open_clip's CoCaLoss = clip_w * ClipLoss + caption_w * caption CE, with its
+ * accumulation and LiT locking. Accumulating K micro-batches (open_clip's
+ * train_one_epoch with accum_freq: every micro-batch's outputs without
+ * gradients, then per micro-batch a fresh forward and the loss over all K of
+ * them with the others' outputs held fixed):
+ * - contrastive: over the K*B cached features, this micro-batch's rows fresh,
+ *   backward into them (as CLIP; logit_scale gets K such gradients);
+ * - caption: the mean over the targets of all K micro-batches, so micro-batch
+ *   j's tokens get weight caption_w / n_all, i.e. its own mean's gradient times
+ *   n_j / n_all. The others' cached logits would get no gradient, so only the
+ *   target counts are needed up front (from the ids), and pass 1 runs the two
+ *   towers alone, not the decoder.
+ * The tower gradients then equal one K*B batch's. A locked tower gets no
+ * gradients (and its parameters are not in the optimizer's set). */
 static float coca_forward_backward(vlm_trainer *tr, const vlm_tensor *images, const vlm_tensor *ids) {
+  const vlm_coca_config *c = &tr->coca.model;
+  const vlm_coca_params *p = &tr->coca.p;
+  vlm_coca_params *g = &tr->coca.g;
   vlm_coca_acts *s = &tr->coca.acts;
-  float loss = vlm_coca_forward(&tr->coca.model, &tr->coca.p, s, images, ids);
-  vlm_coca_backward(&tr->coca.model, &tr->coca.p, &tr->coca.g, s, ids);
-  tr->last_clip_loss = s->clip_loss;
-  tr->last_caption_loss = s->caption_loss;
-  return loss;
+  const int64_t K = tr->cfg.accum_freq, B = tr->cfg.batch_size;
+  const int lock_i = tr->cfg.lock_image, lock_t = tr->cfg.lock_text;
+  if (K == 1) {
+    float loss = vlm_coca_forward(c, p, s, images, ids);
+    vlm_zero(&s->d_img_feat);
+    vlm_zero(&s->d_txt_feat);
+    vlm_clip_loss_backward(&s->loss, c->clip_loss_weight, &s->pool.features, &s->text.features,
+                           lock_i ? NULL : &s->d_img_feat, lock_t ? NULL : &s->d_txt_feat, &g->logit_scale);
+    vlm_coca_backward_towers(c, p, g, s, ids, c->caption_loss_weight, lock_i, lock_t);
+    tr->last_clip_loss = s->clip_loss;
+    tr->last_caption_loss = s->caption_loss;
+    return loss;
+  }
+  /* 1. both towers' features of every micro-batch, and the caption target count */
+  const int64_t n_all = vlm_coca_caption_targets(c, ids);
+  for (int64_t j = 0; j < K; j++) {
+    vlm_tensor im = rows(images, j, B), tx = rows(ids, j, B);
+    vlm_coca_vit_forward(&c->vision, &p->visual, &p->pool, &s->visual, &s->pool, &im);
+    copy_rows(&tr->img_all, j, B, &s->pool.features);
+    vlm_text_forward(&c->text, &p->text, &s->text, &tx);
+    copy_rows(&tr->txt_all, j, B, &s->text.features);
+  }
+  /* 2. per micro-batch: the whole forward, the losses over all K, backward */
+  float clip = 0;
+  double cap_sum = 0;   /* the caption CE summed over the targets of the micro-batches done */
+  for (int64_t j = 0; j < K; j++) {
+    vlm_tensor im = rows(images, j, B), tx = rows(ids, j, B);
+    vlm_coca_forward(c, p, s, &im, &tx);
+    copy_rows(&tr->img_all, j, B, &s->pool.features);
+    copy_rows(&tr->txt_all, j, B, &s->text.features);
+    vlm_clip_loss_forward(&tr->loss, &tr->img_all, &tr->txt_all, &p->logit_scale);
+    clip = vlm_get_f32(&tr->loss.loss, 0);
+    vlm_zero(&tr->d_img_all);
+    vlm_zero(&tr->d_txt_all);
+    vlm_clip_loss_backward(&tr->loss, c->clip_loss_weight, &tr->img_all, &tr->txt_all,
+                           lock_i ? NULL : &tr->d_img_all, lock_t ? NULL : &tr->d_txt_all, &g->logit_scale);
+    vlm_tensor di = rows(&tr->d_img_all, j, B), dt = rows(&tr->d_txt_all, j, B);
+    vlm_copy(&s->d_img_feat, &di);
+    vlm_copy(&s->d_txt_feat, &dt);
+    const int64_t n_j = vlm_coca_caption_targets(c, &tx);
+    if (n_j > 0) cap_sum += (double)s->caption_loss * (double)n_j;
+    float w_cap = n_all > 0 ? c->caption_loss_weight * (float)((double)n_j / (double)n_all) : 0.0f;
+    vlm_coca_backward_towers(c, p, g, s, &tx, w_cap, lock_i, lock_t);
+  }
+  tr->last_clip_loss = clip;
+  tr->last_caption_loss = n_all > 0 ? (float)(cap_sum / (double)n_all) : 0.0f;
+  return c->clip_loss_weight * tr->last_clip_loss + c->caption_loss_weight * tr->last_caption_loss;
 }
 
 static vlm_status coca_save_dir(vlm_trainer *tr, const char *dir) {
@@ -196,6 +260,7 @@ static vlm_status coca_load_weights(vlm_trainer *tr, const char *path) {
   return vlm_coca_load_safetensors(&tr->coca.p, &tr->coca.model, path);
 }
 static void coca_free(vlm_trainer *tr) {
+  vlm_arena_free(&tr->arena);
   vlm_coca_params_free(&tr->coca.p);
   vlm_coca_params_free(&tr->coca.g);
   vlm_coca_params_free(&tr->coca.m);
@@ -233,7 +298,7 @@ static vlm_status setup_slots(vlm_trainer *tr) {
     const char *n = tr->slots[i].name;
     if (!n) return vlm_error(VLM_ERR_OOM, "training: out of memory");
     if (!strcmp(n, "logit_scale")) tr->logit_scale = tr->slots[i].param;
-    if ((tr->cfg.lock_image && is_image_param(n)) || (tr->cfg.lock_text && is_text_param(n))) continue;
+    if ((tr->cfg.lock_image && is_image_param(n)) || (tr->cfg.lock_text && is_text_param(tr, n))) continue;
     tr->active[tr->n_active++] = tr->slots[i];
   }
   if (!tr->logit_scale) return vlm_error(VLM_ERR_ARG, "training: the model has no logit_scale");
@@ -297,9 +362,6 @@ vlm_status vlm_trainer_init_coca(vlm_trainer *tr, const vlm_coca_config *c, cons
   if (tr->cfg.context_length <= 0) tr->cfg.context_length = c->text.context_length;
   vlm_status st = check_cfg(t);
   if (st != VLM_OK) return st;
-  if (t->accum_freq != 1 || t->lock_image || t->lock_text)
-    return vlm_error(VLM_ERR_UNSUPPORTED, "training CoCa: --accum-freq > 1, --lock-image and --lock-text are "
-                                          "not supported (CLIP only)");
   if (t->device != VLM_CPU)
     return vlm_error(VLM_ERR_UNSUPPORTED, "training CoCa on the GPU is not supported yet (its text cls embedding "
                                           "runs on the CPU only): use --device cpu");
@@ -308,6 +370,13 @@ vlm_status vlm_trainer_init_coca(vlm_trainer *tr, const vlm_coca_config *c, cons
   if (st == VLM_OK) st = vlm_coca_params_init(&tr->coca.m, c);
   if (st == VLM_OK) st = vlm_coca_params_init(&tr->coca.v, c);
   if (st == VLM_OK) st = vlm_coca_acts_init(&tr->coca.acts, c, t->batch_size, tr->cfg.context_length, 1);
+  if (st == VLM_OK && t->accum_freq > 1) {   /* the K*B contrastive loss and feature caches */
+    vlm_arena meas;
+    vlm_arena_measure(&meas, VLM_CPU);
+    layout_extra(tr, &meas);
+    st = vlm_arena_init(&tr->arena, meas.used, VLM_CPU);
+    if (st == VLM_OK) layout_extra(tr, &tr->arena);
+  }
   if (st == VLM_OK) st = setup_slots(tr);
   if (st != VLM_OK) vlm_trainer_free(tr);
   return st;

@@ -359,6 +359,120 @@ static void test_lock(int image) {
   vlm_trainer_free(&ref);
 }
 
+/* ---- CoCa: accumulation and locking on coca-tiny */
+static void tiny_coca_trainer(vlm_trainer *tr, vlm_coca_config *c, int B, int K, void (*tweak)(vlm_train_config *)) {
+  CHECK(vlm_coca_config_builtin(c, "coca-tiny") == VLM_OK, "%s", vlm_last_error());
+  vlm_train_config t;
+  vlm_train_config_default(&t);
+  t.lr = 1e-3f;
+  t.warmup = 2;
+  t.total_steps = 10;
+  t.batch_size = B;
+  t.accum_freq = K;
+  t.grad_clip_norm = 0;
+  if (tweak) tweak(&t);
+  vlm_status s = vlm_trainer_init_coca(tr, c, &t);
+  CHECK(s == VLM_OK, "%s", vlm_last_error());
+  VLM_CHECK(s == VLM_OK, "tiny CoCa trainer");
+  vlm_coca_params_init_openclip(&tr->coca.p, c, 7);
+}
+
+/* K micro-batches of B against one K*B batch: the same loss and its two parts,
+ * the same gradient for every tower and decoder tensor, K times logit_scale's.
+ * The texts have 1 to L-2 tokens, so the micro-batches' target counts differ
+ * (a plain mean of the micro-batches' caption means would not match). */
+static void test_coca_accum(void) {
+  const int B = 2, K = 3;
+  vlm_coca_config c;
+  vlm_trainer big, acc;
+  tiny_coca_trainer(&big, &c, B * K, 1, NULL);
+  tiny_coca_trainer(&acc, &c, B, K, NULL);
+  batch b;
+  make_batch(&b, &big.model, B * K, 51);
+  float l1 = vlm_trainer_step(&big, &b.ti, &b.tt);
+  float l2 = vlm_trainer_step(&acc, &b.ti, &b.tt);
+  CHECK(fabsf(l1 - l2) <= 1e-5f * fabsf(l1), "CoCa accum loss %.9g vs batch %.9g", l2, l1);
+  CHECK(fabsf(big.last_clip_loss - acc.last_clip_loss) <= 1e-5f * fabsf(big.last_clip_loss) &&
+            fabsf(big.last_caption_loss - acc.last_caption_loss) <= 1e-5f * fabsf(big.last_caption_loss),
+        "CoCa accum parts: clip %.9g vs %.9g, caption %.9g vs %.9g", acc.last_clip_loss, big.last_clip_loss,
+        acc.last_caption_loss, big.last_caption_loss);
+  double worst = 0;
+  int checked = 0;
+  for (int i = 0; i < big.n_slots; i++) {
+    int64_t n = vlm_numel(big.slots[i].grad);
+    const float *g1 = vlm_f32(big.slots[i].grad), *g2 = vlm_f32(acc.slots[i].grad);
+    if (!strcmp(big.slots[i].name, "logit_scale")) {
+      CHECK(fabs(g2[0] - K * g1[0]) <= 1e-5 * fabs(K * g1[0]) + 1e-7, "CoCa logit_scale grad %.9g vs K * %.9g",
+            g2[0], g1[0]);
+      continue;
+    }
+    double e = vt_max_rel(g2, g1, n, 1e-30);
+    CHECK(e <= 1e-5, "CoCa accum gradient of %s: %.3g of its max", big.slots[i].name, e);
+    worst = fmax(worst, e);
+    checked++;
+  }
+  CHECK(checked > 50, "CoCa accum: only %d tensors compared", checked);
+  printf("CoCa accum-freq %d x %d vs batch %d: %d tensors, worst gradient error %.2g of the tensor max\n", K, B,
+         K * B, checked, worst);
+  free_batch(&b);
+  vlm_trainer_free(&big);
+  vlm_trainer_free(&acc);
+}
+
+/* A locked CoCa tower: its tensors get no gradient and do not move; every other
+ * tensor (the decoder included) gets the unlocked model's gradient and moves.
+ * With K = 2 as well, where the accumulation path runs. */
+static void test_coca_lock(int image, int K) {
+  vlm_coca_config c;
+  vlm_trainer tr, ref;
+  tiny_coca_trainer(&tr, &c, 2, K, image ? lock_img : lock_txt);
+  tiny_coca_trainer(&ref, &c, 2, K, NULL);
+  size_t bytes = tr.coca.p.arena.used;
+  uint8_t *before = malloc(bytes);
+  VLM_CHECK(before, "out of memory");
+  memcpy(before, tr.coca.p.arena.base, bytes);
+  batch b;
+  make_batch(&b, &tr.model, 2 * K, 61);
+  vlm_trainer_step(&tr, &b.ti, &b.tt);
+  vlm_trainer_step(&ref, &b.ti, &b.tt);
+  int frozen_ok = 1, still = 1, same_free = 1, moved_all = 1, n_locked = 0, n_free = 0;
+  for (int i = 0; i < tr.n_slots; i++) {
+    const char *n = tr.slots[i].name;
+    int locked = image ? !strncmp(n, "visual.", 7) : !strncmp(n, "text.", 5);
+    int64_t k = vlm_numel(tr.slots[i].param);
+    const float *p = vlm_f32(tr.slots[i].param);
+    const float *p0 = (const float *)(before + ((const uint8_t *)tr.slots[i].param->data - tr.coca.p.arena.base));
+    const float *g = vlm_f32(tr.slots[i].grad), *g0 = vlm_f32(ref.slots[i].grad);
+    int moved = 0;
+    for (int64_t j = 0; j < k; j++) moved |= p[j] != p0[j];
+    if (locked) {
+      n_locked++;
+      for (int64_t j = 0; j < k; j++) frozen_ok &= g[j] == 0.0f;
+      still &= !moved;
+    } else {
+      n_free++;
+      if (vt_max_rel(g, g0, k, 1e-30) > 1e-5) {
+        same_free = 0;
+        printf("  %s: gradient differs from the unlocked model's\n", n);
+      }
+      /* a tensor with a zero gradient (none here) could not move */
+      if (!moved) printf("  %s did not move\n", n);
+      moved_all &= moved;
+    }
+  }
+  const char *what = image ? "image" : "text";
+  CHECK(n_locked > 5 && n_free > 5, "CoCa lock-%s: %d locked, %d free tensors", what, n_locked, n_free);
+  CHECK(still, "CoCa lock-%s (K %d): the locked tower moved", what, K);
+  CHECK(frozen_ok, "CoCa lock-%s (K %d): the locked tower has gradients", what, K);
+  CHECK(same_free, "CoCa lock-%s (K %d): trainable gradients differ from the unlocked model's", what, K);
+  CHECK(moved_all, "CoCa lock-%s (K %d): a trainable tensor did not move", what, K);
+  printf("CoCa lock-%s, accum %d: %d tensors locked, %d trained\n", what, K, n_locked, n_free);
+  free(before);
+  free_batch(&b);
+  vlm_trainer_free(&tr);
+  vlm_trainer_free(&ref);
+}
+
 static void bf16(vlm_train_config *t) { t->precision = VLM_PREC_BF16; }
 static void test_bf16(void) {
   vlm_clip_config c;
@@ -405,6 +519,11 @@ int main(int argc, char **argv) {
   test_accum();
   test_lock(1);
   test_lock(0);
+  test_coca_accum();
+  test_coca_lock(1, 1);
+  test_coca_lock(0, 1);
+  test_coca_lock(1, 2);
+  test_coca_lock(0, 2);
   test_bf16();
   return vt_finish();
 }
