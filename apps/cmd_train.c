@@ -80,8 +80,7 @@ static void usage(FILE *f) {
           "  --eval-steps N           also evaluate every N steps (0: epoch ends only)\n"
           "  --log-every-n-steps N (10)  --stop-at-step N (stop there with a checkpoint)\n"
           "  --json                   print the final evaluation as JSON on stdout\n"
-          "Environment: OMP_WAIT_POLICY=PASSIVE with GOMP_SPINCOUNT=30000 (a short spin, then\n"
-          "sleep) unless either is given: the loader threads share the cores with the model's.\n"
+          "Environment: OpenMP threads wait passively after a short spin (see 'vlm --help').\n"
           "\n"
           "Defaults for --train-data shapes (the demo): --model " SHAPES_MODEL
           ", --tokenizer train:%d,\n"
@@ -786,33 +785,7 @@ static int run(run_state *R) {
   return rc;
 }
 
-/* libgomp's default spinning barriers (300,000 spins before sleeping) are a
- * large handicap when the loader's threads (or other processes) share the
- * cores, and fully passive ones (a futex sleep and wake between every two
- * small ops) cost a third of a small model's step: training runs with
- * OMP_WAIT_POLICY=PASSIVE and GOMP_SPINCOUNT=30000 (a short spin, then sleep)
- * unless the user set either. libgomp reads them when it loads, so the
- * command re-executes itself once with them set. */
-#define VLM_TRAIN_SPINCOUNT "30000"
-
-static void passive_openmp(int argc, char **argv) {
-  if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT")) return;
-  if (setenv("OMP_WAIT_POLICY", "PASSIVE", 1) != 0) return;
-  if (setenv("GOMP_SPINCOUNT", VLM_TRAIN_SPINCOUNT, 1) != 0) return;
-  char **nargv = calloc((size_t)argc + 4, sizeof *nargv);
-  if (!nargv) return;
-  char tb[32];
-  snprintf(tb, sizeof tb, "%d", vlm_threads_get());
-  nargv[0] = "vlm";
-  nargv[1] = "--threads";
-  nargv[2] = tb;
-  for (int i = 0; i < argc; i++) nargv[3 + i] = argv[i];
-  execv("/proc/self/exe", nargv);
-  free(nargv); /* exec failed: go on with the default policy */
-}
-
 int vlm_cmd_train(int argc, char **argv) {
-  passive_openmp(argc, argv);
   run_state *R = calloc(1, sizeof *R);
   if (!R) return 1;
   opts *o = &R->o;
