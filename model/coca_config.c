@@ -105,6 +105,23 @@ vlm_status vlm_coca_config_parse(vlm_coca_config *c, const char *json, const cha
     TRY(vlm_error(VLM_ERR_FORMAT, "%s: multimodal_cfg.width %lld must equal embed_dim %lld and text_cfg.width %lld "
                   "(the decoder reads the image and text tokens directly)", src, (long long)d->width,
                   (long long)c->embed_dim, (long long)t->width));
+  const vlm_cfg_limit l[] = {
+      {"embed_dim", c->embed_dim, VLM_CFG_MAX_WIDTH},
+      {"vision_cfg.width", v->width, VLM_CFG_MAX_WIDTH},
+      {"vision_cfg.heads", v->heads, VLM_CFG_MAX_HEADS},
+      {"vision_cfg.mlp_ratio x width", v->mlp_width, VLM_CFG_MAX_MLP},
+      {"vision_cfg.image_size / patch_size", v->image_size / v->patch_size, VLM_CFG_MAX_GRID},
+      {"vision_cfg.attn_pooler_queries", v->pool_queries, VLM_CFG_MAX_CONTEXT},
+      {"vision_cfg.attn_pooler_heads", v->pool_heads, VLM_CFG_MAX_HEADS},
+      {"text_cfg.heads", t->heads, VLM_CFG_MAX_HEADS},
+      {"text_cfg.mlp_ratio x width", t->mlp_width, VLM_CFG_MAX_MLP},
+      {"text_cfg.context_length", t->context_length, VLM_CFG_MAX_CONTEXT},
+      {"text_cfg.vocab_size", t->vocab_size, VLM_CFG_MAX_VOCAB},
+      {"multimodal_cfg.heads", d->heads, VLM_CFG_MAX_HEADS},
+      {"multimodal_cfg.mlp_ratio x width", d->mlp_width, VLM_CFG_MAX_MLP},
+      {"multimodal_cfg.context_length", d->context_length, VLM_CFG_MAX_CONTEXT},
+  };   /* the text and decoder widths equal embed_dim (checked above) */
+  TRY(vlm_cfg_limits(l, (int)(sizeof l / sizeof l[0]), src));
   c->clip_loss_weight = 1.0f;
   c->caption_loss_weight = 2.0f;
   cJSON_Delete(root);

@@ -47,6 +47,26 @@ static const char *const k_vision_unsupported[] = {"timm_model_name", "attention
 static const char *const k_text_unsupported[] = {"hf_model_name", "ls_init_value", "embed_cls", "proj_bias",
                                                  "no_causal_mask", NULL};
 
+static vlm_status check_sizes(const vlm_clip_config *c, const char *src, int hf) {
+  const vlm_vit_config *v = &c->vision;
+  const vlm_text_config *t = &c->text;
+  const vlm_cfg_limit l[] = {
+      {hf ? "projection_dim" : "embed_dim", c->embed_dim, VLM_CFG_MAX_WIDTH},
+      {hf ? "vision_config.hidden_size" : "vision_cfg.width", v->width, VLM_CFG_MAX_WIDTH},
+      {hf ? "vision_config.num_attention_heads" : "vision_cfg.heads", v->heads, VLM_CFG_MAX_HEADS},
+      {hf ? "vision_config.intermediate_size" : "vision_cfg.mlp_ratio x width", v->mlp_width, VLM_CFG_MAX_MLP},
+      {hf ? "vision_config.image_size / patch_size" : "vision_cfg.image_size / patch_size",
+       v->image_size / v->patch_size, VLM_CFG_MAX_GRID},
+      {hf ? "text_config.hidden_size" : "text_cfg.width", t->width, VLM_CFG_MAX_WIDTH},
+      {hf ? "text_config.num_attention_heads" : "text_cfg.heads", t->heads, VLM_CFG_MAX_HEADS},
+      {hf ? "text_config.intermediate_size" : "text_cfg.mlp_ratio x width", t->mlp_width, VLM_CFG_MAX_MLP},
+      {hf ? "text_config.max_position_embeddings" : "text_cfg.context_length", t->context_length,
+       VLM_CFG_MAX_CONTEXT},
+      {hf ? "text_config.vocab_size" : "text_cfg.vocab_size", t->vocab_size, VLM_CFG_MAX_VOCAB},
+  };
+  return vlm_cfg_limits(l, (int)(sizeof l / sizeof l[0]), src);
+}
+
 static void finish(vlm_clip_config *c) {
   vlm_act act = c->quick_gelu ? VLM_ACT_QUICK_GELU : VLM_ACT_GELU;
   c->vision.act = c->text.act = act;
@@ -104,6 +124,7 @@ vlm_status vlm_clip_config_parse(vlm_clip_config *c, const char *json, const cha
   t->mlp_width = (int64_t)(t->width * r);
   t->eot_id = -1;
   finish(c);
+  TRY(check_sizes(c, src, 0));
   cJSON_Delete(root);
   return VLM_OK;
 }
@@ -162,6 +183,7 @@ vlm_status vlm_clip_config_parse_hf(vlm_clip_config *c, const char *json, const 
   c->vision.ln_eps = (float)eps;
   TRY(vlm_cfg_ratio(tc, "layer_norm_eps", 1e-5, &eps, src, ts));
   c->text.ln_eps = (float)eps;
+  TRY(check_sizes(c, src, 1));
   cJSON_Delete(root);
   return VLM_OK;
 }

@@ -79,3 +79,11 @@ vlm_status vlm_cfg_heads(const cJSON *obj, int64_t width, int64_t *heads, const 
                      (long long)width);
   return VLM_OK;
 }
+
+vlm_status vlm_cfg_limits(const vlm_cfg_limit *l, int n, const char *src) {
+  for (int i = 0; i < n; i++)
+    if (l[i].value > l[i].max)
+      return vlm_error(VLM_ERR_UNSUPPORTED, "%s: %s: %lld is above the largest vlm supports (%lld)", src, l[i].what,
+                       (long long)l[i].value, (long long)l[i].max);
+  return VLM_OK;
+}

@@ -23,6 +23,23 @@ vlm_status vlm_cfg_reject(const cJSON *obj, const char *const *keys, const char 
 /* A string field that, when present, must equal want. */
 vlm_status vlm_cfg_check_string(const cJSON *obj, const char *key, const char *want, const char *src,
                                 const char *sect);
+/* Size limits far above any published CLIP / CoCa (ViT-bigG: width 1664, 16 heads of
+ * 104, MLP 8192; SigLIP's 250k vocabulary; 1024 px in 14 px patches is a 73 grid), and
+ * low enough that every parameter and activation size stays far inside 64 bits (a
+ * hostile config fails here, with its file and field named, not in an overflowed
+ * allocation). */
+#define VLM_CFG_MAX_WIDTH ((int64_t)1 << 16)    /* widths, embed_dim */
+#define VLM_CFG_MAX_MLP ((int64_t)1 << 18)      /* MLP hidden width */
+#define VLM_CFG_MAX_HEADS ((int64_t)1 << 12)
+#define VLM_CFG_MAX_GRID 512                    /* image_size / patch_size */
+#define VLM_CFG_MAX_CONTEXT ((int64_t)1 << 16)  /* text positions, pooler queries */
+#define VLM_CFG_MAX_VOCAB ((int64_t)1 << 24)
+typedef struct {
+  const char *what;   /* "vision_cfg.width" */
+  int64_t value, max;
+} vlm_cfg_limit;
+/* The first value above its max, as an error naming src and the field. */
+vlm_status vlm_cfg_limits(const vlm_cfg_limit *l, int n, const char *src);
 /* heads given directly, or width / head_width (default 64); must divide width. */
 vlm_status vlm_cfg_heads(const cJSON *obj, int64_t width, int64_t *heads, const char *src, const char *sect);
 #endif

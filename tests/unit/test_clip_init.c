@@ -150,7 +150,59 @@ static void init_checks(void) {
   vlm_clip_params_free(&q);
 }
 
+/* Hostile sizes: each field past vlm's limit fails naming the file and the field,
+ * in all three parsers, before anything is sized or allocated. */
+static void config_limits(void) {
+  static const struct { int kind; const char *json, *field; } bad[] = {
+      {0, "{\"embed_dim\": 1073741824, \"vision_cfg\": {\"image_size\": 32, \"patch_size\": 8, \"layers\": 1, "
+          "\"width\": 64}, \"text_cfg\": {\"context_length\": 8, \"vocab_size\": 10, \"width\": 64, \"heads\": 1, "
+          "\"layers\": 1}}", "embed_dim"},
+      {0, "{\"embed_dim\": 8, \"vision_cfg\": {\"image_size\": 65536, \"patch_size\": 1, \"layers\": 1, "
+          "\"width\": 64}, \"text_cfg\": {\"context_length\": 8, \"vocab_size\": 10, \"width\": 64, \"heads\": 1, "
+          "\"layers\": 1}}", "image_size / patch_size"},
+      {0, "{\"embed_dim\": 8, \"vision_cfg\": {\"image_size\": 32, \"patch_size\": 8, \"layers\": 1, "
+          "\"width\": 65536, \"mlp_ratio\": 64, \"head_width\": 64}, \"text_cfg\": {\"context_length\": 8, "
+          "\"vocab_size\": 10, \"width\": 64, \"heads\": 1, \"layers\": 1}}", "vision_cfg.mlp_ratio x width"},
+      {0, "{\"embed_dim\": 8, \"vision_cfg\": {\"image_size\": 32, \"patch_size\": 8, \"layers\": 1, "
+          "\"width\": 64}, \"text_cfg\": {\"context_length\": 8, \"vocab_size\": 1073741824, \"width\": 64, "
+          "\"heads\": 1, \"layers\": 1}}", "text_cfg.vocab_size"},
+      {0, "{\"embed_dim\": 8, \"vision_cfg\": {\"image_size\": 32, \"patch_size\": 8, \"layers\": 1, "
+          "\"width\": 64}, \"text_cfg\": {\"context_length\": 1000000, \"vocab_size\": 10, \"width\": 64, "
+          "\"heads\": 1, \"layers\": 1}}", "text_cfg.context_length"},
+      {1, "{\"vision_config\": {\"hidden_size\": 1048576, \"num_attention_heads\": 1}, \"text_config\": {}}",
+       "vision_config.hidden_size"},
+      {1, "{\"vision_config\": {}, \"text_config\": {\"num_attention_heads\": 8192, \"hidden_size\": 8192}}",
+       "text_config.num_attention_heads"},
+      {2, "{\"embed_dim\": 64, \"vision_cfg\": {\"image_size\": 32, \"patch_size\": 8, \"layers\": 1, "
+          "\"width\": 64, \"attn_pooler_queries\": 1000000, \"attn_pooler_heads\": 1}, \"text_cfg\": {\"width\": 64, "
+          "\"heads\": 1}, \"multimodal_cfg\": {\"width\": 64, \"heads\": 1}}", "vision_cfg.attn_pooler_queries"},
+      {2, "{\"embed_dim\": 64, \"vision_cfg\": {\"image_size\": 32, \"patch_size\": 8, \"layers\": 1, "
+          "\"width\": 64, \"attn_pooler_heads\": 1}, \"text_cfg\": {\"width\": 64, \"heads\": 1, "
+          "\"mlp_ratio\": 64}, \"multimodal_cfg\": {\"width\": 64, \"heads\": 1}}", NULL},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    vlm_clip_config c;
+    vlm_coca_config cc;
+    vlm_status st = bad[i].kind == 0   ? vlm_clip_config_parse(&c, bad[i].json, "big.json")
+                    : bad[i].kind == 1 ? vlm_clip_config_parse_hf(&c, bad[i].json, "big.json")
+                                       : vlm_coca_config_parse(&cc, bad[i].json, "big.json");
+    if (!bad[i].field) {   /* within the limits: accepted */
+      CHECK(st == VLM_OK, "config %zu: %s", i, vlm_last_error());
+      continue;
+    }
+    CHECK(st != VLM_OK && strstr(vlm_last_error(), "big.json") && strstr(vlm_last_error(), bad[i].field) &&
+              strstr(vlm_last_error(), "largest vlm supports"),
+          "config %zu: %s", i, st == VLM_OK ? "accepted" : vlm_last_error());
+  }
+  /* every built-in is within them */
+  for (int i = 0; vlm_clip_builtin_name(i); i++) {
+    vlm_clip_config c;
+    CHECK(vlm_clip_config_builtin(&c, vlm_clip_builtin_name(i)) == VLM_OK, "%s", vlm_last_error());
+  }
+}
+
 int main(void) {
+  config_limits();
   builtin_counts();
   init_checks();
   return vt_finish();

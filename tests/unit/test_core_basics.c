@@ -58,6 +58,20 @@ static void test_tensor_arena(void) {
   char buf[64];
   CHECK(!strcmp(vlm_shape_str(&t, buf, sizeof buf), "[3, 5] F32"), "shape_str %s", buf);
   vlm_arena_free(&a);
+  /* Sizes that overflow 64 bits saturate a measuring arena; init then fails. */
+  vlm_arena_measure(&m, VLM_CPU);
+  vlm_arena_tensor2(&m, VLM_F32, 3, 5);
+  vlm_arena_tensor2(&m, VLM_F32, (int64_t)1 << 40, (int64_t)1 << 30);
+  CHECK(m.used == SIZE_MAX, "overflowing shape: used %zu", m.used);
+  vlm_arena_tensor1(&m, VLM_F32, 4);
+  CHECK(m.used == SIZE_MAX, "stays saturated");
+  vlm_arena_measure(&m, VLM_CPU);
+  for (int k = 0; k < 3; k++) vlm_arena_tensor1(&m, VLM_F32, (int64_t)1 << 60);   /* 2^62 bytes each */
+  CHECK(m.used == 3 * ((size_t)1 << 62), "three of 2^62 bytes: used %zu", m.used);
+  vlm_arena_tensor1(&m, VLM_F32, (int64_t)1 << 60);   /* the fourth overflows the sum */
+  CHECK(m.used == SIZE_MAX, "overflowing sum: used %zu", m.used);
+  CHECK(vlm_arena_init(&a, m.used, VLM_CPU) != VLM_OK && strstr(vlm_last_error(), "overflows"), "init: %s",
+        vlm_last_error());
   /* Large host blocks (anonymous mappings, zero-filled by the kernel): zeroed, aligned, usable to
    * the last byte, and freed; a zero-byte one too. */
   for (int round = 0; round < 3; round++) {
