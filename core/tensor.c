@@ -18,7 +18,8 @@ vlm_tensor vlm_tensor_make(void *data, vlm_dtype dt, vlm_device dev, int ndim, c
     VLM_CHECK(shape[i] >= 0, "negative dim %lld", (long long)shape[i]);
     t.shape[i] = shape[i];
     t.stride[i] = s;
-    s *= shape[i];
+    /* unsigned: a shape whose size overflows (a saturated measuring arena's) wraps, no UB */
+    if (i > 0) s = (int64_t)((uint64_t)s * (uint64_t)shape[i]);
   }
   return t;
 }

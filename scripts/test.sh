@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite: the release tree (with CUDA compiled when nvcc exists)
 # runs every test; a second tree built with AddressSanitizer and
-# UndefinedBehaviorSanitizer runs the unit tests again; then every fuzz target
-# runs for VLM_FUZZ_SECONDS (default 20).
+# UndefinedBehaviorSanitizer runs the unit tests and the end-to-end tests (the
+# vlm binary driven like a user; all but the demo, minutes under ASan) again;
+# then every fuzz target runs for VLM_FUZZ_SECONDS (default 20).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh build
@@ -10,7 +11,7 @@ scripts/setup.sh build
 
 scripts/setup.sh build-asan -DVLM_SANITIZE=ON -DVLM_CUDA=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo
 (cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
-  ctest --output-on-failure -j"$(nproc)" -L unit)
+  ctest --output-on-failure -j"$(nproc)" -L 'unit|e2e' -E '^e2e_demo$')
 
 # Each libFuzzer target for a short while (scripts/fuzz.sh SECONDS for longer runs).
 scripts/fuzz.sh "${VLM_FUZZ_SECONDS:-20}"
