@@ -19,6 +19,7 @@
 
 #include <jpeglib.h>
 #include <png.h>
+#include <sys/resource.h>
 #include <zlib.h>
 #include <webp/decode.h>
 #include <webp/encode.h>
@@ -404,6 +405,33 @@ static void test_bad_inputs(void) {
     put_be32(b + o + 8 + sizeof txt - 1, (uint32_t)crc32(0, b + o + 4, 4 + sizeof txt - 1));
     vt_write_file(q, b, n + added);
     CHECK(vlm_image_decode_file(q, NULL, &img) == VLM_OK, "png with a tEXt chunk: %s", vlm_last_error());
+    vlm_image_free(&img);
+    /* The same tEXt declaring 2,113,929,241 bytes in a small file (found by fuzzing):
+     * libpng would allocate the declared length; it fails cleanly without that. */
+    put_be32(b + o, 0x7E000019u);
+    tpath(q, sizeof q, "hugetext.png");
+    vt_write_file(q, b, n + added);
+    struct rusage ru0, ru1;
+    getrusage(RUSAGE_SELF, &ru0);
+    expect_fail(q, NULL, NULL, "png tEXt with a 2 GB length");
+    getrusage(RUSAGE_SELF, &ru1);
+    CHECK(ru1.ru_maxrss - ru0.ru_maxrss < 256 * 1024, "png tEXt with a 2 GB length: peak RSS grew %ld KB",
+          ru1.ru_maxrss - ru0.ru_maxrss);
+    free(b);
+    /* A real 1 MB tEXt still decodes (within the allocation bound). */
+    size_t tl = 1 << 20;
+    b = malloc(n + tl + 64);
+    memcpy(b, png, o);
+    put_be32(b + o, (uint32_t)tl);
+    memcpy(b + o + 4, "tEXt", 4);
+    memcpy(b + o + 8, "Comment", 8);
+    memset(b + o + 16, 'x', tl - 8);
+    put_be32(b + o + 8 + tl, (uint32_t)crc32(0, b + o + 4, (uInt)(4 + tl)));
+    memcpy(b + o + 12 + tl, png + o, n - o);
+    tpath(q, sizeof q, "bigtext.png");
+    vt_write_file(q, b, n + 12 + tl);
+    CHECK(vlm_image_decode_file(q, NULL, &img) == VLM_OK && img.w == W, "png with a 1 MB tEXt: %s",
+          vlm_last_error());
     vlm_image_free(&img);
     free(b);
   }
