@@ -39,8 +39,9 @@ static const command k_commands[] = {
  * third of a small model's training step. So every command runs with
  * OMP_WAIT_POLICY=PASSIVE and GOMP_SPINCOUNT=30000 (a short spin, then sleep)
  * unless the user set either. Measured on 2 cores with two busy processes
- * beside it: `vlm caption` of one image with coca_ViT-B-32 2.6-4.7 s against
- * 2.7-7.7 s, `vlm index` of 48 images with ViT-B-32 3.8 s against 4.4-4.6 s; on
+ * beside it: `vlm caption` of one image with coca_ViT-B-32 2.5-5.9 s (median 2.8
+ * of 6) against 2.7-7.7 s (median 4.4), `vlm index` of 48 images with ViT-B-32
+ * 3.8 s against 4.4-4.6 s; on
  * idle cores the same within noise. libgomp reads them when it loads, so vlm
  * re-executes itself once with them set (and goes on as it is if it cannot). */
 static void passive_openmp(char **argv) {
