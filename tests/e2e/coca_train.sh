@@ -33,6 +33,16 @@ check "checkpoint has open_clip CoCa names" "grep -aq 'text_decoder.text_project
 check "train_state has the moments" "grep -aq 'text_decoder.text_projection.exp_avg_sq' $A/train_state.safetensors"
 check "run config records the loss weights" "grep -q '\"coca_caption_loss_weight\": 2' $tmp/runs/a/config.json"
 
+# The same with --accum-freq 2 (micro-batches of 4): 8 steps straight vs 4 + resume + 4.
+"$vlm" train "${common[@]}" --batch-size 4 --accum-freq 2 --steps 8 --name k1 >/dev/null 2>&1
+check "straight CoCa run with --accum-freq 2 exits 0" "[ $? -eq 0 ]"
+"$vlm" train "${common[@]}" --batch-size 4 --accum-freq 2 --steps 8 --name k2 --stop-at-step 4 >/dev/null 2>&1
+"$vlm" train "${common[@]}" --batch-size 4 --accum-freq 2 --steps 8 --name k2 --resume latest >/dev/null 2>&1
+check "accum 2: resumed run exits 0" "[ $? -eq 0 ]"
+K1=$tmp/runs/k1/checkpoints/latest K2=$tmp/runs/k2/checkpoints/latest
+check "accum 2: weights and optimizer state bit-identical after resume" \
+  "cmp -s $K1/open_clip_model.safetensors $K2/open_clip_model.safetensors && cmp -s $K1/train_state.safetensors $K2/train_state.safetensors"
+
 # A different seed differs (the comparison above can fail).
 "$vlm" train "${common[@]}" --steps 12 --name s9 --seed 9 >/dev/null 2>&1
 check "another seed differs" "! cmp -s $A/open_clip_model.safetensors $tmp/runs/s9/checkpoints/latest/open_clip_model.safetensors"
