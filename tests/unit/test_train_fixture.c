@@ -231,8 +231,8 @@ static void free_batch(batch *b) {
   free(b->ids);
 }
 
-static void tiny_trainer(vlm_trainer *tr, vlm_clip_config *c, int B, int K, void (*tweak)(vlm_train_config *)) {
-  CHECK(vlm_clip_config_builtin(c, "tiny") == VLM_OK, "%s", vlm_last_error());
+/* The synthetic checks' training config: micro-batch B, accumulation K, then tweak. */
+static vlm_train_config tiny_train_config(int B, int K, void (*tweak)(vlm_train_config *)) {
   vlm_train_config t;
   vlm_train_config_default(&t);
   t.lr = 1e-3f;
@@ -241,6 +241,12 @@ static void tiny_trainer(vlm_trainer *tr, vlm_clip_config *c, int B, int K, void
   t.batch_size = B;
   t.accum_freq = K;
   if (tweak) tweak(&t);
+  return t;
+}
+
+static void tiny_trainer(vlm_trainer *tr, vlm_clip_config *c, int B, int K, void (*tweak)(vlm_train_config *)) {
+  CHECK(vlm_clip_config_builtin(c, "tiny") == VLM_OK, "%s", vlm_last_error());
+  vlm_train_config t = tiny_train_config(B, K, tweak);
   vlm_status s = vlm_trainer_init(tr, c, &t);
   CHECK(s == VLM_OK, "%s", vlm_last_error());
   VLM_CHECK(s == VLM_OK, "tiny trainer");
@@ -362,15 +368,8 @@ static void test_lock(int image) {
 /* ---- CoCa: accumulation and locking on coca-tiny */
 static void tiny_coca_trainer(vlm_trainer *tr, vlm_coca_config *c, int B, int K, void (*tweak)(vlm_train_config *)) {
   CHECK(vlm_coca_config_builtin(c, "coca-tiny") == VLM_OK, "%s", vlm_last_error());
-  vlm_train_config t;
-  vlm_train_config_default(&t);
-  t.lr = 1e-3f;
-  t.warmup = 2;
-  t.total_steps = 10;
-  t.batch_size = B;
-  t.accum_freq = K;
-  t.grad_clip_norm = 0;
-  if (tweak) tweak(&t);
+  vlm_train_config t = tiny_train_config(B, K, tweak);
+  t.grad_clip_norm = 0;   /* (the default; the accumulation check needs it off) */
   vlm_status s = vlm_trainer_init_coca(tr, c, &t);
   CHECK(s == VLM_OK, "%s", vlm_last_error());
   VLM_CHECK(s == VLM_OK, "tiny CoCa trainer");
