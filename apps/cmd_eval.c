@@ -188,7 +188,10 @@ static vlm_status run_retrieval(const opts *o, vlm_encoder *enc, retrieval_out *
   r->skipped = ls.bad;
   if (ls.bad && !o->json)
     fprintf(stderr, CMD ": %s: %lld bad samples skipped (last: %s)\n", o->data, (long long)ls.bad, ls.last_error);
-  if (st == VLM_OK && n == 0) st = vlm_error(VLM_ERR_FORMAT, "%s: no usable image-caption pair", o->data);
+  if (st == VLM_OK && n == 0)
+    st = ls.bad ? vlm_error(VLM_ERR_FORMAT, "%s: no usable image-caption pair (%lld bad samples; last: %s)", o->data,
+                            (long long)ls.bad, ls.last_error)
+                : vlm_error(VLM_ERR_FORMAT, "%s: no usable image-caption pair", o->data);
   int64_t *tkey = NULL, *ikey = NULL;
   if (st == VLM_OK) {
     tkey = malloc((size_t)n * sizeof(int64_t));
