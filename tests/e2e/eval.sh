@@ -116,6 +116,15 @@ for d, k in (('image_to_text', 'image_to_text_'), ('text_to_image', 'text_to_ima
 PY"
 fi
 
+# a COCO file none of whose images exists: an error that counts the bad samples and says why
+mkdir -p "$tmp/coco_gone/annotations"
+printf '%s' '{"images": [{"id": 1, "file_name": "a.jpg"}, {"id": 2, "file_name": "b.jpg"}], "annotations": [{"image_id": 1, "caption": "x"}, {"image_id": 2, "caption": "y"}, {"image_id": 2, "caption": "z"}]}' \
+  >"$tmp/coco_gone/annotations/captions_val2017.json"
+"$vlm" eval --model "$m" --data "$tmp/coco_gone/annotations/captions_val2017.json" --json >/dev/null 2>"$tmp/gone.err"
+rc=$?
+check "COCO without images: exit 1, 3 bad samples and the reason named" \
+  "[ $rc -eq 1 ] && grep -q 'no usable image-caption pair (3 bad samples; last: .*b.jpg: cannot open' $tmp/gone.err"
+
 # zero-shot: an ImageFolder with a corrupt PNG (skipped), and the shapes held-out split
 "$vlm" eval --model "$m" --zeroshot "$tmp/imgs" --templates simple --json >"$tmp/zs.json" 2>"$tmp/zs.err"; rc=$?
 check "zero-shot ImageFolder exits 0" "[ $rc -eq 0 ]"
