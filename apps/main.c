@@ -41,9 +41,9 @@ static const command k_commands[] = {
  * unless the user set either. Measured on 2 cores with two busy processes
  * beside it: `vlm caption` of one image with coca_ViT-B-32 2.5-5.9 s (median 2.8
  * of 6) against 2.7-7.7 s (median 4.4), `vlm index` of 48 images with ViT-B-32
- * 3.8 s against 4.4-4.6 s; on
- * idle cores the same within noise. libgomp reads them when it loads, so vlm
- * re-executes itself once with them set (and goes on as it is if it cannot). */
+ * 3.8 s against 4.4-4.6 s; on idle cores the same within noise. libgomp reads
+ * them when it loads, so vlm re-executes itself once with them set (and goes on
+ * as it is if it cannot). */
 static void passive_openmp(char **argv) {
   if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT")) return;
   if (setenv("OMP_WAIT_POLICY", "PASSIVE", 1) != 0 || setenv("GOMP_SPINCOUNT", "30000", 1) != 0) return;

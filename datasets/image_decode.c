@@ -204,10 +204,10 @@ typedef struct {
 /* libpng's allocations. libpng 1.6 allocates an ancillary chunk (tEXt, iCCP, ...)
  * at its declared length before reading it, and its chunk-size limit
  * (png_set_chunk_malloc_max) only warns: a hostile 2 GB tEXt length in a
- * 200-byte file (found by fuzzing) made one 2 GB allocation. Nothing libpng
- * needs is larger than the file plus an inflated profile or text and two rows,
- * so a larger request fails (libpng then skips the chunk, and the read runs
- * into the end of the file: "truncated"). */
+ * 186-byte file (found by fuzzing) made one 2 GB allocation, touched. Nothing
+ * libpng needs is larger than the file plus an inflated profile or text and two
+ * rows, so a larger request fails; libpng then drops the chunk and the decode
+ * ends in a "bad PNG" error (on that file: the next chunk's type is invalid). */
 static png_voidp p_malloc(png_structp png, png_alloc_size_t size) {
   const png_src *s = png_get_mem_ptr(png);
   if (s && size > s->alloc_max) return NULL;
