@@ -290,6 +290,28 @@ static void test_clamp(void) {
 /* open_clip's accumulation: K micro-batches of B give the tower gradients of one
  * K*B batch, K times its logit_scale gradient, and the K*B batch's loss. */
 static void no_clip(vlm_train_config *t) { t->grad_clip_norm = 0; }
+
+/* acc's gradients (K micro-batches) against big's (one batch): every tensor within 1e-5 of
+ * its max, logit_scale's K times; the worst error, and how many tensors were compared. */
+static double accum_grads_check(const vlm_trainer *big, const vlm_trainer *acc, int K, const char *what,
+                                int *checked) {
+  double worst = 0;
+  *checked = 0;
+  for (int i = 0; i < big->n_slots; i++) {
+    int64_t n = vlm_numel(big->slots[i].grad);
+    const float *g1 = vlm_f32(big->slots[i].grad), *g2 = vlm_f32(acc->slots[i].grad);
+    if (!strcmp(big->slots[i].name, "logit_scale")) {
+      CHECK(fabs(g2[0] - K * g1[0]) <= 1e-5 * fabs(K * g1[0]) + 1e-7, "%s logit_scale grad %.9g vs K * %.9g", what,
+            g2[0], g1[0]);
+      continue;
+    }
+    double e = vt_max_rel(g2, g1, n, 1e-30);
+    CHECK(e <= 1e-5, "%s accum gradient of %s: %.3g of its max", what, big->slots[i].name, e);
+    worst = fmax(worst, e);
+    (*checked)++;
+  }
+  return worst;
+}
 static void test_accum(void) {
   const int B = 3, K = 3;
   vlm_clip_config c;
@@ -301,19 +323,10 @@ static void test_accum(void) {
   float l1 = vlm_trainer_step(&big, &b.ti, &b.tt);
   float l2 = vlm_trainer_step(&acc, &b.ti, &b.tt);
   CHECK(fabsf(l1 - l2) <= 1e-5f * fabsf(l1), "accum loss %.9g vs batch %.9g", l2, l1);
-  double worst = 0;
-  for (int i = 0; i < big.n_slots; i++) {
-    int64_t n = vlm_numel(big.slots[i].grad);
-    const float *g1 = vlm_f32(big.slots[i].grad), *g2 = vlm_f32(acc.slots[i].grad);
-    if (!strcmp(big.slots[i].name, "logit_scale")) {
-      CHECK(fabs(g2[0] - K * g1[0]) <= 1e-5 * fabs(K * g1[0]) + 1e-7, "logit_scale grad %.9g vs K * %.9g", g2[0], g1[0]);
-      continue;
-    }
-    double e = vt_max_rel(g2, g1, n, 1e-30);
-    CHECK(e <= 1e-5, "accum gradient of %s: %.3g of its max", big.slots[i].name, e);
-    worst = fmax(worst, e);
-  }
-  printf("accum-freq %d x %d vs batch %d: worst tower gradient error %.2g of the tensor max\n", K, B, K * B, worst);
+  int checked = 0;
+  double worst = accum_grads_check(&big, &acc, K, "CLIP", &checked);
+  printf("accum-freq %d x %d vs batch %d: %d tensors, worst gradient error %.2g of the tensor max\n", K, B, K * B,
+         checked, worst);
   free_batch(&b);
   vlm_trainer_free(&big);
   vlm_trainer_free(&acc);
@@ -395,21 +408,8 @@ static void test_coca_accum(void) {
             fabsf(big.last_caption_loss - acc.last_caption_loss) <= 1e-5f * fabsf(big.last_caption_loss),
         "CoCa accum parts: clip %.9g vs %.9g, caption %.9g vs %.9g", acc.last_clip_loss, big.last_clip_loss,
         acc.last_caption_loss, big.last_caption_loss);
-  double worst = 0;
   int checked = 0;
-  for (int i = 0; i < big.n_slots; i++) {
-    int64_t n = vlm_numel(big.slots[i].grad);
-    const float *g1 = vlm_f32(big.slots[i].grad), *g2 = vlm_f32(acc.slots[i].grad);
-    if (!strcmp(big.slots[i].name, "logit_scale")) {
-      CHECK(fabs(g2[0] - K * g1[0]) <= 1e-5 * fabs(K * g1[0]) + 1e-7, "CoCa logit_scale grad %.9g vs K * %.9g",
-            g2[0], g1[0]);
-      continue;
-    }
-    double e = vt_max_rel(g2, g1, n, 1e-30);
-    CHECK(e <= 1e-5, "CoCa accum gradient of %s: %.3g of its max", big.slots[i].name, e);
-    worst = fmax(worst, e);
-    checked++;
-  }
+  double worst = accum_grads_check(&big, &acc, K, "CoCa", &checked);
   CHECK(checked > 50, "CoCa accum: only %d tensors compared", checked);
   printf("CoCa accum-freq %d x %d vs batch %d: %d tensors, worst gradient error %.2g of the tensor max\n", K, B,
          K * B, checked, worst);
