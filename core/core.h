@@ -122,6 +122,13 @@ float vlm_get_f32(const vlm_tensor *t, int64_t i);
 void vlm_set_f32(vlm_tensor *t, int64_t i, float v);
 void vlm_scale(vlm_tensor *t, float s);                    /* t *= s */
 double vlm_dot(const vlm_tensor *a, const vlm_tensor *b);  /* sum a[i] b[i], accumulated in double */
+/* Row blocks between two contiguous F32 tensors viewed as [rows, W] (W the
+ * last dim of both, which must match): for i < n, the rows_per_copy rows from
+ * dst row dst_row0 + i*dst_step <- the same count from src row src_row0 +
+ * i*src_step (a step of 0 repeats one block). Any devices; bounds checked.
+ * Used to interleave token rows with cls / class rows on any device. */
+void vlm_copy_rows(vlm_tensor *dst, int64_t dst_row0, int64_t dst_step, const vlm_tensor *src, int64_t src_row0,
+                   int64_t src_step, int64_t n, int64_t rows_per_copy);
 
 /* ------------------------------------------------------------------ arenas
  * One allocation per parameter set / gradient set / optimizer state /

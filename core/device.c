@@ -87,3 +87,34 @@ double vlm_dot(const vlm_tensor *a, const vlm_tensor *b) {
   for (int64_t i = 0; i < n; i++) s += (double)x[i] * y[i];
   return s;
 }
+
+/* n blocks of per rows from row0, step apart, lie within rows (no overflow). */
+static int rows_fit(int64_t rows, int64_t row0, int64_t step, int64_t n, int64_t per) {
+  if (row0 < 0 || step < 0 || row0 > rows || per > rows - row0) return 0;
+  return step == 0 || n - 1 <= (rows - row0 - per) / step;
+}
+
+void vlm_copy_rows(vlm_tensor *dst, int64_t dst_row0, int64_t dst_step, const vlm_tensor *src, int64_t src_row0,
+                   int64_t src_step, int64_t n, int64_t rows_per_copy) {
+  need_f32("vlm_copy_rows", dst);
+  need_f32("vlm_copy_rows", src);
+  int64_t W = vlm_cols(dst);
+  VLM_CHECK(W > 0 && vlm_cols(src) == W, "vlm_copy_rows: rows of %lld and %lld floats", (long long)W,
+            (long long)vlm_cols(src));
+  if (n <= 0 || rows_per_copy <= 0) return;
+  VLM_CHECK(rows_fit(vlm_numel(dst) / W, dst_row0, dst_step, n, rows_per_copy) &&
+                rows_fit(vlm_numel(src) / W, src_row0, src_step, n, rows_per_copy),
+            "vlm_copy_rows: %lld blocks of %lld rows (destination row %lld step %lld of %lld, source row %lld step "
+            "%lld of %lld) overrun a tensor",
+            (long long)n, (long long)rows_per_copy, (long long)dst_row0, (long long)dst_step,
+            (long long)(vlm_numel(dst) / W), (long long)src_row0, (long long)src_step, (long long)(vlm_numel(src) / W));
+  float *d = dst->data;
+  const float *s = src->data;
+  if (dst->device == VLM_CUDA && src->device == VLM_CUDA) {
+    vlm_cuda_copy_rows(d, dst_row0, dst_step, s, src_row0, src_step, n, rows_per_copy, W);
+    return;
+  }
+  for (int64_t i = 0; i < n; i++)
+    vlm_memcpy(d + (dst_row0 + i * dst_step) * W, dst->device, s + (src_row0 + i * src_step) * W, src->device,
+               (size_t)(rows_per_copy * W) * sizeof(float));
+}

@@ -92,9 +92,7 @@ void vlm_attn_pool_forward(const vlm_vit_config *c, const vlm_attn_pool_params *
   vlm_tensor bq = vlm_narrow(&p->in_b, 0, 0, E), bk = vlm_narrow(&p->in_b, 0, E, E),
              bv = vlm_narrow(&p->in_b, 0, 2 * E, E);
   vlm_matmul_forward(&s->q1, &s->qn, &p->q_w, &bq, 0, 1);
-  float *q = s->q.data;
-  for (int64_t b = 0; b < B; b++)
-    vlm_memcpy(q + b * Q * E, s->q.device, s->q1.data, s->q1.device, (size_t)(Q * E) * sizeof(float));
+  vlm_copy_rows(&s->q, 0, Q, &s->q1, 0, 0, B, Q);   /* the queries, once per image */
   vlm_matmul_forward(&s->k, &s->xk, &p->k_w, &bk, 0, 1);
   vlm_matmul_forward(&s->v, &s->xk, &p->v_w, &bv, 0, 1);
   vlm_attention_forward(&s->attn, s->with_backward ? &s->probs : NULL, &s->q, &s->k, &s->v, (int)c->pool_heads,
@@ -131,18 +129,13 @@ void vlm_attn_pool_backward(const vlm_vit_config *c, const vlm_attn_pool_params 
 void vlm_coca_vit_forward(const vlm_vit_config *c, const vlm_vit_params *p, const vlm_attn_pool_params *pp,
                           vlm_vit_acts *s, vlm_attn_pool_acts *ps, const vlm_tensor *image) {
   VLM_CHECK(c->attentional_pool && c->pool_queries >= 2, "coca vit: needs the attentional pooler (>= 2 queries)");
-  int64_t B = ps->B, E = c->embed_dim, Q = c->pool_queries;
+  int64_t B = ps->B, Q = c->pool_queries;
   vlm_vit_trunk_forward(c, p, s, image);
   vlm_attn_pool_forward(c, pp, ps, &s->xs[c->layers]);
   vlm_layernorm_forward(&ps->ln_post, &ps->ln_post_mean, &ps->ln_post_rstd, &ps->out, &p->ln_post_w, &p->ln_post_b,
                         c->ln_eps);
-  const float *lp = ps->ln_post.data;
-  float *pooled = ps->pooled.data, *tok = ps->tokens.data;
-  for (int64_t b = 0; b < B; b++) {
-    vlm_memcpy(pooled + b * E, ps->pooled.device, lp + b * Q * E, ps->ln_post.device, (size_t)E * sizeof(float));
-    vlm_memcpy(tok + b * (Q - 1) * E, ps->tokens.device, lp + (b * Q + 1) * E, ps->ln_post.device,
-               (size_t)((Q - 1) * E) * sizeof(float));
-  }
+  vlm_copy_rows(&ps->pooled, 0, 1, &ps->ln_post, 0, Q, B, 1);             /* query 0: the pooled row */
+  vlm_copy_rows(&ps->tokens, 0, Q - 1, &ps->ln_post, 1, Q, B, Q - 1);     /* the others: the image tokens */
   vlm_matmul_forward(&ps->features, &ps->pooled, &p->proj, NULL, 0, 0);
 }
 
@@ -150,18 +143,12 @@ void vlm_coca_vit_backward(const vlm_vit_config *c, const vlm_vit_params *p, con
                            vlm_vit_params *g, vlm_attn_pool_params *gp, vlm_vit_acts *s, vlm_attn_pool_acts *ps,
                            const vlm_tensor *d_features, const vlm_tensor *d_tokens) {
   VLM_CHECK(ps->with_backward && s->with_backward, "coca vit: activations were laid out for inference only");
-  int64_t B = ps->B, E = c->embed_dim, Q = c->pool_queries;
+  int64_t B = ps->B, Q = c->pool_queries;
   vlm_zero(&ps->d_pooled);
   if (d_features) vlm_matmul_backward(&ps->d_pooled, &g->proj, NULL, d_features, &ps->pooled, &p->proj, 0, 0);
   vlm_zero(&ps->d_ln_post);
-  float *dl = ps->d_ln_post.data;
-  const float *dp = ps->d_pooled.data;
-  for (int64_t b = 0; b < B; b++) {
-    vlm_memcpy(dl + b * Q * E, ps->d_ln_post.device, dp + b * E, ps->d_pooled.device, (size_t)E * sizeof(float));
-    if (d_tokens)
-      vlm_memcpy(dl + (b * Q + 1) * E, ps->d_ln_post.device, (const float *)d_tokens->data + b * (Q - 1) * E,
-                 d_tokens->device, (size_t)((Q - 1) * E) * sizeof(float));
-  }
+  vlm_copy_rows(&ps->d_ln_post, 0, Q, &ps->d_pooled, 0, 1, B, 1);
+  if (d_tokens) vlm_copy_rows(&ps->d_ln_post, 1, Q, d_tokens, 0, Q - 1, B, Q - 1);
   vlm_zero(&ps->d_out);
   vlm_layernorm_backward(&ps->d_out, &g->ln_post_w, &g->ln_post_b, &ps->d_ln_post, &ps->out, &p->ln_post_w,
                          &ps->ln_post_mean, &ps->ln_post_rstd);

@@ -143,24 +143,10 @@ static vlm_tensor conv_as_matrix(const vlm_tensor *w) {
   return vlm_reshape(w, 2, shape);
 }
 
-/* Copy rows between two [*, W] buffers: dst row (dst_row0 + i*dst_step) <- src row (src_row0 + i*src_step). */
-static void copy_rows(vlm_tensor *dst, int64_t dst_row0, int64_t dst_step, const vlm_tensor *src, int64_t src_row0,
-                      int64_t src_step, int64_t n, int64_t rows_per_copy, int64_t W) {
-  float *d = dst->data;
-  const float *s = src->data;
-  if (dst->device == VLM_CUDA && src->device == VLM_CUDA) {
-    vlm_cuda_copy_rows(d, dst_row0, dst_step, s, src_row0, src_step, n, rows_per_copy, W);
-    return;
-  }
-  for (int64_t i = 0; i < n; i++)
-    vlm_memcpy(d + (dst_row0 + i * dst_step) * W, dst->device, s + (src_row0 + i * src_step) * W, src->device,
-               (size_t)(rows_per_copy * W) * sizeof(float));
-}
-
 /* Patch embedding, class token, positions, ln_pre and the first n blocks. */
 static void trunk_forward(const vlm_vit_config *c, const vlm_vit_params *p, vlm_vit_acts *s, const vlm_tensor *image,
                           int64_t n) {
-  int64_t B = s->B, W = c->width, G = vlm_vit_grid(c), T = vlm_vit_tokens(c);
+  int64_t B = s->B, G = vlm_vit_grid(c), T = vlm_vit_tokens(c);
   char sh[128];
   VLM_CHECK(image->ndim == 4 && image->shape[0] == B && image->shape[1] == 3 && image->shape[2] == c->image_size &&
                 image->shape[3] == c->image_size && image->dtype == VLM_F32 && vlm_is_contiguous(image),
@@ -170,8 +156,8 @@ static void trunk_forward(const vlm_vit_config *c, const vlm_vit_params *p, vlm_
   patchify(&s->patches, image, c->patch_size);
   vlm_tensor w = conv_as_matrix(&p->conv1_w);
   vlm_matmul_forward(&s->patch_emb, &s->patches, &w, NULL, 0, 1);
-  copy_rows(&s->x0, 0, T, &p->class_emb, 0, 0, B, 1, W);
-  copy_rows(&s->x0, 1, T, &s->patch_emb, 0, G * G, B, G * G, W);
+  vlm_copy_rows(&s->x0, 0, T, &p->class_emb, 0, 0, B, 1);
+  vlm_copy_rows(&s->x0, 1, T, &s->patch_emb, 0, G * G, B, G * G);
   vlm_add_forward(&s->x0, &s->x0, &p->pos_emb);
   vlm_layernorm_forward(&s->xs[0], &s->ln_pre_mean, &s->ln_pre_rstd, &s->x0, &p->ln_pre_w, &p->ln_pre_b, c->ln_eps);
   vlm_block_stack_forward(&bc, p->blocks, s->blocks, s->xs, n, NULL, 0);
@@ -201,7 +187,7 @@ void vlm_vit_forward(const vlm_vit_config *c, const vlm_vit_params *p, vlm_vit_a
     vlm_block_forward_rows(&bc, &p->blocks[L - 1], &s->blocks[L - 1], &y, &s->xs[L - 1], &s->pool_rows, NULL);
   } else {
     vlm_vit_trunk_forward(c, p, s, image);
-    copy_rows(&s->pooled, 0, 1, &s->xs[L], 0, T, B, 1, W);
+    vlm_copy_rows(&s->pooled, 0, 1, &s->xs[L], 0, T, B, 1);
   }
   vlm_layernorm_forward(&s->ln_post, &s->ln_post_mean, &s->ln_post_rstd, &s->pooled, &p->ln_post_w,
                         &p->ln_post_b, c->ln_eps);
@@ -211,20 +197,20 @@ void vlm_vit_forward(const vlm_vit_config *c, const vlm_vit_params *p, vlm_vit_a
 void vlm_vit_backward(const vlm_vit_config *c, const vlm_vit_params *p, vlm_vit_params *g, vlm_vit_acts *s,
                       const vlm_tensor *d_features) {
   VLM_CHECK(s->with_backward, "vit: activations were laid out for inference only");
-  int64_t B = s->B, W = c->width, T = vlm_vit_tokens(c);
+  int64_t B = s->B, T = vlm_vit_tokens(c);
   vlm_zero(&s->d_ln_post);
   vlm_matmul_backward(&s->d_ln_post, &g->proj, NULL, d_features, &s->ln_post, &p->proj, 0, 0);
   vlm_zero(&s->d_pooled);
   vlm_layernorm_backward(&s->d_pooled, &g->ln_post_w, &g->ln_post_b, &s->d_ln_post, &s->pooled, &p->ln_post_w,
                          &s->ln_post_mean, &s->ln_post_rstd);
   vlm_zero(&s->dx_a);
-  copy_rows(&s->dx_a, 0, T, &s->d_pooled, 0, 1, B, 1, W);
+  vlm_copy_rows(&s->dx_a, 0, T, &s->d_pooled, 0, 1, B, 1);
   vlm_vit_trunk_backward(c, p, g, s);
 }
 
 void vlm_vit_trunk_backward(const vlm_vit_config *c, const vlm_vit_params *p, vlm_vit_params *g, vlm_vit_acts *s) {
   VLM_CHECK(s->with_backward, "vit: activations were laid out for inference only");
-  int64_t B = s->B, W = c->width, G = vlm_vit_grid(c), T = vlm_vit_tokens(c), L = c->layers;
+  int64_t B = s->B, G = vlm_vit_grid(c), T = vlm_vit_tokens(c), L = c->layers;
   vlm_block_config bc = vlm_vit_block_config(c);
   vlm_tensor *dy = &s->dx_a, *dx = &s->dx_b;
   dy = vlm_block_stack_backward(&bc, p->blocks, g->blocks, s->blocks, &s->scratch, s->xs, L, 0, dy, dx);
@@ -234,9 +220,9 @@ void vlm_vit_trunk_backward(const vlm_vit_config *c, const vlm_vit_params *p, vl
   vlm_layernorm_backward(dx, &g->ln_pre_w, &g->ln_pre_b, dy, &s->x0, &p->ln_pre_w, &s->ln_pre_mean,
                          &s->ln_pre_rstd);
   vlm_add_backward(NULL, &g->pos_emb, dx);
-  copy_rows(&s->d_pooled, 0, 1, dx, 0, T, B, 1, W);
+  vlm_copy_rows(&s->d_pooled, 0, 1, dx, 0, T, B, 1);
   vlm_add_backward(NULL, &g->class_emb, &s->d_pooled);
-  copy_rows(&s->d_patch_emb, 0, G * G, dx, 1, T, B, G * G, W);
+  vlm_copy_rows(&s->d_patch_emb, 0, G * G, dx, 1, T, B, G * G);
   vlm_tensor w = conv_as_matrix(&p->conv1_w), gw = conv_as_matrix(&g->conv1_w);
   vlm_matmul_backward(NULL, &gw, NULL, &s->d_patch_emb, &s->patches, &w, 0, 1);
 }

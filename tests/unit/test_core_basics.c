@@ -1,5 +1,6 @@
 /* Tensors, arenas, dtypes, RNG, errors. */
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -149,11 +150,50 @@ static void test_scratch(void) {
   vlm_scratch_release();
 }
 
+/* vlm_copy_rows: blocks of rows between [rows, W] views, a step of 0 repeating
+ * one block; a block past either tensor's end aborts. */
+typedef struct { vlm_tensor *d, *s; int64_t d0, ds, s0, ss, n, per; } rows_args;
+static void copy_rows_call(void *ctx) {
+  rows_args *a = ctx;
+  vlm_copy_rows(a->d, a->d0, a->ds, a->s, a->s0, a->ss, a->n, a->per);
+}
+
+static void test_copy_rows(void) {
+  enum { W = 3 };
+  float src[6 * W], dst[10 * W];
+  for (int i = 0; i < 6 * W; i++) src[i] = (float)(100 + i);
+  int64_t ssh[2] = {6, W}, dsh[3] = {2, 5, W}, one[1] = {W};
+  vlm_tensor s = vlm_tensor_cpu_f32(src, 2, ssh), d = vlm_tensor_cpu_f32(dst, 3, dsh);
+  /* the interleave of the text tower's cls: per batch entry 2 token rows then the
+   * cls row, here 2 entries of 5 rows: rows 0-1 and 5-6 from src rows 0-1 and 2-3 */
+  for (int i = 0; i < 10 * W; i++) dst[i] = -1;
+  vlm_copy_rows(&d, 0, 5, &s, 0, 2, 2, 2);
+  vlm_tensor cls = vlm_tensor_cpu_f32(src + 5 * W, 1, one);   /* one row, repeated (step 0) */
+  vlm_copy_rows(&d, 2, 5, &cls, 0, 0, 2, 1);
+  const int from[10] = {0, 1, 5, -1, -1, 2, 3, 5, -1, -1};
+  int bad = 0;
+  for (int r = 0; r < 10; r++)
+    for (int w = 0; w < W; w++) bad += dst[r * W + w] != (from[r] < 0 ? -1.0f : (float)(100 + from[r] * W + w));
+  CHECK(bad == 0, "copy_rows: %d elements wrong", bad);
+  vlm_copy_rows(&d, 0, 5, &s, 0, 2, 0, 2);   /* n = 0: nothing */
+  rows_args past = {&d, &s, 0, 5, 0, 2, 3, 2};          /* a third block at dst row 10 */
+  vt_expect_abort("copy_rows past the destination", copy_rows_call, &past, "vlm_copy_rows", "overrun");
+  rows_args src_past = {&d, &s, 0, 1, 5, 0, 1, 2};      /* src rows 5-6 of 6 */
+  vt_expect_abort("copy_rows past the source", copy_rows_call, &src_past, "vlm_copy_rows", "overrun");
+  rows_args huge = {&d, &s, 0, INT64_MAX / 2, 0, 0, 3, 1};
+  vt_expect_abort("copy_rows with an overflowing step", copy_rows_call, &huge, "vlm_copy_rows", "overrun");
+  int64_t wsh[2] = {2, 9};
+  vlm_tensor wide = vlm_tensor_cpu_f32(dst, 2, wsh);
+  rows_args widths = {&wide, &s, 0, 1, 0, 1, 1, 1};
+  vt_expect_abort("copy_rows between different widths", copy_rows_call, &widths, "vlm_copy_rows", "floats");
+}
+
 int main(void) {
   test_scratch();
   test_dtypes();
   test_tensor_arena();
   test_rng();
   test_errors();
+  test_copy_rows();
   return vt_finish();
 }

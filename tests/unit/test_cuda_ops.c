@@ -638,7 +638,19 @@ static void test_tensor_utils(void) {
   vlm_copy(&x.d, &yb);
   for (int64_t i = 0; i < vlm_numel(&y.h); i++) ((float *)x.hp)[i] = 1.5f;
   cmp("fill", "BF16 1.5", "x", &x, 0);
-  drop(&x); drop(&y);
+  /* copy_rows (the kernel, device to device; host to device through memcpy)
+   * against the CPU's: [4 x 7 rows, 65] <- 4 blocks of 5 rows of y, step 6, and
+   * one repeated row (step 0) into row 6 of each block */
+  pair z = mk3(4, 7, 65, 802, 0.0f, -1.0f);
+  vlm_copy_rows(&z.d, 1, 7, &y.d, 2, 6, 4, 5);
+  vlm_copy_rows(&z.h, 1, 7, &y.h, 2, 6, 4, 5);
+  vlm_copy_rows(&z.d, 6, 7, &y.d, 32, 0, 4, 1);
+  vlm_copy_rows(&z.h, 6, 7, &y.h, 32, 0, 4, 1);
+  cmp("copy_rows", "device, steps 6 and 0", "z", &z, 0);
+  vlm_copy_rows(&z.d, 0, 7, &y.h, 0, 1, 4, 1);
+  vlm_copy_rows(&z.h, 0, 7, &y.h, 0, 1, 4, 1);
+  cmp("copy_rows", "host to device", "z", &z, 0);
+  drop(&x); drop(&y); drop(&z);
 }
 
 static const struct { const char *name; void (*fn)(void); } k_sections[] = {
