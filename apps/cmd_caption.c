@@ -4,10 +4,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "apps/apps.h"
 #include "datasets/datasets.h"
+#include "model/encode.h"
 #include "model/model.h"
 
 static void usage(FILE *f) {
@@ -34,8 +34,10 @@ static void usage(FILE *f) {
           "  --no-cache             re-run the whole prefix every step (as open_clip; slow)\n"
           "Other options:\n"
           "  --tokenizer PATH       vocab.json + merges.txt folder, vocab.json, or OpenAI's\n"
-          "                         bpe_simple_vocab_16e6.txt.gz (default: the model's\n"
-          "                         tokenizer/ folder); without one the ids are printed\n"
+          "                         bpe_simple_vocab_16e6.txt.gz (default: the one beside\n"
+          "                         the model: MODEL/tokenizer/, MODEL/vocab.json, a vlm\n"
+          "                         train run's RUN/tokenizer/, MODEL/bpe_simple_vocab_16e6.txt.gz);\n"
+          "                         without one the ids are printed\n"
           "  --batch N              images per batch (default 8)\n"
           "  --inputs FILE          caption the `images` tensor [N,3,H,W] of a safetensors file\n"
           "                         (already normalized, as 'vlm forward --inputs') instead of files\n"
@@ -72,11 +74,6 @@ static void json_string(const char *s) {
     else putchar(*p);
   }
   putchar('"');
-}
-
-static int is_dir(const char *p) {
-  struct stat sb;
-  return stat(p, &sb) == 0 && S_ISDIR(sb.st_mode);
 }
 
 int vlm_cmd_caption(int argc, char **argv) {
@@ -168,11 +165,13 @@ int vlm_cmd_caption(int argc, char **argv) {
     }
     w = &h;
   }
-  /* tokenizer: --tokenizer, else MODEL/tokenizer/ when present */
+  /* tokenizer: --tokenizer, else the one beside the model (the encoders' search:
+   * MODEL/tokenizer/, a `vlm train` run's RUN/tokenizer/, ...) */
   vlm_tokenizer *tok = NULL;
   char tdir[4096];
-  snprintf(tdir, sizeof tdir, "%s/tokenizer", model);
-  if (!tok_path && is_dir(model) && is_dir(tdir)) tok_path = tdir;
+  if (!tok_path && vlm_find_tokenizer(model, tdir, sizeof tdir)) tok_path = tdir;
+  if (!tok_path)
+    fprintf(stderr, "vlm caption: no tokenizer beside %s: printing token ids (pass --tokenizer PATH)\n", model);
   int rc = 0;
   if (tok_path && vlm_tokenizer_load(&tok, tok_path) != VLM_OK) {
     fprintf(stderr, "vlm caption: %s\n", vlm_last_error());

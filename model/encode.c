@@ -60,39 +60,39 @@ static vlm_status compute_identity(vlm_encoder *e) {
 }
 
 /* ---- tokenizer search */
+int vlm_find_tokenizer(const char *model_path, char *out, size_t n) {
+  char dir[1024], p[1100], q[1100], r[1100];
+  snprintf(dir, sizeof dir, "%s", model_path);
+  if (!is_dir(model_path)) {
+    char *sl = strrchr(dir, '/');
+    if (sl) *sl = 0; else snprintf(dir, sizeof dir, ".");
+  }
+  out[0] = 0;
+  snprintf(p, sizeof p, "%s/tokenizer/vocab.json", dir);
+  snprintf(q, sizeof q, "%s/vocab.json", dir);
+  snprintf(r, sizeof r, "%s/../../tokenizer/vocab.json", dir);  /* RUN/checkpoints/NAME -> RUN/tokenizer */
+  if (is_file(p)) snprintf(out, n, "%s/tokenizer", dir);
+  else if (is_file(q)) snprintf(out, n, "%s", dir);
+  else if (is_file(r)) snprintf(out, n, "%s/../../tokenizer", dir);
+  else {
+    const char *names[] = {"bpe_simple_vocab_16e6.txt.gz", "bpe_simple_vocab_16e6.txt"};
+    for (int i = 0; i < 2 && !out[0]; i++) {
+      snprintf(p, sizeof p, "%s/%s", dir, names[i]);
+      if (is_file(p)) snprintf(out, n, "%s", p);
+    }
+  }
+  return out[0] != 0;
+}
+
 static vlm_status find_tokenizer(vlm_encoder *e, const char *model_path, const char *explicit_path, int optional) {
-  char dir[1024], p[1100], q[1100];
   if (explicit_path) {
     snprintf(e->tokenizer_path, sizeof e->tokenizer_path, "%s", explicit_path);
-  } else {
-    if (is_dir(model_path)) {
-      snprintf(dir, sizeof dir, "%s", model_path);
-    } else {
-      snprintf(dir, sizeof dir, "%s", model_path);
-      char *sl = strrchr(dir, '/');
-      if (sl) *sl = 0; else snprintf(dir, sizeof dir, ".");
-    }
-    e->tokenizer_path[0] = 0;
-    snprintf(p, sizeof p, "%s/tokenizer/vocab.json", dir);
-    snprintf(q, sizeof q, "%s/vocab.json", dir);
-    char r[1100];   /* a `vlm train` checkpoint: RUN/checkpoints/NAME -> RUN/tokenizer */
-    snprintf(r, sizeof r, "%s/../../tokenizer/vocab.json", dir);
-    if (is_file(p)) snprintf(e->tokenizer_path, sizeof e->tokenizer_path, "%s/tokenizer", dir);
-    else if (is_file(q)) snprintf(e->tokenizer_path, sizeof e->tokenizer_path, "%s", dir);
-    else if (is_file(r)) snprintf(e->tokenizer_path, sizeof e->tokenizer_path, "%s/../../tokenizer", dir);
-    else {
-      const char *names[] = {"bpe_simple_vocab_16e6.txt.gz", "bpe_simple_vocab_16e6.txt"};
-      for (int i = 0; i < 2 && !e->tokenizer_path[0]; i++) {
-        snprintf(p, sizeof p, "%s/%s", dir, names[i]);
-        if (is_file(p)) snprintf(e->tokenizer_path, sizeof e->tokenizer_path, "%s", p);
-      }
-    }
-    if (!e->tokenizer_path[0] && optional) return VLM_OK;
-    if (!e->tokenizer_path[0])
-      return vlm_error(VLM_ERR_ARG,
-                       "%s: no tokenizer beside the model (tokenizer/vocab.json + merges.txt, vocab.json, or "
-                       "bpe_simple_vocab_16e6.txt.gz); pass --tokenizer PATH",
-                       model_path);
+  } else if (!vlm_find_tokenizer(model_path, e->tokenizer_path, sizeof e->tokenizer_path)) {
+    if (optional) return VLM_OK;
+    return vlm_error(VLM_ERR_ARG,
+                     "%s: no tokenizer beside the model (tokenizer/vocab.json + merges.txt, vocab.json, or "
+                     "bpe_simple_vocab_16e6.txt.gz); pass --tokenizer PATH",
+                     model_path);
   }
   vlm_status st = vlm_tokenizer_load(&e->tok, e->tokenizer_path);
   if (st != VLM_OK) return st;

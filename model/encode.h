@@ -52,6 +52,9 @@ typedef struct {
                                     the process-wide matmul precision (vlm_set_matmul_precision) */
 /* Load the model at model_path (see vlm_clip_load); tokenizer may be NULL (search
  * as above). max_batch bounds each forward pass (activations sized for it). */
+/* The tokenizer beside model_path by the search above (without the explicit
+ * path) into out; 0 when there is none. */
+int vlm_find_tokenizer(const char *model_path, char *out, size_t n);
 vlm_status vlm_encoder_open(vlm_encoder *e, const char *model_path, const char *tokenizer, int64_t max_batch,
                             int flags);
 void vlm_encoder_close(vlm_encoder *e);
