@@ -69,8 +69,7 @@ static void usage(FILE *f) {
           "  --grad-clip-norm X (none)  --accum-freq K (1)  --precision fp32|bf16 (fp32)\n"
           "  --seed N (0)\n"
           "  --device auto|cpu|cuda (auto)  where the parameters, optimizer state and\n"
-          "                           activations live; auto: the GPU when one is present and\n"
-          "                           the model is a CLIP (CoCa trains on the CPU)\n"
+          "                           activations live; auto: the GPU when one is present\n"
           "Run, checkpoints, evaluation:\n"
           "  --logs DIR (./logs)  --name NAME (date-model-lr-batch)\n"
           "  --save-frequency N (1: epoch_K every N epochs)  --save-most-recent (keep only the\n"
@@ -323,6 +322,7 @@ static vlm_status evaluate(run_state *R, int do_zs) {
   int same = R->zs == R->val || !R->zs;
   /* Evaluation runs on the CPU: a GPU trainer's parameters are downloaded first. */
   vlm_clip_params *p = R->is_coca ? &R->tr.p : vlm_trainer_host_params(&R->tr);
+  if (R->is_coca) R->ec.coca_params = vlm_trainer_host_coca(&R->tr);
   if (R->val) st = vlm_train_evaluate(&R->ec, p, R->val, 1, same && do_zs, &r);
   if (st == VLM_OK && R->zs && !same && do_zs) {
     st = vlm_train_evaluate(&R->ec, p, R->zs, 0, 1, &z);
@@ -614,9 +614,8 @@ static int run(run_state *R) {
   t.precision = !strcmp(o->precision, "bf16") ? VLM_PREC_BF16 : VLM_PREC_F32;
   t.lock_image = o->lock_image;
   t.lock_text = o->lock_text;
-  /* auto: the GPU when one is usable and the model is a CLIP (CoCa trains on the CPU so far) */
-  t.device = !strcmp(o->device, "cuda") || (!strcmp(o->device, "auto") && !R->is_coca && vlm_cuda_available())
-                 ? VLM_CUDA : VLM_CPU;
+  /* auto: the GPU when one is usable */
+  t.device = !strcmp(o->device, "cuda") || (!strcmp(o->device, "auto") && vlm_cuda_available()) ? VLM_CUDA : VLM_CPU;
   st = R->is_coca ? vlm_trainer_init_coca(&R->tr, &R->coca, &t) : vlm_trainer_init(&R->tr, &R->model, &t);
   if (st != VLM_OK) return fail("");
   vlm_rng_seed(&R->tr.rng, (uint64_t)o->seed);
@@ -629,10 +628,9 @@ static int run(run_state *R) {
   } else if (from_ckpt) {
     if ((st = vlm_trainer_load(&R->tr, o->model, NULL)) != VLM_OK) return fail(o->model);
     vlm_trainer_reset_optimizer(&R->tr);
-  } else if (R->is_coca) {
-    vlm_coca_params_init_openclip(&R->tr.coca.p, &R->coca, (uint64_t)o->seed);
   } else {  /* on the host (a copy when training on a GPU), then to the device */
-    vlm_clip_params_init_openclip(vlm_trainer_host_params(&R->tr), &R->model, (uint64_t)o->seed);
+    if (R->is_coca) vlm_coca_params_init_openclip(vlm_trainer_host_coca(&R->tr), &R->coca, (uint64_t)o->seed);
+    else vlm_clip_params_init_openclip(vlm_trainer_host_params(&R->tr), &R->model, (uint64_t)o->seed);
     vlm_trainer_upload_params(&R->tr);
   }
   if ((st = write_run_config(R->run, &R->model, R->is_coca ? &R->coca : NULL, o, &R->tr.cfg, tok_desc)) != VLM_OK) return fail("");
@@ -640,7 +638,7 @@ static int run(run_state *R) {
   if ((st = load_templates(R, shapes || is_shapes_spec(o->zs_data))) != VLM_OK) return fail("--zeroshot-templates");
   R->ec.model = &R->model;
   R->ec.coca = R->is_coca ? &R->coca : NULL;
-  R->ec.coca_params = R->is_coca ? &R->tr.coca.p : NULL;
+  R->ec.coca_params = NULL;   /* CoCa: the host parameters, set by evaluate() */
   R->ec.batch_size = (int)o->batch;
   R->ec.caption_match = is_shapes_spec(o->val_data);
   R->ec.shapes = is_shapes_spec(o->val_data) || is_shapes_spec(o->zs_data);

@@ -27,12 +27,16 @@ static vlm_status alloc_arrays(vlm_coca_params *p, const vlm_coca_config *c) {
 }
 
 vlm_status vlm_coca_params_init(vlm_coca_params *p, const vlm_coca_config *c) {
+  return vlm_coca_params_init_on(p, c, VLM_CPU);
+}
+
+vlm_status vlm_coca_params_init_on(vlm_coca_params *p, const vlm_coca_config *c, vlm_device dev) {
   vlm_status s = alloc_arrays(p, c);
   if (s != VLM_OK) return s;
   vlm_arena m;
-  vlm_arena_measure(&m, VLM_CPU);
+  vlm_arena_measure(&m, dev);
   layout(p, &m, c);
-  s = vlm_arena_init(&p->arena, m.used, VLM_CPU);
+  s = vlm_arena_init(&p->arena, m.used, dev);
   if (s != VLM_OK) {
     vlm_coca_params_free(p);
     return vlm_error_prefix(s, "CoCa parameters (%zu bytes)", m.used);
@@ -70,8 +74,15 @@ int64_t vlm_coca_params_count(vlm_coca_params *p, const vlm_coca_config *c) {
 
 void vlm_coca_params_zero(vlm_coca_params *p) {
   if (!p->arena.base) return;
-  VLM_CHECK(p->arena.device == VLM_CPU, "coca params: zeroing on the CPU only for now");
-  memset(p->arena.base, 0, p->arena.used);
+  int64_t n = (int64_t)p->arena.used;
+  vlm_tensor all = vlm_tensor_make(p->arena.base, VLM_U8, p->arena.device, 1, &n);
+  vlm_zero(&all);
+}
+
+void vlm_coca_params_copy(vlm_coca_params *dst, const vlm_coca_params *src) {
+  VLM_CHECK(dst->arena.used == src->arena.used, "coca params copy: layouts differ (%zu vs %zu bytes)",
+            dst->arena.used, src->arena.used);
+  vlm_memcpy(dst->arena.base, dst->arena.device, src->arena.base, src->arena.device, src->arena.used);
 }
 
 typedef struct { vlm_coca_params *p; const vlm_coca_config *c; } coca_model;
@@ -87,7 +98,6 @@ vlm_status vlm_coca_load_safetensors(vlm_coca_params *p, const vlm_coca_config *
 }
 
 vlm_status vlm_coca_save_safetensors(vlm_coca_params *p, const vlm_coca_config *c, const char *path) {
-  VLM_CHECK(p->arena.device == VLM_CPU, "coca save: parameters must be on the CPU");
   coca_model m = {p, c};
   return vlm_save_safetensors_visit(visit_all, &m, path);
 }
@@ -203,6 +213,11 @@ static void acts_layout(vlm_coca_acts *s, vlm_arena *a, const vlm_coca_config *c
 }
 
 vlm_status vlm_coca_acts_init(vlm_coca_acts *s, const vlm_coca_config *c, int64_t B, int64_t L, int with_backward) {
+  return vlm_coca_acts_init_on(s, c, B, L, with_backward, VLM_CPU);
+}
+
+vlm_status vlm_coca_acts_init_on(vlm_coca_acts *s, const vlm_coca_config *c, int64_t B, int64_t L, int with_backward,
+                                 vlm_device dev) {
   memset(s, 0, sizeof *s);
   if (B < 1 || L < 1 || L > c->text.context_length || L > c->decoder.context_length)
     return vlm_error(VLM_ERR_ARG, "CoCa: batch %lld and text length %lld (context %lld) are not usable",
@@ -215,9 +230,9 @@ vlm_status vlm_coca_acts_init(vlm_coca_acts *s, const vlm_coca_config *c, int64_
     return st;
   }
   vlm_arena m;
-  vlm_arena_measure(&m, VLM_CPU);
+  vlm_arena_measure(&m, dev);
   acts_layout(s, &m, c, B, L, with_backward);
-  st = vlm_arena_init(&s->arena, m.used, VLM_CPU);
+  st = vlm_arena_init(&s->arena, m.used, dev);
   if (st != VLM_OK) {
     vlm_coca_acts_free(s);
     return vlm_error_prefix(st, "CoCa activations (%zu bytes)", m.used);
@@ -238,11 +253,29 @@ static int64_t id_at(const vlm_tensor *ids, int64_t i) {
   return ids->dtype == VLM_I64 ? ((const int64_t *)ids->data)[i] : ((const int32_t *)ids->data)[i];
 }
 
+/* ids [B, L] I32/I64 as a host tensor: ids itself, or a copy read back from its
+ * device (*back, to free). */
+static vlm_tensor host_ids(const vlm_tensor *ids, void **back) {
+  char sh[96];
+  VLM_CHECK(ids->ndim == 2 && (ids->dtype == VLM_I64 || ids->dtype == VLM_I32) && vlm_is_contiguous(ids),
+            "coca: ids are %s, expected [B, L] I32/I64 contiguous", vlm_shape_str(ids, sh, sizeof sh));
+  vlm_tensor h = *ids;
+  *back = NULL;
+  if (ids->device != VLM_CPU) {
+    *back = malloc(vlm_nbytes(ids) ? vlm_nbytes(ids) : 1);
+    VLM_CHECK(*back, "coca: out of memory");
+    vlm_memcpy(*back, VLM_CPU, ids->data, ids->device, vlm_nbytes(ids));
+    h.data = *back;
+    h.device = VLM_CPU;
+  }
+  return h;
+}
+
 float vlm_coca_forward(const vlm_coca_config *c, const vlm_coca_params *p, vlm_coca_acts *s,
                        const vlm_tensor *images, const vlm_tensor *ids) {
   int64_t B = s->B, L = s->L, V = c->decoder.vocab_size;
   char sh[96];
-  VLM_CHECK(ids->ndim == 2 && ids->shape[0] == B && ids->shape[1] == L && ids->device == VLM_CPU &&
+  VLM_CHECK(ids->ndim == 2 && ids->shape[0] == B && ids->shape[1] == L &&
                 (ids->dtype == VLM_I64 || ids->dtype == VLM_I32),
             "coca: ids are %s, expected [%lld, %lld] I32/I64", vlm_shape_str(ids, sh, sizeof sh), (long long)B,
             (long long)L);
@@ -252,25 +285,36 @@ float vlm_coca_forward(const vlm_coca_config *c, const vlm_coca_params *p, vlm_c
   vlm_decoder_forward(&c->decoder, &p->decoder, &s->dec, &s->pool.tokens);
   vlm_clip_loss_forward(&s->loss, &s->pool.features, &s->text.features, &p->logit_scale);
   /* Teacher forcing: the logits at position l predict ids[l+1]; the last position has
-   * no target and is ignored like the pad id (the mean is over the remaining ones). */
-  int64_t *t = s->targets.data;
+   * no target and is ignored like the pad id (the mean is over the remaining ones).
+   * Built on the host, one upload when the activations are on a GPU. */
+  void *back;
+  vlm_tensor h = host_ids(ids, &back);
+  size_t tb = (size_t)(B * L) * sizeof(int64_t);
+  int64_t *t = s->targets.device == VLM_CPU ? s->targets.data : malloc(tb ? tb : 1);
+  VLM_CHECK(t, "coca: out of memory");
   for (int64_t b = 0; b < B; b++)
-    for (int64_t l = 0; l < L; l++) t[b * L + l] = l + 1 < L ? id_at(ids, b * L + l + 1) : c->text.pad_id;
+    for (int64_t l = 0; l < L; l++) t[b * L + l] = l + 1 < L ? id_at(&h, b * L + l + 1) : c->text.pad_id;
+  if (s->targets.device != VLM_CPU) {
+    vlm_memcpy(s->targets.data, s->targets.device, t, VLM_CPU, tb);
+    free(t);
+  }
+  free(back);
   int64_t sh2[2] = {B * L, V};
   vlm_tensor logits = vlm_reshape(&s->dec.logits, 2, sh2);
   vlm_cross_entropy_forward(&s->cap_loss, &s->cap_probs, &logits, &s->targets, c->text.pad_id);
-  s->clip_loss = *vlm_f32(&s->loss.loss);
-  s->caption_loss = *vlm_f32(&s->cap_loss);
+  s->clip_loss = vlm_get_f32(&s->loss.loss, 0);
+  s->caption_loss = vlm_get_f32(&s->cap_loss, 0);
   s->total = c->clip_loss_weight * s->clip_loss + c->caption_loss_weight * s->caption_loss;
   return s->total;
 }
 
 int64_t vlm_coca_caption_targets(const vlm_coca_config *c, const vlm_tensor *ids) {
-  VLM_CHECK(ids->ndim == 2 && ids->device == VLM_CPU && (ids->dtype == VLM_I64 || ids->dtype == VLM_I32),
-            "coca: ids must be [B, L] I32/I64 on the CPU");
-  int64_t B = ids->shape[0], L = ids->shape[1], n = 0;
+  void *back;
+  vlm_tensor h = host_ids(ids, &back);
+  int64_t B = h.shape[0], L = h.shape[1], n = 0;
   for (int64_t b = 0; b < B; b++)
-    for (int64_t l = 1; l < L; l++) n += id_at(ids, b * L + l) != c->text.pad_id;
+    for (int64_t l = 1; l < L; l++) n += id_at(&h, b * L + l) != c->text.pad_id;
+  free(back);
   return n;
 }
 
@@ -309,6 +353,8 @@ vlm_status vlm_coca_generate(const vlm_coca_config *c, const vlm_coca_params *p,
                              const vlm_gen_options *o, int32_t *out, int *lens) {
   vlm_status st = vlm_gen_options_check(o, &c->text, &c->decoder);
   if (st != VLM_OK) return st;
+  if (p->arena.device != VLM_CPU || images->device != VLM_CPU)
+    return vlm_error(VLM_ERR_UNSUPPORTED, "captioning runs on the CPU (the weights and images must be there)");
   int64_t B = images->shape[0];
   vlm_vit_acts va;
   vlm_attn_pool_acts pa;

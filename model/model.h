@@ -177,6 +177,10 @@ typedef struct {
 } vlm_coca_params;
 
 vlm_status vlm_coca_params_init(vlm_coca_params *p, const vlm_coca_config *c);   /* zeroed */
+/* The same on a device (one arena there, the same layout on every device). */
+vlm_status vlm_coca_params_init_on(vlm_coca_params *p, const vlm_coca_config *c, vlm_device dev);
+/* dst = src, between any devices (the arena copied whole; same config). */
+void vlm_coca_params_copy(vlm_coca_params *dst, const vlm_coca_params *src);
 void vlm_coca_params_free(vlm_coca_params *p);
 /* Same visit function type as CLIP: open_clip names, fixed order. */
 void vlm_coca_params_visit(vlm_coca_params *p, const vlm_coca_config *c, vlm_param_visit_fn fn, void *ctx);
@@ -217,6 +221,10 @@ typedef struct {
 } vlm_coca_acts;
 
 vlm_status vlm_coca_acts_init(vlm_coca_acts *s, const vlm_coca_config *c, int64_t B, int64_t L, int with_backward);
+/* On a device: the model code runs unchanged on parameters, activations, images
+ * and ids that live there (ids are read back for the targets and masks). */
+vlm_status vlm_coca_acts_init_on(vlm_coca_acts *s, const vlm_coca_config *c, int64_t B, int64_t L, int with_backward,
+                                 vlm_device dev);
 void vlm_coca_acts_free(vlm_coca_acts *s);
 /* images [B,3,H,W] F32, ids [B,L] I32/I64 (L <= both context lengths). Returns the
  * total loss; the parts, features, tokens and caption logits stay in s. */
@@ -295,14 +303,15 @@ typedef struct {
   vlm_tensor *logit_scale;          /* [] the raw parameter of whichever model */
   struct {
     vlm_coca_config model;
-    vlm_coca_params p, g, m, v;     /* as p, g, m, v below */
+    vlm_coca_params p, g, m, v;     /* as p, g, m, v below, on cfg.device */
+    vlm_coca_params host;           /* cfg.device a GPU: a host copy of p (as host below) */
     vlm_coca_acts acts;             /* one batch B, with backward */
   } coca;                           /* is_coca only */
   float last_clip_loss, last_caption_loss; /* CoCa: the unweighted parts of the last step's loss */
   vlm_clip_params p, g, m, v;       /* CLIP: parameters, gradients, exp_avg, exp_avg_sq (one arena each),
                                        on cfg.device */
   vlm_clip_params host;             /* cfg.device a GPU: a host copy of p (init, loading, evaluation) */
-  vlm_clip_batch batch;             /* cfg.device a GPU: the step's K*B batch, uploaded once a step */
+  vlm_clip_batch batch;             /* cfg.device a GPU: the step's K*B batch, uploaded once a step (CLIP, CoCa) */
   vlm_param_slot *slots;            /* every parameter in visit order (names owned) */
   int n_slots;
   vlm_param_slot *active;           /* the trainable ones (locked towers left out) */
@@ -325,11 +334,15 @@ typedef struct {
  * (set them with vlm_clip_params_init_openclip or a load). */
 vlm_status vlm_trainer_init(vlm_trainer *tr, const vlm_clip_config *c, const vlm_train_config *t);
 /* The same for a CoCa model (parameters zeroed: vlm_coca_params_init_openclip on
- * tr->coca.p, or a load). */
+ * vlm_trainer_host_coca(tr) then vlm_trainer_upload_params, or a load). */
 vlm_status vlm_trainer_init_coca(vlm_trainer *tr, const vlm_coca_config *c, const vlm_train_config *t);
 /* The CLIP parameters on the host: tr->p itself when training on the CPU; on a
  * GPU the host copy tr->host, refreshed from the device. */
 vlm_clip_params *vlm_trainer_host_params(vlm_trainer *tr);
+/* The same for a CoCa trainer: tr->coca.p on the CPU, else tr->coca.host refreshed. */
+vlm_coca_params *vlm_trainer_host_coca(vlm_trainer *tr);
+/* Where the trainer's parameters, gradients, moments and activations live. */
+vlm_device vlm_trainer_device(const vlm_trainer *tr);
 /* After the caller changed the host parameters (an initialisation): copy them to
  * the device; nothing to do on the CPU. */
 void vlm_trainer_upload_params(vlm_trainer *tr);

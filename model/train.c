@@ -257,10 +257,15 @@ static vlm_status coca_save_dir(vlm_trainer *tr, const char *dir) {
   return vlm_coca_save_dir(&tr->coca.p, &tr->coca.model, dir);
 }
 static vlm_status coca_load_weights(vlm_trainer *tr, const char *path) {
-  return vlm_coca_load_safetensors(&tr->coca.p, &tr->coca.model, path);
+  if (tr->coca.p.arena.device == VLM_CPU) return vlm_coca_load_safetensors(&tr->coca.p, &tr->coca.model, path);
+  vlm_status s = vlm_coca_load_safetensors(&tr->coca.host, &tr->coca.model, path);
+  if (s == VLM_OK) vlm_coca_params_copy(&tr->coca.p, &tr->coca.host);   /* the host copy, then one upload */
+  return s;
 }
 static void coca_free(vlm_trainer *tr) {
   vlm_arena_free(&tr->arena);
+  vlm_clip_batch_free(&tr->batch);
+  vlm_coca_params_free(&tr->coca.host);
   vlm_coca_params_free(&tr->coca.p);
   vlm_coca_params_free(&tr->coca.g);
   vlm_coca_params_free(&tr->coca.m);
@@ -362,19 +367,21 @@ vlm_status vlm_trainer_init_coca(vlm_trainer *tr, const vlm_coca_config *c, cons
   if (tr->cfg.context_length <= 0) tr->cfg.context_length = c->text.context_length;
   vlm_status st = check_cfg(t);
   if (st != VLM_OK) return st;
-  if (t->device != VLM_CPU)
-    return vlm_error(VLM_ERR_UNSUPPORTED, "training CoCa on the GPU is not supported yet (its text cls embedding "
-                                          "runs on the CPU only): use --device cpu");
-  st = vlm_coca_params_init(&tr->coca.p, c);
-  if (st == VLM_OK) st = vlm_coca_params_init(&tr->coca.g, c);
-  if (st == VLM_OK) st = vlm_coca_params_init(&tr->coca.m, c);
-  if (st == VLM_OK) st = vlm_coca_params_init(&tr->coca.v, c);
-  if (st == VLM_OK) st = vlm_coca_acts_init(&tr->coca.acts, c, t->batch_size, tr->cfg.context_length, 1);
+  const vlm_device dev = t->device;
+  if (dev == VLM_CUDA && !vlm_cuda_available())
+    return vlm_error(VLM_ERR_UNSUPPORTED, "training on the GPU: no usable GPU (or a build without CUDA)");
+  /* As CLIP: everything the step touches on dev, a host copy of the parameters. */
+  st = vlm_coca_params_init_on(&tr->coca.p, c, dev);
+  if (st == VLM_OK) st = vlm_coca_params_init_on(&tr->coca.g, c, dev);
+  if (st == VLM_OK) st = vlm_coca_params_init_on(&tr->coca.m, c, dev);
+  if (st == VLM_OK) st = vlm_coca_params_init_on(&tr->coca.v, c, dev);
+  if (st == VLM_OK) st = vlm_coca_acts_init_on(&tr->coca.acts, c, t->batch_size, tr->cfg.context_length, 1, dev);
+  if (st == VLM_OK && dev != VLM_CPU) st = vlm_coca_params_init(&tr->coca.host, c);
   if (st == VLM_OK && t->accum_freq > 1) {   /* the K*B contrastive loss and feature caches */
     vlm_arena meas;
-    vlm_arena_measure(&meas, VLM_CPU);
+    vlm_arena_measure(&meas, dev);
     layout_extra(tr, &meas);
-    st = vlm_arena_init(&tr->arena, meas.used, VLM_CPU);
+    st = vlm_arena_init(&tr->arena, meas.used, dev);
     if (st == VLM_OK) layout_extra(tr, &tr->arena);
   }
   if (st == VLM_OK) st = setup_slots(tr);
@@ -392,14 +399,27 @@ void vlm_trainer_free(vlm_trainer *tr) {
 }
 
 vlm_clip_params *vlm_trainer_host_params(vlm_trainer *tr) {
-  VLM_CHECK(!tr->is_coca, "trainer: vlm_trainer_host_params is for CLIP (a CoCa trains on the CPU: tr->coca.p)");
+  VLM_CHECK(!tr->is_coca, "trainer: vlm_trainer_host_params is for CLIP (CoCa: vlm_trainer_host_coca)");
   if (tr->p.arena.device == VLM_CPU) return &tr->p;
   vlm_clip_params_copy(&tr->host, &tr->p);
   return &tr->host;
 }
 
+vlm_coca_params *vlm_trainer_host_coca(vlm_trainer *tr) {
+  VLM_CHECK(tr->is_coca, "trainer: vlm_trainer_host_coca is for CoCa (CLIP: vlm_trainer_host_params)");
+  if (tr->coca.p.arena.device == VLM_CPU) return &tr->coca.p;
+  vlm_coca_params_copy(&tr->coca.host, &tr->coca.p);
+  return &tr->coca.host;
+}
+
+vlm_device vlm_trainer_device(const vlm_trainer *tr) {
+  return tr->is_coca ? tr->coca.p.arena.device : tr->p.arena.device;
+}
+
 void vlm_trainer_upload_params(vlm_trainer *tr) {
-  if (!tr->is_coca && tr->p.arena.device != VLM_CPU) vlm_clip_params_copy(&tr->p, &tr->host);
+  if (vlm_trainer_device(tr) == VLM_CPU) return;
+  if (tr->is_coca) vlm_coca_params_copy(&tr->coca.p, &tr->coca.host);
+  else vlm_clip_params_copy(&tr->p, &tr->host);
 }
 
 void vlm_trainer_reset_optimizer(vlm_trainer *tr) {
@@ -416,12 +436,14 @@ float vlm_trainer_step(vlm_trainer *tr, const vlm_tensor *images, const vlm_tens
                 ids->shape[1] == tr->cfg.context_length,
             "trainer: expected %lld images and ids of length %lld", (long long)(K * B),
             (long long)tr->cfg.context_length);
-  if (!tr->is_coca && tr->p.arena.device != VLM_CPU && images->device == VLM_CPU) {
-    /* One upload of the K*B batch (the device batch is made for the ids' dtype) */
+  const vlm_device dev = vlm_trainer_device(tr);
+  if (dev != VLM_CPU && images->device == VLM_CPU) {
+    /* One upload of the K*B batch (the device batch is made for the ids' dtype;
+     * tr->model holds a CoCa's vision and text configs too) */
     if (!tr->batch.arena.base || tr->batch.ids.dtype != ids->dtype) {
       vlm_clip_batch_free(&tr->batch);
       VLM_CHECK(vlm_clip_batch_init_on(&tr->batch, &tr->model, K * B, tr->cfg.context_length, ids->dtype,
-                                       tr->p.arena.device) == VLM_OK,
+                                       dev) == VLM_OK,
                 "trainer: %s", vlm_last_error());
     }
     vlm_clip_batch_upload(&tr->batch, images, ids);

@@ -118,16 +118,30 @@ static int64_t id_at(const vlm_tensor *ids, int64_t i) {
   return ids->dtype == VLM_I64 ? ((const int64_t *)ids->data)[i] : ((const int32_t *)ids->data)[i];
 }
 
-void vlm_text_pool_index(const vlm_text_config *c, const vlm_tensor *ids, int64_t *idx) {
-  if (ids->device == VLM_CUDA) { /* ids on a GPU: read them back (small) and pool on the host */
-    vlm_tensor h = *ids;
+/* ids as a host tensor: ids itself on the CPU, else a copy read back (small;
+ * *back holds it, to free). */
+static vlm_tensor ids_on_host(const vlm_tensor *ids, void **back) {
+  vlm_tensor h = *ids;
+  *back = NULL;
+  VLM_CHECK(ids->dtype == VLM_I64 || ids->dtype == VLM_I32, "text: ids must be I32 or I64, got %s",
+            vlm_dtype_name(ids->dtype));
+  VLM_CHECK(vlm_is_contiguous(ids), "text: ids must be contiguous");
+  if (ids->device != VLM_CPU) {
+    *back = malloc(vlm_nbytes(ids) ? vlm_nbytes(ids) : 1);
+    VLM_CHECK(*back, "text: out of memory");
+    vlm_memcpy(*back, VLM_CPU, ids->data, ids->device, vlm_nbytes(ids));
+    h.data = *back;
     h.device = VLM_CPU;
-    h.data = malloc(vlm_nbytes(ids) ? vlm_nbytes(ids) : 1);
-    VLM_CHECK(h.data, "text: out of memory");
-    VLM_CHECK(vlm_is_contiguous(ids), "text: ids must be contiguous");
-    vlm_memcpy(h.data, VLM_CPU, ids->data, VLM_CUDA, vlm_nbytes(ids));
+  }
+  return h;
+}
+
+void vlm_text_pool_index(const vlm_text_config *c, const vlm_tensor *ids, int64_t *idx) {
+  if (ids->device != VLM_CPU) { /* ids on a GPU: read them back (small) and pool on the host */
+    void *back;
+    vlm_tensor h = ids_on_host(ids, &back);
     vlm_text_pool_index(c, &h, idx);
-    free(h.data);
+    free(back);
     return;
   }
   VLM_CHECK(ids->device == VLM_CPU && (ids->dtype == VLM_I64 || ids->dtype == VLM_I32) && ids->ndim == 2,
@@ -146,23 +160,37 @@ void vlm_text_pool_index(const vlm_text_config *c, const vlm_tensor *ids, int64_
   }
 }
 
-/* CoCa: xs[0] = [tok_emb[ids]; cls] + pos[:L+1], the legacy key padding mask,
- * pooling at the cls position. */
+/* A host buffer for t's first bytes: t's memory on the CPU, else a staging
+ * buffer that host_done uploads and frees. */
+static void *host_buf(const vlm_tensor *t, size_t bytes) {
+  void *h = t->device == VLM_CPU ? t->data : malloc(bytes ? bytes : 1);
+  VLM_CHECK(h, "text: out of memory");
+  return h;
+}
+static void host_done(vlm_tensor *t, void *h, size_t bytes) {
+  if (t->device == VLM_CPU) return;
+  vlm_memcpy(t->data, t->device, h, VLM_CPU, bytes);
+  free(h);
+}
+
+/* CoCa: xs[0] = [tok_emb[ids]; cls] + pos[:L+1], the legacy key padding mask
+ * (built on the host, uploaded), pooling at the cls position. Any device. */
 static void cls_embed_forward(const vlm_text_config *c, const vlm_text_params *p, vlm_text_acts *s,
                               const vlm_tensor *ids) {
-  int64_t B = s->B, L = s->L, S = L + 1, W = c->width;
-  VLM_CHECK(s->xs[0].device == VLM_CPU, "text: the cls embedding runs on the CPU only for now");
+  int64_t B = s->B, L = s->L, S = L + 1;
   vlm_embedding_forward(&s->emb, ids, &p->token_emb, NULL);
-  float *x = s->xs[0].data;
-  const float *e = s->emb.data, *cls = p->cls_emb.data;
-  uint8_t *m = s->kpm.data;
+  vlm_copy_rows(&s->xs[0], 0, S, &s->emb, 0, L, B, L);
+  vlm_copy_rows(&s->xs[0], L, S, &p->cls_emb, 0, 0, B, 1);
+  void *back;
+  vlm_tensor h = ids_on_host(ids, &back);
+  uint8_t *m = host_buf(&s->kpm, (size_t)(B * S));
   for (int64_t b = 0; b < B; b++) {
-    memcpy(x + b * S * W, e + b * L * W, (size_t)(L * W) * sizeof(float));
-    memcpy(x + (b * S + L) * W, cls, (size_t)W * sizeof(float));
     m[b * S] = 0;
-    for (int64_t j = 1; j < S; j++) m[b * S + j] = id_at(ids, b * L + j - 1) == c->pad_id;
+    for (int64_t j = 1; j < S; j++) m[b * S + j] = id_at(&h, b * L + j - 1) == c->pad_id;
     s->pool_idx[b] = L;
   }
+  host_done(&s->kpm, m, (size_t)(B * S));
+  free(back);
   vlm_tensor pos = vlm_narrow(&p->pos_emb, 0, 0, S);
   vlm_add_forward(&s->xs[0], &s->xs[0], &pos);
 }
@@ -172,15 +200,13 @@ static void cls_embed_backward(const vlm_text_config *c, vlm_text_params *g, vlm
   int64_t B = s->B, L = s->L, S = L + 1, W = c->width;
   vlm_tensor gpos = vlm_narrow(&g->pos_emb, 0, 0, S);
   vlm_add_backward(NULL, &gpos, dx);
-  const float *d = dx->data;
-  float *de = s->dx_a.data == dx->data ? s->dx_b.data : s->dx_a.data;   /* the other buffer is free */
-  float *gc = g->cls_emb.data;
-  for (int64_t b = 0; b < B; b++) {
-    memcpy(de + b * L * W, d + b * S * W, (size_t)(L * W) * sizeof(float));
-    for (int64_t w = 0; w < W; w++) gc[w] += d[(b * S + L) * W + w];
-  }
+  /* the token rows into the other buffer (free), the cls rows into d_pooled (used up) */
+  const vlm_tensor *other = s->dx_a.data == dx->data ? &s->dx_b : &s->dx_a;
   int64_t sh[3] = {B, L, W};
-  vlm_tensor demb = vlm_tensor_make(de, VLM_F32, dx->device, 3, sh);
+  vlm_tensor demb = vlm_tensor_make(other->data, VLM_F32, other->device, 3, sh);
+  vlm_copy_rows(&demb, 0, L, dx, 0, S, B, L);
+  vlm_copy_rows(&s->d_pooled, 0, 1, dx, L, S, B, 1);
+  vlm_add_backward(NULL, &g->cls_emb, &s->d_pooled);
   vlm_embedding_backward(&g->token_emb, NULL, &demb, ids);
 }
 
@@ -232,18 +258,8 @@ static void forward_pooled_rows(const vlm_text_config *c, const vlm_text_params 
   int cls = c->embed_cls;
   vlm_device dev = s->xs[0].device;
   vlm_block_config bc = vlm_text_block_config(c);
-  VLM_CHECK(ids->dtype == VLM_I64 || ids->dtype == VLM_I32, "text: ids must be I32 or I64, got %s",
-            vlm_dtype_name(ids->dtype));
-  vlm_tensor h = *ids;
-  void *back = NULL;
-  VLM_CHECK(vlm_is_contiguous(ids), "text: ids must be contiguous");
-  if (ids->device != VLM_CPU) {
-    back = malloc(vlm_nbytes(ids) ? vlm_nbytes(ids) : 1);
-    VLM_CHECK(back, "text: out of memory");
-    vlm_memcpy(back, VLM_CPU, ids->data, ids->device, vlm_nbytes(ids));
-    h.data = back;
-    h.device = VLM_CPU;
-  }
+  void *back;
+  vlm_tensor h = ids_on_host(ids, &back);
   if (cls) {
     for (int64_t b = 0; b < B; b++)
       for (int64_t l = L - 1; l > last; l--)
@@ -258,9 +274,8 @@ static void forward_pooled_rows(const vlm_text_config *c, const vlm_text_params 
   if (n < 1) n = L < 1 ? L : 1;
   int64_t S = n + cls;  /* this call's sequence: n tokens, then the cls */
   size_t nid = (size_t)(B * n) * sizeof(int64_t), nm = (size_t)(B * S);
-  int64_t *ci = dev == VLM_CPU ? s->ids_cut.data : malloc(nid ? nid : 1);
-  uint8_t *m = dev == VLM_CPU ? s->kpm_rows.data : malloc(nm ? nm : 1);
-  VLM_CHECK(ci && m, "text: out of memory");
+  int64_t *ci = host_buf(&s->ids_cut, nid);
+  uint8_t *m = host_buf(&s->kpm_rows, nm);
   for (int64_t b = 0; b < B; b++) {
     for (int64_t l = 0; l < n; l++) ci[b * n + l] = id_at(&h, b * L + l);
     if (cls) {
@@ -271,26 +286,22 @@ static void forward_pooled_rows(const vlm_text_config *c, const vlm_text_params 
       for (int64_t j = 0; j < n; j++) m[b * S + j] = j > s->pool_idx[b];
     }
   }
-  if (dev != VLM_CPU) {
-    vlm_memcpy(s->ids_cut.data, dev, ci, VLM_CPU, nid);
-    vlm_memcpy(s->kpm_rows.data, dev, m, VLM_CPU, nm);
-    free(ci);
-    free(m);
-  }
+  host_done(&s->ids_cut, ci, nid);
+  host_done(&s->kpm_rows, m, nm);
   free(back);
   int64_t ish[2] = {B, n}, msh[2] = {B, S};
   vlm_tensor cut = vlm_tensor_make(s->ids_cut.data, VLM_I64, dev, 2, ish);
   vlm_tensor kpm = vlm_tensor_make(s->kpm_rows.data, VLM_U8, dev, 2, msh);
-  if (cls) {  /* xs[0] = [tok_emb[ids] + pos[:n]; cls + pos[L]] (on the CPU, as cls_embed_forward) */
-    VLM_CHECK(dev == VLM_CPU, "text: the cls embedding runs on the CPU only for now");
-    vlm_tensor emb = xs_view(&s->emb, B, n, W);
+  if (cls) {  /* xs[0] = [tok_emb[ids] + pos[:n]; cls + pos[L]], the cls row staged in pooled (unused yet) */
+    vlm_tensor emb = xs_view(&s->emb, B, n, W), xs0 = xs_view(&s->xs[0], B, S, W);
     vlm_embedding_forward(&emb, &cut, &p->token_emb, &p->pos_emb);
-    float *x = s->xs[0].data;
-    const float *e = emb.data, *ce = p->cls_emb.data, *pl = (const float *)p->pos_emb.data + L * W;
-    for (int64_t b = 0; b < B; b++) {
-      memcpy(x + b * S * W, e + b * n * W, (size_t)(n * W) * sizeof(float));
-      for (int64_t w = 0; w < W; w++) x[(b * S + n) * W + w] = ce[w] + pl[w];
-    }
+    vlm_copy_rows(&xs0, 0, S, &emb, 0, n, B, n);
+    int64_t wsh[1] = {W};
+    vlm_tensor pos_l = vlm_narrow(&p->pos_emb, 0, L, 1);
+    pos_l = vlm_reshape(&pos_l, 1, wsh);
+    vlm_copy_rows(&s->pooled, 0, 1, &p->cls_emb, 0, 0, B, 1);
+    vlm_add_forward(&s->pooled, &s->pooled, &pos_l);
+    vlm_copy_rows(&xs0, n, S, &s->pooled, 0, 1, B, 1);
   } else {
     vlm_tensor x0 = xs_view(&s->xs[0], B, n, W);
     vlm_embedding_forward(&x0, &cut, &p->token_emb, &p->pos_emb);
@@ -311,7 +322,7 @@ void vlm_text_forward(const vlm_text_config *c, const vlm_text_params *p, vlm_te
             (long long)s->L);
   int64_t B = s->B, L = s->L, W = c->width, NL = c->layers;
   vlm_block_config bc = vlm_text_block_config(c);
-  int rows_only = s->pooled_only && NL > 0 && (!c->embed_cls || s->xs[0].device == VLM_CPU);
+  int rows_only = s->pooled_only && NL > 0;
   if (rows_only) {
     forward_pooled_rows(c, p, s, ids);
   } else if (c->embed_cls) {
@@ -353,18 +364,15 @@ void vlm_text_backward_tokens(const vlm_text_config *c, const vlm_text_params *p
                          &s->ln_mean, &s->ln_rstd);
   vlm_tensor *dy = &s->dx_a, *dx = &s->dx_b;
   vlm_zero(dy);
-  float *d = dy->data;
-  {  /* one scatter (the gather's backward) of d_pooled into the pooled rows of dy */
-    vlm_tensor table = rows_view(dy, B * L, W), dp3 = rows3_view(&s->d_pooled, B, W);
-    vlm_embedding_backward(&table, NULL, &dp3, &s->pool_rows);
-  }
-  if (d_tokens) {
+  if (d_tokens) {  /* the token states' gradient (CoCa's decoder), then the pooled rows' added */
     VLM_CHECK(d_tokens->ndim == 3 && d_tokens->shape[0] == B && d_tokens->shape[1] == s->L &&
                   d_tokens->shape[2] == W && vlm_is_contiguous(d_tokens),
               "text: d_tokens must be [B, L, W] contiguous");
-    const float *dt = d_tokens->data;
-    for (int64_t b = 0; b < B; b++)
-      for (int64_t i = 0; i < s->L * W; i++) d[b * L * W + i] += dt[b * s->L * W + i];
+    vlm_copy_rows(dy, 0, L, d_tokens, 0, s->L, B, s->L);
+  }
+  {  /* one scatter (the gather's backward) of d_pooled into the pooled rows of dy */
+    vlm_tensor table = rows_view(dy, B * L, W), dp3 = rows3_view(&s->d_pooled, B, W);
+    vlm_embedding_backward(&table, NULL, &dp3, &s->pool_rows);
   }
   dy = vlm_block_stack_backward(&bc, p->blocks, g->blocks, s->blocks, &s->scratch, s->xs, NL, 1, dy, dx);
   if (c->embed_cls) cls_embed_backward(c, g, s, ids, dy);
@@ -377,8 +385,5 @@ void vlm_text_tokens(const vlm_text_config *c, const vlm_text_acts *s, vlm_tenso
                 vlm_is_contiguous(out),
             "text: tokens output must be [B, L, W] contiguous");
   VLM_CHECK(!s->pooled_only, "text: the token states were not kept (clear pooled_only after the layout)");
-  const float *x = s->xs[c->layers].data;
-  float *o = out->data;
-  for (int64_t b = 0; b < B; b++)
-    vlm_memcpy(o + b * L * W, out->device, x + b * S * W, s->xs[c->layers].device, (size_t)(L * W) * sizeof(float));
+  vlm_copy_rows(out, 0, L, &s->xs[c->layers], 0, S, B, L);
 }

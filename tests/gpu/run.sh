@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Run on a GPU machine (the device tool), in the repository root's copy:
 #   1. build with CUDA (build-gpu/),
-#   2. the GPU tests for real (test_cuda, test_cuda_ops, test_cuda_clip), each
-#      with its failures and per-op summary shown,
-#   3. vlm train --device cuda on the shapes set against the same run on the CPU
-#      (tests/e2e/train_gpu.sh), then the rest of the ctest suite,
+#   2. the GPU tests for real (test_cuda, test_cuda_ops, test_cuda_clip,
+#      test_cuda_coca, open_clip's CLIP and CoCa training trajectories with the
+#      trainer on the GPU), each with its failures and per-op summary shown,
+#   3. vlm train --device cuda on the shapes set against the same run on the CPU,
+#      CLIP and CoCa (tests/e2e/train_gpu.sh), then the rest of the ctest suite,
 #   4. bench/bench_gpu (ViT-B/32 training step and image encoding at batch 256,
 #      bf16 GEMM rate, MFU) and its PyTorch peer bench/peer/gpu_peer.py, side by
 #      side with ratios,
@@ -79,7 +80,7 @@ export CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}
 build_cmd=(scripts/setup.sh build-gpu -DCMAKE_CUDA_ARCHITECTURES=90 "${extra[@]}")
 if [ $dev -eq 1 ]; then
   build_cmd=(bash -c 'cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release "$@" >build-gpu.configure.log 2>&1 &&
-    cmake --build build-gpu -j"$(nproc)" --target test_cuda test_cuda_ops test_cuda_clip bench_gpu' _
+    cmake --build build-gpu -j"$(nproc)" --target test_cuda test_cuda_ops test_cuda_clip test_cuda_coca test_train_fixture bench_gpu' _
     -DCMAKE_CUDA_ARCHITECTURES=90 "${extra[@]}")
 fi
 if ! timeout 420 "${build_cmd[@]}" >"$logs/build.log" 2>&1; then
@@ -130,18 +131,26 @@ run_gpu_test test_cuda_clip "$logs/test_cuda_clip.log" test_cuda_clip "$shared_d
 grep -E '\]: loss|gradients, worst|AdamW step|training steps|train loss' "$logs/test_cuda_clip.log" | head -n 16 |
   cut -c1-330
 grep -E 'gpu bf16\].*max err' "$logs/test_cuda_clip.log" | cut -c1-150
+run_gpu_test test_cuda_coca "$logs/test_cuda_coca.log" test_cuda_coca "$shared_dir"
+grep -E '\]: loss|gradients, worst|relative to open_clip' "$logs/test_cuda_coca.log" | cut -c1-200
+# open_clip's 6-step trajectories with the trainer on the GPU (CLIP and CoCa)
+for fx in clip coca; do
+  run_gpu_test "train-tiny-$fx on the GPU" "$logs/train_tiny_${fx}_gpu.log" test_train_fixture --device cuda \
+    "$shared_dir/fixtures/train-tiny-$fx"
+  grep -E 'worst|final weights' "$logs/train_tiny_${fx}_gpu.log" | cut -c1-200
+done
 
 # ------------------------------------------------------------------ training on the shapes set, CPU vs GPU
 ctest_rc=0
 if [ $dev -eq 0 ]; then
   echo "=== vlm train --device cuda on shapes vs the CPU ($(elapsed) s)"
-  timeout 240 "$root/tests/e2e/train_gpu.sh" ./vlm >"$logs/train_gpu.log" 2>&1
+  timeout 300 "$root/tests/e2e/train_gpu.sh" ./vlm >"$logs/train_gpu.log" 2>&1
   rc=$?
-  grep -E '^zero-shot|^FAIL|checks passed' "$logs/train_gpu.log" | cut -c1-300
+  grep -E '^zero-shot|^CoCa zero-shot|^FAIL|checks passed' "$logs/train_gpu.log" | cut -c1-300
   case $rc in
-    0) note "e2e_train_gpu (shapes, CPU vs GPU): PASS" ;;
+    0) note "e2e_train_gpu (shapes, CLIP and CoCa, CPU vs GPU): PASS" ;;
     77) note "e2e_train_gpu: SKIPPED (no GPU seen?)"; gpu_fail=1 ;;
-    124) note "e2e_train_gpu: TIMEOUT (240 s)"; gpu_fail=1 ;;
+    124) note "e2e_train_gpu: TIMEOUT (300 s)"; gpu_fail=1 ;;
     *) note "e2e_train_gpu: FAILED (exit $rc)"; gpu_fail=1 ;;
   esac
 fi
@@ -149,7 +158,7 @@ fi
 # ------------------------------------------------------------------ the rest of the suite
 if [ $dev -eq 0 ]; then
   echo "=== ctest, all but the GPU tests ($(elapsed) s)"
-  ctest -j"$(nproc)" --timeout 180 -E 'unit_cuda|e2e_train_gpu' >"$logs/ctest.log" 2>&1
+  ctest -j"$(nproc)" --timeout 180 -E 'unit_cuda|e2e_train_gpu|train_tiny_.*_gpu' >"$logs/ctest.log" 2>&1
   ctest_rc=$?
   grep -E 'tests passed|tests failed|\(Failed\)|\(Timeout\)|\*\*\*Exception|Not Run' "$logs/ctest.log" | head -n 20
   note "ctest (CPU suite): $(grep -E 'tests passed' "$logs/ctest.log" | head -n 1)"
