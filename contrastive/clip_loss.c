@@ -31,11 +31,9 @@ void vlm_clip_loss_layout(vlm_clip_loss_acts *s, vlm_arena *a, int64_t B, int64_
 
 /* targets = arange(B), written from the host (the tensor may live on a GPU). */
 static void set_targets(vlm_tensor *t, int64_t B) {
-  int64_t *tg = malloc(sizeof(int64_t) * (size_t)(B > 0 ? B : 1));
-  VLM_CHECK(tg, "clip loss: out of memory");
+  int64_t *tg = vlm_host_stage(t, sizeof(int64_t) * (size_t)B);
   for (int64_t i = 0; i < B; i++) tg[i] = i;
-  vlm_memcpy(t->data, t->device, tg, VLM_CPU, sizeof(int64_t) * (size_t)B);
-  free(tg);
+  vlm_host_commit(t, tg, sizeof(int64_t) * (size_t)B);
 }
 
 void vlm_clip_loss_forward(vlm_clip_loss_acts *s, const vlm_tensor *image_features,

@@ -122,6 +122,15 @@ float vlm_get_f32(const vlm_tensor *t, int64_t i);
 void vlm_set_f32(vlm_tensor *t, int64_t i, float v);
 void vlm_scale(vlm_tensor *t, float s);                    /* t *= s */
 double vlm_dot(const vlm_tensor *a, const vlm_tensor *b);  /* sum a[i] b[i], accumulated in double */
+/* Host access to small device tensors (ids, masks, row indices, targets) for
+ * model code that builds or reads them on the host:
+ * - vlm_host_view: t itself when on the CPU, else a copy read back into a
+ *   buffer returned in *owned (free() it; NULL when none). t contiguous.
+ * - vlm_host_stage: a host buffer for t's first `bytes`: t's own memory on the
+ *   CPU, else a staging buffer; vlm_host_commit uploads it (and frees it). */
+vlm_tensor vlm_host_view(const vlm_tensor *t, void **owned);
+void *vlm_host_stage(const vlm_tensor *t, size_t bytes);
+void vlm_host_commit(vlm_tensor *t, void *staged, size_t bytes);
 /* Row blocks between two contiguous F32 tensors viewed as [rows, W] (W the
  * last dim of both, which must match): for i < n, the rows_per_copy rows from
  * dst row dst_row0 + i*dst_step <- the same count from src row src_row0 +

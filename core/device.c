@@ -118,3 +118,33 @@ void vlm_copy_rows(vlm_tensor *dst, int64_t dst_row0, int64_t dst_step, const vl
     vlm_memcpy(d + (dst_row0 + i * dst_step) * W, dst->device, s + (src_row0 + i * src_step) * W, src->device,
                (size_t)(rows_per_copy * W) * sizeof(float));
 }
+
+/* ------------------------------------------------------------------ host access */
+vlm_tensor vlm_host_view(const vlm_tensor *t, void **owned) {
+  vlm_tensor h = *t;
+  *owned = NULL;
+  if (t->device == VLM_CPU) return h;
+  VLM_CHECK(vlm_is_contiguous(t), "vlm_host_view: the tensor must be contiguous");
+  size_t n = vlm_nbytes(t);
+  *owned = malloc(n ? n : 1);
+  VLM_CHECK(*owned, "vlm_host_view: out of memory (%zu bytes)", n);
+  vlm_memcpy(*owned, VLM_CPU, t->data, t->device, n);
+  h.data = *owned;
+  h.device = VLM_CPU;
+  return h;
+}
+
+void *vlm_host_stage(const vlm_tensor *t, size_t bytes) {
+  VLM_CHECK(bytes <= vlm_nbytes(t) && vlm_is_contiguous(t), "vlm_host_stage: %zu bytes of a %zu-byte tensor", bytes,
+            vlm_nbytes(t));
+  if (t->device == VLM_CPU) return t->data;
+  void *h = malloc(bytes ? bytes : 1);
+  VLM_CHECK(h, "vlm_host_stage: out of memory (%zu bytes)", bytes);
+  return h;
+}
+
+void vlm_host_commit(vlm_tensor *t, void *staged, size_t bytes) {
+  if (t->device == VLM_CPU) return;
+  vlm_memcpy(t->data, t->device, staged, VLM_CPU, bytes);
+  free(staged);
+}

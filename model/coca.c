@@ -253,22 +253,12 @@ static int64_t id_at(const vlm_tensor *ids, int64_t i) {
   return ids->dtype == VLM_I64 ? ((const int64_t *)ids->data)[i] : ((const int32_t *)ids->data)[i];
 }
 
-/* ids [B, L] I32/I64 as a host tensor: ids itself, or a copy read back from its
- * device (*back, to free). */
+/* ids [B, L] I32/I64 as a host tensor (read back from a GPU); *back to free. */
 static vlm_tensor host_ids(const vlm_tensor *ids, void **back) {
   char sh[96];
-  VLM_CHECK(ids->ndim == 2 && (ids->dtype == VLM_I64 || ids->dtype == VLM_I32) && vlm_is_contiguous(ids),
-            "coca: ids are %s, expected [B, L] I32/I64 contiguous", vlm_shape_str(ids, sh, sizeof sh));
-  vlm_tensor h = *ids;
-  *back = NULL;
-  if (ids->device != VLM_CPU) {
-    *back = malloc(vlm_nbytes(ids) ? vlm_nbytes(ids) : 1);
-    VLM_CHECK(*back, "coca: out of memory");
-    vlm_memcpy(*back, VLM_CPU, ids->data, ids->device, vlm_nbytes(ids));
-    h.data = *back;
-    h.device = VLM_CPU;
-  }
-  return h;
+  VLM_CHECK(ids->ndim == 2 && (ids->dtype == VLM_I64 || ids->dtype == VLM_I32),
+            "coca: ids are %s, expected [B, L] I32/I64", vlm_shape_str(ids, sh, sizeof sh));
+  return vlm_host_view(ids, back);
 }
 
 float vlm_coca_forward(const vlm_coca_config *c, const vlm_coca_params *p, vlm_coca_acts *s,
@@ -290,14 +280,10 @@ float vlm_coca_forward(const vlm_coca_config *c, const vlm_coca_params *p, vlm_c
   void *back;
   vlm_tensor h = host_ids(ids, &back);
   size_t tb = (size_t)(B * L) * sizeof(int64_t);
-  int64_t *t = s->targets.device == VLM_CPU ? s->targets.data : malloc(tb ? tb : 1);
-  VLM_CHECK(t, "coca: out of memory");
+  int64_t *t = vlm_host_stage(&s->targets, tb);
   for (int64_t b = 0; b < B; b++)
     for (int64_t l = 0; l < L; l++) t[b * L + l] = l + 1 < L ? id_at(&h, b * L + l + 1) : c->text.pad_id;
-  if (s->targets.device != VLM_CPU) {
-    vlm_memcpy(s->targets.data, s->targets.device, t, VLM_CPU, tb);
-    free(t);
-  }
+  vlm_host_commit(&s->targets, t, tb);
   free(back);
   int64_t sh2[2] = {B * L, V};
   vlm_tensor logits = vlm_reshape(&s->dec.logits, 2, sh2);

@@ -55,6 +55,13 @@ float *vt_alloc(int64_t n) {
   return p;
 }
 
+float *vt_host_f32(const vlm_tensor *t) {
+  float *h = vt_alloc(vlm_numel(t));
+  vlm_tensor d = vlm_tensor_make(h, VLM_F32, VLM_CPU, t->ndim, t->shape);
+  vlm_copy(&d, t);
+  return h;
+}
+
 static double weighted_sum(const vt_gradcheck *g) {
   double s = 0;
   for (int64_t i = 0; i < g->n_out; i++) s += (double)g->dout[i] * (double)g->out[i];

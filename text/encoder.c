@@ -118,22 +118,11 @@ static int64_t id_at(const vlm_tensor *ids, int64_t i) {
   return ids->dtype == VLM_I64 ? ((const int64_t *)ids->data)[i] : ((const int32_t *)ids->data)[i];
 }
 
-/* ids as a host tensor: ids itself on the CPU, else a copy read back (small;
- * *back holds it, to free). */
+/* ids as a host tensor (read back from a GPU: small); *back to free. */
 static vlm_tensor ids_on_host(const vlm_tensor *ids, void **back) {
-  vlm_tensor h = *ids;
-  *back = NULL;
   VLM_CHECK(ids->dtype == VLM_I64 || ids->dtype == VLM_I32, "text: ids must be I32 or I64, got %s",
             vlm_dtype_name(ids->dtype));
-  VLM_CHECK(vlm_is_contiguous(ids), "text: ids must be contiguous");
-  if (ids->device != VLM_CPU) {
-    *back = malloc(vlm_nbytes(ids) ? vlm_nbytes(ids) : 1);
-    VLM_CHECK(*back, "text: out of memory");
-    vlm_memcpy(*back, VLM_CPU, ids->data, ids->device, vlm_nbytes(ids));
-    h.data = *back;
-    h.device = VLM_CPU;
-  }
-  return h;
+  return vlm_host_view(ids, back);
 }
 
 void vlm_text_pool_index(const vlm_text_config *c, const vlm_tensor *ids, int64_t *idx) {
@@ -160,19 +149,6 @@ void vlm_text_pool_index(const vlm_text_config *c, const vlm_tensor *ids, int64_
   }
 }
 
-/* A host buffer for t's first bytes: t's memory on the CPU, else a staging
- * buffer that host_done uploads and frees. */
-static void *host_buf(const vlm_tensor *t, size_t bytes) {
-  void *h = t->device == VLM_CPU ? t->data : malloc(bytes ? bytes : 1);
-  VLM_CHECK(h, "text: out of memory");
-  return h;
-}
-static void host_done(vlm_tensor *t, void *h, size_t bytes) {
-  if (t->device == VLM_CPU) return;
-  vlm_memcpy(t->data, t->device, h, VLM_CPU, bytes);
-  free(h);
-}
-
 /* CoCa: xs[0] = [tok_emb[ids]; cls] + pos[:L+1], the legacy key padding mask
  * (built on the host, uploaded), pooling at the cls position. Any device. */
 static void cls_embed_forward(const vlm_text_config *c, const vlm_text_params *p, vlm_text_acts *s,
@@ -183,13 +159,13 @@ static void cls_embed_forward(const vlm_text_config *c, const vlm_text_params *p
   vlm_copy_rows(&s->xs[0], L, S, &p->cls_emb, 0, 0, B, 1);
   void *back;
   vlm_tensor h = ids_on_host(ids, &back);
-  uint8_t *m = host_buf(&s->kpm, (size_t)(B * S));
+  uint8_t *m = vlm_host_stage(&s->kpm, (size_t)(B * S));
   for (int64_t b = 0; b < B; b++) {
     m[b * S] = 0;
     for (int64_t j = 1; j < S; j++) m[b * S + j] = id_at(&h, b * L + j - 1) == c->pad_id;
     s->pool_idx[b] = L;
   }
-  host_done(&s->kpm, m, (size_t)(B * S));
+  vlm_host_commit(&s->kpm, m, (size_t)(B * S));
   free(back);
   vlm_tensor pos = vlm_narrow(&p->pos_emb, 0, 0, S);
   vlm_add_forward(&s->xs[0], &s->xs[0], &pos);
@@ -212,13 +188,9 @@ static void cls_embed_backward(const vlm_text_config *c, vlm_text_params *g, vlm
 
 /* s->pool_rows[b] = b*S + pool_idx[b]: one upload when the acts are on a GPU. */
 static void set_pool_rows(vlm_text_acts *s, int64_t B, int64_t S) {
-  int64_t *rows = s->pool_rows.device == VLM_CPU ? s->pool_rows.data : malloc((size_t)(B > 0 ? B : 1) * 8);
-  VLM_CHECK(rows, "text: out of memory");
+  int64_t *rows = vlm_host_stage(&s->pool_rows, (size_t)B * 8);
   for (int64_t b = 0; b < B; b++) rows[b] = b * S + s->pool_idx[b];
-  if (s->pool_rows.device != VLM_CPU) {
-    vlm_memcpy(s->pool_rows.data, s->pool_rows.device, rows, VLM_CPU, (size_t)B * 8);
-    free(rows);
-  }
+  vlm_host_commit(&s->pool_rows, rows, (size_t)B * 8);
 }
 
 /* t's first R*W floats as [R, W], and as [R, 1, W]. */
@@ -274,8 +246,8 @@ static void forward_pooled_rows(const vlm_text_config *c, const vlm_text_params 
   if (n < 1) n = L < 1 ? L : 1;
   int64_t S = n + cls;  /* this call's sequence: n tokens, then the cls */
   size_t nid = (size_t)(B * n) * sizeof(int64_t), nm = (size_t)(B * S);
-  int64_t *ci = host_buf(&s->ids_cut, nid);
-  uint8_t *m = host_buf(&s->kpm_rows, nm);
+  int64_t *ci = vlm_host_stage(&s->ids_cut, nid);
+  uint8_t *m = vlm_host_stage(&s->kpm_rows, nm);
   for (int64_t b = 0; b < B; b++) {
     for (int64_t l = 0; l < n; l++) ci[b * n + l] = id_at(&h, b * L + l);
     if (cls) {
@@ -286,8 +258,8 @@ static void forward_pooled_rows(const vlm_text_config *c, const vlm_text_params 
       for (int64_t j = 0; j < n; j++) m[b * S + j] = j > s->pool_idx[b];
     }
   }
-  host_done(&s->ids_cut, ci, nid);
-  host_done(&s->kpm_rows, m, nm);
+  vlm_host_commit(&s->ids_cut, ci, nid);
+  vlm_host_commit(&s->kpm_rows, m, nm);
   free(back);
   int64_t ish[2] = {B, n}, msh[2] = {B, S};
   vlm_tensor cut = vlm_tensor_make(s->ids_cut.data, VLM_I64, dev, 2, ish);

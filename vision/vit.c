@@ -173,14 +173,9 @@ void vlm_vit_forward(const vlm_vit_config *c, const vlm_vit_params *p, vlm_vit_a
   if (s->pooled_only && L > 0) {
     /* Only the class token is pooled: the last block runs for that row alone. */
     trunk_forward(c, p, s, image, L - 1);
-    vlm_device dev = s->pool_rows.device;
-    int64_t *r = dev == VLM_CPU ? s->pool_rows.data : malloc((size_t)(B > 0 ? B : 1) * sizeof(int64_t));
-    VLM_CHECK(r, "vit: out of memory");
+    int64_t *r = vlm_host_stage(&s->pool_rows, (size_t)B * sizeof(int64_t));
     for (int64_t b = 0; b < B; b++) r[b] = b * T;
-    if (dev != VLM_CPU) {
-      vlm_memcpy(s->pool_rows.data, dev, r, VLM_CPU, (size_t)B * sizeof(int64_t));
-      free(r);
-    }
+    vlm_host_commit(&s->pool_rows, r, (size_t)B * sizeof(int64_t));
     int64_t ysh[3] = {B, 1, W};
     vlm_tensor y = vlm_tensor_make(s->pooled.data, VLM_F32, s->pooled.device, 3, ysh);
     vlm_block_config bc = vlm_vit_block_config(c);

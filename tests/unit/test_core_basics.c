@@ -188,6 +188,20 @@ static void test_copy_rows(void) {
   vt_expect_abort("copy_rows between different widths", copy_rows_call, &widths, "vlm_copy_rows", "floats");
 }
 
+/* vlm_host_view / _stage / _commit on the CPU: no copies (test_cuda_ops: a GPU). */
+static void test_host_access(void) {
+  int64_t ids[6] = {1, 2, 3, 4, 5, 6}, sh[2] = {2, 3};
+  vlm_tensor t = vlm_tensor_make(ids, VLM_I64, VLM_CPU, 2, sh);
+  void *owned = (void *)1;
+  vlm_tensor h = vlm_host_view(&t, &owned);
+  CHECK(h.data == ids && h.device == VLM_CPU && owned == NULL, "host view of a CPU tensor is the tensor itself");
+  int64_t *st = vlm_host_stage(&t, 4 * sizeof(int64_t));
+  CHECK(st == ids, "staging a CPU tensor gives its own memory");
+  st[0] = 9;
+  vlm_host_commit(&t, st, 4 * sizeof(int64_t));
+  CHECK(ids[0] == 9, "commit on the CPU leaves the write in place");
+}
+
 int main(void) {
   test_scratch();
   test_dtypes();
@@ -195,5 +209,6 @@ int main(void) {
   test_rng();
   test_errors();
   test_copy_rows();
+  test_host_access();
   return vt_finish();
 }

@@ -15,15 +15,6 @@
 #include "gradcheck.h"
 #include "model/model.h"
 
-/* A device F32 tensor's values on the host (malloc'd). */
-static float *download(const vlm_tensor *d) {
-  int64_t n = vlm_numel(d);
-  float *h = vt_alloc(n > 0 ? n : 1);
-  vlm_tensor t = vlm_tensor_make(h, VLM_F32, VLM_CPU, d->ndim, d->shape);
-  vlm_copy(&t, d);
-  return h;
-}
-
 /* vt_fixture_compare (bounds times loose), the figure printed. */
 static double compare(const char *tag, const char *name, const float *got, int64_t n_got, const vlm_safetensors *ref,
                       int kind, double loose) {
@@ -52,7 +43,7 @@ static double compare_relmax(const char *tag, const char *name, const float *got
 /* loose == 0: bf16 mode (compare_relmax with bound 1e-1); else the fp32 tolerances times loose. */
 static double compare_dev(const char *tag, const char *name, const vlm_tensor *d, const vlm_safetensors *ref, int kind,
                           double loose) {
-  float *h = download(d);
+  float *h = vt_host_f32(d);
   double w = loose > 0 ? compare(tag, name, h, vlm_numel(d), ref, kind, loose)
                        : compare_relmax(tag, name, h, vlm_numel(d), ref, 1e-1);
   free(h);

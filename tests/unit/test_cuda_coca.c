@@ -20,21 +20,12 @@
 #include "gradcheck.h"
 #include "model/model.h"
 
-/* A device tensor's F32 values on the host (malloc'd). */
-static float *download(const vlm_tensor *d) {
-  int64_t n = vlm_numel(d);
-  float *h = vt_alloc(n > 0 ? n : 1);
-  vlm_tensor t = vlm_tensor_make(h, VLM_F32, VLM_CPU, d->ndim, d->shape);
-  vlm_copy(&t, d);
-  return h;
-}
-
 /* fp32 (loose > 0): the fixture tolerances times loose; bf16 (loose == 0): the
  * error relative to the tensor's max magnitude, against 1e-1 (a wrong kernel is
  * off by ~100%). The figure is printed. */
 static double compare_dev(const char *tag, const char *name, const vlm_tensor *d, const vlm_safetensors *ref, int kind,
                           double loose) {
-  float *h = download(d);
+  float *h = vt_host_f32(d);
   double w;
   if (loose > 0) {
     w = vt_fixture_compare(tag, name, h, vlm_numel(d), ref, kind, loose);

@@ -650,6 +650,20 @@ static void test_tensor_utils(void) {
   vlm_copy_rows(&z.d, 0, 7, &y.h, 0, 1, 4, 1);
   vlm_copy_rows(&z.h, 0, 7, &y.h, 0, 1, 4, 1);
   cmp("copy_rows", "host to device", "z", &z, 0);
+  /* host access: ids staged, committed to the device, viewed back */
+  int64_t ish[2] = {3, 5};
+  vlm_tensor ids = vlm_arena_tensor(&g_dev, VLM_I64, 2, ish);
+  int64_t *st = vlm_host_stage(&ids, 15 * sizeof(int64_t));
+  CHECK(st != ids.data, "staging a device tensor gives a host buffer");
+  for (int i = 0; i < 15; i++) st[i] = 1000 + 7 * i;
+  vlm_host_commit(&ids, st, 15 * sizeof(int64_t));
+  void *owned = NULL;
+  vlm_tensor hv = vlm_host_view(&ids, &owned);
+  int bad = hv.device != VLM_CPU || owned == NULL;
+  for (int i = 0; i < 15 && !bad; i++) bad = ((const int64_t *)hv.data)[i] != 1000 + 7 * i;
+  CHECK(!bad, "vlm_host_stage / commit / view round trip on the device");
+  record("host_view", bad ? INFINITY : 0.0, !bad);
+  free(owned);
   drop(&x); drop(&y); drop(&z);
 }
 

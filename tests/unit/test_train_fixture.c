@@ -51,17 +51,6 @@ static double compare_tensor(const char *what, const char *name, const float *go
   return m > 0 ? worst / m : worst;
 }
 
-/* A tensor's F32 values on the host (malloc'd): a copy from any device. */
-static float *host_values(const vlm_tensor *t) {
-  int64_t n = vlm_numel(t);
-  float *h = malloc((size_t)(n > 0 ? n : 1) * sizeof(float));
-  CHECK(h != NULL, "out of memory");
-  if (!h) exit(1);
-  vlm_tensor d = vlm_tensor_make(h, VLM_F32, VLM_CPU, t->ndim, t->shape);
-  vlm_copy(&d, t);
-  return h;
-}
-
 /* open_clip's trajectory with the trainer on dev (the CPU, or a GPU: parameters,
  * optimizer state and activations there, the batches uploaded by the trainer).
  * On a GPU the tolerances are tol_scale times the CPU's (other summation orders;
@@ -199,19 +188,19 @@ static void run_fixture(const char *dir, vlm_device dev) {
       const vlm_param_slot *sl = &tr.slots[i];
       int64_t n = vlm_numel(sl->param);
       char name[512];
-      float *r = read_entry(&fin, sl->name, n), *h = host_values(sl->param);
+      float *r = read_entry(&fin, sl->name, n), *h = vt_host_f32(sl->param);
       if (r) worst_w = fmax(worst_w, compare_tensor("final weights", sl->name, h, r, n, 0, tol));
       free(r);
       free(h);
       snprintf(name, sizeof name, "%s.exp_avg", sl->name);
       r = read_entry(&opt, name, n);
-      h = host_values(sl->m);
+      h = vt_host_f32(sl->m);
       if (r) worst_m = fmax(worst_m, compare_tensor("exp_avg", sl->name, h, r, n, 1, tol));
       free(r);
       free(h);
       snprintf(name, sizeof name, "%s.exp_avg_sq", sl->name);
       r = read_entry(&opt, name, n);
-      h = host_values(sl->v);
+      h = vt_host_f32(sl->v);
       if (r) worst_v = fmax(worst_v, compare_tensor("exp_avg_sq", sl->name, h, r, n, 1, tol));
       free(r);
       free(h);
