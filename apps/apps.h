@@ -19,7 +19,8 @@ int vlm_cmd_shapes(int argc, char **argv);
 int vlm_cmd_caption(int argc, char **argv);
 /* CoCa checkpoints in `vlm info` / `vlm forward` (apps/cmd_coca.c). */
 int vlm_app_coca_info(const char *model);
-int vlm_app_coca_forward(const char *model, const char *inputs, const char *out, const char *grads, int bf16);
+int vlm_app_coca_forward(const char *model, const char *inputs, const char *out, const char *grads, int bf16,
+                         vlm_device dev);
 int vlm_app_is_coca_name_or_model(const char *init_name, const char *model);
 int vlm_app_coca_convert(const char *model, const char *init, int to_hf, const char *out, uint64_t seed);
 int vlm_cmd_zeroshot(int argc, char **argv);
@@ -31,6 +32,10 @@ int vlm_cmd_eval(int argc, char **argv);
 /* Shared helpers for subcommands (apps/common.c). */
 int vlm_app_is_help(const char *arg);              /* -h or --help */
 /* Parse "--threads N" style integers; prints an error and returns 0 on failure. */
+/* --precision f32|bf16 and --device cpu|cuda of the embedding commands (index,
+ * zeroshot, eval, search): their vlm_encoder_open flags, or -1 after printing the
+ * error (a usage error: exit 2). */
+int vlm_app_encoder_flags(const char *cmd, const char *precision, const char *device);
 int vlm_app_parse_int(const char *cmd, const char *flag, const char *s, long long lo, long long hi, long long *out);
 /* `vlm forward --inputs`: read and validate `images` [B,3,S,S] (read as F32) and `text`
  * [B,L<=ctx] (I64 or I32, ids in [0, vocab)) of a safetensors file; errors are printed

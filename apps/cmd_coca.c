@@ -72,16 +72,21 @@ static vlm_status write_outputs(const char *path, const vlm_coca_config *c, vlm_
   float losses[5] = {c->clip_loss_weight * s->clip_loss, c->caption_loss_weight * s->caption_loss, s->clip_loss,
                      s->caption_loss, s->total};
   const char *names[5] = {"clip_loss", "caption_loss", "clip_loss_unweighted", "caption_loss_unweighted", "loss"};
-  if (st == VLM_OK) st = vlm_st_writer_add(w, "logit_scale", VLM_F32, 0, NULL, s->loss.scale.data);
+  float scale = vlm_get_f32(&s->loss.scale, 0);   /* the tensors above may be on a GPU: the writer reads them there */
+  if (st == VLM_OK) st = vlm_st_writer_add(w, "logit_scale", VLM_F32, 0, NULL, &scale);
   for (int i = 0; i < 5 && st == VLM_OK; i++) st = vlm_st_writer_add(w, names[i], VLM_F32, 0, NULL, &losses[i]);
   if (st == VLM_OK) st = vlm_st_writer_save(w, path);
   vlm_st_writer_free(w);
   return st;
 }
 
-int vlm_app_coca_forward(const char *model, const char *inputs, const char *out, const char *grads, int bf16) {
+int vlm_app_coca_forward(const char *model, const char *inputs, const char *out, const char *grads, int bf16,
+                         vlm_device dev) {
   vlm_coca_config c;
-  vlm_coca_params p, g;
+  vlm_coca_params p, g, pd;
+  vlm_clip_batch batch;
+  memset(&pd, 0, sizeof pd);
+  memset(&batch, 0, sizeof batch);
   if (vlm_coca_load(model, &c, &p) != VLM_OK) {
     fprintf(stderr, "vlm forward: %s\n", vlm_last_error());
     return 1;
@@ -99,34 +104,51 @@ int vlm_app_coca_forward(const char *model, const char *inputs, const char *out,
                                                                             : c.decoder.context_length,
                            c.text.vocab_size, &images, &ids, &ids_dt, &B, &L))
     goto done;
-  if (vlm_coca_acts_init(&s, &c, B, L, grads != NULL) != VLM_OK || (grads && vlm_coca_params_init(&g, &c) != VLM_OK)) {
+  vlm_clip_config bc;   /* the batch's layout reads the image size only */
+  memset(&bc, 0, sizeof bc);
+  bc.vision = c.vision;
+  bc.text = c.text;
+  if (vlm_coca_acts_init_on(&s, &c, B, L, grads != NULL, dev) != VLM_OK ||
+      (grads && vlm_coca_params_init_on(&g, &c, dev) != VLM_OK) ||
+      (dev != VLM_CPU && (vlm_coca_params_init_on(&pd, &c, dev) != VLM_OK ||
+                          vlm_clip_batch_init_on(&batch, &bc, B, L, ids_dt, dev) != VLM_OK))) {
     fprintf(stderr, "vlm forward: %s\n", vlm_last_error());
     goto done;
   }
   int64_t ishape[4] = {B, 3, c.vision.image_size, c.vision.image_size}, tshape[2] = {B, L};
   vlm_tensor ti = vlm_tensor_cpu_f32(images, 4, ishape);
   vlm_tensor tt = vlm_tensor_make(ids, ids_dt, VLM_CPU, 2, tshape);
+  if (dev != VLM_CPU) {   /* weights and batch on the GPU; the outputs are written from there */
+    vlm_coca_params_copy(&pd, &p);
+    vlm_clip_batch_upload(&batch, &ti, &tt);
+    ti = batch.images;
+    tt = batch.ids;
+  }
+  const vlm_coca_params *run = dev != VLM_CPU ? &pd : &p;
   if (bf16) vlm_set_matmul_precision(VLM_PREC_BF16);
-  float loss = vlm_coca_forward(&c, &p, &s, &ti, &tt);
+  float loss = vlm_coca_forward(&c, run, &s, &ti, &tt);
   if (write_outputs(out, &c, &s) != VLM_OK) {
     fprintf(stderr, "vlm forward: %s\n", vlm_last_error());
     goto done;
   }
   if (grads) {
-    vlm_coca_backward(&c, &p, &g, &s, &tt);
+    vlm_coca_backward(&c, run, &g, &s, &tt);
     if (vlm_coca_save_safetensors(&g, &c, grads) != VLM_OK) {
       fprintf(stderr, "vlm forward: %s\n", vlm_last_error());
       goto done;
     }
   }
   printf("loss %.7f (clip %.7f, caption %.7f unweighted; batch %lld, text length %lld, CoCa open_clip checkpoint, "
-         "%s)\n",
-         loss, s.clip_loss, s.caption_loss, (long long)B, (long long)L, bf16 ? "bf16" : "f32");
+         "%s%s)\n",
+         loss, s.clip_loss, s.caption_loss, (long long)B, (long long)L, bf16 ? "bf16" : "f32",
+         dev != VLM_CPU ? ", cuda" : "");
   rc = 0;
 done:
   free(images);
   free(ids);
   vlm_coca_acts_free(&s);
+  vlm_clip_batch_free(&batch);
+  vlm_coca_params_free(&pd);
   vlm_coca_params_free(&g);
   vlm_coca_params_free(&p);
   return rc;

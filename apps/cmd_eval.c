@@ -53,6 +53,7 @@ static void usage(FILE *f) {
           "  --batch-size N        images / texts per forward pass (default 64)\n"
           "  --workers N           decoding threads (default 2)\n"
           "  --precision P         f32 (default) or bf16 matmul inputs\n"
+          "  --device D            cpu (default) or cuda: embed on the GPU\n"
           "  --json                one JSON document on stdout (see docs/JSON.md):\n"
           "                        {\"model\", \"identity\",\n"
           "                         \"retrieval\": {\"data\", \"samples\", \"images\", \"texts\", \"skipped\",\n"
@@ -73,7 +74,7 @@ static void usage(FILE *f) {
 
 typedef struct {
   const char *model, *data, *zs, *dataset_type, *img_key, *cap_key, *coco_images, *templates, *tokenizer;
-  const char *precision;
+  const char *precision, *device;
   char sep;
   int json, caption_match;
   long long batch, workers;
@@ -326,6 +327,7 @@ int vlm_cmd_eval(int argc, char **argv) {
   o.batch = 64;
   o.workers = 2;
   o.precision = "f32";
+  o.device = "cpu";
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     if (vlm_app_is_help(a)) { usage(stdout); return 0; }
@@ -351,6 +353,7 @@ int vlm_cmd_eval(int argc, char **argv) {
     else if (!strcmp(a, "--templates")) o.templates = v;
     else if (!strcmp(a, "--tokenizer")) o.tokenizer = v;
     else if (!strcmp(a, "--precision")) o.precision = v;
+    else if (!strcmp(a, "--device")) o.device = v;
     else if (!strcmp(a, "--csv-separator")) {
       if (!strcmp(v, "\\t") || !strcmp(v, "tab")) o.sep = '\t';
       else if (strlen(v) == 1) o.sep = v[0];
@@ -368,14 +371,12 @@ int vlm_cmd_eval(int argc, char **argv) {
     usage(stderr);
     return 2;
   }
-  if (strcmp(o.precision, "f32") && strcmp(o.precision, "bf16")) {
-    fprintf(stderr, CMD ": --precision must be f32 or bf16, got '%s'\n", o.precision);
-    return 2;
-  }
+  const int eflags = vlm_app_encoder_flags(CMD, o.precision, o.device);
+  if (eflags < 0) return 2;
   if (is_shapes(o.data)) o.caption_match = 1;
 
   vlm_encoder enc;
-  if (vlm_encoder_open(&enc, o.model, o.tokenizer, o.batch, VLM_ENC_TEXT | (strcmp(o.precision, "bf16") ? 0 : VLM_ENC_BF16)) !=
+  if (vlm_encoder_open(&enc, o.model, o.tokenizer, o.batch, VLM_ENC_TEXT | eflags) !=
       VLM_OK) {
     fprintf(stderr, CMD ": %s\n", vlm_last_error());
     return 1;

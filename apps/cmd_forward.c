@@ -93,13 +93,7 @@ int vlm_cmd_forward(int argc, char **argv) {
     fprintf(stderr, "vlm forward: --device cuda: %s\n", vlm_cuda_describe());
     return 1;
   }
-  if (vlm_model_is_coca(model) == 1) {
-    if (dev == VLM_CUDA) {
-      fprintf(stderr, "vlm forward: %s: CoCa models run on the CPU only so far (drop --device cuda)\n", model);
-      return 1;
-    }
-    return vlm_app_coca_forward(model, inputs, out, grads, bf16);
-  }
+  if (vlm_model_is_coca(model) == 1) return vlm_app_coca_forward(model, inputs, out, grads, bf16, dev);
   vlm_clip_config c;
   vlm_clip_params p, g, h, pd;
   vlm_clip_acts sh;

@@ -34,6 +34,8 @@ static void usage(FILE *f) {
           "  --batch-size N      images or texts per forward pass (default 32)\n"
           "  --precision P       f32 (default) or bf16: bf16 matmul inputs, f32 accumulation\n"
           "                      (weights converted once; features within ~1e-5 cosine of f32)\n"
+          "  --device D          cpu (default) or cuda: embed on the GPU (each batch uploaded,\n"
+          "                      its features copied back)\n"
           "  --export-npy FILE   also write the embeddings as a NumPy .npy (float32 [N,E],\n"
           "                      rows in index order) for FAISS or a vector database\n"
           "  --quiet             no progress line\n"
@@ -76,7 +78,7 @@ static int64_t map_get(const strmap *m, const char *k) {
 }
 
 int vlm_cmd_index(int argc, char **argv) {
-  const char *model = NULL, *out = NULL, *texts_f = NULL, *tokenizer = NULL, *npy = NULL, *precision = "f32";
+  const char *model = NULL, *out = NULL, *texts_f = NULL, *tokenizer = NULL, *npy = NULL, *precision = "f32", *device = "cpu";
   long long batch = 32;
   int quiet = 0, json = 0;
   vlm_pathlist inputs = {0};
@@ -94,6 +96,7 @@ int vlm_cmd_index(int argc, char **argv) {
       else if (!strcmp(a, "--tokenizer")) tokenizer = v;
       else if (!strcmp(a, "--export-npy")) npy = v;
       else if (!strcmp(a, "--precision")) precision = v;
+      else if (!strcmp(a, "--device")) device = v;
       else if (!strcmp(a, "--batch-size")) { if (!vlm_app_parse_int("vlm index", a, v, 1, 4096, &batch)) { vlm_pathlist_free(&inputs); return 2; } }
       else { fprintf(stderr, "vlm index: unknown option '%s'\n", a); usage(stderr); vlm_pathlist_free(&inputs); return 2; }
       continue;
@@ -108,8 +111,8 @@ int vlm_cmd_index(int argc, char **argv) {
     vlm_pathlist_free(&inputs);
     return 2;
   }
-  if (strcmp(precision, "f32") && strcmp(precision, "bf16")) {
-    fprintf(stderr, "vlm index: --precision must be f32 or bf16, got '%s'\n", precision);
+  const int eflags = vlm_app_encoder_flags("vlm index", precision, device);
+  if (eflags < 0) {
     vlm_pathlist_free(&inputs);
     return 2;
   }
@@ -139,7 +142,7 @@ int vlm_cmd_index(int argc, char **argv) {
   items = texts_f ? texts : files.paths;
 
   if (vlm_encoder_open(&enc, model, tokenizer, batch,
-                       (texts_f ? VLM_ENC_TEXT : 0) | (strcmp(precision, "bf16") ? 0 : VLM_ENC_BF16)) != VLM_OK) {
+                       (texts_f ? VLM_ENC_TEXT : 0) | eflags) != VLM_OK) {
     fprintf(stderr, "vlm index: %s\n", vlm_last_error());
     goto done;
   }

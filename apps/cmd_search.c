@@ -26,6 +26,8 @@ static void usage(FILE *f) {
           "  --top-k K           results (default 10)\n"
           "  --precision P       f32 (default) or bf16: bf16 matmul inputs, f32 accumulation\n"
           "                      (weights converted once; features within ~1e-5 cosine of f32)\n"
+          "  --device D          cpu (default) or cuda: embed on the GPU (each batch uploaded,\n"
+          "                      its features copied back)\n"
           "  --json              {\"index\", \"kind\", \"model_identity\", \"query\": {\"text\"|\"image\"},\n"
           "                       \"results\": [{\"rank\", \"score\", \"item\", \"id\"}]}  (id: row in the index)\n"
           "\n"
@@ -35,7 +37,7 @@ static void usage(FILE *f) {
 }
 
 int vlm_cmd_search(int argc, char **argv) {
-  const char *index = NULL, *model = NULL, *text = NULL, *image = NULL, *tokenizer = NULL, *precision = "f32";
+  const char *index = NULL, *model = NULL, *text = NULL, *image = NULL, *tokenizer = NULL, *precision = "f32", *device = "cpu";
   long long top_k = 10;
   int json = 0;
   for (int i = 1; i < argc; i++) {
@@ -50,6 +52,7 @@ int vlm_cmd_search(int argc, char **argv) {
     else if (!strcmp(a, "--image")) image = v;
     else if (!strcmp(a, "--tokenizer")) tokenizer = v;
     else if (!strcmp(a, "--precision")) precision = v;
+    else if (!strcmp(a, "--device")) device = v;
     else if (!strcmp(a, "--top-k")) { if (!vlm_app_parse_int("vlm search", a, v, 1, 1000000, &top_k)) return 2; }
     else { fprintf(stderr, "vlm search: unknown option '%s'\n", a); usage(stderr); return 2; }
   }
@@ -59,10 +62,8 @@ int vlm_cmd_search(int argc, char **argv) {
     usage(stderr);
     return 2;
   }
-  if (strcmp(precision, "f32") && strcmp(precision, "bf16")) {
-    fprintf(stderr, "vlm search: --precision must be f32 or bf16, got '%s'\n", precision);
-    return 2;
-  }
+  const int eflags = vlm_app_encoder_flags("vlm search", precision, device);
+  if (eflags < 0) return 2;
   vlm_index ix;
   if (vlm_index_open(&ix, index) != VLM_OK) { fprintf(stderr, "vlm search: %s\n", vlm_last_error()); return 1; }
   int rc = 1;
@@ -70,7 +71,7 @@ int vlm_cmd_search(int argc, char **argv) {
   float *q = NULL, *pix = NULL, *scores = NULL;
   int64_t *idx = NULL;
   if (vlm_encoder_open(&enc, model, tokenizer, 1,
-                       (text ? VLM_ENC_TEXT : 0) | (strcmp(precision, "bf16") ? 0 : VLM_ENC_BF16)) != VLM_OK) {
+                       (text ? VLM_ENC_TEXT : 0) | eflags) != VLM_OK) {
     fprintf(stderr, "vlm search: %s\n", vlm_last_error());
     vlm_index_close(&ix);
     return 1;

@@ -37,6 +37,8 @@ static void usage(FILE *f) {
           "  --batch-size N      images / texts per forward pass (default 32)\n"
           "  --precision P       f32 (default) or bf16: bf16 matmul inputs, f32 accumulation\n"
           "                      (weights converted once; features within ~1e-5 cosine of f32)\n"
+          "  --device D          cpu (default) or cuda: embed on the GPU (each batch uploaded,\n"
+          "                      its features copied back)\n"
           "  --eval DIR          ImageFolder tree: each sub-folder is a class (sorted by name;\n"
           "                      '_' in a folder name reads as a space unless --classes names the\n"
           "                      classes, in the same order); reports top-1 / top-5 accuracy,\n"
@@ -92,7 +94,7 @@ static int cmp_conf(const void *a, const void *b) {
 
 int vlm_cmd_zeroshot(int argc, char **argv) {
   const char *model = NULL, *classes_s = NULL, *classes_f = NULL, *templates_s = "openai", *tokenizer = NULL;
-  const char *eval = NULL, *precision = "f32";
+  const char *eval = NULL, *precision = "f32", *device = "cpu";
   long long top_k = 5, batch = 32;
   int json = 0;
   vlm_pathlist inputs = {0};
@@ -114,6 +116,7 @@ int vlm_cmd_zeroshot(int argc, char **argv) {
       else if (!strcmp(a, "--tokenizer")) tokenizer = v;
       else if (!strcmp(a, "--eval")) eval = v;
       else if (!strcmp(a, "--precision")) precision = v;
+      else if (!strcmp(a, "--device")) device = v;
       else if (!strcmp(a, "--top-k")) { if (!vlm_app_parse_int("vlm zeroshot", a, v, 1, 1000000, &top_k)) { vlm_pathlist_free(&inputs); return 2; } }
       else if (!strcmp(a, "--batch-size")) { if (!vlm_app_parse_int("vlm zeroshot", a, v, 1, 4096, &batch)) { vlm_pathlist_free(&inputs); return 2; } }
       else {
@@ -132,7 +135,8 @@ int vlm_cmd_zeroshot(int argc, char **argv) {
   else if (!eval && !classes_s && !classes_f) { fprintf(stderr, "vlm zeroshot: --classes or --classes-file is required (or --eval DIR)\n"); usage_err = 1; }
   else if (!eval && inputs.n == 0) { fprintf(stderr, "vlm zeroshot: no IMAGE or DIR given\n"); usage_err = 1; }
   else if (eval && inputs.n) { fprintf(stderr, "vlm zeroshot: --eval takes its images from DIR; drop the other paths\n"); usage_err = 1; }
-  else if (strcmp(precision, "f32") && strcmp(precision, "bf16")) { fprintf(stderr, "vlm zeroshot: --precision must be f32 or bf16, got '%s'\n", precision); usage_err = 1; }
+  int eflags = usage_err ? 0 : vlm_app_encoder_flags("vlm zeroshot", precision, device);
+  if (eflags < 0) usage_err = 1;
   if (usage_err) { usage(stderr); vlm_pathlist_free(&inputs); return 2; }
 
   int rc = 1, n_classes = 0, n_tpl = 0;
@@ -208,7 +212,7 @@ int vlm_cmd_zeroshot(int argc, char **argv) {
     if (files.n == 0) { fprintf(stderr, "vlm zeroshot: no JPEG, PNG or WebP images found\n"); goto done; }
   }
 
-  if (vlm_encoder_open(&enc, model, tokenizer, batch, VLM_ENC_TEXT | (strcmp(precision, "bf16") ? 0 : VLM_ENC_BF16)) != VLM_OK) {
+  if (vlm_encoder_open(&enc, model, tokenizer, batch, VLM_ENC_TEXT | eflags) != VLM_OK) {
     fprintf(stderr, "vlm zeroshot: %s\n", vlm_last_error());
     goto done;
   }

@@ -6,8 +6,21 @@
 
 #include "apps/apps.h"
 #include "core/core.h"
+#include "model/encode.h"
 
 int vlm_app_is_help(const char *arg) { return !strcmp(arg, "-h") || !strcmp(arg, "--help"); }
+
+int vlm_app_encoder_flags(const char *cmd, const char *precision, const char *device) {
+  if (strcmp(precision, "f32") && strcmp(precision, "bf16")) {
+    fprintf(stderr, "%s: --precision must be f32 or bf16, got '%s'\n", cmd, precision);
+    return -1;
+  }
+  if (strcmp(device, "cpu") && strcmp(device, "cuda")) {
+    fprintf(stderr, "%s: --device must be cpu or cuda, got '%s'\n", cmd, device);
+    return -1;
+  }
+  return (!strcmp(precision, "bf16") ? VLM_ENC_BF16 : 0) | (!strcmp(device, "cuda") ? VLM_ENC_CUDA : 0);
+}
 
 int vlm_app_parse_int(const char *cmd, const char *flag, const char *s, long long lo, long long hi, long long *out) {
   char *end = NULL;

@@ -127,7 +127,24 @@ vlm_status vlm_encoder_open(vlm_encoder *e, const char *model_path, const char *
   }
   vlm_preprocess_cfg_default(&e->pre, (int)e->cfg.vision.image_size);
   st = compute_identity(e);
-  if (st == VLM_OK && (flags & VLM_ENC_BF16)) {
+  e->dev = VLM_CPU;
+  if (st == VLM_OK && (flags & VLM_ENC_CUDA)) {
+    if (!vlm_cuda_available()) {
+      st = vlm_error(VLM_ERR_UNSUPPORTED, "--device cuda: %s", vlm_cuda_describe());
+    } else {  /* the host weights hashed above, then one upload */
+      e->dev = VLM_CUDA;
+      if (e->coca) {
+        st = vlm_coca_params_init_on(&e->dcparams, &e->ccfg, VLM_CUDA);
+        if (st == VLM_OK) vlm_coca_params_copy(&e->dcparams, &e->cparams);
+        e->crun = &e->dcparams;
+      } else {
+        st = vlm_clip_params_to_device(&e->dparams, &e->params, &e->cfg, VLM_CUDA);
+        e->run = &e->dparams;
+      }
+      if (st == VLM_OK && (flags & VLM_ENC_BF16)) vlm_set_matmul_precision(VLM_PREC_BF16);
+    }
+  }
+  if (st == VLM_OK && (flags & VLM_ENC_BF16) && e->dev == VLM_CPU) {
     if (e->coca) st = vlm_coca_params_bf16(&e->cparams_bf16, &e->cparams, &e->ccfg);
     else st = vlm_clip_params_bf16(&e->params_bf16, &e->params, &e->cfg);
     if (st == VLM_OK) {
@@ -142,16 +159,27 @@ vlm_status vlm_encoder_open(vlm_encoder *e, const char *model_path, const char *
   if (st == VLM_OK) st = vlm_text_acts_alloc(&e->tacts, &e->cfg.text, max_batch);
   if (st == VLM_OK) {
     vlm_arena m;
-    vlm_arena_measure(&m, VLM_CPU);
+    vlm_arena_measure(&m, e->dev);
     vlm_vit_acts_layout(&e->vacts, &m, &e->cfg.vision, max_batch, 0);
     if (e->coca) vlm_attn_pool_acts_layout(&e->pacts, &m, &e->cfg.vision, max_batch, 0);
-    st = vlm_arena_init(&e->varena, m.used, VLM_CPU);
+    st = vlm_arena_init(&e->varena, m.used, e->dev);
   }
   if (st == VLM_OK) {
     vlm_arena m;
-    vlm_arena_measure(&m, VLM_CPU);
+    vlm_arena_measure(&m, e->dev);
     vlm_text_acts_layout(&e->tacts, &m, &e->cfg.text, max_batch, e->cfg.text.context_length, 0);
-    st = vlm_arena_init(&e->tarena, m.used, VLM_CPU);
+    st = vlm_arena_init(&e->tarena, m.used, e->dev);
+  }
+  if (st == VLM_OK && e->dev != VLM_CPU) {
+    int64_t S = e->cfg.vision.image_size, ctx = e->cfg.text.context_length;
+    vlm_arena m;
+    for (int pass = 0; pass < 2 && st == VLM_OK; pass++) {
+      vlm_arena *a = pass ? &e->iarena : &m;
+      if (!pass) vlm_arena_measure(&m, e->dev);
+      e->dimg = vlm_arena_tensor4(a, VLM_F32, max_batch, 3, S, S);
+      e->dids = vlm_arena_tensor2(a, VLM_I32, max_batch, ctx);
+      if (!pass) st = vlm_arena_init(&e->iarena, m.used, e->dev);
+    }
   }
   if (st == VLM_OK) {
     e->ids = malloc((size_t)max_batch * (size_t)e->cfg.text.context_length * sizeof(int32_t));
@@ -167,6 +195,9 @@ vlm_status vlm_encoder_open(vlm_encoder *e, const char *model_path, const char *
 }
 
 void vlm_encoder_close(vlm_encoder *e) {
+  vlm_clip_params_free(&e->dparams);
+  vlm_coca_params_free(&e->dcparams);
+  vlm_arena_free(&e->iarena);
   vlm_clip_params_free(&e->params_bf16);
   vlm_clip_params_free(&e->params);
   vlm_coca_params_free(&e->cparams_bf16);
@@ -195,6 +226,15 @@ static void normalize_rows(const float *in, float *out, int64_t n, int64_t E) {
   }
 }
 
+/* The first b rows of features f on the host: f's memory, or a download into e->feat. */
+static const float *host_features(vlm_encoder *e, const vlm_tensor *f, int64_t b) {
+  if (f->device == VLM_CPU) return f->data;
+  int64_t sh[2] = {b, e->cfg.embed_dim};
+  vlm_tensor h = vlm_tensor_make(e->feat, VLM_F32, VLM_CPU, 2, sh), d = vlm_tensor_make(f->data, VLM_F32, f->device, 2, sh);
+  vlm_copy(&h, &d);
+  return e->feat;
+}
+
 vlm_status vlm_encoder_images(vlm_encoder *e, const float *pixels, int64_t n, float *out) {
   int64_t S = e->cfg.vision.image_size, E = e->cfg.embed_dim, per = 3 * S * S;
   for (int64_t s = 0; s < n; s += e->max_batch) {
@@ -207,13 +247,20 @@ vlm_status vlm_encoder_images(vlm_encoder *e, const float *pixels, int64_t n, fl
     }
     int64_t shape[4] = {b, 3, S, S};
     vlm_tensor img = vlm_tensor_cpu_f32((float *)pixels + (size_t)(s * per), 4, shape);
+    if (e->dev != VLM_CPU) {   /* one upload of the batch */
+      vlm_tensor d = vlm_tensor_make(e->dimg.data, VLM_F32, e->dev, 4, shape);
+      vlm_copy(&d, &img);
+      img = d;
+    }
+    const vlm_tensor *f;
     if (e->coca) {
       vlm_coca_vit_forward(&e->cfg.vision, &e->crun->visual, &e->crun->pool, &e->vacts, &e->pacts, &img);
-      normalize_rows(e->pacts.features.data, out + (size_t)(s * E), b, E);
+      f = &e->pacts.features;
     } else {
       vlm_vit_forward(&e->cfg.vision, &e->run->visual, &e->vacts, &img);
-      normalize_rows(e->vacts.features.data, out + (size_t)(s * E), b, E);
+      f = &e->vacts.features;
     }
+    normalize_rows(host_features(e, f, b), out + (size_t)(s * E), b, E);
   }
   return VLM_OK;
 }
@@ -228,8 +275,13 @@ static void text_batch(vlm_encoder *e, const int32_t *ids, int64_t b, int64_t L,
   }
   int64_t shape[2] = {b, L};
   vlm_tensor t = vlm_tensor_make((void *)ids, VLM_I32, VLM_CPU, 2, shape);
+  if (e->dev != VLM_CPU) {
+    vlm_tensor d = vlm_tensor_make(e->dids.data, VLM_I32, e->dev, 2, shape);
+    vlm_copy(&d, &t);
+    t = d;
+  }
   vlm_text_forward(&e->cfg.text, e->coca ? &e->crun->text : &e->run->text, &e->tacts, &t);
-  normalize_rows(e->tacts.features.data, out, b, e->cfg.embed_dim);
+  normalize_rows(host_features(e, &e->tacts.features, b), out, b, e->cfg.embed_dim);
 }
 
 vlm_status vlm_encoder_ids(vlm_encoder *e, const int32_t *ids, int64_t n, int64_t L, float *out) {

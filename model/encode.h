@@ -33,6 +33,14 @@ typedef struct {
   vlm_coca_config ccfg;
   vlm_coca_params cparams, cparams_bf16;
   const vlm_coca_params *crun;
+  /* VLM_ENC_CUDA: the weights (fp32; bf16 is the matmul precision there), the
+   * activations and the input batch on the GPU; params / cparams stay the host
+   * copy the identity is hashed from. */
+  vlm_device dev;
+  vlm_clip_params dparams;
+  vlm_coca_params dcparams;
+  vlm_arena iarena;              /* dev != CPU: dimg [max_batch,3,S,S] F32, dids [max_batch, ctx] I32 */
+  vlm_tensor dimg, dids;
   vlm_attn_pool_acts pacts;      /* laid out in varena after vacts */
   vlm_ckpt_format fmt;
   vlm_tokenizer *tok;            /* NULL until a tokenizer is loaded */
@@ -50,6 +58,9 @@ typedef struct {
 #define VLM_ENC_TEXT_IF_FOUND 2  /* load the tokenizer beside the model if there is one */
 #define VLM_ENC_BF16 4           /* bf16 matmuls (f32 accumulation), weights converted once; sets
                                     the process-wide matmul precision (vlm_set_matmul_precision) */
+#define VLM_ENC_CUDA 8           /* run on the GPU (an error when none is usable): each batch is
+                                    uploaded, its features come back; bf16 there rounds the fp32
+                                    weights per matmul, as training does */
 /* Load the model at model_path (see vlm_clip_load); tokenizer may be NULL (search
  * as above). max_batch bounds each forward pass (activations sized for it). */
 /* The tokenizer beside model_path by the search above (without the explicit

@@ -32,7 +32,7 @@ double vt_max_rel(const float *got, const float *ref, int64_t n, double floor);
 double vt_max_abs(const float *got, const float *ref, int64_t n);
 void vt_fill_normal(float *x, int64_t n, uint64_t seed, float std);
 float *vt_alloc(int64_t n);
-/* A tensor's values as F32 on the host (any device, F32/BF16), malloc'd: free with free(). */
+/* A tensor's values as F32 on the host (F32 on any device, or another float type on the CPU), malloc'd. */
 float *vt_host_f32(const vlm_tensor *t);
 /* Whole-file helpers for tests: write aborts on failure; read returns NULL when the
  * file cannot be read, else a malloc'd buffer with a NUL after the n bytes. */

@@ -2,7 +2,8 @@
 # `vlm forward --device cuda` on a fixture directory: outputs and gradients
 # computed on the GPU must match the fixture (the same check as forward.sh on the
 # CPU). Skips (77) where there is no GPU or the build has no CUDA backend.
-# Usage: forward_gpu.sh VLM_BINARY TEST_CLIP_PARITY_BINARY FIXTURE_DIR
+# Usage: forward_gpu.sh VLM_BINARY COMPARE_BINARY FIXTURE_DIR (test_clip_parity or
+# test_coca_parity: its --compare DIR OUT GRADS checks the files)
 set -u
 vlm=$1 cmp=$2 fx=$3
 pass=0 fail=0
