@@ -738,7 +738,7 @@ static int run(run_state *R) {
     double el = vlm_now() - t0;
     int64_t done = R->tr.step - start_step;
     vlm_progress pr = {R->tr.step, t.total_steps, R->tr.epoch, R->tr.last_loss, R->tr.last_lr,
-                       *vlm_f32(R->tr.logit_scale), done * K * B / (el > 0 ? el : 1), el > 0 ? wait_total / el : 0,
+                       vlm_get_f32(R->tr.logit_scale, 0), done * K * B / (el > 0 ? el : 1), el > 0 ? wait_total / el : 0,
                        done > 0 ? el / done * (double)(t.total_steps - R->tr.step) : NAN, R->tr.last_grad_norm};
     if (!isfinite(R->tr.last_loss)) {
       fprintf(stderr, CMD ": the loss is %g at step %lld: stopping (lower --lr, or set --grad-clip-norm)\n",

@@ -62,7 +62,10 @@ static vlm_status save_visit(vlm_visit_all_fn visit, void *model, const char *pa
 
 vlm_status vlm_clip_save_safetensors(vlm_clip_params *p, const vlm_clip_config *c, const char *path,
                                      vlm_ckpt_format fmt) {
-  VLM_CHECK(p->arena.device == VLM_CPU, "clip save: parameters must be on the CPU");
+  /* open_clip names: the writer reads device tensors where they are; the HF layout
+   * transposes and splits on the host */
+  VLM_CHECK(fmt == VLM_CKPT_OPENCLIP || p->arena.device == VLM_CPU,
+            "clip save: the Hugging Face layout needs the parameters on the CPU");
   clip_model m = {p, c};
   return save_visit(clip_visit_all, &m, path, fmt);
 }

@@ -1,7 +1,10 @@
 /* The CUDA path: device memory, fill, and the add op (forward + backward)
  * against the CPU reference. Skips, visibly, where no GPU is present. */
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "gradcheck.h"
 
@@ -50,6 +53,22 @@ int main(void) {
   CHECK(vt_max_abs(da, ref_da, n) == 0.0, "add backward da on the GPU equals the CPU");
   CHECK(vt_max_rel(db, ref_db, C, 1e-30) < 1e-5, "add backward db on the GPU: %g",
         vt_max_rel(db, ref_db, C, 1e-30));
+  if (strstr(vlm_cuda_describe(), "emulated")) {
+    /* The emulated GPU's point: a host read of device memory faults (in a child). */
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+      volatile float x = ((const float *)ga.data)[5];
+      (void)x;
+      _exit(0);
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGSEGV,
+          "emulated GPU: a host read of device memory must fault (status %d)", status);
+    float v = vlm_get_f32(&ga, 5);
+    CHECK(v == a[5], "emulated GPU: vlm_get_f32 reads device memory (%g vs %g)", v, a[5]);
+  }
   vlm_arena_free(&ar);
   free(a); free(b); free(dout); free(out); free(ref_out); free(da); free(db); free(ref_da); free(ref_db);
   return vt_finish();
