@@ -42,6 +42,8 @@ static void usage(FILE *f) {
           "  --inputs FILE          caption the `images` tensor [N,3,H,W] of a safetensors file\n"
           "                         (already normalized, as 'vlm forward --inputs') instead of files\n"
           "  --json                 one JSON object per image: image, caption, ids\n"
+          "  --device cpu|cuda      where the model runs (default cpu; cuda: the weights and\n"
+          "                         each batch on the GPU, the logits back to the host)\n"
           "  --precision f32|bf16   bf16: weight matrices converted to bf16 once, bf16 matmul\n"
           "                         inputs with f32 accumulation (faster; captions may differ)\n"
           "\n"
@@ -77,7 +79,7 @@ static void json_string(const char *s) {
 }
 
 int vlm_cmd_caption(int argc, char **argv) {
-  const char *model = NULL, *tok_path = NULL, *precision = "f32", *inputs = NULL;
+  const char *model = NULL, *tok_path = NULL, *precision = "f32", *inputs = NULL, *device = "cpu";
   vlm_gen_options o;
   vlm_gen_options_default(&o);
   int json = 0, sampling_set = 0, max_set = 0;
@@ -100,6 +102,7 @@ int vlm_cmd_caption(int argc, char **argv) {
     if (!strcmp(a, "--model")) { NEED_ARG(); model = argv[++i]; }
     else if (!strcmp(a, "--tokenizer")) { NEED_ARG(); tok_path = argv[++i]; }
     else if (!strcmp(a, "--precision")) { NEED_ARG(); precision = argv[++i]; }
+    else if (!strcmp(a, "--device")) { NEED_ARG(); device = argv[++i]; }
     else if (!strcmp(a, "--inputs")) { NEED_ARG(); inputs = argv[++i]; }
     else if (!strcmp(a, "--json")) json = 1;
     else if (!strcmp(a, "--no-cache")) o.use_cache = 0;
@@ -134,6 +137,17 @@ int vlm_cmd_caption(int argc, char **argv) {
     free(images);
     return 2;
   }
+  if (strcmp(device, "cpu") && strcmp(device, "cuda")) {
+    fprintf(stderr, "vlm caption: --device must be cpu or cuda, got '%s'\n", device);
+    free(images);
+    return 2;
+  }
+  const vlm_device dev = !strcmp(device, "cuda") ? VLM_CUDA : VLM_CPU;
+  if (dev == VLM_CUDA && !vlm_cuda_available()) {
+    fprintf(stderr, "vlm caption: --device cuda: %s\n", vlm_cuda_describe());
+    free(images);
+    return 1;
+  }
   if (o.beams > 1 && sampling_set) {
     fprintf(stderr, "vlm caption: --beams and --top-k/--top-p are exclusive\n");
     free(images);
@@ -154,8 +168,20 @@ int vlm_cmd_caption(int argc, char **argv) {
     return 1;
   }
   vlm_coca_params h, *w = &p;
+  vlm_arena dimg;   /* --device cuda: the batch's pixels there */
   memset(&h, 0, sizeof h);
-  if (bf16) {   /* bf16 weight matrices converted once; bf16 matmul inputs, f32 accumulation */
+  memset(&dimg, 0, sizeof dimg);
+  if (dev != VLM_CPU) {   /* the weights once to the GPU (fp32: bf16 there is the matmul precision) */
+    if (vlm_coca_params_init_on(&h, &c, dev) != VLM_OK) {
+      fprintf(stderr, "vlm caption: %s\n", vlm_last_error());
+      vlm_coca_params_free(&p);
+      free(images);
+      return 1;
+    }
+    vlm_coca_params_copy(&h, &p);
+    w = &h;
+    if (bf16) vlm_set_matmul_precision(VLM_PREC_BF16);
+  } else if (bf16) {   /* bf16 weight matrices converted once; bf16 matmul inputs, f32 accumulation */
     vlm_set_matmul_precision(VLM_PREC_BF16);
     if (vlm_coca_params_bf16(&h, &p, &c) != VLM_OK) {
       fprintf(stderr, "vlm caption: %s\n", vlm_last_error());
@@ -243,6 +269,11 @@ int vlm_cmd_caption(int argc, char **argv) {
     rc = 1;
     goto done;
   }
+  if (dev != VLM_CPU && vlm_arena_init(&dimg, (size_t)(B * 3 * S * S) * sizeof(float) + VLM_ARENA_ALIGN, dev) != VLM_OK) {
+    fprintf(stderr, "vlm caption: %s\n", vlm_last_error());
+    rc = 1;
+    goto done;
+  }
   vlm_preprocess_cfg pc;
   vlm_preprocess_cfg_default(&pc, (int)S);
   int next = 0;
@@ -269,6 +300,11 @@ int vlm_cmd_caption(int argc, char **argv) {
     if (nb == 0) continue;
     int64_t sh[4] = {nb, 3, S, S};
     vlm_tensor t = vlm_tensor_cpu_f32(pix, 4, sh);
+    if (dev != VLM_CPU) {   /* one upload of the batch */
+      vlm_tensor d = vlm_tensor_make(dimg.base, VLM_F32, dev, 4, sh);
+      vlm_copy(&d, &t);
+      t = d;
+    }
     if (vlm_coca_generate(&c, w, &t, &o, out, lens) != VLM_OK) {
       fprintf(stderr, "vlm caption: %s\n", vlm_last_error());
       rc = 1;
@@ -316,6 +352,7 @@ done:
   free(lens);
   free(names);
   vlm_tokenizer_free(tok);
+  vlm_arena_free(&dimg);
   vlm_coca_params_free(&h);
   vlm_coca_params_free(&p);
   free(images);

@@ -8,7 +8,10 @@
  *             one position through the towers.
  *   uncached: the whole prefix through the text tower (with its cls) and the
  *             decoder every step, as open_clip's generate does.
- * Both are written over the core ops, so a test can demand identical tokens. */
+ * Both are written over the core ops, so a test can demand identical tokens,
+ * and run where the image tokens and the weights are (the CPU or a GPU): the
+ * step's ids and mask are staged on the host and uploaded, the logits come
+ * back to the host, where the processors, sampling and beam bookkeeping run. */
 #include <float.h>
 #include <math.h>
 #include <stdlib.h>
@@ -63,6 +66,7 @@ typedef struct {
   const vlm_decoder_params *dp;
   int64_t R, maxL, N, pad_id;
   int cached;
+  vlm_device dev;               /* where the arena lives: the image tokens' device */
   vlm_arena arena;
   /* cached */
   vlm_tensor *tk, *tv;          /* [text layers] of [R, maxL, W] */
@@ -76,11 +80,12 @@ typedef struct {
   vlm_tensor mask;              /* [R * maxL] U8 */
   vlm_tensor logits;            /* [R, 1, V] */
   vlm_tensor *tmp_rows;         /* reorder scratch: [R, maxL, W] */
+  vlm_tensor gather;            /* reorder row indices: [R * maxL] I64 */
   /* uncached */
+  vlm_tensor ids_u;             /* [R, n] I32, the prefix */
   vlm_text_acts ta;
   vlm_decoder_acts da;
   const vlm_tensor *img;        /* [R, N, W] */
-  int32_t *ids_full;            /* [R * maxL] */
 } stepper;
 
 static vlm_tensor view3(const vlm_tensor *t, int64_t a, int64_t b, int64_t c) {
@@ -114,9 +119,11 @@ static void cached_layout(stepper *S, vlm_arena *a) {
   S->mask = vlm_arena_tensor1(a, VLM_U8, R * L);
   S->logits = vlm_arena_tensor3(a, VLM_F32, R, 1, V);
   S->tmp_rows[0] = vlm_arena_tensor3(a, VLM_F32, R, L, W > WT ? W : WT);
+  S->gather = vlm_arena_tensor1(a, VLM_I64, R * L);
 }
 
 static void uncached_layout(stepper *S, vlm_arena *a, int64_t L) {
+  S->ids_u = vlm_arena_tensor2(a, VLM_I32, S->R, L);
   vlm_text_acts_layout(&S->ta, a, S->tc, S->R, L, 0);
   S->ta.pooled_only = 0;   /* the decoder reads the token states */
   vlm_decoder_acts_layout(&S->da, a, S->dc, S->R, L, S->N, 0);
@@ -135,12 +142,10 @@ static void self_step(stepper *S, const vlm_block_config *bc, const vlm_block_pa
   vlm_tensor fc = view3(&S->fc, R, 1, M), act = view3(&S->act, R, 1, M);
   vlm_layernorm_forward(&ln, NULL, NULL, &x, &p->ln_1_w, &p->ln_1_b, bc->ln_eps);
   vlm_matmul_forward(&qkv, &ln, &p->in_proj_w, &p->in_proj_b, 0, 1);
-  const float *src = qkv.data;
-  float *kd = kc->data, *vd = vc->data;
-  for (int64_t r = 0; r < R; r++) {
-    memcpy(kd + (r * S->maxL + pos) * W, src + r * 3 * W + W, (size_t)W * sizeof(float));
-    memcpy(vd + (r * S->maxL + pos) * W, src + r * 3 * W + 2 * W, (size_t)W * sizeof(float));
-  }
+  /* qkv as [3R, W] rows: row 3r+1 is row r's key, 3r+2 its value, into position pos */
+  vlm_tensor qkv_rows = view3(&qkv, 1, 3 * R, W);
+  vlm_copy_rows(kc, pos, S->maxL, &qkv_rows, 1, 3, R, 1);
+  vlm_copy_rows(vc, pos, S->maxL, &qkv_rows, 2, 3, R, 1);
   vlm_tensor q = vlm_narrow(&qkv, 2, 0, W), k = vlm_narrow(kc, 1, 0, pos + 1), v = vlm_narrow(vc, 1, 0, pos + 1);
   vlm_attention_forward(&attn, NULL, &q, &k, &v, (int)bc->heads, mask, 0, scale_of(W, bc->heads));
   vlm_matmul_forward(&h, &attn, &p->out_proj_w, &p->out_proj_b, 0, 1);
@@ -175,15 +180,17 @@ static void cross_step(stepper *S, const vlm_block_config *bc, const vlm_cross_p
 /* Logits [R, V] for the last of n tokens of each row of hist [R, maxL]. */
 static void step_cached(stepper *S, const int32_t *hist, int64_t n, float *logits) {
   int64_t R = S->R, pos = n - 1, L = S->maxL, WT = S->tc->width, W = S->dc->width;
-  int32_t *ids = S->ids.data;
+  int32_t *ids = vlm_host_stage(&S->ids, (size_t)R * sizeof(int32_t));
   for (int64_t r = 0; r < R; r++) ids[r] = hist[r * L + pos];
+  vlm_host_commit(&S->ids, ids, (size_t)R * sizeof(int32_t));
   /* text tower: token + position, blocks with the legacy key padding mask */
   vlm_tensor x = view3(&S->x, R, 1, WT);
   vlm_tensor pe = vlm_narrow(&S->tp->pos_emb, 0, pos, 1);
   vlm_embedding_forward(&x, &S->ids, &S->tp->token_emb, &pe);
-  uint8_t *m = S->mask.data;
+  uint8_t *m = vlm_host_stage(&S->mask, (size_t)(R * (pos + 1)));
   for (int64_t r = 0; r < R; r++)
     for (int64_t j = 0; j <= pos; j++) m[r * (pos + 1) + j] = j >= 1 && hist[r * L + j - 1] == S->pad_id;
+  vlm_host_commit(&S->mask, m, (size_t)(R * (pos + 1)));
   int64_t msh[2] = {R, pos + 1};
   vlm_tensor mask = vlm_tensor_make(S->mask.data, VLM_U8, S->mask.device, 2, msh);
   vlm_block_config tbc = vlm_text_block_config(S->tc);
@@ -197,40 +204,52 @@ static void step_cached(stepper *S, const int32_t *hist, int64_t n, float *logit
   vlm_tensor xd = view3(&S->x, R, 1, W), ln = view3(&S->ln, R, 1, W);
   vlm_layernorm_forward(&ln, NULL, NULL, &xd, &S->dp->ln_final_w, &S->dp->ln_final_b, S->dc->ln_eps);
   vlm_matmul_forward(&S->logits, &ln, &S->dp->proj, NULL, 0, 0);
-  memcpy(logits, S->logits.data, (size_t)(R * S->dc->vocab_size) * sizeof(float));
+  vlm_tensor host = vlm_tensor_cpu_f32(logits, 3, S->logits.shape);
+  vlm_copy(&host, &S->logits);
 }
 
 static void step_uncached(stepper *S, const int32_t *hist, int64_t n, float *logits) {
   int64_t R = S->R, L = S->maxL, V = S->dc->vocab_size;
   vlm_arena_reset(&S->arena);
   uncached_layout(S, &S->arena, n);
-  for (int64_t r = 0; r < R; r++) memcpy(S->ids_full + r * n, hist + r * L, (size_t)n * sizeof(int32_t));
-  int64_t sh[2] = {R, n};
-  vlm_tensor ids = vlm_tensor_make(S->ids_full, VLM_I32, VLM_CPU, 2, sh);
-  vlm_text_forward(S->tc, S->tp, &S->ta, &ids);
+  int32_t *h = vlm_host_stage(&S->ids_u, (size_t)(R * n) * sizeof(int32_t));
+  for (int64_t r = 0; r < R; r++) memcpy(h + r * n, hist + r * L, (size_t)n * sizeof(int32_t));
+  vlm_host_commit(&S->ids_u, h, (size_t)(R * n) * sizeof(int32_t));
+  vlm_text_forward(S->tc, S->tp, &S->ta, &S->ids_u);
   vlm_text_tokens(S->tc, &S->ta, &S->da.xs[0]);
   vlm_decoder_forward(S->dc, S->dp, &S->da, S->img);
-  const float *lg = S->da.logits.data;
-  for (int64_t r = 0; r < R; r++) memcpy(logits + r * V, lg + (r * n + n - 1) * V, (size_t)V * sizeof(float));
+  /* each row's last position's logits, to the host */
+  int64_t hsh[2] = {R, V};
+  vlm_tensor host = vlm_tensor_cpu_f32(logits, 2, hsh);
+  vlm_copy_rows(&host, 0, 1, &S->da.logits, n - 1, n, R, 1);
 }
 
-/* Rows r <- src[r] of every cache (the first n positions). */
-static void reorder_rows(stepper *S, vlm_tensor *t, const int *src, int64_t n) {
+/* Rows r <- src[r] of a cache t [R, maxL, W] (its first n positions): one
+ * gather (an embedding lookup over t's rows, at the indices in S->gather) into
+ * the scratch, then one copy back. */
+static void reorder_rows(stepper *S, vlm_tensor *t, int64_t n) {
   int64_t R = S->R, L = t->shape[1], W = t->shape[2];
-  float *d = t->data, *tmp = S->tmp_rows[0].data;
-  for (int64_t r = 0; r < R; r++) memcpy(tmp + r * L * W, d + (int64_t)src[r] * L * W, (size_t)(n * W) * sizeof(float));
-  for (int64_t r = 0; r < R; r++) memcpy(d + r * L * W, tmp + r * L * W, (size_t)(n * W) * sizeof(float));
+  int64_t ish[2] = {R, n}, tsh[2] = {R * L, W};
+  vlm_tensor table = vlm_tensor_make(t->data, VLM_F32, t->device, 2, tsh), tmp = view3(&S->tmp_rows[0], R, n, W);
+  vlm_tensor idx = vlm_tensor_make(S->gather.data, VLM_I64, S->gather.device, 2, ish);
+  vlm_embedding_forward(&tmp, &idx, &table, NULL);
+  vlm_copy_rows(t, 0, L, &tmp, 0, n, R, n);
 }
 
 static void stepper_reorder(stepper *S, const int *src, int64_t n) {
   if (!S->cached) return;   /* the uncached stepper reads the reordered history */
+  int64_t R = S->R, L = S->maxL;
+  int64_t *g = vlm_host_stage(&S->gather, (size_t)(R * n) * sizeof(int64_t));
+  for (int64_t r = 0; r < R; r++)
+    for (int64_t j = 0; j < n; j++) g[r * n + j] = (int64_t)src[r] * L + j;
+  vlm_host_commit(&S->gather, g, (size_t)(R * n) * sizeof(int64_t));
   for (int64_t i = 0; i < S->tc->layers; i++) {
-    reorder_rows(S, &S->tk[i], src, n);
-    reorder_rows(S, &S->tv[i], src, n);
+    reorder_rows(S, &S->tk[i], n);
+    reorder_rows(S, &S->tv[i], n);
   }
   for (int64_t i = 0; i < S->dc->layers; i++) {
-    reorder_rows(S, &S->dk[i], src, n);
-    reorder_rows(S, &S->dv[i], src, n);
+    reorder_rows(S, &S->dk[i], n);
+    reorder_rows(S, &S->dv[i], n);
   }
   /* ckv: rows are only exchanged among the beams of one image, which share it. */
 }
@@ -242,7 +261,6 @@ static void stepper_free(stepper *S) {
   free(S->dv);
   free(S->ckv);
   free(S->tmp_rows);
-  free(S->ids_full);
   vlm_text_acts_free(&S->ta);
   vlm_decoder_acts_free(&S->da);
   vlm_arena_free(&S->arena);
@@ -262,9 +280,10 @@ static vlm_status stepper_init(stepper *S, const vlm_text_config *tc, const vlm_
   S->img = img;
   S->cached = cached;
   S->pad_id = pad_id;
+  S->dev = img->device;
   size_t nt = (size_t)(tc->layers > 0 ? tc->layers : 1), nd = (size_t)(dc->layers > 0 ? dc->layers : 1);
   vlm_arena m;
-  vlm_arena_measure(&m, VLM_CPU);
+  vlm_arena_measure(&m, S->dev);
   if (cached) {
     S->tk = calloc(nt, sizeof *S->tk);
     S->tv = calloc(nt, sizeof *S->tv);
@@ -275,12 +294,10 @@ static vlm_status stepper_init(stepper *S, const vlm_text_config *tc, const vlm_
     if (!S->tk || !S->tv || !S->dk || !S->dv || !S->ckv || !S->tmp_rows) goto oom;
     cached_layout(S, &m);
   } else {
-    S->ids_full = calloc((size_t)(R * maxL), sizeof *S->ids_full);
-    if (!S->ids_full || vlm_text_acts_alloc(&S->ta, tc, R) != VLM_OK || vlm_decoder_acts_alloc(&S->da, dc) != VLM_OK)
-      goto oom;
+    if (vlm_text_acts_alloc(&S->ta, tc, R) != VLM_OK || vlm_decoder_acts_alloc(&S->da, dc) != VLM_OK) goto oom;
     uncached_layout(S, &m, maxL);
   }
-  vlm_status st = vlm_arena_init(&S->arena, m.used, VLM_CPU);
+  vlm_status st = vlm_arena_init(&S->arena, m.used, S->dev);
   if (st != VLM_OK) {
     stepper_free(S);
     return vlm_error_prefix(st, "generation buffers (%zu bytes)", m.used);
@@ -570,20 +587,19 @@ vlm_status vlm_generate(const vlm_text_config *tc, const vlm_text_params *tp, co
   vlm_status st = vlm_gen_options_check(o, tc, dc);
   if (st != VLM_OK) return st;
   VLM_CHECK(tc->embed_cls && tc->width == dc->width, "generate: needs CoCa's text tower (embed_cls, decoder width)");
-  VLM_CHECK(img->ndim == 3 && img->shape[2] == dc->width && vlm_is_contiguous(img) && img->device == VLM_CPU,
-            "generate: image tokens must be [B, N, W] contiguous on the CPU");
+  VLM_CHECK(img->ndim == 3 && img->shape[2] == dc->width && vlm_is_contiguous(img) && img->dtype == VLM_F32,
+            "generate: image tokens must be [B, N, W] F32 contiguous");
   int64_t B = img->shape[0], N = img->shape[1], W = dc->width, V = dc->vocab_size, K = o->beams;
-  /* beams: every image's tokens repeated K times */
-  float *rep = NULL;
+  /* beams: every image's tokens repeated K times (on the tokens' device) */
+  vlm_arena rep;
+  memset(&rep, 0, sizeof rep);
   vlm_tensor imgs = *img;
   if (K > 1) {
-    rep = malloc((size_t)(B * K * N * W) * sizeof *rep);
-    if (!rep) return vlm_error(VLM_ERR_OOM, "generation: out of memory");
-    for (int64_t b = 0; b < B; b++)
-      for (int64_t k = 0; k < K; k++)
-        memcpy(rep + (b * K + k) * N * W, (const float *)img->data + b * N * W, (size_t)(N * W) * sizeof *rep);
     int64_t sh[3] = {B * K, N, W};
-    imgs = vlm_tensor_cpu_f32(rep, 3, sh);
+    st = vlm_arena_init(&rep, (size_t)(B * K * N * W) * sizeof(float) + VLM_ARENA_ALIGN, img->device);
+    if (st != VLM_OK) return vlm_error_prefix(st, "generation: the beams' image tokens");
+    imgs = vlm_arena_tensor(&rep, VLM_F32, 3, sh);
+    for (int64_t k = 0; k < K; k++) vlm_copy_rows(&imgs, k * N, K * N, img, 0, N, B, N);
   }
   stepper S;
   st = stepper_init(&S, tc, tp, dc, dp, &imgs, B * K, o->max_len, o->use_cache, o->pad_id);
@@ -591,6 +607,6 @@ vlm_status vlm_generate(const vlm_text_config *tc, const vlm_text_params *tp, co
     st = K > 1 ? run_beams(&S, o, B, V, out, lens) : run_simple(&S, o, B, V, out, lens);
     stepper_free(&S);
   }
-  free(rep);
+  vlm_arena_free(&rep);
   return st;
 }

@@ -339,8 +339,9 @@ vlm_status vlm_coca_generate(const vlm_coca_config *c, const vlm_coca_params *p,
                              const vlm_gen_options *o, int32_t *out, int *lens) {
   vlm_status st = vlm_gen_options_check(o, &c->text, &c->decoder);
   if (st != VLM_OK) return st;
-  if (p->arena.device != VLM_CPU || images->device != VLM_CPU)
-    return vlm_error(VLM_ERR_UNSUPPORTED, "captioning runs on the CPU (the weights and images must be there)");
+  const vlm_device dev = p->arena.device;   /* the image activations and the generation buffers live there too */
+  if (images->device != dev)
+    return vlm_error(VLM_ERR_ARG, "captioning: the images must be on the weights' device");
   int64_t B = images->shape[0];
   vlm_vit_acts va;
   vlm_attn_pool_acts pa;
@@ -349,10 +350,10 @@ vlm_status vlm_coca_generate(const vlm_coca_config *c, const vlm_coca_params *p,
   st = vlm_vit_acts_alloc(&va, &c->vision);
   if (st != VLM_OK) return st;
   vlm_arena m;
-  vlm_arena_measure(&m, VLM_CPU);
+  vlm_arena_measure(&m, dev);
   vlm_vit_acts_layout(&va, &m, &c->vision, B, 0);
   vlm_attn_pool_acts_layout(&pa, &m, &c->vision, B, 0);
-  st = vlm_arena_init(&a, m.used, VLM_CPU);
+  st = vlm_arena_init(&a, m.used, dev);
   if (st == VLM_OK) {
     vlm_vit_acts_layout(&va, &a, &c->vision, B, 0);
     vlm_attn_pool_acts_layout(&pa, &a, &c->vision, B, 0);

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The embedding commands on the GPU (`--device cuda`): `vlm index` of the test
+# The inference commands on the GPU (`--device cuda`): `vlm index` of the test
 # photos with a fixture model (CLIP and CoCa) gives the CPU's embeddings within
-# 1e-4 (unit rows), and `vlm search` over that index finds the same ranking.
+# 1e-4 (unit rows), `vlm search` over that index finds the same ranking, and
+# `vlm caption` (greedy and beam search) writes the CPU's captions.
 # The option checks run everywhere; the GPU part skips (77) where there is no GPU
 # or the build has no CUDA backend.
 # Usage: embed_gpu.sh VLM_BINARY SHARED_DIR
@@ -16,6 +17,11 @@ imgs=$shared/data/images
 for c in index zeroshot search eval; do
   check "$c --help names --device" "\"$vlm\" $c --help | grep -q -- '--device D'"
 done
+check "caption --help names --device" "\"$vlm\" caption --help | grep -q -- '--device cpu|cuda'"
+"$vlm" caption --model "$shared/fixtures/tiny-coca" --inputs "$shared/fixtures/tiny-coca/inputs.safetensors" \
+  --device tpu >/dev/null 2>"$tmp/err"
+rc=$?
+check "caption --device tpu exits 2 ($(cat "$tmp/err"))" "[ $rc -eq 2 ]"
 "$vlm" index --model "$shared/fixtures/tiny-clip" --out "$tmp/x.idx" --device tpu "$imgs" >/dev/null 2>"$tmp/err"
 rc=$?
 check "index --device tpu exits 2 ($(cat "$tmp/err"))" "[ $rc -eq 2 ] && grep -q 'must be cpu or cuda' \"$tmp/err\""
@@ -50,6 +56,15 @@ for fx in tiny-clip tiny-coca; do
     >"$tmp/s-gpu" 2>&1
   check "$fx: search on the GPU index ranks as the CPU's" \
     "[ -s \"$tmp/s-cpu\" ] && diff <(awk '{print \$NF}' \"$tmp/s-cpu\") <(awk '{print \$NF}' \"$tmp/s-gpu\") >/dev/null"
+done
+fx=$shared/fixtures/tiny-coca
+for opt in "" "--beams 3" "--no-cache --max-len 8"; do
+  for d in cpu cuda; do
+    "$vlm" caption --model "$fx" --inputs "$fx/inputs.safetensors" --device $d $opt --json >"$tmp/cap-$d" 2>"$tmp/cap-$d.err"
+    rc=$?
+    check "caption --device $d $opt exits 0 ($(tail -n 1 "$tmp/cap-$d.err"))" "[ $rc -eq 0 ]"
+  done
+  check "caption $opt: the GPU's ids equal the CPU's" "[ -s \"$tmp/cap-cpu\" ] && cmp -s \"$tmp/cap-cpu\" \"$tmp/cap-cuda\""
 done
 echo "$pass checks passed, $fail failed"
 [ $fail -eq 0 ]
