@@ -54,11 +54,13 @@ check "vlm caption on the checkpoint exits 0" "[ $? -eq 0 ]"
 check "three captions" "[ \$(grep -c '\"caption\": ' $tmp/cap.json) -eq 3 ]"
 # without --tokenizer: the run's tokenizer (RUN/tokenizer beside RUN/checkpoints/NAME) is found
 "$vlm" caption --model $A --json --max-len 12 "$tmp"/val/images/*.png >"$tmp/cap2.json" 2>"$tmp/cap2.err"
-check "vlm caption finds the run's tokenizer by itself" "[ \$? -eq 0 ] && cmp -s $tmp/cap.json $tmp/cap2.json"
+rc=$?
+check "vlm caption finds the run's tokenizer by itself" "[ $rc -eq 0 ] && cmp -s $tmp/cap.json $tmp/cap2.json"
 mkdir -p "$tmp/bare" && cp $A/open_clip_config.json $A/open_clip_model.safetensors "$tmp/bare/"
 "$vlm" caption --model "$tmp/bare" --max-len 12 "$tmp"/val/images/*.png >"$tmp/cap3.txt" 2>"$tmp/cap3.err"
+rc=$?
 check "without a tokenizer: token ids and a note ($(cat "$tmp/cap3.err"))" \
-  "[ \$? -eq 0 ] && grep -q 'printing token ids' $tmp/cap3.err && [ \$(grep -c . $tmp/cap3.txt) -eq 3 ]"
+  "[ $rc -eq 0 ] && grep -q 'printing token ids' $tmp/cap3.err && [ \$(grep -c . $tmp/cap3.txt) -eq 3 ]"
 
 # Fine-tune from the checkpoint dir, with evaluation (val loss, retrieval, zero-shot)
 # through the CoCa features, and the loss-weight flags.

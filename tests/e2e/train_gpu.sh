@@ -33,11 +33,18 @@ if [ $no_gpu -eq 1 ]; then
 fi
 
 # Same seed, same data, 600 steps of shapes-demo, fp32: CPU and GPU.
-common=(--train-data shapes --model shapes-demo --steps 600 --eval-steps 600 --seed 3 --logs "$tmp" --json)
+# VLM_TRAIN_GPU_STEPS shortens the runs (scripts/test.sh on the emulated GPU, whose
+# numbers equal the CPU's anyway); the above-chance checks need the full 600.
+steps=${VLM_TRAIN_GPU_STEPS:-600}
+half=$((steps / 2))
+full=0
+[ "$steps" -ge 600 ] && full=1
+common=(--train-data shapes --model shapes-demo --steps $steps --eval-steps $steps --seed 3 --logs "$tmp" --json)
 "$vlm" train "${common[@]}" --device cpu --name cpu >"$tmp/cpu.json" 2>"$tmp/cpu.err"
 check "CPU run exits 0" "[ $? -eq 0 ]"
 "$vlm" train "${common[@]}" --device cuda --name gpu >"$tmp/gpu.json" 2>"$tmp/gpu.err"
-check "GPU run exits 0 ($(tail -n 2 "$tmp/gpu.err" | tr '\n' ' '))" "[ $? -eq 0 ]"
+rc=$?
+check "GPU run exits 0 ($(tail -n 2 "$tmp/gpu.err" | tr '\n' ' '))" "[ $rc -eq 0 ]"
 check "GPU run says where it runs" "grep -q 'samples on the GPU' \"$tmp/gpu.err\""
 field() { grep -o "\"$2\": [0-9.e+-]*" "$1" | head -n 1 | awk '{print $2}'; }
 c1=$(field "$tmp/cpu.json" zeroshot_top1) g1=$(field "$tmp/gpu.json" zeroshot_top1)
@@ -47,7 +54,7 @@ echo "zero-shot top-1 CPU $c1 GPU $g1; top-5 CPU $c5 GPU $g5; val loss CPU $cl G
 close() { awk -v a="$1" -v b="$2" -v t="$3" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(a != "" && b != "" && d <= t) }'; }
 above() { awk -v a="$1" -v t="$2" 'BEGIN { exit !(a != "" && a >= t) }'; }
 # 48 classes (chance 2.1%); 600 steps reach ~25% top-1 and ~90% top-5 on the CPU.
-check "GPU zero-shot top-1 $g1 well above chance" "above '$g1' 0.12"
+[ $full -eq 1 ] && check "GPU zero-shot top-1 $g1 well above chance" "above '$g1' 0.12"
 check "GPU zero-shot top-1 $g1 within 0.08 of the CPU's $c1" "close '$g1' '$c1' 0.08"
 check "GPU zero-shot top-5 $g5 within 0.08 of the CPU's $c5" "close '$g5' '$c5' 0.08"
 check "GPU val loss $gl within 0.15 of the CPU's $cl" "close '$gl' '$cl' 0.15"
@@ -55,42 +62,47 @@ check "GPU val loss $gl within 0.15 of the CPU's $cl" "close '$gl' '$cl' 0.15"
 # The checkpoint the GPU run wrote, evaluated on the CPU.
 ck=$tmp/gpu/checkpoints/latest
 "$vlm" eval --model "$ck" --zeroshot shapes:val --json >"$tmp/eval.json" 2>"$tmp/eval.err"
-check "vlm eval of the GPU checkpoint exits 0 ($(tail -n 1 "$tmp/eval.err"))" "[ $? -eq 0 ]"
+rc=$?
+check "vlm eval of the GPU checkpoint exits 0 ($(tail -n 1 "$tmp/eval.err"))" "[ $rc -eq 0 ]"
 e1=$(field "$tmp/eval.json" top1)
 check "vlm eval on the CPU ($e1) equals the GPU trainer's figure ($g1)" "close '$e1' '$g1' 0.002"
 
 # Stopped at 300 and resumed on the GPU.
-"$vlm" train "${common[@]}" --device cuda --name res --stop-at-step 300 >/dev/null 2>"$tmp/res1.err"
+"$vlm" train "${common[@]}" --device cuda --name res --stop-at-step $half >/dev/null 2>"$tmp/res1.err"
 check "GPU run stopped at 300" "[ $? -eq 0 ] && [ -e \"$tmp/res/checkpoints/latest\" ]"
 "$vlm" train "${common[@]}" --device cuda --name res --resume latest >"$tmp/res.json" 2>"$tmp/res2.err"
-check "GPU resume exits 0 ($(tail -n 1 "$tmp/res2.err"))" "[ $? -eq 0 ] && grep -q 'resuming' \"$tmp/res2.err\""
+rc=$?
+check "GPU resume exits 0 ($(tail -n 1 "$tmp/res2.err"))" "[ $rc -eq 0 ] && grep -q 'resuming' \"$tmp/res2.err\""
 r1=$(field "$tmp/res.json" zeroshot_top1)
 check "resumed GPU run's top-1 $r1 within 0.08 of the straight run's $g1" "close '$r1' '$g1' 0.08"
 
 # CoCa: the same seed and data on both devices, 600 steps of coca-shapes (CPU ~25%
 # zero-shot top-1, ~88% top-5, val loss ~2.0 on 2 cores in 34 s).
-coca=(--train-data shapes --model coca-shapes --steps 600 --eval-steps 600 --seed 3 --logs "$tmp" --json)
+coca=(--train-data shapes --model coca-shapes --steps $steps --eval-steps $steps --seed 3 --logs "$tmp" --json)
 "$vlm" train "${coca[@]}" --device cpu --name ccpu >"$tmp/ccpu.json" 2>"$tmp/ccpu.err"
 check "CoCa CPU run exits 0" "[ $? -eq 0 ]"
 "$vlm" train "${coca[@]}" --device cuda --name cgpu >"$tmp/cgpu.json" 2>"$tmp/cgpu.err"
-check "CoCa GPU run exits 0 ($(tail -n 2 "$tmp/cgpu.err" | tr '\n' ' '))" "[ $? -eq 0 ]"
+rc=$?
+check "CoCa GPU run exits 0 ($(tail -n 2 "$tmp/cgpu.err" | tr '\n' ' '))" "[ $rc -eq 0 ]"
 check "CoCa GPU run says where it runs" "grep -q 'samples on the GPU' \"$tmp/cgpu.err\""
 c1=$(field "$tmp/ccpu.json" zeroshot_top1) g1=$(field "$tmp/cgpu.json" zeroshot_top1)
 c5=$(field "$tmp/ccpu.json" zeroshot_top5) g5=$(field "$tmp/cgpu.json" zeroshot_top5)
 cl=$(field "$tmp/ccpu.json" val_loss) gl=$(field "$tmp/cgpu.json" val_loss)
 echo "CoCa zero-shot top-1 CPU $c1 GPU $g1; top-5 CPU $c5 GPU $g5; val loss CPU $cl GPU $gl"
-check "CoCa GPU zero-shot top-1 $g1 well above chance" "above '$g1' 0.12"
+[ $full -eq 1 ] && check "CoCa GPU zero-shot top-1 $g1 well above chance" "above '$g1' 0.12"
 check "CoCa GPU zero-shot top-1 $g1 within 0.08 of the CPU's $c1" "close '$g1' '$c1' 0.08"
 check "CoCa GPU zero-shot top-5 $g5 within 0.08 of the CPU's $c5" "close '$g5' '$c5' 0.08"
 check "CoCa GPU val loss $gl within 0.15 of the CPU's $cl" "close '$gl' '$cl' 0.15"
 ck=$tmp/cgpu/checkpoints/latest
 "$vlm" shapes --split val --n 4 --size 64 --out "$tmp/held" >/dev/null 2>&1
 "$vlm" caption --model "$ck" "$tmp"/held/images/*.png >"$tmp/cap.txt" 2>"$tmp/cap.err"
+rc=$?
 check "the GPU-trained CoCa captions on the CPU ($(tail -n 1 "$tmp/cap.err"))" \
-  "[ \$? -eq 0 ] && [ \$(grep -c . \"$tmp/cap.txt\") -eq 4 ]"
+  "[ $rc -eq 0 ] && [ \$(grep -c . \"$tmp/cap.txt\") -eq 4 ]"
 "$vlm" train --train-data shapes --model coca-tiny --device cuda --steps 20 --batch-size 8 --accum-freq 2 \
   --lock-image --logs "$tmp" --name cacc >/dev/null 2>"$tmp/cacc.err"
-check "CoCa on the GPU with --accum-freq 2 --lock-image exits 0 ($(tail -n 1 "$tmp/cacc.err"))" "[ \$? -eq 0 ]"
+rc=$?
+check "CoCa on the GPU with --accum-freq 2 --lock-image exits 0 ($(tail -n 1 "$tmp/cacc.err"))" "[ $rc -eq 0 ]"
 
 echo "$pass checks passed, $fail failed"
 [ $fail -eq 0 ]
