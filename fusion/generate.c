@@ -238,7 +238,9 @@ static void reorder_rows(stepper *S, vlm_tensor *t, int64_t n) {
 
 static void stepper_reorder(stepper *S, const int *src, int64_t n) {
   if (!S->cached) return;   /* the uncached stepper reads the reordered history */
-  int64_t R = S->R, L = S->maxL;
+  int64_t R = S->R, L = S->maxL, moved = 0;
+  for (int64_t r = 0; r < R; r++) moved += src[r] != r;
+  if (!moved) return;   /* every beam kept its row */
   int64_t *g = vlm_host_stage(&S->gather, (size_t)(R * n) * sizeof(int64_t));
   for (int64_t r = 0; r < R; r++)
     for (int64_t j = 0; j < n; j++) g[r * n + j] = (int64_t)src[r] * L + j;
