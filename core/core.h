@@ -480,6 +480,10 @@ const char *vlm_cuda_describe(void);       /* "NVIDIA H100 ... (sm_90)" or why n
 void *vlm_device_alloc(vlm_device dev, size_t bytes);   /* zeroed; NULL on failure */
 void vlm_device_free(vlm_device dev, void *p);
 void vlm_memcpy(void *dst, vlm_device ddev, const void *src, vlm_device sdev, size_t bytes);
+/* Page-lock a host buffer that is uploaded often (a training batch) when a GPU is
+ * usable: 1 when pinned (unpin before freeing it), 0 otherwise (nothing to undo). */
+int vlm_host_pin(void *p, size_t bytes);
+void vlm_host_unpin(void *p);
 
 #ifdef __cplusplus
 }

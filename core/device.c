@@ -46,6 +46,9 @@ void vlm_memcpy(void *dst, vlm_device ddev, const void *src, vlm_device sdev, si
   else vlm_cuda_memcpy(dst, ddev == VLM_CUDA, src, sdev == VLM_CUDA, bytes);
 }
 
+int vlm_host_pin(void *p, size_t bytes) { return vlm_cuda_available() ? vlm_cuda_host_pin(p, bytes) : 0; }
+void vlm_host_unpin(void *p) { vlm_cuda_host_unpin(p); }
+
 /* ------------------------------------------------------------------ device-aware scalars */
 static void need_f32(const char *fn, const vlm_tensor *t) {
   VLM_CHECK(t && t->dtype == VLM_F32 && vlm_is_contiguous(t), "%s: a contiguous F32 tensor is required", fn);

@@ -19,6 +19,10 @@ void *vlm_cuda_alloc(size_t bytes);
 void vlm_cuda_free(void *p);
 /* dst_dev / src_dev: 0 host, 1 device. Synchronous. */
 void vlm_cuda_memcpy(void *dst, int dst_dev, const void *src, int src_dev, size_t bytes);
+/* Page-lock host memory (cudaHostRegister) so uploads from it run at DMA speed;
+ * 1 when done, 0 when not (the copies then stay pageable). */
+int vlm_cuda_host_pin(void *p, size_t bytes);
+void vlm_cuda_host_unpin(void *p);
 /* Wait for every queued kernel; aborts naming `what` if one failed. */
 void vlm_cuda_sync(const char *what);
 

@@ -89,6 +89,19 @@ extern "C" void vlm_cuda_memcpy(void *dst, int dst_dev, const void *src, int src
   CUDA_OK(cudaMemcpy(dst, src, bytes, k));
 }
 
+extern "C" int vlm_cuda_host_pin(void *p, size_t bytes) {
+  if (!p || !bytes) return 0;
+  if (cudaHostRegister(p, bytes, cudaHostRegisterDefault) != cudaSuccess) {
+    (void)cudaGetLastError();   /* not fatal: the copies stay pageable */
+    return 0;
+  }
+  return 1;
+}
+
+extern "C" void vlm_cuda_host_unpin(void *p) {
+  if (p && cudaHostUnregister(p) != cudaSuccess) (void)cudaGetLastError();
+}
+
 // ------------------------------------------------------------------ scratch
 static void *g_scratch[VLM_CUDA_SCRATCH_SLOTS];
 static size_t g_scratch_cap[VLM_CUDA_SCRATCH_SLOTS];

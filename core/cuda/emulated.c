@@ -96,6 +96,8 @@ void vlm_cuda_memcpy(void *dst, int dst_dev, const void *src, int src_dev, size_
 }
 
 void vlm_cuda_sync(const char *what) { (void)what; }
+int vlm_cuda_host_pin(void *p, size_t bytes) { return p && bytes; }   /* host memory is what it is */
+void vlm_cuda_host_unpin(void *p) { (void)p; }
 void vlm_cuda_attention_set_tiling(int on) { (void)on; }
 
 /* A view of a device tensor as a CPU one (NULL stays NULL). */

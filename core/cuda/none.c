@@ -11,6 +11,8 @@ void *vlm_cuda_alloc(size_t bytes) { (void)bytes; return NULL; }
 void vlm_cuda_free(void *p) { (void)p; }
 void vlm_cuda_memcpy(void *dst, int dd, const void *src, int sd, size_t bytes) { NO_CUDA("CUDA memcpy"); }
 void vlm_cuda_sync(const char *what) { NO_CUDA("CUDA sync"); }
+int vlm_cuda_host_pin(void *p, size_t bytes) { (void)p; (void)bytes; return 0; }
+void vlm_cuda_host_unpin(void *p) { (void)p; }
 void vlm_cuda_fill(vlm_tensor *t, float value) { NO_CUDA("CUDA fill"); }
 void vlm_cuda_convert(vlm_tensor *dst, const vlm_tensor *src) { NO_CUDA("CUDA convert"); }
 void vlm_cuda_scale(vlm_tensor *t, float s) { NO_CUDA("CUDA scale"); }

@@ -69,6 +69,13 @@ int main(void) {
     float v = vlm_get_f32(&ga, 5);
     CHECK(v == a[5], "emulated GPU: vlm_get_f32 reads device memory (%g vs %g)", v, a[5]);
   }
+  /* a pinned host buffer uploads and unpins (cudaHostRegister on a real GPU) */
+  int pinned = vlm_host_pin(a, (size_t)n * sizeof(float));
+  printf("host buffer pinned: %s\n", pinned ? "yes" : "no (pageable copies)");
+  vlm_copy(&ga, &ha);
+  vlm_copy(&back, &ga);
+  CHECK(vt_max_abs(out, a, n) == 0.0, "an upload from a pinned buffer round-trips");
+  if (pinned) vlm_host_unpin(a);
   vlm_arena_free(&ar);
   free(a); free(b); free(dout); free(out); free(ref_out); free(da); free(db); free(ref_da); free(ref_db);
   return vt_finish();
