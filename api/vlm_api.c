@@ -29,12 +29,22 @@ static int fail(vlm_status code, const char *msg) {
 }
 
 vlm_model *vlm_model_load_ex(const char *path, const vlm_model_options *opt, const char **err) {
+  return vlm_model_load_on(path, opt, NULL, err);
+}
+
+vlm_model *vlm_model_load_on(const char *path, const vlm_model_options *opt, const char *device, const char **err) {
   vlm_error_clear();
   if (!path) {
     vlm_error(VLM_ERR_ARG, "vlm_model_load: path is NULL");
     if (err) *err = vlm_last_error();
     return NULL;
   }
+  if (device && strcmp(device, "cpu") && strcmp(device, "cuda")) {
+    vlm_error(VLM_ERR_ARG, "vlm_model_load_on: device must be \"cpu\" or \"cuda\", got \"%.40s\"", device);
+    if (err) *err = vlm_last_error();
+    return NULL;
+  }
+  const int on_gpu = device && !strcmp(device, "cuda");
   vlm_model_options o = {0};
   if (opt) o = *opt;
   if (o.batch_size <= 0) o.batch_size = 32;
@@ -46,7 +56,8 @@ vlm_model *vlm_model_load_ex(const char *path, const vlm_model_options *opt, con
     return NULL;
   }
   vlm_status st = vlm_encoder_open(&m->enc, path, o.tokenizer, o.batch_size,
-                                   VLM_ENC_TEXT_IF_FOUND | (o.bf16 ? VLM_ENC_BF16 : 0));
+                                   VLM_ENC_TEXT_IF_FOUND | (o.bf16 ? VLM_ENC_BF16 : 0) |
+                                       (on_gpu ? VLM_ENC_CUDA : 0));
   if (st != VLM_OK) {
     free(m);
     if (err) *err = vlm_last_error();

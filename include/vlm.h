@@ -49,7 +49,7 @@ extern "C" {
 #endif
 
 /* The API version this header describes (vlm_api_version() gives the library's). */
-#define VLM_API_VERSION 1
+#define VLM_API_VERSION 2
 VLM_API int vlm_api_version(void);
 
 /* The message of the last failure on this thread ("" if none). */
@@ -78,6 +78,11 @@ typedef struct {
 VLM_API vlm_model *vlm_model_load(const char *path, const char **err);
 /* The same with options (opt may be NULL). */
 VLM_API vlm_model *vlm_model_load_ex(const char *path, const vlm_model_options *opt, const char **err);
+/* The same on a device (API version 2): "cpu" (or NULL) or "cuda": the weights are
+ * uploaded once, each batch is uploaded and its features copied back. "cuda" fails
+ * (NULL, *err says why) when no GPU is usable. */
+VLM_API vlm_model *vlm_model_load_on(const char *path, const vlm_model_options *opt, const char *device,
+                                     const char **err);
 VLM_API void vlm_model_free(vlm_model *m);   /* NULL is fine */
 
 VLM_API int vlm_model_embed_dim(const vlm_model *m);       /* E */

@@ -5,7 +5,9 @@
  *     vlm_embed_pixels on its normalized images equal open_clip's image_features;
  *   - vlm_embed_token_ids on its ids equal its text_features;
  *   - errors: a missing model, NULL and bad arguments, ids outside the vocabulary,
- *     texts without a tokenizer, an empty class list, captions on CLIP.
+ *     texts without a tokenizer, an empty class list, captions on CLIP;
+ *   - vlm_model_load_on: an unknown device is refused; "cuda" either says why
+ *     there is no GPU or (a GPU, or the emulated one) embeds as the CPU does.
  * The fixture is read with a few lines of safetensors parsing (no vlm internals). */
 #include <math.h>
 #include <stdio.h>
@@ -123,6 +125,27 @@ int main(int argc, char **argv) {
   char cap[64];
   CHECK(vlm_caption(m, "x.jpg", cap, sizeof cap) == -1 && strstr(vlm_get_last_error(), "not supported for CLIP"),
         "caption: %s", vlm_get_last_error());
+  CHECK(!vlm_model_load_on(argv[1], NULL, "tpu", &err) && err && strstr(err, "tpu"), "device tpu: %s",
+        err ? err : "(null)");
+  vlm_model *g = vlm_model_load_on(argv[1], NULL, "cuda", &err);
+  if (!g) {
+    CHECK(err && strstr(err, "cuda"), "device cuda without a GPU says why: %s", err ? err : "(null)");
+    printf("vlm_model_load_on(cuda): %s\n", err ? err : "");
+  } else {
+    float *ge = malloc((size_t)B * E * sizeof(float)), *ce = malloc((size_t)B * E * sizeof(float));
+    CHECK(vlm_embed_pixels(g, imgs, B, ge) == 0 && vlm_embed_pixels(m, imgs, B, ce) == 0, "pixels: %s",
+          vlm_get_last_error());
+    CHECK(vlm_embed_token_ids(g, ids, B, L, ge) == 0, "ids on the GPU: %s", vlm_get_last_error());
+    double w2 = 0;
+    CHECK(vlm_embed_pixels(g, imgs, B, ge) == 0, "pixels on the GPU: %s", vlm_get_last_error());
+    for (int i = 0; i < B * E; i++) w2 = fmax(w2, fabs(ge[i] - ce[i]));
+    CHECK(w2 < 1e-4, "GPU image embeddings vs the CPU's: %.3g", w2);
+    CHECK(!strcmp(vlm_model_identity(g), vlm_model_identity(m)), "the same identity on the GPU");
+    printf("vlm_model_load_on(cuda): image embeddings within %.3g of the CPU's\n", w2);
+    free(ge);
+    free(ce);
+    vlm_model_free(g);
+  }
   vlm_model_free(m);
   vlm_model_free(NULL);
   vlm_classifier_free(NULL);
