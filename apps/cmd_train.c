@@ -320,9 +320,9 @@ static vlm_status evaluate(run_state *R, int do_zs) {
   memset(&r, 0, sizeof r);
   memset(&z, 0, sizeof z);
   int same = R->zs == R->val || !R->zs;
-  /* Evaluation runs on the CPU: a GPU trainer's parameters are downloaded first. */
-  vlm_clip_params *p = R->is_coca ? &R->tr.p : vlm_trainer_host_params(&R->tr);
-  if (R->is_coca) R->ec.coca_params = vlm_trainer_host_coca(&R->tr);
+  /* Evaluation runs where the parameters are (a GPU trainer's on the GPU). */
+  vlm_clip_params *p = &R->tr.p;
+  if (R->is_coca) R->ec.coca_params = &R->tr.coca.p;
   if (R->val) st = vlm_train_evaluate(&R->ec, p, R->val, 1, same && do_zs, &r);
   if (st == VLM_OK && R->zs && !same && do_zs) {
     st = vlm_train_evaluate(&R->ec, p, R->zs, 0, 1, &z);

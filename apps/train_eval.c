@@ -81,7 +81,9 @@ static double clip_loss(const float *img, const float *txt, int64_t n, int64_t E
   return total / (2.0 * (double)n);
 }
 
-/* The model being evaluated: CLIP (p, acts) or CoCa (cp, cacts). */
+/* The model being evaluated: CLIP (p, acts) or CoCa (cp, cacts), on the
+ * parameters' device (a GPU trainer evaluates there: each batch uploaded into
+ * dimg / dids, the features copied back). */
 typedef struct {
   const vlm_clip_config *c;
   vlm_clip_params *p;
@@ -89,7 +91,17 @@ typedef struct {
   const vlm_coca_config *cc;
   vlm_coca_params *cp;
   vlm_coca_acts cacts;
+  vlm_device dev;
+  vlm_arena io;                 /* dev != CPU: dimg [B,3,S,S] F32, dids [B,L] I32 */
+  vlm_tensor dimg, dids;
 } eval_model;
+
+/* The first n rows of device or host features f [B, E] into out [n, E] on the host. */
+static void features_out(const vlm_tensor *f, int64_t n, int64_t E, float *out) {
+  int64_t sh[2] = {n, E};
+  vlm_tensor h = vlm_tensor_cpu_f32(out, 2, sh);
+  vlm_copy_rows(&h, 0, 0, f, 0, 0, 1, n);
+}
 
 /* Encode the first n <= B images staged in img_buf [B,3,S,S] (the rest padded
  * with copies of the last) into img_out [n,E]. */
@@ -99,12 +111,16 @@ static void encode_staged(eval_model *m, float *img_buf, int64_t B, int64_t n, f
   for (int64_t i = n; i < B; i++) memcpy(img_buf + i * per, img_buf + (n - 1) * per, (size_t)per * sizeof(float));
   int64_t is[4] = {B, 3, S, S};
   vlm_tensor ti = vlm_tensor_cpu_f32(img_buf, 4, is);
+  if (m->dev != VLM_CPU) {
+    vlm_copy(&m->dimg, &ti);
+    ti = m->dimg;
+  }
   if (m->cc) {
     vlm_coca_vit_forward(&m->cc->vision, &m->cp->visual, &m->cp->pool, &m->cacts.visual, &m->cacts.pool, &ti);
-    memcpy(img_out, m->cacts.pool.features.data, (size_t)(n * E) * sizeof(float));
+    features_out(&m->cacts.pool.features, n, E, img_out);
   } else {
     vlm_vit_forward(&c->vision, &m->p->visual, &m->acts.visual, &ti);
-    memcpy(img_out, m->acts.visual.features.data, (size_t)(n * E) * sizeof(float));
+    features_out(&m->acts.visual.features, n, E, img_out);
   }
 }
 
@@ -116,9 +132,13 @@ static void encode_texts(eval_model *m, int32_t *ids_buf, int64_t B, int64_t L, 
   for (int64_t i = 0; i < B; i++) memcpy(ids_buf + i * L, ids + (i < n ? i : n - 1) * L, (size_t)L * sizeof(int32_t));
   int64_t ts[2] = {B, L};
   vlm_tensor tt = vlm_tensor_make(ids_buf, VLM_I32, VLM_CPU, 2, ts);
+  if (m->dev != VLM_CPU) {
+    vlm_copy(&m->dids, &tt);
+    tt = m->dids;
+  }
   vlm_text_acts *ta = m->cc ? &m->cacts.text : &m->acts.text;
   vlm_text_forward(m->cc ? &m->cc->text : &c->text, m->cc ? &m->cp->text : &m->p->text, ta, &tt);
-  memcpy(txt_out, ta->features.data, (size_t)(n * E) * sizeof(float));
+  features_out(&ta->features, n, E, txt_out);
 }
 
 /* Zero-shot prompts through the model being trained (vlm_text_encode_fn). */
@@ -177,9 +197,26 @@ vlm_status vlm_train_evaluate(const vlm_eval_cfg *ec, vlm_clip_params *p, vlm_lo
   em.p = p;
   em.cc = ec->coca;
   em.cp = ec->coca_params;
-  vlm_status st = em.cc ? vlm_coca_acts_init(&em.cacts, em.cc, B, L, 0) : vlm_clip_acts_init(&em.acts, c, B, L, 0);
+  em.dev = em.cc ? em.cp->arena.device : p->arena.device;
+  vlm_status st = em.cc ? vlm_coca_acts_init_on(&em.cacts, em.cc, B, L, 0, em.dev)
+                        : vlm_clip_acts_init_on(&em.acts, c, B, L, 0, em.dev);
   if (st != VLM_OK) return st;
-  const double logit_scale = exp(*vlm_f32(em.cc ? &em.cp->logit_scale : &p->logit_scale));
+  if (em.dev != VLM_CPU) {
+    vlm_arena m;
+    for (int pass = 0; pass < 2 && st == VLM_OK; pass++) {
+      vlm_arena *a = pass ? &em.io : &m;
+      if (!pass) vlm_arena_measure(&m, em.dev);
+      em.dimg = vlm_arena_tensor4(a, VLM_F32, B, 3, S, S);
+      em.dids = vlm_arena_tensor2(a, VLM_I32, B, L);
+      if (!pass) st = vlm_arena_init(&em.io, m.used, em.dev);
+    }
+    if (st != VLM_OK) {
+      if (em.cc) vlm_coca_acts_free(&em.cacts);
+      else vlm_clip_acts_free(&em.acts);
+      return st;
+    }
+  }
+  const double logit_scale = exp(vlm_get_f32(em.cc ? &em.cp->logit_scale : &p->logit_scale, 0));
   const int64_t per = 3 * S * S;
   float *img_buf = malloc((size_t)(B * per) * sizeof(float)), *pend_feat = malloc((size_t)(B * E) * sizeof(float));
   int32_t *ids_buf = malloc((size_t)(B * L) * sizeof(int32_t));
@@ -286,6 +323,7 @@ vlm_status vlm_train_evaluate(const vlm_eval_cfg *ec, vlm_clip_params *p, vlm_lo
   free(ids_buf);
   if (em.cc) vlm_coca_acts_free(&em.cacts);
   else vlm_clip_acts_free(&em.acts);
+  vlm_arena_free(&em.io);
   return st;
 }
 

@@ -94,7 +94,8 @@ typedef struct {
 } vlm_eval_cfg;
 
 /* Run the model over a whole loader epoch (eval order): val loss, retrieval, and
- * zero-shot when the loader has class names. CoCa models (ec->coca) are evaluated
+ * zero-shot when the loader has class names, on the device the parameters live on
+ * (a GPU: each batch uploaded, the features copied back). CoCa models (ec->coca) are evaluated
  * through their image / text features (attentional pooler output 0, the cls token);
  * the val loss is the contrastive ClipLoss in both cases. */
 vlm_status vlm_train_evaluate(const vlm_eval_cfg *ec, vlm_clip_params *p, vlm_loader *val, int do_retrieval,
