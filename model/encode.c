@@ -142,6 +142,9 @@ vlm_status vlm_encoder_open(vlm_encoder *e, const char *model_path, const char *
         e->run = &e->dparams;
       }
       if (st == VLM_OK && (flags & VLM_ENC_BF16)) vlm_set_matmul_precision(VLM_PREC_BF16);
+      /* the host copy has served (identity, upload): give its memory back */
+      if (st == VLM_OK && e->coca) vlm_coca_params_free(&e->cparams);
+      else if (st == VLM_OK) vlm_clip_params_free(&e->params);
     }
   }
   if (st == VLM_OK && (flags & VLM_ENC_BF16) && e->dev == VLM_CPU) {

@@ -34,8 +34,8 @@ typedef struct {
   vlm_coca_params cparams, cparams_bf16;
   const vlm_coca_params *crun;
   /* VLM_ENC_CUDA: the weights (fp32; bf16 is the matmul precision there), the
-   * activations and the input batch on the GPU; params / cparams stay the host
-   * copy the identity is hashed from. */
+   * activations and the input batch on the GPU; params / cparams (the host copy
+   * the identity is hashed from) are freed after the upload. */
   vlm_device dev;
   vlm_clip_params dparams;
   vlm_coca_params dcparams;
