@@ -7,6 +7,27 @@
 
 #include "gradcheck.h"
 
+int vt_fixture_open(const char *dir, vlm_safetensors *in, vlm_safetensors *out, vlm_safetensors *grads) {
+  static const char *const names[3] = {"inputs", "outputs", "grads"};
+  vlm_safetensors *st[3] = {in, out, grads};
+  for (int i = 0; i < 3; i++) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/%s.safetensors", dir, names[i]);
+    if (vlm_st_open(st[i], path) != VLM_OK) {
+      CHECK(0, "%s", vlm_last_error());
+      while (i-- > 0) vlm_st_close(st[i]);
+      return 0;
+    }
+  }
+  return 1;
+}
+
+void vt_fixture_close(vlm_safetensors *in, vlm_safetensors *out, vlm_safetensors *grads) {
+  vlm_st_close(in);
+  vlm_st_close(out);
+  vlm_st_close(grads);
+}
+
 const vlm_st_entry *vt_st_need(const vlm_safetensors *st, const char *name) {
   const vlm_st_entry *e = vlm_st_find(st, name);
   CHECK(e != NULL, "%s: no tensor %s", st->path, name);

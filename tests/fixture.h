@@ -4,6 +4,10 @@
 #define VLM_TESTS_FIXTURE_H
 #include "core/core.h"
 
+/* DIR/inputs.safetensors, outputs.safetensors and grads.safetensors opened: 1, or a failed
+ * CHECK naming the file, none left open, 0. vt_fixture_close closes the three. */
+int vt_fixture_open(const char *dir, vlm_safetensors *in, vlm_safetensors *out, vlm_safetensors *grads);
+void vt_fixture_close(vlm_safetensors *in, vlm_safetensors *out, vlm_safetensors *grads);
 /* The entry `name` of st; a failed CHECK and NULL when it is absent. */
 const vlm_st_entry *vt_st_need(const vlm_safetensors *st, const char *name);
 /* The entry as F32 (vt_alloc'd); its element count in *n_out when not NULL. */

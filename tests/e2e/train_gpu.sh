@@ -39,25 +39,33 @@ steps=${VLM_TRAIN_GPU_STEPS:-600}
 half=$((steps / 2))
 full=0
 [ "$steps" -ge 600 ] && full=1
-common=(--train-data shapes --model shapes-demo --steps $steps --eval-steps $steps --seed 3 --logs "$tmp" --json)
-"$vlm" train "${common[@]}" --device cpu --name cpu >"$tmp/cpu.json" 2>"$tmp/cpu.err"
-check "CPU run exits 0" "[ $? -eq 0 ]"
-"$vlm" train "${common[@]}" --device cuda --name gpu >"$tmp/gpu.json" 2>"$tmp/gpu.err"
-rc=$?
-check "GPU run exits 0 ($(tail -n 2 "$tmp/gpu.err" | tr '\n' ' '))" "[ $rc -eq 0 ]"
-check "GPU run says where it runs" "grep -q 'samples on the GPU' \"$tmp/gpu.err\""
 field() { grep -o "\"$2\": [0-9.e+-]*" "$1" | head -n 1 | awk '{print $2}'; }
-c1=$(field "$tmp/cpu.json" zeroshot_top1) g1=$(field "$tmp/gpu.json" zeroshot_top1)
-c5=$(field "$tmp/cpu.json" zeroshot_top5) g5=$(field "$tmp/gpu.json" zeroshot_top5)
-cl=$(field "$tmp/cpu.json" val_loss) gl=$(field "$tmp/gpu.json" val_loss)
-echo "zero-shot top-1 CPU $c1 GPU $g1; top-5 CPU $c5 GPU $g5; val loss CPU $cl GPU $gl"
 close() { awk -v a="$1" -v b="$2" -v t="$3" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(a != "" && b != "" && d <= t) }'; }
 above() { awk -v a="$1" -v t="$2" 'BEGIN { exit !(a != "" && a >= t) }'; }
-# 48 classes (chance 2.1%); 600 steps reach ~25% top-1 and ~90% top-5 on the CPU.
-[ $full -eq 1 ] && check "GPU zero-shot top-1 $g1 well above chance" "above '$g1' 0.12"
-check "GPU zero-shot top-1 $g1 within 0.08 of the CPU's $c1" "close '$g1' '$c1' 0.08"
-check "GPU zero-shot top-5 $g5 within 0.08 of the CPU's $c5" "close '$g5' '$c5' 0.08"
-check "GPU val loss $gl within 0.15 of the CPU's $cl" "close '$gl' '$cl' 0.15"
+# pair LABEL PREFIX TRAIN_ARGS...: the same run on the CPU (run PREFIXcpu) and on the
+# GPU (PREFIXgpu), then their zero-shot top-1 / top-5 and val loss compared. 48 classes
+# (chance 2.1%); 600 steps reach ~25% top-1 and ~90% top-5 on the CPU. Sets g1.
+pair() {
+  local label=$1 pre=$2 rc c1 c5 g5 cl gl
+  shift 2
+  "$vlm" train "$@" --device cpu --name "${pre}cpu" >"$tmp/${pre}cpu.json" 2>"$tmp/${pre}cpu.err"
+  rc=$?
+  check "$label CPU run exits 0 ($(tail -n 2 "$tmp/${pre}cpu.err" | tr '\n' ' '))" "[ $rc -eq 0 ]"
+  "$vlm" train "$@" --device cuda --name "${pre}gpu" >"$tmp/${pre}gpu.json" 2>"$tmp/${pre}gpu.err"
+  rc=$?
+  check "$label GPU run exits 0 ($(tail -n 2 "$tmp/${pre}gpu.err" | tr '\n' ' '))" "[ $rc -eq 0 ]"
+  check "$label GPU run says where it runs" "grep -q 'samples on the GPU' \"$tmp/${pre}gpu.err\""
+  c1=$(field "$tmp/${pre}cpu.json" zeroshot_top1) g1=$(field "$tmp/${pre}gpu.json" zeroshot_top1)
+  c5=$(field "$tmp/${pre}cpu.json" zeroshot_top5) g5=$(field "$tmp/${pre}gpu.json" zeroshot_top5)
+  cl=$(field "$tmp/${pre}cpu.json" val_loss) gl=$(field "$tmp/${pre}gpu.json" val_loss)
+  echo "$label zero-shot top-1 CPU $c1 GPU $g1; top-5 CPU $c5 GPU $g5; val loss CPU $cl GPU $gl"
+  [ $full -eq 1 ] && check "$label GPU zero-shot top-1 $g1 well above chance" "above '$g1' 0.12"
+  check "$label GPU zero-shot top-1 $g1 within 0.08 of the CPU's $c1" "close '$g1' '$c1' 0.08"
+  check "$label GPU zero-shot top-5 $g5 within 0.08 of the CPU's $c5" "close '$g5' '$c5' 0.08"
+  check "$label GPU val loss $gl within 0.15 of the CPU's $cl" "close '$gl' '$cl' 0.15"
+}
+common=(--train-data shapes --model shapes-demo --steps $steps --eval-steps $steps --seed 3 --logs "$tmp" --json)
+pair CLIP "" "${common[@]}"
 
 # The checkpoint the GPU run wrote, evaluated on the CPU.
 ck=$tmp/gpu/checkpoints/latest
@@ -67,9 +75,9 @@ check "vlm eval of the GPU checkpoint exits 0 ($(tail -n 1 "$tmp/eval.err"))" "[
 e1=$(field "$tmp/eval.json" top1)
 check "vlm eval on the CPU ($e1) equals the GPU trainer's figure ($g1)" "close '$e1' '$g1' 0.002"
 
-# Stopped at 300 and resumed on the GPU.
+# Stopped half-way and resumed on the GPU.
 "$vlm" train "${common[@]}" --device cuda --name res --stop-at-step $half >/dev/null 2>"$tmp/res1.err"
-check "GPU run stopped at 300" "[ $? -eq 0 ] && [ -e \"$tmp/res/checkpoints/latest\" ]"
+check "GPU run stopped at $half" "[ $? -eq 0 ] && [ -e \"$tmp/res/checkpoints/latest\" ]"
 "$vlm" train "${common[@]}" --device cuda --name res --resume latest >"$tmp/res.json" 2>"$tmp/res2.err"
 rc=$?
 check "GPU resume exits 0 ($(tail -n 1 "$tmp/res2.err"))" "[ $rc -eq 0 ] && grep -q 'resuming' \"$tmp/res2.err\""
@@ -79,20 +87,7 @@ check "resumed GPU run's top-1 $r1 within 0.08 of the straight run's $g1" "close
 # CoCa: the same seed and data on both devices, 600 steps of coca-shapes (CPU ~25%
 # zero-shot top-1, ~88% top-5, val loss ~2.0 on 2 cores in 34 s).
 coca=(--train-data shapes --model coca-shapes --steps $steps --eval-steps $steps --seed 3 --logs "$tmp" --json)
-"$vlm" train "${coca[@]}" --device cpu --name ccpu >"$tmp/ccpu.json" 2>"$tmp/ccpu.err"
-check "CoCa CPU run exits 0" "[ $? -eq 0 ]"
-"$vlm" train "${coca[@]}" --device cuda --name cgpu >"$tmp/cgpu.json" 2>"$tmp/cgpu.err"
-rc=$?
-check "CoCa GPU run exits 0 ($(tail -n 2 "$tmp/cgpu.err" | tr '\n' ' '))" "[ $rc -eq 0 ]"
-check "CoCa GPU run says where it runs" "grep -q 'samples on the GPU' \"$tmp/cgpu.err\""
-c1=$(field "$tmp/ccpu.json" zeroshot_top1) g1=$(field "$tmp/cgpu.json" zeroshot_top1)
-c5=$(field "$tmp/ccpu.json" zeroshot_top5) g5=$(field "$tmp/cgpu.json" zeroshot_top5)
-cl=$(field "$tmp/ccpu.json" val_loss) gl=$(field "$tmp/cgpu.json" val_loss)
-echo "CoCa zero-shot top-1 CPU $c1 GPU $g1; top-5 CPU $c5 GPU $g5; val loss CPU $cl GPU $gl"
-[ $full -eq 1 ] && check "CoCa GPU zero-shot top-1 $g1 well above chance" "above '$g1' 0.12"
-check "CoCa GPU zero-shot top-1 $g1 within 0.08 of the CPU's $c1" "close '$g1' '$c1' 0.08"
-check "CoCa GPU zero-shot top-5 $g5 within 0.08 of the CPU's $c5" "close '$g5' '$c5' 0.08"
-check "CoCa GPU val loss $gl within 0.15 of the CPU's $cl" "close '$gl' '$cl' 0.15"
+pair CoCa c "${coca[@]}"
 ck=$tmp/cgpu/checkpoints/latest
 "$vlm" shapes --split val --n 4 --size 64 --out "$tmp/held" >/dev/null 2>&1
 "$vlm" caption --model "$ck" "$tmp"/held/images/*.png >"$tmp/cap.txt" 2>"$tmp/cap.err"

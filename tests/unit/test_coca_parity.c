@@ -76,16 +76,9 @@ static void run_model(const char *dir, const vlm_coca_config *c, vlm_coca_params
 }
 
 static void parity(const char *dir) {
-  char path[4096], in_p[4096], out_p[4096], gr_p[4096];
-  snprintf(in_p, sizeof in_p, "%s/inputs.safetensors", dir);
-  snprintf(out_p, sizeof out_p, "%s/outputs.safetensors", dir);
-  snprintf(gr_p, sizeof gr_p, "%s/grads.safetensors", dir);
+  char path[4096];
   vlm_safetensors in, out, grads;
-  int ok = vlm_st_open(&in, in_p) == VLM_OK;
-  ok = ok && vlm_st_open(&out, out_p) == VLM_OK;
-  ok = ok && vlm_st_open(&grads, gr_p) == VLM_OK;
-  CHECK(ok, "%s", vlm_last_error());
-  if (!ok) return;
+  if (!vt_fixture_open(dir, &in, &out, &grads)) return;
   vlm_coca_config c;
   vlm_coca_params p;
   snprintf(path, sizeof path, "%s/config.json", dir);
@@ -96,9 +89,7 @@ static void parity(const char *dir) {
     run_model(dir, &c, &p, &in, &out, &grads);
     vlm_coca_params_free(&p);
   }
-  vlm_st_close(&in);
-  vlm_st_close(&out);
-  vlm_st_close(&grads);
+  vt_fixture_close(&in, &out, &grads);
 }
 
 /* ---------------------------------------------------------------- gradient checks */

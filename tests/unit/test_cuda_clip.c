@@ -221,14 +221,7 @@ static void train_compare(const char *name, const vlm_clip_config *c, const vlm_
 static void run_fixture(const char *dir) {
   char path[4200];
   vlm_safetensors in, out, grads;
-  snprintf(path, sizeof path, "%s/inputs.safetensors", dir);
-  int ok = vlm_st_open(&in, path) == VLM_OK;
-  snprintf(path, sizeof path, "%s/outputs.safetensors", dir);
-  ok = ok && vlm_st_open(&out, path) == VLM_OK;
-  snprintf(path, sizeof path, "%s/grads.safetensors", dir);
-  ok = ok && vlm_st_open(&grads, path) == VLM_OK;
-  CHECK(ok, "%s", vlm_last_error());
-  if (!ok) return;
+  if (!vt_fixture_open(dir, &in, &out, &grads)) return;
   vlm_clip_config c;
   vlm_clip_params ph;
   vlm_ckpt_format fmt;
@@ -358,9 +351,7 @@ static void run_fixture(const char *dir) {
   vlm_clip_params_free(&gd);
   vlm_clip_params_free(&pd);
   vlm_clip_params_free(&ph);
-  vlm_st_close(&in);
-  vlm_st_close(&out);
-  vlm_st_close(&grads);
+  vt_fixture_close(&in, &out, &grads);
 }
 
 int main(int argc, char **argv) {

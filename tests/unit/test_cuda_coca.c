@@ -59,14 +59,7 @@ static void run(const char *shared) {
   char dir[4096], path[4200];
   snprintf(dir, sizeof dir, "%s/fixtures/tiny-coca", shared);
   vlm_safetensors in, out, grads;
-  snprintf(path, sizeof path, "%s/inputs.safetensors", dir);
-  int ok = vlm_st_open(&in, path) == VLM_OK;
-  snprintf(path, sizeof path, "%s/outputs.safetensors", dir);
-  ok = ok && vlm_st_open(&out, path) == VLM_OK;
-  snprintf(path, sizeof path, "%s/grads.safetensors", dir);
-  ok = ok && vlm_st_open(&grads, path) == VLM_OK;
-  CHECK(ok, "%s", vlm_last_error());
-  if (!ok) return;
+  if (!vt_fixture_open(dir, &in, &out, &grads)) return;
   vlm_coca_config c;
   vlm_coca_params ph, pd, gd, gh;
   CHECK(vlm_coca_load(dir, &c, &ph) == VLM_OK, "load %s: %s", dir, vlm_last_error());
@@ -214,9 +207,7 @@ static void run(const char *shared) {
   vlm_coca_params_free(&gd);
   vlm_coca_params_free(&gh);
   vlm_coca_params_free(&ph);
-  vlm_st_close(&in);
-  vlm_st_close(&out);
-  vlm_st_close(&grads);
+  vt_fixture_close(&in, &out, &grads);
 }
 
 int main(int argc, char **argv) {
