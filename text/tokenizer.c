@@ -192,14 +192,16 @@ static vlm_status add_merge_line(vlm_tokenizer *t, char *line, size_t len, const
   if (a == ae || b == be || p != end)
     return vlm_error(VLM_ERR_FORMAT, "%s:%zu: a merge must be two symbols 'a b'", file, lineno);
   int32_t ia = smap_find(t, a, (size_t)(ae - a)), ib = smap_find(t, b, (size_t)(be - b));
-  char buf[1024];
+  /* the merged symbol "ab": symbols have no length limit (a BPE trained on long runs of one
+   * character makes long ones), so a large pair is joined on the heap */
+  char small[1024], *buf = small;
   size_t la = (size_t)(ae - a), lb = (size_t)(be - b);
-  int32_t in = -1;
-  if (la + lb < sizeof buf) {
-    memcpy(buf, a, la);
-    memcpy(buf + la, b, lb);
-    in = smap_find(t, buf, la + lb);
-  }
+  if (la + lb > sizeof small && !(buf = malloc(la + lb)))
+    return vlm_error(VLM_ERR_OOM, "%s:%zu: out of memory", file, lineno);
+  memcpy(buf, a, la);
+  memcpy(buf + la, b, lb);
+  int32_t in = smap_find(t, buf, la + lb);
+  if (buf != small) free(buf);
   if (ia < 0 || ib < 0 || in < 0)
     return vlm_error(VLM_ERR_FORMAT, "%s:%zu: merge '%.*s %.*s' uses a symbol missing from the vocabulary", file,
                      lineno, (int)la, a, (int)lb, b);

@@ -45,5 +45,12 @@ out=$(echo 'a photo of a cat' | "$vlm" tokenize --vocab "$tmp/v1" --context-leng
 check "tokenize with a trained vocabulary" "[ $rc -eq 0 ] && grep -q '^{\"ids\": \[598, .*, 599\]}$' <<<\"\$out\""
 "$vlm" bpe-train --vocab-size 10 --out "$tmp/v3" </dev/null 2>/dev/null; rc=$?
 check "bpe-train rejects a tiny vocabulary" "[ $rc -eq 2 ]"
+# symbols of any length: runs of one letter merge into symbols of thousands of bytes, which the
+# loader once refused ("uses a symbol missing from the vocabulary") past 1023 bytes of a pair
+{ head -c 3000 /dev/zero | tr '\0' a; echo; head -c 5000 /dev/zero | tr '\0' b; echo; echo 'a cat'; } >"$tmp/runs.txt"
+"$vlm" bpe-train --vocab-size 600 --out "$tmp/v4" "$tmp/runs.txt" 2>/dev/null
+check "bpe-train writes merges over 1024 bytes" "[ \$(awk '{ if (length(\$0) > m) m = length(\$0) } END { print m + 0 }' \"$tmp/v4/merges.txt\") -gt 1024 ]"
+out=$(head -c 4096 /dev/zero | tr '\0' a | "$vlm" tokenize --vocab "$tmp/v4" --context-length 0); rc=$?
+check "those merges load and encode" "[ $rc -eq 0 ] && grep -q '^{\"ids\": \[' <<<\"\$out\""
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]
