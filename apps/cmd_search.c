@@ -1,4 +1,5 @@
 /* vlm search: nearest items of an index for a text or an image query. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -117,8 +118,14 @@ int vlm_cmd_search(int argc, char **argv) {
   for (int j = 0; j < k; j++) {
     char *item = vlm_index_item(&ix, idx[j]);
     if (!item) { fprintf(stderr, "vlm search: out of memory\n"); goto done; }
+    if (!isfinite(scores[j]))   /* NaN or infinite embeddings: a damaged index or query */
+      fprintf(stderr, "vlm search: %s: item %lld scores %g: its embedding (or the query's) is not finite\n", index,
+              (long long)idx[j], (double)scores[j]);
     if (json) {
-      printf("%s\n  {\"rank\": %d, \"score\": %.6f, \"item\": ", j ? "," : "", j + 1, scores[j]);
+      printf("%s\n  {\"rank\": %d, \"score\": ", j ? "," : "", j + 1);
+      if (isfinite(scores[j])) printf("%.6f", scores[j]);
+      else printf("null");   /* JSON has no NaN */
+      printf(", \"item\": ");
       vlm_tools_json_str(stdout, item);
       printf(", \"id\": %lld}", (long long)idx[j]);
     } else {

@@ -1,6 +1,7 @@
 /* vlm train: CLIP and CoCa training with open_clip's flags (see usage()). */
-#define _POSIX_C_SOURCE 200809L
+#define _XOPEN_SOURCE 700   /* nftw */
 #include <errno.h>
+#include <ftw.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -312,7 +313,14 @@ typedef struct {
   char **tmpl_owned;
   vlm_eval_result last;
   int have_last;
+  int made_run_dir;   /* this invocation created RUN (a new run, not a resumed one) */
+  int training;       /* the loop has started: RUN holds the run's own record from here on */
 } run_state;
+
+static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
+  (void)sb, (void)ftw;
+  return flag == FTW_DP ? rmdir(path) : unlink(path);
+}
 
 static vlm_status evaluate(run_state *R, int do_zs) {
   vlm_status st = VLM_OK;
@@ -460,6 +468,7 @@ static int run(run_state *R) {
     fprintf(stderr, CMD ": %s: cannot create the run directory: %s\n", R->ck, strerror(errno));
     return 1;
   }
+  R->made_run_dir = !o->resume;
   /* ---- the tokenizer: the run's own when it has one (a resumed run) */
   char tokdir[4200], tok_desc[4200];
   snprintf(tokdir, sizeof tokdir, "%s/tokenizer", R->run);
@@ -654,6 +663,7 @@ static int run(run_state *R) {
           (long long)t.total_steps, o->batch, t.accum_freq, t.device == VLM_CUDA ? "GPU" : "CPU");
 
   /* ---- the loop */
+  R->training = 1;
   const int64_t K = o->accum, B = o->batch, S = R->model.vision.image_size, L = R->model.text.context_length;
   float *img = malloc((size_t)(K * B * 3 * S * S) * sizeof(float));
   int32_t *ids = malloc((size_t)(K * B * L) * sizeof(int32_t));
@@ -959,6 +969,14 @@ out:
   if (R->zs && R->zs != R->val) vlm_loader_close(R->zs);
   if (R->val) vlm_loader_close(R->val);
   vlm_train_log_close(&R->log);
+  /* A new run that failed before training (bad data, model or flags) leaves no directory
+   * behind, so the same command can be run again once mended. */
+  if (rc != 0 && R->made_run_dir && !R->training) {
+    if (nftw(R->run, rm_entry, 16, FTW_DEPTH | FTW_PHYS) == 0)
+      fprintf(stderr, CMD ": %s: removed (nothing was trained)\n", R->run);
+    else
+      fprintf(stderr, CMD ": %s: could not remove this failed run's directory: %s\n", R->run, strerror(errno));
+  }
   vlm_trainer_free(&R->tr);
   if (R->tok) vlm_tokenizer_free(R->tok);
   for (int i = 0; i < R->n_templates && R->tmpl_owned; i++) free(R->tmpl_owned[i]);

@@ -44,6 +44,32 @@ fi
 "$vlm" index --model "$m" --out "$tmp/j.idx" --json "$tmp/imgs/space" >"$tmp/ij.json" 2>/dev/null
 check "index --json" "json_ok \"$tmp/ij.json\" && grep -q '\"count\": 2, \"embedded\": 2, \"unchanged\": 0' \"$tmp/ij.json\""
 
+# one file named several ways (a folder, a file in it, another spelling): one item; a later run
+# that spells the folder differently finds every item unchanged
+out=$("$vlm" index --model "$m" --out "$tmp/dup.idx" "$tmp/imgs/space" "$tmp/imgs/space/rocket.jpg" \
+  "$tmp/imgs//space/./" 2>"$tmp/err"); rc=$?
+check "a file named thrice is indexed once" "[ $rc -eq 0 ] && grep -q '2 images (2 embedded' <<<\"\$out\" && grep -q '3 images named more than once, indexed once' \"$tmp/err\""
+out=$("$vlm" index --model "$m" --out "$tmp/dup.idx" "$tmp/./imgs/space/" 2>/dev/null); rc=$?
+check "another spelling of the folder: all unchanged" "[ $rc -eq 0 ] && grep -q '2 images (0 embedded, 2 unchanged, 0 dropped' <<<\"\$out\""
+cp "$tmp/j.idx" "$tmp/j.before"
+err=$("$vlm" index --model "$m" --out "$tmp/j.idx" --export-npy "$tmp/./j.idx" "$tmp/imgs/space" 2>&1); rc=$?
+check "--export-npy onto the index itself is refused, the index kept" "[ $rc -eq 2 ] && grep -q 'is the index itself' <<<\"\$err\" && cmp -s \"$tmp/j.idx\" \"$tmp/j.before\""
+
+# an index whose embeddings hold NaN (damaged, yet well-formed): JSON stays JSON, and it is said
+if command -v python3 >/dev/null; then
+  cp "$tmp/j.idx" "$tmp/nan.idx"
+  python3 - "$tmp/nan.idx" <<'PY'
+import json, struct, sys
+b = bytearray(open(sys.argv[1], 'rb').read())
+n = struct.unpack('<Q', b[:8])[0]
+a, e = json.loads(b[8:8 + n])['embeddings']['data_offsets']
+b[8 + n + a:8 + n + e] = struct.pack('<f', float('nan')) * ((e - a) // 4)
+open(sys.argv[1], 'wb').write(b)
+PY
+  "$vlm" search --index "$tmp/nan.idx" --model "$m" --text "a rocket" --json >"$tmp/nan.json" 2>"$tmp/err"
+  check "NaN scores: JSON null and a warning" "json_ok \"$tmp/nan.json\" && grep -q '\"score\": null' \"$tmp/nan.json\" && grep -q 'not finite' \"$tmp/err\""
+fi
+
 # incremental: nothing changed; then one changed, one deleted, one added
 out=$("$vlm" index --model "$m" --out "$idx" "$tmp/imgs" 2>/dev/null); rc=$?
 check "re-run embeds nothing new" "[ $rc -eq 0 ] && grep -q '7 images (0 embedded, 7 unchanged, 0 dropped' <<<\"\$out\""

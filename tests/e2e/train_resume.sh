@@ -77,6 +77,9 @@ check "existing run dir refused (exit 1)" "[ $? -eq 1 ] && grep -q 'resume lates
 check "bad scheduler exits 2" "[ $? -eq 2 ]"
 "$vlm" train --train-data "$tmp/missing.csv" --model tiny --tokenizer train:600 --logs "$tmp/runs" --name e3 >/dev/null 2>"$tmp/e.err"
 check "missing data file names it (exit 1)" "[ $? -eq 1 ] && grep -q 'missing.csv' $tmp/e.err"
+check "the failed run leaves no directory" "[ ! -e $tmp/runs/e3 ] && grep -q 'e3: removed (nothing was trained)' $tmp/e.err"
+"$vlm" train "${common[@]}" --steps 1 --name e3 >/dev/null 2>&1
+check "so the same --name works once the data is mended" "[ $? -eq 0 ] && [ -d $tmp/runs/e3/checkpoints/latest ]"
 "$vlm" train --train-data data.csv --tokenizer train:600 >/dev/null 2>&1; check "no --model for csv exits 2" "[ $? -eq 2 ]"
 "$vlm" train "${common[@]}" --steps 2 --name e4 --resume "$tmp/nope" >/dev/null 2>"$tmp/e.err"
 check "missing resume checkpoint (exit 1)" "[ $? -eq 1 ] && grep -q nope $tmp/e.err"
