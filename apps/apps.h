@@ -37,6 +37,10 @@ int vlm_app_is_help(const char *arg);              /* -h or --help */
  * error (a usage error: exit 2). */
 int vlm_app_encoder_flags(const char *cmd, const char *precision, const char *device);
 int vlm_app_parse_int(const char *cmd, const char *flag, const char *s, long long lo, long long hi, long long *out);
+/* "./a//b/./c/" -> "a/b/c" in place (".." kept). */
+void vlm_app_clean_path(char *p);
+/* Whether a and b name the same file: the same inode when both exist, else the same clean path. */
+int vlm_app_same_file(const char *a, const char *b);
 /* `vlm forward --inputs`: read and validate `images` [B,3,S,S] (read as F32) and `text`
  * [B,L<=ctx] (I64 or I32, ids in [0, vocab)) of a safetensors file; errors are printed
  * as "vlm forward: ...". Returns 1 on success (the caller frees *images and *ids). */

@@ -77,38 +77,6 @@ static int64_t map_get(const strmap *m, const char *k) {
   return -1;
 }
 
-/* "./a//b/./c/" -> "a/b/c" in place (".." is kept: it may cross a link), so that one file
- * named two ways in two runs is one item of the index. */
-static void clean_path(char *p) {
-  const int abs = p[0] == '/';
-  char *w = p + abs, *r = p + abs;
-  while (*r) {
-    char *e = strchr(r, '/');
-    size_t len = e ? (size_t)(e - r) : strlen(r);
-    if (len && !(len == 1 && r[0] == '.')) {
-      if (w != p + abs) *w++ = '/';
-      memmove(w, r, len);
-      w += len;
-    }
-    r += len + (e != NULL);
-  }
-  if (w == p + abs && !abs) *w++ = '.';
-  *w = 0;
-}
-
-/* Whether a and b name the same file: the same inode when both exist, else the same clean path. */
-static int same_file(const char *a, const char *b) {
-  struct stat sa, sb;
-  int ea = stat(a, &sa) == 0, eb = stat(b, &sb) == 0;
-  if (ea && eb) return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
-  if (ea || eb) return 0;
-  char *ca = strdup(a), *cb = strdup(b);
-  int same = ca && cb ? (clean_path(ca), clean_path(cb), !strcmp(ca, cb)) : !strcmp(a, b);
-  free(ca);
-  free(cb);
-  return same;
-}
-
 typedef struct { dev_t dev; ino_t ino; int64_t i; } file_id;
 static int cmp_file_id(const void *x, const void *y) {
   const file_id *a = x, *b = y;
@@ -177,7 +145,7 @@ int vlm_cmd_index(int argc, char **argv) {
     vlm_pathlist_free(&inputs);
     return 2;
   }
-  if (npy && same_file(npy, out)) {
+  if (npy && vlm_app_same_file(npy, out)) {
     fprintf(stderr, "vlm index: --export-npy %s is the index itself (--out %s): choose another file\n", npy, out);
     vlm_pathlist_free(&inputs);
     return 2;
@@ -208,7 +176,7 @@ int vlm_cmd_index(int argc, char **argv) {
     for (int64_t i = 0; i < inputs.n; i++)
       if (vlm_tools_collect(&files, inputs.paths[i]) != VLM_OK) { fprintf(stderr, "vlm index: %s\n", vlm_last_error()); goto done; }
     if (files.n == 0) { fprintf(stderr, "vlm index: no JPEG, PNG or WebP images found\n"); goto done; }
-    for (int64_t i = 0; i < files.n; i++) clean_path(files.paths[i]);
+    for (int64_t i = 0; i < files.n; i++) vlm_app_clean_path(files.paths[i]);
     int64_t twice = drop_duplicate_files(&files);
     if (twice < 0) { fprintf(stderr, "vlm index: out of memory\n"); goto done; }
     if (twice)

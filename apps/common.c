@@ -1,8 +1,10 @@
 /* Helpers shared by the subcommands. */
+#define _POSIX_C_SOURCE 200809L
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "apps/apps.h"
 #include "core/core.h"
@@ -80,4 +82,36 @@ int vlm_app_read_inputs(const char *path, int64_t S, int64_t ctx, int64_t vocab,
   }
   vlm_st_close(&st);
   return ok;
+}
+
+/* "./a//b/./c/" -> "a/b/c" in place (".." is kept: it may cross a link), so that one file
+ * named two ways in two runs is one item of the index. */
+void vlm_app_clean_path(char *p) {
+  const int abs = p[0] == '/';
+  char *w = p + abs, *r = p + abs;
+  while (*r) {
+    char *e = strchr(r, '/');
+    size_t len = e ? (size_t)(e - r) : strlen(r);
+    if (len && !(len == 1 && r[0] == '.')) {
+      if (w != p + abs) *w++ = '/';
+      memmove(w, r, len);
+      w += len;
+    }
+    r += len + (e != NULL);
+  }
+  if (w == p + abs && !abs) *w++ = '.';
+  *w = 0;
+}
+
+/* Whether a and b name the same file: the same inode when both exist, else the same clean path. */
+int vlm_app_same_file(const char *a, const char *b) {
+  struct stat sa, sb;
+  int ea = stat(a, &sa) == 0, eb = stat(b, &sb) == 0;
+  if (ea && eb) return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+  if (ea || eb) return 0;
+  char *ca = strdup(a), *cb = strdup(b);
+  int same = ca && cb ? (vlm_app_clean_path(ca), vlm_app_clean_path(cb), !strcmp(ca, cb)) : !strcmp(a, b);
+  free(ca);
+  free(cb);
+  return same;
 }

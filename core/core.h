@@ -180,7 +180,9 @@ void vlm_rng_fill_normal(vlm_rng *r, float *x, size_t n, float mean, float std);
 void vlm_rng_shuffle(vlm_rng *r, int64_t *x, size_t n);   /* Fisher-Yates */
 
 /* ------------------------------------------------------------------ threads
- * requested > 0 wins; else VLM_THREADS; else OpenMP's default. Returns the count in use. */
+ * requested > 0 wins; else VLM_THREADS (when a whole number in [1, VLM_MAX_THREADS]);
+ * else OpenMP's default. At most VLM_MAX_THREADS. Returns the count in use. */
+#define VLM_MAX_THREADS 4096
 int vlm_threads_init(int requested);
 int vlm_threads_get(void);
 
@@ -468,7 +470,9 @@ void vlm_st_writer_free(vlm_st_writer *w);
 /* Atomic whole-file write used by every writer in vlm: tmp file + fsync + rename. */
 vlm_status vlm_write_file_atomic(const char *path, const void *data, size_t n);
 /* Open a temporary file beside path for streaming writes; commit renames it into
- * place (after fsync), abort removes it. */
+ * place (after fsync), abort removes it. A symbolic link is written through (the file
+ * it points to is replaced); a character device or FIFO is written directly (tmp_path
+ * NULL); a directory, block device or socket is refused. */
 typedef struct { FILE *f; char *path; char *tmp_path; } vlm_atomic_file;
 vlm_status vlm_atomic_open(vlm_atomic_file *af, const char *path);
 vlm_status vlm_atomic_commit(vlm_atomic_file *af);

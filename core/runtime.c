@@ -12,11 +12,14 @@ static int g_threads = 0;
 
 int vlm_threads_init(int requested) {
   int n = requested;
-  if (n <= 0) {
+  if (n <= 0) {   /* VLM_THREADS: a whole number in [1, VLM_MAX_THREADS], else ignored */
     const char *e = getenv("VLM_THREADS");
-    if (e && atoi(e) > 0) n = atoi(e);
+    char *end = NULL;
+    long v = e ? strtol(e, &end, 10) : 0;
+    if (e && end != e && !*end && v > 0 && v <= VLM_MAX_THREADS) n = (int)v;
   }
   if (n <= 0) n = omp_get_max_threads();
+  if (n > VLM_MAX_THREADS) n = VLM_MAX_THREADS;
   omp_set_num_threads(n);
   g_threads = n;
   return n;

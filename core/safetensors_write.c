@@ -55,34 +55,75 @@ static mode_t current_umask(void) {
   return m & 0777;
 }
 
+static const char *file_kind(mode_t m) {
+  return S_ISDIR(m) ? "a directory" : S_ISBLK(m) ? "a block device" : S_ISSOCK(m) ? "a socket" : "not a regular file";
+}
+
+/* What path names, for writing: a regular file (or none yet) is replaced through a temporary file;
+ * through a symbolic link, the file it points to; a character device or a FIFO (/dev/null, a pipe
+ * to another program) is written directly, since renaming over it would replace it with a
+ * regular file; anything else is refused. */
+static vlm_status open_direct(vlm_atomic_file *af, const char *path, int *direct, char **target) {
+  struct stat sb;
+  *direct = 0;
+  *target = NULL;
+  if (lstat(path, &sb) != 0) return VLM_OK;   /* a new file */
+  if (S_ISLNK(sb.st_mode)) {
+    if (!(*target = realpath(path, NULL)))
+      return vlm_error(VLM_ERR_IO, "%s: a symbolic link that does not lead to a file: %s", path, strerror(errno));
+    if (stat(*target, &sb) != 0) return vlm_error(VLM_ERR_IO, "%s: %s", *target, strerror(errno));
+  }
+  if (S_ISREG(sb.st_mode)) return VLM_OK;
+  if (!S_ISCHR(sb.st_mode) && !S_ISFIFO(sb.st_mode))
+    return vlm_error(VLM_ERR_IO, "%s: exists and is %s: cannot write it", path, file_kind(sb.st_mode));
+  FILE *f = fopen(*target ? *target : path, "wb");
+  if (!f) return vlm_error(VLM_ERR_IO, "%s: cannot open for writing: %s", path, strerror(errno));
+  af->f = f;
+  *direct = 1;
+  return VLM_OK;
+}
+
 vlm_status vlm_atomic_open(vlm_atomic_file *af, const char *path) {
   memset(af, 0, sizeof *af);
   if (!path || !path[0]) return vlm_error(VLM_ERR_ARG, "atomic write: empty file path");
-  size_t n = strlen(path);
-  char *tmp = malloc(n + 16), *dup = strdup(path);
-  if (!tmp || !dup) {
-    free(tmp);
+  int direct;
+  char *target;
+  vlm_status ds = open_direct(af, path, &direct, &target);
+  if (ds != VLM_OK || direct) {
+    free(target);
+    if (ds == VLM_OK && !(af->path = strdup(path))) {
+      fclose(af->f);
+      af->f = NULL;
+      return vlm_error(VLM_ERR_OOM, "%s: out of memory", path);
+    }
+    return ds;
+  }
+  /* through a link: replace the file it points to, beside it */
+  char *dup = target ? target : strdup(path);
+  char *tmp = dup ? malloc(strlen(dup) + 16) : NULL;
+  if (!tmp) {
     free(dup);
     return vlm_error(VLM_ERR_OOM, "%s: out of memory", path);
   }
-  memcpy(tmp, path, n);
+  size_t n = strlen(dup);
+  memcpy(tmp, dup, n);
   memcpy(tmp + n, ".tmp.XXXXXX", 12);
   int fd = mkostemp(tmp, O_CLOEXEC);
   if (fd < 0) {
-    int e = errno;
+    vlm_status s = vlm_error(VLM_ERR_IO, "%s: cannot create a temporary file beside it: %s", dup, strerror(errno));
     free(tmp);
     free(dup);
-    return vlm_error(VLM_ERR_IO, "%s: cannot create a temporary file beside it: %s", path, strerror(e));
+    return s;
   }
   (void)fchmod(fd, 0666 & ~current_umask()); /* mkstemp makes 0600 */
   FILE *f = fdopen(fd, "wb");
   if (!f) {
-    int e = errno;
+    vlm_status s = vlm_error(VLM_ERR_IO, "%s: cannot open a stream on the temporary file: %s", dup, strerror(errno));
     close(fd);
     unlink(tmp);
     free(tmp);
     free(dup);
-    return vlm_error(VLM_ERR_IO, "%s: cannot open a stream on the temporary file: %s", path, strerror(e));
+    return s;
   }
   af->f = f;
   af->path = dup;
@@ -121,8 +162,16 @@ static int sync_parent_dir(const char *path, int *err) {
 }
 
 vlm_status vlm_atomic_commit(vlm_atomic_file *af) {
-  if (!af || !af->f || !af->path || !af->tmp_path)
+  if (!af || !af->f || !af->path)
     return vlm_error(VLM_ERR_ARG, "atomic commit of a file that is not open");
+  if (!af->tmp_path) {   /* a device or FIFO written directly */
+    int bad = fflush(af->f) != 0 || ferror(af->f), e = errno ? errno : EIO;
+    bad |= fclose(af->f) != 0;
+    af->f = NULL;
+    vlm_status s = bad ? vlm_error(VLM_ERR_IO, "%s: cannot write: %s", af->path, strerror(e)) : VLM_OK;
+    vlm_atomic_abort(af);
+    return s;
+  }
   const char *what = NULL;
   int e = 0;
   if (fflush(af->f) != 0 || ferror(af->f)) { what = "cannot write"; e = errno ? errno : EIO; }

@@ -28,8 +28,8 @@ static void msg_add(msg *m, const char *fmt, ...) {
   va_end(ap);
   if (n < 0) return;
   if ((size_t)n >= sizeof line) n = sizeof line - 1;
-  if (m->len + (size_t)n + 2 > m->cap) {
-    size_t cap = (m->cap ? m->cap * 2 : 1024) + (size_t)n;
+  if (m->len + (size_t)n + 4 > m->cap) {   /* "\n  ", the line, its NUL */
+    size_t cap = (m->cap ? m->cap * 2 : 1024) + (size_t)n + 4;
     char *b = realloc(m->buf, cap);
     if (!b) return;
     m->buf = b;

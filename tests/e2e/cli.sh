@@ -19,6 +19,12 @@ check "unknown command is named" "grep -q \"unknown command 'frobnicate'\" <<<\"
 err=$("$vlm" --threads zero version 2>&1 >/dev/null); rc=$?
 check "bad --threads exits 2" "[ $rc -eq 2 ]"
 check "bad --threads message" "grep -q -- '--threads expects an integer' <<<\"\$err\""
+for v in 99999 abc 4x 0; do   # once a crash (99999: a stack overflow in libgomp) or ignored
+  err=$(VLM_THREADS=$v "$vlm" version 2>&1 >/dev/null); rc=$?
+  check "VLM_THREADS=$v exits 2 with a message" "[ $rc -eq 2 ] && grep -q 'VLM_THREADS expects an integer' <<<\"\$err\""
+done
+out=$(VLM_THREADS=1 "$vlm" version); rc=$?
+check "VLM_THREADS=1 is used" "[ $rc -eq 0 ] && grep -q '^cpu: 1 threads' <<<\"\$out\""
 "$vlm" >/dev/null 2>&1; rc=$?
 check "no command exits 2" "[ $rc -eq 2 ]"
 echo "$pass passed, $fail failed"

@@ -54,6 +54,25 @@ err=$("$vlm" forward --model "$fx" --inputs "$fx/model.safetensors" --out "$tmp/
 check "forward on a file without inputs fails with 1" "[ $rc -eq 1 ]"
 check "... and names the missing tensors" "grep -q 'needs tensors' <<<\"\$err\""
 check "... and writes nothing" "[ ! -e \"$tmp/x.st\" ]"
+# a config asking for more layers than the weights hold: every missing tensor listed (a long
+# message, which once overflowed its buffer: the ASan tree runs this too)
+if command -v python3 >/dev/null && [ -f "$fx/config.json" ]; then
+  mkdir -p "$tmp/deep" && ln -s "$fx/model.safetensors" "$tmp/deep/model.safetensors"
+  python3 -c "import json,sys; c=json.load(open(sys.argv[1])); v=c.get('model_cfg',c)['vision_cfg']; v['layers']=4*v['layers']+4; json.dump(c,open(sys.argv[2],'w'))" \
+    "$fx/config.json" "$tmp/deep/config.json"
+  err=$("$vlm" info --model "$tmp/deep" 2>&1); rc=$?
+  check "more layers than weights: exit 1, the missing tensors listed" "[ $rc -eq 1 ] && grep -q 'missing:' <<<\"\$err\" && [ \$(grep -c 'resblocks' <<<\"\$err\") -gt 20 ]"
+fi
+# outputs that would overwrite each other, the inputs or the checkpoint: refused, nothing touched
+err=$("$vlm" forward --model "$fx" --inputs "$fx/inputs.safetensors" --out "$tmp/same.st" --grads "$tmp/./same.st" 2>&1); rc=$?
+check "--out and --grads the same file: exit 2" "[ $rc -eq 2 ] && grep -q 'same file' <<<\"\$err\" && [ ! -e \"$tmp/same.st\" ]"
+mkdir -p "$tmp/ck" && cp "$fx"/*.safetensors "$fx"/*.json "$tmp/ck/" 2>/dev/null
+w=$(ls "$tmp/ck" | grep -m1 'model.safetensors$')
+cp "$tmp/ck/$w" "$tmp/w.before"
+err=$("$vlm" forward --model "$tmp/ck" --inputs "$tmp/ck/inputs.safetensors" --out "$tmp/o.st" --grads "$tmp/ck/$w" 2>&1); rc=$?
+check "--grads onto the checkpoint's weights: exit 2, weights kept" "[ $rc -eq 2 ] && grep -q 'would overwrite' <<<\"\$err\" && cmp -s \"$tmp/ck/$w\" \"$tmp/w.before\""
+err=$("$vlm" forward --model "$tmp/ck" --inputs "$tmp/ck/inputs.safetensors" --out "$tmp/ck/inputs.safetensors" 2>&1); rc=$?
+check "--out onto the inputs: exit 2" "[ $rc -eq 2 ] && grep -q 'would overwrite' <<<\"\$err\""
 err=$("$vlm" forward --model "$tmp/nowhere" --inputs "$fx/inputs.safetensors" --out "$tmp/x.st" 2>&1); rc=$?
 check "missing model fails with 1" "[ $rc -eq 1 ] && grep -q 'nowhere' <<<\"\$err\""
 "$vlm" forward --model "$fx" >/dev/null 2>&1

@@ -12,6 +12,7 @@
 #include <cjson/cJSON.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -733,14 +734,42 @@ static void test_atomic(void) {
   CHECK(s == VLM_ERR_IO && strstr(vlm_last_error(), q) && strstr(vlm_last_error(), "No such file"),
         "missing dir: %s", vlm_last_error());
 
-  /* Target is a directory: the rename fails, the temp file goes away. */
+  /* Target is a directory: refused, nothing written. */
   tpath(q, sizeof q, "adir");
   mkdir(q, 0755);
   s = vlm_write_file_atomic(q, "x", 1);
-  CHECK(s == VLM_ERR_IO && strstr(vlm_last_error(), q) && strstr(vlm_last_error(), "rename"),
+  CHECK(s == VLM_ERR_IO && strstr(vlm_last_error(), q) && strstr(vlm_last_error(), "is a directory"),
         "onto a directory: %s", vlm_last_error());
   CHECK(stat(q, &sb) == 0 && S_ISDIR(sb.st_mode), "directory untouched");
-  CHECK(count_temp_files() == 0, "no temp files after a failed rename");
+  CHECK(count_temp_files() == 0, "no temp files after a refused write");
+
+  /* Through a symbolic link: the file it points to is replaced, the link stays a link. */
+  char real[4200], link[4200];
+  tpath(real, sizeof real, "real.bin");
+  tpath(link, sizeof link, "link.bin");
+  vt_write_file(real, "before", 6);
+  CHECK(symlink("real.bin", link) == 0, "symlink");
+  CHECK(vlm_write_file_atomic(link, "after", 5) == VLM_OK, "write through a link: %s", vlm_last_error());
+  CHECK(lstat(link, &sb) == 0 && S_ISLNK(sb.st_mode), "the link is still a link");
+  CHECK(file_is(real, "after") && count_temp_files() == 0, "its target replaced, no temp");
+  tpath(q, sizeof q, "dangling.bin");
+  CHECK(symlink("no-such-dir/x", q) == 0, "dangling symlink");
+  s = vlm_write_file_atomic(q, "x", 1);
+  CHECK(s == VLM_ERR_IO && strstr(vlm_last_error(), "symbolic link"), "dangling link refused: %s", vlm_last_error());
+
+  /* A FIFO (as a character device such as /dev/null) is written directly, not replaced by a
+   * regular file (a read-write descriptor stands in for the reader). */
+  tpath(q, sizeof q, "fifo");
+  CHECK(mkfifo(q, 0600) == 0, "mkfifo");
+  int rfd = open(q, O_RDWR | O_NONBLOCK);
+  CHECK(rfd >= 0, "open the fifo");
+  if (rfd >= 0) {
+    CHECK(vlm_write_file_atomic(q, "piped", 5) == VLM_OK, "write to a FIFO: %s", vlm_last_error());
+    char got[16] = {0};
+    CHECK(read(rfd, got, sizeof got - 1) == 5 && !strcmp(got, "piped"), "the FIFO carried the bytes: '%s'", got);
+    close(rfd);
+  }
+  CHECK(stat(q, &sb) == 0 && S_ISFIFO(sb.st_mode) && count_temp_files() == 0, "still a FIFO, no temp");
 
   /* Streaming: abort keeps the old file, commit replaces it. */
   vlm_atomic_file af;
