@@ -227,6 +227,34 @@ static void test_csv(void) {
         vlm_last_error());
 }
 
+/* An image path naming a FIFO or a folder: a bad sample at once (vlm_src_read_file checks
+ * the opened descriptor), not a read that waits for a writer. */
+static void test_special_files(void) {
+  vlm_source_opts o;
+  vlm_source_opts_default(&o);
+  vlm_source *s = NULL;
+  write_text(P("csv/special.tsv"), "filepath\ttitle\nfifo.png\tf\nimg\td\nimg/a.png\tok\n");
+  int have_fifo = mkfifo(P("csv/fifo.png"), 0644) == 0;
+  CHECK(vlm_source_open(&s, P("csv/special.tsv"), &o) == VLM_OK, "special.tsv: %s", vlm_last_error());
+  if (s) {
+    vlm_sample sm;
+    if (have_fifo) {
+      alarm(20);   /* a hang is a failure */
+      CHECK(vlm_source_get(s, 0, &sm) != VLM_OK && sm.fail == VLM_BAD_READ && strstr(vlm_last_error(), "fifo.png") &&
+                strstr(vlm_last_error(), "not a regular file"),
+            "FIFO image: %s", vlm_last_error());
+      alarm(0);
+      vlm_sample_free(&sm);
+    }
+    CHECK(vlm_source_get(s, 1, &sm) != VLM_OK && strstr(vlm_last_error(), "is a directory"), "folder as image: %s",
+          vlm_last_error());
+    vlm_sample_free(&sm);
+    CHECK(vlm_source_get(s, 2, &sm) == VLM_OK && decodes(&sm), "the next record reads: %s", vlm_last_error());
+    vlm_sample_free(&sm);
+    vlm_source_close(s);
+  }
+}
+
 /* ------------------------------------------------------------------ COCO */
 static void test_coco(void) {
   mkdir(P("coco"), 0777);
@@ -514,6 +542,7 @@ int main(int argc, char **argv) {
   snprintf(g_dir, sizeof g_dir, "/tmp/vlm_test_sources_XXXXXX");
   if (!mkdtemp(g_dir)) vt_skip("cannot make a temp dir");
   test_csv();
+  test_special_files();
   test_coco();
   test_wds();
   test_folders();
