@@ -255,6 +255,105 @@ static void test_special_files(void) {
   }
 }
 
+/* Read record i of an open CSV source: its caption, or NULL (the message in vlm_last_error). */
+static char *csv_caption(vlm_source *s, int64_t i) {
+  vlm_sample sm;
+  char *cap = NULL;
+  if (vlm_source_get(s, i, &sm) == VLM_OK && sm.caption) cap = strdup(sm.caption);
+  vlm_sample_free(&sm);
+  return cap;
+}
+
+/* The record scanner and the field splitter follow one rule, Python's csv (and pandas'): a
+ * quote opens a quoted field only at the field's start, and after the closing quote the text
+ * up to the separator is literal. Blank and whitespace-only lines are skipped wherever they
+ * are; CR, LF and CRLF end records. */
+static void test_csv_grammar(void) {
+  vlm_source_opts o;
+  vlm_source_opts_default(&o);
+  vlm_source *s = NULL;
+  /* an odd number of quotes after a quoted start: no record swallowed */
+  write_text(P("csv/stop.tsv"),
+             "filepath\ttitle\n"
+             "img/a.png\t\"Stop\" sign, 30\" wide\n"
+             "img/b.png\ta purple star\n"
+             "img/a.png\t\"a\"b\"c\"\tx\n"
+             "img/b.png\ta green star\n");
+  CHECK(vlm_source_open(&s, P("csv/stop.tsv"), &o) == VLM_OK && vlm_source_size(s) == 4, "stop.tsv: 4 records, got %lld: %s",
+        s ? (long long)vlm_source_size(s) : -1LL, vlm_last_error());
+  if (s && vlm_source_size(s) == 4) {
+    const char *want[4] = {"Stop sign, 30\" wide", "a purple star", "ab\"c\"", "a green star"};
+    for (int i = 0; i < 4; i++) {
+      char *cap = csv_caption(s, i);
+      CHECK(cap && !strcmp(cap, want[i]), "stop.tsv record %d: '%s', want '%s'", i, cap ? cap : vlm_last_error(), want[i]);
+      free(cap);
+    }
+  }
+  vlm_source_close(s);
+  s = NULL;
+  /* whitespace-only lines: skipped, not glued onto the record before them */
+  write_text(P("csv/ws.tsv"), "filepath\ttitle\n \nimg/a.png\tx\n  \r\n\nimg/b.png\ty\n \t\n");
+  CHECK(vlm_source_open(&s, P("csv/ws.tsv"), &o) == VLM_OK, "whitespace lines: %s", vlm_last_error());
+  if (s) {
+    CHECK(vlm_source_size(s) == 3, "whitespace lines: 3 records (' \\t' is two fields with a tab separator), got %lld",
+          (long long)vlm_source_size(s));
+    char *a = csv_caption(s, 0), *b = csv_caption(s, 1);
+    CHECK(a && !strcmp(a, "x") && b && !strcmp(b, "y"), "whitespace lines: captions '%s' '%s'", a ? a : "(null)",
+          b ? b : "(null)");
+    free(a);
+    free(b);
+    vlm_source_close(s);
+    s = NULL;
+  }
+  o.csv_separator = ',';
+  write_text(P("csv/ws.csv"), "filepath,title\n \t \nimg/a.png,x\n");
+  CHECK(vlm_source_open(&s, P("csv/ws.csv"), &o) == VLM_OK && vlm_source_size(s) == 1, "spaces and tabs line skipped (','): %s",
+        vlm_last_error());
+  vlm_source_close(s);
+  s = NULL;
+  /* old Mac line ends; a BOM before a quoted header field */
+  write_text(P("csv/cr.csv"), "\xEF\xBB\xBF\"filepath\",title\rimg/a.png,\"one\r\"\rimg/b.png,two\r");
+  CHECK(vlm_source_open(&s, P("csv/cr.csv"), &o) == VLM_OK && vlm_source_size(s) == 2, "CR line ends: %s", vlm_last_error());
+  if (s) {
+    char *a = csv_caption(s, 0), *b = csv_caption(s, 1);
+    CHECK(a && !strcmp(a, "one\r") && b && !strcmp(b, "two"), "CR line ends: '%s' '%s'", a ? a : "(null)", b ? b : "(null)");
+    free(a);
+    free(b);
+    vlm_source_close(s);
+    s = NULL;
+  }
+  vlm_source_opts_default(&o);
+  /* a header and no records: said so */
+  write_text(P("csv/header_only.tsv"), "filepath\ttitle\n\n");
+  CHECK(vlm_source_open(&s, P("csv/header_only.tsv"), &o) != VLM_OK && strstr(vlm_last_error(), "header_only.tsv") &&
+            strstr(vlm_last_error(), "no records"),
+        "header only: %s", vlm_last_error());
+  /* the columns are found wherever they are: 300 before them */
+  size_t cap = 8192, n = 0;
+  char *wide = malloc(cap);
+  for (int k = 0; k < 300; k++) n += (size_t)snprintf(wide + n, cap - n, "c%d\t", k);
+  n += (size_t)snprintf(wide + n, cap - n, "filepath\ttitle\n");
+  for (int k = 0; k < 300; k++) n += (size_t)snprintf(wide + n, cap - n, "x\t");
+  snprintf(wide + n, cap - n, "img/a.png\tfar right\n");
+  write_text(P("csv/wide.tsv"), wide);
+  free(wide);
+  CHECK(vlm_source_open(&s, P("csv/wide.tsv"), &o) == VLM_OK && vlm_source_size(s) == 1, "302 columns: %s", vlm_last_error());
+  if (s) {
+    char *c = csv_caption(s, 0);
+    CHECK(c && !strcmp(c, "far right"), "column 302 read: %s", c ? c : vlm_last_error());
+    free(c);
+    vlm_source_close(s);
+    s = NULL;
+  }
+  /* the CSV file itself a FIFO */
+  if (mkfifo(P("csv/pipe.tsv"), 0644) == 0) {
+    alarm(20);
+    CHECK(vlm_source_open(&s, P("csv/pipe.tsv"), &o) != VLM_OK && strstr(vlm_last_error(), "not a regular file"),
+          "FIFO CSV: %s", vlm_last_error());
+    alarm(0);
+  }
+}
+
 /* ------------------------------------------------------------------ COCO */
 static void test_coco(void) {
   mkdir(P("coco"), 0777);
@@ -542,6 +641,7 @@ int main(int argc, char **argv) {
   snprintf(g_dir, sizeof g_dir, "/tmp/vlm_test_sources_XXXXXX");
   if (!mkdtemp(g_dir)) vt_skip("cannot make a temp dir");
   test_csv();
+  test_csv_grammar();
   test_special_files();
   test_coco();
   test_wds();
