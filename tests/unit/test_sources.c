@@ -573,6 +573,68 @@ static void test_wds(void) {
   CHECK(!vlm_wds_expand("{0..999999}", &v, &nv, 1000) && strstr(vlm_last_error(), "more than"), "expansion bounded");
 }
 
+/* Keys longer than any fixed buffer still pair their members (GNU long names); a shard path
+ * that is not a regular file says what it is. */
+static void test_wds_paths(void) {
+  vlm_source_opts o;
+  vlm_source_opts_default(&o);
+  vlm_source *s = NULL;
+  FILE *f;
+  size_t n1;
+  char pat[1024];
+  char key[600] = "d/", nm[700];
+  memset(key + 2, 'z', 450);   /* keys "d/zzz...z/0" and "d/zzz...z/1": 454 bytes */
+  key[452] = 0;
+  f = fopen(P("wds/longkey.tar"), "wb");
+  uint8_t *p4 = png_bytes(6, 6, 5, &n1);
+  snprintf(nm, sizeof nm, "%s/0.png", key);
+  tar_add_gnu(f, nm, p4, n1);
+  snprintf(nm, sizeof nm, "%s/0.txt", key);
+  tar_add_gnu(f, nm, "long key", 8);
+  snprintf(nm, sizeof nm, "%s/1.png", key);
+  tar_add_gnu(f, nm, p4, n1);
+  snprintf(nm, sizeof nm, "%s/1.txt", key);
+  tar_add_gnu(f, nm, "next key", 8);
+  tar_end(f);
+  fclose(f);
+  free(p4);
+  CHECK(vlm_source_open(&s, P("wds/longkey.tar"), &o) == VLM_OK, "longkey.tar: %s", vlm_last_error());
+  if (s) {
+    vlm_shard_reader *r;
+    vlm_sample sm;
+    CHECK(vlm_shard_open(s, 0, &r) == VLM_OK, "longkey shard");
+    int k = vlm_shard_next(r, &sm);
+    CHECK(k == 1 && sm.caption && !strcmp(sm.caption, "long key") && decodes(&sm), "454-byte key paired: %s",
+          k == 1 ? sm.caption : vlm_last_error());
+    vlm_sample_free(&sm);
+    k = vlm_shard_next(r, &sm);
+    CHECK(k == 1 && sm.caption && !strcmp(sm.caption, "next key"), "next long key: %s", k == 1 ? sm.caption : vlm_last_error());
+    vlm_sample_free(&sm);
+    CHECK(vlm_shard_next(r, &sm) == 0, "longkey: end");
+    vlm_shard_close(r);
+    vlm_source_close(s);
+    s = NULL;
+  }
+  /* a shard path that is not a regular file says what it is */
+  mkdir(P("wds/dir.tar"), 0777);
+  CHECK(vlm_source_open(&s, P("wds/dir.tar"), &o) != VLM_OK && strstr(vlm_last_error(), "dir.tar: is a directory"),
+        "folder as shard: %s", vlm_last_error());
+  if (mkfifo(P("wds/pipe.tar"), 0644) == 0) {
+    alarm(20);
+    CHECK(vlm_source_open(&s, P("wds/pipe.tar"), &o) != VLM_OK && strstr(vlm_last_error(), "pipe.tar: not a regular file"),
+          "FIFO as shard: %s", vlm_last_error());
+    alarm(0);
+  }
+  snprintf(pat, sizeof pat, "%s/wds/{pax,dir}.tar", g_dir);
+  CHECK(vlm_source_open(&s, pat, &o) == VLM_OK, "one good shard of two: %s", vlm_last_error());
+  if (s) {
+    vlm_shard_reader *r = NULL;
+    CHECK(vlm_shard_open(s, 1, &r) != VLM_OK && strstr(vlm_last_error(), "dir.tar: is a directory"),
+          "folder shard named when read: %s", vlm_last_error());
+    vlm_source_close(s);
+  }
+}
+
 /* ------------------------------------------------------------------ folders */
 static void test_folders(void) {
   mkdir(P("fold"), 0777);
@@ -645,6 +707,7 @@ int main(int argc, char **argv) {
   test_special_files();
   test_coco();
   test_wds();
+  test_wds_paths();
   test_folders();
   char cmd[512];
   snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
