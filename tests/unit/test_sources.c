@@ -415,6 +415,58 @@ static void test_coco(void) {
         "bad image entry: %s", vlm_last_error());
 }
 
+/* Malformed annotations name their own problem (an image with id -1 exists, so a fallback
+ * of -1 would find it); a \u0000 in a caption is reported, not a cut caption; one image id
+ * for two files is refused. */
+static void test_coco_annotations(void) {
+  vlm_source_opts o;
+  vlm_source_opts_default(&o);
+  vlm_source *s = NULL;
+  o.coco_images = P("coco/val2017");
+  write_text(P("coco/anns.json"),
+             "{\"images\": [{\"id\": -1, \"file_name\": \"1.png\"}, {\"id\": 3, \"file_name\": \"1.png\"},"
+             "  {\"id\": 3, \"file_name\": \"1.png\"}],\n"
+             " \"annotations\": [{\"caption\": \"no id\"}, {\"image_id\": \"3\", \"caption\": \"a string\"},\n"
+             "   {\"image_id\": 1e300, \"caption\": \"huge\"}, [3], {\"image_id\": 3.5, \"caption\": \"half\"},\n"
+             "   {\"image_id\": 3, \"caption\": \"cut\\u0000 here\"}, {\"image_id\": 3, \"caption\": \"a \\\\u0000 is text\"},\n"
+             "   {\"image_id\": -1, \"caption\": \"minus one\"}]}");
+  CHECK(vlm_source_open(&s, P("coco/anns.json"), &o) == VLM_OK && vlm_source_size(s) == 8, "coco anns: %s",
+        vlm_last_error());
+  if (s) {
+    const char *want[6] = {"annotation 0: no \"image_id\"", "annotation 1: \"image_id\" is not an integer",
+                           "annotation 2: \"image_id\" is out of", "annotation 3: not an object",
+                           "annotation 4: \"image_id\" is not an integer", "caption holds a NUL"};
+    vlm_sample sm;
+    for (int i = 0; i < 6; i++) {
+      CHECK(vlm_source_get(s, i, &sm) != VLM_OK && strstr(vlm_last_error(), want[i]) && !strstr(vlm_last_error(), "-1"),
+            "coco annotation %d: %s", i, vlm_last_error());
+      vlm_sample_free(&sm);
+    }
+    CHECK(vlm_source_get(s, 5, &sm) != VLM_OK && sm.fail == VLM_BAD_CAPTION && strstr(vlm_last_error(), "annotation 5"),
+          "NUL caption: a caption failure naming the annotation");
+    vlm_sample_free(&sm);
+    CHECK(vlm_source_get(s, 6, &sm) == VLM_OK && !strcmp(sm.caption, "a \\u0000 is text"), "escaped backslash kept: %s",
+          sm.caption ? sm.caption : vlm_last_error());
+    vlm_sample_free(&sm);
+    CHECK(vlm_source_get(s, 7, &sm) == VLM_OK && sm.group == -1 && decodes(&sm), "image id -1 works: %s", vlm_last_error());
+    vlm_sample_free(&sm);
+    vlm_source_close(s);
+    s = NULL;
+  }
+  /* one id for two different files: refused, naming the id */
+  write_text(P("coco/dup.json"),
+             "{\"images\": [{\"id\": 5, \"file_name\": \"1.png\"}, {\"id\": 6, \"file_name\": \"2.png\"},"
+             " {\"id\": 5, \"file_name\": \"other.png\"}], \"annotations\": [{\"image_id\": 5, \"caption\": \"x\"}]}");
+  CHECK(vlm_source_open(&s, P("coco/dup.json"), &o) != VLM_OK && strstr(vlm_last_error(), "dup.json") &&
+            strstr(vlm_last_error(), "images[0] and images[2]") && strstr(vlm_last_error(), "id 5"),
+        "duplicate image id: %s", vlm_last_error());
+  write_text(P("coco/nulname.json"),
+             "{\"images\": [{\"id\": 5, \"file_name\": \"1.png\\u0000.txt\"}], \"annotations\": [{\"image_id\": 5, \"caption\": \"x\"}]}");
+  CHECK(vlm_source_open(&s, P("coco/nulname.json"), &o) != VLM_OK && strstr(vlm_last_error(), "images[0]") &&
+            strstr(vlm_last_error(), "NUL"),
+        "NUL in a file name: %s", vlm_last_error());
+}
+
 /* ------------------------------------------------------------------ WebDataset */
 static void test_wds(void) {
   mkdir(P("wds"), 0777);
@@ -706,6 +758,7 @@ int main(int argc, char **argv) {
   test_csv_grammar();
   test_special_files();
   test_coco();
+  test_coco_annotations();
   test_wds();
   test_wds_paths();
   test_folders();
