@@ -380,7 +380,9 @@ static vlm_status open_loader(run_state *R, vlm_loader **out, const char *spec, 
       if (!strncmp(p, "::", 2)) p += 2;
       else if (*p) return vlm_error(VLM_ERR_ARG, "--train-data-upsampling-factors: bad list '%s'", R->o.upsampling);
     }
+    if (*p) return vlm_error(VLM_ERR_ARG, "--train-data-upsampling-factors: more than 64 factors");
     lc.upsampling = ups;
+    lc.n_upsampling = k;
   }
   lc.temperature = train ? R->o.temperature : 0;
   lc.batch_size = (int)R->o.batch;

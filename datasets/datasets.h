@@ -275,6 +275,7 @@ typedef struct {
   const char *data;            /* one spec or several joined with "::" */
   vlm_source_opts src;
   const double *upsampling;    /* --train-data-upsampling-factors, one per source; NULL: by size */
+  int n_upsampling;            /* the number of factors in upsampling (must equal the source count) */
   double temperature;          /* > 0: p_i proportional to n_i^(1/T) (--data-temperature); 0: off */
   int batch_size;
   int workers;                 /* 0: decode in the calling thread */

@@ -657,6 +657,7 @@ vlm_status vlm_loader_open(vlm_loader **out, const vlm_loader_cfg *c) {
     s->stream = vlm_source_is_stream(s->src);
     if (!s->stream) {
       s->n = vlm_source_size(s->src);
+      if (s->n <= 0) { st = vlm_error(VLM_ERR_ARG, "%s: no samples", p); break; }
       s->per_rank = c->train ? s->n / c->world : (s->n - c->rank + c->world - 1) / c->world;
       if (s->per_rank <= 0 && c->train) {
         st = vlm_error(VLM_ERR_ARG, "%s: %lld samples, fewer than the %d ranks", p, (long long)s->n, c->world);
@@ -678,6 +679,11 @@ vlm_status vlm_loader_open(vlm_loader **out, const vlm_loader_cfg *c) {
   free(spec);
   if (st) { vlm_loader_close(l); return st; }
   /* mixing weights (see the top of this file) */
+  if (c->upsampling && c->n_upsampling != l->nsrc) {
+    vlm_loader_close(l);
+    return vlm_error(VLM_ERR_ARG, "loader: %d source%s but %d upsampling factor%s (--train-data-upsampling-factors)",
+                     l->nsrc, l->nsrc == 1 ? "" : "s", c->n_upsampling, c->n_upsampling == 1 ? "" : "s");
+  }
   double acc = 0;
   for (int j = 0; j < l->nsrc; j++) {
     double w;
@@ -698,7 +704,11 @@ vlm_status vlm_loader_open(vlm_loader **out, const vlm_loader_cfg *c) {
     acc += w;
     l->cum[j] = acc;
   }
-  if (!(acc > 0)) { vlm_loader_close(l); return vlm_error(VLM_ERR_ARG, "loader: the mixing weights sum to 0"); }
+  if (!(acc > 0)) {
+    vlm_loader_close(l);
+    return vlm_error(VLM_ERR_ARG, "loader: the mixing weights sum to 0%s",
+                     c->upsampling ? " (all upsampling factors are 0)" : "");
+  }
   /* consecutive bad samples that end an epoch: twice the data, at least 1000 */
   int64_t known = 0;
   for (int j = 0; j < l->nsrc; j++) known += l->src[j].stream ? 5000 : l->src[j].n;

@@ -4,11 +4,13 @@
 #define _POSIX_C_SOURCE 200809L
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "datasets/source_internal.h"
 
@@ -48,29 +50,75 @@ void vlm_sample_free(vlm_sample *s) {
 }
 
 /* ------------------------------------------------------------------ helpers */
+int vlm_src_open_regular(const char *path, const char *what) {
+  /* O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer forever; the
+   * type is checked on the opened descriptor, so nothing can be swapped in between */
+  int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) {
+    int e = errno;
+    if (e == ENXIO) vlm_error(VLM_ERR_IO, "%s: not a regular file (a socket?)", path);
+    else vlm_error(VLM_ERR_IO, "%s: cannot open%s%s: %s", path, what ? " " : "", what ? what : "", strerror(e));
+    return -1;
+  }
+  struct stat st;
+  if (fstat(fd, &st) != 0) {
+    int e = errno;
+    close(fd);
+    vlm_error(VLM_ERR_IO, "%s: cannot stat: %s", path, strerror(e));
+    return -1;
+  }
+  if (!S_ISREG(st.st_mode)) {
+    close(fd);
+    const char *kind = S_ISDIR(st.st_mode)    ? "is a directory"
+                       : S_ISFIFO(st.st_mode) ? "not a regular file (a pipe)"
+                       : S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode) ? "not a regular file (a device)"
+                       : S_ISSOCK(st.st_mode) ? "not a regular file (a socket)"
+                                              : "not a regular file";
+    vlm_error(VLM_ERR_IO, "%s: %s", path, kind);
+    return -1;
+  }
+  int fl = fcntl(fd, F_GETFL);
+  if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0) {
+    int e = errno;
+    close(fd);
+    vlm_error(VLM_ERR_IO, "%s: cannot set the file flags: %s", path, strerror(e));
+    return -1;
+  }
+  return fd;
+}
+
 vlm_status vlm_src_read_file(const char *path, size_t max, uint8_t **out, size_t *n) {
   *out = NULL;
   *n = 0;
-  FILE *f = fopen(path, "rb");
-  if (!f) return vlm_error(VLM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+  int fd = vlm_src_open_regular(path, NULL);
+  if (fd < 0) return VLM_ERR_IO;
   struct stat st;
-  if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
-    fclose(f);
-    return vlm_error(VLM_ERR_IO, "%s: not a regular file", path);
+  if (fstat(fd, &st) != 0) {
+    int e = errno;
+    close(fd);
+    return vlm_error(VLM_ERR_IO, "%s: cannot stat: %s", path, strerror(e));
   }
   if ((uint64_t)st.st_size > max) {
-    fclose(f);
+    close(fd);
     return vlm_error(VLM_ERR_FORMAT, "%s: too large (%lld bytes, limit %zu)", path, (long long)st.st_size, max);
   }
   size_t len = (size_t)st.st_size;
   uint8_t *buf = malloc(len + 1);
-  if (!buf) { fclose(f); return vlm_error(VLM_ERR_OOM, "%s: out of memory (%zu bytes)", path, len); }
-  size_t got = len ? fread(buf, 1, len, f) : 0;
-  int err = ferror(f);
-  fclose(f);
-  if (err || got != len) {
+  if (!buf) { close(fd); return vlm_error(VLM_ERR_OOM, "%s: out of memory (%zu bytes)", path, len); }
+  size_t got = 0;
+  int err = 0;
+  while (got < len) {
+    ssize_t r = read(fd, buf + got, len - got);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) err = errno;
+    if (r <= 0) break;
+    got += (size_t)r;
+  }
+  close(fd);
+  if (got != len) {
     free(buf);
-    return vlm_error(VLM_ERR_IO, "%s: read error (got %zu of %zu bytes)", path, got, len);
+    if (err) return vlm_error(VLM_ERR_IO, "%s: read error: %s", path, strerror(err));
+    return vlm_error(VLM_ERR_IO, "%s: read error (got %zu of %zu bytes; the file shrank?)", path, got, len);
   }
   buf[len] = 0;
   *out = buf;

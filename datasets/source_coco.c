@@ -5,7 +5,10 @@
  * folder the COCO layout implies (annotations/captions_val2017.json -> ../val2017/ when it
  * exists), else from the annotations file's own folder.
  * The JSON is parsed once at open; only the captions (one buffer) and per-sample offsets are
- * kept. A malformed annotation (no caption, unknown image id) is a bad sample, reported when read. */
+ * kept. A malformed annotation (not an object; image_id missing, not an integer, out of range
+ * or unknown; no caption string; a caption holding \u0000) is a bad sample, reported with its
+ * index when read. A malformed "images" entry, or two entries with one id and different file
+ * names, is an error at open (the same entry twice is a warning). */
 #define _POSIX_C_SOURCE 200809L
 #include <cjson/cJSON.h>
 #include <stdio.h>
@@ -20,12 +23,33 @@ typedef struct {
   char *text;          /* captions and file names, NUL-separated */
   size_t text_n, text_cap;
   int64_t n;
-  int64_t *cap_off;    /* [n] caption offset into text, -1: missing */
-  int64_t *img;        /* [n] index into the image table, -1: unknown */
+  int64_t *cap_off;    /* [n] caption offset into text, or a CAP_ code */
+  int64_t *img;        /* [n] index into the image table, or an ANN_ code */
   int64_t *image_id;   /* [n] the annotation's image_id */
   int64_t n_images;
   int64_t *img_name;   /* [n_images] file name offset into text */
 } coco_src;
+
+/* Why an annotation has no image (coco_src.img) or no caption (coco_src.cap_off). */
+enum { ANN_UNKNOWN_ID = -1, ANN_NO_ID = -2, ANN_ID_NOT_INT = -3, ANN_ID_RANGE = -4, ANN_NOT_OBJECT = -5 };
+enum { CAP_MISSING = -1, CAP_NUL = -2 };
+
+/* cJSON turns the escape \u0000 into a NUL that ends its C string, so a caption holding one
+ * would be cut short silently. Before parsing, each such escape is replaced by six 0xFF bytes
+ * (never valid UTF-8, so a caption holding them is bad anyway) and strings holding that mark
+ * are reported. A backslash pair is skipped as a whole, so "\\u0000" is left alone. */
+#define NUL_MARK "\xFF\xFF\xFF\xFF\xFF\xFF"
+static void mark_nul_escapes(char *b, size_t n) {
+  for (size_t i = 0; i + 1 < n; i++) {
+    if (b[i] != '\\') continue;
+    if (b[i + 1] == 'u' && i + 6 <= n && !memcmp(b + i + 2, "0000", 4)) {
+      memcpy(b + i, NUL_MARK, 6);
+      i += 5;
+    } else {
+      i++;   /* the escaped character */
+    }
+  }
+}
 
 static void coco_free(void *p) {
   coco_src *c = p;
@@ -60,11 +84,29 @@ static vlm_status coco_get(vlm_source *s, int64_t i, vlm_sample *out) {
   out->group = c->image_id[i];
   if (c->img[i] < 0) {
     snprintf(out->name, sizeof out->name, "%s: annotation %lld", c->path, (long long)i);
-    return vlm_src_fail(out, VLM_BAD_READ, vlm_error(VLM_ERR_FORMAT, "%s: image_id %lld is not in \"images\"", out->name,
-                                                     (long long)c->image_id[i]));
+    switch (c->img[i]) {
+      case ANN_NOT_OBJECT:
+        vlm_error(VLM_ERR_FORMAT, "%s: not an object", out->name);
+        break;
+      case ANN_NO_ID:
+        vlm_error(VLM_ERR_FORMAT, "%s: no \"image_id\"", out->name);
+        break;
+      case ANN_ID_NOT_INT:
+        vlm_error(VLM_ERR_FORMAT, "%s: \"image_id\" is not an integer", out->name);
+        break;
+      case ANN_ID_RANGE:
+        vlm_error(VLM_ERR_FORMAT, "%s: \"image_id\" is out of the 64-bit integer range", out->name);
+        break;
+      default:
+        vlm_error(VLM_ERR_FORMAT, "%s: image_id %lld is not in \"images\"", out->name, (long long)c->image_id[i]);
+        break;
+    }
+    return vlm_src_fail(out, VLM_BAD_READ, VLM_ERR_FORMAT);
   }
   const char *fname = c->text + c->img_name[c->img[i]];
   snprintf(out->name, sizeof out->name, "%s: annotation %lld (%s)", c->path, (long long)i, fname);
+  if (c->cap_off[i] == CAP_NUL)
+    return vlm_src_fail(out, VLM_BAD_CAPTION, vlm_error(VLM_ERR_FORMAT, "%s: caption holds a NUL (\\u0000)", out->name));
   if (c->cap_off[i] < 0)
     return vlm_src_fail(out, VLM_BAD_CAPTION, vlm_error(VLM_ERR_FORMAT, "%s: no \"caption\" string", out->name));
   const char *cap = c->text + c->cap_off[i];
@@ -97,12 +139,16 @@ static int cmp_pair(const void *a, const void *b) {
   return x->id < y->id ? -1 : x->id > y->id ? 1 : (x->idx < y->idx ? -1 : x->idx > y->idx);
 }
 
-static int json_int(const cJSON *o, int64_t *v) {
-  if (!cJSON_IsNumber(o)) return 0;
-  double d = o->valuedouble;
-  if (!(d >= -9.0e18 && d <= 9.0e18) || d != (double)(int64_t)d) return 0;
-  *v = (int64_t)d;
-  return 1;
+/* An integer member: 1, or 0 with why = ANN_NO_ID / ANN_ID_NOT_INT / ANN_ID_RANGE. */
+static int json_int(const cJSON *o, int64_t *v, int64_t *why) {
+  int64_t w = !o ? ANN_NO_ID : ANN_ID_NOT_INT;
+  if (cJSON_IsNumber(o)) {
+    double d = o->valuedouble;
+    if (!(d >= -9.0e18 && d <= 9.0e18)) w = d == d ? ANN_ID_RANGE : ANN_ID_NOT_INT;
+    else if (d == (double)(int64_t)d) { *v = (int64_t)d; return 1; }
+  }
+  if (why) *why = w;
+  return 0;
 }
 
 vlm_status vlm_src_open_coco(vlm_source *s, const char *path) {
@@ -116,6 +162,7 @@ vlm_status vlm_src_open_coco(vlm_source *s, const char *path) {
   size_t n;
   vlm_status st = vlm_src_read_file(path, (size_t)1 << 32, &buf, &n);
   if (st) return st;
+  mark_nul_escapes((char *)buf, n);
   cJSON *root = cJSON_ParseWithLength((const char *)buf, n);
   if (!root) {
     const char *e = cJSON_GetErrorPtr();
@@ -143,8 +190,12 @@ vlm_status vlm_src_open_coco(vlm_source *s, const char *path) {
   cJSON_ArrayForEach(it, images) {
     const cJSON *fn = cJSON_GetObjectItemCaseSensitive(it, "file_name");
     int64_t id;
-    if (!json_int(cJSON_GetObjectItemCaseSensitive(it, "id"), &id) || !cJSON_IsString(fn) || !fn->valuestring[0]) {
+    if (!json_int(cJSON_GetObjectItemCaseSensitive(it, "id"), &id, NULL) || !cJSON_IsString(fn) || !fn->valuestring[0]) {
       st = vlm_error(VLM_ERR_FORMAT, "%s: images[%lld] needs an integer \"id\" and a \"file_name\"", path, (long long)k);
+      goto done;
+    }
+    if (strstr(fn->valuestring, NUL_MARK)) {
+      st = vlm_error(VLM_ERR_FORMAT, "%s: images[%lld]: \"file_name\" holds a NUL (\\u0000)", path, (long long)k);
       goto done;
     }
     int64_t o = add_text(c, fn->valuestring);
@@ -156,13 +207,33 @@ vlm_status vlm_src_open_coco(vlm_source *s, const char *path) {
   }
   c->n_images = ni;
   qsort(pairs, (size_t)ni, sizeof *pairs, cmp_pair);
+  /* one id, one image: the same entry twice is harmless, two files under one id are not */
+  int64_t same = 0, same_at = -1;
+  for (int64_t j = 1; j < ni; j++) {
+    if (pairs[j].id != pairs[j - 1].id) continue;
+    const char *a = c->text + c->img_name[pairs[j - 1].idx], *b = c->text + c->img_name[pairs[j].idx];
+    if (strcmp(a, b)) {
+      st = vlm_error(VLM_ERR_FORMAT, "%s: images[%lld] and images[%lld] have the same id %lld but different files "
+                     "('%.200s', '%.200s')", path, (long long)pairs[j - 1].idx, (long long)pairs[j].idx,
+                     (long long)pairs[j].id, a, b);
+      goto done;
+    }
+    if (!same++) same_at = j;
+  }
+  if (same)
+    vlm_log(VLM_LOG_WARN, "%s: %lld repeated entries in \"images\" (first: id %lld, images[%lld] and images[%lld], "
+            "the same file)", path, (long long)same, (long long)pairs[same_at].id, (long long)pairs[same_at - 1].idx,
+            (long long)pairs[same_at].idx);
   k = 0;
   cJSON_ArrayForEach(it, anns) {
     const cJSON *cap = cJSON_GetObjectItemCaseSensitive(it, "caption");
     int64_t id = -1;
-    c->img[k] = -1;
+    c->img[k] = cJSON_IsObject(it) ? ANN_UNKNOWN_ID : ANN_NOT_OBJECT;
     c->image_id[k] = -1;
-    if (json_int(cJSON_GetObjectItemCaseSensitive(it, "image_id"), &id)) {
+    if (!cJSON_IsObject(it)) {
+      /* reported when read */
+    } else if (json_int(cJSON_GetObjectItemCaseSensitive(it, "image_id"), &id, &c->img[k])) {
+      c->img[k] = ANN_UNKNOWN_ID;
       c->image_id[k] = id;
       int64_t lo = 0, hi = ni;
       while (lo < hi) {
@@ -172,8 +243,10 @@ vlm_status vlm_src_open_coco(vlm_source *s, const char *path) {
       }
       if (lo < ni && pairs[lo].id == id) c->img[k] = pairs[lo].idx;
     }
-    c->cap_off[k] = -1;
-    if (cJSON_IsString(cap)) {
+    c->cap_off[k] = CAP_MISSING;
+    if (cJSON_IsString(cap) && strstr(cap->valuestring, NUL_MARK)) {
+      c->cap_off[k] = CAP_NUL;
+    } else if (cJSON_IsString(cap)) {
       int64_t o = add_text(c, cap->valuestring);
       if (o < 0) { st = vlm_error(VLM_ERR_OOM, "out of memory"); goto done; }
       c->cap_off[k] = o;

@@ -1,13 +1,17 @@
 /* CSV/TSV source with open_clip's flags: a header row, a separator (tab by default), the image
- * path column (filepath) and the caption column (title). RFC-4180 quoting: a field that starts
- * with '"' is quoted, may hold separators and newlines, and "" inside it is one quote; a quote
- * inside an unquoted field is a plain character. Blank lines are skipped. Image paths are
- * relative to the CSV file's folder (absolute paths are kept).
+ * path column (filepath) and the caption column (title). Quoting as Python's csv module and
+ * pandas read it (their default dialect; one state machine, csv_step, for the scan and the
+ * split): a quote opens a quoted field only at the field's start; a quoted field may hold
+ * separators and newlines and "" inside it is one quote; after the closing quote the text up
+ * to the separator is kept literally (quotes included); a quote inside an unquoted field is a
+ * plain character. Records end at an unquoted LF, CR or CRLF. Blank and whitespace-only lines
+ * are skipped (as pandas does; a tab is whitespace unless it is the separator). A UTF-8 BOM
+ * is dropped. Image paths are relative to the CSV file's folder (absolute paths are kept).
  *
  * Opening scans the file once and keeps only the byte offset of every record (8 bytes a
  * sample), so the file need not fit in memory; a read pread()s one record (thread-safe).
  * Sample names are "file.csv:N (path)" with N = record number + 1 (the line number when no
- * record spans lines; the header is line 1). */
+ * record spans lines and no line is skipped; the header is line 1). */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
 #include <fcntl.h>
@@ -25,7 +29,7 @@ typedef struct {
   int fd;
   char *path, *dir;
   char sep;
-  int img_col, cap_col, n_cols;
+  int64_t img_col, cap_col, n_cols;
   int64_t *off;   /* [n + 1]: record starts, then the end of the last record */
   int64_t n;
 } csv_src;
@@ -39,38 +43,50 @@ static void csv_free(void *p) {
   free(c);
 }
 
-/* Split one record (bytes [0, n)) into fields, unquoting in place into buf (n + 1 bytes).
- * starts/lens get up to max fields; returns the field count, or -1 for an unterminated quote. */
-static int split_record(const char *rec, size_t n, char sep, char *buf, const char **starts, size_t *lens, int max) {
-  size_t i = 0, o = 0;
-  int nf = 0;
-  /* drop the record's line ending */
-  while (n > 0 && (rec[n - 1] == '\n' || rec[n - 1] == '\r')) n--;
-  for (;;) {
-    size_t fs = o;
-    if (i < n && rec[i] == '"') {
-      i++;
-      int closed = 0;
-      while (i < n) {
-        if (rec[i] == '"') {
-          if (i + 1 < n && rec[i + 1] == '"') { buf[o++] = '"'; i += 2; continue; }
-          i++;
-          closed = 1;
-          break;
-        }
-        buf[o++] = rec[i++];
-      }
-      if (!closed) return -1;
-      /* text after the closing quote up to the separator is kept (as pandas does) */
-      while (i < n && rec[i] != sep) buf[o++] = rec[i++];
-    } else {
-      while (i < n && rec[i] != sep) buf[o++] = rec[i++];
-    }
+/* The CSV grammar, one byte at a time. */
+/* states: at a field's start, in an unquoted field, in a quoted field, just after a quote in one */
+typedef enum { CSV_START, CSV_PLAIN, CSV_QUOTED, CSV_QUOTE } csv_state;
+/* what a byte is: field text, a quote of the syntax (dropped), a field end, a record end */
+typedef enum { CSV_TEXT, CSV_SKIP, CSV_SEP, CSV_EOL } csv_event;
+
+static csv_event csv_step(csv_state *s, char ch, char sep) {
+  switch (*s) {
+    case CSV_QUOTED:
+      if (ch == '"') { *s = CSV_QUOTE; return CSV_SKIP; }
+      return CSV_TEXT;
+    case CSV_QUOTE:   /* "" is one quote; other text after the closing quote is literal */
+      if (ch == '"') { *s = CSV_QUOTED; return CSV_TEXT; }
+      break;
+    case CSV_START:
+      if (ch == '"') { *s = CSV_QUOTED; return CSV_SKIP; }
+      break;
+    case CSV_PLAIN:
+      break;
+  }
+  if (ch == sep) { *s = CSV_START; return CSV_SEP; }
+  if (ch == '\n' || ch == '\r') { *s = CSV_START; return CSV_EOL; }
+  *s = CSV_PLAIN;
+  return CSV_TEXT;
+}
+
+/* Split the record at the start of rec[0, n) (it ends at its first record end; what follows,
+ * skipped blank lines, is ignored) into fields, unquoting into buf (n + 1 bytes). starts/lens
+ * get the first max fields; returns the field count, or -1 for an unterminated quote. */
+static int64_t split_record(const char *rec, size_t n, char sep, char *buf, const char **starts, size_t *lens,
+                            int64_t max) {
+  csv_state s = CSV_START;
+  size_t o = 0, fs = 0;
+  int64_t nf = 0;
+  for (size_t i = 0; i <= n; i++) {
+    csv_event ev = i < n ? csv_step(&s, rec[i], sep) : CSV_EOL;
+    if (i == n && s == CSV_QUOTED) return -1;
+    if (ev == CSV_TEXT) buf[o++] = rec[i];
+    if (ev == CSV_TEXT || ev == CSV_SKIP) continue;
     if (nf < max) { starts[nf] = buf + fs; lens[nf] = o - fs; }
     nf++;
     buf[o++] = 0;
-    if (i >= n) break;
-    i++;   /* the separator */
+    fs = o;
+    if (ev == CSV_EOL) break;
   }
   return nf;
 }
@@ -84,6 +100,8 @@ static vlm_status csv_get(vlm_source *s, int64_t i, vlm_sample *out) {
     return vlm_src_fail(out, VLM_BAD_READ, vlm_error(VLM_ERR_FORMAT, "%s: record longer than %zu bytes (an unterminated quote?)",
                                                      out->name, CSV_MAX_RECORD));
   char *rec = malloc(len + 1), *buf = malloc(len + 1);
+  const char **f = NULL;
+  size_t *fl = NULL;
   if (!rec || !buf) {
     free(rec);
     free(buf);
@@ -101,17 +119,21 @@ static vlm_status csv_get(vlm_source *s, int64_t i, vlm_sample *out) {
     st = vlm_src_fail(out, VLM_BAD_READ, vlm_error(VLM_ERR_IO, "%s: read error (the file changed?)", out->name));
     goto done;
   }
-  const char *f[256];
-  size_t fl[256];
-  int nf = split_record(rec, len, c->sep, buf, f, fl, 256);
+  int64_t need = c->img_col > c->cap_col ? c->img_col : c->cap_col;
+  f = malloc((size_t)(need + 1) * sizeof *f);
+  fl = malloc((size_t)(need + 1) * sizeof *fl);
+  if (!f || !fl) {
+    st = vlm_src_fail(out, VLM_BAD_READ, vlm_error(VLM_ERR_OOM, "%s: out of memory", out->name));
+    goto done;
+  }
+  int64_t nf = split_record(rec, len, c->sep, buf, f, fl, need + 1);
   if (nf < 0) {
     st = vlm_src_fail(out, VLM_BAD_READ, vlm_error(VLM_ERR_FORMAT, "%s: unterminated quoted field", out->name));
     goto done;
   }
-  int need = c->img_col > c->cap_col ? c->img_col : c->cap_col;
   if (nf <= need) {
-    st = vlm_src_fail(out, VLM_BAD_READ,
-                      vlm_error(VLM_ERR_FORMAT, "%s: the record has %d fields, the header %d", out->name, nf, c->n_cols));
+    st = vlm_src_fail(out, VLM_BAD_READ, vlm_error(VLM_ERR_FORMAT, "%s: the record has %lld fields, the header %lld",
+                                                   out->name, (long long)nf, (long long)c->n_cols));
     goto done;
   }
   const char *img = f[c->img_col];
@@ -145,52 +167,51 @@ static vlm_status csv_get(vlm_source *s, int64_t i, vlm_sample *out) {
 done:
   free(rec);
   free(buf);
+  free(f);
+  free(fl);
   return st;
 }
 
-/* Scan the file: record offsets (blank records dropped). */
-static vlm_status csv_index(csv_src *c, FILE *f, int64_t **offs, int64_t *nrec, int64_t *first_len) {
+/* Scan the file from byte start: record offsets (blank and whitespace-only records dropped). */
+static vlm_status csv_index(csv_src *c, int64_t start, int64_t **offs, int64_t *nrec, int64_t *first_len) {
   size_t cap = 1024, n = 0;
   int64_t *off = malloc(cap * sizeof *off);
   char *buf = malloc(1 << 20);
   if (!off || !buf) { free(off); free(buf); return vlm_error(VLM_ERR_OOM, "%s: out of memory", c->path); }
-  int64_t pos = 0, rec_start = 0;
-  int in_quotes = 0, field_start = 1, field_quoted = 0, blank = 1;
+  int64_t pos = start, rec_start = start;
+  csv_state state = CSV_START;
+  int blank = 1;
   for (;;) {
-    size_t got = fread(buf, 1, 1 << 20, f);
+    ssize_t got = pread(c->fd, buf, 1 << 20, (off_t)pos);
+    if (got < 0 && errno == EINTR) continue;
+    if (got < 0) {
+      int e = errno;
+      free(off);
+      free(buf);
+      return vlm_error(VLM_ERR_IO, "%s: read error: %s", c->path, strerror(e));
+    }
     if (got == 0) break;
-    for (size_t k = 0; k < got; k++, pos++) {
+    for (ssize_t k = 0; k < got; k++, pos++) {
       char ch = buf[k];
-      if (in_quotes) {
-        if (ch == '"') in_quotes = 0;
-        blank = 0;
+      csv_event ev = csv_step(&state, ch, c->sep);
+      if (ev != CSV_EOL) {
+        if (!(ev == CSV_TEXT && state == CSV_PLAIN && (ch == ' ' || ch == '\t'))) blank = 0;
         continue;
       }
-      if (ch == '\n') {
-        if (!blank) {
-          if (n + 2 > cap) {
-            cap *= 2;
-            int64_t *no = realloc(off, cap * sizeof *off);
-            if (!no) { free(off); free(buf); return vlm_error(VLM_ERR_OOM, "%s: out of memory indexing", c->path); }
-            off = no;
-          }
-          off[n++] = rec_start;
+      if (!blank) {
+        if (n + 2 > cap) {
+          cap *= 2;
+          int64_t *no = realloc(off, cap * sizeof *off);
+          if (!no) { free(off); free(buf); return vlm_error(VLM_ERR_OOM, "%s: out of memory indexing", c->path); }
+          off = no;
         }
-        rec_start = pos + 1;
-        field_start = 1;
-        field_quoted = 0;
-        blank = 1;
-        continue;
+        off[n++] = rec_start;
       }
-      if (ch == c->sep) { field_start = 1; field_quoted = 0; blank = 0; continue; }
-      if (ch == '"' && (field_start || field_quoted)) { in_quotes = 1; field_quoted = 1; }
-      if (ch != '\r' && ch != ' ' && ch != '\t') blank = 0;
-      field_start = 0;
+      rec_start = pos + 1;
+      blank = 1;
     }
   }
-  int err = ferror(f);
   free(buf);
-  if (err) { free(off); return vlm_error(VLM_ERR_IO, "%s: read error", c->path); }
   if (!blank) {
     if (n + 2 > cap) {
       int64_t *no = realloc(off, (n + 2) * sizeof *off);
@@ -202,7 +223,7 @@ static vlm_status csv_index(csv_src *c, FILE *f, int64_t **offs, int64_t *nrec, 
   off[n] = pos;
   *offs = off;
   *nrec = (int64_t)n;
-  *first_len = n ? (n > 1 ? off[1] : pos) - off[0] : 0;
+  *first_len = n ? off[1] - off[0] : 0;
   return VLM_OK;
 }
 
@@ -218,28 +239,34 @@ vlm_status vlm_src_open_csv(vlm_source *s, const char *path) {
   const char *ik = s->opts.csv_img_key ? s->opts.csv_img_key : "filepath";
   const char *ck = s->opts.csv_caption_key ? s->opts.csv_caption_key : "title";
   if (!c->path || !c->dir) return vlm_error(VLM_ERR_OOM, "out of memory");
-  FILE *f = fopen(path, "rb");
-  if (!f) return vlm_error(VLM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+  if (c->sep == '"' || c->sep == '\n' || c->sep == '\r')
+    return vlm_error(VLM_ERR_ARG, "%s: a quote or a line break cannot be the separator", path);
+  c->fd = vlm_src_open_regular(path, NULL);
+  if (c->fd < 0) return VLM_ERR_IO;
+  char bom[3];
+  int64_t start = pread(c->fd, bom, 3, 0) == 3 && !memcmp(bom, "\xEF\xBB\xBF", 3) ? 3 : 0;   /* UTF-8 BOM */
   int64_t *off = NULL, nrec = 0, hlen = 0;
-  vlm_status st = csv_index(c, f, &off, &nrec, &hlen);
-  fclose(f);
+  vlm_status st = csv_index(c, start, &off, &nrec, &hlen);
   if (st) return st;
   c->off = off;
   if (nrec == 0) return vlm_error(VLM_ERR_FORMAT, "%s: empty file (no header row)", path);
-  c->fd = open(path, O_RDONLY);
-  if (c->fd < 0) return vlm_error(VLM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
   if ((size_t)hlen > CSV_MAX_RECORD) return vlm_error(VLM_ERR_FORMAT, "%s: header row longer than %zu bytes", path, CSV_MAX_RECORD);
-  char *rec = malloc((size_t)hlen + 1), *buf = malloc((size_t)hlen + 4);
+  char *rec = malloc((size_t)hlen + 1), *buf = malloc((size_t)hlen + 1);
+  const char **fs = NULL;
+  size_t *fl = NULL;
   if (!rec || !buf) { free(rec); free(buf); return vlm_error(VLM_ERR_OOM, "out of memory"); }
   ssize_t r = pread(c->fd, rec, (size_t)hlen, (off_t)off[0]);
   if (r != (ssize_t)hlen) { free(rec); free(buf); return vlm_error(VLM_ERR_IO, "%s: read error", path); }
-  size_t skip = (hlen >= 3 && !memcmp(rec, "\xEF\xBB\xBF", 3)) ? 3 : 0;   /* UTF-8 BOM */
-  const char *fs[256];
-  size_t fl[256];
-  int nf = split_record(rec + skip, (size_t)hlen - skip, c->sep, buf, fs, fl, 256);
+  /* count the columns, then split into arrays of that size: any number of columns */
+  int64_t nf = split_record(rec, (size_t)hlen, c->sep, buf, NULL, NULL, 0);
+  if (nf > 0) {
+    fs = malloc((size_t)nf * sizeof *fs);
+    fl = malloc((size_t)nf * sizeof *fl);
+    if (!fs || !fl) { st = vlm_error(VLM_ERR_OOM, "out of memory"); goto out; }
+    split_record(rec, (size_t)hlen, c->sep, buf, fs, fl, nf);
+  }
   c->img_col = c->cap_col = -1;
-  if (nf > 256) nf = 256;
-  for (int k = 0; k < nf; k++) {
+  for (int64_t k = 0; k < nf; k++) {
     if (fl[k] == strlen(ik) && !memcmp(fs[k], ik, fl[k]) && c->img_col < 0) c->img_col = k;
     if (fl[k] == strlen(ck) && !memcmp(fs[k], ck, fl[k]) && c->cap_col < 0) c->cap_col = k;
   }
@@ -247,28 +274,34 @@ vlm_status vlm_src_open_csv(vlm_source *s, const char *path) {
     char hdr[512];
     size_t o = 0;
     hdr[0] = 0;
-    for (int k = 0; k < nf && o + 8 < sizeof hdr; k++)
+    for (int64_t k = 0; k < nf && o + 8 < sizeof hdr; k++)
       o += (size_t)snprintf(hdr + o, sizeof hdr - o, "%s'%.*s'", k ? ", " : "", (int)(fl[k] > 60 ? 60 : fl[k]), fs[k]);
     if (o >= sizeof hdr) o = sizeof hdr - 1;
     const char *missing = nf < 0 ? "(unterminated quote)" : c->img_col < 0 ? ik : ck;
     char sepname[16];
     if (c->sep == '\t') snprintf(sepname, sizeof sepname, "tab");
     else snprintf(sepname, sizeof sepname, "'%c'", c->sep);
-    st = vlm_error(VLM_ERR_FORMAT, "%s: no column '%s' in the header (separator %s; columns: %s)%s", path, missing,
-                   sepname, nf < 0 ? "?" : hdr,
+    char more[48] = "";
+    if (nf > 0 && o + 8 >= sizeof hdr) snprintf(more, sizeof more, " ... (%lld columns)", (long long)nf);
+    st = vlm_error(VLM_ERR_FORMAT, "%s: no column '%s' in the header (separator %s; columns: %s%s)%s", path, missing,
+                   sepname, nf < 0 ? "?" : hdr, more,
                    (nf == 1 && strchr(hdr, c->sep == '\t' ? ',' : '\t')) ? "; wrong --csv-separator?" : "");
-    free(rec);
-    free(buf);
-    return st;
+    goto out;
+  }
+  if (nrec == 1) {
+    st = vlm_error(VLM_ERR_FORMAT, "%s: no records (only the header row)", path);
+    goto out;
   }
   c->n_cols = nf;
-  free(rec);
-  free(buf);
   /* drop the header: records 1..n-1 */
   memmove(off, off + 1, (size_t)nrec * sizeof *off);
-  c->off = off;
   c->n = nrec - 1;
   s->size = c->n;
   s->get = csv_get;
-  return VLM_OK;
+out:
+  free(rec);
+  free(buf);
+  free(fs);
+  free(fl);
+  return st;
 }

@@ -26,6 +26,11 @@ vlm_status vlm_src_open_wds(vlm_source *s, const char *pattern);
 vlm_status vlm_src_open_folder(vlm_source *s, const char *dir, int imagefolder);
 vlm_status vlm_src_open_shapes(vlm_source *s, const char *spec);
 
+/* Open a regular file for reading without blocking on a FIFO: open(O_NONBLOCK), fstat the
+ * descriptor, refuse anything but a regular file ("is a directory", "not a regular file (a
+ * pipe)", ...), then clear O_NONBLOCK. Returns the fd, or -1 with the message set (naming the
+ * path; what, e.g. "shard", goes into "cannot open <what>"). */
+int vlm_src_open_regular(const char *path, const char *what);
 /* Whole file into memory (malloc'ed, NUL-terminated); errors name the file. max: size guard. */
 vlm_status vlm_src_read_file(const char *path, size_t max, uint8_t **out, size_t *n);
 /* Set a failure on a sample: message "name: problem" and the reason; returns code. */

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "datasets/source_internal.h"
 
@@ -203,10 +204,18 @@ int vlm_shard_next(vlm_shard_reader *r, vlm_sample *out) {
   /* the key is a copy: the tar reader owns entry names only until the next entry */
   char ext[32];
   size_t klen = split_key(e.name, ext, sizeof ext);
-  char key[400];
-  snprintf(key, sizeof key, "%.*s", (int)(klen < sizeof key - 1 ? klen : sizeof key - 1), e.name);
+  char *key = strndup(e.name, klen);
   free(owned_name);
   e.name = NULL;
+  if (!key) {
+    free(e.data);
+    r->done = 1;
+    snprintf(out->name, sizeof out->name, "%s", r->shard);
+    vlm_error(VLM_ERR_OOM, "%s: out of memory", r->shard);
+    out->fail = VLM_BAD_READ;
+    return -1;
+  }
+  size_t key_n = klen;
   int img_rank = 99;
   uint8_t *img = NULL, *txt = NULL;
   size_t img_n = 0, txt_n = 0;
@@ -222,7 +231,7 @@ int vlm_shard_next(vlm_shard_reader *r, vlm_sample *out) {
     if (k == 0) { r->done = 1; break; }
     if (k < 0) { broken = 1; r->done = 1; break; }
     klen = split_key(e.name, ext, sizeof ext);
-    if (klen != strlen(key) || strncmp(e.name, key, klen)) {
+    if (klen != key_n || strncmp(e.name, key, klen)) {
       /* next sample: keep the entry, with its own copy of the name */
       r->pend = e;
       r->pend.name = strdup(e.name);
@@ -232,6 +241,7 @@ int vlm_shard_next(vlm_shard_reader *r, vlm_sample *out) {
     }
   }
   snprintf(out->name, sizeof out->name, "%s:%s", r->shard, key);
+  free(key);
   out->group = (r->index << 32) | (r->count++ & 0xffffffff);
   if (broken && img && txt) {
     /* this sample is whole: deliver it, report the broken shard on the next call */
@@ -283,8 +293,10 @@ static void wds_free(void *p) {
 static vlm_status wds_shard_open(vlm_source *s, int64_t shard, vlm_shard_reader **out) {
   wds_src *w = s->impl;
   const char *path = w->shards[shard];
-  FILE *f = fopen(path, "rb");
-  if (!f) return vlm_error(VLM_ERR_IO, "%s: cannot open shard: %s", path, strerror(errno));
+  int fd = vlm_src_open_regular(path, "shard");   /* a pipe or a folder is named as such */
+  if (fd < 0) return VLM_ERR_IO;
+  FILE *f = fdopen(fd, "rb");
+  if (!f) { int e = errno; close(fd); return vlm_error(VLM_ERR_IO, "%s: cannot open shard: %s", path, strerror(e)); }
   vlm_tar *t = vlm_tar_new(f, path, 1);
   if (!t) { fclose(f); return vlm_error(VLM_ERR_OOM, "out of memory"); }
   const char *b = strrchr(path, '/');
@@ -300,15 +312,26 @@ vlm_status vlm_src_open_wds(vlm_source *s, const char *pattern) {
   s->free_impl = wds_free;
   if (!vlm_wds_expand(pattern, &w->shards, &w->n, 1000000)) return VLM_ERR_ARG;
   int64_t present = 0;
+  char first[300] = "";   /* why the first unusable shard is unusable */
   for (int64_t i = 0; i < w->n; i++) {
     struct stat st;
-    if (stat(w->shards[i], &st) == 0 && S_ISREG(st.st_mode)) present++;
+    int missing = stat(w->shards[i], &st) != 0;
+    if (!missing && S_ISREG(st.st_mode)) { present++; continue; }
+    if (first[0]) continue;
+    if (missing) snprintf(first, sizeof first, "%.120s: cannot open: %s", w->shards[i], strerror(errno));
+    else
+      snprintf(first, sizeof first, "%.120s: %s", w->shards[i],
+               S_ISDIR(st.st_mode)    ? "is a directory"
+               : S_ISFIFO(st.st_mode) ? "not a regular file (a pipe; shards are re-read every pass, so they must be files)"
+                                      : "not a regular file");
   }
-  if (present == 0)
-    return vlm_error(VLM_ERR_IO, "%s: no shard found (first: %s: %s)", pattern, w->shards[0], strerror(ENOENT));
+  if (present == 0) {
+    if (w->n == 1) return vlm_error(VLM_ERR_IO, "%s", first);
+    return vlm_error(VLM_ERR_IO, "%s: no shard found (first: %s)", pattern, first);
+  }
   if (present < w->n)
-    vlm_log(VLM_LOG_WARN, "%s: %lld of %lld shards are missing (reported when read)", pattern,
-            (long long)(w->n - present), (long long)w->n);
+    vlm_log(VLM_LOG_WARN, "%s: %lld of %lld shards are missing or not regular files (first: %s; reported when read)",
+            pattern, (long long)(w->n - present), (long long)w->n, first);
   s->n_shards = w->n;
   s->size = -1;
   s->shard_open = wds_shard_open;

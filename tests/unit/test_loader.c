@@ -308,6 +308,7 @@ static void test_mixing(void) {
     vlm_loader_cfg c;
     base_cfg(&c, spec, 1, 8, 100);
     c.upsampling = cases[k].up;
+    c.n_upsampling = cases[k].up ? 2 : 0;
     c.temperature = cases[k].T;
     c.samples_per_epoch = 3000;
     c.workers = 2;
@@ -327,6 +328,24 @@ static void test_mixing(void) {
   collect(&c, 0, 0, &r);
   CHECK(r.n == 500 && r.ids[1] == alpha_id && r.ids[499 * 16 + 1] != alpha_id, "eval reads the sources one after the other");
   run_free(&r);
+  /* one factor for two sources: said so, not a weight read past the array */
+  double one[2] = {1, NAN};
+  base_cfg(&c, spec, 1, 8, 100);
+  c.upsampling = one;
+  c.n_upsampling = 1;
+  vlm_loader *l = NULL;
+  CHECK(vlm_loader_open(&l, &c) != VLM_OK && strstr(vlm_last_error(), "2 sources but 1 upsampling factor"),
+        "factor count checked: %s", vlm_last_error());
+  vlm_loader_close(l);
+  /* a header-only CSV: the file named, not "the mixing weights sum to 0" */
+  FILE *h = fopen(P("header_only.tsv"), "w");
+  fputs("filepath\ttitle\n", h);
+  fclose(h);
+  base_cfg(&c, P("header_only.tsv"), 0, 8, 4);
+  CHECK(vlm_loader_open(&l, &c) != VLM_OK && strstr(vlm_last_error(), "header_only.tsv") &&
+            strstr(vlm_last_error(), "no records") && !strstr(vlm_last_error(), "sum to 0"),
+        "header-only CSV: %s", vlm_last_error());
+  vlm_loader_close(l);
 }
 
 /* ------------------------------------------------------------------ WebDataset */
@@ -407,6 +426,7 @@ static void test_wds(void) {
     vlm_loader_cfg cm;
     base_cfg(&cm, mix, 1, 16, 8);
     cm.upsampling = upf;
+    cm.n_upsampling = 2;
     cm.samples_per_epoch = 160;
     cm.shuffle_buffer = 5;
     cm.workers = 0;

@@ -227,6 +227,133 @@ static void test_csv(void) {
         vlm_last_error());
 }
 
+/* An image path naming a FIFO or a folder: a bad sample at once (vlm_src_read_file checks
+ * the opened descriptor), not a read that waits for a writer. */
+static void test_special_files(void) {
+  vlm_source_opts o;
+  vlm_source_opts_default(&o);
+  vlm_source *s = NULL;
+  write_text(P("csv/special.tsv"), "filepath\ttitle\nfifo.png\tf\nimg\td\nimg/a.png\tok\n");
+  int have_fifo = mkfifo(P("csv/fifo.png"), 0644) == 0;
+  CHECK(vlm_source_open(&s, P("csv/special.tsv"), &o) == VLM_OK, "special.tsv: %s", vlm_last_error());
+  if (s) {
+    vlm_sample sm;
+    if (have_fifo) {
+      alarm(20);   /* a hang is a failure */
+      CHECK(vlm_source_get(s, 0, &sm) != VLM_OK && sm.fail == VLM_BAD_READ && strstr(vlm_last_error(), "fifo.png") &&
+                strstr(vlm_last_error(), "not a regular file"),
+            "FIFO image: %s", vlm_last_error());
+      alarm(0);
+      vlm_sample_free(&sm);
+    }
+    CHECK(vlm_source_get(s, 1, &sm) != VLM_OK && strstr(vlm_last_error(), "is a directory"), "folder as image: %s",
+          vlm_last_error());
+    vlm_sample_free(&sm);
+    CHECK(vlm_source_get(s, 2, &sm) == VLM_OK && decodes(&sm), "the next record reads: %s", vlm_last_error());
+    vlm_sample_free(&sm);
+    vlm_source_close(s);
+  }
+}
+
+/* Read record i of an open CSV source: its caption, or NULL (the message in vlm_last_error). */
+static char *csv_caption(vlm_source *s, int64_t i) {
+  vlm_sample sm;
+  char *cap = NULL;
+  if (vlm_source_get(s, i, &sm) == VLM_OK && sm.caption) cap = strdup(sm.caption);
+  vlm_sample_free(&sm);
+  return cap;
+}
+
+/* The record scanner and the field splitter follow one rule, Python's csv (and pandas'): a
+ * quote opens a quoted field only at the field's start, and after the closing quote the text
+ * up to the separator is literal. Blank and whitespace-only lines are skipped wherever they
+ * are; CR, LF and CRLF end records. */
+static void test_csv_grammar(void) {
+  vlm_source_opts o;
+  vlm_source_opts_default(&o);
+  vlm_source *s = NULL;
+  /* an odd number of quotes after a quoted start: no record swallowed */
+  write_text(P("csv/stop.tsv"),
+             "filepath\ttitle\n"
+             "img/a.png\t\"Stop\" sign, 30\" wide\n"
+             "img/b.png\ta purple star\n"
+             "img/a.png\t\"a\"b\"c\"\tx\n"
+             "img/b.png\ta green star\n");
+  CHECK(vlm_source_open(&s, P("csv/stop.tsv"), &o) == VLM_OK && vlm_source_size(s) == 4, "stop.tsv: 4 records, got %lld: %s",
+        s ? (long long)vlm_source_size(s) : -1LL, vlm_last_error());
+  if (s && vlm_source_size(s) == 4) {
+    const char *want[4] = {"Stop sign, 30\" wide", "a purple star", "ab\"c\"", "a green star"};
+    for (int i = 0; i < 4; i++) {
+      char *cap = csv_caption(s, i);
+      CHECK(cap && !strcmp(cap, want[i]), "stop.tsv record %d: '%s', want '%s'", i, cap ? cap : vlm_last_error(), want[i]);
+      free(cap);
+    }
+  }
+  vlm_source_close(s);
+  s = NULL;
+  /* whitespace-only lines: skipped, not glued onto the record before them */
+  write_text(P("csv/ws.tsv"), "filepath\ttitle\n \nimg/a.png\tx\n  \r\n\nimg/b.png\ty\n \t\n");
+  CHECK(vlm_source_open(&s, P("csv/ws.tsv"), &o) == VLM_OK, "whitespace lines: %s", vlm_last_error());
+  if (s) {
+    CHECK(vlm_source_size(s) == 3, "whitespace lines: 3 records (' \\t' is two fields with a tab separator), got %lld",
+          (long long)vlm_source_size(s));
+    char *a = csv_caption(s, 0), *b = csv_caption(s, 1);
+    CHECK(a && !strcmp(a, "x") && b && !strcmp(b, "y"), "whitespace lines: captions '%s' '%s'", a ? a : "(null)",
+          b ? b : "(null)");
+    free(a);
+    free(b);
+    vlm_source_close(s);
+    s = NULL;
+  }
+  o.csv_separator = ',';
+  write_text(P("csv/ws.csv"), "filepath,title\n \t \nimg/a.png,x\n");
+  CHECK(vlm_source_open(&s, P("csv/ws.csv"), &o) == VLM_OK && vlm_source_size(s) == 1, "spaces and tabs line skipped (','): %s",
+        vlm_last_error());
+  vlm_source_close(s);
+  s = NULL;
+  /* old Mac line ends; a BOM before a quoted header field */
+  write_text(P("csv/cr.csv"), "\xEF\xBB\xBF\"filepath\",title\rimg/a.png,\"one\r\"\rimg/b.png,two\r");
+  CHECK(vlm_source_open(&s, P("csv/cr.csv"), &o) == VLM_OK && vlm_source_size(s) == 2, "CR line ends: %s", vlm_last_error());
+  if (s) {
+    char *a = csv_caption(s, 0), *b = csv_caption(s, 1);
+    CHECK(a && !strcmp(a, "one\r") && b && !strcmp(b, "two"), "CR line ends: '%s' '%s'", a ? a : "(null)", b ? b : "(null)");
+    free(a);
+    free(b);
+    vlm_source_close(s);
+    s = NULL;
+  }
+  vlm_source_opts_default(&o);
+  /* a header and no records: said so */
+  write_text(P("csv/header_only.tsv"), "filepath\ttitle\n\n");
+  CHECK(vlm_source_open(&s, P("csv/header_only.tsv"), &o) != VLM_OK && strstr(vlm_last_error(), "header_only.tsv") &&
+            strstr(vlm_last_error(), "no records"),
+        "header only: %s", vlm_last_error());
+  /* the columns are found wherever they are: 300 before them */
+  size_t cap = 8192, n = 0;
+  char *wide = malloc(cap);
+  for (int k = 0; k < 300; k++) n += (size_t)snprintf(wide + n, cap - n, "c%d\t", k);
+  n += (size_t)snprintf(wide + n, cap - n, "filepath\ttitle\n");
+  for (int k = 0; k < 300; k++) n += (size_t)snprintf(wide + n, cap - n, "x\t");
+  snprintf(wide + n, cap - n, "img/a.png\tfar right\n");
+  write_text(P("csv/wide.tsv"), wide);
+  free(wide);
+  CHECK(vlm_source_open(&s, P("csv/wide.tsv"), &o) == VLM_OK && vlm_source_size(s) == 1, "302 columns: %s", vlm_last_error());
+  if (s) {
+    char *c = csv_caption(s, 0);
+    CHECK(c && !strcmp(c, "far right"), "column 302 read: %s", c ? c : vlm_last_error());
+    free(c);
+    vlm_source_close(s);
+    s = NULL;
+  }
+  /* the CSV file itself a FIFO */
+  if (mkfifo(P("csv/pipe.tsv"), 0644) == 0) {
+    alarm(20);
+    CHECK(vlm_source_open(&s, P("csv/pipe.tsv"), &o) != VLM_OK && strstr(vlm_last_error(), "not a regular file"),
+          "FIFO CSV: %s", vlm_last_error());
+    alarm(0);
+  }
+}
+
 /* ------------------------------------------------------------------ COCO */
 static void test_coco(void) {
   mkdir(P("coco"), 0777);
@@ -286,6 +413,58 @@ static void test_coco(void) {
   write_text(P("coco/badimg.json"), "{\"images\": [{\"id\": \"x\"}], \"annotations\": []}");
   CHECK(vlm_source_open(&s, P("coco/badimg.json"), &o) != VLM_OK && strstr(vlm_last_error(), "images[0]"),
         "bad image entry: %s", vlm_last_error());
+}
+
+/* Malformed annotations name their own problem (an image with id -1 exists, so a fallback
+ * of -1 would find it); a \u0000 in a caption is reported, not a cut caption; one image id
+ * for two files is refused. */
+static void test_coco_annotations(void) {
+  vlm_source_opts o;
+  vlm_source_opts_default(&o);
+  vlm_source *s = NULL;
+  o.coco_images = P("coco/val2017");
+  write_text(P("coco/anns.json"),
+             "{\"images\": [{\"id\": -1, \"file_name\": \"1.png\"}, {\"id\": 3, \"file_name\": \"1.png\"},"
+             "  {\"id\": 3, \"file_name\": \"1.png\"}],\n"
+             " \"annotations\": [{\"caption\": \"no id\"}, {\"image_id\": \"3\", \"caption\": \"a string\"},\n"
+             "   {\"image_id\": 1e300, \"caption\": \"huge\"}, [3], {\"image_id\": 3.5, \"caption\": \"half\"},\n"
+             "   {\"image_id\": 3, \"caption\": \"cut\\u0000 here\"}, {\"image_id\": 3, \"caption\": \"a \\\\u0000 is text\"},\n"
+             "   {\"image_id\": -1, \"caption\": \"minus one\"}]}");
+  CHECK(vlm_source_open(&s, P("coco/anns.json"), &o) == VLM_OK && vlm_source_size(s) == 8, "coco anns: %s",
+        vlm_last_error());
+  if (s) {
+    const char *want[6] = {"annotation 0: no \"image_id\"", "annotation 1: \"image_id\" is not an integer",
+                           "annotation 2: \"image_id\" is out of", "annotation 3: not an object",
+                           "annotation 4: \"image_id\" is not an integer", "caption holds a NUL"};
+    vlm_sample sm;
+    for (int i = 0; i < 6; i++) {
+      CHECK(vlm_source_get(s, i, &sm) != VLM_OK && strstr(vlm_last_error(), want[i]) && !strstr(vlm_last_error(), "-1"),
+            "coco annotation %d: %s", i, vlm_last_error());
+      vlm_sample_free(&sm);
+    }
+    CHECK(vlm_source_get(s, 5, &sm) != VLM_OK && sm.fail == VLM_BAD_CAPTION && strstr(vlm_last_error(), "annotation 5"),
+          "NUL caption: a caption failure naming the annotation");
+    vlm_sample_free(&sm);
+    CHECK(vlm_source_get(s, 6, &sm) == VLM_OK && !strcmp(sm.caption, "a \\u0000 is text"), "escaped backslash kept: %s",
+          sm.caption ? sm.caption : vlm_last_error());
+    vlm_sample_free(&sm);
+    CHECK(vlm_source_get(s, 7, &sm) == VLM_OK && sm.group == -1 && decodes(&sm), "image id -1 works: %s", vlm_last_error());
+    vlm_sample_free(&sm);
+    vlm_source_close(s);
+    s = NULL;
+  }
+  /* one id for two different files: refused, naming the id */
+  write_text(P("coco/dup.json"),
+             "{\"images\": [{\"id\": 5, \"file_name\": \"1.png\"}, {\"id\": 6, \"file_name\": \"2.png\"},"
+             " {\"id\": 5, \"file_name\": \"other.png\"}], \"annotations\": [{\"image_id\": 5, \"caption\": \"x\"}]}");
+  CHECK(vlm_source_open(&s, P("coco/dup.json"), &o) != VLM_OK && strstr(vlm_last_error(), "dup.json") &&
+            strstr(vlm_last_error(), "images[0] and images[2]") && strstr(vlm_last_error(), "id 5"),
+        "duplicate image id: %s", vlm_last_error());
+  write_text(P("coco/nulname.json"),
+             "{\"images\": [{\"id\": 5, \"file_name\": \"1.png\\u0000.txt\"}], \"annotations\": [{\"image_id\": 5, \"caption\": \"x\"}]}");
+  CHECK(vlm_source_open(&s, P("coco/nulname.json"), &o) != VLM_OK && strstr(vlm_last_error(), "images[0]") &&
+            strstr(vlm_last_error(), "NUL"),
+        "NUL in a file name: %s", vlm_last_error());
 }
 
 /* ------------------------------------------------------------------ WebDataset */
@@ -446,6 +625,68 @@ static void test_wds(void) {
   CHECK(!vlm_wds_expand("{0..999999}", &v, &nv, 1000) && strstr(vlm_last_error(), "more than"), "expansion bounded");
 }
 
+/* Keys longer than any fixed buffer still pair their members (GNU long names); a shard path
+ * that is not a regular file says what it is. */
+static void test_wds_paths(void) {
+  vlm_source_opts o;
+  vlm_source_opts_default(&o);
+  vlm_source *s = NULL;
+  FILE *f;
+  size_t n1;
+  char pat[1024];
+  char key[600] = "d/", nm[700];
+  memset(key + 2, 'z', 450);   /* keys "d/zzz...z/0" and "d/zzz...z/1": 454 bytes */
+  key[452] = 0;
+  f = fopen(P("wds/longkey.tar"), "wb");
+  uint8_t *p4 = png_bytes(6, 6, 5, &n1);
+  snprintf(nm, sizeof nm, "%s/0.png", key);
+  tar_add_gnu(f, nm, p4, n1);
+  snprintf(nm, sizeof nm, "%s/0.txt", key);
+  tar_add_gnu(f, nm, "long key", 8);
+  snprintf(nm, sizeof nm, "%s/1.png", key);
+  tar_add_gnu(f, nm, p4, n1);
+  snprintf(nm, sizeof nm, "%s/1.txt", key);
+  tar_add_gnu(f, nm, "next key", 8);
+  tar_end(f);
+  fclose(f);
+  free(p4);
+  CHECK(vlm_source_open(&s, P("wds/longkey.tar"), &o) == VLM_OK, "longkey.tar: %s", vlm_last_error());
+  if (s) {
+    vlm_shard_reader *r;
+    vlm_sample sm;
+    CHECK(vlm_shard_open(s, 0, &r) == VLM_OK, "longkey shard");
+    int k = vlm_shard_next(r, &sm);
+    CHECK(k == 1 && sm.caption && !strcmp(sm.caption, "long key") && decodes(&sm), "454-byte key paired: %s",
+          k == 1 ? sm.caption : vlm_last_error());
+    vlm_sample_free(&sm);
+    k = vlm_shard_next(r, &sm);
+    CHECK(k == 1 && sm.caption && !strcmp(sm.caption, "next key"), "next long key: %s", k == 1 ? sm.caption : vlm_last_error());
+    vlm_sample_free(&sm);
+    CHECK(vlm_shard_next(r, &sm) == 0, "longkey: end");
+    vlm_shard_close(r);
+    vlm_source_close(s);
+    s = NULL;
+  }
+  /* a shard path that is not a regular file says what it is */
+  mkdir(P("wds/dir.tar"), 0777);
+  CHECK(vlm_source_open(&s, P("wds/dir.tar"), &o) != VLM_OK && strstr(vlm_last_error(), "dir.tar: is a directory"),
+        "folder as shard: %s", vlm_last_error());
+  if (mkfifo(P("wds/pipe.tar"), 0644) == 0) {
+    alarm(20);
+    CHECK(vlm_source_open(&s, P("wds/pipe.tar"), &o) != VLM_OK && strstr(vlm_last_error(), "pipe.tar: not a regular file"),
+          "FIFO as shard: %s", vlm_last_error());
+    alarm(0);
+  }
+  snprintf(pat, sizeof pat, "%s/wds/{pax,dir}.tar", g_dir);
+  CHECK(vlm_source_open(&s, pat, &o) == VLM_OK, "one good shard of two: %s", vlm_last_error());
+  if (s) {
+    vlm_shard_reader *r = NULL;
+    CHECK(vlm_shard_open(s, 1, &r) != VLM_OK && strstr(vlm_last_error(), "dir.tar: is a directory"),
+          "folder shard named when read: %s", vlm_last_error());
+    vlm_source_close(s);
+  }
+}
+
 /* ------------------------------------------------------------------ folders */
 static void test_folders(void) {
   mkdir(P("fold"), 0777);
@@ -514,8 +755,12 @@ int main(int argc, char **argv) {
   snprintf(g_dir, sizeof g_dir, "/tmp/vlm_test_sources_XXXXXX");
   if (!mkdtemp(g_dir)) vt_skip("cannot make a temp dir");
   test_csv();
+  test_csv_grammar();
+  test_special_files();
   test_coco();
+  test_coco_annotations();
   test_wds();
+  test_wds_paths();
   test_folders();
   char cmd[512];
   snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
