@@ -77,7 +77,13 @@ int vlm_cmd_search(int argc, char **argv) {
     vlm_index_close(&ix);
     return 1;
   }
-  if (strcmp(ix.identity, enc.identity) || ix.E != vlm_encoder_dim(&enc)) {
+  if (!strcmp(ix.identity, enc.identity) && ix.E != vlm_encoder_dim(&enc)) {   /* same model: a damaged file */
+    fprintf(stderr, "vlm search: %s: its embeddings are %lld-d but its model (%s) embeds in %lld-d: the index is "
+            "damaged; rebuild it with 'vlm index --model %s'\n", index, (long long)ix.E, enc.identity,
+            (long long)vlm_encoder_dim(&enc), model);
+    goto done;
+  }
+  if (strcmp(ix.identity, enc.identity)) {
     fprintf(stderr,
             "vlm search: %s: the index was built by another model (%s, identity %s) than --model %s (identity %s); "
             "query it with that model or rebuild it with 'vlm index --model %s'\n",

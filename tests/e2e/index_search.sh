@@ -70,6 +70,30 @@ PY
   check "NaN scores: JSON null and a warning" "json_ok \"$tmp/nan.json\" && grep -q '\"score\": null' \"$tmp/nan.json\" && grep -q 'not finite' \"$tmp/err\""
 fi
 
+# an index of this model whose embeddings are narrower than the model's: damaged, said so
+if command -v python3 >/dev/null; then
+  python3 - "$tmp/j.idx" "$tmp/narrow.idx" <<'PY'
+import json, struct, sys
+b = open(sys.argv[1], 'rb').read()
+n = struct.unpack('<Q', b[:8])[0]
+h = json.loads(b[8:8 + n])
+d = b[8 + n:]
+N, E = h['embeddings']['shape']
+h['embeddings']['shape'] = [N, E // 2]
+out, at = b'', 0
+for k in sorted((k for k in h if k != '__metadata__'), key=lambda k: h[k]['data_offsets'][0]):
+    a, z = h[k]['data_offsets']
+    t = d[a:z] if k != 'embeddings' else d[a:a + N * (E // 2) * 4]
+    h[k]['data_offsets'] = [at, at + len(t)]
+    out, at = out + t, at + len(t)
+hb = json.dumps(h).encode()
+hb += b' ' * (-len(hb) % 8)
+open(sys.argv[2], 'wb').write(struct.pack('<Q', len(hb)) + hb + out)
+PY
+  err=$("$vlm" search --index "$tmp/narrow.idx" --model "$m" --text "a rocket" 2>&1); rc=$?
+  check "an index narrower than its model: damaged, not another model" "[ $rc -eq 1 ] && grep -q 'damaged' <<<\"\$err\""
+fi
+
 # incremental: nothing changed; then one changed, one deleted, one added
 out=$("$vlm" index --model "$m" --out "$idx" "$tmp/imgs" 2>/dev/null); rc=$?
 check "re-run embeds nothing new" "[ $rc -eq 0 ] && grep -q '7 images (0 embedded, 7 unchanged, 0 dropped' <<<\"\$out\""
