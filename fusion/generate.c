@@ -464,7 +464,7 @@ static vlm_status run_beams(stepper *S, const vlm_gen_options *o, int64_t B, int
   int32_t *hyp_ids = calloc((size_t)(B * K * L), sizeof *hyp_ids);
   float *lg = malloc((size_t)(R * V) * sizeof *lg);
   double *bscore = calloc((size_t)R, sizeof *bscore), *nscore = calloc((size_t)R, sizeof *nscore);
-  scored *cand = malloc((size_t)(K * V) * sizeof *cand);
+  scored *cand = malloc((size_t)(2 * K) * sizeof *cand);
   hyp *hyps = calloc((size_t)(B * K), sizeof *hyps);
   hyp_set *sets = calloc((size_t)B, sizeof *sets);
   int *done = calloc((size_t)B, sizeof *done), *src = calloc((size_t)R, sizeof *src);
@@ -507,19 +507,22 @@ static vlm_status run_beams(stepper *S, const vlm_gen_options *o, int64_t B, int
         }
         continue;
       }
-      for (int k = 0; k < K; k++)
-        for (int64_t v = 0; v < V; v++)
-          cand[k * V + v] = (scored){(float)(lg[(b * K + k) * V + v] + bscore[b * K + k]), (int32_t)(k * V + v)};
-      /* the best 2K (partial selection) */
-      int64_t need = 2 * K < K * V ? 2 * K : K * V;
-      for (int64_t i = 0; i < need; i++) {
-        int64_t best = i;
-        for (int64_t j = i + 1; j < K * V; j++)
-          if (cand[j].v > cand[best].v || (cand[j].v == cand[best].v && cand[j].i < cand[best].i)) best = j;
-        scored t = cand[i];
-        cand[i] = cand[best];
-        cand[best] = t;
+      /* The best 2K of the K * V candidates (beam k, token v: id k * V + v), best first by
+       * score, ties to the lower id: one pass in id order keeping a sorted list, so a later
+       * candidate enters only with a strictly higher score. NaN scores never enter. */
+      int64_t need = 2 * K < K * V ? 2 * K : K * V, cnt = 0;
+      for (int k = 0; k < K; k++) {
+        const float *row = lg + (b * K + k) * V;
+        const double base = bscore[b * K + k];
+        for (int64_t v = 0; v < V; v++) {
+          const float val = (float)(row[v] + base);
+          if (cnt == need ? !(val > cand[need - 1].v) : val != val) continue;
+          int64_t at = cnt < need ? cnt++ : need - 1;
+          for (; at > 0 && val > cand[at - 1].v; at--) cand[at] = cand[at - 1];
+          cand[at] = (scored){val, (int32_t)(k * V + v)};
+        }
       }
+      need = cnt;
       int filled = 0;
       for (int64_t i = 0; i < need && filled < K; i++) {
         int beam = cand[i].i / (int32_t)V;
@@ -544,7 +547,7 @@ static vlm_status run_beams(stepper *S, const vlm_gen_options *o, int64_t B, int
         next_hist[r * L + n] = (int32_t)o->pad_id;
       }
       /* done (early_stopping=False): K hypotheses, none beaten by the best candidate score */
-      if (sets[b].n >= K && sets[b].worst >= cand[0].v / pow((double)n, o->length_penalty)) done[b] = 1;
+      if (sets[b].n >= K && (cnt == 0 || sets[b].worst >= cand[0].v / pow((double)n, o->length_penalty))) done[b] = 1;
     }
     int32_t *t = hist;
     hist = next_hist;
