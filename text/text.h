@@ -171,6 +171,8 @@ vlm_status vlm_tokenizer_save_hf(const vlm_tokenizer *t, const char *dir);
  * frequent adjacent pair (ties: the pair whose ids are smallest, first id
  * first) until vocab_size ids including <|startoftext|> and <|endoftext|>, or
  * until no pair occurs twice... (no pair left). Deterministic. */
+/* The smallest vocab_size vlm_bpe_train takes: the 512 byte symbols + the 2 specials. */
+#define VLM_BPE_MIN_VOCAB 514
 vlm_status vlm_bpe_train(vlm_tokenizer **out, const char *const *texts, const size_t *lens, size_t n, int vocab_size);
 
 #ifdef __cplusplus
