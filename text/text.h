@@ -157,6 +157,12 @@ int vlm_tokenizer_encode_ctx(vlm_tokenizer *t, const char *text, size_t len, int
 /* open_clip's decode: tokens concatenated, bytes decoded (invalid UTF-8 ->
  * U+FFFD), "</w>" -> " ". Ids out of range are skipped. malloc'd string. */
 char *vlm_tokenizer_decode(const vlm_tokenizer *t, const int32_t *ids, size_t n);
+/* The text of one tokenized caption (open_clip's tokenize output, or a generated one):
+ * a leading <|startoftext|> skipped, decoding stopped at the first <|endoftext|> (the
+ * padding after it, id 0 "!" in open_clip's layout, dropped), the trailing space of the
+ * last "</w>" removed: what open_clip's CoCa example keeps of its decoded text (cut at
+ * the end-of-text token, the start-of-text token removed). malloc'd. */
+char *vlm_tokenizer_decode_text(const vlm_tokenizer *t, const int32_t *ids, size_t n);
 
 /* BPE-dropout (training only): each candidate merge is skipped with
  * probability p at every step (Provilkov et al. 2020); p = 0 turns it off.
