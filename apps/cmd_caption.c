@@ -164,8 +164,8 @@ int vlm_cmd_caption(int argc, char **argv) {
   }
   int coca = vlm_model_is_coca(model);
   if (coca != 1) {
-    fprintf(stderr, "vlm caption: %s: %s\n", model,
-            coca < 0 ? vlm_last_error() : "not a CoCa model (its config has no multimodal_cfg)");
+    if (coca < 0) fprintf(stderr, "vlm caption: %s\n", vlm_last_error());   /* it names the path */
+    else fprintf(stderr, "vlm caption: %s: not a CoCa model (its config has no multimodal_cfg)\n", model);
     free(images);
     return 1;
   }

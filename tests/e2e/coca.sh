@@ -118,6 +118,8 @@ sed '0,/"context_length": 16/s//"context_length": 1/' "$fx/config.json" >"$tmp/c
 err=$("$vlm" caption --model "$tmp/ctx1" --inputs "$fx/inputs.safetensors" 2>&1); rc=$?
 check "context_length 1: exit 1, the config and the reason named" \
   "[ $rc -eq 1 ] && grep -q 'ctx1/config.json: text_cfg.context_length: 1 is too short for a CoCa' <<<\"\$err\""
+err=$("$vlm" caption --model "$tmp/no-such-model" --inputs "$fx/inputs.safetensors" 2>&1); rc=$?
+check "a missing --model: exit 1, named once" "[ $rc -eq 1 ] && [ \$(grep -o 'no-such-model' <<<\"\$err\" | wc -l) -eq 1 ]"
 check "caption --help" "\"$vlm\" caption --help | grep -q 'usage: vlm caption'"
 "$vlm" caption --model "$fx" >/dev/null 2>&1
 check "caption without images exits 2" "[ $? -eq 2 ]"
