@@ -76,7 +76,7 @@ int vlm_cmd_bpe_train(int argc, char **argv) {
     const char *a = argv[i];
     if (vlm_app_is_help(a)) { usage(stdout); return 0; }
     if (!strcmp(a, "--vocab-size") && i + 1 < argc) {
-      if (!vlm_app_parse_int("vlm bpe-train", "--vocab-size", argv[++i], 514, 1 << 24, &vocab_size)) return 2;
+      if (!vlm_app_parse_int("vlm bpe-train", "--vocab-size", argv[++i], VLM_BPE_MIN_VOCAB, 1 << 24, &vocab_size)) return 2;
       continue;
     }
     if (!strcmp(a, "--out") && i + 1 < argc) { out = argv[++i]; continue; }

@@ -4,19 +4,22 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "apps/apps.h"
+#include "apps/tools.h"
 #include "datasets/datasets.h"
 #include "model/encode.h"
 #include "model/model.h"
 
 static void usage(FILE *f) {
   fprintf(f,
-          "usage: vlm caption --model PATH [options] IMAGE...\n"
+          "usage: vlm caption --model PATH [options] IMAGE|FOLDER...\n"
           "       vlm caption --model PATH [options] --inputs FILE\n"
           "\n"
           "Captions images with a CoCa model (open_clip checkpoint: a directory or its\n"
-          "config file, see 'vlm info'). Images are decoded and preprocessed as open_clip's\n"
+          "config file, see 'vlm info'). A FOLDER is searched recursively for JPEG, PNG and\n"
+          "WebP files (in sorted order). Images are decoded and preprocessed as open_clip's\n"
           "eval transform (resize the shorter side, center crop, OpenAI mean/std) and\n"
           "captioned in batches; the decoder keeps a KV cache, so each new token costs one\n"
           "position.\n"
@@ -28,8 +31,9 @@ static void usage(FILE *f) {
           "  --temperature T        sampling temperature (default 1)\n"
           "  --repetition-penalty R penalise tokens already generated (default 1: off)\n"
           "  --length-penalty A     beam search: score / length^A (default 1)\n"
-          "  --min-len N            EOT is forbidden before N tokens (default 5)\n"
-          "  --max-len N            at most N tokens, sot and eot included (default 30)\n"
+          "  --min-len N            EOT is forbidden before N tokens (default 5; at most --max-len)\n"
+          "  --max-len N            at most N tokens, sot and eot included (default 30, or the\n"
+          "                         model's context length when shorter)\n"
           "  --seed S               sampling seed (default 0)\n"
           "  --no-cache             re-run the whole prefix every step (as open_clip; slow)\n"
           "Other options:\n"
@@ -82,7 +86,7 @@ int vlm_cmd_caption(int argc, char **argv) {
   const char *model = NULL, *tok_path = NULL, *precision = "f32", *inputs = NULL, *device = "cpu";
   vlm_gen_options o;
   vlm_gen_options_default(&o);
-  int json = 0, sampling_set = 0, max_set = 0;
+  int json = 0, sampling_set = 0, max_set = 0, min_set = 0;
   long long batch = 8, v;
   const char **images = calloc((size_t)argc, sizeof *images);
   int n_images = 0;
@@ -112,7 +116,7 @@ int vlm_cmd_caption(int argc, char **argv) {
     else if (!strcmp(a, "--temperature")) { NEED_ARG(); ok = parse_float(a, argv[++i], 1e-4, 1e4, &o.temperature); }
     else if (!strcmp(a, "--repetition-penalty")) { NEED_ARG(); ok = parse_float(a, argv[++i], 1e-4, 1e4, &o.repetition_penalty); }
     else if (!strcmp(a, "--length-penalty")) { NEED_ARG(); ok = parse_float(a, argv[++i], -100, 100, &o.length_penalty); }
-    else if (!strcmp(a, "--min-len")) { NEED_ARG(); ok = vlm_app_parse_int("vlm caption", a, argv[++i], 0, 1 << 20, &v); o.min_len = (int)v; }
+    else if (!strcmp(a, "--min-len")) { NEED_ARG(); ok = vlm_app_parse_int("vlm caption", a, argv[++i], 0, 1 << 20, &v); o.min_len = (int)v; min_set = 1; }
     else if (!strcmp(a, "--max-len")) { NEED_ARG(); ok = vlm_app_parse_int("vlm caption", a, argv[++i], 2, 1 << 20, &v); o.max_len = (int)v; max_set = 1; }
     else if (!strcmp(a, "--seed")) { NEED_ARG(); ok = vlm_app_parse_int("vlm caption", a, argv[++i], 0, (1LL << 62), &v); o.seed = (uint64_t)v; }
     else if (!strcmp(a, "--batch")) { NEED_ARG(); ok = vlm_app_parse_int("vlm caption", a, argv[++i], 1, 4096, &batch); }
@@ -148,6 +152,11 @@ int vlm_cmd_caption(int argc, char **argv) {
     free(images);
     return 1;
   }
+  if (min_set && max_set && o.min_len > o.max_len) {
+    fprintf(stderr, "vlm caption: --min-len %d is longer than --max-len %d\n", o.min_len, o.max_len);
+    free(images);
+    return 2;
+  }
   if (o.beams > 1 && sampling_set) {
     fprintf(stderr, "vlm caption: --beams and --top-k/--top-p are exclusive\n");
     free(images);
@@ -155,8 +164,8 @@ int vlm_cmd_caption(int argc, char **argv) {
   }
   int coca = vlm_model_is_coca(model);
   if (coca != 1) {
-    fprintf(stderr, "vlm caption: %s: %s\n", model,
-            coca < 0 ? vlm_last_error() : "not a CoCa model (its config has no multimodal_cfg)");
+    if (coca < 0) fprintf(stderr, "vlm caption: %s\n", vlm_last_error());   /* it names the path */
+    else fprintf(stderr, "vlm caption: %s: not a CoCa model (its config has no multimodal_cfg)\n", model);
     free(images);
     return 1;
   }
@@ -212,7 +221,16 @@ int vlm_cmd_caption(int argc, char **argv) {
   o.pad_id = c.text.pad_id;
   int64_t ctx = c.text.context_length < c.decoder.context_length ? c.text.context_length : c.decoder.context_length;
   if (!max_set && o.max_len > ctx) o.max_len = (int)ctx;   /* the default fits the model */
-  if (o.min_len > o.max_len) o.min_len = o.max_len;
+  if (min_set && o.min_len > o.max_len) {
+    fprintf(stderr, "vlm caption: --min-len %d is longer than the longest caption, %d tokens (%s)\n", o.min_len,
+            o.max_len, max_set ? "--max-len" : "the model's context length; see --max-len");
+    vlm_tokenizer_free(tok);
+    vlm_coca_params_free(&h);
+    vlm_coca_params_free(&p);
+    free(images);
+    return 2;
+  }
+  if (o.min_len > o.max_len) o.min_len = o.max_len;   /* the default (5) on a short model */
   if (vlm_gen_options_check(&o, &c.text, &c.decoder) != VLM_OK) {
     fprintf(stderr, "vlm caption: %s\n", vlm_last_error());
     vlm_tokenizer_free(tok);
@@ -224,6 +242,7 @@ int vlm_cmd_caption(int argc, char **argv) {
   int64_t S = c.vision.image_size;
   float *pre = NULL;   /* --inputs: the whole `images` tensor */
   char **pre_names = NULL;
+  vlm_pathlist files = {0};   /* the IMAGE arguments, folders expanded */
   float *pix = NULL;
   int32_t *out = NULL;
   int *lens = NULL;
@@ -248,7 +267,8 @@ int vlm_cmd_caption(int argc, char **argv) {
     pre = malloc((size_t)(n_images * 3 * S * S) * sizeof *pre);
     pre_names = calloc((size_t)n_images, sizeof *pre_names);
     if (!pre || !pre_names || vlm_st_read_f32(&st, e, pre, n_images * 3 * S * S) != VLM_OK) {
-      fprintf(stderr, "vlm caption: %s: %s\n", inputs, pre ? vlm_last_error() : "out of memory");
+      if (pre) fprintf(stderr, "vlm caption: %s\n", vlm_last_error());   /* it names the file */
+      else fprintf(stderr, "vlm caption: %s: out of memory\n", inputs);
       vlm_st_close(&st);
       rc = 1;
       goto done;
@@ -258,6 +278,28 @@ int vlm_cmd_caption(int argc, char **argv) {
       pre_names[i] = malloc(strlen(inputs) + 32);
       if (pre_names[i]) sprintf(pre_names[i], "%s[%d]", inputs, i);
     }
+  } else {   /* a folder: its images (as zeroshot and index take them); a file as given */
+    for (int i = 0; i < n_images; i++) {
+      struct stat sb;
+      vlm_status st = stat(images[i], &sb) == 0 && S_ISDIR(sb.st_mode) ? vlm_tools_collect(&files, images[i])
+                                                                          : vlm_pathlist_add(&files, images[i]);
+      if (st != VLM_OK) {
+        fprintf(stderr, "vlm caption: %s\n", vlm_last_error());
+        rc = 1;
+        goto done;
+      }
+    }
+    if (files.n == 0) {
+      fprintf(stderr, "vlm caption: no JPEG, PNG or WebP images in %s%s\n", images[0], n_images > 1 ? " ..." : "");
+      rc = 1;
+      goto done;
+    }
+    if (files.n > (1 << 30)) {
+      fprintf(stderr, "vlm caption: too many images (%lld)\n", (long long)files.n);
+      rc = 1;
+      goto done;
+    }
+    n_images = (int)files.n;
   }
   int64_t B = batch < n_images ? batch : n_images;
   pix = malloc((size_t)(B * 3 * S * S) * sizeof *pix);
@@ -289,7 +331,7 @@ int vlm_cmd_caption(int argc, char **argv) {
         next++;
         continue;
       }
-      const char *path = images[next++];
+      const char *path = files.paths[next++];
       if (vlm_preprocess_file(path, NULL, &pc, NULL, pix + nb * 3 * S * S) != VLM_OK) {
         fprintf(stderr, "vlm caption: %s\n", vlm_last_error());
         rc = 1;
@@ -312,15 +354,7 @@ int vlm_cmd_caption(int argc, char **argv) {
     }
     for (int64_t b = 0; b < nb; b++) {
       const int32_t *row = out + b * o.max_len;
-      int32_t body[4096];
-      size_t n = 0;
-      for (int i = 1; i < lens[b] && n < sizeof body / sizeof body[0]; i++)
-        if (row[i] != o.eot_id && row[i] != o.sot_id) body[n++] = row[i];
-      char *text = tok ? vlm_tokenizer_decode(tok, body, n) : NULL;
-      if (text) {   /* decode leaves a trailing space from "</w>" */
-        size_t k = strlen(text);
-        while (k && text[k - 1] == ' ') text[--k] = 0;
-      }
+      char *text = tok ? vlm_tokenizer_decode_text(tok, row, (size_t)lens[b]) : NULL;
       if (json) {
         printf("{\"image\": ");
         json_string(names[b]);
@@ -347,6 +381,7 @@ done:
   if (pre_names)
     for (int i = 0; i < n_images; i++) free(pre_names[i]);
   free(pre_names);
+  vlm_pathlist_free(&files);
   free(pre);
   free(out);
   free(lens);

@@ -24,7 +24,8 @@ static void usage(FILE *f) {
           "                        default: $VLM_VOCAB\n"
           "  --context-length N    tokens per caption (default 77); 0: no truncation, no padding\n"
           "  --pad zero|eot        padding id: 0 as open_clip (default) or <|endoftext|> as HF\n"
-          "  --decode              print the decoded text of each caption's ids instead\n"
+          "  --decode              print the text of each caption's ids instead (what lies\n"
+          "                        between <|startoftext|> and the first <|endoftext|>: no padding)\n"
           "  --stats               report captions/s on stderr\n"
           "\n"
           "Invalid UTF-8 in a caption is read as U+FFFD (Python's errors=\"replace\").\n"
@@ -118,7 +119,7 @@ static int do_line(tok_job *j, const char *line, size_t len) {
     printf(", \"n_tokens\": %d, \"truncated\": %s, ", n_tokens, j->ctx > 0 && n_tokens > j->ctx ? "true" : "false");
   }
   if (j->decode) {
-    char *s = vlm_tokenizer_decode(j->tok, ids, n);
+    char *s = vlm_tokenizer_decode_text(j->tok, ids, n);
     free(dyn);
     if (!s) return 0;
     fputs("{\"text\": ", stdout);

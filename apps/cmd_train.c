@@ -59,7 +59,7 @@ static void usage(FILE *f) {
           "  --image-size N           override the image size (models trained from scratch)\n"
           "  --tokenizer T            a vocabulary (dir with vocab.json + merges.txt, or\n"
           "                           bpe_simple_vocab_16e6.txt.gz), or train:SIZE to learn a BPE\n"
-          "                           vocabulary of SIZE ids on the training captions\n"
+          "                           vocabulary of SIZE (>= 514) ids on the training captions\n"
           "  --lock-image, --lock-text  LiT: freeze that tower (CoCa: --lock-text freezes the text\n"
           "                           tower, not the multimodal decoder)\n"
           "Optimization (open_clip defaults):\n"
@@ -67,7 +67,8 @@ static void usage(FILE *f) {
           "  --lr X (5e-4)  --beta1 (0.9)  --beta2 (0.98)  --eps (1e-6)  --wd (0.2)\n"
           "  --warmup N (10000)  --lr-scheduler cosine|const|const-cooldown (cosine)\n"
           "  --epochs-cooldown N  --lr-cooldown-power X (1.0)  --lr-cooldown-end X (0)\n"
-          "  --grad-clip-norm X (none)  --accum-freq K (1)  --precision fp32|bf16 (fp32)\n"
+          "  --grad-clip-norm X       clip the global gradient norm to X (none, as open_clip; 0: none)\n"
+          "  --accum-freq K (1)  --precision fp32|bf16 (fp32)\n"
           "  --seed N (0)\n"
           "  --device auto|cpu|cuda (auto)  where the parameters, optimizer state and\n"
           "                           activations live; auto: the GPU when one is present\n"
@@ -106,8 +107,11 @@ typedef struct {
   double coca_caption_w, coca_clip_w;
   long long batch, epochs, steps, warmup, accum, seed, workers, save_freq, save_steps, val_freq, zs_freq, image_size;
   long long stop_at, log_every, eval_steps, epochs_cooldown;
+  long long bpe_size;   /* --tokenizer train:SIZE */
   int save_most_recent, lock_image, lock_text, json;
   int set_batch, set_lr, set_warmup, set_epochs, set_steps, set_eval_steps;
+  int set_model;      /* --model was given (not the shapes default) */
+  int shapes_steps;   /* --steps is the shapes default, set once the model's kind is known */
 } opts;
 
 static int parse_double(const char *flag, const char *s, double *out) {
@@ -394,9 +398,7 @@ static vlm_status open_loader(run_state *R, vlm_loader **out, const char *spec, 
   lc.pad_id = 0;
   lc.tokenizer = R->tok;
   lc.drop_last = train;
-  vlm_status st = vlm_loader_open(out, &lc);
-  if (st != VLM_OK) return vlm_error_prefix(st, "%s", spec);
-  return VLM_OK;
+  return vlm_loader_open(out, &lc);   /* its errors name the source */
 }
 
 static vlm_status load_templates(run_state *R, int shapes) {
@@ -431,6 +433,86 @@ static vlm_status load_templates(run_state *R, int shapes) {
   return VLM_OK;
 }
 
+static int is_dir(const char *p) {
+  struct stat sb;
+  return stat(p, &sb) == 0 && S_ISDIR(sb.st_mode);
+}
+
+/* The architecture of a model (a built-in name, a config file or a checkpoint dir; CoCa
+ * or CLIP) as its open_clip config JSON, the vocabulary size left out (a run sets it from
+ * its tokenizer) and the image size replaced by image_size when > 0. NULL with the error
+ * set when it cannot be read. */
+static char *arch_json(const char *model, int coca, int64_t image_size) {
+  char cfg[4096], weights[4096];
+  const int file = path_exists(model);
+  vlm_status st = file ? vlm_model_paths(model, cfg, weights, sizeof cfg) : VLM_OK;
+  if (st != VLM_OK) return NULL;
+  if (coca) {
+    vlm_coca_config c;
+    st = file ? vlm_coca_config_load(&c, cfg) : vlm_coca_config_builtin(&c, model);
+    if (st != VLM_OK) return NULL;
+    c.text.vocab_size = c.decoder.vocab_size = 0;
+    if (image_size > 0) c.vision.image_size = image_size;
+    return vlm_coca_config_to_json(&c);
+  }
+  vlm_clip_config c;
+  st = file ? vlm_clip_config_load(&c, cfg, NULL) : vlm_clip_config_builtin(&c, model);
+  if (st != VLM_OK) return NULL;
+  c.text.vocab_size = 0;
+  if (image_size > 0) c.vision.image_size = image_size;
+  return vlm_clip_config_to_json(&c, VLM_CKPT_OPENCLIP);
+}
+
+/* --resume DIR: a checkpoint directory, whose model is the one trained. A --model given
+ * beside it must be of the same kind (CLIP or CoCa: exit 2); naming another architecture
+ * is only warned about, since the checkpoint's is kept. Returns 0 or the exit code. */
+static int check_resume(const opts *o, const char *dir) {
+  if (!is_dir(dir)) {
+    fprintf(stderr, CMD ": --resume %s: not a checkpoint directory (one holds open_clip_config.json, "
+            "open_clip_model.safetensors and train_state.safetensors)\n", dir);
+    return 1;
+  }
+  char sub[4200], cfg[4200];
+  snprintf(sub, sizeof sub, "%s/checkpoints", dir);
+  snprintf(cfg, sizeof cfg, "%s/open_clip_config.json", dir);
+  if (is_dir(sub) && !path_exists(cfg)) {
+    size_t n = strlen(dir);
+    while (n > 1 && dir[n - 1] == '/') n--;
+    fprintf(stderr, CMD ": --resume %s: a run directory, not a checkpoint: give --resume %.*s/checkpoints/latest "
+            "(or --logs and --name of that run with --resume latest)\n", dir, (int)n, dir);
+    return 1;
+  }
+  const int coca = vlm_model_is_coca(dir);
+  if (coca < 0) {
+    fprintf(stderr, CMD ": --resume: %s\n", vlm_last_error());
+    return 1;
+  }
+  if (!o->set_model) return 0;
+  if (model_is_coca(o->model) != coca) {
+    fprintf(stderr, CMD ": --model %s is a %s model, the checkpoint %s a %s one: resuming continues the "
+            "checkpoint's model (drop --model, or train %s in a new run without --resume)\n", o->model,
+            coca ? "CLIP" : "CoCa", dir, coca ? "CoCa" : "CLIP", o->model);
+    return 2;
+  }
+  char *want = arch_json(o->model, coca, o->image_size);
+  if (!want) {
+    fprintf(stderr, CMD ": --model: %s\n", vlm_last_error());
+    return 2;
+  }
+  char *have = arch_json(dir, coca, 0);
+  if (!have) {
+    free(want);
+    fprintf(stderr, CMD ": --resume: %s\n", vlm_last_error());
+    return 1;
+  }
+  if (strcmp(want, have))
+    fprintf(stderr, CMD ": warning: --model %s is not the architecture of the checkpoint %s: resuming trains the "
+            "checkpoint's model (drop --model, or train %s in a new run without --resume)\n", o->model, dir, o->model);
+  free(want);
+  free(have);
+  return 0;
+}
+
 static int run(run_state *R) {
   opts *o = &R->o;
   const int shapes = is_shapes_spec(o->train_data);
@@ -459,6 +541,8 @@ static int run(run_state *R) {
       fprintf(stderr, CMD ": %s: no checkpoint to resume from\n", resume_dir);
       return 1;
     }
+    int rc = check_resume(o, resume_dir);
+    if (rc) return rc;
   } else if (path_exists(R->run)) {
     char ckl[4200];
     snprintf(ckl, sizeof ckl, "%s/latest", R->ck);
@@ -490,8 +574,7 @@ static int run(run_state *R) {
     st = vlm_tokenizer_load(&R->tok, tokdir);
     snprintf(tok_desc, sizeof tok_desc, "%s", tokdir);
   } else if (!strncmp(o->tokenizer, "train:", 6)) {
-    long long size = 0;
-    if (!vlm_app_parse_int(CMD, "--tokenizer train:SIZE", o->tokenizer + 6, 260, 1 << 20, &size)) return 2;
+    const long long size = o->bpe_size;
     fprintf(stderr, "learning a BPE vocabulary of %lld ids on the training captions...\n", size);
     st = train_tokenizer(o->train_data, &so, (int)size, &R->tok);
     snprintf(tok_desc, sizeof tok_desc, "%s", o->tokenizer);
@@ -514,14 +597,16 @@ static int run(run_state *R) {
   struct stat msb;
   int model_is_dir = o->resume || (path_exists(o->model) && stat(o->model, &msb) == 0 && S_ISDIR(msb.st_mode));
   R->is_coca = model_is_coca(model_dir);
+  if (o->shapes_steps) o->steps = R->is_coca ? SHAPES_STEPS : SHAPES_CLIP_STEPS;
+  const char *model_label = o->resume ? resume_dir : o->model;   /* what is trained */
   if (R->is_coca) {
     if (model_is_dir) {
       vlm_coca_params tmp;
-      if ((st = vlm_coca_load(model_dir, &R->coca, &tmp)) != VLM_OK) return fail(model_dir);
+      if ((st = vlm_coca_load(model_dir, &R->coca, &tmp)) != VLM_OK) return fail(o->resume ? "--resume" : "--model");
       vlm_coca_params_free(&tmp);
       from_ckpt = 1;
     } else if (path_exists(o->model)) {
-      if ((st = vlm_coca_config_load(&R->coca, o->model)) != VLM_OK) return fail(o->model);
+      if ((st = vlm_coca_config_load(&R->coca, o->model)) != VLM_OK) return fail("--model");
     } else if ((st = vlm_coca_config_builtin(&R->coca, o->model)) != VLM_OK) {
       fprintf(stderr, CMD ": --model: %s\n", vlm_last_error());
       return 2;
@@ -547,7 +632,7 @@ static int run(run_state *R) {
   } else if (o->resume) {
     vlm_clip_params tmp;
     st = vlm_clip_load(resume_dir, &R->model, &tmp, &fmt);
-    if (st != VLM_OK) return fail(resume_dir);
+    if (st != VLM_OK) return fail("--resume");
     vlm_clip_params_free(&tmp);
     from_ckpt = 1;
   } else if (path_exists(o->model)) {
@@ -556,11 +641,11 @@ static int run(run_state *R) {
     if (S_ISDIR(sb.st_mode)) {
       vlm_clip_params tmp;
       st = vlm_clip_load(o->model, &R->model, &tmp, &fmt);
-      if (st != VLM_OK) return fail(o->model);
+      if (st != VLM_OK) return fail("--model");
       vlm_clip_params_free(&tmp);
       from_ckpt = 1;
     } else if ((st = vlm_clip_config_load(&R->model, o->model, NULL)) != VLM_OK) {
-      return fail(o->model);
+      return fail("--model");
     }
   } else if ((st = vlm_clip_config_builtin(&R->model, o->model)) != VLM_OK) {
     fprintf(stderr, CMD ": --model: %s\n", vlm_last_error());
@@ -591,8 +676,14 @@ static int run(run_state *R) {
     if (o->val_data && !strcmp(o->zs_data, o->val_data)) R->zs = R->val;
     else if ((st = open_loader(R, &R->zs, o->zs_data, 0)) != VLM_OK) return fail("--zeroshot-data");
   }
-  int64_t per_epoch = vlm_loader_batches_per_epoch(R->train);
-  int64_t steps_per_epoch = per_epoch > 0 ? per_epoch / o->accum : -1;
+  /* Steps in an epoch: whole accumulations of whole batches; -1 when unknown (WebDataset). */
+  const int64_t n_samples = vlm_loader_samples_per_epoch(R->train);
+  const int64_t steps_per_epoch = n_samples >= 0 ? vlm_loader_batches_per_epoch(R->train) / o->accum : -1;
+  if (steps_per_epoch == 0) {
+    fprintf(stderr, CMD ": %s: %lld samples, fewer than one batch (%lld x accum %lld)\n", o->train_data,
+            (long long)n_samples, o->batch, o->accum);
+    return 1;
+  }
   vlm_train_config t;
   vlm_train_config_default(&t);
   t.lr = (float)o->lr;
@@ -606,10 +697,6 @@ static int run(run_state *R) {
   else {
     fprintf(stderr, CMD ": %s: the epoch length is unknown (WebDataset); give --steps\n", o->train_data);
     return 2;
-  }
-  if (steps_per_epoch == 0) {
-    fprintf(stderr, CMD ": %s: fewer samples than one batch (%lld x accum %lld)\n", o->train_data, o->batch, o->accum);
-    return 1;
   }
   if (!vlm_lr_scheduler_parse(o->scheduler, &t.scheduler)) {
     fprintf(stderr, CMD ": --lr-scheduler: unknown '%s' (cosine|const|const-cooldown)\n", o->scheduler);
@@ -632,12 +719,12 @@ static int run(run_state *R) {
   vlm_rng_seed(&R->tr.rng, (uint64_t)o->seed);
   int had_state = 0;
   if (o->resume) {
-    if ((st = vlm_trainer_load(&R->tr, resume_dir, &had_state)) != VLM_OK) return fail(resume_dir);
+    if ((st = vlm_trainer_load(&R->tr, resume_dir, &had_state)) != VLM_OK) return fail("--resume");
     if (!had_state) fprintf(stderr, CMD ": %s: no train_state.safetensors: weights only, the optimizer starts fresh\n", resume_dir);
     else fprintf(stderr, "resuming %s at step %lld (epoch %lld, batch %lld)\n", resume_dir, (long long)R->tr.step,
                  (long long)R->tr.epoch, (long long)R->tr.epoch_batches);
   } else if (from_ckpt) {
-    if ((st = vlm_trainer_load(&R->tr, o->model, NULL)) != VLM_OK) return fail(o->model);
+    if ((st = vlm_trainer_load(&R->tr, o->model, NULL)) != VLM_OK) return fail("--model");
     vlm_trainer_reset_optimizer(&R->tr);
   } else {  /* on the host (a copy when training on a GPU), then to the device */
     if (R->is_coca) vlm_coca_params_init_openclip(vlm_trainer_host_coca(&R->tr), &R->coca, (uint64_t)o->seed);
@@ -661,7 +748,7 @@ static int run(run_state *R) {
   int64_t np = R->is_coca ? vlm_coca_params_count(&R->tr.coca.p, &R->coca)
                           : vlm_clip_params_count(&R->tr.p, &R->model, &p_vis, &p_txt);
   fprintf(stderr, "run %s: %s model %s (%.2f M parameters, image %lld, vocabulary %lld), %lld steps of %lld x %d samples on the %s\n",
-          R->run, R->is_coca ? "CoCa" : "CLIP", o->model, np / 1e6, (long long)R->model.vision.image_size, (long long)R->model.text.vocab_size,
+          R->run, R->is_coca ? "CoCa" : "CLIP", model_label, np / 1e6, (long long)R->model.vision.image_size, (long long)R->model.text.vocab_size,
           (long long)t.total_steps, o->batch, t.accum_freq, t.device == VLM_CUDA ? "GPU" : "CPU");
 
   /* ---- the loop */
@@ -848,7 +935,7 @@ int vlm_cmd_train(int argc, char **argv) {
     STR("--val-data", val_data)
     STR("--zeroshot-data", zs_data)
     STR("--dataset-type", dataset_type)
-    STR("--model", model)
+    if (!strcmp(a, "--model")) { if (!has) { goto missing; } o->model = v; o->set_model = 1; i++; continue; }
     STR("--tokenizer", tokenizer)
     STR("--logs", logs)
     STR("--name", name)
@@ -911,6 +998,10 @@ int vlm_cmd_train(int argc, char **argv) {
     goto out;
   }
   for (int i = 1; i < argc; i++) if (!strcmp(argv[i], "--epochs")) o->set_epochs = 1;
+  if (o->name && !*o->name) {
+    fprintf(stderr, CMD ": --name is empty (the run directory is LOGS/NAME)\n");
+    goto out;
+  }
   if (!o->train_data) {
     fprintf(stderr, CMD ": --train-data is required (try --train-data shapes; see --help)\n");
     goto out;
@@ -935,6 +1026,10 @@ int vlm_cmd_train(int argc, char **argv) {
     fprintf(stderr, CMD ": --lr, --wd, --beta1, --beta2, --eps out of range\n");
     goto out;
   }
+  if (!(o->grad_clip >= 0)) {
+    fprintf(stderr, CMD ": --grad-clip-norm %g: the norm cannot be negative (0, as no flag: no clipping)\n", o->grad_clip);
+    goto out;
+  }
   if (is_shapes_spec(o->train_data)) { /* the demo defaults */
     if (!o->model) o->model = SHAPES_MODEL;
     if (!o->tokenizer) {
@@ -945,7 +1040,7 @@ int vlm_cmd_train(int argc, char **argv) {
     if (!o->set_batch) o->batch = SHAPES_BATCH;
     if (!o->set_lr) o->lr = SHAPES_LR;
     if (!o->set_warmup) o->warmup = SHAPES_WARMUP;
-    if (!o->set_steps && !o->set_epochs) o->steps = model_is_coca(o->model) ? SHAPES_STEPS : SHAPES_CLIP_STEPS;
+    o->shapes_steps = !o->set_steps && !o->set_epochs;   /* CoCa or CLIP: known in run() (a resumed checkpoint's) */
     if (!o->set_eval_steps) o->eval_steps = SHAPES_EVAL_STEPS;
     if (!o->val_data) o->val_data = "shapes:val";
     if (!o->zs_data) o->zs_data = o->val_data;
@@ -959,6 +1054,9 @@ int vlm_cmd_train(int argc, char **argv) {
       goto out;
     }
   }
+  if (!strncmp(o->tokenizer, "train:", 6) &&
+      !vlm_app_parse_int(CMD, "--tokenizer train:SIZE", o->tokenizer + 6, VLM_BPE_MIN_VOCAB, 1 << 20, &o->bpe_size))
+    goto out;
   if (o->val_freq == 0) o->val_data = NULL;  /* no evaluation on the val data */
   if (o->zs_freq == 0) o->zs_data = NULL;
   if (o->set_steps && o->set_epochs) {

@@ -324,6 +324,9 @@ vlm_status vlm_loader_start_epoch_at(vlm_loader *l, int64_t epoch, int64_t batch
 int vlm_loader_next(vlm_loader *l, vlm_batch *b);
 void vlm_loader_stats_get(const vlm_loader *l, vlm_loader_stats *st);
 int64_t vlm_loader_batches_per_epoch(const vlm_loader *l);   /* -1 when unknown */
+/* This rank's samples in an epoch (before drop_last takes whole batches); -1 when unknown
+ * (a WebDataset source without samples_per_epoch). */
+int64_t vlm_loader_samples_per_epoch(const vlm_loader *l);
 int vlm_loader_queue_size(const vlm_loader *l);               /* W: decoded samples held at most */
 const char *const *vlm_loader_classnames(const vlm_loader *l, int *n);
 void vlm_loader_close(vlm_loader *l);

@@ -417,7 +417,8 @@ static void reset_sources(vlm_loader *l) {
   }
 }
 
-static int64_t epoch_target(const vlm_loader *l) {
+/* This rank's samples in an epoch before whole batches are taken; -1 when unknown. */
+static int64_t epoch_samples(const vlm_loader *l) {
   const vlm_loader_cfg *c = &l->cfg;
   int64_t n = 0;
   int any_stream = 0;
@@ -427,7 +428,12 @@ static int64_t epoch_target(const vlm_loader *l) {
   }
   if (c->samples_per_epoch > 0) n = c->samples_per_epoch / c->world;
   else if (any_stream) n = -1;
-  if (n >= 0 && c->drop_last) n = n / l->B * l->B;
+  return n;
+}
+
+static int64_t epoch_target(const vlm_loader *l) {
+  int64_t n = epoch_samples(l);
+  if (n >= 0 && l->cfg.drop_last) n = n / l->B * l->B;
   return n;
 }
 
@@ -571,6 +577,8 @@ void vlm_loader_stats_get(const vlm_loader *l, vlm_loader_stats *st) {
   pthread_mutex_unlock((pthread_mutex_t *)&l->mu);
 }
 
+int64_t vlm_loader_samples_per_epoch(const vlm_loader *l) { return epoch_samples(l); }
+
 int64_t vlm_loader_batches_per_epoch(const vlm_loader *l) {
   int64_t t = epoch_target(l);
   if (t < 0) return -1;
@@ -660,7 +668,8 @@ vlm_status vlm_loader_open(vlm_loader **out, const vlm_loader_cfg *c) {
       if (s->n <= 0) { st = vlm_error(VLM_ERR_ARG, "%s: no samples", p); break; }
       s->per_rank = c->train ? s->n / c->world : (s->n - c->rank + c->world - 1) / c->world;
       if (s->per_rank <= 0 && c->train) {
-        st = vlm_error(VLM_ERR_ARG, "%s: %lld samples, fewer than the %d ranks", p, (long long)s->n, c->world);
+        st = s->n == 0 ? vlm_error(VLM_ERR_ARG, "%s: no samples", p)
+                       : vlm_error(VLM_ERR_ARG, "%s: %lld samples, fewer than the %d ranks", p, (long long)s->n, c->world);
         break;
       }
       s->perm = malloc((size_t)(s->n ? s->n : 1) * sizeof *s->perm);

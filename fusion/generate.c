@@ -36,6 +36,9 @@ void vlm_gen_options_default(vlm_gen_options *o) {
 
 vlm_status vlm_gen_options_check(const vlm_gen_options *o, const vlm_text_config *tc, const vlm_decoder_config *dc) {
   int64_t ctx = tc->context_length < dc->context_length ? tc->context_length : dc->context_length;
+  if (ctx < 2)
+    return vlm_error(VLM_ERR_ARG, "the model's context length is %lld: generating needs at least 2 positions "
+                     "(<|startoftext|> and a token)", (long long)ctx);
   if (o->max_len < 2 || o->max_len > ctx)
     return vlm_error(VLM_ERR_ARG, "max length %d must be in [2, %lld] (the model's context)", o->max_len,
                      (long long)ctx);

@@ -201,7 +201,7 @@ static void load_one(void *ctx, const char *name, vlm_tensor *t) {
     }
     int64_t R = t->shape[0], C = t->shape[1];   /* dst [R, C] <- src [C, R] */
     float *tmp = malloc((size_t)(R * C) * sizeof(float));
-    if (!tmp) { L->io = VLM_ERR_OOM; continue; }
+    if (!tmp) { L->io = vlm_error(VLM_ERR_OOM, "%s: out of memory for %s", L->st->path, parts[i]); continue; }
     if (vlm_st_read_f32(L->st, e, tmp, R * C) != VLM_OK) L->io = VLM_ERR_FORMAT;
     release_pages(e);
     for (int64_t r = 0; r < R; r++)
@@ -263,7 +263,7 @@ static vlm_status load_visit(vlm_visit_all_fn visit, void *model, const char *pa
                   L.shape.count ? "\nmis-shaped:" : "", L.shape.buf ? L.shape.buf : "",
                   L.other.count ? "\nunknown:" : "", L.other.buf ? L.other.buf : "");
   } else if (L.io != VLM_OK) {
-    s = vlm_error_prefix(L.io, "%s", path);
+    s = L.io;   /* its message names the file (vlm_st_read_f32) */
   }
   free(L.missing.buf);
   free(L.shape.buf);

@@ -41,10 +41,15 @@ vlm_status vlm_coca_config_parse(vlm_coca_config *c, const char *json, const cha
   vlm_vit_config *v = &c->vision;
   const char *vs = "vision_cfg.";
   TRY(vlm_cfg_reject(vc, k_vision_unsupported, src, vs));
-  const cJSON *ap = cJSON_GetObjectItemCaseSensitive(vc, "attentional_pool");
-  if (ap && !cJSON_IsNull(ap) && !cJSON_IsTrue(ap))
-    TRY(vlm_error(VLM_ERR_UNSUPPORTED, "%s: vision_cfg.attentional_pool: only true (open_clip's CoCa pooler) is "
-                  "supported", src));
+  /* open_clip's CLIPVisionCfg / CLIPTextCfg default attentional_pool and embed_cls to false (the
+   * class-token pooling of a CLIP, no cls token), also in a CoCa; vlm's CoCa implements only the
+   * attentional pooler and the appended cls token, so the config must say true (a missing key is
+   * refused, not read as true: the saved config has to describe the model that was trained). */
+  if (!vlm_cfg_truthy(vc, "attentional_pool"))
+    TRY(vlm_error(VLM_ERR_UNSUPPORTED, "%s: vision_cfg.attentional_pool: %s; open_clip then pools the class "
+                  "token, which vlm's CoCa does not support (only the attentional pooler: set it to true)", src,
+                  cJSON_GetObjectItemCaseSensitive(vc, "attentional_pool") ? "not true" : "missing (open_clip's "
+                  "default is false)"));
   TRY(vlm_cfg_int(vc, "image_size", -1, 1, 1 << 16, &v->image_size, src, vs));
   TRY(vlm_cfg_int(vc, "patch_size", -1, 1, 1 << 16, &v->patch_size, src, vs));
   TRY(vlm_cfg_int(vc, "layers", -1, 0, 4096, &v->layers, src, vs));
@@ -68,10 +73,15 @@ vlm_status vlm_coca_config_parse(vlm_coca_config *c, const char *json, const cha
   vlm_text_config *t = &c->text;
   const char *ts = "text_cfg.";
   TRY(vlm_cfg_reject(tc, k_text_unsupported, src, ts));
-  const cJSON *ec = cJSON_GetObjectItemCaseSensitive(tc, "embed_cls");
-  if (ec && !cJSON_IsNull(ec) && !cJSON_IsTrue(ec))
-    TRY(vlm_error(VLM_ERR_UNSUPPORTED, "%s: text_cfg.embed_cls: CoCa needs true", src));
+  if (!vlm_cfg_truthy(tc, "embed_cls"))
+    TRY(vlm_error(VLM_ERR_UNSUPPORTED, "%s: text_cfg.embed_cls: %s; open_clip then pools the text at its "
+                  "end-of-text token, which vlm's CoCa does not support (only the appended cls token: set it to true)",
+                  src, cJSON_GetObjectItemCaseSensitive(tc, "embed_cls") ? "not true" : "missing (open_clip's default "
+                  "is false)"));
   TRY(vlm_cfg_int(tc, "context_length", 77, 1, 1 << 20, &t->context_length, src, ts));
+  if (t->context_length < 2)
+    TRY(vlm_error(VLM_ERR_FORMAT, "%s: text_cfg.context_length: %lld is too short for a CoCa: a caption needs at least "
+                  "2 positions (<|startoftext|> and a token to predict)", src, (long long)t->context_length));
   TRY(vlm_cfg_int(tc, "vocab_size", 49408, 1, BIG, &t->vocab_size, src, ts));
   TRY(vlm_cfg_int(tc, "width", 512, 1, BIG, &t->width, src, ts));
   TRY(vlm_cfg_heads(tc, t->width, &t->heads, src, ts));
@@ -89,6 +99,9 @@ vlm_status vlm_coca_config_parse(vlm_coca_config *c, const char *json, const cha
   const char *ds = "multimodal_cfg.";
   TRY(vlm_cfg_reject(dc, k_text_unsupported, src, ds));
   TRY(vlm_cfg_int(dc, "context_length", 77, 1, 1 << 20, &d->context_length, src, ds));
+  if (d->context_length < 2)
+    TRY(vlm_error(VLM_ERR_FORMAT, "%s: multimodal_cfg.context_length: %lld is too short for a CoCa: a caption needs at "
+                  "least 2 positions (<|startoftext|> and a token to predict)", src, (long long)d->context_length));
   TRY(vlm_cfg_int(dc, "width", 512, 1, BIG, &d->width, src, ds));
   if (cJSON_GetObjectItemCaseSensitive(dc, "heads")) TRY(vlm_cfg_heads(dc, d->width, &d->heads, src, ds));
   else d->heads = 8;

@@ -188,11 +188,34 @@ vlm_status vlm_clip_config_parse_hf(vlm_clip_config *c, const char *json, const 
   return VLM_OK;
 }
 
+/* Which schema a config holds, by its top-level keys: 1 Hugging Face's CLIPConfig, 0 open_clip's
+ * model_cfg (also when it cannot tell: that parser reports a JSON error), -1 neither. */
+static int config_schema(const char *json) {
+  cJSON *root = cJSON_Parse(json);
+  if (!cJSON_IsObject(root)) {
+    cJSON_Delete(root);
+    return 0;
+  }
+  static const char *const oc_keys[] = {"model_cfg", "vision_cfg", "text_cfg", "embed_dim", NULL};
+  static const char *const hf_keys[] = {"vision_config", "text_config", "projection_dim", "model_type", "architectures",
+                                        NULL};
+  int oc = 0, hf = 0;
+  for (int i = 0; oc_keys[i]; i++) oc |= cJSON_GetObjectItemCaseSensitive(root, oc_keys[i]) != NULL;
+  for (int i = 0; hf_keys[i]; i++) hf |= cJSON_GetObjectItemCaseSensitive(root, hf_keys[i]) != NULL;
+  cJSON_Delete(root);
+  return oc ? 0 : hf ? 1 : -1;
+}
+
 vlm_status vlm_clip_config_load(vlm_clip_config *c, const char *path, int *is_hf) {
   char *json;
   vlm_status s = vlm_read_text_file(path, &json);
   if (s != VLM_OK) return s;
-  int hf = strstr(json, "\"vision_config\"") != NULL && strstr(json, "\"vision_cfg\"") == NULL;
+  const int schema = config_schema(json), hf = schema == 1;
+  if (schema < 0) {
+    free(json);
+    return vlm_error(VLM_ERR_FORMAT, "%s: not a model config: neither open_clip's (vision_cfg, text_cfg) nor a "
+                     "Hugging Face CLIPConfig (vision_config, text_config)", path);
+  }
   s = hf ? vlm_clip_config_parse_hf(c, json, path) : vlm_clip_config_parse(c, json, path);
   free(json);
   if (is_hf) *is_hf = hf;

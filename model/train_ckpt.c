@@ -110,7 +110,6 @@ vlm_status vlm_trainer_load(vlm_trainer *tr, const char *dir, int *had_state) {
         if (s == VLM_OK) vlm_memcpy(t->data, t->device, h, VLM_CPU, (size_t)vlm_numel(t) * sizeof(float));
         free(h);
       }
-      if (s != VLM_OK) s = vlm_error_prefix(s, "%s", path);
     }
   }
   int64_t step = 0, epoch = 0, eb = 0;

@@ -157,6 +157,12 @@ int vlm_tokenizer_encode_ctx(vlm_tokenizer *t, const char *text, size_t len, int
 /* open_clip's decode: tokens concatenated, bytes decoded (invalid UTF-8 ->
  * U+FFFD), "</w>" -> " ". Ids out of range are skipped. malloc'd string. */
 char *vlm_tokenizer_decode(const vlm_tokenizer *t, const int32_t *ids, size_t n);
+/* The text of one tokenized caption (open_clip's tokenize output, or a generated one):
+ * a leading <|startoftext|> skipped, decoding stopped at the first <|endoftext|> (the
+ * padding after it, id 0 "!" in open_clip's layout, dropped), the trailing space of the
+ * last "</w>" removed: what open_clip's CoCa example keeps of its decoded text (cut at
+ * the end-of-text token, the start-of-text token removed). malloc'd. */
+char *vlm_tokenizer_decode_text(const vlm_tokenizer *t, const int32_t *ids, size_t n);
 
 /* BPE-dropout (training only): each candidate merge is skipped with
  * probability p at every step (Provilkov et al. 2020); p = 0 turns it off.
@@ -171,6 +177,8 @@ vlm_status vlm_tokenizer_save_hf(const vlm_tokenizer *t, const char *dir);
  * frequent adjacent pair (ties: the pair whose ids are smallest, first id
  * first) until vocab_size ids including <|startoftext|> and <|endoftext|>, or
  * until no pair occurs twice... (no pair left). Deterministic. */
+/* The smallest vocab_size vlm_bpe_train takes: the 512 byte symbols + the 2 specials. */
+#define VLM_BPE_MIN_VOCAB 514
 vlm_status vlm_bpe_train(vlm_tokenizer **out, const char *const *texts, const size_t *lens, size_t n, int vocab_size);
 
 #ifdef __cplusplus

@@ -799,6 +799,17 @@ char *vlm_tokenizer_decode(const vlm_tokenizer *t, const int32_t *ids, size_t n)
   return out;
 }
 
+char *vlm_tokenizer_decode_text(const vlm_tokenizer *t, const int32_t *ids, size_t n) {
+  size_t b = n && ids[0] == t->sot ? 1 : 0, e = b;
+  while (e < n && ids[e] != t->eot) e++;
+  char *s = vlm_tokenizer_decode(t, ids + b, e - b);
+  if (s) {   /* the last word's "</w>" leaves a space */
+    size_t k = strlen(s);
+    while (k && s[k - 1] == ' ') s[--k] = 0;
+  }
+  return s;
+}
+
 /* ------------------------------------------------------------------ export */
 vlm_status vlm_tokenizer_save_hf(const vlm_tokenizer *t, const char *dir) {
   size_t dl = strlen(dir);

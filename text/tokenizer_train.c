@@ -188,9 +188,10 @@ static int grow_u64(uint64_t **p, size_t *cap, size_t need) {
 vlm_status vlm_bpe_train(vlm_tokenizer **out, const char *const *texts, const size_t *lens, size_t n_texts,
                          int vocab_size) {
   *out = NULL;
-  if (vocab_size < 514)
-    return vlm_error(VLM_ERR_ARG, "bpe-train: the vocabulary size must be at least 514 (512 byte symbols + 2 specials), got %d", vocab_size);
-  int n_target = vocab_size - 514;
+  if (vocab_size < VLM_BPE_MIN_VOCAB)
+    return vlm_error(VLM_ERR_ARG, "bpe-train: the vocabulary size must be at least %d (512 byte symbols + 2 specials), got %d",
+                     VLM_BPE_MIN_VOCAB, vocab_size);
+  int n_target = vocab_size - VLM_BPE_MIN_VOCAB;
   int32_t byte_id[256], byte_eow[256];
   vlm_tok_base_ids(byte_id, byte_eow);
 

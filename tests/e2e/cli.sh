@@ -27,5 +27,13 @@ out=$(VLM_THREADS=1 "$vlm" version); rc=$?
 check "VLM_THREADS=1 is used" "[ $rc -eq 0 ] && grep -q '^cpu: 1 threads' <<<\"\$out\""
 "$vlm" >/dev/null 2>&1; rc=$?
 check "no command exits 2" "[ $rc -eq 2 ]"
+# A model config's errors name the key of the file's own format.
+tmp=$(mktemp -d) && trap 'rm -rf "$tmp"' EXIT
+echo '{"model_type": "clip", "projection_dim": 32, "text_config": {}}' >"$tmp/hf.json"
+err=$("$vlm" info --model "$tmp/hf.json" 2>&1); rc=$?
+check "a Hugging Face config without vision_config says so" "[ $rc -eq 1 ] && grep -q 'hf.json: vision_config: missing' <<<\"\$err\""
+echo '{"model": {"embed_dim": 32}, "train": {}}' >"$tmp/run.json"
+err=$("$vlm" info --model "$tmp/run.json" 2>&1); rc=$?
+check "a JSON file of neither format says so" "[ $rc -eq 1 ] && grep -q 'run.json: not a model config' <<<\"\$err\""
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]

@@ -73,6 +73,18 @@ if [ -d "$imgs" ]; then
   check "--beams with --top-k exits 2" "[ $? -eq 2 ]"
   err=$("$vlm" caption --model "$fx" --max-len 100 "$imgs/horse.png" 2>&1); rc=$?
   check "--max-len beyond the context exits 2" "[ $rc -eq 2 ] && grep -q 'max length' <<<\"\$err\""
+  err=$("$vlm" caption --model "$fx" --min-len 10 --max-len 5 "$imgs/horse.png" 2>&1); rc=$?
+  check "--min-len above --max-len exits 2 naming both" "[ $rc -eq 2 ] && grep -q -- '--min-len 10 .*--max-len 5' <<<\"\$err\""
+  err=$("$vlm" caption --model "$fx" --min-len 40 "$imgs/horse.png" 2>&1); rc=$?
+  check "--min-len above the model's context exits 2" "[ $rc -eq 2 ] && grep -q -- '--min-len 40' <<<\"\$err\""
+  # a folder: its images, recursively, in sorted order (as zeroshot and index)
+  mkdir -p "$tmp/imgs/sub" "$tmp/noimgs"
+  cp "$imgs/horse.png" "$tmp/imgs/sub/b.png" && cp "$imgs/chelsea.png" "$tmp/imgs/a.png" && echo x >"$tmp/imgs/notes.txt"
+  out=$("$vlm" caption --model "$fx" --max-len 8 "$tmp/imgs" 2>"$tmp/err"); rc=$?
+  check "caption FOLDER captions its images" \
+    "[ $rc -eq 0 ] && [ \"\$(cut -f1 <<<\"\$out\" | tr '\n' ' ')\" = '$tmp/imgs/a.png $tmp/imgs/sub/b.png ' ]"
+  err=$("$vlm" caption --model "$fx" "$tmp/noimgs" 2>&1); rc=$?
+  check "a folder without images exits 1" "[ $rc -eq 1 ] && grep -q 'no JPEG, PNG or WebP images in $tmp/noimgs' <<<\"\$err\""
   clip="$fx/../tiny-clip"
   if [ -d "$clip" ]; then
     err=$("$vlm" caption --model "$clip" "$imgs/horse.png" 2>&1); rc=$?
@@ -94,6 +106,20 @@ out=$("$vlm" caption --model "$fx" --inputs "$fx/inputs.safetensors" --max-len 8
 check "caption --inputs (a tensor of images)" "[ $rc -eq 0 ] && [ \$(grep -c 'inputs.safetensors\[[0-9]\]	' <<<\"\$out\") -ge 1 ]"
 "$vlm" caption --model "$fx" --inputs "$fx/model.safetensors" >/dev/null 2>&1
 check "caption --inputs without images exits 1" "[ $? -eq 1 ]"
+# an `images` tensor of bytes: refused, the file named once
+h='{"images":{"dtype":"U8","shape":[1,3,32,32],"data_offsets":[0,3072]}}'
+{ printf "\\x$(printf %02x ${#h})\\x00\\x00\\x00\\x00\\x00\\x00\\x00"; printf '%s' "$h"; head -c 3072 /dev/zero; } >"$tmp/u8.st"
+err=$("$vlm" caption --model "$fx" --inputs "$tmp/u8.st" 2>&1); rc=$?
+check "caption --inputs with U8 images: exit 1, the file named once" \
+  "[ $rc -eq 1 ] && grep -q 'u8.st: tensor \"images\" has dtype U8' <<<\"\$err\" && ! grep -q 'u8.st: .*u8.st' <<<\"\$err\""
+# a CoCa whose context holds one position can never caption: its config is refused
+mkdir -p "$tmp/ctx1" && cp "$fx/model.safetensors" "$tmp/ctx1/"
+sed '0,/"context_length": 16/s//"context_length": 1/' "$fx/config.json" >"$tmp/ctx1/config.json"
+err=$("$vlm" caption --model "$tmp/ctx1" --inputs "$fx/inputs.safetensors" 2>&1); rc=$?
+check "context_length 1: exit 1, the config and the reason named" \
+  "[ $rc -eq 1 ] && grep -q 'ctx1/config.json: text_cfg.context_length: 1 is too short for a CoCa' <<<\"\$err\""
+err=$("$vlm" caption --model "$tmp/no-such-model" --inputs "$fx/inputs.safetensors" 2>&1); rc=$?
+check "a missing --model: exit 1, named once" "[ $rc -eq 1 ] && [ \$(grep -o 'no-such-model' <<<\"\$err\" | wc -l) -eq 1 ]"
 check "caption --help" "\"$vlm\" caption --help | grep -q 'usage: vlm caption'"
 "$vlm" caption --model "$fx" >/dev/null 2>&1
 check "caption without images exits 2" "[ $? -eq 2 ]"

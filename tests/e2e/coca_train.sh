@@ -104,5 +104,27 @@ check "bad loss weight exits 2" "[ $? -eq 2 ]"
 "$vlm" train "${common[@]}" --steps 2 --model coca-nope --name e3 >/dev/null 2>"$tmp/e.err"
 check "unknown CoCa model exits 2" "[ $? -eq 2 ] && grep -q 'coca-nope' $tmp/e.err"
 
+# --resume of a CoCa checkpoint with a CLIP --model: refused before any work (exit 2).
+"$vlm" train "${common[@]}" --steps 13 --model tiny --resume "$A" --name r1 >/dev/null 2>"$tmp/e.err"
+check "CLIP --model for a CoCa checkpoint exits 2" \
+  "[ $? -eq 2 ] && grep -q -- '--model tiny is a CLIP model, the checkpoint .* a CoCa one' $tmp/e.err && [ ! -e $tmp/runs/r1 ]"
+
+# CoCa configs: open_clip reads a missing attentional_pool / embed_cls as false, which vlm's CoCa
+# does not implement: refused (not trained as true); a context of 1 position can never caption.
+cfg='{"embed_dim": 32, "vision_cfg": {"image_size": 32, "patch_size": 8, "layers": 1, "width": 48, "head_width": 12,
+  "attentional_pool": true, "attn_pooler_queries": 8, "attn_pooler_heads": 4}, "text_cfg": {"context_length": 16,
+  "width": 32, "heads": 4, "layers": 1, "embed_cls": true}, "multimodal_cfg": {"context_length": 16, "width": 32,
+  "heads": 4, "layers": 1}}'
+echo "$cfg" >"$tmp/ok.json"
+"$vlm" train "${common[@]}" --model "$tmp/ok.json" --steps 1 --name cfg_ok >/dev/null 2>&1
+check "a CoCa config file trains" "[ $? -eq 0 ] && grep -Eq '\"attentional_pool\":[[:space:]]*true' $tmp/runs/cfg_ok/checkpoints/latest/open_clip_config.json"
+for edit in 's/"attentional_pool": true, //' 's/, "embed_cls": true//' 's/"text_cfg": {"context_length": 16/"text_cfg": {"context_length": 1/'; do
+  sed "$edit" "$tmp/ok.json" >"$tmp/bad.json"
+  "$vlm" train "${common[@]}" --model "$tmp/bad.json" --steps 1 --name cfg_bad >/dev/null 2>"$tmp/e.err"
+  rc=$?
+  check "refused CoCa config ($edit): exit 1, named" \
+    "[ $rc -eq 1 ] && grep -Eq 'bad.json: (vision_cfg.attentional_pool: missing|text_cfg.embed_cls: missing|text_cfg.context_length: 1 is too short)' $tmp/e.err && [ ! -e $tmp/runs/cfg_bad ]"
+done
+
 echo "coca_train: $pass passed, $fail failed"
 [ $fail -eq 0 ]

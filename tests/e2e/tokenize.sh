@@ -23,6 +23,13 @@ out=$(echo 'a photo of a cat' | "$vlm" tokenize --vocab "$vocab" --context-lengt
 check "--pad eot" "[ \"\$out\" = '{\"ids\": [49406, 320, 1125, 539, 320, 2368, 49407, 49407]}' ]"
 out=$(echo 'a photo of a cat' | "$vlm" tokenize --vocab "$vocab" --context-length 4)
 check "truncation forces eot" "[ \"\$out\" = '{\"ids\": [49406, 320, 1125, 49407]}' ]"
+# --decode: the caption's text, without <|startoftext|>, <|endoftext|> or the padding (id 0 is "!")
+out=$(echo 'a photo of a cat' | "$vlm" tokenize --vocab "$vocab" --decode)
+check "--decode stops at <|endoftext|>, no padding" "[ \"\$out\" = '{\"text\": \"a photo of a cat\"}' ]"
+out=$(echo 'a photo of a cat' | "$vlm" tokenize --vocab "$vocab" --decode --context-length 4)
+check "--decode of a truncated caption" "[ \"\$out\" = '{\"text\": \"a photo\"}' ]"
+out=$(echo 'wow!! a cat' | "$vlm" tokenize --vocab "$vocab" --decode --pad eot --context-length 20)
+check "--decode keeps a caption's own '!'" "[ \"\$out\" = '{\"text\": \"wow !! a cat\"}' ]"
 long=$(for i in $(seq 100); do printf 'cat '; done)
 out=$(echo "$long" | "$vlm" tokenize --vocab "$vocab" --full)
 check "--full reports truncation" "grep -q '\"n_tokens\": 102, \"truncated\": true, \"ids\": \[49406, 2368, ' <<<\"\$out\" && grep -q ', 2368, 49407\]}$' <<<\"\$out\""

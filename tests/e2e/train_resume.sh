@@ -23,6 +23,8 @@ for accum in 1 2; do
   "$vlm" train "${common[@]}" --accum-freq $accum --steps $steps --name b$accum --resume latest >/dev/null 2>"$tmp/c.err"
   check "resumed half (accum $accum) exits 0" "[ $? -eq 0 ]"
   check "resume says where it continues" "grep -q 'resuming .* at step $half' $tmp/c.err"
+  check "the same --model on resume: no warning, the checkpoint named" \
+    "! grep -q warning $tmp/c.err && grep -q 'CLIP model .*/b$accum/checkpoints/latest (' $tmp/c.err"
   A=$tmp/runs/a$accum/checkpoints/latest B=$tmp/runs/b$accum/checkpoints/latest
   check "both end at step $steps" "[ \"\$(readlink $A)\" = step_$steps ] && [ \"\$(readlink $B)\" = step_$steps ]"
   check "weights bit-identical (accum $accum)" "cmp -s $A/open_clip_model.safetensors $B/open_clip_model.safetensors"
@@ -83,6 +85,49 @@ check "so the same --name works once the data is mended" "[ $? -eq 0 ] && [ -d $
 "$vlm" train --train-data data.csv --tokenizer train:600 >/dev/null 2>&1; check "no --model for csv exits 2" "[ $? -eq 2 ]"
 "$vlm" train "${common[@]}" --steps 2 --name e4 --resume "$tmp/nope" >/dev/null 2>"$tmp/e.err"
 check "missing resume checkpoint (exit 1)" "[ $? -eq 1 ] && grep -q nope $tmp/e.err"
+
+# --resume with another --model: the checkpoint's architecture is trained, with a warning, and
+# the run names the checkpoint (not --model); a CoCa --model for a CLIP checkpoint is refused.
+"$vlm" train "${common[@]}" --steps 13 --name w1 --model shapes-demo --resume "$tmp/runs/a1/checkpoints/latest" \
+  >/dev/null 2>"$tmp/w.err"
+check "resume with another --model exits 0" "[ $? -eq 0 ]"
+check "... warns that the checkpoint's architecture is trained" \
+  "grep -q 'warning: --model shapes-demo is not the architecture of the checkpoint' $tmp/w.err"
+check "... and labels the model by the checkpoint" \
+  "grep -q 'CLIP model $tmp/runs/a1/checkpoints/latest (' $tmp/w.err && ! grep -q 'model shapes-demo (' $tmp/w.err"
+"$vlm" train "${common[@]}" --steps 13 --name w2 --model coca-tiny --resume "$tmp/runs/a1/checkpoints/latest" \
+  >/dev/null 2>"$tmp/w.err"
+check "resume of a CLIP checkpoint with a CoCa --model exits 2" \
+  "[ $? -eq 2 ] && grep -q 'coca-tiny is a CoCa model, the checkpoint .* a CLIP one' $tmp/w.err && [ ! -e $tmp/runs/w2 ]"
+"$vlm" train "${common[@]}" --steps 13 --name w3 --resume "$tmp/runs/a1" >/dev/null 2>"$tmp/w.err"
+check "--resume of a run directory points to its checkpoints (exit 1)" \
+  "[ $? -eq 1 ] && grep -q -- '--resume $tmp/runs/a1/checkpoints/latest' $tmp/w.err"
+"$vlm" train "${common[@]}" --steps 13 --name w4 --resume "$tmp/runs/a1/checkpoints/latest/open_clip_model.safetensors" \
+  >/dev/null 2>"$tmp/w.err"
+check "--resume of a file: not a checkpoint directory, named once" \
+  "[ $? -eq 1 ] && grep -q 'latest/open_clip_model.safetensors: not a checkpoint directory' $tmp/w.err && ! grep -q 'safetensors: /' $tmp/w.err"
+
+# Data smaller than one batch: the sample count, for --epochs as for --steps; an empty file.
+"$vlm" shapes --out "$tmp/sh3" --split val --n 3 --size 32 >/dev/null
+for mode in "--epochs 2" "--steps 2"; do
+  "$vlm" train "${common[@]}" --train-data "$tmp/sh3/captions.tsv" $mode --name s3 >/dev/null 2>"$tmp/s.err"
+  check "3 samples, batch 8 ($mode): fewer than one batch (exit 1)" \
+    "[ $? -eq 1 ] && grep -q 'captions.tsv: 3 samples, fewer than one batch (8 x accum 1)' $tmp/s.err"
+done
+printf 'filepath\ttitle\n' >"$tmp/empty.tsv"
+"$vlm" train "${common[@]}" --train-data "$tmp/empty.tsv" --tokenizer "$tmp/runs/a1/tokenizer" --steps 2 --name s0 >/dev/null 2>"$tmp/s.err"
+check "an empty CSV: no samples, named once" "[ $? -eq 1 ] && grep -q '/empty.tsv: no samples' $tmp/s.err && [ \$(grep -o 'empty.tsv' $tmp/s.err | wc -l) -eq 1 ]"
+
+# Flags checked before any work: a negative clip norm, a BPE size below the byte alphabet, an empty name.
+"$vlm" train "${common[@]}" --steps 2 --name c1 --grad-clip-norm -1 >/dev/null 2>"$tmp/e.err"
+check "--grad-clip-norm -1 exits 2" "[ $? -eq 2 ] && grep -q -- '--grad-clip-norm -1' $tmp/e.err && [ ! -e $tmp/runs/c1 ]"
+"$vlm" train "${common[@]}" --steps 2 --name c2 --grad-clip-norm nan >/dev/null 2>&1
+check "--grad-clip-norm nan exits 2" "[ $? -eq 2 ]"
+"$vlm" train "${common[@]}" --steps 2 --name c3 --tokenizer train:300 >/dev/null 2>"$tmp/e.err"
+check "--tokenizer train:300 exits 2 at the flag check (minimum 514)" \
+  "[ $? -eq 2 ] && grep -q 'train:SIZE expects an integer in \[514,' $tmp/e.err && ! grep -q learning $tmp/e.err"
+"$vlm" train "${common[@]}" --steps 2 --name '' >/dev/null 2>"$tmp/e.err"
+check "an empty --name exits 2" "[ $? -eq 2 ] && grep -q -- '--name' $tmp/e.err"
 
 echo "train_resume: $pass passed, $fail failed"
 [ $fail -eq 0 ]

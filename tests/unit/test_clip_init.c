@@ -174,11 +174,11 @@ static void config_limits(void) {
       {1, "{\"vision_config\": {}, \"text_config\": {\"num_attention_heads\": 8192, \"hidden_size\": 8192}}",
        "text_config.num_attention_heads"},
       {2, "{\"embed_dim\": 64, \"vision_cfg\": {\"image_size\": 32, \"patch_size\": 8, \"layers\": 1, "
-          "\"width\": 64, \"attn_pooler_queries\": 1000000, \"attn_pooler_heads\": 1}, \"text_cfg\": {\"width\": 64, "
-          "\"heads\": 1}, \"multimodal_cfg\": {\"width\": 64, \"heads\": 1}}", "vision_cfg.attn_pooler_queries"},
+          "\"width\": 64, \"attn_pooler_queries\": 1000000, \"attn_pooler_heads\": 1, \"attentional_pool\": true}, "
+          "\"text_cfg\": {\"width\": 64, \"heads\": 1, \"embed_cls\": true}, \"multimodal_cfg\": {\"width\": 64, \"heads\": 1}}", "vision_cfg.attn_pooler_queries"},
       {2, "{\"embed_dim\": 64, \"vision_cfg\": {\"image_size\": 32, \"patch_size\": 8, \"layers\": 1, "
-          "\"width\": 64, \"attn_pooler_heads\": 1}, \"text_cfg\": {\"width\": 64, \"heads\": 1, "
-          "\"mlp_ratio\": 64}, \"multimodal_cfg\": {\"width\": 64, \"heads\": 1}}", NULL},
+          "\"width\": 64, \"attn_pooler_heads\": 1, \"attentional_pool\": true}, \"text_cfg\": {\"width\": 64, "
+          "\"heads\": 1, \"mlp_ratio\": 64, \"embed_cls\": true}, \"multimodal_cfg\": {\"width\": 64, \"heads\": 1}}", NULL},
   };
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     vlm_clip_config c;

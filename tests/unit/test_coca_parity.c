@@ -279,12 +279,28 @@ static void config_checks(const char *shared) {
   const char *bad[][2] = {
     {"{\"embed_dim\": 32, \"vision_cfg\": {}, \"text_cfg\": {}}", "multimodal_cfg"},
     {"{\"embed_dim\": 32, \"vision_cfg\": {\"image_size\": 32, \"patch_size\": 8, \"layers\": 1, \"width\": 48, "
-     "\"head_width\": 12}, \"text_cfg\": {\"width\": 32, \"heads\": 4}, \"multimodal_cfg\": {\"width\": 64, "
-     "\"heads\": 4}}", "multimodal_cfg.width"},
+     "\"head_width\": 12, \"attentional_pool\": true}, \"text_cfg\": {\"width\": 32, \"heads\": 4, \"embed_cls\": true}, "
+     "\"multimodal_cfg\": {\"width\": 64, \"heads\": 4}}", "multimodal_cfg.width"},
     {"{\"embed_dim\": 32, \"vision_cfg\": {\"image_size\": 32, \"patch_size\": 8, \"layers\": 1, \"width\": 48, "
      "\"head_width\": 12, \"attentional_pool\": false}, \"text_cfg\": {}, \"multimodal_cfg\": {}}", "attentional_pool"},
     {"{\"embed_dim\": 32, \"vision_cfg\": {\"image_size\": 32, \"patch_size\": 8, \"layers\": 1, \"width\": 48, "
-     "\"head_width\": 12}, \"text_cfg\": {\"embed_cls\": false}, \"multimodal_cfg\": {}}", "embed_cls"},
+     "\"head_width\": 12, \"attentional_pool\": true}, \"text_cfg\": {\"embed_cls\": false}, \"multimodal_cfg\": {}}",
+     "embed_cls"},
+    /* open_clip reads a missing attentional_pool / embed_cls (or null) as false: refused, not taken as true */
+    {"{\"embed_dim\": 32, \"vision_cfg\": {\"image_size\": 32, \"patch_size\": 8, \"layers\": 1, \"width\": 48, "
+     "\"head_width\": 12}, \"text_cfg\": {\"embed_cls\": true}, \"multimodal_cfg\": {}}", "attentional_pool: missing"},
+    {"{\"embed_dim\": 32, \"vision_cfg\": {\"image_size\": 32, \"patch_size\": 8, \"layers\": 1, \"width\": 48, "
+     "\"head_width\": 12, \"attentional_pool\": null}, \"text_cfg\": {\"embed_cls\": true}, \"multimodal_cfg\": {}}",
+     "attentional_pool: not true"},
+    {"{\"embed_dim\": 32, \"vision_cfg\": {\"image_size\": 32, \"patch_size\": 8, \"layers\": 1, \"width\": 48, "
+     "\"head_width\": 12, \"attentional_pool\": true}, \"text_cfg\": {}, \"multimodal_cfg\": {}}", "embed_cls: missing"},
+    /* a CoCa needs 2 positions to caption (sot + one token) */
+    {"{\"embed_dim\": 32, \"vision_cfg\": {\"image_size\": 32, \"patch_size\": 8, \"layers\": 1, \"width\": 48, "
+     "\"head_width\": 12, \"attentional_pool\": true}, \"text_cfg\": {\"embed_cls\": true, \"context_length\": 1}, "
+     "\"multimodal_cfg\": {}}", "text_cfg.context_length: 1 is too short"},
+    {"{\"embed_dim\": 512, \"vision_cfg\": {\"image_size\": 32, \"patch_size\": 8, \"layers\": 1, \"width\": 48, "
+     "\"head_width\": 12, \"attentional_pool\": true}, \"text_cfg\": {\"embed_cls\": true}, "
+     "\"multimodal_cfg\": {\"context_length\": 1}}", "multimodal_cfg.context_length: 1 is too short"},
     {"{\"embed_dim\": 32", "JSON"},
   };
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
