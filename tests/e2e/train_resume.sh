@@ -116,7 +116,7 @@ for mode in "--epochs 2" "--steps 2"; do
 done
 printf 'filepath\ttitle\n' >"$tmp/empty.tsv"
 "$vlm" train "${common[@]}" --train-data "$tmp/empty.tsv" --tokenizer "$tmp/runs/a1/tokenizer" --steps 2 --name s0 >/dev/null 2>"$tmp/s.err"
-check "an empty CSV: no samples, named once" "[ $? -eq 1 ] && grep -q '/empty.tsv: no samples' $tmp/s.err && [ \$(grep -o 'empty.tsv' $tmp/s.err | wc -l) -eq 1 ]"
+check "an empty CSV: no samples, named once" "[ $? -eq 1 ] && grep -q '/empty.tsv: no records' $tmp/s.err && [ \$(grep -o 'empty.tsv' $tmp/s.err | wc -l) -eq 1 ]"
 
 # Flags checked before any work: a negative clip norm, a BPE size below the byte alphabet, an empty name.
 "$vlm" train "${common[@]}" --steps 2 --name c1 --grad-clip-norm -1 >/dev/null 2>"$tmp/e.err"
