@@ -37,9 +37,9 @@ void vlm_cpu_matmul_backward_set(vlm_tensor *da, vlm_tensor *db, vlm_tensor *dbi
                                  vlm_precision prec);
 void vlm_cpu_linear_forward(vlm_tensor *out, const vlm_tensor *a, const vlm_tensor *w, const vlm_tensor *bias,
                             const vlm_act *act, const vlm_tensor *residual, vlm_precision prec);
-/* fp32 out [M,N] = a [M,K] @ b^T (+ bias) for M = 1 and b stored [N,K] (trans_b),
- * (gemv.c); returns 0 without touching out when it does not take the shape (more rows,
- * fewer than 65536 weights, or b stored [K,N]). */
+/* fp32 out [M,N] = a [M,K] @ b^T (+ bias) for M = 1 (with AVX-512: 1 to 8) and b stored
+ * [N,K] (trans_b), (gemv.c); returns 0 without touching out when it does not take the shape
+ * (more rows, fewer than 65536 weights, or b stored [K,N]). */
 int vlm_cpu_gemv_forward(int64_t M, int64_t N, int64_t K, const float *a, const float *b, int trans_b,
                          const float *bias, float *out);
 /* The same in bf16 precision: b BF16, stored [N,K] (trans_b) or [K,N]; a F32 (rounded to

@@ -1,13 +1,17 @@
-/* Matrix-vector products (one row of a) for the forward matmul, as in token-by-token
- * decoding of one sequence with a KV cache. Such a product reads each weight once and does
- * 2 flops per weight, so it is bound by memory bandwidth.
+/* Matrix-vector products (a few rows of a) for the forward matmul, as in token-by-token
+ * decoding with a KV cache: one sequence is one row, B images or K beams are B or K rows. Such a
+ * product reads each weight once and does 2 flops per weight and row, so it is bound by memory
+ * bandwidth.
  *
- * fp32, weights stored [N, K] (a Linear layer's layout): oneDNN 2.6's f32 matmul primitive
- * streamed 18-22 GB/s on the CoCa ViT-B/32 decoder's shapes here, this loop 23-28 GB/s
- * (docs/PERFORMANCE.md). With more rows oneDNN catches up (2 rows: a tie) and wins (4 rows:
- * cached decoding of 4 images 1380 ms through oneDNN against 1550-1600 through this loop),
- * so it takes 1 row. fp32 weights stored [K, N] (the vocabulary projection) stay with
- * oneDNN: its sgemm streamed them at ~30 GB/s, a blocked loop here at ~19.
+ * fp32, weights stored [N, K] (a Linear layer's layout), 1-8 rows, AVX-512: register tiles of 4
+ * weight rows x 4 rows of a (16 accumulators), so each weight vector loaded serves every row.
+ * oneDNN 2.6's f32 matmul primitive streamed 9-22 GB/s on the CoCa ViT-B/32 decoder's shapes
+ * here (worse with more rows), the tiles 19-27 GB/s at 1-2 rows (docs/PERFORMANCE.md). Cached
+ * decoding of coca_ViT-B-32, 30 tokens: greedy, 1 image 818-831 ms with the one-row loop that
+ * came before (one dot product at a time) against 679-688 ms; 6 beams 1473-1508 ms through
+ * oneDNN against 1381-1429 ms. Without AVX-512, one row through a plain loop; more through
+ * oneDNN. fp32 weights stored [K, N] (the vocabulary projection) stay with oneDNN: its sgemm
+ * streamed them at ~30 GB/s, a blocked loop here at ~19.
  *
  * bf16 precision with BF16 weights (`--precision bf16`): oneDNN's bf16 matmul streamed one
  * row at ~13 GB/s; here [N, K] weights go through VDPBF16PS dot products and [K, N] weights
@@ -32,7 +36,8 @@
 #define WIDE_KN
 #endif
 
-/* b [N, K]: out[m, n] = dot(a[m, :], b[n, :]) + bias[n]. */
+#if !defined(__AVX512F__)
+/* b [N, K]: out[m, n] = dot(a[m, :], b[n, :]) + bias[n] (one row; the tiles below where AVX-512 is). */
 static void gemv_nk(int64_t M, int64_t N, int64_t K, const float *a, const float *b, const float *bias, float *out) {
 #pragma omp parallel for schedule(static) if (N * K >= GEMV_PAR_MIN)
   for (int64_t n = 0; n < N; n++) {
@@ -46,14 +51,17 @@ static void gemv_nk(int64_t M, int64_t N, int64_t K, const float *a, const float
     }
   }
 }
+#endif
 
 /* The same in bf16 precision: out[m, n] = sum_k bf16(a[m, k]) * b[n, k] + bias[n] with b BF16
  * [N, K] and a F32 (rounded to bf16 here, as the matmul rounds its inputs) or BF16. Every
  * product of two bf16 values is exact in fp32, so only the summation order differs from
  * oneDNN's bf16 GEMM. With AVX512-BF16 the dot products run on VDPBF16PS (32 weights an
  * instruction, four accumulators); elsewhere a widening loop. */
-#if defined(__AVX512BF16__) && defined(__AVX512BW__)
+#if defined(__AVX512F__)
 #include <immintrin.h>
+#endif
+#if defined(__AVX512BF16__) && defined(__AVX512BW__)
 static float dot_bf16(const uint16_t *x, const uint16_t *w, int64_t K) {
   __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps(), a2 = _mm512_setzero_ps(), a3 = _mm512_setzero_ps();
   int64_t k = 0;
@@ -156,9 +164,75 @@ int vlm_cpu_gemv_bf16_forward(int64_t M, int64_t N, int64_t K, const void *a, in
   return 1;
 }
 
+#if defined(__AVX512F__)
+/* 2-8 rows, b [N, K]: blocks of 4 weight rows times 4 rows of a, 16 accumulators in registers,
+ * so each weight vector loaded serves 4 rows (the 1-row loop above, one dot product at a time,
+ * re-reads each weight row per row of a and waits on one accumulator). Each output is the
+ * 16-lane sum of its k = lane mod 16 partial sums, then + bias, whatever the thread count. */
+#define NK_NB 4
+/* out rows x[0..mb) times weight rows w[0..NK_NB): s[i][j] = dot(x[i], w[j]); mb is a constant
+ * at each call (1, 2 or 4), so the accumulators stay in registers. */
+static inline __attribute__((always_inline)) void nk_tile(int64_t K, const float *const *x, const int mb,
+                                                          const float *const w[NK_NB], float s[4][NK_NB]) {
+  __m512 acc[4][NK_NB];
+  for (int i = 0; i < mb; i++)
+    for (int j = 0; j < NK_NB; j++) acc[i][j] = _mm512_setzero_ps();
+  int64_t k = 0;
+  for (; k + 16 <= K; k += 16) {
+    __m512 wv[NK_NB];
+    for (int j = 0; j < NK_NB; j++) wv[j] = _mm512_loadu_ps(w[j] + k);
+    for (int i = 0; i < mb; i++) {
+      const __m512 xv = _mm512_loadu_ps(x[i] + k);
+      for (int j = 0; j < NK_NB; j++) acc[i][j] = _mm512_fmadd_ps(xv, wv[j], acc[i][j]);
+    }
+  }
+  if (k < K) {
+    const __mmask16 mk = (__mmask16)((1u << (K - k)) - 1);
+    __m512 wv[NK_NB];
+    for (int j = 0; j < NK_NB; j++) wv[j] = _mm512_maskz_loadu_ps(mk, w[j] + k);
+    for (int i = 0; i < mb; i++) {
+      const __m512 xv = _mm512_maskz_loadu_ps(mk, x[i] + k);
+      for (int j = 0; j < NK_NB; j++) acc[i][j] = _mm512_fmadd_ps(xv, wv[j], acc[i][j]);
+    }
+  }
+  for (int i = 0; i < mb; i++)
+    for (int j = 0; j < NK_NB; j++) s[i][j] = _mm512_reduce_add_ps(acc[i][j]);
+}
+
+static void gemv_nk_rows(int64_t M, int64_t N, int64_t K, const float *a, const float *b, const float *bias,
+                         float *out) {
+  const int64_t nblocks = (N + NK_NB - 1) / NK_NB;
+#pragma omp parallel for schedule(static) if (N * K >= GEMV_PAR_MIN)
+  for (int64_t nb = 0; nb < nblocks; nb++) {
+    const int64_t n0 = nb * NK_NB, nn = N - n0 < NK_NB ? N - n0 : NK_NB;
+    const float *w[NK_NB];
+    for (int j = 0; j < NK_NB; j++) w[j] = b + (n0 + (j < nn ? j : 0)) * K;   /* a short block repeats row n0 */
+    for (int64_t m0 = 0; m0 < M;) {
+      const float *x[4];
+      for (int64_t i = 0; i < 4; i++) x[i] = a + (m0 + i < M ? m0 + i : M - 1) * K;
+      float s[4][NK_NB];
+      const int mb = M - m0 >= 4 ? 4 : M - m0 >= 2 ? 2 : 1;
+      if (mb == 4) nk_tile(K, x, 4, w, s);
+      else if (mb == 2) nk_tile(K, x, 2, w, s);
+      else nk_tile(K, x, 1, w, s);
+      for (int64_t i = 0; i < mb; i++)
+        for (int64_t j = 0; j < nn; j++) out[(m0 + i) * N + n0 + j] = s[i][j] + (bias ? bias[n0 + j] : 0.0f);
+      m0 += mb;
+    }
+  }
+}
+#define GEMV_NK_MAX_ROWS 8
+#else
+#define GEMV_NK_MAX_ROWS GEMV_MAX_ROWS
+#endif
+
 int vlm_cpu_gemv_forward(int64_t M, int64_t N, int64_t K, const float *a, const float *b, int trans_b,
                          const float *bias, float *out) {
-  if (!trans_b || M < 1 || M > GEMV_MAX_ROWS || N < 1 || K < 1 || N * K < GEMV_PAR_MIN) return 0;
+  if (!trans_b || M < 1 || M > GEMV_NK_MAX_ROWS || N < 1 || K < 1 || N * K < GEMV_PAR_MIN) return 0;
+#if defined(__AVX512F__)
+  gemv_nk_rows(M, N, K, a, b, bias, out);
+#else
   gemv_nk(M, N, K, a, b, bias, out);
+#endif
   return 1;
 }

@@ -522,7 +522,7 @@ void vlm_cpu_matmul_forward(vlm_tensor *out, const vlm_tensor *a, const vlm_tens
   mm_dims(a, b, trans_a, trans_b, &M, &N, &K);
   vlm_dtype dt = (prec == VLM_PREC_BF16 || (a->dtype == VLM_BF16 && b->dtype == VLM_BF16)) ? VLM_BF16
                                                                                           : VLM_F32;
-  /* 1 row of fp32 (decoding one sequence with a KV cache): memory-bound, a streaming loop (gemv.c) */
+  /* 1-8 rows of fp32 (decoding a few sequences with a KV cache): memory-bound, register tiles (gemv.c) */
   if (dt == VLM_F32 && !trans_a && a->dtype == VLM_F32 && b->dtype == VLM_F32 &&
       vlm_cpu_gemv_forward(M, N, K, vlm_f32(a), vlm_f32(b), trans_b, bias ? vlm_f32(bias) : NULL, vlm_f32(out)))
     return;

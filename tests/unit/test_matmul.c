@@ -134,8 +134,10 @@ static void test_fast_vs_ref_f32(void) {
   static const int64_t shapes[][3] = {  /* M, N, K */
     {1, 1, 1}, {1, 3, 17}, {3, 17, 1}, {17, 1, 65}, {3, 17, 65}, {65, 3, 17}, {17, 65, 3},
     {6, 130, 33}, {64, 48, 96}, {129, 67, 200},
-    /* 1 row with >= 65536 weights: the fp32 forward with tb takes core/cpu/gemv.c (2-5 rows: oneDNN) */
-    {1, 517, 130}, {2, 300, 257}, {3, 1030, 97}, {4, 257, 512}, {5, 257, 512},
+    /* 1 row with >= 65536 weights: the fp32 forward with tb takes core/cpu/gemv.c (with AVX-512
+     * up to 8 rows; more rows: oneDNN), N and K with and without tails of the 4 x 16 tiles */
+    {1, 517, 130}, {2, 300, 257}, {3, 1030, 97}, {4, 257, 512}, {5, 257, 512}, {6, 301, 250},
+    {7, 256, 1024}, {8, 517, 131}, {9, 300, 257},
   };
   double worst = 0;
   for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
@@ -151,23 +153,36 @@ static void test_fast_vs_ref_f32(void) {
 
 /* Which shapes the gemv path takes, and that it matches a plain double loop. */
 static void test_gemv_dispatch(void) {
-  float *a = vt_alloc(4 * 600), *b = vt_alloc(600 * 600), *o = vt_alloc(4 * 600), *r = vt_alloc(4 * 600);
-  vt_fill_normal(a, 4 * 600, 5, 1.0f);
+  float *a = vt_alloc(9 * 600), *b = vt_alloc(600 * 600), *bias = vt_alloc(600), *o = vt_alloc(9 * 600),
+        *r = vt_alloc(9 * 600);
+  vt_fill_normal(a, 9 * 600, 5, 1.0f);
   vt_fill_normal(b, 600 * 600, 6, 0.1f);
+  vt_fill_normal(bias, 600, 7, 1.0f);
+#if defined(__AVX512F__)
+  const int max_rows = 8;   /* the 4 x 4 register tiles */
+#else
+  const int max_rows = 1;
+#endif
   CHECK(vlm_cpu_gemv_forward(1, 517, 130, a, b, 1, NULL, o) == 1, "gemv takes 1 x 517 x 130");
-  CHECK(vlm_cpu_gemv_forward(2, 600, 600, a, b, 1, NULL, o) == 0, "gemv leaves 2 rows to oneDNN");
+  CHECK(vlm_cpu_gemv_forward(max_rows + 1, 600, 600, a, b, 1, NULL, o) == 0, "gemv leaves %d rows to oneDNN",
+        max_rows + 1);
   CHECK(vlm_cpu_gemv_forward(1, 100, 100, a, b, 1, NULL, o) == 0, "gemv leaves small products to oneDNN");
   CHECK(vlm_cpu_gemv_forward(1, 600, 600, a, b, 0, NULL, o) == 0, "gemv leaves b stored [K,N] to oneDNN");
-  CHECK(vlm_cpu_gemv_forward(1, 600, 600, a, b, 1, NULL, o) == 1, "gemv takes 1 x 600 x 600");
-  for (int m = 0; m < 1; m++)
-    for (int n = 0; n < 600; n++) {
-      double s = 0;
-      for (int k = 0; k < 600; k++) s += (double)a[m * 600 + k] * b[n * 600 + k];
-      r[m * 600 + n] = (float)s;
+  /* every row count it takes, N = 599 and K = 599 (tails of the tiles), with and without bias */
+  const int64_t N = 599, K = 599;
+  for (int M = 1; M <= max_rows; M++)
+    for (int with_bias = 0; with_bias < 2; with_bias++) {
+      CHECK(vlm_cpu_gemv_forward(M, N, K, a, b, 1, with_bias ? bias : NULL, o) == 1, "gemv takes %d x 599 x 599", M);
+      for (int64_t m = 0; m < M; m++)
+        for (int64_t n = 0; n < N; n++) {
+          double s = with_bias ? bias[n] : 0.0;
+          for (int64_t k = 0; k < K; k++) s += (double)a[m * K + k] * b[n * K + k];
+          r[m * N + n] = (float)s;
+        }
+      double e = vt_max_rel(o, r, M * N, 1e-6);
+      CHECK(e < 1e-5, "gemv %d rows%s vs double loop: %.3g", M, with_bias ? " + bias" : "", e);
     }
-  double e = vt_max_rel(o, r, 600, 1e-6);
-  CHECK(e < 1e-5, "gemv vs double loop: %.3g", e);
-  free(a), free(b), free(o), free(r);
+  free(a), free(b), free(bias), free(o), free(r);
 }
 
 /* The bf16 gemv (1 row, BF16 weights [N,K] or [K,N], bf16 precision): which shapes it
