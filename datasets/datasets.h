@@ -121,6 +121,7 @@ void vlm_resample_bicubic_u16(const uint16_t *in, int w, int h, uint16_t *out, i
 /* PIL's nearest-neighbour resize: source x = floor((x + 0.5) * w / ow). */
 void vlm_resample_nearest_u8(const uint8_t *in, int w, int h, int c, uint8_t *out, int ow, int oh);
 
+/* ------------------------------------------------------------ per-mode rules (image_modes.c) */
 /* PIL's Image.resize(size, BICUBIC) with its per-mode rules (see the top of this file). */
 vlm_status vlm_image_resize(const vlm_image *in, int ow, int oh, vlm_image *out);
 /* vlm_image_resize then vlm_image_crop to the window (zero outside the resized image), with
