@@ -11,75 +11,81 @@
 
 static uint8_t clip_u(unsigned v) { return v > 255 ? 255 : (uint8_t)v; }
 
+/* The window [x0, x0+ww) x [y0, y0+wh), inside the ow x oh resize of in, per mode into dst
+ * (ww x wh pixels of in's mode). */
+static vlm_status resize_part(const vlm_image *in, int64_t ow, int64_t oh, int64_t x0, int64_t y0, int ww, int wh,
+                              uint8_t *dst) {
+  int w = in->w, h = in->h, c = in->channels;
+  if (ow == w && oh == h) {   /* PIL copies: no premultiplied round trip */
+    for (int y = 0; y < wh; y++)
+      memcpy(dst + (size_t)y * ww * c, in->data + ((size_t)(y0 + y) * w + (size_t)x0) * c, (size_t)ww * c);
+    return VLM_OK;
+  }
+  if (in->mode == VLM_IMG_I16)
+    return vlm_resample_bicubic_window_u16((const uint16_t *)(const void *)in->data, w, h, (uint16_t *)(void *)dst,
+                                           ow, oh, x0, y0, ww, wh);
+  if (in->mode == VLM_IMG_P || in->mode == VLM_IMG_1)
+    return vlm_resample_nearest_window_u8(in->data, w, h, c, dst, ow, oh, x0, y0, ww, wh);
+  if (in->mode != VLM_IMG_RGBA && in->mode != VLM_IMG_LA)
+    return vlm_resample_bicubic_window_u8(in->data, w, h, c, dst, ow, oh, x0, y0, ww, wh);
+  /* Premultiply (PIL's RGBa / La), resize, un-premultiply. */
+  size_t n = (size_t)w * h;
+  uint8_t *pm = malloc(n * c);
+  if (!pm) return vlm_error(VLM_ERR_OOM, "resize: out of memory (%dx%d %s)", w, h, vlm_img_mode_name(in->mode));
+  for (size_t i = 0; i < n; i++) {
+    const uint8_t *p = in->data + i * c;
+    uint8_t *q = pm + i * c;
+    unsigned a = p[c - 1];
+    for (int k = 0; k < c - 1; k++) q[k] = (uint8_t)(MULDIV255((unsigned)p[k], a));
+    q[c - 1] = (uint8_t)a;
+  }
+  vlm_status st = vlm_resample_bicubic_window_u8(pm, w, h, c, dst, ow, oh, x0, y0, ww, wh);
+  free(pm);
+  if (st) return st;
+  for (size_t i = 0, m = (size_t)ww * wh; i < m; i++) {
+    uint8_t *q = dst + i * c;
+    unsigned a = q[c - 1];
+    if (a == 255 || a == 0) continue;
+    for (int k = 0; k < c - 1; k++) q[k] = clip_u(255u * q[k] / a);
+  }
+  return VLM_OK;
+}
+
 vlm_status vlm_image_resize(const vlm_image *in, int ow, int oh, vlm_image *out) {
-  if (ow <= 0 || oh <= 0) return vlm_error(VLM_ERR_ARG, "resize: bad output size %dx%d", ow, oh);
-  vlm_status st = vlm_image_alloc(out, ow, oh, in->mode, 0);
+  return vlm_image_resize_window(in, ow, oh, 0, 0, ow, oh, out);
+}
+
+vlm_status vlm_image_resize_window(const vlm_image *in, int64_t ow, int64_t oh, int64_t wx, int64_t wy, int ww,
+                                   int wh, vlm_image *out) {
+  memset(out, 0, sizeof *out);
+  if (ow <= 0 || oh <= 0)
+    return vlm_error(VLM_ERR_ARG, "resize: bad output size %lldx%lld", (long long)ow, (long long)oh);
+  if (ww <= 0 || wh <= 0) return vlm_error(VLM_ERR_ARG, "resize: bad window size %dx%d", ww, wh);
+  /* The part of the window inside the resized image; the rest is 0 (vlm_image_crop's pad). */
+  int64_t x0 = wx > 0 ? wx : 0, x1 = wx + ww < ow ? wx + ww : ow;
+  int64_t y0 = wy > 0 ? wy : 0, y1 = wy + wh < oh ? wy + wh : oh;
+  int inside = x0 == wx && y0 == wy && x1 == wx + ww && y1 == wy + wh;
+  vlm_status st = vlm_image_alloc(out, ww, wh, in->mode, !inside);
   if (st) return st;
   if (in->mode == VLM_IMG_P) {
     memcpy(out->palette, in->palette, sizeof out->palette);
     out->palette_n = in->palette_n;
   }
-  int c = in->channels;
-  if (ow == in->w && oh == in->h) {
-    memcpy(out->data, in->data, (size_t)ow * oh * c);
-    return VLM_OK;
+  if (x1 <= x0 || y1 <= y0) return VLM_OK;
+  if (inside) {
+    st = resize_part(in, ow, oh, x0, y0, ww, wh, out->data);
+  } else {
+    vlm_image part;
+    int pw = (int)(x1 - x0), ph = (int)(y1 - y0), c = in->channels;
+    st = vlm_image_alloc(&part, pw, ph, in->mode, 0);
+    if (!st) st = resize_part(in, ow, oh, x0, y0, pw, ph, part.data);
+    for (int y = 0; !st && y < ph; y++)
+      memcpy(out->data + ((size_t)(y0 - wy + y) * ww + (size_t)(x0 - wx)) * c, part.data + (size_t)y * pw * c,
+             (size_t)pw * c);
+    vlm_image_free(&part);
   }
-  if (in->mode == VLM_IMG_I16) {
-    vlm_resample_bicubic_u16((const uint16_t *)(const void *)in->data, in->w, in->h,
-                             (uint16_t *)(void *)out->data, ow, oh);
-    return VLM_OK;
-  }
-  if (in->mode == VLM_IMG_P || in->mode == VLM_IMG_1) {
-    vlm_resample_nearest_u8(in->data, in->w, in->h, c, out->data, ow, oh);
-    return VLM_OK;
-  }
-  if (in->mode == VLM_IMG_RGBA || in->mode == VLM_IMG_LA) {
-    /* Premultiply (PIL's RGBa / La), resize, un-premultiply. */
-    size_t n = (size_t)in->w * in->h;
-    uint8_t *pm = malloc(n * c);
-    if (!pm) {
-      vlm_image_free(out);
-      return vlm_error(VLM_ERR_OOM, "resize: out of memory");
-    }
-    for (size_t i = 0; i < n; i++) {
-      const uint8_t *p = in->data + i * c;
-      uint8_t *q = pm + i * c;
-      unsigned a = p[c - 1];
-      for (int k = 0; k < c - 1; k++) q[k] = (uint8_t)(MULDIV255((unsigned)p[k], a));
-      q[c - 1] = (uint8_t)a;
-    }
-    vlm_resample_bicubic_u8(pm, in->w, in->h, c, out->data, ow, oh);
-    free(pm);
-    size_t m = (size_t)ow * oh;
-    for (size_t i = 0; i < m; i++) {
-      uint8_t *q = out->data + i * c;
-      unsigned a = q[c - 1];
-      if (a == 255 || a == 0) continue;
-      for (int k = 0; k < c - 1; k++) q[k] = clip_u(255u * q[k] / a);
-    }
-    return VLM_OK;
-  }
-  vlm_resample_bicubic_u8(in->data, in->w, in->h, c, out->data, ow, oh);
-  return VLM_OK;
-}
-
-vlm_status vlm_image_resize_window(const vlm_image *in, int ow, int oh, int wx, int wy, int ww, int wh,
-                                   vlm_image *out) {
-  if (ow <= 0 || oh <= 0) return vlm_error(VLM_ERR_ARG, "resize: bad output size %dx%d", ow, oh);
-  int plain = in->mode == VLM_IMG_L || in->mode == VLM_IMG_RGB || in->mode == VLM_IMG_CMYK;
-  int inside = wx >= 0 && wy >= 0 && ww > 0 && wh > 0 && wx + ww <= ow && wy + wh <= oh;
-  if (!plain || !inside) {
-    vlm_image r;
-    vlm_status st = vlm_image_resize(in, ow, oh, &r);
-    if (st) return st;
-    st = vlm_image_crop(&r, wx, wy, ww, wh, out);
-    vlm_image_free(&r);
-    return st;
-  }
-  vlm_status st = vlm_image_alloc(out, ww, wh, in->mode, 0);
-  if (st) return st;
-  vlm_resample_bicubic_window_u8(in->data, in->w, in->h, in->channels, out->data, ow, oh, wx, wy, ww, wh);
-  return VLM_OK;
+  if (st) vlm_image_free(out);
+  return st;
 }
 
 vlm_status vlm_image_crop(const vlm_image *in, int left, int top, int w, int h, vlm_image *out) {
