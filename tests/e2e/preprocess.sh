@@ -97,6 +97,13 @@ print(rc, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
       "[ $rc -eq 0 ] && grep -aq '\"shape\":\[3,224,224\]' \"$tmp/thin/$f.safetensors\""
     check "$f.png: peak RSS $kb KB stays under 400 MB" "[ $kb -lt 400000 ]"
   done
+  # 600000000 x 1 RGBA in 69 bytes with the pixel limit raised: its row (2.4 GB) passes int;
+  # the decoder reaches the short data and says so (libpng's row buffers make this run use ~2.4 GB).
+  python3 -c "$png_py" 600000000 1 6 "$tmp/wide600m.png" 100
+  err=$("$vlm" preprocess --max-image-pixels 1000000000000 --size 32 "$tmp/wide600m.png" --out "$tmp/w6" 2>&1 >/dev/null)
+  rc=$?
+  check "a 600000000x1 PNG fails cleanly ($err)" \
+    "[ $rc -eq 1 ] && grep -q 'wide600m.png: bad PNG' <<<\"\$err\" && ! grep -q 'runtime error' <<<\"\$err\""
 fi
 # WebP (a 16x12 lossy seed of the image fuzzer) is read by its magic bytes.
 webp=$(dirname "$0")/../fuzz/seeds/image/lossy_rgb.webp
