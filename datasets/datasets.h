@@ -111,22 +111,31 @@ vlm_status vlm_image_alloc(vlm_image *img, int w, int h, vlm_img_mode mode, int 
  * a pass whose size does not change is skipped. */
 void vlm_resample_bicubic_u8(const uint8_t *in, int w, int h, int c, uint8_t *out, int ow, int oh);
 /* Only the window [wx, wx+ww) x [wy, wy+wh) of that resize (out is ww x wh): the same bytes
- * as resizing everything and cropping, for less work. */
-void vlm_resample_bicubic_window_u8(const uint8_t *in, int w, int h, int c, uint8_t *out, int ow, int oh,
-                                    int wx, int wy, int ww, int wh);
+ * as resizing everything and cropping, with work and memory for the window and the source
+ * pixels under it, whatever the full size ow x oh (64-bit: it may pass 2^31). VLM_ERR_OOM
+ * with a message when memory runs out. */
+vlm_status vlm_resample_bicubic_window_u8(const uint8_t *in, int w, int h, int c, uint8_t *out, int64_t ow,
+                                          int64_t oh, int64_t wx, int64_t wy, int ww, int wh);
 /* PIL's bicubic resize of a one-channel 16-bit image (mode I;16): the same coefficients
  * and pass order as vlm_resample_bicubic_u8, but double weights and sums, rounded half away
  * from zero and clamped to [0, 65535] after each pass, as Pillow 13 does. */
 void vlm_resample_bicubic_u16(const uint16_t *in, int w, int h, uint16_t *out, int ow, int oh);
-/* PIL's nearest-neighbour resize: source x = floor((x + 0.5) * w / ow). */
+vlm_status vlm_resample_bicubic_window_u16(const uint16_t *in, int w, int h, uint16_t *out, int64_t ow, int64_t oh,
+                                           int64_t wx, int64_t wy, int ww, int wh);
+/* PIL's nearest-neighbour resize: source x = (int)p_x, p_0 = 0.5 w / ow, p_{x+1} = p_x + w / ow
+ * accumulated in double as PIL does. The window form gets the same positions without
+ * stepping through the pixels before the window. */
 void vlm_resample_nearest_u8(const uint8_t *in, int w, int h, int c, uint8_t *out, int ow, int oh);
+vlm_status vlm_resample_nearest_window_u8(const uint8_t *in, int w, int h, int c, uint8_t *out, int64_t ow,
+                                          int64_t oh, int64_t wx, int64_t wy, int ww, int wh);
 
+/* ------------------------------------------------------------ per-mode rules (image_modes.c) */
 /* PIL's Image.resize(size, BICUBIC) with its per-mode rules (see the top of this file). */
 vlm_status vlm_image_resize(const vlm_image *in, int ow, int oh, vlm_image *out);
-/* vlm_image_resize then vlm_image_crop to the window (zero outside the resized image), with
- * only the window computed where the mode allows (L, RGB, CMYK). */
-vlm_status vlm_image_resize_window(const vlm_image *in, int ow, int oh, int wx, int wy, int ww, int wh,
-                                   vlm_image *out);
+/* vlm_image_resize to ow x oh (64-bit) then vlm_image_crop to the window (zero outside the
+ * resized image), computing only the window, in every mode: bit-identical to the two steps. */
+vlm_status vlm_image_resize_window(const vlm_image *in, int64_t ow, int64_t oh, int64_t wx, int64_t wy, int ww,
+                                   int wh, vlm_image *out);
 /* Crop the box [left, left+w) x [top, top+h); parts outside the image are 0 (torchvision's pad
  * with fill 0: palette index 0 for P, (0,0,0,0) for RGBA and CMYK). */
 vlm_status vlm_image_crop(const vlm_image *in, int left, int top, int w, int h, vlm_image *out);
@@ -147,8 +156,9 @@ typedef struct {
 /* size, shortest, OpenAI mean/std. */
 void vlm_preprocess_cfg_default(vlm_preprocess_cfg *cfg, int size);
 
-/* torchvision Resize(N) output size for a w x h image (shorter side N, other int(N*long/short)). */
-void vlm_resize_shortest_size(int w, int h, int n, int *ow, int *oh);
+/* torchvision Resize(N) output size for a w x h image (shorter side N, other int(N*long/short));
+ * 64-bit: a 1 x 10^7 image at N = 224 is 224 x 2.24e9. */
+void vlm_resize_shortest_size(int w, int h, int n, int64_t *ow, int64_t *oh);
 
 /* The geometric part: resize per the mode, crop/pad to size x size, convert to RGB.
  * out: an RGB image of size x size. */

@@ -65,11 +65,19 @@ int vlm_img_mode_channels(vlm_img_mode m) {
   return 0;
 }
 
+/* w * h * c bytes, or 0 when that many cannot be addressed (size_t / ptrdiff_t). */
+static size_t image_bytes(uint64_t w, uint64_t h, int c) {
+  uint64_t lim = (uint64_t)SIZE_MAX < (uint64_t)PTRDIFF_MAX ? (uint64_t)SIZE_MAX : (uint64_t)PTRDIFF_MAX;
+  if (w == 0 || h == 0 || c <= 0 || w > lim / h || w * h > lim / (uint64_t)c) return 0;
+  return (size_t)(w * h * (uint64_t)c);
+}
+
 vlm_status vlm_image_alloc(vlm_image *img, int w, int h, vlm_img_mode mode, int zero) {
   memset(img, 0, sizeof *img);
   int c = vlm_img_mode_channels(mode);
   if (w <= 0 || h <= 0 || c <= 0) return vlm_error(VLM_ERR_ARG, "image: bad size %dx%d", w, h);
-  size_t n = (size_t)w * (size_t)h * (size_t)c;
+  size_t n = image_bytes((uint64_t)w, (uint64_t)h, c);
+  if (!n) return vlm_error(VLM_ERR_OOM, "image: %dx%d %s is too large to address", w, h, vlm_img_mode_name(mode));
   img->data = zero ? calloc(n, 1) : malloc(n);
   if (!img->data) return vlm_error(VLM_ERR_OOM, "image: cannot allocate %dx%d %s", w, h, vlm_img_mode_name(mode));
   img->w = w;
@@ -171,7 +179,8 @@ static vlm_status decode_jpeg(const uint8_t *buf, size_t n, const char *name, co
   jpeg_start_decompress(&cinfo);
   int w = (int)cinfo.output_width, h = (int)cinfo.output_height, c = cinfo.output_components;
   VLM_CHECK(c == vlm_img_mode_channels(mode), "jpeg: unexpected output components %d", c);
-  pix = malloc((size_t)w * h * c);
+  size_t nbytes = image_bytes((uint64_t)w, (uint64_t)h, c);
+  pix = nbytes ? malloc(nbytes) : NULL;
   if (!pix) {
     jpeg_destroy_decompress(&cinfo);
     return vlm_error(VLM_ERR_OOM, "%s: cannot allocate %dx%d pixels", name, w, h);
@@ -261,11 +270,9 @@ static vlm_status decode_png(const uint8_t *buf, size_t n, const char *name, con
     return vlm_error(VLM_ERR_OOM, "%s: cannot create a PNG reader", name);
   }
   uint8_t *volatile pix = NULL;
-  png_bytep *volatile rows = NULL;
   if (setjmp(png_jmpbuf(png))) {
     png_destroy_read_struct(&png, &info, NULL);
     free(pix);
-    free(rows);
     return vlm_error(VLM_ERR_FORMAT, "%s: bad PNG: %s", name, src.msg[0] ? src.msg : "decode error");
   }
   png_set_read_fn(png, &src, p_read);
@@ -313,19 +320,26 @@ static vlm_status decode_png(const uint8_t *buf, size_t n, const char *name, con
       png_destroy_read_struct(&png, &info, NULL);
       return vlm_error(VLM_ERR_FORMAT, "%s: bad PNG: colour type %d", name, ct);
   }
-  if (bd == 16 && mode != VLM_IMG_I16) png_set_strip_16(png);
-  png_set_interlace_handling(png);
-  png_read_update_info(png, info);
+  /* Sizes in size_t: a row of a wide image passes 2^31 bytes (600000000 RGBA pixels). */
   int c = vlm_img_mode_channels(mode);
-  if ((int)png_get_rowbytes(png, info) != (int)w * c) png_error(png, "unexpected row size after transforms");
-  pix = malloc((size_t)w * h * c);
-  rows = malloc(sizeof(png_bytep) * h);
-  if (!pix || !rows) png_error(png, "out of memory");
-  for (png_uint_32 y = 0; y < h; y++) rows[y] = pix + (size_t)y * w * c;
-  png_read_image(png, rows);
+  size_t rowb = (size_t)w * (size_t)c, nbytes = image_bytes(w, h, c);
+  if (!nbytes) {
+    png_destroy_read_struct(&png, &info, NULL);
+    return vlm_error(VLM_ERR_UNSUPPORTED, "%s: a %ux%u %s image is too large to address here", name, (unsigned)w,
+                     (unsigned)h, vlm_img_mode_name(mode));
+  }
+  if (bd == 16 && mode != VLM_IMG_I16) png_set_strip_16(png);
+  int passes = png_set_interlace_handling(png);
+  png_read_update_info(png, info);
+  if (png_get_rowbytes(png, info) != rowb) png_error(png, "unexpected row size after transforms");
+  pix = malloc(nbytes);
+  if (!pix) png_error(png, "out of memory");
+  /* png_read_image's loop (every pass over every row, libpng de-interlacing) without its array
+   * of row pointers, which takes 8 bytes a row: 80 MB for a 1 x 10^7 image. */
+  for (int pass = 0; pass < passes; pass++)
+    for (png_uint_32 y = 0; y < h; y++) png_read_row(png, pix + (size_t)y * rowb, NULL);
   /* No png_read_end: like PIL, chunks after the image data (and a missing IEND) are not read. */
   png_destroy_read_struct(&png, &info, NULL);
-  free(rows);
   if (mode == VLM_IMG_I16) /* big-endian samples -> native uint16 */
     for (size_t i = 0; i < (size_t)w * h; i++) {
       uint16_t v = (uint16_t)(pix[2 * i] << 8 | pix[2 * i + 1]);

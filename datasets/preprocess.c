@@ -36,41 +36,42 @@ void vlm_preprocess_cfg_default(vlm_preprocess_cfg *cfg, int size) {
 }
 
 /* Python's round() on a double: half to even (the default FP rounding mode). */
-static long pyround(double x) { return (long)nearbyint(x); }
+static int64_t pyround(double x) { return (int64_t)nearbyint(x); }
 
-void vlm_resize_shortest_size(int w, int h, int n, int *ow, int *oh) {
+void vlm_resize_shortest_size(int w, int h, int n, int64_t *ow, int64_t *oh) {
   int shrt = w <= h ? w : h, lng = w <= h ? h : w;
-  int new_long = (int)((double)((int64_t)n * lng) / shrt);
+  int64_t new_long = (int64_t)((double)((int64_t)n * lng) / shrt);   /* < 2^62 */
   if (w <= h) { *ow = n; *oh = new_long; }
   else { *ow = new_long; *oh = n; }
 }
 
 vlm_status vlm_preprocess_rgb(const vlm_image *img, const vlm_preprocess_cfg *cfg, vlm_image *out) {
-  int n = cfg->size, w = img->w, h = img->h, ow, oh;
+  int n = cfg->size, w = img->w, h = img->h;
+  int64_t ow, oh;   /* the resized size before the crop: may pass 2^31 (only the crop is computed) */
   memset(out, 0, sizeof *out);
   if (n <= 0) return vlm_error(VLM_ERR_ARG, "preprocess: bad size %d", n);
   switch (cfg->mode) {
     case VLM_RESIZE_SQUASH: ow = oh = n; break;
     case VLM_RESIZE_LONGEST: {
       double ratio = fmax((double)h / n, (double)w / n);
-      oh = (int)pyround(h / ratio);
-      ow = (int)pyround(w / ratio);
+      oh = pyround(h / ratio);
+      ow = pyround(w / ratio);
       if (oh < 1) oh = 1;
       if (ow < 1) ow = 1;
       break;
     }
     default: vlm_resize_shortest_size(w, h, n, &ow, &oh); break;
   }
-  int left, top;
+  int64_t left, top;
   if (cfg->mode == VLM_RESIZE_LONGEST) {
     /* CenterCropOrPad: pad (left/top get the floor half), then crop with int() offsets. */
-    int pl = n > ow ? (n - ow) / 2 : 0, pt = n > oh ? (n - oh) / 2 : 0;
-    int pw = ow + (n > ow ? n - ow : 0), ph = oh + (n > oh ? n - oh : 0);
-    left = (int)((pw - n) / 2.0) - pl;
-    top = (int)((ph - n) / 2.0) - pt;
+    int64_t pl = n > ow ? (n - ow) / 2 : 0, pt = n > oh ? (n - oh) / 2 : 0;
+    int64_t pw = ow + (n > ow ? n - ow : 0), ph = oh + (n > oh ? n - oh : 0);
+    left = (int64_t)((pw - n) / 2.0) - pl;
+    top = (int64_t)((ph - n) / 2.0) - pt;
   } else {
-    left = (int)pyround((ow - n) / 2.0);
-    top = (int)pyround((oh - n) / 2.0);
+    left = pyround((double)(ow - n) / 2.0);
+    top = pyround((double)(oh - n) / 2.0);
   }
   vlm_image c;
   vlm_status st = vlm_image_resize_window(img, ow, oh, left, top, n, n, &c);

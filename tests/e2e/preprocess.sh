@@ -70,6 +70,41 @@ sys.exit(0 if one >= 0.999 else 1)
 else
   echo "no $imgs or $fx: image checks skipped"
 fi
+# Long, thin images: the shortest-side resize of 1 x 100000 is 224 x 22400000 (of 1 x 10^7,
+# 224 x 2.24e9, past int); only the center crop is computed, so memory stays small.
+if command -v python3 >/dev/null 2>&1; then
+  # png.py W H COLOUR_TYPE OUT [IDAT_LEN]: 8-bit RGB (2) or RGBA (6), all zero; with IDAT_LEN,
+  # only the zlib stream of that many zero bytes (a file far shorter than its size says).
+  png_py='
+import struct, sys, zlib
+w, h, ct, out = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+raw = bytes(int(sys.argv[5])) if len(sys.argv) > 5 else (b"\0" + bytes(w * {2: 3, 6: 4}[ct])) * h
+c = lambda t, d: struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d))
+open(out, "wb").write(b"\x89PNG\r\n\x1a\n" + c(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, ct, 0, 0, 0))
+                      + c(b"IDAT", zlib.compress(raw)) + c(b"IEND", b""))
+'
+  rss_py='
+import resource, subprocess, sys
+rc = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL).returncode
+print(rc, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+'
+  python3 -c "$png_py" 1 100000 2 "$tmp/tall.png"
+  python3 -c "$png_py" 100000 1 6 "$tmp/wide.png"
+  python3 -c "$png_py" 1 10000000 2 "$tmp/tall10m.png"
+  for f in tall wide tall10m; do
+    read -r rc kb < <(python3 -c "$rss_py" "$vlm" --threads 1 preprocess "$tmp/$f.png" --out "$tmp/thin" 2>"$tmp/err")
+    check "$f.png preprocesses ($(head -c 200 "$tmp/err"))" \
+      "[ $rc -eq 0 ] && grep -aq '\"shape\":\[3,224,224\]' \"$tmp/thin/$f.safetensors\""
+    check "$f.png: peak RSS $kb KB stays under 400 MB" "[ $kb -lt 400000 ]"
+  done
+  # 600000000 x 1 RGBA in 69 bytes with the pixel limit raised: its row (2.4 GB) passes int;
+  # the decoder reaches the short data and says so (libpng's row buffers make this run use ~2.4 GB).
+  python3 -c "$png_py" 600000000 1 6 "$tmp/wide600m.png" 100
+  err=$("$vlm" preprocess --max-image-pixels 1000000000000 --size 32 "$tmp/wide600m.png" --out "$tmp/w6" 2>&1 >/dev/null)
+  rc=$?
+  check "a 600000000x1 PNG fails cleanly ($err)" \
+    "[ $rc -eq 1 ] && grep -q 'wide600m.png: bad PNG' <<<\"\$err\" && ! grep -q 'runtime error' <<<\"\$err\""
+fi
 # WebP (a 16x12 lossy seed of the image fuzzer) is read by its magic bytes.
 webp=$(dirname "$0")/../fuzz/seeds/image/lossy_rgb.webp
 "$vlm" preprocess --size 32 "$webp" --out "$tmp/w" >/dev/null 2>&1

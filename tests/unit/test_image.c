@@ -580,15 +580,15 @@ static void test_resample(void) {
 }
 
 static void test_geometry(void) {
-  int ow, oh;
+  int64_t ow, oh;
   vlm_resize_shortest_size(640, 427, 224, &ow, &oh);
-  CHECK(ow == 335 && oh == 224, "640x427 -> %dx%d", ow, oh);
+  CHECK(ow == 335 && oh == 224, "640x427 -> %lldx%lld", (long long)ow, (long long)oh);
   vlm_resize_shortest_size(427, 640, 224, &ow, &oh);
-  CHECK(ow == 224 && oh == 335, "427x640 -> %dx%d", ow, oh);
+  CHECK(ow == 224 && oh == 335, "427x640 -> %lldx%lld", (long long)ow, (long long)oh);
   vlm_resize_shortest_size(451, 300, 224, &ow, &oh);
-  CHECK(ow == 336 && oh == 224, "451x300 -> %dx%d", ow, oh);
+  CHECK(ow == 336 && oh == 224, "451x300 -> %lldx%lld", (long long)ow, (long long)oh);
   vlm_resize_shortest_size(10, 10, 224, &ow, &oh);
-  CHECK(ow == 224 && oh == 224, "10x10 -> %dx%d", ow, oh);
+  CHECK(ow == 224 && oh == 224, "10x10 -> %lldx%lld", (long long)ow, (long long)oh);
 
   /* longest: 640x427 white -> 224x149 centered: rows 37..185 white, the rest 0 (pad fill). */
   vlm_image img, out;
