@@ -25,6 +25,8 @@ static void usage(FILE *f) {
           "changed files (size or modification time differ) and drops files that are no\n"
           "longer among the inputs; the index is rewritten atomically (temp + rename).\n"
           "Unreadable images are skipped with a message naming the file and counted.\n"
+          "Paths are stored as given, cleaned ('./a//b.jpg' is 'a/b.jpg'); a file named\n"
+          "twice (a folder and a file in it, two spellings) is indexed once.\n"
           "\n"
           "Options:\n"
           "  --model PATH        model directory or config file\n"
