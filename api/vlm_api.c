@@ -264,15 +264,11 @@ int vlm_caption(vlm_model *m, const char *image_path, char *out, size_t out_size
     vlm_status st = vlm_coca_generate(c, m->enc.crun, &t, &o, ids, &len);
     pthread_mutex_unlock(&m->lock);
     if (st == VLM_OK) {
-      size_t n = 0;
-      for (int i = 1; i < len; i++)
-        if (ids[i] != o.eot_id && ids[i] != o.sot_id) ids[n++] = ids[i];
-      char *text = vlm_tokenizer_decode(m->enc.tok, ids, n);
+      char *text = vlm_tokenizer_decode_text(m->enc.tok, ids, (size_t)len);   /* as `vlm caption` prints it */
       if (!text) {
         fail(VLM_ERR_OOM, "out of memory");
       } else {
         size_t k = strlen(text);
-        while (k && text[k - 1] == ' ') text[--k] = 0;   /* "</w>" leaves a trailing space */
         if (k >= out_size) k = out_size - 1;
         memcpy(out, text, k);
         out[k] = 0;
