@@ -689,9 +689,10 @@ vlm_status vlm_loader_open(vlm_loader **out, const vlm_loader_cfg *c) {
   if (st) { vlm_loader_close(l); return st; }
   /* mixing weights (see the top of this file) */
   if (c->upsampling && c->n_upsampling != l->nsrc) {
-    vlm_loader_close(l);
-    return vlm_error(VLM_ERR_ARG, "loader: %d source%s but %d upsampling factor%s (--train-data-upsampling-factors)",
-                     l->nsrc, l->nsrc == 1 ? "" : "s", c->n_upsampling, c->n_upsampling == 1 ? "" : "s");
+    st = vlm_error(VLM_ERR_ARG, "loader: %d source%s but %d upsampling factor%s (--train-data-upsampling-factors)",
+                   l->nsrc, l->nsrc == 1 ? "" : "s", c->n_upsampling, c->n_upsampling == 1 ? "" : "s");
+    vlm_loader_close(l);   /* after the message: it reads l */
+    return st;
   }
   double acc = 0;
   for (int j = 0; j < l->nsrc; j++) {
