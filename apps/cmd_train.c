@@ -78,7 +78,9 @@ static void usage(FILE *f) {
           "  newest epoch_K)  --save-steps N (update 'latest' every N steps; 0: at epoch ends)\n"
           "  --resume latest|PATH     continue exactly (weights, optimizer, step, data position)\n"
           "  --val-frequency N (1)  --zeroshot-frequency N (2)  --zeroshot-data SPEC\n"
-          "  --zeroshot-templates FILE (one template per line, {} = class name)\n"
+          "  --zeroshot-templates T    openai | simple | shapes (vlm zeroshot's sets) or a FILE, one\n"
+          "                           template per line, {} or {c} = class name (default: 7 prompts\n"
+          "                           like \"a photo of {a} {}.\", {a} = a/an; the shapes set on shapes)\n"
           "  --eval-steps N           also evaluate every N steps (0: epoch ends only)\n"
           "  --log-every-n-steps N (10)  --stop-at-step N (stop there with a checkpoint)\n"
           "  --json                   print the final evaluation as JSON on stdout\n"
@@ -408,25 +410,15 @@ static vlm_status load_templates(run_state *R, int shapes) {
                             : (int)(sizeof k_generic_templates / sizeof *k_generic_templates);
     return VLM_OK;
   }
-  char *txt = NULL;
-  vlm_status st = vlm_read_text_file(R->o.templates_file, &txt);
-  if (st != VLM_OK) return st;
-  int n = 0;
-  for (char *line = strtok(txt, "\n"); line; line = strtok(NULL, "\n")) {
-    line[strcspn(line, "\r")] = 0;
-    if (!*line) continue;
-    if (!strstr(line, "{}")) {
-      free(txt);
-      return vlm_error(VLM_ERR_FORMAT, "%s: template '%s' has no {}", R->o.templates_file, line);
-    }
-    char **t = realloc(R->tmpl_owned, (size_t)(n + 1) * sizeof *t);
-    if (!t) break;
-    R->tmpl_owned = t;
-    t[n] = malloc(strlen(line) + 1);
-    if (!t[n]) break;
-    strcpy(t[n++], line);
+  const char *const *builtin;   /* a built-in set by name, else a file (as vlm eval / zeroshot --templates) */
+  int n = vlm_zeroshot_templates_builtin(R->o.templates_file, &builtin);
+  if (n > 0) {
+    R->templates = (const char **)builtin;
+    R->n_templates = n;
+    return VLM_OK;
   }
-  free(txt);
+  vlm_status st = vlm_zeroshot_templates_load(R->o.templates_file, &R->tmpl_owned, &n);
+  if (st != VLM_OK) return st;
   if (n == 0) return vlm_error(VLM_ERR_FORMAT, "%s: no templates", R->o.templates_file);
   R->templates = (const char **)R->tmpl_owned;
   R->n_templates = n;
