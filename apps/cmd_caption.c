@@ -42,7 +42,7 @@ static void usage(FILE *f) {
           "                         the model: MODEL/tokenizer/, MODEL/vocab.json, a vlm\n"
           "                         train run's RUN/tokenizer/, MODEL/bpe_simple_vocab_16e6.txt.gz);\n"
           "                         without one the ids are printed\n"
-          "  --batch N              images per batch (default 8)\n"
+          "  --batch-size N         images per batch (default 8; --batch N is the same)\n"
           "  --inputs FILE          caption the `images` tensor [N,3,H,W] of a safetensors file\n"
           "                         (already normalized, as 'vlm forward --inputs') instead of files\n"
           "  --json                 one JSON object per image: image, caption, ids\n"
@@ -52,7 +52,7 @@ static void usage(FILE *f) {
           "                         inputs with f32 accumulation (faster; captions may differ)\n"
           "\n"
           "Examples:\n"
-          "  vlm caption --model runs/coca-shapes/final img1.jpg img2.png\n"
+          "  vlm caption --model runs/coca-shapes/checkpoints/latest img1.jpg img2.png\n"
           "  vlm caption --model coca-dir --beams 3 --max-len 20 --json *.jpg\n"
           "  vlm caption --model coca-dir --top-p 0.9 --temperature 0.7 --seed 1 photo.webp\n");
 }
@@ -119,7 +119,7 @@ int vlm_cmd_caption(int argc, char **argv) {
     else if (!strcmp(a, "--min-len")) { NEED_ARG(); ok = vlm_app_parse_int("vlm caption", a, argv[++i], 0, 1 << 20, &v); o.min_len = (int)v; min_set = 1; }
     else if (!strcmp(a, "--max-len")) { NEED_ARG(); ok = vlm_app_parse_int("vlm caption", a, argv[++i], 2, 1 << 20, &v); o.max_len = (int)v; max_set = 1; }
     else if (!strcmp(a, "--seed")) { NEED_ARG(); ok = vlm_app_parse_int("vlm caption", a, argv[++i], 0, (1LL << 62), &v); o.seed = (uint64_t)v; }
-    else if (!strcmp(a, "--batch")) { NEED_ARG(); ok = vlm_app_parse_int("vlm caption", a, argv[++i], 1, 4096, &batch); }
+    else if (!strcmp(a, "--batch") || !strcmp(a, "--batch-size")) { NEED_ARG(); ok = vlm_app_parse_int("vlm caption", a, argv[++i], 1, 4096, &batch); }
     else if (a[0] == '-' && a[1]) {
       fprintf(stderr, "vlm caption: unknown option '%s'\n", a);
       usage(stderr);
@@ -136,7 +136,7 @@ int vlm_cmd_caption(int argc, char **argv) {
     return 2;
   }
   int bf16 = !strcmp(precision, "bf16");
-  if (!bf16 && strcmp(precision, "f32")) {
+  if (!bf16 && strcmp(precision, "f32") && strcmp(precision, "fp32")) {
     fprintf(stderr, "vlm caption: --precision must be f32 or bf16, got '%s'\n", precision);
     free(images);
     return 2;

@@ -108,7 +108,7 @@ int vlm_cmd_forward(int argc, char **argv) {
     return 2;
   }
   int bf16 = !strcmp(precision, "bf16");
-  if (!bf16 && strcmp(precision, "f32")) {
+  if (!bf16 && strcmp(precision, "f32") && strcmp(precision, "fp32")) {
     fprintf(stderr, "vlm forward: --precision must be f32 or bf16, got '%s'\n", precision);
     return 2;
   }

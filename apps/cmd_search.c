@@ -63,6 +63,10 @@ int vlm_cmd_search(int argc, char **argv) {
     usage(stderr);
     return 2;
   }
+  if (text && !*text) {
+    fprintf(stderr, "vlm search: --text is empty\n");
+    return 2;
+  }
   const int eflags = vlm_app_encoder_flags("vlm search", precision, device);
   if (eflags < 0) return 2;
   vlm_index ix;

@@ -29,7 +29,8 @@ static void usage(FILE *f) {
           "  --classes A,B,C     class names, comma-separated\n"
           "  --classes-file F    class names, one per line\n"
           "  --templates T       openai (open_clip's 80 ImageNet prompts, default), simple (its\n"
-          "                      7-prompt subset), or a file with one template per line, each\n"
+          "                      7-prompt subset), shapes (6 prompts for the synthetic shapes\n"
+          "                      set), or a file with one template per line, each\n"
           "                      holding {} or {c} where the class name goes\n"
           "  --tokenizer PATH    vocabulary (vocab.json + merges.txt folder, or\n"
           "                      bpe_simple_vocab_16e6.txt.gz); default: the model's tokenizer/\n"
@@ -164,7 +165,7 @@ int vlm_cmd_zeroshot(int argc, char **argv) {
   }
   if (!(n_tpl = vlm_zeroshot_templates_builtin(templates_s, &tpl))) {
     if (vlm_zeroshot_templates_load(templates_s, &tpl_owned, &n_tpl) != VLM_OK) {
-      fprintf(stderr, "vlm zeroshot: --templates: %s (expected openai, simple or a file)\n", vlm_last_error());
+      fprintf(stderr, "vlm zeroshot: --templates: %s (expected openai, simple, shapes or a file)\n", vlm_last_error());
       goto done;
     }
     tpl = (const char *const *)tpl_owned;

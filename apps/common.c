@@ -13,8 +13,8 @@
 int vlm_app_is_help(const char *arg) { return !strcmp(arg, "-h") || !strcmp(arg, "--help"); }
 
 int vlm_app_encoder_flags(const char *cmd, const char *precision, const char *device) {
-  if (strcmp(precision, "f32") && strcmp(precision, "bf16")) {
-    fprintf(stderr, "%s: --precision must be f32 or bf16, got '%s'\n", cmd, precision);
+  if (strcmp(precision, "f32") && strcmp(precision, "fp32") && strcmp(precision, "bf16")) {   /* fp32: as vlm train */
+    fprintf(stderr, "%s: --precision must be f32 (or fp32) or bf16, got '%s'\n", cmd, precision);
     return -1;
   }
   if (strcmp(device, "cpu") && strcmp(device, "cuda")) {

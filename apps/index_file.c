@@ -12,6 +12,11 @@ static vlm_status bad(const char *path, const char *why) {
 vlm_status vlm_index_open(vlm_index *ix, const char *path) {
   memset(ix, 0, sizeof *ix);
   vlm_status st = vlm_st_open(&ix->st, path);
+  if (st == VLM_ERR_FORMAT) {   /* not even safetensors: say what the file is not */
+    char why[1024];
+    snprintf(why, sizeof why, "%s", vlm_last_error());   /* the message names the file */
+    return vlm_error(VLM_ERR_FORMAT, "%s (not a vlm index: make one with 'vlm index')", why);
+  }
   if (st != VLM_OK) return st;
   const char *fmt = vlm_st_meta(&ix->st, "format");
   const vlm_st_entry *e = vlm_st_find(&ix->st, "embeddings"), *it = vlm_st_find(&ix->st, "items"),

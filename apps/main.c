@@ -18,7 +18,7 @@ static const command k_commands[] = {
   {"version", vlm_cmd_version, "print the version, the CPU features and the GPU backend"},
   {"info", vlm_cmd_info, "show a CLIP or CoCa checkpoint's config, parameter counts and format"},
   {"forward", vlm_cmd_forward, "run a CLIP or CoCa model on a batch; write outputs (and gradients)"},
-  {"convert", vlm_cmd_convert, "write a CLIP checkpoint in open_clip or Hugging Face layout"},
+  {"convert", vlm_cmd_convert, "write a CLIP or CoCa checkpoint (open_clip layout; CLIP: also Hugging Face)"},
   {"preprocess", vlm_cmd_preprocess, "decode images and apply CLIP preprocessing (PIL-exact) to safetensors"},
   {"tokenize", vlm_cmd_tokenize, "captions -> CLIP BPE token ids (JSON lines)"},
   {"bpe-train", vlm_cmd_bpe_train, "learn a BPE vocabulary (vocab.json + merges.txt) from captions"},
@@ -28,7 +28,7 @@ static const command k_commands[] = {
   {"index", vlm_cmd_index, "embed a folder of images (or captions) into a searchable index"},
   {"search", vlm_cmd_search, "nearest items of an index for a text or an image query"},
   {"eval", vlm_cmd_eval, "retrieval recall@K / ranks and zero-shot accuracy of a model on held-out data"},
-  {"train", vlm_cmd_train, "train a CLIP model (open_clip flags; --train-data shapes: the demo)"},
+  {"train", vlm_cmd_train, "train a CLIP or CoCa model (open_clip flags; --train-data shapes: the demo)"},
 };
 #define N_COMMANDS (int)(sizeof k_commands / sizeof k_commands[0])
 

@@ -163,6 +163,11 @@ check "... then the new model can search it" "[ $? -eq 0 ]"
 # bad input
 err=$("$vlm" search --index "$m/open_clip_model.safetensors" --model "$m" --text x 2>&1); rc=$?
 check "a safetensors file that is not an index" "[ $rc -eq 1 ] && grep -q 'not a valid vlm index' <<<\"\$err\""
+echo "a caption file, not an index" >"$tmp/caps-not-index.txt"
+err=$("$vlm" search --index "$tmp/caps-not-index.txt" --model "$m" --text x 2>&1); rc=$?
+check "a text file as --index: not a vlm index" "[ $rc -eq 1 ] && grep -q 'caps-not-index.txt.*not a vlm index' <<<\"\$err\""
+"$vlm" search --index "$idx" --model "$m" --text "" >/dev/null 2>&1
+check "an empty --text exits 2" "[ $? -eq 2 ]"
 echo "precious" >"$tmp/out/keep.txt"
 err=$("$vlm" index --model "$m" --out "$tmp/out/keep.txt" "$tmp/imgs" 2>&1); rc=$?
 check "--out over a file that is not an index is refused and kept" "[ $rc -eq 1 ] && grep -q 'not a vlm index' <<<\"\$err\" && grep -q precious \"$tmp/out/keep.txt\""
