@@ -13,6 +13,7 @@
 
 #include "apps/apps.h"
 #include "apps/train_internal.h"
+#include "model/encode.h"
 
 #define CMD "vlm train"
 
@@ -60,6 +61,8 @@ static void usage(FILE *f) {
           "  --tokenizer T            a vocabulary (dir with vocab.json + merges.txt, or\n"
           "                           bpe_simple_vocab_16e6.txt.gz), or train:SIZE to learn a BPE\n"
           "                           vocabulary of SIZE (>= 514) ids on the training captions\n"
+          "                           (default: a checkpoint --model's own tokenizer, as vlm\n"
+          "                           zeroshot finds it; shapes: train:1024)\n"
           "  --lock-image, --lock-text  LiT: freeze that tower (CoCa: --lock-text freezes the text\n"
           "                           tower, not the multimodal decoder)\n"
           "Optimization (open_clip defaults):\n"
@@ -1021,6 +1024,13 @@ int vlm_cmd_train(int argc, char **argv) {
   if (!(o->grad_clip >= 0)) {
     fprintf(stderr, CMD ": --grad-clip-norm %g: the norm cannot be negative (0, as no flag: no clipping)\n", o->grad_clip);
     goto out;
+  }
+  /* fine-tuning a checkpoint: its own tokenizer (RUN/tokenizer beside a vlm train run's
+   * checkpoints, MODEL/tokenizer, vocab.json + merges.txt, ...) unless --tokenizer says otherwise */
+  static char found_tok[4096];
+  if (!o->tokenizer && o->model && vlm_find_tokenizer(o->model, found_tok, sizeof found_tok)) {
+    o->tokenizer = found_tok;
+    fprintf(stderr, CMD ": the model's tokenizer: %s\n", found_tok);
   }
   if (is_shapes_spec(o->train_data)) { /* the demo defaults */
     if (!o->model) o->model = SHAPES_MODEL;

@@ -80,6 +80,11 @@ printf 'a photo of a {c}.\nno class here\n' >"$tmp/tb.txt"
 "$vlm" train "${common[@]}" --steps 1 --name zt3 --zeroshot-data shapes:val:16 --zeroshot-templates "$tmp/tb.txt" >/dev/null 2>"$tmp/e.err"
 check "a template without {} is named by file and line" "[ $? -eq 1 ] && grep -q 'tb.txt:2: template has no {} or {c}' $tmp/e.err"
 
+# Fine-tuning a vlm train checkpoint without --tokenizer: the run's own tokenizer is found
+"$vlm" train --device cpu --train-data shapes:32 --model $R/checkpoints/latest --batch-size 8 --steps 1 \
+  --val-frequency 0 --zeroshot-frequency 0 --logs "$tmp/runs" --name ft2 >/dev/null 2>"$tmp/ft2.err"
+check "fine-tune finds the checkpoint's tokenizer" "[ $? -eq 0 ] && grep -q \"the model's tokenizer: .*tokenizer\" $tmp/ft2.err && cmp -s $R/tokenizer/vocab.json $tmp/runs/ft2/tokenizer/vocab.json"
+
 # Errors
 "$vlm" train --help | grep -q 'usage: vlm train'; check "--help" "[ $? -eq 0 ]"
 "$vlm" train "${common[@]}" --steps 2 --name a1 >/dev/null 2>"$tmp/e.err"
