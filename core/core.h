@@ -192,6 +192,12 @@ int vlm_threads_get(void);
 #define VLM_SCRATCH_SLOTS 4
 void *vlm_scratch(int slot, size_t bytes);
 void vlm_scratch_release(void);   /* free this thread's slots */
+/* Per-thread kernel buffers (these slots; the CPU matmul's conversion buffers,
+ * scratchpad and oneDNN stream) are freed when their thread exits. A debug count
+ * of those alive in all threads, for tests; vlm_scratch_count is their owners'
+ * bookkeeping (+1 when one is made, -1 when it is freed). */
+long vlm_scratch_live(void);
+void vlm_scratch_count(long delta);
 
 /* ------------------------------------------------------------------ timing */
 double vlm_now(void);  /* monotonic seconds */
