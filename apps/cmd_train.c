@@ -1,12 +1,14 @@
 /* vlm train: CLIP and CoCa training with open_clip's flags (see usage()). */
 #define _XOPEN_SOURCE 700   /* nftw */
 #include <errno.h>
+#include <fcntl.h>
 #include <ftw.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -38,7 +40,8 @@ static void usage(FILE *f) {
           "A run directory LOGS/NAME holds config.json, tokenizer/, checkpoints/\n"
           "(epoch_K/, step_N/ and the 'latest' link: open_clip_config.json +\n"
           "open_clip_model.safetensors, loadable by open_clip's local-dir: and by vlm, plus\n"
-          "train_state.safetensors), metrics.jsonl and loss.png.\n"
+          "train_state.safetensors), metrics.jsonl and loss.png. One vlm train uses a run\n"
+          "directory at a time (it holds a lock on LOGS/NAME/.lock; a second one is refused).\n"
           "\n"
           "Data:\n"
           "  --train-data SPEC        CSV/TSV file, COCO captions JSON, WebDataset shards\n"
@@ -323,6 +326,7 @@ typedef struct {
   vlm_eval_result last;
   int have_last;
   int made_run_dir;   /* this invocation created RUN (a new run, not a resumed one) */
+  int lock_fd;        /* RUN/.lock, flock'ed for the whole run (-1: none held) */
   int training;       /* the loop has started: RUN holds the run's own record from here on */
 } run_state;
 
@@ -357,6 +361,46 @@ static vlm_status evaluate(run_state *R, int do_zs) {
   R->last = r;
   R->have_last = 1;
   return vlm_train_log_chart(&R->log);
+}
+
+/* One `vlm train` a run directory: RUN/.lock is held with flock(LOCK_EX) by the open
+ * descriptor until the process ends (the kernel drops it when the process dies, however it
+ * dies; a stale file locks nothing). Two runs on one directory broke each other: each one's
+ * checkpoint cleanup removed the other's temporary checkpoint. The file holds the pid of the
+ * run holding it, for the message. With create 0 a missing lock file is no error (returns 0,
+ * nothing held). Returns 0, or 1 with the message printed. */
+static int lock_run_dir(run_state *R, int create) {
+  char path[2200];
+  snprintf(path, sizeof path, "%s/.lock", R->run);
+  int fd = open(path, O_RDWR | O_CLOEXEC | (create ? O_CREAT : 0), 0644);
+  if (fd < 0) {
+    if (!create && errno == ENOENT) return 0;
+    fprintf(stderr, CMD ": %s: cannot open the run's lock file: %s\n", path, strerror(errno));
+    return 1;
+  }
+  if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    int e = errno;
+    if (e == EWOULDBLOCK) {
+      char buf[32] = "";
+      ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
+      long pid = n > 0 ? strtol(buf, NULL, 10) : 0;
+      if (pid > 0) fprintf(stderr, CMD ": %s is in use by another vlm train (pid %ld)\n", R->run, pid);
+      else fprintf(stderr, CMD ": %s is in use by another vlm train\n", R->run);
+      close(fd);
+      return 1;
+    }
+    /* A file system without locks: go on unguarded, as before (said once). */
+    fprintf(stderr, CMD ": warning: %s: cannot lock the run directory (%s): make sure no other vlm train uses it\n",
+            R->run, strerror(e));
+    R->lock_fd = fd;
+    return 0;
+  }
+  /* The pid is only for another run's message: failing to write it is no error. */
+  char pid[32];
+  int n = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+  if (ftruncate(fd, 0) == 0 && pwrite(fd, pid, (size_t)n, 0) != n) vlm_log(VLM_LOG_DEBUG, "%s: pid not written", path);
+  R->lock_fd = fd;
+  return 0;
 }
 
 static int fail(const char *what) {
@@ -528,6 +572,8 @@ static int run(run_state *R) {
   }
   snprintf(R->run, sizeof R->run, "%s/%s", o->logs, o->name);
   snprintf(R->ck, sizeof R->ck, "%s/checkpoints", R->run);
+  /* A run directory another vlm train holds is refused before anything is read from it. */
+  if (path_exists(R->run) && lock_run_dir(R, 0)) return 1;
   char resume_dir[4096] = "";
   if (o->resume) {
     if (!strcmp(o->resume, "latest")) snprintf(resume_dir, sizeof resume_dir, "%s/latest", R->ck);
@@ -549,6 +595,9 @@ static int run(run_state *R) {
     fprintf(stderr, CMD ": %s: cannot create the run directory: %s\n", R->ck, strerror(errno));
     return 1;
   }
+  /* A new run's directory (or an old run's without a lock file): lock it now. Another new run
+   * of the same name that raced this one to mkdir loses here and leaves the directory be. */
+  if (R->lock_fd < 0 && lock_run_dir(R, 1)) return 1;
   R->made_run_dir = !o->resume;
   /* ---- the tokenizer: the run's own when it has one (a resumed run) */
   char tokdir[4200], tok_desc[4200];
@@ -886,6 +935,7 @@ static int run(run_state *R) {
 int vlm_cmd_train(int argc, char **argv) {
   run_state *R = calloc(1, sizeof *R);
   if (!R) return 1;
+  R->lock_fd = -1;
   opts *o = &R->o;
   o->logs = "./logs";
   o->tokenizer = NULL;
@@ -1079,6 +1129,7 @@ out:
     else
       fprintf(stderr, CMD ": %s: could not remove this failed run's directory: %s\n", R->run, strerror(errno));
   }
+  if (R->lock_fd >= 0) close(R->lock_fd);   /* the run directory is free for the next vlm train */
   vlm_trainer_free(&R->tr);
   if (R->tok) vlm_tokenizer_free(R->tok);
   for (int i = 0; i < R->n_templates && R->tmpl_owned; i++) free(R->tmpl_owned[i]);

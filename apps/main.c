@@ -67,6 +67,9 @@ static void usage(FILE *f) {
 
 int main(int argc, char **argv) {
   passive_openmp(argv);
+  /* Ctrl-C, kill, a closed terminal: no temporary file of a write in progress stays behind
+   * (the target keeps its old content); the exit status is still the signal's. */
+  vlm_atomic_cleanup_on_signals();
   int i = 1;
   long long threads = 0;
   while (i < argc && argv[i][0] == '-') {

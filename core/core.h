@@ -192,6 +192,12 @@ int vlm_threads_get(void);
 #define VLM_SCRATCH_SLOTS 4
 void *vlm_scratch(int slot, size_t bytes);
 void vlm_scratch_release(void);   /* free this thread's slots */
+/* Per-thread kernel buffers (these slots; the CPU matmul's conversion buffers,
+ * scratchpad and oneDNN stream) are freed when their thread exits. A debug count
+ * of those alive in all threads, for tests; vlm_scratch_count is their owners'
+ * bookkeeping (+1 when one is made, -1 when it is freed). */
+long vlm_scratch_live(void);
+void vlm_scratch_count(long delta);
 
 /* ------------------------------------------------------------------ timing */
 double vlm_now(void);  /* monotonic seconds */
@@ -473,10 +479,18 @@ vlm_status vlm_write_file_atomic(const char *path, const void *data, size_t n);
  * place (after fsync), abort removes it. A symbolic link is written through (the file
  * it points to is replaced); a character device or FIFO is written directly (tmp_path
  * NULL); a directory, block device or socket is refused. */
-typedef struct { FILE *f; char *path; char *tmp_path; } vlm_atomic_file;
+typedef struct { FILE *f; char *path; char *tmp_path; int pending; } vlm_atomic_file;
 vlm_status vlm_atomic_open(vlm_atomic_file *af, const char *path);
 vlm_status vlm_atomic_commit(vlm_atomic_file *af);
 void vlm_atomic_abort(vlm_atomic_file *af);
+/* The temporary files of the atomic writes open now are listed (`pending`: a slot in a fixed
+ * registry) until commit or abort. vlm_atomic_remove_pending unlinks them and is
+ * async-signal-safe (for a program's own handlers); vlm_atomic_cleanup_on_signals installs
+ * handlers for SIGINT, SIGTERM and SIGHUP that do so, then restore the default action and
+ * raise the signal again (exit status 128 + sig). A signal found ignored or handled is left
+ * as it is. For programs (the vlm command): the library never installs handlers. */
+void vlm_atomic_remove_pending(void);
+void vlm_atomic_cleanup_on_signals(void);
 
 /* ------------------------------------------------------------------ devices */
 int vlm_cuda_available(void);              /* a usable GPU is present (0 in CPU-only builds) */

@@ -20,13 +20,24 @@
  * fsync'ed, closed, renamed over the target, then the directory is fsync'ed so
  * the rename itself is durable. Any failure before the rename removes the
  * temporary file and leaves the old target untouched. The new file gets mode
- * 0666 & ~umask, like a file made by fopen. */
+ * 0666 & ~umask, like a file made by fopen.
+ *
+ * A signal that ends the process mid-write would leave the (possibly full-size)
+ * temporary file behind. So the temporary files open at any moment are listed
+ * in a small fixed registry (copies of their paths in static buffers; a slot is
+ * claimed and released with lock-free atomics), which vlm_atomic_remove_pending
+ * unlinks using nothing but unlink(2): safe in a signal handler.
+ * vlm_atomic_cleanup_on_signals installs such handlers for SIGINT, SIGTERM and
+ * SIGHUP; programs call it (the vlm command does), the library never does, as
+ * an application that embeds it owns its signals. */
 #define _GNU_SOURCE
 #include "core/core.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -36,6 +47,74 @@
 #define ST_MAX_DIM 9007199254740992LL /* 2^53: readers refuse dims from here up (JSON doubles) */
 
 size_t vlm_st__utf8_check(const uint8_t *s, size_t n); /* safetensors_read.c */
+
+/* ------------------------------------------------------------------ pending temporary files */
+/* Slot states: free, being filled by its owner, holding a path the handler may unlink. */
+enum { PENDING_FREE, PENDING_FILLING, PENDING_READY };
+#define PENDING_SLOTS 32
+#define PENDING_PATH 4096
+static _Atomic int g_pending_state[PENDING_SLOTS];
+static char g_pending_path[PENDING_SLOTS][PENDING_PATH];
+
+/* Lists tmp; returns its slot + 1 (the vlm_atomic_file's `pending`), or 0 when the path is
+ * too long or every slot is taken (the write goes on; only a signal's cleanup misses it). */
+static int pending_add(const char *tmp) {
+  size_t n = strlen(tmp);
+  if (n >= PENDING_PATH) return 0;
+  for (int i = 0; i < PENDING_SLOTS; i++) {
+    int expect = PENDING_FREE;
+    if (atomic_compare_exchange_strong(&g_pending_state[i], &expect, PENDING_FILLING)) {
+      memcpy(g_pending_path[i], tmp, n + 1);
+      atomic_store(&g_pending_state[i], PENDING_READY);
+      return i + 1;
+    }
+  }
+  vlm_log(VLM_LOG_DEBUG, "%s: %d temporary files open: not listed for removal on a signal", tmp, PENDING_SLOTS);
+  return 0;
+}
+
+static void pending_remove(int slot) {
+  if (slot > 0) atomic_store(&g_pending_state[slot - 1], PENDING_FREE);
+}
+
+void vlm_atomic_remove_pending(void) {
+  int saved = errno;
+  for (int i = 0; i < PENDING_SLOTS; i++)
+    if (atomic_load(&g_pending_state[i]) == PENDING_READY) unlink(g_pending_path[i]);
+  errno = saved;
+}
+
+static const int k_cleanup_signals[] = {SIGINT, SIGTERM, SIGHUP};
+
+/* Remove the temporary files, then die of the signal as without the handler (the shell sees
+ * 128 + sig): the default action is restored and the signal raised again; it is blocked while
+ * the handler runs, so it is delivered as the handler returns. */
+static void on_fatal_signal(int sig) {
+  vlm_atomic_remove_pending();
+  struct sigaction dfl;
+  memset(&dfl, 0, sizeof dfl);
+  dfl.sa_handler = SIG_DFL;
+  sigemptyset(&dfl.sa_mask);
+  sigaction(sig, &dfl, NULL);
+  raise(sig);
+}
+
+void vlm_atomic_cleanup_on_signals(void) {
+  for (size_t i = 0; i < sizeof k_cleanup_signals / sizeof k_cleanup_signals[0]; i++) {
+    int sig = k_cleanup_signals[i];
+    struct sigaction old, sa;
+    /* A signal the process was started with ignored (nohup, a background job of a script)
+     * stays ignored; one some other handler owns stays with it. */
+    if (sigaction(sig, NULL, &old) != 0 || old.sa_handler != SIG_DFL || (old.sa_flags & SA_SIGINFO)) continue;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_fatal_signal;
+    sigemptyset(&sa.sa_mask);
+    for (size_t j = 0; j < sizeof k_cleanup_signals / sizeof k_cleanup_signals[0]; j++)
+      sigaddset(&sa.sa_mask, k_cleanup_signals[j]);   /* one cleanup at a time */
+    sa.sa_flags = SA_RESTART;
+    sigaction(sig, &sa, NULL);
+  }
+}
 
 /* ------------------------------------------------------------------ atomic files */
 
@@ -115,12 +194,15 @@ vlm_status vlm_atomic_open(vlm_atomic_file *af, const char *path) {
     free(dup);
     return s;
   }
+  af->pending = pending_add(tmp);
   (void)fchmod(fd, 0666 & ~current_umask()); /* mkstemp makes 0600 */
   FILE *f = fdopen(fd, "wb");
   if (!f) {
     vlm_status s = vlm_error(VLM_ERR_IO, "%s: cannot open a stream on the temporary file: %s", dup, strerror(errno));
     close(fd);
     unlink(tmp);
+    pending_remove(af->pending);
+    af->pending = 0;
     free(tmp);
     free(dup);
     return s;
@@ -135,6 +217,7 @@ void vlm_atomic_abort(vlm_atomic_file *af) {
   if (!af) return;
   if (af->f) fclose(af->f);
   if (af->tmp_path) unlink(af->tmp_path);
+  pending_remove(af->pending);   /* after the unlink: a signal in between finds no file to remove */
   free(af->tmp_path);
   free(af->path);
   memset(af, 0, sizeof *af);
@@ -186,6 +269,8 @@ vlm_status vlm_atomic_commit(vlm_atomic_file *af) {
     return s;
   }
   /* The new content is in place; only its durability is in question now. */
+  pending_remove(af->pending);
+  af->pending = 0;
   free(af->tmp_path);
   af->tmp_path = NULL;
   vlm_status s = VLM_OK;

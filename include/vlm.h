@@ -28,6 +28,8 @@
  *     row L2-normalized (open_clip's normalize=True), written into caller memory.
  *   - A vlm_model may be used from several threads; calls on one model are
  *     serialized by a lock (each call itself runs multi-threaded with OpenMP).
+ *     A calling thread's working buffers are freed when it exits. The library
+ *     installs no signal handlers.
  *   - Preprocessing is open_clip's eval transform, reproduced exactly: resize the
  *     shorter side to the model's image size (PIL bicubic, antialiased), center
  *     crop, RGB, normalize with the OpenAI mean/std.

@@ -26,7 +26,8 @@
  * created with a user-managed scratchpad, so one primitive can run from
  * several threads at once). Called inside an OpenMP parallel region, oneDNN
  * runs the GEMM on the calling thread alone. A thread's buffers and stream
- * are not freed when it exits (the callers live as long as the process). */
+ * are freed when it exits (a pthread key destructor), so an application's
+ * short-lived threads leave nothing behind. */
 #define _POSIX_C_SOURCE 200809L
 #include "core/cpu/cpu.h"
 
@@ -57,14 +58,55 @@ typedef struct {
   size_t cap;
 } scratch_buf;
 
-static _Thread_local dnnl_stream_t tl_stream;
-static _Thread_local scratch_buf tl_scratchpad;   /* oneDNN's scratchpad */
-static _Thread_local scratch_buf tl_conv[3];       /* converted operands: dout/a, b, a */
-static _Thread_local scratch_buf tl_out;           /* f32 result before a bf16 store (unfused epilogue) */
+/* One calling thread's state; each part counted in vlm_scratch_live while it exists. */
+typedef struct {
+  dnnl_stream_t stream;
+  scratch_buf scratchpad;   /* oneDNN's scratchpad */
+  scratch_buf conv[3];      /* converted operands: dout/a, b, a */
+  scratch_buf out;          /* f32 result before a bf16 store (unfused epilogue) */
+} thread_state;
+static _Thread_local thread_state tl;
+
+static void buf_free(scratch_buf *b) {
+  if (b->p) vlm_scratch_count(-1);
+  free(b->p);
+  b->p = NULL;
+  b->cap = 0;
+}
+
+/* The key's destructor: the thread is exiting. */
+static void thread_exit(void *p) {
+  thread_state *t = p;
+  if (t->stream) {
+    DNNL_OK(dnnl_stream_destroy(t->stream));
+    t->stream = NULL;
+    vlm_scratch_count(-1);
+  }
+  buf_free(&t->scratchpad);
+  for (int i = 0; i < 3; i++) buf_free(&t->conv[i]);
+  buf_free(&t->out);
+}
+
+static pthread_key_t g_tl_key;
+static pthread_once_t g_tl_key_once = PTHREAD_ONCE_INIT;
+static void tl_key_init(void) {
+  VLM_CHECK(pthread_key_create(&g_tl_key, thread_exit) == 0, "matmul: pthread_key_create failed");
+}
+
+/* Called before this thread acquires a buffer or a stream: they are freed at its exit. */
+static void register_thread(void) {
+  pthread_once(&g_tl_key_once, tl_key_init);
+  if (!pthread_getspecific(g_tl_key))
+    VLM_CHECK(pthread_setspecific(g_tl_key, &tl) == 0, "matmul: pthread_setspecific failed");
+}
 
 static dnnl_stream_t stream(void) {
-  if (!tl_stream) DNNL_OK(dnnl_stream_create(&tl_stream, engine(), dnnl_stream_default_flags));
-  return tl_stream;
+  if (!tl.stream) {
+    register_thread();
+    DNNL_OK(dnnl_stream_create(&tl.stream, engine(), dnnl_stream_default_flags));
+    vlm_scratch_count(1);
+  }
+  return tl.stream;
 }
 
 /* A 64-byte aligned buffer of at least `bytes`, grown (never shrunk) as needed. */
@@ -72,6 +114,8 @@ static void *scratch(scratch_buf *b, size_t bytes) {
   if (bytes > b->cap) {
     size_t cap = bytes + bytes / 4;
     cap = (cap + 63) & ~(size_t)63;
+    register_thread();
+    if (!b->p) vlm_scratch_count(1);
     free(b->p);
     b->p = aligned_alloc(64, cap);
     VLM_CHECK(b->p, "matmul: out of memory for a %zu-byte scratch buffer", cap);
@@ -106,7 +150,7 @@ static void bf16_to_f32(float *dst, const uint16_t *src, int64_t n) {
 static const void *operand(const vlm_tensor *t, vlm_dtype want, int slot) {
   if (t->dtype == want) return t->data;
   int64_t n = vlm_numel(t);
-  void *dst = scratch(&tl_conv[slot], (size_t)n * vlm_dtype_size(want));
+  void *dst = scratch(&tl.conv[slot], (size_t)n * vlm_dtype_size(want));
   if (want == VLM_BF16) f32_to_bf16(dst, t->data, n);
   else bf16_to_f32(dst, t->data, n);
   return dst;
@@ -450,7 +494,7 @@ static void gemm_ex(int64_t M, int64_t N, int64_t K, vlm_dtype dt, operand_view 
   if (!e->prim) {  /* oneDNN has no fused kernel for this combination: the same result in steps */
     if (!e->cached) entry_destroy(e);
     if (ep->dst_bf16) {
-      float *tmp = scratch(&tl_out, (size_t)(M * N) * sizeof(float));
+      float *tmp = scratch(&tl.out, (size_t)(M * N) * sizeof(float));
       epilogue f32ep = {ep->act, ep->residual, 0};
       gemm_ex(M, N, K, dt, A, B, bias, tmp, N, 0, &f32ep);
       for (int64_t m = 0; m < M; m++) f32_to_bf16((uint16_t *)C + m * ldc, tmp + m * N, N);
@@ -487,7 +531,7 @@ static void gemm_ex(int64_t M, int64_t N, int64_t K, vlm_dtype dt, operand_view 
     int idx = (accumulate ? 1 : 0) + (ep->act ? 1 : 0);  /* the binary post-op's position in the chain */
     ARG(DNNL_ARG_ATTR_MULTIPLE_POST_OP(idx) | DNNL_ARG_SRC_1, &e->res_md, ep->residual);
   }
-  if (e->sp_size) ARG(DNNL_ARG_SCRATCHPAD, &e->sp_md, scratch(&tl_scratchpad, e->sp_size));
+  if (e->sp_size) ARG(DNNL_ARG_SCRATCHPAD, &e->sp_md, scratch(&tl.scratchpad, e->sp_size));
 #undef ARG
   dnnl_stream_t s = stream();
   DNNL_OK(dnnl_primitive_execute(e->prim, s, n, args));

@@ -51,6 +51,28 @@ truncate -s -1 "$K2"
 check "a record without its newline is kept, the next on its own line" \
   "[ \"\$(grep -o '\"type\": \"train\", \"step\": [0-9]*' $K2 | grep -o '[0-9]*\$' | tr '\n' ' ')\" = '1 2 3 4 5 6 7 8 9 10 11 12 ' ] && [ \$(grep -c . $K2) -eq 12 ]"
 
+# One vlm train a run directory: a second one (resumed or new) is refused up front while the
+# first holds RUN/.lock, and the first, saving every step, is not disturbed (two resumed runs
+# used to delete each other's temporary checkpoints); once it ends, the run resumes again.
+"$vlm" train "${common[@]}" --steps 2 --name busy >/dev/null 2>&1
+"$vlm" train "${common[@]}" --steps 60 --save-steps 1 --name busy --resume latest >/dev/null 2>"$tmp/busy1.err" &
+busy=$!
+for _ in $(seq 300); do [ "$(cat "$tmp/runs/busy/.lock" 2>/dev/null)" = "$busy" ] && break; sleep 0.05; done
+"$vlm" train "${common[@]}" --steps 60 --save-steps 1 --name busy --resume latest >/dev/null 2>"$tmp/busy2.err"
+rc=$?
+check "a second vlm train --resume on a run in use exits 1, naming the run and its pid" \
+  "[ $rc -eq 1 ] && grep -q 'vlm train: $tmp/runs/busy is in use by another vlm train (pid $busy)' $tmp/busy2.err"
+"$vlm" train "${common[@]}" --steps 60 --name busy >/dev/null 2>"$tmp/busy3.err"
+rc=$?
+check "a new run of the same name is refused the same way" "[ $rc -eq 1 ] && grep -q 'is in use by another vlm train' $tmp/busy3.err"
+check "the refused runs ended while the first still ran" "kill -0 $busy 2>/dev/null"
+wait $busy
+rc=$?
+check "the first run finished undisturbed" "[ $rc -eq 0 ] && [ \"\$(readlink $tmp/runs/busy/checkpoints/latest)\" = step_60 ]"
+[ $rc -ne 0 ] && cat "$tmp/busy1.err"
+"$vlm" train "${common[@]}" --steps 61 --name busy --resume latest >/dev/null 2>"$tmp/busy4.err"
+check "after it, the run resumes (the lock went with the process)" "[ $? -eq 0 ]"
+
 # A different seed gives different weights (the comparison above can fail).
 "$vlm" train "${common[@]}" --steps 12 --name s9 --seed 9 >/dev/null 2>&1
 check "another seed differs" "! cmp -s $tmp/runs/a1/checkpoints/latest/open_clip_model.safetensors $tmp/runs/s9/checkpoints/latest/open_clip_model.safetensors"

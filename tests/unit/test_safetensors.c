@@ -7,16 +7,19 @@
  *     file and the problem;
  *   - random mutations of a valid file: open succeeds with every entry in
  *     bounds, or fails cleanly (run under ASan/UBSan too);
- *   - atomic writes: replacement, failures leave the old file and no temp file. */
+ *   - atomic writes: replacement, failures leave the old file and no temp file;
+ *     the temp files a signal removes (vlm_atomic_remove_pending, the handlers). */
 #define _GNU_SOURCE
 #include <cjson/cJSON.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "gradcheck.h"
@@ -915,6 +918,62 @@ static void rm_tree(const char *dir) {
   rmdir(dir);
 }
 
+/* The temporary files of open atomic writes: listed until commit or abort, unlinked by
+ * vlm_atomic_remove_pending (what the signal handlers run); a process killed by SIGTERM
+ * mid-write with vlm_atomic_cleanup_on_signals installed leaves none, an ignored signal stays
+ * ignored. */
+static void atomic_child(const char *path, int ignore_term) {
+  if (ignore_term) signal(SIGTERM, SIG_IGN);
+  vlm_atomic_cleanup_on_signals();
+  vlm_atomic_file af;
+  if (vlm_atomic_open(&af, path) != VLM_OK) _exit(3);
+  fputs("half of the new content", af.f);
+  fflush(af.f);
+  raise(SIGTERM);
+  vlm_atomic_abort(&af);
+  _exit(0);
+}
+
+static void test_atomic_pending(void) {
+  char p[4200], q[4200];
+  tpath(p, sizeof p, "pending.txt");
+  vt_write_file(p, "old", 3);
+  enum { N = 40 };   /* more than the registry's 32 slots: the writes go on, unlisted */
+  vlm_atomic_file af[N];
+  int opened = 0;
+  for (int i = 0; i < N; i++) opened += vlm_atomic_open(&af[i], p) == VLM_OK;
+  CHECK(opened == N && count_temp_files() == N, "%d atomic writes open, %d temp files", opened, count_temp_files());
+  vlm_atomic_remove_pending();
+  CHECK(count_temp_files() == N - 32, "remove_pending unlinks the listed ones: %d left", count_temp_files());
+  CHECK(file_is(p, "old"), "the target untouched");
+  for (int i = 0; i < N; i++) vlm_atomic_abort(&af[i]);
+  CHECK(count_temp_files() == 0, "abort after the removal is harmless");
+  /* Commit and abort take files off the list: a later removal touches nothing of theirs. */
+  CHECK(vlm_atomic_open(&af[0], p) == VLM_OK && vlm_atomic_open(&af[1], p) == VLM_OK, "open");
+  fputs("committed", af[0].f);
+  CHECK(vlm_atomic_commit(&af[0]) == VLM_OK, "commit: %s", vlm_last_error());
+  vlm_atomic_abort(&af[1]);
+  tpath(q, sizeof q, "pending.txt.tmp.keepme");
+  vt_write_file(q, "not ours", 8);
+  vlm_atomic_remove_pending();
+  CHECK(file_is(p, "committed") && file_is(q, "not ours"), "nothing but listed temp files is removed");
+  unlink(q);
+  /* SIGTERM mid-write with the handlers installed: dies of it, no temp file, the old target. */
+  for (int ignore = 0; ignore < 2; ignore++) {
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) atomic_child(p, ignore);
+    int st = 0;
+    CHECK(pid > 0 && waitpid(pid, &st, 0) == pid, "fork/wait");
+    if (!ignore)
+      CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGTERM, "the handler re-raises: killed by SIGTERM (status %d)", st);
+    else
+      CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "an ignored SIGTERM stays ignored (status %d)", st);
+    CHECK(count_temp_files() == 0 && file_is(p, "committed"), "no temp file, the target intact (%s)",
+          ignore ? "ignored" : "killed");
+  }
+}
+
 int main(int argc, char **argv) {
   umask(022);
   const char *tmp = getenv("TMPDIR");
@@ -929,6 +988,7 @@ int main(int argc, char **argv) {
   test_malformed();
   test_mutations();
   test_atomic();
+  test_atomic_pending();
   test_cuda_save();
   const char *shared = vt_shared_dir(argc, argv);
   int have = shared && test_fixtures(shared);
