@@ -580,6 +580,54 @@ static int finish_epoch(run_state *R, int64_t total_steps) {
   return 0;
 }
 
+/* A resumed train_state against this invocation's flags. Its data position (epoch, micro-batches
+ * into the epoch) counts in the checkpoint's --batch-size: another batch size converts it when
+ * the samples consumed (batches x the old size) are whole batches of the new one, and is
+ * refused otherwise. A run already at (or past) the requested total, or --stop-at-step, would
+ * train nothing: refused too. 0 or the exit code. */
+static int resume_checks(run_state *R, const char *dir, const vlm_train_config *t, int64_t steps_per_epoch) {
+  const opts *o = &R->o;
+  const int64_t B0 = R->tr.loaded_batch_size, K0 = R->tr.loaded_accum_freq;
+  if (B0 > 0 && B0 != o->batch) {
+    const int64_t samples = R->tr.epoch_batches * B0;
+    if (samples % o->batch) {
+      fprintf(stderr, CMD ": --resume %s: the checkpoint was trained with --batch-size %lld and stands %lld samples "
+              "into epoch %lld (batch %lld); --batch-size %lld does not divide %lld, so that data position cannot be "
+              "kept: resume with --batch-size %lld (or one that divides %lld)\n", dir, (long long)B0,
+              (long long)samples, (long long)R->tr.epoch, (long long)R->tr.epoch_batches, o->batch,
+              (long long)samples, (long long)B0, (long long)samples);
+      return 2;
+    }
+    fprintf(stderr, CMD ": warning: --batch-size %lld, the checkpoint's %lld: its data position (epoch %lld, batch %lld "
+            "= %lld samples) becomes batch %lld; the step count and the lr schedule go on from step %lld with %lld "
+            "samples a step (not the run a straight --batch-size %lld would be)\n", o->batch, (long long)B0,
+            (long long)R->tr.epoch, (long long)R->tr.epoch_batches, (long long)samples,
+            (long long)(samples / o->batch), (long long)R->tr.step, o->batch * o->accum, o->batch);
+    R->tr.epoch_batches = samples / o->batch;
+  }
+  if (K0 > 0 && K0 != o->accum)
+    fprintf(stderr, CMD ": warning: --accum-freq %lld, the checkpoint's %lld: the data position (batch %lld of epoch "
+            "%lld) is kept; the steps from step %lld take %lld x %lld samples\n", o->accum, (long long)K0,
+            (long long)R->tr.epoch_batches, (long long)R->tr.epoch, (long long)R->tr.step, o->accum, o->batch);
+  if (R->tr.step >= t->total_steps) {
+    char total[160], more[96] = "";
+    if (o->steps > 0) snprintf(total, sizeof total, "--steps %lld%s", o->steps, o->shapes_steps ? ", the shapes default" : "");
+    else snprintf(total, sizeof total, "--epochs %lld%s x %lld steps", o->epochs, o->set_epochs ? "" : " (the default)",
+                  (long long)steps_per_epoch);
+    if (steps_per_epoch > 0) snprintf(more, sizeof more, " or --epochs %lld or more", (long long)(R->tr.epoch + 1));
+    fprintf(stderr, CMD ": --resume %s: the run is already at step %lld (epoch %lld) and the requested total is %lld "
+            "steps (%s): nothing to train; ask for more with --steps above %lld%s\n", dir, (long long)R->tr.step,
+            (long long)R->tr.epoch, (long long)t->total_steps, total, (long long)R->tr.step, more);
+    return 2;
+  }
+  if (o->stop_at > 0 && o->stop_at <= R->tr.step) {
+    fprintf(stderr, CMD ": --resume %s: the run is already at step %lld: --stop-at-step %lld would train nothing\n",
+            dir, (long long)R->tr.step, o->stop_at);
+    return 2;
+  }
+  return 0;
+}
+
 static int run(run_state *R) {
   opts *o = &R->o;
   R->eval_step = -1;
@@ -789,8 +837,12 @@ static int run(run_state *R) {
   if (o->resume) {
     if ((st = vlm_trainer_load(&R->tr, resume_dir, &had_state)) != VLM_OK) return fail("--resume");
     if (!had_state) fprintf(stderr, CMD ": %s: no train_state.safetensors: weights only, the optimizer starts fresh\n", resume_dir);
-    else fprintf(stderr, "resuming %s at step %lld (epoch %lld, batch %lld)\n", resume_dir, (long long)R->tr.step,
-                 (long long)R->tr.epoch, (long long)R->tr.epoch_batches);
+    else {
+      int rc = resume_checks(R, resume_dir, &t, steps_per_epoch);
+      if (rc) return rc;
+      fprintf(stderr, "resuming %s at step %lld (epoch %lld, batch %lld)\n", resume_dir, (long long)R->tr.step,
+              (long long)R->tr.epoch, (long long)R->tr.epoch_batches);
+    }
   } else if (from_ckpt) {
     if ((st = vlm_trainer_load(&R->tr, o->model, NULL)) != VLM_OK) return fail("--model");
     vlm_trainer_reset_optimizer(&R->tr);

@@ -59,6 +59,25 @@ check "stop at the epoch end (step 8), resume: from epoch 1, batch 0" "[ $? -eq 
 check "... weights and optimizer state bit-identical to the straight run" \
   "cmp -s $tmp/runs/a1/checkpoints/latest/open_clip_model.safetensors $tmp/runs/e8/checkpoints/latest/open_clip_model.safetensors && cmp -s $tmp/runs/a1/checkpoints/latest/train_state.safetensors $tmp/runs/e8/checkpoints/latest/train_state.safetensors"
 
+# --resume when the run is already at (or past) the requested total trains nothing: exit 2, saying so.
+"$vlm" train "${common[@]}" --steps 10 --name ep2 --resume latest >/dev/null 2>"$tmp/r.err"
+check "resume at step 24 with --steps 10: exit 2, the step, epoch and total named" \
+  "[ $? -eq 2 ] && grep -q 'already at step 24 (epoch 3) and the requested total is 10 steps (--steps 10)' $tmp/r.err && grep -q -- '--steps above 24 or --epochs 4 or more' $tmp/r.err"
+"$vlm" train "${common[@]}" --epochs 3 --name ep2 --resume latest >/dev/null 2>"$tmp/r.err"
+check "resume at step 24 with --epochs 3 (24 steps): exit 2" \
+  "[ $? -eq 2 ] && grep -q 'requested total is 24 steps (--epochs 3 x 8 steps)' $tmp/r.err && [ \"\$(readlink $E/checkpoints/latest)\" = step_24 ]"
+
+# --resume with another --batch-size: the data position (batches of the old size) is converted
+# when the samples consumed are whole batches of the new size, refused otherwise.
+"$vlm" train "${common[@]}" --batch-size 16 --steps 6 --stop-at-step 2 --name bs >/dev/null 2>&1
+"$vlm" train "${common[@]}" --batch-size 12 --steps 6 --name bs --resume latest >/dev/null 2>"$tmp/bs.err"
+check "batch 16 -> 12 at 32 samples: refused (exit 2), both sizes named" \
+  "[ $? -eq 2 ] && grep -q 'trained with --batch-size 16 and stands 32 samples into epoch 0 (batch 2); --batch-size 12 does not divide 32' $tmp/bs.err"
+VLM_LOG=info "$vlm" train "${common[@]}" --batch-size 8 --steps 6 --name bs --resume latest >/dev/null 2>"$tmp/bs.err"
+check "batch 16 -> 8: warned, batch 2 becomes batch 4" \
+  "[ $? -eq 0 ] && grep -q 'warning: --batch-size 8, the checkpoint.s 16' $tmp/bs.err && grep -q 'at step 2 (epoch 0, batch 4)' $tmp/bs.err"
+check "... so epoch 0 reads its other 32 samples, not 48" "grep -q 'loader: epoch 0 done: 32 samples' $tmp/bs.err"
+
 # A run killed after its checkpoint leaves metrics lines beyond it (and maybe a cut line):
 # the resumed run drops them, so every step is logged once.
 "$vlm" train "${common[@]}" --steps 12 --name k --stop-at-step 6 --log-every-n-steps 1 >/dev/null 2>&1
