@@ -328,6 +328,10 @@ typedef struct {
   int made_run_dir;   /* this invocation created RUN (a new run, not a resumed one) */
   int lock_fd;        /* RUN/.lock, flock'ed for the whole run (-1: none held) */
   int training;       /* the loop has started: RUN holds the run's own record from here on */
+  int64_t start_step; /* the step the loop started at */
+  int saved;          /* this invocation wrote a checkpoint */
+  int64_t eval_step;  /* the step of the last evaluation (-1: none yet) and whether it ran zero-shot */
+  int eval_zs;
 } run_state;
 
 static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
@@ -360,6 +364,8 @@ static vlm_status evaluate(run_state *R, int do_zs) {
   print_eval(&r, R->tr.step);
   R->last = r;
   R->have_last = 1;
+  R->eval_step = R->tr.step;
+  R->eval_zs = do_zs;
   return vlm_train_log_chart(&R->log);
 }
 
@@ -401,6 +407,14 @@ static int lock_run_dir(run_state *R, int create) {
   if (ftruncate(fd, 0) == 0 && pwrite(fd, pid, (size_t)n, 0) != n) vlm_log(VLM_LOG_DEBUG, "%s: pid not written", path);
   R->lock_fd = fd;
   return 0;
+}
+
+/* evaluate() unless this step was evaluated already (with zero-shot when asked for), or
+ * there is nothing to measure (no val data, and no zero-shot this time). */
+static vlm_status evaluate_once(run_state *R, int do_zs) {
+  if (!R->val && !(R->zs && do_zs)) return VLM_OK;
+  if (R->eval_step == R->tr.step && (R->eval_zs || !do_zs)) return VLM_OK;
+  return evaluate(R, do_zs);
 }
 
 static int fail(const char *what) {
@@ -552,8 +566,118 @@ static int check_resume(const opts *o, const char *dir) {
   return 0;
 }
 
+static vlm_status save_named(run_state *R, const char *name) {
+  vlm_status st = vlm_trainer_save_named(&R->tr, R->ck, name);
+  if (st == VLM_OK) R->saved = 1;
+  return st;
+}
+
+static vlm_status save_latest(run_state *R) {
+  vlm_status st = vlm_trainer_save_latest(&R->tr, R->ck);
+  if (st == VLM_OK) R->saved = 1;
+  return st;
+}
+
+/* The bad samples the loader skipped in the epoch now ending, if any. */
+static void report_bad(run_state *R, const vlm_loader_stats *ls) {
+  if (!ls->bad) return;
+  const int64_t n = vlm_loader_samples_per_epoch(R->train);
+  char distinct[128];
+  if (ls->samples == 0 && n > 0 && ls->bad_distinct >= n)
+    snprintf(distinct, sizeof distinct, "%lld distinct: all %lld samples of the data, each tried about %lld times",
+             (long long)ls->bad_distinct, (long long)n, (long long)((ls->bad + n / 2) / n));
+  else
+    snprintf(distinct, sizeof distinct, "%lld distinct", (long long)ls->bad_distinct);
+  fprintf(stderr, "epoch %lld: %lld bad samples skipped (%s; read %lld, decode %lld, caption %lld)%s%s\n",
+          (long long)R->tr.epoch, (long long)ls->bad, distinct, (long long)ls->bad_read, (long long)ls->bad_decode,
+          (long long)ls->bad_caption, ls->last_error[0] ? "; last: " : "", ls->last_error);
+}
+
+/* The end of epoch R->tr.epoch: the counter (and the data position: batch 0 of the next),
+ * then as open_clip after each epoch, the last included, its evaluation (every
+ * --val-frequency epochs, zero-shot every --zeroshot-frequency; both at the run's last step)
+ * and its checkpoint epoch_K with 'latest' (every --save-frequency epochs). 0 or the exit code. */
+static int finish_epoch(run_state *R, int64_t total_steps) {
+  const opts *o = &R->o;
+  vlm_status st;
+  R->tr.epoch++;
+  R->tr.epoch_batches = 0;
+  const int64_t ep = R->tr.epoch;
+  const int last = R->tr.step >= total_steps;
+  if (((o->val_freq > 0 && ep % o->val_freq == 0) || last) &&
+      (st = evaluate_once(R, last || (o->zs_freq > 0 && ep % o->zs_freq == 0))) != VLM_OK)
+    return fail("evaluation");
+  if (o->save_freq > 0 && ep % o->save_freq == 0) {
+    char name[64];
+    snprintf(name, sizeof name, "epoch_%lld", (long long)ep);
+    if ((st = save_named(R, name)) != VLM_OK || (st = save_latest(R)) != VLM_OK) return fail("checkpoint");
+    if (o->save_most_recent && ep > o->save_freq) {
+      char old[2300];
+      snprintf(old, sizeof old, "%s/epoch_%lld", R->ck, (long long)(ep - o->save_freq));
+      char cmd_old[4400];
+      snprintf(cmd_old, sizeof cmd_old, "%s/open_clip_model.safetensors", old);
+      remove(cmd_old);
+      snprintf(cmd_old, sizeof cmd_old, "%s/open_clip_config.json", old);
+      remove(cmd_old);
+      snprintf(cmd_old, sizeof cmd_old, "%s/train_state.safetensors", old);
+      remove(cmd_old);
+      rmdir(old);
+    }
+  }
+  return 0;
+}
+
+/* A resumed train_state against this invocation's flags. Its data position (epoch, micro-batches
+ * into the epoch) counts in the checkpoint's --batch-size: another batch size converts it when
+ * the samples consumed (batches x the old size) are whole batches of the new one, and is
+ * refused otherwise. A run already at (or past) the requested total, or --stop-at-step, would
+ * train nothing: refused too. 0 or the exit code. */
+static int resume_checks(run_state *R, const char *dir, const vlm_train_config *t, int64_t steps_per_epoch) {
+  const opts *o = &R->o;
+  const int64_t B0 = R->tr.loaded_batch_size, K0 = R->tr.loaded_accum_freq;
+  if (B0 > 0 && B0 != o->batch) {
+    const int64_t samples = R->tr.epoch_batches * B0;
+    if (samples % o->batch) {
+      fprintf(stderr, CMD ": --resume %s: the checkpoint was trained with --batch-size %lld and stands %lld samples "
+              "into epoch %lld (batch %lld); --batch-size %lld does not divide %lld, so that data position cannot be "
+              "kept: resume with --batch-size %lld (or one that divides %lld)\n", dir, (long long)B0,
+              (long long)samples, (long long)R->tr.epoch, (long long)R->tr.epoch_batches, o->batch,
+              (long long)samples, (long long)B0, (long long)samples);
+      return 2;
+    }
+    fprintf(stderr, CMD ": warning: --batch-size %lld, the checkpoint's %lld: its data position (epoch %lld, batch %lld "
+            "= %lld samples) becomes batch %lld; the step count and the lr schedule go on from step %lld with %lld "
+            "samples a step (not the run a straight --batch-size %lld would be)\n", o->batch, (long long)B0,
+            (long long)R->tr.epoch, (long long)R->tr.epoch_batches, (long long)samples,
+            (long long)(samples / o->batch), (long long)R->tr.step, o->batch * o->accum, o->batch);
+    R->tr.epoch_batches = samples / o->batch;
+  }
+  if (K0 > 0 && K0 != o->accum)
+    fprintf(stderr, CMD ": warning: --accum-freq %lld, the checkpoint's %lld: the data position (batch %lld of epoch "
+            "%lld) is kept; the steps from step %lld take %lld x %lld samples\n", o->accum, (long long)K0,
+            (long long)R->tr.epoch_batches, (long long)R->tr.epoch, (long long)R->tr.step, o->accum, o->batch);
+  if (R->tr.step >= t->total_steps) {
+    char total[160], more[96] = "";
+    if (o->steps > 0) snprintf(total, sizeof total, "--steps %lld%s", o->steps, o->shapes_steps ? ", the shapes default" : "");
+    else snprintf(total, sizeof total, "--epochs %lld%s x %lld steps", o->epochs, o->set_epochs ? "" : " (the default)",
+                  (long long)steps_per_epoch);
+    if (steps_per_epoch > 0) snprintf(more, sizeof more, " or --epochs %lld or more", (long long)(R->tr.epoch + 1));
+    fprintf(stderr, CMD ": --resume %s: the run is already at step %lld (epoch %lld) and the requested total is %lld "
+            "steps (%s): nothing to train; ask for more with --steps above %lld%s\n", dir, (long long)R->tr.step,
+            (long long)R->tr.epoch, (long long)t->total_steps, total, (long long)R->tr.step, more);
+    return 2;
+  }
+  if (o->stop_at > 0 && o->stop_at <= R->tr.step) {
+    fprintf(stderr, CMD ": --resume %s: the run is already at step %lld: --stop-at-step %lld would train nothing\n",
+            dir, (long long)R->tr.step, o->stop_at);
+    return 2;
+  }
+  return 0;
+}
+
 static int run(run_state *R) {
   opts *o = &R->o;
+  R->eval_step = -1;
   const int shapes = is_shapes_spec(o->train_data);
   vlm_status st;
   /* ---- the run directory */
@@ -765,8 +889,12 @@ static int run(run_state *R) {
   if (o->resume) {
     if ((st = vlm_trainer_load(&R->tr, resume_dir, &had_state)) != VLM_OK) return fail("--resume");
     if (!had_state) fprintf(stderr, CMD ": %s: no train_state.safetensors: weights only, the optimizer starts fresh\n", resume_dir);
-    else fprintf(stderr, "resuming %s at step %lld (epoch %lld, batch %lld)\n", resume_dir, (long long)R->tr.step,
-                 (long long)R->tr.epoch, (long long)R->tr.epoch_batches);
+    else {
+      int rc = resume_checks(R, resume_dir, &t, steps_per_epoch);
+      if (rc) return rc;
+      fprintf(stderr, "resuming %s at step %lld (epoch %lld, batch %lld)\n", resume_dir, (long long)R->tr.step,
+              (long long)R->tr.epoch, (long long)R->tr.epoch_batches);
+    }
   } else if (from_ckpt) {
     if ((st = vlm_trainer_load(&R->tr, o->model, NULL)) != VLM_OK) return fail("--model");
     vlm_trainer_reset_optimizer(&R->tr);
@@ -813,9 +941,14 @@ static int run(run_state *R) {
   vlm_tensor timg = vlm_tensor_cpu_f32(img, 4, is), tids = vlm_tensor_make(ids, VLM_I32, VLM_CPU, 2, ts);
   int rc = 0;
   const int64_t start_step = R->tr.step;
+  R->start_step = start_step;
   double t0 = vlm_now(), wait_total = 0, wait_epoch_prev = 0;
   int epoch_open = 0;
-  int64_t bad_total = 0;
+  /* Micro-batches in an epoch (-1: unknown, WebDataset). The step that takes an epoch's last
+   * whole accumulation ends it, so --epochs N ends with epoch_N and a train_state at epoch N,
+   * batch 0; an epoch of unknown length, or one that bad samples cut short, ends when the
+   * loader runs dry. */
+  const int64_t epoch_len = steps_per_epoch > 0 ? vlm_loader_batches_per_epoch(R->train) : -1;
   while (R->tr.step < t.total_steps && (o->stop_at <= 0 || R->tr.step < o->stop_at)) {
     if (!epoch_open) {
       if ((st = vlm_loader_start_epoch(R->train, R->tr.epoch, R->tr.epoch_batches)) != VLM_OK) {
@@ -837,46 +970,21 @@ static int run(run_state *R) {
     vlm_loader_stats_get(R->train, &ls);
     wait_total += ls.wait_s - wait_epoch_prev;
     wait_epoch_prev = ls.wait_s;
-    if (got < K) { /* the end of an epoch (a partial accumulation is dropped, as open_clip) */
-      bad_total += ls.bad;
-      if (ls.bad) fprintf(stderr, "epoch %lld: %lld bad samples skipped (read %lld, decode %lld, caption %lld)%s%s\n",
-                          (long long)R->tr.epoch, (long long)ls.bad, (long long)ls.bad_read, (long long)ls.bad_decode,
-                          (long long)ls.bad_caption, ls.last_error[0] ? "; last: " : "", ls.last_error);
+    if (got < K) { /* the loader ran dry: the end of an epoch (a partial accumulation is dropped, as open_clip) */
+      report_bad(R, &ls);
       if (R->tr.epoch_batches == 0 && got == 0) {
-        fprintf(stderr, CMD ": %s: an epoch gave no full batch\n", o->train_data);
+        const int64_t n = vlm_loader_samples_per_epoch(R->train);
+        if (ls.samples == 0 && n > 0 && ls.bad_distinct >= n)
+          fprintf(stderr, CMD ": %s: an epoch gave no full batch: the data holds only %lld samples, all bad\n",
+                  o->train_data, (long long)n);
+        else
+          fprintf(stderr, CMD ": %s: an epoch gave no full batch (%lld good samples, %lld bad ones of which %lld distinct)\n",
+                  o->train_data, (long long)ls.samples, (long long)ls.bad, (long long)ls.bad_distinct);
         rc = 1;
         break;
       }
-      R->tr.epoch++;
-      R->tr.epoch_batches = 0;
       epoch_open = 0;
-      int64_t ep = R->tr.epoch;
-      if ((R->val || R->zs) && o->val_freq > 0 && ep % o->val_freq == 0 &&
-          (st = evaluate(R, o->zs_freq > 0 && ep % o->zs_freq == 0)) != VLM_OK) {
-        rc = fail("evaluation");
-        break;
-      }
-      if (o->save_freq > 0 && ep % o->save_freq == 0) {
-        char name[64];
-        snprintf(name, sizeof name, "epoch_%lld", (long long)ep);
-        if ((st = vlm_trainer_save_named(&R->tr, R->ck, name)) != VLM_OK ||
-            (st = vlm_trainer_save_latest(&R->tr, R->ck)) != VLM_OK) {
-          rc = fail("checkpoint");
-          break;
-        }
-        if (o->save_most_recent && ep > o->save_freq) {
-          char old[2300];
-          snprintf(old, sizeof old, "%s/epoch_%lld", R->ck, (long long)(ep - o->save_freq));
-          char cmd_old[4400];
-          snprintf(cmd_old, sizeof cmd_old, "%s/open_clip_model.safetensors", old);
-          remove(cmd_old);
-          snprintf(cmd_old, sizeof cmd_old, "%s/open_clip_config.json", old);
-          remove(cmd_old);
-          snprintf(cmd_old, sizeof cmd_old, "%s/train_state.safetensors", old);
-          remove(cmd_old);
-          rmdir(old);
-        }
-      }
+      if ((rc = finish_epoch(R, t.total_steps)) != 0) break;
       continue;
     }
     vlm_trainer_step(&R->tr, &timg, &tids);
@@ -894,22 +1002,36 @@ static int run(run_state *R) {
     }
     if (R->tr.step % o->log_every == 0 || R->tr.step == t.total_steps) vlm_train_log_step(&R->log, &pr);
     vlm_train_log_progress(&R->log, &pr, R->tr.step == t.total_steps);
-    if (o->save_steps > 0 && R->tr.step % o->save_steps == 0 && (st = vlm_trainer_save_latest(&R->tr, R->ck)) != VLM_OK) {
+    if (epoch_len > 0 && R->tr.epoch_batches + K > epoch_len) {
+      /* this step took the epoch's last whole accumulation: the epoch ends here (before
+       * --save-steps, whose 'latest' then holds the next epoch's position). Its leftover
+       * batches, fewer than --accum-freq, are read and dropped as before, the loader's
+       * count of bad samples then complete. */
+      while (vlm_loader_next(R->train, &b) == 1) {
+      }
+      vlm_loader_stats_get(R->train, &ls);
+      wait_total += ls.wait_s - wait_epoch_prev;
+      wait_epoch_prev = ls.wait_s;
+      report_bad(R, &ls);
+      epoch_open = 0;
+      if ((rc = finish_epoch(R, t.total_steps)) != 0) break;
+    }
+    if (o->save_steps > 0 && R->tr.step % o->save_steps == 0 && (st = save_latest(R)) != VLM_OK) {
       rc = fail("checkpoint");
       break;
     }
-    if (o->eval_steps > 0 && R->tr.step % o->eval_steps == 0 && R->tr.step < t.total_steps && (R->val || R->zs) &&
-        (st = evaluate(R, 1)) != VLM_OK) {
+    if (o->eval_steps > 0 && R->tr.step % o->eval_steps == 0 && R->tr.step < t.total_steps &&
+        (st = evaluate_once(R, 1)) != VLM_OK) {
       rc = fail("evaluation");
       break;
     }
   }
   double el = vlm_now() - t0;
   if (rc == 0) {
-    if ((st = vlm_trainer_save_latest(&R->tr, R->ck)) != VLM_OK) rc = fail("checkpoint");
+    if ((st = save_latest(R)) != VLM_OK) rc = fail("checkpoint");
   }
-  if (rc == 0 && R->tr.step >= t.total_steps && (R->val || R->zs)) {
-    if ((st = evaluate(R, 1)) != VLM_OK) rc = fail("evaluation");
+  if (rc == 0 && R->tr.step >= t.total_steps) {   /* the final evaluation, unless the last epoch's end ran it */
+    if ((st = evaluate_once(R, 1)) != VLM_OK) rc = fail("evaluation");
   }
   if (rc == 0 && !R->log.n_evals) vlm_train_log_chart(&R->log);
   if (rc == 0) {
@@ -924,7 +1046,6 @@ static int run(run_state *R) {
              fields);
     }
   }
-  (void)bad_total;
   if (pinned_img) vlm_host_unpin(img);
   if (pinned_ids) vlm_host_unpin(ids);
   free(img);
@@ -1121,9 +1242,10 @@ out:
   if (R->zs && R->zs != R->val) vlm_loader_close(R->zs);
   if (R->val) vlm_loader_close(R->val);
   vlm_train_log_close(&R->log);
-  /* A new run that failed before training (bad data, model or flags) leaves no directory
-   * behind, so the same command can be run again once mended. */
-  if (rc != 0 && R->made_run_dir && !R->training) {
+  /* A new run that failed before training (bad data, model or flags), or in its loop before
+   * its first step (no good batch) without a checkpoint, leaves no directory behind, so the
+   * same command can be run again once mended. */
+  if (rc != 0 && R->made_run_dir && (!R->training || (R->tr.step == R->start_step && !R->saved))) {
     if (nftw(R->run, rm_entry, 16, FTW_DEPTH | FTW_PHYS) == 0)
       fprintf(stderr, CMD ": %s: removed (nothing was trained)\n", R->run);
     else

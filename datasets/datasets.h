@@ -317,6 +317,8 @@ typedef struct {
 typedef struct {
   int64_t samples;            /* good samples delivered this epoch */
   int64_t bad;                /* skipped this epoch (all reasons) */
+  int64_t bad_distinct;       /* different samples among them: training cycles its data, so a bad sample
+                               * read again in a later pass of the epoch counts once here */
   int64_t bad_read, bad_decode, bad_caption;
   double wait_s;              /* time vlm_loader_next spent waiting for a batch (0 workers: all of its work) */
   int64_t ahead_max;          /* most items planned ahead of the consumer (bounded by the queue) */

@@ -53,6 +53,7 @@
 typedef struct {
   int src;
   int64_t index;         /* random access; -1 for a pre-read sample */
+  int64_t pass;          /* the source's pass over its data this item comes from */
   int pre;
   vlm_sample s;          /* pre-read (stream) sample, owned */
   int bad;
@@ -66,6 +67,7 @@ typedef struct {
   double weight;
   int64_t n;             /* random access size */
   int64_t *perm;         /* [n] */
+  uint8_t *bad_seen;     /* [(n + 7) / 8] bits: samples found bad this epoch (random access) */
   int64_t per_rank, pos, pass;
   /* stream state */
   int64_t *shards;       /* this rank's shard indices, in order */
@@ -87,6 +89,8 @@ typedef struct {
   int32_t *ids;          /* [ctx] */
   int label;
   int64_t group;
+  int src;               /* the item's source, index (-1: a stream's) and pass: bad_distinct */
+  int64_t index, pass;
 } slot;
 
 struct vlm_loader {
@@ -205,6 +209,7 @@ static int stream_read(vlm_loader *l, int j, plan_item *it) {
         memset(it, 0, sizeof *it);
         it->src = j;
         it->index = -1;
+        it->pass = s->pass;
         it->bad = 1;
         it->why = VLM_BAD_READ;
         snprintf(it->err, sizeof it->err, "%s", vlm_last_error());
@@ -214,6 +219,7 @@ static int stream_read(vlm_loader *l, int j, plan_item *it) {
     memset(it, 0, sizeof *it);
     it->src = j;
     it->index = -1;
+    it->pass = s->pass;
     int k = vlm_shard_next(s->reader, &it->s);
     if (k == 0) {
       vlm_shard_close(s->reader);
@@ -245,6 +251,7 @@ static int source_next(vlm_loader *l, int j, plan_item *it) {
     memset(it, 0, sizeof *it);
     it->src = j;
     it->index = s->perm[s->pos * l->cfg.world + l->cfg.rank];
+    it->pass = s->pass;
     s->pos++;
     return 1;
   }
@@ -300,6 +307,9 @@ static void process(vlm_loader *l, vlm_tokenizer *tok, plan_item *it, int64_t se
   sl->err[0] = 0;
   sl->label = -1;
   sl->group = -1;
+  sl->src = it->src;
+  sl->index = it->pre || it->bad ? -1 : it->index;
+  sl->pass = it->pass;
   if (it->bad) { slot_fail(sl, it->why, it->err); return; }
   vlm_sample smp;
   if (it->pre) {
@@ -455,6 +465,8 @@ vlm_status vlm_loader_start_epoch_at(vlm_loader *l, int64_t epoch, int64_t batch
   l->aug_seed = key5(0x617567, l->cfg.seed, (uint64_t)epoch, (uint64_t)l->cfg.rank, 0);
   reset_sources(l);
   memset(&l->st, 0, sizeof l->st);
+  for (int j = 0; j < l->nsrc; j++)
+    if (l->src[j].bad_seen) memset(l->src[j].bad_seen, 0, (size_t)(l->src[j].n + 7) / 8);
   l->bad_logged = 0;
   l->bad_run = 0;
   /* skip: replay the planner without doing the work */
@@ -480,11 +492,13 @@ static void log_epoch_end(vlm_loader *l) {
   if (l->ended_logged) return;
   l->ended_logged = 1;
   vlm_loader_stats *s = &l->st;
+  char distinct[64] = "";
+  if (s->bad) snprintf(distinct, sizeof distinct, "%lld distinct; ", (long long)s->bad_distinct);
   /* evaluation loaders run often: their clean epochs are logged at debug level */
   vlm_log(s->bad ? VLM_LOG_WARN : l->cfg.train ? VLM_LOG_INFO : VLM_LOG_DEBUG,
-          "loader: epoch %lld done: %lld samples, %lld bad skipped (read %lld, decode %lld, caption %lld), "
+          "loader: epoch %lld done: %lld samples, %lld bad skipped (%sread %lld, decode %lld, caption %lld), "
           "waited %.2f s%s%s",
-          (long long)l->epoch, (long long)s->samples, (long long)s->bad, (long long)s->bad_read,
+          (long long)l->epoch, (long long)s->samples, (long long)s->bad, distinct, (long long)s->bad_read,
           (long long)s->bad_decode, (long long)s->bad_caption, s->wait_s, s->bad ? "; last: " : "",
           s->bad ? s->last_error : "");
 }
@@ -537,6 +551,16 @@ int vlm_loader_next(vlm_loader *l, vlm_batch *b) {
       l->st.samples++;
     } else {
       l->st.bad++;
+      lsrc *so = &l->src[sl->src];
+      if (sl->index >= 0 && so->bad_seen) {   /* random access: each sample counted once */
+        uint8_t bit = (uint8_t)(1u << (sl->index & 7));
+        if (!(so->bad_seen[sl->index >> 3] & bit)) {
+          so->bad_seen[sl->index >> 3] |= bit;
+          l->st.bad_distinct++;
+        }
+      } else if (sl->pass == 0) {           /* a stream: its first pass reads each sample once */
+        l->st.bad_distinct++;
+      }
       if (sl->why == VLM_BAD_DECODE) l->st.bad_decode++;
       else if (sl->why == VLM_BAD_CAPTION) l->st.bad_caption++;
       else l->st.bad_read++;
@@ -544,8 +568,8 @@ int vlm_loader_next(vlm_loader *l, vlm_batch *b) {
       vlm_log(l->bad_logged++ < LOG_BAD_FIRST ? VLM_LOG_WARN : VLM_LOG_DEBUG, "loader: skipped a bad sample: %s", sl->err);
       if (++l->bad_run >= l->bad_run_max) {
         /* training cycles its sources: a source with no good sample would loop forever */
-        vlm_log(VLM_LOG_ERROR, "loader: %lld bad samples in a row, ending the epoch (last: %s)", (long long)l->bad_run,
-                l->st.last_error);
+        vlm_log(VLM_LOG_ERROR, "loader: %lld bad samples in a row (%lld distinct), ending the epoch (last: %s)",
+                (long long)l->bad_run, (long long)l->st.bad_distinct, l->st.last_error);
         l->end_seq = l->next_consume + 1;
         l->target = l->delivered;
       }
@@ -612,6 +636,7 @@ void vlm_loader_close(vlm_loader *l) {
     for (int k = 0; k < s->buf_n; k++) item_clear(&s->buf[k]);
     free(s->buf);
     free(s->perm);
+    free(s->bad_seen);
     free(s->shards);
     if (s->reader) vlm_shard_close(s->reader);
     vlm_source_close(s->src);
@@ -673,7 +698,8 @@ vlm_status vlm_loader_open(vlm_loader **out, const vlm_loader_cfg *c) {
         break;
       }
       s->perm = malloc((size_t)(s->n ? s->n : 1) * sizeof *s->perm);
-      if (!s->perm) { st = vlm_error(VLM_ERR_OOM, "%s: out of memory for the permutation", p); break; }
+      s->bad_seen = calloc((size_t)(s->n + 7) / 8, 1);
+      if (!s->perm || !s->bad_seen) { st = vlm_error(VLM_ERR_OOM, "%s: out of memory for the permutation", p); break; }
     } else {
       int64_t ns = vlm_source_num_shards(s->src);
       if (ns < c->world)

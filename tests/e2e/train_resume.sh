@@ -31,6 +31,53 @@ for accum in 1 2; do
   check "optimizer state bit-identical (accum $accum)" "cmp -s $A/train_state.safetensors $B/train_state.safetensors"
 done
 
+# The step that completes an epoch ends it (open_clip writes epoch_N after every epoch, the
+# last included): --epochs 2 ends with epoch_2 and a state at epoch 2, batch 0; --epochs 3 on
+# resume trains exactly one more epoch; --steps of a whole epoch writes epoch_1.
+meta() { head -c 4096 "$1/train_state.safetensors" | grep -a -o "\"$2\":\"[0-9]*\"" | grep -o '[0-9]*'; }
+"$vlm" train "${common[@]}" --epochs 2 --name ep2 --val-data shapes:val:16 --val-frequency 1 >/dev/null 2>"$tmp/ep.err"
+E=$tmp/runs/ep2
+check "--epochs 2 exits 0" "[ $? -eq 0 ]"
+check "--epochs 2 writes epoch_1 and epoch_2" "[ -d $E/checkpoints/epoch_1 ] && [ -d $E/checkpoints/epoch_2 ]"
+check "--epochs 2: latest at step 16, epoch 2, batch 0" \
+  "[ \"\$(readlink $E/checkpoints/latest)\" = step_16 ] && [ \"\$(meta $E/checkpoints/latest epoch)\" = 2 ] && [ \"\$(meta $E/checkpoints/latest epoch_batches)\" = 0 ]"
+check "epoch_2 holds the state after epoch 2" "[ \"\$(meta $E/checkpoints/epoch_2 epoch)\" = 2 ] && [ \"\$(meta $E/checkpoints/epoch_2 step)\" = 16 ]"
+check "one evaluation an epoch, the last one at epoch 2 (none repeated at step 16)" \
+  "[ \"\$(grep '\"type\": \"eval\"' $E/metrics.jsonl | grep -o '\"step\": [0-9]*, \"epoch\": [0-9]*' | tr '\n' ' ')\" = '\"step\": 8, \"epoch\": 1 \"step\": 16, \"epoch\": 2 ' ]"
+"$vlm" train "${common[@]}" --epochs 3 --name ep2 --val-data shapes:val:16 --val-frequency 1 --resume latest >/dev/null 2>"$tmp/ep.err"
+check "resume --epochs 3 exits 0" "[ $? -eq 0 ]"
+check "... starts epoch 2 at batch 0" "grep -q 'resuming .* at step 16 (epoch 2, batch 0)' $tmp/ep.err"
+check "... trains one more epoch: step 24, epoch_3, state at epoch 3" \
+  "[ \"\$(readlink $E/checkpoints/latest)\" = step_24 ] && [ -d $E/checkpoints/epoch_3 ] && [ \"\$(meta $E/checkpoints/latest epoch)\" = 3 ]"
+"$vlm" train "${common[@]}" --steps 8 --name st8 >/dev/null 2>&1
+check "--steps 8 = one whole epoch writes epoch_1 (state epoch 1, batch 0)" \
+  "[ -d $tmp/runs/st8/checkpoints/epoch_1 ] && [ \"\$(meta $tmp/runs/st8/checkpoints/latest epoch)\" = 1 ] && [ \"\$(meta $tmp/runs/st8/checkpoints/latest epoch_batches)\" = 0 ]"
+# ... and a stop at that epoch end resumes exactly (the straight run: a1 above, 12 steps).
+"$vlm" train "${common[@]}" --steps 12 --name e8 --stop-at-step 8 >/dev/null 2>&1
+"$vlm" train "${common[@]}" --steps 12 --name e8 --resume latest >/dev/null 2>"$tmp/e8.err"
+check "stop at the epoch end (step 8), resume: from epoch 1, batch 0" "[ $? -eq 0 ] && grep -q 'at step 8 (epoch 1, batch 0)' $tmp/e8.err"
+check "... weights and optimizer state bit-identical to the straight run" \
+  "cmp -s $tmp/runs/a1/checkpoints/latest/open_clip_model.safetensors $tmp/runs/e8/checkpoints/latest/open_clip_model.safetensors && cmp -s $tmp/runs/a1/checkpoints/latest/train_state.safetensors $tmp/runs/e8/checkpoints/latest/train_state.safetensors"
+
+# --resume when the run is already at (or past) the requested total trains nothing: exit 2, saying so.
+"$vlm" train "${common[@]}" --steps 10 --name ep2 --resume latest >/dev/null 2>"$tmp/r.err"
+check "resume at step 24 with --steps 10: exit 2, the step, epoch and total named" \
+  "[ $? -eq 2 ] && grep -q 'already at step 24 (epoch 3) and the requested total is 10 steps (--steps 10)' $tmp/r.err && grep -q -- '--steps above 24 or --epochs 4 or more' $tmp/r.err"
+"$vlm" train "${common[@]}" --epochs 3 --name ep2 --resume latest >/dev/null 2>"$tmp/r.err"
+check "resume at step 24 with --epochs 3 (24 steps): exit 2" \
+  "[ $? -eq 2 ] && grep -q 'requested total is 24 steps (--epochs 3 x 8 steps)' $tmp/r.err && [ \"\$(readlink $E/checkpoints/latest)\" = step_24 ]"
+
+# --resume with another --batch-size: the data position (batches of the old size) is converted
+# when the samples consumed are whole batches of the new size, refused otherwise.
+"$vlm" train "${common[@]}" --batch-size 16 --steps 6 --stop-at-step 2 --name bs >/dev/null 2>&1
+"$vlm" train "${common[@]}" --batch-size 12 --steps 6 --name bs --resume latest >/dev/null 2>"$tmp/bs.err"
+check "batch 16 -> 12 at 32 samples: refused (exit 2), both sizes named" \
+  "[ $? -eq 2 ] && grep -q 'trained with --batch-size 16 and stands 32 samples into epoch 0 (batch 2); --batch-size 12 does not divide 32' $tmp/bs.err"
+VLM_LOG=info "$vlm" train "${common[@]}" --batch-size 8 --steps 6 --name bs --resume latest >/dev/null 2>"$tmp/bs.err"
+check "batch 16 -> 8: warned, batch 2 becomes batch 4" \
+  "[ $? -eq 0 ] && grep -q 'warning: --batch-size 8, the checkpoint.s 16' $tmp/bs.err && grep -q 'at step 2 (epoch 0, batch 4)' $tmp/bs.err"
+check "... so epoch 0 reads its other 32 samples, not 48" "grep -q 'loader: epoch 0 done: 32 samples' $tmp/bs.err"
+
 # A run killed after its checkpoint leaves metrics lines beyond it (and maybe a cut line):
 # the resumed run drops them, so every step is logged once.
 "$vlm" train "${common[@]}" --steps 12 --name k --stop-at-step 6 --log-every-n-steps 1 >/dev/null 2>&1
@@ -154,6 +201,17 @@ done
 printf 'filepath\ttitle\n' >"$tmp/empty.tsv"
 "$vlm" train "${common[@]}" --train-data "$tmp/empty.tsv" --tokenizer "$tmp/runs/a1/tokenizer" --steps 2 --name s0 >/dev/null 2>"$tmp/s.err"
 check "an empty CSV: no samples, named once" "[ $? -eq 1 ] && grep -q '/empty.tsv: no records' $tmp/s.err && [ \$(grep -o 'empty.tsv' $tmp/s.err | wc -l) -eq 1 ]"
+
+# Data that is all bad: the run stops before its first step, says how many distinct samples
+# failed, and leaves no directory (the same command can run again).
+printf 'not an image' >"$tmp/broken.png"
+{ printf 'filepath\ttitle\n'; for i in $(seq 20); do printf '%s\tcaption %d\n' "$tmp/broken.png" $i; done; } >"$tmp/allbad.tsv"
+"$vlm" train "${common[@]}" --train-data "$tmp/allbad.tsv" --tokenizer "$tmp/runs/a1/tokenizer" --steps 8 --name ab \
+  >/dev/null 2>"$tmp/ab.err"
+check "all-bad data: exit 1, no full batch, the data's 20 samples all bad" \
+  "[ $? -eq 1 ] && grep -q 'an epoch gave no full batch: the data holds only 20 samples, all bad' $tmp/ab.err"
+check "... the bad count names 20 distinct samples" "grep -q 'bad samples skipped (20 distinct: all 20 samples' $tmp/ab.err"
+check "... and the run directory is removed" "[ ! -e $tmp/runs/ab ] && grep -q 'ab: removed (nothing was trained)' $tmp/ab.err"
 
 # Flags checked before any work: a negative clip norm, a BPE size below the byte alphabet, an empty name.
 "$vlm" train "${common[@]}" --steps 2 --name c1 --grad-clip-norm -1 >/dev/null 2>"$tmp/e.err"
