@@ -261,7 +261,9 @@ int vlm_caption(vlm_model *m, const char *image_path, char *out, size_t out_size
     int64_t sh[4] = {1, 3, S, S};
     vlm_tensor t = vlm_tensor_cpu_f32(pix, 4, sh);
     pthread_mutex_lock(&m->lock);
+    vlm_precision prev = vlm_encoder_precision_enter(&m->enc);   /* bf16 weights: bf16 matmuls */
     vlm_status st = vlm_coca_generate(c, m->enc.crun, &t, &o, ids, &len);
+    vlm_set_matmul_precision(prev);
     pthread_mutex_unlock(&m->lock);
     if (st == VLM_OK) {
       char *text = vlm_tokenizer_decode_text(m->enc.tok, ids, (size_t)len);   /* as `vlm caption` prints it */

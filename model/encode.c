@@ -128,6 +128,9 @@ vlm_status vlm_encoder_open(vlm_encoder *e, const char *model_path, const char *
   vlm_preprocess_cfg_default(&e->pre, (int)e->cfg.vision.image_size);
   st = compute_identity(e);
   e->dev = VLM_CPU;
+  /* bf16: the matmul precision of this encoder's calls (vlm_encoder_precision_enter),
+   * never set here for the process: other models keep theirs */
+  e->prec = (flags & VLM_ENC_BF16) ? VLM_PREC_BF16 : VLM_PREC_F32;
   if (st == VLM_OK && (flags & VLM_ENC_CUDA)) {
     if (!vlm_cuda_available()) {
       st = vlm_error(VLM_ERR_UNSUPPORTED, "--device cuda: %s", vlm_cuda_describe());
@@ -141,7 +144,6 @@ vlm_status vlm_encoder_open(vlm_encoder *e, const char *model_path, const char *
         st = vlm_clip_params_to_device(&e->dparams, &e->params, &e->cfg, VLM_CUDA);
         e->run = &e->dparams;
       }
-      if (st == VLM_OK && (flags & VLM_ENC_BF16)) vlm_set_matmul_precision(VLM_PREC_BF16);
       /* the host copy has served (identity, upload): give its memory back */
       if (st == VLM_OK && e->coca) vlm_coca_params_free(&e->cparams);
       else if (st == VLM_OK) vlm_clip_params_free(&e->params);
@@ -153,7 +155,6 @@ vlm_status vlm_encoder_open(vlm_encoder *e, const char *model_path, const char *
     if (st == VLM_OK) {
       if (e->coca) e->crun = &e->cparams_bf16;
       else e->run = &e->params_bf16;
-      vlm_set_matmul_precision(VLM_PREC_BF16);
     }
   }
   if (st == VLM_OK && ((flags & (VLM_ENC_TEXT | VLM_ENC_TEXT_IF_FOUND)) || tokenizer))
@@ -238,7 +239,13 @@ static const float *host_features(vlm_encoder *e, const vlm_tensor *f, int64_t b
   return e->feat;
 }
 
-vlm_status vlm_encoder_images(vlm_encoder *e, const float *pixels, int64_t n, float *out) {
+vlm_precision vlm_encoder_precision_enter(const vlm_encoder *e) {
+  vlm_precision prev = vlm_get_matmul_precision();
+  vlm_set_matmul_precision(e->prec);
+  return prev;
+}
+
+static vlm_status images_run(vlm_encoder *e, const float *pixels, int64_t n, float *out) {
   int64_t S = e->cfg.vision.image_size, E = e->cfg.embed_dim, per = 3 * S * S;
   for (int64_t s = 0; s < n; s += e->max_batch) {
     int64_t b = n - s < e->max_batch ? n - s : e->max_batch;
@@ -287,7 +294,7 @@ static void text_batch(vlm_encoder *e, const int32_t *ids, int64_t b, int64_t L,
   normalize_rows(host_features(e, &e->tacts.features, b), out, b, e->cfg.embed_dim);
 }
 
-vlm_status vlm_encoder_ids(vlm_encoder *e, const int32_t *ids, int64_t n, int64_t L, float *out) {
+static vlm_status ids_run(vlm_encoder *e, const int32_t *ids, int64_t n, int64_t L, float *out) {
   int64_t ctx = e->cfg.text.context_length, V = e->cfg.text.vocab_size, E = e->cfg.embed_dim;
   if (L < 1 || L > ctx)
     return vlm_error(VLM_ERR_ARG, "token ids of length %lld: the model's context length is %lld", (long long)L,
@@ -312,7 +319,7 @@ vlm_status vlm_encoder_ids(vlm_encoder *e, const int32_t *ids, int64_t n, int64_
   return VLM_OK;
 }
 
-vlm_status vlm_encoder_texts(vlm_encoder *e, const char *const *texts, int64_t n, float *out) {
+static vlm_status texts_run(vlm_encoder *e, const char *const *texts, int64_t n, float *out) {
   if (!e->tok) return vlm_error(VLM_ERR_ARG, "text embedding needs a tokenizer (none was loaded)");
   int64_t ctx = e->cfg.text.context_length, E = e->cfg.embed_dim;
   for (int64_t s = 0; s < n; s += e->max_batch) {
@@ -329,6 +336,28 @@ vlm_status vlm_encoder_texts(vlm_encoder *e, const char *const *texts, int64_t n
     text_batch(e, e->ids, b, L, out + (size_t)(s * E));
   }
   return VLM_OK;
+}
+
+/* The public calls: the encoder's matmul precision for the call, the thread's back after. */
+vlm_status vlm_encoder_images(vlm_encoder *e, const float *pixels, int64_t n, float *out) {
+  vlm_precision prev = vlm_encoder_precision_enter(e);
+  vlm_status st = images_run(e, pixels, n, out);
+  vlm_set_matmul_precision(prev);
+  return st;
+}
+
+vlm_status vlm_encoder_ids(vlm_encoder *e, const int32_t *ids, int64_t n, int64_t L, float *out) {
+  vlm_precision prev = vlm_encoder_precision_enter(e);
+  vlm_status st = ids_run(e, ids, n, L, out);
+  vlm_set_matmul_precision(prev);
+  return st;
+}
+
+vlm_status vlm_encoder_texts(vlm_encoder *e, const char *const *texts, int64_t n, float *out) {
+  vlm_precision prev = vlm_encoder_precision_enter(e);
+  vlm_status st = texts_run(e, texts, n, out);
+  vlm_set_matmul_precision(prev);
+  return st;
 }
 
 vlm_status vlm_encoder_text_cb(void *ctx, const char *const *texts, int n, float *out) {
