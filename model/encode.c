@@ -60,39 +60,79 @@ static vlm_status compute_identity(vlm_encoder *e) {
 }
 
 /* ---- tokenizer search */
+/* dir + "/" + name, malloc'd (NULL when out of memory). */
+static char *path_join(const char *dir, const char *name) {
+  size_t a = strlen(dir), b = strlen(name);
+  char *p = malloc(a + b + 2);
+  if (!p) return NULL;
+  memcpy(p, dir, a);
+  p[a] = '/';
+  memcpy(p + a + 1, name, b + 1);
+  return p;
+}
+
 int vlm_find_tokenizer(const char *model_path, char *out, size_t n) {
-  char dir[1024], p[1100], q[1100], r[1100];
-  snprintf(dir, sizeof dir, "%s", model_path);
-  if (!is_dir(model_path)) {
+  if (n) out[0] = 0;
+  char *dir = strdup(model_path);
+  if (!dir) { vlm_error(VLM_ERR_OOM, "out of memory"); return -1; }
+  if (!is_dir(model_path)) {   /* a config file: its directory */
     char *sl = strrchr(dir, '/');
-    if (sl) *sl = 0; else snprintf(dir, sizeof dir, ".");
-  }
-  out[0] = 0;
-  snprintf(p, sizeof p, "%s/tokenizer/vocab.json", dir);
-  snprintf(q, sizeof q, "%s/vocab.json", dir);
-  snprintf(r, sizeof r, "%s/../../tokenizer/vocab.json", dir);  /* RUN/checkpoints/NAME -> RUN/tokenizer */
-  if (is_file(p)) snprintf(out, n, "%s/tokenizer", dir);
-  else if (is_file(q)) snprintf(out, n, "%s", dir);
-  else if (is_file(r)) snprintf(out, n, "%s/../../tokenizer", dir);
-  else {
-    const char *names[] = {"bpe_simple_vocab_16e6.txt.gz", "bpe_simple_vocab_16e6.txt"};
-    for (int i = 0; i < 2 && !out[0]; i++) {
-      snprintf(p, sizeof p, "%s/%s", dir, names[i]);
-      if (is_file(p)) snprintf(out, n, "%s", p);
+    if (sl) {
+      *sl = 0;
+    } else {
+      free(dir);
+      if (!(dir = strdup("."))) { vlm_error(VLM_ERR_OOM, "out of memory"); return -1; }
     }
   }
-  return out[0] != 0;
+  /* {the file that marks it, the tokenizer path given to vlm_tokenizer_load} in search order */
+  const char *cand[][2] = {
+      {"tokenizer/vocab.json", "tokenizer"},
+      {"vocab.json", ""},
+      {"../../tokenizer/vocab.json", "../../tokenizer"},   /* RUN/checkpoints/NAME -> RUN/tokenizer */
+      {"bpe_simple_vocab_16e6.txt.gz", "bpe_simple_vocab_16e6.txt.gz"},
+      {"bpe_simple_vocab_16e6.txt", "bpe_simple_vocab_16e6.txt"},
+  };
+  int found = 0;
+  for (size_t i = 0; i < sizeof cand / sizeof *cand && !found; i++) {
+    char *mark = path_join(dir, cand[i][0]);
+    if (!mark) { found = -1; vlm_error(VLM_ERR_OOM, "out of memory"); break; }
+    if (is_file(mark)) {
+      char *tok = cand[i][1][0] ? path_join(dir, cand[i][1]) : strdup(dir);
+      if (!tok) {
+        found = -1;
+        vlm_error(VLM_ERR_OOM, "out of memory");
+      } else if (strlen(tok) >= n) {
+        found = -1;
+        vlm_error(VLM_ERR_ARG, "the tokenizer path is %zu bytes long (at most %zu): %.300s...", strlen(tok),
+                  n ? n - 1 : 0, tok);
+      } else {
+        memcpy(out, tok, strlen(tok) + 1);
+        found = 1;
+      }
+      free(tok);
+    }
+    free(mark);
+  }
+  free(dir);
+  return found;
 }
 
 static vlm_status find_tokenizer(vlm_encoder *e, const char *model_path, const char *explicit_path, int optional) {
   if (explicit_path) {
-    snprintf(e->tokenizer_path, sizeof e->tokenizer_path, "%s", explicit_path);
-  } else if (!vlm_find_tokenizer(model_path, e->tokenizer_path, sizeof e->tokenizer_path)) {
-    if (optional) return VLM_OK;
-    return vlm_error(VLM_ERR_ARG,
-                     "%s: no tokenizer beside the model (tokenizer/vocab.json + merges.txt, vocab.json, or "
-                     "bpe_simple_vocab_16e6.txt.gz); pass --tokenizer PATH",
-                     model_path);
+    if (strlen(explicit_path) >= sizeof e->tokenizer_path)
+      return vlm_error(VLM_ERR_ARG, "the tokenizer path is %zu bytes long (at most %zu): %.300s...",
+                       strlen(explicit_path), sizeof e->tokenizer_path - 1, explicit_path);
+    memcpy(e->tokenizer_path, explicit_path, strlen(explicit_path) + 1);
+  } else {
+    int found = vlm_find_tokenizer(model_path, e->tokenizer_path, sizeof e->tokenizer_path);
+    if (found < 0) return VLM_ERR_ARG;   /* the message names the path */
+    if (!found) {
+      if (optional) return VLM_OK;
+      return vlm_error(VLM_ERR_ARG,
+                       "%s: no tokenizer beside the model (tokenizer/vocab.json + merges.txt, vocab.json, or "
+                       "bpe_simple_vocab_16e6.txt.gz); pass --tokenizer PATH",
+                       model_path);
+    }
   }
   vlm_status st = vlm_tokenizer_load(&e->tok, e->tokenizer_path);
   if (st != VLM_OK) return st;

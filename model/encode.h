@@ -63,11 +63,12 @@ typedef struct {
 #define VLM_ENC_CUDA 8           /* run on the GPU (an error when none is usable): each batch is
                                     uploaded, its features come back; bf16 there rounds the fp32
                                     weights per matmul, as training does */
+/* The tokenizer beside model_path by the search above (without the explicit
+ * path) into out[n]: 1 when found, 0 when there is none, -1 (message set) when the
+ * path found does not fit in n bytes or memory runs out. */
+int vlm_find_tokenizer(const char *model_path, char *out, size_t n);
 /* Load the model at model_path (see vlm_clip_load); tokenizer may be NULL (search
  * as above). max_batch bounds each forward pass (activations sized for it). */
-/* The tokenizer beside model_path by the search above (without the explicit
- * path) into out; 0 when there is none. */
-int vlm_find_tokenizer(const char *model_path, char *out, size_t n);
 vlm_status vlm_encoder_open(vlm_encoder *e, const char *model_path, const char *tokenizer, int64_t max_batch,
                             int flags);
 void vlm_encoder_close(vlm_encoder *e);
