@@ -37,7 +37,9 @@ typedef enum {
   VLM_ERR_INTERNAL
 } vlm_status;
 
-/* Set the thread's last error message (printf-style) and return code. */
+/* Set the thread's last error message (printf-style, at most VLM_ERR_LEN - 1 bytes
+ * kept) and return code. */
+#define VLM_ERR_LEN 2048
 vlm_status vlm_error(vlm_status code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Prefix the current message with more context: "ctx: old message". */
 vlm_status vlm_error_prefix(vlm_status code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
