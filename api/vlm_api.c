@@ -1,5 +1,6 @@
 /* The public C API (include/vlm.h) over model/encode and the zero-shot code. */
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,30 +22,59 @@ struct vlm_classifier {
 
 int vlm_api_version(void) { return VLM_API_VERSION; }
 
-const char *vlm_get_last_error(void) { return vlm_last_error(); }
+/* The API's last error (include/vlm.h: per thread, "" until a call fails, then
+ * valid until the next failing call on the thread). Only a failing API call writes
+ * it: the layers below may set and recover from messages inside a call that
+ * succeeds, and those never show here. */
+static _Thread_local char g_api_err[VLM_ERR_LEN];
+
+const char *vlm_get_last_error(void) { return g_api_err; }
+
+/* A call fails: the message the failing layer set becomes the API's; -1. */
+static int failed(void) {
+  snprintf(g_api_err, sizeof g_api_err, "%s", vlm_last_error());
+  return -1;
+}
 
 static int fail(vlm_status code, const char *msg) {
   vlm_error(code, "%s", msg);
-  return -1;
+  return failed();
 }
+
+/* A status from the layers below as the API's 0 / -1. */
+static int done(vlm_status st) { return st == VLM_OK ? 0 : failed(); }
+
+/* Decoding options of the API: the default pixel limit, which the API has no
+ * setting for (the message must not point at the CLI's --max-image-pixels). */
+static const vlm_decode_opts k_decode = {.max_pixels = VLM_DEFAULT_MAX_PIXELS,
+                                         .limit_hint = "the C API's limit is fixed"};
 
 vlm_model *vlm_model_load_ex(const char *path, const vlm_model_options *opt, const char **err) {
   return vlm_model_load_on(path, opt, NULL, err);
 }
 
+/* A load fails: the API's message, also into *err. */
+static vlm_model *load_failed(const char **err) {
+  failed();
+  if (err) *err = g_api_err;
+  return NULL;
+}
+
 vlm_model *vlm_model_load_on(const char *path, const vlm_model_options *opt, const char *device, const char **err) {
-  vlm_error_clear();
+  /* a success leaves the last error as it was (valid until the next failing call) */
   if (!path) {
     vlm_error(VLM_ERR_ARG, "vlm_model_load: path is NULL");
-    if (err) *err = vlm_last_error();
-    return NULL;
+    return load_failed(err);
   }
   if (device && strcmp(device, "cpu") && strcmp(device, "cuda")) {
     vlm_error(VLM_ERR_ARG, "vlm_model_load_on: device must be \"cpu\" or \"cuda\", got \"%.40s\"", device);
-    if (err) *err = vlm_last_error();
-    return NULL;
+    return load_failed(err);
   }
   const int on_gpu = device && !strcmp(device, "cuda");
+  if (on_gpu && !vlm_cuda_available()) {   /* said here, not by the encoder (its message names the CLI's flag) */
+    vlm_error(VLM_ERR_UNSUPPORTED, "vlm_model_load_on: device \"cuda\": %s", vlm_cuda_describe());
+    return load_failed(err);
+  }
   vlm_model_options o = {0};
   if (opt) o = *opt;
   if (o.batch_size <= 0) o.batch_size = 32;
@@ -52,16 +82,14 @@ vlm_model *vlm_model_load_on(const char *path, const vlm_model_options *opt, con
   vlm_model *m = calloc(1, sizeof *m);
   if (!m) {
     vlm_error(VLM_ERR_OOM, "out of memory");
-    if (err) *err = vlm_last_error();
-    return NULL;
+    return load_failed(err);
   }
   vlm_status st = vlm_encoder_open(&m->enc, path, o.tokenizer, o.batch_size,
                                    VLM_ENC_TEXT_IF_FOUND | (o.bf16 ? VLM_ENC_BF16 : 0) |
                                        (on_gpu ? VLM_ENC_CUDA : 0));
   if (st != VLM_OK) {
     free(m);
-    if (err) *err = vlm_last_error();
-    return NULL;
+    return load_failed(err);
   }
   pthread_mutex_init(&m->lock, NULL);
   return m;
@@ -88,7 +116,7 @@ int vlm_embed_pixels(vlm_model *m, const float *pixels, int n, float *out) {
   pthread_mutex_lock(&m->lock);
   vlm_status st = vlm_encoder_images(&m->enc, pixels, n, out);
   pthread_mutex_unlock(&m->lock);
-  return st == VLM_OK ? 0 : -1;
+  return done(st);
 }
 
 int vlm_embed_image_files(vlm_model *m, const char *const *paths, int n, float *out) {
@@ -98,9 +126,8 @@ int vlm_embed_image_files(vlm_model *m, const char *const *paths, int n, float *
   int64_t S = m->enc.cfg.vision.image_size, per = 3 * S * S, B = m->enc.max_batch, E = m->enc.cfg.embed_dim;
   float *pix = malloc((size_t)(B * per) * sizeof(float));
   if (!pix) return fail(VLM_ERR_OOM, "out of memory");
-  vlm_decode_opts d = {0};
   int rc = 0;
-  char msg[512];
+  char msg[VLM_ERR_LEN];   /* the whole message: a long path leaves room for the reason */
   pthread_mutex_lock(&m->lock);
   for (int s = 0; s < n && rc == 0; s += (int)B) {
     int b = n - s < B ? n - s : (int)B, first_bad = b;
@@ -108,7 +135,7 @@ int vlm_embed_image_files(vlm_model *m, const char *const *paths, int n, float *
     /* decode + preprocess the batch in parallel; the first failure (in input order) is reported */
 #pragma omp parallel for schedule(dynamic, 1)
     for (int i = 0; i < b; i++) {
-      vlm_status st = vlm_preprocess_file(paths[s + i], &d, &m->enc.pre, NULL, pix + (size_t)i * (size_t)per);
+      vlm_status st = vlm_preprocess_file(paths[s + i], &k_decode, &m->enc.pre, NULL, pix + (size_t)i * (size_t)per);
       if (st != VLM_OK) {
 #pragma omp critical(vlm_api_decode_error)
         if (i < first_bad) {
@@ -127,7 +154,7 @@ int vlm_embed_image_files(vlm_model *m, const char *const *paths, int n, float *
   }
   pthread_mutex_unlock(&m->lock);
   free(pix);
-  return rc;
+  return rc ? failed() : 0;
 }
 
 int vlm_embed_image_rgb(vlm_model *m, const uint8_t *rgb, int width, int height, int stride, float *out) {
@@ -137,13 +164,14 @@ int vlm_embed_image_rgb(vlm_model *m, const uint8_t *rgb, int width, int height,
   if (stride == 0) stride = width * 3;
   if (stride < width * 3) return fail(VLM_ERR_ARG, "vlm_embed_image_rgb: stride is less than width * 3");
   vlm_image img;
-  if (vlm_image_alloc(&img, width, height, VLM_IMG_RGB, 0) != VLM_OK) return -1;
+  if (vlm_image_alloc(&img, width, height, VLM_IMG_RGB, 0) != VLM_OK) return failed();
   for (int y = 0; y < height; y++) memcpy(img.data + (size_t)y * width * 3, rgb + (size_t)y * stride, (size_t)width * 3);
   int64_t S = m->enc.cfg.vision.image_size;
   float *pix = malloc((size_t)(3 * S * S) * sizeof(float));
   int rc = -1;
   if (!pix) fail(VLM_ERR_OOM, "out of memory");
-  else if (vlm_preprocess_image(&img, &m->enc.pre, NULL, pix) == VLM_OK) rc = vlm_embed_pixels(m, pix, 1, out);
+  else if (vlm_preprocess_image(&img, &m->enc.pre, NULL, pix) != VLM_OK) failed();
+  else rc = vlm_embed_pixels(m, pix, 1, out);
   free(pix);
   vlm_image_free(&img);
   return rc;
@@ -158,7 +186,7 @@ int vlm_embed_texts(vlm_model *m, const char *const *texts, int n, float *out) {
   pthread_mutex_lock(&m->lock);
   vlm_status st = vlm_encoder_texts(&m->enc, texts, n, out);
   pthread_mutex_unlock(&m->lock);
-  return st == VLM_OK ? 0 : -1;
+  return done(st);
 }
 
 int vlm_embed_token_ids(vlm_model *m, const int32_t *ids, int n, int len, float *out) {
@@ -166,39 +194,68 @@ int vlm_embed_token_ids(vlm_model *m, const int32_t *ids, int n, int len, float 
   pthread_mutex_lock(&m->lock);
   vlm_status st = vlm_encoder_ids(&m->enc, ids, n, len, out);
   pthread_mutex_unlock(&m->lock);
-  return st == VLM_OK ? 0 : -1;
+  return done(st);
 }
 
 static vlm_status api_text_cb(void *ctx, const char *const *texts, int n, float *out) {
   return vlm_encoder_texts(&((vlm_model *)ctx)->enc, texts, n, out);
 }
 
+/* A classifier call fails: NULL, the message set. */
+static vlm_classifier *classifier_failed(vlm_status code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static vlm_classifier *classifier_failed(vlm_status code, const char *fmt, ...) {
+  if (fmt) {
+    char msg[VLM_ERR_LEN];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    vlm_error(code, "%s", msg);
+  }
+  failed();
+  return NULL;
+}
+
 vlm_classifier *vlm_classifier_new(vlm_model *m, const char *const *classes, int n_classes,
                                    const char *template_set, const char *const *templates, int n_templates) {
-  if (!m || !classes) { fail(VLM_ERR_ARG, "vlm_classifier_new: NULL argument"); return NULL; }
-  if (n_classes < 1) { fail(VLM_ERR_ARG, "vlm_classifier_new: the class list is empty"); return NULL; }
+  if (!m || !classes) return classifier_failed(VLM_ERR_ARG, "vlm_classifier_new: NULL argument");
+  if (n_classes < 1) return classifier_failed(VLM_ERR_ARG, "vlm_classifier_new: the class list is empty");
   for (int c = 0; c < n_classes; c++)
-    if (!classes[c] || !classes[c][0]) { fail(VLM_ERR_ARG, "vlm_classifier_new: a class name is NULL or empty"); return NULL; }
-  if (!m->enc.tok) { fail(VLM_ERR_ARG, "vlm_classifier_new: the model has no tokenizer"); return NULL; }
+    if (!classes[c] || !classes[c][0])
+      return classifier_failed(VLM_ERR_ARG, "vlm_classifier_new: class name %d is %s", c, classes[c] ? "empty" : "NULL");
+  if (!m->enc.tok) return classifier_failed(VLM_ERR_ARG, "vlm_classifier_new: the model has no tokenizer");
   const char *const *tpl = templates;
   int nt = n_templates;
   if (!templates) {
-    nt = vlm_zeroshot_templates_builtin(template_set ? template_set : "openai", &tpl);
-    if (!nt) { vlm_error(VLM_ERR_ARG, "vlm_classifier_new: unknown template set '%s' (openai or simple)", template_set); return NULL; }
+    const char *set = template_set ? template_set : "openai";
+    nt = vlm_zeroshot_templates_builtin(set, &tpl);
+    if (!nt) return classifier_failed(VLM_ERR_ARG, "vlm_classifier_new: unknown template set '%.100s' (openai or simple)", set);
   } else if (nt < 1) {
-    fail(VLM_ERR_ARG, "vlm_classifier_new: n_templates must be >= 1");
-    return NULL;
+    return classifier_failed(VLM_ERR_ARG, "vlm_classifier_new: n_templates must be >= 1");
+  } else {   /* the rule of `vlm zeroshot --templates FILE`: each holds {} or {c} */
+    for (int t = 0; t < nt; t++) {
+      if (!templates[t]) return classifier_failed(VLM_ERR_ARG, "vlm_classifier_new: template %d is NULL", t);
+      if (!vlm_zeroshot_template_ok(templates[t]))
+        return classifier_failed(VLM_ERR_ARG, "vlm_classifier_new: template %d (\"%.80s\") has no {} or {c} for the class name",
+                                 t, templates[t]);
+    }
   }
   vlm_classifier *c = calloc(1, sizeof *c);
   int64_t E = m->enc.cfg.embed_dim;
   if (c) c->W = malloc((size_t)(n_classes * E) * sizeof(float));
-  if (!c || !c->W) { free(c); fail(VLM_ERR_OOM, "out of memory"); return NULL; }
+  if (!c || !c->W) {
+    free(c);
+    return classifier_failed(VLM_ERR_OOM, "out of memory");
+  }
   c->C = n_classes;
   c->E = E;
   pthread_mutex_lock(&m->lock);
   vlm_status st = vlm_zeroshot_classifier(api_text_cb, m, classes, n_classes, tpl, nt, E, (int)m->enc.max_batch, c->W);
   pthread_mutex_unlock(&m->lock);
-  if (st != VLM_OK) { vlm_classifier_free(c); return NULL; }
+  if (st != VLM_OK) {
+    vlm_classifier_free(c);
+    return classifier_failed(st, NULL);
+  }
   return c;
 }
 
@@ -235,6 +292,16 @@ int vlm_classify_image_file(vlm_model *m, const vlm_classifier *c, const char *p
   return rc;
 }
 
+/* The longest prefix of text (k bytes) that fits out[out_size] with its NUL and ends
+ * at a UTF-8 character boundary: a cut never splits a character's bytes. */
+static size_t utf8_fit(const char *text, size_t k, size_t out_size) {
+  if (k < out_size) return k;
+  k = out_size - 1;   /* text[k] is the first byte left out: back up over a split character */
+  for (int i = 0; i < 3 && k > 0 && ((unsigned char)text[k] & 0xC0) == 0x80; i++) k--;
+  if (((unsigned char)text[k] & 0xC0) == 0x80) k = out_size - 1;   /* not UTF-8 there anyway */
+  return k;
+}
+
 int vlm_caption(vlm_model *m, const char *image_path, char *out, size_t out_size) {
   if (out && out_size) out[0] = 0;
   if (!m || !image_path || !out || !out_size) return fail(VLM_ERR_ARG, "vlm_caption: NULL argument or out_size 0");
@@ -250,30 +317,40 @@ int vlm_caption(vlm_model *m, const char *image_path, char *out, size_t out_size
   int64_t ctx = c->text.context_length < c->decoder.context_length ? c->text.context_length : c->decoder.context_length;
   if (o.max_len > ctx) o.max_len = (int)ctx;
   if (o.min_len > o.max_len) o.min_len = o.max_len;
-  if (vlm_gen_options_check(&o, &c->text, &c->decoder) != VLM_OK) return -1;
+  if (vlm_gen_options_check(&o, &c->text, &c->decoder) != VLM_OK) return failed();
   int64_t S = c->vision.image_size;
   float *pix = malloc((size_t)(3 * S * S) * sizeof(float));
   int32_t *ids = malloc((size_t)o.max_len * sizeof(int32_t));
   int len = 0, rc = -1;
   if (!pix || !ids) {
     fail(VLM_ERR_OOM, "out of memory");
-  } else if (vlm_preprocess_file(image_path, NULL, &m->enc.pre, NULL, pix) == VLM_OK) {
+  } else if (vlm_preprocess_file(image_path, &k_decode, &m->enc.pre, NULL, pix) != VLM_OK) {
+    failed();
+  } else {
     int64_t sh[4] = {1, 3, S, S};
     vlm_tensor t = vlm_tensor_cpu_f32(pix, 4, sh);
     pthread_mutex_lock(&m->lock);
+    if (m->enc.dev != VLM_CPU) {   /* the image on the weights' device, as `vlm caption --device cuda` */
+      vlm_tensor d = vlm_tensor_make(m->enc.dimg.data, VLM_F32, m->enc.dev, 4, sh);
+      vlm_copy(&d, &t);
+      t = d;
+    }
+    vlm_precision prev = vlm_encoder_precision_enter(&m->enc);   /* bf16 weights: bf16 matmuls */
     vlm_status st = vlm_coca_generate(c, m->enc.crun, &t, &o, ids, &len);
+    vlm_set_matmul_precision(prev);
     pthread_mutex_unlock(&m->lock);
-    if (st == VLM_OK) {
+    if (st != VLM_OK) {
+      failed();
+    } else {
       char *text = vlm_tokenizer_decode_text(m->enc.tok, ids, (size_t)len);   /* as `vlm caption` prints it */
       if (!text) {
         fail(VLM_ERR_OOM, "out of memory");
       } else {
-        size_t k = strlen(text);
-        if (k >= out_size) k = out_size - 1;
+        size_t n = strlen(text), k = utf8_fit(text, n, out_size);
         memcpy(out, text, k);
         out[k] = 0;
         free(text);
-        rc = 0;
+        rc = k < n;   /* 1: cut to fit */
       }
     }
   }

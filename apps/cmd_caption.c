@@ -204,7 +204,15 @@ int vlm_cmd_caption(int argc, char **argv) {
    * MODEL/tokenizer/, a `vlm train` run's RUN/tokenizer/, ...) */
   vlm_tokenizer *tok = NULL;
   char tdir[4096];
-  if (!tok_path && vlm_find_tokenizer(model, tdir, sizeof tdir)) tok_path = tdir;
+  int found = tok_path ? 1 : vlm_find_tokenizer(model, tdir, sizeof tdir);
+  if (found < 0) {   /* the message names the path */
+    fprintf(stderr, "vlm caption: %s\n", vlm_last_error());
+    vlm_coca_params_free(&h);
+    vlm_coca_params_free(&p);
+    free(images);
+    return 1;
+  }
+  if (!tok_path && found) tok_path = tdir;
   if (!tok_path)
     fprintf(stderr, "vlm caption: no tokenizer beside %s: printing token ids (pass --tokenizer PATH)\n", model);
   int rc = 0;

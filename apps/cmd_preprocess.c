@@ -66,7 +66,7 @@ static void stem_of(const char *path, char *out, size_t n) {
 int vlm_cmd_preprocess(int argc, char **argv) {
   vlm_preprocess_cfg cfg;
   vlm_preprocess_cfg_default(&cfg, 224);
-  vlm_decode_opts opts = {VLM_DEFAULT_MAX_PIXELS, 0};
+  vlm_decode_opts opts = {.max_pixels = VLM_DEFAULT_MAX_PIXELS};
   const char *out_dir = NULL;
   int jpeg_reduce = 0, n_in = 0;
   const char **inputs = calloc((size_t)argc, sizeof *inputs);

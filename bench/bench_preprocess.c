@@ -47,7 +47,7 @@ static uint8_t *slurp(const char *path, size_t *n) {
 static double run(const uint8_t *buf, size_t n, const char *name, int mode, int rounds) {
   vlm_preprocess_cfg cfg;
   vlm_preprocess_cfg_default(&cfg, 224);
-  vlm_decode_opts o = {0, mode == 2 ? 224 : 0};
+  vlm_decode_opts o = {.jpeg_reduce_min_side = mode == 2 ? 224 : 0};
   uint8_t *u8 = malloc(3 * 224 * 224);
   float *px = malloc(sizeof(float) * 3 * 224 * 224);
   double *t = malloc(sizeof(double) * (size_t)rounds);

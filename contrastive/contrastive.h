@@ -54,6 +54,9 @@ int vlm_zeroshot_templates_builtin(const char *name, const char *const **out);
  * free with vlm_zeroshot_strings_free. */
 vlm_status vlm_zeroshot_templates_load(const char *path, char ***out, int *n);
 void vlm_zeroshot_strings_free(char **s, int n);
+/* 1 if tmpl (not NULL) holds "{}" or "{c}" for the class name: the rule every
+ * template source follows (a templates file, the C API's templates[]). */
+int vlm_zeroshot_template_ok(const char *tmpl);
 /* The template with every "{}" / "{c}" replaced by classname and every "{a}" by its
  * indefinite article ("an" before a vowel, else "a"); malloc'd, NULL on OOM. */
 char *vlm_zeroshot_fill(const char *tmpl, const char *classname);

@@ -72,6 +72,13 @@ static const char *replacement(const char *p, const char *classname, size_t *ski
   return NULL;
 }
 
+int vlm_zeroshot_template_ok(const char *tmpl) {
+  if (!tmpl) return 0;
+  for (const char *p = tmpl; *p; p++)
+    if (placeholder(p)) return 1;
+  return 0;
+}
+
 char *vlm_zeroshot_fill(const char *tmpl, const char *classname) {
   size_t n = 0, k;
   for (const char *p = tmpl; *p;) {
@@ -106,9 +113,7 @@ vlm_status vlm_zeroshot_templates_load(const char *path, char ***out, int *n) {
     while (line[s] == ' ' || line[s] == '\t') s++;
     if (!line[s]) continue;
     if ((size_t)len != strlen(line)) { st = vlm_error(VLM_ERR_FORMAT, "%s:%d: NUL byte in a template", path, line_no); break; }
-    int has = 0;
-    for (const char *p = line; *p && !has; p++) has = placeholder(p) != 0;
-    if (!has) { st = vlm_error(VLM_ERR_FORMAT, "%s:%d: template has no {} or {c} for the class name", path, line_no); break; }
+    if (!vlm_zeroshot_template_ok(line)) { st = vlm_error(VLM_ERR_FORMAT, "%s:%d: template has no {} or {c} for the class name", path, line_no); break; }
     if (cnt == cap) {
       cap = cap ? 2 * cap : 16;
       char **nv = realloc(v, (size_t)cap * sizeof *v);
@@ -141,6 +146,10 @@ vlm_status vlm_zeroshot_classifier(vlm_text_encode_fn encode, void *ctx, const c
                                    int batch, float *W) {
   if (n_classes < 1) return vlm_error(VLM_ERR_ARG, "zero-shot: no class names");
   if (n_templates < 1) return vlm_error(VLM_ERR_ARG, "zero-shot: no templates");
+  for (int t = 0; t < n_templates; t++)
+    if (!templates[t]) return vlm_error(VLM_ERR_ARG, "zero-shot: template %d is NULL", t);
+  for (int c = 0; c < n_classes; c++)
+    if (!classnames[c]) return vlm_error(VLM_ERR_ARG, "zero-shot: class name %d is NULL", c);
   int64_t total = (int64_t)n_classes * n_templates;
   if (batch <= 0) batch = n_templates;
   char **texts = calloc((size_t)batch, sizeof *texts);

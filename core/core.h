@@ -37,7 +37,9 @@ typedef enum {
   VLM_ERR_INTERNAL
 } vlm_status;
 
-/* Set the thread's last error message (printf-style) and return code. */
+/* Set the thread's last error message (printf-style, at most VLM_ERR_LEN - 1 bytes
+ * kept) and return code. */
+#define VLM_ERR_LEN 2048
 vlm_status vlm_error(vlm_status code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Prefix the current message with more context: "ctx: old message". */
 vlm_status vlm_error_prefix(vlm_status code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -211,7 +213,10 @@ void vlm_set_kernel_mode(vlm_kernel_mode m);
 vlm_kernel_mode vlm_get_kernel_mode(void);
 
 /* Precision of matmul inputs for F32 tensors: F32, or BF16 (inputs rounded to
- * bf16, products accumulated in f32; AMX / AVX512-BF16 on CPUs that have it). */
+ * bf16, products accumulated in f32; AMX / AVX512-BF16 on CPUs that have it).
+ * A per-thread setting (F32 on every new thread): it applies to the ops the
+ * calling thread runs, so code that wants a precision sets it on the thread that
+ * computes and restores the previous one when done. */
 typedef enum { VLM_PREC_F32 = 0, VLM_PREC_BF16 = 1 } vlm_precision;
 void vlm_set_matmul_precision(vlm_precision p);
 vlm_precision vlm_get_matmul_precision(void);

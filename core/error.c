@@ -6,7 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define VLM_ERR_LEN 2048
 static _Thread_local char g_msg[VLM_ERR_LEN];
 
 vlm_status vlm_error(vlm_status code, const char *fmt, ...) {

@@ -1,6 +1,6 @@
 /* matmul: out[M,N] = op(a) @ op(b) (+ bias[N]) and its backward. Checks the
  * shapes, dtypes and devices, then runs the reference or the fast CPU kernel
- * at the global matmul precision (vlm_get_matmul_precision). */
+ * at the calling thread's matmul precision (vlm_get_matmul_precision). */
 #include "core/core.h"
 #include "core/cpu/cpu.h"
 #include "core/cuda/cuda.h"

@@ -1,5 +1,5 @@
-/* Process-wide runtime settings: threads, kernel mode, matmul precision, CPU
- * features, the clock, and host/device memory. */
+/* Runtime settings: threads, kernel mode (process-wide), matmul precision (per
+ * thread), CPU features, the clock, and host/device memory. */
 #define _POSIX_C_SOURCE 200809L
 #include "core/core.h"
 
@@ -37,7 +37,10 @@ vlm_kernel_mode vlm_get_kernel_mode(void) {
   return (vlm_kernel_mode)g_mode;
 }
 
-static vlm_precision g_prec = VLM_PREC_F32;
+/* Per thread: every read is in an op's dispatcher, on the thread that calls the op
+ * (never inside an OpenMP region or a loader worker), so one thread's setting (a bf16
+ * encoder, a bf16 training step) never changes another thread's matmuls. */
+static _Thread_local vlm_precision g_prec = VLM_PREC_F32;
 void vlm_set_matmul_precision(vlm_precision p) { g_prec = p; }
 vlm_precision vlm_get_matmul_precision(void) { return g_prec; }
 

@@ -94,6 +94,9 @@ typedef struct {
    * decodes at scale 1/2, 1/4 or 1/8, the smallest keeping the shorter side
    * >= min_side. 0: full-scale decode (exact PIL pixels). */
   int jpeg_reduce_min_side;
+  /* What the over-the-limit message suggests: NULL: "raise --max-image-pixels to
+   * allow it" (the command's option); a caller without that option says its own. */
+  const char *limit_hint;
 } vlm_decode_opts;
 
 /* Decode a JPEG, PNG or WebP. name is used in messages (path, or a record name). */

@@ -102,8 +102,9 @@ static vlm_status check_pixels(const char *name, int64_t w, int64_t h, const vlm
   int64_t lim = max_pixels(o);
   if (w * h > lim)
     return vlm_error(VLM_ERR_FORMAT, "%s: image is %lldx%lld = %lld pixels, over the max-pixels limit %lld "
-                     "(possible decompression bomb; raise --max-image-pixels to allow it)",
-                     name, (long long)w, (long long)h, (long long)(w * h), (long long)lim);
+                     "(possible decompression bomb; %s)",
+                     name, (long long)w, (long long)h, (long long)(w * h), (long long)lim,
+                     o && o->limit_hint ? o->limit_hint : "raise --max-image-pixels to allow it");
   return VLM_OK;
 }
 

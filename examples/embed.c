@@ -102,7 +102,7 @@ int main(int argc, char **argv) {
   }
   char cap[256];
   if (n_img) {   /* CoCa models caption; CLIP models say they cannot */
-    if (vlm_caption(m, images[0], cap, sizeof cap) != 0) printf("caption: %s\n", vlm_get_last_error());
+    if (vlm_caption(m, images[0], cap, sizeof cap) < 0) printf("caption: %s\n", vlm_get_last_error());
     else printf("caption %s\t%s\n", images[0], cap);
   }
   free(ie);

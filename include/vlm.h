@@ -19,10 +19,12 @@
  * Build: cc app.c $(pkg-config --cflags --libs vlm)
  *
  * Conventions
- *   - Functions returning int return 0 on success and -1 on failure; functions
- *     returning a pointer return NULL on failure. The reason is then in
- *     vlm_get_last_error() (per thread, valid until the next failing call on the
- *     same thread), and names the file and the problem.
+ *   - Functions returning int return -1 on failure and 0 on success (or what the
+ *     function says: vlm_classify's count, vlm_caption's 1 for a caption cut to
+ *     fit); functions returning a pointer return NULL on failure. The reason is
+ *     then in vlm_get_last_error() (per thread, valid until the next failing call
+ *     on the same thread; successful calls leave it as it is), and names the file
+ *     and the problem.
  *   - Bad input (missing or corrupt files, bad ids, NULL arguments) never aborts.
  *   - Embeddings are float[n * vlm_model_embed_dim(m)], row i for input i, each
  *     row L2-normalized (open_clip's normalize=True), written into caller memory.
@@ -54,7 +56,7 @@ extern "C" {
 #define VLM_API_VERSION 2
 VLM_API int vlm_api_version(void);
 
-/* The message of the last failure on this thread ("" if none). */
+/* The message of the last failure on this thread ("" if none has failed). */
 VLM_API const char *vlm_get_last_error(void);
 
 /* ------------------------------------------------------------------ models */
@@ -70,7 +72,8 @@ typedef struct {
   int threads;      /* CPU threads; 0: VLM_THREADS or all cores (process-wide setting) */
   int bf16;         /* 1: bf16 matmul inputs with f32 accumulation, the weights converted once
                        (faster on CPUs with AVX512-BF16/AMX; features within ~1e-5 cosine of
-                       f32). Sets the process-wide matmul precision. 0: f32. */
+                       f32). This model's calls only: other models keep their precision.
+                       0: f32. */
 } vlm_model_options;
 
 /* Load a model: a directory (open_clip_config.json + open_clip_model.safetensors,
@@ -125,9 +128,11 @@ typedef struct {
 
 /* open_clip's zero-shot classifier for n_classes names: for each class the texts of
  * every template (with "{}" or "{c}" replaced by the name), embedded, normalized,
- * averaged and renormalized. Templates: templates[n_templates] when not NULL, else
- * the built-in set named by template_set: "openai" (CLIP's 80 ImageNet prompts,
- * also when NULL) or "simple" (its 7-prompt subset). Needs a tokenizer. */
+ * averaged and renormalized. Templates: templates[n_templates] when not NULL (each
+ * must hold "{}" or "{c}", as a `vlm zeroshot --templates` file's lines; a NULL,
+ * empty or placeholder-less entry fails, naming its index), else the built-in set
+ * named by template_set: "openai" (CLIP's 80 ImageNet prompts, also when NULL) or
+ * "simple" (its 7-prompt subset). Needs a tokenizer. */
 VLM_API vlm_classifier *vlm_classifier_new(vlm_model *m, const char *const *classes, int n_classes,
                                            const char *template_set, const char *const *templates,
                                            int n_templates);
@@ -142,10 +147,13 @@ VLM_API int vlm_classify_image_file(vlm_model *m, const vlm_classifier *c, const
                                     vlm_class_score *out);
 
 /* ------------------------------------------------------------------ captions */
-/* A caption for an image file into out[out_size] (NUL-terminated, truncated to fit):
- * greedy decoding as `vlm caption` does by default. Needs a CoCa model (an open_clip
- * checkpoint with multimodal_cfg) and its tokenizer; a CLIP model returns -1 with the
- * message "captioning is not supported for CLIP models". */
+/* A caption for an image file into out[out_size], NUL-terminated (UTF-8): greedy
+ * decoding as `vlm caption` does by default, on the model's device. Returns 0 when
+ * the whole caption fit; 1 when it did not: out then holds its longest prefix that
+ * fits and ends at a character boundary (no UTF-8 character is split); -1 on
+ * failure (test < 0 for failure only). Needs a CoCa model (an open_clip checkpoint
+ * with multimodal_cfg) and its tokenizer; a CLIP model returns -1 with the message
+ * "captioning is not supported for CLIP models". */
 VLM_API int vlm_caption(vlm_model *m, const char *image_path, char *out, size_t out_size);
 
 #ifdef __cplusplus

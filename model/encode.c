@@ -60,39 +60,79 @@ static vlm_status compute_identity(vlm_encoder *e) {
 }
 
 /* ---- tokenizer search */
+/* dir + "/" + name, malloc'd (NULL when out of memory). */
+static char *path_join(const char *dir, const char *name) {
+  size_t a = strlen(dir), b = strlen(name);
+  char *p = malloc(a + b + 2);
+  if (!p) return NULL;
+  memcpy(p, dir, a);
+  p[a] = '/';
+  memcpy(p + a + 1, name, b + 1);
+  return p;
+}
+
 int vlm_find_tokenizer(const char *model_path, char *out, size_t n) {
-  char dir[1024], p[1100], q[1100], r[1100];
-  snprintf(dir, sizeof dir, "%s", model_path);
-  if (!is_dir(model_path)) {
+  if (n) out[0] = 0;
+  char *dir = strdup(model_path);
+  if (!dir) { vlm_error(VLM_ERR_OOM, "out of memory"); return -1; }
+  if (!is_dir(model_path)) {   /* a config file: its directory */
     char *sl = strrchr(dir, '/');
-    if (sl) *sl = 0; else snprintf(dir, sizeof dir, ".");
-  }
-  out[0] = 0;
-  snprintf(p, sizeof p, "%s/tokenizer/vocab.json", dir);
-  snprintf(q, sizeof q, "%s/vocab.json", dir);
-  snprintf(r, sizeof r, "%s/../../tokenizer/vocab.json", dir);  /* RUN/checkpoints/NAME -> RUN/tokenizer */
-  if (is_file(p)) snprintf(out, n, "%s/tokenizer", dir);
-  else if (is_file(q)) snprintf(out, n, "%s", dir);
-  else if (is_file(r)) snprintf(out, n, "%s/../../tokenizer", dir);
-  else {
-    const char *names[] = {"bpe_simple_vocab_16e6.txt.gz", "bpe_simple_vocab_16e6.txt"};
-    for (int i = 0; i < 2 && !out[0]; i++) {
-      snprintf(p, sizeof p, "%s/%s", dir, names[i]);
-      if (is_file(p)) snprintf(out, n, "%s", p);
+    if (sl) {
+      *sl = 0;
+    } else {
+      free(dir);
+      if (!(dir = strdup("."))) { vlm_error(VLM_ERR_OOM, "out of memory"); return -1; }
     }
   }
-  return out[0] != 0;
+  /* {the file that marks it, the tokenizer path given to vlm_tokenizer_load} in search order */
+  const char *cand[][2] = {
+      {"tokenizer/vocab.json", "tokenizer"},
+      {"vocab.json", ""},
+      {"../../tokenizer/vocab.json", "../../tokenizer"},   /* RUN/checkpoints/NAME -> RUN/tokenizer */
+      {"bpe_simple_vocab_16e6.txt.gz", "bpe_simple_vocab_16e6.txt.gz"},
+      {"bpe_simple_vocab_16e6.txt", "bpe_simple_vocab_16e6.txt"},
+  };
+  int found = 0;
+  for (size_t i = 0; i < sizeof cand / sizeof *cand && !found; i++) {
+    char *mark = path_join(dir, cand[i][0]);
+    if (!mark) { found = -1; vlm_error(VLM_ERR_OOM, "out of memory"); break; }
+    if (is_file(mark)) {
+      char *tok = cand[i][1][0] ? path_join(dir, cand[i][1]) : strdup(dir);
+      if (!tok) {
+        found = -1;
+        vlm_error(VLM_ERR_OOM, "out of memory");
+      } else if (strlen(tok) >= n) {
+        found = -1;
+        vlm_error(VLM_ERR_ARG, "the tokenizer path is %zu bytes long (at most %zu): %.300s...", strlen(tok),
+                  n ? n - 1 : 0, tok);
+      } else {
+        memcpy(out, tok, strlen(tok) + 1);
+        found = 1;
+      }
+      free(tok);
+    }
+    free(mark);
+  }
+  free(dir);
+  return found;
 }
 
 static vlm_status find_tokenizer(vlm_encoder *e, const char *model_path, const char *explicit_path, int optional) {
   if (explicit_path) {
-    snprintf(e->tokenizer_path, sizeof e->tokenizer_path, "%s", explicit_path);
-  } else if (!vlm_find_tokenizer(model_path, e->tokenizer_path, sizeof e->tokenizer_path)) {
-    if (optional) return VLM_OK;
-    return vlm_error(VLM_ERR_ARG,
-                     "%s: no tokenizer beside the model (tokenizer/vocab.json + merges.txt, vocab.json, or "
-                     "bpe_simple_vocab_16e6.txt.gz); pass --tokenizer PATH",
-                     model_path);
+    if (strlen(explicit_path) >= sizeof e->tokenizer_path)
+      return vlm_error(VLM_ERR_ARG, "the tokenizer path is %zu bytes long (at most %zu): %.300s...",
+                       strlen(explicit_path), sizeof e->tokenizer_path - 1, explicit_path);
+    memcpy(e->tokenizer_path, explicit_path, strlen(explicit_path) + 1);
+  } else {
+    int found = vlm_find_tokenizer(model_path, e->tokenizer_path, sizeof e->tokenizer_path);
+    if (found < 0) return VLM_ERR_ARG;   /* the message names the path */
+    if (!found) {
+      if (optional) return VLM_OK;
+      return vlm_error(VLM_ERR_ARG,
+                       "%s: no tokenizer beside the model (tokenizer/vocab.json + merges.txt, vocab.json, or "
+                       "bpe_simple_vocab_16e6.txt.gz); pass --tokenizer PATH",
+                       model_path);
+    }
   }
   vlm_status st = vlm_tokenizer_load(&e->tok, e->tokenizer_path);
   if (st != VLM_OK) return st;
@@ -128,6 +168,9 @@ vlm_status vlm_encoder_open(vlm_encoder *e, const char *model_path, const char *
   vlm_preprocess_cfg_default(&e->pre, (int)e->cfg.vision.image_size);
   st = compute_identity(e);
   e->dev = VLM_CPU;
+  /* bf16: the matmul precision of this encoder's calls (vlm_encoder_precision_enter),
+   * never set here for the process: other models keep theirs */
+  e->prec = (flags & VLM_ENC_BF16) ? VLM_PREC_BF16 : VLM_PREC_F32;
   if (st == VLM_OK && (flags & VLM_ENC_CUDA)) {
     if (!vlm_cuda_available()) {
       st = vlm_error(VLM_ERR_UNSUPPORTED, "--device cuda: %s", vlm_cuda_describe());
@@ -141,7 +184,6 @@ vlm_status vlm_encoder_open(vlm_encoder *e, const char *model_path, const char *
         st = vlm_clip_params_to_device(&e->dparams, &e->params, &e->cfg, VLM_CUDA);
         e->run = &e->dparams;
       }
-      if (st == VLM_OK && (flags & VLM_ENC_BF16)) vlm_set_matmul_precision(VLM_PREC_BF16);
       /* the host copy has served (identity, upload): give its memory back */
       if (st == VLM_OK && e->coca) vlm_coca_params_free(&e->cparams);
       else if (st == VLM_OK) vlm_clip_params_free(&e->params);
@@ -153,7 +195,6 @@ vlm_status vlm_encoder_open(vlm_encoder *e, const char *model_path, const char *
     if (st == VLM_OK) {
       if (e->coca) e->crun = &e->cparams_bf16;
       else e->run = &e->params_bf16;
-      vlm_set_matmul_precision(VLM_PREC_BF16);
     }
   }
   if (st == VLM_OK && ((flags & (VLM_ENC_TEXT | VLM_ENC_TEXT_IF_FOUND)) || tokenizer))
@@ -238,7 +279,13 @@ static const float *host_features(vlm_encoder *e, const vlm_tensor *f, int64_t b
   return e->feat;
 }
 
-vlm_status vlm_encoder_images(vlm_encoder *e, const float *pixels, int64_t n, float *out) {
+vlm_precision vlm_encoder_precision_enter(const vlm_encoder *e) {
+  vlm_precision prev = vlm_get_matmul_precision();
+  vlm_set_matmul_precision(e->prec);
+  return prev;
+}
+
+static vlm_status images_run(vlm_encoder *e, const float *pixels, int64_t n, float *out) {
   int64_t S = e->cfg.vision.image_size, E = e->cfg.embed_dim, per = 3 * S * S;
   for (int64_t s = 0; s < n; s += e->max_batch) {
     int64_t b = n - s < e->max_batch ? n - s : e->max_batch;
@@ -287,7 +334,7 @@ static void text_batch(vlm_encoder *e, const int32_t *ids, int64_t b, int64_t L,
   normalize_rows(host_features(e, &e->tacts.features, b), out, b, e->cfg.embed_dim);
 }
 
-vlm_status vlm_encoder_ids(vlm_encoder *e, const int32_t *ids, int64_t n, int64_t L, float *out) {
+static vlm_status ids_run(vlm_encoder *e, const int32_t *ids, int64_t n, int64_t L, float *out) {
   int64_t ctx = e->cfg.text.context_length, V = e->cfg.text.vocab_size, E = e->cfg.embed_dim;
   if (L < 1 || L > ctx)
     return vlm_error(VLM_ERR_ARG, "token ids of length %lld: the model's context length is %lld", (long long)L,
@@ -312,7 +359,7 @@ vlm_status vlm_encoder_ids(vlm_encoder *e, const int32_t *ids, int64_t n, int64_
   return VLM_OK;
 }
 
-vlm_status vlm_encoder_texts(vlm_encoder *e, const char *const *texts, int64_t n, float *out) {
+static vlm_status texts_run(vlm_encoder *e, const char *const *texts, int64_t n, float *out) {
   if (!e->tok) return vlm_error(VLM_ERR_ARG, "text embedding needs a tokenizer (none was loaded)");
   int64_t ctx = e->cfg.text.context_length, E = e->cfg.embed_dim;
   for (int64_t s = 0; s < n; s += e->max_batch) {
@@ -329,6 +376,28 @@ vlm_status vlm_encoder_texts(vlm_encoder *e, const char *const *texts, int64_t n
     text_batch(e, e->ids, b, L, out + (size_t)(s * E));
   }
   return VLM_OK;
+}
+
+/* The public calls: the encoder's matmul precision for the call, the thread's back after. */
+vlm_status vlm_encoder_images(vlm_encoder *e, const float *pixels, int64_t n, float *out) {
+  vlm_precision prev = vlm_encoder_precision_enter(e);
+  vlm_status st = images_run(e, pixels, n, out);
+  vlm_set_matmul_precision(prev);
+  return st;
+}
+
+vlm_status vlm_encoder_ids(vlm_encoder *e, const int32_t *ids, int64_t n, int64_t L, float *out) {
+  vlm_precision prev = vlm_encoder_precision_enter(e);
+  vlm_status st = ids_run(e, ids, n, L, out);
+  vlm_set_matmul_precision(prev);
+  return st;
+}
+
+vlm_status vlm_encoder_texts(vlm_encoder *e, const char *const *texts, int64_t n, float *out) {
+  vlm_precision prev = vlm_encoder_precision_enter(e);
+  vlm_status st = texts_run(e, texts, n, out);
+  vlm_set_matmul_precision(prev);
+  return st;
 }
 
 vlm_status vlm_encoder_text_cb(void *ctx, const char *const *texts, int n, float *out) {

@@ -37,6 +37,7 @@ typedef struct {
    * activations and the input batch on the GPU; params / cparams (the host copy
    * the identity is hashed from) are freed after the upload. */
   vlm_device dev;
+  vlm_precision prec;            /* the matmul precision its forwards run at (VLM_ENC_BF16: BF16) */
   vlm_clip_params dparams;
   vlm_coca_params dcparams;
   vlm_arena iarena;              /* dev != CPU: dimg [max_batch,3,S,S] F32, dids [max_batch, ctx] I32 */
@@ -56,21 +57,28 @@ typedef struct {
 
 #define VLM_ENC_TEXT 1           /* load a tokenizer now (an error if none is found) */
 #define VLM_ENC_TEXT_IF_FOUND 2  /* load the tokenizer beside the model if there is one */
-#define VLM_ENC_BF16 4           /* bf16 matmuls (f32 accumulation), weights converted once; sets
-                                    the process-wide matmul precision (vlm_set_matmul_precision) */
+#define VLM_ENC_BF16 4           /* bf16 matmuls (f32 accumulation), weights converted once; the
+                                    encoder's calls run at VLM_PREC_BF16 and restore the calling
+                                    thread's precision after (other models keep theirs) */
 #define VLM_ENC_CUDA 8           /* run on the GPU (an error when none is usable): each batch is
                                     uploaded, its features come back; bf16 there rounds the fp32
                                     weights per matmul, as training does */
+/* The tokenizer beside model_path by the search above (without the explicit
+ * path) into out[n]: 1 when found, 0 when there is none, -1 (message set) when the
+ * path found does not fit in n bytes or memory runs out. */
+int vlm_find_tokenizer(const char *model_path, char *out, size_t n);
 /* Load the model at model_path (see vlm_clip_load); tokenizer may be NULL (search
  * as above). max_batch bounds each forward pass (activations sized for it). */
-/* The tokenizer beside model_path by the search above (without the explicit
- * path) into out; 0 when there is none. */
-int vlm_find_tokenizer(const char *model_path, char *out, size_t n);
 vlm_status vlm_encoder_open(vlm_encoder *e, const char *model_path, const char *tokenizer, int64_t max_batch,
                             int flags);
 void vlm_encoder_close(vlm_encoder *e);
 int64_t vlm_encoder_dim(const vlm_encoder *e);          /* E */
 int vlm_encoder_image_size(const vlm_encoder *e);       /* S */
+/* Set the calling thread's matmul precision to the encoder's (e->prec) and return
+ * the previous one, which the caller restores (vlm_set_matmul_precision) when done.
+ * The vlm_encoder_* compute calls below do this themselves; other code running the
+ * encoder's weights (CoCa generation over e->crun) wraps its calls with it. */
+vlm_precision vlm_encoder_precision_enter(const vlm_encoder *e);
 /* pixels [n,3,S,S] preprocessed -> out [n,E] unit rows. */
 vlm_status vlm_encoder_images(vlm_encoder *e, const float *pixels, int64_t n, float *out);
 /* texts -> out [n,E] unit rows (needs the tokenizer). */

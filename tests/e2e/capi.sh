@@ -2,10 +2,12 @@
 # The C API through examples/embed.c (linked to libvlm.so only): its image and text
 # embeddings equal the ones `vlm index --export-npy` writes, its zero-shot top classes
 # and probabilities equal `vlm zeroshot`'s, a CoCa model's caption equals `vlm caption`'s,
-# and its errors are reported, not fatal.
-# Usage: capi.sh VLM_BINARY EXAMPLE_EMBED_BINARY SHARED_DIR
+# and its errors are reported, not fatal. With TEST_CAPI_MODELS (tests/capi/test_capi_models.c)
+# also the API's contract on these models: errors, templates, per-model matmul precision,
+# long paths, caption cuts, captions on a device (the emulated GPU of build-emu).
+# Usage: capi.sh VLM_BINARY EXAMPLE_EMBED_BINARY SHARED_DIR [TEST_CAPI_MODELS]
 set -u
-vlm=$1 ex=$2 shared=$3
+vlm=$1 ex=$2 shared=$3 models_test=${4:-}
 here=$(cd "$(dirname "$0")" && pwd)
 pass=0 fail=0
 check() { if eval "$2"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: $1"; fi; }
@@ -54,6 +56,18 @@ api=$(grep '^caption ' <<<"$out" | cut -d' ' -f2-)
 cli=$("$vlm" caption --model "$tmp/coca" "$b")
 check "CoCa: API caption = vlm caption ('$api' vs '$cli')" "[ $rc -eq 0 ] && [ -n \"\$api\" ] && [ \"\$api\" = \"\$cli\" ]"
 check "CoCa: identity coca-" "grep -q 'identity coca-' <<<\"\$out\""
+
+# the API's contract (test_capi_models): LONG is a copy of the CLIP at a path over 1024 bytes
+if [ -n "$models_test" ]; then
+  long=$tmp seg=$(printf 'd%.0s' $(seq 200))
+  for i in 1 2 3 4 5 6; do long=$long/$seg; done
+  mkdir -p "$long" "$tmp/work" && cp -r "$m" "$long/model" && cp "$tmp/imgs/object/broken.png" "$long/model/"
+  out=$("$models_test" "$m" "$tmp/coca" "$long/model" "$tmp/imgs/object/broken.png" "$tmp/work" "$b" "$a" \
+        "$tmp"/imgs/animal/chelsea.png "$tmp"/imgs/object/{camera,block,palette_color}.png "$tmp"/imgs/space/astronaut.png 2>&1)
+  rc=$?
+  grep -v '^ok$' <<<"$out" | cut -c1-400
+  check "the API's contract on CLIP and CoCa models (test_capi_models)" "[ $rc -eq 0 ]"
+fi
 
 err=$("$ex" "$tmp/nomodel" "$a" 2>&1); rc=$?
 check "missing model: error names it" "[ $rc -eq 1 ] && grep -q 'nomodel' <<<\"\$err\""

@@ -318,7 +318,7 @@ static void test_jpeg_kinds(void) {
   struct { int min_side, w, h; } red[] = {{0, 256, 160}, {100, 256, 160}, {80, 128, 80}, {40, 64, 40},
                                           {20, 32, 20}, {5, 32, 20}};
   for (size_t k = 0; k < sizeof red / sizeof *red; k++) {
-    vlm_decode_opts o = {0, red[k].min_side};
+    vlm_decode_opts o = {.jpeg_reduce_min_side = red[k].min_side};
     vlm_image img;
     vlm_status s = vlm_image_decode_file(p, &o, &img);
     CHECK(s == VLM_OK && img.w == red[k].w && img.h == red[k].h, "reduce %d: %dx%d, want %dx%d", red[k].min_side,
@@ -445,7 +445,7 @@ static void test_bad_inputs(void) {
   vt_write_file(q, head, sizeof head);
   expect_fail(q, NULL, "max-pixels", "png 100000x100000");
   /* The limit is configurable: 64x48 = 3072 pixels. */
-  vlm_decode_opts small = {3071, 0}, exact = {3072, 0};
+  vlm_decode_opts small = {.max_pixels = 3071}, exact = {.max_pixels = 3072};
   expect_fail(p, &small, "max-pixels", "png over a small limit");
   CHECK(vlm_image_decode_file(p, &exact, &img) == VLM_OK, "png at the limit decodes: %s", vlm_last_error());
   vlm_image_free(&img);

@@ -1,6 +1,7 @@
 /* matmul: fast (oneDNN) vs reference in fp32 and bf16, gradient checks,
  * BF16 input tensors, the raw vlm_cpu_sgemm, concurrent calls. */
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -443,8 +444,14 @@ static void test_sgemm(void) {
   free(A), free(B), free(C), free(R);
 }
 
+static void *read_precision(void *out) {
+  *(vlm_precision *)out = vlm_get_matmul_precision();
+  return NULL;
+}
+
 /* Several threads calling the fast matmul at once (shared primitive cache,
- * per-thread streams, scratchpads and conversion buffers), both precisions. */
+ * per-thread streams, scratchpads and conversion buffers), both precisions. The
+ * matmul precision is per thread: each thread sets its own. */
 static void test_concurrent(void) {
   enum { J = 6 };
   problem p[J];
@@ -459,7 +466,12 @@ static void test_concurrent(void) {
     }
     vlm_set_kernel_mode(VLM_KERNELS_FAST);
 #pragma omp parallel for schedule(static)
-    for (int j = 0; j < J; j++) forward(&p[j]);
+    for (int j = 0; j < J; j++) {
+      vlm_precision was = vlm_get_matmul_precision();
+      vlm_set_matmul_precision(prec ? VLM_PREC_BF16 : VLM_PREC_F32);
+      forward(&p[j]);
+      vlm_set_matmul_precision(was);
+    }
     for (int j = 0; j < J; j++) {
       double e = vt_max_rel(p[j].out, ref[j], p[j].M * p[j].N, 1e-6);
       CHECK(e <= (prec ? BF16_TOL : 1e-5), "concurrent matmul %d (%s): %.3g", j, prec ? "bf16" : "f32", e);
@@ -468,6 +480,14 @@ static void test_concurrent(void) {
   }
   vlm_set_matmul_precision(VLM_PREC_F32);
   for (int j = 0; j < J; j++) problem_free(&p[j]);
+  /* one thread's setting is not another's: bf16 here, f32 (the default) on a new thread */
+  vlm_set_matmul_precision(VLM_PREC_BF16);
+  vlm_precision seen = VLM_PREC_BF16;
+  pthread_t th;
+  CHECK(pthread_create(&th, NULL, read_precision, &seen) == 0, "pthread_create");
+  pthread_join(th, NULL);
+  CHECK(seen == VLM_PREC_F32 && vlm_get_matmul_precision() == VLM_PREC_BF16, "the matmul precision is per thread");
+  vlm_set_matmul_precision(VLM_PREC_F32);
 }
 
 /* Same inputs, same thread count: bit-identical results. */
