@@ -350,7 +350,7 @@ int vlm_caption(vlm_model *m, const char *image_path, char *out, size_t out_size
         memcpy(out, text, k);
         out[k] = 0;
         free(text);
-        rc = k < n;   /* 1: cut to fit */
+        rc = 0;   /* cut or not: version-1 callers test != 0 for failure */
       }
     }
   }

@@ -20,9 +20,8 @@
  *
  * Conventions
  *   - Functions returning int return -1 on failure and 0 on success (or what the
- *     function says: vlm_classify's count, vlm_caption's 1 for a caption cut to
- *     fit); functions returning a pointer return NULL on failure. The reason is
- *     then in vlm_get_last_error() (per thread, valid until the next failing call
+ *     function says: vlm_classify's count); functions returning a pointer return
+ *     NULL on failure. The reason is then in vlm_get_last_error() (per thread, valid until the next failing call
  *     on the same thread; successful calls leave it as it is), and names the file
  *     and the problem.
  *   - Bad input (missing or corrupt files, bad ids, NULL arguments) never aborts.
@@ -148,10 +147,10 @@ VLM_API int vlm_classify_image_file(vlm_model *m, const vlm_classifier *c, const
 
 /* ------------------------------------------------------------------ captions */
 /* A caption for an image file into out[out_size], NUL-terminated (UTF-8): greedy
- * decoding as `vlm caption` does by default, on the model's device. Returns 0 when
- * the whole caption fit; 1 when it did not: out then holds its longest prefix that
- * fits and ends at a character boundary (no UTF-8 character is split); -1 on
- * failure (test < 0 for failure only). Needs a CoCa model (an open_clip checkpoint
+ * decoding as `vlm caption` does by default, on the model's device. Returns 0, or -1
+ * on failure. A caption longer than out_size - 1 bytes is cut to its longest prefix
+ * that fits and ends at a character boundary (no UTF-8 character is split): a buffer
+ * with room to spare (strlen(out) < out_size - 4) shows it was not cut. Needs a CoCa model (an open_clip checkpoint
  * with multimodal_cfg) and its tokenizer; a CLIP model returns -1 with the message
  * "captioning is not supported for CLIP models". */
 VLM_API int vlm_caption(vlm_model *m, const char *image_path, char *out, size_t out_size);
