@@ -44,6 +44,9 @@ static void usage(FILE *f) {
           "  --data SPEC           pairs for retrieval: a CSV/TSV file, a COCO captions .json,\n"
           "                        WebDataset shards (a .tar, a list or a {0000..0099} pattern),\n"
           "                        a folder of images with .txt captions, or shapes:val[:N]\n"
+          "                        (the 1000 held-out pairs, or the first N; the training split,\n"
+          "                        \"shapes\" alone, is refused unless a count bounds it:\n"
+          "                        shapes:train:N)\n"
           "  --dataset-type T      auto|csv|coco|wds|folder|imagefolder|shapes (default auto)\n"
           "  --csv-separator C     (tab)   --csv-img-key K (filepath)   --csv-caption-key K (title)\n"
           "  --coco-images DIR     COCO image folder (default: beside the annotations file)\n"
@@ -83,7 +86,20 @@ typedef struct {
   long long batch, workers;
 } opts;
 
-static int is_shapes(const char *s) { return s && !strncmp(s, "shapes", 6); }
+/* "shapes" or "shapes:..." (as the loader's detection: "shapes.tsv" is a CSV file) */
+static int is_shapes(const char *s) { return s && !strncmp(s, "shapes", 6) && (s[6] == 0 || s[6] == ':'); }
+
+/* A shapes spec without the val split or a count: the generated training split,
+ * VLM_SHAPES_TRAIN_DEFAULT (1,000,000) samples. */
+static int shapes_unbounded(const char *s) {
+  if (!is_shapes(s)) return 0;
+  for (const char *p = s + 6; *p == ':';) {
+    const char *f = ++p;
+    while (*p && *p != ':') p++;
+    if ((p - f == 3 && !strncmp(f, "val", 3)) || (p > f && f[0] >= '0' && f[0] <= '9')) return 0;
+  }
+  return 1;
+}
 
 static vlm_status open_loader(const opts *o, vlm_encoder *enc, const char *spec, int zeroshot, vlm_loader **out) {
   vlm_loader_cfg lc;
@@ -364,6 +380,17 @@ int vlm_cmd_eval(int argc, char **argv) {
   if (!o.model || (!o.data && !o.zs)) {
     fprintf(stderr, CMD ": %s\n", !o.model ? "--model is required" : "give --data (retrieval) and/or --zeroshot");
     usage(stderr);
+    return 2;
+  }
+  /* the generated training split has a million pairs: retrieval, quadratic in them, would
+   * run for hours; the held-out split is the one to measure */
+  if (shapes_unbounded(o.data) || shapes_unbounded(o.zs)) {
+    const int d = shapes_unbounded(o.data);
+    fprintf(stderr,
+            CMD ": %s %s: that is the shapes training split (%d generated %s); evaluate on the held-out "
+            "split, shapes:val (1000 %s) or shapes:val:N, or give a count, %s:N\n",
+            d ? "--data" : "--zeroshot", d ? o.data : o.zs, VLM_SHAPES_TRAIN_DEFAULT,
+            d ? "pairs, each caption ranked against every image" : "images", d ? "pairs" : "images", d ? o.data : o.zs);
     return 2;
   }
   const int eflags = vlm_app_encoder_flags(CMD, o.precision, o.device);

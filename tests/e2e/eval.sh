@@ -292,6 +292,17 @@ printf 'filepath\ttitle\nnothere.png\ta caption\n' >"$tmp/bad/bad.tsv"
 check "only bad samples: 1, named" "[ $rc -eq 1 ] && grep -q 'bad.tsv' \"$tmp/e6\""
 "$vlm" eval --model "$m" --zeroshot shapes:val:10 --templates "$tmp/none.txt" >/dev/null 2>"$tmp/e7"; rc=$?
 check "missing templates file: 1" "[ $rc -eq 1 ] && grep -q 'none.txt' \"$tmp/e7\""
+# the shapes training split (a million pairs, quadratic retrieval: hours) is refused at once
+timeout 60 "$vlm" eval --model "$m" --data shapes >/dev/null 2>"$tmp/e8"; rc=$?
+check "--data shapes (the training split): usage error 2 naming shapes:val" "[ $rc -eq 2 ] && grep -q 'shapes:val' \"$tmp/e8\""
+timeout 60 "$vlm" eval --model "$m" --zeroshot shapes:train >/dev/null 2>"$tmp/e9"; rc=$?
+check "--zeroshot shapes:train: 2" "[ $rc -eq 2 ] && grep -q 'shapes:train:N' \"$tmp/e9\""
+"$vlm" eval --model "$m" --data shapes:train:12 --json >"$tmp/sh12.json" 2>/dev/null; rc=$?
+check "shapes:train:N (a count bounds it) runs" "[ $rc -eq 0 ] && grep -q '\"samples\": 12' \"$tmp/sh12.json\""
+(cd "$tmp/pairs" && cp pairs.tsv shapes.tsv && "$vlm" eval --model "$m" --data shapes.tsv --json >"$tmp/shtsv.json" 2>/dev/null)
+check "a CSV file named shapes.tsv is a CSV, not the shapes set (no caption matching)" \
+  "grep -q '\"caption_match\": false' \"$tmp/shtsv.json\""
+check "eval --help says shapes alone is refused" "\"$vlm\" eval --help | grep -q 'shapes:train:N'"
 "$vlm" eval --model "$m" --data x --bogus >/dev/null 2>&1; rc=$?
 check "unknown option: 2" "[ $rc -eq 2 ]"
 
