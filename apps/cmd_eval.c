@@ -20,16 +20,19 @@ static void usage(FILE *f) {
           "\n"
           "Measures a CLIP model on held-out data, as open_clip's evaluation does.\n"
           "\n"
-          "Retrieval (--data: image-caption pairs): every image is a query against all\n"
-          "captions (image->text) and every caption against all images (text->image), by\n"
-          "cosine similarity. A query's rank is 1 + the number of non-matching candidates\n"
-          "scoring above its best match; R@K is the fraction of queries with rank <= K;\n"
-          "the mean and median rank are open_clip's. Matching: a caption matches its own\n"
-          "image; COCO's captions of one image are grouped (the image is counted once and\n"
-          "matches all of them); with the shapes rule (on by default for shapes data,\n"
-          "--caption-match elsewhere) captions with identical tokens count as the same\n"
-          "item, since synthetic captions repeat: a retrieved image whose caption equals\n"
-          "the query is a hit.\n"
+          "Retrieval (--data: image-caption pairs): each image is a query against the\n"
+          "captions (image->text) and each caption against the images (text->image), by\n"
+          "cosine similarity. An image is one item however many captions it has: COCO's\n"
+          "captions of one image, or CSV rows naming the same image path (open_clip's one\n"
+          "row per caption). A caption matches its own image. A query's rank is 1 + the\n"
+          "number of non-matching candidates scoring above its best match; R@K is the\n"
+          "fraction of queries with rank <= K; the mean and median rank are open_clip's.\n"
+          "Image->text counts a hit at K when one of the image's captions is among the top\n"
+          "K captions (COCO's protocol). With the shapes rule (on by default for shapes\n"
+          "data, --caption-match elsewhere) captions with identical tokens are one item,\n"
+          "since synthetic captions repeat: a caption matches every image with an identical\n"
+          "caption, and image->text ranks the distinct captions (21 copies of a wrong\n"
+          "caption are one candidate, not 21). Text->image ranks the images, each once.\n"
           "\n"
           "Zero-shot (--zeroshot: an ImageFolder tree, class = sub-folder, or shapes:val):\n"
           "each class's prompt embeddings over the templates, normalized, averaged,\n"
@@ -41,6 +44,9 @@ static void usage(FILE *f) {
           "  --data SPEC           pairs for retrieval: a CSV/TSV file, a COCO captions .json,\n"
           "                        WebDataset shards (a .tar, a list or a {0000..0099} pattern),\n"
           "                        a folder of images with .txt captions, or shapes:val[:N]\n"
+          "                        (the 1000 held-out pairs, or the first N; the training split,\n"
+          "                        \"shapes\" alone, is refused unless a count bounds it:\n"
+          "                        shapes:train:N)\n"
           "  --dataset-type T      auto|csv|coco|wds|folder|imagefolder|shapes (default auto)\n"
           "  --csv-separator C     (tab)   --csv-img-key K (filepath)   --csv-caption-key K (title)\n"
           "  --coco-images DIR     COCO image folder (default: beside the annotations file)\n"
@@ -80,7 +86,20 @@ typedef struct {
   long long batch, workers;
 } opts;
 
-static int is_shapes(const char *s) { return s && !strncmp(s, "shapes", 6); }
+/* "shapes" or "shapes:..." (as the loader's detection: "shapes.tsv" is a CSV file) */
+static int is_shapes(const char *s) { return s && !strncmp(s, "shapes", 6) && (s[6] == 0 || s[6] == ':'); }
+
+/* A shapes spec without the val split or a count: the generated training split,
+ * VLM_SHAPES_TRAIN_DEFAULT (1,000,000) samples. */
+static int shapes_unbounded(const char *s) {
+  if (!is_shapes(s)) return 0;
+  for (const char *p = s + 6; *p == ':';) {
+    const char *f = ++p;
+    while (*p && *p != ':') p++;
+    if ((p - f == 3 && !strncmp(f, "val", 3)) || (p > f && f[0] >= '0' && f[0] <= '9')) return 0;
+  }
+  return 1;
+}
 
 static vlm_status open_loader(const opts *o, vlm_encoder *enc, const char *spec, int zeroshot, vlm_loader **out) {
   vlm_loader_cfg lc;
@@ -136,7 +155,7 @@ static vlm_status run_retrieval(const opts *o, vlm_encoder *enc, retrieval_out *
   int64_t n = 0, cap = 0, U = 0, ucap = 0;
   float *txt = NULL, *img = NULL, *pix = malloc((size_t)(o->batch * per) * sizeof(float));
   int32_t *ids = NULL, *ids_c = malloc((size_t)(o->batch * ctx) * sizeof(int32_t));
-  int64_t *grp = NULL, *img_group = NULL;
+  int64_t *grp = NULL;
   vlm_group_map seen = {0};   /* group -> its image's row in img */
   if (!pix || !ids_c) st = vlm_error(VLM_ERR_OOM, "out of memory");
   if (st == VLM_OK) st = vlm_loader_start_epoch(ld, 0, 0);
@@ -156,9 +175,7 @@ static vlm_status run_retrieval(const opts *o, vlm_encoder *enc, retrieval_out *
       if (g2) grp = g2;
       float *m2 = realloc(img, (size_t)(nc * E) * sizeof(float));
       if (m2) img = m2;
-      int64_t *ig2 = realloc(img_group, (size_t)nc * sizeof(int64_t));
-      if (ig2) img_group = ig2;
-      if (!t2 || !i2 || !g2 || !m2 || !ig2) { st = vlm_error(VLM_ERR_OOM, "out of memory"); break; }
+      if (!t2 || !i2 || !g2 || !m2) { st = vlm_error(VLM_ERR_OOM, "out of memory"); break; }
       cap = ucap = nc;
     }
     /* captions */
@@ -172,7 +189,6 @@ static vlm_status run_retrieval(const opts *o, vlm_encoder *enc, retrieval_out *
     for (int i = 0; i < b.n && st == VLM_OK; i++) {
       int64_t found;
       if ((st = vlm_group_map_add(&seen, b.groups[i], U + k, &found)) != VLM_OK || found >= 0) continue;
-      img_group[U + k] = b.groups[i];
       memcpy(pix + (size_t)(k * per), b.images + (size_t)i * per, (size_t)per * sizeof(float));
       k++;
     }
@@ -193,37 +209,32 @@ static vlm_status run_retrieval(const opts *o, vlm_encoder *enc, retrieval_out *
     st = ls.bad ? vlm_error(VLM_ERR_FORMAT, "%s: no usable image-caption pair (%lld bad samples; last: %s)", o->data,
                             (long long)ls.bad, ls.last_error)
                 : vlm_error(VLM_ERR_FORMAT, "%s: no usable image-caption pair", o->data);
-  int64_t *tkey = NULL, *ikey = NULL;
+  int64_t *item = NULL, *timg = NULL;
   if (st == VLM_OK) {
-    tkey = malloc((size_t)n * sizeof(int64_t));
-    ikey = malloc((size_t)U * sizeof(int64_t));
-    if (!tkey || !ikey) st = vlm_error(VLM_ERR_OOM, "out of memory");
+    item = malloc((size_t)n * sizeof(int64_t));
+    timg = malloc((size_t)n * sizeof(int64_t));
+    if (!item || !timg) st = vlm_error(VLM_ERR_OOM, "out of memory");
   }
   r->caption_match = o->caption_match;
+  if (st == VLM_OK && o->caption_match) st = vlm_retrieval_caption_keys(ids, n, ctx, NULL, item);
   if (st == VLM_OK) {
-    if (o->caption_match) st = vlm_retrieval_caption_keys(ids, n, ctx, grp, tkey);
-    else memcpy(tkey, grp, (size_t)n * sizeof(int64_t));
-  }
-  if (st == VLM_OK) {
-    /* an image's key: the key of the first caption of its group (COCO: all its captions share it) */
-    for (int64_t j = n - 1; j >= 0; j--) *vlm_group_map_ref(&seen, grp[j]) = j;   /* first caption of each group */
-    for (int64_t u = 0; u < U; u++) ikey[u] = tkey[*vlm_group_map_ref(&seen, img_group[u])];
-    st = vlm_retrieval_compute(img, U, ikey, txt, n, tkey, E, &r->m);
+    /* each caption's image: its group's row in img */
+    for (int64_t j = 0; j < n; j++) timg[j] = *vlm_group_map_ref(&seen, grp[j]);
+    st = vlm_retrieval_compute(img, U, txt, n, timg, o->caption_match ? item : NULL, E, &r->m);
   }
   if (st == VLM_OK) {
     r->have = 1;
     r->samples = n;
     r->images = U;
   }
-  free(tkey);
-  free(ikey);
+  free(item);
+  free(timg);
   free(txt);
   free(img);
   free(pix);
   free(ids);
   free(ids_c);
   free(grp);
-  free(img_group);
   vlm_group_map_free(&seen);
   vlm_loader_close(ld);
   return st;
@@ -369,6 +380,17 @@ int vlm_cmd_eval(int argc, char **argv) {
   if (!o.model || (!o.data && !o.zs)) {
     fprintf(stderr, CMD ": %s\n", !o.model ? "--model is required" : "give --data (retrieval) and/or --zeroshot");
     usage(stderr);
+    return 2;
+  }
+  /* the generated training split has a million pairs: retrieval, quadratic in them, would
+   * run for hours; the held-out split is the one to measure */
+  if (shapes_unbounded(o.data) || shapes_unbounded(o.zs)) {
+    const int d = shapes_unbounded(o.data);
+    fprintf(stderr,
+            CMD ": %s %s: that is the shapes training split (%d generated %s); evaluate on the held-out "
+            "split, shapes:val (1000 %s) or shapes:val:N, or give a count, %s:N\n",
+            d ? "--data" : "--zeroshot", d ? o.data : o.zs, VLM_SHAPES_TRAIN_DEFAULT,
+            d ? "pairs, each caption ranked against every image" : "images", d ? "pairs" : "images", d ? o.data : o.zs);
     return 2;
   }
   const int eflags = vlm_app_encoder_flags(CMD, o.precision, o.device);

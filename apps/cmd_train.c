@@ -734,6 +734,7 @@ static int run(run_state *R) {
     return 2;
   }
   so.csv_separator = o->csv_sep;
+  so.csv_group_images = 0;   /* the captions only */
   if (o->csv_img_key) so.csv_img_key = o->csv_img_key;
   if (o->csv_caption_key) so.csv_caption_key = o->csv_caption_key;
   char tokfile[4300];

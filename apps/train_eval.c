@@ -162,27 +162,23 @@ static vlm_status encode_prompts(void *ctx, const char *const *texts, int n, flo
 }
 
 /* Retrieval with each image once: the loader yields an image once per caption
- * (COCO: 5 rows), so the rows of a group are reduced to its first one, keyed by
- * that row's caption key (as `vlm eval` does); the texts stay one per row. */
-static vlm_status retrieval_by_image(const feats *f, const int64_t *key, int64_t E, vlm_retrieval_metrics *out) {
-  int64_t *rows = malloc((size_t)f->n * sizeof *rows), U = 0;
-  if (!rows) return vlm_error(VLM_ERR_OOM, "evaluation: out of memory");
-  vlm_status st = vlm_retrieval_first_of_groups(f->groups, f->n, rows, &U);
-  if (st == VLM_OK && U == f->n) {
-    st = vlm_retrieval_compute(f->img, f->n, key, f->txt, f->n, key, E, out);
-  } else if (st == VLM_OK) {
-    float *img = malloc((size_t)(U * E) * sizeof *img);
-    int64_t *ikey = malloc((size_t)U * sizeof *ikey);
-    if (!img || !ikey) st = vlm_error(VLM_ERR_OOM, "evaluation: out of memory");
-    for (int64_t u = 0; st == VLM_OK && u < U; u++) {
-      memcpy(img + u * E, f->img + rows[u] * E, (size_t)E * sizeof *img);
-      ikey[u] = key[rows[u]];
-    }
-    if (st == VLM_OK) st = vlm_retrieval_compute(img, U, ikey, f->txt, f->n, key, E, out);
-    free(img);
-    free(ikey);
+ * (COCO: 5 rows), so the rows of a group are reduced to its first one (as `vlm eval`
+ * does); the texts stay one per row, each a caption of its group's image, and item
+ * (NULL: every text its own) says which texts are the same item (contrastive.h). */
+static vlm_status retrieval_by_image(const feats *f, const int64_t *item, int64_t E, vlm_retrieval_metrics *out) {
+  int64_t *rows = malloc((size_t)f->n * sizeof *rows), *of = malloc((size_t)f->n * sizeof *of), U = 0;
+  float *img = NULL;
+  vlm_status st = rows && of ? vlm_retrieval_first_of_groups(f->groups, f->n, rows, &U, of)
+                             : vlm_error(VLM_ERR_OOM, "evaluation: out of memory");
+  if (st == VLM_OK && U < f->n) {
+    img = malloc((size_t)(U * E) * sizeof *img);
+    if (!img) st = vlm_error(VLM_ERR_OOM, "evaluation: out of memory");
+    for (int64_t u = 0; st == VLM_OK && u < U; u++) memcpy(img + u * E, f->img + rows[u] * E, (size_t)E * sizeof *img);
   }
+  if (st == VLM_OK) st = vlm_retrieval_compute(img ? img : f->img, U, f->txt, f->n, of, item, E, out);
+  free(img);
   free(rows);
+  free(of);
   return st;
 }
 
@@ -280,18 +276,18 @@ vlm_status vlm_train_evaluate(const vlm_eval_cfg *ec, vlm_clip_params *p, vlm_lo
   if (st == VLM_OK && f.n > 0 && do_retrieval) {
     int64_t *key = malloc((size_t)f.n * sizeof(int64_t));
     if (!key) st = vlm_error(VLM_ERR_OOM, "evaluation: out of memory");
-    if (key && ec->caption_match) st = vlm_retrieval_caption_keys(f.ids, f.n, L, f.groups, key);
-    else if (key) memcpy(key, f.groups, (size_t)f.n * sizeof(int64_t));
-    if (st == VLM_OK) st = retrieval_by_image(&f, key, E, &out->ret);
+    if (key && ec->caption_match) st = vlm_retrieval_caption_keys(f.ids, f.n, L, NULL, key);
+    if (st == VLM_OK) st = retrieval_by_image(&f, ec->caption_match ? key : NULL, E, &out->ret);
     if (st == VLM_OK) out->have_retrieval = 1;
     if (st == VLM_OK && ec->shapes) {
+      /* a caption's class is its item: texts of one class are one item, an image matches
+       * the texts of its class */
       int all = 1;
       for (int64_t i = 0; i < f.n; i++) {
         key[i] = f.labels[i];
         if (f.labels[i] < 0) all = 0;
       }
-      if (all && vlm_retrieval_compute(f.img, f.n, key, f.txt, f.n, key, E, &out->ret_class) == VLM_OK)
-        out->have_class_retrieval = 1;
+      if (all && retrieval_by_image(&f, key, E, &out->ret_class) == VLM_OK) out->have_class_retrieval = 1;
     }
     free(key);
   }

@@ -74,7 +74,7 @@ typedef struct {
   int have_loss, have_retrieval, have_zeroshot;
   double val_loss;
   int64_t n;                      /* samples evaluated */
-  vlm_retrieval_metrics ret;      /* keys: the loader's groups, merged by identical caption tokens when caption_match */
+  vlm_retrieval_metrics ret;      /* one image per loader group; with caption_match identical captions are one item */
   vlm_retrieval_metrics ret_class;/* shapes: a hit = the same colour-shape class (label) */
   int have_class_retrieval;
   vlm_zeroshot_result zs;         /* subset = unseen colour-shape combinations (shapes) */

@@ -102,19 +102,27 @@ vlm_status vlm_zeroshot_eval(const float *img, int64_t N, int64_t E, const float
 int vlm_knn_search(const float *db, int64_t N, int64_t E, const float *q, int k, int64_t *idx, float *scores);
 /* ---- end zero-shot / search ---- */
 /* ---- evaluation metrics (contrastive/retrieval.c) ----
- * Retrieval as open_clip's get_clip_metrics, both ways, on cosine similarity
- * (the logit scale does not change a ranking). A query's rank is 1 + the number
- * of non-matching candidates scoring strictly higher than its best matching one
- * (open_clip takes the position of the ground truth in an argsort; the two agree
- * but for exact ties). R@k = fraction of queries with rank <= k, mean rank, and
- * median rank = floor(median(rank - 1)) + 1 as open_clip computes it.
- * Matching: image i and text j match iff img_key[i] == txt_key[j]; NULL keys mean
- * key = row index (one caption per image, N == M). COCO: key = the image's id, so
- * an image query matches its 5 captions and a caption matches its image. The
- * shapes rule (synthetic captions repeat): key = an id of the caption text, so a
- * retrieved image whose caption equals the query's counts as a hit (and the
- * other way). Queries with no matching candidate are left out (counted in
- * *_skipped). */
+ * Retrieval both ways between N distinct images and M captions, on cosine similarity
+ * (the logit scale does not change a ranking). Text j is a caption of image txt_img[j]
+ * (NULL: of image j, N == M); texts with equal txt_item are the same item (the shapes
+ * rule: identical captions; NULL: every text its own item).
+ *   Matches: image u and text j match iff j is a caption of u, or (items) j is the same
+ *   item as one of u's captions.
+ *   Image->text: each image is a query; the candidates are the distinct text items (an
+ *   item scores its best row; identical captions have equal embeddings anyway), so a
+ *   caption repeated 21 times is one candidate, not 21, while COCO's 5 different
+ *   captions of an image stay 5 candidates (the COCO protocol: a hit at K iff one of
+ *   the image's captions is among the top K captions).
+ *   Text->image: each text (row) is a query; the candidates are the N images, each once
+ *   (callers reduce a loader's one-row-per-caption images to one row per image: see
+ *   vlm_retrieval_first_of_groups); with items, every image with an identical caption
+ *   matches, and images stay separate candidates (they are different pictures).
+ * A query's rank is 1 + the number of non-matching candidates scoring strictly above its
+ * best matching one (open_clip takes the position of the ground truth in an argsort; the
+ * two agree but for exact ties). R@k = fraction of queries with rank <= k, mean rank,
+ * and median rank = floor(median(rank - 1)) + 1 as open_clip computes it. With one
+ * distinct caption per image and NULL arrays this is open_clip's get_clip_metrics.
+ * Queries with no match (an image without captions) are left out, counted in skipped. */
 typedef struct {
   double r1, r5, r10, mean_rank, median_rank;
   int64_t queries, skipped;
@@ -123,17 +131,21 @@ typedef struct {
   vlm_retrieval_dir i2t, t2i;
 } vlm_retrieval_metrics;
 
-/* img [N,E], txt [M,E] features (any norm: each row is L2-normalized here). */
-vlm_status vlm_retrieval_compute(const float *img, int64_t N, const int64_t *img_key, const float *txt, int64_t M,
-                                 const int64_t *txt_key, int64_t E, vlm_retrieval_metrics *out);
+/* img [N,E], txt [M,E] features (any norm: each row is L2-normalized here). Errors:
+ * txt_img NULL with N != M, or a txt_img value outside [0, N). */
+vlm_status vlm_retrieval_compute(const float *img, int64_t N, const float *txt, int64_t M, const int64_t *txt_img,
+                                 const int64_t *txt_item, int64_t E, vlm_retrieval_metrics *out);
 /* The shapes rule's keys: key[i] = key[j] for the first j < i whose caption token ids
- * (rows of ids [n, L]) equal row i's, else base[i] (base NULL: i). Hashed, O(n L). */
+ * (rows of ids [n, L]) equal row i's, else base[i] (base NULL: i). Hashed, O(n L).
+ * With base NULL these are vlm_retrieval_compute's txt_item. */
 vlm_status vlm_retrieval_caption_keys(const int32_t *ids, int64_t n, int64_t L, const int64_t *base, int64_t *key);
 /* One row per group, for evaluations whose loader yields an image once per caption
  * (COCO: 5 rows of the same image): rows[0..*U) = the first row of each distinct
- * groups[] value, in order of appearance (rows has room for n). Hashed, O(n). Left
- * as n copies, an image with 5 captions would take 5 places in a text's ranking. */
-vlm_status vlm_retrieval_first_of_groups(const int64_t *groups, int64_t n, int64_t *rows, int64_t *U);
+ * groups[] value, in order of appearance (rows has room for n); of (NULL: not wanted)
+ * [n]: of[i] = the u with rows[u] the first row of row i's group, i.e. the image row
+ * of caption i (vlm_retrieval_compute's txt_img). Hashed, O(n). Left as n copies, an
+ * image with 5 captions would take 5 places in a text's ranking. */
+vlm_status vlm_retrieval_first_of_groups(const int64_t *groups, int64_t n, int64_t *rows, int64_t *U, int64_t *of);
 
 /* A map from a sample's group (the image a caption belongs to) to a row index,
  * so that an evaluation encodes each image once (contrastive/group_map.c).

@@ -1,5 +1,6 @@
-/* Retrieval metrics (open_clip's get_clip_metrics), with matching keys for grouped
- * captions and the shapes set's caption-equality rule. */
+/* Retrieval metrics between distinct images and their captions: open_clip's
+ * get_clip_metrics for one caption per image, the COCO protocol for several, and the
+ * shapes set's rule that identical captions are one item (contrastive.h). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,36 +30,70 @@ static int cmp_i64(const void *a, const void *b) {
   return x < y ? -1 : x > y;
 }
 
-/* Queries q [nq,E] against candidates c [nc,E]. */
-static vlm_status one_dir(const float *q, int64_t nq, const int64_t *qk, const float *c, int64_t nc,
-                          const int64_t *ck, int64_t E, vlm_retrieval_dir *out) {
+typedef struct {
+  int64_t a, b;
+} pair;
+
+static int cmp_pair(const void *x, const void *y) {
+  const pair *p = x, *q = y;
+  return p->a != q->a ? (p->a < q->a ? -1 : 1) : (p->b > q->b) - (p->b < q->b);
+}
+
+/* Compressed rows of the distinct pairs p[0..n) (sorted here): val[off[a]..off[a+1]) are
+ * the distinct b's of a, for a in [0, na). */
+static vlm_status csr(pair *p, int64_t n, int64_t na, int64_t **off, int64_t **val) {
+  qsort(p, (size_t)n, sizeof *p, cmp_pair);
+  *off = calloc((size_t)na + 1, sizeof **off);
+  *val = malloc((size_t)(n > 0 ? n : 1) * sizeof **val);
+  if (!*off || !*val) return vlm_error(VLM_ERR_OOM, "retrieval: out of memory");
+  int64_t k = 0;
+  for (int64_t i = 0; i < n; i++) {
+    if (i && p[i].a == p[i - 1].a && p[i].b == p[i - 1].b) continue;
+    (*off)[p[i].a + 1]++;
+    (*val)[k++] = p[i].b;
+  }
+  for (int64_t a = 0; a < na; a++) (*off)[a + 1] += (*off)[a];
+  return VLM_OK;
+}
+
+/* One direction. Queries q [nq,E] against candidate rows c [nc,E]; candidate row j is
+ * item cid[j] of ni (cid NULL: item j, ni = nc), an item scoring its best row. Query i's
+ * matching items are val[off[r]..off[r+1]) with r = qrow ? qrow[i] : i. Rank = 1 + the
+ * non-matching items scoring strictly above the best matching one. */
+static vlm_status one_dir(const float *q, int64_t nq, const float *c, int64_t nc, const int64_t *cid, int64_t ni,
+                          const int64_t *qrow, const int64_t *off, const int64_t *val, int64_t E,
+                          vlm_retrieval_dir *out) {
   memset(out, 0, sizeof *out);
   int64_t *ranks = malloc((size_t)(nq > 0 ? nq : 1) * sizeof(int64_t));
-  double *score = malloc((size_t)(nc > 0 ? nc : 1) * sizeof(double));
-  if (!ranks || !score) {
+  double *score = malloc((size_t)(ni > 0 ? ni : 1) * sizeof(double));
+  unsigned char *match = calloc((size_t)(ni > 0 ? ni : 1), 1);
+  if (!ranks || !score || !match) {
     free(ranks);
     free(score);
+    free(match);
     return vlm_error(VLM_ERR_OOM, "retrieval: out of memory");
   }
   int64_t n = 0;
   for (int64_t i = 0; i < nq; i++) {
-    int64_t key = qk ? qk[i] : i;
-    double best = -INFINITY;
-    int any = 0;
-    for (int64_t j = 0; j < nc; j++) {
-      score[j] = dot(q + i * E, c + j * E, E);
-      if ((ck ? ck[j] : j) == key) {
-        any = 1;
-        if (score[j] > best) best = score[j];
-      }
-    }
-    if (!any) {
+    const int64_t r = qrow ? qrow[i] : i, m0 = off[r], m1 = off[r + 1];
+    if (m0 == m1) {
       out->skipped++;
       continue;
     }
+    for (int64_t t = 0; t < ni; t++) score[t] = -INFINITY;
+    for (int64_t j = 0; j < nc; j++) {
+      double s = dot(q + i * E, c + j * E, E);
+      int64_t t = cid ? cid[j] : j;
+      if (s > score[t]) score[t] = s;
+    }
+    double best = -INFINITY;
+    for (int64_t k = m0; k < m1; k++) {
+      match[val[k]] = 1;
+      if (score[val[k]] > best) best = score[val[k]];
+    }
     int64_t higher = 0;
-    for (int64_t j = 0; j < nc; j++)
-      if ((ck ? ck[j] : j) != key && score[j] > best) higher++;
+    for (int64_t t = 0; t < ni; t++) higher += !match[t] && score[t] > best;
+    for (int64_t k = m0; k < m1; k++) match[val[k]] = 0;
     ranks[n++] = higher + 1;
   }
   out->queries = n;
@@ -82,21 +117,50 @@ static vlm_status one_dir(const float *q, int64_t nq, const int64_t *qk, const f
   }
   free(ranks);
   free(score);
+  free(match);
   return VLM_OK;
 }
 
-vlm_status vlm_retrieval_compute(const float *img, int64_t N, const int64_t *img_key, const float *txt, int64_t M,
-                                 const int64_t *txt_key, int64_t E, vlm_retrieval_metrics *out) {
+vlm_status vlm_retrieval_compute(const float *img, int64_t N, const float *txt, int64_t M, const int64_t *txt_img,
+                                 const int64_t *txt_item, int64_t E, vlm_retrieval_metrics *out) {
   memset(out, 0, sizeof *out);
-  if ((!img_key || !txt_key) && (img_key || txt_key || N != M))
-    return vlm_error(VLM_ERR_ARG, "retrieval: %lld images and %lld texts need matching keys", (long long)N,
+  if (!txt_img && N != M)
+    return vlm_error(VLM_ERR_ARG, "retrieval: %lld images and %lld texts need the texts' image rows", (long long)N,
                      (long long)M);
+  for (int64_t j = 0; txt_img && j < M; j++)
+    if (txt_img[j] < 0 || txt_img[j] >= N)
+      return vlm_error(VLM_ERR_ARG, "retrieval: text %lld belongs to image %lld, not in [0, %lld)", (long long)j,
+                       (long long)txt_img[j], (long long)N);
+  vlm_status s = VLM_OK;
+  int64_t *cid = malloc((size_t)(M > 0 ? M : 1) * sizeof *cid), I = 0;
+  pair *p = malloc((size_t)(M > 0 ? M : 1) * sizeof *p);
+  int64_t *i_off = NULL, *i_val = NULL, *t_off = NULL, *t_val = NULL;
   float *a = normalized(img, N, E), *b = normalized(txt, M, E);
-  vlm_status s = (a && b) ? VLM_OK : vlm_error(VLM_ERR_OOM, "retrieval: out of memory");
-  if (s == VLM_OK) s = one_dir(a, N, img_key, b, M, txt_key, E, &out->i2t);
-  if (s == VLM_OK) s = one_dir(b, M, txt_key, a, N, img_key, E, &out->t2i);
+  if (!cid || !p || !a || !b) s = vlm_error(VLM_ERR_OOM, "retrieval: out of memory");
+  /* the texts' items, numbered 0..I-1 in order of first appearance */
+  vlm_group_map items = {0};
+  for (int64_t j = 0; s == VLM_OK && j < M; j++) {
+    int64_t found = -1;
+    s = vlm_group_map_add(&items, txt_item ? txt_item[j] : j, I, &found);
+    cid[j] = found >= 0 ? found : I++;
+  }
+  vlm_group_map_free(&items);
+  /* image -> the items of its captions (image->text's matches), item -> the images with a
+   * caption of it (text->image's matches) */
+  for (int64_t j = 0; s == VLM_OK && j < M; j++) p[j] = (pair){txt_img ? txt_img[j] : j, cid[j]};
+  if (s == VLM_OK) s = csr(p, M, N, &i_off, &i_val);
+  for (int64_t j = 0; s == VLM_OK && j < M; j++) p[j] = (pair){cid[j], txt_img ? txt_img[j] : j};
+  if (s == VLM_OK) s = csr(p, M, I, &t_off, &t_val);
+  if (s == VLM_OK) s = one_dir(a, N, b, M, cid, I, NULL, i_off, i_val, E, &out->i2t);
+  if (s == VLM_OK) s = one_dir(b, M, a, N, NULL, N, cid, t_off, t_val, E, &out->t2i);
   free(a);
   free(b);
+  free(cid);
+  free(p);
+  free(i_off);
+  free(i_val);
+  free(t_off);
+  free(t_val);
   return s;
 }
 
@@ -126,14 +190,15 @@ vlm_status vlm_retrieval_caption_keys(const int32_t *ids, int64_t n, int64_t L, 
   return VLM_OK;
 }
 
-vlm_status vlm_retrieval_first_of_groups(const int64_t *groups, int64_t n, int64_t *rows, int64_t *U) {
+vlm_status vlm_retrieval_first_of_groups(const int64_t *groups, int64_t n, int64_t *rows, int64_t *U, int64_t *of) {
   vlm_group_map m = {0};
   int64_t u = 0;
   vlm_status st = VLM_OK;
   for (int64_t i = 0; i < n && st == VLM_OK; i++) {
     int64_t found;
-    st = vlm_group_map_add(&m, groups[i], i, &found);
+    st = vlm_group_map_add(&m, groups[i], u, &found);
     if (st == VLM_OK && found < 0) rows[u++] = i;
+    if (st == VLM_OK && of) of[i] = found < 0 ? u - 1 : found;
   }
   vlm_group_map_free(&m);
   *U = u;

@@ -206,6 +206,8 @@ typedef struct {
   const char *coco_images;     /* COCO image folder; NULL: beside the annotations file (see source_coco.c) */
   uint64_t seed;               /* shapes: generator seed */
   int shapes_size;             /* shapes: image side in pixels; 0: 64 (the loader passes its image size) */
+  int csv_group_images;        /* CSV: rows naming the same image path are one group (1; see source_csv.c); a
+                                * training loader clears it (only evaluation reads groups; it spares a pass) */
 } vlm_source_opts;
 void vlm_source_opts_default(vlm_source_opts *o);
 
@@ -221,7 +223,8 @@ typedef struct {
   vlm_image pixels;
   char *caption;           /* UTF-8, malloc'ed */
   int label;               /* class index (ImageFolder, shapes), -1 when none */
-  int64_t group;           /* the image a caption belongs to (COCO groups 5 captions); else the sample index */
+  int64_t group;           /* the image a caption belongs to (COCO: its image id; CSV: the first row naming
+                            * the same image path); else the sample index */
   vlm_bad_reason fail;     /* after a failed read: why (read error / bad caption) */
 } vlm_sample;
 void vlm_sample_free(vlm_sample *s);

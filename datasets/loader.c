@@ -680,6 +680,7 @@ vlm_status vlm_loader_open(vlm_loader **out, const vlm_loader_cfg *c) {
   if (!spec) { vlm_loader_close(l); return vlm_error(VLM_ERR_OOM, "out of memory"); }
   vlm_source_opts so = c->src;
   if (so.shapes_size <= 0) so.shapes_size = l->S;
+  if (c->train) so.csv_group_images = 0;   /* groups serve evaluation only */
   for (char *p = spec; p;) {
     char *sep = strstr(p, "::");
     if (sep) *sep = 0;

@@ -37,6 +37,7 @@ void vlm_source_opts_default(vlm_source_opts *o) {
   o->coco_images = NULL;
   o->seed = 0;
   o->shapes_size = 0;
+  o->csv_group_images = 1;
 }
 
 void vlm_sample_free(vlm_sample *s) {

@@ -10,6 +10,13 @@
  *
  * Opening scans the file once and keeps only the byte offset of every record (8 bytes a
  * sample), so the file need not fit in memory; a read pread()s one record (thread-safe).
+ * Rows that name the same image path (the field as written, unquoted: "a.png" and
+ * "./a.png" differ) are one image with several captions, as COCO's captions of one image:
+ * open_clip's one-row-per-caption layout. A second pass at open hashes the paths
+ * (equal hashes are compared byte for byte); a sample's group is the first row of its
+ * image, kept (8 more bytes a sample) only when some path repeats. The pass takes ~0.6 s
+ * and 24 bytes a row while it runs on a 1M-row file, so a training loader, which reads
+ * no groups, turns it off (vlm_source_opts.csv_group_images).
  * Sample names are "file.csv:N (path)" with N = record number + 1 (the line number when no
  * record spans lines and no line is skipped; the header is line 1). */
 #define _POSIX_C_SOURCE 200809L
@@ -31,6 +38,7 @@ typedef struct {
   char sep;
   int64_t img_col, cap_col, n_cols;
   int64_t *off;   /* [n + 1]: record starts, then the end of the last record */
+  int64_t *group; /* [n] the first row with the same image path; NULL: no path repeats */
   int64_t n;
 } csv_src;
 
@@ -40,6 +48,7 @@ static void csv_free(void *p) {
   free(c->path);
   free(c->dir);
   free(c->off);
+  free(c->group);
   free(c);
 }
 
@@ -94,6 +103,7 @@ static int64_t split_record(const char *rec, size_t n, char sep, char *buf, cons
 static vlm_status csv_get(vlm_source *s, int64_t i, vlm_sample *out) {
   csv_src *c = s->impl;
   int64_t a = c->off[i], b = c->off[i + 1];
+  if (c->group) out->group = c->group[i];
   snprintf(out->name, sizeof out->name, "%s:%lld", c->path, (long long)i + 2);
   size_t len = (size_t)(b - a);
   if (len > CSV_MAX_RECORD)
@@ -227,6 +237,113 @@ static vlm_status csv_index(csv_src *c, int64_t start, int64_t **offs, int64_t *
   return VLM_OK;
 }
 
+/* ---- rows of one image: the image path field of each record, hashed */
+typedef struct {
+  const csv_src *c;
+  char *win, *split;     /* a window of the file [at, at + len); the unquoted fields */
+  int64_t at, len;
+  const char **f;
+  size_t *fl;
+} csv_paths;
+
+#define CSV_WINDOW ((size_t)4 << 20)
+
+/* Record i's image path (unquoted, in p->split): 1, or 0 when the record is unreadable
+ * here (too long, an unterminated quote, too few fields: it fails when read anyway). The
+ * record is taken from p's window, else from also's (NULL: none), else read: a window of
+ * `window` bytes from its start. */
+static int csv_path(csv_paths *p, const csv_paths *also, size_t window, int64_t i, const char **path, size_t *len) {
+  const csv_src *c = p->c;
+  int64_t a = c->off[i], b = c->off[i + 1];
+  if ((size_t)(b - a) > CSV_MAX_RECORD) return 0;
+  const char *rec = NULL;
+  if (a >= p->at && b <= p->at + p->len) rec = p->win + (a - p->at);
+  else if (also && a >= also->at && b <= also->at + also->len) rec = also->win + (a - also->at);
+  if (!rec) {
+    size_t want = window > (size_t)(b - a) ? window : (size_t)(b - a), got = 0;
+    while (got < want) {
+      ssize_t r = pread(c->fd, p->win + got, want - got, (off_t)(a + (int64_t)got));
+      if (r < 0 && errno == EINTR) continue;
+      if (r <= 0) break;
+      got += (size_t)r;
+    }
+    p->at = a;
+    p->len = (int64_t)got;
+    if (b > p->at + p->len) return 0;
+    rec = p->win;
+  }
+  int64_t nf = split_record(rec, (size_t)(b - a), c->sep, p->split, p->f, p->fl, c->img_col + 1);
+  if (nf <= c->img_col) return 0;
+  *path = p->f[c->img_col];
+  *len = p->fl[c->img_col];
+  return 1;
+}
+
+static uint64_t path_hash(const char *s, size_t n) {
+  uint64_t h = 1469598103934665603ull;
+  for (size_t k = 0; k < n; k++) h = (h ^ (unsigned char)s[k]) * 1099511628211ull;
+  return h;
+}
+
+/* c->group: rows naming the same image path share the first such row; left NULL when no
+ * path repeats (then a row's group is its index). */
+static vlm_status csv_groups(csv_src *c) {
+  const int64_t n = c->n;
+  size_t cap = 16;
+  while (cap < (size_t)n * 2) cap *= 2;
+  csv_paths p = {c, malloc(CSV_WINDOW), malloc(CSV_MAX_RECORD + 1), 0, 0, NULL, NULL};
+  csv_paths q = {c, malloc(CSV_MAX_RECORD), malloc(CSV_MAX_RECORD + 1), 0, 0, NULL, NULL};   /* earlier rows */
+  p.f = malloc((size_t)(c->img_col + 1) * sizeof *p.f);
+  p.fl = malloc((size_t)(c->img_col + 1) * sizeof *p.fl);
+  q.f = malloc((size_t)(c->img_col + 1) * sizeof *q.f);
+  q.fl = malloc((size_t)(c->img_col + 1) * sizeof *q.fl);
+  uint64_t *hash = malloc((size_t)(n > 0 ? n : 1) * sizeof *hash);
+  int64_t *slot = calloc(cap, sizeof *slot);   /* row + 1; 0 empty */
+  vlm_status st = VLM_OK;
+  if (!p.win || !p.split || !q.win || !q.split || !p.f || !p.fl || !q.f || !q.fl || !hash || !slot)
+    st = vlm_error(VLM_ERR_OOM, "%s: out of memory grouping the rows by image", c->path);
+  for (int64_t i = 0; st == VLM_OK && i < n; i++) {
+    const char *pa, *pb;
+    size_t la, lb;
+    if (!csv_path(&p, NULL, CSV_WINDOW, i, &pa, &la)) continue;
+    uint64_t h = hash[i] = path_hash(pa, la);
+    uint64_t m = (h ^ (h >> 31)) * 0x9E3779B97F4A7C15ull;   /* FNV's low bits alone cluster */
+    size_t k = (size_t)(m >> 20) & (cap - 1);
+    int64_t first = -1;
+    for (; slot[k]; k = (k + 1) & (cap - 1)) {
+      int64_t j = slot[k] - 1;
+      if (hash[j] == h && csv_path(&q, &p, 0, j, &pb, &lb) && lb == la && !memcmp(pa, pb, la)) {
+        first = j;
+        break;
+      }
+    }
+    if (first < 0) {
+      slot[k] = i + 1;
+      continue;
+    }
+    if (!c->group) {
+      c->group = malloc((size_t)n * sizeof *c->group);
+      if (!c->group) {
+        st = vlm_error(VLM_ERR_OOM, "%s: out of memory grouping the rows by image", c->path);
+        break;
+      }
+      for (int64_t r = 0; r < n; r++) c->group[r] = r;
+    }
+    c->group[i] = first;
+  }
+  free(p.win);
+  free(p.split);
+  free(p.f);
+  free(p.fl);
+  free(q.win);
+  free(q.split);
+  free(q.f);
+  free(q.fl);
+  free(hash);
+  free(slot);
+  return st;
+}
+
 vlm_status vlm_src_open_csv(vlm_source *s, const char *path) {
   csv_src *c = calloc(1, sizeof *c);
   if (!c) return vlm_error(VLM_ERR_OOM, "out of memory");
@@ -296,6 +413,7 @@ vlm_status vlm_src_open_csv(vlm_source *s, const char *path) {
   /* drop the header: records 1..n-1 */
   memmove(off, off + 1, (size_t)nrec * sizeof *off);
   c->n = nrec - 1;
+  if (s->opts.csv_group_images && (st = csv_groups(c)) != VLM_OK) goto out;
   s->size = c->n;
   s->get = csv_get;
 out:

@@ -116,6 +116,119 @@ for d, k in (('image_to_text', 'image_to_text_'), ('text_to_image', 'text_to_ima
 PY"
 fi
 
+# The documented rule recomputed from `vlm index --export-npy` embeddings (recompute.py
+# RESULT.json IMAGES.npy TEXTS.npy MAP [IDS]): MAP has a line "image-row<TAB>caption" per
+# text row; with IDS (vlm tokenize's lines, one per text row) identical token ids are one
+# item. Image->text ranks the distinct items, an item scoring its best row; text->image
+# ranks the images, each once; a match is a caption of the image or (IDS) the same item.
+cat >"$tmp/recompute.py" <<'PY'
+import json, math, struct, sys
+def npy(p):
+    b = open(p, 'rb').read()
+    hl = struct.unpack('<H', b[8:10])[0]
+    hdr = b[10:10 + hl].decode()
+    n, e = eval(hdr[hdr.index('(') : hdr.index(')') + 1])
+    v = struct.unpack('<%df' % (n * e), b[10 + hl : 10 + hl + 4 * n * e])
+    return [v[i * e:(i + 1) * e] for i in range(n)]
+def unit(v):
+    n = math.sqrt(sum(x * x for x in v)) or 1.0
+    return [x / n for x in v]
+I = [unit(v) for v in npy(sys.argv[2])]
+T = [unit(v) for v in npy(sys.argv[3])]
+img = [int(l.split('\t', 1)[0]) for l in open(sys.argv[4])]
+assert len(img) == len(T), (len(img), len(T))
+if len(sys.argv) > 5:
+    ids = [tuple(json.loads(l)['ids']) for l in open(sys.argv[5])]
+    first = {}
+    item = [first.setdefault(x, j) for j, x in enumerate(ids)]
+else:
+    item = list(range(len(T)))
+mine, holders = {}, {}
+for j in range(len(T)):
+    mine.setdefault(img[j], set()).add(item[j])
+    holders.setdefault(item[j], set()).add(img[j])
+S = [[sum(a * b for a, b in zip(I[u], T[j])) for j in range(len(T))] for u in range(len(I))]
+i2t = []
+for u in range(len(I)):
+    top = {}
+    for j in range(len(T)):
+        top[item[j]] = max(top.get(item[j], -2.0), S[u][j])
+    best = max(top[t] for t in mine[u])
+    i2t.append(1 + sum(1 for t, x in top.items() if t not in mine[u] and x > best))
+t2i = []
+for j in range(len(T)):
+    good = holders[item[j]]
+    best = max(S[u][j] for u in good)
+    t2i.append(1 + sum(1 for u in range(len(I)) if u not in good and S[u][j] > best))
+r = json.load(open(sys.argv[1]))['retrieval']
+assert r['images'] == len(I) and r['samples'] == len(T), (r, len(I), len(T))
+for name, rk in (('image_to_text', i2t), ('text_to_image', t2i)):
+    got = r[name]
+    for k in (1, 5, 10):
+        assert abs(got['R@%d' % k] - sum(x <= k for x in rk) / len(rk)) < 1e-6, (name, k, got, sorted(rk))
+    assert abs(got['mean_rank'] - sum(rk) / len(rk)) < 1e-3, (name, got, sorted(rk))
+    s = sorted(x - 1 for x in rk)
+    n = len(s)
+    med = s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2
+    assert got['median_rank'] == math.floor(med) + 1 and got['queries'] == n, (name, got, sorted(rk))
+print('distinct items %d, images %d, texts %d' % (len(set(item)), len(I), len(T)))
+PY
+
+if [ $have_py = 1 ]; then
+  # The shapes rule on repeated captions: 60 held-out shapes images, ~36 distinct captions.
+  # Image->text used to count each copy of a wrong caption (ranks in steps of the copies;
+  # on shapes:val, 21 copies: R@1 = R@5 = R@10 and mean rank 477 of 48 captions).
+  "$vlm" shapes --out "$tmp/sv" --n 60 --size 32 --split val >/dev/null
+  tail -n +2 "$tmp/sv/captions.tsv" | awk -F'\t' '{print NR - 1 "\t" $2}' >"$tmp/sv/map.txt"
+  cut -f2 "$tmp/sv/map.txt" >"$tmp/sv/caps.txt"
+  "$vlm" tokenize --vocab "$m/tokenizer" --context-length 16 "$tmp/sv/caps.txt" >"$tmp/sv/ids.jsonl"
+  "$vlm" index --model "$m" --out "$tmp/sv/img.idx" --quiet --export-npy "$tmp/sv/img.npy" "$tmp/sv/images" >/dev/null 2>&1
+  "$vlm" index --model "$m" --out "$tmp/sv/txt.idx" --quiet --texts "$tmp/sv/caps.txt" --export-npy "$tmp/sv/txt.npy" >/dev/null 2>&1
+  "$vlm" eval --model "$m" --data "$tmp/sv/captions.tsv" --caption-match --json >"$tmp/sv.json"
+  check "shapes rule: image->text ranks distinct captions (recomputed from the embeddings)" \
+    "python3 \"$tmp/recompute.py\" \"$tmp/sv.json\" \"$tmp/sv/img.npy\" \"$tmp/sv/txt.npy\" \"$tmp/sv/map.txt\" \"$tmp/sv/ids.jsonl\" >/dev/null"
+  check "shapes rule: image->text mean rank within the distinct captions" "python3 - \"$tmp/sv.json\" \"$tmp/sv/caps.txt\" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))['retrieval']
+d = len(set(open(sys.argv[2]).read().splitlines()))
+assert r['caption_match'] is True and r['image_to_text']['mean_rank'] <= d, (r, d)
+PY"
+
+  # open_clip's one-row-per-caption CSV: 50 images x 3 captions as 150 rows is 50 images
+  # with 3 captions each, as the same data in a COCO file (it used to count 150 images).
+  mkdir -p "$tmp/rows"
+  "$vlm" shapes --out "$tmp/rows" --n 50 --size 32 --split val >/dev/null
+  python3 - "$tmp/rows" <<'PY'
+import json, sys
+d = sys.argv[1]
+rows = [l.rstrip('\n').split('\t') for l in open(d + '/captions.tsv')][1:]
+caps = lambda c: (c, 'a picture of ' + c, 'an image of ' + c)
+with open(d + '/rows.tsv', 'w') as f, open(d + '/map.txt', 'w') as m, open(d + '/caps.txt', 'w') as t:
+    f.write('filepath\ttitle\n')
+    for i, (p, c, _) in enumerate(rows):
+        for x in caps(c):
+            f.write('%s\t%s\n' % (p, x))
+            m.write('%d\t%s\n' % (i, x))
+            t.write(x + '\n')
+imgs = [{'id': 100 + i, 'file_name': p.split('/')[-1]} for i, (p, c, _) in enumerate(rows)]
+anns = [{'id': 3 * i + k, 'image_id': 100 + i, 'caption': x} for i, (p, c, _) in enumerate(rows) for k, x in enumerate(caps(c))]
+json.dump({'images': imgs, 'annotations': anns}, open(d + '/coco.json', 'w'))
+PY
+  "$vlm" eval --model "$m" --data "$tmp/rows/rows.tsv" --json >"$tmp/rows_tsv.json"
+  "$vlm" eval --model "$m" --data "$tmp/rows/coco.json" --coco-images "$tmp/rows/images" --json >"$tmp/rows_coco.json"
+  check "CSV rows of one image are one image: the same numbers as the COCO file" "python3 - \"$tmp/rows_tsv.json\" \"$tmp/rows_coco.json\" <<'PY'
+import json, sys
+a, b = (json.load(open(p))['retrieval'] for p in sys.argv[1:3])
+assert a['images'] == b['images'] == 50 and a['samples'] == b['samples'] == 150, (a, b)
+for d in ('image_to_text', 'text_to_image'):
+    assert a[d] == b[d], (d, a[d], b[d])
+PY"
+  "$vlm" index --model "$m" --out "$tmp/rows/img.idx" --quiet --export-npy "$tmp/rows/img.npy" "$tmp/rows/images" >/dev/null 2>&1
+  "$vlm" index --model "$m" --out "$tmp/rows/txt.idx" --quiet --texts "$tmp/rows/caps.txt" --export-npy "$tmp/rows/txt.npy" >/dev/null 2>&1
+  check "CSV rows of one image: the COCO protocol recomputed from the embeddings" \
+    "python3 \"$tmp/recompute.py\" \"$tmp/rows_tsv.json\" \"$tmp/rows/img.npy\" \"$tmp/rows/txt.npy\" \"$tmp/rows/map.txt\" >/dev/null"
+fi
+
 # a COCO file none of whose images exists: an error that counts the bad samples and says why
 mkdir -p "$tmp/coco_gone/annotations"
 printf '%s' '{"images": [{"id": 1, "file_name": "a.jpg"}, {"id": 2, "file_name": "b.jpg"}], "annotations": [{"image_id": 1, "caption": "x"}, {"image_id": 2, "caption": "y"}, {"image_id": 2, "caption": "z"}]}' \
@@ -179,6 +292,17 @@ printf 'filepath\ttitle\nnothere.png\ta caption\n' >"$tmp/bad/bad.tsv"
 check "only bad samples: 1, named" "[ $rc -eq 1 ] && grep -q 'bad.tsv' \"$tmp/e6\""
 "$vlm" eval --model "$m" --zeroshot shapes:val:10 --templates "$tmp/none.txt" >/dev/null 2>"$tmp/e7"; rc=$?
 check "missing templates file: 1" "[ $rc -eq 1 ] && grep -q 'none.txt' \"$tmp/e7\""
+# the shapes training split (a million pairs, quadratic retrieval: hours) is refused at once
+timeout 60 "$vlm" eval --model "$m" --data shapes >/dev/null 2>"$tmp/e8"; rc=$?
+check "--data shapes (the training split): usage error 2 naming shapes:val" "[ $rc -eq 2 ] && grep -q 'shapes:val' \"$tmp/e8\""
+timeout 60 "$vlm" eval --model "$m" --zeroshot shapes:train >/dev/null 2>"$tmp/e9"; rc=$?
+check "--zeroshot shapes:train: 2" "[ $rc -eq 2 ] && grep -q 'shapes:train:N' \"$tmp/e9\""
+"$vlm" eval --model "$m" --data shapes:train:12 --json >"$tmp/sh12.json" 2>/dev/null; rc=$?
+check "shapes:train:N (a count bounds it) runs" "[ $rc -eq 0 ] && grep -q '\"samples\": 12' \"$tmp/sh12.json\""
+(cd "$tmp/pairs" && cp pairs.tsv shapes.tsv && "$vlm" eval --model "$m" --data shapes.tsv --json >"$tmp/shtsv.json" 2>/dev/null)
+check "a CSV file named shapes.tsv is a CSV, not the shapes set (no caption matching)" \
+  "grep -q '\"caption_match\": false' \"$tmp/shtsv.json\""
+check "eval --help says shapes alone is refused" "\"$vlm\" eval --help | grep -q 'shapes:train:N'"
 "$vlm" eval --model "$m" --data x --bogus >/dev/null 2>&1; rc=$?
 check "unknown option: 2" "[ $rc -eq 2 ]"
 

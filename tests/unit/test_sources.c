@@ -200,6 +200,48 @@ static void test_csv(void) {
   vlm_sample_free(&sm);
   vlm_source_close(s);
 
+  /* open_clip's one-row-per-caption layout: rows naming the same image path are one image
+   * (group = its first row), the path compared as written after unquoting */
+  write_text(P("csv/rows.tsv"), "filepath\ttitle\n"
+                                "img/a.png\ta one\n"
+                                "img/b.png\tb one\n"
+                                "\"img/a.png\"\ta two\n"
+                                "./img/a.png\ta, another spelling\n"
+                                "img/b.png\tb two\n"
+                                "img/b.png\n"
+                                "img/a.png\t\"unterminated\n");
+  CHECK(vlm_source_open(&s, P("csv/rows.tsv"), &o) == VLM_OK && vlm_source_size(s) == 7, "rows.tsv: %s", vlm_last_error());
+  if (s) {
+    const int64_t want[7] = {0, 1, 0, 3, 1, 1, 6};   /* a short record still names b; an unterminated one nothing */
+    for (int i = 0; i < 7; i++) {
+      vlm_source_get(s, i, &sm);
+      CHECK(sm.group == want[i], "rows.tsv record %d: group %lld, want %lld", i, (long long)sm.group, (long long)want[i]);
+      vlm_sample_free(&sm);
+    }
+    vlm_source_close(s);
+  }
+  /* a training loader's option: no grouping pass, a row's group is its index */
+  o.csv_group_images = 0;
+  CHECK(vlm_source_open(&s, P("csv/rows.tsv"), &o) == VLM_OK, "rows.tsv, no grouping: %s", vlm_last_error());
+  if (s) {
+    vlm_source_get(s, 2, &sm);
+    CHECK(sm.group == 2, "rows.tsv without grouping: record 2 group %lld", (long long)sm.group);
+    vlm_sample_free(&sm);
+    vlm_source_close(s);
+  }
+  o.csv_group_images = 1;
+  /* no path repeats: a row's group is its index */
+  write_text(P("csv/distinct.tsv"), "filepath\ttitle\nimg/a.png\tx\nimg/b.png\ty\n");
+  CHECK(vlm_source_open(&s, P("csv/distinct.tsv"), &o) == VLM_OK, "distinct.tsv: %s", vlm_last_error());
+  if (s) {
+    for (int i = 0; i < 2; i++) {
+      CHECK(vlm_source_get(s, i, &sm) == VLM_OK && sm.group == i, "distinct.tsv record %d: group %lld", i,
+            (long long)sm.group);
+      vlm_sample_free(&sm);
+    }
+    vlm_source_close(s);
+  }
+
   /* comma separator, other keys */
   write_text(P("csv/b.csv"), "id,path,text\n1,img/a.png,hello\n2,img/b.png,\"x, y\"\n");
   o.csv_separator = ',';
