@@ -140,7 +140,7 @@ static const char *const k_generic_templates[] = {"a photo of {a} {}.", "a bad p
                                                   "a rendering of {a} {}.", "a close-up photo of {a} {}.",
                                                   "itap of {a} {}.", "a good photo of {a} {}."};
 
-static int is_shapes_spec(const char *s) { return s && !strncmp(s, "shapes", 6); }
+static int is_shapes_spec(const char *s) { return s && !strncmp(s, "shapes", 6) && (!s[6] || s[6] == ':'); }   /* not shapes.tsv */
 
 static int path_exists(const char *p);
 
