@@ -3,6 +3,7 @@
  * conversion buffers) and taking every vlm_scratch slot, leave the count of live
  * buffers (vlm_scratch_live) where it was before them. An application that calls
  * libvlm from threads it starts and joins used to grow by each thread's buffers. */
+#define _POSIX_C_SOURCE 200809L   /* nanosleep */
 #include <omp.h>
 #include <pthread.h>
 #include <stdlib.h>
