@@ -310,7 +310,8 @@ int vlm_cmd_index(int argc, char **argv) {
     fprintf(stderr, "vlm index: %s\n", vlm_last_error());
     goto done;
   }
-  double rate = todo ? (double)todo / (t_embed > 0 ? t_embed : 1e-9) : 0;
+  const int64_t embedded = todo - bad;   /* the rate counts what was embedded, not the skipped */
+  double rate = embedded > 0 ? (double)embedded / (t_embed > 0 ? t_embed : 1e-9) : 0;
   if (json) {
     printf("{\"index\": ");
     vlm_tools_json_str(stdout, out);
@@ -322,7 +323,7 @@ int vlm_cmd_index(int argc, char **argv) {
     printf("%s: %lld %s (%lld embedded, %lld unchanged, %lld dropped, %lld skipped), %lld-d, model %s", out,
            (long long)G, kind, (long long)(todo - bad), (long long)n_reused, (long long)n_dropped, (long long)bad,
            (long long)E, enc.identity);
-    if (todo) printf(", %.2f %s/s", rate, kind);
+    if (embedded > 0) printf(", %.2f %s/s", rate, kind);
     printf("\n");
     if (npy) printf("%s: float32 [%lld, %lld]\n", npy, (long long)G, (long long)E);
   }

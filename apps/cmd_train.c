@@ -872,6 +872,15 @@ static int run(run_state *R) {
     return 2;
   }
   t.cooldown_steps = o->epochs_cooldown * (steps_per_epoch > 0 ? steps_per_epoch : 0);
+  if (t.scheduler == VLM_SCHED_CONST_COOLDOWN && t.cooldown_steps <= 0) {   /* open_clip requires it too */
+    fprintf(stderr, CMD ": --lr-scheduler const-cooldown needs --epochs-cooldown N%s\n",
+            steps_per_epoch > 0 ? "" : " and an epoch length (not a WebDataset source)");
+    return 2;
+  }
+  if (t.warmup >= t.total_steps)
+    fprintf(stderr, CMD ": warning: --warmup %lld is not below the run's %lld steps: the learning rate never "
+            "reaches --lr %g (at most %.3g); lower --warmup\n", (long long)t.warmup, (long long)t.total_steps, o->lr,
+            o->lr * (double)t.total_steps / (double)(t.warmup > 0 ? t.warmup : 1));
   t.cooldown_power = (float)o->cooldown_power;
   t.cooldown_end_lr = (float)o->cooldown_end;
   t.grad_clip_norm = o->grad_clip;

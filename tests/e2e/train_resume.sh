@@ -154,6 +154,12 @@ check "a template without {} is named by file and line" "[ $? -eq 1 ] && grep -q
   --val-frequency 0 --zeroshot-frequency 0 --logs "$tmp/runs" --name ft2 >/dev/null 2>"$tmp/ft2.err"
 check "fine-tune finds the checkpoint's tokenizer" "[ $? -eq 0 ] && grep -q \"the model's tokenizer: .*tokenizer\" $tmp/ft2.err && cmp -s $R/tokenizer/vocab.json $tmp/runs/ft2/tokenizer/vocab.json"
 
+# open_clip's guards: const-cooldown needs --epochs-cooldown; a warmup longer than the run is said
+"$vlm" train "${common[@]}" --steps 2 --name cc1 --lr-scheduler const-cooldown >/dev/null 2>"$tmp/e.err"
+check "const-cooldown without --epochs-cooldown exits 2" "[ $? -eq 2 ] && grep -q 'needs --epochs-cooldown' $tmp/e.err && [ ! -e $tmp/runs/cc1 ]"
+"$vlm" train "${common[@]}" --steps 2 --warmup 50 --name wu1 >/dev/null 2>"$tmp/e.err"
+check "a warmup longer than the run is warned about" "[ $? -eq 0 ] && grep -q 'warning: --warmup 50 is not below the run.s 2 steps' $tmp/e.err"
+
 # Errors
 "$vlm" train --help | grep -q 'usage: vlm train'; check "--help" "[ $? -eq 0 ]"
 "$vlm" train "${common[@]}" --steps 2 --name a1 >/dev/null 2>"$tmp/e.err"
