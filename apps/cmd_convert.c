@@ -1,10 +1,12 @@
 /* vlm convert --model PATH --to open_clip|hf --out DIR */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
 #include "apps/apps.h"
+#include "model/encode.h"
 #include "model/model.h"
 
 static void usage(FILE *f) {
@@ -28,6 +30,55 @@ static void usage(FILE *f) {
           "  vlm convert --model tiny-clip-hf --to open_clip --out tiny-clip-oc\n"
           "  vlm convert --init ViT-B-32 --seed 1 --to open_clip --out vit-b-32-random\n"
           "  vlm convert --init coca-small --to open_clip --out coca-small-random   (CoCa: open_clip layout only)\n");
+}
+
+/* A whole file read into memory and written atomically as `to`. */
+static vlm_status copy_file(const char *from, const char *to) {
+  FILE *f = fopen(from, "rb");
+  if (!f) return vlm_error(VLM_ERR_IO, "%s: cannot open: %s", from, strerror(errno));
+  char *buf = NULL;
+  size_t n = 0, cap = 0;
+  for (;;) {
+    if (n == cap) {
+      char *b = realloc(buf, cap = cap ? 2 * cap : 1 << 16);
+      if (!b) { free(buf); fclose(f); return vlm_error(VLM_ERR_OOM, "%s: out of memory", from); }
+      buf = b;
+    }
+    size_t r = fread(buf + n, 1, cap - n, f);
+    n += r;
+    if (r == 0) break;
+  }
+  int bad = ferror(f);
+  fclose(f);
+  vlm_status st = bad ? vlm_error(VLM_ERR_IO, "%s: read error", from) : vlm_write_file_atomic(to, buf, n);
+  free(buf);
+  return st;
+}
+
+/* The source model's tokenizer (found as vlm zeroshot finds it: MODEL/tokenizer/, vocab.json +
+ * merges.txt, a vlm train run's RUN/tokenizer/, OpenAI's BPE file) copied into OUT, so vlm and
+ * transformers' CLIPTokenizer find it beside the converted weights. 0, or 1 after the message. */
+static int copy_tokenizer(const char *model, const char *out) {
+  char tok[4096], from[4200], to[4200];
+  int found = vlm_find_tokenizer(model, tok, sizeof tok);
+  if (found <= 0) return 0;   /* none: the weights alone, as before */
+  struct stat sb;
+  const int dir = stat(tok, &sb) == 0 && S_ISDIR(sb.st_mode);
+  static const char *const files[2] = {"vocab.json", "merges.txt"};
+  int copied = 0;
+  for (int i = 0; i < (dir ? 2 : 1); i++) {
+    const char *base = strrchr(tok, '/');
+    snprintf(from, sizeof from, dir ? "%s/%s" : "%s", tok, files[i]);
+    snprintf(to, sizeof to, "%s/%s", out, dir ? files[i] : base ? base + 1 : tok);
+    if (vlm_app_same_file(from, to)) continue;
+    if (copy_file(from, to) != VLM_OK) {
+      fprintf(stderr, "vlm convert: the tokenizer: %s\n", vlm_last_error());
+      return 1;
+    }
+    copied++;
+  }
+  if (copied) printf("copied the tokenizer %s into %s\n", tok, out);
+  return 0;
 }
 
 int vlm_cmd_convert(int argc, char **argv) {
@@ -63,7 +114,10 @@ int vlm_cmd_convert(int argc, char **argv) {
   vlm_ckpt_format src;
   long long seed = 0;
   if (!vlm_app_parse_int("vlm convert", "--seed", seed_s, 0, (1LL << 62), &seed)) return 2;
-  if (vlm_app_is_coca_name_or_model(init, model)) return vlm_app_coca_convert(model, init, fmt == VLM_CKPT_HF, out, (uint64_t)seed);
+  if (vlm_app_is_coca_name_or_model(init, model)) {
+    int crc = vlm_app_coca_convert(model, init, fmt == VLM_CKPT_HF, out, (uint64_t)seed);
+    return crc == 0 && !init ? copy_tokenizer(model, out) : crc;
+  }
   if (init) {
     if (vlm_clip_config_builtin(&c, init) != VLM_OK) {
       fprintf(stderr, "vlm convert: %s\n", vlm_last_error());
@@ -91,6 +145,7 @@ int vlm_cmd_convert(int argc, char **argv) {
     printf("wrote %s (%s layout, %lld parameters) from %s (%s)\n", out, vlm_ckpt_format_name(fmt),
            (long long)vlm_clip_params_count(&p, &c, NULL, NULL), model,
            init ? "open_clip initialisation" : vlm_ckpt_format_name(src));
+    if (!init) rc = copy_tokenizer(model, out);
   }
   vlm_clip_params_free(&p);
   return rc;

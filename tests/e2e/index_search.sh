@@ -116,6 +116,12 @@ check "top-k clamps to the index size" "[ \$(wc -l <<<\"\$out\") -eq 7 ]"
 "$vlm" search --index "$idx" --model "$m" --image "$tmp/imgs/space/rocket.jpg" --top-k 2 --json >"$tmp/s.json"
 check "search --json is JSON" "json_ok \"$tmp/s.json\" && grep -q '\"kind\": \"images\"' \"$tmp/s.json\" && grep -q '\"rank\": 2' \"$tmp/s.json\""
 
+# a converted model keeps its tokenizer (vocab.json + merges.txt beside the weights, as Hugging Face has them)
+"$vlm" convert --model "$m" --to hf --out "$tmp/hfm" >/dev/null 2>&1
+check "convert --to hf copies the tokenizer" "[ -s \"$tmp/hfm/vocab.json\" ] && [ -s \"$tmp/hfm/merges.txt\" ] && cmp -s \"$m/tokenizer/vocab.json\" \"$tmp/hfm/vocab.json\""
+out2=$("$vlm" index --model "$tmp/hfm" --out "$tmp/hfm.idx" --texts "$tmp/captions.txt" 2>&1); rc=$?
+check "... and texts embed with it, no --tokenizer" "[ $rc -eq 0 ]"
+
 # captions: text -> text and image -> text
 out=$("$vlm" index --model "$m" --out "$tmp/out/caps.idx" --texts "$tmp/captions.txt"); rc=$?
 check "index --texts exits 0" "[ $rc -eq 0 ] && grep -q '8 texts (8 embedded' <<<\"\$out\""
