@@ -1,4 +1,5 @@
 /* The public C API (include/vlm.h) over model/encode and the zero-shot code. */
+#include <omp.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -13,7 +14,15 @@
 struct vlm_model {
   vlm_encoder enc;
   pthread_mutex_t lock;
+  int threads;   /* OpenMP threads of every call on this model, whichever thread makes it */
 };
+
+/* A call on m: serialized, with m's thread count (omp_set_num_threads sets it for the calling
+ * thread only, so it is set again by every call, from any thread). */
+static void model_lock(vlm_model *m) {
+  pthread_mutex_lock(&m->lock);
+  omp_set_num_threads(m->threads);
+}
 
 struct vlm_classifier {
   int64_t C, E;
@@ -92,6 +101,7 @@ vlm_model *vlm_model_load_on(const char *path, const vlm_model_options *opt, con
     return load_failed(err);
   }
   pthread_mutex_init(&m->lock, NULL);
+  m->threads = o.threads > 0 ? o.threads : vlm_threads_get();
   return m;
 }
 
@@ -113,7 +123,7 @@ const char *vlm_model_identity(const vlm_model *m) { return m ? m->enc.identity 
 
 int vlm_embed_pixels(vlm_model *m, const float *pixels, int n, float *out) {
   if (!m || !pixels || !out || n < 1) return fail(VLM_ERR_ARG, "vlm_embed_pixels: NULL argument or n < 1");
-  pthread_mutex_lock(&m->lock);
+  model_lock(m);
   vlm_status st = vlm_encoder_images(&m->enc, pixels, n, out);
   pthread_mutex_unlock(&m->lock);
   return done(st);
@@ -128,7 +138,7 @@ int vlm_embed_image_files(vlm_model *m, const char *const *paths, int n, float *
   if (!pix) return fail(VLM_ERR_OOM, "out of memory");
   int rc = 0;
   char msg[VLM_ERR_LEN];   /* the whole message: a long path leaves room for the reason */
-  pthread_mutex_lock(&m->lock);
+  model_lock(m);
   for (int s = 0; s < n && rc == 0; s += (int)B) {
     int b = n - s < B ? n - s : (int)B, first_bad = b;
     vlm_status bad_st = VLM_OK;
@@ -183,7 +193,7 @@ int vlm_embed_texts(vlm_model *m, const char *const *texts, int n, float *out) {
     if (!texts[i]) return fail(VLM_ERR_ARG, "vlm_embed_texts: a text is NULL");
   if (!m->enc.tok)
     return fail(VLM_ERR_ARG, "vlm_embed_texts: the model has no tokenizer (load it with vlm_model_options.tokenizer)");
-  pthread_mutex_lock(&m->lock);
+  model_lock(m);
   vlm_status st = vlm_encoder_texts(&m->enc, texts, n, out);
   pthread_mutex_unlock(&m->lock);
   return done(st);
@@ -191,7 +201,7 @@ int vlm_embed_texts(vlm_model *m, const char *const *texts, int n, float *out) {
 
 int vlm_embed_token_ids(vlm_model *m, const int32_t *ids, int n, int len, float *out) {
   if (!m || !ids || !out || n < 1) return fail(VLM_ERR_ARG, "vlm_embed_token_ids: NULL argument or n < 1");
-  pthread_mutex_lock(&m->lock);
+  model_lock(m);
   vlm_status st = vlm_encoder_ids(&m->enc, ids, n, len, out);
   pthread_mutex_unlock(&m->lock);
   return done(st);
@@ -249,7 +259,7 @@ vlm_classifier *vlm_classifier_new(vlm_model *m, const char *const *classes, int
   }
   c->C = n_classes;
   c->E = E;
-  pthread_mutex_lock(&m->lock);
+  model_lock(m);
   vlm_status st = vlm_zeroshot_classifier(api_text_cb, m, classes, n_classes, tpl, nt, E, (int)m->enc.max_batch, c->W);
   pthread_mutex_unlock(&m->lock);
   if (st != VLM_OK) {
@@ -329,7 +339,7 @@ int vlm_caption(vlm_model *m, const char *image_path, char *out, size_t out_size
   } else {
     int64_t sh[4] = {1, 3, S, S};
     vlm_tensor t = vlm_tensor_cpu_f32(pix, 4, sh);
-    pthread_mutex_lock(&m->lock);
+    model_lock(m);
     if (m->enc.dev != VLM_CPU) {   /* the image on the weights' device, as `vlm caption --device cuda` */
       vlm_tensor d = vlm_tensor_make(m->enc.dimg.data, VLM_F32, m->enc.dev, 4, sh);
       vlm_copy(&d, &t);

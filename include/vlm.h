@@ -68,7 +68,7 @@ typedef struct {
    * one still loads and embeds images (text calls then fail). */
   const char *tokenizer;
   int batch_size;   /* images / texts per forward pass; 0: 32 */
-  int threads;      /* CPU threads; 0: VLM_THREADS or all cores (process-wide setting) */
+  int threads;      /* CPU threads of every call on this model, from any thread; 0: VLM_THREADS or all cores */
   int bf16;         /* 1: bf16 matmul inputs with f32 accumulation, the weights converted once
                        (faster on CPUs with AVX512-BF16/AMX; features within ~1e-5 cosine of
                        f32). This model's calls only: other models keep their precision.

@@ -19,6 +19,7 @@
  *   - messages name the API's options, not the vlm command's flags. */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
+#include <omp.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -112,6 +113,18 @@ static float *embed4_thread(vlm_model *m, const char *const *images) {
   return out;
 }
 
+/* vlm_model_options.threads on a thread that did not load the model: the OpenMP thread count
+ * a call left on the calling thread (read back after it through omp_get_max_threads). */
+typedef struct { vlm_model *m; int after; int rc; } threads_job;
+static void *threads_run(void *arg) {
+  threads_job *j = arg;
+  float *out = calloc((size_t)vlm_model_embed_dim(j->m), sizeof(float));
+  j->rc = out ? vlm_embed_texts(j->m, k_texts, 1, out) : -1;
+  j->after = omp_get_max_threads();
+  free(out);
+  return NULL;
+}
+
 static void *last_error_of_new_thread(void *arg) {
   *(const char **)arg = vlm_get_last_error();
   return NULL;
@@ -166,6 +179,21 @@ int main(int argc, char **argv) {
   c = vlm_classifier_new(A, cls, 2, NULL, t_ok, 2);
   CHECK(c && vlm_classifier_size(c) == 2, "valid templates: %s", vlm_get_last_error());
   vlm_classifier_free(c);
+
+  /* ---- options.threads holds on every thread that calls the model, not only the loading one */
+  vlm_model_options o1 = {0};
+  o1.threads = 1;
+  vlm_model *T1 = vlm_model_load_ex(clip, &o1, &err);
+  CHECK(T1 != NULL, "load with threads = 1: %s", T1 ? "" : err);
+  if (T1) {
+    threads_job tj = {T1, -1, -1};
+    pthread_t th;
+    CHECK(pthread_create(&th, NULL, threads_run, &tj) == 0, "pthread_create");
+    pthread_join(th, NULL);
+    CHECK(tj.rc == 0 && tj.after == 1, "a call from another thread ran with %d OpenMP threads, not options.threads 1",
+          tj.after);
+    vlm_model_free(T1);
+  }
 
   /* ---- matmul precision per model: A (f32), B (bf16), C (f32) in one process */
   float *a0 = embed4(A, images);   /* before any bf16 model existed */
