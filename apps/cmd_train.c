@@ -1240,6 +1240,16 @@ int vlm_cmd_train(int argc, char **argv) {
   if (!strncmp(o->tokenizer, "train:", 6) &&
       !vlm_app_parse_int(CMD, "--tokenizer train:SIZE", o->tokenizer + 6, VLM_BPE_MIN_VOCAB, 1 << 20, &o->bpe_size))
     goto out;
+  /* evaluation data must be bounded: plain "shapes" is the 1,000,000-pair training split */
+  const char *evals[2] = {o->val_data, o->zs_data}, *eflags[2] = {"--val-data", "--zeroshot-data"};
+  for (int k = 0; k < 2; k++) {
+    const char *e = evals[k];
+    if (is_shapes_spec(e) && !strstr(e, ":val") && !strpbrk(e + 6, "0123456789")) {
+      fprintf(stderr, CMD ": %s %s is the 1,000,000-pair training split: use shapes:val[:N] (or shapes:train:N)\n",
+              eflags[k], e);
+      goto out;
+    }
+  }
   if (o->val_freq == 0) o->val_data = NULL;  /* no evaluation on the val data */
   if (o->zs_freq == 0) o->zs_data = NULL;
   if (o->set_steps && o->set_epochs) {

@@ -161,6 +161,8 @@ check "const-cooldown without --epochs-cooldown exits 2" "[ $? -eq 2 ] && grep -
 check "a warmup longer than the run is warned about" "[ $? -eq 0 ] && grep -q 'warning: --warmup 50 is not below the run.s 2 steps' $tmp/e.err"
 
 # Errors
+"$vlm" train "${common[@]}" --steps 1 --name vs --val-data shapes >/dev/null 2>"$tmp/e.err"
+check "--val-data shapes (the 1M-pair split) exits 2" "[ $? -eq 2 ] && grep -q 'training split' $tmp/e.err"
 "$vlm" train --help | grep -q 'usage: vlm train'; check "--help" "[ $? -eq 0 ]"
 "$vlm" train "${common[@]}" --steps 2 --name a1 >/dev/null 2>"$tmp/e.err"
 check "existing run dir refused (exit 1)" "[ $? -eq 1 ] && grep -q 'resume latest' $tmp/e.err"
