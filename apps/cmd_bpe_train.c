@@ -44,6 +44,10 @@ static int read_lines(corpus *c, FILE *f, const char *name) {
   while ((r = getline(&line, &lcap, f)) >= 0) {
     size_t len = (size_t)r;
     if (len && line[len - 1] == '\n') len--;
+    if (len && line[len - 1] == '\r') len--;
+    size_t k = 0;   /* a blank line is no caption (and would be counted as one) */
+    while (k < len && (line[k] == ' ' || line[k] == '\t')) k++;
+    if (k == len) continue;
     if (c->n == c->cap) {
       size_t nc = c->cap ? c->cap * 2 : 1024;
       char **nt = realloc(c->text, nc * sizeof *nt);

@@ -50,6 +50,8 @@ check "bpe-train exits 0" "[ $rc -eq 0 ] && [ -s \"$tmp/v1/vocab.json\" ] && [ -
 check "bpe-train is deterministic" "cmp -s \"$tmp/v1/merges.txt\" \"$tmp/v2/merges.txt\" && cmp -s \"$tmp/v1/vocab.json\" \"$tmp/v2/vocab.json\""
 out=$(echo 'a photo of a cat' | "$vlm" tokenize --vocab "$tmp/v1" --context-length 0); rc=$?
 check "tokenize with a trained vocabulary" "[ $rc -eq 0 ] && grep -q '^{\"ids\": \[598, .*, 599\]}$' <<<\"\$out\""
+err=$(printf 'a cat\n\n  \nthe dog\r\n' | "$vlm" bpe-train --vocab-size 600 --out "$tmp/v5" 2>&1)
+check "bpe-train counts captions, not blank lines" "grep -q '2 captions' <<<\"\$err\""
 "$vlm" bpe-train --vocab-size 10 --out "$tmp/v3" </dev/null 2>/dev/null; rc=$?
 check "bpe-train rejects a tiny vocabulary" "[ $rc -eq 2 ]"
 # symbols of any length: runs of one letter merge into symbols of thousands of bytes, which the
