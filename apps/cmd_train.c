@@ -1178,6 +1178,21 @@ int vlm_cmd_train(int argc, char **argv) {
     fprintf(stderr, CMD ": --name is empty (the run directory is LOGS/NAME)\n");
     goto out;
   }
+  /* below --logs: a failed new run removes LOGS/NAME, which must not be --logs itself or
+   * above it; nested names (a/b) are fine, '.', '..' and empty components are not */
+  if (o->name) {
+    int bad = o->name[0] == '/';
+    for (const char *c = o->name; *c && !bad;) {
+      size_t n = strcspn(c, "/");
+      bad = n == 0 || (n == 1 && c[0] == '.') || (n == 2 && c[0] == '.' && c[1] == '.');
+      c += n + (c[n] == '/');
+      if (!bad && c[-1] == '/' && !*c) bad = 1;   /* a trailing '/' */
+    }
+    if (bad) {
+      fprintf(stderr, CMD ": --name '%s': a directory name below --logs (no '.', '..' or empty parts)\n", o->name);
+      goto out;
+    }
+  }
   if (!o->train_data) {
     fprintf(stderr, CMD ": --train-data is required (try --train-data shapes; see --help)\n");
     goto out;

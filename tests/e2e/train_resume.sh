@@ -163,6 +163,12 @@ check "a warmup longer than the run is warned about" "[ $? -eq 0 ] && grep -q 'w
 # Errors
 "$vlm" train "${common[@]}" --steps 1 --name vs --val-data shapes >/dev/null 2>"$tmp/e.err"
 check "--val-data shapes (the 1M-pair split) exits 2" "[ $? -eq 2 ] && grep -q 'training split' $tmp/e.err"
+for bad in .. a/../b . /abs a//b; do
+  "$vlm" train "${common[@]}" --steps 1 --name "$bad" >/dev/null 2>"$tmp/e.err"
+  check "--name '$bad' exits 2" "[ $? -eq 2 ] && grep -q 'a directory name below --logs' $tmp/e.err"
+done
+"$vlm" train "${common[@]}" --steps 1 --name nest/ed >/dev/null 2>&1
+check "a nested --name is fine" "[ $? -eq 0 ] && [ -d $tmp/runs/nest/ed/checkpoints/latest ]"
 "$vlm" train --help | grep -q 'usage: vlm train'; check "--help" "[ $? -eq 0 ]"
 "$vlm" train "${common[@]}" --steps 2 --name a1 >/dev/null 2>"$tmp/e.err"
 check "existing run dir refused (exit 1)" "[ $? -eq 1 ] && grep -q 'resume latest' $tmp/e.err"
