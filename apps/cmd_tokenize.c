@@ -21,7 +21,8 @@ static void usage(FILE *f) {
           "Options:\n"
           "  --vocab PATH          OpenAI's bpe_simple_vocab_16e6.txt.gz, a Hugging Face\n"
           "                        vocab.json (merges.txt beside it) or a folder holding both;\n"
-          "                        default: $VLM_VOCAB\n"
+          "                        default: $VLM_VOCAB (--tokenizer PATH: the same, as the\n"
+          "                        other commands name it)\n"
           "  --context-length N    tokens per caption (default 77); 0: no truncation, no padding\n"
           "  --pad zero|eot        padding id: 0 as open_clip (default) or <|endoftext|> as HF\n"
           "  --decode              print the text of each caption's ids instead (what lies\n"
@@ -185,7 +186,7 @@ int vlm_cmd_tokenize(int argc, char **argv) {
   for (; i < argc; i++) {
     const char *a = argv[i];
     if (vlm_app_is_help(a)) { usage(stdout); return 0; }
-    if (!strcmp(a, "--vocab") && i + 1 < argc) { vocab = argv[++i]; continue; }
+    if ((!strcmp(a, "--vocab") || !strcmp(a, "--tokenizer")) && i + 1 < argc) { vocab = argv[++i]; continue; }
     if (!strcmp(a, "--context-length") && i + 1 < argc) {
       if (!vlm_app_parse_int("vlm tokenize", "--context-length", argv[++i], 0, 1 << 20, &ctx)) return 2;
       continue;

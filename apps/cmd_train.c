@@ -1203,6 +1203,7 @@ int vlm_cmd_train(int argc, char **argv) {
   }
   if (!strcmp(o->device, "cuda") && !vlm_cuda_available()) {
     fprintf(stderr, CMD ": --device cuda: %s\n", vlm_cuda_describe());
+    rc = 1;   /* no GPU here: not a usage error (as forward, eval, index ...) */
     goto out;
   }
   if (strcmp(o->precision, "fp32") && strcmp(o->precision, "f32") && strcmp(o->precision, "bf16")) {

@@ -15,6 +15,8 @@ check "tokenize exits 0" "[ $rc -eq 0 ]"
 check "ids equal open_clip's on every line" "diff -u \"$tmp/want\" \"$tmp/got\""
 "$vlm" tokenize --vocab "$vocab" --full "$fx/captions.txt" >"$tmp/full"
 check "--full output is ids.jsonl byte for byte" "cmp \"$fx/ids.jsonl\" \"$tmp/full\""
+"$vlm" tokenize --tokenizer "$vocab" <"$fx/captions.txt" >"$tmp/got3"
+check "--tokenizer is --vocab" "cmp -s \"$tmp/want\" \"$tmp/got3\""
 VLM_VOCAB=$vocab "$vlm" tokenize <"$fx/captions.txt" >"$tmp/got2"
 check "stdin + VLM_VOCAB give the same" "cmp -s \"$tmp/want\" \"$tmp/got2\""
 out=$(echo 'a photo of a cat' | "$vlm" tokenize --vocab "$vocab" --context-length 0)

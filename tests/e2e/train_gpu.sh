@@ -27,6 +27,7 @@ else
     "[ $rc -eq 0 ] && grep -q 'samples on the GPU' <<<\"\$out\""
 fi
 if [ $no_gpu -eq 1 ]; then
+  check "no GPU: --device cuda exits 1, a runtime error as in the other commands" "[ $rc -eq 1 ]"
   echo "$pass checks passed, $fail failed; SKIPPED the training part: no GPU ($out)"
   [ $fail -eq 0 ] || exit 1
   exit 77
