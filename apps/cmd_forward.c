@@ -2,7 +2,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "apps/apps.h"
 #include "model/model.h"
@@ -80,24 +79,16 @@ int vlm_cmd_forward(int argc, char **argv) {
     usage(stderr);
     return 2;
   }
-  /* the outputs may not overwrite each other, the inputs or the checkpoint's own files */
-  const char *reads[6] = {inputs, model};
-  char mf[4][4200];
-  static const char *const ck_files[4] = {"model.safetensors", "open_clip_model.safetensors", "config.json",
-                                          "open_clip_config.json"};
-  struct stat msb;   /* the checkpoint's directory: --model itself, or the folder of its config file */
-  const int model_is_file = stat(model, &msb) == 0 && S_ISREG(msb.st_mode);
-  const char *slash = strrchr(model, '/');
-  const int dl = !model_is_file ? (int)strlen(model) : slash ? (int)(slash - model) : 1;
-  for (int k = 0; k < 4; k++) {
-    snprintf(mf[k], sizeof mf[k], "%.*s/%s", dl, model_is_file && !slash ? "." : model, ck_files[k]);
-    reads[2 + k] = mf[k];
-  }
+  /* the outputs may not overwrite each other, the inputs or the checkpoint's own files (its
+   * config and weights as loading finds them; a missing model is reported by the load) */
+  char mcfg[4200] = "", mweights[4200] = "";
+  if (vlm_model_paths(model, mcfg, mweights, sizeof mcfg) != VLM_OK) mcfg[0] = mweights[0] = 0;
+  const char *reads[3] = {inputs, mcfg, mweights};
   for (int o = 0; o < 2; o++) {
     const char *w = o ? grads : out;
     if (!w) continue;
-    for (int k = 0; k < 6; k++)
-      if (vlm_app_same_file(w, reads[k])) {
+    for (int k = 0; k < 3; k++)
+      if (reads[k][0] && vlm_app_same_file(w, reads[k])) {
         fprintf(stderr, "vlm forward: --%s %s would overwrite %s: choose another file\n", o ? "grads" : "out", w,
                 reads[k]);
         return 2;
