@@ -36,23 +36,11 @@ static void usage(FILE *f) {
 
 /* A whole file read into memory and written atomically as `to`. */
 static vlm_status copy_file(const char *from, const char *to) {
-  FILE *f = fopen(from, "rb");
-  if (!f) return vlm_error(VLM_ERR_IO, "%s: cannot open: %s", from, strerror(errno));
-  char *buf = NULL;
-  size_t n = 0, cap = 0;
-  for (;;) {
-    if (n == cap) {
-      char *b = realloc(buf, cap = cap ? 2 * cap : 1 << 16);
-      if (!b) { free(buf); fclose(f); return vlm_error(VLM_ERR_OOM, "%s: out of memory", from); }
-      buf = b;
-    }
-    size_t r = fread(buf + n, 1, cap - n, f);
-    n += r;
-    if (r == 0) break;
-  }
-  int bad = ferror(f);
-  fclose(f);
-  vlm_status st = bad ? vlm_error(VLM_ERR_IO, "%s: read error", from) : vlm_write_file_atomic(to, buf, n);
+  char *buf;
+  size_t n;
+  vlm_status st = vlm_read_file(from, &buf, &n);
+  if (st != VLM_OK) return st;
+  st = vlm_write_file_atomic(to, buf, n);
   free(buf);
   return st;
 }

@@ -8,8 +8,11 @@
 #include "model/config_json.h"
 #include "model/model.h"
 
-vlm_status vlm_read_text_file(const char *path, char **out) {
+vlm_status vlm_read_text_file(const char *path, char **out) { return vlm_read_file(path, out, NULL); }
+
+vlm_status vlm_read_file(const char *path, char **out, size_t *len) {
   *out = NULL;
+  if (len) *len = 0;
   FILE *f = fopen(path, "rb");
   if (!f) return vlm_error(VLM_ERR_IO, "%s: cannot open", path);
   if (fseek(f, 0, SEEK_END) != 0) {
@@ -35,6 +38,7 @@ vlm_status vlm_read_text_file(const char *path, char **out) {
   }
   buf[n] = 0;
   *out = buf;
+  if (len) *len = (size_t)n;
   return VLM_OK;
 }
 

@@ -25,6 +25,8 @@ vlm_status vlm_clip_config_parse_hf(vlm_clip_config *c, const char *json, const 
 /* Read a file and parse it with whichever schema it holds; *is_hf (may be NULL) tells which. */
 vlm_status vlm_clip_config_load(vlm_clip_config *c, const char *path, int *is_hf);
 vlm_status vlm_read_text_file(const char *path, char **out);   /* NUL-terminated; free() it */
+/* The same, with its length (*len; the file may hold NUL bytes). At most 64 MiB. */
+vlm_status vlm_read_file(const char *path, char **out, size_t *len);
 /* Built-in configs: "ViT-B-32", "ViT-B-16", "ViT-L-14" (open_clip's numbers),
  * "small" (the benchmark training config), "tiny" (the fixtures' shape);
  * a "-quickgelu" suffix selects QuickGELU. vlm_clip_builtin_name(i) lists them (NULL past the end). */
