@@ -5,8 +5,9 @@
  *
  * fp32, weights stored [N, K] (a Linear layer's layout), 1-8 rows, AVX-512: register tiles of 4
  * weight rows x 4 rows of a (16 accumulators), so each weight vector loaded serves every row.
- * oneDNN 2.6's f32 matmul primitive streamed 9-22 GB/s on the CoCa ViT-B/32 decoder's shapes
- * here (worse with more rows), the tiles 19-27 GB/s at 1-2 rows (docs/PERFORMANCE.md). Cached
+ * On the CoCa ViT-B/32 decoder's shapes, out of cache (docs/PERFORMANCE.md): 1 row 12.5-21 GB/s
+ * against 12.4-15 for the loop before, 2 rows 10-19 against oneDNN's 10-15, 4-8 rows within
+ * about 10% of oneDNN either way (9-18 against 9.5-15.6). Cached
  * decoding of coca_ViT-B-32, 30 tokens: greedy, 1 image 818-831 ms with the one-row loop that
  * came before (one dot product at a time) against 679-688 ms; 6 beams 1473-1508 ms through
  * oneDNN against 1381-1429 ms. Without AVX-512, one row through a plain loop; more through
