@@ -19,10 +19,23 @@ static float *normalized(const float *x, int64_t n, int64_t E) {
   return y;
 }
 
-static double dot(const float *a, const float *b, int64_t E) {
-  double s = 0;
-  for (int64_t k = 0; k < E; k++) s += (double)a[k] * b[k];
-  return s;
+/* Scores of QB query rows against one candidate row c: s[b] = q[b]·c. Each pair is summed
+ * in the same fixed order (eight interleaved double partial sums, then a fixed tree), so
+ * identical rows score identically whichever block slot or thread they land in. */
+enum { QB = 8, LANES = 8 };
+static void dots(const float *q, int64_t nb, const float *c, int64_t E, double *s) {
+  double acc[QB][LANES] = {{0}};
+  const int64_t E8 = E - E % LANES;
+  for (int64_t k = 0; k < E8; k += LANES) {
+    double cv[LANES];
+    for (int l = 0; l < LANES; l++) cv[l] = c[k + l];
+    for (int64_t b = 0; b < nb; b++)
+      for (int l = 0; l < LANES; l++) acc[b][l] += (double)q[b * E + k + l] * cv[l];
+  }
+  for (int64_t b = 0; b < nb; b++) {
+    for (int64_t k = E8; k < E; k++) acc[b][k - E8] += (double)q[b * E + k] * c[k];
+    s[b] = ((acc[b][0] + acc[b][4]) + (acc[b][2] + acc[b][6])) + ((acc[b][1] + acc[b][5]) + (acc[b][3] + acc[b][7]));
+  }
 }
 
 static int cmp_i64(const void *a, const void *b) {
@@ -56,45 +69,71 @@ static vlm_status csr(pair *p, int64_t n, int64_t na, int64_t **off, int64_t **v
   return VLM_OK;
 }
 
+/* Rank = 1 + the non-matching items scoring strictly above query r's best matching one. */
+static int64_t rank_of(const double *score, unsigned char *match, int64_t ni, const int64_t *off,
+                       const int64_t *val, int64_t r) {
+  double best = -INFINITY;
+  for (int64_t k = off[r]; k < off[r + 1]; k++) {
+    match[val[k]] = 1;
+    if (score[val[k]] > best) best = score[val[k]];
+  }
+  int64_t higher = 0;
+  for (int64_t t = 0; t < ni; t++) higher += !match[t] && score[t] > best;
+  for (int64_t k = off[r]; k < off[r + 1]; k++) match[val[k]] = 0;
+  return higher + 1;
+}
+
 /* One direction. Queries q [nq,E] against candidate rows c [nc,E]; candidate row j is
  * item cid[j] of ni (cid NULL: item j, ni = nc), an item scoring its best row. Query i's
- * matching items are val[off[r]..off[r+1]) with r = qrow ? qrow[i] : i. Rank = 1 + the
- * non-matching items scoring strictly above the best matching one. */
+ * matching items are val[off[r]..off[r+1]) with r = qrow ? qrow[i] : i; a query without
+ * any is skipped (rank 0). Blocks of QB queries run in parallel, each thread with its own
+ * score rows. */
 static vlm_status one_dir(const float *q, int64_t nq, const float *c, int64_t nc, const int64_t *cid, int64_t ni,
                           const int64_t *qrow, const int64_t *off, const int64_t *val, int64_t E,
                           vlm_retrieval_dir *out) {
   memset(out, 0, sizeof *out);
-  int64_t *ranks = malloc((size_t)(nq > 0 ? nq : 1) * sizeof(int64_t));
-  double *score = malloc((size_t)(ni > 0 ? ni : 1) * sizeof(double));
-  unsigned char *match = calloc((size_t)(ni > 0 ? ni : 1), 1);
-  if (!ranks || !score || !match) {
-    free(ranks);
+  int64_t *ranks = calloc((size_t)(nq > 0 ? nq : 1), sizeof(int64_t));
+  if (!ranks) return vlm_error(VLM_ERR_OOM, "retrieval: out of memory");
+  int oom = 0;
+#pragma omp parallel
+  {
+    double *score = malloc((size_t)QB * (size_t)(ni > 0 ? ni : 1) * sizeof(double));
+    unsigned char *match = calloc((size_t)(ni > 0 ? ni : 1), 1);
+    if (!score || !match) {
+#pragma omp atomic write
+      oom = 1;
+    }
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t i0 = 0; i0 < nq; i0 += QB) {
+      if (!score || !match) continue;
+      const int64_t nb = nq - i0 < QB ? nq - i0 : QB;
+      for (int64_t b = 0; b < nb; b++)
+        for (int64_t t = 0; t < ni; t++) score[b * ni + t] = -INFINITY;
+      for (int64_t j = 0; j < nc; j++) {
+        const int64_t t = cid ? cid[j] : j;
+        double s[QB];
+        dots(q + i0 * E, nb, c + j * E, E, s);
+        for (int64_t b = 0; b < nb; b++)
+          if (s[b] > score[b * ni + t]) score[b * ni + t] = s[b];
+      }
+      for (int64_t b = 0; b < nb; b++) {
+        const int64_t r = qrow ? qrow[i0 + b] : i0 + b;
+        if (off[r] < off[r + 1]) ranks[i0 + b] = rank_of(score + b * ni, match, ni, off, val, r);
+      }
+    }
     free(score);
     free(match);
+  }
+  if (oom) {
+    free(ranks);
     return vlm_error(VLM_ERR_OOM, "retrieval: out of memory");
   }
   int64_t n = 0;
   for (int64_t i = 0; i < nq; i++) {
-    const int64_t r = qrow ? qrow[i] : i, m0 = off[r], m1 = off[r + 1];
-    if (m0 == m1) {
+    if (ranks[i] == 0)
       out->skipped++;
-      continue;
-    }
-    for (int64_t t = 0; t < ni; t++) score[t] = -INFINITY;
-    for (int64_t j = 0; j < nc; j++) {
-      double s = dot(q + i * E, c + j * E, E);
-      int64_t t = cid ? cid[j] : j;
-      if (s > score[t]) score[t] = s;
-    }
-    double best = -INFINITY;
-    for (int64_t k = m0; k < m1; k++) {
-      match[val[k]] = 1;
-      if (score[val[k]] > best) best = score[val[k]];
-    }
-    int64_t higher = 0;
-    for (int64_t t = 0; t < ni; t++) higher += !match[t] && score[t] > best;
-    for (int64_t k = m0; k < m1; k++) match[val[k]] = 0;
-    ranks[n++] = higher + 1;
+    else
+      ranks[n++] = ranks[i];
   }
   out->queries = n;
   if (n > 0) {
@@ -116,8 +155,6 @@ static vlm_status one_dir(const float *q, int64_t nq, const float *c, int64_t nc
     out->median_rank = floor(med) + 1;
   }
   free(ranks);
-  free(score);
-  free(match);
   return VLM_OK;
 }
 

@@ -123,6 +123,78 @@ int main(void) {
   }
   CHECK(vlm_retrieval_compute(img, 4, txt, 3, NULL, NULL, 4, &m) != VLM_OK, "4 images, 3 texts and no image rows accepted");
 
+  /* Against a brute-force reference on random embeddings (width 37: not a multiple of the
+   * kernel's lanes), 29 images with 3 captions each, scored in blocks of queries across
+   * threads. Image 21 repeats image 2 and text 70 repeats text 10, so the copies land in
+   * different query blocks and block slots: each copy must tie exactly with the other
+   * (a tie with the truth does not count against it), wherever it is scored. */
+  {
+    enum { N = 29, M = 3 * N, E = 37 };
+    static float a[N * E], b[M * E];
+    static int64_t of[M];
+    uint64_t x = 99;
+    for (int i = 0; i < N * E; i++) {
+      x = x * 6364136223846793005ull + 1442695040888963407ull;
+      a[i] = (float)((double)(x >> 40) / (double)(1 << 24) - 0.5);
+    }
+    memcpy(a + 21 * E, a + 2 * E, E * sizeof(float));
+    for (int j = 0; j < M; j++) {
+      of[j] = j / 3;
+      for (int k = 0; k < E; k++) {
+        x = x * 6364136223846793005ull + 1442695040888963407ull;
+        b[j * E + k] = a[of[j] * E + k] + (float)((double)(x >> 40) / (double)(1 << 24) - 0.5) * 1.5f;
+      }
+    }
+    of[70] = 2;
+    memcpy(b + 70 * E, b + 10 * E, E * sizeof(float));   /* text 10 is image 3's; text 70 image 2's */
+    /* the reference: unit rows, per-pair double sums, ranks by the definition (strictly
+     * above the best match; the copies score exactly alike here too) */
+    static double sc[N][M];
+    double na[N], nb[M], mean_i2t = 0, mean_t2i = 0;
+    for (int i = 0; i < N; i++) {
+      double s = 0;
+      for (int k = 0; k < E; k++) s += (double)a[i * E + k] * a[i * E + k];
+      na[i] = 1.0 / sqrt(s);
+    }
+    for (int j = 0; j < M; j++) {
+      double s = 0;
+      for (int k = 0; k < E; k++) s += (double)b[j * E + k] * b[j * E + k];
+      nb[j] = 1.0 / sqrt(s);
+    }
+    for (int i = 0; i < N; i++)
+      for (int j = 0; j < M; j++) {
+        double s = 0;
+        for (int k = 0; k < E; k++) s += (double)(float)(a[i * E + k] * na[i]) * (float)(b[j * E + k] * nb[j]);
+        sc[i][j] = s;
+      }
+    for (int i = 0; i < N; i++) {
+      double best = -1e300;
+      for (int j = 0; j < M; j++)
+        if (of[j] == i && sc[i][j] > best) best = sc[i][j];
+      int higher = 0;
+      for (int j = 0; j < M; j++) higher += of[j] != i && sc[i][j] > best;
+      mean_i2t += higher + 1;
+    }
+    for (int j = 0; j < M; j++) {
+      int higher = 0;
+      for (int i = 0; i < N; i++) higher += i != of[j] && sc[i][j] > sc[of[j]][j];
+      mean_t2i += higher + 1;
+    }
+    CHECK(vlm_retrieval_compute(a, N, b, M, of, NULL, E, &m) == VLM_OK, "%s", vlm_last_error());
+    CHECK(m.i2t.queries == N && m.t2i.queries == M && fabs(m.i2t.mean_rank - mean_i2t / N) < 1e-9 &&
+              fabs(m.t2i.mean_rank - mean_t2i / M) < 1e-9,
+          "random embeddings: mean ranks i2t %g t2i %g, brute force %g %g", m.i2t.mean_rank, m.t2i.mean_rank,
+          mean_i2t / N, mean_t2i / M);
+    /* the copies must matter: counting ties against the truth would move some rank */
+    int ties = 0;
+    for (int j = 0; j < M; j++)
+      for (int i = 0; i < N; i++) ties += i != of[j] && sc[i][j] == sc[of[j]][j];
+    for (int i = 0; i < N; i++)
+      for (int j = 0; j < M; j++)
+        for (int j2 = 0; j2 < M; j2++) ties += of[j] != i && of[j2] == i && sc[i][j] == sc[i][j2];
+    CHECK(ties >= 2, "random embeddings: the copies make only %d ties", ties);
+  }
+
   /* The shapes rule: identical caption ids share the first one's key. */
   {
     const int32_t ids[10] = {1, 2, 3, 4, 1, 2, 9, 9, 3, 4};   /* rows 0 and 2 equal, 1 and 4 equal */
