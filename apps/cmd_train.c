@@ -82,7 +82,8 @@ static void usage(FILE *f) {
           "  --logs DIR (./logs)  --name NAME (date-model-lr-batch)\n"
           "  --save-frequency N (1: epoch_K every N epochs)  --save-most-recent (keep only the\n"
           "  newest epoch_K)  --save-steps N (update 'latest' every N steps; 0: at epoch ends)\n"
-          "  --resume latest|PATH     continue exactly (weights, optimizer, step, data position)\n"
+          "  --resume latest|PATH     continue exactly (weights, optimizer, step, data position;\n"
+          "                           without --steps/--epochs, the run's own length)\n"
           "  --val-frequency N (1)  --zeroshot-frequency N (2)  --zeroshot-data SPEC\n"
           "  --zeroshot-templates T    openai | simple | shapes (vlm zeroshot's sets) or a FILE, one\n"
           "                           template per line, {} or {c} = class name (default: 7 prompts\n"
@@ -120,6 +121,7 @@ typedef struct {
   int set_batch, set_lr, set_warmup, set_epochs, set_steps, set_eval_steps;
   int set_model;      /* --model was given (not the shapes default) */
   int shapes_steps;   /* --steps is the shapes default, set once the model's kind is known */
+  int kept_length;    /* a resume without --steps / --epochs: the run's own total_steps */
 } opts;
 
 static int parse_double(const char *flag, const char *s, double *out) {
@@ -658,7 +660,8 @@ static int resume_checks(run_state *R, const char *dir, const vlm_train_config *
             (long long)R->tr.epoch_batches, (long long)R->tr.epoch, (long long)R->tr.step, o->accum, o->batch);
   if (R->tr.step >= t->total_steps) {
     char total[160], more[96] = "";
-    if (o->steps > 0) snprintf(total, sizeof total, "--steps %lld%s", o->steps, o->shapes_steps ? ", the shapes default" : "");
+    if (o->kept_length) snprintf(total, sizeof total, "the run's own length");
+    else if (o->steps > 0) snprintf(total, sizeof total, "--steps %lld%s", o->steps, o->shapes_steps ? ", the shapes default" : "");
     else snprintf(total, sizeof total, "--epochs %lld%s x %lld steps", o->epochs, o->set_epochs ? "" : " (the default)",
                   (long long)steps_per_epoch);
     if (steps_per_epoch > 0) snprintf(more, sizeof more, " or --epochs %lld or more", (long long)(R->tr.epoch + 1));
@@ -861,8 +864,12 @@ static int run(run_state *R) {
   t.eps = (float)o->eps;
   t.wd = (float)o->wd;
   t.warmup = o->warmup;
+  /* A resume without --steps or --epochs keeps the run's own length (its train_state's
+   * total_steps, below), so the lr schedule goes on as it was, not over a new default. */
+  const int keep_length = o->resume && !o->set_steps && !o->set_epochs;
   if (o->steps > 0) t.total_steps = o->steps;
   else if (steps_per_epoch > 0) t.total_steps = steps_per_epoch * o->epochs;
+  else if (keep_length) t.total_steps = 1;   /* a WebDataset run: its length comes from the state */
   else {
     fprintf(stderr, CMD ": %s: the epoch length is unknown (WebDataset); give --steps\n", o->train_data);
     return 2;
@@ -877,10 +884,6 @@ static int run(run_state *R) {
             steps_per_epoch > 0 ? "" : " and an epoch length (not a WebDataset source)");
     return 2;
   }
-  if (t.warmup >= t.total_steps)
-    fprintf(stderr, CMD ": warning: --warmup %lld is not below the run's %lld steps: the learning rate never "
-            "reaches --lr %g (at most %.3g); lower --warmup\n", (long long)t.warmup, (long long)t.total_steps, o->lr,
-            o->lr * (double)t.total_steps / (double)(t.warmup > 0 ? t.warmup : 1));
   t.cooldown_power = (float)o->cooldown_power;
   t.cooldown_end_lr = (float)o->cooldown_end;
   t.grad_clip_norm = o->grad_clip;
@@ -899,7 +902,18 @@ static int run(run_state *R) {
   if (o->resume) {
     if ((st = vlm_trainer_load(&R->tr, resume_dir, &had_state)) != VLM_OK) return fail("--resume");
     if (!had_state) fprintf(stderr, CMD ": %s: no train_state.safetensors: weights only, the optimizer starts fresh\n", resume_dir);
-    else {
+    if (keep_length && had_state && R->tr.loaded_total_steps > 0) {
+      if (R->tr.loaded_total_steps != t.total_steps)
+        fprintf(stderr, "resuming with the run's own length, %lld steps (--steps or --epochs set another)\n",
+                (long long)R->tr.loaded_total_steps);
+      t.total_steps = R->tr.cfg.total_steps = R->tr.loaded_total_steps;
+      o->kept_length = 1;
+    } else if (keep_length && steps_per_epoch < 0) {
+      fprintf(stderr, CMD ": --resume %s: the checkpoint does not record the run's length and the epoch length is "
+              "unknown (WebDataset); give --steps\n", resume_dir);
+      return 2;
+    }
+    if (had_state) {
       int rc = resume_checks(R, resume_dir, &t, steps_per_epoch);
       if (rc) return rc;
       fprintf(stderr, "resuming %s at step %lld (epoch %lld, batch %lld)\n", resume_dir, (long long)R->tr.step,
@@ -913,6 +927,10 @@ static int run(run_state *R) {
     else vlm_clip_params_init_openclip(vlm_trainer_host_params(&R->tr), &R->model, (uint64_t)o->seed);
     vlm_trainer_upload_params(&R->tr);
   }
+  if (t.warmup >= t.total_steps)
+    fprintf(stderr, CMD ": warning: --warmup %lld is not below the run's %lld steps: the learning rate never "
+            "reaches --lr %g (at most %.3g); lower --warmup\n", (long long)t.warmup, (long long)t.total_steps, o->lr,
+            o->lr * (double)t.total_steps / (double)(t.warmup > 0 ? t.warmup : 1));
   if ((st = write_run_config(R->run, &R->model, R->is_coca ? &R->coca : NULL, o, &R->tr.cfg, tok_desc)) != VLM_OK) return fail("");
   if ((st = vlm_train_log_open(&R->log, R->run, o->resume ? R->tr.step : INT64_MAX)) != VLM_OK) return fail("");
   if ((st = load_templates(R, shapes || is_shapes_spec(o->zs_data))) != VLM_OK) return fail("--zeroshot-templates");

@@ -328,6 +328,7 @@ typedef struct {
   int64_t epoch_batches;            /* micro-batches consumed in the current epoch (data position) */
   int64_t loaded_batch_size;        /* vlm_trainer_load: the train_state's micro-batch size, in which its */
   int64_t loaded_accum_freq;        /* epoch_batches counts, and accum-freq (0: no state / not recorded) */
+  int64_t loaded_total_steps;       /* the state's run length (its schedule's total_steps; 0: not recorded) */
   vlm_rng rng;                      /* the run's RNG (saved with checkpoints) */
   /* the last step */
   float last_loss, last_lr;
@@ -369,8 +370,9 @@ float vlm_trainer_step(vlm_trainer *tr, const vlm_tensor *images, const vlm_tens
 vlm_status vlm_trainer_save(vlm_trainer *tr, const char *dir);
 /* Load the weights and (when present) train_state.safetensors from dir. The
  * model config must match (the caller loads it from the same dir). The state's
- * batch_size / accum_freq go to loaded_batch_size / loaded_accum_freq (the caller
- * converts epoch_batches when it trains with another batch size). */
+ * batch_size / accum_freq / total_steps go to loaded_batch_size / loaded_accum_freq /
+ * loaded_total_steps (the caller converts epoch_batches when it trains with another batch
+ * size, and keeps the run's length when it is not given a new one). */
 vlm_status vlm_trainer_load(vlm_trainer *tr, const char *dir, int *had_state);
 /* Save into CK/<name> atomically: written to CK/.tmp-<name>-<pid>, then renamed
  * over (the old one moved aside and removed). */

@@ -112,13 +112,14 @@ vlm_status vlm_trainer_load(vlm_trainer *tr, const char *dir, int *had_state) {
       }
     }
   }
-  int64_t step = 0, epoch = 0, eb = 0, bs = 0, accum = 0;
+  int64_t step = 0, epoch = 0, eb = 0, bs = 0, accum = 0, total = 0;
   if (s == VLM_OK) s = meta_i64(&st, "step", &step);
   if (s == VLM_OK) s = meta_i64(&st, "epoch", &epoch);
   if (s == VLM_OK) s = meta_i64(&st, "epoch_batches", &eb);
   /* the sizes the data position counts in (optional: 0 when absent) */
   if (s == VLM_OK && vlm_st_meta(&st, "batch_size")) s = meta_i64(&st, "batch_size", &bs);
   if (s == VLM_OK && vlm_st_meta(&st, "accum_freq")) s = meta_i64(&st, "accum_freq", &accum);
+  if (s == VLM_OK && vlm_st_meta(&st, "total_steps")) s = meta_i64(&st, "total_steps", &total);
   const char *rng = vlm_st_meta(&st, "rng"), *spare = vlm_st_meta(&st, "rng_spare");
   vlm_rng r;
   memset(&r, 0, sizeof r);
@@ -145,6 +146,7 @@ vlm_status vlm_trainer_load(vlm_trainer *tr, const char *dir, int *had_state) {
     tr->epoch_batches = eb;
     tr->loaded_batch_size = bs;
     tr->loaded_accum_freq = accum;
+    tr->loaded_total_steps = total > 0 ? total : 0;
     tr->rng = r;
     if (had_state) *had_state = 1;
   }

@@ -31,6 +31,19 @@ for accum in 1 2; do
   check "optimizer state bit-identical (accum $accum)" "cmp -s $A/train_state.safetensors $B/train_state.safetensors"
 done
 
+# A resume that names no length keeps the run's own (its train_state's total_steps), so the
+# lr schedule goes on as it was: the same weights as the straight 12-step run a1, not a
+# 32-epoch schedule.
+"$vlm" train "${common[@]}" --steps 12 --name len --stop-at-step 5 >/dev/null 2>&1
+"$vlm" train "${common[@]}" --name len --resume latest >/dev/null 2>"$tmp/len.err"
+check "resume without --steps: exit 0, the run's 12 steps named" \
+  "[ $? -eq 0 ] && grep -q \"resuming with the run's own length, 12 steps\" $tmp/len.err && grep -q 'resuming .* at step 5' $tmp/len.err"
+check "... ends at step 12, bit-identical to the straight run" \
+  "[ \"\$(readlink $tmp/runs/len/checkpoints/latest)\" = step_12 ] && cmp -s $tmp/runs/a1/checkpoints/latest/open_clip_model.safetensors $tmp/runs/len/checkpoints/latest/open_clip_model.safetensors"
+"$vlm" train "${common[@]}" --name len --resume latest >/dev/null 2>"$tmp/len.err"
+check "... and once done, a resume without a length trains nothing: exit 2" \
+  "[ $? -eq 2 ] && grep -q \"requested total is 12 steps (the run's own length)\" $tmp/len.err"
+
 # The step that completes an epoch ends it (open_clip writes epoch_N after every epoch, the
 # last included): --epochs 2 ends with epoch_2 and a state at epoch 2, batch 0; --epochs 3 on
 # resume trains exactly one more epoch; --steps of a whole epoch writes epoch_1.
