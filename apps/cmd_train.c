@@ -933,6 +933,7 @@ static int run(run_state *R) {
             o->lr * (double)t.total_steps / (double)(t.warmup > 0 ? t.warmup : 1));
   if ((st = write_run_config(R->run, &R->model, R->is_coca ? &R->coca : NULL, o, &R->tr.cfg, tok_desc)) != VLM_OK) return fail("");
   if ((st = vlm_train_log_open(&R->log, R->run, o->resume ? R->tr.step : INT64_MAX)) != VLM_OK) return fail("");
+  R->log.coca = R->is_coca;
   if ((st = load_templates(R, shapes || is_shapes_spec(o->zs_data))) != VLM_OK) return fail("--zeroshot-templates");
   R->ec.model = &R->model;
   R->ec.coca = R->is_coca ? &R->coca : NULL;

@@ -29,6 +29,7 @@ typedef struct {
   int64_t n_points, cap_points;
   vlm_log_eval *evals;
   int64_t n_evals, cap_evals;
+  int coca;               /* the chart's loss legend: a CoCa run's train loss is contrastive + caption */
 } vlm_train_log;
 
 /* Opens RUN/metrics.jsonl for appending; earlier lines (a resumed run) are read back for the
@@ -49,8 +50,10 @@ void vlm_train_log_step(vlm_train_log *L, const vlm_progress *p);
 void vlm_train_log_eval(vlm_train_log *L, const vlm_log_eval *e, int64_t epoch, const char *json_fields);
 /* Redraw RUN/loss.png (atomically): the loss curve on top, the evaluation curves below. */
 vlm_status vlm_train_log_chart(vlm_train_log *L);
-/* Write a line plot to path (atomic). Exposed for tests. */
-vlm_status vlm_plot_png(const char *path, const vlm_log_point *pts, int64_t n, const vlm_log_eval *ev, int64_t ne);
+/* Write a line plot to path (atomic); the legends name only the series with values, and
+ * coca labels the losses as a CoCa run's. Exposed for tests. */
+vlm_status vlm_plot_png(const char *path, const vlm_log_point *pts, int64_t n, const vlm_log_eval *ev, int64_t ne,
+                        int coca);
 /* The chart's size and layout: each panel has a title row in the VLM_CHART_TITLE_H pixels
  * above its top edge, the title at the left and the panel's legend right-aligned. */
 #define VLM_CHART_W 720

@@ -292,7 +292,8 @@ static int px_y(panel p, double y, double ymax) {
   return p.y1 - (int)lround((p.y1 - p.y0) * f);
 }
 
-vlm_status vlm_plot_png(const char *path, const vlm_log_point *pts, int64_t n, const vlm_log_eval *ev, int64_t ne) {
+vlm_status vlm_plot_png(const char *path, const vlm_log_point *pts, int64_t n, const vlm_log_eval *ev, int64_t ne,
+                        int coca) {
   canvas *c = malloc(sizeof *c);
   if (!c) return vlm_error(VLM_ERR_OOM, "%s: out of memory", path);
   memset(c, 255, sizeof *c);
@@ -317,11 +318,37 @@ vlm_status vlm_plot_png(const char *path, const vlm_log_point *pts, int64_t n, c
   text(c, (top.x0 + top.x1 - vlm_font_width("step", 1)) / 2, bot.y1 + 20, "step", c_text, 1);
   static const uint8_t c_loss[3] = {31, 119, 180}, c_val[3] = {214, 39, 40}, c_zs[3] = {44, 160, 44},
                        c_t2i[3] = {148, 103, 189}, c_i2t[3] = {255, 127, 14}, c_un[3] = {140, 86, 75};
-  static const series s_top[2] = {{"train loss", c_loss, 0}, {"val loss", c_val, 1}},
-                      s_bot[4] = {{"zero-shot top-1", c_zs, 1}, {"text->image R@1", c_t2i, 1},
-                                  {"image->text R@1", c_i2t, 1}, {"unseen top-1", c_un, 1}};
-  title_row(c, top, "loss (train, val)", s_top, 2);
-  title_row(c, bot, "evaluation", s_bot, 4);
+  /* A CoCa run's train loss is the weighted sum of both losses; its val loss, as
+   * open_clip's clip_val_loss, is the contrastive part only: the legend says so. */
+  const series all_top[2] = {{coca ? "train loss (contrastive + caption)" : "train loss", c_loss, 0},
+                             {coca ? "val loss (contrastive)" : "val loss", c_val, 1}},
+               all_bot[4] = {{"zero-shot top-1", c_zs, 1}, {"text->image R@1", c_t2i, 1},
+                             {"image->text R@1", c_i2t, 1}, {"unseen top-1", c_un, 1}};
+  /* the legends name only the series that have a value */
+  int have[6] = {0};
+  for (int64_t i = 0; i < n; i++) have[0] |= isfinite(pts[i].loss);
+  for (int64_t i = 0; i < ne; i++) {
+    have[1] |= isfinite(ev[i].val_loss);
+    have[2] |= isfinite(ev[i].zs_top1);
+    have[3] |= isfinite(ev[i].t2i_r1);
+    have[4] |= isfinite(ev[i].i2t_r1);
+    have[5] |= isfinite(ev[i].zs_unseen_top1);
+  }
+  series s_top[2], s_bot[4];
+  int n_top = 0, n_bot = 0;
+  for (int k = 0; k < 2; k++)
+    if (have[k]) s_top[n_top++] = all_top[k];
+  for (int k = 0; k < 4; k++)
+    if (have[2 + k]) s_bot[n_bot++] = all_bot[k];
+  title_row(c, top, "loss", s_top, n_top);
+  title_row(c, bot, "evaluation", s_bot, n_bot);
+  if (!n_bot) {
+    const char *none = "no evaluation in this run (--val-data, --zeroshot-data)";
+    static const uint8_t white[3] = {255, 255, 255};
+    const int w = vlm_font_width(none, 1), x = (bot.x0 + bot.x1 - w) / 2, y = (bot.y0 + bot.y1 - VLM_FONT_CAP) / 2;
+    box(c, x - 6, y - 5, x + w + 5, y + VLM_FONT_HEIGHT + 4, white);   /* clear of the grid lines */
+    text(c, x, y, none, c_tick, 1);
+  }
   for (int64_t i = 1; i < n; i++)
     if (isfinite(pts[i - 1].loss) && isfinite(pts[i].loss))
       line(c, px_x(top, (double)pts[i - 1].step, xmax), px_y(top, pts[i - 1].loss, ymax),
@@ -370,5 +397,5 @@ vlm_status vlm_plot_png(const char *path, const vlm_log_point *pts, int64_t n, c
 }
 
 vlm_status vlm_train_log_chart(vlm_train_log *L) {
-  return vlm_plot_png(L->png_path, L->points, L->n_points, L->evals, L->n_evals);
+  return vlm_plot_png(L->png_path, L->points, L->n_points, L->evals, L->n_evals, L->coca);
 }

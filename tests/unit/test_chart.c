@@ -199,7 +199,7 @@ static void test_chart(void) {
   vlm_log_eval ev[NE];
   for (int i = 0; i < NE; i++)
     ev[i] = (vlm_log_eval){1000 * (i + 1), 2.0 - 0.4 * i, 0.2 + 0.2 * i, 0.1 + 0.1 * i, 0.3 + 0.2 * i, 0.25 + 0.2 * i};
-  CHECK(vlm_plot_png(path, pts, NP, ev, NE) == VLM_OK, "vlm_plot_png: %s", vlm_last_error());
+  CHECK(vlm_plot_png(path, pts, NP, ev, NE, 0) == VLM_OK, "vlm_plot_png: %s", vlm_last_error());
   int W = 0, H = 0;
   uint8_t *rgb = read_png(path, &W, &H);
   CHECK(rgb && W == VLM_CHART_W && H == VLM_CHART_H, "chart read back as %dx%d", W, H);
@@ -222,7 +222,7 @@ static void test_chart(void) {
             legend[i].name);
   }
   int ty;
-  CHECK(find_text(rgb, W, H, "loss (train, val)", 2, 0, 0, W / 2, VLM_CHART_TOP_Y0, &ty) >= 0, "top panel title");
+  CHECK(find_text(rgb, W, H, "loss", 2, 0, 0, W / 2, VLM_CHART_TOP_Y0, &ty) >= 0, "top panel title");
   CHECK(find_text(rgb, W, H, "evaluation", 2, 0, VLM_CHART_BOT_Y0 - VLM_CHART_TITLE_H, W / 2, VLM_CHART_BOT_Y0,
                   &ty) >= 0,
         "bottom panel title");
@@ -244,13 +244,40 @@ static void test_chart(void) {
   CHECK(edge == 0, "%d pixels drawn on the canvas border", edge);
   free(rgb);
 
+  /* Without evaluations the legends name only what is drawn, and the empty panel says
+   * why; a CoCa run's losses are labelled as what they are. */
+  CHECK(vlm_plot_png(path, pts, NP, NULL, 0, 0) == VLM_OK, "no evaluations: %s", vlm_last_error());
+  rgb = read_png(path, &W, &H);
+  if (rgb) {
+    CHECK(find_text(rgb, W, H, "train loss", 1, 0, 0, W, VLM_CHART_TOP_Y0, &ty) >= 0, "no evaluations: train loss named");
+    CHECK(find_text(rgb, W, H, "val loss", 1, 0, 0, W, VLM_CHART_TOP_Y0, &ty) < 0, "no evaluations: val loss in the legend");
+    CHECK(find_text(rgb, W, H, "zero-shot top-1", 1, 0, VLM_CHART_BOT_Y0 - VLM_CHART_TITLE_H, W, VLM_CHART_BOT_Y0, &ty) < 0,
+          "no evaluations: a metric in the legend");
+    CHECK(find_text(rgb, W, H, "no evaluation in this run (--val-data, --zeroshot-data)", 1, 0, VLM_CHART_BOT_Y0, W, H,
+                    &ty) >= 0,
+          "no evaluations: the empty panel says why");
+    free(rgb);
+  }
+  vlm_log_eval only_loss[2] = {{100, 2.5, NAN, NAN, NAN, NAN}, {200, 2.0, NAN, NAN, NAN, NAN}};
+  CHECK(vlm_plot_png(path, pts, NP, only_loss, 2, 1) == VLM_OK, "CoCa chart: %s", vlm_last_error());
+  rgb = read_png(path, &W, &H);
+  if (rgb) {
+    CHECK(find_text(rgb, W, H, "train loss (contrastive + caption)", 1, 0, 0, W, VLM_CHART_TOP_Y0, &ty) >= 0,
+          "CoCa: the train loss's legend");
+    CHECK(find_text(rgb, W, H, "val loss (contrastive)", 1, 0, 0, W, VLM_CHART_TOP_Y0, &ty) >= 0,
+          "CoCa: the val loss's legend");
+    CHECK(find_text(rgb, W, H, "text->image R@1", 1, 0, VLM_CHART_BOT_Y0 - VLM_CHART_TITLE_H, W, VLM_CHART_BOT_Y0, &ty) < 0,
+          "val loss only: a metric in the legend");
+    free(rgb);
+  }
+
   /* degenerate runs still give a chart: no data, one point, huge and tiny losses, NaN */
   vlm_log_point odd[3] = {{0, NAN}, {1, 1e12}, {2, 1e-12}};
-  CHECK(vlm_plot_png(path, NULL, 0, NULL, 0) == VLM_OK, "empty chart");
-  CHECK(vlm_plot_png(path, odd, 3, NULL, 0) == VLM_OK, "huge, tiny and NaN losses");
-  CHECK(vlm_plot_png(path, odd + 2, 1, NULL, 0) == VLM_OK, "one tiny loss");
+  CHECK(vlm_plot_png(path, NULL, 0, NULL, 0, 0) == VLM_OK, "empty chart");
+  CHECK(vlm_plot_png(path, odd, 3, NULL, 0, 0) == VLM_OK, "huge, tiny and NaN losses");
+  CHECK(vlm_plot_png(path, odd + 2, 1, NULL, 0, 0) == VLM_OK, "one tiny loss");
   vlm_log_point big[2] = {{0, 3}, {123456789, 2}};
-  CHECK(vlm_plot_png(path, big, 2, NULL, 0) == VLM_OK, "a very long run");
+  CHECK(vlm_plot_png(path, big, 2, NULL, 0, 0) == VLM_OK, "a very long run");
   rgb = read_png(path, &W, &H);
   CHECK(rgb && find_text(rgb, W, H, "100M", 1, 40, VLM_CHART_BOT_Y0, W, H, &ty) >= 0, "step label 100M");
   free(rgb);
