@@ -841,6 +841,11 @@ static int run(run_state *R) {
     fprintf(stderr, CMD ": --image-size applies to models trained from scratch\n");
     return 2;
   }
+  /* A new vocabulary under a trained text tower: its ids index rows learnt for other tokens. */
+  if (from_ckpt && !o->resume && !strncmp(tok_desc, "train:", 6))
+    fprintf(stderr, CMD ": warning: --tokenizer %s learns a new vocabulary, but %s's token embeddings were trained "
+            "with its own: the new ids start from rows learnt for other tokens (leave --tokenizer out, or give the "
+            "checkpoint's, to keep them)\n", tok_desc, o->model);
   /* ---- data */
   if ((st = open_loader(R, &R->train, o->train_data, 1)) != VLM_OK) return fail("--train-data");
   if (o->val_data && (st = open_loader(R, &R->val, o->val_data, 0)) != VLM_OK) return fail("--val-data");

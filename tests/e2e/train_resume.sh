@@ -167,6 +167,13 @@ check "a template without {} is named by file and line" "[ $? -eq 1 ] && grep -q
   --val-frequency 0 --zeroshot-frequency 0 --logs "$tmp/runs" --name ft2 >/dev/null 2>"$tmp/ft2.err"
 check "fine-tune finds the checkpoint's tokenizer" "[ $? -eq 0 ] && grep -q \"the model's tokenizer: .*tokenizer\" $tmp/ft2.err && cmp -s $R/tokenizer/vocab.json $tmp/runs/ft2/tokenizer/vocab.json"
 
+check "... and says nothing about the vocabulary" "! grep -q 'learns a new vocabulary' $tmp/ft2.err"
+# ... while a new train:N vocabulary under the checkpoint's trained embeddings is warned about
+"$vlm" train --device cpu --train-data shapes:32 --model $R/checkpoints/latest --tokenizer train:600 --batch-size 8 \
+  --steps 1 --val-frequency 0 --zeroshot-frequency 0 --logs "$tmp/runs" --name ft3 >/dev/null 2>"$tmp/ft3.err"
+check "fine-tune with --tokenizer train:600 warns that the embeddings were learnt for other ids" \
+  "[ $? -eq 0 ] && grep -q 'warning: --tokenizer train:600 learns a new vocabulary' $tmp/ft3.err"
+
 # open_clip's guards: const-cooldown needs --epochs-cooldown; a warmup longer than the run is said
 "$vlm" train "${common[@]}" --steps 2 --name cc1 --lr-scheduler const-cooldown >/dev/null 2>"$tmp/e.err"
 check "const-cooldown without --epochs-cooldown exits 2" "[ $? -eq 2 ] && grep -q 'needs --epochs-cooldown' $tmp/e.err && [ ! -e $tmp/runs/cc1 ]"
