@@ -12,26 +12,33 @@
 #define VLM_CLIP_LOGIT_SCALE_MAX 4.605170185988091f /* ln 100 */
 
 typedef struct {
-  int64_t B, E;
-  vlm_tensor img, txt;               /* [B, E] normalized features */
-  vlm_tensor img_norm, txt_norm;     /* [B] */
-  vlm_tensor logits_per_image;       /* [B, B] */
-  vlm_tensor logits_per_text;        /* [B, B] */
-  vlm_tensor probs_i, probs_t;       /* [B, B] softmax, saved for backward */
-  vlm_tensor targets;                /* [B] I64 arange */
+  int64_t B, E;                      /* B: the rows this process scores (the batch when N == B) */
+  int64_t N, off;                    /* N: all rows (every rank's); off: this rank's first row */
+  vlm_tensor img, txt;               /* [N, E] normalized features */
+  vlm_tensor img_norm, txt_norm;     /* [N] */
+  vlm_tensor logits_per_image;       /* [B, N]: rows off.. of img against every txt */
+  vlm_tensor logits_per_text;        /* [B, N] */
+  vlm_tensor probs_i, probs_t;       /* [B, N] softmax, saved for backward */
+  vlm_tensor targets;                /* [B] I64: off + arange */
   vlm_tensor loss_i, loss_t;         /* [1] */
   vlm_tensor loss;                   /* [1] the ClipLoss */
   vlm_tensor scale;                  /* [1] exp(logit_scale) used by the forward */
-  vlm_tensor d_lpi, d_lpt;           /* [B, B] */
-  vlm_tensor d_img, d_txt;           /* [B, E] gradients w.r.t. the normalized features */
+  vlm_tensor d_lpi, d_lpt;           /* [B, N] */
+  vlm_tensor d_img, d_txt;           /* [N, E] gradients w.r.t. the normalized features */
   vlm_tensor d_half;                 /* [1] = 0.5 */
 } vlm_clip_loss_acts;
 
 void vlm_clip_loss_layout(vlm_clip_loss_acts *s, vlm_arena *a, int64_t B, int64_t E);
-/* image_features, text_features [B,E]; logit_scale [] or [1] (raw, before exp). */
+/* open_clip's --local-loss over a global batch (--gather-with-grad): the features
+ * are all N rows of every rank, and this rank's loss scores its B rows [off, off+B)
+ * against all N, with targets off + arange(B). The mean of the ranks' losses is the
+ * ClipLoss of the whole batch; each rank's backward gives its loss's gradient for
+ * all N rows, so the sum over ranks (of dloss = 1/world) is the batch loss's. */
+void vlm_clip_loss_layout_local(vlm_clip_loss_acts *s, vlm_arena *a, int64_t B, int64_t N, int64_t off, int64_t E);
+/* image_features, text_features [N,E] (N = B by default); logit_scale [] or [1] (raw, before exp). */
 void vlm_clip_loss_forward(vlm_clip_loss_acts *s, const vlm_tensor *image_features,
                            const vlm_tensor *text_features, const vlm_tensor *logit_scale);
-/* Backward of s->loss * dloss: accumulates into d_image_features, d_text_features [B,E]
+/* Backward of s->loss * dloss: accumulates into d_image_features, d_text_features [N,E]
  * and d_logit_scale (any may be NULL). */
 void vlm_clip_loss_backward(vlm_clip_loss_acts *s, float dloss, const vlm_tensor *image_features,
                             const vlm_tensor *text_features, vlm_tensor *d_image_features,

@@ -393,33 +393,72 @@ static void lg_backward(void *ctx) {
 }
 
 static void loss_gradcheck(void) {
-  int64_t B = 5, E = 7;
+  /* the whole batch (B = N), and one rank's rows [2, 4) of a 6-row global batch */
+  const int64_t Bs[2] = {5, 2}, Ns[2] = {5, 6}, offs[2] = {0, 2}, E = 7;
+  for (int cfg = 0; cfg < 2; cfg++)
   for (int mode = 0; mode < 2; mode++) {
+    const int64_t B = Bs[cfg], N = Ns[cfg];
     vlm_set_kernel_mode(mode ? VLM_KERNELS_REF : VLM_KERNELS_FAST);
     loss_gc g;
     memset(&g, 0, sizeof g);
     vlm_arena m, a;
     vlm_arena_measure(&m, VLM_CPU);
-    vlm_clip_loss_layout(&g.s, &m, B, E);
+    vlm_clip_loss_layout_local(&g.s, &m, B, N, offs[cfg], E);
     vlm_arena_init(&a, m.used, VLM_CPU);
-    vlm_clip_loss_layout(&g.s, &a, B, E);
-    float *img = vt_alloc(B * E), *txt = vt_alloc(B * E), *dimg = vt_alloc(B * E), *dtxt = vt_alloc(B * E);
+    vlm_clip_loss_layout_local(&g.s, &a, B, N, offs[cfg], E);
+    float *img = vt_alloc(N * E), *txt = vt_alloc(N * E), *dimg = vt_alloc(N * E), *dtxt = vt_alloc(N * E);
     float scale = 1.3f, dscale = 0;
-    vt_fill_normal(img, B * E, 11, 1.0f);
-    vt_fill_normal(txt, B * E, 12, 1.0f);
-    int64_t sh[2] = {B, E};
+    vt_fill_normal(img, N * E, 11, 1.0f);
+    vt_fill_normal(txt, N * E, 12, 1.0f);
+    int64_t sh[2] = {N, E};
     g.img = vlm_tensor_cpu_f32(img, 2, sh);
     g.txt = vlm_tensor_cpu_f32(txt, 2, sh);
     g.dimg = vlm_tensor_cpu_f32(dimg, 2, sh);
     g.dtxt = vlm_tensor_cpu_f32(dtxt, 2, sh);
     g.scale = vlm_tensor_cpu_f32(&scale, 0, NULL);
     g.dscale = vlm_tensor_cpu_f32(&dscale, 0, NULL);
-    vt_gc_input ins[3] = {{"image_features", img, dimg, B * E}, {"text_features", txt, dtxt, B * E},
+    vt_gc_input ins[3] = {{"image_features", img, dimg, N * E}, {"text_features", txt, dtxt, N * E},
                           {"logit_scale", &scale, &dscale, 1}};
     vt_gradcheck gc = {lg_forward, lg_backward, &g, &g.out, &lg_dout, 1, ins, 3, 0, 0, 0, 7};
-    vt_gradcheck_run(mode ? "clip loss (ref)" : "clip loss (fast)", &gc);
+    const char *names[2][2] = {{"clip loss (fast)", "clip loss (ref)"},
+                               {"clip loss, rows 2-3 of 6 (fast)", "clip loss, rows 2-3 of 6 (ref)"}};
+    vt_gradcheck_run(names[cfg][mode], &gc);
     free(img); free(txt); free(dimg); free(dtxt);
     vlm_arena_free(&a);
+  }
+  /* Three ranks of 2 rows: the mean of their local losses is the ClipLoss of the 6 rows, and
+   * the sum of their gradients at dloss = 1/3 is its gradient (open_clip's local loss with
+   * gathered features). */
+  {
+    enum { R = 3, Bl = 2, N = R * Bl, E2 = 5 };
+    float img[N * E2], txt[N * E2], scale = 0.7f;
+    vt_fill_normal(img, N * E2, 21, 1.0f);
+    vt_fill_normal(txt, N * E2, 22, 1.0f);
+    int64_t sh[2] = {N, E2};
+    vlm_tensor ti = vlm_tensor_cpu_f32(img, 2, sh), tt = vlm_tensor_cpu_f32(txt, 2, sh);
+    vlm_tensor ts = vlm_tensor_cpu_f32(&scale, 0, NULL);
+    float want_di[N * E2] = {0}, want_dt[N * E2] = {0}, want_ds = 0, sum_di[N * E2] = {0}, sum_dt[N * E2] = {0}, sum_ds = 0;
+    double want_loss = 0, mean_loss = 0;
+    for (int r = -1; r < R; r++) {   /* -1: the whole batch in one process */
+      vlm_clip_loss_acts s;
+      vlm_arena m, a;
+      vlm_arena_measure(&m, VLM_CPU);
+      vlm_clip_loss_layout_local(&s, &m, r < 0 ? N : Bl, N, r < 0 ? 0 : r * Bl, E2);
+      vlm_arena_init(&a, m.used, VLM_CPU);
+      vlm_clip_loss_layout_local(&s, &a, r < 0 ? N : Bl, N, r < 0 ? 0 : r * Bl, E2);
+      vlm_tensor di = vlm_tensor_cpu_f32(r < 0 ? want_di : sum_di, 2, sh), dt = vlm_tensor_cpu_f32(r < 0 ? want_dt : sum_dt, 2, sh);
+      vlm_tensor ds = vlm_tensor_cpu_f32(r < 0 ? &want_ds : &sum_ds, 0, NULL);
+      vlm_clip_loss_forward(&s, &ti, &tt, &ts);
+      vlm_clip_loss_backward(&s, r < 0 ? 1.0f : 1.0f / R, &ti, &tt, &di, &dt, &ds);
+      if (r < 0) want_loss = *vlm_f32(&s.loss);
+      else mean_loss += *vlm_f32(&s.loss) / R;
+      vlm_arena_free(&a);
+    }
+    double worst = 0;
+    for (int i = 0; i < N * E2; i++) worst = fmax(worst, fmax(fabs(sum_di[i] - want_di[i]), fabs(sum_dt[i] - want_dt[i])));
+    CHECK(fabs(mean_loss - want_loss) < 1e-5 && worst < 1e-5 && fabsf(sum_ds - want_ds) < 1e-5,
+          "3 ranks' local losses: mean %.7f vs %.7f, worst feature gradient difference %.3g, logit_scale %.6f vs %.6f",
+          mean_loss, want_loss, worst, sum_ds, want_ds);
   }
   vlm_set_kernel_mode(VLM_KERNELS_FAST);
   float v[3] = {-0.5f, 2.0f, 7.0f}, want[3] = {0.0f, 2.0f, VLM_CLIP_LOGIT_SCALE_MAX};
