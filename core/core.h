@@ -188,6 +188,28 @@ void vlm_rng_shuffle(vlm_rng *r, int64_t *x, size_t n);   /* Fisher-Yates */
 int vlm_threads_init(int requested);
 int vlm_threads_get(void);
 
+/* ------------------------------------------------------------------ collectives (core/comm.c)
+ * Data-parallel training over ranks. The program registers a backend (the `vlm`
+ * binary's MPI one when launched by mpirun / srun); without one, or with a world of
+ * 1, every call is a no-op and rank / world are 0 / 1. Tensors may live on any
+ * device (copied through the host); F32 only. */
+typedef struct vlm_comm_ops {
+  int rank, world;
+  vlm_status (*allreduce_sum_f32)(float *buf, int64_t n);   /* in place, every rank */
+  vlm_status (*allreduce_min_i64)(int64_t *v);
+  vlm_status (*allgather_f32)(float *buf, int64_t n);       /* buf [world * n]: block rank -> all */
+  vlm_status (*bcast)(void *buf, size_t bytes, int root);
+} vlm_comm_ops;
+void vlm_comm_set(const vlm_comm_ops *ops);   /* NULL: one process (the ops must outlive their use) */
+int vlm_comm_rank(void);
+int vlm_comm_world(void);
+vlm_status vlm_comm_allreduce_sum(vlm_tensor *t);                  /* t = the sum of every rank's t */
+vlm_status vlm_comm_allreduce_sum_buf(float *buf, int64_t n);     /* the same over host memory */
+vlm_status vlm_comm_allreduce_min_i64(int64_t *v);
+/* all [world * n, ...]: this rank's rows are block rank; the other blocks are filled from theirs */
+vlm_status vlm_comm_allgather_rows(vlm_tensor *all);
+vlm_status vlm_comm_bcast_bytes(void *buf, vlm_device dev, size_t bytes, int root);
+
 /* Kernel scratch: memory private to the calling thread, slot 0..VLM_SCRATCH_SLOTS-1,
  * grown to the largest request and reused (contents undefined; 64-byte aligned).
  * A kernel must not use the same slot for two live buffers. */

@@ -302,6 +302,8 @@ typedef struct {
   vlm_train_config cfg;
   const vlm_train_ops *ops;         /* the model interface (CLIP or CoCa) */
   int is_coca;
+  int rank, world;                  /* data parallel (vlm_comm_*, at init): this process's part of the
+                                       global batch of world x accum_freq x batch_size (CLIP) */
   vlm_tensor *logit_scale;          /* [] the raw parameter of whichever model */
   struct {
     vlm_coca_config model;
@@ -374,6 +376,9 @@ vlm_status vlm_trainer_save(vlm_trainer *tr, const char *dir);
  * loaded_total_steps (the caller converts epoch_batches when it trains with another batch
  * size, and keeps the run's length when it is not given a new one). */
 vlm_status vlm_trainer_load(vlm_trainer *tr, const char *dir, int *had_state);
+/* Ranks (vlm_comm_world() > 1): every rank takes rank 0's parameters (after init or load),
+ * so they start, and stay, identical. A no-op in one process. */
+vlm_status vlm_trainer_sync_params(vlm_trainer *tr);
 /* Save into CK/<name> atomically: written to CK/.tmp-<name>-<pid>, then renamed
  * over (the old one moved aside and removed). */
 vlm_status vlm_trainer_save_named(vlm_trainer *tr, const char *ck_dir, const char *name);

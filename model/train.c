@@ -103,9 +103,14 @@ static void clip_visit(vlm_trainer *tr, int set, vlm_param_visit_fn fn, void *ct
 }
 
 /* open_clip's contrastive accumulation and LiT locking (see model.h). */
+/* Across ranks (K = 1): this rank's features fill block `rank` of the K*B x world rows,
+ * the other blocks come from the other ranks (allgather), this rank's local loss at
+ * dloss = 1 / world gives its share of the global loss's gradient for every row, and the
+ * shares summed over ranks (allreduce) are the gradient of this rank's rows. */
 static float clip_forward_backward(vlm_trainer *tr, const vlm_tensor *images, const vlm_tensor *ids) {
   const vlm_clip_config *c = &tr->model;
-  const int64_t K = tr->cfg.accum_freq, B = tr->cfg.batch_size;
+  const int64_t K = tr->cfg.accum_freq, B = tr->cfg.batch_size, j0 = (int64_t)tr->rank * K;
+  const int dist = tr->world > 1;
   const int lock_i = tr->cfg.lock_image, lock_t = tr->cfg.lock_text;
   vlm_vit_acts *va = &tr->acts.visual;
   vlm_text_acts *ta = &tr->acts.text;
@@ -116,11 +121,11 @@ static float clip_forward_backward(vlm_trainer *tr, const vlm_tensor *images, co
       vlm_tensor im = rows(images, j, B), tx = rows(ids, j, B);
       if (K > 1 || lock_i) {
         vlm_vit_forward(&c->vision, &tr->p.visual, va, &im);
-        copy_rows(&tr->img_all, j, B, &va->features);
+        copy_rows(&tr->img_all, j0 + j, B, &va->features);
       }
       if (K > 1 || lock_t) {
         vlm_text_forward(&c->text, &tr->p.text, ta, &tx);
-        copy_rows(&tr->txt_all, j, B, &ta->features);
+        copy_rows(&tr->txt_all, j0 + j, B, &ta->features);
       }
     }
   }
@@ -131,24 +136,33 @@ static float clip_forward_backward(vlm_trainer *tr, const vlm_tensor *images, co
     vlm_tensor im = rows(images, j, B), tx = rows(ids, j, B);
     if (!lock_i) {
       vlm_vit_forward(&c->vision, &tr->p.visual, va, &im);
-      copy_rows(&tr->img_all, j, B, &va->features);
+      copy_rows(&tr->img_all, j0 + j, B, &va->features);
     }
     if (!lock_t) {
       vlm_text_forward(&c->text, &tr->p.text, ta, &tx);
-      copy_rows(&tr->txt_all, j, B, &ta->features);
+      copy_rows(&tr->txt_all, j0 + j, B, &ta->features);
+    }
+    if (dist) {
+      VLM_CHECK(vlm_comm_allgather_rows(&tr->img_all) == VLM_OK && vlm_comm_allgather_rows(&tr->txt_all) == VLM_OK,
+                "trainer: %s", vlm_last_error());
     }
     vlm_clip_loss_forward(&tr->loss, &tr->img_all, &tr->txt_all, &tr->p.logit_scale);
     loss = vlm_get_f32(&tr->loss.loss, 0);
     vlm_zero(&tr->d_img_all);
     vlm_zero(&tr->d_txt_all);
-    vlm_clip_loss_backward(&tr->loss, 1.0f, &tr->img_all, &tr->txt_all, lock_i ? NULL : &tr->d_img_all,
-                           lock_t ? NULL : &tr->d_txt_all, &tr->g.logit_scale);
+    vlm_clip_loss_backward(&tr->loss, 1.0f / (float)tr->world, &tr->img_all, &tr->txt_all,
+                           lock_i ? NULL : &tr->d_img_all, lock_t ? NULL : &tr->d_txt_all, &tr->g.logit_scale);
+    if (dist) {
+      VLM_CHECK((lock_i || vlm_comm_allreduce_sum(&tr->d_img_all) == VLM_OK) &&
+                    (lock_t || vlm_comm_allreduce_sum(&tr->d_txt_all) == VLM_OK),
+                "trainer: %s", vlm_last_error());
+    }
     if (!lock_t) {
-      vlm_tensor d = rows(&tr->d_txt_all, j, B);
+      vlm_tensor d = rows(&tr->d_txt_all, j0 + j, B);
       vlm_text_backward(&c->text, &tr->p.text, &tr->g.text, ta, &tx, &d);
     }
     if (!lock_i) {
-      vlm_tensor d = rows(&tr->d_img_all, j, B);
+      vlm_tensor d = rows(&tr->d_img_all, j0 + j, B);
       vlm_vit_backward(&c->vision, &tr->p.visual, &tr->g.visual, va, &d);
     }
   }
@@ -277,10 +291,16 @@ static const vlm_train_ops k_coca_ops = {"CoCa", coca_visit, coca_forward_backwa
                                          coca_free};
 
 /* ================================================================ the shared trainer */
-static vlm_status check_cfg(const vlm_train_config *t) {
+static vlm_status check_cfg(const vlm_train_config *t, int coca) {
   if (t->accum_freq < 1 || t->batch_size < 1)
     return vlm_error(VLM_ERR_ARG, "training: batch size %d and accum-freq %d must be >= 1", t->batch_size,
                      t->accum_freq);
+  if (vlm_comm_world() > 1 && coca)
+    return vlm_error(VLM_ERR_UNSUPPORTED, "training across %d ranks: CLIP models only (CoCa runs in one process)",
+                     vlm_comm_world());
+  if (vlm_comm_world() > 1 && t->accum_freq > 1)
+    return vlm_error(VLM_ERR_UNSUPPORTED, "training across %d ranks: --accum-freq 1 only (raise --batch-size or the "
+                     "rank count instead)", vlm_comm_world());
   if (t->lock_image && t->lock_text)
     return vlm_error(VLM_ERR_ARG, "training: --lock-image and --lock-text together leave only logit_scale to train");
   return VLM_OK;
@@ -312,8 +332,8 @@ static vlm_status setup_slots(vlm_trainer *tr) {
 }
 
 static void layout_extra(vlm_trainer *tr, vlm_arena *a) {
-  int64_t N = (int64_t)tr->cfg.accum_freq * tr->cfg.batch_size, E = tr->model.embed_dim;
-  vlm_clip_loss_layout(&tr->loss, a, N, E);
+  const int64_t n = (int64_t)tr->cfg.accum_freq * tr->cfg.batch_size, N = n * tr->world, E = tr->model.embed_dim;
+  vlm_clip_loss_layout_local(&tr->loss, a, n, N, n * tr->rank, E);
   tr->img_all = vlm_arena_tensor2(a, VLM_F32, N, E);
   tr->txt_all = vlm_arena_tensor2(a, VLM_F32, N, E);
   tr->d_img_all = vlm_arena_tensor2(a, VLM_F32, N, E);
@@ -325,8 +345,10 @@ vlm_status vlm_trainer_init(vlm_trainer *tr, const vlm_clip_config *c, const vlm
   tr->model = *c;
   tr->cfg = *t;
   tr->ops = &k_clip_ops;
+  tr->rank = vlm_comm_rank();
+  tr->world = vlm_comm_world();
   if (tr->cfg.context_length <= 0) tr->cfg.context_length = c->text.context_length;
-  vlm_status st = check_cfg(t);
+  vlm_status st = check_cfg(t, 0);
   if (st != VLM_OK) return st;
   const vlm_device dev = t->device;
   if (dev == VLM_CUDA && !vlm_cuda_available())
@@ -364,8 +386,10 @@ vlm_status vlm_trainer_init_coca(vlm_trainer *tr, const vlm_coca_config *c, cons
   tr->model.text = c->text;
   tr->cfg = *t;
   tr->ops = &k_coca_ops;
+  tr->rank = 0;
+  tr->world = 1;
   if (tr->cfg.context_length <= 0) tr->cfg.context_length = c->text.context_length;
-  vlm_status st = check_cfg(t);
+  vlm_status st = check_cfg(t, 1);
   if (st != VLM_OK) return st;
   const vlm_device dev = t->device;
   if (dev == VLM_CUDA && !vlm_cuda_available())
@@ -430,6 +454,19 @@ void vlm_trainer_reset_optimizer(vlm_trainer *tr) {
   tr->step = tr->epoch = tr->epoch_batches = 0;
 }
 
+/* A parameter set's whole arena (its tensors and the zeroed padding between them) as one
+ * F32 tensor, for collectives. */
+static vlm_tensor arena_f32(const vlm_arena *a) {
+  int64_t n = (int64_t)(a->used / sizeof(float));
+  return vlm_tensor_make(a->base, VLM_F32, a->device, 1, &n);
+}
+
+vlm_status vlm_trainer_sync_params(vlm_trainer *tr) {
+  if (tr->world <= 1) return VLM_OK;
+  const vlm_arena *a = &tr->p.arena;
+  return vlm_comm_bcast_bytes(a->base, a->device, a->used, 0);
+}
+
 float vlm_trainer_step(vlm_trainer *tr, const vlm_tensor *images, const vlm_tensor *ids) {
   const int64_t K = tr->cfg.accum_freq, B = tr->cfg.batch_size;
   VLM_CHECK(images->ndim == 4 && images->shape[0] == K * B && ids->ndim == 2 && ids->shape[0] == K * B &&
@@ -456,6 +493,15 @@ float vlm_trainer_step(vlm_trainer *tr, const vlm_tensor *images, const vlm_tens
   for (int i = 0; i < tr->n_slots; i++) vlm_zero(tr->slots[i].grad);
   float loss = tr->ops->forward_backward(tr, images, ids);
   vlm_set_matmul_precision(saved);
+  if (tr->world > 1) {
+    /* every rank's share of the global loss's gradient, summed: the same on every rank;
+     * the logged loss is the mean of the ranks' local losses, the global batch's */
+    vlm_tensor g = arena_f32(&tr->g.arena);
+    float lsum = loss / (float)tr->world;
+    VLM_CHECK(vlm_comm_allreduce_sum(&g) == VLM_OK && vlm_comm_allreduce_sum_buf(&lsum, 1) == VLM_OK,
+              "trainer: %s", vlm_last_error());
+    loss = lsum;
+  }
   double coef = 1.0;
   double norm = vlm_grad_clip(tr->active, tr->n_active, tr->cfg.grad_clip_norm, &coef);
   vlm_adamw_config ac = {tr->cfg.beta1, tr->cfg.beta2, tr->cfg.eps, tr->cfg.wd};
