@@ -46,4 +46,12 @@ int vlm_app_same_file(const char *a, const char *b);
  * as "vlm forward: ...". Returns 1 on success (the caller frees *images and *ids). */
 int vlm_app_read_inputs(const char *path, int64_t S, int64_t ctx, int64_t vocab, float **images, void **ids,
                         vlm_dtype *ids_dt, int64_t *B, int64_t *L);
+/* Ranks (apps/comm_mpi.c): join MPI when the process was started by mpirun / srun as
+ * one of several (0, or an exit code after printing why not); the ranks on this node;
+ * leave (a non-zero rc aborts every rank). */
+int vlm_app_ranks_start(const char *cmd);
+int vlm_app_ranks_local(void);
+void vlm_app_ranks_stop(int rc);
+/* --threads N or VLM_THREADS was given (apps/main.c): a rank keeps that count. */
+extern int vlm_app_threads_explicit;
 #endif

@@ -334,6 +334,7 @@ typedef struct {
   int saved;          /* this invocation wrote a checkpoint */
   int64_t eval_step;  /* the step of the last evaluation (-1: none yet) and whether it ran zero-shot */
   int eval_zs;
+  int rank, world;    /* data parallel (mpirun / srun): rank 0 alone writes the run and evaluates */
 } run_state;
 
 static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
@@ -414,7 +415,7 @@ static int lock_run_dir(run_state *R, int create) {
 /* evaluate() unless this step was evaluated already (with zero-shot when asked for), or
  * there is nothing to measure (no val data, and no zero-shot this time). */
 static vlm_status evaluate_once(run_state *R, int do_zs) {
-  if (!R->val && !(R->zs && do_zs)) return VLM_OK;
+  if (R->rank != 0 || (!R->val && !(R->zs && do_zs))) return VLM_OK;
   if (R->eval_step == R->tr.step && (R->eval_zs || !do_zs)) return VLM_OK;
   return evaluate(R, do_zs);
 }
@@ -437,6 +438,10 @@ static vlm_status open_loader(run_state *R, vlm_loader **out, const char *spec, 
   if (R->o.csv_img_key) lc.src.csv_img_key = R->o.csv_img_key;
   if (R->o.csv_caption_key) lc.src.csv_caption_key = R->o.csv_caption_key;
   lc.src.seed = 0;  /* the shapes set is the same set whatever the training seed */
+  if (train) {      /* ranks: each reads its share of every global batch */
+    lc.rank = R->rank;
+    lc.world = R->world > 0 ? R->world : 1;
+  }
   double ups[64];
   if (train && R->o.upsampling) {
     int k = 0;
@@ -569,12 +574,14 @@ static int check_resume(const opts *o, const char *dir) {
 }
 
 static vlm_status save_named(run_state *R, const char *name) {
+  if (R->rank != 0) return VLM_OK;
   vlm_status st = vlm_trainer_save_named(&R->tr, R->ck, name);
   if (st == VLM_OK) R->saved = 1;
   return st;
 }
 
 static vlm_status save_latest(run_state *R) {
+  if (R->rank != 0) return VLM_OK;
   vlm_status st = vlm_trainer_save_latest(&R->tr, R->ck);
   if (st == VLM_OK) R->saved = 1;
   return st;
@@ -613,7 +620,7 @@ static int finish_epoch(run_state *R, int64_t total_steps) {
     char name[64];
     snprintf(name, sizeof name, "epoch_%lld", (long long)ep);
     if ((st = save_named(R, name)) != VLM_OK || (st = save_latest(R)) != VLM_OK) return fail("checkpoint");
-    if (o->save_most_recent && ep > o->save_freq) {
+    if (o->save_most_recent && ep > o->save_freq && R->rank == 0) {
       char old[2300];
       snprintf(old, sizeof old, "%s/epoch_%lld", R->ck, (long long)(ep - o->save_freq));
       char cmd_old[4400];
@@ -698,9 +705,19 @@ static int run(run_state *R) {
     o->name = default_name;
   }
   snprintf(R->run, sizeof R->run, "%s/%s", o->logs, o->name);
+  /* ranks: rank 0's name (the default one holds the time), written by rank 0 alone */
+  if (R->world > 1 && vlm_comm_bcast_bytes(R->run, VLM_CPU, sizeof R->run, 0) != VLM_OK) return fail("ranks");
   snprintf(R->ck, sizeof R->ck, "%s/checkpoints", R->run);
+  const int lead = R->rank == 0;
+  /* what ranks do not do yet, refused before anything is written (the trainer checks again) */
+  if (R->world > 1 && (o->accum > 1 || (!o->resume && model_is_coca(o->model)))) {
+    fprintf(stderr, CMD ": training across %d ranks: %s\n", R->world,
+            o->accum > 1 ? "--accum-freq 1 only (raise --batch-size or the rank count instead)"
+                         : "CLIP models only (CoCa runs in one process)");
+    return 2;
+  }
   /* A run directory another vlm train holds is refused before anything is read from it. */
-  if (path_exists(R->run) && lock_run_dir(R, 0)) return 1;
+  if (lead && path_exists(R->run) && lock_run_dir(R, 0)) return 1;
   char resume_dir[4096] = "";
   if (o->resume) {
     if (!strcmp(o->resume, "latest")) snprintf(resume_dir, sizeof resume_dir, "%s/latest", R->ck);
@@ -711,21 +728,21 @@ static int run(run_state *R) {
     }
     int rc = check_resume(o, resume_dir);
     if (rc) return rc;
-  } else if (path_exists(R->run)) {
+  } else if (lead && path_exists(R->run)) {
     char ckl[4200];
     snprintf(ckl, sizeof ckl, "%s/latest", R->ck);
     fprintf(stderr, CMD ": %s: the run directory exists%s\n", R->run,
             path_exists(ckl) ? " (continue it with --resume latest, or pick another --name)" : " (pick another --name)");
     return 1;
   }
-  if (!mkdir_p(R->ck)) {
+  if (lead && !mkdir_p(R->ck)) {
     fprintf(stderr, CMD ": %s: cannot create the run directory: %s\n", R->ck, strerror(errno));
     return 1;
   }
   /* A new run's directory (or an old run's without a lock file): lock it now. Another new run
    * of the same name that raced this one to mkdir loses here and leaves the directory be. */
-  if (R->lock_fd < 0 && lock_run_dir(R, 1)) return 1;
-  R->made_run_dir = !o->resume;
+  if (lead && R->lock_fd < 0 && lock_run_dir(R, 1)) return 1;
+  R->made_run_dir = lead && !o->resume;
   /* ---- the tokenizer: the run's own when it has one (a resumed run) */
   char tokdir[4200], tok_desc[4200];
   snprintf(tokdir, sizeof tokdir, "%s/tokenizer", R->run);
@@ -755,7 +772,7 @@ static int run(run_state *R) {
     snprintf(tok_desc, sizeof tok_desc, "%s", o->tokenizer);
   }
   if (st != VLM_OK) return fail("tokenizer");
-  if (!path_exists(tokfile) && (!mkdir_p(tokdir) || (st = vlm_tokenizer_save_hf(R->tok, tokdir)) != VLM_OK))
+  if (lead && !path_exists(tokfile) && (!mkdir_p(tokdir) || (st = vlm_tokenizer_save_hf(R->tok, tokdir)) != VLM_OK))
     return fail(tokdir);
   const int V = vlm_tokenizer_vocab_size(R->tok);
   if (vlm_tokenizer_eot(R->tok) != V - 1) {
@@ -848,8 +865,8 @@ static int run(run_state *R) {
             "checkpoint's, to keep them)\n", tok_desc, o->model);
   /* ---- data */
   if ((st = open_loader(R, &R->train, o->train_data, 1)) != VLM_OK) return fail("--train-data");
-  if (o->val_data && (st = open_loader(R, &R->val, o->val_data, 0)) != VLM_OK) return fail("--val-data");
-  if (o->zs_data) {
+  if (lead && o->val_data && (st = open_loader(R, &R->val, o->val_data, 0)) != VLM_OK) return fail("--val-data");
+  if (lead && o->zs_data) {
     if (o->val_data && !strcmp(o->zs_data, o->val_data)) R->zs = R->val;
     else if ((st = open_loader(R, &R->zs, o->zs_data, 0)) != VLM_OK) return fail("--zeroshot-data");
   }
@@ -936,8 +953,10 @@ static int run(run_state *R) {
     fprintf(stderr, CMD ": warning: --warmup %lld is not below the run's %lld steps: the learning rate never "
             "reaches --lr %g (at most %.3g); lower --warmup\n", (long long)t.warmup, (long long)t.total_steps, o->lr,
             o->lr * (double)t.total_steps / (double)(t.warmup > 0 ? t.warmup : 1));
-  if ((st = write_run_config(R->run, &R->model, R->is_coca ? &R->coca : NULL, o, &R->tr.cfg, tok_desc)) != VLM_OK) return fail("");
-  if ((st = vlm_train_log_open(&R->log, R->run, o->resume ? R->tr.step : INT64_MAX)) != VLM_OK) return fail("");
+  if ((st = vlm_trainer_sync_params(&R->tr)) != VLM_OK) return fail("ranks");
+  if (lead && (st = write_run_config(R->run, &R->model, R->is_coca ? &R->coca : NULL, o, &R->tr.cfg, tok_desc)) != VLM_OK)
+    return fail("");
+  if (lead && (st = vlm_train_log_open(&R->log, R->run, o->resume ? R->tr.step : INT64_MAX)) != VLM_OK) return fail("");
   R->log.coca = R->is_coca;
   if ((st = load_templates(R, shapes || is_shapes_spec(o->zs_data))) != VLM_OK) return fail("--zeroshot-templates");
   R->ec.model = &R->model;
@@ -953,9 +972,12 @@ static int run(run_state *R) {
   int64_t p_vis = 0, p_txt = 0;
   int64_t np = R->is_coca ? vlm_coca_params_count(&R->tr.coca.p, &R->coca)
                           : vlm_clip_params_count(&R->tr.p, &R->model, &p_vis, &p_txt);
-  fprintf(stderr, "run %s: %s model %s (%.2f M parameters, image %lld, vocabulary %lld), %lld steps of %lld x %d samples on the %s\n",
-          R->run, R->is_coca ? "CoCa" : "CLIP", model_label, np / 1e6, (long long)R->model.vision.image_size, (long long)R->model.text.vocab_size,
-          (long long)t.total_steps, o->batch, t.accum_freq, t.device == VLM_CUDA ? "GPU" : "CPU");
+  char ranks[64] = "";
+  if (R->world > 1) snprintf(ranks, sizeof ranks, " x %d ranks", R->world);
+  if (lead)
+    fprintf(stderr, "run %s: %s model %s (%.2f M parameters, image %lld, vocabulary %lld), %lld steps of %lld x %d%s samples on the %s\n",
+            R->run, R->is_coca ? "CoCa" : "CLIP", model_label, np / 1e6, (long long)R->model.vision.image_size, (long long)R->model.text.vocab_size,
+            (long long)t.total_steps, o->batch, t.accum_freq, ranks, t.device == VLM_CUDA ? "GPU" : "CPU");
 
   /* ---- the loop */
   R->training = 1;
@@ -1000,6 +1022,12 @@ static int run(run_state *R) {
       memcpy(ids + got * B * L, b.ids, (size_t)(B * L) * sizeof(int32_t));
       got++;
     }
+    /* ranks step together: when any one's data ran dry (bad samples, a WebDataset shard
+     * set ending early), the epoch ends for all of them */
+    if (R->world > 1 && vlm_comm_allreduce_min_i64(&got) != VLM_OK) {
+      rc = fail("ranks");
+      break;
+    }
     vlm_loader_stats ls;
     vlm_loader_stats_get(R->train, &ls);
     wait_total += ls.wait_s - wait_epoch_prev;
@@ -1026,7 +1054,8 @@ static int run(run_state *R) {
     double el = vlm_now() - t0;
     int64_t done = R->tr.step - start_step;
     vlm_progress pr = {R->tr.step, t.total_steps, R->tr.epoch, R->tr.last_loss, R->tr.last_lr,
-                       vlm_get_f32(R->tr.logit_scale, 0), done * K * B / (el > 0 ? el : 1), el > 0 ? wait_total / el : 0,
+                       vlm_get_f32(R->tr.logit_scale, 0), done * K * B * R->world / (el > 0 ? el : 1),
+                       el > 0 ? wait_total / el : 0,
                        done > 0 ? el / done * (double)(t.total_steps - R->tr.step) : NAN, R->tr.last_grad_norm};
     if (!isfinite(R->tr.last_loss)) {
       fprintf(stderr, CMD ": the loss is %g at step %lld: stopping (lower --lr, or set --grad-clip-norm)\n",
@@ -1034,8 +1063,8 @@ static int run(run_state *R) {
       rc = 1;
       break;
     }
-    if (R->tr.step % o->log_every == 0 || R->tr.step == t.total_steps) vlm_train_log_step(&R->log, &pr);
-    vlm_train_log_progress(&R->log, &pr, R->tr.step == t.total_steps);
+    if (lead && (R->tr.step % o->log_every == 0 || R->tr.step == t.total_steps)) vlm_train_log_step(&R->log, &pr);
+    if (lead) vlm_train_log_progress(&R->log, &pr, R->tr.step == t.total_steps);
     if (epoch_len > 0 && R->tr.epoch_batches + K > epoch_len) {
       /* this step took the epoch's last whole accumulation: the epoch ends here (before
        * --save-steps, whose 'latest' then holds the next epoch's position). Its leftover
@@ -1067,8 +1096,8 @@ static int run(run_state *R) {
   if (rc == 0 && R->tr.step >= t.total_steps) {   /* the final evaluation, unless the last epoch's end ran it */
     if ((st = evaluate_once(R, 1)) != VLM_OK) rc = fail("evaluation");
   }
-  if (rc == 0 && !R->log.n_evals) vlm_train_log_chart(&R->log);
-  if (rc == 0) {
+  if (rc == 0 && lead && !R->log.n_evals) vlm_train_log_chart(&R->log);
+  if (rc == 0 && lead) {
     fprintf(stderr, "done: step %lld in %.1f s (%.1f steps/s), data wait %.1f%% of the time%s%s\n",
             (long long)R->tr.step, el, (double)(R->tr.step - start_step) / (el > 0 ? el : 1),
             el > 0 ? 100 * wait_total / el : 0, R->run[0] ? ", run " : "", R->run);
@@ -1296,6 +1325,16 @@ int vlm_cmd_train(int argc, char **argv) {
     fprintf(stderr, CMD ": give --epochs or --steps, not both\n");
     goto out;
   }
+  /* ranks: started by mpirun / srun as one of several processes */
+  if ((rc = vlm_app_ranks_start(CMD)) != 0) goto out;
+  R->rank = vlm_comm_rank();
+  R->world = vlm_comm_world();
+  if (R->world > 1) {
+    /* the node's cores shared among its ranks, unless a count was given */
+    const int local = vlm_app_ranks_local();
+    if (!vlm_app_threads_explicit && local > 1) vlm_threads_init(vlm_threads_get() / local > 0 ? vlm_threads_get() / local : 1);
+    if (R->rank != 0) vlm_log_set_level(VLM_LOG_WARN);   /* rank 0 reports the run */
+  }
   rc = run(R);
 out:
   if (R->train) vlm_loader_close(R->train);
@@ -1317,5 +1356,6 @@ out:
   for (int i = 0; i < R->n_templates && R->tmpl_owned; i++) free(R->tmpl_owned[i]);
   free(R->tmpl_owned);
   free(R);
+  vlm_app_ranks_stop(rc);
   return rc;
 }

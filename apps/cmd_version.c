@@ -8,7 +8,7 @@
 int vlm_cmd_version(int argc, char **argv) {
   if (argc > 1 && vlm_app_is_help(argv[1])) {
     printf("usage: vlm version\n\nPrints vlm's version, the CPU threads and features in use, oneDNN's version\n"
-           "and whether a CUDA GPU is available.\n\nExample:\n  vlm --threads 2 version\n");
+           "whether a CUDA GPU is available, and whether vlm train can run across MPI ranks.\n\nExample:\n  vlm --threads 2 version\n");
     return 0;
   }
   const dnnl_version_t *v = dnnl_version();
@@ -16,5 +16,10 @@ int vlm_cmd_version(int argc, char **argv) {
   printf("cpu: %d threads, AVX512-BF16/AMX: %s, oneDNN %d.%d.%d\n", vlm_threads_get(),
          vlm_cpu_has_bf16() ? "yes" : "no", v->major, v->minor, v->patch);
   printf("gpu: %s\n", vlm_cuda_describe());
+#ifdef VLM_HAVE_MPI
+  printf("ranks: MPI (vlm train under mpirun / srun)\n");
+#else
+  printf("ranks: none (a build without MPI: vlm train runs in one process)\n");
+#endif
   return 0;
 }

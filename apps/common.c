@@ -115,3 +115,5 @@ int vlm_app_same_file(const char *a, const char *b) {
   free(cb);
   return same;
 }
+
+int vlm_app_threads_explicit = 0;

@@ -95,6 +95,7 @@ int main(int argc, char **argv) {
   if (!threads && env_threads && *env_threads &&
       !vlm_app_parse_int("vlm", "VLM_THREADS", env_threads, 1, 4096, &threads))
     return 2;
+  vlm_app_threads_explicit = threads > 0 || getenv("OMP_NUM_THREADS") != NULL;
   vlm_threads_init((int)threads);
   for (int c = 0; c < N_COMMANDS; c++)
     if (!strcmp(argv[i], k_commands[c].name)) return k_commands[c].fn(argc - i, argv + i);

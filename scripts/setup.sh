@@ -8,7 +8,7 @@ build=${1:-build}
 shift || true
 
 pkgs=(build-essential cmake pkg-config zlib1g-dev libpng-dev libjpeg62-turbo-dev libcjson-dev
-      libutf8proc-dev libdnnl-dev libwebp-dev)
+      libutf8proc-dev libdnnl-dev libwebp-dev libopenmpi-dev openmpi-bin)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
