@@ -100,6 +100,9 @@ vlm_status vlm_clip_config_parse(vlm_clip_config *c, const char *json, const cha
   const char *vs = "vision_cfg.";
   TRY(vlm_cfg_reject(vc, k_vision_unsupported, src, vs));
   TRY(vlm_cfg_check_string(vc, "pool_type", "tok", src, vs));
+  TRY(vlm_cfg_no_act_kwargs(vc, src, vs));
+  double v_eps, t_eps;
+  TRY(vlm_cfg_norm_eps(vc, &v_eps, src, vs));
   TRY(vlm_cfg_int(vc, "image_size", -1, 1, 1 << 16, &v->image_size, src, vs));
   TRY(vlm_cfg_int(vc, "patch_size", -1, 1, 1 << 16, &v->patch_size, src, vs));
   TRY(vlm_cfg_int(vc, "layers", -1, 0, 4096, &v->layers, src, vs));
@@ -116,6 +119,8 @@ vlm_status vlm_clip_config_parse(vlm_clip_config *c, const char *json, const cha
   const char *ts = "text_cfg.";
   TRY(vlm_cfg_reject(tc, k_text_unsupported, src, ts));
   TRY(vlm_cfg_check_string(tc, "pool_type", "argmax", src, ts));
+  TRY(vlm_cfg_no_act_kwargs(tc, src, ts));
+  TRY(vlm_cfg_norm_eps(tc, &t_eps, src, ts));
   TRY(vlm_cfg_int(tc, "context_length", -1, 1, 1 << 20, &t->context_length, src, ts));
   TRY(vlm_cfg_int(tc, "vocab_size", -1, 1, BIG, &t->vocab_size, src, ts));
   TRY(vlm_cfg_int(tc, "width", -1, 1, BIG, &t->width, src, ts));
@@ -128,6 +133,8 @@ vlm_status vlm_clip_config_parse(vlm_clip_config *c, const char *json, const cha
   t->mlp_width = (int64_t)(t->width * r);
   t->eot_id = -1;
   finish(c);
+  v->ln_eps = (float)v_eps;
+  t->ln_eps = (float)t_eps;
   TRY(check_sizes(c, src, 0));
   cJSON_Delete(root);
   return VLM_OK;
