@@ -148,10 +148,36 @@ static vlm_status hf_act(const cJSON *obj, int *quick, const char *src, const ch
   return vlm_error(VLM_ERR_UNSUPPORTED, "%s: %shidden_act: only \"gelu\" and \"quick_gelu\" are supported", src, sect);
 }
 
+/* Older CLIPConfigs (transformers before 4.2x, still on the hub) hold "text_config_dict" /
+ * "vision_config_dict" beside or instead of "text_config" / "vision_config"; transformers reads
+ * the *_dict keys over the others. The same here: NAME_dict's keys are copied into NAME. */
+static vlm_status merge_config_dict(cJSON *root, const char *name, const char *src) {
+  char key[64];
+  snprintf(key, sizeof key, "%s_dict", name);
+  const cJSON *d = cJSON_GetObjectItemCaseSensitive(root, key);
+  if (!d || cJSON_IsNull(d)) return VLM_OK;
+  if (!cJSON_IsObject(d)) return vlm_error(VLM_ERR_FORMAT, "%s: %s: not an object", src, key);
+  cJSON *to = cJSON_GetObjectItemCaseSensitive(root, name);
+  if (!to || cJSON_IsNull(to)) {
+    cJSON_DeleteItemFromObjectCaseSensitive(root, name);
+    to = cJSON_AddObjectToObject(root, name);
+  }
+  if (!cJSON_IsObject(to)) return vlm_error(VLM_ERR_FORMAT, "%s: %s: not an object", src, name);
+  for (const cJSON *e = d->child; e; e = e->next) {
+    cJSON *copy = cJSON_Duplicate(e, 1);
+    if (!copy) return vlm_error(VLM_ERR_OOM, "%s: out of memory", src);
+    if (cJSON_GetObjectItemCaseSensitive(to, e->string)) cJSON_ReplaceItemInObjectCaseSensitive(to, e->string, copy);
+    else cJSON_AddItemToObject(to, e->string, copy);
+  }
+  return VLM_OK;
+}
+
 vlm_status vlm_clip_config_parse_hf(vlm_clip_config *c, const char *json, const char *src) {
   memset(c, 0, sizeof *c);
   cJSON *root = cJSON_Parse(json);
   if (!root) return vlm_error(VLM_ERR_FORMAT, "%s: not valid JSON", src);
+  TRY(merge_config_dict(root, "vision_config", src));
+  TRY(merge_config_dict(root, "text_config", src));
   const cJSON *vc = cJSON_GetObjectItemCaseSensitive(root, "vision_config");
   const cJSON *tc = cJSON_GetObjectItemCaseSensitive(root, "text_config");
   if (!cJSON_IsObject(vc)) TRY(vlm_error(VLM_ERR_FORMAT, "%s: vision_config: missing or not an object", src));
@@ -208,8 +234,8 @@ static int config_schema(const char *json) {
     return 0;
   }
   static const char *const oc_keys[] = {"model_cfg", "vision_cfg", "text_cfg", "embed_dim", NULL};
-  static const char *const hf_keys[] = {"vision_config", "text_config", "projection_dim", "model_type", "architectures",
-                                        NULL};
+  static const char *const hf_keys[] = {"vision_config",      "text_config",      "projection_dim", "model_type",
+                                        "architectures",      "vision_config_dict", "text_config_dict", NULL};
   int oc = 0, hf = 0;
   for (int i = 0; oc_keys[i]; i++) oc |= cJSON_GetObjectItemCaseSensitive(root, oc_keys[i]) != NULL;
   for (int i = 0; hf_keys[i]; i++) hf |= cJSON_GetObjectItemCaseSensitive(root, hf_keys[i]) != NULL;

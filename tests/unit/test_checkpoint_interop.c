@@ -207,6 +207,24 @@ static void eps_round_trip(void) {
   free(json);
 }
 
+/* Older CLIPConfigs: text_config_dict / vision_config_dict read over text_config / vision_config,
+ * as transformers reads them. */
+static void hf_config_dicts(void) {
+  const char *json = "{\"projection_dim\": 8, \"text_config\": {\"hidden_size\": 64, \"hidden_act\": \"gelu\"}, "
+                     "\"text_config_dict\": {\"hidden_size\": 16, \"intermediate_size\": 20, \"num_attention_heads\": 2, "
+                     "\"num_hidden_layers\": 1, \"vocab_size\": 30, \"max_position_embeddings\": 7, \"hidden_act\": "
+                     "\"gelu\"}, \"vision_config_dict\": {\"hidden_size\": 12, \"intermediate_size\": 24, "
+                     "\"num_attention_heads\": 3, \"num_hidden_layers\": 1, \"image_size\": 8, \"patch_size\": 4, "
+                     "\"hidden_act\": \"gelu\"}}";
+  vlm_clip_config c;
+  vlm_status s = vlm_clip_config_parse_hf(&c, json, "old.json");
+  CHECK(s == VLM_OK && c.text.width == 16 && c.text.mlp_width == 20 && c.text.vocab_size == 30 &&
+            c.text.context_length == 7 && c.vision.width == 12 && c.vision.heads == 3 && c.vision.image_size == 8 &&
+            !c.quick_gelu,
+        "*_config_dict: %s (text width %lld, vision width %lld)", s == VLM_OK ? "" : vlm_last_error(),
+        (long long)c.text.width, (long long)c.vision.width);
+}
+
 static void openclip_kwargs(void) {
   static const char *const bad[][2] = {
       {"\"norm_kwargs\": {\"elementwise_affine\": false}", "text_cfg.norm_kwargs.elementwise_affine: not supported"},
@@ -288,6 +306,7 @@ int main(int argc, char **argv) {
   sharded();
   pickles();
   eps_round_trip();
+  hf_config_dicts();
   openclip_kwargs();
   eos_pooling();
   nftw(g_tmp, rm_one, 16, FTW_DEPTH | FTW_PHYS);
