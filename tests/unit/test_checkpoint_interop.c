@@ -150,6 +150,46 @@ static void sharded(void) {
   vlm_clip_params_free(&p0);
 }
 
+/* open_clip's CustomTextCLIP keeps its text tower under "text.": the same model. */
+static void custom_text(void) {
+  char p[4400];
+  snprintf(p, sizeof p, "%s/model.safetensors", g_fx);
+  vlm_safetensors st;
+  if (vlm_st_open(&st, p) != VLM_OK) { CHECK(0, "%s", vlm_last_error()); return; }
+  vlm_st_writer *w = vlm_st_writer_new();
+  for (int i = 0; i < st.n_entries; i++) {
+    const vlm_st_entry *e = &st.entries[i];
+    char name[300];
+    int text = strncmp(e->name, "visual.", 7) && strcmp(e->name, "logit_scale");
+    snprintf(name, sizeof name, "%s%s", text ? "text." : "", e->name);
+    vlm_tensor t = vlm_st_tensor(e);
+    CHECK(vlm_st_writer_add_tensor(w, name, &t) == VLM_OK, "%s", vlm_last_error());
+  }
+  const char *d = subdir("custom-text");
+  snprintf(p, sizeof p, "%s/open_clip_model.safetensors", d);
+  CHECK(vlm_st_writer_save(w, p) == VLM_OK, "%s", vlm_last_error());
+  vlm_st_writer_free(w);
+  vlm_st_close(&st);
+  char *cfg = fixture_text("config.json");
+  if (!cfg) return;
+  char *brace = strchr(cfg, '{');
+  char *edited = malloc(strlen(cfg) + 64);
+  sprintf(edited, "{\"model_cfg\": {\"custom_text\": true, %s}", brace ? brace + 1 : cfg);
+  put(d, "open_clip_config.json", edited);
+  free(edited);
+  free(cfg);
+  vlm_clip_config c, c0;
+  vlm_clip_params p0, p1;
+  vlm_ckpt_format fmt;
+  vlm_status s = vlm_clip_load(d, &c, &p1, &fmt);
+  CHECK(s == VLM_OK, "custom_text CLIP: %s", vlm_last_error());
+  if (s == VLM_OK && vlm_clip_load(g_fx, &c0, &p0, &fmt) == VLM_OK) {
+    CHECK(same_params(&p0, &p1), "custom_text: the parameters differ from the fixture's");
+    vlm_clip_params_free(&p0);
+  }
+  if (s == VLM_OK) vlm_clip_params_free(&p1);
+}
+
 /* PyTorch pickles: the error names the file and says how to get safetensors. */
 static void pickles(void) {
   vlm_clip_config c;
@@ -305,6 +345,7 @@ int main(int argc, char **argv) {
   }
   sharded();
   pickles();
+  custom_text();
   eps_round_trip();
   hf_config_dicts();
   openclip_kwargs();
