@@ -106,9 +106,9 @@ vlm_status vlm_clip_config_openclip_ok(const vlm_clip_config *c, const char *wha
   const vlm_text_config *t = &c->text;
   if (t->eot_id < 0 || t->eot_id == t->vocab_size - 1) return VLM_OK;   /* argmax(ids) finds that eos too */
   return vlm_error(VLM_ERR_UNSUPPORTED, "%s: the text tower pools at the first eos id %lld (text_config.eos_token_id of "
-                   "a Hugging Face config), which open_clip cannot express: its text pooling takes the largest id "
-                   "(%lld here): use the Hugging Face layout (vlm convert --to hf)", what, (long long)t->eot_id,
-                   (long long)(t->vocab_size - 1));
+                   "a Hugging Face config), which an open_clip checkpoint cannot express (its text pooling takes the "
+                   "largest id, %lld here): keep this model in the Hugging Face layout (vlm convert --to hf)", what,
+                   (long long)t->eot_id, (long long)(t->vocab_size - 1));
 }
 
 vlm_status vlm_clip_save_dir(vlm_clip_params *p, const vlm_clip_config *c, const char *dir, vlm_ckpt_format fmt) {

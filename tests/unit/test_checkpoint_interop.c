@@ -326,6 +326,16 @@ static void eos_pooling(void) {
   CHECK(s == VLM_OK && vlm_clip_config_load(&r, f, NULL) == VLM_OK && r.text.eot_id == 5, "HF keeps eos 5: %s",
         vlm_last_error());
   vlm_clip_params_free(&p);
+  /* training writes open_clip checkpoints: refused before any step */
+  vlm_train_config t;
+  vlm_train_config_default(&t);
+  t.batch_size = 2;
+  t.total_steps = 1;
+  vlm_trainer tr;
+  s = vlm_trainer_init(&tr, &c, &t);
+  CHECK(s != VLM_OK && strstr(vlm_last_error(), "training: the text tower pools at the first eos id 5"),
+        "training an eos-pooling model: %s", s == VLM_OK ? "accepted" : vlm_last_error());
+  if (s == VLM_OK) vlm_trainer_free(&tr);
 }
 
 int main(int argc, char **argv) {
