@@ -72,8 +72,8 @@ static void write_sharded(const char *dir, int n, const char *bad_shard_name, in
     len += (size_t)snprintf(idx + len, cap - len, "%s\"%s\": \"%s\"", listed++ ? ", " : "", e->name,
                             bad_shard_name && k == 1 ? bad_shard_name : shard);
   }
+  static float x = 1;   /* the writer keeps the pointer until it saves */
   if (extra_tensor) {
-    float x = 1;
     CHECK(vlm_st_writer_add(w[n - 1], "text_model.extra.weight", VLM_F32, 0, NULL, &x) == VLM_OK, "extra");
   }
   snprintf(idx + len, cap - len, "}}\n");
