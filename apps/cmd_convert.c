@@ -15,10 +15,18 @@ static void usage(FILE *f) {
           "\n"
           "Writes a CLIP checkpoint (any format 'vlm info' reads) into DIR (created if\n"
           "missing) in the chosen layout:\n"
-          "  open_clip  open_clip_config.json + open_clip_model.safetensors, loadable with\n"
-          "             open_clip.create_model('local-dir:DIR')\n"
+          "  open_clip  open_clip_config.json + open_clip_model.safetensors, as open_clip's\n"
+          "             hub export writes them: open_clip.create_model('local-dir:DIR') in\n"
+          "             open_clip releases from 2025 on; older ones (2.24) build the model\n"
+          "             from the config's model_cfg and load_state_dict(safetensors.torch.\n"
+          "             load_file(...)) (their pretrained= reads torch pickles only)\n"
           "  hf         config.json + model.safetensors for transformers' CLIPModel\n"
-          "             (q/k/v split, projections transposed)\n"
+          "             (q/k/v split, projections transposed; LayerNorm eps and eos pooling kept)\n"
+          "PATH may be a sharded Hugging Face save (model.safetensors.index.json + shards);\n"
+          "PyTorch pickles (.bin) are not read. A text tower that pools at an eos id other\n"
+          "than the largest id (a Hugging Face config) has no open_clip form: --to\n"
+          "open_clip refuses it. A LayerNorm eps other than 1e-5 is written as open_clip's\n"
+          "norm_kwargs.\n"
           "Tensors are written as F32; each file is replaced atomically. The model's\n"
           "tokenizer, when one is found beside it (as 'vlm zeroshot' looks), is copied too\n"
           "(vocab.json + merges.txt, or OpenAI's bpe_simple_vocab_16e6.txt.gz).\n"
@@ -125,7 +133,10 @@ int vlm_cmd_convert(int argc, char **argv) {
     return 1;
   }
   int rc = 0;
-  if (mkdir(out, 0777) != 0 && errno != EEXIST) {
+  if (fmt == VLM_CKPT_OPENCLIP && vlm_clip_config_openclip_ok(&c, model) != VLM_OK) {
+    fprintf(stderr, "vlm convert: %s\n", vlm_last_error());   /* before creating anything */
+    rc = 1;
+  } else if (mkdir(out, 0777) != 0 && errno != EEXIST) {
     fprintf(stderr, "vlm convert: %s: cannot create the directory: %s\n", out, strerror(errno));
     rc = 1;
   } else if (vlm_clip_save_dir(&p, &c, out, fmt) != VLM_OK) {

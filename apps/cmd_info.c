@@ -13,8 +13,10 @@ static void usage(FILE *f) {
           "Loads a CLIP or CoCa checkpoint and prints its config, the parameter count of each\n"
           "tower and the checkpoint's format. PATH is a directory holding\n"
           "open_clip_config.json + open_clip_model.safetensors (open_clip), or\n"
-          "config.json + model.safetensors (a model_cfg, or a Hugging Face CLIPModel),\n"
-          "or one of those config files (the weights are read from beside it).\n"
+          "config.json + model.safetensors (a model_cfg, or a Hugging Face CLIPModel; or\n"
+          "model.safetensors.index.json + its shards), or one of those config files (the\n"
+          "weights are read from beside it). With both layouts in one directory the\n"
+          "open_clip one is read when its safetensors weights are there.\n"
           "\n"
           "Examples:\n"
           "  vlm info --model ../shared/fixtures/tiny-clip\n"
@@ -48,14 +50,20 @@ int vlm_cmd_info(int argc, char **argv) {
   const vlm_vit_config *v = &c.vision;
   const vlm_text_config *t = &c.text;
   printf("model: CLIP (%s checkpoint) from %s\n", vlm_ckpt_format_name(fmt), model);
+  char cfg[4200], weights[4200];
+  if (vlm_model_paths(model, cfg, weights, sizeof cfg) == VLM_OK) printf("files: %s, %s\n", cfg, weights);
   printf("embed_dim: %lld, activation: %s, logit_scale: %g (exp %g)\n", (long long)c.embed_dim,
          c.quick_gelu ? "quick_gelu" : "gelu", *vlm_f32(&p.logit_scale), expf(*vlm_f32(&p.logit_scale)));
   printf("vision: ViT image %lld, patch %lld (%lld tokens), width %lld, layers %lld, heads %lld, mlp %lld\n",
          (long long)v->image_size, (long long)v->patch_size, (long long)vlm_vit_tokens(v), (long long)v->width,
          (long long)v->layers, (long long)v->heads, (long long)v->mlp_width);
+  char pool[64] = "argmax(ids)";
+  if (t->eot_id >= 0) snprintf(pool, sizeof pool, "first eos id (%lld)", (long long)t->eot_id);
   printf("text: context %lld, vocab %lld, width %lld, layers %lld, heads %lld, mlp %lld, pooling %s\n",
          (long long)t->context_length, (long long)t->vocab_size, (long long)t->width, (long long)t->layers,
-         (long long)t->heads, (long long)t->mlp_width, t->eot_id < 0 ? "argmax(ids)" : "first eos id");
+         (long long)t->heads, (long long)t->mlp_width, pool);
+  if (c.vision.ln_eps != 1e-5f || t->ln_eps != 1e-5f)
+    printf("layernorm eps: vision %g, text %g\n", c.vision.ln_eps, t->ln_eps);
   printf("parameters: %lld (vision %lld, text %lld, logit_scale 1)\n", (long long)n, (long long)nv,
          (long long)nt);
   vlm_clip_params_free(&p);

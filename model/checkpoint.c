@@ -116,16 +116,20 @@ int vlm_clip_hf_name(const char *name, char parts[3][256], int *n_parts, int *tr
 }
 
 typedef struct {
-  const vlm_safetensors *st;
+  const vlm_weights *w;
   vlm_ckpt_format fmt;
-  char *used;      /* per entry: consumed */
+  char **used;     /* per shard, per entry: consumed */
   msg missing, shape, other;
   vlm_status io;
 } load_ctx;
 
-static const vlm_st_entry *find(load_ctx *L, const char *name) {
-  const vlm_st_entry *e = vlm_st_find(L->st, name);
-  if (e) L->used[e - L->st->entries] = 1;
+/* The entry `name` and (in *st) the file holding it; marks it consumed. */
+static const vlm_st_entry *find(load_ctx *L, const char *name, const vlm_safetensors **st) {
+  int k = 0;
+  const vlm_st_entry *e = vlm_weights_find(L->w, name, &k);
+  if (!e) return NULL;
+  *st = &L->w->shards[k];
+  L->used[k][e - (*st)->entries] = 1;
   return e;
 }
 
@@ -159,12 +163,21 @@ static void load_one(void *ctx, const char *name, vlm_tensor *t) {
     }
   } else {
     snprintf(parts[0], 256, "%s", name);
+    /* open_clip's CustomTextCLIP ("custom_text": true) with its own text tower keeps that tower
+     * under "text.": the same tensors */
+    int k;
+    if (strncmp(name, "visual.", 7) && strcmp(name, "logit_scale") && !vlm_weights_find(L->w, name, &k)) {
+      char alt[256];
+      snprintf(alt, sizeof alt, "text.%s", name);
+      if (vlm_weights_find(L->w, alt, &k)) snprintf(parts[0], 256, "%s", alt);
+    }
   }
   vlm_shape_str(t, want, sizeof want);
   int64_t rows = t->ndim ? t->shape[0] / n_parts : 1;
   int64_t per = vlm_numel(t) / n_parts;
   for (int i = 0; i < n_parts; i++) {
-    const vlm_st_entry *e = find(L, parts[i]);
+    const vlm_safetensors *st = NULL;
+    const vlm_st_entry *e = find(L, parts[i], &st);
     if (!e) {
       msg_add(&L->missing, "%s", parts[i]);
       continue;
@@ -195,14 +208,14 @@ static void load_one(void *ctx, const char *name, vlm_tensor *t) {
     if (!t->data) continue;
     float *dst = (float *)t->data + i * per;
     if (!transpose) {
-      if (vlm_st_read_f32(L->st, e, dst, per) != VLM_OK) L->io = VLM_ERR_FORMAT;
+      if (vlm_st_read_f32(st, e, dst, per) != VLM_OK) L->io = VLM_ERR_FORMAT;
       release_pages(e);
       continue;
     }
     int64_t R = t->shape[0], C = t->shape[1];   /* dst [R, C] <- src [C, R] */
     float *tmp = malloc((size_t)(R * C) * sizeof(float));
-    if (!tmp) { L->io = vlm_error(VLM_ERR_OOM, "%s: out of memory for %s", L->st->path, parts[i]); continue; }
-    if (vlm_st_read_f32(L->st, e, tmp, R * C) != VLM_OK) L->io = VLM_ERR_FORMAT;
+    if (!tmp) { L->io = vlm_error(VLM_ERR_OOM, "%s: out of memory for %s", st->path, parts[i]); continue; }
+    if (vlm_st_read_f32(st, e, tmp, R * C) != VLM_OK) L->io = VLM_ERR_FORMAT;
     release_pages(e);
     for (int64_t r = 0; r < R; r++)
       for (int64_t c = 0; c < C; c++) dst[r * C + c] = tmp[c * R + r];
@@ -236,22 +249,31 @@ vlm_status vlm_load_safetensors_visit(vlm_visit_all_fn visit, void *model, const
 }
 
 static vlm_status load_visit(vlm_visit_all_fn visit, void *model, const char *path, vlm_ckpt_format fmt) {
-  vlm_safetensors st;
-  vlm_status s = vlm_st_open(&st, path);
+  vlm_weights w;
+  vlm_status s = vlm_weights_open(&w, path);
   if (s != VLM_OK) return s;
   load_ctx L;
   memset(&L, 0, sizeof L);
-  L.st = &st;
+  L.w = &w;
   L.fmt = fmt;
-  L.used = calloc((size_t)st.n_entries + 1, 1);
-  if (!L.used) {
-    vlm_st_close(&st);
+  L.used = calloc((size_t)w.n_shards, sizeof *L.used);
+  for (int k = 0; L.used && k < w.n_shards; k++)
+    if (!(L.used[k] = calloc((size_t)w.shards[k].n_entries + 1, 1))) s = VLM_ERR_OOM;
+  if (!L.used || s != VLM_OK) {
+    for (int k = 0; L.used && k < w.n_shards; k++) free(L.used[k]);
+    free(L.used);
+    vlm_weights_close(&w);
     return vlm_error(VLM_ERR_OOM, "%s: out of memory", path);
   }
   visit(model, load_one, &L);
   msg unexpected = {0};
-  for (int i = 0; i < st.n_entries; i++)
-    if (!L.used[i] && !ignorable(st.entries[i].name, fmt)) msg_add(&unexpected, "%s", st.entries[i].name);
+  for (int k = 0; k < w.n_shards; k++)
+    for (int i = 0; i < w.shards[k].n_entries; i++) {
+      const char *name = w.shards[k].entries[i].name;
+      if (L.used[k][i] || ignorable(name, fmt)) continue;
+      if (w.n_shards > 1) msg_add(&unexpected, "%s (in %s)", name, w.shards[k].path);
+      else msg_add(&unexpected, "%s", name);
+    }
   int bad = L.missing.count + L.shape.count + L.other.count + unexpected.count;
   if (bad) {
     s = vlm_error(VLM_ERR_FORMAT,
@@ -269,8 +291,9 @@ static vlm_status load_visit(vlm_visit_all_fn visit, void *model, const char *pa
   free(L.shape.buf);
   free(L.other.buf);
   free(unexpected.buf);
+  for (int k = 0; k < w.n_shards; k++) free(L.used[k]);
   free(L.used);
-  vlm_st_close(&st);
+  vlm_weights_close(&w);
   return s;
 }
 
@@ -284,13 +307,27 @@ static int is_dir(const char *path) {
   return stat(path, &sb) == 0 && S_ISDIR(sb.st_mode);
 }
 
+/* dir/name when it is a file, else dir/name.index.json (a sharded save) when that is: 1; else
+ * dir/name and 0. */
+static int find_weights(const char *dir, int dir_len, const char *name, char *out, size_t n) {
+  snprintf(out, n, "%.*s/%s.index.json", dir_len, dir, name);
+  if (!is_file(out)) snprintf(out, n, "%.*s/%s", dir_len, dir, name);
+  return is_file(out);
+}
+
 vlm_status vlm_model_paths(const char *path, char *cfg, char *weights, size_t n) {
   if (is_dir(path)) {
+    /* open_clip's pair first; then the HF pair, also when open_clip's config is there without its
+     * safetensors weights (hub repos holding both layouts, the open_clip one as a .bin only) */
+    int len = (int)strlen(path);
     snprintf(cfg, n, "%s/open_clip_config.json", path);
-    snprintf(weights, n, "%s/open_clip_model.safetensors", path);
-    if (!is_file(cfg)) {
+    const int oc = is_file(cfg);
+    if (!oc || !find_weights(path, len, "open_clip_model.safetensors", weights, n)) {
       snprintf(cfg, n, "%s/config.json", path);
-      snprintf(weights, n, "%s/model.safetensors", path);
+      if ((!find_weights(path, len, "model.safetensors", weights, n) || !is_file(cfg)) && oc) {
+        snprintf(cfg, n, "%s/open_clip_config.json", path);
+        snprintf(weights, n, "%s/open_clip_model.safetensors", path);
+      }
     }
   } else if (is_file(path)) {
     snprintf(cfg, n, "%s", path);
@@ -301,7 +338,7 @@ vlm_status vlm_model_paths(const char *path, char *cfg, char *weights, size_t n)
     const char *wname = !strcmp(base, "open_clip_config.json") ? "open_clip_model.safetensors"
                         : !strcmp(base, "config_hf.json")      ? "model_hf.safetensors"
                                                                : "model.safetensors";
-    snprintf(weights, n, "%.*s/%s", dir_len, dir, wname);
+    find_weights(dir, dir_len, wname, weights, n);
   } else {
     return vlm_error(VLM_ERR_IO, "%s: no such file or directory", path);
   }
@@ -310,7 +347,26 @@ vlm_status vlm_model_paths(const char *path, char *cfg, char *weights, size_t n)
 }
 
 vlm_status vlm_model_weights_exist(const char *cfg, const char *weights) {
-  return is_file(weights) ? VLM_OK : vlm_error(VLM_ERR_IO, "%s: missing (the weights for %s)", weights, cfg);
+  if (is_file(weights)) return VLM_OK;
+  /* PyTorch pickles beside it: say so, and how to get safetensors from them */
+  static const char *const pickles[] = {"open_clip_pytorch_model.bin", "pytorch_model.bin",
+                                        "pytorch_model.bin.index.json", NULL};
+  const char *slash = strrchr(weights, '/');
+  int dir_len = slash ? (int)(slash - weights) : 1;
+  const char *dir = slash ? weights : ".";
+  char bin[4200];
+  for (int i = 0; pickles[i]; i++) {
+    snprintf(bin, sizeof bin, "%.*s/%s", dir_len, dir, pickles[i]);
+    if (!is_file(bin)) continue;
+    const int oc = i == 0;
+    return vlm_error(VLM_ERR_UNSUPPORTED,
+                     "%s: missing (the weights for %s); %s is there, but it is a PyTorch pickle, which vlm does not "
+                     "read (only safetensors). Re-save it once in Python: %s", weights, cfg, bin,
+                     oc ? "safetensors.torch.save_file(torch.load(BIN, map_location='cpu'), "
+                          "'DIR/open_clip_model.safetensors')"
+                        : "transformers.CLIPModel.from_pretrained(DIR).save_pretrained(DIR, safe_serialization=True)");
+  }
+  return vlm_error(VLM_ERR_IO, "%s: missing (the weights for %s)", weights, cfg);
 }
 
 vlm_status vlm_clip_load(const char *path, vlm_clip_config *c, vlm_clip_params *p, vlm_ckpt_format *fmt) {

@@ -16,6 +16,18 @@ static const char *const k_vision_unsupported[] = {"timm_model_name", "global_av
 static const char *const k_text_unsupported[] = {"hf_model_name", "ls_init_value", "proj_bias", "no_causal_mask",
                                                  "correct_cls_mask", NULL};
 
+/* vlm's CoCa has open_clip's default LayerNorm (eps 1e-5) and activations: other norm_kwargs or
+ * act_kwargs are refused (open_clip 2.24's decoder ignores them; its towers do not). */
+static vlm_status coca_default_norm(const cJSON *obj, const char *src, const char *sect) {
+  double eps;
+  vlm_status s = vlm_cfg_no_act_kwargs(obj, src, sect);
+  if (s == VLM_OK) s = vlm_cfg_norm_eps(obj, &eps, src, sect);
+  if (s == VLM_OK && (float)eps != 1e-5f)
+    s = vlm_error(VLM_ERR_UNSUPPORTED, "%s: %snorm_kwargs.eps: %g is not supported in a CoCa (only 1e-5)", src, sect,
+                  eps);
+  return s;
+}
+
 #define TRY(x) do { vlm_status _s = (x); if (_s != VLM_OK) { cJSON_Delete(root); return _s; } } while (0)
 
 vlm_status vlm_coca_config_parse(vlm_coca_config *c, const char *json, const char *src) {
@@ -41,6 +53,7 @@ vlm_status vlm_coca_config_parse(vlm_coca_config *c, const char *json, const cha
   vlm_vit_config *v = &c->vision;
   const char *vs = "vision_cfg.";
   TRY(vlm_cfg_reject(vc, k_vision_unsupported, src, vs));
+  TRY(coca_default_norm(vc, src, vs));
   /* open_clip's CLIPVisionCfg / CLIPTextCfg default attentional_pool and embed_cls to false (the
    * class-token pooling of a CLIP, no cls token), also in a CoCa; vlm's CoCa implements only the
    * attentional pooler and the appended cls token, so the config must say true (a missing key is
@@ -73,6 +86,7 @@ vlm_status vlm_coca_config_parse(vlm_coca_config *c, const char *json, const cha
   vlm_text_config *t = &c->text;
   const char *ts = "text_cfg.";
   TRY(vlm_cfg_reject(tc, k_text_unsupported, src, ts));
+  TRY(coca_default_norm(tc, src, ts));
   if (!vlm_cfg_truthy(tc, "embed_cls"))
     TRY(vlm_error(VLM_ERR_UNSUPPORTED, "%s: text_cfg.embed_cls: %s; open_clip then pools the text at its "
                   "end-of-text token, which vlm's CoCa does not support (only the appended cls token: set it to true)",
@@ -98,6 +112,7 @@ vlm_status vlm_coca_config_parse(vlm_coca_config *c, const char *json, const cha
   vlm_decoder_config *d = &c->decoder;
   const char *ds = "multimodal_cfg.";
   TRY(vlm_cfg_reject(dc, k_text_unsupported, src, ds));
+  TRY(coca_default_norm(dc, src, ds));
   TRY(vlm_cfg_int(dc, "context_length", 77, 1, 1 << 20, &d->context_length, src, ds));
   if (d->context_length < 2)
     TRY(vlm_error(VLM_ERR_FORMAT, "%s: multimodal_cfg.context_length: %lld is too short for a CoCa: a caption needs at "

@@ -100,6 +100,9 @@ vlm_status vlm_clip_config_parse(vlm_clip_config *c, const char *json, const cha
   const char *vs = "vision_cfg.";
   TRY(vlm_cfg_reject(vc, k_vision_unsupported, src, vs));
   TRY(vlm_cfg_check_string(vc, "pool_type", "tok", src, vs));
+  TRY(vlm_cfg_no_act_kwargs(vc, src, vs));
+  double v_eps, t_eps;
+  TRY(vlm_cfg_norm_eps(vc, &v_eps, src, vs));
   TRY(vlm_cfg_int(vc, "image_size", -1, 1, 1 << 16, &v->image_size, src, vs));
   TRY(vlm_cfg_int(vc, "patch_size", -1, 1, 1 << 16, &v->patch_size, src, vs));
   TRY(vlm_cfg_int(vc, "layers", -1, 0, 4096, &v->layers, src, vs));
@@ -116,6 +119,8 @@ vlm_status vlm_clip_config_parse(vlm_clip_config *c, const char *json, const cha
   const char *ts = "text_cfg.";
   TRY(vlm_cfg_reject(tc, k_text_unsupported, src, ts));
   TRY(vlm_cfg_check_string(tc, "pool_type", "argmax", src, ts));
+  TRY(vlm_cfg_no_act_kwargs(tc, src, ts));
+  TRY(vlm_cfg_norm_eps(tc, &t_eps, src, ts));
   TRY(vlm_cfg_int(tc, "context_length", -1, 1, 1 << 20, &t->context_length, src, ts));
   TRY(vlm_cfg_int(tc, "vocab_size", -1, 1, BIG, &t->vocab_size, src, ts));
   TRY(vlm_cfg_int(tc, "width", -1, 1, BIG, &t->width, src, ts));
@@ -128,6 +133,8 @@ vlm_status vlm_clip_config_parse(vlm_clip_config *c, const char *json, const cha
   t->mlp_width = (int64_t)(t->width * r);
   t->eot_id = -1;
   finish(c);
+  v->ln_eps = (float)v_eps;
+  t->ln_eps = (float)t_eps;
   TRY(check_sizes(c, src, 0));
   cJSON_Delete(root);
   return VLM_OK;
@@ -141,10 +148,36 @@ static vlm_status hf_act(const cJSON *obj, int *quick, const char *src, const ch
   return vlm_error(VLM_ERR_UNSUPPORTED, "%s: %shidden_act: only \"gelu\" and \"quick_gelu\" are supported", src, sect);
 }
 
+/* Older CLIPConfigs (transformers before 4.2x, still on the hub) hold "text_config_dict" /
+ * "vision_config_dict" beside or instead of "text_config" / "vision_config"; transformers reads
+ * the *_dict keys over the others. The same here: NAME_dict's keys are copied into NAME. */
+static vlm_status merge_config_dict(cJSON *root, const char *name, const char *src) {
+  char key[64];
+  snprintf(key, sizeof key, "%s_dict", name);
+  const cJSON *d = cJSON_GetObjectItemCaseSensitive(root, key);
+  if (!d || cJSON_IsNull(d)) return VLM_OK;
+  if (!cJSON_IsObject(d)) return vlm_error(VLM_ERR_FORMAT, "%s: %s: not an object", src, key);
+  cJSON *to = cJSON_GetObjectItemCaseSensitive(root, name);
+  if (!to || cJSON_IsNull(to)) {
+    cJSON_DeleteItemFromObjectCaseSensitive(root, name);
+    to = cJSON_AddObjectToObject(root, name);
+  }
+  if (!cJSON_IsObject(to)) return vlm_error(VLM_ERR_FORMAT, "%s: %s: not an object", src, name);
+  for (const cJSON *e = d->child; e; e = e->next) {
+    cJSON *copy = cJSON_Duplicate(e, 1);
+    if (!copy) return vlm_error(VLM_ERR_OOM, "%s: out of memory", src);
+    if (cJSON_GetObjectItemCaseSensitive(to, e->string)) cJSON_ReplaceItemInObjectCaseSensitive(to, e->string, copy);
+    else cJSON_AddItemToObject(to, e->string, copy);
+  }
+  return VLM_OK;
+}
+
 vlm_status vlm_clip_config_parse_hf(vlm_clip_config *c, const char *json, const char *src) {
   memset(c, 0, sizeof *c);
   cJSON *root = cJSON_Parse(json);
   if (!root) return vlm_error(VLM_ERR_FORMAT, "%s: not valid JSON", src);
+  TRY(merge_config_dict(root, "vision_config", src));
+  TRY(merge_config_dict(root, "text_config", src));
   const cJSON *vc = cJSON_GetObjectItemCaseSensitive(root, "vision_config");
   const cJSON *tc = cJSON_GetObjectItemCaseSensitive(root, "text_config");
   if (!cJSON_IsObject(vc)) TRY(vlm_error(VLM_ERR_FORMAT, "%s: vision_config: missing or not an object", src));
@@ -201,8 +234,8 @@ static int config_schema(const char *json) {
     return 0;
   }
   static const char *const oc_keys[] = {"model_cfg", "vision_cfg", "text_cfg", "embed_dim", NULL};
-  static const char *const hf_keys[] = {"vision_config", "text_config", "projection_dim", "model_type", "architectures",
-                                        NULL};
+  static const char *const hf_keys[] = {"vision_config",      "text_config",      "projection_dim", "model_type",
+                                        "architectures",      "vision_config_dict", "text_config_dict", NULL};
   int oc = 0, hf = 0;
   for (int i = 0; oc_keys[i]; i++) oc |= cJSON_GetObjectItemCaseSensitive(root, oc_keys[i]) != NULL;
   for (int i = 0; hf_keys[i]; i++) hf |= cJSON_GetObjectItemCaseSensitive(root, hf_keys[i]) != NULL;

@@ -87,3 +87,26 @@ vlm_status vlm_cfg_limits(const vlm_cfg_limit *l, int n, const char *src) {
                        (long long)l[i].value, (long long)l[i].max);
   return VLM_OK;
 }
+
+vlm_status vlm_cfg_norm_eps(const cJSON *obj, double *eps, const char *src, const char *sect) {
+  *eps = 1e-5;
+  const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, "norm_kwargs");
+  if (!v || cJSON_IsNull(v)) return VLM_OK;
+  if (!cJSON_IsObject(v)) return vlm_error(VLM_ERR_FORMAT, "%s: %snorm_kwargs: not an object", src, sect);
+  for (const cJSON *e = v->child; e; e = e->next) {
+    if (!e->string || strcmp(e->string, "eps"))
+      return vlm_error(VLM_ERR_UNSUPPORTED, "%s: %snorm_kwargs.%s: not supported (only eps)", src, sect,
+                       e->string ? e->string : "");
+    if (!cJSON_IsNumber(e) || !(e->valuedouble > 0 && e->valuedouble < 1))
+      return vlm_error(VLM_ERR_FORMAT, "%s: %snorm_kwargs.eps: must be a number in (0, 1)", src, sect);
+    *eps = e->valuedouble;
+  }
+  return VLM_OK;
+}
+
+vlm_status vlm_cfg_no_act_kwargs(const cJSON *obj, const char *src, const char *sect) {
+  const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, "act_kwargs");
+  if (!v || cJSON_IsNull(v) || (cJSON_IsObject(v) && !v->child)) return VLM_OK;
+  return vlm_error(VLM_ERR_UNSUPPORTED, "%s: %sact_kwargs: not supported (vlm's GELU is the exact one, "
+                   "QuickGELU takes no arguments)", src, sect);
+}

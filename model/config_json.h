@@ -23,6 +23,11 @@ vlm_status vlm_cfg_reject(const cJSON *obj, const char *const *keys, const char 
 /* A string field that, when present, must equal want. */
 vlm_status vlm_cfg_check_string(const cJSON *obj, const char *key, const char *want, const char *src,
                                 const char *sect);
+/* open_clip's norm_kwargs (the LayerNorm's keyword arguments, honoured by open_clip's towers): only
+ * "eps" is supported; *eps = 1e-5 (nn.LayerNorm's default) when absent. */
+vlm_status vlm_cfg_norm_eps(const cJSON *obj, double *eps, const char *src, const char *sect);
+/* open_clip's act_kwargs: must be absent, null or {} (vlm's GELU and QuickGELU take none). */
+vlm_status vlm_cfg_no_act_kwargs(const cJSON *obj, const char *src, const char *sect);
 /* Size limits far above any published CLIP / CoCa (ViT-bigG: width 1664, 16 heads of
  * 104, MLP 8192; SigLIP's 250k vocabulary; 1024 px in 14 px patches is a 73 grid), and
  * low enough that every parameter and activation size stays far inside 64 bits (a

@@ -15,6 +15,21 @@ static double mlp_ratio(int64_t width, int64_t mlp) {
   return r;
 }
 
+/* A float config value as the double its shortest decimal spelling reads as (1e-6f -> 1e-06, not
+ * 9.9999999747524271e-07), so the JSON holds the number the source config held. */
+static double clean(float f) {
+  char b[32];
+  snprintf(b, sizeof b, "%.7g", (double)f);
+  return strtod(b, NULL);
+}
+
+/* open_clip's norm_kwargs for a tower whose LayerNorm eps is not nn.LayerNorm's 1e-5. */
+static void add_norm_kwargs(cJSON *tower, float eps) {
+  if (eps == 1e-5f) return;
+  cJSON *nk = cJSON_AddObjectToObject(tower, "norm_kwargs");
+  cJSON_AddNumberToObject(nk, "eps", clean(eps));
+}
+
 static char *finish(cJSON *root, const char *what) {
   char *s = root ? cJSON_Print(root) : NULL;
   cJSON_Delete(root);
@@ -37,6 +52,7 @@ char *vlm_clip_config_to_json(const vlm_clip_config *c, vlm_ckpt_format fmt) {
     cJSON_AddNumberToObject(vc, "head_width", (double)(v->width / v->heads));
     cJSON_AddNumberToObject(vc, "mlp_ratio", mlp_ratio(v->width, v->mlp_width));
     cJSON_AddNumberToObject(vc, "patch_size", (double)v->patch_size);
+    add_norm_kwargs(vc, v->ln_eps);
     cJSON *tc = cJSON_AddObjectToObject(m, "text_cfg");
     cJSON_AddNumberToObject(tc, "context_length", (double)t->context_length);
     cJSON_AddNumberToObject(tc, "vocab_size", (double)t->vocab_size);
@@ -44,6 +60,7 @@ char *vlm_clip_config_to_json(const vlm_clip_config *c, vlm_ckpt_format fmt) {
     cJSON_AddNumberToObject(tc, "heads", (double)t->heads);
     cJSON_AddNumberToObject(tc, "layers", (double)t->layers);
     cJSON_AddNumberToObject(tc, "mlp_ratio", mlp_ratio(t->width, t->mlp_width));
+    add_norm_kwargs(tc, t->ln_eps);
     cJSON *pc = cJSON_AddObjectToObject(root, "preprocess_cfg");
     const double mean[3] = {0.48145466, 0.4578275, 0.40821073}, std[3] = {0.26862954, 0.26130258, 0.27577711};
     cJSON_AddItemToObject(pc, "mean", cJSON_CreateDoubleArray(mean, 3));
@@ -67,7 +84,7 @@ char *vlm_clip_config_to_json(const vlm_clip_config *c, vlm_ckpt_format fmt) {
   cJSON_AddNumberToObject(tc, "num_attention_heads", (double)t->heads);
   cJSON_AddNumberToObject(tc, "max_position_embeddings", (double)t->context_length);
   cJSON_AddStringToObject(tc, "hidden_act", act);
-  cJSON_AddNumberToObject(tc, "layer_norm_eps", 1e-5);
+  cJSON_AddNumberToObject(tc, "layer_norm_eps", clean(t->ln_eps));
   /* eos 2 is HF's "legacy" flag for argmax(ids) pooling, open_clip's rule. */
   cJSON_AddNumberToObject(tc, "eos_token_id", t->eot_id >= 0 ? (double)t->eot_id : 2.0);
   cJSON *vc = cJSON_AddObjectToObject(root, "vision_config");
@@ -81,13 +98,26 @@ char *vlm_clip_config_to_json(const vlm_clip_config *c, vlm_ckpt_format fmt) {
   cJSON_AddNumberToObject(vc, "image_size", (double)v->image_size);
   cJSON_AddNumberToObject(vc, "patch_size", (double)v->patch_size);
   cJSON_AddStringToObject(vc, "hidden_act", act);
-  cJSON_AddNumberToObject(vc, "layer_norm_eps", 1e-5);
+  cJSON_AddNumberToObject(vc, "layer_norm_eps", clean(v->ln_eps));
   return finish(root, "HF config");
+}
+
+vlm_status vlm_clip_config_openclip_ok(const vlm_clip_config *c, const char *what) {
+  const vlm_text_config *t = &c->text;
+  if (t->eot_id < 0 || t->eot_id == t->vocab_size - 1) return VLM_OK;   /* argmax(ids) finds that eos too */
+  return vlm_error(VLM_ERR_UNSUPPORTED, "%s: the text tower pools at the first eos id %lld (text_config.eos_token_id of "
+                   "a Hugging Face config), which an open_clip checkpoint cannot express (its text pooling takes the "
+                   "largest id, %lld here): keep this model in the Hugging Face layout (vlm convert --to hf)", what,
+                   (long long)t->eot_id, (long long)(t->vocab_size - 1));
 }
 
 vlm_status vlm_clip_save_dir(vlm_clip_params *p, const vlm_clip_config *c, const char *dir, vlm_ckpt_format fmt) {
   char cfg[4096], weights[4096];
   int hf = fmt == VLM_CKPT_HF;
+  if (!hf) {
+    vlm_status s = vlm_clip_config_openclip_ok(c, dir);
+    if (s != VLM_OK) return s;
+  }
   snprintf(cfg, sizeof cfg, "%s/%s", dir, hf ? "config.json" : "open_clip_config.json");
   snprintf(weights, sizeof weights, "%s/%s", dir, hf ? "model.safetensors" : "open_clip_model.safetensors");
   char *json = vlm_clip_config_to_json(c, fmt);

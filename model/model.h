@@ -80,9 +80,13 @@ vlm_status vlm_clip_save_safetensors(vlm_clip_params *p, const vlm_clip_config *
 /* The config as open_clip_config.json ({"model_cfg", "preprocess_cfg"}) or as a
  * Hugging Face CLIPConfig; malloc'd, NULL on failure. */
 char *vlm_clip_config_to_json(const vlm_clip_config *c, vlm_ckpt_format fmt);
+/* VLM_OK when open_clip's model_cfg can describe c; else an error naming `what` and saying why (a
+ * Hugging Face text tower that pools at an eos id other than the largest id). */
+vlm_status vlm_clip_config_openclip_ok(const vlm_clip_config *c, const char *what);
 /* A loadable checkpoint directory (must exist): open_clip_config.json +
  * open_clip_model.safetensors (open_clip's `local-dir:`), or HF config.json +
- * model.safetensors. Each file is written atomically. */
+ * model.safetensors. Each file is written atomically. The open_clip layout refuses what
+ * vlm_clip_config_openclip_ok refuses, before writing anything. */
 vlm_status vlm_clip_save_dir(vlm_clip_params *p, const vlm_clip_config *c, const char *dir, vlm_ckpt_format fmt);
 /* Load a model from a directory (open_clip_config.json + open_clip_model.safetensors;
  * config.json + model.safetensors in open_clip or HF form) or from a config
@@ -95,6 +99,24 @@ vlm_status vlm_clip_load(const char *path, vlm_clip_config *c, vlm_clip_params *
 vlm_status vlm_model_paths(const char *path, char *cfg, char *weights, size_t n);
 /* VLM_OK when weights is a file, else an error naming it and its config. */
 vlm_status vlm_model_weights_exist(const char *cfg, const char *weights);
+/* A checkpoint's weights (model/shards.c): one safetensors file, or a sharded save
+ * (NAME.safetensors.index.json, transformers' save_pretrained with max_shard_size: its
+ * "weight_map" names each tensor's shard file, beside the index). Every shard is mapped. */
+typedef struct {
+  char *name;
+  int shard;
+} vlm_weight_ref;
+typedef struct {
+  vlm_safetensors *shards;
+  int n_shards;
+  vlm_weight_ref *map;   /* sorted by name; NULL for a single file */
+  int n_map;
+} vlm_weights;
+int vlm_weights_is_index(const char *path);   /* ends with ".index.json" */
+vlm_status vlm_weights_open(vlm_weights *w, const char *path);
+void vlm_weights_close(vlm_weights *w);
+/* The entry `name` (and its shard's index in *shard), NULL when absent. */
+const vlm_st_entry *vlm_weights_find(const vlm_weights *w, const char *name, int *shard);
 /* The HF name of an open_clip parameter name; n_parts = 3 for q/k/v concatenations,
  * transpose = 1 for the projections. Returns 0 if the name is not known. */
 int vlm_clip_hf_name(const char *name, char parts[3][256], int *n_parts, int *transpose);

@@ -350,6 +350,8 @@ vlm_status vlm_trainer_init(vlm_trainer *tr, const vlm_clip_config *c, const vlm
   if (tr->cfg.context_length <= 0) tr->cfg.context_length = c->text.context_length;
   vlm_status st = check_cfg(t, 0);
   if (st != VLM_OK) return st;
+  /* checkpoints are open_clip's layout: refuse a model it cannot describe before any step */
+  if ((st = vlm_clip_config_openclip_ok(c, "training")) != VLM_OK) return st;
   const vlm_device dev = t->device;
   if (dev == VLM_CUDA && !vlm_cuda_available())
     return vlm_error(VLM_ERR_UNSUPPORTED, "training on the GPU: no usable GPU (or a build without CUDA)");

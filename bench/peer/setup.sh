@@ -10,6 +10,8 @@
 #
 #   bench/peer/setup.sh            # needs root for apt-get (skipped if installed)
 #   PEER_VENV=/path bench/peer/setup.sh
+#   INTEROP=1 bench/peer/setup.sh  # also transformers 4.30.2 + safetensors, for
+#                                  # bench/peer/interop_check.py
 #
 # Prints "peer ready: <python>" on success; exit 1 with a message otherwise.
 set -euo pipefail
@@ -37,6 +39,14 @@ fi
 if ! "$VENV/bin/python" -c "import open_clip, ftfy, tqdm" >/dev/null 2>&1; then
   echo "peer setup: pip install $PIPS"
   "$VENV/bin/pip" install -q --no-deps $PIPS || { echo "peer setup: pip install failed" >&2; exit 1; }
+fi
+# transformers 4.30.2: the last release before its CLIP eos pooling change, and one that runs on
+# torch 1.13; tokenizers 0.13.3 has a wheel for this Python, huggingface_hub 0.16.4 fits both
+IPIPS="transformers==4.30.2 tokenizers==0.13.3 huggingface_hub==0.16.4 safetensors==0.4.5 filelock==3.16.1 packaging==24.2 fsspec==2024.10.0"
+if [ "${INTEROP:-0}" = 1 ] &&
+   ! "$VENV/bin/python" -c "import transformers, safetensors, packaging" >/dev/null 2>&1; then
+  echo "peer setup: pip install $IPIPS"
+  "$VENV/bin/pip" install -q --no-deps $IPIPS || { echo "peer setup: pip install failed" >&2; exit 1; }
 fi
 "$VENV/bin/python" -c "import torch, open_clip" || { echo "peer setup: import failed" >&2; exit 1; }
 echo "peer ready: $VENV/bin/python"

@@ -50,6 +50,22 @@ check "convert --init tiny exits 0" "[ $? -eq 0 ] && \"$vlm\" info --model \"$tm
 "$vlm" convert --init ViT-Q-1 --to hf --out "$tmp/new2" >/dev/null 2>&1
 check "convert --init with an unknown name exits 2" "[ $? -eq 2 ]"
 
+# an HF text tower pooling at eos id 5 (not the largest id): info says so, --to hf keeps it,
+# --to open_clip (which pools at the largest id) refuses before creating anything
+mkdir -p "$tmp/eos" && cp "$tmp/hf/model.safetensors" "$tmp/eos/" &&
+  sed -E 's/"eos_token_id":[[:space:]]*[0-9]+/"eos_token_id": 5/' "$tmp/hf/config.json" >"$tmp/eos/config.json"
+check "info names the eos pooling" "\"$vlm\" info --model \"$tmp/eos\" | grep -q 'pooling first eos id (5)'"
+err=$("$vlm" convert --model "$tmp/eos" --to open_clip --out "$tmp/eos-oc" 2>&1); rc=$?
+check "eos pooling --to open_clip: exit 1, says why, nothing created" \
+  "[ $rc -eq 1 ] && grep -q 'pools at the first eos id 5' <<<\"\$err\" && [ ! -e \"$tmp/eos-oc\" ]"
+"$vlm" convert --model "$tmp/eos" --to hf --out "$tmp/eos-hf" >/dev/null
+check "eos pooling --to hf keeps it" "grep -q '\"eos_token_id\":[[:space:]]*5' \"$tmp/eos-hf/config.json\""
+# PyTorch pickles only: the error names the file and how to get safetensors
+mkdir -p "$tmp/bin" && cp "$tmp/hf/config.json" "$tmp/bin/" && echo pickle >"$tmp/bin/pytorch_model.bin"
+err=$("$vlm" info --model "$tmp/bin" 2>&1); rc=$?
+check "pytorch_model.bin only: exit 1, named, with the remedy" \
+  "[ $rc -eq 1 ] && grep -q 'pytorch_model.bin is there' <<<\"\$err\" && grep -q 'safe_serialization=True' <<<\"\$err\""
+
 err=$("$vlm" forward --model "$fx" --inputs "$fx/model.safetensors" --out "$tmp/x.st" 2>&1); rc=$?
 check "forward on a file without inputs fails with 1" "[ $rc -eq 1 ]"
 check "... and names the missing tensors" "grep -q 'needs tensors' <<<\"\$err\""

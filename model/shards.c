@@ -1,0 +1,112 @@
+/* A checkpoint's weights: one safetensors file, or a sharded save (transformers'
+ * save_pretrained with max_shard_size: NAME.safetensors.index.json, whose
+ * "weight_map" names the shard file of every tensor, + the shards beside it). */
+#define _DEFAULT_SOURCE 1 /* strdup */
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model/model.h"
+
+static int ends_with(const char *s, const char *suffix) {
+  size_t a = strlen(s), b = strlen(suffix);
+  return a >= b && !strcmp(s + a - b, suffix);
+}
+
+int vlm_weights_is_index(const char *path) { return ends_with(path, ".index.json"); }
+
+static int cmp_name(const void *a, const void *b) {
+  return strcmp(((const vlm_weight_ref *)a)->name, ((const vlm_weight_ref *)b)->name);
+}
+
+void vlm_weights_close(vlm_weights *w) {
+  for (int i = 0; i < w->n_shards; i++) vlm_st_close(&w->shards[i]);
+  free(w->shards);
+  for (int i = 0; i < w->n_map; i++) free(w->map[i].name);
+  free(w->map);
+  memset(w, 0, sizeof *w);
+}
+
+/* The shard index of file `name` (relative to the index's directory), opened on first use. */
+static vlm_status shard_of(vlm_weights *w, const char *index, const char *name, char **files, int *shard) {
+  for (int i = 0; i < w->n_shards; i++)
+    if (!strcmp(files[i], name)) { *shard = i; return VLM_OK; }
+  if (!name[0] || name[0] == '/' || strstr(name, ".."))
+    return vlm_error(VLM_ERR_FORMAT, "%s: weight_map: shard file \"%s\" is not a file name beside the index", index,
+                     name);
+  const char *slash = strrchr(index, '/');
+  int dir_len = slash ? (int)(slash - index) : 1;
+  size_t n = (size_t)dir_len + strlen(name) + 2;
+  char *path = malloc(n);
+  if (!path) return vlm_error(VLM_ERR_OOM, "%s: out of memory", index);
+  snprintf(path, n, "%.*s/%s", dir_len, slash ? index : ".", name);
+  vlm_status s = vlm_st_open(&w->shards[w->n_shards], path);
+  free(path);
+  if (s != VLM_OK) return vlm_error_prefix(s, "%s", index);
+  files[w->n_shards] = (char *)name;
+  *shard = w->n_shards++;
+  return VLM_OK;
+}
+
+vlm_status vlm_weights_open(vlm_weights *w, const char *path) {
+  memset(w, 0, sizeof *w);
+  if (!vlm_weights_is_index(path)) {
+    if (!(w->shards = calloc(1, sizeof *w->shards))) return vlm_error(VLM_ERR_OOM, "%s: out of memory", path);
+    vlm_status s = vlm_st_open(&w->shards[0], path);
+    if (s != VLM_OK) {
+      free(w->shards);
+      w->shards = NULL;
+      return s;
+    }
+    w->n_shards = 1;
+    return VLM_OK;
+  }
+  char *json;
+  vlm_status s = vlm_read_text_file(path, &json);
+  if (s != VLM_OK) return s;
+  cJSON *root = cJSON_Parse(json);
+  free(json);
+  const cJSON *map = cJSON_GetObjectItemCaseSensitive(root, "weight_map");
+  if (!cJSON_IsObject(map) || !map->child) {
+    cJSON_Delete(root);
+    return vlm_error(VLM_ERR_FORMAT, "%s: %s", path, root ? "no \"weight_map\" object naming the tensors' shard files"
+                                                          : "not valid JSON");
+  }
+  int n = cJSON_GetArraySize(map);
+  char **files = calloc((size_t)n, sizeof *files);
+  w->shards = calloc((size_t)n, sizeof *w->shards);
+  w->map = calloc((size_t)n, sizeof *w->map);
+  if (!files || !w->shards || !w->map) s = vlm_error(VLM_ERR_OOM, "%s: out of memory", path);
+  for (const cJSON *e = map->child; s == VLM_OK && e; e = e->next) {
+    if (!cJSON_IsString(e) || !e->string)
+      s = vlm_error(VLM_ERR_FORMAT, "%s: weight_map: \"%s\": not a shard file name", path, e->string ? e->string : "");
+    int k = 0;
+    if (s == VLM_OK) s = shard_of(w, path, e->valuestring, files, &k);
+    if (s != VLM_OK) break;
+    if (!(w->map[w->n_map].name = strdup(e->string))) s = vlm_error(VLM_ERR_OOM, "%s: out of memory", path);
+    w->map[w->n_map++].shard = k;
+  }
+  free(files);   /* the names pointed into the cJSON tree */
+  cJSON_Delete(root);
+  if (s == VLM_OK) {
+    qsort(w->map, (size_t)w->n_map, sizeof *w->map, cmp_name);
+    for (int i = 1; i < w->n_map && s == VLM_OK; i++)
+      if (!strcmp(w->map[i - 1].name, w->map[i].name))
+        s = vlm_error(VLM_ERR_FORMAT, "%s: weight_map names \"%s\" twice", path, w->map[i].name);
+  }
+  if (s != VLM_OK) vlm_weights_close(w);
+  return s;
+}
+
+const vlm_st_entry *vlm_weights_find(const vlm_weights *w, const char *name, int *shard) {
+  if (!w->map) {
+    *shard = 0;
+    return vlm_st_find(&w->shards[0], name);
+  }
+  vlm_weight_ref key = {(char *)name, 0};
+  const vlm_weight_ref *r = bsearch(&key, w->map, (size_t)w->n_map, sizeof key, cmp_name);
+  if (!r) return NULL;
+  *shard = r->shard;
+  return vlm_st_find(&w->shards[r->shard], name);
+}
