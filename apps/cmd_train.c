@@ -1167,7 +1167,7 @@ int vlm_cmd_train(int argc, char **argv) {
 #undef INT
 #undef DBL
 #undef FLAG
-    fprintf(stderr, CMD ": unknown option '%s' (see --help)\n", a);
+    vlm_app_bad_arg(CMD, a);
     goto out;
   missing:
     fprintf(stderr, CMD ": %s needs a value\n", a);
