@@ -70,7 +70,7 @@ typedef struct {
    * loads and embeds images (text calls then fail). A tokenizer with more ids than
    * the model's vocabulary fails the load. */
   const char *tokenizer;
-  int batch_size;   /* images / texts per forward pass; 0: 32 */
+  int batch_size;   /* images / texts per forward pass (its activations are allocated at load); <= 0: 32 */
   int threads;      /* CPU threads of every call on this model, from any thread; 0: VLM_THREADS or all
                        cores; at most 4096 (more, or < 0, fails the load). Other models and the
                        calling thread's own OpenMP setting are left as they are. */
