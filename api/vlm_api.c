@@ -14,14 +14,22 @@
 struct vlm_model {
   vlm_encoder enc;
   pthread_mutex_t lock;
-  int threads;   /* OpenMP threads of every call on this model, whichever thread makes it */
+  int threads;          /* OpenMP threads of every call on this model, whichever thread makes it */
+  int caller_threads;   /* the calling thread's own count, given back when the call ends */
 };
 
 /* A call on m: serialized, with m's thread count (omp_set_num_threads sets it for the calling
- * thread only, so it is set again by every call, from any thread). */
+ * thread only, so it is set again by every call, from any thread, and the caller's own
+ * setting is restored by model_unlock: the application's OpenMP is left as it was). */
 static void model_lock(vlm_model *m) {
   pthread_mutex_lock(&m->lock);
+  m->caller_threads = omp_get_max_threads();
   omp_set_num_threads(m->threads);
+}
+
+static void model_unlock(vlm_model *m) {
+  omp_set_num_threads(m->caller_threads);
+  pthread_mutex_unlock(&m->lock);
 }
 
 struct vlm_classifier {
@@ -87,21 +95,29 @@ vlm_model *vlm_model_load_on(const char *path, const vlm_model_options *opt, con
   vlm_model_options o = {0};
   if (opt) o = *opt;
   if (o.batch_size <= 0) o.batch_size = 32;
-  if (o.threads > 0) vlm_threads_init(o.threads);
+  if (o.threads < 0 || o.threads > VLM_MAX_THREADS) {
+    vlm_error(VLM_ERR_ARG, "vlm_model_load: vlm_model_options.threads must be in [0, %d] (0: VLM_THREADS or all cores), got %d",
+              VLM_MAX_THREADS, o.threads);
+    return load_failed(err);
+  }
   vlm_model *m = calloc(1, sizeof *m);
   if (!m) {
     vlm_error(VLM_ERR_OOM, "out of memory");
     return load_failed(err);
   }
+  /* this model's count, resolved now; no process-wide setting changes (other models keep theirs) */
+  m->threads = vlm_threads_resolve(o.threads);
+  const int caller_threads = omp_get_max_threads();
+  omp_set_num_threads(m->threads);   /* the load's own work (weights, identity hash) too */
   vlm_status st = vlm_encoder_open(&m->enc, path, o.tokenizer, o.batch_size,
                                    VLM_ENC_TEXT_IF_FOUND | (o.bf16 ? VLM_ENC_BF16 : 0) |
                                        (on_gpu ? VLM_ENC_CUDA : 0));
+  omp_set_num_threads(caller_threads);
   if (st != VLM_OK) {
     free(m);
     return load_failed(err);
   }
   pthread_mutex_init(&m->lock, NULL);
-  m->threads = o.threads > 0 ? o.threads : vlm_threads_get();
   return m;
 }
 
@@ -125,7 +141,7 @@ int vlm_embed_pixels(vlm_model *m, const float *pixels, int n, float *out) {
   if (!m || !pixels || !out || n < 1) return fail(VLM_ERR_ARG, "vlm_embed_pixels: NULL argument or n < 1");
   model_lock(m);
   vlm_status st = vlm_encoder_images(&m->enc, pixels, n, out);
-  pthread_mutex_unlock(&m->lock);
+  model_unlock(m);
   return done(st);
 }
 
@@ -162,7 +178,7 @@ int vlm_embed_image_files(vlm_model *m, const char *const *paths, int n, float *
       rc = -1;
     }
   }
-  pthread_mutex_unlock(&m->lock);
+  model_unlock(m);
   free(pix);
   return rc ? failed() : 0;
 }
@@ -195,7 +211,7 @@ int vlm_embed_texts(vlm_model *m, const char *const *texts, int n, float *out) {
     return fail(VLM_ERR_ARG, "vlm_embed_texts: the model has no tokenizer (load it with vlm_model_options.tokenizer)");
   model_lock(m);
   vlm_status st = vlm_encoder_texts(&m->enc, texts, n, out);
-  pthread_mutex_unlock(&m->lock);
+  model_unlock(m);
   return done(st);
 }
 
@@ -203,7 +219,7 @@ int vlm_embed_token_ids(vlm_model *m, const int32_t *ids, int n, int len, float 
   if (!m || !ids || !out || n < 1) return fail(VLM_ERR_ARG, "vlm_embed_token_ids: NULL argument or n < 1");
   model_lock(m);
   vlm_status st = vlm_encoder_ids(&m->enc, ids, n, len, out);
-  pthread_mutex_unlock(&m->lock);
+  model_unlock(m);
   return done(st);
 }
 
@@ -239,7 +255,7 @@ vlm_classifier *vlm_classifier_new(vlm_model *m, const char *const *classes, int
   if (!templates) {
     const char *set = template_set ? template_set : "openai";
     nt = vlm_zeroshot_templates_builtin(set, &tpl);
-    if (!nt) return classifier_failed(VLM_ERR_ARG, "vlm_classifier_new: unknown template set '%.100s' (openai or simple)", set);
+    if (!nt) return classifier_failed(VLM_ERR_ARG, "vlm_classifier_new: unknown template set '%.100s' (openai, simple or shapes)", set);
   } else if (nt < 1) {
     return classifier_failed(VLM_ERR_ARG, "vlm_classifier_new: n_templates must be >= 1");
   } else {   /* the rule of `vlm zeroshot --templates FILE`: each holds {} or {c} */
@@ -261,7 +277,7 @@ vlm_classifier *vlm_classifier_new(vlm_model *m, const char *const *classes, int
   c->E = E;
   model_lock(m);
   vlm_status st = vlm_zeroshot_classifier(api_text_cb, m, classes, n_classes, tpl, nt, E, (int)m->enc.max_batch, c->W);
-  pthread_mutex_unlock(&m->lock);
+  model_unlock(m);
   if (st != VLM_OK) {
     vlm_classifier_free(c);
     return classifier_failed(st, NULL);
@@ -348,7 +364,7 @@ int vlm_caption(vlm_model *m, const char *image_path, char *out, size_t out_size
     vlm_precision prev = vlm_encoder_precision_enter(&m->enc);   /* bf16 weights: bf16 matmuls */
     vlm_status st = vlm_coca_generate(c, m->enc.crun, &t, &o, ids, &len);
     vlm_set_matmul_precision(prev);
-    pthread_mutex_unlock(&m->lock);
+    model_unlock(m);
     if (st != VLM_OK) {
       failed();
     } else {

@@ -31,11 +31,20 @@ int vlm_cmd_eval(int argc, char **argv);
 
 /* Shared helpers for subcommands (apps/common.c). */
 int vlm_app_is_help(const char *arg);              /* -h or --help */
-/* Parse "--threads N" style integers; prints an error and returns 0 on failure. */
+/* The option parsers' usage errors, one line on stderr each; both return 2 (the exit
+ * status). cmd is "vlm NAME". vlm_app_bad_arg: arg is an option the command does not
+ * have ("unknown option '--x'"), or an argument where the command takes none
+ * ("unexpected argument 'x'"), with a pointer to 'vlm NAME --help' ("vlm" alone: the
+ * global options). */
+int vlm_app_bad_arg(const char *cmd, const char *arg);
+/* argv[*i] is an option that takes a value: the value (and *i moves to it), or NULL
+ * after printing "vlm NAME: --x needs a value" when it is the last argument. */
+const char *vlm_app_value(const char *cmd, int argc, char **argv, int *i);
 /* --precision f32|bf16 and --device cpu|cuda of the embedding commands (index,
  * zeroshot, eval, search): their vlm_encoder_open flags, or -1 after printing the
  * error (a usage error: exit 2). */
 int vlm_app_encoder_flags(const char *cmd, const char *precision, const char *device);
+/* Parse "--threads N" style integers; prints an error and returns 0 on failure. */
 int vlm_app_parse_int(const char *cmd, const char *flag, const char *s, long long lo, long long hi, long long *out);
 /* "./a//b/./c/" -> "a/b/c" in place (".." kept). */
 void vlm_app_clean_path(char *p);

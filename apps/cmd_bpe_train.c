@@ -25,6 +25,7 @@ static void usage(FILE *f) {
           "                   </w>, one per merge, <|startoftext|> and <|endoftext|>\n"
           "                   (CLIP's is 49408); fewer when the corpus runs out of pairs\n"
           "  --out DIR        output folder (created if missing)\n"
+          "Options may come before or after the FILEs ('-': stdin); '--' ends them.\n"
           "\n"
           "Example:\n"
           "  vlm bpe-train --vocab-size 8192 --out my-vocab captions.txt\n"
@@ -75,37 +76,40 @@ static int read_lines(corpus *c, FILE *f, const char *name) {
 int vlm_cmd_bpe_train(int argc, char **argv) {
   long long vocab_size = 0;
   const char *out = NULL;
-  int i = 1;
-  for (; i < argc; i++) {
+  /* options anywhere; the other arguments are the files, in order ('--' ends the options) */
+  char **files = calloc((size_t)argc, sizeof *files);
+  int n_files = 0, opts_done = 0;
+  if (!files) { fprintf(stderr, "vlm bpe-train: out of memory\n"); return 1; }
+  for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
-    if (vlm_app_is_help(a)) { usage(stdout); return 0; }
-    if (!strcmp(a, "--vocab-size") && i + 1 < argc) {
-      if (!vlm_app_parse_int("vlm bpe-train", "--vocab-size", argv[++i], VLM_BPE_MIN_VOCAB, 1 << 24, &vocab_size)) return 2;
-      continue;
-    }
-    if (!strcmp(a, "--out") && i + 1 < argc) { out = argv[++i]; continue; }
-    if (!strcmp(a, "--")) { i++; break; }
-    if (a[0] == '-' && a[1]) {
-      fprintf(stderr, "vlm bpe-train: unknown option '%s' (or missing value)\n", a);
-      usage(stderr);
+    if (opts_done || a[0] != '-' || !a[1]) { files[n_files++] = argv[i]; continue; }
+    if (vlm_app_is_help(a)) { usage(stdout); free(files); return 0; }
+    if (!strcmp(a, "--")) { opts_done = 1; continue; }
+    if (strcmp(a, "--vocab-size") && strcmp(a, "--out")) { free(files); return vlm_app_bad_arg("vlm bpe-train", a); }
+    const char *v = vlm_app_value("vlm bpe-train", argc, argv, &i);
+    if (!v) { free(files); return 2; }
+    if (!strcmp(a, "--out")) {
+      out = v;
+    } else if (!vlm_app_parse_int("vlm bpe-train", "--vocab-size", v, VLM_BPE_MIN_VOCAB, 1 << 24, &vocab_size)) {
+      free(files);
       return 2;
     }
-    break;
   }
   if (!vocab_size || !out) {
-    fprintf(stderr, "vlm bpe-train: --vocab-size and --out are required\n");
-    usage(stderr);
+    fprintf(stderr, "vlm bpe-train: --vocab-size and --out are required (see 'vlm bpe-train --help')\n");
+    free(files);
     return 2;
   }
   corpus c = {0};
   int ok = 1;
-  if (i >= argc) ok = read_lines(&c, stdin, "<stdin>");
-  for (; i < argc && ok; i++) {
-    FILE *f = strcmp(argv[i], "-") ? fopen(argv[i], "rb") : stdin;
-    if (!f) { fprintf(stderr, "vlm bpe-train: %s: cannot open: %s\n", argv[i], strerror(errno)); ok = 0; break; }
-    ok = read_lines(&c, f, argv[i]);
+  if (n_files == 0) ok = read_lines(&c, stdin, "<stdin>");
+  for (int k = 0; k < n_files && ok; k++) {
+    FILE *f = strcmp(files[k], "-") ? fopen(files[k], "rb") : stdin;
+    if (!f) { fprintf(stderr, "vlm bpe-train: %s: cannot open: %s\n", files[k], strerror(errno)); ok = 0; break; }
+    ok = read_lines(&c, f, files[k]);
     if (f != stdin) fclose(f);
   }
+  free(files);
   vlm_tokenizer *t = NULL;
   struct timespec t0, t1;
   clock_gettime(CLOCK_MONOTONIC, &t0);

@@ -124,17 +124,14 @@ int vlm_cmd_caption(int argc, char **argv) {
     else if (!strcmp(a, "--seed")) { NEED_ARG(); ok = vlm_app_parse_int("vlm caption", a, argv[++i], 0, (1LL << 62), &v); o.seed = (uint64_t)v; }
     else if (!strcmp(a, "--batch") || !strcmp(a, "--batch-size")) { NEED_ARG(); ok = vlm_app_parse_int("vlm caption", a, argv[++i], 1, 4096, &batch); }
     else if (a[0] == '-' && a[1]) {
-      fprintf(stderr, "vlm caption: unknown option '%s'\n", a);
-      usage(stderr);
       free(images);
-      return 2;
+      return vlm_app_bad_arg("vlm caption", a);
     } else images[n_images++] = a;
     if (!ok) { free(images); return 2; }
   }
 #undef NEED_ARG
   if (!model || (n_images == 0) == !inputs) {
-    fprintf(stderr, "vlm caption: --model and either IMAGE files or --inputs FILE are required\n");
-    usage(stderr);
+    fprintf(stderr, "vlm caption: --model and either IMAGE files or --inputs FILE are required (see 'vlm caption --help')\n");
     free(images);
     return 2;
   }

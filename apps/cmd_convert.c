@@ -88,16 +88,11 @@ int vlm_cmd_convert(int argc, char **argv) {
                       : !strcmp(argv[i], "--out")   ? &out
                       : !strcmp(argv[i], "--init")  ? &init
                       : !strcmp(argv[i], "--seed")  ? &seed_s : NULL;
-    if (!slot || i + 1 >= argc) {
-      fprintf(stderr, "vlm convert: unknown or incomplete option '%s'\n", argv[i]);
-      usage(stderr);
-      return 2;
-    }
-    *slot = argv[++i];
+    if (!slot) return vlm_app_bad_arg("vlm convert", argv[i]);
+    if (!(*slot = vlm_app_value("vlm convert", argc, argv, &i))) return 2;
   }
   if (!model == !init || !to || !out) {
-    fprintf(stderr, "vlm convert: one of --model or --init, and --to and --out are required\n");
-    usage(stderr);
+    fprintf(stderr, "vlm convert: one of --model or --init, and --to and --out are required (see 'vlm convert --help')\n");
     return 2;
   }
   vlm_ckpt_format fmt;

@@ -67,16 +67,11 @@ int vlm_cmd_forward(int argc, char **argv) {
                       : !strcmp(argv[i], "--grads")  ? &grads
                       : !strcmp(argv[i], "--precision") ? &precision
                       : !strcmp(argv[i], "--device") ? &device : NULL;
-    if (!slot || i + 1 >= argc) {
-      fprintf(stderr, "vlm forward: unknown or incomplete option '%s'\n", argv[i]);
-      usage(stderr);
-      return 2;
-    }
-    *slot = argv[++i];
+    if (!slot) return vlm_app_bad_arg("vlm forward", argv[i]);
+    if (!(*slot = vlm_app_value("vlm forward", argc, argv, &i))) return 2;
   }
   if (!model || !inputs || !out) {
-    fprintf(stderr, "vlm forward: --model, --inputs and --out are required\n");
-    usage(stderr);
+    fprintf(stderr, "vlm forward: --model, --inputs and --out are required (see 'vlm forward --help')\n");
     return 2;
   }
   /* the outputs may not overwrite each other, the inputs or the checkpoint's own files (its

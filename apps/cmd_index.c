@@ -124,26 +124,30 @@ int vlm_cmd_index(int argc, char **argv) {
     if (!strcmp(a, "--quiet")) { quiet = 1; continue; }
     if (!strcmp(a, "--json")) { json = 1; continue; }
     if (a[0] == '-' && a[1] == '-') {
-      if (i + 1 >= argc) { fprintf(stderr, "vlm index: option '%s' needs a value (or is unknown)\n", a); vlm_pathlist_free(&inputs); return 2; }
-      const char *v = argv[++i];
-      if (!strcmp(a, "--model")) model = v;
-      else if (!strcmp(a, "--out")) out = v;
-      else if (!strcmp(a, "--texts")) texts_f = v;
-      else if (!strcmp(a, "--tokenizer")) tokenizer = v;
-      else if (!strcmp(a, "--export-npy")) npy = v;
-      else if (!strcmp(a, "--precision")) precision = v;
-      else if (!strcmp(a, "--device")) device = v;
-      else if (!strcmp(a, "--batch-size")) { if (!vlm_app_parse_int("vlm index", a, v, 1, 4096, &batch)) { vlm_pathlist_free(&inputs); return 2; } }
-      else { fprintf(stderr, "vlm index: unknown option '%s'\n", a); usage(stderr); vlm_pathlist_free(&inputs); return 2; }
+      const char **slot = !strcmp(a, "--model")      ? &model
+                        : !strcmp(a, "--out")        ? &out
+                        : !strcmp(a, "--texts")      ? &texts_f
+                        : !strcmp(a, "--tokenizer")  ? &tokenizer
+                        : !strcmp(a, "--export-npy") ? &npy
+                        : !strcmp(a, "--precision")  ? &precision
+                        : !strcmp(a, "--device")     ? &device : NULL;
+      const int is_batch = !strcmp(a, "--batch-size");
+      const char *v = NULL;
+      int bad = !slot && !is_batch ? vlm_app_bad_arg("vlm index", a) : !(v = vlm_app_value("vlm index", argc, argv, &i));
+      if (!bad && slot) *slot = v;
+      if (!bad && is_batch) bad = !vlm_app_parse_int("vlm index", a, v, 1, 4096, &batch);
+      if (bad) {
+        vlm_pathlist_free(&inputs);
+        return 2;
+      }
       continue;
     }
     if (vlm_pathlist_add(&inputs, a) != VLM_OK) { fprintf(stderr, "vlm index: out of memory\n"); return 1; }
   }
   if (!model || !out || (!texts_f && inputs.n == 0) || (texts_f && inputs.n)) {
-    fprintf(stderr, "vlm index: %s\n", !model || !out ? "--model and --out are required"
+    fprintf(stderr, "vlm index: %s (see 'vlm index --help')\n", !model || !out ? "--model and --out are required"
                                        : texts_f      ? "--texts indexes a captions file: drop the image paths"
                                                       : "no DIR or FILE to index");
-    usage(stderr);
     vlm_pathlist_free(&inputs);
     return 2;
   }

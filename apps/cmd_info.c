@@ -28,14 +28,14 @@ int vlm_cmd_info(int argc, char **argv) {
   const char *model = NULL;
   for (int i = 1; i < argc; i++) {
     if (vlm_app_is_help(argv[i])) { usage(stdout); return 0; }
-    if (!strcmp(argv[i], "--model") && i + 1 < argc) { model = argv[++i]; continue; }
-    fprintf(stderr, "vlm info: unknown or incomplete option '%s'\n", argv[i]);
-    usage(stderr);
-    return 2;
+    if (!strcmp(argv[i], "--model")) {
+      if (!(model = vlm_app_value("vlm info", argc, argv, &i))) return 2;
+      continue;
+    }
+    return vlm_app_bad_arg("vlm info", argv[i]);
   }
   if (!model) {
-    fprintf(stderr, "vlm info: --model PATH is required\n");
-    usage(stderr);
+    fprintf(stderr, "vlm info: --model PATH is required (see 'vlm info --help')\n");
     return 2;
   }
   if (vlm_model_is_coca(model) == 1) return vlm_app_coca_info(model);

@@ -73,52 +73,61 @@ int vlm_cmd_preprocess(int argc, char **argv) {
   if (!inputs) return 1;
   int rc = 0;
   for (int i = 1; i < argc; i++) {
-    const char *a = argv[i];
-    int has_val = i + 1 < argc;
+    const char *a = argv[i], *val = NULL;
     long long v;
+#define VALUE()                                                        \
+  if (!(val = vlm_app_value("vlm preprocess", argc, argv, &i))) { \
+    rc = 2;                                                            \
+    goto done;                                                         \
+  }
     if (vlm_app_is_help(a)) {
       usage(stdout);
       free(inputs);
       return 0;
-    } else if (!strcmp(a, "--size") && has_val) {
-      if (!vlm_app_parse_int("vlm preprocess", "--size", argv[++i], 1, 8192, &v)) { rc = 2; goto done; }
+    } else if (!strcmp(a, "--size")) {
+      VALUE();
+      if (!vlm_app_parse_int("vlm preprocess", "--size", val, 1, 8192, &v)) { rc = 2; goto done; }
       cfg.size = (int)v;
-    } else if (!strcmp(a, "--resize-mode") && has_val) {
-      if (!vlm_resize_mode_parse(argv[++i], &cfg.mode)) {
-        fprintf(stderr, "vlm preprocess: --resize-mode expects shortest, squash or longest, got '%s'\n", argv[i]);
+    } else if (!strcmp(a, "--resize-mode")) {
+      VALUE();
+      if (!vlm_resize_mode_parse(val, &cfg.mode)) {
+        fprintf(stderr, "vlm preprocess: --resize-mode expects shortest, squash or longest, got '%s'\n", val);
         rc = 2;
         goto done;
       }
-    } else if (!strcmp(a, "--mean") && has_val) {
-      if (!parse3("--mean", argv[++i], cfg.mean)) { rc = 2; goto done; }
-    } else if (!strcmp(a, "--std") && has_val) {
-      if (!parse3("--std", argv[++i], cfg.std)) { rc = 2; goto done; }
+    } else if (!strcmp(a, "--mean")) {
+      VALUE();
+      if (!parse3("--mean", val, cfg.mean)) { rc = 2; goto done; }
+    } else if (!strcmp(a, "--std")) {
+      VALUE();
+      if (!parse3("--std", val, cfg.std)) { rc = 2; goto done; }
       if (cfg.std[0] == 0 || cfg.std[1] == 0 || cfg.std[2] == 0) {
         fprintf(stderr, "vlm preprocess: --std values must be non-zero\n");
         rc = 2;
         goto done;
       }
-    } else if (!strcmp(a, "--max-image-pixels") && has_val) {
-      if (!vlm_app_parse_int("vlm preprocess", "--max-image-pixels", argv[++i], 1, (long long)1 << 40, &v)) {
+    } else if (!strcmp(a, "--max-image-pixels")) {
+      VALUE();
+      if (!vlm_app_parse_int("vlm preprocess", "--max-image-pixels", val, 1, (long long)1 << 40, &v)) {
         rc = 2;
         goto done;
       }
       opts.max_pixels = v;
     } else if (!strcmp(a, "--jpeg-reduce")) {
       jpeg_reduce = 1;
-    } else if (!strcmp(a, "--out") && has_val) {
-      out_dir = argv[++i];
+    } else if (!strcmp(a, "--out")) {
+      VALUE();
+      out_dir = val;
     } else if (a[0] == '-' && a[1]) {
-      fprintf(stderr, "vlm preprocess: unknown option or missing value: '%s' (see --help)\n", a);
-      rc = 2;
+      rc = vlm_app_bad_arg("vlm preprocess", a);
       goto done;
     } else {
       inputs[n_in++] = a;
     }
+#undef VALUE
   }
   if (!out_dir || n_in == 0) {
-    fprintf(stderr, "vlm preprocess: %s\n", !out_dir ? "--out DIR is required" : "no input images given");
-    usage(stderr);
+    fprintf(stderr, "vlm preprocess: %s (see 'vlm preprocess --help')\n", !out_dir ? "--out DIR is required" : "no input images given");
     rc = 2;
     goto done;
   }

@@ -45,22 +45,22 @@ int vlm_cmd_search(int argc, char **argv) {
     const char *a = argv[i];
     if (vlm_app_is_help(a)) { usage(stdout); return 0; }
     if (!strcmp(a, "--json")) { json = 1; continue; }
-    if (i + 1 >= argc) { fprintf(stderr, "vlm search: unknown or incomplete option '%s'\n", a); usage(stderr); return 2; }
-    const char *v = argv[++i];
-    if (!strcmp(a, "--index")) index = v;
-    else if (!strcmp(a, "--model")) model = v;
-    else if (!strcmp(a, "--text")) text = v;
-    else if (!strcmp(a, "--image")) image = v;
-    else if (!strcmp(a, "--tokenizer")) tokenizer = v;
-    else if (!strcmp(a, "--precision")) precision = v;
-    else if (!strcmp(a, "--device")) device = v;
-    else if (!strcmp(a, "--top-k")) { if (!vlm_app_parse_int("vlm search", a, v, 1, 1000000, &top_k)) return 2; }
-    else { fprintf(stderr, "vlm search: unknown option '%s'\n", a); usage(stderr); return 2; }
+    const char **slot = !strcmp(a, "--index")     ? &index
+                      : !strcmp(a, "--model")     ? &model
+                      : !strcmp(a, "--text")      ? &text
+                      : !strcmp(a, "--image")     ? &image
+                      : !strcmp(a, "--tokenizer") ? &tokenizer
+                      : !strcmp(a, "--precision") ? &precision
+                      : !strcmp(a, "--device")    ? &device : NULL;
+    if (!slot && strcmp(a, "--top-k")) return vlm_app_bad_arg("vlm search", a);
+    const char *v = vlm_app_value("vlm search", argc, argv, &i);
+    if (!v) return 2;
+    if (slot) *slot = v;
+    else if (!vlm_app_parse_int("vlm search", a, v, 1, 1000000, &top_k)) return 2;
   }
   if (!index || !model || !text == !image) {
-    fprintf(stderr, "vlm search: %s\n", !index || !model ? "--index and --model are required"
+    fprintf(stderr, "vlm search: %s (see 'vlm search --help')\n", !index || !model ? "--index and --model are required"
                                                         : "give one query: --text or --image");
-    usage(stderr);
     return 2;
   }
   if (text && !*text) {

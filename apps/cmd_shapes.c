@@ -90,23 +90,22 @@ int vlm_cmd_shapes(int argc, char **argv) {
   int val = 0, json = 0;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
-    int has = i + 1 < argc;
     if (vlm_app_is_help(a)) { usage(stdout); return 0; }
-    else if (!strcmp(a, "--out") && has) out = argv[++i];
-    else if (!strcmp(a, "--n") && has) { if (!vlm_app_parse_int("vlm shapes", "--n", argv[++i], 1, 100000000, &n)) return 2; }
-    else if (!strcmp(a, "--size") && has) { if (!vlm_app_parse_int("vlm shapes", "--size", argv[++i], 8, 4096, &size)) return 2; }
-    else if (!strcmp(a, "--seed") && has) { if (!vlm_app_parse_int("vlm shapes", "--seed", argv[++i], 0, (long long)1 << 62, &seed)) return 2; }
-    else if (!strcmp(a, "--split") && has) {
-      const char *s = argv[++i];
-      if (!strcmp(s, "train")) val = 0;
-      else if (!strcmp(s, "val")) val = 1;
-      else { fprintf(stderr, "vlm shapes: --split expects train or val, got '%s'\n", s); return 2; }
-    } else if (!strcmp(a, "--json")) json = 1;
-    else { fprintf(stderr, "vlm shapes: unknown option or missing value: '%s' (see --help)\n", a); return 2; }
+    if (!strcmp(a, "--json")) { json = 1; continue; }
+    if (strcmp(a, "--out") && strcmp(a, "--n") && strcmp(a, "--size") && strcmp(a, "--seed") && strcmp(a, "--split"))
+      return vlm_app_bad_arg("vlm shapes", a);
+    const char *v = vlm_app_value("vlm shapes", argc, argv, &i);
+    if (!v) return 2;
+    if (!strcmp(a, "--out")) out = v;
+    else if (!strcmp(a, "--n")) { if (!vlm_app_parse_int("vlm shapes", "--n", v, 1, 100000000, &n)) return 2; }
+    else if (!strcmp(a, "--size")) { if (!vlm_app_parse_int("vlm shapes", "--size", v, 8, 4096, &size)) return 2; }
+    else if (!strcmp(a, "--seed")) { if (!vlm_app_parse_int("vlm shapes", "--seed", v, 0, (long long)1 << 62, &seed)) return 2; }
+    else if (!strcmp(v, "train")) val = 0;   /* --split */
+    else if (!strcmp(v, "val")) val = 1;
+    else { fprintf(stderr, "vlm shapes: --split expects train or val, got '%s'\n", v); return 2; }
   }
   if (!out) {
-    fprintf(stderr, "vlm shapes: --out DIR is required\n");
-    usage(stderr);
+    fprintf(stderr, "vlm shapes: --out DIR is required (see 'vlm shapes --help')\n");
     return 2;
   }
   if (n < 0) n = val ? 1000 : 20000;

@@ -1,5 +1,6 @@
 /* vlm tokenize: captions -> CLIP BPE ids, one JSON line per caption. */
 #define _POSIX_C_SOURCE 200809L
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,7 +12,8 @@
 
 static void usage(FILE *f) {
   fprintf(f,
-          "usage: vlm tokenize [--vocab PATH] [--context-length N] [--pad zero|eot] [FILE...]\n"
+          "usage: vlm tokenize [--vocab PATH] [--context-length N] [--pad zero|eot] [--decode | --full]\n"
+          "                    [--stats] [FILE...]\n"
           "\n"
           "Reads captions one per line from the FILEs (or stdin, or '-') and prints one JSON\n"
           "line per caption, {\"ids\": [...]}, with open_clip's tokenization: <|startoftext|>,\n"
@@ -25,9 +27,14 @@ static void usage(FILE *f) {
           "                        other commands name it)\n"
           "  --context-length N    tokens per caption (default 77); 0: no truncation, no padding\n"
           "  --pad zero|eot        padding id: 0 as open_clip (default) or <|endoftext|> as HF\n"
-          "  --decode              print the text of each caption's ids instead (what lies\n"
-          "                        between <|startoftext|> and the first <|endoftext|>: no padding)\n"
+          "  --decode              print {\"text\": ...}, the text of each caption's ids, instead\n"
+          "                        (what lies between <|startoftext|> and the first <|endoftext|>)\n"
+          "  --full                print {\"line\", \"text\", \"n_tokens\", \"truncated\", \"ids\"}:\n"
+          "                        the caption's number (from 0, over all the input), its text,\n"
+          "                        its token count before truncation (sot and eot included)\n"
+          "                        and whether it was cut\n"
           "  --stats               report captions/s on stderr\n"
+          "Options may come before or after the FILEs; '--' ends them.\n"
           "\n"
           "Invalid UTF-8 in a caption is read as U+FFFD (Python's errors=\"replace\").\n"
           "\n"
@@ -182,40 +189,43 @@ int vlm_cmd_tokenize(int argc, char **argv) {
   const char *vocab = getenv("VLM_VOCAB");
   long long ctx = 77;
   int pad_eot = 0, decode = 0, stats = 0, full = 0;
-  int i = 1;
-  for (; i < argc; i++) {
+  /* options anywhere; the other arguments are the files, in order ('--' ends the options) */
+  char **files = calloc((size_t)argc, sizeof *files);
+  int n_files = 0, opts_done = 0;
+  if (!files) { fprintf(stderr, "vlm tokenize: out of memory\n"); return 1; }
+  for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
-    if (vlm_app_is_help(a)) { usage(stdout); return 0; }
-    if ((!strcmp(a, "--vocab") || !strcmp(a, "--tokenizer")) && i + 1 < argc) { vocab = argv[++i]; continue; }
-    if (!strcmp(a, "--context-length") && i + 1 < argc) {
-      if (!vlm_app_parse_int("vlm tokenize", "--context-length", argv[++i], 0, 1 << 20, &ctx)) return 2;
-      continue;
-    }
-    if (!strcmp(a, "--pad") && i + 1 < argc) {
-      const char *v = argv[++i];
-      if (!strcmp(v, "zero")) pad_eot = 0;
-      else if (!strcmp(v, "eot")) pad_eot = 1;
-      else { fprintf(stderr, "vlm tokenize: --pad expects 'zero' or 'eot', got '%s'\n", v); return 2; }
-      continue;
-    }
+    if (opts_done || a[0] != '-' || !a[1]) { files[n_files++] = argv[i]; continue; }
+    if (vlm_app_is_help(a)) { usage(stdout); free(files); return 0; }
+    if (!strcmp(a, "--")) { opts_done = 1; continue; }
     if (!strcmp(a, "--decode")) { decode = 1; continue; }
     if (!strcmp(a, "--full")) { full = 1; continue; }
     if (!strcmp(a, "--stats")) { stats = 1; continue; }
-    if (!strcmp(a, "--")) { i++; break; }
-    if (a[0] == '-' && a[1]) {
-      fprintf(stderr, "vlm tokenize: unknown option '%s' (or missing value)\n", a);
-      usage(stderr);
-      return 2;
+    if (strcmp(a, "--vocab") && strcmp(a, "--tokenizer") && strcmp(a, "--context-length") && strcmp(a, "--pad")) {
+      free(files);
+      return vlm_app_bad_arg("vlm tokenize", a);
     }
-    break;
+    const char *v = vlm_app_value("vlm tokenize", argc, argv, &i);
+    if (!v) { free(files); return 2; }
+    if (!strcmp(a, "--context-length")) {
+      if (!vlm_app_parse_int("vlm tokenize", "--context-length", v, 0, 1 << 20, &ctx)) { free(files); return 2; }
+    } else if (!strcmp(a, "--pad")) {
+      if (!strcmp(v, "zero")) pad_eot = 0;
+      else if (!strcmp(v, "eot")) pad_eot = 1;
+      else { fprintf(stderr, "vlm tokenize: --pad expects 'zero' or 'eot', got '%s'\n", v); free(files); return 2; }
+    } else {
+      vocab = v;
+    }
   }
   if (!vocab || !*vocab) {
     fprintf(stderr, "vlm tokenize: no vocabulary: pass --vocab PATH or set VLM_VOCAB\n");
+    free(files);
     return 2;
   }
   tok_job j = {0};
   if (vlm_tokenizer_load(&j.tok, vocab)) {
     fprintf(stderr, "vlm tokenize: %s\n", vlm_last_error());
+    free(files);
     return 1;
   }
   j.ctx = (int)ctx;
@@ -223,22 +233,22 @@ int vlm_cmd_tokenize(int argc, char **argv) {
   j.decode = decode;
   j.full = full && !decode;
   j.out = malloc((size_t)(ctx > 0 ? ctx : 1) * sizeof *j.out);
-  if (!j.out) { vlm_tokenizer_free(j.tok); fprintf(stderr, "vlm tokenize: out of memory\n"); return 1; }
+  if (!j.out) { vlm_tokenizer_free(j.tok); free(files); fprintf(stderr, "vlm tokenize: out of memory\n"); return 1; }
   static char obuf[1 << 16];
   setvbuf(stdout, obuf, _IOFBF, sizeof obuf);
   struct timespec t0, t1;
   clock_gettime(CLOCK_MONOTONIC, &t0);
   int ok = 1;
-  if (i >= argc) ok = do_file(&j, stdin, "<stdin>");
-  for (; i < argc && ok; i++) {
-    if (!strcmp(argv[i], "-")) { ok = do_file(&j, stdin, "<stdin>"); continue; }
-    FILE *f = fopen(argv[i], "rb");
+  if (n_files == 0) ok = do_file(&j, stdin, "<stdin>");
+  for (int k = 0; k < n_files && ok; k++) {
+    if (!strcmp(files[k], "-")) { ok = do_file(&j, stdin, "<stdin>"); continue; }
+    FILE *f = fopen(files[k], "rb");
     if (!f) {
-      fprintf(stderr, "vlm tokenize: %s: cannot open\n", argv[i]);
+      fprintf(stderr, "vlm tokenize: %s: cannot open: %s\n", files[k], strerror(errno));
       ok = 0;
       break;
     }
-    ok = do_file(&j, f, argv[i]);
+    ok = do_file(&j, f, files[k]);
     fclose(f);
   }
   clock_gettime(CLOCK_MONOTONIC, &t1);
@@ -249,6 +259,7 @@ int vlm_cmd_tokenize(int argc, char **argv) {
   }
   free(j.out);
   free(j.obuf);
+  free(files);
   vlm_tokenizer_free(j.tok);
   return ok ? 0 : 1;
 }

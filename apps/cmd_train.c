@@ -72,7 +72,8 @@ static void usage(FILE *f) {
           "  --batch-size N (64)  --epochs N (32)  --steps N (instead of epochs)\n"
           "  --lr X (5e-4)  --beta1 (0.9)  --beta2 (0.98)  --eps (1e-6)  --wd (0.2)\n"
           "  --warmup N (10000)  --lr-scheduler cosine|const|const-cooldown (cosine)\n"
-          "  --epochs-cooldown N  --lr-cooldown-power X (1.0)  --lr-cooldown-end X (0)\n"
+          "  --epochs-cooldown N      const-cooldown (where it is required): the last N epochs'\n"
+          "                           steps cool down  --lr-cooldown-power X (1.0)  --lr-cooldown-end X (0)\n"
           "  --grad-clip-norm X       clip the global gradient norm to X (none, as open_clip; 0: none)\n"
           "  --accum-freq K (1)  --precision fp32|bf16 (fp32)\n"
           "  --seed N (0)\n"
@@ -1220,7 +1221,7 @@ int vlm_cmd_train(int argc, char **argv) {
 #undef INT
 #undef DBL
 #undef FLAG
-    fprintf(stderr, CMD ": unknown option '%s' (see --help)\n", a);
+    vlm_app_bad_arg(CMD, a);
     goto out;
   missing:
     fprintf(stderr, CMD ": %s needs a value\n", a);

@@ -6,11 +6,15 @@
 #include "core/core.h"
 
 int vlm_cmd_version(int argc, char **argv) {
-  if (argc > 1 && vlm_app_is_help(argv[1])) {
-    printf("usage: vlm version\n\nPrints vlm's version, the CPU threads and features in use, oneDNN's version\n"
-           "whether a CUDA GPU is available, and whether vlm train can run across MPI ranks.\n\nExample:\n  vlm --threads 2 version\n");
-    return 0;
+  for (int i = 1; i < argc; i++) {
+    if (vlm_app_is_help(argv[i])) {
+      printf("usage: vlm version\n\nPrints vlm's version, the CPU threads and features in use, oneDNN's version,\n"
+             "whether a CUDA GPU is available, and whether vlm train can run across MPI ranks.\n\nExample:\n"
+             "  vlm --threads 2 version\n");
+      return 0;
+    }
   }
+  if (argc > 1) return vlm_app_bad_arg("vlm version", argv[1]);
   const dnnl_version_t *v = dnnl_version();
   printf("vlm 0.1.0\n");
   printf("cpu: %d threads, AVX512-BF16/AMX: %s, oneDNN %d.%d.%d\n", vlm_threads_get(),

@@ -104,25 +104,20 @@ int vlm_cmd_zeroshot(int argc, char **argv) {
     if (vlm_app_is_help(a)) { usage(stdout); vlm_pathlist_free(&inputs); return 0; }
     if (!strcmp(a, "--json")) { json = 1; continue; }
     if (a[0] == '-' && a[1] == '-') {
-      if (i + 1 >= argc) {
-        fprintf(stderr, "vlm zeroshot: option '%s' needs a value (or is unknown)\n", a);
-        vlm_pathlist_free(&inputs);
-        return 2;
-      }
-      const char *v = argv[++i];
-      if (!strcmp(a, "--model")) model = v;
-      else if (!strcmp(a, "--classes")) classes_s = v;
-      else if (!strcmp(a, "--classes-file")) classes_f = v;
-      else if (!strcmp(a, "--templates")) templates_s = v;
-      else if (!strcmp(a, "--tokenizer")) tokenizer = v;
-      else if (!strcmp(a, "--eval")) eval = v;
-      else if (!strcmp(a, "--precision")) precision = v;
-      else if (!strcmp(a, "--device")) device = v;
-      else if (!strcmp(a, "--top-k")) { if (!vlm_app_parse_int("vlm zeroshot", a, v, 1, 1000000, &top_k)) { vlm_pathlist_free(&inputs); return 2; } }
-      else if (!strcmp(a, "--batch-size")) { if (!vlm_app_parse_int("vlm zeroshot", a, v, 1, 4096, &batch)) { vlm_pathlist_free(&inputs); return 2; } }
-      else {
-        fprintf(stderr, "vlm zeroshot: unknown option '%s'\n", a);
-        usage(stderr);
+      const char **slot = !strcmp(a, "--model")        ? &model
+                        : !strcmp(a, "--classes")      ? &classes_s
+                        : !strcmp(a, "--classes-file") ? &classes_f
+                        : !strcmp(a, "--templates")    ? &templates_s
+                        : !strcmp(a, "--tokenizer")    ? &tokenizer
+                        : !strcmp(a, "--eval")         ? &eval
+                        : !strcmp(a, "--precision")    ? &precision
+                        : !strcmp(a, "--device")       ? &device : NULL;
+      long long *num = !strcmp(a, "--top-k") ? &top_k : !strcmp(a, "--batch-size") ? &batch : NULL;
+      const char *v = NULL;
+      int bad = !slot && !num ? vlm_app_bad_arg("vlm zeroshot", a) : !(v = vlm_app_value("vlm zeroshot", argc, argv, &i));
+      if (!bad && slot) *slot = v;
+      if (!bad && num) bad = !vlm_app_parse_int("vlm zeroshot", a, v, 1, num == &top_k ? 1000000 : 4096, num);
+      if (bad) {
         vlm_pathlist_free(&inputs);
         return 2;
       }
@@ -131,14 +126,14 @@ int vlm_cmd_zeroshot(int argc, char **argv) {
     if (vlm_pathlist_add(&inputs, a) != VLM_OK) { fprintf(stderr, "vlm zeroshot: out of memory\n"); return 1; }
   }
   int usage_err = 0;
-  if (!model) { fprintf(stderr, "vlm zeroshot: --model is required\n"); usage_err = 1; }
+  if (!model) { fprintf(stderr, "vlm zeroshot: --model is required (see 'vlm zeroshot --help')\n"); usage_err = 1; }
   else if (classes_s && classes_f) { fprintf(stderr, "vlm zeroshot: give --classes or --classes-file, not both\n"); usage_err = 1; }
   else if (!eval && !classes_s && !classes_f) { fprintf(stderr, "vlm zeroshot: --classes or --classes-file is required (or --eval DIR)\n"); usage_err = 1; }
   else if (!eval && inputs.n == 0) { fprintf(stderr, "vlm zeroshot: no IMAGE or DIR given\n"); usage_err = 1; }
   else if (eval && inputs.n) { fprintf(stderr, "vlm zeroshot: --eval takes its images from DIR; drop the other paths\n"); usage_err = 1; }
   int eflags = usage_err ? 0 : vlm_app_encoder_flags("vlm zeroshot", precision, device);
   if (eflags < 0) usage_err = 1;
-  if (usage_err) { usage(stderr); vlm_pathlist_free(&inputs); return 2; }
+  if (usage_err) { vlm_pathlist_free(&inputs); return 2; }
 
   int rc = 1, n_classes = 0, n_tpl = 0;
   char **classes = NULL, **tpl_owned = NULL;

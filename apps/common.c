@@ -12,6 +12,22 @@
 
 int vlm_app_is_help(const char *arg) { return !strcmp(arg, "-h") || !strcmp(arg, "--help"); }
 
+int vlm_app_bad_arg(const char *cmd, const char *arg) {
+  if (arg[0] == '-' && arg[1])
+    fprintf(stderr, "%s: unknown option '%s' (see '%s --help')\n", cmd, arg, cmd);
+  else
+    fprintf(stderr, "%s: unexpected argument '%s' (see '%s --help')\n", cmd, arg, cmd);
+  return 2;
+}
+
+const char *vlm_app_value(const char *cmd, int argc, char **argv, int *i) {
+  if (*i + 1 >= argc) {
+    fprintf(stderr, "%s: %s needs a value\n", cmd, argv[*i]);
+    return NULL;
+  }
+  return argv[++*i];
+}
+
 int vlm_app_encoder_flags(const char *cmd, const char *precision, const char *device) {
   if (strcmp(precision, "f32") && strcmp(precision, "fp32") && strcmp(precision, "bf16")) {   /* fp32: as vlm train */
     fprintf(stderr, "%s: --precision must be f32 (or fp32) or bf16, got '%s'\n", cmd, precision);

@@ -77,15 +77,14 @@ int main(int argc, char **argv) {
       usage(stdout);
       return 0;
     }
-    if (!strcmp(argv[i], "--threads") && i + 1 < argc) {
-      if (!vlm_app_parse_int("vlm", "--threads", argv[i + 1], 1, 4096, &threads)) return 2;
-      i += 2;
+    if (!strcmp(argv[i], "--threads")) {
+      const char *v = vlm_app_value("vlm", argc, argv, &i);
+      if (!v || !vlm_app_parse_int("vlm", "--threads", v, 1, 4096, &threads)) return 2;
+      i++;
       continue;
     }
     if (!strcmp(argv[i], "--version")) return vlm_cmd_version(1, argv);
-    fprintf(stderr, "vlm: unknown option '%s'\n", argv[i]);
-    usage(stderr);
-    return 2;
+    return vlm_app_bad_arg("vlm", argv[i]);
   }
   if (i >= argc) {
     usage(stderr);

@@ -183,9 +183,12 @@ void vlm_rng_shuffle(vlm_rng *r, int64_t *x, size_t n);   /* Fisher-Yates */
 
 /* ------------------------------------------------------------------ threads
  * requested > 0 wins; else VLM_THREADS (when a whole number in [1, VLM_MAX_THREADS]);
- * else OpenMP's default. At most VLM_MAX_THREADS. Returns the count in use. */
+ * else OpenMP's default. At most VLM_MAX_THREADS. vlm_threads_init sets that count for
+ * the process (and the calling thread) and returns it; vlm_threads_resolve only returns
+ * it (the C API keeps a count per model and changes no global setting). */
 #define VLM_MAX_THREADS 4096
 int vlm_threads_init(int requested);
+int vlm_threads_resolve(int requested);
 int vlm_threads_get(void);
 
 /* ------------------------------------------------------------------ collectives (core/comm.c)

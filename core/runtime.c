@@ -10,7 +10,7 @@
 
 static int g_threads = 0;
 
-int vlm_threads_init(int requested) {
+int vlm_threads_resolve(int requested) {
   int n = requested;
   if (n <= 0) {   /* VLM_THREADS: a whole number in [1, VLM_MAX_THREADS], else ignored */
     const char *e = getenv("VLM_THREADS");
@@ -20,6 +20,11 @@ int vlm_threads_init(int requested) {
   }
   if (n <= 0) n = omp_get_max_threads();
   if (n > VLM_MAX_THREADS) n = VLM_MAX_THREADS;
+  return n;
+}
+
+int vlm_threads_init(int requested) {
+  int n = vlm_threads_resolve(requested);
   omp_set_num_threads(n);
   g_threads = n;
   return n;

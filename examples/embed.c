@@ -6,7 +6,9 @@
  * values (all of them with --print, one line each: "image PATH v0 v1 ..."), the
  * image x text cosine similarities, and with --classes the zero-shot top 3 of each
  * image (open_clip's 80 templates). Build it against an installed vlm with
- *   cc embed.c $(pkg-config --cflags --libs vlm) -o embed */
+ *   cc embed.c $(pkg-config --cflags --libs vlm) -lm -o embed
+ * (-lm: this program calls sqrt; run it with the library on the loader path, e.g.
+ * LD_LIBRARY_PATH=PREFIX/lib, when PREFIX is not a system one). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,8 +1,8 @@
 /* vlm.h: the public C API of vlm (libvlm.so, pkg-config name "vlm").
  *
- * Load a CLIP model (an open_clip or Hugging Face checkpoint directory, as the
- * `vlm` command reads), embed images and texts into L2-normalized vectors, and
- * classify images zero-shot the way open_clip does.
+ * Load a CLIP or CoCa model (an open_clip or Hugging Face checkpoint directory, as
+ * the `vlm` command reads), embed images and texts into L2-normalized vectors,
+ * classify images zero-shot the way open_clip does, and caption images (CoCa).
  *
  *   #include <vlm.h>
  *   const char *err;
@@ -16,7 +16,7 @@
  *   // cosine similarity = dot product of the unit vectors
  *   vlm_model_free(m);
  *
- * Build: cc app.c $(pkg-config --cflags --libs vlm)
+ * Build: cc app.c $(pkg-config --cflags --libs vlm)   (add -lm if app.c uses libm)
  *
  * Conventions
  *   - Functions returning int return -1 on failure and 0 on success (or what the
@@ -64,11 +64,16 @@ typedef struct vlm_model vlm_model;   /* opaque */
 typedef struct {
   /* Vocabulary for the text tower: a folder with vocab.json + merges.txt, or
    * bpe_simple_vocab_16e6.txt(.gz). NULL: the model directory's tokenizer/, its
-   * vocab.json + merges.txt, or its bpe_simple_vocab_16e6.txt.gz; a model without
-   * one still loads and embeds images (text calls then fail). */
+   * vocab.json + merges.txt, the tokenizer/ of the `vlm train` run a checkpoint
+   * belongs to (RUN/tokenizer/ for RUN/checkpoints/NAME), or the model directory's
+   * bpe_simple_vocab_16e6.txt(.gz), the first found; a model without one still
+   * loads and embeds images (text calls then fail). A tokenizer with more ids than
+   * the model's vocabulary fails the load. */
   const char *tokenizer;
-  int batch_size;   /* images / texts per forward pass; 0: 32 */
-  int threads;      /* CPU threads of every call on this model, from any thread; 0: VLM_THREADS or all cores */
+  int batch_size;   /* images / texts per forward pass (its activations are allocated at load); <= 0: 32 */
+  int threads;      /* CPU threads of every call on this model, from any thread; 0: VLM_THREADS or all
+                       cores; at most 4096 (more, or < 0, fails the load). Other models and the
+                       calling thread's own OpenMP setting are left as they are. */
   int bf16;         /* 1: bf16 matmul inputs with f32 accumulation, the weights converted once
                        (faster on CPUs with AVX512-BF16/AMX; features within ~1e-5 cosine of
                        f32). This model's calls only: other models keep their precision.
@@ -94,8 +99,9 @@ VLM_API int vlm_model_image_size(const vlm_model *m);      /* S: the input is S 
 VLM_API int vlm_model_context_length(const vlm_model *m);  /* text tokens per caption */
 VLM_API int vlm_model_vocab_size(const vlm_model *m);
 VLM_API int vlm_model_has_tokenizer(const vlm_model *m);   /* 1 if texts can be embedded */
-/* A hash of the config and every weight ("clip-" + 16 hex digits), the identity
- * `vlm index` stores: equal for the same weights in either checkpoint layout. */
+/* A hash of the config and every weight ("clip-" or, for a CoCa model, "coca-" + 16
+ * hex digits), the identity `vlm index` stores: equal for the same weights in either
+ * checkpoint layout. */
 VLM_API const char *vlm_model_identity(const vlm_model *m);
 
 /* ------------------------------------------------------------------ embedding */
@@ -130,8 +136,10 @@ typedef struct {
  * averaged and renormalized. Templates: templates[n_templates] when not NULL (each
  * must hold "{}" or "{c}", as a `vlm zeroshot --templates` file's lines; a NULL,
  * empty or placeholder-less entry fails, naming its index), else the built-in set
- * named by template_set: "openai" (CLIP's 80 ImageNet prompts, also when NULL) or
- * "simple" (its 7-prompt subset). Needs a tokenizer. */
+ * named by template_set: "openai" (CLIP's 80 ImageNet prompts, also when NULL),
+ * "simple" (its 7-prompt subset) or "shapes" (`vlm zeroshot --templates shapes`, for
+ * the synthetic shapes set); template_set is not read when templates is given.
+ * Needs a tokenizer. */
 VLM_API vlm_classifier *vlm_classifier_new(vlm_model *m, const char *const *classes, int n_classes,
                                            const char *template_set, const char *const *templates,
                                            int n_templates);

@@ -7,9 +7,15 @@
  *   - errors: a missing model, NULL and bad arguments, ids outside the vocabulary,
  *     texts without a tokenizer, an empty class list, captions on CLIP;
  *   - vlm_model_load_on: an unknown device is refused; "cuda" either says why
- *     there is no GPU or (a GPU, or the emulated one) embeds as the CPU does.
+ *     there is no GPU or (a GPU, or the emulated one) embeds as the CPU does;
+ *   - vlm_model_options.threads: 0 takes VLM_THREADS (the process's first calls run
+ *     on one thread with VLM_THREADS=1), a count outside [0, 4096] fails the load, and
+ *     a call leaves the calling thread's own OpenMP thread count as it was.
  * The fixture is read with a few lines of safetensors parsing (no vlm internals). */
+#define _POSIX_C_SOURCE 200809L
+#include <dirent.h>
 #include <math.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,6 +59,51 @@ static const void *st_get(const unsigned char *file, size_t n, const char *name,
   return r;
 }
 
+/* Threads of this process (Linux: /proc/self/task), -1 when unknown. */
+static int process_threads(void) {
+  DIR *d = opendir("/proc/self/task");
+  if (!d) return -1;
+  int n = 0;
+  for (struct dirent *e; (e = readdir(d));) n += e->d_name[0] != '.';
+  closedir(d);
+  return n;
+}
+
+/* vlm_model_options.threads, run first: no OpenMP thread exists yet in this process. */
+static void check_threads(const char *dir) {
+  const char *err = NULL;
+  vlm_model_options o = {0};
+  setenv("VLM_THREADS", "1", 1);   /* read at load when threads is 0 */
+  vlm_model *m = vlm_model_load_ex(dir, &o, &err);
+  unsetenv("VLM_THREADS");
+  CHECK(m != NULL, "load: %s", err ? err : "");
+  if (!m) return;
+  int S = vlm_model_image_size(m), E = vlm_model_embed_dim(m);
+  float *pix = calloc((size_t)3 * S * S, sizeof(float)), *out = malloc((size_t)E * sizeof(float));
+  CHECK(pix && out && vlm_embed_pixels(m, pix, 1, out) == 0, "embed: %s", vlm_get_last_error());
+  int n = process_threads();
+  CHECK(n == 1 || n == -1, "threads 0 with VLM_THREADS=1: the call ran %d threads", n);
+  vlm_model_free(m);
+  for (int bad = 0; bad < 2; bad++) {   /* 99999 OpenMP threads crashed libgomp */
+    o.threads = bad ? -1 : 99999;
+    err = NULL;
+    m = vlm_model_load_ex(dir, &o, &err);
+    CHECK(!m && err && strstr(err, "vlm_model_options.threads"), "threads %d refused: %s", o.threads, err ? err : "(null)");
+    vlm_model_free(m);
+  }
+  omp_set_num_threads(3);   /* the application's own setting */
+  o.threads = 1;
+  m = vlm_model_load_ex(dir, &o, &err);
+  CHECK(m != NULL && omp_get_max_threads() == 3, "a load keeps the caller's OpenMP threads (%d)", omp_get_max_threads());
+  if (m) {
+    CHECK(vlm_embed_pixels(m, pix, 1, out) == 0, "embed: %s", vlm_get_last_error());
+    CHECK(omp_get_max_threads() == 3, "a call keeps the caller's OpenMP threads (%d)", omp_get_max_threads());
+  }
+  vlm_model_free(m);
+  free(pix);
+  free(out);
+}
+
 int main(int argc, char **argv) {
   if (argc < 2) { fprintf(stderr, "usage: test_capi FIXTURE_DIR\n"); return 2; }
   char path[4096];
@@ -63,6 +114,7 @@ int main(int argc, char **argv) {
   unsigned char *out = slurp(path, &no);
   if (!in || !out) { printf("SKIP: no fixture at %s\n", argv[1]); return 77; }
   CHECK(vlm_api_version() == VLM_API_VERSION, "api version %d", vlm_api_version());
+  check_threads(argv[1]);
 
   const char *err = NULL;
   vlm_model *m = vlm_model_load("/nonexistent/model-dir", &err);

@@ -18,6 +18,7 @@
  *     f32 CoCa's captions unchanged;
  *   - messages name the API's options, not the vlm command's flags. */
 #define _POSIX_C_SOURCE 200809L
+#include <dirent.h>
 #include <math.h>
 #include <omp.h>
 #include <pthread.h>
@@ -113,13 +114,28 @@ static float *embed4_thread(vlm_model *m, const char *const *images) {
   return out;
 }
 
-/* vlm_model_options.threads on a thread that did not load the model: the OpenMP thread count
- * a call left on the calling thread (read back after it through omp_get_max_threads). */
-typedef struct { vlm_model *m; int after; int rc; } threads_job;
+/* Threads of this process (Linux: /proc/self/task), -1 when unknown. */
+static int process_threads(void) {
+  DIR *d = opendir("/proc/self/task");
+  if (!d) return -1;
+  int n = 0;
+  for (struct dirent *e; (e = readdir(d));) n += e->d_name[0] != '.';
+  closedir(d);
+  return n;
+}
+
+/* vlm_model_options.threads on a thread that did not load the model: the OpenMP workers a
+ * call started for this thread (none when it ran on one thread; libgomp keeps a team per
+ * thread that starts parallel regions), and the thread's own OpenMP count before and after
+ * the call (the call gives it back). */
+typedef struct { vlm_model *m; int before, after, started, rc; } threads_job;
 static void *threads_run(void *arg) {
   threads_job *j = arg;
   float *out = calloc((size_t)vlm_model_embed_dim(j->m), sizeof(float));
+  j->before = omp_get_max_threads();
+  int n0 = process_threads();
   j->rc = out ? vlm_embed_texts(j->m, k_texts, 1, out) : -1;
+  j->started = n0 < 0 ? 0 : process_threads() - n0;
   j->after = omp_get_max_threads();
   free(out);
   return NULL;
@@ -186,12 +202,13 @@ int main(int argc, char **argv) {
   vlm_model *T1 = vlm_model_load_ex(clip, &o1, &err);
   CHECK(T1 != NULL, "load with threads = 1: %s", T1 ? "" : err);
   if (T1) {
-    threads_job tj = {T1, -1, -1};
+    threads_job tj = {T1, -1, -1, -1, -1};
     pthread_t th;
     CHECK(pthread_create(&th, NULL, threads_run, &tj) == 0, "pthread_create");
     pthread_join(th, NULL);
-    CHECK(tj.rc == 0 && tj.after == 1, "a call from another thread ran with %d OpenMP threads, not options.threads 1",
-          tj.after);
+    CHECK(tj.rc == 0 && tj.started == 0,
+          "a call from another thread started %d OpenMP workers, not none (options.threads 1)", tj.started);
+    CHECK(tj.after == tj.before, "the calling thread's OpenMP count went from %d to %d", tj.before, tj.after);
     vlm_model_free(T1);
   }
 

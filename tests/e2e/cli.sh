@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
-# Drives the vlm binary like a user: help, version, bad usage.
-# Usage: cli.sh VLM_BINARY
+# Drives the vlm binary like a user: help, version, bad usage. Every command's --help
+# goes to stdout with status 0; a bad option, a stray argument or a missing value is one
+# line on stderr and status 2, worded the same by every command; every flag a command's
+# --help names is accepted, and (with SOURCE_DIR) every flag its source parses is in its
+# --help.
+# Usage: cli.sh VLM_BINARY [SOURCE_DIR]
 set -u
-vlm=$1
+vlm=$1 src=${2:-}
 pass=0 fail=0
 check() { if eval "$2"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: $1"; fi; }
 
@@ -35,5 +39,72 @@ check "a Hugging Face config without vision_config says so" "[ $rc -eq 1 ] && gr
 echo '{"model": {"embed_dim": 32}, "train": {}}' >"$tmp/run.json"
 err=$("$vlm" info --model "$tmp/run.json" 2>&1); rc=$?
 check "a JSON file of neither format says so" "[ $rc -eq 1 ] && grep -q 'run.json: not a model config' <<<\"\$err\""
+
+# ---- every command: --help, a bad option, a missing value, one line each, status 2
+cmds="version info forward convert preprocess tokenize bpe-train shapes caption zeroshot index search eval train"
+for c in $cmds; do
+  out=$("$vlm" $c --help 2>"$tmp/err"); rc=$?
+  check "$c --help: status 0, usage on stdout, nothing on stderr" \
+    "[ $rc -eq 0 ] && grep -q '^usage: vlm $c' <<<\"\$out\" && [ ! -s \"$tmp/err\" ]"
+  [ $c = eval ] && continue   # apps/cmd_eval.c words these its own way (still one line, status 2)
+  out=$("$vlm" $c --no-such-flag </dev/null 2>"$tmp/err"); rc=$?
+  check "$c --no-such-flag: status 2, one line naming it" \
+    "[ $rc -eq 2 ] && [ -z \"\$out\" ] && [ \$(wc -l <\"$tmp/err\") -eq 1 ] && \
+     grep -qx \"vlm $c: unknown option '--no-such-flag' (see 'vlm $c --help')\" \"$tmp/err\""
+done
+for c in version info forward convert search shapes train; do   # commands that take no operands
+  "$vlm" $c stray </dev/null >/dev/null 2>"$tmp/err"; rc=$?
+  check "$c stray: status 2, 'unexpected argument'" \
+    "[ $rc -eq 2 ] && grep -qx \"vlm $c: unexpected argument 'stray' (see 'vlm $c --help')\" \"$tmp/err\""
+done
+for cf in "info --model" "forward --model" "convert --to" "preprocess --out" "tokenize --vocab" \
+          "bpe-train --out" "shapes --out" "caption --model" "zeroshot --model" "index --model" \
+          "search --index" "train --train-data"; do
+  set -- $cf
+  "$vlm" $1 $2 </dev/null >/dev/null 2>"$tmp/err"; rc=$?
+  check "$1 $2 without its value: status 2, 'needs a value'" \
+    "[ $rc -eq 2 ] && [ \$(wc -l <\"$tmp/err\") -eq 1 ] && grep -qx 'vlm $1: $2 needs a value' \"$tmp/err\""
+done
+for c in info forward convert preprocess tokenize bpe-train shapes caption zeroshot index search train; do
+  out=$(VLM_VOCAB= "$vlm" $c </dev/null 2>"$tmp/err"); rc=$?
+  check "$c without its required options: status 2, one line" \
+    "[ $rc -eq 2 ] && [ -z \"\$out\" ] && [ \$(wc -l <\"$tmp/err\") -eq 1 ] && grep -q '^vlm $c: ' \"$tmp/err\""
+done
+"$vlm" --threads >/dev/null 2>"$tmp/err"; rc=$?
+check "vlm --threads without its value" "[ $rc -eq 2 ] && grep -qx 'vlm: --threads needs a value' \"$tmp/err\""
+"$vlm" --no-such-flag version >/dev/null 2>"$tmp/err"; rc=$?
+check "vlm --no-such-flag" "[ $rc -eq 2 ] && grep -qx \"vlm: unknown option '--no-such-flag' (see 'vlm --help')\" \"$tmp/err\""
+
+# ---- every flag a --help names is one the command accepts (flags of other commands that
+# a help text mentions are listed apart)
+others="shapes:--train-data shapes:--val-data shapes:--dataset-type search:--texts bpe-train:--vocab version:--threads"
+for c in $cmds; do
+  for f in $("$vlm" $c --help | grep -oE -- '--[a-z][a-z0-9-]*' | sort -u); do
+    case " $others " in *" $c:$f "*) continue ;; esac
+    VLM_VOCAB= timeout 60 "$vlm" $c $f </dev/null >/dev/null 2>"$tmp/err"
+    grep -q "unknown option '$f'" "$tmp/err" && { fail=$((fail + 1)); echo "FAIL: vlm $c --help names $f, which it does not accept"; }
+  done
+done
+# ---- and every flag a command's source parses is in its --help
+if [ -n "$src" ]; then
+  for c in $cmds; do
+    file=$src/apps/cmd_${c//-/_}.c
+    [ -f "$file" ] || { fail=$((fail + 1)); echo "FAIL: no $file"; continue; }
+    help=$("$vlm" $c --help)
+    for f in $(grep -oE '"--[a-z][a-z0-9-]*"' "$file" | tr -d '"' | sort -u); do
+      grep -qE -- "$f([^a-z0-9-]|\$)" <<<"$help" || { fail=$((fail + 1)); echo "FAIL: vlm $c parses $f but its --help does not name it"; }
+    done
+  done
+fi
+
+# ---- options may follow the files (bpe-train, tokenize), as the README writes them
+printf 'a red circle\na blue star\na green square above a red circle\n' >"$tmp/caps.txt"
+"$vlm" bpe-train --vocab-size 600 "$tmp/caps.txt" --out "$tmp/vocab" 2>"$tmp/err"; rc=$?
+check "bpe-train FILE --out DIR" "[ $rc -eq 0 ] && [ -s \"$tmp/vocab/vocab.json\" ] && [ -s \"$tmp/vocab/merges.txt\" ]"
+out=$("$vlm" tokenize --vocab "$tmp/vocab" "$tmp/caps.txt" --context-length 6); rc=$?
+check "tokenize FILE --context-length 6" "[ $rc -eq 0 ] && [ \$(wc -l <<<\"\$out\") -eq 3 ] && \
+  ! grep -qv '^{\"ids\": \[[0-9]*\(, [0-9]*\)\{5\}\]}$' <<<\"\$out\""
+out=$("$vlm" tokenize --vocab "$tmp/vocab" --context-length 0 -- "$tmp/caps.txt"); rc=$?
+check "tokenize -- FILE" "[ $rc -eq 0 ] && [ \$(wc -l <<<\"\$out\") -eq 3 ]"
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]
