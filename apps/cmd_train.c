@@ -336,6 +336,8 @@ typedef struct {
   int64_t eval_step;  /* the step of the last evaluation (-1: none yet) and whether it ran zero-shot */
   int eval_zs;
   int rank, world;    /* data parallel (mpirun / srun): rank 0 alone writes the run and evaluates */
+  vlm_clip_params init;   /* a CLIP checkpoint's weights (any layout vlm_clip_load reads) to fine-tune */
+  int have_init;
 } run_state;
 
 static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
@@ -829,10 +831,10 @@ static int run(run_state *R) {
     struct stat sb;
     stat(o->model, &sb);
     if (S_ISDIR(sb.st_mode)) {
-      vlm_clip_params tmp;
-      st = vlm_clip_load(o->model, &R->model, &tmp, &fmt);
+      /* kept for the trainer: open_clip, Hugging Face (sharded too) or plain layouts */
+      st = vlm_clip_load(o->model, &R->model, &R->init, &fmt);
       if (st != VLM_OK) return fail("--model");
-      vlm_clip_params_free(&tmp);
+      R->have_init = 1;
       from_ckpt = 1;
     } else if ((st = vlm_clip_config_load(&R->model, o->model, NULL)) != VLM_OK) {
       return fail("--model");
@@ -943,7 +945,14 @@ static int run(run_state *R) {
               (long long)R->tr.epoch, (long long)R->tr.epoch_batches);
     }
   } else if (from_ckpt) {
-    if ((st = vlm_trainer_load(&R->tr, o->model, NULL)) != VLM_OK) return fail("--model");
+    if (R->have_init) {   /* CLIP: the weights vlm_clip_load read, whatever their layout */
+      vlm_clip_params_copy(vlm_trainer_host_params(&R->tr), &R->init);
+      vlm_trainer_upload_params(&R->tr);
+      vlm_clip_params_free(&R->init);
+      R->have_init = 0;
+    } else if ((st = vlm_trainer_load(&R->tr, o->model, NULL)) != VLM_OK) {
+      return fail("--model");
+    }
     vlm_trainer_reset_optimizer(&R->tr);
   } else {  /* on the host (a copy when training on a GPU), then to the device */
     if (R->is_coca) vlm_coca_params_init_openclip(vlm_trainer_host_coca(&R->tr), &R->coca, (uint64_t)o->seed);
@@ -1353,6 +1362,7 @@ out:
   }
   if (R->lock_fd >= 0) close(R->lock_fd);   /* the run directory is free for the next vlm train */
   vlm_trainer_free(&R->tr);
+  if (R->have_init) vlm_clip_params_free(&R->init);
   if (R->tok) vlm_tokenizer_free(R->tok);
   for (int i = 0; i < R->n_templates && R->tmpl_owned; i++) free(R->tmpl_owned[i]);
   free(R->tmpl_owned);
