@@ -344,42 +344,32 @@ int vlm_cmd_eval(int argc, char **argv) {
     if (vlm_app_is_help(a)) { usage(stdout); return 0; }
     if (!strcmp(a, "--json")) { o.json = 1; continue; }
     if (!strcmp(a, "--caption-match")) { o.caption_match = 1; continue; }
-    if (strncmp(a, "--", 2)) {
-      fprintf(stderr, CMD ": unexpected argument '%s' (the data is given with --data / --zeroshot)\n", a);
-      usage(stderr);
-      return 2;
-    }
-    if (i + 1 >= argc) {
-      fprintf(stderr, CMD ": option '%s' needs a value (or is unknown)\n", a);
-      return 2;
-    }
-    const char *v = argv[++i];
-    if (!strcmp(a, "--model")) o.model = v;
-    else if (!strcmp(a, "--data")) o.data = v;
-    else if (!strcmp(a, "--zeroshot")) o.zs = v;
-    else if (!strcmp(a, "--dataset-type")) o.dataset_type = v;
-    else if (!strcmp(a, "--csv-img-key")) o.img_key = v;
-    else if (!strcmp(a, "--csv-caption-key")) o.cap_key = v;
-    else if (!strcmp(a, "--coco-images")) o.coco_images = v;
-    else if (!strcmp(a, "--templates")) o.templates = v;
-    else if (!strcmp(a, "--tokenizer")) o.tokenizer = v;
-    else if (!strcmp(a, "--precision")) o.precision = v;
-    else if (!strcmp(a, "--device")) o.device = v;
+    if (strncmp(a, "--", 2)) return vlm_app_bad_arg(CMD, a);   /* the data is given with --data / --zeroshot */
+    const char **slot = !strcmp(a, "--model")           ? &o.model
+                      : !strcmp(a, "--data")            ? &o.data
+                      : !strcmp(a, "--zeroshot")        ? &o.zs
+                      : !strcmp(a, "--dataset-type")    ? &o.dataset_type
+                      : !strcmp(a, "--csv-img-key")     ? &o.img_key
+                      : !strcmp(a, "--csv-caption-key") ? &o.cap_key
+                      : !strcmp(a, "--coco-images")     ? &o.coco_images
+                      : !strcmp(a, "--templates")       ? &o.templates
+                      : !strcmp(a, "--tokenizer")       ? &o.tokenizer
+                      : !strcmp(a, "--precision")       ? &o.precision
+                      : !strcmp(a, "--device")          ? &o.device : NULL;
+    if (!slot && strcmp(a, "--csv-separator") && strcmp(a, "--batch-size") && strcmp(a, "--workers"))
+      return vlm_app_bad_arg(CMD, a);
+    const char *v = vlm_app_value(CMD, argc, argv, &i);
+    if (!v) return 2;
+    if (slot) *slot = v;
     else if (!strcmp(a, "--csv-separator")) {
       if (!strcmp(v, "\\t") || !strcmp(v, "tab")) o.sep = '\t';
       else if (strlen(v) == 1) o.sep = v[0];
       else { fprintf(stderr, CMD ": --csv-separator expects one character, got '%s'\n", v); return 2; }
     } else if (!strcmp(a, "--batch-size")) { if (!vlm_app_parse_int(CMD, a, v, 1, 4096, &o.batch)) return 2; }
-    else if (!strcmp(a, "--workers")) { if (!vlm_app_parse_int(CMD, a, v, 0, 64, &o.workers)) return 2; }
-    else {
-      fprintf(stderr, CMD ": unknown option '%s'\n", a);
-      usage(stderr);
-      return 2;
-    }
+    else if (!vlm_app_parse_int(CMD, a, v, 0, 64, &o.workers)) return 2;   /* --workers */
   }
   if (!o.model || (!o.data && !o.zs)) {
-    fprintf(stderr, CMD ": %s\n", !o.model ? "--model is required" : "give --data (retrieval) and/or --zeroshot");
-    usage(stderr);
+    fprintf(stderr, CMD ": %s (see 'vlm eval --help')\n", !o.model ? "--model is required" : "give --data (retrieval) and/or --zeroshot");
     return 2;
   }
   /* the generated training split has a million pairs: retrieval, quadratic in them, would

@@ -46,7 +46,6 @@ for c in $cmds; do
   out=$("$vlm" $c --help 2>"$tmp/err"); rc=$?
   check "$c --help: status 0, usage on stdout, nothing on stderr" \
     "[ $rc -eq 0 ] && grep -q '^usage: vlm $c' <<<\"\$out\" && [ ! -s \"$tmp/err\" ]"
-  [ $c = eval ] && continue   # apps/cmd_eval.c words these its own way (still one line, status 2)
   out=$("$vlm" $c --no-such-flag </dev/null 2>"$tmp/err"); rc=$?
   check "$c --no-such-flag: status 2, one line naming it" \
     "[ $rc -eq 2 ] && [ -z \"\$out\" ] && [ \$(wc -l <\"$tmp/err\") -eq 1 ] && \
