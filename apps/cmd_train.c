@@ -713,10 +713,9 @@ static int run(run_state *R) {
   snprintf(R->ck, sizeof R->ck, "%s/checkpoints", R->run);
   const int lead = R->rank == 0;
   /* what ranks do not do yet, refused before anything is written (the trainer checks again) */
-  if (R->world > 1 && (o->accum > 1 || (!o->resume && model_is_coca(o->model)))) {
-    fprintf(stderr, CMD ": training across %d ranks: %s\n", R->world,
-            o->accum > 1 ? "--accum-freq 1 only (raise --batch-size or the rank count instead)"
-                         : "CLIP models only (CoCa runs in one process)");
+  if (R->world > 1 && o->accum > 1) {
+    fprintf(stderr, CMD ": training across %d ranks: --accum-freq 1 only (raise --batch-size or the rank count "
+            "instead)\n", R->world);
     return 2;
   }
   /* A run directory another vlm train holds is refused before anything is read from it. */

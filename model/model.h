@@ -325,7 +325,7 @@ typedef struct {
   const vlm_train_ops *ops;         /* the model interface (CLIP or CoCa) */
   int is_coca;
   int rank, world;                  /* data parallel (vlm_comm_*, at init): this process's part of the
-                                       global batch of world x accum_freq x batch_size (CLIP) */
+                                       global batch of world x batch_size (accum_freq 1) */
   vlm_tensor *logit_scale;          /* [] the raw parameter of whichever model */
   struct {
     vlm_coca_config model;

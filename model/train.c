@@ -220,6 +220,37 @@ static float coca_forward_backward(vlm_trainer *tr, const vlm_tensor *images, co
   vlm_coca_acts *s = &tr->coca.acts;
   const int64_t K = tr->cfg.accum_freq, B = tr->cfg.batch_size;
   const int lock_i = tr->cfg.lock_image, lock_t = tr->cfg.lock_text;
+  if (K == 1 && tr->world > 1) {
+    /* Across ranks: the contrastive part as CLIP's (this rank's block of the gathered
+     * features, its local loss at dloss clip_w / world, the feature gradients summed); the
+     * caption CE is the mean over every rank's targets, so this rank's own mean gets the
+     * weight of its share of them. The loss returned is the global one on every rank. */
+    vlm_coca_forward(c, p, s, images, ids);
+    copy_rows(&tr->img_all, tr->rank, B, &s->pool.features);
+    copy_rows(&tr->txt_all, tr->rank, B, &s->text.features);
+    VLM_CHECK(vlm_comm_allgather_rows(&tr->img_all) == VLM_OK && vlm_comm_allgather_rows(&tr->txt_all) == VLM_OK,
+              "trainer: %s", vlm_last_error());
+    vlm_clip_loss_forward(&tr->loss, &tr->img_all, &tr->txt_all, &p->logit_scale);
+    vlm_zero(&tr->d_img_all);
+    vlm_zero(&tr->d_txt_all);
+    vlm_clip_loss_backward(&tr->loss, c->clip_loss_weight / (float)tr->world, &tr->img_all, &tr->txt_all,
+                           lock_i ? NULL : &tr->d_img_all, lock_t ? NULL : &tr->d_txt_all, &g->logit_scale);
+    VLM_CHECK((lock_i || vlm_comm_allreduce_sum(&tr->d_img_all) == VLM_OK) &&
+                  (lock_t || vlm_comm_allreduce_sum(&tr->d_txt_all) == VLM_OK),
+              "trainer: %s", vlm_last_error());
+    vlm_tensor di = rows(&tr->d_img_all, tr->rank, B), dt = rows(&tr->d_txt_all, tr->rank, B);
+    vlm_copy(&s->d_img_feat, &di);
+    vlm_copy(&s->d_txt_feat, &dt);
+    const int64_t n = vlm_coca_caption_targets(c, ids);
+    /* [the local clip loss / world, the caption CE summed over the targets, the target count] */
+    float sums[3] = {vlm_get_f32(&tr->loss.loss, 0) / (float)tr->world, s->caption_loss * (float)n, (float)n};
+    VLM_CHECK(vlm_comm_allreduce_sum_buf(sums, 3) == VLM_OK, "trainer: %s", vlm_last_error());
+    const float w_cap = sums[2] > 0 ? c->caption_loss_weight * (float)n / sums[2] : 0.0f;
+    vlm_coca_backward_towers(c, p, g, s, ids, w_cap, lock_i, lock_t);
+    tr->last_clip_loss = sums[0];
+    tr->last_caption_loss = sums[2] > 0 ? sums[1] / sums[2] : 0.0f;
+    return c->clip_loss_weight * tr->last_clip_loss + c->caption_loss_weight * tr->last_caption_loss;
+  }
   if (K == 1) {
     float loss = vlm_coca_forward(c, p, s, images, ids);
     vlm_zero(&s->d_img_feat);
@@ -291,13 +322,10 @@ static const vlm_train_ops k_coca_ops = {"CoCa", coca_visit, coca_forward_backwa
                                          coca_free};
 
 /* ================================================================ the shared trainer */
-static vlm_status check_cfg(const vlm_train_config *t, int coca) {
+static vlm_status check_cfg(const vlm_train_config *t) {
   if (t->accum_freq < 1 || t->batch_size < 1)
     return vlm_error(VLM_ERR_ARG, "training: batch size %d and accum-freq %d must be >= 1", t->batch_size,
                      t->accum_freq);
-  if (vlm_comm_world() > 1 && coca)
-    return vlm_error(VLM_ERR_UNSUPPORTED, "training across %d ranks: CLIP models only (CoCa runs in one process)",
-                     vlm_comm_world());
   if (vlm_comm_world() > 1 && t->accum_freq > 1)
     return vlm_error(VLM_ERR_UNSUPPORTED, "training across %d ranks: --accum-freq 1 only (raise --batch-size or the "
                      "rank count instead)", vlm_comm_world());
@@ -348,7 +376,7 @@ vlm_status vlm_trainer_init(vlm_trainer *tr, const vlm_clip_config *c, const vlm
   tr->rank = vlm_comm_rank();
   tr->world = vlm_comm_world();
   if (tr->cfg.context_length <= 0) tr->cfg.context_length = c->text.context_length;
-  vlm_status st = check_cfg(t, 0);
+  vlm_status st = check_cfg(t);
   if (st != VLM_OK) return st;
   /* checkpoints are open_clip's layout: refuse a model it cannot describe before any step */
   if ((st = vlm_clip_config_openclip_ok(c, "training")) != VLM_OK) return st;
@@ -388,10 +416,10 @@ vlm_status vlm_trainer_init_coca(vlm_trainer *tr, const vlm_coca_config *c, cons
   tr->model.text = c->text;
   tr->cfg = *t;
   tr->ops = &k_coca_ops;
-  tr->rank = 0;
-  tr->world = 1;
+  tr->rank = vlm_comm_rank();
+  tr->world = vlm_comm_world();
   if (tr->cfg.context_length <= 0) tr->cfg.context_length = c->text.context_length;
-  vlm_status st = check_cfg(t, 1);
+  vlm_status st = check_cfg(t);
   if (st != VLM_OK) return st;
   const vlm_device dev = t->device;
   if (dev == VLM_CUDA && !vlm_cuda_available())
@@ -403,7 +431,7 @@ vlm_status vlm_trainer_init_coca(vlm_trainer *tr, const vlm_coca_config *c, cons
   if (st == VLM_OK) st = vlm_coca_params_init_on(&tr->coca.v, c, dev);
   if (st == VLM_OK) st = vlm_coca_acts_init_on(&tr->coca.acts, c, t->batch_size, tr->cfg.context_length, 1, dev);
   if (st == VLM_OK && dev != VLM_CPU) st = vlm_coca_params_init(&tr->coca.host, c);
-  if (st == VLM_OK && t->accum_freq > 1) {   /* the K*B contrastive loss and feature caches */
+  if (st == VLM_OK && (t->accum_freq > 1 || tr->world > 1)) {   /* the K*B (x world) loss and feature caches */
     vlm_arena meas;
     vlm_arena_measure(&meas, dev);
     layout_extra(tr, &meas);
@@ -465,7 +493,7 @@ static vlm_tensor arena_f32(const vlm_arena *a) {
 
 vlm_status vlm_trainer_sync_params(vlm_trainer *tr) {
   if (tr->world <= 1) return VLM_OK;
-  const vlm_arena *a = &tr->p.arena;
+  const vlm_arena *a = tr->is_coca ? &tr->coca.p.arena : &tr->p.arena;
   return vlm_comm_bcast_bytes(a->base, a->device, a->used, 0);
 }
 
@@ -498,7 +526,7 @@ float vlm_trainer_step(vlm_trainer *tr, const vlm_tensor *images, const vlm_tens
   if (tr->world > 1) {
     /* every rank's share of the global loss's gradient, summed: the same on every rank;
      * the logged loss is the mean of the ranks' local losses, the global batch's */
-    vlm_tensor g = arena_f32(&tr->g.arena);
+    vlm_tensor g = arena_f32(tr->is_coca ? &tr->coca.g.arena : &tr->g.arena);
     float lsum = loss / (float)tr->world;
     VLM_CHECK(vlm_comm_allreduce_sum(&g) == VLM_OK && vlm_comm_allreduce_sum_buf(&lsum, 1) == VLM_OK,
               "trainer: %s", vlm_last_error());
