@@ -712,12 +712,6 @@ static int run(run_state *R) {
   if (R->world > 1 && vlm_comm_bcast_bytes(R->run, VLM_CPU, sizeof R->run, 0) != VLM_OK) return fail("ranks");
   snprintf(R->ck, sizeof R->ck, "%s/checkpoints", R->run);
   const int lead = R->rank == 0;
-  /* what ranks do not do yet, refused before anything is written (the trainer checks again) */
-  if (R->world > 1 && o->accum > 1) {
-    fprintf(stderr, CMD ": training across %d ranks: --accum-freq 1 only (raise --batch-size or the rank count "
-            "instead)\n", R->world);
-    return 2;
-  }
   /* A run directory another vlm train holds is refused before anything is read from it. */
   if (lead && path_exists(R->run) && lock_run_dir(R, 0)) return 1;
   char resume_dir[4096] = "";

@@ -102,11 +102,11 @@ static void clip_visit(vlm_trainer *tr, int set, vlm_param_visit_fn fn, void *ct
   vlm_clip_params_visit(sets[set], &tr->model, fn, ctx);
 }
 
-/* open_clip's contrastive accumulation and LiT locking (see model.h). */
-/* Across ranks (K = 1): this rank's features fill block `rank` of the K*B x world rows,
- * the other blocks come from the other ranks (allgather), this rank's local loss at
- * dloss = 1 / world gives its share of the global loss's gradient for every row, and the
- * shares summed over ranks (allreduce) are the gradient of this rank's rows. */
+/* open_clip's contrastive accumulation and LiT locking (see model.h). Across ranks: this
+ * rank's K micro-batches fill blocks rank*K .. rank*K+K-1 of the world x K*B rows, the
+ * others come from the other ranks (allgather, before each micro-batch's loss), this rank's
+ * local loss at dloss = 1 / world gives its share of the global loss's gradient for every
+ * row, and the shares summed over ranks (allreduce) are the gradient of its own rows. */
 static float clip_forward_backward(vlm_trainer *tr, const vlm_tensor *images, const vlm_tensor *ids) {
   const vlm_clip_config *c = &tr->model;
   const int64_t K = tr->cfg.accum_freq, B = tr->cfg.batch_size, j0 = (int64_t)tr->rank * K;
@@ -262,14 +262,19 @@ static float coca_forward_backward(vlm_trainer *tr, const vlm_tensor *images, co
     tr->last_caption_loss = s->caption_loss;
     return loss;
   }
-  /* 1. both towers' features of every micro-batch, and the caption target count */
-  const int64_t n_all = vlm_coca_caption_targets(c, ids);
+  /* 1. both towers' features of every micro-batch, and the caption target count (every
+   *    rank's: the caption CE is the mean over all of them) */
+  const int64_t j0 = (int64_t)tr->rank * K;
+  const int dist = tr->world > 1;
+  float n_all_f = (float)vlm_coca_caption_targets(c, ids);
+  VLM_CHECK(vlm_comm_allreduce_sum_buf(&n_all_f, 1) == VLM_OK, "trainer: %s", vlm_last_error());
+  const int64_t n_all = (int64_t)n_all_f;
   for (int64_t j = 0; j < K; j++) {
     vlm_tensor im = rows(images, j, B), tx = rows(ids, j, B);
     vlm_coca_vit_forward(&c->vision, &p->visual, &p->pool, &s->visual, &s->pool, &im);
-    copy_rows(&tr->img_all, j, B, &s->pool.features);
+    copy_rows(&tr->img_all, j0 + j, B, &s->pool.features);
     vlm_text_forward(&c->text, &p->text, &s->text, &tx);
-    copy_rows(&tr->txt_all, j, B, &s->text.features);
+    copy_rows(&tr->txt_all, j0 + j, B, &s->text.features);
   }
   /* 2. per micro-batch: the whole forward, the losses over all K, backward */
   float clip = 0;
@@ -277,15 +282,24 @@ static float coca_forward_backward(vlm_trainer *tr, const vlm_tensor *images, co
   for (int64_t j = 0; j < K; j++) {
     vlm_tensor im = rows(images, j, B), tx = rows(ids, j, B);
     vlm_coca_forward(c, p, s, &im, &tx);
-    copy_rows(&tr->img_all, j, B, &s->pool.features);
-    copy_rows(&tr->txt_all, j, B, &s->text.features);
+    copy_rows(&tr->img_all, j0 + j, B, &s->pool.features);
+    copy_rows(&tr->txt_all, j0 + j, B, &s->text.features);
+    if (dist) {
+      VLM_CHECK(vlm_comm_allgather_rows(&tr->img_all) == VLM_OK && vlm_comm_allgather_rows(&tr->txt_all) == VLM_OK,
+                "trainer: %s", vlm_last_error());
+    }
     vlm_clip_loss_forward(&tr->loss, &tr->img_all, &tr->txt_all, &p->logit_scale);
     clip = vlm_get_f32(&tr->loss.loss, 0);
     vlm_zero(&tr->d_img_all);
     vlm_zero(&tr->d_txt_all);
-    vlm_clip_loss_backward(&tr->loss, c->clip_loss_weight, &tr->img_all, &tr->txt_all,
+    vlm_clip_loss_backward(&tr->loss, c->clip_loss_weight / (float)tr->world, &tr->img_all, &tr->txt_all,
                            lock_i ? NULL : &tr->d_img_all, lock_t ? NULL : &tr->d_txt_all, &g->logit_scale);
-    vlm_tensor di = rows(&tr->d_img_all, j, B), dt = rows(&tr->d_txt_all, j, B);
+    if (dist) {
+      VLM_CHECK((lock_i || vlm_comm_allreduce_sum(&tr->d_img_all) == VLM_OK) &&
+                    (lock_t || vlm_comm_allreduce_sum(&tr->d_txt_all) == VLM_OK),
+                "trainer: %s", vlm_last_error());
+    }
+    vlm_tensor di = rows(&tr->d_img_all, j0 + j, B), dt = rows(&tr->d_txt_all, j0 + j, B);
     vlm_copy(&s->d_img_feat, &di);
     vlm_copy(&s->d_txt_feat, &dt);
     const int64_t n_j = vlm_coca_caption_targets(c, &tx);
@@ -293,8 +307,11 @@ static float coca_forward_backward(vlm_trainer *tr, const vlm_tensor *images, co
     float w_cap = n_all > 0 ? c->caption_loss_weight * (float)((double)n_j / (double)n_all) : 0.0f;
     vlm_coca_backward_towers(c, p, g, s, &tx, w_cap, lock_i, lock_t);
   }
-  tr->last_clip_loss = clip;
-  tr->last_caption_loss = n_all > 0 ? (float)(cap_sum / (double)n_all) : 0.0f;
+  /* every rank's: the mean of the local contrastive losses, the caption CE over all targets */
+  float sums[2] = {clip / (float)tr->world, (float)cap_sum};
+  VLM_CHECK(vlm_comm_allreduce_sum_buf(sums, 2) == VLM_OK, "trainer: %s", vlm_last_error());
+  tr->last_clip_loss = sums[0];
+  tr->last_caption_loss = n_all > 0 ? (float)((double)sums[1] / (double)n_all) : 0.0f;
   return c->clip_loss_weight * tr->last_clip_loss + c->caption_loss_weight * tr->last_caption_loss;
 }
 
@@ -326,9 +343,6 @@ static vlm_status check_cfg(const vlm_train_config *t) {
   if (t->accum_freq < 1 || t->batch_size < 1)
     return vlm_error(VLM_ERR_ARG, "training: batch size %d and accum-freq %d must be >= 1", t->batch_size,
                      t->accum_freq);
-  if (vlm_comm_world() > 1 && t->accum_freq > 1)
-    return vlm_error(VLM_ERR_UNSUPPORTED, "training across %d ranks: --accum-freq 1 only (raise --batch-size or the "
-                     "rank count instead)", vlm_comm_world());
   if (t->lock_image && t->lock_text)
     return vlm_error(VLM_ERR_ARG, "training: --lock-image and --lock-text together leave only logit_scale to train");
   return VLM_OK;
