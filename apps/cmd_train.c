@@ -94,6 +94,10 @@ static void usage(FILE *f) {
           "  --json                   print the final evaluation as JSON on stdout\n"
           "Environment: OpenMP threads wait passively after a short spin (see 'vlm --help').\n"
           "\n"
+          "Several processes: started by mpirun / srun (a build with MPI: 'vlm version'), the ranks\n"
+          "train one model data-parallel: --batch-size is per rank, the loss sees the global batch,\n"
+          "rank 0 writes the run and evaluates (see the README).\n"
+          "\n"
           "Defaults for --train-data shapes (the demo): --model " SHAPES_MODEL
           ", --tokenizer train:%d,\n"
           "--batch-size %d, --lr %g, --warmup %d, --steps %d (%d for a CLIP model), --eval-steps %d,\n"
@@ -104,7 +108,9 @@ static void usage(FILE *f) {
           "  vlm train --train-data shapes --logs runs --name demo --resume latest\n"
           "  vlm train --train-data shapes --model shapes-demo --logs runs --name clip\n"
           "  vlm train --train-data data/train.tsv --val-data data/val.tsv --model small \\\n"
-          "      --tokenizer train:4096 --batch-size 128 --epochs 10 --warmup 500 --logs runs\n",
+          "      --tokenizer train:4096 --batch-size 128 --epochs 10 --warmup 500 --logs runs\n"
+          "  mpirun -np 4 vlm train --train-data data/train.tsv --model small --tokenizer train:4096 \\\n"
+          "      --batch-size 32 --epochs 10 --logs runs --name four\n",
           SHAPES_VOCAB, SHAPES_BATCH, SHAPES_LR, SHAPES_WARMUP, SHAPES_STEPS, SHAPES_CLIP_STEPS,
           SHAPES_EVAL_STEPS);
 }
