@@ -340,6 +340,7 @@ int vlm_caption(vlm_model *m, const char *image_path, char *out, size_t out_size
   o.sot_id = vlm_tokenizer_sot(m->enc.tok);
   o.eot_id = vlm_tokenizer_eot(m->enc.tok);
   o.pad_id = c->text.pad_id;
+  if (vlm_tokenizer_vocab_size(m->enc.tok) < c->decoder.vocab_size) o.n_ids = vlm_tokenizer_vocab_size(m->enc.tok);
   int64_t ctx = c->text.context_length < c->decoder.context_length ? c->text.context_length : c->decoder.context_length;
   if (o.max_len > ctx) o.max_len = (int)ctx;
   if (o.min_len > o.max_len) o.min_len = o.max_len;

@@ -227,6 +227,8 @@ int vlm_cmd_caption(int argc, char **argv) {
   o.sot_id = tok ? vlm_tokenizer_sot(tok) : V - 2;
   o.eot_id = tok ? vlm_tokenizer_eot(tok) : V - 1;
   o.pad_id = c.text.pad_id;
+  /* a tokenizer smaller than the model's vocabulary cannot decode the ids past its own */
+  if (tok && vlm_tokenizer_vocab_size(tok) < V) o.n_ids = vlm_tokenizer_vocab_size(tok);
   int64_t ctx = c.text.context_length < c.decoder.context_length ? c.text.context_length : c.decoder.context_length;
   if (!max_set && o.max_len > ctx) o.max_len = (int)ctx;   /* the default fits the model */
   if (min_set && o.min_len > o.max_len) {

@@ -136,6 +136,8 @@ typedef struct {
   uint64_t seed;           /* sampling: row b draws from stream (seed, first_row + b) */
   uint64_t first_row;      /* so a caption does not depend on how images are batched */
   int use_cache;           /* 1: KV cache; 0: re-run the whole prefix every step (reference) */
+  int64_t n_ids;           /* > 0: only ids below it are generated (the tokenizer's vocabulary when it
+                              is smaller than the model's); 0: every id of the model */
 } vlm_gen_options;
 
 void vlm_gen_options_default(vlm_gen_options *o);

@@ -55,6 +55,12 @@ vlm_status vlm_gen_options_check(const vlm_gen_options *o, const vlm_text_config
   if (o->beams > 1 && (o->top_k > 0 || o->top_p > 0))
     return vlm_error(VLM_ERR_ARG, "beam search and sampling (top-k / top-p) are exclusive");
   int64_t V = dc->vocab_size;
+  if (o->n_ids < 0 || o->n_ids > V)
+    return vlm_error(VLM_ERR_ARG, "the tokenizer's %lld ids are more than the model's %lld", (long long)o->n_ids,
+                     (long long)V);
+  if (o->n_ids > 0 && o->eot_id >= o->n_ids)
+    return vlm_error(VLM_ERR_ARG, "the end-of-text id %lld is not among the tokenizer's %lld ids", (long long)o->eot_id,
+                     (long long)o->n_ids);
   if (o->sot_id < 0 || o->sot_id >= V || o->eot_id < 0 || o->eot_id >= V || o->pad_id < 0 || o->pad_id >= V)
     return vlm_error(VLM_ERR_ARG, "sot %lld / eot %lld / pad %lld ids must be in the vocabulary [0, %lld)",
                      (long long)o->sot_id, (long long)o->eot_id, (long long)o->pad_id, (long long)V);
@@ -326,8 +332,9 @@ static void stepper_step(stepper *S, const int32_t *hist, int64_t n, float *logi
 
 /* ---------------------------------------------------------------- logits processors */
 /* open_clip's processors: MinLength (EOT forbidden while fewer than min_len ids),
- * RepetitionPenalty (Hugging Face's rule). */
+ * RepetitionPenalty (Hugging Face's rule); ids the tokenizer cannot decode forbidden. */
 static void process(const vlm_gen_options *o, const int32_t *row, int64_t n, float *lg, int64_t V) {
+  for (int64_t i = o->n_ids > 0 ? o->n_ids : V; i < V; i++) lg[i] = -INFINITY;
   if (n < o->min_len) lg[o->eot_id] = -INFINITY;
   if (o->repetition_penalty != 1.0f) {
     /* each distinct id once */

@@ -167,6 +167,49 @@ int main(int argc, char **argv) {
   CHECK(tt[1] == two.eot_id, "max length 2 ends with EOT");
   free(tt);
 
+  /* n_ids: a tokenizer smaller than the model's vocabulary; no id at or past it is generated,
+   * whichever the decoding (the unrestricted greedy run must pick some, or the check is void) */
+  {
+    const int64_t V = C.decoder.vocab_size, half = V / 2;
+    vlm_gen_options r = o;
+    r.sot_id = half - 2;
+    r.eot_id = half - 1;
+    int *rl;
+    int32_t *free_ids = same_both_ways(r, "greedy, every id", &rl);
+    int beyond = 0;
+    for (int64_t b = 0; b < IMAGES.shape[0]; b++)
+      for (int k = 1; k < rl[b]; k++) beyond += free_ids[b * r.max_len + k] >= half;
+    CHECK(beyond > 0, "n_ids check: the unrestricted greedy captions use no id >= %lld", (long long)half);
+    free(free_ids);
+    free(rl);
+    r.n_ids = half;
+    const char *names[4] = {"greedy, ids below V/2", "3 beams, ids below V/2", "top-k 20, ids below V/2",
+                            "top-p 0.9, ids below V/2"};
+    for (int mode = 0; mode < 4; mode++) {
+      vlm_gen_options q = r;
+      q.beams = mode == 1 ? 3 : 1;
+      q.top_k = mode == 2 ? 20 : 0;
+      q.top_p = mode == 3 ? 0.9f : 0.0f;
+      q.seed = 5;
+      int32_t *ids = same_both_ways(q, names[mode], &rl);
+      int bad = 0;
+      for (int64_t b = 0; b < IMAGES.shape[0]; b++)
+        for (int k = 0; k < rl[b]; k++) bad += ids[b * q.max_len + k] >= half;
+      CHECK(bad == 0, "%s: %d ids >= %lld", names[mode], bad, (long long)half);
+      free(ids);
+      free(rl);
+    }
+    vlm_gen_options e2 = r;
+    int32_t d2[64];
+    int l2[8];
+    e2.n_ids = V + 1;
+    CHECK(vlm_coca_generate(&C, &P, &IMAGES, &e2, d2, l2) == VLM_ERR_ARG && strstr(vlm_last_error(), "more than the model"),
+          "n_ids > V accepted: %s", vlm_last_error());
+    e2.n_ids = half - 1;   /* the end-of-text id not among them */
+    CHECK(vlm_coca_generate(&C, &P, &IMAGES, &e2, d2, l2) == VLM_ERR_ARG && strstr(vlm_last_error(), "end-of-text"),
+          "eot >= n_ids accepted: %s", vlm_last_error());
+  }
+
   /* option errors */
   vlm_gen_options e = o;
   int32_t dummy[64];
