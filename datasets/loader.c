@@ -26,9 +26,8 @@
  *
  * Work. Workers (pthreads) take the next seq from the planner, read, decode, augment (train:
  * RandomResizedCrop(size, scale 0.9-1, ratio 3/4-4/3) with a vlm_rng stream seeded by (seed,
- * epoch) and the sample (source, index, pass) for a random-access source, so the crops do not
- * depend on the worker or on the rank count, and by (seed, epoch, rank) and seq for a stream,
- * so they do not depend on the worker either; eval: resize
+ * epoch) and the item's place in the global stream, seq x world + rank, so augmentation does not
+ * depend on the worker, and a random-access source's crops not on the rank count either; eval: resize
  * shortest + center crop) and tokenize (each worker has its own tokenizer clone) into the
  * slot seq % W of a ring of W slots; a worker never runs more than W items ahead of the
  * consumer, so memory is bounded (W = cfg.queue_samples, default 2 batch_size + 4 workers,
@@ -108,7 +107,7 @@ struct vlm_loader {
   int64_t next_plan, next_consume, end_seq;
   int cur_src;           /* eval: the source being read */
   vlm_rng mix_rng;
-  uint64_t aug_seed, item_aug_seed;
+  uint64_t aug_seed;
   int ended_logged;
   /* slots */
   int W;
@@ -333,14 +332,11 @@ static void process(vlm_loader *l, vlm_tokenizer *tok, plan_item *it, int64_t se
   }
   if (!im->data) { slot_fail(sl, VLM_BAD_READ, "sample without an image"); goto done; }
   if (l->cfg.train) {
-    /* a random-access sample's crop depends on the sample (source, index, pass), the seed and
-     * the epoch: not on the rank count, so ranks see the crops one process would; a stream's
-     * on (seed, epoch, rank) and its position */
+    /* the crop's stream: (seed, epoch) and the item's place in the global stream, seq x world
+     * + rank, which is where one process would have it (rank r plans the permutation entries
+     * r, r + world, ...), so ranks see the crops one process would */
     vlm_rng r;
-    if (!it->pre && it->index >= 0)
-      vlm_rng_seed_stream(&r, l->item_aug_seed, key5(0x6974656d, (uint64_t)it->src, (uint64_t)it->index, (uint64_t)it->pass, 0));
-    else
-      vlm_rng_seed_stream(&r, l->aug_seed, (uint64_t)seq);
+    vlm_rng_seed_stream(&r, l->aug_seed, (uint64_t)seq * (uint64_t)l->cfg.world + (uint64_t)l->cfg.rank);
     if (vlm_random_resized_crop(im, l->S, 0.9, 1.0, 3.0 / 4.0, 4.0 / 3.0, &r, &crop)) {
       vlm_error_prefix(VLM_ERR_FORMAT, "%s", smp.name);
       slot_fail(sl, VLM_BAD_DECODE, vlm_last_error());
@@ -470,8 +466,7 @@ vlm_status vlm_loader_start_epoch_at(vlm_loader *l, int64_t epoch, int64_t batch
   l->delivered = batch * l->B;
   l->batch_index = batch;
   vlm_rng_seed_stream(&l->mix_rng, l->cfg.seed, key5(0x6d6978, (uint64_t)epoch, (uint64_t)l->cfg.rank, 0, 0));
-  l->aug_seed = key5(0x617567, l->cfg.seed, (uint64_t)epoch, (uint64_t)l->cfg.rank, 0);
-  l->item_aug_seed = key5(0x617567, l->cfg.seed, (uint64_t)epoch, UINT64_MAX, 0);
+  l->aug_seed = key5(0x617567, l->cfg.seed, (uint64_t)epoch, 0, 0);   /* the same on every rank */
   reset_sources(l);
   memset(&l->st, 0, sizeof l->st);
   for (int j = 0; j < l->nsrc; j++)
