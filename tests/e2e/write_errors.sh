@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Writes that fail, without root: what each command does when its output cannot be written.
+#  - stdout on a full device (/dev/full): every command that succeeded exits 1 naming
+#    "standard output" (before: exit 0 with the output lost);
+# Usage: write_errors.sh VLM_BINARY SHARED_DIR
+set -u
+vlm=$(cd "$(dirname "$1")" && pwd)/$(basename "$1") shared=$2
+here=$(cd "$(dirname "$0")" && pwd)
+pass=0 fail=0
+check() { if eval "$2"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: $1"; fi; }
+tmp=$(mktemp -d) || exit 1
+trap 'rm -rf "$tmp"' EXIT
+export VLM_THREADS=2
+if [ ! -w /dev/full ] || [ ! -c /dev/full ]; then
+  echo "skipped: /dev/full is missing (it stands for a full disk here)"
+  exit 77
+fi
+. "$here/tools_setup.sh"
+setup_tools_data || { echo "FAIL: could not make the test data"; exit 1; }
+m=$tmp/model
+"$vlm" index --model "$m" --out "$tmp/p.idx" "$tmp/imgs" >/dev/null 2>&1 || { echo "FAIL: vlm index"; exit 1; }
+"$vlm" convert --init coca-tiny --to open_clip --out "$tmp/coca" >/dev/null 2>&1 || { echo "FAIL: a CoCa model"; exit 1; }
+
+# ---- stdout on a full device
+full_stdout() {   # NAME ARGS...: exit 1 and a message naming standard output
+  local name=$1
+  shift
+  "$vlm" "$@" >/dev/full 2>"$tmp/full.err" </dev/null
+  local rc=$?
+  check "$name > /dev/full: exit 1 (got $rc), 'standard output' named" \
+    "[ $rc -eq 1 ] && grep -q 'standard output: cannot write: No space left on device' '$tmp/full.err'"
+}
+full_stdout "search --json" search --index "$tmp/p.idx" --model "$m" --text "a rocket" --json
+full_stdout "search" search --index "$tmp/p.idx" --model "$m" --image "$tmp/imgs/space/rocket.jpg"
+full_stdout "zeroshot --json" zeroshot --model "$m" --classes cat,dog "$tmp/imgs/animal" --json
+full_stdout "index --json" index --model "$m" --out "$tmp/p.idx" "$tmp/imgs" --json
+full_stdout "caption --json" caption --model "$tmp/coca" "$tmp/imgs/animal" --json
+full_stdout "shapes --json" shapes --out "$tmp/shapes" --n 2 --size 16 --json
+full_stdout "info" info --model "$m"
+full_stdout "--help" index --help
+"$vlm" search --index "$tmp/p.idx" --model "$m" --text "a rocket" --json >/dev/null 2>"$tmp/ok.err"
+check "the same search to /dev/null: exit 0, nothing on stderr" "[ $? -eq 0 ] && [ ! -s '$tmp/ok.err' ]"
+
+echo "write_errors: $pass passed, $fail failed"
+[ $fail -eq 0 ]
