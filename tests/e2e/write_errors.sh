@@ -2,6 +2,9 @@
 # Writes that fail, without root: what each command does when its output cannot be written.
 #  - stdout on a full device (/dev/full): every command that succeeded exits 1 naming
 #    "standard output" (before: exit 0 with the output lost);
+#  - files that belong together (a model's config and weights, vocab.json and merges.txt): when
+#    the second cannot be written (here a directory stands at its name), the first keeps its old
+#    bytes (before: new weights beside the old config);
 # Usage: write_errors.sh VLM_BINARY SHARED_DIR
 set -u
 vlm=$(cd "$(dirname "$1")" && pwd)/$(basename "$1") shared=$2
@@ -40,6 +43,33 @@ full_stdout "info" info --model "$m"
 full_stdout "--help" index --help
 "$vlm" search --index "$tmp/p.idx" --model "$m" --text "a rocket" --json >/dev/null 2>"$tmp/ok.err"
 check "the same search to /dev/null: exit 0, nothing on stderr" "[ $? -eq 0 ] && [ ! -s '$tmp/ok.err' ]"
+
+# ---- files that belong together: both replaced or neither
+for init in tiny coca-tiny; do
+  d=$tmp/pair-$init
+  "$vlm" convert --init $init --seed 1 --to open_clip --out "$d" >/dev/null 2>&1
+  cp "$d/open_clip_model.safetensors" "$tmp/old.safetensors"
+  rm "$d/open_clip_config.json" && mkdir "$d/open_clip_config.json"
+  err=$("$vlm" convert --init $init --seed 2 --to open_clip --out "$d" 2>&1); rc=$?
+  check "convert $init, the config unwritable: exit 1, named (got $rc)" \
+    "[ $rc -eq 1 ] && grep -q 'open_clip_config.json' <<<\"\$err\""
+  check "convert $init, the config unwritable: the old weights kept byte for byte" \
+    "cmp -s '$d/open_clip_model.safetensors' '$tmp/old.safetensors'"
+  check "convert $init: no temporary file left" "! compgen -G '$d/*.tmp.*' >/dev/null"
+done
+d=$tmp/hf
+"$vlm" convert --init tiny --seed 1 --to hf --out "$d" >/dev/null 2>&1
+cp "$d/model.safetensors" "$tmp/old.safetensors"
+rm "$d/config.json" && mkdir "$d/config.json"
+"$vlm" convert --init tiny --seed 2 --to hf --out "$d" >/dev/null 2>&1
+check "convert --to hf, config.json unwritable: the old weights kept" "[ $? -eq 1 ] && cmp -s '$d/model.safetensors' '$tmp/old.safetensors'"
+v=$tmp/vocab
+"$vlm" bpe-train --vocab-size 600 --out "$v" "$tmp/captions.txt" >/dev/null 2>&1
+cp "$v/vocab.json" "$tmp/old.vocab.json"
+rm "$v/merges.txt" && mkdir "$v/merges.txt"
+err=$("$vlm" bpe-train --vocab-size 700 --out "$v" "$tmp/captions.txt" 2>&1); rc=$?
+check "bpe-train, merges.txt unwritable: exit 1, named; vocab.json kept byte for byte (got $rc)" \
+  "[ $rc -eq 1 ] && grep -q 'merges.txt' <<<\"\$err\" && cmp -s '$v/vocab.json' '$tmp/old.vocab.json'"
 
 echo "write_errors: $pass passed, $fail failed"
 [ $fail -eq 0 ]
