@@ -1,4 +1,5 @@
 /* vlm preprocess: CLIP preprocessing of image files into safetensors. */
+#define _POSIX_C_SOURCE 200809L
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -61,6 +62,13 @@ static void stem_of(const char *path, char *out, size_t n) {
   snprintf(out, n, "%s", b);
   char *dot = strrchr(out, '.');
   if (dot && dot != out) *dot = 0;
+}
+
+typedef struct { const char *stem; int k; } stem_ref;
+static int cmp_stem_ref(const void *a, const void *b) {
+  const stem_ref *x = a, *y = b;
+  int c = strcmp(x->stem, y->stem);
+  return c ? c : (x->k > y->k) - (x->k < y->k);
 }
 
 int vlm_cmd_preprocess(int argc, char **argv) {
@@ -138,17 +146,32 @@ int vlm_cmd_preprocess(int argc, char **argv) {
     rc = 1;
     goto done;
   }
+  /* inputs whose output name an earlier input already takes: sorted by (stem, position), once */
+  char *dup = calloc((size_t)n_in + 1, 1);
+  stem_ref *refs = malloc(((size_t)n_in + 1) * sizeof *refs);
+  char **stems = calloc((size_t)n_in + 1, sizeof *stems);
+  int oom = !dup || !refs || !stems;
+  for (int k = 0; k < n_in && !oom; k++) {
+    char stem[1024];
+    stem_of(inputs[k], stem, sizeof stem);
+    oom = !(stems[k] = strdup(stem));
+    if (!oom) refs[k] = (stem_ref){stems[k], k};
+  }
+  if (oom) {
+    fprintf(stderr, "vlm preprocess: out of memory\n");
+    for (int k = 0; stems && k < n_in; k++) free(stems[k]);
+    free(u8); free(px); free(dup); free(refs); free(stems);
+    rc = 1;
+    goto done;
+  }
+  qsort(refs, (size_t)n_in, sizeof *refs, cmp_stem_ref);
+  for (int k = 1; k < n_in; k++)
+    if (!strcmp(refs[k].stem, refs[k - 1].stem)) dup[refs[k].k] = 1;
   int n_ok = 0, n_fail = 0;
   for (int k = 0; k < n_in; k++) {
-    char stem[1024], path[4096], dims[64];
-    stem_of(inputs[k], stem, sizeof stem);
-    int dup = 0;
-    for (int j = 0; j < k; j++) {
-      char s2[1024];
-      stem_of(inputs[j], s2, sizeof s2);
-      dup |= !strcmp(s2, stem);
-    }
-    if (dup) {
+    char path[4096], dims[64];
+    const char *stem = stems[k];
+    if (dup[k]) {
       fprintf(stderr, "vlm preprocess: %s: another input already writes %s.safetensors; skipped\n", inputs[k], stem);
       n_fail++;
       continue;
@@ -187,6 +210,10 @@ int vlm_cmd_preprocess(int argc, char **argv) {
   }
   free(u8);
   free(px);
+  for (int k = 0; k < n_in; k++) free(stems[k]);
+  free(dup);
+  free(refs);
+  free(stems);
   printf("preprocessed %d image%s to %s (%dx%d, %s)%s", n_ok, n_ok == 1 ? "" : "s", out_dir, cfg.size, cfg.size,
          vlm_resize_mode_name(cfg.mode), n_fail ? "" : "\n");
   if (n_fail) printf("; %d failed\n", n_fail);

@@ -5,6 +5,8 @@
 #  - files that belong together (a model's config and weights, vocab.json and merges.txt): when
 #    the second cannot be written (here a directory stands at its name), the first keeps its old
 #    bytes (before: new weights beside the old config);
+#  - vlm preprocess with 60000 inputs: the check for two inputs writing one output is not
+#    quadratic (before: ~2 minutes on 2 cores before the first image).
 # Usage: write_errors.sh VLM_BINARY SHARED_DIR
 set -u
 vlm=$(cd "$(dirname "$1")" && pwd)/$(basename "$1") shared=$2
@@ -70,6 +72,14 @@ rm "$v/merges.txt" && mkdir "$v/merges.txt"
 err=$("$vlm" bpe-train --vocab-size 700 --out "$v" "$tmp/captions.txt" 2>&1); rc=$?
 check "bpe-train, merges.txt unwritable: exit 1, named; vocab.json kept byte for byte (got $rc)" \
   "[ $rc -eq 1 ] && grep -q 'merges.txt' <<<\"\$err\" && cmp -s '$v/vocab.json' '$tmp/old.vocab.json'"
+
+# ---- vlm preprocess: many inputs (missing files: each fails at once) in linear time
+mapfile -t many < <(printf 'n/%06d.png\n' $(seq 60000))   # one command line of ~780 KB
+start=$SECONDS
+(cd "$tmp" && timeout 60 "$vlm" preprocess --size 8 --out prep "${many[@]}" >many.out 2>/dev/null)
+took=$((SECONDS - start))
+check "preprocess of 60000 inputs: every one reported, in ${took}s (< 30 s)" \
+  "[ $took -lt 30 ] && grep -q '60000 failed' '$tmp/many.out'"
 
 echo "write_errors: $pass passed, $fail failed"
 [ $fail -eq 0 ]
