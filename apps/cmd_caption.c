@@ -72,19 +72,6 @@ static int parse_float(const char *flag, const char *s, double lo, double hi, fl
   return 1;
 }
 
-static void json_string(const char *s) {
-  putchar('"');
-  for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-    if (*p == '"' || *p == '\\') printf("\\%c", *p);
-    else if (*p == '\n') printf("\\n");
-    else if (*p == '\t') printf("\\t");
-    else if (*p == '\r') printf("\\r");
-    else if (*p < 0x20) printf("\\u%04x", *p);
-    else putchar(*p);
-  }
-  putchar('"');
-}
-
 int vlm_cmd_caption(int argc, char **argv) {
   const char *model = NULL, *tok_path = NULL, *precision = "f32", *inputs = NULL, *device = "cpu";
   vlm_gen_options o;
@@ -368,9 +355,9 @@ int vlm_cmd_caption(int argc, char **argv) {
       char *text = tok ? vlm_tokenizer_decode_text(tok, row, (size_t)lens[b]) : NULL;
       if (json) {
         printf("{\"image\": ");
-        json_string(names[b]);
+        vlm_tools_json_str(stdout, names[b]);
         printf(", \"caption\": ");
-        if (text) json_string(text);
+        if (text) vlm_tools_json_str(stdout, text);
         else printf("null");
         printf(", \"ids\": [");
         for (int i = 0; i < lens[b]; i++) printf("%s%d", i ? ", " : "", row[i]);

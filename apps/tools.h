@@ -32,8 +32,13 @@ int64_t vlm_tools_embed_files(vlm_encoder *e, char *const *paths, int64_t n, flo
 vlm_status vlm_tools_split_list(const char *s, char ***out, int *n);
 vlm_status vlm_tools_read_lines(const char *path, char ***out, int *n, int keep_empty);
 
-/* JSON string (quoted, escaped; invalid UTF-8 bytes as \u00XX) to f. */
+/* JSON string (quoted, escaped) to f. Bytes that are not valid UTF-8 (a file name in
+ * another encoding) are each written as \ufffd (U+FFFD), so the output is valid JSON for
+ * every parser, at the price of that name's exact bytes (docs/JSON.md). */
 void vlm_tools_json_str(FILE *f, const char *s);
+/* The same as a malloc'd string (NULL when out of memory); NULL s is "". */
+char *vlm_tools_json_quote(const char *s);
+
 
 /* ---- the index file (index_file.c): safetensors with
  *   embeddings  F32 [N, E]   unit rows

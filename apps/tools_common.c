@@ -230,3 +230,16 @@ void vlm_tools_json_str(FILE *f, const char *s) {
   }
   fputc('"', f);
 }
+
+char *vlm_tools_json_quote(const char *s) {
+  char *buf = NULL;
+  size_t n = 0;
+  FILE *f = open_memstream(&buf, &n);
+  if (!f) return NULL;
+  vlm_tools_json_str(f, s ? s : "");
+  if (fclose(f) != 0) {
+    free(buf);
+    return NULL;
+  }
+  return buf;
+}
