@@ -157,6 +157,12 @@ int vlm_cmd_index(int argc, char **argv) {
     vlm_pathlist_free(&inputs);
     return 2;
   }
+  /* the outputs can be written: found now, not after embedding everything */
+  if (vlm_tools_check_writable(out) != VLM_OK || (npy && vlm_tools_check_writable(npy) != VLM_OK)) {
+    fprintf(stderr, "vlm index: %s\n", vlm_last_error());
+    vlm_pathlist_free(&inputs);
+    return 1;
+  }
   const char *kind = texts_f ? "texts" : "images";
   int rc = 1, n_texts = 0, enc_open = 0, have_old = 0;
   char **texts = NULL;

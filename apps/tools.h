@@ -39,6 +39,10 @@ void vlm_tools_json_str(FILE *f, const char *s);
 /* The same as a malloc'd string (NULL when out of memory); NULL s is "". */
 char *vlm_tools_json_quote(const char *s);
 
+/* Whether path can be written as the atomic writers write it (a temporary file beside it,
+ * created and removed now): for commands that work long before they write, so that a missing
+ * or read-only folder, or a directory in the way, is an error before the work, not after. */
+vlm_status vlm_tools_check_writable(const char *path);
 
 /* ---- the index file (index_file.c): safetensors with
  *   embeddings  F32 [N, E]   unit rows

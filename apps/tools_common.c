@@ -243,3 +243,13 @@ char *vlm_tools_json_quote(const char *s) {
   }
   return buf;
 }
+
+vlm_status vlm_tools_check_writable(const char *path) {
+  struct stat sb;
+  if (stat(path, &sb) == 0 && (S_ISCHR(sb.st_mode) || S_ISFIFO(sb.st_mode)))
+    return VLM_OK;   /* written directly later; opening a FIFO now would wait for its reader */
+  vlm_atomic_file af;
+  vlm_status st = vlm_atomic_open(&af, path);
+  if (st == VLM_OK) vlm_atomic_abort(&af);
+  return st;
+}

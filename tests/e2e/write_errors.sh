@@ -2,6 +2,8 @@
 # Writes that fail, without root: what each command does when its output cannot be written.
 #  - stdout on a full device (/dev/full): every command that succeeded exits 1 naming
 #    "standard output" (before: exit 0 with the output lost);
+#  - vlm index --export-npy /dev/full names the reason; --out in a missing folder fails before
+#    any image is embedded (before: after embedding everything);
 #  - files that belong together (a model's config and weights, vocab.json and merges.txt): when
 #    the second cannot be written (here a directory stands at its name), the first keeps its old
 #    bytes (before: new weights beside the old config);
@@ -45,6 +47,21 @@ full_stdout "info" info --model "$m"
 full_stdout "--help" index --help
 "$vlm" search --index "$tmp/p.idx" --model "$m" --text "a rocket" --json >/dev/null 2>"$tmp/ok.err"
 check "the same search to /dev/null: exit 0, nothing on stderr" "[ $? -eq 0 ] && [ ! -s '$tmp/ok.err' ]"
+
+# ---- vlm index: the reason of a failed --export-npy; an unwritable --out before the work
+for i in $(seq 300); do echo "caption number $i"; done >"$tmp/many_caps.txt"   # a .npy past stdio's buffer
+err=$("$vlm" index --model "$m" --out "$tmp/t.idx" --texts "$tmp/many_caps.txt" --export-npy /dev/full 2>&1); rc=$?
+check "--export-npy /dev/full: exit 1 with the reason (got $rc)" \
+  "[ $rc -eq 1 ] && grep -q '/dev/full: cannot write: No space left on device' <<<\"\$err\""
+err=$("$vlm" index --model "$m" --out "$tmp/nowhere/p.idx" "$tmp/imgs" 2>&1); rc=$?
+check "--out in a missing folder: exit 1, named (got $rc)" "[ $rc -eq 1 ] && grep -q 'nowhere/p.idx' <<<\"\$err\""
+check "--out in a missing folder: refused before embedding" "! grep -q 'index: .*images' <<<\"\$err\""
+err=$("$vlm" index --model "$m" --out "$tmp/p2.idx" --export-npy "$tmp/nowhere/p.npy" "$tmp/imgs" 2>&1); rc=$?
+check "--export-npy in a missing folder: refused before embedding, no index written" \
+  "[ $rc -eq 1 ] && grep -q 'nowhere/p.npy' <<<\"\$err\" && ! grep -q 'index: .*images' <<<\"\$err\" && [ ! -e '$tmp/p2.idx' ]"
+err=$("$vlm" index --model "$m" --out "$tmp/imgs" "$tmp/imgs/space" 2>&1); rc=$?
+check "--out naming a folder: refused before embedding" \
+  "[ $rc -eq 1 ] && grep -q 'is a directory' <<<\"\$err\" && ! grep -q 'index: .*images' <<<\"\$err\""
 
 # ---- files that belong together: both replaced or neither
 for init in tiny coca-tiny; do
