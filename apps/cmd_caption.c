@@ -46,6 +46,7 @@ static void usage(FILE *f) {
           "  --inputs FILE          caption the `images` tensor [N,3,H,W] of a safetensors file\n"
           "                         (already normalized, as 'vlm forward --inputs') instead of files\n"
           "  --json                 one JSON object per image: image, caption, ids\n"
+          "  --                     the arguments after it are images or folders (names that start with '-')\n"
           "  --device cpu|cuda      where the model runs (default cpu; cuda: the weights and\n"
           "                         each batch on the GPU, the logits back to the host)\n"
           "  --precision f32|bf16   bf16: weight matrices converted to bf16 once, bf16 matmul\n"
@@ -89,8 +90,11 @@ int vlm_cmd_caption(int argc, char **argv) {
       return 2;                                                                         \
     }                                                                                   \
   } while (0)
+  int paths_only = 0;   /* after "--": file names that start with '-' */
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
+    if (paths_only) { images[n_images++] = a; continue; }
+    if (!strcmp(a, "--")) { paths_only = 1; continue; }
     if (vlm_app_is_help(a)) { usage(stdout); free(images); return 0; }
     int ok = 1;
     if (!strcmp(a, "--model")) { NEED_ARG(); model = argv[++i]; }

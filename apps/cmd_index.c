@@ -41,6 +41,7 @@ static void usage(FILE *f) {
           "  --export-npy FILE   also write the embeddings as a NumPy .npy (float32 [N,E],\n"
           "                      rows in index order) for FAISS or a vector database\n"
           "  --quiet             no progress line\n"
+          "  --                  the arguments after it are files or folders (names that start with '-')\n"
           "  --json              the summary as JSON: {\"index\", \"kind\", \"count\", \"embedded\",\n"
           "                      \"unchanged\", \"dropped\", \"skipped\", \"embed_dim\", \"model_identity\",\n"
           "                      \"per_second\"} (per_second: items embedded per second, 0 when none)\n"
@@ -118,12 +119,14 @@ int vlm_cmd_index(int argc, char **argv) {
   long long batch = 32;
   int quiet = 0, json = 0;
   vlm_pathlist inputs = {0};
+  int paths_only = 0;   /* after "--": file names that start with '-' */
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
-    if (vlm_app_is_help(a)) { usage(stdout); vlm_pathlist_free(&inputs); return 0; }
-    if (!strcmp(a, "--quiet")) { quiet = 1; continue; }
-    if (!strcmp(a, "--json")) { json = 1; continue; }
-    if (a[0] == '-' && a[1] == '-') {
+    if (!paths_only && !strcmp(a, "--")) { paths_only = 1; continue; }
+    if (!paths_only && vlm_app_is_help(a)) { usage(stdout); vlm_pathlist_free(&inputs); return 0; }
+    if (!paths_only && !strcmp(a, "--quiet")) { quiet = 1; continue; }
+    if (!paths_only && !strcmp(a, "--json")) { json = 1; continue; }
+    if (!paths_only && a[0] == '-' && a[1] == '-') {
       if (i + 1 >= argc) { fprintf(stderr, "vlm index: option '%s' needs a value (or is unknown)\n", a); vlm_pathlist_free(&inputs); return 2; }
       const char *v = argv[++i];
       if (!strcmp(a, "--model")) model = v;

@@ -33,6 +33,7 @@ static void usage(FILE *f) {
           "  --jpeg-reduce        let libjpeg decode large JPEGs at 1/2, 1/4 or 1/8 scale (faster,\n"
           "                       NOT bit-identical to PIL)\n"
           "  --out DIR            output folder (created if missing)\n"
+          "  --                   the arguments after it are images (names that start with '-')\n"
           "\n"
           "Examples:\n"
           "  vlm preprocess --size 224 cat.jpg dog.png --out prep/\n"
@@ -80,11 +81,16 @@ int vlm_cmd_preprocess(int argc, char **argv) {
   const char **inputs = calloc((size_t)argc, sizeof *inputs);
   if (!inputs) return 1;
   int rc = 0;
+  int paths_only = 0;   /* after "--": file names that start with '-' */
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     int has_val = i + 1 < argc;
     long long v;
-    if (vlm_app_is_help(a)) {
+    if (paths_only) {
+      inputs[n_in++] = a;
+    } else if (!strcmp(a, "--")) {
+      paths_only = 1;
+    } else if (vlm_app_is_help(a)) {
       usage(stdout);
       free(inputs);
       return 0;

@@ -44,6 +44,7 @@ static void usage(FILE *f) {
           "                      '_' in a folder name reads as a space unless --classes names the\n"
           "                      classes, in the same order); reports top-1 / top-5 accuracy,\n"
           "                      per-class accuracy and the most frequent confusions\n"
+          "  --                  the arguments after it are images or folders (names that start with '-')\n"
           "  --json              one JSON document on stdout:\n"
           "                      classify: {\"model\", \"identity\", \"classes\": [..], \"templates\": n,\n"
           "                        \"results\": [{\"path\", \"top\": [{\"class\", \"index\", \"prob\", \"logit\"}]}],\n"
@@ -99,11 +100,13 @@ int vlm_cmd_zeroshot(int argc, char **argv) {
   long long top_k = 5, batch = 32;
   int json = 0;
   vlm_pathlist inputs = {0};
+  int paths_only = 0;   /* after "--": file names that start with '-' */
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
-    if (vlm_app_is_help(a)) { usage(stdout); vlm_pathlist_free(&inputs); return 0; }
-    if (!strcmp(a, "--json")) { json = 1; continue; }
-    if (a[0] == '-' && a[1] == '-') {
+    if (!paths_only && !strcmp(a, "--")) { paths_only = 1; continue; }
+    if (!paths_only && vlm_app_is_help(a)) { usage(stdout); vlm_pathlist_free(&inputs); return 0; }
+    if (!paths_only && !strcmp(a, "--json")) { json = 1; continue; }
+    if (!paths_only && a[0] == '-' && a[1] == '-') {
       if (i + 1 >= argc) {
         fprintf(stderr, "vlm zeroshot: option '%s' needs a value (or is unknown)\n", a);
         vlm_pathlist_free(&inputs);

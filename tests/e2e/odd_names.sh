@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # File names a real collection holds: spaces, a newline, a tab, quotes and backslashes, bytes
 # that are not UTF-8 (Latin-1), a leading '-' or '--', 255 bytes, UTF-8. Every --json output
-# must parse (Python's json) and keep the names (invalid bytes as U+FFFD, docs/JSON.md).
+# must parse (Python's json), keep the names (invalid bytes as U+FFFD, docs/JSON.md), and the
+# commands that take files must reach a name starting with '-' after "--".
 # Usage: odd_names.sh VLM_BINARY SHARED_DIR
 set -u
 vlm=$(cd "$(dirname "$1")" && pwd)/$(basename "$1") shared=$2
@@ -91,6 +92,19 @@ check "train --json parses ($(head -c 200 "$tmp/py.err"))" "[ ! -s '$tmp/py.err'
 py_items "$tmp/ru\"ns/"$'n\\m\xe9'/config.json train_data >"$tmp/cfg.items" 2>"$tmp/py.err"
 check "the run's config.json parses ($(head -c 200 "$tmp/py.err"))" "[ ! -s '$tmp/py.err' ]"
 has "the run's config.json: train_data kept" "$tmp/cfg.items" "'$tmp/da\"ta\\\\\\ufffd/c.tsv'"
+
+# ---- "--": the file named '--ddash.png' reaches each command as a file
+cd "$o" || exit 1
+"$vlm" index --model "$m" --out "$tmp/d.idx" -- --ddash.png >"$tmp/d.out" 2>&1
+check "index -- --ddash.png" "[ $? -eq 0 ] && grep -q '1 images (1 embedded' '$tmp/d.out'"
+"$vlm" zeroshot --model "$m" --classes horse,cat -- --ddash.png >"$tmp/d.out" 2>&1
+check "zeroshot -- --ddash.png" "[ $? -eq 0 ] && grep -q '^--ddash.png' '$tmp/d.out'"
+"$vlm" caption --model "$tmp/coca" --max-len 8 -- --ddash.png -dash.png >"$tmp/d.out" 2>&1
+check "caption -- --ddash.png -dash.png" "[ $? -eq 0 ] && grep -q '^--ddash.png' '$tmp/d.out' && grep -q '^-dash.png' '$tmp/d.out'"
+"$vlm" preprocess --size 16 --out "$tmp/prep" -- --ddash.png -dash.png >"$tmp/d.out" 2>&1
+check "preprocess -- --ddash.png -dash.png" "[ $? -eq 0 ] && [ -s '$tmp/prep/--ddash.safetensors' ] && [ -s '$tmp/prep/-dash.safetensors' ]"
+"$vlm" preprocess --size 16 --out "$tmp/prep" --ddash.png >/dev/null 2>&1
+check "without --, '--ddash.png' is an unknown option (exit 2)" "[ $? -eq 2 ]"
 
 echo "odd_names: $pass passed, $fail failed"
 [ $fail -eq 0 ]
