@@ -1053,7 +1053,7 @@ static int run(run_state *R) {
   if (rc == 0 && R->tr.step >= t.total_steps) {   /* the final evaluation, unless the last epoch's end ran it */
     if ((st = evaluate_once(R, 1)) != VLM_OK) rc = fail("evaluation");
   }
-  if (rc == 0 && !R->log.n_evals) vlm_train_log_chart(&R->log);
+  if (rc == 0 && !R->log.n_evals && (st = vlm_train_log_chart(&R->log)) != VLM_OK) rc = fail("the loss chart");
   if (rc == 0) {
     fprintf(stderr, "done: step %lld in %.1f s (%.1f steps/s), data wait %.1f%% of the time%s%s\n",
             (long long)R->tr.step, el, (double)(R->tr.step - start_step) / (el > 0 ? el : 1),
@@ -1067,6 +1067,11 @@ static int run(run_state *R) {
              (long long)R->tr.step, el, el > 0 ? wait_total / el : 0, R->tr.last_loss, fields[0] ? ", " : "",
              fields);
     }
+  }
+  if (rc == 0 && R->log.metrics_lost) {   /* trained and saved, but the run's log is not whole */
+    fprintf(stderr, CMD ": %s: %lld line%s could not be written (see the first error above)\n", R->log.metrics_path,
+            (long long)R->log.metrics_lost, R->log.metrics_lost == 1 ? "" : "s");
+    rc = 1;
   }
   if (pinned_img) vlm_host_unpin(img);
   if (pinned_ids) vlm_host_unpin(ids);
