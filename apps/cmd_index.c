@@ -274,11 +274,17 @@ int vlm_cmd_index(int argc, char **argv) {
   double t_embed = vlm_now();
   for (int64_t i = 0; i < N; i++)
     if (reuse[i] < 0) { work[t] = items[i]; where[t++] = i; }
-  if (todo && texts_f) {
-    if (vlm_encoder_texts(&enc, (const char *const *)work, todo, wemb) != VLM_OK) {
-      fprintf(stderr, "vlm index: %s\n", vlm_last_error());
-      free(work); free(where); free(wemb); free(wok);
-      goto done;
+  if (todo && texts_f) {   /* in chunks of a few batches, for the progress line */
+    vlm_tools_progress pg;
+    vlm_tools_progress_start(&pg, "index", "texts", todo, !quiet);
+    for (int64_t k = 0; k < todo; k += 8 * batch) {
+      int64_t m = todo - k < 8 * batch ? todo - k : 8 * batch;
+      if (vlm_encoder_texts(&enc, (const char *const *)work + k, m, wemb + (size_t)(k * E)) != VLM_OK) {
+        fprintf(stderr, "vlm index: %s\n", vlm_last_error());
+        free(work); free(where); free(wemb); free(wok);
+        goto done;
+      }
+      vlm_tools_progress_add(&pg, m, 0);
     }
     for (int64_t k = 0; k < todo; k++) wok[k] = 1;
   } else if (todo) {

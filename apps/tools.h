@@ -20,6 +20,20 @@ vlm_status vlm_tools_collect(vlm_pathlist *pl, const char *arg);
 vlm_status vlm_pathlist_add(vlm_pathlist *pl, const char *path);
 void vlm_pathlist_free(vlm_pathlist *pl);
 
+/* Progress of long work on stderr: on a terminal one line redrawn at most twice a second,
+ * otherwise (a log file) a line every VLM_TOOLS_PROGRESS_EVERY_S seconds (the environment's
+ * VLM_PROGRESS_EVERY=SECONDS, when set, instead); and a last line
+ * when done reaches n. "CMD: done/n WHAT (pct%), rate WHAT/s[, K skipped (images)][, ETA s]". */
+#define VLM_TOOLS_PROGRESS_EVERY_S 10.0
+typedef struct {
+  const char *cmd, *what;
+  int64_t n, done, skipped;
+  double t0, last, every;
+  int on, tty;
+} vlm_tools_progress;
+void vlm_tools_progress_start(vlm_tools_progress *p, const char *cmd, const char *what, int64_t n, int on);
+void vlm_tools_progress_add(vlm_tools_progress *p, int64_t k, int64_t skipped);
+
 /* Embed n image files into out[n, E] (unit rows), batch by batch, decoding and
  * preprocessing a batch in parallel. ok[i] = 1 if file i was embedded, 0 if it
  * was skipped (its message printed as "vlm CMD: <error>"). progress != 0 prints a
