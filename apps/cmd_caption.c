@@ -46,6 +46,7 @@ static void usage(FILE *f) {
           "  --inputs FILE          caption the `images` tensor [N,3,H,W] of a safetensors file\n"
           "                         (already normalized, as 'vlm forward --inputs') instead of files\n"
           "  --json                 one JSON object per image: image, caption, ids\n"
+          "  --                     the arguments after it are images or folders (names that start with '-')\n"
           "  --device cpu|cuda      where the model runs (default cpu; cuda: the weights and\n"
           "                         each batch on the GPU, the logits back to the host)\n"
           "  --precision f32|bf16   bf16: weight matrices converted to bf16 once, bf16 matmul\n"
@@ -72,19 +73,6 @@ static int parse_float(const char *flag, const char *s, double lo, double hi, fl
   return 1;
 }
 
-static void json_string(const char *s) {
-  putchar('"');
-  for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-    if (*p == '"' || *p == '\\') printf("\\%c", *p);
-    else if (*p == '\n') printf("\\n");
-    else if (*p == '\t') printf("\\t");
-    else if (*p == '\r') printf("\\r");
-    else if (*p < 0x20) printf("\\u%04x", *p);
-    else putchar(*p);
-  }
-  putchar('"');
-}
-
 int vlm_cmd_caption(int argc, char **argv) {
   const char *model = NULL, *tok_path = NULL, *precision = "f32", *inputs = NULL, *device = "cpu";
   vlm_gen_options o;
@@ -102,8 +90,11 @@ int vlm_cmd_caption(int argc, char **argv) {
       return 2;                                                                         \
     }                                                                                   \
   } while (0)
+  int paths_only = 0;   /* after "--": file names that start with '-' */
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
+    if (paths_only) { images[n_images++] = a; continue; }
+    if (!strcmp(a, "--")) { paths_only = 1; continue; }
     if (vlm_app_is_help(a)) { usage(stdout); free(images); return 0; }
     int ok = 1;
     if (!strcmp(a, "--model")) { NEED_ARG(); model = argv[++i]; }
@@ -367,9 +358,9 @@ int vlm_cmd_caption(int argc, char **argv) {
       char *text = tok ? vlm_tokenizer_decode_text(tok, row, (size_t)lens[b]) : NULL;
       if (json) {
         printf("{\"image\": ");
-        json_string(names[b]);
+        vlm_tools_json_str(stdout, names[b]);
         printf(", \"caption\": ");
-        if (text) json_string(text);
+        if (text) vlm_tools_json_str(stdout, text);
         else printf("null");
         printf(", \"ids\": [");
         for (int i = 0; i < lens[b]; i++) printf("%s%d", i ? ", " : "", row[i]);

@@ -41,6 +41,7 @@ static void usage(FILE *f) {
           "  --export-npy FILE   also write the embeddings as a NumPy .npy (float32 [N,E],\n"
           "                      rows in index order) for FAISS or a vector database\n"
           "  --quiet             no progress line\n"
+          "  --                  the arguments after it are files or folders (names that start with '-')\n"
           "  --json              the summary as JSON: {\"index\", \"kind\", \"count\", \"embedded\",\n"
           "                      \"unchanged\", \"dropped\", \"skipped\", \"embed_dim\", \"model_identity\",\n"
           "                      \"per_second\"} (per_second: items embedded per second, 0 when none)\n"
@@ -118,12 +119,14 @@ int vlm_cmd_index(int argc, char **argv) {
   long long batch = 32;
   int quiet = 0, json = 0;
   vlm_pathlist inputs = {0};
+  int paths_only = 0;   /* after "--": file names that start with '-' */
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
-    if (vlm_app_is_help(a)) { usage(stdout); vlm_pathlist_free(&inputs); return 0; }
-    if (!strcmp(a, "--quiet")) { quiet = 1; continue; }
-    if (!strcmp(a, "--json")) { json = 1; continue; }
-    if (a[0] == '-' && a[1] == '-') {
+    if (!paths_only && !strcmp(a, "--")) { paths_only = 1; continue; }
+    if (!paths_only && vlm_app_is_help(a)) { usage(stdout); vlm_pathlist_free(&inputs); return 0; }
+    if (!paths_only && !strcmp(a, "--quiet")) { quiet = 1; continue; }
+    if (!paths_only && !strcmp(a, "--json")) { json = 1; continue; }
+    if (!paths_only && a[0] == '-' && a[1] == '-') {
       const char **slot = !strcmp(a, "--model")      ? &model
                         : !strcmp(a, "--out")        ? &out
                         : !strcmp(a, "--texts")      ? &texts_f
@@ -160,6 +163,12 @@ int vlm_cmd_index(int argc, char **argv) {
   if (eflags < 0) {
     vlm_pathlist_free(&inputs);
     return 2;
+  }
+  /* the outputs can be written: found now, not after embedding everything */
+  if (vlm_tools_check_writable(out) != VLM_OK || (npy && vlm_tools_check_writable(npy) != VLM_OK)) {
+    fprintf(stderr, "vlm index: %s\n", vlm_last_error());
+    vlm_pathlist_free(&inputs);
+    return 1;
   }
   const char *kind = texts_f ? "texts" : "images";
   int rc = 1, n_texts = 0, enc_open = 0, have_old = 0;
@@ -269,11 +278,17 @@ int vlm_cmd_index(int argc, char **argv) {
   double t_embed = vlm_now();
   for (int64_t i = 0; i < N; i++)
     if (reuse[i] < 0) { work[t] = items[i]; where[t++] = i; }
-  if (todo && texts_f) {
-    if (vlm_encoder_texts(&enc, (const char *const *)work, todo, wemb) != VLM_OK) {
-      fprintf(stderr, "vlm index: %s\n", vlm_last_error());
-      free(work); free(where); free(wemb); free(wok);
-      goto done;
+  if (todo && texts_f) {   /* in chunks of a few batches, for the progress line */
+    vlm_tools_progress pg;
+    vlm_tools_progress_start(&pg, "index", "texts", todo, !quiet);
+    for (int64_t k = 0; k < todo; k += 8 * batch) {
+      int64_t m = todo - k < 8 * batch ? todo - k : 8 * batch;
+      if (vlm_encoder_texts(&enc, (const char *const *)work + k, m, wemb + (size_t)(k * E)) != VLM_OK) {
+        fprintf(stderr, "vlm index: %s\n", vlm_last_error());
+        free(work); free(where); free(wemb); free(wok);
+        goto done;
+      }
+      vlm_tools_progress_add(&pg, m, 0);
     }
     for (int64_t k = 0; k < todo; k++) wok[k] = 1;
   } else if (todo) {

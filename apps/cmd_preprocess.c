@@ -1,4 +1,5 @@
 /* vlm preprocess: CLIP preprocessing of image files into safetensors. */
+#define _POSIX_C_SOURCE 200809L
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,6 +33,7 @@ static void usage(FILE *f) {
           "  --jpeg-reduce        let libjpeg decode large JPEGs at 1/2, 1/4 or 1/8 scale (faster,\n"
           "                       NOT bit-identical to PIL)\n"
           "  --out DIR            output folder (created if missing)\n"
+          "  --                   the arguments after it are images (names that start with '-')\n"
           "\n"
           "Examples:\n"
           "  vlm preprocess --size 224 cat.jpg dog.png --out prep/\n"
@@ -63,6 +65,13 @@ static void stem_of(const char *path, char *out, size_t n) {
   if (dot && dot != out) *dot = 0;
 }
 
+typedef struct { const char *stem; int k; } stem_ref;
+static int cmp_stem_ref(const void *a, const void *b) {
+  const stem_ref *x = a, *y = b;
+  int c = strcmp(x->stem, y->stem);
+  return c ? c : (x->k > y->k) - (x->k < y->k);
+}
+
 int vlm_cmd_preprocess(int argc, char **argv) {
   vlm_preprocess_cfg cfg;
   vlm_preprocess_cfg_default(&cfg, 224);
@@ -72,6 +81,7 @@ int vlm_cmd_preprocess(int argc, char **argv) {
   const char **inputs = calloc((size_t)argc, sizeof *inputs);
   if (!inputs) return 1;
   int rc = 0;
+  int paths_only = 0;   /* after "--": file names that start with '-' */
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i], *val = NULL;
     long long v;
@@ -80,7 +90,11 @@ int vlm_cmd_preprocess(int argc, char **argv) {
     rc = 2;                                                            \
     goto done;                                                         \
   }
-    if (vlm_app_is_help(a)) {
+    if (paths_only) {
+      inputs[n_in++] = a;
+    } else if (!strcmp(a, "--")) {
+      paths_only = 1;
+    } else if (vlm_app_is_help(a)) {
       usage(stdout);
       free(inputs);
       return 0;
@@ -147,17 +161,32 @@ int vlm_cmd_preprocess(int argc, char **argv) {
     rc = 1;
     goto done;
   }
+  /* inputs whose output name an earlier input already takes: sorted by (stem, position), once */
+  char *dup = calloc((size_t)n_in + 1, 1);
+  stem_ref *refs = malloc(((size_t)n_in + 1) * sizeof *refs);
+  char **stems = calloc((size_t)n_in + 1, sizeof *stems);
+  int oom = !dup || !refs || !stems;
+  for (int k = 0; k < n_in && !oom; k++) {
+    char stem[1024];
+    stem_of(inputs[k], stem, sizeof stem);
+    oom = !(stems[k] = strdup(stem));
+    if (!oom) refs[k] = (stem_ref){stems[k], k};
+  }
+  if (oom) {
+    fprintf(stderr, "vlm preprocess: out of memory\n");
+    for (int k = 0; stems && k < n_in; k++) free(stems[k]);
+    free(u8); free(px); free(dup); free(refs); free(stems);
+    rc = 1;
+    goto done;
+  }
+  qsort(refs, (size_t)n_in, sizeof *refs, cmp_stem_ref);
+  for (int k = 1; k < n_in; k++)
+    if (!strcmp(refs[k].stem, refs[k - 1].stem)) dup[refs[k].k] = 1;
   int n_ok = 0, n_fail = 0;
   for (int k = 0; k < n_in; k++) {
-    char stem[1024], path[4096], dims[64];
-    stem_of(inputs[k], stem, sizeof stem);
-    int dup = 0;
-    for (int j = 0; j < k; j++) {
-      char s2[1024];
-      stem_of(inputs[j], s2, sizeof s2);
-      dup |= !strcmp(s2, stem);
-    }
-    if (dup) {
+    char path[4096], dims[64];
+    const char *stem = stems[k];
+    if (dup[k]) {
       fprintf(stderr, "vlm preprocess: %s: another input already writes %s.safetensors; skipped\n", inputs[k], stem);
       n_fail++;
       continue;
@@ -196,6 +225,10 @@ int vlm_cmd_preprocess(int argc, char **argv) {
   }
   free(u8);
   free(px);
+  for (int k = 0; k < n_in; k++) free(stems[k]);
+  free(dup);
+  free(refs);
+  free(stems);
   printf("preprocessed %d image%s to %s (%dx%d, %s)%s", n_ok, n_ok == 1 ? "" : "s", out_dir, cfg.size, cfg.size,
          vlm_resize_mode_name(cfg.mode), n_fail ? "" : "\n");
   if (n_fail) printf("; %d failed\n", n_fail);

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "apps/apps.h"
+#include "apps/tools.h"
 #include "core/core.h"
 #include "datasets/datasets.h"
 
@@ -182,8 +183,12 @@ int vlm_cmd_shapes(int argc, char **argv) {
     if (st) { fprintf(stderr, "vlm shapes: %s\n", vlm_last_error()); rc = 1; goto done; }
   }
   if (json)
-    printf("{\"out\": \"%s\", \"split\": \"%s\", \"n\": %lld, \"size\": %lld, \"seed\": %lld, \"tsv\": \"captions.tsv\"}\n", out,
+  {
+    printf("{\"out\": ");
+    vlm_tools_json_str(stdout, out);
+    printf(", \"split\": \"%s\", \"n\": %lld, \"size\": %lld, \"seed\": %lld, \"tsv\": \"captions.tsv\"}\n",
            val ? "val" : "train", n, size, seed);
+  }
   else
     printf("wrote %lld %s images (%lldx%lld) and %s/captions.tsv\n", n, val ? "val" : "train", size, size, out);
 done:

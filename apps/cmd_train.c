@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "apps/apps.h"
+#include "apps/tools.h"
 #include "apps/train_internal.h"
 #include "model/encode.h"
 
@@ -277,29 +278,38 @@ static vlm_status write_run_config(const char *run, const vlm_clip_config *c, co
                                    const opts *o, const vlm_train_config *t, const char *tokenizer_desc) {
   char *mj = coca ? vlm_coca_config_to_json(coca) : vlm_clip_config_to_json(c, VLM_CKPT_OPENCLIP);
   if (!mj) return vlm_error(VLM_ERR_OOM, "out of memory");
-  size_t cap = strlen(mj) + 8192;
-  char *buf = malloc(cap);
+  /* the paths quoted for JSON (a quote, a backslash or a control character in a file name) */
+  char *td = vlm_tools_json_quote(o->train_data), *vd = vlm_tools_json_quote(o->val_data),
+       *tk = vlm_tools_json_quote(tokenizer_desc);
+  size_t cap = strlen(mj) + (td ? strlen(td) : 0) + (vd ? strlen(vd) : 0) + (tk ? strlen(tk) : 0) + 8192;
+  char *buf = td && vd && tk ? malloc(cap) : NULL;
   if (!buf) {
     free(mj);
+    free(td);
+    free(vd);
+    free(tk);
     return vlm_error(VLM_ERR_OOM, "out of memory");
   }
   snprintf(buf, cap,
-           "{\"model\": %s,\n \"train\": {\"train_data\": \"%s\", \"val_data\": \"%s\", \"batch_size\": %lld, "
+           "{\"model\": %s,\n \"train\": {\"train_data\": %s, \"val_data\": %s, \"batch_size\": %lld, "
            "\"accum_freq\": %d, \"total_steps\": %lld, \"epochs\": %lld, \"lr\": %g, \"beta1\": %g, \"beta2\": %g, "
            "\"eps\": %g, \"wd\": %g, \"warmup\": %lld, \"lr_scheduler\": \"%s\", \"grad_clip_norm\": %g, "
            "\"precision\": \"%s\", \"device\": \"%s\", \"seed\": %lld, \"workers\": %lld, \"lock_image\": %d, \"lock_text\": %d, "
-           "\"tokenizer\": \"%s\", \"context_length\": %lld, \"coca_caption_loss_weight\": %g, "
+           "\"tokenizer\": %s, \"context_length\": %lld, \"coca_caption_loss_weight\": %g, "
            "\"coca_contrastive_loss_weight\": %g}}\n",
-           mj, o->train_data, o->val_data ? o->val_data : "", (long long)t->batch_size, t->accum_freq,
+           mj, td, vd, (long long)t->batch_size, t->accum_freq,
            (long long)t->total_steps, o->epochs, t->lr, t->beta1, t->beta2, t->eps, t->wd, (long long)t->warmup,
            vlm_lr_scheduler_name(t->scheduler), t->grad_clip_norm, t->precision == VLM_PREC_BF16 ? "bf16" : "fp32",
-           t->device == VLM_CUDA ? "cuda" : "cpu", o->seed, o->workers, t->lock_image, t->lock_text, tokenizer_desc, (long long)t->context_length,
+           t->device == VLM_CUDA ? "cuda" : "cpu", o->seed, o->workers, t->lock_image, t->lock_text, tk, (long long)t->context_length,
            o->coca_caption_w, o->coca_clip_w);
   char path[4096];
   snprintf(path, sizeof path, "%s/config.json", run);
   vlm_status s = vlm_write_file_atomic(path, buf, strlen(buf));
   free(buf);
   free(mj);
+  free(td);
+  free(vd);
+  free(tk);
   return s;
 }
 
@@ -1105,7 +1115,7 @@ static int run(run_state *R) {
   if (rc == 0 && R->tr.step >= t.total_steps) {   /* the final evaluation, unless the last epoch's end ran it */
     if ((st = evaluate_once(R, 1)) != VLM_OK) rc = fail("evaluation");
   }
-  if (rc == 0 && lead && !R->log.n_evals) vlm_train_log_chart(&R->log);
+  if (rc == 0 && lead && !R->log.n_evals && (st = vlm_train_log_chart(&R->log)) != VLM_OK) rc = fail("the loss chart");
   if (rc == 0 && lead) {
     fprintf(stderr, "done: step %lld in %.1f s (%.1f steps/s), data wait %.1f%% of the time%s%s\n",
             (long long)R->tr.step, el, (double)(R->tr.step - start_step) / (el > 0 ? el : 1),
@@ -1113,10 +1123,17 @@ static int run(run_state *R) {
     if (o->json) {
       char fields[4096] = "";
       if (R->have_last) vlm_eval_result_json(&R->last, fields, sizeof fields);
-      printf("{\"run\": \"%s\", \"step\": %lld, \"seconds\": %.2f, \"data_wait_frac\": %.4g, \"final_loss\": %.6g%s%s}\n",
-             R->run, (long long)R->tr.step, el, el > 0 ? wait_total / el : 0, R->tr.last_loss, fields[0] ? ", " : "",
+      printf("{\"run\": ");
+      vlm_tools_json_str(stdout, R->run);
+      printf(", \"step\": %lld, \"seconds\": %.2f, \"data_wait_frac\": %.4g, \"final_loss\": %.6g%s%s}\n",
+             (long long)R->tr.step, el, el > 0 ? wait_total / el : 0, R->tr.last_loss, fields[0] ? ", " : "",
              fields);
     }
+  }
+  if (rc == 0 && R->log.metrics_lost) {   /* trained and saved, but the run's log is not whole */
+    fprintf(stderr, CMD ": %s: %lld line%s could not be written (see the first error above)\n", R->log.metrics_path,
+            (long long)R->log.metrics_lost, R->log.metrics_lost == 1 ? "" : "s");
+    rc = 1;
   }
   if (pinned_img) vlm_host_unpin(img);
   if (pinned_ids) vlm_host_unpin(ids);

@@ -12,6 +12,8 @@
 #include "apps/tools.h"
 #include "contrastive/contrastive.h"
 
+#define VLM_ZEROSHOT_PROMPTS_QUIET 1000   /* fewer class prompts than this: no progress line */
+
 static void usage(FILE *f) {
   fprintf(f,
           "usage: vlm zeroshot --model PATH (--classes A,B,C | --classes-file F) [options] IMAGE|DIR...\n"
@@ -44,6 +46,7 @@ static void usage(FILE *f) {
           "                      '_' in a folder name reads as a space unless --classes names the\n"
           "                      classes, in the same order); reports top-1 / top-5 accuracy,\n"
           "                      per-class accuracy and the most frequent confusions\n"
+          "  --                  the arguments after it are images or folders (names that start with '-')\n"
           "  --json              one JSON document on stdout:\n"
           "                      classify: {\"model\", \"identity\", \"classes\": [..], \"templates\": n,\n"
           "                        \"results\": [{\"path\", \"top\": [{\"class\", \"index\", \"prob\", \"logit\"}]}],\n"
@@ -86,6 +89,16 @@ static vlm_status subdirs(const char *dir, vlm_pathlist *out) {
 }
 
 typedef struct { int t, p; int64_t count; } confusion;
+/* The class prompts (classes x templates: 80,000 for 1,000 classes and open_clip's 80) are
+ * embedded with a progress line: with a large text tower they take minutes. */
+typedef struct { vlm_encoder *enc; vlm_tools_progress pg; } prompt_ctx;
+static vlm_status encode_prompts(void *ctx, const char *const *texts, int n, float *out) {
+  prompt_ctx *c = ctx;
+  vlm_status st = vlm_encoder_texts(c->enc, texts, n, out);
+  if (st == VLM_OK) vlm_tools_progress_add(&c->pg, n, 0);
+  return st;
+}
+
 static int cmp_conf(const void *a, const void *b) {
   const confusion *x = a, *y = b;
   if (x->count != y->count) return x->count > y->count ? -1 : 1;
@@ -99,11 +112,13 @@ int vlm_cmd_zeroshot(int argc, char **argv) {
   long long top_k = 5, batch = 32;
   int json = 0;
   vlm_pathlist inputs = {0};
+  int paths_only = 0;   /* after "--": file names that start with '-' */
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
-    if (vlm_app_is_help(a)) { usage(stdout); vlm_pathlist_free(&inputs); return 0; }
-    if (!strcmp(a, "--json")) { json = 1; continue; }
-    if (a[0] == '-' && a[1] == '-') {
+    if (!paths_only && !strcmp(a, "--")) { paths_only = 1; continue; }
+    if (!paths_only && vlm_app_is_help(a)) { usage(stdout); vlm_pathlist_free(&inputs); return 0; }
+    if (!paths_only && !strcmp(a, "--json")) { json = 1; continue; }
+    if (!paths_only && a[0] == '-' && a[1] == '-') {
       const char **slot = !strcmp(a, "--model")        ? &model
                         : !strcmp(a, "--classes")      ? &classes_s
                         : !strcmp(a, "--classes-file") ? &classes_f
@@ -219,7 +234,10 @@ int vlm_cmd_zeroshot(int argc, char **argv) {
   logits = malloc((size_t)N * (size_t)C * sizeof(float));
   ok = calloc((size_t)N, sizeof(int));
   if (!W || !emb || !logits || !ok) { fprintf(stderr, "vlm zeroshot: out of memory\n"); goto done; }
-  if (vlm_zeroshot_classifier(vlm_encoder_text_cb, &enc, (const char *const *)classes, n_classes, tpl, n_tpl, E,
+  prompt_ctx pc = {&enc, {0}};
+  const int64_t n_prompts = (int64_t)n_classes * n_tpl;
+  vlm_tools_progress_start(&pc.pg, "zeroshot", "prompts", n_prompts, n_prompts > VLM_ZEROSHOT_PROMPTS_QUIET);
+  if (vlm_zeroshot_classifier(encode_prompts, &pc, (const char *const *)classes, n_classes, tpl, n_tpl, E,
                               (int)batch, W) != VLM_OK) {
     fprintf(stderr, "vlm zeroshot: building the classifier: %s\n", vlm_last_error());
     goto done;

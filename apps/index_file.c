@@ -1,4 +1,5 @@
 /* The retrieval index file and the .npy export (see tools.h). */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -134,14 +135,16 @@ vlm_status vlm_write_npy(const char *path, const float *x, int64_t n, int64_t E)
   vlm_atomic_file af;
   vlm_status st = vlm_atomic_open(&af, path);
   if (st != VLM_OK) return st;
+  errno = 0;
   int ok = fwrite(head, 1, 10, af.f) == 10 && fwrite(dict, 1, (size_t)dl, af.f) == (size_t)dl;
   for (int i = 0; i < pad && ok; i++) ok = fputc(' ', af.f) != EOF;
   ok = ok && fputc('\n', af.f) != EOF;
   /* little-endian float32 (x86 / ARM hosts are little-endian) */
   ok = ok && fwrite(x, sizeof(float), (size_t)(n * E), af.f) == (size_t)(n * E);
   if (!ok) {
+    int e = errno ? errno : EIO;
     vlm_atomic_abort(&af);
-    return vlm_error(VLM_ERR_IO, "%s: write failed", path);
+    return vlm_error(VLM_ERR_IO, "%s: cannot write: %s", path, strerror(e));
   }
   return vlm_atomic_commit(&af);
 }

@@ -1,5 +1,6 @@
 /* vlm: vision-language models in C. Dispatches to the subcommands. */
 #define _POSIX_C_SOURCE 200809L
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,12 +61,37 @@ static void usage(FILE *f) {
           "\n"
           "Run 'vlm COMMAND --help' for a command's options.\n"
           "Environment: VLM_THREADS (CPU threads), VLM_LOG (error|warn|info|debug),\n"
-          "VLM_KERNELS=ref (plain reference kernels, for debugging). Unless OMP_WAIT_POLICY or\n"
+          "VLM_KERNELS=ref (plain reference kernels, for debugging), VLM_PROGRESS_EVERY=SECONDS\n"
+          "(progress lines of index and zeroshot in a log; default 10). Unless OMP_WAIT_POLICY or\n"
           "GOMP_SPINCOUNT is set, vlm sets OMP_WAIT_POLICY=PASSIVE and GOMP_SPINCOUNT=30000\n"
           "(idle OpenMP threads sleep after a short spin instead of holding the cores).\n");
 }
 
+/* What a command printed on stdout must have reached it: on a full disk (`vlm search --json >
+ * out.json`) or a device that refuses it, stdio's buffered writes fail without telling the
+ * command. So the buffer is flushed here, and a write that failed at any time makes a command
+ * that succeeded exit 1, with a message naming stdout. A command that failed keeps its status. */
+static int finish_stdout(const char *cmd, int rc) {
+  errno = 0;
+  int bad = fflush(stdout) != 0;
+  int e = errno;
+  bad |= ferror(stdout) != 0;
+  if (!bad || rc != 0) return rc;
+  fprintf(stderr, "%s%s: standard output: cannot write%s%s\n", cmd ? "vlm " : "vlm", cmd ? cmd : "", e ? ": " : "",
+          e ? strerror(e) : "");
+  return 1;
+}
+
+static int run_command(int argc, char **argv);
+
 int main(int argc, char **argv) {
+  int rc = run_command(argc, argv);
+  int i = 1;   /* the command's name, for the message */
+  while (i < argc && argv[i][0] == '-') i += !strcmp(argv[i], "--threads") ? 2 : 1;
+  return finish_stdout(i < argc ? argv[i] : NULL, rc);
+}
+
+static int run_command(int argc, char **argv) {
   passive_openmp(argv);
   /* Ctrl-C, kill, a closed terminal: no temporary file of a write in progress stays behind
    * (the target keeps its old content); the exit status is still the signal's. */

@@ -20,6 +20,20 @@ vlm_status vlm_tools_collect(vlm_pathlist *pl, const char *arg);
 vlm_status vlm_pathlist_add(vlm_pathlist *pl, const char *path);
 void vlm_pathlist_free(vlm_pathlist *pl);
 
+/* Progress of long work on stderr: on a terminal one line redrawn at most twice a second,
+ * otherwise (a log file) a line every VLM_TOOLS_PROGRESS_EVERY_S seconds (the environment's
+ * VLM_PROGRESS_EVERY=SECONDS, when set, instead); and a last line
+ * when done reaches n. "CMD: done/n WHAT (pct%), rate WHAT/s[, K skipped (images)][, ETA s]". */
+#define VLM_TOOLS_PROGRESS_EVERY_S 10.0
+typedef struct {
+  const char *cmd, *what;
+  int64_t n, done, skipped;
+  double t0, last, every;
+  int on, tty;
+} vlm_tools_progress;
+void vlm_tools_progress_start(vlm_tools_progress *p, const char *cmd, const char *what, int64_t n, int on);
+void vlm_tools_progress_add(vlm_tools_progress *p, int64_t k, int64_t skipped);
+
 /* Embed n image files into out[n, E] (unit rows), batch by batch, decoding and
  * preprocessing a batch in parallel. ok[i] = 1 if file i was embedded, 0 if it
  * was skipped (its message printed as "vlm CMD: <error>"). progress != 0 prints a
@@ -32,8 +46,17 @@ int64_t vlm_tools_embed_files(vlm_encoder *e, char *const *paths, int64_t n, flo
 vlm_status vlm_tools_split_list(const char *s, char ***out, int *n);
 vlm_status vlm_tools_read_lines(const char *path, char ***out, int *n, int keep_empty);
 
-/* JSON string (quoted, escaped; invalid UTF-8 bytes as \u00XX) to f. */
+/* JSON string (quoted, escaped) to f. Bytes that are not valid UTF-8 (a file name in
+ * another encoding) are each written as \ufffd (U+FFFD), so the output is valid JSON for
+ * every parser, at the price of that name's exact bytes (docs/JSON.md). */
 void vlm_tools_json_str(FILE *f, const char *s);
+/* The same as a malloc'd string (NULL when out of memory); NULL s is "". */
+char *vlm_tools_json_quote(const char *s);
+
+/* Whether path can be written as the atomic writers write it (a temporary file beside it,
+ * created and removed now): for commands that work long before they write, so that a missing
+ * or read-only folder, or a directory in the way, is an error before the work, not after. */
+vlm_status vlm_tools_check_writable(const char *path);
 
 /* ---- the index file (index_file.c): safetensors with
  *   embeddings  F32 [N, E]   unit rows

@@ -81,6 +81,38 @@ vlm_status vlm_tools_collect(vlm_pathlist *pl, const char *arg) {
   return vlm_pathlist_add(pl, arg);
 }
 
+void vlm_tools_progress_start(vlm_tools_progress *p, const char *cmd, const char *what, int64_t n, int on) {
+  memset(p, 0, sizeof *p);
+  p->cmd = cmd;
+  p->what = what;
+  p->n = n;
+  p->on = on && n > 0;
+  p->tty = p->on && isatty(2);
+  p->t0 = p->last = vlm_now();
+  p->every = p->tty ? 0.5 : VLM_TOOLS_PROGRESS_EVERY_S;
+  const char *env = getenv("VLM_PROGRESS_EVERY");
+  char *end = NULL;
+  double v = env && *env ? strtod(env, &end) : -1;
+  if (!p->tty && end && !*end && v >= 0 && v <= 1e6) p->every = v;
+}
+
+void vlm_tools_progress_add(vlm_tools_progress *p, int64_t k, int64_t skipped) {
+  p->done += k;
+  p->skipped += skipped;
+  if (!p->on) return;
+  double now = vlm_now();
+  const int end = p->done >= p->n;
+  if (!end && now - p->last < p->every) return;
+  double el = now - p->t0, rate = el > 0 ? p->done / el : 0;
+  fprintf(stderr, "%s%s: %lld/%lld %s (%.1f%%), %.1f %s/s", p->tty ? "\r\033[K" : "", p->cmd, (long long)p->done,
+          (long long)p->n, p->what, 100.0 * p->done / p->n, rate, p->what);
+  if (!strcmp(p->what, "images")) fprintf(stderr, ", %lld skipped", (long long)p->skipped);
+  if (!end && rate > 0) fprintf(stderr, ", ETA %.0f s", (p->n - p->done) / rate);
+  fprintf(stderr, "%s", end || !p->tty ? "\n" : "");
+  fflush(stderr);
+  p->last = now;
+}
+
 int64_t vlm_tools_embed_files(vlm_encoder *e, char *const *paths, int64_t n, float *out, int *ok,
                               const char *cmd, int progress) {
   int64_t B = e->max_batch, S = vlm_encoder_image_size(e), E = vlm_encoder_dim(e), per = 3 * S * S;
@@ -94,12 +126,12 @@ int64_t vlm_tools_embed_files(vlm_encoder *e, char *const *paths, int64_t n, flo
     return -1;
   }
   vlm_decode_opts dopts = {0};
-  int64_t bad = 0, done = 0;
-  double t0 = vlm_now(), last = 0;
-  int tty = progress && isatty(2);
-  const char *cl = tty ? "\r\033[K" : "";
+  int64_t bad = 0;
+  vlm_tools_progress pg;
+  vlm_tools_progress_start(&pg, cmd, "images", n, progress);
+  const char *cl = pg.tty ? "\r\033[K" : "";
   for (int64_t s = 0; s < n; s += B) {
-    int64_t b = n - s < B ? n - s : B;
+    int64_t b = n - s < B ? n - s : B, bad0 = bad;
 #pragma omp parallel for schedule(dynamic, 1)
     for (int64_t i = 0; i < b; i++) {
       vlm_status st = vlm_preprocess_file(paths[s + i], &dopts, &e->pre, NULL, pix + (size_t)(i * per));
@@ -118,14 +150,7 @@ int64_t vlm_tools_embed_files(vlm_encoder *e, char *const *paths, int64_t n, flo
     }
     if (m) vlm_encoder_images(e, pix, m, emb);
     for (int64_t i = 0; i < m; i++) memcpy(out + (size_t)(slot[i] * E), emb + (size_t)(i * E), (size_t)E * sizeof(float));
-    done += b;
-    double now = vlm_now();
-    if (progress && ((tty && now - last > 0.5) || done == n)) {
-      double el = now - t0, rate = el > 0 ? done / el : 0;
-      fprintf(stderr, "%s%s: %lld/%lld images (%.1f%%), %.1f img/s, %lld skipped%s", cl, cmd, (long long)done,
-              (long long)n, 100.0 * done / n, rate, (long long)bad, done == n ? "\n" : "");
-      last = now;
-    }
+    vlm_tools_progress_add(&pg, b, bad - bad0);
   }
   free(pix); free(emb); free(msg); free(slot);
   return bad;
@@ -229,4 +254,27 @@ void vlm_tools_json_str(FILE *f, const char *s) {
     }
   }
   fputc('"', f);
+}
+
+char *vlm_tools_json_quote(const char *s) {
+  char *buf = NULL;
+  size_t n = 0;
+  FILE *f = open_memstream(&buf, &n);
+  if (!f) return NULL;
+  vlm_tools_json_str(f, s ? s : "");
+  if (fclose(f) != 0) {
+    free(buf);
+    return NULL;
+  }
+  return buf;
+}
+
+vlm_status vlm_tools_check_writable(const char *path) {
+  struct stat sb;
+  if (stat(path, &sb) == 0 && (S_ISCHR(sb.st_mode) || S_ISFIFO(sb.st_mode)))
+    return VLM_OK;   /* written directly later; opening a FIFO now would wait for its reader */
+  vlm_atomic_file af;
+  vlm_status st = vlm_atomic_open(&af, path);
+  if (st == VLM_OK) vlm_atomic_abort(&af);
+  return st;
 }

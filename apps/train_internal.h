@@ -20,7 +20,9 @@ typedef struct {
 } vlm_log_eval;
 
 typedef struct {
-  FILE *metrics;          /* RUN/metrics.jsonl, appended (one JSON object per line, flushed) */
+  int metrics_fd;         /* RUN/metrics.jsonl, appended (one JSON object per line); -1: none */
+  char metrics_path[4096];
+  int64_t metrics_lost;   /* lines that could not be written (a full disk): reported once, then counted */
   char png_path[4096];    /* RUN/loss.png */
   int tty;                /* progress bar on stderr */
   double last_draw;       /* vlm_now() of the last progress output */
@@ -44,7 +46,9 @@ typedef struct {
 /* Progress on stderr: a redrawn bar on a terminal (at most 5 per second), else
  * one plain line per interval; force = 1 prints now. */
 void vlm_train_log_progress(vlm_train_log *L, const vlm_progress *p, int force);
-/* One metrics.jsonl line for a training step (remembered for the chart). */
+/* One metrics.jsonl line for a training step (remembered for the chart). A line is written
+ * whole or not at all: one that cannot be (ENOSPC) is cut back out, the first such failure is
+ * reported on stderr naming the file, and metrics_lost counts them (training goes on). */
 void vlm_train_log_step(vlm_train_log *L, const vlm_progress *p);
 /* One metrics.jsonl line with evaluation results (json_fields: `"key": value, ...`). */
 void vlm_train_log_eval(vlm_train_log *L, const vlm_log_eval *e, int64_t epoch, const char *json_fields);

@@ -2,11 +2,15 @@
  * loss.png chart (plain C rasterizer, libpng, written atomically). */
 #define _POSIX_C_SOURCE 200809L
 #include <cJSON.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <png.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "apps/train_internal.h"
@@ -101,21 +105,23 @@ static vlm_status keep_metrics_until(const char *path, int64_t keep_until, vlm_t
 
 vlm_status vlm_train_log_open(vlm_train_log *L, const char *run_dir, int64_t keep_until) {
   memset(L, 0, sizeof *L);
+  L->metrics_fd = -1;
   char path[4096];
   snprintf(path, sizeof path, "%s/metrics.jsonl", run_dir);
   snprintf(L->png_path, sizeof L->png_path, "%s/loss.png", run_dir);
   /* a resumed run: earlier lines feed the chart */
   vlm_status st = keep_metrics_until(path, keep_until, L);
   if (st != VLM_OK) return st;
-  L->metrics = fopen(path, "a");
-  if (!L->metrics) return vlm_error(VLM_ERR_IO, "%s: cannot open for writing", path);
+  snprintf(L->metrics_path, sizeof L->metrics_path, "%s", path);
+  L->metrics_fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0666);
+  if (L->metrics_fd < 0) return vlm_error(VLM_ERR_IO, "%s: cannot open for writing: %s", path, strerror(errno));
   L->tty = isatty(2);
   L->interval = 10.0;
   return VLM_OK;
 }
 
 void vlm_train_log_close(vlm_train_log *L) {
-  if (L->metrics) fclose(L->metrics);
+  if (L->metrics_path[0] && L->metrics_fd >= 0) close(L->metrics_fd);   /* a zeroed log was never opened */
   free(L->points);
   free(L->evals);
   memset(L, 0, sizeof *L);
@@ -156,23 +162,56 @@ void vlm_train_log_progress(vlm_train_log *L, const vlm_progress *p, int force) 
   fflush(stderr);
 }
 
+/* One line appended with write(2), whole or not at all: the file's size is noted first, and a
+ * write that fails part-way (a full disk) is cut back to it, so metrics.jsonl never holds a
+ * cut line that a later one would run into. The first failure is reported naming the file. */
+static void metrics_line(vlm_train_log *L, int64_t step, const char *fmt, ...) {
+  if (!L->metrics_path[0] || L->metrics_fd < 0) return;
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(NULL, 0, fmt, ap);
+  va_end(ap);
+  char *line = n >= 0 ? malloc((size_t)n + 1) : NULL;
+  int e = line ? 0 : ENOMEM;
+  if (line) {
+    va_start(ap, fmt);
+    vsnprintf(line, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    struct stat sb;
+    off_t before = fstat(L->metrics_fd, &sb) == 0 ? sb.st_size : -1;
+    size_t done = 0;
+    while (done < (size_t)n) {
+      ssize_t w = write(L->metrics_fd, line + done, (size_t)n - done);
+      if (w < 0 && errno == EINTR) continue;
+      if (w <= 0) {
+        e = w < 0 ? errno : EIO;
+        break;
+      }
+      done += (size_t)w;
+    }
+    if (e && done && before >= 0 && ftruncate(L->metrics_fd, before) != 0)
+      fprintf(stderr, "vlm train: %s: cannot remove a cut line: %s\n", L->metrics_path, strerror(errno));
+    free(line);
+  }
+  if (!e) return;
+  if (L->metrics_lost++ == 0)
+    fprintf(stderr, "vlm train: %s: cannot write the line of step %lld: %s (training goes on; lines that "
+            "cannot be written are left out and counted)\n", L->metrics_path, (long long)step, strerror(e));
+}
+
 void vlm_train_log_step(vlm_train_log *L, const vlm_progress *p) {
   add_point(L, p->step, p->loss);
-  if (!L->metrics) return;
-  fprintf(L->metrics,
+  metrics_line(L, p->step,
           "{\"type\": \"train\", \"step\": %lld, \"epoch\": %lld, \"loss\": %.7g, \"lr\": %.7g, \"logit_scale\": %.7g, "
           "\"grad_norm\": %.7g, \"samples_per_s\": %.4g, \"data_wait_frac\": %.4g}\n",
           (long long)p->step, (long long)p->epoch, p->loss, p->lr, p->logit_scale, p->grad_norm, p->samples_per_s,
           p->data_wait_frac);
-  fflush(L->metrics);
 }
 
 void vlm_train_log_eval(vlm_train_log *L, const vlm_log_eval *e, int64_t epoch, const char *json_fields) {
   add_eval(L, e);
-  if (!L->metrics) return;
-  fprintf(L->metrics, "{\"type\": \"eval\", \"step\": %lld, \"epoch\": %lld%s%s}\n", (long long)e->step,
-          (long long)epoch, json_fields && *json_fields ? ", " : "", json_fields ? json_fields : "");
-  fflush(L->metrics);
+  metrics_line(L, e->step, "{\"type\": \"eval\", \"step\": %lld, \"epoch\": %lld%s%s}\n", (long long)e->step,
+               (long long)epoch, json_fields && *json_fields ? ", " : "", json_fields ? json_fields : "");
 }
 
 /* ------------------------------------------------------------------ the chart */

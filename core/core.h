@@ -513,6 +513,17 @@ typedef struct { FILE *f; char *path; char *tmp_path; int pending; } vlm_atomic_
 vlm_status vlm_atomic_open(vlm_atomic_file *af, const char *path);
 vlm_status vlm_atomic_commit(vlm_atomic_file *af);
 void vlm_atomic_abort(vlm_atomic_file *af);
+/* Open and write n bytes (not yet committed); on failure nothing is left open. */
+vlm_status vlm_atomic_stage(vlm_atomic_file *af, const char *path, const void *data, size_t n);
+/* Files that belong together (a config and its weights, vocab.json and merges.txt): each is
+ * flushed, synced and closed first, and only when all of them are whole on disk are they
+ * renamed into place, one after the other; when any fails before that, all are removed and
+ * every target keeps its old content. Every af is closed on return. */
+vlm_status vlm_atomic_commit_all(vlm_atomic_file *af, int n);
+/* vlm_st_writer_save up to the rename: the file is written into *staged (a temporary beside
+ * path) for the caller to commit (vlm_atomic_commit, or with others vlm_atomic_commit_all) or
+ * abort. On failure nothing is left open. */
+vlm_status vlm_st_writer_stage(vlm_st_writer *w, const char *path, vlm_atomic_file *staged);
 /* The temporary files of the atomic writes open now are listed (`pending`: a slot in a fixed
  * registry) until commit or abort. vlm_atomic_remove_pending unlinks them and is
  * async-signal-safe (for a program's own handlers); vlm_atomic_cleanup_on_signals installs

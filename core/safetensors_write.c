@@ -244,14 +244,17 @@ static int sync_parent_dir(const char *path, int *err) {
   return rc;
 }
 
-vlm_status vlm_atomic_commit(vlm_atomic_file *af) {
+/* Phase 1 of a commit: the data flushed, synced and the file closed (where a full disk or a
+ * failing device shows). On failure the temporary file is removed (the target untouched). */
+static vlm_status atomic_finish(vlm_atomic_file *af) {
   if (!af || !af->f || !af->path)
     return vlm_error(VLM_ERR_ARG, "atomic commit of a file that is not open");
   if (!af->tmp_path) {   /* a device or FIFO written directly */
     int bad = fflush(af->f) != 0 || ferror(af->f), e = errno ? errno : EIO;
     bad |= fclose(af->f) != 0;
     af->f = NULL;
-    vlm_status s = bad ? vlm_error(VLM_ERR_IO, "%s: cannot write: %s", af->path, strerror(e)) : VLM_OK;
+    if (!bad) return VLM_OK;
+    vlm_status s = vlm_error(VLM_ERR_IO, "%s: cannot write: %s", af->path, strerror(e));
     vlm_atomic_abort(af);
     return s;
   }
@@ -262,10 +265,24 @@ vlm_status vlm_atomic_commit(vlm_atomic_file *af) {
   int rc = fclose(af->f);
   af->f = NULL;
   if (!what && rc != 0) { what = "cannot close"; e = errno; }
-  if (!what && rename(af->tmp_path, af->path) != 0) { what = "cannot rename the temporary file into place"; e = errno; }
-  if (what) {
-    vlm_status s = vlm_error(VLM_ERR_IO, "%s: %s (%s): %s", af->path, what, af->tmp_path, strerror(e));
-    vlm_atomic_abort(af); /* removes the temporary file; the target was not touched */
+  if (!what) return VLM_OK;
+  vlm_status s = vlm_error(VLM_ERR_IO, "%s: %s (%s): %s", af->path, what, af->tmp_path, strerror(e));
+  vlm_atomic_abort(af); /* removes the temporary file; the target was not touched */
+  return s;
+}
+
+/* Phase 2: the finished temporary file renamed over the target, the directory synced. */
+static vlm_status atomic_place(vlm_atomic_file *af) {
+  if (!af->tmp_path) {   /* written directly: nothing to rename */
+    vlm_atomic_abort(af);
+    return VLM_OK;
+  }
+  int e = 0;
+  if (rename(af->tmp_path, af->path) != 0) {
+    e = errno;
+    vlm_status s = vlm_error(VLM_ERR_IO, "%s: cannot rename the temporary file into place (%s): %s", af->path,
+                             af->tmp_path, strerror(e));
+    vlm_atomic_abort(af);
     return s;
   }
   /* The new content is in place; only its durability is in question now. */
@@ -281,16 +298,48 @@ vlm_status vlm_atomic_commit(vlm_atomic_file *af) {
   return s;
 }
 
-vlm_status vlm_write_file_atomic(const char *path, const void *data, size_t n) {
-  vlm_atomic_file af;
-  vlm_status s = vlm_atomic_open(&af, path);
+vlm_status vlm_atomic_commit(vlm_atomic_file *af) {
+  vlm_status s = atomic_finish(af);
+  return s == VLM_OK ? atomic_place(af) : s;
+}
+
+vlm_status vlm_atomic_commit_all(vlm_atomic_file *af, int n) {
+  vlm_status s = VLM_OK;
+  char msg[1024] = "";
+  int i = 0;
+  for (; i < n && s == VLM_OK; i++) s = atomic_finish(&af[i]);
+  if (s != VLM_OK) {   /* af[i - 1] failed and is aborted: abort the others, keep its message */
+    snprintf(msg, sizeof msg, "%s", vlm_last_error());
+    for (int j = 0; j < n; j++)
+      if (j != i - 1) vlm_atomic_abort(&af[j]);
+    return vlm_error(s, "%s", msg);
+  }
+  for (i = 0; i < n; i++) {   /* every file is whole on disk: only renames are left */
+    vlm_status r = atomic_place(&af[i]);
+    if (r != VLM_OK && s == VLM_OK) {
+      s = r;
+      snprintf(msg, sizeof msg, "%s", vlm_last_error());
+    }
+  }
+  return s == VLM_OK ? VLM_OK : vlm_error(s, "%s", msg);
+}
+
+vlm_status vlm_atomic_stage(vlm_atomic_file *af, const char *path, const void *data, size_t n) {
+  vlm_status s = vlm_atomic_open(af, path);
   if (s != VLM_OK) return s;
-  if (n && fwrite(data, 1, n, af.f) != n) {
+  errno = 0;
+  if (n && fwrite(data, 1, n, af->f) != n) {
     int e = errno;
-    vlm_atomic_abort(&af);
+    vlm_atomic_abort(af);
     return vlm_error(VLM_ERR_IO, "%s: cannot write %zu bytes: %s", path, n, strerror(e ? e : EIO));
   }
-  return vlm_atomic_commit(&af);
+  return VLM_OK;
+}
+
+vlm_status vlm_write_file_atomic(const char *path, const void *data, size_t n) {
+  vlm_atomic_file af;
+  vlm_status s = vlm_atomic_stage(&af, path, data, n);
+  return s == VLM_OK ? vlm_atomic_commit(&af) : s;
 }
 
 /* ------------------------------------------------------------------ writer */
@@ -560,6 +609,13 @@ static int write_device(FILE *f, const void *src, uint64_t n) {
 }
 
 vlm_status vlm_st_writer_save(vlm_st_writer *w, const char *path) {
+  vlm_atomic_file af;
+  vlm_status s = vlm_st_writer_stage(w, path, &af);
+  return s == VLM_OK ? vlm_atomic_commit(&af) : s;
+}
+
+vlm_status vlm_st_writer_stage(vlm_st_writer *w, const char *path, vlm_atomic_file *staged) {
+  memset(staged, 0, sizeof *staged);
   if (!w) return vlm_error(VLM_ERR_ARG, "safetensors writer: NULL writer");
   if (!path || !path[0]) return vlm_error(VLM_ERR_ARG, "safetensors writer: empty file path");
   if (w->err)
@@ -608,6 +664,7 @@ vlm_status vlm_st_writer_save(vlm_st_writer *w, const char *path) {
 
   vlm_atomic_file af;
   if ((s = vlm_atomic_open(&af, path)) != VLM_OK) goto done;
+  errno = 0;
   uint8_t len8[8];
   for (int i = 0; i < 8; i++) len8[i] = (uint8_t)((uint64_t)hb.n >> (8 * i));
   int bad = fwrite(len8, 1, 8, af.f) != 8 || fwrite(hb.p, 1, hb.n, af.f) != hb.n;
@@ -623,7 +680,7 @@ vlm_status vlm_st_writer_save(vlm_st_writer *w, const char *path) {
     s = vlm_error(VLM_ERR_IO, "%s: cannot write: %s", path, strerror(err));
     goto done;
   }
-  s = vlm_atomic_commit(&af);
+  *staged = af;   /* written: the caller commits or aborts it */
 done:
   free(order);
   free(morder);

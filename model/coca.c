@@ -102,6 +102,12 @@ vlm_status vlm_coca_save_safetensors(vlm_coca_params *p, const vlm_coca_config *
   return vlm_save_safetensors_visit(visit_all, &m, path);
 }
 
+vlm_status vlm_coca_stage_safetensors(vlm_coca_params *p, const vlm_coca_config *c, const char *path,
+                                      vlm_atomic_file *staged) {
+  coca_model m = {p, c};
+  return vlm_stage_safetensors_visit(visit_all, &m, path, staged);
+}
+
 /* ---------------------------------------------------------------- initialisation
  * open_clip's CoCa from scratch (same distribution per tensor; vlm's own stream):
  *   text.*: TextTransformer.init_parameters (token_embedding N(0,0.02),

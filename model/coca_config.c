@@ -303,8 +303,10 @@ vlm_status vlm_coca_save_dir(vlm_coca_params *p, const vlm_coca_config *c, const
   snprintf(weights, sizeof weights, "%s/open_clip_model.safetensors", dir);
   char *json = vlm_coca_config_to_json(c);
   if (!json) return vlm_error_prefix(VLM_ERR_OOM, "%s", cfg);
-  vlm_status s = vlm_coca_save_safetensors(p, c, weights);
-  if (s == VLM_OK) s = vlm_write_file_atomic(cfg, json, strlen(json));
+  vlm_atomic_file af[2];
+  vlm_status s = vlm_coca_stage_safetensors(p, c, weights, &af[0]);
+  if (s == VLM_OK && (s = vlm_atomic_stage(&af[1], cfg, json, strlen(json))) != VLM_OK) vlm_atomic_abort(&af[0]);
+  if (s == VLM_OK) s = vlm_atomic_commit_all(af, 2);   /* both replaced, or neither */
   free(json);
   return s;
 }

@@ -122,8 +122,10 @@ vlm_status vlm_clip_save_dir(vlm_clip_params *p, const vlm_clip_config *c, const
   snprintf(weights, sizeof weights, "%s/%s", dir, hf ? "model.safetensors" : "open_clip_model.safetensors");
   char *json = vlm_clip_config_to_json(c, fmt);
   if (!json) return vlm_error_prefix(VLM_ERR_OOM, "%s", cfg);
-  vlm_status s = vlm_clip_save_safetensors(p, c, weights, fmt);
-  if (s == VLM_OK) s = vlm_write_file_atomic(cfg, json, strlen(json));
+  vlm_atomic_file af[2];
+  vlm_status s = vlm_clip_stage_safetensors(p, c, weights, fmt, &af[0]);
+  if (s == VLM_OK && (s = vlm_atomic_stage(&af[1], cfg, json, strlen(json))) != VLM_OK) vlm_atomic_abort(&af[0]);
+  if (s == VLM_OK) s = vlm_atomic_commit_all(af, 2);   /* both replaced, or neither */
   free(json);
   return s;
 }

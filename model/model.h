@@ -77,6 +77,10 @@ vlm_status vlm_clip_load_safetensors(vlm_clip_params *p, const vlm_clip_config *
  * (HF: q/k/v split, projections transposed). */
 vlm_status vlm_clip_save_safetensors(vlm_clip_params *p, const vlm_clip_config *c, const char *path,
                                      vlm_ckpt_format fmt);
+/* The same, written into *staged and not yet renamed into place: the caller commits it with
+ * the files that belong with it (vlm_atomic_commit_all) or aborts it. */
+vlm_status vlm_clip_stage_safetensors(vlm_clip_params *p, const vlm_clip_config *c, const char *path,
+                                      vlm_ckpt_format fmt, vlm_atomic_file *staged);
 /* The config as open_clip_config.json ({"model_cfg", "preprocess_cfg"}) or as a
  * Hugging Face CLIPConfig; malloc'd, NULL on failure. */
 char *vlm_clip_config_to_json(const vlm_clip_config *c, vlm_ckpt_format fmt);
@@ -85,7 +89,8 @@ char *vlm_clip_config_to_json(const vlm_clip_config *c, vlm_ckpt_format fmt);
 vlm_status vlm_clip_config_openclip_ok(const vlm_clip_config *c, const char *what);
 /* A loadable checkpoint directory (must exist): open_clip_config.json +
  * open_clip_model.safetensors (open_clip's `local-dir:`), or HF config.json +
- * model.safetensors. Each file is written atomically. The open_clip layout refuses what
+ * model.safetensors. The two files are replaced together (vlm_atomic_commit_all): when either
+ * cannot be written, neither is replaced. The open_clip layout refuses what
  * vlm_clip_config_openclip_ok refuses, before writing anything. */
 vlm_status vlm_clip_save_dir(vlm_clip_params *p, const vlm_clip_config *c, const char *dir, vlm_ckpt_format fmt);
 /* Load a model from a directory (open_clip_config.json + open_clip_model.safetensors;
@@ -160,6 +165,8 @@ void vlm_clip_backward(const vlm_clip_config *c, const vlm_clip_params *p, vlm_c
 typedef void (*vlm_visit_all_fn)(void *model, vlm_param_visit_fn fn, void *ctx);
 vlm_status vlm_load_safetensors_visit(vlm_visit_all_fn visit, void *model, const char *path);
 vlm_status vlm_save_safetensors_visit(vlm_visit_all_fn visit, void *model, const char *path);
+vlm_status vlm_stage_safetensors_visit(vlm_visit_all_fn visit, void *model, const char *path,
+                                       vlm_atomic_file *staged);
 
 /* ==================================================================== CoCa (model/coca*.c)
  * open_clip's CoCa: the ViT with the attentional pooler (image feature + image
@@ -219,7 +226,10 @@ void vlm_coca_params_init_openclip(vlm_coca_params *p, const vlm_coca_config *c,
 vlm_status vlm_coca_params_bf16(vlm_coca_params *dst, const vlm_coca_params *src, const vlm_coca_config *c);
 vlm_status vlm_coca_load_safetensors(vlm_coca_params *p, const vlm_coca_config *c, const char *path);
 vlm_status vlm_coca_save_safetensors(vlm_coca_params *p, const vlm_coca_config *c, const char *path);
-/* open_clip_config.json + open_clip_model.safetensors into an existing dir, atomically. */
+vlm_status vlm_coca_stage_safetensors(vlm_coca_params *p, const vlm_coca_config *c, const char *path,
+                                      vlm_atomic_file *staged);
+/* open_clip_config.json + open_clip_model.safetensors into an existing dir, replaced together
+ * (neither when either cannot be written). */
 vlm_status vlm_coca_save_dir(vlm_coca_params *p, const vlm_coca_config *c, const char *dir);
 /* As vlm_clip_load: a directory or a config file (weights beside it). */
 vlm_status vlm_coca_load(const char *path, vlm_coca_config *c, vlm_coca_params *p);

@@ -823,26 +823,29 @@ vlm_status vlm_tokenizer_save_hf(const vlm_tokenizer *t, const char *dir) {
   char *json = s ? NULL : cJSON_PrintUnformatted(root);
   cJSON_Delete(root);
   if (!s && !json) s = vlm_error(VLM_ERR_OOM, "out of memory");
+  /* vocab.json and merges.txt are one vocabulary: both replaced, or neither */
+  vlm_atomic_file af[2];
   if (!s) {
     snprintf(path, dl + 16, "%s/vocab.json", dir);
-    s = vlm_write_file_atomic(path, json, strlen(json));
+    s = vlm_atomic_stage(&af[0], path, json, strlen(json));
   }
   free(json);
   if (!s) {
     snprintf(path, dl + 16, "%s/merges.txt", dir);
-    vlm_atomic_file af;
-    s = vlm_atomic_open(&af, path);
+    s = vlm_atomic_open(&af[1], path);
     if (!s) {
-      int bad = fputs("#version: 0.2\n", af.f) < 0;
+      errno = 0;
+      int bad = fputs("#version: 0.2\n", af[1].f) < 0;
       for (int r = 0; r < t->n_merges && !bad; r++)
-        bad = fprintf(af.f, "%s %s\n", t->tok[t->merge_a[r]], t->tok[t->merge_b[r]]) < 0;
+        bad = fprintf(af[1].f, "%s %s\n", t->tok[t->merge_a[r]], t->tok[t->merge_b[r]]) < 0;
       if (bad) {
-        vlm_atomic_abort(&af);
-        s = vlm_error(VLM_ERR_IO, "%s: write error", path);
-      } else {
-        s = vlm_atomic_commit(&af);
+        int e = errno ? errno : EIO;
+        vlm_atomic_abort(&af[1]);
+        s = vlm_error(VLM_ERR_IO, "%s: cannot write: %s", path, strerror(e));
       }
     }
+    if (s) vlm_atomic_abort(&af[0]);
+    else s = vlm_atomic_commit_all(af, 2);
   }
   free(path);
   return s;
