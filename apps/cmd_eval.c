@@ -11,6 +11,16 @@
 #include "apps/tools.h"
 #include "contrastive/contrastive.h"
 
+#define PROMPTS_QUIET 1000   /* fewer class prompts than this: no progress line */
+/* the class prompts, embedded with a progress line */
+typedef struct { vlm_encoder *enc; vlm_tools_progress pg; } prompt_ctx;
+static vlm_status encode_prompts(void *ctx, const char *const *texts, int n, float *out) {
+  prompt_ctx *c = ctx;
+  vlm_status st = vlm_encoder_texts(c->enc, texts, n, out);
+  if (st == VLM_OK) vlm_tools_progress_add(&c->pg, n, 0);
+  return st;
+}
+
 #define CMD "vlm eval"
 
 static void usage(FILE *f) {
@@ -159,8 +169,10 @@ static vlm_status run_retrieval(const opts *o, vlm_encoder *enc, retrieval_out *
   vlm_group_map seen = {0};   /* group -> its image's row in img */
   if (!pix || !ids_c) st = vlm_error(VLM_ERR_OOM, "out of memory");
   if (st == VLM_OK) st = vlm_loader_start_epoch(ld, 0, 0);
-  int64_t batches = vlm_loader_batches_per_epoch(ld), done = 0;
-  const int progress = !o->json && batches > 4 && isatty(2);
+  const int64_t batches = vlm_loader_batches_per_epoch(ld);
+  /* a line now and then (in a log every 10 s, VLM_PROGRESS_EVERY) when there are more than 4 batches */
+  vlm_tools_progress pg;
+  vlm_tools_progress_start(&pg, CMD ": retrieval", "samples", vlm_loader_samples_per_epoch(ld), batches > 4);
   vlm_batch b;
   while (st == VLM_OK && vlm_loader_next(ld, &b) == 1) {
     if (b.n <= 0) continue;
@@ -195,11 +207,8 @@ static vlm_status run_retrieval(const opts *o, vlm_encoder *enc, retrieval_out *
     if (st == VLM_OK && k) st = vlm_encoder_images(enc, pix, k, img + (size_t)(U * E));
     U += k;
     n += b.n;
-    done++;
-    if (progress && (done % 8 == 0 || done == batches))
-      fprintf(stderr, "\r" CMD ": retrieval: %lld / %lld batches", (long long)done, (long long)batches);
+    vlm_tools_progress_add(&pg, b.n, 0);
   }
-  if (progress) fprintf(stderr, "\n");
   vlm_loader_stats ls;
   vlm_loader_stats_get(ld, &ls);
   r->skipped = ls.bad;
@@ -274,11 +283,16 @@ static vlm_status run_zeroshot(const opts *o, vlm_encoder *enc, zeroshot_out *r)
     W = malloc((size_t)nc * (size_t)E * sizeof(float));
     if (!W) st = vlm_error(VLM_ERR_OOM, "out of memory");
   }
-  if (st == VLM_OK) {
-    st = vlm_zeroshot_classifier(vlm_encoder_text_cb, enc, names, nc, tpl, nt, E, (int)o->batch, W);
+  if (st == VLM_OK) {   /* classes x templates prompts: minutes with a large text tower */
+    prompt_ctx pc = {enc, {0}};
+    vlm_tools_progress_start(&pc.pg, CMD ": zero-shot", "prompts", (int64_t)nc * nt, (int64_t)nc * nt > PROMPTS_QUIET);
+    st = vlm_zeroshot_classifier(encode_prompts, &pc, names, nc, tpl, nt, E, (int)o->batch, W);
     if (st != VLM_OK) vlm_error_prefix(st, "building the zero-shot classifier");
   }
   if (st == VLM_OK) st = vlm_loader_start_epoch(ld, 0, 0);
+  vlm_tools_progress ipg;
+  vlm_tools_progress_start(&ipg, CMD ": zero-shot", "images", ld ? vlm_loader_samples_per_epoch(ld) : 0,
+                           ld && vlm_loader_batches_per_epoch(ld) > 4);
   vlm_batch b;
   while (st == VLM_OK && vlm_loader_next(ld, &b) == 1) {
     if (b.n <= 0) continue;
@@ -295,6 +309,7 @@ static vlm_status run_zeroshot(const opts *o, vlm_encoder *enc, zeroshot_out *r)
     if ((st = vlm_encoder_images(enc, b.images, b.n, img + (size_t)(n * E))) != VLM_OK) break;
     memcpy(labels + n, b.labels, (size_t)b.n * sizeof(int));
     n += b.n;
+    vlm_tools_progress_add(&ipg, b.n, 0);
   }
   vlm_loader_stats ls;
   memset(&ls, 0, sizeof ls);

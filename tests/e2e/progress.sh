@@ -42,5 +42,13 @@ check "zeroshot: 1040 class prompts, a progress line" "grep -q '^zeroshot: 1040/
 "$vlm" zeroshot --model "$m" --classes a,b "$tmp/imgs/space" >/dev/null 2>"$tmp/err"
 check "zeroshot: 160 prompts, no line" "! grep -q 'prompts' '$tmp/err'"
 
+# vlm eval in a log: retrieval samples, zero-shot images (more than 4 batches), 1040 class prompts
+VLM_PROGRESS_EVERY=0 "$vlm" eval --model "$m" --data shapes:val:40 --zeroshot shapes:val:40 --batch-size 8 \
+  --templates openai >/dev/null 2>"$tmp/err"
+check "eval: retrieval progress, a line per batch of 8 (5 for 40 samples)" \
+  "[ \$(grep -c '^vlm eval: retrieval: [0-9]*/40 samples' '$tmp/err') -eq 5 ]"
+check "eval: zero-shot images" "grep -q '^vlm eval: zero-shot: 40/40 images' '$tmp/err'"
+check "eval: the shapes classes x 80 templates, a prompts line" "grep -q '^vlm eval: zero-shot: [0-9]*/[0-9]* prompts' '$tmp/err'"
+
 echo "progress: $pass passed, $fail failed"
 [ $fail -eq 0 ]
