@@ -508,6 +508,22 @@ static vlm_tensor arena_f32(const vlm_arena *a) {
 vlm_status vlm_trainer_sync_params(vlm_trainer *tr) {
   if (tr->world <= 1) return VLM_OK;
   const vlm_arena *a = tr->is_coca ? &tr->coca.p.arena : &tr->p.arena;
+  /* Every rank must run the same step: the same model layout, batch, accumulation, run
+   * length and precision (ranks started by hand with different flags would otherwise
+   * exchange mismatched buffers). A hash of them, its minimum and maximum over the ranks. */
+  const uint64_t v[7] = {(uint64_t)a->used, (uint64_t)tr->cfg.batch_size, (uint64_t)tr->cfg.accum_freq,
+                         (uint64_t)tr->cfg.total_steps, (uint64_t)tr->cfg.precision, (uint64_t)tr->is_coca,
+                         (uint64_t)tr->cfg.context_length};
+  uint64_t h = 1469598103934665603ull;
+  for (int i = 0; i < 7; i++) h = (h ^ v[i]) * 1099511628211ull;
+  int64_t lo = (int64_t)(h >> 2), neg_hi = -(int64_t)(h >> 2);
+  vlm_status st = vlm_comm_allreduce_min_i64(&lo);
+  if (st == VLM_OK) st = vlm_comm_allreduce_min_i64(&neg_hi);
+  if (st != VLM_OK) return st;
+  if (lo != -neg_hi)
+    return vlm_error(VLM_ERR_ARG, "the %d ranks were started with different settings (model, --batch-size, "
+                     "--accum-freq, --steps / --epochs, --precision or the data's epoch length): give every rank "
+                     "the same command and data", tr->world);
   return vlm_comm_bcast_bytes(a->base, a->device, a->used, 0);
 }
 

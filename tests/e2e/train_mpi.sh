@@ -106,6 +106,14 @@ losses "$tmp/runs/lit1" >"$tmp/ll1"
 losses "$tmp/runs/lit2" >"$tmp/ll2"
 check "... the same 6 losses as one process" "close $tmp/ll1 $tmp/ll2 6 2e-5"
 
+# ranks started by hand with different settings (mpirun's A : B form) are refused, named
+timeout 300 env ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" mpirun \
+  -np 1 "$vlm" train "${common[@]}" --batch-size 4 --steps 2 --name mix : \
+  -np 1 "$vlm" train "${common[@]}" --batch-size 2 --steps 2 --name mix >/dev/null 2>"$tmp/e.err"
+rc=$?
+check "ranks with different --batch-size: refused (exit non-zero, not the timeout)" \
+  "[ $rc -ne 0 ] && [ $rc -ne 124 ] && grep -q 'started with different settings' $tmp/e.err"
+
 # rank 0 failing (the run directory exists) takes rank 1 down with it instead of leaving it waiting
 mpi 2 "$vlm" train "${common[@]}" --batch-size 4 --steps 2 --name two >/dev/null 2>"$tmp/e.err"
 rc=$?
