@@ -19,7 +19,8 @@ static void usage(FILE *f) {
           "\n"
           "Captions images with a CoCa model (open_clip checkpoint: a directory or its\n"
           "config file, see 'vlm info'). A FOLDER is searched recursively for JPEG, PNG and\n"
-          "WebP files (in sorted order). Images are decoded and preprocessed as open_clip's\n"
+          "WebP files (in sorted order); a file named twice (a folder and a file in it) is\n"
+          "captioned once. Images are decoded and preprocessed as open_clip's\n"
           "eval transform (resize the shorter side, center crop, OpenAI mean/std) and\n"
           "captioned in batches; the decoder keeps a KV cache, so each new token costs one\n"
           "position.\n"
@@ -290,6 +291,15 @@ int vlm_cmd_caption(int argc, char **argv) {
         goto done;
       }
     }
+    int64_t twice = vlm_pathlist_drop_duplicates(&files);   /* a folder and a file in it: one caption */
+    if (twice < 0) {
+      fprintf(stderr, "vlm caption: out of memory\n");
+      rc = 1;
+      goto done;
+    }
+    if (twice)
+      fprintf(stderr, "vlm caption: %lld image%s named more than once, captioned once\n", (long long)twice,
+              twice == 1 ? "" : "s");
     if (files.n == 0) {
       fprintf(stderr, "vlm caption: no JPEG, PNG or WebP images in %s%s\n", images[0], n_images > 1 ? " ..." : "");
       rc = 1;

@@ -80,40 +80,6 @@ static int64_t map_get(const strmap *m, const char *k) {
   return -1;
 }
 
-typedef struct { dev_t dev; ino_t ino; int64_t i; } file_id;
-static int cmp_file_id(const void *x, const void *y) {
-  const file_id *a = x, *b = y;
-  if (a->dev != b->dev) return a->dev < b->dev ? -1 : 1;
-  if (a->ino != b->ino) return a->ino < b->ino ? -1 : 1;
-  return a->i < b->i ? -1 : a->i > b->i;
-}
-
-/* Files named more than once (a folder and a file in it, two spellings of one folder): the first
- * name only, the order kept. Returns how many names were dropped, or -1 (out of memory). */
-static int64_t drop_duplicate_files(vlm_pathlist *files) {
-  if (files->n < 2) return 0;
-  file_id *ids = malloc(((size_t)files->n + 1) * sizeof *ids);
-  char *dup = calloc((size_t)files->n + 1, 1);
-  if (!ids || !dup) { free(ids); free(dup); return -1; }
-  int64_t m = 0, dropped = 0;
-  for (int64_t i = 0; i < files->n; i++) {
-    struct stat sb;
-    if (stat(files->paths[i], &sb) == 0) ids[m++] = (file_id){sb.st_dev, sb.st_ino, i};
-  }
-  qsort(ids, (size_t)m, sizeof *ids, cmp_file_id);
-  for (int64_t j = 1; j < m; j++)
-    if (ids[j].dev == ids[j - 1].dev && ids[j].ino == ids[j - 1].ino) dup[ids[j].i] = 1;
-  int64_t w = 0;
-  for (int64_t i = 0; i < files->n; i++) {
-    if (dup[i]) { free(files->paths[i]); dropped++; continue; }
-    files->paths[w++] = files->paths[i];
-  }
-  files->n = w;
-  free(ids);
-  free(dup);
-  return dropped;
-}
-
 int vlm_cmd_index(int argc, char **argv) {
   const char *model = NULL, *out = NULL, *texts_f = NULL, *tokenizer = NULL, *npy = NULL, *precision = "f32", *device = "cpu";
   long long batch = 32;
@@ -192,7 +158,7 @@ int vlm_cmd_index(int argc, char **argv) {
       if (vlm_tools_collect(&files, inputs.paths[i]) != VLM_OK) { fprintf(stderr, "vlm index: %s\n", vlm_last_error()); goto done; }
     if (files.n == 0) { fprintf(stderr, "vlm index: no JPEG, PNG or WebP images found\n"); goto done; }
     for (int64_t i = 0; i < files.n; i++) vlm_app_clean_path(files.paths[i]);
-    int64_t twice = drop_duplicate_files(&files);
+    int64_t twice = vlm_pathlist_drop_duplicates(&files);
     if (twice < 0) { fprintf(stderr, "vlm index: out of memory\n"); goto done; }
     if (twice)
       fprintf(stderr, "vlm index: %lld image%s named more than once, indexed once\n", (long long)twice,

@@ -22,9 +22,9 @@ static void usage(FILE *f) {
           "Zero-shot classification as open_clip does it: each class's text embeddings over\n"
           "all templates (\"a photo of a {}.\"), each L2-normalized, averaged, renormalized;\n"
           "logits = 100 x cosine(image, class); probabilities = softmax over the classes.\n"
-          "Images (JPEG, PNG, WebP; folders are searched recursively) get open_clip's eval\n"
-          "preprocessing at the model's image size. Unreadable images are skipped with a\n"
-          "message naming the file.\n"
+          "Images (JPEG, PNG, WebP; folders are searched recursively; a file named twice\n"
+          "is classified once) get open_clip's eval preprocessing at the model's image size.\n"
+          "Unreadable images are skipped with a message naming the file.\n"
           "\n"
           "Options:\n"
           "  --model PATH        model directory or config file (see 'vlm info')\n"
@@ -220,6 +220,11 @@ int vlm_cmd_zeroshot(int argc, char **argv) {
         fprintf(stderr, "vlm zeroshot: %s\n", vlm_last_error());
         goto done;
       }
+    int64_t twice = vlm_pathlist_drop_duplicates(&files);   /* a folder and a file in it: classified once */
+    if (twice < 0) { fprintf(stderr, "vlm zeroshot: out of memory\n"); goto done; }
+    if (twice)
+      fprintf(stderr, "vlm zeroshot: %lld image%s named more than once, classified once\n", (long long)twice,
+              twice == 1 ? "" : "s");
     if (files.n == 0) { fprintf(stderr, "vlm zeroshot: no JPEG, PNG or WebP images found\n"); goto done; }
   }
 

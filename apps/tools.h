@@ -19,6 +19,10 @@ int vlm_tools_is_image(const char *path);
 vlm_status vlm_tools_collect(vlm_pathlist *pl, const char *arg);
 vlm_status vlm_pathlist_add(vlm_pathlist *pl, const char *path);
 void vlm_pathlist_free(vlm_pathlist *pl);
+/* Files named more than once (a folder and a file in it, two spellings of one folder, a
+ * hard link): the first name only, the order kept. Returns how many names were dropped,
+ * or -1 (out of memory). */
+int64_t vlm_pathlist_drop_duplicates(vlm_pathlist *pl);
 
 /* Progress of long work on stderr: on a terminal one line redrawn at most twice a second,
  * otherwise (a log file) a line every VLM_TOOLS_PROGRESS_EVERY_S seconds (the environment's

@@ -81,6 +81,39 @@ vlm_status vlm_tools_collect(vlm_pathlist *pl, const char *arg) {
   return vlm_pathlist_add(pl, arg);
 }
 
+typedef struct { dev_t dev; ino_t ino; int64_t i; } file_id;
+static int cmp_file_id(const void *x, const void *y) {
+  const file_id *a = x, *b = y;
+  if (a->dev != b->dev) return a->dev < b->dev ? -1 : 1;
+  if (a->ino != b->ino) return a->ino < b->ino ? -1 : 1;
+  return a->i < b->i ? -1 : a->i > b->i;
+}
+
+/* (see tools.h) */
+int64_t vlm_pathlist_drop_duplicates(vlm_pathlist *files) {
+  if (files->n < 2) return 0;
+  file_id *ids = malloc(((size_t)files->n + 1) * sizeof *ids);
+  char *dup = calloc((size_t)files->n + 1, 1);
+  if (!ids || !dup) { free(ids); free(dup); return -1; }
+  int64_t m = 0, dropped = 0;
+  for (int64_t i = 0; i < files->n; i++) {
+    struct stat sb;
+    if (stat(files->paths[i], &sb) == 0) ids[m++] = (file_id){sb.st_dev, sb.st_ino, i};
+  }
+  qsort(ids, (size_t)m, sizeof *ids, cmp_file_id);
+  for (int64_t j = 1; j < m; j++)
+    if (ids[j].dev == ids[j - 1].dev && ids[j].ino == ids[j - 1].ino) dup[ids[j].i] = 1;
+  int64_t w = 0;
+  for (int64_t i = 0; i < files->n; i++) {
+    if (dup[i]) { free(files->paths[i]); dropped++; continue; }
+    files->paths[w++] = files->paths[i];
+  }
+  files->n = w;
+  free(ids);
+  free(dup);
+  return dropped;
+}
+
 void vlm_tools_progress_start(vlm_tools_progress *p, const char *cmd, const char *what, int64_t n, int on) {
   memset(p, 0, sizeof *p);
   p->cmd = cmd;

@@ -54,6 +54,9 @@ if [ -d "$imgs" ]; then
   out=$("$vlm" caption --model "$fx" --batch 2 "$@"); rc=$?
   check "caption exits 0" "[ $rc -eq 0 ]"
   check "caption prints one line per image" "[ \$(wc -l <<<\"\$out\") -eq 3 ] && grep -q '^$imgs/chelsea.png	' <<<\"\$out\""
+  dup=$("$vlm" caption --model "$fx" "$imgs" "$imgs/chelsea.png" 2>"$tmp/err")
+  check "a file named twice (a folder and a file in it) is captioned once" \
+    "[ \$(grep -c 'chelsea.png' <<<\"\$dup\") -eq 1 ] && grep -q '1 image named more than once, captioned once' $tmp/err"
   b16=$("$vlm" caption --model "$fx" --precision bf16 "$@"); rc=$?
   check "caption --precision bf16" "[ $rc -eq 0 ] && [ \$(wc -l <<<\"\$b16\") -eq 3 ]"
   out2=$("$vlm" caption --model "$fx" --no-cache "$@")

@@ -21,6 +21,9 @@ check "classify exits 0" "[ $rc -eq 0 ]"
 check "one block per image (3 images)" "[ \$(grep -c '^/' <<<\"\$out\") -eq 3 ]"
 check "top-2 lines per image" "[ \$(grep -c '^  0\.[0-9]*  ' <<<\"\$out\") -eq 6 ]"
 check "a folder is searched (rocket.jpg)" "grep -q 'space/rocket.jpg' <<<\"\$out\""
+out=$("$vlm" zeroshot --model "$m" --classes "horse,cat" "$tmp/imgs/space" "$tmp/imgs/space/rocket.jpg" 2>"$tmp/err"); rc=$?
+check "a file named twice (a folder and a file in it) is classified once" \
+  "[ $rc -eq 0 ] && [ \$(grep -c 'rocket.jpg' <<<\"\$out\") -eq 1 ] && grep -q '1 image named more than once, classified once' $tmp/err"
 
 # JSON: all classes -> probabilities sum to 1, sorted descending
 "$vlm" zeroshot --model "$m" --classes "horse, cat ,astronaut,rocket" --top-k 10 --json --templates simple \
