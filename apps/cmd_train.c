@@ -744,7 +744,9 @@ static int run(run_state *R) {
     char ckl[4200];
     snprintf(ckl, sizeof ckl, "%s/latest", R->ck);
     fprintf(stderr, CMD ": %s: the run directory exists%s\n", R->run,
-            path_exists(ckl) ? " (continue it with --resume latest, or pick another --name)" : " (pick another --name)");
+            path_exists(ckl) ? " (continue it with --resume latest, or pick another --name)"
+                             : " but holds no checkpoint to resume (a run that stopped before its first one): remove it, "
+                               "or pick another --name");
     return 1;
   }
   if (lead && !mkdir_p(R->ck)) {

@@ -186,6 +186,16 @@ l_hf=$(grep -o '"loss": [-0-9.e]*' "$tmp/runs/fthf/metrics.jsonl" | head -1)
 l_oc=$(grep -o '"loss": [-0-9.e]*' "$tmp/runs/ftoc/metrics.jsonl" | head -1)
 check "... its first loss is the open_clip checkpoint's ($l_hf, $l_oc)" "[ -n \"$l_hf\" ] && [ \"$l_hf\" = \"$l_oc\" ]"
 
+# A run directory that exists: with a checkpoint the message says to resume; without one (a run
+# that stopped before its first checkpoint, e.g. a full disk) it says there is nothing to resume
+"$vlm" train "${common[@]}" --steps 1 --name a1 >/dev/null 2>"$tmp/ex.err"
+check "an existing run: exit 1, continue it with --resume latest" \
+  "[ $? -eq 1 ] && grep -q 'the run directory exists (continue it with --resume latest' $tmp/ex.err"
+mkdir -p "$tmp/runs/nock/checkpoints"
+"$vlm" train "${common[@]}" --steps 1 --name nock >/dev/null 2>"$tmp/ex.err"
+check "an existing run without a checkpoint: exit 1, nothing to resume, remove it" \
+  "[ $? -eq 1 ] && grep -q 'holds no checkpoint to resume .*: remove it, or pick another --name' $tmp/ex.err"
+
 # open_clip's guards: const-cooldown needs --epochs-cooldown; a warmup longer than the run is said
 "$vlm" train "${common[@]}" --steps 2 --name cc1 --lr-scheduler const-cooldown >/dev/null 2>"$tmp/e.err"
 check "const-cooldown without --epochs-cooldown exits 2" "[ $? -eq 2 ] && grep -q 'needs --epochs-cooldown' $tmp/e.err && [ ! -e $tmp/runs/cc1 ]"
