@@ -872,6 +872,16 @@ static int run(run_state *R) {
     fprintf(stderr, CMD ": --image-size applies to models trained from scratch\n");
     return 2;
   }
+  /* A CLIP text tower that pools at the first eos id (a Hugging Face config's eos_token_id)
+   * with a tokenizer whose end-of-text is another id would pool every caption at position 0:
+   * it pools at the largest id instead (open_clip's rule), which finds this tokenizer's
+   * end-of-text (the last id of its vocabulary). */
+  if (!R->is_coca && R->model.text.eot_id >= 0 && R->model.text.eot_id != vlm_tokenizer_eot(R->tok)) {
+    fprintf(stderr, CMD ": note: %s pools its text at the first id %lld (its eos_token_id), but this tokenizer's "
+            "<|endoftext|> is %d: the text is pooled at its largest id instead, as open_clip does\n", model_label,
+            (long long)R->model.text.eot_id, vlm_tokenizer_eot(R->tok));
+    R->model.text.eot_id = -1;
+  }
   /* A new vocabulary under a trained text tower: its ids index rows learnt for other tokens. */
   if (from_ckpt && !o->resume && !strncmp(tok_desc, "train:", 6))
     fprintf(stderr, CMD ": warning: --tokenizer %s learns a new vocabulary, but %s's token embeddings were trained "

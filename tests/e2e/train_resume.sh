@@ -186,6 +186,16 @@ l_hf=$(grep -o '"loss": [-0-9.e]*' "$tmp/runs/fthf/metrics.jsonl" | head -1)
 l_oc=$(grep -o '"loss": [-0-9.e]*' "$tmp/runs/ftoc/metrics.jsonl" | head -1)
 check "... its first loss is the open_clip checkpoint's ($l_hf, $l_oc)" "[ -n \"$l_hf\" ] && [ \"$l_hf\" = \"$l_oc\" ]"
 
+# An HF text tower that pools at the first eos id (599, the last of this run's 600 ids) fine-tuned
+# with a new vocabulary (end-of-text 549): pooled at the largest id instead, said so; it pooled
+# every caption at position 0 (no 599 among the new ids)
+sed 's/"eos_token_id":[[:space:]]*2/"eos_token_id": 599/' "$tmp/hf/config.json" >"$tmp/hf/c2" && mv "$tmp/hf/c2" "$tmp/hf/config.json"
+check "the HF config now pools at eos 599" "\"$vlm\" info --model $tmp/hf | grep -q 'pooling first eos id (599)'"
+"$vlm" train "${ft[@]}" --model "$tmp/hf" --tokenizer train:550 --name fteos >/dev/null 2>"$tmp/fteos.err"
+check "fine-tune with another end-of-text id: exit 0, noted, pooled at the largest id" \
+  "[ $? -eq 0 ] && grep -q 'pools its text at the first id 599 .* <|endoftext|> is 549' $tmp/fteos.err && \
+   \"$vlm\" info --model $tmp/runs/fteos/checkpoints/latest | grep -q 'pooling argmax'"
+
 # A run directory that exists: with a checkpoint the message says to resume; without one (a run
 # that stopped before its first checkpoint, e.g. a full disk) it says there is nothing to resume
 "$vlm" train "${common[@]}" --steps 1 --name a1 >/dev/null 2>"$tmp/ex.err"
