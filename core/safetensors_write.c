@@ -15,7 +15,7 @@
  * call on a writer is remembered: save then fails with that message without
  * touching the target file, so callers may check once, at save.
  *
- * Atomic writes: a temporary file "<path>.tmp.XXXXXX" in the target's own
+ * Atomic writes: a temporary file "<path>.tmp.<host>-<pid>.XXXXXX" in the target's own
  * directory (rename is atomic only within a file system), written, flushed,
  * fsync'ed, closed, renamed over the target, then the directory is fsync'ed so
  * the rename itself is durable. Any failure before the rename removes the
@@ -29,10 +29,14 @@
  * unlinks using nothing but unlink(2): safe in a signal handler.
  * vlm_atomic_cleanup_on_signals installs such handlers for SIGINT, SIGTERM and
  * SIGHUP; programs call it (the vlm command does), the library never does, as
- * an application that embeds it owns its signals. */
+ * an application that embeds it owns its signals. A process killed outright
+ * (SIGKILL, a crash) leaves its temporary file: the next atomic write of the same
+ * path removes those whose writer ran on this host and is gone (the host and pid in
+ * the name; another host's, on a shared file system, are left alone). */
 #define _GNU_SOURCE
 #include "core/core.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -162,6 +166,53 @@ static vlm_status open_direct(vlm_atomic_file *af, const char *path, int *direct
   return VLM_OK;
 }
 
+/* "<host>-<pid>" of this process, the host name cut to 40 characters of [A-Za-z0-9_-]. */
+static void temp_tag(char *tag, size_t n) {
+  char host[256] = "";
+  if (gethostname(host, sizeof host - 1) != 0 || !host[0]) snprintf(host, sizeof host, "host");
+  host[40] = 0;
+  for (char *c = host; *c; c++)
+    if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') || *c == '_')) *c = '_';
+  snprintf(tag, n, "%s-%ld", host, (long)getpid());
+}
+
+/* Remove "<path>.tmp.<host>-<pid>.XXXXXX" files of path that a process of this host left:
+ * pid no longer running (kill(pid, 0) fails with ESRCH). tag is this process's own. */
+static void remove_stale_temps(const char *path, const char *tag) {
+  const char *slash = strrchr(path, '/');
+  char dir[4096];
+  const char *base = slash ? slash + 1 : path;
+  if (slash) {
+    size_t dn = (size_t)(slash - path);
+    if (dn >= sizeof dir) return;
+    memcpy(dir, path, dn);
+    dir[dn] = 0;
+    if (!dn) snprintf(dir, sizeof dir, "/");
+  } else {
+    snprintf(dir, sizeof dir, ".");
+  }
+  const char *dash = strrchr(tag, '-');
+  if (!dash) return;
+  const size_t hn = (size_t)(dash - tag), bn = strlen(base);
+  DIR *d = opendir(dir);
+  if (!d) return;
+  struct dirent *e;
+  while ((e = readdir(d))) {
+    const char *nm = e->d_name;
+    /* base ".tmp." host "-" pid "." XXXXXX */
+    if (strncmp(nm, base, bn) || strncmp(nm + bn, ".tmp.", 5)) continue;
+    const char *h = nm + bn + 5;
+    if (strncmp(h, tag, hn) || h[hn] != '-') continue;
+    char *end = NULL;
+    long pid = strtol(h + hn + 1, &end, 10);
+    if (!end || *end != '.' || strlen(end + 1) != 6 || pid <= 0 || pid == (long)getpid()) continue;
+    if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue;   /* running, or not ours to judge */
+    char full[8192];
+    if ((size_t)snprintf(full, sizeof full, "%s/%s", dir, nm) < sizeof full) unlink(full);
+  }
+  closedir(d);
+}
+
 vlm_status vlm_atomic_open(vlm_atomic_file *af, const char *path) {
   memset(af, 0, sizeof *af);
   if (!path || !path[0]) return vlm_error(VLM_ERR_ARG, "atomic write: empty file path");
@@ -179,14 +230,19 @@ vlm_status vlm_atomic_open(vlm_atomic_file *af, const char *path) {
   }
   /* through a link: replace the file it points to, beside it */
   char *dup = target ? target : strdup(path);
-  char *tmp = dup ? malloc(strlen(dup) + 16) : NULL;
+  char *tmp = dup ? malloc(strlen(dup) + 96) : NULL;
   if (!tmp) {
     free(dup);
     return vlm_error(VLM_ERR_OOM, "%s: out of memory", path);
   }
-  size_t n = strlen(dup);
-  memcpy(tmp, dup, n);
-  memcpy(tmp + n, ".tmp.XXXXXX", 12);
+  char tag[80];
+  temp_tag(tag, sizeof tag);
+  remove_stale_temps(dup, tag);
+  const char *base = strrchr(dup, '/');
+  base = base ? base + 1 : dup;
+  /* "<path>.tmp.<host>-<pid>.XXXXXX"; a name too long for that takes the plain "<path>.tmp.XXXXXX" */
+  if (strlen(base) + 5 + strlen(tag) + 1 + 6 <= 255) sprintf(tmp, "%s.tmp.%s.XXXXXX", dup, tag);
+  else sprintf(tmp, "%s.tmp.XXXXXX", dup);
   int fd = mkostemp(tmp, O_CLOEXEC);
   if (fd < 0) {
     vlm_status s = vlm_error(VLM_ERR_IO, "%s: cannot create a temporary file beside it: %s", dup, strerror(errno));

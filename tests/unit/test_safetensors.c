@@ -719,6 +719,43 @@ static int file_is(const char *path, const char *content) {
   return ok;
 }
 
+/* A writer killed outright leaves "<path>.tmp.<host>-<pid>.XXXXXX": the next atomic write of
+ * the path removes it when that pid of this host is gone, and leaves a running writer's, another
+ * host's, another path's and the old plain "<path>.tmp.XXXXXX" alone. */
+static void test_stale_temps(void) {
+  char p[4200], host[256] = "", tag_dead[4600], tag_live[4600], other[4600];
+  tpath(p, sizeof p, "stale.bin");
+  if (gethostname(host, sizeof host - 1) != 0 || !host[0]) snprintf(host, sizeof host, "host");
+  host[40] = 0;
+  for (char *c = host; *c; c++)
+    if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') || *c == '_')) *c = '_';
+  pid_t child = fork();
+  if (child == 0) _exit(0);
+  waitpid(child, NULL, 0);   /* a pid that has just ended */
+  snprintf(tag_dead, sizeof tag_dead, "%s.tmp.%s-%ld.AbCdEf", p, host, (long)child);
+  snprintf(tag_live, sizeof tag_live, "%s.tmp.%s-%ld.GhIjKl", p, host, (long)getppid());
+  vt_write_file(tag_dead, "left by a killed writer", 23);
+  vt_write_file(tag_live, "a running writer's", 18);
+  snprintf(other, sizeof other, "%s.tmp.some_other_host-%ld.MnOpQr", p, (long)child);
+  vt_write_file(other, "another host's", 14);
+  char plain[4300], sibling[4300];
+  snprintf(plain, sizeof plain, "%s.tmp.StUvWx", p);
+  vt_write_file(plain, "old style", 9);
+  tpath(sibling, sizeof sibling, "stale.bin2.tmp.x");
+  vt_write_file(sibling, "another file's", 14);
+  CHECK(vlm_write_file_atomic(p, "fresh", 5) == VLM_OK && file_is(p, "fresh"), "write: %s", vlm_last_error());
+  CHECK(access(tag_dead, F_OK) != 0, "a dead writer's temporary file removed");
+  CHECK(access(tag_live, F_OK) == 0 && access(other, F_OK) == 0 && access(plain, F_OK) == 0 &&
+            access(sibling, F_OK) == 0,
+        "a running writer's, another host's, an old-style and another file's temporary files kept");
+  unlink(tag_live);
+  unlink(other);
+  unlink(plain);
+  unlink(sibling);
+  unlink(p);
+  CHECK(count_temp_files() == 0, "stale temps: nothing else left");
+}
+
 static void test_atomic(void) {
   char p[4200], q[4200];
   tpath(p, sizeof p, "atomic.txt");
@@ -988,6 +1025,7 @@ int main(int argc, char **argv) {
   test_malformed();
   test_mutations();
   test_atomic();
+  test_stale_temps();
   test_atomic_pending();
   test_cuda_save();
   const char *shared = vt_shared_dir(argc, argv);
