@@ -376,9 +376,13 @@ int vlm_cmd_caption(int argc, char **argv) {
         for (int i = 0; i < lens[b]; i++) printf("%s%d", i ? ", " : "", row[i]);
         printf("]}\n");
       } else if (text) {
-        printf("%s\t%s\n", names[b], text);
+        vlm_tools_text_str(stdout, names[b]);
+        putchar('\t');
+        vlm_tools_text_str(stdout, text);
+        putchar('\n');
       } else {
-        printf("%s\t", names[b]);
+        vlm_tools_text_str(stdout, names[b]);
+        putchar('\t');
         for (int i = 0; i < lens[b]; i++) printf("%s%d", i ? " " : "", row[i]);
         printf("\n");
       }

@@ -139,7 +139,9 @@ int vlm_cmd_search(int argc, char **argv) {
       vlm_tools_json_str(stdout, item);
       printf(", \"id\": %lld}", (long long)idx[j]);
     } else {
-      printf("%2d  %.4f  %s\n", j + 1, scores[j], item);
+      printf("%2d  %.4f  ", j + 1, scores[j]);
+      vlm_tools_text_str(stdout, item);
+      putchar('\n');
     }
     free(item);
   }

@@ -292,7 +292,8 @@ int vlm_cmd_zeroshot(int argc, char **argv) {
         }
         printf("]}");
       } else {
-        printf("%s\n", files.paths[i]);
+        vlm_tools_text_str(stdout, files.paths[i]);
+        putchar('\n');
         for (int j = 0; j < k; j++) printf("  %.4f  %s\n", prob[idx[j]], classes[idx[j]]);
       }
       first = 0;

@@ -56,6 +56,10 @@ vlm_status vlm_tools_read_lines(const char *path, char ***out, int *n, int keep_
 void vlm_tools_json_str(FILE *f, const char *s);
 /* The same as a malloc'd string (NULL when out of memory); NULL s is "". */
 char *vlm_tools_json_quote(const char *s);
+/* A name in a line of text output: control characters (a newline or an escape sequence in a
+ * file name) as C escapes (\n, \t, \r, \xNN), so one result stays one line and nothing
+ * reaches the terminal as a command; other bytes as they are (--json gives the exact name). */
+void vlm_tools_text_str(FILE *f, const char *s);
 
 /* Whether path can be written as the atomic writers write it (a temporary file beside it,
  * created and removed now): for commands that work long before they write, so that a missing

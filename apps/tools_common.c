@@ -265,6 +265,16 @@ vlm_status vlm_tools_read_lines(const char *path, char ***out, int *n, int keep_
   return st;
 }
 
+void vlm_tools_text_str(FILE *f, const char *s) {
+  for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+    if (*p == '\n') fputs("\\n", f);
+    else if (*p == '\t') fputs("\\t", f);
+    else if (*p == '\r') fputs("\\r", f);
+    else if (*p < 0x20 || *p == 0x7f) fprintf(f, "\\x%02x", *p);
+    else fputc(*p, f);
+  }
+}
+
 void vlm_tools_json_str(FILE *f, const char *s) {
   fputc('"', f);
   for (const unsigned char *p = (const unsigned char *)s; *p; p++) {

@@ -65,11 +65,16 @@ has "the 255-byte name whole" "$tmp/s.items" "'$o/$long'"
 check "search by an image with a 255-byte name" "[ $? -eq 0 ] && grep -qF '$long' '$tmp/s.txt'"
 "$vlm" search --index "$tmp/o.idx" --model "$m" --text "a horse" --top-k 100 >"$tmp/s.txt" 2>&1
 check "the text output prints names byte for byte" "grep -qF \$'latin1-\\xe9t\\xe9.png' '$tmp/s.txt'"
+check "the text output: one line per result (9), a newline or tab in a name escaped" \
+  "[ \$(wc -l <'$tmp/s.txt') -eq 9 ] && grep -qF 'new\\nline.png' '$tmp/s.txt' && grep -qF 'tab\\there.png' '$tmp/s.txt'"
 
 # ---- zeroshot, caption, shapes, train: their JSON parses with such names
 "$vlm" zeroshot --model "$m" --classes horse,cat "$o" --json >"$tmp/z.json" 2>/dev/null
 py_items "$tmp/z.json" path >"$tmp/z.items" 2>"$tmp/py.err"
 check "zeroshot --json parses, 9 results" "[ ! -s '$tmp/py.err' ] && [ \$(wc -l <'$tmp/z.items') -eq 9 ]"
+"$vlm" zeroshot --model "$m" --classes horse,cat --top-k 1 "$o" >"$tmp/z.txt" 2>/dev/null
+check "zeroshot text: 9 name lines + 9 class lines, the newline escaped" \
+  "[ \$(wc -l <'$tmp/z.txt') -eq 18 ] && grep -qF 'new\\nline.png' '$tmp/z.txt'"
 "$vlm" convert --init coca-shapes --to open_clip --out "$tmp/coca" >/dev/null 2>&1
 cp -r "$m/tokenizer" "$tmp/coca/tokenizer"
 "$vlm" caption --model "$tmp/coca" --max-len 8 --json "$o" >"$tmp/c.json" 2>"$tmp/c.err"
