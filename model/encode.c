@@ -47,6 +47,13 @@ static vlm_status compute_identity(vlm_encoder *e) {
   if (!json) return vlm_error(VLM_ERR_OOM, "out of memory");
   hash_bytes(&s, json, strlen(json));
   free(json);
+  /* a Hugging Face text tower's pooling at an eos id is not in the open_clip JSON; models that
+   * pool at the largest id (every open_clip one) keep the identity they always had */
+  if (!e->coca && e->cfg.text.eot_id >= 0) {
+    char eos[48];
+    snprintf(eos, sizeof eos, "eos_token_id=%lld", (long long)e->cfg.text.eot_id);
+    hash_bytes(&s, eos, strlen(eos));
+  }
   if (e->coca) vlm_coca_params_visit(&e->cparams, &e->ccfg, hash_param, &s);
   else vlm_clip_params_visit(&e->params, &e->cfg, hash_param, &s);
   uint64_t h = 0;

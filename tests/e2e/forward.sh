@@ -60,6 +60,13 @@ check "eos pooling --to open_clip: exit 1, says why, nothing created" \
   "[ $rc -eq 1 ] && grep -q 'pools at the first eos id 5' <<<\"\$err\" && [ ! -e \"$tmp/eos-oc\" ]"
 "$vlm" convert --model "$tmp/eos" --to hf --out "$tmp/eos-hf" >/dev/null
 check "eos pooling --to hf keeps it" "grep -q '\"eos_token_id\":[[:space:]]*5' \"$tmp/eos-hf/config.json\""
+# the index identity tells the two poolings apart (same weights; the texts would embed differently)
+img="$fx/../../data/images/horse.png"
+if [ -f "$img" ]; then
+  id_hf=$("$vlm" index --model "$tmp/hf" --out "$tmp/i1.idx" "$img" 2>&1 | grep -o 'model clip-[0-9a-f]*')
+  id_eos=$("$vlm" index --model "$tmp/eos" --out "$tmp/i2.idx" "$img" 2>&1 | grep -o 'model clip-[0-9a-f]*')
+  check "eos pooling gives another index identity ($id_hf, $id_eos)" "[ -n \"$id_hf\" ] && [ -n \"$id_eos\" ] && [ \"$id_hf\" != \"$id_eos\" ]"
+fi
 # PyTorch pickles only: the error names the file and how to get safetensors
 mkdir -p "$tmp/bin" && cp "$tmp/hf/config.json" "$tmp/bin/" && echo pickle >"$tmp/bin/pytorch_model.bin"
 err=$("$vlm" info --model "$tmp/bin" 2>&1); rc=$?
