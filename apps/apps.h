@@ -60,6 +60,7 @@ int vlm_app_read_inputs(const char *path, int64_t S, int64_t ctx, int64_t vocab,
  * leave (a non-zero rc aborts every rank). */
 int vlm_app_ranks_start(const char *cmd);
 int vlm_app_ranks_local(void);
+int vlm_app_ranks_local_rank(void);   /* this rank's place among them (0: alone) */
 void vlm_app_ranks_stop(int rc);
 /* --threads N or VLM_THREADS was given (apps/main.c): a rank keeps that count. */
 extern int vlm_app_threads_explicit;

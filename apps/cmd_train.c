@@ -1371,6 +1371,9 @@ int vlm_cmd_train(int argc, char **argv) {
     /* the node's cores shared among its ranks, unless a count was given */
     const int local = vlm_app_ranks_local();
     if (!vlm_app_threads_explicit && local > 1) vlm_threads_init(vlm_threads_get() / local > 0 ? vlm_threads_get() / local : 1);
+    /* each rank on a node its own GPU (node-local rank modulo the visible GPUs), chosen before
+     * any other CUDA call; with CUDA_VISIBLE_DEVICES set to one GPU per rank, that one */
+    if (strcmp(R->o.device, "cpu") != 0) vlm_cuda_select(vlm_app_ranks_local_rank());
     if (R->rank != 0) vlm_log_set_level(VLM_LOG_WARN);   /* rank 0 reports the run */
   }
   rc = run(R);

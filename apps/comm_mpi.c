@@ -30,7 +30,7 @@ static int launcher_world(void) {
 
 #ifdef VLM_HAVE_MPI
 static vlm_comm_ops g_ops;
-static int g_active = 0, g_local = 1;
+static int g_active = 0, g_local = 1, g_local_rank = 0;
 
 static vlm_status mpi_status(int rc, const char *what) {
   if (rc == MPI_SUCCESS) return VLM_OK;
@@ -94,6 +94,7 @@ int vlm_app_ranks_start(const char *cmd) {
   MPI_Comm node;
   if (MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node) == MPI_SUCCESS) {
     MPI_Comm_size(node, &g_local);
+    MPI_Comm_rank(node, &g_local_rank);
     MPI_Comm_free(&node);
   }
   g_ops.allreduce_sum_f32 = allreduce_sum_f32;
@@ -110,6 +111,14 @@ int vlm_app_ranks_local(void) {
   return g_active ? g_local : 1;
 #else
   return 1;
+#endif
+}
+
+int vlm_app_ranks_local_rank(void) {
+#ifdef VLM_HAVE_MPI
+  return g_active ? g_local_rank : 0;
+#else
+  return 0;
 #endif
 }
 

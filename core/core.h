@@ -535,6 +535,9 @@ void vlm_atomic_cleanup_on_signals(void);
 
 /* ------------------------------------------------------------------ devices */
 int vlm_cuda_available(void);              /* a usable GPU is present (0 in CPU-only builds) */
+/* Use GPU index % (the visible GPUs) in this process, before any other CUDA call (ranks on one
+ * node: index = the node-local rank). Returns the device chosen, or -1 (none; nothing changed). */
+int vlm_cuda_select(int index);
 const char *vlm_cuda_describe(void);       /* "NVIDIA H100 ... (sm_90)" or why none */
 void *vlm_device_alloc(vlm_device dev, size_t bytes);   /* zeroed; NULL on failure */
 void vlm_device_free(vlm_device dev, void *p);

@@ -10,6 +10,23 @@
 
 static int g_available = -1;
 static char g_desc[256];
+static int g_device = 0;   // the GPU this process uses (vlm_cuda_select)
+
+extern "C" int vlm_cuda_select(int index) {
+  int n = 0;
+  if (index < 0 || cudaGetDeviceCount(&n) != cudaSuccess || n == 0) {
+    cudaGetLastError();
+    return -1;
+  }
+  const int d = index % n;
+  if (cudaSetDevice(d) != cudaSuccess) {
+    cudaGetLastError();
+    return -1;
+  }
+  g_device = d;
+  g_available = -1;   // describe the chosen one
+  return d;
+}
 
 extern "C" int vlm_cuda_available(void) {
   if (g_available < 0) {
@@ -22,14 +39,14 @@ extern "C" int vlm_cuda_available(void) {
       cudaGetLastError();
     } else {
       cudaDeviceProp p;
-      if (cudaGetDeviceProperties(&p, 0) != cudaSuccess) {
+      if (cudaGetDeviceProperties(&p, g_device) != cudaSuccess) {
         cudaGetLastError();
         snprintf(g_desc, sizeof g_desc, "no CUDA device: cudaGetDeviceProperties failed");
         g_available = 0;
         return 0;
       }
-      snprintf(g_desc, sizeof g_desc, "%.200s (sm_%d%d, %.1f GiB, %d SMs)", p.name, p.major, p.minor,
-               p.totalGlobalMem / 1073741824.0, p.multiProcessorCount);
+      snprintf(g_desc, sizeof g_desc, "%.180s (sm_%d%d, %.1f GiB, %d SMs, device %d)", p.name, p.major, p.minor,
+               p.totalGlobalMem / 1073741824.0, p.multiProcessorCount, g_device);
       g_available = 1;
     }
   }

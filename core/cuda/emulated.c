@@ -43,6 +43,7 @@ static void *rw(const void *p) {
 }
 
 int vlm_cuda_available(void) { return 1; }
+int vlm_cuda_select(int index) { return index < 0 ? -1 : 0; }   /* one emulated GPU */
 const char *vlm_cuda_describe(void) {
   return "emulated GPU (VLM_CUDA_EMULATE: device memory inaccessible to the host, CPU kernels)";
 }

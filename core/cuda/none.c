@@ -6,6 +6,7 @@
 #define NO_CUDA(what) VLM_CHECK(0, "%s: this vlm was built without CUDA (nvcc was not found)", what)
 
 int vlm_cuda_available(void) { return 0; }
+int vlm_cuda_select(int index) { (void)index; return -1; }
 const char *vlm_cuda_describe(void) { return "this build has no CUDA backend (nvcc was not found)"; }
 void *vlm_cuda_alloc(size_t bytes) { (void)bytes; return NULL; }
 void vlm_cuda_free(void *p) { (void)p; }
