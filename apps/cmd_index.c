@@ -23,7 +23,8 @@ static void usage(FILE *f) {
           "\n"
           "Re-running on an existing INDEX built by the same model embeds only new or\n"
           "changed files (size or modification time differ) and drops files that are no\n"
-          "longer among the inputs; the index is rewritten atomically (temp + rename).\n"
+          "longer among the inputs (with --add it keeps them: a folder added to an index\n"
+          "of others); the index is rewritten atomically (temp + rename).\n"
           "Unreadable images are skipped with a message naming the file and counted.\n"
           "Paths are stored as given, cleaned ('./a//b.jpg' is 'a/b.jpg'); a file named\n"
           "twice (a folder and a file in it, two spellings) is indexed once.\n"
@@ -40,15 +41,19 @@ static void usage(FILE *f) {
           "                      its features copied back)\n"
           "  --export-npy FILE   also write the embeddings as a NumPy .npy (float32 [N,E],\n"
           "                      rows in index order) for FAISS or a vector database\n"
+          "  --add               keep the INDEX's items that are not among the inputs (they\n"
+          "                      are dropped otherwise); the INDEX must be the same model's\n"
           "  --quiet             no progress line\n"
           "  --                  the arguments after it are files or folders (names that start with '-')\n"
           "  --json              the summary as JSON: {\"index\", \"kind\", \"count\", \"embedded\",\n"
-          "                      \"unchanged\", \"dropped\", \"skipped\", \"embed_dim\", \"model_identity\",\n"
+          "                      \"unchanged\", \"kept\", \"dropped\", \"skipped\", \"embed_dim\",\n"
+          "                      \"model_identity\",\n"
           "                      \"per_second\"} (per_second: items embedded per second, 0 when none)\n"
           "\n"
           "Examples:\n"
           "  vlm index --model vit-b-32/ --out photos.idx ~/Pictures\n"
           "  vlm index --model vit-b-32/ --out photos.idx ~/Pictures      # later: only new files\n"
+          "  vlm index --model vit-b-32/ --out photos.idx --add ~/Downloads/trip   # and one more folder\n"
           "  vlm index --model vit-b-32/ --out captions.idx --texts captions.txt --export-npy captions.npy\n");
 }
 
@@ -83,7 +88,7 @@ static int64_t map_get(const strmap *m, const char *k) {
 int vlm_cmd_index(int argc, char **argv) {
   const char *model = NULL, *out = NULL, *texts_f = NULL, *tokenizer = NULL, *npy = NULL, *precision = "f32", *device = "cpu";
   long long batch = 32;
-  int quiet = 0, json = 0;
+  int quiet = 0, json = 0, add = 0;
   vlm_pathlist inputs = {0};
   int paths_only = 0;   /* after "--": file names that start with '-' */
   for (int i = 1; i < argc; i++) {
@@ -91,6 +96,7 @@ int vlm_cmd_index(int argc, char **argv) {
     if (!paths_only && !strcmp(a, "--")) { paths_only = 1; continue; }
     if (!paths_only && vlm_app_is_help(a)) { usage(stdout); vlm_pathlist_free(&inputs); return 0; }
     if (!paths_only && !strcmp(a, "--quiet")) { quiet = 1; continue; }
+    if (!paths_only && !strcmp(a, "--add")) { add = 1; continue; }
     if (!paths_only && !strcmp(a, "--json")) { json = 1; continue; }
     if (!paths_only && a[0] == '-' && a[1] == '-') {
       const char **slot = !strcmp(a, "--model")      ? &model
@@ -147,7 +153,8 @@ int vlm_cmd_index(int argc, char **argv) {
   float *emb = NULL;
   int *ok = NULL;
   int64_t *fsize = NULL, *mtime = NULL, *reuse = NULL;
-  char **items = NULL, **kept = NULL;
+  char **items = NULL, **kept = NULL, **old_names = NULL;
+  int64_t n_kept = 0, *keep_old = NULL;   /* --add: the old rows not among the inputs, kept in their order */
 
   /* the inputs */
   if (texts_f) {
@@ -181,6 +188,12 @@ int vlm_cmd_index(int argc, char **argv) {
     if (vlm_index_open(&old, out) != VLM_OK) {
       fprintf(stderr, "vlm index: %s\nvlm index: %s exists and is not a vlm index: remove it or choose another --out\n",
               vlm_last_error(), out);
+      goto done;
+    }
+    if (add && (strcmp(old.identity, enc.identity) || old.E != E || strcmp(old.kind, kind))) {
+      fprintf(stderr, "vlm index: --add: %s holds %s of another model or kind (%s, %s): its items cannot be kept "
+              "beside these; index them again with the others, or choose another --out\n", out, old.kind, old.model,
+              old.identity);
       goto done;
     }
     if (strcmp(old.identity, enc.identity) || old.E != E)
@@ -223,7 +236,13 @@ int vlm_cmd_index(int argc, char **argv) {
         n_reused++;
       }
     }
-    for (int64_t j = 0; j < old.n && used; j++) n_dropped += !used[j];
+    if (add && used) {
+      keep_old = malloc(((size_t)old.n + 1) * sizeof *keep_old);
+      for (int64_t j = 0; j < old.n && keep_old; j++)
+        if (!used[j]) keep_old[n_kept++] = j;
+      if (!keep_old) { free(used); fprintf(stderr, "vlm index: out of memory\n"); goto done; }
+    }
+    for (int64_t j = 0; j < old.n && used && !add; j++) n_dropped += !used[j];
     free(used);
     for (int64_t j = 0; j < old.n; j++) free(keys[j]);
     free(keys);
@@ -267,16 +286,40 @@ int vlm_cmd_index(int argc, char **argv) {
     if (wok[k]) memcpy(emb + (size_t)(where[k] * E), wemb + (size_t)(k * E), (size_t)E * sizeof(float));
   }
   free(work); free(where); free(wemb); free(wok);
-  /* keep the good rows, in input order (kept[] borrows the strings) */
-  kept = malloc(((size_t)N + 1) * sizeof *kept);
+  /* keep the good rows, in input order (kept[] borrows the strings); with --add the old
+   * index's other rows first, in their order (their strings copied: the old index closes) */
+  kept = malloc(((size_t)(N + n_kept) + 1) * sizeof *kept);
   if (!kept) { fprintf(stderr, "vlm index: out of memory\n"); goto done; }
-  int64_t G = 0;
+  if (n_kept) {
+    float *e2 = realloc(emb, ((size_t)((N + n_kept) * E) + 1) * sizeof(float));
+    int64_t *s2 = e2 ? realloc(fsize, ((size_t)(N + n_kept) + 1) * sizeof(int64_t)) : NULL;
+    if (e2) emb = e2;
+    if (s2) fsize = s2;
+    int64_t *m2 = s2 ? realloc(mtime, ((size_t)(N + n_kept) + 1) * sizeof(int64_t)) : NULL;
+    if (m2) mtime = m2;
+    old_names = calloc((size_t)n_kept + 1, sizeof *old_names);
+    if (!e2 || !s2 || !m2 || !old_names) { fprintf(stderr, "vlm index: out of memory\n"); goto done; }
+    /* the new rows move up behind the kept ones */
+    memmove(emb + (size_t)(n_kept * E), emb, (size_t)(N * E) * sizeof(float));
+    memmove(fsize + n_kept, fsize, (size_t)N * sizeof(int64_t));
+    memmove(mtime + n_kept, mtime, (size_t)N * sizeof(int64_t));
+    for (int64_t k = 0; k < n_kept; k++) {
+      const int64_t j = keep_old[k];
+      memcpy(emb + (size_t)(k * E), old.emb + (size_t)(j * E), (size_t)E * sizeof(float));
+      fsize[k] = old.size ? old.size[j] : 0;
+      mtime[k] = old.mtime ? old.mtime[j] : 0;
+      if (!(old_names[k] = vlm_index_item(&old, j))) { fprintf(stderr, "vlm index: out of memory\n"); goto done; }
+      kept[k] = old_names[k];
+    }
+  }
+  int64_t G = n_kept;
   for (int64_t i = 0; i < N; i++) {
     if (!ok[i]) continue;
-    if (G != i) {
-      memmove(emb + (size_t)(G * E), emb + (size_t)(i * E), (size_t)E * sizeof(float));
-      fsize[G] = fsize[i];
-      mtime[G] = mtime[i];
+    const int64_t src = n_kept + i;   /* where row i sits now */
+    if (G != src) {
+      memmove(emb + (size_t)(G * E), emb + (size_t)(src * E), (size_t)E * sizeof(float));
+      fsize[G] = fsize[src];
+      mtime[G] = mtime[src];
     }
     kept[G++] = items[i];
   }
@@ -300,14 +343,17 @@ int vlm_cmd_index(int argc, char **argv) {
   if (json) {
     printf("{\"index\": ");
     vlm_tools_json_str(stdout, out);
-    printf(", \"kind\": \"%s\", \"count\": %lld, \"embedded\": %lld, \"unchanged\": %lld, \"dropped\": %lld, "
-           "\"skipped\": %lld, \"embed_dim\": %lld, \"model_identity\": \"%s\", \"per_second\": %.3f}\n",
-           kind, (long long)G, (long long)(todo - bad), (long long)n_reused, (long long)n_dropped, (long long)bad,
-           (long long)E, enc.identity, rate);
+    printf(", \"kind\": \"%s\", \"count\": %lld, \"embedded\": %lld, \"unchanged\": %lld, \"kept\": %lld, "
+           "\"dropped\": %lld, \"skipped\": %lld, \"embed_dim\": %lld, \"model_identity\": \"%s\", "
+           "\"per_second\": %.3f}\n",
+           kind, (long long)G, (long long)(todo - bad), (long long)n_reused, (long long)n_kept, (long long)n_dropped,
+           (long long)bad, (long long)E, enc.identity, rate);
   } else {
-    printf("%s: %lld %s (%lld embedded, %lld unchanged, %lld dropped, %lld skipped), %lld-d, model %s", out,
-           (long long)G, kind, (long long)(todo - bad), (long long)n_reused, (long long)n_dropped, (long long)bad,
-           (long long)E, enc.identity);
+    char kept_s[64] = "";
+    if (add) snprintf(kept_s, sizeof kept_s, "%lld kept, ", (long long)n_kept);
+    printf("%s: %lld %s (%lld embedded, %lld unchanged, %s%lld dropped, %lld skipped), %lld-d, model %s", out,
+           (long long)G, kind, (long long)(todo - bad), (long long)n_reused, kept_s, (long long)n_dropped,
+           (long long)bad, (long long)E, enc.identity);
     if (embedded > 0) printf(", %.2f %s/s", rate, kind);
     printf("\n");
     if (npy) printf("%s: float32 [%lld, %lld]\n", npy, (long long)G, (long long)E);
@@ -319,6 +365,9 @@ done:
   free(map.keys);
   free(map.vals);
   free(kept);
+  for (int64_t k = 0; old_names && k < n_kept; k++) free(old_names[k]);
+  free(old_names);
+  free(keep_old);
   vlm_zeroshot_strings_free(texts, n_texts);
   free(emb); free(ok); free(fsize); free(mtime); free(reuse);
   vlm_pathlist_free(&inputs);

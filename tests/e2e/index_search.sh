@@ -53,6 +53,23 @@ out=$("$vlm" index --model "$m" --out "$tmp/dup.idx" "$tmp/imgs/space" "$tmp/img
 check "a file named thrice is indexed once" "[ $rc -eq 0 ] && grep -q '2 images (2 embedded' <<<\"\$out\" && grep -q '3 images named more than once, indexed once' \"$tmp/err\""
 out=$("$vlm" index --model "$m" --out "$tmp/dup.idx" "$tmp/./imgs/space/" 2>/dev/null); rc=$?
 check "another spelling of the folder: all unchanged" "[ $rc -eq 0 ] && grep -q '2 images (0 embedded, 2 unchanged, 0 dropped' <<<\"\$out\""
+# --add: a folder added to an index of another keeps the other's items (without it they are dropped);
+# the kept items search as before; another model's index is refused with --add, untouched
+"$vlm" index --model "$m" --out "$tmp/add.idx" "$tmp/imgs/space" >/dev/null 2>&1
+out=$("$vlm" index --model "$m" --out "$tmp/add.idx" --add "$tmp/imgs/animal" 2>/dev/null); rc=$?
+n_animal=$(find "$tmp/imgs/animal" -type f | wc -l)
+check "--add keeps the 2 space images beside the $n_animal animal ones" \
+  "[ $rc -eq 0 ] && grep -q '($n_animal embedded, 0 unchanged, 2 kept, 0 dropped' <<<\"\$out\""
+out=$("$vlm" search --index "$tmp/add.idx" --model "$m" --image "$tmp/imgs/space/rocket.jpg" --top-k 1 2>/dev/null)
+check "... a kept item is found by its own image" "grep -q 'space/rocket.jpg' <<<\"\$out\""
+out=$("$vlm" index --model "$m" --out "$tmp/add.idx" "$tmp/imgs/animal" 2>/dev/null)
+check "without --add the others are dropped" "grep -q '0 embedded, $n_animal unchanged, 2 dropped' <<<\"\$out\""
+"$vlm" convert --init tiny --seed 9 --to open_clip --out "$tmp/other" >/dev/null 2>&1
+cp "$tmp/add.idx" "$tmp/add.before"
+err=$("$vlm" index --model "$tmp/other" --out "$tmp/add.idx" --add "$tmp/imgs/space" 2>&1); rc=$?
+check "--add onto another model's index: exit 1, said, the index kept" \
+  "[ $rc -eq 1 ] && grep -q 'cannot be kept' <<<\"\$err\" && cmp -s \"$tmp/add.idx\" \"$tmp/add.before\""
+
 cp "$tmp/j.idx" "$tmp/j.before"
 err=$("$vlm" index --model "$m" --out "$tmp/j.idx" --export-npy "$tmp/./j.idx" "$tmp/imgs/space" 2>&1); rc=$?
 check "--export-npy onto the index itself is refused, the index kept" "[ $rc -eq 2 ] && grep -q 'is the index itself' <<<\"\$err\" && cmp -s \"$tmp/j.idx\" \"$tmp/j.before\""
