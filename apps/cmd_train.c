@@ -663,7 +663,26 @@ static int finish_epoch(run_state *R, int64_t total_steps) {
 static int resume_checks(run_state *R, const char *dir, const vlm_train_config *t, int64_t steps_per_epoch) {
   const opts *o = &R->o;
   const int64_t B0 = R->tr.loaded_batch_size, K0 = R->tr.loaded_accum_freq;
-  if (B0 > 0 && B0 != o->batch) {
+  const int64_t W0 = R->tr.loaded_world > 0 ? R->tr.loaded_world : 1, W = R->world > 0 ? R->world : 1;
+  if (B0 > 0 && W0 != W) {
+    /* another rank count: the position counts each rank's batches; the samples consumed of the
+     * epoch (every rank's) must be whole global batches of the new ranks x --batch-size */
+    const int64_t samples = R->tr.epoch_batches * B0 * W0, G = o->batch * W;
+    if (samples % G) {
+      fprintf(stderr, CMD ": --resume %s: the checkpoint was trained by %lld rank%s of --batch-size %lld and stands "
+              "%lld samples into epoch %lld; %d rank%s of --batch-size %lld (%lld a batch) do not divide %lld, so that "
+              "data position cannot be kept\n", dir, (long long)W0, W0 == 1 ? "" : "s", (long long)B0,
+              (long long)samples, (long long)R->tr.epoch, (int)W, W == 1 ? "" : "s", o->batch, (long long)G,
+              (long long)samples);
+      return 2;
+    }
+    fprintf(stderr, CMD ": %s%lld rank%s of --batch-size %lld, the checkpoint's %lld of %lld: its data position (epoch "
+            "%lld, %lld samples) becomes batch %lld of each rank%s\n", G == B0 * W0 ? "" : "warning: ", (long long)W,
+            W == 1 ? "" : "s", o->batch, (long long)W0, (long long)B0, (long long)R->tr.epoch, (long long)samples,
+            (long long)(samples / G),
+            G == B0 * W0 ? "" : "; the step count and the lr schedule go on with another global batch");
+    R->tr.epoch_batches = samples / G;
+  } else if (B0 > 0 && B0 != o->batch) {
     const int64_t samples = R->tr.epoch_batches * B0;
     if (samples % o->batch) {
       fprintf(stderr, CMD ": --resume %s: the checkpoint was trained with --batch-size %lld and stands %lld samples "

@@ -363,6 +363,7 @@ typedef struct {
   int64_t loaded_batch_size;        /* vlm_trainer_load: the train_state's micro-batch size, in which its */
   int64_t loaded_accum_freq;        /* epoch_batches counts, and accum-freq (0: no state / not recorded) */
   int64_t loaded_total_steps;       /* the state's run length (its schedule's total_steps; 0: not recorded) */
+  int64_t loaded_world;             /* the ranks that wrote it (1: one process, or not recorded) */
   vlm_rng rng;                      /* the run's RNG (saved with checkpoints) */
   /* the last step */
   float last_loss, last_lr;

@@ -63,6 +63,7 @@ vlm_status vlm_trainer_save(vlm_trainer *tr, const char *dir) {
   META("rng_spare", "%d:%08" PRIx32, tr->rng.has_spare, sp.u);
   META("accum_freq", "%d", tr->cfg.accum_freq);
   META("batch_size", "%d", tr->cfg.batch_size);
+  META("world", "%d", tr->world > 0 ? tr->world : 1);   /* ranks: batch_size is each one's */
   META("total_steps", "%" PRId64, tr->cfg.total_steps);
 #undef META
   if (s == VLM_OK) s = vlm_st_writer_save(w, path);
@@ -112,13 +113,14 @@ vlm_status vlm_trainer_load(vlm_trainer *tr, const char *dir, int *had_state) {
       }
     }
   }
-  int64_t step = 0, epoch = 0, eb = 0, bs = 0, accum = 0, total = 0;
+  int64_t step = 0, epoch = 0, eb = 0, bs = 0, accum = 0, total = 0, world = 1;
   if (s == VLM_OK) s = meta_i64(&st, "step", &step);
   if (s == VLM_OK) s = meta_i64(&st, "epoch", &epoch);
   if (s == VLM_OK) s = meta_i64(&st, "epoch_batches", &eb);
   /* the sizes the data position counts in (optional: 0 when absent) */
   if (s == VLM_OK && vlm_st_meta(&st, "batch_size")) s = meta_i64(&st, "batch_size", &bs);
   if (s == VLM_OK && vlm_st_meta(&st, "accum_freq")) s = meta_i64(&st, "accum_freq", &accum);
+  if (s == VLM_OK && vlm_st_meta(&st, "world")) s = meta_i64(&st, "world", &world);
   if (s == VLM_OK && vlm_st_meta(&st, "total_steps")) s = meta_i64(&st, "total_steps", &total);
   const char *rng = vlm_st_meta(&st, "rng"), *spare = vlm_st_meta(&st, "rng_spare");
   vlm_rng r;
@@ -146,6 +148,7 @@ vlm_status vlm_trainer_load(vlm_trainer *tr, const char *dir, int *had_state) {
     tr->epoch_batches = eb;
     tr->loaded_batch_size = bs;
     tr->loaded_accum_freq = accum;
+    tr->loaded_world = world > 0 ? world : 1;
     tr->loaded_total_steps = total > 0 ? total : 0;
     tr->rng = r;
     if (had_state) *had_state = 1;

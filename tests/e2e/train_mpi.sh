@@ -72,6 +72,24 @@ else
   echo "note: no GPU: the 2-rank GPU run is not made here"
 fi
 
+# another rank count on resume: the data position is the samples every rank consumed, so
+# 2 ranks x 4 stopped at step 5 and resumed in one process x 8 (and the other way round)
+# follow the straight run
+mpi 2 "$vlm" train "${common[@]}" --batch-size 4 --steps 12 --name w21 --stop-at-step 5 >/dev/null 2>&1
+"$vlm" train "${common[@]}" --batch-size 8 --name w21 --resume latest >/dev/null 2>"$tmp/w21.err"
+check "2 ranks -> 1 process: exit 0, the position converted" \
+  "[ $? -eq 0 ] && grep -q '1 rank of --batch-size 8, the checkpoint.s 2 of 4: its data position (epoch 0, 40 samples) becomes batch 5 of each rank' $tmp/w21.err"
+losses "$tmp/runs/w21" >"$tmp/lw21"
+check "... the same 12 losses as one process all along" "close $tmp/l1 $tmp/lw21 12 2e-5"
+"$vlm" train "${common[@]}" --batch-size 8 --steps 12 --name w12 --stop-at-step 5 >/dev/null 2>&1
+mpi 2 "$vlm" train "${common[@]}" --batch-size 4 --name w12 --resume latest >/dev/null 2>"$tmp/w12.err"
+check "1 process -> 2 ranks: exit 0" "[ $? -eq 0 ] || { cat $tmp/w12.err; false; }"
+losses "$tmp/runs/w12" >"$tmp/lw12"
+check "... the same 12 losses" "close $tmp/l1 $tmp/lw12 12 2e-5"
+mpi 2 "$vlm" train "${common[@]}" --batch-size 3 --steps 20 --name w21 --resume latest >/dev/null 2>"$tmp/w3.err"
+check "... 2 ranks x 3 after one process x 8 (32 samples into the epoch): refused, said" \
+  "[ $? -ne 0 ] && grep -q '2 ranks of --batch-size 3 (6 a batch) do not divide 32' $tmp/w3.err"
+
 # CoCa: the contrastive part over the global batch, the caption CE over every rank's targets
 "$vlm" train "${common[@]}" --model coca-tiny --batch-size 8 --steps 6 --name coca1 >/dev/null 2>"$tmp/c1.err"
 check "CoCa, one process x 8: exit 0" "[ $? -eq 0 ]"
