@@ -113,6 +113,8 @@ vlm_model *vlm_model_load_on(const char *path, const vlm_model_options *opt, con
                                    VLM_ENC_TEXT_IF_FOUND | (o.bf16 ? VLM_ENC_BF16 : 0) |
                                        (on_gpu ? VLM_ENC_CUDA : 0));
   omp_set_num_threads(caller_threads);
+  if (st == VLM_ERR_OOM && o.batch_size > 32)   /* the activations are sized for batch_size at load */
+    vlm_error_prefix(st, "vlm_model_load: vlm_model_options.batch_size %d (lower it, or 0 for 32)", o.batch_size);
   if (st != VLM_OK) {
     free(m);
     return load_failed(err);

@@ -64,6 +64,8 @@ static vlm_status walk(vlm_pathlist *pl, const char *dir, int depth) {
     struct stat s;
     if (lstat(p, &s) == 0) {
       if (S_ISDIR(s.st_mode)) st = walk(pl, p, depth + 1);
+      else if (S_ISLNK(s.st_mode) && stat(p, &s) != 0)   /* its target is gone: said, not silent */
+        vlm_log(VLM_LOG_WARN, "%s: a link whose target cannot be read (%s): skipped", p, strerror(errno));
       else if ((S_ISREG(s.st_mode) || (S_ISLNK(s.st_mode) && stat(p, &s) == 0 && S_ISREG(s.st_mode))) &&
                vlm_tools_is_image(p))
         st = vlm_pathlist_add(pl, p);

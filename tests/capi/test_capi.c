@@ -91,6 +91,16 @@ static void check_threads(const char *dir) {
     CHECK(!m && err && strstr(err, "vlm_model_options.threads"), "threads %d refused: %s", o.threads, err ? err : "(null)");
     vlm_model_free(m);
   }
+  {   /* a batch whose activations cannot be allocated: the option is named */
+    vlm_model_options big = o;
+    big.threads = 0;
+    big.batch_size = 1 << 30;
+    err = NULL;
+    m = vlm_model_load_ex(dir, &big, &err);
+    CHECK(!m && err && strstr(err, "vlm_model_options.batch_size 1073741824"), "a huge batch_size: %s",
+          err ? err : "(null)");
+    vlm_model_free(m);
+  }
   omp_set_num_threads(3);   /* the application's own setting */
   o.threads = 1;
   m = vlm_model_load_ex(dir, &o, &err);

@@ -70,6 +70,12 @@ err=$("$vlm" index --model "$tmp/other" --out "$tmp/add.idx" --add "$tmp/imgs/sp
 check "--add onto another model's index: exit 1, said, the index kept" \
   "[ $rc -eq 1 ] && grep -q 'cannot be kept' <<<\"\$err\" && cmp -s \"$tmp/add.idx\" \"$tmp/add.before\""
 
+# a link in a searched folder whose target is gone is named (it was skipped without a word)
+mkdir -p "$tmp/dl" && cp "$tmp/imgs/space/rocket.jpg" "$tmp/dl/" && ln -s "$tmp/no-such.png" "$tmp/dl/gone.png"
+out=$("$vlm" index --model "$m" --out "$tmp/dl.idx" "$tmp/dl" 2>"$tmp/err"); rc=$?
+check "a dangling link: exit 0, 1 image, the link named" \
+  "[ $rc -eq 0 ] && grep -q '1 images (1 embedded' <<<\"\$out\" && grep -q 'gone.png: a link whose target cannot be read' \"$tmp/err\""
+
 cp "$tmp/j.idx" "$tmp/j.before"
 err=$("$vlm" index --model "$m" --out "$tmp/j.idx" --export-npy "$tmp/./j.idx" "$tmp/imgs/space" 2>&1); rc=$?
 check "--export-npy onto the index itself is refused, the index kept" "[ $rc -eq 2 ] && grep -q 'is the index itself' <<<\"\$err\" && cmp -s \"$tmp/j.idx\" \"$tmp/j.before\""
