@@ -30,15 +30,16 @@
  * vlm_atomic_cleanup_on_signals installs such handlers for SIGINT, SIGTERM and
  * SIGHUP; programs call it (the vlm command does), the library never does, as
  * an application that embeds it owns its signals. A process killed outright
- * (SIGKILL, a crash) leaves its temporary file: the next atomic write of the same
- * path removes those whose writer ran on this host and is gone (the host and pid in
- * the name; another host's, on a shared file system, are left alone). */
+ * (SIGKILL, a crash) leaves its temporary file: a process's first atomic write into a
+ * directory removes those there whose writer ran on this host and is gone (the host and
+ * pid in the name; another host's, on a shared file system, are left alone). */
 #define _GNU_SOURCE
 #include "core/core.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -176,12 +177,28 @@ static void temp_tag(char *tag, size_t n) {
   snprintf(tag, n, "%s-%ld", host, (long)getpid());
 }
 
-/* Remove "<path>.tmp.<host>-<pid>.XXXXXX" files of path that a process of this host left:
- * pid no longer running (kill(pid, 0) fails with ESRCH). tag is this process's own. */
+/* Whether name is "<anything>.tmp.<host>-<pid>.XXXXXX" with host = tag's (tag is
+ * "<host>-<pid>"); its pid in *pid. */
+static int is_host_temp(const char *nm, const char *tag, long *pid) {
+  const char *dash = strrchr(tag, '-');
+  if (!dash) return 0;
+  const size_t hn = (size_t)(dash - tag), n = strlen(nm);
+  if (n < 7 || nm[n - 7] != '.') return 0;
+  size_t d = n - 7;   /* the pid's digits end here */
+  while (d > 0 && nm[d - 1] >= '0' && nm[d - 1] <= '9') d--;
+  if (d == n - 7 || d < 1 || nm[d - 1] != '-') return 0;
+  const size_t h = d - 1;   /* the host ends here */
+  if (h < hn + 5 || strncmp(nm + h - hn, tag, hn) || strncmp(nm + h - hn - 5, ".tmp.", 5)) return 0;
+  *pid = strtol(nm + d, NULL, 10);
+  return *pid > 0;
+}
+
+/* Remove the temporary files of dir that a process of this host left: "<name>.tmp.<host>-<pid>.
+ * XXXXXX" whose pid is no longer running (kill(pid, 0) fails with ESRCH). A directory is swept
+ * once per process (a writer putting thousands of files in one folder lists it once). */
 static void remove_stale_temps(const char *path, const char *tag) {
   const char *slash = strrchr(path, '/');
   char dir[4096];
-  const char *base = slash ? slash + 1 : path;
   if (slash) {
     size_t dn = (size_t)(slash - path);
     if (dn >= sizeof dir) return;
@@ -191,24 +208,28 @@ static void remove_stale_temps(const char *path, const char *tag) {
   } else {
     snprintf(dir, sizeof dir, ".");
   }
-  const char *dash = strrchr(tag, '-');
-  if (!dash) return;
-  const size_t hn = (size_t)(dash - tag), bn = strlen(base);
+  enum { SWEPT = 32 };
+  static char swept[SWEPT][4096];
+  static int next;
+  static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+  pthread_mutex_lock(&mu);
+  int seen = 0;
+  for (int i = 0; i < SWEPT && !seen; i++) seen = !strcmp(swept[i], dir);
+  if (!seen) {
+    snprintf(swept[next], sizeof swept[next], "%s", dir);
+    next = (next + 1) % SWEPT;
+  }
+  pthread_mutex_unlock(&mu);
+  if (seen) return;
   DIR *d = opendir(dir);
   if (!d) return;
   struct dirent *e;
+  long pid;
   while ((e = readdir(d))) {
-    const char *nm = e->d_name;
-    /* base ".tmp." host "-" pid "." XXXXXX */
-    if (strncmp(nm, base, bn) || strncmp(nm + bn, ".tmp.", 5)) continue;
-    const char *h = nm + bn + 5;
-    if (strncmp(h, tag, hn) || h[hn] != '-') continue;
-    char *end = NULL;
-    long pid = strtol(h + hn + 1, &end, 10);
-    if (!end || *end != '.' || strlen(end + 1) != 6 || pid <= 0 || pid == (long)getpid()) continue;
+    if (!is_host_temp(e->d_name, tag, &pid) || pid == (long)getpid()) continue;
     if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue;   /* running, or not ours to judge */
     char full[8192];
-    if ((size_t)snprintf(full, sizeof full, "%s/%s", dir, nm) < sizeof full) unlink(full);
+    if ((size_t)snprintf(full, sizeof full, "%s/%s", dir, e->d_name) < sizeof full) unlink(full);
   }
   closedir(d);
 }

@@ -719,12 +719,15 @@ static int file_is(const char *path, const char *content) {
   return ok;
 }
 
-/* A writer killed outright leaves "<path>.tmp.<host>-<pid>.XXXXXX": the next atomic write of
- * the path removes it when that pid of this host is gone, and leaves a running writer's, another
- * host's, another path's and the old plain "<path>.tmp.XXXXXX" alone. */
+/* A writer killed outright leaves "<path>.tmp.<host>-<pid>.XXXXXX": a process's first atomic
+ * write into that folder removes the ones of this host whose pid is gone, for any file there,
+ * and leaves a running writer's, another host's, the old plain "<path>.tmp.XXXXXX" and names
+ * that only look alike. The folder is swept once per process. */
 static void test_stale_temps(void) {
-  char p[4200], host[256] = "", tag_dead[4600], tag_live[4600], other[4600];
-  tpath(p, sizeof p, "stale.bin");
+  char dir[4200], p[4300], host[256] = "", dead[4700], dead_other[4700], live[4700], other_host[4700];
+  tpath(dir, sizeof dir, "stale");   /* a folder this process has not written into */
+  mkdir(dir, 0755);
+  snprintf(p, sizeof p, "%s/stale.bin", dir);
   if (gethostname(host, sizeof host - 1) != 0 || !host[0]) snprintf(host, sizeof host, "host");
   host[40] = 0;
   for (char *c = host; *c; c++)
@@ -732,28 +735,28 @@ static void test_stale_temps(void) {
   pid_t child = fork();
   if (child == 0) _exit(0);
   waitpid(child, NULL, 0);   /* a pid that has just ended */
-  snprintf(tag_dead, sizeof tag_dead, "%s.tmp.%s-%ld.AbCdEf", p, host, (long)child);
-  snprintf(tag_live, sizeof tag_live, "%s.tmp.%s-%ld.GhIjKl", p, host, (long)getppid());
-  vt_write_file(tag_dead, "left by a killed writer", 23);
-  vt_write_file(tag_live, "a running writer's", 18);
-  snprintf(other, sizeof other, "%s.tmp.some_other_host-%ld.MnOpQr", p, (long)child);
-  vt_write_file(other, "another host's", 14);
-  char plain[4300], sibling[4300];
+  snprintf(dead, sizeof dead, "%s.tmp.%s-%ld.AbCdEf", p, host, (long)child);
+  snprintf(dead_other, sizeof dead_other, "%s/other.png.tmp.%s-%ld.ZyXwVu", dir, host, (long)child);
+  snprintf(live, sizeof live, "%s.tmp.%s-%ld.GhIjKl", p, host, (long)getppid());
+  snprintf(other_host, sizeof other_host, "%s.tmp.some_other_host-%ld.MnOpQr", p, (long)child);
+  char plain[4400], alike[4400];
   snprintf(plain, sizeof plain, "%s.tmp.StUvWx", p);
-  vt_write_file(plain, "old style", 9);
-  tpath(sibling, sizeof sibling, "stale.bin2.tmp.x");
-  vt_write_file(sibling, "another file's", 14);
+  snprintf(alike, sizeof alike, "%s/notes.tmp.%s-x1.abcdef", dir, host);   /* no pid */
+  const char *made[6] = {dead, dead_other, live, other_host, plain, alike};
+  for (int i = 0; i < 6; i++) vt_write_file(made[i], "x", 1);
   CHECK(vlm_write_file_atomic(p, "fresh", 5) == VLM_OK && file_is(p, "fresh"), "write: %s", vlm_last_error());
-  CHECK(access(tag_dead, F_OK) != 0, "a dead writer's temporary file removed");
-  CHECK(access(tag_live, F_OK) == 0 && access(other, F_OK) == 0 && access(plain, F_OK) == 0 &&
-            access(sibling, F_OK) == 0,
-        "a running writer's, another host's, an old-style and another file's temporary files kept");
-  unlink(tag_live);
-  unlink(other);
-  unlink(plain);
-  unlink(sibling);
+  CHECK(access(dead, F_OK) != 0 && access(dead_other, F_OK) != 0,
+        "a dead writer's temporary files removed (the written file's and another file's)");
+  CHECK(access(live, F_OK) == 0 && access(other_host, F_OK) == 0 && access(plain, F_OK) == 0 &&
+            access(alike, F_OK) == 0,
+        "a running writer's, another host's, an old-style and a look-alike name kept");
+  /* swept once: a stale file that appears later stays until another process writes there */
+  vt_write_file(dead, "x", 1);
+  CHECK(vlm_write_file_atomic(p, "again", 5) == VLM_OK && access(dead, F_OK) == 0, "the folder is swept once");
+  unlink(dead);
+  for (int i = 2; i < 6; i++) unlink(made[i]);
   unlink(p);
-  CHECK(count_temp_files() == 0, "stale temps: nothing else left");
+  CHECK(rmdir(dir) == 0, "stale temps: nothing else left in the folder");
 }
 
 static void test_atomic(void) {
