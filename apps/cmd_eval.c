@@ -11,15 +11,6 @@
 #include "apps/tools.h"
 #include "contrastive/contrastive.h"
 
-#define PROMPTS_QUIET 1000   /* fewer class prompts than this: no progress line */
-/* the class prompts, embedded with a progress line */
-typedef struct { vlm_encoder *enc; vlm_tools_progress pg; } prompt_ctx;
-static vlm_status encode_prompts(void *ctx, const char *const *texts, int n, float *out) {
-  prompt_ctx *c = ctx;
-  vlm_status st = vlm_encoder_texts(c->enc, texts, n, out);
-  if (st == VLM_OK) vlm_tools_progress_add(&c->pg, n, 0);
-  return st;
-}
 
 #define CMD "vlm eval"
 
@@ -284,9 +275,9 @@ static vlm_status run_zeroshot(const opts *o, vlm_encoder *enc, zeroshot_out *r)
     if (!W) st = vlm_error(VLM_ERR_OOM, "out of memory");
   }
   if (st == VLM_OK) {   /* classes x templates prompts: minutes with a large text tower */
-    prompt_ctx pc = {enc, {0}};
-    vlm_tools_progress_start(&pc.pg, CMD ": zero-shot", "prompts", (int64_t)nc * nt, (int64_t)nc * nt > PROMPTS_QUIET);
-    st = vlm_zeroshot_classifier(encode_prompts, &pc, names, nc, tpl, nt, E, (int)o->batch, W);
+    vlm_tools_prompts pc;
+    vlm_tools_prompts_start(&pc, enc, CMD ": zero-shot", (int64_t)nc * nt);
+    st = vlm_zeroshot_classifier(vlm_tools_prompts_cb, &pc, names, nc, tpl, nt, E, (int)o->batch, W);
     if (st != VLM_OK) vlm_error_prefix(st, "building the zero-shot classifier");
   }
   if (st == VLM_OK) st = vlm_loader_start_epoch(ld, 0, 0);

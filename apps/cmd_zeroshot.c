@@ -12,7 +12,6 @@
 #include "apps/tools.h"
 #include "contrastive/contrastive.h"
 
-#define VLM_ZEROSHOT_PROMPTS_QUIET 1000   /* fewer class prompts than this: no progress line */
 
 static void usage(FILE *f) {
   fprintf(f,
@@ -90,15 +89,6 @@ static vlm_status subdirs(const char *dir, vlm_pathlist *out) {
 }
 
 typedef struct { int t, p; int64_t count; } confusion;
-/* The class prompts (classes x templates: 80,000 for 1,000 classes and open_clip's 80) are
- * embedded with a progress line: with a large text tower they take minutes. */
-typedef struct { vlm_encoder *enc; vlm_tools_progress pg; } prompt_ctx;
-static vlm_status encode_prompts(void *ctx, const char *const *texts, int n, float *out) {
-  prompt_ctx *c = ctx;
-  vlm_status st = vlm_encoder_texts(c->enc, texts, n, out);
-  if (st == VLM_OK) vlm_tools_progress_add(&c->pg, n, 0);
-  return st;
-}
 
 static int cmp_conf(const void *a, const void *b) {
   const confusion *x = a, *y = b;
@@ -240,10 +230,9 @@ int vlm_cmd_zeroshot(int argc, char **argv) {
   logits = malloc((size_t)N * (size_t)C * sizeof(float));
   ok = calloc((size_t)N, sizeof(int));
   if (!W || !emb || !logits || !ok) { fprintf(stderr, "vlm zeroshot: out of memory\n"); goto done; }
-  prompt_ctx pc = {&enc, {0}};
-  const int64_t n_prompts = (int64_t)n_classes * n_tpl;
-  vlm_tools_progress_start(&pc.pg, "zeroshot", "prompts", n_prompts, n_prompts > VLM_ZEROSHOT_PROMPTS_QUIET);
-  if (vlm_zeroshot_classifier(encode_prompts, &pc, (const char *const *)classes, n_classes, tpl, n_tpl, E,
+  vlm_tools_prompts pc;   /* the class prompts, with a progress line when there are many */
+  vlm_tools_prompts_start(&pc, &enc, "zeroshot", (int64_t)n_classes * n_tpl);
+  if (vlm_zeroshot_classifier(vlm_tools_prompts_cb, &pc, (const char *const *)classes, n_classes, tpl, n_tpl, E,
                               (int)batch, W) != VLM_OK) {
     fprintf(stderr, "vlm zeroshot: building the classifier: %s\n", vlm_last_error());
     goto done;

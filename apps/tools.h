@@ -38,6 +38,15 @@ typedef struct {
 void vlm_tools_progress_start(vlm_tools_progress *p, const char *cmd, const char *what, int64_t n, int on);
 void vlm_tools_progress_add(vlm_tools_progress *p, int64_t k, int64_t skipped);
 
+/* The class prompts of a zero-shot classifier (classes x templates: 80,000 for 1,000 classes
+ * and open_clip's 80, minutes with a large text tower), embedded by vlm_tools_prompts_cb for
+ * vlm_zeroshot_classifier with a progress line "CMD: k/n prompts" when there are more than
+ * VLM_TOOLS_PROMPTS_QUIET of them. */
+#define VLM_TOOLS_PROMPTS_QUIET 1000
+typedef struct { vlm_encoder *enc; vlm_tools_progress pg; } vlm_tools_prompts;
+void vlm_tools_prompts_start(vlm_tools_prompts *p, vlm_encoder *enc, const char *cmd, int64_t n);
+vlm_status vlm_tools_prompts_cb(void *ctx, const char *const *texts, int n, float *out);
+
 /* Embed n image files into out[n, E] (unit rows), batch by batch, decoding and
  * preprocessing a batch in parallel. ok[i] = 1 if file i was embedded, 0 if it
  * was skipped (its message printed as "vlm CMD: <error>"). progress != 0 prints a

@@ -116,6 +116,18 @@ int64_t vlm_pathlist_drop_duplicates(vlm_pathlist *files) {
   return dropped;
 }
 
+void vlm_tools_prompts_start(vlm_tools_prompts *p, vlm_encoder *enc, const char *cmd, int64_t n) {
+  p->enc = enc;
+  vlm_tools_progress_start(&p->pg, cmd, "prompts", n, n > VLM_TOOLS_PROMPTS_QUIET);
+}
+
+vlm_status vlm_tools_prompts_cb(void *ctx, const char *const *texts, int n, float *out) {
+  vlm_tools_prompts *p = ctx;
+  vlm_status st = vlm_encoder_texts(p->enc, texts, n, out);
+  if (st == VLM_OK) vlm_tools_progress_add(&p->pg, n, 0);
+  return st;
+}
+
 void vlm_tools_progress_start(vlm_tools_progress *p, const char *cmd, const char *what, int64_t n, int on) {
   memset(p, 0, sizeof *p);
   p->cmd = cmd;
