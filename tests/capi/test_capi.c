@@ -13,7 +13,6 @@
  *     a call leaves the calling thread's own OpenMP thread count as it was.
  * The fixture is read with a few lines of safetensors parsing (no vlm internals). */
 #define _POSIX_C_SOURCE 200809L
-#include <dirent.h>
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
@@ -22,8 +21,8 @@
 
 #include <vlm.h>
 
-static int g_fail = 0;
-#define CHECK(c, ...) do { if (!(c)) { g_fail++; printf("FAIL %s:%d: ", __FILE__, __LINE__); printf(__VA_ARGS__); printf("\n"); } } while (0)
+#include "capi_check.h"
+
 
 static unsigned char *slurp(const char *path, size_t *n) {
   FILE *f = fopen(path, "rb");
@@ -59,15 +58,6 @@ static const void *st_get(const unsigned char *file, size_t n, const char *name,
   return r;
 }
 
-/* Threads of this process (Linux: /proc/self/task), -1 when unknown. */
-static int process_threads(void) {
-  DIR *d = opendir("/proc/self/task");
-  if (!d) return -1;
-  int n = 0;
-  for (struct dirent *e; (e = readdir(d));) n += e->d_name[0] != '.';
-  closedir(d);
-  return n;
-}
 
 /* vlm_model_options.threads, run first: no OpenMP thread exists yet in this process. */
 static void check_threads(const char *dir) {

@@ -18,7 +18,6 @@
  *     f32 CoCa's captions unchanged;
  *   - messages name the API's options, not the vlm command's flags. */
 #define _POSIX_C_SOURCE 200809L
-#include <dirent.h>
 #include <math.h>
 #include <omp.h>
 #include <pthread.h>
@@ -29,8 +28,8 @@
 
 #include <vlm.h>
 
-static int g_fail = 0;
-#define CHECK(c, ...) do { if (!(c)) { g_fail++; printf("FAIL %s:%d: ", __FILE__, __LINE__); printf(__VA_ARGS__); printf("\n"); } } while (0)
+#include "capi_check.h"
+
 
 static int utf8_valid(const unsigned char *s) {
   while (*s) {
@@ -114,15 +113,6 @@ static float *embed4_thread(vlm_model *m, const char *const *images) {
   return out;
 }
 
-/* Threads of this process (Linux: /proc/self/task), -1 when unknown. */
-static int process_threads(void) {
-  DIR *d = opendir("/proc/self/task");
-  if (!d) return -1;
-  int n = 0;
-  for (struct dirent *e; (e = readdir(d));) n += e->d_name[0] != '.';
-  closedir(d);
-  return n;
-}
 
 /* vlm_model_options.threads on a thread that did not load the model: the OpenMP workers a
  * call started for this thread (none when it ran on one thread; libgomp keeps a team per
