@@ -96,6 +96,12 @@ static void copy_rows(vlm_tensor *all, int64_t j, int64_t B, const vlm_tensor *s
   vlm_copy(&r, src);
 }
 
+/* Ranks: every rank's blocks of the image and text feature rows. */
+static void gather_features(vlm_trainer *tr) {
+  VLM_CHECK(vlm_comm_allgather_rows(&tr->img_all) == VLM_OK && vlm_comm_allgather_rows(&tr->txt_all) == VLM_OK,
+            "trainer: %s", vlm_last_error());
+}
+
 /* ================================================================ CLIP */
 static void clip_visit(vlm_trainer *tr, int set, vlm_param_visit_fn fn, void *ctx) {
   vlm_clip_params *sets[4] = {&tr->p, &tr->g, &tr->m, &tr->v};
@@ -104,9 +110,10 @@ static void clip_visit(vlm_trainer *tr, int set, vlm_param_visit_fn fn, void *ct
 
 /* open_clip's contrastive accumulation and LiT locking (see model.h). Across ranks: this
  * rank's K micro-batches fill blocks rank*K .. rank*K+K-1 of the world x K*B rows, the
- * others come from the other ranks (allgather, before each micro-batch's loss), this rank's
- * local loss at dloss = 1 / world gives its share of the global loss's gradient for every
- * row, and the shares summed over ranks (allreduce) are the gradient of its own rows. */
+ * others come from the other ranks (allgather: once after pass 1 when K > 1, since pass 2's
+ * fresh rows hold the same values; before the loss when K = 1), this rank's local loss at
+ * dloss = 1 / world gives its share of the global loss's gradient for every row, and the
+ * shares summed over ranks (allreduce) are the gradient of its own rows. */
 static float clip_forward_backward(vlm_trainer *tr, const vlm_tensor *images, const vlm_tensor *ids) {
   const vlm_clip_config *c = &tr->model;
   const int64_t K = tr->cfg.accum_freq, B = tr->cfg.batch_size, j0 = (int64_t)tr->rank * K;
@@ -128,6 +135,7 @@ static float clip_forward_backward(vlm_trainer *tr, const vlm_tensor *images, co
         copy_rows(&tr->txt_all, j0 + j, B, &ta->features);
       }
     }
+    if (dist && K > 1) gather_features(tr);
   }
   /* 2. Per micro-batch: fresh forward with gradients of the trainable towers, the
    *    loss over all K*B features, backward into this micro-batch's rows. */
@@ -142,10 +150,7 @@ static float clip_forward_backward(vlm_trainer *tr, const vlm_tensor *images, co
       vlm_text_forward(&c->text, &tr->p.text, ta, &tx);
       copy_rows(&tr->txt_all, j0 + j, B, &ta->features);
     }
-    if (dist) {
-      VLM_CHECK(vlm_comm_allgather_rows(&tr->img_all) == VLM_OK && vlm_comm_allgather_rows(&tr->txt_all) == VLM_OK,
-                "trainer: %s", vlm_last_error());
-    }
+    if (dist && K == 1) gather_features(tr);
     vlm_clip_loss_forward(&tr->loss, &tr->img_all, &tr->txt_all, &tr->p.logit_scale);
     loss = vlm_get_f32(&tr->loss.loss, 0);
     vlm_zero(&tr->d_img_all);
@@ -228,8 +233,7 @@ static float coca_forward_backward(vlm_trainer *tr, const vlm_tensor *images, co
     vlm_coca_forward(c, p, s, images, ids);
     copy_rows(&tr->img_all, tr->rank, B, &s->pool.features);
     copy_rows(&tr->txt_all, tr->rank, B, &s->text.features);
-    VLM_CHECK(vlm_comm_allgather_rows(&tr->img_all) == VLM_OK && vlm_comm_allgather_rows(&tr->txt_all) == VLM_OK,
-              "trainer: %s", vlm_last_error());
+    gather_features(tr);
     vlm_clip_loss_forward(&tr->loss, &tr->img_all, &tr->txt_all, &p->logit_scale);
     vlm_zero(&tr->d_img_all);
     vlm_zero(&tr->d_txt_all);
@@ -276,6 +280,7 @@ static float coca_forward_backward(vlm_trainer *tr, const vlm_tensor *images, co
     vlm_text_forward(&c->text, &p->text, &s->text, &tx);
     copy_rows(&tr->txt_all, j0 + j, B, &s->text.features);
   }
+  if (dist) gather_features(tr);   /* pass 2's fresh rows hold the same values */
   /* 2. per micro-batch: the whole forward, the losses over all K, backward */
   float clip = 0;
   double cap_sum = 0;   /* the caption CE summed over the targets of the micro-batches done */
@@ -284,10 +289,6 @@ static float coca_forward_backward(vlm_trainer *tr, const vlm_tensor *images, co
     vlm_coca_forward(c, p, s, &im, &tx);
     copy_rows(&tr->img_all, j0 + j, B, &s->pool.features);
     copy_rows(&tr->txt_all, j0 + j, B, &s->text.features);
-    if (dist) {
-      VLM_CHECK(vlm_comm_allgather_rows(&tr->img_all) == VLM_OK && vlm_comm_allgather_rows(&tr->txt_all) == VLM_OK,
-                "trainer: %s", vlm_last_error());
-    }
     vlm_clip_loss_forward(&tr->loss, &tr->img_all, &tr->txt_all, &p->logit_scale);
     clip = vlm_get_f32(&tr->loss.loss, 0);
     vlm_zero(&tr->d_img_all);
