@@ -479,6 +479,11 @@ typedef struct {
   int n_entries;
   char **meta_keys, **meta_values;  /* __metadata__ (string -> string) */
   int n_meta;
+  /* Torch files (vlm_torch_open) only: contiguous copies of strided views (and of tensors
+   * misaligned in the file), one block freed by vlm_st_close; entries whose data lies in
+   * [owned, owned + owned_size) point there, all others into the mapping. NULL/0 otherwise. */
+  void *owned;
+  size_t owned_size;
 } vlm_safetensors;
 
 #define VLM_ST_MAX_HEADER (100u * 1024u * 1024u)
@@ -532,6 +537,138 @@ vlm_status vlm_st_writer_stage(vlm_st_writer *w, const char *path, vlm_atomic_fi
  * as it is. For programs (the vlm command): the library never installs handlers. */
 void vlm_atomic_remove_pending(void);
 void vlm_atomic_cleanup_on_signals(void);
+
+/* ------------------------------------------------------------------ torch files */
+/* Open PATH (torch.save's zip archive, PyTorch >= 1.6, or a torch.jit.save TorchScript archive) and
+ * list every tensor reachable from ARCHIVE/data.pkl's root object, named by its dotted path: dict keys
+ * (str or int keys), list/tuple indices and object attributes (BUILD state, TorchScript module
+ * attributes) joined by '.', e.g. "state_dict.module.visual.conv1.weight" or "visual.conv1.weight".
+ * The result is a vlm_safetensors, so vlm_st_find / vlm_st_read_f32 / vlm_st_tensor work on it: entries
+ * sorted by name, data pointing into the read-only mapping (contiguous tensors) or into owned
+ * contiguous copies (strided views), freed by vlm_st_close. Metadata (vlm_st_meta): "format" ->
+ * "torch" or "torchscript". Non-tensor leaves are ignored. Nothing is ever executed.
+ * Details: an entry's end - begin is its byte size (begin is its offset in the file for data in the
+ * mapping, 0 for a copy); data, st->data and data_size are as for safetensors with the whole file
+ * as the data section. A tensor saved alone (torch.save(t)) is named "". Two names for one tensor
+ * (tied weights) give two entries over the same bytes. Refused with a message naming the file:
+ * tensors vlm cannot hold (complex, quantized, sparse, meta, nested, more than 8 dims), compressed
+ * or encrypted records that must be read, CRC-32 mismatches of data.pkl and of every storage a
+ * tensor uses, big-endian archives and the legacy pre-1.6 format (the message says how to re-save). */
+vlm_status vlm_torch_open(vlm_safetensors *st, const char *path);
+/* 1 when the file starts like a zip archive ("PK\3\4"); 0 otherwise or when unreadable. */
+int vlm_torch_sniff(const char *path);
+/* Keep only entries whose name starts with prefix, with the prefix removed; re-sorted. An entry
+ * whose name is the prefix itself is dropped; no entry matching leaves none (VLM_OK). */
+vlm_status vlm_st_keep_prefix(vlm_safetensors *st, const char *prefix);
+/* Save the writer's tensors as torch.save(collections.OrderedDict(name -> tensor)) does (zip archive,
+ * pickle protocol 2, ARCHIVE/data.pkl + ARCHIVE/data/<i> + ARCHIVE/version, archive name = the file
+ * name's stem), to a temp file renamed into place like vlm_st_writer_save; torch.load reads it and
+ * open_clip's load_state_dict accepts it. Entries keep the order they were added in; metadata is
+ * not written (torch has no place for it); U16/U32/U64 tensors are refused (no torch storage type). */
+vlm_status vlm_st_writer_save_torch(vlm_st_writer *w, const char *path);
+
+/* Internals of the torch files, shared by core/crc32.c, zip_read.c, zip_write.c, pickle.c,
+ * torch_read.c, torch_write.c and their tests; not for the layers above core. */
+uint32_t vlm_crc32(uint32_t crc, const void *data, size_t n); /* CRC-32 (zip, IEEE); start with 0 */
+
+typedef struct {
+  char *name;
+  uint64_t header;      /* offset of the local header */
+  uint64_t offset;      /* offset of the data in the file */
+  uint64_t size;        /* stored (compressed) size; the data lies in [offset, offset + size) */
+  uint64_t usize;       /* uncompressed size */
+  uint32_t crc;
+  int method;           /* 0: stored */
+  int flags;
+} vlm_zip_entry;
+typedef struct {
+  const char *path;     /* for messages (not owned) */
+  const uint8_t *base;  /* the whole file (not owned) */
+  uint64_t size;
+  vlm_zip_entry *entries;   /* central directory order */
+  int *sorted;              /* entry indices sorted by name */
+  int n;
+} vlm_zip;
+/* Parse and check the central directory of the zip archive in base[0..size): every entry's data
+ * lies in the file before the central directory, no two entries overlap, names are unique, not
+ * empty and safe (no NUL, backslash, leading '/' or ".." part). */
+vlm_status vlm_zip_open(vlm_zip *z, const char *path, const uint8_t *base, uint64_t size);
+void vlm_zip_close(vlm_zip *z);
+const vlm_zip_entry *vlm_zip_find(const vlm_zip *z, const char *name);
+/* The entry's bytes for reading: refuses compressed or encrypted entries and checks the CRC-32. */
+vlm_status vlm_zip_data(const vlm_zip *z, const vlm_zip_entry *e, const uint8_t **data);
+
+/* Zip writer: stored entries, data aligned to 64 bytes, zip64 records when a size, an offset or
+ * the entry count needs them (or always with force_zip64). Errors name path. */
+typedef struct {
+  FILE *f;
+  const char *path;
+  uint64_t pos;
+  struct vlm_zip_went *e;
+  int n, cap;
+  int force_zip64;
+} vlm_zip_writer;
+void vlm_zip_writer_init(vlm_zip_writer *zw, FILE *f, const char *path);
+/* n bytes at data on device dev (CPU or CUDA). */
+vlm_status vlm_zip_writer_add(vlm_zip_writer *zw, const char *name, const void *data, uint64_t n,
+                              vlm_device dev);
+vlm_status vlm_zip_writer_finish(vlm_zip_writer *zw);   /* the central directory and end records */
+void vlm_zip_writer_free(vlm_zip_writer *zw);
+
+/* Pickle values (core/pickle.c). Strings and bytes point into the pickle (not NUL-terminated). */
+typedef enum {
+  VLM_PK_NONE, VLM_PK_BOOL, VLM_PK_INT, VLM_PK_BIGINT, VLM_PK_FLOAT, VLM_PK_STR, VLM_PK_BYTES,
+  VLM_PK_TUPLE, VLM_PK_LIST, VLM_PK_DICT, VLM_PK_SET, VLM_PK_GLOBAL, VLM_PK_OBJ, VLM_PK_EXT
+} vlm_pk_kind;
+typedef struct vlm_pk vlm_pk;
+struct vlm_pk {
+  vlm_pk_kind kind;
+  int visiting;               /* for walks over the value graph (cycles) */
+  int64_t i;                  /* BOOL, INT */
+  double f;                   /* FLOAT */
+  const char *s, *s2;         /* STR, BYTES: s; GLOBAL: module s, name s2 */
+  size_t len, len2;
+  vlm_pk **items;             /* TUPLE, LIST, SET items; items APPENDed to an OBJ */
+  size_t n, cap;
+  vlm_pk **kv;                /* DICT: key, value pairs (2 * nkv pointers); items set on an OBJ */
+  size_t nkv, capkv;
+  vlm_pk *func, *args, *state;  /* OBJ: made by REDUCE/NEWOBJ/INST/OBJ; state from BUILD */
+  void *ext;                  /* EXT: what a hook made */
+};
+typedef struct vlm_pickle vlm_pickle;
+typedef struct {
+  void *ctx;
+  /* BINPERSID / PERSID: the value of a persistent id (required: no hook, no persistent ids). */
+  vlm_status (*persistent_load)(void *ctx, vlm_pickle *p, vlm_pk *pid, vlm_pk **out);
+  /* REDUCE / NEWOBJ: callable(*args); *out = NULL leaves a plain OBJ. Optional. */
+  vlm_status (*reduce)(void *ctx, vlm_pickle *p, vlm_pk *callable, vlm_pk *args, vlm_pk **out);
+} vlm_pickle_hooks;
+/* Run the pickle in data[0..n) (protocols 0-5; nothing is imported or called: globals are names,
+ * calls are OBJ values unless a hook makes them something else) into *root. what names the
+ * pickle in messages ("model.pt: archive/data.pkl"). *out is set even on failure (free it). */
+vlm_status vlm_pickle_load(vlm_pickle **out, vlm_pk **root, const uint8_t *data, size_t n,
+                           const char *what, const vlm_pickle_hooks *hooks);
+vlm_pk *vlm_pickle_new(vlm_pickle *p, vlm_pk_kind kind);   /* zeroed; NULL when out of memory */
+void *vlm_pickle_alloc(vlm_pickle *p, size_t n);           /* zeroed, freed with p */
+const char *vlm_pickle_what(const vlm_pickle *p);
+void vlm_pickle_free(vlm_pickle *p);
+int vlm_pk_is_str(const vlm_pk *v, const char *s);          /* a STR equal to s */
+int vlm_pk_is_global(const vlm_pk *v, const char *module, const char *name);
+
+/* The safetensors writer's entries for other formats (core/torch_write.c). */
+typedef struct {
+  const char *name;
+  vlm_dtype dtype;
+  vlm_device device;
+  int ndim;
+  const int64_t *shape;
+  const void *data;
+  uint64_t nbytes;
+} vlm_st_went;
+/* VLM_OK, or the writer's first failure (its message set, prefixed with path). */
+vlm_status vlm_st__writer_check(const vlm_st_writer *w, const char *path);
+int vlm_st__writer_count(const vlm_st_writer *w);
+void vlm_st__writer_entry(const vlm_st_writer *w, int i, vlm_st_went *out);   /* in the order added */
 
 /* ------------------------------------------------------------------ devices */
 int vlm_cuda_available(void);              /* a usable GPU is present (0 in CPU-only builds) */

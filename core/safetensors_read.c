@@ -458,6 +458,7 @@ void vlm_st_close(vlm_safetensors *st) {
   free(st->meta_keys);
   free(st->meta_values);
   if (st->map) munmap(st->map, st->map_size);
+  free(st->owned);
   free(st->path);
   memset(st, 0, sizeof *st);
 }

@@ -764,3 +764,26 @@ done:
   free(hb.p);
   return s;
 }
+
+/* ------------------------------------------------------------------ for other formats */
+
+vlm_status vlm_st__writer_check(const vlm_st_writer *w, const char *path) {
+  if (!w) return vlm_error(VLM_ERR_ARG, "safetensors writer: NULL writer");
+  if (w->err)
+    return vlm_error(w->err, "%s: not saved, an earlier call on this writer failed: %s", path,
+                     w->errmsg ? w->errmsg : vlm_status_name(w->err));
+  return VLM_OK;
+}
+
+int vlm_st__writer_count(const vlm_st_writer *w) { return w ? w->n : 0; }
+
+void vlm_st__writer_entry(const vlm_st_writer *w, int i, vlm_st_went *out) {
+  const wentry *e = &w->e[i];
+  out->name = e->name;
+  out->dtype = e->dtype;
+  out->device = e->device;
+  out->ndim = e->ndim;
+  out->shape = e->shape;
+  out->data = e->data;
+  out->nbytes = e->nbytes;
+}
