@@ -25,6 +25,7 @@
 #endif
 
 static char g_dir[4096];
+static const char *g_shared;   /* ../shared (argv[1]), only for VLM_TORCH_WRITE_DIR */
 
 static const char *tpath(char *buf, size_t n, const char *name) {
   snprintf(buf, n, "%s/%s", g_dir, name);
@@ -393,6 +394,22 @@ static void test_write(void) {
     snprintf(q, sizeof q, "%s/vlm_written.pt", keep);
     CHECK(vlm_st_writer_save_torch(w, q) == VLM_OK, "save for check_written.py: %s", vlm_last_error());
     printf("wrote %s for tests/data/torch/check_written.py\n", q);
+    /* an open_clip state dict: the tiny-clip fixture's weights, when the shared dir is here */
+    char fx[4200];
+    vlm_safetensors src;
+    if (g_shared && snprintf(fx, sizeof fx, "%s/fixtures/tiny-clip/model.safetensors", g_shared) > 0 &&
+        vlm_st_open(&src, fx) == VLM_OK) {
+      vlm_st_writer *mw = vlm_st_writer_new();
+      for (int i = 0; i < src.n_entries; i++) {
+        vlm_tensor t = vlm_st_tensor(&src.entries[i]);
+        vlm_st_writer_add_tensor(mw, src.entries[i].name, &t);
+      }
+      snprintf(q, sizeof q, "%s/tiny-clip.pt", keep);
+      CHECK(vlm_st_writer_save_torch(mw, q) == VLM_OK, "save tiny-clip as a torch file: %s", vlm_last_error());
+      printf("wrote %s (from %s) for check_written.py\n", q, fx);
+      vlm_st_writer_free(mw);
+      vlm_st_close(&src);
+    }
   }
   vlm_st_writer_free(w);
 
@@ -561,6 +578,12 @@ static void test_crafted_pickles(void) {
     vlm_st_close(&st);
   }
   CHECK(open_count(&b, &n) && n == 1, "the same without zip64");
+  const char *keep = getenv("VLM_TORCH_WRITE_DIR");
+  if (keep && keep[0]) {   /* for check_written.py: zip64 records as PyTorch reads them */
+    snprintf(p, sizeof p, "%s/zip64.pt", keep);
+    write_archive(p, &b, 1);
+    printf("wrote %s for check_written.py\n", p);
+  }
 
   pk_one(&b, "FloatStorage", 16, 10, 2, (int64_t[]){2, 3}, (int64_t[]){4, 1});
   expect_pickle_fail(&b, "reaches element 16", "view past the storage");
@@ -878,8 +901,9 @@ static void rm_tree(const char *dir) {
   rmdir(dir);
 }
 
-int main(void) {
+int main(int argc, char **argv) {
   umask(022);
+  g_shared = vt_shared_dir(argc, argv);
   const char *tmp = getenv("TMPDIR");
   snprintf(g_dir, sizeof g_dir, "%s/vlm-torch-test-XXXXXX", tmp && tmp[0] ? tmp : "/tmp");
   if (!mkdtemp(g_dir)) {
