@@ -22,7 +22,8 @@ int vlm_app_coca_info(const char *model);
 int vlm_app_coca_forward(const char *model, const char *inputs, const char *out, const char *grads, int bf16,
                          vlm_device dev);
 int vlm_app_is_coca_name_or_model(const char *init_name, const char *model);
-int vlm_app_coca_convert(const char *model, const char *init, int to_hf, const char *out, uint64_t seed);
+int vlm_app_coca_convert(const char *model, const char *config, const char *init, int to_hf, int torch,
+                         const char *out, uint64_t seed);
 int vlm_cmd_zeroshot(int argc, char **argv);
 int vlm_cmd_index(int argc, char **argv);
 int vlm_cmd_search(int argc, char **argv);

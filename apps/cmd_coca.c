@@ -164,7 +164,8 @@ int vlm_app_is_coca_name_or_model(const char *init_name, const char *model) {
   return model && vlm_model_is_coca(model) == 1;
 }
 
-int vlm_app_coca_convert(const char *model, const char *init, int to_hf, const char *out, uint64_t seed) {
+int vlm_app_coca_convert(const char *model, const char *config, const char *init, int to_hf, int torch,
+                         const char *out, uint64_t seed) {
   if (to_hf) {
     fprintf(stderr, "vlm convert: Hugging Face has no CoCa layout; use --to open_clip\n");
     return 2;
@@ -177,7 +178,7 @@ int vlm_app_coca_convert(const char *model, const char *init, int to_hf, const c
       return 1;
     }
     vlm_coca_params_init_openclip(&p, &c, seed);
-  } else if (vlm_coca_load(model, &c, &p) != VLM_OK) {
+  } else if (vlm_coca_load_as(model, config, &c, &p) != VLM_OK) {
     fprintf(stderr, "vlm convert: %s\n", vlm_last_error());
     return 1;
   }
@@ -185,13 +186,13 @@ int vlm_app_coca_convert(const char *model, const char *init, int to_hf, const c
   if (mkdir(out, 0777) != 0 && errno != EEXIST) {
     fprintf(stderr, "vlm convert: %s: cannot create the directory: %s\n", out, strerror(errno));
     rc = 1;
-  } else if (vlm_coca_save_dir(&p, &c, out) != VLM_OK) {
+  } else if (vlm_coca_save_dir_as(&p, &c, out, torch) != VLM_OK) {
     fprintf(stderr, "vlm convert: %s\n", vlm_last_error());
     rc = 1;
   } else {
-    printf("wrote %s (open_clip layout, CoCa, %lld parameters) from %s (%s)\n", out,
-           (long long)vlm_coca_params_count(&p, &c), init ? init : model,
-           init ? "open_clip initialisation" : "open_clip");
+    printf("wrote %s (open_clip layout, CoCa, %lld parameters, %s) from %s (%s)\n", out,
+           (long long)vlm_coca_params_count(&p, &c), torch ? "PyTorch checkpoint" : "safetensors",
+           init ? init : model, init ? "open_clip initialisation" : "open_clip");
   }
   vlm_coca_params_free(&p);
   return rc;

@@ -1,4 +1,4 @@
-/* vlm convert --model PATH --to open_clip|hf --out DIR */
+/* vlm convert (--model PATH [--config SPEC] | --init NAME) --to open_clip|hf [--format safetensors|torch] --out DIR */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,22 +11,33 @@
 
 static void usage(FILE *f) {
   fprintf(f,
-          "usage: vlm convert (--model PATH | --init NAME [--seed N]) --to open_clip|hf --out DIR\n"
+          "usage: vlm convert (--model PATH [--config SPEC] | --init NAME [--seed N])\n"
+          "                   --to open_clip|hf [--format safetensors|torch] --out DIR\n"
           "\n"
           "Writes a CLIP checkpoint (any format 'vlm info' reads) into DIR (created if\n"
           "missing) in the chosen layout:\n"
           "  open_clip  open_clip_config.json + open_clip_model.safetensors, as open_clip's\n"
           "             hub export writes them: open_clip.create_model('local-dir:DIR') in\n"
-          "             open_clip releases from 2025 on; older ones (2.24) build the model\n"
-          "             from the config's model_cfg and load_state_dict(safetensors.torch.\n"
-          "             load_file(...)) (their pretrained= reads torch pickles only)\n"
+          "             open_clip releases from 2025 on\n"
           "  hf         config.json + model.safetensors for transformers' CLIPModel\n"
           "             (q/k/v split, projections transposed; LayerNorm eps and eos pooling kept)\n"
-          "PATH may be a sharded Hugging Face save (model.safetensors.index.json + shards);\n"
-          "PyTorch pickles (.bin) are not read. A text tower that pools at an eos id other\n"
-          "than the largest id (a Hugging Face config) has no open_clip form: --to\n"
-          "open_clip refuses it. A LayerNorm eps other than 1e-5 is written as open_clip's\n"
-          "norm_kwargs.\n"
+          "--format torch writes the weights as a PyTorch checkpoint instead (torch.save of\n"
+          "the state dict: open_clip_pytorch_model.bin / pytorch_model.bin), which every\n"
+          "open_clip release reads: open_clip.create_model_and_transforms(NAME,\n"
+          "pretrained='DIR/open_clip_pytorch_model.bin'), or torch.load.\n"
+          "\n"
+          "PATH may be a PyTorch checkpoint: a hub directory holding\n"
+          "open_clip_pytorch_model.bin or pytorch_model.bin (+ shards) with its config,\n"
+          "OpenAI's TorchScript archive (ViT-B-32.pt: its config is read off the weights'\n"
+          "shapes), or open_clip's training checkpoint (epoch_N.pt: its \"state_dict\",\n"
+          "without DistributedDataParallel's \"module.\" prefix). Nothing in a pickle is\n"
+          "executed: vlm reads the tensors and nothing else. A checkpoint without a config\n"
+          "beside it takes --config SPEC: a config file (open_clip model_cfg or Hugging\n"
+          "Face CLIPConfig), a built-in NAME (below), or 'openai' (read off the shapes as\n"
+          "open_clip does for OpenAI's weights: heads of 64, QuickGELU).\n"
+          "A text tower that pools at an eos id other than the largest id (a Hugging Face\n"
+          "config) has no open_clip form: --to open_clip refuses it. A LayerNorm eps other\n"
+          "than 1e-5 is written as open_clip's norm_kwargs.\n"
           "Tensors are written as F32; each file is replaced atomically. The model's\n"
           "tokenizer, when one is found beside it (as 'vlm zeroshot' looks), is copied too\n"
           "(vocab.json + merges.txt, or OpenAI's bpe_simple_vocab_16e6.txt.gz).\n"
@@ -38,6 +49,9 @@ static void usage(FILE *f) {
           "Examples:\n"
           "  vlm convert --model ../shared/fixtures/tiny-clip --to hf --out tiny-clip-hf\n"
           "  vlm convert --model tiny-clip-hf --to open_clip --out tiny-clip-oc\n"
+          "  vlm convert --model ~/.cache/clip/ViT-B-32.pt --to open_clip --out vit-b-32-openai\n"
+          "  vlm convert --model logs/run/checkpoints/epoch_32.pt --config ViT-B-32 --to open_clip --out mine\n"
+          "  vlm convert --model runs/shapes-demo --to open_clip --format torch --out for-open-clip\n"
           "  vlm convert --init ViT-B-32 --seed 1 --to open_clip --out vit-b-32-random\n"
           "  vlm convert --init coca-small --to open_clip --out coca-small-random   (CoCa: open_clip layout only)\n");
 }
@@ -80,14 +94,17 @@ static int copy_tokenizer(const char *model, const char *out) {
 }
 
 int vlm_cmd_convert(int argc, char **argv) {
-  const char *model = NULL, *to = NULL, *out = NULL, *init = NULL, *seed_s = "0";
+  const char *model = NULL, *to = NULL, *out = NULL, *init = NULL, *seed_s = "0", *config = NULL,
+             *format = "safetensors";
   for (int i = 1; i < argc; i++) {
     if (vlm_app_is_help(argv[i])) { usage(stdout); return 0; }
     const char **slot = !strcmp(argv[i], "--model") ? &model
                       : !strcmp(argv[i], "--to")    ? &to
                       : !strcmp(argv[i], "--out")   ? &out
                       : !strcmp(argv[i], "--init")  ? &init
-                      : !strcmp(argv[i], "--seed")  ? &seed_s : NULL;
+                      : !strcmp(argv[i], "--seed")  ? &seed_s
+                      : !strcmp(argv[i], "--config") ? &config
+                      : !strcmp(argv[i], "--format") ? &format : NULL;
     if (!slot) return vlm_app_bad_arg("vlm convert", argv[i]);
     if (!(*slot = vlm_app_value("vlm convert", argc, argv, &i))) return 2;
   }
@@ -102,13 +119,22 @@ int vlm_cmd_convert(int argc, char **argv) {
     fprintf(stderr, "vlm convert: --to must be open_clip or hf, got '%s'\n", to);
     return 2;
   }
+  const int torch = !strcmp(format, "torch");
+  if (!torch && strcmp(format, "safetensors")) {
+    fprintf(stderr, "vlm convert: --format must be safetensors or torch, got '%s'\n", format);
+    return 2;
+  }
+  if (config && init) {
+    fprintf(stderr, "vlm convert: --config goes with --model (the config of its weights); --init names its own\n");
+    return 2;
+  }
   vlm_clip_config c;
   vlm_clip_params p;
   vlm_ckpt_format src;
   long long seed = 0;
   if (!vlm_app_parse_int("vlm convert", "--seed", seed_s, 0, (1LL << 62), &seed)) return 2;
-  if (vlm_app_is_coca_name_or_model(init, model)) {
-    int crc = vlm_app_coca_convert(model, init, fmt == VLM_CKPT_HF, out, (uint64_t)seed);
+  if (config ? vlm_coca_config_spec_is_coca(config) : vlm_app_is_coca_name_or_model(init, model)) {
+    int crc = vlm_app_coca_convert(model, config, init, fmt == VLM_CKPT_HF, torch, out, (uint64_t)seed);
     return crc == 0 && !init ? copy_tokenizer(model, out) : crc;
   }
   if (init) {
@@ -123,7 +149,7 @@ int vlm_cmd_convert(int argc, char **argv) {
     vlm_clip_params_init_openclip(&p, &c, (uint64_t)seed);
     src = VLM_CKPT_OPENCLIP;
     model = init;
-  } else if (vlm_clip_load(model, &c, &p, &src) != VLM_OK) {
+  } else if (vlm_clip_load_as(model, config, &c, &p, &src) != VLM_OK) {
     fprintf(stderr, "vlm convert: %s\n", vlm_last_error());
     return 1;
   }
@@ -134,12 +160,12 @@ int vlm_cmd_convert(int argc, char **argv) {
   } else if (mkdir(out, 0777) != 0 && errno != EEXIST) {
     fprintf(stderr, "vlm convert: %s: cannot create the directory: %s\n", out, strerror(errno));
     rc = 1;
-  } else if (vlm_clip_save_dir(&p, &c, out, fmt) != VLM_OK) {
+  } else if (vlm_clip_save_dir_as(&p, &c, out, fmt, torch) != VLM_OK) {
     fprintf(stderr, "vlm convert: %s\n", vlm_last_error());
     rc = 1;
   } else {
-    printf("wrote %s (%s layout, %lld parameters) from %s (%s)\n", out, vlm_ckpt_format_name(fmt),
-           (long long)vlm_clip_params_count(&p, &c, NULL, NULL), model,
+    printf("wrote %s (%s layout, %lld parameters, %s) from %s (%s)\n", out, vlm_ckpt_format_name(fmt),
+           (long long)vlm_clip_params_count(&p, &c, NULL, NULL), torch ? "PyTorch checkpoint" : "safetensors", model,
            init ? "open_clip initialisation" : vlm_ckpt_format_name(src));
     if (!init) rc = copy_tokenizer(model, out);
   }

@@ -15,13 +15,19 @@ static void usage(FILE *f) {
           "open_clip_config.json + open_clip_model.safetensors (open_clip), or\n"
           "config.json + model.safetensors (a model_cfg, or a Hugging Face CLIPModel; or\n"
           "model.safetensors.index.json + its shards), or one of those config files (the\n"
-          "weights are read from beside it). With both layouts in one directory the\n"
-          "open_clip one is read when its safetensors weights are there.\n"
+          "weights are read from beside it). PyTorch checkpoints stand in for the\n"
+          "safetensors files (open_clip_pytorch_model.bin, pytorch_model.bin and its\n"
+          "shards), and PATH may be such a file itself: OpenAI's TorchScript archives\n"
+          "(ViT-B-32.pt) have their config read off the weights' shapes; a plain state\n"
+          "dict (open_clip's epoch_N.pt) needs its config beside it, or 'vlm convert\n"
+          "--config'. With both layouts in one directory the open_clip one is read\n"
+          "when its weights are there; safetensors are read before pickles.\n"
           "\n"
           "Examples:\n"
           "  vlm info --model ../shared/fixtures/tiny-clip\n"
           "  vlm info --model ../shared/fixtures/tiny-clip/config_hf.json\n"
-          "  vlm info --model ../shared/fixtures/tiny-coca\n");
+          "  vlm info --model ../shared/fixtures/tiny-coca\n"
+          "  vlm info --model ~/.cache/clip/ViT-B-32.pt\n");
 }
 
 int vlm_cmd_info(int argc, char **argv) {
@@ -51,7 +57,8 @@ int vlm_cmd_info(int argc, char **argv) {
   const vlm_text_config *t = &c.text;
   printf("model: CLIP (%s checkpoint) from %s\n", vlm_ckpt_format_name(fmt), model);
   char cfg[4200], weights[4200];
-  if (vlm_model_paths(model, cfg, weights, sizeof cfg) == VLM_OK) printf("files: %s, %s\n", cfg, weights);
+  if (vlm_model_paths(model, cfg, weights, sizeof cfg) == VLM_OK)
+    printf("files: %s, %s\n", cfg[0] ? cfg : "(config read off the weights' shapes, OpenAI's rule)", weights);
   printf("embed_dim: %lld, activation: %s, logit_scale: %g (exp %g)\n", (long long)c.embed_dim,
          c.quick_gelu ? "quick_gelu" : "gelu", *vlm_f32(&p.logit_scale), expf(*vlm_f32(&p.logit_scale)));
   printf("vision: ViT image %lld, patch %lld (%lld tokens), width %lld, layers %lld, heads %lld, mlp %lld\n",

@@ -566,6 +566,8 @@ vlm_status vlm_st_keep_prefix(vlm_safetensors *st, const char *prefix);
  * open_clip's load_state_dict accepts it. Entries keep the order they were added in; metadata is
  * not written (torch has no place for it); U16/U32/U64 tensors are refused (no torch storage type). */
 vlm_status vlm_st_writer_save_torch(vlm_st_writer *w, const char *path);
+/* The same, written into *staged and not yet renamed into place (as vlm_st_writer_stage). */
+vlm_status vlm_st_writer_stage_torch(vlm_st_writer *w, const char *path, vlm_atomic_file *staged);
 
 /* Internals of the torch files, shared by core/crc32.c, zip_read.c, zip_write.c, pickle.c,
  * torch_read.c, torch_write.c and their tests; not for the layers above core. */

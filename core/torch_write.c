@@ -189,6 +189,13 @@ static vlm_status write_all(const vlm_st_writer *w, vlm_zip_writer *zw, const ch
 }
 
 vlm_status vlm_st_writer_save_torch(vlm_st_writer *w, const char *path) {
+  vlm_atomic_file af;
+  vlm_status s = vlm_st_writer_stage_torch(w, path, &af);
+  return s == VLM_OK ? vlm_atomic_commit(&af) : s;
+}
+
+vlm_status vlm_st_writer_stage_torch(vlm_st_writer *w, const char *path, vlm_atomic_file *staged) {
+  memset(staged, 0, sizeof *staged);
   if (!path || !path[0]) return vlm_error(VLM_ERR_ARG, "torch writer: empty file path");
   vlm_status s = vlm_st__writer_check(w, path);
   if (s != VLM_OK) return s;
@@ -215,5 +222,6 @@ vlm_status vlm_st_writer_save_torch(vlm_st_writer *w, const char *path) {
     vlm_atomic_abort(&af);
     return s;
   }
-  return vlm_atomic_commit(&af);
+  *staged = af;   /* written: the caller commits or aborts it */
+  return VLM_OK;
 }

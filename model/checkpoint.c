@@ -315,30 +315,53 @@ static int find_weights(const char *dir, int dir_len, const char *name, char *ou
   return is_file(out);
 }
 
+/* A weights file given as the model path: a PyTorch checkpoint, a .safetensors file or a
+ * sharded save's index. */
+static int is_weights_file(const char *path) {
+  size_t n = strlen(path);
+  return vlm_torch_sniff(path) || (n >= 12 && !strcmp(path + n - 12, ".safetensors")) || vlm_weights_is_index(path);
+}
+
 vlm_status vlm_model_paths(const char *path, char *cfg, char *weights, size_t n) {
   if (is_dir(path)) {
-    /* open_clip's pair first; then the HF pair, also when open_clip's config is there without its
-     * safetensors weights (hub repos holding both layouts, the open_clip one as a .bin only) */
+    /* safetensors before PyTorch pickles, open_clip's pair before the HF pair; when none is
+     * complete, open_clip's names if its config is there (the error then names its weights) */
+    static const char *const pairs[4][2] = {{"open_clip_config.json", "open_clip_model.safetensors"},
+                                            {"config.json", "model.safetensors"},
+                                            {"open_clip_config.json", "open_clip_pytorch_model.bin"},
+                                            {"config.json", "pytorch_model.bin"}};
     int len = (int)strlen(path);
+    for (int i = 0; i < 4; i++) {
+      snprintf(cfg, n, "%s/%s", path, pairs[i][0]);
+      if (is_file(cfg) && find_weights(path, len, pairs[i][1], weights, n)) return VLM_OK;
+    }
     snprintf(cfg, n, "%s/open_clip_config.json", path);
-    const int oc = is_file(cfg);
-    if (!oc || !find_weights(path, len, "open_clip_model.safetensors", weights, n)) {
+    snprintf(weights, n, "%s/open_clip_model.safetensors", path);
+    if (!is_file(cfg)) {
       snprintf(cfg, n, "%s/config.json", path);
-      if ((!find_weights(path, len, "model.safetensors", weights, n) || !is_file(cfg)) && oc) {
-        snprintf(cfg, n, "%s/open_clip_config.json", path);
-        snprintf(weights, n, "%s/open_clip_model.safetensors", path);
-      }
+      snprintf(weights, n, "%s/model.safetensors", path);
     }
   } else if (is_file(path)) {
-    snprintf(cfg, n, "%s", path);
     const char *slash = strrchr(path, '/');
     int dir_len = slash ? (int)(slash - path) : 1;
     const char *dir = slash ? path : ".";
     const char *base = slash ? slash + 1 : path;
-    const char *wname = !strcmp(base, "open_clip_config.json") ? "open_clip_model.safetensors"
-                        : !strcmp(base, "config_hf.json")      ? "model_hf.safetensors"
-                                                               : "model.safetensors";
-    find_weights(dir, dir_len, wname, weights, n);
+    if (is_weights_file(path)) {
+      /* the weights themselves: the config beside them, when there is one; else none (a
+       * TorchScript archive's is read off its shapes: vlm_clip_config_resolve) */
+      snprintf(weights, n, "%s", path);
+      snprintf(cfg, n, "%.*s/open_clip_config.json", dir_len, dir);
+      if (!is_file(cfg)) snprintf(cfg, n, "%.*s/config.json", dir_len, dir);
+      if (!is_file(cfg)) snprintf(cfg, n, "%.*s/../params.txt", dir_len, dir);   /* open_clip's LOGS/RUN/checkpoints/ */
+      if (!is_file(cfg)) cfg[0] = 0;
+      return VLM_OK;
+    }
+    snprintf(cfg, n, "%s", path);
+    const int oc = !strcmp(base, "open_clip_config.json"), hf = !strcmp(base, "config_hf.json");
+    const char *st_name = oc ? "open_clip_model.safetensors" : hf ? "model_hf.safetensors" : "model.safetensors";
+    if (!find_weights(dir, dir_len, st_name, weights, n) && !hf &&
+        !find_weights(dir, dir_len, oc ? "open_clip_pytorch_model.bin" : "pytorch_model.bin", weights, n))
+      find_weights(dir, dir_len, st_name, weights, n);   /* missing: named in the error */
   } else {
     return vlm_error(VLM_ERR_IO, "%s: no such file or directory", path);
   }
@@ -348,35 +371,19 @@ vlm_status vlm_model_paths(const char *path, char *cfg, char *weights, size_t n)
 
 vlm_status vlm_model_weights_exist(const char *cfg, const char *weights) {
   if (is_file(weights)) return VLM_OK;
-  /* PyTorch pickles beside it: say so, and how to get safetensors from them */
-  static const char *const pickles[] = {"open_clip_pytorch_model.bin", "pytorch_model.bin",
-                                        "pytorch_model.bin.index.json", NULL};
-  const char *slash = strrchr(weights, '/');
-  int dir_len = slash ? (int)(slash - weights) : 1;
-  const char *dir = slash ? weights : ".";
-  char bin[4200];
-  for (int i = 0; pickles[i]; i++) {
-    snprintf(bin, sizeof bin, "%.*s/%s", dir_len, dir, pickles[i]);
-    if (!is_file(bin)) continue;
-    const int oc = i == 0;
-    return vlm_error(VLM_ERR_UNSUPPORTED,
-                     "%s: missing (the weights for %s); %s is there, but it is a PyTorch pickle, which vlm does not "
-                     "read (only safetensors). Re-save it once in Python: %s", weights, cfg, bin,
-                     oc ? "safetensors.torch.save_file(torch.load(BIN, map_location='cpu'), "
-                          "'DIR/open_clip_model.safetensors')"
-                        : "transformers.CLIPModel.from_pretrained(DIR).save_pretrained(DIR, safe_serialization=True)");
-  }
   return vlm_error(VLM_ERR_IO, "%s: missing (the weights for %s)", weights, cfg);
 }
 
-vlm_status vlm_clip_load(const char *path, vlm_clip_config *c, vlm_clip_params *p, vlm_ckpt_format *fmt) {
+vlm_status vlm_clip_load_as(const char *path, const char *config, vlm_clip_config *c, vlm_clip_params *p,
+                            vlm_ckpt_format *fmt) {
   char cfg[4096], weights[4096];
   vlm_status ps = vlm_model_paths(path, cfg, weights, sizeof cfg);
-  if (ps != VLM_OK) return ps;
+  if (ps != VLM_OK && !(config && is_file(path))) return ps;
+  if (ps != VLM_OK) snprintf(weights, sizeof weights, "%s", path);   /* a bare weights file, its config named */
   int hf = 0;
-  vlm_status s = vlm_clip_config_load(c, cfg, &hf);
+  vlm_status s = config ? vlm_clip_config_named(c, config, weights, &hf) : vlm_clip_config_resolve(c, cfg, weights, &hf);
   if (s != VLM_OK) return s;
-  s = vlm_model_weights_exist(cfg, weights);
+  s = vlm_model_weights_exist(config ? config : cfg, weights);
   if (s != VLM_OK) return s;
   s = vlm_clip_params_init(p, c);
   if (s != VLM_OK) return s;
@@ -384,4 +391,8 @@ vlm_status vlm_clip_load(const char *path, vlm_clip_config *c, vlm_clip_params *
   s = vlm_clip_load_safetensors(p, c, weights, *fmt);
   if (s != VLM_OK) vlm_clip_params_free(p);
   return s;
+}
+
+vlm_status vlm_clip_load(const char *path, vlm_clip_config *c, vlm_clip_params *p, vlm_ckpt_format *fmt) {
+  return vlm_clip_load_as(path, NULL, c, p, fmt);
 }

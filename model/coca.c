@@ -104,8 +104,13 @@ vlm_status vlm_coca_save_safetensors(vlm_coca_params *p, const vlm_coca_config *
 
 vlm_status vlm_coca_stage_safetensors(vlm_coca_params *p, const vlm_coca_config *c, const char *path,
                                       vlm_atomic_file *staged) {
+  return vlm_coca_stage_weights(p, c, path, 0, staged);
+}
+
+vlm_status vlm_coca_stage_weights(vlm_coca_params *p, const vlm_coca_config *c, const char *path, int torch,
+                                  vlm_atomic_file *staged) {
   coca_model m = {p, c};
-  return vlm_stage_safetensors_visit(visit_all, &m, path, staged);
+  return vlm_stage_weights_visit(visit_all, &m, path, torch, staged);
 }
 
 /* ---------------------------------------------------------------- initialisation

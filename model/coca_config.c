@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "model/config_json.h"
 #include "model/model.h"
@@ -157,6 +158,13 @@ vlm_status vlm_coca_config_parse(vlm_coca_config *c, const char *json, const cha
 }
 
 vlm_status vlm_coca_config_load(vlm_coca_config *c, const char *path) {
+  if (vlm_is_openclip_params(path)) {   /* open_clip's training log: its model by name */
+    char name[256];
+    vlm_status s = vlm_openclip_params_model(path, name, sizeof name);
+    if (s == VLM_OK && vlm_coca_config_builtin(c, name) != VLM_OK)
+      s = vlm_error(VLM_ERR_UNSUPPORTED, "%s: model %s is not one of vlm's built-in CoCa configs", path, name);
+    return s;
+  }
   char *json;
   vlm_status s = vlm_read_text_file(path, &json);
   if (s != VLM_OK) return s;
@@ -269,6 +277,14 @@ char *vlm_coca_config_to_json(const vlm_coca_config *c) {
 int vlm_model_is_coca(const char *path) {
   char cfg[4096], weights[4096];
   if (vlm_model_paths(path, cfg, weights, sizeof cfg) != VLM_OK) return -1;
+  if (!cfg[0]) return 0;   /* a weights file without a config: CLIP's rules apply (vlm_clip_config_resolve) */
+  if (vlm_is_openclip_params(cfg)) {
+    char name[256];
+    if (vlm_openclip_params_model(cfg, name, sizeof name) != VLM_OK) return -1;
+    for (int i = 0; vlm_coca_builtin_name(i); i++)
+      if (!strcmp(name, vlm_coca_builtin_name(i))) return 1;
+    return 0;
+  }
   char *json;
   if (vlm_read_text_file(cfg, &json) != VLM_OK) return -1;
   cJSON *root = cJSON_Parse(json);
@@ -286,6 +302,7 @@ vlm_status vlm_coca_load(const char *path, vlm_coca_config *c, vlm_coca_params *
   memset(p, 0, sizeof *p);
   vlm_status s = vlm_model_paths(path, cfg, weights, sizeof cfg);
   if (s != VLM_OK) return s;
+  if (!cfg[0]) return vlm_error(VLM_ERR_FORMAT, "%s: no CoCa config (open_clip_config.json) beside these weights", path);
   s = vlm_coca_config_load(c, cfg);
   if (s != VLM_OK) return s;
   s = vlm_model_weights_exist(cfg, weights);
@@ -297,14 +314,46 @@ vlm_status vlm_coca_load(const char *path, vlm_coca_config *c, vlm_coca_params *
   return s;
 }
 
+int vlm_coca_config_spec_is_coca(const char *spec) {
+  for (int i = 0; vlm_coca_builtin_name(i); i++)
+    if (!strcmp(spec, vlm_coca_builtin_name(i))) return 1;
+  struct stat sb;
+  return stat(spec, &sb) == 0 && S_ISREG(sb.st_mode) && vlm_model_is_coca(spec) == 1;
+}
+
+vlm_status vlm_coca_load_as(const char *path, const char *config, vlm_coca_config *c, vlm_coca_params *p) {
+  if (!config) return vlm_coca_load(path, c, p);
+  char cfg[4096], weights[4096];
+  memset(p, 0, sizeof *p);
+  struct stat sb;
+  if (vlm_model_paths(path, cfg, weights, sizeof cfg) != VLM_OK) {
+    if (stat(path, &sb) != 0 || !S_ISREG(sb.st_mode)) return vlm_error(VLM_ERR_IO, "%s: no such file", path);
+    snprintf(weights, sizeof weights, "%s", path);   /* a bare weights file, its config named */
+  }
+  vlm_status s = stat(config, &sb) == 0 && S_ISREG(sb.st_mode) ? vlm_coca_config_load(c, config)
+                                                               : vlm_coca_config_builtin(c, config);
+  if (s != VLM_OK) return s;
+  s = vlm_model_weights_exist(config, weights);
+  if (s != VLM_OK) return s;
+  s = vlm_coca_params_init(p, c);
+  if (s != VLM_OK) return s;
+  s = vlm_coca_load_safetensors(p, c, weights);
+  if (s != VLM_OK) vlm_coca_params_free(p);
+  return s;
+}
+
 vlm_status vlm_coca_save_dir(vlm_coca_params *p, const vlm_coca_config *c, const char *dir) {
+  return vlm_coca_save_dir_as(p, c, dir, 0);
+}
+
+vlm_status vlm_coca_save_dir_as(vlm_coca_params *p, const vlm_coca_config *c, const char *dir, int torch) {
   char cfg[4096], weights[4096];
   snprintf(cfg, sizeof cfg, "%s/open_clip_config.json", dir);
-  snprintf(weights, sizeof weights, "%s/open_clip_model.safetensors", dir);
+  snprintf(weights, sizeof weights, "%s/%s", dir, torch ? "open_clip_pytorch_model.bin" : "open_clip_model.safetensors");
   char *json = vlm_coca_config_to_json(c);
   if (!json) return vlm_error_prefix(VLM_ERR_OOM, "%s", cfg);
   vlm_atomic_file af[2];
-  vlm_status s = vlm_coca_stage_safetensors(p, c, weights, &af[0]);
+  vlm_status s = vlm_coca_stage_weights(p, c, weights, torch, &af[0]);
   if (s == VLM_OK && (s = vlm_atomic_stage(&af[1], cfg, json, strlen(json))) != VLM_OK) vlm_atomic_abort(&af[0]);
   if (s == VLM_OK) s = vlm_atomic_commit_all(af, 2);   /* both replaced, or neither */
   free(json);

@@ -244,6 +244,17 @@ static int config_schema(const char *json) {
 }
 
 vlm_status vlm_clip_config_load(vlm_clip_config *c, const char *path, int *is_hf) {
+  if (is_hf) *is_hf = 0;
+  if (vlm_is_openclip_params(path)) {   /* open_clip's training log: its model by name */
+    char name[256];
+    vlm_status s = vlm_openclip_params_model(path, name, sizeof name);
+    if (s == VLM_OK && vlm_clip_config_builtin(c, name) != VLM_OK)
+      s = vlm_error(VLM_ERR_UNSUPPORTED,
+                    "%s: model %s is not one of vlm's built-in CLIP configs (ViT-B-32, ViT-B-16, ViT-L-14, -quickgelu "
+                    "variants): name its config with 'vlm convert --config FILE' (open_clip's "
+                    "src/open_clip/model_configs/%s.json)", path, name, name);
+    return s;
+  }
   char *json;
   vlm_status s = vlm_read_text_file(path, &json);
   if (s != VLM_OK) return s;

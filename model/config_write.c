@@ -112,6 +112,11 @@ vlm_status vlm_clip_config_openclip_ok(const vlm_clip_config *c, const char *wha
 }
 
 vlm_status vlm_clip_save_dir(vlm_clip_params *p, const vlm_clip_config *c, const char *dir, vlm_ckpt_format fmt) {
+  return vlm_clip_save_dir_as(p, c, dir, fmt, 0);
+}
+
+vlm_status vlm_clip_save_dir_as(vlm_clip_params *p, const vlm_clip_config *c, const char *dir, vlm_ckpt_format fmt,
+                                int torch) {
   char cfg[4096], weights[4096];
   int hf = fmt == VLM_CKPT_HF;
   if (!hf) {
@@ -119,11 +124,13 @@ vlm_status vlm_clip_save_dir(vlm_clip_params *p, const vlm_clip_config *c, const
     if (s != VLM_OK) return s;
   }
   snprintf(cfg, sizeof cfg, "%s/%s", dir, hf ? "config.json" : "open_clip_config.json");
-  snprintf(weights, sizeof weights, "%s/%s", dir, hf ? "model.safetensors" : "open_clip_model.safetensors");
+  snprintf(weights, sizeof weights, "%s/%s", dir,
+           hf ? (torch ? "pytorch_model.bin" : "model.safetensors")
+              : (torch ? "open_clip_pytorch_model.bin" : "open_clip_model.safetensors"));
   char *json = vlm_clip_config_to_json(c, fmt);
   if (!json) return vlm_error_prefix(VLM_ERR_OOM, "%s", cfg);
   vlm_atomic_file af[2];
-  vlm_status s = vlm_clip_stage_safetensors(p, c, weights, fmt, &af[0]);
+  vlm_status s = vlm_clip_stage_weights(p, c, weights, fmt, torch, &af[0]);
   if (s == VLM_OK && (s = vlm_atomic_stage(&af[1], cfg, json, strlen(json))) != VLM_OK) vlm_atomic_abort(&af[0]);
   if (s == VLM_OK) s = vlm_atomic_commit_all(af, 2);   /* both replaced, or neither */
   free(json);

@@ -81,6 +81,10 @@ vlm_status vlm_clip_save_safetensors(vlm_clip_params *p, const vlm_clip_config *
  * the files that belong with it (vlm_atomic_commit_all) or aborts it. */
 vlm_status vlm_clip_stage_safetensors(vlm_clip_params *p, const vlm_clip_config *c, const char *path,
                                       vlm_ckpt_format fmt, vlm_atomic_file *staged);
+/* The same as a PyTorch checkpoint when torch (torch.save of the state dict: torch.load and
+ * open_clip's pretrained= read it), else as safetensors. */
+vlm_status vlm_clip_stage_weights(vlm_clip_params *p, const vlm_clip_config *c, const char *path,
+                                  vlm_ckpt_format fmt, int torch, vlm_atomic_file *staged);
 /* The config as open_clip_config.json ({"model_cfg", "preprocess_cfg"}) or as a
  * Hugging Face CLIPConfig; malloc'd, NULL on failure. */
 char *vlm_clip_config_to_json(const vlm_clip_config *c, vlm_ckpt_format fmt);
@@ -93,17 +97,40 @@ vlm_status vlm_clip_config_openclip_ok(const vlm_clip_config *c, const char *wha
  * cannot be written, neither is replaced. The open_clip layout refuses what
  * vlm_clip_config_openclip_ok refuses, before writing anything. */
 vlm_status vlm_clip_save_dir(vlm_clip_params *p, const vlm_clip_config *c, const char *dir, vlm_ckpt_format fmt);
-/* Load a model from a directory (open_clip_config.json + open_clip_model.safetensors;
- * config.json + model.safetensors in open_clip or HF form) or from a config
- * file path (the weights beside it: model.safetensors / open_clip_model.safetensors). */
+/* The same with the weights as a PyTorch checkpoint when torch (open_clip_pytorch_model.bin or
+ * pytorch_model.bin, as hub repos name them). */
+vlm_status vlm_clip_save_dir_as(vlm_clip_params *p, const vlm_clip_config *c, const char *dir, vlm_ckpt_format fmt,
+                                int torch);
+/* Load a model from a directory (open_clip_config.json + open_clip_model.safetensors or
+ * open_clip_pytorch_model.bin; config.json + model.safetensors or pytorch_model.bin, in open_clip
+ * or HF form; sharded saves of either), from a config file path (the weights beside it) or from a
+ * weights file (a PyTorch checkpoint or .safetensors file; its config beside it, or for a
+ * TorchScript archive read off its shapes: vlm_clip_config_resolve). */
 vlm_status vlm_clip_load(const char *path, vlm_clip_config *c, vlm_clip_params *p, vlm_ckpt_format *fmt);
+/* The same with the config named (config != NULL: vlm_clip_config_named) instead of found. */
+vlm_status vlm_clip_load_as(const char *path, const char *config, vlm_clip_config *c, vlm_clip_params *p,
+                            vlm_ckpt_format *fmt);
 /* The config and weights files of a model path, resolved as vlm_clip_load and
- * vlm_coca_load do (a directory: open_clip_config.json + open_clip_model.safetensors,
- * else config.json + model.safetensors; a config file: the weights beside it).
- * cfg and weights hold n bytes. Errors when the path or the config is missing. */
+ * vlm_coca_load do (a directory: open_clip_config.json + its weights, else config.json + its
+ * weights, safetensors before PyTorch pickles; a config file: the weights beside it; a weights file:
+ * itself, and the config beside it, or cfg = "" when there is none). cfg and weights hold n
+ * bytes. Errors when the path or the config is missing. */
 vlm_status vlm_model_paths(const char *path, char *cfg, char *weights, size_t n);
 /* VLM_OK when weights is a file, else an error naming it and its config. */
 vlm_status vlm_model_weights_exist(const char *cfg, const char *weights);
+/* The config of a model whose files vlm_model_paths found: cfg read; cfg "" (a weights file with
+ * no config beside it): inferred from a TorchScript archive's shapes (OpenAI's releases); any
+ * other weights file gets an error saying how to name its config. *is_hf: the config's schema. */
+vlm_status vlm_clip_config_resolve(vlm_clip_config *c, const char *cfg, const char *weights, int *is_hf);
+/* open_clip's training log LOGS/RUN/params.txt (beside RUN/checkpoints/epoch_N.pt), whose "model"
+ * line names the architecture: vlm_is_openclip_params tells such a path (its file name);
+ * vlm_openclip_params_model gives the name, "-quickgelu" added for force_quick_gelu. The config
+ * loaders (vlm_clip_config_load, vlm_coca_config_load) read it as that built-in config. */
+int vlm_is_openclip_params(const char *path);
+vlm_status vlm_openclip_params_model(const char *path, char *name, size_t n);
+/* A config named by the user (--config): a config file (open_clip or HF), a built-in name, or
+ * "openai" (read off the weights' shapes by OpenAI's rule: vlm_clip_config_infer_openai). */
+vlm_status vlm_clip_config_named(vlm_clip_config *c, const char *spec, const char *weights, int *is_hf);
 /* A checkpoint's weights (model/shards.c): one safetensors file, or a sharded save
  * (NAME.safetensors.index.json, transformers' save_pretrained with max_shard_size: its
  * "weight_map" names each tensor's shard file, beside the index). Every shard is mapped. */
@@ -125,6 +152,10 @@ const vlm_st_entry *vlm_weights_find(const vlm_weights *w, const char *name, int
 /* The HF name of an open_clip parameter name; n_parts = 3 for q/k/v concatenations,
  * transpose = 1 for the projections. Returns 0 if the name is not known. */
 int vlm_clip_hf_name(const char *name, char parts[3][256], int *n_parts, int *transpose);
+/* open_clip's rule for OpenAI's checkpoints (build_model_from_openai_state_dict): a ViT CLIP
+ * config read off the shapes of OpenAI-named weights; heads = width / 64 in both towers, QuickGELU,
+ * LayerNorm eps 1e-5. Errors name path and what does not fit. */
+vlm_status vlm_clip_config_infer_openai(vlm_clip_config *c, const vlm_weights *w, const char *path);
 
 /* Activations of a whole CLIP forward/backward at batch B, text length L. */
 typedef struct {
@@ -167,6 +198,8 @@ vlm_status vlm_load_safetensors_visit(vlm_visit_all_fn visit, void *model, const
 vlm_status vlm_save_safetensors_visit(vlm_visit_all_fn visit, void *model, const char *path);
 vlm_status vlm_stage_safetensors_visit(vlm_visit_all_fn visit, void *model, const char *path,
                                        vlm_atomic_file *staged);
+vlm_status vlm_stage_weights_visit(vlm_visit_all_fn visit, void *model, const char *path, int torch,
+                                   vlm_atomic_file *staged);
 
 /* ==================================================================== CoCa (model/coca*.c)
  * open_clip's CoCa: the ViT with the attentional pooler (image feature + image
@@ -231,8 +264,15 @@ vlm_status vlm_coca_stage_safetensors(vlm_coca_params *p, const vlm_coca_config 
 /* open_clip_config.json + open_clip_model.safetensors into an existing dir, replaced together
  * (neither when either cannot be written). */
 vlm_status vlm_coca_save_dir(vlm_coca_params *p, const vlm_coca_config *c, const char *dir);
+vlm_status vlm_coca_save_dir_as(vlm_coca_params *p, const vlm_coca_config *c, const char *dir, int torch);
+vlm_status vlm_coca_stage_weights(vlm_coca_params *p, const vlm_coca_config *c, const char *path, int torch,
+                                  vlm_atomic_file *staged);
 /* As vlm_clip_load: a directory or a config file (weights beside it). */
 vlm_status vlm_coca_load(const char *path, vlm_coca_config *c, vlm_coca_params *p);
+/* The same with the config named (config != NULL: a CoCa config file or built-in name). */
+vlm_status vlm_coca_load_as(const char *path, const char *config, vlm_coca_config *c, vlm_coca_params *p);
+/* 1 when a --config value names a CoCa model (a CoCa built-in, or a config file with multimodal_cfg). */
+int vlm_coca_config_spec_is_coca(const char *spec);
 
 typedef struct {
   vlm_arena arena;

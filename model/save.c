@@ -58,18 +58,24 @@ static void clip_visit_all(void *model, vlm_param_visit_fn fn, void *ctx) {
   vlm_clip_params_visit(m->p, m->c, fn, ctx);
 }
 
-/* staged NULL: saved (committed); else written into *staged for the caller to commit. */
-static vlm_status save_visit(vlm_visit_all_fn visit, void *model, const char *path, vlm_ckpt_format fmt,
+/* staged NULL: saved (committed); else written into *staged for the caller to commit. torch: a
+ * PyTorch checkpoint (torch.save of the state dict) instead of safetensors. */
+static vlm_status save_visit(vlm_visit_all_fn visit, void *model, const char *path, vlm_ckpt_format fmt, int torch,
                              vlm_atomic_file *staged);
 
-vlm_status vlm_clip_stage_safetensors(vlm_clip_params *p, const vlm_clip_config *c, const char *path,
-                                      vlm_ckpt_format fmt, vlm_atomic_file *staged) {
+vlm_status vlm_clip_stage_weights(vlm_clip_params *p, const vlm_clip_config *c, const char *path,
+                                  vlm_ckpt_format fmt, int torch, vlm_atomic_file *staged) {
   /* open_clip names: the writer reads device tensors where they are; the HF layout
    * transposes and splits on the host */
   VLM_CHECK(fmt == VLM_CKPT_OPENCLIP || p->arena.device == VLM_CPU,
             "clip save: the Hugging Face layout needs the parameters on the CPU");
   clip_model m = {p, c};
-  return save_visit(clip_visit_all, &m, path, fmt, staged);
+  return save_visit(clip_visit_all, &m, path, fmt, torch, staged);
+}
+
+vlm_status vlm_clip_stage_safetensors(vlm_clip_params *p, const vlm_clip_config *c, const char *path,
+                                      vlm_ckpt_format fmt, vlm_atomic_file *staged) {
+  return vlm_clip_stage_weights(p, c, path, fmt, 0, staged);
 }
 
 vlm_status vlm_clip_save_safetensors(vlm_clip_params *p, const vlm_clip_config *c, const char *path,
@@ -78,22 +84,32 @@ vlm_status vlm_clip_save_safetensors(vlm_clip_params *p, const vlm_clip_config *
 }
 
 vlm_status vlm_save_safetensors_visit(vlm_visit_all_fn visit, void *model, const char *path) {
-  return save_visit(visit, model, path, VLM_CKPT_OPENCLIP, NULL);
+  return save_visit(visit, model, path, VLM_CKPT_OPENCLIP, 0, NULL);
 }
 
 vlm_status vlm_stage_safetensors_visit(vlm_visit_all_fn visit, void *model, const char *path,
                                        vlm_atomic_file *staged) {
-  return save_visit(visit, model, path, VLM_CKPT_OPENCLIP, staged);
+  return save_visit(visit, model, path, VLM_CKPT_OPENCLIP, 0, staged);
 }
 
-static vlm_status save_visit(vlm_visit_all_fn visit, void *model, const char *path, vlm_ckpt_format fmt,
+vlm_status vlm_stage_weights_visit(vlm_visit_all_fn visit, void *model, const char *path, int torch,
+                                   vlm_atomic_file *staged) {
+  return save_visit(visit, model, path, VLM_CKPT_OPENCLIP, torch, staged);
+}
+
+static vlm_status save_visit(vlm_visit_all_fn visit, void *model, const char *path, vlm_ckpt_format fmt, int torch,
                              vlm_atomic_file *staged) {
   save_ctx S = {vlm_st_writer_new(), fmt, NULL, 0, VLM_OK};
   if (staged) memset(staged, 0, sizeof *staged);
   if (!S.w) return vlm_error(VLM_ERR_OOM, "%s: out of memory", path);
   S.st = vlm_st_writer_meta(S.w, "format", "pt");
   if (S.st == VLM_OK) visit(model, add_one, &S);
-  if (S.st == VLM_OK) S.st = staged ? vlm_st_writer_stage(S.w, path, staged) : vlm_st_writer_save(S.w, path);
+  if (S.st == VLM_OK) {
+    vlm_atomic_file af;
+    S.st = torch ? vlm_st_writer_stage_torch(S.w, path, staged ? staged : &af)
+                 : vlm_st_writer_stage(S.w, path, staged ? staged : &af);
+    if (S.st == VLM_OK && !staged) S.st = vlm_atomic_commit(&af);
+  }
   for (int i = 0; i < S.n_owned; i++) free(S.owned[i]);
   free(S.owned);
   vlm_st_writer_free(S.w);

@@ -1,6 +1,8 @@
-/* A checkpoint's weights: one safetensors file, or a sharded save (transformers'
- * save_pretrained with max_shard_size: NAME.safetensors.index.json, whose
- * "weight_map" names the shard file of every tensor, + the shards beside it). */
+/* A checkpoint's weights: one safetensors file or PyTorch checkpoint, or a sharded save
+ * (transformers' save_pretrained with max_shard_size: NAME.safetensors.index.json or
+ * pytorch_model.bin.index.json, whose "weight_map" names the shard file of every tensor, + the
+ * shards beside it). A PyTorch checkpoint is read by core/torch_read.c (nothing executed); its
+ * model state dict is picked out here. */
 #define _DEFAULT_SOURCE 1 /* strdup */
 #include <cjson/cJSON.h>
 #include <stdio.h>
@@ -15,6 +17,55 @@ static int ends_with(const char *s, const char *suffix) {
 }
 
 int vlm_weights_is_index(const char *path) { return ends_with(path, ".index.json"); }
+
+/* The model's tensors of a PyTorch checkpoint, under their state_dict names:
+ * - open_clip's training checkpoints ({"epoch", "name", "state_dict", "optimizer", ...}): the
+ *   "state_dict" entry alone;
+ * - a model trained under DistributedDataParallel: its "module." prefix dropped (as open_clip's
+ *   loader does);
+ * - a TorchScript module (OpenAI's CLIP archives): its attention masks dropped, tensors the
+ *   modules keep beside their parameters (not in the model's state_dict). */
+static vlm_status pick_state_dict(vlm_safetensors *st) {
+  const char *kind = vlm_st_meta(st, "format");
+  if (kind && !strcmp(kind, "torchscript")) {
+    int k = 0;
+    for (int i = 0; i < st->n_entries; i++) {
+      const char *dot = strrchr(st->entries[i].name, '.');
+      if (!strcmp(dot ? dot + 1 : st->entries[i].name, "attn_mask")) {
+        free(st->entries[i].name);
+        continue;
+      }
+      st->entries[k++] = st->entries[i];
+    }
+    st->n_entries = k;   /* still sorted */
+    return VLM_OK;
+  }
+  int nested = 0, module = st->n_entries > 0;
+  for (int i = 0; i < st->n_entries; i++) nested |= !strncmp(st->entries[i].name, "state_dict.", 11);
+  if (nested) {
+    vlm_status s = vlm_st_keep_prefix(st, "state_dict.");
+    if (s != VLM_OK) return s;
+  }
+  for (int i = 0; i < st->n_entries; i++) module &= !strncmp(st->entries[i].name, "module.", 7);
+  return module ? vlm_st_keep_prefix(st, "module.") : VLM_OK;
+}
+
+/* PyTorch's usual file name endings (for the legacy-format error of a .pt that is no zip). */
+static int torch_name(const char *path) {
+  return ends_with(path, ".pt") || ends_with(path, ".pth") || ends_with(path, ".bin") || ends_with(path, ".ckpt");
+}
+
+/* One weights file: safetensors, or a PyTorch checkpoint (a zip archive). */
+static vlm_status open_file(vlm_safetensors *st, const char *path) {
+  if (!vlm_torch_sniff(path) && !torch_name(path)) return vlm_st_open(st, path);
+  vlm_status s = vlm_torch_open(st, path);
+  if (s == VLM_OK && (s = pick_state_dict(st)) != VLM_OK) vlm_st_close(st);
+  if (s == VLM_OK && st->n_entries == 0) {
+    vlm_st_close(st);
+    s = vlm_error(VLM_ERR_FORMAT, "%s: a PyTorch checkpoint holding no tensors", path);
+  }
+  return s;
+}
 
 static int cmp_name(const void *a, const void *b) {
   return strcmp(((const vlm_weight_ref *)a)->name, ((const vlm_weight_ref *)b)->name);
@@ -41,7 +92,7 @@ static vlm_status shard_of(vlm_weights *w, const char *index, const char *name, 
   char *path = malloc(n);
   if (!path) return vlm_error(VLM_ERR_OOM, "%s: out of memory", index);
   snprintf(path, n, "%.*s/%s", dir_len, slash ? index : ".", name);
-  vlm_status s = vlm_st_open(&w->shards[w->n_shards], path);
+  vlm_status s = open_file(&w->shards[w->n_shards], path);
   free(path);
   if (s != VLM_OK) return vlm_error_prefix(s, "%s", index);
   files[w->n_shards] = (char *)name;
@@ -53,7 +104,7 @@ vlm_status vlm_weights_open(vlm_weights *w, const char *path) {
   memset(w, 0, sizeof *w);
   if (!vlm_weights_is_index(path)) {
     if (!(w->shards = calloc(1, sizeof *w->shards))) return vlm_error(VLM_ERR_OOM, "%s: out of memory", path);
-    vlm_status s = vlm_st_open(&w->shards[0], path);
+    vlm_status s = open_file(&w->shards[0], path);
     if (s != VLM_OK) {
       free(w->shards);
       w->shards = NULL;

@@ -2,7 +2,7 @@
 """bench/peer/interop_check.py: vlm's checkpoints against transformers and open_clip, run by hand.
 
 Builds small models with random weights in transformers (CLIPModel) and open_clip (CLIP, CoCa),
-saves them as those libraries save them, runs `vlm info`, `vlm forward` and `vlm convert` on them,
+saves them as those libraries save them (safetensors and PyTorch checkpoints, TorchScript too), runs `vlm info`, `vlm forward` and `vlm convert` on them,
 loads vlm's output back into the libraries, and compares the features (and CoCa's caption logits)
 computed on the same inputs. Nothing is downloaded.
 
@@ -215,8 +215,19 @@ def check_hf_to_vlm():
 
     d = os.path.join(ARGS.work, "hf-bin")
     m.save_pretrained(d, safe_serialization=False)
-    expect_error("hf pytorch_model.bin only: clear error", ["info", "--model", d],
-                 ["pytorch_model.bin", "safe_serialization"])
+    compare("hf pytorch_model.bin (safe_serialization=False) -> vlm forward", vlm_forward(d, images, text, "hf-bin"),
+            hf_features(m, images, text))
+    d = os.path.join(ARGS.work, "hf-bin-sharded")
+    m.save_pretrained(d, safe_serialization=False, max_shard_size="100KB")
+    report("hf sharded pickle layout", os.path.exists(os.path.join(d, "pytorch_model.bin.index.json")), "")
+    compare("hf sharded pytorch_model.bin -> vlm forward", vlm_forward(d, images, text, "hf-bin-sharded"),
+            hf_features(m, images, text))
+    h = os.path.join(ARGS.work, "hf-bin-vlm-hf-torch")
+    vlm("convert", "--model", d, "--to", "hf", "--format", "torch", "--out", h)
+    back, bad = hf_load(h)
+    report("vlm convert --to hf --format torch: transformers loads pytorch_model.bin", not bad, f"loading info {bad}")
+    compare("vlm convert --to hf --format torch -> transformers", hf_features(back, images, text),
+            hf_features(m, images, text))
 
     # eos_token_id that is not the largest id: transformers 4.30 pools at argmax(ids) whatever the
     # config says; transformers >= 4.31 pools at the first eos_token_id unless it is 2 (legacy).
@@ -428,8 +439,11 @@ def check_open_clip():
 
     d = os.path.join(ARGS.work, "oc-bin")
     oc_save_dir(m, OC_CLIP, d, bin_only=True)
-    expect_error("open_clip_pytorch_model.bin only: clear error", ["info", "--model", d],
-                 ["open_clip_pytorch_model.bin", "safetensors"])
+    oc_register("interop-oc-bin", OC_CLIP)
+    m = open_clip.create_model("interop-oc-bin").eval()
+    m.load_state_dict(torch.load(os.path.join(d, "open_clip_pytorch_model.bin")))
+    compare("open_clip_pytorch_model.bin only -> vlm forward", vlm_forward(d, images, text, "oc-bin"),
+            oc_features(m, images, text))
 
 
 OC_COCA = {"embed_dim": 32,
@@ -496,6 +510,70 @@ def check_coca():
                                                                     os.path.join(ARGS.work, "coca-hf")], ["CoCa"])
 
 
+# ------------------------------------------------------------------ PyTorch checkpoints
+def check_torch():
+    """PyTorch's own files: OpenAI-style TorchScript, open_clip's training checkpoint, and vlm's
+    --format torch read by torch.load and open_clip's pretrained=."""
+    import open_clip
+    from open_clip.model import CLIP
+    # TorchScript of a QuickGELU model with heads of 64 (OpenAI's rule): its config is read off it
+    cfg = {"embed_dim": 32, "quick_gelu": True,
+           "vision_cfg": {"image_size": 32, "patch_size": 8, "layers": 2, "width": 64, "head_width": 64,
+                          "mlp_ratio": 2.0},
+           "text_cfg": {"context_length": 16, "vocab_size": 1000, "width": 128, "heads": 2, "layers": 2}}
+    images, text = inputs(32, 16, 1000)
+    torch.manual_seed(9)
+    m = CLIP(cfg["embed_dim"], cfg["vision_cfg"], cfg["text_cfg"], quick_gelu=True).eval()
+    perturb(m, 9)
+    want = oc_features(m, images, text)
+    jit = os.path.join(ARGS.work, "openai-like.pt")
+    torch.jit.script(m).save(jit)
+    info_has("TorchScript archive: vlm info reads the config off its shapes", jit,
+             ["activation: quick_gelu", "width 64", "heads 1", "width 128", "heads 2", "mlp 128", "read off"])
+    compare("TorchScript archive -> vlm forward", vlm_forward(jit, images, text, "jit"), want)
+    # open_clip's training checkpoint (DDP prefix, optimizer state) with its config named
+    oc_register("interop-torch-epoch", cfg)
+    opt = torch.optim.AdamW(m.parameters(), lr=1e-3)
+    m(images, text)[0].sum().backward()
+    opt.step()
+    want = oc_features(m, images, text)
+    ep = os.path.join(ARGS.work, "epoch_1.pt")
+    torch.save({"epoch": 1, "name": "run", "state_dict": {"module." + k: v for k, v in m.state_dict().items()},
+                "optimizer": opt.state_dict()}, ep)
+    expect_error("open_clip training checkpoint without a config: names --config", ["info", "--model", ep],
+                 ["epoch_1.pt", "--config"])
+    cfile = os.path.join(ARGS.work, "epoch-cfg.json")
+    json.dump(cfg, open(cfile, "w"))
+    o = os.path.join(ARGS.work, "from-epoch")
+    vlm("convert", "--model", ep, "--config", cfile, "--to", "open_clip", "--out", o)
+    compare("open_clip epoch_N.pt -> vlm convert --config -> vlm forward", vlm_forward(o, images, text, "epoch"), want)
+    # vlm --format torch back into open_clip's pretrained= and torch.load
+    t = os.path.join(ARGS.work, "vlm-torch-out")
+    vlm("convert", "--model", o, "--to", "open_clip", "--format", "torch", "--out", t)
+    b = os.path.join(t, "open_clip_pytorch_model.bin")
+    sd = torch.load(b)
+    report("vlm --format torch: torch.load gives the state dict", sorted(sd) == sorted(m.state_dict()),
+           f"{len(sd)} tensors")
+    back = open_clip.create_model("interop-torch-epoch", pretrained=b).eval()
+    compare("vlm --format torch -> open_clip create_model(pretrained=BIN)", oc_features(back, images, text), want)
+    # CoCa as its hub repositories ship it (open_clip_pytorch_model.bin only)
+    name = "interop-torch-coca"
+    oc_register(name, OC_COCA)
+    torch.manual_seed(4)
+    cm = open_clip.create_model(name).eval()
+    with torch.no_grad():
+        cm.text_decoder.text_projection.normal_(std=32 ** -0.5)
+    perturb(cm, 4)
+    d = os.path.join(ARGS.work, name)
+    oc_save_dir(cm, OC_COCA, d, bin_only=True)
+    got = vlm_forward(d, images, text, name)
+    want = coca_outputs(cm, images, text)
+    valid = coca_valid(text)
+    compare("open_clip CoCa open_clip_pytorch_model.bin -> vlm forward (caption logits up to the first pad)",
+            dict(got, caption_logits=got["caption_logits"][valid]),
+            dict(want, caption_logits=want["caption_logits"][valid]), tol=5e-5)
+
+
 def main():
     global ARGS
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -512,7 +590,7 @@ def main():
     import open_clip  # noqa: F401
     print(f"torch {torch.__version__}, transformers {transformers.__version__}, vlm {ARGS.vlm}, work {ARGS.work}")
     groups = [("hf_to_vlm", check_hf_to_vlm), ("vlm_to_hf", check_vlm_to_hf), ("open_clip", check_open_clip),
-              ("coca", check_coca)]
+              ("coca", check_coca), ("torch", check_torch)]
     for gname, fn in groups:
         if ARGS.k not in gname:
             continue

@@ -67,11 +67,33 @@ if [ -f "$img" ]; then
   id_eos=$("$vlm" index --model "$tmp/eos" --out "$tmp/i2.idx" "$img" 2>&1 | grep -o 'model clip-[0-9a-f]*')
   check "eos pooling gives another index identity ($id_hf, $id_eos)" "[ -n \"$id_hf\" ] && [ -n \"$id_eos\" ] && [ \"$id_hf\" != \"$id_eos\" ]"
 fi
-# PyTorch pickles only: the error names the file and how to get safetensors
+# PyTorch checkpoints: --format torch in both layouts, read back as a directory, as the file
+# itself (its config beside it), and bare (the config named with --config)
+for to in open_clip hf; do
+  out=$("$vlm" convert --model "$fx" --to $to --format torch --out "$tmp/pt-$to"); rc=$?
+  bin=$([ $to = hf ] && echo pytorch_model.bin || echo open_clip_pytorch_model.bin)
+  check "convert --to $to --format torch: exit 0, $bin, no safetensors" \
+    "[ $rc -eq 0 ] && [ -f \"$tmp/pt-$to/$bin\" ] && ! ls \"$tmp/pt-$to\" | grep -q safetensors && grep -q 'PyTorch checkpoint' <<<\"\$out\""
+  "$vlm" forward --model "$tmp/pt-$to" --inputs "$fx/inputs.safetensors" --out "$tmp/o_pt_$to.st" --grads "$tmp/g_pt_$to.st" >/dev/null
+  check "the $to PyTorch checkpoint reproduces the fixture" "\"$cmp\" --compare \"$fx\" \"$tmp/o_pt_$to.st\" \"$tmp/g_pt_$to.st\" >/dev/null"
+  check "info on the $bin file itself" "\"$vlm\" info --model \"$tmp/pt-$to/$bin\" | grep -q \"files: .*$bin\""
+done
+mkdir -p "$tmp/bare" && cp "$tmp/pt-open_clip/open_clip_pytorch_model.bin" "$tmp/bare/epoch_3.pt"
+err=$("$vlm" info --model "$tmp/bare/epoch_3.pt" 2>&1); rc=$?
+check "a bare state dict without a config: exit 1, names the file and --config" \
+  "[ $rc -eq 1 ] && grep -q 'epoch_3.pt' <<<\"\$err\" && grep -q -- '--config' <<<\"\$err\""
+cfgfile=$(ls "$fx"/config.json 2>/dev/null || ls "$fx"/open_clip_config.json)
+"$vlm" convert --model "$tmp/bare/epoch_3.pt" --config "$cfgfile" --to open_clip --out "$tmp/from-bare" >/dev/null
+"$vlm" forward --model "$tmp/from-bare" --inputs "$fx/inputs.safetensors" --out "$tmp/o_bare.st" --grads "$tmp/g_bare.st" >/dev/null
+check "convert --config of a bare state dict reproduces the fixture" "\"$cmp\" --compare \"$fx\" \"$tmp/o_bare.st\" \"$tmp/g_bare.st\" >/dev/null"
+"$vlm" convert --model "$fx" --to open_clip --format onnx --out "$tmp/x" >/dev/null 2>&1
+check "convert --format with an unknown value exits 2" "[ $? -eq 2 ]"
+"$vlm" convert --init tiny --config "$cfgfile" --to open_clip --out "$tmp/x" >/dev/null 2>&1
+check "convert --init with --config exits 2" "[ $? -eq 2 ]"
+# a file that is no archive: exit 1, named
 mkdir -p "$tmp/bin" && cp "$tmp/hf/config.json" "$tmp/bin/" && echo pickle >"$tmp/bin/pytorch_model.bin"
 err=$("$vlm" info --model "$tmp/bin" 2>&1); rc=$?
-check "pytorch_model.bin only: exit 1, named, with the remedy" \
-  "[ $rc -eq 1 ] && grep -q 'pytorch_model.bin is there' <<<\"\$err\" && grep -q 'safe_serialization=True' <<<\"\$err\""
+check "a pytorch_model.bin that is no archive: exit 1, named" "[ $rc -eq 1 ] && grep -q 'pytorch_model.bin' <<<\"\$err\""
 
 err=$("$vlm" forward --model "$fx" --inputs "$fx/model.safetensors" --out "$tmp/x.st" 2>&1); rc=$?
 check "forward on a file without inputs fails with 1" "[ $rc -eq 1 ]"

@@ -1,0 +1,363 @@
+/* Models in PyTorch checkpoints (model/ over core/torch_*.c): hub directories holding
+ * open_clip_pytorch_model.bin / pytorch_model.bin, open_clip's training checkpoints
+ * ("state_dict" + DistributedDataParallel's "module." prefix + optimizer state), bare state dicts
+ * with a named config (--config: a file, a built-in, 'openai' read off the shapes), CoCa, and the
+ * errors. The files are written by vlm's own torch writer (core/torch_write.c, which
+ * tests/data/torch/check_written.py checks against torch.load); the reader's side against files
+ * torch itself wrote is tests/unit/test_torch_file.c. argv[1]: the ../shared folder. */
+#define _XOPEN_SOURCE 700 /* nftw, mkdtemp */
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "gradcheck.h"
+#include "model/model.h"
+
+static char g_tmp[256];
+static char g_fx[4096];
+
+static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *f) {
+  (void)sb, (void)flag, (void)f;
+  return remove(p);
+}
+
+/* Files go into g_tmp/files/ so that the ../params.txt an open_clip checkpoint's config may come
+ * from is g_tmp/params.txt, which only open_clip_params() writes. */
+static const char *path_in(const char *name) {
+  static char p[4][512];
+  static int k;
+  char *d = p[k++ % 4];
+  snprintf(d, 512, "%s/files/%s", g_tmp, name);
+  return d;
+}
+
+static const char *subdir(const char *name) {
+  static char p[4][512];
+  static int k;
+  char *d = p[k++ % 4];
+  snprintf(d, 512, "%s/%s", g_tmp, name);
+  mkdir(d, 0777);
+  return d;
+}
+
+static int exists(const char *dir, const char *name) {
+  char p[4400];
+  snprintf(p, sizeof p, "%s/%s", dir, name);
+  return access(p, F_OK) == 0;
+}
+
+static int same_arena(const vlm_arena *a, const vlm_arena *b) {
+  return a->used == b->used && !memcmp(a->base, b->base, a->used);
+}
+
+/* Every parameter written under prefix + its open_clip name, plus extra tensors that are not
+ * parameters (an optimizer's state) when with_extra, as one PyTorch checkpoint. */
+typedef struct { vlm_st_writer *w; const char *prefix; vlm_status s; } named_ctx;
+
+static void add_named(void *ctx, const char *name, vlm_tensor *t) {
+  named_ctx *n = ctx;
+  char full[512];
+  snprintf(full, sizeof full, "%s%s", n->prefix, name);
+  if (n->s == VLM_OK) n->s = vlm_st_writer_add_tensor(n->w, full, t);
+}
+
+static float g_extra[6] = {1, 2, 3, 4, 5, 6};
+
+static vlm_status write_clip_torch(vlm_clip_params *p, const vlm_clip_config *c, const char *prefix, int with_extra,
+                                   const char *path) {
+  named_ctx n = {vlm_st_writer_new(), prefix, VLM_OK};
+  vlm_clip_params_visit(p, c, add_named, &n);
+  if (with_extra && n.s == VLM_OK) {
+    int64_t shape[2] = {2, 3};
+    n.s = vlm_st_writer_add(n.w, "optimizer.state.0.exp_avg", VLM_F32, 2, shape, g_extra);
+    if (n.s == VLM_OK) n.s = vlm_st_writer_add(n.w, "optimizer.state.0.step", VLM_F32, 0, NULL, g_extra);
+  }
+  if (n.s == VLM_OK) n.s = vlm_st_writer_save_torch(n.w, path);
+  vlm_st_writer_free(n.w);
+  return n.s;
+}
+
+static vlm_clip_config g_cfg;
+static vlm_clip_params g_p;   /* the tiny-clip fixture's weights */
+
+/* vlm convert --format torch: both layouts written as PyTorch checkpoints and read back. */
+static void save_dir_torch(void) {
+  for (int hf = 0; hf < 2; hf++) {
+    const char *d = subdir(hf ? "hf-torch" : "oc-torch");
+    vlm_status s = vlm_clip_save_dir_as(&g_p, &g_cfg, d, hf ? VLM_CKPT_HF : VLM_CKPT_OPENCLIP, 1);
+    CHECK(s == VLM_OK, "save_dir_as torch (%s): %s", hf ? "hf" : "open_clip", vlm_last_error());
+    CHECK(exists(d, hf ? "pytorch_model.bin" : "open_clip_pytorch_model.bin") &&
+              exists(d, hf ? "config.json" : "open_clip_config.json") &&
+              !exists(d, hf ? "model.safetensors" : "open_clip_model.safetensors"),
+          "the %s torch layout's files", hf ? "hf" : "open_clip");
+    vlm_clip_config c;
+    vlm_clip_params p;
+    vlm_ckpt_format fmt;
+    s = vlm_clip_load(d, &c, &p, &fmt);
+    CHECK(s == VLM_OK && fmt == (hf ? VLM_CKPT_HF : VLM_CKPT_OPENCLIP), "load the %s torch dir: %s",
+          hf ? "hf" : "open_clip", vlm_last_error());
+    if (s != VLM_OK) continue;
+    CHECK(same_arena(&p.arena, &g_p.arena), "%s torch dir: the parameters differ from the fixture's",
+          hf ? "hf" : "open_clip");
+    vlm_clip_params_free(&p);
+    /* the file itself as the model path: the config beside it is used */
+    char f[4400];
+    snprintf(f, sizeof f, "%s/%s", d, hf ? "pytorch_model.bin" : "open_clip_pytorch_model.bin");
+    s = vlm_clip_load(f, &c, &p, &fmt);
+    CHECK(s == VLM_OK && fmt == (hf ? VLM_CKPT_HF : VLM_CKPT_OPENCLIP), "load %s as the model path: %s", f,
+          vlm_last_error());
+    if (s == VLM_OK) vlm_clip_params_free(&p);
+  }
+}
+
+/* open_clip's training checkpoints: the state dict under "state_dict", DDP's "module." prefix,
+ * the optimizer's tensors beside it. Without a config the error says how to name one. */
+static void training_checkpoint(void) {
+  char cfg[4400];
+  snprintf(cfg, sizeof cfg, "%s/config.json", g_fx);
+  static const char *const prefixes[3] = {"state_dict.module.", "state_dict.", "module."};
+  for (int i = 0; i < 3; i++) {
+    const char *f = path_in(i == 0 ? "epoch_1.pt" : i == 1 ? "epoch_2.pt" : "ddp.pt");
+    vlm_status s = write_clip_torch(&g_p, &g_cfg, prefixes[i], i < 2, f);
+    CHECK(s == VLM_OK, "write %s: %s", f, vlm_last_error());
+    vlm_clip_config c;
+    vlm_clip_params p;
+    vlm_ckpt_format fmt;
+    s = vlm_clip_load(f, &c, &p, &fmt);
+    CHECK(s != VLM_OK && strstr(vlm_last_error(), f) && strstr(vlm_last_error(), "--config"),
+          "no config beside %s: %s", f, s == VLM_OK ? "loaded" : vlm_last_error());
+    if (s == VLM_OK) vlm_clip_params_free(&p);
+    s = vlm_clip_load_as(f, cfg, &c, &p, &fmt);
+    CHECK(s == VLM_OK, "%s with --config %s: %s", f, cfg, vlm_last_error());
+    if (s != VLM_OK) continue;
+    CHECK(same_arena(&p.arena, &g_p.arena), "%s: the parameters differ from the fixture's", f);
+    vlm_clip_params_free(&p);
+  }
+  /* a prefix that is not the model's: every tensor is reported unexpected */
+  const char *f = path_in("other.pt");
+  CHECK(write_clip_torch(&g_p, &g_cfg, "model.", 0, f) == VLM_OK, "write %s: %s", f, vlm_last_error());
+  vlm_clip_config c;
+  vlm_clip_params p;
+  vlm_ckpt_format fmt;
+  vlm_status s = vlm_clip_load_as(f, cfg, &c, &p, &fmt);
+  /* (the message lists the missing names first; the unexpected ones may be past its 2 KB cap) */
+  CHECK(s != VLM_OK && strstr(vlm_last_error(), "missing:") && !strstr(vlm_last_error(), " 0 missing") &&
+            !strstr(vlm_last_error(), " 0 unexpected"),
+        "a foreign prefix: %s", s == VLM_OK ? "loaded" : vlm_last_error());
+  if (s == VLM_OK) vlm_clip_params_free(&p);
+}
+
+/* --config openai: a ViT CLIP config read off the shapes (heads of 64, QuickGELU), any MLP width. */
+static void infer_openai(void) {
+  const char *json =
+      "{\"embed_dim\": 24, \"quick_gelu\": true,"
+      " \"vision_cfg\": {\"image_size\": 24, \"patch_size\": 8, \"layers\": 2, \"width\": 64, \"head_width\": 64,"
+      " \"mlp_ratio\": 1.5},"
+      " \"text_cfg\": {\"context_length\": 7, \"vocab_size\": 50, \"width\": 128, \"heads\": 2, \"layers\": 3,"
+      " \"mlp_ratio\": 0.75}}";
+  vlm_clip_config want, c;
+  vlm_clip_params p0, p;
+  vlm_ckpt_format fmt;
+  if (vlm_clip_config_parse(&want, json, "want") != VLM_OK || vlm_clip_params_init(&p0, &want) != VLM_OK) {
+    CHECK(0, "%s", vlm_last_error());
+    return;
+  }
+  vlm_clip_params_init_openclip(&p0, &want, 7);
+  const char *f = path_in("openai-like.pt");
+  CHECK(write_clip_torch(&p0, &want, "", 0, f) == VLM_OK, "write %s: %s", f, vlm_last_error());
+  vlm_status s = vlm_clip_load_as(f, "openai", &c, &p, &fmt);
+  CHECK(s == VLM_OK, "--config openai: %s", vlm_last_error());
+  if (s == VLM_OK) {
+    CHECK(c.embed_dim == 24 && c.quick_gelu && c.vision.image_size == 24 && c.vision.patch_size == 8 &&
+              c.vision.layers == 2 && c.vision.width == 64 && c.vision.heads == 1 && c.vision.mlp_width == 96 &&
+              c.text.context_length == 7 && c.text.vocab_size == 50 && c.text.width == 128 && c.text.heads == 2 &&
+              c.text.layers == 3 && c.text.mlp_width == 96 && c.text.eot_id == -1 && c.vision.ln_eps == 1e-5f,
+          "inferred config: embed %lld, image %lld/%lld, vision %lld x %lld (heads %lld, mlp %lld), text ctx %lld "
+          "vocab %lld %lld x %lld (heads %lld, mlp %lld)",
+          (long long)c.embed_dim, (long long)c.vision.image_size, (long long)c.vision.patch_size,
+          (long long)c.vision.layers, (long long)c.vision.width, (long long)c.vision.heads,
+          (long long)c.vision.mlp_width, (long long)c.text.context_length, (long long)c.text.vocab_size,
+          (long long)c.text.layers, (long long)c.text.width, (long long)c.text.heads, (long long)c.text.mlp_width);
+    CHECK(same_arena(&p.arena, &p0.arena), "--config openai: the parameters differ");
+    vlm_clip_params_free(&p);
+  }
+  /* a built-in name that does not fit: the mismatch is listed */
+  s = vlm_clip_load_as(f, "ViT-B-32", &c, &p, &fmt);
+  CHECK(s != VLM_OK && strstr(vlm_last_error(), "mis-shaped"), "--config ViT-B-32 on other weights: %s",
+        s == VLM_OK ? "loaded" : vlm_last_error());
+  if (s == VLM_OK) vlm_clip_params_free(&p);
+  s = vlm_clip_load_as(f, "no-such-config", &c, &p, &fmt);
+  CHECK(s == VLM_ERR_ARG && strstr(vlm_last_error(), "no-such-config"), "unknown --config: %s", vlm_last_error());
+  vlm_clip_params_free(&p0);
+
+  /* the tiny fixture's head width is 12: 'openai' cannot read it, and says why */
+  f = path_in("tiny-bare.pt");
+  CHECK(write_clip_torch(&g_p, &g_cfg, "", 0, f) == VLM_OK, "write %s: %s", f, vlm_last_error());
+  s = vlm_clip_load_as(f, "openai", &c, &p, &fmt);
+  CHECK(s != VLM_OK && strstr(vlm_last_error(), f) && strstr(vlm_last_error(), "multiple of 64"),
+        "--config openai on head width 12: %s", s == VLM_OK ? "loaded" : vlm_last_error());
+  if (s == VLM_OK) vlm_clip_params_free(&p);
+  /* a ResNet tower and missing tensors are named */
+  vlm_st_writer *w = vlm_st_writer_new();
+  int64_t shape[4] = {4, 3, 1, 1};
+  static float zeros[12];
+  vlm_st_writer_add(w, "visual.layer1.0.conv1.weight", VLM_F32, 4, shape, zeros);
+  f = path_in("rn.pt");
+  CHECK(vlm_st_writer_save_torch(w, f) == VLM_OK, "write %s: %s", f, vlm_last_error());
+  vlm_st_writer_free(w);
+  s = vlm_clip_load_as(f, "openai", &c, &p, &fmt);
+  CHECK(s == VLM_ERR_UNSUPPORTED && strstr(vlm_last_error(), "ResNet"), "ResNet: %s", vlm_last_error());
+  w = vlm_st_writer_new();
+  vlm_st_writer_add(w, "token_embedding.weight", VLM_F32, 2, shape + 1, zeros);
+  f = path_in("partial.pt");
+  CHECK(vlm_st_writer_save_torch(w, f) == VLM_OK, "write %s: %s", f, vlm_last_error());
+  vlm_st_writer_free(w);
+  s = vlm_clip_load_as(f, "openai", &c, &p, &fmt);
+  CHECK(s != VLM_OK && strstr(vlm_last_error(), "visual.conv1.weight"), "missing tensors: %s", vlm_last_error());
+}
+
+/* A directory with both formats reads the safetensors; a broken pickle is an error naming it. */
+static void preference_and_errors(void) {
+  const char *d = subdir("both");
+  CHECK(vlm_clip_save_dir_as(&g_p, &g_cfg, d, VLM_CKPT_OPENCLIP, 0) == VLM_OK, "%s", vlm_last_error());
+  char f[4400];
+  snprintf(f, sizeof f, "%s/open_clip_pytorch_model.bin", d);
+  vt_write_file(f, "PK\003\004 not really a zip", 24);
+  char cfg[4096], weights[4096];
+  CHECK(vlm_model_paths(d, cfg, weights, sizeof cfg) == VLM_OK && strstr(weights, "open_clip_model.safetensors"),
+        "safetensors before the pickle: %s", weights);
+  d = subdir("broken");
+  char src[4400], dst[4400];
+  snprintf(src, sizeof src, "%s/config.json", g_fx);
+  snprintf(dst, sizeof dst, "%s/open_clip_config.json", d);
+  size_t n;
+  uint8_t *text = vt_read_file(src, &n);
+  if (text) vt_write_file(dst, text, n);
+  free(text);
+  snprintf(f, sizeof f, "%s/open_clip_pytorch_model.bin", d);
+  vt_write_file(f, "PK\003\004 not really a zip", 24);
+  vlm_clip_config c;
+  vlm_clip_params p;
+  vlm_ckpt_format fmt;
+  vlm_status s = vlm_clip_load(d, &c, &p, &fmt);
+  CHECK(s != VLM_OK && strstr(vlm_last_error(), "open_clip_pytorch_model.bin"), "a broken pickle: %s",
+        s == VLM_OK ? "loaded" : vlm_last_error());
+  if (s == VLM_OK) vlm_clip_params_free(&p);
+}
+
+/* open_clip's LOGS/RUN/checkpoints/epoch_N.pt: the config named by RUN/params.txt. */
+static void open_clip_params(void) {
+  char params[512];
+  snprintf(params, sizeof params, "%s/params.txt", g_tmp);
+  const char *f = path_in("epoch_7.pt");
+  CHECK(write_clip_torch(&g_p, &g_cfg, "state_dict.module.", 1, f) == VLM_OK, "write %s: %s", f, vlm_last_error());
+  const char *text = "batch_size: 8\r\nforce_quick_gelu: False\r\nlr: 0.0005\r\nmodel: tiny\r\n";
+  vt_write_file(params, text, strlen(text));
+  vlm_clip_config c;
+  vlm_clip_params p;
+  vlm_ckpt_format fmt;
+  vlm_status s = vlm_clip_load(f, &c, &p, &fmt);
+  CHECK(s == VLM_OK, "epoch_7.pt with ../params.txt naming tiny: %s", vlm_last_error());
+  if (s == VLM_OK) {
+    CHECK(same_arena(&p.arena, &g_p.arena) && !c.quick_gelu, "params.txt: the parameters or the activation differ");
+    vlm_clip_params_free(&p);
+  }
+  text = "force_quick_gelu: True\nmodel: tiny\n";
+  vt_write_file(params, text, strlen(text));
+  s = vlm_clip_load(f, &c, &p, &fmt);
+  CHECK(s == VLM_OK && c.quick_gelu, "force_quick_gelu: True: %s", s == VLM_OK ? "GELU" : vlm_last_error());
+  if (s == VLM_OK) vlm_clip_params_free(&p);
+  text = "model: RN50\n";
+  vt_write_file(params, text, strlen(text));
+  s = vlm_clip_load(f, &c, &p, &fmt);
+  CHECK(s == VLM_ERR_UNSUPPORTED && strstr(vlm_last_error(), "RN50") && strstr(vlm_last_error(), "--config"),
+        "params.txt naming a model vlm has no config for: %s", s == VLM_OK ? "loaded" : vlm_last_error());
+  if (s == VLM_OK) vlm_clip_params_free(&p);
+  text = "lr: 0.1\n";
+  vt_write_file(params, text, strlen(text));
+  s = vlm_clip_load(f, &c, &p, &fmt);
+  CHECK(s != VLM_OK && strstr(vlm_last_error(), "params.txt") && strstr(vlm_last_error(), "model"),
+        "params.txt without a model line: %s", s == VLM_OK ? "loaded" : vlm_last_error());
+  if (s == VLM_OK) vlm_clip_params_free(&p);
+  remove(params);
+}
+
+/* CoCa: a hub directory with the pickle (CoCa's hub repos ship only that), and a bare training
+ * checkpoint with its config named. */
+static void coca(void) {
+  vlm_coca_config c, c2;
+  vlm_coca_params p, p2;
+  if (vlm_coca_config_builtin(&c, "coca-tiny") != VLM_OK || vlm_coca_params_init(&p, &c) != VLM_OK) {
+    CHECK(0, "%s", vlm_last_error());
+    return;
+  }
+  vlm_coca_params_init_openclip(&p, &c, 3);
+  const char *d = subdir("coca-torch");
+  vlm_status s = vlm_coca_save_dir_as(&p, &c, d, 1);
+  CHECK(s == VLM_OK && exists(d, "open_clip_pytorch_model.bin") && !exists(d, "open_clip_model.safetensors"),
+        "CoCa torch dir: %s", vlm_last_error());
+  CHECK(vlm_model_is_coca(d) == 1, "the CoCa torch dir is CoCa");
+  s = vlm_coca_load(d, &c2, &p2);
+  CHECK(s == VLM_OK, "load the CoCa torch dir: %s", vlm_last_error());
+  if (s == VLM_OK) {
+    CHECK(same_arena(&p2.arena, &p.arena), "CoCa torch dir: the parameters differ");
+    vlm_coca_params_free(&p2);
+  }
+  char f[4400];
+  snprintf(f, sizeof f, "%s/open_clip_pytorch_model.bin", d);
+  char bare[4400];
+  snprintf(bare, sizeof bare, "%s", path_in("coca-epoch.pt"));
+  CHECK(rename(f, bare) == 0, "rename");
+  CHECK(vlm_coca_config_spec_is_coca("coca-tiny") && !vlm_coca_config_spec_is_coca("ViT-B-32"), "CoCa specs");
+  s = vlm_coca_load_as(bare, "coca-tiny", &c2, &p2);
+  CHECK(s == VLM_OK, "bare CoCa checkpoint with --config coca-tiny: %s", vlm_last_error());
+  if (s == VLM_OK) {
+    CHECK(same_arena(&p2.arena, &p.arena), "bare CoCa: the parameters differ");
+    vlm_coca_params_free(&p2);
+  }
+  /* open_clip's training run: ../params.txt names coca-tiny */
+  char params[512];
+  snprintf(params, sizeof params, "%s/params.txt", g_tmp);
+  const char *text = "model: coca-tiny\n";
+  vt_write_file(params, text, strlen(text));
+  CHECK(vlm_model_is_coca(bare) == 1, "params.txt naming coca-tiny: CoCa");
+  s = vlm_coca_load(bare, &c2, &p2);
+  CHECK(s == VLM_OK, "bare CoCa checkpoint with ../params.txt: %s", vlm_last_error());
+  if (s == VLM_OK) {
+    CHECK(same_arena(&p2.arena, &p.arena), "CoCa via params.txt: the parameters differ");
+    vlm_coca_params_free(&p2);
+  }
+  remove(params);
+  vlm_coca_params_free(&p);
+}
+
+int main(int argc, char **argv) {
+  const char *shared = vt_shared_dir(argc, argv);
+  if (!shared) vt_skip("no ../shared folder (the tiny-clip fixture)");
+  snprintf(g_fx, sizeof g_fx, "%s/fixtures/tiny-clip", shared);
+  vlm_ckpt_format fmt;
+  if (vlm_clip_load(g_fx, &g_cfg, &g_p, &fmt) != VLM_OK) {
+    CHECK(0, "%s", vlm_last_error());
+    return vt_finish();
+  }
+  snprintf(g_tmp, sizeof g_tmp, "/tmp/vlm-torch-ckpt-XXXXXX");
+  if (!mkdtemp(g_tmp)) {
+    CHECK(0, "mkdtemp");
+    return vt_finish();
+  }
+  char files[512];
+  snprintf(files, sizeof files, "%s/files", g_tmp);
+  mkdir(files, 0777);
+  save_dir_torch();
+  training_checkpoint();
+  infer_openai();
+  preference_and_errors();
+  open_clip_params();
+  coca();
+  vlm_clip_params_free(&g_p);
+  nftw(g_tmp, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+  return vt_finish();
+}
