@@ -781,6 +781,49 @@ static void test_folders(void) {
     vlm_sample_free(&sm);
     vlm_source_close(s);
   }
+  /* captioned images in sub-folders: a caption folder searched recursively, not an ImageFolder
+   * whose captions would be "a photo of a <sub-folder>." (the .txt files were ignored) */
+  mkdir(P("capsub"), 0777);
+  mkdir(P("capsub/2023"), 0777);
+  mkdir(P("capsub/2024"), 0777);
+  mkdir(P("capsub/2024/june"), 0777);
+  mkdir(P("capsub/.hidden"), 0777);
+  write_png(P("capsub/2023/a.png"), 1);
+  write_text(P("capsub/2023/a.txt"), "caption a\n");
+  write_png(P("capsub/2024/june/b.png"), 2);
+  write_text(P("capsub/2024/june/b.txt"), "caption b");
+  write_png(P("capsub/.hidden/h.png"), 3);
+  write_text(P("capsub/.hidden/h.txt"), "hidden");
+  CHECK(vlm_source_open(&s, P("capsub"), &o) == VLM_OK && vlm_source_type(s) == VLM_DS_FOLDER,
+        "sub-folders of captioned images: a caption folder: %s", s ? vlm_ds_type_name(vlm_source_type(s)) : vlm_last_error());
+  if (s) {
+    CHECK(vlm_source_size(s) == 2, "2 captioned images in sub-folders, not %lld", (long long)vlm_source_size(s));
+    vlm_sample sm;
+    CHECK(vlm_source_get(s, 0, &sm) == VLM_OK && !strcmp(sm.caption, "caption a") && strstr(sm.name, "2023/a.png") &&
+              decodes(&sm),
+          "first sub-folder's sidecar caption: %s", sm.caption ? sm.caption : vlm_last_error());
+    vlm_sample_free(&sm);
+    CHECK(vlm_source_get(s, 1, &sm) == VLM_OK && !strcmp(sm.caption, "caption b") && decodes(&sm),
+          "nested sub-folder's sidecar caption: %s", sm.caption ? sm.caption : vlm_last_error());
+    vlm_sample_free(&sm);
+    vlm_source_close(s);
+  }
+  /* top-level pairs and a sub-folder of pairs: both read */
+  mkdir(P("mixed"), 0777);
+  mkdir(P("mixed/sub"), 0777);
+  write_png(P("mixed/top.png"), 1);
+  write_text(P("mixed/top.txt"), "top");
+  write_png(P("mixed/sub/deep.png"), 2);
+  write_text(P("mixed/sub/deep.txt"), "deep");
+  CHECK(vlm_source_open(&s, P("mixed"), &o) == VLM_OK && vlm_source_type(s) == VLM_DS_FOLDER, "mixed folder: %s",
+        vlm_last_error());
+  if (s) {
+    CHECK(vlm_source_size(s) == 2, "the sub-folder's image too, %lld", (long long)vlm_source_size(s));
+    vlm_sample sm;
+    CHECK(vlm_source_get(s, 0, &sm) == VLM_OK && !strcmp(sm.caption, "deep"), "sorted by path: sub/deep.png first");
+    vlm_sample_free(&sm);
+    vlm_source_close(s);
+  }
   mkdir(P("emptydir"), 0777);
   CHECK(vlm_source_open(&s, P("emptydir"), &o) != VLM_OK && strstr(vlm_last_error(), "emptydir"), "empty folder: %s",
         vlm_last_error());
