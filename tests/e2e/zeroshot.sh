@@ -42,6 +42,17 @@ assert d['templates'] == 7 and d['identity'].startswith('clip-')
 PY"
 fi
 
+# A class file and a templates file saved by an editor that writes a UTF-8 BOM and CRLF
+# (Windows Notepad): the BOM is no part of the first class name, template or indexed text.
+printf '\xef\xbb\xbfhorse\r\ncat\r\n' >"$tmp/bom_cls.txt"
+printf '\xef\xbb\xbfa photo of a {}.\r\n' >"$tmp/bom_tpl.txt"
+"$vlm" zeroshot --model "$m" --classes-file "$tmp/bom_cls.txt" --templates "$tmp/bom_tpl.txt" --json \
+  "$tmp/imgs/animal/horse.png" >"$tmp/bom.json" 2>/dev/null
+check "a BOM is not part of the first class name" "grep -q '\"classes\": \[\"horse\", \"cat\"\]' \"$tmp/bom.json\""
+"$vlm" index --model "$m" --out "$tmp/bom.idx" --texts "$tmp/bom_cls.txt" --quiet >/dev/null 2>&1
+"$vlm" search --index "$tmp/bom.idx" --model "$m" --text horse --top-k 2 --json >"$tmp/bom_s.json" 2>/dev/null
+check "a BOM is not part of the first indexed text" "grep -q '\"item\": \"horse\"' \"$tmp/bom_s.json\""
+
 # zero-shot with the single template "{}" and the captions as classes: logit = 100 x the
 # cosine that `vlm search` reports for the same image against a --texts index.
 echo "{}" >"$tmp/tpl.txt"
