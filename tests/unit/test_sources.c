@@ -229,6 +229,21 @@ static void test_csv(void) {
     vlm_sample_free(&sm);
     vlm_source_close(s);
   }
+  /* open_clip reads CSV image paths relative to the working directory, vlm relative to the
+   * file: a CSV written for open_clip fails, and the error says why */
+  char cwd[4096];
+  if (getcwd(cwd, sizeof cwd) && chdir(g_dir) == 0) {
+    write_text("csv/oc.tsv", "filepath\ttitle\ncsv/img/a.png\tx\n");
+    CHECK(vlm_source_open(&s, "csv/oc.tsv", &o) == VLM_OK, "oc.tsv: %s", vlm_last_error());
+    if (s) {
+      CHECK(vlm_source_get(s, 0, &sm) != VLM_OK && strstr(vlm_last_error(), "csv/csv/img/a.png") &&
+                strstr(vlm_last_error(), "relative to the working directory"),
+            "a path relative to the working directory: the error says so: %s", vlm_last_error());
+      vlm_sample_free(&sm);
+      vlm_source_close(s);
+    }
+    CHECK(chdir(cwd) == 0, "chdir back");
+  }
   o.csv_group_images = 1;
   /* no path repeats: a row's group is its index */
   write_text(P("csv/distinct.tsv"), "filepath\ttitle\nimg/a.png\tx\nimg/b.png\ty\n");
