@@ -281,6 +281,16 @@ vlm_status vlm_src_open_folder(vlm_source *s, const char *dir, int imagefolder) 
       free(imgs);
     }
     if (f->n == 0) return vlm_error(VLM_ERR_FORMAT, "%s: the class sub-folders hold no images", dir);
+    /* images beside the class folders belong to no class: say so rather than drop them silently */
+    char **loose;
+    int64_t nl;
+    if (list_dir(f->dir, 1, &loose, &nl) == VLM_OK) {
+      if (nl > 0)
+        vlm_log(VLM_LOG_WARN, "%s: %lld image%s not in a class sub-folder, not used (first: %s)", dir, (long long)nl,
+                nl == 1 ? " is" : "s are", loose[0]);
+      for (int64_t k = 0; k < nl; k++) free(loose[k]);
+      free(loose);
+    }
     /* display names: '_' -> ' ' */
     for (int c = 0; c < s->n_classes; c++)
       for (char *p = s->classnames[c]; *p; p++)

@@ -78,6 +78,16 @@ check "--eval reports accuracy" "grep -q '^top-1 accuracy: [0-9.]*%' <<<\"\$out\
 check "--eval counts 7 images, 3 classes" "grep -q '7 images, 3 classes' <<<\"\$out\""
 check "--eval per-class lines" "grep -qE '%  +2  animal\$' <<<\"\$out\" && grep -qE '%  +3  object\$' <<<\"\$out\" && grep -qE '%  +2  space\$' <<<\"\$out\""
 check "--eval names the corrupt file" "grep -q 'broken.png' \"$tmp/err\" && grep -q 'skipped: 1' <<<\"\$out\""
+# images beside the class folders belong to no class: not counted, but said so
+mkdir -p "$tmp/ifx/horse"
+cp "$tmp/imgs/animal/horse.png" "$tmp/ifx/horse/"
+cp "$tmp/imgs/space/rocket.jpg" "$tmp/ifx/loose.jpg"
+out=$("$vlm" zeroshot --model "$m" --eval "$tmp/ifx" --templates simple 2>"$tmp/err"); rc=$?
+check "--eval: an image outside the class folders is named ($(head -c 300 "$tmp/err"))" \
+  "[ $rc -eq 0 ] && grep -q '1 images, 1 classes' <<<\"\$out\" && grep -q 'not in a class sub-folder.*loose.jpg' \"$tmp/err\""
+"$vlm" eval --model "$m" --zeroshot "$tmp/ifx" --templates simple >/dev/null 2>"$tmp/err"
+check "eval --zeroshot: an image outside the class folders is named" "grep -q 'not in a class sub-folder.*loose.jpg' \"$tmp/err\""
+
 "$vlm" zeroshot --model "$m" --eval "$tmp/imgs" --templates simple --json >"$tmp/ev.json" 2>/dev/null
 check "--eval --json is JSON" "json_ok \"$tmp/ev.json\""
 if command -v python3 >/dev/null; then
