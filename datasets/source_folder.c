@@ -4,7 +4,8 @@
  *                followed, hidden names skipped); an image without its .txt is a bad sample
  *                (reported when read).
  *   imagefolder: DIR/<class>/x.jpg, one sub-folder per class (classnames sorted bytewise,
- *                label = index); the caption is "a photo of a {class}." with '_' read as ' '.
+ *                label = index; a class folder's sub-folders searched, as torchvision's
+ *                ImageFolder); the caption is "a photo of a {class}." with '_' read as ' '.
  * Images are .jpg .jpeg .png .webp (any case), listed once at open and sorted by path, so the
  * sample order is the same on every machine; only the paths are kept.
  * vlm_src_folder_has_captions tells the two apart when a folder holds only sub-folders. */
@@ -255,30 +256,25 @@ vlm_status vlm_src_open_folder(vlm_source *s, const char *dir, int imagefolder) 
     f->labels = malloc(cap * sizeof *f->labels);
     if (!f->paths || !f->labels) return vlm_error(VLM_ERR_OOM, "out of memory");
     for (int c = 0; c < s->n_classes; c++) {
-      char *sub = vlm_src_join(f->dir, cls[c]);
-      char **imgs;
-      int64_t ni;
-      if (!sub) return vlm_error(VLM_ERR_OOM, "out of memory");
-      st = list_dir(sub, 1, &imgs, &ni);
-      free(sub);
-      if (st) return st;
-      for (int64_t k = 0; k < ni; k++) {
+      name_list imgs = {0};   /* the class folder's images, its sub-folders searched (as torchvision) */
+      st = list_images_rec(f->dir, cls[c], &imgs);
+      if (st) { name_list_free(&imgs); return st; }
+      if (imgs.n) qsort(imgs.v, imgs.n, sizeof *imgs.v, cmp_str);
+      for (size_t k = 0; k < imgs.n; k++) {
         if ((size_t)f->n == cap) {
           cap *= 2;
           char **np = realloc(f->paths, cap * sizeof *np);
           if (np) f->paths = np;
           int *nl = realloc(f->labels, cap * sizeof *nl);
           if (nl) f->labels = nl;
-          if (!np || !nl) { for (int64_t j = k; j < ni; j++) free(imgs[j]); free(imgs); return vlm_error(VLM_ERR_OOM, "out of memory"); }
+          if (!np || !nl) { name_list_free(&imgs); return vlm_error(VLM_ERR_OOM, "out of memory"); }
         }
-        char *rel = vlm_src_join(cls[c], imgs[k]);
-        free(imgs[k]);
-        if (!rel) { for (int64_t j = k + 1; j < ni; j++) free(imgs[j]); free(imgs); return vlm_error(VLM_ERR_OOM, "out of memory"); }
-        f->paths[f->n] = rel;
+        f->paths[f->n] = imgs.v[k];
+        imgs.v[k] = NULL;
         f->labels[f->n] = c;
         f->n++;
       }
-      free(imgs);
+      name_list_free(&imgs);
     }
     if (f->n == 0) return vlm_error(VLM_ERR_FORMAT, "%s: the class sub-folders hold no images", dir);
     /* images beside the class folders belong to no class: say so rather than drop them silently */

@@ -780,19 +780,24 @@ static void test_folders(void) {
   write_png(P("inet/cat/x.png"), 1);
   write_png(P("inet/dog_house/y.png"), 2);
   write_corrupt(P("inet/dog_house/z.jpg"));
+  mkdir(P("inet/cat/more"), 0777);   /* a class folder's sub-folders are the class's too (torchvision) */
+  write_png(P("inet/cat/more/w.png"), 3);
   CHECK(vlm_source_open(&s, P("inet"), &o) == VLM_OK && vlm_source_type(s) == VLM_DS_IMAGEFOLDER, "imagefolder: %s",
         vlm_last_error());
   if (s) {
     int nc;
     const char *const *cn = vlm_source_classnames(s, &nc);
     CHECK(cn && nc == 2 && !strcmp(cn[0], "cat") && !strcmp(cn[1], "dog house"), "classnames sorted, '_' -> ' '");
-    CHECK(vlm_source_size(s) == 3, "3 images");
+    CHECK(vlm_source_size(s) == 4, "4 images (one in a class's sub-folder), got %lld", (long long)vlm_source_size(s));
     vlm_sample sm;
-    CHECK(vlm_source_get(s, 1, &sm) == VLM_OK && sm.label == 1 && !strcmp(sm.caption, "a photo of a dog house.") &&
+    CHECK(vlm_source_get(s, 0, &sm) == VLM_OK && sm.label == 0 && strstr(sm.name, "cat/more/w.png"),
+          "the nested image is the class's: %s", sm.name);
+    vlm_sample_free(&sm);
+    CHECK(vlm_source_get(s, 2, &sm) == VLM_OK && sm.label == 1 && !strcmp(sm.caption, "a photo of a dog house.") &&
               decodes(&sm),
           "imagefolder sample: %s", sm.caption ? sm.caption : vlm_last_error());
     vlm_sample_free(&sm);
-    CHECK(vlm_source_get(s, 2, &sm) == VLM_OK && !decodes(&sm), "corrupt image in a class folder");
+    CHECK(vlm_source_get(s, 3, &sm) == VLM_OK && !decodes(&sm), "corrupt image in a class folder");
     vlm_sample_free(&sm);
     vlm_source_close(s);
   }
