@@ -92,13 +92,14 @@ typedef struct {
 static int is_shapes(const char *s) { return s && !strncmp(s, "shapes", 6) && (s[6] == 0 || s[6] == ':'); }
 
 /* A shapes spec without the val split or a count: the generated training split,
- * VLM_SHAPES_TRAIN_DEFAULT (1,000,000) samples. */
+ * VLM_SHAPES_TRAIN_DEFAULT (1,000,000) samples. A field other than train, val or a count
+ * (a typo) is left to the loader, whose error gives the spec's form. */
 static int shapes_unbounded(const char *s) {
   if (!is_shapes(s)) return 0;
   for (const char *p = s + 6; *p == ':';) {
     const char *f = ++p;
     while (*p && *p != ':') p++;
-    if ((p - f == 3 && !strncmp(f, "val", 3)) || (p > f && f[0] >= '0' && f[0] <= '9')) return 0;
+    if (!(p - f == 5 && !strncmp(f, "train", 5))) return 0;
   }
   return 1;
 }
