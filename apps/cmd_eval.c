@@ -44,7 +44,8 @@ static void usage(FILE *f) {
           "  --model PATH          model directory or config file (CLIP; see 'vlm info')\n"
           "  --data SPEC           pairs for retrieval: a CSV/TSV file, a COCO captions .json,\n"
           "                        WebDataset shards (a .tar, a list or a {0000..0099} pattern),\n"
-          "                        a folder of images with .txt captions, or shapes:val[:N]\n"
+          "                        a folder of images with .txt captions (x.jpg + x.txt,\n"
+          "                        sub-folders searched), or shapes:val[:N]\n"
           "                        (the 1000 held-out pairs, or the first N; the training split,\n"
           "                        \"shapes\" alone, is refused unless a count bounds it:\n"
           "                        shapes:train:N)\n"
@@ -91,13 +92,14 @@ typedef struct {
 static int is_shapes(const char *s) { return s && !strncmp(s, "shapes", 6) && (s[6] == 0 || s[6] == ':'); }
 
 /* A shapes spec without the val split or a count: the generated training split,
- * VLM_SHAPES_TRAIN_DEFAULT (1,000,000) samples. */
+ * VLM_SHAPES_TRAIN_DEFAULT (1,000,000) samples. A field other than train, val or a count
+ * (a typo) is left to the loader, whose error gives the spec's form. */
 static int shapes_unbounded(const char *s) {
   if (!is_shapes(s)) return 0;
   for (const char *p = s + 6; *p == ':';) {
     const char *f = ++p;
     while (*p && *p != ':') p++;
-    if ((p - f == 3 && !strncmp(f, "val", 3)) || (p > f && f[0] >= '0' && f[0] <= '9')) return 0;
+    if (!(p - f == 5 && !strncmp(f, "train", 5))) return 0;
   }
   return 1;
 }

@@ -47,7 +47,9 @@ static void usage(FILE *f) {
           "Data:\n"
           "  --train-data SPEC        CSV/TSV file, COCO captions JSON, WebDataset shards\n"
           "                           (a.tar, shards-{0000..0009}.tar), a folder, or 'shapes'\n"
-          "                           (the built-in synthetic set); several joined with '::'\n"
+          "                           (the built-in synthetic set); several joined with '::'.\n"
+          "                           A folder: x.jpg + x.txt captions, sub-folders searched; only\n"
+          "                           class sub-folders, no .txt: an ImageFolder (\"a photo of a {class}.\")\n"
           "  --val-data SPEC          evaluation data (retrieval, val loss; zero-shot when it has\n"
           "                           classes: ImageFolder, shapes:val)\n"
           "  --dataset-type T         auto|csv|coco|wds|folder|imagefolder|shapes (auto)\n"
@@ -86,7 +88,8 @@ static void usage(FILE *f) {
           "  newest epoch_K)  --save-steps N (update 'latest' every N steps; 0: at epoch ends)\n"
           "  --resume latest|PATH     continue exactly (weights, optimizer, step, data position;\n"
           "                           without --steps/--epochs, the run's own length)\n"
-          "  --val-frequency N (1)  --zeroshot-frequency N (2)  --zeroshot-data SPEC\n"
+          "  --val-frequency N (1)  --zeroshot-frequency N (2)  --zeroshot-data SPEC (labelled:\n"
+          "                           an ImageFolder DIR or shapes:val[:N]; data without classes is refused)\n"
           "  --zeroshot-templates T    openai | simple | shapes (vlm zeroshot's sets) or a FILE, one\n"
           "                           template per line, {} or {c} = class name (default: 7 prompts\n"
           "                           like \"a photo of {a} {}.\", {a} = a/an; the shapes set on shapes)\n"
@@ -444,7 +447,9 @@ static int fail(const char *what) {
   return 1;
 }
 
-static vlm_status open_loader(run_state *R, vlm_loader **out, const char *spec, int train) {
+/* train: the training data (--dataset-type, ranks, upsampling); zeroshot: labelled data, a
+ * folder read as an ImageFolder (as vlm eval --zeroshot does). */
+static vlm_status open_loader(run_state *R, vlm_loader **out, const char *spec, int train, int zeroshot) {
   vlm_loader_cfg lc;
   vlm_loader_cfg_default(&lc);
   lc.data = spec;
@@ -453,6 +458,9 @@ static vlm_status open_loader(run_state *R, vlm_loader **out, const char *spec, 
     return vlm_error(VLM_ERR_ARG, "--dataset-type: unknown type '%s'", R->o.dataset_type);
   if (!train && !strcmp(spec, R->o.train_data ? R->o.train_data : "")) (void)0;
   if (!train) lc.src.type = VLM_DS_AUTO;
+  struct stat zs_sb;
+  if (zeroshot && strncmp(spec, "shapes", 6) && stat(spec, &zs_sb) == 0 && S_ISDIR(zs_sb.st_mode))
+    lc.src.type = VLM_DS_IMAGEFOLDER;   /* its images may have .txt captions beside them too */
   lc.src.csv_separator = R->o.csv_sep;
   if (R->o.csv_img_key) lc.src.csv_img_key = R->o.csv_img_key;
   if (R->o.csv_caption_key) lc.src.csv_caption_key = R->o.csv_caption_key;
@@ -907,11 +915,19 @@ static int run(run_state *R) {
             "with its own: the new ids start from rows learnt for other tokens (leave --tokenizer out, or give the "
             "checkpoint's, to keep them)\n", tok_desc, o->model);
   /* ---- data */
-  if ((st = open_loader(R, &R->train, o->train_data, 1)) != VLM_OK) return fail("--train-data");
-  if (lead && o->val_data && (st = open_loader(R, &R->val, o->val_data, 0)) != VLM_OK) return fail("--val-data");
+  if ((st = open_loader(R, &R->train, o->train_data, 1, 0)) != VLM_OK) return fail("--train-data");
+  if (lead && o->val_data && (st = open_loader(R, &R->val, o->val_data, 0, 0)) != VLM_OK) return fail("--val-data");
   if (lead && o->zs_data) {
-    if (o->val_data && !strcmp(o->zs_data, o->val_data)) R->zs = R->val;
-    else if ((st = open_loader(R, &R->zs, o->zs_data, 0)) != VLM_OK) return fail("--zeroshot-data");
+    int val_cls = 0;   /* one loader for both when the val data has classes (a folder of captions has none) */
+    if (o->val_data && !strcmp(o->zs_data, o->val_data) && vlm_loader_classnames(R->val, &val_cls) && val_cls > 0)
+      R->zs = R->val;
+    else if ((st = open_loader(R, &R->zs, o->zs_data, 0, 1)) != VLM_OK) return fail("--zeroshot-data");
+    int n_cls = 0;
+    if (!vlm_loader_classnames(R->zs, &n_cls) || n_cls == 0) {   /* zero-shot would measure nothing, silently */
+      fprintf(stderr, CMD ": --zeroshot-data %s has no classes: give an ImageFolder (DIR/CLASS/IMAGE) or "
+              "shapes:val[:N]\n", o->zs_data);
+      return 1;
+    }
   }
   /* Steps in an epoch: whole accumulations of whole batches; -1 when unknown (WebDataset). */
   const int64_t n_samples = vlm_loader_samples_per_epoch(R->train);

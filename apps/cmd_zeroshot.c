@@ -45,7 +45,8 @@ static void usage(FILE *f) {
           "  --eval DIR          ImageFolder tree: each sub-folder is a class (sorted by name;\n"
           "                      '_' in a folder name reads as a space unless --classes names the\n"
           "                      classes, in the same order); reports top-1 / top-5 accuracy,\n"
-          "                      per-class accuracy and the most frequent confusions\n"
+          "                      per-class accuracy and the most frequent confusions (images\n"
+          "                      beside the class folders are in no class: named, not used)\n"
           "  --                  the arguments after it are images or folders (names that start with '-')\n"
           "  --json              one JSON document on stdout:\n"
           "                      classify: {\"model\", \"identity\", \"classes\": [..], \"templates\": n,\n"
@@ -64,8 +65,10 @@ static void usage(FILE *f) {
           "  vlm zeroshot --model my-model/ --eval val/ --json > accuracy.json\n");
 }
 
-/* Sub-folders of dir, sorted. */
+/* Sub-folders of dir, sorted; images beside them (in no class) are counted and named. */
 static vlm_status subdirs(const char *dir, vlm_pathlist *out) {
+  int64_t loose = 0;
+  char first[256] = "";
   DIR *d = opendir(dir);
   if (!d) return vlm_error(VLM_ERR_IO, "%s: cannot open directory: %s", dir, strerror(errno));
   struct dirent *de;
@@ -77,10 +80,15 @@ static vlm_status subdirs(const char *dir, vlm_pathlist *out) {
     if (!p) { st = vlm_error(VLM_ERR_OOM, "out of memory"); break; }
     snprintf(p, len, "%s/%s", dir, de->d_name);
     struct stat s;
-    if (stat(p, &s) == 0 && S_ISDIR(s.st_mode)) st = vlm_pathlist_add(out, de->d_name);
+    if (stat(p, &s) != 0) ;
+    else if (S_ISDIR(s.st_mode)) st = vlm_pathlist_add(out, de->d_name);
+    else if (S_ISREG(s.st_mode) && vlm_tools_is_image(p) && loose++ == 0) snprintf(first, sizeof first, "%s", de->d_name);
     free(p);
   }
   closedir(d);
+  if (loose)
+    fprintf(stderr, "vlm zeroshot: warning: %s: %lld image%s not in a class sub-folder, not used (first: %s)\n", dir,
+            (long long)loose, loose == 1 ? " is" : "s are", first);
   for (int64_t i = 1; i < out->n; i++)   /* insertion sort: few classes */
     for (int64_t j = i; j > 0 && strcmp(out->paths[j - 1], out->paths[j]) > 0; j--) {
       char *t = out->paths[j]; out->paths[j] = out->paths[j - 1]; out->paths[j - 1] = t;

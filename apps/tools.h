@@ -55,7 +55,8 @@ int64_t vlm_tools_embed_files(vlm_encoder *e, char *const *paths, int64_t n, flo
                               const char *cmd, int progress);
 
 /* Split a comma-separated list (trimmed, empty items are an error) or read one
- * item per non-empty line of a file. Free with vlm_zeroshot_strings_free. */
+ * item per non-empty line of a file (trimmed; a UTF-8 BOM at its start skipped). Free with
+ * vlm_zeroshot_strings_free. */
 vlm_status vlm_tools_split_list(const char *s, char ***out, int *n);
 vlm_status vlm_tools_read_lines(const char *path, char ***out, int *n, int keep_empty);
 

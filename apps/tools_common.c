@@ -263,7 +263,8 @@ vlm_status vlm_tools_read_lines(const char *path, char ***out, int *n, int keep_
   while ((len = getline(&line, &lcap, f)) >= 0) {
     no++;
     if ((size_t)len != strlen(line)) { st = vlm_error(VLM_ERR_FORMAT, "%s:%d: NUL byte in the line", path, no); break; }
-    char *t = trim(line);
+    /* a UTF-8 BOM (editors on Windows write one) is no part of the first line */
+    char *t = trim(no == 1 && !strncmp(line, "\xEF\xBB\xBF", 3) ? line + 3 : line);
     if (!*t && !keep_empty) continue;
     if ((st = push(out, n, &cap, t)) != VLM_OK) break;
   }

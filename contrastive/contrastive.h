@@ -57,7 +57,7 @@ void vlm_clip_logit_scale_clamp(vlm_tensor *logit_scale);
  * if unknown. */
 int vlm_zeroshot_templates_builtin(const char *name, const char *const **out);
 /* Templates from a file, one per non-empty line, each holding "{}" or "{c}"
- * (errors name the file and line). *out is a malloc'd array of malloc'd strings:
+ * (errors name the file and line; a UTF-8 BOM at its start is skipped). *out is a malloc'd array of malloc'd strings:
  * free with vlm_zeroshot_strings_free. */
 vlm_status vlm_zeroshot_templates_load(const char *path, char ***out, int *n);
 void vlm_zeroshot_strings_free(char **s, int n);

@@ -109,6 +109,10 @@ vlm_status vlm_zeroshot_templates_load(const char *path, char ***out, int *n) {
   while ((len = getline(&line, &lcap, f)) >= 0) {
     line_no++;
     while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = 0;
+    if (line_no == 1 && len >= 3 && !memcmp(line, "\xEF\xBB\xBF", 3)) {   /* a UTF-8 BOM: no part of the text */
+      memmove(line, line + 3, (size_t)len - 2);
+      len -= 3;
+    }
     size_t s = 0;
     while (line[s] == ' ' || line[s] == '\t') s++;
     if (!line[s]) continue;

@@ -32,6 +32,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <jpeglib.h>
 #include <jerror.h>
@@ -457,6 +458,11 @@ vlm_status vlm_image_decode_file(const char *path, const vlm_decode_opts *opts, 
   memset(out, 0, sizeof *out);
   FILE *f = fopen(path, "rb");
   if (!f) return vlm_error(VLM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+  struct stat sb;
+  if (fstat(fileno(f), &sb) == 0 && S_ISDIR(sb.st_mode)) {   /* fopen opens folders; reading one fails */
+    fclose(f);
+    return vlm_error(VLM_ERR_IO, "%s: is a folder, not an image file", path);
+  }
   uint8_t *buf = NULL;
   size_t n = 0, cap = 0;
   for (;;) {
@@ -474,11 +480,11 @@ vlm_status vlm_image_decode_file(const char *path, const vlm_decode_opts *opts, 
     n += r;
     if (r == 0) break;
   }
-  int err = ferror(f);
+  int err = ferror(f) ? errno : 0;
   fclose(f);
   if (err) {
     free(buf);
-    return vlm_error(VLM_ERR_IO, "%s: read error", path);
+    return vlm_error(VLM_ERR_IO, "%s: read error: %s", path, strerror(err));
   }
   vlm_status st = vlm_image_decode_mem(buf, n, path, opts, out);
   free(buf);

@@ -203,7 +203,9 @@ vlm_status vlm_caption_check(const char *name, const char *text, size_t len) {
 }
 
 /* ------------------------------------------------------------------ open / dispatch */
-/* A folder whose entries are sub-folders only (no image files) is an ImageFolder. */
+/* A folder whose entries are sub-folders only (no image files) is an ImageFolder, unless its
+ * images have captions beside them (x.jpg + x.txt): then it is a caption folder whose
+ * sub-folders are searched (the captions would be ignored otherwise). */
 static int looks_like_imagefolder(const char *dir) {
   DIR *d = opendir(dir);
   if (!d) return 0;
@@ -218,7 +220,7 @@ static int looks_like_imagefolder(const char *dir) {
     free(p);
   }
   closedir(d);
-  return subdirs > 0 && images == 0;
+  return subdirs > 0 && images == 0 && !vlm_src_folder_has_captions(dir);
 }
 
 static vlm_ds_type detect(const char *spec) {

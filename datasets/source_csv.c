@@ -169,11 +169,20 @@ static vlm_status csv_get(vlm_source *s, int64_t i, vlm_sample *out) {
   memcpy(out->caption, f[c->cap_col], cl);
   out->caption[cl] = 0;
   st = vlm_src_read_file(path, CSV_MAX_IMAGE, &out->image_bytes, &out->image_len);
-  free(path);
   if (st) {
     vlm_error_prefix(st, "%s", out->name);
+    /* open_clip reads the paths relative to the working directory: say so when that file is there */
+    if (img[0] != '/' && strcmp(c->dir, ".") && access(path, F_OK) != 0 && access(img, F_OK) == 0) {
+      char *msg = strdup(vlm_last_error());
+      if (msg) {
+        st = vlm_error(st, "%s (%s exists relative to the working directory, where open_clip looks; vlm reads "
+                       "CSV image paths relative to the CSV file's folder: write them so, or absolute)", msg, img);
+        free(msg);
+      }
+    }
     vlm_src_fail(out, VLM_BAD_READ, st);
   }
+  free(path);
 done:
   free(rec);
   free(buf);

@@ -1,10 +1,14 @@
 /* Folder sources.
- *   folder:      DIR/x.jpg with its caption in DIR/x.txt (a sidecar file beside each image);
- *                an image without its .txt is a bad sample (reported when read).
+ *   folder:      DIR/x.jpg with its caption in DIR/x.txt (a sidecar file beside each image),
+ *                sub-folders included (searched recursively; links to folders are not
+ *                followed, hidden names skipped); an image without its .txt is a bad sample
+ *                (reported when read).
  *   imagefolder: DIR/<class>/x.jpg, one sub-folder per class (classnames sorted bytewise,
- *                label = index); the caption is "a photo of a {class}." with '_' read as ' '.
- * Images are .jpg .jpeg .png .webp (any case), listed once at open and sorted by name, so the
- * sample order is the same on every machine; only the paths are kept. */
+ *                label = index; a class folder's sub-folders searched, as torchvision's
+ *                ImageFolder); the caption is "a photo of a {class}." with '_' read as ' '.
+ * Images are .jpg .jpeg .png .webp (any case), listed once at open and sorted by path, so the
+ * sample order is the same on every machine; only the paths are kept.
+ * vlm_src_folder_has_captions tells the two apart when a folder holds only sub-folders. */
 #define _POSIX_C_SOURCE 200809L
 #include <dirent.h>
 #include <errno.h>
@@ -74,6 +78,106 @@ oom:
   return vlm_error(VLM_ERR_OOM, "out of memory listing %s", dir);
 }
 
+typedef struct {
+  char **v;
+  size_t n, cap;
+} name_list;
+
+static int name_push(name_list *l, char *s) {
+  if (!s) return 0;
+  if (l->n == l->cap) {
+    size_t nc = l->cap ? 2 * l->cap : 64;
+    char **nv = realloc(l->v, nc * sizeof *nv);
+    if (!nv) { free(s); return 0; }
+    l->v = nv;
+    l->cap = nc;
+  }
+  l->v[l->n++] = s;
+  return 1;
+}
+
+static void name_list_free(name_list *l) {
+  for (size_t i = 0; i < l->n; i++) free(l->v[i]);
+  free(l->v);
+  l->v = NULL;
+  l->n = l->cap = 0;
+}
+
+/* The image files under root/rel (rel "" for root itself), as paths relative to root, into out;
+ * sub-folders searched, links to folders not followed. */
+static vlm_status list_images_rec(const char *root, const char *rel, name_list *out) {
+  char *dir = *rel ? vlm_src_join(root, rel) : strdup(root);
+  if (!dir) return vlm_error(VLM_ERR_OOM, "out of memory");
+  DIR *d = opendir(dir);
+  if (!d) {
+    vlm_status st = vlm_error(VLM_ERR_IO, "%s: cannot open folder: %s", dir, strerror(errno));
+    free(dir);
+    return st;
+  }
+  vlm_status st = VLM_OK;
+  struct dirent *e;
+  while (st == VLM_OK && (e = readdir(d))) {
+    if (e->d_name[0] == '.') continue;
+    char *full = vlm_src_join(dir, e->d_name);
+    char *sub = *rel ? vlm_src_join(rel, e->d_name) : strdup(e->d_name);
+    struct stat ls, fs;
+    if (!full || !sub) st = vlm_error(VLM_ERR_OOM, "out of memory");
+    else if (lstat(full, &ls) != 0) ;
+    else if (S_ISDIR(ls.st_mode)) st = list_images_rec(root, sub, out);
+    else if (vlm_src_has_image_ext(e->d_name) && stat(full, &fs) == 0 && S_ISREG(fs.st_mode)) {
+      if (!name_push(out, sub)) st = vlm_error(VLM_ERR_OOM, "out of memory listing %s", dir);
+      sub = NULL;
+    }
+    free(full);
+    free(sub);
+  }
+  closedir(d);
+  free(dir);
+  return st;
+}
+
+/* 1 when dir/name.txt is among the (sorted) names of its folder. */
+static int has_sidecar(char **names, size_t n, const char *img) {
+  const char *dot = strrchr(img, '.');
+  size_t stem = dot ? (size_t)(dot - img) : strlen(img);
+  char *txt = malloc(stem + 5);
+  if (!txt) return 0;
+  memcpy(txt, img, stem);
+  memcpy(txt + stem, ".txt", 5);
+  int found = bsearch(&txt, names, n, sizeof *names, cmp_str) != NULL;
+  free(txt);
+  return found;
+}
+
+/* 1 when some image under dir (sub-folders searched, links to folders not followed) has its
+ * caption beside it (x.jpg + x.txt); stops at the first. */
+int vlm_src_folder_has_captions(const char *dir) {
+  DIR *d = opendir(dir);
+  if (!d) return 0;
+  name_list names = {0}, subs = {0};
+  struct dirent *e;
+  while ((e = readdir(d))) {
+    if (e->d_name[0] == '.') continue;
+    char *full = vlm_src_join(dir, e->d_name);
+    struct stat ls;
+    if (full && lstat(full, &ls) == 0 && S_ISDIR(ls.st_mode)) {
+      if (!name_push(&subs, full)) break;
+    } else {
+      free(full);
+      if (!name_push(&names, strdup(e->d_name))) break;
+    }
+  }
+  closedir(d);
+  int found = 0;
+  if (names.n) qsort(names.v, names.n, sizeof *names.v, cmp_str);
+  for (size_t i = 0; i < names.n && !found; i++)
+    found = vlm_src_has_image_ext(names.v[i]) && has_sidecar(names.v, names.n, names.v[i]);
+  for (size_t i = 0; i < subs.n && !found; i++) found = vlm_src_folder_has_captions(subs.v[i]);
+  name_list_free(&names);
+  name_list_free(&subs);
+  return found;
+}
+
 static vlm_status folder_get(vlm_source *s, int64_t i, vlm_sample *out) {
   folder_src *f = s->impl;
   char *img = vlm_src_join(f->dir, f->paths[i]);
@@ -131,9 +235,13 @@ vlm_status vlm_src_open_folder(vlm_source *s, const char *dir, int imagefolder) 
   while (L > 1 && f->dir[L - 1] == '/') f->dir[--L] = 0;
   vlm_status st;
   if (!imagefolder) {
-    st = list_dir(dir, 1, &f->paths, &f->n);
-    if (st) return st;
-    if (f->n == 0) return vlm_error(VLM_ERR_FORMAT, "%s: no images (.jpg .jpeg .png .webp) in the folder", dir);
+    name_list imgs = {0};
+    st = list_images_rec(f->dir, "", &imgs);
+    if (st) { name_list_free(&imgs); return st; }
+    if (imgs.n) qsort(imgs.v, imgs.n, sizeof *imgs.v, cmp_str);
+    f->paths = imgs.v;
+    f->n = (int64_t)imgs.n;
+    if (f->n == 0) return vlm_error(VLM_ERR_FORMAT, "%s: no images (.jpg .jpeg .png .webp) in the folder or its sub-folders", dir);
   } else {
     char **cls;
     int64_t nc;
@@ -148,32 +256,37 @@ vlm_status vlm_src_open_folder(vlm_source *s, const char *dir, int imagefolder) 
     f->labels = malloc(cap * sizeof *f->labels);
     if (!f->paths || !f->labels) return vlm_error(VLM_ERR_OOM, "out of memory");
     for (int c = 0; c < s->n_classes; c++) {
-      char *sub = vlm_src_join(f->dir, cls[c]);
-      char **imgs;
-      int64_t ni;
-      if (!sub) return vlm_error(VLM_ERR_OOM, "out of memory");
-      st = list_dir(sub, 1, &imgs, &ni);
-      free(sub);
-      if (st) return st;
-      for (int64_t k = 0; k < ni; k++) {
+      name_list imgs = {0};   /* the class folder's images, its sub-folders searched (as torchvision) */
+      st = list_images_rec(f->dir, cls[c], &imgs);
+      if (st) { name_list_free(&imgs); return st; }
+      if (imgs.n) qsort(imgs.v, imgs.n, sizeof *imgs.v, cmp_str);
+      for (size_t k = 0; k < imgs.n; k++) {
         if ((size_t)f->n == cap) {
           cap *= 2;
           char **np = realloc(f->paths, cap * sizeof *np);
           if (np) f->paths = np;
           int *nl = realloc(f->labels, cap * sizeof *nl);
           if (nl) f->labels = nl;
-          if (!np || !nl) { for (int64_t j = k; j < ni; j++) free(imgs[j]); free(imgs); return vlm_error(VLM_ERR_OOM, "out of memory"); }
+          if (!np || !nl) { name_list_free(&imgs); return vlm_error(VLM_ERR_OOM, "out of memory"); }
         }
-        char *rel = vlm_src_join(cls[c], imgs[k]);
-        free(imgs[k]);
-        if (!rel) { for (int64_t j = k + 1; j < ni; j++) free(imgs[j]); free(imgs); return vlm_error(VLM_ERR_OOM, "out of memory"); }
-        f->paths[f->n] = rel;
+        f->paths[f->n] = imgs.v[k];
+        imgs.v[k] = NULL;
         f->labels[f->n] = c;
         f->n++;
       }
-      free(imgs);
+      name_list_free(&imgs);
     }
     if (f->n == 0) return vlm_error(VLM_ERR_FORMAT, "%s: the class sub-folders hold no images", dir);
+    /* images beside the class folders belong to no class: say so rather than drop them silently */
+    char **loose;
+    int64_t nl;
+    if (list_dir(f->dir, 1, &loose, &nl) == VLM_OK) {
+      if (nl > 0)
+        vlm_log(VLM_LOG_WARN, "%s: %lld image%s not in a class sub-folder, not used (first: %s)", dir, (long long)nl,
+                nl == 1 ? " is" : "s are", loose[0]);
+      for (int64_t k = 0; k < nl; k++) free(loose[k]);
+      free(loose);
+    }
     /* display names: '_' -> ' ' */
     for (int c = 0; c < s->n_classes; c++)
       for (char *p = s->classnames[c]; *p; p++)

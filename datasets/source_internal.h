@@ -25,6 +25,9 @@ vlm_status vlm_src_open_coco(vlm_source *s, const char *path);
 vlm_status vlm_src_open_wds(vlm_source *s, const char *pattern);
 vlm_status vlm_src_open_folder(vlm_source *s, const char *dir, int imagefolder);
 vlm_status vlm_src_open_shapes(vlm_source *s, const char *spec);
+/* 1 when an image under dir (sub-folders searched) has its caption beside it (x.jpg + x.txt):
+ * auto-detection's caption folder, not an ImageFolder. */
+int vlm_src_folder_has_captions(const char *dir);
 
 /* Open a regular file for reading without blocking on a FIFO: open(O_NONBLOCK), fstat the
  * descriptor, refuse anything but a regular file ("is a directory", "not a regular file (a

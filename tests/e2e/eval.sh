@@ -297,6 +297,9 @@ timeout 60 "$vlm" eval --model "$m" --data shapes >/dev/null 2>"$tmp/e8"; rc=$?
 check "--data shapes (the training split): usage error 2 naming shapes:val" "[ $rc -eq 2 ] && grep -q 'shapes:val' \"$tmp/e8\""
 timeout 60 "$vlm" eval --model "$m" --zeroshot shapes:train >/dev/null 2>"$tmp/e9"; rc=$?
 check "--zeroshot shapes:train: 2" "[ $rc -eq 2 ] && grep -q 'shapes:train:N' \"$tmp/e9\""
+timeout 60 "$vlm" eval --model "$m" --data shapes:vall >/dev/null 2>"$tmp/e10"; rc=$?
+check "--data shapes:vall (a typo): the spec's form, not 'give a count, shapes:vall:N' ($(cat "$tmp/e10"))" \
+  "[ $rc -ne 0 ] && grep -q 'expected shapes\[:train|:val\]\[:N\]' \"$tmp/e10\" && ! grep -q 'shapes:vall:N' \"$tmp/e10\""
 "$vlm" eval --model "$m" --data shapes:train:12 --json >"$tmp/sh12.json" 2>/dev/null; rc=$?
 check "shapes:train:N (a count bounds it) runs" "[ $rc -eq 0 ] && grep -q '\"samples\": 12' \"$tmp/sh12.json\""
 (cd "$tmp/pairs" && cp pairs.tsv shapes.tsv && "$vlm" eval --model "$m" --data shapes.tsv --json >"$tmp/shtsv.json" 2>/dev/null)

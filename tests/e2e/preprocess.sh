@@ -67,6 +67,9 @@ sys.exit(0 if one >= 0.999 else 1)
   printf 'not an image\n' >"$tmp/notes.jpg"
   err=$("$vlm" preprocess "$tmp/notes.jpg" --out "$tmp/n" 2>&1 >/dev/null); rc=$?
   check "text named .jpg: unsupported format" "[ $rc -eq 1 ] && grep -q 'notes.jpg: unsupported format' <<<\"\$err\""
+  mkdir -p "$tmp/a folder.jpg"
+  err=$("$vlm" preprocess "$tmp/a folder.jpg" --out "$tmp/n" 2>&1 >/dev/null); rc=$?
+  check "a folder named as an image is called a folder ($err)" "[ $rc -eq 1 ] && grep -q 'a folder.jpg: is a folder' <<<\"\$err\""
 else
   echo "no $imgs or $fx: image checks skipped"
 fi

@@ -162,6 +162,21 @@ printf 'a photo of a {c}.\nno class here\n' >"$tmp/tb.txt"
 "$vlm" train "${common[@]}" --steps 1 --name zt3 --zeroshot-data shapes:val:16 --zeroshot-templates "$tmp/tb.txt" >/dev/null 2>"$tmp/e.err"
 check "a template without {} is named by file and line" "[ $? -eq 1 ] && grep -q 'tb.txt:2: template has no {} or {c}' $tmp/e.err"
 
+# --zeroshot-data: labelled data or a refusal. A folder is an ImageFolder there even when its
+# images have .txt captions beside them; a CSV has no classes and is refused at the start
+# (zero-shot was silently not measured: "eval @ step 1: 0 samples").
+"$vlm" shapes --out "$tmp/sv" --split val --n 8 --size 32 >/dev/null
+while IFS=$'\t' read -r fp title label; do
+  [ "$fp" = filepath ] && continue
+  cls=$(sed -n "$((label + 1))p" "$tmp/sv/classnames.txt" | tr ' ' _)
+  mkdir -p "$tmp/zsif/$cls" && cp "$tmp/sv/$fp" "$tmp/zsif/$cls/" && echo "$title" >"$tmp/zsif/$cls/$(basename "$fp" .png).txt"
+done <"$tmp/sv/captions.tsv"
+"$vlm" train "${common[@]}" --steps 1 --name zi1 --zeroshot-frequency 1 --zeroshot-data "$tmp/zsif" --json >"$tmp/zi1.json" 2>/dev/null
+check "an ImageFolder with .txt captions beside its images is zero-shot data" \
+  "[ $? -eq 0 ] && grep -q '\"zeroshot_samples\": 8' $tmp/zi1.json"
+"$vlm" train "${common[@]}" --steps 1 --name zi2 --zeroshot-frequency 1 --zeroshot-data "$tmp/sv/captions.tsv" >/dev/null 2>"$tmp/zi2.err"
+check "--zeroshot-data without classes is refused" "[ $? -eq 1 ] && grep -q 'captions.tsv has no classes' $tmp/zi2.err"
+
 # Fine-tuning a vlm train checkpoint without --tokenizer: the run's own tokenizer is found
 "$vlm" train --device cpu --train-data shapes:32 --model $R/checkpoints/latest --batch-size 8 --steps 1 \
   --val-frequency 0 --zeroshot-frequency 0 --logs "$tmp/runs" --name ft2 >/dev/null 2>"$tmp/ft2.err"

@@ -42,6 +42,17 @@ assert d['templates'] == 7 and d['identity'].startswith('clip-')
 PY"
 fi
 
+# A class file and a templates file saved by an editor that writes a UTF-8 BOM and CRLF
+# (Windows Notepad): the BOM is no part of the first class name, template or indexed text.
+printf '\xef\xbb\xbfhorse\r\ncat\r\n' >"$tmp/bom_cls.txt"
+printf '\xef\xbb\xbfa photo of a {}.\r\n' >"$tmp/bom_tpl.txt"
+"$vlm" zeroshot --model "$m" --classes-file "$tmp/bom_cls.txt" --templates "$tmp/bom_tpl.txt" --json \
+  "$tmp/imgs/animal/horse.png" >"$tmp/bom.json" 2>/dev/null
+check "a BOM is not part of the first class name" "grep -q '\"classes\": \[\"horse\", \"cat\"\]' \"$tmp/bom.json\""
+"$vlm" index --model "$m" --out "$tmp/bom.idx" --texts "$tmp/bom_cls.txt" --quiet >/dev/null 2>&1
+"$vlm" search --index "$tmp/bom.idx" --model "$m" --text horse --top-k 2 --json >"$tmp/bom_s.json" 2>/dev/null
+check "a BOM is not part of the first indexed text" "grep -q '\"item\": \"horse\"' \"$tmp/bom_s.json\""
+
 # zero-shot with the single template "{}" and the captions as classes: logit = 100 x the
 # cosine that `vlm search` reports for the same image against a --texts index.
 echo "{}" >"$tmp/tpl.txt"
@@ -67,6 +78,16 @@ check "--eval reports accuracy" "grep -q '^top-1 accuracy: [0-9.]*%' <<<\"\$out\
 check "--eval counts 7 images, 3 classes" "grep -q '7 images, 3 classes' <<<\"\$out\""
 check "--eval per-class lines" "grep -qE '%  +2  animal\$' <<<\"\$out\" && grep -qE '%  +3  object\$' <<<\"\$out\" && grep -qE '%  +2  space\$' <<<\"\$out\""
 check "--eval names the corrupt file" "grep -q 'broken.png' \"$tmp/err\" && grep -q 'skipped: 1' <<<\"\$out\""
+# images beside the class folders belong to no class: not counted, but said so
+mkdir -p "$tmp/ifx/horse"
+cp "$tmp/imgs/animal/horse.png" "$tmp/ifx/horse/"
+cp "$tmp/imgs/space/rocket.jpg" "$tmp/ifx/loose.jpg"
+out=$("$vlm" zeroshot --model "$m" --eval "$tmp/ifx" --templates simple 2>"$tmp/err"); rc=$?
+check "--eval: an image outside the class folders is named ($(head -c 300 "$tmp/err"))" \
+  "[ $rc -eq 0 ] && grep -q '1 images, 1 classes' <<<\"\$out\" && grep -q 'not in a class sub-folder.*loose.jpg' \"$tmp/err\""
+"$vlm" eval --model "$m" --zeroshot "$tmp/ifx" --templates simple >/dev/null 2>"$tmp/err"
+check "eval --zeroshot: an image outside the class folders is named" "grep -q 'not in a class sub-folder.*loose.jpg' \"$tmp/err\""
+
 "$vlm" zeroshot --model "$m" --eval "$tmp/imgs" --templates simple --json >"$tmp/ev.json" 2>/dev/null
 check "--eval --json is JSON" "json_ok \"$tmp/ev.json\""
 if command -v python3 >/dev/null; then

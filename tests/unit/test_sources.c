@@ -229,6 +229,21 @@ static void test_csv(void) {
     vlm_sample_free(&sm);
     vlm_source_close(s);
   }
+  /* open_clip reads CSV image paths relative to the working directory, vlm relative to the
+   * file: a CSV written for open_clip fails, and the error says why */
+  char cwd[4096];
+  if (getcwd(cwd, sizeof cwd) && chdir(g_dir) == 0) {
+    write_text("csv/oc.tsv", "filepath\ttitle\ncsv/img/a.png\tx\n");
+    CHECK(vlm_source_open(&s, "csv/oc.tsv", &o) == VLM_OK, "oc.tsv: %s", vlm_last_error());
+    if (s) {
+      CHECK(vlm_source_get(s, 0, &sm) != VLM_OK && strstr(vlm_last_error(), "csv/csv/img/a.png") &&
+                strstr(vlm_last_error(), "relative to the working directory"),
+            "a path relative to the working directory: the error says so: %s", vlm_last_error());
+      vlm_sample_free(&sm);
+      vlm_source_close(s);
+    }
+    CHECK(chdir(cwd) == 0, "chdir back");
+  }
   o.csv_group_images = 1;
   /* no path repeats: a row's group is its index */
   write_text(P("csv/distinct.tsv"), "filepath\ttitle\nimg/a.png\tx\nimg/b.png\ty\n");
@@ -765,19 +780,67 @@ static void test_folders(void) {
   write_png(P("inet/cat/x.png"), 1);
   write_png(P("inet/dog_house/y.png"), 2);
   write_corrupt(P("inet/dog_house/z.jpg"));
+  mkdir(P("inet/cat/more"), 0777);   /* a class folder's sub-folders are the class's too (torchvision) */
+  write_png(P("inet/cat/more/w.png"), 3);
   CHECK(vlm_source_open(&s, P("inet"), &o) == VLM_OK && vlm_source_type(s) == VLM_DS_IMAGEFOLDER, "imagefolder: %s",
         vlm_last_error());
   if (s) {
     int nc;
     const char *const *cn = vlm_source_classnames(s, &nc);
     CHECK(cn && nc == 2 && !strcmp(cn[0], "cat") && !strcmp(cn[1], "dog house"), "classnames sorted, '_' -> ' '");
-    CHECK(vlm_source_size(s) == 3, "3 images");
+    CHECK(vlm_source_size(s) == 4, "4 images (one in a class's sub-folder), got %lld", (long long)vlm_source_size(s));
     vlm_sample sm;
-    CHECK(vlm_source_get(s, 1, &sm) == VLM_OK && sm.label == 1 && !strcmp(sm.caption, "a photo of a dog house.") &&
+    CHECK(vlm_source_get(s, 0, &sm) == VLM_OK && sm.label == 0 && strstr(sm.name, "cat/more/w.png"),
+          "the nested image is the class's: %s", sm.name);
+    vlm_sample_free(&sm);
+    CHECK(vlm_source_get(s, 2, &sm) == VLM_OK && sm.label == 1 && !strcmp(sm.caption, "a photo of a dog house.") &&
               decodes(&sm),
           "imagefolder sample: %s", sm.caption ? sm.caption : vlm_last_error());
     vlm_sample_free(&sm);
-    CHECK(vlm_source_get(s, 2, &sm) == VLM_OK && !decodes(&sm), "corrupt image in a class folder");
+    CHECK(vlm_source_get(s, 3, &sm) == VLM_OK && !decodes(&sm), "corrupt image in a class folder");
+    vlm_sample_free(&sm);
+    vlm_source_close(s);
+  }
+  /* captioned images in sub-folders: a caption folder searched recursively, not an ImageFolder
+   * whose captions would be "a photo of a <sub-folder>." (the .txt files were ignored) */
+  mkdir(P("capsub"), 0777);
+  mkdir(P("capsub/2023"), 0777);
+  mkdir(P("capsub/2024"), 0777);
+  mkdir(P("capsub/2024/june"), 0777);
+  mkdir(P("capsub/.hidden"), 0777);
+  write_png(P("capsub/2023/a.png"), 1);
+  write_text(P("capsub/2023/a.txt"), "caption a\n");
+  write_png(P("capsub/2024/june/b.png"), 2);
+  write_text(P("capsub/2024/june/b.txt"), "caption b");
+  write_png(P("capsub/.hidden/h.png"), 3);
+  write_text(P("capsub/.hidden/h.txt"), "hidden");
+  CHECK(vlm_source_open(&s, P("capsub"), &o) == VLM_OK && vlm_source_type(s) == VLM_DS_FOLDER,
+        "sub-folders of captioned images: a caption folder: %s", s ? vlm_ds_type_name(vlm_source_type(s)) : vlm_last_error());
+  if (s) {
+    CHECK(vlm_source_size(s) == 2, "2 captioned images in sub-folders, not %lld", (long long)vlm_source_size(s));
+    vlm_sample sm;
+    CHECK(vlm_source_get(s, 0, &sm) == VLM_OK && !strcmp(sm.caption, "caption a") && strstr(sm.name, "2023/a.png") &&
+              decodes(&sm),
+          "first sub-folder's sidecar caption: %s", sm.caption ? sm.caption : vlm_last_error());
+    vlm_sample_free(&sm);
+    CHECK(vlm_source_get(s, 1, &sm) == VLM_OK && !strcmp(sm.caption, "caption b") && decodes(&sm),
+          "nested sub-folder's sidecar caption: %s", sm.caption ? sm.caption : vlm_last_error());
+    vlm_sample_free(&sm);
+    vlm_source_close(s);
+  }
+  /* top-level pairs and a sub-folder of pairs: both read */
+  mkdir(P("mixed"), 0777);
+  mkdir(P("mixed/sub"), 0777);
+  write_png(P("mixed/top.png"), 1);
+  write_text(P("mixed/top.txt"), "top");
+  write_png(P("mixed/sub/deep.png"), 2);
+  write_text(P("mixed/sub/deep.txt"), "deep");
+  CHECK(vlm_source_open(&s, P("mixed"), &o) == VLM_OK && vlm_source_type(s) == VLM_DS_FOLDER, "mixed folder: %s",
+        vlm_last_error());
+  if (s) {
+    CHECK(vlm_source_size(s) == 2, "the sub-folder's image too, %lld", (long long)vlm_source_size(s));
+    vlm_sample sm;
+    CHECK(vlm_source_get(s, 0, &sm) == VLM_OK && !strcmp(sm.caption, "deep"), "sorted by path: sub/deep.png first");
     vlm_sample_free(&sm);
     vlm_source_close(s);
   }

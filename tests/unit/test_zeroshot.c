@@ -31,6 +31,10 @@ static void test_templates(void) {
   CHECK(vlm_zeroshot_templates_load(path, &v, &n) == VLM_OK && n == 2 && !strcmp(v[1], "art of the {c}"),
         "templates file: %d", n);
   vlm_zeroshot_strings_free(v, n);
+  vt_write_file(path, "\xEF\xBB\xBF{} art\r\n", 11);
+  CHECK(vlm_zeroshot_templates_load(path, &v, &n) == VLM_OK && n == 1 && !strcmp(v[0], "{} art"),
+        "a UTF-8 BOM is no part of the first template: '%s'", n ? v[0] : "");
+  vlm_zeroshot_strings_free(v, n);
   vt_write_file(path, "ok {}\nno placeholder\n", 21);
   CHECK(vlm_zeroshot_templates_load(path, &v, &n) != VLM_OK && strstr(vlm_last_error(), ":2:"), "bad line named: %s",
         vlm_last_error());
