@@ -41,7 +41,7 @@ static void usage(FILE *f) {
           "colour-shape combinations never seen in training are also reported apart.\n"
           "\n"
           "Options:\n"
-          "  --model PATH          model directory or config file (CLIP; see 'vlm info')\n"
+          "  --model PATH          model directory, config or weights file (CLIP; see 'vlm info')\n"
           "  --data SPEC           pairs for retrieval: a CSV/TSV file, a COCO captions .json,\n"
           "                        WebDataset shards (a .tar, a list or a {0000..0099} pattern),\n"
           "                        a folder of images with .txt captions (x.jpg + x.txt,\n"

@@ -31,7 +31,7 @@ static void usage(FILE *f) {
           "twice (a folder and a file in it, two spellings) is indexed once.\n"
           "\n"
           "Options:\n"
-          "  --model PATH        model directory or config file\n"
+          "  --model PATH        model directory, config or weights file (see 'vlm info')\n"
           "  --out INDEX         the index file (created or updated)\n"
           "  --texts FILE        index the lines of FILE (empty lines skipped) instead of images\n"
           "  --tokenizer PATH    vocabulary for --texts (default: the model's tokenizer/)\n"

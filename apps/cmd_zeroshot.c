@@ -27,7 +27,7 @@ static void usage(FILE *f) {
           "message naming the file.\n"
           "\n"
           "Options:\n"
-          "  --model PATH        model directory or config file (see 'vlm info')\n"
+          "  --model PATH        model directory, config or weights file (see 'vlm info')\n"
           "  --classes A,B,C     class names, comma-separated\n"
           "  --classes-file F    class names, one per line\n"
           "  --templates T       openai (open_clip's 80 ImageNet prompts, default), simple (its\n"

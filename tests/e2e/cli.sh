@@ -76,7 +76,7 @@ check "vlm --no-such-flag" "[ $rc -eq 2 ] && grep -qx \"vlm: unknown option '--n
 
 # ---- every flag a --help names is one the command accepts (flags of other commands that
 # a help text mentions are listed apart)
-others="shapes:--train-data shapes:--val-data shapes:--dataset-type search:--texts bpe-train:--vocab version:--threads"
+others="shapes:--train-data shapes:--val-data shapes:--dataset-type search:--texts bpe-train:--vocab version:--threads info:--config"
 for c in $cmds; do
   for f in $("$vlm" $c --help | grep -oE -- '--[a-z][a-z0-9-]*' | sort -u); do
     case " $others " in *" $c:$f "*) continue ;; esac
