@@ -187,6 +187,7 @@ static vlm_status grow(vlm_pickle *p, vlm_pk ***arr, size_t *cap, size_t want) {
 static vlm_status append_items(vlm_pickle *p, vlm_pk *to, vlm_pk **src, size_t k) {
   if (to->kind != VLM_PK_LIST && to->kind != VLM_PK_OBJ && to->kind != VLM_PK_SET)
     FAIL(p, VLM_ERR_FORMAT, "APPEND(S)/ADDITEMS on a value that is not a list, a set or an object");
+  if (!k) return VLM_OK;
   vlm_status s = grow(p, &to->items, &to->cap, to->n + k);
   if (s != VLM_OK) return s;
   memcpy(to->items + to->n, src, k * sizeof *src);
@@ -198,6 +199,7 @@ static vlm_status set_items(vlm_pickle *p, vlm_pk *to, vlm_pk **src, size_t k) {
   if (k % 2) FAIL(p, VLM_ERR_FORMAT, "SETITEMS with an odd number of items");
   if (to->kind != VLM_PK_DICT && to->kind != VLM_PK_OBJ)
     FAIL(p, VLM_ERR_FORMAT, "SETITEM(S) on a value that is not a dict or an object");
+  if (!k) return VLM_OK;
   size_t cap2 = to->capkv * 2;
   vlm_status s = grow(p, &to->kv, &cap2, 2 * to->nkv + k);
   if (s != VLM_OK) return s;
@@ -211,7 +213,7 @@ static vlm_status make_seq(vlm_pickle *p, vlm_pk_kind kind, size_t first) {
   vlm_pk *v = vlm_pickle_new(p, kind);
   if (!v) return oom(p);
   size_t k = p->sp - first;
-  if (kind == VLM_PK_DICT) {
+  if (kind == VLM_PK_DICT && k) {
     vlm_status s = set_items(p, v, p->stack + first, k);
     if (s != VLM_OK) return s;
   } else if (k) {

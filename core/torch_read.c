@@ -429,7 +429,7 @@ static void gather(const tensor *t, uint8_t *dst) {
 }
 
 static vlm_status fill(tctx *c, vlm_safetensors *st) {
-  qsort(c->out, (size_t)c->nout, sizeof *c->out, cmp_found);
+  if (c->nout > 1) qsort(c->out, (size_t)c->nout, sizeof *c->out, cmp_found);
   for (int i = 1; i < c->nout; i++)
     if (!strcmp(c->out[i - 1].name, c->out[i].name))
       return vlm_error(VLM_ERR_FORMAT, "%s: two tensors are named " NM, c->path, NMARG(c->out[i].name));
@@ -653,6 +653,6 @@ vlm_status vlm_st_keep_prefix(vlm_safetensors *st, const char *prefix) {
     }
   }
   st->n_entries = k;
-  qsort(st->entries, (size_t)k, sizeof *st->entries, cmp_found_entry);
+  if (k > 1) qsort(st->entries, (size_t)k, sizeof *st->entries, cmp_found_entry);
   return VLM_OK;
 }

@@ -32,6 +32,8 @@ for t in "${targets[@]}"; do
   [ -d tests/fuzz/seeds/$t ] && seeds+=(tests/fuzz/seeds/$t)
   # The test images beside the repository make good extra seeds (read, not copied).
   [ "$t" = image ] && [ -d ../shared/data/images ] && seeds+=(../shared/data/images)
+  # The torch target: the committed test archives (whole files) beside its pickle seeds.
+  [ "$t" = torch ] && seeds+=(tests/data/torch)
   if [ "$t" = tokenizer ]; then
     # The tokenizer target needs a vocabulary; captions make its seeds.
     export VLM_VOCAB=${VLM_VOCAB:-../shared/data/bpe_simple_vocab_16e6.txt.gz}
