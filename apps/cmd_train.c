@@ -825,7 +825,9 @@ static int run(run_state *R) {
   int from_ckpt = 0;
   const char *model_dir = o->resume ? resume_dir : o->model;
   struct stat msb;
-  int model_is_dir = o->resume || (path_exists(o->model) && stat(o->model, &msb) == 0 && S_ISDIR(msb.st_mode));
+  /* a checkpoint: a directory, or a weights file (a PyTorch checkpoint, safetensors) */
+  int model_is_dir = o->resume || (path_exists(o->model) && stat(o->model, &msb) == 0 &&
+                                   (S_ISDIR(msb.st_mode) || vlm_is_weights_file(o->model)));
   R->is_coca = model_is_coca(model_dir);
   if (o->shapes_steps) o->steps = R->is_coca ? SHAPES_STEPS : SHAPES_CLIP_STEPS;
   const char *model_label = o->resume ? resume_dir : o->model;   /* what is trained */
@@ -866,9 +868,7 @@ static int run(run_state *R) {
     vlm_clip_params_free(&tmp);
     from_ckpt = 1;
   } else if (path_exists(o->model)) {
-    struct stat sb;
-    stat(o->model, &sb);
-    if (S_ISDIR(sb.st_mode)) {
+    if (model_is_dir) {
       /* kept for the trainer: open_clip, Hugging Face (sharded too) or plain layouts */
       st = vlm_clip_load(o->model, &R->model, &R->init, &fmt);
       if (st != VLM_OK) return fail("--model");

@@ -141,10 +141,13 @@ static void entry_shape(const vlm_st_entry *e, char *buf, size_t n) {
 }
 
 /* Drop an entry's pages from the process once it is copied, so a load peaks at
- * the parameters plus one tensor instead of twice the checkpoint. */
-static void release_pages(const vlm_st_entry *e) {
+ * the parameters plus one tensor instead of twice the checkpoint. Only pages of the file's
+ * read-only mapping (read again from the file if needed): a torch file's strided views are
+ * heap copies (st->owned), which MADV_DONTNEED would zero for a second reader (tied weights). */
+static void release_pages(const vlm_safetensors *st, const vlm_st_entry *e) {
   long page = sysconf(_SC_PAGESIZE);
-  if (page <= 0) return;
+  const uint8_t *m = st->map, *d = e->data;
+  if (page <= 0 || !m || d < m || d + (e->end - e->begin) > m + st->map_size) return;
   uintptr_t lo = ((uintptr_t)e->data + (uintptr_t)page - 1) & ~((uintptr_t)page - 1);
   uintptr_t hi = ((uintptr_t)e->data + (e->end - e->begin)) & ~((uintptr_t)page - 1);
   if (hi > lo) madvise((void *)lo, hi - lo, MADV_DONTNEED);
@@ -209,14 +212,14 @@ static void load_one(void *ctx, const char *name, vlm_tensor *t) {
     float *dst = (float *)t->data + i * per;
     if (!transpose) {
       if (vlm_st_read_f32(st, e, dst, per) != VLM_OK) L->io = VLM_ERR_FORMAT;
-      release_pages(e);
+      release_pages(st, e);
       continue;
     }
     int64_t R = t->shape[0], C = t->shape[1];   /* dst [R, C] <- src [C, R] */
     float *tmp = malloc((size_t)(R * C) * sizeof(float));
     if (!tmp) { L->io = vlm_error(VLM_ERR_OOM, "%s: out of memory for %s", st->path, parts[i]); continue; }
     if (vlm_st_read_f32(st, e, tmp, R * C) != VLM_OK) L->io = VLM_ERR_FORMAT;
-    release_pages(e);
+    release_pages(st, e);
     for (int64_t r = 0; r < R; r++)
       for (int64_t c = 0; c < C; c++) dst[r * C + c] = tmp[c * R + r];
     free(tmp);
@@ -317,7 +320,7 @@ static int find_weights(const char *dir, int dir_len, const char *name, char *ou
 
 /* A weights file given as the model path: a PyTorch checkpoint, a .safetensors file or a
  * sharded save's index. */
-static int is_weights_file(const char *path) {
+int vlm_is_weights_file(const char *path) {
   size_t n = strlen(path);
   return vlm_torch_sniff(path) || (n >= 12 && !strcmp(path + n - 12, ".safetensors")) || vlm_weights_is_index(path);
 }
@@ -346,7 +349,7 @@ vlm_status vlm_model_paths(const char *path, char *cfg, char *weights, size_t n)
     int dir_len = slash ? (int)(slash - path) : 1;
     const char *dir = slash ? path : ".";
     const char *base = slash ? slash + 1 : path;
-    if (is_weights_file(path)) {
+    if (vlm_is_weights_file(path)) {
       /* the weights themselves: the config beside them, when there is one; else none (a
        * TorchScript archive's is read off its shapes: vlm_clip_config_resolve) */
       snprintf(weights, n, "%s", path);

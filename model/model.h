@@ -116,6 +116,9 @@ vlm_status vlm_clip_load_as(const char *path, const char *config, vlm_clip_confi
  * itself, and the config beside it, or cfg = "" when there is none). cfg and weights hold n
  * bytes. Errors when the path or the config is missing. */
 vlm_status vlm_model_paths(const char *path, char *cfg, char *weights, size_t n);
+/* 1 when path names a weights file (a PyTorch checkpoint, a .safetensors file or a sharded save's
+ * index) rather than a config file. */
+int vlm_is_weights_file(const char *path);
 /* VLM_OK when weights is a file, else an error naming it and its config. */
 vlm_status vlm_model_weights_exist(const char *cfg, const char *weights);
 /* The config of a model whose files vlm_model_paths found: cfg read; cfg "" (a weights file with

@@ -86,8 +86,11 @@ static vlm_status meta_i64(const vlm_safetensors *st, const char *key, int64_t *
 vlm_status vlm_trainer_load(vlm_trainer *tr, const char *dir, int *had_state) {
   char path[4096];
   if (had_state) *had_state = 0;
-  snprintf(path, sizeof path, "%s/open_clip_model.safetensors", dir);
-  if (!exists(path)) snprintf(path, sizeof path, "%s/model.safetensors", dir);
+  char cfg[4096];
+  if (vlm_model_paths(dir, cfg, path, sizeof path) != VLM_OK) {   /* (its error comes from the load below) */
+    snprintf(path, sizeof path, "%s/open_clip_model.safetensors", dir);
+    if (!exists(path)) snprintf(path, sizeof path, "%s/model.safetensors", dir);
+  }
   vlm_status s = tr->ops->load_weights(tr, path);
   if (s != VLM_OK) return s;
   snprintf(path, sizeof path, "%s/train_state.safetensors", dir);

@@ -69,6 +69,17 @@ check "without a tokenizer: token ids and a note ($(cat "$tmp/cap3.err"))" \
   --name ft --json >"$tmp/ft.json" 2>"$tmp/ft.err"
 check "fine-tune from a CoCa checkpoint exits 0" "[ $? -eq 0 ]"
 check "fine-tune --json has eval metrics" "grep -q 'zeroshot_top1' $tmp/ft.json && grep -q 'text_to_image_R@1' $tmp/ft.json && grep -q 'val_loss' $tmp/ft.json"
+# ... and from the same checkpoint as open_clip's hub repositories ship CoCa (the pickle only)
+"$vlm" convert --model $A --to open_clip --format torch --out "$tmp/coca-pt" >/dev/null
+check "CoCa --format torch writes open_clip_pytorch_model.bin" "[ -f $tmp/coca-pt/open_clip_pytorch_model.bin ]"
+"$vlm" train --train-data shapes:32 --model "$tmp/coca-pt" --tokenizer $tmp/runs/a/tokenizer --batch-size 8 --steps 1 \
+  --val-frequency 0 --zeroshot-frequency 0 --logs "$tmp/runs" --name ftpt --log-every-n-steps 1 >/dev/null 2>"$tmp/ftpt.err"
+"$vlm" train --train-data shapes:32 --model $A --tokenizer $tmp/runs/a/tokenizer --batch-size 8 --steps 1 \
+  --val-frequency 0 --zeroshot-frequency 0 --logs "$tmp/runs" --name ftst --log-every-n-steps 1 >/dev/null 2>&1
+l_pt=$(grep -o '"loss": [-0-9.e]*' "$tmp/runs/ftpt/metrics.jsonl" 2>/dev/null | head -1)
+l_st=$(grep -o '"loss": [-0-9.e]*' "$tmp/runs/ftst/metrics.jsonl" 2>/dev/null | head -1)
+check "fine-tune CoCa from the pickle: the safetensors' first loss ($l_pt, $l_st)" \
+  "[ -n \"$l_pt\" ] && [ \"$l_pt\" = \"$l_st\" ] || { cat $tmp/ftpt.err; false; }"
 # caption weight 0: the logged loss is the contrastive loss alone (< ln(8) + margin; a
 # caption CE over a 600-id vocabulary would add ~2 x 5)
 check "caption weight 0 leaves the contrastive loss" "awk -F'\"final_loss\": ' '{split(\$2, a, /[,}]/); exit !(a[1] < 3.0)}' $tmp/ft.json"

@@ -200,6 +200,20 @@ check "fine-tune a Hugging Face checkpoint: exit 0" "[ $? -eq 0 ] || { cat $tmp/
 l_hf=$(grep -o '"loss": [-0-9.e]*' "$tmp/runs/fthf/metrics.jsonl" | head -1)
 l_oc=$(grep -o '"loss": [-0-9.e]*' "$tmp/runs/ftoc/metrics.jsonl" | head -1)
 check "... its first loss is the open_clip checkpoint's ($l_hf, $l_oc)" "[ -n \"$l_hf\" ] && [ \"$l_hf\" = \"$l_oc\" ]"
+# ... and from PyTorch checkpoints: a hub-style directory (--format torch), and a bare epoch_N.pt
+# whose config comes from open_clip's ../params.txt
+"$vlm" convert --model $R/checkpoints/latest --to open_clip --format torch --out "$tmp/pt" >/dev/null 2>&1
+mkdir -p "$tmp/oclogs/run/checkpoints" && cp "$tmp/pt/open_clip_pytorch_model.bin" "$tmp/oclogs/run/checkpoints/epoch_1.pt"
+for m in "$tmp/pt" "$tmp/pt/open_clip_pytorch_model.bin"; do
+  k=$([ -d "$m" ] && echo ptdir || echo ptfile)
+  "$vlm" train "${ft[@]}" --model "$m" --name ft$k >/dev/null 2>"$tmp/ft$k.err"
+  l=$(grep -o '"loss": [-0-9.e]*' "$tmp/runs/ft$k/metrics.jsonl" 2>/dev/null | head -1)
+  check "fine-tune from a PyTorch checkpoint ($k): the open_clip checkpoint's first loss ($l, $l_oc)" \
+    "[ -n \"$l\" ] && [ \"$l\" = \"$l_oc\" ] || { cat $tmp/ft$k.err; false; }"
+done
+"$vlm" train "${ft[@]}" --model "$tmp/oclogs/run/checkpoints/epoch_1.pt" --name ftbare >/dev/null 2>"$tmp/ftbare.err"
+check "fine-tune from a bare epoch_1.pt without a config: exit 1, names --config" \
+  "[ $? -eq 1 ] && grep -q -- '--config' $tmp/ftbare.err"
 
 # An HF text tower that pools at the first eos id (599, the last of this run's 600 ids) fine-tuned
 # with a new vocabulary (end-of-text 549): pooled at the largest id instead, said so; it pooled
