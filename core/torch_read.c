@@ -18,6 +18,17 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+/* Give back the pages of a range of the file's read-only mapping once its CRC is checked, so
+ * that opening a checkpoint does not keep the whole file resident (they are read again from the
+ * file when a tensor is copied). Only whole pages inside the range. */
+static void drop_pages(const uint8_t *p, uint64_t n) {
+  long page = sysconf(_SC_PAGESIZE);
+  if (page <= 0 || n == 0) return;
+  uintptr_t lo = ((uintptr_t)p + (uintptr_t)page - 1) & ~((uintptr_t)page - 1);
+  uintptr_t hi = ((uintptr_t)p + n) & ~((uintptr_t)page - 1);
+  if (hi > lo) madvise((void *)lo, hi - lo, MADV_DONTNEED);
+}
+
 size_t vlm_st__utf8_check(const uint8_t *s, size_t n);
 
 #define MAX_DEPTH 200          /* walk levels (each object attribute takes two) */
@@ -131,6 +142,7 @@ static vlm_status persistent_load(void *ctx, vlm_pickle *p, vlm_pk *pid, vlm_pk 
     vlm_status s = vlm_zip_data(&c->z, rec, &d);
     if (s != VLM_OK) return s;
     c->rec_ok[idx] = 1;
+    drop_pages(d, rec->size);   /* read for its CRC only: the loader reads it again, tensor by tensor */
   }
   st->data = c->z.base + rec->offset;
   size_t isz = vlm_dtype_size(st->dt);
