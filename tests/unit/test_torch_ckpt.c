@@ -225,7 +225,7 @@ static void preference_and_errors(void) {
   CHECK(vlm_clip_save_dir_as(&g_p, &g_cfg, d, VLM_CKPT_OPENCLIP, 0) == VLM_OK, "%s", vlm_last_error());
   char f[4400];
   snprintf(f, sizeof f, "%s/open_clip_pytorch_model.bin", d);
-  vt_write_file(f, "PK\003\004 not really a zip", 24);
+  vt_write_file(f, "PK\003\004 not really a zip", 21);
   char cfg[4096], weights[4096];
   CHECK(vlm_model_paths(d, cfg, weights, sizeof cfg) == VLM_OK && strstr(weights, "open_clip_model.safetensors"),
         "safetensors before the pickle: %s", weights);
@@ -238,7 +238,7 @@ static void preference_and_errors(void) {
   if (text) vt_write_file(dst, text, n);
   free(text);
   snprintf(f, sizeof f, "%s/open_clip_pytorch_model.bin", d);
-  vt_write_file(f, "PK\003\004 not really a zip", 24);
+  vt_write_file(f, "PK\003\004 not really a zip", 21);
   vlm_clip_config c;
   vlm_clip_params p;
   vlm_ckpt_format fmt;
