@@ -61,6 +61,10 @@ static void usage(FILE *f) {
           "                           model config JSON, or a checkpoint dir to fine-tune;\n"
           "                           CoCa: coca-tiny, coca-small, coca-shapes, coca_ViT-B-32, or a\n"
           "                           config / checkpoint with a multimodal_cfg\n"
+          "  --pretrained FILE        the weights to start from, for --model's architecture (a\n"
+          "                           built-in name or config), as open_clip's flag: a PyTorch\n"
+          "                           checkpoint (open_clip's epoch_N.pt, a hub .bin) or a\n"
+          "                           safetensors file; vlm downloads nothing\n"
           "  --coca-caption-loss-weight X (2.0)  --coca-contrastive-loss-weight X (1.0)\n"
           "                           CoCa: total = X_contrastive * ClipLoss + X_caption * caption CE\n"
           "  --image-size N           override the image size (models trained from scratch)\n"
@@ -121,6 +125,7 @@ static void usage(FILE *f) {
 
 typedef struct {
   const char *train_data, *val_data, *zs_data, *dataset_type, *model, *tokenizer, *logs, *name, *resume;
+  const char *pretrained;   /* --pretrained FILE: the weights of --model's architecture (open_clip's flag) */
   const char *precision, *scheduler, *templates_file, *upsampling, *csv_img_key, *csv_caption_key, *device;
   char csv_sep;
   double lr, beta1, beta2, eps, wd, grad_clip, temperature, cooldown_power, cooldown_end;
@@ -832,7 +837,12 @@ static int run(run_state *R) {
   if (o->shapes_steps) o->steps = R->is_coca ? SHAPES_STEPS : SHAPES_CLIP_STEPS;
   const char *model_label = o->resume ? resume_dir : o->model;   /* what is trained */
   if (R->is_coca) {
-    if (model_is_dir) {
+    if (o->pretrained) {   /* --model's config, --pretrained's weights */
+      vlm_coca_params tmp;
+      if ((st = vlm_coca_load_as(o->pretrained, o->model, &R->coca, &tmp)) != VLM_OK) return fail("--pretrained");
+      vlm_coca_params_free(&tmp);
+      from_ckpt = 1;
+    } else if (model_is_dir) {
       vlm_coca_params tmp;
       if ((st = vlm_coca_load(model_dir, &R->coca, &tmp)) != VLM_OK) return fail(o->resume ? "--resume" : "--model");
       vlm_coca_params_free(&tmp);
@@ -861,6 +871,11 @@ static int run(run_state *R) {
   }
   if (R->is_coca) {
     (void)fmt;
+  } else if (o->pretrained) {   /* --model's config, --pretrained's weights (kept for the trainer) */
+    st = vlm_clip_load_as(o->pretrained, o->model, &R->model, &R->init, &fmt);
+    if (st != VLM_OK) return fail("--pretrained");
+    R->have_init = 1;
+    from_ckpt = 1;
   } else if (o->resume) {
     vlm_clip_params tmp;
     st = vlm_clip_load(resume_dir, &R->model, &tmp, &fmt);
@@ -1006,8 +1021,8 @@ static int run(run_state *R) {
       vlm_trainer_upload_params(&R->tr);
       vlm_clip_params_free(&R->init);
       R->have_init = 0;
-    } else if ((st = vlm_trainer_load(&R->tr, o->model, NULL)) != VLM_OK) {
-      return fail("--model");
+    } else if ((st = vlm_trainer_load(&R->tr, o->pretrained ? o->pretrained : o->model, NULL)) != VLM_OK) {
+      return fail(o->pretrained ? "--pretrained" : "--model");
     }
     vlm_trainer_reset_optimizer(&R->tr);
   } else {  /* on the host (a copy when training on a GPU), then to the device */
@@ -1239,6 +1254,7 @@ int vlm_cmd_train(int argc, char **argv) {
     STR("--dataset-type", dataset_type)
     if (!strcmp(a, "--model")) { if (!has) { goto missing; } o->model = v; o->set_model = 1; i++; continue; }
     STR("--tokenizer", tokenizer)
+    STR("--pretrained", pretrained)
     STR("--logs", logs)
     STR("--name", name)
     STR("--resume", resume)
@@ -1350,7 +1366,33 @@ int vlm_cmd_train(int argc, char **argv) {
   }
   /* fine-tuning a checkpoint: its own tokenizer (RUN/tokenizer beside a vlm train run's
    * checkpoints, MODEL/tokenizer, vocab.json + merges.txt, ...) unless --tokenizer says otherwise */
+  if (o->pretrained) {
+    struct stat psb;
+    const char *why = o->resume                                    ? "continues its run's own weights: drop --pretrained"
+                    : !o->model                                    ? "needs --model (the architecture of its weights)"
+                    : stat(o->pretrained, &psb) != 0               ? NULL
+                    : !S_ISREG(psb.st_mode)                        ? "is not a file: give the weights file (a checkpoint "
+                                                                     "directory goes to --model alone)"
+                    : path_exists(o->model) && (stat(o->model, &psb) != 0 || S_ISDIR(psb.st_mode) ||
+                                                vlm_is_weights_file(o->model))
+                                                                   ? "goes with a --model naming an architecture (a "
+                                                                     "built-in name or a config file), not a checkpoint"
+                                                                   : "";
+    if (!why) {
+      fprintf(stderr, CMD ": --pretrained %s: no such file (vlm downloads nothing: open_clip's pretrained tags such "
+              "as laion2b_s34b_b79k are not known here; give the file)\n", o->pretrained);
+      goto out;
+    }
+    if (why[0]) {
+      fprintf(stderr, CMD ": --pretrained %s\n", why);
+      goto out;
+    }
+  }
   static char found_tok[4096];
+  if (!o->tokenizer && o->pretrained && vlm_find_tokenizer(o->pretrained, found_tok, sizeof found_tok)) {
+    o->tokenizer = found_tok;
+    fprintf(stderr, CMD ": the weights' tokenizer: %s\n", found_tok);
+  }
   if (!o->tokenizer && o->model && vlm_find_tokenizer(o->model, found_tok, sizeof found_tok)) {
     o->tokenizer = found_tok;
     fprintf(stderr, CMD ": the model's tokenizer: %s\n", found_tok);

@@ -214,6 +214,16 @@ done
 "$vlm" train "${ft[@]}" --model "$tmp/oclogs/run/checkpoints/epoch_1.pt" --name ftbare >/dev/null 2>"$tmp/ftbare.err"
 check "fine-tune from a bare epoch_1.pt without a config: exit 1, names --config" \
   "[ $? -eq 1 ] && grep -q -- '--config' $tmp/ftbare.err"
+# open_clip's way: --model names the architecture (here its config file), --pretrained the weights
+"$vlm" train "${ft[@]}" --model "$tmp/pt/open_clip_config.json" --pretrained "$tmp/oclogs/run/checkpoints/epoch_1.pt" \
+  --name ftpre >/dev/null 2>"$tmp/ftpre.err"
+l=$(grep -o '"loss": [-0-9.e]*' "$tmp/runs/ftpre/metrics.jsonl" 2>/dev/null | head -1)
+check "--model CONFIG --pretrained epoch_1.pt: the open_clip checkpoint's first loss ($l, $l_oc)" \
+  "[ -n \"$l\" ] && [ \"$l\" = \"$l_oc\" ] || { cat $tmp/ftpre.err; false; }"
+"$vlm" train "${ft[@]}" --model "$tmp/pt/open_clip_config.json" --pretrained laion2b_s34b_b79k --name ftx >/dev/null 2>"$tmp/ftx.err"
+check "--pretrained with an open_clip tag: exit 2, vlm downloads nothing" "[ $? -eq 2 ] && grep -q 'downloads nothing' $tmp/ftx.err"
+"$vlm" train "${ft[@]}" --model "$tmp/pt" --pretrained "$tmp/oclogs/run/checkpoints/epoch_1.pt" --name fty >/dev/null 2>"$tmp/fty.err"
+check "--pretrained with a checkpoint --model: exit 2" "[ $? -eq 2 ] && grep -q 'not a checkpoint' $tmp/fty.err"
 
 # An HF text tower that pools at the first eos id (599, the last of this run's 600 ids) fine-tuned
 # with a new vocabulary (end-of-text 549): pooled at the largest id instead, said so; it pooled
