@@ -27,6 +27,7 @@
  *
  * All decoders check width * height against the max-pixels guard right after reading
  * the header, before allocating the pixel buffer. */
+#define _DEFAULT_SOURCE 1 /* fileno */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdio.h>
