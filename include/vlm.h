@@ -81,8 +81,11 @@ typedef struct {
 } vlm_model_options;
 
 /* Load a model: a directory (open_clip_config.json + open_clip_model.safetensors,
- * or config.json + model.safetensors in open_clip or Hugging Face form) or a
- * config file with the weights beside it. On failure returns NULL and, when err is
+ * or config.json + model.safetensors in open_clip or Hugging Face form; PyTorch
+ * checkpoints, open_clip_pytorch_model.bin / pytorch_model.bin, in place of the
+ * safetensors), a config file with the weights beside it, or a weights file (its
+ * config beside it; OpenAI's TorchScript archives read it off their shapes). Nothing
+ * in a PyTorch file is executed. On failure returns NULL and, when err is
  * not NULL, sets *err to the message (as vlm_get_last_error()). */
 VLM_API vlm_model *vlm_model_load(const char *path, const char **err);
 /* The same with options (opt may be NULL). */

@@ -49,6 +49,14 @@ api=$(grep '^zeroshot ' <<<"$out" | cut -d' ' -f3-)
 check "API zero-shot = vlm zeroshot ('$api' vs '$zs')" "[ $rc -eq 0 ] && [ \"\$api \" = \"\$zs\" ]"
 check "caption is declared but not supported for CLIP" "grep -q 'caption: captioning is not supported for CLIP models' <<<\"\$out\""
 
+# the same model as a PyTorch checkpoint (its tokenizer beside it): the same embeddings
+"$vlm" convert --model "$m" --to open_clip --format torch --out "$tmp/pt" >/dev/null 2>&1
+out=$("$ex" "$tmp/pt" --print "$a" "$b"); rc=$?
+grep '^image ' <<<"$out" | cut -d' ' -f3- | tr ' ' '\n' >"$tmp/i.pt"
+d=$(maxdiff "$tmp/i.pt" "$tmp/i.api")
+check "API on the PyTorch checkpoint: the safetensors model's image embeddings (max diff $d)" \
+  "[ $rc -eq 0 ] && [ -f \"$tmp/pt/open_clip_pytorch_model.bin\" ] && [ \$(wc -l <\"$tmp/i.pt\") -eq 64 ] && awk -v d=$d 'BEGIN{exit !(d == 0)}'"
+
 # a CoCa model: the API's caption equals `vlm caption`'s (greedy)
 "$vlm" convert --init coca-small --seed 5 --to open_clip --out "$tmp/coca" >/dev/null && cp -r "$m/tokenizer" "$tmp/coca/"
 out=$("$ex" "$tmp/coca" "$b"); rc=$?
