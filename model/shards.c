@@ -24,26 +24,76 @@ int vlm_weights_is_index(const char *path) { return ends_with(path, ".index.json
  * - a model trained under DistributedDataParallel: its "module." prefix dropped (as open_clip's
  *   loader does);
  * - a TorchScript module (OpenAI's CLIP archives): its attention masks dropped, tensors the
- *   modules keep beside their parameters (not in the model's state_dict). */
-static vlm_status pick_state_dict(vlm_safetensors *st) {
-  const char *kind = vlm_st_meta(st, "format");
-  if (kind && !strcmp(kind, "torchscript")) {
-    int k = 0;
-    for (int i = 0; i < st->n_entries; i++) {
-      const char *dot = strrchr(st->entries[i].name, '.');
-      if (!strcmp(dot ? dot + 1 : st->entries[i].name, "attn_mask")) {
-        free(st->entries[i].name);
-        continue;
+ *   modules keep beside their parameters (not in the model's state_dict);
+ * - a whole module pickled (torch.save(model)): module_names. */
+static int cmp_entry(const void *a, const void *b) {
+  return strcmp(((const vlm_st_entry *)a)->name, ((const vlm_st_entry *)b)->name);
+}
+
+/* A whole nn.Module pickled (torch.save(model), not its state_dict): its tensors sit under
+ * the modules' _modules / _parameters / _buffers dicts. Those path components are removed,
+ * which gives the state_dict names ("_modules.visual._modules.conv1._parameters.weight" ->
+ * "visual.conv1.weight"). 1 when the file looked like one. */
+static int module_names(vlm_safetensors *st, const char *path, vlm_status *s) {
+  int any = 0;
+  for (int i = 0; i < st->n_entries && !any; i++)
+    any = !strncmp(st->entries[i].name, "_parameters.", 12) || !strncmp(st->entries[i].name, "_modules.", 9);
+  *s = VLM_OK;
+  if (!any) return 0;
+  for (int i = 0; i < st->n_entries; i++) {
+    char *n = st->entries[i].name, *w = n;
+    for (const char *r = n; *r;) {
+      const char *dot = strchr(r, '.');
+      size_t len = dot ? (size_t)(dot - r) : strlen(r);
+      int drop = (len == 8 && !strncmp(r, "_modules", 8)) || (len == 11 && !strncmp(r, "_parameters", 11)) ||
+                 (len == 8 && !strncmp(r, "_buffers", 8));
+      if (!drop) {
+        if (w != n) *w++ = '.';
+        memmove(w, r, len);
+        w += len;
       }
-      st->entries[k++] = st->entries[i];
+      r += len + (dot != NULL);
     }
-    st->n_entries = k;   /* still sorted */
+    *w = 0;
+  }
+  qsort(st->entries, (size_t)st->n_entries, sizeof *st->entries, cmp_entry);
+  for (int i = 1; i < st->n_entries; i++)
+    if (!strcmp(st->entries[i - 1].name, st->entries[i].name)) {
+      *s = vlm_error(VLM_ERR_FORMAT, "%s: a pickled module with two tensors named \"%s\"", path, st->entries[i].name);
+      break;
+    }
+  return 1;
+}
+
+/* Drop the attention masks (attributes or non-persistent buffers, not in a state_dict). */
+static void drop_attn_masks(vlm_safetensors *st) {
+  int k = 0;
+  for (int i = 0; i < st->n_entries; i++) {
+    const char *dot = strrchr(st->entries[i].name, '.');
+    if (!strcmp(dot ? dot + 1 : st->entries[i].name, "attn_mask")) {
+      free(st->entries[i].name);
+      continue;
+    }
+    st->entries[k++] = st->entries[i];
+  }
+  st->n_entries = k;   /* still sorted */
+}
+
+static vlm_status pick_state_dict(vlm_safetensors *st, const char *path) {
+  const char *kind = vlm_st_meta(st, "format");
+  vlm_status s;
+  if (module_names(st, path, &s)) {
+    if (s == VLM_OK) drop_attn_masks(st);
+    return s;
+  }
+  if (kind && !strcmp(kind, "torchscript")) {
+    drop_attn_masks(st);
     return VLM_OK;
   }
   int nested = 0, module = st->n_entries > 0;
   for (int i = 0; i < st->n_entries; i++) nested |= !strncmp(st->entries[i].name, "state_dict.", 11);
   if (nested) {
-    vlm_status s = vlm_st_keep_prefix(st, "state_dict.");
+    s = vlm_st_keep_prefix(st, "state_dict.");
     if (s != VLM_OK) return s;
   }
   for (int i = 0; i < st->n_entries; i++) module &= !strncmp(st->entries[i].name, "module.", 7);
@@ -59,7 +109,7 @@ static int torch_name(const char *path) {
 static vlm_status open_file(vlm_safetensors *st, const char *path) {
   if (!vlm_torch_sniff(path) && !torch_name(path)) return vlm_st_open(st, path);
   vlm_status s = vlm_torch_open(st, path);
-  if (s == VLM_OK && (s = pick_state_dict(st)) != VLM_OK) vlm_st_close(st);
+  if (s == VLM_OK && (s = pick_state_dict(st, path)) != VLM_OK) vlm_st_close(st);
   if (s == VLM_OK && st->n_entries == 0) {
     vlm_st_close(st);
     s = vlm_error(VLM_ERR_FORMAT, "%s: a PyTorch checkpoint holding no tensors", path);

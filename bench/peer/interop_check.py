@@ -547,6 +547,21 @@ def check_torch():
     o = os.path.join(ARGS.work, "from-epoch")
     vlm("convert", "--model", ep, "--config", cfile, "--to", "open_clip", "--out", o)
     compare("open_clip epoch_N.pt -> vlm convert --config -> vlm forward", vlm_forward(o, images, text, "epoch"), want)
+    # torch.save(model): the whole module pickled, not its state_dict; and a half-precision state dict
+    full = os.path.join(ARGS.work, "full_model.pt")
+    torch.save(m, full)
+    o2 = os.path.join(ARGS.work, "from-full")
+    vlm("convert", "--model", full, "--config", cfile, "--to", "open_clip", "--out", o2)
+    compare("torch.save(model) -> vlm convert --config -> vlm forward", vlm_forward(o2, images, text, "full"), want)
+    half = os.path.join(ARGS.work, "half.pt")
+    mh = CLIP(cfg["embed_dim"], cfg["vision_cfg"], cfg["text_cfg"], quick_gelu=True).eval()
+    mh.load_state_dict(m.state_dict())
+    torch.save(mh.half().state_dict(), half)
+    mh.float()   # the fp16-rounded weights in fp32: what vlm computes with
+    o3 = os.path.join(ARGS.work, "from-half")
+    vlm("convert", "--model", half, "--config", cfile, "--to", "open_clip", "--out", o3)
+    compare("fp16 state dict -> vlm convert --config -> vlm forward", vlm_forward(o3, images, text, "half"),
+            oc_features(mh, images, text))
     # vlm --format torch back into open_clip's pretrained= and torch.load
     t = os.path.join(ARGS.work, "vlm-torch-out")
     vlm("convert", "--model", o, "--to", "open_clip", "--format", "torch", "--out", t)

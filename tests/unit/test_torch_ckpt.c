@@ -150,6 +150,52 @@ static void training_checkpoint(void) {
   if (s == VLM_OK) vlm_clip_params_free(&p);
 }
 
+/* torch.save(model): a whole module pickled, its tensors under _modules / _parameters / _buffers
+ * ("visual.conv1.weight" is "_modules.visual._modules.conv1._parameters.weight"); the text
+ * transformer's attention mask, a non-persistent buffer, is not a parameter. */
+typedef struct { vlm_st_writer *w; vlm_status s; char names[128][160]; int n; } module_ctx;
+
+static void add_module_named(void *ctx, const char *name, vlm_tensor *t) {
+  module_ctx *m = ctx;
+  if (m->s != VLM_OK || m->n >= 128) { m->s = VLM_ERR_INTERNAL; return; }
+  char *out = m->names[m->n++];
+  size_t k = 0;
+  for (const char *r = name; *r;) {
+    const char *dot = strchr(r, '.');
+    int len = dot ? (int)(dot - r) : (int)strlen(r);
+    k += (size_t)snprintf(out + k, 160 - k, "%s%s.%.*s", k ? "." : "", dot ? "_modules" : "_parameters", len, r);
+    r += len + (dot != NULL);
+  }
+  m->s = vlm_st_writer_add_tensor(m->w, out, t);
+}
+
+static void module_pickle(void) {
+  static module_ctx m;
+  memset(&m, 0, sizeof m);
+  m.w = vlm_st_writer_new();
+  vlm_clip_params_visit(&g_p, &g_cfg, add_module_named, &m);
+  static float mask[4] = {0, -1e30f, 0, 0};
+  int64_t shape[2] = {2, 2};
+  if (m.s == VLM_OK) m.s = vlm_st_writer_add(m.w, "_modules.transformer._buffers.attn_mask", VLM_F32, 2, shape, mask);
+  int seen = 0;
+  for (int i = 0; i < m.n; i++) seen |= !strcmp(m.names[i], "_modules.visual._modules.conv1._parameters.weight");
+  CHECK(m.s == VLM_OK && seen, "the module names are nn.Module's (%s, ...)", m.names[0]);
+  const char *f = path_in("full_model.pt");
+  if (m.s == VLM_OK) m.s = vlm_st_writer_save_torch(m.w, f);
+  vlm_st_writer_free(m.w);
+  CHECK(m.s == VLM_OK, "write %s: %s", f, vlm_last_error());
+  char cfg[4400];
+  snprintf(cfg, sizeof cfg, "%s/config.json", g_fx);
+  vlm_clip_config c;
+  vlm_clip_params p;
+  vlm_ckpt_format fmt;
+  vlm_status s = vlm_clip_load_as(f, cfg, &c, &p, &fmt);
+  CHECK(s == VLM_OK, "a pickled module (torch.save(model)): %s", vlm_last_error());
+  if (s != VLM_OK) return;
+  CHECK(same_arena(&p.arena, &g_p.arena), "a pickled module: the parameters differ from the fixture's");
+  vlm_clip_params_free(&p);
+}
+
 /* --config openai: a ViT CLIP config read off the shapes (heads of 64, QuickGELU), any MLP width. */
 static void infer_openai(void) {
   const char *json =
@@ -353,6 +399,7 @@ int main(int argc, char **argv) {
   mkdir(files, 0777);
   save_dir_torch();
   training_checkpoint();
+  module_pickle();
   infer_openai();
   preference_and_errors();
   open_clip_params();
