@@ -320,9 +320,15 @@ static int find_weights(const char *dir, int dir_len, const char *name, char *ou
 
 /* A weights file given as the model path: a PyTorch checkpoint, a .safetensors file or a
  * sharded save's index. */
+static int ends_with(const char *s, const char *suffix) {
+  size_t a = strlen(s), b = strlen(suffix);
+  return a >= b && !strcmp(s + a - b, suffix);
+}
+
 int vlm_is_weights_file(const char *path) {
-  size_t n = strlen(path);
-  return vlm_torch_sniff(path) || (n >= 12 && !strcmp(path + n - 12, ".safetensors")) || vlm_weights_is_index(path);
+  /* PyTorch's usual names too, so that a legacy (non-zip) .pt gets the torch reader's message */
+  return vlm_torch_sniff(path) || ends_with(path, ".safetensors") || vlm_weights_is_index(path) ||
+         ends_with(path, ".pt") || ends_with(path, ".pth") || ends_with(path, ".bin") || ends_with(path, ".ckpt");
 }
 
 vlm_status vlm_model_paths(const char *path, char *cfg, char *weights, size_t n) {

@@ -90,6 +90,11 @@ check "convert --config of a bare state dict reproduces the fixture" "\"$cmp\" -
 check "convert --format with an unknown value exits 2" "[ $? -eq 2 ]"
 "$vlm" convert --init tiny --config "$cfgfile" --to open_clip --out "$tmp/x" >/dev/null 2>&1
 check "convert --init with --config exits 2" "[ $? -eq 2 ]"
+# a legacy (pre-1.6, non-zip) PyTorch file: exit 1, named, how to re-save it
+legacy="$(cd "$(dirname "$0")/.." && pwd)/data/torch/legacy.pt"
+err=$("$vlm" info --model "$legacy" 2>&1); rc=$?
+check "a legacy PyTorch file: exit 1, says so and how to re-save" \
+  "[ $rc -eq 1 ] && grep -q 'legacy.pt: a legacy PyTorch file' <<<\"\$err\" && grep -q 'save it again' <<<\"\$err\""
 # a file that is no archive: exit 1, named
 mkdir -p "$tmp/bin" && cp "$tmp/hf/config.json" "$tmp/bin/" && echo pickle >"$tmp/bin/pytorch_model.bin"
 err=$("$vlm" info --model "$tmp/bin" 2>&1); rc=$?
