@@ -1,6 +1,6 @@
-/* Built-in model configs: open_clip's ViT-B-32, ViT-B-16, ViT-L-14 (and their
- * -quickgelu variants, as open_clip names them), and small presets for demos
- * and benchmarks. They are kept as model_cfg JSON and go through the same parser. */
+/* Built-in model configs: open_clip's ViT-B-32, ViT-B-16, ViT-L-14, ViT-B-32-256,
+ * ViT-B-16-plus-240, ViT-L-14-336, ViT-H-14, ViT-g-14, ViT-bigG-14 (and their -quickgelu
+ * variants, as open_clip names them), and small presets for demos and benchmarks. They are kept as model_cfg JSON and go through the same parser. */
 #include <stdio.h>
 #include <string.h>
 
@@ -16,6 +16,26 @@ static const struct { const char *name, *json; } k_builtin[] = {
   {"ViT-L-14", "{\"embed_dim\": 768, \"vision_cfg\": {\"image_size\": 224, \"layers\": 24, \"width\": 1024, "
                "\"patch_size\": 14}, \"text_cfg\": {\"context_length\": 77, \"vocab_size\": 49408, \"width\": 768, "
                "\"heads\": 12, \"layers\": 12}}"},
+  /* open_clip's other ViT CLIP configs (src/open_clip/model_configs/NAME.json), for
+   * checkpoints that carry no config (--config NAME, open_clip's params.txt) */
+  {"ViT-B-32-256", "{\"embed_dim\": 512, \"vision_cfg\": {\"image_size\": 256, \"layers\": 12, \"width\": 768, "
+                   "\"patch_size\": 32}, \"text_cfg\": {\"context_length\": 77, \"vocab_size\": 49408, "
+                   "\"width\": 512, \"heads\": 8, \"layers\": 12}}"},
+  {"ViT-B-16-plus-240", "{\"embed_dim\": 640, \"vision_cfg\": {\"image_size\": 240, \"layers\": 12, "
+                        "\"width\": 896, \"patch_size\": 16}, \"text_cfg\": {\"context_length\": 77, "
+                        "\"vocab_size\": 49408, \"width\": 640, \"heads\": 10, \"layers\": 12}}"},
+  {"ViT-L-14-336", "{\"embed_dim\": 768, \"vision_cfg\": {\"image_size\": 336, \"layers\": 24, \"width\": 1024, "
+                   "\"patch_size\": 14}, \"text_cfg\": {\"context_length\": 77, \"vocab_size\": 49408, "
+                   "\"width\": 768, \"heads\": 12, \"layers\": 12}}"},
+  {"ViT-H-14", "{\"embed_dim\": 1024, \"vision_cfg\": {\"image_size\": 224, \"layers\": 32, \"width\": 1280, "
+               "\"head_width\": 80, \"patch_size\": 14}, \"text_cfg\": {\"context_length\": 77, "
+               "\"vocab_size\": 49408, \"width\": 1024, \"heads\": 16, \"layers\": 24}}"},
+  {"ViT-g-14", "{\"embed_dim\": 1024, \"vision_cfg\": {\"image_size\": 224, \"layers\": 40, \"width\": 1408, "
+               "\"head_width\": 88, \"mlp_ratio\": 4.3637, \"patch_size\": 14}, \"text_cfg\": "
+               "{\"context_length\": 77, \"vocab_size\": 49408, \"width\": 1024, \"heads\": 16, \"layers\": 24}}"},
+  {"ViT-bigG-14", "{\"embed_dim\": 1280, \"vision_cfg\": {\"image_size\": 224, \"layers\": 48, \"width\": 1664, "
+                  "\"head_width\": 104, \"mlp_ratio\": 4.9231, \"patch_size\": 14}, \"text_cfg\": "
+                  "{\"context_length\": 77, \"vocab_size\": 49408, \"width\": 1280, \"heads\": 20, \"layers\": 32}}"},
   /* The training-step benchmark config of issue 3. */
   {"small", "{\"embed_dim\": 256, \"vision_cfg\": {\"image_size\": 64, \"layers\": 6, \"width\": 256, "
             "\"patch_size\": 8, \"head_width\": 64}, \"text_cfg\": {\"context_length\": 32, \"vocab_size\": 8192, "
@@ -52,12 +72,18 @@ vlm_status vlm_clip_config_builtin(vlm_clip_config *c, const char *name) {
     }
     return s;
   }
-  char list[512] = "";
-  for (int i = 0; i < N_BUILTIN; i++) {
-    strncat(list, i ? ", " : "", sizeof list - strlen(list) - 1);
-    strncat(list, k_builtin[i].name, sizeof list - strlen(list) - 1);
-  }
+  char list[512];
+  vlm_clip_builtin_names(list, sizeof list);
   return vlm_error(VLM_ERR_ARG, "unknown model '%s' (built-in: %s; add -quickgelu for QuickGELU)", name, list);
 }
 
 const char *vlm_clip_builtin_name(int i) { return i >= 0 && i < N_BUILTIN ? k_builtin[i].name : NULL; }
+
+void vlm_clip_builtin_names(char *buf, size_t n) {
+  if (!n) return;
+  buf[0] = 0;
+  for (int i = 0; i < N_BUILTIN; i++) {
+    strncat(buf, i ? ", " : "", n - strlen(buf) - 1);
+    strncat(buf, k_builtin[i].name, n - strlen(buf) - 1);
+  }
+}

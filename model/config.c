@@ -248,11 +248,13 @@ vlm_status vlm_clip_config_load(vlm_clip_config *c, const char *path, int *is_hf
   if (vlm_is_openclip_params(path)) {   /* open_clip's training log: its model by name */
     char name[256];
     vlm_status s = vlm_openclip_params_model(path, name, sizeof name);
+    char list[512];
+    vlm_clip_builtin_names(list, sizeof list);
     if (s == VLM_OK && vlm_clip_config_builtin(c, name) != VLM_OK)
       s = vlm_error(VLM_ERR_UNSUPPORTED,
-                    "%s: model %s is not one of vlm's built-in CLIP configs (ViT-B-32, ViT-B-16, ViT-L-14, -quickgelu "
-                    "variants): name its config with 'vlm convert --config FILE' (open_clip's "
-                    "src/open_clip/model_configs/%s.json)", path, name, name);
+                    "%s: model %s is not one of vlm's built-in CLIP configs (%s; -quickgelu variants): name its "
+                    "config with 'vlm convert --config FILE' (open_clip's src/open_clip/model_configs/%s.json)",
+                    path, name, list, name);
     return s;
   }
   char *json;

@@ -111,9 +111,11 @@ vlm_status vlm_clip_config_named(vlm_clip_config *c, const char *spec, const cha
   struct stat sb;
   if (stat(spec, &sb) == 0 && S_ISREG(sb.st_mode)) return vlm_clip_config_load(c, spec, is_hf);
   if (vlm_clip_config_builtin(c, spec) == VLM_OK) return VLM_OK;
+  char list[512];
+  vlm_clip_builtin_names(list, sizeof list);
   return vlm_error(VLM_ERR_ARG,
-                   "--config %s: neither a config file nor a built-in config (ViT-B-32, ViT-B-16, ViT-L-14, "
-                   "-quickgelu variants, small, tiny) nor 'openai'", spec);
+                   "--config %s: neither a config file nor a built-in config (%s; -quickgelu variants) nor 'openai'",
+                   spec, list);
 }
 
 /* ------------------------------------------------------------------ open_clip's params.txt

@@ -32,6 +32,8 @@ vlm_status vlm_read_file(const char *path, char **out, size_t *len);
  * a "-quickgelu" suffix selects QuickGELU. vlm_clip_builtin_name(i) lists them (NULL past the end). */
 vlm_status vlm_clip_config_builtin(vlm_clip_config *c, const char *name);
 const char *vlm_clip_builtin_name(int i);
+/* Their names, ", "-separated, into buf (n bytes). */
+void vlm_clip_builtin_names(char *buf, size_t n);
 /* Parameter count of a config without allocating the parameters. */
 int64_t vlm_clip_config_num_params(const vlm_clip_config *c, int64_t *visual, int64_t *text);
 

@@ -23,6 +23,24 @@ static void builtin_counts(void) {
     CHECK(n == want[i].total, "%s: %lld parameters, open_clip has %lld", want[i].name, (long long)n,
           (long long)want[i].total);
   }
+  /* the larger ones against open_clip's docs/model_profile.csv (millions, 2 decimals; image and
+   * text towers apart, so that a wrong layer count cannot hide) */
+  struct { const char *name; double total, image, text; } prof[] = {
+    {"ViT-B-32-256", 151.29, 87.86, 63.43},      {"ViT-B-16-plus-240", 208.38, 117.21, 91.16},
+    {"ViT-L-14-336", 427.94, 304.29, 123.65},    {"ViT-H-14", 986.11, 632.08, 354.03},
+    {"ViT-g-14", 1366.68, 1012.65, 354.03},      {"ViT-bigG-14", 2539.57, 1844.91, 694.66},
+  };
+  for (size_t i = 0; i < sizeof prof / sizeof prof[0]; i++) {
+    vlm_clip_config c;
+    vlm_status s = vlm_clip_config_builtin(&c, prof[i].name);
+    CHECK(s == VLM_OK, "%s: %s", prof[i].name, vlm_last_error());
+    if (s != VLM_OK) continue;
+    int64_t nv, nt, n = vlm_clip_config_num_params(&c, &nv, &nt);
+    CHECK(fabs(n / 1e6 - prof[i].total) < 0.006 && fabs(nv / 1e6 - prof[i].image) < 0.006 &&
+              fabs(nt / 1e6 - prof[i].text) < 0.006,
+          "%s: %.2fM parameters (image %.2fM, text %.2fM); open_clip's profile: %.2fM (%.2fM, %.2fM)", prof[i].name,
+          n / 1e6, nv / 1e6, nt / 1e6, prof[i].total, prof[i].image, prof[i].text);
+  }
   vlm_clip_config c;
   CHECK(vlm_clip_config_builtin(&c, "ViT-B-32-quickgelu") == VLM_OK && c.quick_gelu &&
             c.vision.act == VLM_ACT_QUICK_GELU && c.vision.heads == 12 && c.vision.mlp_width == 3072,
