@@ -34,7 +34,7 @@ static void usage(FILE *f) {
           "                      7-prompt subset), shapes (6 prompts for the synthetic shapes\n"
           "                      set), or a file with one template per line, each\n"
           "                      holding {} or {c} where the class name goes\n"
-          "  --tokenizer PATH    vocabulary (vocab.json + merges.txt folder, or\n"
+          "  --tokenizer PATH    vocabulary (vocab.json + merges.txt folder, tokenizer.json, or\n"
           "                      bpe_simple_vocab_16e6.txt.gz); default: the model's tokenizer/\n"
           "  --top-k K           classes printed per image (default 5)\n"
           "  --batch-size N      images / texts per forward pass (default 32)\n"

@@ -96,6 +96,8 @@ int vlm_find_tokenizer(const char *model_path, char *out, size_t n) {
       {"tokenizer/vocab.json", "tokenizer"},
       {"vocab.json", ""},
       {"../../tokenizer/vocab.json", "../../tokenizer"},   /* RUN/checkpoints/NAME -> RUN/tokenizer */
+      {"tokenizer.json", "tokenizer.json"},                 /* a fast tokenizer's file alone (hub repos) */
+      {"tokenizer/tokenizer.json", "tokenizer/tokenizer.json"},
       {"bpe_simple_vocab_16e6.txt.gz", "bpe_simple_vocab_16e6.txt.gz"},
       {"bpe_simple_vocab_16e6.txt", "bpe_simple_vocab_16e6.txt"},
   };

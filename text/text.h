@@ -122,14 +122,17 @@ void vlm_text_tokens(const vlm_text_config *c, const vlm_text_acts *s, vlm_tenso
  * mutable): use one per thread. */
 typedef struct vlm_tokenizer vlm_tokenizer;
 
-/* Load by path: a directory holding vocab.json + merges.txt (Hugging Face), a
- * vocab.json (merges.txt beside it), or OpenAI's bpe_simple_vocab_16e6.txt(.gz)
- * (gzip or plain text). Errors name the file. */
+/* Load by path: a directory holding vocab.json + merges.txt (Hugging Face) or only a
+ * tokenizer.json (a fast tokenizer's), a vocab.json (merges.txt beside it), a tokenizer.json,
+ * or OpenAI's bpe_simple_vocab_16e6.txt(.gz) (gzip or plain text). Errors name the file. */
 vlm_status vlm_tokenizer_load(vlm_tokenizer **out, const char *path);
 /* OpenAI merges file: version line, then "a b" merges; uses merges
  * [1, 49152-256-2+1) like open_clip (fewer if the file is shorter). */
 vlm_status vlm_tokenizer_load_openai(vlm_tokenizer **out, const char *path);
 vlm_status vlm_tokenizer_load_hf(vlm_tokenizer **out, const char *vocab_json, const char *merges_txt);
+/* A Hugging Face fast tokenizer's tokenizer.json (a CLIP byte-level BPE: model.type "BPE", its
+ * vocab and merges, end_of_word_suffix "</w>"; added_tokens join the vocabulary). */
+vlm_status vlm_tokenizer_load_hf_json(vlm_tokenizer **out, const char *path);
 void vlm_tokenizer_free(vlm_tokenizer *t);
 /* A deep copy (vocabulary, merges, dropout setting; an empty cache): one per thread.
  * NULL on out-of-memory. (tokenizer_clone.c) */

@@ -388,15 +388,27 @@ static vlm_status read_plain(const char *path, char **out, size_t *n) {
   return VLM_OK;
 }
 
+vlm_status vlm_tok_read_plain(const char *path, char **out, size_t *n) { return read_plain(path, out, n); }
+
 vlm_status vlm_tokenizer_load_hf(vlm_tokenizer **out, const char *vocab_json, const char *merges_txt) {
   *out = NULL;
   char *jtext = NULL, *mtext = NULL;
   size_t jlen = 0, mlen = 0;
-  cJSON *root = NULL;
-  vlm_tokenizer *t = NULL;
   vlm_status s = read_plain(vocab_json, &jtext, &jlen);
   if (s) return s;
   if ((s = read_plain(merges_txt, &mtext, &mlen))) { free(jtext); return s; }
+  s = vlm_tok_load_hf_text(out, jtext, jlen, mtext, mlen, vocab_json, merges_txt);
+  free(jtext);
+  free(mtext);
+  return s;
+}
+
+vlm_status vlm_tok_load_hf_text(vlm_tokenizer **out, const char *jtext, size_t jlen, char *mtext, size_t mlen,
+                                const char *vocab_json, const char *merges_txt) {
+  *out = NULL;
+  cJSON *root = NULL;
+  vlm_tokenizer *t = NULL;
+  vlm_status s = VLM_OK;
   root = cJSON_ParseWithLength(jtext, jlen);
   if (!root || !cJSON_IsObject(root)) {
     s = vlm_error(VLM_ERR_FORMAT, "%s: not a JSON object of token -> id", vocab_json);
@@ -450,14 +462,10 @@ vlm_status vlm_tokenizer_load_hf(vlm_tokenizer **out, const char *vocab_json, co
   if (!pairs_build(t)) { s = vlm_error(VLM_ERR_OOM, "out of memory"); goto fail; }
   if ((s = finish_common(t, vocab_json))) goto fail;
   cJSON_Delete(root);
-  free(jtext);
-  free(mtext);
   *out = t;
   return VLM_OK;
 fail:
   cJSON_Delete(root);
-  free(jtext);
-  free(mtext);
   vlm_tokenizer_free(t);
   return s;
 }
@@ -467,11 +475,30 @@ static int is_dir(const char *p) {
   return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
+static int is_file(const char *p) {
+  struct stat st;
+  return stat(p, &st) == 0 && S_ISREG(st.st_mode);
+}
+
 vlm_status vlm_tokenizer_load(vlm_tokenizer **out, const char *path) {
   *out = NULL;
   size_t n = strlen(path);
   char *v = NULL, *m = NULL;
+  if (n >= 14 && !strcmp(path + n - 14, "tokenizer.json") && (n == 14 || path[n - 15] == '/'))
+    return vlm_tokenizer_load_hf_json(out, path);
   if (is_dir(path)) {
+    /* vocab.json + merges.txt; else the fast tokenizer's tokenizer.json alone */
+    char *j = malloc(n + 20);
+    if (!j) return vlm_error(VLM_ERR_OOM, "out of memory");
+    snprintf(j, n + 20, "%s/vocab.json", path);
+    int hf = is_file(j);
+    snprintf(j, n + 20, "%s/tokenizer.json", path);
+    if (!hf && is_file(j)) {
+      vlm_status s = vlm_tokenizer_load_hf_json(out, j);
+      free(j);
+      return s;
+    }
+    free(j);
     v = malloc(n + 16);
     m = malloc(n + 16);
     if (!v || !m) { free(v); free(m); return vlm_error(VLM_ERR_OOM, "out of memory"); }
@@ -485,6 +512,12 @@ vlm_status vlm_tokenizer_load(vlm_tokenizer **out, const char *path) {
     size_t dl = slash ? (size_t)(slash - path) + 1 : 0;
     memcpy(m, path, dl);
     strcpy(m + dl, "merges.txt");
+    /* another name than vocab.json with no merges.txt beside it: a fast tokenizer's file */
+    if (strcmp(path + dl, "vocab.json") && !is_file(m)) {
+      free(v);
+      free(m);
+      return vlm_tokenizer_load_hf_json(out, path);
+    }
   } else {
     return vlm_tokenizer_load_openai(out, path);
   }

@@ -73,4 +73,10 @@ void vlm_tok_base_ids(int32_t byte_id[256], int32_t byte_eow_id[256]);
 /* Next piece of open_clip's pattern in v[*i..n): returns 0 at the end, 1 for a
  * piece [*s, *e), 2 / 3 for <|startoftext|> / <|endoftext|>. Advances *i. */
 int vlm_tok_next_piece(const int32_t *v, size_t n, size_t *i, size_t *s, size_t *e);
+/* Hugging Face vocab.json text + merges.txt text (modified in place) -> a tokenizer; the names
+ * are for messages (tokenizer.c). */
+vlm_status vlm_tok_load_hf_text(struct vlm_tokenizer **out, const char *jtext, size_t jlen, char *mtext, size_t mlen,
+                                const char *vocab_json, const char *merges_txt);
+/* A whole text file (no NUL added to the count; at most the vocabulary limit). */
+vlm_status vlm_tok_read_plain(const char *path, char **out, size_t *n);
 #endif

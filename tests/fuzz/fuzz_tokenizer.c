@@ -1,7 +1,8 @@
 /* libFuzzer target for the CLIP tokenizer: arbitrary bytes as a caption
  * (cleaning, pre-tokenizer, BPE, context truncation, decode, dropout) and, when
  * the first byte is 'V', as a Hugging Face vocab.json + merges.txt pair split
- * at the first NUL (the loader must reject or load it, never crash).
+ * at the first NUL, or 'J', as a tokenizer.json (the loaders must reject or load it, never
+ * crash).
  *
  * Run with scripts/fuzz.sh (it sets VLM_VOCAB to the OpenAI vocabulary in
  * ../shared/data and seeds from ../shared/fixtures/tokenizer/captions.txt). */
@@ -54,8 +55,25 @@ static void fuzz_loader(const uint8_t *data, size_t n) {
   }
 }
 
+/* The bytes as a fast tokenizer's tokenizer.json. */
+static void fuzz_json(const uint8_t *data, size_t n) {
+  char p[128];
+  snprintf(p, sizeof p, "/tmp/vlm_fuzz_tokjson_%d.json", (int)getpid());
+  FILE *f = fopen(p, "wb");
+  if (!f) return;
+  fwrite(data, 1, n, f);
+  fclose(f);
+  vlm_tokenizer *t = NULL;
+  if (vlm_tokenizer_load_hf_json(&t, p) == VLM_OK) {
+    int32_t out[16];
+    vlm_tokenizer_encode_ctx(t, "a photo of a cat", 16, 16, 0, out);
+    vlm_tokenizer_free(t);
+  }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t n) {
   if (n > 0 && data[0] == 'V') { fuzz_loader(data + 1, n - 1); return 0; }
+  if (n > 0 && data[0] == 'J') { fuzz_json(data + 1, n - 1); return 0; }
   char *c = vlm_tokenizer_clean((const char *)data, n);
   free(c);
   int32_t out[77];

@@ -167,10 +167,59 @@ static int write_hf(const char *gz, const char *dir) {
   return 1;
 }
 
+/* dir/tokenizer.json made from dir/vocab.json + dir/merges.txt as a fast tokenizer writes it:
+ * merges as "a b" strings (arrays = 0) or ["a", "b"] pairs (arrays = 1); with specials_added the
+ * two special tokens leave the vocab for added_tokens. extra: text put into "model" (errors). */
+static int write_tokenizer_json(const char *dir, int arrays, int specials_added, const char *extra) {
+  char p[4096];
+  size_t nv, nm;
+  snprintf(p, sizeof p, "%s/vocab.json", dir);
+  char *vocab = slurp(p, &nv);
+  snprintf(p, sizeof p, "%s/merges.txt", dir);
+  char *merges = slurp(p, &nm);
+  snprintf(p, sizeof p, "%s/tokenizer.json", dir);
+  FILE *f = fopen(p, "wb");
+  if (!vocab || !merges || !f) { free(vocab); free(merges); if (f) fclose(f); return 0; }
+  const char *v = vocab;
+  if (specials_added) {   /* write_hf puts the two specials first: skip them */
+    v = strstr(vocab, "\"<|endoftext|>\": 49407, ");
+    v = v ? v + strlen("\"<|endoftext|>\": 49407, ") : vocab;
+  }
+  fprintf(f, "{\"version\": \"1.0\", \"added_tokens\": [{\"id\": 49406, \"content\": \"<|startoftext|>\", "
+             "\"special\": true}, {\"id\": 49407, \"content\": \"<|endoftext|>\", \"special\": true}], "
+             "\"model\": {%s\"type\": \"BPE\", \"end_of_word_suffix\": \"</w>\", \"vocab\": %s%.*s, \"merges\": [",
+          extra ? extra : "", specials_added ? "{" : "", (int)(nv - (size_t)(v - vocab)), v);
+  int first = 1;
+  for (char *line = merges, *end = merges + nm; line < end;) {
+    char *nl = memchr(line, '\n', (size_t)(end - line));
+    size_t l = nl ? (size_t)(nl - line) : (size_t)(end - line);
+    if (l && !(line == merges && !strncmp(line, "#version", 8))) {   /* the header line only: "# #" is a merge */
+      char *sp = memchr(line, ' ', l);
+      fputs(first ? "" : ", ", f);
+      first = 0;
+      if (arrays && sp) {
+        fputc('[', f);
+        put_json_str(f, line, (size_t)(sp - line));
+        fputs(", ", f);
+        put_json_str(f, sp + 1, l - (size_t)(sp - line) - 1);
+        fputc(']', f);
+      } else {
+        put_json_str(f, line, l);
+      }
+    }
+    line = nl ? nl + 1 : end;
+  }
+  fputs("]}}\n", f);
+  fclose(f);
+  free(vocab);
+  free(merges);
+  return 1;
+}
+
 static void rm_dir(const char *dir) {
   char p[4096];
-  const char *names[] = {"vocab.json", "merges.txt"};
-  for (int i = 0; i < 2; i++) { snprintf(p, sizeof p, "%s/%s", dir, names[i]); unlink(p); }
+  const char *names[] = {"vocab.json", "merges.txt", "tokenizer.json"};
+  for (int i = 0; i < 3; i++) { snprintf(p, sizeof p, "%s/%s", dir, names[i]); unlink(p); }
   rmdir(dir);
 }
 
@@ -427,6 +476,43 @@ int main(int argc, char **argv) {
     check_fixture(h, &fx, "hf");
     vlm_tokenizer_free(h);
   }
+  /* the same vocabulary as a fast tokenizer's tokenizer.json: merges as strings, as pairs, the
+   * specials only among added_tokens; the folder alone (vocab.json gone) finds it */
+  for (int v = 0; v < 3; v++) {
+    CHECK(write_tokenizer_json(dir, v == 1, v == 2, NULL), "write tokenizer.json %d", v);
+    char tj[4200];
+    snprintf(tj, sizeof tj, "%s/tokenizer.json", dir);
+    h = NULL;
+    s = vlm_tokenizer_load(&h, tj);
+    CHECK(s == VLM_OK, "load tokenizer.json (%d): %s", v, s ? vlm_last_error() : "");
+    if (!h) continue;
+    CHECK(vlm_tokenizer_vocab_size(h) == 49408 && vlm_tokenizer_n_merges(h) == 48894 && vlm_tokenizer_sot(h) == 49406 &&
+              vlm_tokenizer_eot(h) == 49407, "tokenizer.json (%d) sizes %d %d", v, vlm_tokenizer_vocab_size(h),
+          vlm_tokenizer_n_merges(h));
+    check_fixture(h, &fx, v == 0 ? "tokenizer.json" : v == 1 ? "tokenizer.json, merge pairs" : "tokenizer.json, added");
+    vlm_tokenizer_free(h);
+  }
+  /* not CLIP's BPE: refused, named */
+  static const char *const bad[2][2] = {{"\"end_of_word_suffix\": null, ", "end_of_word_suffix"},
+                                        {"\"type\": \"WordPiece\", ", "WordPiece"}};
+  for (int b = 0; b < 2; b++) {
+    /* (a duplicate key: cJSON finds the first one, the one written here) */
+    CHECK(write_tokenizer_json(dir, 0, 0, bad[b][0]), "write a bad tokenizer.json");
+    char tj[4200];
+    snprintf(tj, sizeof tj, "%s/tokenizer.json", dir);
+    h = NULL;
+    s = vlm_tokenizer_load(&h, tj);
+    CHECK(s != VLM_OK && strstr(vlm_last_error(), "tokenizer.json") && strstr(vlm_last_error(), bad[b][1]),
+          "tokenizer.json with %s: %s", bad[b][1], s ? vlm_last_error() : "loaded");
+    vlm_tokenizer_free(h);
+  }
+  CHECK(write_tokenizer_json(dir, 0, 0, NULL), "write tokenizer.json");
+  snprintf(vj, sizeof vj, "%s/vocab.json", dir);
+  remove(vj);
+  h = NULL;
+  s = vlm_tokenizer_load(&h, dir);
+  CHECK(s == VLM_OK, "a folder with tokenizer.json alone: %s", s ? vlm_last_error() : "");
+  if (h) { check_fixture(h, &fx, "folder with tokenizer.json"); vlm_tokenizer_free(h); }
   rm_dir(dir);
   /* our own exporter: save, reload as a folder, same ids */
   char dir2[] = "/tmp/vlm_tok_save_XXXXXX";
