@@ -318,13 +318,13 @@ static int find_weights(const char *dir, int dir_len, const char *name, char *ou
   return is_file(out);
 }
 
-/* A weights file given as the model path: a PyTorch checkpoint, a .safetensors file or a
- * sharded save's index. */
 static int ends_with(const char *s, const char *suffix) {
   size_t a = strlen(s), b = strlen(suffix);
   return a >= b && !strcmp(s + a - b, suffix);
 }
 
+/* A weights file given as the model path: a PyTorch checkpoint, a .safetensors file or a
+ * sharded save's index. */
 int vlm_is_weights_file(const char *path) {
   /* PyTorch's usual names too, so that a legacy (non-zip) .pt gets the torch reader's message */
   return vlm_torch_sniff(path) || ends_with(path, ".safetensors") || vlm_weights_is_index(path) ||

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "model/config_json.h"
 #include "model/model.h"
 
 /* The shape of tensor `name` when it has `ndim` dimensions: 1, else 0. */
@@ -71,6 +72,9 @@ vlm_status vlm_clip_config_infer_openai(vlm_clip_config *c, const vlm_weights *w
            (long long)tok[0], (long long)tw, (long long)(tw / 64), (long long)count_layers(w, "transformer.resblocks."));
   vlm_status s = vlm_clip_config_parse(c, json, path);
   if (s != VLM_OK) return s;
+  if (vfc[0] < 1 || vfc[0] > VLM_CFG_MAX_MLP || tfc[0] < 1 || tfc[0] > VLM_CFG_MAX_MLP)
+    return vlm_error(VLM_ERR_FORMAT, "%s: an MLP width (%lld, %lld) outside [1, %lld]", path, (long long)vfc[0],
+                     (long long)tfc[0], (long long)VLM_CFG_MAX_MLP);
   c->vision.mlp_width = vfc[0];   /* any MLP ratio, exactly */
   c->text.mlp_width = tfc[0];
   return VLM_OK;

@@ -18,14 +18,6 @@ static int ends_with(const char *s, const char *suffix) {
 
 int vlm_weights_is_index(const char *path) { return ends_with(path, ".index.json"); }
 
-/* The model's tensors of a PyTorch checkpoint, under their state_dict names:
- * - open_clip's training checkpoints ({"epoch", "name", "state_dict", "optimizer", ...}): the
- *   "state_dict" entry alone;
- * - a model trained under DistributedDataParallel: its "module." prefix dropped (as open_clip's
- *   loader does);
- * - a TorchScript module (OpenAI's CLIP archives): its attention masks dropped, tensors the
- *   modules keep beside their parameters (not in the model's state_dict);
- * - a whole module pickled (torch.save(model)): module_names. */
 static int cmp_entry(const void *a, const void *b) {
   return strcmp(((const vlm_st_entry *)a)->name, ((const vlm_st_entry *)b)->name);
 }
@@ -79,6 +71,14 @@ static void drop_attn_masks(vlm_safetensors *st) {
   st->n_entries = k;   /* still sorted */
 }
 
+/* The model's tensors of a PyTorch checkpoint, under their state_dict names:
+ * - open_clip's training checkpoints ({"epoch", "name", "state_dict", "optimizer", ...}): the
+ *   "state_dict" entry alone;
+ * - a model trained under DistributedDataParallel: its "module." prefix dropped (as open_clip's
+ *   loader does);
+ * - a TorchScript module (OpenAI's CLIP archives): its attention masks dropped, tensors the
+ *   modules keep beside their parameters (not in the model's state_dict);
+ * - a whole module pickled (torch.save(model)): module_names. */
 static vlm_status pick_state_dict(vlm_safetensors *st, const char *path) {
   const char *kind = vlm_st_meta(st, "format");
   vlm_status s;
