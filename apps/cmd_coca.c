@@ -35,6 +35,9 @@ int vlm_app_coca_info(const char *model) {
   const vlm_text_config *t = &c.text;
   const vlm_decoder_config *d = &c.decoder;
   printf("model: CoCa (open_clip checkpoint) from %s\n", model);
+  char cfg[4200], weights[4200];
+  if (vlm_model_paths(model, cfg, weights, sizeof cfg) == VLM_OK)
+    printf("files: %s, %s (%s)\n", cfg, weights, vlm_weights_kind(weights));
   printf("embed_dim: %lld, activation: %s, logit_scale: %g (exp %g), loss: %g * clip + %g * caption\n",
          (long long)c.embed_dim, c.quick_gelu ? "quick_gelu" : "gelu", *vlm_f32(&p.logit_scale),
          expf(*vlm_f32(&p.logit_scale)), c.clip_loss_weight, c.caption_loss_weight);

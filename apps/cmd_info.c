@@ -58,7 +58,8 @@ int vlm_cmd_info(int argc, char **argv) {
   printf("model: CLIP (%s checkpoint) from %s\n", vlm_ckpt_format_name(fmt), model);
   char cfg[4200], weights[4200];
   if (vlm_model_paths(model, cfg, weights, sizeof cfg) == VLM_OK)
-    printf("files: %s, %s\n", cfg[0] ? cfg : "(config read off the weights' shapes, OpenAI's rule)", weights);
+    printf("files: %s, %s (%s)\n", cfg[0] ? cfg : "(config read off the weights' shapes, OpenAI's rule)", weights,
+           vlm_weights_kind(weights));
   printf("embed_dim: %lld, activation: %s, logit_scale: %g (exp %g)\n", (long long)c.embed_dim,
          c.quick_gelu ? "quick_gelu" : "gelu", *vlm_f32(&p.logit_scale), expf(*vlm_f32(&p.logit_scale)));
   printf("vision: ViT image %lld, patch %lld (%lld tokens), width %lld, layers %lld, heads %lld, mlp %lld\n",

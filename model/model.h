@@ -152,6 +152,9 @@ typedef struct {
 int vlm_weights_is_index(const char *path);   /* ends with ".index.json" */
 vlm_status vlm_weights_open(vlm_weights *w, const char *path);
 void vlm_weights_close(vlm_weights *w);
+/* What a weights path holds, for messages: "safetensors", "PyTorch checkpoint", "TorchScript
+ * archive" (", sharded" for an index), or "unreadable". Opens it. */
+const char *vlm_weights_kind(const char *path);
 /* The entry `name` (and its shard's index in *shard), NULL when absent. */
 const vlm_st_entry *vlm_weights_find(const vlm_weights *w, const char *name, int *shard);
 /* The HF name of an open_clip parameter name; n_parts = 3 for q/k/v concatenations,

@@ -211,3 +211,15 @@ const vlm_st_entry *vlm_weights_find(const vlm_weights *w, const char *name, int
   *shard = r->shard;
   return vlm_st_find(&w->shards[r->shard], name);
 }
+
+const char *vlm_weights_kind(const char *path) {
+  vlm_weights w;
+  if (vlm_weights_open(&w, path) != VLM_OK) return "unreadable";
+  const char *k = w.n_shards > 0 ? vlm_st_meta(&w.shards[0], "format") : NULL;
+  const int sharded = w.map != NULL;
+  const char *kind = k && !strcmp(k, "torchscript") ? "TorchScript archive"
+                   : k && !strcmp(k, "torch")       ? (sharded ? "PyTorch checkpoint, sharded" : "PyTorch checkpoint")
+                                                     : (sharded ? "safetensors, sharded" : "safetensors");
+  vlm_weights_close(&w);
+  return kind;
+}

@@ -12,6 +12,7 @@ trap 'rm -rf "$tmp"' EXIT
 out=$("$vlm" info --model "$fx"); rc=$?
 check "info exits 0" "[ $rc -eq 0 ]"
 check "info says CoCa" "grep -q '^model: CoCa' <<<\"\$out\""
+check "info names its files and the weights' format" "grep -q '^files: .*(safetensors)' <<<\"\$out\""
 check "info shows the pooler and the decoder" "grep -q 'attentional pooler' <<<\"\$out\" && grep -q '^decoder: ' <<<\"\$out\""
 check "info counts parameters" "grep -q '^parameters: [0-9]' <<<\"\$out\""
 

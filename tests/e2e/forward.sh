@@ -13,6 +13,7 @@ out=$("$vlm" info --model "$fx"); rc=$?
 check "info exits 0" "[ $rc -eq 0 ]"
 check "info names the format" "grep -q 'open_clip checkpoint' <<<\"\$out\""
 check "info counts parameters" "grep -q '^parameters: [0-9]' <<<\"\$out\""
+check "info names the weights' format" "grep -q '^files: .*(safetensors)' <<<\"\$out\""
 check "info --help" "\"$vlm\" info --help | grep -q 'usage: vlm info'"
 check "forward --help" "\"$vlm\" forward --help | grep -q 'usage: vlm forward'"
 
@@ -76,7 +77,8 @@ for to in open_clip hf; do
     "[ $rc -eq 0 ] && [ -f \"$tmp/pt-$to/$bin\" ] && ! ls \"$tmp/pt-$to\" | grep -q safetensors && grep -q 'PyTorch checkpoint' <<<\"\$out\""
   "$vlm" forward --model "$tmp/pt-$to" --inputs "$fx/inputs.safetensors" --out "$tmp/o_pt_$to.st" --grads "$tmp/g_pt_$to.st" >/dev/null
   check "the $to PyTorch checkpoint reproduces the fixture" "\"$cmp\" --compare \"$fx\" \"$tmp/o_pt_$to.st\" \"$tmp/g_pt_$to.st\" >/dev/null"
-  check "info on the $bin file itself" "\"$vlm\" info --model \"$tmp/pt-$to/$bin\" | grep -q \"files: .*$bin\""
+  check "info on the $bin file itself names it and its format" \
+    "\"$vlm\" info --model \"$tmp/pt-$to/$bin\" | grep -q \"files: .*$bin (PyTorch checkpoint)\""
 done
 mkdir -p "$tmp/bare" && cp "$tmp/pt-open_clip/open_clip_pytorch_model.bin" "$tmp/bare/epoch_3.pt"
 err=$("$vlm" info --model "$tmp/bare/epoch_3.pt" 2>&1); rc=$?
