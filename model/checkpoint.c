@@ -357,10 +357,16 @@ vlm_status vlm_model_paths(const char *path, char *cfg, char *weights, size_t n)
     const char *base = slash ? slash + 1 : path;
     if (vlm_is_weights_file(path)) {
       /* the weights themselves: the config beside them, when there is one; else none (a
-       * TorchScript archive's is read off its shapes: vlm_clip_config_resolve) */
+       * TorchScript archive's is read off its shapes: vlm_clip_config_resolve). Hugging Face's
+       * file names (model.safetensors, pytorch_model.bin, their shards and indexes) take
+       * config.json first: LAION's hub repositories hold both layouts side by side. */
+      const int hf_name = !strncmp(base, "model.", 6) || !strncmp(base, "model-", 6) ||
+                          !strncmp(base, "pytorch_model.", 14) || !strncmp(base, "pytorch_model-", 14);
+      const char *first = hf_name ? "config.json" : "open_clip_config.json";
+      const char *second = hf_name ? "open_clip_config.json" : "config.json";
       snprintf(weights, n, "%s", path);
-      snprintf(cfg, n, "%.*s/open_clip_config.json", dir_len, dir);
-      if (!is_file(cfg)) snprintf(cfg, n, "%.*s/config.json", dir_len, dir);
+      snprintf(cfg, n, "%.*s/%s", dir_len, dir, first);
+      if (!is_file(cfg)) snprintf(cfg, n, "%.*s/%s", dir_len, dir, second);
       if (!is_file(cfg)) snprintf(cfg, n, "%.*s/../params.txt", dir_len, dir);   /* open_clip's LOGS/RUN/checkpoints/ */
       if (!is_file(cfg)) cfg[0] = 0;
       return VLM_OK;

@@ -113,6 +113,32 @@ static void save_dir_torch(void) {
   }
 }
 
+/* LAION's hub repositories hold both layouts in one directory (open_clip_config.json +
+ * open_clip_pytorch_model.bin / open_clip_model.safetensors, config.json + pytorch_model.bin /
+ * model.safetensors): a weights file given as the model path takes its own layout's config. */
+static void both_layouts_file(void) {
+  const char *d = subdir("laion-like");
+  for (int hf = 0; hf < 2; hf++)
+    for (int torch = 0; torch < 2; torch++)
+      CHECK(vlm_clip_save_dir_as(&g_p, &g_cfg, d, hf ? VLM_CKPT_HF : VLM_CKPT_OPENCLIP, torch) == VLM_OK, "%s",
+            vlm_last_error());
+  static const char *const names[4] = {"open_clip_pytorch_model.bin", "open_clip_model.safetensors",
+                                       "pytorch_model.bin", "model.safetensors"};
+  for (int i = 0; i < 4; i++) {
+    char f[4400];
+    snprintf(f, sizeof f, "%s/%s", d, names[i]);
+    vlm_clip_config c;
+    vlm_clip_params p;
+    vlm_ckpt_format fmt;
+    vlm_status s = vlm_clip_load(f, &c, &p, &fmt);
+    CHECK(s == VLM_OK && fmt == (i >= 2 ? VLM_CKPT_HF : VLM_CKPT_OPENCLIP), "%s beside both configs: %s", names[i],
+          s == VLM_OK ? "loaded in the other layout" : vlm_last_error());
+    if (s != VLM_OK) continue;
+    CHECK(same_arena(&p.arena, &g_p.arena), "%s beside both configs: the parameters differ", names[i]);
+    vlm_clip_params_free(&p);
+  }
+}
+
 /* open_clip's training checkpoints: the state dict under "state_dict", DDP's "module." prefix,
  * the optimizer's tensors beside it. Without a config the error says how to name one. */
 static void training_checkpoint(void) {
@@ -398,6 +424,7 @@ int main(int argc, char **argv) {
   snprintf(files, sizeof files, "%s/files", g_tmp);
   mkdir(files, 0777);
   save_dir_torch();
+  both_layouts_file();
   training_checkpoint();
   module_pickle();
   infer_openai();
