@@ -78,15 +78,15 @@ static void drop_attn_masks(vlm_safetensors *st) {
  *   loader does);
  * - a TorchScript module (OpenAI's CLIP archives): its attention masks dropped, tensors the
  *   modules keep beside their parameters (not in the model's state_dict);
- * - a whole module pickled (torch.save(model)): module_names. */
+ * - a whole module pickled (torch.save(model)): module_names (then "module." as above, for a
+ *   DistributedDataParallel wrapper pickled whole). */
 static vlm_status pick_state_dict(vlm_safetensors *st, const char *path) {
   const char *kind = vlm_st_meta(st, "format");
   vlm_status s;
-  if (module_names(st, path, &s)) {
-    if (s == VLM_OK) drop_attn_masks(st);
-    return s;
-  }
-  if (kind && !strcmp(kind, "torchscript")) {
+  if (module_names(st, path, &s)) {   /* then on to "module." (a pickled DDP wrapper) */
+    if (s != VLM_OK) return s;
+    drop_attn_masks(st);
+  } else if (kind && !strcmp(kind, "torchscript")) {
     drop_attn_masks(st);
     return VLM_OK;
   }

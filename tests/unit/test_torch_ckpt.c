@@ -179,13 +179,13 @@ static void training_checkpoint(void) {
 /* torch.save(model): a whole module pickled, its tensors under _modules / _parameters / _buffers
  * ("visual.conv1.weight" is "_modules.visual._modules.conv1._parameters.weight"); the text
  * transformer's attention mask, a non-persistent buffer, is not a parameter. */
-typedef struct { vlm_st_writer *w; vlm_status s; char names[128][160]; int n; } module_ctx;
+typedef struct { vlm_st_writer *w; vlm_status s; char names[128][160]; int n; const char *prefix; } module_ctx;
 
 static void add_module_named(void *ctx, const char *name, vlm_tensor *t) {
   module_ctx *m = ctx;
   if (m->s != VLM_OK || m->n >= 128) { m->s = VLM_ERR_INTERNAL; return; }
   char *out = m->names[m->n++];
-  size_t k = 0;
+  size_t k = (size_t)snprintf(out, 160, "%s", m->prefix ? m->prefix : "");
   for (const char *r = name; *r;) {
     const char *dot = strchr(r, '.');
     int len = dot ? (int)(dot - r) : (int)strlen(r);
@@ -195,18 +195,21 @@ static void add_module_named(void *ctx, const char *name, vlm_tensor *t) {
   m->s = vlm_st_writer_add_tensor(m->w, out, t);
 }
 
-static void module_pickle(void) {
+/* torch.save(model) of the DistributedDataParallel wrapper: "_modules.module." before it all. */
+static void module_pickle(int ddp) {
   static module_ctx m;
   memset(&m, 0, sizeof m);
+  m.prefix = ddp ? "_modules.module" : NULL;
   m.w = vlm_st_writer_new();
   vlm_clip_params_visit(&g_p, &g_cfg, add_module_named, &m);
   static float mask[4] = {0, -1e30f, 0, 0};
   int64_t shape[2] = {2, 2};
-  if (m.s == VLM_OK) m.s = vlm_st_writer_add(m.w, "_modules.transformer._buffers.attn_mask", VLM_F32, 2, shape, mask);
+  if (m.s == VLM_OK) m.s = vlm_st_writer_add(m.w, ddp ? "_modules.module._modules.transformer._buffers.attn_mask" : "_modules.transformer._buffers.attn_mask", VLM_F32, 2, shape, mask);
   int seen = 0;
-  for (int i = 0; i < m.n; i++) seen |= !strcmp(m.names[i], "_modules.visual._modules.conv1._parameters.weight");
+  for (int i = 0; i < m.n; i++) seen |= !strcmp(m.names[i], ddp ? "_modules.module._modules.visual._modules.conv1._parameters.weight"
+                                     : "_modules.visual._modules.conv1._parameters.weight");
   CHECK(m.s == VLM_OK && seen, "the module names are nn.Module's (%s, ...)", m.names[0]);
-  const char *f = path_in("full_model.pt");
+  const char *f = path_in(ddp ? "full_ddp_model.pt" : "full_model.pt");
   if (m.s == VLM_OK) m.s = vlm_st_writer_save_torch(m.w, f);
   vlm_st_writer_free(m.w);
   CHECK(m.s == VLM_OK, "write %s: %s", f, vlm_last_error());
@@ -216,7 +219,7 @@ static void module_pickle(void) {
   vlm_clip_params p;
   vlm_ckpt_format fmt;
   vlm_status s = vlm_clip_load_as(f, cfg, &c, &p, &fmt);
-  CHECK(s == VLM_OK, "a pickled module (torch.save(model)): %s", vlm_last_error());
+  CHECK(s == VLM_OK, "a pickled module (torch.save(model)%s): %s", ddp ? " of a DDP wrapper" : "", vlm_last_error());
   if (s != VLM_OK) return;
   CHECK(same_arena(&p.arena, &g_p.arena), "a pickled module: the parameters differ from the fixture's");
   vlm_clip_params_free(&p);
@@ -426,7 +429,8 @@ int main(int argc, char **argv) {
   save_dir_torch();
   both_layouts_file();
   training_checkpoint();
-  module_pickle();
+  module_pickle(0);
+  module_pickle(1);
   infer_openai();
   preference_and_errors();
   open_clip_params();
