@@ -129,10 +129,14 @@ vlm_status vlm_model_weights_exist(const char *cfg, const char *weights);
 vlm_status vlm_clip_config_resolve(vlm_clip_config *c, const char *cfg, const char *weights, int *is_hf);
 /* open_clip's training log LOGS/RUN/params.txt (beside RUN/checkpoints/epoch_N.pt), whose "model"
  * line names the architecture: vlm_is_openclip_params tells such a path (its file name);
- * vlm_openclip_params_model gives the name, "-quickgelu" added for force_quick_gelu. The config
- * loaders (vlm_clip_config_load, vlm_coca_config_load) read it as that built-in config. */
+ * vlm_openclip_params_model gives the name, "-quickgelu" added for force_quick_gelu, and
+ * *image_size from force_image_size (0: none; a non-square size is refused);
+ * vlm_openclip_params_image_size puts that size into a vision config (it must be a multiple of
+ * the patch). The config loaders (vlm_clip_config_load, vlm_coca_config_load) read it as that
+ * built-in config. */
 int vlm_is_openclip_params(const char *path);
-vlm_status vlm_openclip_params_model(const char *path, char *name, size_t n);
+vlm_status vlm_openclip_params_model(const char *path, char *name, size_t n, int64_t *image_size);
+vlm_status vlm_openclip_params_image_size(vlm_vit_config *v, int64_t size, const char *path);
 /* A config named by the user (--config): a config file (open_clip or HF), a built-in name, or
  * "openai" (read off the weights' shapes by OpenAI's rule: vlm_clip_config_infer_openai). */
 vlm_status vlm_clip_config_named(vlm_clip_config *c, const char *spec, const char *weights, int *is_hf);

@@ -351,6 +351,38 @@ static void open_clip_params(void) {
   CHECK(s == VLM_ERR_UNSUPPORTED && strstr(vlm_last_error(), "RN50") && strstr(vlm_last_error(), "--config"),
         "params.txt naming a model vlm has no config for: %s", s == VLM_OK ? "loaded" : vlm_last_error());
   if (s == VLM_OK) vlm_clip_params_free(&p);
+  /* --force-image-size 48 (open_clip writes one size as an int): a position table for a 6x6 grid */
+  vlm_clip_config c48 = g_cfg;
+  c48.vision.image_size = 48;
+  vlm_clip_params p48;
+  s = vlm_clip_params_init(&p48, &c48);
+  CHECK(s == VLM_OK, "%s", vlm_last_error());
+  if (s == VLM_OK) {
+    vlm_clip_params_init_openclip(&p48, &c48, 3);
+    const char *f48 = path_in("epoch_48.pt");
+    CHECK(write_clip_torch(&p48, &c48, "state_dict.module.", 1, f48) == VLM_OK, "%s", vlm_last_error());
+    text = "force_image_size: 48\nforce_quick_gelu: False\nmodel: tiny\n";
+    vt_write_file(params, text, strlen(text));
+    s = vlm_clip_load(f48, &c, &p, &fmt);
+    CHECK(s == VLM_OK && c.vision.image_size == 48, "force_image_size: 48: %s",
+          s == VLM_OK ? "another image size" : vlm_last_error());
+    if (s == VLM_OK) {
+      CHECK(same_arena(&p.arena, &p48.arena), "force_image_size: the parameters differ");
+      vlm_clip_params_free(&p);
+    }
+    text = "force_image_size: [48, 64]\nmodel: tiny\n";   /* not square: no vlm config */
+    vt_write_file(params, text, strlen(text));
+    s = vlm_clip_load(f48, &c, &p, &fmt);
+    CHECK(s != VLM_OK && strstr(vlm_last_error(), "force_image_size"), "force_image_size: [48, 64]: %s",
+          s == VLM_OK ? "loaded" : vlm_last_error());
+    if (s == VLM_OK) vlm_clip_params_free(&p);
+    text = "force_image_size: None\nmodel: tiny\n";
+    vt_write_file(params, text, strlen(text));
+    s = vlm_clip_load(f, &c, &p, &fmt);
+    CHECK(s == VLM_OK && c.vision.image_size == 32, "force_image_size: None: %s", vlm_last_error());
+    if (s == VLM_OK) vlm_clip_params_free(&p);
+    vlm_clip_params_free(&p48);
+  }
   text = "lr: 0.1\n";
   vt_write_file(params, text, strlen(text));
   s = vlm_clip_load(f, &c, &p, &fmt);
