@@ -1,5 +1,5 @@
 /* Loading CLIP checkpoints: open_clip and Hugging Face CLIPModel names. */
-#define _DEFAULT_SOURCE 1 /* madvise */
+#define _DEFAULT_SOURCE 1 /* madvise, strdup */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -389,6 +389,18 @@ vlm_status vlm_model_weights_exist(const char *cfg, const char *weights) {
   return vlm_error(VLM_ERR_IO, "%s: missing (the weights for %s)", weights, cfg);
 }
 
+vlm_status vlm_ckpt_name_config(vlm_status s, const char *label) {
+  static const char this_cfg[] = " layout of this config:";
+  const char *m = vlm_last_error(), *at = strstr(m, this_cfg);
+  if (s == VLM_OK || !at || !label || !label[0]) return s;
+  char *copy = strdup(m);
+  if (!copy) return s;
+  const int head = (int)(at - m);
+  s = vlm_error(s, "%.*s layout of the config %s:%s", head, copy, label, copy + head + sizeof this_cfg - 1);
+  free(copy);
+  return s;
+}
+
 vlm_status vlm_clip_load_as(const char *path, const char *config, vlm_clip_config *c, vlm_clip_params *p,
                             vlm_ckpt_format *fmt) {
   char cfg[4096], weights[4096];
@@ -405,7 +417,7 @@ vlm_status vlm_clip_load_as(const char *path, const char *config, vlm_clip_confi
   *fmt = hf ? VLM_CKPT_HF : VLM_CKPT_OPENCLIP;
   s = vlm_clip_load_safetensors(p, c, weights, *fmt);
   if (s != VLM_OK) vlm_clip_params_free(p);
-  return s;
+  return vlm_ckpt_name_config(s, config ? config : cfg);
 }
 
 vlm_status vlm_clip_load(const char *path, vlm_clip_config *c, vlm_clip_params *p, vlm_ckpt_format *fmt) {

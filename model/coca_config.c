@@ -341,7 +341,7 @@ vlm_status vlm_coca_load_as(const char *path, const char *config, vlm_coca_confi
   if (s != VLM_OK) return s;
   s = vlm_coca_load_safetensors(p, c, weights);
   if (s != VLM_OK) vlm_coca_params_free(p);
-  return s;
+  return vlm_ckpt_name_config(s, config);
 }
 
 vlm_status vlm_coca_save_dir(vlm_coca_params *p, const vlm_coca_config *c, const char *dir) {

@@ -162,6 +162,18 @@ static void training_checkpoint(void) {
     CHECK(same_arena(&p.arena, &g_p.arena), "%s: the parameters differ from the fixture's", f);
     vlm_clip_params_free(&p);
   }
+  /* the weights of another architecture (vlm train --model small --pretrained FILE): the error
+   * names the config they were checked against */
+  {
+    const char *f1 = path_in("epoch_1.pt");
+    vlm_clip_config c;
+    vlm_clip_params p;
+    vlm_ckpt_format fmt;
+    vlm_status s = vlm_clip_load_as(f1, "small", &c, &p, &fmt);
+    CHECK(s != VLM_OK && strstr(vlm_last_error(), "does not match") && strstr(vlm_last_error(), "small"),
+          "another architecture's config: %s", s == VLM_OK ? "loaded" : vlm_last_error());
+    if (s == VLM_OK) vlm_clip_params_free(&p);
+  }
   /* a prefix that is not the model's: every tensor is reported unexpected */
   const char *f = path_in("other.pt");
   CHECK(write_clip_torch(&g_p, &g_cfg, "model.", 0, f) == VLM_OK, "write %s: %s", f, vlm_last_error());
@@ -425,6 +437,11 @@ static void coca(void) {
     CHECK(same_arena(&p2.arena, &p.arena), "bare CoCa: the parameters differ");
     vlm_coca_params_free(&p2);
   }
+  /* --pretrained of another architecture: the error names the config it was checked against */
+  s = vlm_coca_load_as(bare, "coca-small", &c2, &p2);
+  CHECK(s != VLM_OK && strstr(vlm_last_error(), "does not match") && strstr(vlm_last_error(), "coca-small"),
+        "CoCa weights against another config: %s", s == VLM_OK ? "loaded" : vlm_last_error());
+  if (s == VLM_OK) vlm_coca_params_free(&p2);
   /* open_clip's training run: ../params.txt names coca-tiny */
   char params[512];
   snprintf(params, sizeof params, "%s/params.txt", g_tmp);
