@@ -316,6 +316,24 @@ static void preference_and_errors(void) {
   char cfg[4096], weights[4096];
   CHECK(vlm_model_paths(d, cfg, weights, sizeof cfg) == VLM_OK && strstr(weights, "open_clip_model.safetensors"),
         "safetensors before the pickle: %s", weights);
+  /* safetensors under a PyTorch name (a renamed file): read as what it is */
+  d = subdir("st-as-bin");
+  CHECK(vlm_clip_save_dir_as(&g_p, &g_cfg, d, VLM_CKPT_OPENCLIP, 0) == VLM_OK, "%s", vlm_last_error());
+  char st_name[4400];
+  snprintf(st_name, sizeof st_name, "%s/open_clip_model.safetensors", d);
+  snprintf(f, sizeof f, "%s/open_clip_pytorch_model.bin", d);
+  CHECK(rename(st_name, f) == 0, "rename");
+  {
+    vlm_clip_config c;
+    vlm_clip_params p;
+    vlm_ckpt_format fmt;
+    vlm_status s = vlm_clip_load(d, &c, &p, &fmt);
+    CHECK(s == VLM_OK, "safetensors named open_clip_pytorch_model.bin: %s", vlm_last_error());
+    if (s == VLM_OK) {
+      CHECK(same_arena(&p.arena, &g_p.arena), "safetensors named .bin: the parameters differ");
+      vlm_clip_params_free(&p);
+    }
+  }
   d = subdir("broken");
   char src[4400], dst[4400];
   snprintf(src, sizeof src, "%s/config.json", g_fx);
