@@ -413,6 +413,12 @@ static void open_clip_params(void) {
     if (s == VLM_OK) vlm_clip_params_free(&p);
     vlm_clip_params_free(&p48);
   }
+  text = "model: hf-hub:laion/CLIP-ViT-B-32-laion2B-s34B-b79K\n";   /* a run fine-tuning a hub model */
+  vt_write_file(params, text, strlen(text));
+  s = vlm_clip_load(f, &c, &p, &fmt);
+  CHECK(s != VLM_OK && strstr(vlm_last_error(), "open_clip_config.json") && !strstr(vlm_last_error(), "model_configs/hf-hub"),
+        "params.txt naming an hf-hub: model: %s", s == VLM_OK ? "loaded" : vlm_last_error());
+  if (s == VLM_OK) vlm_clip_params_free(&p);
   text = "lr: 0.1\n";
   vt_write_file(params, text, strlen(text));
   s = vlm_clip_load(f, &c, &p, &fmt);
