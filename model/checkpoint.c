@@ -1,5 +1,5 @@
 /* Loading CLIP checkpoints: open_clip and Hugging Face CLIPModel names. */
-#define _DEFAULT_SOURCE 1 /* madvise */
+#define _DEFAULT_SOURCE 1 /* madvise, strdup */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -357,10 +357,16 @@ vlm_status vlm_model_paths(const char *path, char *cfg, char *weights, size_t n)
     const char *base = slash ? slash + 1 : path;
     if (vlm_is_weights_file(path)) {
       /* the weights themselves: the config beside them, when there is one; else none (a
-       * TorchScript archive's is read off its shapes: vlm_clip_config_resolve) */
+       * TorchScript archive's is read off its shapes: vlm_clip_config_resolve). Hugging Face's
+       * file names (model.safetensors, pytorch_model.bin, their shards and indexes) take
+       * config.json first: LAION's hub repositories hold both layouts side by side. */
+      const int hf_name = !strncmp(base, "model.", 6) || !strncmp(base, "model-", 6) ||
+                          !strncmp(base, "pytorch_model.", 14) || !strncmp(base, "pytorch_model-", 14);
+      const char *first = hf_name ? "config.json" : "open_clip_config.json";
+      const char *second = hf_name ? "open_clip_config.json" : "config.json";
       snprintf(weights, n, "%s", path);
-      snprintf(cfg, n, "%.*s/open_clip_config.json", dir_len, dir);
-      if (!is_file(cfg)) snprintf(cfg, n, "%.*s/config.json", dir_len, dir);
+      snprintf(cfg, n, "%.*s/%s", dir_len, dir, first);
+      if (!is_file(cfg)) snprintf(cfg, n, "%.*s/%s", dir_len, dir, second);
       if (!is_file(cfg)) snprintf(cfg, n, "%.*s/../params.txt", dir_len, dir);   /* open_clip's LOGS/RUN/checkpoints/ */
       if (!is_file(cfg)) cfg[0] = 0;
       return VLM_OK;
@@ -383,6 +389,18 @@ vlm_status vlm_model_weights_exist(const char *cfg, const char *weights) {
   return vlm_error(VLM_ERR_IO, "%s: missing (the weights for %s)", weights, cfg);
 }
 
+vlm_status vlm_ckpt_name_config(vlm_status s, const char *label) {
+  static const char this_cfg[] = " layout of this config:";
+  const char *m = vlm_last_error(), *at = strstr(m, this_cfg);
+  if (s == VLM_OK || !at || !label || !label[0]) return s;
+  char *copy = strdup(m);
+  if (!copy) return s;
+  const int head = (int)(at - m);
+  s = vlm_error(s, "%.*s layout of the config %s:%s", head, copy, label, copy + head + sizeof this_cfg - 1);
+  free(copy);
+  return s;
+}
+
 vlm_status vlm_clip_load_as(const char *path, const char *config, vlm_clip_config *c, vlm_clip_params *p,
                             vlm_ckpt_format *fmt) {
   char cfg[4096], weights[4096];
@@ -399,7 +417,7 @@ vlm_status vlm_clip_load_as(const char *path, const char *config, vlm_clip_confi
   *fmt = hf ? VLM_CKPT_HF : VLM_CKPT_OPENCLIP;
   s = vlm_clip_load_safetensors(p, c, weights, *fmt);
   if (s != VLM_OK) vlm_clip_params_free(p);
-  return s;
+  return vlm_ckpt_name_config(s, config ? config : cfg);
 }
 
 vlm_status vlm_clip_load(const char *path, vlm_clip_config *c, vlm_clip_params *p, vlm_ckpt_format *fmt) {

@@ -160,10 +160,11 @@ vlm_status vlm_coca_config_parse(vlm_coca_config *c, const char *json, const cha
 vlm_status vlm_coca_config_load(vlm_coca_config *c, const char *path) {
   if (vlm_is_openclip_params(path)) {   /* open_clip's training log: its model by name */
     char name[256];
-    vlm_status s = vlm_openclip_params_model(path, name, sizeof name);
+    int64_t image_size;
+    vlm_status s = vlm_openclip_params_model(path, name, sizeof name, &image_size);
     if (s == VLM_OK && vlm_coca_config_builtin(c, name) != VLM_OK)
       s = vlm_error(VLM_ERR_UNSUPPORTED, "%s: model %s is not one of vlm's built-in CoCa configs", path, name);
-    return s;
+    return s == VLM_OK ? vlm_openclip_params_image_size(&c->vision, image_size, path) : s;
   }
   char *json;
   vlm_status s = vlm_read_text_file(path, &json);
@@ -280,7 +281,8 @@ int vlm_model_is_coca(const char *path) {
   if (!cfg[0]) return 0;   /* a weights file without a config: CLIP's rules apply (vlm_clip_config_resolve) */
   if (vlm_is_openclip_params(cfg)) {
     char name[256];
-    if (vlm_openclip_params_model(cfg, name, sizeof name) != VLM_OK) return -1;
+    int64_t image_size;
+    if (vlm_openclip_params_model(cfg, name, sizeof name, &image_size) != VLM_OK) return -1;
     for (int i = 0; vlm_coca_builtin_name(i); i++)
       if (!strcmp(name, vlm_coca_builtin_name(i))) return 1;
     return 0;
@@ -339,7 +341,7 @@ vlm_status vlm_coca_load_as(const char *path, const char *config, vlm_coca_confi
   if (s != VLM_OK) return s;
   s = vlm_coca_load_safetensors(p, c, weights);
   if (s != VLM_OK) vlm_coca_params_free(p);
-  return s;
+  return vlm_ckpt_name_config(s, config);
 }
 
 vlm_status vlm_coca_save_dir(vlm_coca_params *p, const vlm_coca_config *c, const char *dir) {

@@ -247,15 +247,20 @@ vlm_status vlm_clip_config_load(vlm_clip_config *c, const char *path, int *is_hf
   if (is_hf) *is_hf = 0;
   if (vlm_is_openclip_params(path)) {   /* open_clip's training log: its model by name */
     char name[256];
-    vlm_status s = vlm_openclip_params_model(path, name, sizeof name);
+    int64_t image_size;
+    vlm_status s = vlm_openclip_params_model(path, name, sizeof name, &image_size);
     char list[512];
     vlm_clip_builtin_names(list, sizeof list);
-    if (s == VLM_OK && vlm_clip_config_builtin(c, name) != VLM_OK)
+    if (s == VLM_OK && !strncmp(name, "hf-hub:", 7) && vlm_clip_config_builtin(c, name) != VLM_OK)
+      s = vlm_error(VLM_ERR_UNSUPPORTED,
+                    "%s: model %s is a Hugging Face hub model: put that repository's open_clip_config.json beside "
+                    "the checkpoint, or name it with 'vlm convert --config FILE'", path, name);
+    else if (s == VLM_OK && vlm_clip_config_builtin(c, name) != VLM_OK)
       s = vlm_error(VLM_ERR_UNSUPPORTED,
                     "%s: model %s is not one of vlm's built-in CLIP configs (%s; -quickgelu variants): name its "
                     "config with 'vlm convert --config FILE' (open_clip's src/open_clip/model_configs/%s.json)",
                     path, name, list, name);
-    return s;
+    return s == VLM_OK ? vlm_openclip_params_image_size(&c->vision, image_size, path) : s;
   }
   char *json;
   vlm_status s = vlm_read_text_file(path, &json);

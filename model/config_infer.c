@@ -131,12 +131,43 @@ int vlm_is_openclip_params(const char *path) {
   return !strcmp(slash ? slash + 1 : path, "params.txt");
 }
 
-vlm_status vlm_openclip_params_model(const char *path, char *name, size_t n) {
+/* "force_image_size: VALUE": None, N (open_clip writes one size as an int), [N] or [N, N]; a
+ * non-square size has no vlm config. *size: 0 for None. */
+static vlm_status force_image_size(const char *path, const char *v, int64_t *size) {
+  *size = 0;
+  if (!strcmp(v, "None")) return VLM_OK;
+  const char *p = v;
+  const char close = *p == '[' ? ']' : *p == '(' ? ')' : 0;
+  if (close) p++;
+  long long dims[2] = {0, 0};
+  int n = 0, ok = 1;
+  while (ok && n < 2) {
+    char *end;
+    while (*p == ' ') p++;
+    dims[n++] = strtoll(p, &end, 10);
+    ok = end != p;
+    p = end;
+    while (*p == ' ') p++;
+    if (*p != ',') break;
+    p++;
+  }
+  if (close) ok &= *p++ == close;
+  ok &= !*p && dims[0] >= 1 && dims[0] <= (1 << 16);
+  if (!ok) return vlm_error(VLM_ERR_FORMAT, "%s: force_image_size: %s: not a size (None, N, [N] or [N, N])", path, v);
+  if (n == 2 && dims[1] != dims[0])
+    return vlm_error(VLM_ERR_UNSUPPORTED, "%s: force_image_size: %s: a non-square image size, which vlm's ViT does "
+                     "not take", path, v);
+  *size = dims[0];
+  return VLM_OK;
+}
+
+vlm_status vlm_openclip_params_model(const char *path, char *name, size_t n, int64_t *image_size) {
   char *text;
+  *image_size = 0;
   vlm_status s = vlm_read_text_file(path, &text);
   if (s != VLM_OK) return s;
   int quick = 0, found = 0;
-  for (char *line = text, *next; line && *line; line = next) {
+  for (char *line = text, *next; s == VLM_OK && line && *line; line = next) {
     next = strchr(line, '\n');
     if (next) *next++ = 0;
     size_t len = strlen(line);
@@ -146,10 +177,21 @@ vlm_status vlm_openclip_params_model(const char *path, char *name, size_t n) {
       found = 1;
     }
     if (!strcmp(line, "force_quick_gelu: True")) quick = 1;
+    if (!strncmp(line, "force_image_size: ", 18)) s = force_image_size(path, line + 18, image_size);
   }
   free(text);
+  if (s != VLM_OK) return s;
   if (!found) return vlm_error(VLM_ERR_FORMAT, "%s: no \"model: NAME\" line (open_clip's training parameters)", path);
   size_t k = strlen(name);
   if (quick && (k < 10 || strcmp(name + k - 10, "-quickgelu"))) snprintf(name + k, n - k, "-quickgelu");
+  return VLM_OK;
+}
+
+vlm_status vlm_openclip_params_image_size(vlm_vit_config *v, int64_t size, const char *path) {
+  if (!size) return VLM_OK;
+  if (size % v->patch_size || size / v->patch_size > VLM_CFG_MAX_GRID)
+    return vlm_error(VLM_ERR_FORMAT, "%s: force_image_size: %lld is not a multiple of the model's patch size %lld "
+                     "(or a grid above %d)", path, (long long)size, (long long)v->patch_size, VLM_CFG_MAX_GRID);
+  v->image_size = size;
   return VLM_OK;
 }

@@ -110,6 +110,9 @@ vlm_status vlm_clip_save_dir_as(vlm_clip_params *p, const vlm_clip_config *c, co
  * TorchScript archive read off its shapes: vlm_clip_config_resolve). */
 vlm_status vlm_clip_load(const char *path, vlm_clip_config *c, vlm_clip_params *p, vlm_ckpt_format *fmt);
 /* The same with the config named (config != NULL: vlm_clip_config_named) instead of found. */
+/* A load's "does not match the ... layout of this config" error (s) made to name the config
+ * (label: the --config spec or the config file); any other status or message passes through. */
+vlm_status vlm_ckpt_name_config(vlm_status s, const char *label);
 vlm_status vlm_clip_load_as(const char *path, const char *config, vlm_clip_config *c, vlm_clip_params *p,
                             vlm_ckpt_format *fmt);
 /* The config and weights files of a model path, resolved as vlm_clip_load and
@@ -129,10 +132,14 @@ vlm_status vlm_model_weights_exist(const char *cfg, const char *weights);
 vlm_status vlm_clip_config_resolve(vlm_clip_config *c, const char *cfg, const char *weights, int *is_hf);
 /* open_clip's training log LOGS/RUN/params.txt (beside RUN/checkpoints/epoch_N.pt), whose "model"
  * line names the architecture: vlm_is_openclip_params tells such a path (its file name);
- * vlm_openclip_params_model gives the name, "-quickgelu" added for force_quick_gelu. The config
- * loaders (vlm_clip_config_load, vlm_coca_config_load) read it as that built-in config. */
+ * vlm_openclip_params_model gives the name, "-quickgelu" added for force_quick_gelu, and
+ * *image_size from force_image_size (0: none; a non-square size is refused);
+ * vlm_openclip_params_image_size puts that size into a vision config (it must be a multiple of
+ * the patch). The config loaders (vlm_clip_config_load, vlm_coca_config_load) read it as that
+ * built-in config. */
 int vlm_is_openclip_params(const char *path);
-vlm_status vlm_openclip_params_model(const char *path, char *name, size_t n);
+vlm_status vlm_openclip_params_model(const char *path, char *name, size_t n, int64_t *image_size);
+vlm_status vlm_openclip_params_image_size(vlm_vit_config *v, int64_t size, const char *path);
 /* A config named by the user (--config): a config file (open_clip or HF), a built-in name, or
  * "openai" (read off the weights' shapes by OpenAI's rule: vlm_clip_config_infer_openai). */
 vlm_status vlm_clip_config_named(vlm_clip_config *c, const char *spec, const char *weights, int *is_hf);

@@ -78,15 +78,15 @@ static void drop_attn_masks(vlm_safetensors *st) {
  *   loader does);
  * - a TorchScript module (OpenAI's CLIP archives): its attention masks dropped, tensors the
  *   modules keep beside their parameters (not in the model's state_dict);
- * - a whole module pickled (torch.save(model)): module_names. */
+ * - a whole module pickled (torch.save(model)): module_names (then "module." as above, for a
+ *   DistributedDataParallel wrapper pickled whole). */
 static vlm_status pick_state_dict(vlm_safetensors *st, const char *path) {
   const char *kind = vlm_st_meta(st, "format");
   vlm_status s;
-  if (module_names(st, path, &s)) {
-    if (s == VLM_OK) drop_attn_masks(st);
-    return s;
-  }
-  if (kind && !strcmp(kind, "torchscript")) {
+  if (module_names(st, path, &s)) {   /* then on to "module." (a pickled DDP wrapper) */
+    if (s != VLM_OK) return s;
+    drop_attn_masks(st);
+  } else if (kind && !strcmp(kind, "torchscript")) {
     drop_attn_masks(st);
     return VLM_OK;
   }
@@ -105,9 +105,19 @@ static int torch_name(const char *path) {
   return ends_with(path, ".pt") || ends_with(path, ".pth") || ends_with(path, ".bin") || ends_with(path, ".ckpt");
 }
 
-/* One weights file: safetensors, or a PyTorch checkpoint (a zip archive). */
+/* A safetensors file by its first bytes: a little-endian u64 header length, then '{'. */
+static int safetensors_bytes(const char *path) {
+  FILE *f = fopen(path, "rb");
+  unsigned char b[9];
+  const int ok = f && fread(b, 1, 9, f) == 9 && b[8] == '{' && !b[7] && !b[6] && !b[5];
+  if (f) fclose(f);
+  return ok;
+}
+
+/* One weights file: safetensors, or a PyTorch checkpoint (a zip archive); a file under a
+ * PyTorch name (.bin, .pt) that holds safetensors is read as such. */
 static vlm_status open_file(vlm_safetensors *st, const char *path) {
-  if (!vlm_torch_sniff(path) && !torch_name(path)) return vlm_st_open(st, path);
+  if (!vlm_torch_sniff(path) && (!torch_name(path) || safetensors_bytes(path))) return vlm_st_open(st, path);
   vlm_status s = vlm_torch_open(st, path);
   if (s == VLM_OK && (s = pick_state_dict(st, path)) != VLM_OK) vlm_st_close(st);
   if (s == VLM_OK && st->n_entries == 0) {

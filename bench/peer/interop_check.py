@@ -511,6 +511,13 @@ def check_coca():
 
 
 # ------------------------------------------------------------------ PyTorch checkpoints
+class Wrapper(torch.nn.Module):
+    """What DistributedDataParallel pickles around a model: the model as .module."""
+    def __init__(self, inner):
+        super().__init__()
+        self.module = inner
+
+
 def check_torch():
     """PyTorch's own files: OpenAI-style TorchScript, open_clip's training checkpoint, and vlm's
     --format torch read by torch.load and open_clip's pretrained=."""
@@ -562,6 +569,37 @@ def check_torch():
     vlm("convert", "--model", half, "--config", cfile, "--to", "open_clip", "--out", o3)
     compare("fp16 state dict -> vlm convert --config -> vlm forward", vlm_forward(o3, images, text, "half"),
             oc_features(mh, images, text))
+    # torch.save of a DistributedDataParallel-style wrapper (the model under .module), a bf16 state
+    # dict, and torch.jit.trace_module (config read off the shapes, as for a scripted archive)
+    wrapped = os.path.join(ARGS.work, "full_ddp_model.pt")
+    torch.save(Wrapper(m), wrapped)
+    o4 = os.path.join(ARGS.work, "from-full-ddp")
+    vlm("convert", "--model", wrapped, "--config", cfile, "--to", "open_clip", "--out", o4)
+    compare("torch.save(DDP-style wrapper) -> vlm convert --config -> vlm forward",
+            vlm_forward(o4, images, text, "full-ddp"), want)
+    bf = os.path.join(ARGS.work, "bf16.pt")
+    torch.save({k: v.bfloat16() for k, v in m.state_dict().items()}, bf)
+    mb = CLIP(cfg["embed_dim"], cfg["vision_cfg"], cfg["text_cfg"], quick_gelu=True).eval()
+    mb.load_state_dict({k: v.bfloat16().float() for k, v in m.state_dict().items()})
+    o5 = os.path.join(ARGS.work, "from-bf16")
+    vlm("convert", "--model", bf, "--config", cfile, "--to", "open_clip", "--out", o5)
+    compare("bf16 state dict -> vlm convert --config -> vlm forward", vlm_forward(o5, images, text, "bf16"),
+            oc_features(mb, images, text))
+    traced = os.path.join(ARGS.work, "openai-like-traced.pt")
+    torch.jit.trace_module(m, {"encode_image": (images,), "encode_text": (text,)}).save(traced)
+    compare("torch.jit.trace archive -> vlm forward (config read off its shapes)",
+            vlm_forward(traced, images, text, "traced"), want)
+    # LAION's hub layout: both layouts in one directory; each weights file named as the model takes
+    # its own config (pytorch_model.bin: config.json)
+    both = os.path.join(ARGS.work, "both-layouts")
+    hm = hf_model(seed=5)
+    hm.save_pretrained(both, safe_serialization=False)
+    torch.save(m.state_dict(), os.path.join(both, "open_clip_pytorch_model.bin"))
+    json.dump({"model_cfg": cfg}, open(os.path.join(both, "open_clip_config.json"), "w"))
+    compare("both layouts in one dir: pytorch_model.bin as the model -> vlm forward",
+            vlm_forward(os.path.join(both, "pytorch_model.bin"), images, text, "both-hf"), hf_features(hm, images, text))
+    compare("both layouts in one dir: open_clip_pytorch_model.bin as the model -> vlm forward",
+            vlm_forward(os.path.join(both, "open_clip_pytorch_model.bin"), images, text, "both-oc"), want)
     # vlm --format torch back into open_clip's pretrained= and torch.load
     t = os.path.join(ARGS.work, "vlm-torch-out")
     vlm("convert", "--model", o, "--to", "open_clip", "--format", "torch", "--out", t)

@@ -94,6 +94,11 @@ if [ -d "$imgs" ]; then
     err=$("$vlm" caption --model "$clip" "$imgs/horse.png" 2>&1); rc=$?
     check "caption on a CLIP model exits 1" "[ $rc -eq 1 ] && grep -q 'not a CoCa model' <<<\"\$err\""
   fi
+  # CoCa weights alone (open_clip's epoch_N.pt has no config beside it): say how to name the config
+  mkdir -p "$tmp/bare" && cp "$fx/model.safetensors" "$tmp/bare/epoch_1.safetensors"
+  err=$("$vlm" caption --model "$tmp/bare/epoch_1.safetensors" "$imgs/horse.png" 2>&1); rc=$?
+  check "caption on weights without a config exits 1 saying how to name it" \
+    "[ $rc -eq 1 ] && grep -q 'epoch_1.safetensors: no model config' <<<\"\$err\" && grep -q -- '--config' <<<\"\$err\""
   caps="$fx/../tokenizer/captions.txt"
   if [ -f "$caps" ]; then   # a model dir with tokenizer/: captions are decoded text
     "$vlm" convert --init coca-small --to open_clip --out "$tmp/cs" >/dev/null &&

@@ -113,6 +113,32 @@ static void save_dir_torch(void) {
   }
 }
 
+/* LAION's hub repositories hold both layouts in one directory (open_clip_config.json +
+ * open_clip_pytorch_model.bin / open_clip_model.safetensors, config.json + pytorch_model.bin /
+ * model.safetensors): a weights file given as the model path takes its own layout's config. */
+static void both_layouts_file(void) {
+  const char *d = subdir("laion-like");
+  for (int hf = 0; hf < 2; hf++)
+    for (int torch = 0; torch < 2; torch++)
+      CHECK(vlm_clip_save_dir_as(&g_p, &g_cfg, d, hf ? VLM_CKPT_HF : VLM_CKPT_OPENCLIP, torch) == VLM_OK, "%s",
+            vlm_last_error());
+  static const char *const names[4] = {"open_clip_pytorch_model.bin", "open_clip_model.safetensors",
+                                       "pytorch_model.bin", "model.safetensors"};
+  for (int i = 0; i < 4; i++) {
+    char f[4400];
+    snprintf(f, sizeof f, "%s/%s", d, names[i]);
+    vlm_clip_config c;
+    vlm_clip_params p;
+    vlm_ckpt_format fmt;
+    vlm_status s = vlm_clip_load(f, &c, &p, &fmt);
+    CHECK(s == VLM_OK && fmt == (i >= 2 ? VLM_CKPT_HF : VLM_CKPT_OPENCLIP), "%s beside both configs: %s", names[i],
+          s == VLM_OK ? "loaded in the other layout" : vlm_last_error());
+    if (s != VLM_OK) continue;
+    CHECK(same_arena(&p.arena, &g_p.arena), "%s beside both configs: the parameters differ", names[i]);
+    vlm_clip_params_free(&p);
+  }
+}
+
 /* open_clip's training checkpoints: the state dict under "state_dict", DDP's "module." prefix,
  * the optimizer's tensors beside it. Without a config the error says how to name one. */
 static void training_checkpoint(void) {
@@ -136,6 +162,18 @@ static void training_checkpoint(void) {
     CHECK(same_arena(&p.arena, &g_p.arena), "%s: the parameters differ from the fixture's", f);
     vlm_clip_params_free(&p);
   }
+  /* the weights of another architecture (vlm train --model small --pretrained FILE): the error
+   * names the config they were checked against */
+  {
+    const char *f1 = path_in("epoch_1.pt");
+    vlm_clip_config c;
+    vlm_clip_params p;
+    vlm_ckpt_format fmt;
+    vlm_status s = vlm_clip_load_as(f1, "small", &c, &p, &fmt);
+    CHECK(s != VLM_OK && strstr(vlm_last_error(), "does not match") && strstr(vlm_last_error(), "small"),
+          "another architecture's config: %s", s == VLM_OK ? "loaded" : vlm_last_error());
+    if (s == VLM_OK) vlm_clip_params_free(&p);
+  }
   /* a prefix that is not the model's: every tensor is reported unexpected */
   const char *f = path_in("other.pt");
   CHECK(write_clip_torch(&g_p, &g_cfg, "model.", 0, f) == VLM_OK, "write %s: %s", f, vlm_last_error());
@@ -153,13 +191,13 @@ static void training_checkpoint(void) {
 /* torch.save(model): a whole module pickled, its tensors under _modules / _parameters / _buffers
  * ("visual.conv1.weight" is "_modules.visual._modules.conv1._parameters.weight"); the text
  * transformer's attention mask, a non-persistent buffer, is not a parameter. */
-typedef struct { vlm_st_writer *w; vlm_status s; char names[128][160]; int n; } module_ctx;
+typedef struct { vlm_st_writer *w; vlm_status s; char names[128][160]; int n; const char *prefix; } module_ctx;
 
 static void add_module_named(void *ctx, const char *name, vlm_tensor *t) {
   module_ctx *m = ctx;
   if (m->s != VLM_OK || m->n >= 128) { m->s = VLM_ERR_INTERNAL; return; }
   char *out = m->names[m->n++];
-  size_t k = 0;
+  size_t k = (size_t)snprintf(out, 160, "%s", m->prefix ? m->prefix : "");
   for (const char *r = name; *r;) {
     const char *dot = strchr(r, '.');
     int len = dot ? (int)(dot - r) : (int)strlen(r);
@@ -169,18 +207,21 @@ static void add_module_named(void *ctx, const char *name, vlm_tensor *t) {
   m->s = vlm_st_writer_add_tensor(m->w, out, t);
 }
 
-static void module_pickle(void) {
+/* torch.save(model) of the DistributedDataParallel wrapper: "_modules.module." before it all. */
+static void module_pickle(int ddp) {
   static module_ctx m;
   memset(&m, 0, sizeof m);
+  m.prefix = ddp ? "_modules.module" : NULL;
   m.w = vlm_st_writer_new();
   vlm_clip_params_visit(&g_p, &g_cfg, add_module_named, &m);
   static float mask[4] = {0, -1e30f, 0, 0};
   int64_t shape[2] = {2, 2};
-  if (m.s == VLM_OK) m.s = vlm_st_writer_add(m.w, "_modules.transformer._buffers.attn_mask", VLM_F32, 2, shape, mask);
+  if (m.s == VLM_OK) m.s = vlm_st_writer_add(m.w, ddp ? "_modules.module._modules.transformer._buffers.attn_mask" : "_modules.transformer._buffers.attn_mask", VLM_F32, 2, shape, mask);
   int seen = 0;
-  for (int i = 0; i < m.n; i++) seen |= !strcmp(m.names[i], "_modules.visual._modules.conv1._parameters.weight");
+  for (int i = 0; i < m.n; i++) seen |= !strcmp(m.names[i], ddp ? "_modules.module._modules.visual._modules.conv1._parameters.weight"
+                                     : "_modules.visual._modules.conv1._parameters.weight");
   CHECK(m.s == VLM_OK && seen, "the module names are nn.Module's (%s, ...)", m.names[0]);
-  const char *f = path_in("full_model.pt");
+  const char *f = path_in(ddp ? "full_ddp_model.pt" : "full_model.pt");
   if (m.s == VLM_OK) m.s = vlm_st_writer_save_torch(m.w, f);
   vlm_st_writer_free(m.w);
   CHECK(m.s == VLM_OK, "write %s: %s", f, vlm_last_error());
@@ -190,7 +231,7 @@ static void module_pickle(void) {
   vlm_clip_params p;
   vlm_ckpt_format fmt;
   vlm_status s = vlm_clip_load_as(f, cfg, &c, &p, &fmt);
-  CHECK(s == VLM_OK, "a pickled module (torch.save(model)): %s", vlm_last_error());
+  CHECK(s == VLM_OK, "a pickled module (torch.save(model)%s): %s", ddp ? " of a DDP wrapper" : "", vlm_last_error());
   if (s != VLM_OK) return;
   CHECK(same_arena(&p.arena, &g_p.arena), "a pickled module: the parameters differ from the fixture's");
   vlm_clip_params_free(&p);
@@ -275,6 +316,24 @@ static void preference_and_errors(void) {
   char cfg[4096], weights[4096];
   CHECK(vlm_model_paths(d, cfg, weights, sizeof cfg) == VLM_OK && strstr(weights, "open_clip_model.safetensors"),
         "safetensors before the pickle: %s", weights);
+  /* safetensors under a PyTorch name (a renamed file): read as what it is */
+  d = subdir("st-as-bin");
+  CHECK(vlm_clip_save_dir_as(&g_p, &g_cfg, d, VLM_CKPT_OPENCLIP, 0) == VLM_OK, "%s", vlm_last_error());
+  char st_name[4400];
+  snprintf(st_name, sizeof st_name, "%s/open_clip_model.safetensors", d);
+  snprintf(f, sizeof f, "%s/open_clip_pytorch_model.bin", d);
+  CHECK(rename(st_name, f) == 0, "rename");
+  {
+    vlm_clip_config c;
+    vlm_clip_params p;
+    vlm_ckpt_format fmt;
+    vlm_status s = vlm_clip_load(d, &c, &p, &fmt);
+    CHECK(s == VLM_OK, "safetensors named open_clip_pytorch_model.bin: %s", vlm_last_error());
+    if (s == VLM_OK) {
+      CHECK(same_arena(&p.arena, &g_p.arena), "safetensors named .bin: the parameters differ");
+      vlm_clip_params_free(&p);
+    }
+  }
   d = subdir("broken");
   char src[4400], dst[4400];
   snprintf(src, sizeof src, "%s/config.json", g_fx);
@@ -322,6 +381,44 @@ static void open_clip_params(void) {
   CHECK(s == VLM_ERR_UNSUPPORTED && strstr(vlm_last_error(), "RN50") && strstr(vlm_last_error(), "--config"),
         "params.txt naming a model vlm has no config for: %s", s == VLM_OK ? "loaded" : vlm_last_error());
   if (s == VLM_OK) vlm_clip_params_free(&p);
+  /* --force-image-size 48 (open_clip writes one size as an int): a position table for a 6x6 grid */
+  vlm_clip_config c48 = g_cfg;
+  c48.vision.image_size = 48;
+  vlm_clip_params p48;
+  s = vlm_clip_params_init(&p48, &c48);
+  CHECK(s == VLM_OK, "%s", vlm_last_error());
+  if (s == VLM_OK) {
+    vlm_clip_params_init_openclip(&p48, &c48, 3);
+    const char *f48 = path_in("epoch_48.pt");
+    CHECK(write_clip_torch(&p48, &c48, "state_dict.module.", 1, f48) == VLM_OK, "%s", vlm_last_error());
+    text = "force_image_size: 48\nforce_quick_gelu: False\nmodel: tiny\n";
+    vt_write_file(params, text, strlen(text));
+    s = vlm_clip_load(f48, &c, &p, &fmt);
+    CHECK(s == VLM_OK && c.vision.image_size == 48, "force_image_size: 48: %s",
+          s == VLM_OK ? "another image size" : vlm_last_error());
+    if (s == VLM_OK) {
+      CHECK(same_arena(&p.arena, &p48.arena), "force_image_size: the parameters differ");
+      vlm_clip_params_free(&p);
+    }
+    text = "force_image_size: [48, 64]\nmodel: tiny\n";   /* not square: no vlm config */
+    vt_write_file(params, text, strlen(text));
+    s = vlm_clip_load(f48, &c, &p, &fmt);
+    CHECK(s != VLM_OK && strstr(vlm_last_error(), "force_image_size"), "force_image_size: [48, 64]: %s",
+          s == VLM_OK ? "loaded" : vlm_last_error());
+    if (s == VLM_OK) vlm_clip_params_free(&p);
+    text = "force_image_size: None\nmodel: tiny\n";
+    vt_write_file(params, text, strlen(text));
+    s = vlm_clip_load(f, &c, &p, &fmt);
+    CHECK(s == VLM_OK && c.vision.image_size == 32, "force_image_size: None: %s", vlm_last_error());
+    if (s == VLM_OK) vlm_clip_params_free(&p);
+    vlm_clip_params_free(&p48);
+  }
+  text = "model: hf-hub:laion/CLIP-ViT-B-32-laion2B-s34B-b79K\n";   /* a run fine-tuning a hub model */
+  vt_write_file(params, text, strlen(text));
+  s = vlm_clip_load(f, &c, &p, &fmt);
+  CHECK(s != VLM_OK && strstr(vlm_last_error(), "open_clip_config.json") && !strstr(vlm_last_error(), "model_configs/hf-hub"),
+        "params.txt naming an hf-hub: model: %s", s == VLM_OK ? "loaded" : vlm_last_error());
+  if (s == VLM_OK) vlm_clip_params_free(&p);
   text = "lr: 0.1\n";
   vt_write_file(params, text, strlen(text));
   s = vlm_clip_load(f, &c, &p, &fmt);
@@ -364,6 +461,11 @@ static void coca(void) {
     CHECK(same_arena(&p2.arena, &p.arena), "bare CoCa: the parameters differ");
     vlm_coca_params_free(&p2);
   }
+  /* --pretrained of another architecture: the error names the config it was checked against */
+  s = vlm_coca_load_as(bare, "coca-small", &c2, &p2);
+  CHECK(s != VLM_OK && strstr(vlm_last_error(), "does not match") && strstr(vlm_last_error(), "coca-small"),
+        "CoCa weights against another config: %s", s == VLM_OK ? "loaded" : vlm_last_error());
+  if (s == VLM_OK) vlm_coca_params_free(&p2);
   /* open_clip's training run: ../params.txt names coca-tiny */
   char params[512];
   snprintf(params, sizeof params, "%s/params.txt", g_tmp);
@@ -398,8 +500,10 @@ int main(int argc, char **argv) {
   snprintf(files, sizeof files, "%s/files", g_tmp);
   mkdir(files, 0777);
   save_dir_torch();
+  both_layouts_file();
   training_checkpoint();
-  module_pickle();
+  module_pickle(0);
+  module_pickle(1);
   infer_openai();
   preference_and_errors();
   open_clip_params();
