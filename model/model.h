@@ -109,10 +109,11 @@ vlm_status vlm_clip_save_dir_as(vlm_clip_params *p, const vlm_clip_config *c, co
  * weights file (a PyTorch checkpoint or .safetensors file; its config beside it, or for a
  * TorchScript archive read off its shapes: vlm_clip_config_resolve). */
 vlm_status vlm_clip_load(const char *path, vlm_clip_config *c, vlm_clip_params *p, vlm_ckpt_format *fmt);
-/* The same with the config named (config != NULL: vlm_clip_config_named) instead of found. */
 /* A load's "does not match the ... layout of this config" error (s) made to name the config
  * (label: the --config spec or the config file); any other status or message passes through. */
 vlm_status vlm_ckpt_name_config(vlm_status s, const char *label);
+/* The same as vlm_clip_load with the config named (config != NULL: vlm_clip_config_named)
+ * instead of found. */
 vlm_status vlm_clip_load_as(const char *path, const char *config, vlm_clip_config *c, vlm_clip_params *p,
                             vlm_ckpt_format *fmt);
 /* The config and weights files of a model path, resolved as vlm_clip_load and
