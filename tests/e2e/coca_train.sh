@@ -69,7 +69,7 @@ check "without a tokenizer: token ids and a note ($(cat "$tmp/cap3.err"))" \
   --name ft --json >"$tmp/ft.json" 2>"$tmp/ft.err"
 check "fine-tune from a CoCa checkpoint exits 0" "[ $? -eq 0 ]"
 check "fine-tune --json has eval metrics" "grep -q 'zeroshot_top1' $tmp/ft.json && grep -q 'text_to_image_R@1' $tmp/ft.json && grep -q 'val_loss' $tmp/ft.json"
-# ... and from the same checkpoint as open_clip's hub repositories ship CoCa (the pickle only)
+# ... and from the same checkpoint as a hub directory holding the pickle only
 "$vlm" convert --model $A --to open_clip --format torch --out "$tmp/coca-pt" >/dev/null
 check "CoCa --format torch writes open_clip_pytorch_model.bin" "[ -f $tmp/coca-pt/open_clip_pytorch_model.bin ]"
 "$vlm" train --train-data shapes:32 --model "$tmp/coca-pt" --tokenizer $tmp/runs/a/tokenizer --batch-size 8 --steps 1 \

@@ -428,8 +428,8 @@ static void open_clip_params(void) {
   remove(params);
 }
 
-/* CoCa: a hub directory with the pickle (CoCa's hub repos ship only that), and a bare training
- * checkpoint with its config named. */
+/* CoCa: a hub directory with the pickle only (open_clip_config.json +
+ * open_clip_pytorch_model.bin), and a bare training checkpoint with its config named. */
 static void coca(void) {
   vlm_coca_config c, c2;
   vlm_coca_params p, p2;
