@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <signal.h>
 #include <string.h>
+#include <dirent.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -165,4 +167,20 @@ uint8_t *vt_read_file(const char *path, size_t *n) {
   p[sz] = 0;
   *n = (size_t)sz;
   return p;
+}
+
+void vt_rm_tree(const char *dir) {
+  DIR *d = opendir(dir);
+  if (!d) return;
+  struct dirent *de;
+  char p[4400];
+  while ((de = readdir(d))) {
+    if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..")) continue;
+    snprintf(p, sizeof p, "%s/%s", dir, de->d_name);
+    struct stat sb;
+    if (lstat(p, &sb) == 0 && S_ISDIR(sb.st_mode)) vt_rm_tree(p);
+    else unlink(p);
+  }
+  closedir(d);
+  rmdir(dir);
 }

@@ -38,6 +38,8 @@ float *vt_host_f32(const vlm_tensor *t);
  * file cannot be read, else a malloc'd buffer with a NUL after the n bytes. */
 void vt_write_file(const char *path, const void *p, size_t n);
 uint8_t *vt_read_file(const char *path, size_t *n);
+/* Remove dir and everything under it (links are removed, not followed). */
+void vt_rm_tree(const char *dir);
 /* Runs fn(ctx) in a child process and CHECKs that it aborts (a VLM_CHECK) with a
  * message containing needle1 (and needle2 when not NULL). fn must fail before any
  * OpenMP parallel region: libgomp is not usable after fork. */

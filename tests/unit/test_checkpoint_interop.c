@@ -4,8 +4,7 @@
  * layouts, LayerNorm eps (HF layer_norm_eps, open_clip norm_kwargs) through both writers, and
  * eos pooling, which open_clip's config cannot express. Made from the tiny-clip fixture's HF
  * weights in a temporary directory. argv[1]: the ../shared folder. */
-#define _XOPEN_SOURCE 700 /* nftw, mkdtemp */
-#include <ftw.h>
+#define _XOPEN_SOURCE 700 /* mkdtemp */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,11 +16,6 @@
 
 static char g_tmp[256];
 static char g_fx[4096];
-
-static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *f) {
-  (void)sb, (void)flag, (void)f;
-  return remove(p);
-}
 
 static void put(const char *dir, const char *name, const char *text) {
   char p[4400];
@@ -358,6 +352,6 @@ int main(int argc, char **argv) {
   hf_config_dicts();
   openclip_kwargs();
   eos_pooling();
-  nftw(g_tmp, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+  vt_rm_tree(g_tmp);
   return vt_finish();
 }

@@ -942,22 +942,6 @@ static void test_cuda_save(void) {
   free(y);
 }
 
-static void rm_tree(const char *dir) {
-  DIR *d = opendir(dir);
-  if (!d) return;
-  struct dirent *de;
-  char p[4200];
-  while ((de = readdir(d))) {
-    if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..")) continue;
-    snprintf(p, sizeof p, "%s/%s", dir, de->d_name);
-    struct stat sb;
-    if (lstat(p, &sb) == 0 && S_ISDIR(sb.st_mode)) rm_tree(p);
-    else unlink(p);
-  }
-  closedir(d);
-  rmdir(dir);
-}
-
 /* The temporary files of open atomic writes: listed until commit or abort, unlinked by
  * vlm_atomic_remove_pending (what the signal handlers run); a process killed by SIGTERM
  * mid-write with vlm_atomic_cleanup_on_signals installed leaves none, an ignored signal stays
@@ -1033,7 +1017,7 @@ int main(int argc, char **argv) {
   test_cuda_save();
   const char *shared = vt_shared_dir(argc, argv);
   int have = shared && test_fixtures(shared);
-  rm_tree(g_dir);
+  vt_rm_tree(g_dir);
   if (!have) {
     if (vt_failed) return vt_finish();
     printf("%d passed, 0 failed (without fixtures)\n", vt_passed);

@@ -5,8 +5,7 @@
  * errors. The files are written by vlm's own torch writer (core/torch_write.c, which
  * tests/data/torch/check_written.py checks against torch.load); the reader's side against files
  * torch itself wrote is tests/unit/test_torch_file.c. argv[1]: the ../shared folder. */
-#define _XOPEN_SOURCE 700 /* nftw, mkdtemp */
-#include <ftw.h>
+#define _XOPEN_SOURCE 700 /* mkdtemp */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,11 +17,6 @@
 
 static char g_tmp[256];
 static char g_fx[4096];
-
-static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *f) {
-  (void)sb, (void)flag, (void)f;
-  return remove(p);
-}
 
 /* Files go into g_tmp/files/ so that the ../params.txt an open_clip checkpoint's config may come
  * from is g_tmp/params.txt, which only open_clip_params() writes. */
@@ -83,6 +77,20 @@ static vlm_status write_clip_torch(vlm_clip_params *p, const vlm_clip_config *c,
 static vlm_clip_config g_cfg;
 static vlm_clip_params g_p;   /* the tiny-clip fixture's weights */
 
+/* path loads (its config named when config != NULL) in layout want (-1: either) with exactly the
+ * fixture's parameters; what names the case in failures. */
+static void expect_fixture(const char *path, const char *config, int want, const char *what) {
+  vlm_clip_config c;
+  vlm_clip_params p;
+  vlm_ckpt_format fmt;
+  vlm_status s = vlm_clip_load_as(path, config, &c, &p, &fmt);
+  CHECK(s == VLM_OK && (want < 0 || (int)fmt == want), "%s: %s", what,
+        s == VLM_OK ? "loaded in the other layout" : vlm_last_error());
+  if (s != VLM_OK) return;
+  CHECK(same_arena(&p.arena, &g_p.arena), "%s: the parameters differ from the fixture's", what);
+  vlm_clip_params_free(&p);
+}
+
 /* vlm convert --format torch: both layouts written as PyTorch checkpoints and read back. */
 static void save_dir_torch(void) {
   for (int hf = 0; hf < 2; hf++) {
@@ -93,23 +101,11 @@ static void save_dir_torch(void) {
               exists(d, hf ? "config.json" : "open_clip_config.json") &&
               !exists(d, hf ? "model.safetensors" : "open_clip_model.safetensors"),
           "the %s torch layout's files", hf ? "hf" : "open_clip");
-    vlm_clip_config c;
-    vlm_clip_params p;
-    vlm_ckpt_format fmt;
-    s = vlm_clip_load(d, &c, &p, &fmt);
-    CHECK(s == VLM_OK && fmt == (hf ? VLM_CKPT_HF : VLM_CKPT_OPENCLIP), "load the %s torch dir: %s",
-          hf ? "hf" : "open_clip", vlm_last_error());
-    if (s != VLM_OK) continue;
-    CHECK(same_arena(&p.arena, &g_p.arena), "%s torch dir: the parameters differ from the fixture's",
-          hf ? "hf" : "open_clip");
-    vlm_clip_params_free(&p);
+    expect_fixture(d, NULL, hf ? VLM_CKPT_HF : VLM_CKPT_OPENCLIP, hf ? "the hf torch dir" : "the open_clip torch dir");
     /* the file itself as the model path: the config beside it is used */
     char f[4400];
     snprintf(f, sizeof f, "%s/%s", d, hf ? "pytorch_model.bin" : "open_clip_pytorch_model.bin");
-    s = vlm_clip_load(f, &c, &p, &fmt);
-    CHECK(s == VLM_OK && fmt == (hf ? VLM_CKPT_HF : VLM_CKPT_OPENCLIP), "load %s as the model path: %s", f,
-          vlm_last_error());
-    if (s == VLM_OK) vlm_clip_params_free(&p);
+    expect_fixture(f, NULL, hf ? VLM_CKPT_HF : VLM_CKPT_OPENCLIP, f);
   }
 }
 
@@ -127,15 +123,7 @@ static void both_layouts_file(void) {
   for (int i = 0; i < 4; i++) {
     char f[4400];
     snprintf(f, sizeof f, "%s/%s", d, names[i]);
-    vlm_clip_config c;
-    vlm_clip_params p;
-    vlm_ckpt_format fmt;
-    vlm_status s = vlm_clip_load(f, &c, &p, &fmt);
-    CHECK(s == VLM_OK && fmt == (i >= 2 ? VLM_CKPT_HF : VLM_CKPT_OPENCLIP), "%s beside both configs: %s", names[i],
-          s == VLM_OK ? "loaded in the other layout" : vlm_last_error());
-    if (s != VLM_OK) continue;
-    CHECK(same_arena(&p.arena, &g_p.arena), "%s beside both configs: the parameters differ", names[i]);
-    vlm_clip_params_free(&p);
+    expect_fixture(f, NULL, i >= 2 ? VLM_CKPT_HF : VLM_CKPT_OPENCLIP, f);   /* its own layout's config */
   }
 }
 
@@ -156,11 +144,7 @@ static void training_checkpoint(void) {
     CHECK(s != VLM_OK && strstr(vlm_last_error(), f) && strstr(vlm_last_error(), "--config"),
           "no config beside %s: %s", f, s == VLM_OK ? "loaded" : vlm_last_error());
     if (s == VLM_OK) vlm_clip_params_free(&p);
-    s = vlm_clip_load_as(f, cfg, &c, &p, &fmt);
-    CHECK(s == VLM_OK, "%s with --config %s: %s", f, cfg, vlm_last_error());
-    if (s != VLM_OK) continue;
-    CHECK(same_arena(&p.arena, &g_p.arena), "%s: the parameters differ from the fixture's", f);
-    vlm_clip_params_free(&p);
+    expect_fixture(f, cfg, -1, f);   /* with --config */
   }
   /* the weights of another architecture (vlm train --model small --pretrained FILE): the error
    * names the config they were checked against */
@@ -227,14 +211,8 @@ static void module_pickle(int ddp) {
   CHECK(m.s == VLM_OK, "write %s: %s", f, vlm_last_error());
   char cfg[4400];
   snprintf(cfg, sizeof cfg, "%s/config.json", g_fx);
-  vlm_clip_config c;
-  vlm_clip_params p;
-  vlm_ckpt_format fmt;
-  vlm_status s = vlm_clip_load_as(f, cfg, &c, &p, &fmt);
-  CHECK(s == VLM_OK, "a pickled module (torch.save(model)%s): %s", ddp ? " of a DDP wrapper" : "", vlm_last_error());
-  if (s != VLM_OK) return;
-  CHECK(same_arena(&p.arena, &g_p.arena), "a pickled module: the parameters differ from the fixture's");
-  vlm_clip_params_free(&p);
+  expect_fixture(f, cfg, -1, ddp ? "a pickled module (torch.save(model) of a DDP wrapper)"
+                                 : "a pickled module (torch.save(model))");
 }
 
 /* --config openai: a ViT CLIP config read off the shapes (heads of 64, QuickGELU), any MLP width. */
@@ -323,17 +301,7 @@ static void preference_and_errors(void) {
   snprintf(st_name, sizeof st_name, "%s/open_clip_model.safetensors", d);
   snprintf(f, sizeof f, "%s/open_clip_pytorch_model.bin", d);
   CHECK(rename(st_name, f) == 0, "rename");
-  {
-    vlm_clip_config c;
-    vlm_clip_params p;
-    vlm_ckpt_format fmt;
-    vlm_status s = vlm_clip_load(d, &c, &p, &fmt);
-    CHECK(s == VLM_OK, "safetensors named open_clip_pytorch_model.bin: %s", vlm_last_error());
-    if (s == VLM_OK) {
-      CHECK(same_arena(&p.arena, &g_p.arena), "safetensors named .bin: the parameters differ");
-      vlm_clip_params_free(&p);
-    }
-  }
+  expect_fixture(d, NULL, -1, "safetensors named open_clip_pytorch_model.bin");
   d = subdir("broken");
   char src[4400], dst[4400];
   snprintf(src, sizeof src, "%s/config.json", g_fx);
@@ -509,6 +477,6 @@ int main(int argc, char **argv) {
   open_clip_params();
   coca();
   vlm_clip_params_free(&g_p);
-  nftw(g_tmp, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+  vt_rm_tree(g_tmp);
   return vt_finish();
 }

@@ -887,20 +887,6 @@ static void test_flips(const char *name) {
   free(b);
 }
 
-static void rm_tree(const char *dir) {
-  DIR *d = opendir(dir);
-  if (!d) return;
-  struct dirent *de;
-  char p[4400];
-  while ((de = readdir(d)))
-    if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..")) {
-      snprintf(p, sizeof p, "%s/%s", dir, de->d_name);
-      unlink(p);
-    }
-  closedir(d);
-  rmdir(dir);
-}
-
 int main(int argc, char **argv) {
   umask(022);
   g_shared = vt_shared_dir(argc, argv);
@@ -926,6 +912,6 @@ int main(int argc, char **argv) {
   test_crafted_zips();
   test_flips("dtypes.pt");
   test_flips("script.pt");
-  rm_tree(g_dir);
+  vt_rm_tree(g_dir);
   return vt_finish();
 }
