@@ -549,7 +549,7 @@ static char *arch_json(const char *model, int coca, int64_t image_size) {
     return vlm_coca_config_to_json(&c);
   }
   vlm_clip_config c;
-  st = file ? vlm_clip_config_resolve(&c, cfg, weights, NULL) : vlm_clip_config_builtin(&c, model);
+  st = file ? vlm_clip_config_resolve(&c, cfg, weights, NULL, NULL) : vlm_clip_config_builtin(&c, model);
   if (st != VLM_OK) return NULL;
   c.text.vocab_size = 0;
   if (image_size > 0) c.vision.image_size = image_size;

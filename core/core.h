@@ -557,6 +557,9 @@ void vlm_atomic_cleanup_on_signals(void);
 vlm_status vlm_torch_open(vlm_safetensors *st, const char *path);
 /* 1 when the file starts like a zip archive ("PK\3\4"); 0 otherwise or when unreadable. */
 int vlm_torch_sniff(const char *path);
+/* Whether a torch file is a TorchScript archive, from its zip directory alone (no pickle is run,
+ * no storage read: cheap on a large file). Errors as vlm_torch_open's for the archive itself. */
+vlm_status vlm_torch_kind(const char *path, int *torchscript);
 /* Keep only entries whose name starts with prefix, with the prefix removed; re-sorted. An entry
  * whose name is the prefix itself is dropped; no entry matching leaves none (VLM_OK). */
 vlm_status vlm_st_keep_prefix(vlm_safetensors *st, const char *prefix);

@@ -77,6 +77,7 @@ typedef struct {
   size_t visits, name_bytes;
   char *name;
   size_t nlen, ncap;
+  int kind_only;         /* vlm_torch_kind: the archive's directory only, no pickle, no tensors */
 } tctx;
 
 static const struct { const char *name; vlm_dtype dt; } STORAGES[] = {
@@ -575,6 +576,7 @@ static int is_torchscript(tctx *c) {
 static vlm_status load(tctx *c, vlm_safetensors *st) {
   vlm_status s = open_archive(c, st);
   if (s != VLM_OK || (s = check_byteorder(c)) != VLM_OK) return s;
+  if (c->kind_only) return set_meta(st, is_torchscript(c) ? "torchscript" : "torch");
   const vlm_zip_entry *pk = record(c, "data.pkl");
   if (!pk)
     return vlm_error(VLM_ERR_FORMAT, "%s: no %sdata.pkl: a zip archive, but not one torch.save or torch.jit.save "
@@ -594,7 +596,22 @@ static vlm_status load(tctx *c, vlm_safetensors *st) {
   return s;
 }
 
-vlm_status vlm_torch_open(vlm_safetensors *st, const char *path) {
+static vlm_status torch_open(vlm_safetensors *st, const char *path, int kind_only);
+
+vlm_status vlm_torch_open(vlm_safetensors *st, const char *path) { return torch_open(st, path, 0); }
+
+vlm_status vlm_torch_kind(const char *path, int *torchscript) {
+  vlm_safetensors st;
+  *torchscript = 0;
+  vlm_status s = torch_open(&st, path, 1);
+  if (s != VLM_OK) return s;
+  const char *k = vlm_st_meta(&st, "format");
+  *torchscript = k && !strcmp(k, "torchscript");
+  vlm_st_close(&st);
+  return VLM_OK;
+}
+
+static vlm_status torch_open(vlm_safetensors *st, const char *path, int kind_only) {
   memset(st, 0, sizeof *st);
   if (!path || !path[0]) return vlm_error(VLM_ERR_ARG, "torch file: empty file path");
   if (!(st->path = strdup(path))) return vlm_error(VLM_ERR_OOM, "%s: out of memory", path);
@@ -626,6 +643,7 @@ vlm_status vlm_torch_open(vlm_safetensors *st, const char *path) {
     tctx c;
     memset(&c, 0, sizeof c);
     c.path = st->path;
+    c.kind_only = kind_only;
     s = load(&c, st);
     for (int i = 0; i < c.nout; i++) free(c.out[i].name);
     free(c.out);

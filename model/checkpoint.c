@@ -251,30 +251,41 @@ vlm_status vlm_load_safetensors_visit(vlm_visit_all_fn visit, void *model, const
   return load_visit(visit, model, path, VLM_CKPT_OPENCLIP);
 }
 
+static vlm_status load_from(vlm_visit_all_fn visit, void *model, const vlm_weights *wp, const char *path,
+                            vlm_ckpt_format fmt);
+
 static vlm_status load_visit(vlm_visit_all_fn visit, void *model, const char *path, vlm_ckpt_format fmt) {
   vlm_weights w;
   vlm_status s = vlm_weights_open(&w, path);
   if (s != VLM_OK) return s;
+  s = load_from(visit, model, &w, path, fmt);
+  vlm_weights_close(&w);
+  return s;
+}
+
+/* The same from weights already open (the caller closes them). */
+static vlm_status load_from(vlm_visit_all_fn visit, void *model, const vlm_weights *wp, const char *path,
+                            vlm_ckpt_format fmt) {
+  vlm_status s = VLM_OK;
   load_ctx L;
   memset(&L, 0, sizeof L);
-  L.w = &w;
+  L.w = wp;
   L.fmt = fmt;
-  L.used = calloc((size_t)w.n_shards, sizeof *L.used);
-  for (int k = 0; L.used && k < w.n_shards; k++)
-    if (!(L.used[k] = calloc((size_t)w.shards[k].n_entries + 1, 1))) s = VLM_ERR_OOM;
+  L.used = calloc((size_t)wp->n_shards, sizeof *L.used);
+  for (int k = 0; L.used && k < wp->n_shards; k++)
+    if (!(L.used[k] = calloc((size_t)wp->shards[k].n_entries + 1, 1))) s = VLM_ERR_OOM;
   if (!L.used || s != VLM_OK) {
-    for (int k = 0; L.used && k < w.n_shards; k++) free(L.used[k]);
+    for (int k = 0; L.used && k < wp->n_shards; k++) free(L.used[k]);
     free(L.used);
-    vlm_weights_close(&w);
     return vlm_error(VLM_ERR_OOM, "%s: out of memory", path);
   }
   visit(model, load_one, &L);
   msg unexpected = {0};
-  for (int k = 0; k < w.n_shards; k++)
-    for (int i = 0; i < w.shards[k].n_entries; i++) {
-      const char *name = w.shards[k].entries[i].name;
+  for (int k = 0; k < wp->n_shards; k++)
+    for (int i = 0; i < wp->shards[k].n_entries; i++) {
+      const char *name = wp->shards[k].entries[i].name;
       if (L.used[k][i] || ignorable(name, fmt)) continue;
-      if (w.n_shards > 1) msg_add(&unexpected, "%s (in %s)", name, w.shards[k].path);
+      if (wp->n_shards > 1) msg_add(&unexpected, "%s (in %s)", name, wp->shards[k].path);
       else msg_add(&unexpected, "%s", name);
     }
   int bad = L.missing.count + L.shape.count + L.other.count + unexpected.count;
@@ -294,9 +305,8 @@ static vlm_status load_visit(vlm_visit_all_fn visit, void *model, const char *pa
   free(L.shape.buf);
   free(L.other.buf);
   free(unexpected.buf);
-  for (int k = 0; k < w.n_shards; k++) free(L.used[k]);
+  for (int k = 0; k < wp->n_shards; k++) free(L.used[k]);
   free(L.used);
-  vlm_weights_close(&w);
   return s;
 }
 
@@ -401,23 +411,37 @@ vlm_status vlm_ckpt_name_config(vlm_status s, const char *label) {
   return s;
 }
 
+/* The weights of a model (named with its config in errors), opened. */
+static vlm_status open_weights(const char *cfg, const char *weights, vlm_weights *w) {
+  vlm_status s = vlm_model_weights_exist(cfg, weights);
+  return s == VLM_OK ? vlm_weights_open(w, weights) : s;
+}
+
 vlm_status vlm_clip_load_as(const char *path, const char *config, vlm_clip_config *c, vlm_clip_params *p,
                             vlm_ckpt_format *fmt) {
   char cfg[4096], weights[4096];
   vlm_status ps = vlm_model_paths(path, cfg, weights, sizeof cfg);
   if (ps != VLM_OK && !(config && is_file(path))) return ps;
   if (ps != VLM_OK) snprintf(weights, sizeof weights, "%s", path);   /* a bare weights file, its config named */
-  int hf = 0;
-  vlm_status s = config ? vlm_clip_config_named(c, config, weights, &hf) : vlm_clip_config_resolve(c, cfg, weights, &hf);
-  if (s != VLM_OK) return s;
-  s = vlm_model_weights_exist(config ? config : cfg, weights);
-  if (s != VLM_OK) return s;
-  s = vlm_clip_params_init(p, c);
-  if (s != VLM_OK) return s;
-  *fmt = hf ? VLM_CKPT_HF : VLM_CKPT_OPENCLIP;
-  s = vlm_clip_load_safetensors(p, c, weights, *fmt);
-  if (s != VLM_OK) vlm_clip_params_free(p);
-  return vlm_ckpt_name_config(s, config ? config : cfg);
+  const char *label = config ? config : cfg;
+  /* the weights are opened once: before the config when it is read off their shapes, else after
+   * it (a bad config is reported first) */
+  vlm_weights w;
+  int opened = 0, hf = 0;
+  vlm_status s = VLM_OK;
+  if (vlm_clip_config_reads_weights(cfg, config)) opened = (s = open_weights(label, weights, &w)) == VLM_OK;
+  if (s == VLM_OK)
+    s = config ? vlm_clip_config_named(c, config, weights, opened ? &w : NULL, &hf)
+               : vlm_clip_config_resolve(c, cfg, weights, opened ? &w : NULL, &hf);
+  if (s == VLM_OK && !opened) opened = (s = open_weights(label, weights, &w)) == VLM_OK;
+  if (s == VLM_OK && (s = vlm_clip_params_init(p, c)) == VLM_OK) {
+    *fmt = hf ? VLM_CKPT_HF : VLM_CKPT_OPENCLIP;
+    clip_model m = {p, c};
+    s = load_from(clip_visit_all, &m, &w, weights, *fmt);
+    if (s != VLM_OK) vlm_clip_params_free(p);
+  }
+  if (opened) vlm_weights_close(&w);
+  return vlm_ckpt_name_config(s, label);
 }
 
 vlm_status vlm_clip_load(const char *path, vlm_clip_config *c, vlm_clip_params *p, vlm_ckpt_format *fmt) {

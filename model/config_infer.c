@@ -86,11 +86,14 @@ static const char *weights_kind(const vlm_weights *w) {
   return k ? k : "";
 }
 
-static vlm_status infer_from(vlm_clip_config *c, const char *weights, int require_torchscript) {
-  vlm_weights w;
-  vlm_status s = vlm_weights_open(&w, weights);
+/* open: the weights already open, or NULL (opened and closed here). */
+static vlm_status infer_from(vlm_clip_config *c, const char *weights, const vlm_weights *open,
+                             int require_torchscript) {
+  vlm_weights own;
+  vlm_status s = open ? VLM_OK : vlm_weights_open(&own, weights);
   if (s != VLM_OK) return s;
-  if (require_torchscript && strcmp(weights_kind(&w), "torchscript"))
+  const vlm_weights *w = open ? open : &own;
+  if (require_torchscript && strcmp(weights_kind(w), "torchscript"))
     s = vlm_error(VLM_ERR_FORMAT,
                   "%s: no model config beside these weights (open_clip_config.json, config.json, or open_clip's "
                   "../params.txt), and only a TorchScript archive (OpenAI's releases) has its config read off its shapes. Name the config: "
@@ -98,20 +101,26 @@ static vlm_status infer_from(vlm_clip_config *c, const char *weights, int requir
                   "ViT-B-32, or 'openai' for OpenAI's rules; FILE: an open_clip or Hugging Face config JSON)",
                   weights, weights);
   else
-    s = vlm_clip_config_infer_openai(c, &w, weights);
-  vlm_weights_close(&w);
+    s = vlm_clip_config_infer_openai(c, w, weights);
+  if (!open) vlm_weights_close(&own);
   return s;
 }
 
-vlm_status vlm_clip_config_resolve(vlm_clip_config *c, const char *cfg, const char *weights, int *is_hf) {
-  if (is_hf) *is_hf = 0;
-  if (cfg && cfg[0]) return vlm_clip_config_load(c, cfg, is_hf);
-  return infer_from(c, weights, 1);
+int vlm_clip_config_reads_weights(const char *cfg, const char *spec) {
+  return spec ? !strcmp(spec, "openai") : !(cfg && cfg[0]);
 }
 
-vlm_status vlm_clip_config_named(vlm_clip_config *c, const char *spec, const char *weights, int *is_hf) {
+vlm_status vlm_clip_config_resolve(vlm_clip_config *c, const char *cfg, const char *weights, const vlm_weights *w,
+                                   int *is_hf) {
   if (is_hf) *is_hf = 0;
-  if (!strcmp(spec, "openai")) return infer_from(c, weights, 0);
+  if (cfg && cfg[0]) return vlm_clip_config_load(c, cfg, is_hf);
+  return infer_from(c, weights, w, 1);
+}
+
+vlm_status vlm_clip_config_named(vlm_clip_config *c, const char *spec, const char *weights, const vlm_weights *w,
+                                 int *is_hf) {
+  if (is_hf) *is_hf = 0;
+  if (!strcmp(spec, "openai")) return infer_from(c, weights, w, 0);
   struct stat sb;
   if (stat(spec, &sb) == 0 && S_ISREG(sb.st_mode)) return vlm_clip_config_load(c, spec, is_hf);
   if (vlm_clip_config_builtin(c, spec) == VLM_OK) return VLM_OK;

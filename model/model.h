@@ -127,10 +127,6 @@ vlm_status vlm_model_paths(const char *path, char *cfg, char *weights, size_t n)
 int vlm_is_weights_file(const char *path);
 /* VLM_OK when weights is a file, else an error naming it and its config. */
 vlm_status vlm_model_weights_exist(const char *cfg, const char *weights);
-/* The config of a model whose files vlm_model_paths found: cfg read; cfg "" (a weights file with
- * no config beside it): inferred from a TorchScript archive's shapes (OpenAI's releases); any
- * other weights file gets an error saying how to name its config. *is_hf: the config's schema. */
-vlm_status vlm_clip_config_resolve(vlm_clip_config *c, const char *cfg, const char *weights, int *is_hf);
 /* open_clip's training log LOGS/RUN/params.txt (beside RUN/checkpoints/epoch_N.pt), whose "model"
  * line names the architecture: vlm_is_openclip_params tells such a path (its file name);
  * vlm_openclip_params_model gives the name, "-quickgelu" added for force_quick_gelu, and
@@ -141,9 +137,6 @@ vlm_status vlm_clip_config_resolve(vlm_clip_config *c, const char *cfg, const ch
 int vlm_is_openclip_params(const char *path);
 vlm_status vlm_openclip_params_model(const char *path, char *name, size_t n, int64_t *image_size);
 vlm_status vlm_openclip_params_image_size(vlm_vit_config *v, int64_t size, const char *path);
-/* A config named by the user (--config): a config file (open_clip or HF), a built-in name, or
- * "openai" (read off the weights' shapes by OpenAI's rule: vlm_clip_config_infer_openai). */
-vlm_status vlm_clip_config_named(vlm_clip_config *c, const char *spec, const char *weights, int *is_hf);
 /* A checkpoint's weights (model/shards.c): one safetensors file, or a sharded save
  * (NAME.safetensors.index.json, transformers' save_pretrained with max_shard_size: its
  * "weight_map" names each tensor's shard file, beside the index). Every shard is mapped. */
@@ -161,8 +154,21 @@ int vlm_weights_is_index(const char *path);   /* ends with ".index.json" */
 vlm_status vlm_weights_open(vlm_weights *w, const char *path);
 void vlm_weights_close(vlm_weights *w);
 /* What a weights path holds, for messages: "safetensors", "PyTorch checkpoint", "TorchScript
- * archive" (", sharded" for an index), or "unreadable". Opens it. */
+ * archive" (", sharded" for an index), or "unreadable". From its name and its zip directory. */
 const char *vlm_weights_kind(const char *path);
+/* The config of a model whose files vlm_model_paths found: cfg read; cfg "" (a weights file with
+ * no config beside it): inferred from a TorchScript archive's shapes (OpenAI's releases); any
+ * other weights file gets an error saying how to name its config. *is_hf: the config's schema. */
+vlm_status vlm_clip_config_resolve(vlm_clip_config *c, const char *cfg, const char *weights, const vlm_weights *w,
+                                   int *is_hf);
+/* A config named by the user (--config): a config file (open_clip or HF), a built-in name, or
+ * "openai" (read off the weights' shapes by OpenAI's rule: vlm_clip_config_infer_openai). */
+vlm_status vlm_clip_config_named(vlm_clip_config *c, const char *spec, const char *weights, const vlm_weights *w,
+                                 int *is_hf);
+/* 1 when resolving the config (cfg found beside the model, or spec named by the user when not
+ * NULL) reads the weights (a shape inference); w in the two calls above: those weights already
+ * open (NULL: opened there), so that a load opens them once. */
+int vlm_clip_config_reads_weights(const char *cfg, const char *spec);
 /* The entry `name` (and its shard's index in *shard), NULL when absent. */
 const vlm_st_entry *vlm_weights_find(const vlm_weights *w, const char *name, int *shard);
 /* The HF name of an open_clip parameter name; n_parts = 3 for q/k/v concatenations,

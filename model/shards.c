@@ -223,13 +223,11 @@ const vlm_st_entry *vlm_weights_find(const vlm_weights *w, const char *name, int
 }
 
 const char *vlm_weights_kind(const char *path) {
-  vlm_weights w;
-  if (vlm_weights_open(&w, path) != VLM_OK) return "unreadable";
-  const char *k = w.n_shards > 0 ? vlm_st_meta(&w.shards[0], "format") : NULL;
-  const int sharded = w.map != NULL;
-  const char *kind = k && !strcmp(k, "torchscript") ? "TorchScript archive"
-                   : k && !strcmp(k, "torch")       ? (sharded ? "PyTorch checkpoint, sharded" : "PyTorch checkpoint")
-                                                     : (sharded ? "safetensors, sharded" : "safetensors");
-  vlm_weights_close(&w);
-  return kind;
+  /* from the names and the zip directory only: no tensor is read */
+  if (vlm_weights_is_index(path)) return ends_with(path, ".bin.index.json") ? "PyTorch checkpoint, sharded"
+                                                                            : "safetensors, sharded";
+  int script = 0;
+  if (!vlm_torch_sniff(path)) return "safetensors";
+  if (vlm_torch_kind(path, &script) != VLM_OK) return "unreadable";
+  return script ? "TorchScript archive" : "PyTorch checkpoint";
 }

@@ -231,6 +231,13 @@ static void test_script(void) {
   CHECK(s == VLM_OK, "script.pt opens: %s", vlm_last_error());
   if (s != VLM_OK) return;
   CHECK(vlm_st_meta(&st, "format") && !strcmp(vlm_st_meta(&st, "format"), "torchscript"), "format torchscript");
+  /* the same from the zip directory alone; a torch.save archive is not one; a legacy file is refused */
+  int script = -1, plain = -1;
+  CHECK(vlm_torch_kind(p, &script) == VLM_OK && script == 1, "vlm_torch_kind(script.pt): %d", script);
+  CHECK(vlm_torch_kind(dpath(p, sizeof p, "dtypes.pt"), &plain) == VLM_OK && plain == 0, "vlm_torch_kind(dtypes.pt): %d",
+        plain);
+  CHECK(vlm_torch_kind(dpath(p, sizeof p, "legacy.pt"), &plain) != VLM_OK && strstr(vlm_last_error(), "legacy"),
+        "vlm_torch_kind(legacy.pt): %s", vlm_last_error());
   static const struct { const char *name; int ndim; int64_t shape[4]; } W[] = {
       {"logit_scale", 0, {0}},
       {"visual.blocks.0.fc.bias", 1, {2}},   {"visual.blocks.0.fc.weight", 2, {2, 2}},
