@@ -338,7 +338,7 @@ static int ends_with(const char *s, const char *suffix) {
 int vlm_is_weights_file(const char *path) {
   /* PyTorch's usual names too, so that a legacy (non-zip) .pt gets the torch reader's message */
   return vlm_torch_sniff(path) || ends_with(path, ".safetensors") || vlm_weights_is_index(path) ||
-         ends_with(path, ".pt") || ends_with(path, ".pth") || ends_with(path, ".bin") || ends_with(path, ".ckpt");
+         vlm_is_torch_name(path);
 }
 
 vlm_status vlm_model_paths(const char *path, char *cfg, char *weights, size_t n) {

@@ -150,7 +150,10 @@ typedef struct {
   vlm_weight_ref *map;   /* sorted by name; NULL for a single file */
   int n_map;
 } vlm_weights;
-int vlm_weights_is_index(const char *path);   /* ends with ".index.json" */
+int vlm_weights_is_index(const char *path);
+/* 1 for PyTorch's usual file name endings (.pt, .pth, .bin, .ckpt): such a file is read by the
+ * torch reader even when it is no zip (its message names the legacy format). */
+int vlm_is_torch_name(const char *path);   /* ends with ".index.json" */
 vlm_status vlm_weights_open(vlm_weights *w, const char *path);
 void vlm_weights_close(vlm_weights *w);
 /* What a weights path holds, for messages: "safetensors", "PyTorch checkpoint", "TorchScript

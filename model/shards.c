@@ -100,8 +100,7 @@ static vlm_status pick_state_dict(vlm_safetensors *st, const char *path) {
   return module ? vlm_st_keep_prefix(st, "module.") : VLM_OK;
 }
 
-/* PyTorch's usual file name endings (for the legacy-format error of a .pt that is no zip). */
-static int torch_name(const char *path) {
+int vlm_is_torch_name(const char *path) {
   return ends_with(path, ".pt") || ends_with(path, ".pth") || ends_with(path, ".bin") || ends_with(path, ".ckpt");
 }
 
@@ -117,7 +116,7 @@ static int safetensors_bytes(const char *path) {
 /* One weights file: safetensors, or a PyTorch checkpoint (a zip archive); a file under a
  * PyTorch name (.bin, .pt) that holds safetensors is read as such. */
 static vlm_status open_file(vlm_safetensors *st, const char *path) {
-  if (!vlm_torch_sniff(path) && (!torch_name(path) || safetensors_bytes(path))) return vlm_st_open(st, path);
+  if (!vlm_torch_sniff(path) && (!vlm_is_torch_name(path) || safetensors_bytes(path))) return vlm_st_open(st, path);
   vlm_status s = vlm_torch_open(st, path);
   if (s == VLM_OK && (s = pick_state_dict(st, path)) != VLM_OK) vlm_st_close(st);
   if (s == VLM_OK && st->n_entries == 0) {
