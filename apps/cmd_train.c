@@ -1422,6 +1422,22 @@ int vlm_cmd_train(int argc, char **argv) {
       goto out;
     }
   }
+  /* A misspelled built-in name is refused before a run directory is made or a vocabulary learnt. */
+  if (!path_exists(o->model)) {
+    vlm_status bs;
+    if (model_is_coca(o->model)) {
+      vlm_coca_config cc;
+      bs = vlm_coca_config_builtin(&cc, o->model);
+    } else {
+      vlm_clip_config cc;
+      bs = vlm_clip_config_builtin(&cc, o->model);
+    }
+    if (bs != VLM_OK) {
+      fprintf(stderr, CMD ": --model: %s\n", vlm_last_error());
+      rc = 2;
+      goto out;
+    }
+  }
   if (!strncmp(o->tokenizer, "train:", 6) &&
       !vlm_app_parse_int(CMD, "--tokenizer train:SIZE", o->tokenizer + 6, VLM_BPE_MIN_VOCAB, 1 << 20, &o->bpe_size))
     goto out;

@@ -96,6 +96,13 @@ if [ -n "$src" ]; then
   done
 fi
 
+# ---- a misspelled built-in model is refused first: no vocabulary learnt, no run directory made
+for m in ViT-B-3 coca-shapez; do
+  "$vlm" train --train-data shapes --model $m --logs "$tmp/logs" --steps 1 2>"$tmp/err"; rc=$?
+  check "train --model $m: status 2, named, nothing made" "[ $rc -eq 2 ] && grep -q \"unknown.*model '$m'\" \"$tmp/err\" && \
+    ! grep -q 'vocabulary' \"$tmp/err\" && [ ! -e \"$tmp/logs\" ]"
+done
+
 # ---- options may follow the files (bpe-train, tokenize), as the README writes them
 printf 'a red circle\na blue star\na green square above a red circle\n' >"$tmp/caps.txt"
 "$vlm" bpe-train --vocab-size 600 "$tmp/caps.txt" --out "$tmp/vocab" 2>"$tmp/err"; rc=$?
