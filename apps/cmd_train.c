@@ -1398,6 +1398,29 @@ int vlm_cmd_train(int argc, char **argv) {
     o->tokenizer = found_tok;
     fprintf(stderr, CMD ": the model's tokenizer: %s\n", found_tok);
   }
+  /* A misspelled --model (a built-in name or a path) is refused first: before the other
+   * required flags, a run directory or a vocabulary learnt on the captions. */
+  if (o->model && !path_exists(o->model)) {
+    vlm_status bs;
+    const size_t ml = strlen(o->model);
+    if (strchr(o->model, '/') || (ml > 5 && !strcmp(o->model + ml - 5, ".json")) || vlm_is_weights_file(o->model)) {
+      fprintf(stderr, CMD ": --model: %s: no such file or directory\n", o->model);
+      rc = 2;
+      goto out;
+    }
+    if (model_is_coca(o->model)) {
+      vlm_coca_config cc;
+      bs = vlm_coca_config_builtin(&cc, o->model);
+    } else {
+      vlm_clip_config cc;
+      bs = vlm_clip_config_builtin(&cc, o->model);
+    }
+    if (bs != VLM_OK) {
+      fprintf(stderr, CMD ": --model: %s\n", vlm_last_error());
+      rc = 2;
+      goto out;
+    }
+  }
   if (is_shapes_spec(o->train_data)) { /* the demo defaults */
     if (!o->model) o->model = SHAPES_MODEL;
     if (!o->tokenizer) {
@@ -1419,22 +1442,6 @@ int vlm_cmd_train(int argc, char **argv) {
     }
     if (!o->tokenizer) {
       fprintf(stderr, CMD ": --tokenizer is required (a vocabulary, or train:SIZE to learn one on the captions)\n");
-      goto out;
-    }
-  }
-  /* A misspelled built-in name is refused before a run directory is made or a vocabulary learnt. */
-  if (!path_exists(o->model)) {
-    vlm_status bs;
-    if (model_is_coca(o->model)) {
-      vlm_coca_config cc;
-      bs = vlm_coca_config_builtin(&cc, o->model);
-    } else {
-      vlm_clip_config cc;
-      bs = vlm_clip_config_builtin(&cc, o->model);
-    }
-    if (bs != VLM_OK) {
-      fprintf(stderr, CMD ": --model: %s\n", vlm_last_error());
-      rc = 2;
       goto out;
     }
   }

@@ -102,6 +102,9 @@ for m in ViT-B-3 coca-shapez; do
   check "train --model $m: status 2, named, nothing made" "[ $rc -eq 2 ] && grep -q \"unknown.*model '$m'\" \"$tmp/err\" && \
     ! grep -q 'vocabulary' \"$tmp/err\" && [ ! -e \"$tmp/logs\" ]"
 done
+"$vlm" train --train-data "$tmp/none.csv" --model "$tmp/ckpt/typo" --logs "$tmp/logs" 2>"$tmp/err"; rc=$?
+check "train --model MISSING-PATH (no --tokenizer): the path is named first" \
+  "[ $rc -eq 2 ] && grep -q 'typo: no such file' \"$tmp/err\" && ! grep -q tokenizer \"$tmp/err\""
 
 # ---- options may follow the files (bpe-train, tokenize), as the README writes them
 printf 'a red circle\na blue star\na green square above a red circle\n' >"$tmp/caps.txt"
