@@ -313,7 +313,7 @@ vlm_status vlm_coca_load(const char *path, vlm_coca_config *c, vlm_coca_params *
   if (s != VLM_OK) return s;
   s = vlm_coca_load_safetensors(p, c, weights);
   if (s != VLM_OK) vlm_coca_params_free(p);
-  return s;
+  return vlm_ckpt_name_config(s, cfg);   /* the config file that was read (params.txt, say) */
 }
 
 int vlm_coca_config_spec_is_coca(const char *spec) {

@@ -446,6 +446,14 @@ static void coca(void) {
     CHECK(same_arena(&p2.arena, &p.arena), "CoCa via params.txt: the parameters differ");
     vlm_coca_params_free(&p2);
   }
+  /* params.txt naming another CoCa: the mismatch names the params.txt it came from */
+  text = "model: coca-small\n";
+  vt_write_file(params, text, strlen(text));
+  s = vlm_coca_load(bare, &c2, &p2);
+  CHECK(s != VLM_OK && strstr(vlm_last_error(), "does not match") && strstr(vlm_last_error(), "params.txt") &&
+            !strstr(vlm_last_error(), "this config"),
+        "params.txt naming coca-small: %s", s == VLM_OK ? "loaded" : vlm_last_error());
+  if (s == VLM_OK) vlm_coca_params_free(&p2);
   remove(params);
   vlm_coca_params_free(&p);
 }
