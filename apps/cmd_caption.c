@@ -157,13 +157,13 @@ int vlm_cmd_caption(int argc, char **argv) {
   }
   int coca = vlm_model_is_coca(model);
   if (coca != 1) {
-    char cfg[4096], weights[4096];
+    char cfg[4096], weights[4096], quoted[4200];
     if (coca < 0) fprintf(stderr, "vlm caption: %s\n", vlm_last_error());   /* it names the path */
     else if (vlm_model_paths(model, cfg, weights, sizeof cfg) == VLM_OK && !cfg[0])   /* weights alone */
       fprintf(stderr, "vlm caption: %s: no model config beside these weights (open_clip_config.json, or open_clip's "
-              "../params.txt): name it once with 'vlm convert --model %s --config NAME|FILE --to open_clip --out DIR' "
-              "(NAME: a built-in such as coca_ViT-B-32; FILE: its open_clip config JSON) and caption with DIR\n",
-              model, model);
+              "../params.txt). Name the config once, then caption with DIR: vlm convert --model %s --config NAME|FILE "
+              "--to open_clip --out DIR (NAME: a built-in such as coca_ViT-B-32; FILE: its open_clip config JSON)\n",
+              model, vlm_shell_word(model, quoted, sizeof quoted));
     else fprintf(stderr, "vlm caption: %s: not a CoCa model (its config has no multimodal_cfg)\n", model);
     free(images);
     return 1;

@@ -46,6 +46,10 @@ vlm_status vlm_error_prefix(vlm_status code, const char *fmt, ...) __attribute__
 const char *vlm_last_error(void);
 void vlm_error_clear(void);
 const char *vlm_status_name(vlm_status s);
+/* s as one POSIX shell word, for commands quoted in messages: s itself when it holds only
+ * characters the shell leaves alone, else in single quotes (a quote as '\''), written to buf.
+ * A word that does not fit in n bytes comes back unquoted. */
+const char *vlm_shell_word(const char *s, char *buf, size_t n);
 
 /* An internal invariant broke (a bug, not bad input): print and abort. */
 void vlm_fatal(const char *file, int line, const char *fmt, ...) __attribute__((noreturn, format(printf, 3, 4)));

@@ -87,3 +87,22 @@ void vlm_log(vlm_log_level level, const char *fmt, ...) {
   fputc('\n', stderr);
   va_end(ap);
 }
+
+const char *vlm_shell_word(const char *s, char *buf, size_t n) {
+  int plain = s[0] != 0 && s[0] != '~';
+  for (const char *p = s; plain && *p; p++)
+    plain = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+            strchr("_-./:=+,@%", *p) != NULL;
+  if (plain) return s;
+  size_t k = 0;
+  if (k < n) buf[k++] = '\'';
+  for (const char *p = s; *p && k < n; p++) {
+    if (*p != '\'') buf[k++] = *p;
+    else if (k + 4 <= n) { memcpy(buf + k, "'\\''", 4); k += 4; }
+    else k = n;
+  }
+  if (k + 2 > n) return s;   /* no room: unquoted */
+  buf[k++] = '\'';
+  buf[k] = 0;
+  return buf;
+}

@@ -93,13 +93,14 @@ static vlm_status infer_from(vlm_clip_config *c, const char *weights, const vlm_
   vlm_status s = open ? VLM_OK : vlm_weights_open(&own, weights);
   if (s != VLM_OK) return s;
   const vlm_weights *w = open ? open : &own;
+  char quoted[4200];
   if (require_torchscript && strcmp(weights_kind(w), "torchscript"))
     s = vlm_error(VLM_ERR_FORMAT,
                   "%s: no model config beside these weights (open_clip_config.json, config.json, or open_clip's "
                   "../params.txt), and only a TorchScript archive (OpenAI's releases) has its config read off its shapes. Name the config: "
                   "vlm convert --model %s --config NAME|FILE --to open_clip --out DIR (NAME: a built-in such as "
                   "ViT-B-32, or 'openai' for OpenAI's rules; FILE: an open_clip or Hugging Face config JSON)",
-                  weights, weights);
+                  weights, vlm_shell_word(weights, quoted, sizeof quoted));
   else
     s = vlm_clip_config_infer_openai(c, w, weights);
   if (!open) vlm_weights_close(&own);

@@ -111,5 +111,12 @@ check "preprocess -- --ddash.png -dash.png" "[ $? -eq 0 ] && [ -s '$tmp/prep/--d
 "$vlm" preprocess --size 16 --out "$tmp/prep" --ddash.png >/dev/null 2>&1
 check "without --, '--ddash.png' is an unknown option (exit 2)" "[ $? -eq 2 ]"
 
+# a path quoted in a message's command is one shell word (a space, a quote)
+mkdir -p "$tmp/it's here"
+cp "$shared/fixtures/tiny-clip/model.safetensors" "$tmp/it's here/w.safetensors"
+"$vlm" info --model "$tmp/it's here/w.safetensors" >/dev/null 2>"$tmp/q.err"
+check "info: weights without a config: the convert hint quotes the path" \
+  "[ $? -ne 0 ] && grep -qF -- \"--model '$tmp/it'\\\\''s here/w.safetensors' --config\" '$tmp/q.err'"
+
 echo "odd_names: $pass passed, $fail failed"
 [ $fail -eq 0 ]

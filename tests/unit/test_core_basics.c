@@ -135,6 +135,20 @@ static void test_errors(void) {
   CHECK(!strcmp(vlm_last_error(), "loading model: x.safetensors: bad header"), "%s", vlm_last_error());
   CHECK(vlm_threads_init(1) == 1 && vlm_threads_get() == 1, "threads");
   vlm_threads_init(0);
+  /* shell words for the commands messages quote */
+  char b[64];
+  static const char *const cases[][2] = {
+      {"runs/a-b_c.pt", "runs/a-b_c.pt"},         {"my model/x.pt", "'my model/x.pt'"},
+      {"it's", "'it'\\''s'"},                     {"", "''"},
+      {"~/x", "'~/x'"},                           {"a$b`c\"d", "'a$b`c\"d'"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    const char *w = vlm_shell_word(cases[i][0], b, sizeof b);
+    CHECK(!strcmp(w, cases[i][1]), "shell word of [%s]: [%s], want [%s]", cases[i][0], w, cases[i][1]);
+  }
+  char small[6];
+  CHECK(!strcmp(vlm_shell_word("a b c d", small, sizeof small), "a b c d"), "a word that does not fit: unquoted");
+  CHECK(!strcmp(vlm_shell_word("a b", small, sizeof small), "'a b'"), "a word that just fits: quoted");
 }
 
 static void test_scratch(void) {
