@@ -843,9 +843,16 @@ static int run(run_state *R) {
       if ((st = vlm_coca_load_as(o->pretrained, o->model, &R->coca, &tmp)) != VLM_OK) return fail("--pretrained");
       vlm_coca_params_free(&tmp);
       from_ckpt = 1;
+    } else if (o->resume) {   /* the config alone: the trainer reads the weights (once) */
+      char cfg[4096], weights[4096];
+      st = vlm_model_paths(resume_dir, cfg, weights, sizeof cfg);
+      if (st == VLM_OK && !cfg[0]) st = vlm_error(VLM_ERR_FORMAT, "%s: no CoCa config beside the weights", resume_dir);
+      if (st == VLM_OK) st = vlm_coca_config_load(&R->coca, cfg);
+      if (st != VLM_OK) return fail("--resume");
+      from_ckpt = 1;
     } else if (model_is_dir) {
       vlm_coca_params tmp;
-      if ((st = vlm_coca_load(model_dir, &R->coca, &tmp)) != VLM_OK) return fail(o->resume ? "--resume" : "--model");
+      if ((st = vlm_coca_load(model_dir, &R->coca, &tmp)) != VLM_OK) return fail("--model");
       vlm_coca_params_free(&tmp);
       from_ckpt = 1;
     } else if (path_exists(o->model)) {
@@ -877,11 +884,11 @@ static int run(run_state *R) {
     if (st != VLM_OK) return fail("--pretrained");
     R->have_init = 1;
     from_ckpt = 1;
-  } else if (o->resume) {
-    vlm_clip_params tmp;
-    st = vlm_clip_load(resume_dir, &R->model, &tmp, &fmt);
+  } else if (o->resume) {   /* the config alone: the trainer reads the weights (once) */
+    char cfg[4096], weights[4096];
+    st = vlm_model_paths(resume_dir, cfg, weights, sizeof cfg);
+    if (st == VLM_OK) st = vlm_clip_config_resolve(&R->model, cfg, weights, NULL, NULL);
     if (st != VLM_OK) return fail("--resume");
-    vlm_clip_params_free(&tmp);
     from_ckpt = 1;
   } else if (path_exists(o->model)) {
     if (model_is_dir) {
