@@ -45,7 +45,7 @@ static void usage(FILE *f) {
           "training from scratch (seed N, default 0). Built-in NAMEs: open_clip's configs\n"
           "ViT-B-32, ViT-B-32-256, ViT-B-16, ViT-B-16-plus-240, ViT-L-14, ViT-L-14-336,\n"
           "ViT-H-14, ViT-g-14, ViT-bigG-14 (add -quickgelu for QuickGELU); small, tiny; CoCa:\n"
-          "coca_ViT-B-32, coca-small, coca-shapes, coca-tiny (open_clip layout only).\n"
+          "coca_ViT-B-32, coca_ViT-L-14, coca-small, coca-shapes, coca-tiny (open_clip layout only).\n"
           "\n"
           "Examples:\n"
           "  vlm convert --model ../shared/fixtures/tiny-clip --to hf --out tiny-clip-hf\n"

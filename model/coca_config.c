@@ -182,6 +182,13 @@ static const struct { const char *name, *json; } k_builtin[] = {
    "{\"context_length\": 76, \"vocab_size\": 49408, \"width\": 512, \"heads\": 8, \"layers\": 12, \"embed_cls\": "
    "true, \"output_tokens\": true}, \"multimodal_cfg\": {\"context_length\": 76, \"vocab_size\": 49408, \"width\": "
    "512, \"heads\": 8, \"layers\": 12, \"attn_pooler_heads\": 8}, \"custom_text\": true}"},
+  /* open_clip's src/open_clip/model_configs/coca_ViT-L-14.json (open_clip_torch 2.24) */
+  {"coca_ViT-L-14",
+   "{\"embed_dim\": 768, \"vision_cfg\": {\"image_size\": 224, \"layers\": 24, \"width\": 1024, \"patch_size\": 14, "
+   "\"attentional_pool\": true, \"attn_pooler_heads\": 8, \"output_tokens\": true}, \"text_cfg\": "
+   "{\"context_length\": 76, \"vocab_size\": 49408, \"width\": 768, \"heads\": 12, \"layers\": 12, \"embed_cls\": "
+   "true, \"output_tokens\": true}, \"multimodal_cfg\": {\"context_length\": 76, \"vocab_size\": 49408, \"width\": "
+   "768, \"heads\": 12, \"layers\": 12, \"attn_pooler_heads\": 12}, \"custom_text\": true}"},
   /* The shapes demo: 64 px images, a small BPE vocabulary. */
   {"coca-small",
    "{\"embed_dim\": 256, \"vision_cfg\": {\"image_size\": 64, \"patch_size\": 8, \"layers\": 4, \"width\": 256, "

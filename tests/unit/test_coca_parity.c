@@ -272,6 +272,22 @@ static void config_checks(const char *shared) {
         "coca_ViT-B-32 values");
   vlm_coca_params p;
   memset(&p, 0, sizeof p);
+  /* parameter counts of open_clip_torch 2.24's create_model(NAME) (sum of its state_dict's numel) */
+  struct { const char *name; int64_t n; } counts[] = {{"coca_ViT-B-32", 253560065}, {"coca_ViT-L-14", 638450177}};
+  for (int i = 0; i < 2; i++) {
+    vlm_status s = vlm_coca_config_builtin(&c, counts[i].name);
+    if (s == VLM_OK) s = vlm_coca_params_init(&p, &c);   /* mapped, not touched */
+    CHECK(s == VLM_OK, "%s: %s", counts[i].name, vlm_last_error());
+    if (s != VLM_OK) continue;
+    int64_t n = vlm_coca_params_count(&p, &c);
+    CHECK(n == counts[i].n, "%s: %lld parameters, open_clip has %lld", counts[i].name, (long long)n,
+          (long long)counts[i].n);
+    vlm_coca_params_free(&p);
+  }
+  CHECK(vlm_coca_config_builtin(&c, "coca_ViT-L-14") == VLM_OK && c.vision.heads == 16 && c.vision.pool_heads == 8 &&
+            c.text.heads == 12 && c.decoder.width == 768 && c.decoder.heads == 12 && c.embed_dim == 768,
+        "coca_ViT-L-14 values");
+  memset(&p, 0, sizeof p);
   CHECK(vlm_coca_config_builtin(&c, "coca-small") == VLM_OK && c.vision.image_size == 64 && c.vision.width == 256,
         "coca-small: %s", vlm_last_error());
   CHECK(vlm_coca_config_builtin(&c, "coca-nope") != VLM_OK && strstr(vlm_last_error(), "coca_ViT-B-32"),
