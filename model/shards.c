@@ -194,7 +194,11 @@ vlm_status vlm_weights_open(vlm_weights *w, const char *path) {
     int k = 0;
     if (s == VLM_OK) s = shard_of(w, path, e->valuestring, files, &k);
     if (s != VLM_OK) break;
-    if (!(w->map[w->n_map].name = strdup(e->string))) s = vlm_error(VLM_ERR_OOM, "%s: out of memory", path);
+    /* a shard whose DDP "module." prefix was dropped (pick_state_dict): the index's name too */
+    const char *name = e->string;
+    if (!strncmp(name, "module.", 7) && !vlm_st_find(&w->shards[k], name) && vlm_st_find(&w->shards[k], name + 7))
+      name += 7;
+    if (!(w->map[w->n_map].name = strdup(name))) s = vlm_error(VLM_ERR_OOM, "%s: out of memory", path);
     w->map[w->n_map++].shard = k;
   }
   free(files);   /* the names pointed into the cJSON tree */

@@ -215,6 +215,50 @@ static void module_pickle(int ddp) {
                                  : "a pickled module (torch.save(model))");
 }
 
+/* A sharded PyTorch save of a DDP-wrapped model: every name in the shards and in
+ * pytorch_model.bin.index.json starts with "module."; the shards drop it, so must the index. */
+typedef struct { vlm_st_writer *w[2]; vlm_status s; } shard_ctx;
+
+static void add_to_shard(void *ctx, const char *name, vlm_tensor *t) {
+  shard_ctx *c = ctx;
+  char full[512];
+  snprintf(full, sizeof full, "module.%s", name);
+  if (c->s == VLM_OK) c->s = vlm_st_writer_add_tensor(c->w[strncmp(name, "visual.", 7) != 0], full, t);
+}
+
+typedef struct { char *buf; size_t n; int entries; } idx_ctx;
+
+static void add_to_index(void *ctx, const char *name, vlm_tensor *t) {
+  (void)t;
+  idx_ctx *c = ctx;
+  c->n += (size_t)snprintf(c->buf + c->n, 65536 - c->n, "%s\"module.%s\": \"pytorch_model-0000%d-of-00002.bin\"",
+                           c->entries++ ? ", " : "", name, strncmp(name, "visual.", 7) ? 2 : 1);
+}
+
+static void sharded_module_prefix(void) {
+  const char *d = subdir("sharded-ddp");
+  shard_ctx sc = {{vlm_st_writer_new(), vlm_st_writer_new()}, VLM_OK};
+  vlm_clip_params_visit(&g_p, &g_cfg, add_to_shard, &sc);
+  for (int k = 0; k < 2; k++) {
+    char f[600];
+    snprintf(f, sizeof f, "%s/pytorch_model-0000%d-of-00002.bin", d, k + 1);
+    if (sc.s == VLM_OK) sc.s = vlm_st_writer_save_torch(sc.w[k], f);
+    vlm_st_writer_free(sc.w[k]);
+  }
+  static char buf[65536];
+  idx_ctx ic = {buf, 0, 0};
+  ic.n = (size_t)snprintf(buf, sizeof buf, "{\"metadata\": {}, \"weight_map\": {");
+  vlm_clip_params_visit(&g_p, &g_cfg, add_to_index, &ic);
+  ic.n += (size_t)snprintf(buf + ic.n, sizeof buf - ic.n, "}}");
+  char idx[600];
+  snprintf(idx, sizeof idx, "%s/pytorch_model.bin.index.json", d);
+  vt_write_file(idx, buf, ic.n);
+  CHECK(sc.s == VLM_OK && ic.n < sizeof buf - 1, "write the DDP shards: %s", vlm_last_error());
+  char cfg[4400];
+  snprintf(cfg, sizeof cfg, "%s/config.json", g_fx);
+  expect_fixture(idx, cfg, -1, "sharded pickles and an index whose names carry DDP's module. prefix");
+}
+
 /* --config openai: a ViT CLIP config read off the shapes (heads of 64, QuickGELU), any MLP width. */
 static void infer_openai(void) {
   const char *json =
@@ -480,6 +524,7 @@ int main(int argc, char **argv) {
   training_checkpoint();
   module_pickle(0);
   module_pickle(1);
+  sharded_module_prefix();
   infer_openai();
   preference_and_errors();
   open_clip_params();
