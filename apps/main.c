@@ -54,6 +54,7 @@ static void passive_openmp(char **argv) {
 static void usage(FILE *f) {
   fprintf(f,
           "usage: vlm [--threads N] COMMAND [ARGS...]\n"
+          "       vlm --version (as 'vlm version') | --help\n"
           "\n"
           "Vision-language models (CLIP, CoCa) in C. Commands:\n");
   for (int i = 0; i < N_COMMANDS; i++) fprintf(f, "  %-12s %s\n", k_commands[i].name, k_commands[i].summary);
