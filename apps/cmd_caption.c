@@ -36,6 +36,8 @@ static void usage(FILE *f) {
           "  --max-len N            at most N tokens, sot and eot included (default 30, or the\n"
           "                         model's context length when shorter)\n"
           "  --seed S               sampling seed (default 0)\n"
+          "                         (--temperature and --seed need --top-k or --top-p,\n"
+          "                         --length-penalty needs --beams: an error otherwise)\n"
           "  --no-cache             re-run the whole prefix every step (as open_clip; slow)\n"
           "Other options:\n"
           "  --tokenizer PATH       vocab.json + merges.txt folder, vocab.json, tokenizer.json,\n"
@@ -79,7 +81,7 @@ int vlm_cmd_caption(int argc, char **argv) {
   const char *model = NULL, *tok_path = NULL, *precision = "f32", *inputs = NULL, *device = "cpu";
   vlm_gen_options o;
   vlm_gen_options_default(&o);
-  int json = 0, sampling_set = 0, max_set = 0, min_set = 0;
+  int json = 0, sampling_set = 0, max_set = 0, min_set = 0, temp_set = 0, seed_set = 0, lpen_set = 0;
   long long batch = 8, v;
   const char **images = calloc((size_t)argc, sizeof *images);
   int n_images = 0;
@@ -109,12 +111,12 @@ int vlm_cmd_caption(int argc, char **argv) {
     else if (!strcmp(a, "--beams")) { NEED_ARG(); ok = vlm_app_parse_int("vlm caption", a, argv[++i], 1, 64, &v); o.beams = (int)v; }
     else if (!strcmp(a, "--top-k")) { NEED_ARG(); ok = vlm_app_parse_int("vlm caption", a, argv[++i], 1, 1 << 30, &v); o.top_k = (int)v; sampling_set = 1; }
     else if (!strcmp(a, "--top-p")) { NEED_ARG(); ok = parse_float(a, argv[++i], 1e-6, 1.0, &o.top_p); sampling_set = 1; }
-    else if (!strcmp(a, "--temperature")) { NEED_ARG(); ok = parse_float(a, argv[++i], 1e-4, 1e4, &o.temperature); }
+    else if (!strcmp(a, "--temperature")) { NEED_ARG(); ok = parse_float(a, argv[++i], 1e-4, 1e4, &o.temperature); temp_set = 1; }
     else if (!strcmp(a, "--repetition-penalty")) { NEED_ARG(); ok = parse_float(a, argv[++i], 1e-4, 1e4, &o.repetition_penalty); }
-    else if (!strcmp(a, "--length-penalty")) { NEED_ARG(); ok = parse_float(a, argv[++i], -100, 100, &o.length_penalty); }
+    else if (!strcmp(a, "--length-penalty")) { NEED_ARG(); ok = parse_float(a, argv[++i], -100, 100, &o.length_penalty); lpen_set = 1; }
     else if (!strcmp(a, "--min-len")) { NEED_ARG(); ok = vlm_app_parse_int("vlm caption", a, argv[++i], 0, 1 << 20, &v); o.min_len = (int)v; min_set = 1; }
     else if (!strcmp(a, "--max-len")) { NEED_ARG(); ok = vlm_app_parse_int("vlm caption", a, argv[++i], 2, 1 << 20, &v); o.max_len = (int)v; max_set = 1; }
-    else if (!strcmp(a, "--seed")) { NEED_ARG(); ok = vlm_app_parse_int("vlm caption", a, argv[++i], 0, (1LL << 62), &v); o.seed = (uint64_t)v; }
+    else if (!strcmp(a, "--seed")) { NEED_ARG(); ok = vlm_app_parse_int("vlm caption", a, argv[++i], 0, (1LL << 62), &v); o.seed = (uint64_t)v; seed_set = 1; }
     else if (!strcmp(a, "--batch") || !strcmp(a, "--batch-size")) { NEED_ARG(); ok = vlm_app_parse_int("vlm caption", a, argv[++i], 1, 4096, &batch); }
     else if (a[0] == '-' && a[1]) {
       free(images);
@@ -152,6 +154,17 @@ int vlm_cmd_caption(int argc, char **argv) {
   }
   if (o.beams > 1 && sampling_set) {
     fprintf(stderr, "vlm caption: --beams and --top-k/--top-p are exclusive\n");
+    free(images);
+    return 2;
+  }
+  /* a decoding option the chosen decoding does not use is an error, not silently nothing */
+  const char *unused = !sampling_set && temp_set ? "--temperature"
+                     : !sampling_set && seed_set ? "--seed"
+                     : o.beams <= 1 && lpen_set  ? "--length-penalty" : NULL;
+  if (unused) {
+    fprintf(stderr, "vlm caption: %s applies to %s; this decoding is %s\n", unused,
+            strcmp(unused, "--length-penalty") ? "sampling (--top-k / --top-p)" : "beam search (--beams N, N > 1)",
+            o.beams > 1 ? "beam search" : sampling_set ? "sampling" : "greedy");
     free(images);
     return 2;
   }

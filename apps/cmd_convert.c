@@ -44,8 +44,9 @@ static void usage(FILE *f) {
           "--init NAME writes a new model instead, initialised as open_clip does for\n"
           "training from scratch (seed N, default 0). Built-in NAMEs: open_clip's configs\n"
           "ViT-B-32, ViT-B-32-256, ViT-B-16, ViT-B-16-plus-240, ViT-L-14, ViT-L-14-336,\n"
-          "ViT-H-14, ViT-g-14, ViT-bigG-14 (add -quickgelu for QuickGELU); small, tiny; CoCa:\n"
-          "coca_ViT-B-32, coca_ViT-L-14, coca-small, coca-shapes, coca-tiny (open_clip layout only).\n"
+          "ViT-H-14, ViT-g-14, ViT-bigG-14 (add -quickgelu for QuickGELU); small,\n"
+          "shapes-demo, tiny; CoCa: coca_ViT-B-32, coca_ViT-L-14, coca-small, coca-shapes,\n"
+          "coca-tiny (open_clip layout only).\n"
           "\n"
           "Examples:\n"
           "  vlm convert --model ../shared/fixtures/tiny-clip --to hf --out tiny-clip-hf\n"
@@ -95,7 +96,7 @@ static int copy_tokenizer(const char *model, const char *out) {
 }
 
 int vlm_cmd_convert(int argc, char **argv) {
-  const char *model = NULL, *to = NULL, *out = NULL, *init = NULL, *seed_s = "0", *config = NULL,
+  const char *model = NULL, *to = NULL, *out = NULL, *init = NULL, *seed_s = NULL, *config = NULL,
              *format = "safetensors";
   for (int i = 1; i < argc; i++) {
     if (vlm_app_is_help(argv[i])) { usage(stdout); return 0; }
@@ -125,6 +126,10 @@ int vlm_cmd_convert(int argc, char **argv) {
     fprintf(stderr, "vlm convert: --format must be safetensors or torch, got '%s'\n", format);
     return 2;
   }
+  if (seed_s && !init) {
+    fprintf(stderr, "vlm convert: --seed goes with --init (the seed of a new model's weights); --model's are read\n");
+    return 2;
+  }
   if (config && init) {
     fprintf(stderr, "vlm convert: --config goes with --model (the config of its weights); --init names its own\n");
     return 2;
@@ -133,14 +138,16 @@ int vlm_cmd_convert(int argc, char **argv) {
   vlm_clip_params p;
   vlm_ckpt_format src;
   long long seed = 0;
-  if (!vlm_app_parse_int("vlm convert", "--seed", seed_s, 0, (1LL << 62), &seed)) return 2;
+  if (seed_s && !vlm_app_parse_int("vlm convert", "--seed", seed_s, 0, (1LL << 62), &seed)) return 2;
   if (config ? vlm_coca_config_spec_is_coca(config) : vlm_app_is_coca_name_or_model(init, model)) {
     int crc = vlm_app_coca_convert(model, config, init, fmt == VLM_CKPT_HF, torch, out, (uint64_t)seed);
     return crc == 0 && !init ? copy_tokenizer(model, out) : crc;
   }
   if (init) {
-    if (vlm_clip_config_builtin(&c, init) != VLM_OK) {
-      fprintf(stderr, "vlm convert: %s\n", vlm_last_error());
+    if (vlm_clip_config_builtin(&c, init) != VLM_OK) {   /* the CLIP names; the CoCa ones too */
+      fprintf(stderr, "vlm convert: %s; CoCa:", vlm_last_error());
+      for (int i = 0; vlm_coca_builtin_name(i); i++) fprintf(stderr, "%s %s", i ? "," : "", vlm_coca_builtin_name(i));
+      fprintf(stderr, "\n");
       return 2;
     }
     if (vlm_clip_params_init(&p, &c) != VLM_OK) {

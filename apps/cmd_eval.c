@@ -53,6 +53,8 @@ static void usage(FILE *f) {
           "  --csv-separator C     (tab)   --csv-img-key K (filepath)   --csv-caption-key K (title)\n"
           "  --coco-images DIR     COCO image folder (default: beside the annotations file)\n"
           "  --caption-match       identical captions count as one item (default: shapes data only)\n"
+          "                        (--dataset-type, the CSV options, --coco-images and\n"
+          "                        --caption-match go with --data; --templates with --zeroshot)\n"
           "  --zeroshot SPEC       labelled images: an ImageFolder DIR or shapes:val[:N]\n"
           "  --templates T         zero-shot prompts: openai (open_clip's 80), simple (7), shapes\n"
           "                        (\"a photo of {a} {}\", ...; the default for shapes data; else\n"
@@ -347,6 +349,7 @@ int vlm_cmd_eval(int argc, char **argv) {
   o.workers = 2;
   o.precision = "f32";
   o.device = "cpu";
+  int sep_set = 0;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     if (vlm_app_is_help(a)) { usage(stdout); return 0; }
@@ -370,6 +373,7 @@ int vlm_cmd_eval(int argc, char **argv) {
     if (!v) return 2;
     if (slot) *slot = v;
     else if (!strcmp(a, "--csv-separator")) {
+      sep_set = 1;
       if (!strcmp(v, "\\t") || !strcmp(v, "tab")) o.sep = '\t';
       else if (strlen(v) == 1) o.sep = v[0];
       else { fprintf(stderr, CMD ": --csv-separator expects one character, got '%s'\n", v); return 2; }
@@ -378,6 +382,20 @@ int vlm_cmd_eval(int argc, char **argv) {
   }
   if (!o.model || (!o.data && !o.zs)) {
     fprintf(stderr, CMD ": %s (see 'vlm eval --help')\n", !o.model ? "--model is required" : "give --data (retrieval) and/or --zeroshot");
+    return 2;
+  }
+  /* an option of the part that is not run would be silently nothing */
+  const char *unused = !o.zs && o.templates        ? "--templates"
+                     : o.data                      ? NULL
+                     : o.caption_match             ? "--caption-match"
+                     : o.dataset_type              ? "--dataset-type"
+                     : sep_set                     ? "--csv-separator"
+                     : o.img_key                   ? "--csv-img-key"
+                     : o.cap_key                   ? "--csv-caption-key"
+                     : o.coco_images               ? "--coco-images" : NULL;
+  if (unused) {
+    fprintf(stderr, CMD ": %s applies to %s, which is not given\n", unused,
+            strcmp(unused, "--templates") ? "--data (retrieval)" : "--zeroshot");
     return 2;
   }
   /* the generated training split has a million pairs: retrieval, quadratic in them, would

@@ -99,7 +99,7 @@ int vlm_cmd_index(int argc, char **argv) {
     if (!paths_only && !strcmp(a, "--quiet")) { quiet = 1; continue; }
     if (!paths_only && !strcmp(a, "--add")) { add = 1; continue; }
     if (!paths_only && !strcmp(a, "--json")) { json = 1; continue; }
-    if (!paths_only && a[0] == '-' && a[1] == '-') {
+    if (!paths_only && a[0] == '-' && a[1]) {   /* "-x" too: an option, not a file ('--' first for such a name) */
       const char **slot = !strcmp(a, "--model")      ? &model
                         : !strcmp(a, "--out")        ? &out
                         : !strcmp(a, "--texts")      ? &texts_f

@@ -154,16 +154,6 @@ int vlm_cmd_shapes(int argc, char **argv) {
     rc = 1;
     goto done;
   }
-  /* the TSV last: a complete captions.tsv means every image is in place */
-  vlm_atomic_file af;
-  snprintf(path, sizeof path, "%s/captions.tsv", out);
-  if (vlm_atomic_open(&af, path)) { fprintf(stderr, "vlm shapes: %s\n", vlm_last_error()); rc = 1; goto done; }
-  fprintf(af.f, val ? "filepath\ttitle\tlabel\n" : "filepath\ttitle\n");
-  for (long long i = 0; i < n; i++) {
-    if (val) fprintf(af.f, "images/%0*lld.png\t%s\t%d\n", width, i, caps[i], labels[i]);
-    else fprintf(af.f, "images/%0*lld.png\t%s\n", width, i, caps[i]);
-  }
-  if (vlm_atomic_commit(&af)) { fprintf(stderr, "vlm shapes: %s\n", vlm_last_error()); rc = 1; goto done; }
   if (val) {
     size_t cap = 64 * VLM_SHAPES_CLASSES, k = 0, ku = 0;
     char *buf = malloc(cap), *ubuf = malloc(cap);
@@ -182,6 +172,16 @@ int vlm_cmd_shapes(int argc, char **argv) {
     free(ubuf);
     if (st) { fprintf(stderr, "vlm shapes: %s\n", vlm_last_error()); rc = 1; goto done; }
   }
+  /* the TSV last: a complete captions.tsv means every image (and the class lists) is in place */
+  vlm_atomic_file af;
+  snprintf(path, sizeof path, "%s/captions.tsv", out);
+  if (vlm_atomic_open(&af, path)) { fprintf(stderr, "vlm shapes: %s\n", vlm_last_error()); rc = 1; goto done; }
+  fprintf(af.f, val ? "filepath\ttitle\tlabel\n" : "filepath\ttitle\n");
+  for (long long i = 0; i < n; i++) {
+    if (val) fprintf(af.f, "images/%0*lld.png\t%s\t%d\n", width, i, caps[i], labels[i]);
+    else fprintf(af.f, "images/%0*lld.png\t%s\n", width, i, caps[i]);
+  }
+  if (vlm_atomic_commit(&af)) { fprintf(stderr, "vlm shapes: %s\n", vlm_last_error()); rc = 1; goto done; }
   if (json)
   {
     printf("{\"out\": ");

@@ -28,6 +28,7 @@ static void usage(FILE *f) {
           "                        other commands name it)\n"
           "  --context-length N    tokens per caption (default 77); 0: no truncation, no padding\n"
           "  --pad zero|eot        padding id: 0 as open_clip (default) or <|endoftext|> as HF\n"
+          "                        (not with --context-length 0)\n"
           "  --decode              print {\"text\": ...}, the text of each caption's ids, instead\n"
           "                        (what lies between <|startoftext|> and the first <|endoftext|>)\n"
           "  --full                print {\"line\", \"text\", \"n_tokens\", \"truncated\", \"ids\"}:\n"
@@ -189,7 +190,7 @@ static int do_file(tok_job *j, FILE *f, const char *name) {
 int vlm_cmd_tokenize(int argc, char **argv) {
   const char *vocab = getenv("VLM_VOCAB");
   long long ctx = 77;
-  int pad_eot = 0, decode = 0, stats = 0, full = 0;
+  int pad_eot = 0, decode = 0, stats = 0, full = 0, pad_set = 0;
   /* options anywhere; the other arguments are the files, in order ('--' ends the options) */
   char **files = calloc((size_t)argc, sizeof *files);
   int n_files = 0, opts_done = 0;
@@ -211,12 +212,23 @@ int vlm_cmd_tokenize(int argc, char **argv) {
     if (!strcmp(a, "--context-length")) {
       if (!vlm_app_parse_int("vlm tokenize", "--context-length", v, 0, 1 << 20, &ctx)) { free(files); return 2; }
     } else if (!strcmp(a, "--pad")) {
+      pad_set = 1;
       if (!strcmp(v, "zero")) pad_eot = 0;
       else if (!strcmp(v, "eot")) pad_eot = 1;
       else { fprintf(stderr, "vlm tokenize: --pad expects 'zero' or 'eot', got '%s'\n", v); free(files); return 2; }
     } else {
       vocab = v;
     }
+  }
+  if (decode && full) {
+    fprintf(stderr, "vlm tokenize: --decode and --full are exclusive (--full prints the text and the ids)\n");
+    free(files);
+    return 2;
+  }
+  if (pad_set && ctx == 0) {
+    fprintf(stderr, "vlm tokenize: --pad needs a --context-length (0: no padding)\n");
+    free(files);
+    return 2;
   }
   if (!vocab || !*vocab) {
     fprintf(stderr, "vlm tokenize: no vocabulary: pass --vocab PATH or set VLM_VOCAB\n");
@@ -232,7 +244,7 @@ int vlm_cmd_tokenize(int argc, char **argv) {
   j.ctx = (int)ctx;
   j.pad_eot = pad_eot;
   j.decode = decode;
-  j.full = full && !decode;
+  j.full = full;
   j.out = malloc((size_t)(ctx > 0 ? ctx : 1) * sizeof *j.out);
   if (!j.out) { vlm_tokenizer_free(j.tok); free(files); fprintf(stderr, "vlm tokenize: out of memory\n"); return 1; }
   static char obuf[1 << 16];

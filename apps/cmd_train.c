@@ -135,7 +135,7 @@ typedef struct {
   long long stop_at, log_every, eval_steps, epochs_cooldown;
   long long bpe_size;   /* --tokenizer train:SIZE */
   int save_most_recent, lock_image, lock_text, json;
-  int set_batch, set_lr, set_warmup, set_epochs, set_steps, set_eval_steps;
+  int set_batch, set_lr, set_warmup, set_epochs, set_steps, set_eval_steps, set_coca_w;
   int set_model;      /* --model was given (not the shapes default) */
   int shapes_steps;   /* --steps is the shapes default, set once the model's kind is known */
   int kept_length;    /* a resume without --steps / --epochs: the run's own total_steps */
@@ -782,6 +782,11 @@ static int run(run_state *R) {
                                "or pick another --name");
     return 1;
   }
+  if (o->set_coca_w && !model_is_coca(o->resume ? resume_dir : o->model)) {   /* before any work */
+    fprintf(stderr, CMD ": --coca-caption-loss-weight / --coca-contrastive-loss-weight: %s is a CLIP model (no "
+            "caption loss)\n", o->resume ? resume_dir : o->model);
+    return 2;
+  }
   if (lead && !mkdir_p(R->ck)) {
     fprintf(stderr, CMD ": %s: cannot create the run directory: %s\n", R->ck, strerror(errno));
     return 1;
@@ -1281,6 +1286,8 @@ int vlm_cmd_train(int argc, char **argv) {
     DBL("--data-temperature", temperature)
     DBL("--lr-cooldown-power", cooldown_power)
     DBL("--lr-cooldown-end", cooldown_end)
+    if (!strcmp(a, "--coca-caption-loss-weight") || !strcmp(a, "--coca-contrastive-loss-weight"))
+      o->set_coca_w = 1;   /* a CLIP model has no use for them */
     DBL("--coca-caption-loss-weight", coca_caption_w)
     DBL("--coca-contrastive-loss-weight", coca_clip_w)
     INT("--epochs", epochs, 1, 1000000)
@@ -1366,6 +1373,16 @@ int vlm_cmd_train(int argc, char **argv) {
   }
   if (o->lr <= 0 || o->wd < 0 || o->beta1 < 0 || o->beta1 >= 1 || o->beta2 < 0 || o->beta2 >= 1 || o->eps <= 0) {
     fprintf(stderr, CMD ": --lr, --wd, --beta1, --beta2, --eps out of range\n");
+    goto out;
+  }
+  if (o->temperature < 0 || o->cooldown_end < 0 || o->cooldown_power <= 0) {
+    fprintf(stderr, CMD ": %s\n", o->temperature < 0 ? "--data-temperature must be >= 0 (0: off)"
+                                 : o->cooldown_end < 0 ? "--lr-cooldown-end is a learning rate: >= 0"
+                                                       : "--lr-cooldown-power must be > 0");
+    goto out;
+  }
+  if (o->coca_caption_w < 0 || o->coca_clip_w < 0 || (o->coca_caption_w == 0 && o->coca_clip_w == 0)) {
+    fprintf(stderr, CMD ": --coca-caption-loss-weight and --coca-contrastive-loss-weight must be >= 0, not both 0\n");
     goto out;
   }
   if (!(o->grad_clip >= 0)) {

@@ -36,7 +36,7 @@ static void usage(FILE *f) {
           "                      holding {} or {c} where the class name goes\n"
           "  --tokenizer PATH    vocabulary (vocab.json + merges.txt folder, tokenizer.json, or\n"
           "                      bpe_simple_vocab_16e6.txt.gz); default: the model's tokenizer/\n"
-          "  --top-k K           classes printed per image (default 5)\n"
+          "  --top-k K           classes printed per image (default 5; not with --eval)\n"
           "  --batch-size N      images / texts per forward pass (default 32)\n"
           "  --precision P       f32 (default) or bf16: bf16 matmul inputs, f32 accumulation\n"
           "                      (weights converted once; features within ~1e-5 cosine of f32)\n"
@@ -109,7 +109,7 @@ int vlm_cmd_zeroshot(int argc, char **argv) {
   const char *model = NULL, *classes_s = NULL, *classes_f = NULL, *templates_s = "openai", *tokenizer = NULL;
   const char *eval = NULL, *precision = "f32", *device = "cpu";
   long long top_k = 5, batch = 32;
-  int json = 0;
+  int json = 0, top_k_set = 0;
   vlm_pathlist inputs = {0};
   int paths_only = 0;   /* after "--": file names that start with '-' */
   for (int i = 1; i < argc; i++) {
@@ -117,7 +117,7 @@ int vlm_cmd_zeroshot(int argc, char **argv) {
     if (!paths_only && !strcmp(a, "--")) { paths_only = 1; continue; }
     if (!paths_only && vlm_app_is_help(a)) { usage(stdout); vlm_pathlist_free(&inputs); return 0; }
     if (!paths_only && !strcmp(a, "--json")) { json = 1; continue; }
-    if (!paths_only && a[0] == '-' && a[1] == '-') {
+    if (!paths_only && a[0] == '-' && a[1]) {   /* "-x" too: an option, not a file ('--' first for such a name) */
       const char **slot = !strcmp(a, "--model")        ? &model
                         : !strcmp(a, "--classes")      ? &classes_s
                         : !strcmp(a, "--classes-file") ? &classes_f
@@ -131,6 +131,7 @@ int vlm_cmd_zeroshot(int argc, char **argv) {
       int bad = !slot && !num ? vlm_app_bad_arg("vlm zeroshot", a) : !(v = vlm_app_value("vlm zeroshot", argc, argv, &i));
       if (!bad && slot) *slot = v;
       if (!bad && num) bad = !vlm_app_parse_int("vlm zeroshot", a, v, 1, num == &top_k ? 1000000 : 4096, num);
+      if (num == &top_k) top_k_set = 1;
       if (bad) {
         vlm_pathlist_free(&inputs);
         return 2;
@@ -145,6 +146,7 @@ int vlm_cmd_zeroshot(int argc, char **argv) {
   else if (!eval && !classes_s && !classes_f) { fprintf(stderr, "vlm zeroshot: --classes or --classes-file is required (or --eval DIR)\n"); usage_err = 1; }
   else if (!eval && inputs.n == 0) { fprintf(stderr, "vlm zeroshot: no IMAGE or DIR given\n"); usage_err = 1; }
   else if (eval && inputs.n) { fprintf(stderr, "vlm zeroshot: --eval takes its images from DIR; drop the other paths\n"); usage_err = 1; }
+  else if (eval && top_k_set) { fprintf(stderr, "vlm zeroshot: --top-k is the classes printed per image; --eval reports top-1 and top-5\n"); usage_err = 1; }
   int eflags = usage_err ? 0 : vlm_app_encoder_flags("vlm zeroshot", precision, device);
   if (eflags < 0) usage_err = 1;
   if (usage_err) { vlm_pathlist_free(&inputs); return 2; }

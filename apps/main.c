@@ -54,6 +54,7 @@ static void passive_openmp(char **argv) {
 static void usage(FILE *f) {
   fprintf(f,
           "usage: vlm [--threads N] COMMAND [ARGS...]\n"
+          "       vlm --version (as 'vlm version') | --help\n"
           "\n"
           "Vision-language models (CLIP, CoCa) in C. Commands:\n");
   for (int i = 0; i < N_COMMANDS; i++) fprintf(f, "  %-12s %s\n", k_commands[i].name, k_commands[i].summary);
@@ -62,7 +63,7 @@ static void usage(FILE *f) {
           "Run 'vlm COMMAND --help' for a command's options.\n"
           "Environment: VLM_THREADS (CPU threads), VLM_LOG (error|warn|info|debug),\n"
           "VLM_KERNELS=ref (plain reference kernels, for debugging), VLM_PROGRESS_EVERY=SECONDS\n"
-          "(progress lines of index and zeroshot in a log; default 10). Unless OMP_WAIT_POLICY or\n"
+          "(progress lines of index, zeroshot and eval in a log; default 10). Unless OMP_WAIT_POLICY or\n"
           "GOMP_SPINCOUNT is set, vlm sets OMP_WAIT_POLICY=PASSIVE and GOMP_SPINCOUNT=30000\n"
           "(idle OpenMP threads sleep after a short spin instead of holding the cores).\n");
 }
