@@ -119,6 +119,34 @@ PY
   check "an index narrower than its model: damaged, not another model" "[ $rc -eq 1 ] && grep -q 'damaged' <<<\"\$err\""
 fi
 
+# a valid index written by another tool: the tensors in another order, so that the I64 arrays
+# (offsets, file_size, mtime_ns) sit at odd offsets in the data: read as well as vlm's own order
+if command -v python3 >/dev/null; then
+  python3 - "$tmp/j.idx" "$tmp/odd.idx" <<'PY'
+import json, struct, sys
+b = open(sys.argv[1], 'rb').read()
+n = struct.unpack('<Q', b[:8])[0]
+h = json.loads(b[8:8 + n])
+d = b[8 + n:]
+order = ['items', 'offsets', 'file_size', 'mtime_ns', 'embeddings']
+out, at = b'', 0
+for k in order:
+    a, z = h[k]['data_offsets']
+    t = d[a:z]
+    if k == 'items':
+        t += b'\0' * (1 - len(t) % 2)   # odd length: whatever follows is misaligned
+        h[k]['shape'] = [len(t)]
+    h[k]['data_offsets'] = [at, at + len(t)]
+    out, at = out + t, at + len(t)
+hb = json.dumps(h).encode()
+hb += b' ' * (-len(hb) % 8)
+open(sys.argv[2], 'wb').write(struct.pack('<Q', len(hb)) + hb + out)
+PY
+  "$vlm" search --index "$tmp/j.idx" --model "$m" --text "a rocket" --top-k 3 >"$tmp/j.out" 2>&1
+  "$vlm" search --index "$tmp/odd.idx" --model "$m" --text "a rocket" --top-k 3 >"$tmp/odd.out" 2>&1; rc=$?
+  check "an index with misaligned I64 arrays: the same results" "[ $rc -eq 0 ] && cmp -s \"$tmp/j.out\" \"$tmp/odd.out\""
+fi
+
 # incremental: nothing changed; then one changed, one deleted, one added
 out=$("$vlm" index --model "$m" --out "$idx" "$tmp/imgs" 2>/dev/null); rc=$?
 check "re-run embeds nothing new" "[ $rc -eq 0 ] && grep -q '7 images (0 embedded, 7 unchanged, 0 dropped' <<<\"\$out\""
