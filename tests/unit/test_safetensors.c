@@ -739,7 +739,7 @@ static void test_stale_temps(void) {
   snprintf(dead_other, sizeof dead_other, "%s/other.png.tmp.%s-%ld.ZyXwVu", dir, host, (long)child);
   snprintf(live, sizeof live, "%s.tmp.%s-%ld.GhIjKl", p, host, (long)getppid());
   snprintf(other_host, sizeof other_host, "%s.tmp.some_other_host-%ld.MnOpQr", p, (long)child);
-  char plain[4400], alike[4400];
+  char plain[4400], alike[4700];
   snprintf(plain, sizeof plain, "%s.tmp.StUvWx", p);
   snprintf(alike, sizeof alike, "%s/notes.tmp.%s-x1.abcdef", dir, host);   /* no pid */
   const char *made[6] = {dead, dead_other, live, other_host, plain, alike};
