@@ -222,6 +222,18 @@ def check_hf_to_vlm():
     report("hf sharded pickle layout", os.path.exists(os.path.join(d, "pytorch_model.bin.index.json")), "")
     compare("hf sharded pytorch_model.bin -> vlm forward", vlm_forward(d, images, text, "hf-bin-sharded"),
             hf_features(m, images, text))
+    # the same shards as a DDP-wrapped model's: "module." before every name, in the shards and the index
+    ddp = os.path.join(ARGS.work, "hf-bin-sharded-ddp")
+    shutil.rmtree(ddp, ignore_errors=True)
+    shutil.copytree(d, ddp)
+    idx = json.load(open(os.path.join(ddp, "pytorch_model.bin.index.json")))
+    for f in set(idx["weight_map"].values()):
+        sd = torch.load(os.path.join(ddp, f), map_location="cpu")
+        torch.save({"module." + k: v for k, v in sd.items()}, os.path.join(ddp, f))
+    idx["weight_map"] = {"module." + k: v for k, v in idx["weight_map"].items()}
+    json.dump(idx, open(os.path.join(ddp, "pytorch_model.bin.index.json"), "w"))
+    compare("hf sharded pytorch_model.bin with DDP's module. prefix -> vlm forward",
+            vlm_forward(ddp, images, text, "hf-bin-sharded-ddp"), hf_features(m, images, text))
     h = os.path.join(ARGS.work, "hf-bin-vlm-hf-torch")
     vlm("convert", "--model", d, "--to", "hf", "--format", "torch", "--out", h)
     back, bad = hf_load(h)
