@@ -145,6 +145,24 @@ static void normalize(float *x, int64_t E) {
   for (int64_t i = 0; i < E; i++) x[i] *= inv;
 }
 
+/* Length of vlm_zeroshot_fill(tmpl, classname), without making it. */
+static size_t fill_len(const char *tmpl, const char *classname) {
+  size_t n = 0, k;
+  for (const char *p = tmpl; *p;) {
+    const char *r = replacement(p, classname, &k);
+    if (r) { n += strlen(r); p += k; } else { n++; p++; }
+  }
+  return n;
+}
+
+typedef struct { size_t len; int64_t t; } prompt_ref;
+
+static int by_length(const void *a, const void *b) {
+  const prompt_ref *x = a, *y = b;
+  if (x->len != y->len) return x->len < y->len ? -1 : 1;
+  return x->t < y->t ? -1 : x->t > y->t;
+}
+
 vlm_status vlm_zeroshot_classifier(vlm_text_encode_fn encode, void *ctx, const char *const *classnames,
                                    int n_classes, const char *const *templates, int n_templates, int64_t E,
                                    int batch, float *W) {
@@ -158,32 +176,41 @@ vlm_status vlm_zeroshot_classifier(vlm_text_encode_fn encode, void *ctx, const c
   if (batch <= 0) batch = n_templates;
   char **texts = calloc((size_t)batch, sizeof *texts);
   float *emb = malloc((size_t)batch * (size_t)E * sizeof(float));
-  double *acc = calloc((size_t)E, sizeof(double));
+  double *acc = calloc((size_t)n_classes * (size_t)E, sizeof(double));
+  prompt_ref *order = malloc((size_t)total * sizeof *order);
   vlm_status st = VLM_OK;
-  if (!texts || !emb || !acc) st = vlm_error(VLM_ERR_OOM, "out of memory");
-  /* Texts in class-major order; each class's sum accumulates across batches. */
+  if (!texts || !emb || !acc || !order) st = vlm_error(VLM_ERR_OOM, "out of memory");
+  /* The prompts in order of length, so that a batch's texts are about as long as each other:
+   * the text tower runs at the batch's longest (a causal tower pooling at the EOT: the
+   * padding does not change a text's features, only costs time). Each class's embeddings
+   * are summed in double as they come, then averaged. */
+  for (int64_t t = 0; st == VLM_OK && t < total; t++) {
+    order[t].len = fill_len(templates[t % n_templates], classnames[t / n_templates]);
+    order[t].t = t;
+  }
+  if (st == VLM_OK) qsort(order, (size_t)total, sizeof *order, by_length);
   for (int64_t start = 0; start < total && st == VLM_OK; start += batch) {
     int nb = (int)(total - start < batch ? total - start : batch);
     for (int j = 0; j < nb && st == VLM_OK; j++) {
-      int64_t t = start + j;
+      int64_t t = order[start + j].t;
       if (!(texts[j] = vlm_zeroshot_fill(templates[t % n_templates], classnames[t / n_templates])))
         st = vlm_error(VLM_ERR_OOM, "out of memory");
     }
     if (st == VLM_OK) st = encode(ctx, (const char *const *)texts, nb, emb);
     for (int j = 0; j < nb; j++) { free(texts[j]); texts[j] = NULL; }
     for (int j = 0; j < nb && st == VLM_OK; j++) {
-      int64_t t = start + j;
       float *e = emb + (size_t)j * E;
+      double *a = acc + (size_t)(order[start + j].t / n_templates) * E;
       normalize(e, E);
-      for (int64_t d = 0; d < E; d++) acc[d] += e[d];
-      if (t % n_templates == n_templates - 1) {   /* class complete: mean, renormalize */
-        float *w = W + (size_t)(t / n_templates) * E;
-        for (int64_t d = 0; d < E; d++) w[d] = (float)(acc[d] / n_templates);
-        normalize(w, E);
-        memset(acc, 0, (size_t)E * sizeof(double));
-      }
+      for (int64_t d = 0; d < E; d++) a[d] += e[d];
     }
   }
+  for (int c = 0; c < n_classes && st == VLM_OK; c++) {   /* mean, renormalized */
+    float *w = W + (size_t)c * E;
+    for (int64_t d = 0; d < E; d++) w[d] = (float)(acc[(size_t)c * E + d] / n_templates);
+    normalize(w, E);
+  }
+  free(order);
   free(texts);
   free(emb);
   free(acc);
