@@ -587,15 +587,17 @@ static void test_wds(void) {
           vlm_last_error());
     vlm_sample_free(&sm);
     k = vlm_shard_next(r, &sm);
-    CHECK(k == -1 && strstr(vlm_last_error(), "000002") && strstr(vlm_last_error(), "no image"), "no image: %s",
-          vlm_last_error());
+    CHECK(k == -1 && strstr(vlm_last_error(), "000002") && strstr(vlm_last_error(), "no image") &&
+              strstr(vlm_last_error(), "its members: .txt") && !strstr(vlm_last_error(), "first dot"),
+          "no image, the members named: %s", vlm_last_error());
     k = vlm_shard_next(r, &sm);
     CHECK(k == 1 && !decodes(&sm) && strstr(sm.name, "000003"), "corrupt jpeg read, fails to decode");
     vlm_sample_free(&sm);
     k = vlm_shard_next(r, &sm);
     /* pax "ddd.../sample.seg.png" and GNU "ddd.../sample.txt": one key; .seg.png is not an image */
-    CHECK(k == -1 && strstr(vlm_last_error(), "ddd/sample: no image"), "long names grouped, ext seg.png: %s",
-          vlm_last_error());
+    CHECK(k == -1 && strstr(vlm_last_error(), "ddd/sample: no image") &&
+              strstr(vlm_last_error(), "its members: .seg.png, .txt (a key ends at the first dot of the file name"),
+          "long names grouped, ext seg.png, the dotted name explained: %s", vlm_last_error());
     CHECK(vlm_shard_next(r, &sm) == 0, "end of shard 0");
     CHECK(vlm_shard_next(r, &sm) == 0, "stays at the end");
     vlm_shard_close(r);
