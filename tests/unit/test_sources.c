@@ -180,12 +180,14 @@ static void test_csv(void) {
             decodes(&sm),
         "record 1 (quoted): '%s' %s", sm.caption ? sm.caption : "(null)", vlm_last_error());
   vlm_sample_free(&sm);
-  CHECK(vlm_source_get(s, 2, &sm) != VLM_OK && sm.fail == VLM_BAD_READ && strstr(vlm_last_error(), "img/missing.png") &&
-            strstr(vlm_last_error(), "train.tsv"),
-        "missing image named: %s", vlm_last_error());
+  /* samples are named by the line they start on: the blank line 3 and the quoted newline count */
+  CHECK(vlm_source_get(s, 2, &sm) != VLM_OK && sm.fail == VLM_BAD_READ &&
+            strstr(vlm_last_error(), "train.tsv:6 (img/missing.png)"),
+        "missing image named with its line (6): %s", vlm_last_error());
   vlm_sample_free(&sm);
-  CHECK(vlm_source_get(s, 3, &sm) == VLM_OK && !decodes(&sm) && strstr(vlm_last_error(), "bad.jpg"),
-        "corrupt image fails to decode, named: %s", vlm_last_error());
+  CHECK(vlm_source_get(s, 3, &sm) == VLM_OK && !decodes(&sm) && strstr(vlm_last_error(), "bad.jpg") &&
+            strstr(sm.name, "train.tsv:7"),
+        "corrupt image fails to decode, named (line 7): %s %s", sm.name, vlm_last_error());
   vlm_sample_free(&sm);
   CHECK(vlm_source_get(s, 4, &sm) != VLM_OK && sm.fail == VLM_BAD_CAPTION && strstr(vlm_last_error(), "empty caption"),
         "empty caption: %s", vlm_last_error());
