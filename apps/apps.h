@@ -24,6 +24,13 @@ int vlm_app_coca_forward(const char *model, const char *inputs, const char *out,
 int vlm_app_is_coca_name_or_model(const char *init_name, const char *model);
 int vlm_app_coca_convert(const char *model, const char *config, const char *init, int to_hf, int torch,
                          const char *out, uint64_t seed);
+/* vlm convert into OUT, about to write cfg_name + weights_name: 0 when vlm will read those
+ * from OUT, or when the weights it reads first hold this same model (same(OUT, ctx) loads OUT
+ * as it is now and returns 1 when config and parameters equal the ones written: LAION's
+ * directories hold one model in several files); else 1 after a message naming the file that
+ * would be read instead, before anything is written (apps/cmd_convert.c). */
+int vlm_app_convert_shadow(const char *out, const char *cfg_name, const char *weights_name,
+                           int (*same)(const char *dir, void *ctx), void *ctx);
 int vlm_cmd_zeroshot(int argc, char **argv);
 int vlm_cmd_index(int argc, char **argv);
 int vlm_cmd_search(int argc, char **argv);

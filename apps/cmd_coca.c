@@ -167,6 +167,23 @@ int vlm_app_is_coca_name_or_model(const char *init_name, const char *model) {
   return model && vlm_model_is_coca(model) == 1;
 }
 
+/* The CoCa model in dir as it is now equals the one about to be written. */
+typedef struct { const vlm_coca_config *c; const vlm_coca_params *p; } coca_same_ctx;
+
+static int coca_same(const char *dir, void *ctx) {
+  const coca_same_ctx *x = ctx;
+  vlm_coca_config c;
+  vlm_coca_params p;
+  if (vlm_model_is_coca(dir) != 1 || vlm_coca_load(dir, &c, &p) != VLM_OK) return 0;
+  char *a = vlm_coca_config_to_json(&c), *b = vlm_coca_config_to_json(x->c);
+  const int same = a && b && !strcmp(a, b) && p.arena.used == x->p->arena.used &&
+                   !memcmp(p.arena.base, x->p->arena.base, p.arena.used);
+  free(a);
+  free(b);
+  vlm_coca_params_free(&p);
+  return same;
+}
+
 int vlm_app_coca_convert(const char *model, const char *config, const char *init, int to_hf, int torch,
                          const char *out, uint64_t seed) {
   if (to_hf) {
@@ -188,6 +205,10 @@ int vlm_app_coca_convert(const char *model, const char *config, const char *init
   int rc = 0;
   if (mkdir(out, 0777) != 0 && errno != EEXIST) {
     fprintf(stderr, "vlm convert: %s: cannot create the directory: %s\n", out, strerror(errno));
+    rc = 1;
+  } else if (vlm_app_convert_shadow(out, "open_clip_config.json",
+                                    torch ? "open_clip_pytorch_model.bin" : "open_clip_model.safetensors", coca_same,
+                                    &(coca_same_ctx){&c, &p})) {
     rc = 1;
   } else if (vlm_coca_save_dir_as(&p, &c, out, torch) != VLM_OK) {
     fprintf(stderr, "vlm convert: %s\n", vlm_last_error());

@@ -38,9 +38,12 @@ static void usage(FILE *f) {
           "A text tower that pools at an eos id other than the largest id (a Hugging Face\n"
           "config) has no open_clip form: --to open_clip refuses it. A LayerNorm eps other\n"
           "than 1e-5 is written as open_clip's norm_kwargs.\n"
-          "Tensors are written as F32; each file is replaced atomically. The model's\n"
-          "tokenizer, when one is found beside it (as 'vlm zeroshot' looks), is copied too\n"
-          "(vocab.json + merges.txt, or OpenAI's bpe_simple_vocab_16e6.txt.gz).\n"
+          "Tensors are written as F32; each file is replaced atomically. A DIR holding\n"
+          "another model's weights that vlm would read instead of the ones written\n"
+          "(safetensors before PyTorch files, open_clip's layout before Hugging Face's) is\n"
+          "refused before anything is written; the same model in several files is fine.\n"
+          "The model's tokenizer, when one is found beside it (as 'vlm zeroshot' looks), is\n"
+          "copied too (vocab.json + merges.txt, or OpenAI's bpe_simple_vocab_16e6.txt.gz).\n"
           "--init NAME writes a new model instead, initialised as open_clip does for\n"
           "training from scratch (seed N, default 0). Built-in NAMEs: open_clip's configs\n"
           "ViT-B-32, ViT-B-32-256, ViT-B-16, ViT-B-16-plus-240, ViT-L-14, ViT-L-14-336,\n"
@@ -93,6 +96,40 @@ static int copy_tokenizer(const char *model, const char *out) {
   }
   if (copied) printf("copied the tokenizer %s into %s\n", tok, out);
   return 0;
+}
+
+int vlm_app_convert_shadow(const char *out, const char *cfg_name, const char *weights_name,
+                           int (*same)(const char *dir, void *ctx), void *ctx) {
+  char other[4200], cfg[4200], now[4200];
+  const int k = vlm_model_dir_shadow(out, cfg_name, weights_name, other, sizeof other);
+  if (k == 0) return 0;
+  /* harmless when OUT, as it is now, is read from that file and holds this same model */
+  if (vlm_model_paths(out, cfg, now, sizeof now) == VLM_OK && !strcmp(now, other) && same(out, ctx)) return 0;
+  fprintf(stderr, "vlm convert: %s already holds %s, which vlm would read %s the %s written now (%s): "
+          "remove it, or write to another --out\n", out, other,
+          k == 1 ? "with the new config instead of" : "(with its own config) instead of", weights_name,
+          k == 1 ? "safetensors before PyTorch files, a sharded index before one file"
+                 : "open_clip's layout before Hugging Face's, safetensors before PyTorch files");
+  return 1;
+}
+
+/* The model in dir as it is now equals the CLIP model about to be written (same config and
+ * parameters). */
+typedef struct { const vlm_clip_config *c; const vlm_clip_params *p; vlm_ckpt_format fmt; } clip_same_ctx;
+
+static int clip_same(const char *dir, void *ctx) {
+  const clip_same_ctx *x = ctx;
+  vlm_clip_config c;
+  vlm_clip_params p;
+  vlm_ckpt_format f;
+  if (vlm_clip_load(dir, &c, &p, &f) != VLM_OK) return 0;   /* one that does not load is not it */
+  char *a = vlm_clip_config_to_json(&c, x->fmt), *b = vlm_clip_config_to_json(x->c, x->fmt);
+  const int same = a && b && !strcmp(a, b) && p.arena.used == x->p->arena.used &&
+                   !memcmp(p.arena.base, x->p->arena.base, p.arena.used);
+  free(a);
+  free(b);
+  vlm_clip_params_free(&p);
+  return same;
 }
 
 int vlm_cmd_convert(int argc, char **argv) {
@@ -167,6 +204,11 @@ int vlm_cmd_convert(int argc, char **argv) {
     rc = 1;
   } else if (mkdir(out, 0777) != 0 && errno != EEXIST) {
     fprintf(stderr, "vlm convert: %s: cannot create the directory: %s\n", out, strerror(errno));
+    rc = 1;
+  } else if (vlm_app_convert_shadow(out, fmt == VLM_CKPT_HF ? "config.json" : "open_clip_config.json",
+                                    fmt == VLM_CKPT_HF ? (torch ? "pytorch_model.bin" : "model.safetensors")
+                                                       : (torch ? "open_clip_pytorch_model.bin" : "open_clip_model.safetensors"),
+                                    clip_same, &(clip_same_ctx){&c, &p, fmt})) {
     rc = 1;
   } else if (vlm_clip_save_dir_as(&p, &c, out, fmt, torch) != VLM_OK) {
     fprintf(stderr, "vlm convert: %s\n", vlm_last_error());

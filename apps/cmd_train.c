@@ -92,7 +92,9 @@ static void usage(FILE *f) {
           "  --save-frequency N (1: epoch_K every N epochs)  --save-most-recent (keep only the\n"
           "  newest epoch_K)  --save-steps N (update 'latest' every N steps; 0: at epoch ends)\n"
           "  --resume latest|PATH     continue exactly (weights, optimizer, step, data position;\n"
-          "                           without --steps/--epochs, the run's own length)\n"
+          "                           without --steps/--epochs, the run's own length; the\n"
+          "                           checkpoint's model and the run's tokenizer: no --model\n"
+          "                           or --tokenizer needed)\n"
           "  --val-frequency N (1)  --zeroshot-frequency N (2)  --zeroshot-data SPEC (labelled:\n"
           "                           an ImageFolder DIR or shapes:val[:N]; data without classes is refused)\n"
           "  --zeroshot-templates T    openai | simple | shapes (vlm zeroshot's sets) or a FILE, one\n"
@@ -811,9 +813,18 @@ static int run(run_state *R) {
   if (o->csv_caption_key) so.csv_caption_key = o->csv_caption_key;
   char tokfile[4300];
   snprintf(tokfile, sizeof tokfile, "%s/vocab.json", tokdir);
+  char found_tok[4096];
   if (o->resume && path_exists(tokfile)) {
     st = vlm_tokenizer_load(&R->tok, tokdir);
     snprintf(tok_desc, sizeof tok_desc, "%s", tokdir);
+  } else if (!o->tokenizer) {   /* a resume into a run without one: the checkpoint's */
+    if (vlm_find_tokenizer(resume_dir, found_tok, sizeof found_tok) <= 0) {
+      fprintf(stderr, CMD ": --resume %s: no tokenizer in the run (%s) or beside the checkpoint: give --tokenizer\n",
+              resume_dir, tokdir);
+      return 2;
+    }
+    st = vlm_tokenizer_load(&R->tok, found_tok);
+    snprintf(tok_desc, sizeof tok_desc, "%s", found_tok);
   } else if (!strncmp(o->tokenizer, "train:", 6)) {
     const long long size = o->bpe_size;
     fprintf(stderr, "learning a BPE vocabulary of %lld ids on the training captions...\n", size);
@@ -1460,16 +1471,17 @@ int vlm_cmd_train(int argc, char **argv) {
     if (!o->val_data) o->val_data = "shapes:val";
     if (!o->zs_data) o->zs_data = o->val_data;
   } else {
-    if (!o->model) {
+    /* a resume trains its checkpoint's model with its run's (or checkpoint's) tokenizer */
+    if (!o->model && !o->resume) {
       fprintf(stderr, CMD ": --model is required (a built-in name, a config JSON or a checkpoint dir)\n");
       goto out;
     }
-    if (!o->tokenizer) {
+    if (!o->tokenizer && !o->resume) {
       fprintf(stderr, CMD ": --tokenizer is required (a vocabulary, or train:SIZE to learn one on the captions)\n");
       goto out;
     }
   }
-  if (!strncmp(o->tokenizer, "train:", 6) &&
+  if (o->tokenizer && !strncmp(o->tokenizer, "train:", 6) &&
       !vlm_app_parse_int(CMD, "--tokenizer train:SIZE", o->tokenizer + 6, VLM_BPE_MIN_VOCAB, 1 << 20, &o->bpe_size))
     goto out;
   /* evaluation data must be bounded: plain "shapes" is the 1,000,000-pair training split */

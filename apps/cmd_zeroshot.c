@@ -29,7 +29,8 @@ static void usage(FILE *f) {
           "Options:\n"
           "  --model PATH        model directory, config or weights file (see 'vlm info')\n"
           "  --classes A,B,C     class names, comma-separated\n"
-          "  --classes-file F    class names, one per line\n"
+          "  --classes-file F    class names, one per line (blank lines skipped; a name given\n"
+          "                      twice is warned about: the two split its probability)\n"
           "  --templates T       openai (open_clip's 80 ImageNet prompts, default), simple (its\n"
           "                      7-prompt subset), shapes (6 prompts for the synthetic shapes\n"
           "                      set), or a file with one template per line, each\n"
@@ -174,6 +175,15 @@ int vlm_cmd_zeroshot(int argc, char **argv) {
     }
     if (n_classes == 0) { fprintf(stderr, "vlm zeroshot: %s: no class names in the file\n", classes_f); goto done; }
   }
+  /* a class named twice splits its probability between the two: said, not refused (ImageNet's
+   * list as some copy it names 'crane' twice) */
+  for (int c = 1; c < n_classes; c++)
+    for (int d = 0; d < c; d++) {
+      if (strcmp(classes[c], classes[d])) continue;
+      fprintf(stderr, "vlm zeroshot: warning: %s%sclass names %d and %d are both '%s': the two split its probability\n",
+              classes_f ? classes_f : "", classes_f ? ": " : "", d + 1, c + 1, classes[c]);
+      break;
+    }
   if (!(n_tpl = vlm_zeroshot_templates_builtin(templates_s, &tpl))) {
     if (vlm_zeroshot_templates_load(templates_s, &tpl_owned, &n_tpl) != VLM_OK) {
       fprintf(stderr, "vlm zeroshot: --templates: %s (expected openai, simple, shapes or a file)\n", vlm_last_error());

@@ -17,8 +17,9 @@
  * image, kept (8 more bytes a sample) only when some path repeats. The pass takes ~0.6 s
  * and 24 bytes a row while it runs on a 1M-row file, so a training loader, which reads
  * no groups, turns it off (vlm_source_opts.csv_group_images).
- * Sample names are "file.csv:N (path)" with N = record number + 1 (the line number when no
- * record spans lines and no line is skipped; the header is line 1). */
+ * Sample names are "file.csv:N (path)" with N = the line the record starts on (the header's
+ * is line 1 when no blank line comes before it), counted at open (8 bytes a sample, kept only
+ * when some record spans lines or a blank line is skipped). */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
 #include <fcntl.h>
@@ -38,6 +39,7 @@ typedef struct {
   char sep;
   int64_t img_col, cap_col, n_cols;
   int64_t *off;   /* [n + 1]: record starts, then the end of the last record */
+  int64_t *line;  /* [n] the line each record starts on; NULL: record i is on line i + 2 */
   int64_t *group; /* [n] the first row with the same image path; NULL: no path repeats */
   int64_t n;
 } csv_src;
@@ -48,6 +50,7 @@ static void csv_free(void *p) {
   free(c->path);
   free(c->dir);
   free(c->off);
+  free(c->line);
   free(c->group);
   free(c);
 }
@@ -104,7 +107,8 @@ static vlm_status csv_get(vlm_source *s, int64_t i, vlm_sample *out) {
   csv_src *c = s->impl;
   int64_t a = c->off[i], b = c->off[i + 1];
   if (c->group) out->group = c->group[i];
-  snprintf(out->name, sizeof out->name, "%s:%lld", c->path, (long long)i + 2);
+  const long long line = c->line ? c->line[i] : i + 2;
+  snprintf(out->name, sizeof out->name, "%s:%lld", c->path, line);
   size_t len = (size_t)(b - a);
   if (len > CSV_MAX_RECORD)
     return vlm_src_fail(out, VLM_BAD_READ, vlm_error(VLM_ERR_FORMAT, "%s: record longer than %zu bytes (an unterminated quote?)",
@@ -149,7 +153,7 @@ static vlm_status csv_get(vlm_source *s, int64_t i, vlm_sample *out) {
   const char *img = f[c->img_col];
   size_t cl = fl[c->cap_col];
   char nm[sizeof out->name];
-  snprintf(nm, sizeof nm, "%s:%lld (%s)", c->path, (long long)i + 2, img);
+  snprintf(nm, sizeof nm, "%s:%lld (%s)", c->path, line, img);
   memcpy(out->name, nm, sizeof nm);
   if (fl[c->img_col] == 0) {
     st = vlm_src_fail(out, VLM_BAD_READ, vlm_error(VLM_ERR_FORMAT, "%s: empty image path", out->name));
@@ -191,27 +195,40 @@ done:
   return st;
 }
 
-/* Scan the file from byte start: record offsets (blank and whitespace-only records dropped). */
-static vlm_status csv_index(csv_src *c, int64_t start, int64_t **offs, int64_t *nrec, int64_t *first_len) {
+/* Scan the file from byte start: record offsets (blank and whitespace-only records dropped)
+ * and the line each starts on (LF, CR and CRLF end a line, inside quotes too); *lines is left
+ * NULL when record k is on line k + 1 throughout. */
+static vlm_status csv_index(csv_src *c, int64_t start, int64_t **offs, int64_t **lines, int64_t *nrec,
+                            int64_t *first_len) {
   size_t cap = 1024, n = 0;
-  int64_t *off = malloc(cap * sizeof *off);
+  int64_t *off = malloc(cap * sizeof *off), *line = malloc(cap * sizeof *line);
   char *buf = malloc(1 << 20);
-  if (!off || !buf) { free(off); free(buf); return vlm_error(VLM_ERR_OOM, "%s: out of memory", c->path); }
-  int64_t pos = start, rec_start = start;
+  *lines = NULL;
+  if (!off || !line || !buf) {
+    free(off);
+    free(line);
+    free(buf);
+    return vlm_error(VLM_ERR_OOM, "%s: out of memory", c->path);
+  }
+  int64_t pos = start, rec_start = start, breaks = 0, rec_line = 1;
   csv_state state = CSV_START;
-  int blank = 1;
+  int blank = 1, shifted = 0;
+  char prev = 0;
   for (;;) {
     ssize_t got = pread(c->fd, buf, 1 << 20, (off_t)pos);
     if (got < 0 && errno == EINTR) continue;
     if (got < 0) {
       int e = errno;
       free(off);
+      free(line);
       free(buf);
       return vlm_error(VLM_ERR_IO, "%s: read error: %s", c->path, strerror(e));
     }
     if (got == 0) break;
     for (ssize_t k = 0; k < got; k++, pos++) {
       char ch = buf[k];
+      breaks += ch == '\r' || (ch == '\n' && prev != '\r');
+      prev = ch;
       csv_event ev = csv_step(&state, ch, c->sep);
       if (ev != CSV_EOL) {
         if (!(ev == CSV_TEXT && state == CSV_PLAIN && (ch == ' ' || ch == '\t'))) blank = 0;
@@ -220,26 +237,44 @@ static vlm_status csv_index(csv_src *c, int64_t start, int64_t **offs, int64_t *
       if (!blank) {
         if (n + 2 > cap) {
           cap *= 2;
-          int64_t *no = realloc(off, cap * sizeof *off);
-          if (!no) { free(off); free(buf); return vlm_error(VLM_ERR_OOM, "%s: out of memory indexing", c->path); }
-          off = no;
+          int64_t *no = realloc(off, cap * sizeof *off), *nl = no ? realloc(line, cap * sizeof *line) : NULL;
+          if (no) off = no;
+          if (nl) line = nl;
+          if (!no || !nl) {
+            free(off);
+            free(line);
+            free(buf);
+            return vlm_error(VLM_ERR_OOM, "%s: out of memory indexing", c->path);
+          }
         }
+        shifted |= rec_line != (int64_t)n + 1;
+        line[n] = rec_line;
         off[n++] = rec_start;
       }
       rec_start = pos + 1;
+      rec_line = breaks + 1;
       blank = 1;
     }
   }
   free(buf);
   if (!blank) {
     if (n + 2 > cap) {
-      int64_t *no = realloc(off, (n + 2) * sizeof *off);
-      if (!no) { free(off); return vlm_error(VLM_ERR_OOM, "%s: out of memory indexing", c->path); }
-      off = no;
+      int64_t *no = realloc(off, (n + 2) * sizeof *off), *nl = no ? realloc(line, (n + 2) * sizeof *line) : NULL;
+      if (no) off = no;
+      if (nl) line = nl;
+      if (!no || !nl) {
+        free(off);
+        free(line);
+        return vlm_error(VLM_ERR_OOM, "%s: out of memory indexing", c->path);
+      }
     }
+    shifted |= rec_line != (int64_t)n + 1;
+    line[n] = rec_line;
     off[n++] = rec_start;
   }
   off[n] = pos;
+  if (shifted) *lines = line;
+  else free(line);
   *offs = off;
   *nrec = (int64_t)n;
   *first_len = n ? off[1] - off[0] : 0;
@@ -372,7 +407,7 @@ vlm_status vlm_src_open_csv(vlm_source *s, const char *path) {
   char bom[3];
   int64_t start = pread(c->fd, bom, 3, 0) == 3 && !memcmp(bom, "\xEF\xBB\xBF", 3) ? 3 : 0;   /* UTF-8 BOM */
   int64_t *off = NULL, nrec = 0, hlen = 0;
-  vlm_status st = csv_index(c, start, &off, &nrec, &hlen);
+  vlm_status st = csv_index(c, start, &off, &c->line, &nrec, &hlen);
   if (st) return st;
   c->off = off;
   if (nrec == 0) return vlm_error(VLM_ERR_FORMAT, "%s: empty file (no header row)", path);
@@ -421,6 +456,7 @@ vlm_status vlm_src_open_csv(vlm_source *s, const char *path) {
   c->n_cols = nf;
   /* drop the header: records 1..n-1 */
   memmove(off, off + 1, (size_t)nrec * sizeof *off);
+  if (c->line) memmove(c->line, c->line + 1, (size_t)(nrec - 1) * sizeof *c->line);
   c->n = nrec - 1;
   if (s->opts.csv_group_images && (st = csv_groups(c)) != VLM_OK) goto out;
   s->size = c->n;

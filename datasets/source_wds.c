@@ -177,6 +177,9 @@ static size_t split_key(const char *name, char *ext, size_t ext_n) {
 }
 
 static const char *const k_img_exts[] = {"jpg", "png", "jpeg", "webp"};
+/* why "k.v2.png" is no png: WebDataset's rule, which open_clip reads by */
+static const char k_dot_note[] = " (a key ends at the first dot of the file name, as in WebDataset: "
+                                 "x.v2.png is the member v2.png of the sample x)";
 
 int vlm_shard_next(vlm_shard_reader *r, vlm_sample *out) {
   memset(out, 0, sizeof *out);
@@ -216,11 +219,16 @@ int vlm_shard_next(vlm_shard_reader *r, vlm_sample *out) {
     return -1;
   }
   size_t key_n = klen;
+  char seen[128] = "";   /* the sample's member extensions, for the messages below */
+  int dotted = 0;        /* one of them holds a dot: a file name with several dots */
   int img_rank = 99;
   uint8_t *img = NULL, *txt = NULL;
   size_t img_n = 0, txt_n = 0;
   int broken = 0;
   for (;;) {
+    size_t sl = strlen(seen);
+    if (sl + 4 < sizeof seen) snprintf(seen + sl, sizeof seen - sl, "%s.%s", sl ? ", " : "", ext);
+    dotted |= strchr(ext, '.') != NULL;
     int rank = 99;
     for (int i = 0; i < 4; i++)
       if (!strcmp(ext, k_img_exts[i])) rank = i;
@@ -254,13 +262,15 @@ int vlm_shard_next(vlm_shard_reader *r, vlm_sample *out) {
   }
   if (!img) {
     free(txt);
-    vlm_error(VLM_ERR_FORMAT, "%s: no image member (jpg, png, jpeg or webp)", out->name);
+    vlm_error(VLM_ERR_FORMAT, "%s: no image member (jpg, png, jpeg or webp); its members: %s%s", out->name, seen,
+              dotted ? k_dot_note : "");
     out->fail = VLM_BAD_READ;
     return -1;
   }
   if (!txt) {
     free(img);
-    vlm_error(VLM_ERR_FORMAT, "%s: no caption member (.txt)", out->name);
+    vlm_error(VLM_ERR_FORMAT, "%s: no caption member (.txt); its members: %s%s", out->name, seen,
+              dotted ? k_dot_note : "");
     out->fail = VLM_BAD_CAPTION;
     return -1;
   }

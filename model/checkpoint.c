@@ -341,14 +341,35 @@ int vlm_is_weights_file(const char *path) {
          vlm_is_torch_name(path);
 }
 
+/* A model directory's (config, weights) pairs in the order they are looked for: safetensors
+ * before PyTorch pickles, open_clip's pair before the HF pair. */
+static const char *const k_dir_pairs[4][2] = {{"open_clip_config.json", "open_clip_model.safetensors"},
+                                              {"config.json", "model.safetensors"},
+                                              {"open_clip_config.json", "open_clip_pytorch_model.bin"},
+                                              {"config.json", "pytorch_model.bin"}};
+
+int vlm_model_dir_shadow(const char *dir, const char *cfg_name, const char *weights_name, char *other, size_t n) {
+  const int len = (int)strlen(dir);
+  char cfg[4200];
+  for (int i = 0; i < 4; i++) {
+    const int same_cfg = !strcmp(k_dir_pairs[i][0], cfg_name);
+    if (!strcmp(k_dir_pairs[i][1], weights_name)) {
+      /* this pair is the one written: a sharded save's index of its name is read instead */
+      snprintf(other, n, "%s/%s.index.json", dir, weights_name);
+      return same_cfg && is_file(other) ? 1 : 0;
+    }
+    snprintf(cfg, sizeof cfg, "%s/%s", dir, k_dir_pairs[i][0]);
+    if ((same_cfg || is_file(cfg)) && find_weights(dir, len, k_dir_pairs[i][1], other, n)) return same_cfg ? 1 : 2;
+  }
+  other[0] = 0;
+  return 0;
+}
+
 vlm_status vlm_model_paths(const char *path, char *cfg, char *weights, size_t n) {
   if (is_dir(path)) {
-    /* safetensors before PyTorch pickles, open_clip's pair before the HF pair; when none is
-     * complete, open_clip's names if its config is there (the error then names its weights) */
-    static const char *const pairs[4][2] = {{"open_clip_config.json", "open_clip_model.safetensors"},
-                                            {"config.json", "model.safetensors"},
-                                            {"open_clip_config.json", "open_clip_pytorch_model.bin"},
-                                            {"config.json", "pytorch_model.bin"}};
+    /* the pairs in order; when none is complete, open_clip's names if its config is there
+     * (the error then names its weights) */
+    const char *const(*pairs)[2] = k_dir_pairs;
     int len = (int)strlen(path);
     for (int i = 0; i < 4; i++) {
       snprintf(cfg, n, "%s/%s", path, pairs[i][0]);

@@ -122,6 +122,13 @@ vlm_status vlm_clip_load_as(const char *path, const char *config, vlm_clip_confi
  * itself, and the config beside it, or cfg = "" when there is none). cfg and weights hold n
  * bytes. Errors when the path or the config is missing. */
 vlm_status vlm_model_paths(const char *path, char *cfg, char *weights, size_t n);
+/* Which weights vlm_model_paths(dir) would read once cfg_name and weights_name (file names, as a
+ * save writes them) are written into dir: 0, those; 1, another weights file that would be read
+ * with that config (e.g. open_clip_model.safetensors before a new open_clip_pytorch_model.bin,
+ * or weights_name.index.json before weights_name); 2, another layout's complete pair, read
+ * first (e.g. open_clip's before a new config.json + model.safetensors). other (n bytes) gets
+ * that other weights file's path. */
+int vlm_model_dir_shadow(const char *dir, const char *cfg_name, const char *weights_name, char *other, size_t n);
 /* 1 when path names a weights file (a PyTorch checkpoint, a .safetensors file or a sharded save's
  * index) rather than a config file. */
 int vlm_is_weights_file(const char *path);

@@ -296,6 +296,24 @@ check "--resume of a run directory points to its checkpoints (exit 1)" \
 check "--resume of a file: not a checkpoint directory, named once" \
   "[ $? -eq 1 ] && grep -q 'latest/open_clip_model.safetensors: not a checkpoint directory' $tmp/w.err && ! grep -q 'safetensors: /' $tmp/w.err"
 
+# A resume on a CSV (no shapes defaults) needs neither --model nor --tokenizer: it trains the
+# checkpoint's model with the run's tokenizer (it asked for both); into a new run, the
+# checkpoint's tokenizer; one with none anywhere is told to give --tokenizer.
+"$vlm" shapes --out "$tmp/sh16" --n 16 --size 32 >/dev/null
+csv=(--device cpu --train-data "$tmp/sh16/captions.tsv" --batch-size 8 --lr 1e-3 --warmup 3 --val-frequency 0
+     --zeroshot-frequency 0 --workers 2 --logs "$tmp/runs" --seed 3)
+"$vlm" train "${csv[@]}" --model tiny --tokenizer train:600 --steps 6 --name csv --stop-at-step 3 >/dev/null 2>&1
+"$vlm" train "${csv[@]}" --name csv --resume latest >/dev/null 2>"$tmp/csv.err"
+check "CSV resume without --model / --tokenizer: exit 0, to step 6" \
+  "[ $? -eq 0 ] && grep -q 'resuming .* at step 3' $tmp/csv.err && [ \"\$(readlink $tmp/runs/csv/checkpoints/latest)\" = step_6 ]"
+"$vlm" train "${csv[@]}" --name csv2 --resume "$tmp/runs/csv/checkpoints/epoch_1" >/dev/null 2>"$tmp/csv.err"
+check "... into a new run: the checkpoint's tokenizer, copied into it" \
+  "[ $? -eq 0 ] && cmp -s $tmp/runs/csv/tokenizer/vocab.json $tmp/runs/csv2/tokenizer/vocab.json"
+mkdir -p "$tmp/lone" && cp -r "$tmp/runs/csv/checkpoints/epoch_1" "$tmp/lone/ck"
+"$vlm" train "${csv[@]}" --name csv3 --resume "$tmp/lone/ck" >/dev/null 2>"$tmp/csv.err"
+check "... a checkpoint with no tokenizer anywhere: exit 2, give --tokenizer" \
+  "[ $? -eq 2 ] && grep -q 'no tokenizer in the run .* or beside the checkpoint: give --tokenizer' $tmp/csv.err"
+
 # Data smaller than one batch: the sample count, for --epochs as for --steps; an empty file.
 "$vlm" shapes --out "$tmp/sh3" --split val --n 3 --size 32 >/dev/null
 for mode in "--epochs 2" "--steps 2"; do

@@ -25,6 +25,14 @@ out=$("$vlm" zeroshot --model "$m" --classes "horse,cat" "$tmp/imgs/space" "$tmp
 check "a file named twice (a folder and a file in it) is classified once" \
   "[ $rc -eq 0 ] && [ \$(grep -c 'rocket.jpg' <<<\"\$out\") -eq 1 ] && grep -q '1 image named more than once, classified once' $tmp/err"
 
+# a class named twice splits its probability: said on stderr (not refused)
+printf 'cat\n\nhorse\ncat\n' >"$tmp/dup_cls.txt"
+"$vlm" zeroshot --model "$m" --classes-file "$tmp/dup_cls.txt" "$tmp/imgs/space/rocket.jpg" >/dev/null 2>"$tmp/err"
+check "a class named twice in a file: exit 0, a warning naming the file and both" \
+  "[ $? -eq 0 ] && grep -q 'warning: .*dup_cls.txt: class names 1 and 3 are both .cat.: the two split its probability' $tmp/err"
+"$vlm" zeroshot --model "$m" --classes horse,cat,horse "$tmp/imgs/space/rocket.jpg" >/dev/null 2>"$tmp/err"
+check "... in --classes too" "[ $? -eq 0 ] && grep -q 'class names 1 and 3 are both .horse.' $tmp/err"
+
 # JSON: all classes -> probabilities sum to 1, sorted descending
 "$vlm" zeroshot --model "$m" --classes "horse, cat ,astronaut,rocket" --top-k 10 --json --templates simple \
   "$tmp/imgs/space/astronaut.png" >"$tmp/zs.json"; rc=$?

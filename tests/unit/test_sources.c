@@ -180,12 +180,14 @@ static void test_csv(void) {
             decodes(&sm),
         "record 1 (quoted): '%s' %s", sm.caption ? sm.caption : "(null)", vlm_last_error());
   vlm_sample_free(&sm);
-  CHECK(vlm_source_get(s, 2, &sm) != VLM_OK && sm.fail == VLM_BAD_READ && strstr(vlm_last_error(), "img/missing.png") &&
-            strstr(vlm_last_error(), "train.tsv"),
-        "missing image named: %s", vlm_last_error());
+  /* samples are named by the line they start on: the blank line 3 and the quoted newline count */
+  CHECK(vlm_source_get(s, 2, &sm) != VLM_OK && sm.fail == VLM_BAD_READ &&
+            strstr(vlm_last_error(), "train.tsv:6 (img/missing.png)"),
+        "missing image named with its line (6): %s", vlm_last_error());
   vlm_sample_free(&sm);
-  CHECK(vlm_source_get(s, 3, &sm) == VLM_OK && !decodes(&sm) && strstr(vlm_last_error(), "bad.jpg"),
-        "corrupt image fails to decode, named: %s", vlm_last_error());
+  CHECK(vlm_source_get(s, 3, &sm) == VLM_OK && !decodes(&sm) && strstr(vlm_last_error(), "bad.jpg") &&
+            strstr(sm.name, "train.tsv:7"),
+        "corrupt image fails to decode, named (line 7): %s %s", sm.name, vlm_last_error());
   vlm_sample_free(&sm);
   CHECK(vlm_source_get(s, 4, &sm) != VLM_OK && sm.fail == VLM_BAD_CAPTION && strstr(vlm_last_error(), "empty caption"),
         "empty caption: %s", vlm_last_error());
@@ -587,15 +589,17 @@ static void test_wds(void) {
           vlm_last_error());
     vlm_sample_free(&sm);
     k = vlm_shard_next(r, &sm);
-    CHECK(k == -1 && strstr(vlm_last_error(), "000002") && strstr(vlm_last_error(), "no image"), "no image: %s",
-          vlm_last_error());
+    CHECK(k == -1 && strstr(vlm_last_error(), "000002") && strstr(vlm_last_error(), "no image") &&
+              strstr(vlm_last_error(), "its members: .txt") && !strstr(vlm_last_error(), "first dot"),
+          "no image, the members named: %s", vlm_last_error());
     k = vlm_shard_next(r, &sm);
     CHECK(k == 1 && !decodes(&sm) && strstr(sm.name, "000003"), "corrupt jpeg read, fails to decode");
     vlm_sample_free(&sm);
     k = vlm_shard_next(r, &sm);
     /* pax "ddd.../sample.seg.png" and GNU "ddd.../sample.txt": one key; .seg.png is not an image */
-    CHECK(k == -1 && strstr(vlm_last_error(), "ddd/sample: no image"), "long names grouped, ext seg.png: %s",
-          vlm_last_error());
+    CHECK(k == -1 && strstr(vlm_last_error(), "ddd/sample: no image") &&
+              strstr(vlm_last_error(), "its members: .seg.png, .txt (a key ends at the first dot of the file name"),
+          "long names grouped, ext seg.png, the dotted name explained: %s", vlm_last_error());
     CHECK(vlm_shard_next(r, &sm) == 0, "end of shard 0");
     CHECK(vlm_shard_next(r, &sm) == 0, "stays at the end");
     vlm_shard_close(r);
