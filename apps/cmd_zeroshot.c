@@ -39,6 +39,13 @@ static void usage(FILE *f) {
           "                      bpe_simple_vocab_16e6.txt.gz); default: the model's tokenizer/\n"
           "  --top-k K           classes printed per image (default 5; not with --eval)\n"
           "  --batch-size N      images / texts per forward pass (default 32)\n"
+          "  --classifier FILE   keep the classifier (the class embeddings) in FILE: read from it\n"
+          "                      when it was built by this model, precision and device from the\n"
+          "                      same prompts (class names, templates, tokenizer), else built and\n"
+          "                      written there (atomically). Building it embeds classes x\n"
+          "                      templates prompts: minutes for 1,000 classes and the 80 openai\n"
+          "                      templates; reading it, milliseconds. A FILE that is not one is\n"
+          "                      refused and left as it is\n"
           "  --precision P       f32 (default) or bf16: bf16 matmul inputs, f32 accumulation\n"
           "                      (weights converted once; features within ~1e-5 cosine of f32)\n"
           "  --device D          cpu (default) or cuda: embed on the GPU (each batch uploaded,\n"
@@ -63,7 +70,8 @@ static void usage(FILE *f) {
           "Examples:\n"
           "  vlm zeroshot --model vit-b-32/ --classes cat,dog,car photos/\n"
           "  vlm zeroshot --model vit-b-32/ --classes-file classes.txt --templates simple --top-k 3 a.jpg b.png\n"
-          "  vlm zeroshot --model my-model/ --eval val/ --json > accuracy.json\n");
+          "  vlm zeroshot --model my-model/ --eval val/ --json > accuracy.json\n"
+          "  vlm zeroshot --model vit-b-32/ --classes-file imagenet.txt --classifier imagenet.zsc photos/\n");
 }
 
 /* Sub-folders of dir, sorted; images beside them (in no class) are counted and named. */
@@ -108,7 +116,7 @@ static int cmp_conf(const void *a, const void *b) {
 
 int vlm_cmd_zeroshot(int argc, char **argv) {
   const char *model = NULL, *classes_s = NULL, *classes_f = NULL, *templates_s = "openai", *tokenizer = NULL;
-  const char *eval = NULL, *precision = "f32", *device = "cpu";
+  const char *eval = NULL, *precision = "f32", *device = "cpu", *classifier = NULL;
   long long top_k = 5, batch = 32;
   int json = 0, top_k_set = 0;
   vlm_pathlist inputs = {0};
@@ -126,7 +134,8 @@ int vlm_cmd_zeroshot(int argc, char **argv) {
                         : !strcmp(a, "--tokenizer")    ? &tokenizer
                         : !strcmp(a, "--eval")         ? &eval
                         : !strcmp(a, "--precision")    ? &precision
-                        : !strcmp(a, "--device")       ? &device : NULL;
+                        : !strcmp(a, "--device")       ? &device
+                        : !strcmp(a, "--classifier")   ? &classifier : NULL;
       long long *num = !strcmp(a, "--top-k") ? &top_k : !strcmp(a, "--batch-size") ? &batch : NULL;
       const char *v = NULL;
       int bad = !slot && !num ? vlm_app_bad_arg("vlm zeroshot", a) : !(v = vlm_app_value("vlm zeroshot", argc, argv, &i));
@@ -151,6 +160,19 @@ int vlm_cmd_zeroshot(int argc, char **argv) {
   int eflags = usage_err ? 0 : vlm_app_encoder_flags("vlm zeroshot", precision, device);
   if (eflags < 0) usage_err = 1;
   if (usage_err) { vlm_pathlist_free(&inputs); return 2; }
+  if (classifier) {   /* its folder must exist: known now, not after minutes of building */
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", classifier);
+    char *sl = strrchr(dir, '/');
+    if (!sl) snprintf(dir, sizeof dir, ".");
+    else sl[sl == dir] = 0;
+    struct stat sb;
+    if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
+      fprintf(stderr, "vlm zeroshot: --classifier %s: its folder %s does not exist\n", classifier, dir);
+      vlm_pathlist_free(&inputs);
+      return 1;
+    }
+  }
 
   int rc = 1, n_classes = 0, n_tpl = 0;
   char **classes = NULL, **tpl_owned = NULL;
@@ -250,12 +272,27 @@ int vlm_cmd_zeroshot(int argc, char **argv) {
   logits = malloc((size_t)N * (size_t)C * sizeof(float));
   ok = calloc((size_t)N, sizeof(int));
   if (!W || !emb || !logits || !ok) { fprintf(stderr, "vlm zeroshot: out of memory\n"); goto done; }
-  vlm_tools_prompts pc;   /* the class prompts, with a progress line when there are many */
-  vlm_tools_prompts_start(&pc, &enc, "zeroshot", (int64_t)n_classes * n_tpl);
-  if (vlm_zeroshot_classifier(vlm_tools_prompts_cb, &pc, (const char *const *)classes, n_classes, tpl, n_tpl, E,
-                              (int)batch, W) != VLM_OK) {
-    fprintf(stderr, "vlm zeroshot: building the classifier: %s\n", vlm_last_error());
+  /* --classifier FILE: this model's classifier for these prompts, when FILE holds it */
+  char key[40] = "";
+  int cached = 0;
+  if (classifier && (vlm_zs_cache_key(&enc, (const char *const *)classes, n_classes, tpl, n_tpl, key, sizeof key) !=
+                         VLM_OK ||
+                     (cached = vlm_zs_cache_read(classifier, key, C, E, W)) < 0)) {
+    fprintf(stderr, "vlm zeroshot: %s\n", vlm_last_error());
     goto done;
+  }
+  if (!cached) {
+    vlm_tools_prompts pc;   /* the class prompts, with a progress line when there are many */
+    vlm_tools_prompts_start(&pc, &enc, "zeroshot", (int64_t)n_classes * n_tpl);
+    if (vlm_zeroshot_classifier(vlm_tools_prompts_cb, &pc, (const char *const *)classes, n_classes, tpl, n_tpl, E,
+                                (int)batch, W) != VLM_OK) {
+      fprintf(stderr, "vlm zeroshot: building the classifier: %s\n", vlm_last_error());
+      goto done;
+    }
+    if (classifier && vlm_zs_cache_write(classifier, key, &enc, model, n_tpl, C, W) != VLM_OK) {
+      fprintf(stderr, "vlm zeroshot: --classifier: %s\n", vlm_last_error());
+      goto done;
+    }
   }
   int64_t bad = vlm_tools_embed_files(&enc, files.paths, N, emb, ok, "zeroshot", N > 64);
   if (bad < 0) goto done;

@@ -47,6 +47,20 @@ typedef struct { vlm_encoder *enc; vlm_tools_progress pg; } vlm_tools_prompts;
 void vlm_tools_prompts_start(vlm_tools_prompts *p, vlm_encoder *enc, const char *cmd, int64_t n);
 vlm_status vlm_tools_prompts_cb(void *ctx, const char *const *texts, int n, float *out);
 
+/* vlm zeroshot --classifier FILE: the classifier W [C, E] kept in a safetensors file (tensor
+ * "classifier"; __metadata__ format "vlm-zeroshot-classifier", version, key, model_identity,
+ * model, templates). The key hashes the model's identity, its precision and device, and every
+ * prompt's token ids (class names, templates and tokenizer), so a file made for anything else
+ * is not used. vlm_zs_cache_key writes 32 hex digits into key[n] (n >= 33). vlm_zs_cache_read:
+ * 1 when FILE holds this key's classifier (W filled), 0 when FILE is absent or made for
+ * something else, -1 on an error (message set; a file that is not a classifier is one).
+ * vlm_zs_cache_write replaces FILE atomically. */
+vlm_status vlm_zs_cache_key(vlm_encoder *e, const char *const *classes, int C, const char *const *tpl, int T,
+                            char *key, size_t n);
+int vlm_zs_cache_read(const char *path, const char *key, int64_t C, int64_t E, float *W);
+vlm_status vlm_zs_cache_write(const char *path, const char *key, const vlm_encoder *e, const char *model, int T,
+                              int64_t C, const float *W);
+
 /* Embed n image files into out[n, E] (unit rows), batch by batch, decoding and
  * preprocessing a batch in parallel. ok[i] = 1 if file i was embedded, 0 if it
  * was skipped (its message printed as "vlm CMD: <error>"). progress != 0 prints a

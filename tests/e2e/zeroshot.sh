@@ -140,5 +140,62 @@ check "--tokenizer PATH for a model without one" "[ $? -eq 0 ]"
 check "no classes exits 2" "[ $? -eq 2 ]"
 "$vlm" zeroshot --model "$m" --classes cat --top-k 0 "$tmp/imgs" >/dev/null 2>&1
 check "--top-k 0 exits 2" "[ $? -eq 2 ]"
+
+# --classifier FILE: written by the first run, read by the next (same output), built again for
+# other prompts; a file that is not a classifier is refused and kept
+zc=$tmp/cls.zsc
+img=$tmp/imgs/space/rocket.jpg
+"$vlm" zeroshot --model "$m" --classes horse,cat,astronaut,rocket --top-k 4 "$img" >"$tmp/zc0.out" 2>/dev/null
+"$vlm" zeroshot --model "$m" --classes horse,cat,astronaut,rocket --top-k 4 --classifier "$zc" "$img" >"$tmp/zc1.out" 2>/dev/null
+check "--classifier: written, the output unchanged" "[ $? -eq 0 ] && [ -s \"$zc\" ] && cmp -s \"$tmp/zc0.out\" \"$tmp/zc1.out\""
+cp "$zc" "$tmp/zc.first"
+"$vlm" zeroshot --model "$m" --classes horse,cat,astronaut,rocket --top-k 4 --classifier "$zc" "$img" >"$tmp/zc2.out" 2>/dev/null
+check "--classifier: read back, the same output, the file as it was" \
+  "[ $? -eq 0 ] && cmp -s \"$tmp/zc0.out\" \"$tmp/zc2.out\" && cmp -s \"$zc\" \"$tmp/zc.first\""
+if command -v python3 >/dev/null; then
+  # the rows of horse and rocket swapped in the file: the run uses what it reads
+  python3 - "$zc" <<'PY'
+import json, struct, sys
+b = bytearray(open(sys.argv[1], 'rb').read())
+n = struct.unpack('<Q', b[:8])[0]
+h = json.loads(b[8:8 + n])
+a, z = h['classifier']['data_offsets']
+C, E = h['classifier']['shape']
+row = lambda i: slice(8 + n + a + 4 * E * i, 8 + n + a + 4 * E * (i + 1))
+r0, r3 = bytes(b[row(0)]), bytes(b[row(3)])
+b[row(0)], b[row(3)] = r3, r0
+open(sys.argv[1], 'wb').write(b)
+PY
+  "$vlm" zeroshot --model "$m" --classes horse,cat,astronaut,rocket --top-k 4 --classifier "$zc" "$img" >"$tmp/zc3.out" 2>/dev/null
+  check "--classifier: the classes' rows are the file's (swapped rows swap the probabilities)" \
+    "[ \"\$(grep -F '  rocket' \"$tmp/zc3.out\" | cut -c1-8)\" = \"\$(grep -F '  horse' \"$tmp/zc0.out\" | cut -c1-8)\" ]"
+  cp "$tmp/zc.first" "$zc"
+fi
+"$vlm" zeroshot --model "$m" --classes horse,cat,astronaut,rocket --top-k 4 --templates simple "$img" >"$tmp/zs0.out" 2>/dev/null
+"$vlm" zeroshot --model "$m" --classes horse,cat,astronaut,rocket --top-k 4 --templates simple --classifier "$zc" "$img" \
+  >"$tmp/zs1.out" 2>/dev/null
+check "--classifier made from other templates: built again, rewritten" \
+  "[ $? -eq 0 ] && cmp -s \"$tmp/zs0.out\" \"$tmp/zs1.out\" && ! cmp -s \"$zc\" \"$tmp/zc.first\""
+"$vlm" zeroshot --model "$m" --classes horse,cat,astronaut,ROCKET --top-k 4 --templates simple --classifier "$zc" "$img" \
+  >/dev/null 2>&1
+cp "$zc" "$tmp/zc.upper"
+"$vlm" zeroshot --model "$m" --classes horse,cat,astronaut,rocket --top-k 4 --templates simple --classifier "$zc" "$img" \
+  >/dev/null 2>&1
+check "--classifier: a class name spelt otherwise but tokenized the same (open_clip lower-cases): kept" \
+  "cmp -s \"$zc\" \"$tmp/zc.upper\""
+cp "$zc" "$tmp/zc.m1"
+"$vlm" zeroshot --model "$tmp/model2" --classes horse,cat,astronaut,rocket --top-k 4 --templates simple "$img" \
+  >"$tmp/zm0.out" 2>/dev/null
+"$vlm" zeroshot --model "$tmp/model2" --classes horse,cat,astronaut,rocket --top-k 4 --templates simple --classifier "$zc" \
+  "$img" >"$tmp/zm1.out" 2>/dev/null
+check "--classifier made by another model: built again" \
+  "[ $? -eq 0 ] && cmp -s \"$tmp/zm0.out\" \"$tmp/zm1.out\" && ! cmp -s \"$zc\" \"$tmp/zc.m1\""
+echo "precious" >"$tmp/not-a-classifier"
+err=$("$vlm" zeroshot --model "$m" --classes horse,cat --classifier "$tmp/not-a-classifier" "$img" 2>&1 >/dev/null); rc=$?
+check "--classifier over a file that is not one: exit 1, named, kept" \
+  "[ $rc -eq 1 ] && grep -q 'not-a-classifier' <<<\"\$err\" && grep -qx precious \"$tmp/not-a-classifier\""
+err=$("$vlm" zeroshot --model "$m" --classes horse,cat --classifier "$tmp/no/such/dir/c.zsc" "$img" 2>&1 >/dev/null); rc=$?
+check "--classifier in a folder that does not exist: exit 1 before any work" \
+  "[ $rc -eq 1 ] && grep -q 'no/such/dir' <<<\"\$err\" && ! grep -q prompts <<<\"\$err\""
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]

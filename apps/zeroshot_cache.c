@@ -1,0 +1,116 @@
+/* vlm zeroshot --classifier FILE: a zero-shot classifier kept between runs (see tools.h). */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "apps/tools.h"
+#include "contrastive/contrastive.h"
+
+#define FORMAT "vlm-zeroshot-classifier"
+
+typedef struct { uint64_t a, b; } hash2;
+
+static void mix(hash2 *h, const void *data, size_t n) {
+  const uint8_t *p = data;
+  for (size_t i = 0; i < n; i++) {
+    h->a = (h->a ^ p[i]) * 0x100000001B3ull;              /* FNV-1a */
+    h->b = (h->b + p[i] + 1) * 0x9E3779B97F4A7C15ull;     /* a second, unrelated one */
+    h->b ^= h->b >> 31;
+  }
+}
+
+static void mix_str(hash2 *h, const char *s) { mix(h, s, strlen(s) + 1); }
+
+static void mix_i64(hash2 *h, int64_t v) { mix(h, &v, sizeof v); }
+
+vlm_status vlm_zs_cache_key(vlm_encoder *e, const char *const *classes, int C, const char *const *tpl, int T,
+                            char *key, size_t n) {
+  if (!e->tok) return vlm_error(VLM_ERR_ARG, "zero-shot classifier key: no tokenizer");
+  const int ctx = (int)e->cfg.text.context_length;
+  int32_t *ids = malloc((size_t)(ctx > 0 ? ctx : 1) * sizeof *ids);
+  if (!ids) return vlm_error(VLM_ERR_OOM, "out of memory");
+  hash2 h = {0xCBF29CE484222325ull, 1};
+  mix_str(&h, FORMAT "-1");
+  mix_str(&h, e->identity);
+  mix_str(&h, e->prec == VLM_PREC_BF16 ? "bf16" : "f32");
+  mix_str(&h, e->dev == VLM_CPU ? "cpu" : "gpu");
+  mix_i64(&h, C);
+  mix_i64(&h, T);
+  mix_i64(&h, vlm_encoder_dim(e));
+  vlm_status st = VLM_OK;
+  /* every prompt as the text tower reads it: the class names, the templates and the tokenizer */
+  for (int64_t t = 0; t < (int64_t)C * T && st == VLM_OK; t++) {
+    char *text = vlm_zeroshot_fill(tpl[t % T], classes[t / T]);
+    if (!text || vlm_tokenizer_encode_ctx(e->tok, text, strlen(text), ctx, 0, ids) < 0)
+      st = vlm_error(VLM_ERR_OOM, "out of memory");
+    else
+      mix(&h, ids, (size_t)ctx * sizeof *ids);
+    free(text);
+  }
+  free(ids);
+  if (st == VLM_OK) snprintf(key, n, "%016llx%016llx", (unsigned long long)h.a, (unsigned long long)h.b);
+  return st;
+}
+
+int vlm_zs_cache_read(const char *path, const char *key, int64_t C, int64_t E, float *W) {
+  struct stat sb;
+  if (stat(path, &sb) != 0) {
+    if (errno == ENOENT) return 0;
+    vlm_error(VLM_ERR_IO, "%s: %s", path, strerror(errno));
+    return -1;
+  }
+  vlm_safetensors st;
+  vlm_status s = vlm_st_open(&st, path);
+  if (s != VLM_OK) {
+    char why[VLM_ERR_LEN];
+    snprintf(why, sizeof why, "%s", vlm_last_error());
+    vlm_error(s, "--classifier: %s (not a zero-shot classifier written by vlm zeroshot: left as it is)", why);
+    return -1;
+  }
+  const char *fmt = vlm_st_meta(&st, "format"), *k = vlm_st_meta(&st, "key");
+  const vlm_st_entry *w = vlm_st_find(&st, "classifier");
+  int rc = 0;
+  if (!fmt || strcmp(fmt, FORMAT)) {
+    vlm_error(VLM_ERR_FORMAT, "--classifier: %s: not a zero-shot classifier written by vlm zeroshot (no format \"%s\"): "
+              "left as it is; name another file", path, FORMAT);
+    rc = -1;
+  } else if (!k || strcmp(k, key) || !w || w->ndim != 2 || w->shape[0] != C || w->shape[1] != E) {
+    rc = 0;   /* made for another model, other prompts or another precision: built again */
+  } else if ((s = vlm_st_read_f32(&st, w, W, C * E)) != VLM_OK) {
+    rc = -1;
+  } else {
+    rc = 1;
+    for (int64_t c = 0; c < C && rc == 1; c++) {   /* unit rows: damaged otherwise */
+      double ss = 0;
+      for (int64_t d = 0; d < E; d++) ss += (double)W[c * E + d] * W[c * E + d];
+      if (!(ss > 0.999 && ss < 1.001)) {
+        vlm_error(VLM_ERR_FORMAT, "--classifier: %s: class %lld's embedding is not a unit vector (damaged)", path,
+                  (long long)c);
+        rc = -1;
+      }
+    }
+  }
+  vlm_st_close(&st);
+  return rc;
+}
+
+vlm_status vlm_zs_cache_write(const char *path, const char *key, const vlm_encoder *e, const char *model, int T,
+                              int64_t C, const float *W) {
+  vlm_st_writer *w = vlm_st_writer_new();
+  if (!w) return vlm_error(VLM_ERR_OOM, "out of memory");
+  const int64_t E = vlm_encoder_dim(e), shape[2] = {C, E};
+  char num[32];
+  snprintf(num, sizeof num, "%d", T);
+  vlm_status s = vlm_st_writer_add(w, "classifier", VLM_F32, 2, shape, W);
+  if (s == VLM_OK) s = vlm_st_writer_meta(w, "format", FORMAT);
+  if (s == VLM_OK) s = vlm_st_writer_meta(w, "version", "1");
+  if (s == VLM_OK) s = vlm_st_writer_meta(w, "key", key);
+  if (s == VLM_OK) s = vlm_st_writer_meta(w, "model_identity", e->identity);
+  if (s == VLM_OK) s = vlm_st_writer_meta(w, "model", model);
+  if (s == VLM_OK) s = vlm_st_writer_meta(w, "templates", num);
+  if (s == VLM_OK) s = vlm_st_writer_save(w, path);
+  vlm_st_writer_free(w);
+  return s;
+}
