@@ -92,7 +92,8 @@ static void usage(FILE *f) {
           "  --save-frequency N (1: epoch_K every N epochs)  --save-most-recent (keep only the\n"
           "  newest epoch_K)  --save-steps N (update 'latest' every N steps; 0: at epoch ends)\n"
           "  --resume latest|PATH     continue exactly (weights, optimizer, step, data position;\n"
-          "                           without --steps/--epochs, the run's own length; the\n"
+          "                           without --steps/--epochs, the run's own length; without\n"
+          "                           --batch-size/--accum-freq, the run's own; the\n"
           "                           checkpoint's model and the run's tokenizer: no --model\n"
           "                           or --tokenizer needed)\n"
           "  --val-frequency N (1)  --zeroshot-frequency N (2)  --zeroshot-data SPEC (labelled:\n"
@@ -137,7 +138,7 @@ typedef struct {
   long long stop_at, log_every, eval_steps, epochs_cooldown;
   long long bpe_size;   /* --tokenizer train:SIZE */
   int save_most_recent, lock_image, lock_text, json;
-  int set_batch, set_lr, set_warmup, set_epochs, set_steps, set_eval_steps, set_coca_w;
+  int set_batch, set_accum, set_lr, set_warmup, set_epochs, set_steps, set_eval_steps, set_coca_w;
   int set_model;      /* --model was given (not the shapes default) */
   int shapes_steps;   /* --steps is the shapes default, set once the model's kind is known */
   int kept_length;    /* a resume without --steps / --epochs: the run's own total_steps */
@@ -739,6 +740,36 @@ static int resume_checks(run_state *R, const char *dir, const vlm_train_config *
   return 0;
 }
 
+/* A resume without --batch-size / --accum-freq goes on with the checkpoint's own (its
+ * train_state's; the global batch kept when the rank count changed and divides it), not the
+ * defaults: a run of --batch-size 16 resumed plainly stays at 16. */
+static void resume_sizes(run_state *R, const char *dir) {
+  opts *o = &R->o;
+  if (o->set_batch && o->set_accum) return;
+  char path[4200];
+  snprintf(path, sizeof path, "%s/train_state.safetensors", dir);
+  vlm_safetensors st;
+  if (vlm_st_open(&st, path) != VLM_OK) {   /* none (a weights-only checkpoint), or reported by the load */
+    vlm_error_clear();
+    return;
+  }
+  const char *b = vlm_st_meta(&st, "batch_size"), *k = vlm_st_meta(&st, "accum_freq"), *w = vlm_st_meta(&st, "world");
+  long long B0 = 0, K0 = 0, W0 = 1;
+  const long long W = R->world > 0 ? R->world : 1;
+  if (b && sscanf(b, "%lld", &B0) == 1 && B0 >= 1 && B0 <= (1 << 20) && !o->set_batch) {
+    if (w && sscanf(w, "%lld", &W0) == 1 && W0 >= 1 && W0 != W && (B0 * W0) % W == 0) B0 = B0 * W0 / W;
+    if (B0 != o->batch && R->rank == 0)
+      fprintf(stderr, CMD ": --batch-size %lld, the checkpoint's (give --batch-size to change it)\n", B0);
+    o->batch = B0;
+  }
+  if (k && sscanf(k, "%lld", &K0) == 1 && K0 >= 1 && K0 <= 4096 && !o->set_accum) {
+    if (K0 != o->accum && R->rank == 0)
+      fprintf(stderr, CMD ": --accum-freq %lld, the checkpoint's (give --accum-freq to change it)\n", K0);
+    o->accum = K0;
+  }
+  vlm_st_close(&st);
+}
+
 static int run(run_state *R) {
   opts *o = &R->o;
   R->eval_step = -1;
@@ -775,6 +806,7 @@ static int run(run_state *R) {
     }
     int rc = check_resume(o, resume_dir);
     if (rc) return rc;
+    resume_sizes(R, resume_dir);
   } else if (lead && path_exists(R->run)) {
     char ckl[4200];
     snprintf(ckl, sizeof ckl, "%s/latest", R->ck);
@@ -1302,6 +1334,7 @@ int vlm_cmd_train(int argc, char **argv) {
     DBL("--coca-caption-loss-weight", coca_caption_w)
     DBL("--coca-contrastive-loss-weight", coca_clip_w)
     INT("--epochs", epochs, 1, 1000000)
+    if (!strcmp(a, "--accum-freq")) o->set_accum = 1;
     INT("--accum-freq", accum, 1, 4096)
     INT("--seed", seed, 0, (1LL << 62))
     INT("--workers", workers, 0, 256)

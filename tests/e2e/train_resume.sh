@@ -91,6 +91,17 @@ check "batch 16 -> 8: warned, batch 2 becomes batch 4" \
   "[ $? -eq 0 ] && grep -q 'warning: --batch-size 8, the checkpoint.s 16' $tmp/bs.err && grep -q 'at step 2 (epoch 0, batch 4)' $tmp/bs.err"
 check "... so epoch 0 reads its other 32 samples, not 48" "grep -q 'loader: epoch 0 done: 32 samples' $tmp/bs.err"
 
+# --resume without --batch-size / --accum-freq: the run's own sizes, not the defaults (64 would
+# not even fit shapes:64's 64 samples twice), so the resumed run is the straight run's
+plain=("${common[@]/--batch-size/--seed}")   # --batch-size 8 -> a second --seed 8 (the last one counts)
+"$vlm" train "${plain[@]}" --seed 3 --batch-size 16 --accum-freq 2 --steps 4 --name own >/dev/null 2>&1
+"$vlm" train "${plain[@]}" --seed 3 --batch-size 16 --accum-freq 2 --steps 4 --stop-at-step 2 --name own2 >/dev/null 2>&1
+"$vlm" train "${plain[@]}" --seed 3 --name own2 --resume latest >/dev/null 2>"$tmp/own.err"
+check "resume without --batch-size/--accum-freq: the checkpoint's 16 and 2, said" \
+  "[ $? -eq 0 ] && grep -q -- '--batch-size 16, the checkpoint.s' $tmp/own.err && grep -q -- '--accum-freq 2, the checkpoint.s' $tmp/own.err"
+check "... and the resumed run ends where the straight one does" \
+  "cmp -s $tmp/runs/own/checkpoints/latest/open_clip_model.safetensors $tmp/runs/own2/checkpoints/latest/open_clip_model.safetensors"
+
 # A run killed after its checkpoint leaves metrics lines beyond it (and maybe a cut line):
 # the resumed run drops them, so every step is logged once.
 "$vlm" train "${common[@]}" --steps 12 --name k --stop-at-step 6 --log-every-n-steps 1 >/dev/null 2>&1
