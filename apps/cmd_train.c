@@ -356,7 +356,7 @@ typedef struct {
   char **tmpl_owned;
   vlm_eval_result last;
   int have_last;
-  int made_run_dir;   /* this invocation created RUN (a new run, not a resumed one) */
+  int made_run_dir;   /* this invocation created RUN (a new run, or a --resume PATH into a new one) */
   int lock_fd;        /* RUN/.lock, flock'ed for the whole run (-1: none held) */
   int training;       /* the loop has started: RUN holds the run's own record from here on */
   int64_t start_step; /* the step the loop started at */
@@ -821,6 +821,7 @@ static int run(run_state *R) {
             "caption loss)\n", o->resume ? resume_dir : o->model);
     return 2;
   }
+  const int run_existed = path_exists(R->run);   /* a resumed run's; a --resume PATH into a new --name makes one */
   if (lead && !mkdir_p(R->ck)) {
     fprintf(stderr, CMD ": %s: cannot create the run directory: %s\n", R->ck, strerror(errno));
     return 1;
@@ -828,7 +829,7 @@ static int run(run_state *R) {
   /* A new run's directory (or an old run's without a lock file): lock it now. Another new run
    * of the same name that raced this one to mkdir loses here and leaves the directory be. */
   if (lead && R->lock_fd < 0 && lock_run_dir(R, 1)) return 1;
-  R->made_run_dir = lead && !o->resume;
+  R->made_run_dir = lead && !run_existed;
   /* ---- the tokenizer: the run's own when it has one (a resumed run) */
   char tokdir[4200], tok_desc[4200];
   snprintf(tokdir, sizeof tokdir, "%s/tokenizer", R->run);

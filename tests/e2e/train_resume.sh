@@ -332,6 +332,10 @@ for mode in "--epochs 2" "--steps 2"; do
   check "3 samples, batch 8 ($mode): fewer than one batch (exit 1)" \
     "[ $? -eq 1 ] && grep -q 'captions.tsv: 3 samples, fewer than one batch (8 x accum 1)' $tmp/s.err"
 done
+"$vlm" train "${common[@]}" --train-data "$tmp/sh3/captions.tsv" --steps 2 --name s3r \
+  --resume "$tmp/runs/csv/checkpoints/epoch_1" >/dev/null 2>"$tmp/s.err"
+check "--resume PATH into a new --name that fails before training: no directory left (the same command can run again)" \
+  "[ $? -eq 1 ] && grep -q 'fewer than one batch' $tmp/s.err && [ ! -e $tmp/runs/s3r ] && [ -d $tmp/runs/csv/checkpoints/epoch_1 ]"
 printf 'filepath\ttitle\n' >"$tmp/empty.tsv"
 "$vlm" train "${common[@]}" --train-data "$tmp/empty.tsv" --tokenizer "$tmp/runs/a1/tokenizer" --steps 2 --name s0 >/dev/null 2>"$tmp/s.err"
 check "an empty CSV: no samples, named once" "[ $? -eq 1 ] && grep -q '/empty.tsv: no records' $tmp/s.err && [ \$(grep -o 'empty.tsv' $tmp/s.err | wc -l) -eq 1 ]"
