@@ -49,7 +49,8 @@ static void usage(FILE *f) {
           "  --batch-size N         images per batch (default 8; --batch N is the same)\n"
           "  --inputs FILE          caption the `images` tensor [N,3,H,W] of a safetensors file\n"
           "                         (already normalized, as 'vlm forward --inputs') instead of files\n"
-          "  --json                 one JSON object per image: image, caption, ids\n"
+          "  --json                 one JSON object per image: image, caption, ids (an unreadable\n"
+          "                         image: caption and ids null, error: the message)\n"
           "  --                     the arguments after it are images or folders (names that start with '-')\n"
           "  --device cpu|cuda      where the model runs (default cpu; cuda: the weights and\n"
           "                         each batch on the GPU, the logits back to the host)\n"
@@ -354,6 +355,8 @@ int vlm_cmd_caption(int argc, char **argv) {
   int n_done = 0;
   while (next < n_images) {
     int64_t nb = 0;
+    const char *bad = NULL;   /* the unreadable image that ended this batch */
+    char bad_msg[VLM_ERR_LEN] = "";
     o.first_row = (uint64_t)next;
     while (nb < B && next < n_images) {
       if (pre) {
@@ -365,12 +368,14 @@ int vlm_cmd_caption(int argc, char **argv) {
       const char *path = files.paths[next++];
       if (vlm_preprocess_file(path, NULL, &pc, NULL, pix + nb * 3 * S * S) != VLM_OK) {
         fprintf(stderr, "vlm caption: %s\n", vlm_last_error());
+        snprintf(bad_msg, sizeof bad_msg, "%s", vlm_last_error());
+        bad = path;
         rc = 1;
         break;   /* a batch holds consecutive images: row b is image first_row + b */
       }
       names[nb++] = path;
     }
-    if (nb == 0) continue;
+    if (nb == 0) goto bad_line;
     int64_t sh[4] = {nb, 3, S, S};
     vlm_tensor t = vlm_tensor_cpu_f32(pix, 4, sh);
     if (dev != VLM_CPU) {   /* one upload of the batch */
@@ -408,6 +413,14 @@ int vlm_cmd_caption(int argc, char **argv) {
       }
       free(text);
       n_done++;
+    }
+  bad_line:   /* --json: the unreadable image in its place, with the reason */
+    if (bad && json) {
+      printf("{\"image\": ");
+      vlm_tools_json_str(stdout, bad);
+      printf(", \"caption\": null, \"ids\": null, \"error\": ");
+      vlm_tools_json_str(stdout, bad_msg);
+      printf("}\n");
     }
   }
   vlm_log(VLM_LOG_DEBUG, "caption: %d images in %.3f s", n_done, vlm_now() - t0);

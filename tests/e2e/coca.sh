@@ -72,6 +72,12 @@ if [ -d "$imgs" ]; then
   if [ -f "$imgs/truncated.jpg" ]; then
     out=$("$vlm" caption --model "$fx" "$imgs/truncated.jpg" "$imgs/horse.png" 2>"$tmp/err"); rc=$?
     check "a bad image: exit 1, named, the others captioned" "[ $rc -eq 1 ] && grep -q 'truncated.jpg' \"$tmp/err\" && grep -q 'horse.png' <<<\"\$out\""
+    js=$("$vlm" caption --model "$fx" --json "$imgs/horse.png" "$imgs/truncated.jpg" "$imgs/rocket.jpg" 2>/dev/null); rc=$?
+    check "--json with a bad image: one line per image in order, the bad one with its error" \
+      "[ $rc -eq 1 ] && [ \$(wc -l <<<\"\$js\") -eq 3 ] && sed -n 2p <<<\"\$js\" | grep -q '^{\"image\": \".*truncated.jpg\", \"caption\": null, \"ids\": null, \"error\": \".*truncated.jpg.*\"}\$' && \
+       sed -n 1p <<<\"\$js\" | grep -q 'horse.png' && sed -n 3p <<<\"\$js\" | grep -q 'rocket.jpg'"
+    js=$("$vlm" caption --model "$fx" --json "$imgs/truncated.jpg" 2>/dev/null); rc=$?
+    check "--json with only a bad image: its error line" "[ $rc -eq 1 ] && grep -q '\"error\": ' <<<\"\$js\""
   fi
   "$vlm" caption --model "$fx" --beams 2 --top-k 3 "$imgs/horse.png" >/dev/null 2>&1
   check "--beams with --top-k exits 2" "[ $? -eq 2 ]"
