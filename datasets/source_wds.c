@@ -309,8 +309,7 @@ static vlm_status wds_shard_open(vlm_source *s, int64_t shard, vlm_shard_reader 
   if (!f) { int e = errno; close(fd); return vlm_error(VLM_ERR_IO, "%s: cannot open shard: %s", path, strerror(e)); }
   vlm_tar *t = vlm_tar_new(f, path, 1);
   if (!t) { fclose(f); return vlm_error(VLM_ERR_OOM, "out of memory"); }
-  const char *b = strrchr(path, '/');
-  *out = vlm_wds_reader_new(t, b ? b + 1 : path, shard);
+  *out = vlm_wds_reader_new(t, path, shard);   /* samples named by the shard's path as given (a/x.tar, b/x.tar) */
   if (!*out) { vlm_tar_free(t); return vlm_error(VLM_ERR_OOM, "out of memory"); }
   return VLM_OK;
 }

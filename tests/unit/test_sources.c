@@ -583,6 +583,8 @@ static void test_wds(void) {
     int k = vlm_shard_next(r, &sm);
     CHECK(k == 1 && !strcmp(sm.caption, "first caption") && decodes(&sm) && strstr(sm.name, "shard-000.tar:000000"),
           "wds sample 0 (%d) %s", k, sm.name);
+    /* named by the shard's path (its folder too: a/x.tar and b/x.tar are told apart) */
+    CHECK(k == 1 && strstr(sm.name, "wds/shard-000.tar:000000"), "wds sample 0 named with the shard's path: %s", sm.name);
     vlm_sample_free(&sm);
     k = vlm_shard_next(r, &sm);
     CHECK(k == -1 && strstr(vlm_last_error(), "000001") && strstr(vlm_last_error(), "empty caption"), "empty caption: %s",
