@@ -54,11 +54,15 @@ static void usage(FILE *f) {
           "  --coco-images DIR     COCO image folder (default: beside the annotations file)\n"
           "  --caption-match       identical captions count as one item (default: shapes data only)\n"
           "                        (--dataset-type, the CSV options, --coco-images and\n"
-          "                        --caption-match go with --data; --templates with --zeroshot)\n"
+          "                        --caption-match go with --data; --templates and --classifier\n"
+          "                        with --zeroshot)\n"
           "  --zeroshot SPEC       labelled images: an ImageFolder DIR or shapes:val[:N]\n"
           "  --templates T         zero-shot prompts: openai (open_clip's 80), simple (7), shapes\n"
           "                        (\"a photo of {a} {}\", ...; the default for shapes data; else\n"
           "                        openai), or a file, one per line with {} for the class name\n"
+          "  --classifier FILE     keep the zero-shot classifier in FILE (as 'vlm zeroshot\n"
+          "                        --classifier': read when made by this model from these prompts,\n"
+          "                        else built and written)\n"
           "  --tokenizer PATH      vocabulary (default: the model's tokenizer/, see 'vlm zeroshot')\n"
           "  --batch-size N        images / texts per forward pass (default 64)\n"
           "  --workers N           decoding threads (default 2)\n"
@@ -84,7 +88,7 @@ static void usage(FILE *f) {
 
 typedef struct {
   const char *model, *data, *zs, *dataset_type, *img_key, *cap_key, *coco_images, *templates, *tokenizer;
-  const char *precision, *device;
+  const char *precision, *device, *classifier;
   char sep;
   int json, caption_match;
   long long batch, workers;
@@ -278,12 +282,8 @@ static vlm_status run_zeroshot(const opts *o, vlm_encoder *enc, zeroshot_out *r)
     W = malloc((size_t)nc * (size_t)E * sizeof(float));
     if (!W) st = vlm_error(VLM_ERR_OOM, "out of memory");
   }
-  if (st == VLM_OK) {   /* classes x templates prompts: minutes with a large text tower */
-    vlm_tools_prompts pc;
-    vlm_tools_prompts_start(&pc, enc, CMD ": zero-shot", (int64_t)nc * nt);
-    st = vlm_zeroshot_classifier(vlm_tools_prompts_cb, &pc, names, nc, tpl, nt, E, (int)o->batch, W);
-    if (st != VLM_OK) vlm_error_prefix(st, "building the zero-shot classifier");
-  }
+  if (st == VLM_OK)   /* classes x templates prompts: minutes with a large text tower (or --classifier) */
+    st = vlm_tools_classifier(enc, CMD ": zero-shot", o->model, o->classifier, names, nc, tpl, nt, (int)o->batch, W);
   if (st == VLM_OK) st = vlm_loader_start_epoch(ld, 0, 0);
   vlm_tools_progress ipg;
   vlm_tools_progress_start(&ipg, CMD ": zero-shot", "images", ld ? vlm_loader_samples_per_epoch(ld) : 0,
@@ -364,6 +364,7 @@ int vlm_cmd_eval(int argc, char **argv) {
                       : !strcmp(a, "--csv-caption-key") ? &o.cap_key
                       : !strcmp(a, "--coco-images")     ? &o.coco_images
                       : !strcmp(a, "--templates")       ? &o.templates
+                      : !strcmp(a, "--classifier")      ? &o.classifier
                       : !strcmp(a, "--tokenizer")       ? &o.tokenizer
                       : !strcmp(a, "--precision")       ? &o.precision
                       : !strcmp(a, "--device")          ? &o.device : NULL;
@@ -386,6 +387,7 @@ int vlm_cmd_eval(int argc, char **argv) {
   }
   /* an option of the part that is not run would be silently nothing */
   const char *unused = !o.zs && o.templates        ? "--templates"
+                     : !o.zs && o.classifier       ? "--classifier"
                      : o.data                      ? NULL
                      : o.caption_match             ? "--caption-match"
                      : o.dataset_type              ? "--dataset-type"
@@ -395,11 +397,12 @@ int vlm_cmd_eval(int argc, char **argv) {
                      : o.coco_images               ? "--coco-images" : NULL;
   if (unused) {
     fprintf(stderr, CMD ": %s applies to %s, which is not given\n", unused,
-            strcmp(unused, "--templates") ? "--data (retrieval)" : "--zeroshot");
+            strcmp(unused, "--templates") && strcmp(unused, "--classifier") ? "--data (retrieval)" : "--zeroshot");
     return 2;
   }
   /* the generated training split has a million pairs: retrieval, quadratic in them, would
    * run for hours; the held-out split is the one to measure */
+  if (o.classifier && !vlm_tools_classifier_dir_ok("eval", o.classifier)) return 1;   /* before any work */
   if (shapes_unbounded(o.data) || shapes_unbounded(o.zs)) {
     const int d = shapes_unbounded(o.data);
     fprintf(stderr,

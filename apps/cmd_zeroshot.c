@@ -160,18 +160,9 @@ int vlm_cmd_zeroshot(int argc, char **argv) {
   int eflags = usage_err ? 0 : vlm_app_encoder_flags("vlm zeroshot", precision, device);
   if (eflags < 0) usage_err = 1;
   if (usage_err) { vlm_pathlist_free(&inputs); return 2; }
-  if (classifier) {   /* its folder must exist: known now, not after minutes of building */
-    char dir[4096];
-    snprintf(dir, sizeof dir, "%s", classifier);
-    char *sl = strrchr(dir, '/');
-    if (!sl) snprintf(dir, sizeof dir, ".");
-    else sl[sl == dir] = 0;
-    struct stat sb;
-    if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
-      fprintf(stderr, "vlm zeroshot: --classifier %s: its folder %s does not exist\n", classifier, dir);
-      vlm_pathlist_free(&inputs);
-      return 1;
-    }
+  if (classifier && !vlm_tools_classifier_dir_ok("zeroshot", classifier)) {   /* now, not after minutes of building */
+    vlm_pathlist_free(&inputs);
+    return 1;
   }
 
   int rc = 1, n_classes = 0, n_tpl = 0;
@@ -273,26 +264,10 @@ int vlm_cmd_zeroshot(int argc, char **argv) {
   ok = calloc((size_t)N, sizeof(int));
   if (!W || !emb || !logits || !ok) { fprintf(stderr, "vlm zeroshot: out of memory\n"); goto done; }
   /* --classifier FILE: this model's classifier for these prompts, when FILE holds it */
-  char key[40] = "";
-  int cached = 0;
-  if (classifier && (vlm_zs_cache_key(&enc, (const char *const *)classes, n_classes, tpl, n_tpl, key, sizeof key) !=
-                         VLM_OK ||
-                     (cached = vlm_zs_cache_read(classifier, key, C, E, W)) < 0)) {
+  if (vlm_tools_classifier(&enc, "zeroshot", model, classifier, (const char *const *)classes, n_classes, tpl, n_tpl,
+                           (int)batch, W) != VLM_OK) {
     fprintf(stderr, "vlm zeroshot: %s\n", vlm_last_error());
     goto done;
-  }
-  if (!cached) {
-    vlm_tools_prompts pc;   /* the class prompts, with a progress line when there are many */
-    vlm_tools_prompts_start(&pc, &enc, "zeroshot", (int64_t)n_classes * n_tpl);
-    if (vlm_zeroshot_classifier(vlm_tools_prompts_cb, &pc, (const char *const *)classes, n_classes, tpl, n_tpl, E,
-                                (int)batch, W) != VLM_OK) {
-      fprintf(stderr, "vlm zeroshot: building the classifier: %s\n", vlm_last_error());
-      goto done;
-    }
-    if (classifier && vlm_zs_cache_write(classifier, key, &enc, model, n_tpl, C, W) != VLM_OK) {
-      fprintf(stderr, "vlm zeroshot: --classifier: %s\n", vlm_last_error());
-      goto done;
-    }
   }
   int64_t bad = vlm_tools_embed_files(&enc, files.paths, N, emb, ok, "zeroshot", N > 64);
   if (bad < 0) goto done;

@@ -60,6 +60,14 @@ vlm_status vlm_zs_cache_key(vlm_encoder *e, const char *const *classes, int C, c
 int vlm_zs_cache_read(const char *path, const char *key, int64_t C, int64_t E, float *W);
 vlm_status vlm_zs_cache_write(const char *path, const char *key, const vlm_encoder *e, const char *model, int T,
                               int64_t C, const float *W);
+/* The classifier W [C, E] of zeroshot and eval: read from classifier (a path, or NULL for
+ * none) when it holds this one, else built (a progress line "CMD: k/n prompts" when there are
+ * many) and, with a path, written there. vlm_tools_classifier_dir_ok: 1 when classifier's
+ * folder exists, else 0 with a message "vlm CMD: ..." on stderr (checked before any work). */
+vlm_status vlm_tools_classifier(vlm_encoder *e, const char *cmd, const char *model, const char *classifier,
+                                const char *const *classes, int C, const char *const *tpl, int T, int batch,
+                                float *W);
+int vlm_tools_classifier_dir_ok(const char *cmd, const char *classifier);
 
 /* Embed n image files into out[n, E] (unit rows), batch by batch, decoding and
  * preprocessing a batch in parallel. ok[i] = 1 if file i was embedded, 0 if it

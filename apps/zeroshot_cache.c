@@ -114,3 +114,36 @@ vlm_status vlm_zs_cache_write(const char *path, const char *key, const vlm_encod
   vlm_st_writer_free(w);
   return s;
 }
+
+vlm_status vlm_tools_classifier(vlm_encoder *e, const char *cmd, const char *model, const char *classifier,
+                                const char *const *classes, int C, const char *const *tpl, int T, int batch,
+                                float *W) {
+  char key[40] = "";
+  const int64_t E = vlm_encoder_dim(e);
+  if (classifier) {
+    vlm_status s = vlm_zs_cache_key(e, classes, C, tpl, T, key, sizeof key);
+    if (s != VLM_OK) return s;
+    const int got = vlm_zs_cache_read(classifier, key, C, E, W);
+    if (got < 0) return VLM_ERR_FORMAT;   /* its message names the file */
+    if (got) return VLM_OK;
+  }
+  vlm_tools_prompts pc;   /* the class prompts, with a progress line when there are many */
+  vlm_tools_prompts_start(&pc, e, cmd, (int64_t)C * T);
+  vlm_status s = vlm_zeroshot_classifier(vlm_tools_prompts_cb, &pc, classes, C, tpl, T, E, batch, W);
+  if (s != VLM_OK) return vlm_error_prefix(s, "building the zero-shot classifier");
+  if (classifier && (s = vlm_zs_cache_write(classifier, key, e, model, T, C, W)) != VLM_OK)
+    return vlm_error_prefix(s, "--classifier");
+  return VLM_OK;
+}
+
+int vlm_tools_classifier_dir_ok(const char *cmd, const char *classifier) {
+  char dir[4096];
+  snprintf(dir, sizeof dir, "%s", classifier);
+  char *sl = strrchr(dir, '/');
+  if (!sl) snprintf(dir, sizeof dir, ".");
+  else sl[sl == dir] = 0;
+  struct stat sb;
+  if (stat(dir, &sb) == 0 && S_ISDIR(sb.st_mode)) return 1;
+  fprintf(stderr, "vlm %s: --classifier %s: its folder %s does not exist\n", cmd, classifier, dir);
+  return 0;
+}

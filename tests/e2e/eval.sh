@@ -253,6 +253,15 @@ PY"
   "$vlm" zeroshot --model "$m" --eval "$tmp/imgs" --templates simple --json >"$tmp/zs2.json" 2>/dev/null
   check "top-1 equals vlm zeroshot --eval" "python3 -c 'import json,sys; a=json.load(open(sys.argv[1]))[\"zeroshot\"][\"top1\"]; b=json.load(open(sys.argv[2]))[\"top1\"]; assert abs(a-b)<1e-9,(a,b)' \"$tmp/zs.json\" \"$tmp/zs2.json\""
 fi
+# --classifier: the file vlm zeroshot --eval writes is the one vlm eval --zeroshot reads (the same
+# classes, templates and model), and the accuracy is the same
+"$vlm" zeroshot --model "$m" --eval "$tmp/imgs" --templates simple --classifier "$tmp/zs.zsc" >/dev/null 2>&1
+cp "$tmp/zs.zsc" "$tmp/zs.zsc.0" 2>/dev/null
+"$vlm" eval --model "$m" --zeroshot "$tmp/imgs" --templates simple --classifier "$tmp/zs.zsc" --json >"$tmp/zs3.json" 2>/dev/null
+check "eval --classifier: zeroshot's file read as it is, the same JSON" \
+  "[ $? -eq 0 ] && [ -s \"$tmp/zs.zsc\" ] && cmp -s \"$tmp/zs.zsc\" \"$tmp/zs.zsc.0\" && cmp -s \"$tmp/zs.json\" \"$tmp/zs3.json\""
+"$vlm" eval --model "$m" --data shapes:val:20 --classifier "$tmp/zs.zsc" >/dev/null 2>"$tmp/e0"
+check "eval --classifier without --zeroshot: usage error 2" "[ $? -eq 2 ] && grep -q -- '--classifier applies to --zeroshot' \"$tmp/e0\""
 "$vlm" eval --model "$m" --data shapes:val:60 --zeroshot shapes:val:60 --json >"$tmp/sh.json"; rc=$?
 check "shapes eval exits 0" "[ $rc -eq 0 ]"
 if [ $have_py = 1 ]; then
