@@ -184,6 +184,31 @@ echo "a rocket launching into the sky" >>"$tmp/captions.txt"
 out=$("$vlm" index --model "$m" --out "$tmp/out/caps.idx" --texts "$tmp/captions.txt"); rc=$?
 check "texts re-run: duplicates of known texts are reused" "[ $rc -eq 0 ] && grep -q '9 texts (0 embedded, 9 unchanged' <<<\"\$out\""
 
+# texts of mixed lengths (embedded shortest first, batch by batch): row i is the one text i gets
+# alone (an index of that line only), in the file's order
+printf '%s\n' "a dog" "a very long caption about a small red boat on a lake near some tall green trees at dawn" \
+  "two cats" "an old camera on a wooden table in a dark room" "sky" >"$tmp/mixed.txt"
+"$vlm" index --model "$m" --out "$tmp/mixed.idx" --texts "$tmp/mixed.txt" --batch-size 4 --export-npy "$tmp/mixed.npy" >/dev/null 2>&1
+for i in 1 2 3 4 5; do
+  sed -n ${i}p "$tmp/mixed.txt" >"$tmp/one$i.txt"
+  "$vlm" index --model "$m" --out "$tmp/one$i.idx" --texts "$tmp/one$i.txt" --export-npy "$tmp/one$i.npy" >/dev/null 2>&1
+done
+if command -v python3 >/dev/null; then
+  check "texts of mixed lengths: row i is text i's own embedding" "python3 - \"$tmp\" <<'PY'
+import struct, sys
+def rows(p):
+    b = open(p, 'rb').read()
+    h = struct.unpack('<H', b[8:10])[0]
+    d = b[10 + h:]
+    return struct.unpack('<%df' % (len(d) // 4), d)
+allr = rows(sys.argv[1] + '/mixed.npy')
+E = len(allr) // 5
+for i in range(5):
+    one = rows(sys.argv[1] + '/one%d.npy' % (i + 1))
+    assert len(one) == E and max(abs(x - y) for x, y in zip(one, allr[i * E:(i + 1) * E])) < 1e-5, i
+PY"
+fi
+
 # --precision bf16: the same rows within bf16 rounding of the f32 ones; the index stays usable
 "$vlm" index --model "$m" --out "$tmp/bf.idx" --precision bf16 --export-npy "$tmp/bf.npy" "$tmp/imgs" >/dev/null 2>&1
 "$vlm" index --model "$m" --out "$tmp/f32.idx" --export-npy "$tmp/f32.npy" "$tmp/imgs" >/dev/null 2>&1
