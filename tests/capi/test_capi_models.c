@@ -186,6 +186,28 @@ int main(int argc, char **argv) {
   CHECK(c && vlm_classifier_size(c) == 2, "valid templates: %s", vlm_get_last_error());
   vlm_classifier_free(c);
 
+  /* ---- more texts than a batch, of mixed lengths (taken shortest first): each row is the one its
+   * text gets alone, in the order given */
+  vlm_model_options ob2 = {0};
+  ob2.batch_size = 2;
+  vlm_model *S2 = vlm_model_load_ex(clip, &ob2, &err);
+  CHECK(S2 != NULL, "load with batch_size = 2: %s", S2 ? "" : err);
+  if (S2) {
+    const char *mixed[5] = {"a very long caption about a small red boat on a lake near some tall green trees", "sky",
+                            "an old camera on a wooden table", "two cats", "a horse in a field of yellow flowers"};
+    float *all = malloc(5 * (size_t)E * sizeof(float)), *one = malloc((size_t)E * sizeof(float));
+    CHECK(all && one && vlm_embed_texts(S2, mixed, 5, all) == 0, "5 texts at batch 2: %s", vlm_get_last_error());
+    for (int i = 0; all && one && i < 5; i++) {
+      CHECK(vlm_embed_texts(S2, mixed + i, 1, one) == 0, "text %d alone: %s", i, vlm_get_last_error());
+      float d = 0;
+      for (int k = 0; k < E; k++) d = fmaxf(d, fabsf(one[k] - all[(size_t)i * E + k]));
+      CHECK(d < 1e-5f, "text %d: its row differs from its own embedding by %g", i, d);
+    }
+    free(all);
+    free(one);
+    vlm_model_free(S2);
+  }
+
   /* ---- options.threads holds on every thread that calls the model, not only the loading one */
   vlm_model_options o1 = {0};
   o1.threads = 1;
