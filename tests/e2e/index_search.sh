@@ -180,6 +180,22 @@ out=$("$vlm" search --index "$tmp/out/caps.idx" --model "$m" --text "an old came
 check "text -> text: the caption itself first" "[ $rc -eq 0 ] && head -1 <<<\"\$out\" | grep -qE '^ 1  (1\.0000|0\.9999)  an old camera on a table$'"
 out=$("$vlm" search --index "$tmp/out/caps.idx" --model "$m" --image "$tmp/imgs/object/block.png" --top-k 8); rc=$?
 check "image -> text: every caption ranked" "[ $rc -eq 0 ] && [ \$(wc -l <<<\"\$out\") -eq 8 ]"
+# --queries FILE: each line's results as its own --text run gives them, in the file's order
+printf 'a horse\n\nan old camera on a table\na rocket\n' >"$tmp/queries.txt"
+out=$("$vlm" search --index "$tmp/out/caps.idx" --model "$m" --queries "$tmp/queries.txt" --top-k 3 2>"$tmp/err"); rc=$?
+want=""
+for qq in "a horse" "an old camera on a table" "a rocket"; do
+  want+="${want:+$'\n\n'}query: $qq"$'\n'"$("$vlm" search --index "$tmp/out/caps.idx" --model "$m" --text "$qq" --top-k 3)"
+done
+check "--queries: the --text results of each line, blank lines skipped" "[ $rc -eq 0 ] && [ \"\$out\" = \"\$want\" ]"
+"$vlm" search --index "$tmp/out/caps.idx" --model "$m" --queries "$tmp/queries.txt" --top-k 2 --json >"$tmp/q.json"
+check "--queries --json: one document, a queries array" "json_ok \"$tmp/q.json\" && grep -q '\"queries\": \[' \"$tmp/q.json\" && \
+  [ \$(grep -c '\"query\": {\"text\"' \"$tmp/q.json\") -eq 3 ]"
+"$vlm" search --index "$tmp/out/caps.idx" --model "$m" --queries "$tmp/queries.txt" --text x >/dev/null 2>&1
+check "--queries with --text exits 2" "[ $? -eq 2 ]"
+printf '\n\n' >"$tmp/noq.txt"
+err=$("$vlm" search --index "$tmp/out/caps.idx" --model "$m" --queries "$tmp/noq.txt" 2>&1); rc=$?
+check "--queries FILE without a query: exit 1, named" "[ $rc -eq 1 ] && grep -q 'noq.txt: no queries' <<<\"\$err\""
 echo "a rocket launching into the sky" >>"$tmp/captions.txt"
 out=$("$vlm" index --model "$m" --out "$tmp/out/caps.idx" --texts "$tmp/captions.txt"); rc=$?
 check "texts re-run: duplicates of known texts are reused" "[ $rc -eq 0 ] && grep -q '9 texts (0 embedded, 9 unchanged' <<<\"\$out\""
