@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "core/core.h"
+#include "vision/vision.h"
 
 int vlm_cmd_version(int argc, char **argv);
 int vlm_cmd_info(int argc, char **argv);
@@ -39,6 +40,8 @@ int vlm_cmd_eval(int argc, char **argv);
 
 /* Shared helpers for subcommands (apps/common.c). */
 int vlm_app_is_help(const char *arg);              /* -h or --help */
+/* "images: ..." for vlm info: the eval transform v's config names (size, resize mode, mean, std). */
+void vlm_app_print_image_transform(const vlm_vit_config *v);
 /* The option parsers' usage errors, one line on stderr each; both return 2 (the exit
  * status). cmd is "vlm NAME". vlm_app_bad_arg: arg is an option the command does not
  * have ("unknown option '--x'"), or an argument where the command takes none

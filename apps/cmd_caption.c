@@ -349,7 +349,7 @@ int vlm_cmd_caption(int argc, char **argv) {
     goto done;
   }
   vlm_preprocess_cfg pc;
-  vlm_preprocess_cfg_default(&pc, (int)S);
+  vlm_vit_preprocess_cfg(&c.vision, &pc);   /* the model's preprocess_cfg */
   int next = 0;
   double t0 = vlm_now();
   int n_done = 0;

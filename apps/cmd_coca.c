@@ -52,6 +52,7 @@ int vlm_app_coca_info(const char *model) {
   printf("decoder: context %lld, width %lld, layers %lld (self + cross attention), heads %lld, mlp %lld, vocab %lld\n",
          (long long)d->context_length, (long long)d->width, (long long)d->layers, (long long)d->heads,
          (long long)d->mlp_width, (long long)d->vocab_size);
+  vlm_app_print_image_transform(v);
   printf("parameters: %lld (vision %lld, text %lld, decoder %lld, logit_scale 1)\n", (long long)n,
          (long long)k.visual, (long long)k.text, (long long)k.decoder);
   vlm_coca_params_free(&p);

@@ -72,6 +72,7 @@ int vlm_cmd_info(int argc, char **argv) {
          (long long)t->heads, (long long)t->mlp_width, pool);
   if (c.vision.ln_eps != 1e-5f || t->ln_eps != 1e-5f)
     printf("layernorm eps: vision %g, text %g\n", c.vision.ln_eps, t->ln_eps);
+  vlm_app_print_image_transform(&c.vision);
   printf("parameters: %lld (vision %lld, text %lld, logit_scale 1)\n", (long long)n, (long long)nv,
          (long long)nt);
   vlm_clip_params_free(&p);

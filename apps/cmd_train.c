@@ -499,7 +499,7 @@ static vlm_status open_loader(run_state *R, vlm_loader **out, const char *spec, 
   lc.workers = (int)R->o.workers;
   lc.seed = (uint64_t)R->o.seed;
   lc.train = train;
-  vlm_preprocess_cfg_default(&lc.pre, (int)R->model.vision.image_size);
+  vlm_vit_preprocess_cfg(&R->model.vision, &lc.pre);   /* its preprocess_cfg's mean / std (a fine-tuned checkpoint's) */
   lc.context_length = (int)R->model.text.context_length;
   lc.pad_id = 0;
   lc.tokenizer = R->tok;

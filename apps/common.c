@@ -133,3 +133,13 @@ int vlm_app_same_file(const char *a, const char *b) {
 }
 
 int vlm_app_threads_explicit = 0;
+
+void vlm_app_print_image_transform(const vlm_vit_config *v) {
+  double m[3], s[3];
+  int mode;
+  vlm_vit_image_norm(v, m, s, &mode);
+  const long long n = (long long)v->image_size;
+  printf("images: %s %lld%s, bicubic; mean (%g, %g, %g), std (%g, %g, %g)\n",
+         mode == 1 ? "squashed to" : mode == 2 ? "longer side to" : "shorter side to", n,
+         mode == 1 ? "" : mode == 2 ? ", padded" : ", center crop", m[0], m[1], m[2], s[0], s[1], s[2]);
+}

@@ -151,6 +151,7 @@ vlm_status vlm_coca_config_parse(vlm_coca_config *c, const char *json, const cha
       {"multimodal_cfg.context_length", d->context_length, VLM_CFG_MAX_CONTEXT},
   };   /* the text and decoder widths equal embed_dim (checked above) */
   TRY(vlm_cfg_limits(l, (int)(sizeof l / sizeof l[0]), src));
+  TRY(vlm_cfg_preprocess(root, &c->vision, src));
   c->clip_loss_weight = 1.0f;
   c->caption_loss_weight = 2.0f;
   cJSON_Delete(root);
@@ -272,10 +273,7 @@ char *vlm_coca_config_to_json(const vlm_coca_config *c) {
   cJSON_AddNumberToObject(dc, "layers", (double)d->layers);
   cJSON_AddNumberToObject(dc, "mlp_ratio", mlp_ratio(d->width, d->mlp_width));
   cJSON_AddTrueToObject(m, "custom_text");
-  cJSON *pc = cJSON_AddObjectToObject(root, "preprocess_cfg");
-  const double mean[3] = {0.48145466, 0.4578275, 0.40821073}, std[3] = {0.26862954, 0.26130258, 0.27577711};
-  cJSON_AddItemToObject(pc, "mean", cJSON_CreateDoubleArray(mean, 3));
-  cJSON_AddItemToObject(pc, "std", cJSON_CreateDoubleArray(std, 3));
+  vlm_cfg_write_preprocess(root, &c->vision);
   char *s = cJSON_Print(root);
   cJSON_Delete(root);
   if (!s) vlm_error(VLM_ERR_OOM, "CoCa config: out of memory");

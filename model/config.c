@@ -136,6 +136,7 @@ vlm_status vlm_clip_config_parse(vlm_clip_config *c, const char *json, const cha
   v->ln_eps = (float)v_eps;
   t->ln_eps = (float)t_eps;
   TRY(check_sizes(c, src, 0));
+  TRY(vlm_cfg_preprocess(root, v, src));
   cJSON_Delete(root);
   return VLM_OK;
 }
@@ -273,6 +274,7 @@ vlm_status vlm_clip_config_load(vlm_clip_config *c, const char *path, int *is_hf
   }
   s = hf ? vlm_clip_config_parse_hf(c, json, path) : vlm_clip_config_parse(c, json, path);
   free(json);
+  if (s == VLM_OK && hf) s = vlm_cfg_hf_preprocessor(path, &c->vision);   /* its preprocessor_config.json */
   if (is_hf) *is_hf = hf;
   return s;
 }

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "model/config_json.h"
 #include "model/model.h"
 
 /* A ratio r with (int64)(width * r) == mlp_width, as open_clip computes it. */
@@ -61,10 +62,7 @@ char *vlm_clip_config_to_json(const vlm_clip_config *c, vlm_ckpt_format fmt) {
     cJSON_AddNumberToObject(tc, "layers", (double)t->layers);
     cJSON_AddNumberToObject(tc, "mlp_ratio", mlp_ratio(t->width, t->mlp_width));
     add_norm_kwargs(tc, t->ln_eps);
-    cJSON *pc = cJSON_AddObjectToObject(root, "preprocess_cfg");
-    const double mean[3] = {0.48145466, 0.4578275, 0.40821073}, std[3] = {0.26862954, 0.26130258, 0.27577711};
-    cJSON_AddItemToObject(pc, "mean", cJSON_CreateDoubleArray(mean, 3));
-    cJSON_AddItemToObject(pc, "std", cJSON_CreateDoubleArray(std, 3));
+    vlm_cfg_write_preprocess(root, &c->vision);
     return finish(root, "open_clip config");
   }
   const char *act = c->quick_gelu ? "quick_gelu" : "gelu";
@@ -129,10 +127,20 @@ vlm_status vlm_clip_save_dir_as(vlm_clip_params *p, const vlm_clip_config *c, co
               : (torch ? "open_clip_pytorch_model.bin" : "open_clip_model.safetensors"));
   char *json = vlm_clip_config_to_json(c, fmt);
   if (!json) return vlm_error_prefix(VLM_ERR_OOM, "%s", cfg);
-  vlm_atomic_file af[2];
-  vlm_status s = vlm_clip_stage_weights(p, c, weights, fmt, torch, &af[0]);
+  /* Hugging Face: the image processor's preprocessor_config.json too (CLIPProcessor reads it) */
+  char *pre = hf ? vlm_cfg_hf_preprocessor_json(&c->vision) : NULL;
+  char pre_path[4200];
+  snprintf(pre_path, sizeof pre_path, "%s/preprocessor_config.json", dir);
+  vlm_atomic_file af[3];
+  vlm_status s = hf && !pre ? vlm_error(VLM_ERR_OOM, "%s: out of memory", pre_path)
+                            : vlm_clip_stage_weights(p, c, weights, fmt, torch, &af[0]);
   if (s == VLM_OK && (s = vlm_atomic_stage(&af[1], cfg, json, strlen(json))) != VLM_OK) vlm_atomic_abort(&af[0]);
-  if (s == VLM_OK) s = vlm_atomic_commit_all(af, 2);   /* both replaced, or neither */
+  if (s == VLM_OK && hf && (s = vlm_atomic_stage(&af[2], pre_path, pre, strlen(pre))) != VLM_OK) {
+    vlm_atomic_abort(&af[0]);
+    vlm_atomic_abort(&af[1]);
+  }
+  if (s == VLM_OK) s = vlm_atomic_commit_all(af, hf ? 3 : 2);   /* all replaced, or none */
   free(json);
+  free(pre);
   return s;
 }

@@ -174,7 +174,7 @@ vlm_status vlm_encoder_open(vlm_encoder *e, const char *model_path, const char *
     if ((st = vlm_clip_load(model_path, &e->cfg, &e->params, &e->fmt)) != VLM_OK) return st;
     e->run = &e->params;
   }
-  vlm_preprocess_cfg_default(&e->pre, (int)e->cfg.vision.image_size);
+  vlm_vit_preprocess_cfg(&e->cfg.vision, &e->pre);   /* the transform its config names (preprocess_cfg) */
   st = compute_identity(e);
   e->dev = VLM_CPU;
   /* bf16: the matmul precision of this encoder's calls (vlm_encoder_precision_enter),
@@ -286,6 +286,18 @@ static const float *host_features(vlm_encoder *e, const vlm_tensor *f, int64_t b
   vlm_tensor h = vlm_tensor_make(e->feat, VLM_F32, VLM_CPU, 2, sh), d = vlm_tensor_make(f->data, VLM_F32, f->device, 2, sh);
   vlm_copy(&h, &d);
   return e->feat;
+}
+
+void vlm_vit_preprocess_cfg(const vlm_vit_config *v, vlm_preprocess_cfg *pre) {
+  vlm_preprocess_cfg_default(pre, (int)v->image_size);
+  double mean[3], std[3];
+  int mode;
+  vlm_vit_image_norm(v, mean, std, &mode);
+  for (int i = 0; i < 3; i++) {
+    pre->mean[i] = (float)mean[i];
+    pre->std[i] = (float)std[i];
+  }
+  pre->mode = (vlm_resize_mode)mode;
 }
 
 vlm_precision vlm_encoder_precision_enter(const vlm_encoder *e) {

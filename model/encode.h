@@ -67,6 +67,9 @@ typedef struct {
  * path) into out[n]: 1 when found, 0 when there is none, -1 (message set) when the
  * path found does not fit in n bytes or memory runs out. */
 int vlm_find_tokenizer(const char *model_path, char *out, size_t n);
+/* The eval transform of a model's images: its config's image size, mean, std and resize mode
+ * (open_clip's preprocess_cfg; OpenAI's and "shortest" when it names none). */
+void vlm_vit_preprocess_cfg(const vlm_vit_config *v, vlm_preprocess_cfg *pre);
 /* Load the model at model_path (see vlm_clip_load); tokenizer may be NULL (search
  * as above). max_batch bounds each forward pass (activations sized for it). */
 vlm_status vlm_encoder_open(vlm_encoder *e, const char *model_path, const char *tokenizer, int64_t max_batch,

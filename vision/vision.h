@@ -25,7 +25,16 @@ typedef struct {
   int attentional_pool;
   int64_t pool_queries; /* attn_pooler_queries (256) */
   int64_t pool_heads;   /* attn_pooler_heads (8) */
+  /* The image transform the weights expect (open_clip's preprocess_cfg, a Hugging Face
+   * preprocessor_config.json): mean and std per channel and resize_mode (the vlm_resize_mode
+   * values: 0 shortest side + center crop, 1 squash, 2 longest side + pad). image_std all 0
+   * (a zeroed config): not given, open_clip's defaults (OpenAI's mean and std, shortest). */
+  double image_mean[3], image_std[3];
+  int resize_mode;
 } vlm_vit_config;
+
+/* The mean, std and resize mode of c's images, its defaults filled in. */
+void vlm_vit_image_norm(const vlm_vit_config *c, double mean[3], double std[3], int *resize_mode);
 
 static inline int64_t vlm_vit_grid(const vlm_vit_config *c) { return c->image_size / c->patch_size; }
 static inline int64_t vlm_vit_tokens(const vlm_vit_config *c) { return 1 + vlm_vit_grid(c) * vlm_vit_grid(c); }

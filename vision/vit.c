@@ -11,6 +11,16 @@ vlm_block_config vlm_vit_block_config(const vlm_vit_config *c) {
   return b;
 }
 
+void vlm_vit_image_norm(const vlm_vit_config *c, double mean[3], double std[3], int *resize_mode) {
+  static const double m0[3] = {0.48145466, 0.4578275, 0.40821073}, s0[3] = {0.26862954, 0.26130258, 0.27577711};
+  const int set = c->image_std[0] > 0 && c->image_std[1] > 0 && c->image_std[2] > 0;
+  for (int i = 0; i < 3; i++) {
+    mean[i] = set ? c->image_mean[i] : m0[i];
+    std[i] = set ? c->image_std[i] : s0[i];
+  }
+  *resize_mode = c->resize_mode >= 0 && c->resize_mode <= 2 ? c->resize_mode : 0;
+}
+
 vlm_status vlm_vit_params_alloc(vlm_vit_params *p, const vlm_vit_config *c) {
   memset(p, 0, sizeof *p);
   p->blocks = calloc((size_t)(c->layers > 0 ? c->layers : 1), sizeof *p->blocks);

@@ -276,6 +276,23 @@ def check_vlm_to_hf():
     compare("vlm --init tiny (hf) -> transformers", hf_features(m, images, text),
             {k: v for k, v in vlm_forward(d, images, text, "vlm-init-hf").items()
              if k in ("image_features_unnorm", "text_features_unnorm")})
+    # its preprocessor_config.json: transformers' CLIPImageProcessor loads it, and on a photo it gives
+    # the pixels vlm's own preprocessing gives (open_clip's transform: resize the shorter side, crop)
+    from transformers import CLIPImageProcessor
+    from PIL import Image
+    proc = CLIPImageProcessor.from_pretrained(d)
+    report("vlm --to hf: CLIPImageProcessor loads preprocessor_config.json",
+           proc.crop_size == {"height": size, "width": size} and list(proc.image_mean) == [0.48145466, 0.4578275, 0.40821073],
+           f"crop {proc.crop_size}, mean {proc.image_mean}")
+    photo = os.path.join(ARGS.shared, "data", "images", "chelsea.png")
+    px = proc(images=Image.open(photo).convert("RGB"), return_tensors="pt")["pixel_values"]
+    pre = os.path.join(ARGS.work, "pre-hf")
+    vlm("preprocess", "--size", str(size), "--out", pre, photo)
+    ours = load_st(os.path.join(pre, "chelsea.safetensors"))
+    key = [k for k in ours if ours[k].dtype == torch.float32][0]
+    d_px = (ours[key].reshape(px.shape) - px).abs().max().item()
+    report("vlm --to hf: CLIPImageProcessor's pixels vs vlm preprocess (451x300 photo)", d_px < 1e-6,
+           f"max |d| {d_px:.3g}")
 
     # perturbed HF model -> vlm convert --to hf / --to open_clip -> the libraries
     images, text = inputs(32, 16, 1000)
@@ -645,6 +662,8 @@ def main():
     ap.add_argument("--vlm", default=os.path.join(ROOT, "build", "vlm"))
     ap.add_argument("--work", default=None, help="where the models go (default: a temporary directory)")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
+    ap.add_argument("--shared", default=os.path.join(os.path.dirname(ROOT), "shared"),
+                    help="the ../shared folder (its data/images)")
     ap.add_argument("-k", default="", help="run only the groups whose name holds this")
     ARGS = ap.parse_args()
     tmp = None

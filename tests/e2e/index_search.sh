@@ -225,6 +225,19 @@ for i in range(5):
 PY"
 fi
 
+# the model's preprocess_cfg is the transform used: the fixture's weights with resize_mode "squash"
+# embed a square image as the default (shortest side + crop) does and a non-square one otherwise
+fx=$shared/fixtures/tiny-clip
+mkdir -p "$tmp/sq"
+cp "$fx/model.safetensors" "$tmp/sq/open_clip_model.safetensors"
+printf '{"model_cfg": %s, "preprocess_cfg": {"resize_mode": "squash"}}' "$(cat "$fx/config.json")" >"$tmp/sq/open_clip_config.json"
+for img in astronaut chelsea; do
+  "$vlm" index --model "$fx" --out "$tmp/d-$img.idx" --export-npy "$tmp/d-$img.npy" "$shared/data/images/$img.png" >/dev/null 2>&1
+  "$vlm" index --model "$tmp/sq" --out "$tmp/s-$img.idx" --export-npy "$tmp/s-$img.npy" "$shared/data/images/$img.png" >/dev/null 2>&1
+done
+check "preprocess_cfg resize_mode squash: a square image as before, a 451x300 one otherwise" \
+  "[ -s \"$tmp/s-chelsea.npy\" ] && cmp -s \"$tmp/d-astronaut.npy\" \"$tmp/s-astronaut.npy\" && ! cmp -s \"$tmp/d-chelsea.npy\" \"$tmp/s-chelsea.npy\""
+
 # --precision bf16: the same rows within bf16 rounding of the f32 ones; the index stays usable
 "$vlm" index --model "$m" --out "$tmp/bf.idx" --precision bf16 --export-npy "$tmp/bf.npy" "$tmp/imgs" >/dev/null 2>&1
 "$vlm" index --model "$m" --out "$tmp/f32.idx" --export-npy "$tmp/f32.npy" "$tmp/imgs" >/dev/null 2>&1

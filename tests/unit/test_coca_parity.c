@@ -211,7 +211,7 @@ static void pool_gradcheck(void) {
     pool_gc G;
     memset(&G, 0, sizeof G);
     /* image 8, patch 4: T = 5 tokens of width 6; E = 4, 3 queries, 2 heads */
-    G.c = (vlm_vit_config){8, 4, 6, 0, 2, 12, 4, VLM_ACT_GELU, 1e-5f, 1, 3, 2};
+    G.c = (vlm_vit_config){8, 4, 6, 0, 2, 12, 4, VLM_ACT_GELU, 1e-5f, 1, 3, 2, {0}, {0}, 0};
     int64_t B = 2, T = vlm_vit_tokens(&G.c), W = 6, E = 4, Q = 3;
     vlm_arena m, a;
     for (int pass = 0; pass < 2; pass++) {
