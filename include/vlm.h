@@ -33,7 +33,9 @@
  *     installs no signal handlers.
  *   - Preprocessing is open_clip's eval transform, reproduced exactly: resize the
  *     shorter side to the model's image size (PIL bicubic, antialiased), center
- *     crop, RGB, normalize with the OpenAI mean/std.
+ *     crop, RGB, normalize with the OpenAI mean/std, unless the checkpoint names
+ *     another transform (open_clip's preprocess_cfg: mean, std, resize_mode
+ *     "squash" or "longest"; a Hugging Face preprocessor_config.json).
  */
 #ifndef VLM_PUBLIC_H
 #define VLM_PUBLIC_H
