@@ -96,6 +96,13 @@ vlm_status vlm_cfg_hf_preprocessor(const char *config_path, vlm_vit_config *v) {
   if (st == VLM_OK && cJSON_IsObject(size) && cJSON_GetObjectItemCaseSensitive(size, "height") &&
       !cJSON_GetObjectItemCaseSensitive(size, "shortest_edge") && cJSON_IsFalse(crop))
     mode = 1;
+  const cJSON *se = cJSON_IsObject(size) ? cJSON_GetObjectItemCaseSensitive(size, "shortest_edge") : NULL,
+              *cs = cJSON_GetObjectItemCaseSensitive(root, "crop_size");
+  const cJSON *ch = cJSON_IsObject(cs) ? cJSON_GetObjectItemCaseSensitive(cs, "height") : cs;
+  if (st == VLM_OK && cJSON_IsNumber(se) && cJSON_IsNumber(ch) && se->valuedouble != ch->valuedouble)
+    vlm_log(VLM_LOG_WARN, "%s: size.shortest_edge %g then crop_size %g: vlm resizes the shorter side to the crop "
+            "size (open_clip's transform), so image features differ from transformers' for this model", path,
+            se->valuedouble, ch->valuedouble);
   const cJSON *rs = cJSON_GetObjectItemCaseSensitive(root, "resample");
   if (st == VLM_OK && cJSON_IsNumber(rs) && rs->valuedouble != 3)
     vlm_log(VLM_LOG_WARN, "%s: resample %g: vlm resizes bicubic (3), so image features differ slightly from "
