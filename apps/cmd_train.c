@@ -68,6 +68,10 @@ static void usage(FILE *f) {
           "  --coca-caption-loss-weight X (2.0)  --coca-contrastive-loss-weight X (1.0)\n"
           "                           CoCa: total = X_contrastive * ClipLoss + X_caption * caption CE\n"
           "  --image-size N           override the image size (models trained from scratch)\n"
+          "  --image-mean R,G,B  --image-std R,G,B  --image-resize-mode shortest|squash|longest\n"
+          "                           the images' transform (default: the model's preprocess_cfg,\n"
+          "                           else OpenAI's mean/std, shortest); kept in the checkpoints'\n"
+          "                           config, which every command then follows\n"
           "  --tokenizer T            a vocabulary (dir with vocab.json + merges.txt, a\n"
           "                           tokenizer.json, or bpe_simple_vocab_16e6.txt.gz), or\n"
           "                           train:SIZE to learn a BPE\n"
@@ -129,6 +133,7 @@ static void usage(FILE *f) {
 
 typedef struct {
   const char *train_data, *val_data, *zs_data, *dataset_type, *model, *tokenizer, *logs, *name, *resume;
+  const char *image_mean, *image_std, *image_resize;   /* the images' transform (open_clip's flags) */
   const char *pretrained;   /* --pretrained FILE: the weights of --model's architecture (open_clip's flag) */
   const char *precision, *scheduler, *templates_file, *upsampling, *csv_img_key, *csv_caption_key, *device;
   char csv_sep;
@@ -143,6 +148,28 @@ typedef struct {
   int shapes_steps;   /* --steps is the shapes default, set once the model's kind is known */
   int kept_length;    /* a resume without --steps / --epochs: the run's own total_steps */
 } opts;
+
+/* R,G,B (or one number for every channel); a std > 0. */
+static int parse_triple(const char *flag, const char *s, double v[3], int is_std) {
+  const char *p = s;
+  int n = 0, ok = 1;
+  while (ok && n < 3) {
+    char *end;
+    errno = 0;
+    const double x = strtod(p, &end);
+    ok = !errno && end != p && x > -1e6 && x < 1e6 && (!is_std || x > 1e-6);
+    if (ok) v[n++] = x;
+    if (!ok || !*end) break;
+    ok = *end == ',' && n < 3;
+    p = end + 1;
+  }
+  if (ok && n == 1) v[1] = v[2] = v[0];
+  if (!ok || (n != 1 && n != 3)) {
+    fprintf(stderr, CMD ": %s expects R,G,B (or one number)%s, got '%s'\n", flag, is_std ? ", each > 0" : "", s);
+    return 0;
+  }
+  return 1;
+}
 
 static int parse_double(const char *flag, const char *s, double *out) {
   char *end = NULL;
@@ -971,6 +998,31 @@ static int run(run_state *R) {
     fprintf(stderr, CMD ": --image-size applies to models trained from scratch\n");
     return 2;
   }
+  /* open_clip's --image-mean / --image-std / --image-resize-mode: this run's image transform,
+   * kept in its checkpoints' config (preprocess_cfg), so every command reads images the same way */
+  if (o->image_mean || o->image_std || o->image_resize) {
+    if (o->resume) {
+      fprintf(stderr, CMD ": --image-mean / --image-std / --image-resize-mode: a resumed run keeps its checkpoint's "
+              "transform\n");
+      return 2;
+    }
+    vlm_vit_config *v = &R->model.vision;
+    double m[3], s[3];
+    int mode;
+    vlm_vit_image_norm(v, m, s, &mode);
+    vlm_resize_mode rm = (vlm_resize_mode)mode;
+    if ((o->image_mean && !parse_triple("--image-mean", o->image_mean, m, 0)) ||
+        (o->image_std && !parse_triple("--image-std", o->image_std, s, 1)))
+      return 2;
+    if (o->image_resize && !vlm_resize_mode_parse(o->image_resize, &rm)) {
+      fprintf(stderr, CMD ": --image-resize-mode: '%s' (shortest, squash or longest)\n", o->image_resize);
+      return 2;
+    }
+    memcpy(v->image_mean, m, sizeof m);
+    memcpy(v->image_std, s, sizeof s);
+    v->resize_mode = (int)rm;
+    if (R->is_coca) R->coca.vision = *v;
+  }
   /* A CLIP text tower that pools at the first eos id (a Hugging Face config's eos_token_id)
    * with a tokenizer whose end-of-text is another id would pool every caption at position 0:
    * it pools at the largest id instead (open_clip's rule), which finds this tokenizer's
@@ -1322,6 +1374,9 @@ int vlm_cmd_train(int argc, char **argv) {
     STR("--train-data-upsampling-factors", upsampling)
     STR("--csv-img-key", csv_img_key)
     STR("--csv-caption-key", csv_caption_key)
+    STR("--image-mean", image_mean)
+    STR("--image-std", image_std)
+    STR("--image-resize-mode", image_resize)
     DBL("--beta1", beta1)
     DBL("--beta2", beta2)
     DBL("--eps", eps)
@@ -1425,6 +1480,17 @@ int vlm_cmd_train(int argc, char **argv) {
                                  : o->cooldown_end < 0 ? "--lr-cooldown-end is a learning rate: >= 0"
                                                        : "--lr-cooldown-power must be > 0");
     goto out;
+  }
+  {   /* the transform's values, checked before any work (applied in run()) */
+    double t[3];
+    vlm_resize_mode rm;
+    if ((o->image_mean && !parse_triple("--image-mean", o->image_mean, t, 0)) ||
+        (o->image_std && !parse_triple("--image-std", o->image_std, t, 1)))
+      goto out;
+    if (o->image_resize && !vlm_resize_mode_parse(o->image_resize, &rm)) {
+      fprintf(stderr, CMD ": --image-resize-mode: '%s' (shortest, squash or longest)\n", o->image_resize);
+      goto out;
+    }
   }
   if (o->coca_caption_w < 0 || o->coca_clip_w < 0 || (o->coca_caption_w == 0 && o->coca_clip_w == 0)) {
     fprintf(stderr, CMD ": --coca-caption-loss-weight and --coca-contrastive-loss-weight must be >= 0, not both 0\n");

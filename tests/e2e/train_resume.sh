@@ -362,5 +362,21 @@ check "--tokenizer train:300 exits 2 at the flag check (minimum 514)" \
 "$vlm" train "${common[@]}" --steps 2 --name '' >/dev/null 2>"$tmp/e.err"
 check "an empty --name exits 2" "[ $? -eq 2 ] && grep -q -- '--name' $tmp/e.err"
 
+# --image-mean / --image-std / --image-resize-mode: the loader's transform (another first loss than
+# the default's) and the checkpoints' preprocess_cfg, which vlm info reads back; bad values and a
+# resumed run's change are usage errors before any work
+"$vlm" train "${common[@]}" --steps 1 --name tf0 --log-every-n-steps 1 >/dev/null 2>&1
+"$vlm" train "${common[@]}" --steps 1 --name tf1 --log-every-n-steps 1 --image-mean 0.5 --image-std 0.25,0.5,0.5 \
+  --image-resize-mode squash >/dev/null 2>"$tmp/tf.err"
+check "--image-mean/--image-std/--image-resize-mode: trained, kept in the checkpoint's config" \
+  "[ $? -eq 0 ] && \"$vlm\" info --model $tmp/runs/tf1/checkpoints/latest | grep -qx 'images: squashed to 32, bicubic; mean (0.5, 0.5, 0.5), std (0.25, 0.5, 0.5)'"
+loss() { grep -o '"loss": [-0-9.e]*' "$1" | head -1; }
+check "... and the loader's images follow them (another first loss)" \
+  "[ -n \"\$(loss $tmp/runs/tf1/metrics.jsonl)\" ] && [ \"\$(loss $tmp/runs/tf0/metrics.jsonl)\" != \"\$(loss $tmp/runs/tf1/metrics.jsonl)\" ]"
+"$vlm" train "${common[@]}" --steps 2 --name tf1 --resume latest --image-mean 0.4 >/dev/null 2>"$tmp/tf.err"
+check "--image-mean on a resumed run: exit 2" "[ $? -eq 2 ] && grep -q 'keeps its checkpoint' $tmp/tf.err"
+"$vlm" train "${common[@]}" --steps 1 --name tf2 --image-std 0.5,0 >/dev/null 2>"$tmp/tf.err"
+check "--image-std 0.5,0: exit 2 before any work" "[ $? -eq 2 ] && grep -q -- '--image-std expects' $tmp/tf.err && [ ! -e $tmp/runs/tf2 ]"
+
 echo "train_resume: $pass passed, $fail failed"
 [ $fail -eq 0 ]
