@@ -51,7 +51,7 @@ vlm_status vlm_tools_prompts_cb(void *ctx, const char *const *texts, int n, floa
  * "classifier"; __metadata__ format "vlm-zeroshot-classifier", version, key, model_identity,
  * model, templates). The key hashes the model's identity, its precision and device, and every
  * prompt's token ids (class names, templates and tokenizer), so a file made for anything else
- * is not used. vlm_zs_cache_key writes 32 hex digits into key[n] (n >= 33). vlm_zs_cache_read:
+ * is not used. vlm_zs_cache_key writes 16 hex digits (vlm_hash) into key[n] (n >= 17). vlm_zs_cache_read:
  * 1 when FILE holds this key's classifier (W filled), 0 when FILE is absent or made for
  * something else, -1 on an error (message set; a file that is not a classifier is one).
  * vlm_zs_cache_write replaces FILE atomically. */

@@ -10,35 +10,19 @@
 
 #define FORMAT "vlm-zeroshot-classifier"
 
-typedef struct { uint64_t a, b; } hash2;
-
-static void mix(hash2 *h, const void *data, size_t n) {
-  const uint8_t *p = data;
-  for (size_t i = 0; i < n; i++) {
-    h->a = (h->a ^ p[i]) * 0x100000001B3ull;              /* FNV-1a */
-    h->b = (h->b + p[i] + 1) * 0x9E3779B97F4A7C15ull;     /* a second, unrelated one */
-    h->b ^= h->b >> 31;
-  }
-}
-
-static void mix_str(hash2 *h, const char *s) { mix(h, s, strlen(s) + 1); }
-
-static void mix_i64(hash2 *h, int64_t v) { mix(h, &v, sizeof v); }
-
 vlm_status vlm_zs_cache_key(vlm_encoder *e, const char *const *classes, int C, const char *const *tpl, int T,
                             char *key, size_t n) {
   if (!e->tok) return vlm_error(VLM_ERR_ARG, "zero-shot classifier key: no tokenizer");
   const int ctx = (int)e->cfg.text.context_length;
   int32_t *ids = malloc((size_t)(ctx > 0 ? ctx : 1) * sizeof *ids);
   if (!ids) return vlm_error(VLM_ERR_OOM, "out of memory");
-  hash2 h = {0xCBF29CE484222325ull, 1};
-  mix_str(&h, FORMAT "-1");
-  mix_str(&h, e->identity);
-  mix_str(&h, e->prec == VLM_PREC_BF16 ? "bf16" : "f32");
-  mix_str(&h, e->dev == VLM_CPU ? "cpu" : "gpu");
-  mix_i64(&h, C);
-  mix_i64(&h, T);
-  mix_i64(&h, vlm_encoder_dim(e));
+  vlm_hash h;
+  vlm_hash_init(&h);
+  const char *const words[] = {FORMAT "-1", e->identity, e->prec == VLM_PREC_BF16 ? "bf16" : "f32",
+                               e->dev == VLM_CPU ? "cpu" : "gpu"};
+  for (int i = 0; i < 4; i++) vlm_hash_bytes(&h, words[i], strlen(words[i]));
+  const int64_t sizes[3] = {C, T, vlm_encoder_dim(e)};
+  vlm_hash_bytes(&h, sizes, sizeof sizes);
   vlm_status st = VLM_OK;
   /* every prompt as the text tower reads it: the class names, the templates and the tokenizer */
   for (int64_t t = 0; t < (int64_t)C * T && st == VLM_OK; t++) {
@@ -46,11 +30,11 @@ vlm_status vlm_zs_cache_key(vlm_encoder *e, const char *const *classes, int C, c
     if (!text || vlm_tokenizer_encode_ctx(e->tok, text, strlen(text), ctx, 0, ids) < 0)
       st = vlm_error(VLM_ERR_OOM, "out of memory");
     else
-      mix(&h, ids, (size_t)ctx * sizeof *ids);
+      vlm_hash_bytes(&h, ids, (size_t)ctx * sizeof *ids);
     free(text);
   }
   free(ids);
-  if (st == VLM_OK) snprintf(key, n, "%016llx%016llx", (unsigned long long)h.a, (unsigned long long)h.b);
+  if (st == VLM_OK) snprintf(key, n, "%016llx", (unsigned long long)vlm_hash_final(&h));
   return st;
 }
 

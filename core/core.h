@@ -46,6 +46,12 @@ vlm_status vlm_error_prefix(vlm_status code, const char *fmt, ...) __attribute__
 const char *vlm_last_error(void);
 void vlm_error_clear(void);
 const char *vlm_status_name(vlm_status s);
+/* A fast 64-bit hash (not cryptographic) of byte runs, each run's length included: the model
+ * identities (model/encode.c) and the zero-shot classifier files' keys are made with it. */
+typedef struct { uint64_t h[4]; } vlm_hash;
+void vlm_hash_init(vlm_hash *s);
+void vlm_hash_bytes(vlm_hash *s, const void *data, size_t n);
+uint64_t vlm_hash_final(const vlm_hash *s);
 /* s as one POSIX shell word, for commands quoted in messages: s itself when it holds only
  * characters the shell leaves alone, else in single quotes (a quote as '\''), written to buf.
  * A word that does not fit in n bytes comes back unquoted. */

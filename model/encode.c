@@ -17,52 +17,31 @@ static int is_file(const char *p) {
   return stat(p, &s) == 0 && S_ISREG(s.st_mode);
 }
 
-/* ---- identity: a 64-bit hash of the config JSON and every parameter's bytes */
-typedef struct { uint64_t h[4]; } hash4;
-
-static void hash_bytes(hash4 *s, const void *data, size_t n) {
-  const uint8_t *p = data;
-  const uint64_t m = 0x9E3779B97F4A7C15ull;
-  size_t i = 0;
-  for (; i + 32 <= n; i += 32)
-    for (int l = 0; l < 4; l++) {
-      uint64_t w;
-      memcpy(&w, p + i + 8 * l, 8);
-      s->h[l] = (s->h[l] ^ w) * m;
-      s->h[l] ^= s->h[l] >> 29;
-    }
-  for (; i < n; i++) s->h[0] = (s->h[0] ^ p[i]) * m;
-  s->h[1] = (s->h[1] ^ n) * m;
-}
-
+/* ---- identity: a 64-bit hash (vlm_hash) of the config JSON and every parameter's bytes */
 static void hash_param(void *ctx, const char *name, vlm_tensor *t) {
-  hash4 *s = ctx;
-  hash_bytes(s, name, strlen(name));
-  hash_bytes(s, t->data, vlm_nbytes(t));
+  vlm_hash *s = ctx;
+  vlm_hash_bytes(s, name, strlen(name));
+  vlm_hash_bytes(s, t->data, vlm_nbytes(t));
 }
 
 static vlm_status compute_identity(vlm_encoder *e) {
-  hash4 s = {{1, 2, 3, 4}};
+  vlm_hash s;
+  vlm_hash_init(&s);
   char *json = e->coca ? vlm_coca_config_to_json(&e->ccfg) : vlm_clip_config_to_json(&e->cfg, VLM_CKPT_OPENCLIP);
   if (!json) return vlm_error(VLM_ERR_OOM, "out of memory");
-  hash_bytes(&s, json, strlen(json));
+  vlm_hash_bytes(&s, json, strlen(json));
   free(json);
   /* a Hugging Face text tower's pooling at an eos id is not in the open_clip JSON; models that
    * pool at the largest id (every open_clip one) keep the identity they always had */
   if (!e->coca && e->cfg.text.eot_id >= 0) {
     char eos[48];
     snprintf(eos, sizeof eos, "eos_token_id=%lld", (long long)e->cfg.text.eot_id);
-    hash_bytes(&s, eos, strlen(eos));
+    vlm_hash_bytes(&s, eos, strlen(eos));
   }
   if (e->coca) vlm_coca_params_visit(&e->cparams, &e->ccfg, hash_param, &s);
   else vlm_clip_params_visit(&e->params, &e->cfg, hash_param, &s);
-  uint64_t h = 0;
-  for (int l = 0; l < 4; l++) {
-    h ^= s.h[l];
-    h *= 0xff51afd7ed558ccdull;
-    h ^= h >> 33;
-  }
-  snprintf(e->identity, sizeof e->identity, "%s-%016llx", e->coca ? "coca" : "clip", (unsigned long long)h);
+  snprintf(e->identity, sizeof e->identity, "%s-%016llx", e->coca ? "coca" : "clip",
+           (unsigned long long)vlm_hash_final(&s));
   return VLM_OK;
 }
 

@@ -146,6 +146,26 @@ static void test_errors(void) {
     const char *w = vlm_shell_word(cases[i][0], b, sizeof b);
     CHECK(!strcmp(w, cases[i][1]), "shell word of [%s]: [%s], want [%s]", cases[i][0], w, cases[i][1]);
   }
+  /* vlm_hash: the same bytes the same value; a run's length counts; one bit anywhere changes it */
+  vlm_hash h1, h2, h3;
+  vlm_hash_init(&h1);
+  vlm_hash_init(&h2);
+  vlm_hash_init(&h3);
+  uint8_t buf[100];
+  for (int i = 0; i < 100; i++) buf[i] = (uint8_t)(i * 7);
+  vlm_hash_bytes(&h1, buf, 100);
+  vlm_hash_bytes(&h2, buf, 40);
+  vlm_hash_bytes(&h2, buf + 40, 60);
+  vlm_hash_bytes(&h3, buf, 100);
+  CHECK(vlm_hash_final(&h1) == vlm_hash_final(&h3), "vlm_hash: the same bytes, the same value");
+  CHECK(vlm_hash_final(&h1) != vlm_hash_final(&h2), "vlm_hash: 100 bytes as one run or as 40 + 60 differ");
+  for (int at = 0; at < 100; at += 33) {
+    vlm_hash_init(&h3);
+    buf[at] ^= 1;
+    vlm_hash_bytes(&h3, buf, 100);
+    buf[at] ^= 1;
+    CHECK(vlm_hash_final(&h1) != vlm_hash_final(&h3), "vlm_hash: a bit of byte %d changes it", at);
+  }
   char small[6];
   CHECK(!strcmp(vlm_shell_word("a b c d", small, sizeof small), "a b c d"), "a word that does not fit: unquoted");
   CHECK(!strcmp(vlm_shell_word("a b", small, sizeof small), "'a b'"), "a word that just fits: quoted");
