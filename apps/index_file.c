@@ -47,16 +47,7 @@ vlm_status vlm_index_open(vlm_index *ix, const char *path) {
     if (ix->off[0] != 0) st = bad(path, "offsets[0] is not 0");
     for (int64_t i = 0; i < ix->n && st == VLM_OK; i++)
       if (ix->off[i + 1] < ix->off[i] || ix->off[i + 1] > it->shape[0]) st = bad(path, "offsets out of order or past the items");
-    if (st == VLM_OK) {
-      if ((uintptr_t)e->data % sizeof(float)) {
-        ix->emb_copy = malloc((size_t)(ix->n * ix->E) * sizeof(float) + 1);
-        if (!ix->emb_copy) st = vlm_error(VLM_ERR_OOM, "out of memory");
-        else memcpy(ix->emb_copy, e->data, (size_t)(ix->n * ix->E) * sizeof(float));
-        ix->emb = ix->emb_copy;
-      } else {
-        ix->emb = e->data;
-      }
-    }
+    ix->emb = e->data;   /* aligned: vlm_st_open copies a misaligned tensor */
   }
   if (st != VLM_OK) {
     vlm_st_close(&ix->st);
@@ -66,7 +57,6 @@ vlm_status vlm_index_open(vlm_index *ix, const char *path) {
 }
 
 void vlm_index_close(vlm_index *ix) {
-  free(ix->emb_copy);
   vlm_st_close(&ix->st);
   memset(ix, 0, sizeof *ix);
 }

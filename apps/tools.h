@@ -110,8 +110,7 @@ vlm_status vlm_tools_check_writable(const char *path);
 typedef struct {
   vlm_safetensors st;
   int64_t n, E;
-  const float *emb;             /* [n, E] (in the mapping, or own copy when misaligned) */
-  float *emb_copy;
+  const float *emb;             /* [n, E] (in the mapping; vlm_st_open aligns a misaligned tensor) */
   const char *items;            /* not NUL-terminated: use the offsets */
   const int64_t *off, *size, *mtime;
   const char *kind, *identity, *model;
