@@ -56,6 +56,9 @@ const char *vlm_app_value(const char *cmd, int argc, char **argv, int *i);
  * error (a usage error: exit 2). */
 int vlm_app_encoder_flags(const char *cmd, const char *precision, const char *device);
 /* Parse "--threads N" style integers; prints an error and returns 0 on failure. */
+/* R,G,B or one number for all three (--mean, --image-std, ...) into v; 0 with a message
+ * "CMD: FLAG expects ..." on stderr otherwise. */
+int vlm_app_parse_rgb(const char *cmd, const char *flag, const char *s, double v[3]);
 int vlm_app_parse_int(const char *cmd, const char *flag, const char *s, long long lo, long long hi, long long *out);
 /* "./a//b/./c/" -> "a/b/c" in place (".." kept). */
 void vlm_app_clean_path(char *p);

@@ -26,7 +26,7 @@ static void usage(FILE *f) {
           "  --resize-mode M      shortest: shorter side to N, center crop (default, CLIP eval)\n"
           "                       squash: resize to N x N, aspect ratio not kept\n"
           "                       longest: longer side to N, centered, padded with 0\n"
-          "  --mean R,G,B         default OpenAI 0.48145466,0.4578275,0.40821073\n"
+          "  --mean R,G,B         default OpenAI 0.48145466,0.4578275,0.40821073 (one number: all three)\n"
           "  --std R,G,B          default OpenAI 0.26862954,0.26130258,0.27577711\n"
           "  --max-image-pixels N refuse images with more pixels (default %lld), checked from\n"
           "                       the header before decoding\n"
@@ -41,19 +41,11 @@ static void usage(FILE *f) {
           (long long)VLM_DEFAULT_MAX_PIXELS);
 }
 
+/* --mean / --std into cfg's floats. */
 static int parse3(const char *flag, const char *s, float v[3]) {
-  char *end;
-  const char *p = s;
-  for (int i = 0; i < 3; i++) {
-    errno = 0;
-    double d = strtod(p, &end);
-    if (errno || end == p || (i < 2 && *end != ',') || (i == 2 && *end)) {
-      fprintf(stderr, "vlm preprocess: %s expects three comma-separated numbers, got '%s'\n", flag, s);
-      return 0;
-    }
-    v[i] = (float)d;
-    p = end + 1;
-  }
+  double d[3];
+  if (!vlm_app_parse_rgb("vlm preprocess", flag, s, d)) return 0;
+  for (int i = 0; i < 3; i++) v[i] = (float)d[i];
   return 1;
 }
 

@@ -134,6 +134,8 @@ static void usage(FILE *f) {
 typedef struct {
   const char *train_data, *val_data, *zs_data, *dataset_type, *model, *tokenizer, *logs, *name, *resume;
   const char *image_mean, *image_std, *image_resize;   /* the images' transform (open_clip's flags) */
+  double mean_v[3], std_v[3];                           /* their values, parsed with the options */
+  vlm_resize_mode resize_v;
   const char *pretrained;   /* --pretrained FILE: the weights of --model's architecture (open_clip's flag) */
   const char *precision, *scheduler, *templates_file, *upsampling, *csv_img_key, *csv_caption_key, *device;
   char csv_sep;
@@ -148,28 +150,6 @@ typedef struct {
   int shapes_steps;   /* --steps is the shapes default, set once the model's kind is known */
   int kept_length;    /* a resume without --steps / --epochs: the run's own total_steps */
 } opts;
-
-/* R,G,B (or one number for every channel); a std > 0. */
-static int parse_triple(const char *flag, const char *s, double v[3], int is_std) {
-  const char *p = s;
-  int n = 0, ok = 1;
-  while (ok && n < 3) {
-    char *end;
-    errno = 0;
-    const double x = strtod(p, &end);
-    ok = !errno && end != p && x > -1e6 && x < 1e6 && (!is_std || x > 1e-6);
-    if (ok) v[n++] = x;
-    if (!ok || !*end) break;
-    ok = *end == ',' && n < 3;
-    p = end + 1;
-  }
-  if (ok && n == 1) v[1] = v[2] = v[0];
-  if (!ok || (n != 1 && n != 3)) {
-    fprintf(stderr, CMD ": %s expects R,G,B (or one number)%s, got '%s'\n", flag, is_std ? ", each > 0" : "", s);
-    return 0;
-  }
-  return 1;
-}
 
 static int parse_double(const char *flag, const char *s, double *out) {
   char *end = NULL;
@@ -1009,18 +989,10 @@ static int run(run_state *R) {
     vlm_vit_config *v = &R->model.vision;
     double m[3], s[3];
     int mode;
-    vlm_vit_image_norm(v, m, s, &mode);
-    vlm_resize_mode rm = (vlm_resize_mode)mode;
-    if ((o->image_mean && !parse_triple("--image-mean", o->image_mean, m, 0)) ||
-        (o->image_std && !parse_triple("--image-std", o->image_std, s, 1)))
-      return 2;
-    if (o->image_resize && !vlm_resize_mode_parse(o->image_resize, &rm)) {
-      fprintf(stderr, CMD ": --image-resize-mode: '%s' (shortest, squash or longest)\n", o->image_resize);
-      return 2;
-    }
-    memcpy(v->image_mean, m, sizeof m);
-    memcpy(v->image_std, s, sizeof s);
-    v->resize_mode = (int)rm;
+    vlm_vit_image_norm(v, m, s, &mode);   /* the model's, for what the flags leave */
+    memcpy(v->image_mean, o->image_mean ? o->mean_v : m, sizeof m);
+    memcpy(v->image_std, o->image_std ? o->std_v : s, sizeof s);
+    v->resize_mode = o->image_resize ? (int)o->resize_v : mode;
     if (R->is_coca) R->coca.vision = *v;
   }
   /* A CLIP text tower that pools at the first eos id (a Hugging Face config's eos_token_id)
@@ -1481,16 +1453,17 @@ int vlm_cmd_train(int argc, char **argv) {
                                                        : "--lr-cooldown-power must be > 0");
     goto out;
   }
-  {   /* the transform's values, checked before any work (applied in run()) */
-    double t[3];
-    vlm_resize_mode rm;
-    if ((o->image_mean && !parse_triple("--image-mean", o->image_mean, t, 0)) ||
-        (o->image_std && !parse_triple("--image-std", o->image_std, t, 1)))
-      goto out;
-    if (o->image_resize && !vlm_resize_mode_parse(o->image_resize, &rm)) {
-      fprintf(stderr, CMD ": --image-resize-mode: '%s' (shortest, squash or longest)\n", o->image_resize);
-      goto out;
-    }
+  /* the transform's values, checked before any work (applied in run()) */
+  if ((o->image_mean && !vlm_app_parse_rgb(CMD, "--image-mean", o->image_mean, o->mean_v)) ||
+      (o->image_std && !vlm_app_parse_rgb(CMD, "--image-std", o->image_std, o->std_v)))
+    goto out;
+  if (o->image_std && !(o->std_v[0] > 1e-6 && o->std_v[1] > 1e-6 && o->std_v[2] > 1e-6)) {
+    fprintf(stderr, CMD ": --image-std expects values > 0, got '%s'\n", o->image_std);
+    goto out;
+  }
+  if (o->image_resize && !vlm_resize_mode_parse(o->image_resize, &o->resize_v)) {
+    fprintf(stderr, CMD ": --image-resize-mode: '%s' (shortest, squash or longest)\n", o->image_resize);
+    goto out;
   }
   if (o->coca_caption_w < 0 || o->coca_clip_w < 0 || (o->coca_caption_w == 0 && o->coca_clip_w == 0)) {
     fprintf(stderr, CMD ": --coca-caption-loss-weight and --coca-contrastive-loss-weight must be >= 0, not both 0\n");

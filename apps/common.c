@@ -143,3 +143,24 @@ void vlm_app_print_image_transform(const vlm_vit_config *v) {
          mode == 1 ? "squashed to" : mode == 2 ? "longer side to" : "shorter side to", n,
          mode == 1 ? "" : mode == 2 ? ", padded" : ", center crop", m[0], m[1], m[2], s[0], s[1], s[2]);
 }
+
+int vlm_app_parse_rgb(const char *cmd, const char *flag, const char *s, double v[3]) {
+  const char *p = s;
+  int n = 0, ok = 1;
+  while (ok && n < 3) {
+    char *end;
+    errno = 0;
+    const double x = strtod(p, &end);
+    ok = !errno && end != p && x > -1e6 && x < 1e6;
+    if (ok) v[n++] = x;
+    if (!ok || !*end) break;
+    ok = *end == ',' && n < 3;
+    p = end + 1;
+  }
+  if (ok && n == 1) v[1] = v[2] = v[0];
+  if (!ok || (n != 1 && n != 3)) {
+    fprintf(stderr, "%s: %s expects R,G,B (or one number for all three), got '%s'\n", cmd, flag, s);
+    return 0;
+  }
+  return 1;
+}
