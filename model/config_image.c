@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 
 #include "model/config_json.h"
+#include "model/model.h"
 
 /* A mean or std: 3 numbers, or one for every channel; std > 0. */
 static vlm_status triple(const cJSON *v, double out[3], int is_std, const char *src, const char *key) {

@@ -6,6 +6,7 @@
 #include <cjson/cJSON.h>
 
 #include "core/core.h"
+#include "vision/vision.h"
 
 #define VLM_CFG_BIG ((int64_t)1 << 30)
 
@@ -51,12 +52,10 @@ vlm_status vlm_cfg_heads(const cJSON *obj, int64_t width, int64_t *heads, const 
 /* The image transform (config_image.c): open_clip's root["preprocess_cfg"], and the Hugging Face
  * preprocessor_config.json beside config_path (none: unchanged), into v's image_mean, image_std
  * and resize_mode. */
-#include "vision/vision.h"
 vlm_status vlm_cfg_preprocess(const cJSON *root, vlm_vit_config *v, const char *src);
 vlm_status vlm_cfg_hf_preprocessor(const char *config_path, vlm_vit_config *v);
 /* root["preprocess_cfg"] = {mean, std} (and resize_mode when not "shortest"), as open_clip writes it. */
 void vlm_cfg_write_preprocess(cJSON *root, const vlm_vit_config *v);
 /* A Hugging Face preprocessor_config.json (CLIPImageProcessor) for v's transform; malloc'd, NULL on OOM. */
 char *vlm_cfg_hf_preprocessor_json(const vlm_vit_config *v);
-vlm_status vlm_read_text_file(const char *path, char **out);
 #endif
