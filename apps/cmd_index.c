@@ -9,6 +9,29 @@
 #include "apps/apps.h"
 #include "apps/tools.h"
 
+/* Texts to embed in order of length (bytes, then position): a batch runs at its longest text
+ * (the padding beyond a text's end does not change its features, only costs time). */
+typedef struct { size_t len; int64_t k; char *text; int64_t where; } text_ref;
+
+static int text_by_length(const void *a, const void *b) {
+  const text_ref *x = a, *y = b;
+  if (x->len != y->len) return x->len < y->len ? -1 : 1;
+  return x->k < y->k ? -1 : x->k > y->k;
+}
+
+static int sort_texts(char **work, int64_t *where, int64_t n) {
+  text_ref *r = malloc(((size_t)n + 1) * sizeof *r);
+  if (!r) return 0;
+  for (int64_t k = 0; k < n; k++) r[k] = (text_ref){strlen(work[k]), k, work[k], where[k]};
+  qsort(r, (size_t)n, sizeof *r, text_by_length);
+  for (int64_t k = 0; k < n; k++) {
+    work[k] = r[k].text;
+    where[k] = r[k].where;
+  }
+  free(r);
+  return 1;
+}
+
 static void usage(FILE *f) {
   fprintf(f,
           "usage: vlm index --model PATH --out INDEX DIR|FILE... [options]\n"
@@ -264,12 +287,16 @@ int vlm_cmd_index(int argc, char **argv) {
   double t_embed = vlm_now();
   for (int64_t i = 0; i < N; i++)
     if (reuse[i] < 0) { work[t] = items[i]; where[t++] = i; }
-  if (todo && texts_f) {   /* in chunks of 32 batches, for the progress line; the encoder takes each chunk's
-                              texts in order of length (a batch runs at its longest text) */
+  if (todo && texts_f && !sort_texts(work, where, todo)) {
+    free(work); free(where); free(wemb); free(wok);
+    fprintf(stderr, "vlm index: out of memory\n");
+    goto done;
+  }
+  if (todo && texts_f) {   /* in chunks of a few batches, for the progress line */
     vlm_tools_progress pg;
     vlm_tools_progress_start(&pg, "index", "texts", todo, !quiet);
-    for (int64_t k = 0; k < todo; k += 32 * batch) {
-      int64_t m = todo - k < 32 * batch ? todo - k : 32 * batch;
+    for (int64_t k = 0; k < todo; k += 8 * batch) {
+      int64_t m = todo - k < 8 * batch ? todo - k : 8 * batch;
       if (vlm_encoder_texts(&enc, (const char *const *)work + k, m, wemb + (size_t)(k * E)) != VLM_OK) {
         fprintf(stderr, "vlm index: %s\n", vlm_last_error());
         free(work); free(where); free(wemb); free(wok);
