@@ -383,8 +383,19 @@ static vlm_status texts_run(vlm_encoder *e, const char *const *texts, int64_t n,
       free(rows);
       return vlm_error(VLM_ERR_OOM, "out of memory ordering %lld texts", (long long)n);
     }
-    for (int64_t i = 0; i < n; i++) order[i] = (text_len){strlen(texts[i]), i};
-    qsort(order, (size_t)n, sizeof *order, by_text_length);
+    int sorted = 1;
+    for (int64_t i = 0; i < n; i++) {
+      order[i] = (text_len){strlen(texts[i]), i};
+      sorted &= i == 0 || order[i].len >= order[i - 1].len;
+    }
+    if (sorted) {   /* already in order (vlm index sorts the whole file first): as given, no copies */
+      free(order);
+      free(rows);
+      order = NULL;
+      rows = NULL;
+    } else {
+      qsort(order, (size_t)n, sizeof *order, by_text_length);
+    }
   }
   vlm_status st = VLM_OK;
   for (int64_t s = 0; s < n && st == VLM_OK; s += e->max_batch) {
