@@ -150,6 +150,11 @@ int vlm_cmd_index(int argc, char **argv) {
     vlm_pathlist_free(&inputs);
     return 2;
   }
+  if (tokenizer && !texts_f) {   /* images need none: not silently nothing */
+    fprintf(stderr, "vlm index: --tokenizer applies to --texts (image embeddings use no tokenizer)\n");
+    vlm_pathlist_free(&inputs);
+    return 2;
+  }
   if (npy && vlm_app_same_file(npy, out)) {
     fprintf(stderr, "vlm index: --export-npy %s is the index itself (--out %s): choose another file\n", npy, out);
     vlm_pathlist_free(&inputs);

@@ -86,6 +86,7 @@ static void usage(FILE *f) {
           "  --warmup N (10000)  --lr-scheduler cosine|const|const-cooldown (cosine)\n"
           "  --epochs-cooldown N      const-cooldown (where it is required): the last N epochs'\n"
           "                           steps cool down  --lr-cooldown-power X (1.0)  --lr-cooldown-end X (0)\n"
+          "                           (these three go with const-cooldown only)\n"
           "  --grad-clip-norm X       clip the global gradient norm to X (none, as open_clip; 0: none)\n"
           "  --accum-freq K (1)  --precision fp32|bf16 (fp32)\n"
           "  --seed N (0)\n"
@@ -104,7 +105,8 @@ static void usage(FILE *f) {
           "                           an ImageFolder DIR or shapes:val[:N]; data without classes is refused)\n"
           "  --zeroshot-templates T    openai | simple | shapes (vlm zeroshot's sets) or a FILE, one\n"
           "                           template per line, {} or {c} = class name (default: 7 prompts\n"
-          "                           like \"a photo of {a} {}.\", {a} = a/an; the shapes set on shapes)\n"
+          "                           like \"a photo of {a} {}.\", {a} = a/an; the shapes set on shapes;\n"
+          "                           needs zero-shot data)\n"
           "  --eval-steps N           also evaluate every N steps (0: epoch ends only)\n"
           "  --log-every-n-steps N (10)  --stop-at-step N (stop there with a checkpoint)\n"
           "  --json                   print the final evaluation as JSON on stdout\n"
@@ -146,6 +148,7 @@ typedef struct {
   long long bpe_size;   /* --tokenizer train:SIZE */
   int save_most_recent, lock_image, lock_text, json;
   int set_batch, set_accum, set_lr, set_warmup, set_epochs, set_steps, set_eval_steps, set_coca_w;
+  const char *set_cooldown;   /* the first --lr-cooldown-power / --lr-cooldown-end / --epochs-cooldown given */
   int set_model;      /* --model was given (not the shapes default) */
   int shapes_steps;   /* --steps is the shapes default, set once the model's kind is known */
   int kept_length;    /* a resume without --steps / --epochs: the run's own total_steps */
@@ -1355,6 +1358,9 @@ int vlm_cmd_train(int argc, char **argv) {
     DBL("--wd", wd)
     DBL("--grad-clip-norm", grad_clip)
     DBL("--data-temperature", temperature)
+    if (!o->set_cooldown && (!strcmp(a, "--lr-cooldown-power") || !strcmp(a, "--lr-cooldown-end") ||
+                             !strcmp(a, "--epochs-cooldown")))
+      o->set_cooldown = a;   /* const-cooldown's: refused with another scheduler, below */
     DBL("--lr-cooldown-power", cooldown_power)
     DBL("--lr-cooldown-end", cooldown_end)
     if (!strcmp(a, "--coca-caption-loss-weight") || !strcmp(a, "--coca-contrastive-loss-weight"))
@@ -1569,6 +1575,17 @@ int vlm_cmd_train(int argc, char **argv) {
   }
   if (o->val_freq == 0) o->val_data = NULL;  /* no evaluation on the val data */
   if (o->zs_freq == 0) o->zs_data = NULL;
+  /* options of a part that does not run are usage errors, not silently nothing */
+  if (o->set_cooldown && strcmp(o->scheduler, "const-cooldown")) {
+    fprintf(stderr, CMD ": %s applies to --lr-scheduler const-cooldown (this run's scheduler: %s)\n", o->set_cooldown,
+            o->scheduler);
+    goto out;
+  }
+  if (o->templates_file && !o->zs_data) {
+    fprintf(stderr, CMD ": --zeroshot-templates applies to zero-shot evaluation, which %s\n",
+            o->zs_freq == 0 ? "--zeroshot-frequency 0 turns off" : "needs --zeroshot-data (labelled data)");
+    goto out;
+  }
   if (o->set_steps && o->set_epochs) {
     fprintf(stderr, CMD ": give --epochs or --steps, not both\n");
     goto out;

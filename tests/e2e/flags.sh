@@ -42,6 +42,9 @@ done
 # ---- zeroshot, index: '-x' is an unknown option, not a missing file; --top-k is not for --eval
 usage_err "zeroshot -x" "unknown option '-x'" "$vlm" zeroshot --model "$coca" --classes a,b -x "$tmp/s/images"
 usage_err "index -x" "unknown option '-x'" "$vlm" index --model "$coca" --out "$tmp/i.idx" -x "$tmp/s/images"
+usage_err "index --tokenizer with images" "--tokenizer applies to --texts" \
+  "$vlm" index --model "$coca" --out "$tmp/i.idx" --tokenizer "$shared/data/bpe_simple_vocab_16e6.txt.gz" "$tmp/s/images"
+check "index --tokenizer with images wrote nothing" "[ ! -e '$tmp/i.idx' ]"
 mkdir -p "$tmp/if/a" && cp "$img" "$tmp/if/a/"
 usage_err "zeroshot --eval --top-k" "--top-k .*--eval" "$vlm" zeroshot --model "$coca" --eval "$tmp/if" --top-k 1
 
@@ -75,6 +78,16 @@ for bad in "--data-temperature -1" "--lr-cooldown-end -0.1" "--lr-cooldown-power
 done
 usage_err "train --coca-caption-loss-weight on a CLIP model" "is a CLIP model" \
   "$vlm" train --train-data shapes --model tiny --steps 1 --logs "$tmp/runs" --name r --coca-caption-loss-weight 1
+# options of a part of the run that does not happen
+for o in "--lr-cooldown-power 2" "--lr-cooldown-end 1e-5" "--epochs-cooldown 1"; do
+  usage_err "train $o without const-cooldown" "${o%% *} applies to --lr-scheduler const-cooldown" \
+    "$vlm" train --train-data shapes --steps 1 --logs "$tmp/runs" --name r $o
+done
+usage_err "train --zeroshot-templates with zero-shot turned off" "--zeroshot-templates applies.*--zeroshot-frequency 0" \
+  "$vlm" train --train-data shapes --steps 1 --logs "$tmp/runs" --name r --zeroshot-frequency 0 --zeroshot-templates simple
+usage_err "train --zeroshot-templates without zero-shot data" "--zeroshot-templates applies.*needs --zeroshot-data" \
+  "$vlm" train --train-data "$tmp/s/captions.tsv" --model tiny --tokenizer train:600 --steps 1 --logs "$tmp/runs" \
+  --name r --zeroshot-templates simple
 check "no run directory was left" "[ ! -e '$tmp/runs/r' ]"
 
 # ---- shapes: captions.tsv is written last, the val class lists before it
