@@ -114,6 +114,37 @@ static int cmp_conf(const void *a, const void *b) {
   return x->p < y->p ? -1 : x->p > y->p;
 }
 
+typedef struct { const char *name; int at; } named_at;
+
+static int by_name_then_place(const void *a, const void *b) {
+  const named_at *x = a, *y = b;
+  int c = strcmp(x->name, y->name);
+  return c ? c : (x->at > y->at) - (x->at < y->at);
+}
+
+/* A class named twice splits its probability between the two: said (each repeat against the
+ * first place of its name, in the order of the list), not refused (ImageNet's list as some copy
+ * it names 'crane' twice). Sorted, so 21k names cost no 200M comparisons. 0: out of memory. */
+static int warn_repeated_classes(const char *const *classes, int n, const char *file) {
+  if (n < 2) return 1;
+  named_at *v = malloc((size_t)n * sizeof *v);
+  int *first = malloc((size_t)n * sizeof *first);
+  if (!v || !first) { free(v); free(first); return 0; }
+  for (int c = 0; c < n; c++) v[c] = (named_at){classes[c], c};
+  qsort(v, (size_t)n, sizeof *v, by_name_then_place);
+  for (int k = 0, g = 0; k < n; k++) {
+    if (k > 0 && strcmp(v[k].name, v[k - 1].name)) g = k;
+    first[v[k].at] = v[g].at;
+  }
+  for (int c = 0; c < n; c++)
+    if (first[c] != c)
+      fprintf(stderr, "vlm zeroshot: warning: %s%sclass names %d and %d are both '%s': the two split its probability\n",
+              file ? file : "", file ? ": " : "", first[c] + 1, c + 1, classes[c]);
+  free(v);
+  free(first);
+  return 1;
+}
+
 int vlm_cmd_zeroshot(int argc, char **argv) {
   const char *model = NULL, *classes_s = NULL, *classes_f = NULL, *templates_s = "openai", *tokenizer = NULL;
   const char *eval = NULL, *precision = "f32", *device = "cpu", *classifier = NULL;
@@ -190,13 +221,10 @@ int vlm_cmd_zeroshot(int argc, char **argv) {
   }
   /* a class named twice splits its probability between the two: said, not refused (ImageNet's
    * list as some copy it names 'crane' twice) */
-  for (int c = 1; c < n_classes; c++)
-    for (int d = 0; d < c; d++) {
-      if (strcmp(classes[c], classes[d])) continue;
-      fprintf(stderr, "vlm zeroshot: warning: %s%sclass names %d and %d are both '%s': the two split its probability\n",
-              classes_f ? classes_f : "", classes_f ? ": " : "", d + 1, c + 1, classes[c]);
-      break;
-    }
+  if (!warn_repeated_classes((const char *const *)classes, n_classes, classes_f)) {
+    fprintf(stderr, "vlm zeroshot: out of memory\n");
+    goto done;
+  }
   if (!(n_tpl = vlm_zeroshot_templates_builtin(templates_s, &tpl))) {
     if (vlm_zeroshot_templates_load(templates_s, &tpl_owned, &n_tpl) != VLM_OK) {
       fprintf(stderr, "vlm zeroshot: --templates: %s (expected openai, simple, shapes or a file)\n", vlm_last_error());

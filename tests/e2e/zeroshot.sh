@@ -32,6 +32,10 @@ check "a class named twice in a file: exit 0, a warning naming the file and both
   "[ $? -eq 0 ] && grep -q 'warning: .*dup_cls.txt: class names 1 and 3 are both .cat.: the two split its probability' $tmp/err"
 "$vlm" zeroshot --model "$m" --classes horse,cat,horse "$tmp/imgs/space/rocket.jpg" >/dev/null 2>"$tmp/err"
 check "... in --classes too" "[ $? -eq 0 ] && grep -q 'class names 1 and 3 are both .horse.' $tmp/err"
+"$vlm" zeroshot --model "$m" --classes dog,horse,cat,horse,dog,horse "$tmp/imgs/space/rocket.jpg" >/dev/null 2>"$tmp/err"
+check "... each repeat against its name's first place, in list order" \
+  "[ \"\$(grep -o 'class names [0-9]* and [0-9]* are both .[a-z]*.' $tmp/err | tr '\n' ';')\" = \
+     \"class names 2 and 4 are both 'horse';class names 1 and 5 are both 'dog';class names 2 and 6 are both 'horse';\" ]"
 
 # JSON: all classes -> probabilities sum to 1, sorted descending
 "$vlm" zeroshot --model "$m" --classes "horse, cat ,astronaut,rocket" --top-k 10 --json --templates simple \
