@@ -30,6 +30,13 @@ int vlm_app_coca_convert(const char *model, const char *config, const char *init
  * as it is now and returns 1 when config and parameters equal the ones written: LAION's
  * directories hold one model in several files); else 1 after a message naming the file that
  * would be read instead, before anything is written (apps/cmd_convert.c). */
+/* vlm convert: the source model's tokenizer files staged into OUT (written whole, not yet
+ * renamed; none found: n = 0), then renamed into place together once the model is written, or
+ * removed when it is not. stage and commit return 0, or 1 after a message. */
+typedef struct { vlm_atomic_file af[2]; int n; char source[4096]; } vlm_app_staged_tokenizer;
+int vlm_app_tokenizer_stage(const char *model, const char *out, vlm_app_staged_tokenizer *t);
+int vlm_app_tokenizer_commit(vlm_app_staged_tokenizer *t, const char *out);
+void vlm_app_tokenizer_abort(vlm_app_staged_tokenizer *t);
 int vlm_app_convert_shadow(const char *out, const char *cfg_name, const char *weights_name,
                            int (*same)(const char *dir, void *ctx), void *ctx);
 int vlm_cmd_zeroshot(int argc, char **argv);

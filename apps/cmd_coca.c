@@ -204,6 +204,7 @@ int vlm_app_coca_convert(const char *model, const char *config, const char *init
     return 1;
   }
   int rc = 0;
+  vlm_app_staged_tokenizer tok = {0};
   if (mkdir(out, 0777) != 0 && errno != EEXIST) {
     fprintf(stderr, "vlm convert: %s: cannot create the directory: %s\n", out, strerror(errno));
     rc = 1;
@@ -211,13 +212,17 @@ int vlm_app_coca_convert(const char *model, const char *config, const char *init
                                     torch ? "open_clip_pytorch_model.bin" : "open_clip_model.safetensors", coca_same,
                                     &(coca_same_ctx){&c, &p})) {
     rc = 1;
+  } else if (!init && vlm_app_tokenizer_stage(model, out, &tok) != 0) {
+    rc = 1;
   } else if (vlm_coca_save_dir_as(&p, &c, out, torch) != VLM_OK) {
     fprintf(stderr, "vlm convert: %s\n", vlm_last_error());
+    vlm_app_tokenizer_abort(&tok);
     rc = 1;
   } else {
     printf("wrote %s (open_clip layout, CoCa, %lld parameters, %s) from %s (%s)\n", out,
            (long long)vlm_coca_params_count(&p, &c), torch ? "PyTorch checkpoint" : "safetensors",
            init ? init : model, init ? "open_clip initialisation" : "open_clip");
+    rc = vlm_app_tokenizer_commit(&tok, out);
   }
   vlm_coca_params_free(&p);
   return rc;

@@ -43,7 +43,9 @@ static void usage(FILE *f) {
           "(safetensors before PyTorch files, open_clip's layout before Hugging Face's) is\n"
           "refused before anything is written; the same model in several files is fine.\n"
           "The model's tokenizer, when one is found beside it (as 'vlm zeroshot' looks), is\n"
-          "copied too (vocab.json + merges.txt, or OpenAI's bpe_simple_vocab_16e6.txt.gz).\n"
+          "copied too (vocab.json + merges.txt, or OpenAI's bpe_simple_vocab_16e6.txt.gz),\n"
+          "written before the model and renamed with it: when either fails, neither\n"
+          "replaces what DIR held.\n"
           "--init NAME writes a new model instead, initialised as open_clip does for\n"
           "training from scratch (seed N, default 0). Built-in NAMEs: open_clip's configs\n"
           "ViT-B-32, ViT-B-32-256, ViT-B-16, ViT-B-16-plus-240, ViT-L-14, ViT-L-14-336,\n"
@@ -61,41 +63,54 @@ static void usage(FILE *f) {
           "  vlm convert --init coca-small --to open_clip --out coca-small-random   (CoCa: open_clip layout only)\n");
 }
 
-/* A whole file read into memory and written atomically as `to`. */
-static vlm_status copy_file(const char *from, const char *to) {
-  char *buf;
-  size_t n;
-  vlm_status st = vlm_read_file(from, &buf, &n);
-  if (st != VLM_OK) return st;
-  st = vlm_write_file_atomic(to, buf, n);
-  free(buf);
-  return st;
-}
-
 /* The source model's tokenizer (found as vlm zeroshot finds it: MODEL/tokenizer/, vocab.json +
- * merges.txt, a vlm train run's RUN/tokenizer/, OpenAI's BPE file) copied into OUT, so vlm and
- * transformers' CLIPTokenizer find it beside the converted weights. 0, or 1 after the message. */
-static int copy_tokenizer(const char *model, const char *out) {
-  char tok[4096], from[4200], to[4200];
-  int found = vlm_find_tokenizer(model, tok, sizeof tok);
+ * merges.txt, a vlm train run's RUN/tokenizer/, OpenAI's BPE file), staged into OUT: its
+ * files are written whole beside their targets before the model is, and renamed into place
+ * after it (vlm_app_tokenizer_commit) or removed (vlm_app_tokenizer_abort) when the model is
+ * not written, so a failed convert leaves OUT's old files as they were. vlm and transformers'
+ * CLIPTokenizer then find it beside the converted weights. 0, or 1 after the message. */
+int vlm_app_tokenizer_stage(const char *model, const char *out, vlm_app_staged_tokenizer *t) {
+  memset(t, 0, sizeof *t);
+  int found = vlm_find_tokenizer(model, t->source, sizeof t->source);
   if (found <= 0) return 0;   /* none: the weights alone, as before */
   struct stat sb;
-  const int dir = stat(tok, &sb) == 0 && S_ISDIR(sb.st_mode);
+  const int dir = stat(t->source, &sb) == 0 && S_ISDIR(sb.st_mode);
   static const char *const files[2] = {"vocab.json", "merges.txt"};
-  int copied = 0;
   for (int i = 0; i < (dir ? 2 : 1); i++) {
-    const char *base = strrchr(tok, '/');
-    snprintf(from, sizeof from, dir ? "%s/%s" : "%s", tok, files[i]);
-    snprintf(to, sizeof to, "%s/%s", out, dir ? files[i] : base ? base + 1 : tok);
-    if (vlm_app_same_file(from, to)) continue;
-    if (copy_file(from, to) != VLM_OK) {
+    char from[4200], to[4200], *buf = NULL;
+    size_t n = 0;
+    const char *base = strrchr(t->source, '/');
+    snprintf(from, sizeof from, dir ? "%s/%s" : "%s", t->source, files[i]);
+    snprintf(to, sizeof to, "%s/%s", out, dir ? files[i] : base ? base + 1 : t->source);
+    if (vlm_app_same_file(from, to)) continue;   /* converted in place: it is there already */
+    vlm_status st = vlm_read_file(from, &buf, &n);
+    if (st == VLM_OK) st = vlm_atomic_stage(&t->af[t->n], to, buf, n);
+    free(buf);
+    if (st != VLM_OK) {
       fprintf(stderr, "vlm convert: the tokenizer: %s\n", vlm_last_error());
+      vlm_app_tokenizer_abort(t);
       return 1;
     }
-    copied++;
+    t->n++;
   }
-  if (copied) printf("copied the tokenizer %s into %s\n", tok, out);
   return 0;
+}
+
+int vlm_app_tokenizer_commit(vlm_app_staged_tokenizer *t, const char *out) {
+  if (t->n == 0) return 0;
+  const int n = t->n;
+  t->n = 0;
+  if (vlm_atomic_commit_all(t->af, n) != VLM_OK) {
+    fprintf(stderr, "vlm convert: the tokenizer: %s\n", vlm_last_error());
+    return 1;
+  }
+  printf("copied the tokenizer %s into %s\n", t->source, out);
+  return 0;
+}
+
+void vlm_app_tokenizer_abort(vlm_app_staged_tokenizer *t) {
+  for (int i = 0; i < t->n; i++) vlm_atomic_abort(&t->af[i]);
+  t->n = 0;
 }
 
 int vlm_app_convert_shadow(const char *out, const char *cfg_name, const char *weights_name,
@@ -177,8 +192,7 @@ int vlm_cmd_convert(int argc, char **argv) {
   long long seed = 0;
   if (seed_s && !vlm_app_parse_int("vlm convert", "--seed", seed_s, 0, (1LL << 62), &seed)) return 2;
   if (config ? vlm_coca_config_spec_is_coca(config) : vlm_app_is_coca_name_or_model(init, model)) {
-    int crc = vlm_app_coca_convert(model, config, init, fmt == VLM_CKPT_HF, torch, out, (uint64_t)seed);
-    return crc == 0 && !init ? copy_tokenizer(model, out) : crc;
+    return vlm_app_coca_convert(model, config, init, fmt == VLM_CKPT_HF, torch, out, (uint64_t)seed);
   }
   if (init) {
     if (vlm_clip_config_builtin(&c, init) != VLM_OK) {   /* the CLIP names; the CoCa ones too */
@@ -199,6 +213,7 @@ int vlm_cmd_convert(int argc, char **argv) {
     return 1;
   }
   int rc = 0;
+  vlm_app_staged_tokenizer tok = {0};
   if (fmt == VLM_CKPT_OPENCLIP && vlm_clip_config_openclip_ok(&c, model) != VLM_OK) {
     fprintf(stderr, "vlm convert: %s\n", vlm_last_error());   /* before creating anything */
     rc = 1;
@@ -210,14 +225,17 @@ int vlm_cmd_convert(int argc, char **argv) {
                                                        : (torch ? "open_clip_pytorch_model.bin" : "open_clip_model.safetensors"),
                                     clip_same, &(clip_same_ctx){&c, &p, fmt})) {
     rc = 1;
+  } else if (!init && vlm_app_tokenizer_stage(model, out, &tok) != 0) {
+    rc = 1;
   } else if (vlm_clip_save_dir_as(&p, &c, out, fmt, torch) != VLM_OK) {
     fprintf(stderr, "vlm convert: %s\n", vlm_last_error());
+    vlm_app_tokenizer_abort(&tok);
     rc = 1;
   } else {
     printf("wrote %s (%s layout, %lld parameters, %s) from %s (%s)\n", out, vlm_ckpt_format_name(fmt),
            (long long)vlm_clip_params_count(&p, &c, NULL, NULL), torch ? "PyTorch checkpoint" : "safetensors", model,
            init ? "open_clip initialisation" : vlm_ckpt_format_name(src));
-    if (!init) rc = copy_tokenizer(model, out);
+    rc = vlm_app_tokenizer_commit(&tok, out);
   }
   vlm_clip_params_free(&p);
   return rc;

@@ -24,7 +24,7 @@ if [ ! -w /dev/full ] || [ ! -c /dev/full ]; then
 fi
 . "$here/tools_setup.sh"
 setup_tools_data || { echo "FAIL: could not make the test data"; exit 1; }
-m=$tmp/model
+m=$tmp/model m2=$tmp/model2
 "$vlm" index --model "$m" --out "$tmp/p.idx" "$tmp/imgs" >/dev/null 2>&1 || { echo "FAIL: vlm index"; exit 1; }
 "$vlm" convert --init coca-tiny --to open_clip --out "$tmp/coca" >/dev/null 2>&1 || { echo "FAIL: a CoCa model"; exit 1; }
 
@@ -82,6 +82,25 @@ cp "$d/model.safetensors" "$tmp/old.safetensors"
 rm "$d/config.json" && mkdir "$d/config.json"
 "$vlm" convert --init tiny --seed 2 --to hf --out "$d" >/dev/null 2>&1
 check "convert --to hf, config.json unwritable: the old weights kept" "[ $? -eq 1 ] && cmp -s '$d/model.safetensors' '$tmp/old.safetensors'"
+# a model's tokenizer goes with it: written before and renamed after the model, so when either
+# cannot be written, neither replaces what OUT held
+t=$tmp/withtok
+"$vlm" convert --model "$m" --to hf --out "$t" >/dev/null 2>&1
+check "convert --to hf copies the model's tokenizer" "[ -s '$t/vocab.json' ] && [ -s '$t/merges.txt' ]"
+cp "$t/model.safetensors" "$tmp/old.safetensors"
+echo '{"old": 1}' >"$t/vocab.json"
+rm "$t/merges.txt" && mkdir "$t/merges.txt"
+err=$("$vlm" convert --model "$m2" --to hf --out "$t" 2>&1); rc=$?
+check "convert, the tokenizer's merges.txt unwritable: exit 1, named; the old weights kept (got $rc)" \
+  "[ $rc -eq 1 ] && grep -q 'merges.txt' <<<\"\$err\" && cmp -s '$t/model.safetensors' '$tmp/old.safetensors'"
+check "... and the old vocab.json kept" "[ \"\$(cat '$t/vocab.json')\" = '{\"old\": 1}' ]"
+rmdir "$t/merges.txt" && echo old >"$t/merges.txt"
+rm "$t/config.json" && mkdir "$t/config.json"
+err=$("$vlm" convert --model "$m2" --to hf --out "$t" 2>&1); rc=$?
+check "convert, the model's config unwritable: exit 1; the old tokenizer files kept (got $rc)" \
+  "[ $rc -eq 1 ] && [ \"\$(cat '$t/vocab.json')\" = '{\"old\": 1}' ] && [ \"\$(cat '$t/merges.txt')\" = old ]"
+check "convert with a tokenizer: no temporary file left" "! compgen -G '$t/*.tmp*' >/dev/null"
+rmdir "$t/config.json"
 v=$tmp/vocab
 "$vlm" bpe-train --vocab-size 600 --out "$v" "$tmp/captions.txt" >/dev/null 2>&1
 cp "$v/vocab.json" "$tmp/old.vocab.json"
