@@ -17,8 +17,9 @@ int vlm_cmd_version(int argc, char **argv) {
   if (argc > 1) return vlm_app_bad_arg("vlm version", argv[1]);
   const dnnl_version_t *v = dnnl_version();
   printf("vlm 0.1.0\n");
-  printf("cpu: %d threads, AVX512-BF16/AMX: %s, oneDNN %d.%d.%d\n", vlm_threads_get(),
-         vlm_cpu_has_bf16() ? "yes" : "no", v->major, v->minor, v->patch);
+  printf("cpu: %d threads, AVX512-BF16/AMX: %s, oneDNN %d.%d.%d, bf16 GEMMs: %s\n", vlm_threads_get(),
+         vlm_cpu_has_bf16() ? "yes" : "no", v->major, v->minor, v->patch,
+         vlm_cpu_bf16_gemm_native() ? "oneDNN" : "none (--precision bf16 computes in f32: same results, no speedup)");
   printf("gpu: %s\n", vlm_cuda_describe());
 #ifdef VLM_HAVE_MPI
   printf("ranks: MPI (vlm train under mpirun / srun)\n");

@@ -256,6 +256,9 @@ typedef enum { VLM_PREC_F32 = 0, VLM_PREC_BF16 = 1 } vlm_precision;
 void vlm_set_matmul_precision(vlm_precision p);
 vlm_precision vlm_get_matmul_precision(void);
 int vlm_cpu_has_bf16(void);   /* AVX512-BF16 or AMX-BF16 present */
+/* Whether oneDNN runs bf16 GEMMs on this CPU (AVX-512: AMX, AVX512-BF16 or emulated); without
+ * (AVX2) bf16 precision widens its bf16-rounded operands to f32: the same results, no speedup. */
+int vlm_cpu_bf16_gemm_native(void);
 
 /* ------------------------------------------------------------------ ops
  * Shapes are in the comments; [*] means "any leading dims". */

@@ -21,6 +21,10 @@
  * BF16 operand beside an F32 one is widened to f32 (exact), so the result is
  * what the reference computes.
  *
+ * Primitives are also keyed by the caller's OpenMP thread count: oneDNN fixes a primitive's
+ * thread count when it is created, so one made on a 2-thread caller would start 2 workers for
+ * a caller limited to 1 (the C API's options.threads on another thread).
+ *
  * Thread safety: the engine is created once; each calling thread has its own
  * stream, its own conversion buffers and its own scratchpad (primitives are
  * created with a user-managed scratchpad, so one primitive can run from
@@ -33,6 +37,7 @@
 
 #include <oneapi/dnnl/dnnl.h>
 #include <oneapi/dnnl/dnnl_debug.h>
+#include <omp.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,6 +69,7 @@ typedef struct {
   scratch_buf scratchpad;   /* oneDNN's scratchpad */
   scratch_buf conv[3];      /* converted operands: dout/a, b, a */
   scratch_buf out;          /* f32 result before a bf16 store (unfused epilogue) */
+  scratch_buf wide[2];      /* bf16 operands widened to f32 (no bf16 GEMM on this CPU) */
 } thread_state;
 static _Thread_local thread_state tl;
 
@@ -85,6 +91,7 @@ static void thread_exit(void *p) {
   buf_free(&t->scratchpad);
   for (int i = 0; i < 3; i++) buf_free(&t->conv[i]);
   buf_free(&t->out);
+  for (int i = 0; i < 2; i++) buf_free(&t->wide[i]);
 }
 
 static pthread_key_t g_tl_key;
@@ -169,6 +176,8 @@ typedef struct {
   int32_t residual;   /* fused dst += residual [M,N] (row stride ldc) post-op */
   int32_t dst_dt;     /* dnnl_data_type_t of dst: f32, or bf16 (forward, inference) */
   int32_t packed;     /* weights in oneDNN's own (blocked) layout: a packed copy */
+  int32_t nthr;       /* OpenMP threads the caller allows: a primitive keeps the count it was made
+                       * with and starts that many workers, whichever thread runs it */
 } mm_key;
 
 typedef struct {
@@ -228,8 +237,9 @@ static mm_entry *entry_create(const mm_key *k) {
   dnnl_primitive_desc_t pd;
   dnnl_status_t st = dnnl_primitive_desc_create(&pd, &desc, attr, engine(), NULL);
   DNNL_OK(dnnl_primitive_attr_destroy(attr));
-  if (st == dnnl_unimplemented && (k->act || k->residual || k->dst_dt != dnnl_f32)) {
-    /* e.g. an f32 GEMM with a bf16 dst: gemm_ex runs it in steps instead. */
+  if (st == dnnl_unimplemented && (k->act || k->residual || k->dst_dt != dnnl_f32 || k->dt == dnnl_bf16)) {
+    /* e.g. an f32 GEMM with a bf16 dst, or any bf16 GEMM on a CPU without AVX-512 (oneDNN 2.6
+     * has bf16 kernels for AVX-512 only): gemm_ex runs it in steps instead. */
     vlm_log(VLM_LOG_DEBUG, "matmul: no fused primitive for M=%lld N=%lld K=%lld; running the epilogue apart",
             (long long)k->M, (long long)k->N, (long long)k->K);
     return e;
@@ -432,6 +442,45 @@ static const void *pack_copy(const operand_view *B, int64_t K, int64_t N, int32_
   return out;
 }
 
+/* Whether oneDNN runs a bf16 x bf16 -> f32 matmul on this CPU: AVX-512 (AMX, AVX512-BF16, or
+ * emulated on AVX512-core) in oneDNN 2.6, not AVX2. Asked once, with a small primitive. */
+static int g_bf16_gemm = -1;
+static void bf16_probe(void) {
+  dnnl_memory_desc_t a, b, c;
+  dnnl_dims_t d = {16, 16}, st = {16, 1};
+  DNNL_OK(dnnl_memory_desc_init_by_strides(&a, 2, d, dnnl_bf16, st));
+  DNNL_OK(dnnl_memory_desc_init_by_strides(&b, 2, d, dnnl_bf16, st));
+  DNNL_OK(dnnl_memory_desc_init_by_strides(&c, 2, d, dnnl_f32, st));
+  dnnl_matmul_desc_t desc;
+  DNNL_OK(dnnl_matmul_desc_init(&desc, &a, &b, NULL, &c));
+  dnnl_primitive_desc_t pd;
+  dnnl_status_t r = dnnl_primitive_desc_create(&pd, &desc, NULL, engine(), NULL);
+  if (r == dnnl_success) DNNL_OK(dnnl_primitive_desc_destroy(pd));
+  else VLM_CHECK(r == dnnl_unimplemented, "matmul: oneDNN bf16 probe failed with status %s", dnnl_status2str(r));
+  g_bf16_gemm = r == dnnl_success;
+  if (!g_bf16_gemm)
+    vlm_log(VLM_LOG_DEBUG, "matmul: oneDNN has no bf16 GEMM on this CPU; bf16 operands are widened to f32 (exact), "
+            "the products run in f32");
+}
+static pthread_once_t g_bf16_once = PTHREAD_ONCE_INIT;
+int vlm_cpu_bf16_gemm_native(void) {
+  pthread_once(&g_bf16_once, bf16_probe);
+  return g_bf16_gemm;
+}
+
+/* A bf16 view [rows, cols] (any strides) widened to a dense row-major f32 copy in buf; exact. */
+static operand_view widen(operand_view v, int64_t rows, int64_t cols, scratch_buf *buf) {
+  float *dst = scratch(buf, (size_t)(rows * cols) * sizeof(float) + 4);
+  const uint16_t *src = v.p;
+#pragma omp parallel for schedule(static) if (rows * cols >= (1 << 16))
+  for (int64_t r = 0; r < rows; r++)
+    for (int64_t c = 0; c < cols; c++) {
+      uint32_t u = (uint32_t)src[r * v.s0 + c * v.s1] << 16;
+      memcpy(&dst[r * cols + c], &u, 4);
+    }
+  return (operand_view){dst, cols, 1};
+}
+
 /* Fused forward epilogue (inference): out = act(A @ B + bias) + residual, stored as dst_bf16 ? bf16 : f32. */
 typedef struct {
   int act;                 /* 0 none, 1 GELU, 2 QuickGELU */
@@ -476,12 +525,21 @@ static void gemm_ex(int64_t M, int64_t N, int64_t K, vlm_dtype dt, operand_view 
   k.act = ep->act;
   k.residual = ep->residual != NULL;
   k.dst_dt = ep->dst_bf16 ? dnnl_bf16 : dnnl_f32;
+  k.nthr = omp_in_parallel() ? 1 : omp_get_max_threads();
+  if (dt == VLM_BF16 && !vlm_cpu_bf16_gemm_native()) {
+    /* no bf16 kernels (AVX2): the same products from the operands widened to f32 (exact, as the
+     * reference computes them), through the f32 path with the same epilogue */
+    operand_view Aw = widen(A, M, K, &tl.wide[0]), Bw = widen(B, K, N, &tl.wide[1]);
+    gemm_ex(M, N, K, VLM_F32, Aw, Bw, bias, C, ldc, accumulate, ep);
+    return;
+  }
   const void *weights = B.p;
   mm_entry *e = NULL;
   if (!accumulate && pack_registered(&B, K, N, k.dt)) {
     k.packed = 1;
     e = cache_get(&k);
-    const void *pw = pack_copy(&B, K, N, k.dt, &e->b_md);
+    /* no primitive (oneDNN has no fused kernel for it): no layout to pack for */
+    const void *pw = e->prim ? pack_copy(&B, K, N, k.dt, &e->b_md) : NULL;
     if (pw) {
       weights = pw;
     } else {
