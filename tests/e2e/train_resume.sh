@@ -165,12 +165,12 @@ check "fine-tune kept the image tower" "[ -f $tmp/runs/ft/loss.png ]"
 
 # --zeroshot-templates: vlm zeroshot's rules ({} or {c}, the built-in sets by name); a bad line is named
 printf 'a photo of a {c}.\n' >"$tmp/tc.txt"
-"$vlm" train "${common[@]}" --steps 1 --name zt1 --zeroshot-data shapes:val:16 --zeroshot-templates "$tmp/tc.txt" >/dev/null 2>&1
+"$vlm" train "${common[@]}" --steps 1 --name zt1 --zeroshot-frequency 1 --zeroshot-data shapes:val:16 --zeroshot-templates "$tmp/tc.txt" >/dev/null 2>&1
 check "zero-shot templates with {c}" "[ $? -eq 0 ]"
-"$vlm" train "${common[@]}" --steps 1 --name zt2 --zeroshot-data shapes:val:16 --zeroshot-templates simple >/dev/null 2>&1
+"$vlm" train "${common[@]}" --steps 1 --name zt2 --zeroshot-frequency 1 --zeroshot-data shapes:val:16 --zeroshot-templates simple >/dev/null 2>&1
 check "zero-shot templates by set name" "[ $? -eq 0 ]"
 printf 'a photo of a {c}.\nno class here\n' >"$tmp/tb.txt"
-"$vlm" train "${common[@]}" --steps 1 --name zt3 --zeroshot-data shapes:val:16 --zeroshot-templates "$tmp/tb.txt" >/dev/null 2>"$tmp/e.err"
+"$vlm" train "${common[@]}" --steps 1 --name zt3 --zeroshot-frequency 1 --zeroshot-data shapes:val:16 --zeroshot-templates "$tmp/tb.txt" >/dev/null 2>"$tmp/e.err"
 check "a template without {} is named by file and line" "[ $? -eq 1 ] && grep -q 'tb.txt:2: template has no {} or {c}' $tmp/e.err"
 
 # --zeroshot-data: labelled data or a refusal. A folder is an ImageFolder there even when its
