@@ -121,6 +121,11 @@ fi
 # text row; with IDS (vlm tokenize's lines, one per text row) identical token ids are one
 # item. Image->text ranks the distinct items, an item scoring its best row; text->image
 # ranks the images, each once; a match is a caption of the image or (IDS) the same item.
+# The embeddings come from other runs (other batches: fp32 sums in another order, ~1e-7), so
+# a score within 1e-5 of the query's best may rank either side of it: each rank is a range,
+# and vlm eval's R@K, mean and median rank must fall within what those ranges allow (on
+# AVX2 the index's and eval's rows of one caption differ in the 7th digit, and identical
+# captions of two images tie: 39 of the 200 queries of the one-row-per-caption check below).
 cat >"$tmp/recompute.py" <<'PY'
 import json, math, struct, sys
 def npy(p):
@@ -148,30 +153,38 @@ for j in range(len(T)):
     mine.setdefault(img[j], set()).add(item[j])
     holders.setdefault(item[j], set()).add(img[j])
 S = [[sum(a * b for a, b in zip(I[u], T[j])) for j in range(len(T))] for u in range(len(I))]
+EPS = 1e-5
+def rank(best, others):   # (fewest, most) better scores, as a 1-based rank
+    return (1 + sum(1 for x in others if x > best + EPS), 1 + sum(1 for x in others if x > best - EPS))
 i2t = []
 for u in range(len(I)):
     top = {}
     for j in range(len(T)):
         top[item[j]] = max(top.get(item[j], -2.0), S[u][j])
     best = max(top[t] for t in mine[u])
-    i2t.append(1 + sum(1 for t, x in top.items() if t not in mine[u] and x > best))
+    i2t.append(rank(best, [x for t, x in top.items() if t not in mine[u]]))
 t2i = []
 for j in range(len(T)):
     good = holders[item[j]]
     best = max(S[u][j] for u in good)
-    t2i.append(1 + sum(1 for u in range(len(I)) if u not in good and S[u][j] > best))
+    t2i.append(rank(best, [S[u][j] for u in range(len(I)) if u not in good]))
+def median(v):
+    s, n = sorted(x - 1 for x in v), len(v)
+    return math.floor(s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2) + 1
 r = json.load(open(sys.argv[1]))['retrieval']
 assert r['images'] == len(I) and r['samples'] == len(T), (r, len(I), len(T))
+loose = 0
 for name, rk in (('image_to_text', i2t), ('text_to_image', t2i)):
-    got = r[name]
+    got, n = r[name], len(rk)
+    lo, hi = [a for a, b in rk], [b for a, b in rk]
+    loose += sum(a != b for a, b in rk)
     for k in (1, 5, 10):
-        assert abs(got['R@%d' % k] - sum(x <= k for x in rk) / len(rk)) < 1e-6, (name, k, got, sorted(rk))
-    assert abs(got['mean_rank'] - sum(rk) / len(rk)) < 1e-3, (name, got, sorted(rk))
-    s = sorted(x - 1 for x in rk)
-    n = len(s)
-    med = s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2
-    assert got['median_rank'] == math.floor(med) + 1 and got['queries'] == n, (name, got, sorted(rk))
-print('distinct items %d, images %d, texts %d' % (len(set(item)), len(I), len(T)))
+        assert sum(x <= k for x in hi) / n - 1e-6 <= got['R@%d' % k] <= sum(x <= k for x in lo) / n + 1e-6, \
+            (name, k, got, rk)
+    assert sum(lo) / n - 1e-3 <= got['mean_rank'] <= sum(hi) / n + 1e-3, (name, got, rk)
+    assert median(lo) <= got['median_rank'] <= median(hi) and got['queries'] == n, (name, got, rk)
+assert loose <= (len(I) + len(T)) // 2, ('too many near-ties for the check to mean much', loose)
+print('distinct items %d, images %d, texts %d, ranks within %g of a tie %d' % (len(set(item)), len(I), len(T), EPS, loose))
 PY
 
 if [ $have_py = 1 ]; then
