@@ -17,7 +17,8 @@ REPS="${1:-3}"
 IMAGES="${2:-1}"
 PEER_PY="${PEER_PY:-$ROOT/build-peer/venv/bin/python}"
 export OMP_WAIT_POLICY=PASSIVE VLM_THREADS="${THREADS:-2}"
-export OPENBLAS_CORETYPE="${OPENBLAS_CORETYPE:-SKYLAKEX}"
+OPENBLAS_CORETYPE="${OPENBLAS_CORETYPE:-$("$ROOT/bench/peer/coretype.sh")}"
+[ -n "$OPENBLAS_CORETYPE" ] && export OPENBLAS_CORETYPE || unset OPENBLAS_CORETYPE
 [ -x "$BUILD/bench/bench_caption" ] || { echo "run_caption_bench: build first" >&2; exit 1; }
 peer=1
 if ! "$PEER_PY" -c "import torch, open_clip, transformers" >/dev/null 2>&1; then

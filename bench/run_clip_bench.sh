@@ -12,8 +12,8 @@
 # flipping each time; a speedup is the median of those back-to-back ratios.
 # Both sides get 2 threads and OMP_WAIT_POLICY=PASSIVE (on this shared 2-core VM
 # spinning OpenMP threads lose their core to other processes); the peer's
-# OpenBLAS gets OPENBLAS_CORETYPE=SKYLAKEX (the right kernels for this Sapphire
-# Rapids CPU). Each side's 2048^3 fp32 GEMM rate is printed, so a handicapped
+# OpenBLAS gets the OPENBLAS_CORETYPE of bench/peer/coretype.sh (SKYLAKEX on
+# AVX-512, ZEN / HASWELL on AVX2: Debian's 0.3.21 misdetects recent CPUs). Each side's 2048^3 fp32 GEMM rate is printed, so a handicapped
 # side shows. Peak memory: `vlm forward` on a ViT-B-32 checkpoint at batch 1.
 # Without the peer (no venv, import failure) vlm's figures are still printed and
 # the peer is skipped with a message.
@@ -33,7 +33,8 @@ mkdir -p "$OUT"
 LOG="$OUT/raw.log"
 : > "$LOG"
 export OMP_WAIT_POLICY=PASSIVE
-export OPENBLAS_CORETYPE="${OPENBLAS_CORETYPE:-SKYLAKEX}"
+OPENBLAS_CORETYPE="${OPENBLAS_CORETYPE:-$("$ROOT/bench/peer/coretype.sh")}"
+[ -n "$OPENBLAS_CORETYPE" ] && export OPENBLAS_CORETYPE || unset OPENBLAS_CORETYPE
 
 peer=1
 if [ ! -x "$PEER_PY" ]; then

@@ -20,7 +20,9 @@ SHARED="${VLM_SHARED_DIR:-$ROOT/../shared}"
 VLM="$BUILD/vlm"
 OUT="$BUILD/index-bench"
 [ -x "$VLM" ] || { echo "run_index_bench: build first ($VLM missing)" >&2; exit 1; }
-export OMP_WAIT_POLICY=PASSIVE OPENBLAS_CORETYPE="${OPENBLAS_CORETYPE:-SKYLAKEX}"
+export OMP_WAIT_POLICY=PASSIVE
+OPENBLAS_CORETYPE="${OPENBLAS_CORETYPE:-$("$ROOT/bench/peer/coretype.sh")}"
+[ -n "$OPENBLAS_CORETYPE" ] && export OPENBLAS_CORETYPE || unset OPENBLAS_CORETYPE
 mkdir -p "$OUT/imgs"
 peer=1
 if ! "$PEER_PY" -c "import torch, open_clip" >/dev/null 2>&1; then
