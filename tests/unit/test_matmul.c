@@ -323,7 +323,8 @@ static void test_gradcheck(void) {
 
 /* ------------------------------------------------------------------ bf16 */
 static void test_bf16_precision(void) {
-  if (!vlm_cpu_has_bf16()) printf("note: no AVX512-BF16 here; oneDNN emulates bf16\n");
+  if (!vlm_cpu_bf16_gemm_native()) printf("note: oneDNN has no bf16 GEMM here (no AVX-512): bf16 operands widened to f32\n");
+  else if (!vlm_cpu_has_bf16()) printf("note: no AVX512-BF16 here; oneDNN emulates bf16\n");
   double worst = 0;
   /* ViT-B shapes: tokens x width @ Linear weights, plus odd ones. */
   compare_modes(100, 768, 768, 0, 1, 1, 2, VLM_PREC_BF16, BF16_TOL, &worst);
