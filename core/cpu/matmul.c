@@ -498,6 +498,24 @@ static void gemm_ex(int64_t M, int64_t N, int64_t K, vlm_dtype dt, operand_view 
   static const epilogue none = {0, NULL, 0};
   if (!ep) ep = &none;
   if (M == 0 || N == 0) return;
+  if (ep->residual && (const void *)ep->residual == C && !ep->dst_bf16) {
+    /* The residual is the output (in place). A binary post-op may read it after the GEMM has
+     * stored into it (oneDNN's gemm:jit on AVX2 does), so: without an activation the product
+     * is added to it (the sum post-op, made for that); with one, act(A @ B + bias) goes to
+     * scratch first and is then added. */
+    VLM_CHECK(!accumulate && ldc == N, "matmul: an in-place residual needs a dense, written output");
+    if (!ep->act) {
+      gemm_ex(M, N, K, dt, A, B, bias, C, ldc, 1, NULL);
+      return;
+    }
+    float *tmp = scratch(&tl.out, (size_t)(M * N) * sizeof(float));
+    epilogue f32ep = {ep->act, NULL, 0};
+    gemm_ex(M, N, K, dt, A, B, bias, tmp, N, 0, &f32ep);
+    float *Cf = C;
+#pragma omp parallel for schedule(static) if (M * N >= (1 << 16))
+    for (int64_t i = 0; i < M * N; i++) Cf[i] += tmp[i];
+    return;
+  }
   if (dt == VLM_F32 && accumulate && !bias) {
     if (K == 0) return; /* C += empty sum */
     char ta, tb;
@@ -558,9 +576,9 @@ static void gemm_ex(int64_t M, int64_t N, int64_t K, vlm_dtype dt, operand_view 
       for (int64_t m = 0; m < M; m++) f32_to_bf16((uint16_t *)C + m * ldc, tmp + m * N, N);
       return;
     }
+    VLM_CHECK(ldc == N, "matmul: an unfused epilogue needs a dense output");
     gemm_ex(M, N, K, dt, A, B, bias, C, ldc, accumulate, NULL);
     int64_t shape[2] = {M, N};
-    VLM_CHECK(ldc == N, "matmul: an unfused epilogue needs a dense output");
     vlm_tensor t = vlm_tensor_make(C, VLM_F32, VLM_CPU, 2, shape);
     if (ep->act) vlm_cpu_act_forward(ep->act == 1 ? VLM_ACT_GELU : VLM_ACT_QUICK_GELU, &t, &t);
     if (ep->residual) {

@@ -105,6 +105,44 @@ static void test_linear(void) {
           }
 }
 
+/* The residual as the output itself (out == residual, F32), as the GPU path runs it: the same
+ * result as a separate residual, with and without an activation and a bias, in both kernel
+ * modes and at both precisions (where oneDNN has no fused kernel, the unfused steps must not
+ * overwrite the residual before adding it). */
+static void test_linear_residual_in_place(void) {
+  const int64_t shapes[][3] = {{7, 5, 3}, {33, 96, 64}, {1, 1, 1}};
+  uint64_t seed = 900;
+  for (size_t sh = 0; sh < sizeof shapes / sizeof shapes[0]; sh++)
+    for (int act_kind = 0; act_kind <= 1; act_kind++)
+      for (int mode = 0; mode <= 1; mode++)
+        for (int pr = 0; pr <= 1; pr++) {
+          int64_t M = shapes[sh][0], N = shapes[sh][1], K = shapes[sh][2];
+          float *a = vt_alloc(M * K), *w = vt_alloc(N * K), *bias = vt_alloc(N), *res = vt_alloc(M * N);
+          float *sep = vt_alloc(M * N), *inplace = vt_alloc(M * N);
+          vt_fill_normal(a, M * K, seed, 1.0f);
+          vt_fill_normal(w, N * K, seed + 1, 0.2f);
+          vt_fill_normal(bias, N, seed + 2, 1.0f);
+          vt_fill_normal(res, M * N, seed + 3, 1.0f);
+          seed += 4;
+          memcpy(inplace, res, (size_t)(M * N) * sizeof(float));
+          vlm_tensor ta = t2(a, VLM_F32, M, K), tw = t2(w, VLM_F32, N, K), tr = t2(res, VLM_F32, M, N);
+          vlm_tensor tb = vlm_tensor_make(bias, VLM_F32, VLM_CPU, 1, &N);
+          vlm_tensor ts = t2(sep, VLM_F32, M, N), ti = t2(inplace, VLM_F32, M, N);
+          vlm_act act = VLM_ACT_GELU;
+          vlm_set_matmul_precision(pr ? VLM_PREC_BF16 : VLM_PREC_F32);
+          vlm_set_kernel_mode(mode ? VLM_KERNELS_REF : VLM_KERNELS_FAST);
+          vlm_linear_forward(&ts, &ta, &tw, &tb, act_kind ? &act : NULL, &tr);
+          vlm_linear_forward(&ti, &ta, &tw, &tb, act_kind ? &act : NULL, &ti);
+          vlm_set_kernel_mode(VLM_KERNELS_FAST);
+          vlm_set_matmul_precision(VLM_PREC_F32);
+          double worst;
+          CHECK(close_enough(inplace, sep, M * N, 1e-6, 0.0, &worst),
+                "linear, residual in place, M=%lld N=%lld K=%lld act=%d %s %s: max err %.3g vs a separate residual",
+                (long long)M, (long long)N, (long long)K, act_kind, mode ? "ref" : "fast", pr ? "bf16" : "f32", worst);
+          free(a), free(w), free(bias), free(res), free(sep), free(inplace);
+        }
+}
+
 /* LayerNorm into BF16: the rounded F32 result, fast and reference. */
 static void test_layernorm_bf16(void) {
   const int64_t R = 37, C = 96;
@@ -226,6 +264,7 @@ static void test_block_forward_only(void) {
 int main(void) {
   vlm_threads_init(2);
   test_linear();
+  test_linear_residual_in_place();
   test_layernorm_bf16();
   test_pack();
   test_block_forward_only();
