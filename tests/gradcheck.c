@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <string.h>
 #include <dirent.h>
+#include <errno.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -183,4 +184,27 @@ void vt_rm_tree(const char *dir) {
   }
   closedir(d);
   rmdir(dir);
+}
+
+const char *vt_path(const char *dir, const char *name) {
+  static char buf[8][4400];
+  static int k;
+  k = (k + 1) % 8;
+  snprintf(buf[k], sizeof buf[k], "%s/%s", dir, name);
+  return buf[k];
+}
+
+const char *vt_subdir(const char *dir, const char *name) {
+  const char *d = vt_path(dir, name);
+  mkdir(d, 0777);
+  return d;
+}
+
+void vt_put(const char *dir, const char *name, const void *p, size_t n) { vt_write_file(vt_path(dir, name), p, n); }
+
+int vt_make_tmp_dir(char *dir, size_t n, const char *prefix) {
+  snprintf(dir, n, "/tmp/%s-XXXXXX", prefix);
+  if (mkdtemp(dir)) return 1;
+  CHECK(0, "mkdtemp %s: %s", dir, strerror(errno));
+  return 0;
 }

@@ -4,11 +4,9 @@
  * layouts, LayerNorm eps (HF layer_norm_eps, open_clip norm_kwargs) through both writers, and
  * eos pooling, which open_clip's config cannot express. Made from the tiny-clip fixture's HF
  * weights in a temporary directory. argv[1]: the ../shared folder. */
-#define _XOPEN_SOURCE 700 /* mkdtemp */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "gradcheck.h"
@@ -17,21 +15,10 @@
 static char g_tmp[256];
 static char g_fx[4096];
 
-static void put(const char *dir, const char *name, const char *text) {
-  char p[4400];
-  snprintf(p, sizeof p, "%s/%s", dir, name);
-  vt_write_file(p, text, strlen(text));
-}
+static void put(const char *dir, const char *name, const char *text) { vt_put(dir, name, text, strlen(text)); }
 
 /* A fresh directory under the test's temporary one. */
-static const char *subdir(const char *name) {
-  static char p[4][512];
-  static int k;
-  char *d = p[k++ % 4];
-  snprintf(d, 512, "%s/%s", g_tmp, name);
-  mkdir(d, 0777);
-  return d;
-}
+static const char *subdir(const char *name) { return vt_subdir(g_tmp, name); }
 
 static char *fixture_text(const char *name) {
   char p[4400], *s = NULL;
@@ -340,11 +327,7 @@ int main(int argc, char **argv) {
     CHECK(0, "%s", vlm_last_error());
     return vt_finish();
   }
-  snprintf(g_tmp, sizeof g_tmp, "/tmp/vlm-ckpt-interop-XXXXXX");
-  if (!mkdtemp(g_tmp)) {
-    CHECK(0, "mkdtemp");
-    return vt_finish();
-  }
+  if (!vt_make_tmp_dir(g_tmp, sizeof g_tmp, "vlm-ckpt-interop")) return vt_finish();
   sharded();
   pickles();
   custom_text();

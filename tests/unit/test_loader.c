@@ -21,13 +21,7 @@
 static char g_dir[256];
 static vlm_tokenizer *g_tok;
 
-static const char *P(const char *name) {
-  static char buf[8][1024];
-  static int k;
-  k = (k + 1) % 8;
-  snprintf(buf[k], sizeof buf[k], "%s/%s", g_dir, name);
-  return buf[k];
-}
+static const char *P(const char *name) { return vt_path(g_dir, name); }
 
 static void write_png(const char *path, int w, int h, int v) {
   FILE *f = fopen(path, "wb");

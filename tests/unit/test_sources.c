@@ -20,13 +20,7 @@
 static char g_dir[256];
 static const char *g_shared;
 
-static const char *P(const char *name) {
-  static char buf[8][1024];
-  static int k;
-  k = (k + 1) % 8;
-  snprintf(buf[k], sizeof buf[k], "%s/%s", g_dir, name);
-  return buf[k];
-}
+static const char *P(const char *name) { return vt_path(g_dir, name); }
 
 /* A small RGB PNG (w x h, colour seeded by v) into memory. */
 static uint8_t *png_bytes(int w, int h, int v, size_t *n) {
