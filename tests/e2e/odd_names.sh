@@ -7,8 +7,7 @@
 set -u
 vlm=$(cd "$(dirname "$1")" && pwd)/$(basename "$1") shared=$2
 here=$(cd "$(dirname "$0")" && pwd)
-pass=0 fail=0
-check() { if eval "$2"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: $1"; fi; }
+. "$here/lib.sh"
 has() { if grep -qxF -- "$3" "$2"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: $1 (no $3 in $2)"; fi; }
 command -v python3 >/dev/null || { echo "skipped: python3 is needed to parse the JSON outputs"; exit 77; }
 tmp=$(mktemp -d) || exit 1

@@ -8,10 +8,8 @@
 set -u
 vlm=$1 shared=$2
 here=$(cd "$(dirname "$0")" && pwd)
-pass=0 fail=0
-check() { if eval "$2"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: $1"; fi; }
-tmp=$(mktemp -d) || exit 1
-trap 'rm -rf "$tmp"' EXIT
+. "$here/lib.sh"
+make_tmp
 
 cc=${CC:-cc}
 cat >"$tmp/slowsync.c" <<'C'

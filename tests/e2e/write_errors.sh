@@ -13,10 +13,8 @@
 set -u
 vlm=$(cd "$(dirname "$1")" && pwd)/$(basename "$1") shared=$2
 here=$(cd "$(dirname "$0")" && pwd)
-pass=0 fail=0
-check() { if eval "$2"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: $1"; fi; }
-tmp=$(mktemp -d) || exit 1
-trap 'rm -rf "$tmp"' EXIT
+. "$here/lib.sh"
+make_tmp
 export VLM_THREADS=2
 if [ ! -w /dev/full ] || [ ! -c /dev/full ]; then
   echo "skipped: /dev/full is missing (it stands for a full disk here)"
