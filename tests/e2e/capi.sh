@@ -11,8 +11,7 @@ vlm=$1 ex=$2 shared=$3 models_test=${4:-}
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib.sh"
 make_tmp
-. "$here/tools_setup.sh"
-setup_tools_data || { echo "FAIL: could not make the test data"; exit 1; }
+. "$here/tools_setup.sh"   # makes the test data
 m=$tmp/model
 a=$tmp/imgs/space/rocket.jpg b=$tmp/imgs/animal/horse.png
 

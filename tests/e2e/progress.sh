@@ -10,8 +10,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib.sh"
 make_tmp
 export VLM_THREADS=2
-. "$here/tools_setup.sh"
-setup_tools_data || { echo "FAIL: could not make the test data"; exit 1; }
+. "$here/tools_setup.sh"   # makes the test data
 m=$tmp/model
 
 # images: 8 files in batches of 2; a line per batch with VLM_PROGRESS_EVERY=0, else the last only

@@ -27,8 +27,7 @@ if ! "$cc" -shared -fPIC -o "$tmp/slowsync.so" "$tmp/slowsync.c" -ldl 2>"$tmp/cc
   echo "skipped: cannot build the fsync shim with $cc: $(head -1 "$tmp/cc.err")"
   exit 77
 fi
-. "$here/tools_setup.sh"
-setup_tools_data || { echo "FAIL: could not make the test data"; exit 1; }
+. "$here/tools_setup.sh"   # makes the test data
 m=$tmp/model idx=$tmp/out/photos.idx
 mkdir -p "$tmp/out"
 "$vlm" index --model "$m" --out "$idx" "$tmp/imgs/animal" >/dev/null 2>&1

@@ -1,4 +1,5 @@
-# Sourced by zeroshot.sh, index_search.sh, eval.sh, capi.sh and others: makes the test data in $tmp.
+# Sourced by zeroshot.sh, index_search.sh, eval.sh, capi.sh and others: makes the test data in $tmp
+# (the script exits 1, saying so, when it cannot).
 #   $tmp/model      a tiny CLIP (vlm convert --init tiny) with tokenizer/ learned by
 #                   vlm bpe-train from $tmp/captions.txt (the tiny vocabulary has 1000 ids,
 #                   too few for OpenAI's 49408)
@@ -32,3 +33,4 @@ CAPS
   printf '\211PNG\r\n\032\nthis is not really a png' >"$tmp/imgs/object/broken.png"
   echo "not an image" >"$tmp/imgs/object/notes.txt"
 }
+setup_tools_data || { echo "FAIL: could not make the test data"; exit 1; }

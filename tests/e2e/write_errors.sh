@@ -20,8 +20,7 @@ if [ ! -w /dev/full ] || [ ! -c /dev/full ]; then
   echo "skipped: /dev/full is missing (it stands for a full disk here)"
   exit 77
 fi
-. "$here/tools_setup.sh"
-setup_tools_data || { echo "FAIL: could not make the test data"; exit 1; }
+. "$here/tools_setup.sh"   # makes the test data
 m=$tmp/model m2=$tmp/model2
 "$vlm" index --model "$m" --out "$tmp/p.idx" "$tmp/imgs" >/dev/null 2>&1 || { echo "FAIL: vlm index"; exit 1; }
 "$vlm" convert --init coca-tiny --to open_clip --out "$tmp/coca" >/dev/null 2>&1 || { echo "FAIL: a CoCa model"; exit 1; }
