@@ -1,7 +1,8 @@
-#define _POSIX_C_SOURCE 200809L
+#define _POSIX_C_SOURCE 200809L /* mkdtemp, open_memstream */
 #include "gradcheck.h"
 
 #include <math.h>
+#include <png.h>
 #include <stdlib.h>
 #include <signal.h>
 #include <string.h>
@@ -184,6 +185,24 @@ void vt_rm_tree(const char *dir) {
   }
   closedir(d);
   rmdir(dir);
+}
+
+uint8_t *vt_png_rgb(int w, int h, const uint8_t *rgb, size_t *n) {
+  char *mem = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&mem, &len);
+  png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
+  png_infop info = png_create_info_struct(png);
+  if (!f || !png || !info || setjmp(png_jmpbuf(png))) abort();
+  png_init_io(png, f);
+  png_set_IHDR(png, info, (png_uint_32)w, (png_uint_32)h, 8, PNG_COLOR_TYPE_RGB, 0, 0, 0);
+  png_write_info(png, info);
+  for (int y = 0; y < h; y++) png_write_row(png, (png_const_bytep)rgb + (size_t)y * w * 3);
+  png_write_end(png, NULL);
+  png_destroy_write_struct(&png, &info);
+  fclose(f);
+  *n = len;
+  return (uint8_t *)mem;
 }
 
 const char *vt_path(const char *dir, const char *name) {

@@ -38,6 +38,8 @@ float *vt_host_f32(const vlm_tensor *t);
  * file cannot be read, else a malloc'd buffer with a NUL after the n bytes. */
 void vt_write_file(const char *path, const void *p, size_t n);
 uint8_t *vt_read_file(const char *path, size_t *n);
+/* w x h RGB pixels (rows of 3w bytes) as a PNG file in memory: malloc'd, *n bytes; aborts on failure. */
+uint8_t *vt_png_rgb(int w, int h, const uint8_t *rgb, size_t *n);
 /* DIR/NAME in one of 8 rotating static buffers (each valid until 8 later calls). */
 const char *vt_path(const char *dir, const char *name);
 /* vt_path(dir, name), made as a folder (one already there is kept). */

@@ -6,7 +6,6 @@
  * samples are skipped, counted per reason and named; the queue bounds the work ahead. */
 #define _GNU_SOURCE
 #include <math.h>
-#include <png.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,26 +23,18 @@ static vlm_tokenizer *g_tok;
 static const char *P(const char *name) { return vt_path(g_dir, name); }
 
 static void write_png(const char *path, int w, int h, int v) {
-  FILE *f = fopen(path, "wb");
-  png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
-  png_infop info = png_create_info_struct(png);
-  if (!f || setjmp(png_jmpbuf(png))) abort();
-  png_init_io(png, f);
-  png_set_IHDR(png, info, (png_uint_32)w, (png_uint_32)h, 8, PNG_COLOR_TYPE_RGB, 0, 0, 0);
-  png_write_info(png, info);
-  uint8_t *row = malloc((size_t)w * 3);
-  for (int y = 0; y < h; y++) {
+  uint8_t *rgb = malloc((size_t)w * h * 3), *row = rgb;
+  for (int y = 0; y < h; y++, row += (size_t)w * 3)
     for (int x = 0; x < w; x++) {
       row[x * 3] = (uint8_t)(v * 40 + x * 3);
       row[x * 3 + 1] = (uint8_t)(v * 70 + y * 5);
       row[x * 3 + 2] = (uint8_t)(v * 13 + x * y);
     }
-    png_write_row(png, row);
-  }
-  png_write_end(png, NULL);
-  png_destroy_write_struct(&png, &info);
-  free(row);
-  fclose(f);
+  size_t n;
+  uint8_t *png = vt_png_rgb(w, h, rgb, &n);
+  vt_write_file(path, png, n);
+  free(png);
+  free(rgb);
 }
 
 /* Every batch of one epoch, concatenated. */

@@ -6,7 +6,6 @@
  * column named at open; COCO grouping; tar ustar/pax/GNU long names; brace expansion;
  * folder and ImageFolder layouts; type auto-detection. */
 #define _GNU_SOURCE
-#include <png.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,30 +23,16 @@ static const char *P(const char *name) { return vt_path(g_dir, name); }
 
 /* A small RGB PNG (w x h, colour seeded by v) into memory. */
 static uint8_t *png_bytes(int w, int h, int v, size_t *n) {
-  char *mem = NULL;
-  size_t len = 0;
-  FILE *f = open_memstream(&mem, &len);
-  png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
-  png_infop info = png_create_info_struct(png);
-  if (setjmp(png_jmpbuf(png))) abort();
-  png_init_io(png, f);
-  png_set_IHDR(png, info, (png_uint_32)w, (png_uint_32)h, 8, PNG_COLOR_TYPE_RGB, 0, 0, 0);
-  png_write_info(png, info);
-  uint8_t *row = malloc((size_t)w * 3);
-  for (int y = 0; y < h; y++) {
+  uint8_t *rgb = malloc((size_t)w * h * 3), *row = rgb;
+  for (int y = 0; y < h; y++, row += (size_t)w * 3)
     for (int x = 0; x < w; x++) {
       row[x * 3] = (uint8_t)(v * 40 + x);
       row[x * 3 + 1] = (uint8_t)(v * 70 + y);
       row[x * 3 + 2] = (uint8_t)(v * 13);
     }
-    png_write_row(png, row);
-  }
-  png_write_end(png, NULL);
-  png_destroy_write_struct(&png, &info);
-  free(row);
-  fclose(f);
-  *n = len;
-  return (uint8_t *)mem;
+  uint8_t *png = vt_png_rgb(w, h, rgb, n);
+  free(rgb);
+  return png;
 }
 
 static void write_png(const char *path, int v) {
