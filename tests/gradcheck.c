@@ -219,6 +219,15 @@ const char *vt_subdir(const char *dir, const char *name) {
   return d;
 }
 
+int vt_copy_file(const char *from, const char *to) {
+  size_t n;
+  uint8_t *b = vt_read_file(from, &n);
+  if (!b) return 0;
+  vt_write_file(to, b, n);
+  free(b);
+  return 1;
+}
+
 void vt_put(const char *dir, const char *name, const void *p, size_t n) { vt_write_file(vt_path(dir, name), p, n); }
 
 int vt_make_tmp_dir(char *dir, size_t n, const char *prefix) {

@@ -44,6 +44,8 @@ uint8_t *vt_png_rgb(int w, int h, const uint8_t *rgb, size_t *n);
 const char *vt_path(const char *dir, const char *name);
 /* vt_path(dir, name), made as a folder (one already there is kept). */
 const char *vt_subdir(const char *dir, const char *name);
+/* The bytes of from written to to (vt_write_file): 1, or 0 when from cannot be read (nothing written). */
+int vt_copy_file(const char *from, const char *to);
 /* vt_write_file of DIR/NAME. */
 void vt_put(const char *dir, const char *name, const void *p, size_t n);
 /* A fresh folder /tmp/PREFIX-XXXXXX in dir[n]: 1, or a failed CHECK and 0. */

@@ -192,13 +192,7 @@ static void pickles(void) {
         vlm_last_error());
   /* both layouts, open_clip's as a pickle only: the HF pair (safetensors) is used */
   put(d, "config.json", cfg);
-  char from[4400], to[4400];
-  snprintf(from, sizeof from, "%s/model_hf.safetensors", g_fx);
-  snprintf(to, sizeof to, "%s/model.safetensors", d);
-  size_t n;
-  uint8_t *w = vt_read_file(from, &n);
-  if (w) vt_write_file(to, w, n);
-  free(w);
+  vt_copy_file(vt_path(g_fx, "model_hf.safetensors"), vt_path(d, "model.safetensors"));
   s = vlm_clip_load(d, &c, &p, &fmt);
   CHECK(s == VLM_OK && fmt == VLM_CKPT_HF, "open_clip pickle + HF safetensors: %s", vlm_last_error());
   if (s == VLM_OK) vlm_clip_params_free(&p);

@@ -14,10 +14,7 @@
 static char g_tmp[256], g_fx[4096];
 
 static void copy_from_fixture(const char *dir, const char *from, const char *to) {
-  size_t n;
-  uint8_t *d = vt_read_file(vt_path(g_fx, from), &n);
-  vt_put(dir, to, d, n);
-  free(d);
+  vt_copy_file(vt_path(g_fx, from), vt_path(dir, to));
 }
 
 /* DIR: an open_clip directory of the fixture's weights whose open_clip_config.json adds pre. */

@@ -329,13 +329,7 @@ static void preference_and_errors(void) {
   CHECK(rename(st_name, f) == 0, "rename");
   expect_fixture(d, NULL, -1, "safetensors named open_clip_pytorch_model.bin");
   d = subdir("broken");
-  char src[4400], dst[4400];
-  snprintf(src, sizeof src, "%s/config.json", g_fx);
-  snprintf(dst, sizeof dst, "%s/open_clip_config.json", d);
-  size_t n;
-  uint8_t *text = vt_read_file(src, &n);
-  if (text) vt_write_file(dst, text, n);
-  free(text);
+  vt_copy_file(vt_path(g_fx, "config.json"), vt_path(d, "open_clip_config.json"));
   snprintf(f, sizeof f, "%s/open_clip_pytorch_model.bin", d);
   vt_write_file(f, "PK\003\004 not really a zip", 21);
   vlm_clip_config c;
