@@ -236,3 +236,34 @@ int vt_make_tmp_dir(char *dir, size_t n, const char *prefix) {
   CHECK(0, "mkdtemp %s: %s", dir, strerror(errno));
   return 0;
 }
+
+void vt_tar_header(FILE *f, const char *name, size_t size, char type) {
+  unsigned char h[512];
+  memset(h, 0, sizeof h);
+  snprintf((char *)h, 100, "%s", name);
+  memcpy(h + 100, "0000644", 7);
+  memcpy(h + 108, "0000000", 7);
+  memcpy(h + 116, "0000000", 7);
+  snprintf((char *)h + 124, 12, "%011lo", (unsigned long)size);
+  memcpy(h + 136, "00000000000", 11);
+  h[156] = (unsigned char)type;
+  memcpy(h + 257, "ustar", 6);
+  memcpy(h + 263, "00", 2);
+  memset(h + 148, ' ', 8);
+  unsigned sum = 0;
+  for (int i = 0; i < 512; i++) sum += h[i];
+  snprintf((char *)h + 148, 8, "%06o", sum);
+  h[155] = ' ';
+  fwrite(h, 1, 512, f);
+}
+
+void vt_tar_data(FILE *f, const void *d, size_t n) {
+  fwrite(d, 1, n, f);
+  static const char zero[512];
+  if (n % 512) fwrite(zero, 1, 512 - n % 512, f);
+}
+
+void vt_tar_add(FILE *f, const char *name, const void *d, size_t n) {
+  vt_tar_header(f, name, n, '0');
+  vt_tar_data(f, d, n);
+}

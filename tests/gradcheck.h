@@ -40,6 +40,11 @@ void vt_write_file(const char *path, const void *p, size_t n);
 uint8_t *vt_read_file(const char *path, size_t *n);
 /* w x h RGB pixels (rows of 3w bytes) as a PNG file in memory: malloc'd, *n bytes; aborts on failure. */
 uint8_t *vt_png_rgb(int w, int h, const uint8_t *rgb, size_t *n);
+/* Tar archives (ustar) into f: a header of the given type ('0' a file, '5' a folder, 'x' a pax
+ * record, ...) for size bytes; the data padded to 512; both for one file. */
+void vt_tar_header(FILE *f, const char *name, size_t size, char type);
+void vt_tar_data(FILE *f, const void *d, size_t n);
+void vt_tar_add(FILE *f, const char *name, const void *d, size_t n);
 /* DIR/NAME in one of 8 rotating static buffers (each valid until 8 later calls). */
 const char *vt_path(const char *dir, const char *name);
 /* vt_path(dir, name), made as a folder (one already there is kept). */

@@ -338,25 +338,6 @@ static void test_mixing(void) {
 }
 
 /* ------------------------------------------------------------------ WebDataset */
-static void tar_add(FILE *f, const char *name, const void *d, size_t n) {
-  unsigned char h[512];
-  memset(h, 0, sizeof h);
-  snprintf((char *)h, 100, "%s", name);
-  memcpy(h + 100, "0000644", 7);
-  snprintf((char *)h + 124, 12, "%011lo", (unsigned long)n);
-  h[156] = '0';
-  memcpy(h + 257, "ustar", 6);
-  memcpy(h + 263, "00", 2);
-  memset(h + 148, ' ', 8);
-  unsigned sum = 0;
-  for (int i = 0; i < 512; i++) sum += h[i];
-  snprintf((char *)h + 148, 8, "%06o", sum);
-  fwrite(h, 1, 512, f);
-  fwrite(d, 1, n, f);
-  static const char zero[512];
-  if (n % 512) fwrite(zero, 1, 512 - n % 512, f);
-}
-
 static void test_wds(void) {
   size_t pn;
   uint8_t *png = vt_read_file(P("img/2.png"), &pn);
@@ -367,10 +348,10 @@ static void test_wds(void) {
     for (int i = 0; i < 10; i++) {
       char k[64], cap[64];
       snprintf(k, sizeof k, "s%d_%03d.png", s, i);
-      tar_add(f, k, png, pn);
+      vt_tar_add(f, k, png, pn);
       snprintf(k, sizeof k, "s%d_%03d.txt", s, i);
       snprintf(cap, sizeof cap, "%s", i == 4 ? "" : "a caption");
-      tar_add(f, k, cap, strlen(cap));
+      vt_tar_add(f, k, cap, strlen(cap));
     }
     static const char zero[1024];
     fwrite(zero, 1, 1024, f);
