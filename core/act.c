@@ -1,26 +1,17 @@
 /* Activation dispatcher (GELU, QuickGELU): elementwise on any shape. The
  * forward's out may be F32 or BF16 (rounded to nearest even once). */
+#include "core/check.h"
 #include "core/core.h"
 #include "core/cpu/cpu.h"
 #include "core/cuda/cuda.h"
 #include "core/ref/ref.h"
-
-static void need_like_x(const vlm_tensor *t, const char *name, const vlm_tensor *x) {
-  char s[128], sx[128];
-  VLM_CHECK(t != NULL, "act: %s is NULL", name);
-  VLM_CHECK(t->dtype == VLM_F32, "act: %s must be F32, got %s", name, vlm_shape_str(t, s, sizeof s));
-  VLM_CHECK(vlm_is_contiguous(t), "act: %s must be contiguous", name);
-  VLM_CHECK(t->device == x->device, "act: %s is on another device than x", name);
-  VLM_CHECK(vlm_same_shape(t, x), "act: %s is %s, x is %s", name, vlm_shape_str(t, s, sizeof s),
-            vlm_shape_str(x, sx, sizeof sx));
-}
 
 /* out may also be BF16 (each value rounded once, to feed a bf16 matmul). */
 static void need_out(const vlm_tensor *out, const vlm_tensor *x) {
   char s[128], sx[128];
   VLM_CHECK(out != NULL, "act: out is NULL");
   if (out->dtype != VLM_BF16) {
-    need_like_x(out, "out", x);
+    vlm_need_f32_like("act", out, "out", x, "x");
     return;
   }
   VLM_CHECK(vlm_is_contiguous(out), "act: out must be contiguous");
@@ -37,7 +28,7 @@ static void check_act(vlm_act act) {
 void vlm_act_forward(vlm_act act, vlm_tensor *out, const vlm_tensor *x) {
   check_act(act);
   VLM_CHECK(x != NULL, "act: x is NULL");
-  need_like_x(x, "x", x);
+  vlm_need_f32_like("act", x, "x", x, "x");
   need_out(out, x);
   if (x->device == VLM_CUDA) vlm_cuda_act_forward(act, out, x);
   else if (vlm_get_kernel_mode() == VLM_KERNELS_REF) vlm_ref_act_forward(act, out, x);
@@ -47,10 +38,10 @@ void vlm_act_forward(vlm_act act, vlm_tensor *out, const vlm_tensor *x) {
 void vlm_act_backward(vlm_act act, vlm_tensor *dx, const vlm_tensor *dout, const vlm_tensor *x) {
   check_act(act);
   VLM_CHECK(x != NULL, "act: x is NULL");
-  need_like_x(x, "x", x);
-  need_like_x(dout, "dout", x);
+  vlm_need_f32_like("act", x, "x", x, "x");
+  vlm_need_f32_like("act", dout, "dout", x, "x");
   if (!dx) return;
-  need_like_x(dx, "dx", x);
+  vlm_need_f32_like("act", dx, "dx", x, "x");
   if (x->device == VLM_CUDA) vlm_cuda_act_backward(act, dx, dout, x);
   else if (vlm_get_kernel_mode() == VLM_KERNELS_REF) vlm_ref_act_backward(act, dx, dout, x);
   else vlm_cpu_act_backward(act, dx, dout, x);

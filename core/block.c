@@ -2,7 +2,9 @@
  * (open_clip's ResidualAttentionBlock), written once over the op set. */
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 
+#include "core/block_stack.h"
 #include "core/core.h"
 #include "core/cpu/cpu.h"
 #include "core/cuda/cuda.h"
@@ -54,6 +56,34 @@ static void visit_prefixed(void *ctx, const char *name, vlm_tensor *t) {
 void vlm_block_params_visit_prefixed(vlm_block_params *p, const char *prefix, vlm_param_visit_fn fn, void *ctx) {
   prefixed_visit pv = {fn, ctx, prefix};
   vlm_block_params_visit(p, visit_prefixed, &pv);
+}
+
+void *vlm_layers_calloc(int64_t layers, size_t size) { return calloc((size_t)(layers > 0 ? layers : 1), size); }
+
+void vlm_param_visit_named(vlm_param_visit_fn fn, void *ctx, const char *prefix, const char *suffix, vlm_tensor *t) {
+  char name[256];
+  snprintf(name, sizeof name, "%s%s", prefix, suffix);
+  fn(ctx, name, t);
+}
+
+void vlm_block_stack_params_visit(vlm_block_params *p, int64_t layers, const char *prefix, vlm_param_visit_fn fn,
+                                  void *ctx) {
+  for (int64_t i = 0; i < layers; i++) {
+    char pre[200];
+    snprintf(pre, sizeof pre, "%stransformer.resblocks.%lld.", prefix, (long long)i);
+    vlm_block_params_visit_prefixed(&p[i], pre, fn, ctx);
+  }
+}
+
+void vlm_block_stack_acts_layout(vlm_block_acts *s, vlm_arena *a, const vlm_block_config *c, int64_t layers,
+                                 int64_t B, int64_t L, int with_backward) {
+  for (int64_t i = 0; i < layers; i++) {
+    if (with_backward || i == 0) {
+      vlm_block_acts_layout(&s[i], a, c, B, L);
+      s[i].forward_only = !with_backward;
+    }
+    else s[i] = s[0];
+  }
 }
 
 void vlm_block_acts_layout(vlm_block_acts *s, vlm_arena *a, const vlm_block_config *c, int64_t B, int64_t L) {

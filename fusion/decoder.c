@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/block_stack.h"
 #include "fusion/fusion.h"
 
 vlm_block_config vlm_decoder_block_config(const vlm_decoder_config *c) {
@@ -51,12 +52,9 @@ void vlm_decoder_params_visit(vlm_decoder_params *p, const vlm_decoder_config *c
     snprintf(name, sizeof name, "%scross_attn.%lld.", prefix, (long long)i);
     vlm_cross_params_visit_prefixed(&p->cross[i], name, fn, ctx);
   }
-  snprintf(name, sizeof name, "%sln_final.weight", prefix);
-  fn(ctx, name, &p->ln_final_w);
-  snprintf(name, sizeof name, "%sln_final.bias", prefix);
-  fn(ctx, name, &p->ln_final_b);
-  snprintf(name, sizeof name, "%stext_projection", prefix);
-  fn(ctx, name, &p->proj);
+  vlm_param_visit_named(fn, ctx, prefix, "ln_final.weight", &p->ln_final_w);
+  vlm_param_visit_named(fn, ctx, prefix, "ln_final.bias", &p->ln_final_b);
+  vlm_param_visit_named(fn, ctx, prefix, "text_projection", &p->proj);
 }
 
 vlm_status vlm_decoder_acts_alloc(vlm_decoder_acts *s, const vlm_decoder_config *c) {

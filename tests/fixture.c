@@ -4,6 +4,8 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 #include "gradcheck.h"
 
@@ -104,4 +106,97 @@ void vt_fixture_compare_grad(void *ctx, const char *name, vlm_tensor *t) {
   }
   g->checked++;
   free(r);
+}
+
+vt_grad_ctx vt_fixture_compare_grads(const vlm_safetensors *ref, const char *what, vt_model_visit visit,
+                                     void *model) {
+  vt_grad_ctx gc = {ref, what, 1e-4, 0, 0, ""};
+  visit(model, vt_fixture_compare_grad, &gc);
+  CHECK(gc.checked == ref->n_entries, "%s: %d gradients compared, the fixture has %d", what, gc.checked,
+        ref->n_entries);
+  return gc;
+}
+
+int vt_fixture_inputs(const vlm_safetensors *in, vlm_tensor *images, vlm_tensor *text, vlm_tensor *text32) {
+  const vlm_st_entry *ei = vt_st_need(in, "images"), *et = vt_st_need(in, "text");
+  const vlm_st_entry *et32 = vt_st_need(in, "text_i32");
+  if (!ei || !et || !et32) return 0;
+  *images = vlm_st_tensor(ei);
+  *text = vlm_st_tensor(et);
+  *text32 = vlm_st_tensor(et32);
+  return 1;
+}
+
+double vt_min_cosine(const vlm_tensor *a, const vlm_tensor *b) {
+  int64_t R = vlm_rows(a), C = vlm_cols(a);
+  double worst = 1;
+  for (int64_t r = 0; r < R; r++) {
+    double d = 0, na = 0, nb = 0;
+    for (int64_t k = 0; k < C; k++) {
+      double x = vlm_f32(a)[r * C + k], y = vlm_f32(b)[r * C + k];
+      d += x * y; na += x * x; nb += y * y;
+    }
+    double cs = d / sqrt(na * nb);
+    if (!(cs >= worst)) worst = cs;
+  }
+  return worst;
+}
+
+void vt_compare_files(const char *dir, const char *out_path, const char *grads_path, vt_grads_loader load,
+                      vt_model_visit visit, void (*free_model)(void *model)) {
+  char path[4096];
+  vlm_safetensors ref, got;
+  snprintf(path, sizeof path, "%s/outputs.safetensors", dir);
+  if (vlm_st_open(&ref, path) != VLM_OK || vlm_st_open(&got, out_path) != VLM_OK) {
+    CHECK(0, "%s", vlm_last_error());
+    return;
+  }
+  for (int i = 0; i < ref.n_entries; i++) {
+    const char *name = ref.entries[i].name;
+    const vlm_st_entry *e = vt_st_need(&got, name);
+    if (!e) continue;
+    CHECK(e->ndim == ref.entries[i].ndim && (e->end - e->begin) == (ref.entries[i].end - ref.entries[i].begin),
+          "%s: %s has another shape than the fixture's", out_path, name);
+    if (e->end - e->begin != ref.entries[i].end - ref.entries[i].begin) continue;
+    int64_t nx;
+    float *x = vt_st_read_all(&got, e, &nx);
+    int kind = strstr(name, "logits") ? 1 : (strstr(name, "features") || strstr(name, "tokens")) ? 0 : 2;
+    vt_fixture_compare(out_path, name, x, nx, &ref, kind, 1.0);
+    free(x);
+  }
+  CHECK(got.n_entries == ref.n_entries, "%s: %d tensors, the fixture has %d", out_path, got.n_entries,
+        ref.n_entries);
+  vlm_st_close(&ref);
+  vlm_st_close(&got);
+  if (!grads_path) return;
+  void *model = load(dir, grads_path);
+  if (!model) return;
+  vlm_safetensors rg;
+  snprintf(path, sizeof path, "%s/grads.safetensors", dir);
+  if (vlm_st_open(&rg, path) == VLM_OK) {
+    vt_fixture_compare_grads(&rg, grads_path, visit, model);
+    vlm_st_close(&rg);
+  }
+  free_model(model);
+}
+
+int vt_parity_main(int argc, char **argv, const char *probe, void (*parity)(const char *dir),
+                   void (*units)(const char *shared), vt_grads_loader load, vt_model_visit visit,
+                   void (*free_model)(void *model)) {
+  if (argc >= 4 && !strcmp(argv[1], "--compare")) {
+    vt_compare_files(argv[2], argv[3], argc >= 5 ? argv[4] : NULL, load, visit, free_model);
+    return vt_finish();
+  }
+  const char *arg = vt_shared_dir(argc, argv);
+  if (!arg) vt_skip("no fixture directory or ../shared given");
+  char path[4096];
+  snprintf(path, sizeof path, "%s/config.json", arg);
+  if (access(path, R_OK) == 0) {
+    parity(arg);
+    return vt_finish();
+  }
+  snprintf(path, sizeof path, "%s/fixtures/%s/config.json", arg, probe);
+  if (access(path, R_OK) != 0) vt_skip("fixtures not found");
+  units(arg);
+  return vt_finish();
 }

@@ -30,4 +30,33 @@ typedef struct {
   char worst_name[256];
 } vt_grad_ctx;
 void vt_fixture_compare_grad(void *ctx, const char *name, vlm_tensor *t);
+
+/* A model's parameters (of any kind) visited: fn(ctx, name, tensor) for each. */
+typedef void (*vt_model_visit)(void *model, vlm_param_visit_fn fn, void *ctx);
+/* Every gradient that visit(model) names against ref (vt_fixture_compare_grad, tolerance 1e-4),
+ * and one CHECK that each of ref's tensors was compared. Returns the context (counts, worst). */
+vt_grad_ctx vt_fixture_compare_grads(const vlm_safetensors *ref, const char *what, vt_model_visit visit,
+                                     void *model);
+
+/* The images, text and text_i32 of a fixture's inputs: 1, or a failed CHECK and 0. */
+int vt_fixture_inputs(const vlm_safetensors *in, vlm_tensor *images, vlm_tensor *text, vlm_tensor *text32);
+
+/* The smallest cosine similarity of the rows of two [R, C] F32 tensors. */
+double vt_min_cosine(const vlm_tensor *a, const vlm_tensor *b);
+
+/* `--compare DIR OUT [GRADS]` of the parity tests: every tensor of DIR/outputs.safetensors
+ * against the same-named one of OUT (written by `vlm forward`: the same names and shapes, kinds by
+ * name: logits 1, features and tokens 0, the rest 2); then, when grads_path is given, the model
+ * load(dir, grads_path) returns (NULL after a failed CHECK), its gradients named by visit,
+ * against DIR/grads.safetensors, and free_model(model). */
+typedef void *(*vt_grads_loader)(const char *dir, const char *grads_path);
+void vt_compare_files(const char *dir, const char *out_path, const char *grads_path, vt_grads_loader load,
+                      vt_model_visit visit, void (*free_model)(void *model));
+
+/* main of a parity test: `--compare DIR OUT [GRADS]` (vt_compare_files), a fixture directory
+ * (parity(DIR)), or ../shared holding fixtures/PROBE/config.json (units(shared)); skipped (77)
+ * otherwise. Returns the exit code. */
+int vt_parity_main(int argc, char **argv, const char *probe, void (*parity)(const char *dir),
+                   void (*units)(const char *shared), vt_grads_loader load, vt_model_visit visit,
+                   void (*free_model)(void *model));
 #endif

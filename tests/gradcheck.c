@@ -1,11 +1,13 @@
-#define _POSIX_C_SOURCE 200809L
+#define _POSIX_C_SOURCE 200809L /* mkdtemp, open_memstream */
 #include "gradcheck.h"
 
 #include <math.h>
+#include <png.h>
 #include <stdlib.h>
 #include <signal.h>
 #include <string.h>
 #include <dirent.h>
+#include <errno.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -183,4 +185,85 @@ void vt_rm_tree(const char *dir) {
   }
   closedir(d);
   rmdir(dir);
+}
+
+uint8_t *vt_png_rgb(int w, int h, const uint8_t *rgb, size_t *n) {
+  char *mem = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&mem, &len);
+  png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
+  png_infop info = png_create_info_struct(png);
+  if (!f || !png || !info || setjmp(png_jmpbuf(png))) abort();
+  png_init_io(png, f);
+  png_set_IHDR(png, info, (png_uint_32)w, (png_uint_32)h, 8, PNG_COLOR_TYPE_RGB, 0, 0, 0);
+  png_write_info(png, info);
+  for (int y = 0; y < h; y++) png_write_row(png, (png_const_bytep)rgb + (size_t)y * w * 3);
+  png_write_end(png, NULL);
+  png_destroy_write_struct(&png, &info);
+  fclose(f);
+  *n = len;
+  return (uint8_t *)mem;
+}
+
+const char *vt_path(const char *dir, const char *name) {
+  static char buf[8][4400];
+  static int k;
+  k = (k + 1) % 8;
+  snprintf(buf[k], sizeof buf[k], "%s/%s", dir, name);
+  return buf[k];
+}
+
+const char *vt_subdir(const char *dir, const char *name) {
+  const char *d = vt_path(dir, name);
+  mkdir(d, 0777);
+  return d;
+}
+
+int vt_copy_file(const char *from, const char *to) {
+  size_t n;
+  uint8_t *b = vt_read_file(from, &n);
+  if (!b) return 0;
+  vt_write_file(to, b, n);
+  free(b);
+  return 1;
+}
+
+void vt_put(const char *dir, const char *name, const void *p, size_t n) { vt_write_file(vt_path(dir, name), p, n); }
+
+int vt_make_tmp_dir(char *dir, size_t n, const char *prefix) {
+  snprintf(dir, n, "/tmp/%s-XXXXXX", prefix);
+  if (mkdtemp(dir)) return 1;
+  CHECK(0, "mkdtemp %s: %s", dir, strerror(errno));
+  return 0;
+}
+
+void vt_tar_header(FILE *f, const char *name, size_t size, char type) {
+  unsigned char h[512];
+  memset(h, 0, sizeof h);
+  snprintf((char *)h, 100, "%s", name);
+  memcpy(h + 100, "0000644", 7);
+  memcpy(h + 108, "0000000", 7);
+  memcpy(h + 116, "0000000", 7);
+  snprintf((char *)h + 124, 12, "%011lo", (unsigned long)size);
+  memcpy(h + 136, "00000000000", 11);
+  h[156] = (unsigned char)type;
+  memcpy(h + 257, "ustar", 6);
+  memcpy(h + 263, "00", 2);
+  memset(h + 148, ' ', 8);
+  unsigned sum = 0;
+  for (int i = 0; i < 512; i++) sum += h[i];
+  snprintf((char *)h + 148, 8, "%06o", sum);
+  h[155] = ' ';
+  fwrite(h, 1, 512, f);
+}
+
+void vt_tar_data(FILE *f, const void *d, size_t n) {
+  fwrite(d, 1, n, f);
+  static const char zero[512];
+  if (n % 512) fwrite(zero, 1, 512 - n % 512, f);
+}
+
+void vt_tar_add(FILE *f, const char *name, const void *d, size_t n) {
+  vt_tar_header(f, name, n, '0');
+  vt_tar_data(f, d, n);
 }

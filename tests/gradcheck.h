@@ -38,6 +38,23 @@ float *vt_host_f32(const vlm_tensor *t);
  * file cannot be read, else a malloc'd buffer with a NUL after the n bytes. */
 void vt_write_file(const char *path, const void *p, size_t n);
 uint8_t *vt_read_file(const char *path, size_t *n);
+/* w x h RGB pixels (rows of 3w bytes) as a PNG file in memory: malloc'd, *n bytes; aborts on failure. */
+uint8_t *vt_png_rgb(int w, int h, const uint8_t *rgb, size_t *n);
+/* Tar archives (ustar) into f: a header of the given type ('0' a file, '5' a folder, 'x' a pax
+ * record, ...) for size bytes; the data padded to 512; both for one file. */
+void vt_tar_header(FILE *f, const char *name, size_t size, char type);
+void vt_tar_data(FILE *f, const void *d, size_t n);
+void vt_tar_add(FILE *f, const char *name, const void *d, size_t n);
+/* DIR/NAME in one of 8 rotating static buffers (each valid until 8 later calls). */
+const char *vt_path(const char *dir, const char *name);
+/* vt_path(dir, name), made as a folder (one already there is kept). */
+const char *vt_subdir(const char *dir, const char *name);
+/* The bytes of from written to to (vt_write_file): 1, or 0 when from cannot be read (nothing written). */
+int vt_copy_file(const char *from, const char *to);
+/* vt_write_file of DIR/NAME. */
+void vt_put(const char *dir, const char *name, const void *p, size_t n);
+/* A fresh folder /tmp/PREFIX-XXXXXX in dir[n]: 1, or a failed CHECK and 0. */
+int vt_make_tmp_dir(char *dir, size_t n, const char *prefix);
 /* Remove dir and everything under it (links are removed, not followed). */
 void vt_rm_tree(const char *dir);
 /* Runs fn(ctx) in a child process and CHECKs that it aborts (a VLM_CHECK) with a

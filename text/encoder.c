@@ -1,8 +1,8 @@
 /* The causal text encoder: layout, forward and backward over the core ops. */
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/block_stack.h"
 #include "text/text.h"
 
 vlm_block_config vlm_text_block_config(const vlm_text_config *c) {
@@ -12,7 +12,7 @@ vlm_block_config vlm_text_block_config(const vlm_text_config *c) {
 
 vlm_status vlm_text_params_alloc(vlm_text_params *p, const vlm_text_config *c) {
   memset(p, 0, sizeof *p);
-  p->blocks = calloc((size_t)(c->layers > 0 ? c->layers : 1), sizeof *p->blocks);
+  p->blocks = vlm_layers_calloc(c->layers, sizeof *p->blocks);
   return p->blocks ? VLM_OK : vlm_error(VLM_ERR_OOM, "text: out of memory");
 }
 
@@ -35,20 +35,11 @@ void vlm_text_params_layout(vlm_text_params *p, vlm_arena *a, const vlm_text_con
 
 void vlm_text_params_visit(vlm_text_params *p, const vlm_text_config *c, const char *prefix,
                            vlm_param_visit_fn fn, void *ctx) {
-  char name[256];
-#define V(suffix, t)                                     \
-  do {                                                   \
-    snprintf(name, sizeof name, "%s%s", prefix, suffix); \
-    fn(ctx, name, t);                                    \
-  } while (0)
+#define V(suffix, t) vlm_param_visit_named(fn, ctx, prefix, suffix, t)
   if (c->embed_cls) V("cls_emb", &p->cls_emb);
   V("token_embedding.weight", &p->token_emb);
   V("positional_embedding", &p->pos_emb);
-  for (int64_t i = 0; i < c->layers; i++) {
-    char pre[200];
-    snprintf(pre, sizeof pre, "%stransformer.resblocks.%lld.", prefix, (long long)i);
-    vlm_block_params_visit_prefixed(&p->blocks[i], pre, fn, ctx);
-  }
+  vlm_block_stack_params_visit(p->blocks, c->layers, prefix, fn, ctx);
   V("ln_final.weight", &p->ln_final_w);
   V("ln_final.bias", &p->ln_final_b);
   V("text_projection", &p->proj);
@@ -58,7 +49,7 @@ void vlm_text_params_visit(vlm_text_params *p, const vlm_text_config *c, const c
 vlm_status vlm_text_acts_alloc(vlm_text_acts *s, const vlm_text_config *c, int64_t B) {
   memset(s, 0, sizeof *s);
   s->xs = calloc((size_t)c->layers + 1, sizeof *s->xs);
-  s->blocks = calloc((size_t)(c->layers > 0 ? c->layers : 1), sizeof *s->blocks);
+  s->blocks = vlm_layers_calloc(c->layers, sizeof *s->blocks);
   s->pool_idx = calloc((size_t)(B > 0 ? B : 1), sizeof *s->pool_idx);
   if (!s->xs || !s->blocks || !s->pool_idx) {
     vlm_text_acts_free(s);
@@ -88,13 +79,7 @@ void vlm_text_acts_layout(vlm_text_acts *s, vlm_arena *a, const vlm_text_config 
     s->emb = vlm_arena_tensor3(a, VLM_F32, B, L, W);
     s->kpm = vlm_arena_tensor2(a, VLM_U8, B, S);
   }
-  for (int64_t i = 0; i < c->layers; i++) {
-    if (with_backward || i == 0) {
-      vlm_block_acts_layout(&s->blocks[i], a, &bc, B, S);
-      s->blocks[i].forward_only = !with_backward;
-    }
-    else s->blocks[i] = s->blocks[0];
-  }
+  vlm_block_stack_acts_layout(s->blocks, a, &bc, c->layers, B, S, with_backward);
   s->pool_rows = vlm_arena_tensor2(a, VLM_I64, B, 1);
   s->pooled = vlm_arena_tensor2(a, VLM_F32, B, W);
   s->ln_final = vlm_arena_tensor2(a, VLM_F32, B, W);

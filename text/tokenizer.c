@@ -260,6 +260,22 @@ static char *dupn(const char *s, size_t n) {
   return d;
 }
 
+/* t->tok[0..512): the 256 byte symbols in open_clip's order, then each with </w>; 1, or 0 when
+ * out of memory (the symbols made so far stay in t->tok, freed with t). */
+static int base_symbols(vlm_tokenizer *t) {
+  int order[256];
+  bytes_order(order);
+  for (int i = 0; i < 256; i++) {
+    char buf[16];
+    int n = vlm_tok_utf8_put(buf, g_b2u[order[i]]);
+    t->tok[i] = dupn(buf, (size_t)n);
+    memcpy(buf + n, "</w>", 4);
+    t->tok[256 + i] = dupn(buf, (size_t)n + 4);
+    if (!t->tok[i] || !t->tok[256 + i]) return 0;
+  }
+  return 1;
+}
+
 /* Split a line's two symbols without validation (for the vocabulary pass). */
 static int split2(const char *line, size_t len, const char **a, size_t *la, const char **b, size_t *lb) {
   const char *p = line, *end = line + len;
@@ -313,16 +329,7 @@ vlm_status vlm_tokenizer_load_openai(vlm_tokenizer **out, const char *path) {
   t->n_vocab = 512 + (int)nlines + 2;
   t->tok = calloc((size_t)t->n_vocab, sizeof *t->tok);
   if (!t->tok || !merges_alloc(t, nlines)) { s = vlm_error(VLM_ERR_OOM, "%s: out of memory", path); goto fail; }
-  int order[256];
-  bytes_order(order);
-  for (int i = 0; i < 256; i++) {
-    char buf[16];
-    int n = vlm_tok_utf8_put(buf, g_b2u[order[i]]);
-    t->tok[i] = dupn(buf, (size_t)n);
-    memcpy(buf + n, "</w>", 4);
-    t->tok[256 + i] = dupn(buf, (size_t)n + 4);
-    if (!t->tok[i] || !t->tok[256 + i]) { s = vlm_error(VLM_ERR_OOM, "%s: out of memory", path); goto fail; }
-  }
+  if (!base_symbols(t)) { s = vlm_error(VLM_ERR_OOM, "%s: out of memory", path); goto fail; }
   for (size_t m = 0; m < nlines; m++) {
     const char *a, *b;
     size_t la, lb;
@@ -894,16 +901,7 @@ vlm_status vlm_tok_from_merges(vlm_tokenizer **out, const int32_t *ma, const int
   t->n_vocab = 512 + n_merges + 2;
   t->tok = calloc((size_t)t->n_vocab, sizeof *t->tok);
   if (!t->tok || !merges_alloc(t, (size_t)n_merges)) goto oom;
-  int order[256];
-  bytes_order(order);
-  for (int i = 0; i < 256; i++) {
-    char buf[16];
-    int n = vlm_tok_utf8_put(buf, g_b2u[order[i]]);
-    t->tok[i] = dupn(buf, (size_t)n);
-    memcpy(buf + n, "</w>", 4);
-    t->tok[256 + i] = dupn(buf, (size_t)n + 4);
-    if (!t->tok[i] || !t->tok[256 + i]) goto oom;
-  }
+  if (!base_symbols(t)) goto oom;
   for (int r = 0; r < n_merges; r++) {
     const char *a = t->tok[ma[r]], *b = t->tok[mb[r]];
     size_t la = strlen(a), lb = strlen(b);

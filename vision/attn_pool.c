@@ -1,9 +1,9 @@
 /* CoCa's image tower: open_clip's AttentionalPooler (learned queries
  * cross-attending to the ViT tokens) and the pooled head around it. */
 #include <math.h>
-#include <stdio.h>
 #include <string.h>
 
+#include "core/block_stack.h"
 #include "vision/vision.h"
 
 void vlm_attn_pool_params_layout(vlm_attn_pool_params *p, vlm_arena *a, const vlm_vit_config *c) {
@@ -22,12 +22,7 @@ void vlm_attn_pool_params_layout(vlm_attn_pool_params *p, vlm_arena *a, const vl
 }
 
 void vlm_attn_pool_params_visit(vlm_attn_pool_params *p, const char *prefix, vlm_param_visit_fn fn, void *ctx) {
-  char name[256];
-#define V(suffix, t)                                     \
-  do {                                                   \
-    snprintf(name, sizeof name, "%s%s", prefix, suffix); \
-    fn(ctx, name, t);                                    \
-  } while (0)
+#define V(suffix, t) vlm_param_visit_named(fn, ctx, prefix, suffix, t)
   V("query", &p->query);
   V("attn.q_proj_weight", &p->q_w);
   V("attn.k_proj_weight", &p->k_w);

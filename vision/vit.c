@@ -1,8 +1,8 @@
 /* The ViT tower: parameter layout, forward and backward over the core ops. */
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/block_stack.h"
 #include "core/cuda/cuda.h"
 #include "vision/vision.h"
 
@@ -23,7 +23,7 @@ void vlm_vit_image_norm(const vlm_vit_config *c, double mean[3], double std[3], 
 
 vlm_status vlm_vit_params_alloc(vlm_vit_params *p, const vlm_vit_config *c) {
   memset(p, 0, sizeof *p);
-  p->blocks = calloc((size_t)(c->layers > 0 ? c->layers : 1), sizeof *p->blocks);
+  p->blocks = vlm_layers_calloc(c->layers, sizeof *p->blocks);
   return p->blocks ? VLM_OK : vlm_error(VLM_ERR_OOM, "vit: out of memory");
 }
 
@@ -49,22 +49,13 @@ void vlm_vit_params_layout(vlm_vit_params *p, vlm_arena *a, const vlm_vit_config
 
 void vlm_vit_params_visit(vlm_vit_params *p, const vlm_vit_config *c, const char *prefix,
                           vlm_param_visit_fn fn, void *ctx) {
-  char name[256];
-#define V(suffix, t)                                        \
-  do {                                                      \
-    snprintf(name, sizeof name, "%s%s", prefix, suffix);    \
-    fn(ctx, name, t);                                       \
-  } while (0)
+#define V(suffix, t) vlm_param_visit_named(fn, ctx, prefix, suffix, t)
   V("conv1.weight", &p->conv1_w);
   V("class_embedding", &p->class_emb);
   V("positional_embedding", &p->pos_emb);
   V("ln_pre.weight", &p->ln_pre_w);
   V("ln_pre.bias", &p->ln_pre_b);
-  for (int64_t i = 0; i < c->layers; i++) {
-    char pre[200];
-    snprintf(pre, sizeof pre, "%stransformer.resblocks.%lld.", prefix, (long long)i);
-    vlm_block_params_visit_prefixed(&p->blocks[i], pre, fn, ctx);
-  }
+  vlm_block_stack_params_visit(p->blocks, c->layers, prefix, fn, ctx);
   V("ln_post.weight", &p->ln_post_w);
   V("ln_post.bias", &p->ln_post_b);
   V("proj", &p->proj);
@@ -74,7 +65,7 @@ void vlm_vit_params_visit(vlm_vit_params *p, const vlm_vit_config *c, const char
 vlm_status vlm_vit_acts_alloc(vlm_vit_acts *s, const vlm_vit_config *c) {
   memset(s, 0, sizeof *s);
   s->xs = calloc((size_t)c->layers + 1, sizeof *s->xs);
-  s->blocks = calloc((size_t)(c->layers > 0 ? c->layers : 1), sizeof *s->blocks);
+  s->blocks = vlm_layers_calloc(c->layers, sizeof *s->blocks);
   if (!s->xs || !s->blocks) {
     vlm_vit_acts_free(s);
     return vlm_error(VLM_ERR_OOM, "vit: out of memory");
@@ -101,13 +92,7 @@ void vlm_vit_acts_layout(vlm_vit_acts *s, vlm_arena *a, const vlm_vit_config *c,
   s->ln_pre_rstd = vlm_arena_tensor1(a, VLM_F32, B * T);
   for (int64_t i = 0; i <= c->layers; i++) s->xs[i] = vlm_arena_tensor3(a, VLM_F32, B, T, W);
   /* Inference reuses one set of block activations for every layer. */
-  for (int64_t i = 0; i < c->layers; i++) {
-    if (with_backward || i == 0) {
-      vlm_block_acts_layout(&s->blocks[i], a, &bc, B, T);
-      s->blocks[i].forward_only = !with_backward;
-    }
-    else s->blocks[i] = s->blocks[0];
-  }
+  vlm_block_stack_acts_layout(s->blocks, a, &bc, c->layers, B, T, with_backward);
   s->pooled = vlm_arena_tensor2(a, VLM_F32, B, W);
   s->ln_post = vlm_arena_tensor2(a, VLM_F32, B, W);
   s->ln_post_mean = vlm_arena_tensor1(a, VLM_F32, B);

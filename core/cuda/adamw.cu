@@ -73,34 +73,48 @@ struct grad_group {
   int64_t n[GROUP];
 };
 
+// The grads of slots[0..k) (k <= GROUP) into grp, the rest zeroed; returns the largest count.
+static int64_t fill_grad_group(grad_group *grp, const vlm_param_slot *slots, int k) {
+  memset(grp, 0, sizeof *grp);
+  int64_t maxn = 0;
+  for (int j = 0; j < k; j++) {
+    grp->g[j] = (float *)slots[j].grad->data;
+    grp->n[j] = vlm_numel(slots[j].grad);
+    if (grp->n[j] > maxn) maxn = grp->n[j];
+  }
+  return maxn;
+}
+
+// The sum of s over the block's N threads (blockDim.x == N, a power of 2): a tree in shared
+// memory, the same order on every call; the result is read by every thread.
+template <int N>
+__device__ double block_sum_d(double s) {
+  __shared__ double sh[N];
+  sh[threadIdx.x] = s;
+  __syncthreads();
+  for (int o = N / 2; o > 0; o >>= 1) {
+    if ((int)threadIdx.x < o) sh[threadIdx.x] += sh[threadIdx.x + o];
+    __syncthreads();
+  }
+  return sh[0];
+}
+
 // partial[(group_base + slot) * gridDim.x + block] = sum of squares of the block's elements.
 __global__ void sumsq_k(double *partial, grad_group grp) {
-  __shared__ double sh[256];
   const float *g = grp.g[blockIdx.y];
   int64_t n = grp.n[blockIdx.y];
   double s = 0;
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
     s += (double)g[i] * g[i];
-  sh[threadIdx.x] = s;
-  __syncthreads();
-  for (int o = 128; o > 0; o >>= 1) {
-    if ((int)threadIdx.x < o) sh[threadIdx.x] += sh[threadIdx.x + o];
-    __syncthreads();
-  }
-  if (threadIdx.x == 0) partial[(int64_t)blockIdx.y * gridDim.x + blockIdx.x] = sh[0];
+  s = block_sum_d<256>(s);
+  if (threadIdx.x == 0) partial[(int64_t)blockIdx.y * gridDim.x + blockIdx.x] = s;
 }
 
 __global__ void sum_d_k(double *out, const double *x, int64_t n) {
-  __shared__ double sh[1024];
   double s = 0;
   for (int64_t i = threadIdx.x; i < n; i += blockDim.x) s += x[i];
-  sh[threadIdx.x] = s;
-  __syncthreads();
-  for (int o = 512; o > 0; o >>= 1) {
-    if ((int)threadIdx.x < o) sh[threadIdx.x] += sh[threadIdx.x + o];
-    __syncthreads();
-  }
-  if (threadIdx.x == 0) out[0] = sh[0];
+  s = block_sum_d<1024>(s);
+  if (threadIdx.x == 0) out[0] = s;
 }
 
 extern "C" double vlm_cuda_grad_sumsq(vlm_param_slot *slots, int n) {
@@ -112,12 +126,8 @@ extern "C" double vlm_cuda_grad_sumsq(vlm_param_slot *slots, int n) {
   CUDA_OK(cudaMemsetAsync(partial, 0, sizeof(double) * (size_t)groups * GROUP * X, 0));
   for (int s0 = 0, gi = 0; s0 < n; s0 += GROUP, gi++) {
     grad_group grp;
-    memset(&grp, 0, sizeof grp);
     int k = n - s0 < GROUP ? n - s0 : GROUP;
-    for (int j = 0; j < k; j++) {
-      grp.g[j] = (float *)slots[s0 + j].grad->data;
-      grp.n[j] = vlm_numel(slots[s0 + j].grad);
-    }
+    fill_grad_group(&grp, slots + s0, k);
     sumsq_k<<<dim3(X, (unsigned)k), 256>>>(partial + (size_t)gi * GROUP * X, grp);
     LAUNCHED("grad_norm", "sumsq");
   }
@@ -138,14 +148,8 @@ __global__ void gscale_k(grad_group grp, float k) {
 extern "C" void vlm_cuda_grad_scale(vlm_param_slot *slots, int n, float k) {
   for (int s0 = 0; s0 < n; s0 += GROUP) {
     grad_group grp;
-    memset(&grp, 0, sizeof grp);
     int cnt = n - s0 < GROUP ? n - s0 : GROUP;
-    int64_t maxn = 0;
-    for (int j = 0; j < cnt; j++) {
-      grp.g[j] = (float *)slots[s0 + j].grad->data;
-      grp.n[j] = vlm_numel(slots[s0 + j].grad);
-      if (grp.n[j] > maxn) maxn = grp.n[j];
-    }
+    int64_t maxn = fill_grad_group(&grp, slots + s0, cnt);
     if (maxn == 0) continue;
     gscale_k<<<dim3(blocks_x(maxn), (unsigned)cnt), 256>>>(grp, k);
     LAUNCHED("grad_clip", "grad_scale");
@@ -153,17 +157,11 @@ extern "C" void vlm_cuda_grad_scale(vlm_param_slot *slots, int n, float k) {
 }
 
 __global__ void dot_k(double *partial, const float *a, const float *b, int64_t n) {
-  __shared__ double sh[256];
   double s = 0;
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
     s += (double)a[i] * b[i];
-  sh[threadIdx.x] = s;
-  __syncthreads();
-  for (int o = 128; o > 0; o >>= 1) {
-    if ((int)threadIdx.x < o) sh[threadIdx.x] += sh[threadIdx.x + o];
-    __syncthreads();
-  }
-  if (threadIdx.x == 0) partial[blockIdx.x] = sh[0];
+  s = block_sum_d<256>(s);
+  if (threadIdx.x == 0) partial[blockIdx.x] = s;
 }
 
 extern "C" double vlm_cuda_dot(const vlm_tensor *a, const vlm_tensor *b) {

@@ -9,12 +9,9 @@
 set -u
 vlm=$1 ex=$2 shared=$3 models_test=${4:-}
 here=$(cd "$(dirname "$0")" && pwd)
-pass=0 fail=0
-check() { if eval "$2"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: $1"; fi; }
-tmp=$(mktemp -d) || exit 1
-trap 'rm -rf "$tmp"' EXIT
-. "$here/tools_setup.sh"
-setup_tools_data || { echo "FAIL: could not make the test data"; exit 1; }
+. "$here/lib.sh"
+make_tmp
+. "$here/tools_setup.sh"   # makes the test data
 m=$tmp/model
 a=$tmp/imgs/space/rocket.jpg b=$tmp/imgs/animal/horse.png
 

@@ -7,8 +7,7 @@
 # Usage: cli.sh VLM_BINARY [SOURCE_DIR]
 set -u
 vlm=$1 src=${2:-}
-pass=0 fail=0
-check() { if eval "$2"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: $1"; fi; }
+. "$(dirname "$0")/lib.sh"
 
 out=$("$vlm" --help); rc=$?
 check "--help exits 0" "[ $rc -eq 0 ]"
@@ -32,7 +31,7 @@ check "VLM_THREADS=1 is used" "[ $rc -eq 0 ] && grep -q '^cpu: 1 threads' <<<\"\
 "$vlm" >/dev/null 2>&1; rc=$?
 check "no command exits 2" "[ $rc -eq 2 ]"
 # A model config's errors name the key of the file's own format.
-tmp=$(mktemp -d) && trap 'rm -rf "$tmp"' EXIT
+make_tmp
 echo '{"model_type": "clip", "projection_dim": 32, "text_config": {}}' >"$tmp/hf.json"
 err=$("$vlm" info --model "$tmp/hf.json" 2>&1); rc=$?
 check "a Hugging Face config without vision_config says so" "[ $rc -eq 1 ] && grep -q 'hf.json: vision_config: missing' <<<\"\$err\""

@@ -7,10 +7,8 @@
 # Usage: coca_train.sh VLM_BINARY
 set -u
 vlm=$1
-pass=0 fail=0
-check() { if eval "$2"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: $1"; fi; }
-tmp=$(mktemp -d) || exit 1
-trap 'rm -rf "$tmp"' EXIT
+. "$(dirname "$0")/lib.sh"
+make_tmp
 export VLM_THREADS=2
 common=(--train-data shapes:64 --model coca-tiny --tokenizer train:600 --batch-size 8 --lr 1e-3 --warmup 3
         --grad-clip-norm 1 --val-frequency 0 --zeroshot-frequency 0 --workers 2 --logs "$tmp/runs" --seed 3)

@@ -6,10 +6,8 @@
 # CoCa. Usage: convert_into.sh VLM_BINARY
 set -u
 vlm=$1
-pass=0 fail=0
-check() { if eval "$2"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: $1"; fi; }
-tmp=$(mktemp -d) || exit 1
-trap 'rm -rf "$tmp"' EXIT
+. "$(dirname "$0")/lib.sh"
+make_tmp
 export VLM_THREADS=2
 ident() { "$vlm" eval --model "$1" --data "$tmp/pairs.tsv" --json 2>/dev/null | grep -o '"identity": "[^"]*"'; }
 "$vlm" shapes --out "$tmp/sh" --n 4 --size 32 >/dev/null && cp "$tmp/sh/captions.tsv" "$tmp/pairs.tsv" \

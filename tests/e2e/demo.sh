@@ -6,10 +6,8 @@
 # Usage: demo.sh VLM_BINARY SOURCE_DIR
 set -u
 vlm=$1 src=$2
-pass=0 fail=0
-check() { if eval "$2"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: $1"; fi; }
-tmp=$(mktemp -d /tmp/vlm_e2e_demo.XXXXXX)
-trap 'rm -rf "$tmp"' EXIT
+. "$(dirname "$0")/lib.sh"
+make_tmp /tmp/vlm_e2e_demo.XXXXXX
 
 check "demo --help" "\"$src/scripts/demo.sh\" --help | grep -q 'Usage: scripts/demo.sh'"
 "$src/scripts/demo.sh" --bogus >/dev/null 2>"$tmp/err"; rc=$?

@@ -8,10 +8,8 @@
 # Usage: embed_gpu.sh VLM_BINARY SHARED_DIR
 set -u
 vlm=$1 shared=$2
-pass=0 fail=0
-check() { if eval "$2"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: $1"; fi; }
-tmp=$(mktemp -d) || exit 1
-trap 'rm -rf "$tmp"' EXIT
+. "$(dirname "$0")/lib.sh"
+make_tmp
 imgs=$shared/data/images
 
 for c in index zeroshot search eval; do

@@ -16,8 +16,7 @@ if [ -z "${VLM_ENOSPC_NS:-}" ]; then
   VLM_ENOSPC_NS=1 exec unshare -m --propagation private bash "$0" "$vlm" "$shared"
 fi
 here=$(cd "$(dirname "$0")" && pwd)
-pass=0 fail=0
-check() { if eval "$2"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: $1"; fi; }
+. "$here/lib.sh"
 tmp=$(mktemp -d) || exit 1
 x=$tmp/mnt
 trap 'umount "$x" 2>/dev/null; rm -rf "$tmp"' EXIT
@@ -27,8 +26,7 @@ if ! mount -t tmpfs -o size=2M tmpfs "$x"; then
   exit 77
 fi
 export VLM_THREADS=2
-. "$here/tools_setup.sh"
-setup_tools_data || { echo "FAIL: could not make the test data"; exit 1; }
+. "$here/tools_setup.sh"   # makes the test data
 m=$tmp/model
 
 # the older files, then the disk filled to the last byte

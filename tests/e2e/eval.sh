@@ -7,16 +7,12 @@
 set -u
 vlm=$1 shared=$2
 here=$(cd "$(dirname "$0")" && pwd)
-pass=0 fail=0
-check() { if eval "$2"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: $1"; fi; }
-tmp=$(mktemp -d) || exit 1
-trap 'rm -rf "$tmp"' EXIT
-. "$here/tools_setup.sh"
-setup_tools_data || { echo "FAIL: could not make the test data"; exit 1; }
+. "$here/lib.sh"
+make_tmp
+. "$here/tools_setup.sh"   # makes the test data
 m=$tmp/model
 have_py=0
 command -v python3 >/dev/null && have_py=1
-json_ok() { if [ $have_py = 1 ]; then python3 -c 'import json,sys; json.load(sys.stdin)' <"$1"; else grep -q '^{' "$1"; fi; }
 
 # pairs: 6 images with one caption each (TSV), the images in sorted path order
 mkdir -p "$tmp/pairs"

@@ -5,9 +5,8 @@
 # Usage: flags.sh VLM_BINARY SHARED_DIR
 set -u
 vlm=$1 shared=$2
-pass=0 fail=0
-check() { if eval "$2"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: $1"; fi; }
-tmp=$(mktemp -d) && trap 'rm -rf "$tmp"' EXIT
+. "$(dirname "$0")/lib.sh"
+make_tmp
 coca=$shared/fixtures/tiny-coca
 # usage error: status 2, one line on stderr that matches $2, nothing on stdout
 usage_err() {   # NAME PATTERN CMD...

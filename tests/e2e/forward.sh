@@ -4,10 +4,8 @@
 # Usage: forward.sh VLM_BINARY TEST_CLIP_PARITY_BINARY FIXTURE_DIR
 set -u
 vlm=$1 cmp=$2 fx=$3
-pass=0 fail=0
-check() { if eval "$2"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: $1"; fi; }
-tmp=$(mktemp -d) || exit 1
-trap 'rm -rf "$tmp"' EXIT
+. "$(dirname "$0")/lib.sh"
+make_tmp
 
 out=$("$vlm" info --model "$fx"); rc=$?
 check "info exits 0" "[ $rc -eq 0 ]"

@@ -6,10 +6,8 @@
 # test_coca_parity: its --compare DIR OUT GRADS checks the files)
 set -u
 vlm=$1 cmp=$2 fx=$3
-pass=0 fail=0
-check() { if eval "$2"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: $1"; fi; }
-tmp=$(mktemp -d) || exit 1
-trap 'rm -rf "$tmp"' EXIT
+. "$(dirname "$0")/lib.sh"
+make_tmp
 
 "$vlm" forward --model "$fx" --inputs "$fx/inputs.safetensors" --out "$tmp/x.st" --device tpu >/dev/null 2>&1
 check "unknown --device exits 2" "[ $? -eq 2 ]"

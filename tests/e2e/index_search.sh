@@ -6,13 +6,9 @@
 set -u
 vlm=$1 shared=$2
 here=$(cd "$(dirname "$0")" && pwd)
-pass=0 fail=0
-check() { if eval "$2"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: $1"; fi; }
-tmp=$(mktemp -d) || exit 1
-trap 'rm -rf "$tmp"' EXIT
-. "$here/tools_setup.sh"
-setup_tools_data || { echo "FAIL: could not make the test data"; exit 1; }
-json_ok() { if command -v python3 >/dev/null; then python3 -c 'import json,sys; json.load(sys.stdin)' <"$1"; else grep -q '^{' "$1"; fi; }
+. "$here/lib.sh"
+make_tmp
+. "$here/tools_setup.sh"   # makes the test data
 m=$tmp/model idx=$tmp/out/photos.idx
 mkdir -p "$tmp/out"
 

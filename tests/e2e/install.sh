@@ -5,13 +5,11 @@
 # Usage: install.sh BUILD_DIR SOURCE_DIR SHARED_DIR   (exit 77 when cc or pkg-config is missing)
 set -u
 build=$1 src=$2 shared=$3
-pass=0 fail=0
-check() { if eval "$2"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: $1"; fi; }
+. "$(dirname "$0")/lib.sh"
 for t in cc pkg-config cmake nm; do
   command -v $t >/dev/null || { echo "SKIP: $t not found"; exit 77; }
 done
-tmp=$(mktemp -d) || exit 1
-trap 'rm -rf "$tmp"' EXIT
+make_tmp
 cmake --install "$build" --prefix "$tmp/prefix" >"$tmp/log" 2>&1
 check "cmake --install exits 0" "[ $? -eq 0 ]"
 check "installed files" "[ -f \"$tmp/prefix/include/vlm.h\" ] && ls \"$tmp\"/prefix/lib*/libvlm.so >/dev/null 2>&1 && \

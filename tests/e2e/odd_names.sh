@@ -7,15 +7,13 @@
 set -u
 vlm=$(cd "$(dirname "$1")" && pwd)/$(basename "$1") shared=$2
 here=$(cd "$(dirname "$0")" && pwd)
-pass=0 fail=0
-check() { if eval "$2"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: $1"; fi; }
+. "$here/lib.sh"
 has() { if grep -qxF -- "$3" "$2"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: $1 (no $3 in $2)"; fi; }
 command -v python3 >/dev/null || { echo "skipped: python3 is needed to parse the JSON outputs"; exit 77; }
 tmp=$(mktemp -d) || exit 1
 [ -n "${ODD_NAMES_KEEP:-}" ] && echo "keeping $tmp" || trap 'rm -rf "$tmp"' EXIT
 export VLM_THREADS=2
-. "$here/tools_setup.sh"
-setup_tools_data || { echo "FAIL: could not make the test data"; exit 1; }
+. "$here/tools_setup.sh"   # makes the test data
 m=$tmp/model
 o=$tmp/odd
 mkdir -p "$o"

@@ -7,10 +7,8 @@ vlm=$1
 shared=$2
 imgs=$shared/data/images
 fx=$shared/fixtures/preprocess
-pass=0 fail=0
-check() { if eval "$2"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: $1"; fi; }
-tmp=$(mktemp -d /tmp/vlm_e2e_pre.XXXXXX)
-trap 'rm -rf "$tmp"' EXIT
+. "$(dirname "$0")/lib.sh"
+make_tmp /tmp/vlm_e2e_pre.XXXXXX
 
 check "preprocess --help" "\"$vlm\" preprocess --help | grep -q 'usage: vlm preprocess'"
 check "listed in vlm --help" "\"$vlm\" --help | grep -q preprocess"

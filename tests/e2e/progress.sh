@@ -7,13 +7,10 @@
 set -u
 vlm=$1 shared=$2
 here=$(cd "$(dirname "$0")" && pwd)
-pass=0 fail=0
-check() { if eval "$2"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: $1"; fi; }
-tmp=$(mktemp -d) || exit 1
-trap 'rm -rf "$tmp"' EXIT
+. "$here/lib.sh"
+make_tmp
 export VLM_THREADS=2
-. "$here/tools_setup.sh"
-setup_tools_data || { echo "FAIL: could not make the test data"; exit 1; }
+. "$here/tools_setup.sh"   # makes the test data
 m=$tmp/model
 
 # images: 8 files in batches of 2; a line per batch with VLM_PROGRESS_EVERY=0, else the last only

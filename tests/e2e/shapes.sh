@@ -5,10 +5,8 @@
 # Usage: shapes.sh VLM_BINARY
 set -u
 vlm=$1
-pass=0 fail=0
-check() { if eval "$2"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: $1"; fi; }
-tmp=$(mktemp -d /tmp/vlm_e2e_shapes.XXXXXX)
-trap 'rm -rf "$tmp"' EXIT
+. "$(dirname "$0")/lib.sh"
+make_tmp /tmp/vlm_e2e_shapes.XXXXXX
 
 check "shapes --help" "\"$vlm\" shapes --help | grep -q 'usage: vlm shapes'"
 check "listed in vlm --help" "\"$vlm\" --help | grep -q shapes"

@@ -8,10 +8,8 @@
 set -u
 vlm=$1 shared=$2
 here=$(cd "$(dirname "$0")" && pwd)
-pass=0 fail=0
-check() { if eval "$2"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: $1"; fi; }
-tmp=$(mktemp -d) || exit 1
-trap 'rm -rf "$tmp"' EXIT
+. "$here/lib.sh"
+make_tmp
 
 cc=${CC:-cc}
 cat >"$tmp/slowsync.c" <<'C'
@@ -29,8 +27,7 @@ if ! "$cc" -shared -fPIC -o "$tmp/slowsync.so" "$tmp/slowsync.c" -ldl 2>"$tmp/cc
   echo "skipped: cannot build the fsync shim with $cc: $(head -1 "$tmp/cc.err")"
   exit 77
 fi
-. "$here/tools_setup.sh"
-setup_tools_data || { echo "FAIL: could not make the test data"; exit 1; }
+. "$here/tools_setup.sh"   # makes the test data
 m=$tmp/model idx=$tmp/out/photos.idx
 mkdir -p "$tmp/out"
 "$vlm" index --model "$m" --out "$idx" "$tmp/imgs/animal" >/dev/null 2>&1

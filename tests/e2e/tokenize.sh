@@ -5,9 +5,8 @@ set -u
 vlm=$1 shared=$2
 fx=$shared/fixtures/tokenizer vocab=$shared/data/bpe_simple_vocab_16e6.txt.gz
 if [ ! -f "$fx/captions.txt" ] || [ ! -f "$vocab" ]; then echo "skip: no fixtures under $shared"; exit 77; fi
-tmp=$(mktemp -d) && trap 'rm -rf "$tmp"' EXIT
-pass=0 fail=0
-check() { if eval "$2"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: $1"; fi; }
+. "$(dirname "$0")/lib.sh"
+make_tmp
 
 sed 's/.*"ids": /{"ids": /' "$fx/ids.jsonl" >"$tmp/want"
 "$vlm" tokenize --vocab "$vocab" "$fx/captions.txt" >"$tmp/got"; rc=$?

@@ -1,4 +1,5 @@
-# Sourced by zeroshot.sh, index_search.sh and capi.sh: makes the test data in $tmp.
+# Sourced by zeroshot.sh, index_search.sh, eval.sh, capi.sh and others: makes the test data in $tmp
+# (the script exits 1, saying so, when it cannot).
 #   $tmp/model      a tiny CLIP (vlm convert --init tiny) with tokenizer/ learned by
 #                   vlm bpe-train from $tmp/captions.txt (the tiny vocabulary has 1000 ids,
 #                   too few for OpenAI's 49408)
@@ -7,6 +8,8 @@
 #                   ../shared/data/images and one corrupt PNG (imgs/object/broken.png)
 #   $tmp/captions.txt
 # Needs: $vlm, $shared, $tmp.
+# json_ok FILE: FILE parses as JSON (Python's json; without python3, it starts with '{').
+json_ok() { if command -v python3 >/dev/null; then python3 -c 'import json,sys; json.load(sys.stdin)' <"$1"; else grep -q '^{' "$1"; fi; }
 setup_tools_data() {
   local img=$shared/data/images
   "$vlm" convert --init tiny --seed 11 --to open_clip --out "$tmp/model" >/dev/null || return 1
@@ -30,3 +33,4 @@ CAPS
   printf '\211PNG\r\n\032\nthis is not really a png' >"$tmp/imgs/object/broken.png"
   echo "not an image" >"$tmp/imgs/object/notes.txt"
 }
+setup_tools_data || { echo "FAIL: could not make the test data"; exit 1; }

@@ -10,10 +10,8 @@
 # Usage: train_gpu.sh VLM_BINARY
 set -u
 vlm=$1
-pass=0 fail=0
-check() { if eval "$2"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: $1"; fi; }
-tmp=$(mktemp -d) || exit 1
-trap 'rm -rf "$tmp"' EXIT
+. "$(dirname "$0")/lib.sh"
+make_tmp
 
 check "train --help names --device" "\"$vlm\" train --help | grep -q -- '--device auto|cpu|cuda'"
 out=$("$vlm" train --train-data shapes --device tpu --logs "$tmp" 2>&1); rc=$?

@@ -6,10 +6,8 @@
 # a 16-core GPU host with 400 steps). Usage: train_kill.sh VLM_BINARY
 set -u
 vlm=$1
-pass=0 fail=0
-check() { if eval "$2"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: $1"; fi; }
-tmp=$(mktemp -d) || exit 1
-trap 'rm -rf "$tmp"' EXIT
+. "$(dirname "$0")/lib.sh"
+make_tmp
 export VLM_THREADS=2
 args=(--device cpu --train-data shapes:64 --model tiny --tokenizer train:600 --batch-size 8 --steps 1000000 --warmup 3
       --val-frequency 0 --zeroshot-frequency 0 --workers 1 --save-steps 1 --logs "$tmp/runs" --name k)

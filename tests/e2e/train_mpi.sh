@@ -7,8 +7,7 @@
 # Exit 77 (a visible skip) when vlm was built without MPI or mpirun is missing.
 set -u
 vlm=$1
-pass=0 fail=0
-check() { if eval "$2"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: $1"; fi; }
+. "$(dirname "$0")/lib.sh"
 if ! "$vlm" version | grep -q '^ranks: MPI'; then
   echo "SKIP: this vlm was built without MPI (install libopenmpi-dev, rerun cmake)"
   exit 77
@@ -17,8 +16,7 @@ if ! command -v mpirun >/dev/null; then
   echo "SKIP: no mpirun (install openmpi-bin)"
   exit 77
 fi
-tmp=$(mktemp -d) || exit 1
-trap 'rm -rf "$tmp"' EXIT
+make_tmp
 # Open MPI refuses root unless told; --oversubscribe: 2 ranks on however many cores CI has
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
 export OMPI_MCA_btl_vader_single_copy_mechanism=none   # containers without ptrace

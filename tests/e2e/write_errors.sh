@@ -13,17 +13,14 @@
 set -u
 vlm=$(cd "$(dirname "$1")" && pwd)/$(basename "$1") shared=$2
 here=$(cd "$(dirname "$0")" && pwd)
-pass=0 fail=0
-check() { if eval "$2"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: $1"; fi; }
-tmp=$(mktemp -d) || exit 1
-trap 'rm -rf "$tmp"' EXIT
+. "$here/lib.sh"
+make_tmp
 export VLM_THREADS=2
 if [ ! -w /dev/full ] || [ ! -c /dev/full ]; then
   echo "skipped: /dev/full is missing (it stands for a full disk here)"
   exit 77
 fi
-. "$here/tools_setup.sh"
-setup_tools_data || { echo "FAIL: could not make the test data"; exit 1; }
+. "$here/tools_setup.sh"   # makes the test data
 m=$tmp/model m2=$tmp/model2
 "$vlm" index --model "$m" --out "$tmp/p.idx" "$tmp/imgs" >/dev/null 2>&1 || { echo "FAIL: vlm index"; exit 1; }
 "$vlm" convert --init coca-tiny --to open_clip --out "$tmp/coca" >/dev/null 2>&1 || { echo "FAIL: a CoCa model"; exit 1; }

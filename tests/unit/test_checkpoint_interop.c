@@ -4,11 +4,9 @@
  * layouts, LayerNorm eps (HF layer_norm_eps, open_clip norm_kwargs) through both writers, and
  * eos pooling, which open_clip's config cannot express. Made from the tiny-clip fixture's HF
  * weights in a temporary directory. argv[1]: the ../shared folder. */
-#define _XOPEN_SOURCE 700 /* mkdtemp */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "gradcheck.h"
@@ -17,21 +15,10 @@
 static char g_tmp[256];
 static char g_fx[4096];
 
-static void put(const char *dir, const char *name, const char *text) {
-  char p[4400];
-  snprintf(p, sizeof p, "%s/%s", dir, name);
-  vt_write_file(p, text, strlen(text));
-}
+static void put(const char *dir, const char *name, const char *text) { vt_put(dir, name, text, strlen(text)); }
 
 /* A fresh directory under the test's temporary one. */
-static const char *subdir(const char *name) {
-  static char p[4][512];
-  static int k;
-  char *d = p[k++ % 4];
-  snprintf(d, 512, "%s/%s", g_tmp, name);
-  mkdir(d, 0777);
-  return d;
-}
+static const char *subdir(const char *name) { return vt_subdir(g_tmp, name); }
 
 static char *fixture_text(const char *name) {
   char p[4400], *s = NULL;
@@ -205,13 +192,7 @@ static void pickles(void) {
         vlm_last_error());
   /* both layouts, open_clip's as a pickle only: the HF pair (safetensors) is used */
   put(d, "config.json", cfg);
-  char from[4400], to[4400];
-  snprintf(from, sizeof from, "%s/model_hf.safetensors", g_fx);
-  snprintf(to, sizeof to, "%s/model.safetensors", d);
-  size_t n;
-  uint8_t *w = vt_read_file(from, &n);
-  if (w) vt_write_file(to, w, n);
-  free(w);
+  vt_copy_file(vt_path(g_fx, "model_hf.safetensors"), vt_path(d, "model.safetensors"));
   s = vlm_clip_load(d, &c, &p, &fmt);
   CHECK(s == VLM_OK && fmt == VLM_CKPT_HF, "open_clip pickle + HF safetensors: %s", vlm_last_error());
   if (s == VLM_OK) vlm_clip_params_free(&p);
@@ -340,11 +321,7 @@ int main(int argc, char **argv) {
     CHECK(0, "%s", vlm_last_error());
     return vt_finish();
   }
-  snprintf(g_tmp, sizeof g_tmp, "/tmp/vlm-ckpt-interop-XXXXXX");
-  if (!mkdtemp(g_tmp)) {
-    CHECK(0, "mkdtemp");
-    return vt_finish();
-  }
+  if (!vt_make_tmp_dir(g_tmp, sizeof g_tmp, "vlm-ckpt-interop")) return vt_finish();
   sharded();
   pickles();
   custom_text();

@@ -10,19 +10,27 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "fixture.h"
 #include "gradcheck.h"
 #include "model/model.h"
 
+/* A CLIP's parameters and config, for the fixture helpers' visitor. */
+typedef struct {
+  const vlm_clip_config *c;
+  vlm_clip_params *p;
+} clip_ref;
+
+static void visit_clip(void *m, vlm_param_visit_fn fn, void *ctx) {
+  clip_ref *r = m;
+  vlm_clip_params_visit(r->p, r->c, fn, ctx);
+}
+
 static void run_model(const char *dir, const char *what, const vlm_clip_config *c, vlm_clip_params *p,
                       const vlm_safetensors *in, const vlm_safetensors *out, const vlm_safetensors *grads) {
-  const vlm_st_entry *ei = vt_st_need(in, "images"), *et = vt_st_need(in, "text");
-  const vlm_st_entry *et32 = vt_st_need(in, "text_i32");
-  if (!ei || !et || !et32) return;
-  vlm_tensor images = vlm_st_tensor(ei), text = vlm_st_tensor(et), text32 = vlm_st_tensor(et32);
+  vlm_tensor images, text, text32;
+  if (!vt_fixture_inputs(in, &images, &text, &text32)) return;
   int64_t B = images.shape[0], L = text.shape[1];
   vlm_clip_acts s, fs;
   vlm_status st = vlm_clip_acts_init(&s, c, B, L, 1);
@@ -67,10 +75,7 @@ static void run_model(const char *dir, const char *what, const vlm_clip_config *
     }
     vlm_clip_params_zero(&g);
     vlm_clip_backward(c, p, &g, &s, &text);
-    vt_grad_ctx gc = {grads, tag, 1e-4, 0, 0, ""};
-    vlm_clip_params_visit(&g, c, vt_fixture_compare_grad, &gc);
-    CHECK(gc.checked == grads->n_entries, "%s: %d gradients compared, the fixture has %d", tag, gc.checked,
-          grads->n_entries);
+    vt_grad_ctx gc = vt_fixture_compare_grads(grads, tag, visit_clip, &(clip_ref){c, &g});
     /* The same ids as I32. */
     float loss32 = vlm_clip_forward(c, p, &s, &images, &text32);
     vt_fixture_compare(tag, "loss", &loss32, 1, out, 2, 1.0);
@@ -253,22 +258,6 @@ static void half_checks(const char *shared) {
   vlm_st_close(&st);
 }
 
-/* BF16 inference weights (+ bf16 matmul inputs): features within cosine 0.999 of fp32. */
-static double min_cosine(const vlm_tensor *a, const vlm_tensor *b) {
-  int64_t R = vlm_rows(a), C = vlm_cols(a);
-  double worst = 1;
-  for (int64_t r = 0; r < R; r++) {
-    double d = 0, na = 0, nb = 0;
-    for (int64_t k = 0; k < C; k++) {
-      double x = vlm_f32(a)[r * C + k], y = vlm_f32(b)[r * C + k];
-      d += x * y; na += x * x; nb += y * y;
-    }
-    double cs = d / sqrt(na * nb);
-    if (!(cs >= worst)) worst = cs;
-  }
-  return worst;
-}
-
 /* tiny-clip's config, weights and inputs (0 after a failed CHECK). */
 static int load_tiny_clip(const char *shared, vlm_clip_config *c, vlm_clip_params *p, vlm_safetensors *in) {
   char dir[2048], path[4096];
@@ -287,6 +276,7 @@ static int load_tiny_clip(const char *shared, vlm_clip_config *c, vlm_clip_param
   return 1;
 }
 
+/* BF16 inference weights (+ bf16 matmul inputs): features within cosine 0.999 of fp32. */
 static void bf16_checks(const char *shared) {
   vlm_clip_config c;
   vlm_clip_params p, h;
@@ -304,7 +294,7 @@ static void bf16_checks(const char *shared) {
   vlm_set_matmul_precision(VLM_PREC_BF16);
   vlm_clip_forward(&c, &h, &b, &images, &text);
   vlm_set_matmul_precision(VLM_PREC_F32);
-  double ci = min_cosine(&a.visual.features, &b.visual.features), ct = min_cosine(&a.text.features, &b.text.features);
+  double ci = vt_min_cosine(&a.visual.features, &b.visual.features), ct = vt_min_cosine(&a.text.features, &b.text.features);
   CHECK(ci >= 0.999 && ct >= 0.999, "bf16 features: cosine to fp32 image %.6f, text %.6f", ci, ct);
   printf("bf16 inference weights: min cosine to fp32 features: image %.6f, text %.6f\n", ci, ct);
   vlm_clip_acts_free(&a);
@@ -483,82 +473,44 @@ static void pool_checks(void) {
   CHECK(idx[0] == 0 && idx[1] == 2, "eot pooling: %lld %lld", (long long)idx[0], (long long)idx[1]);
 }
 
-/* --compare DIR OUT [GRADS]: files written by `vlm forward` against the fixture's
- * outputs.safetensors and grads.safetensors (GRADS in open_clip or HF names). */
-static void compare_files(const char *dir, const char *out_path, const char *grads_path) {
+/* --compare DIR OUT GRADS: GRADS (open_clip or HF names) into parameters of DIR's config. */
+static void *load_grads(const char *dir, const char *grads_path) {
+  static vlm_clip_config c;
+  static vlm_clip_params g;
+  static clip_ref r = {&c, &g};
   char path[4096];
-  vlm_safetensors ref, got;
-  snprintf(path, sizeof path, "%s/outputs.safetensors", dir);
-  if (vlm_st_open(&ref, path) != VLM_OK || vlm_st_open(&got, out_path) != VLM_OK) {
-    CHECK(0, "%s", vlm_last_error());
-    return;
-  }
-  for (int i = 0; i < ref.n_entries; i++) {
-    const char *name = ref.entries[i].name;
-    const vlm_st_entry *e = vt_st_need(&got, name);
-    if (!e) continue;
-    CHECK(e->ndim == ref.entries[i].ndim && (e->end - e->begin) == (ref.entries[i].end - ref.entries[i].begin),
-          "%s: %s has another shape than the fixture's", out_path, name);
-    if (e->end - e->begin != ref.entries[i].end - ref.entries[i].begin) continue;
-    int64_t nx;
-    float *x = vt_st_read_all(&got, e, &nx);
-    int kind = strstr(name, "logits_") ? 1 : strstr(name, "features") ? 0 : 2;
-    vt_fixture_compare(out_path, name, x, nx, &ref, kind, 1.0);
-    free(x);
-  }
-  CHECK(got.n_entries == ref.n_entries, "%s: %d tensors, the fixture has %d", out_path, got.n_entries,
-        ref.n_entries);
-  vlm_st_close(&ref);
-  vlm_st_close(&got);
-  if (!grads_path) return;
-  vlm_clip_config c;
-  vlm_clip_params g;
   snprintf(path, sizeof path, "%s/config.json", dir);
   if (vlm_clip_config_load(&c, path, NULL) != VLM_OK || vlm_clip_params_init(&g, &c) != VLM_OK) {
     CHECK(0, "%s", vlm_last_error());
-    return;
+    return NULL;
   }
   vlm_status st = vlm_clip_load_safetensors(&g, &c, grads_path, VLM_CKPT_OPENCLIP);
   if (st != VLM_OK) st = vlm_clip_load_safetensors(&g, &c, grads_path, VLM_CKPT_HF);
   CHECK(st == VLM_OK, "%s: %s", grads_path, vlm_last_error());
-  vlm_safetensors rg;
-  snprintf(path, sizeof path, "%s/grads.safetensors", dir);
-  if (st == VLM_OK && vlm_st_open(&rg, path) == VLM_OK) {
-    vt_grad_ctx gc = {&rg, grads_path, 1e-4, 0, 0, ""};
-    vlm_clip_params_visit(&g, &c, vt_fixture_compare_grad, &gc);
-    CHECK(gc.checked == rg.n_entries, "%s: %d gradients compared of %d", grads_path, gc.checked, rg.n_entries);
-    vlm_st_close(&rg);
-  }
+  if (st == VLM_OK) return &r;
   vlm_clip_params_free(&g);
+  return NULL;
 }
 
-int main(int argc, char **argv) {
-  if (argc >= 4 && !strcmp(argv[1], "--compare")) {
-    compare_files(argv[2], argv[3], argc >= 5 ? argv[4] : NULL);
-    return vt_finish();
-  }
-  const char *arg = vt_shared_dir(argc, argv);
-  if (!arg) vt_skip("no fixture directory or ../shared given");
-  char probe[4096];
-  snprintf(probe, sizeof probe, "%s/config.json", arg);
-  if (access(probe, R_OK) == 0) {
-    parity(arg);
-    return vt_finish();
-  }
-  snprintf(probe, sizeof probe, "%s/fixtures/tiny-clip/config.json", arg);
-  if (access(probe, R_OK) != 0) vt_skip("fixtures not found");
+static void free_grads(void *m) { vlm_clip_params_free(((clip_ref *)m)->p); }
+
+/* ../shared: the unit checks, then both tiny CLIP fixtures. */
+static void units(const char *shared) {
   config_checks();
   pool_checks();
   loss_gradcheck();
-  loader_error_checks(arg);
-  half_checks(arg);
-  bf16_checks(arg);
-  pooled_rows_checks(arg);
+  loader_error_checks(shared);
+  half_checks(shared);
+  bf16_checks(shared);
+  pooled_rows_checks(shared);
   const char *dirs[2] = {"tiny-clip", "tiny-clip-quickgelu"};
   for (int i = 0; i < 2; i++) {
     char d[4096];
-    snprintf(d, sizeof d, "%s/fixtures/%s", arg, dirs[i]);
+    snprintf(d, sizeof d, "%s/fixtures/%s", shared, dirs[i]);
     parity(d);
   }
-  return vt_finish();
+}
+
+int main(int argc, char **argv) {
+  return vt_parity_main(argc, argv, "tiny-clip", parity, units, load_grads, visit_clip, free_grads);
 }

@@ -16,13 +16,22 @@
 #include "gradcheck.h"
 #include "model/model.h"
 
+/* A CoCa's parameters and config, for the fixture helpers' visitor. */
+typedef struct {
+  const vlm_coca_config *c;
+  vlm_coca_params *p;
+} coca_ref;
+
+static void visit_coca(void *m, vlm_param_visit_fn fn, void *ctx) {
+  coca_ref *r = m;
+  vlm_coca_params_visit(r->p, r->c, fn, ctx);
+}
+
 /* One forward + backward on the fixture's inputs; every output and gradient compared. */
 static void run_model(const char *dir, const vlm_coca_config *c, vlm_coca_params *p, const vlm_safetensors *in,
                       const vlm_safetensors *out, const vlm_safetensors *grads) {
-  const vlm_st_entry *ei = vt_st_need(in, "images"), *et = vt_st_need(in, "text");
-  const vlm_st_entry *et32 = vt_st_need(in, "text_i32");
-  if (!ei || !et || !et32) return;
-  vlm_tensor images = vlm_st_tensor(ei), text = vlm_st_tensor(et), text32 = vlm_st_tensor(et32);
+  vlm_tensor images, text, text32;
+  if (!vt_fixture_inputs(in, &images, &text, &text32)) return;
   int64_t B = images.shape[0], L = text.shape[1];
   vlm_coca_acts s;
   vlm_status st = vlm_coca_acts_init(&s, c, B, L, 1);
@@ -61,10 +70,7 @@ static void run_model(const char *dir, const vlm_coca_config *c, vlm_coca_params
     lw = fmax(lw, vt_fixture_compare(tag, "loss", &loss, 1, out, 2, 1.0));
     vlm_coca_params_zero(&g);
     vlm_coca_backward(c, p, &g, &s, &text);
-    vt_grad_ctx gc = {grads, tag, 1e-4, 0, 0, ""};
-    vlm_coca_params_visit(&g, c, vt_fixture_compare_grad, &gc);
-    CHECK(gc.checked == grads->n_entries, "%s: %d gradients compared, the fixture has %d", tag, gc.checked,
-          grads->n_entries);
+    vt_grad_ctx gc = vt_fixture_compare_grads(grads, tag, visit_coca, &(coca_ref){c, &g});
     float loss32 = vlm_coca_forward(c, p, &s, &images, &text32);
     vt_fixture_compare(tag, "loss", &loss32, 1, out, 2, 1.0);
     printf("%s: loss %.7f; outputs within %.2g abs, losses %.2g rel; %d gradients within %.2g of their max "
@@ -362,21 +368,6 @@ static void config_checks(const char *shared) {
 
 /* BF16 inference weights: the matrices are BF16, the rest shared; features and
  * caption logits stay close to fp32. */
-static double min_cos(const vlm_tensor *a, const vlm_tensor *b) {
-  int64_t R = vlm_rows(a), C = vlm_cols(a);
-  double worst = 1;
-  for (int64_t r = 0; r < R; r++) {
-    double d = 0, na = 0, nb = 0;
-    for (int64_t k = 0; k < C; k++) {
-      double x = vlm_f32(a)[r * C + k], y = vlm_f32(b)[r * C + k];
-      d += x * y; na += x * x; nb += y * y;
-    }
-    double cs = d / sqrt(na * nb);
-    if (!(cs >= worst)) worst = cs;
-  }
-  return worst;
-}
-
 static void bf16_checks(const char *shared) {
   char dir[2048], path[4096];
   snprintf(dir, sizeof dir, "%s/fixtures/tiny-coca", shared);
@@ -402,8 +393,8 @@ static void bf16_checks(const char *shared) {
   vlm_set_matmul_precision(VLM_PREC_BF16);
   vlm_coca_forward(&c, &h, &b, &images, &text);
   vlm_set_matmul_precision(VLM_PREC_F32);
-  double ci = min_cos(&a.pool.features, &b.pool.features), ct = min_cos(&a.text.features, &b.text.features);
-  double cl = min_cos(&a.dec.logits, &b.dec.logits);
+  double ci = vt_min_cosine(&a.pool.features, &b.pool.features), ct = vt_min_cosine(&a.text.features, &b.text.features);
+  double cl = vt_min_cosine(&a.dec.logits, &b.dec.logits);
   CHECK(ci >= 0.999 && ct >= 0.999 && cl >= 0.999, "bf16: cosine to fp32: image %.6f, text %.6f, logits %.6f", ci, ct,
         cl);
   printf("CoCa bf16 inference weights: min cosine to fp32: image %.6f, text %.6f, caption logits %.6f\n", ci, ct, cl);
@@ -502,71 +493,38 @@ static void pooled_text_checks(const char *shared) {
   vlm_st_close(&out);
 }
 
-/* --compare DIR OUT [GRADS] */
-static void compare_files(const char *dir, const char *out_path, const char *grads_path) {
+/* --compare DIR OUT GRADS: GRADS into parameters of DIR's config. */
+static void *load_grads(const char *dir, const char *grads_path) {
+  static vlm_coca_config c;
+  static vlm_coca_params g;
+  static coca_ref r = {&c, &g};
   char path[4096];
-  vlm_safetensors ref, got;
-  snprintf(path, sizeof path, "%s/outputs.safetensors", dir);
-  if (vlm_st_open(&ref, path) != VLM_OK || vlm_st_open(&got, out_path) != VLM_OK) {
-    CHECK(0, "%s", vlm_last_error());
-    return;
-  }
-  for (int i = 0; i < ref.n_entries; i++) {
-    const char *name = ref.entries[i].name;
-    const vlm_st_entry *e = vt_st_need(&got, name);
-    if (!e) continue;
-    int64_t n;
-    float *x = vt_st_read_all(&got, e, &n);
-    int kind = strstr(name, "logits") ? 1 : (strstr(name, "features") || strstr(name, "tokens")) ? 0 : 2;
-    vt_fixture_compare(out_path, name, x, n, &ref, kind, 1.0);
-    free(x);
-  }
-  CHECK(got.n_entries == ref.n_entries, "%s: %d tensors, the fixture has %d", out_path, got.n_entries, ref.n_entries);
-  vlm_st_close(&ref);
-  vlm_st_close(&got);
-  if (!grads_path) return;
-  vlm_coca_config c;
-  vlm_coca_params g;
   snprintf(path, sizeof path, "%s/config.json", dir);
   if (vlm_coca_config_load(&c, path) != VLM_OK || vlm_coca_params_init(&g, &c) != VLM_OK) {
     CHECK(0, "%s", vlm_last_error());
-    return;
+    return NULL;
   }
   vlm_status st = vlm_coca_load_safetensors(&g, &c, grads_path);
   CHECK(st == VLM_OK, "%s: %s", grads_path, vlm_last_error());
-  vlm_safetensors rg;
-  snprintf(path, sizeof path, "%s/grads.safetensors", dir);
-  if (st == VLM_OK && vlm_st_open(&rg, path) == VLM_OK) {
-    vt_grad_ctx gc = {&rg, grads_path, 1e-4, 0, 0, ""};
-    vlm_coca_params_visit(&g, &c, vt_fixture_compare_grad, &gc);
-    CHECK(gc.checked == rg.n_entries, "%s: %d gradients compared of %d", grads_path, gc.checked, rg.n_entries);
-    vlm_st_close(&rg);
-  }
+  if (st == VLM_OK) return &r;
   vlm_coca_params_free(&g);
+  return NULL;
+}
+
+static void free_grads(void *m) { vlm_coca_params_free(((coca_ref *)m)->p); }
+
+/* ../shared: the unit checks, then the tiny-coca fixture. */
+static void units(const char *shared) {
+  cross_gradcheck();
+  pool_gradcheck();
+  config_checks(shared);
+  bf16_checks(shared);
+  pooled_text_checks(shared);
+  char d[4096];
+  snprintf(d, sizeof d, "%s/fixtures/tiny-coca", shared);
+  parity(d);
 }
 
 int main(int argc, char **argv) {
-  if (argc >= 4 && !strcmp(argv[1], "--compare")) {
-    compare_files(argv[2], argv[3], argc >= 5 ? argv[4] : NULL);
-    return vt_finish();
-  }
-  const char *arg = vt_shared_dir(argc, argv);
-  if (!arg) vt_skip("no fixture directory or ../shared given");
-  char probe[4096];
-  snprintf(probe, sizeof probe, "%s/config.json", arg);
-  if (access(probe, R_OK) == 0) {
-    parity(arg);
-    return vt_finish();
-  }
-  snprintf(probe, sizeof probe, "%s/fixtures/tiny-coca/config.json", arg);
-  if (access(probe, R_OK) != 0) vt_skip("fixtures not found");
-  cross_gradcheck();
-  pool_gradcheck();
-  config_checks(arg);
-  bf16_checks(arg);
-  pooled_text_checks(arg);
-  char d[4096];
-  snprintf(d, sizeof d, "%s/fixtures/tiny-coca", arg);
-  parity(d);
-  return vt_finish();
+  return vt_parity_main(argc, argv, "tiny-coca", parity, units, load_grads, visit_coca, free_grads);
 }

@@ -2,12 +2,10 @@
  * preprocess_cfg (mean, std, resize_mode) and a Hugging Face preprocessor_config.json, read into
  * the vision config, written back by the config writer, used by the encoder (vlm_vit_preprocess_cfg),
  * and the errors for bad values. Made from the tiny-clip fixture's weights. argv[1]: ../shared. */
-#define _XOPEN_SOURCE 700 /* mkdtemp */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "gradcheck.h"
 #include "model/encode.h"
@@ -15,35 +13,18 @@
 
 static char g_tmp[256], g_fx[4096];
 
-static void put(const char *dir, const char *name, const void *data, size_t n) {
-  char p[4400];
-  snprintf(p, sizeof p, "%s/%s", dir, name);
-  vt_write_file(p, data, n);
-}
-
 static void copy_from_fixture(const char *dir, const char *from, const char *to) {
-  char p[4400];
-  snprintf(p, sizeof p, "%s/%s", g_fx, from);
-  size_t n;
-  uint8_t *d = vt_read_file(p, &n);
-  put(dir, to, d, n);
-  free(d);
+  vt_copy_file(vt_path(g_fx, from), vt_path(dir, to));
 }
 
 /* DIR: an open_clip directory of the fixture's weights whose open_clip_config.json adds pre. */
 static const char *openclip_dir(const char *name, const char *pre) {
-  static char d[4][512];
-  static int k;
-  char *dir = d[k++ % 4];
-  snprintf(dir, 512, "%s/%s", g_tmp, name);
-  mkdir(dir, 0777);
-  char p[4400];
-  snprintf(p, sizeof p, "%s/config.json", g_fx);
+  const char *dir = vt_subdir(g_tmp, name);
   size_t n;
-  char *cfg = (char *)vt_read_file(p, &n);
+  char *cfg = (char *)vt_read_file(vt_path(g_fx, "config.json"), &n);
   char *json = malloc(n + strlen(pre) + 64);
   int len = sprintf(json, "{\"model_cfg\": %.*s%s%s}", (int)n, cfg, pre[0] ? ", " : "", pre);
-  put(dir, "open_clip_config.json", json, (size_t)len);
+  vt_put(dir, "open_clip_config.json", json, (size_t)len);
   free(json);
   free(cfg);
   copy_from_fixture(dir, "model.safetensors", "open_clip_model.safetensors");
@@ -108,8 +89,7 @@ static void open_clip_cfg(void) {
 
 static void hf_cfg(void) {
   char dir[512];
-  snprintf(dir, sizeof dir, "%s/hf", g_tmp);
-  mkdir(dir, 0777);
+  snprintf(dir, sizeof dir, "%s", vt_subdir(g_tmp, "hf"));
   copy_from_fixture(dir, "config_hf.json", "config.json");
   copy_from_fixture(dir, "model_hf.safetensors", "model.safetensors");
   vlm_clip_config c;
@@ -124,13 +104,13 @@ static void hf_cfg(void) {
   CHECK(near(m[0], 0.48145466) && near(sd[2], 0.27577711) && mode == 0, "no preprocessor_config.json: the defaults");
   const char *pc = "{\"image_mean\": [0.5, 0.5, 0.5], \"image_std\": [0.5, 0.5, 0.5], \"size\": {\"height\": 32, "
                    "\"width\": 32}, \"do_center_crop\": false, \"resample\": 3}";
-  put(dir, "preprocessor_config.json", pc, strlen(pc));
+  vt_put(dir, "preprocessor_config.json", pc, strlen(pc));
   s = vlm_clip_load(dir, &c, &p, &fmt);
   CHECK(s == VLM_OK && near(c.vision.image_mean[0], 0.5) && near(c.vision.image_std[1], 0.5) && c.vision.resize_mode == 1,
         "preprocessor_config.json (0.5 mean / std, no center crop): %s", vlm_last_error());
   if (s == VLM_OK) vlm_clip_params_free(&p);
   pc = "{\"image_mean\": [0.5, 0.5, 0.5], \"image_std\": [0.5, -1, 0.5], \"size\": {\"shortest_edge\": 32}}";
-  put(dir, "preprocessor_config.json", pc, strlen(pc));
+  vt_put(dir, "preprocessor_config.json", pc, strlen(pc));
   s = vlm_clip_load(dir, &c, &p, &fmt);
   CHECK(s != VLM_OK && strstr(vlm_last_error(), "preprocessor_config.json") && strstr(vlm_last_error(), "image_std"),
         "a negative std in preprocessor_config.json: %s", s == VLM_OK ? "loaded" : vlm_last_error());
@@ -141,11 +121,7 @@ int main(int argc, char **argv) {
   const char *shared = vt_shared_dir(argc, argv);
   if (!shared) vt_skip("no ../shared folder (the tiny-clip fixture)");
   snprintf(g_fx, sizeof g_fx, "%s/fixtures/tiny-clip", shared);
-  snprintf(g_tmp, sizeof g_tmp, "/tmp/vlm-config-image-XXXXXX");
-  if (!mkdtemp(g_tmp)) {
-    CHECK(0, "mkdtemp");
-    return vt_finish();
-  }
+  if (!vt_make_tmp_dir(g_tmp, sizeof g_tmp, "vlm-config-image")) return vt_finish();
   open_clip_cfg();
   hf_cfg();
   vt_rm_tree(g_tmp);

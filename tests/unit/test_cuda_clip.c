@@ -229,10 +229,8 @@ static void run_fixture(const char *dir) {
   vlm_status st = vlm_clip_load(path, &c, &ph, &fmt);
   CHECK(st == VLM_OK, "load %s: %s", path, vlm_last_error());
   if (st != VLM_OK) return;
-  const vlm_st_entry *ei = vt_st_need(&in, "images"), *et = vt_st_need(&in, "text");
-  const vlm_st_entry *et32 = vt_st_need(&in, "text_i32");
-  if (!ei || !et || !et32) return;
-  vlm_tensor images = vlm_st_tensor(ei), text = vlm_st_tensor(et), text32 = vlm_st_tensor(et32);
+  vlm_tensor images, text, text32;
+  if (!vt_fixture_inputs(&in, &images, &text, &text32)) return;
   int64_t B = images.shape[0], L = text.shape[1];
 
   vlm_clip_params pd, gd;

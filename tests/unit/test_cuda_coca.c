@@ -64,10 +64,8 @@ static void run(const char *shared) {
   vlm_coca_params ph, pd, gd, gh;
   CHECK(vlm_coca_load(dir, &c, &ph) == VLM_OK, "load %s: %s", dir, vlm_last_error());
   if (vt_failed) return;
-  const vlm_st_entry *ei = vt_st_need(&in, "images"), *et = vt_st_need(&in, "text");
-  const vlm_st_entry *et32 = vt_st_need(&in, "text_i32");
-  if (!ei || !et || !et32) return;
-  vlm_tensor images_h = vlm_st_tensor(ei), text_h = vlm_st_tensor(et), text32_h = vlm_st_tensor(et32);
+  vlm_tensor images_h, text_h, text32_h;
+  if (!vt_fixture_inputs(&in, &images_h, &text_h, &text32_h)) return;
   int64_t B = images_h.shape[0], L = text_h.shape[1];
 
   /* the inputs on the GPU: one arena, measured then filled */

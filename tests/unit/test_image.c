@@ -173,6 +173,20 @@ static void expect_fail(const char *path, const vlm_decode_opts *o, const char *
   if (s == VLM_OK) vlm_image_free(&img);
 }
 
+/* The first cuts[i] bytes of b (n bytes), i < k, each written to cutC.EXT and refused by the decoder,
+ * the message naming the file (and holding what, when not NULL); labelled "KIND cut at C of N". */
+static void expect_cuts_fail(const char *ext, const char *kind, const uint8_t *b, size_t n, const size_t *cuts,
+                             size_t k, const char *what) {
+  for (size_t i = 0; i < k; i++) {
+    char name[64], label[96], p[4200];
+    snprintf(name, sizeof name, "cut%zu.%s", cuts[i], ext);
+    snprintf(label, sizeof label, "%s cut at %zu of %zu", kind, cuts[i], n);
+    tpath(p, sizeof p, name);
+    vt_write_file(p, b, cuts[i]);
+    expect_fail(p, NULL, what, label);
+  }
+}
+
 static uint32_t be32(const uint8_t *p) { return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3]; }
 static void put_be32(uint8_t *p, uint32_t v) { p[0] = (uint8_t)(v >> 24); p[1] = (uint8_t)(v >> 16); p[2] = (uint8_t)(v >> 8); p[3] = (uint8_t)v; }
 
@@ -375,13 +389,7 @@ static void test_bad_inputs(void) {
   expect_fail(q, NULL, "CRC", "png bad CRC");
   png[idat + 8 + idat_len / 2] ^= 0x5a;
   size_t cuts[] = {4, 8, 20, 33, idat + 4, idat + 8 + idat_len / 3, idat + 8 + idat_len - 1};
-  for (size_t k = 0; k < sizeof cuts / sizeof *cuts; k++) {
-    tpath(q, sizeof q, "cut.png");
-    vt_write_file(q, png, cuts[k]);
-    char label[64];
-    snprintf(label, sizeof label, "png cut at %zu of %zu", cuts[k], n);
-    expect_fail(q, NULL, NULL, label);
-  }
+  expect_cuts_fail("png", "png", png, n, cuts, sizeof cuts / sizeof *cuts, NULL);
   /* Without IEND (PIL reads it too: nothing after the image data is needed). */
   tpath(q, sizeof q, "noiend.png");
   vt_write_file(q, png, n - 12);
@@ -458,13 +466,7 @@ static void test_bad_inputs(void) {
   CHECK(jpg && vlm_image_decode_file(p, NULL, &img) == VLM_OK, "valid jpeg decodes");
   vlm_image_free(&img);
   size_t jcuts[] = {2, 3, 10, 100, 300, n / 2, n - 100, n - 2};
-  for (size_t k = 0; k < sizeof jcuts / sizeof *jcuts; k++) {
-    tpath(q, sizeof q, "cut.jpg");
-    vt_write_file(q, jpg, jcuts[k]);
-    char label[64];
-    snprintf(label, sizeof label, "jpeg cut at %zu of %zu", jcuts[k], n);
-    expect_fail(q, NULL, NULL, label);
-  }
+  expect_cuts_fail("jpg", "jpeg", jpg, n, jcuts, sizeof jcuts / sizeof *jcuts, NULL);
   tpath(q, sizeof q, "cut.jpg");
   vt_write_file(q, jpg, n / 2);
   expect_fail(q, NULL, "truncated", "jpeg cut in the scan says truncated");
@@ -477,13 +479,9 @@ static void test_bad_inputs(void) {
     uint8_t *pj = vt_read_file(pp, &pn);
     CHECK(pj && vlm_image_decode_file(pp, NULL, &img) == VLM_OK, "valid progressive jpeg decodes");
     vlm_image_free(&img);
-    for (int k = 1; k < 8; k++) {
-      tpath(q, sizeof q, "pcut.jpg");
-      vt_write_file(q, pj, pn * (size_t)k / 8);
-      char label[64];
-      snprintf(label, sizeof label, "progressive jpeg cut at %zu of %zu", pn * (size_t)k / 8, pn);
-      expect_fail(q, NULL, NULL, label);
-    }
+    size_t pcuts[7];
+    for (int k = 1; k < 8; k++) pcuts[k - 1] = pn * (size_t)k / 8;
+    expect_cuts_fail("jpg", "progressive jpeg", pj, pn, pcuts, 7, NULL);
     free(pj);
   }
   size_t sof = 0;
@@ -903,14 +901,7 @@ static void test_webp(void) {
   }
   /* Truncated at several points, and garbage after the magic: errors naming the file. */
   size_t cuts[] = {n - 1, n / 2, 30, 16, 13};
-  for (size_t k = 0; k < sizeof cuts / sizeof cuts[0]; k++) {
-    char name[64], label[64];
-    snprintf(name, sizeof name, "cut%zu.webp", cuts[k]);
-    snprintf(label, sizeof label, "webp cut at %zu of %zu", cuts[k], n);
-    tpath(p, sizeof p, name);
-    vt_write_file(p, enc, cuts[k]);
-    expect_fail(p, NULL, "WebP", label);
-  }
+  expect_cuts_fail("webp", "webp", enc, n, cuts, sizeof cuts / sizeof cuts[0], "WebP");
   {
     uint8_t g[200];
     memcpy(g, enc, 12);

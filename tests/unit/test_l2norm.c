@@ -170,7 +170,27 @@ static void test_accumulate(void) {
   }
 }
 
+/* Bad operands: each call fails before any kernel, naming the op and the operand. */
+typedef struct { int which; } bad_ctx;
+
+static void bad_call(void *ctx) {
+  int which = ((bad_ctx *)ctx)->which;
+  float x[6] = {0}, y[6], norm[3];
+  int64_t s[2] = {2, 3}, s32[2] = {3, 2}, s2[1] = {2}, s3[1] = {3};
+  vlm_tensor tx = vlm_tensor_cpu_f32(x, 2, s), ty = vlm_tensor_cpu_f32(y, 2, which == 1 ? s32 : s);
+  vlm_tensor tn = vlm_tensor_cpu_f32(norm, 1, which == 0 ? s3 : s2);
+  vlm_l2norm_forward(&ty, &tn, &tx, 1e-12f);
+}
+
+static void test_bad_operands(void) {
+  bad_ctx c = {0};
+  vt_expect_abort("l2norm: norm of 3 for 2 rows", bad_call, &c, "l2norm: norm is [3]", "expected 2 elements (rows of x)");
+  c.which = 1;
+  vt_expect_abort("l2norm: y of another shape", bad_call, &c, "l2norm: y is [3, 2]", "x is [2, 3]");
+}
+
 int main(void) {
+  test_bad_operands();
   test_known();
   test_gradcheck();
   int64_t shapes[][2] = {{1, 1}, {1, 7}, {9, 1}, {5, 33}, {256, 512}, {50 * 8, 768}, {3, 10007}};

@@ -203,7 +203,33 @@ static void test_deterministic(void) {
   ln_free(&k);
 }
 
+/* Bad operands: each call fails before any kernel, naming the op and the operand. */
+typedef struct { int which; } bad_ctx;
+
+static void bad_call(void *ctx) {
+  int which = ((bad_ctx *)ctx)->which;
+  float x[6] = {0}, out[6], w[3] = {1, 1, 1}, b[3] = {0}, mean[2], rstd[2];
+  int64_t s[2] = {2, 3}, s3[1] = {3}, s2[1] = {2}, s4[1] = {4}, s23[2] = {3, 2};
+  vlm_tensor tx = vlm_tensor_cpu_f32(x, 2, s), tout = vlm_tensor_cpu_f32(out, 2, which == 1 ? s23 : s);
+  vlm_tensor tw = vlm_tensor_cpu_f32(w, 1, which == 0 ? s4 : s3), tb = vlm_tensor_cpu_f32(b, 1, s3);
+  vlm_tensor tm = vlm_tensor_cpu_f32(mean, 1, s2), tr = vlm_tensor_cpu_f32(rstd, 1, s2);
+  if (which == 2) tb.dtype = VLM_BF16;
+  vlm_layernorm_forward(&tout, &tm, &tr, &tx, &tw, which == 3 ? NULL : &tb, 1e-5f);
+}
+
+static void test_bad_operands(void) {
+  bad_ctx c = {0};
+  vt_expect_abort("layernorm: w of 4 for 3 columns", bad_call, &c, "layernorm: w is [4]", "expected 3 elements");
+  c.which = 1;
+  vt_expect_abort("layernorm: out of another shape", bad_call, &c, "layernorm: out is [3, 2]", "shaped like x [2, 3]");
+  c.which = 2;
+  vt_expect_abort("layernorm: a BF16 b", bad_call, &c, "layernorm: b must be F32", NULL);
+  c.which = 3;
+  vt_expect_abort("layernorm: no b", bad_call, &c, "layernorm: b is NULL", NULL);
+}
+
 int main(void) {
+  test_bad_operands();
   test_known();
   test_gradcheck();
   int64_t shapes[][2] = {{1, 1}, {1, 7}, {3, 1}, {17, 33}, {5, 1000}, {1, 768}, {50 * 8, 768}, {33, 1025}};

@@ -6,7 +6,6 @@
  * samples are skipped, counted per reason and named; the queue bounds the work ahead. */
 #define _GNU_SOURCE
 #include <math.h>
-#include <png.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,35 +20,21 @@
 static char g_dir[256];
 static vlm_tokenizer *g_tok;
 
-static const char *P(const char *name) {
-  static char buf[8][1024];
-  static int k;
-  k = (k + 1) % 8;
-  snprintf(buf[k], sizeof buf[k], "%s/%s", g_dir, name);
-  return buf[k];
-}
+static const char *P(const char *name) { return vt_path(g_dir, name); }
 
 static void write_png(const char *path, int w, int h, int v) {
-  FILE *f = fopen(path, "wb");
-  png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
-  png_infop info = png_create_info_struct(png);
-  if (!f || setjmp(png_jmpbuf(png))) abort();
-  png_init_io(png, f);
-  png_set_IHDR(png, info, (png_uint_32)w, (png_uint_32)h, 8, PNG_COLOR_TYPE_RGB, 0, 0, 0);
-  png_write_info(png, info);
-  uint8_t *row = malloc((size_t)w * 3);
-  for (int y = 0; y < h; y++) {
+  uint8_t *rgb = malloc((size_t)w * h * 3), *row = rgb;
+  for (int y = 0; y < h; y++, row += (size_t)w * 3)
     for (int x = 0; x < w; x++) {
       row[x * 3] = (uint8_t)(v * 40 + x * 3);
       row[x * 3 + 1] = (uint8_t)(v * 70 + y * 5);
       row[x * 3 + 2] = (uint8_t)(v * 13 + x * y);
     }
-    png_write_row(png, row);
-  }
-  png_write_end(png, NULL);
-  png_destroy_write_struct(&png, &info);
-  free(row);
-  fclose(f);
+  size_t n;
+  uint8_t *png = vt_png_rgb(w, h, rgb, &n);
+  vt_write_file(path, png, n);
+  free(png);
+  free(rgb);
 }
 
 /* Every batch of one epoch, concatenated. */
@@ -353,25 +338,6 @@ static void test_mixing(void) {
 }
 
 /* ------------------------------------------------------------------ WebDataset */
-static void tar_add(FILE *f, const char *name, const void *d, size_t n) {
-  unsigned char h[512];
-  memset(h, 0, sizeof h);
-  snprintf((char *)h, 100, "%s", name);
-  memcpy(h + 100, "0000644", 7);
-  snprintf((char *)h + 124, 12, "%011lo", (unsigned long)n);
-  h[156] = '0';
-  memcpy(h + 257, "ustar", 6);
-  memcpy(h + 263, "00", 2);
-  memset(h + 148, ' ', 8);
-  unsigned sum = 0;
-  for (int i = 0; i < 512; i++) sum += h[i];
-  snprintf((char *)h + 148, 8, "%06o", sum);
-  fwrite(h, 1, 512, f);
-  fwrite(d, 1, n, f);
-  static const char zero[512];
-  if (n % 512) fwrite(zero, 1, 512 - n % 512, f);
-}
-
 static void test_wds(void) {
   size_t pn;
   uint8_t *png = vt_read_file(P("img/2.png"), &pn);
@@ -382,10 +348,10 @@ static void test_wds(void) {
     for (int i = 0; i < 10; i++) {
       char k[64], cap[64];
       snprintf(k, sizeof k, "s%d_%03d.png", s, i);
-      tar_add(f, k, png, pn);
+      vt_tar_add(f, k, png, pn);
       snprintf(k, sizeof k, "s%d_%03d.txt", s, i);
       snprintf(cap, sizeof cap, "%s", i == 4 ? "" : "a caption");
-      tar_add(f, k, cap, strlen(cap));
+      vt_tar_add(f, k, cap, strlen(cap));
     }
     static const char zero[1024];
     fwrite(zero, 1, 1024, f);

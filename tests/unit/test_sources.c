@@ -6,7 +6,6 @@
  * column named at open; COCO grouping; tar ustar/pax/GNU long names; brace expansion;
  * folder and ImageFolder layouts; type auto-detection. */
 #define _GNU_SOURCE
-#include <png.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,40 +19,20 @@
 static char g_dir[256];
 static const char *g_shared;
 
-static const char *P(const char *name) {
-  static char buf[8][1024];
-  static int k;
-  k = (k + 1) % 8;
-  snprintf(buf[k], sizeof buf[k], "%s/%s", g_dir, name);
-  return buf[k];
-}
+static const char *P(const char *name) { return vt_path(g_dir, name); }
 
 /* A small RGB PNG (w x h, colour seeded by v) into memory. */
 static uint8_t *png_bytes(int w, int h, int v, size_t *n) {
-  char *mem = NULL;
-  size_t len = 0;
-  FILE *f = open_memstream(&mem, &len);
-  png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
-  png_infop info = png_create_info_struct(png);
-  if (setjmp(png_jmpbuf(png))) abort();
-  png_init_io(png, f);
-  png_set_IHDR(png, info, (png_uint_32)w, (png_uint_32)h, 8, PNG_COLOR_TYPE_RGB, 0, 0, 0);
-  png_write_info(png, info);
-  uint8_t *row = malloc((size_t)w * 3);
-  for (int y = 0; y < h; y++) {
+  uint8_t *rgb = malloc((size_t)w * h * 3), *row = rgb;
+  for (int y = 0; y < h; y++, row += (size_t)w * 3)
     for (int x = 0; x < w; x++) {
       row[x * 3] = (uint8_t)(v * 40 + x);
       row[x * 3 + 1] = (uint8_t)(v * 70 + y);
       row[x * 3 + 2] = (uint8_t)(v * 13);
     }
-    png_write_row(png, row);
-  }
-  png_write_end(png, NULL);
-  png_destroy_write_struct(&png, &info);
-  free(row);
-  fclose(f);
-  *n = len;
-  return (uint8_t *)mem;
+  uint8_t *png = vt_png_rgb(w, h, rgb, n);
+  free(rgb);
+  return png;
 }
 
 static void write_png(const char *path, int v) {
@@ -92,52 +71,21 @@ static int decodes(const vlm_sample *s) {
 }
 
 /* ------------------------------------------------------------------ tar writer */
-static void tar_header(FILE *f, const char *name, size_t size, char type) {
-  unsigned char h[512];
-  memset(h, 0, sizeof h);
-  snprintf((char *)h, 100, "%s", name);
-  memcpy(h + 100, "0000644", 7);
-  memcpy(h + 108, "0000000", 7);
-  memcpy(h + 116, "0000000", 7);
-  snprintf((char *)h + 124, 12, "%011lo", (unsigned long)size);
-  memcpy(h + 136, "00000000000", 11);
-  h[156] = (unsigned char)type;
-  memcpy(h + 257, "ustar", 6);
-  memcpy(h + 263, "00", 2);
-  memset(h + 148, ' ', 8);
-  unsigned sum = 0;
-  for (int i = 0; i < 512; i++) sum += h[i];
-  snprintf((char *)h + 148, 8, "%06o", sum);
-  h[155] = ' ';
-  fwrite(h, 1, 512, f);
-}
-
-static void tar_data(FILE *f, const void *d, size_t n) {
-  fwrite(d, 1, n, f);
-  static const char zero[512];
-  if (n % 512) fwrite(zero, 1, 512 - n % 512, f);
-}
-
-static void tar_add(FILE *f, const char *name, const void *d, size_t n) {
-  tar_header(f, name, n, '0');
-  tar_data(f, d, n);
-}
-
 static void tar_add_pax(FILE *f, const char *name, const void *d, size_t n) {
   char rec[1200];
   int body = (int)strlen(name) + 7;   /* " path=" + name + "\n" */
   int len = body + 1;
   while ((int)snprintf(NULL, 0, "%d", len) + body != len) len++;
   snprintf(rec, sizeof rec, "%d path=%s\n", len, name);
-  tar_header(f, "PaxHeaders/x", strlen(rec), 'x');
-  tar_data(f, rec, strlen(rec));
-  tar_add(f, "truncated-name-in-ustar-header", d, n);
+  vt_tar_header(f, "PaxHeaders/x", strlen(rec), 'x');
+  vt_tar_data(f, rec, strlen(rec));
+  vt_tar_add(f, "truncated-name-in-ustar-header", d, n);
 }
 
 static void tar_add_gnu(FILE *f, const char *name, const void *d, size_t n) {
-  tar_header(f, "././@LongLink", strlen(name) + 1, 'L');
-  tar_data(f, name, strlen(name) + 1);
-  tar_add(f, "short", d, n);
+  vt_tar_header(f, "././@LongLink", strlen(name) + 1, 'L');
+  vt_tar_data(f, name, strlen(name) + 1);
+  vt_tar_add(f, "short", d, n);
 }
 
 static void tar_end(FILE *f) {
@@ -537,14 +485,14 @@ static void test_wds(void) {
   size_t nb;
   uint8_t *jb = vt_read_file(bad, &nb);
   FILE *f = fopen(P("wds/shard-000.tar"), "wb");
-  tar_add(f, "000000.png", p1, n1);
-  tar_add(f, "000000.txt", "first caption\n", 14);
-  tar_add(f, "000000.json", "{}", 2);
-  tar_add(f, "000001.png", p2, n2);
-  tar_add(f, "000001.txt", "", 0);
-  tar_add(f, "000002.txt", "no image", 8);
-  tar_add(f, "000003.jpg", jb, nb);
-  tar_add(f, "000003.txt", "corrupt", 7);
+  vt_tar_add(f, "000000.png", p1, n1);
+  vt_tar_add(f, "000000.txt", "first caption\n", 14);
+  vt_tar_add(f, "000000.json", "{}", 2);
+  vt_tar_add(f, "000001.png", p2, n2);
+  vt_tar_add(f, "000001.txt", "", 0);
+  vt_tar_add(f, "000002.txt", "no image", 8);
+  vt_tar_add(f, "000003.jpg", jb, nb);
+  vt_tar_add(f, "000003.txt", "corrupt", 7);
   char longname[300];
   memset(longname, 'd', 150);
   snprintf(longname + 150, sizeof longname - 150, "/sample.seg.png");
@@ -555,9 +503,9 @@ static void test_wds(void) {
   fclose(f);
   /* shard 1: a good sample, then truncated inside the next member */
   f = fopen(P("wds/shard-001.tar"), "wb");
-  tar_add(f, "a/k1.png", p2, n2);
-  tar_add(f, "a/k1.txt", "second shard", 12);
-  tar_add(f, "a/k2.png", p1, n1);
+  vt_tar_add(f, "a/k1.png", p2, n2);
+  vt_tar_add(f, "a/k1.txt", "second shard", 12);
+  vt_tar_add(f, "a/k2.png", p1, n1);
   fclose(f);
   size_t n;
   uint8_t *whole = vt_read_file(P("wds/shard-001.tar"), &n);
@@ -634,7 +582,7 @@ static void test_wds(void) {
   f = fopen(P("wds/pax.tar"), "wb");
   uint8_t *p3 = png_bytes(5, 5, 4, &n1);
   tar_add_pax(f, "some/dir/pax_key.png", p3, n1);
-  tar_add(f, "some/dir/pax_key.txt", "pax caption", 11);
+  vt_tar_add(f, "some/dir/pax_key.txt", "pax caption", 11);
   tar_end(f);
   fclose(f);
   free(p3);
@@ -651,7 +599,7 @@ static void test_wds(void) {
   }
   /* a header claiming 200 MB over a few bytes: an error, not a 200 MB allocation */
   f = fopen(P("wds/huge.tar"), "wb");
-  tar_header(f, "big.png", 200u << 20, '0');
+  vt_tar_header(f, "big.png", 200u << 20, '0');
   fwrite("abc", 1, 3, f);
   fclose(f);
   CHECK(vlm_source_open(&s, P("wds/huge.tar"), &o) == VLM_OK, "huge.tar");

@@ -5,11 +5,9 @@
  * errors. The files are written by vlm's own torch writer (core/torch_write.c, which
  * tests/data/torch/check_written.py checks against torch.load); the reader's side against files
  * torch itself wrote is tests/unit/test_torch_file.c. argv[1]: the ../shared folder. */
-#define _XOPEN_SOURCE 700 /* mkdtemp */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "gradcheck.h"
@@ -20,28 +18,12 @@ static char g_fx[4096];
 
 /* Files go into g_tmp/files/ so that the ../params.txt an open_clip checkpoint's config may come
  * from is g_tmp/params.txt, which only open_clip_params() writes. */
-static const char *path_in(const char *name) {
-  static char p[4][512];
-  static int k;
-  char *d = p[k++ % 4];
-  snprintf(d, 512, "%s/files/%s", g_tmp, name);
-  return d;
-}
+static char g_files[512];
+static const char *path_in(const char *name) { return vt_path(g_files, name); }
 
-static const char *subdir(const char *name) {
-  static char p[4][512];
-  static int k;
-  char *d = p[k++ % 4];
-  snprintf(d, 512, "%s/%s", g_tmp, name);
-  mkdir(d, 0777);
-  return d;
-}
+static const char *subdir(const char *name) { return vt_subdir(g_tmp, name); }
 
-static int exists(const char *dir, const char *name) {
-  char p[4400];
-  snprintf(p, sizeof p, "%s/%s", dir, name);
-  return access(p, F_OK) == 0;
-}
+static int exists(const char *dir, const char *name) { return access(vt_path(dir, name), F_OK) == 0; }
 
 static int same_arena(const vlm_arena *a, const vlm_arena *b) {
   return a->used == b->used && !memcmp(a->base, b->base, a->used);
@@ -347,13 +329,7 @@ static void preference_and_errors(void) {
   CHECK(rename(st_name, f) == 0, "rename");
   expect_fixture(d, NULL, -1, "safetensors named open_clip_pytorch_model.bin");
   d = subdir("broken");
-  char src[4400], dst[4400];
-  snprintf(src, sizeof src, "%s/config.json", g_fx);
-  snprintf(dst, sizeof dst, "%s/open_clip_config.json", d);
-  size_t n;
-  uint8_t *text = vt_read_file(src, &n);
-  if (text) vt_write_file(dst, text, n);
-  free(text);
+  vt_copy_file(vt_path(g_fx, "config.json"), vt_path(d, "open_clip_config.json"));
   snprintf(f, sizeof f, "%s/open_clip_pytorch_model.bin", d);
   vt_write_file(f, "PK\003\004 not really a zip", 21);
   vlm_clip_config c;
@@ -511,14 +487,8 @@ int main(int argc, char **argv) {
     CHECK(0, "%s", vlm_last_error());
     return vt_finish();
   }
-  snprintf(g_tmp, sizeof g_tmp, "/tmp/vlm-torch-ckpt-XXXXXX");
-  if (!mkdtemp(g_tmp)) {
-    CHECK(0, "mkdtemp");
-    return vt_finish();
-  }
-  char files[512];
-  snprintf(files, sizeof files, "%s/files", g_tmp);
-  mkdir(files, 0777);
+  if (!vt_make_tmp_dir(g_tmp, sizeof g_tmp, "vlm-torch-ckpt")) return vt_finish();
+  snprintf(g_files, sizeof g_files, "%s", vt_subdir(g_tmp, "files"));
   save_dir_torch();
   both_layouts_file();
   training_checkpoint();

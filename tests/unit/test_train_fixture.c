@@ -187,23 +187,19 @@ static void run_fixture(const char *dir, vlm_device dev) {
     for (int i = 0; i < tr.n_slots; i++) {
       const vlm_param_slot *sl = &tr.slots[i];
       int64_t n = vlm_numel(sl->param);
-      char name[512];
-      float *r = read_entry(&fin, sl->name, n), *h = vt_host_f32(sl->param);
-      if (r) worst_w = fmax(worst_w, compare_tensor("final weights", sl->name, h, r, n, 0, tol));
-      free(r);
-      free(h);
-      snprintf(name, sizeof name, "%s.exp_avg", sl->name);
-      r = read_entry(&opt, name, n);
-      h = vt_host_f32(sl->m);
-      if (r) worst_m = fmax(worst_m, compare_tensor("exp_avg", sl->name, h, r, n, 1, tol));
-      free(r);
-      free(h);
-      snprintf(name, sizeof name, "%s.exp_avg_sq", sl->name);
-      r = read_entry(&opt, name, n);
-      h = vt_host_f32(sl->v);
-      if (r) worst_v = fmax(worst_v, compare_tensor("exp_avg_sq", sl->name, h, r, n, 1, tol));
-      free(r);
-      free(h);
+      /* the weight, then AdamW's two moments, against open_clip's after the last step */
+      const struct { const vlm_safetensors *st; const char *suffix; const vlm_tensor *t; int kind; double *worst; } part[3] = {
+          {&fin, "", sl->param, 0, &worst_w}, {&opt, ".exp_avg", sl->m, 1, &worst_m},
+          {&opt, ".exp_avg_sq", sl->v, 1, &worst_v}};
+      for (int k = 0; k < 3; k++) {
+        char name[512];
+        snprintf(name, sizeof name, "%s%s", sl->name, part[k].suffix);
+        float *r = read_entry(part[k].st, name, n), *h = vt_host_f32(part[k].t);
+        const char *what = k == 0 ? "final weights" : part[k].suffix + 1;
+        if (r) *part[k].worst = fmax(*part[k].worst, compare_tensor(what, sl->name, h, r, n, part[k].kind, tol));
+        free(r);
+        free(h);
+      }
     }
   }
   if (s == VLM_OK) vlm_st_close(&fin);
