@@ -137,9 +137,10 @@ C=$tmp/runs/clip/checkpoints/latest
 check "a CLIP run has no logit_bias" "! \"$vlm\" info --model $C | grep -q logit_bias"
 err=$("$vlm" train "${common[@]}" --model "$C" --siglip --steps 2 --name ft 2>&1); rc=$?
 check "--siglip fine-tuning a checkpoint without logit_bias: exit 2, the fix named" \
-  "[ $rc -eq 2 ] && grep -q 'has no logit_bias' <<<\"\$err\" && grep -q 'new run from a config' <<<\"\$err\""
+  "[ $rc -eq 2 ] && grep -q 'has no logit_bias' <<<\"\$err\" && grep -q 'new run from a config' <<<\"\$err\" && [ ! -e $tmp/runs/ft ]"
 err=$("$vlm" train "${common[@]}" --siglip --steps 4 --name clip --resume latest 2>&1); rc=$?
-check "--siglip resuming a CLIP run: exit 2" "[ $rc -eq 2 ] && grep -q 'resume it without --siglip' <<<\"\$err\""
+check "--siglip resuming a CLIP run: exit 2, the run left as it was" \
+  "[ $rc -eq 2 ] && grep -q 'resume it without --siglip' <<<\"\$err\" && [ \"\$(readlink $C)\" = step_2 ]"
 # fine-tuning a SigLIP checkpoint without the flag: its loss all the same (said)
 err=$("$vlm" train "${common[@]}" --model "$S" --tokenizer "$tmp/runs/s/tokenizer" --steps 2 --name ft2 2>&1); rc=$?
 check "fine-tuning a SigLIP checkpoint without --siglip: exit 0, trained as SigLIP (noted)" \
