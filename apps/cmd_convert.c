@@ -37,7 +37,9 @@ static void usage(FILE *f) {
           "open_clip does for OpenAI's weights: heads of 64, QuickGELU).\n"
           "A text tower that pools at an eos id other than the largest id (a Hugging Face\n"
           "config) has no open_clip form: --to open_clip refuses it. A LayerNorm eps other\n"
-          "than 1e-5 is written as open_clip's norm_kwargs.\n"
+          "than 1e-5 is written as open_clip's norm_kwargs. A SigLIP model (a logit_bias,\n"
+          "init_logit_bias in its config, as vlm train's SigLIP runs write) has no Hugging\n"
+          "Face CLIPModel form: --to hf refuses it.\n"
           "Tensors are written as F32; each file is replaced atomically. A DIR holding\n"
           "another model's weights that vlm would read instead of the ones written\n"
           "(safetensors before PyTorch files, open_clip's layout before Hugging Face's) is\n"
@@ -214,7 +216,8 @@ int vlm_cmd_convert(int argc, char **argv) {
   }
   int rc = 0;
   vlm_app_staged_tokenizer tok = {0};
-  if (fmt == VLM_CKPT_OPENCLIP && vlm_clip_config_openclip_ok(&c, model) != VLM_OK) {
+  if ((fmt == VLM_CKPT_OPENCLIP ? vlm_clip_config_openclip_ok(&c, model) : vlm_clip_config_hf_ok(&c, model)) !=
+      VLM_OK) {
     fprintf(stderr, "vlm convert: %s\n", vlm_last_error());   /* before creating anything */
     rc = 1;
   } else if (mkdir(out, 0777) != 0 && errno != EEXIST) {

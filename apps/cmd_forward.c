@@ -20,7 +20,10 @@ static void usage(FILE *f) {
           "            text_features [B,E], logit_scale (exp'd), logits_per_image,\n"
           "            logits_per_text [B,B], clip_loss, loss; CoCa adds image_tokens,\n"
           "            text_tokens, caption_logits [B,L,V], caption_loss (weighted),\n"
-          "            clip_loss_unweighted, caption_loss_unweighted\n"
+          "            clip_loss_unweighted, caption_loss_unweighted; a SigLIP model (a\n"
+          "            logit_bias, init_logit_bias in its config) has logit_bias too, its\n"
+          "            logits are exp(logit_scale) * img @ txt^T + logit_bias (open_clip's\n"
+          "            SigLipLoss.get_logits) and its loss, siglip_loss, is the sigmoid loss\n"
           "  --grads   d(loss)/d(parameter) for every parameter, under the checkpoint's\n"
           "            own names (open_clip or Hugging Face)\n"
           "  --precision  f32 (default) or bf16: bf16 matmul inputs with f32 accumulation\n"
@@ -38,22 +41,40 @@ static void usage(FILE *f) {
 }
 
 
-static vlm_status write_outputs(const char *path, vlm_clip_acts *s, float *loss) {
+/* s: host activations. A SigLIP model (c->has_logit_bias): its logits (bias included) both
+ * ways, logit_bias, and its loss as siglip_loss and loss; otherwise CLIP's outputs. */
+static vlm_status write_outputs(const char *path, const vlm_clip_config *c, vlm_clip_acts *s, float *loss) {
   vlm_st_writer *w = vlm_st_writer_new();
   if (!w) return vlm_error(VLM_ERR_OOM, "out of memory");
+  const int siglip = c->has_logit_bias;
+  const int64_t B = s->loss.B;
+  float *lpt = NULL;   /* SigLIP: logits_per_text, the transpose of its [B, B] logits */
+  vlm_tensor t_lpt;
   vlm_status st = VLM_OK;
+  if (siglip) {
+    lpt = malloc((size_t)(B * B) * sizeof(float));
+    if (!lpt) st = vlm_error(VLM_ERR_OOM, "out of memory");
+    const float *l = vlm_f32(&s->siglip.logits);
+    for (int64_t i = 0; lpt && i < B; i++)
+      for (int64_t j = 0; j < B; j++) lpt[j * B + i] = l[i * B + j];
+    int64_t sh[2] = {B, B};
+    t_lpt = vlm_tensor_cpu_f32(lpt, 2, sh);
+  }
   struct { const char *name; vlm_tensor *t; } outs[] = {
     {"image_features_unnorm", &s->visual.features}, {"text_features_unnorm", &s->text.features},
     {"image_features", &s->loss.img}, {"text_features", &s->loss.txt},
-    {"logits_per_image", &s->loss.logits_per_image}, {"logits_per_text", &s->loss.logits_per_text},
+    {"logits_per_image", siglip ? &s->siglip.logits : &s->loss.logits_per_image},
+    {"logits_per_text", siglip ? &t_lpt : &s->loss.logits_per_text},
   };
   for (size_t i = 0; i < sizeof outs / sizeof outs[0] && st == VLM_OK; i++)
     st = vlm_st_writer_add_tensor(w, outs[i].name, outs[i].t);
   if (st == VLM_OK) st = vlm_st_writer_add(w, "logit_scale", VLM_F32, 0, NULL, s->loss.scale.data);
-  if (st == VLM_OK) st = vlm_st_writer_add(w, "clip_loss", VLM_F32, 0, NULL, loss);
+  if (st == VLM_OK && siglip) st = vlm_st_writer_add(w, "logit_bias", VLM_F32, 0, NULL, s->siglip.bias.data);
+  if (st == VLM_OK) st = vlm_st_writer_add(w, siglip ? "siglip_loss" : "clip_loss", VLM_F32, 0, NULL, loss);
   if (st == VLM_OK) st = vlm_st_writer_add(w, "loss", VLM_F32, 0, NULL, loss);
   if (st == VLM_OK) st = vlm_st_writer_save(w, path);
   vlm_st_writer_free(w);
+  free(lpt);
   return st;
 }
 
@@ -159,7 +180,7 @@ int vlm_cmd_forward(int argc, char **argv) {
   float loss = vlm_clip_forward(&c, run, &s, &ti, &tt);
   if (dev == VLM_CUDA) /* the same layout on the host: one copy back */
     vlm_memcpy(sh.arena.base, VLM_CPU, s.arena.base, VLM_CUDA, s.arena.used);
-  if (write_outputs(out, dev == VLM_CUDA ? &sh : &s, &loss) != VLM_OK) {
+  if (write_outputs(out, &c, dev == VLM_CUDA ? &sh : &s, &loss) != VLM_OK) {
     fprintf(stderr, "vlm forward: %s\n", vlm_last_error());
     goto done;
   }
@@ -174,7 +195,8 @@ int vlm_cmd_forward(int argc, char **argv) {
       goto done;
     }
   }
-  printf("loss %.7f (batch %lld, text length %lld, %s checkpoint, %s%s)\n", loss, (long long)B, (long long)L,
+  printf("%sloss %.7f (batch %lld, text length %lld, %s checkpoint, %s%s)\n", c.has_logit_bias ? "siglip " : "",
+         loss, (long long)B, (long long)L,
          vlm_ckpt_format_name(fmt), precision, dev == VLM_CUDA ? ", cuda" : "");
   rc = 0;
 done:

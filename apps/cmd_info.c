@@ -62,6 +62,9 @@ int vlm_cmd_info(int argc, char **argv) {
            vlm_weights_kind(weights));
   printf("embed_dim: %lld, activation: %s, logit_scale: %g (exp %g)\n", (long long)c.embed_dim,
          c.quick_gelu ? "quick_gelu" : "gelu", *vlm_f32(&p.logit_scale), expf(*vlm_f32(&p.logit_scale)));
+  if (c.has_logit_bias)
+    printf("logit_bias: %g (a SigLIP model: init_logit_bias %g, the sigmoid loss)\n", *vlm_f32(&p.logit_bias),
+           c.init_logit_bias);
   printf("vision: ViT image %lld, patch %lld (%lld tokens), width %lld, layers %lld, heads %lld, mlp %lld\n",
          (long long)v->image_size, (long long)v->patch_size, (long long)vlm_vit_tokens(v), (long long)v->width,
          (long long)v->layers, (long long)v->heads, (long long)v->mlp_width);
@@ -73,8 +76,8 @@ int vlm_cmd_info(int argc, char **argv) {
   if (c.vision.ln_eps != 1e-5f || t->ln_eps != 1e-5f)
     printf("layernorm eps: vision %g, text %g\n", c.vision.ln_eps, t->ln_eps);
   vlm_app_print_image_transform(&c.vision);
-  printf("parameters: %lld (vision %lld, text %lld, logit_scale 1)\n", (long long)n, (long long)nv,
-         (long long)nt);
+  printf("parameters: %lld (vision %lld, text %lld, logit_scale 1%s)\n", (long long)n, (long long)nv,
+         (long long)nt, c.has_logit_bias ? ", logit_bias 1" : "");
   vlm_clip_params_free(&p);
   return 0;
 }

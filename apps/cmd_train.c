@@ -24,6 +24,7 @@
  * the CoCa, which also captions; a CLIP (--model shapes-demo) gets 9000 of its
  * cheaper steps. */
 #define SHAPES_MODEL "coca-shapes"
+#define SHAPES_SIGLIP_MODEL "shapes-demo" /* --siglip: open_clip has no SigLIP CoCa */
 #define SHAPES_BATCH 64
 #define SHAPES_LR 1e-3
 #define SHAPES_WARMUP 100
@@ -80,6 +81,13 @@ static void usage(FILE *f) {
           "                           zeroshot finds it; shapes: train:1024)\n"
           "  --lock-image, --lock-text  LiT: freeze that tower (CoCa: --lock-text freezes the text\n"
           "                           tower, not the multimodal decoder)\n"
+          "  --siglip                 SigLIP's sigmoid loss (open_clip's flag), CLIP models only: a\n"
+          "                           new run's model gets a logit_bias (init -10; logit_scale ln 10),\n"
+          "                           saved as open_clip's init_logit_bias config + logit_bias tensor.\n"
+          "                           A model with a logit_bias (its config's init_logit_bias, a SigLIP\n"
+          "                           checkpoint, a --siglip run resumed) trains with this loss with or\n"
+          "                           without the flag; a checkpoint without one is refused (no bias\n"
+          "                           to train), as is a CoCa model\n"
           "Optimization (open_clip defaults):\n"
           "  --batch-size N (64)  --epochs N (32)  --steps N (instead of epochs)\n"
           "  --lr X (5e-4)  --beta1 (0.9)  --beta2 (0.98)  --eps (1e-6)  --wd (0.2)\n"
@@ -117,8 +125,8 @@ static void usage(FILE *f) {
           "rank 0 writes the run and evaluates (see the README).\n"
           "\n"
           "Defaults for --train-data shapes (the demo): --model " SHAPES_MODEL
-          ", --tokenizer train:%d,\n"
-          "--batch-size %d, --lr %g, --warmup %d, --steps %d (%d for a CLIP model), --eval-steps %d,\n"
+          " (" SHAPES_SIGLIP_MODEL " with --siglip),\n--tokenizer train:%d, "
+          "--batch-size %d, --lr %g, --warmup %d, --steps %d (%d for a CLIP model),\n--eval-steps %d, "
           "--val-data shapes:val, --zeroshot-data shapes:val.\n"
           "\n"
           "Examples:\n"
@@ -147,6 +155,7 @@ typedef struct {
   long long stop_at, log_every, eval_steps, epochs_cooldown;
   long long bpe_size;   /* --tokenizer train:SIZE */
   int save_most_recent, lock_image, lock_text, json;
+  int siglip;         /* --siglip: SigLIP's sigmoid loss (a model with a logit_bias trains with it anyway) */
   int set_batch, set_accum, set_lr, set_warmup, set_epochs, set_steps, set_eval_steps, set_coca_w;
   const char *set_cooldown;   /* the first --lr-cooldown-power / --lr-cooldown-end / --epochs-cooldown given */
   int set_model;      /* --model was given (not the shapes default) */
@@ -565,6 +574,8 @@ static char *arch_json(const char *model, int coca, int64_t image_size) {
   st = file ? vlm_clip_config_resolve(&c, cfg, weights, NULL, NULL) : vlm_clip_config_builtin(&c, model);
   if (st != VLM_OK) return NULL;
   c.text.vocab_size = 0;
+  c.has_logit_bias = 0;   /* the towers' architecture: a SigLIP checkpoint is resumed as one (--siglip or not) */
+  c.init_logit_bias = 0;
   if (image_size > 0) c.vision.image_size = image_size;
   return vlm_clip_config_to_json(&c, VLM_CKPT_OPENCLIP);
 }
@@ -826,6 +837,12 @@ static int run(run_state *R) {
                                "or pick another --name");
     return 1;
   }
+  if (o->siglip && model_is_coca(o->resume ? resume_dir : o->model)) {   /* open_clip: CoCa has no SigLIP loss */
+    fprintf(stderr, CMD ": --siglip: %s is a CoCa model, whose loss is CoCa's (open_clip trains no CoCa with the "
+            "sigmoid loss): train a CLIP model with --siglip (e.g. --model shapes-demo), or drop --siglip\n",
+            o->resume ? resume_dir : o->model);
+    return 2;
+  }
   if (o->set_coca_w && !model_is_coca(o->resume ? resume_dir : o->model)) {   /* before any work */
     fprintf(stderr, CMD ": --coca-caption-loss-weight / --coca-contrastive-loss-weight: %s is a CLIP model (no "
             "caption loss)\n", o->resume ? resume_dir : o->model);
@@ -981,6 +998,25 @@ static int run(run_state *R) {
     fprintf(stderr, CMD ": --image-size applies to models trained from scratch\n");
     return 2;
   }
+  /* open_clip's --siglip: SigLIP's sigmoid loss and a logit_bias. A model with a logit_bias (a config's
+   * init_logit_bias, a SigLIP checkpoint, a resumed --siglip run) is a SigLIP model and trains with
+   * that loss, --siglip or not; a new one without starts at open_clip's --siglip values (below). A
+   * checkpoint without a logit_bias has none to train: refused (open_clip could not load it either). */
+  if (!R->is_coca && o->siglip && !R->model.has_logit_bias) {
+    if (from_ckpt) {
+      fprintf(stderr, CMD ": --siglip: %s has no logit_bias (%s): SigLIP needs one; start a new run from a config "
+              "or built-in name (its logit_bias starts at %g, logit_scale at ln 10), or fine-tune a checkpoint that "
+              "has one\n", model_label, o->resume ? "its run trained with the ClipLoss: resume it without --siglip"
+                                                   : "a CLIP checkpoint",
+              (double)VLM_SIGLIP_INIT_LOGIT_BIAS);
+      return 2;
+    }
+    R->model.has_logit_bias = 1;
+    R->model.init_logit_bias = VLM_SIGLIP_INIT_LOGIT_BIAS;
+  } else if (!R->is_coca && !o->siglip && R->model.has_logit_bias && !o->resume && lead) {
+    fprintf(stderr, CMD ": note: %s has a logit_bias (a SigLIP model): it trains with SigLIP's sigmoid loss, as with "
+            "--siglip\n", model_label);
+  }
   /* open_clip's --image-mean / --image-std / --image-resize-mode: this run's image transform,
    * kept in its checkpoints' config (preprocess_cfg), so every command reads images the same way */
   if (o->image_mean || o->image_std || o->image_resize) {
@@ -1111,7 +1147,12 @@ static int run(run_state *R) {
     vlm_trainer_reset_optimizer(&R->tr);
   } else {  /* on the host (a copy when training on a GPU), then to the device */
     if (R->is_coca) vlm_coca_params_init_openclip(vlm_trainer_host_coca(&R->tr), &R->coca, (uint64_t)o->seed);
-    else vlm_clip_params_init_openclip(vlm_trainer_host_params(&R->tr), &R->model, (uint64_t)o->seed);
+    else {
+      vlm_clip_params *hp = vlm_trainer_host_params(&R->tr);
+      vlm_clip_params_init_openclip(hp, &R->model, (uint64_t)o->seed);
+      /* open_clip's --siglip: init_logit_scale ln 10 (logit_bias: the config's init_logit_bias) */
+      if (R->model.has_logit_bias) vlm_fill(&hp->logit_scale, VLM_SIGLIP_INIT_LOGIT_SCALE);
+    }
     vlm_trainer_upload_params(&R->tr);
   }
   if (t.warmup >= t.total_steps)
@@ -1383,6 +1424,7 @@ int vlm_cmd_train(int argc, char **argv) {
     FLAG("--save-most-recent", save_most_recent)
     FLAG("--lock-image", lock_image)
     FLAG("--lock-text", lock_text)
+    FLAG("--siglip", siglip)
     FLAG("--json", json)
     if (!strcmp(a, "--lr")) { if (!has) { goto missing; } if (!parse_double(a, v, &o->lr)) { goto out; } o->set_lr = 1; i++; continue; }
     if (!strcmp(a, "--batch-size")) { if (!has) { goto missing; }
@@ -1536,7 +1578,7 @@ int vlm_cmd_train(int argc, char **argv) {
     }
   }
   if (is_shapes_spec(o->train_data)) { /* the demo defaults */
-    if (!o->model) o->model = SHAPES_MODEL;
+    if (!o->model) o->model = o->siglip ? SHAPES_SIGLIP_MODEL : SHAPES_MODEL;   /* SigLIP: a CLIP */
     if (!o->tokenizer) {
       static char tk[32];
       snprintf(tk, sizeof tk, "train:%d", SHAPES_VOCAB);

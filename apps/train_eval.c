@@ -1,5 +1,5 @@
 /* `vlm train` evaluation: val loss (open_clip's: the batch ClipLoss averaged
- * over samples), retrieval both ways, zero-shot top-1/top-5 with the unseen
+ * over samples; a SigLIP model's: its sigmoid loss), retrieval both ways, zero-shot top-1/top-5 with the unseen
  * colour-shape combinations of the shapes set reported apart. */
 #include <math.h>
 #include <stdlib.h>
@@ -46,8 +46,10 @@ static void feats_free(feats *f) {
   free(f->copy_of);
 }
 
-/* ClipLoss of n pairs in double precision. */
-static double clip_loss(const float *img, const float *txt, int64_t n, int64_t E, double scale) {
+/* ClipLoss of n pairs in double precision; with siglip, SigLIP's sigmoid loss instead
+ * (scale * cos + bias, labels +1 on the pairs and -1 elsewhere, -sum log sigmoid / n). */
+static double clip_loss(const float *img, const float *txt, int64_t n, int64_t E, double scale, int siglip,
+                        double bias) {
   double *a = malloc((size_t)(n * E) * sizeof(double)), *b = malloc((size_t)(n * E) * sizeof(double));
   double *lg = malloc((size_t)(n * n) * sizeof(double));
   VLM_CHECK(a && b && lg, "eval: out of memory");
@@ -65,9 +67,20 @@ static double clip_loss(const float *img, const float *txt, int64_t n, int64_t E
     for (int64_t j = 0; j < n; j++) {
       double s = 0;
       for (int64_t e = 0; e < E; e++) s += a[i * E + e] * b[j * E + e];
-      lg[i * n + j] = scale * s;
+      lg[i * n + j] = scale * s + (siglip ? bias : 0.0);
     }
   double total = 0;
+  if (siglip) {
+    for (int64_t i = 0; i < n; i++)
+      for (int64_t j = 0; j < n; j++) {
+        double z = (i == j ? 1.0 : -1.0) * lg[i * n + j];
+        total += fmax(-z, 0.0) + log1p(exp(-fabs(z)));   /* -log sigmoid(z) */
+      }
+    free(a);
+    free(b);
+    free(lg);
+    return total / (double)n;
+  }
   for (int dir = 0; dir < 2; dir++)
     for (int64_t i = 0; i < n; i++) {
       double m = -INFINITY, z = 0;
@@ -213,6 +226,9 @@ vlm_status vlm_train_evaluate(const vlm_eval_cfg *ec, vlm_clip_params *p, vlm_lo
     }
   }
   const double logit_scale = exp(vlm_get_f32(em.cc ? &em.cp->logit_scale : &p->logit_scale, 0));
+  /* a SigLIP model: its own loss (open_clip's evaluate() reports the ClipLoss for every model) */
+  const int siglip = !em.cc && c->has_logit_bias;
+  const double logit_bias = siglip ? vlm_get_f32(&p->logit_bias, 0) : 0.0;
   const int64_t per = 3 * S * S;
   float *img_buf = malloc((size_t)(B * per) * sizeof(float)), *pend_feat = malloc((size_t)(B * E) * sizeof(float));
   int32_t *ids_buf = malloc((size_t)(B * L) * sizeof(int32_t));
@@ -269,7 +285,7 @@ vlm_status vlm_train_evaluate(const vlm_eval_cfg *ec, vlm_clip_params *p, vlm_lo
   if (st == VLM_OK && f.n > 0) {
     double loss_sum = 0;   /* open_clip's: each loader batch's ClipLoss, weighted by its size */
     for (int64_t k = 0, r0 = 0; k < nb; r0 += bsize[k++])
-      loss_sum += clip_loss(f.img + r0 * E, f.txt + r0 * E, bsize[k], E, logit_scale) * bsize[k];
+      loss_sum += clip_loss(f.img + r0 * E, f.txt + r0 * E, bsize[k], E, logit_scale, siglip, logit_bias) * bsize[k];
     out->have_loss = 1;
     out->val_loss = loss_sum / (double)f.n;
   }

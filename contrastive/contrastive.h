@@ -45,6 +45,48 @@ void vlm_clip_loss_backward(vlm_clip_loss_acts *s, float dloss, const vlm_tensor
                             vlm_tensor *d_text_features, vlm_tensor *d_logit_scale);
 /* Clamp the raw logit_scale parameter to [0, ln 100] (after each optimizer step). */
 void vlm_clip_logit_scale_clamp(vlm_tensor *logit_scale);
+
+/* ---- SigLIP's sigmoid loss (siglip_loss.c; open_clip's SigLipLoss) ----
+ *   img = l2norm(image_features), txt = l2norm(text_features)   (eps 1e-12)
+ *   logits = exp(logit_scale) * img[off .. off+B) @ txt^T + logit_bias     [B, N]
+ *   loss = -(1/B) sum_ij log sigmoid(label_ij * logits_ij), label +1 at (i, off + i), -1 elsewhere
+ * (the core op vlm_sigmoid_loss_*). Only the image->text direction: no symmetric half.
+ * Across ranks (open_clip's SigLipLoss with world_size > 1, whose neighbour exchange
+ * scores this rank's B images against every rank's texts, the positives being its own
+ * pairs): the features are all N rows, this rank's images are rows [off, off+B); the
+ * ranks' losses are not averaged by the loss (open_clip's DDP averages the gradients:
+ * the trainer's dloss = 1/world with the gradients summed). N = B, off = 0: one process. */
+typedef struct {
+  int64_t B, N, off, E;
+  vlm_tensor img, txt;               /* [N, E] normalized features */
+  vlm_tensor img_norm, txt_norm;     /* [N] */
+  vlm_tensor logits;                 /* [B, N] scale * img_b @ txt^T + bias */
+  vlm_tensor bias_row;               /* [N] filled with the bias (a broadcast add) */
+  vlm_tensor ones;                   /* [N] 1 (sums of the bias gradient) */
+  vlm_tensor loss;                   /* [1] */
+  vlm_tensor scale, bias;            /* [1] exp(logit_scale) and logit_bias used by the forward */
+  vlm_tensor dloss;                  /* [1] */
+  vlm_tensor d_logits;               /* [B, N] */
+  vlm_tensor d_bias_row;             /* [N] column sums of d_logits */
+  vlm_tensor d_img, d_txt;           /* [N, E] gradients w.r.t. the normalized features */
+} vlm_siglip_loss_acts;
+
+void vlm_siglip_loss_layout(vlm_siglip_loss_acts *s, vlm_arena *a, int64_t B, int64_t E);
+/* This rank's rows [off, off+B) of N (see above). */
+void vlm_siglip_loss_layout_local(vlm_siglip_loss_acts *s, vlm_arena *a, int64_t B, int64_t N, int64_t off,
+                                  int64_t E);
+/* image_features, text_features [N,E]; logit_scale (raw, before exp) and logit_bias [] or [1]. */
+void vlm_siglip_loss_forward(vlm_siglip_loss_acts *s, const vlm_tensor *image_features,
+                             const vlm_tensor *text_features, const vlm_tensor *logit_scale,
+                             const vlm_tensor *logit_bias);
+/* Backward of s->loss * dloss: accumulates into d_image_features, d_text_features [N,E],
+ * d_logit_scale and d_logit_bias (any may be NULL). */
+void vlm_siglip_loss_backward(vlm_siglip_loss_acts *s, float dloss, const vlm_tensor *image_features,
+                              const vlm_tensor *text_features, vlm_tensor *d_image_features,
+                              vlm_tensor *d_text_features, vlm_tensor *d_logit_scale, vlm_tensor *d_logit_bias);
+/* open_clip's --siglip initial values: logit_scale ln 10, logit_bias -10. */
+#define VLM_SIGLIP_INIT_LOGIT_SCALE 2.302585092994046f /* ln 10 */
+#define VLM_SIGLIP_INIT_LOGIT_BIAS (-10.0f)
 /* ---- zero-shot classification (zeroshot.c) and nearest-neighbour search (knn.c) ----
  * open_clip's zero-shot classifier (zero_shot_classifier.py): for each class, the
  * text embeddings of every template filled with the class name, each L2-normalized,

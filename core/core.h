@@ -355,6 +355,16 @@ void vlm_cross_entropy_backward(vlm_tensor *dlogits, const vlm_tensor *dloss,
                                 const vlm_tensor *probs, const vlm_tensor *targets,
                                 int64_t ignore_index);
 
+/* SigLIP's pairwise sigmoid loss (Zhai et al. 2023; open_clip's SigLipLoss) over
+ * logits [B,N] F32: row i's positive is column off + i (label +1), every other
+ * column a negative (label -1); 0 <= off, off + B <= N.
+ *   loss[0] = -(1/B) sum_ij log sigmoid(label_ij * logits_ij)
+ * with log sigmoid(z) = min(z, 0) - log1p(exp(-|z|)) (no overflow for any z).
+ * Backward: dlogits_ij += dloss[0] / B * (-label_ij) * sigmoid(-label_ij * logits_ij).
+ * loss and dloss [1] F32. */
+void vlm_sigmoid_loss_forward(vlm_tensor *loss, const vlm_tensor *logits, int64_t off);
+void vlm_sigmoid_loss_backward(vlm_tensor *dlogits, const vlm_tensor *dloss, const vlm_tensor *logits, int64_t off);
+
 /* ------------------------------------------------------------------ transformer block
  * Pre-LN residual block as in open_clip's ResidualAttentionBlock:
  *   x1 = x + out_proj(attn(ln_1(x)));  y = x1 + c_proj(act(c_fc(ln_2(x1)))).

@@ -50,6 +50,7 @@ vlm_status vlm_clip_params_bf16(vlm_clip_params *dst, vlm_clip_params *src, cons
   dst->visual = src->visual;
   dst->text = src->text;
   dst->logit_scale = src->logit_scale;
+  dst->logit_bias = src->logit_bias;
   memcpy(vb, src->visual.blocks, (size_t)c->vision.layers * sizeof *vb);
   memcpy(tb, src->text.blocks, (size_t)c->text.layers * sizeof *tb);
   dst->visual.blocks = vb;

@@ -169,7 +169,8 @@ static void load_one(void *ctx, const char *name, vlm_tensor *t) {
     /* open_clip's CustomTextCLIP ("custom_text": true) with its own text tower keeps that tower
      * under "text.": the same tensors */
     int k;
-    if (strncmp(name, "visual.", 7) && strcmp(name, "logit_scale") && !vlm_weights_find(L->w, name, &k)) {
+    if (strncmp(name, "visual.", 7) && strcmp(name, "logit_scale") && strcmp(name, "logit_bias") &&
+        !vlm_weights_find(L->w, name, &k)) {
       char alt[256];
       snprintf(alt, sizeof alt, "text.%s", name);
       if (vlm_weights_find(L->w, alt, &k)) snprintf(parts[0], 256, "%s", alt);

@@ -7,6 +7,7 @@ static void layout(vlm_clip_acts *s, vlm_arena *a, const vlm_clip_config *c, int
   vlm_vit_acts_layout(&s->visual, a, &c->vision, B, bw);
   vlm_text_acts_layout(&s->text, a, &c->text, B, L, bw);
   vlm_clip_loss_layout(&s->loss, a, B, c->embed_dim);
+  if (c->has_logit_bias) vlm_siglip_loss_layout(&s->siglip, a, B, c->embed_dim);
   s->d_img_feat = vlm_arena_tensor2(a, VLM_F32, B, c->embed_dim);
   s->d_txt_feat = vlm_arena_tensor2(a, VLM_F32, B, c->embed_dim);
 }
@@ -51,15 +52,22 @@ float vlm_clip_forward(const vlm_clip_config *c, const vlm_clip_params *p, vlm_c
   vlm_vit_forward(&c->vision, &p->visual, &s->visual, images);
   vlm_text_forward(&c->text, &p->text, &s->text, ids);
   vlm_clip_loss_forward(&s->loss, &s->visual.features, &s->text.features, &p->logit_scale);
-  return vlm_get_f32(&s->loss.loss, 0);
+  if (!c->has_logit_bias) return vlm_get_f32(&s->loss.loss, 0);
+  /* a SigLIP model: its loss is the sigmoid loss (the ClipLoss's features and logits stay in s->loss) */
+  vlm_siglip_loss_forward(&s->siglip, &s->visual.features, &s->text.features, &p->logit_scale, &p->logit_bias);
+  return vlm_get_f32(&s->siglip.loss, 0);
 }
 
 void vlm_clip_backward(const vlm_clip_config *c, const vlm_clip_params *p, vlm_clip_params *g, vlm_clip_acts *s,
                        const vlm_tensor *ids) {
   vlm_zero(&s->d_img_feat);
   vlm_zero(&s->d_txt_feat);
-  vlm_clip_loss_backward(&s->loss, 1.0f, &s->visual.features, &s->text.features, &s->d_img_feat, &s->d_txt_feat,
-                         &g->logit_scale);
+  if (c->has_logit_bias)
+    vlm_siglip_loss_backward(&s->siglip, 1.0f, &s->visual.features, &s->text.features, &s->d_img_feat,
+                             &s->d_txt_feat, &g->logit_scale, &g->logit_bias);
+  else
+    vlm_clip_loss_backward(&s->loss, 1.0f, &s->visual.features, &s->text.features, &s->d_img_feat, &s->d_txt_feat,
+                           &g->logit_scale);
   vlm_text_backward(&c->text, &p->text, &g->text, &s->text, ids, &s->d_txt_feat);
   vlm_vit_backward(&c->vision, &p->visual, &g->visual, &s->visual, &s->d_img_feat);
 }

@@ -93,6 +93,14 @@ vlm_status vlm_clip_config_parse(vlm_clip_config *c, const char *json, const cha
   if (!cJSON_IsObject(tc)) TRY(vlm_error(VLM_ERR_FORMAT, "%s: text_cfg: missing or not an object", src));
   TRY(vlm_cfg_int(cfg, "embed_dim", -1, 1, BIG, &c->embed_dim, src, ""));
   c->quick_gelu = vlm_cfg_truthy(cfg, "quick_gelu");
+  /* open_clip's SigLIP models: a learnable logit_bias, initialised to this value */
+  const cJSON *lb = cJSON_GetObjectItemCaseSensitive(cfg, "init_logit_bias");
+  if (lb && !cJSON_IsNull(lb)) {
+    if (!cJSON_IsNumber(lb) || !isfinite(lb->valuedouble) || fabs(lb->valuedouble) > 1e6)
+      TRY(vlm_error(VLM_ERR_FORMAT, "%s: init_logit_bias: must be a number (or null)", src));
+    c->has_logit_bias = 1;
+    c->init_logit_bias = (float)lb->valuedouble;
+  }
   if (vlm_cfg_truthy(cfg, "multimodal_cfg"))
     TRY(vlm_error(VLM_ERR_UNSUPPORTED, "%s: multimodal_cfg: a CoCa config, not a CLIP one", src));
 

@@ -46,6 +46,9 @@ char *vlm_clip_config_to_json(const vlm_clip_config *c, vlm_ckpt_format fmt) {
     cJSON *m = cJSON_AddObjectToObject(root, "model_cfg");
     cJSON_AddNumberToObject(m, "embed_dim", (double)c->embed_dim);
     if (c->quick_gelu) cJSON_AddTrueToObject(m, "quick_gelu");
+    /* a SigLIP model (open_clip's pretrained SigLIP configs say it so): open_clip's
+     * create_model then makes the logit_bias the weights hold */
+    if (c->has_logit_bias) cJSON_AddNumberToObject(m, "init_logit_bias", clean(c->init_logit_bias));
     cJSON *vc = cJSON_AddObjectToObject(m, "vision_cfg");
     cJSON_AddNumberToObject(vc, "image_size", (double)v->image_size);
     cJSON_AddNumberToObject(vc, "layers", (double)v->layers);
@@ -109,6 +112,13 @@ vlm_status vlm_clip_config_openclip_ok(const vlm_clip_config *c, const char *wha
                    (long long)t->eot_id, (long long)(t->vocab_size - 1));
 }
 
+vlm_status vlm_clip_config_hf_ok(const vlm_clip_config *c, const char *what) {
+  if (!c->has_logit_bias) return VLM_OK;
+  return vlm_error(VLM_ERR_UNSUPPORTED, "%s: the model has a logit_bias (a SigLIP model, init_logit_bias in its "
+                   "config), which Hugging Face's CLIPModel has no place for (SigLIP is another architecture there): "
+                   "keep it in the open_clip layout (vlm convert --to open_clip)", what);
+}
+
 vlm_status vlm_clip_save_dir(vlm_clip_params *p, const vlm_clip_config *c, const char *dir, vlm_ckpt_format fmt) {
   return vlm_clip_save_dir_as(p, c, dir, fmt, 0);
 }
@@ -119,6 +129,9 @@ vlm_status vlm_clip_save_dir_as(vlm_clip_params *p, const vlm_clip_config *c, co
   int hf = fmt == VLM_CKPT_HF;
   if (!hf) {
     vlm_status s = vlm_clip_config_openclip_ok(c, dir);
+    if (s != VLM_OK) return s;
+  } else if (c->has_logit_bias) {
+    vlm_status s = vlm_clip_config_hf_ok(c, dir);
     if (s != VLM_OK) return s;
   }
   snprintf(cfg, sizeof cfg, "%s/%s", dir, hf ? "config.json" : "open_clip_config.json");

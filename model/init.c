@@ -9,7 +9,8 @@
  *     positional_embedding, proj N(0, W^-1/2); conv1 U(+-(3P^2)^-1/2);
  *     in_proj_weight xavier U(+-sqrt(6 / 4W)), biases 0; out_proj.weight
  *     U(+-W^-1/2); c_fc / c_proj weight and bias U(+-fan_in^-1/2);
- *   LayerNorms weight 1, bias 0; logit_scale ln(1/0.07). */
+ *   LayerNorms weight 1, bias 0; logit_scale ln(1/0.07); logit_bias (a SigLIP model)
+ *   the config's init_logit_bias. */
 #include <math.h>
 #include <string.h>
 
@@ -43,6 +44,8 @@ static void init_one(void *ctx, const char *name, vlm_tensor *t) {
   int64_t fan_in = t->ndim == 2 ? t->shape[1] : 0;
   if (!strcmp(name, "logit_scale")) {
     vlm_fill(t, logf(1.0f / 0.07f));
+  } else if (!strcmp(name, "logit_bias")) {
+    vlm_fill(t, I->c->init_logit_bias);
   } else if (strstr(name, "ln_") || strstr(name, "ln_final")) {
     vlm_fill(t, ends_with(name, ".weight") ? 1.0f : 0.0f);
   } else if (!strcmp(name, "token_embedding.weight")) {

@@ -15,6 +15,12 @@ typedef struct {
   int quick_gelu;
   vlm_vit_config vision;
   vlm_text_config text;
+  /* open_clip's model_cfg "init_logit_bias" (not null): the model has a learnable logit_bias
+   * [] beside logit_scale, initialised to init_logit_bias, and is a SigLIP model: its loss is
+   * the sigmoid loss (contrastive.h; vlm_clip_forward, `vlm train`). Hugging Face's CLIPConfig
+   * has none. */
+  int has_logit_bias;
+  float init_logit_bias;
 } vlm_clip_config;
 
 /* Parse an open_clip model_cfg (or an object holding one under "model_cfg",
@@ -43,6 +49,7 @@ typedef struct {
   vlm_vit_params visual;
   vlm_text_params text;
   vlm_tensor logit_scale;    /* [] raw (before exp) */
+  vlm_tensor logit_bias;     /* [] when the config has_logit_bias, else empty (data NULL) */
 } vlm_clip_params;
 
 vlm_status vlm_clip_params_init(vlm_clip_params *p, const vlm_clip_config *c);  /* zeroed */
@@ -93,6 +100,9 @@ char *vlm_clip_config_to_json(const vlm_clip_config *c, vlm_ckpt_format fmt);
 /* VLM_OK when open_clip's model_cfg can describe c; else an error naming `what` and saying why (a
  * Hugging Face text tower that pools at an eos id other than the largest id). */
 vlm_status vlm_clip_config_openclip_ok(const vlm_clip_config *c, const char *what);
+/* VLM_OK when Hugging Face's CLIPConfig / CLIPModel can hold c; else an error naming `what` (a model
+ * with a logit_bias: HF's CLIPModel has none, its SigLIP is another architecture). */
+vlm_status vlm_clip_config_hf_ok(const vlm_clip_config *c, const char *what);
 /* A loadable checkpoint directory (must exist): open_clip_config.json +
  * open_clip_model.safetensors (open_clip's `local-dir:`), or HF config.json +
  * model.safetensors. The two files are replaced together (vlm_atomic_commit_all): when either
@@ -194,7 +204,8 @@ typedef struct {
   vlm_arena arena;
   vlm_vit_acts visual;
   vlm_text_acts text;
-  vlm_clip_loss_acts loss;
+  vlm_clip_loss_acts loss;           /* the ClipLoss (features, logits); not the loss of a SigLIP model */
+  vlm_siglip_loss_acts siglip;        /* has_logit_bias: the loss (B rows against B) */
   vlm_tensor d_img_feat, d_txt_feat;  /* [B, E] */
 } vlm_clip_acts;
 
@@ -216,7 +227,8 @@ vlm_status vlm_clip_batch_init_on(vlm_clip_batch *b, const vlm_clip_config *c, i
 void vlm_clip_batch_upload(vlm_clip_batch *b, const vlm_tensor *images, const vlm_tensor *ids);
 void vlm_clip_batch_free(vlm_clip_batch *b);
 
-/* images [B,3,H,W] F32, ids [B,L] I32/I64. Returns the loss; features, logits in s. */
+/* images [B,3,H,W] F32, ids [B,L] I32/I64. Returns the loss (the ClipLoss, or with has_logit_bias
+ * the SigLIP loss, s->siglip); features, logits in s (s->loss: the ClipLoss's, for every model). */
 float vlm_clip_forward(const vlm_clip_config *c, const vlm_clip_params *p, vlm_clip_acts *s,
                        const vlm_tensor *images, const vlm_tensor *ids);
 /* d(loss)/d(params) accumulated into g (same config). */
@@ -359,6 +371,11 @@ vlm_status vlm_coca_generate(const vlm_coca_config *c, const vlm_coca_params *p,
  * + ClipLoss; backward; global-norm clip (only when grad_clip_norm > 0); AdamW
  * (decoupled decay, no decay for tensors with ndim <= 1 and the positional
  * embeddings); clamp logit_scale to [0, ln 100].
+ * A SigLIP model (config has_logit_bias; open_clip's --siglip) trains the same way with
+ * SigLIP's sigmoid loss in place of the ClipLoss (each micro-batch's images against all
+ * K*B texts, and every rank's, as open_clip's SigLipLoss with accumulation and ranks);
+ * logit_bias is a trainable parameter without weight decay (ndim 0, as open_clip's rule),
+ * left out of neither tower's LiT lock; logit_scale is clamped as for CLIP.
  * accum_freq K > 1 is open_clip's contrastive accumulation: the features of the
  * K micro-batches are computed without gradients first; then each micro-batch's
  * forward is redone with gradients and its loss takes its fresh features with
@@ -426,7 +443,8 @@ typedef struct {
   int n_active;
   vlm_clip_acts acts;               /* one micro-batch B, with backward */
   vlm_arena arena;                  /* the K*B loss and the feature caches below (CoCa: only when K > 1) */
-  vlm_clip_loss_acts loss;          /* over K*B */
+  vlm_clip_loss_acts loss;          /* over K*B (not laid out for a SigLIP model) */
+  vlm_siglip_loss_acts sloss;       /* a SigLIP model (model.has_logit_bias): its loss over K*B */
   vlm_tensor img_all, txt_all;      /* [K*B, E] features (cached, then the fresh micro-batch's rows) */
   vlm_tensor d_img_all, d_txt_all;  /* [K*B, E] */
   int64_t step;                     /* optimizer steps taken */

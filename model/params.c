@@ -7,6 +7,8 @@ static void layout(vlm_clip_params *p, vlm_arena *a, const vlm_clip_config *c) {
   vlm_vit_params_layout(&p->visual, a, &c->vision);
   vlm_text_params_layout(&p->text, a, &c->text);
   p->logit_scale = vlm_arena_tensor(a, VLM_F32, 0, NULL);
+  /* last in the arena: a model without it keeps the layout it always had */
+  if (c->has_logit_bias) p->logit_bias = vlm_arena_tensor(a, VLM_F32, 0, NULL);
 }
 
 vlm_status vlm_clip_params_init(vlm_clip_params *p, const vlm_clip_config *c) {
@@ -43,6 +45,7 @@ void vlm_clip_params_free(vlm_clip_params *p) {
 void vlm_clip_params_visit(vlm_clip_params *p, const vlm_clip_config *c, vlm_param_visit_fn fn, void *ctx) {
   vlm_text_params_visit(&p->text, &c->text, "", fn, ctx);
   fn(ctx, "logit_scale", &p->logit_scale);
+  if (c->has_logit_bias) fn(ctx, "logit_bias", &p->logit_bias);
   vlm_vit_params_visit(&p->visual, &c->vision, "visual.", fn, ctx);
 }
 
@@ -52,7 +55,7 @@ static void count_one(void *ctx, const char *name, vlm_tensor *t) {
   counts *k = ctx;
   int64_t n = vlm_numel(t);
   if (!strncmp(name, "visual.", 7)) k->visual += n;
-  else if (!strcmp(name, "logit_scale")) k->other += n;
+  else if (!strcmp(name, "logit_scale") || !strcmp(name, "logit_bias")) k->other += n;
   else k->text += n;
 }
 

@@ -69,6 +69,10 @@ vlm_status vlm_clip_stage_weights(vlm_clip_params *p, const vlm_clip_config *c, 
    * transposes and splits on the host */
   VLM_CHECK(fmt == VLM_CKPT_OPENCLIP || p->arena.device == VLM_CPU,
             "clip save: the Hugging Face layout needs the parameters on the CPU");
+  if (fmt == VLM_CKPT_HF) {
+    vlm_status s = vlm_clip_config_hf_ok(c, path);
+    if (s != VLM_OK) return s;
+  }
   clip_model m = {p, c};
   return save_visit(clip_visit_all, &m, path, fmt, torch, staged);
 }

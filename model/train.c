@@ -62,12 +62,12 @@ static char *dup_str(const char *s) {
 }
 
 static int is_image_param(const char *name) { return !strncmp(name, "visual.", 7); }
-/* CLIP: everything but the image tower and logit_scale; CoCa: the text tower
+/* CLIP: everything but the image tower, logit_scale and logit_bias; CoCa: the text tower
  * ("text."), not the multimodal decoder ("text_decoder."), as open_clip's
  * lock_text_tower locks CoCa's self.text. */
 static int is_text_param(const vlm_trainer *tr, const char *name) {
   if (tr->is_coca) return !strncmp(name, "text.", 5);
-  return !is_image_param(name) && strcmp(name, "logit_scale");
+  return !is_image_param(name) && strcmp(name, "logit_scale") && strcmp(name, "logit_bias");
 }
 
 typedef struct { vlm_trainer *tr; int i, which; } slot_ctx;
@@ -151,12 +151,20 @@ static float clip_forward_backward(vlm_trainer *tr, const vlm_tensor *images, co
       copy_rows(&tr->txt_all, j0 + j, B, &ta->features);
     }
     if (dist && K == 1) gather_features(tr);
-    vlm_clip_loss_forward(&tr->loss, &tr->img_all, &tr->txt_all, &tr->p.logit_scale);
-    loss = vlm_get_f32(&tr->loss.loss, 0);
     vlm_zero(&tr->d_img_all);
     vlm_zero(&tr->d_txt_all);
-    vlm_clip_loss_backward(&tr->loss, 1.0f / (float)tr->world, &tr->img_all, &tr->txt_all,
-                           lock_i ? NULL : &tr->d_img_all, lock_t ? NULL : &tr->d_txt_all, &tr->g.logit_scale);
+    if (c->has_logit_bias) {   /* SigLIP: this rank's K*B images against every text */
+      vlm_siglip_loss_forward(&tr->sloss, &tr->img_all, &tr->txt_all, &tr->p.logit_scale, &tr->p.logit_bias);
+      loss = vlm_get_f32(&tr->sloss.loss, 0);
+      vlm_siglip_loss_backward(&tr->sloss, 1.0f / (float)tr->world, &tr->img_all, &tr->txt_all,
+                               lock_i ? NULL : &tr->d_img_all, lock_t ? NULL : &tr->d_txt_all, &tr->g.logit_scale,
+                               &tr->g.logit_bias);
+    } else {
+      vlm_clip_loss_forward(&tr->loss, &tr->img_all, &tr->txt_all, &tr->p.logit_scale);
+      loss = vlm_get_f32(&tr->loss.loss, 0);
+      vlm_clip_loss_backward(&tr->loss, 1.0f / (float)tr->world, &tr->img_all, &tr->txt_all,
+                             lock_i ? NULL : &tr->d_img_all, lock_t ? NULL : &tr->d_txt_all, &tr->g.logit_scale);
+    }
     if (dist) {
       VLM_CHECK((lock_i || vlm_comm_allreduce_sum(&tr->d_img_all) == VLM_OK) &&
                     (lock_t || vlm_comm_allreduce_sum(&tr->d_txt_all) == VLM_OK),
@@ -376,7 +384,8 @@ static vlm_status setup_slots(vlm_trainer *tr) {
 
 static void layout_extra(vlm_trainer *tr, vlm_arena *a) {
   const int64_t n = (int64_t)tr->cfg.accum_freq * tr->cfg.batch_size, N = n * tr->world, E = tr->model.embed_dim;
-  vlm_clip_loss_layout_local(&tr->loss, a, n, N, n * tr->rank, E);
+  if (!tr->is_coca && tr->model.has_logit_bias) vlm_siglip_loss_layout_local(&tr->sloss, a, n, N, n * tr->rank, E);
+  else vlm_clip_loss_layout_local(&tr->loss, a, n, N, n * tr->rank, E);
   tr->img_all = vlm_arena_tensor2(a, VLM_F32, N, E);
   tr->txt_all = vlm_arena_tensor2(a, VLM_F32, N, E);
   tr->d_img_all = vlm_arena_tensor2(a, VLM_F32, N, E);

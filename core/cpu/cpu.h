@@ -87,5 +87,8 @@ void vlm_cpu_cross_entropy_forward(vlm_tensor *loss, vlm_tensor *probs, const vl
                                    const vlm_tensor *targets, int64_t ignore_index);
 void vlm_cpu_cross_entropy_backward(vlm_tensor *dlogits, const vlm_tensor *dloss, const vlm_tensor *probs,
                                     const vlm_tensor *targets, int64_t ignore_index);
+void vlm_cpu_sigmoid_loss_forward(vlm_tensor *loss, const vlm_tensor *logits, int64_t off);
+void vlm_cpu_sigmoid_loss_backward(vlm_tensor *dlogits, const vlm_tensor *dloss, const vlm_tensor *logits,
+                                   int64_t off);
 void vlm_cpu_adamw_step(vlm_param_slot *slots, int n, const vlm_adamw_config *c, float lr, int64_t t);
 #endif

@@ -85,6 +85,9 @@ void vlm_cuda_cross_entropy_forward(vlm_tensor *loss, vlm_tensor *probs, const v
                                     const vlm_tensor *targets, int64_t ignore_index);
 void vlm_cuda_cross_entropy_backward(vlm_tensor *dlogits, const vlm_tensor *dloss, const vlm_tensor *probs,
                                      const vlm_tensor *targets, int64_t ignore_index);
+void vlm_cuda_sigmoid_loss_forward(vlm_tensor *loss, const vlm_tensor *logits, int64_t off);
+void vlm_cuda_sigmoid_loss_backward(vlm_tensor *dlogits, const vlm_tensor *dloss, const vlm_tensor *logits,
+                                    int64_t off);
 /* Attention's shared-memory K/V tiles: on (default) or off (the plain global-memory
  * path; env VLM_CUDA_ATTN_TILES=0 does the same). For tests. */
 void vlm_cuda_attention_set_tiling(int on);

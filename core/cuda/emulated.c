@@ -220,6 +220,13 @@ void vlm_cuda_cross_entropy_backward(vlm_tensor *dlogits, const vlm_tensor *dlos
                                      const vlm_tensor *targets, int64_t ignore_index) {
   vlm_cpu_cross_entropy_backward(H(dlogits), H(dloss), H(probs), H(targets), ignore_index);
 }
+void vlm_cuda_sigmoid_loss_forward(vlm_tensor *loss, const vlm_tensor *logits, int64_t off) {
+  vlm_cpu_sigmoid_loss_forward(H(loss), H(logits), off);
+}
+void vlm_cuda_sigmoid_loss_backward(vlm_tensor *dlogits, const vlm_tensor *dloss, const vlm_tensor *logits,
+                                    int64_t off) {
+  vlm_cpu_sigmoid_loss_backward(H(dlogits), H(dloss), H(logits), off);
+}
 
 /* The optimizer's slots with CPU views of their tensors (n small: the model's parameter count). */
 static vlm_param_slot *host_slots(const vlm_param_slot *slots, int n, vlm_tensor *views) {

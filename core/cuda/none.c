@@ -64,6 +64,13 @@ void vlm_cuda_cross_entropy_backward(vlm_tensor *dlogits, const vlm_tensor *dlos
                                      const vlm_tensor *targets, int64_t ignore_index) {
   NO_CUDA("cross_entropy_backward");
 }
+void vlm_cuda_sigmoid_loss_forward(vlm_tensor *loss, const vlm_tensor *logits, int64_t off) {
+  NO_CUDA("sigmoid_loss_forward");
+}
+void vlm_cuda_sigmoid_loss_backward(vlm_tensor *dlogits, const vlm_tensor *dloss, const vlm_tensor *logits,
+                                    int64_t off) {
+  NO_CUDA("sigmoid_loss_backward");
+}
 void vlm_cuda_adamw_step(vlm_param_slot *slots, int n, const vlm_adamw_config *c, float lr, int64_t t) {
   NO_CUDA("adamw_step");
 }

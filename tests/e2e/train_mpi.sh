@@ -2,7 +2,7 @@
 # `vlm train` across MPI ranks (mpirun): 2 ranks x batch 4 train the model that one
 # process trains with batch 8 (the same global batches, crops and loss: per-step
 # losses and the final val loss agree to rounding); rank 0 alone writes the run;
-# the same for CoCa, --accum-freq and --lock-image; a resume across ranks continues the run;
+# the same for SigLIP (--siglip), CoCa, --accum-freq and --lock-image; a resume across ranks continues the run;
 # a failing rank stops the others. Usage: train_mpi.sh VLM_BINARY
 # Exit 77 (a visible skip) when vlm was built without MPI or mpirun is missing.
 set -u
@@ -56,6 +56,16 @@ check "the same final retrieval mean ranks (image->text, text->image)" "close $t
 check "metrics.jsonl written once (12 train lines)" "[ \$(grep -c '\"type\": \"train\"' $tmp/runs/two/metrics.jsonl) -eq 12 ]"
 check "checkpoints from rank 0: epoch_1 and latest at step 12" \
   "[ -d $tmp/runs/two/checkpoints/epoch_1 ] && [ \"\$(readlink $tmp/runs/two/checkpoints/latest)\" = step_12 ]"
+
+# SigLIP (--siglip): each rank scores its images against every rank's texts (open_clip's
+# SigLipLoss with its neighbour exchange), so 2 ranks x 4 train what one process does with 8
+"$vlm" train "${common[@]}" --siglip --batch-size 8 --steps 6 --name sone >/dev/null 2>&1
+check "SigLIP, one process, batch 8: exit 0" "[ $? -eq 0 ]"
+mpi 2 "$vlm" train "${common[@]}" --siglip --batch-size 4 --steps 6 --name stwo >/dev/null 2>"$tmp/stwo.err"
+check "SigLIP, 2 ranks x batch 4: exit 0" "[ $? -eq 0 ] || { cat $tmp/stwo.err; false; }"
+losses "$tmp/runs/sone" >"$tmp/sl1"
+losses "$tmp/runs/stwo" >"$tmp/sl2"
+check "SigLIP: the same loss at each of the 6 steps" "close $tmp/sl1 $tmp/sl2 6 2e-5"
 
 # On a GPU (or the emulated one of the test build) each rank trains on its device and the
 # collectives go through host buffers: the same losses as one CPU process.

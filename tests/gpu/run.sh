@@ -118,7 +118,7 @@ tmo=60
 run_gpu_test test_cuda "$logs/test_cuda.log" test_cuda
 # test_cuda_ops one section per process: a section that aborts hides no other.
 mkdir -p "$logs/sections"
-for sec in utils add matmul layernorm act linear softmax attention embedding l2norm cross_entropy optim; do
+for sec in utils add matmul layernorm act linear softmax attention embedding l2norm cross_entropy sigmoid_loss optim; do
   run_gpu_test "test_cuda_ops $sec" "$logs/sections/$sec.log" test_cuda_ops "$sec"
 done
 cat "$logs"/sections/*.log >"$logs/test_cuda_ops.log"

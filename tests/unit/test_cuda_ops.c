@@ -579,6 +579,29 @@ static void test_cross_entropy(void) {
     }
 }
 
+static void test_sigmoid_loss(void) {
+  /* [B, N] with the positives at columns off + i: one process (off 0) and one rank's rows */
+  const int64_t shapes[][3] = {{1, 1, 0}, {8, 8, 0}, {37, 1000, 500}, {4, 49408, 7}, {300, 600, 300}};
+  for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+    int64_t B = shapes[s][0], N = shapes[s][1], off = shapes[s][2];
+    char cs[64];
+    snprintf(cs, sizeof cs, "B%lld N%lld off %lld", (long long)B, (long long)N, (long long)off);
+    vlm_arena_reset(&g_dev);
+    pair logits = mk2(B, N, 520 + s, 4.0f, 0);
+    for (int64_t i = 0; i < B * N; i++) ((float *)logits.hp)[i] -= 8.0f;   /* open_clip's bias -10 regime */
+    vlm_copy(&logits.d, &logits.h);
+    pair loss = mk1(1, 0, 0, 9.0f);
+    vlm_sigmoid_loss_forward(&loss.h, &logits.h, off);
+    vlm_sigmoid_loss_forward(&loss.d, &logits.d, off);
+    cmp("sigmoid_loss_forward", cs, "loss", &loss, TOL);
+    pair dloss = mk1(1, 0, 0, 0.75f), dl = mk2(B, N, 530 + s, 0.01f, 0);
+    vlm_sigmoid_loss_backward(&dl.h, &dloss.h, &logits.h, off);
+    vlm_sigmoid_loss_backward(&dl.d, &dloss.d, &logits.d, off);
+    cmp("sigmoid_loss_backward", cs, "dlogits", &dl, TOL);
+    drop(&logits); drop(&loss); drop(&dloss); drop(&dl);
+  }
+}
+
 /* ------------------------------------------------------------------ AdamW, grad norm, clip */
 static void test_optim(void) {
   enum { NS = 70 }; /* more than one group of 64 slots */
@@ -670,12 +693,14 @@ static void test_tensor_utils(void) {
 static const struct { const char *name; void (*fn)(void); } k_sections[] = {
   {"utils", test_tensor_utils}, {"add", test_add}, {"matmul", test_matmul}, {"layernorm", test_layernorm},
   {"act", test_act}, {"linear", test_linear}, {"softmax", test_softmax}, {"attention", test_attention}, {"embedding", test_embedding},
-  {"l2norm", test_l2norm}, {"cross_entropy", test_cross_entropy}, {"optim", test_optim},
+  {"l2norm", test_l2norm}, {"cross_entropy", test_cross_entropy},
+    {"sigmoid_loss", test_sigmoid_loss}, {"optim", test_optim},
 };
 #define N_SECTIONS (int)(sizeof k_sections / sizeof k_sections[0])
 
 /* Usage: test_cuda_ops [SECTION...]: only those sections (utils, add, matmul,
- * layernorm, act, linear, softmax, attention, embedding, l2norm, cross_entropy, optim),
+ * layernorm, act, linear, softmax, attention, embedding, l2norm, cross_entropy, sigmoid_loss,
+ * optim),
  * so that a section that aborts hides no other (tests/gpu/run.sh runs each in
  * its own process). Any other argument (ctest passes the shared folder): all. */
 int main(int argc, char **argv) {

@@ -253,8 +253,13 @@ static vlm_train_config tiny_train_config(int B, int K, void (*tweak)(vlm_train_
   return t;
 }
 
+/* 1: the tiny trainers below are SigLIP models (a logit_bias, the sigmoid loss) */
+static int g_siglip;
+
 static void tiny_trainer(vlm_trainer *tr, vlm_clip_config *c, int B, int K, void (*tweak)(vlm_train_config *)) {
   CHECK(vlm_clip_config_builtin(c, "tiny") == VLM_OK, "%s", vlm_last_error());
+  c->has_logit_bias = g_siglip;
+  c->init_logit_bias = g_siglip ? VLM_SIGLIP_INIT_LOGIT_BIAS : 0.0f;
   vlm_train_config t = tiny_train_config(B, K, tweak);
   vlm_status s = vlm_trainer_init(tr, c, &t);
   CHECK(s == VLM_OK, "%s", vlm_last_error());
@@ -309,9 +314,10 @@ static double accum_grads_check(const vlm_trainer *big, const vlm_trainer *acc, 
   for (int i = 0; i < big->n_slots; i++) {
     int64_t n = vlm_numel(big->slots[i].grad);
     const float *g1 = vlm_f32(big->slots[i].grad), *g2 = vlm_f32(acc->slots[i].grad);
-    if (!strcmp(big->slots[i].name, "logit_scale")) {
-      CHECK(fabs(g2[0] - K * g1[0]) <= 1e-5 * fabs(K * g1[0]) + 1e-7, "%s logit_scale grad %.9g vs K * %.9g", what,
-            g2[0], g1[0]);
+    if (!strcmp(big->slots[i].name, "logit_scale") || !strcmp(big->slots[i].name, "logit_bias")) {
+      /* one gradient per micro-batch, each the K*B batch's (open_clip's accumulation) */
+      CHECK(fabs(g2[0] - K * g1[0]) <= 1e-5 * fabs(K * g1[0]) + 1e-7, "%s %s grad %.9g vs K * %.9g", what,
+            big->slots[i].name, g2[0], g1[0]);
       continue;
     }
     double e = vt_max_rel(g2, g1, n, 1e-30);
@@ -333,9 +339,9 @@ static void test_accum(void) {
   float l2 = vlm_trainer_step(&acc, &b.ti, &b.tt);
   CHECK(fabsf(l1 - l2) <= 1e-5f * fabsf(l1), "accum loss %.9g vs batch %.9g", l2, l1);
   int checked = 0;
-  double worst = accum_grads_check(&big, &acc, K, "CLIP", &checked);
-  printf("accum-freq %d x %d vs batch %d: %d tensors, worst gradient error %.2g of the tensor max\n", K, B, K * B,
-         checked, worst);
+  double worst = accum_grads_check(&big, &acc, K, g_siglip ? "SigLIP" : "CLIP", &checked);
+  printf("%saccum-freq %d x %d vs batch %d: %d tensors, worst gradient error %.2g of the tensor max\n",
+         g_siglip ? "SigLIP: " : "", K, B, K * B, checked, worst);
   free_batch(&b);
   vlm_trainer_free(&big);
   vlm_trainer_free(&acc);
@@ -358,7 +364,8 @@ static void test_lock(int image) {
   int frozen_ok = 1, moved = 0, same_free = 1, still = 1;
   for (int i = 0; i < tr.n_slots; i++) {
     const char *n = tr.slots[i].name;
-    int is_img = !strncmp(n, "visual.", 7), is_ls = !strcmp(n, "logit_scale");
+    /* logit_scale and logit_bias belong to neither tower: trainable under either lock */
+    int is_img = !strncmp(n, "visual.", 7), is_ls = !strcmp(n, "logit_scale") || !strcmp(n, "logit_bias");
     int locked = image ? is_img : (!is_img && !is_ls);
     int64_t k = vlm_numel(tr.slots[i].param);
     const float *p = vlm_f32(tr.slots[i].param);
@@ -385,6 +392,31 @@ static void test_lock(int image) {
   free_batch(&b);
   vlm_trainer_free(&tr);
   vlm_trainer_free(&ref);
+}
+
+/* A SigLIP trainer: logit_bias is a slot, without weight decay, trainable under both locks, and
+ * moves in a step; the loss is the sigmoid loss (~10 at open_clip's initial values). */
+static void test_siglip_slots(void) {
+  for (int lock = 0; lock < 3; lock++) {
+    vlm_clip_config c;
+    vlm_trainer tr;
+    tiny_trainer(&tr, &c, 4, 1, lock == 1 ? lock_img : lock == 2 ? lock_txt : NULL);
+    vlm_fill(&tr.p.logit_scale, VLM_SIGLIP_INIT_LOGIT_SCALE);
+    batch b;
+    make_batch(&b, &c, 4, 41);
+    int found = 0, active = 0;
+    for (int i = 0; i < tr.n_slots; i++)
+      if (!strcmp(tr.slots[i].name, "logit_bias")) found = !tr.slots[i].decay && tr.slots[i].param == &tr.p.logit_bias;
+    for (int i = 0; i < tr.n_active; i++) active |= !strcmp(tr.active[i].name, "logit_bias");
+    CHECK(found && active, "SigLIP (lock %d): logit_bias is a trainable slot without weight decay", lock);
+    float loss = vlm_trainer_step(&tr, &b.ti, &b.tt);
+    float bias = vlm_get_f32(&tr.p.logit_bias, 0);
+    CHECK(loss > 5.0f && loss < 30.0f, "SigLIP (lock %d): first loss %g, the sigmoid loss at bias -10", lock, loss);
+    CHECK(bias != VLM_SIGLIP_INIT_LOGIT_BIAS && fabsf(bias - VLM_SIGLIP_INIT_LOGIT_BIAS) < 0.01f,
+          "SigLIP (lock %d): logit_bias moved by one step: %.7g", lock, bias);
+    free_batch(&b);
+    vlm_trainer_free(&tr);
+  }
 }
 
 /* ---- CoCa: accumulation and locking on coca-tiny */
@@ -544,6 +576,14 @@ int main(int argc, char **argv) {
   test_coca_lock(0, 1);
   test_coca_lock(1, 2);
   test_coca_lock(0, 2);
+  /* SigLIP (--siglip): the same accumulation, locking and clamp; logit_bias trained without decay */
+  g_siglip = 1;
+  test_clamp();
+  test_accum();
+  test_lock(1);
+  test_lock(0);
+  test_siglip_slots();
+  g_siglip = 0;
   test_bf16();
   return vt_finish();
 }
