@@ -475,6 +475,59 @@ def check_open_clip():
             oc_features(m, images, text))
 
 
+def siglip_loss_of(m, images, text):
+    """open_clip's own: CLIP.forward (normalized features, exp(logit_scale), logit_bias) into SigLipLoss."""
+    import open_clip
+    with torch.no_grad():
+        img, txt, scale, bias = m(images, text)
+        return open_clip.loss.SigLipLoss()(img, txt, scale, bias), bias
+
+
+def check_siglip():
+    """SigLIP models (a model_cfg with init_logit_bias: a logit_bias parameter), both ways."""
+    import open_clip
+    images, text = inputs(32, 16, 1000)
+    cfg = dict(json.loads(json.dumps(OC_CLIP)), init_logit_bias=-10.0)
+    oc_register("interop-oc-siglip", cfg)
+    torch.manual_seed(9)
+    m = open_clip.create_model("interop-oc-siglip").eval()
+    perturb(m, 9)
+    want_loss, want_bias = siglip_loss_of(m, images, text)
+    d = os.path.join(ARGS.work, "interop-oc-siglip")
+    oc_save_dir(m, cfg, d)
+    got = vlm_forward(d, images, text, "oc-siglip")
+    compare("open_clip SigLIP -> vlm forward: features", got, oc_features(m, images, text))
+    ok, detail = close(got["loss"].reshape(1, 1), want_loss.reshape(1, 1))
+    ok2, detail2 = close(got["logit_bias"].reshape(1, 1), want_bias.reshape(1, 1))
+    report("open_clip SigLIP -> vlm forward: loss = open_clip's SigLipLoss, logit_bias", ok and ok2,
+           f"loss {got['loss'].item():.6f} vs {want_loss.item():.6f} ({detail}); bias {detail2}")
+    o = d + "-vlm-oc"
+    vlm("convert", "--model", d, "--to", "open_clip", "--out", o)
+    back = oc_load_dir(o, "interop-oc-siglip-rt")
+    loss_b, bias_b = siglip_loss_of(back, images, text)
+    ok, detail = close(loss_b.reshape(1, 1), want_loss.reshape(1, 1))
+    report("open_clip SigLIP -> vlm convert --to open_clip -> open_clip: its SigLipLoss", ok, detail)
+    expect_error("open_clip SigLIP -> vlm convert --to hf: refused", ["convert", "--model", d, "--to", "hf",
+                                                                      "--out", d + "-hf"], ["logit_bias"])
+
+    # trained by vlm (vlm train --siglip), loaded by open_clip: strict names, the same loss
+    logs = os.path.join(ARGS.work, "siglip-runs")
+    vlm("train", "--train-data", "shapes:64", "--model", "tiny", "--tokenizer", "train:600", "--siglip",
+        "--batch-size", "8", "--steps", "3", "--warmup", "1", "--val-frequency", "0", "--zeroshot-frequency", "0",
+        "--logs", logs, "--name", "s")
+    ck = os.path.join(logs, "s", "checkpoints", "latest")
+    mc = json.load(open(os.path.join(ck, "open_clip_config.json")))["model_cfg"]
+    report("vlm train --siglip: model_cfg has init_logit_bias", "init_logit_bias" in mc, str(mc.get("init_logit_bias")))
+    m2 = oc_load_dir(ck, "interop-vlm-siglip")
+    vc, tc = mc["vision_cfg"], mc["text_cfg"]
+    im2, tx2 = inputs(vc["image_size"], tc["context_length"], tc["vocab_size"], seed=4)
+    want_loss, want_bias = siglip_loss_of(m2, im2, tx2)
+    got = vlm_forward(ck, im2, tx2, "vlm-siglip")
+    ok, detail = close(got["loss"].reshape(1, 1), want_loss.reshape(1, 1))
+    report("vlm train --siglip -> open_clip (strict load): its SigLipLoss = vlm forward's loss", ok,
+           f"loss {got['loss'].item():.6f} vs {want_loss.item():.6f}, bias {want_bias.item():.4f} ({detail})")
+
+
 OC_COCA = {"embed_dim": 32,
            "vision_cfg": {"image_size": 32, "layers": 2, "width": 48, "patch_size": 8, "head_width": 16,
                           "attentional_pool": True, "attn_pooler_heads": 4, "attn_pooler_queries": 9,
@@ -674,7 +727,7 @@ def main():
     import open_clip  # noqa: F401
     print(f"torch {torch.__version__}, transformers {transformers.__version__}, vlm {ARGS.vlm}, work {ARGS.work}")
     groups = [("hf_to_vlm", check_hf_to_vlm), ("vlm_to_hf", check_vlm_to_hf), ("open_clip", check_open_clip),
-              ("coca", check_coca), ("torch", check_torch)]
+              ("siglip", check_siglip), ("coca", check_coca), ("torch", check_torch)]
     for gname, fn in groups:
         if ARGS.k not in gname:
             continue
