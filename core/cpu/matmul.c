@@ -468,17 +468,22 @@ int vlm_cpu_bf16_gemm_native(void) {
   return g_bf16_gemm;
 }
 
-/* A bf16 view [rows, cols] (any strides) widened to a dense row-major f32 copy in buf; exact. */
+/* A bf16 view [rows, cols] widened to a dense f32 copy in buf (exact), in the view's own order:
+ * row-major stays row-major, a transposed view (s0 = 1) becomes a dense column-major one, so
+ * both sides are read and written in sequence. */
 static operand_view widen(operand_view v, int64_t rows, int64_t cols, scratch_buf *buf) {
   float *dst = scratch(buf, (size_t)(rows * cols) * sizeof(float) + 4);
   const uint16_t *src = v.p;
+  const int by_rows = v.s1 == 1 || (v.s0 != 1 && v.s0 <= v.s1);
+  const int64_t outer = by_rows ? rows : cols, inner = by_rows ? cols : rows;
+  const int64_t so = by_rows ? v.s0 : v.s1, si = by_rows ? v.s1 : v.s0;
 #pragma omp parallel for schedule(static) if (rows * cols >= (1 << 16))
-  for (int64_t r = 0; r < rows; r++)
-    for (int64_t c = 0; c < cols; c++) {
-      uint32_t u = (uint32_t)src[r * v.s0 + c * v.s1] << 16;
-      memcpy(&dst[r * cols + c], &u, 4);
+  for (int64_t o = 0; o < outer; o++)
+    for (int64_t i = 0; i < inner; i++) {
+      uint32_t u = (uint32_t)src[o * so + i * si] << 16;
+      memcpy(&dst[o * inner + i], &u, 4);
     }
-  return (operand_view){dst, cols, 1};
+  return by_rows ? (operand_view){dst, cols, 1} : (operand_view){dst, 1, rows};
 }
 
 /* Fused forward epilogue (inference): out = act(A @ B + bias) + residual, stored as dst_bf16 ? bf16 : f32. */
