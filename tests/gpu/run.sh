@@ -15,8 +15,9 @@
 # Prepare here first (both are git-ignored; name them in the device tool's carry):
 #   tests/gpu/fetch-debs.sh            # .debs/: Debian's -dev packages vlm builds against
 #   rm -rf .shared && cp -r ../shared .shared   # the fixtures
-# Usage: tests/gpu/run.sh [--quick] [--dev]
+# Usage: tests/gpu/run.sh [--quick] [--dev] [--skip-cpu]
 #   --quick: shorter benchmarks
+#   --skip-cpu: leave out the CPU suite (CI runs it), to save device time
 #   --dev:   a short device check while developing: builds only the GPU tests and
 #            bench_gpu, runs them, skips the CPU suite and the PyTorch peer
 set -uo pipefail
@@ -25,11 +26,13 @@ root=$PWD
 t_start=$(date +%s)
 quick=()
 dev=0
+skip_cpu=0
 for a in "$@"; do
   case $a in
     --quick) quick=(--quick) ;;
     --dev) dev=1; quick=(--quick) ;;
-    *) echo "usage: tests/gpu/run.sh [--quick] [--dev]" >&2; exit 2 ;;
+    --skip-cpu) skip_cpu=1 ;;
+    *) echo "usage: tests/gpu/run.sh [--quick] [--dev] [--skip-cpu]" >&2; exit 2 ;;
   esac
 done
 logs=$root/logs-gpu
@@ -164,6 +167,8 @@ if [ $dev -eq 0 ]; then
   grep -E 'tests passed|tests failed|\(Failed\)|\(Timeout\)|Skipped' "$logs/ctest_gpu.log" | head -n 12
   note "ctest -L gpu (forward / index / search / caption on the GPU): $(grep -E 'tests passed' "$logs/ctest_gpu.log" | head -n 1)"
   [ $rc -eq 0 ] || gpu_fail=1
+fi
+if [ $dev -eq 0 ] && [ $skip_cpu -eq 0 ]; then
   # The CPU suite as CI runs it: the GPU hidden, so --device auto means the CPU and
   # the CPU tests' bit-exact checks (resume) are not handed to GPU atomics.
   echo "=== ctest, all but the GPU tests, GPU hidden ($(elapsed) s)"
