@@ -303,6 +303,43 @@ int main(int argc, char **argv) {
     enc_sps = (double)(B * reps) / dt;
     printf("  image encoding, batch %lld, bf16 matmuls     %8.1f images/s (%.1f ms/batch, MFU %.1f %%)\n",
            (long long)B, enc_sps, dt / reps * 1e3, enc_sps * vis_flops / (gemm_tflops * 1e12) * 100);
+    /* One vision block's inference ops at this batch (bf16 weights and matmuls), each
+     * timed alone, as block_forward_inference runs them; then the f32-qkv forms. */
+    {
+      vlm_block_acts *ba = &va.blocks[0];
+      vlm_block_params *bp = &hb.visual.blocks[0];
+      const vlm_tensor *x = &va.xs[0];
+      vlm_tensor *y = &va.xs[1];
+      int64_t W = c.vision.width;
+      int Hh = (int)c.vision.heads;
+      float sc_att = 1.0f / sqrtf((float)(W / Hh));
+#define BF(t) vlm_tensor_make((t).data, VLM_BF16, (t).device, (t).ndim, (t).shape)
+      vlm_tensor ln1 = BF(ba->ln_1), ln2 = BF(ba->ln_2), qkv16 = BF(ba->qkv), attn16 = BF(ba->attn), act16 = BF(ba->act);
+#undef BF
+      vlm_tensor q16 = vlm_narrow(&qkv16, 2, 0, W), k16 = vlm_narrow(&qkv16, 2, W, W), v16 = vlm_narrow(&qkv16, 2, 2 * W, W);
+      vlm_tensor q = vlm_narrow(&ba->qkv, 2, 0, W), k = vlm_narrow(&ba->qkv, 2, W, W), v = vlm_narrow(&ba->qkv, 2, 2 * W, W);
+      double tb[9];
+      const char *nb[9] = {"ln_1", "qkv (bf16 out)", "attention (bf16)", "out_proj + res", "ln_2", "fc + gelu",
+                           "c_proj + res", "qkv (f32 out)", "attention (f32 qkv)"};
+#define TIMED(k_, call) do { call; vlm_cuda_sync(nb[k_]); double t_ = vlm_now(); for (int r_ = 0; r_ < 10; r_++) { call; } \
+                             vlm_cuda_sync(nb[k_]); tb[k_] = (vlm_now() - t_) / 10; } while (0)
+      TIMED(0, vlm_layernorm_forward(&ln1, NULL, NULL, x, &bp->ln_1_w, &bp->ln_1_b, 1e-5f));
+      TIMED(1, vlm_linear_forward(&qkv16, &ln1, &bp->in_proj_w, &bp->in_proj_b, NULL, NULL));
+      TIMED(2, vlm_attention_forward(&attn16, NULL, &q16, &k16, &v16, Hh, NULL, 0, sc_att));
+      TIMED(3, vlm_linear_forward(&ba->x1, &attn16, &bp->out_proj_w, &bp->out_proj_b, NULL, x));
+      TIMED(4, vlm_layernorm_forward(&ln2, NULL, NULL, &ba->x1, &bp->ln_2_w, &bp->ln_2_b, 1e-5f));
+      TIMED(5, vlm_linear_forward(&act16, &ln2, &bp->fc_w, &bp->fc_b, &c.vision.act, NULL));
+      TIMED(6, vlm_linear_forward(y, &act16, &bp->proj_w, &bp->proj_b, NULL, &ba->x1));
+      TIMED(7, vlm_matmul_forward(&ba->qkv, &ln1, &bp->in_proj_w, &bp->in_proj_b, 0, 1));
+      TIMED(8, vlm_attention_forward(&ba->attn, NULL, &q, &k, &v, Hh, NULL, 0, sc_att));
+#undef TIMED
+      double tot = 0;
+      for (int k2 = 0; k2 < 7; k2++) tot += tb[k2];
+      printf("  one vision block's inference ops at batch %lld (ms per call; the block's %.2f ms x %lld layers):",
+             (long long)B, tot * 1e3, (long long)c.vision.layers);
+      for (int k2 = 0; k2 < 9; k2++) printf("%s %s %.3f", k2 % 5 ? ";" : "\n   ", nb[k2], tb[k2] * 1e3);
+      printf("\n");
+    }
     vlm_clip_params_free(&hb);
     vlm_arena_free(&a);
     vlm_vit_acts_free(&va);

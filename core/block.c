@@ -184,20 +184,26 @@ static void train_bf16_views(const vlm_block_params *p, acts_view *a) {
 /* Inference: the same math with the bias, activation and residual adds fused
  * into the matmuls (vlm_linear_forward), attention without saved
  * probabilities, and, in bf16, the LayerNorm and MLP activations stored as
- * bf16 so the next matmul reads them without a conversion pass. */
+ * bf16 so the next matmul reads them without a conversion pass.
+ * On CUDA in bf16 matmul precision the attention output is bf16 too: the
+ * out_proj GEMM rounds its input to bf16 anyway, so the values are the same,
+ * with half the bytes written and read and no conversion pass. (On the CPU
+ * the attention kernel writes f32; qkv stays f32 everywhere: cuBLASLt has no
+ * bf16-output GEMM with an f32 bias.) */
 static void block_forward_inference(const vlm_block_config *c, const vlm_block_params *p, const acts_view *a,
                                     vlm_tensor *y, const vlm_tensor *x, const vlm_tensor *key_padding_mask,
                                     int causal) {
   int64_t W = c->width;
   int bf16 = p->in_proj_w.dtype == VLM_BF16 || vlm_get_matmul_precision() == VLM_PREC_BF16;
+  int bf16_attn = x->device == VLM_CUDA && vlm_get_matmul_precision() == VLM_PREC_BF16;
   vlm_tensor ln_1 = bf16 ? as_bf16(&a->ln_1) : a->ln_1, ln_2 = bf16 ? as_bf16(&a->ln_2) : a->ln_2;
   vlm_tensor act = bf16 ? as_bf16(&a->act) : a->act;
+  vlm_tensor attn = bf16_attn ? as_bf16(&a->attn) : a->attn;
   vlm_layernorm_forward(&ln_1, NULL, NULL, x, &p->ln_1_w, &p->ln_1_b, c->ln_eps);
   vlm_matmul_forward((vlm_tensor *)&a->qkv, &ln_1, &p->in_proj_w, &p->in_proj_b, 0, 1);
   vlm_tensor q = vlm_narrow(&a->qkv, 2, 0, W), k = vlm_narrow(&a->qkv, 2, W, W), v = vlm_narrow(&a->qkv, 2, 2 * W, W);
-  vlm_attention_forward((vlm_tensor *)&a->attn, NULL, &q, &k, &v, (int)c->heads, key_padding_mask, causal,
-                        attn_scale(c));
-  vlm_linear_forward((vlm_tensor *)&a->x1, &a->attn, &p->out_proj_w, &p->out_proj_b, NULL, x);
+  vlm_attention_forward(&attn, NULL, &q, &k, &v, (int)c->heads, key_padding_mask, causal, attn_scale(c));
+  vlm_linear_forward((vlm_tensor *)&a->x1, &attn, &p->out_proj_w, &p->out_proj_b, NULL, x);
   vlm_layernorm_forward(&ln_2, NULL, NULL, &a->x1, &p->ln_2_w, &p->ln_2_b, c->ln_eps);
   vlm_linear_forward(&act, &ln_2, &p->fc_w, &p->fc_b, &c->act, NULL);
   vlm_linear_forward(y, &act, &p->proj_w, &p->proj_b, NULL, &a->x1);

@@ -280,7 +280,9 @@ void vlm_matmul_backward(vlm_tensor *da, vlm_tensor *db, vlm_tensor *dbias, cons
  * add_forward, which training uses instead. a [*,K] F32/BF16, w [N,K]
  * F32/BF16 (the Linear layout), bias [N] F32 or NULL, act NULL for none,
  * residual [*,N] F32 (same shape as out) or NULL; out [*,N] F32 or BF16
- * (rounded once at the end). Inputs are used at the matmul precision. */
+ * (rounded once at the end). Inputs are used at the matmul precision.
+ * On CUDA a bf16 product with an activation into a BF16 out (no residual) is
+ * also rounded to bf16 before the bias and activation (core/cuda/matmul.cu). */
 void vlm_linear_forward(vlm_tensor *out, const vlm_tensor *a, const vlm_tensor *w, const vlm_tensor *bias,
                         const vlm_act *act, const vlm_tensor *residual);
 
@@ -315,6 +317,8 @@ void vlm_softmax_backward(vlm_tensor *dx, const vlm_tensor *dy, const vlm_tensor
  *   q [B,Lq,H*D], k and v [B,Lk,H*D]: 3-d views whose last dim is contiguous;
  *     stride[1] may exceed H*D (q, k, v as views into a packed [B,L,3W] qkv).
  *   out [B,Lq,H*D] contiguous. probs [B,H,Lq,Lk] F32 saved for backward (NULL: inference only).
+ *   F32; without probs q, k, v may be BF16 (all three) and out BF16 (rounded once):
+ *     bf16 storage for inference, the result as from F32 inputs of the same values.
  *   key_padding_mask: U8 [B,Lk], nonzero = that key is masked, or NULL.
  *   causal: query i sees keys j <= i.  scale: usually D^-0.5.
  *   A query that sees no key at all gets zero output (PyTorch gives NaN).

@@ -6,6 +6,7 @@
 //   S = scale q k^T (masked keys -inf), P = softmax(S), O = P V;
 //   dV = P^T dO; dP = dO V^T; dS = P (dP - rowsum(dP P)); dQ = scale dS K; dK = scale dS^T Q.
 // No atomics: results are deterministic.
+#include <cuda_bf16.h>
 #include <cuda_runtime.h>
 #include <math.h>
 #include <stdlib.h>
@@ -213,6 +214,30 @@ static void check_grid(const char *op, int64_t rows, int64_t H, int64_t B) {
             (long long)B);
 }
 
+// A bf16 view [B, L, W] (row strides s0, s1) widened into contiguous f32.
+__global__ void widen_view_k(float *dst, const __nv_bfloat16 *src, int64_t s0, int64_t s1, int64_t L, int64_t W,
+                             int64_t n) {
+  GRID_STRIDE(i, n) {
+    int64_t w = i % W, r = i / W, l = r % L, b = r / L;
+    dst[i] = __bfloat162float(src[b * s0 + l * s1 + w]);
+  }
+}
+
+__global__ void round_out_k(__nv_bfloat16 *dst, const float *src, int64_t n) {
+  GRID_STRIDE(i, n) dst[i] = __float2bfloat16_rn(src[i]);
+}
+
+static vlm_tensor widen_view(const vlm_tensor *t, float *dst) {
+  const int64_t B = t->shape[0], L = t->shape[1], W = t->shape[2], n = B * L * W;
+  if (n > 0) {
+    widen_view_k<<<vlm_blocks(n, 256), 256>>>(dst, (const __nv_bfloat16 *)t->data, t->stride[0], t->stride[1], L, W,
+                                              n);
+    LAUNCHED("attention_forward", "widen_view");
+  }
+  int64_t shape[3] = {B, L, W};
+  return vlm_tensor_make(dst, VLM_F32, VLM_CUDA, 3, shape);
+}
+
 extern "C" void vlm_cuda_attention_forward(vlm_tensor *out, vlm_tensor *probs, const vlm_tensor *q,
                                            const vlm_tensor *k, const vlm_tensor *v, int heads,
                                            const vlm_tensor *key_padding_mask, int causal, float scale) {
@@ -223,6 +248,30 @@ extern "C" void vlm_cuda_attention_forward(vlm_tensor *out, vlm_tensor *probs, c
     return;
   }
   if (vlm_cuda_attention_tc_forward(out, probs, q, k, v, heads, key_padding_mask, causal, scale)) return;
+  if (q->dtype == VLM_BF16 || out->dtype == VLM_BF16) {
+    // bf16 storage where the tensor-core kernel does not apply: the f32 kernel
+    // on widened copies (scratch slot 5, free in a forward), the output rounded once.
+    const int64_t W = q->shape[2], nq = B * Lq * W, nk = B * Lk * W;
+    size_t n = (size_t)(out->dtype == VLM_BF16 ? nq : 0) + (q->dtype == VLM_BF16 ? (size_t)(nq + 2 * nk) : 0);
+    float *sc = (float *)vlm_cuda_scratch(5, sizeof(float) * (n > 0 ? n : 1));
+    vlm_tensor q32 = *q, k32 = *k, v32 = *v, o32 = *out;
+    if (q->dtype == VLM_BF16) {
+      q32 = widen_view(q, sc);
+      k32 = widen_view(k, sc + nq);
+      v32 = widen_view(v, sc + nq + nk);
+      sc += nq + 2 * nk;
+    }
+    if (out->dtype == VLM_BF16) {
+      int64_t shape[3] = {B, Lq, W};
+      o32 = vlm_tensor_make(sc, VLM_F32, VLM_CUDA, 3, shape);
+    }
+    vlm_cuda_attention_forward(&o32, NULL, &q32, &k32, &v32, heads, key_padding_mask, causal, scale);
+    if (out->dtype == VLM_BF16) {
+      round_out_k<<<vlm_blocks(nq, 256), 256>>>((__nv_bfloat16 *)out->data, sc, nq);
+      LAUNCHED("attention_forward", "round_out");
+    }
+    return;
+  }
   VLM_CHECK(Lk + D <= 12 * 1024, "CUDA attention_forward: Lk %lld + head dim %lld too large for the kernel",
             (long long)Lk, (long long)D);
   check_grid("attention_forward", Lq, heads, B);

@@ -1,9 +1,11 @@
 // Tensor-core attention for short sequences (the CLIP towers: 50 image tokens,
 // 77 text tokens, head dim 64), used when the matmul precision is bf16.
 // One CTA per (batch, head) holds the whole head in shared memory:
-//   forward:  Q, K, V (bf16) -> S = Q K^T (WMMA, fp32 accumulation) -> softmax
-//             in fp32 (scale, causal and key-padding masks; probabilities saved
-//             in fp32 as the plain kernel does) -> P (bf16) -> O = P V (WMMA).
+//   forward:  Q, K, V (bf16; read as f32 and rounded, or as bf16 in inference)
+//             -> S = Q K^T (WMMA, fp32 accumulation) -> softmax in fp32 (scale,
+//             causal and key-padding masks; probabilities saved in fp32 as the
+//             plain kernel does) -> P (bf16) -> O = P V (WMMA), written as f32
+//             or (inference) rounded to bf16.
 //   backward: Q, K, V, dO (bf16), P (the saved fp32 probabilities, bf16 copy)
 //             -> dP = dO V^T -> dS = P (dP - rowsum(dP P)) in fp32 (P read in
 //             fp32), dS as bf16 -> dV = P^T dO, dK = scale dS^T Q, dQ = scale dS K
@@ -28,8 +30,8 @@ typedef __nv_bfloat16 bf16;
 #define TC_WARPS 8
 #define TC_MAX_L 128
 
-struct tc_view {
-  const float *p;
+struct tc_view {  // q, k or v: f32 (or, in the forward, bf16) elements
+  const void *p;
   int64_t s0, s1;
 };
 struct tc_dview {
@@ -47,32 +49,64 @@ struct tc_geom {
 
 static int round16(int64_t n) { return (int)((n + 15) / 16 * 16); }
 
-// rows x D floats of a view (row r at p + b*s0 + r*s1 + h*D) -> bf16 smem rows
-// (ld), rows >= n zero. D % 4 == 0, 16-byte aligned rows (checked by the host).
-// Each thread issues up to TC_UNROLL loads before it stores any (the loads are
-// the latency this kernel waits on).
+// Four elements at p as two bf16 pairs: f32 rounded to nearest even, bf16 as they are.
+struct bf16x4 {
+  __nv_bfloat162 lo, hi;
+};
+__device__ __forceinline__ bf16x4 load4(const float *p) {
+  float4 x = __ldg((const float4 *)p);
+  bf16x4 r;
+  r.lo = __floats2bfloat162_rn(x.x, x.y);
+  r.hi = __floats2bfloat162_rn(x.z, x.w);
+  return r;
+}
+__device__ __forceinline__ bf16x4 load4(const bf16 *p) {
+  uint2 u = __ldg((const uint2 *)p);
+  bf16x4 r;
+  r.lo = *(const __nv_bfloat162 *)&u.x;
+  r.hi = *(const __nv_bfloat162 *)&u.y;
+  return r;
+}
+
+// rows x D elements (f32 or bf16) of a view (row r at p + b*s0 + r*s1 + h*D) -> bf16
+// smem rows (ld), rows >= n zero. D % 4 == 0, 16-byte (f32) or 8-byte (bf16)
+// aligned rows (checked by the host). Each thread issues up to TC_UNROLL loads
+// before it stores any (the loads are the latency this kernel waits on).
 #define TC_UNROLL 8
-__device__ __forceinline__ void load_rows_bf16(bf16 *dst, int ld, const float *base, int64_t s1, int n, int rows,
+template <class T>
+__device__ __forceinline__ void load_rows_bf16(bf16 *dst, int ld, const T *base, int64_t s1, int n, int rows,
                                                int D) {
   const int q4 = D / 4, total = rows * q4;
+  const __nv_bfloat162 z = __floats2bfloat162_rn(0.f, 0.f);
   for (int e0 = threadIdx.x; e0 < total; e0 += TC_UNROLL * blockDim.x) {
-    float4 x[TC_UNROLL];
+    bf16x4 x[TC_UNROLL];
 #pragma unroll
     for (int u = 0; u < TC_UNROLL; u++) {
       const int e = e0 + u * blockDim.x, r = e / q4, d = (e % q4) * 4;
-      x[u] = make_float4(0.f, 0.f, 0.f, 0.f);
-      if (e < total && r < n) x[u] = __ldg((const float4 *)(base + r * s1 + d));
+      x[u].lo = z;
+      x[u].hi = z;
+      if (e < total && r < n) x[u] = load4(base + r * s1 + d);
     }
 #pragma unroll
     for (int u = 0; u < TC_UNROLL; u++) {
       const int e = e0 + u * blockDim.x, r = e / q4, d = (e % q4) * 4;
       if (e < total) {
         __nv_bfloat162 *o = (__nv_bfloat162 *)(dst + r * ld + d);
-        o[0] = __floats2bfloat162_rn(x[u].x, x[u].y);
-        o[1] = __floats2bfloat162_rn(x[u].z, x[u].w);
+        o[0] = x[u].lo;
+        o[1] = x[u].hi;
       }
     }
   }
+}
+
+// Four f32 results to out (f32, 16-byte aligned) or rounded once to bf16 (8-byte aligned).
+__device__ __forceinline__ void store4(float *o, float4 v) { *(float4 *)o = v; }
+__device__ __forceinline__ void store4(bf16 *o, float4 v) {
+  __nv_bfloat162 lo = __floats2bfloat162_rn(v.x, v.y), hi = __floats2bfloat162_rn(v.z, v.w);
+  uint2 u;
+  u.x = *(const unsigned *)&lo;
+  u.y = *(const unsigned *)&hi;
+  *(uint2 *)o = u;
 }
 
 // C (fp32 smem, ldc) = A @ B for a (M x N) result in 16x16 tiles spread over the
@@ -138,8 +172,9 @@ static size_t bwd_smem(const tc_geom &g) {
   return sizeof(bf16) * ((size_t)(2 * g.LQ + 2 * g.LK) * g.ldd + 2 * (size_t)g.LQ * g.ldp) + sizeof(float) * f;
 }
 
+template <class TI, class TO>
 __global__ void __launch_bounds__(TC_WARPS * 32, 4)
-    attn_tc_fwd_k(float *out, float *probs, tc_view q, tc_view k, tc_view v, tc_geom g, const uint8_t *mask,
+    attn_tc_fwd_k(TO *out, float *probs, tc_view q, tc_view k, tc_view v, tc_geom g, const uint8_t *mask,
                   int causal, float scale) {
   extern __shared__ __align__(128) unsigned char smem[];
   const int h = blockIdx.x % g.H;
@@ -147,9 +182,9 @@ __global__ void __launch_bounds__(TC_WARPS * 32, 4)
   const int D = g.D, LQ = g.LQ, LK = g.LK, Lq = g.Lq, Lk = g.Lk;
   bf16 *Qs = (bf16 *)smem, *Ks = Qs + LQ * g.ldd, *Vs = Ks + LK * g.ldd, *Pb = Vs + LK * g.ldd;
   float *F = (float *)(Pb + LQ * g.ldp);
-  load_rows_bf16(Qs, g.ldd, q.p + b * q.s0 + (int64_t)h * D, q.s1, Lq, LQ, D);
-  load_rows_bf16(Ks, g.ldd, k.p + b * k.s0 + (int64_t)h * D, k.s1, Lk, LK, D);
-  load_rows_bf16(Vs, g.ldd, v.p + b * v.s0 + (int64_t)h * D, v.s1, Lk, LK, D);
+  load_rows_bf16(Qs, g.ldd, (const TI *)q.p + b * q.s0 + (int64_t)h * D, q.s1, Lq, LQ, D);
+  load_rows_bf16(Ks, g.ldd, (const TI *)k.p + b * k.s0 + (int64_t)h * D, k.s1, Lk, LK, D);
+  load_rows_bf16(Vs, g.ldd, (const TI *)v.p + b * v.s0 + (int64_t)h * D, v.s1, Lk, LK, D);
   __syncthreads();
   // S = Q K^T (K^T: K's rows read column-major)
   mm_tiles<wmma::row_major, wmma::col_major>(F, g.ldf, Qs, g.ldd, Ks, g.ldd, LQ, LK, D);
@@ -196,10 +231,10 @@ __global__ void __launch_bounds__(TC_WARPS * 32, 4)
   mm_tiles<wmma::row_major, wmma::row_major>(F, g.ldo, Pb, g.ldp, Vs, g.ldd, LQ, D, LK);
   __syncthreads();
   const int q4 = D / 4;
-  float *ob = out + b * Lq * ((int64_t)g.H * D) + (int64_t)h * D;
+  TO *ob = out + b * Lq * ((int64_t)g.H * D) + (int64_t)h * D;
   for (int e = threadIdx.x; e < Lq * q4; e += blockDim.x) {
     int r = e / q4, d = (e % q4) * 4;
-    *(float4 *)(ob + (int64_t)r * g.H * D + d) = *(const float4 *)(F + r * g.ldo + d);
+    store4(ob + (int64_t)r * g.H * D + d, *(const float4 *)(F + r * g.ldo + d));
   }
 }
 
@@ -215,10 +250,10 @@ __global__ void __launch_bounds__(TC_WARPS * 32, 3)
   float *F = (float *)(dSb + LQ * g.ldp);
   const int64_t W = (int64_t)g.H * D;
   const float *P = probs + (int64_t)blockIdx.x * Lq * Lk;
-  load_rows_bf16(Qs, g.ldd, q.p + b * q.s0 + (int64_t)h * D, q.s1, Lq, LQ, D);
+  load_rows_bf16(Qs, g.ldd, (const float *)q.p + b * q.s0 + (int64_t)h * D, q.s1, Lq, LQ, D);
   load_rows_bf16(dOs, g.ldd, dout + b * Lq * W + (int64_t)h * D, W, Lq, LQ, D);
-  load_rows_bf16(Ks, g.ldd, k.p + b * k.s0 + (int64_t)h * D, k.s1, Lk, LK, D);
-  load_rows_bf16(Vs, g.ldd, v.p + b * v.s0 + (int64_t)h * D, v.s1, Lk, LK, D);
+  load_rows_bf16(Ks, g.ldd, (const float *)k.p + b * k.s0 + (int64_t)h * D, k.s1, Lk, LK, D);
+  load_rows_bf16(Vs, g.ldd, (const float *)v.p + b * v.s0 + (int64_t)h * D, v.s1, Lk, LK, D);
   for (int e0 = threadIdx.x; e0 < LQ * LK; e0 += TC_UNROLL * blockDim.x) {
     float pv[TC_UNROLL];
 #pragma unroll
@@ -282,11 +317,18 @@ __global__ void __launch_bounds__(TC_WARPS * 32, 3)
 
 static int aligned16(const void *p) { return ((uintptr_t)p & 15) == 0; }
 
-// The view qualifies: 16-byte aligned rows (D % 4 == 0 is implied by D % 16 == 0).
+// The view qualifies: 16-byte aligned rows of 4-element groups (D % 4 == 0 is
+// implied by D % 16 == 0; f32 rows are then 16-byte aligned, bf16 rows 8-byte).
 static int view_ok(const vlm_tensor *t, int64_t D, int heads) {
   if (!t) return 1;
   (void)heads;
   return aligned16(t->data) && t->stride[0] % 4 == 0 && t->stride[1] % 4 == 0 && D % 4 == 0;
+}
+
+template <class TI, class TO>
+static void launch_fwd(size_t sm, int64_t grid, TO *out, float *probs, tc_view q, tc_view k, tc_view v, tc_geom g,
+                       const uint8_t *mask, int causal, float scale) {
+  attn_tc_fwd_k<TI, TO><<<(unsigned)grid, TC_WARPS * 32, sm>>>(out, probs, q, k, v, g, mask, causal, scale);
 }
 
 static int geom(tc_geom *g, const vlm_tensor *q, const vlm_tensor *k, int heads) {
@@ -336,16 +378,23 @@ int vlm_cuda_attention_tc_forward(vlm_tensor *out, vlm_tensor *probs, const vlm_
   if (!geom(&g, q, k, heads)) return 0;
   if (!view_ok(q, g.D, heads) || !view_ok(k, g.D, heads) || !view_ok(v, g.D, heads) || !aligned16(out->data))
     return 0;
-  static size_t done = 0;
+  // one instantiation per (q/k/v dtype, out dtype), each with its shared-memory opt-in
+  const int ib = q->dtype == VLM_BF16, ob = out->dtype == VLM_BF16;
+  const void *fn = ib ? (ob ? (const void *)attn_tc_fwd_k<bf16, bf16> : (const void *)attn_tc_fwd_k<bf16, float>)
+                      : (ob ? (const void *)attn_tc_fwd_k<float, bf16> : (const void *)attn_tc_fwd_k<float, float>);
+  static size_t done[4];
   size_t sm = fwd_smem(g);
-  if (!smem_opt_in((const void *)attn_tc_fwd_k, sm, &done)) return 0;
+  if (!smem_opt_in(fn, sm, &done[2 * ib + ob])) return 0;
   const int64_t B = q->shape[0];
-  tc_view vq = {(const float *)q->data, q->stride[0], q->stride[1]};
-  tc_view vk = {(const float *)k->data, k->stride[0], k->stride[1]};
-  tc_view vv = {(const float *)v->data, v->stride[0], v->stride[1]};
-  attn_tc_fwd_k<<<(unsigned)(B * heads), TC_WARPS * 32, sm>>>(
-      (float *)out->data, probs ? (float *)probs->data : NULL, vq, vk, vv, g,
-      key_padding_mask ? (const uint8_t *)key_padding_mask->data : NULL, causal, scale);
+  tc_view vq = {q->data, q->stride[0], q->stride[1]};
+  tc_view vk = {k->data, k->stride[0], k->stride[1]};
+  tc_view vv = {v->data, v->stride[0], v->stride[1]};
+  float *pr = probs ? (float *)probs->data : NULL;
+  const uint8_t *mask = key_padding_mask ? (const uint8_t *)key_padding_mask->data : NULL;
+  if (ib && ob) launch_fwd<bf16, bf16>(sm, B * heads, (bf16 *)out->data, pr, vq, vk, vv, g, mask, causal, scale);
+  else if (ib) launch_fwd<bf16, float>(sm, B * heads, (float *)out->data, pr, vq, vk, vv, g, mask, causal, scale);
+  else if (ob) launch_fwd<float, bf16>(sm, B * heads, (bf16 *)out->data, pr, vq, vk, vv, g, mask, causal, scale);
+  else launch_fwd<float, float>(sm, B * heads, (float *)out->data, pr, vq, vk, vv, g, mask, causal, scale);
   LAUNCHED("attention_forward", "attn_tc_fwd");
   return 1;
 }
@@ -362,9 +411,9 @@ int vlm_cuda_attention_tc_backward(vlm_tensor *dq, vlm_tensor *dk, vlm_tensor *d
   size_t sm = bwd_smem(g);
   if (!smem_opt_in((const void *)attn_tc_bwd_k, sm, &done)) return 0;
   const int64_t B = q->shape[0];
-  tc_view vq = {(const float *)q->data, q->stride[0], q->stride[1]};
-  tc_view vk = {(const float *)k->data, k->stride[0], k->stride[1]};
-  tc_view vv = {(const float *)v->data, v->stride[0], v->stride[1]};
+  tc_view vq = {q->data, q->stride[0], q->stride[1]};
+  tc_view vk = {k->data, k->stride[0], k->stride[1]};
+  tc_view vv = {v->data, v->stride[0], v->stride[1]};
   tc_dview gq = {dq ? (float *)dq->data : NULL, dq ? dq->stride[0] : 0, dq ? dq->stride[1] : 0};
   tc_dview gk = {dk ? (float *)dk->data : NULL, dk ? dk->stride[0] : 0, dk ? dk->stride[1] : 0};
   tc_dview gv = {dv ? (float *)dv->data : NULL, dv ? dv->stride[0] : 0, dv ? dv->stride[1] : 0};

@@ -52,7 +52,9 @@ void vlm_cuda_matmul_backward(vlm_tensor *da, vlm_tensor *db, vlm_tensor *dbias,
 void vlm_cuda_matmul_backward_set(vlm_tensor *da, vlm_tensor *db, vlm_tensor *dbias, const vlm_tensor *dout,
                                   const vlm_tensor *a, const vlm_tensor *b, int trans_a, int trans_b,
                                   vlm_precision prec);
-/* out = act(a @ w^T + bias) + residual (inference; out F32 or BF16). */
+/* out = act(a @ w^T + bias) + residual (inference; out F32 or BF16). A bf16
+ * product with an activation into BF16 (no residual) is written as bf16 by the
+ * GEMM, then bias + activation run in place (one more rounding than the CPU's). */
 void vlm_cuda_linear_forward(vlm_tensor *out, const vlm_tensor *a, const vlm_tensor *w, const vlm_tensor *bias,
                              const vlm_act *act, const vlm_tensor *residual, vlm_precision prec);
 void vlm_cuda_layernorm_forward(vlm_tensor *out, vlm_tensor *mean, vlm_tensor *rstd, const vlm_tensor *x,

@@ -184,7 +184,10 @@ void vlm_cuda_softmax_backward(vlm_tensor *dx, const vlm_tensor *dy, const vlm_t
 void vlm_cuda_attention_forward(vlm_tensor *out, vlm_tensor *probs, const vlm_tensor *q, const vlm_tensor *k,
                                 const vlm_tensor *v, int heads, const vlm_tensor *key_padding_mask, int causal,
                                 float scale) {
-  vlm_cpu_attention_forward(H(out), H(probs), H(q), H(k), H(v), heads, H(key_padding_mask), causal, scale);
+  if (q->dtype == VLM_BF16 || out->dtype == VLM_BF16)  // bf16 storage: the dispatcher's widening path
+    vlm_attention_forward(H(out), H(probs), H(q), H(k), H(v), heads, H(key_padding_mask), causal, scale);
+  else
+    vlm_cpu_attention_forward(H(out), H(probs), H(q), H(k), H(v), heads, H(key_padding_mask), causal, scale);
 }
 void vlm_cuda_attention_backward(vlm_tensor *dq, vlm_tensor *dk, vlm_tensor *dv, const vlm_tensor *dout,
                                  const vlm_tensor *probs, const vlm_tensor *q, const vlm_tensor *k,

@@ -13,6 +13,7 @@
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/cuda/common.cuh"
@@ -136,15 +137,19 @@ static unsigned align_of(const void *p) {
 }
 
 // One cached plan per distinct GEMM (shapes, layouts, types, epilogue, alignment).
+#define N_CAND 8
 typedef struct {
   int used;
   int64_t M, N, K;
   int ta, tb, bf16, bias, beta1;
+  int outbf;  // D (and C) bf16: the GEMM rounds its f32 result once
   unsigned al_a, al_b, al_c;
   cublasLtMatmulDesc_t op;
   cublasLtMatrixLayout_t la, lb, lc;
   cublasLtMatmulAlgo_t algo;
   int has_algo;
+  cublasLtMatmulAlgo_t cand[N_CAND];  // the heuristic's candidates, best guess first
+  int n_cand, tuned;
 } plan;
 
 #define N_PLANS 256
@@ -152,12 +157,13 @@ static plan g_plans[N_PLANS];
 static int g_next_plan = 0;
 
 static plan *get_plan(int64_t M, int64_t N, int64_t K, int ta, int tb, int bf16, const void *A, const void *B,
-                      const float *C, const float *bias, int beta1) {
+                      const void *C, const float *bias, int beta1, int outbf) {
   unsigned al_a = align_of(A), al_b = align_of(B), al_c = align_of(C);
   for (int i = 0; i < N_PLANS; i++) {
     plan *p = &g_plans[i];
     if (p->used && p->M == M && p->N == N && p->K == K && p->ta == ta && p->tb == tb && p->bf16 == bf16 &&
-        p->bias == (bias != NULL) && p->beta1 == beta1 && p->al_a == al_a && p->al_b == al_b && p->al_c == al_c)
+        p->bias == (bias != NULL) && p->beta1 == beta1 && p->outbf == outbf && p->al_a == al_a &&
+        p->al_b == al_b && p->al_c == al_c)
       return p;
   }
   plan *p = &g_plans[g_next_plan];
@@ -170,7 +176,7 @@ static plan *get_plan(int64_t M, int64_t N, int64_t K, int ta, int tb, int bf16,
   }
   memset(p, 0, sizeof *p);
   p->M = M; p->N = N; p->K = K; p->ta = ta; p->tb = tb; p->bf16 = bf16; p->bias = bias != NULL; p->beta1 = beta1;
-  p->al_a = al_a; p->al_b = al_b; p->al_c = al_c;
+  p->al_a = al_a; p->al_b = al_b; p->al_c = al_c; p->outbf = outbf;
   cudaDataType_t t_in = bf16 ? CUDA_R_16BF : CUDA_R_32F;
   BLAS_OK(cublasLtMatmulDescCreate(&p->op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
   // cuBLASLt's first operand is our b, its second our a (see the top of the file).
@@ -189,7 +195,7 @@ static plan *get_plan(int64_t M, int64_t N, int64_t K, int ta, int tb, int bf16,
   // second operand (our a): K x M (ld K) if !ta, else M x K (ld M)
   if (!ta) BLAS_OK(cublasLtMatrixLayoutCreate(&p->lb, t_in, (uint64_t)K, (uint64_t)M, K));
   else BLAS_OK(cublasLtMatrixLayoutCreate(&p->lb, t_in, (uint64_t)M, (uint64_t)K, M));
-  BLAS_OK(cublasLtMatrixLayoutCreate(&p->lc, CUDA_R_32F, (uint64_t)N, (uint64_t)M, N));
+  BLAS_OK(cublasLtMatrixLayoutCreate(&p->lc, outbf ? CUDA_R_16BF : CUDA_R_32F, (uint64_t)N, (uint64_t)M, N));
 
   cublasLtMatmulPreference_t pref;
   BLAS_OK(cublasLtMatmulPreferenceCreate(&pref));
@@ -200,16 +206,76 @@ static plan *get_plan(int64_t M, int64_t N, int64_t K, int ta, int tb, int bf16,
   BLAS_OK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &a2, sizeof a2));
   BLAS_OK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &a3, sizeof a3));
   BLAS_OK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &a3, sizeof a3));
-  cublasLtMatmulHeuristicResult_t res;
+  cublasLtMatmulHeuristicResult_t res[N_CAND];
   int n_res = 0;
-  cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(g_lt, p->op, p->la, p->lb, p->lc, p->lc, pref, 1, &res, &n_res);
+  cublasStatus_t st =
+      cublasLtMatmulAlgoGetHeuristic(g_lt, p->op, p->la, p->lb, p->lc, p->lc, pref, N_CAND, res, &n_res);
   cublasLtMatmulPreferenceDestroy(pref);
   if (st == CUBLAS_STATUS_SUCCESS && n_res > 0) {
-    p->algo = res.algo;
-    p->has_algo = 1;
+    for (int i = 0; i < n_res; i++)
+      if (res[i].state == CUBLAS_STATUS_SUCCESS) p->cand[p->n_cand++] = res[i].algo;
+    if (p->n_cand > 0) {
+      p->algo = p->cand[0];
+      p->has_algo = 1;
+    }
   }
   p->used = 1;
   return p;
+}
+
+// GEMM autotuning (on unless VLM_CUDA_GEMM_TUNE=0): the first call of each plan
+// times the heuristic's candidates (up to N_CAND) on that call's own operands,
+// each writing a temporary D, and keeps the fastest for the plan's later calls.
+// The heuristic's first guess is often not the fastest at the towers' shapes.
+static int tune_on(void) {
+  static int on = -1;
+  if (on < 0) {
+    const char *e = getenv("VLM_CUDA_GEMM_TUNE");
+    on = !(e && e[0] == '0');
+  }
+  return on;
+}
+
+static cublasStatus_t run_algo(plan *p, const cublasLtMatmulAlgo_t *algo, const void *A, const void *B, float beta,
+                               const void *Cin, void *D) {
+  const float alpha = 1.0f;
+  return cublasLtMatmul(g_lt, p->op, &alpha, B, p->la, A, p->lb, &beta, Cin, p->lc, D, p->lc, algo, g_workspace,
+                        k_workspace, 0);
+}
+
+// Cin: C's input when beta != 0 (read, never written here). The bias pointer is set.
+static void tune_plan(plan *p, const void *A, const void *B, float beta, const void *Cin) {
+  p->tuned = 1;
+  if (p->n_cand < 2 || !tune_on()) return;
+  void *D = NULL;
+  if (cudaMalloc(&D, (p->outbf ? 2 : 4) * (size_t)(p->M * p->N)) != cudaSuccess) {
+    (void)cudaGetLastError();  // no memory to spare: keep the heuristic's choice
+    return;
+  }
+  cudaEvent_t e0, e1;
+  CUDA_OK(cudaEventCreate(&e0));
+  CUDA_OK(cudaEventCreate(&e1));
+  float best = 0.0f;
+  int besti = -1;
+  const void *c = beta != 0.0f ? Cin : D;
+  for (int i = 0; i < p->n_cand; i++) {
+    if (run_algo(p, &p->cand[i], A, B, beta, c, D) != CUBLAS_STATUS_SUCCESS) continue;  // warm-up
+    int ok = 1;
+    CUDA_OK(cudaEventRecord(e0, 0));
+    for (int r = 0; r < 3 && ok; r++) ok = run_algo(p, &p->cand[i], A, B, beta, c, D) == CUBLAS_STATUS_SUCCESS;
+    CUDA_OK(cudaEventRecord(e1, 0));
+    CUDA_OK(cudaEventSynchronize(e1));
+    float ms = 0.0f;
+    CUDA_OK(cudaEventElapsedTime(&ms, e0, e1));
+    if (ok && (besti < 0 || ms < best)) {
+      best = ms;
+      besti = i;
+    }
+  }
+  if (besti >= 0) p->algo = p->cand[besti];
+  CUDA_OK(cudaEventDestroy(e0));
+  CUDA_OK(cudaEventDestroy(e1));
+  CUDA_OK(cudaFree(D));
 }
 
 __global__ void bias_rows_k(float *C, const float *bias, int64_t M, int64_t N, float beta) {
@@ -235,11 +301,12 @@ static void gemm_c(const char *what, float *C, const float *Cin, int64_t M, int6
   init_handles();
   // (the plan's C alignment: the smaller of C's and Cin's, from the OR of the addresses)
   const float *Calign = Cin ? (const float *)((uintptr_t)C | (uintptr_t)Cin) : C;
-  plan *p = get_plan(M, N, K, ta, tb, bf16, A, B, Calign, bias, beta != 0.0f);
+  plan *p = get_plan(M, N, K, ta, tb, bf16, A, B, Calign, bias, beta != 0.0f, 0);
   const float alpha = 1.0f;
   if (p->has_algo) {
     if (bias)
       BLAS_OK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
+    if (!p->tuned) tune_plan(p, A, B, beta, Cin ? Cin : C);
     cublasStatus_t st = cublasLtMatmul(g_lt, p->op, &alpha, B, p->la, A, p->lb, &beta, Cin ? Cin : C, p->lc, C, p->lc, &p->algo,
                                        g_workspace, k_workspace, 0);
     if (st == CUBLAS_STATUS_SUCCESS) {
@@ -264,6 +331,29 @@ static void gemm_c(const char *what, float *C, const float *Cin, int64_t M, int6
                        &alpha, B, t_in, (int)(tb ? K : N), A, t_in, (int)(ta ? M : K), &beta2, C, CUDA_R_32F, (int)N,
                        CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
   LAUNCHED(what, "cublasGemmEx");
+}
+
+// D[M,N] (bf16) = A @ B^T, A [M,K] and B [N,K] both bf16: the f32 product
+// rounded once. 1 when cuBLASLt ran it; 0 when it has no kernel for it (the
+// caller then goes through f32). No bias epilogue: cuBLASLt's bias must then
+// be bf16 too (an f32 bias with a bf16 D is for fp8 kernels only).
+static int gemm_bf16_out(const char *what, __nv_bfloat16 *D, int64_t M, int64_t N, int64_t K, const void *A,
+                         const void *B) {
+  if (M == 0 || N == 0) return 1;
+  if (K == 0) return 0;
+  init_handles();
+  plan *p = get_plan(M, N, K, 0, 1, 1, A, B, D, NULL, 0, 1);
+  if (!p->has_algo) return 0;
+  if (!p->tuned) tune_plan(p, A, B, 0.0f, NULL);
+  cublasStatus_t st = run_algo(p, &p->algo, A, B, 0.0f, D, D);
+  if (st == CUBLAS_STATUS_SUCCESS) {
+    LAUNCHED(what, "cublasLtMatmul (bf16 out)");
+    return 1;
+  }
+  VLM_CHECK(st == CUBLAS_STATUS_NOT_SUPPORTED, "cuBLAS: %s: cublasLtMatmul (M %lld N %lld K %lld, bf16 out) failed: %s",
+            what, (long long)M, (long long)N, (long long)K, lt_status_name(st));
+  p->has_algo = 0;
+  return 0;
 }
 
 static void gemm(const char *what, float *C, int64_t M, int64_t N, int64_t K, const void *A, int ta, const void *B,
@@ -424,14 +514,51 @@ extern "C" void vlm_cuda_matmul_backward_set(vlm_tensor *da, vlm_tensor *db, vlm
   matmul_backward(da, db, dbias, dout, a, b, trans_a, trans_b, prec, 0.0f);
 }
 
+// In place on the bf16 GEMM result: o = act(o + bias[col]) in f32, rounded once
+// more (N % 2 == 0, 4-byte aligned o: two elements a thread).
+__global__ void bias_act_bf16_k(__nv_bfloat16 *o, const float *bias, int act, int64_t N, int64_t n2) {
+  GRID_STRIDE(i, n2) {
+    __nv_bfloat162 *p = (__nv_bfloat162 *)o + i;
+    float2 v = __bfloat1622float2(*p);
+    int64_t c = (2 * i) % N;
+    if (bias) v.x += bias[c], v.y += bias[c + 1];
+    *p = __floats2bfloat162_rn(vlm_act_f(act, v.x), vlm_act_f(act, v.y));
+  }
+}
+
 // out = act(y) + residual, y = a @ w^T + bias (f32); out F32 or BF16 (rounded once).
+__device__ __forceinline__ float linear_epi_f(float v, int act, const float *res, int64_t i) {
+  if (act >= 0) v = vlm_act_f(act, v);
+  if (res) v = v + res[i];
+  return v;
+}
+
 __global__ void linear_epi_k(float *out, __nv_bfloat16 *outh, const float *y, int act, const float *res, int64_t n) {
   GRID_STRIDE(i, n) {
-    float v = y[i];
-    if (act >= 0) v = vlm_act_f(act, v);
-    if (res) v = v + res[i];
+    float v = linear_epi_f(y[i], act, res, i);
     if (outh) outh[i] = __float2bfloat16_rn(v);
     else out[i] = v;
+  }
+}
+
+// The same, four elements a thread (n % 4 == 0, 16-byte aligned y, res and out;
+// 8-byte aligned outh): one float4 load, one 8-byte bf16 store.
+__global__ void linear_epi4_k(float *out, __nv_bfloat16 *outh, const float *y, int act, const float *res, int64_t n4) {
+  GRID_STRIDE(i, n4) {
+    float4 v = ((const float4 *)y)[i];
+    v.x = linear_epi_f(v.x, act, res, 4 * i);
+    v.y = linear_epi_f(v.y, act, res, 4 * i + 1);
+    v.z = linear_epi_f(v.z, act, res, 4 * i + 2);
+    v.w = linear_epi_f(v.w, act, res, 4 * i + 3);
+    if (outh) {
+      __nv_bfloat162 lo = __floats2bfloat162_rn(v.x, v.y), hi = __floats2bfloat162_rn(v.z, v.w);
+      uint2 u;
+      u.x = *(const unsigned *)&lo;
+      u.y = *(const unsigned *)&hi;
+      ((uint2 *)outh)[i] = u;
+    } else {
+      ((float4 *)out)[i] = v;
+    }
   }
 }
 
@@ -453,13 +580,34 @@ extern "C" void vlm_cuda_linear_forward(vlm_tensor *out, const vlm_tensor *a, co
     gemm_c("linear_forward", (float *)out->data, (const float *)residual->data, M, N, K, A, 0, B, 1, bf, bs, 1.0f);
     return;
   }
+  // bf16 Linear + activation into bf16 (the MLP's fc in bf16 inference): the
+  // GEMM writes the product as bf16, then bias and activation in place. The
+  // product is rounded to bf16 once more than on the CPU (before the bias and
+  // the exact-erf GELU, which cuBLASLt's tanh-form GELU epilogue is not), for a
+  // write of half the bytes and no f32 intermediate (ViT-B/32's fc at batch 256:
+  // 157 MB written and read less).
+  if (!f32_out && act && !residual && bf && N % 2 == 0 && ((uintptr_t)out->data & 3) == 0 &&
+      gemm_bf16_out("linear_forward", (__nv_bfloat16 *)out->data, M, N, K, A, B)) {
+    if (M * N == 0) return;
+    bias_act_bf16_k<<<vlm_blocks(M * N / 2, 256), 256>>>((__nv_bfloat16 *)out->data, bs, (int)*act, N, M * N / 2);
+    LAUNCHED("linear_forward", "bias_act_bf16");
+    return;
+  }
   // The GEMM's f32 result: in out itself when out is F32 and not the residual, else in scratch.
   int in_place = f32_out && (!residual || residual->data != out->data);
   float *y = in_place ? (float *)out->data : (float *)vlm_cuda_scratch(4, sizeof(float) * (size_t)(M * N > 0 ? M * N : 1));
   gemm("linear_forward", y, M, N, K, A, 0, B, 1, bf, bs, 0.0f);
   if (M * N == 0) return;
-  linear_epi_k<<<vlm_blocks(M * N, 256), 256>>>(f32_out ? (float *)out->data : NULL,
-                                                f32_out ? NULL : (__nv_bfloat16 *)out->data, y, act ? (int)*act : -1,
-                                                residual ? (const float *)residual->data : NULL, M * N);
-  LAUNCHED("linear_forward", "linear_epilogue");
+  float *of = f32_out ? (float *)out->data : NULL;
+  __nv_bfloat16 *oh = f32_out ? NULL : (__nv_bfloat16 *)out->data;
+  const float *rs = residual ? (const float *)residual->data : NULL;
+  int ac = act ? (int)*act : -1;
+  uintptr_t al = (uintptr_t)y | (uintptr_t)rs | (uintptr_t)of;
+  if ((M * N) % 4 == 0 && al % 16 == 0 && (uintptr_t)oh % 8 == 0) {
+    linear_epi4_k<<<vlm_blocks(M * N / 4, 256), 256>>>(of, oh, y, ac, rs, M * N / 4);
+    LAUNCHED("linear_forward", "linear_epilogue4");
+  } else {
+    linear_epi_k<<<vlm_blocks(M * N, 256), 256>>>(of, oh, y, ac, rs, M * N);
+    LAUNCHED("linear_forward", "linear_epilogue");
+  }
 }

@@ -484,6 +484,39 @@ static void test_no_probs(void) {
   }
 }
 
+/* bf16 storage (inference): q, k, v as BF16 views into a packed bf16 buffer give
+ * exactly the F32 result of the same (rounded) values; a BF16 out is that result
+ * rounded once. */
+static void test_bf16_storage(void) {
+  cfg c = {"bf16 storage", 2, 9, 9, 3, 8, 1, 1, 1, 95};
+  for (int mode = 0; mode < 2; mode++) {
+    vlm_set_kernel_mode(mode ? VLM_KERNELS_REF : VLM_KERNELS_FAST);
+    inst p;
+    inst_init(&p, &c);
+    const int64_t n = c.B * c.Lq * p.W, W = p.W;
+    uint16_t *hb = malloc(sizeof(uint16_t) * (size_t)p.n_qbuf), *ob = malloc(sizeof(uint16_t) * (size_t)n);
+    vlm_f32_to_bf16_array(hb, p.qbuf, (size_t)p.n_qbuf);
+    vlm_bf16_to_f32_array(p.qbuf, hb, (size_t)p.n_qbuf); /* the f32 instance now holds the rounded values */
+    vlm_attention_forward(&p.tout, NULL, &p.q, &p.k, &p.v, (int)c.H, &p.tmask, c.causal, inst_scale(&p));
+    float *want = fdup(p.out, n);
+    int64_t s3[3] = {c.B, c.Lq, 3 * W}, so[3] = {c.B, c.Lq, W};
+    vlm_tensor all = vlm_tensor_make(hb, VLM_BF16, VLM_CPU, 3, s3);
+    vlm_tensor q = vlm_narrow(&all, 2, 0, W), k = vlm_narrow(&all, 2, W, W), v = vlm_narrow(&all, 2, 2 * W, W);
+    memset(p.out, 0xff, (size_t)n * sizeof(float));
+    vlm_attention_forward(&p.tout, NULL, &q, &k, &v, (int)c.H, &p.tmask, c.causal, inst_scale(&p));
+    CHECK(!memcmp(want, p.out, (size_t)n * sizeof(float)), "%s: bf16 q, k, v give the f32 result of their values",
+          mode ? "ref" : "fast");
+    vlm_tensor o16 = vlm_tensor_make(ob, VLM_BF16, VLM_CPU, 3, so);
+    vlm_attention_forward(&o16, NULL, &q, &k, &v, (int)c.H, &p.tmask, c.causal, inst_scale(&p));
+    int64_t bad = 0;
+    for (int64_t i = 0; i < n; i++) bad += ob[i] != vlm_f32_to_bf16(want[i]);
+    CHECK(bad == 0, "%s: a BF16 out is the f32 result rounded once (%lld of %lld differ)", mode ? "ref" : "fast",
+          (long long)bad, (long long)n);
+    free(hb), free(ob), free(want);
+    inst_free(&p);
+  }
+}
+
 /* ------------------------------------------------------------------ dispatcher checks */
 /* Runs fn in a child process; returns 1 if it aborted (a VLM_CHECK fired).
  * fn must fail in the dispatcher: libgomp is not usable after fork. */
@@ -550,6 +583,21 @@ static void mixed_devices(inst *p) {
   q.device = VLM_CUDA;  /* k, v, out stay on the CPU */
   vlm_attention_forward(&p->tout, &p->tprobs, &q, &p->k, &p->v, (int)p->c.H, NULL, 0, 1.0f);
 }
+static void bf16_with_probs(inst *p) {  /* bf16 storage is for inference only */
+  vlm_tensor q = p->q, k = p->k, v = p->v;
+  q.dtype = k.dtype = v.dtype = VLM_BF16;
+  vlm_attention_forward(&p->tout, &p->tprobs, &q, &k, &v, (int)p->c.H, NULL, 0, 1.0f);
+}
+static void bf16_mixed(inst *p) {
+  vlm_tensor q = p->q;
+  q.dtype = VLM_BF16;  /* k, v stay F32 */
+  vlm_attention_forward(&p->tout, NULL, &q, &p->k, &p->v, (int)p->c.H, NULL, 0, 1.0f);
+}
+static void bf16_backward(inst *p) {
+  vlm_tensor q = p->q, k = p->k, v = p->v;
+  q.dtype = k.dtype = v.dtype = VLM_BF16;
+  vlm_attention_backward(&p->dq, &p->dk, &p->dv, &p->tdout, &p->tprobs, &q, &k, &v, (int)p->c.H, 1.0f);
+}
 static void ok_call(inst *p) {
   vlm_set_kernel_mode(VLM_KERNELS_REF); /* no OpenMP in the child */
   vlm_attention_forward(&p->tout, &p->tprobs, &p->q, &p->k, &p->v, (int)p->c.H, &p->tmask, 1, 1.0f);
@@ -575,6 +623,9 @@ static void test_checks(void) {
   CHECK(aborts(bad_v_length, &p) == 1, "k and v lengths must agree");
   CHECK(aborts(bad_out_strided, &p) == 1, "out must be contiguous");
   CHECK(aborts(mixed_devices, &p) == 1, "q, k, v on different devices are caught");
+  CHECK(aborts(bf16_with_probs, &p) == 1, "bf16 q, k, v with saved probabilities are refused");
+  CHECK(aborts(bf16_mixed, &p) == 1, "q, k, v of different dtypes are caught");
+  CHECK(aborts(bf16_backward, &p) == 1, "the backward takes f32 q, k, v only");
   inst_free(&p);
 }
 
@@ -645,6 +696,7 @@ int main(void) {
   TIMED(test_known_values());
   TIMED(test_gradcheck());
   TIMED(test_no_probs());
+  TIMED(test_bf16_storage());
   TIMED(test_checks());
   TIMED(bench(base_threads));
   vlm_set_kernel_mode(VLM_KERNELS_FAST);

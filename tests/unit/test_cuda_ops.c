@@ -370,6 +370,51 @@ typedef struct {
  * (2^-9 relative each) and summed in fp32 over <= 128 terms; the measured worst
  * is printed in the per-op summary. */
 #define TOL_ATTN_BF16 2e-2
+
+/* p's host values as a BF16 pair (rounded to nearest even). */
+static pair bf16_of(const pair *p) {
+  int64_t n = vlm_numel(&p->h);
+  uint16_t *t = malloc(sizeof(uint16_t) * (size_t)(n ? n : 1));
+  vlm_f32_to_bf16_array(t, p->hp, (size_t)n);
+  pair r = mk_raw(VLM_BF16, p->h.ndim, p->h.shape, t);
+  free(t);
+  return r;
+}
+
+/* bf16 storage for inference: q, k, v as bf16 views of the same layout (packed
+ * or not), out BF16 and out F32, against the fp32 reference `ref` of the
+ * unrounded inputs (so within the bf16 bound at either precision). */
+static void test_attention_bf16_storage(const attn_cfg *c, const pair *qb, const pair *kb, const pair *vb,
+                                        const pair *mask, const float *ref, vlm_precision prec, const char *cs) {
+  const char *op = prec == VLM_PREC_BF16 ? "attention_forward (bf16 storage, bf16)" : "attention_forward (bf16 storage)";
+  int64_t B = c->B, Lq = c->Lq, W = c->H * c->D, n = B * Lq * W;
+  pair b0 = bf16_of(qb), b1, b2;
+  vlm_tensor q16, k16, v16;
+  if (c->packed) {
+    q16 = vlm_narrow(&b0.d, 2, 0, W), k16 = vlm_narrow(&b0.d, 2, W, W), v16 = vlm_narrow(&b0.d, 2, 2 * W, W);
+  } else {
+    b1 = bf16_of(kb), b2 = bf16_of(vb);
+    q16 = b0.d, k16 = b1.d, v16 = b2.d;
+  }
+  int64_t so[3] = {B, Lq, W};
+  pair o16 = mk_raw(VLM_BF16, 3, so, NULL), o32 = mk3(B, Lq, W, 0, 0, 5.0f);
+  float scale = 1.0f / sqrtf((float)c->D);
+  vlm_set_matmul_precision(prec);
+  vlm_attention_forward(&o16.d, NULL, &q16, &k16, &v16, (int)c->H, c->mask ? &mask->d : NULL, c->causal, scale);
+  vlm_attention_forward(&o32.d, NULL, &q16, &k16, &v16, (int)c->H, c->mask ? &mask->d : NULL, c->causal, scale);
+  vlm_set_matmul_precision(VLM_PREC_F32);
+  uint16_t *gb = malloc(sizeof(uint16_t) * (size_t)(n ? n : 1));
+  float *got = vt_alloc(n);
+  vlm_memcpy(gb, VLM_CPU, o16.d.data, VLM_CUDA, sizeof(uint16_t) * (size_t)n);
+  vlm_bf16_to_f32_array(got, gb, (size_t)n);
+  vlm_tensor gh = vlm_tensor_make(got, VLM_F32, VLM_CPU, 3, so);
+  cmp_buf(op, cs, "out BF16", &gh, ref, n, TOL_ATTN_BF16);
+  cmp_buf(op, cs, "out F32", &o32.d, ref, n, TOL_ATTN_BF16);
+  free(gb), free(got);
+  drop(&b0), drop(&o16), drop(&o32);
+  if (!c->packed) drop(&b1), drop(&b2);
+}
+
 static void test_attention_case(const attn_cfg *c, int tiles, int bf16) {
   char cs[128];
   snprintf(cs, sizeof cs, "%s B%lld Lq%lld Lk%lld H%lld D%lld%s", c->name, (long long)c->B, (long long)c->Lq,
@@ -422,6 +467,7 @@ static void test_attention_case(const attn_cfg *c, int tiles, int bf16) {
   vlm_attention_forward(&out2.d, NULL, &q[1], &k[1], &v[1], (int)H, c->mask ? &mask.d : NULL, c->causal, scale);
   vlm_set_matmul_precision(VLM_PREC_F32);
   cmp_buf(opf, cs, "out(np)", &out2.d, out.hp, vlm_numel(&out.h), tol);
+  test_attention_bf16_storage(c, &qb, &kb, &vb, &mask, out.hp, dev_prec, cs);
   /* backward from the reference's probabilities */
   vlm_copy(&probs.d, &probs.h);
   pair dout = mk3(B, Lq, W, seed + 7, 1.0f, 0);
