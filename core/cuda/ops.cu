@@ -81,11 +81,88 @@ struct ln_dw_val {
   }
 };
 
+// The same for rows of C = 128 * NV floats (the towers' widths: 512, 768, 1024):
+// the row is read once, as float4s held in registers (lane l holds columns
+// 4 (l + 32 j) .. + 3), and written as float4s or 4 bf16 at a time.
+// 16-byte aligned x, w, b and F32 out; 8-byte aligned BF16 out.
+template <int NV>
+__global__ void ln_fwd_vec_k(float *out, __nv_bfloat16 *outh, float *mean, float *rstd, const float *x,
+                             const float *w, const float *b, int64_t R, float eps) {
+  ROW_SETUP(R);
+  const int C = 128 * NV;
+  const float4 *xr = (const float4 *)(x + row * C);
+  float4 v[NV];
+  float s = 0.0f;
+#pragma unroll
+  for (int j = 0; j < NV; j++) {
+    v[j] = xr[lane + 32 * j];
+    s += (v[j].x + v[j].y) + (v[j].z + v[j].w);
+  }
+  s = warp_sum(s);
+  const float m = s / (float)C;
+  float q = 0.0f;
+#pragma unroll
+  for (int j = 0; j < NV; j++) {
+    float a = v[j].x - m, bb = v[j].y - m, c = v[j].z - m, d = v[j].w - m;
+    q += (a * a + bb * bb) + (c * c + d * d);
+  }
+  q = warp_sum(q);
+  const float rs = 1.0f / sqrtf(q / (float)C + eps);
+#pragma unroll
+  for (int j = 0; j < NV; j++) {
+    const int k = lane + 32 * j;
+    const float4 wv = ((const float4 *)w)[k], bv = ((const float4 *)b)[k];
+    float4 y;
+    y.x = (v[j].x - m) * rs * wv.x + bv.x;
+    y.y = (v[j].y - m) * rs * wv.y + bv.y;
+    y.z = (v[j].z - m) * rs * wv.z + bv.z;
+    y.w = (v[j].w - m) * rs * wv.w + bv.w;
+    if (outh) {
+      __nv_bfloat162 lo = __floats2bfloat162_rn(y.x, y.y), hi = __floats2bfloat162_rn(y.z, y.w);
+      uint2 u;
+      u.x = *(const unsigned *)&lo;
+      u.y = *(const unsigned *)&hi;
+      ((uint2 *)(outh + row * C))[k] = u;
+    } else {
+      ((float4 *)(out + row * C))[k] = y;
+    }
+  }
+  if (lane == 0) {
+    if (mean) mean[row] = m;
+    if (rstd) rstd[row] = rs;
+  }
+}
+
+template <int NV>
+static void ln_fwd_vec(float *out, __nv_bfloat16 *outh, float *mean, float *rstd, const float *x, const float *w,
+                       const float *b, int64_t R, float eps) {
+  ln_fwd_vec_k<NV><<<row_blocks(R), WARPS * 32>>>(out, outh, mean, rstd, x, w, b, R, eps);
+}
+
 extern "C" void vlm_cuda_layernorm_forward(vlm_tensor *out, vlm_tensor *mean, vlm_tensor *rstd, const vlm_tensor *x,
                                            const vlm_tensor *w, const vlm_tensor *b, float eps) {
   int64_t R = vlm_rows(x), C = vlm_cols(x);
   if (R == 0) return;
   int bf = out->dtype == VLM_BF16;
+  if (C % 128 == 0 && C >= 128 && C <= 1024 && vlm_vec4(C, x->data, w->data, b->data) &&
+      ((uintptr_t)out->data & (bf ? 7 : 15)) == 0) {
+    float *o = bf ? NULL : (float *)out->data, *mp = mean ? (float *)mean->data : NULL;
+    float *rp = rstd ? (float *)rstd->data : NULL;
+    __nv_bfloat16 *oh = bf ? (__nv_bfloat16 *)out->data : NULL;
+    const float *xp = (const float *)x->data, *wp = (const float *)w->data, *bp = (const float *)b->data;
+    switch (C / 128) {
+      case 1: ln_fwd_vec<1>(o, oh, mp, rp, xp, wp, bp, R, eps); break;
+      case 2: ln_fwd_vec<2>(o, oh, mp, rp, xp, wp, bp, R, eps); break;
+      case 3: ln_fwd_vec<3>(o, oh, mp, rp, xp, wp, bp, R, eps); break;
+      case 4: ln_fwd_vec<4>(o, oh, mp, rp, xp, wp, bp, R, eps); break;
+      case 5: ln_fwd_vec<5>(o, oh, mp, rp, xp, wp, bp, R, eps); break;
+      case 6: ln_fwd_vec<6>(o, oh, mp, rp, xp, wp, bp, R, eps); break;
+      case 7: ln_fwd_vec<7>(o, oh, mp, rp, xp, wp, bp, R, eps); break;
+      default: ln_fwd_vec<8>(o, oh, mp, rp, xp, wp, bp, R, eps); break;
+    }
+    LAUNCHED("layernorm_forward", "ln_fwd_vec");
+    return;
+  }
   ln_fwd_k<<<row_blocks(R), WARPS * 32>>>(bf ? NULL : (float *)out->data, bf ? (__nv_bfloat16 *)out->data : NULL,
                                           mean ? (float *)mean->data : NULL,
                                           rstd ? (float *)rstd->data : NULL, (const float *)x->data,

@@ -268,7 +268,8 @@ static void test_linear(void) {
 
 /* ------------------------------------------------------------------ layernorm */
 static void test_layernorm(void) {
-  const int64_t shapes[][2] = {{1, 1}, {3, 7}, {50, 768}, {5, 1025}, {257, 64}};
+  /* C = 128 k (k <= 8) takes the register-row kernel: 128, 512, 768, 1024 */
+  const int64_t shapes[][2] = {{1, 1}, {3, 7}, {50, 768}, {5, 1025}, {257, 64}, {9, 128}, {13, 512}, {33, 1024}};
   for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
     int64_t R = shapes[s][0], C = shapes[s][1];
     char cs[64];
