@@ -5,6 +5,8 @@
 #   cmake -S . -B build -DCMAKE_BUILD_TYPE=Release && cmake --build build -j2
 #   bench/peer/setup.sh                 # once: the peer (Debian torch + open_clip in a venv)
 #   bench/run_clip_bench.sh [REPS]      # default 7 interleaved reps per workload (~3 min)
+#   F32_ONLY=1 bench/run_clip_bench.sh  # the fp32 workloads only (CPUs without bf16 GEMM kernels,
+#                                       # e.g. AVX2, where the bf16 ones take most of the time)
 #
 # bench/clip_compare.py keeps both sides running (bench_clip --serve and
 # bench/peer/clip_peer.py --serve, every model set up once) and alternates single
@@ -17,7 +19,7 @@
 # side shows. Peak memory: `vlm forward` on a ViT-B-32 checkpoint at batch 1.
 # Without the peer (no venv, import failure) vlm's figures are still printed and
 # the peer is skipped with a message.
-# Env: BUILD (default build), PEER_PY (default build-peer/venv/bin/python), THREADS (2).
+# Env: BUILD (default build), PEER_PY (default build-peer/venv/bin/python), THREADS (2), F32_ONLY.
 set -uo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 BUILD="${BUILD:-$ROOT/build}"
@@ -75,6 +77,7 @@ peak() { grep "^VLM peak_rss_b1_$1_mb" "$LOG" | awk '{print $3}'; }
 args=(--vlm "$BENCH" --threads "$THREADS" --reps "$REPS")
 [ -n "$(peak f32)" ] && args+=(--peak-f32 "$(peak f32)")
 [ -n "$(peak bf16)" ] && args+=(--peak-bf16 "$(peak bf16)")
+[ -n "${F32_ONLY:-}" ] && [ "${F32_ONLY:-}" != 0 ] && args+=(--f32-only)
 [ $peer = 1 ] && args+=(--peer "$PEER_PY" "$ROOT/bench/peer/clip_peer.py")
 cat "$LOG"
 "$PY" "$ROOT/bench/clip_compare.py" "${args[@]}" | tee "$OUT/summary.md"
