@@ -57,8 +57,8 @@ static inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * 
 static inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 /* AVX2 + FMA without AVX-512 (e.g. AMD Zen 2/3): gcc keeps mk4_pass's 4 x 32 accumulators
- * (16 ymm registers, all there are) on the stack and leaves softmax_row scalar, so these
- * two are written with intrinsics there: the same operations in the same order per
+ * (16 ymm registers, all there are) on the stack and leaves softmax_row and backward's
+ * row dot (dP . P) scalar, so these are written with intrinsics there: the same operations in the same order per
  * element (one FMA chain over k; the same exp steps and lane reductions), so results are
  * bit-identical to the portable code. Passes of 16 columns: 8 accumulators. */
 #if defined(__AVX2__) && defined(__FMA__) && !defined(__AVX512F__)
@@ -572,12 +572,30 @@ WIDE static void bwd_unit_a(const bwd_ctx *c, bwd_buf *w, int64_t bh, int64_t i0
       float *sr = dsi + r * Lkp;
       const int64_t e = ext[r];
       float acc[NB];
+#ifdef ATTN_AVX2
+      {
+        const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), vend = _mm256_set1_epi32((int32_t)e);
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0;
+        for (int64_t j0 = 0; j0 < e; j0 += NB) {
+          const __m256i i0 = _mm256_add_epi32(lane, _mm256_set1_epi32((int32_t)j0));
+          const __m256i m0 = _mm256_cmpgt_epi32(vend, i0);
+          const __m256i m1 = _mm256_cmpgt_epi32(vend, _mm256_add_epi32(i0, _mm256_set1_epi32(8)));
+          /* lanes j >= e load 0 and add 0 * 0 = +0, as the portable loop adds 0.0f */
+          a0 = _mm256_add_ps(a0, _mm256_mul_ps(_mm256_maskload_ps(sr + j0, m0), _mm256_maskload_ps(pr + j0, m0)));
+          a1 = _mm256_add_ps(a1, _mm256_mul_ps(_mm256_maskload_ps(sr + j0 + 8, m1),
+                                               _mm256_maskload_ps(pr + j0 + 8, m1)));
+        }
+        _mm256_storeu_ps(acc, a0);
+        _mm256_storeu_ps(acc + 8, a1);
+      }
+#else
       for (int jj = 0; jj < NB; jj++) acc[jj] = 0.0f;
       for (int64_t j0 = 0; j0 < e; j0 += NB)
         for (int jj = 0; jj < NB; jj++) {
           const int64_t j = j0 + jj;
           acc[jj] += j < e ? sr[j] * pr[j] : 0.0f;
         }
+#endif
       const float rowdot = hsum16(acc);
       for (int64_t j = 0; j < e; j++) sr[j] = pr[j] * (sr[j] - rowdot);
       for (int64_t j = e; j < Lkp; j++) sr[j] = 0.0f;
