@@ -56,6 +56,67 @@ static inline int64_t imax(int64_t a, int64_t b) { return a > b ? a : b; }
 static inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 static inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
+/* AVX2 + FMA without AVX-512 (e.g. AMD Zen 2/3): gcc keeps mk4_pass's 4 x 32 accumulators
+ * (16 ymm registers, all there are) on the stack and leaves softmax_row and backward's
+ * row dot (dP . P) scalar, so these are written with intrinsics there: the same operations in the same order per
+ * element (one FMA chain over k; the same exp steps and lane reductions), so results are
+ * bit-identical to the portable code. Passes of 16 columns: 8 accumulators. */
+#if defined(__AVX2__) && defined(__FMA__) && !defined(__AVX512F__)
+#define ATTN_AVX2 1
+#include <immintrin.h>
+
+/* c[0:n] (=|+=) alpha * (lo, hi), n <= 16. */
+static inline void store16(float *c, __m256 lo, __m256 hi, int64_t n, float alpha, int accumulate) {
+  const __m256 va = _mm256_set1_ps(alpha);
+  lo = _mm256_mul_ps(va, lo);
+  hi = _mm256_mul_ps(va, hi);
+  if (n == 16) {
+    if (accumulate) {
+      lo = _mm256_add_ps(_mm256_loadu_ps(c), lo);
+      hi = _mm256_add_ps(_mm256_loadu_ps(c + 8), hi);
+    }
+    _mm256_storeu_ps(c, lo);
+    _mm256_storeu_ps(c + 8, hi);
+    return;
+  }
+  float t[16];
+  _mm256_storeu_ps(t, lo);
+  _mm256_storeu_ps(t + 8, hi);
+  if (accumulate)
+    for (int64_t j = 0; j < n; j++) c[j] += t[j];
+  else
+    for (int64_t j = 0; j < n; j++) c[j] = t[j];
+}
+
+static inline __attribute__((always_inline)) void mk4_pass16(int64_t nr, int64_t K, const float *a, int64_t ars,
+                                                             int64_t aks, const float *b, int64_t ldb, int64_t j0,
+                                                             float *c, int64_t ldc, int64_t nstore, float alpha,
+                                                             int accumulate) {
+  const int64_t o1 = nr > 1 ? ars : 0, o2 = nr > 2 ? 2 * ars : 0, o3 = nr > 3 ? 3 * ars : 0;
+  __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00,
+         c31 = c00;
+  const float *bp = b + j0, *ap = a;
+  for (int64_t kk = 0; kk < K; kk++, bp += ldb, ap += aks) {
+    const __m256 b0 = _mm256_loadu_ps(bp), b1 = _mm256_loadu_ps(bp + 8);
+    const __m256 a0 = _mm256_broadcast_ss(ap), a1 = _mm256_broadcast_ss(ap + o1);
+    c00 = _mm256_fmadd_ps(a0, b0, c00);
+    c01 = _mm256_fmadd_ps(a0, b1, c01);
+    c10 = _mm256_fmadd_ps(a1, b0, c10);
+    c11 = _mm256_fmadd_ps(a1, b1, c11);
+    const __m256 a2 = _mm256_broadcast_ss(ap + o2), a3 = _mm256_broadcast_ss(ap + o3);
+    c20 = _mm256_fmadd_ps(a2, b0, c20);
+    c21 = _mm256_fmadd_ps(a2, b1, c21);
+    c30 = _mm256_fmadd_ps(a3, b0, c30);
+    c31 = _mm256_fmadd_ps(a3, b1, c31);
+  }
+  const int64_t n = imin(NB, nstore - j0);
+  store16(c + j0, c00, c01, n, alpha, accumulate);
+  if (nr > 1) store16(c + ldc + j0, c10, c11, n, alpha, accumulate);
+  if (nr > 2) store16(c + 2 * ldc + j0, c20, c21, n, alpha, accumulate);
+  if (nr > 3) store16(c + 3 * ldc + j0, c30, c31, n, alpha, accumulate);
+}
+#endif
+
 /* ------------------------------------------------------------------ GEMM kernel
  * Four rows of C at a time share every load of the right-hand operand; each
  * output element is one FMA chain over k in order, whatever the blocking. */
@@ -104,6 +165,11 @@ WIDE static void mm_rows(int64_t nr, int64_t K, const float *a, int64_t ars, int
                          int64_t ldb, int64_t ncols, float *c, int64_t ldc, int64_t nstore, float alpha,
                          int accumulate) {
   int64_t j0 = 0;
+#ifdef ATTN_AVX2
+  for (; j0 < ncols && j0 < nstore; j0 += NB)
+    mk4_pass16(nr, K, a, ars, aks, b, ldb, j0, c, ldc, nstore, alpha, accumulate);
+  return;
+#endif
   for (; j0 + 2 * NB <= ncols && j0 < nstore; j0 += 2 * NB)
     mk4_pass(nr, K, a, ars, aks, b, ldb, j0, 2 * NB, c, ldc, nstore, alpha, accumulate);
   if (j0 < ncols && j0 < nstore) mk4_pass(nr, K, a, ars, aks, b, ldb, j0, NB, c, ldc, nstore, alpha, accumulate);
@@ -178,8 +244,78 @@ WIDE static inline float hsum16(const float *v) {
  * Works in whole blocks of NB over [0, round_up(jend, NB)) (s and keep are
  * padded to that; keep is 0 on the padding) with per-lane partial max / sum,
  * reduced in a fixed order. Zeroes s up to n. */
+#ifdef ATTN_AVX2
+/* exp_nonpos on 8 lanes: the same steps (blends for the clamps' comparisons). */
+static inline __m256 exp_nonpos8(__m256 x) {
+  const __m256 lo = _mm256_set1_ps(-87.0f), zero = _mm256_setzero_ps(), magic = _mm256_set1_ps(12582912.0f);
+  x = _mm256_blendv_ps(x, lo, _mm256_cmp_ps(x, lo, _CMP_LT_OQ));
+  x = _mm256_blendv_ps(x, zero, _mm256_cmp_ps(x, zero, _CMP_GT_OQ));
+  const __m256 t = _mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f));
+  const __m256 nf = _mm256_sub_ps(_mm256_add_ps(t, magic), magic);
+  __m256 r = _mm256_sub_ps(x, _mm256_mul_ps(nf, _mm256_set1_ps(0.693359375f)));
+  r = _mm256_sub_ps(r, _mm256_mul_ps(nf, _mm256_set1_ps(-2.12194440e-4f)));
+  __m256 p = _mm256_set1_ps(1.0f / 5040.0f);
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 720.0f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120.0f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24.0f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6.0f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+  const __m256i bits = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvttps_epi32(nf), _mm256_set1_epi32(127)), 23);
+  return _mm256_mul_ps(p, _mm256_castsi256_ps(bits));
+}
+#endif
+
 WIDE static void softmax_row(float *s, int64_t jend, int64_t n, const float *keep, float scale) {
   const int64_t jp = round_up(jend, NB);
+#ifdef ATTN_AVX2
+  {
+    const __m256 ninf = _mm256_set1_ps(-INFINITY), zero = _mm256_setzero_ps(), vs = _mm256_set1_ps(scale);
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), vend = _mm256_set1_epi32((int32_t)jend);
+    __m256 m0 = ninf, m1 = ninf;
+    for (int64_t j0 = 0; j0 < jp; j0 += NB) {
+      const __m256i i0 = _mm256_add_epi32(lane, _mm256_set1_epi32((int32_t)j0));
+      const __m256i i1 = _mm256_add_epi32(i0, _mm256_set1_epi32(8));
+      const __m256 v0 = _mm256_and_ps(_mm256_castsi256_ps(_mm256_cmpgt_epi32(vend, i0)),
+                                      _mm256_cmp_ps(_mm256_loadu_ps(keep + j0), zero, _CMP_NEQ_UQ));
+      const __m256 v1 = _mm256_and_ps(_mm256_castsi256_ps(_mm256_cmpgt_epi32(vend, i1)),
+                                      _mm256_cmp_ps(_mm256_loadu_ps(keep + j0 + 8), zero, _CMP_NEQ_UQ));
+      const __m256 x0 = _mm256_blendv_ps(ninf, _mm256_mul_ps(_mm256_loadu_ps(s + j0), vs), v0);
+      const __m256 x1 = _mm256_blendv_ps(ninf, _mm256_mul_ps(_mm256_loadu_ps(s + j0 + 8), vs), v1);
+      _mm256_storeu_ps(s + j0, x0);
+      _mm256_storeu_ps(s + j0 + 8, x1);
+      m0 = _mm256_max_ps(x0, m0); /* x > m ? x : m */
+      m1 = _mm256_max_ps(x1, m1);
+    }
+    float mv[NB];
+    _mm256_storeu_ps(mv, m0);
+    _mm256_storeu_ps(mv + 8, m1);
+    const float m = hmax16(mv);
+    if (m == -INFINITY) {
+      for (int64_t j = 0; j < imax(n, jp); j++) s[j] = 0.0f;
+      return;
+    }
+    const __m256 vm = _mm256_set1_ps(m);
+    __m256 s0 = zero, s1 = zero;
+    for (int64_t j0 = 0; j0 < jp; j0 += NB) {
+      const __m256 x0 = _mm256_loadu_ps(s + j0), x1 = _mm256_loadu_ps(s + j0 + 8);
+      const __m256 e0 = _mm256_blendv_ps(exp_nonpos8(_mm256_sub_ps(x0, vm)), zero, _mm256_cmp_ps(x0, ninf, _CMP_EQ_OQ));
+      const __m256 e1 = _mm256_blendv_ps(exp_nonpos8(_mm256_sub_ps(x1, vm)), zero, _mm256_cmp_ps(x1, ninf, _CMP_EQ_OQ));
+      _mm256_storeu_ps(s + j0, e0);
+      _mm256_storeu_ps(s + j0 + 8, e1);
+      s0 = _mm256_add_ps(s0, e0);
+      s1 = _mm256_add_ps(s1, e1);
+    }
+    float sv[NB];
+    _mm256_storeu_ps(sv, s0);
+    _mm256_storeu_ps(sv + 8, s1);
+    const __m256 inv = _mm256_set1_ps(1.0f / hsum16(sv));
+    for (int64_t j = 0; j < jp; j += 8) _mm256_storeu_ps(s + j, _mm256_mul_ps(_mm256_loadu_ps(s + j), inv));
+    for (int64_t j = jp; j < n; j++) s[j] = 0.0f;
+    return;
+  }
+#endif
   float mv[NB], sv[NB];
   for (int jj = 0; jj < NB; jj++) mv[jj] = -INFINITY, sv[jj] = 0.0f;
   for (int64_t j0 = 0; j0 < jp; j0 += NB)
@@ -436,12 +572,30 @@ WIDE static void bwd_unit_a(const bwd_ctx *c, bwd_buf *w, int64_t bh, int64_t i0
       float *sr = dsi + r * Lkp;
       const int64_t e = ext[r];
       float acc[NB];
+#ifdef ATTN_AVX2
+      {
+        const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), vend = _mm256_set1_epi32((int32_t)e);
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0;
+        for (int64_t j0 = 0; j0 < e; j0 += NB) {
+          const __m256i i0 = _mm256_add_epi32(lane, _mm256_set1_epi32((int32_t)j0));
+          const __m256i m0 = _mm256_cmpgt_epi32(vend, i0);
+          const __m256i m1 = _mm256_cmpgt_epi32(vend, _mm256_add_epi32(i0, _mm256_set1_epi32(8)));
+          /* lanes j >= e load 0 and add 0 * 0 = +0, as the portable loop adds 0.0f */
+          a0 = _mm256_add_ps(a0, _mm256_mul_ps(_mm256_maskload_ps(sr + j0, m0), _mm256_maskload_ps(pr + j0, m0)));
+          a1 = _mm256_add_ps(a1, _mm256_mul_ps(_mm256_maskload_ps(sr + j0 + 8, m1),
+                                               _mm256_maskload_ps(pr + j0 + 8, m1)));
+        }
+        _mm256_storeu_ps(acc, a0);
+        _mm256_storeu_ps(acc + 8, a1);
+      }
+#else
       for (int jj = 0; jj < NB; jj++) acc[jj] = 0.0f;
       for (int64_t j0 = 0; j0 < e; j0 += NB)
         for (int jj = 0; jj < NB; jj++) {
           const int64_t j = j0 + jj;
           acc[jj] += j < e ? sr[j] * pr[j] : 0.0f;
         }
+#endif
       const float rowdot = hsum16(acc);
       for (int64_t j = 0; j < e; j++) sr[j] = pr[j] * (sr[j] - rowdot);
       for (int64_t j = e; j < Lkp; j++) sr[j] = 0.0f;

@@ -678,9 +678,16 @@ void vlm_cpu_linear_forward(vlm_tensor *out, const vlm_tensor *a, const vlm_tens
 }
 
 /* Column sums of g [M,N] added into dbias [N]; blocks of columns per thread,
- * each summed in double in row order (deterministic for any thread count). */
+ * each summed in double in row order (deterministic for any thread count and
+ * block width). Blocks of 32 columns without AVX-512: 64 double accumulators
+ * would not fit AVX2's 16 registers, and a 64-wide layer (the small CoCa's text
+ * tower) would be one block, so one thread would sum it while the other waits. */
 static void column_sums(float *dbias, const float *g, int64_t M, int64_t N) {
+#if defined(__AVX512F__)
   enum { CB = 64 };
+#else
+  enum { CB = 32 };
+#endif
   int64_t blocks = (N + CB - 1) / CB;
 #pragma omp parallel for schedule(static) if (M * N >= (1 << 15))
   for (int64_t jb = 0; jb < blocks; jb++) {

@@ -3,6 +3,7 @@
  * shape's colour and kind with size/position only part of the time, neutral backgrounds,
  * the shape's colour in the image, spec parsing, generation speed (printed). */
 #define _POSIX_C_SOURCE 200809L
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +11,13 @@
 
 #include "datasets/datasets.h"
 #include "gradcheck.h"
+
+/* FNV-1a hashes of the pixels of the pinned images (see "pixels pinned" below) */
+#define PIN_32_TRAIN 0xc11fc2c05942de59ull
+#define PIN_32_VAL 0x349f230c946c4ac9ull
+#define PIN_64_TRAIN 0x52dc1ef627836bd8ull
+#define PIN_13_TRAIN 0x96ccedec6b98ff30ull
+#define PIN_224_VAL 0x782227a1d4a62914ull
 
 static int contains_words(const char *cap, const char *name) {
   size_t n = strlen(name);
@@ -184,6 +192,34 @@ int main(int argc, char **argv) {
   for (int k = 0; k < 5; k++) {
     CHECK(vlm_source_open(&s, bad[k], &o) != VLM_OK && strstr(vlm_last_error(), bad[k]), "%s refused: %s", bad[k],
           vlm_last_error());
+  }
+
+  /* pixels pinned: a hash of every image (both splits, several sizes) as the plain per-pixel
+   * renderer drew them, so a faster renderer must draw exactly the same images (the demo's
+   * training data, and what its results were measured on) */
+  {
+    static const struct { int size, split; uint64_t want; } pin[] = {
+        {32, 0, PIN_32_TRAIN}, {32, 1, PIN_32_VAL}, {64, 0, PIN_64_TRAIN}, {13, 0, PIN_13_TRAIN}, {224, 1, PIN_224_VAL}};
+    for (int k = 0; k < (int)(sizeof pin / sizeof pin[0]); k++) {
+      uint64_t h = 1469598103934665603ull;
+      int n = pin[k].size > 100 ? 50 : 3000;
+      for (int i = 0; i < n; i++) {
+        vlm_image im;
+        char *cap;
+        int lab;
+        if (vlm_shapes_generate(pin[k].split ? VLM_SHAPES_VAL : VLM_SHAPES_TRAIN, 5, i, pin[k].size, &im, &cap, &lab)) {
+          CHECK(0, "generate %d", i);
+          break;
+        }
+        for (size_t j = 0; j < (size_t)im.w * im.h * 3; j++) h = (h ^ im.data[j]) * 1099511628211ull;
+        vlm_image_free(&im);
+        free(cap);
+      }
+      printf("  pixel hash size %d %s: 0x%016llxull\n", pin[k].size, pin[k].split ? "val" : "train",
+             (unsigned long long)h);
+      CHECK(h == pin[k].want, "size %d %s: pixels differ from the pinned images", pin[k].size,
+            pin[k].split ? "val" : "train");
+    }
   }
 
   /* speed (printed): the loader needs >= 1000 images/s per core at 64 px */
