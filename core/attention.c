@@ -109,9 +109,8 @@ void vlm_attention_forward(vlm_tensor *out, vlm_tensor *probs, const vlm_tensor 
     return;
   }
   if (q->dtype == VLM_BF16 || out->dtype == VLM_BF16) {
-    /* bf16 storage on the CPU: the F32 kernels on widened copies, the output
-     * rounded once (the values the CUDA kernels give from the same bf16 inputs,
-     * up to summation order). */
+    /* bf16 storage on the CPU: the F32 kernels on widened copies (the result
+     * of F32 inputs holding the same values), the output rounded once. */
     float *bq = NULL, *bk = NULL, *bv = NULL, *bo = NULL;
     vlm_tensor q32 = *q, k32 = *k, v32 = *v, o32 = *out;
     if (q->dtype == VLM_BF16) q32 = widen_host(q, &bq), k32 = widen_host(k, &bk), v32 = widen_host(v, &bv);
