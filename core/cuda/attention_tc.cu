@@ -101,13 +101,7 @@ __device__ __forceinline__ void load_rows_bf16(bf16 *dst, int ld, const T *base,
 
 // Four f32 results to out (f32, 16-byte aligned) or rounded once to bf16 (8-byte aligned).
 __device__ __forceinline__ void store4(float *o, float4 v) { *(float4 *)o = v; }
-__device__ __forceinline__ void store4(bf16 *o, float4 v) {
-  __nv_bfloat162 lo = __floats2bfloat162_rn(v.x, v.y), hi = __floats2bfloat162_rn(v.z, v.w);
-  uint2 u;
-  u.x = *(const unsigned *)&lo;
-  u.y = *(const unsigned *)&hi;
-  *(uint2 *)o = u;
-}
+__device__ __forceinline__ void store4(bf16 *o, float4 v) { *(uint2 *)o = vlm_bf16x4(v); }
 
 // C (fp32 smem, ldc) = A @ B for a (M x N) result in 16x16 tiles spread over the
 // warps; A is M x K (row-major at a/lda, or column-major: A[m][k] = a[k*lda + m]),

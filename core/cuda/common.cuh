@@ -3,6 +3,7 @@
 // kernels raise on bad input (an id outside the vocabulary, ...).
 #ifndef VLM_CORE_CUDA_COMMON_CUH
 #define VLM_CORE_CUDA_COMMON_CUH
+#include <cuda_bf16.h>
 #include <cuda_runtime.h>
 #include <stdint.h>
 
@@ -64,6 +65,15 @@ __device__ __forceinline__ float vlm_gelu_d(float x) {
 __device__ __forceinline__ float vlm_sigm(float z) { return 1.0f / (1.0f + expf(-z)); }
 __device__ __forceinline__ float vlm_act_f(int act, float v) {
   return act == VLM_ACT_GELU ? vlm_gelu_f(v) : v * vlm_sigm(1.702f * v);
+}
+
+// Four floats rounded to bf16 (nearest even), packed for one 8-byte store.
+__device__ __forceinline__ uint2 vlm_bf16x4(float4 v) {
+  __nv_bfloat162 lo = __floats2bfloat162_rn(v.x, v.y), hi = __floats2bfloat162_rn(v.z, v.w);
+  uint2 u;
+  u.x = *(const unsigned *)&lo;
+  u.y = *(const unsigned *)&hi;
+  return u;
 }
 
 // Elementwise kernels take float4 paths when every pointer is 16-byte aligned

@@ -366,14 +366,7 @@ __global__ void round_bf16_k(__nv_bfloat16 *d, const float *s, int64_t n) {
 }
 
 __global__ void round_bf16_4_k(uint2 *d, const float4 *s, int64_t n4) {
-  GRID_STRIDE(i, n4) {
-    float4 v = s[i];
-    __nv_bfloat162 lo = __floats2bfloat162_rn(v.x, v.y), hi = __floats2bfloat162_rn(v.z, v.w);
-    uint2 o;
-    o.x = *(unsigned *)&lo;
-    o.y = *(unsigned *)&hi;
-    d[i] = o;
-  }
+  GRID_STRIDE(i, n4) d[i] = vlm_bf16x4(s[i]);
 }
 
 // g[r, c] rounded to bf16 into gh, and partial[chunk, c] = sum of g[r, c] over the
@@ -558,15 +551,8 @@ __global__ void linear_epi4_k(float *out, __nv_bfloat16 *outh, const float *y, i
     v.y = linear_epi_f(v.y, act, res, 4 * i + 1);
     v.z = linear_epi_f(v.z, act, res, 4 * i + 2);
     v.w = linear_epi_f(v.w, act, res, 4 * i + 3);
-    if (outh) {
-      __nv_bfloat162 lo = __floats2bfloat162_rn(v.x, v.y), hi = __floats2bfloat162_rn(v.z, v.w);
-      uint2 u;
-      u.x = *(const unsigned *)&lo;
-      u.y = *(const unsigned *)&hi;
-      ((uint2 *)outh)[i] = u;
-    } else {
-      ((float4 *)out)[i] = v;
-    }
+    if (outh) ((uint2 *)outh)[i] = vlm_bf16x4(v);
+    else ((float4 *)out)[i] = v;
   }
 }
 

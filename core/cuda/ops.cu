@@ -117,15 +117,8 @@ __global__ void ln_fwd_vec_k(float *out, __nv_bfloat16 *outh, float *mean, float
     y.y = (v[j].y - m) * rs * wv.y + bv.y;
     y.z = (v[j].z - m) * rs * wv.z + bv.z;
     y.w = (v[j].w - m) * rs * wv.w + bv.w;
-    if (outh) {
-      __nv_bfloat162 lo = __floats2bfloat162_rn(y.x, y.y), hi = __floats2bfloat162_rn(y.z, y.w);
-      uint2 u;
-      u.x = *(const unsigned *)&lo;
-      u.y = *(const unsigned *)&hi;
-      ((uint2 *)(outh + row * C))[k] = u;
-    } else {
-      ((float4 *)(out + row * C))[k] = y;
-    }
+    if (outh) ((uint2 *)(outh + row * C))[k] = vlm_bf16x4(y);
+    else ((float4 *)(out + row * C))[k] = y;
   }
   if (lane == 0) {
     if (mean) mean[row] = m;
