@@ -211,8 +211,99 @@ static void block_forward_inference(const vlm_block_config *c, const vlm_block_p
   vlm_linear_forward(y, &act, &p->proj_w, &p->proj_b, NULL, &a->x1);
 }
 
+/* t's memory from element `off` on, viewed [B, L, C] (the pooled-rows
+ * training path keeps its small tensors in the unused tails of the full-size
+ * activation buffers). */
+static vlm_tensor view3_at(const vlm_tensor *t, int64_t off, int64_t B, int64_t L, int64_t C) {
+  int64_t shape[3] = {B, L, C};
+  VLM_CHECK(vlm_is_contiguous(t) && vlm_numel(t) >= off + B * L * C, "block: activation buffer too small");
+  return vlm_tensor_make((char *)t->data + off * (int64_t)vlm_dtype_size(t->dtype), t->dtype, t->device, 3, shape);
+}
+
+/* Where the pooled-rows training forward keeps what its backward reads: x [B,L,W] is
+ * the block input, R = B chosen rows. All of it lives in s's buffers, laid out for
+ * [B, L] rows: ln_1 [B,L,W] and its statistics as in the full block; k|v [B,L,2W] in
+ * the first two thirds of qkv and the queries [R,1,W] after them; probs [R,H,1,L];
+ * attn, x1, ln_2, fc, act at R rows; the chosen rows of x (forward only) in attn's
+ * tail and their LayerNorm-1 (the queries' input) in ln_2's tail. */
+typedef struct {
+  vlm_tensor ln_1, m1, r1, kv, q, probs, attn, xr, lnq, x1, ln_2, m2, r2, fc, act;
+} rows_view;
+
+static rows_view view_rows(const vlm_block_config *c, const vlm_block_acts *s, int64_t B, int64_t L) {
+  int64_t W = c->width, M = c->mlp_width, H = c->heads;
+  rows_view v;
+  v.ln_1 = view3(&s->ln_1, B, L, W);
+  v.m1 = view1(&s->ln_1_mean, B * L);
+  v.r1 = view1(&s->ln_1_rstd, B * L);
+  v.kv = view3(&s->qkv, B, L, 2 * W);
+  v.q = view3_at(&s->qkv, B * L * 2 * W, B, 1, W);
+  int64_t pshape[4] = {B, H, 1, L};
+  VLM_CHECK(vlm_numel(&s->probs) >= B * H * L, "block: probs buffer too small");
+  v.probs = vlm_tensor_make(s->probs.data, VLM_F32, s->probs.device, 4, pshape);
+  v.attn = view3(&s->attn, B, 1, W);
+  v.xr = view3_at(&s->attn, B * W, B, 1, W);
+  v.lnq = view3_at(&s->ln_2, B * W, B, 1, W);
+  v.x1 = view3(&s->x1, B, 1, W);
+  v.ln_2 = view3(&s->ln_2, B, 1, W);
+  v.m2 = view1(&s->ln_2_mean, B);
+  v.r2 = view1(&s->ln_2_rstd, B);
+  v.fc = view3(&s->fc, B, 1, M);
+  v.act = view3(&s->act, B, 1, M);
+  if (g_train_bf16_acts && vlm_get_matmul_precision() == VLM_PREC_BF16) {
+    v.ln_1 = as_bf16(&v.ln_1);
+    v.lnq = as_bf16(&v.lnq);
+    v.ln_2 = as_bf16(&v.ln_2);
+    v.act = as_bf16(&v.act);
+  }
+  return v;
+}
+
+/* Training, the last block of a tower pooled at one row per batch entry: the
+ * inference path's cut (keys and values over every row, the rest over the chosen
+ * rows) with the activations its backward needs saved. Each op is the one
+ * vlm_block_forward runs on those rows, so y is its rows up to the GEMMs'
+ * rounding at another M. */
+static void rows_forward_train(const vlm_block_config *c, const vlm_block_params *p, vlm_block_acts *s,
+                               vlm_tensor *y, const vlm_tensor *x, const vlm_tensor *rows,
+                               const vlm_tensor *key_padding_mask) {
+  int64_t B = x->shape[0], L = x->shape[1], W = c->width;
+  VLM_CHECK(L >= 2, "block: the pooled-rows training forward needs at least 2 rows per entry, got %lld",
+            (long long)L);
+  rows_view a = view_rows(c, s, B, L);
+  vlm_layernorm_forward(&a.ln_1, &a.m1, &a.r1, x, &p->ln_1_w, &p->ln_1_b, c->ln_eps);
+  vlm_tensor wkv = vlm_narrow(&p->in_proj_w, 0, W, 2 * W), bkv = vlm_narrow(&p->in_proj_b, 0, W, 2 * W);
+  vlm_matmul_forward(&a.kv, &a.ln_1, &wkv, &bkv, 0, 1);
+  vlm_tensor k = vlm_narrow(&a.kv, 2, 0, W), v = vlm_narrow(&a.kv, 2, W, W);
+
+  int64_t tshape[2] = {B * L, W};
+  vlm_tensor table = vlm_tensor_make(x->data, VLM_F32, x->device, 2, tshape);
+  vlm_embedding_forward(&a.xr, rows, &table, NULL);
+  vlm_layernorm_forward(&a.lnq, NULL, NULL, &a.xr, &p->ln_1_w, &p->ln_1_b, c->ln_eps);
+  vlm_tensor wq = vlm_narrow(&p->in_proj_w, 0, 0, W), bq = vlm_narrow(&p->in_proj_b, 0, 0, W);
+  vlm_matmul_forward(&a.q, &a.lnq, &wq, &bq, 0, 1);
+  vlm_attention_forward(&a.attn, &a.probs, &a.q, &k, &v, (int)c->heads, key_padding_mask, 0, attn_scale(c));
+
+  int fuse_residual = g_train_bf16_acts && vlm_get_matmul_precision() == VLM_PREC_BF16;
+  if (fuse_residual) {
+    vlm_linear_forward(&a.x1, &a.attn, &p->out_proj_w, &p->out_proj_b, NULL, &a.xr);
+  } else {
+    vlm_matmul_forward(&a.x1, &a.attn, &p->out_proj_w, &p->out_proj_b, 0, 1);
+    vlm_add_forward(&a.x1, &a.x1, &a.xr);
+  }
+  vlm_layernorm_forward(&a.ln_2, &a.m2, &a.r2, &a.x1, &p->ln_2_w, &p->ln_2_b, c->ln_eps);
+  vlm_matmul_forward(&a.fc, &a.ln_2, &p->fc_w, &p->fc_b, 0, 1);
+  vlm_act_forward(c->act, &a.act, &a.fc);
+  if (fuse_residual) {
+    vlm_linear_forward(y, &a.act, &p->proj_w, &p->proj_b, NULL, &a.x1);
+  } else {
+    vlm_matmul_forward(y, &a.act, &p->proj_w, &p->proj_b, 0, 1);
+    vlm_add_forward(y, y, &a.x1);
+  }
+}
+
 /* The last block of a tower whose output is pooled at one row per batch entry
- * (inference only). Keys and values need every row, so LayerNorm 1 and the
+ * (inference; with training activations, rows_forward_train above). Keys and values need every row, so LayerNorm 1 and the
  * qkv matmul run over all of x; the query, attention, out_proj, LayerNorm 2
  * and the MLP run over the B chosen rows only. Row-wise ops, so each chosen
  * row equals vlm_block_forward's row up to the GEMMs' rounding at another M.
@@ -223,7 +314,6 @@ void vlm_block_forward_rows(const vlm_block_config *c, const vlm_block_params *p
                             vlm_tensor *y, const vlm_tensor *x, const vlm_tensor *rows,
                             const vlm_tensor *key_padding_mask) {
   char sh[128];
-  VLM_CHECK(s->forward_only, "block: the pooled-rows forward is for inference activations only");
   VLM_CHECK(x->ndim == 3 && x->shape[2] == c->width && x->dtype == VLM_F32 && vlm_is_contiguous(x),
             "block: x is %s, expected contiguous [B, L, %lld] F32", vlm_shape_str(x, sh, sizeof sh),
             (long long)c->width);
@@ -234,6 +324,10 @@ void vlm_block_forward_rows(const vlm_block_config *c, const vlm_block_params *p
             (long long)W);
   VLM_CHECK(rows->ndim == 2 && rows->shape[0] == B && rows->shape[1] == 1, "block: rows is %s, expected [%lld, 1]",
             vlm_shape_str(rows, sh, sizeof sh), (long long)B);
+  if (!s->forward_only) {
+    rows_forward_train(c, p, s, y, x, rows, key_padding_mask);
+    return;
+  }
   acts_view a = view_acts(c, s, B, L);
   int bf16 = p->in_proj_w.dtype == VLM_BF16 || vlm_get_matmul_precision() == VLM_PREC_BF16;
   vlm_tensor ln_1 = bf16 ? as_bf16(&a.ln_1) : a.ln_1;
@@ -367,6 +461,54 @@ static void block_backward(const vlm_block_config *c, const vlm_block_params *p,
   vlm_attention_backward(&dq, &dk, &dv, &d_attn, &a.probs, &q, &k, &v, (int)c->heads, attn_scale(c));
   matmul_backward_set(&d_ln, &g->in_proj_w, &g->in_proj_b, &d_qkv, &a.ln_1, &p->in_proj_w);
   vlm_layernorm_backward(dx, &g->ln_1_w, &g->ln_1_b, &d_ln, x, &p->ln_1_w, &a.m1, &a.r1);
+}
+
+void vlm_block_backward_rows(const vlm_block_config *c, const vlm_block_params *p, vlm_block_params *g,
+                             const vlm_block_acts *s, vlm_block_scratch *scr, vlm_tensor *dx, const vlm_tensor *dy,
+                             const vlm_tensor *x, const vlm_tensor *rows) {
+  char sh[128];
+  VLM_CHECK(!s->forward_only, "block: these activations were laid out for inference only");
+  VLM_CHECK(x->ndim == 3 && vlm_same_shape(x, dx), "block backward (rows): x and dx must be the same [B, L, W]");
+  int64_t B = x->shape[0], L = x->shape[1], W = c->width, M = c->mlp_width;
+  VLM_CHECK(dy->ndim == 3 && dy->shape[0] == B && dy->shape[1] == 1 && dy->shape[2] == W,
+            "block backward (rows): dy is %s, expected [%lld, 1, %lld]", vlm_shape_str(dy, sh, sizeof sh),
+            (long long)B, (long long)W);
+  rows_view a = view_rows(c, s, B, L);
+  vlm_tensor d_act = view3(&scr->d_act, B, 1, M), d_fc = view3(&scr->d_fc, B, 1, M);
+  vlm_tensor d_ln2 = view3(&scr->d_ln, B, 1, W), d_lnq = view3_at(&scr->d_ln, B * W, B, 1, W);
+  vlm_tensor d_x1 = view3(&scr->d_x1, B, 1, W), d_attn = view3(&scr->d_attn, B, 1, W);
+  vlm_tensor d_kv = view3(&scr->d_qkv, B, L, 2 * W), dq = view3_at(&scr->d_qkv, B * L * 2 * W, B, 1, W);
+  int64_t tshape[2] = {B * L, W};
+
+  /* MLP branch and LayerNorm 2, at the chosen rows */
+  matmul_backward_set(&d_act, &g->proj_w, &g->proj_b, dy, &a.act, &p->proj_w);
+  act_backward_set(c->act, &d_fc, &d_act, &a.fc);
+  matmul_backward_set(&d_ln2, &g->fc_w, &g->fc_b, &d_fc, &a.ln_2, &p->fc_w);
+  vlm_copy(&d_x1, dy);
+  vlm_layernorm_backward(&d_x1, &g->ln_2_w, &g->ln_2_b, &d_ln2, &a.x1, &p->ln_2_w, &a.m2, &a.r2);
+
+  /* the residual: dx = d_x1 at the chosen rows, zero elsewhere */
+  vlm_zero(dx);
+  vlm_tensor dx_table = vlm_tensor_make(dx->data, VLM_F32, dx->device, 2, tshape);
+  vlm_embedding_backward(&dx_table, NULL, &d_x1, rows);
+
+  /* attention: queries at the chosen rows, keys and values over all of them */
+  matmul_backward_set(&d_attn, &g->out_proj_w, &g->out_proj_b, &d_x1, &a.attn, &p->out_proj_w);
+  vlm_zero(&d_kv);
+  vlm_zero(&dq);
+  vlm_tensor k = vlm_narrow(&a.kv, 2, 0, W), v = vlm_narrow(&a.kv, 2, W, W);
+  vlm_tensor dk = vlm_narrow(&d_kv, 2, 0, W), dv = vlm_narrow(&d_kv, 2, W, W);
+  vlm_attention_backward(&dq, &dk, &dv, &d_attn, &a.probs, &a.q, &k, &v, (int)c->heads, attn_scale(c));
+  vlm_tensor wq = vlm_narrow(&p->in_proj_w, 0, 0, W), wkv = vlm_narrow(&p->in_proj_w, 0, W, 2 * W);
+  vlm_tensor gwq = vlm_narrow(&g->in_proj_w, 0, 0, W), gbq = vlm_narrow(&g->in_proj_b, 0, 0, W);
+  vlm_tensor gwkv = vlm_narrow(&g->in_proj_w, 0, W, 2 * W), gbkv = vlm_narrow(&g->in_proj_b, 0, W, 2 * W);
+  matmul_backward_set(&d_lnq, &gwq, &gbq, &dq, &a.lnq, &wq);
+  /* d ln_1 over all rows (d_attn's buffer, free now), the queries' part added at theirs */
+  vlm_tensor d_ln1 = view3(&scr->d_attn, B, L, W);
+  matmul_backward_set(&d_ln1, &gwkv, &gbkv, &d_kv, &a.ln_1, &wkv);
+  vlm_tensor d_ln1_table = vlm_tensor_make(d_ln1.data, VLM_F32, d_ln1.device, 2, tshape);
+  vlm_embedding_backward(&d_ln1_table, NULL, &d_lnq, rows);
+  vlm_layernorm_backward(dx, &g->ln_1_w, &g->ln_1_b, &d_ln1, x, &p->ln_1_w, &a.m1, &a.r1);
 }
 
 void vlm_block_backward(const vlm_block_config *c, const vlm_block_params *p, vlm_block_params *g,

@@ -436,14 +436,22 @@ void vlm_block_params_visit_prefixed(vlm_block_params *p, const char *prefix, vl
 /* y [B,L,W] from x [B,L,W]; y must not alias x. mask as for attention. */
 void vlm_block_forward(const vlm_block_config *c, const vlm_block_params *p, vlm_block_acts *s,
                        vlm_tensor *y, const vlm_tensor *x, const vlm_tensor *key_padding_mask, int causal);
-/* Inference, the last block of a tower pooled at one row per batch entry:
+/* The last block of a tower pooled at one row per batch entry:
  * y [B,1,W] = rows of vlm_block_forward(x) at the flat indices rows [B,1] I64
  * (b*L + position, on x's device), with keys masked by key_padding_mask [B,L]
  * (may be NULL; no causal mask: pass one hiding the keys after the row).
- * Needs s->forward_only. Only the chosen rows' queries, out_proj and MLP run. */
+ * Only the chosen rows' queries, out_proj and MLP run. With inference
+ * activations (s->forward_only) nothing is saved; with training activations
+ * (L >= 2) what vlm_block_backward_rows reads is saved in s. */
 void vlm_block_forward_rows(const vlm_block_config *c, const vlm_block_params *p, vlm_block_acts *s,
                             vlm_tensor *y, const vlm_tensor *x, const vlm_tensor *rows,
                             const vlm_tensor *key_padding_mask);
+/* The backward of vlm_block_forward_rows on training activations: dy [B,1,W]
+ * at the chosen rows; dx [B,L,W] is written (=, not accumulated), gradients
+ * accumulate into g. x and rows as given to the forward. */
+void vlm_block_backward_rows(const vlm_block_config *c, const vlm_block_params *p, vlm_block_params *g,
+                             const vlm_block_acts *s, vlm_block_scratch *scr, vlm_tensor *dx, const vlm_tensor *dy,
+                             const vlm_tensor *x, const vlm_tensor *rows);
 /* Accumulates into dx and into every tensor of g. dy is read-only. */
 void vlm_block_backward(const vlm_block_config *c, const vlm_block_params *p, vlm_block_params *g,
                         const vlm_block_acts *s, vlm_block_scratch *scr, vlm_tensor *dx,

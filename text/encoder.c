@@ -86,10 +86,10 @@ void vlm_text_acts_layout(vlm_text_acts *s, vlm_arena *a, const vlm_text_config 
   s->ln_mean = vlm_arena_tensor1(a, VLM_F32, B);
   s->ln_rstd = vlm_arena_tensor1(a, VLM_F32, B);
   s->features = vlm_arena_tensor2(a, VLM_F32, B, c->embed_dim);
-  s->pooled_only = !with_backward;
+  s->pooled_only = 1;
+  s->kpm_rows = vlm_arena_tensor2(a, VLM_U8, B, S);
   if (!with_backward) {
     s->ids_cut = vlm_arena_tensor2(a, VLM_I64, B, L);
-    s->kpm_rows = vlm_arena_tensor2(a, VLM_U8, B, S);
     return;
   }
   vlm_block_scratch_layout(&s->scratch, a, &bc, B, S);
@@ -272,6 +272,29 @@ static void forward_pooled_rows(const vlm_text_config *c, const vlm_text_params 
   vlm_block_forward_rows(&bc, &p->blocks[NL - 1], &s->blocks[NL - 1], &y, &x, &s->pool_rows, &kpm);
 }
 
+/* Training with pooled_only: the last block runs for the pooled rows alone
+ * (vlm_block_forward_rows, which saves what vlm_block_backward_rows reads).
+ * Not for CoCa's cls text, whose token states its decoder reads. */
+static int train_rows(const vlm_text_config *c, const vlm_text_acts *s) {
+  return s->with_backward && s->pooled_only && c->layers > 0 && !c->embed_cls && s->L >= 2;
+}
+
+/* The last block at the pooled rows, its causal mask as a key padding mask
+ * over the keys after each row's pooled position (built on the host, uploaded). */
+static void last_block_rows(const vlm_text_config *c, const vlm_text_params *p, vlm_text_acts *s) {
+  int64_t B = s->B, L = s->L, W = c->width, NL = c->layers;
+  vlm_block_config bc = vlm_text_block_config(c);
+  uint8_t *m = vlm_host_stage(&s->kpm_rows, (size_t)(B * L));
+  for (int64_t b = 0; b < B; b++)
+    for (int64_t j = 0; j < L; j++) m[b * L + j] = j > s->pool_idx[b];
+  vlm_host_commit(&s->kpm_rows, m, (size_t)(B * L));
+  set_pool_rows(s, B, L);
+  int64_t msh[2] = {B, L};
+  vlm_tensor kpm = vlm_tensor_make(s->kpm_rows.data, VLM_U8, s->kpm_rows.device, 2, msh);
+  vlm_tensor y = rows3_view(&s->pooled, B, W);
+  vlm_block_forward_rows(&bc, &p->blocks[NL - 1], &s->blocks[NL - 1], &y, &s->xs[NL - 1], &s->pool_rows, &kpm);
+}
+
 void vlm_text_forward(const vlm_text_config *c, const vlm_text_params *p, vlm_text_acts *s, const vlm_tensor *ids) {
   char sh[128];
   VLM_CHECK(ids->ndim == 2 && ids->shape[0] == s->B && ids->shape[1] == s->L && s->L <= c->context_length,
@@ -279,7 +302,7 @@ void vlm_text_forward(const vlm_text_config *c, const vlm_text_params *p, vlm_te
             (long long)s->L);
   int64_t B = s->B, L = s->L, W = c->width, NL = c->layers;
   vlm_block_config bc = vlm_text_block_config(c);
-  int rows_only = s->pooled_only && NL > 0;
+  int rows_only = s->pooled_only && NL > 0 && !s->with_backward, rows_train = train_rows(c, s);
   if (rows_only) {
     forward_pooled_rows(c, p, s, ids);
   } else if (c->embed_cls) {
@@ -288,10 +311,11 @@ void vlm_text_forward(const vlm_text_config *c, const vlm_text_params *p, vlm_te
     L += 1;
   } else {
     vlm_embedding_forward(&s->xs[0], ids, &p->token_emb, &p->pos_emb);
-    vlm_block_stack_forward(&bc, p->blocks, s->blocks, s->xs, NL, NULL, 1);
+    vlm_block_stack_forward(&bc, p->blocks, s->blocks, s->xs, rows_train ? NL - 1 : NL, NULL, 1);
     vlm_text_pool_index(c, ids, s->pool_idx);
+    if (rows_train) last_block_rows(c, p, s);
   }
-  if (!rows_only) {
+  if (!rows_only && !rows_train) {
     /* ln_final is per row, so pooling before it equals open_clip's ln_final-then-pool.
      * One gather (an embedding lookup into xs[NL] viewed [B*S, W]) on any device. */
     set_pool_rows(s, B, L);
@@ -320,6 +344,15 @@ void vlm_text_backward_tokens(const vlm_text_config *c, const vlm_text_params *p
   vlm_layernorm_backward(&s->d_pooled, &g->ln_final_w, &g->ln_final_b, &s->d_ln, &s->pooled, &p->ln_final_w,
                          &s->ln_mean, &s->ln_rstd);
   vlm_tensor *dy = &s->dx_a, *dx = &s->dx_b;
+  if (train_rows(c, s)) {  /* the last block ran for the pooled rows alone */
+    VLM_CHECK(!d_tokens, "text: the token states were not kept (clear pooled_only after the layout)");
+    vlm_tensor dp3 = rows3_view(&s->d_pooled, B, W);
+    vlm_block_backward_rows(&bc, &p->blocks[NL - 1], &g->blocks[NL - 1], &s->blocks[NL - 1], &s->scratch, dy, &dp3,
+                            &s->xs[NL - 1], &s->pool_rows);
+    dy = vlm_block_stack_backward(&bc, p->blocks, g->blocks, s->blocks, &s->scratch, s->xs, NL - 1, 1, dy, dx);
+    vlm_embedding_backward(&g->token_emb, &g->pos_emb, dy, ids);
+    return;
+  }
   vlm_zero(dy);
   if (d_tokens) {  /* the token states' gradient (CoCa's decoder), then the pooled rows' added */
     VLM_CHECK(d_tokens->ndim == 3 && d_tokens->shape[0] == B && d_tokens->shape[1] == s->L &&

@@ -78,10 +78,11 @@ typedef struct {
   vlm_tensor d_patch_emb;      /* [B*G*G, W] */
   vlm_tensor pool_rows;        /* [B, 1] I64 b*T: the class-token rows (pooled_only) */
   int with_backward;
-  /* Set by the layout when with_backward = 0: vlm_vit_forward then runs the
-   * last block for the class-token rows only (vlm_block_forward_rows), so
-   * xs[layers] is not written; features are unchanged up to rounding. A
-   * caller that wants the token states clears it after the layout. */
+  /* Set by the layout: vlm_vit_forward then runs the last block for the
+   * class-token rows only (vlm_block_forward_rows; in training it saves what
+   * vlm_vit_backward's vlm_block_backward_rows reads), so xs[layers] is not
+   * written; features and gradients are unchanged up to rounding. A caller
+   * that wants the token states clears it after the layout. */
   int pooled_only;
 } vlm_vit_acts;
 

@@ -98,11 +98,9 @@ void vlm_vit_acts_layout(vlm_vit_acts *s, vlm_arena *a, const vlm_vit_config *c,
   s->ln_post_mean = vlm_arena_tensor1(a, VLM_F32, B);
   s->ln_post_rstd = vlm_arena_tensor1(a, VLM_F32, B);
   s->features = vlm_arena_tensor2(a, VLM_F32, B, c->embed_dim);
-  s->pooled_only = !with_backward;
-  if (!with_backward) {
-    s->pool_rows = vlm_arena_tensor2(a, VLM_I64, B, 1);
-    return;
-  }
+  s->pooled_only = 1;
+  s->pool_rows = vlm_arena_tensor2(a, VLM_I64, B, 1);
+  if (!with_backward) return;
   vlm_block_scratch_layout(&s->scratch, a, &bc, B, T);
   s->dx_a = vlm_arena_tensor3(a, VLM_F32, B, T, W);
   s->dx_b = vlm_arena_tensor3(a, VLM_F32, B, T, W);
@@ -166,7 +164,8 @@ void vlm_vit_forward(const vlm_vit_config *c, const vlm_vit_params *p, vlm_vit_a
   int64_t B = s->B, W = c->width, T = vlm_vit_tokens(c), L = c->layers;
   VLM_CHECK(!c->attentional_pool, "vit: an attentional-pool tower runs through vlm_coca_vit_forward");
   if (s->pooled_only && L > 0) {
-    /* Only the class token is pooled: the last block runs for that row alone. */
+    /* Only the class token is pooled: the last block runs for that row alone
+     * (for training too, saving what vlm_vit_backward reads). */
     trunk_forward(c, p, s, image, L - 1);
     int64_t *r = vlm_host_stage(&s->pool_rows, (size_t)B * sizeof(int64_t));
     for (int64_t b = 0; b < B; b++) r[b] = b * T;
@@ -184,6 +183,9 @@ void vlm_vit_forward(const vlm_vit_config *c, const vlm_vit_params *p, vlm_vit_a
   vlm_matmul_forward(&s->features, &s->ln_post, &p->proj, NULL, 0, 0);
 }
 
+static void trunk_backward(const vlm_vit_config *c, const vlm_vit_params *p, vlm_vit_params *g, vlm_vit_acts *s,
+                           int64_t n);
+
 void vlm_vit_backward(const vlm_vit_config *c, const vlm_vit_params *p, vlm_vit_params *g, vlm_vit_acts *s,
                       const vlm_tensor *d_features) {
   VLM_CHECK(s->with_backward, "vit: activations were laid out for inference only");
@@ -193,17 +195,33 @@ void vlm_vit_backward(const vlm_vit_config *c, const vlm_vit_params *p, vlm_vit_
   vlm_zero(&s->d_pooled);
   vlm_layernorm_backward(&s->d_pooled, &g->ln_post_w, &g->ln_post_b, &s->d_ln_post, &s->pooled, &p->ln_post_w,
                          &s->ln_post_mean, &s->ln_post_rstd);
+  int64_t L = c->layers;
+  if (s->pooled_only && L > 0) {  /* the last block ran for the class-token rows alone */
+    int64_t W = c->width, dsh[3] = {B, 1, W};
+    vlm_block_config bc = vlm_vit_block_config(c);
+    vlm_tensor dy = vlm_tensor_make(s->d_pooled.data, VLM_F32, s->d_pooled.device, 3, dsh);
+    vlm_block_backward_rows(&bc, &p->blocks[L - 1], &g->blocks[L - 1], &s->blocks[L - 1], &s->scratch, &s->dx_a,
+                            &dy, &s->xs[L - 1], &s->pool_rows);
+    trunk_backward(c, p, g, s, L - 1);
+    return;
+  }
   vlm_zero(&s->dx_a);
   vlm_copy_rows(&s->dx_a, 0, T, &s->d_pooled, 0, 1, B, 1);
-  vlm_vit_trunk_backward(c, p, g, s);
+  trunk_backward(c, p, g, s, L);
 }
 
 void vlm_vit_trunk_backward(const vlm_vit_config *c, const vlm_vit_params *p, vlm_vit_params *g, vlm_vit_acts *s) {
+  trunk_backward(c, p, g, s, c->layers);
+}
+
+/* d xs[n] in s->dx_a (overwritten): back through blocks n-1..0, ln_pre and the patch embedding. */
+static void trunk_backward(const vlm_vit_config *c, const vlm_vit_params *p, vlm_vit_params *g, vlm_vit_acts *s,
+                           int64_t n) {
   VLM_CHECK(s->with_backward, "vit: activations were laid out for inference only");
-  int64_t B = s->B, G = vlm_vit_grid(c), T = vlm_vit_tokens(c), L = c->layers;
+  int64_t B = s->B, G = vlm_vit_grid(c), T = vlm_vit_tokens(c);
   vlm_block_config bc = vlm_vit_block_config(c);
   vlm_tensor *dy = &s->dx_a, *dx = &s->dx_b;
-  dy = vlm_block_stack_backward(&bc, p->blocks, g->blocks, s->blocks, &s->scratch, s->xs, L, 0, dy, dx);
+  dy = vlm_block_stack_backward(&bc, p->blocks, g->blocks, s->blocks, &s->scratch, s->xs, n, 0, dy, dx);
   dx = dy == &s->dx_a ? &s->dx_b : &s->dx_a;
   /* dy = d xs[0]; dx <- d x0 */
   vlm_zero(dx);

@@ -1,6 +1,7 @@
 /* The pre-LN transformer block: finite-difference gradients of x and of every
  * parameter (self, causal, key-padded; GELU and QuickGELU; both kernel modes),
- * and the fast kernels against the reference ones on a ViT-like shape. */
+ * and the fast kernels against the reference ones on a ViT-like shape; the
+ * pooled-rows last block (inference and training) against the full block. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -210,6 +211,104 @@ static void forward_rows(const char *mode, int causal) {
   blk_free(&b);
 }
 
+/* The pooled-rows training path (vlm_block_forward_rows on training
+ * activations, vlm_block_backward_rows): one row per batch entry, as the
+ * towers pool them (ViT: the class token; text: each row's EOT, its causal
+ * mask as a key padding mask over the keys after it). */
+typedef struct {
+  blk b;
+  int64_t rows[3], r[3];
+  uint8_t m[3 * 9];
+  float y[3 * 24], dy[3 * 24];
+  vlm_tensor rt, mt, yt, dyt;
+  int causal;
+} rblk;
+
+static void rblk_init(rblk *t, int causal, uint64_t seed) {
+  int64_t B = 3, L = 9, W = 24, r[3] = {0, 8, 4}, rsh[2] = {B, 1}, ysh[3] = {B, 1, W}, msh[2] = {B, L};
+  blk_init(&t->b, B, L, W, 3, 40, VLM_ACT_GELU, causal, 0, seed);
+  t->causal = causal;
+  for (int64_t i = 0; i < B; i++) {
+    t->r[i] = causal ? r[i] : 0;
+    t->rows[i] = i * L + t->r[i];
+    for (int64_t j = 0; j < L; j++) t->m[i * L + j] = j > t->r[i];
+  }
+  t->rt = vlm_tensor_make(t->rows, VLM_I64, VLM_CPU, 2, rsh);
+  t->mt = vlm_tensor_make(t->m, VLM_U8, VLM_CPU, 2, msh);
+  t->yt = vlm_tensor_cpu_f32(t->y, 3, ysh);
+  t->dyt = vlm_tensor_cpu_f32(t->dy, 3, ysh);
+}
+static void rows_fwd(void *ctx) {
+  rblk *t = ctx;
+  vlm_block_forward_rows(&t->b.c, &t->b.p, &t->b.s, &t->yt, &t->b.x, &t->rt, t->causal ? &t->mt : NULL);
+}
+static void rows_bwd(void *ctx) {
+  rblk *t = ctx;
+  /* dx is written, not accumulated: add it to the checker's zeroed buffer */
+  float *keep = vt_alloc(vlm_numel(&t->b.dx));
+  memcpy(keep, t->b.dx.data, vlm_nbytes(&t->b.dx));
+  vlm_block_backward_rows(&t->b.c, &t->b.p, &t->b.g, &t->b.s, &t->b.scr, &t->b.dx, &t->dyt, &t->b.x, &t->rt);
+  for (int64_t i = 0; i < vlm_numel(&t->b.dx); i++) vlm_f32(&t->b.dx)[i] += keep[i];
+  free(keep);
+}
+
+static void gradcheck_rows(const char *mode, int causal) {
+  rblk t;
+  rblk_init(&t, causal, 31);
+  vt_gc_input in[13];
+  collect_ctx cc = {in, 0, NULL};
+  vlm_block_params_visit(&t.b.p, collect, &cc);
+  cc.n = 0;
+  vlm_block_params_visit(&t.b.g, collect_grad, &cc);
+  in[12] = (vt_gc_input){"x", vlm_f32(&t.b.x), vlm_f32(&t.b.dx), vlm_numel(&t.b.x)};
+  vt_gradcheck g = {rows_fwd, rows_bwd, &t, t.y, t.dy, 3 * 24, in, 13, 1e-2, 1e-3, 64, 98};
+  char what[64];
+  snprintf(what, sizeof what, "block rows training, causal %d (%s)", causal, mode);
+  vt_gradcheck_run(what, &g);
+  blk_free(&t.b);
+}
+
+/* The pooled-rows training path against the full block with the same dy at
+ * those rows and zero elsewhere: output, dx and every parameter gradient. */
+static void rows_train_vs_full(const char *mode, int causal, int bf16) {
+  rblk t;
+  blk f;
+  rblk_init(&t, causal, 41);
+  blk_init(&f, 3, 9, 24, 3, 40, VLM_ACT_GELU, causal, 0, 41);
+  vt_fill_normal(t.dy, 3 * 24, 8, 1.0f);
+  memset(f.dy.data, 0, vlm_nbytes(&f.dy));
+  for (int64_t i = 0; i < 3; i++) memcpy(vlm_f32(&f.dy) + t.rows[i] * 24, t.dy + i * 24, 24 * sizeof(float));
+  vlm_set_matmul_precision(bf16 ? VLM_PREC_BF16 : VLM_PREC_F32);
+  fwd(&f);
+  bwd(&f);
+  for (int64_t i = 0; i < vlm_numel(&t.b.dx); i++) vlm_f32(&t.b.dx)[i] = 1e3f;  /* written, not accumulated */
+  rows_fwd(&t);
+  vlm_block_backward_rows(&t.b.c, &t.b.p, &t.b.g, &t.b.s, &t.b.scr, &t.b.dx, &t.dyt, &t.b.x, &t.rt);
+  vlm_set_matmul_precision(VLM_PREC_F32);
+  double tol = bf16 ? 2e-2 : 1e-5, worst = 0;
+  for (int64_t i = 0; i < 3; i++)
+    for (int64_t w = 0; w < 24; w++) {
+      double a = t.y[i * 24 + w], e = vlm_f32(&f.y)[t.rows[i] * 24 + w];
+      worst = fmax(worst, fabs(a - e) / (1.0 + fabs(e)));
+    }
+  CHECK(worst < tol, "rows training (%s, causal %d, bf16 %d): y differs by %.3g", mode, causal, bf16, worst);
+  double e = vt_max_rel(vlm_f32(&t.b.dx), vlm_f32(&f.dx), vlm_numel(&f.dx), 1e-30);
+  CHECK(e < tol, "rows training (%s, causal %d, bf16 %d): dx differs by %.3g", mode, causal, bf16, e);
+  vt_gc_input gr[12], gf[12];
+  collect_ctx cr = {gr, 0, NULL}, cf = {gf, 0, NULL};
+  vlm_block_params_visit(&t.b.g, collect, &cr);
+  vlm_block_params_visit(&f.g, collect, &cf);
+  for (int i = 0; i < 12; i++) {
+    double d = vt_max_rel(gr[i].x, gf[i].x, gf[i].n, 1e-30);
+    worst = fmax(worst, d);
+    CHECK(d < tol, "rows training (%s, causal %d, bf16 %d): d%s differs by %.3g", mode, causal, bf16, gr[i].name, d);
+  }
+  printf("block rows training (%s, causal %d, bf16 %d): largest difference from the full block %.2g\n", mode, causal,
+         bf16, fmax(worst, e));
+  blk_free(&t.b);
+  blk_free(&f);
+}
+
 int main(void) {
   const char *names[2] = {"ref", "fast"};
   for (int mode = 0; mode < 2; mode++) {
@@ -231,6 +330,12 @@ int main(void) {
     bf16_acts_identical(names[mode], VLM_ACT_QUICK_GELU, 1, 1);
     forward_rows(names[mode], 0);
     forward_rows(names[mode], 1);
+    gradcheck_rows(names[mode], 0);
+    gradcheck_rows(names[mode], 1);
+    for (int bf16 = 0; bf16 < 2; bf16++) {
+      rows_train_vs_full(names[mode], 0, bf16);
+      rows_train_vs_full(names[mode], 1, bf16);
+    }
   }
   return vt_finish();
 }
