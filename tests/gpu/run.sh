@@ -214,7 +214,8 @@ def read(path, tag):
 v, p = read(sys.argv[1], "VLM"), read(sys.argv[2], "PEER")
 print("%-28s %12s %12s %8s" % ("figure", "vlm", "pytorch", "ratio"))
 for k, label in [("train_samples_per_s", "train samples/s (b256)"), ("encode_images_per_s", "encode images/s (b256)"),
-                 ("gemm_bf16_tflops", "bf16 GEMM TFLOP/s"), ("train_mfu", "train MFU (vs vlm GEMM)")]:
+                 ("gemm_bf16_tflops", "bf16 GEMM TFLOP/s"), ("train_mfu", "train MFU (vs vlm GEMM)"),
+                 ("train_mfu_run", "train MFU, FLOPs run")]:
     a, b = v.get(k), p.get(k)
     fa = "%12.4g" % a if a is not None else "%12s" % "-"
     fb = "%12.4g" % b if b is not None else "%12s" % "-"
