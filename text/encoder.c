@@ -88,10 +88,8 @@ void vlm_text_acts_layout(vlm_text_acts *s, vlm_arena *a, const vlm_text_config 
   s->features = vlm_arena_tensor2(a, VLM_F32, B, c->embed_dim);
   s->pooled_only = 1;
   s->kpm_rows = vlm_arena_tensor2(a, VLM_U8, B, S);
-  if (!with_backward) {
-    s->ids_cut = vlm_arena_tensor2(a, VLM_I64, B, L);
-    return;
-  }
+  s->ids_cut = vlm_arena_tensor2(a, VLM_I64, B, L);
+  if (!with_backward) return;
   vlm_block_scratch_layout(&s->scratch, a, &bc, B, S);
   s->dx_a = vlm_arena_tensor3(a, VLM_F32, B, S, W);
   s->dx_b = vlm_arena_tensor3(a, VLM_F32, B, S, W);
@@ -279,20 +277,68 @@ static int train_rows(const vlm_text_config *c, const vlm_text_acts *s) {
   return s->with_backward && s->pooled_only && c->layers > 0 && !c->embed_cls && s->L >= 2;
 }
 
-/* The last block at the pooled rows, its causal mask as a key padding mask
- * over the keys after each row's pooled position (built on the host, uploaded). */
-static void last_block_rows(const vlm_text_config *c, const vlm_text_params *p, vlm_text_acts *s) {
-  int64_t B = s->B, L = s->L, W = c->width, NL = c->layers;
+/* Training with pooled_only (train_rows): as in inference, only the positions
+ * up to the batch's last pooled row run (n of them, rounded up to a multiple of
+ * 8, at least 2; with a causal mask nothing after a row's EOT reaches it), the
+ * ids cut to [B, n] in s->ids_cut; blocks 0..NL-2 over those n positions, then
+ * the last block for the pooled rows alone, its causal mask as a key padding
+ * mask over the keys after each row's EOT. The mask, the cut ids and the row
+ * indices are built on the host and uploaded; the backward reads s->n_cut. */
+static void forward_train_rows(const vlm_text_config *c, const vlm_text_params *p, vlm_text_acts *s,
+                               const vlm_tensor *ids) {
+  int64_t B = s->B, L = s->L, W = c->width, NL = c->layers, last = 0;
+  vlm_device dev = s->xs[0].device;
   vlm_block_config bc = vlm_text_block_config(c);
-  uint8_t *m = vlm_host_stage(&s->kpm_rows, (size_t)(B * L));
+  void *back;
+  vlm_tensor h = ids_on_host(ids, &back);
+  vlm_text_pool_index(c, &h, s->pool_idx);
+  for (int64_t b = 0; b < B; b++) last = s->pool_idx[b] > last ? s->pool_idx[b] : last;
+  int64_t n = (last + 1 + 7) / 8 * 8;
+  if (n > L) n = L;
+  if (n < 2) n = 2;
+  s->n_cut = n;
+  size_t nid = (size_t)(B * n) * sizeof(int64_t), nm = (size_t)(B * n);
+  int64_t *ci = vlm_host_stage(&s->ids_cut, nid);
+  uint8_t *m = vlm_host_stage(&s->kpm_rows, nm);
   for (int64_t b = 0; b < B; b++)
-    for (int64_t j = 0; j < L; j++) m[b * L + j] = j > s->pool_idx[b];
-  vlm_host_commit(&s->kpm_rows, m, (size_t)(B * L));
-  set_pool_rows(s, B, L);
-  int64_t msh[2] = {B, L};
-  vlm_tensor kpm = vlm_tensor_make(s->kpm_rows.data, VLM_U8, s->kpm_rows.device, 2, msh);
-  vlm_tensor y = rows3_view(&s->pooled, B, W);
-  vlm_block_forward_rows(&bc, &p->blocks[NL - 1], &s->blocks[NL - 1], &y, &s->xs[NL - 1], &s->pool_rows, &kpm);
+    for (int64_t j = 0; j < n; j++) {
+      ci[b * n + j] = id_at(&h, b * L + j);
+      m[b * n + j] = j > s->pool_idx[b];
+    }
+  vlm_host_commit(&s->ids_cut, ci, nid);
+  vlm_host_commit(&s->kpm_rows, m, nm);
+  free(back);
+  int64_t ish[2] = {B, n};
+  vlm_tensor cut = vlm_tensor_make(s->ids_cut.data, VLM_I64, dev, 2, ish);
+  vlm_tensor kpm = vlm_tensor_make(s->kpm_rows.data, VLM_U8, dev, 2, ish);
+  vlm_tensor x0 = xs_view(&s->xs[0], B, n, W);
+  vlm_embedding_forward(&x0, &cut, &p->token_emb, &p->pos_emb);
+  for (int64_t i = 0; i + 1 < NL; i++) {
+    vlm_tensor x = xs_view(&s->xs[i], B, n, W), y = xs_view(&s->xs[i + 1], B, n, W);
+    vlm_block_forward(&bc, &p->blocks[i], &s->blocks[i], &y, &x, NULL, 1);
+  }
+  set_pool_rows(s, B, n);
+  vlm_tensor x = xs_view(&s->xs[NL - 1], B, n, W), y = rows3_view(&s->pooled, B, W);
+  vlm_block_forward_rows(&bc, &p->blocks[NL - 1], &s->blocks[NL - 1], &y, &x, &s->pool_rows, &kpm);
+}
+
+/* The backward of forward_train_rows: d_pooled [B, W] -> the parameters' gradients. */
+static void backward_train_rows(const vlm_text_config *c, const vlm_text_params *p, vlm_text_params *g,
+                                vlm_text_acts *s) {
+  int64_t B = s->B, W = c->width, NL = c->layers, n = s->n_cut;
+  vlm_block_config bc = vlm_text_block_config(c);
+  vlm_tensor *xv = vlm_layers_calloc(NL, sizeof *xv);
+  VLM_CHECK(xv, "text: out of memory");
+  for (int64_t i = 0; i < NL; i++) xv[i] = xs_view(&s->xs[i], B, n, W);
+  vlm_tensor da = xs_view(&s->dx_a, B, n, W), db = xs_view(&s->dx_b, B, n, W);
+  vlm_tensor dp3 = rows3_view(&s->d_pooled, B, W);
+  vlm_block_backward_rows(&bc, &p->blocks[NL - 1], &g->blocks[NL - 1], &s->blocks[NL - 1], &s->scratch, &da, &dp3,
+                          &xv[NL - 1], &s->pool_rows);
+  vlm_tensor *dy = vlm_block_stack_backward(&bc, p->blocks, g->blocks, s->blocks, &s->scratch, xv, NL - 1, 1, &da, &db);
+  int64_t ish[2] = {B, n};
+  vlm_tensor cut = vlm_tensor_make(s->ids_cut.data, VLM_I64, s->ids_cut.device, 2, ish);
+  vlm_embedding_backward(&g->token_emb, &g->pos_emb, dy, &cut);
+  free(xv);
 }
 
 void vlm_text_forward(const vlm_text_config *c, const vlm_text_params *p, vlm_text_acts *s, const vlm_tensor *ids) {
@@ -310,10 +356,13 @@ void vlm_text_forward(const vlm_text_config *c, const vlm_text_params *p, vlm_te
     vlm_block_stack_forward(&bc, p->blocks, s->blocks, s->xs, NL, &s->kpm, 1);
     L += 1;
   } else {
-    vlm_embedding_forward(&s->xs[0], ids, &p->token_emb, &p->pos_emb);
-    vlm_block_stack_forward(&bc, p->blocks, s->blocks, s->xs, rows_train ? NL - 1 : NL, NULL, 1);
-    vlm_text_pool_index(c, ids, s->pool_idx);
-    if (rows_train) last_block_rows(c, p, s);
+    if (rows_train) {
+      forward_train_rows(c, p, s, ids);
+    } else {
+      vlm_embedding_forward(&s->xs[0], ids, &p->token_emb, &p->pos_emb);
+      vlm_block_stack_forward(&bc, p->blocks, s->blocks, s->xs, NL, NULL, 1);
+      vlm_text_pool_index(c, ids, s->pool_idx);
+    }
   }
   if (!rows_only && !rows_train) {
     /* ln_final is per row, so pooling before it equals open_clip's ln_final-then-pool.
@@ -344,13 +393,9 @@ void vlm_text_backward_tokens(const vlm_text_config *c, const vlm_text_params *p
   vlm_layernorm_backward(&s->d_pooled, &g->ln_final_w, &g->ln_final_b, &s->d_ln, &s->pooled, &p->ln_final_w,
                          &s->ln_mean, &s->ln_rstd);
   vlm_tensor *dy = &s->dx_a, *dx = &s->dx_b;
-  if (train_rows(c, s)) {  /* the last block ran for the pooled rows alone */
+  if (train_rows(c, s)) {  /* the positions up to the last pooled row; the last block at those rows */
     VLM_CHECK(!d_tokens, "text: the token states were not kept (clear pooled_only after the layout)");
-    vlm_tensor dp3 = rows3_view(&s->d_pooled, B, W);
-    vlm_block_backward_rows(&bc, &p->blocks[NL - 1], &g->blocks[NL - 1], &s->blocks[NL - 1], &s->scratch, dy, &dp3,
-                            &s->xs[NL - 1], &s->pool_rows);
-    dy = vlm_block_stack_backward(&bc, p->blocks, g->blocks, s->blocks, &s->scratch, s->xs, NL - 1, 1, dy, dx);
-    vlm_embedding_backward(&g->token_emb, &g->pos_emb, dy, ids);
+    backward_train_rows(c, p, g, s);
     return;
   }
   vlm_zero(dy);

@@ -69,17 +69,18 @@ typedef struct {
   vlm_tensor dx_a, dx_b;        /* [B, S, W] */
   vlm_tensor d_pooled, d_ln;    /* [B, W] */
   vlm_tensor ids_cut;           /* [B, L] I64: ids cut after the last pooled position (pooled_only) */
+  int64_t n_cut;                /* training with pooled_only: the positions the last forward ran */
   vlm_tensor kpm_rows;          /* [B, L] U8: keys after each row's pooled position (pooled_only) */
   int with_backward;
-  /* Set by the layout. In training (with_backward; not CoCa's cls text) the
-   * last block then runs for the pooled rows only (vlm_block_forward_rows and
-   * vlm_block_backward_rows). In inference vlm_text_forward (1) runs only the
-   * positions a pooled row can see (up to the batch's last EOT; with CoCa's
-   * cls, up to the key after the last non-pad token), rounded up to a
-   * multiple of 8, and (2) runs the last block for the pooled rows only.
-   * Features and gradients are unchanged up to rounding; the token states
-   * are not kept, so a caller of vlm_text_tokens clears it after the layout.
-   * A cls text on a GPU runs every row (its embedding is CPU-only). */
+  /* Set by the layout: vlm_text_forward then (1) runs only the positions a
+   * pooled row can see (up to the batch's last EOT; with CoCa's cls, up to
+   * the key after the last non-pad token), rounded up to a multiple of 8, and
+   * (2) runs the last block for the pooled rows only (vlm_block_forward_rows;
+   * in training, with vlm_block_backward_rows behind it; training with CoCa's
+   * cls text keeps every row). Features and gradients are unchanged up to
+   * rounding; the token states are not kept, so a caller of vlm_text_tokens
+   * clears it after the layout. A cls text on a GPU runs every row in
+   * inference too (its embedding is CPU-only). */
   int pooled_only;
 } vlm_text_acts;
 

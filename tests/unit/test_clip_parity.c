@@ -362,6 +362,76 @@ static void pooled_rows_checks(const char *shared) {
   vlm_st_close(&in);
 }
 
+typedef struct { vlm_tensor *t[512]; const char *name[512]; int n; } tensor_list;
+static void list_add(void *ctx, const char *name, vlm_tensor *t) {
+  tensor_list *l = ctx;
+  if (l->n < 512) l->t[l->n] = t, l->name[l->n++] = name;
+}
+
+/* Training: the pooled-rows path (the text cut after its last EOT, the last
+ * blocks at the pooled rows, forward and backward) against every row run:
+ * the loss and every parameter's gradient, each relative to its own max, on
+ * the same texts as above; fp32 with both kernel sets and both pooling rules,
+ * and bf16 matmul precision. */
+static void pooled_rows_training_checks(const char *shared) {
+  vlm_clip_config c;
+  vlm_clip_params p, ga, gb;
+  vlm_safetensors in;
+  if (!load_tiny_clip(shared, &c, &p, &in)) return;
+  vlm_tensor images = vlm_st_tensor(vlm_st_find(&in, "images")), text = vlm_st_tensor(vlm_st_find(&in, "text"));
+  int64_t L = text.shape[1], S = c.vision.image_size, keep[5] = {0, 2, 4, 5, 7}, B = 5;
+  int64_t *ids = malloc((size_t)(B * L) * sizeof(int64_t));
+  float *img = malloc((size_t)(B * 3 * S * S) * sizeof(float));
+  for (int64_t i = 0; i < B; i++) {
+    memcpy(ids + i * L, (int64_t *)text.data + keep[i] * L, (size_t)L * sizeof(int64_t));
+    memcpy(img + i * 3 * S * S, (float *)images.data + keep[i] * 3 * S * S, (size_t)(3 * S * S) * sizeof(float));
+  }
+  int64_t tsh[2] = {B, L}, ish[4] = {B, 3, S, S};
+  vlm_tensor t = vlm_tensor_make(ids, VLM_I64, VLM_CPU, 2, tsh), im = vlm_tensor_cpu_f32(img, 4, ish);
+  vlm_clip_acts a, b;
+  CHECK(vlm_clip_acts_init(&a, &c, B, L, 1) == VLM_OK && vlm_clip_acts_init(&b, &c, B, L, 1) == VLM_OK, "acts");
+  CHECK(b.visual.pooled_only && b.text.pooled_only, "training acts default to pooled_only");
+  CHECK(vlm_clip_params_init(&ga, &c) == VLM_OK && vlm_clip_params_init(&gb, &c) == VLM_OK, "grads");
+  a.visual.pooled_only = a.text.pooled_only = 0;
+  for (int v = 0; v < 4; v++) {
+    int bf16 = v == 3;
+    vlm_set_kernel_mode(v == 1 ? VLM_KERNELS_REF : VLM_KERNELS_FAST);
+    c.text.eot_id = v == 2 ? 999 : -1;
+    vlm_set_matmul_precision(bf16 ? VLM_PREC_BF16 : VLM_PREC_F32);
+    float la = vlm_clip_forward(&c, &p, &a, &im, &t), lb = vlm_clip_forward(&c, &p, &b, &im, &t);
+    vlm_clip_params_zero(&ga);
+    vlm_clip_params_zero(&gb);
+    vlm_clip_backward(&c, &p, &ga, &a, &t);
+    vlm_clip_backward(&c, &p, &gb, &b, &t);
+    vlm_set_matmul_precision(VLM_PREC_F32);
+    double tol = bf16 ? 2e-2 : 1e-5, worst = fabs((double)la - lb) / fabs((double)la);
+    CHECK(worst <= tol, "pooled rows training (variant %d): loss %.9g vs %.9g", v, (double)lb, (double)la);
+    CHECK(b.text.n_cut == 8, "pooled rows training (variant %d): the text ran %lld positions, expected 8", v,
+          (long long)b.text.n_cut);
+    tensor_list ta = {.n = 0}, tb = {.n = 0};
+    vlm_clip_params_visit(&ga, &c, list_add, &ta);
+    vlm_clip_params_visit(&gb, &c, list_add, &tb);
+    CHECK(ta.n == tb.n && ta.n > 0, "gradient lists");
+    for (int i = 0; i < ta.n && i < tb.n; i++) {
+      double d = rel_diff(tb.t[i], ta.t[i]);
+      worst = fmax(worst, d);
+      CHECK(d <= tol, "pooled rows training (variant %d): gradient %d differs by %.3g of its max", v, i, d);
+    }
+    printf("pooled rows training vs every row, variant %d: loss and %d gradients within %.2g of their max\n", v,
+           ta.n, worst);
+  }
+  c.text.eot_id = -1;
+  vlm_set_kernel_mode(VLM_KERNELS_FAST);
+  free(ids);
+  free(img);
+  vlm_clip_acts_free(&a);
+  vlm_clip_acts_free(&b);
+  vlm_clip_params_free(&ga);
+  vlm_clip_params_free(&gb);
+  vlm_clip_params_free(&p);
+  vlm_st_close(&in);
+}
+
 /* InfoNCE: finite-difference gradients of the features and of logit_scale. */
 typedef struct {
   vlm_clip_loss_acts s;
@@ -503,6 +573,7 @@ static void units(const char *shared) {
   half_checks(shared);
   bf16_checks(shared);
   pooled_rows_checks(shared);
+  pooled_rows_training_checks(shared);
   const char *dirs[2] = {"tiny-clip", "tiny-clip-quickgelu"};
   for (int i = 0; i < 2; i++) {
     char d[4096];
