@@ -211,6 +211,31 @@ static void block_forward_inference(const vlm_block_config *c, const vlm_block_p
   vlm_linear_forward(y, &act, &p->proj_w, &p->proj_b, NULL, &a->x1);
 }
 
+/* A training block's forward after attention: x1 = resid + out_proj(attn),
+ * then y = x1 + MLP(LayerNorm 2(x1)), saving x1, ln_2 and its statistics, fc
+ * and act. In bf16 precision the residual adds ride in the GEMMs (the residual
+ * as the GEMM's C input): one pass fewer over x1 and y each; fp32 is unchanged. */
+static void train_forward_tail(const vlm_block_config *c, const vlm_block_params *p, const vlm_tensor *attn,
+                               const vlm_tensor *resid, vlm_tensor *x1, vlm_tensor *ln_2, vlm_tensor *m2,
+                               vlm_tensor *r2, vlm_tensor *fc, vlm_tensor *act, vlm_tensor *y) {
+  int fuse_residual = g_train_bf16_acts && vlm_get_matmul_precision() == VLM_PREC_BF16;
+  if (fuse_residual) {
+    vlm_linear_forward(x1, attn, &p->out_proj_w, &p->out_proj_b, NULL, resid);
+  } else {
+    vlm_matmul_forward(x1, attn, &p->out_proj_w, &p->out_proj_b, 0, 1);
+    vlm_add_forward(x1, x1, resid);
+  }
+  vlm_layernorm_forward(ln_2, m2, r2, x1, &p->ln_2_w, &p->ln_2_b, c->ln_eps);
+  vlm_matmul_forward(fc, ln_2, &p->fc_w, &p->fc_b, 0, 1);
+  vlm_act_forward(c->act, act, fc);
+  if (fuse_residual) {
+    vlm_linear_forward(y, act, &p->proj_w, &p->proj_b, NULL, x1);
+  } else {
+    vlm_matmul_forward(y, act, &p->proj_w, &p->proj_b, 0, 1);
+    vlm_add_forward(y, y, x1);
+  }
+}
+
 /* t's memory from element `off` on, viewed [B, L, C] (the pooled-rows
  * training path keeps its small tensors in the unused tails of the full-size
  * activation buffers). */
@@ -283,23 +308,7 @@ static void rows_forward_train(const vlm_block_config *c, const vlm_block_params
   vlm_tensor wq = vlm_narrow(&p->in_proj_w, 0, 0, W), bq = vlm_narrow(&p->in_proj_b, 0, 0, W);
   vlm_matmul_forward(&a.q, &a.lnq, &wq, &bq, 0, 1);
   vlm_attention_forward(&a.attn, &a.probs, &a.q, &k, &v, (int)c->heads, key_padding_mask, 0, attn_scale(c));
-
-  int fuse_residual = g_train_bf16_acts && vlm_get_matmul_precision() == VLM_PREC_BF16;
-  if (fuse_residual) {
-    vlm_linear_forward(&a.x1, &a.attn, &p->out_proj_w, &p->out_proj_b, NULL, &a.xr);
-  } else {
-    vlm_matmul_forward(&a.x1, &a.attn, &p->out_proj_w, &p->out_proj_b, 0, 1);
-    vlm_add_forward(&a.x1, &a.x1, &a.xr);
-  }
-  vlm_layernorm_forward(&a.ln_2, &a.m2, &a.r2, &a.x1, &p->ln_2_w, &p->ln_2_b, c->ln_eps);
-  vlm_matmul_forward(&a.fc, &a.ln_2, &p->fc_w, &p->fc_b, 0, 1);
-  vlm_act_forward(c->act, &a.act, &a.fc);
-  if (fuse_residual) {
-    vlm_linear_forward(y, &a.act, &p->proj_w, &p->proj_b, NULL, &a.x1);
-  } else {
-    vlm_matmul_forward(y, &a.act, &p->proj_w, &p->proj_b, 0, 1);
-    vlm_add_forward(y, y, &a.x1);
-  }
+  train_forward_tail(c, p, &a.attn, &a.xr, &a.x1, &a.ln_2, &a.m2, &a.r2, &a.fc, &a.act, y);
 }
 
 /* The last block of a tower whose output is pooled at one row per batch entry
@@ -371,24 +380,7 @@ void vlm_block_forward(const vlm_block_config *c, const vlm_block_params *p, vlm
   vlm_matmul_forward(&a.qkv, &a.ln_1, &p->in_proj_w, &p->in_proj_b, 0, 1);
   vlm_tensor q = vlm_narrow(&a.qkv, 2, 0, W), k = vlm_narrow(&a.qkv, 2, W, W), v = vlm_narrow(&a.qkv, 2, 2 * W, W);
   vlm_attention_forward(&a.attn, &a.probs, &q, &k, &v, (int)c->heads, key_padding_mask, causal, attn_scale(c));
-  /* In bf16 precision the residual adds ride in the GEMMs (the residual as the
-   * GEMM's C input): one pass fewer over x1 and y each; fp32 is unchanged. */
-  int fuse_residual = g_train_bf16_acts && vlm_get_matmul_precision() == VLM_PREC_BF16;
-  if (fuse_residual) {
-    vlm_linear_forward(&a.x1, &a.attn, &p->out_proj_w, &p->out_proj_b, NULL, x);
-  } else {
-    vlm_matmul_forward(&a.x1, &a.attn, &p->out_proj_w, &p->out_proj_b, 0, 1);
-    vlm_add_forward(&a.x1, &a.x1, x);
-  }
-  vlm_layernorm_forward(&a.ln_2, &a.m2, &a.r2, &a.x1, &p->ln_2_w, &p->ln_2_b, c->ln_eps);
-  vlm_matmul_forward(&a.fc, &a.ln_2, &p->fc_w, &p->fc_b, 0, 1);
-  vlm_act_forward(c->act, &a.act, &a.fc);
-  if (fuse_residual) {
-    vlm_linear_forward(y, &a.act, &p->proj_w, &p->proj_b, NULL, &a.x1);
-  } else {
-    vlm_matmul_forward(y, &a.act, &p->proj_w, &p->proj_b, 0, 1);
-    vlm_add_forward(y, y, &a.x1);
-  }
+  train_forward_tail(c, p, &a.attn, x, &a.x1, &a.ln_2, &a.m2, &a.r2, &a.fc, &a.act, y);
 }
 
 /* Gradient scratch written by one op, not accumulated: on CUDA and with the

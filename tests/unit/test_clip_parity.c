@@ -315,6 +315,25 @@ static double rel_diff(const vlm_tensor *a, const vlm_tensor *b) {
   return d / (m > 0 ? m : 1);
 }
 
+/* Entries 0, 2, 4, 5, 7 of the tiny-clip fixture's inputs: texts whose last
+ * EOT is at 2..7 of 16, so the pooled-rows path cuts the text to 8 positions.
+ * *ids and *img back t and im (free them). */
+static void short_text_batch(const vlm_safetensors *in, const vlm_clip_config *c, vlm_tensor *t, vlm_tensor *im,
+                             int64_t **ids, float **img) {
+  vlm_tensor images = vlm_st_tensor(vlm_st_find(in, "images")), text = vlm_st_tensor(vlm_st_find(in, "text"));
+  int64_t L = text.shape[1], S = c->vision.image_size, keep[5] = {0, 2, 4, 5, 7}, B = 5;
+  *ids = malloc((size_t)(B * L) * sizeof(int64_t));
+  *img = vt_alloc(B * 3 * S * S);
+  if (!*ids) abort();
+  for (int64_t i = 0; i < B; i++) {
+    memcpy(*ids + i * L, (int64_t *)text.data + keep[i] * L, (size_t)L * sizeof(int64_t));
+    memcpy(*img + i * 3 * S * S, (float *)images.data + keep[i] * 3 * S * S, (size_t)(3 * S * S) * sizeof(float));
+  }
+  int64_t tsh[2] = {B, L}, ish[4] = {B, 3, S, S};
+  *t = vlm_tensor_make(*ids, VLM_I64, VLM_CPU, 2, tsh);
+  *im = vlm_tensor_cpu_f32(*img, 4, ish);
+}
+
 /* The pooled-rows inference path against every row run, on the fixture's
  * weights: texts whose last EOT is at 2..7 of 16 (so the text is cut to 8
  * positions), the first-EOT pooling rule as well as argmax, fp32 with both
@@ -325,16 +344,12 @@ static void pooled_rows_checks(const char *shared) {
   vlm_safetensors in;
   if (!load_tiny_clip(shared, &c, &p, &in)) return;
   CHECK(vlm_clip_params_bf16(&h, &p, &c) == VLM_OK, "%s", vlm_last_error());
-  vlm_tensor images = vlm_st_tensor(vlm_st_find(&in, "images")), text = vlm_st_tensor(vlm_st_find(&in, "text"));
-  int64_t L = text.shape[1], S = c.vision.image_size, keep[5] = {0, 2, 4, 5, 7}, B = 5;
-  int64_t *ids = malloc((size_t)(B * L) * sizeof(int64_t));
-  float *img = malloc((size_t)(B * 3 * S * S) * sizeof(float));
-  for (int64_t i = 0; i < B; i++) {
-    memcpy(ids + i * L, (int64_t *)text.data + keep[i] * L, (size_t)L * sizeof(int64_t));
-    memcpy(img + i * 3 * S * S, (float *)images.data + keep[i] * 3 * S * S, (size_t)(3 * S * S) * sizeof(float));
-  }
-  int64_t tsh[2] = {B, L}, ish[4] = {B, 3, S, S};
-  vlm_tensor t = vlm_tensor_make(ids, VLM_I64, VLM_CPU, 2, tsh), im = vlm_tensor_cpu_f32(img, 4, ish);
+  int64_t B = 5, L;
+  int64_t *ids;
+  float *img;
+  vlm_tensor t, im;
+  short_text_batch(&in, &c, &t, &im, &ids, &img);
+  L = t.shape[1];
   vlm_clip_acts a, b;
   CHECK(vlm_clip_acts_init(&a, &c, B, L, 0) == VLM_OK && vlm_clip_acts_init(&b, &c, B, L, 0) == VLM_OK, "acts");
   a.visual.pooled_only = a.text.pooled_only = 0;
@@ -378,16 +393,12 @@ static void pooled_rows_training_checks(const char *shared) {
   vlm_clip_params p, ga, gb;
   vlm_safetensors in;
   if (!load_tiny_clip(shared, &c, &p, &in)) return;
-  vlm_tensor images = vlm_st_tensor(vlm_st_find(&in, "images")), text = vlm_st_tensor(vlm_st_find(&in, "text"));
-  int64_t L = text.shape[1], S = c.vision.image_size, keep[5] = {0, 2, 4, 5, 7}, B = 5;
-  int64_t *ids = malloc((size_t)(B * L) * sizeof(int64_t));
-  float *img = malloc((size_t)(B * 3 * S * S) * sizeof(float));
-  for (int64_t i = 0; i < B; i++) {
-    memcpy(ids + i * L, (int64_t *)text.data + keep[i] * L, (size_t)L * sizeof(int64_t));
-    memcpy(img + i * 3 * S * S, (float *)images.data + keep[i] * 3 * S * S, (size_t)(3 * S * S) * sizeof(float));
-  }
-  int64_t tsh[2] = {B, L}, ish[4] = {B, 3, S, S};
-  vlm_tensor t = vlm_tensor_make(ids, VLM_I64, VLM_CPU, 2, tsh), im = vlm_tensor_cpu_f32(img, 4, ish);
+  int64_t B = 5, L;
+  int64_t *ids;
+  float *img;
+  vlm_tensor t, im;
+  short_text_batch(&in, &c, &t, &im, &ids, &img);
+  L = t.shape[1];
   vlm_clip_acts a, b;
   CHECK(vlm_clip_acts_init(&a, &c, B, L, 1) == VLM_OK && vlm_clip_acts_init(&b, &c, B, L, 1) == VLM_OK, "acts");
   CHECK(b.visual.pooled_only && b.text.pooled_only, "training acts default to pooled_only");
