@@ -225,7 +225,7 @@ int main(int argc, char **argv) {
            dt / steps * 1e3);
     printf("  model FLOPs utilization (vs bf16 GEMM)        %8.1f %%  (%.1f GFLOP/sample, the whole model)\n",
            train_mfu * 100, 3.0 * fwd_flops / 1e9);
-    printf("  the same over the FLOPs run                   %8.1f %%  (%.1f GFLOP/sample: the last blocks at the pooled rows)\n",
+    printf("  the same over the FLOPs run                   %8.1f %%  (%.1f GFLOP/sample: last blocks at the pooled rows)\n",
            train_mfu_run * 100, 3.0 * run_flops / 1e9);
     printf("  loss: first step %.4f, last step %.4f (ln B = %.4f)\n", loss_first, loss_last, log((double)B));
     /* One more step, phase by phase (a sync after each): where the time goes. */
@@ -328,7 +328,7 @@ int main(int argc, char **argv) {
     vlm_cuda_sync("encode");
     double dt = vlm_now() - ts;
     enc_sps = (double)(B * reps) / dt;
-    printf("  image encoding, batch %lld, bf16 matmuls     %8.1f images/s (%.1f ms/batch, MFU %.1f %% of the FLOPs run)\n",
+    printf("  image encoding, batch %lld, bf16 matmuls     %8.1f images/s (%.1f ms/batch, MFU %.1f %% of FLOPs run)\n",
            (long long)B, enc_sps, dt / reps * 1e3, enc_sps * vis_run_flops / (gemm_tflops * 1e12) * 100);
     /* One vision block's inference ops at this batch (bf16 weights and matmuls), each
      * timed alone, as block_forward_inference runs them; then the f32-qkv forms. */

@@ -312,8 +312,8 @@ static void rows_forward_train(const vlm_block_config *c, const vlm_block_params
 }
 
 /* The last block of a tower whose output is pooled at one row per batch entry
- * (inference; with training activations, rows_forward_train above). Keys and values need every row, so LayerNorm 1 and the
- * qkv matmul run over all of x; the query, attention, out_proj, LayerNorm 2
+ * (inference; with training activations, rows_forward_train above). Keys and
+ * values need every row, so LayerNorm 1 and the qkv matmul run over all of x; the query, attention, out_proj, LayerNorm 2
  * and the MLP run over the B chosen rows only. Row-wise ops, so each chosen
  * row equals vlm_block_forward's row up to the GEMMs' rounding at another M.
  * Buffers: the chosen x rows in ln_1's (free after the qkv matmul), their
