@@ -163,7 +163,7 @@ static void draw_shape(vlm_image *img, const shape *s) {
    * around its centre and covers the one of radius `in` (centre to the nearest edge), so a
    * pixel centre more than 0.5 px outside the first is untouched (a <= 0) and one more than
    * 0.5 px inside the second gets the colour (a clamped to 1: p + (col - p) * 1 = col). A
-   * margin of 1 px keeps both tests exact; the images are those of the per-pixel loop. */
+   * margin of 1.5 px (out2, in2 below) keeps both tests exact; the images are those of the per-pixel loop. */
   double out = s->r * 0.9, in = s->r * 0.9;
   if (n > 0) {
     out = 0;
