@@ -117,11 +117,8 @@ static float attn_scale(const vlm_block_config *c) { return 1.0f / sqrtf((float)
 
 /* Activations may have been laid out for a larger batch or length than this
  * call uses: view the leading B*L rows with the call's shape. */
-static vlm_tensor view3(const vlm_tensor *t, int64_t B, int64_t L, int64_t C) {
-  int64_t shape[3] = {B, L, C};
-  VLM_CHECK(vlm_is_contiguous(t) && vlm_numel(t) >= B * L * C, "block: activation buffer too small");
-  return vlm_tensor_make(t->data, t->dtype, t->device, 3, shape);
-}
+static vlm_tensor view3_at(const vlm_tensor *t, int64_t off, int64_t B, int64_t L, int64_t C);
+static vlm_tensor view3(const vlm_tensor *t, int64_t B, int64_t L, int64_t C) { return view3_at(t, 0, B, L, C); }
 
 static vlm_tensor view1(const vlm_tensor *t, int64_t n) {
   VLM_CHECK(vlm_numel(t) >= n, "block: statistics buffer too small");
@@ -236,9 +233,9 @@ static void train_forward_tail(const vlm_block_config *c, const vlm_block_params
   }
 }
 
-/* t's memory from element `off` on, viewed [B, L, C] (the pooled-rows
- * training path keeps its small tensors in the unused tails of the full-size
- * activation buffers). */
+/* t's memory from element `off` on, viewed [B, L, C] (view3 is off 0; the
+ * pooled-rows training path keeps its small tensors in the unused tails of the
+ * full-size activation buffers). */
 static vlm_tensor view3_at(const vlm_tensor *t, int64_t off, int64_t B, int64_t L, int64_t C) {
   int64_t shape[3] = {B, L, C};
   VLM_CHECK(vlm_is_contiguous(t) && vlm_numel(t) >= off + B * L * C, "block: activation buffer too small");

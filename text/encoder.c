@@ -228,6 +228,7 @@ static void forward_pooled_rows(const vlm_text_config *c, const vlm_text_params 
   if (n > L) n = L;
   if (n < 1) n = L < 1 ? L : 1;
   int64_t S = n + cls;  /* this call's sequence: n tokens, then the cls */
+  s->n_cut = n;         /* what a training backward reads */
   size_t nid = (size_t)(B * n) * sizeof(int64_t), nm = (size_t)(B * S);
   int64_t *ci = vlm_host_stage(&s->ids_cut, nid);
   uint8_t *m = vlm_host_stage(&s->kpm_rows, nm);
@@ -270,59 +271,17 @@ static void forward_pooled_rows(const vlm_text_config *c, const vlm_text_params 
   vlm_block_forward_rows(&bc, &p->blocks[NL - 1], &s->blocks[NL - 1], &y, &x, &s->pool_rows, &kpm);
 }
 
-/* Training with pooled_only: the last block runs for the pooled rows alone
- * (vlm_block_forward_rows, which saves what vlm_block_backward_rows reads).
+/* Training with pooled_only: forward_pooled_rows as in inference (the
+ * positions up to the batch's last EOT; the last block for the pooled rows
+ * alone, vlm_block_forward_rows saving what vlm_block_backward_rows reads).
  * Not for CoCa's cls text, whose token states its decoder reads. */
 static int train_rows(const vlm_text_config *c, const vlm_text_acts *s) {
   return s->with_backward && s->pooled_only && c->layers > 0 && !c->embed_cls && s->L >= 2;
 }
 
-/* Training with pooled_only (train_rows): as in inference, only the positions
- * up to the batch's last pooled row run (n of them, rounded up to a multiple of
- * 8, at least 2; with a causal mask nothing after a row's EOT reaches it), the
- * ids cut to [B, n] in s->ids_cut; blocks 0..NL-2 over those n positions, then
- * the last block for the pooled rows alone, its causal mask as a key padding
- * mask over the keys after each row's EOT. The mask, the cut ids and the row
- * indices are built on the host and uploaded; the backward reads s->n_cut. */
-static void forward_train_rows(const vlm_text_config *c, const vlm_text_params *p, vlm_text_acts *s,
-                               const vlm_tensor *ids) {
-  int64_t B = s->B, L = s->L, W = c->width, NL = c->layers, last = 0;
-  vlm_device dev = s->xs[0].device;
-  vlm_block_config bc = vlm_text_block_config(c);
-  void *back;
-  vlm_tensor h = ids_on_host(ids, &back);
-  vlm_text_pool_index(c, &h, s->pool_idx);
-  for (int64_t b = 0; b < B; b++) last = s->pool_idx[b] > last ? s->pool_idx[b] : last;
-  int64_t n = (last + 1 + 7) / 8 * 8;
-  if (n > L) n = L;
-  if (n < 2) n = 2;
-  s->n_cut = n;
-  size_t nid = (size_t)(B * n) * sizeof(int64_t), nm = (size_t)(B * n);
-  int64_t *ci = vlm_host_stage(&s->ids_cut, nid);
-  uint8_t *m = vlm_host_stage(&s->kpm_rows, nm);
-  for (int64_t b = 0; b < B; b++)
-    for (int64_t j = 0; j < n; j++) {
-      ci[b * n + j] = id_at(&h, b * L + j);
-      m[b * n + j] = j > s->pool_idx[b];
-    }
-  vlm_host_commit(&s->ids_cut, ci, nid);
-  vlm_host_commit(&s->kpm_rows, m, nm);
-  free(back);
-  int64_t ish[2] = {B, n};
-  vlm_tensor cut = vlm_tensor_make(s->ids_cut.data, VLM_I64, dev, 2, ish);
-  vlm_tensor kpm = vlm_tensor_make(s->kpm_rows.data, VLM_U8, dev, 2, ish);
-  vlm_tensor x0 = xs_view(&s->xs[0], B, n, W);
-  vlm_embedding_forward(&x0, &cut, &p->token_emb, &p->pos_emb);
-  for (int64_t i = 0; i + 1 < NL; i++) {
-    vlm_tensor x = xs_view(&s->xs[i], B, n, W), y = xs_view(&s->xs[i + 1], B, n, W);
-    vlm_block_forward(&bc, &p->blocks[i], &s->blocks[i], &y, &x, NULL, 1);
-  }
-  set_pool_rows(s, B, n);
-  vlm_tensor x = xs_view(&s->xs[NL - 1], B, n, W), y = rows3_view(&s->pooled, B, W);
-  vlm_block_forward_rows(&bc, &p->blocks[NL - 1], &s->blocks[NL - 1], &y, &x, &s->pool_rows, &kpm);
-}
-
-/* The backward of forward_train_rows: d_pooled [B, W] -> the parameters' gradients. */
+/* The backward of forward_pooled_rows on training activations (train_rows): the
+ * positions it ran (s->n_cut), the last block at the pooled rows; d_pooled [B, W]
+ * -> the parameters' gradients. */
 static void backward_train_rows(const vlm_text_config *c, const vlm_text_params *p, vlm_text_params *g,
                                 vlm_text_acts *s) {
   int64_t B = s->B, W = c->width, NL = c->layers, n = s->n_cut;
@@ -348,7 +307,7 @@ void vlm_text_forward(const vlm_text_config *c, const vlm_text_params *p, vlm_te
             (long long)s->L);
   int64_t B = s->B, L = s->L, W = c->width, NL = c->layers;
   vlm_block_config bc = vlm_text_block_config(c);
-  int rows_only = s->pooled_only && NL > 0 && !s->with_backward, rows_train = train_rows(c, s);
+  int rows_only = (s->pooled_only && NL > 0 && !s->with_backward) || train_rows(c, s);
   if (rows_only) {
     forward_pooled_rows(c, p, s, ids);
   } else if (c->embed_cls) {
@@ -356,15 +315,11 @@ void vlm_text_forward(const vlm_text_config *c, const vlm_text_params *p, vlm_te
     vlm_block_stack_forward(&bc, p->blocks, s->blocks, s->xs, NL, &s->kpm, 1);
     L += 1;
   } else {
-    if (rows_train) {
-      forward_train_rows(c, p, s, ids);
-    } else {
-      vlm_embedding_forward(&s->xs[0], ids, &p->token_emb, &p->pos_emb);
-      vlm_block_stack_forward(&bc, p->blocks, s->blocks, s->xs, NL, NULL, 1);
-      vlm_text_pool_index(c, ids, s->pool_idx);
-    }
+    vlm_embedding_forward(&s->xs[0], ids, &p->token_emb, &p->pos_emb);
+    vlm_block_stack_forward(&bc, p->blocks, s->blocks, s->xs, NL, NULL, 1);
+    vlm_text_pool_index(c, ids, s->pool_idx);
   }
-  if (!rows_only && !rows_train) {
+  if (!rows_only) {
     /* ln_final is per row, so pooling before it equals open_clip's ln_final-then-pool.
      * One gather (an embedding lookup into xs[NL] viewed [B*S, W]) on any device. */
     set_pool_rows(s, B, L);

@@ -69,7 +69,7 @@ typedef struct {
   vlm_tensor dx_a, dx_b;        /* [B, S, W] */
   vlm_tensor d_pooled, d_ln;    /* [B, W] */
   vlm_tensor ids_cut;           /* [B, L] I64: ids cut after the last pooled position (pooled_only) */
-  int64_t n_cut;                /* training with pooled_only: the positions the last forward ran */
+  int64_t n_cut;                /* pooled_only: the positions the last forward ran (a training backward reads it) */
   vlm_tensor kpm_rows;          /* [B, L] U8: keys after each row's pooled position (pooled_only) */
   int with_backward;
   /* Set by the layout: vlm_text_forward then (1) runs only the positions a
