@@ -334,25 +334,66 @@ static void short_text_batch(const vlm_safetensors *in, const vlm_clip_config *c
   *im = vlm_tensor_cpu_f32(*img, 4, ish);
 }
 
-/* The pooled-rows inference path against every row run, on the fixture's
- * weights: texts whose last EOT is at 2..7 of 16 (so the text is cut to 8
- * positions), the first-EOT pooling rule as well as argmax, fp32 with both
- * kernel sets and bf16 weights. */
+typedef struct { vlm_tensor *t[512]; const char *name[512]; int n; } tensor_list;
+static void list_add(void *ctx, const char *name, vlm_tensor *t) {
+  tensor_list *l = ctx;
+  if (l->n < 512) l->t[l->n] = t, l->name[l->n++] = name;
+}
+
+/* One training step with the pooled-rows path (b: the text cut after its last
+ * EOT, the last blocks at the pooled rows, forward and backward) against every
+ * row run (a): the loss and every parameter's gradient, each relative to its own max. */
+static void training_variant(const vlm_clip_config *c, vlm_clip_params *p, vlm_clip_acts *a, vlm_clip_acts *b,
+                             vlm_clip_params *ga, vlm_clip_params *gb, const vlm_tensor *im, const vlm_tensor *t,
+                             int v, int bf16) {
+  vlm_set_matmul_precision(bf16 ? VLM_PREC_BF16 : VLM_PREC_F32);
+  float la = vlm_clip_forward(c, p, a, im, t), lb = vlm_clip_forward(c, p, b, im, t);
+  vlm_clip_params_zero(ga);
+  vlm_clip_params_zero(gb);
+  vlm_clip_backward(c, p, ga, a, t);
+  vlm_clip_backward(c, p, gb, b, t);
+  vlm_set_matmul_precision(VLM_PREC_F32);
+  double tol = bf16 ? 2e-2 : 1e-5, worst = fabs((double)la - lb) / fabs((double)la);
+  CHECK(worst <= tol, "pooled rows training (variant %d): loss %.9g vs %.9g", v, (double)lb, (double)la);
+  CHECK(b->text.n_cut == 8, "pooled rows training (variant %d): the text ran %lld positions, expected 8", v,
+        (long long)b->text.n_cut);
+  tensor_list ta = {.n = 0}, tb = {.n = 0};
+  vlm_clip_params_visit(ga, c, list_add, &ta);
+  vlm_clip_params_visit(gb, c, list_add, &tb);
+  CHECK(ta.n == tb.n && ta.n > 0, "gradient lists");
+  for (int i = 0; i < ta.n && i < tb.n; i++) {
+    double d = rel_diff(tb.t[i], ta.t[i]);
+    worst = fmax(worst, d);
+    CHECK(d <= tol, "pooled rows training (variant %d): d %s differs by %.3g of its max", v, ta.name[i], d);
+  }
+  printf("pooled rows training vs every row, variant %d: loss and %d gradients within %.2g of their max\n", v, ta.n,
+         worst);
+}
+
+/* The pooled-rows path against every row run, on the fixture's weights:
+ * texts whose last EOT is at 2..7 of 16 (so the text is cut to 8 positions),
+ * the first-EOT pooling rule as well as argmax, fp32 with both kernel sets and
+ * bf16 (inference: bf16 weights; training: bf16 matmul precision). Inference
+ * compares the features, training the loss and every gradient. */
 static void pooled_rows_checks(const char *shared) {
   vlm_clip_config c;
-  vlm_clip_params p, h;
+  vlm_clip_params p, h, ga, gb;
   vlm_safetensors in;
   if (!load_tiny_clip(shared, &c, &p, &in)) return;
   CHECK(vlm_clip_params_bf16(&h, &p, &c) == VLM_OK, "%s", vlm_last_error());
-  int64_t B = 5, L;
+  CHECK(vlm_clip_params_init(&ga, &c) == VLM_OK && vlm_clip_params_init(&gb, &c) == VLM_OK, "grads");
   int64_t *ids;
   float *img;
   vlm_tensor t, im;
   short_text_batch(&in, &c, &t, &im, &ids, &img);
-  L = t.shape[1];
-  vlm_clip_acts a, b;
-  CHECK(vlm_clip_acts_init(&a, &c, B, L, 0) == VLM_OK && vlm_clip_acts_init(&b, &c, B, L, 0) == VLM_OK, "acts");
+  int64_t B = t.shape[0], L = t.shape[1];
+  vlm_clip_acts a, b, ta, tb;
+  CHECK(vlm_clip_acts_init(&a, &c, B, L, 0) == VLM_OK && vlm_clip_acts_init(&b, &c, B, L, 0) == VLM_OK &&
+            vlm_clip_acts_init(&ta, &c, B, L, 1) == VLM_OK && vlm_clip_acts_init(&tb, &c, B, L, 1) == VLM_OK,
+        "acts");
+  CHECK(tb.visual.pooled_only && tb.text.pooled_only, "training acts default to pooled_only");
   a.visual.pooled_only = a.text.pooled_only = 0;
+  ta.visual.pooled_only = ta.text.pooled_only = 0;
   for (int v = 0; v < 4; v++) {
     int bf16 = v == 3;
     vlm_set_kernel_mode(v == 1 ? VLM_KERNELS_REF : VLM_KERNELS_FAST);
@@ -366,79 +407,18 @@ static void pooled_rows_checks(const char *shared) {
     CHECK(di <= tol && dt <= tol, "pooled rows vs every row (variant %d): image %.3g, text %.3g (tolerance %.1g)", v,
           di, dt, tol);
     printf("pooled rows vs every row, variant %d: largest difference image %.2g, text %.2g of the max\n", v, di, dt);
+    training_variant(&c, &p, &ta, &tb, &ga, &gb, &im, &t, v, bf16);
   }
   vlm_set_kernel_mode(VLM_KERNELS_FAST);
   free(ids);
   free(img);
   vlm_clip_acts_free(&a);
   vlm_clip_acts_free(&b);
-  vlm_clip_params_free(&h);
-  vlm_clip_params_free(&p);
-  vlm_st_close(&in);
-}
-
-typedef struct { vlm_tensor *t[512]; const char *name[512]; int n; } tensor_list;
-static void list_add(void *ctx, const char *name, vlm_tensor *t) {
-  tensor_list *l = ctx;
-  if (l->n < 512) l->t[l->n] = t, l->name[l->n++] = name;
-}
-
-/* Training: the pooled-rows path (the text cut after its last EOT, the last
- * blocks at the pooled rows, forward and backward) against every row run:
- * the loss and every parameter's gradient, each relative to its own max, on
- * the same texts as above; fp32 with both kernel sets and both pooling rules,
- * and bf16 matmul precision. */
-static void pooled_rows_training_checks(const char *shared) {
-  vlm_clip_config c;
-  vlm_clip_params p, ga, gb;
-  vlm_safetensors in;
-  if (!load_tiny_clip(shared, &c, &p, &in)) return;
-  int64_t B = 5, L;
-  int64_t *ids;
-  float *img;
-  vlm_tensor t, im;
-  short_text_batch(&in, &c, &t, &im, &ids, &img);
-  L = t.shape[1];
-  vlm_clip_acts a, b;
-  CHECK(vlm_clip_acts_init(&a, &c, B, L, 1) == VLM_OK && vlm_clip_acts_init(&b, &c, B, L, 1) == VLM_OK, "acts");
-  CHECK(b.visual.pooled_only && b.text.pooled_only, "training acts default to pooled_only");
-  CHECK(vlm_clip_params_init(&ga, &c) == VLM_OK && vlm_clip_params_init(&gb, &c) == VLM_OK, "grads");
-  a.visual.pooled_only = a.text.pooled_only = 0;
-  for (int v = 0; v < 4; v++) {
-    int bf16 = v == 3;
-    vlm_set_kernel_mode(v == 1 ? VLM_KERNELS_REF : VLM_KERNELS_FAST);
-    c.text.eot_id = v == 2 ? 999 : -1;
-    vlm_set_matmul_precision(bf16 ? VLM_PREC_BF16 : VLM_PREC_F32);
-    float la = vlm_clip_forward(&c, &p, &a, &im, &t), lb = vlm_clip_forward(&c, &p, &b, &im, &t);
-    vlm_clip_params_zero(&ga);
-    vlm_clip_params_zero(&gb);
-    vlm_clip_backward(&c, &p, &ga, &a, &t);
-    vlm_clip_backward(&c, &p, &gb, &b, &t);
-    vlm_set_matmul_precision(VLM_PREC_F32);
-    double tol = bf16 ? 2e-2 : 1e-5, worst = fabs((double)la - lb) / fabs((double)la);
-    CHECK(worst <= tol, "pooled rows training (variant %d): loss %.9g vs %.9g", v, (double)lb, (double)la);
-    CHECK(b.text.n_cut == 8, "pooled rows training (variant %d): the text ran %lld positions, expected 8", v,
-          (long long)b.text.n_cut);
-    tensor_list ta = {.n = 0}, tb = {.n = 0};
-    vlm_clip_params_visit(&ga, &c, list_add, &ta);
-    vlm_clip_params_visit(&gb, &c, list_add, &tb);
-    CHECK(ta.n == tb.n && ta.n > 0, "gradient lists");
-    for (int i = 0; i < ta.n && i < tb.n; i++) {
-      double d = rel_diff(tb.t[i], ta.t[i]);
-      worst = fmax(worst, d);
-      CHECK(d <= tol, "pooled rows training (variant %d): gradient %d differs by %.3g of its max", v, i, d);
-    }
-    printf("pooled rows training vs every row, variant %d: loss and %d gradients within %.2g of their max\n", v,
-           ta.n, worst);
-  }
-  c.text.eot_id = -1;
-  vlm_set_kernel_mode(VLM_KERNELS_FAST);
-  free(ids);
-  free(img);
-  vlm_clip_acts_free(&a);
-  vlm_clip_acts_free(&b);
+  vlm_clip_acts_free(&ta);
+  vlm_clip_acts_free(&tb);
   vlm_clip_params_free(&ga);
   vlm_clip_params_free(&gb);
+  vlm_clip_params_free(&h);
   vlm_clip_params_free(&p);
   vlm_st_close(&in);
 }
@@ -584,7 +564,6 @@ static void units(const char *shared) {
   half_checks(shared);
   bf16_checks(shared);
   pooled_rows_checks(shared);
-  pooled_rows_training_checks(shared);
   const char *dirs[2] = {"tiny-clip", "tiny-clip-quickgelu"};
   for (int i = 0; i < 2; i++) {
     char d[4096];
