@@ -205,7 +205,7 @@ int vlm_cmd_caption(int argc, char **argv) {
     if (bf16) vlm_set_matmul_precision(VLM_PREC_BF16);
   } else if (bf16) {   /* bf16 weight matrices converted once; bf16 matmul inputs, f32 accumulation */
     vlm_set_matmul_precision(VLM_PREC_BF16);
-    if (vlm_coca_params_bf16(&h, &p, &c) != VLM_OK) {
+    if (vlm_coca_params_bf16(&h, &p, &c, 1) != VLM_OK) {
       fprintf(stderr, "vlm caption: %s\n", vlm_last_error());
       vlm_coca_params_free(&p);
       free(images);

@@ -171,7 +171,7 @@ int vlm_cmd_forward(int argc, char **argv) {
   }
   if (bf16) {
     vlm_set_matmul_precision(VLM_PREC_BF16);
-    if (!grads && vlm_clip_params_bf16(&h, dev == VLM_CUDA ? &pd : &p, &c) != VLM_OK) {
+    if (!grads && vlm_clip_params_bf16(&h, dev == VLM_CUDA ? &pd : &p, &c, 1) != VLM_OK) {
       fprintf(stderr, "vlm forward: %s\n", vlm_last_error());
       goto done;
     }

@@ -63,7 +63,7 @@ int main(int argc, char **argv) {
   vlm_coca_params h, *w = &p;
   if (bf16) {
     vlm_set_matmul_precision(VLM_PREC_BF16);
-    if (vlm_coca_params_bf16(&h, &p, &c) != VLM_OK) {
+    if (vlm_coca_params_bf16(&h, &p, &c, 1) != VLM_OK) {
       fprintf(stderr, "bench_caption: %s\n", vlm_last_error());
       return 1;
     }

@@ -285,7 +285,7 @@ static int serve(void) {
   VLM_CHECK(vlm_clip_params_init(&model.p, &model.c) == VLM_OK, "%s", vlm_last_error());
   vlm_clip_params_init_openclip(&model.p, &model.c, 1);
   vlm_clip_params p32 = model.p, p16;
-  VLM_CHECK(vlm_clip_params_bf16(&p16, &p32, &model.c) == VLM_OK, "%s", vlm_last_error());
+  VLM_CHECK(vlm_clip_params_bf16(&p16, &p32, &model.c, 0) == VLM_OK, "%s", vlm_last_error());
   serve_wl wl[3];
   memset(wl, 0, sizeof wl);
   wl[0].name = "img_b1", wl[0].B = 1, wl[0].image = 1;
@@ -400,7 +400,7 @@ int main(int argc, char **argv) {
   }
   if (do_bf16) {
     vlm_clip_params h;
-    VLM_CHECK(vlm_clip_params_bf16(&h, &b.p, &b.c) == VLM_OK, "%s", vlm_last_error());
+    VLM_CHECK(vlm_clip_params_bf16(&h, &b.p, &b.c, 0) == VLM_OK, "%s", vlm_last_error());
     vlm_clip_params keep = b.p;
     b.p = h;
     vlm_set_matmul_precision(VLM_PREC_BF16);

@@ -320,7 +320,7 @@ int main(int argc, char **argv) {
     vlm_vit_acts_layout(&va, &a, &c.vision, B, 0);
     int reps = (int)steps * 2;
     vlm_clip_params hb; /* bf16 weight matrices converted once (as vlm forward --precision bf16) */
-    if (vlm_clip_params_bf16(&hb, &pd, &c) != VLM_OK) { fprintf(stderr, "bench_gpu: %s\n", vlm_last_error()); return 1; }
+    if (vlm_clip_params_bf16(&hb, &pd, &c, 0) != VLM_OK) { fprintf(stderr, "bench_gpu: %s\n", vlm_last_error()); return 1; }
     for (int it = 0; it < 2; it++) vlm_vit_forward(&c.vision, &hb.visual, &va, &batch.images);
     vlm_cuda_sync("encode warm-up");
     double ts = vlm_now();

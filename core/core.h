@@ -723,6 +723,11 @@ void vlm_memcpy(void *dst, vlm_device ddev, const void *src, vlm_device sdev, si
  * usable: 1 when pinned (unpin before freeing it), 0 otherwise (nothing to undo). */
 int vlm_host_pin(void *p, size_t bytes);
 void vlm_host_unpin(void *p);
+/* Give the whole pages inside [p, p + bytes) of host memory back to the system
+ * (madvise MADV_DONTNEED). A file's read-only mapping reads them from the file
+ * again when touched; anonymous memory (an arena) reads them as ZERO afterwards,
+ * so release only what nothing will read again. Partial pages at either end stay. */
+void vlm_host_release(const void *p, size_t bytes);
 
 #ifdef __cplusplus
 }

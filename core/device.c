@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 /* Host blocks are anonymous mappings: zero-filled by the kernel on first touch,
  * so an arena costs no memset pass up front (for coca_ViT-B-32's 1 GB of
@@ -48,6 +49,14 @@ void vlm_memcpy(void *dst, vlm_device ddev, const void *src, vlm_device sdev, si
 
 int vlm_host_pin(void *p, size_t bytes) { return vlm_cuda_available() ? vlm_cuda_host_pin(p, bytes) : 0; }
 void vlm_host_unpin(void *p) { vlm_cuda_host_unpin(p); }
+
+void vlm_host_release(const void *p, size_t bytes) {
+  long page = sysconf(_SC_PAGESIZE);
+  if (!p || page <= 0 || bytes == 0) return;
+  uintptr_t lo = ((uintptr_t)p + (uintptr_t)page - 1) & ~((uintptr_t)page - 1);
+  uintptr_t hi = ((uintptr_t)p + bytes) & ~((uintptr_t)page - 1);
+  if (hi > lo) madvise((void *)lo, hi - lo, MADV_DONTNEED);
+}
 
 /* ------------------------------------------------------------------ device-aware scalars */
 static void need_f32(const char *fn, const vlm_tensor *t) {

@@ -20,14 +20,8 @@
 
 /* Give back the pages of a range of the file's read-only mapping once its CRC is checked, so
  * that opening a checkpoint does not keep the whole file resident (they are read again from the
- * file when a tensor is copied). Only whole pages inside the range. */
-static void drop_pages(const uint8_t *p, uint64_t n) {
-  long page = sysconf(_SC_PAGESIZE);
-  if (page <= 0 || n == 0) return;
-  uintptr_t lo = ((uintptr_t)p + (uintptr_t)page - 1) & ~((uintptr_t)page - 1);
-  uintptr_t hi = ((uintptr_t)p + n) & ~((uintptr_t)page - 1);
-  if (hi > lo) madvise((void *)lo, hi - lo, MADV_DONTNEED);
-}
+ * file when a tensor is copied). */
+static void drop_pages(const uint8_t *p, uint64_t n) { vlm_host_release(p, (size_t)n); }
 
 size_t vlm_st__utf8_check(const uint8_t *s, size_t n);
 

@@ -17,7 +17,10 @@ static int is_matmul_weight(const char *name) {
          !strcmp(name, "visual.conv1.weight") || !strcmp(name, "visual.proj") || !strcmp(name, "text_projection");
 }
 
-typedef struct { vlm_arena *a; } conv_ctx;
+typedef struct {
+  vlm_arena *a;
+  int drop_src;
+} conv_ctx;
 
 /* The projections are used as [K,N] (x @ proj); every other matrix as a Linear
  * weight [N,K]; conv1 [W,3,P,P] as the matrix [W, 3*P*P]. */
@@ -34,11 +37,12 @@ static void convert_one(void *ctx, const char *name, vlm_tensor *t) {
   vlm_tensor h = vlm_arena_tensor(C->a, VLM_BF16, t->ndim, t->shape);
   if (C->a->measuring) return;
   vlm_copy(&h, t);
+  if (C->drop_src && t->device == VLM_CPU) vlm_host_release(t->data, vlm_nbytes(t));
   *t = h;
   pack(name, t);
 }
 
-vlm_status vlm_clip_params_bf16(vlm_clip_params *dst, vlm_clip_params *src, const vlm_clip_config *c) {
+vlm_status vlm_clip_params_bf16(vlm_clip_params *dst, vlm_clip_params *src, const vlm_clip_config *c, int drop_src) {
   memset(dst, 0, sizeof *dst);
   vlm_status s = vlm_vit_params_alloc(&dst->visual, &c->vision);
   if (s == VLM_OK) s = vlm_text_params_alloc(&dst->text, &c->text);
@@ -57,7 +61,7 @@ vlm_status vlm_clip_params_bf16(vlm_clip_params *dst, vlm_clip_params *src, cons
   dst->text.blocks = tb;
   vlm_arena m;
   vlm_arena_measure(&m, src->arena.device);  /* beside src: the CPU or a GPU */
-  conv_ctx C = {&m};
+  conv_ctx C = {&m, drop_src};
   vlm_clip_params_visit(dst, c, convert_one, &C);
   s = vlm_arena_init(&dst->arena, m.used, src->arena.device);
   if (s != VLM_OK) {

@@ -1,10 +1,9 @@
 /* Loading CLIP checkpoints: open_clip and Hugging Face CLIPModel names. */
-#define _DEFAULT_SOURCE 1 /* madvise, strdup */
+#define _DEFAULT_SOURCE 1 /* strdup */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -145,12 +144,9 @@ static void entry_shape(const vlm_st_entry *e, char *buf, size_t n) {
  * read-only mapping (read again from the file if needed): a torch file's strided views are
  * heap copies (st->owned), which MADV_DONTNEED would zero for a second reader (tied weights). */
 static void release_pages(const vlm_safetensors *st, const vlm_st_entry *e) {
-  long page = sysconf(_SC_PAGESIZE);
   const uint8_t *m = st->map, *d = e->data;
-  if (page <= 0 || !m || d < m || d + (e->end - e->begin) > m + st->map_size) return;
-  uintptr_t lo = ((uintptr_t)e->data + (uintptr_t)page - 1) & ~((uintptr_t)page - 1);
-  uintptr_t hi = ((uintptr_t)e->data + (e->end - e->begin)) & ~((uintptr_t)page - 1);
-  if (hi > lo) madvise((void *)lo, hi - lo, MADV_DONTNEED);
+  if (!m || d < m || d + (e->end - e->begin) > m + st->map_size) return;
+  vlm_host_release(d, (size_t)(e->end - e->begin));
 }
 
 static int float_dtype(vlm_dtype d) { return d == VLM_F32 || d == VLM_F16 || d == VLM_BF16 || d == VLM_F64; }

@@ -393,16 +393,22 @@ static int coca_matmul_weight(const char *name) {
          !strcmp(name, "text_decoder.text_projection");
 }
 
+typedef struct {
+  vlm_arena *a;
+  int drop_src;
+} bf16_ctx;
+
 static void to_bf16(void *ctx, const char *name, vlm_tensor *t) {
-  vlm_arena *a = ctx;
+  bf16_ctx *C = ctx;
   if (!coca_matmul_weight(name)) return;
-  vlm_tensor h = vlm_arena_tensor(a, VLM_BF16, t->ndim, t->shape);
-  if (a->measuring) return;
+  vlm_tensor h = vlm_arena_tensor(C->a, VLM_BF16, t->ndim, t->shape);
+  if (C->a->measuring) return;
   vlm_copy(&h, t);
+  if (C->drop_src && t->device == VLM_CPU) vlm_host_release(t->data, vlm_nbytes(t));
   *t = h;
 }
 
-vlm_status vlm_coca_params_bf16(vlm_coca_params *dst, const vlm_coca_params *src, const vlm_coca_config *c) {
+vlm_status vlm_coca_params_bf16(vlm_coca_params *dst, vlm_coca_params *src, const vlm_coca_config *c, int drop_src) {
   vlm_status s = alloc_arrays(dst, c);
   if (s != VLM_OK) return s;
   vlm_block_params *vb = dst->visual.blocks, *tb = dst->text.blocks, *ds = dst->decoder.self;
@@ -422,12 +428,14 @@ vlm_status vlm_coca_params_bf16(vlm_coca_params *dst, const vlm_coca_params *src
   dst->decoder.cross = dc;
   vlm_arena m;
   vlm_arena_measure(&m, VLM_CPU);
-  vlm_coca_params_visit(dst, c, to_bf16, &m);
+  bf16_ctx C = {&m, drop_src};
+  vlm_coca_params_visit(dst, c, to_bf16, &C);
   s = vlm_arena_init(&dst->arena, m.used, VLM_CPU);
   if (s != VLM_OK) {
     vlm_coca_params_free(dst);
     return vlm_error_prefix(s, "CoCa BF16 weights (%zu bytes)", m.used);
   }
-  vlm_coca_params_visit(dst, c, to_bf16, &dst->arena);
+  C.a = &dst->arena;
+  vlm_coca_params_visit(dst, c, to_bf16, &C);
   return VLM_OK;
 }

@@ -178,8 +178,8 @@ vlm_status vlm_encoder_open(vlm_encoder *e, const char *model_path, const char *
     }
   }
   if (st == VLM_OK && (flags & VLM_ENC_BF16) && e->dev == VLM_CPU) {
-    if (e->coca) st = vlm_coca_params_bf16(&e->cparams_bf16, &e->cparams, &e->ccfg);
-    else st = vlm_clip_params_bf16(&e->params_bf16, &e->params, &e->cfg);
+    if (e->coca) st = vlm_coca_params_bf16(&e->cparams_bf16, &e->cparams, &e->ccfg, 1);
+    else st = vlm_clip_params_bf16(&e->params_bf16, &e->params, &e->cfg, 1);
     if (st == VLM_OK) {
       if (e->coca) e->crun = &e->cparams_bf16;
       else e->run = &e->params_bf16;

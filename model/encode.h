@@ -24,7 +24,7 @@
 typedef struct {
   vlm_clip_config cfg;
   vlm_clip_params params;
-  vlm_clip_params params_bf16;   /* VLM_ENC_BF16: BF16 matmul weights (shares the rest with params) */
+  vlm_clip_params params_bf16;   /* VLM_ENC_BF16: BF16 matmul weights (shares the rest with params, whose F32 matrices it gave back) */
   const vlm_clip_params *run;    /* the parameters the forward uses (CLIP) */
   /* CoCa (a config with multimodal_cfg): its contrastive towers embed (the image
    * feature of the attentional pooler, the text feature at the cls token); cfg holds

@@ -69,8 +69,12 @@ void vlm_clip_params_zero(vlm_clip_params *p);
 /* Inference weights with BF16 matmul matrices (attention/MLP weights, conv1,
  * the projections), converted once into dst's own arena (on src's device); every other tensor
  * (embeddings, LayerNorms, biases, logit_scale) is shared with src, which must
- * outlive dst. Forward only: gradients need F32 parameters. */
-vlm_status vlm_clip_params_bf16(vlm_clip_params *dst, vlm_clip_params *src, const vlm_clip_config *c);
+ * outlive dst. Forward only: gradients need F32 parameters.
+ * drop_src (host parameters only): each F32 matrix's pages are given back as soon as
+ * it is converted (vlm_host_release), so the process never holds both copies: it
+ * peaks at the F32 parameters and then holds about half of them. src's matrices read
+ * as zero afterwards; src then only stores the shared tensors for dst. */
+vlm_status vlm_clip_params_bf16(vlm_clip_params *dst, vlm_clip_params *src, const vlm_clip_config *c, int drop_src);
 /* open_clip's initialisation for training from scratch (model/init.c lists the
  * distributions); deterministic for a seed. */
 void vlm_clip_params_init_openclip(vlm_clip_params *p, const vlm_clip_config *c, uint64_t seed);
@@ -297,10 +301,11 @@ void vlm_coca_params_zero(vlm_coca_params *p);
 /* open_clip's initialisation (model/coca_init.c lists it), text_decoder.text_projection
  * included: normal(std = width^-0.5). Deterministic for a seed. */
 void vlm_coca_params_init_openclip(vlm_coca_params *p, const vlm_coca_config *c, uint64_t seed);
-/* Inference weights with BF16 matmul matrices (as vlm_clip_params_bf16): converted
- * once into dst's own arena, everything else shared with src (which must outlive
- * dst). Use with vlm_set_matmul_precision(VLM_PREC_BF16); forward / generation only. */
-vlm_status vlm_coca_params_bf16(vlm_coca_params *dst, const vlm_coca_params *src, const vlm_coca_config *c);
+/* Inference weights with BF16 matmul matrices (as vlm_clip_params_bf16, drop_src
+ * included): converted once into dst's own arena, everything else shared with src
+ * (which must outlive dst). Use with vlm_set_matmul_precision(VLM_PREC_BF16); forward /
+ * generation only. */
+vlm_status vlm_coca_params_bf16(vlm_coca_params *dst, vlm_coca_params *src, const vlm_coca_config *c, int drop_src);
 vlm_status vlm_coca_load_safetensors(vlm_coca_params *p, const vlm_coca_config *c, const char *path);
 vlm_status vlm_coca_save_safetensors(vlm_coca_params *p, const vlm_coca_config *c, const char *path);
 vlm_status vlm_coca_stage_safetensors(vlm_coca_params *p, const vlm_coca_config *c, const char *path,

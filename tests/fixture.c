@@ -142,6 +142,16 @@ double vt_min_cosine(const vlm_tensor *a, const vlm_tensor *b) {
   return worst;
 }
 
+int vt_pages_released(const vlm_tensor *t) {
+  long page = sysconf(_SC_PAGESIZE);
+  uintptr_t lo = ((uintptr_t)t->data + (uintptr_t)page - 1) & ~((uintptr_t)page - 1);
+  uintptr_t hi = ((uintptr_t)t->data + vlm_nbytes(t)) & ~((uintptr_t)page - 1);
+  if (page <= 0 || hi <= lo) return -1;
+  for (const unsigned char *q = (const unsigned char *)lo; q < (const unsigned char *)hi; q++)
+    if (*q) return 0;
+  return 1;
+}
+
 void vt_compare_files(const char *dir, const char *out_path, const char *grads_path, vt_grads_loader load,
                       vt_model_visit visit, void (*free_model)(void *model)) {
   char path[4096];

@@ -44,6 +44,11 @@ int vt_fixture_inputs(const vlm_safetensors *in, vlm_tensor *images, vlm_tensor 
 /* The smallest cosine similarity of the rows of two [R, C] F32 tensors. */
 double vt_min_cosine(const vlm_tensor *a, const vlm_tensor *b);
 
+/* Whether a host tensor's memory was given back (vlm_host_release on arena memory): 1 when
+ * every byte of the whole pages inside it reads zero, 0 when one does not, -1 when it holds
+ * no whole page (nothing to tell). */
+int vt_pages_released(const vlm_tensor *t);
+
 /* `--compare DIR OUT [GRADS]` of the parity tests: every tensor of DIR/outputs.safetensors
  * against the same-named one of OUT (written by `vlm forward`: the same names and shapes, kinds by
  * name: logits 1, features and tokens 0, the rest 2); then, when grads_path is given, the model

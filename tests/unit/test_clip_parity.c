@@ -286,7 +286,7 @@ static void bf16_checks(const char *shared) {
   int64_t B = images.shape[0], L = text.shape[1];
   vlm_clip_acts a, b;
   CHECK(vlm_clip_acts_init(&a, &c, B, L, 0) == VLM_OK && vlm_clip_acts_init(&b, &c, B, L, 0) == VLM_OK, "acts");
-  CHECK(vlm_clip_params_bf16(&h, &p, &c) == VLM_OK, "%s", vlm_last_error());
+  CHECK(vlm_clip_params_bf16(&h, &p, &c, 0) == VLM_OK, "%s", vlm_last_error());
   CHECK(h.visual.blocks[0].fc_w.dtype == VLM_BF16 && h.visual.conv1_w.dtype == VLM_BF16 &&
             h.text.proj.dtype == VLM_BF16 && h.text.token_emb.dtype == VLM_F32 && h.visual.ln_pre_w.dtype == VLM_F32,
         "which tensors are BF16");
@@ -297,6 +297,23 @@ static void bf16_checks(const char *shared) {
   double ci = vt_min_cosine(&a.visual.features, &b.visual.features), ct = vt_min_cosine(&a.text.features, &b.text.features);
   CHECK(ci >= 0.999 && ct >= 0.999, "bf16 features: cosine to fp32 image %.6f, text %.6f", ci, ct);
   printf("bf16 inference weights: min cosine to fp32 features: image %.6f, text %.6f\n", ci, ct);
+  /* drop_src (what `vlm forward --precision bf16` does): the same features to the bit from a
+   * source whose F32 matrices were given back as they were converted */
+  vlm_clip_params q, hd;
+  CHECK(vlm_clip_params_init(&q, &c) == VLM_OK, "%s", vlm_last_error());
+  vlm_clip_params_copy(&q, &p);
+  CHECK(vlm_clip_params_bf16(&hd, &q, &c, 1) == VLM_OK, "%s", vlm_last_error());
+  CHECK(vt_pages_released(&q.visual.blocks[0].fc_w) == 1 && vt_pages_released(&q.text.blocks[1].fc_w) == 1 &&
+            vt_pages_released(&p.visual.blocks[0].fc_w) == 0,
+        "drop_src: the converted F32 matrices' pages are given back (and only the source's)");
+  vlm_set_matmul_precision(VLM_PREC_BF16);
+  vlm_clip_forward(&c, &hd, &a, &images, &text);
+  vlm_set_matmul_precision(VLM_PREC_F32);
+  CHECK(!memcmp(a.visual.features.data, b.visual.features.data, vlm_nbytes(&a.visual.features)) &&
+            !memcmp(a.text.features.data, b.text.features.data, vlm_nbytes(&a.text.features)),
+        "drop_src: the bf16 features differ from those without it");
+  vlm_clip_params_free(&hd);
+  vlm_clip_params_free(&q);
   vlm_clip_acts_free(&a);
   vlm_clip_acts_free(&b);
   vlm_clip_params_free(&h);
@@ -380,7 +397,7 @@ static void pooled_rows_checks(const char *shared) {
   vlm_clip_params p, h, ga, gb;
   vlm_safetensors in;
   if (!load_tiny_clip(shared, &c, &p, &in)) return;
-  CHECK(vlm_clip_params_bf16(&h, &p, &c) == VLM_OK, "%s", vlm_last_error());
+  CHECK(vlm_clip_params_bf16(&h, &p, &c, 0) == VLM_OK, "%s", vlm_last_error());
   CHECK(vlm_clip_params_init(&ga, &c) == VLM_OK && vlm_clip_params_init(&gb, &c) == VLM_OK, "grads");
   int64_t *ids;
   float *img;

@@ -383,7 +383,7 @@ static void bf16_checks(const char *shared) {
   vlm_coca_acts a, b;
   CHECK(vlm_coca_acts_init(&a, &c, images.shape[0], text.shape[1], 0) == VLM_OK &&
             vlm_coca_acts_init(&b, &c, images.shape[0], text.shape[1], 0) == VLM_OK, "acts");
-  CHECK(vlm_coca_params_bf16(&h, &p, &c) == VLM_OK, "%s", vlm_last_error());
+  CHECK(vlm_coca_params_bf16(&h, &p, &c, 0) == VLM_OK, "%s", vlm_last_error());
   CHECK(h.decoder.proj.dtype == VLM_BF16 && h.decoder.cross[1].b.in_proj_w.dtype == VLM_BF16 &&
             h.pool.k_w.dtype == VLM_BF16 && h.visual.conv1_w.dtype == VLM_BF16 && h.pool.query.dtype == VLM_F32 &&
             h.text.cls_emb.dtype == VLM_F32 && h.text.token_emb.dtype == VLM_F32 &&
@@ -398,6 +398,23 @@ static void bf16_checks(const char *shared) {
   CHECK(ci >= 0.999 && ct >= 0.999 && cl >= 0.999, "bf16: cosine to fp32: image %.6f, text %.6f, logits %.6f", ci, ct,
         cl);
   printf("CoCa bf16 inference weights: min cosine to fp32: image %.6f, text %.6f, caption logits %.6f\n", ci, ct, cl);
+  /* drop_src (what `vlm caption --precision bf16` does): the same outputs to the bit from a
+   * source whose F32 matrices were given back as they were converted */
+  vlm_coca_params q, hd;
+  CHECK(vlm_coca_params_init(&q, &c) == VLM_OK, "%s", vlm_last_error());
+  vlm_coca_params_copy(&q, &p);
+  CHECK(vlm_coca_params_bf16(&hd, &q, &c, 1) == VLM_OK, "%s", vlm_last_error());
+  CHECK(vt_pages_released(&q.decoder.proj) == 1 && vt_pages_released(&p.decoder.proj) == 0,
+        "drop_src: the converted F32 matrices' pages are given back (and only the source's)");
+  vlm_set_matmul_precision(VLM_PREC_BF16);
+  vlm_coca_forward(&c, &hd, &a, &images, &text);
+  vlm_set_matmul_precision(VLM_PREC_F32);
+  CHECK(!memcmp(a.pool.features.data, b.pool.features.data, vlm_nbytes(&a.pool.features)) &&
+            !memcmp(a.text.features.data, b.text.features.data, vlm_nbytes(&a.text.features)) &&
+            !memcmp(a.dec.logits.data, b.dec.logits.data, vlm_nbytes(&a.dec.logits)),
+        "drop_src: the bf16 outputs differ from those without it");
+  vlm_coca_params_free(&hd);
+  vlm_coca_params_free(&q);
   vlm_coca_acts_free(&a);
   vlm_coca_acts_free(&b);
   vlm_coca_params_free(&h);
@@ -428,7 +445,7 @@ static void pooled_text_checks(const char *shared) {
     return;
   }
   CHECK(c.text.embed_cls, "tiny-coca's text has a cls token");
-  CHECK(vlm_coca_params_bf16(&h, &p, &c) == VLM_OK, "%s", vlm_last_error());
+  CHECK(vlm_coca_params_bf16(&h, &p, &c, 0) == VLM_OK, "%s", vlm_last_error());
   vlm_tensor text = vlm_st_tensor(vlm_st_find(&in, "text"));
   int64_t L = text.shape[1];
   const int64_t *all = text.data;
