@@ -17,6 +17,15 @@ static int is_matmul_weight(const char *name) {
          !strcmp(name, "visual.conv1.weight") || !strcmp(name, "visual.proj") || !strcmp(name, "text_projection");
 }
 
+int vlm_param_to_bf16(vlm_arena *a, vlm_tensor *t, int drop_src) {
+  vlm_tensor h = vlm_arena_tensor(a, VLM_BF16, t->ndim, t->shape);
+  if (a->measuring) return 0;
+  vlm_copy(&h, t);
+  if (drop_src && t->device == VLM_CPU) vlm_host_release(t->data, vlm_nbytes(t));
+  *t = h;
+  return 1;
+}
+
 typedef struct {
   vlm_arena *a;
   int drop_src;
@@ -33,13 +42,7 @@ static void pack(const char *name, const vlm_tensor *t) {
 
 static void convert_one(void *ctx, const char *name, vlm_tensor *t) {
   conv_ctx *C = ctx;
-  if (!is_matmul_weight(name)) return;
-  vlm_tensor h = vlm_arena_tensor(C->a, VLM_BF16, t->ndim, t->shape);
-  if (C->a->measuring) return;
-  vlm_copy(&h, t);
-  if (C->drop_src && t->device == VLM_CPU) vlm_host_release(t->data, vlm_nbytes(t));
-  *t = h;
-  pack(name, t);
+  if (is_matmul_weight(name) && vlm_param_to_bf16(C->a, t, C->drop_src)) pack(name, t);
 }
 
 vlm_status vlm_clip_params_bf16(vlm_clip_params *dst, vlm_clip_params *src, const vlm_clip_config *c, int drop_src) {

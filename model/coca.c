@@ -400,12 +400,7 @@ typedef struct {
 
 static void to_bf16(void *ctx, const char *name, vlm_tensor *t) {
   bf16_ctx *C = ctx;
-  if (!coca_matmul_weight(name)) return;
-  vlm_tensor h = vlm_arena_tensor(C->a, VLM_BF16, t->ndim, t->shape);
-  if (C->a->measuring) return;
-  vlm_copy(&h, t);
-  if (C->drop_src && t->device == VLM_CPU) vlm_host_release(t->data, vlm_nbytes(t));
-  *t = h;
+  if (coca_matmul_weight(name)) vlm_param_to_bf16(C->a, t, C->drop_src);
 }
 
 vlm_status vlm_coca_params_bf16(vlm_coca_params *dst, vlm_coca_params *src, const vlm_coca_config *c, int drop_src) {

@@ -75,6 +75,10 @@ void vlm_clip_params_zero(vlm_clip_params *p);
  * peaks at the F32 parameters and then holds about half of them. src's matrices read
  * as zero afterwards; src then only stores the shared tensors for dst. */
 vlm_status vlm_clip_params_bf16(vlm_clip_params *dst, vlm_clip_params *src, const vlm_clip_config *c, int drop_src);
+/* One step of either conversion: a BF16 tensor of t's shape from arena a (only measured
+ * while a is measuring: returns 0), t copied into it, t's pages given back when drop_src
+ * (host memory), then t made to name the copy. Returns 1 when it converted. */
+int vlm_param_to_bf16(vlm_arena *a, vlm_tensor *t, int drop_src);
 /* open_clip's initialisation for training from scratch (model/init.c lists the
  * distributions); deterministic for a seed. */
 void vlm_clip_params_init_openclip(vlm_clip_params *p, const vlm_clip_config *c, uint64_t seed);
