@@ -3,7 +3,7 @@
  *   1. The machine's large-GEMM rate, measured in this run: fp32 and bf16
  *      matmul of 2048^3 (best and median GFLOP/s).
  *   2. fp32 and bf16 matmul GFLOP/s on the linear layers of a ViT-B/32 block
- *      (tokens M = 50 x batch; qkv, out proj, fc, proj), forward and both
+ *      (tokens M = 50 x batch, batch 1, 8, 32, 256; qkv, out proj, fc, proj), forward and both
  *      backward GEMMs, each as a ratio to the large-GEMM rate of the same
  *      precision measured right beside it (the machine is shared and its speed
  *      drifts, so every round re-measures the reference and the ratio is the
@@ -212,8 +212,8 @@ static double row_noise(const row_stats *s) {
 }
 
 static void section_vit(void) {
-  int batches[3] = {8, 32, 256};
-  int nb = g_quick ? 2 : 3;
+  int batches[4] = {1, 8, 32, 256};
+  int nb = g_quick ? 3 : 4;
   int rounds = g_quick ? 3 : 7;
   double min_s = g_quick ? 0.005 : 0.01;
   printf("\n== 2. ViT-B/32 linear layers: x[M,K] @ W[N,K]^T (+bias), M = 50 x batch; %d rounds\n", rounds);
@@ -284,12 +284,13 @@ static void section_vit(void) {
         }
         tot_flop += flop;
         double rm = ratio_median(&st, COL_F32), rb = ratio_best(&st, COL_F32);
-        if (rm < worst_med) {
+        /* batch 1 (M = 50) is printed for the batch-1 encoding, outside the bar (written for 8 and up) */
+        if (batches[bi] >= 8 && rm < worst_med) {
           worst_med = rm;
           snprintf(where[0], sizeof where[0], "batch %d %s %s", batches[bi], L->name, k_pass_name[pass]);
           worst_med_at = where[0];
         }
-        if (rb < worst_best) {
+        if (batches[bi] >= 8 && rb < worst_best) {
           worst_best = rb;
           snprintf(where[1], sizeof where[1], "batch %d %s %s", batches[bi], L->name, k_pass_name[pass]);
           worst_best_at = where[1];
@@ -318,7 +319,8 @@ static void section_vit(void) {
   }
   printf("\n* = %d of %d rows stayed noisy after 3 attempts (rates swung > %.0f%%: other work on the machine).\n",
          noisy_rows, total_rows, 100 * (NOISY - 1));
-  printf("Bar: fp32 matmul on every ViT-B/32 shape >= 70%% of the large-GEMM fp32 rate of the same run:\n");
+  printf("Bar: fp32 matmul on every ViT-B/32 shape at batch 8 and up >= 70%% of the large-GEMM fp32 rate of the same run\n"
+         "(batch 1 is context: M = 50 rows leave the weight streaming in the open):\n");
   printf("  by median ratios: %s (lowest %.0f%%, %s)\n", worst_med >= 0.70 ? "MET" : "NOT MET", 100 * worst_med,
          worst_med_at);
   printf("  by best-of rates: %s (lowest %.0f%%, %s)\n", worst_best >= 0.70 ? "MET" : "NOT MET", 100 * worst_best,
