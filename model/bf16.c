@@ -6,14 +6,9 @@
 
 #include "model/model.h"
 
-static int ends_with(const char *s, const char *suffix) {
-  size_t n = strlen(s), k = strlen(suffix);
-  return n >= k && !strcmp(s + n - k, suffix);
-}
-
 static int is_matmul_weight(const char *name) {
-  return ends_with(name, "attn.in_proj_weight") || ends_with(name, "attn.out_proj.weight") ||
-         ends_with(name, "mlp.c_fc.weight") || ends_with(name, "mlp.c_proj.weight") ||
+  return vlm_name_ends(name, "attn.in_proj_weight") || vlm_name_ends(name, "attn.out_proj.weight") ||
+         vlm_name_ends(name, "mlp.c_fc.weight") || vlm_name_ends(name, "mlp.c_proj.weight") ||
          !strcmp(name, "visual.conv1.weight") || !strcmp(name, "visual.proj") || !strcmp(name, "text_projection");
 }
 

@@ -133,19 +133,6 @@ typedef struct {
   uint64_t seed, index;
 } init_ctx;
 
-static int ends_with(const char *s, const char *suffix) {
-  size_t n = strlen(s), k = strlen(suffix);
-  return n >= k && !strcmp(s + n - k, suffix);
-}
-
-static void normal(vlm_rng *r, vlm_tensor *t, double std) {
-  vlm_rng_fill_normal(r, vlm_f32(t), (size_t)vlm_numel(t), 0.0f, (float)std);
-}
-
-static void uniform(vlm_rng *r, vlm_tensor *t, double bound) {
-  vlm_rng_fill_uniform(r, vlm_f32(t), (size_t)vlm_numel(t), (float)-bound, (float)bound);
-}
-
 static void init_one(void *ctx, const char *name, vlm_tensor *t) {
   init_ctx *I = ctx;
   const vlm_coca_config *c = I->c;
@@ -159,35 +146,35 @@ static void init_one(void *ctx, const char *name, vlm_tensor *t) {
   if (!strcmp(name, "logit_scale")) {
     vlm_fill(t, logf(1.0f / 0.07f));
   } else if (strstr(name, ".ln_")) {
-    vlm_fill(t, ends_with(name, ".weight") ? 1.0f : 0.0f);
+    vlm_fill(t, vlm_name_ends(name, ".weight") ? 1.0f : 0.0f);
   } else if (!strcmp(name, "text.token_embedding.weight")) {
-    normal(&r, t, 0.02);
+    vlm_fill_normal(&r, t, 0.02);
   } else if (!strcmp(name, "text.positional_embedding") || !strcmp(name, "text.cls_emb")) {
-    normal(&r, t, 0.01);
+    vlm_fill_normal(&r, t, 0.01);
   } else if (!strcmp(name, "text.text_projection") || !strcmp(name, "text_decoder.text_projection") ||
              !strcmp(name, "visual.proj") || !strcmp(name, "visual.class_embedding") ||
              !strcmp(name, "visual.positional_embedding")) {
-    normal(&r, t, pow(W, -0.5));
+    vlm_fill_normal(&r, t, pow(W, -0.5));
   } else if (!strcmp(name, "visual.conv1.weight")) {
-    uniform(&r, t, 1.0 / sqrt((double)(t->shape[1] * t->shape[2] * t->shape[3])));
+    vlm_fill_uniform(&r, t, 1.0 / sqrt((double)(t->shape[1] * t->shape[2] * t->shape[3])));
   } else if (!strcmp(name, "visual.attn_pool.query")) {
-    normal(&r, t, 1.0);
-  } else if (ends_with(name, "_proj_weight") && strstr(name, "attn_pool")) {
-    uniform(&r, t, sqrt(6.0 / (double)(t->shape[0] + t->shape[1])));
-  } else if (ends_with(name, "attn.in_proj_bias") || ends_with(name, "attn.out_proj.bias")) {
+    vlm_fill_normal(&r, t, 1.0);
+  } else if (vlm_name_ends(name, "_proj_weight") && strstr(name, "attn_pool")) {
+    vlm_fill_uniform(&r, t, sqrt(6.0 / (double)(t->shape[0] + t->shape[1])));
+  } else if (vlm_name_ends(name, "attn.in_proj_bias") || vlm_name_ends(name, "attn.out_proj.bias")) {
     vlm_fill(t, 0.0f);
-  } else if (ends_with(name, "mlp.c_fc.bias") || ends_with(name, "mlp.c_proj.bias")) {
-    uniform(&r, t, 1.0 / sqrt(ends_with(name, "c_fc.bias") ? W : (double)mlp));
-  } else if (ends_with(name, "attn.in_proj_weight")) {
+  } else if (vlm_name_ends(name, "mlp.c_fc.bias") || vlm_name_ends(name, "mlp.c_proj.bias")) {
+    vlm_fill_uniform(&r, t, 1.0 / sqrt(vlm_name_ends(name, "c_fc.bias") ? W : (double)mlp));
+  } else if (vlm_name_ends(name, "attn.in_proj_weight")) {
     /* xavier over the packed [3W, W] matrix, as nn.MultiheadAttention */
-    if (text) normal(&r, t, pow(W, -0.5));
-    else uniform(&r, t, sqrt(6.0 / (double)(t->shape[0] + t->shape[1])));
-  } else if (ends_with(name, "attn.out_proj.weight") || ends_with(name, "mlp.c_proj.weight")) {
-    if (text) normal(&r, t, pow(W, -0.5) * pow(2.0 * layers, -0.5));
-    else uniform(&r, t, 1.0 / sqrt((double)fan_in));
-  } else if (ends_with(name, "mlp.c_fc.weight")) {
-    if (text) normal(&r, t, pow(2.0 * W, -0.5));
-    else uniform(&r, t, 1.0 / sqrt((double)fan_in));
+    if (text) vlm_fill_normal(&r, t, pow(W, -0.5));
+    else vlm_fill_uniform(&r, t, sqrt(6.0 / (double)(t->shape[0] + t->shape[1])));
+  } else if (vlm_name_ends(name, "attn.out_proj.weight") || vlm_name_ends(name, "mlp.c_proj.weight")) {
+    if (text) vlm_fill_normal(&r, t, pow(W, -0.5) * pow(2.0 * layers, -0.5));
+    else vlm_fill_uniform(&r, t, 1.0 / sqrt((double)fan_in));
+  } else if (vlm_name_ends(name, "mlp.c_fc.weight")) {
+    if (text) vlm_fill_normal(&r, t, pow(2.0 * W, -0.5));
+    else vlm_fill_uniform(&r, t, 1.0 / sqrt((double)fan_in));
   } else {
     VLM_CHECK(0, "coca init: no rule for %s", name);
   }

@@ -21,16 +21,16 @@ typedef struct {
   uint64_t seed, index;
 } init_ctx;
 
-static int ends_with(const char *s, const char *suffix) {
-  size_t n = strlen(s), k = strlen(suffix);
-  return n >= k && !strcmp(s + n - k, suffix);
+int vlm_name_ends(const char *name, const char *suffix) {
+  size_t n = strlen(name), k = strlen(suffix);
+  return n >= k && !strcmp(name + n - k, suffix);
 }
 
-static void normal(vlm_rng *r, vlm_tensor *t, double std) {
+void vlm_fill_normal(vlm_rng *r, vlm_tensor *t, double std) {
   vlm_rng_fill_normal(r, vlm_f32(t), (size_t)vlm_numel(t), 0.0f, (float)std);
 }
 
-static void uniform(vlm_rng *r, vlm_tensor *t, double bound) {
+void vlm_fill_uniform(vlm_rng *r, vlm_tensor *t, double bound) {
   vlm_rng_fill_uniform(r, vlm_f32(t), (size_t)vlm_numel(t), (float)-bound, (float)bound);
 }
 
@@ -47,32 +47,32 @@ static void init_one(void *ctx, const char *name, vlm_tensor *t) {
   } else if (!strcmp(name, "logit_bias")) {
     vlm_fill(t, I->c->init_logit_bias);
   } else if (strstr(name, "ln_") || strstr(name, "ln_final")) {
-    vlm_fill(t, ends_with(name, ".weight") ? 1.0f : 0.0f);
+    vlm_fill(t, vlm_name_ends(name, ".weight") ? 1.0f : 0.0f);
   } else if (!strcmp(name, "token_embedding.weight")) {
-    normal(&r, t, 0.02);
+    vlm_fill_normal(&r, t, 0.02);
   } else if (!strcmp(name, "positional_embedding")) {
-    normal(&r, t, 0.01);
+    vlm_fill_normal(&r, t, 0.01);
   } else if (!strcmp(name, "text_projection") || !strcmp(name, "visual.proj") ||
              !strcmp(name, "visual.class_embedding") || !strcmp(name, "visual.positional_embedding")) {
-    normal(&r, t, pow(W, -0.5));
+    vlm_fill_normal(&r, t, pow(W, -0.5));
   } else if (!strcmp(name, "visual.conv1.weight")) {
-    uniform(&r, t, 1.0 / sqrt((double)(t->shape[1] * t->shape[2] * t->shape[3])));
-  } else if (ends_with(name, "attn.in_proj_bias") || ends_with(name, "attn.out_proj.bias")) {
+    vlm_fill_uniform(&r, t, 1.0 / sqrt((double)(t->shape[1] * t->shape[2] * t->shape[3])));
+  } else if (vlm_name_ends(name, "attn.in_proj_bias") || vlm_name_ends(name, "attn.out_proj.bias")) {
     vlm_fill(t, 0.0f);
-  } else if (ends_with(name, "mlp.c_fc.bias") || ends_with(name, "mlp.c_proj.bias")) {
+  } else if (vlm_name_ends(name, "mlp.c_fc.bias") || vlm_name_ends(name, "mlp.c_proj.bias")) {
     /* the fan-in of the matching weight: c_fc W, c_proj mlp_width */
-    int64_t fi = ends_with(name, "c_fc.bias") ? (int64_t)W
+    int64_t fi = vlm_name_ends(name, "c_fc.bias") ? (int64_t)W
                                               : (visual ? I->c->vision.mlp_width : I->c->text.mlp_width);
-    uniform(&r, t, 1.0 / sqrt((double)fi));
-  } else if (ends_with(name, "attn.in_proj_weight")) {
-    if (visual) uniform(&r, t, sqrt(6.0 / (double)(t->shape[0] + t->shape[1])));
-    else normal(&r, t, pow(W, -0.5));
-  } else if (ends_with(name, "attn.out_proj.weight") || ends_with(name, "mlp.c_proj.weight")) {
-    if (visual) uniform(&r, t, 1.0 / sqrt((double)fan_in));
-    else normal(&r, t, pow(W, -0.5) * pow(2.0 * layers, -0.5));
-  } else if (ends_with(name, "mlp.c_fc.weight")) {
-    if (visual) uniform(&r, t, 1.0 / sqrt((double)fan_in));
-    else normal(&r, t, pow(2.0 * W, -0.5));
+    vlm_fill_uniform(&r, t, 1.0 / sqrt((double)fi));
+  } else if (vlm_name_ends(name, "attn.in_proj_weight")) {
+    if (visual) vlm_fill_uniform(&r, t, sqrt(6.0 / (double)(t->shape[0] + t->shape[1])));
+    else vlm_fill_normal(&r, t, pow(W, -0.5));
+  } else if (vlm_name_ends(name, "attn.out_proj.weight") || vlm_name_ends(name, "mlp.c_proj.weight")) {
+    if (visual) vlm_fill_uniform(&r, t, 1.0 / sqrt((double)fan_in));
+    else vlm_fill_normal(&r, t, pow(W, -0.5) * pow(2.0 * layers, -0.5));
+  } else if (vlm_name_ends(name, "mlp.c_fc.weight")) {
+    if (visual) vlm_fill_uniform(&r, t, 1.0 / sqrt((double)fan_in));
+    else vlm_fill_normal(&r, t, pow(2.0 * W, -0.5));
   } else {
     VLM_CHECK(0, "clip init: no rule for %s", name);
   }

@@ -79,6 +79,11 @@ vlm_status vlm_clip_params_bf16(vlm_clip_params *dst, vlm_clip_params *src, cons
  * while a is measuring: returns 0), t copied into it, t's pages given back when drop_src
  * (host memory), then t made to name the copy. Returns 1 when it converted. */
 int vlm_param_to_bf16(vlm_arena *a, vlm_tensor *t, int drop_src);
+/* Helpers of the initialisers and converters (model/init.c): whether a parameter name ends
+ * with suffix; t filled from N(0, std) or U(-bound, bound) drawn from r. */
+int vlm_name_ends(const char *name, const char *suffix);
+void vlm_fill_normal(vlm_rng *r, vlm_tensor *t, double std);
+void vlm_fill_uniform(vlm_rng *r, vlm_tensor *t, double bound);
 /* open_clip's initialisation for training from scratch (model/init.c lists the
  * distributions); deterministic for a seed. */
 void vlm_clip_params_init_openclip(vlm_clip_params *p, const vlm_clip_config *c, uint64_t seed);
