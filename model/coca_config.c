@@ -64,16 +64,7 @@ vlm_status vlm_coca_config_parse(vlm_coca_config *c, const char *json, const cha
                   "token, which vlm's CoCa does not support (only the attentional pooler: set it to true)", src,
                   cJSON_GetObjectItemCaseSensitive(vc, "attentional_pool") ? "not true" : "missing (open_clip's "
                   "default is false)"));
-  TRY(vlm_cfg_int(vc, "image_size", -1, 1, 1 << 16, &v->image_size, src, vs));
-  TRY(vlm_cfg_int(vc, "patch_size", -1, 1, 1 << 16, &v->patch_size, src, vs));
-  TRY(vlm_cfg_int(vc, "layers", -1, 0, 4096, &v->layers, src, vs));
-  TRY(vlm_cfg_int(vc, "width", -1, 1, BIG, &v->width, src, vs));
-  if (v->image_size % v->patch_size)
-    TRY(vlm_error(VLM_ERR_FORMAT, "%s: vision_cfg.patch_size: %lld does not divide image_size %lld", src,
-                  (long long)v->patch_size, (long long)v->image_size));
-  TRY(vlm_cfg_heads(vc, v->width, &v->heads, src, vs));
-  TRY(vlm_cfg_ratio(vc, "mlp_ratio", 4.0, &r, src, vs));
-  v->mlp_width = (int64_t)(v->width * r);
+  TRY(vlm_cfg_vit_geometry(vc, v, src));
   v->attentional_pool = 1;
   TRY(vlm_cfg_int(vc, "attn_pooler_queries", 256, 2, 1 << 20, &v->pool_queries, src, vs));
   TRY(vlm_cfg_int(vc, "attn_pooler_heads", 8, 1, BIG, &v->pool_heads, src, vs));
@@ -230,12 +221,6 @@ vlm_status vlm_coca_config_builtin(vlm_coca_config *c, const char *name) {
 
 const char *vlm_coca_builtin_name(int i) { return i >= 0 && i < N_BUILTIN ? k_builtin[i].name : NULL; }
 
-static double mlp_ratio(int64_t width, int64_t mlp) {
-  double r = (double)mlp / (double)width;
-  for (int i = 0; i < 8 && (int64_t)((double)width * r) != mlp; i++) r = nextafter(r, 1e9);
-  return r;
-}
-
 char *vlm_coca_config_to_json(const vlm_coca_config *c) {
   const vlm_vit_config *v = &c->vision;
   const vlm_text_config *t = &c->text;
@@ -245,12 +230,7 @@ char *vlm_coca_config_to_json(const vlm_coca_config *c) {
   cJSON_AddNumberToObject(m, "embed_dim", (double)c->embed_dim);
   if (c->quick_gelu) cJSON_AddTrueToObject(m, "quick_gelu");
   cJSON *vc = cJSON_AddObjectToObject(m, "vision_cfg");
-  cJSON_AddNumberToObject(vc, "image_size", (double)v->image_size);
-  cJSON_AddNumberToObject(vc, "layers", (double)v->layers);
-  cJSON_AddNumberToObject(vc, "width", (double)v->width);
-  cJSON_AddNumberToObject(vc, "head_width", (double)(v->width / v->heads));
-  cJSON_AddNumberToObject(vc, "mlp_ratio", mlp_ratio(v->width, v->mlp_width));
-  cJSON_AddNumberToObject(vc, "patch_size", (double)v->patch_size);
+  vlm_cfg_write_vit_geometry(vc, v);
   cJSON_AddTrueToObject(vc, "attentional_pool");
   cJSON_AddNumberToObject(vc, "attn_pooler_queries", (double)v->pool_queries);
   cJSON_AddNumberToObject(vc, "attn_pooler_heads", (double)v->pool_heads);
@@ -261,7 +241,7 @@ char *vlm_coca_config_to_json(const vlm_coca_config *c) {
   cJSON_AddNumberToObject(tc, "width", (double)t->width);
   cJSON_AddNumberToObject(tc, "heads", (double)t->heads);
   cJSON_AddNumberToObject(tc, "layers", (double)t->layers);
-  cJSON_AddNumberToObject(tc, "mlp_ratio", mlp_ratio(t->width, t->mlp_width));
+  cJSON_AddNumberToObject(tc, "mlp_ratio", vlm_cfg_mlp_ratio(t->width, t->mlp_width));
   cJSON_AddTrueToObject(tc, "embed_cls");
   cJSON_AddTrueToObject(tc, "output_tokens");
   if (t->pad_id) cJSON_AddNumberToObject(tc, "pad_id", (double)t->pad_id);
@@ -271,7 +251,7 @@ char *vlm_coca_config_to_json(const vlm_coca_config *c) {
   cJSON_AddNumberToObject(dc, "width", (double)d->width);
   cJSON_AddNumberToObject(dc, "heads", (double)d->heads);
   cJSON_AddNumberToObject(dc, "layers", (double)d->layers);
-  cJSON_AddNumberToObject(dc, "mlp_ratio", mlp_ratio(d->width, d->mlp_width));
+  cJSON_AddNumberToObject(dc, "mlp_ratio", vlm_cfg_mlp_ratio(d->width, d->mlp_width));
   cJSON_AddTrueToObject(m, "custom_text");
   vlm_cfg_write_preprocess(root, &c->vision);
   char *s = cJSON_Print(root);

@@ -111,17 +111,7 @@ vlm_status vlm_clip_config_parse(vlm_clip_config *c, const char *json, const cha
   TRY(vlm_cfg_no_act_kwargs(vc, src, vs));
   double v_eps, t_eps;
   TRY(vlm_cfg_norm_eps(vc, &v_eps, src, vs));
-  TRY(vlm_cfg_int(vc, "image_size", -1, 1, 1 << 16, &v->image_size, src, vs));
-  TRY(vlm_cfg_int(vc, "patch_size", -1, 1, 1 << 16, &v->patch_size, src, vs));
-  TRY(vlm_cfg_int(vc, "layers", -1, 0, 4096, &v->layers, src, vs));
-  TRY(vlm_cfg_int(vc, "width", -1, 1, BIG, &v->width, src, vs));
-  if (v->image_size % v->patch_size)
-    TRY(vlm_error(VLM_ERR_FORMAT, "%s: vision_cfg.patch_size: %lld does not divide image_size %lld", src,
-                  (long long)v->patch_size, (long long)v->image_size));
-  TRY(vlm_cfg_heads(vc, v->width, &v->heads, src, vs));
-  double r = 4.0;
-  TRY(vlm_cfg_ratio(vc, "mlp_ratio", 4.0, &r, src, vs));
-  v->mlp_width = (int64_t)(v->width * r);
+  TRY(vlm_cfg_vit_geometry(vc, v, src));
 
   vlm_text_config *t = &c->text;
   const char *ts = "text_cfg.";
@@ -137,6 +127,7 @@ vlm_status vlm_clip_config_parse(vlm_clip_config *c, const char *json, const cha
   if (t->width % t->heads)
     TRY(vlm_error(VLM_ERR_FORMAT, "%s: text_cfg.heads: %lld does not divide width %lld", src,
                   (long long)t->heads, (long long)t->width));
+  double r = 4.0;
   TRY(vlm_cfg_ratio(tc, "mlp_ratio", 4.0, &r, src, ts));
   t->mlp_width = (int64_t)(t->width * r);
   t->eot_id = -1;

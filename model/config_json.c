@@ -110,3 +110,36 @@ vlm_status vlm_cfg_no_act_kwargs(const cJSON *obj, const char *src, const char *
   return vlm_error(VLM_ERR_UNSUPPORTED, "%s: %sact_kwargs: not supported (vlm's GELU is the exact one, "
                    "QuickGELU takes no arguments)", src, sect);
 }
+
+vlm_status vlm_cfg_vit_geometry(const cJSON *vc, vlm_vit_config *v, const char *src) {
+  const char *vs = "vision_cfg.";
+  vlm_status s;
+  if ((s = vlm_cfg_int(vc, "image_size", -1, 1, 1 << 16, &v->image_size, src, vs)) != VLM_OK ||
+      (s = vlm_cfg_int(vc, "patch_size", -1, 1, 1 << 16, &v->patch_size, src, vs)) != VLM_OK ||
+      (s = vlm_cfg_int(vc, "layers", -1, 0, 4096, &v->layers, src, vs)) != VLM_OK ||
+      (s = vlm_cfg_int(vc, "width", -1, 1, VLM_CFG_BIG, &v->width, src, vs)) != VLM_OK)
+    return s;
+  if (v->image_size % v->patch_size)
+    return vlm_error(VLM_ERR_FORMAT, "%s: vision_cfg.patch_size: %lld does not divide image_size %lld", src,
+                     (long long)v->patch_size, (long long)v->image_size);
+  if ((s = vlm_cfg_heads(vc, v->width, &v->heads, src, vs)) != VLM_OK) return s;
+  double r = 4.0;
+  if ((s = vlm_cfg_ratio(vc, "mlp_ratio", 4.0, &r, src, vs)) != VLM_OK) return s;
+  v->mlp_width = (int64_t)(v->width * r);
+  return VLM_OK;
+}
+
+double vlm_cfg_mlp_ratio(int64_t width, int64_t mlp) {
+  double r = (double)mlp / (double)width;
+  for (int i = 0; i < 8 && (int64_t)((double)width * r) != mlp; i++) r = nextafter(r, 1e9);
+  return r;
+}
+
+void vlm_cfg_write_vit_geometry(cJSON *vc, const vlm_vit_config *v) {
+  cJSON_AddNumberToObject(vc, "image_size", (double)v->image_size);
+  cJSON_AddNumberToObject(vc, "layers", (double)v->layers);
+  cJSON_AddNumberToObject(vc, "width", (double)v->width);
+  cJSON_AddNumberToObject(vc, "head_width", (double)(v->width / v->heads));
+  cJSON_AddNumberToObject(vc, "mlp_ratio", vlm_cfg_mlp_ratio(v->width, v->mlp_width));
+  cJSON_AddNumberToObject(vc, "patch_size", (double)v->patch_size);
+}

@@ -48,6 +48,14 @@ typedef struct {
 vlm_status vlm_cfg_limits(const vlm_cfg_limit *l, int n, const char *src);
 /* heads given directly, or width / head_width (default 64); must divide width. */
 vlm_status vlm_cfg_heads(const cJSON *obj, int64_t width, int64_t *heads, const char *src, const char *sect);
+/* The ViT's geometry from vision_cfg vc, as the CLIP and CoCa parsers share it: image_size,
+ * patch_size (dividing it), layers, width, heads (vlm_cfg_heads) and mlp_ratio (default 4) into
+ * v's mlp_width. Errors say "vision_cfg.". */
+vlm_status vlm_cfg_vit_geometry(const cJSON *vc, vlm_vit_config *v, const char *src);
+/* The same fields written back into vc (head_width, and an mlp_ratio that gives mlp_width back). */
+void vlm_cfg_write_vit_geometry(cJSON *vc, const vlm_vit_config *v);
+/* A ratio r with (int64)(width * r) == mlp, as open_clip computes the MLP width. */
+double vlm_cfg_mlp_ratio(int64_t width, int64_t mlp);
 
 /* The image transform (config_image.c): open_clip's root["preprocess_cfg"], and the Hugging Face
  * preprocessor_config.json beside config_path (none: unchanged), into v's image_mean, image_std

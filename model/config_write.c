@@ -9,13 +9,6 @@
 #include "model/config_json.h"
 #include "model/model.h"
 
-/* A ratio r with (int64)(width * r) == mlp_width, as open_clip computes it. */
-static double mlp_ratio(int64_t width, int64_t mlp) {
-  double r = (double)mlp / (double)width;
-  for (int i = 0; i < 8 && (int64_t)((double)width * r) != mlp; i++) r = nextafter(r, 1e9);
-  return r;
-}
-
 /* A float config value as the double its shortest decimal spelling reads as (1e-6f -> 1e-06, not
  * 9.9999999747524271e-07), so the JSON holds the number the source config held. */
 static double clean(float f) {
@@ -50,12 +43,7 @@ char *vlm_clip_config_to_json(const vlm_clip_config *c, vlm_ckpt_format fmt) {
      * create_model then makes the logit_bias the weights hold */
     if (c->has_logit_bias) cJSON_AddNumberToObject(m, "init_logit_bias", clean(c->init_logit_bias));
     cJSON *vc = cJSON_AddObjectToObject(m, "vision_cfg");
-    cJSON_AddNumberToObject(vc, "image_size", (double)v->image_size);
-    cJSON_AddNumberToObject(vc, "layers", (double)v->layers);
-    cJSON_AddNumberToObject(vc, "width", (double)v->width);
-    cJSON_AddNumberToObject(vc, "head_width", (double)(v->width / v->heads));
-    cJSON_AddNumberToObject(vc, "mlp_ratio", mlp_ratio(v->width, v->mlp_width));
-    cJSON_AddNumberToObject(vc, "patch_size", (double)v->patch_size);
+    vlm_cfg_write_vit_geometry(vc, v);
     add_norm_kwargs(vc, v->ln_eps);
     cJSON *tc = cJSON_AddObjectToObject(m, "text_cfg");
     cJSON_AddNumberToObject(tc, "context_length", (double)t->context_length);
@@ -63,7 +51,7 @@ char *vlm_clip_config_to_json(const vlm_clip_config *c, vlm_ckpt_format fmt) {
     cJSON_AddNumberToObject(tc, "width", (double)t->width);
     cJSON_AddNumberToObject(tc, "heads", (double)t->heads);
     cJSON_AddNumberToObject(tc, "layers", (double)t->layers);
-    cJSON_AddNumberToObject(tc, "mlp_ratio", mlp_ratio(t->width, t->mlp_width));
+    cJSON_AddNumberToObject(tc, "mlp_ratio", vlm_cfg_mlp_ratio(t->width, t->mlp_width));
     add_norm_kwargs(tc, t->ln_eps);
     vlm_cfg_write_preprocess(root, &c->vision);
     return finish(root, "open_clip config");
