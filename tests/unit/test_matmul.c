@@ -159,8 +159,8 @@ static void test_gemv_dispatch(void) {
   vt_fill_normal(a, 9 * 600, 5, 1.0f);
   vt_fill_normal(b, 600 * 600, 6, 0.1f);
   vt_fill_normal(bias, 600, 7, 1.0f);
-#if defined(__AVX512F__)
-  const int max_rows = 8;   /* the 4 x 4 register tiles */
+#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
+  const int max_rows = 8;   /* the 4 x 4 (AVX-512) or 2 x 4 (AVX2) register tiles */
 #else
   const int max_rows = 1;
 #endif
