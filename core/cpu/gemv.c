@@ -13,7 +13,7 @@
  * oneDNN against 1381-1429 ms. With AVX2 (no AVX-512), one row through a plain loop (as fast
  * as a 1 x 4 tile there) and 2-8 rows through the same tiles at 2 rows x 4 weight rows: on an
  * EPYC (Zen 3, 2 threads), out of cache, 8.8-28 GB/s against oneDNN's 7.5-15 on the decoder's
- * shapes (K x N 512x1536, 512x512, 512x2048, 2048x512): 0.93-2.8x, below 1x only at 6-8 rows on
+ * shapes (K x N 512x1536, 512x512, 512x2048, 2048x512): 0.93-2.5x, below 1x only at 6-8 rows on
  * three of them (0.93-0.99x); cached decoding of coca_ViT-B-32, 30 tokens, 4 images
  * 1246-1334 ms against 1557-1677 through oneDNN, 6 beams 1802-1968 against 1893-2202. Other
  * CPUs: one row through the plain loop, more through oneDNN. fp32 weights stored [K, N] (the
