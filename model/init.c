@@ -62,7 +62,7 @@ static void init_one(void *ctx, const char *name, vlm_tensor *t) {
   } else if (vlm_name_ends(name, "mlp.c_fc.bias") || vlm_name_ends(name, "mlp.c_proj.bias")) {
     /* the fan-in of the matching weight: c_fc W, c_proj mlp_width */
     int64_t fi = vlm_name_ends(name, "c_fc.bias") ? (int64_t)W
-                                              : (visual ? I->c->vision.mlp_width : I->c->text.mlp_width);
+                                                  : (visual ? I->c->vision.mlp_width : I->c->text.mlp_width);
     vlm_fill_uniform(&r, t, 1.0 / sqrt((double)fi));
   } else if (vlm_name_ends(name, "attn.in_proj_weight")) {
     if (visual) vlm_fill_uniform(&r, t, sqrt(6.0 / (double)(t->shape[0] + t->shape[1])));
