@@ -236,12 +236,7 @@ char *vlm_coca_config_to_json(const vlm_coca_config *c) {
   cJSON_AddNumberToObject(vc, "attn_pooler_heads", (double)v->pool_heads);
   cJSON_AddTrueToObject(vc, "output_tokens");
   cJSON *tc = cJSON_AddObjectToObject(m, "text_cfg");
-  cJSON_AddNumberToObject(tc, "context_length", (double)t->context_length);
-  cJSON_AddNumberToObject(tc, "vocab_size", (double)t->vocab_size);
-  cJSON_AddNumberToObject(tc, "width", (double)t->width);
-  cJSON_AddNumberToObject(tc, "heads", (double)t->heads);
-  cJSON_AddNumberToObject(tc, "layers", (double)t->layers);
-  cJSON_AddNumberToObject(tc, "mlp_ratio", vlm_cfg_mlp_ratio(t->width, t->mlp_width));
+  vlm_cfg_write_text_geometry(tc, t);
   cJSON_AddTrueToObject(tc, "embed_cls");
   cJSON_AddTrueToObject(tc, "output_tokens");
   if (t->pad_id) cJSON_AddNumberToObject(tc, "pad_id", (double)t->pad_id);

@@ -143,3 +143,12 @@ void vlm_cfg_write_vit_geometry(cJSON *vc, const vlm_vit_config *v) {
   cJSON_AddNumberToObject(vc, "mlp_ratio", vlm_cfg_mlp_ratio(v->width, v->mlp_width));
   cJSON_AddNumberToObject(vc, "patch_size", (double)v->patch_size);
 }
+
+void vlm_cfg_write_text_geometry(cJSON *tc, const vlm_text_config *t) {
+  cJSON_AddNumberToObject(tc, "context_length", (double)t->context_length);
+  cJSON_AddNumberToObject(tc, "vocab_size", (double)t->vocab_size);
+  cJSON_AddNumberToObject(tc, "width", (double)t->width);
+  cJSON_AddNumberToObject(tc, "heads", (double)t->heads);
+  cJSON_AddNumberToObject(tc, "layers", (double)t->layers);
+  cJSON_AddNumberToObject(tc, "mlp_ratio", vlm_cfg_mlp_ratio(t->width, t->mlp_width));
+}

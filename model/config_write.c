@@ -46,12 +46,7 @@ char *vlm_clip_config_to_json(const vlm_clip_config *c, vlm_ckpt_format fmt) {
     vlm_cfg_write_vit_geometry(vc, v);
     add_norm_kwargs(vc, v->ln_eps);
     cJSON *tc = cJSON_AddObjectToObject(m, "text_cfg");
-    cJSON_AddNumberToObject(tc, "context_length", (double)t->context_length);
-    cJSON_AddNumberToObject(tc, "vocab_size", (double)t->vocab_size);
-    cJSON_AddNumberToObject(tc, "width", (double)t->width);
-    cJSON_AddNumberToObject(tc, "heads", (double)t->heads);
-    cJSON_AddNumberToObject(tc, "layers", (double)t->layers);
-    cJSON_AddNumberToObject(tc, "mlp_ratio", vlm_cfg_mlp_ratio(t->width, t->mlp_width));
+    vlm_cfg_write_text_geometry(tc, t);
     add_norm_kwargs(tc, t->ln_eps);
     vlm_cfg_write_preprocess(root, &c->vision);
     return finish(root, "open_clip config");
