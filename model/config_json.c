@@ -144,11 +144,12 @@ void vlm_cfg_write_vit_geometry(cJSON *vc, const vlm_vit_config *v) {
   cJSON_AddNumberToObject(vc, "patch_size", (double)v->patch_size);
 }
 
-void vlm_cfg_write_text_geometry(cJSON *tc, const vlm_text_config *t) {
-  cJSON_AddNumberToObject(tc, "context_length", (double)t->context_length);
-  cJSON_AddNumberToObject(tc, "vocab_size", (double)t->vocab_size);
-  cJSON_AddNumberToObject(tc, "width", (double)t->width);
-  cJSON_AddNumberToObject(tc, "heads", (double)t->heads);
-  cJSON_AddNumberToObject(tc, "layers", (double)t->layers);
-  cJSON_AddNumberToObject(tc, "mlp_ratio", vlm_cfg_mlp_ratio(t->width, t->mlp_width));
+void vlm_cfg_write_tower(cJSON *o, int64_t context_length, int64_t vocab_size, int64_t width, int64_t heads,
+                         int64_t layers, int64_t mlp_width) {
+  cJSON_AddNumberToObject(o, "context_length", (double)context_length);
+  cJSON_AddNumberToObject(o, "vocab_size", (double)vocab_size);
+  cJSON_AddNumberToObject(o, "width", (double)width);
+  cJSON_AddNumberToObject(o, "heads", (double)heads);
+  cJSON_AddNumberToObject(o, "layers", (double)layers);
+  cJSON_AddNumberToObject(o, "mlp_ratio", vlm_cfg_mlp_ratio(width, mlp_width));
 }

@@ -6,7 +6,6 @@
 #include <cjson/cJSON.h>
 
 #include "core/core.h"
-#include "text/text.h"
 #include "vision/vision.h"
 
 #define VLM_CFG_BIG ((int64_t)1 << 30)
@@ -55,9 +54,10 @@ vlm_status vlm_cfg_heads(const cJSON *obj, int64_t width, int64_t *heads, const 
 vlm_status vlm_cfg_vit_geometry(const cJSON *vc, vlm_vit_config *v, const char *src);
 /* The same fields written back into vc (head_width, and an mlp_ratio that gives mlp_width back). */
 void vlm_cfg_write_vit_geometry(cJSON *vc, const vlm_vit_config *v);
-/* text_cfg's context_length, vocab_size, width, heads, layers and mlp_ratio written into tc (the
- * fields the CLIP and CoCa configs share). */
-void vlm_cfg_write_text_geometry(cJSON *tc, const vlm_text_config *t);
+/* A text tower's context_length, vocab_size, width, heads, layers and mlp_ratio written into o
+ * (text_cfg of CLIP and CoCa, CoCa's multimodal_cfg). */
+void vlm_cfg_write_tower(cJSON *o, int64_t context_length, int64_t vocab_size, int64_t width, int64_t heads,
+                         int64_t layers, int64_t mlp_width);
 /* A ratio r with (int64)(width * r) == mlp, as open_clip computes the MLP width. */
 double vlm_cfg_mlp_ratio(int64_t width, int64_t mlp);
 

@@ -46,7 +46,7 @@ char *vlm_clip_config_to_json(const vlm_clip_config *c, vlm_ckpt_format fmt) {
     vlm_cfg_write_vit_geometry(vc, v);
     add_norm_kwargs(vc, v->ln_eps);
     cJSON *tc = cJSON_AddObjectToObject(m, "text_cfg");
-    vlm_cfg_write_text_geometry(tc, t);
+    vlm_cfg_write_tower(tc, t->context_length, t->vocab_size, t->width, t->heads, t->layers, t->mlp_width);
     add_norm_kwargs(tc, t->ln_eps);
     vlm_cfg_write_preprocess(root, &c->vision);
     return finish(root, "open_clip config");
