@@ -29,6 +29,9 @@
  * depend on it. They differ from oneDNN's only by summation order. */
 #include <omp.h>
 #include <string.h>
+#if defined(__AVX2__) || defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
 #include "core/cpu/cpu.h"
 
@@ -65,9 +68,6 @@ static void gemv_nk(int64_t M, int64_t N, int64_t K, const float *a, const float
  * product of two bf16 values is exact in fp32, so only the summation order differs from
  * oneDNN's bf16 GEMM. With AVX512-BF16 the dot products run on VDPBF16PS (32 weights an
  * instruction, four accumulators); elsewhere a widening loop. */
-#if defined(__AVX512F__)
-#include <immintrin.h>
-#endif
 #if defined(__AVX512BF16__) && defined(__AVX512BW__)
 static float dot_bf16(const uint16_t *x, const uint16_t *w, int64_t K) {
   __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps(), a2 = _mm512_setzero_ps(), a3 = _mm512_setzero_ps();
@@ -179,7 +179,6 @@ int vlm_cpu_gemv_bf16_forward(int64_t M, int64_t N, int64_t K, const void *a, in
  * whatever the thread count. One body for both instruction sets, through the NK_ macros:
  * AVX-512 4 x 4 tiles (16 of 32 registers), AVX2 2 x 4 (8 accumulators and 4 weight vectors of
  * 16 registers). */
-#include <immintrin.h>
 #if defined(__AVX512F__)
 #define NK_VW 16
 #define NK_MB 4
