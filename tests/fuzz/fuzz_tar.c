@@ -17,10 +17,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     pat[n] = 0;
     char **v;
     int64_t nv;
-    /* a cap of 512 names (the reader's is 10^6) still reaches the over-the-cap path; at 4096,
-     * patterns at the cap made ~9000 small allocations a run, and ASan's bookkeeping of them
-     * took the target past 800 MB in CI's 20 s (at 512, as scripts/fuzz.sh runs it: 481 MB
-     * in 20 s, 564 MB in 90 s, level with the other targets) */
+    /* a cap of 512 names (the reader's is 10^6) still reaches the over-the-cap path; at 4096 a
+     * pattern over the cap made 8587 small allocations a run (valgrind; 1083 at 512), and ASan's
+     * bookkeeping of them took the target past 800 MB in CI's 20 s (at 512, as scripts/fuzz.sh
+     * runs it: 481 MB in 20 s, 564 MB in 90 s, level with the other targets) */
     if (vlm_wds_expand(pat, &v, &nv, 512)) {
       for (int64_t i = 0; i < nv; i++) free(v[i]);
       free(v);
