@@ -493,13 +493,43 @@ typedef struct {
   int dst_bf16;
 } epilogue;
 
+/* ------------------------------------------------------------------ small products: one thread
+ * A product of fewer than SERIAL_MNK multiply-adds (~8 MFLOP, ~100 us on one core here) runs on
+ * the calling thread alone: split over two threads it gained nothing in a loop of calls (68x64x64:
+ * 12 us either way; 128^3: 49-54 us on one thread, 44-48 on two), and in a training step each such
+ * split is one more OpenMP region whose threads must all be on a core at once. The tiny CLIP's
+ * step had 49 such regions and two trainings side by side on 2 cores took 83 s for 1000 steps
+ * (1.9-2.3 s alone); run serially, 4.7-4.8 s (docs/PERFORMANCE.md). The choice depends on the
+ * shape only, so a run's results stay the same from run to run. */
+#define SERIAL_MNK (1 << 22)
+static int serial_begin(int64_t M, int64_t N, int64_t K) {
+  if (omp_in_parallel() || (double)M * (double)N * (double)K >= SERIAL_MNK) return 0;
+  int nt = omp_get_max_threads();
+  if (nt <= 1) return 0;
+  omp_set_num_threads(1);
+  return nt;
+}
+static void serial_end(int nt) {
+  if (nt) omp_set_num_threads(nt);
+}
+
+/* gemm_run with small products on one thread (the key's nthr then says 1). */
+static void gemm_run(int64_t M, int64_t N, int64_t K, vlm_dtype dt, operand_view A, operand_view B,
+                     const float *bias, void *C, int64_t ldc, int accumulate, const epilogue *ep);
+static void gemm_ex(int64_t M, int64_t N, int64_t K, vlm_dtype dt, operand_view A, operand_view B,
+                    const float *bias, void *C, int64_t ldc, int accumulate, const epilogue *ep) {
+  int nt = serial_begin(M, N, K);
+  gemm_run(M, N, K, dt, A, B, bias, C, ldc, accumulate, ep);
+  serial_end(nt);
+}
+
 /* C[M,N] (row stride ldc) = or += A[M,K] @ B[K,N] (+ bias[N]) (then the
  * epilogue); A and B of dtype dt.
  * fp32 accumulation (the backward GEMMs) goes through dnnl_sgemm with beta = 1:
  * oneDNN 2.6's f32 matmul primitive runs some of those layouts at half speed
  * (a row-major B with N = 3072: ~160 vs ~320 GFLOP/s here), dnnl_sgemm does not. */
-static void gemm_ex(int64_t M, int64_t N, int64_t K, vlm_dtype dt, operand_view A, operand_view B,
-                    const float *bias, void *C, int64_t ldc, int accumulate, const epilogue *ep) {
+static void gemm_run(int64_t M, int64_t N, int64_t K, vlm_dtype dt, operand_view A, operand_view B,
+                     const float *bias, void *C, int64_t ldc, int accumulate, const epilogue *ep) {
   static const epilogue none = {0, NULL, 0};
   if (!ep) ep = &none;
   if (M == 0 || N == 0) return;
@@ -716,7 +746,9 @@ static void gemm_da(int64_t M, int64_t N, int64_t K, vlm_dtype dt, operand_view 
   int64_t lda, ldb;
   blas_layout(A, M, K, &ta, &lda);
   blas_layout(B, K, N, &tb, &ldb);
+  int nt = serial_begin(M, N, K);
   DNNL_OK(dnnl_sgemm(ta, tb, M, N, K, 1.0f, A.p, lda, B.p, ldb, 0.0f, C, ldc));
+  serial_end(nt);
 }
 
 static void matmul_backward(vlm_tensor *da, vlm_tensor *db, vlm_tensor *dbias, const vlm_tensor *dout,

@@ -1,6 +1,8 @@
 /* matmul: fast (oneDNN) vs reference in fp32 and bf16, gradient checks,
- * BF16 input tensors, the raw vlm_cpu_sgemm, concurrent calls. */
+ * BF16 input tensors, the raw vlm_cpu_sgemm, concurrent calls, small products on
+ * one thread. */
 #include <math.h>
+#include <omp.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -512,6 +514,38 @@ static void test_deterministic(void) {
   problem_free(&p);
 }
 
+/* Products under 2^22 multiply-adds run on the calling thread alone: the same bits whatever the
+ * thread count, and the caller's thread count is back afterwards (small and large products,
+ * forward and backward). */
+static void test_small_serial(void) {
+  vlm_set_kernel_mode(VLM_KERNELS_FAST);
+  problem p;
+  problem_init(&p, 90, 70, 300, 0, 1, 1, 1, 78);   /* 1.9e6 multiply-adds */
+  float *o[2], *da[2], *db[2];
+  for (int t = 0; t < 2; t++) {
+    vlm_threads_init(t + 1);
+    memset(p.da, 0, sizeof(float) * (size_t)(p.M * p.K));
+    memset(p.db, 0, sizeof(float) * (size_t)(p.K * p.N));
+    forward(&p);
+    backward(&p);
+    CHECK(omp_get_max_threads() == t + 1, "small product: thread count %d restored (got %d)", t + 1,
+          omp_get_max_threads());
+    o[t] = copy_of(p.out, p.M * p.N), da[t] = copy_of(p.da, p.M * p.K), db[t] = copy_of(p.db, p.K * p.N);
+  }
+  CHECK(!memcmp(o[0], o[1], sizeof(float) * (size_t)(p.M * p.N)) &&
+            !memcmp(da[0], da[1], sizeof(float) * (size_t)(p.M * p.K)) &&
+            !memcmp(db[0], db[1], sizeof(float) * (size_t)(p.K * p.N)),
+        "a small product gives the same bits on 1 and 2 threads");
+  for (int t = 0; t < 2; t++) free(o[t]), free(da[t]), free(db[t]);
+  problem_free(&p);
+  problem q;
+  problem_init(&q, 300, 200, 120, 0, 1, 1, 1, 79);   /* 7.2e6: split over the threads */
+  forward(&q);
+  backward(&q);
+  CHECK(omp_get_max_threads() == 2, "large product: thread count 2 kept (got %d)", omp_get_max_threads());
+  problem_free(&q);
+}
+
 int main(void) {
   vlm_threads_init(2);
   test_fast_vs_ref_f32();
@@ -526,5 +560,6 @@ int main(void) {
   test_sgemm();
   test_concurrent();
   test_deterministic();
+  test_small_serial();
   return vt_finish();
 }
