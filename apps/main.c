@@ -38,16 +38,29 @@ static const command k_commands[] = {
  * threads in training, `vlm index` and `vlm eval`; other processes). Fully
  * passive ones (a futex sleep and wake between every two small ops) cost a
  * third of a small model's training step. So every command runs with
- * OMP_WAIT_POLICY=PASSIVE and GOMP_SPINCOUNT=30000 (a short spin, then sleep)
- * unless the user set either. Measured on 2 cores with two busy processes
- * beside it: `vlm caption` of one image with coca_ViT-B-32 2.5-5.9 s (median 2.8
- * of 6) against 2.7-7.7 s (median 4.4), `vlm index` of 48 images with ViT-B-32
- * 3.8 s against 4.4-4.6 s; on idle cores the same within noise. libgomp reads
- * them when it loads, so vlm re-executes itself once with them set (and goes on
- * as it is if it cannot). */
-static void passive_openmp(char **argv) {
+ * OMP_WAIT_POLICY=PASSIVE and a short spin before the sleep, unless the user set
+ * either variable: GOMP_SPINCOUNT=30000 when the cores are free, 1000 when other
+ * tasks are running and they with this command's threads outnumber the CPUs
+ * (vlm_omp_spin_count in core/core.h). A spinning thread holds a core that the thread
+ * it waits for may need: on 2 cores, 100 steps of the shapes model took 32.1-35.2 s
+ * with 30000 spins beside one busy process against 11.4-12.3 s with 1000, and two
+ * such trainings side by side 38.7-40.5 s each against 11.7-12.0 s. Alone, 1000
+ * spins cost a small model's training 18-28% (the shapes CLIP and CoCa, medians of
+ * 5 runs: 8.0 s against 6.8 s, 15.1 s against 11.8 s). libgomp reads the variables when it loads, so vlm re-executes itself once
+ * with them set (and goes on as it is if it cannot). */
+static void passive_openmp(int argc, char **argv) {
   if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT")) return;
-  if (setenv("OMP_WAIT_POLICY", "PASSIVE", 1) != 0 || setenv("GOMP_SPINCOUNT", "30000", 1) != 0) return;
+  long long threads = 0;   /* the count the command will use: --threads N, else VLM_THREADS / OpenMP's */
+  if (argc > 2 && !strcmp(argv[1], "--threads")) threads = strtoll(argv[2], NULL, 10);
+  if (threads <= 0 || threads > VLM_MAX_THREADS) threads = vlm_threads_resolve(0);
+  const int others = vlm_runnable_others();
+  const long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+  const int spin = vlm_omp_spin_count(others, (int)threads, cpus > 0 ? (int)cpus : 0);
+  char spin_s[16];
+  snprintf(spin_s, sizeof spin_s, "%d", spin);
+  vlm_log(VLM_LOG_DEBUG, "OpenMP: OMP_WAIT_POLICY=PASSIVE GOMP_SPINCOUNT=%s (%d other tasks running, %lld threads, %ld CPUs)",
+          spin_s, others, threads, cpus);
+  if (setenv("OMP_WAIT_POLICY", "PASSIVE", 1) != 0 || setenv("GOMP_SPINCOUNT", spin_s, 1) != 0) return;
   execv("/proc/self/exe", argv);
 }
 
@@ -64,8 +77,9 @@ static void usage(FILE *f) {
           "Environment: VLM_THREADS (CPU threads), VLM_LOG (error|warn|info|debug),\n"
           "VLM_KERNELS=ref (plain reference kernels, for debugging), VLM_PROGRESS_EVERY=SECONDS\n"
           "(progress lines of index, zeroshot and eval in a log; default 10). Unless OMP_WAIT_POLICY or\n"
-          "GOMP_SPINCOUNT is set, vlm sets OMP_WAIT_POLICY=PASSIVE and GOMP_SPINCOUNT=30000\n"
-          "(idle OpenMP threads sleep after a short spin instead of holding the cores).\n");
+          "GOMP_SPINCOUNT is set, vlm sets OMP_WAIT_POLICY=PASSIVE and GOMP_SPINCOUNT=30000, or 1000\n"
+          "when other running tasks and its threads outnumber the CPUs (idle OpenMP threads sleep\n"
+          "after a short spin instead of holding the cores; VLM_LOG=debug shows the choice).\n");
 }
 
 /* What a command printed on stdout must have reached it: on a full disk (`vlm search --json >
@@ -93,7 +107,7 @@ int main(int argc, char **argv) {
 }
 
 static int run_command(int argc, char **argv) {
-  passive_openmp(argv);
+  passive_openmp(argc, argv);
   /* Ctrl-C, kill, a closed terminal: no temporary file of a write in progress stays behind
    * (the target keeps its old content); the exit status is still the signal's. */
   vlm_atomic_cleanup_on_signals();

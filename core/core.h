@@ -201,6 +201,21 @@ int vlm_threads_init(int requested);
 int vlm_threads_resolve(int requested);
 int vlm_threads_get(void);
 
+/* How long idle OpenMP threads spin before they sleep (GOMP_SPINCOUNT; the `vlm` command sets
+ * it at start unless the user did). Spinning keeps a small model's many short parallel regions
+ * fast on idle cores, but where more threads want the cores than there are, a spinning thread
+ * holds a core that the thread it waits for needs: on 2 cores, 100 steps of the shapes model took
+ * 32.1-35.2 s at 30000 spins beside one busy process against 11.4-12.3 s at 1000, and two such
+ * trainings side by side 38.7-40.5 s each against 11.7-12.0 s; alone, 1000 spins cost the shapes
+ * models 18-28% (docs/PERFORMANCE.md). vlm_runnable_others: the tasks runnable right now besides the caller
+ * (/proc/stat's procs_running less one, the largest of three reads
+ * 1 ms apart), -1 when unknown. vlm_omp_spin_count: VLM_SPIN_BUSY when others plus the threads
+ * about to start exceed the CPUs, else (also when unknown) VLM_SPIN_IDLE. */
+#define VLM_SPIN_IDLE 30000
+#define VLM_SPIN_BUSY 1000
+int vlm_runnable_others(void);
+int vlm_omp_spin_count(int others, int threads, int cpus);
+
 /* ------------------------------------------------------------------ collectives (core/comm.c)
  * Data-parallel training over ranks. The program registers a backend (the `vlm`
  * binary's MPI one when launched by mpirun / srun); without one, or with a world of

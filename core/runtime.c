@@ -4,6 +4,7 @@
 #include "core/core.h"
 
 #include <omp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -31,6 +32,35 @@ int vlm_threads_init(int requested) {
 }
 
 int vlm_threads_get(void) { return g_threads > 0 ? g_threads : omp_get_max_threads(); }
+
+int vlm_runnable_others(void) {
+  int best = -1;
+  for (int sample = 0; sample < 3; sample++) {
+    if (sample) nanosleep(&(struct timespec){0, 1000000}, NULL);
+    FILE *f = fopen("/proc/stat", "r");
+    if (!f) return best;
+    char line[256];
+    long running = -1;
+    while (fgets(line, sizeof line, f)) {
+      if (!strncmp(line, "procs_running ", 14)) {
+        running = strtol(line + 14, NULL, 10);
+        break;
+      }
+      /* the rest of an over-long line (the "intr" one is): read on to its end */
+      while (!strchr(line, '\n') && fgets(line, sizeof line, f)) {
+      }
+    }
+    fclose(f);
+    if (running < 1) return best;
+    if (running - 1 > best) best = (int)(running - 1);
+  }
+  return best;
+}
+
+int vlm_omp_spin_count(int others, int threads, int cpus) {
+  if (others < 0 || cpus <= 0) return VLM_SPIN_IDLE;
+  return (long)others + threads > cpus ? VLM_SPIN_BUSY : VLM_SPIN_IDLE;
+}
 
 static int g_mode = -1;
 void vlm_set_kernel_mode(vlm_kernel_mode m) { g_mode = (int)m; }

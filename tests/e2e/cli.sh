@@ -28,6 +28,20 @@ for v in 99999 abc 4x 0; do   # once a crash (99999: a stack overflow in libgomp
 done
 out=$(VLM_THREADS=1 "$vlm" version); rc=$?
 check "VLM_THREADS=1 is used" "[ $rc -eq 0 ] && grep -q '^cpu: 1 threads' <<<\"\$out\""
+# OpenMP's wait: passive after a short spin, 30000 on free cores, 1000 when other running tasks and
+# the command's threads outnumber the CPUs; nothing changed when the user set either variable.
+re='OpenMP: OMP_WAIT_POLICY=PASSIVE GOMP_SPINCOUNT=%s \([0-9]+ other tasks running, [0-9]+ threads, [0-9]+ CPUs\)'
+err=$(env -u OMP_WAIT_POLICY -u GOMP_SPINCOUNT VLM_LOG=debug "$vlm" version 2>&1 >/dev/null)
+check "the spin is chosen at start ($err)" "grep -Eq \"\$(printf \"\$re\" '(30000|1000)')\" <<<\"\$err\""
+ncpu=$(getconf _NPROCESSORS_ONLN)
+sh -c 'while :; do :; done' &
+busy=$!
+err=$(env -u OMP_WAIT_POLICY -u GOMP_SPINCOUNT VLM_LOG=debug "$vlm" --threads "$ncpu" version 2>&1 >/dev/null)
+kill $busy
+wait $busy 2>/dev/null
+check "a busy process beside $ncpu threads: the short spin ($err)" "grep -Eq \"\$(printf \"\$re\" 1000)\" <<<\"\$err\""
+err=$(env -u OMP_WAIT_POLICY GOMP_SPINCOUNT=5 VLM_LOG=debug "$vlm" version 2>&1 >/dev/null)
+check "GOMP_SPINCOUNT set by the user: left alone" "! grep -q 'OpenMP:' <<<\"\$err\""
 "$vlm" >/dev/null 2>&1; rc=$?
 check "no command exits 2" "[ $rc -eq 2 ]"
 # A model config's errors name the key of the file's own format.

@@ -236,7 +236,23 @@ static void test_host_access(void) {
   CHECK(ids[0] == 9, "commit on the CPU leaves the write in place");
 }
 
+/* The OpenMP spin the `vlm` command picks: short when others and its threads outnumber the CPUs. */
+static void test_spin_choice(void) {
+  CHECK(vlm_omp_spin_count(0, 2, 2) == VLM_SPIN_IDLE, "idle 2-core machine, 2 threads");
+  CHECK(vlm_omp_spin_count(1, 2, 2) == VLM_SPIN_BUSY, "one other task, 2 threads on 2 cores");
+  CHECK(vlm_omp_spin_count(1, 1, 2) == VLM_SPIN_IDLE, "one other task, 1 thread on 2 cores");
+  CHECK(vlm_omp_spin_count(14, 2, 16) == VLM_SPIN_IDLE, "14 others, 2 threads, 16 cores");
+  CHECK(vlm_omp_spin_count(15, 2, 16) == VLM_SPIN_BUSY, "15 others, 2 threads, 16 cores");
+  CHECK(vlm_omp_spin_count(-1, 64, 2) == VLM_SPIN_IDLE, "unknown load: the long spin, as before");
+  CHECK(vlm_omp_spin_count(3, 2, 0) == VLM_SPIN_IDLE, "unknown CPU count");
+  CHECK(VLM_SPIN_BUSY < VLM_SPIN_IDLE, "the busy spin is the shorter");
+  /* /proc/stat on Linux: a count, the reader itself not included */
+  int others = vlm_runnable_others();
+  CHECK(others >= 0, "vlm_runnable_others read /proc/stat (got %d)", others);
+}
+
 int main(void) {
+  test_spin_choice();
   test_scratch();
   test_dtypes();
   test_tensor_arena();
