@@ -19,7 +19,7 @@ scripts/setup.sh build-asan -DVLM_SANITIZE=ON -DVLM_CUDA=OFF -DCMAKE_BUILD_TYPE=
 # again with --device auto picking it, the demo and the GPU tests included (the CPU-vs-GPU
 # shapes runs of e2e_train_gpu are shortened: the emulated numbers are the CPU's).
 scripts/setup.sh build-emu -DVLM_CUDA_EMULATE=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo
-(cd build-emu && VLM_TRAIN_GPU_STEPS=200 ctest --output-on-failure -j"$(nproc)")
+(cd build-emu && VLM_TRAIN_GPU_STEPS=100 ctest --output-on-failure -j"$(nproc)")
 
 # Each libFuzzer target for a short while (scripts/fuzz.sh SECONDS for longer runs).
 scripts/fuzz.sh "${VLM_FUZZ_SECONDS:-20}"
