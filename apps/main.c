@@ -46,8 +46,9 @@ static const command k_commands[] = {
  * with 30000 spins beside one busy process against 11.4-12.3 s with 1000, and two
  * such trainings side by side 38.7-40.5 s each against 11.7-12.0 s. Alone, 1000
  * spins cost a small model's training 18-28% (the shapes CLIP and CoCa, medians of
- * 5 runs: 8.0 s against 6.8 s, 15.1 s against 11.8 s). libgomp reads the variables when it loads, so vlm re-executes itself once
- * with them set (and goes on as it is if it cannot). */
+ * 5 runs: 8.0 s against 6.8 s, 15.1 s against 11.8 s). libgomp reads the variables
+ * when it loads, so vlm re-executes itself once with them set (and goes on as it is
+ * if it cannot). */
 static void passive_openmp(int argc, char **argv) {
   if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT")) return;
   long long threads = 0;   /* the count the command will use: --threads N, else VLM_THREADS / OpenMP's */

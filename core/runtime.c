@@ -1,5 +1,6 @@
-/* Runtime settings: threads, kernel mode (process-wide), matmul precision (per
- * thread), CPU features, the clock, and host/device memory. */
+/* Runtime settings: threads, the OpenMP spin for the load at start, kernel mode
+ * (process-wide), matmul precision (per thread), CPU features, the clock, and
+ * host/device memory. */
 #define _POSIX_C_SOURCE 200809L
 #include "core/core.h"
 

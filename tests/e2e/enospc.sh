@@ -82,15 +82,21 @@ rm -rf "$x/model" "$x/prep" "$x/shapes"
   >/dev/null 2>"$tmp/train.err" &
 pid=$!
 M=$x/runs/m/metrics.jsonl
-for _ in $(seq 600); do [ -s "$M" ] && break; kill -0 $pid 2>/dev/null || break; sleep 0.05; done
+# The run is stopped (SIGSTOP) while the disk is filled and again while it is emptied, so it
+# cannot reach its end in between however fast it trains (1000 steps take ~2 s alone).
+for _ in $(seq 3000); do [ -s "$M" ] && break; kill -0 $pid 2>/dev/null || break; sleep 0.01; done
+kill -STOP $pid
 fill 1
+kill -CONT $pid
 seen=0
-for _ in $(seq 600); do
+for _ in $(seq 3000); do
   if grep -q 'metrics.jsonl: cannot write the line of step' "$tmp/train.err"; then seen=1; break; fi
   kill -0 $pid 2>/dev/null || break
-  sleep 0.05
+  sleep 0.01
 done
+kill -STOP $pid 2>/dev/null
 rm -f "$x"/filler*
+kill -CONT $pid 2>/dev/null
 wait $pid
 rc=$?
 check "metrics.jsonl on a full disk: named at once with ENOSPC" "[ $seen -eq 1 ] && grep -q 'metrics.jsonl.*No space left on device' '$tmp/train.err'"
