@@ -35,11 +35,11 @@ int vlm_threads_init(int requested) {
 int vlm_threads_get(void) { return g_threads > 0 ? g_threads : omp_get_max_threads(); }
 
 int vlm_runnable_others(void) {
-  int best = -1;
-  for (int sample = 0; sample < 3; sample++) {
+  int least = -1;
+  for (int sample = 0; sample < 5; sample++) {
     if (sample) nanosleep(&(struct timespec){0, 1000000}, NULL);
     FILE *f = fopen("/proc/stat", "r");
-    if (!f) return best;
+    if (!f) return -1;
     char line[256];
     long running = -1;
     while (fgets(line, sizeof line, f)) {
@@ -52,10 +52,10 @@ int vlm_runnable_others(void) {
       }
     }
     fclose(f);
-    if (running < 1) return best;
-    if (running - 1 > best) best = (int)(running - 1);
+    if (running < 1) return -1;
+    if (least < 0 || running - 1 < least) least = (int)(running - 1);
   }
-  return best;
+  return least;
 }
 
 int vlm_omp_spin_count(int others, int threads, int cpus) {
