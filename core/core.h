@@ -207,11 +207,12 @@ int vlm_threads_get(void);
  * holds a core that the thread it waits for needs: on 2 cores, 100 steps of the shapes model took
  * 32.1-35.2 s at 30000 spins beside one busy process against 11.4-12.3 s at 1000, and two such
  * trainings side by side 38.7-40.5 s each against 11.7-12.0 s; alone, 1000 spins cost the shapes
- * models 18-28% (docs/PERFORMANCE.md). vlm_runnable_others: the tasks runnable right now besides the caller
- * (/proc/stat's procs_running less one, the least of five reads
- * 1 ms apart: a lasting load is in every read, a passing task (a shell forking, a kernel
- * thread; 5 of 40 single starts on idle cores) in few), -1 when unknown. vlm_omp_spin_count: VLM_SPIN_BUSY when others plus the threads
- * about to start exceed the CPUs, else (also when unknown) VLM_SPIN_IDLE. */
+ * models 18-28% (docs/PERFORMANCE.md).
+ * vlm_runnable_others: the tasks runnable right now besides the caller (/proc/stat's
+ * procs_running less one, the least of five reads 1 ms apart: a lasting load is in every read, a
+ * passing task (a shell forking, a kernel thread; 5 of 40 single reads on idle cores) in few), -1
+ * when unknown. vlm_omp_spin_count: VLM_SPIN_BUSY when others plus the threads about to start
+ * exceed the CPUs, else (also when unknown) VLM_SPIN_IDLE. */
 #define VLM_SPIN_IDLE 30000
 #define VLM_SPIN_BUSY 1000
 int vlm_runnable_others(void);
