@@ -210,8 +210,8 @@ int vlm_threads_get(void);
  * models 18-28% (docs/PERFORMANCE.md).
  * vlm_runnable_others: the tasks runnable right now besides the caller (/proc/stat's
  * procs_running less one, the least of five reads 1 ms apart: a lasting load is in every read, a
- * passing task (a shell forking, a kernel thread; 5 of 40 single reads on idle cores) in few), -1
- * when unknown. vlm_omp_spin_count: VLM_SPIN_BUSY when others plus the threads about to start
+ * passing task (a shell forking, a kernel thread) in few; the largest of three reads caught one
+ * in 5 of 40 starts on idle cores), -1 when unknown. vlm_omp_spin_count: VLM_SPIN_BUSY when others plus the threads about to start
  * exceed the CPUs, else (also when unknown) VLM_SPIN_IDLE. */
 #define VLM_SPIN_IDLE 30000
 #define VLM_SPIN_BUSY 1000
