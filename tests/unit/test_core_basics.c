@@ -245,7 +245,6 @@ static void test_spin_choice(void) {
   CHECK(vlm_omp_spin_count(15, 2, 16) == VLM_SPIN_BUSY, "15 others, 2 threads, 16 cores");
   CHECK(vlm_omp_spin_count(-1, 64, 2) == VLM_SPIN_IDLE, "unknown load: the long spin, as before");
   CHECK(vlm_omp_spin_count(3, 2, 0) == VLM_SPIN_IDLE, "unknown CPU count");
-  CHECK(VLM_SPIN_BUSY < VLM_SPIN_IDLE, "the busy spin is the shorter");
   /* /proc/stat on Linux: a count, the reader itself not included */
   int others = vlm_runnable_others();
   CHECK(others >= 0, "vlm_runnable_others read /proc/stat (got %d)", others);
