@@ -4,12 +4,14 @@
 
 #include "apps/apps.h"
 #include "core/core.h"
+#include "core/cuda/cuda.h"
 
 int vlm_cmd_version(int argc, char **argv) {
   for (int i = 1; i < argc; i++) {
     if (vlm_app_is_help(argv[i])) {
       printf("usage: vlm version\n\nPrints vlm's version, the CPU threads and features in use, oneDNN's version,\n"
-             "whether a CUDA GPU is available, and whether vlm train can run across MPI ranks.\n\nExample:\n"
+             "whether a CUDA GPU is available, whether cuDNN's fused attention can be used (found and\n"
+             "building without a GPU), and whether vlm train can run across MPI ranks.\n\nExample:\n"
              "  vlm --threads 2 version\n");
       return 0;
     }
@@ -21,6 +23,9 @@ int vlm_cmd_version(int argc, char **argv) {
          vlm_cpu_has_bf16() ? "yes" : "no", v->major, v->minor, v->patch,
          vlm_cpu_bf16_gemm_native() ? "oneDNN" : "none (--precision bf16 computes in f32: same results, no speedup)");
   printf("gpu: %s\n", vlm_cuda_describe());
+  char dnn[256];
+  vlm_cuda_cudnn_probe(dnn, sizeof dnn);
+  printf("cudnn: %s\n", dnn);
 #ifdef VLM_HAVE_MPI
   printf("ranks: MPI (vlm train under mpirun / srun)\n");
 #else

@@ -345,9 +345,11 @@ int main(int argc, char **argv) {
 #undef BF
       vlm_tensor q16 = vlm_narrow(&qkv16, 2, 0, W), k16 = vlm_narrow(&qkv16, 2, W, W), v16 = vlm_narrow(&qkv16, 2, 2 * W, W);
       vlm_tensor q = vlm_narrow(&ba->qkv, 2, 0, W), k = vlm_narrow(&ba->qkv, 2, W, W), v = vlm_narrow(&ba->qkv, 2, 2 * W, W);
-      double tb[9];
-      const char *nb[9] = {"ln_1", "qkv (bf16 out)", "attention (bf16)", "out_proj + res", "ln_2", "fc + gelu",
-                           "c_proj + res", "qkv (f32 out)", "attention (f32 qkv)"};
+      double tb[11];
+      const char *nb[11] = {"ln_1", "qkv (bf16 out)", "attention (bf16)", "out_proj + res", "ln_2", "fc + gelu",
+                            "c_proj + res", "qkv (f32 out)", "attention (f32 qkv)", "attention (bf16, own kernel)",
+                            "attention (f32 qkv, own kernel)"};
+      long long dnn0 = vlm_cuda_attention_cudnn_runs();
 #define TIMED(k_, call) do { call; vlm_cuda_sync(nb[k_]); double t_ = vlm_now(); for (int r_ = 0; r_ < 10; r_++) { call; } \
                              vlm_cuda_sync(nb[k_]); tb[k_] = (vlm_now() - t_) / 10; } while (0)
       TIMED(0, vlm_layernorm_forward(&ln1, NULL, NULL, x, &bp->ln_1_w, &bp->ln_1_b, 1e-5f));
@@ -359,13 +361,21 @@ int main(int argc, char **argv) {
       TIMED(6, vlm_linear_forward(y, &act16, &bp->proj_w, &bp->proj_b, NULL, &ba->x1));
       TIMED(7, vlm_matmul_forward(&ba->qkv, &ln1, &bp->in_proj_w, &bp->in_proj_b, 0, 1));
       TIMED(8, vlm_attention_forward(&ba->attn, NULL, &q, &k, &v, Hh, NULL, 0, sc_att));
+      long long dnn = vlm_cuda_attention_cudnn_runs() - dnn0;
+      vlm_cuda_attention_set_cudnn(0);
+      TIMED(9, vlm_attention_forward(&attn16, NULL, &q16, &k16, &v16, Hh, NULL, 0, sc_att));
+      TIMED(10, vlm_attention_forward(&ba->attn, NULL, &q, &k, &v, Hh, NULL, 0, sc_att));
+      vlm_cuda_attention_set_cudnn(1);
 #undef TIMED
       double tot = 0;
       for (int k2 = 0; k2 < 7; k2++) tot += tb[k2];
       printf("  one vision block's inference ops at batch %lld (ms per call; the block's %.2f ms x %lld layers):",
              (long long)B, tot * 1e3, (long long)c.vision.layers);
-      for (int k2 = 0; k2 < 9; k2++) printf("%s %s %.3f", k2 % 5 ? ";" : "\n   ", nb[k2], tb[k2] * 1e3);
-      printf("\n");
+      for (int k2 = 0; k2 < 11; k2++) printf("%s %s %.3f", k2 % 5 ? ";" : "\n   ", nb[k2], tb[k2] * 1e3);
+      char dnn_msg[256];
+      vlm_cuda_cudnn_probe(dnn_msg, sizeof dnn_msg);
+      printf("\n  attention through cuDNN: %s, %lld of the timed forwards above ran there (%s; VLM_LOG=debug says "
+             "why not)\n", dnn ? "yes" : "no", dnn, dnn_msg);
     }
     vlm_clip_params_free(&hb);
     vlm_arena_free(&a);

@@ -247,6 +247,7 @@ extern "C" void vlm_cuda_attention_forward(vlm_tensor *out, vlm_tensor *probs, c
     vlm_cuda_fill(out, 0.0f);
     return;
   }
+  if (vlm_cuda_attention_cudnn_forward(out, probs, q, k, v, heads, key_padding_mask, causal, scale)) return;
   if (vlm_cuda_attention_tc_forward(out, probs, q, k, v, heads, key_padding_mask, causal, scale)) return;
   if (q->dtype == VLM_BF16 || out->dtype == VLM_BF16) {
     // bf16 storage where the tensor-core kernel does not apply: the f32 kernel

@@ -22,6 +22,13 @@
 void vlm_cuda_after_launch(const char *op, const char *kernel);
 #define LAUNCHED(op, kernel) vlm_cuda_after_launch(op, kernel)
 
+// A CUDA library opened with dlopen (RTLD_LOCAL): soname from the loader's search
+// path, else plain, else soname in the toolkit's library folder found at build
+// time; NULL when none loads (dlerror() says why).
+void *vlm_cuda_open_lib(const char *soname, const char *plain);
+#define VLM_STR2(x) #x
+#define VLM_STR(x) VLM_STR2(x)
+
 // Device scratch: slot 0..VLM_CUDA_SCRATCH_SLOTS-1, grown to the largest request
 // and reused (contents undefined). One op must not use a slot twice at once.
 #define VLM_CUDA_SCRATCH_SLOTS 6
@@ -135,6 +142,13 @@ void vlm_cuda_colsum(const char *op, float *out, int64_t R, int64_t C, F f, int 
 int vlm_cuda_attention_tc_forward(vlm_tensor *out, vlm_tensor *probs, const vlm_tensor *q, const vlm_tensor *k,
                                   const vlm_tensor *v, int heads, const vlm_tensor *key_padding_mask, int causal,
                                   float scale);
+// cuDNN's fused attention forward (attention_cudnn.cu): runs and returns 1 when it
+// applies (inference: no probabilities, no causal or padding mask, a BF16 output at
+// VLM_PREC_BF16, head dim % 8 == 0 and <= 128, >= 16 queries, cuDNN loaded and taking the shape,
+// its first run of the shape agreeing with the own kernel); else returns 0.
+int vlm_cuda_attention_cudnn_forward(vlm_tensor *out, const vlm_tensor *probs, const vlm_tensor *q,
+                                     const vlm_tensor *k, const vlm_tensor *v, int heads,
+                                     const vlm_tensor *key_padding_mask, int causal, float scale);
 int vlm_cuda_attention_tc_backward(vlm_tensor *dq, vlm_tensor *dk, vlm_tensor *dv, const vlm_tensor *dout,
                                    const vlm_tensor *probs, const vlm_tensor *q, const vlm_tensor *k,
                                    const vlm_tensor *v, int heads, float scale);

@@ -93,6 +93,17 @@ void vlm_cuda_sigmoid_loss_backward(vlm_tensor *dlogits, const vlm_tensor *dloss
 /* Attention's shared-memory K/V tiles: on (default) or off (the plain global-memory
  * path; env VLM_CUDA_ATTN_TILES=0 does the same). For tests. */
 void vlm_cuda_attention_set_tiling(int on);
+/* cuDNN's fused attention for the inference forwards it takes (core/cuda/attention_cudnn.cu):
+ * mode 0 off, 1 the faster of cuDNN and the own kernel per shape (the default), 2 cuDNN
+ * wherever it applies (env VLM_CUDA_ATTN_CUDNN=0 / 1 sets 0 / 2); and how many forwards it
+ * has run in this process (0 without cuDNN). For tests and benchmarks. */
+void vlm_cuda_attention_set_cudnn(int mode);
+long long vlm_cuda_attention_cudnn_runs(void);
+/* cuDNN as this process finds it, without a GPU: loads the library and builds the
+ * fused attention operation for one shape. 1: usable (msg: the version); 0: no
+ * library; -1: built without cuDNN headers (or without CUDA); -2: the library
+ * loads but the operation does not build (msg: the step and status). */
+int vlm_cuda_cudnn_probe(char *msg, size_t n);
 /* AdamW over all slots (one fused kernel per group of up to 64 slots). */
 void vlm_cuda_adamw_step(vlm_param_slot *slots, int n, const vlm_adamw_config *c, float lr, int64_t t);
 /* Sum of squares of every slot's gradient (double accumulation, deterministic). */

@@ -8,6 +8,8 @@
 
 #include "core/cuda/common.cuh"
 
+#include <dlfcn.h>
+
 static int g_available = -1;
 static char g_desc[256];
 static int g_device = 0;   // the GPU this process uses (vlm_cuda_select)
@@ -117,6 +119,20 @@ extern "C" int vlm_cuda_host_pin(void *p, size_t bytes) {
 
 extern "C" void vlm_cuda_host_unpin(void *p) {
   if (p && cudaHostUnregister(p) != cudaSuccess) (void)cudaGetLastError();
+}
+
+// ------------------------------------------------------------------ libraries
+void *vlm_cuda_open_lib(const char *soname, const char *plain) {
+  void *h = dlopen(soname, RTLD_NOW | RTLD_LOCAL);
+  if (!h) h = dlopen(plain, RTLD_NOW | RTLD_LOCAL);
+#ifdef VLM_CUDA_LIBDIR
+  if (!h) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s", VLM_CUDA_LIBDIR, soname);
+    h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+  }
+#endif
+  return h;
 }
 
 // ------------------------------------------------------------------ scratch

@@ -13,6 +13,7 @@
  * kernels: test_cuda_ops compares those on a real GPU. */
 #define _GNU_SOURCE   /* memfd_create */
 #include <pthread.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -100,6 +101,12 @@ void vlm_cuda_sync(const char *what) { (void)what; }
 int vlm_cuda_host_pin(void *p, size_t bytes) { return p && bytes; }   /* host memory is what it is */
 void vlm_cuda_host_unpin(void *p) { (void)p; }
 void vlm_cuda_attention_set_tiling(int on) { (void)on; }
+void vlm_cuda_attention_set_cudnn(int mode) { (void)mode; }
+long long vlm_cuda_attention_cudnn_runs(void) { return 0; }
+int vlm_cuda_cudnn_probe(char *msg, size_t n) {
+  snprintf(msg, n, "the emulated GPU has no cuDNN");
+  return -1;
+}
 
 /* A view of a device tensor as a CPU one (NULL stays NULL). */
 #define H(t) host_view(t, &(vlm_tensor){0})

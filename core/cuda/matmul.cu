@@ -29,8 +29,6 @@
   X(cublasLtMatmulDescDestroy) X(cublasLtMatmulDescSetAttribute) X(cublasLtMatmulPreferenceCreate)  \
   X(cublasLtMatmulPreferenceDestroy) X(cublasLtMatmulPreferenceSetAttribute)                        \
   X(cublasLtMatrixLayoutCreate) X(cublasLtMatrixLayoutDestroy) X(cublasCreate)
-#define VLM_STR2(x) #x
-#define VLM_STR(x) VLM_STR2(x)
 #define VLM_SONAME(lib, major) "lib" lib ".so." VLM_STR(major)
 
 /* cublasGemmEx is overloaded in C++ (32- and 64-bit sizes): the 32-bit one. */
@@ -45,17 +43,8 @@ typedef struct {
 } blas_api;
 static blas_api g_api;
 
-/* The loader's search path first, then the CUDA toolkit's library folder found at build time. */
 static void *open_lib(const char *soname, const char *plain) {
-  void *h = dlopen(soname, RTLD_NOW | RTLD_LOCAL);
-  if (!h) h = dlopen(plain, RTLD_NOW | RTLD_LOCAL);
-#ifdef VLM_CUDA_LIBDIR
-  if (!h) {
-    char path[1024];
-    snprintf(path, sizeof path, "%s/%s", VLM_CUDA_LIBDIR, soname);
-    h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
-  }
-#endif
+  void *h = vlm_cuda_open_lib(soname, plain);
   VLM_CHECK(h, "cuBLAS: cannot load %s: %s", soname, dlerror());
   return h;
 }

@@ -1,6 +1,8 @@
 /* Stand-in for the CUDA backend in builds without nvcc: no device is ever
  * available, so none of these can be reached with a CUDA tensor; each aborts
  * with "built without CUDA" should one be called anyway. */
+#include <stdio.h>
+
 #include "core/cuda/cuda.h"
 
 #define NO_CUDA(what) VLM_CHECK(0, "%s: this vlm was built without CUDA (nvcc was not found)", what)
@@ -81,6 +83,12 @@ void vlm_cuda_patchify(vlm_tensor *patches, const vlm_tensor *image, int64_t P) 
 void vlm_cuda_copy_rows(float *dst, int64_t dst_row0, int64_t dst_step, const float *src, int64_t src_row0,
                         int64_t src_step, int64_t n, int64_t rows_per_copy, int64_t W) { NO_CUDA("copy_rows"); }
 void vlm_cuda_attention_set_tiling(int on) { (void)on; }
+void vlm_cuda_attention_set_cudnn(int mode) { (void)mode; }
+long long vlm_cuda_attention_cudnn_runs(void) { return 0; }
+int vlm_cuda_cudnn_probe(char *msg, size_t n) {
+  snprintf(msg, n, "built without CUDA");
+  return -1;
+}
 void vlm_cuda_linear_forward(vlm_tensor *out, const vlm_tensor *a, const vlm_tensor *w, const vlm_tensor *bias,
                              const vlm_act *act, const vlm_tensor *residual, vlm_precision prec) {
   NO_CUDA("linear_forward");

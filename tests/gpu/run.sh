@@ -79,6 +79,23 @@ if [ ! -e /usr/local/cuda/include/cublasLt.h ]; then
     export LD_LIBRARY_PATH=$(dirname "$l")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
   fi
 fi
+# cuDNN (optional; core/cuda/attention_cudnn.cu): 9.19+ headers at build time (the
+# toolkit's, pip's, or the copy fetch-debs.sh carries in .debs/cudnn), the library
+# (libcudnn.so.9, any 9.x: an older one lacking the operation falls back) at run time.
+dnn_ver() {  # MAJOR*100+MINOR of the headers in $1
+  awk '/define CUDNN_MAJOR/{M=$3} /define CUDNN_MINOR/{m=$3} END{print M*100+m}' "$1/cudnn_version.h" 2>/dev/null
+}
+dnn_inc=""
+for h in /usr/local/cuda/include/cudnn_graph.h $(find /usr/local /opt /usr/lib -path '*cudnn/include/cudnn_graph.h' 2>/dev/null | head -n 3) \
+         "$root/.debs/cudnn/include/cudnn_graph.h"; do
+  d=$(dirname "$h")
+  if [ -e "$h" ] && [ "$(dnn_ver "$d")" -ge 919 ]; then dnn_inc=$d; break; fi
+done
+dnn_lib=$(find /usr/local/cuda/lib64 /usr/local/cuda/lib /usr/local /opt /usr/lib -name 'libcudnn.so.9' 2>/dev/null | head -n 1)
+echo "cuDNN: headers ${dnn_inc:-none of 9.19+} ($( [ -n "$dnn_inc" ] && dnn_ver "$dnn_inc")), library ${dnn_lib:-not found}"
+[ -n "$dnn_inc" ] && extra+=(-DCUDNN_INCLUDE="$dnn_inc")
+[ -n "$dnn_lib" ] && extra+=(-DCUDNN_LIB="$dnn_lib") &&
+  export LD_LIBRARY_PATH=$(dirname "$dnn_lib")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 export CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}
 build_cmd=(scripts/setup.sh build-gpu -DCMAKE_CUDA_ARCHITECTURES=90 "${extra[@]}")
 if [ $dev -eq 1 ]; then
@@ -125,6 +142,8 @@ for sec in utils add matmul layernorm act linear softmax attention embedding l2n
   run_gpu_test "test_cuda_ops $sec" "$logs/sections/$sec.log" test_cuda_ops "$sec"
 done
 cat "$logs"/sections/*.log >"$logs/test_cuda_ops.log"
+grep -h 'cuDNN fused attention ran' "$logs/sections/attention.log"
+note "cuDNN attention (test_cuda_ops): $(grep -h -o 'ran [0-9]* of [0-9]* forwards' "$logs/sections/attention.log" || echo '?'); vlm version: $(./vlm version 2>/dev/null | grep '^cudnn:')"
 echo "per op: comparisons, failures, worst error relative to the tensor's max (fp32 bound 1e-5, bf16 1e-4):"
 grep -hE '^  [a-z_ ()0-9]+ +[0-9]+ compared' "$logs"/sections/*.log
 shared_dir=$root/.shared

@@ -486,6 +486,94 @@ static void test_attention_case(const attn_cfg *c, int tiles, int bf16) {
   drop(&qb); drop(&dqb); drop(&mask); drop(&out); drop(&out2); drop(&probs); drop(&dout);
 }
 
+/* cuDNN's fused attention (core/cuda/attention_cudnn.cu) on the inference forwards it
+ * takes: bf16 precision, BF16 output, no probabilities, no mask, not causal; q, k, v
+ * as F32 or BF16 views (packed qkv or not). Each case runs with cuDNN on, then off
+ * (the own kernel), both against the fp32 reference within TOL_ATTN_BF16; the line
+ * printed says how many of the "on" forwards cuDNN ran (0: no cuDNN library, or no
+ * plan for the shapes: VLM_LOG=debug says why; then both runs are the own kernel's). */
+static void test_attention_cudnn(void) {
+  const attn_cfg cases[] = {
+    {"vit", 4, 50, 50, 12, 64, 0, 0, 1},
+    {"vit 224/16", 2, 197, 197, 12, 64, 0, 0, 1},
+    {"cross 77x50", 3, 77, 50, 2, 64, 0, 0, 0},
+    {"D128", 2, 33, 33, 2, 128, 0, 0, 0},
+    {"D8 Lk1", 2, 16, 1, 3, 8, 0, 0, 0},
+    {"one query (own kernel)", 2, 1, 9, 2, 64, 0, 0, 0},
+  };
+  long long ran = 0, tried = 0;
+  for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+    const attn_cfg *c = &cases[ci];
+    for (int in16 = 0; in16 < 2; in16++) {
+      vlm_arena_reset(&g_dev);
+      char cs[128];
+      snprintf(cs, sizeof cs, "%s B%lld Lq%lld Lk%lld H%lld D%lld %s in", c->name, (long long)c->B, (long long)c->Lq,
+               (long long)c->Lk, (long long)c->H, (long long)c->D, in16 ? "BF16" : "F32");
+      int64_t B = c->B, Lq = c->Lq, Lk = c->Lk, W = c->H * c->D, n = B * Lq * W;
+      uint64_t seed = (uint64_t)(ci * 100 + in16 + 7);
+      pair qb = mk3(B, Lq, c->packed ? 3 * W : W, seed, 1.0f, 0), kb, vb;
+      if (!c->packed) kb = mk3(B, Lk, W, seed + 1, 1.0f, 0), vb = mk3(B, Lk, W, seed + 2, 1.0f, 0);
+      if (in16) { /* the values rounded to bf16 on the host, so the reference sees what the device reads */
+        int64_t nq = vlm_numel(&qb.h);
+        for (int64_t i = 0; i < nq; i++) ((float *)qb.hp)[i] = vlm_round_bf16(((float *)qb.hp)[i]);
+        if (!c->packed)
+          for (int64_t i = 0; i < B * Lk * W; i++) {
+            ((float *)kb.hp)[i] = vlm_round_bf16(((float *)kb.hp)[i]);
+            ((float *)vb.hp)[i] = vlm_round_bf16(((float *)vb.hp)[i]);
+          }
+      }
+      vlm_tensor qh, kh, vh;
+      if (c->packed) qh = vlm_narrow(&qb.h, 2, 0, W), kh = vlm_narrow(&qb.h, 2, W, W), vh = vlm_narrow(&qb.h, 2, 2 * W, W);
+      else qh = qb.h, kh = kb.h, vh = vb.h;
+      pair ref = mk3(B, Lq, W, 0, 0, 0.0f);
+      float scale = 1.0f / sqrtf((float)c->D);
+      vlm_attention_forward(&ref.h, NULL, &qh, &kh, &vh, (int)c->H, NULL, 0, scale);
+      pair b0, b1, b2;
+      vlm_tensor q, k, v;
+      if (in16) {
+        b0 = bf16_of(&qb);
+        if (c->packed) q = vlm_narrow(&b0.d, 2, 0, W), k = vlm_narrow(&b0.d, 2, W, W), v = vlm_narrow(&b0.d, 2, 2 * W, W);
+        else b1 = bf16_of(&kb), b2 = bf16_of(&vb), q = b0.d, k = b1.d, v = b2.d;
+      } else if (c->packed) {
+        q = vlm_narrow(&qb.d, 2, 0, W), k = vlm_narrow(&qb.d, 2, W, W), v = vlm_narrow(&qb.d, 2, 2 * W, W);
+      } else {
+        q = qb.d, k = kb.d, v = vb.d;
+      }
+      int64_t so[3] = {B, Lq, W};
+      uint16_t *gb = malloc(sizeof(uint16_t) * (size_t)n);
+      float *got = vt_alloc(n);
+      for (int on = 1; on >= 0; on--) {
+        pair o16 = mk_raw(VLM_BF16, 3, so, NULL);
+        vlm_cuda_attention_set_cudnn(on ? 2 : 0); /* 2: cuDNN wherever it applies, not only where faster */
+        long long before = vlm_cuda_attention_cudnn_runs();
+        vlm_set_matmul_precision(VLM_PREC_BF16);
+        vlm_attention_forward(&o16.d, NULL, &q, &k, &v, (int)c->H, NULL, 0, scale);
+        vlm_set_matmul_precision(VLM_PREC_F32);
+        long long did = vlm_cuda_attention_cudnn_runs() - before;
+        if (!on) CHECK(did == 0, "attention [%s]: cuDNN ran with the cuDNN path off", cs);
+        else if (c->Lq < 16) CHECK(did == 0, "attention [%s]: cuDNN ran for fewer than 16 queries", cs);
+        else tried++, ran += did;
+        vlm_memcpy(gb, VLM_CPU, o16.d.data, VLM_CUDA, sizeof(uint16_t) * (size_t)n);
+        vlm_bf16_to_f32_array(got, gb, (size_t)n);
+        vlm_tensor gh = vlm_tensor_make(got, VLM_F32, VLM_CPU, 3, so);
+        cmp_buf(on ? (did ? "attention_forward (cuDNN)" : "attention_forward (cuDNN asked)") : "attention_forward (own)",
+                cs, "out BF16", &gh, ref.hp, n, TOL_ATTN_BF16);
+        drop(&o16);
+      }
+      free(gb), free(got);
+      if (in16) {
+        drop(&b0);
+        if (!c->packed) drop(&b1), drop(&b2);
+      }
+      drop(&qb), drop(&ref);
+      if (!c->packed) drop(&kb), drop(&vb);
+    }
+  }
+  vlm_cuda_attention_set_cudnn(1);
+  printf("  cuDNN fused attention ran %lld of %lld forwards asked of it%s\n", ran, tried,
+         ran ? "" : " (none: no cuDNN library or no plan here; VLM_LOG=debug says why; the own kernel ran)");
+}
+
 static void test_attention(void) {
   const attn_cfg cases[] = {
     {"self", 2, 5, 5, 2, 4, 0, 0, 0},
@@ -520,6 +608,7 @@ static void test_attention(void) {
     {"fallback long keys", 1, 3, 300, 2, 64, 0, 1, 0},
   };
   for (size_t i = 0; i < sizeof bf_cases / sizeof bf_cases[0]; i++) test_attention_case(&bf_cases[i], 1, 1);
+  test_attention_cudnn();
 }
 
 /* ------------------------------------------------------------------ embedding */
