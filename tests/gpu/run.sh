@@ -100,7 +100,7 @@ export CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}
 build_cmd=(scripts/setup.sh build-gpu -DCMAKE_CUDA_ARCHITECTURES=90 "${extra[@]}")
 if [ $dev -eq 1 ]; then
   build_cmd=(bash -c 'cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release "$@" >build-gpu.configure.log 2>&1 &&
-    cmake --build build-gpu -j"$(nproc)" --target test_cuda test_cuda_ops test_cuda_clip test_cuda_coca test_train_fixture bench_gpu' _
+    cmake --build build-gpu -j"$(nproc)" --target test_cuda test_cuda_ops test_cudnn test_cuda_clip test_cuda_coca test_train_fixture bench_gpu' _
     -DCMAKE_CUDA_ARCHITECTURES=90 "${extra[@]}")
 fi
 if ! timeout 420 "${build_cmd[@]}" >"$logs/build.log" 2>&1; then
@@ -136,6 +136,16 @@ run_gpu_test() {  # label, log, binary, args...
 }
 tmo=60
 run_gpu_test test_cuda "$logs/test_cuda.log" test_cuda
+# cuDNN is optional: a missing library skips (77) without failing the run; a library whose
+# fused attention operation does not build fails it.
+./tests/test_cudnn >"$logs/test_cudnn.log" 2>&1
+rc=$?
+echo "--- test_cudnn: exit $rc: $(grep -h 'cudnn probe' "$logs/test_cudnn.log")"
+case $rc in
+  0) note "test_cudnn: PASS" ;;
+  77) note "test_cudnn: SKIPPED (cuDNN not usable here: attention runs the own kernels)" ;;
+  *) note "test_cudnn: FAILED (exit $rc)"; gpu_fail=1 ;;
+esac
 # test_cuda_ops one section per process: a section that aborts hides no other.
 mkdir -p "$logs/sections"
 for sec in utils add matmul layernorm act linear softmax attention embedding l2norm cross_entropy sigmoid_loss optim; do
