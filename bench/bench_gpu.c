@@ -265,9 +265,10 @@ int main(int argc, char **argv) {
       vlm_tensor q = vlm_narrow(&a->qkv, 2, 0, W), k = vlm_narrow(&a->qkv, 2, W, W), v = vlm_narrow(&a->qkv, 2, 2 * W, W);
       vlm_tensor dq = vlm_narrow(&sc->d_qkv, 2, 0, W), dk = vlm_narrow(&sc->d_qkv, 2, W, W);
       vlm_tensor dv = vlm_narrow(&sc->d_qkv, 2, 2 * W, W);
-      double tb[10];
-      const char *nb[10] = {"layernorm fwd", "layernorm bwd", "qkv matmul fwd", "qkv matmul bwd", "attention fwd",
-                            "attention bwd", "fc matmul fwd", "fc matmul bwd", "gelu fwd", "gelu bwd"};
+      double tb[12];
+      const char *nb[12] = {"layernorm fwd", "layernorm bwd", "qkv matmul fwd", "qkv matmul bwd", "attention fwd",
+                            "attention bwd", "fc matmul fwd", "fc matmul bwd", "gelu fwd", "gelu bwd",
+                            "d_qkv zero + attention bwd", "attention bwd (set, as trained)"};
 #define TIMED(k, call) do { call; /* warm-up: plans, scratch */ vlm_cuda_sync(nb[k]); double t_ = vlm_now(); for (int r_ = 0; r_ < 5; r_++) { call; } \
                             vlm_cuda_sync(nb[k]); tb[k] = (vlm_now() - t_) / 5; } while (0)
       TIMED(0, vlm_layernorm_forward(&a->ln_1, &a->ln_1_mean, &a->ln_1_rstd, x, &bp->ln_1_w, &bp->ln_1_b, 1e-5f));
@@ -281,8 +282,12 @@ int main(int argc, char **argv) {
       TIMED(7, vlm_matmul_backward(&sc->d_ln, &bg->fc_w, &bg->fc_b, &sc->d_fc, &a->ln_2, &bp->fc_w, 0, 1));
       TIMED(8, vlm_act_forward(c.vision.act, &a->act, &a->fc));
       TIMED(9, vlm_act_backward(c.vision.act, &sc->d_fc, &sc->d_act, &a->fc));
+      /* what the training block runs: zero + accumulate before, the "set" form now */
+      TIMED(10, (vlm_zero(&sc->d_qkv), vlm_attention_backward(&dq, &dk, &dv, &sc->d_attn, &a->probs, &q, &k, &v, Hh,
+                                                               sc_att)));
+      TIMED(11, vlm_cuda_attention_backward_set(&dq, &dk, &dv, &sc->d_attn, &a->probs, &q, &k, &v, Hh, sc_att));
       printf("  one vision block's ops at batch %lld (ms per call):", (long long)B);
-      for (int k2 = 0; k2 < 10; k2++) printf("%s %s %.2f", k2 % 5 ? ";" : "\n   ", nb[k2], tb[k2] * 1e3);
+      for (int k2 = 0; k2 < 12; k2++) printf("%s %s %.2f", k2 % 5 ? ";" : "\n   ", nb[k2], tb[k2] * 1e3);
       printf("\n");
       /* the text block's causal attention (L 77) */
       vlm_block_acts *ta = &s.text.blocks[0];

@@ -292,7 +292,7 @@ extern "C" void vlm_cuda_attention_backward(vlm_tensor *dq, vlm_tensor *dk, vlm_
                                             const vlm_tensor *v, int heads, float scale) {
   const int64_t B = q->shape[0], Lq = q->shape[1], Lk = k->shape[1], D = q->shape[2] / heads;
   if (B == 0 || Lq == 0 || Lk == 0 || D == 0) return;
-  if (vlm_cuda_attention_tc_backward(dq, dk, dv, dout, probs, q, k, v, heads, scale)) return;
+  if (vlm_cuda_attention_tc_backward(dq, dk, dv, dout, probs, q, k, v, heads, scale, 0)) return;
   VLM_CHECK(Lk + D <= 12 * 1024, "CUDA attention_backward: Lk %lld + head dim %lld too large for the kernel",
             (long long)Lk, (long long)D);
   check_grid("attention_backward", Lq > Lk ? Lq : Lk, heads, B);
@@ -311,4 +311,12 @@ extern "C" void vlm_cuda_attention_backward(vlm_tensor *dq, vlm_tensor *dk, vlm_
                                        v3(q), heads, (int)D, Lq, Lk, scale, w2);
     LAUNCHED("attention_backward", "attn_bwd_kv");
   }
+}
+
+extern "C" int vlm_cuda_attention_backward_set(vlm_tensor *dq, vlm_tensor *dk, vlm_tensor *dv, const vlm_tensor *dout,
+                                               const vlm_tensor *probs, const vlm_tensor *q, const vlm_tensor *k,
+                                               const vlm_tensor *v, int heads, float scale) {
+  const int64_t B = q->shape[0], Lq = q->shape[1], Lk = k->shape[1], D = q->shape[2] / heads;
+  if (B == 0 || Lq == 0 || Lk == 0 || D == 0 || !dq || !dk || !dv) return 0;
+  return vlm_cuda_attention_tc_backward(dq, dk, dv, dout, probs, q, k, v, heads, scale, 1);
 }

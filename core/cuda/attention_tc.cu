@@ -45,6 +45,7 @@ struct tc_geom {
   int ldp;  // bf16 rows of LK (+8)
   int ldf;  // fp32 rows of LK (+4)
   int ldo;  // fp32 rows of D (+4)
+  int set;  // backward: dq, dk, dv written (=), not accumulated (+=)
 };
 
 static int round16(int64_t n) { return (int)((n + 15) / 16 * 16); }
@@ -128,15 +129,18 @@ __device__ __forceinline__ void mm_tiles(float *c, int ldc, const bf16 *a, int l
   }
 }
 
-// dst rows (view, += k * F) for r < n, D floats each (loads batched as above).
-__device__ __forceinline__ void add_rows(float *base, int64_t s1, const float *F, int ldo, int n, int D, float k) {
+// dst rows (view, += k * F) for r < n, D floats each (loads batched as above);
+// with set, dst starts from zeros instead of its contents (= k * F, the same bits
+// as adding to a zeroed dst), so the caller need not zero it first.
+__device__ __forceinline__ void add_rows(float *base, int64_t s1, const float *F, int ldo, int n, int D, float k,
+                                         int set) {
   const int q4 = D / 4, total = n * q4;
   for (int e0 = threadIdx.x; e0 < total; e0 += TC_UNROLL * blockDim.x) {
     float4 x[TC_UNROLL];
 #pragma unroll
     for (int u = 0; u < TC_UNROLL; u++) {
       const int e = e0 + u * blockDim.x, r = e / q4, d = (e % q4) * 4;
-      if (e < total) x[u] = *(const float4 *)(base + r * s1 + d);
+      if (e < total) x[u] = set ? make_float4(0.0f, 0.0f, 0.0f, 0.0f) : *(const float4 *)(base + r * s1 + d);
     }
 #pragma unroll
     for (int u = 0; u < TC_UNROLL; u++) {
@@ -293,19 +297,19 @@ __global__ void __launch_bounds__(TC_WARPS * 32, 3)
   if (dv.p) {  // dV = P^T dO  (P^T: P's rows read column-major)
     mm_tiles<wmma::col_major, wmma::row_major>(F, g.ldo, Pb, g.ldp, dOs, g.ldd, LK, D, LQ);
     __syncthreads();
-    add_rows(dv.p + b * dv.s0 + (int64_t)h * D, dv.s1, F, g.ldo, Lk, D, 1.0f);
+    add_rows(dv.p + b * dv.s0 + (int64_t)h * D, dv.s1, F, g.ldo, Lk, D, 1.0f, g.set);
     __syncthreads();
   }
   if (dk.p) {  // dK = scale dS^T Q
     mm_tiles<wmma::col_major, wmma::row_major>(F, g.ldo, dSb, g.ldp, Qs, g.ldd, LK, D, LQ);
     __syncthreads();
-    add_rows(dk.p + b * dk.s0 + (int64_t)h * D, dk.s1, F, g.ldo, Lk, D, scale);
+    add_rows(dk.p + b * dk.s0 + (int64_t)h * D, dk.s1, F, g.ldo, Lk, D, scale, g.set);
     __syncthreads();
   }
   if (dq.p) {  // dQ = scale dS K
     mm_tiles<wmma::row_major, wmma::row_major>(F, g.ldo, dSb, g.ldp, Ks, g.ldd, LQ, D, LK);
     __syncthreads();
-    add_rows(dq.p + b * dq.s0 + (int64_t)h * D, dq.s1, F, g.ldo, Lq, D, scale);
+    add_rows(dq.p + b * dq.s0 + (int64_t)h * D, dq.s1, F, g.ldo, Lq, D, scale, g.set);
   }
 }
 
@@ -346,6 +350,7 @@ static int geom(tc_geom *g, const vlm_tensor *q, const vlm_tensor *k, int heads)
   g->ldp = g->LK + 8;
   g->ldf = g->LK + 4;
   g->ldo = g->D + 4;
+  g->set = 0;
   return 1;
 }
 
@@ -395,9 +400,10 @@ int vlm_cuda_attention_tc_forward(vlm_tensor *out, vlm_tensor *probs, const vlm_
 
 int vlm_cuda_attention_tc_backward(vlm_tensor *dq, vlm_tensor *dk, vlm_tensor *dv, const vlm_tensor *dout,
                                    const vlm_tensor *probs, const vlm_tensor *q, const vlm_tensor *k,
-                                   const vlm_tensor *v, int heads, float scale) {
+                                   const vlm_tensor *v, int heads, float scale, int set) {
   tc_geom g;
   if (!geom(&g, q, k, heads)) return 0;
+  g.set = set;
   if (!view_ok(q, g.D, heads) || !view_ok(k, g.D, heads) || !view_ok(v, g.D, heads) || !view_ok(dq, g.D, heads) ||
       !view_ok(dk, g.D, heads) || !view_ok(dv, g.D, heads) || !aligned16(dout->data))
     return 0;

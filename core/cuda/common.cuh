@@ -149,7 +149,8 @@ int vlm_cuda_attention_tc_forward(vlm_tensor *out, vlm_tensor *probs, const vlm_
 int vlm_cuda_attention_cudnn_forward(vlm_tensor *out, const vlm_tensor *probs, const vlm_tensor *q,
                                      const vlm_tensor *k, const vlm_tensor *v, int heads,
                                      const vlm_tensor *key_padding_mask, int causal, float scale);
+// set: dq, dk, dv written (=) instead of accumulated (+=).
 int vlm_cuda_attention_tc_backward(vlm_tensor *dq, vlm_tensor *dk, vlm_tensor *dv, const vlm_tensor *dout,
                                    const vlm_tensor *probs, const vlm_tensor *q, const vlm_tensor *k,
-                                   const vlm_tensor *v, int heads, float scale);
+                                   const vlm_tensor *v, int heads, float scale, int set);
 #endif

@@ -66,6 +66,12 @@ void vlm_cuda_act_forward(vlm_act act, vlm_tensor *out, const vlm_tensor *x);
 void vlm_cuda_act_backward(vlm_act act, vlm_tensor *dx, const vlm_tensor *dout, const vlm_tensor *x);
 /* dx = dout * act'(x) (written, not accumulated). */
 void vlm_cuda_act_backward_set(vlm_act act, vlm_tensor *dx, const vlm_tensor *dout, const vlm_tensor *x);
+/* The attention backward writing dq, dk, dv (=) instead of accumulating, where the
+ * tensor-core kernel applies (all three given): 1; else 0 and nothing is written (the
+ * caller zeros them and runs vlm_attention_backward). */
+int vlm_cuda_attention_backward_set(vlm_tensor *dq, vlm_tensor *dk, vlm_tensor *dv, const vlm_tensor *dout,
+                                    const vlm_tensor *probs, const vlm_tensor *q, const vlm_tensor *k,
+                                    const vlm_tensor *v, int heads, float scale);
 void vlm_cuda_softmax_forward(vlm_tensor *y, const vlm_tensor *x);
 void vlm_cuda_softmax_backward(vlm_tensor *dx, const vlm_tensor *dy, const vlm_tensor *y);
 void vlm_cuda_attention_forward(vlm_tensor *out, vlm_tensor *probs, const vlm_tensor *q,

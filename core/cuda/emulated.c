@@ -201,6 +201,21 @@ void vlm_cuda_attention_backward(vlm_tensor *dq, vlm_tensor *dk, vlm_tensor *dv,
                                  const vlm_tensor *v, int heads, float scale) {
   vlm_cpu_attention_backward(H(dq), H(dk), H(dv), H(dout), H(probs), H(q), H(k), H(v), heads, scale);
 }
+/* The "set" form as the GPU's: the three [B, L, W] views written, whatever they held
+ * (zeroed row by row here, then the accumulating kernel). */
+static void zero_view3(const vlm_tensor *t) {
+  for (int64_t b = 0; b < t->shape[0]; b++)
+    for (int64_t i = 0; i < t->shape[1]; i++)
+      memset((float *)t->data + b * t->stride[0] + i * t->stride[1], 0, sizeof(float) * (size_t)t->shape[2]);
+}
+int vlm_cuda_attention_backward_set(vlm_tensor *dq, vlm_tensor *dk, vlm_tensor *dv, const vlm_tensor *dout,
+                                    const vlm_tensor *probs, const vlm_tensor *q, const vlm_tensor *k,
+                                    const vlm_tensor *v, int heads, float scale) {
+  if (!dq || !dk || !dv) return 0;
+  zero_view3(H(dq)), zero_view3(H(dk)), zero_view3(H(dv));
+  vlm_cpu_attention_backward(H(dq), H(dk), H(dv), H(dout), H(probs), H(q), H(k), H(v), heads, scale);
+  return 1;
+}
 void vlm_cuda_embedding_forward(vlm_tensor *out, const vlm_tensor *ids, const vlm_tensor *table,
                                 const vlm_tensor *pos) {
   vlm_cpu_embedding_forward(H(out), H(ids), H(table), H(pos));

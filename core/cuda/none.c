@@ -84,6 +84,12 @@ void vlm_cuda_copy_rows(float *dst, int64_t dst_row0, int64_t dst_step, const fl
                         int64_t src_step, int64_t n, int64_t rows_per_copy, int64_t W) { NO_CUDA("copy_rows"); }
 void vlm_cuda_attention_set_tiling(int on) { (void)on; }
 void vlm_cuda_attention_set_cudnn(int mode) { (void)mode; }
+int vlm_cuda_attention_backward_set(vlm_tensor *dq, vlm_tensor *dk, vlm_tensor *dv, const vlm_tensor *dout,
+                                    const vlm_tensor *probs, const vlm_tensor *q, const vlm_tensor *k,
+                                    const vlm_tensor *v, int heads, float scale) {
+  (void)dq, (void)dk, (void)dv, (void)dout, (void)probs, (void)q, (void)k, (void)v, (void)heads, (void)scale;
+  return 0; /* the caller zeros, then accumulates */
+}
 long long vlm_cuda_attention_cudnn_runs(void) { return 0; }
 int vlm_cuda_cudnn_probe(char *msg, size_t n) {
   snprintf(msg, n, "built without CUDA");

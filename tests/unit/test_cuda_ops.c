@@ -486,6 +486,67 @@ static void test_attention_case(const attn_cfg *c, int tiles, int bf16) {
   drop(&qb); drop(&dqb); drop(&mask); drop(&out); drop(&out2); drop(&probs); drop(&dout);
 }
 
+/* vlm_cuda_attention_backward_set (the tensor-core backward writing dq, dk, dv instead
+ * of accumulating; the training block's path): the gradients start as garbage (7.0)
+ * and must come out as the fp32 reference's from zeros, within TOL_ATTN_BF16. */
+static void test_attention_backward_set(void) {
+  const attn_cfg cases[] = {
+    {"vit", 3, 50, 50, 12, 64, 0, 0, 1},
+    {"text causal", 2, 77, 77, 8, 64, 1, 0, 1},
+    {"cross", 2, 20, 37, 2, 32, 0, 0, 0},
+  };
+  int ran = 0;
+  for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+    const attn_cfg *c = &cases[ci];
+    vlm_arena_reset(&g_dev);
+    char cs[128];
+    snprintf(cs, sizeof cs, "%s B%lld Lq%lld Lk%lld H%lld D%lld set", c->name, (long long)c->B, (long long)c->Lq,
+             (long long)c->Lk, (long long)c->H, (long long)c->D);
+    int64_t B = c->B, Lq = c->Lq, Lk = c->Lk, H = c->H, W = H * c->D;
+    uint64_t seed = (uint64_t)(ci * 31 + 5);
+    pair qb, kb, vb, gq, gk, gv;
+    vlm_tensor q[2], k[2], v[2], dq[2], dk[2], dv[2];
+    if (c->packed) {
+      qb = mk3(B, Lq, 3 * W, seed, 1.0f, 0), gq = mk3(B, Lq, 3 * W, 0, 0, 0.0f);
+      for (int d = 0; d < 2; d++) {
+        vlm_tensor *t = d ? &qb.d : &qb.h, *g = d ? &gq.d : &gq.h;
+        q[d] = vlm_narrow(t, 2, 0, W), k[d] = vlm_narrow(t, 2, W, W), v[d] = vlm_narrow(t, 2, 2 * W, W);
+        dq[d] = vlm_narrow(g, 2, 0, W), dk[d] = vlm_narrow(g, 2, W, W), dv[d] = vlm_narrow(g, 2, 2 * W, W);
+      }
+    } else {
+      qb = mk3(B, Lq, W, seed, 1.0f, 0), kb = mk3(B, Lk, W, seed + 1, 1.0f, 0), vb = mk3(B, Lk, W, seed + 2, 1.0f, 0);
+      gq = mk3(B, Lq, W, 0, 0, 0.0f), gk = mk3(B, Lk, W, 0, 0, 0.0f), gv = mk3(B, Lk, W, 0, 0, 0.0f);
+      q[0] = qb.h, k[0] = kb.h, v[0] = vb.h, dq[0] = gq.h, dk[0] = gk.h, dv[0] = gv.h;
+      q[1] = qb.d, k[1] = kb.d, v[1] = vb.d, dq[1] = gq.d, dk[1] = gk.d, dv[1] = gv.d;
+    }
+    int64_t ps[4] = {B, H, Lq, Lk};
+    pair out = mk3(B, Lq, W, 0, 0, 0.0f), probs = mk(4, ps, 0, 0, 0.0f), dout = mk3(B, Lq, W, seed + 3, 1.0f, 0);
+    float scale = 1.0f / sqrtf((float)c->D);
+    vlm_attention_forward(&out.h, &probs.h, &q[0], &k[0], &v[0], (int)H, NULL, c->causal, scale);
+    vlm_copy(&probs.d, &probs.h);
+    vlm_attention_backward(&dq[0], &dk[0], &dv[0], &dout.h, &probs.h, &q[0], &k[0], &v[0], (int)H, scale);
+    vlm_fill(&gq.d, 7.0f);
+    if (!c->packed) vlm_fill(&gk.d, 7.0f), vlm_fill(&gv.d, 7.0f);
+    vlm_set_matmul_precision(VLM_PREC_BF16);
+    int r = vlm_cuda_attention_backward_set(&dq[1], &dk[1], &dv[1], &dout.d, &probs.d, &q[1], &k[1], &v[1], (int)H,
+                                            scale);
+    vlm_set_matmul_precision(VLM_PREC_F32);
+    CHECK(r == 1, "attention_backward_set [%s]: the tensor-core kernel should take this case", cs);
+    if (r == 1) {
+      ran++;
+      if (c->packed) cmp("attention_backward_set", cs, "dqkv", &gq, TOL_ATTN_BF16);
+      else {
+        cmp("attention_backward_set", cs, "dq", &gq, TOL_ATTN_BF16);
+        cmp("attention_backward_set", cs, "dk", &gk, TOL_ATTN_BF16);
+        cmp("attention_backward_set", cs, "dv", &gv, TOL_ATTN_BF16);
+      }
+    }
+    drop(&qb), drop(&gq), drop(&out), drop(&probs), drop(&dout);
+    if (!c->packed) drop(&kb), drop(&vb), drop(&gk), drop(&gv);
+  }
+  printf("  attention backward (set form) ran %d of %d cases\n", ran, (int)(sizeof cases / sizeof cases[0]));
+}
+
 /* cuDNN's fused attention (core/cuda/attention_cudnn.cu) on the inference forwards it
  * takes: bf16 precision, BF16 output, no probabilities, no mask, not causal; q, k, v
  * as F32 or BF16 views (packed qkv or not). Each case runs with cuDNN on, then off
@@ -608,6 +669,7 @@ static void test_attention(void) {
     {"fallback long keys", 1, 3, 300, 2, 64, 0, 1, 0},
   };
   for (size_t i = 0; i < sizeof bf_cases / sizeof bf_cases[0]; i++) test_attention_case(&bf_cases[i], 1, 1);
+  test_attention_backward_set();
   test_attention_cudnn();
 }
 
