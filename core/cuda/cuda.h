@@ -107,8 +107,9 @@ void vlm_cuda_attention_set_cudnn(int mode);
 long long vlm_cuda_attention_cudnn_runs(void);
 /* cuDNN as this process finds it, without a GPU: loads the library and builds the
  * fused attention operation for one shape. 1: usable (msg: the version); 0: no
- * library; -1: built without cuDNN headers (or without CUDA); -2: the library
- * loads but the operation does not build (msg: the step and status). */
+ * library, or one older than 9.19 whose operation does not build; -1: built
+ * without cuDNN headers (or without CUDA); -2: a 9.19+ library loads but the
+ * operation does not build (msg: the step and status). */
 int vlm_cuda_cudnn_probe(char *msg, size_t n);
 /* AdamW over all slots (one fused kernel per group of up to 64 slots). */
 void vlm_cuda_adamw_step(vlm_param_slot *slots, int n, const vlm_adamw_config *c, float lr, int64_t t);
