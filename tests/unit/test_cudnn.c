@@ -6,8 +6,8 @@
  * operation takes them. cuDNN checks the operation as a whole only when a graph and
  * a plan are built, which needs a GPU: test_cuda_ops' attention section runs it
  * against the reference there.
- * Skipped (77, with the reason) in builds without CUDA or cuDNN headers and where
- * the library is not found. */
+ * Skipped (77, with the reason) in builds without CUDA or cuDNN headers, where the
+ * library is not found, and where it is older than 9.19 and lacks the operation. */
 #include <stdio.h>
 #include <string.h>
 
