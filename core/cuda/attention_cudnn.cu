@@ -1,8 +1,8 @@
 // Attention forward through cuDNN's fused scaled-dot-product attention (the
 // backend API's SDPA_FWD operation, from C): taken for inference, where no
 // probabilities are saved, at VLM_PREC_BF16 with a BF16 output, no causal mask
-// and no key padding, 16 or more queries (the vision tower's blocks; CoCa's
-// cross-attention over the whole text). Everything else, and every backward, runs
+// and no key padding, 16 or more queries (the vision tower's blocks in bf16
+// inference, whose attention writes bf16). Everything else, and every backward, runs
 // the own kernels (attention_tc.cu, attention.cu), which also stand in wherever
 // cuDNN cannot:
 //   - the SDPA_FWD operation takes no causal mask and no per-key mask before
