@@ -155,7 +155,7 @@ cat "$logs"/sections/*.log >"$logs/test_cuda_ops.log"
 grep -h 'cuDNN fused attention ran' "$logs/sections/attention.log"
 note "cuDNN attention (test_cuda_ops): $(grep -h -o 'ran [0-9]* of [0-9]* forwards' "$logs/sections/attention.log" || echo '?'); vlm version: $(./vlm version 2>/dev/null | grep '^cudnn:')"
 echo "per op: comparisons, failures, worst error relative to the tensor's max (fp32 bound 1e-5, bf16 1e-4):"
-grep -hE '^  [a-z_ ()0-9]+ +[0-9]+ compared' "$logs"/sections/*.log
+grep -hE '^  [A-Za-z_ (),0-9]+ +[0-9]+ compared' "$logs"/sections/*.log
 shared_dir=$root/.shared
 [ -d "$shared_dir" ] || shared_dir=$root/../shared
 tmo=150
