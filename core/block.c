@@ -420,16 +420,19 @@ static void act_backward_set(vlm_act act, vlm_tensor *dx, const vlm_tensor *dout
   else vlm_cpu_act_backward_set(act, dx, dout, x);
 }
 
-/* dq, dk, dv (views that together cover `all`) written by the attention backward:
- * on CUDA where the tensor-core kernel applies, directly (no zeroing pass); else
- * `all` is zeroed and the accumulating op runs. */
-static void attention_backward_set(vlm_tensor *all, vlm_tensor *dq, vlm_tensor *dk, vlm_tensor *dv,
-                                   const vlm_tensor *dout, const vlm_tensor *probs, const vlm_tensor *q,
-                                   const vlm_tensor *k, const vlm_tensor *v, int heads, float scale) {
-  if (set_backend(all, dout, probs, q) == VLM_CUDA && set_backend(all, k, v, NULL) == VLM_CUDA &&
+/* dq, dk, dv (views that together cover `all`, and `all2` when not NULL) written
+ * by the attention backward: on CUDA where the tensor-core kernel applies,
+ * directly (no zeroing pass); else `all` (and `all2`) are zeroed and the
+ * accumulating op runs. */
+static void attention_backward_set(vlm_tensor *all, vlm_tensor *all2, vlm_tensor *dq, vlm_tensor *dk,
+                                   vlm_tensor *dv, const vlm_tensor *dout, const vlm_tensor *probs,
+                                   const vlm_tensor *q, const vlm_tensor *k, const vlm_tensor *v, int heads,
+                                   float scale) {
+  if (set_backend(all, dout, probs, q) == VLM_CUDA && set_backend(all, k, v, all2) == VLM_CUDA &&
       vlm_cuda_attention_backward_set(dq, dk, dv, dout, probs, q, k, v, heads, scale))
     return;
   vlm_zero(all);
+  if (all2) vlm_zero(all2);
   vlm_attention_backward(dq, dk, dv, dout, probs, q, k, v, heads, scale);
 }
 
@@ -459,7 +462,7 @@ static void block_backward(const vlm_block_config *c, const vlm_block_params *p,
   matmul_backward_set(&d_attn, &g->out_proj_w, &g->out_proj_b, &d_x1, &a.attn, &p->out_proj_w);
   vlm_tensor q = vlm_narrow(&a.qkv, 2, 0, W), k = vlm_narrow(&a.qkv, 2, W, W), v = vlm_narrow(&a.qkv, 2, 2 * W, W);
   vlm_tensor dq = vlm_narrow(&d_qkv, 2, 0, W), dk = vlm_narrow(&d_qkv, 2, W, W), dv = vlm_narrow(&d_qkv, 2, 2 * W, W);
-  attention_backward_set(&d_qkv, &dq, &dk, &dv, &d_attn, &a.probs, &q, &k, &v, (int)c->heads, attn_scale(c));
+  attention_backward_set(&d_qkv, NULL, &dq, &dk, &dv, &d_attn, &a.probs, &q, &k, &v, (int)c->heads, attn_scale(c));
   matmul_backward_set(&d_ln, &g->in_proj_w, &g->in_proj_b, &d_qkv, &a.ln_1, &p->in_proj_w);
   vlm_layernorm_backward(dx, &g->ln_1_w, &g->ln_1_b, &d_ln, x, &p->ln_1_w, &a.m1, &a.r1);
 }
@@ -495,11 +498,10 @@ void vlm_block_backward_rows(const vlm_block_config *c, const vlm_block_params *
 
   /* attention: queries at the chosen rows, keys and values over all of them */
   matmul_backward_set(&d_attn, &g->out_proj_w, &g->out_proj_b, &d_x1, &a.attn, &p->out_proj_w);
-  vlm_zero(&d_kv);
-  vlm_zero(&dq);
   vlm_tensor k = vlm_narrow(&a.kv, 2, 0, W), v = vlm_narrow(&a.kv, 2, W, W);
   vlm_tensor dk = vlm_narrow(&d_kv, 2, 0, W), dv = vlm_narrow(&d_kv, 2, W, W);
-  vlm_attention_backward(&dq, &dk, &dv, &d_attn, &a.probs, &a.q, &k, &v, (int)c->heads, attn_scale(c));
+  attention_backward_set(&d_kv, &dq, &dq, &dk, &dv, &d_attn, &a.probs, &a.q, &k, &v, (int)c->heads,
+                         attn_scale(c));
   vlm_tensor wq = vlm_narrow(&p->in_proj_w, 0, 0, W), wkv = vlm_narrow(&p->in_proj_w, 0, W, 2 * W);
   vlm_tensor gwq = vlm_narrow(&g->in_proj_w, 0, 0, W), gbq = vlm_narrow(&g->in_proj_b, 0, 0, W);
   vlm_tensor gwkv = vlm_narrow(&g->in_proj_w, 0, W, 2 * W), gbkv = vlm_narrow(&g->in_proj_b, 0, W, 2 * W);

@@ -494,6 +494,7 @@ static void test_attention_backward_set(void) {
     {"vit", 3, 50, 50, 12, 64, 0, 0, 1},
     {"text causal", 2, 77, 77, 8, 64, 1, 0, 1},
     {"cross", 2, 20, 37, 2, 32, 0, 0, 0},
+    {"pooled row", 3, 1, 50, 12, 64, 0, 0, 0}, /* the last block's backward at the pooled rows */
   };
   int ran = 0;
   for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
