@@ -44,12 +44,20 @@ int vlm_api_version(void) { return VLM_API_VERSION; }
  * it: the layers below may set and recover from messages inside a call that
  * succeeds, and those never show here. */
 static _Thread_local char g_api_err[VLM_ERR_LEN];
+static _Thread_local const char *g_api_cur;   /* g_api_err, or a longer message's copy in slot 1 */
 
-const char *vlm_get_last_error(void) { return g_api_err; }
+const char *vlm_get_last_error(void) { return g_api_cur ? g_api_cur : ""; }
 
-/* A call fails: the message the failing layer set becomes the API's; -1. */
+/* A call fails: the message the failing layer set becomes the API's (whole, as long
+ * as vlm_error keeps it); -1. */
 static int failed(void) {
-  snprintf(g_api_err, sizeof g_api_err, "%s", vlm_last_error());
+  const char *m = vlm_last_error();
+  const char *c = strlen(m) < sizeof g_api_err ? NULL : vlm_msg_slot_copy(1, m);
+  if (c) g_api_cur = c;
+  else {
+    snprintf(g_api_err, sizeof g_api_err, "%s", m);
+    g_api_cur = g_api_err;
+  }
   return -1;
 }
 
@@ -73,7 +81,7 @@ vlm_model *vlm_model_load_ex(const char *path, const vlm_model_options *opt, con
 /* A load fails: the API's message, also into *err. */
 static vlm_model *load_failed(const char **err) {
   failed();
-  if (err) *err = g_api_err;
+  if (err) *err = vlm_get_last_error();
   return NULL;
 }
 

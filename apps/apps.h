@@ -32,8 +32,10 @@ int vlm_app_coca_convert(const char *model, const char *config, const char *init
  * would be read instead, before anything is written (apps/cmd_convert.c). */
 /* vlm convert: the source model's tokenizer files staged into OUT (written whole, not yet
  * renamed; none found: n = 0), then renamed into place together once the model is written, or
- * removed when it is not. stage and commit return 0, or 1 after a message. */
-typedef struct { vlm_atomic_file af[2]; int n; char source[4096]; } vlm_app_staged_tokenizer;
+ * removed when it is not. model NULL (--init): none. When the source has none but OUT holds a
+ * tokenizer from before (stale), commit warns that it will be used with the new weights.
+ * stage and commit return 0, or 1 after a message. */
+typedef struct { vlm_atomic_file af[2]; int n; char source[4096], stale[4096]; } vlm_app_staged_tokenizer;
 int vlm_app_tokenizer_stage(const char *model, const char *out, vlm_app_staged_tokenizer *t);
 int vlm_app_tokenizer_commit(vlm_app_staged_tokenizer *t, const char *out);
 void vlm_app_tokenizer_abort(vlm_app_staged_tokenizer *t);

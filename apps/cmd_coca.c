@@ -60,7 +60,8 @@ int vlm_app_coca_info(const char *model) {
 }
 
 
-static vlm_status write_outputs(const char *path, const vlm_coca_config *c, vlm_coca_acts *s) {
+static vlm_status write_outputs(const char *path, const vlm_coca_config *c, vlm_coca_acts *s,
+                                vlm_atomic_file *staged) {
   vlm_st_writer *w = vlm_st_writer_new();
   if (!w) return vlm_error(VLM_ERR_OOM, "out of memory");
   vlm_status st = VLM_OK;
@@ -79,7 +80,7 @@ static vlm_status write_outputs(const char *path, const vlm_coca_config *c, vlm_
   float scale = vlm_get_f32(&s->loss.scale, 0);   /* the tensors above may be on a GPU: the writer reads them there */
   if (st == VLM_OK) st = vlm_st_writer_add(w, "logit_scale", VLM_F32, 0, NULL, &scale);
   for (int i = 0; i < 5 && st == VLM_OK; i++) st = vlm_st_writer_add(w, names[i], VLM_F32, 0, NULL, &losses[i]);
-  if (st == VLM_OK) st = vlm_st_writer_save(w, path);
+  if (st == VLM_OK) st = vlm_st_writer_stage(w, path, staged);
   vlm_st_writer_free(w);
   return st;
 }
@@ -131,16 +132,23 @@ int vlm_app_coca_forward(const char *model, const char *inputs, const char *out,
   const vlm_coca_params *run = dev != VLM_CPU ? &pd : &p;
   if (bf16) vlm_set_matmul_precision(VLM_PREC_BF16);
   float loss = vlm_coca_forward(&c, run, &s, &ti, &tt);
-  if (write_outputs(out, &c, &s) != VLM_OK) {
+  /* --out and --grads are staged, then renamed together: a failure replaces neither */
+  vlm_atomic_file af[2];
+  if (write_outputs(out, &c, &s, &af[0]) != VLM_OK) {
     fprintf(stderr, "vlm forward: %s\n", vlm_last_error());
     goto done;
   }
   if (grads) {
     vlm_coca_backward(&c, run, &g, &s, &tt);
-    if (vlm_coca_save_safetensors(&g, &c, grads) != VLM_OK) {
+    if (vlm_coca_stage_safetensors(&g, &c, grads, &af[1]) != VLM_OK) {
+      vlm_atomic_abort(&af[0]);
       fprintf(stderr, "vlm forward: %s\n", vlm_last_error());
       goto done;
     }
+  }
+  if (vlm_atomic_commit_all(af, grads ? 2 : 1) != VLM_OK) {
+    fprintf(stderr, "vlm forward: %s\n", vlm_last_error());
+    goto done;
   }
   printf("loss %.7f (clip %.7f, caption %.7f unweighted; batch %lld, text length %lld, CoCa open_clip checkpoint, "
          "%s%s)\n",
@@ -212,7 +220,7 @@ int vlm_app_coca_convert(const char *model, const char *config, const char *init
                                     torch ? "open_clip_pytorch_model.bin" : "open_clip_model.safetensors", coca_same,
                                     &(coca_same_ctx){&c, &p})) {
     rc = 1;
-  } else if (!init && vlm_app_tokenizer_stage(model, out, &tok) != 0) {
+  } else if (vlm_app_tokenizer_stage(init ? NULL : model, out, &tok) != 0) {
     rc = 1;
   } else if (vlm_coca_save_dir_as(&p, &c, out, torch) != VLM_OK) {
     fprintf(stderr, "vlm convert: %s\n", vlm_last_error());

@@ -15,7 +15,7 @@ static void usage(FILE *f) {
           "                   --to open_clip|hf [--format safetensors|torch] --out DIR\n"
           "\n"
           "Writes a CLIP checkpoint (any format 'vlm info' reads) into DIR (created if\n"
-          "missing) in the chosen layout:\n"
+          "missing; its parent folder must exist) in the chosen layout:\n"
           "  open_clip  open_clip_config.json + open_clip_model.safetensors, as open_clip's\n"
           "             hub export writes them: open_clip.create_model('local-dir:DIR') in\n"
           "             open_clip releases from 2025 on\n"
@@ -73,9 +73,16 @@ static void usage(FILE *f) {
  * CLIPTokenizer then find it beside the converted weights. 0, or 1 after the message. */
 int vlm_app_tokenizer_stage(const char *model, const char *out, vlm_app_staged_tokenizer *t) {
   memset(t, 0, sizeof *t);
-  int found = vlm_find_tokenizer(model, t->source, sizeof t->source);
-  if (found <= 0) return 0;   /* none: the weights alone, as before */
+  int found = model ? vlm_find_tokenizer(model, t->source, sizeof t->source) : 0;
   struct stat sb;
+  if (found <= 0) {   /* none: the weights alone; a tokenizer OUT holds from before is kept, with a warning */
+    char old[4096];
+    if (stat(out, &sb) == 0 && S_ISDIR(sb.st_mode) && vlm_find_tokenizer(out, old, sizeof old) > 0 &&
+        !strstr(old, "../../tokenizer"))   /* a run's tokenizer, for RUN/checkpoints/NAME: the run's own */
+      snprintf(t->stale, sizeof t->stale, "%s", old);
+    vlm_error_clear();
+    return 0;
+  }
   const int dir = stat(t->source, &sb) == 0 && S_ISDIR(sb.st_mode);
   static const char *const files[2] = {"vocab.json", "merges.txt"};
   for (int i = 0; i < (dir ? 2 : 1); i++) {
@@ -99,6 +106,11 @@ int vlm_app_tokenizer_stage(const char *model, const char *out, vlm_app_staged_t
 }
 
 int vlm_app_tokenizer_commit(vlm_app_staged_tokenizer *t, const char *out) {
+  if (t->stale[0])
+    fprintf(stderr,
+            "vlm convert: warning: %s already holds a tokenizer (%s) and the model written has none of its own: "
+            "vlm and transformers will tokenize for this model with it; remove it if it belongs to another model\n",
+            out, t->stale);
   if (t->n == 0) return 0;
   const int n = t->n;
   t->n = 0;
@@ -228,7 +240,7 @@ int vlm_cmd_convert(int argc, char **argv) {
                                                        : (torch ? "open_clip_pytorch_model.bin" : "open_clip_model.safetensors"),
                                     clip_same, &(clip_same_ctx){&c, &p, fmt})) {
     rc = 1;
-  } else if (!init && vlm_app_tokenizer_stage(model, out, &tok) != 0) {
+  } else if (vlm_app_tokenizer_stage(init ? NULL : model, out, &tok) != 0) {
     rc = 1;
   } else if (vlm_clip_save_dir_as(&p, &c, out, fmt, torch) != VLM_OK) {
     fprintf(stderr, "vlm convert: %s\n", vlm_last_error());

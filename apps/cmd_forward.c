@@ -43,7 +43,8 @@ static void usage(FILE *f) {
 
 /* s: host activations. A SigLIP model (c->has_logit_bias): its logits (bias included) both
  * ways, logit_bias, and its loss as siglip_loss and loss; otherwise CLIP's outputs. */
-static vlm_status write_outputs(const char *path, const vlm_clip_config *c, vlm_clip_acts *s, float *loss) {
+static vlm_status write_outputs(const char *path, const vlm_clip_config *c, vlm_clip_acts *s, float *loss,
+                                vlm_atomic_file *staged) {
   vlm_st_writer *w = vlm_st_writer_new();
   if (!w) return vlm_error(VLM_ERR_OOM, "out of memory");
   const int siglip = c->has_logit_bias;
@@ -72,7 +73,7 @@ static vlm_status write_outputs(const char *path, const vlm_clip_config *c, vlm_
   if (st == VLM_OK && siglip) st = vlm_st_writer_add(w, "logit_bias", VLM_F32, 0, NULL, s->siglip.bias.data);
   if (st == VLM_OK) st = vlm_st_writer_add(w, siglip ? "siglip_loss" : "clip_loss", VLM_F32, 0, NULL, loss);
   if (st == VLM_OK) st = vlm_st_writer_add(w, "loss", VLM_F32, 0, NULL, loss);
-  if (st == VLM_OK) st = vlm_st_writer_save(w, path);
+  if (st == VLM_OK) st = vlm_st_writer_stage(w, path, staged);
   vlm_st_writer_free(w);
   free(lpt);
   return st;
@@ -180,7 +181,9 @@ int vlm_cmd_forward(int argc, char **argv) {
   float loss = vlm_clip_forward(&c, run, &s, &ti, &tt);
   if (dev == VLM_CUDA) /* the same layout on the host: one copy back */
     vlm_memcpy(sh.arena.base, VLM_CPU, s.arena.base, VLM_CUDA, s.arena.used);
-  if (write_outputs(out, &c, dev == VLM_CUDA ? &sh : &s, &loss) != VLM_OK) {
+  /* --out and --grads are staged, then renamed together: a failure replaces neither */
+  vlm_atomic_file af[2];
+  if (write_outputs(out, &c, dev == VLM_CUDA ? &sh : &s, &loss, &af[0]) != VLM_OK) {
     fprintf(stderr, "vlm forward: %s\n", vlm_last_error());
     goto done;
   }
@@ -190,10 +193,15 @@ int vlm_cmd_forward(int argc, char **argv) {
       vlm_clip_params_zero(&p);
       vlm_clip_params_copy(&p, &g);
     }
-    if (vlm_clip_save_safetensors(dev == VLM_CUDA ? &p : &g, &c, grads, fmt) != VLM_OK) {
+    if (vlm_clip_stage_safetensors(dev == VLM_CUDA ? &p : &g, &c, grads, fmt, &af[1]) != VLM_OK) {
+      vlm_atomic_abort(&af[0]);
       fprintf(stderr, "vlm forward: %s\n", vlm_last_error());
       goto done;
     }
+  }
+  if (vlm_atomic_commit_all(af, grads ? 2 : 1) != VLM_OK) {
+    fprintf(stderr, "vlm forward: %s\n", vlm_last_error());
+    goto done;
   }
   printf("%sloss %.7f (batch %lld, text length %lld, %s checkpoint, %s%s)\n", c.has_logit_bias ? "siglip " : "",
          loss, (long long)B, (long long)L,

@@ -1,5 +1,6 @@
 /* vlm train: CLIP and CoCa training with open_clip's flags (see usage()). */
 #define _XOPEN_SOURCE 700   /* nftw */
+#include <cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -161,7 +162,17 @@ typedef struct {
   int set_model;      /* --model was given (not the shapes default) */
   int shapes_steps;   /* --steps is the shapes default, set once the model's kind is known */
   int kept_length;    /* a resume without --steps / --epochs: the run's own total_steps */
+  const char *given[256];   /* the flags given on the command line (argv's own strings) */
+  int n_given;
+  long long cooldown_steps_kept;   /* >= 0: a resume's const-cooldown length in steps (the checkpoint's) */
+  char scheduler_kept[32];         /* a resume's --lr-scheduler (the checkpoint's) */
 } opts;
+
+static int given(const opts *o, const char *flag) {
+  for (int i = 0; i < o->n_given; i++)
+    if (!strcmp(o->given[i], flag)) return 1;
+  return 0;
+}
 
 static int parse_double(const char *flag, const char *s, double *out) {
   char *end = NULL;
@@ -761,6 +772,106 @@ static int resume_checks(run_state *R, const char *dir, const vlm_train_config *
   return 0;
 }
 
+/* One optimizer / schedule setting of a checkpoint: its train_state's metadata (written since
+ * 2026-11-28), else the run's config.json (DIR/../../config.json, "train"); NULL when neither. */
+static const char *kept_setting(const vlm_safetensors *st, const cJSON *train, const char *key, char *buf,
+                                size_t n) {
+  const char *m = st ? vlm_st_meta(st, key) : NULL;
+  if (m) return m;
+  const cJSON *v = train ? cJSON_GetObjectItemCaseSensitive(train, key) : NULL;
+  if (cJSON_IsNumber(v)) {
+    snprintf(buf, n, "%.17g", v->valuedouble);
+    return buf;
+  }
+  if (cJSON_IsString(v) && v->valuestring) {
+    snprintf(buf, n, "%s", v->valuestring);
+    return buf;
+  }
+  return NULL;
+}
+
+/* A resume goes on with the checkpoint's learning rate, schedule, AdamW and clipping settings
+ * for every flag not given again (a resume "continues exactly"; open_clip would take the
+ * command line's, defaults included). Said on stderr when a value differs from the default. */
+static void resume_settings(run_state *R, const char *dir) {
+  opts *o = &R->o;
+  char path[4200];
+  snprintf(path, sizeof path, "%s/train_state.safetensors", dir);
+  vlm_safetensors st;
+  const int have_st = vlm_st_open(&st, path) == VLM_OK;
+  vlm_error_clear();
+  cJSON *root = NULL;
+  const cJSON *train = NULL;
+  if (!have_st || !vlm_st_meta(&st, "lr")) {   /* an older checkpoint: its run's config.json */
+    char *json = NULL;
+    snprintf(path, sizeof path, "%s/../../config.json", dir);
+    if (vlm_read_text_file(path, &json) == VLM_OK && (root = cJSON_Parse(json)) != NULL)
+      train = cJSON_GetObjectItemCaseSensitive(root, "train");
+    free(json);
+    vlm_error_clear();
+  }
+  const struct { const char *key, *flag; double *d; long long *i; double lo, hi; } k[] = {
+    {"lr", "--lr", &o->lr, NULL, 1e-30, 1e30},
+    {"beta1", "--beta1", &o->beta1, NULL, 0, 0.999999999},
+    {"beta2", "--beta2", &o->beta2, NULL, 0, 0.999999999},
+    {"eps", "--eps", &o->eps, NULL, 1e-30, 1e30},
+    {"wd", "--wd", &o->wd, NULL, 0, 1e30},
+    {"warmup", "--warmup", NULL, &o->warmup, 0, 1e12},
+    {"seed", "--seed", NULL, &o->seed, 0, 4611686018427387904.0},
+    {"grad_clip_norm", "--grad-clip-norm", &o->grad_clip, NULL, 0, 1e30},
+    {"cooldown_power", "--lr-cooldown-power", &o->cooldown_power, NULL, 1e-30, 1e30},
+    {"cooldown_end_lr", "--lr-cooldown-end", &o->cooldown_end, NULL, 0, 1e30},
+    {"coca_caption_loss_weight", "--coca-caption-loss-weight", &o->coca_caption_w, NULL, 0, 1e30},
+    {"coca_contrastive_loss_weight", "--coca-contrastive-loss-weight", &o->coca_clip_w, NULL, 0, 1e30},
+  };
+  char said[1024] = "", buf[128];
+  size_t used = 0;
+  for (size_t i = 0; i < sizeof k / sizeof k[0]; i++) {
+    if (given(o, k[i].flag)) continue;
+    const char *v = kept_setting(have_st ? &st : NULL, train, k[i].key, buf, sizeof buf);
+    if (!v) continue;
+    char *end = NULL;
+    errno = 0;
+    if (k[i].i) {   /* counts: whole numbers, exact (a seed may need all 62 bits) */
+      long long y = strtoll(v, &end, 10);
+      if (errno || end == v || *end || y < (long long)k[i].lo || (double)y > k[i].hi) continue;
+      if (y != *k[i].i && used < sizeof said)
+        used += (size_t)snprintf(said + used, sizeof said - used, " %s %lld", k[i].flag, y);
+      *k[i].i = y;
+      continue;
+    }
+    double x = strtod(v, &end);
+    if (errno || end == v || *end || !(x >= k[i].lo && x <= k[i].hi)) continue;
+    /* the trainer keeps floats: a value is news when the float differs */
+    if ((float)x != (float)*k[i].d && used < sizeof said)
+      used += (size_t)snprintf(said + used, sizeof said - used, " %s %.6g", k[i].flag, x);
+    *k[i].d = x;
+  }
+  if (!given(o, "--lr-scheduler")) {
+    const char *v = kept_setting(have_st ? &st : NULL, train, "lr_scheduler", buf, sizeof buf);
+    vlm_lr_scheduler sch;
+    if (v && vlm_lr_scheduler_parse(v, &sch)) {
+      if (strcmp(v, o->scheduler) && used < sizeof said)
+        used += (size_t)snprintf(said + used, sizeof said - used, " --lr-scheduler %s", v);
+      snprintf(o->scheduler_kept, sizeof o->scheduler_kept, "%s", v);
+      o->scheduler = o->scheduler_kept;
+    }
+  }
+  if (!given(o, "--epochs-cooldown") && have_st) {   /* kept in steps (config.json has no such field) */
+    const char *v = vlm_st_meta(&st, "cooldown_steps");
+    long long cs;
+    char extra;
+    if (v && sscanf(v, "%lld%c", &cs, &extra) == 1 && cs >= 0) o->cooldown_steps_kept = cs;
+  }
+  if (used && R->rank == 0)
+    fprintf(stderr, CMD ": resuming with the checkpoint's%s (give a flag to change it)\n", said);
+  if (have_st && !vlm_st_meta(&st, "lr") && !train && R->rank == 0)
+    fprintf(stderr, CMD ": warning: %s records no learning rate or schedule settings (a checkpoint from before "
+            "2026-11-28 outside its run): the flags given, or their defaults, apply\n", dir);
+  cJSON_Delete(root);
+  if (have_st) vlm_st_close(&st);
+}
+
 /* A resume without --batch-size / --accum-freq goes on with the checkpoint's own (its
  * train_state's; the global batch kept when the rank count changed and divides it), not the
  * defaults: a run of --batch-size 16 resumed plainly stays at 16. */
@@ -828,6 +939,7 @@ static int run(run_state *R) {
     int rc = check_resume(o, resume_dir);
     if (rc) return rc;
     resume_sizes(R, resume_dir);
+    resume_settings(R, resume_dir);
   } else if (lead && path_exists(R->run)) {
     char ckl[4200];
     snprintf(ckl, sizeof ckl, "%s/latest", R->ck);
@@ -1094,7 +1206,8 @@ static int run(run_state *R) {
     fprintf(stderr, CMD ": --lr-scheduler: unknown '%s' (cosine|const|const-cooldown)\n", o->scheduler);
     return 2;
   }
-  t.cooldown_steps = o->epochs_cooldown * (steps_per_epoch > 0 ? steps_per_epoch : 0);
+  t.cooldown_steps = o->cooldown_steps_kept >= 0 ? o->cooldown_steps_kept
+                                                : o->epochs_cooldown * (steps_per_epoch > 0 ? steps_per_epoch : 0);
   if (t.scheduler == VLM_SCHED_CONST_COOLDOWN && t.cooldown_steps <= 0) {   /* open_clip requires it too */
     fprintf(stderr, CMD ": --lr-scheduler const-cooldown needs --epochs-cooldown N%s\n",
             steps_per_epoch > 0 ? "" : " and an epoch length (not a WebDataset source)");
@@ -1103,6 +1216,7 @@ static int run(run_state *R) {
   t.cooldown_power = (float)o->cooldown_power;
   t.cooldown_end_lr = (float)o->cooldown_end;
   t.grad_clip_norm = o->grad_clip;
+  t.seed = o->seed;
   t.accum_freq = (int)o->accum;
   t.batch_size = (int)o->batch;
   t.context_length = R->model.text.context_length;
@@ -1155,8 +1269,8 @@ static int run(run_state *R) {
     }
     vlm_trainer_upload_params(&R->tr);
   }
-  if (t.warmup >= t.total_steps)
-    fprintf(stderr, CMD ": warning: --warmup %lld is not below the run's %lld steps: the learning rate never "
+  if (t.warmup > t.total_steps)   /* step k (from 0) of the warmup runs at lr (k + 1) / warmup */
+    fprintf(stderr, CMD ": warning: --warmup %lld is above the run's %lld steps: the learning rate never "
             "reaches --lr %g (at most %.3g); lower --warmup\n", (long long)t.warmup, (long long)t.total_steps, o->lr,
             o->lr * (double)t.total_steps / (double)(t.warmup > 0 ? t.warmup : 1));
   if ((st = vlm_trainer_sync_params(&R->tr)) != VLM_OK) return fail("ranks");
@@ -1357,6 +1471,7 @@ int vlm_cmd_train(int argc, char **argv) {
   o->cooldown_power = 1.0;
   o->coca_caption_w = 2.0;
   o->coca_clip_w = 1.0;
+  o->cooldown_steps_kept = -1;
   int rc = 2;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
@@ -1367,6 +1482,7 @@ int vlm_cmd_train(int argc, char **argv) {
     }
     int has = i + 1 < argc;
     const char *v = has ? argv[i + 1] : NULL;
+    if (o->n_given < (int)(sizeof o->given / sizeof o->given[0])) o->given[o->n_given++] = a;
 #define STR(flag, field) if (!strcmp(a, flag)) { if (!has) { goto missing; } o->field = v; i++; continue; }
 #define INT(flag, field, lo, hi) if (!strcmp(a, flag)) { if (!has) { goto missing; } \
       if (!vlm_app_parse_int(CMD, flag, v, lo, hi, &o->field)) { goto out; } i++; continue; }

@@ -65,8 +65,8 @@ int vlm_app_read_inputs(const char *path, int64_t S, int64_t ctx, int64_t vocab,
     fprintf(stderr, "vlm forward: %s: needs tensors `images` and `text`%s%s\n", path, ei ? "" : " (no images)",
             et ? "" : " (no text)");
   } else if (ei->ndim != 4 || ei->shape[1] != 3 || ei->shape[2] != S || ei->shape[3] != S || ei->shape[0] < 1) {
-    fprintf(stderr, "vlm forward: %s: images must be [B, 3, %lld, %lld] for this model\n", path, (long long)S,
-            (long long)S);
+    fprintf(stderr, "vlm forward: %s: images must be [B, 3, %lld, %lld] with B >= 1 for this model\n", path,
+            (long long)S, (long long)S);
   } else if (et->ndim != 2 || et->shape[0] != ei->shape[0] || et->shape[1] < 1 ||
              et->shape[1] > ctx || (et->dtype != VLM_I64 && et->dtype != VLM_I32)) {
     fprintf(stderr, "vlm forward: %s: text must be [%lld, L<=%lld] I64 or I32\n", path, (long long)ei->shape[0],

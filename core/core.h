@@ -37,9 +37,18 @@ typedef enum {
   VLM_ERR_INTERNAL
 } vlm_status;
 
-/* Set the thread's last error message (printf-style, at most VLM_ERR_LEN - 1 bytes
- * kept) and return code. */
+/* Set the thread's last error message (printf-style) and return code. The message is
+ * kept whole up to VLM_ERR_MAX bytes (a checkpoint's list of every mismatched tensor
+ * can run to tens of kilobytes); beyond that, or when memory runs out, its first
+ * VLM_ERR_LEN - 1 bytes. Fixed buffers that copy a message use VLM_ERR_LEN. */
 #define VLM_ERR_LEN 2048
+#define VLM_ERR_MAX ((size_t)1 << 20)
+/* Growable per-thread strings freed when the thread ends: slot 0 is the last error's;
+ * vlm_msg_slot_copy(slot >= 1, s) stores a copy of s (up to VLM_ERR_MAX bytes) in that slot,
+ * freeing the slot's previous copy, and returns it (NULL: too long or out of memory).
+ * Slot 1: the C API's last error (api/vlm_api.c). */
+#define VLM_MSG_SLOTS 2
+const char *vlm_msg_slot_copy(int slot, const char *s);
 vlm_status vlm_error(vlm_status code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Prefix the current message with more context: "ctx: old message". */
 vlm_status vlm_error_prefix(vlm_status code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -1,41 +1,124 @@
 /* Errors (thread-local last message) and logging. */
 #include "core/core.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static _Thread_local char g_msg[VLM_ERR_LEN];
+/* The last message lives in one of two thread-local arrays, or, when it is longer
+ * than VLM_ERR_LEN - 1 bytes (a checkpoint's list of every mismatched tensor), in a
+ * heap copy of up to VLM_ERR_MAX bytes. A new message is always formatted into a
+ * buffer other than the current one, so its arguments may include
+ * vlm_last_error() itself. */
+static _Thread_local char g_small[2][VLM_ERR_LEN];
+static _Thread_local int g_idx;
+static _Thread_local const char *g_cur;
+
+/* Growable thread-local strings, freed by a key destructor when the thread ends. */
+typedef struct { char *p[VLM_MSG_SLOTS]; } msg_slots;
+static pthread_key_t g_key;
+static pthread_once_t g_key_once = PTHREAD_ONCE_INIT;
+static int g_key_ok;
+static void slots_free(void *v) {
+  msg_slots *m = v;
+  for (int i = 0; i < VLM_MSG_SLOTS; i++) free(m->p[i]);
+  free(m);
+}
+static void key_make(void) { g_key_ok = pthread_key_create(&g_key, slots_free) == 0; }
+static msg_slots *slots(void) {
+  pthread_once(&g_key_once, key_make);
+  if (!g_key_ok) return NULL;
+  msg_slots *m = pthread_getspecific(g_key);
+  if (!m && (m = calloc(1, sizeof *m)) != NULL && pthread_setspecific(g_key, m) != 0) {
+    free(m);
+    m = NULL;
+  }
+  return m;
+}
+
+/* Replace slot's string by a new buffer of n bytes (the old one is freed by the caller's
+ * vlm_msg_slot_commit, after formatting, since the arguments may point into it). */
+static char *slot_alloc(size_t n) { return n <= VLM_ERR_MAX ? malloc(n) : NULL; }
+static void slot_commit(int slot, char *buf) {
+  msg_slots *m = slots();
+  if (!m) {
+    free(buf);
+    return;
+  }
+  free(m->p[slot]);
+  m->p[slot] = buf;
+}
+
+const char *vlm_msg_slot_copy(int slot, const char *s) {
+  if (slot < 1 || slot >= VLM_MSG_SLOTS) return NULL;
+  size_t n = strlen(s) + 1;
+  char *b = slot_alloc(n);
+  if (!b) return NULL;
+  memcpy(b, s, n);
+  if (!slots()) {
+    free(b);
+    return NULL;
+  }
+  slot_commit(slot, b);
+  return b;
+}
+
+static void set_msg(const char *fmt, va_list ap) {
+  va_list ap2;
+  va_copy(ap2, ap);
+  char *dst = g_small[!g_idx];
+  int n = vsnprintf(dst, VLM_ERR_LEN, fmt, ap);
+  if (n < 0) dst[0] = 0;
+  const char *heap = NULL;
+  if (n >= VLM_ERR_LEN) {
+    char *h = slot_alloc((size_t)n + 1);
+    if (h && slots()) {
+      vsnprintf(h, (size_t)n + 1, fmt, ap2);
+      heap = h;
+    } else free(h);
+  }
+  va_end(ap2);
+  if (heap) {
+    slot_commit(0, (char *)heap);
+    g_cur = heap;
+    return;
+  }
+  g_idx = !g_idx;
+  g_cur = dst;
+  msg_slots *m = g_key_ok ? pthread_getspecific(g_key) : NULL;
+  if (m && m->p[0]) slot_commit(0, NULL);
+}
+
+static void set_msgf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void set_msgf(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  set_msg(fmt, ap);
+  va_end(ap);
+}
 
 vlm_status vlm_error(vlm_status code, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(g_msg, sizeof g_msg, fmt, ap);
+  set_msg(fmt, ap);
   va_end(ap);
   return code;
 }
 
 vlm_status vlm_error_prefix(vlm_status code, const char *fmt, ...) {
-  char old[VLM_ERR_LEN], pre[VLM_ERR_LEN];
-  memcpy(old, g_msg, sizeof old);
+  char pre[VLM_ERR_LEN];
   va_list ap;
   va_start(ap, fmt);
   vsnprintf(pre, sizeof pre, fmt, ap);
   va_end(ap);
-  size_t n = strlen(pre);
-  if (n > VLM_ERR_LEN - 3) n = VLM_ERR_LEN - 3;
-  memcpy(g_msg, pre, n);
-  memcpy(g_msg + n, ": ", 2);
-  size_t m = strlen(old);
-  if (m > VLM_ERR_LEN - n - 3) m = VLM_ERR_LEN - n - 3;
-  memcpy(g_msg + n + 2, old, m);
-  g_msg[n + 2 + m] = 0;
+  set_msgf("%s: %s", pre, g_cur ? g_cur : "");
   return code;
 }
 
-const char *vlm_last_error(void) { return g_msg[0] ? g_msg : "no error"; }
-void vlm_error_clear(void) { g_msg[0] = 0; }
+const char *vlm_last_error(void) { return g_cur && g_cur[0] ? g_cur : "no error"; }
+void vlm_error_clear(void) { set_msgf("%s", ""); }
 
 const char *vlm_status_name(vlm_status s) {
   switch (s) {

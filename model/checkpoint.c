@@ -317,6 +317,16 @@ static int is_dir(const char *path) {
   return stat(path, &sb) == 0 && S_ISDIR(sb.st_mode);
 }
 
+/* Why a path that is neither a regular file nor a directory cannot be a model. */
+static const char *not_found_why(const char *path) {
+  struct stat sb;
+  if (stat(path, &sb) != 0) return "no such file or directory";
+  if (S_ISCHR(sb.st_mode) || S_ISBLK(sb.st_mode)) return "a device, not a model file or directory";
+  if (S_ISFIFO(sb.st_mode)) return "a pipe (FIFO), not a model file or directory";
+  if (S_ISSOCK(sb.st_mode)) return "a socket, not a model file or directory";
+  return "not a regular file or directory";
+}
+
 /* dir/name when it is a file, else dir/name.index.json (a sharded save) when that is: 1; else
  * dir/name and 0. */
 static int find_weights(const char *dir, int dir_len, const char *name, char *out, size_t n) {
@@ -406,7 +416,7 @@ vlm_status vlm_model_paths(const char *path, char *cfg, char *weights, size_t n)
         !find_weights(dir, dir_len, oc ? "open_clip_pytorch_model.bin" : "pytorch_model.bin", weights, n))
       find_weights(dir, dir_len, st_name, weights, n);   /* missing: named in the error */
   } else {
-    return vlm_error(VLM_ERR_IO, "%s: no such file or directory", path);
+    return vlm_error(VLM_ERR_IO, "%s: %s", path, not_found_why(path));
   }
   if (!is_file(cfg)) return vlm_error(VLM_ERR_IO, "%s: no config (open_clip_config.json or config.json)", path);
   return VLM_OK;
@@ -414,6 +424,9 @@ vlm_status vlm_model_paths(const char *path, char *cfg, char *weights, size_t n)
 
 vlm_status vlm_model_weights_exist(const char *cfg, const char *weights) {
   if (is_file(weights)) return VLM_OK;
+  struct stat sb;
+  if (stat(weights, &sb) == 0)
+    return vlm_error(VLM_ERR_IO, "%s: %s, not the weights file for %s", weights, not_found_why(weights), cfg);
   return vlm_error(VLM_ERR_IO, "%s: missing (the weights for %s)", weights, cfg);
 }
 

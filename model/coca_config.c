@@ -33,8 +33,9 @@ static vlm_status coca_default_norm(const cJSON *obj, const char *src, const cha
 
 vlm_status vlm_coca_config_parse(vlm_coca_config *c, const char *json, const char *src) {
   memset(c, 0, sizeof *c);
-  cJSON *root = cJSON_Parse(json);
-  if (!root) return vlm_error(VLM_ERR_FORMAT, "%s: not valid JSON", src);
+  cJSON *root;
+  vlm_status pst = vlm_cfg_parse(json, src, &root);
+  if (pst != VLM_OK) return pst;
   const cJSON *cfg = root;
   const cJSON *mc = cJSON_GetObjectItemCaseSensitive(root, "model_cfg");
   if (mc) cfg = mc;

@@ -80,9 +80,9 @@ static void finish(vlm_clip_config *c) {
 
 vlm_status vlm_clip_config_parse(vlm_clip_config *c, const char *json, const char *src) {
   memset(c, 0, sizeof *c);
-  cJSON *root = cJSON_Parse(json);
-  if (!root) return vlm_error(VLM_ERR_FORMAT, "%s: not valid JSON (near byte %ld)", src,
-                              cJSON_GetErrorPtr() ? (long)(cJSON_GetErrorPtr() - json) : 0L);
+  cJSON *root;
+  vlm_status pst = vlm_cfg_parse(json, src, &root);
+  if (pst != VLM_OK) return pst;
   const cJSON *cfg = root;
   const cJSON *mc = cJSON_GetObjectItemCaseSensitive(root, "model_cfg");
   if (mc) cfg = mc;
@@ -101,7 +101,8 @@ vlm_status vlm_clip_config_parse(vlm_clip_config *c, const char *json, const cha
     c->has_logit_bias = 1;
     c->init_logit_bias = (float)lb->valuedouble;
   }
-  if (vlm_cfg_truthy(cfg, "multimodal_cfg"))
+  const cJSON *mm = cJSON_GetObjectItemCaseSensitive(cfg, "multimodal_cfg");
+  if (mm && !cJSON_IsNull(mm) && !cJSON_IsFalse(mm))   /* open_clip builds a CoCa when the key is there */
     TRY(vlm_error(VLM_ERR_UNSUPPORTED, "%s: multimodal_cfg: a CoCa config, not a CLIP one", src));
 
   vlm_vit_config *v = &c->vision;
@@ -174,8 +175,9 @@ static vlm_status merge_config_dict(cJSON *root, const char *name, const char *s
 
 vlm_status vlm_clip_config_parse_hf(vlm_clip_config *c, const char *json, const char *src) {
   memset(c, 0, sizeof *c);
-  cJSON *root = cJSON_Parse(json);
-  if (!root) return vlm_error(VLM_ERR_FORMAT, "%s: not valid JSON", src);
+  cJSON *root;
+  vlm_status pst = vlm_cfg_parse(json, src, &root);
+  if (pst != VLM_OK) return pst;
   TRY(merge_config_dict(root, "vision_config", src));
   TRY(merge_config_dict(root, "text_config", src));
   const cJSON *vc = cJSON_GetObjectItemCaseSensitive(root, "vision_config");
@@ -194,8 +196,12 @@ vlm_status vlm_clip_config_parse_hf(vlm_clip_config *c, const char *json, const 
   TRY(vlm_cfg_int(vc, "hidden_size", 768, 1, BIG, &v->width, src, vs));
   TRY(vlm_cfg_int(vc, "num_attention_heads", 12, 1, BIG, &v->heads, src, vs));
   TRY(vlm_cfg_int(vc, "intermediate_size", 3072, 1, BIG, &v->mlp_width, src, vs));
-  if (v->image_size % v->patch_size || v->width % v->heads)
-    TRY(vlm_error(VLM_ERR_FORMAT, "%s: vision_config: patch_size must divide image_size, heads hidden_size", src));
+  if (v->image_size % v->patch_size)
+    TRY(vlm_error(VLM_ERR_FORMAT, "%s: vision_config: patch_size %lld does not divide image_size %lld", src,
+                  (long long)v->patch_size, (long long)v->image_size));
+  if (v->width % v->heads)
+    TRY(vlm_error(VLM_ERR_FORMAT, "%s: vision_config: num_attention_heads %lld does not divide hidden_size %lld",
+                  src, (long long)v->heads, (long long)v->width));
   vlm_text_config *t = &c->text;
   const char *ts = "text_config.";
   TRY(vlm_cfg_int(tc, "vocab_size", 49408, 1, BIG, &t->vocab_size, src, ts));

@@ -77,8 +77,10 @@ vlm_status vlm_cfg_hf_preprocessor(const char *config_path, vlm_vit_config *v) {
   char *json;
   vlm_status st = vlm_read_text_file(path, &json);
   if (st != VLM_OK) return st;
-  cJSON *root = cJSON_Parse(json);
+  cJSON *root;
+  st = vlm_cfg_parse(json, path, &root);
   free(json);
+  if (st != VLM_OK) return st;
   if (!cJSON_IsObject(root)) {
     cJSON_Delete(root);
     return vlm_error(VLM_ERR_FORMAT, "%s: not a JSON object", path);

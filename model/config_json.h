@@ -10,6 +10,9 @@
 
 #define VLM_CFG_BIG ((int64_t)1 << 30)
 
+/* Parse a config file's text: not JSON, or a key twice in one object (Python keeps the last,
+ * cJSON finds the first), is an error naming src. *root: the tree, for cJSON_Delete. */
+vlm_status vlm_cfg_parse(const char *json, const char *src, cJSON **root);
 /* Integer field: required (dflt < 0) or defaulted; must be in [lo, hi]; [n, n] pairs (square
  * sizes) read as n. */
 vlm_status vlm_cfg_int(const cJSON *obj, const char *key, int64_t dflt, int64_t lo, int64_t hi, int64_t *out,
@@ -17,7 +20,8 @@ vlm_status vlm_cfg_int(const cJSON *obj, const char *key, int64_t dflt, int64_t 
 /* Positive number up to 64 (mlp_ratio, layer_norm_eps), dflt when absent. */
 vlm_status vlm_cfg_ratio(const cJSON *obj, const char *key, double dflt, double *out, const char *src,
                          const char *sect);
-/* Present, not null and not false. */
+/* Python's truth of the value (as open_clip reads the same JSON): absent, null, false, 0,
+ * "", [] and {} are false. */
 int vlm_cfg_truthy(const cJSON *obj, const char *key);
 /* An error for the first of keys (NULL-terminated) that is set: options vlm does not implement. */
 vlm_status vlm_cfg_reject(const cJSON *obj, const char *const *keys, const char *src, const char *sect);

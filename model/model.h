@@ -423,6 +423,8 @@ typedef struct {
   vlm_precision precision;
   int lock_image, lock_text;
   vlm_device device;                /* where parameters, optimizer state and activations live (CPU) */
+  int64_t seed;                     /* the run's seed (the loader's order and augmentation), recorded in
+                                       train_state for a resume */
 } vlm_train_config;
 void vlm_train_config_default(vlm_train_config *t);
 

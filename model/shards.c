@@ -198,6 +198,12 @@ vlm_status vlm_weights_open(vlm_weights *w, const char *path) {
     const char *name = e->string;
     if (!strncmp(name, "module.", 7) && !vlm_st_find(&w->shards[k], name) && vlm_st_find(&w->shards[k], name + 7))
       name += 7;
+    /* transformers reads every tensor of the shards the index names and only warns about
+     * the rest: an entry whose shard lacks the tensor is a warning here too (the tensor
+     * then counts as missing when the model asks for it) */
+    if (!vlm_st_find(&w->shards[k], name))
+      vlm_log(VLM_LOG_WARN, "%s: weight_map puts \"%s\" in %s, which does not hold it", path, name,
+              e->valuestring);
     if (!(w->map[w->n_map].name = strdup(name))) s = vlm_error(VLM_ERR_OOM, "%s: out of memory", path);
     w->map[w->n_map++].shard = k;
   }

@@ -65,6 +65,24 @@ vlm_status vlm_trainer_save(vlm_trainer *tr, const char *dir) {
   META("batch_size", "%d", tr->cfg.batch_size);
   META("world", "%d", tr->world > 0 ? tr->world : 1);   /* ranks: batch_size is each one's */
   META("total_steps", "%" PRId64, tr->cfg.total_steps);
+  /* the optimizer and schedule settings, for a resume without the flags (vlm train restores
+   * each one not given again; floats with 9 digits read back to the same float) */
+  META("lr", "%.9g", (double)tr->cfg.lr);
+  META("beta1", "%.9g", (double)tr->cfg.beta1);
+  META("beta2", "%.9g", (double)tr->cfg.beta2);
+  META("eps", "%.9g", (double)tr->cfg.eps);
+  META("wd", "%.9g", (double)tr->cfg.wd);
+  META("warmup", "%" PRId64, tr->cfg.warmup);
+  META("lr_scheduler", "%s", vlm_lr_scheduler_name(tr->cfg.scheduler));
+  META("cooldown_steps", "%" PRId64, tr->cfg.cooldown_steps);
+  META("cooldown_power", "%.9g", (double)tr->cfg.cooldown_power);
+  META("cooldown_end_lr", "%.9g", (double)tr->cfg.cooldown_end_lr);
+  META("grad_clip_norm", "%.17g", tr->cfg.grad_clip_norm);
+  META("seed", "%" PRId64, tr->cfg.seed);
+  if (tr->is_coca) {
+    META("coca_caption_loss_weight", "%.9g", (double)tr->coca.model.caption_loss_weight);
+    META("coca_contrastive_loss_weight", "%.9g", (double)tr->coca.model.clip_loss_weight);
+  }
 #undef META
   if (s == VLM_OK) s = vlm_st_writer_save(w, path);
   vlm_st_writer_free(w);

@@ -42,6 +42,26 @@ check "... ends at step 12, bit-identical to the straight run" \
 check "... and once done, a resume without a length trains nothing: exit 2" \
   "[ $? -eq 2 ] && grep -q \"requested total is 12 steps (the run's own length)\" $tmp/len.err"
 
+# A resume that gives no --lr, --warmup, --wd or --lr-scheduler goes on with the checkpoint's
+# (train_state's metadata), not the defaults: bit-identical to the straight run, the values said.
+base=(--device cpu --train-data shapes:64 --model tiny --tokenizer train:600 --batch-size 8
+      --val-frequency 0 --zeroshot-frequency 0 --workers 2 --logs "$tmp/runs" --seed 3)
+hp=(--steps 12 --lr 3e-3 --warmup 2 --wd 0.05 --lr-scheduler const)
+"$vlm" train "${base[@]}" "${hp[@]}" --name hp1 >/dev/null 2>&1
+"$vlm" train "${base[@]}" "${hp[@]}" --name hp2 --stop-at-step 5 >/dev/null 2>&1
+"$vlm" train --device cpu --train-data shapes:64 --workers 2 --logs "$tmp/runs" --name hp2 --resume latest \
+  >/dev/null 2>"$tmp/hp.err"
+check "resume without the optimizer flags: exit 0, the checkpoint's settings said" \
+  "[ $? -eq 0 ] && grep -q \"resuming with the checkpoint's --lr 0.003 --wd 0.05 --warmup 2 --seed 3 --lr-scheduler const\" $tmp/hp.err"
+check "... bit-identical to the straight run" \
+  "cmp -s $tmp/runs/hp1/checkpoints/latest/open_clip_model.safetensors $tmp/runs/hp2/checkpoints/latest/open_clip_model.safetensors"
+check "... and the run's config.json keeps them" \
+  "grep -q '\"lr\": 0.003, .*\"wd\": 0.05, \"warmup\": 2, \"lr_scheduler\": \"const\"' $tmp/runs/hp2/config.json"
+"$vlm" train --device cpu --train-data shapes:64 --workers 2 --logs "$tmp/runs" --name hp1 --resume latest \
+  --steps 14 --lr 1e-3 >/dev/null 2>"$tmp/hp.err"
+check "... a flag given again wins over the checkpoint's" \
+  "[ $? -eq 0 ] && grep -q '\"lr\": 0.001,' $tmp/runs/hp1/config.json && ! grep -q 'checkpoint.s --lr' $tmp/hp.err"
+
 # The step that completes an epoch ends it (open_clip writes epoch_N after every epoch, the
 # last included): --epochs 2 ends with epoch_2 and a state at epoch 2, batch 0; --epochs 3 on
 # resume trains exactly one more epoch; --steps of a whole epoch writes epoch_1.
@@ -258,7 +278,9 @@ check "an existing run without a checkpoint: exit 1, nothing to resume, remove i
 "$vlm" train "${common[@]}" --steps 2 --name cc1 --lr-scheduler const-cooldown >/dev/null 2>"$tmp/e.err"
 check "const-cooldown without --epochs-cooldown exits 2" "[ $? -eq 2 ] && grep -q 'needs --epochs-cooldown' $tmp/e.err && [ ! -e $tmp/runs/cc1 ]"
 "$vlm" train "${common[@]}" --steps 2 --warmup 50 --name wu1 >/dev/null 2>"$tmp/e.err"
-check "a warmup longer than the run is warned about" "[ $? -eq 0 ] && grep -q 'warning: --warmup 50 is not below the run.s 2 steps' $tmp/e.err"
+check "a warmup longer than the run is warned about" "[ $? -eq 0 ] && grep -q 'warning: --warmup 50 is above the run.s 2 steps' $tmp/e.err"
+"$vlm" train "${common[@]}" --steps 2 --warmup 2 --name wu2 >/dev/null 2>"$tmp/e.err"
+check "a warmup as long as the run is not (its last step runs at --lr)" "[ $? -eq 0 ] && ! grep -q 'warmup' $tmp/e.err"
 
 # Errors
 "$vlm" train "${common[@]}" --steps 1 --name vs --val-data shapes >/dev/null 2>"$tmp/e.err"
