@@ -875,15 +875,22 @@ static void resume_settings(run_state *R, const char *dir) {
 /* A resume without --batch-size / --accum-freq goes on with the checkpoint's own (its
  * train_state's; the global batch kept when the rank count changed and divides it), not the
  * defaults: a run of --batch-size 16 resumed plainly stays at 16. */
-static void resume_sizes(run_state *R, const char *dir) {
+static int resume_sizes(run_state *R, const char *dir) {
   opts *o = &R->o;
-  if (o->set_batch && o->set_accum) return;
   char path[4200];
   snprintf(path, sizeof path, "%s/train_state.safetensors", dir);
   vlm_safetensors st;
-  if (vlm_st_open(&st, path) != VLM_OK) {   /* none (a weights-only checkpoint), or reported by the load */
-    vlm_error_clear();
-    return;
+  if (vlm_st_open(&st, path) != VLM_OK) {
+    if (path_exists(path)) {   /* there but unreadable: said now, not as a failure of the defaults it would leave */
+      fprintf(stderr, CMD ": --resume %s: %s\n", dir, vlm_last_error());
+      return 1;
+    }
+    vlm_error_clear();   /* none: a weights-only checkpoint */
+    return 0;
+  }
+  if (o->set_batch && o->set_accum) {
+    vlm_st_close(&st);
+    return 0;
   }
   const char *b = vlm_st_meta(&st, "batch_size"), *k = vlm_st_meta(&st, "accum_freq"), *w = vlm_st_meta(&st, "world");
   long long B0 = 0, K0 = 0, W0 = 1;
@@ -900,6 +907,7 @@ static void resume_sizes(run_state *R, const char *dir) {
     o->accum = K0;
   }
   vlm_st_close(&st);
+  return 0;
 }
 
 static int run(run_state *R) {
@@ -938,7 +946,7 @@ static int run(run_state *R) {
     }
     int rc = check_resume(o, resume_dir);
     if (rc) return rc;
-    resume_sizes(R, resume_dir);
+    if (resume_sizes(R, resume_dir)) return 1;
     resume_settings(R, resume_dir);
   } else if (lead && path_exists(R->run)) {
     char ckl[4200];
@@ -1569,6 +1577,10 @@ int vlm_cmd_train(int argc, char **argv) {
   for (int i = 1; i < argc; i++) if (!strcmp(argv[i], "--epochs")) o->set_epochs = 1;
   if (o->name && !*o->name) {
     fprintf(stderr, CMD ": --name is empty (the run directory is LOGS/NAME)\n");
+    goto out;
+  }
+  if (!*o->logs) {   /* "" would put the run at /NAME */
+    fprintf(stderr, CMD ": --logs is empty (the run directory is LOGS/NAME; '.' for the current folder)\n");
     goto out;
   }
   /* below --logs: a failed new run removes LOGS/NAME, which must not be --logs itself or

@@ -62,6 +62,15 @@ check "... and the run's config.json keeps them" \
 check "... a flag given again wins over the checkpoint's" \
   "[ $? -eq 0 ] && grep -q '\"lr\": 0.001,' $tmp/runs/hp1/config.json && ! grep -q 'checkpoint.s --lr' $tmp/hp.err"
 
+"$vlm" train "${common[@]}" --steps 2 --logs "" --name empty >/dev/null 2>"$tmp/e.err"
+check "--logs '' is refused (it would put the run at /NAME): exit 2" "[ $? -eq 2 ] && grep -q 'logs is empty' $tmp/e.err && [ ! -e /empty ]"
+cp -r "$tmp/runs/hp1" "$tmp/runs/hp3"
+truncate -s 5000 "$tmp/runs/hp3/checkpoints/latest/train_state.safetensors"
+"$vlm" train --device cpu --train-data shapes:64 --workers 2 --logs "$tmp/runs" --name hp3 --resume latest --steps 20 \
+  >/dev/null 2>"$tmp/e.err"
+check "a truncated train_state on resume: exit 1, the file and the reason named" \
+  "[ $? -eq 1 ] && grep -q 'train_state.safetensors: header length .* truncated' $tmp/e.err"
+
 # The step that completes an epoch ends it (open_clip writes epoch_N after every epoch, the
 # last included): --epochs 2 ends with epoch_2 and a state at epoch 2, batch 0; --epochs 3 on
 # resume trains exactly one more epoch; --steps of a whole epoch writes epoch_1.

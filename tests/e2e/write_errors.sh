@@ -106,6 +106,26 @@ err=$("$vlm" bpe-train --vocab-size 700 --out "$v" "$tmp/captions.txt" 2>&1); rc
 check "bpe-train, merges.txt unwritable: exit 1, named; vocab.json kept byte for byte (got $rc)" \
   "[ $rc -eq 1 ] && grep -q 'merges.txt' <<<\"\$err\" && cmp -s '$v/vocab.json' '$tmp/old.vocab.json'"
 
+# ---- vlm forward: --out and --grads are renamed together, so a failed --grads keeps the old --out
+fx=$shared/fixtures/tiny-clip
+echo old >"$tmp/fw.out"
+err=$( (trap '' XFSZ; ulimit -f 8; "$vlm" forward --model "$fx" --inputs "$fx/inputs.safetensors" --out "$tmp/fw.out" \
+          --grads "$tmp/fw.grads") 2>&1); rc=$?
+check "forward, --grads past the file size limit: exit 1, named; --out keeps its old bytes (got $rc)" \
+  "[ $rc -eq 1 ] && grep -q 'fw.grads' <<<\"\$err\" && [ \"\$(cat '$tmp/fw.out')\" = old ] && [ ! -e '$tmp/fw.grads' ]"
+check "... no temporary file left" "! compgen -G '$tmp/fw.*.tmp*' >/dev/null"
+"$vlm" forward --model "$fx" --inputs "$fx/inputs.safetensors" --out "$tmp/fw.out" --grads "$tmp/fw.grads" >/dev/null 2>&1
+check "... and without the limit both are written" "[ \"\$(head -c 3 '$tmp/fw.out')\" != old ] && [ -s '$tmp/fw.grads' ]"
+
+# ---- vlm convert into a folder holding another model's tokenizer: kept, and said
+t2=$tmp/stale
+mkdir -p "$t2" && printf '{"OLD": 0}' >"$t2/vocab.json" && printf '#version: 0.2\nO LD\n' >"$t2/merges.txt"
+err=$("$vlm" convert --init tiny --to open_clip --out "$t2" 2>&1); rc=$?
+check "convert beside another tokenizer: exit 0, a warning naming it (got $rc)" \
+  "[ $rc -eq 0 ] && grep -q 'warning: .*stale already holds a tokenizer' <<<\"\$err\" && [ -s '$t2/vocab.json' ]"
+err=$("$vlm" info --model /dev/null 2>&1); rc=$?
+check "info on a device file: exit 1, said to be a device (got $rc)" "[ $rc -ne 0 ] && grep -q 'a device, not a model' <<<\"\$err\""
+
 # ---- vlm preprocess: many inputs (missing files: each fails at once) in linear time
 mapfile -t many < <(printf 'n/%06d.png\n' $(seq 60000))   # one command line of ~780 KB
 start=$SECONDS

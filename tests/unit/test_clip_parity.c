@@ -139,6 +139,23 @@ static void config_checks(void) {
   char wrapped[2048];
   snprintf(wrapped, sizeof wrapped, "{\"model_name\": \"x\", \"model_cfg\": %s}", good);
   CHECK(vlm_clip_config_parse(&c, wrapped, "cfg.json") == VLM_OK, "open_clip_config.json form: %s", vlm_last_error());
+  /* quick_gelu with Python's truth, as open_clip reads the same file: 0, 0.0, "", [] and {} are false */
+  static const char *const falsy[] = {"false", "null", "0", "0.0", "\"\"", "[]", "{}"};
+  static const char *const truthy[] = {"true", "1", "2.5", "\"no\"", "[0]", "{\"a\": 0}"};
+  for (int t = 0; t < 2; t++)
+    for (size_t i = 0; i < (t ? sizeof truthy : sizeof falsy) / sizeof falsy[0]; i++) {
+      const char *v = t ? truthy[i] : falsy[i];
+      char j[2048];
+      snprintf(j, sizeof j, "{\"embed_dim\": 16, \"quick_gelu\": %s, %s", v, strstr(good, "\"vision_cfg\""));
+      CHECK(vlm_clip_config_parse(&c, j, "cfg.json") == VLM_OK && c.quick_gelu == t &&
+                c.vision.act == (t ? VLM_ACT_QUICK_GELU : VLM_ACT_GELU),
+            "quick_gelu %s: want %s (%s)", v, t ? "QuickGELU" : "GELU", vlm_last_error());
+    }
+  /* a key twice in one object: Python keeps the last, cJSON the first: refused, named */
+  expect_config_error("{\"embed_dim\": 32, \"embed_dim\": 16, \"vision_cfg\": {}, \"text_cfg\": {}}",
+                      "\"embed_dim\" appears twice in the top-level object");
+  expect_config_error("{\"embed_dim\": 16, \"vision_cfg\": {\"width\": 32, \"layers\": 1, \"width\": 8}, "
+                      "\"text_cfg\": {}}", "\"width\" appears twice in \"vision_cfg\"");
   expect_config_error("{\"embed_dim\": 16", "JSON");
   expect_config_error("{\"vision_cfg\": {}, \"text_cfg\": {}}", "embed_dim");
   expect_config_error("{\"embed_dim\": 16, \"text_cfg\": {}}", "vision_cfg");
@@ -201,10 +218,25 @@ static void loader_error_checks(const char *shared) {
   CHECK(s != VLM_OK && strstr(m, bad) && strstr(m, "visual.ln_pre.bias") && strstr(m, "ln_final.bias") &&
             strstr(m, "ln_final.bais") && strstr(m, "visual.proj") && strstr(m, "2 missing") && strstr(m, "1 unexpected"),
         "loader error should list every problem; got: %s", m);
-  /* The HF loader on open_clip names: everything is missing/unexpected, nothing crashes. */
+  /* The HF loader on open_clip names: everything is missing/unexpected, nothing crashes, and
+   * the message lists every one of them (it runs past VLM_ERR_LEN: kept whole). */
   s = vlm_clip_load_safetensors(&p, &c, model, VLM_CKPT_HF);
   CHECK(s != VLM_OK && strstr(vlm_last_error(), "vision_model.embeddings.patch_embedding.weight"),
         "HF loader on open_clip names: %s", vlm_last_error());
+  CHECK(strlen(vlm_last_error()) >= VLM_ERR_LEN, "the mismatch list is %zu bytes, expected more than %d",
+        strlen(vlm_last_error()), VLM_ERR_LEN);
+  if (vlm_st_open(&st, model) == VLM_OK) {
+    int unnamed = 0;
+    const char *un = strstr(vlm_last_error(), "\nunexpected:");
+    for (int i = 0; i < st.n_entries; i++) {   /* logit_scale: the same name in both layouts */
+      if (!strcmp(st.entries[i].name, "logit_scale")) continue;
+      char line[700];
+      snprintf(line, sizeof line, "\n  %s", st.entries[i].name);
+      unnamed += !un || !strstr(un, line);
+    }
+    CHECK(unnamed == 0, "%d of the file's %d tensors not listed as unexpected", unnamed, st.n_entries);
+    vlm_st_close(&st);
+  }
   vlm_clip_params_free(&p);
   unlink(bad);
 }

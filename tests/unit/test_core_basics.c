@@ -1,5 +1,6 @@
 /* Tensors, arenas, dtypes, RNG, errors. */
 #include <math.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -128,11 +129,42 @@ static void test_rng(void) {
   CHECK(seen == 0x3ff, "shuffle is a permutation");
 }
 
+static void *long_error_thread(void *msg) {
+  vlm_error(VLM_ERR_FORMAT, "%s", (const char *)msg);
+  return NULL;
+}
+
 static void test_errors(void) {
   vlm_status s = vlm_error(VLM_ERR_FORMAT, "%s: bad header", "x.safetensors");
   CHECK(s == VLM_ERR_FORMAT, "status returned");
   vlm_error_prefix(s, "loading model");
   CHECK(!strcmp(vlm_last_error(), "loading model: x.safetensors: bad header"), "%s", vlm_last_error());
+  /* a message longer than VLM_ERR_LEN is kept whole; one may quote the last message itself */
+  char *big = malloc(3 * VLM_ERR_LEN);
+  if (big) {
+    memset(big, 'a', 3 * VLM_ERR_LEN - 2);
+    big[3 * VLM_ERR_LEN - 2] = 'z';
+    big[3 * VLM_ERR_LEN - 1] = 0;
+    vlm_error(VLM_ERR_FORMAT, "%s", big);
+    CHECK(strlen(vlm_last_error()) == 3 * VLM_ERR_LEN - 1 && vlm_last_error()[3 * VLM_ERR_LEN - 2] == 'z',
+          "a long message kept whole: %zu bytes", strlen(vlm_last_error()));
+    vlm_error_prefix(VLM_ERR_FORMAT, "ctx");
+    CHECK(!strncmp(vlm_last_error(), "ctx: aaa", 8) && strlen(vlm_last_error()) == 3 * VLM_ERR_LEN + 4,
+          "a long message prefixed: %zu bytes", strlen(vlm_last_error()));
+    vlm_error(VLM_ERR_FORMAT, "short");
+    vlm_error(VLM_ERR_FORMAT, "%s and %s", vlm_last_error(), vlm_last_error());
+    CHECK(!strcmp(vlm_last_error(), "short and short"), "a message quoting the last one: %s", vlm_last_error());
+    vlm_error(VLM_ERR_FORMAT, "%s", big);
+    vlm_error(VLM_ERR_FORMAT, "x%s", vlm_last_error());
+    CHECK(strlen(vlm_last_error()) == 3 * VLM_ERR_LEN && vlm_last_error()[0] == 'x',
+          "a long message quoting the last long one: %zu bytes", strlen(vlm_last_error()));
+    /* a thread's long message is freed when the thread ends (LeakSanitizer checks) */
+    pthread_t th;
+    CHECK(pthread_create(&th, NULL, long_error_thread, big) == 0 && pthread_join(th, NULL) == 0, "error thread");
+    free(big);
+  }
+  vlm_error_clear();
+  CHECK(!strcmp(vlm_last_error(), "no error"), "cleared: %s", vlm_last_error());
   CHECK(vlm_threads_init(1) == 1 && vlm_threads_get() == 1, "threads");
   vlm_threads_init(0);
   /* shell words for the commands messages quote */
