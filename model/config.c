@@ -178,6 +178,10 @@ vlm_status vlm_clip_config_parse_hf(vlm_clip_config *c, const char *json, const 
   cJSON *root;
   vlm_status pst = vlm_cfg_parse(json, src, &root);
   if (pst != VLM_OK) return pst;
+  const cJSON *mt = cJSON_GetObjectItemCaseSensitive(root, "model_type");
+  if (cJSON_IsString(mt) && strcmp(mt->valuestring, "clip") != 0)   /* siglip, clip_vision_model, ... */
+    TRY(vlm_error(VLM_ERR_UNSUPPORTED, "%s: model_type \"%s\": not a Hugging Face CLIPModel config (model_type \"clip\")",
+                  src, mt->valuestring));
   TRY(merge_config_dict(root, "vision_config", src));
   TRY(merge_config_dict(root, "text_config", src));
   const cJSON *vc = cJSON_GetObjectItemCaseSensitive(root, "vision_config");

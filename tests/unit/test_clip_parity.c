@@ -156,6 +156,13 @@ static void config_checks(void) {
                       "\"embed_dim\" appears twice in the top-level object");
   expect_config_error("{\"embed_dim\": 16, \"vision_cfg\": {\"width\": 32, \"layers\": 1, \"width\": 8}, "
                       "\"text_cfg\": {}}", "\"width\" appears twice in \"vision_cfg\"");
+  {
+    vlm_clip_config hc;
+    vlm_status hs = vlm_clip_config_parse_hf(&hc, "{\"model_type\": \"siglip\", \"vision_config\": {}, "
+                                                  "\"text_config\": {}}", "hf.json");
+    CHECK(hs != VLM_OK && strstr(vlm_last_error(), "model_type \"siglip\""), "HF siglip config refused: %s",
+          vlm_last_error());
+  }
   expect_config_error("{\"embed_dim\": 16", "JSON");
   expect_config_error("{\"vision_cfg\": {}, \"text_cfg\": {}}", "embed_dim");
   expect_config_error("{\"embed_dim\": 16, \"text_cfg\": {}}", "vision_cfg");
