@@ -195,8 +195,11 @@ int vlm_embed_image_files(vlm_model *m, const char *const *paths, int n, float *
 
 int vlm_embed_image_rgb(vlm_model *m, const uint8_t *rgb, int width, int height, int stride, float *out) {
   if (!m || !rgb || !out) return fail(VLM_ERR_ARG, "vlm_embed_image_rgb: NULL argument");
-  if (width < 1 || height < 1 || (int64_t)width * height > VLM_DEFAULT_MAX_PIXELS)
-    return fail(VLM_ERR_ARG, "vlm_embed_image_rgb: width and height must be >= 1 and their product at most 25000000");
+  if (width < 1 || height < 1 || (int64_t)width * height > VLM_DEFAULT_MAX_PIXELS) {
+    vlm_error(VLM_ERR_ARG, "vlm_embed_image_rgb: width and height must be >= 1 and their product at most %lld",
+              (long long)VLM_DEFAULT_MAX_PIXELS);
+    return failed();
+  }
   if (stride == 0) stride = width * 3;
   if (stride < width * 3) return fail(VLM_ERR_ARG, "vlm_embed_image_rgb: stride is less than width * 3");
   vlm_image img;

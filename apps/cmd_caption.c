@@ -19,11 +19,13 @@ static void usage(FILE *f) {
           "\n"
           "Captions images with a CoCa model (open_clip checkpoint: a directory or its\n"
           "config file, see 'vlm info'). A FOLDER is searched recursively (links to folders\n"
-          "inside it are not followed) for JPEG, PNG and WebP files (in sorted order); a\n"
-          "file named twice (a folder and a file in it) is captioned once. Images are\n"
-          "decoded and preprocessed as open_clip's eval transform (resize the shorter side,\n"
-          "center crop, OpenAI mean/std) and captioned in batches; the decoder keeps a KV\n"
-          "cache, so each new token costs one position.\n"
+          "inside it are not followed) for JPEG, PNG and WebP files (in sorted order: those\n"
+          "named .jpg, .jpeg, .png or .webp, readable or not, and those that start like an\n"
+          "image); a folder that cannot be opened, or one more than 64 folders deep, is\n"
+          "named in a warning. A file named twice (a folder and a file in it) is captioned\n"
+          "once. Images are decoded and preprocessed as open_clip's eval transform (resize\n"
+          "the shorter side, center crop, OpenAI mean/std) and captioned in batches; the\n"
+          "decoder keeps a KV cache, so each new token costs one position.\n"
           "\n"
           "Decoding (greedy by default):\n"
           "  --beams N              beam search with N beams\n"
@@ -47,6 +49,8 @@ static void usage(FILE *f) {
           "                         MODEL/bpe_simple_vocab_16e6.txt.gz);\n"
           "                         without one the ids are printed\n"
           "  --batch-size N         images per batch (default 8; --batch N is the same)\n"
+          "  --max-image-pixels N   skip images with more pixels (default %lld, PIL's limit),\n"
+          "                         checked from the header before decoding\n"
           "  --inputs FILE          caption the `images` tensor [N,3,H,W] of a safetensors file\n"
           "                         (already normalized, as 'vlm forward --inputs') instead of files\n"
           "  --json                 one JSON object per image: image, caption, ids (an unreadable\n"
@@ -57,13 +61,15 @@ static void usage(FILE *f) {
           "  --precision f32|bf16   bf16: weight matrices converted to bf16 once, bf16 matmul\n"
           "                         inputs with f32 accumulation (faster; captions may differ)\n"
           "\n"
-          "Exit status: 0 when every image was captioned; 1 when one could not be read (the\n"
-          "others are still captioned, the unreadable ones named on stderr) or on errors.\n"
+          "Exit status: 0 when every image was captioned; 1 when one could not be read, or a\n"
+          "folder could not be searched (the others are still captioned, the unreadable ones\n"
+          "named on stderr), or on errors.\n"
           "\n"
           "Examples:\n"
           "  vlm caption --model runs/coca-shapes/checkpoints/latest img1.jpg img2.png\n"
           "  vlm caption --model coca-dir --beams 3 --max-len 20 --json *.jpg\n"
-          "  vlm caption --model coca-dir --top-p 0.9 --temperature 0.7 --seed 1 photo.webp\n");
+          "  vlm caption --model coca-dir --top-p 0.9 --temperature 0.7 --seed 1 photo.webp\n",
+          (long long)VLM_DEFAULT_MAX_PIXELS);
 }
 
 static int parse_float(const char *flag, const char *s, double lo, double hi, float *out) {
@@ -83,7 +89,7 @@ int vlm_cmd_caption(int argc, char **argv) {
   vlm_gen_options o;
   vlm_gen_options_default(&o);
   int json = 0, sampling_set = 0, max_set = 0, min_set = 0, temp_set = 0, seed_set = 0, lpen_set = 0;
-  long long batch = 8, v;
+  long long batch = 8, v, max_pixels = 0;   /* 0: --max-image-pixels not given */
   const char **images = calloc((size_t)argc, sizeof *images);
   int n_images = 0;
   if (!images) return 1;
@@ -119,6 +125,7 @@ int vlm_cmd_caption(int argc, char **argv) {
     else if (!strcmp(a, "--max-len")) { NEED_ARG(); ok = vlm_app_parse_int("vlm caption", a, argv[++i], 2, 1 << 20, &v); o.max_len = (int)v; max_set = 1; }
     else if (!strcmp(a, "--seed")) { NEED_ARG(); ok = vlm_app_parse_int("vlm caption", a, argv[++i], 0, (1LL << 62), &v); o.seed = (uint64_t)v; seed_set = 1; }
     else if (!strcmp(a, "--batch") || !strcmp(a, "--batch-size")) { NEED_ARG(); ok = vlm_app_parse_int("vlm caption", a, argv[++i], 1, 4096, &batch); }
+    else if (!strcmp(a, "--max-image-pixels")) { NEED_ARG(); ok = vlm_app_parse_int("vlm caption", a, argv[++i], 1, 1LL << 40, &max_pixels); }
     else if (a[0] == '-' && a[1]) {
       free(images);
       return vlm_app_bad_arg("vlm caption", a);
@@ -127,7 +134,10 @@ int vlm_cmd_caption(int argc, char **argv) {
   }
 #undef NEED_ARG
   if (!model || (n_images == 0) == !inputs) {
-    fprintf(stderr, "vlm caption: --model and either IMAGE files or --inputs FILE are required (see 'vlm caption --help')\n");
+    fprintf(stderr, "vlm caption: %s (see 'vlm caption --help')\n",
+            !model  ? "--model is required"
+            : inputs ? "IMAGE files and --inputs FILE are exclusive: --inputs holds the images to caption"
+                     : "IMAGE files or --inputs FILE are required");
     free(images);
     return 2;
   }
@@ -158,6 +168,12 @@ int vlm_cmd_caption(int argc, char **argv) {
     free(images);
     return 2;
   }
+  if (max_pixels && inputs) {
+    fprintf(stderr, "vlm caption: --max-image-pixels applies to image files; --inputs holds decoded images\n");
+    free(images);
+    return 2;
+  }
+  const vlm_decode_opts decode = {.max_pixels = max_pixels ? max_pixels : VLM_DEFAULT_MAX_PIXELS};
   /* a decoding option the chosen decoding does not use is an error, not silently nothing */
   const char *unused = !sampling_set && temp_set ? "--temperature"
                      : !sampling_set && seed_set ? "--seed"
@@ -304,7 +320,7 @@ int vlm_cmd_caption(int argc, char **argv) {
   } else {   /* a folder: its images (as zeroshot and index take them); a file as given */
     for (int i = 0; i < n_images; i++) {
       struct stat sb;
-      vlm_status st = stat(images[i], &sb) == 0 && S_ISDIR(sb.st_mode) ? vlm_tools_collect(&files, images[i])
+      vlm_status st = stat(images[i], &sb) == 0 && S_ISDIR(sb.st_mode) ? vlm_tools_collect(&files, images[i], "caption")
                                                                           : vlm_pathlist_add(&files, images[i]);
       if (st != VLM_OK) {
         fprintf(stderr, "vlm caption: %s\n", vlm_last_error());
@@ -312,6 +328,7 @@ int vlm_cmd_caption(int argc, char **argv) {
         goto done;
       }
     }
+    if (files.unsearched) rc = 1;   /* a folder that could not be searched (named): its images are not captioned */
     int64_t twice = vlm_pathlist_drop_duplicates(&files);   /* a folder and a file in it: one caption */
     if (twice < 0) {
       fprintf(stderr, "vlm caption: out of memory\n");
@@ -366,7 +383,7 @@ int vlm_cmd_caption(int argc, char **argv) {
         continue;
       }
       const char *path = files.paths[next++];
-      if (vlm_preprocess_file(path, NULL, &pc, NULL, pix + nb * 3 * S * S) != VLM_OK) {
+      if (vlm_preprocess_file(path, &decode, &pc, NULL, pix + nb * 3 * S * S) != VLM_OK) {
         fprintf(stderr, "vlm caption: %s\n", vlm_last_error());
         snprintf(bad_msg, sizeof bad_msg, "%s", vlm_last_error());
         bad = path;

@@ -66,6 +66,8 @@ static void usage(FILE *f) {
           "  --tokenizer PATH      vocabulary (default: the model's tokenizer/, see 'vlm zeroshot')\n"
           "  --batch-size N        images / texts per forward pass (default 64)\n"
           "  --workers N           decoding threads (default 2)\n"
+          "  --max-image-pixels N  images with more pixels are bad samples, skipped (default\n"
+          "                        %lld, PIL's limit; checked from the header before decoding)\n"
           "  --precision P         f32 (default) or bf16 matmul inputs\n"
           "  --device D            cpu (default) or cuda: embed on the GPU\n"
           "  --json                one JSON document on stdout (see docs/JSON.md):\n"
@@ -83,7 +85,8 @@ static void usage(FILE *f) {
           "  vlm eval --model runs/shapes/checkpoints/latest --data shapes:val --zeroshot shapes:val\n"
           "  vlm eval --model vit-b-32/ --data val.tsv --csv-img-key filepath --csv-caption-key title --json\n"
           "  vlm eval --model vit-b-32/ --data annotations/captions_val2017.json --coco-images val2017/\n"
-          "  vlm eval --model vit-b-32/ --zeroshot imagenet-val/ --templates openai\n");
+          "  vlm eval --model vit-b-32/ --zeroshot imagenet-val/ --templates openai\n",
+          (long long)VLM_DEFAULT_MAX_PIXELS);
 }
 
 typedef struct {
@@ -92,6 +95,7 @@ typedef struct {
   char sep;
   int json, caption_match;
   long long batch, workers;
+  long long max_pixels;   /* --max-image-pixels; 0: not given */
 } opts;
 
 /* "shapes" or "shapes:..." (as the loader's detection: "shapes.tsv" is a CSV file) */
@@ -132,6 +136,7 @@ static vlm_status open_loader(const opts *o, vlm_encoder *enc, const char *spec,
   lc.train = 0;
   lc.drop_last = 0;
   lc.pre = enc->pre;
+  if (o->max_pixels) lc.decode.max_pixels = o->max_pixels;
   lc.context_length = (int)enc->cfg.text.context_length;
   lc.pad_id = 0;
   lc.tokenizer = enc->tok;
@@ -368,7 +373,8 @@ int vlm_cmd_eval(int argc, char **argv) {
                       : !strcmp(a, "--tokenizer")       ? &o.tokenizer
                       : !strcmp(a, "--precision")       ? &o.precision
                       : !strcmp(a, "--device")          ? &o.device : NULL;
-    if (!slot && strcmp(a, "--csv-separator") && strcmp(a, "--batch-size") && strcmp(a, "--workers"))
+    if (!slot && strcmp(a, "--csv-separator") && strcmp(a, "--batch-size") && strcmp(a, "--workers") &&
+        strcmp(a, "--max-image-pixels"))
       return vlm_app_bad_arg(CMD, a);
     const char *v = vlm_app_value(CMD, argc, argv, &i);
     if (!v) return 2;
@@ -379,6 +385,7 @@ int vlm_cmd_eval(int argc, char **argv) {
       else if (strlen(v) == 1) o.sep = v[0];
       else { fprintf(stderr, CMD ": --csv-separator expects one character, got '%s'\n", v); return 2; }
     } else if (!strcmp(a, "--batch-size")) { if (!vlm_app_parse_int(CMD, a, v, 1, 4096, &o.batch)) return 2; }
+    else if (!strcmp(a, "--max-image-pixels")) { if (!vlm_app_parse_int(CMD, a, v, 1, 1LL << 40, &o.max_pixels)) return 2; }
     else if (!vlm_app_parse_int(CMD, a, v, 0, 64, &o.workers)) return 2;   /* --workers */
   }
   if (!o.model || (!o.data && !o.zs)) {
@@ -398,6 +405,10 @@ int vlm_cmd_eval(int argc, char **argv) {
   if (unused) {
     fprintf(stderr, CMD ": %s applies to %s, which is not given\n", unused,
             strcmp(unused, "--templates") && strcmp(unused, "--classifier") ? "--data (retrieval)" : "--zeroshot");
+    return 2;
+  }
+  if (o.max_pixels && (!o.data || is_shapes(o.data)) && (!o.zs || is_shapes(o.zs))) {
+    fprintf(stderr, CMD ": --max-image-pixels applies to image files; the shapes set is generated, not decoded\n");
     return 2;
   }
   /* the generated training split has a million pairs: retrieval, quadratic in them, would

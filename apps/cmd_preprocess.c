@@ -19,7 +19,9 @@ static void usage(FILE *f) {
           "torchvision compute it: resize (bicubic, antialiased), center crop or pad, RGB, /255,\n"
           "(x - mean) / std. Writes DIR/<stem>.safetensors with crop_u8 U8 [3,N,N] (the RGB crop)\n"
           "and pixels F32 [3,N,N] (normalized). An image that fails is reported by name and the\n"
-          "others are still processed; the exit status is then 1.\n"
+          "others are still processed; the exit status is then 1. An image named twice (the\n"
+          "same file) is processed once; two files that would write the same DIR/<stem> are\n"
+          "an error for the second.\n"
           "\n"
           "Options:\n"
           "  --size N             output side (default 224)\n"
@@ -172,12 +174,24 @@ int vlm_cmd_preprocess(int argc, char **argv) {
     goto done;
   }
   qsort(refs, (size_t)n_in, sizeof *refs, cmp_stem_ref);
-  for (int k = 1; k < n_in; k++)
-    if (!strcmp(refs[k].stem, refs[k - 1].stem)) dup[refs[k].k] = 1;
+  /* dup 2: the same file as an earlier input of its name (the same path, another spelling of
+   * it, a hard link): done once, as the other commands do; dup 1: another file that would
+   * write the same output: an error */
+  int twice = 0;
+  for (int k = 1, g = 0; k < n_in; k++) {
+    if (strcmp(refs[k].stem, refs[k - 1].stem)) { g = k; continue; }
+    dup[refs[k].k] = 1;
+    for (int m = g; m < k && dup[refs[k].k] == 1; m++)
+      if (vlm_app_same_file(inputs[refs[m].k], inputs[refs[k].k])) dup[refs[k].k] = 2;
+    twice += dup[refs[k].k] == 2;
+  }
+  if (twice)
+    fprintf(stderr, "vlm preprocess: %d image%s named more than once, preprocessed once\n", twice, twice == 1 ? "" : "s");
   int n_ok = 0, n_fail = 0;
   for (int k = 0; k < n_in; k++) {
     char path[4096], dims[64];
     const char *stem = stems[k];
+    if (dup[k] == 2) continue;
     if (dup[k]) {
       fprintf(stderr, "vlm preprocess: %s: another input already writes %s.safetensors; skipped\n", inputs[k], stem);
       n_fail++;

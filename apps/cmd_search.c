@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "apps/apps.h"
 #include "apps/tools.h"
@@ -26,6 +27,8 @@ static void usage(FILE *f) {
           "  --queries FILE      text queries, one per line (blank lines skipped), answered in\n"
           "                      one run: the model and the index are loaded once\n"
           "  --image FILE        an image query (JPEG, PNG, WebP)\n"
+          "  --max-image-pixels N  refuse an --image with more pixels (default %lld, PIL's\n"
+          "                      limit), checked from the header before decoding\n"
           "  --tokenizer PATH    vocabulary for --text (default: the model's tokenizer/)\n"
           "  --top-k K           results (default 10)\n"
           "  --precision P       f32 (default) or bf16: bf16 matmul inputs, f32 accumulation\n"
@@ -40,7 +43,8 @@ static void usage(FILE *f) {
           "Examples:\n"
           "  vlm search --index photos.idx --model vit-b-32/ --text \"a dog on a beach\"\n"
           "  vlm search --index photos.idx --model vit-b-32/ --image query.jpg --top-k 5 --json\n"
-          "  vlm search --index photos.idx --model vit-b-32/ --queries questions.txt --top-k 3 --json\n");
+          "  vlm search --index photos.idx --model vit-b-32/ --queries questions.txt --top-k 3 --json\n",
+          (long long)VLM_DEFAULT_MAX_PIXELS);
 }
 
 /* The k results of one query (ids, scores), as text lines or a JSON "results" array. */
@@ -72,7 +76,7 @@ static int print_results(const vlm_index *ix, const char *index, const int64_t *
 int vlm_cmd_search(int argc, char **argv) {
   const char *index = NULL, *model = NULL, *text = NULL, *image = NULL, *tokenizer = NULL, *precision = "f32", *device = "cpu";
   const char *queries_f = NULL;
-  long long top_k = 10;
+  long long top_k = 10, max_pixels = 0;   /* 0: --max-image-pixels not given */
   int json = 0;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
@@ -86,10 +90,12 @@ int vlm_cmd_search(int argc, char **argv) {
                       : !strcmp(a, "--tokenizer") ? &tokenizer
                       : !strcmp(a, "--precision") ? &precision
                       : !strcmp(a, "--device")    ? &device : NULL;
-    if (!slot && strcmp(a, "--top-k")) return vlm_app_bad_arg("vlm search", a);
+    const int is_pixels = !strcmp(a, "--max-image-pixels");
+    if (!slot && strcmp(a, "--top-k") && !is_pixels) return vlm_app_bad_arg("vlm search", a);
     const char *v = vlm_app_value("vlm search", argc, argv, &i);
     if (!v) return 2;
     if (slot) *slot = v;
+    else if (is_pixels) { if (!vlm_app_parse_int("vlm search", a, v, 1, 1LL << 40, &max_pixels)) return 2; }
     else if (!vlm_app_parse_int("vlm search", a, v, 1, 1000000, &top_k)) return 2;
   }
   if (!index || !model || (!!text + !!image + !!queries_f) != 1) {
@@ -101,12 +107,21 @@ int vlm_cmd_search(int argc, char **argv) {
     fprintf(stderr, "vlm search: --text is empty\n");
     return 2;
   }
+  if (max_pixels && !image) {
+    fprintf(stderr, "vlm search: --max-image-pixels applies to an --image query\n");
+    return 2;
+  }
   const int eflags = vlm_app_encoder_flags("vlm search", precision, device);
   if (eflags < 0) return 2;
   /* the text queries: --text's one, or --queries' lines */
   char **qs = NULL;
   int nq = 1;
   if (queries_f) {
+    struct stat sb;   /* a folder opens, then fails to read with a bare "read error" */
+    if (stat(queries_f, &sb) == 0 && S_ISDIR(sb.st_mode)) {
+      fprintf(stderr, "vlm search: --queries %s: is a directory, not a text file (one query per line)\n", queries_f);
+      return 1;
+    }
     if (vlm_tools_read_lines(queries_f, &qs, &nq, 0) != VLM_OK) { fprintf(stderr, "vlm search: %s\n", vlm_last_error()); return 1; }
     if (nq == 0) {
       fprintf(stderr, "vlm search: %s: no queries (one per line)\n", queries_f);
@@ -152,7 +167,7 @@ int vlm_cmd_search(int argc, char **argv) {
     if (vlm_encoder_texts(&enc, texts, nq, q) != VLM_OK) { fprintf(stderr, "vlm search: %s\n", vlm_last_error()); goto done; }
   } else {
     pix = malloc((size_t)(3 * S * S) * sizeof(float));
-    vlm_decode_opts d = {0};
+    vlm_decode_opts d = {.max_pixels = max_pixels ? max_pixels : VLM_DEFAULT_MAX_PIXELS};
     if (!pix) { fprintf(stderr, "vlm search: out of memory\n"); goto done; }
     if (vlm_preprocess_file(image, &d, &enc.pre, NULL, pix) != VLM_OK) {
       fprintf(stderr, "vlm search: %s\n", vlm_last_error());

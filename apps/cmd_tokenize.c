@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "apps/apps.h"
@@ -38,7 +39,8 @@ static void usage(FILE *f) {
           "  --stats               report captions/s on stderr\n"
           "Options may come before or after the FILEs; '--' ends them.\n"
           "\n"
-          "Invalid UTF-8 in a caption is read as U+FFFD (Python's errors=\"replace\").\n"
+          "Invalid UTF-8 in a caption is read as U+FFFD (Python's errors=\"replace\"). A line's end\n"
+          "is '\\n' or '\\r\\n' (a Windows editor's): neither is part of the caption.\n"
           "\n"
           "Examples:\n"
           "  echo 'a photo of a cat' | vlm tokenize --vocab bpe_simple_vocab_16e6.txt.gz\n"
@@ -173,6 +175,7 @@ static int do_file(tok_job *j, FILE *f, const char *name) {
   while ((r = getline(&line, &cap, f)) >= 0) {
     size_t len = (size_t)r;
     if (len && line[len - 1] == '\n') len--;
+    if (len && line[len - 1] == '\r') len--;   /* a CRLF line end (a Windows editor's) is no part of the text */
     if (!do_line(j, line, len)) {
       fprintf(stderr, "vlm tokenize: %s: out of memory\n", name);
       free(line);
@@ -258,6 +261,13 @@ int vlm_cmd_tokenize(int argc, char **argv) {
     FILE *f = fopen(files[k], "rb");
     if (!f) {
       fprintf(stderr, "vlm tokenize: %s: cannot open: %s\n", files[k], strerror(errno));
+      ok = 0;
+      break;
+    }
+    struct stat sb;   /* a folder opens, then fails to read with a bare "read error" */
+    if (fstat(fileno(f), &sb) == 0 && S_ISDIR(sb.st_mode)) {
+      fprintf(stderr, "vlm tokenize: %s: is a directory, not a text file (one caption per line)\n", files[k]);
+      fclose(f);
       ok = 0;
       break;
     }

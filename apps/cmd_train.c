@@ -58,6 +58,8 @@ static void usage(FILE *f) {
           "  --csv-separator C        (tab)  --csv-img-key K (filepath)  --csv-caption-key K (title)\n"
           "  --train-data-upsampling-factors F1::F2  --data-temperature T\n"
           "  --workers N              loader threads (2)\n"
+          "  --max-image-pixels N     images with more pixels are bad samples, skipped (%lld,\n"
+          "                           PIL's limit; checked from the header before decoding)\n"
           "Model:\n"
           "  --model M                built-in name (ViT-B-32, small, tiny, shapes-demo, ...), a\n"
           "                           model config JSON, or a checkpoint dir to fine-tune;\n"
@@ -138,8 +140,8 @@ static void usage(FILE *f) {
           "      --tokenizer train:4096 --batch-size 128 --epochs 10 --warmup 500 --logs runs\n"
           "  mpirun -np 4 vlm train --train-data data/train.tsv --model small --tokenizer train:4096 \\\n"
           "      --batch-size 32 --epochs 10 --logs runs --name four\n",
-          SHAPES_VOCAB, SHAPES_BATCH, SHAPES_LR, SHAPES_WARMUP, SHAPES_STEPS, SHAPES_CLIP_STEPS,
-          SHAPES_EVAL_STEPS);
+          (long long)VLM_DEFAULT_MAX_PIXELS, SHAPES_VOCAB, SHAPES_BATCH, SHAPES_LR, SHAPES_WARMUP, SHAPES_STEPS,
+          SHAPES_CLIP_STEPS, SHAPES_EVAL_STEPS);
 }
 
 typedef struct {
@@ -154,6 +156,7 @@ typedef struct {
   double coca_caption_w, coca_clip_w;
   long long batch, epochs, steps, warmup, accum, seed, workers, save_freq, save_steps, val_freq, zs_freq, image_size;
   long long stop_at, log_every, eval_steps, epochs_cooldown;
+  long long max_pixels;   /* --max-image-pixels (the loaders' decoding) */
   long long bpe_size;   /* --tokenizer train:SIZE */
   int save_most_recent, lock_image, lock_text, json;
   int siglip;         /* --siglip: SigLIP's sigmoid loss (a model with a logit_bias trains with it anyway) */
@@ -527,6 +530,7 @@ static vlm_status open_loader(run_state *R, vlm_loader **out, const char *spec, 
   lc.temperature = train ? R->o.temperature : 0;
   lc.batch_size = (int)R->o.batch;
   lc.workers = (int)R->o.workers;
+  lc.decode.max_pixels = R->o.max_pixels;
   lc.seed = (uint64_t)R->o.seed;
   lc.train = train;
   vlm_vit_preprocess_cfg(&R->model.vision, &lc.pre);   /* its preprocess_cfg's mean / std (a fine-tuned checkpoint's) */
@@ -1367,9 +1371,12 @@ static int run(run_state *R) {
         if (ls.samples == 0 && n > 0 && ls.bad_distinct >= n)
           fprintf(stderr, CMD ": %s: an epoch gave no full batch: the data holds only %lld samples, all bad\n",
                   o->train_data, (long long)n);
+        else if (ls.samples > 0)
+          fprintf(stderr, CMD ": %s: the data holds only %lld good sample%s, fewer than one batch of %lld (x accum %lld)\n",
+                  o->train_data, (long long)ls.samples, ls.samples == 1 ? "" : "s", o->batch, o->accum);
         else
-          fprintf(stderr, CMD ": %s: an epoch gave no full batch (%lld good samples, %lld bad ones of which %lld distinct)\n",
-                  o->train_data, (long long)ls.samples, (long long)ls.bad, (long long)ls.bad_distinct);
+          fprintf(stderr, CMD ": %s: an epoch gave no full batch (0 good samples, %lld bad ones of which %lld distinct)\n",
+                  o->train_data, (long long)ls.bad, (long long)ls.bad_distinct);
         rc = 1;
         break;
       }
@@ -1472,6 +1479,7 @@ int vlm_cmd_train(int argc, char **argv) {
   o->warmup = 10000;
   o->accum = 1;
   o->workers = 2;
+  o->max_pixels = VLM_DEFAULT_MAX_PIXELS;
   o->save_freq = 1;
   o->val_freq = 1;
   o->zs_freq = 2;
@@ -1537,6 +1545,7 @@ int vlm_cmd_train(int argc, char **argv) {
     INT("--accum-freq", accum, 1, 4096)
     INT("--seed", seed, 0, (1LL << 62))
     INT("--workers", workers, 0, 256)
+    INT("--max-image-pixels", max_pixels, 1, 1LL << 40)
     INT("--save-frequency", save_freq, 0, 1000000)
     INT("--save-steps", save_steps, 0, 1LL << 40)
     INT("--val-frequency", val_freq, 0, 1000000)

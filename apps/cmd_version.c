@@ -21,7 +21,9 @@ int vlm_cmd_version(int argc, char **argv) {
   printf("vlm 0.1.0\n");
   printf("cpu: %d threads, AVX512-BF16/AMX: %s, oneDNN %d.%d.%d, bf16 GEMMs: %s\n", vlm_threads_get(),
          vlm_cpu_has_bf16() ? "yes" : "no", v->major, v->minor, v->patch,
-         vlm_cpu_bf16_gemm_native() ? "oneDNN" : "none (--precision bf16 computes in f32: same results, no speedup)");
+         vlm_cpu_bf16_gemm_native() ? "oneDNN"
+                                        : "none (--precision bf16 rounds the matmul inputs to bf16, then multiplies in "
+                                          "f32: bf16's results, close to but not those of f32, and no speedup)");
   printf("gpu: %s\n", vlm_cuda_describe());
   char dnn[256];
   vlm_cuda_cudnn_probe(dnn, sizeof dnn);

@@ -3,6 +3,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include <dirent.h>
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,9 +23,17 @@ static void usage(FILE *f) {
           "all templates (\"a photo of a {}.\"), each L2-normalized, averaged, renormalized;\n"
           "logits = 100 x cosine(image, class); probabilities = softmax over the classes.\n"
           "Images (JPEG, PNG, WebP; folders are searched recursively, not into linked\n"
-          "folders; a file named twice is classified once) get open_clip's eval\n"
-          "preprocessing at the model's image size. Unreadable images are skipped with a\n"
-          "message naming the file.\n"
+          "folders, for the files named .jpg, .jpeg, .png or .webp and those that start\n"
+          "like an image; a file named twice is classified once) get open_clip's eval\n"
+          "preprocessing at the model's image size. A folder that cannot be opened, or one\n"
+          "more than 64 folders deep, is named in a warning and the rest classified.\n"
+          "Unreadable images (no permission, empty, corrupt, over --max-image-pixels) are\n"
+          "skipped with a message naming the file and counted, in folders too, and so are\n"
+          "images whose embedding is not finite (NaN or infinite: a damaged model), the\n"
+          "model named. Classes whose prompts the text tower cannot tell apart (names the\n"
+          "tokenizer reads alike: it lower-cases and collapses spaces; names cut off by a\n"
+          "template longer than the context length) are warned about: they split their\n"
+          "probability.\n"
           "\n"
           "Options:\n"
           "  --model PATH        model directory, config or weights file (see 'vlm info')\n"
@@ -39,6 +48,8 @@ static void usage(FILE *f) {
           "                      bpe_simple_vocab_16e6.txt.gz); default: the model's tokenizer/\n"
           "  --top-k K           classes printed per image (default 5; not with --eval)\n"
           "  --batch-size N      images / texts per forward pass (default 32)\n"
+          "  --max-image-pixels N  skip images with more pixels (default %lld, PIL's\n"
+          "                      limit), checked from the header before decoding\n"
           "  --classifier FILE   keep the classifier (the class embeddings) in FILE: read from it\n"
           "                      when it was built by this model, precision and device from the\n"
           "                      same prompts (class names, templates, tokenizer), else built and\n"
@@ -54,7 +65,10 @@ static void usage(FILE *f) {
           "                      '_' in a folder name reads as a space unless --classes names the\n"
           "                      classes, in the same order); reports top-1 / top-5 accuracy,\n"
           "                      per-class accuracy and the most frequent confusions (images\n"
-          "                      beside the class folders are in no class: named, not used)\n"
+          "                      beside the class folders are in no class: named, not used; a\n"
+          "                      link to a folder is a class, as in torchvision and 'vlm eval';\n"
+          "                      a class folder without images is still a class, warned about,\n"
+          "                      its accuracy n/a, null in JSON)\n"
           "  --                  the arguments after it are images or folders (names that start with '-')\n"
           "  --json              one JSON document on stdout:\n"
           "                      classify: {\"model\", \"identity\", \"classes\": [..], \"templates\": n,\n"
@@ -65,13 +79,14 @@ static void usage(FILE *f) {
           "                        \"confusions\": [{\"true\", \"predicted\", \"count\"}]}\n"
           "\n"
           "Exit status: 0 when at least one image was classified, 1 on errors (or when every\n"
-          "image was unreadable), 2 on usage errors.\n"
+          "image was skipped; a class embedding that is not finite is an error), 2 on usage errors.\n"
           "\n"
           "Examples:\n"
           "  vlm zeroshot --model vit-b-32/ --classes cat,dog,car photos/\n"
           "  vlm zeroshot --model vit-b-32/ --classes-file classes.txt --templates simple --top-k 3 a.jpg b.png\n"
           "  vlm zeroshot --model my-model/ --eval val/ --json > accuracy.json\n"
-          "  vlm zeroshot --model vit-b-32/ --classes-file imagenet.txt --classifier imagenet.zsc photos/\n");
+          "  vlm zeroshot --model vit-b-32/ --classes-file imagenet.txt --classifier imagenet.zsc photos/\n",
+          (long long)VLM_DEFAULT_MAX_PIXELS);
 }
 
 /* Sub-folders of dir, sorted; images beside them (in no class) are counted and named. */
@@ -89,8 +104,12 @@ static vlm_status subdirs(const char *dir, vlm_pathlist *out) {
     if (!p) { st = vlm_error(VLM_ERR_OOM, "out of memory"); break; }
     snprintf(p, len, "%s/%s", dir, de->d_name);
     struct stat s;
-    if (stat(p, &s) != 0) ;
-    else if (S_ISDIR(s.st_mode)) st = vlm_pathlist_add(out, de->d_name);
+    if (stat(p, &s) != 0) {   /* a link to a class folder that is not there (a relative target gone wrong) */
+      const int e = errno;
+      if (lstat(p, &s) == 0 && S_ISLNK(s.st_mode))
+        fprintf(stderr, "vlm zeroshot: warning: %s: a link whose target cannot be read (%s): not a class\n", p,
+                strerror(e));
+    } else if (S_ISDIR(s.st_mode)) st = vlm_pathlist_add(out, de->d_name);
     else if (S_ISREG(s.st_mode) && vlm_tools_is_image(p) && loose++ == 0) snprintf(first, sizeof first, "%s", de->d_name);
     free(p);
   }
@@ -103,6 +122,47 @@ static vlm_status subdirs(const char *dir, vlm_pathlist *out) {
       char *t = out->paths[j]; out->paths[j] = out->paths[j - 1]; out->paths[j - 1] = t;
     }
   return st;
+}
+
+/* A number in the JSON output: JSON has no NaN or infinity, so a number that is not finite is
+ * null (docs/JSON.md): a class without images has no accuracy (NAN); a NaN the model makes
+ * keeps the output JSON too. */
+static void json_num(double v, int decimals) {
+  if (isfinite(v)) printf("%.*f", decimals, v);
+  else printf("null");
+}
+
+/* Images whose embedding is not finite (NaN or infinite: damaged weights, or an overflow in the
+ * model) have no class and would make every probability NaN: each is skipped as an unreadable
+ * image is (ok[i] = 0), the first few named, and the model named once. Returns how many. */
+#define NONFINITE_NAMED 10
+static int64_t skip_nonfinite(const float *emb, int *ok, int64_t N, int64_t E, char *const *paths, const char *model) {
+  int64_t n = 0;
+  for (int64_t i = 0; i < N; i++) {
+    if (!ok[i]) continue;
+    int64_t d = 0;
+    while (d < E && isfinite(emb[i * E + d])) d++;
+    if (d == E) continue;
+    ok[i] = 0;
+    if (n++ < NONFINITE_NAMED) {
+      fprintf(stderr, "vlm zeroshot: ");
+      vlm_tools_text_str(stderr, paths[i]);
+      fprintf(stderr, ": its embedding is not finite (NaN or infinite); skipped\n");
+    }
+  }
+  if (n)
+    fprintf(stderr, "vlm zeroshot: warning: %lld image%s with embeddings that are not finite%s: the model %s gives NaN "
+            "or infinite image features (damaged weights?)\n", (long long)n, n == 1 ? "" : "s",
+            n > NONFINITE_NAMED ? " (the first named above)" : "", model);
+  return n;
+}
+
+/* A folder where a text file goes: said as such (reading one fails with a bare "read error"). */
+static int is_folder(const char *flag, const char *path, const char *what) {
+  struct stat sb;
+  if (stat(path, &sb) != 0 || !S_ISDIR(sb.st_mode)) return 0;
+  fprintf(stderr, "vlm zeroshot: %s %s: is a directory, not a text file (%s)\n", flag, path, what);
+  return 1;
 }
 
 typedef struct { int t, p; int64_t count; } confusion;
@@ -148,7 +208,7 @@ static int warn_repeated_classes(const char *const *classes, int n, const char *
 int vlm_cmd_zeroshot(int argc, char **argv) {
   const char *model = NULL, *classes_s = NULL, *classes_f = NULL, *templates_s = "openai", *tokenizer = NULL;
   const char *eval = NULL, *precision = "f32", *device = "cpu", *classifier = NULL;
-  long long top_k = 5, batch = 32;
+  long long top_k = 5, batch = 32, max_pixels = VLM_DEFAULT_MAX_PIXELS;
   int json = 0, top_k_set = 0;
   vlm_pathlist inputs = {0};
   int paths_only = 0;   /* after "--": file names that start with '-' */
@@ -167,11 +227,13 @@ int vlm_cmd_zeroshot(int argc, char **argv) {
                         : !strcmp(a, "--precision")    ? &precision
                         : !strcmp(a, "--device")       ? &device
                         : !strcmp(a, "--classifier")   ? &classifier : NULL;
-      long long *num = !strcmp(a, "--top-k") ? &top_k : !strcmp(a, "--batch-size") ? &batch : NULL;
+      long long *num = !strcmp(a, "--top-k") ? &top_k : !strcmp(a, "--batch-size") ? &batch
+                     : !strcmp(a, "--max-image-pixels") ? &max_pixels : NULL;
       const char *v = NULL;
       int bad = !slot && !num ? vlm_app_bad_arg("vlm zeroshot", a) : !(v = vlm_app_value("vlm zeroshot", argc, argv, &i));
       if (!bad && slot) *slot = v;
-      if (!bad && num) bad = !vlm_app_parse_int("vlm zeroshot", a, v, 1, num == &top_k ? 1000000 : 4096, num);
+      if (!bad && num)
+        bad = !vlm_app_parse_int("vlm zeroshot", a, v, 1, num == &top_k ? 1000000 : num == &batch ? 4096 : 1LL << 40, num);
       if (num == &top_k) top_k_set = 1;
       if (bad) {
         vlm_pathlist_free(&inputs);
@@ -213,6 +275,7 @@ int vlm_cmd_zeroshot(int argc, char **argv) {
       goto done;
     }
   } else if (classes_f) {
+    if (is_folder("--classes-file", classes_f, "one class name per line")) goto done;
     if (vlm_tools_read_lines(classes_f, &classes, &n_classes, 0) != VLM_OK) {
       fprintf(stderr, "vlm zeroshot: %s\n", vlm_last_error());
       goto done;
@@ -226,6 +289,7 @@ int vlm_cmd_zeroshot(int argc, char **argv) {
     goto done;
   }
   if (!(n_tpl = vlm_zeroshot_templates_builtin(templates_s, &tpl))) {
+    if (is_folder("--templates", templates_s, "one template per line, or openai, simple, shapes")) goto done;
     if (vlm_zeroshot_templates_load(templates_s, &tpl_owned, &n_tpl) != VLM_OK) {
       fprintf(stderr, "vlm zeroshot: --templates: %s (expected openai, simple, shapes or a file)\n", vlm_last_error());
       goto done;
@@ -256,7 +320,9 @@ int vlm_cmd_zeroshot(int argc, char **argv) {
       char path[4096];
       snprintf(path, sizeof path, "%s/%s", eval, folders.paths[c]);
       int64_t before = files.n;
-      if (vlm_tools_collect(&files, path) != VLM_OK) { fprintf(stderr, "vlm zeroshot: %s\n", vlm_last_error()); goto done; }
+      if (vlm_tools_collect(&files, path, "zeroshot") != VLM_OK) { fprintf(stderr, "vlm zeroshot: %s\n", vlm_last_error()); goto done; }
+      if (files.n == before)   /* still a class (the same classifier as vlm eval's), with no accuracy of its own */
+        fprintf(stderr, "vlm zeroshot: warning: %s: class '%s' has no images: its accuracy is n/a\n", path, classes[c]);
       if (files.n > cap) {
         cap = files.n;
         int *nl = realloc(labels, (size_t)cap * sizeof *nl);
@@ -268,7 +334,7 @@ int vlm_cmd_zeroshot(int argc, char **argv) {
     if (files.n == 0) { fprintf(stderr, "vlm zeroshot: %s: no JPEG, PNG or WebP images in the class folders\n", eval); goto done; }
   } else {
     for (int64_t i = 0; i < inputs.n; i++)
-      if (vlm_tools_collect(&files, inputs.paths[i]) != VLM_OK) {
+      if (vlm_tools_collect(&files, inputs.paths[i], "zeroshot") != VLM_OK) {
         fprintf(stderr, "vlm zeroshot: %s\n", vlm_last_error());
         goto done;
       }
@@ -297,9 +363,18 @@ int vlm_cmd_zeroshot(int argc, char **argv) {
     fprintf(stderr, "vlm zeroshot: %s\n", vlm_last_error());
     goto done;
   }
-  int64_t bad = vlm_tools_embed_files(&enc, files.paths, N, emb, ok, "zeroshot", N > 64);
+  const vlm_decode_opts decode = {.max_pixels = max_pixels};
+  int64_t bad = vlm_tools_embed_files(&enc, files.paths, N, emb, ok, &decode, "zeroshot", N > 64);
   if (bad < 0) goto done;
-  if (bad == N) { fprintf(stderr, "vlm zeroshot: none of the %lld images could be read\n", (long long)N); goto done; }
+  /* an image whose embedding is not finite has no class: skipped as an unreadable one is */
+  const int64_t nonfinite = skip_nonfinite(emb, ok, N, E, files.paths, model);
+  bad += nonfinite;
+  if (bad == N && !nonfinite) { fprintf(stderr, "vlm zeroshot: none of the %lld images could be read\n", (long long)N); goto done; }
+  if (bad == N) {
+    fprintf(stderr, "vlm zeroshot: none of the %lld images could be classified (%lld unreadable, %lld with embeddings "
+            "that are not finite)\n", (long long)N, (long long)(bad - nonfinite), (long long)nonfinite);
+    goto done;
+  }
   /* pack the good rows */
   int64_t G = 0;
   for (int64_t i = 0; i < N; i++) {
@@ -338,7 +413,11 @@ int vlm_cmd_zeroshot(int argc, char **argv) {
         for (int j = 0; j < k; j++) {
           printf("%s{\"class\": ", j ? ", " : "");
           vlm_tools_json_str(stdout, classes[idx[j]]);
-          printf(", \"index\": %lld, \"prob\": %.6f, \"logit\": %.4f}", (long long)idx[j], prob[idx[j]], lg[idx[j]]);
+          printf(", \"index\": %lld, \"prob\": ", (long long)idx[j]);
+          json_num(prob[idx[j]], 6);
+          printf(", \"logit\": ");
+          json_num(lg[idx[j]], 4);
+          putchar('}');
         }
         printf("]}");
       } else {
@@ -386,12 +465,17 @@ int vlm_cmd_zeroshot(int argc, char **argv) {
       vlm_tools_json_str(stdout, eval);
       printf(", \"templates\": %d, \"classes\": [", n_tpl);
       for (int c = 0; c < C; c++) { if (c) printf(", "); vlm_tools_json_str(stdout, classes[c]); }
-      printf("],\n \"images\": %lld, \"skipped\": %lld, \"top1\": %.6f, \"top5\": %.6f,\n \"per_class\": [",
-             (long long)G, (long long)bad, top1, top5);
+      printf("],\n \"images\": %lld, \"skipped\": %lld, \"top1\": ", (long long)G, (long long)bad);
+      json_num(top1, 6);
+      printf(", \"top5\": ");
+      json_num(top5, 6);
+      printf(",\n \"per_class\": [");
       for (int c = 0; c < C; c++) {
         printf("%s{\"class\": ", c ? ", " : "");
         vlm_tools_json_str(stdout, classes[c]);
-        printf(", \"images\": %lld, \"top1\": %.6f}", (long long)cnt[c], cnt[c] ? (double)cm[c * C + c] / cnt[c] : 0.0);
+        printf(", \"images\": %lld, \"top1\": ", (long long)cnt[c]);
+        json_num(cnt[c] ? (double)cm[c * C + c] / cnt[c] : NAN, 6);   /* no images: no accuracy, null */
+        putchar('}');
       }
       printf("],\n \"confusions\": [");
       for (int j = 0; j < ncf; j++) {
@@ -404,10 +488,13 @@ int vlm_cmd_zeroshot(int argc, char **argv) {
       printf("]}\n");
     } else {
       printf("zero-shot on %s: %lld images, %lld classes, %d templates\n", eval, (long long)G, (long long)C, n_tpl);
-      if (bad) printf("skipped: %lld unreadable images\n", (long long)bad);
+      if (bad && !nonfinite) printf("skipped: %lld unreadable images\n", (long long)bad);
+      else if (bad) printf("skipped: %lld images (%lld unreadable, %lld with embeddings that are not finite)\n",
+                           (long long)bad, (long long)(bad - nonfinite), (long long)nonfinite);
       printf("top-1 accuracy: %.2f%%\ntop-5 accuracy: %.2f%%\n\nper class:\n", 100 * top1, 100 * top5);
       for (int c = 0; c < C; c++)
-        printf("  %7.2f%%  %5lld  %s\n", cnt[c] ? 100.0 * cm[c * C + c] / cnt[c] : 0.0, (long long)cnt[c], classes[c]);
+        if (cnt[c]) printf("  %7.2f%%  %5lld  %s\n", 100.0 * cm[c * C + c] / cnt[c], (long long)cnt[c], classes[c]);
+        else printf("  %8s  %5lld  %s\n", "n/a", (long long)cnt[c], classes[c]);
       if (ncf) {
         printf("\nmost frequent confusions (true -> predicted):\n");
         for (int j = 0; j < ncf; j++)

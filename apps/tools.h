@@ -9,14 +9,23 @@
 typedef struct {
   char **paths;
   int64_t n, cap;
+  int64_t unsearched;   /* vlm_tools_collect: folders it could not search (each named on stderr) */
 } vlm_pathlist;
 
 /* 1 when the file starts like a JPEG, PNG or WebP (magic bytes, not the extension). */
 int vlm_tools_is_image(const char *path);
-/* Add arg: a file is added as given; a directory is walked recursively (symlinked
- * directories are not followed) and its image files are added in sorted order.
- * A missing path is an error naming it. */
-vlm_status vlm_tools_collect(vlm_pathlist *pl, const char *arg);
+/* Add arg: a file is added as given; a folder is searched recursively (links to folders
+ * are not followed) and its images are added in sorted order: the files that start like
+ * a JPEG, PNG or WebP, and every file named .jpg, .jpeg, .png or .webp (any case) even
+ * when it cannot be read (no permission, empty, not an image), so that the decoding
+ * names it and counts it as skipped instead of its vanishing (a pipe or device so named is
+ * a warning, never opened); other files are ignored, except that one whose first bytes
+ * cannot be read is named in a warning (it may be an image).
+ * A folder that cannot be opened, or one nested more than VLM_TOOLS_MAX_DEPTH folders
+ * deep, is left out with a warning "vlm CMD: warning: FOLDER: ..." on stderr and counted
+ * in pl->unsearched; the rest is searched. A missing arg is an error naming it. */
+#define VLM_TOOLS_MAX_DEPTH 64
+vlm_status vlm_tools_collect(vlm_pathlist *pl, const char *arg, const char *cmd);
 vlm_status vlm_pathlist_add(vlm_pathlist *pl, const char *path);
 void vlm_pathlist_free(vlm_pathlist *pl);
 /* Files named more than once (a folder and a file in it, two spellings of one folder, a
@@ -69,12 +78,13 @@ vlm_status vlm_tools_classifier(vlm_encoder *e, const char *cmd, const char *mod
                                 float *W);
 int vlm_tools_classifier_dir_ok(const char *cmd, const char *classifier);
 
-/* Embed n image files into out[n, E] (unit rows), batch by batch, decoding and
- * preprocessing a batch in parallel. ok[i] = 1 if file i was embedded, 0 if it
- * was skipped (its message printed as "vlm CMD: <error>"). progress != 0 prints a
- * progress line on stderr. Returns the number skipped, or -1 on a fatal error. */
+/* Embed n image files into out[n, E] (unit rows), batch by batch, decoding (with decode:
+ * --max-image-pixels; NULL: the defaults) and preprocessing a batch in parallel. ok[i] = 1
+ * if file i was embedded, 0 if it was skipped (its message printed as "vlm CMD: skipped:
+ * <error>"). progress != 0 prints a progress line on stderr. Returns the number skipped,
+ * or -1 on a fatal error. */
 int64_t vlm_tools_embed_files(vlm_encoder *e, char *const *paths, int64_t n, float *out, int *ok,
-                              const char *cmd, int progress);
+                              const vlm_decode_opts *decode, const char *cmd, int progress);
 
 /* Split a comma-separated list (trimmed, empty items are an error) or read one
  * item per non-empty line of a file (trimmed; a UTF-8 BOM at its start skipped). Free with

@@ -2,9 +2,11 @@
 #define _POSIX_C_SOURCE 200809L
 #include <dirent.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -43,10 +45,49 @@ void vlm_pathlist_free(vlm_pathlist *pl) {
 
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
-static vlm_status walk(vlm_pathlist *pl, const char *dir, int depth) {
-  if (depth > 64) return vlm_error(VLM_ERR_ARG, "%s: directories nested too deeply", dir);
+/* The names a folder's image files have (the datasets' folder sources take the same ones). */
+static int has_image_ext(const char *name) {
+  const char *dot = strrchr(name, '.');
+  if (!dot) return 0;
+  static const char *const ext[] = {".jpg", ".jpeg", ".png", ".webp"};
+  for (size_t k = 0; k < sizeof ext / sizeof ext[0]; k++)
+    if (!strcasecmp(dot, ext[k])) return 1;
+  return 0;
+}
+
+/* What the search of a folder tree leaves out is said, never silent: "vlm CMD: warning: ...". */
+static void walk_warn(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void walk_warn(const char *cmd, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  fprintf(stderr, "vlm%s%s: warning: ", cmd ? " " : "", cmd ? cmd : "");
+  vfprintf(stderr, fmt, ap);
+  fputc('\n', stderr);
+  va_end(ap);
+}
+
+/* The folders from the top one down to the one being searched, so that a folder holding
+ * itself (a bind mount) is searched once, not until the depth limit in every branch. */
+typedef struct { dev_t dev; ino_t ino; } dir_id;
+
+static vlm_status walk(vlm_pathlist *pl, const char *dir, const char *cmd, int depth, dir_id *up) {
   DIR *d = opendir(dir);
-  if (!d) return vlm_error(VLM_ERR_IO, "%s: cannot open directory: %s", dir, strerror(errno));
+  if (!d) {   /* one locked folder must not cost the rest of the tree */
+    walk_warn(cmd, "%s: cannot open folder: %s; its images are left out", dir, strerror(errno));
+    pl->unsearched++;
+    return VLM_OK;
+  }
+  struct stat ds;
+  up[depth] = (dir_id){0, 0};
+  if (fstat(dirfd(d), &ds) == 0) {
+    for (int k = 0; k < depth; k++)
+      if (up[k].dev == ds.st_dev && up[k].ino == ds.st_ino) {
+        walk_warn(cmd, "%s: is a folder above it again (a bind mount?): not searched twice", dir);
+        closedir(d);
+        return VLM_OK;
+      }
+    up[depth] = (dir_id){ds.st_dev, ds.st_ino};
+  }
   vlm_pathlist names = {0};
   vlm_status st = VLM_OK;
   struct dirent *de;
@@ -57,18 +98,32 @@ static vlm_status walk(vlm_pathlist *pl, const char *dir, int depth) {
   size_t dl = strlen(dir);
   while (dl > 1 && dir[dl - 1] == '/') dl--;
   for (int64_t i = 0; i < names.n && st == VLM_OK; i++) {
-    size_t len = dl + strlen(names.paths[i]) + 2;
+    const char *name = names.paths[i];
+    size_t len = dl + strlen(name) + 2;
     char *p = malloc(len);
     if (!p) { st = vlm_error(VLM_ERR_OOM, "out of memory"); break; }
-    snprintf(p, len, "%.*s/%s", (int)dl, dir, names.paths[i]);
-    struct stat s;
-    if (lstat(p, &s) == 0) {
-      if (S_ISDIR(s.st_mode)) st = walk(pl, p, depth + 1);
-      else if (S_ISLNK(s.st_mode) && stat(p, &s) != 0)   /* its target is gone: said, not silent */
-        vlm_log(VLM_LOG_WARN, "%s: a link whose target cannot be read (%s): skipped", p, strerror(errno));
-      else if ((S_ISREG(s.st_mode) || (S_ISLNK(s.st_mode) && stat(p, &s) == 0 && S_ISREG(s.st_mode))) &&
-               vlm_tools_is_image(p))
-        st = vlm_pathlist_add(pl, p);
+    snprintf(p, len, "%.*s/%s", (int)dl, dir, name);
+    const int ext = has_image_ext(name);
+    struct stat s, t;
+    if (lstat(p, &s) != 0) {
+      if (ext) st = vlm_pathlist_add(pl, p);   /* gone since the listing: the decoding says so */
+    } else if (S_ISDIR(s.st_mode)) {
+      if (depth < VLM_TOOLS_MAX_DEPTH) st = walk(pl, p, cmd, depth + 1, up);
+      else {   /* (a loop of bind mounts is caught above; this is a deep tree) */
+        walk_warn(cmd, "%s: more than %d folders deep: not searched, nor the folders in it", p, VLM_TOOLS_MAX_DEPTH);
+        pl->unsearched++;
+      }
+    } else if (S_ISLNK(s.st_mode) && stat(p, &t) != 0) {
+      if (ext) st = vlm_pathlist_add(pl, p);   /* named and counted by the decoding */
+      else walk_warn(cmd, "%s: a link whose target cannot be read (%s): skipped", p, strerror(errno));
+    } else {
+      if (!S_ISLNK(s.st_mode)) t = s;
+      if (S_ISDIR(t.st_mode)) ;   /* a link to a folder: not followed (said in every --help) */
+      else if (!S_ISREG(t.st_mode)) {   /* a FIFO would block the decoding: named, not opened */
+        if (ext) walk_warn(cmd, "%s: not a regular file (%s): skipped", p, S_ISFIFO(t.st_mode) ? "a pipe" : "a device or socket");
+      } else if (ext || vlm_tools_is_image(p)) st = vlm_pathlist_add(pl, p);
+      else if (access(p, R_OK) != 0)   /* no image name and no readable first bytes: maybe an image */
+        walk_warn(cmd, "%s: cannot be read (%s): skipped", p, strerror(errno));
     }
     free(p);
   }
@@ -76,11 +131,12 @@ static vlm_status walk(vlm_pathlist *pl, const char *dir, int depth) {
   return st;
 }
 
-vlm_status vlm_tools_collect(vlm_pathlist *pl, const char *arg) {
+vlm_status vlm_tools_collect(vlm_pathlist *pl, const char *arg, const char *cmd) {
   struct stat s;
   if (stat(arg, &s) != 0) return vlm_error(VLM_ERR_IO, "%s: %s", arg, strerror(errno));
-  if (S_ISDIR(s.st_mode)) return walk(pl, arg, 0);
-  return vlm_pathlist_add(pl, arg);
+  if (!S_ISDIR(s.st_mode)) return vlm_pathlist_add(pl, arg);
+  dir_id up[VLM_TOOLS_MAX_DEPTH + 1];   /* arg and the VLM_TOOLS_MAX_DEPTH levels below it */
+  return walk(pl, arg, cmd, 0, up);
 }
 
 typedef struct { dev_t dev; ino_t ino; int64_t i; } file_id;
@@ -161,7 +217,7 @@ void vlm_tools_progress_add(vlm_tools_progress *p, int64_t k, int64_t skipped) {
 }
 
 int64_t vlm_tools_embed_files(vlm_encoder *e, char *const *paths, int64_t n, float *out, int *ok,
-                              const char *cmd, int progress) {
+                              const vlm_decode_opts *decode, const char *cmd, int progress) {
   int64_t B = e->max_batch, S = vlm_encoder_image_size(e), E = vlm_encoder_dim(e), per = 3 * S * S;
   float *pix = malloc((size_t)B * (size_t)per * sizeof(float));
   float *emb = malloc((size_t)B * (size_t)E * sizeof(float));
@@ -172,7 +228,7 @@ int64_t vlm_tools_embed_files(vlm_encoder *e, char *const *paths, int64_t n, flo
     fprintf(stderr, "vlm %s: out of memory for a batch of %lld images\n", cmd, (long long)B);
     return -1;
   }
-  vlm_decode_opts dopts = {0};
+  const vlm_decode_opts dopts = decode ? *decode : (vlm_decode_opts){0};
   int64_t bad = 0;
   vlm_tools_progress pg;
   vlm_tools_progress_start(&pg, cmd, "images", n, progress);

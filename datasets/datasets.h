@@ -84,8 +84,14 @@ typedef struct {
   int palette_n;
 } vlm_image;
 
-/* open_clip's suggested guard against decompression bombs. */
-#define VLM_DEFAULT_MAX_PIXELS 25000000LL
+/* The guard against decompression bombs: PIL's Image.MAX_IMAGE_PIXELS (1024 * 1024 * 1024 / 4 / 3
+ * = 89,478,485), the limit open_clip's images meet, since it opens them with PIL: PIL warns
+ * (DecompressionBombWarning) above it and refuses above twice it; vlm refuses where PIL starts
+ * to warn, so every image open_clip reads without a warning is read. Lower (25M, as before), a
+ * 28-50 MP camera photo that open_clip reads would be refused. At the limit an RGB image decodes to 268 MB, plus the file (read whole):
+ * `vlm index` of one such image peaks at 274 MB (PNG) / 306 MB (JPEG) resident; a 7000x5000
+ * photo at 126 MB (JPEG). The resize and crop work on a window of it, not a copy. */
+#define VLM_DEFAULT_MAX_PIXELS 89478485LL
 
 typedef struct {
   int64_t max_pixels;  /* <= 0: VLM_DEFAULT_MAX_PIXELS */
@@ -95,7 +101,8 @@ typedef struct {
    * >= min_side. 0: full-scale decode (exact PIL pixels). */
   int jpeg_reduce_min_side;
   /* What the over-the-limit message suggests: NULL: "raise --max-image-pixels to
-   * allow it" (the command's option); a caller without that option says its own. */
+   * allow it" (every vlm command that decodes images has that option); a caller
+   * without it (the C API) says its own. */
   const char *limit_hint;
 } vlm_decode_opts;
 

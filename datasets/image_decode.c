@@ -458,7 +458,13 @@ vlm_status vlm_image_decode_mem(const void *buf, size_t n, const char *name, con
 vlm_status vlm_image_decode_file(const char *path, const vlm_decode_opts *opts, vlm_image *out) {
   memset(out, 0, sizeof *out);
   FILE *f = fopen(path, "rb");
-  if (!f) return vlm_error(VLM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+  if (!f) {
+    const int e = errno;
+    struct stat ls;   /* a link whose target is gone (or locked) is said as such: the link itself is there */
+    if (lstat(path, &ls) == 0 && S_ISLNK(ls.st_mode))
+      return vlm_error(VLM_ERR_IO, "%s: a link whose target cannot be read (%s)", path, strerror(e));
+    return vlm_error(VLM_ERR_IO, "%s: cannot open: %s", path, strerror(e));
+  }
   struct stat sb;
   if (fstat(fileno(f), &sb) == 0 && S_ISDIR(sb.st_mode)) {   /* fopen opens folders; reading one fails */
     fclose(f);

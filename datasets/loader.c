@@ -32,10 +32,14 @@
  * slot seq % W of a ring of W slots; a worker never runs more than W items ahead of the
  * consumer, so memory is bounded (W = cfg.queue_samples, default 2 batch_size + 4 workers,
  * capped to 512 MiB of slots). vlm_loader_next takes slots in seq order: a good sample goes
- * into the batch, a bad one is counted, logged (the first 10 of an epoch at warn level) and
- * skipped, so the batch fills with the next good samples in order (max(1000, 2 x the data)
- * bad samples in a row end the epoch: training cycles its sources, and a source without a
- * good sample would otherwise loop forever). With 0 workers the
+ * into the batch, a bad one is counted, logged (the first 10 distinct ones of the loader's life
+ * at warn level, then one line saying that the rest are not named; all at debug level) and
+ * skipped, so the batch fills with the next good samples in order. Training cycles its
+ * sources, so two limits stop it from filling batches with copies: once every source has
+ * been read once in an epoch, fewer good samples than a batch end the epoch with an error
+ * (not checked in an epoch resumed past its start, whose skipped items were not read), and
+ * max(1000, 2 x the data) bad samples in a row end it (a source without a good sample would
+ * otherwise loop forever). With 0 workers the
  * calling thread does the same work inline, giving the same batches bit for bit. */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
@@ -79,6 +83,9 @@ typedef struct {
   vlm_rng buf_rng;
   int64_t pass_items;
   int exhausted;
+  /* this epoch: good samples of the first pass consumed; set once an item of a later pass is */
+  int64_t good0;
+  int past0;
 } lsrc;
 
 typedef struct {
@@ -125,7 +132,12 @@ struct vlm_loader {
   int *b_labels;
   int64_t *b_groups;
   vlm_loader_stats st;
-  int64_t bad_logged;
+  /* the bad samples named at warn level, over the loader's life (a sample bad in every epoch is
+   * named once): random access by (source, index), a stream's by its message's hash */
+  struct { int src; int64_t index; uint64_t hash; } bad_named[LOG_BAD_FIRST];
+  int n_bad_named, bad_hidden_said;
+  int check_few;                  /* this epoch started at its beginning: the first pass is seen whole */
+  int64_t good_again;             /* this epoch: good samples from a source's second or later pass */
   int64_t bad_run, bad_run_max;   /* consecutive bad samples; the limit that ends the epoch */
 };
 
@@ -471,7 +483,12 @@ vlm_status vlm_loader_start_epoch_at(vlm_loader *l, int64_t epoch, int64_t batch
   memset(&l->st, 0, sizeof l->st);
   for (int j = 0; j < l->nsrc; j++)
     if (l->src[j].bad_seen) memset(l->src[j].bad_seen, 0, (size_t)(l->src[j].n + 7) / 8);
-  l->bad_logged = 0;
+  for (int j = 0; j < l->nsrc; j++) {
+    l->src[j].good0 = 0;
+    l->src[j].past0 = 0;
+  }
+  l->check_few = seq == 0;   /* a resumed epoch did not see its skipped items' outcome */
+  l->good_again = 0;
   l->bad_run = 0;
   /* skip: replay the planner without doing the work */
   for (int64_t k = 0; k < seq; k++) {
@@ -496,13 +513,15 @@ static void log_epoch_end(vlm_loader *l) {
   if (l->ended_logged) return;
   l->ended_logged = 1;
   vlm_loader_stats *s = &l->st;
-  char distinct[64] = "";
+  char distinct[64] = "", again[80] = "";
   if (s->bad) snprintf(distinct, sizeof distinct, "%lld distinct; ", (long long)s->bad_distinct);
+  /* the count says how many were read again (bad ones replaced from the next pass) */
+  if (l->good_again) snprintf(again, sizeof again, " (%lld of them read again, in a further pass)", (long long)l->good_again);
   /* evaluation loaders run often: their clean epochs are logged at debug level */
   vlm_log(s->bad ? VLM_LOG_WARN : l->cfg.train ? VLM_LOG_INFO : VLM_LOG_DEBUG,
-          "loader: epoch %lld done: %lld samples, %lld bad skipped (%sread %lld, decode %lld, caption %lld), "
+          "loader: epoch %lld done: %lld samples%s, %lld bad skipped (%sread %lld, decode %lld, caption %lld), "
           "waited %.2f s%s%s",
-          (long long)l->epoch, (long long)s->samples, (long long)s->bad, distinct, (long long)s->bad_read,
+          (long long)l->epoch, (long long)s->samples, again, (long long)s->bad, distinct, (long long)s->bad_read,
           (long long)s->bad_decode, (long long)s->bad_caption, s->wait_s, s->bad ? "; last: " : "",
           s->bad ? s->last_error : "");
 }
@@ -535,6 +554,59 @@ static slot *next_ready(vlm_loader *l) {
 
 int vlm_loader_queue_size(const vlm_loader *l) { return l->W; }
 
+static uint64_t str_hash(const char *s) {
+  uint64_t h = 1469598103934665603ull;
+  for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
+  return h;
+}
+
+/* A bad sample's message: the first LOG_BAD_FIRST distinct ones at warn level, then one line
+ * saying that the others are not named (all of them at debug level). Lock held. */
+static void log_bad(vlm_loader *l, const slot *sl) {
+  uint64_t h = sl->index >= 0 ? 0 : str_hash(sl->err);
+  for (int k = 0; k < l->n_bad_named; k++)
+    if (l->bad_named[k].src == sl->src && l->bad_named[k].index == sl->index && l->bad_named[k].hash == h) {
+      vlm_log(VLM_LOG_DEBUG, "loader: skipped a bad sample (again): %s", sl->err);
+      return;
+    }
+  if (l->n_bad_named < LOG_BAD_FIRST) {
+    l->bad_named[l->n_bad_named].src = sl->src;
+    l->bad_named[l->n_bad_named].index = sl->index;
+    l->bad_named[l->n_bad_named].hash = h;
+    l->n_bad_named++;
+    vlm_log(VLM_LOG_WARN, "loader: skipped a bad sample: %s", sl->err);
+    return;
+  }
+  if (!l->bad_hidden_said) {
+    l->bad_hidden_said = 1;
+    vlm_log(VLM_LOG_WARN, "loader: further bad samples are not named (%d were; VLM_LOG=debug names them all; "
+            "the epoch's summary counts them)", LOG_BAD_FIRST);
+  }
+  vlm_log(VLM_LOG_DEBUG, "loader: skipped a bad sample: %s", sl->err);
+}
+
+/* Training cycles its sources, so when the data holds fewer good samples than a batch, the
+ * batches would be filled with copies of the same pairs (and counted as samples). Checked
+ * when every source has been read once in this epoch (an item of a later pass comes up):
+ * 1 when the good ones of those first passes are fewer than a batch (logged). Lock held. */
+static int too_few_good(vlm_loader *l, const slot *sl) {
+  lsrc *so = &l->src[sl->src];
+  if (!l->cfg.train || !l->check_few || sl->pass == 0 || so->past0) return 0;
+  so->past0 = 1;
+  int64_t good = 0;
+  for (int j = 0; j < l->nsrc; j++) {
+    if (!l->src[j].past0) return 0;
+    good += l->src[j].good0;
+  }
+  if (good >= l->B) return 0;
+  char rank[64] = "";
+  if (l->cfg.world > 1) snprintf(rank, sizeof rank, " (rank %d's share of %d)", l->cfg.rank, l->cfg.world);
+  vlm_log(VLM_LOG_ERROR, "loader: %s%s holds only %lld good sample%s (%lld bad), fewer than one batch of %d: ending the "
+          "epoch (its batches would repeat the same pairs)", l->nsrc == 1 ? vlm_source_spec(l->src[0].src) : "the data",
+          rank, (long long)good, good == 1 ? "" : "s", (long long)l->st.bad_distinct, l->B);
+  return 1;
+}
+
 int vlm_loader_next(vlm_loader *l, vlm_batch *b) {
   memset(b, 0, sizeof *b);
   if (!l->started) vlm_loader_start_epoch(l, 0, 0);
@@ -544,8 +616,15 @@ int vlm_loader_next(vlm_loader *l, vlm_batch *b) {
     if (l->target >= 0 && l->delivered >= l->target) break;
     slot *sl = next_ready(l);
     if (!sl) break;
+    if (too_few_good(l, sl)) {
+      l->end_seq = l->next_consume;   /* this item and the ones planned after it are not taken */
+      l->target = l->delivered;
+      break;
+    }
     if (sl->ok) {
       l->bad_run = 0;
+      if (sl->pass == 0) l->src[sl->src].good0++;
+      else l->good_again++;
       memcpy(l->b_img + (size_t)n * l->img_n, sl->img, l->img_n * sizeof(float));
       memcpy(l->b_ids + (size_t)n * l->ctx, sl->ids, (size_t)l->ctx * sizeof(int32_t));
       l->b_labels[n] = sl->label;
@@ -569,7 +648,7 @@ int vlm_loader_next(vlm_loader *l, vlm_batch *b) {
       else if (sl->why == VLM_BAD_CAPTION) l->st.bad_caption++;
       else l->st.bad_read++;
       snprintf(l->st.last_error, sizeof l->st.last_error, "%.500s", sl->err);
-      vlm_log(l->bad_logged++ < LOG_BAD_FIRST ? VLM_LOG_WARN : VLM_LOG_DEBUG, "loader: skipped a bad sample: %s", sl->err);
+      log_bad(l, sl);
       if (++l->bad_run >= l->bad_run_max) {
         /* training cycles its sources: a source with no good sample would loop forever */
         vlm_log(VLM_LOG_ERROR, "loader: %lld bad samples in a row (%lld distinct), ending the epoch (last: %s)",

@@ -223,9 +223,18 @@ static int looks_like_imagefolder(const char *dir) {
   return subdirs > 0 && images == 0 && !vlm_src_folder_has_captions(dir);
 }
 
+/* A path with braces that exists as written ("x{1}.tsv", a folder "photos {0..1}") is that
+ * file, not a shard pattern: braces are a pattern only when no such path exists. */
+static int braces_literal(const char *spec) {
+  struct stat st;
+  if (!strchr(spec, '{') || stat(spec, &st) != 0) return 0;
+  vlm_log(VLM_LOG_DEBUG, "%s: the path exists as written, so it is read as it is, not as a {..} pattern", spec);
+  return 1;
+}
+
 static vlm_ds_type detect(const char *spec) {
   if (!strncmp(spec, "shapes", 6) && (spec[6] == 0 || spec[6] == ':')) return VLM_DS_SHAPES;
-  if (strchr(spec, '{') || ends_with_ci(spec, ".tar")) return VLM_DS_WDS;
+  if (ends_with_ci(spec, ".tar") || (strchr(spec, '{') && !braces_literal(spec))) return VLM_DS_WDS;
   if (ends_with_ci(spec, ".csv") || ends_with_ci(spec, ".tsv")) return VLM_DS_CSV;
   if (ends_with_ci(spec, ".json")) return VLM_DS_COCO;
   struct stat st;

@@ -8,7 +8,12 @@
  * kept. A malformed annotation (not an object; image_id missing, not an integer, out of range
  * or unknown; no caption string; a caption holding \u0000) is a bad sample, reported with its
  * index when read. A malformed "images" entry, or two entries with one id and different file
- * names, is an error at open (the same entry twice is a warning). */
+ * names, is an error at open (the same entry twice is a warning).
+ * What JSON readers disagree on is refused at open, so vlm never trains on other data than
+ * open_clip (Python's json) would read: text after the document (json: "Extra data"; cJSON
+ * stops at the document's end), a key twice in one object (cJSON finds the first, Python
+ * keeps the last), and ids beyond 2^53 - 1 (cJSON reads numbers as doubles: 2^53 + 1 would
+ * become 2^53, Python keeps it exact). */
 #define _POSIX_C_SOURCE 200809L
 #include <cjson/cJSON.h>
 #include <stdio.h>
@@ -33,6 +38,11 @@ typedef struct {
 /* Why an annotation has no image (coco_src.img) or no caption (coco_src.cap_off). */
 enum { ANN_UNKNOWN_ID = -1, ANN_NO_ID = -2, ANN_ID_NOT_INT = -3, ANN_ID_RANGE = -4, ANN_NOT_OBJECT = -5 };
 enum { CAP_MISSING = -1, CAP_NUL = -2 };
+
+/* The largest integer a double holds exactly with its neighbours: cJSON reads every number as
+ * a double, so 9007199254740993 arrives as ...992 and two ids past this could become one. */
+#define JSON_MAX_EXACT 9007199254740991.0   /* 2^53 - 1 */
+#define ID_RANGE_NOTE "out of range (beyond +-2^53 - 1 = 9007199254740991, past which JSON numbers are not read exactly)"
 
 /* cJSON turns the escape \u0000 into a NUL that ends its C string, so a caption holding one
  * would be cut short silently. Before parsing, each such escape is replaced by six 0xFF bytes
@@ -95,7 +105,7 @@ static vlm_status coco_get(vlm_source *s, int64_t i, vlm_sample *out) {
         vlm_error(VLM_ERR_FORMAT, "%s: \"image_id\" is not an integer", out->name);
         break;
       case ANN_ID_RANGE:
-        vlm_error(VLM_ERR_FORMAT, "%s: \"image_id\" is out of the 64-bit integer range", out->name);
+        vlm_error(VLM_ERR_FORMAT, "%s: \"image_id\" is " ID_RANGE_NOTE, out->name);
         break;
       default:
         vlm_error(VLM_ERR_FORMAT, "%s: image_id %lld is not in \"images\"", out->name, (long long)c->image_id[i]);
@@ -144,11 +154,58 @@ static int json_int(const cJSON *o, int64_t *v, int64_t *why) {
   int64_t w = !o ? ANN_NO_ID : ANN_ID_NOT_INT;
   if (cJSON_IsNumber(o)) {
     double d = o->valuedouble;
-    if (!(d >= -9.0e18 && d <= 9.0e18)) w = d == d ? ANN_ID_RANGE : ANN_ID_NOT_INT;
+    if (!(d >= -JSON_MAX_EXACT && d <= JSON_MAX_EXACT)) w = d == d ? ANN_ID_RANGE : ANN_ID_NOT_INT;
     else if (d == (double)(int64_t)d) { *v = (int64_t)d; return 1; }
   }
   if (why) *why = w;
   return 0;
+}
+
+/* A key twice in one object, anywhere in the tree: an error naming the key and where it is
+ * (path: the object's place, e.g. "annotations[3]"; depth is bounded by cJSON's nesting
+ * limit). Objects of a few keys are compared pairwise, larger ones sorted (n log n). */
+static int cmp_key(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+static vlm_status check_keys(const char *file, const cJSON *node, char *path, size_t plen, size_t pcap) {
+  if (!cJSON_IsObject(node) && !cJSON_IsArray(node)) return VLM_OK;
+  if (cJSON_IsObject(node)) {
+    size_t k = 0;
+    for (const cJSON *c = node->child; c; c = c->next) k++;
+    const char *dup = NULL;
+    if (k > 1 && k <= 8) {
+      for (const cJSON *a = node->child; a && !dup; a = a->next)
+        for (const cJSON *b = a->next; b; b = b->next)
+          if (!strcmp(a->string, b->string)) { dup = a->string; break; }
+    } else if (k > 8) {
+      char **keys = malloc(k * sizeof *keys);
+      if (!keys) return vlm_error(VLM_ERR_OOM, "%s: out of memory checking the JSON keys", file);
+      size_t i = 0;
+      for (const cJSON *c = node->child; c; c = c->next) keys[i++] = c->string;
+      qsort(keys, k, sizeof *keys, cmp_key);
+      for (i = 1; i < k && !dup; i++)
+        if (!strcmp(keys[i - 1], keys[i])) dup = keys[i];
+      free(keys);
+    }
+    if (dup)
+      return vlm_error(VLM_ERR_FORMAT, "%s: the key \"%.200s\" appears twice in %s%s (JSON readers disagree on which "
+                       "counts: Python's json keeps the last, cJSON the first); remove one", file, dup,
+                       plen ? "the object at " : "the top-level object", path);
+  }
+  int i = 0;
+  for (const cJSON *c = node->child; c; c = c->next, i++) {
+    if (!cJSON_IsObject(c) && !cJSON_IsArray(c)) continue;
+    size_t n = plen;
+    if (n + 1 < pcap) {
+      int w = cJSON_IsObject(node) ? snprintf(path + n, pcap - n, "%s%.100s", n ? "." : "", c->string)
+                                   : snprintf(path + n, pcap - n, "[%d]", i);
+      n += w > 0 ? (size_t)w : 0;
+      if (n >= pcap) n = pcap - 1;
+    }
+    vlm_status st = check_keys(file, c, path, n, pcap);
+    path[plen] = 0;
+    if (st) return st;
+  }
+  return VLM_OK;
 }
 
 vlm_status vlm_src_open_coco(vlm_source *s, const char *path) {
@@ -163,17 +220,28 @@ vlm_status vlm_src_open_coco(vlm_source *s, const char *path) {
   vlm_status st = vlm_src_read_file(path, (size_t)1 << 32, &buf, &n);
   if (st) return st;
   mark_nul_escapes((char *)buf, n);
-  cJSON *root = cJSON_ParseWithLength((const char *)buf, n);
+  const char *end = NULL;
+  cJSON *root = cJSON_ParseWithLengthOpts((const char *)buf, n, &end, 0);
   if (!root) {
     const char *e = cJSON_GetErrorPtr();
     long long off = e && e >= (const char *)buf && e <= (const char *)buf + n ? (long long)(e - (const char *)buf) : -1;
     free(buf);
     return vlm_error(VLM_ERR_FORMAT, "%s: not valid JSON (near byte %lld)", path, off);
   }
+  /* one document: only JSON whitespace may follow it (Python's json.load: "Extra data") */
+  size_t tail = end && end >= (const char *)buf && end <= (const char *)buf + n ? (size_t)(end - (const char *)buf) : n;
+  while (tail < n && (buf[tail] == ' ' || buf[tail] == '\t' || buf[tail] == '\n' || buf[tail] == '\r')) tail++;
   free(buf);
+  id_pair *pairs = NULL;
+  if (tail < n) {
+    st = vlm_error(VLM_ERR_FORMAT, "%s: extra data after the JSON document at byte %zu (a second document, or text "
+                   "after its end?)", path, tail);
+    goto done;
+  }
+  char where[256] = "";
+  if ((st = check_keys(path, root, where, 0, sizeof where))) goto done;
   const cJSON *images = cJSON_GetObjectItemCaseSensitive(root, "images");
   const cJSON *anns = cJSON_GetObjectItemCaseSensitive(root, "annotations");
-  id_pair *pairs = NULL;
   if (!cJSON_IsArray(images) || !cJSON_IsArray(anns)) {
     st = vlm_error(VLM_ERR_FORMAT, "%s: not a COCO captions file (needs \"images\" and \"annotations\" arrays)", path);
     goto done;
@@ -189,9 +257,18 @@ vlm_status vlm_src_open_coco(vlm_source *s, const char *path) {
   const cJSON *it;
   cJSON_ArrayForEach(it, images) {
     const cJSON *fn = cJSON_GetObjectItemCaseSensitive(it, "file_name");
-    int64_t id;
-    if (!json_int(cJSON_GetObjectItemCaseSensitive(it, "id"), &id, NULL) || !cJSON_IsString(fn) || !fn->valuestring[0]) {
-      st = vlm_error(VLM_ERR_FORMAT, "%s: images[%lld] needs an integer \"id\" and a \"file_name\"", path, (long long)k);
+    int64_t id, why = 0;
+    const char *bad = !cJSON_IsObject(it) ? "is not an object"
+                      : !json_int(cJSON_GetObjectItemCaseSensitive(it, "id"), &id, &why)
+                          ? (why == ANN_NO_ID       ? "has no \"id\""
+                             : why == ANN_ID_RANGE ? "\"id\" is " ID_RANGE_NOTE
+                                                   : "\"id\" is not an integer")
+                      : !fn                    ? "has no \"file_name\""
+                      : !cJSON_IsString(fn)    ? "\"file_name\" is not a string"
+                      : !fn->valuestring[0]    ? "\"file_name\" is empty"
+                                               : NULL;
+    if (bad) {
+      st = vlm_error(VLM_ERR_FORMAT, "%s: images[%lld]: %s", path, (long long)k, bad);
       goto done;
     }
     if (strstr(fn->valuestring, NUL_MARK)) {

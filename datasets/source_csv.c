@@ -6,7 +6,8 @@
  * to the separator is kept literally (quotes included); a quote inside an unquoted field is a
  * plain character. Records end at an unquoted LF, CR or CRLF. Blank and whitespace-only lines
  * are skipped (as pandas does; a tab is whitespace unless it is the separator). A UTF-8 BOM
- * is dropped. Image paths are relative to the CSV file's folder (absolute paths are kept).
+ * is dropped; a UTF-16/32 one (Excel's "Unicode text") is an error saying to save the file as
+ * UTF-8. Image paths are relative to the CSV file's folder (absolute paths are kept).
  *
  * Opening scans the file once and keeps only the byte offset of every record (8 bytes a
  * sample), so the file need not fit in memory; a read pread()s one record (thread-safe).
@@ -404,8 +405,21 @@ vlm_status vlm_src_open_csv(vlm_source *s, const char *path) {
     return vlm_error(VLM_ERR_ARG, "%s: a quote or a line break cannot be the separator", path);
   c->fd = vlm_src_open_regular(path, NULL);
   if (c->fd < 0) return VLM_ERR_IO;
-  char bom[3];
-  int64_t start = pread(c->fd, bom, 3, 0) == 3 && !memcmp(bom, "\xEF\xBB\xBF", 3) ? 3 : 0;   /* UTF-8 BOM */
+  unsigned char bom[4] = {1, 1, 1, 1};
+  ssize_t nb = pread(c->fd, bom, 4, 0);
+  int64_t start = nb >= 3 && !memcmp(bom, "\xEF\xBB\xBF", 3) ? 3 : 0;   /* UTF-8 BOM */
+  /* Excel's "Unicode text" and Windows tools write UTF-16 (or UTF-32) with a byte-order mark: read
+   * as bytes its header would be "\xff\xfef" and NULs, so name the encoding instead */
+  if (nb >= 2 && ((bom[0] == 0xFF && bom[1] == 0xFE) || (bom[0] == 0xFE && bom[1] == 0xFF) ||
+                  (nb == 4 && !memcmp(bom, "\0\0\xFE\xFF", 4)))) {
+    const char *enc = nb == 4 && !memcmp(bom, "\xFF\xFE\0\0", 4) ? "UTF-32 (little-endian)"
+                      : nb == 4 && !bom[0]                         ? "UTF-32 (big-endian)"
+                      : bom[0] == 0xFF                             ? "UTF-16 (little-endian)"
+                                                                   : "UTF-16 (big-endian)";
+    return vlm_error(VLM_ERR_FORMAT, "%s: the file is %s text (it starts with that byte-order mark, as Excel's "
+                     "\"Unicode text\" writes it); vlm reads CSV/TSV as UTF-8: save it as UTF-8 (e.g. Excel's \"CSV UTF-8\", "
+                     "or iconv -f %.6s -t UTF-8)", path, enc, enc);
+  }
   int64_t *off = NULL, nrec = 0, hlen = 0;
   vlm_status st = csv_index(c, start, &off, &c->line, &nrec, &hlen);
   if (st) return st;
@@ -444,9 +458,11 @@ vlm_status vlm_src_open_csv(vlm_source *s, const char *path) {
     else snprintf(sepname, sizeof sepname, "'%c'", c->sep);
     char more[48] = "";
     if (nf > 0 && o + 8 >= sizeof hdr) snprintf(more, sizeof more, " ... (%lld columns)", (long long)nf);
+    const int nul = memchr(rec, 0, (size_t)hlen) != NULL;   /* UTF-16 without its byte-order mark */
     st = vlm_error(VLM_ERR_FORMAT, "%s: no column '%s' in the header (separator %s; columns: %s%s)%s", path, missing,
                    sepname, nf < 0 ? "?" : hdr, more,
-                   (nf == 1 && strchr(hdr, c->sep == '\t' ? ',' : '\t')) ? "; wrong --csv-separator?" : "");
+                   nul ? "; the header holds NUL bytes: UTF-16 text? save the file as UTF-8"
+                   : (nf == 1 && strchr(hdr, c->sep == '\t' ? ',' : '\t')) ? "; wrong --csv-separator?" : "");
     goto out;
   }
   if (nrec == 1) {

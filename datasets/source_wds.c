@@ -5,8 +5,12 @@
  * first of the extensions jpg, png, jpeg, webp (lower-cased) present, the caption the txt
  * member. A sample missing either, or with a bad caption, is a bad sample; a truncated or
  * corrupt shard reports the shard and byte offset and ends that shard. Only the image and
- * caption members of the current sample are held in memory. The shard list is checked at
- * open: at least one shard must exist; a missing one is reported when it is read. */
+ * caption members of the current sample are held in memory. A sample with two members of one
+ * name (a.txt twice; extensions compared ignoring case) is a bad sample naming the member, as
+ * webdataset raises an error on it (a bad sample, like the other malformed samples here, so
+ * the shard's other samples still count). The shard list is checked at
+ * open: at least one shard must exist; a missing one is reported when it is read. A path with
+ * braces that exists as written is one shard, not a pattern. */
 #define _POSIX_C_SOURCE 200809L
 #include <ctype.h>
 #include <errno.h>
@@ -176,6 +180,43 @@ static size_t split_key(const char *name, char *ext, size_t ext_n) {
   return klen;
 }
 
+/* The members' extensions of one sample (whole, lower-cased as webdataset compares them), to
+ * find one that appears twice: webdataset raises an error on such a shard ("duplicate file
+ * name in tar file"), and taking either member silently would train on a guess. */
+typedef struct {
+  char **v;
+  size_t n, cap;
+  int oom;
+} ext_list;
+
+static void ext_push(ext_list *l, const char *name, size_t klen) {
+  const char *x = name + klen + (name[klen] == '.');
+  char *c = strdup(x);
+  if (c && l->n == l->cap) {
+    size_t cap = l->cap ? l->cap * 2 : 8;
+    char **nv = realloc(l->v, cap * sizeof *nv);
+    if (nv) { l->v = nv; l->cap = cap; }
+  }
+  if (!c || l->n == l->cap) { free(c); l->oom = 1; return; }
+  for (char *p = c; *p; p++) *p = (char)tolower((unsigned char)*p);
+  l->v[l->n++] = c;
+}
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+/* The extension that appears twice (sorted: n log n for a sample of many members), or NULL. */
+static const char *ext_repeated(ext_list *l) {
+  qsort(l->v, l->n, sizeof *l->v, cmp_str);
+  for (size_t i = 1; i < l->n; i++)
+    if (!strcmp(l->v[i - 1], l->v[i])) return l->v[i];
+  return NULL;
+}
+
+static void ext_free(ext_list *l) {
+  for (size_t i = 0; i < l->n; i++) free(l->v[i]);
+  free(l->v);
+}
+
 static const char *const k_img_exts[] = {"jpg", "png", "jpeg", "webp"};
 /* why "k.v2.png" is no png: WebDataset's rule, which open_clip reads by */
 static const char k_dot_note[] = " (a key ends at the first dot of the file name, as in WebDataset: "
@@ -208,10 +249,13 @@ int vlm_shard_next(vlm_shard_reader *r, vlm_sample *out) {
   char ext[32];
   size_t klen = split_key(e.name, ext, sizeof ext);
   char *key = strndup(e.name, klen);
+  ext_list exts = {0};
+  ext_push(&exts, e.name, klen);
   free(owned_name);
   e.name = NULL;
   if (!key) {
     free(e.data);
+    ext_free(&exts);
     r->done = 1;
     snprintf(out->name, sizeof out->name, "%s", r->shard);
     vlm_error(VLM_ERR_OOM, "%s: out of memory", r->shard);
@@ -247,10 +291,27 @@ int vlm_shard_next(vlm_shard_reader *r, vlm_sample *out) {
       r->has_pend = 1;
       break;
     }
+    ext_push(&exts, e.name, klen);
   }
   snprintf(out->name, sizeof out->name, "%s:%s", r->shard, key);
-  free(key);
   out->group = (r->index << 32) | (r->count++ & 0xffffffff);
+  const char *rep = exts.oom ? NULL : ext_repeated(&exts);
+  if (rep || exts.oom) {
+    /* the rest of the shard is read on as usual; a tar error met here is reported next */
+    if (broken) r->pend_err = strdup(vlm_last_error());
+    if (exts.oom) vlm_error(VLM_ERR_OOM, "%s: out of memory", out->name);
+    else
+      vlm_error(VLM_ERR_FORMAT, "%s: two members named %.200s%s%.60s (extension case ignored, as webdataset does; "
+                "webdataset refuses such a shard, vlm skips the sample)", out->name, key, rep[0] ? "." : "", rep);
+    free(key);
+    ext_free(&exts);
+    free(img);
+    free(txt);
+    out->fail = VLM_BAD_READ;
+    return -1;
+  }
+  free(key);
+  ext_free(&exts);
   if (broken && img && txt) {
     /* this sample is whole: deliver it, report the broken shard on the next call */
     r->pend_err = strdup(vlm_last_error());
@@ -319,7 +380,16 @@ vlm_status vlm_src_open_wds(vlm_source *s, const char *pattern) {
   if (!w) return vlm_error(VLM_ERR_OOM, "out of memory");
   s->impl = w;
   s->free_impl = wds_free;
-  if (!vlm_wds_expand(pattern, &w->shards, &w->n, 1000000)) return VLM_ERR_ARG;
+  struct stat lit;
+  if (strchr(pattern, '{') && stat(pattern, &lit) == 0) {
+    /* a shard named with braces ("x{1}.tar") that exists as written is that one shard */
+    vlm_log(VLM_LOG_DEBUG, "%s: the path exists as written, so it is read as it is, not as a {..} pattern", pattern);
+    w->shards = malloc(sizeof *w->shards);
+    if (!w->shards || !(w->shards[0] = strdup(pattern))) return vlm_error(VLM_ERR_OOM, "out of memory");
+    w->n = 1;
+  } else if (!vlm_wds_expand(pattern, &w->shards, &w->n, 1000000)) {
+    return VLM_ERR_ARG;
+  }
   int64_t present = 0;
   char first[300] = "";   /* why the first unusable shard is unusable */
   for (int64_t i = 0; i < w->n; i++) {
@@ -335,8 +405,10 @@ vlm_status vlm_src_open_wds(vlm_source *s, const char *pattern) {
                                       : "not a regular file");
   }
   if (present == 0) {
-    if (w->n == 1) return vlm_error(VLM_ERR_IO, "%s", first);
-    return vlm_error(VLM_ERR_IO, "%s: no shard found (first: %s)", pattern, first);
+    /* braces that were meant literally: say that they were read as a pattern */
+    const char *note = strchr(pattern, '{') ? "; the {..} were read as a shard pattern, as no path of that name exists as written" : "";
+    if (w->n == 1 && !note[0]) return vlm_error(VLM_ERR_IO, "%s", first);
+    return vlm_error(VLM_ERR_IO, "%s: no shard found (first: %s%s)", pattern, first, note);
   }
   if (present < w->n)
     vlm_log(VLM_LOG_WARN, "%s: %lld of %lld shards are missing or not regular files (first: %s; reported when read)",

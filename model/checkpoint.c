@@ -382,6 +382,14 @@ vlm_status vlm_model_paths(const char *path, char *cfg, char *weights, size_t n)
       snprintf(cfg, n, "%s/%s", path, pairs[i][0]);
       if (is_file(cfg) && find_weights(path, len, pairs[i][1], weights, n)) return VLM_OK;
     }
+    /* a `vlm train` run directory (its config.json holds the run's settings, not a model's
+     * config alone; the weights are under checkpoints/): name the checkpoint to use */
+    snprintf(cfg, n, "%s/checkpoints", path);
+    if (is_dir(cfg)) {
+      while (len > 1 && path[len - 1] == '/') len--;
+      return vlm_error(VLM_ERR_IO, "%s: a vlm train run directory, not a model: use %.*s/checkpoints/latest (or "
+                       "another checkpoint in %.*s/checkpoints/)", path, len, path, len, path);
+    }
     snprintf(cfg, n, "%s/open_clip_config.json", path);
     snprintf(weights, n, "%s/open_clip_model.safetensors", path);
     if (!is_file(cfg)) {

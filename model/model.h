@@ -143,7 +143,8 @@ vlm_status vlm_clip_load_as(const char *path, const char *config, vlm_clip_confi
  * vlm_coca_load do (a directory: open_clip_config.json + its weights, else config.json + its
  * weights, safetensors before PyTorch pickles; a config file: the weights beside it; a weights file:
  * itself, and the config beside it, or cfg = "" when there is none). cfg and weights hold n
- * bytes. Errors when the path or the config is missing. */
+ * bytes. Errors when the path or the config is missing, and for a `vlm train` run directory
+ * (RUN/checkpoints/ and no model files: the message names RUN/checkpoints/latest). */
 vlm_status vlm_model_paths(const char *path, char *cfg, char *weights, size_t n);
 /* Which weights vlm_model_paths(dir) would read once cfg_name and weights_name (file names, as a
  * save writes them) are written into dir: 0, those; 1, another weights file that would be read

@@ -2,7 +2,9 @@
 # `vlm eval` on data the test makes (see tools_setup.sh): retrieval on a TSV and a
 # COCO captions file (5 captions of an image grouped), recomputed independently from
 # `vlm index --export-npy` embeddings; zero-shot on an ImageFolder (a corrupt image
-# skipped) and on shapes:val; JSON; exit codes and errors for bad input.
+# skipped) and on shapes:val; JSON; exit codes and errors for bad input; data ingestion's
+# refusals and warnings (COCO extra data / duplicate keys, UTF-16 TSV, braces in a path, a
+# WebDataset member twice, bad samples past the 10 named, fewer good pairs than a batch).
 # Usage: eval.sh VLM_BINARY SHARED_DIR
 set -u
 vlm=$1 shared=$2
@@ -326,6 +328,57 @@ check "a CSV file named shapes.tsv is a CSV, not the shapes set (no caption matc
 check "eval --help says shapes alone is refused" "\"$vlm\" eval --help | grep -q 'shapes:train:N'"
 "$vlm" eval --model "$m" --data x --bogus >/dev/null 2>&1; rc=$?
 check "unknown option: 2" "[ $rc -eq 2 ]"
+
+# data ingestion (datasets/): what other readers disagree on is refused, hidden warnings are said
+# to be hidden, braces in a path that exists are the path, too few good pairs stop training
+mkdir -p "$tmp/ing"
+cp "$shared/data/images/horse.png" "$shared/data/images/camera.png" "$tmp/ing/"
+{
+  printf 'filepath\ttitle\n'
+  for i in $(seq -w 1 12); do printf 'lost%s.png\tgone %s\n' "$i" "$i"; done
+  printf 'horse.png\ta horse\ncamera.png\ta camera\n'
+} >"$tmp/ing/lost.tsv"
+"$vlm" eval --model "$m" --data "$tmp/ing/lost.tsv" >/dev/null 2>"$tmp/ing/lost.err"; rc=$?
+check "12 bad samples: 10 named, then one line says the rest are not" \
+  "[ $rc -eq 0 ] && [ \$(grep -c 'warning: loader: skipped a bad sample' $tmp/ing/lost.err) -eq 10 ] && [ \$(grep -c 'further bad samples are not named (10 were; VLM_LOG=debug names them all' $tmp/ing/lost.err) -eq 1 ]"
+VLM_LOG=debug "$vlm" eval --model "$m" --data "$tmp/ing/lost.tsv" >/dev/null 2>"$tmp/ing/lost_dbg.err"
+check "VLM_LOG=debug names all 12" "[ \$(grep -c 'loader: skipped a bad sample: .*lost[0-9]*.png' $tmp/ing/lost_dbg.err) -eq 12 ]"
+printf 'filepath\ttitle\nhorse.png\ta horse\ncamera.png\ta camera\n' >"$tmp/ing/x{1}.tsv"
+"$vlm" eval --model "$m" --data "$tmp/ing/x{1}.tsv" --json >"$tmp/ing/brace.json" 2>"$tmp/ing/brace.err"; rc=$?
+check "a TSV named x{1}.tsv is read as that file ($(tail -1 "$tmp/ing/brace.err"))" \
+  "[ $rc -eq 0 ] && grep -q '\"samples\": 2' $tmp/ing/brace.json"
+"$vlm" eval --model "$m" --data "$tmp/ing/x{2}.tsv" >/dev/null 2>"$tmp/ing/brace2.err"; rc=$?
+check "x{2}.tsv, absent: 1, the braces said to be read as a pattern" \
+  "[ $rc -eq 1 ] && grep -q 'x2.tsv: cannot open.*read as a shard pattern' $tmp/ing/brace2.err"
+if command -v iconv >/dev/null; then
+  printf 'filepath\ttitle\nhorse.png\ta horse\n' | iconv -f UTF-8 -t UTF-16 >"$tmp/ing/u16.tsv"
+  "$vlm" eval --model "$m" --data "$tmp/ing/u16.tsv" >/dev/null 2>"$tmp/ing/u16.err"; rc=$?
+  check "a UTF-16 TSV: 1, named UTF-16, save as UTF-8" "[ $rc -eq 1 ] && grep -q 'u16.tsv: the file is UTF-16.*save it as UTF-8' $tmp/ing/u16.err"
+fi
+doc='{"images": [{"id": 1, "file_name": "horse.png"}], "annotations": [{"image_id": 1, "caption": "a horse"}]}'
+printf '%s garbage' "$doc" >"$tmp/ing/trail.json"
+"$vlm" eval --model "$m" --data "$tmp/ing/trail.json" >/dev/null 2>"$tmp/ing/trail.err"; rc=$?
+check "COCO with text after the document: 1, the byte named" \
+  "[ $rc -eq 1 ] && grep -q 'trail.json: extra data after the JSON document at byte $((${#doc} + 1))' $tmp/ing/trail.err"
+printf '{"images": [{"id": 1, "file_name": "horse.png"}], "annotations": [], "annotations": [{"image_id": 1, "caption": "x"}]}' >"$tmp/ing/dupkey.json"
+"$vlm" eval --model "$m" --data "$tmp/ing/dupkey.json" >/dev/null 2>"$tmp/ing/dupkey.err"; rc=$?
+check "COCO with a key twice: 1, the key named" "[ $rc -eq 1 ] && grep -q 'the key \"annotations\" appears twice' $tmp/ing/dupkey.err"
+if command -v tar >/dev/null; then
+  (cd "$tmp/ing" && mkdir -p t && cp horse.png t/a.png && cp camera.png t/b.png && echo first >t/a.txt &&
+    echo camera >t/b.txt && tar -C t -cf dup.tar a.png a.txt && echo second >t/a.txt &&
+    tar -C t -rf dup.tar a.txt b.png b.txt)
+  "$vlm" eval --model "$m" --data "$tmp/ing/dup.tar" --json >"$tmp/ing/dup.json" 2>"$tmp/ing/dup.err"; rc=$?
+  check "a shard with a.txt twice: the sample skipped, the member named" \
+    "[ $rc -eq 0 ] && grep -q 'dup.tar:a: two members named a.txt' $tmp/ing/dup.err && grep -q '\"skipped\": 1' $tmp/ing/dup.json"
+fi
+{
+  printf 'filepath\ttitle\nhorse.png\tthe only good one\n'
+  for i in 1 2 3 4 5 6 7 8 9; do printf 'gone%s.png\tmissing\n' "$i"; done
+} >"$tmp/ing/fewgood.tsv"
+"$vlm" train --device cpu --train-data "$tmp/ing/fewgood.tsv" --model tiny --tokenizer train:600 --batch-size 4 \
+  --steps 2 --warmup 1 --logs "$tmp/runs" --name fewgood >/dev/null 2>"$tmp/ing/fewgood.err"; rc=$?
+check "train on 1 good pair with batch 4: 1, not batches of copies ($(grep -c 'loader: epoch 0 done' "$tmp/ing/fewgood.err") summaries)" \
+  "[ $rc -eq 1 ] && grep -q 'fewgood.tsv holds only 1 good sample (9 bad), fewer than one batch of 4' $tmp/ing/fewgood.err && grep -q 'epoch 0 done: 1 samples' $tmp/ing/fewgood.err && ! grep -q '^step ' $tmp/ing/fewgood.err"
 
 echo "eval e2e: $pass passed, $fail failed"
 [ $fail -eq 0 ]

@@ -65,6 +65,34 @@ cp "$tmp/add.idx" "$tmp/add.before"
 err=$("$vlm" index --model "$tmp/other" --out "$tmp/add.idx" --add "$tmp/imgs/space" 2>&1); rc=$?
 check "--add onto another model's index: exit 1, said, the index kept" \
   "[ $rc -eq 1 ] && grep -q 'cannot be kept' <<<\"\$err\" && cmp -s \"$tmp/add.idx\" \"$tmp/add.before\""
+# --add of the same folder spelt otherwise (relative, then absolute): each file keeps one row,
+# under the name given now, and it is said; the index's other items are kept beside them
+mkdir -p "$tmp/sp"
+"$vlm" index --model "$m" --out "$tmp/sp/sp.idx" "$tmp/imgs/animal" >/dev/null 2>&1
+(cd "$tmp" && "$vlm" index --model "$m" --out sp/sp.idx --add imgs/space) >/dev/null 2>&1
+(cd "$tmp" && "$vlm" index --model "$m" --out sp/sp.idx --add --json "$(pwd)/imgs/space") >"$tmp/sp.json" 2>"$tmp/err"; rc=$?
+check "--add of a folder already in the index under another name: one row per file, said" \
+  "[ $rc -eq 0 ] && grep -q '\"count\": 4, \"embedded\": 0, \"unchanged\": 2, \"kept\": 2, \"dropped\": 0' \"$tmp/sp.json\" && \
+   grep -q 'imgs/space/astronaut.png is in sp/sp.idx as imgs/space/astronaut.png (the same file): one row' \"$tmp/err\" && \
+   grep -q '2 images in all were in sp/sp.idx under another name' \"$tmp/err\""
+out=$("$vlm" search --index "$tmp/sp/sp.idx" --model "$m" --image "$tmp/imgs/space/rocket.jpg" --top-k 10 2>/dev/null)
+check "... search finds each image once, under the new name" \
+  "[ \$(grep -c 'rocket.jpg' <<<\"\$out\") -eq 1 ] && grep -q \" $tmp/imgs/space/rocket.jpg\$\" <<<\"\$out\""
+# an index holding one file under two names (made when b.png became a hard link to a.png): the
+# next run keeps one row for it and counts the other dropped
+mkdir -p "$tmp/hl"
+cp "$tmp/imgs/space/rocket.jpg" "$tmp/hl/a.jpg" && cp "$tmp/imgs/animal/horse.png" "$tmp/hl/b.png"
+"$vlm" index --model "$m" --out "$tmp/hl.idx" "$tmp/hl" >/dev/null 2>&1
+rm "$tmp/hl/b.png" && ln "$tmp/hl/a.jpg" "$tmp/hl/b.png"
+"$vlm" index --model "$m" --out "$tmp/hl.idx" --json "$tmp/hl/a.jpg" "$tmp/hl/b.png" >"$tmp/hl.json" 2>"$tmp/err"; rc=$?
+check "an index row naming a file another row names: dropped, said" \
+  "[ $rc -eq 0 ] && grep -q '\"count\": 1, \"embedded\": 0, \"unchanged\": 1, \"kept\": 0, \"dropped\": 1' \"$tmp/hl.json\" && \
+   grep -q '1 row of .*hl.idx named a file that another row names too' \"$tmp/err\""
+
+# --out an empty file (touched beforehand): nothing to protect, the index is written there
+: >"$tmp/empty.idx"
+out=$("$vlm" index --model "$m" --out "$tmp/empty.idx" "$tmp/imgs/space" 2>&1); rc=$?
+check "--out an existing empty file: written" "[ $rc -eq 0 ] && grep -q '2 images (2 embedded' <<<\"\$out\" && [ -s \"$tmp/empty.idx\" ]"
 
 # a link in a searched folder whose target is gone is named (it was skipped without a word)
 mkdir -p "$tmp/dl" && cp "$tmp/imgs/space/rocket.jpg" "$tmp/dl/" && ln -s "$tmp/no-such.png" "$tmp/dl/gone.png"
@@ -195,6 +223,20 @@ check "--queries FILE without a query: exit 1, named" "[ $rc -eq 1 ] && grep -q 
 echo "a rocket launching into the sky" >>"$tmp/captions.txt"
 out=$("$vlm" index --model "$m" --out "$tmp/out/caps.idx" --texts "$tmp/captions.txt"); rc=$?
 check "texts re-run: duplicates of known texts are reused" "[ $rc -eq 0 ] && grep -q '9 texts (0 embedded, 9 unchanged' <<<\"\$out\""
+# a text given twice is stored twice (one row per line); a re-run reuses both rows, drops none
+printf 'a horse\na cat\na horse\na rocket\n' >"$tmp/twice.txt"
+"$vlm" index --model "$m" --out "$tmp/twice.idx" --texts "$tmp/twice.txt" --json >"$tmp/tw1.json" 2>/dev/null
+"$vlm" index --model "$m" --out "$tmp/twice.idx" --texts "$tmp/twice.txt" --json >"$tmp/tw2.json" 2>/dev/null
+check "texts with a repeated line, re-run: count 4, unchanged 4, dropped 0" \
+  "grep -q '\"count\": 4, \"embedded\": 4, \"unchanged\": 0, \"kept\": 0, \"dropped\": 0' \"$tmp/tw1.json\" && \
+   grep -q '\"count\": 4, \"embedded\": 0, \"unchanged\": 4, \"kept\": 0, \"dropped\": 0' \"$tmp/tw2.json\""
+printf 'a horse\na cat\na rocket\n' >"$tmp/twice.txt"
+"$vlm" index --model "$m" --out "$tmp/twice.idx" --texts "$tmp/twice.txt" --json >"$tmp/tw3.json" 2>/dev/null
+check "... one of the two lines gone: 1 dropped" "grep -q '\"count\": 3, \"embedded\": 0, \"unchanged\": 3, \"kept\": 0, \"dropped\": 1' \"$tmp/tw3.json\""
+err=$("$vlm" index --model "$m" --out "$tmp/dir.idx" --texts "$tmp/imgs" 2>&1); rc=$?
+check "a folder as --texts: exit 1, said to be a directory" "[ $rc -eq 1 ] && grep -q -- '--texts .*imgs: is a directory' <<<\"\$err\""
+err=$("$vlm" search --index "$tmp/out/caps.idx" --model "$m" --queries "$tmp/imgs" 2>&1); rc=$?
+check "a folder as --queries: exit 1, said to be a directory" "[ $rc -eq 1 ] && grep -q -- '--queries .*imgs: is a directory' <<<\"\$err\""
 
 # texts of mixed lengths (embedded shortest first, batch by batch): row i is the one text i gets
 # alone (an index of that line only), in the file's order
@@ -254,6 +296,27 @@ out=$("$vlm" search --index "$tmp/bf.idx" --model "$m" --precision bf16 --image 
 check "bf16 search finds the image itself" "[ $rc -eq 0 ] && grep -q 'space/rocket.jpg' <<<\"\$out\""
 "$vlm" index --model "$m" --out "$tmp/x.idx" --precision fp8 "$tmp/imgs" >/dev/null 2>&1
 check "unknown --precision exits 2" "[ $? -eq 2 ]"
+# without bf16 GEMM kernels bf16 still rounds the matmul inputs (the rows above differ from
+# f32's): vlm version does not claim f32's results
+check "vlm version: bf16 without bf16 kernels is not said to give f32's results" "! \"$vlm\" version | grep -q 'same results'"
+
+# a model whose image features are NaN: nothing stored (a NaN row matches nothing), each image
+# and the model named, exit 1 with nothing to write
+if command -v python3 >/dev/null; then
+  cp -r "$m" "$tmp/nanv"
+  python3 - "$tmp/nanv/open_clip_model.safetensors" <<'PY'
+import json, struct, sys
+b = bytearray(open(sys.argv[1], 'rb').read())
+n = struct.unpack('<Q', b[:8])[0]
+a, z = json.loads(b[8:8 + n])['visual.proj']['data_offsets']
+b[8 + n + a:8 + n + z] = struct.pack('<f', float('nan')) * ((z - a) // 4)
+open(sys.argv[1], 'wb').write(b)
+PY
+  err=$("$vlm" index --model "$tmp/nanv" --out "$tmp/nanv.idx" "$tmp/imgs/space" 2>&1); rc=$?
+  check "NaN image features: exit 1, the images and model named, no index" \
+    "[ $rc -eq 1 ] && grep -q 'rocket.jpg: its embedding is not finite' <<<\"\$err\" && \
+     grep -q 'the model .*nanv gives NaN or infinite features' <<<\"\$err\" && [ ! -e \"$tmp/nanv.idx\" ]"
+fi
 
 # the same weights in Hugging Face layout have the same identity: the index accepts them
 "$vlm" convert --model "$m" --to hf --out "$tmp/model_hf" >/dev/null && cp -r "$m/tokenizer" "$tmp/model_hf/"

@@ -113,5 +113,15 @@ check "a .webp preprocesses" "[ $? -eq 0 ] && grep -aq '\"shape\":\[3,32,32\]' \
 head -c 40 "$webp" >"$tmp/cut.webp"
 err=$("$vlm" preprocess "$tmp/cut.webp" --out "$tmp/w2" 2>&1 >/dev/null); rc=$?
 check "a truncated .webp fails by name" "[ $rc -eq 1 ] && grep -q 'cut.webp: bad WebP' <<<\"\$err\""
+# the same file named twice (as given, and spelt otherwise) is processed once, with a note, as
+# the other commands do; another file that would write the same output is still an error
+mkdir -p "$tmp/s1" "$tmp/s2"
+cp "$webp" "$tmp/s1/x.webp" && cp "$webp" "$tmp/s2/x.webp"
+out=$(cd "$tmp" && "$vlm" preprocess --size 32 s1/x.webp s1/x.webp ./s1//x.webp --out "$tmp/dd" 2>"$tmp/err"); rc=$?
+check "the same file thrice: exit 0, one output, a note" \
+  "[ $rc -eq 0 ] && grep -q 'preprocessed 1 image to' <<<\"\$out\" && grep -q '2 images named more than once, preprocessed once' \"$tmp/err\" && [ -s \"$tmp/dd/x.safetensors\" ]"
+err=$("$vlm" preprocess --size 32 "$tmp/s1/x.webp" "$tmp/s2/x.webp" --out "$tmp/dd2" 2>&1 >/dev/null); rc=$?
+check "two files of one name: still an error for the second" \
+  "[ $rc -eq 1 ] && grep -q 's2/x.webp: another input already writes x.safetensors' <<<\"\$err\""
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]

@@ -62,5 +62,14 @@ check "bpe-train rejects a tiny vocabulary" "[ $rc -eq 2 ]"
 check "bpe-train writes merges over 1024 bytes" "[ \$(awk '{ if (length(\$0) > m) m = length(\$0) } END { print m + 0 }' \"$tmp/v4/merges.txt\") -gt 1024 ]"
 out=$(head -c 4096 /dev/zero | tr '\0' a | "$vlm" tokenize --vocab "$tmp/v4" --context-length 0); rc=$?
 check "those merges load and encode" "[ $rc -eq 0 ] && grep -q '^{\"ids\": \[' <<<\"\$out\""
+# CRLF lines (a file saved on Windows): the "\r" is the line's end, not part of --full's text
+printf 'a photo of a cat\r\nthe dog\r\n' >"$tmp/crlf.txt"
+printf 'a photo of a cat\nthe dog\n' >"$tmp/lf.txt"
+"$vlm" tokenize --vocab "$vocab" --full "$tmp/crlf.txt" >"$tmp/crlf.out"; rc=$?
+"$vlm" tokenize --vocab "$vocab" --full "$tmp/lf.txt" >"$tmp/lf.out"
+check "--full on CRLF lines: the text without the \\r, as for LF lines" \
+  "[ $rc -eq 0 ] && grep -q '\"text\": \"the dog\", ' \"$tmp/crlf.out\" && cmp -s \"$tmp/crlf.out\" \"$tmp/lf.out\""
+err=$("$vlm" tokenize --vocab "$vocab" "$tmp" 2>&1 >/dev/null); rc=$?
+check "a folder as FILE: exit 1, said to be a directory" "[ $rc -eq 1 ] && grep -q 'is a directory' <<<\"\$err\""
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]

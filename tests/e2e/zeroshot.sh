@@ -32,6 +32,22 @@ check "... in --classes too" "[ $? -eq 0 ] && grep -q 'class names 1 and 3 are b
 check "... each repeat against its name's first place, in list order" \
   "[ \"\$(grep -o 'class names [0-9]* and [0-9]* are both .[a-z]*.' $tmp/err | tr '\n' ';')\" = \
      \"class names 2 and 4 are both 'horse';class names 1 and 5 are both 'dog';class names 2 and 6 are both 'horse';\" ]"
+# names the tokenizer reads alike (it lower-cases and collapses spaces) give the same prompts:
+# said too, both classes named (they split the probability as a repeated name does)
+"$vlm" zeroshot --model "$m" --classes "Horse Cat,horse cat,horse  cat,rocket" --templates simple --json \
+  "$tmp/imgs/space/rocket.jpg" >"$tmp/alike.json" 2>"$tmp/err"; rc=$?
+check "classes that tokenize alike: exit 0, each pair named" \
+  "[ $rc -eq 0 ] && grep -q \"classes 1 'Horse Cat' and 2 'horse cat' give the same prompts\" $tmp/err && \
+   grep -q \"classes 1 'Horse Cat' and 3 'horse  cat' give the same prompts\" $tmp/err && [ \$(grep -c 'same prompts' $tmp/err) -eq 2 ]"
+"$vlm" zeroshot --model "$m" --classes "horse,cat,astronaut" --templates simple "$tmp/imgs/space/rocket.jpg" >/dev/null 2>"$tmp/err"
+check "... and nothing said for classes that differ" "[ ! -s $tmp/err ]"
+# a template longer than the context length (16 tokens for the tiny model) cuts the class name
+# off: every class gets the same embedding; said, naming the template and the classes
+printf 'a photo of a very very very very very very very very very very very very very very old {}.\n' >"$tmp/long_tpl.txt"
+"$vlm" zeroshot --model "$m" --classes "horse,cat" --templates "$tmp/long_tpl.txt" "$tmp/imgs/space/rocket.jpg" >/dev/null 2>"$tmp/err"
+check "a template that cuts the class name: said, the two classes named the same once cut" \
+  "[ $? -eq 0 ] && grep -q \"template 1 'a photo of a very .*' with class 1 'horse' (and 1 other) is longer than the model's context length (16 tokens)\" $tmp/err && \
+   grep -q \"classes 1 'horse' and 2 'cat' give the same prompts once cut at the model's context length\" $tmp/err"
 
 # JSON: all classes -> probabilities sum to 1, sorted descending
 "$vlm" zeroshot --model "$m" --classes "horse, cat ,astronaut,rocket" --top-k 10 --json --templates simple \
@@ -136,6 +152,53 @@ err=$("$vlm" zeroshot --model "$shared/fixtures/tiny-clip" --tokenizer "$shared/
 check "a tokenizer bigger than the model's vocabulary is refused" "[ $rc -eq 1 ] && grep -q 'vocabulary has only 1000' <<<\"\$err\""
 "$vlm" zeroshot --model "$shared/fixtures/tiny-clip" --tokenizer "$m/tokenizer" --classes cat,dog "$tmp/imgs" >/dev/null 2>&1
 check "--tokenizer PATH for a model without one" "[ $? -eq 0 ]"
+err=$("$vlm" zeroshot --model "$m" --classes-file "$tmp/imgs" "$tmp/imgs" 2>&1); rc=$?
+check "a folder as --classes-file: exit 1, said to be a directory" "[ $rc -eq 1 ] && grep -q -- '--classes-file .*imgs: is a directory' <<<\"\$err\""
+err=$("$vlm" zeroshot --model "$m" --classes cat --templates "$tmp/imgs" "$tmp/imgs" 2>&1); rc=$?
+check "a folder as --templates: exit 1, said to be a directory" "[ $rc -eq 1 ] && grep -q -- '--templates .*imgs: is a directory' <<<\"\$err\""
+
+# a `vlm train` run directory as --model: the checkpoint to use is named (zeroshot, and caption,
+# whose CoCa check reads the same model files)
+mkdir -p "$tmp/run/checkpoints"
+cp -r "$m" "$tmp/run/checkpoints/step_1" && ln -s step_1 "$tmp/run/checkpoints/latest"
+printf '{"model": %s, "train": {"steps": 1}}\n' "$(cat "$m/open_clip_config.json")" >"$tmp/run/config.json"
+err=$("$vlm" zeroshot --model "$tmp/run" --classes cat "$tmp/imgs" 2>&1); rc=$?
+check "a run directory as --model: exit 1, RUN/checkpoints/latest named" \
+  "[ $rc -eq 1 ] && grep -q 'run: a vlm train run directory, not a model: use .*run/checkpoints/latest' <<<\"\$err\""
+err=$("$vlm" caption --model "$tmp/run/" "$tmp/imgs/space/rocket.jpg" 2>&1); rc=$?
+check "... caption too" "[ $rc -eq 1 ] && grep -q 'use .*run/checkpoints/latest' <<<\"\$err\" && ! grep -q 'not a CoCa model' <<<\"\$err\""
+"$vlm" zeroshot --model "$tmp/run/checkpoints/latest" --classes cat "$tmp/imgs/space" >/dev/null 2>&1
+check "... and its checkpoint works" "[ $? -eq 0 ]"
+err=$("$vlm" caption --model "$m" --inputs "$tmp/x.safetensors" "$tmp/imgs/space/rocket.jpg" 2>&1); rc=$?
+check "caption: IMAGE files with --inputs are said to be exclusive (exit 2)" "[ $rc -eq 2 ] && grep -q 'exclusive' <<<\"\$err\""
+
+# a model whose image features are NaN (its visual.proj overwritten): no `nan` in any output,
+# no accuracy from it; each command says so, names the images and the model, exits 1
+if command -v python3 >/dev/null; then
+  nan_model() {   # nan_model DIR TENSOR: a copy of $m with TENSOR's values NaN
+    cp -r "$m" "$1" && python3 - "$1/open_clip_model.safetensors" "$2" <<'PY'
+import json, struct, sys
+b = bytearray(open(sys.argv[1], 'rb').read())
+n = struct.unpack('<Q', b[:8])[0]
+a, z = json.loads(b[8:8 + n])[sys.argv[2]]['data_offsets']
+b[8 + n + a:8 + n + z] = struct.pack('<f', float('nan')) * ((z - a) // 4)
+open(sys.argv[1], 'wb').write(b)
+PY
+  }
+  nan_model "$tmp/nanv" visual.proj
+  "$vlm" zeroshot --model "$tmp/nanv" --classes horse,cat --json "$tmp/imgs/space" >"$tmp/nan.json" 2>"$tmp/err"; rc=$?
+  check "NaN image features, --json: exit 1, no nan on stdout, images and model named" \
+    "[ $rc -eq 1 ] && ! grep -qi nan \"$tmp/nan.json\" && grep -q 'rocket.jpg: its embedding is not finite' $tmp/err && \
+     grep -q 'the model .*nanv gives NaN or infinite image features' $tmp/err"
+  out=$("$vlm" zeroshot --model "$tmp/nanv" --classes horse,cat "$tmp/imgs/space" 2>"$tmp/err"); rc=$?
+  check "... text output: exit 1, no nan printed" "[ $rc -eq 1 ] && ! grep -qi nan <<<\"\$out\" && grep -q 'none of the 2 images could be classified' $tmp/err"
+  out=$("$vlm" zeroshot --model "$tmp/nanv" --eval "$tmp/imgs" --templates simple 2>"$tmp/err"); rc=$?
+  check "... --eval: exit 1, no accuracy reported" "[ $rc -eq 1 ] && ! grep -q accuracy <<<\"\$out\" && grep -q 'not finite' $tmp/err"
+  nan_model "$tmp/nant" text_projection
+  "$vlm" zeroshot --model "$tmp/nant" --classes horse,cat --json "$tmp/imgs/space" >"$tmp/nan.json" 2>"$tmp/err"; rc=$?
+  check "NaN text features: exit 1, nothing on stdout, the class and model named" \
+    "[ $rc -eq 1 ] && [ ! -s \"$tmp/nan.json\" ] && grep -q \"nant: the text embedding of class 1 'horse' (and 1 other) is not finite\" $tmp/err"
+fi
 "$vlm" zeroshot --model "$m" "$tmp/imgs" >/dev/null 2>&1
 check "no classes exits 2" "[ $? -eq 2 ]"
 "$vlm" zeroshot --model "$m" --classes cat --top-k 0 "$tmp/imgs" >/dev/null 2>&1

@@ -3,7 +3,9 @@
  * set, a CSV with bad rows and WebDataset shards; epochs differ; an epoch is a permutation;
  * skip_batches / start_epoch_at resume the same stream; ranks partition samples and shards;
  * mixing weights (upsampling factors, temperature, sizes) are honoured statistically; bad
- * samples are skipped, counted per reason and named; the queue bounds the work ahead. */
+ * samples are skipped, counted per reason and named (10 distinct ones, then a line saying the
+ * rest are not); fewer good samples than a batch end a training epoch instead of filling
+ * batches with copies; the queue bounds the work ahead. */
 #define _GNU_SOURCE
 #include <math.h>
 #include <stdio.h>
@@ -451,7 +453,9 @@ static void test_bounded(void) {
   CHECK(vlm_loader_queue_size(l) == 20 && st.ahead_max <= 20 && st.ahead_max >= 8, "work ahead bounded: %lld of 20",
         (long long)st.ahead_max);
   vlm_loader_close(l);
-  /* training cycles its sources: one with no good sample must still end the epoch */
+  /* training cycles its sources: one with no good sample must still end the epoch. Read from
+   * its start, the epoch ends once the data has been read (fewer good samples than a batch);
+   * resumed past its start (that check off), after the run of bad samples */
   FILE *f = fopen(P("allbad.tsv"), "wb");
   fprintf(f, "filepath\ttitle\n");
   for (int i = 0; i < 20; i++) fprintf(f, "img/none%d.png\tmissing\n", i);
@@ -461,8 +465,13 @@ static void test_bounded(void) {
   CHECK(vlm_loader_open(&l, &c) == VLM_OK, "open allbad");
   int got = vlm_loader_next(l, &b);
   vlm_loader_stats_get(l, &st);
+  CHECK(got == 0 && st.bad == 20 && st.samples == 0 && strstr(st.last_error, "none"),
+        "no good sample: the epoch ends after one pass (%lld bad)", (long long)st.bad);
+  vlm_loader_start_epoch(l, 0, 1);
+  got = vlm_loader_next(l, &b);
+  vlm_loader_stats_get(l, &st);
   CHECK(got == 0 && st.bad >= 1000 && st.samples == 0 && strstr(st.last_error, "none"),
-        "no good sample: the epoch ends (%lld bad)", (long long)st.bad);
+        "no good sample, resumed epoch: the epoch ends (%lld bad)", (long long)st.bad);
   CHECK(st.bad_distinct == 20, "no good sample: %lld distinct bad samples of 20", (long long)st.bad_distinct);
   vlm_loader_close(l);
   /* bad settings */
@@ -474,6 +483,130 @@ static void test_bounded(void) {
   c.world = 4;
   CHECK(vlm_loader_open(&l, &c) != VLM_OK && strstr(vlm_last_error(), "ranks"), "too few samples for the ranks: %s",
         vlm_last_error());
+}
+
+/* stderr into a file while a test runs, to read what the loader logged */
+static int g_saved_err = -1;
+static void capture_stderr(const char *path) {
+  fflush(stderr);
+  g_saved_err = dup(2);
+  FILE *f = fopen(path, "w");
+  if (f) { dup2(fileno(f), 2); fclose(f); }
+}
+static char *release_stderr(const char *path) {
+  fflush(stderr);
+  if (g_saved_err >= 0) { dup2(g_saved_err, 2); close(g_saved_err); g_saved_err = -1; }
+  size_t n;
+  char *t = (char *)vt_read_file(path, &n);
+  if (!t) return strdup("");
+  char *z = realloc(t, n + 1);
+  if (!z) { free(t); return strdup(""); }
+  z[n] = 0;
+  return z;
+}
+static int count_str(const char *hay, const char *needle) {
+  int k = 0;
+  for (const char *p = hay; (p = strstr(p, needle)); p += strlen(needle)) k++;
+  return k;
+}
+
+/* Fewer good samples than a batch: training used to fill its batches with copies of them and
+ * count each copy ("8 samples" from 1 good row); the epoch ends with an error instead, the
+ * count honest. Enough good ones (exactly a batch) still train. */
+static void test_few_good(void) {
+  FILE *f = fopen(P("fewgood.tsv"), "wb");
+  fprintf(f, "filepath\ttitle\nimg/0.png\tthe only good one\n");
+  for (int i = 0; i < 9; i++) fprintf(f, "img/gone%d.png\tmissing\n", i);
+  fclose(f);
+  for (int w = 0; w <= 2; w += 2) {
+    vlm_loader_cfg c;
+    base_cfg(&c, P("fewgood.tsv"), 1, 16, 4);
+    c.workers = w;
+    vlm_loader *l;
+    if (vlm_loader_open(&l, &c)) { CHECK(0, "open: %s", vlm_last_error()); return; }
+    capture_stderr(P("fewgood.log"));
+    vlm_batch b;
+    int got = vlm_loader_next(l, &b);
+    vlm_loader_stats st;
+    vlm_loader_stats_get(l, &st);
+    char *log = release_stderr(P("fewgood.log"));
+    CHECK(got == 0 && st.samples == 1 && st.bad == 9 && st.bad_distinct == 9,
+          "1 good sample, batch 4 (%d workers): no batch (%d), 1 sample counted (%lld), 9 bad (%lld)", w, got,
+          (long long)st.samples, (long long)st.bad);
+    CHECK(strstr(log, "fewgood.tsv holds only 1 good sample (9 bad), fewer than one batch of 4") != NULL,
+          "the error says why (%d workers): %s", w, log);
+    free(log);
+    /* the next epoch ends the same way */
+    vlm_loader_start_epoch(l, 1, 0);
+    capture_stderr(P("fewgood.log"));
+    got = vlm_loader_next(l, &b);
+    vlm_loader_stats_get(l, &st);
+    free(release_stderr(P("fewgood.log")));
+    CHECK(got == 0 && st.samples == 1, "epoch 1 too (%lld samples)", (long long)st.samples);
+    vlm_loader_close(l);
+  }
+  /* 4 good of 10, batch 4: a batch of four distinct pairs, then one from the next pass */
+  f = fopen(P("fourgood.tsv"), "wb");
+  fprintf(f, "filepath\ttitle\n");
+  for (int i = 0; i < 10; i++)
+    if (i % 3 == 0) fprintf(f, "img/%d.png\tgood %d\n", i % 5, i);
+    else fprintf(f, "img/gone%d.png\tmissing\n", i);
+  fclose(f);
+  vlm_loader_cfg c;
+  base_cfg(&c, P("fourgood.tsv"), 1, 16, 4);
+  c.workers = 0;
+  run r;
+  capture_stderr(P("fourgood.log"));
+  collect(&c, 0, 0, &r);
+  char *log = release_stderr(P("fourgood.log"));
+  int distinct = r.n == 8;
+  for (int i = 0; distinct && i < 4; i++)
+    for (int j = i + 1; j < 4; j++) distinct &= r.groups[i] != r.groups[j];
+  CHECK(r.nb == 2 && distinct && r.st.samples == 8, "4 good of 10, batch 4: 2 batches (%lld), the first of distinct pairs",
+        (long long)r.nb);
+  CHECK(!strstr(log, "fewer than one batch") && strstr(log, "(4 of them read again, in a further pass)"),
+        "no error; the summary says 4 were read again: %s", log);
+  free(log);
+  run_free(&r);
+}
+
+/* Bad samples are named at warn level up to 10 distinct ones over the loader's life (a bad file
+ * is not named again in the next pass or epoch), then one line says that the rest are not. */
+static void test_bad_named(void) {
+  FILE *f = fopen(P("manybad.tsv"), "wb");
+  fprintf(f, "filepath\ttitle\n");
+  for (int i = 0; i < 15; i++) fprintf(f, "img/lost%02d.png\tmissing\n", i);
+  for (int i = 0; i < 12; i++) fprintf(f, "img/%d.png\tgood %d\n", i % 5, i);
+  fclose(f);
+  vlm_log_set_level(VLM_LOG_INFO);   /* VLM_LOG=debug in the environment would name them all */
+  for (int train = 0; train <= 1; train++) {
+    vlm_loader_cfg c;
+    base_cfg(&c, P("manybad.tsv"), train, 16, 4);
+    c.workers = 2;
+    vlm_loader *l;
+    if (vlm_loader_open(&l, &c)) { CHECK(0, "open: %s", vlm_last_error()); return; }
+    capture_stderr(P("manybad.log"));
+    vlm_batch b;
+    for (int e = 0; e < 2; e++) {
+      vlm_loader_start_epoch(l, e, 0);
+      while (vlm_loader_next(l, &b)) {
+      }
+    }
+    vlm_loader_close(l);
+    char *log = release_stderr(P("manybad.log"));
+    const char *tag = "warning: loader: skipped a bad sample: ";
+    int named = count_str(log, tag), distinct = 1;
+    for (const char *p = log; (p = strstr(p, tag)); p += strlen(tag)) {   /* no warning line twice */
+      const char *e = strchr(p, '\n');
+      size_t len = e ? (size_t)(e - p) : strlen(p);
+      for (const char *q = p + len; (q = strstr(q, tag));  q += strlen(tag))
+        distinct &= strncmp(p, q, len) != 0 || (q[len] != '\n' && q[len] != 0);
+    }
+    CHECK(named == 10 && distinct, "train %d: 10 bad samples named (%d), each once", train, named);
+    CHECK(count_str(log, "further bad samples are not named (10 were; VLM_LOG=debug names them all") == 1,
+          "train %d: the rest are said not to be named, once: %s", train, log);
+    free(log);
+  }
 }
 
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
@@ -572,6 +705,8 @@ int main(int argc, char **argv) {
   test_mixing();
   test_wds();
   test_bounded();
+  test_few_good();
+  test_bad_named();
   test_throughput(shared);
   vlm_tokenizer_free(g_tok);
   char cmd[512];

@@ -4,7 +4,9 @@
  * crashing, each failure naming the sample. Also: CSV quoting (separators, doubled quotes,
  * newlines inside quotes), CRLF, blank lines, BOM, other separators and keys, a missing
  * column named at open; COCO grouping; tar ustar/pax/GNU long names; brace expansion;
- * folder and ImageFolder layouts; type auto-detection. */
+ * folder and ImageFolder layouts; type auto-detection. What JSON readers disagree on (text
+ * after the document, duplicate keys, ids past 2^53 - 1) refused; UTF-16 CSV named; braces
+ * in a path that exists read literally; a WebDataset member twice in a sample refused. */
 #define _GNU_SOURCE
 #include <stdio.h>
 #include <stdlib.h>
@@ -698,6 +700,233 @@ static void test_wds_paths(void) {
   }
 }
 
+/* What JSON readers disagree on is refused, naming the file and the place: text after the
+ * document (Python: "Extra data"), a key twice in one object (cJSON keeps the first, Python
+ * the last), ids past 2^53 - 1 (read as doubles: 2^53 + 1 would become 2^53). An empty
+ * file_name is named as such. */
+static void test_coco_strict(void) {
+  vlm_source_opts o;
+  vlm_source_opts_default(&o);
+  char imgs[512];   /* P's buffers are reused */
+  snprintf(imgs, sizeof imgs, "%s", P("coco/val2017"));
+  o.coco_images = imgs;
+  vlm_source *s = NULL;
+  const char *doc = "{\"images\": [{\"id\": 7, \"file_name\": \"1.png\"}], \"annotations\": [{\"image_id\": 7, \"caption\": \"a\"}]}";
+  char buf[4096];
+  snprintf(buf, sizeof buf, "%s garbage", doc);
+  write_text(P("coco/trail.json"), buf);
+  size_t at = strlen(doc) + 1;   /* the 'g', after the space */
+  char want[64];
+  snprintf(want, sizeof want, "at byte %zu", at);
+  CHECK(vlm_source_open(&s, P("coco/trail.json"), &o) != VLM_OK && strstr(vlm_last_error(), "trail.json") &&
+            strstr(vlm_last_error(), "extra data") && strstr(vlm_last_error(), want),
+        "text after the document: %s", vlm_last_error());
+  snprintf(buf, sizeof buf, "%s%s", doc, doc);
+  write_text(P("coco/two.json"), buf);
+  snprintf(want, sizeof want, "at byte %zu", strlen(doc));
+  CHECK(vlm_source_open(&s, P("coco/two.json"), &o) != VLM_OK && strstr(vlm_last_error(), "extra data") &&
+            strstr(vlm_last_error(), want),
+        "two documents: %s", vlm_last_error());
+  snprintf(buf, sizeof buf, "\n %s \r\n\t\n", doc);   /* whitespace around it is fine */
+  write_text(P("coco/ws.json"), buf);
+  CHECK(vlm_source_open(&s, P("coco/ws.json"), &o) == VLM_OK && vlm_source_size(s) == 1, "whitespace after: %s",
+        vlm_last_error());
+  vlm_source_close(s);
+  s = NULL;
+  /* duplicate keys: at the top, inside an annotation, in a large object (sorted) */
+  write_text(P("coco/dupkey.json"),
+             "{\"images\": [{\"id\": 7, \"file_name\": \"1.png\"}], \"annotations\": [{\"image_id\": 7, \"caption\": \"a\"}],"
+             " \"annotations\": [{\"image_id\": 7, \"caption\": \"b\"}, {\"image_id\": 7, \"caption\": \"c\"}]}");
+  CHECK(vlm_source_open(&s, P("coco/dupkey.json"), &o) != VLM_OK && strstr(vlm_last_error(), "dupkey.json") &&
+            strstr(vlm_last_error(), "\"annotations\" appears twice") && strstr(vlm_last_error(), "top-level"),
+        "duplicate top-level key: %s", vlm_last_error());
+  write_text(P("coco/dupcap.json"),
+             "{\"images\": [{\"id\": 7, \"file_name\": \"1.png\"}], \"annotations\": [{\"image_id\": 7, \"caption\": \"a\"},"
+             " {\"image_id\": 7, \"caption\": \"b\", \"caption\": \"c\"}]}");
+  CHECK(vlm_source_open(&s, P("coco/dupcap.json"), &o) != VLM_OK &&
+            strstr(vlm_last_error(), "\"caption\" appears twice in the object at annotations[1]"),
+        "duplicate key in an annotation: %s", vlm_last_error());
+  char *big = malloc(1 << 16);
+  size_t k = (size_t)snprintf(big, 1 << 16, "{\"info\": {");
+  for (int i = 0; i < 500; i++) k += (size_t)snprintf(big + k, (1 << 16) - k, "\"k%d\": %d, ", i, i);
+  snprintf(big + k, (1 << 16) - k, "\"k250\": 0}, \"images\": [], \"annotations\": []}");
+  write_text(P("coco/dupbig.json"), big);
+  free(big);
+  CHECK(vlm_source_open(&s, P("coco/dupbig.json"), &o) != VLM_OK &&
+            strstr(vlm_last_error(), "\"k250\" appears twice in the object at info"),
+        "duplicate key in a large object: %s", vlm_last_error());
+  /* the same key in different objects is fine */
+  write_text(P("coco/samekeys.json"),
+             "{\"images\": [{\"id\": 7, \"file_name\": \"1.png\"}, {\"id\": 8, \"file_name\": \"1.png\"}],"
+             " \"annotations\": [{\"image_id\": 7, \"caption\": \"a\"}, {\"image_id\": 8, \"caption\": \"b\"}]}");
+  CHECK(vlm_source_open(&s, P("coco/samekeys.json"), &o) == VLM_OK && vlm_source_size(s) == 2, "keys per object: %s",
+        vlm_last_error());
+  vlm_source_close(s);
+  s = NULL;
+  /* images[k]'s problem named: an empty file_name, an id past 2^53 - 1 */
+  write_text(P("coco/emptyname.json"),
+             "{\"images\": [{\"id\": 7, \"file_name\": \"\"}], \"annotations\": [{\"image_id\": 7, \"caption\": \"a\"}]}");
+  CHECK(vlm_source_open(&s, P("coco/emptyname.json"), &o) != VLM_OK &&
+            strstr(vlm_last_error(), "images[0]: \"file_name\" is empty"),
+        "empty file_name: %s", vlm_last_error());
+  write_text(P("coco/noname.json"), "{\"images\": [{\"id\": 7}], \"annotations\": [{\"image_id\": 7, \"caption\": \"a\"}]}");
+  CHECK(vlm_source_open(&s, P("coco/noname.json"), &o) != VLM_OK && strstr(vlm_last_error(), "images[0]: has no \"file_name\""),
+        "no file_name: %s", vlm_last_error());
+  write_text(P("coco/bigid.json"),
+             "{\"images\": [{\"id\": 9007199254740993, \"file_name\": \"1.png\"}, {\"id\": 9007199254740992, \"file_name\": "
+             "\"2.png\"}], \"annotations\": [{\"image_id\": 9007199254740993, \"caption\": \"a\"}]}");
+  CHECK(vlm_source_open(&s, P("coco/bigid.json"), &o) != VLM_OK && strstr(vlm_last_error(), "images[0]: \"id\" is out of range") &&
+            strstr(vlm_last_error(), "2^53") && !strstr(vlm_last_error(), "same id"),
+        "image id past 2^53 - 1: %s", vlm_last_error());
+  write_text(P("coco/bigann.json"),
+             "{\"images\": [{\"id\": 9007199254740991, \"file_name\": \"1.png\"}], \"annotations\": ["
+             "{\"image_id\": 9007199254740993, \"caption\": \"a\"}, {\"image_id\": 9007199254740991, \"caption\": \"b\"}]}");
+  CHECK(vlm_source_open(&s, P("coco/bigann.json"), &o) == VLM_OK && vlm_source_size(s) == 2, "2^53 - 1 is an id: %s",
+        vlm_last_error());
+  if (s) {
+    vlm_sample sm;
+    CHECK(vlm_source_get(s, 0, &sm) != VLM_OK && strstr(vlm_last_error(), "annotation 0: \"image_id\" is out of range") &&
+              strstr(vlm_last_error(), "2^53"),
+          "annotation image_id past 2^53 - 1: %s", vlm_last_error());
+    vlm_sample_free(&sm);
+    CHECK(vlm_source_get(s, 1, &sm) == VLM_OK && sm.group == 9007199254740991LL, "id 2^53 - 1 read exactly: %s",
+          vlm_last_error());
+    vlm_sample_free(&sm);
+    vlm_source_close(s);
+  }
+}
+
+/* Excel's "Unicode text" (UTF-16 with a byte-order mark) is named as such, not shown as bytes. */
+static void test_csv_utf16(void) {
+  vlm_source_opts o;
+  vlm_source_opts_default(&o);
+  vlm_source *s = NULL;
+  const char *txt = "filepath\ttitle\nimg/a.png\ta caption\n";
+  size_t n = strlen(txt);
+  for (int be = 0; be <= 1; be++) {
+    uint8_t *u = malloc(2 * n + 2);
+    u[0] = be ? 0xFE : 0xFF;
+    u[1] = be ? 0xFF : 0xFE;
+    for (size_t i = 0; i < n; i++) {
+      u[2 + 2 * i + be] = (uint8_t)txt[i];
+      u[2 + 2 * i + !be] = 0;
+    }
+    vt_write_file(P("csv/u16.tsv"), u, 2 * n + 2);
+    CHECK(vlm_source_open(&s, P("csv/u16.tsv"), &o) != VLM_OK && strstr(vlm_last_error(), "u16.tsv") &&
+              strstr(vlm_last_error(), be ? "UTF-16 (big-endian)" : "UTF-16 (little-endian)") &&
+              strstr(vlm_last_error(), "save it as UTF-8") && !strstr(vlm_last_error(), "\xff\xfe"),
+          "UTF-16 %s: %s", be ? "BE" : "LE", vlm_last_error());
+    /* without the mark: the NULs of the header are pointed at */
+    vt_write_file(P("csv/u16.tsv"), u + 2, 2 * n);
+    CHECK(vlm_source_open(&s, P("csv/u16.tsv"), &o) != VLM_OK && strstr(vlm_last_error(), "NUL bytes: UTF-16"),
+          "UTF-16 without its mark (%d): %s", be, vlm_last_error());
+    free(u);
+  }
+}
+
+/* A path with braces that exists as written is that file or folder, not a pattern; a pattern
+ * that finds nothing says that the braces were read as one. */
+static void test_brace_paths(void) {
+  vlm_source_opts o;
+  vlm_source_opts_default(&o);
+  vlm_source *s = NULL;
+  mkdir(P("br"), 0777);
+  write_png(P("br/a.png"), 1);
+  write_text(P("br/x{1}.tsv"), "filepath\ttitle\na.png\ta caption\na.png\tanother\n");
+  CHECK(vlm_source_open(&s, P("br/x{1}.tsv"), &o) == VLM_OK && vlm_source_type(s) == VLM_DS_CSV && vlm_source_size(s) == 2,
+        "x{1}.tsv read as the file: %s", vlm_last_error());
+  vlm_source_close(s);
+  s = NULL;
+  o.type = VLM_DS_CSV;   /* the type given: the same file */
+  CHECK(vlm_source_open(&s, P("br/x{1}.tsv"), &o) == VLM_OK && vlm_source_size(s) == 2, "x{1}.tsv as csv: %s",
+        vlm_last_error());
+  vlm_source_close(s);
+  s = NULL;
+  o.type = VLM_DS_AUTO;
+  mkdir(P("br/photos {0..1}"), 0777);
+  mkdir(P("br/photos {0..1}/sub"), 0777);
+  write_png(P("br/photos {0..1}/sub/p.png"), 2);
+  write_text(P("br/photos {0..1}/sub/p.txt"), "a photo");
+  CHECK(vlm_source_open(&s, P("br/photos {0..1}"), &o) == VLM_OK && vlm_source_type(s) == VLM_DS_FOLDER &&
+            vlm_source_size(s) == 1,
+        "folder 'photos {0..1}' read as the folder: %s", vlm_last_error());
+  vlm_source_close(s);
+  s = NULL;
+  size_t n1;
+  uint8_t *p1 = png_bytes(8, 8, 1, &n1);
+  FILE *f = fopen(P("br/d{1}.tar"), "wb");
+  vt_tar_add(f, "k.png", p1, n1);
+  vt_tar_add(f, "k.txt", "a shard", 7);
+  tar_end(f);
+  fclose(f);
+  free(p1);
+  CHECK(vlm_source_open(&s, P("br/d{1}.tar"), &o) == VLM_OK && vlm_source_num_shards(s) == 1, "d{1}.tar is one shard: %s",
+        vlm_last_error());
+  if (s) {
+    vlm_shard_reader *r = NULL;
+    vlm_sample sm;
+    CHECK(vlm_shard_open(s, 0, &r) == VLM_OK && vlm_shard_next(r, &sm) == 1 && !strcmp(sm.caption, "a shard"),
+          "d{1}.tar read: %s", vlm_last_error());
+    vlm_sample_free(&sm);
+    vlm_shard_close(r);
+    vlm_source_close(s);
+    s = NULL;
+  }
+  /* no such path: a pattern as before, and the error says so */
+  CHECK(vlm_source_open(&s, P("br/x{2}.tsv"), &o) != VLM_OK && strstr(vlm_last_error(), "x2.tsv") &&
+            strstr(vlm_last_error(), "read as a shard pattern"),
+        "x{2}.tsv, absent: %s", vlm_last_error());
+  write_text(P("br/y3.tsv"), "filepath\ttitle\na.png\ta caption\n");
+  CHECK(vlm_source_open(&s, P("br/y{3..4}.tsv"), &o) == VLM_OK && vlm_source_type(s) == VLM_DS_WDS,
+        "a pattern that finds a file stays a pattern: %s", vlm_last_error());
+  vlm_source_close(s);
+}
+
+/* A sample with two members of one name (a.txt twice, or a.txt and a.TXT) is a bad sample
+ * naming the member, as webdataset refuses it; the shard's other samples are read. */
+static void test_wds_duplicates(void) {
+  size_t n1;
+  uint8_t *p1 = png_bytes(8, 8, 1, &n1);
+  FILE *f = fopen(P("wds/dupmember.tar"), "wb");
+  vt_tar_add(f, "a.png", p1, n1);
+  vt_tar_add(f, "a.txt", "first", 5);
+  vt_tar_add(f, "a.txt", "second", 6);
+  vt_tar_add(f, "b.png", p1, n1);
+  vt_tar_add(f, "b.txt", "good one", 8);
+  vt_tar_add(f, "c.TXT", "upper", 5);
+  vt_tar_add(f, "c.png", p1, n1);
+  vt_tar_add(f, "c.txt", "lower", 5);
+  vt_tar_add(f, "d.png", p1, n1);
+  vt_tar_add(f, "d.txt", "last", 4);
+  tar_end(f);
+  fclose(f);
+  free(p1);
+  vlm_source_opts o;
+  vlm_source_opts_default(&o);
+  vlm_source *s = NULL;
+  CHECK(vlm_source_open(&s, P("wds/dupmember.tar"), &o) == VLM_OK, "open: %s", vlm_last_error());
+  if (!s) return;
+  vlm_shard_reader *r = NULL;
+  vlm_sample sm;
+  CHECK(vlm_shard_open(s, 0, &r) == VLM_OK, "shard");
+  int k = vlm_shard_next(r, &sm);
+  CHECK(k == -1 && sm.fail == VLM_BAD_READ && strstr(vlm_last_error(), "dupmember.tar:a: two members named a.txt"),
+        "a.txt twice: %s", vlm_last_error());
+  vlm_sample_free(&sm);
+  k = vlm_shard_next(r, &sm);
+  CHECK(k == 1 && !strcmp(sm.caption, "good one"), "the next sample read (%d)", k);
+  vlm_sample_free(&sm);
+  k = vlm_shard_next(r, &sm);
+  CHECK(k == -1 && strstr(vlm_last_error(), ":c: two members named c.txt"), "c.TXT and c.txt: %s", vlm_last_error());
+  vlm_sample_free(&sm);
+  k = vlm_shard_next(r, &sm);
+  CHECK(k == 1 && !strcmp(sm.caption, "last"), "the last sample read (%d)", k);
+  vlm_sample_free(&sm);
+  CHECK(vlm_shard_next(r, &sm) == 0, "end");
+  vlm_shard_close(r);
+  vlm_source_close(s);
+}
+
 /* ------------------------------------------------------------------ folders */
 static void test_folders(void) {
   mkdir(P("fold"), 0777);
@@ -820,6 +1049,10 @@ int main(int argc, char **argv) {
   test_coco_annotations();
   test_wds();
   test_wds_paths();
+  test_coco_strict();
+  test_csv_utf16();
+  test_brace_paths();
+  test_wds_duplicates();
   test_folders();
   char cmd[512];
   snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
