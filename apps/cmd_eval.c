@@ -1,6 +1,7 @@
 /* vlm eval: retrieval recall@1/5/10 and mean/median rank both ways on paired
  * image-caption data, and zero-shot top-1/top-5 accuracy on labelled images. */
 #define _POSIX_C_SOURCE 200809L
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -159,6 +160,21 @@ typedef struct {
 } retrieval_out;
 
 /* Features of every caption and of each group's image (once), then the metrics. */
+/* A model whose features are not finite (NaN or inf weights) has no ranks to measure: an
+ * error naming it, not recalls computed from NaN similarities. */
+static vlm_status finite_features(const char *model, const char *what, const float *f, int64_t n, int64_t E) {
+  int64_t bad = 0;
+  for (int64_t i = 0; i < n; i++)
+    for (int64_t d = 0; d < E; d++)
+      if (!isfinite(f[i * E + d])) {
+        bad++;
+        break;
+      }
+  if (!bad) return VLM_OK;
+  return vlm_error(VLM_ERR_FORMAT, "%s: the model gives non-finite (NaN or inf) %s features for %lld of %lld inputs: "
+                   "it cannot be evaluated", model, what, (long long)bad, (long long)n);
+}
+
 static vlm_status run_retrieval(const opts *o, vlm_encoder *enc, retrieval_out *r) {
   memset(r, 0, sizeof *r);
   vlm_loader *ld = NULL;
@@ -230,6 +246,8 @@ static vlm_status run_retrieval(const opts *o, vlm_encoder *enc, retrieval_out *
   }
   r->caption_match = o->caption_match;
   if (st == VLM_OK && o->caption_match) st = vlm_retrieval_caption_keys(ids, n, ctx, NULL, item);
+  if (st == VLM_OK) st = finite_features(o->model, "image", img, U, E);
+  if (st == VLM_OK) st = finite_features(o->model, "text", txt, n, E);
   if (st == VLM_OK) {
     /* each caption's image: its group's row in img */
     for (int64_t j = 0; j < n; j++) timg[j] = *vlm_group_map_ref(&seen, grp[j]);
@@ -324,6 +342,7 @@ static vlm_status run_zeroshot(const opts *o, vlm_encoder *enc, zeroshot_out *r)
     if (!unseen) st = vlm_error(VLM_ERR_OOM, "out of memory");
     for (int64_t i = 0; unseen && i < n; i++) unseen[i] = labels[i] >= 0 && vlm_shapes_class_unseen(labels[i]);
   }
+  if (st == VLM_OK) st = finite_features(o->model, "image", img, n, E);
   if (st == VLM_OK) st = vlm_zeroshot_eval(img, n, E, W, nc, labels, unseen, &r->z);
   if (st == VLM_OK && r->z.n == 0) st = vlm_error(VLM_ERR_FORMAT, "%s: no image has a class label", o->zs);
   if (st == VLM_OK) {

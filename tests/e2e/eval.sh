@@ -380,5 +380,22 @@ fi
 check "train on 1 good pair with batch 4: 1, not batches of copies ($(grep -c 'loader: epoch 0 done' "$tmp/ing/fewgood.err") summaries)" \
   "[ $rc -eq 1 ] && grep -q 'fewgood.tsv holds only 1 good sample (9 bad), fewer than one batch of 4' $tmp/ing/fewgood.err && grep -q 'epoch 0 done: 1 samples' $tmp/ing/fewgood.err && ! grep -q '^step ' $tmp/ing/fewgood.err"
 
+# a model whose image features are NaN (visual.proj overwritten): no recall or accuracy from it
+if [ $have_py = 1 ]; then
+  cp -r "$m" "$tmp/nanm" && python3 - "$tmp/nanm/open_clip_model.safetensors" <<'PY'
+import json, struct, sys
+b = bytearray(open(sys.argv[1], 'rb').read())
+n = struct.unpack('<Q', b[:8])[0]
+a, z = json.loads(b[8:8 + n])['visual.proj']['data_offsets']
+b[8 + n + a:8 + n + z] = struct.pack('<f', float('nan')) * ((z - a) // 4)
+open(sys.argv[1], 'wb').write(b)
+PY
+  "$vlm" eval --model "$tmp/nanm" --data "$tmp/pairs/pairs.tsv" --json >"$tmp/nan.json" 2>"$tmp/nan.err"; rc=$?
+  check "retrieval with a NaN model: exit 1, the model and the features named, no JSON numbers from it" \
+    "[ $rc -eq 1 ] && grep -q 'nanm: the model gives non-finite (NaN or inf) image features' $tmp/nan.err && ! grep -qi nan $tmp/nan.json"
+  "$vlm" eval --model "$tmp/nanm" --zeroshot "$tmp/imgs" --templates simple >/dev/null 2>"$tmp/nan.err"; rc=$?
+  check "zero-shot with a NaN model: exit 1, named" "[ $rc -eq 1 ] && grep -q 'non-finite (NaN or inf) image features' $tmp/nan.err"
+fi
+
 echo "eval e2e: $pass passed, $fail failed"
 [ $fail -eq 0 ]
