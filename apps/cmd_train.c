@@ -105,8 +105,10 @@ static void usage(FILE *f) {
           "                           activations live; auto: the GPU when one is present\n"
           "Run, checkpoints, evaluation:\n"
           "  --logs DIR (./logs)  --name NAME (date-model-lr-batch)\n"
-          "  --save-frequency N (1: epoch_K every N epochs)  --save-most-recent (keep only the\n"
-          "  newest epoch_K)  --save-steps N (update 'latest' every N steps; 0: at epoch ends)\n"
+          "  --save-frequency N (1: epoch_K every N epochs, and always after the last epoch)\n"
+          "  --delete-previous-checkpoint (keep only the newest epoch_K)  --save-most-recent\n"
+          "  (accepted for open_clip: 'latest' always names the newest checkpoint)\n"
+          "  --save-steps N (update 'latest' every N steps; 0: at epoch ends)\n"
           "  --resume latest|PATH     continue exactly (weights, optimizer, step, data position;\n"
           "                           without --steps/--epochs, the run's own length; without\n"
           "                           --batch-size/--accum-freq, the run's own; the\n"
@@ -158,7 +160,7 @@ typedef struct {
   long long stop_at, log_every, eval_steps, epochs_cooldown;
   long long max_pixels;   /* --max-image-pixels (the loaders' decoding) */
   long long bpe_size;   /* --tokenizer train:SIZE */
-  int save_most_recent, lock_image, lock_text, json;
+  int save_most_recent, delete_previous, lock_image, lock_text, json;
   int siglip;         /* --siglip: SigLIP's sigmoid loss (a model with a logit_bias trains with it anyway) */
   int set_batch, set_accum, set_lr, set_warmup, set_epochs, set_steps, set_eval_steps, set_coca_w;
   const char *set_cooldown;   /* the first --lr-cooldown-power / --lr-cooldown-end / --epochs-cooldown given */
@@ -688,13 +690,16 @@ static int finish_epoch(run_state *R, int64_t total_steps) {
   if (((o->val_freq > 0 && ep % o->val_freq == 0) || last) &&
       (st = evaluate_once(R, last || (o->zs_freq > 0 && ep % o->zs_freq == 0))) != VLM_OK)
     return fail("evaluation");
-  if (o->save_freq > 0 && ep % o->save_freq == 0) {
+  /* as open_clip: every --save-frequency epochs, and the run's last epoch whatever it is */
+  if ((o->save_freq > 0 && ep % o->save_freq == 0) || last) {
     char name[64];
     snprintf(name, sizeof name, "epoch_%lld", (long long)ep);
     if ((st = save_named(R, name)) != VLM_OK || (st = save_latest(R)) != VLM_OK) return fail("checkpoint");
-    if (o->save_most_recent && ep > o->save_freq && R->rank == 0) {
+    /* the epoch_K saved before this one (every --save-frequency epochs, or none) */
+    const int64_t prev = o->save_freq > 0 ? (ep - 1) / o->save_freq * o->save_freq : 0;
+    if (o->delete_previous && prev > 0 && prev < ep && R->rank == 0) {
       char old[2300];
-      snprintf(old, sizeof old, "%s/epoch_%lld", R->ck, (long long)(ep - o->save_freq));
+      snprintf(old, sizeof old, "%s/epoch_%lld", R->ck, (long long)prev);
       char cmd_old[4400];
       snprintf(cmd_old, sizeof cmd_old, "%s/open_clip_model.safetensors", old);
       remove(cmd_old);
@@ -815,7 +820,7 @@ static void resume_settings(run_state *R, const char *dir) {
     vlm_error_clear();
   }
   const struct { const char *key, *flag; double *d; long long *i; double lo, hi; } k[] = {
-    {"lr", "--lr", &o->lr, NULL, 1e-30, 1e30},
+    {"lr", "--lr", &o->lr, NULL, 0, 1e30},
     {"beta1", "--beta1", &o->beta1, NULL, 0, 0.999999999},
     {"beta2", "--beta2", &o->beta2, NULL, 0, 0.999999999},
     {"eps", "--eps", &o->eps, NULL, 1e-30, 1e30},
@@ -1554,7 +1559,8 @@ int vlm_cmd_train(int argc, char **argv) {
     INT("--stop-at-step", stop_at, 1, 1LL << 40)
     INT("--log-every-n-steps", log_every, 1, 1LL << 40)
     INT("--epochs-cooldown", epochs_cooldown, 0, 1000000)
-    FLAG("--save-most-recent", save_most_recent)
+    FLAG("--save-most-recent", save_most_recent)   /* open_clip's epoch_latest.pt: 'latest' is always kept */
+    FLAG("--delete-previous-checkpoint", delete_previous)
     FLAG("--lock-image", lock_image)
     FLAG("--lock-text", lock_text)
     FLAG("--siglip", siglip)
@@ -1628,8 +1634,10 @@ int vlm_cmd_train(int argc, char **argv) {
     fprintf(stderr, CMD ": --lock-image and --lock-text together leave only logit_scale to train\n");
     goto out;
   }
-  if (o->lr <= 0 || o->wd < 0 || o->beta1 < 0 || o->beta1 >= 1 || o->beta2 < 0 || o->beta2 >= 1 || o->eps <= 0) {
-    fprintf(stderr, CMD ": --lr, --wd, --beta1, --beta2, --eps out of range\n");
+  if (o->lr < 0 || o->wd < 0 || o->beta1 < 0 || o->beta1 >= 1 || o->beta2 < 0 || o->beta2 >= 1 || o->eps <= 0) {
+    fprintf(stderr, CMD ": %s out of range (--lr and --wd >= 0, --beta1 and --beta2 in [0, 1), --eps > 0)\n",
+            o->lr < 0 ? "--lr" : o->wd < 0 ? "--wd" : o->beta1 < 0 || o->beta1 >= 1 ? "--beta1"
+            : o->beta2 < 0 || o->beta2 >= 1 ? "--beta2" : "--eps");
     goto out;
   }
   if (o->temperature < 0 || o->cooldown_end < 0 || o->cooldown_power <= 0) {

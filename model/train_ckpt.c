@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <ftw.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -178,8 +179,37 @@ vlm_status vlm_trainer_load(vlm_trainer *tr, const char *dir, int *had_state) {
   return s;
 }
 
+/* The first parameter holding a NaN, an infinity or a value of 2^64 or more (read in chunks
+ * from the device), or NULL. A diverged update (a huge --lr) must not be saved: 'latest' and
+ * the step_N it replaces would then hold no weights worth resuming from. 2^64: such a weight's
+ * square overflows fp32 (3.4e38), so the next forward's LayerNorm variances are infinite; no
+ * trained CLIP or CoCa weight comes near it. */
+static const char *first_nonfinite(const vlm_trainer *tr) {
+  float buf[4096];
+  for (int i = 0; i < tr->n_slots; i++) {
+    const vlm_tensor *t = tr->slots[i].param;
+    const int64_t n = vlm_numel(t);
+    for (int64_t at = 0; at < n; at += 4096) {
+      const int64_t k = n - at < 4096 ? n - at : 4096;
+      const float *p = (const float *)t->data + at;
+      if (t->device != VLM_CPU) {
+        vlm_memcpy(buf, VLM_CPU, p, t->device, (size_t)k * sizeof(float));
+        p = buf;
+      }
+      for (int64_t j = 0; j < k; j++)
+        if (!(fabsf(p[j]) < 18446744073709551616.0f)) return tr->slots[i].name;   /* NaN fails too */
+    }
+  }
+  return NULL;
+}
+
 vlm_status vlm_trainer_save_named(vlm_trainer *tr, const char *ck_dir, const char *name) {
   char tmp[4096], dst[4096], old[4096];
+  const char *bad = first_nonfinite(tr);
+  if (bad)
+    return vlm_error(VLM_ERR_FORMAT, "the weights hold NaN, infinite or exploded (>= 2^64) values at step %" PRId64 " (%s, ...): the "
+                     "training diverged (a smaller --lr?); %s/%s not written, the checkpoints before it kept",
+                     tr->step, bad, ck_dir, name);
   vlm_status s = make_dir(ck_dir);
   if (s != VLM_OK) return s;
   snprintf(tmp, sizeof tmp, "%s/.tmp-%s-%ld", ck_dir, name, (long)getpid());

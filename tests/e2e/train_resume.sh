@@ -71,6 +71,24 @@ truncate -s 5000 "$tmp/runs/hp3/checkpoints/latest/train_state.safetensors"
 check "a truncated train_state on resume: exit 1, the file and the reason named" \
   "[ $? -eq 1 ] && grep -q 'train_state.safetensors: header length .* truncated' $tmp/e.err"
 
+# A diverged update (a huge --lr) is never saved: no checkpoint of inf weights replaces a good one
+"$vlm" train "${common[@]}" --steps 6 --name dv >/dev/null 2>&1
+good=$(readlink "$tmp/runs/dv/checkpoints/latest")
+"$vlm" train "${common[@]}" --steps 12 --name dv --resume latest --lr 1e38 --save-steps 1 >/dev/null 2>"$tmp/dv.err"
+check "a diverging resume: exit 1, said, and 'latest' still the good $good" \
+  "[ $? -eq 1 ] && grep -q 'weights hold NaN, infinite or exploded (>= 2^64) values at step 7' $tmp/dv.err && [ \"\$(readlink $tmp/runs/dv/checkpoints/latest)\" = $good ] && [ ! -e $tmp/runs/dv/checkpoints/step_7 ]"
+"$vlm" train "${common[@]}" --steps 8 --name dv --resume latest --lr 0 >/dev/null 2>"$tmp/dv.err"
+check "... which resumes with a sane --lr (0 is one, as in open_clip)" "[ $? -eq 0 ]"
+
+# epoch_K every --save-frequency epochs and after the last one (open_clip); the previous one deleted
+# only with --delete-previous-checkpoint (--save-most-recent is open_clip's: 'latest' is always kept)
+"$vlm" train "${common[@]}" --epochs 5 --save-frequency 2 --save-most-recent --name sf1 >/dev/null 2>&1
+check "--epochs 5 --save-frequency 2: epoch_2, epoch_4 and epoch_5" \
+  "[ -d $tmp/runs/sf1/checkpoints/epoch_2 ] && [ -d $tmp/runs/sf1/checkpoints/epoch_4 ] && [ -d $tmp/runs/sf1/checkpoints/epoch_5 ]"
+"$vlm" train "${common[@]}" --epochs 5 --save-frequency 2 --delete-previous-checkpoint --name sf2 >/dev/null 2>&1
+check "... with --delete-previous-checkpoint: epoch_5 alone" \
+  "[ -d $tmp/runs/sf2/checkpoints/epoch_5 ] && [ ! -e $tmp/runs/sf2/checkpoints/epoch_4 ] && [ ! -e $tmp/runs/sf2/checkpoints/epoch_2 ]"
+
 # The step that completes an epoch ends it (open_clip writes epoch_N after every epoch, the
 # last included): --epochs 2 ends with epoch_2 and a state at epoch 2, batch 0; --epochs 3 on
 # resume trains exactly one more epoch; --steps of a whole epoch writes epoch_1.
