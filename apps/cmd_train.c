@@ -685,6 +685,7 @@ static int finish_epoch(run_state *R, int64_t total_steps) {
   vlm_status st;
   R->tr.epoch++;
   R->tr.epoch_batches = 0;
+  R->tr.epoch_seq = 0;
   const int64_t ep = R->tr.epoch;
   const int last = R->tr.step >= total_steps;
   if (((o->val_freq > 0 && ep % o->val_freq == 0) || last) &&
@@ -740,6 +741,7 @@ static int resume_checks(run_state *R, const char *dir, const vlm_train_config *
             (long long)(samples / G),
             G == B0 * W0 ? "" : "; the step count and the lr schedule go on with another global batch");
     R->tr.epoch_batches = samples / G;
+    R->tr.epoch_seq = -1;   /* another partition of the stream: the position counts batches */
   } else if (B0 > 0 && B0 != o->batch) {
     const int64_t samples = R->tr.epoch_batches * B0;
     if (samples % o->batch) {
@@ -756,6 +758,7 @@ static int resume_checks(run_state *R, const char *dir, const vlm_train_config *
             (long long)R->tr.epoch, (long long)R->tr.epoch_batches, (long long)samples,
             (long long)(samples / o->batch), (long long)R->tr.step, o->batch * o->accum, o->batch);
     R->tr.epoch_batches = samples / o->batch;
+    R->tr.epoch_seq = -1;
   }
   if (K0 > 0 && K0 != o->accum)
     fprintf(stderr, CMD ": warning: --accum-freq %lld, the checkpoint's %lld: the data position (batch %lld of epoch "
@@ -1344,16 +1347,21 @@ static int run(run_state *R) {
   const int64_t epoch_len = steps_per_epoch > 0 ? vlm_loader_batches_per_epoch(R->train) : -1;
   while (R->tr.step < t.total_steps && (o->stop_at <= 0 || R->tr.step < o->stop_at)) {
     if (!epoch_open) {
-      if ((st = vlm_loader_start_epoch(R->train, R->tr.epoch, R->tr.epoch_batches)) != VLM_OK) {
+      /* one process: the stream position of the last batch taken (bad samples skipped
+       * included), so a resume past them is exact; else (ranks, an older state) the batch count */
+      const int exact = R->tr.epoch_batches > 0 && R->tr.epoch_seq > 0 && R->world <= 1;
+      if ((st = exact ? vlm_loader_start_epoch_at(R->train, R->tr.epoch, R->tr.epoch_batches, R->tr.epoch_seq)
+                      : vlm_loader_start_epoch(R->train, R->tr.epoch, R->tr.epoch_batches)) != VLM_OK) {
         rc = fail("--train-data");
         break;
       }
       epoch_open = 1;
       wait_epoch_prev = 0;
     }
-    int64_t got = 0;
+    int64_t got = 0, seq = -1;
     vlm_batch b;
     while (got < K && vlm_loader_next(R->train, &b) == 1) {
+      seq = b.seq_end;
       if (b.n != B) continue;
       memcpy(img + got * B * 3 * S * S, b.images, (size_t)(B * 3 * S * S) * sizeof(float));
       memcpy(ids + got * B * L, b.ids, (size_t)(B * L) * sizeof(int32_t));
@@ -1391,6 +1399,7 @@ static int run(run_state *R) {
     }
     vlm_trainer_step(&R->tr, &timg, &tids);
     R->tr.epoch_batches += K;
+    R->tr.epoch_seq = R->world <= 1 ? seq : -1;
     double el = vlm_now() - t0;
     int64_t done = R->tr.step - start_step;
     vlm_progress pr = {R->tr.step, t.total_steps, R->tr.epoch, R->tr.last_loss, R->tr.last_lr,

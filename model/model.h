@@ -467,6 +467,9 @@ typedef struct {
   int64_t step;                     /* optimizer steps taken */
   int64_t epoch;                    /* current epoch (0-based) */
   int64_t epoch_batches;            /* micro-batches consumed in the current epoch (data position) */
+  int64_t epoch_seq;                /* the loader's stream position after them (vlm_batch.seq_end: bad
+                                       samples included, so a resume is exact past them); -1: unknown
+                                       (a state from before 2026-11-28, or written by several ranks) */
   int64_t loaded_batch_size;        /* vlm_trainer_load: the train_state's micro-batch size, in which its */
   int64_t loaded_accum_freq;        /* epoch_batches counts, and accum-freq (0: no state / not recorded) */
   int64_t loaded_total_steps;       /* the state's run length (its schedule's total_steps; 0: not recorded) */

@@ -505,7 +505,7 @@ void vlm_trainer_reset_optimizer(vlm_trainer *tr) {
     vlm_zero(tr->slots[i].m);
     vlm_zero(tr->slots[i].v);
   }
-  tr->step = tr->epoch = tr->epoch_batches = 0;
+  tr->step = tr->epoch = tr->epoch_batches = tr->epoch_seq = 0;
 }
 
 /* A parameter set's whole arena (its tensors and the zeroed padding between them) as one

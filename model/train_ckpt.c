@@ -58,6 +58,7 @@ vlm_status vlm_trainer_save(vlm_trainer *tr, const char *dir) {
   META("step", "%" PRId64, tr->step);
   META("epoch", "%" PRId64, tr->epoch);
   META("epoch_batches", "%" PRId64, tr->epoch_batches);
+  if (tr->epoch_seq >= 0 && (tr->world <= 1)) META("epoch_seq", "%" PRId64, tr->epoch_seq);   /* one rank's */
   META("rng", "%016" PRIx64 "%016" PRIx64 "%016" PRIx64 "%016" PRIx64, tr->rng.s[0], tr->rng.s[1], tr->rng.s[2],
        tr->rng.s[3]);
   union { float f; uint32_t u; } sp = {tr->rng.spare};
@@ -135,7 +136,7 @@ vlm_status vlm_trainer_load(vlm_trainer *tr, const char *dir, int *had_state) {
       }
     }
   }
-  int64_t step = 0, epoch = 0, eb = 0, bs = 0, accum = 0, total = 0, world = 1;
+  int64_t step = 0, epoch = 0, eb = 0, bs = 0, accum = 0, total = 0, world = 1, seq = -1;
   if (s == VLM_OK) s = meta_i64(&st, "step", &step);
   if (s == VLM_OK) s = meta_i64(&st, "epoch", &epoch);
   if (s == VLM_OK) s = meta_i64(&st, "epoch_batches", &eb);
@@ -144,6 +145,7 @@ vlm_status vlm_trainer_load(vlm_trainer *tr, const char *dir, int *had_state) {
   if (s == VLM_OK && vlm_st_meta(&st, "accum_freq")) s = meta_i64(&st, "accum_freq", &accum);
   if (s == VLM_OK && vlm_st_meta(&st, "world")) s = meta_i64(&st, "world", &world);
   if (s == VLM_OK && vlm_st_meta(&st, "total_steps")) s = meta_i64(&st, "total_steps", &total);
+  if (s == VLM_OK && vlm_st_meta(&st, "epoch_seq")) s = meta_i64(&st, "epoch_seq", &seq);
   const char *rng = vlm_st_meta(&st, "rng"), *spare = vlm_st_meta(&st, "rng_spare");
   vlm_rng r;
   memset(&r, 0, sizeof r);
@@ -168,6 +170,7 @@ vlm_status vlm_trainer_load(vlm_trainer *tr, const char *dir, int *had_state) {
     tr->step = step;
     tr->epoch = epoch;
     tr->epoch_batches = eb;
+    tr->epoch_seq = seq;
     tr->loaded_batch_size = bs;
     tr->loaded_accum_freq = accum;
     tr->loaded_world = world > 0 ? world : 1;

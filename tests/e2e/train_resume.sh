@@ -71,6 +71,21 @@ truncate -s 5000 "$tmp/runs/hp3/checkpoints/latest/train_state.safetensors"
 check "a truncated train_state on resume: exit 1, the file and the reason named" \
   "[ $? -eq 1 ] && grep -q 'train_state.safetensors: header length .* truncated' $tmp/e.err"
 
+# Exact resume past a bad sample: train_state keeps the loader's stream position (bad samples
+# included), not just the batch count (before: the rest of the epoch shifted by one sample)
+"$vlm" shapes --out "$tmp/bad" --split val --n 23 >/dev/null 2>&1
+: >"$tmp/bad/images/empty.png"
+printf 'images/empty.png\ta broken file\t0\n' >>"$tmp/bad/captions.tsv"
+bf=(--device cpu --train-data "$tmp/bad/captions.tsv" --model tiny --tokenizer train:600 --batch-size 4 --steps 8
+    --warmup 1 --workers 0 --val-frequency 0 --zeroshot-frequency 0 --logs "$tmp/runs" --seed 5)
+"$vlm" train "${bf[@]}" --name bs1 >/dev/null 2>&1
+for stop in 1 3; do
+  "$vlm" train "${bf[@]}" --name bs2_$stop --stop-at-step $stop >/dev/null 2>&1
+  "$vlm" train "${bf[@]}" --name bs2_$stop --resume latest >/dev/null 2>"$tmp/bs.err"
+  check "a bad sample in the data, stopped at step $stop and resumed: bit-identical to the straight run" \
+    "[ $? -eq 0 ] && cmp -s $tmp/runs/bs1/checkpoints/latest/open_clip_model.safetensors $tmp/runs/bs2_$stop/checkpoints/latest/open_clip_model.safetensors"
+done
+
 # A diverged update (a huge --lr) is never saved: no checkpoint of inf weights replaces a good one
 "$vlm" train "${common[@]}" --steps 6 --name dv >/dev/null 2>&1
 good=$(readlink "$tmp/runs/dv/checkpoints/latest")
