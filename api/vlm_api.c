@@ -108,6 +108,10 @@ vlm_model *vlm_model_load_on(const char *path, const vlm_model_options *opt, con
               VLM_MAX_THREADS, o.threads);
     return load_failed(err);
   }
+  if (o.bf16 != 0 && o.bf16 != 1) {   /* a flag: another value is a caller's mistake, not "on" */
+    vlm_error(VLM_ERR_ARG, "vlm_model_load: vlm_model_options.bf16 must be 0 or 1, got %d", o.bf16);
+    return load_failed(err);
+  }
   vlm_model *m = calloc(1, sizeof *m);
   if (!m) {
     vlm_error(VLM_ERR_OOM, "out of memory");

@@ -455,8 +455,16 @@ vlm_status vlm_image_decode_mem(const void *buf, size_t n, const char *name, con
   return vlm_error(VLM_ERR_UNSUPPORTED, "%s: unsupported format (not a JPEG, PNG or WebP file)", name);
 }
 
+/* The most bytes read from one image file: above any encoded image of VLM_DEFAULT_MAX_PIXELS
+ * (an uncompressed 16-bit RGBA PNG of 89.5 M pixels is 716 MB), and a bound on what a stream
+ * that never ends (a pipe fed from /dev/zero) can take. */
+#define VLM_MAX_IMAGE_FILE_BYTES ((size_t)1 << 30)
+
 vlm_status vlm_image_decode_file(const char *path, const vlm_decode_opts *opts, vlm_image *out) {
   memset(out, 0, sizeof *out);
+  struct stat pre;   /* a device is not opened at all (/dev/zero would be read without end) */
+  if (stat(path, &pre) == 0 && (S_ISCHR(pre.st_mode) || S_ISBLK(pre.st_mode) || S_ISSOCK(pre.st_mode)))
+    return vlm_error(VLM_ERR_IO, "%s: %s, not an image file", path, S_ISSOCK(pre.st_mode) ? "a socket" : "a device");
   FILE *f = fopen(path, "rb");
   if (!f) {
     const int e = errno;
@@ -474,6 +482,12 @@ vlm_status vlm_image_decode_file(const char *path, const vlm_decode_opts *opts, 
   size_t n = 0, cap = 0;
   for (;;) {
     if (n == cap) {
+      if (cap >= VLM_MAX_IMAGE_FILE_BYTES) {   /* a pipe that does not end */
+        free(buf);
+        fclose(f);
+        return vlm_error(VLM_ERR_FORMAT, "%s: more than %zu MB: not an image file vlm reads", path,
+                         VLM_MAX_IMAGE_FILE_BYTES >> 20);
+      }
       cap = cap ? cap * 2 : 1 << 16;
       uint8_t *nb = realloc(buf, cap);
       if (!nb) {

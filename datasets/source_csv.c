@@ -330,8 +330,30 @@ static uint64_t path_hash(const char *s, size_t n) {
   return h;
 }
 
-/* c->group: rows naming the same image path share the first such row; left NULL when no
- * path repeats (then a row's group is its index). */
+/* s[0..n) with "." components and repeated '/' dropped, into out (n + 1 bytes): the same
+ * file however a row spells it ("./a//b.jpg" is "a/b.jpg"; ".." is kept, a link may stand
+ * before it). The length. */
+static size_t clean_path(const char *s, size_t n, char *out) {
+  size_t o = 0, i = 0;
+  if (n && s[0] == '/') out[o++] = '/';
+  while (i < n) {
+    while (i < n && s[i] == '/') i++;
+    size_t e = i;
+    while (e < n && s[e] != '/') e++;
+    if (e > i && !(e - i == 1 && s[i] == '.')) {
+      if (o && out[o - 1] != '/') out[o++] = '/';
+      memcpy(out + o, s + i, e - i);
+      o += e - i;
+    }
+    i = e;
+  }
+  if (!o && n) out[o++] = '.';
+  out[o] = 0;
+  return o;
+}
+
+/* c->group: rows naming the same image path (spelled alike once cleaned) share the first such
+ * row; left NULL when no path repeats (then a row's group is its index). */
 static vlm_status csv_groups(csv_src *c) {
   const int64_t n = c->n;
   size_t cap = 16;
@@ -344,20 +366,24 @@ static vlm_status csv_groups(csv_src *c) {
   q.fl = malloc((size_t)(c->img_col + 1) * sizeof *q.fl);
   uint64_t *hash = malloc((size_t)(n > 0 ? n : 1) * sizeof *hash);
   int64_t *slot = calloc(cap, sizeof *slot);   /* row + 1; 0 empty */
+  char *ca = malloc(CSV_MAX_RECORD + 2), *cb = malloc(CSV_MAX_RECORD + 2);   /* cleaned paths */
   vlm_status st = VLM_OK;
-  if (!p.win || !p.split || !q.win || !q.split || !p.f || !p.fl || !q.f || !q.fl || !hash || !slot)
+  if (!p.win || !p.split || !q.win || !q.split || !p.f || !p.fl || !q.f || !q.fl || !hash || !slot || !ca || !cb)
     st = vlm_error(VLM_ERR_OOM, "%s: out of memory grouping the rows by image", c->path);
   for (int64_t i = 0; st == VLM_OK && i < n; i++) {
     const char *pa, *pb;
     size_t la, lb;
     if (!csv_path(&p, NULL, CSV_WINDOW, i, &pa, &la)) continue;
+    la = clean_path(pa, la, ca);
+    pa = ca;
     uint64_t h = hash[i] = path_hash(pa, la);
     uint64_t m = (h ^ (h >> 31)) * 0x9E3779B97F4A7C15ull;   /* FNV's low bits alone cluster */
     size_t k = (size_t)(m >> 20) & (cap - 1);
     int64_t first = -1;
     for (; slot[k]; k = (k + 1) & (cap - 1)) {
       int64_t j = slot[k] - 1;
-      if (hash[j] == h && csv_path(&q, &p, 0, j, &pb, &lb) && lb == la && !memcmp(pa, pb, la)) {
+      if (hash[j] == h && csv_path(&q, &p, 0, j, &pb, &lb) && (lb = clean_path(pb, lb, cb)) == la &&
+          !memcmp(pa, cb, la)) {
         first = j;
         break;
       }
@@ -386,6 +412,8 @@ static vlm_status csv_groups(csv_src *c) {
   free(q.fl);
   free(hash);
   free(slot);
+  free(ca);
+  free(cb);
   return st;
 }
 

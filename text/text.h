@@ -111,8 +111,10 @@ void vlm_text_tokens(const vlm_text_config *c, const vlm_text_acts *s, vlm_tenso
  *          characters removed, HTML entities when the line has no '<'), then
  *          html.unescape twice, whitespace runs -> one space, stripped,
  *          lower-cased (Python's str.lower, final sigma included);
- *   split: open_clip's pattern <|startoftext|>|<|endoftext|>|'s|'t|'re|'ve|'m|
- *          'll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+ ;
+ *   split: open_clip's pattern <start_of_text>|<end_of_text>|'s|'t|'re|'ve|'m|
+ *          'll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+ (OpenAI's BPE file, as open_clip's
+ *          SimpleTokenizer names its specials); with a vocab.json the specials' text is
+ *          its own <|startoftext|> / <|endoftext|>, as transformers' CLIPTokenizer reads it;
  *   each piece's UTF-8 bytes -> GPT-2 byte-unicode symbols, "</w>" on the last,
  *   merged by rank (lowest first), cached per piece.
  * Known differences from open_clip (checked against a Python reference on every

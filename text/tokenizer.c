@@ -346,6 +346,7 @@ vlm_status vlm_tokenizer_load_openai(vlm_tokenizer **out, const char *path) {
   }
   t->tok[512 + nlines] = dupn("<|startoftext|>", 15);
   t->tok[513 + nlines] = dupn("<|endoftext|>", 13);
+  t->openclip_specials = 1;   /* the text that stands for them: open_clip's <start_of_text> / <end_of_text> */
   if (!t->tok[512 + nlines] || !t->tok[513 + nlines] || !smap_build(t)) {
     s = vlm_error(VLM_ERR_OOM, "%s: out of memory", path);
     goto fail;
@@ -689,6 +690,8 @@ static int bpe_cached(vlm_tokenizer *t, const unsigned char *b, size_t n, int32_
 
 /* ------------------------------------------------------------------ pre-tokenizer + encode */
 static const char k_sot_text[] = "<|startoftext|>", k_eot_text[] = "<|endoftext|>";
+/* open_clip's SimpleTokenizer names its specials so (its pattern, case-insensitive, on lowered text) */
+static const char k_oc_sot_text[] = "<start_of_text>", k_oc_eot_text[] = "<end_of_text>";
 
 static int match_ascii(const int32_t *v, size_t n, size_t i, const char *s) {
   size_t l = strlen(s);
@@ -717,13 +720,14 @@ static size_t contraction(const int32_t *v, size_t n, size_t i) {
  * rejects it, and \p{L} does not take it. The regex skips it like a space. */
 static inline int skipped(int32_t c) { return vlm_tok_is_space(c) || c == 0x345; }
 
-int vlm_tok_next_piece(const int32_t *v, size_t n, size_t *pi, size_t *ps, size_t *pe) {
+int vlm_tok_next_piece(const int32_t *v, size_t n, size_t *pi, size_t *ps, size_t *pe, int openclip_specials) {
   size_t i = *pi;
   while (i < n && skipped(v[i])) i++;
   if (i >= n) { *pi = n; return 0; }
   int32_t c = v[i];
-  if (c == '<' && match_ascii(v, n, i, k_sot_text)) { *ps = i; *pi = *pe = i + sizeof k_sot_text - 1; return 2; }
-  if (c == '<' && match_ascii(v, n, i, k_eot_text)) { *ps = i; *pi = *pe = i + sizeof k_eot_text - 1; return 3; }
+  const char *sot = openclip_specials ? k_oc_sot_text : k_sot_text, *eot = openclip_specials ? k_oc_eot_text : k_eot_text;
+  if (c == '<' && match_ascii(v, n, i, sot)) { *ps = i; *pi = *pe = i + strlen(sot); return 2; }
+  if (c == '<' && match_ascii(v, n, i, eot)) { *ps = i; *pi = *pe = i + strlen(eot); return 3; }
   size_t e, cl = contraction(v, n, i);
   if (cl) e = i + cl;
   else if (vlm_tok_is_letter(c)) {
@@ -746,7 +750,7 @@ vlm_status vlm_tok_encode_cps(vlm_tokenizer *t, const int32_t *v, size_t n, int3
   size_t bcap = sizeof sbuf;
   size_t pos = 0, i, e;
   int kind;
-  while ((kind = vlm_tok_next_piece(v, n, &pos, &i, &e))) {
+  while ((kind = vlm_tok_next_piece(v, n, &pos, &i, &e, t->openclip_specials))) {
     if (kind != 1) {
       if (!grow((void **)ids, cap, *nid + 1, sizeof **ids)) goto oom;
       (*ids)[(*nid)++] = kind == 2 ? t->sot : t->eot;

@@ -50,6 +50,10 @@ struct vlm_tokenizer {
   int32_t *merge_a, *merge_b, *merge_new;   /* by rank */
   int32_t byte_id[256], byte_eow_id[256];
   int32_t sot, eot;
+  int openclip_specials;   /* 1: OpenAI's BPE file, read as open_clip's SimpleTokenizer reads it:
+                              the text "<start_of_text>" / "<end_of_text>" is the special token;
+                              0 (a vocab.json): "<|startoftext|>" / "<|endoftext|>", as its
+                              vocabulary names them (transformers' CLIPTokenizer) */
   /* cache: piece bytes -> ids */
   cache_entry *cache;
   size_t cache_cap, cache_n;
@@ -72,7 +76,7 @@ vlm_status vlm_tok_from_merges(struct vlm_tokenizer **out, const int32_t *ma, co
 void vlm_tok_base_ids(int32_t byte_id[256], int32_t byte_eow_id[256]);
 /* Next piece of open_clip's pattern in v[*i..n): returns 0 at the end, 1 for a
  * piece [*s, *e), 2 / 3 for <|startoftext|> / <|endoftext|>. Advances *i. */
-int vlm_tok_next_piece(const int32_t *v, size_t n, size_t *i, size_t *s, size_t *e);
+int vlm_tok_next_piece(const int32_t *v, size_t n, size_t *i, size_t *s, size_t *e, int openclip_specials);
 /* Hugging Face vocab.json text + merges.txt text (modified in place) -> a tokenizer; the names
  * are for messages (tokenizer.c). */
 vlm_status vlm_tok_load_hf_text(struct vlm_tokenizer **out, const char *jtext, size_t jlen, char *mtext, size_t mlen,

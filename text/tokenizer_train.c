@@ -226,7 +226,7 @@ vlm_status vlm_bpe_train(vlm_tokenizer **out, const char *const *texts, const si
     if (!vlm_tok_utf8_decode(&cps, texts[t], len) || !vlm_tok_clean_cps(&cps)) goto oom;
     size_t pos = 0, s, e;
     int kind;
-    while ((kind = vlm_tok_next_piece(cps.v, cps.n, &pos, &s, &e))) {
+    while ((kind = vlm_tok_next_piece(cps.v, cps.n, &pos, &s, &e, 0))) {   /* as the vocab.json it writes reads */
       if (kind != 1) continue;
       if ((e - s) * 4 > bcap) {
         bcap = (e - s) * 4 + 64;

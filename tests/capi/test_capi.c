@@ -81,6 +81,16 @@ static void check_threads(const char *dir) {
     CHECK(!m && err && strstr(err, "vlm_model_options.threads"), "threads %d refused: %s", o.threads, err ? err : "(null)");
     vlm_model_free(m);
   }
+  {   /* bf16 is a flag: 7 is refused, not taken as on */
+    vlm_model_options b7 = o;
+    b7.threads = 0;
+    b7.bf16 = 7;
+    err = NULL;
+    m = vlm_model_load_ex(dir, &b7, &err);
+    CHECK(!m && err && strstr(err, "vlm_model_options.bf16 must be 0 or 1, got 7"), "bf16 7 refused: %s",
+          err ? err : "(null)");
+    vlm_model_free(m);
+  }
   {   /* a batch whose activations cannot be allocated: the option is named */
     vlm_model_options big = o;
     big.threads = 0;

@@ -380,6 +380,13 @@ fi
 check "train on 1 good pair with batch 4: 1, not batches of copies ($(grep -c 'loader: epoch 0 done' "$tmp/ing/fewgood.err") summaries)" \
   "[ $rc -eq 1 ] && grep -q 'fewgood.tsv holds only 1 good sample (9 bad), fewer than one batch of 4' $tmp/ing/fewgood.err && grep -q 'epoch 0 done: 1 samples' $tmp/ing/fewgood.err && ! grep -q '^step ' $tmp/ing/fewgood.err"
 
+# rows naming one image under other spellings (./a.png, .//a.png) are one image, as index takes them
+printf 'filepath\ttitle\nastronaut.png\ta person in a suit\n./astronaut.png\tan astronaut\n.//astronaut.png\ta space suit\nblock.png\ta block\n' \
+  >"$tmp/pairs/spell.tsv"
+"$vlm" eval --model "$m" --data "$tmp/pairs/spell.tsv" --json >"$tmp/spell.json" 2>/dev/null
+check "three spellings of one image path: 2 images, 4 captions" \
+  "python3 -c 'import json,sys; r=json.load(open(sys.argv[1]))[\"retrieval\"]; assert (r[\"images\"], r[\"texts\"]) == (2, 4), r' $tmp/spell.json"
+
 # a model whose image features are NaN (visual.proj overwritten): no recall or accuracy from it
 if [ $have_py = 1 ]; then
   cp -r "$m" "$tmp/nanm" && python3 - "$tmp/nanm/open_clip_model.safetensors" <<'PY'

@@ -71,5 +71,11 @@ check "--full on CRLF lines: the text without the \\r, as for LF lines" \
   "[ $rc -eq 0 ] && grep -q '\"text\": \"the dog\", ' \"$tmp/crlf.out\" && cmp -s \"$tmp/crlf.out\" \"$tmp/lf.out\""
 err=$("$vlm" tokenize --vocab "$vocab" "$tmp" 2>&1 >/dev/null); rc=$?
 check "a folder as FILE: exit 1, said to be a directory" "[ $rc -eq 1 ] && grep -q 'is a directory' <<<\"\$err\""
+# the special tokens' text, as open_clip's SimpleTokenizer reads OpenAI's BPE file: <start_of_text> /
+# <end_of_text> (any case) are the specials, <|startoftext|> is spelled out (ids from open_clip 2.24)
+out=$(printf '<|startoftext|> hi <|endoftext|> there\n<start_of_text> hi <END_OF_TEXT>\n' |
+      "$vlm" tokenize --context-length 0 --vocab "$vocab" 2>&1)
+check "special tokens' text as open_clip's: <|endoftext|> spelled out, <end_of_text> the token" \
+  "[ \"\$(sed -n 1p <<<\"\$out\")\" = '{\"ids\": [49406, 27, 347, 993, 6659, 4160, 91, 285, 1883, 27, 347, 40786, 4160, 91, 285, 997, 49407]}' ] && [ \"\$(sed -n 2p <<<\"\$out\")\" = '{\"ids\": [49406, 49406, 1883, 49407, 49407]}' ]"
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]

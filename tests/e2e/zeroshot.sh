@@ -260,5 +260,9 @@ check "--classifier over a file that is not one: exit 1, named, kept" \
 err=$("$vlm" zeroshot --model "$m" --classes horse,cat --classifier "$tmp/no/such/dir/c.zsc" "$img" 2>&1 >/dev/null); rc=$?
 check "--classifier in a folder that does not exist: exit 1 before any work" \
   "[ $rc -eq 1 ] && grep -q 'no/such/dir' <<<\"\$err\" && ! grep -q prompts <<<\"\$err\""
+# a device named as an image is not read (/dev/zero has no end); a pipe that does not end is cut at 1 GiB
+err=$(timeout 60 "$vlm" zeroshot --model "$m" --classes horse,cat /dev/zero 2>&1); rc=$?
+check "/dev/zero as an image: exit 1 at once, said to be a device (got $rc)" \
+  "[ $rc -eq 1 ] && grep -q '/dev/zero: a device, not an image file' <<<\"\$err\""
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]

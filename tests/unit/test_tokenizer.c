@@ -294,8 +294,12 @@ static void test_behaviour(vlm_tokenizer *t) {
   free(d);
   free(ids);
   /* the same word gives the same ids cached or not, special tokens inside text */
-  ids = enc(t, "dog dog <|endoftext|> dog", &k);
+  ids = enc(t, "dog dog <end_of_text> dog", &k);
   CHECK(k == 4 && ids[0] == ids[1] && ids[1] == ids[3] && ids[2] == 49407, "cache / special in text");
+  free(ids);
+  /* OpenAI's BPE file read as open_clip's SimpleTokenizer: <|endoftext|> is text, spelled out */
+  ids = enc(t, "dog <|endoftext|>", &k);
+  CHECK(k > 2 && ids[1] != 49407 && ids[k - 1] != 49407, "<|endoftext|> in text is not the special with the BPE file");
   free(ids);
   /* invalid UTF-8 never fails and matches the U+FFFD text */
   size_t k2;
