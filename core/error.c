@@ -20,7 +20,8 @@ static _Thread_local const char *g_cur;
 typedef struct { char *p[VLM_MSG_SLOTS]; } msg_slots;
 static pthread_key_t g_key;
 static pthread_once_t g_key_once = PTHREAD_ONCE_INIT;
-static int g_key_ok;
+static int g_key_ok;                   /* read only after this thread's pthread_once */
+static _Thread_local int g_has_slots;  /* this thread's slots exist (so g_key_ok was seen set) */
 static void slots_free(void *v) {
   msg_slots *m = v;
   for (int i = 0; i < VLM_MSG_SLOTS; i++) free(m->p[i]);
@@ -35,11 +36,12 @@ static msg_slots *slots(void) {
     free(m);
     m = NULL;
   }
+  if (m) g_has_slots = 1;
   return m;
 }
 
-/* Replace slot's string by a new buffer of n bytes (the old one is freed by the caller's
- * vlm_msg_slot_commit, after formatting, since the arguments may point into it). */
+/* A buffer of n bytes for a slot; slot_commit then frees the slot's old string (after the
+ * formatting, since the arguments may point into it) and keeps the new one. */
 static char *slot_alloc(size_t n) { return n <= VLM_ERR_MAX ? malloc(n) : NULL; }
 static void slot_commit(int slot, char *buf) {
   msg_slots *m = slots();
@@ -87,8 +89,8 @@ static void set_msg(const char *fmt, va_list ap) {
   }
   g_idx = !g_idx;
   g_cur = dst;
-  msg_slots *m = g_key_ok ? pthread_getspecific(g_key) : NULL;
-  if (m && m->p[0]) slot_commit(0, NULL);
+  msg_slots *m = g_has_slots ? pthread_getspecific(g_key) : NULL;
+  if (m && m->p[0]) slot_commit(0, NULL);   /* a short message: the long one's copy goes */
 }
 
 static void set_msgf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
