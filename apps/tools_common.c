@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -44,16 +43,6 @@ void vlm_pathlist_free(vlm_pathlist *pl) {
 }
 
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
-
-/* The names a folder's image files have (the datasets' folder sources take the same ones). */
-static int has_image_ext(const char *name) {
-  const char *dot = strrchr(name, '.');
-  if (!dot) return 0;
-  static const char *const ext[] = {".jpg", ".jpeg", ".png", ".webp"};
-  for (size_t k = 0; k < sizeof ext / sizeof ext[0]; k++)
-    if (!strcasecmp(dot, ext[k])) return 1;
-  return 0;
-}
 
 /* What the search of a folder tree leaves out is said, never silent: "vlm CMD: warning: ...". */
 static void walk_warn(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -103,7 +92,7 @@ static vlm_status walk(vlm_pathlist *pl, const char *dir, const char *cmd, int d
     char *p = malloc(len);
     if (!p) { st = vlm_error(VLM_ERR_OOM, "out of memory"); break; }
     snprintf(p, len, "%.*s/%s", (int)dl, dir, name);
-    const int ext = has_image_ext(name);
+    const int ext = vlm_src_has_image_ext(name);
     struct stat s, t;
     if (lstat(p, &s) != 0) {
       if (ext) st = vlm_pathlist_add(pl, p);   /* gone since the listing: the decoding says so */

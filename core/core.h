@@ -55,6 +55,11 @@ vlm_status vlm_error_prefix(vlm_status code, const char *fmt, ...) __attribute__
 const char *vlm_last_error(void);
 void vlm_error_clear(void);
 const char *vlm_status_name(vlm_status s);
+/* A key given twice in one object anywhere in a parsed JSON tree (a cJSON *): Python's json
+ * keeps the last value, cJSON finds the first, so files read both ways must not have one. An
+ * error naming file, the key and where it is ("the object at annotations[3]"), or VLM_OK. */
+struct cJSON;
+vlm_status vlm_json_unique_keys(const struct cJSON *root, const char *file);
 /* A fast 64-bit hash (not cryptographic) of byte runs, each run's length included: the model
  * identities (model/encode.c) and the zero-shot classifier files' keys are made with it. */
 typedef struct { uint64_t h[4]; } vlm_hash;

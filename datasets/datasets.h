@@ -110,6 +110,9 @@ typedef struct {
 vlm_status vlm_image_decode_mem(const void *buf, size_t n, const char *name, const vlm_decode_opts *opts,
                                 vlm_image *out);
 vlm_status vlm_image_decode_file(const char *path, const vlm_decode_opts *opts, vlm_image *out);
+/* A name that says image: .jpg .jpeg .png .webp (any case), what the folder sources and the
+ * tools' folder search take. */
+int vlm_src_has_image_ext(const char *name);
 void vlm_image_free(vlm_image *img);
 /* Allocate an image (data uninitialised, or zeroed when zero != 0). */
 vlm_status vlm_image_alloc(vlm_image *img, int w, int h, vlm_img_mode mode, int zero);

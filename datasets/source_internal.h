@@ -42,7 +42,6 @@ vlm_status vlm_src_fail(vlm_sample *out, vlm_bad_reason why, vlm_status code);
 char *vlm_src_join(const char *dir, const char *path);
 /* The folder part of a path ("." when none); malloc'ed. */
 char *vlm_src_dirname(const char *path);
-int vlm_src_has_image_ext(const char *name);   /* .jpg .jpeg .png .webp (any case) */
 
 /* ---- tar (tar.c): a streaming ustar / pax / GNU reader over a FILE*. */
 typedef struct vlm_tar vlm_tar;

@@ -2,7 +2,6 @@
 #include "model/config_json.h"
 
 #include <math.h>
-#include <stdlib.h>
 #include <string.h>
 
 vlm_status vlm_cfg_int(const cJSON *obj, const char *key, int64_t dflt, int64_t lo, int64_t hi, int64_t *out,
@@ -160,50 +159,13 @@ void vlm_cfg_write_tower(cJSON *o, int64_t context_length, int64_t vocab_size, i
   cJSON_AddNumberToObject(o, "mlp_ratio", vlm_cfg_mlp_ratio(width, mlp_width));
 }
 
-static int cmp_key(const void *a, const void *b) {
-  return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
-
-/* The first key that one object of the tree holds twice (sorted, so a huge object costs
- * n log n); NULL when none, or when out of memory (then nothing is refused). */
-static const char *dup_key(const cJSON *o, const char **where) {
-  if (!cJSON_IsObject(o) && !cJSON_IsArray(o)) return NULL;
-  int n = 0;
-  for (const cJSON *e = o->child; e; e = e->next) n++;
-  if (cJSON_IsObject(o) && n > 1) {
-    const char **k = malloc((size_t)n * sizeof *k);
-    if (k) {
-      int m = 0;
-      for (const cJSON *e = o->child; e; e = e->next) k[m++] = e->string ? e->string : "";
-      qsort(k, (size_t)m, sizeof *k, cmp_key);
-      const char *d = NULL;
-      for (int i = 1; i < m && !d; i++)
-        if (!strcmp(k[i - 1], k[i])) d = k[i];
-      free(k);
-      if (d) {
-        *where = o->string;
-        return d;
-      }
-    }
-  }
-  for (const cJSON *e = o->child; e; e = e->next) {
-    const char *d = dup_key(e, where);
-    if (d) return d;
-  }
-  return NULL;
-}
-
 vlm_status vlm_cfg_parse(const char *json, const char *src, cJSON **root) {
   *root = cJSON_Parse(json);
   if (!*root)
     return vlm_error(VLM_ERR_FORMAT, "%s: not valid JSON (near byte %ld)", src,
                      cJSON_GetErrorPtr() ? (long)(cJSON_GetErrorPtr() - json) : 0L);
-  const char *where = NULL, *d = dup_key(*root, &where);
-  if (d) {
-    vlm_status st = vlm_error(VLM_ERR_FORMAT,
-                              "%s: the key \"%s\" appears twice in %s%s%s (Python's json would keep the last "
-                              "value, other readers the first: remove one)",
-                              src, d, where ? "\"" : "the top-level object", where ? where : "", where ? "\"" : "");
+  vlm_status st = vlm_json_unique_keys(*root, src);
+  if (st != VLM_OK) {
     cJSON_Delete(*root);
     *root = NULL;
     return st;

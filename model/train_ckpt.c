@@ -187,23 +187,32 @@ vlm_status vlm_trainer_load(vlm_trainer *tr, const char *dir, int *had_state) {
  * the step_N it replaces would then hold no weights worth resuming from. 2^64: such a weight's
  * square overflows fp32 (3.4e38), so the next forward's LayerNorm variances are infinite; no
  * trained CLIP or CoCa weight comes near it. */
+static int all_below(const float *p, int64_t n) {
+  for (int64_t j = 0; j < n; j++)
+    if (!(fabsf(p[j]) < 18446744073709551616.0f)) return 0;   /* NaN fails too */
+  return 1;
+}
+
 static const char *first_nonfinite(const vlm_trainer *tr) {
-  float buf[4096];
-  for (int i = 0; i < tr->n_slots; i++) {
+  enum { CHUNK = 1 << 20 };   /* device tensors come to the host a few MB at a time */
+  float *buf = NULL;
+  const char *bad = NULL;
+  for (int i = 0; i < tr->n_slots && !bad; i++) {
     const vlm_tensor *t = tr->slots[i].param;
     const int64_t n = vlm_numel(t);
-    for (int64_t at = 0; at < n; at += 4096) {
-      const int64_t k = n - at < 4096 ? n - at : 4096;
-      const float *p = (const float *)t->data + at;
-      if (t->device != VLM_CPU) {
-        vlm_memcpy(buf, VLM_CPU, p, t->device, (size_t)k * sizeof(float));
-        p = buf;
-      }
-      for (int64_t j = 0; j < k; j++)
-        if (!(fabsf(p[j]) < 18446744073709551616.0f)) return tr->slots[i].name;   /* NaN fails too */
+    if (t->device == VLM_CPU) {
+      if (!all_below((const float *)t->data, n)) bad = tr->slots[i].name;
+      continue;
+    }
+    if (!buf && !(buf = malloc(CHUNK * sizeof(float)))) break;   /* no memory: not checked, saved */
+    for (int64_t at = 0; at < n && !bad; at += CHUNK) {
+      const int64_t k = n - at < CHUNK ? n - at : CHUNK;
+      vlm_memcpy(buf, VLM_CPU, (const float *)t->data + at, t->device, (size_t)k * sizeof(float));
+      if (!all_below(buf, k)) bad = tr->slots[i].name;
     }
   }
-  return NULL;
+  free(buf);
+  return bad;
 }
 
 vlm_status vlm_trainer_save_named(vlm_trainer *tr, const char *ck_dir, const char *name) {

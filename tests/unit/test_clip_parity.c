@@ -155,7 +155,7 @@ static void config_checks(void) {
   expect_config_error("{\"embed_dim\": 32, \"embed_dim\": 16, \"vision_cfg\": {}, \"text_cfg\": {}}",
                       "\"embed_dim\" appears twice in the top-level object");
   expect_config_error("{\"embed_dim\": 16, \"vision_cfg\": {\"width\": 32, \"layers\": 1, \"width\": 8}, "
-                      "\"text_cfg\": {}}", "\"width\" appears twice in \"vision_cfg\"");
+                      "\"text_cfg\": {}}", "\"width\" appears twice in the object at vision_cfg");
   {
     vlm_clip_config hc;
     vlm_status hs = vlm_clip_config_parse_hf(&hc, "{\"model_type\": \"siglip\", \"vision_config\": {}, "
