@@ -554,16 +554,16 @@ static slot *next_ready(vlm_loader *l) {
 
 int vlm_loader_queue_size(const vlm_loader *l) { return l->W; }
 
-static uint64_t str_hash(const char *s) {
-  uint64_t h = 1469598103934665603ull;
-  for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
-  return h;
-}
-
 /* A bad sample's message: the first LOG_BAD_FIRST distinct ones at warn level, then one line
  * saying that the others are not named (all of them at debug level). Lock held. */
 static void log_bad(vlm_loader *l, const slot *sl) {
-  uint64_t h = sl->index >= 0 ? 0 : str_hash(sl->err);
+  uint64_t h = 0;
+  if (sl->index < 0) {   /* a stream's sample: known by its message */
+    vlm_hash hs;
+    vlm_hash_init(&hs);
+    vlm_hash_bytes(&hs, sl->err, strlen(sl->err));
+    h = vlm_hash_final(&hs);
+  }
   for (int k = 0; k < l->n_bad_named; k++)
     if (l->bad_named[k].src == sl->src && l->bad_named[k].index == sl->index && l->bad_named[k].hash == h) {
       vlm_log(VLM_LOG_DEBUG, "loader: skipped a bad sample (again): %s", sl->err);
